@@ -1,0 +1,36 @@
+# Chartreuse — the usual targets. `make help` lists them.
+SHELL := /bin/bash
+VERSION := $(shell cat VERSION)
+PKG := github.com/chartreuse-go/chartreuse
+LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION)
+STEPS := wait-for-db wait-patroni scale-down migrate scale-restore
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+GO ?= go
+
+.PHONY: help build test test-unit lint bench demo clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+build: ## static step binaries in bin/
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./steps/,$(STEPS))
+
+test: ## every test, real servers included (installs what it needs; needs root)
+	test/run-tests.sh
+
+test-unit: ## fast tests, no servers
+	$(GO) test -short ./...
+
+lint: ## go vet and staticcheck
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench: ## benchmarks (placeholder until the benchmark issue)
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+
+demo: ## run the main job on a throwaway local PostgreSQL and cluster
+	test/demo.sh
+
+clean:
+	rm -rf bin dist

@@ -1,0 +1,88 @@
+package redact
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// Passwords with every character that broke the original's URL building.
+var hardPasswords = []string{
+	"simple-pass",
+	"p@ss:w/rd%41?x",
+	"a@b@c",
+	"sl/ash:colon",
+	"per%cent%2F",
+	"q?uery&x=1#frag",
+	"sp ace'quote\"",
+}
+
+func TestRegisteredSecretsAreMaskedInEveryForm(t *testing.T) {
+	for _, pw := range hardPasswords {
+		t.Run(pw, func(t *testing.T) {
+			r := New()
+			r.Add(pw)
+			u := url.URL{Scheme: "postgres", User: url.UserPassword("app", pw), Host: "db:5432", Path: "/app"}
+			texts := []string{
+				pw,
+				"connecting with " + u.String() + " failed",
+				"password=" + pw,
+				"escaped " + url.QueryEscape(pw),
+				fmt.Sprintf("%q", "x"+pw+"y"),
+			}
+			for _, text := range texts {
+				got := r.String(text)
+				if strings.Contains(got, pw) || strings.Contains(got, url.QueryEscape(pw)) || strings.Contains(got, url.PathEscape(pw)) {
+					t.Errorf("String(%q) = %q still holds the password", text, got)
+				}
+			}
+		})
+	}
+}
+
+func TestUnregisteredURLAndDSNPasswordsAreMasked(t *testing.T) {
+	r := New()
+	tests := []struct{ in, want string }{
+		{"dial postgres://app:s3cret@db:5432/app failed", "dial postgres://app:xxxxx@db:5432/app failed"},
+		{"postgresql://app:p@ss:w/rd@db/app", "postgresql://app:xxxxx@db/app"},
+		{"host=db password=s3cret user=app", "host=db password=xxxxx user=app"},
+		{"host=db password='se cret' user=app", "host=db password=xxxxx user=app"},
+		{"PGPASSWORD=s3cret", "PGPASSWORD=xxxxx"},
+		{"postgres://app@db/app (no password)", "postgres://app@db/app (no password)"},
+		{"nothing secret here", "nothing secret here"},
+	}
+	for _, tt := range tests {
+		if got := r.String(tt.in); got != tt.want {
+			t.Errorf("String(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestHandlerMasksMessagesAndAttributes(t *testing.T) {
+	const pw = "p@ss:w/rd%41?x"
+	r := New()
+	r.Add(pw)
+	for _, format := range []string{"text", "json"} {
+		var buf bytes.Buffer
+		var h slog.Handler = slog.NewTextHandler(&buf, nil)
+		if format == "json" {
+			h = slog.NewJSONHandler(&buf, nil)
+		}
+		log := slog.New(r.Handler(h)).With("dsn", "postgres://u:"+url.QueryEscape(pw)+"@h/d")
+		log.Info("using "+pw,
+			"err", errors.New("auth failed for "+pw),
+			slog.Group("g", "pw", pw),
+			"list", []string{pw},
+		)
+		if strings.Contains(buf.String(), pw) || strings.Contains(buf.String(), url.QueryEscape(pw)) {
+			t.Errorf("%s log leaks the password: %s", format, buf.String())
+		}
+		if !strings.Contains(buf.String(), Mask) {
+			t.Errorf("%s log has no mask: %s", format, buf.String())
+		}
+	}
+}

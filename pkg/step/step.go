@@ -1,0 +1,156 @@
+package step
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/redact"
+	"github.com/chartreuse-go/chartreuse/pkg/results"
+	"github.com/chartreuse-go/chartreuse/pkg/version"
+)
+
+// Spec describes one step binary.
+type Spec struct {
+	Name        string
+	Usage       string
+	Description string
+	// Options are the step's own flag bundles, validated in order before Run.
+	Options []Options
+	// Run does the step's work. Errors are classified with package failure;
+	// unclassified errors are permanent.
+	Run func(ctx context.Context, env *Env) error
+}
+
+// Env is what a running step gets from the scaffolding.
+type Env struct {
+	Log      *slog.Logger
+	Results  *results.Set
+	Redactor *redact.Redactor
+}
+
+// Main runs the step with the process's arguments and exits with its code.
+func Main(spec Spec) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := Run(ctx, spec, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Run runs the step and returns its exit code. Logs go to stderr; stdout receives
+// only help/version text or the final JSON summary line.
+func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer) int {
+	common := &CommonOptions{}
+	flags := common.Flags()
+	for _, o := range spec.Options {
+		flags = append(flags, o.Flags()...)
+	}
+	red := redact.New()
+	var (
+		ran    bool  // the action started: summary and results are owed
+		runErr error // the action's error, already classified
+		env    *Env
+		start  = time.Now()
+	)
+	app := &cli.App{
+		Name:            spec.Name,
+		Usage:           spec.Usage,
+		Description:     spec.Description,
+		Version:         version.Version,
+		Flags:           withEnvVars(flags),
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unexpected argument %q: %s takes flags only", c.Args().First(), spec.Name)
+			}
+			ran = true
+			env = &Env{Results: results.New(), Redactor: red}
+			runErr = run(ctx, spec, common, env, stderr)
+			return runErr
+		},
+	}
+	err := app.RunContext(ctx, args)
+	if !ran {
+		if err == nil {
+			return failure.CodeOK // --help, --version
+		}
+		// Everything urfave/cli rejects before the action is a usage error.
+		fmt.Fprintf(stderr, "%s: %s (see --help)\n", spec.Name, oneLine(red.String(err.Error())))
+		return failure.CodeUsage
+	}
+	code := failure.Code(runErr)
+	status := "ok"
+	msg := ""
+	if runErr != nil {
+		status = "failed"
+		msg = oneLine(red.String(runErr.Error()))
+		if errors.Is(runErr, context.Canceled) && ctx.Err() != nil {
+			msg = "interrupted: " + msg
+		}
+		if env.Log != nil {
+			env.Log.Error(msg, "exit-code", code, "kind", failure.KindOf(runErr).String())
+		} else {
+			fmt.Fprintf(stderr, "%s: %s\n", spec.Name, msg)
+		}
+	}
+	if werr := env.Results.WriteDir(common.ResultsDir); werr != nil {
+		fmt.Fprintf(stderr, "%s: %s\n", spec.Name, oneLine(red.String(werr.Error())))
+		if code == failure.CodeOK {
+			code = failure.CodePermanent
+			status, msg = "failed", werr.Error()
+		}
+	}
+	_ = env.Results.WriteSummary(stdout, results.Summary{
+		Step: spec.Name, Version: version.Version, Status: status, ExitCode: code,
+		Error: msg, Duration: time.Since(start).Round(time.Millisecond).String(),
+	})
+	return code
+}
+
+func run(ctx context.Context, spec Spec, common *CommonOptions, env *Env, stderr io.Writer) error {
+	if err := common.Validate(); err != nil {
+		return failure.AsUsage(err)
+	}
+	level, _ := common.level()
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if common.LogFormat == "json" {
+		h = slog.NewJSONHandler(stderr, hopts)
+	}
+	env.Log = slog.New(env.Redactor.Handler(h)).With("step", spec.Name)
+	if err := version.Check(version.Version, common.ManifestVersion, common.SkipVersionCheck); err != nil {
+		return err
+	}
+	for _, o := range spec.Options {
+		if err := o.Validate(); err != nil {
+			if failure.KindOf(err) == failure.Permanent && !isClassified(err) {
+				return failure.AsUsage(err)
+			}
+			return err
+		}
+	}
+	return spec.Run(ctx, env)
+}
+
+func isClassified(err error) bool {
+	var fe *failure.Error
+	return errors.As(err, &fe)
+}
+
+// oneLine folds a multi-line message so the error stays one log line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}

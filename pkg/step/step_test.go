@@ -1,0 +1,165 @@
+package step
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/results"
+	"github.com/chartreuse-go/chartreuse/pkg/version"
+)
+
+type testOptions struct {
+	Name  string
+	Count int
+}
+
+func (o *testOptions) Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "target-name", Destination: &o.Name},
+		&cli.IntFlag{Name: "count", Value: 1, Destination: &o.Count},
+	}
+}
+
+func (o *testOptions) Validate() error {
+	if o.Count < 0 {
+		return errors.New("--count must not be negative")
+	}
+	return nil
+}
+
+func testSpec(opts *testOptions, run func(context.Context, *Env) error) Spec {
+	return Spec{Name: "demo", Usage: "test step", Options: []Options{opts}, Run: run}
+}
+
+func runStep(t *testing.T, spec Spec, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := Run(context.Background(), spec, append([]string{"demo"}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	version.Version = "0.1.0"
+	tests := []struct {
+		name string
+		args []string
+		run  error
+		env  map[string]string
+		want int
+	}{
+		{"ok", []string{"--manifest-version", "0.1.0"}, nil, nil, 0},
+		{"transient", []string{"--manifest-version", "0.1.0"}, failure.Transientf("lock busy"), nil, 75},
+		{"permanent", []string{"--manifest-version", "0.1.0"}, errors.New("syntax error"), nil, 1},
+		{"unknown flag", []string{"--nope"}, nil, nil, 2},
+		{"bad flag value", []string{"--count", "x", "--manifest-version", "0.1.0"}, nil, nil, 2},
+		{"invalid option", []string{"--count", "-1", "--manifest-version", "0.1.0"}, nil, nil, 2},
+		{"bad log format", []string{"--log-format", "xml", "--manifest-version", "0.1.0"}, nil, nil, 2},
+		{"positional argument", []string{"--manifest-version", "0.1.0", "extra"}, nil, nil, 2},
+		{"missing manifest version", nil, nil, nil, 2},
+		{"manifest version mismatch", []string{"--manifest-version", "0.2.0"}, nil, nil, 1},
+		{"skip version check", []string{"--skip-version-check"}, nil, nil, 0},
+		{"manifest version from env", nil, nil, map[string]string{"CHARTREUSE_MANIFEST_VERSION": "0.1.3"}, 0},
+		{"help", []string{"--help"}, nil, nil, 0},
+		{"version", []string{"--version"}, nil, nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			ran := false
+			spec := testSpec(&testOptions{}, func(context.Context, *Env) error { ran = true; return tt.run })
+			code, _, stderr := runStep(t, spec, tt.args...)
+			if code != tt.want {
+				t.Fatalf("exit code = %d, want %d; stderr: %s", code, tt.want, stderr)
+			}
+			if tt.want == 2 && ran {
+				t.Fatal("a usage error must stop before the step runs")
+			}
+			if code != 0 && strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+				t.Errorf("error output is not one line: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
+	version.Version = "0.1.0"
+	opts := &testOptions{}
+	t.Setenv("CHARTREUSE_TARGET_NAME", "from-env")
+	t.Setenv("CHARTREUSE_COUNT", "7")
+	t.Setenv("CHARTREUSE_SKIP_VERSION_CHECK", "true")
+	code, _, stderr := runStep(t, testSpec(opts, func(context.Context, *Env) error { return nil }))
+	if code != 0 || opts.Name != "from-env" || opts.Count != 7 {
+		t.Fatalf("code %d, opts %+v, stderr %s", code, opts, stderr)
+	}
+}
+
+func TestResultsAndSummary(t *testing.T) {
+	version.Version = "0.1.0"
+	dir := filepath.Join(t.TempDir(), "res")
+	spec := testSpec(&testOptions{}, func(_ context.Context, env *Env) error {
+		env.Results.Set("pending", "true")
+		return failure.Transientf("gave up after 1s")
+	})
+	code, stdout, _ := runStep(t, spec, "--skip-version-check", "--results-dir", dir)
+	if code != 75 {
+		t.Fatalf("code = %d", code)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "pending"))
+	if err != nil || string(b) != "true" {
+		t.Fatalf("result file: %q %v", b, err)
+	}
+	var sum results.Summary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("stdout is not one JSON line: %q", stdout)
+	}
+	if sum.Status != "failed" || sum.ExitCode != 75 || sum.Results["pending"] != "true" || sum.Error == "" {
+		t.Fatalf("summary = %+v", sum)
+	}
+}
+
+func TestSecretsAreMaskedInErrorsLogsAndSummary(t *testing.T) {
+	version.Version = "0.1.0"
+	const pw = "p@ss:w/rd%41?x"
+	spec := testSpec(&testOptions{}, func(_ context.Context, env *Env) error {
+		env.Redactor.Add(pw)
+		env.Log.Info("connecting", "password", pw)
+		return errors.New("auth failed for postgres://app:" + pw + "@db/app")
+	})
+	for _, format := range []string{"text", "json"} {
+		code, stdout, stderr := runStep(t, spec, "--skip-version-check", "--log-format", format)
+		if code != 1 {
+			t.Fatalf("code = %d", code)
+		}
+		if strings.Contains(stdout+stderr, pw) {
+			t.Fatalf("%s output leaks the password:\n%s\n%s", format, stdout, stderr)
+		}
+	}
+}
+
+func TestCancelledContextIsTransient(t *testing.T) {
+	version.Version = "0.1.0"
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	spec := testSpec(&testOptions{}, func(ctx context.Context, _ *Env) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	var out, errOut bytes.Buffer
+	if code := Run(ctx, spec, []string{"demo", "--skip-version-check"}, &out, &errOut); code != 75 {
+		t.Fatalf("code = %d, stderr %s", code, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "interrupted") {
+		t.Errorf("stderr does not say the step was interrupted: %s", errOut.String())
+	}
+}

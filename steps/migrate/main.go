@@ -1,0 +1,9 @@
+// Command migrate is the migrate phase of a Chartreuse migration workflow.
+package main
+
+import (
+	"github.com/chartreuse-go/chartreuse/pkg/migrate"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+)
+
+func main() { step.Main(migrate.Spec()) }

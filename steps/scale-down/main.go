@@ -1,0 +1,9 @@
+// Command scale-down is the scale-down phase of a Chartreuse migration workflow.
+package main
+
+import (
+	"github.com/chartreuse-go/chartreuse/pkg/workload"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+)
+
+func main() { step.Main(workload.ScaleDownSpec()) }

@@ -1,0 +1,9 @@
+// Command scale-restore is the scale-restore phase of a Chartreuse migration workflow.
+package main
+
+import (
+	"github.com/chartreuse-go/chartreuse/pkg/workload"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+)
+
+func main() { step.Main(workload.ScaleRestoreSpec()) }

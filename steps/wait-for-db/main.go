@@ -1,0 +1,9 @@
+// Command wait-for-db is the wait-for-db phase of a Chartreuse migration workflow.
+package main
+
+import (
+	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+)
+
+func main() { step.Main(waitdb.Spec()) }
