@@ -1,0 +1,4 @@
+// Package dbconn turns the database flags (URL, URL file, libpq variables) into a
+// pgx connection config, connects without ever revealing the password, and
+// classifies PostgreSQL errors by SQLSTATE into the steps' failure kinds.
+package dbconn

@@ -1,0 +1,146 @@
+package dbconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/urfave/cli/v2"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/redact"
+)
+
+// Options are the connection flags shared by wait-for-db, wait-patroni and migrate.
+type Options struct {
+	URL            string
+	URLFile        string
+	ConnectTimeout time.Duration
+}
+
+// Flags implements step.Options.
+func (o *Options) Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL URL or keyword/value DSN; prefer the environment variable or --database-url-file fed from a Secret. Empty: the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE... are used", Destination: &o.URL},
+		&cli.StringFlag{Name: "database-url-file", Usage: "file holding the database URL (a mounted Secret key)", Destination: &o.URLFile},
+		&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "timeout of one connection attempt", Destination: &o.ConnectTimeout},
+	}
+}
+
+// Validate implements step.Options.
+func (o *Options) Validate() error {
+	if o.URL != "" && o.URLFile != "" {
+		return errors.New("--database-url and --database-url-file are both set: give only one")
+	}
+	if o.ConnectTimeout <= 0 || o.ConnectTimeout > time.Hour {
+		return fmt.Errorf("--connect-timeout %s is out of range: use a duration between 1ms and 1h, e.g. 10s", o.ConnectTimeout)
+	}
+	return nil
+}
+
+// source names where the connection settings came from, for messages.
+func (o *Options) source() string {
+	switch {
+	case o.URL != "":
+		return "--database-url"
+	case o.URLFile != "":
+		return "--database-url-file " + o.URLFile
+	}
+	return "the PG* environment variables"
+}
+
+// Config builds the pgx connection config. Every password it meets is registered
+// with red before anything can print it. Errors are permanent: no retry fixes them.
+func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
+	raw := o.URL
+	if o.URLFile != "" {
+		b, err := os.ReadFile(o.URLFile)
+		if err != nil {
+			return nil, failure.Permanentf("reading --database-url-file: %w (mount the Secret key holding the URL there)", unwrapPath(err))
+		}
+		raw = strings.TrimSpace(string(b))
+		if raw == "" {
+			return nil, failure.Permanentf("--database-url-file %s is empty: the Secret key must hold the database URL", o.URLFile)
+		}
+	}
+	registerPasswords(red, raw)
+	red.Add(os.Getenv("PGPASSWORD"))
+	cfg, err := pgx.ParseConfig(raw)
+	if err != nil {
+		return nil, failure.Permanentf("the database URL from %s is not valid: %s", o.source(), parseReason(raw))
+	}
+	red.Add(cfg.Password)
+	cfg.ConnectTimeout = o.ConnectTimeout
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "chartreuse"
+	}
+	return cfg, nil
+}
+
+// registerPasswords finds the password in a URL or DSN before parsing, so even a
+// malformed string cannot leak it through a parser's message.
+func registerPasswords(red *redact.Redactor, raw string) {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok {
+			red.Add(pw)
+		}
+	}
+	// A malformed URL: take everything between the scheme's "user:" and the last '@'.
+	if i := strings.Index(raw, "://"); i >= 0 {
+		rest := raw[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if colon := strings.Index(rest[:at], ":"); colon >= 0 {
+				red.Add(rest[colon+1 : at])
+				if pw, err := url.PathUnescape(rest[colon+1 : at]); err == nil {
+					red.Add(pw)
+				}
+			}
+		}
+	}
+}
+
+// parseReason explains a parse failure without echoing the connection string.
+func parseReason(raw string) string {
+	if strings.Contains(raw, "://") {
+		if _, err := url.Parse(raw); err != nil {
+			var uerr *url.Error
+			if errors.As(err, &uerr) {
+				return uerr.Err.Error() + " (percent-encode special characters in the user and password, e.g. @ as %40)"
+			}
+		}
+		return "expected postgres://user:password@host:port/database?sslmode=..."
+	}
+	return "expected a postgres:// URL or keyword=value pairs such as host=... dbname=..."
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+	}
+	return err
+}
+
+// Describe names the target of cfg for messages: host, port, database, user — never
+// the password.
+func Describe(cfg *pgx.ConnConfig) string {
+	return fmt.Sprintf("host=%s port=%d database=%s user=%s", cfg.Host, cfg.Port, cfg.Database, cfg.User)
+}
+
+// Connect opens one connection. Errors name the target (never the password) and are
+// classified with Kind.
+func Connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, Classify(fmt.Errorf("connecting to %s: %w", Describe(cfg), err))
+	}
+	return conn, nil
+}
