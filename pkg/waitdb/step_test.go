@@ -1,0 +1,272 @@
+package waitdb
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/chartreuse-go/chartreuse/pkg/results"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
+)
+
+// Passwords that broke the original's URL building.
+var hardPasswords = []string{"p@ss:w/rd%41?x", "a@b:c/d?e%f", "%2F@@::"}
+
+type outcome struct {
+	code           int
+	stdout, stderr string
+	summary        results.Summary
+}
+
+// runStep runs the step in-process as the binary would, with the real clock.
+func runStep(t *testing.T, args ...string) outcome {
+	t.Helper()
+	return runSpec(t, Spec(), args...)
+}
+
+func runSpec(t *testing.T, spec step.Spec, args ...string) outcome {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := step.Run(context.Background(), spec, append([]string{"wait-for-db", "--skip-version-check"}, args...), &out, &errOut)
+	o := outcome{code: code, stdout: out.String(), stderr: errOut.String()}
+	if code != 2 {
+		if err := json.Unmarshal(out.Bytes(), &o.summary); err != nil {
+			t.Fatalf("stdout is not one JSON summary line: %q", out.String())
+		}
+	}
+	return o
+}
+
+func (o outcome) attempts(t *testing.T) int {
+	t.Helper()
+	n, err := strconv.Atoi(o.summary.Results["attempts"])
+	if err != nil {
+		t.Fatalf("no attempts result: %+v", o.summary)
+	}
+	return n
+}
+
+// newRole creates a login role with password on the shared server.
+func newRole(t *testing.T, srv *pgenv.Server, password string) string {
+	t.Helper()
+	role := "login_" + strconv.FormatInt(time.Now().UnixNano()%1e12, 36)
+	ctx := context.Background()
+	if err := srv.Exec(ctx, "postgres", "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN PASSWORD "+quoteLiteral(password)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
+	return role
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func closedPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestReadyAtOnce(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	dir := t.TempDir()
+	o := runStep(t, "--database-url", srv.URL(db), "--results-dir", dir)
+	if o.code != 0 || o.attempts(t) != 1 || o.summary.Status != "ok" {
+		t.Fatalf("code %d, summary %+v\n%s", o.code, o.summary, o.stderr)
+	}
+	if !strings.Contains(o.stderr, `msg="database ready"`) || !strings.Contains(o.stderr, "database="+db) {
+		t.Errorf("no final ready line naming the database:\n%s", o.stderr)
+	}
+	for _, name := range []string{"attempts", "waited"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("result file %s: %v", name, err)
+		}
+	}
+}
+
+func TestFailsAtOnce(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	role := newRole(t, srv, "right")
+	tests := []struct {
+		name    string
+		url     string
+		message string
+	}{
+		{"wrong password", srv.UserURL(role, "wrong", db), "authentication failed for user \"" + role + "\""},
+		{"unknown role", srv.UserURL("nobody_"+role, "x", db), "authentication failed"},
+		{"malformed URL", "postgres://app:secret@127.0.0.1:notaport/" + db, "is not valid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A long timeout: the step must not use it.
+			o := runStep(t, "--database-url", tt.url, "--timeout", "5m")
+			if o.code != 1 {
+				t.Fatalf("code %d, want 1\n%s", o.code, o.stderr)
+			}
+			if tt.name != "malformed URL" && o.attempts(t) != 1 {
+				t.Errorf("attempts = %d, want exactly 1", o.attempts(t))
+			}
+			if !strings.Contains(o.summary.Error, tt.message) {
+				t.Errorf("error %q does not say %q", o.summary.Error, tt.message)
+			}
+			if strings.Contains(o.stderr, "waiting for") {
+				t.Errorf("it waited:\n%s", o.stderr)
+			}
+		})
+	}
+}
+
+func TestTimeoutNamesTheLastError(t *testing.T) {
+	port := closedPort(t)
+	o := runStep(t, "--database-url", "postgres://app:pw@127.0.0.1:"+strconv.Itoa(port)+"/app?sslmode=disable", "--timeout", "1s")
+	if o.code != 75 {
+		t.Fatalf("code %d, want 75\n%s", o.code, o.stderr)
+	}
+	for _, want := range []string{"the database was not ready after 1s", "host=127.0.0.1 port=" + strconv.Itoa(port) + " database=app user=app", "connection refused"} {
+		if !strings.Contains(o.summary.Error, want) {
+			t.Errorf("error %q does not say %q", o.summary.Error, want)
+		}
+	}
+	if o.attempts(t) < 2 {
+		t.Errorf("attempts = %d: it did not retry", o.attempts(t))
+	}
+}
+
+func TestWaitsForADatabaseCreatedLate(t *testing.T) {
+	srv := pgenv.Shared(t)
+	name := "late_" + strconv.FormatInt(time.Now().UnixNano()%1e12, 36)
+	t.Cleanup(func() { _ = srv.DropDatabase(context.Background(), name) })
+	created := make(chan error, 1)
+	go func() {
+		time.Sleep(5 * time.Second)
+		created <- srv.Exec(context.Background(), "postgres", "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	}()
+	o := runStep(t, "--database-url", srv.URL(name), "--timeout", "60s")
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	if o.code != 0 {
+		t.Fatalf("code %d\n%s", o.code, o.stderr)
+	}
+	if !strings.Contains(o.stderr, `database \"`+name+`\" does not exist yet`) {
+		t.Errorf("the progress does not say the database does not exist yet:\n%s", o.stderr)
+	}
+	if o.attempts(t) < 2 {
+		t.Errorf("attempts = %d", o.attempts(t))
+	}
+}
+
+func TestWaitsForAServerThatStartsLate(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	srv.StopServer()
+	started := make(chan error, 1)
+	go func() {
+		time.Sleep(3 * time.Second)
+		started <- srv.StartServer()
+	}()
+	o := runStep(t, "--database-url", srv.URL(db), "--timeout", "60s")
+	if err := <-started; err != nil {
+		t.Fatalf("restarting the server: %v", err) // later tests would fail too
+	}
+	if o.code != 0 {
+		t.Fatalf("code %d\n%s", o.code, o.stderr)
+	}
+	if o.attempts(t) < 2 || !strings.Contains(o.stderr, "connection refused") {
+		t.Errorf("attempts = %d; it should have waited through refused connections:\n%s", o.attempts(t), o.stderr)
+	}
+}
+
+func TestPasswordNeverPrinted(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	closed := strconv.Itoa(closedPort(t))
+	for i, pw := range hardPasswords {
+		role := newRole(t, srv, pw)
+		hostPort := net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port))
+		tests := []struct {
+			name string
+			url  string
+			code int
+		}{
+			{"ready", srv.UserURL(role, pw, db), 0},
+			{"wrong password", srv.UserURL(role, pw+"x", db), 1},
+			{"unescaped in URL", "postgres://" + role + ":" + pw + "@" + hostPort + "/" + db, 1},
+			{"timeout", "postgres://" + role + ":" + url.QueryEscape(pw) + "@127.0.0.1:" + closed + "/" + db + "?sslmode=disable", 75},
+			{"keyword/value DSN", "host=127.0.0.1 port=" + closed + " user=" + role + " dbname=" + db + " sslmode=disable password=" + quoteLiteral(pw), 75},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				formats := []string{"text", "json"}
+				if i > 0 {
+					formats = formats[:1] // the JSON handler is covered by the first password
+				}
+				for _, format := range formats {
+					o := runStep(t, "--database-url", tt.url, "--timeout", "1s", "--log-level", "debug", "--log-format", format)
+					if o.code != tt.code {
+						t.Fatalf("code %d, want %d\n%s", o.code, tt.code, o.stderr)
+					}
+					all := o.stdout + o.stderr
+					for _, form := range []string{pw, url.QueryEscape(pw), url.PathEscape(pw), pw + "x"} {
+						if strings.Contains(all, form) {
+							t.Fatalf("output contains the password (as %q):\n%s", form, all)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestLibpqEnvironment(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	role := newRole(t, srv, hardPasswords[0])
+	for k, v := range map[string]string{
+		"PGHOST": srv.Host, "PGPORT": strconv.Itoa(srv.Port), "PGUSER": role,
+		"PGPASSWORD": hardPasswords[0], "PGDATABASE": db, "PGSSLMODE": "disable",
+	} {
+		t.Setenv(k, v)
+	}
+	o := runStep(t)
+	if o.code != 0 || !strings.Contains(o.stderr, "user="+role) {
+		t.Fatalf("code %d\n%s", o.code, o.stderr)
+	}
+	if strings.Contains(o.stdout+o.stderr, hardPasswords[0]) {
+		t.Fatal("output contains PGPASSWORD")
+	}
+}
+
+func TestURLFile(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	file := filepath.Join(t.TempDir(), "url")
+	if err := os.WriteFile(file, []byte(srv.URL(db)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if o := runStep(t, "--database-url-file", file); o.code != 0 {
+		t.Fatalf("code %d\n%s", o.code, o.stderr)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--timeout", "0s"}, {"--timeout", "-5s"}, {"--timeout", "300h"}, {"--timeout", "soon"},
+	} {
+		o := runStep(t, append([]string{"--database-url", "postgres://h/db"}, args...)...)
+		line := strings.TrimSpace(o.stderr)
+		if o.code != 2 || !strings.Contains(line, "timeout") || strings.Contains(line, "\n") {
+			t.Errorf("%v: code %d, stderr %q; want exit 2 with one line naming the flag", args, o.code, o.stderr)
+		}
+	}
+}
