@@ -65,7 +65,9 @@ func newRole(t *testing.T, srv *pgenv.Server, password string) string {
 	if err := srv.Exec(ctx, "postgres", "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN PASSWORD "+quoteLiteral(password)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
+	t.Cleanup(func() {
+		_ = srv.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
+	})
 	return role
 }
 
