@@ -1,0 +1,101 @@
+package patroni
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+)
+
+// LeaderFinder reports the name of the cluster's running leader.
+type LeaderFinder interface {
+	Leader(ctx context.Context) (string, error)
+}
+
+// REST asks Patroni's REST API for the leader.
+type REST struct {
+	base   *url.URL
+	client *http.Client
+}
+
+// RequestTimeout bounds one REST call: a hung API must not eat the whole wait.
+const RequestTimeout = 2 * time.Second
+
+// NewREST returns a client for the API at base (e.g. http://db-0.db:8008).
+func NewREST(base string, client *http.Client) (*REST, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, failure.Usagef("--patroni-url is not valid: %v", err)
+	}
+	if client == nil {
+		client = &http.Client{Timeout: RequestTimeout}
+	}
+	return &REST{base: u, client: client}, nil
+}
+
+type member struct {
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+	State string `json:"state"`
+}
+
+// Leader implements LeaderFinder with GET /cluster. Every failure is transient:
+// an API that is down, answers an error or reports no running leader may be
+// fine a moment later (a member starting, a failover in progress).
+func (r *REST) Leader(ctx context.Context) (string, error) {
+	u := r.base.JoinPath("cluster")
+	shown := u.Redacted()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", failure.Permanentf("GET %s: %w", shown, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is in our message already
+		}
+		return "", failure.Transientf("Patroni REST API unreachable (GET %s): %w", shown, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", failure.Transientf("Patroni REST API: reading GET %s: %w", shown, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", failure.Transientf("Patroni REST API answered GET %s with %s", shown, resp.Status)
+	}
+	var cluster struct {
+		Members []member `json:"members"`
+	}
+	if err := json.Unmarshal(body, &cluster); err != nil {
+		return "", failure.Transientf("Patroni REST API: GET %s did not return the cluster as JSON (is --patroni-url Patroni's API?): %v", shown, err)
+	}
+	for _, m := range cluster.Members {
+		// A standby cluster's "standby_leader" replicates from elsewhere: no
+		// migration can run there.
+		if m.Role == "leader" && m.State == "running" {
+			return m.Name, nil
+		}
+	}
+	return "", failure.Transientf("Patroni reports no running leader (members: %s)", describeMembers(cluster.Members))
+}
+
+func describeMembers(ms []member) string {
+	if len(ms) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = fmt.Sprintf("%s %s %s", m.Name, m.Role, m.State)
+	}
+	return strings.Join(parts, ", ")
+}

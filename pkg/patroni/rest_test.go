@@ -1,0 +1,176 @@
+package patroni
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+)
+
+func TestRESTLeader(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		leader string
+		err    string
+	}{
+		{"running leader", 200, `{"members":[{"name":"db-1","role":"replica","state":"streaming"},{"name":"db-0","role":"leader","state":"running","timeline":3}]}`, "db-0", ""},
+		{"standby leader is not enough", 200, `{"members":[{"name":"db-0","role":"standby_leader","state":"running"}]}`, "", "Patroni reports no running leader (members: db-0 standby_leader running)"},
+		{"leader still starting", 200, `{"members":[{"name":"db-0","role":"leader","state":"starting"}]}`, "", "Patroni reports no running leader (members: db-0 leader starting)"},
+		{"no members", 200, `{"members":[]}`, "", "Patroni reports no running leader (members: none)"},
+		{"API error", 503, `{}`, "", "answered GET"},
+		{"not Patroni", 200, `<html>hello</html>`, "", "did not return the cluster as JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/cluster" {
+					http.NotFound(w, r)
+					return
+				}
+				w.WriteHeader(tt.status)
+				_, _ = w.Write([]byte(tt.body))
+			}))
+			defer srv.Close()
+			rest, err := NewREST(srv.URL+"/", nil) // a trailing slash must not matter
+			if err != nil {
+				t.Fatal(err)
+			}
+			leader, err := rest.Leader(context.Background())
+			if tt.err == "" {
+				if err != nil || leader != tt.leader {
+					t.Fatalf("leader %q, err %v; want %q", leader, err, tt.leader)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("err %v, want %q", err, tt.err)
+			}
+			if failure.Code(err) != 75 {
+				t.Errorf("code %d, want 75: waiting may fix it", failure.Code(err))
+			}
+		})
+	}
+}
+
+func TestRESTUnreachableOrHung(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+
+	for name, base := range map[string]string{
+		"closed port": "http://127.0.0.1:" + strconv.Itoa(closed),
+		"hung API":    hung.URL,
+	} {
+		t.Run(name, func(t *testing.T) {
+			rest, _ := NewREST(base, &http.Client{Timeout: 200 * time.Millisecond})
+			_, err := rest.Leader(context.Background())
+			if failure.Code(err) != 75 || !strings.Contains(err.Error(), "Patroni REST API unreachable (GET "+base+"/cluster)") {
+				t.Fatalf("err %v (code %d)", err, failure.Code(err))
+			}
+		})
+	}
+}
+
+func TestRESTHidesURLPassword(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "s3cr@t" {
+			t.Errorf("basic auth not sent from the URL: %q %q", u, p)
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	rest, _ := NewREST(strings.Replace(srv.URL, "http://", "http://admin:s3cr%40t@", 1), nil)
+	_, err := rest.Leader(context.Background())
+	if err == nil || strings.Contains(err.Error(), "s3cr") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+type fakeLeader struct{ err error }
+
+func (f fakeLeader) Leader(context.Context) (string, error) { return "db-0", f.err }
+
+func TestNoDatabaseCheckWithoutALeader(t *testing.T) {
+	connected := false
+	c := &Checker{
+		Patroni: fakeLeader{err: failure.Transientf("Patroni reports no running leader (members: none)")},
+		Connect: func(context.Context, *pgx.ConnConfig) (*pgx.Conn, error) {
+			connected = true
+			return nil, errors.New("unreachable")
+		},
+	}
+	if _, err := c.Check(context.Background()); failure.Code(err) != 75 || connected {
+		t.Fatalf("err %v, connected %v", err, connected)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	long := strings.Repeat("r", 64)
+	tests := []struct {
+		name string
+		opts Options
+		flag string // "" = valid
+	}{
+		{"defaults", Options{Timeout: time.Minute}, ""},
+		{"zero timeout", Options{Timeout: 0}, "--timeout"},
+		{"negative timeout", Options{Timeout: -time.Second}, "--timeout"},
+		{"absurd timeout", Options{Timeout: 100 * time.Hour}, "--timeout"},
+		{"patroni url", Options{Timeout: time.Minute, PatroniURL: "http://db-0.db:8008"}, ""},
+		{"patroni url without scheme", Options{Timeout: time.Minute, PatroniURL: "db-0.db:8008"}, "--patroni-url"},
+		{"patroni url ftp", Options{Timeout: time.Minute, PatroniURL: "ftp://db"}, "--patroni-url"},
+		{"blank role", Options{Timeout: time.Minute, Roles: Roles{Writer: " "}}, "--writer-role"},
+		{"long role", Options{Timeout: time.Minute, Roles: Roles{Reader: long}}, "--reader-role"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.opts.Validate()
+			if tt.flag == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.flag) {
+				t.Fatalf("err %v, want one naming %s", err, tt.flag)
+			}
+		})
+	}
+}
+
+func TestDefaultRoles(t *testing.T) {
+	got := Roles{Writer: "w"}.withDefaults("app")
+	if got != (Roles{Owner: "app_owner", Writer: "w", Reader: "app_reader"}) {
+		t.Errorf("%+v", got)
+	}
+	// PostgreSQL keeps 63 bytes of a name, cut at a character boundary.
+	if got := (Roles{}).withDefaults(strings.Repeat("é", 31)).Owner; got != strings.Repeat("é", 31)+"_" {
+		t.Errorf("truncated owner %q (%d bytes)", got, len(got))
+	}
+	if got := (Roles{}).withDefaults("ab" + strings.Repeat("é", 31)).Owner; got != "ab"+strings.Repeat("é", 30) {
+		t.Errorf("truncated owner %q (%d bytes)", got, len(got))
+	}
+}
