@@ -2,21 +2,96 @@ package workload
 
 import (
 	"context"
+	"strconv"
 
-	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
 
-// ScaleDownSpec describes the scale-down step binary. Placeholder until the phase lands.
-func ScaleDownSpec() step.Spec {
-	return step.Spec{Name: "scale-down", Usage: "scale-down phase", Run: func(context.Context, *step.Env) error {
-		return failure.Permanentf("scale-down is not implemented yet")
-	}}
+// Result names.
+const (
+	ResultScaled    = "scaled"
+	ResultRestored  = "restored"
+	ResultWorkloads = "workloads"
+)
+
+func connect(ko *kube.Options, env *step.Env, name string) (*kube.Client, error) {
+	// client-go's own messages (watch retries while the API server is away) go
+	// through the step's logger, in its format.
+	klog.SetSlogLogger(env.Log.With("component", "client-go"))
+	c, err := ko.Connect("chartreuse/" + name)
+	if err != nil {
+		return nil, err
+	}
+	env.Log.Info("using cluster", "server", c.Config.Host, "namespace", c.Namespace)
+	return c, nil
 }
 
-// ScaleRestoreSpec describes the scale-restore step binary. Placeholder until the phase lands.
+func setResults(env *step.Env, count string, outcomes []Outcome) {
+	env.Results.Set(count, strconv.Itoa(len(outcomes)))
+	env.Results.SetJSON(ResultWorkloads, Strings(outcomes))
+}
+
+// ScaleDownSpec describes the scale-down step binary.
+func ScaleDownSpec() step.Spec {
+	ko := &kube.Options{}
+	so := &SelectOptions{RequireSome: true}
+	ro := DownOptions()
+	return step.Spec{
+		Name:  "scale-down",
+		Usage: "stop the workloads that must not run during a schema migration",
+		Description: "Records each selected workload's replicas (CronJobs: suspend) in annotations on the object, " +
+			"scales Deployments and StatefulSets to 0 and suspends CronJobs, highest chartreuse.io/stop-priority first, " +
+			"and waits until their pods are gone. Safe to rerun: an existing record is kept. " +
+			"Results: scaled (count), workloads (JSON list of kind/name=replicas-before).",
+		Options: []step.Options{ko, so, ro},
+		Run: func(ctx context.Context, env *step.Env) error {
+			setResults(env, ResultScaled, nil)
+			c, err := connect(ko, env, "scale-down")
+			if err != nil {
+				return err
+			}
+			d := &Downer{
+				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, Timeout: ro.Timeout,
+				ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
+			}
+			outcomes, err := d.Run(ctx, so.Selection())
+			setResults(env, ResultScaled, outcomes)
+			return err
+		},
+	}
+}
+
+// ScaleRestoreSpec describes the scale-restore step binary.
 func ScaleRestoreSpec() step.Spec {
-	return step.Spec{Name: "scale-restore", Usage: "scale-restore phase", Run: func(context.Context, *step.Env) error {
-		return failure.Permanentf("scale-restore is not implemented yet")
-	}}
+	ko := &kube.Options{}
+	so := &SelectOptions{}
+	ro := RestoreOptions()
+	return step.Spec{
+		Name:  "scale-restore",
+		Usage: "put back the workloads that scale-down stopped",
+		Description: "For each workload carrying a scale-down record (selected, or all in the namespace): " +
+			"restores the recorded replicas if it is still at 0 (keeps a newer value otherwise), resumes CronJobs " +
+			"that were not suspended before, removes the record, lowest chartreuse.io/stop-priority first. " +
+			"Safe when nothing was scaled down and safe to run twice. " +
+			"Results: restored (count), workloads (JSON list of kind/name=replicas).",
+		Options: []step.Options{ko, so, ro},
+		Run: func(ctx context.Context, env *step.Env) error {
+			setResults(env, ResultRestored, nil)
+			c, err := connect(ko, env, "scale-restore")
+			if err != nil {
+				return err
+			}
+			r := &Restorer{
+				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, Timeout: ro.Timeout, WaitReady: ro.WaitReady,
+				ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
+			}
+			outcomes, err := r.Run(ctx, so.Selection())
+			setResults(env, ResultRestored, outcomes)
+			return err
+		},
+	}
 }

@@ -1,0 +1,108 @@
+package kube
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+)
+
+// Client-side rate limits. client-go's defaults (5 requests/s, burst 10) would make
+// stopping 50 workloads take half a minute; the apiserver's own priority and
+// fairness protects it anyway.
+const (
+	defaultQPS   = 50
+	defaultBurst = 100
+)
+
+// Options are the flags that say which cluster and namespace a step works in.
+type Options struct {
+	Kubeconfig string
+	Context    string
+	Namespace  string
+}
+
+// Flags implements step.Options.
+func (o *Options) Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "kubeconfig", Usage: "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the pod's service account in a cluster)", Destination: &o.Kubeconfig},
+		&cli.StringFlag{Name: "context", Usage: "kubeconfig context to use (default: the current context)", Destination: &o.Context},
+		&cli.StringFlag{Name: "namespace", Usage: "namespace of the workloads (default: the pod's own namespace in a cluster, else the kubeconfig context's)", Destination: &o.Namespace},
+	}
+}
+
+// Validate implements step.Options.
+func (o *Options) Validate() error {
+	if o.Namespace != "" {
+		if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
+			return failure.Usagef("--namespace %q is not a valid namespace name: %s", o.Namespace, strings.Join(errs, "; "))
+		}
+	}
+	return nil
+}
+
+// Client is a connection to one cluster, bound to one namespace.
+type Client struct {
+	Interface kubernetes.Interface
+	Config    *rest.Config
+	Namespace string
+}
+
+// clientConfig loads the kubeconfig the usual way: --kubeconfig, else $KUBECONFIG,
+// else ~/.kube/config, else the in-cluster service account.
+func (o *Options) clientConfig() clientcmd.ClientConfig {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if o.Kubeconfig != "" {
+		rules.ExplicitPath = o.Kubeconfig
+	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.Context}
+	if o.Namespace != "" {
+		overrides.Context.Namespace = o.Namespace
+	}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+}
+
+// Connect builds the client. It does not contact the server.
+func (o *Options) Connect(userAgent string) (*Client, error) {
+	cc := o.clientConfig()
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		if clientcmd.IsEmptyConfig(err) {
+			return nil, failure.Permanentf("no Kubernetes configuration: not running in a pod and no kubeconfig found; pass --kubeconfig or set KUBECONFIG")
+		}
+		return nil, failure.Permanentf("loading Kubernetes configuration: %w", err)
+	}
+	ns, _, err := cc.Namespace()
+	if err != nil {
+		return nil, failure.Permanentf("finding the namespace: %w; pass --namespace", err)
+	}
+	if ns == "" {
+		ns = "default"
+	}
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS = defaultQPS
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = defaultBurst
+	}
+	if userAgent != "" {
+		cfg.UserAgent = userAgent
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, failure.Permanentf("creating Kubernetes client: %w", err)
+	}
+	return &Client{Interface: cs, Config: cfg, Namespace: ns}, nil
+}
+
+// String names the client's server and namespace for logs.
+func (c *Client) String() string {
+	return fmt.Sprintf("%s namespace %s", c.Config.Host, c.Namespace)
+}

@@ -1,0 +1,79 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
+)
+
+// permission is one verb on one resource in the step's namespace.
+type permission struct {
+	verb, group, resource, subresource string
+}
+
+func (p permission) String() string {
+	return p.verb + " " + kube.Describe(p.resource, p.group, p.subresource)
+}
+
+// workloadPermissions are what changing the given workloads takes.
+func workloadPermissions(ws []*Workload) []permission {
+	var perms []permission
+	seen := map[Kind]bool{}
+	for _, w := range ws {
+		if seen[w.Kind] {
+			continue
+		}
+		seen[w.Kind] = true
+		perms = append(perms, permission{"patch", w.Kind.Group(), w.Kind.Resource(), ""})
+		if w.Kind.Scalable() {
+			perms = append(perms, permission{"patch", w.Kind.Group(), w.Kind.Resource(), "scale"})
+		}
+	}
+	return perms
+}
+
+// watchPermissions are what the watcher takes.
+var watchPermissions = []permission{
+	{"list", "", "pods", ""}, {"watch", "", "pods", ""},
+	{"list", "apps", "deployments", ""}, {"watch", "apps", "deployments", ""},
+	{"list", "apps", "statefulsets", ""}, {"watch", "apps", "statefulsets", ""},
+}
+
+// checkAccess asks the API server (SelfSubjectAccessReview, which every
+// authenticated user may create) whether the step may do everything it is about to
+// do, so that a missing permission stops it before it changes anything, with one
+// message naming every missing verb. If the review itself is not possible, the step
+// goes on and the API calls report any refusal.
+func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, perms []permission, log *slog.Logger) error {
+	var missing []string
+	for _, p := range perms {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: ns, Verb: p.verb, Group: p.group, Resource: p.resource, Subresource: p.subresource,
+			},
+		}}
+		res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			if kube.IsUnreachable(err) || ctx.Err() != nil {
+				return kube.Classify(fmt.Errorf("checking permissions: %w", err), "create", "selfsubjectaccessreviews.authorization.k8s.io")
+			}
+			log.Debug("cannot check permissions in advance; relying on the API calls", "error", err)
+			return nil
+		}
+		if !res.Status.Allowed {
+			missing = append(missing, p.String())
+		}
+	}
+	if len(missing) > 0 {
+		return failure.Permanentf("permission denied in namespace %s: missing %s; grant these verbs in the step's Role (see pkg/workload/rbac/role.yaml)", ns, strings.Join(missing, ", "))
+	}
+	return nil
+}

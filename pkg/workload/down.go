@@ -1,0 +1,221 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+)
+
+// Outcome is what a step did to, or found on, one workload. Value is a replica count
+// for Deployments and StatefulSets, and "active" or "suspended" for CronJobs.
+type Outcome struct {
+	Ref   Ref
+	Value string
+}
+
+func (o Outcome) String() string { return o.Ref.String() + "=" + o.Value }
+
+// Strings renders outcomes as kind/name=value, for the workloads result.
+func Strings(os []Outcome) []string {
+	out := make([]string, 0, len(os))
+	for _, o := range os {
+		out = append(out, o.String())
+	}
+	return out
+}
+
+func cronValue(suspended bool) string {
+	if suspended {
+		return "suspended"
+	}
+	return "active"
+}
+
+// Downer stops workloads: records, scales to 0 or suspends, then waits for the pods.
+type Downer struct {
+	Client        kubernetes.Interface
+	Namespace     string
+	RunID         string
+	Timeout       time.Duration // for the whole run, waits included
+	ProgressEvery time.Duration
+	Clock         clock.WithTicker
+	Log           *slog.Logger
+	// CheckAccess asks the API server for every needed permission before changing
+	// anything (SelfSubjectAccessReview).
+	CheckAccess bool
+}
+
+// Run stops the selected workloads, highest stop-priority first, waiting after each
+// priority group until its pods are gone. It returns what each workload was
+// (recorded), also on failure for the workloads handled so far.
+func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
+	start := d.Clock.Now()
+	f := finder{cs: d.Client, ns: d.Namespace}
+	ws, missing, err := f.find(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 {
+		names := make([]string, len(missing))
+		for i, r := range missing {
+			names[i] = r.String()
+		}
+		return nil, failure.Permanentf("%s not found in namespace %s: check --workload and --namespace", strings.Join(names, ", "), d.Namespace)
+	}
+	if len(ws) == 0 {
+		d.Log.Info("no workload matched: nothing to scale down", "namespace", d.Namespace, "selection", sel.String())
+		return nil, nil
+	}
+	for _, w := range ws {
+		if err := w.parsePriority(); err != nil {
+			return nil, failure.Permanentf("%w; fix the annotation before scaling down", err)
+		}
+	}
+	if d.CheckAccess {
+		if err := checkAccess(ctx, d.Client, d.Namespace, append(workloadPermissions(ws), watchPermissions...), d.Log); err != nil {
+			return nil, err
+		}
+	}
+	w, err := startWatcher(ctx, d.Client, d.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	defer w.stop()
+	wt := &waiter{w: w, clock: d.Clock, log: d.Log, progressEvery: d.ProgressEvery, deadline: start.Add(d.Timeout), timeout: d.Timeout}
+
+	var outcomes []Outcome
+	groups := group(ws, true)
+	for _, g := range groups {
+		if len(groups) > 1 {
+			d.Log.Info("stopping priority group", "stop-priority", g[0].Priority, "workloads", len(g))
+		}
+		stopped := make([]*Workload, 0, len(g))
+		for _, wl := range g {
+			o, now, err := d.stop(ctx, f, wl)
+			if err != nil {
+				return outcomes, err
+			}
+			outcomes = append(outcomes, o)
+			stopped = append(stopped, now)
+		}
+		what := fmt.Sprintf("the pods of %d workloads to stop", len(stopped))
+		if len(groups) > 1 {
+			what = fmt.Sprintf("the pods of %d workloads with stop-priority %d to stop", len(stopped), g[0].Priority)
+		}
+		if err := wt.until(ctx, what, w.stoppedCond(stopped, d.Namespace)); err != nil {
+			return outcomes, err
+		}
+	}
+	d.Log.Info("scaled down", "workloads", len(outcomes), "took", d.Clock.Since(start).Round(time.Millisecond).String())
+	return outcomes, nil
+}
+
+// stop records and stops one workload, retrying on conflicts with a fresh read.
+// It returns the outcome and the workload as it is now.
+func (d *Downer) stop(ctx context.Context, f finder, wl *Workload) (Outcome, *Workload, error) {
+	var (
+		out   Outcome
+		now   *Workload
+		cur   = wl
+		fresh = false
+	)
+	err := retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
+		if fresh {
+			w, found, err := f.get(ctx, wl.Ref)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return failure.Permanentf("%s was deleted while it was being scaled down", wl)
+			}
+			w.Priority = wl.Priority
+			cur = w
+			d.Log.Debug("conflict: retrying with a fresh read", "workload", wl.String())
+		}
+		fresh = true
+		var err error
+		out, now, err = d.stopOnce(ctx, cur)
+		return err
+	})
+	if err != nil && apierrors.IsConflict(err) {
+		err = failure.Transientf("%s kept changing while being scaled down (conflicts): %w", wl, err)
+	}
+	return out, now, err
+}
+
+func (d *Downer) stopOnce(ctx context.Context, w *Workload) (Outcome, *Workload, error) {
+	p := patcher{cs: d.Client, ns: d.Namespace}
+	rec, has, err := w.readRecord()
+	if err != nil {
+		return Outcome{}, nil, failure.AsPermanent(err)
+	}
+	now := d.Clock.Now()
+	changed := false
+	if !has {
+		value := strconv.Itoa(int(w.Replicas))
+		if !w.Kind.Scalable() {
+			value = strconv.FormatBool(w.Suspended)
+		}
+		patch := map[string]any{"metadata": map[string]any{
+			"resourceVersion": w.ResourceVersion,
+			"annotations": map[string]any{
+				w.recordKey(): value, AnnotationBy: d.RunID, AnnotationAt: now.UTC().Format(time.RFC3339),
+			},
+		}}
+		if !w.Kind.Scalable() {
+			// Record and suspend in one atomic change.
+			patch["spec"] = map[string]any{"suspend": true}
+		}
+		updated, err := p.object(ctx, w.Ref, patch)
+		if err != nil {
+			return Outcome{}, nil, err
+		}
+		updated.Priority = w.Priority
+		rec = record{replicas: w.Replicas, suspended: w.Suspended, by: d.RunID}
+		w, changed = updated, true
+	} else {
+		d.Log.Info("already recorded by an earlier run: keeping the record", "workload", w.String(), "recorded", w.Annotations[w.recordKey()], "by", rec.by, "at", rec.at)
+		if w.Kind.Scalable() && w.Replicas != 0 && w.Replicas != rec.replicas {
+			d.Log.Warn("replicas differ from the record of an earlier run; the record wins at restore", "workload", w.String(), "replicas", w.Replicas, "recorded", rec.replicas)
+		}
+	}
+	var out Outcome
+	if w.Kind.Scalable() {
+		if w.Replicas != 0 {
+			if err := p.scale(ctx, w.Ref, 0, w.ResourceVersion); err != nil {
+				return Outcome{}, nil, err
+			}
+			changed = true
+		}
+		out = Outcome{Ref: w.Ref, Value: strconv.Itoa(int(rec.replicas))}
+		d.Log.Info("scaled to 0", "workload", w.String(), "replicas-before", rec.replicas)
+	} else {
+		if !w.Suspended {
+			updated, err := p.object(ctx, w.Ref, map[string]any{
+				"metadata": map[string]any{"resourceVersion": w.ResourceVersion},
+				"spec":     map[string]any{"suspend": true},
+			})
+			if err != nil {
+				return Outcome{}, nil, err
+			}
+			updated.Priority = w.Priority
+			w, changed = updated, true
+		}
+		out = Outcome{Ref: w.Ref, Value: cronValue(rec.suspended)}
+		d.Log.Info("suspended", "workload", w.String(), "was", cronValue(rec.suspended), "active-jobs", len(w.ActiveJobs))
+	}
+	if changed {
+		emitEvent(ctx, d.Client, d.Namespace, w, now, ReasonScaledDown, "scaled down for schema migration by "+d.RunID, d.Log)
+	}
+	return out, w, nil
+}

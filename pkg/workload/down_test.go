@@ -1,0 +1,458 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+)
+
+func TestScaleDownRecordsThenStops(t *testing.T) {
+	cs := newFake(
+		deployment("web", 3, nil),
+		statefulSet("cache", 2, nil),
+		cronJob("report", false, nil),
+		cronJob("cleanup", true, nil),
+		deployment("other", 1, nil), // not selected
+	)
+	d, _ := newDowner(t, cs)
+	out, err := d.Run(context.Background(), sel(t, "", "deploy/web", "sts/cache", "cj/report", "cronjob/cleanup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(Strings(out), " ")
+	want := "cronjob/cleanup=suspended cronjob/report=active deployment/web=3 statefulset/cache=2"
+	if got != want {
+		t.Fatalf("outcomes = %s, want %s", got, want)
+	}
+	web := getDeployment(t, cs, "web")
+	if *web.Spec.Replicas != 0 || web.Annotations[AnnotationReplicas] != "3" || web.Annotations[AnnotationBy] != "wf-1" || web.Annotations[AnnotationAt] == "" {
+		t.Fatalf("web: replicas %d annotations %v", *web.Spec.Replicas, web.Annotations)
+	}
+	if _, err := time.Parse(time.RFC3339, web.Annotations[AnnotationAt]); err != nil {
+		t.Errorf("scaled-down-at: %v", err)
+	}
+	cache := getStatefulSet(t, cs, "cache")
+	if *cache.Spec.Replicas != 0 || cache.Annotations[AnnotationReplicas] != "2" {
+		t.Fatalf("cache: replicas %d annotations %v", *cache.Spec.Replicas, cache.Annotations)
+	}
+	report := getCronJob(t, cs, "report")
+	if !*report.Spec.Suspend || report.Annotations[AnnotationSuspended] != "false" {
+		t.Fatalf("report: suspend %v annotations %v", *report.Spec.Suspend, report.Annotations)
+	}
+	cleanup := getCronJob(t, cs, "cleanup")
+	if !*cleanup.Spec.Suspend || cleanup.Annotations[AnnotationSuspended] != "true" {
+		t.Fatalf("cleanup: suspend %v annotations %v", *cleanup.Spec.Suspend, cleanup.Annotations)
+	}
+	if other := getDeployment(t, cs, "other"); *other.Spec.Replicas != 1 || len(other.Annotations) != 0 {
+		t.Fatalf("an unselected workload was touched: %+v", other)
+	}
+	// The record is written before the scale changes.
+	p := patches(cs)
+	wantOrder := []string{"deployments web", "deployments/scale web"}
+	idx := func(s string) int {
+		for i, x := range p {
+			if x == s {
+				return i
+			}
+		}
+		return -1
+	}
+	if a, b := idx(wantOrder[0]), idx(wantOrder[1]); a < 0 || b < 0 || a > b {
+		t.Fatalf("patch order %v: record must come before scale", p)
+	}
+	evs := events(t, cs)
+	if len(evs) != 4 {
+		t.Fatalf("%d events, want one per changed workload (4): %+v", len(evs), evs)
+	}
+	for _, e := range evs {
+		if e.Message != "scaled down for schema migration by wf-1" || e.Reason != ReasonScaledDown || e.InvolvedObject.Name == "" {
+			t.Errorf("event %+v", e)
+		}
+	}
+}
+
+func TestScaleDownBySelector(t *testing.T) {
+	other := deployment("elsewhere", 2, nil)
+	other.Labels = map[string]string{"part-of": "blog"}
+	cs := newFake(deployment("web", 3, nil), cronJob("report", false, nil), other)
+	d, _ := newDowner(t, cs)
+	out, err := d.Run(context.Background(), sel(t, "part-of=shop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(Strings(out), " "); got != "cronjob/report=active deployment/web=3" {
+		t.Fatalf("outcomes %s", got)
+	}
+	if *getDeployment(t, cs, "elsewhere").Spec.Replicas != 2 {
+		t.Fatal("unselected workload scaled")
+	}
+}
+
+func TestScaleDownTwiceKeepsTheRecord(t *testing.T) {
+	cs := newFake(deployment("web", 3, nil), cronJob("report", false, nil))
+	d, _ := newDowner(t, cs)
+	s := sel(t, "part-of=shop")
+	if _, err := d.Run(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	cs.ClearActions()
+	d.RunID = "wf-2"
+	out, err := d.Run(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(Strings(out), " "); got != "cronjob/report=active deployment/web=3" {
+		t.Fatalf("second run outcomes %s", got)
+	}
+	web := getDeployment(t, cs, "web")
+	if web.Annotations[AnnotationReplicas] != "3" || web.Annotations[AnnotationBy] != "wf-1" {
+		t.Fatalf("record overwritten: %v", web.Annotations)
+	}
+	if getCronJob(t, cs, "report").Annotations[AnnotationSuspended] != "false" {
+		t.Fatal("cronjob record overwritten")
+	}
+	if p := patches(cs); len(p) != 0 {
+		t.Fatalf("second run patched %v", p)
+	}
+}
+
+func TestScaleDownAfterPartialRunScalesWithTheExistingRecord(t *testing.T) {
+	// A crash between writing the record and scaling leaves the record and the replicas.
+	cs := newFake(deployment("web", 3, map[string]string{AnnotationReplicas: "3", AnnotationBy: "wf-0"}))
+	d, _ := newDowner(t, cs)
+	out, err := d.Run(context.Background(), sel(t, "", "deployment/web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if web := getDeployment(t, cs, "web"); *web.Spec.Replicas != 0 || web.Annotations[AnnotationReplicas] != "3" || out[0].Value != "3" {
+		t.Fatalf("web %d %v %v", *web.Spec.Replicas, web.Annotations, out)
+	}
+}
+
+func TestScaleDownWorkloadAlreadyAtZero(t *testing.T) {
+	cs := newFake(deployment("idle", 0, nil))
+	d, _ := newDowner(t, cs)
+	out, err := d.Run(context.Background(), sel(t, "", "deployment/idle"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Value != "0" || getDeployment(t, cs, "idle").Annotations[AnnotationReplicas] != "0" {
+		t.Fatalf("%v", out)
+	}
+	for _, p := range patches(cs) {
+		if strings.Contains(p, "/scale") {
+			t.Fatalf("scaled a workload already at 0: %v", patches(cs))
+		}
+	}
+}
+
+func TestScaleDownNothingMatched(t *testing.T) {
+	cs := newFake(deployment("web", 3, nil))
+	d, logs := newDowner(t, cs)
+	out, err := d.Run(context.Background(), sel(t, "part-of=nothing"))
+	if err != nil || len(out) != 0 {
+		t.Fatalf("out %v err %v", out, err)
+	}
+	if !strings.Contains(logs.String(), "no workload matched") {
+		t.Fatalf("does not say so: %s", logs)
+	}
+}
+
+func TestScaleDownMissingNamedWorkloadIsPermanent(t *testing.T) {
+	cs := newFake(deployment("web", 3, nil))
+	d, _ := newDowner(t, cs)
+	_, err := d.Run(context.Background(), sel(t, "", "deployment/web", "sts/gone"))
+	if failure.Code(err) != 1 || !strings.Contains(err.Error(), "statefulset/gone not found") {
+		t.Fatalf("err %v (code %d)", err, failure.Code(err))
+	}
+	if *getDeployment(t, cs, "web").Spec.Replicas != 3 {
+		t.Fatal("changed a workload before failing")
+	}
+}
+
+func TestScaleDownBadPriorityIsPermanentAndChangesNothing(t *testing.T) {
+	cs := newFake(deployment("web", 3, map[string]string{AnnotationPriority: "high"}))
+	d, _ := newDowner(t, cs)
+	_, err := d.Run(context.Background(), sel(t, "", "deployment/web"))
+	if failure.Code(err) != 1 || !strings.Contains(err.Error(), AnnotationPriority) {
+		t.Fatalf("err %v", err)
+	}
+	if len(patches(cs)) != 0 {
+		t.Fatal("patched")
+	}
+}
+
+func fastConflicts(t *testing.T) {
+	old := conflictBackoff
+	conflictBackoff = wait.Backoff{Steps: 4, Duration: time.Millisecond}
+	t.Cleanup(func() { conflictBackoff = old })
+}
+
+func conflict(resource string) error {
+	return apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: resource}, "web", errors.New("the object has been modified"))
+}
+
+func TestScaleDownRetriesConflicts(t *testing.T) {
+	fastConflicts(t)
+	cs := newFake(deployment("web", 3, nil))
+	n := 0
+	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		n++
+		if n <= 2 { // the record patch and then the scale patch lose a race once each
+			return true, nil, conflict("deployments")
+		}
+		return false, nil, nil
+	})
+	d, _ := newDowner(t, cs)
+	if _, err := d.Run(context.Background(), sel(t, "", "deployment/web")); err != nil {
+		t.Fatal(err)
+	}
+	if web := getDeployment(t, cs, "web"); *web.Spec.Replicas != 0 || web.Annotations[AnnotationReplicas] != "3" {
+		t.Fatalf("%d %v", *web.Spec.Replicas, web.Annotations)
+	}
+}
+
+func TestScaleDownEndlessConflictsAreTransient(t *testing.T) {
+	fastConflicts(t)
+	cs := newFake(deployment("web", 3, nil))
+	cs.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, conflict("deployments")
+	})
+	d, _ := newDowner(t, cs)
+	_, err := d.Run(context.Background(), sel(t, "", "deployment/web"))
+	if failure.Code(err) != 75 {
+		t.Fatalf("err %v code %d", err, failure.Code(err))
+	}
+}
+
+func TestScaleDownAPIErrors(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "web",
+		errors.New(`User "system:serviceaccount:shop:migrator" cannot patch resource "deployments" in API group "apps"`))
+	tests := []struct {
+		name      string
+		verb, res string
+		err       error
+		code      int
+		mentions  []string
+	}{
+		{"forbidden patch", "patch", "deployments", forbidden, 1, []string{"permission denied", `"patch"`, "deployments.apps"}},
+		{"forbidden list", "list", "deployments", apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "", errors.New("no")), 1, []string{"list", "deployments.apps"}},
+		{"unreachable", "patch", "deployments", refused, 75, []string{"unreachable"}},
+		{"server timeout", "patch", "deployments", apierrors.NewServerTimeout(schema.GroupResource{Resource: "deployments"}, "patch", 1), 75, nil},
+		{"service unavailable", "list", "deployments", apierrors.NewServiceUnavailable("restarting"), 75, nil},
+		{"too many requests", "patch", "deployments", apierrors.NewTooManyRequests("slow down", 1), 75, nil},
+		{"invalid", "patch", "deployments", apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "Deployment"}, "web", nil), 1, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := newFake(deployment("web", 3, nil))
+			cs.PrependReactor(tt.verb, tt.res, func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, tt.err })
+			d, _ := newDowner(t, cs)
+			_, err := d.Run(context.Background(), sel(t, "part-of=shop"))
+			if failure.Code(err) != tt.code {
+				t.Fatalf("code %d, want %d: %v", failure.Code(err), tt.code, err)
+			}
+			for _, m := range tt.mentions {
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("%q does not mention %q", err, m)
+				}
+			}
+			if web := getDeployment(t, cs, "web"); *web.Spec.Replicas != 3 {
+				t.Errorf("replicas changed to %d", *web.Spec.Replicas)
+			}
+		})
+	}
+}
+
+func TestScaleDownCheckAccessFirst(t *testing.T) {
+	cs := newFake(deployment("web", 3, nil))
+	cs.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		r := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
+		ra := r.Spec.ResourceAttributes
+		r.Status.Allowed = !(ra.Verb == "patch" && ra.Subresource == "scale")
+		return true, r, nil
+	})
+	d, _ := newDowner(t, cs)
+	d.CheckAccess = true
+	_, err := d.Run(context.Background(), sel(t, "", "deployment/web"))
+	if failure.Code(err) != 1 || !strings.Contains(err.Error(), "missing patch deployments.apps/scale") {
+		t.Fatalf("err %v", err)
+	}
+	if p := patches(cs); len(p) != 0 {
+		t.Fatalf("changed something before failing: %v", p)
+	}
+}
+
+func TestScaleDownWaitsForPods(t *testing.T) {
+	terminating := pod("web-2", "web")
+	terminating.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	done := pod("web-old", "web")
+	done.Status.Phase = corev1.PodSucceeded
+	failed := pod("web-crashed", "web")
+	failed.Status.Phase = corev1.PodFailed
+	cs := newFake(deployment("web", 3, nil), pod("web-1", "web"), terminating, done, failed, pod("unrelated", "blog"))
+	// Play the controllers: delete the pods of web a little after it is scaled to 0.
+	deleted := make(chan time.Time, 1)
+	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() == "scale" {
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				_ = cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, "web-1")
+				time.Sleep(100 * time.Millisecond)
+				deleted <- time.Now()
+				_ = cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, "web-2")
+			}()
+		}
+		return false, nil, nil
+	})
+	d, logs := newDowner(t, cs)
+	if _, err := d.Run(context.Background(), sel(t, "", "deployment/web")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-deleted:
+	default:
+		t.Fatalf("returned before the pods were gone:\n%s", logs)
+	}
+	if l, _ := cs.CoreV1().Pods(testNS).List(context.Background(), metav1.ListOptions{}); len(l.Items) != 3 {
+		t.Fatalf("%d pods left, want the 3 that do not count", len(l.Items))
+	}
+	if !strings.Contains(logs.String(), "waiting for the pods of 1 workloads to stop") {
+		t.Errorf("no waiting line:\n%s", logs)
+	}
+}
+
+func TestScaleDownWaitsForCronJobPods(t *testing.T) {
+	cj := cronJob("report", false, nil)
+	cj.Status.Active = []corev1.ObjectReference{{Kind: "Job", Name: "report-1", UID: "job-uid"}}
+	jobPod := pod("report-1-abc", "report")
+	jobPod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "report-1", UID: "job-uid", Controller: ptrTrue()}}
+	cs := newFake(cj, jobPod)
+	d, _ := newDowner(t, cs)
+	d.Timeout = 300 * time.Millisecond
+	_, err := d.Run(context.Background(), sel(t, "", "cronjob/report"))
+	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "pod/report-1-abc (cronjob/report, Running)") {
+		t.Fatalf("err %v", err)
+	}
+	_ = cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, "report-1-abc")
+	if _, err := d.Run(context.Background(), sel(t, "", "cronjob/report")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ptrTrue() *bool { b := true; return &b }
+
+func TestScaleDownTimeoutListsThePods(t *testing.T) {
+	cs := newFake(deployment("web", 3, nil), pod("web-1", "web"), pod("web-2", "web"))
+	d, _ := newDowner(t, cs)
+	d.Timeout = 300 * time.Millisecond
+	_, err := d.Run(context.Background(), sel(t, "", "deployment/web"))
+	if failure.Code(err) != 75 {
+		t.Fatalf("code %d: %v", failure.Code(err), err)
+	}
+	for _, p := range []string{"pod/web-1", "pod/web-2", "timed out after 300ms"} {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("%q does not mention %s", err, p)
+		}
+	}
+	// The workload is recorded and scaled even though the wait failed: a rerun waits again.
+	if web := getDeployment(t, cs, "web"); *web.Spec.Replicas != 0 || web.Annotations[AnnotationReplicas] != "3" {
+		t.Fatal("not scaled")
+	}
+}
+
+func TestScaleDownWaitsForTheControllerToCatchUp(t *testing.T) {
+	dep := deployment("web", 3, nil)
+	dep.Generation = 2
+	dep.Status.ObservedGeneration = 1
+	dep.Status.Replicas = 3
+	cs := newFake(dep)
+	d, _ := newDowner(t, cs)
+	d.Timeout = 300 * time.Millisecond
+	_, err := d.Run(context.Background(), sel(t, "", "deployment/web"))
+	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "deployment/web (controller reports 3 replicas)") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestPriorityOrder(t *testing.T) {
+	cs := newFake(
+		deployment("frontend", 2, map[string]string{AnnotationPriority: "10"}),
+		deployment("worker", 2, map[string]string{AnnotationPriority: "5"}),
+		deployment("api", 2, nil),
+		pod("frontend-1", "frontend"),
+	)
+	var (
+		mu    sync.Mutex
+		order []string
+	)
+	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() == "scale" {
+			name := a.(k8stesting.PatchAction).GetName()
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			if name == "frontend" && strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), `"replicas":0`) {
+				go func() {
+					time.Sleep(200 * time.Millisecond)
+					mu.Lock()
+					order = append(order, "frontend pods gone")
+					mu.Unlock()
+					_ = cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, "frontend-1")
+				}()
+			}
+		}
+		return false, nil, nil
+	})
+	d, _ := newDowner(t, cs)
+	out, err := d.Run(context.Background(), sel(t, "part-of=shop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := strings.Join(order, ", ")
+	mu.Unlock()
+	if got != "frontend, frontend pods gone, worker, api" {
+		t.Fatalf("order: %s", got)
+	}
+	if got := strings.Join(Strings(out), " "); got != "deployment/frontend=2 deployment/worker=2 deployment/api=2" {
+		t.Fatalf("outcomes %s", got)
+	}
+
+	// Restore goes the other way round.
+	mu.Lock()
+	order = nil
+	mu.Unlock()
+	r, _ := newRestorer(t, cs)
+	out, err = r.Run(context.Background(), Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got = strings.Join(order, ", ")
+	mu.Unlock()
+	if got != "api, worker, frontend" {
+		t.Fatalf("restore order: %s", got)
+	}
+	if got := strings.Join(Strings(out), " "); got != "deployment/api=2 deployment/worker=2 deployment/frontend=2" {
+		t.Fatalf("restore outcomes %s", got)
+	}
+}

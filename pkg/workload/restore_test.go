@@ -1,0 +1,187 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+)
+
+func rec(replicas string) map[string]string {
+	return map[string]string{AnnotationReplicas: replicas, AnnotationBy: "wf-1", AnnotationAt: "2026-01-01T00:00:00Z"}
+}
+
+func cronRec(suspended string) map[string]string {
+	return map[string]string{AnnotationSuspended: suspended, AnnotationBy: "wf-1", AnnotationAt: "2026-01-01T00:00:00Z"}
+}
+
+func TestRestore(t *testing.T) {
+	cs := newFake(
+		deployment("web", 0, rec("3")),           // still at 0: put back 3
+		deployment("api", 5, rec("2")),           // a new deploy set 5: keep 5
+		statefulSet("cache", 0, rec("2")),        // still at 0: put back 2
+		deployment("idle", 0, rec("0")),          // was at 0 before: stays 0
+		cronJob("report", true, cronRec("false")), // resume
+		cronJob("cleanup", true, cronRec("true")), // was suspended before: stays
+		cronJob("resumed", false, cronRec("false")),
+		deployment("plain", 4, nil), // never scaled down
+	)
+	r, logs := newRestorer(t, cs)
+	out, err := r.Run(context.Background(), Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "cronjob/cleanup=suspended cronjob/report=active cronjob/resumed=active deployment/api=5 deployment/idle=0 deployment/web=3 statefulset/cache=2"
+	if got := strings.Join(Strings(out), " "); got != want {
+		t.Fatalf("outcomes\n got %s\nwant %s", got, want)
+	}
+	for name, want := range map[string]int32{"web": 3, "api": 5, "idle": 0, "plain": 4} {
+		d := getDeployment(t, cs, name)
+		if *d.Spec.Replicas != want {
+			t.Errorf("%s: replicas %d, want %d", name, *d.Spec.Replicas, want)
+		}
+		for _, a := range recordAnnotations {
+			if _, ok := d.Annotations[a]; ok {
+				t.Errorf("%s still has %s", name, a)
+			}
+		}
+	}
+	if s := getStatefulSet(t, cs, "cache"); *s.Spec.Replicas != 2 || len(s.Annotations) != 0 {
+		t.Errorf("cache %d %v", *s.Spec.Replicas, s.Annotations)
+	}
+	for name, want := range map[string]bool{"report": false, "cleanup": true, "resumed": false} {
+		c := getCronJob(t, cs, name)
+		if *c.Spec.Suspend != want || len(c.Annotations) != 0 {
+			t.Errorf("%s: suspend %v annotations %v", name, *c.Spec.Suspend, c.Annotations)
+		}
+	}
+	if !strings.Contains(logs.String(), "replicas changed since scale-down") {
+		t.Errorf("keeping a changed value is not logged:\n%s", logs)
+	}
+	if n := len(events(t, cs)); n != 7 {
+		t.Errorf("%d events, want 7", n)
+	}
+
+	// Twice is safe: nothing left to do.
+	cs.ClearActions()
+	out, err = r.Run(context.Background(), Selection{})
+	if err != nil || len(out) != 0 || len(patches(cs)) != 0 {
+		t.Fatalf("second restore: %v %v %v", out, err, patches(cs))
+	}
+}
+
+func TestRestoreSelected(t *testing.T) {
+	cs := newFake(deployment("web", 0, rec("3")), deployment("api", 0, rec("2")))
+	r, logs := newRestorer(t, cs)
+	out, err := r.Run(context.Background(), sel(t, "", "deployment/web", "deployment/gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(Strings(out), " "); got != "deployment/web=3" {
+		t.Fatalf("outcomes %s", got)
+	}
+	if *getDeployment(t, cs, "api").Spec.Replicas != 0 {
+		t.Fatal("restored an unselected workload")
+	}
+	if !strings.Contains(logs.String(), "deployment/gone") {
+		t.Errorf("missing workload not logged:\n%s", logs)
+	}
+}
+
+func TestRestoreWhenNothingWasScaledDown(t *testing.T) {
+	cs := newFake(deployment("web", 2, nil))
+	r, logs := newRestorer(t, cs)
+	out, err := r.Run(context.Background(), sel(t, "part-of=shop"))
+	if err != nil || len(out) != 0 || len(patches(cs)) != 0 {
+		t.Fatalf("%v %v %v", out, err, patches(cs))
+	}
+	if !strings.Contains(logs.String(), "nothing to restore") {
+		t.Errorf("does not say so:\n%s", logs)
+	}
+}
+
+func TestRestoreGoesOnAfterAFailure(t *testing.T) {
+	cs := newFake(deployment("a", 0, rec("oops")), deployment("b", 0, rec("2")), deployment("c", 0, rec("1")))
+	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.(k8stesting.PatchAction).GetName() == "c" {
+			return true, nil, apierrors.NewServiceUnavailable("restarting")
+		}
+		return false, nil, nil
+	})
+	r, _ := newRestorer(t, cs)
+	out, err := r.Run(context.Background(), Selection{})
+	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "2 workloads could not be restored") {
+		t.Fatalf("err %v (code %d)", err, failure.Code(err))
+	}
+	if got := strings.Join(Strings(out), " "); got != "deployment/b=2" {
+		t.Fatalf("outcomes %s", got)
+	}
+	if *getDeployment(t, cs, "b").Spec.Replicas != 2 {
+		t.Fatal("b not restored")
+	}
+}
+
+func TestRestoreBadRecordIsPermanent(t *testing.T) {
+	cs := newFake(deployment("a", 0, rec("-1")))
+	r, _ := newRestorer(t, cs)
+	_, err := r.Run(context.Background(), Selection{})
+	if failure.Code(err) != 1 || !strings.Contains(err.Error(), AnnotationReplicas) {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestRestoreRetriesConflicts(t *testing.T) {
+	fastConflicts(t)
+	cs := newFake(deployment("web", 0, rec("3")))
+	n := 0
+	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if n++; n == 1 {
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, "web", errors.New("modified"))
+		}
+		return false, nil, nil
+	})
+	r, _ := newRestorer(t, cs)
+	if _, err := r.Run(context.Background(), Selection{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 3 || len(d.Annotations) != 0 {
+		t.Fatalf("%d %v", *d.Spec.Replicas, d.Annotations)
+	}
+}
+
+func TestRestoreWaitReady(t *testing.T) {
+	cs := newFake(deployment("web", 0, rec("2")))
+	r, _ := newRestorer(t, cs)
+	r.WaitReady = true
+	r.Timeout = 300 * time.Millisecond
+	_, err := r.Run(context.Background(), Selection{})
+	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "deployment/web (0/2 ready)") {
+		t.Fatalf("err %v", err)
+	}
+	// Ready now: a rerun has nothing left to restore and returns at once.
+	d := getDeployment(t, cs, "web")
+	d.Status.ReadyReplicas, d.Status.UpdatedReplicas = 2, 2
+	if _, err := cs.AppsV1().Deployments(testNS).UpdateStatus(context.Background(), d, metav1UpdateOptions()); err != nil {
+		t.Fatal(err)
+	}
+	cs2 := newFake(deployment("web", 0, rec("2")))
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		d := getDeployment(t, cs2, "web")
+		d.Status.ReadyReplicas, d.Status.UpdatedReplicas = 2, 2
+		_, _ = cs2.AppsV1().Deployments(testNS).UpdateStatus(context.Background(), d, metav1UpdateOptions())
+	}()
+	r2, _ := newRestorer(t, cs2)
+	r2.WaitReady = true
+	if _, err := r2.Run(context.Background(), Selection{}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,298 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
+)
+
+// watcher keeps a watched copy of the namespace's pods, Deployments and StatefulSets
+// (informers: one list, then a watch, re-listing when the watch expires or the API
+// server comes back) and wakes waiters on every change. Nothing polls.
+type watcher struct {
+	pods, deployments, statefulSets cache.Store
+	informers                       []cache.SharedIndexInformer
+	changed                         chan struct{}
+	cancel                          context.CancelFunc
+	factory                         informers.SharedInformerFactory
+}
+
+// startWatcher lists and starts watching. It first makes one small list call per
+// resource so that a missing permission fails at once, classified, instead of
+// leaving an informer retrying until the timeout.
+func startWatcher(ctx context.Context, cs kubernetes.Interface, ns string) (*watcher, error) {
+	probe := metav1.ListOptions{Limit: 1}
+	if _, err := cs.CoreV1().Pods(ns).List(ctx, probe); err != nil {
+		return nil, kube.Classify(fmt.Errorf("listing pods in %s: %w", ns, err), "list", "pods")
+	}
+	if _, err := cs.AppsV1().Deployments(ns).List(ctx, probe); err != nil {
+		return nil, kube.Classify(fmt.Errorf("listing deployments in %s: %w", ns, err), "list", resourceName(Deployment, ""))
+	}
+	if _, err := cs.AppsV1().StatefulSets(ns).List(ctx, probe); err != nil {
+		return nil, kube.Classify(fmt.Errorf("listing statefulsets in %s: %w", ns, err), "list", resourceName(StatefulSet, ""))
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns))
+	w := &watcher{changed: make(chan struct{}, 1), cancel: cancel, factory: f}
+	notify := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { w.notify() },
+		UpdateFunc: func(any, any) { w.notify() },
+		DeleteFunc: func(any) { w.notify() },
+	}
+	w.informers = []cache.SharedIndexInformer{
+		f.Core().V1().Pods().Informer(), f.Apps().V1().Deployments().Informer(), f.Apps().V1().StatefulSets().Informer(),
+	}
+	for _, inf := range w.informers {
+		if _, err := inf.AddEventHandler(notify); err != nil {
+			cancel()
+			return nil, fmt.Errorf("watching: %w", err)
+		}
+	}
+	w.pods = f.Core().V1().Pods().Informer().GetStore()
+	w.deployments = f.Apps().V1().Deployments().Informer().GetStore()
+	w.statefulSets = f.Apps().V1().StatefulSets().Informer().GetStore()
+	f.Start(wctx.Done())
+	return w, nil
+}
+
+func (w *watcher) notify() {
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the watches and waits for the informers to return.
+func (w *watcher) stop() {
+	w.cancel()
+	w.factory.Shutdown()
+}
+
+// hasSynced reports whether every informer has its first list.
+func (w *watcher) hasSynced() bool {
+	for _, inf := range w.informers {
+		if !inf.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+// synced waits until every informer has its first list, or ctx ends.
+func (w *watcher) synced(ctx context.Context) bool {
+	for _, ok := range w.factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// waiter waits for a condition on the watched state, with a deadline and progress lines.
+type waiter struct {
+	w             *watcher
+	clock         clock.WithTicker
+	log           *slog.Logger
+	progressEvery time.Duration
+	deadline      time.Time // for the whole step
+	timeout       time.Duration
+}
+
+// until waits until cond reports nothing pending. what describes the wait in logs
+// ("pods to stop"); cond returns what is still pending, one short line per item.
+func (wt *waiter) until(ctx context.Context, what string, cond func() []string) error {
+	remaining := wt.deadline.Sub(wt.clock.Now())
+	if remaining <= 0 {
+		remaining = 1 // expired: still look at the state once before giving up
+	}
+	timer := wt.clock.NewTimer(remaining)
+	defer timer.Stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	synced := wt.w.hasSynced()
+	var syncedCh chan bool
+	if !synced {
+		syncedCh = make(chan bool, 1)
+		go func() { syncedCh <- wt.w.synced(ctx) }()
+	}
+	ticker := wt.clock.NewTicker(wt.progressEvery)
+	defer ticker.Stop()
+	start := wt.clock.Now()
+	announced := false
+	for {
+		var pending []string
+		if synced {
+			pending = cond()
+			if len(pending) == 0 {
+				if announced {
+					wt.log.Info("done waiting for "+what, "waited", wt.clock.Since(start).Round(time.Millisecond).String())
+				}
+				return nil
+			}
+			if !announced {
+				wt.log.Info("waiting for "+what, "pending", len(pending), "first", summarize(pending, 3), "timeout", wt.deadline.Sub(wt.clock.Now()).Round(time.Second).String())
+				announced = true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case ok := <-syncedCh:
+			synced = ok
+			syncedCh = nil
+		case <-wt.w.changed:
+		case <-ticker.C():
+			if synced {
+				wt.log.Info("still waiting for "+what, "pending", len(pending), "first", summarize(pending, 3), "waited", wt.clock.Since(start).Round(time.Second).String())
+			} else {
+				wt.log.Info("still waiting for the API server to list the namespace's pods", "waited", wt.clock.Since(start).Round(time.Second).String())
+			}
+		case <-timer.C():
+			if !synced {
+				return failure.Transientf("timed out after %s waiting for %s: could not list and watch the namespace's pods (API server unreachable?)", wt.timeout, what)
+			}
+			return failure.Transientf("timed out after %s waiting for %s; still there: %s", wt.timeout, what, summarize(cond(), 50))
+		}
+	}
+}
+
+// summarize joins up to n items and says how many more there are.
+func summarize(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
+}
+
+// stoppedCond reports what keeps a group of workloads from being stopped: pods of
+// theirs that are not Succeeded or Failed (Terminating ones count), and Deployments
+// or StatefulSets whose controller has not yet seen the new scale or still counts
+// replicas (so that no pod is created after the wait ends).
+func (w *watcher) stoppedCond(group []*Workload, ns string) func() []string {
+	return func() []string {
+		var pending []string
+		for _, obj := range w.pods.List() {
+			pod := obj.(*corev1.Pod)
+			if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			if owner := ownerOf(pod, group); owner != nil {
+				state := string(pod.Status.Phase)
+				if pod.DeletionTimestamp != nil {
+					state = "Terminating"
+				}
+				pending = append(pending, fmt.Sprintf("pod/%s (%s, %s)", pod.Name, owner, state))
+			}
+		}
+		sort.Strings(pending)
+		for _, wl := range group {
+			if !wl.Kind.Scalable() {
+				continue
+			}
+			gen, observed, replicas, ok := w.status(wl, ns)
+			if ok && (observed < gen || replicas != 0) {
+				pending = append(pending, fmt.Sprintf("%s (controller reports %d replicas)", wl, replicas))
+			}
+		}
+		return pending
+	}
+}
+
+// readyCond reports restored Deployments and StatefulSets whose replicas are not all
+// ready yet. The wanted count is the live spec.replicas, so an HPA's choice counts.
+func (w *watcher) readyCond(group []*Workload, ns string) func() []string {
+	return func() []string {
+		var pending []string
+		for _, wl := range group {
+			if !wl.Kind.Scalable() {
+				continue
+			}
+			var (
+				gen, observed   int64
+				want, ready, up int32
+			)
+			switch wl.Kind {
+			case Deployment:
+				obj, ok, _ := w.deployments.GetByKey(ns + "/" + wl.Name)
+				if !ok {
+					continue // deleted meanwhile: nothing to wait for
+				}
+				d := obj.(*appsv1.Deployment)
+				gen, observed, want = d.Generation, d.Status.ObservedGeneration, replicas(d.Spec.Replicas)
+				ready, up = d.Status.ReadyReplicas, d.Status.UpdatedReplicas
+			case StatefulSet:
+				obj, ok, _ := w.statefulSets.GetByKey(ns + "/" + wl.Name)
+				if !ok {
+					continue
+				}
+				s := obj.(*appsv1.StatefulSet)
+				gen, observed, want = s.Generation, s.Status.ObservedGeneration, replicas(s.Spec.Replicas)
+				ready, up = s.Status.ReadyReplicas, s.Status.Replicas
+			}
+			if observed < gen || ready < want || up < want {
+				pending = append(pending, fmt.Sprintf("%s (%d/%d ready)", wl, ready, want))
+			}
+		}
+		return pending
+	}
+}
+
+func (w *watcher) status(wl *Workload, ns string) (gen, observed int64, replicas int32, ok bool) {
+	switch wl.Kind {
+	case Deployment:
+		obj, found, _ := w.deployments.GetByKey(ns + "/" + wl.Name)
+		if !found {
+			return 0, 0, 0, false
+		}
+		d := obj.(*appsv1.Deployment)
+		return d.Generation, d.Status.ObservedGeneration, d.Status.Replicas, true
+	case StatefulSet:
+		obj, found, _ := w.statefulSets.GetByKey(ns + "/" + wl.Name)
+		if !found {
+			return 0, 0, 0, false
+		}
+		s := obj.(*appsv1.StatefulSet)
+		return s.Generation, s.Status.ObservedGeneration, s.Status.Replicas, true
+	}
+	return 0, 0, 0, false
+}
+
+// ownerOf returns the workload of group that pod belongs to, if any: by the
+// workload's pod selector for Deployments and StatefulSets, by the owning Job for
+// CronJobs.
+func ownerOf(pod *corev1.Pod, group []*Workload) *Workload {
+	set := labels.Set(pod.Labels)
+	ctrl := metav1.GetControllerOf(pod)
+	for _, wl := range group {
+		if wl.Kind.Scalable() {
+			if wl.PodSelector != nil && wl.PodSelector.Matches(set) {
+				return wl
+			}
+			continue
+		}
+		if ctrl == nil || ctrl.Kind != "Job" {
+			continue
+		}
+		for _, uid := range wl.ActiveJobs {
+			if ctrl.UID == uid {
+				return wl
+			}
+		}
+	}
+	return nil
+}

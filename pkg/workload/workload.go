@@ -1,0 +1,184 @@
+package workload
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Annotations written and read on the workloads.
+const (
+	// AnnotationReplicas holds a Deployment's or StatefulSet's spec.replicas before
+	// scale-down, as a decimal integer.
+	AnnotationReplicas = "chartreuse.io/replicas-before-migration"
+	// AnnotationSuspended holds a CronJob's spec.suspend before scale-down: "true" or "false".
+	AnnotationSuspended = "chartreuse.io/suspended-before-migration"
+	// AnnotationBy names who scaled the workload down (--run-id, e.g. the workflow name).
+	AnnotationBy = "chartreuse.io/scaled-down-by"
+	// AnnotationAt is when the record was written, RFC 3339 in UTC.
+	AnnotationAt = "chartreuse.io/scaled-down-at"
+	// AnnotationPriority orders the work (read only): an integer, default 0; higher
+	// stops first and is restored last.
+	AnnotationPriority = "chartreuse.io/stop-priority"
+)
+
+// recordAnnotations are the annotations scale-restore removes.
+var recordAnnotations = []string{AnnotationReplicas, AnnotationSuspended, AnnotationBy, AnnotationAt}
+
+// Workload is what the steps need to know about one workload object.
+type Workload struct {
+	Ref
+	UID             types.UID
+	ResourceVersion string
+	Generation      int64
+	Annotations     map[string]string
+	Priority        int
+
+	Replicas    int32           // spec.replicas (Deployment, StatefulSet)
+	PodSelector labels.Selector // spec.selector (Deployment, StatefulSet)
+	Suspended   bool            // spec.suspend (CronJob)
+	ActiveJobs  []types.UID     // status.active (CronJob): the Jobs whose pods belong to it
+}
+
+func newWorkload(kind Kind, meta *metav1.ObjectMeta) *Workload {
+	return &Workload{
+		Ref:             Ref{Kind: kind, Name: meta.Name},
+		UID:             meta.UID,
+		ResourceVersion: meta.ResourceVersion,
+		Generation:      meta.Generation,
+		Annotations:     meta.Annotations,
+	}
+}
+
+func fromDeployment(d *appsv1.Deployment) (*Workload, error) {
+	w := newWorkload(Deployment, &d.ObjectMeta)
+	w.Replicas = replicas(d.Spec.Replicas)
+	return w, w.selector(d.Spec.Selector)
+}
+
+func fromStatefulSet(s *appsv1.StatefulSet) (*Workload, error) {
+	w := newWorkload(StatefulSet, &s.ObjectMeta)
+	w.Replicas = replicas(s.Spec.Replicas)
+	return w, w.selector(s.Spec.Selector)
+}
+
+func fromCronJob(c *batchv1.CronJob) *Workload {
+	w := newWorkload(CronJob, &c.ObjectMeta)
+	w.Suspended = c.Spec.Suspend != nil && *c.Spec.Suspend
+	for _, j := range c.Status.Active {
+		w.ActiveJobs = append(w.ActiveJobs, j.UID)
+	}
+	return w
+}
+
+// replicas applies the API default of 1 to an unset spec.replicas.
+func replicas(r *int32) int32 {
+	if r == nil {
+		return 1
+	}
+	return *r
+}
+
+func (w *Workload) selector(ls *metav1.LabelSelector) error {
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		return fmt.Errorf("%s: reading spec.selector: %w", w, err)
+	}
+	if sel.Empty() {
+		// An empty selector would match every pod in the namespace; the API refuses
+		// it for these kinds, so seeing one means something is off: match nothing.
+		sel = labels.Nothing()
+	}
+	w.PodSelector = sel
+	return nil
+}
+
+// parsePriority reads chartreuse.io/stop-priority.
+func (w *Workload) parsePriority() error {
+	v, ok := w.Annotations[AnnotationPriority]
+	if !ok || strings.TrimSpace(v) == "" {
+		return nil
+	}
+	p, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("%s: annotation %s=%q is not an integer", w, AnnotationPriority, v)
+	}
+	w.Priority = p
+	return nil
+}
+
+// record is what scale-down wrote on a workload.
+type record struct {
+	replicas  int32 // scalable kinds
+	suspended bool  // CronJobs
+	by, at    string
+}
+
+// readRecord returns the workload's record, if it carries one.
+func (w *Workload) readRecord() (record, bool, error) {
+	key := w.recordKey()
+	v, ok := w.Annotations[key]
+	if !ok {
+		return record{}, false, nil
+	}
+	rec := record{by: w.Annotations[AnnotationBy], at: w.Annotations[AnnotationAt]}
+	if w.Kind.Scalable() {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+		if err != nil || n < 0 {
+			return record{}, true, fmt.Errorf("%s: annotation %s=%q is not a replica count; set it to the replicas to restore, or remove it", w, key, v)
+		}
+		rec.replicas = int32(n)
+	} else {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return record{}, true, fmt.Errorf("%s: annotation %s=%q is not true or false; fix or remove it", w, key, v)
+		}
+		rec.suspended = b
+	}
+	return rec, true, nil
+}
+
+// recordKey is the annotation that holds the workload's record.
+func (w *Workload) recordKey() string {
+	if w.Kind.Scalable() {
+		return AnnotationReplicas
+	}
+	return AnnotationSuspended
+}
+
+// hasRecord reports whether the workload carries a record.
+func (w *Workload) hasRecord() bool {
+	_, ok := w.Annotations[w.recordKey()]
+	return ok
+}
+
+// group splits workloads into priority groups, in the order given by desc.
+func group(ws []*Workload, desc bool) [][]*Workload {
+	sort.SliceStable(ws, func(i, j int) bool {
+		if ws[i].Priority != ws[j].Priority {
+			if desc {
+				return ws[i].Priority > ws[j].Priority
+			}
+			return ws[i].Priority < ws[j].Priority
+		}
+		if ws[i].Kind != ws[j].Kind {
+			return ws[i].Kind < ws[j].Kind
+		}
+		return ws[i].Name < ws[j].Name
+	})
+	var groups [][]*Workload
+	for i, w := range ws {
+		if i == 0 || w.Priority != ws[i-1].Priority {
+			groups = append(groups, nil)
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], w)
+	}
+	return groups
+}
