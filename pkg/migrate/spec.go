@@ -2,18 +2,63 @@ package migrate
 
 import (
 	"context"
+	"os"
+	"strconv"
 
-	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
+	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
 
-// Spec describes the migrate step binary. Placeholder until the phase lands.
+// Spec describes the migrate step binary.
 func Spec() step.Spec {
+	db := &dbconn.Options{}
+	opts := &Options{}
 	return step.Spec{
 		Name:  "migrate",
-		Usage: "migrate phase",
-		Run: func(context.Context, *step.Env) error {
-			return failure.Permanentf("migrate is not implemented yet")
+		Usage: "apply goose SQL migrations (or plan them, or roll back) with one migrator at a time",
+		Description: "Checks the migration directory and goose's version table before changing anything, takes the " +
+			"advisory lock " + strconv.FormatInt(LockID, 10) + " (goose's default), then applies each pending migration in its own transaction. " +
+			"Results: pending, pending-versions, current-version, target-version, applied, applied-versions, rolled-back, rolled-back-versions.",
+		Options: []step.Options{db, opts},
+		Run: func(ctx context.Context, env *step.Env) error {
+			cfg, err := db.Config(env.Redactor)
+			if err != nil {
+				return err
+			}
+			sqlDB, probe := OpenDB(cfg, SessionSettings{Role: opts.Role, LockTimeout: opts.LockTimeout, StatementTimeout: opts.StatementTimeout})
+			defer sqlDB.Close()
+			m := &Migrator{DB: sqlDB, FS: os.DirFS(opts.Dir), Log: env.Log.With("database", cfg.Database), Opts: *opts, Probe: probe}
+			rep, err := m.Run(ctx)
+			rep.SetResults(env.Results)
+			return err
 		},
 	}
+}
+
+// SetResults records the report as step results; a nil report (nothing could be
+// read) records nothing, so a failed step leaves no misleading value behind.
+func (r *Report) SetResults(res *results.Set) {
+	if r == nil {
+		return
+	}
+	versions := func(steps []Step) []int64 {
+		out := make([]int64, 0, len(steps))
+		for _, s := range steps {
+			out = append(out, s.Version)
+		}
+		return out
+	}
+	pending := r.Pending
+	if pending == nil {
+		pending = []int64{}
+	}
+	res.Set("pending", strconv.FormatBool(len(r.Pending) > 0))
+	res.SetJSON("pending-versions", pending)
+	res.Set("current-version", strconv.FormatInt(r.Current, 10))
+	res.Set("target-version", strconv.FormatInt(r.Target, 10))
+	res.Set("applied", strconv.Itoa(len(r.Applied)))
+	res.SetJSON("applied-versions", versions(r.Applied))
+	res.Set("rolled-back", strconv.Itoa(len(r.RolledBack)))
+	res.SetJSON("rolled-back-versions", versions(r.RolledBack))
 }

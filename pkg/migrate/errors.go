@@ -1,0 +1,131 @@
+package migrate
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Reasons for refusing to migrate. Every refusal is a *RefusalError wrapping one of
+// these, classified permanent (exit 1), and returned before the database changes.
+var (
+	// ErrNoMigrations: the directory holds no *.sql migration.
+	ErrNoMigrations = errors.New("no migrations")
+	// ErrBadMigrationFiles: duplicate or unparsable versions, Go migrations, files
+	// without a '-- +goose Up' annotation.
+	ErrBadMigrationFiles = errors.New("bad migration files")
+	// ErrBranched: versions applied in the database are absent from the directory.
+	ErrBranched = errors.New("applied versions missing from the directory")
+	// ErrOutOfOrder: pending versions lower than the current version.
+	ErrOutOfOrder = errors.New("pending versions lower than the current version")
+	// ErrNotGooseTable: the version table exists but is not goose's.
+	ErrNotGooseTable = errors.New("not a goose version table")
+	// ErrInconsistentTable: the version table's rows contradict each other.
+	ErrInconsistentTable = errors.New("inconsistent version table")
+	// ErrEmptyDatabase: --allow-empty-database=false and the database is empty.
+	ErrEmptyDatabase = errors.New("empty database")
+	// ErrUnknownVersion: --to/--down-to names no migration in the directory.
+	ErrUnknownVersion = errors.New("unknown version")
+	// ErrIrreversible: a migration to roll back has no Down statements.
+	ErrIrreversible = errors.New("migration cannot be rolled back")
+	// ErrNoPrivilege: the (role's) session cannot read or write the version table.
+	ErrNoPrivilege = errors.New("missing privilege on the version table")
+)
+
+// ErrLockBusy: another migrator held the migration lock for all of --lock-wait.
+// Returned as a *LockBusyError, classified transient (exit 75).
+var ErrLockBusy = errors.New("migration lock busy")
+
+// RefusalError explains why nothing was changed and how to repair it.
+type RefusalError struct {
+	Reason  error  // one of the Err* reasons above
+	Problem string // what is wrong, naming versions, files, tables
+	Repair  string // what to do; for the version table, the exact SQL
+}
+
+func (e *RefusalError) Error() string {
+	msg := "refusing to migrate: " + e.Problem
+	if e.Repair != "" {
+		msg += ". " + e.Repair
+	}
+	return msg
+}
+
+func (e *RefusalError) Unwrap() error { return e.Reason }
+
+func refuse(reason error, repair string, format string, args ...any) *RefusalError {
+	return &RefusalError{Reason: reason, Problem: fmt.Sprintf(format, args...), Repair: repair}
+}
+
+// LockBusyError names the session holding the migration lock, when it can be seen.
+type LockBusyError struct {
+	Waited time.Duration
+	Holder *Session // nil when the holder could not be identified
+}
+
+func (e *LockBusyError) Error() string {
+	msg := fmt.Sprintf("another migrator holds the migration lock (advisory lock %d) and did not release it within --lock-wait %s", LockID, e.Waited)
+	if e.Holder != nil {
+		msg += fmt.Sprintf(": held by %s; if that session is stuck, end it with SELECT pg_terminate_backend(%d)", e.Holder, e.Holder.PID)
+	}
+	return msg + "; rerun later"
+}
+
+func (e *LockBusyError) Unwrap() error { return ErrLockBusy }
+
+// Session describes another database session for messages (never its query text,
+// which may hold secrets).
+type Session struct {
+	PID             int
+	User            string
+	ApplicationName string
+	State           string
+	XactAge         time.Duration // 0 when unknown or not in a transaction
+}
+
+func (s *Session) String() string {
+	parts := []string{fmt.Sprintf("pid %d", s.PID)}
+	if s.User != "" {
+		parts = append(parts, "user "+s.User)
+	}
+	if s.ApplicationName != "" {
+		parts = append(parts, "application_name "+s.ApplicationName)
+	}
+	if s.State != "" {
+		st := s.State
+		if s.XactAge > 0 {
+			st += fmt.Sprintf(", transaction open for %s", s.XactAge.Round(time.Second))
+		}
+		parts = append(parts, st)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// MigrationError is a migration that failed to apply or roll back. Earlier
+// migrations of the run stay applied; this one was rolled back unless it runs
+// without a transaction.
+type MigrationError struct {
+	Version   int64
+	File      string
+	Direction string // "up" or "down"
+	NoTx      bool   // ran without a transaction: statements before the failure stay
+	Detail    string // SQLSTATE, message, position in the file, lock wait, ...
+	Err       error
+}
+
+func (e *MigrationError) Error() string {
+	verb := "applying"
+	if e.Direction == "down" {
+		verb = "rolling back"
+	}
+	msg := fmt.Sprintf("%s migration %d (%s) failed: %s", verb, e.Version, e.File, e.Detail)
+	if e.NoTx {
+		msg += "; this migration runs without a transaction (-- +goose NO TRANSACTION): statements before the failing one stay applied, check them before rerunning"
+	} else {
+		msg += "; it was rolled back"
+	}
+	return msg
+}
+
+func (e *MigrationError) Unwrap() error { return e.Err }

@@ -1,0 +1,170 @@
+package migrate
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+)
+
+// DefaultDir is where the step image keeps its migrations.
+const DefaultDir = "/migrations"
+
+// DefaultTable is goose's version table.
+const DefaultTable = "goose_db_version"
+
+// Mode is what a run does.
+type Mode int
+
+const (
+	// ModeUp applies pending migrations up to the target (all by default).
+	ModeUp Mode = iota
+	// ModePlan reports what ModeUp would apply and changes nothing.
+	ModePlan
+	// ModeDown rolls back applied migrations above the target.
+	ModeDown
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModePlan:
+		return "plan"
+	case ModeDown:
+		return "down"
+	}
+	return "up"
+}
+
+// Version is an optional migration version flag value. An empty string leaves it
+// unset, so workflow templates can pass an optional parameter as --to="".
+type Version struct {
+	IsSet bool
+	Value int64
+}
+
+// Set implements cli.Generic.
+func (v *Version) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		*v = Version{}
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a migration version: use a whole number ≥ 0 (the number a migration file name starts with)", s)
+	}
+	*v = Version{IsSet: true, Value: n}
+	return nil
+}
+
+// String implements cli.Generic.
+func (v *Version) String() string {
+	if v == nil || !v.IsSet {
+		return ""
+	}
+	return strconv.FormatInt(v.Value, 10)
+}
+
+// Options are the migrate step's own flags.
+type Options struct {
+	Dir                string
+	To                 Version
+	DownTo             Version
+	Plan               bool
+	AllowOutOfOrder    bool
+	AllowEmptyDatabase bool
+	Role               string
+	Table              string
+	LockWait           time.Duration
+	LockTimeout        time.Duration
+	StatementTimeout   time.Duration
+}
+
+// Flags implements step.Options.
+func (o *Options) Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "dir", Value: DefaultDir, Usage: "directory holding the goose SQL migrations (<version>_<name>.sql)", Destination: &o.Dir},
+		&cli.GenericFlag{Name: "to", Value: &o.To, Usage: "apply pending migrations up to and including this version (default: all); empty means unset"},
+		&cli.GenericFlag{Name: "down-to", Value: &o.DownTo, Usage: "roll back applied migrations above this version (0 rolls back all); empty means unset"},
+		&cli.BoolFlag{Name: "plan", Usage: "only report what is pending (results pending, pending-versions, ...): no lock, no change, not even the version table", Destination: &o.Plan},
+		&cli.BoolFlag{Name: "allow-out-of-order", Usage: "apply pending migrations whose version is lower than the current one", Destination: &o.AllowOutOfOrder},
+		&cli.BoolFlag{Name: "allow-empty-database", Value: true, Usage: "migrate a database that has no tables and no version table; false refuses (safety switch against a wrong database)", Destination: &o.AllowEmptyDatabase},
+		&cli.StringFlag{Name: "role", Usage: "SET ROLE to this role on every connection before migrating, so new objects (and the version table) belong to it", Destination: &o.Role},
+		&cli.StringFlag{Name: "table", Value: DefaultTable, Usage: "goose version table, optionally schema-qualified (schema.table)", Destination: &o.Table},
+		&cli.DurationFlag{Name: "lock-wait", Value: 5 * time.Minute, Usage: "how long to wait for another migrator to release the migration lock before giving up (exit 75); probed once a second", Destination: &o.LockWait},
+		&cli.DurationFlag{Name: "lock-timeout", Value: 10 * time.Second, Usage: "PostgreSQL lock_timeout while migrating: a statement waiting longer for a table lock fails (exit 75) and its migration is rolled back; 0 waits forever", Destination: &o.LockTimeout},
+		&cli.DurationFlag{Name: "statement-timeout", Usage: "PostgreSQL statement_timeout while migrating; 0 means none", Destination: &o.StatementTimeout},
+	}
+}
+
+// Mode derives the run mode from the flags.
+func (o *Options) Mode() Mode {
+	switch {
+	case o.Plan:
+		return ModePlan
+	case o.DownTo.IsSet:
+		return ModeDown
+	}
+	return ModeUp
+}
+
+// Lowercase, unquoted identifiers only: goose writes the table name into its SQL as
+// is, so anything needing quotes would be folded or break.
+var tableRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$`)
+
+// maxPGDuration is the largest lock_timeout/statement_timeout PostgreSQL accepts.
+const maxPGDuration = time.Duration(math.MaxInt32) * time.Millisecond
+
+// Validate implements step.Options. Flag misuse is a usage error (exit 2); a missing
+// migration directory is bad input (exit 1).
+func (o *Options) Validate() error {
+	switch {
+	case o.To.IsSet && o.DownTo.IsSet:
+		return errors.New("--to and --down-to are both set: use --to to migrate up, --down-to to roll back")
+	case o.Plan && o.DownTo.IsSet:
+		return errors.New("--plan cannot be combined with --down-to: --plan reports pending up-migrations only")
+	case o.To.IsSet && o.To.Value == 0:
+		return errors.New("--to 0 applies nothing: to roll back everything use --down-to 0")
+	case o.Dir == "":
+		return errors.New("--dir is empty: give the directory holding the migrations (the image has them in " + DefaultDir + ")")
+	case !tableRE.MatchString(o.Table):
+		return fmt.Errorf("--table %q is not valid: use a lowercase name or schema.name (letters, digits, _), e.g. %s", o.Table, DefaultTable)
+	case o.LockWait < 0 || o.LockWait > 24*time.Hour:
+		return fmt.Errorf("--lock-wait %s is out of range: use a duration between 0 and 24h, e.g. 5m", o.LockWait)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--lock-timeout", o.LockTimeout}, {"--statement-timeout", o.StatementTimeout}} {
+		if d.v < 0 || (d.v > 0 && d.v < time.Millisecond) || d.v > maxPGDuration {
+			return fmt.Errorf("%s %s is out of range: use 0 (none) or a duration between 1ms and %s", d.flag, d.v, maxPGDuration.Truncate(time.Hour))
+		}
+	}
+	if strings.ContainsRune(o.Role, 0) {
+		return errors.New("--role contains a NUL character")
+	}
+	st, err := os.Stat(o.Dir)
+	if err != nil {
+		return failure.Permanentf("migration directory %s: %w: mount or bake the migrations into the image at %s, or point --dir at them", o.Dir, unwrapPathError(err), DefaultDir)
+	}
+	if !st.IsDir() {
+		return failure.Permanentf("migration directory %s is not a directory: point --dir at the directory holding the *.sql files (the image has them in %s)", o.Dir, DefaultDir)
+	}
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,236 @@
+package migrate
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Request is what the operator asked for.
+type Request struct {
+	Mode               Mode
+	To                 Version // ModeUp/ModePlan: target; unset means the latest
+	DownTo             Version // ModeDown: target
+	AllowOutOfOrder    bool
+	AllowEmptyDatabase bool
+	Dir                string // for messages
+}
+
+// Plan is what a run will do, computed from the directory and the database state.
+type Plan struct {
+	Mode    Mode
+	Current int64   // highest applied version; 0 when none
+	Target  int64   // version the run migrates to
+	Applied []int64 // versions recorded in the database (without 0), ascending
+	Pending []int64 // up/plan: versions to apply, in order; down: nil
+	Down    []int64 // down: versions to roll back, highest first
+}
+
+// NothingToDo reports whether the run would change nothing.
+func (p *Plan) NothingToDo() bool { return len(p.Pending) == 0 && len(p.Down) == 0 }
+
+// Analyze checks the directory against the database and computes the plan. Every
+// problem that must stop the run before it changes anything is a *RefusalError.
+func Analyze(src Sources, st *State, req Request) (*Plan, error) {
+	table := st.Qualified()
+	if err := checkTable(st, req); err != nil {
+		return nil, err
+	}
+	if err := checkRows(st); err != nil {
+		return nil, err
+	}
+	p := &Plan{Mode: req.Mode}
+	for _, r := range st.Rows {
+		if r.Version != 0 && !slices.Contains(p.Applied, r.Version) {
+			p.Applied = append(p.Applied, r.Version)
+		}
+	}
+	slices.Sort(p.Applied)
+	if n := len(p.Applied); n > 0 {
+		p.Current = p.Applied[n-1]
+	}
+	var branched []int64
+	for _, v := range p.Applied {
+		if _, ok := src.Get(v); !ok {
+			branched = append(branched, v)
+		}
+	}
+	if len(branched) > 0 {
+		return nil, refuse(ErrBranched,
+			fmt.Sprintf("Deploy the image that contains %s (its migrate --down-to can roll %s back), or, if %s removed on purpose and %s changes undone, delete %s rows deliberately: DELETE FROM %s WHERE version_id IN (%s);",
+				plural(len(branched), "this migration", "these migrations"), plural(len(branched), "it", "them"),
+				plural(len(branched), "it was", "they were"), plural(len(branched), "its", "their"), plural(len(branched), "its", "their"),
+				table, joinVersions(branched, ", ")),
+			"the database has %s %s applied that %s not in %s (latest there: %d): this image is older than the database schema, or the database was migrated from another branch",
+			plural(len(branched), "version", "versions"), joinVersions(branched, ", "), plural(len(branched), "is", "are"), req.Dir, src.Latest())
+	}
+
+	if req.Mode == ModeDown {
+		p.Target = req.DownTo.Value
+		if p.Target != 0 {
+			if _, ok := src.Get(p.Target); !ok {
+				return nil, unknownVersion("--down-to", p.Target, src, req.Dir)
+			}
+		}
+		for i := len(p.Applied) - 1; i >= 0 && p.Applied[i] > p.Target; i-- {
+			v := p.Applied[i]
+			m, _ := src.Get(v)
+			if !m.HasDown {
+				return nil, refuse(ErrIrreversible,
+					fmt.Sprintf("Roll back only to version %d or above (--down-to %d), or add a '-- +goose Down' section to %s", v, v, m.File),
+					"migration %d (%s) has no Down statements: rolling it back would only delete its version row and leave its changes in place", v, m.File)
+			}
+			p.Down = append(p.Down, v)
+		}
+		return p, nil
+	}
+
+	if !st.Exists && st.UserTables == 0 && !req.AllowEmptyDatabase {
+		return nil, refuse(ErrEmptyDatabase,
+			"Check that --database-url (or its Secret) names the right database; to initialise a new database, rerun with --allow-empty-database=true",
+			"the database has no tables and no version table %s, and --allow-empty-database is false", table)
+	}
+	p.Target = src.Latest()
+	if req.To.IsSet {
+		p.Target = req.To.Value
+		if _, ok := src.Get(p.Target); !ok {
+			return nil, unknownVersion("--to", p.Target, src, req.Dir)
+		}
+	}
+	var outOfOrder []int64
+	for _, m := range src {
+		if m.Version > p.Target || slices.Contains(p.Applied, m.Version) {
+			continue
+		}
+		p.Pending = append(p.Pending, m.Version)
+		if m.Version < p.Current {
+			outOfOrder = append(outOfOrder, m.Version)
+		}
+	}
+	if len(outOfOrder) > 0 && !req.AllowOutOfOrder {
+		return nil, refuse(ErrOutOfOrder,
+			fmt.Sprintf("If %s not depend on the migrations applied after %s, rerun with --allow-out-of-order; otherwise renumber %s above %d in the image",
+				plural(len(outOfOrder), "it does", "they do"), plural(len(outOfOrder), "it", "them"), plural(len(outOfOrder), "it", "them"), p.Current),
+			"%s %s %s pending but lower than the current version %d (out of order: a branch merged after newer migrations were applied)",
+			plural(len(outOfOrder), "version", "versions"), joinVersions(outOfOrder, ", "), plural(len(outOfOrder), "is", "are"), p.Current)
+	}
+	if !st.Exists && len(p.Pending) > 0 && !st.CanCreate && req.Mode == ModeUp {
+		return nil, refuse(ErrNoPrivilege,
+			fmt.Sprintf("Grant it (GRANT CREATE ON SCHEMA %s TO %s;) or run with --role set to the schema's owner", qualify("", st.Schema), qualify("", st.CurrentUser)),
+			"%s cannot create the version table %s: no CREATE privilege on schema %s", st.CurrentUser, table, st.Schema)
+	}
+	return p, nil
+}
+
+func checkTable(st *State, req Request) error {
+	table := st.Qualified()
+	if st.Schema == "" {
+		return refuse(ErrNotGooseTable, "Set --table to a schema-qualified name, e.g. public."+st.Name+", or fix the role's search_path",
+			"no schema to hold the version table %s: the search_path names no existing schema", st.Name)
+	}
+	if !st.SchemaExists {
+		return refuse(ErrNotGooseTable,
+			fmt.Sprintf("Create it first (CREATE SCHEMA %s;) or fix --table", qualify("", st.Schema)),
+			"schema %s of the version table %s does not exist", st.Schema, table)
+	}
+	if probs := st.ShapeProblems(); len(probs) > 0 {
+		return refuse(ErrNotGooseTable,
+			fmt.Sprintf("If this is another tool's table, choose a different --table; if it was goose's, restore it to goose's layout (id integer identity primary key, version_id bigint NOT NULL, is_applied boolean NOT NULL, tstamp timestamp DEFAULT now()) or rename it (ALTER TABLE %s RENAME TO %s_old;) so goose creates a new one", table, st.Name),
+			"%s exists but is not a goose version table: %s", table, strings.Join(probs, "; "))
+	}
+	if !st.Exists {
+		return nil
+	}
+	grant := fmt.Sprintf("GRANT SELECT, INSERT, DELETE ON %s TO %s; or run with --role set to the table's owner", table, qualify("", st.CurrentUser))
+	if !st.CanRead {
+		return refuse(ErrNoPrivilege, "Grant it: "+grant, "%s cannot read the version table %s", st.CurrentUser, table)
+	}
+	if !st.CanWrite && req.Mode != ModePlan {
+		return refuse(ErrNoPrivilege, "Grant it: "+grant, "%s cannot write (INSERT and DELETE) the version table %s", st.CurrentUser, table)
+	}
+	return nil
+}
+
+// checkRows finds rows goose would misread: goose's Provider counts a version as
+// applied if any row exists, while old goose recorded rollbacks as is_applied=false
+// rows; duplicate rows make a rollback run the same Down twice.
+func checkRows(st *State) error {
+	if !st.Exists {
+		return nil
+	}
+	table := st.Qualified()
+	if len(st.Rows) == 0 {
+		return refuse(ErrInconsistentTable,
+			fmt.Sprintf("If no migration has been applied yet, repair it with: INSERT INTO %s (version_id, is_applied) VALUES (0, true); otherwise insert one row per applied version (INSERT INTO %s (version_id, is_applied) VALUES (0, true), (1, true), ...;)", table, table),
+			"the version table %s is empty: goose writes a version 0 row when it creates the table, so its rows were deleted and the applied versions are unknown", table)
+	}
+	byVer := map[int64][]Row{}
+	var versions []int64
+	for _, r := range st.Rows {
+		if _, ok := byVer[r.Version]; !ok {
+			versions = append(versions, r.Version)
+		}
+		byVer[r.Version] = append(byVer[r.Version], r)
+	}
+	slices.Sort(versions)
+	var problems, repair []string
+	rolledBack := false
+	for _, v := range versions {
+		rs := byVer[v]
+		latest := rs[len(rs)-1]
+		switch {
+		case !latest.Applied && v == 0:
+			problems = append(problems, fmt.Sprintf("version 0 has is_applied=false (row id %d)", latest.ID))
+			repair = append(repair, fmt.Sprintf("DELETE FROM %s WHERE version_id = 0;", table),
+				fmt.Sprintf("INSERT INTO %s (version_id, is_applied) VALUES (0, true);", table))
+		case !latest.Applied:
+			rolledBack = true
+			problems = append(problems, fmt.Sprintf("version %d's latest row (id %d) has is_applied=false, an old goose rollback record that goose now reads as applied", v, latest.ID))
+			repair = append(repair, fmt.Sprintf("DELETE FROM %s WHERE version_id = %d;", table, v))
+		case len(rs) > 1:
+			ids := make([]string, len(rs))
+			for i, r := range rs {
+				ids[i] = strconv.FormatInt(r.ID, 10)
+			}
+			problems = append(problems, fmt.Sprintf("version %d has %d rows (ids %s) where goose expects one", v, len(rs), strings.Join(ids, ", ")))
+			repair = append(repair, fmt.Sprintf("DELETE FROM %s WHERE version_id = %d AND id <> %d;", table, v, latest.ID))
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	fix := "Repair it in one transaction: BEGIN; " + strings.Join(repair, " ") + " COMMIT;"
+	if rolledBack {
+		fix += " (deleting a rolled-back version's rows makes it pending again; if its changes are in fact in place, delete only its is_applied=false rows instead)"
+	}
+	return refuse(ErrInconsistentTable, fix, "the version table %s is inconsistent: %s", table, strings.Join(problems, "; "))
+}
+
+func unknownVersion(flag string, v int64, src Sources, dir string) error {
+	return refuse(ErrUnknownVersion,
+		fmt.Sprintf("Use one of the versions in %s (%s)", dir, summarizeVersions(src.Versions())),
+		"%s %d is not a migration in %s", flag, v, dir)
+}
+
+func summarizeVersions(vs []int64) string {
+	if len(vs) > 8 {
+		return joinVersions(vs[:3], ", ") + ", ..., " + joinVersions(vs[len(vs)-3:], ", ")
+	}
+	return joinVersions(vs, ", ")
+}
+
+func joinVersions(vs []int64, sep string) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = strconv.FormatInt(v, 10)
+	}
+	return strings.Join(s, sep)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
