@@ -1,0 +1,564 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
+	"github.com/chartreuse-go/chartreuse/pkg/redact"
+)
+
+func TestUsageErrors(t *testing.T) {
+	dir := writeDir(t, threeTables)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"to and down-to", []string{"--to", "2", "--down-to", "1"}, 2, "--to and --down-to"},
+		{"plan and down-to", []string{"--plan", "--down-to", "0"}, 2, "--plan cannot be combined with --down-to"},
+		{"to zero", []string{"--to", "0"}, 2, "--down-to 0"},
+		{"negative to", []string{"--to", "-1"}, 2, "whole number"},
+		{"non-numeric down-to", []string{"--down-to", "abc"}, 2, "whole number"},
+		{"negative lock wait", []string{"--lock-wait", "-1s"}, 2, "--lock-wait"},
+		{"negative lock timeout", []string{"--lock-timeout", "-1s"}, 2, "--lock-timeout"},
+		{"sub-millisecond statement timeout", []string{"--statement-timeout", "500us"}, 2, "--statement-timeout"},
+		{"bad table", []string{"--table", "Bad-Name"}, 2, "--table"},
+		{"three-part table", []string{"--table", "a.b.c"}, 2, "--table"},
+		{"empty dir", []string{"--dir", ""}, 2, "--dir is empty"},
+		{"missing dir", []string{"--dir", "/nonexistent/migrations"}, 1, "/nonexistent/migrations"},
+		{"dir is a file", []string{"--dir", "/etc/hostname"}, 1, "not a directory"},
+		{"unknown flag", []string{"--nope"}, 2, "nope"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// An unreachable URL: validation must fail before any connection attempt.
+			o := runStep(t, "postgres://u:p@127.0.0.1:1/db?sslmode=disable&connect_timeout=1", dir, tt.args...)
+			if o.code != tt.code {
+				t.Fatalf("exit %d, want %d\n%s", o.code, tt.code, o.stderr)
+			}
+			if !strings.Contains(o.stderr, tt.want) {
+				t.Errorf("stderr lacks %q: %s", tt.want, o.stderr)
+			}
+			if strings.Contains(o.stderr, "connecting") {
+				t.Errorf("tried to connect before validating: %s", o.stderr)
+			}
+		})
+	}
+	t.Run("missing dir names the image default", func(t *testing.T) {
+		o := runStep(t, "postgres://u:p@127.0.0.1:1/db", "/nonexistent/migrations")
+		if !strings.Contains(o.stderr, DefaultDir) || !strings.Contains(o.stderr, "--dir") {
+			t.Errorf("message does not suggest %s or --dir: %s", DefaultDir, o.stderr)
+		}
+	})
+	t.Run("empty value leaves --to unset", func(t *testing.T) {
+		var v Version
+		if err := v.Set(""); err != nil || v.IsSet {
+			t.Fatalf("Set(\"\") = %v, %+v", err, v)
+		}
+	})
+}
+
+func TestPlanOnFreshDatabaseCreatesNothing(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, threeTables)
+	before := d.snapshot()
+	o := mustRun(t, d.url(), dir, "--plan")
+	if got := d.snapshot(); got != before {
+		t.Fatalf("--plan changed the database:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
+	want := map[string]string{"pending": "true", "pending-versions": "[1,2,3]", "current-version": "0", "target-version": "3", "applied": "0", "applied-versions": "[]"}
+	for k, v := range want {
+		if o.result(k) != v {
+			t.Errorf("result %s = %q, want %q", k, o.result(k), v)
+		}
+	}
+	if d.advisoryLockHeld() {
+		t.Error("lock still held")
+	}
+
+	o = mustRun(t, d.url(), dir, "--plan", "--to", "2")
+	if o.result("pending-versions") != "[1,2]" || o.result("target-version") != "2" {
+		t.Errorf("--plan --to 2: %v", o.summary.Results)
+	}
+	mustRun(t, d.url(), dir)
+	o = mustRun(t, d.url(), dir, "--plan")
+	if o.result("pending") != "false" || o.result("pending-versions") != "[]" || o.result("current-version") != "3" {
+		t.Errorf("plan after migrating: %v", o.summary.Results)
+	}
+}
+
+func TestApplyToAndDownTo(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, threeTables)
+
+	o := mustRun(t, d.url(), dir, "--to", "2")
+	if o.result("applied") != "2" || o.result("applied-versions") != "[1,2]" || o.result("current-version") != "2" || o.result("target-version") != "2" {
+		t.Fatalf("--to 2: %v", o.summary.Results)
+	}
+	if d.tableExists("c") {
+		t.Fatal("--to 2 applied migration 3")
+	}
+
+	o = mustRun(t, d.url(), dir)
+	if o.result("applied-versions") != "[3]" || o.result("current-version") != "3" || o.result("pending") != "false" {
+		t.Fatalf("apply: %v", o.summary.Results)
+	}
+	if n := strings.Count(o.stderr, `msg="migration applied"`); n != 1 {
+		t.Errorf("%d 'migration applied' lines, want 1:\n%s", n, o.stderr)
+	}
+	for _, want := range []string{"version=3", "file=00003_c.sql", "duration=", `msg="migration finished"`} {
+		if !strings.Contains(o.stderr, want) {
+			t.Errorf("log lacks %q:\n%s", want, o.stderr)
+		}
+	}
+
+	o = mustRun(t, d.url(), dir)
+	if o.result("applied") != "0" || !strings.Contains(o.stderr, "nothing to migrate") {
+		t.Fatalf("rerun: %v\n%s", o.summary.Results, o.stderr)
+	}
+
+	o = mustRun(t, d.url(), dir, "--down-to", "1")
+	if o.result("rolled-back-versions") != "[3,2]" || o.result("current-version") != "1" || o.result("target-version") != "1" {
+		t.Fatalf("--down-to 1: %v", o.summary.Results)
+	}
+	if d.tableExists("b") || d.tableExists("c") || !d.tableExists("a") {
+		t.Fatal("--down-to 1 did not roll back 3 and 2 only")
+	}
+	if got := d.versions("goose_db_version"); got != "0:true 1:true" {
+		t.Fatalf("version table after --down-to 1: %q", got)
+	}
+
+	o = mustRun(t, d.url(), dir, "--down-to", "0")
+	if o.result("rolled-back-versions") != "[1]" || o.result("current-version") != "0" {
+		t.Fatalf("--down-to 0: %v", o.summary.Results)
+	}
+	if d.tableExists("a") {
+		t.Fatal("--down-to 0 left table a")
+	}
+	o = mustRun(t, d.url(), dir, "--down-to", "0")
+	if o.result("rolled-back") != "0" {
+		t.Fatalf("second --down-to 0: %v", o.summary.Results)
+	}
+}
+
+func TestEmptyDatabaseIsMigratedByDefault(t *testing.T) {
+	d := newDB(t)
+	o := mustRun(t, d.url(), writeDir(t, threeTables), "--allow-empty-database=true")
+	if o.result("applied") != "3" {
+		t.Fatalf("%v", o.summary.Results)
+	}
+}
+
+func TestAllowOutOfOrder(t *testing.T) {
+	d := newDB(t)
+	mustRun(t, d.url(), writeDir(t, subset(threeTables, "00001_a.sql", "00003_c.sql")))
+	dir := writeDir(t, threeTables)
+	if o := runStep(t, d.url(), dir); o.code != 1 {
+		t.Fatalf("out-of-order without the flag: exit %d", o.code)
+	}
+	o := mustRun(t, d.url(), dir, "--allow-out-of-order")
+	if o.result("applied-versions") != "[2]" || o.result("current-version") != "3" {
+		t.Fatalf("%v", o.summary.Results)
+	}
+}
+
+// Every refusal exits 1, explains itself, and leaves the database as it was.
+func TestRefusalsLeaveDatabaseUnchanged(t *testing.T) {
+	noDown := files{"00001_a.sql": threeTables["00001_a.sql"], "00002_b.sql": mig("CREATE TABLE b (id int);", "")}
+	tests := []struct {
+		name  string
+		setup files  // applied first
+		sql   string // then run
+		files files
+		args  []string
+		want  []string
+	}{
+		{name: "duplicate versions", files: files{"001_a.sql": mig("SELECT 1;", ""), "1_b.sql": mig("SELECT 1;", "")}, want: []string{"both have version 1"}},
+		{name: "unparsable versions", files: files{"00001_a.sql": mig("SELECT 1;", ""), "add_users.sql": mig("SELECT 1;", "")}, want: []string{"add_users.sql does not start with a version"}},
+		{name: "branched", setup: threeTables, files: subset(threeTables, "00001_a.sql", "00002_b.sql"),
+			want: []string{"version 3 applied that is not in", "Deploy the image", "DELETE FROM public.goose_db_version WHERE version_id IN (3);"}},
+		{name: "out of order", setup: subset(threeTables, "00001_a.sql", "00003_c.sql"), files: threeTables, want: []string{"version 2 is pending", "--allow-out-of-order"}},
+		{name: "not goose's table", sql: "CREATE TABLE goose_db_version (id int, name text)", files: threeTables, want: []string{"not a goose version table", "column version_id is missing"}},
+		{name: "duplicate rows", setup: threeTables, sql: "INSERT INTO goose_db_version (version_id, is_applied) VALUES (2, true)", files: threeTables, args: []string{"--down-to", "1"},
+			want: []string{"version 2 has 2 rows", "DELETE FROM public.goose_db_version WHERE version_id = 2 AND id <>"}},
+		{name: "duplicate rows, plan", setup: threeTables, sql: "INSERT INTO goose_db_version (version_id, is_applied) VALUES (2, true)", files: threeTables, args: []string{"--plan"}, want: []string{"inconsistent"}},
+		{name: "rolled-back row", setup: subset(threeTables, "00001_a.sql", "00002_b.sql"), sql: "INSERT INTO goose_db_version (version_id, is_applied) VALUES (2, false)", files: threeTables,
+			want: []string{"is_applied=false", "DELETE FROM public.goose_db_version WHERE version_id = 2;"}},
+		{name: "empty version table", setup: threeTables, sql: "DELETE FROM goose_db_version", files: threeTables, want: []string{"is empty", "VALUES (0, true)"}},
+		{name: "empty database", files: threeTables, args: []string{"--allow-empty-database=false"}, want: []string{"no tables and no version table", "--allow-empty-database"}},
+		{name: "unknown target", files: threeTables, args: []string{"--to", "9"}, want: []string{"--to 9 is not a migration"}},
+		{name: "irreversible", setup: noDown, files: noDown, args: []string{"--down-to", "0"}, want: []string{"00002_b.sql", "has no Down statements"}},
+		{name: "missing schema", files: threeTables, args: []string{"--table", "nosuch.versions"}, want: []string{"schema nosuch", "CREATE SCHEMA nosuch;"}},
+		{name: "missing role", files: threeTables, args: []string{"--role", "no_such_role_x"}, want: []string{"SET ROLE no_such_role_x", "does not exist"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDB(t)
+			if tt.setup != nil {
+				mustRun(t, d.url(), writeDir(t, tt.setup))
+			}
+			if tt.sql != "" {
+				d.exec(tt.sql)
+			}
+			before := d.snapshot()
+			o := runStep(t, d.url(), writeDir(t, tt.files), tt.args...)
+			if o.code != 1 {
+				t.Fatalf("exit %d, want 1\n%s", o.code, o.stderr)
+			}
+			t.Log(o.lastLine())
+			for _, w := range tt.want {
+				if !strings.Contains(o.lastLine(), w) {
+					t.Errorf("error lacks %q:\n%s", w, o.lastLine())
+				}
+			}
+			if after := d.snapshot(); after != before {
+				t.Fatalf("refusal changed the database:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+			if d.advisoryLockHeld() {
+				t.Error("migration lock still held")
+			}
+		})
+	}
+}
+
+// The repair SQL a refusal gives is exact: running it lets the next run succeed.
+func TestRepairSQLWorks(t *testing.T) {
+	tests := []struct{ name, sql string }{
+		{"duplicate rows", "INSERT INTO goose_db_version (version_id, is_applied) VALUES (2, true), (1, true)"},
+		// What old goose left after rolling back 3: its Down ran, a false row was added.
+		{"rolled-back row", "DROP TABLE c; INSERT INTO goose_db_version (version_id, is_applied) VALUES (3, false)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDB(t)
+			dir := writeDir(t, threeTables)
+			mustRun(t, d.url(), dir)
+			d.exec(tt.sql)
+			cfg, err := (&dbconn.Options{URL: d.url(), ConnectTimeout: 5 * time.Second}).Config(redact.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			db, probe := OpenDB(cfg, SessionSettings{})
+			defer db.Close()
+			opts := Options{Dir: dir, Table: DefaultTable, AllowEmptyDatabase: true, LockWait: time.Minute}
+			m := &Migrator{DB: db, FS: os.DirFS(dir), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Opts: opts, Probe: probe}
+			_, err = m.Run(context.Background())
+			var re *RefusalError
+			if !errors.As(err, &re) || !errors.Is(err, ErrInconsistentTable) {
+				t.Fatalf("err = %v, want an inconsistent-table refusal", err)
+			}
+			begin, end := strings.Index(re.Repair, "BEGIN;"), strings.Index(re.Repair, "COMMIT;")
+			if begin < 0 || end < 0 {
+				t.Fatalf("no repair transaction in %q", re.Repair)
+			}
+			d.exec(re.Repair[begin : end+len("COMMIT;")])
+			o := mustRun(t, d.url(), dir)
+			if tt.name == "rolled-back row" && o.result("applied-versions") != "[3]" {
+				t.Errorf("after repairing a rolled-back version it should be applied again: %v", o.summary.Results)
+			}
+			if n := d.queryString(`SELECT count(*)::text FROM goose_db_version GROUP BY version_id ORDER BY count(*) DESC LIMIT 1`); n != "1" {
+				t.Errorf("still %s rows for one version", n)
+			}
+		})
+	}
+}
+
+func TestSQLErrorNamesFileAndPosition(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, files{
+		"00001_a.sql":   threeTables["00001_a.sql"],
+		"00002_bad.sql": "-- +goose Up\nCREATE TABLE side (id int);\nCREATE TABLE broken (\n  id int,\n  name txet\n);\n",
+		"00003_c.sql":   threeTables["00003_c.sql"],
+	})
+	o := runStep(t, d.url(), dir)
+	if o.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", o.code, o.stderr)
+	}
+	t.Log(o.lastLine())
+	for _, want := range []string{"applying migration 2 (00002_bad.sql) failed", "SQLSTATE 42704", "00002_bad.sql:5:8", "rolled back"} {
+		if !strings.Contains(o.lastLine(), want) {
+			t.Errorf("error lacks %q: %s", want, o.lastLine())
+		}
+	}
+	if got := d.versions("goose_db_version"); got != "0:true 1:true" {
+		t.Errorf("version table = %q, want 1 applied and 2 not", got)
+	}
+	if d.tableExists("side") {
+		t.Error("the failed migration's first statement was not rolled back")
+	}
+	if o.result("applied-versions") != "[1]" || o.result("current-version") != "1" {
+		t.Errorf("results: %v", o.summary.Results)
+	}
+}
+
+func TestRoleOwnsObjectsAndVersionTable(t *testing.T) {
+	owner := plainRole(t, "mig_owner")
+	outsider := plainRole(t, "mig_outsider")
+	const pw = "p@ss:w/rd%41?x"
+	login := loginRole(t, pw, owner)
+	d := newDB(t)
+	d.exec("GRANT CREATE ON SCHEMA public TO " + owner)
+	url := d.srv.UserURL(login, pw, d.db)
+	dir := writeDir(t, threeTables)
+
+	o := mustRun(t, url, dir, "--role", owner)
+	if o.result("applied") != "3" {
+		t.Fatalf("%v", o.summary.Results)
+	}
+	got := d.queryString(`SELECT string_agg(tablename || '=' || tableowner, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'`)
+	want := "a=" + owner + " b=" + owner + " c=" + owner + " goose_db_version=" + owner
+	if got != want {
+		t.Fatalf("owners: %s\nwant:   %s", got, want)
+	}
+	if strings.Contains(o.stdout+o.stderr, pw) {
+		t.Fatal("password in output")
+	}
+
+	o = runStep(t, url, dir, "--role", outsider)
+	if o.code != 1 || !strings.Contains(o.lastLine(), "GRANT "+outsider+" TO "+login) {
+		t.Fatalf("--role without membership: exit %d: %s", o.code, o.lastLine())
+	}
+}
+
+func TestLockHeldElsewhereExits75(t *testing.T) {
+	d := newDB(t)
+	c := d.conn()
+	ctx := context.Background()
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", LockID); err != nil {
+		t.Fatal(err)
+	}
+	holder := int(c.PgConn().PID())
+	before := d.snapshot()
+	o := runStep(t, d.url(), writeDir(t, threeTables), "--lock-wait", "1s")
+	if o.code != 75 {
+		t.Fatalf("exit %d, want 75\n%s", o.code, o.stderr)
+	}
+	t.Log(o.lastLine())
+	for _, want := range []string{"another migrator holds the migration lock", "pid " + strconv.Itoa(holder), "--lock-wait 1s", "pg_terminate_backend"} {
+		if !strings.Contains(o.lastLine(), want) {
+			t.Errorf("error lacks %q: %s", want, o.lastLine())
+		}
+	}
+	if !strings.Contains(o.stderr, "waiting for the migration lock") {
+		t.Errorf("no log line while waiting:\n%s", o.stderr)
+	}
+	if after := d.snapshot(); after != before {
+		t.Fatalf("database changed while the lock was busy:\n%s\n%s", before, after)
+	}
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_unlock($1)", LockID); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, d.url(), writeDir(t, threeTables), "--lock-wait", "1s")
+}
+
+func TestLockTimeoutBehindLongTransaction(t *testing.T) {
+	d := newDB(t)
+	mustRun(t, d.url(), writeDir(t, subset(threeTables, "00001_a.sql")))
+	blocker := d.conn()
+	ctx := context.Background()
+	tx, err := blocker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT * FROM a"); err != nil { // holds ACCESS SHARE on a
+		t.Fatal(err)
+	}
+	dir := writeDir(t, files{
+		"00001_a.sql": threeTables["00001_a.sql"],
+		"00002_alter.sql": mig("CREATE TABLE side (id int);\nALTER TABLE a ADD COLUMN x int;",
+			"ALTER TABLE a DROP COLUMN x;\nDROP TABLE side;"),
+	})
+	o := runStep(t, d.url(), dir, "--lock-timeout", "2s")
+	if o.code != 75 {
+		t.Fatalf("exit %d, want 75\n%s", o.code, o.stderr)
+	}
+	t.Log(o.lastLine())
+	pid := strconv.Itoa(int(blocker.PgConn().PID()))
+	for _, want := range []string{"00002_alter.sql", "lock_timeout (--lock-timeout 2s) expired", "AccessExclusiveLock on a", "blocked by pid " + pid, "rolled back"} {
+		if !strings.Contains(o.lastLine(), want) {
+			t.Errorf("error lacks %q: %s", want, o.lastLine())
+		}
+	}
+	if d.tableExists("side") || d.versions("goose_db_version") != "0:true 1:true" {
+		t.Fatal("migration 2 was not rolled back")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o := mustRun(t, d.url(), dir, "--lock-timeout", "2s"); o.result("applied-versions") != "[2]" {
+		t.Fatalf("rerun: %v", o.summary.Results)
+	}
+}
+
+func TestStatementTimeout(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, files{"00001_slow.sql": mig("CREATE TABLE side (id int);\nSELECT pg_sleep(30);", "DROP TABLE side;")})
+	o := runStep(t, d.url(), dir, "--statement-timeout", "300ms")
+	t.Log(o.lastLine())
+	if o.code != 75 || !strings.Contains(o.lastLine(), "statement_timeout (--statement-timeout 300ms)") {
+		t.Fatalf("exit %d: %s", o.code, o.lastLine())
+	}
+	if d.tableExists("side") {
+		t.Fatal("not rolled back")
+	}
+}
+
+func TestConnectionErrors(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, threeTables)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	tests := []struct {
+		name string
+		url  string
+		code int
+	}{
+		{"wrong password", d.srv.UserURL("postgres", "wrong", d.db), 1},
+		{"unreachable", "postgres://postgres:x@127.0.0.1:" + strconv.Itoa(closed) + "/db?sslmode=disable", 75},
+		{"database not created yet", d.srv.URL("not_there_yet"), 75},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := runStep(t, tt.url, dir, "--connect-timeout", "3s")
+			t.Log(o.lastLine())
+			if o.code != tt.code || !strings.Contains(o.lastLine(), "connecting to the database") {
+				t.Fatalf("exit %d, want %d: %s", o.code, tt.code, o.lastLine())
+			}
+		})
+	}
+}
+
+// The password, with every URL-special character, appears in no output of any
+// outcome: success, refusal, SQL error, lock busy, wrong password.
+func TestPasswordNeverInOutput(t *testing.T) {
+	const pw = "s3cr@t:/%?#pw"
+	login := loginRole(t, pw)
+	d := newDB(t)
+	d.exec("GRANT CREATE ON SCHEMA public TO " + login)
+	url := d.srv.UserURL(login, pw, d.db)
+	bad := writeDir(t, files{"00001_bad.sql": mig("SELEC 1;", "")})
+	good := writeDir(t, threeTables)
+	c := d.conn()
+	outs := []outcome{
+		runStep(t, url, good, "--plan", "--log-format", "json", "--log-level", "debug"),
+		runStep(t, url, good, "--log-level", "debug"),
+		runStep(t, url, writeDir(t, subset(threeTables, "00001_a.sql"))),                                    // branched
+		runStep(t, d.srv.UserURL(login, pw+"x", d.db), good),                                                // wrong password
+		runStep(t, strings.Replace(url, "127.0.0.1", "127.0.0.1:1", 1)+"&connect_timeout=1", good),          // malformed
+		runStep(t, d.srv.UserURL(login, pw, d.db+"_missing"), good, "--connect-timeout", "2s"),              // no database
+		runStep(t, "host=127.0.0.1 port=1 user="+login+" password='"+pw+"' dbname=x connect_timeout=1", good), // DSN
+	}
+	d2 := newDB(t)
+	d2.exec("GRANT CREATE ON SCHEMA public TO " + login)
+	outs = append(outs, runStep(t, d2.srv.UserURL(login, pw, d2.db), bad))
+	if _, err := c.Exec(context.Background(), "SELECT pg_advisory_lock($1)", LockID); err != nil {
+		t.Fatal(err)
+	}
+	outs = append(outs, runStep(t, url, good, "--down-to", "0", "--lock-wait", "0s"))
+	for i, o := range outs {
+		for _, leak := range []string{pw, "s3cr%40t", "s3cr@t:"} {
+			if strings.Contains(o.stdout+o.stderr, leak) {
+				t.Errorf("run %d (exit %d) leaks the password:\n%s%s", i, o.code, o.stdout, o.stderr)
+			}
+		}
+	}
+	if outs[1].code != 0 || outs[7].code != 1 || outs[8].code != 75 {
+		t.Errorf("unexpected exit codes: %d %d %d", outs[1].code, outs[7].code, outs[8].code)
+	}
+}
+
+func TestSchemaQualifiedTable(t *testing.T) {
+	d := newDB(t)
+	d.exec("CREATE SCHEMA meta")
+	dir := writeDir(t, threeTables)
+	mustRun(t, d.url(), dir, "--table", "meta.versions")
+	if got := d.versions("meta.versions"); got != "0:true 1:true 2:true 3:true" {
+		t.Fatalf("meta.versions = %q", got)
+	}
+	if d.tableExists("public.goose_db_version") {
+		t.Fatal("default table created too")
+	}
+	o := mustRun(t, d.url(), dir, "--table", "meta.versions", "--plan")
+	if o.result("pending") != "false" {
+		t.Fatalf("%v", o.summary.Results)
+	}
+}
+
+// Interrupting a run (SIGTERM cancels the context) rolls back the running
+// migration, releases the lock, and exits 75; a rerun finishes.
+func TestCancelDuringMigration(t *testing.T) {
+	d := newDB(t)
+	d.exec("CREATE TABLE sleep_control (version int PRIMARY KEY, seconds float8)")
+	d.exec("INSERT INTO sleep_control VALUES (2, 3600)")
+	dir := writeDir(t, sleepyMigrations(3))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan outcome, 1)
+	go func() { done <- runStepCtx(ctx, t, d.url(), dir) }()
+	eventually(t, "migration 2 to sleep", func() bool { return d.sleeping() })
+	cancel()
+	o := <-done
+	t.Log(o.lastLine())
+	if o.code != 75 || !strings.Contains(o.lastLine(), "interrupted") || !strings.Contains(o.lastLine(), "migration 2") {
+		t.Fatalf("exit %d: %s", o.code, o.lastLine())
+	}
+	if got := d.versions("goose_db_version"); got != "0:true 1:true" {
+		t.Fatalf("versions after cancel: %q", got)
+	}
+	eventually(t, "the lock to be released", func() bool { return !d.advisoryLockHeld() })
+	d.exec("UPDATE sleep_control SET seconds = 0")
+	if o := mustRun(t, d.url(), dir); o.result("applied-versions") != "[2,3]" {
+		t.Fatalf("rerun: %v", o.summary.Results)
+	}
+	d.checkEffectsOnce(3)
+}
+
+// sleepyMigrations makes n migrations; migration i records its effect, then sleeps
+// for sleep_control's seconds for version i (a table the test creates).
+func sleepyMigrations(n int) files {
+	f := files{}
+	for i := 1; i <= n; i++ {
+		v := strconv.Itoa(i)
+		up := "CREATE TABLE IF NOT EXISTS effects (version int);\nINSERT INTO effects VALUES (" + v + ");\n" +
+			"SELECT pg_sleep(coalesce((SELECT seconds FROM sleep_control WHERE version = " + v + "), 0));"
+		f["0000"+v+"_m"+v+".sql"] = mig(up, "DELETE FROM effects WHERE version = "+v+";")
+	}
+	return f
+}
+
+// sleeping reports whether a migration is inside pg_sleep in this database.
+func (d *testDB) sleeping() bool {
+	return d.queryString(`SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+		AND state = 'active' AND query LIKE '%pg_sleep(coalesce%' AND pid <> pg_backend_pid())::text`) == "true"
+}
+
+// checkEffectsOnce asserts each of n migrations ran exactly once and is recorded once.
+func (d *testDB) checkEffectsOnce(n int) {
+	d.t.Helper()
+	want := ""
+	for i := 1; i <= n; i++ {
+		want += strconv.Itoa(i) + ":1 "
+	}
+	want = strings.TrimSpace(want)
+	if got := d.queryString(`SELECT string_agg(version || ':' || c, ' ' ORDER BY version) FROM (SELECT version, count(*) c FROM effects GROUP BY version) x`); got != want {
+		d.t.Errorf("effects = %q, want %q", got, want)
+	}
+	if got := d.queryString(`SELECT string_agg(version_id || ':' || c, ' ' ORDER BY version_id) FROM (SELECT version_id, count(*) c FROM goose_db_version WHERE version_id > 0 GROUP BY version_id) x`); got != want {
+		d.t.Errorf("version rows = %q, want %q", got, want)
+	}
+}
+
