@@ -456,10 +456,10 @@ func TestPasswordNeverInOutput(t *testing.T) {
 	outs := []outcome{
 		runStep(t, url, good, "--plan", "--log-format", "json", "--log-level", "debug"),
 		runStep(t, url, good, "--log-level", "debug"),
-		runStep(t, url, writeDir(t, subset(threeTables, "00001_a.sql"))),                                    // branched
-		runStep(t, d.srv.UserURL(login, pw+"x", d.db), good),                                                // wrong password
-		runStep(t, strings.Replace(url, "127.0.0.1", "127.0.0.1:1", 1)+"&connect_timeout=1", good),          // malformed
-		runStep(t, d.srv.UserURL(login, pw, d.db+"_missing"), good, "--connect-timeout", "2s"),              // no database
+		runStep(t, url, writeDir(t, subset(threeTables, "00001_a.sql"))),                                      // branched
+		runStep(t, d.srv.UserURL(login, pw+"x", d.db), good),                                                  // wrong password
+		runStep(t, strings.Replace(url, "127.0.0.1", "127.0.0.1:1", 1)+"&connect_timeout=1", good),            // malformed
+		runStep(t, d.srv.UserURL(login, pw, d.db+"_missing"), good, "--connect-timeout", "2s"),                // no database
 		runStep(t, "host=127.0.0.1 port=1 user="+login+" password='"+pw+"' dbname=x connect_timeout=1", good), // DSN
 	}
 	d2 := newDB(t)
@@ -561,4 +561,3 @@ func (d *testDB) checkEffectsOnce(n int) {
 		d.t.Errorf("version rows = %q, want %q", got, want)
 	}
 }
-

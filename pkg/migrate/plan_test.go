@@ -152,7 +152,7 @@ func TestScanDir(t *testing.T) {
 
 func TestParseAnnotations(t *testing.T) {
 	tests := []struct {
-		text          string
+		text           string
 		up, down, noTx bool
 	}{
 		{"-- +goose Up\nSELECT 1;\n-- +goose Down\nSELECT 2;\n", true, true, false},
