@@ -86,9 +86,17 @@ func TestPlanOnFreshDatabaseCreatesNothing(t *testing.T) {
 		t.Error("lock still held")
 	}
 
-	o = mustRun(t, d.url(), dir, "--plan", "--to", "2")
+	// --plan takes no lock: it answers while another migrator holds it.
+	holder := d.conn()
+	if _, err := holder.Exec(context.Background(), "SELECT pg_advisory_lock($1)", LockID); err != nil {
+		t.Fatal(err)
+	}
+	o = mustRun(t, d.url(), dir, "--plan", "--to", "2", "--lock-wait", "0s")
 	if o.result("pending-versions") != "[1,2]" || o.result("target-version") != "2" {
 		t.Errorf("--plan --to 2: %v", o.summary.Results)
+	}
+	if _, err := holder.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", LockID); err != nil {
+		t.Fatal(err)
 	}
 	mustRun(t, d.url(), dir)
 	o = mustRun(t, d.url(), dir, "--plan")
@@ -298,6 +306,19 @@ func TestSQLErrorNamesFileAndPosition(t *testing.T) {
 	}
 	if o.result("applied-versions") != "[1]" || o.result("current-version") != "1" {
 		t.Errorf("results: %v", o.summary.Results)
+	}
+}
+
+func TestNoTransactionMigrationFailure(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, files{"00001_idx.sql": "-- +goose NO TRANSACTION\n" + mig("CREATE TABLE t (id int);\nCREATE INDEX CONCURRENTLY t_id ON t (nope);", "DROP TABLE t;")})
+	o := runStep(t, d.url(), dir)
+	t.Log(o.lastLine())
+	if o.code != 1 || !strings.Contains(o.lastLine(), "NO TRANSACTION") || !strings.Contains(o.lastLine(), "SQLSTATE 42703") {
+		t.Fatalf("exit %d: %s", o.code, o.lastLine())
+	}
+	if !d.tableExists("t") || d.versions("goose_db_version") != "0:true" {
+		t.Fatal("expected the first statement to stay and the version to stay unrecorded")
 	}
 }
 
