@@ -72,6 +72,8 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
+		// A bad flag gets the one-line error below, not the whole help text.
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return fmt.Errorf("unexpected argument %q: %s takes flags only", c.Args().First(), spec.Name)

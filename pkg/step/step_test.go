@@ -78,12 +78,15 @@ func TestExitCodes(t *testing.T) {
 			}
 			ran := false
 			spec := testSpec(&testOptions{}, func(context.Context, *Env) error { ran = true; return tt.run })
-			code, _, stderr := runStep(t, spec, tt.args...)
+			code, stdout, stderr := runStep(t, spec, tt.args...)
 			if code != tt.want {
 				t.Fatalf("exit code = %d, want %d; stderr: %s", code, tt.want, stderr)
 			}
 			if tt.want == 2 && ran {
 				t.Fatal("a usage error must stop before the step runs")
+			}
+			if tt.want == 2 && stdout != "" && !json.Valid([]byte(stdout)) {
+				t.Errorf("a usage error printed more than the summary on stdout: %q", stdout)
 			}
 			if code != 0 && strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
 				t.Errorf("error output is not one line: %q", stderr)
