@@ -1,0 +1,382 @@
+package manifests
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Knetic/govaluate"
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"github.com/argoproj/argo-workflows/v3/util/template"
+)
+
+// These tests run the WorkflowTemplate's conditions through Argo's own substitution
+// and expression code, the way the controller resolves a DAG task's `when`
+// (workflow/controller/dag.go: ReplaceStrictAny with strict prefixes tasks and steps,
+// then shouldExecute's govaluate). The variables are built as the controller builds
+// them (operator.go: workflow.status, workflow.failures quoted with strconv.Quote,
+// workflow.outputs.parameters from globalName outputs). It is a model of the
+// controller, not the controller: the end-to-end runs on the real engines are the
+// final word.
+
+// failedNode is an entry of workflow.failures.
+type failedNode struct {
+	DisplayName  string `json:"displayName"`
+	Message      string `json:"message"`
+	TemplateName string `json:"templateName"`
+	Phase        string `json:"phase"`
+	PodName      string `json:"podName"`
+	FinishedAt   string `json:"finishedAt"`
+}
+
+// run describes the state of a workflow when its exit handler starts.
+type run struct {
+	entrypoint string
+	status     string            // Succeeded, Failed, Error
+	params     map[string]string // overrides of the defaults
+	outputs    map[string]string // workflow.outputs.parameters (globalName exports)
+	failed     []failedNode
+}
+
+func failure(task, template string) failedNode {
+	return failedNode{DisplayName: task, TemplateName: template, Phase: "Failed", Message: "Error (exit code 1)",
+		PodName: "chartreuse-x-" + template + "-123", FinishedAt: time.Now().UTC().Format(time.RFC3339)}
+}
+
+// globals builds the controller's global parameters for the exit handler.
+func (r run) globals(t *testing.T, wft *wfv1.WorkflowTemplate) map[string]any {
+	t.Helper()
+	g := map[string]any{
+		"workflow.name":               "chartreuse-abcde",
+		"workflow.namespace":          "shop",
+		"workflow.uid":                "0000",
+		"workflow.mainEntrypoint":     r.entrypoint,
+		"workflow.status":             r.status,
+		"workflow.serviceAccountName": "chartreuse-workflow",
+	}
+	params := map[string]string{}
+	for _, p := range wft.Spec.Arguments.Parameters {
+		if p.Value != nil {
+			params[p.Name] = p.Value.String()
+		}
+	}
+	params["database-secret"] = "shop-db"
+	params["workload-selector"] = "app.kubernetes.io/name=shop"
+	for k, v := range r.params {
+		params[k] = v
+	}
+	var plist []wfv1.Parameter
+	for k, v := range params {
+		g["workflow.parameters."+k] = v
+		plist = append(plist, wfv1.Parameter{Name: k, Value: wfv1.AnyStringPtr(v)})
+	}
+	pj, _ := json.Marshal(plist)
+	g["workflow.parameters"] = string(pj)
+	g["workflow.parameters.json"] = string(pj)
+	for k, v := range r.outputs {
+		g["workflow.outputs.parameters."+k] = v
+	}
+	failures := r.failed
+	b, err := json.Marshal(failures)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g["workflow.failures"] = strconv.Quote(string(b))
+	return g
+}
+
+// when resolves and evaluates a `when` as the DAG executor does.
+func when(expr string, vars map[string]any) (bool, error) {
+	if expr == "" {
+		return true, nil
+	}
+	b, err := json.Marshal(expr)
+	if err != nil {
+		return false, err
+	}
+	resolved, err := template.ReplaceStrictAny(string(b), vars, []string{"tasks", "steps"})
+	if err != nil {
+		return false, err
+	}
+	var s string
+	if err := json.Unmarshal([]byte(resolved), &s); err != nil {
+		return false, err
+	}
+	if strings.Contains(s, "{{") {
+		return false, fmt.Errorf("unresolved: %s", s)
+	}
+	return shouldExecute(s)
+}
+
+// shouldExecute is workflow/controller/steps.go's shouldExecute.
+func shouldExecute(when string) (bool, error) {
+	expression, err := govaluate.NewEvaluableExpression(when)
+	if err != nil {
+		return false, fmt.Errorf("invalid 'when' expression %q: %w", when, err)
+	}
+	tokens := expression.Tokens()
+	for i, tok := range tokens {
+		if tok.Kind == govaluate.VARIABLE {
+			tok.Kind = govaluate.STRING
+			tokens[i] = tok
+		}
+	}
+	expression, err = govaluate.NewEvaluableExpressionFromTokens(tokens)
+	if err != nil {
+		return false, err
+	}
+	res, err := expression.Evaluate(nil)
+	if err != nil {
+		return false, err
+	}
+	b, ok := res.(bool)
+	if !ok {
+		return false, fmt.Errorf("when %q evaluated to %v, not a boolean", when, res)
+	}
+	return b, nil
+}
+
+func templateByName(t *testing.T, wft *wfv1.WorkflowTemplate, name string) *wfv1.Template {
+	t.Helper()
+	for i := range wft.Spec.Templates {
+		if wft.Spec.Templates[i].Name == name {
+			return &wft.Spec.Templates[i]
+		}
+	}
+	t.Fatalf("no template %s", name)
+	return nil
+}
+
+// simulateExitHandler returns the exit-handler tasks that run, in DAG order, given the
+// run's state and what recheck reports. Dependencies: a task whose depends is
+// "<task>.Succeeded" runs only if that task ran (and is assumed to succeed).
+func simulateExitHandler(t *testing.T, wft *wfv1.WorkflowTemplate, r run, recheckVersion string) (ran []string, args map[string]string) {
+	t.Helper()
+	g := r.globals(t, wft)
+	args = map[string]string{}
+	did := map[string]bool{}
+	for _, task := range templateByName(t, wft, "exit-handler").DAG.Tasks {
+		if task.Depends != "" {
+			dep, ok := strings.CutSuffix(task.Depends, ".Succeeded")
+			if !ok {
+				t.Fatalf("exit-handler task %s: depends %q is not <task>.Succeeded", task.Name, task.Depends)
+			}
+			if !did[dep] {
+				continue
+			}
+		}
+		vars := map[string]any{}
+		for k, v := range g {
+			vars[k] = v
+		}
+		if did["recheck"] {
+			vars["tasks.recheck.outputs.parameters.current-version"] = recheckVersion
+			vars["tasks.recheck.outputs.parameters.pending"] = "true"
+			vars["tasks.recheck.status"] = "Succeeded"
+		}
+		ok, err := when(task.When, vars)
+		if err != nil {
+			t.Fatalf("exit-handler task %s: when %q: %v", task.Name, task.When, err)
+		}
+		if !ok {
+			continue
+		}
+		did[task.Name] = true
+		ran = append(ran, task.Name)
+		for _, p := range task.Arguments.Parameters {
+			b, _ := json.Marshal(p.Value.String())
+			s, err := template.ReplaceStrictAny(string(b), vars, []string{"tasks", "steps"})
+			if err != nil {
+				t.Fatalf("exit-handler task %s: argument %s: %v", task.Name, p.Name, err)
+			}
+			var v string
+			_ = json.Unmarshal([]byte(s), &v)
+			args[task.Name+"."+p.Name] = v
+		}
+	}
+	return ran, args
+}
+
+func TestArgoExitHandlerPolicies(t *testing.T) {
+	wft := argoTemplate(t)
+	planned := map[string]string{"pending": "true", "planned-version": "41"}
+	nothingPending := map[string]string{"pending": "false", "planned-version": "42"}
+	migrateFailed := []failedNode{failure("migrate(0)", "migrate"), failure("migrate", "migrate")}
+	tests := []struct {
+		name    string
+		run     run
+		recheck string
+		want    []string
+		args    map[string]string
+	}{
+		{name: "success", run: run{entrypoint: "main", status: "Succeeded", outputs: planned}},
+		{name: "nothing pending", run: run{entrypoint: "main", status: "Succeeded", outputs: nothingPending}},
+		{name: "database never came up",
+			run: run{entrypoint: "main", status: "Failed", failed: []failedNode{failure("wait-for-db", "wait-for-db")}}},
+		{name: "plan failed",
+			run: run{entrypoint: "main", status: "Failed", failed: []failedNode{failure("plan", "plan")}}},
+		{name: "scale-down failed: put back what it stopped",
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{failure("scale-down", "scale-down")}},
+			want: []string{"restore"}},
+		{name: "stopped during scale-down",
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{{DisplayName: "scale-down", TemplateName: "scale-down", Phase: "Failed", Message: "Stopped with strategy 'Stop'"}}},
+			want: []string{"restore"}},
+		{name: "scale-restore failed after a good migrate: try again",
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{failure("scale-restore", "scale-restore")}},
+			want: []string{"restore"}},
+		{name: "migrate succeeded on its second attempt, then scale-restore failed",
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{failure("migrate(0)", "migrate"), failure("scale-restore", "scale-restore")}},
+			want: []string{"restore"}},
+		{name: "nothing pending but the run failed later: nothing was stopped",
+			run: run{entrypoint: "main", status: "Failed", outputs: nothingPending, failed: []failedNode{failure("main", "main")}}},
+		{name: "stop-workloads=false",
+			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "false"}, failed: []failedNode{failure("scale-down", "scale-down")}}},
+		{name: "keep-down: migrate failed",
+			run: run{entrypoint: "main", status: "Failed", outputs: planned, failed: migrateFailed}},
+		{name: "keep-down: stopped during migrate",
+			run: run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{{DisplayName: "migrate", TemplateName: "migrate", Phase: "Failed", Message: "Stopped with strategy 'Stop'"}}}},
+		{name: "restore: nothing was applied",
+			run:     run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "restore"}, failed: migrateFailed},
+			recheck: "41", want: []string{"recheck", "restore-if-unchanged"}},
+		{name: "restore: something was applied, keep down",
+			run:     run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "restore"}, failed: migrateFailed},
+			recheck: "43", want: []string{"recheck"}},
+		{name: "rollback",
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed},
+			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
+		{name: "rollback policy, but migrate did not fail",
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{failure("scale-down", "scale-down")}},
+			want: []string{"restore"}},
+		{name: "migrate errored (pod deleted)",
+			run:  run{entrypoint: "main", status: "Error", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{{DisplayName: "migrate", TemplateName: "migrate", Phase: "Error", Message: "pod deleted"}}},
+			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
+		{name: "no selector: scale-down stopped nothing",
+			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"workload-selector": ""}, failed: []failedNode{failure("scale-down", "scale-down")}}},
+		{name: "restore policy, stop-workloads=false: nothing to restore",
+			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, failed: migrateFailed}},
+		{name: "rollback policy, stop-workloads=false: roll back only",
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback", "stop-workloads": "false"}, failed: migrateFailed},
+			want: []string{"rollback"}, args: map[string]string{"rollback.down-to": "41"}},
+		{name: "single-phase rerun of migrate: exit handler does nothing",
+			run: run{entrypoint: "migrate", status: "Failed", params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{failure("chartreuse-abcde", "migrate")}}},
+		{name: "single-phase rerun of scale-down: exit handler does not undo it",
+			run: run{entrypoint: "scale-down", status: "Succeeded"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ran, args := simulateExitHandler(t, wft, tt.run, tt.recheck)
+			if strings.Join(ran, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("exit handler ran %v, want %v", ran, tt.want)
+			}
+			for k, want := range tt.args {
+				if args[k] != want {
+					t.Errorf("argument %s = %q, want %q", k, args[k], want)
+				}
+			}
+		})
+	}
+}
+
+// TestArgoMainDAGConditions checks the main DAG's `when`s for the parameter and plan
+// combinations.
+func TestArgoMainDAGConditions(t *testing.T) {
+	wft := argoTemplate(t)
+	main := templateByName(t, wft, "main")
+	type combo struct{ patroni, stop, pending string }
+	for _, c := range []combo{
+		{"false", "true", "true"}, {"true", "true", "true"}, {"false", "false", "true"},
+		{"false", "true", "false"}, {"true", "false", "false"},
+	} {
+		t.Run(fmt.Sprintf("patroni=%s,stop=%s,pending=%s", c.patroni, c.stop, c.pending), func(t *testing.T) {
+			r := run{entrypoint: "main", status: "Running", params: map[string]string{"patroni": c.patroni, "stop-workloads": c.stop}}
+			vars := r.globals(t, wft)
+			vars["tasks.plan.outputs.parameters.pending"] = c.pending
+			vars["tasks.plan.outputs.parameters.current-version"] = "41"
+			var ran []string
+			for _, task := range main.DAG.Tasks {
+				ok, err := when(task.When, vars)
+				if err != nil {
+					t.Fatalf("task %s: %v", task.Name, err)
+				}
+				if ok {
+					ran = append(ran, task.Name)
+				}
+			}
+			want := []string{"wait-for-db"}
+			if c.patroni == "true" {
+				want = append(want, "wait-patroni")
+			}
+			want = append(want, "plan")
+			if c.pending == "true" && c.stop == "true" {
+				want = append(want, "scale-down")
+			}
+			if c.pending == "true" {
+				want = append(want, "migrate")
+			}
+			if c.stop == "true" { // only reached after migrate.Succeeded
+				want = append(want, "scale-restore")
+			}
+			sort.Strings(ran)
+			sort.Strings(want)
+			if strings.Join(ran, ",") != strings.Join(want, ",") {
+				t.Errorf("when-true tasks %v, want %v", ran, want)
+			}
+		})
+	}
+}
+
+// TestArgoExpressions resolves the expression tags of the phase templates (working
+// directory, run id) with Argo's template code.
+func TestArgoExpressions(t *testing.T) {
+	wft := argoTemplate(t)
+	for _, tc := range []struct {
+		params     map[string]string
+		workingDir string
+		runIDArg   string
+	}{
+		{nil, "/", "--run-id=chartreuse-abcde"},
+		{map[string]string{"git-url": "https://example.com/a.git", "run-id": "release-1.4"}, "/work/src", "--run-id=release-1.4"},
+	} {
+		vars := run{entrypoint: "main", status: "Running", params: tc.params}.globals(t, wft)
+		for _, name := range []string{"plan", "migrate", "rollback", "recheck"} {
+			c := templateByName(t, wft, name).Container
+			got := resolve(t, c.WorkingDir, vars)
+			if got != tc.workingDir {
+				t.Errorf("%s: workingDir with %v = %q, want %q", name, tc.params, got, tc.workingDir)
+			}
+		}
+		for _, name := range []string{"scale-down", "scale-restore"} {
+			c := templateByName(t, wft, name).Container
+			found := false
+			for _, a := range c.Args {
+				if strings.HasPrefix(a, "--run-id=") {
+					found = true
+					if got := resolve(t, a, vars); got != tc.runIDArg {
+						t.Errorf("%s: %q with %v = %q, want %q", name, a, tc.params, got, tc.runIDArg)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("%s: no --run-id", name)
+			}
+		}
+	}
+}
+
+func resolve(t *testing.T, s string, vars map[string]any) string {
+	t.Helper()
+	b, _ := json.Marshal(s)
+	out, err := template.Replace(string(b), vars, false)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	var v string
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

@@ -1,0 +1,390 @@
+package manifests
+
+import (
+	"context"
+	"encoding/json"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/tektoncd/pipeline/pkg/apis/config"
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	triggersv1beta1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
+	"sigs.k8s.io/yaml"
+)
+
+// tektonCtx is the context Tekton's webhook validates with when the feature-flags
+// and config-defaults ConfigMaps hold their defaults (no alpha features).
+func tektonCtx() context.Context {
+	ctx := context.Background()
+	return config.ToContext(ctx, config.FromContextOrDefaults(ctx))
+}
+
+func tektonTasks(t testing.TB) map[string]*pipelinev1.Task {
+	t.Helper()
+	tasks := map[string]*pipelinev1.Task{}
+	for _, d := range docsOfKind(loadDocs(t), "tekton.dev/v1", "Task") {
+		task := &pipelinev1.Task{}
+		decodeStrict(t, d, task)
+		tasks[task.Name] = task
+	}
+	return tasks
+}
+
+func tektonPipeline(t testing.TB) *pipelinev1.Pipeline {
+	t.Helper()
+	ds := docsOfKind(loadDocs(t), "tekton.dev/v1", "Pipeline")
+	if len(ds) != 1 {
+		t.Fatalf("want exactly one Pipeline, found %d", len(ds))
+	}
+	p := &pipelinev1.Pipeline{}
+	decodeStrict(t, ds[0], p)
+	return p
+}
+
+var ttParamRE = regexp.MustCompile(`\$\(tt\.params\.([A-Za-z0-9_-]+)\)`)
+
+// triggerTemplatePipelineRuns returns the PipelineRuns a TriggerTemplate creates, with
+// $(tt.params.x) replaced by the param's default or by "sample-x".
+func triggerTemplatePipelineRuns(t testing.TB, tt *triggersv1beta1.TriggerTemplate) []*pipelinev1.PipelineRun {
+	t.Helper()
+	values := map[string]string{}
+	for _, p := range tt.Spec.Params {
+		if p.Default != nil {
+			values[p.Name] = *p.Default
+		} else {
+			values[p.Name] = "sample-" + p.Name
+		}
+	}
+	values["git-url"] = "https://github.com/acme/shop.git"
+	values["git-revision"] = "v1.4.0"
+	var prs []*pipelinev1.PipelineRun
+	for _, rt := range tt.Spec.ResourceTemplates {
+		raw := ttParamRE.ReplaceAllStringFunc(string(rt.Raw), func(m string) string {
+			v := values[ttParamRE.FindStringSubmatch(m)[1]]
+			b, _ := json.Marshal(v)
+			return strings.Trim(string(b), `"`)
+		})
+		pr := &pipelinev1.PipelineRun{}
+		if err := yaml.UnmarshalStrict([]byte(raw), pr); err != nil {
+			t.Fatalf("TriggerTemplate %s: resource template: %v", tt.Name, err)
+		}
+		prs = append(prs, pr)
+	}
+	return prs
+}
+
+// TestTektonValidate runs Tekton's and Tekton Triggers' own defaulting and validation
+// (what their admission webhooks do) on every object.
+func TestTektonValidate(t *testing.T) {
+	ctx := tektonCtx()
+	docs := loadDocs(t)
+	check := func(what string, err *apis.FieldError) {
+		t.Helper()
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	n := 0
+	for _, d := range docs {
+		switch d.Obj.GetAPIVersion() + "/" + d.Obj.GetKind() {
+		case "tekton.dev/v1/Task":
+			o := &pipelinev1.Task{}
+			decodeStrict(t, d, o)
+			o.SetDefaults(ctx)
+			check(d.String(), o.Validate(ctx))
+		case "tekton.dev/v1/Pipeline":
+			o := &pipelinev1.Pipeline{}
+			decodeStrict(t, d, o)
+			o.SetDefaults(ctx)
+			check(d.String(), o.Validate(ctx))
+		case "tekton.dev/v1/PipelineRun":
+			o := &pipelinev1.PipelineRun{}
+			decodeStrict(t, d, o)
+			generateName(&o.ObjectMeta)
+			o.SetDefaults(ctx)
+			check(d.String(), o.Validate(ctx))
+		case "triggers.tekton.dev/v1beta1/EventListener":
+			o := &triggersv1beta1.EventListener{}
+			decodeStrict(t, d, o)
+			o.SetDefaults(ctx)
+			check(d.String(), o.Validate(ctx))
+		case "triggers.tekton.dev/v1beta1/TriggerBinding":
+			o := &triggersv1beta1.TriggerBinding{}
+			decodeStrict(t, d, o)
+			o.SetDefaults(ctx)
+			check(d.String(), o.Validate(ctx))
+		case "triggers.tekton.dev/v1beta1/TriggerTemplate":
+			o := &triggersv1beta1.TriggerTemplate{}
+			decodeStrict(t, d, o)
+			o.SetDefaults(ctx)
+			check(d.String(), o.Validate(ctx))
+			for _, pr := range triggerTemplatePipelineRuns(t, o) {
+				generateName(&pr.ObjectMeta)
+				pr.SetDefaults(ctx)
+				check(d.String()+" resource template", pr.Validate(ctx))
+			}
+		default:
+			continue
+		}
+		n++
+	}
+	if n < 12 {
+		t.Errorf("validated only %d Tekton objects", n)
+	}
+}
+
+// generateName does what the API server does before admission for generateName.
+func generateName(m *metav1.ObjectMeta) {
+	if m.Name == "" && m.GenerateName != "" {
+		m.Name = m.GenerateName + "x7k2p"
+	}
+}
+
+// TestTektonPipelineWiring checks what Pipeline.Validate cannot see because it does not
+// resolve task references: every param a PipelineTask passes is declared by its Task,
+// every Task param without a default is passed, workspaces are bound by name, and every
+// $(tasks.X.results.Y) is a result Task X declares.
+func TestTektonPipelineWiring(t *testing.T) {
+	tasks := tektonTasks(t)
+	p := tektonPipeline(t)
+	declared := map[string]map[string]bool{} // pipeline task -> results of its Task
+	all := append(append([]pipelinev1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...)
+	for _, pt := range all {
+		if pt.TaskRef == nil || pt.TaskRef.Resolver != "" {
+			continue // the catalog git-clone Task, resolved remotely
+		}
+		task, ok := tasks[pt.TaskRef.Name]
+		if !ok {
+			t.Errorf("pipeline task %s: no Task %s in tekton/tasks", pt.Name, pt.TaskRef.Name)
+			continue
+		}
+		declared[pt.Name] = map[string]bool{}
+		for _, r := range task.Spec.Results {
+			declared[pt.Name][r.Name] = true
+		}
+		passed := map[string]bool{}
+		for _, prm := range pt.Params {
+			passed[prm.Name] = true
+		}
+		taskParams := map[string]bool{}
+		for _, ps := range task.Spec.Params {
+			taskParams[ps.Name] = true
+			if ps.Default == nil && !passed[ps.Name] {
+				t.Errorf("pipeline task %s: Task %s param %s has no default and is not passed", pt.Name, task.Name, ps.Name)
+			}
+		}
+		for name := range passed {
+			if !taskParams[name] {
+				t.Errorf("pipeline task %s: passes %s, which Task %s does not declare", pt.Name, name, task.Name)
+			}
+		}
+		bound := map[string]bool{}
+		for _, w := range pt.Workspaces {
+			bound[w.Name] = true
+		}
+		for _, w := range task.Spec.Workspaces {
+			if !w.Optional && !bound[w.Name] {
+				t.Errorf("pipeline task %s: required workspace %s of Task %s not bound", pt.Name, w.Name, task.Name)
+			}
+			delete(bound, w.Name)
+		}
+		for w := range bound {
+			t.Errorf("pipeline task %s: binds workspace %s that Task %s does not declare", pt.Name, w, task.Name)
+		}
+	}
+	b, _ := json.Marshal(p.Spec)
+	for _, m := range regexp.MustCompile(`\$\(tasks\.([a-z0-9-]+)\.results\.([a-z0-9-]+)\)`).FindAllStringSubmatch(string(b), -1) {
+		if res, ok := declared[m[1]]; !ok || !res[m[2]] {
+			t.Errorf("%s: task %s declares no result %s", m[0], m[1], m[2])
+		}
+	}
+}
+
+// TestTektonPipelineDAG pins the order and guards of the Pipeline.
+func TestTektonPipelineDAG(t *testing.T) {
+	p := tektonPipeline(t)
+	type want struct {
+		runAfter []string
+		when     []string
+		retries  bool
+	}
+	expect := map[string]want{
+		"fetch-source":  {nil, []string{"$(params.git-url) notin []"}, true},
+		"wait-for-db":   {nil, nil, true},
+		"wait-patroni":  {[]string{"wait-for-db"}, []string{"$(params.patroni) in [true]"}, true},
+		"plan":          {[]string{"fetch-source", "wait-patroni"}, nil, true},
+		"scale-down":    {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, true},
+		"migrate":       {[]string{"scale-down"}, []string{"$(tasks.plan.results.pending) in [true]"}, false},
+		"scale-restore": {[]string{"migrate"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, true},
+	}
+	if len(p.Spec.Tasks) != len(expect) {
+		t.Errorf("pipeline has %d tasks, want %d", len(p.Spec.Tasks), len(expect))
+	}
+	for _, pt := range p.Spec.Tasks {
+		w, ok := expect[pt.Name]
+		if !ok {
+			t.Errorf("unexpected task %s", pt.Name)
+			continue
+		}
+		ra := append([]string{}, pt.RunAfter...)
+		sort.Strings(ra)
+		if strings.Join(ra, ",") != strings.Join(w.runAfter, ",") {
+			t.Errorf("%s: runAfter %v, want %v", pt.Name, ra, w.runAfter)
+		}
+		if got := whenStrings(pt.When); strings.Join(got, "; ") != strings.Join(w.when, "; ") {
+			t.Errorf("%s: when %v, want %v", pt.Name, got, w.when)
+		}
+		if (pt.Retries > 0) != w.retries {
+			t.Errorf("%s: retries %d", pt.Name, pt.Retries)
+		}
+		if pt.Timeout == nil {
+			t.Errorf("%s: no timeout", pt.Name)
+		}
+	}
+	for _, pt := range p.Spec.Finally {
+		if pt.Timeout == nil {
+			t.Errorf("finally %s: no timeout", pt.Name)
+		}
+	}
+}
+
+func whenStrings(wes pipelinev1.WhenExpressions) []string {
+	var out []string
+	for _, we := range wes {
+		out = append(out, we.Input+" "+string(we.Operator)+" ["+strings.Join(we.Values, ",")+"]")
+	}
+	return out
+}
+
+// TestTektonFinallyPolicies evaluates the finally tasks' when expressions with Tekton's
+// own substitution and evaluation, for each way a run can end. A finally task that
+// references a result its task did not produce is skipped (Tekton's
+// "MissingResultsSkip"); that is modelled too.
+func TestTektonFinallyPolicies(t *testing.T) {
+	p := tektonPipeline(t)
+	type state struct {
+		params   map[string]string
+		status   map[string]string // $(tasks.<t>.status): Succeeded, Failed, None
+		results  map[string]string // $(tasks.plan.results.<r>) that exist
+		tasksAll string            // $(tasks.status)
+	}
+	planned := map[string]string{"pending": "true", "current-version": "41", "target-version": "43"}
+	base := func(s state) state {
+		params := map[string]string{}
+		for _, ps := range p.Spec.Params {
+			if ps.Default != nil {
+				params[ps.Name] = ps.Default.StringVal
+			}
+		}
+		params["database-secret"] = "shop-db"
+		params["workload-selector"] = "app.kubernetes.io/name=shop"
+		for k, v := range s.params {
+			params[k] = v
+		}
+		s.params = params
+		st := map[string]string{}
+		for _, pt := range p.Spec.Tasks {
+			st[pt.Name] = "None"
+		}
+		for k, v := range s.status {
+			st[k] = v
+		}
+		s.status = st
+		return s
+	}
+	ok := map[string]string{"wait-for-db": "Succeeded", "plan": "Succeeded", "scale-down": "Succeeded"}
+	with := func(m map[string]string, kv ...string) map[string]string {
+		out := map[string]string{}
+		for k, v := range m {
+			out[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		s    state
+		want []string
+	}{
+		{"success", state{status: with(ok, "migrate", "Succeeded", "scale-restore", "Succeeded"), results: planned}, nil},
+		{"nothing pending", state{status: with(ok, "scale-down", "None"), results: map[string]string{"pending": "false", "current-version": "43"}}, nil},
+		{"database never came up", state{status: map[string]string{"wait-for-db": "Failed"}}, nil},
+		{"scale-down failed", state{status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
+		{"restore in tasks failed", state{status: with(ok, "migrate", "Succeeded", "scale-restore", "Failed"), results: planned}, []string{"restore"}},
+		{"stop-workloads=false", state{params: map[string]string{"stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, nil},
+		{"keep-down", state{status: with(ok, "migrate", "Failed"), results: planned}, nil},
+		{"restore policy", state{params: map[string]string{"on-migrate-failure": "restore"}, status: with(ok, "migrate", "Failed"), results: planned}, []string{"restore-if-unchanged"}},
+		{"rollback policy", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: planned}, []string{"rollback"}},
+		{"no selector", state{params: map[string]string{"workload-selector": ""}, status: with(ok, "scale-down", "Failed"), results: planned}, nil},
+		{"restore policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, nil},
+		{"rollback policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "rollback", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, []string{"rollback"}},
+		{"rollback policy, scale-down failed", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
+	}
+	resultRE := regexp.MustCompile(`\$\(tasks\.plan\.results\.([a-z-]+)\)`)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := base(tt.s)
+			repl := map[string]string{"tasks.status": s.tasksAll}
+			for k, v := range s.params {
+				repl["params."+k] = v
+			}
+			for k, v := range s.status {
+				repl["tasks."+k+".status"] = v
+			}
+			for k, v := range s.results {
+				repl["tasks.plan.results."+k] = v
+			}
+			var ran []string
+			for _, ft := range p.Spec.Finally {
+				missing := false
+				b, _ := json.Marshal(ft)
+				for _, m := range resultRE.FindAllStringSubmatch(string(b), -1) {
+					if _, ok := s.results[m[1]]; !ok {
+						missing = true
+					}
+				}
+				if missing {
+					continue
+				}
+				// ReplaceVariables substitutes in place: evaluate a copy.
+				if append(pipelinev1.WhenExpressions{}, ft.When...).ReplaceVariables(repl, nil).AllowsExecution(nil) {
+					ran = append(ran, ft.Name)
+				}
+			}
+			if strings.Join(ran, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("finally ran %v, want %v", ran, tt.want)
+			}
+		})
+	}
+}
+
+// TestTektonStepWhen checks the step-level guards of the composite finally Tasks.
+func TestTektonStepWhen(t *testing.T) {
+	tasks := tektonTasks(t)
+	ru := tasks["chartreuse-restore-if-unchanged"]
+	if ru == nil || len(ru.Spec.Steps) != 2 {
+		t.Fatal("chartreuse-restore-if-unchanged: want steps recheck, scale-restore")
+	}
+	for _, tc := range []struct {
+		recheck, planned string
+		restore          bool
+	}{{"41", "41", true}, {"43", "41", false}} {
+		w := append(pipelinev1.WhenExpressions{}, ru.Spec.Steps[1].When...).ReplaceVariables(map[string]string{
+			"steps.recheck.results.current-version": tc.recheck,
+			"params.planned-version":                tc.planned,
+		}, nil)
+		if got := w.AllowsExecution(nil); got != tc.restore {
+			t.Errorf("recheck %s, planned %s: restore %v, want %v", tc.recheck, tc.planned, got, tc.restore)
+		}
+	}
+	rb := tasks["chartreuse-rollback"]
+	if rb == nil || len(rb.Spec.Steps) != 2 || rb.Spec.Steps[1].Name != "scale-restore" {
+		t.Fatal("chartreuse-rollback: want steps rollback, scale-restore")
+	}
+}
