@@ -89,6 +89,7 @@ type Options struct {
 	LockWait time.Duration
 
 	failAfter string // tests: fail right after this step
+	keepLock  bool   // tests: keep the lock when a start fails
 }
 
 // Env is a running environment.
@@ -204,7 +205,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		if saved, serr := e.SaveLogs(""); serr == nil {
 			logf("server logs saved in %s", saved)
 		}
-		if terr := e.stop(); terr != nil {
+		if terr := e.stopWith(!opts.keepLock); terr != nil {
 			err = fmt.Errorf("%w\nteardown: %v", err, terr)
 		}
 		if tails != "" {
@@ -372,7 +373,11 @@ func (e *Env) Stop() error {
 	return e.stop()
 }
 
-func (e *Env) stop() error {
+func (e *Env) stop() error { return e.stopWith(true) }
+
+// stopWith tears down; releaseTheLock false keeps the lock (tests check the
+// machine afterwards without another environment starting meanwhile).
+func (e *Env) stopWith(releaseTheLock bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.stopped {
@@ -381,8 +386,10 @@ func (e *Env) stop() error {
 	e.stopped = true
 	t := time.Now()
 	err := teardown(e.st, e.logf)
-	if rerr := releaseLock(e.lockFile, e.st.Dir); rerr != nil && err == nil {
-		err = rerr
+	if releaseTheLock {
+		if rerr := releaseLock(e.lockFile, e.st.Dir); rerr != nil && err == nil {
+			err = rerr
+		}
 	}
 	e.logf("torn down in %s", time.Since(t).Round(100*time.Millisecond))
 	return err

@@ -347,7 +347,20 @@ func TestStopLeavesNothingBehind(t *testing.T) {
 	}
 
 	start := time.Now()
-	if err := env.Stop(); err != nil {
+	// Keep the lock while checking, so that no other test process's
+	// environment starts (and creates the same bridge) in the meantime.
+	release, err := kubeenv.StopKeepingLock(env)
+	defer func() {
+		if err := release(); err != nil {
+			t.Error(err)
+		}
+		if _, err := os.Stat(st.LockFile); err == nil {
+			if l, _ := os.ReadFile(st.LockFile); strings.Contains(string(l), st.Dir) {
+				t.Errorf("lock file %s still names %s", st.LockFile, st.Dir)
+			}
+		}
+	}()
+	if err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 	t.Logf("Stop took %s", time.Since(start).Round(100*time.Millisecond))
@@ -397,9 +410,6 @@ func TestStopLeavesNothingBehind(t *testing.T) {
 	if _, err := os.Stat(st.Dir); err == nil {
 		t.Errorf("state directory %s still exists", st.Dir)
 	}
-	if _, err := os.Stat(st.LockFile); err == nil {
-		t.Errorf("lock file %s still exists", st.LockFile)
-	}
 }
 
 // (d) A start that fails half-way (here: right after the kubelet started)
@@ -423,7 +433,14 @@ func TestFailedStartTearsDown(t *testing.T) {
 			t.Cleanup(func() { os.RemoveAll(saved) })
 		}
 	}
+	opts.LockWait = 10 * time.Minute // another package's environment may be running
 	kubeenv.FailAfter(&opts, "kubelet")
+	kubeenv.KeepLockOnFailure(&opts) // no other environment starts while we check
+	defer func() {
+		if err := kubeenv.ReleaseLock(dir); err != nil {
+			t.Error(err)
+		}
+	}()
 	start := time.Now()
 	_, err := kubeenv.Start(context.Background(), opts)
 	if err == nil {
@@ -439,9 +456,6 @@ func TestFailedStartTearsDown(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state directory %s still exists (%v)", dir, err)
-	}
-	if _, err := os.Stat(kubeenv.DefaultLockFile); err == nil {
-		t.Errorf("lock file %s still exists", kubeenv.DefaultLockFile)
 	}
 }
 
