@@ -166,6 +166,21 @@ func teardownDir(dir string, logf func(string, ...any)) error {
 		return fmt.Errorf("refusing to tear down %q: not a state directory", dir)
 	}
 	st, err := ReadState(dir)
+	// The bridge, route and iptables chains have fixed names: never remove
+	// them from under another environment that holds the lock.
+	lockFile := DefaultLockFile
+	if st != nil && st.LockFile != "" {
+		lockFile = st.LockFile
+	}
+	if l, lerr := readLock(lockFile); lerr == nil && l.Dir != dir {
+		if who := lockHolderAlive(l); who != "" {
+			if errors.Is(err, fs.ErrNotExist) {
+				logf("no environment in %s; the running one is %s (%s): leaving it alone", dir, l.Dir, who)
+				return nil
+			}
+			return fmt.Errorf("not tearing down %s while the environment %s (%s) holds the lock %s: stop that one first", dir, l.Dir, who, lockFile)
+		}
+	}
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			logf("%v; cleaning up from the fixed layout", err)

@@ -91,7 +91,7 @@ func up(dir, kubeBin string, v int) error {
 		return err
 	}
 	st := env.State()
-	fmt.Printf("environment up in %.1fs\n", st.Timings.StartupSecs)
+	fmt.Fprintf(os.Stderr, "environment up in %.1fs\n", st.Timings.StartupSecs)
 	fmt.Printf("export %s=%s\n", kubeenv.EnvVar, env.Dir)
 	fmt.Printf("export KUBECONFIG=%s\n", env.Kubeconfig)
 	return nil
