@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make test`: every test, against real servers. Installs what it needs (Debian
+# packages, Go modules, the Kubernetes binaries on first use), then
+#   1. the environment's own tests (test/kubeenv, test/images), which start, check and
+#      tear down their own cluster;
+#   2. everything else against one shared cluster (test/env.sh run), torn down even on
+#      failure; PostgreSQL and Patroni servers are started per package by the tests;
+#   3. a check that nothing was left running or lying around.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $(id -u) -eq 0 ]] || { echo "run-tests: the real-server tests need root (they run PostgreSQL as postgres and a kubelet)" >&2; exit 1; }
+
+t0=$(date +%s)
+test/install-deps.sh
+go mod download
+go build ./...
+echo "run-tests: building the Kubernetes binaries (first run only)"
+test/tools/kube/build.sh >/dev/null
+t1=$(date +%s)
+echo "run-tests: set-up took $((t1 - t0))s"
+
+status=0
+go test -count=1 -timeout 20m ./test/kubeenv/ ./test/images/ || status=1
+
+mapfile -t pkgs < <(go list ./... | grep -v -e '/test/kubeenv$' -e '/test/images$')
+test/env.sh run go test -count=1 -timeout 60m "${pkgs[@]}" || status=1
+
+test/check-clean.sh || status=1
+echo "run-tests: finished in $(($(date +%s) - t0))s, status $status"
+exit "$status"
