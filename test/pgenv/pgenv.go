@@ -32,6 +32,9 @@ type Options struct {
 	Port int
 	// Settings are extra postgresql.conf settings (name → value).
 	Settings map[string]string
+	// AllowCIDRs are client networks (e.g. the pod network) allowed in with a
+	// password, besides 127.0.0.1.
+	AllowCIDRs []string
 }
 
 // Server is a running PostgreSQL.
@@ -111,6 +114,19 @@ func (s *Server) init() error {
 	os.Remove(pwfile)
 	if err != nil {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	if len(s.opts.AllowCIDRs) > 0 {
+		hba, err := os.OpenFile(filepath.Join(s.Dir, "data", "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer hba.Close()
+		for _, cidr := range s.opts.AllowCIDRs {
+			if _, _, err := net.ParseCIDR(cidr); err != nil {
+				return fmt.Errorf("pgenv: AllowCIDRs: %w", err)
+			}
+			fmt.Fprintf(hba, "host all all %s scram-sha-256\n", cidr)
+		}
 	}
 	return nil
 }
