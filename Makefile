@@ -34,3 +34,7 @@ demo: ## run the main job on a throwaway local PostgreSQL and cluster
 
 clean:
 	rm -rf bin dist
+
+.PHONY: image
+image: ## the container image, built without Docker, as dist/chartreuse-$(VERSION).tar (docker load / crane push)
+	$(GO) run ./images/build/cmd -o dist/chartreuse-$(VERSION).tar
