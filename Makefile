@@ -38,3 +38,7 @@ clean:
 .PHONY: image
 image: ## the container image, built without Docker, as dist/chartreuse-$(VERSION).tar (docker load / crane push)
 	$(GO) run ./images/build/cmd -o dist/chartreuse-$(VERSION).tar
+
+.PHONY: docs
+docs: ## regenerate docs/reference from the step binaries and the manifests (test/cmd/docgen checks it)
+	$(GO) run ./test/cmd/docgen
