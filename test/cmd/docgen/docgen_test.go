@@ -2,6 +2,8 @@ package main
 
 import (
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -9,6 +11,22 @@ import (
 const repoRoot = "../../.."
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// readRepo returns a file of the repository, by path relative to its root.
+func readRepo(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// exists reports whether a path relative to the repository root exists.
+func exists(rel string) bool {
+	_, err := os.Stat(filepath.Join(repoRoot, rel))
+	return err == nil
+}
 
 // TestGeneratedDocsUpToDate is the contract of `make docs`: the committed reference
 // is exactly what the generator prints from the binaries and the manifests.
