@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
+	"github.com/chartreuse-go/chartreuse/pkg/migrate"
+	"github.com/chartreuse-go/chartreuse/pkg/patroni"
+	"github.com/chartreuse-go/chartreuse/pkg/version"
+	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
+	"github.com/chartreuse-go/chartreuse/pkg/workload"
+)
+
+// The troubleshooting guide quotes what the steps print. Each message below is
+// produced by the code itself where the code that makes it is exported, or else
+// assembled from format strings that must still be in the named source file. Every
+// message must appear verbatim in docs/troubleshooting.md (or the page named).
+
+const troubleshooting = "docs/troubleshooting.md"
+
+// quote is one message the documentation quotes.
+type quote struct {
+	doc string // page that quotes it
+	msg string
+}
+
+// sourceHas fails the test unless file (relative to the repository root) contains
+// every literal, so that a message assembled here from format strings cannot drift
+// from the code that prints it.
+func sourceHas(t *testing.T, file string, literals ...string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range literals {
+		if !strings.Contains(string(b), l) {
+			t.Errorf("%s no longer contains %q: update the message in the documentation and in this test", file, l)
+		}
+	}
+}
+
+// gooseState is a readable, writable goose version table public.goose_db_version
+// holding rows (id, version, applied).
+func gooseState(rows ...migrate.Row) *migrate.State {
+	return &migrate.State{
+		Schema: "public", SchemaExists: true, Name: "goose_db_version", Exists: true, Kind: "r",
+		Columns: []migrate.Column{
+			{Name: "id", Type: "integer", NotNull: true},
+			{Name: "version_id", Type: "bigint", NotNull: true},
+			{Name: "is_applied", Type: "boolean", NotNull: true},
+			{Name: "tstamp", Type: "timestamp without time zone"},
+		},
+		Rows: rows, CanRead: true, CanWrite: true, CanCreate: true, CurrentUser: "shop_owner", UserTables: 5,
+	}
+}
+
+func sources(versions ...int64) migrate.Sources {
+	var s migrate.Sources
+	for _, v := range versions {
+		s = append(s, migrate.Source{Version: v, File: fmt.Sprintf("%d_change.sql", v), HasDown: true})
+	}
+	return s
+}
+
+func analyze(t *testing.T, src migrate.Sources, st *migrate.State) string {
+	t.Helper()
+	_, err := migrate.Analyze(src, st, migrate.Request{Mode: migrate.ModeUp, AllowEmptyDatabase: true, Dir: "/migrations"})
+	if err == nil {
+		t.Fatal("Analyze accepted the state")
+	}
+	if failure.Code(err) != failure.CodePermanent {
+		t.Errorf("%v: exit code %d, the guide says 1", err, failure.Code(err))
+	}
+	return err.Error()
+}
+
+// fakeClock makes a wait loop run instantly and deterministically.
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.now }
+func (c *fakeClock) Sleep(_ context.Context, d time.Duration) error {
+	c.now = c.now.Add(d)
+	return nil
+}
+
+func quotes(t *testing.T) []quote {
+	var q []quote
+	add := func(msg string) { q = append(q, quote{troubleshooting, msg}) }
+
+	// Inconsistent version table.
+	add(analyze(t, sources(20240101120000, 20240301090000),
+		gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240101120000, Applied: true},
+			migrate.Row{ID: 3, Version: 20240301090000, Applied: true}, migrate.Row{ID: 4, Version: 20240301090000, Applied: true})))
+	add(analyze(t, sources(20240101120000, 20240301090000),
+		gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240101120000, Applied: true},
+			migrate.Row{ID: 3, Version: 20240301090000, Applied: false})))
+	add(analyze(t, sources(20240101120000), gooseState()))
+	// Out of order.
+	add(analyze(t, sources(20240101120000, 20240215100000, 20240301090000),
+		gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240101120000, Applied: true},
+			migrate.Row{ID: 3, Version: 20240301090000, Applied: true})))
+	// The image is older than the database.
+	add(analyze(t, sources(20240101120000),
+		gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240101120000, Applied: true},
+			migrate.Row{ID: 3, Version: 20240301090000, Applied: true})))
+
+	// Lock busy.
+	busy := &migrate.LockBusyError{Waited: 5 * time.Minute, Holder: &migrate.Session{
+		PID: 81234, User: "shop_owner", ApplicationName: "chartreuse", State: "active", XactAge: 42 * time.Second}}
+	add(busy.Error())
+
+	// lock_timeout while a migration waits for a table lock.
+	wait := &migrate.LockWait{LockType: "relation", Mode: "AccessExclusiveLock", Relation: "orders",
+		Blockers: []migrate.Session{{PID: 4242, User: "report", ApplicationName: "psql", State: "idle in transaction", XactAge: 20 * time.Minute}}}
+	sourceHas(t, "pkg/migrate/watch.go", `"lock_timeout (--lock-timeout %s) expired"`, `" waiting for "`,
+		`"; let that transaction finish or end it (SELECT pg_terminate_backend(%d);), then rerun"`)
+	lockDetail := fmt.Sprintf("lock_timeout (--lock-timeout %s) expired", 10*time.Second) + " waiting for " + wait.String() +
+		fmt.Sprintf("; let that transaction finish or end it (SELECT pg_terminate_backend(%d);), then rerun", 4242)
+	add((&migrate.MigrationError{Version: 20240315143000, File: "20240315143000_orders_customer.sql", Direction: "up", Detail: lockDetail}).Error())
+
+	// A failed migration (keep-down leaves the workloads stopped).
+	sourceHas(t, "pkg/migrate/migrator.go", `"%s: %s (SQLSTATE %s)"`, `" at " + pos`, `"%s:%d:%d"`)
+	sqlDetail := fmt.Sprintf("%s: %s (SQLSTATE %s)", "ERROR", `column "customer_id" of relation "orders" already exists`, "42701") +
+		" at " + fmt.Sprintf("%s:%d:%d", "20240315143000_orders_customer.sql", 3, 31)
+	add((&migrate.MigrationError{Version: 20240315143000, File: "20240315143000_orders_customer.sql", Direction: "up", Detail: sqlDetail}).Error())
+
+	// Patroni roles not ready: the wait loop's final message around the check's.
+	sourceHas(t, "pkg/patroni/check.go", `"roles %s and %s do not exist"`, `"role %s does not exist"`,
+		`"user %s is not a member of role %s: grant it (GRANT %s TO %s) or connect as the owner's login user (postgres-operator: %s_user)"`,
+		`"connected to a replica (pg_is_in_recovery() is true) at %s: point the URL at the primary (postgres-operator: the <cluster> service, not <cluster>-repl)"`)
+	sourceHas(t, "pkg/patroni/spec.go", `What:    "the cluster"`)
+	for _, cause := range []string{
+		fmt.Sprintf("roles %s and %s do not exist", strings.Join([]string{"shop_owner", "shop_writer"}, ", "), "shop_reader"),
+		fmt.Sprintf("user %s is not a member of role %s: grant it (GRANT %s TO %s) or connect as the owner's login user (postgres-operator: %s_user)",
+			"shop_app", "shop_owner", "shop_owner", "shop_app", "shop_owner"),
+		fmt.Sprintf("connected to a replica (pg_is_in_recovery() is true) at %s: point the URL at the primary (postgres-operator: the <cluster> service, not <cluster>-repl)",
+			"host=shop-db-repl port=5432 database=shop user=shop_owner_user"),
+	} {
+		loop := waitdb.Loop{Clock: &fakeClock{now: time.Unix(0, 0)}, What: "the cluster",
+			Backoff: waitdb.Backoff{Initial: patroni.InitialPause, Max: patroni.MaxPause, Rand: func() float64 { return 0.5 }},
+			Log:     discardLogger()}
+		_, err := loop.Run(context.Background(), 60*time.Second, func(context.Context) error { return failure.Transientf("%s", cause) })
+		if failure.Code(err) != failure.CodeTransient {
+			t.Errorf("patroni wait: exit code %d, the guide says 75", failure.Code(err))
+		}
+		add(err.Error())
+	}
+
+	// Workloads that do not stop in time.
+	sourceHas(t, "pkg/workload/watch.go", `"timed out after %s waiting for %s; still there: %s"`, `"pod/%s (%s, %s)"`)
+	sourceHas(t, "pkg/workload/down.go", `"the pods of %d workloads to stop"`)
+	add(fmt.Sprintf("timed out after %s waiting for %s; still there: %s", 10*time.Minute, fmt.Sprintf("the pods of %d workloads to stop", 3),
+		fmt.Sprintf("pod/%s (%s, %s)", "shop-report-29123040-x7k2p", workload.Ref{Kind: workload.CronJob, Name: "shop-report"}, "Running")))
+
+	// RBAC: the permission check before any change, and a refusal by the API server.
+	sourceHas(t, "pkg/workload/access.go",
+		`"permission denied in namespace %s: missing %s; grant these verbs in the step's Role (see pkg/workload/rbac/role.yaml)"`,
+		`p.verb + " " + kube.Describe(p.resource, p.group, p.subresource)`)
+	add(fmt.Sprintf("permission denied in namespace %s: missing %s; grant these verbs in the step's Role (see pkg/workload/rbac/role.yaml)",
+		"shop", strings.Join([]string{"patch " + kube.Describe("deployments", "apps", "scale"), "watch " + kube.Describe("pods", "", "")}, ", ")))
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "shop-web",
+		errors.New(`User "system:serviceaccount:shop:chartreuse-workflow" cannot patch resource "deployments/scale" in API group "apps" in the namespace "shop"`))
+	add(kube.Classify(forbidden, "patch", kube.Describe("deployments", "apps", "scale")).Error())
+
+	// Version mismatch and a missing --manifest-version.
+	add(version.Check("0.1.0", "0.2.0", false).Error())
+	add(version.Check("0.1.0", "", false).Error())
+
+	// scale-down with nothing selected (workload-selector empty).
+	so := &workload.SelectOptions{RequireSome: true}
+	add(so.Validate().Error())
+
+	// wait-for-db: a wrong password is not waited for.
+	cfg, err := pgx.ParseConfig("postgres://shop_owner@db.example.internal:5432/shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := waitdb.Explain(cfg, &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "shop_owner"`})
+	msg, _, _ := strings.Cut(auth.Error(), "(not retried)")
+	add(msg + "(not retried)")
+	return q
+}
+
+func TestTroubleshootingQuotesTheCode(t *testing.T) {
+	pages := map[string]string{}
+	for _, q := range quotes(t) {
+		if _, ok := pages[q.doc]; !ok {
+			b, err := os.ReadFile(filepath.Join(repoRoot, q.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages[q.doc] = string(b)
+		}
+		if !strings.Contains(pages[q.doc], q.msg) {
+			t.Errorf("%s does not quote what the code prints:\n%s", q.doc, q.msg)
+		}
+	}
+}
