@@ -6,6 +6,15 @@
 // prints, and check every command shown in README.md and docs/.
 //
 //	go run ./test/cmd/docgen [-root .] [-check]
+//
+// Conventions for the documents the tests read (README.md, docs/**/*.md):
+//   - every fenced code block names its language (sh, sql, yaml, json, text, ...);
+//   - sh blocks are checked command by command; text blocks are not (UI steps, log
+//     lines, messages), nor is a block preceded by the line <!-- docs:illustrative -->;
+//   - messages quoted in docs/troubleshooting.md are rebuilt from the code by
+//     messages_test.go; the SQL of docs/migrating-from-chartreuse.md, of
+//     docs/operations.md and the README's example migration runs on a real PostgreSQL
+//     in ./dbtest.
 package main
 
 import (
