@@ -12,13 +12,7 @@ import (
 // CHARTREUSE_ environment variable. They are built the way Run builds the app's
 // flags and are meant for documentation: parsing them would write into spec's
 // option structs.
-func Flags(spec Spec) []cli.Flag {
-	flags := (&CommonOptions{}).Flags()
-	for _, o := range spec.Options {
-		flags = append(flags, o.Flags()...)
-	}
-	return withEnvVars(flags)
-}
+func Flags(spec Spec) []cli.Flag { return appFlags(&CommonOptions{}, spec) }
 
 // FlagDoc is one flag as the reference documentation shows it.
 type FlagDoc struct {

@@ -51,10 +51,6 @@ func Main(spec Spec) {
 // only help/version text or the final JSON summary line.
 func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer) int {
 	common := &CommonOptions{}
-	flags := common.Flags()
-	for _, o := range spec.Options {
-		flags = append(flags, o.Flags()...)
-	}
 	red := redact.New()
 	var (
 		ran    bool  // the action started: summary and results are owed
@@ -67,7 +63,7 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		Usage:           spec.Usage,
 		Description:     spec.Description,
 		Version:         version.Version,
-		Flags:           withEnvVars(flags),
+		Flags:           appFlags(common, spec),
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
@@ -120,6 +116,16 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		Error: msg, Duration: time.Since(start).Round(time.Millisecond).String(),
 	})
 	return code
+}
+
+// appFlags lists the common flags bound to common, then each option bundle's, every
+// one with its CHARTREUSE_ environment variable.
+func appFlags(common *CommonOptions, spec Spec) []cli.Flag {
+	flags := common.Flags()
+	for _, o := range spec.Options {
+		flags = append(flags, o.Flags()...)
+	}
+	return withEnvVars(flags)
 }
 
 func run(ctx context.Context, spec Spec, common *CommonOptions, env *Env, stderr io.Writer) error {
