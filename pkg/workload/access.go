@@ -41,10 +41,15 @@ func workloadPermissions(ws []*Workload) []permission {
 }
 
 // watchPermissions are what the watcher takes.
-var watchPermissions = []permission{
-	{"list", "", "pods", ""}, {"watch", "", "pods", ""},
-	{"list", "apps", "deployments", ""}, {"watch", "apps", "deployments", ""},
-	{"list", "apps", "statefulsets", ""}, {"watch", "apps", "statefulsets", ""},
+func watchPermissions(withPods bool) []permission {
+	perms := []permission{
+		{"list", "apps", "deployments", ""}, {"watch", "apps", "deployments", ""},
+		{"list", "apps", "statefulsets", ""}, {"watch", "apps", "statefulsets", ""},
+	}
+	if withPods {
+		perms = append(perms, permission{"list", "", "pods", ""}, permission{"watch", "", "pods", ""})
+	}
+	return perms
 }
 
 // checkAccess asks the API server (SelfSubjectAccessReview, which every

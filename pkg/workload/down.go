@@ -82,11 +82,11 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		}
 	}
 	if d.CheckAccess {
-		if err := checkAccess(ctx, d.Client, d.Namespace, append(workloadPermissions(ws), watchPermissions...), d.Log); err != nil {
+		if err := checkAccess(ctx, d.Client, d.Namespace, append(workloadPermissions(ws), watchPermissions(true)...), d.Log); err != nil {
 			return nil, err
 		}
 	}
-	w, err := startWatcher(ctx, d.Client, d.Namespace)
+	w, err := startWatcher(ctx, d.Client, d.Namespace, true)
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,7 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	if r.CheckAccess {
 		perms := workloadPermissions(ws)
 		if r.WaitReady {
-			perms = append(perms, watchPermissions...)
+			perms = append(perms, watchPermissions(false)...)
 		}
 		if err := checkAccess(ctx, r.Client, r.Namespace, perms, r.Log); err != nil {
 			return nil, err
@@ -83,7 +83,7 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	var wt *waiter
 	var w *watcher
 	if r.WaitReady {
-		if w, err = startWatcher(ctx, r.Client, r.Namespace); err != nil {
+		if w, err = startWatcher(ctx, r.Client, r.Namespace, false); err != nil {
 			return nil, err
 		}
 		defer w.stop()

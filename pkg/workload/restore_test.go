@@ -25,10 +25,10 @@ func cronRec(suspended string) map[string]string {
 
 func TestRestore(t *testing.T) {
 	cs := newFake(
-		deployment("web", 0, rec("3")),           // still at 0: put back 3
-		deployment("api", 5, rec("2")),           // a new deploy set 5: keep 5
-		statefulSet("cache", 0, rec("2")),        // still at 0: put back 2
-		deployment("idle", 0, rec("0")),          // was at 0 before: stays 0
+		deployment("web", 0, rec("3")),            // still at 0: put back 3
+		deployment("api", 5, rec("2")),            // a new deploy set 5: keep 5
+		statefulSet("cache", 0, rec("2")),         // still at 0: put back 2
+		deployment("idle", 0, rec("0")),           // was at 0 before: stays 0
 		cronJob("report", true, cronRec("false")), // resume
 		cronJob("cleanup", true, cronRec("true")), // was suspended before: stays
 		cronJob("resumed", false, cronRec("false")),

@@ -18,7 +18,7 @@ func TestWaitProgressAndTimeout(t *testing.T) {
 	cs := newFake(deployment("web", 3, nil), pod("web-1", "web"))
 	log, logs := testLogger(t)
 	clk := testclock.NewFakeClock(time.Now())
-	w, err := startWatcher(context.Background(), cs, testNS)
+	w, err := startWatcher(context.Background(), cs, testNS, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,9 @@ func TestWaitProgressAndTimeout(t *testing.T) {
 	web, _, _ := finder{cs: cs, ns: testNS}.get(context.Background(), Ref{Deployment, "web"})
 	wt := &waiter{w: w, clock: clk, log: log, progressEvery: 10 * time.Second, deadline: clk.Now().Add(time.Minute), timeout: time.Minute}
 	done := make(chan error, 1)
-	go func() { done <- wt.until(context.Background(), "pods to stop", w.stoppedCond([]*Workload{web}, testNS)) }()
+	go func() {
+		done <- wt.until(context.Background(), "pods to stop", w.stoppedCond([]*Workload{web}, testNS))
+	}()
 
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()

@@ -35,10 +35,12 @@ type watcher struct {
 // startWatcher lists and starts watching. It first makes one small list call per
 // resource so that a missing permission fails at once, classified, instead of
 // leaving an informer retrying until the timeout.
-func startWatcher(ctx context.Context, cs kubernetes.Interface, ns string) (*watcher, error) {
+func startWatcher(ctx context.Context, cs kubernetes.Interface, ns string, withPods bool) (*watcher, error) {
 	probe := metav1.ListOptions{Limit: 1}
-	if _, err := cs.CoreV1().Pods(ns).List(ctx, probe); err != nil {
-		return nil, kube.Classify(fmt.Errorf("listing pods in %s: %w", ns, err), "list", "pods")
+	if withPods {
+		if _, err := cs.CoreV1().Pods(ns).List(ctx, probe); err != nil {
+			return nil, kube.Classify(fmt.Errorf("listing pods in %s: %w", ns, err), "list", "pods")
+		}
 	}
 	if _, err := cs.AppsV1().Deployments(ns).List(ctx, probe); err != nil {
 		return nil, kube.Classify(fmt.Errorf("listing deployments in %s: %w", ns, err), "list", resourceName(Deployment, ""))
@@ -54,8 +56,12 @@ func startWatcher(ctx context.Context, cs kubernetes.Interface, ns string) (*wat
 		UpdateFunc: func(any, any) { w.notify() },
 		DeleteFunc: func(any) { w.notify() },
 	}
-	w.informers = []cache.SharedIndexInformer{
-		f.Core().V1().Pods().Informer(), f.Apps().V1().Deployments().Informer(), f.Apps().V1().StatefulSets().Informer(),
+	w.informers = []cache.SharedIndexInformer{f.Apps().V1().Deployments().Informer(), f.Apps().V1().StatefulSets().Informer()}
+	if withPods {
+		w.informers = append(w.informers, f.Core().V1().Pods().Informer())
+		w.pods = f.Core().V1().Pods().Informer().GetStore()
+	} else {
+		w.pods = cache.NewStore(cache.MetaNamespaceKeyFunc) // stays empty
 	}
 	for _, inf := range w.informers {
 		if _, err := inf.AddEventHandler(notify); err != nil {
@@ -63,7 +69,6 @@ func startWatcher(ctx context.Context, cs kubernetes.Interface, ns string) (*wat
 			return nil, fmt.Errorf("watching: %w", err)
 		}
 	}
-	w.pods = f.Core().V1().Pods().Informer().GetStore()
 	w.deployments = f.Apps().V1().Deployments().Informer().GetStore()
 	w.statefulSets = f.Apps().V1().StatefulSets().Informer().GetStore()
 	f.Start(wctx.Done())
@@ -77,10 +82,21 @@ func (w *watcher) notify() {
 	}
 }
 
-// stop ends the watches and waits for the informers to return.
+// stop ends the watches. It waits a moment for the informers to return, not
+// longer: a reflector backing off after a lost connection (client-go's watch-list
+// path) sleeps out its backoff, up to 30 s, before it looks at the stop signal, and
+// the step must not hold its exit code that long.
 func (w *watcher) stop() {
 	w.cancel()
-	w.factory.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		w.factory.Shutdown()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
 }
 
 // hasSynced reports whether every informer has its first list.
