@@ -1,0 +1,9 @@
+package workload
+
+import _ "embed"
+
+// RoleYAML is the namespaced Role the scale steps need (rbac/role.yaml), for the
+// manifests and for the tests that run the steps with exactly these permissions.
+//
+//go:embed rbac/role.yaml
+var RoleYAML []byte
