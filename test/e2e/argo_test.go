@@ -1,0 +1,612 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/chartreuse-go/chartreuse/test/engines"
+	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
+)
+
+// The Argo scenarios run the project's WorkflowTemplate on the real Argo
+// Workflows controller, installed once in one namespace (it manages only that
+// namespace). Every scenario has its own database, Secret (so its own mutex)
+// and application, so they run side by side; each waits for its workflows
+// with the typed client and asserts on the database, the application's
+// objects and pods, and the Workflow's status (phases, exit codes, outputs).
+
+// argoImage holds every migration set: the "shop" set at /migrations (the image's
+// default, as `FROM chartreuse` + `COPY` gives) and the others at /e2e/<set>.
+const argoImage = "chartreuse.local/chartreuse-e2e:argo"
+
+var (
+	shopSet = MigrationSet{
+		"00001_customers.sql": LoggedMigration("1", "customers"),
+		"00002_orders.sql":    LoggedMigration("2", "orders"),
+		"00003_invoices.sql":  LoggedMigration("3", "invoices"),
+	}
+	argoSets = map[string]MigrationSet{
+		// The first pending migration (2) fails: nothing is applied.
+		"fails-first": {
+			"00001_customers.sql": LoggedMigration("1", "customers"),
+			"00002_orders.sql":    BrokenMigration("orders"),
+		},
+		// 2 is applied, then 3 fails.
+		"fails-second": {
+			"00001_customers.sql": LoggedMigration("1", "customers"),
+			"00002_orders.sql":    LoggedMigration("2", "orders"),
+			"00003_invoices.sql":  BrokenMigration("invoices"),
+		},
+		// fails-second with 3 repaired.
+		"fixed": {
+			"00001_customers.sql": LoggedMigration("1", "customers"),
+			"00002_orders.sql":    LoggedMigration("2", "orders"),
+			"00003_invoices.sql":  LoggedMigration("3", "invoices"),
+		},
+	}
+)
+
+type argoSuite struct {
+	env  *kubeenv.Env
+	argo *engines.Argo
+	kube kubernetes.Interface
+	pg   *pgenv.Server
+}
+
+func TestArgo(t *testing.T) {
+	env := kubeenv.Shared(t)
+	ns := env.NewNamespace(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Minute)
+	defer cancel()
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+
+	// Set-up in parallel: the engine, the image, the database server.
+	s := &argoSuite{env: env}
+	var wg sync.WaitGroup
+	var installErr, imageErr error
+	wg.Go(func() {
+		s.argo, installErr = engines.InstallArgo(ctx, env, engines.ArgoOptions{Namespace: ns, RepoDir: repo, Logf: t.Logf})
+		if installErr == nil {
+			installErr = s.argo.ApplyProject(ctx)
+		}
+	})
+	wg.Go(func() {
+		t0 := time.Now()
+		tar, err := BuildTestImage(ctx, repo, t.TempDir(), argoImage, shopSet, argoSets)
+		if err == nil {
+			err = env.LoadImage(ctx, tar)
+		}
+		imageErr = err
+		t.Logf("argo: image %s built and loaded in %s", argoImage, time.Since(t0).Round(100*time.Millisecond))
+	})
+	s.pg = StartPostgres(t, env)
+	wg.Wait()
+	if installErr != nil {
+		t.Fatal(installErr)
+	}
+	if imageErr != nil {
+		t.Fatal(imageErr)
+	}
+	s.kube = s.argo.Kube
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- workflow-controller log:\n%s", s.argo.ControllerLog(context.Background(), 150))
+		}
+	})
+	t.Logf("argo: set-up took %s (engine install %s)", time.Since(start).Round(100*time.Millisecond), s.argo.InstallTime.Round(100*time.Millisecond))
+
+	// The scenarios run side by side (t.Run from several goroutines), whatever
+	// -test.parallel says: they mostly wait for pods.
+	scenarios := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"nothing-pending", s.testNothingPending},
+		{"migrations-pending", s.testMigrationsPending},
+		{"transient-lock-busy", s.testTransient},
+		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
+		{"restore", s.testRestorePolicy},
+		{"rollback", s.testRollbackPolicy},
+		{"two-runs-one-database", s.testConcurrent},
+	}
+	var sw sync.WaitGroup
+	for _, sc := range scenarios {
+		sw.Go(func() {
+			t0 := time.Now()
+			t.Run(sc.name, sc.run)
+			t.Logf("argo: scenario %s took %s", sc.name, time.Since(t0).Round(100*time.Millisecond))
+		})
+	}
+	sw.Wait()
+	t.Logf("argo: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// argoCase is one scenario's database, Secret and application.
+type argoCase struct {
+	s      *argoSuite
+	name   string
+	db     Database
+	secret string
+	app    *App
+}
+
+func (s *argoSuite) newCase(t *testing.T, name string) *argoCase {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	c := &argoCase{s: s, name: name, secret: name + "-db"}
+	c.db = NewDatabase(t, s.pg, name)
+	if err := CreateSecret(ctx, s.kube, s.argo.Namespace, c.secret, c.db.URL()); err != nil {
+		t.Fatal(err)
+	}
+	app, err := DeployApp(ctx, s.kube, s.argo.Namespace, AppOptions{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.app = app
+	return c
+}
+
+// params are the -p values of a run: this case's Secret and application, the
+// test image, short waits; extra overrides.
+func (c *argoCase) params(extra map[string]string) map[string]string {
+	p := map[string]string{
+		"image":             argoImage,
+		"database-secret":   c.secret,
+		"workload-selector": c.app.Selector,
+		"wait-timeout":      "60s",
+		"scale-timeout":     "2m",
+		"lock-wait":         "2m",
+	}
+	for k, v := range extra {
+		p[k] = v
+	}
+	return p
+}
+
+func (c *argoCase) submit(t *testing.T, entrypoint string, params map[string]string) *wfv1.Workflow {
+	t.Helper()
+	wf, err := c.s.argo.Submit(t.Context(), engines.ArgoRun{Entrypoint: entrypoint, Params: c.params(params)})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return wf
+}
+
+// wait waits for the workflow to complete and logs its nodes; on a failing test
+// the step logs too.
+func (c *argoCase) wait(t *testing.T, wf *wfv1.Workflow, onChange func(*wfv1.Workflow)) *wfv1.Workflow {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	done, err := c.s.argo.Wait(ctx, wf.Name, onChange)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, c.s.argo.StepLogs(context.Background(), wf, 30))
+	}
+	t.Logf("%s", engines.ArgoDescribe(done))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- step logs of %s:\n%s", done.Name, c.s.argo.StepLogs(context.Background(), done, 30))
+		}
+	})
+	return done
+}
+
+func (c *argoCase) run(t *testing.T, entrypoint string, params map[string]string) *wfv1.Workflow {
+	t.Helper()
+	return c.wait(t, c.submit(t, entrypoint, params), nil)
+}
+
+func (c *argoCase) appState(t *testing.T) AppState {
+	t.Helper()
+	st, err := c.app.State(t.Context(), c.s.kube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func (c *argoCase) versions(t *testing.T) []int64 {
+	t.Helper()
+	vs, err := c.db.AppliedVersions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+// wantRestored: the application runs as before, with no record left.
+func (c *argoCase) wantRestored(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := c.app.WaitReady(ctx, c.s.kube, c.app.Replicas); err != nil {
+		t.Error(err)
+	}
+	st := c.appState(t)
+	if st.CronSuspended {
+		t.Error("CronJob still suspended")
+	}
+	if len(st.Annotations) != 0 {
+		t.Errorf("records left on the workloads: %v", st.Annotations)
+	}
+	if st.HPAMin != c.app.Replicas || st.HPAMax != c.app.Replicas+2 {
+		t.Errorf("HPA changed: min %d max %d", st.HPAMin, st.HPAMax)
+	}
+}
+
+// wantStopped: the application is stopped, no pod left, the record in place.
+func (c *argoCase) wantStopped(t *testing.T) {
+	t.Helper()
+	st := c.appState(t)
+	if st.SpecReplicas != 0 || len(st.Pods) != 0 {
+		t.Errorf("Deployment: %d replicas, pods %v; want 0 and none", st.SpecReplicas, st.Pods)
+	}
+	if !st.CronSuspended {
+		t.Error("CronJob not suspended")
+	}
+	if st.Annotations["deployment/chartreuse.io/replicas-before-migration"] != fmt.Sprint(c.app.Replicas) {
+		t.Errorf("Deployment's record: %v", st.Annotations)
+	}
+}
+
+func wantPhase(t *testing.T, wf *wfv1.Workflow, want wfv1.WorkflowPhase) {
+	t.Helper()
+	if wf.Status.Phase != want {
+		t.Fatalf("workflow %s is %s (%s), want %s\n%s", wf.Name, wf.Status.Phase, wf.Status.Message, want, engines.ArgoDescribe(wf))
+	}
+}
+
+// wantNodes checks the phase of the named nodes (display names; a retried step
+// by its retry node). A name absent from the workflow counts as "absent".
+func wantNodes(t *testing.T, wf *wfv1.Workflow, want map[string]wfv1.NodePhase) {
+	t.Helper()
+	for name, phase := range want {
+		n, ok := engines.ArgoNodeByName(wf, name)
+		got := wfv1.NodePhase("absent")
+		if ok {
+			got = n.Phase
+		}
+		if got != phase {
+			t.Errorf("node %s: %s, want %s", name, got, phase)
+		}
+	}
+}
+
+// notRun: the node is absent or Skipped/Omitted.
+func notRun(t *testing.T, wf *wfv1.Workflow, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if n, ok := engines.ArgoNodeByName(wf, name); ok && n.Phase != wfv1.NodeSkipped && n.Phase != wfv1.NodeOmitted {
+			t.Errorf("node %s ran: %s", name, n.Phase)
+		}
+	}
+}
+
+func wantOutputs(t *testing.T, wf *wfv1.Workflow, node string, want map[string]string) {
+	t.Helper()
+	n, ok := engines.ArgoNodeByName(wf, node)
+	if !ok {
+		t.Errorf("no node %s", node)
+		return
+	}
+	for k, v := range want {
+		if n.Outputs[k] != v {
+			t.Errorf("node %s output %s = %q, want %q", node, k, n.Outputs[k], v)
+		}
+	}
+}
+
+func wantVersions(t *testing.T, got []int64, want ...int64) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("applied versions %v, want %v", got, want)
+	}
+}
+
+// 1. Nothing pending: the run succeeds, nothing is stopped.
+func (s *argoSuite) testNothingPending(t *testing.T) {
+	c := s.newCase(t, "nothing")
+	if err := c.db.MigrateTo(t.Context(), shopSet, 3); err != nil {
+		t.Fatal(err)
+	}
+	before := c.appState(t)
+	pods, err := WatchPods(t.Context(), s.kube, s.argo.Namespace, c.app.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pods.Stop()
+
+	wf := c.run(t, "", nil)
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"wait-for-db": wfv1.NodeSucceeded, "plan": wfv1.NodeSucceeded})
+	notRun(t, wf, "scale-down", "migrate", "scale-restore", "restore", "recheck", "rollback")
+	wantOutputs(t, wf, "plan", map[string]string{"pending": "false", "current-version": "3"})
+	wantVersions(t, c.versions(t), 1, 2, 3)
+
+	after := c.appState(t)
+	if after.Generation != before.Generation || len(after.Annotations) != 0 || after.CronSuspended {
+		t.Errorf("application touched: before %+v after %+v", before, after)
+	}
+	for _, e := range pods.Events() {
+		if e.Type == "DELETED" {
+			t.Errorf("pod %s deleted during the run", e.Name)
+		}
+	}
+	if !maps1Equal(before.Pods, after.Pods) {
+		t.Errorf("pods changed: %v -> %v", before.Pods, after.Pods)
+	}
+}
+
+func maps1Equal[K comparable, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// 2. Migrations pending: the pods are gone before the first migration runs, the
+// migrations are applied, the application comes back; versions and results are
+// on the Workflow.
+func (s *argoSuite) testMigrationsPending(t *testing.T) {
+	c := s.newCase(t, "pending")
+	before := c.appState(t)
+	pods, err := WatchPods(t.Context(), s.kube, s.argo.Namespace, c.app.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pods.Stop()
+	start := time.Now()
+
+	wf := c.run(t, "", nil) // migrations-dir: the image's /migrations
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{
+		"wait-for-db": wfv1.NodeSucceeded, "plan": wfv1.NodeSucceeded, "scale-down": wfv1.NodeSucceeded,
+		"migrate": wfv1.NodeSucceeded, "scale-restore": wfv1.NodeSucceeded,
+	})
+	notRun(t, wf, "wait-patroni", "restore", "recheck", "rollback")
+	wantOutputs(t, wf, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3"})
+	wantOutputs(t, wf, "migrate", map[string]string{"applied": "3", "current-version": "3"})
+	out := engines.ArgoOutputs(wf)
+	if out["pending"] != "true" || out["planned-version"] != "0" {
+		t.Errorf("workflow outputs %v, want pending=true planned-version=0", out)
+	}
+	wantVersions(t, c.versions(t), 1, 2, 3)
+
+	// Every pod that ran before was gone before the first migration ran, and no
+	// pod of the application existed while the migrations ran.
+	log, err := c.db.MigrationLog(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) != 3 {
+		t.Fatalf("migration log %v, want 3 entries", log)
+	}
+	first, last := log["1"], log["3"]
+	gone := pods.LastDeleted(before.Pods)
+	if gone.IsZero() {
+		t.Fatalf("the application's pods %v were never deleted", before.Pods)
+	}
+	if !gone.Before(first) {
+		t.Errorf("last pod deleted at %s, after the first migration at %s", gone.Format(time.RFC3339Nano), first.Format(time.RFC3339Nano))
+	}
+	if live := pods.Existing(first); len(live) != 0 {
+		t.Errorf("pods existed when the first migration ran: %v", live)
+	}
+	if live := pods.Existing(last); len(live) != 0 {
+		t.Errorf("pods existed when the last migration ran: %v", live)
+	}
+	c.wantRestored(t)
+	down, up := pods.Window(start)
+	t.Logf("downtime: pods stopping from %s, first new pod at %s (%s); migrations %s..%s",
+		down.Format("15:04:05.000"), up.Format("15:04:05.000"), up.Sub(down).Round(100*time.Millisecond),
+		first.Format("15:04:05.000"), last.Format("15:04:05.000"))
+}
+
+// 3. A transient failure: another session holds migrate's advisory lock; migrate
+// gives up after --lock-wait with exit 75, Argo retries it after its backoff, the
+// lock is free by then, the run succeeds.
+func (s *argoSuite) testTransient(t *testing.T) {
+	c := s.newCase(t, "transient")
+	release, err := c.db.HoldLock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	wf := c.submit(t, "", map[string]string{"lock-wait": "3s"})
+	var releasedAt time.Time
+	wf = c.wait(t, wf, func(w *wfv1.Workflow) {
+		if !releasedAt.IsZero() {
+			return
+		}
+		for _, a := range engines.ArgoAttempts(w, "migrate") {
+			if a.Phase == wfv1.NodeFailed || a.Phase == wfv1.NodeError {
+				release() // the "other migrator" is done
+				releasedAt = time.Now()
+			}
+		}
+	})
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	attempts := engines.ArgoAttempts(wf, "migrate")
+	if len(attempts) < 2 {
+		t.Fatalf("migrate ran %d times, want a failed attempt and a retry", len(attempts))
+	}
+	if a := attempts[0]; a.Phase != wfv1.NodeFailed || a.ExitCode != "75" {
+		t.Errorf("first attempt: %s exit %s (%s), want Failed with exit code 75", a.Phase, a.ExitCode, a.Message)
+	}
+	if a := attempts[len(attempts)-1]; a.Phase != wfv1.NodeSucceeded || a.ExitCode != "0" {
+		t.Errorf("last attempt: %s exit %s, want Succeeded", a.Phase, a.ExitCode)
+	}
+	if !attempts[1].Started.After(attempts[0].Finished) {
+		t.Error("the retry did not start after the failed attempt")
+	}
+	t.Logf("retry started %s after the failed attempt ended", attempts[1].Started.Sub(attempts[0].Finished))
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"migrate": wfv1.NodeSucceeded, "scale-restore": wfv1.NodeSucceeded})
+	wantVersions(t, c.versions(t), 1, 2, 3)
+	c.wantRestored(t)
+}
+
+// 4a + 5. keep-down: migrate fails with an SQL error; the workloads stay down and
+// the run fails. Then, as a person would after repairing the migration: rerun
+// the migrate phase alone (--entrypoint migrate) with the fixed files, then
+// scale-restore alone.
+func (s *argoSuite) testKeepDownThenRerun(t *testing.T) {
+	c := s.newCase(t, "keepdown")
+	if err := c.db.MigrateTo(t.Context(), argoSets["fixed"], 1); err != nil {
+		t.Fatal(err)
+	}
+	wf := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/fails-second", "on-migrate-failure": "keep-down"})
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"scale-down": wfv1.NodeSucceeded, "migrate": wfv1.NodeFailed})
+	notRun(t, wf, "scale-restore", "restore", "recheck", "rollback", "restore-after-rollback", "restore-if-unchanged")
+	if a := engines.ArgoAttempts(wf, "migrate"); len(a) != 1 || a[0].ExitCode != "1" {
+		t.Errorf("migrate attempts %+v, want one, exit code 1 (SQL errors are not retried)", a)
+	}
+	if out := engines.ArgoOutputs(wf); out["planned-version"] != "1" {
+		t.Errorf("planned-version %q, want 1", out["planned-version"])
+	}
+	wantVersions(t, c.versions(t), 1, 2) // 2 applied, 3 failed in its transaction
+	if ok, _ := c.db.TableExists(t.Context(), "invoices"); ok {
+		t.Error("the failed migration's table exists")
+	}
+	c.wantStopped(t)
+
+	// The manual rerun: the failed phase with the repaired migration.
+	wf = c.run(t, "migrate", map[string]string{"migrations-dir": SetsRoot + "/fixed"})
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	wantOutputs(t, wf, wf.Name, map[string]string{"applied": "1", "current-version": "3"}) // the entrypoint is the root node
+	wantVersions(t, c.versions(t), 1, 2, 3)
+	c.wantStopped(t) // migrate alone does not restore
+	wf = c.run(t, "scale-restore", nil)
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	c.wantRestored(t)
+}
+
+// 4b. restore: the first pending migration fails (nothing applied); the exit
+// handler sees the database still at the planned version and restores.
+func (s *argoSuite) testRestorePolicy(t *testing.T) {
+	c := s.newCase(t, "restore")
+	if err := c.db.MigrateTo(t.Context(), argoSets["fails-first"], 1); err != nil {
+		t.Fatal(err)
+	}
+	wf := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/fails-first", "on-migrate-failure": "restore"})
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{
+		"scale-down": wfv1.NodeSucceeded, "migrate": wfv1.NodeFailed,
+		"recheck": wfv1.NodeSucceeded, "restore-if-unchanged": wfv1.NodeSucceeded,
+	})
+	notRun(t, wf, "scale-restore", "rollback", "restore-after-rollback", "restore")
+	wantOutputs(t, wf, "recheck", map[string]string{"current-version": "1"})
+	wantVersions(t, c.versions(t), 1)
+	c.wantRestored(t)
+}
+
+// 4c. rollback: 2 is applied, 3 fails; the exit handler migrates down to the
+// planned version 1 and restores; the run still fails.
+func (s *argoSuite) testRollbackPolicy(t *testing.T) {
+	c := s.newCase(t, "rollback")
+	if err := c.db.MigrateTo(t.Context(), argoSets["fails-second"], 1); err != nil {
+		t.Fatal(err)
+	}
+	wf := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/fails-second", "on-migrate-failure": "rollback"})
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{
+		"scale-down": wfv1.NodeSucceeded, "migrate": wfv1.NodeFailed,
+		"rollback": wfv1.NodeSucceeded, "restore-after-rollback": wfv1.NodeSucceeded,
+	})
+	notRun(t, wf, "scale-restore", "recheck", "restore-if-unchanged", "restore")
+	wantOutputs(t, wf, "rollback", map[string]string{"current-version": "1"})
+	wantVersions(t, c.versions(t), 1)
+	if ok, _ := c.db.TableExists(t.Context(), "orders"); ok {
+		t.Error("table orders (migration 2) survived the rollback")
+	}
+	c.wantRestored(t)
+}
+
+// 6. Two runs for the same database at once: Argo's mutex (keyed by the Secret)
+// runs them one after the other; each migration is applied once.
+func (s *argoSuite) testConcurrent(t *testing.T) {
+	c := s.newCase(t, "twice")
+	a := c.submit(t, "", nil)
+	b := c.submit(t, "", nil)
+	var mu sync.Mutex
+	waited := map[string]bool{}
+	note := func(w *wfv1.Workflow) {
+		if sy := w.Status.Synchronization; sy != nil && sy.Mutex != nil && len(sy.Mutex.Waiting) > 0 {
+			mu.Lock()
+			waited[w.Name] = true
+			mu.Unlock()
+		}
+		if strings.Contains(w.Status.Message, "Waiting for") {
+			mu.Lock()
+			waited[w.Name] = true
+			mu.Unlock()
+		}
+	}
+	var wg sync.WaitGroup
+	var wa, wb *wfv1.Workflow
+	wg.Go(func() { wa = c.wait(t, a, note) })
+	wg.Go(func() { wb = c.wait(t, b, note) })
+	wg.Wait()
+	if wa == nil || wb == nil {
+		return
+	}
+	wantPhase(t, wa, wfv1.WorkflowSucceeded)
+	wantPhase(t, wb, wfv1.WorkflowSucceeded)
+	first, second := wa, wb
+	if wb.Status.StartedAt.Before(&wa.Status.StartedAt) || podSpan(wb).start.Before(podSpan(wa).start) {
+		first, second = wb, wa
+	}
+	f, sc := podSpan(first), podSpan(second)
+	if !sc.start.After(f.end) {
+		t.Errorf("runs overlapped: %s pods %s..%s, %s pods %s..%s", first.Name, f.start.Format(time.RFC3339Nano), f.end.Format(time.RFC3339Nano),
+			second.Name, sc.start.Format(time.RFC3339Nano), sc.end.Format(time.RFC3339Nano))
+	}
+	t.Logf("%s waited for the mutex: %v (seen waiting: %v)", second.Name, sc.start.Sub(f.end) > 0, waited)
+	wantOutputs(t, first, "migrate", map[string]string{"applied": "3"})
+	wantOutputs(t, second, "plan", map[string]string{"pending": "false", "current-version": "3"})
+	notRun(t, second, "scale-down", "migrate", "scale-restore")
+	wantVersions(t, c.versions(t), 1, 2, 3)
+	if _, err := c.db.MigrationLog(t.Context()); err != nil {
+		t.Error(err) // a migration that ran twice
+	}
+	c.wantRestored(t)
+}
+
+type span struct{ start, end time.Time }
+
+// podSpan is when the workflow's first pod started and its last one finished.
+func podSpan(wf *wfv1.Workflow) span {
+	var s span
+	for _, n := range engines.ArgoNodes(wf) {
+		if n.Type != wfv1.NodeTypePod || n.Started.IsZero() {
+			continue
+		}
+		if s.start.IsZero() || n.Started.Before(s.start) {
+			s.start = n.Started
+		}
+		if n.Finished.After(s.end) {
+			s.end = n.Finished
+		}
+	}
+	return s
+}
