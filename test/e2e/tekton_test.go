@@ -1,0 +1,515 @@
+package e2e
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
+	"sigs.k8s.io/yaml"
+
+	"github.com/chartreuse-go/chartreuse/test/engines"
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
+)
+
+// TestTekton runs the project's Tekton Pipeline (tekton/, applied with
+// `kubectl apply -k`) on the real Tekton controller in the local cluster,
+// against a real PostgreSQL and a sample application with real pods. Every
+// scenario has its own namespace, database and application; they run in
+// parallel. Assertions read the database, the workloads and pods, and the
+// PipelineRun/TaskRun status, never logs.
+//
+// Not run: the git path (fetch-source, the catalog git-clone Task): its image
+// is not available offline. Every run still makes Tekton resolve fetch-source's
+// hub reference (answered by the engine's stand-in), and the PipelineRun's
+// when expression skips it.
+func TestTekton(t *testing.T) {
+	s := newTektonSuite(t)
+	t.Run("NothingPending", func(t *testing.T) { t.Parallel(); s.testNothingPending(t) })
+	t.Run("MigrationsPending", func(t *testing.T) { t.Parallel(); s.testMigrationsPending(t) })
+	t.Run("TransientDatabaseDown", func(t *testing.T) { t.Parallel(); s.testTransient(t) })
+	t.Run("KeepDownThenManualRerun", func(t *testing.T) { t.Parallel(); s.testKeepDownThenRerun(t) })
+	t.Run("RestoreIfUnchanged", func(t *testing.T) { t.Parallel(); s.testRestorePolicy(t) })
+	t.Run("Rollback", func(t *testing.T) { t.Parallel(); s.testRollback(t) })
+	t.Run("ConcurrentRuns", func(t *testing.T) { t.Parallel(); s.testConcurrent(t) })
+	t.Run("TagTrigger", func(t *testing.T) { t.Parallel(); s.testTagTrigger(t) })
+}
+
+// ran lists the pipeline tasks that have a TaskRun.
+func ran(trs map[string]*pipelinev1.TaskRun) map[string]bool {
+	out := map[string]bool{}
+	for n := range trs {
+		out[n] = true
+	}
+	return out
+}
+
+func wantTasks(t *testing.T, pr *pipelinev1.PipelineRun, trs map[string]*pipelinev1.TaskRun, succeeded, failed, skipped []string) {
+	t.Helper()
+	for _, n := range succeeded {
+		if tr := trs[n]; tr == nil || !engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
+			t.Errorf("task %s did not succeed (ran: %v)", n, ran(trs))
+		}
+	}
+	for _, n := range failed {
+		if tr := trs[n]; tr == nil || tr.Status.GetCondition(apis.ConditionSucceeded).IsTrue() {
+			t.Errorf("task %s did not fail (ran: %v)", n, ran(trs))
+		}
+	}
+	sk := engines.SkippedTasks(pr)
+	for _, n := range skipped {
+		if _, ok := sk[n]; !ok || trs[n] != nil {
+			t.Errorf("task %s not skipped (skipped: %v, ran: %v)", n, sk, ran(trs))
+		}
+	}
+	if len(trs) != len(succeeded)+len(failed) {
+		t.Errorf("TaskRuns %v, want exactly %v + %v", ran(trs), succeeded, failed)
+	}
+}
+
+func wantResults(t *testing.T, trs map[string]*pipelinev1.TaskRun, task string, want map[string]string) {
+	t.Helper()
+	tr := trs[task]
+	if tr == nil {
+		t.Errorf("no TaskRun for %s", task)
+		return
+	}
+	got := engines.TaskRunResults(tr)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s result %s = %q, want %q (all: %v)", task, k, got[k], v, got)
+		}
+	}
+}
+
+func wantSucceeded(t *testing.T, pr *pipelinev1.PipelineRun, want bool) {
+	t.Helper()
+	c := pr.Status.GetCondition(apis.ConditionSucceeded)
+	if engines.Succeeded(c) != want {
+		t.Fatalf("PipelineRun %s: %s, want succeeded=%v", pr.Name, engines.RunCondition(c), want)
+	}
+}
+
+func wantInts(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+var (
+	allFinally = []string{"restore", "restore-if-unchanged", "rollback"}
+	phases     = []string{"wait-for-db", "plan", "scale-down", "migrate", "scale-restore"}
+)
+
+// 1. Nothing pending: the run succeeds, no workload is touched, and the
+// scale-down, migrate and scale-restore tasks are skipped by their when
+// expressions.
+func (s *tektonSuite) testNothingPending(t *testing.T) {
+	c := s.newCase(t, nil)
+	c.gooseTo(t, "basic", 3)
+	before := c.podUIDs(t)
+	dbBefore := c.dbState(t)
+
+	pr, trs := c.run(t, c.pipelineRun(t, "basic", nil))
+	wantSucceeded(t, pr, true)
+	wantTasks(t, pr, trs, []string{"wait-for-db", "plan"}, nil,
+		append([]string{"fetch-source", "wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
+	wantResults(t, trs, "plan", map[string]string{"pending": "false", "current-version": "3", "target-version": "3"})
+
+	wantInts(t, "database", c.dbState(t), dbBefore)
+	for _, e := range c.rec.Events() {
+		if e.Type == "DELETED" {
+			t.Errorf("app pod %s was deleted", e.Name)
+		}
+	}
+	wantInts(t, "app pods", len(c.podUIDs(t)), len(before))
+	c.wantRestored(t)
+	s.wantHubResolved(t, c.ns)
+}
+
+// wantHubResolved checks that Tekton resolved fetch-source's hub reference
+// (the catalog git-clone 0.9) for runs in ns.
+func (s *tektonSuite) wantHubResolved(t *testing.T, ns string) {
+	t.Helper()
+	reqs := s.tk.HubRequests(ns)
+	if len(reqs) == 0 {
+		t.Errorf("no hub resolution request from %s", ns)
+	}
+	for _, r := range reqs {
+		if !r.Answered || r.Params["name"] != "git-clone" || r.Params["version"] != "0.9" {
+			t.Errorf("hub request %s: %v answered=%v", r.Name, r.Params, r.Answered)
+		}
+	}
+}
+
+// 2. Migrations pending: the workloads are stopped (their pods gone) before the
+// first migration, the migrations applied, the workloads restored; the
+// versions are in the TaskRuns' results.
+func (s *tektonSuite) testMigrationsPending(t *testing.T) {
+	c := s.newCase(t, nil)
+	before := c.podUIDs(t)
+	if len(before) != int(c.app.Replicas) {
+		t.Fatalf("app pods before: %v", before)
+	}
+
+	pr, trs := c.run(t, c.pipelineRun(t, "basic", nil))
+	wantSucceeded(t, pr, true)
+	wantTasks(t, pr, trs, phases, nil, append([]string{"fetch-source", "wait-patroni"}, allFinally...))
+	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3"})
+	wantResults(t, trs, "scale-down", map[string]string{"scaled": "2"})
+	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3", "target-version": "3"})
+	wantResults(t, trs, "scale-restore", map[string]string{"restored": "2"})
+
+	db := c.dbState(t)
+	wantInts(t, "goose versions", db.Versions, []int64{1, 2, 3})
+	wantInts(t, "migration log", db.Log, []int{1, 2, 3})
+	if len(db.LogAt) == 3 {
+		first, last := db.LogAt[0], db.LogAt[2]
+		gone := c.rec.LastDeleted(before)
+		if gone.IsZero() {
+			t.Errorf("the app's pods were never deleted")
+		} else if !gone.Before(first) {
+			t.Errorf("last app pod seen gone at %s, after the first migration at %s", gone.Format(time.StampMicro), first.Format(time.StampMicro))
+		}
+		if live := c.rec.Existing(first); len(live) != 0 {
+			t.Errorf("app pods existed when the first migration ran: %v", live)
+		}
+		if back := c.rec.FirstAdded(before); back.IsZero() || !back.After(last) {
+			t.Errorf("first new app pod seen at %s, want after the last migration at %s", back.Format(time.StampMicro), last.Format(time.StampMicro))
+		}
+		t.Logf("pods gone %s before the first migration; back %s after the last", first.Sub(gone).Round(time.Millisecond), c.rec.FirstAdded(before).Sub(last).Round(time.Millisecond))
+	}
+	c.wantRestored(t)
+}
+
+// 3. A transient failure: the database is down when the run starts, so
+// wait-for-db times out and exits 75; Tekton retries the task (retries: 2),
+// the database is back by then and the run succeeds.
+func (s *tektonSuite) testTransient(t *testing.T) {
+	pg, err := pgenv.Start(pgenv.Options{Listen: s.env.BridgeIP, AllowCIDRs: []string{s.env.State().PodCIDR}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Stop)
+	c := s.newCase(t, pg)
+	pg.StopServer()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	created, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "basic", map[string]string{"wait-timeout": "5s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Start the database again once the first attempt has failed.
+	var restarted time.Time
+	for restarted.IsZero() {
+		trs, err := s.tk.Pipeline.TektonV1().TaskRuns(c.ns).List(ctx, metav1.ListOptions{
+			LabelSelector: "tekton.dev/pipelineRun=" + created.Name + ",tekton.dev/pipelineTask=wait-for-db"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(trs.Items) == 1 && len(trs.Items[0].Status.RetriesStatus) > 0 {
+			if err := pg.StartServer(); err != nil {
+				t.Fatal(err)
+			}
+			restarted = time.Now()
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("wait-for-db was never retried")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	pr, trs := c.wait(t, ctx, created.Name)
+	wantSucceeded(t, pr, true)
+	codes := engines.StepExitCodes(trs["wait-for-db"])
+	if len(codes) < 2 || codes[0] != "wait-for-db=75" || codes[len(codes)-1] != "wait-for-db=0" {
+		t.Errorf("wait-for-db attempts: %v, want exit 75 then a retry with 0", codes)
+	}
+	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})
+	wantInts(t, "goose versions", c.dbState(t).Versions, []int64{1, 2, 3})
+	c.wantRestored(t)
+}
+
+// 4a + 5. keep-down: a migration with an SQL error fails the run and leaves
+// the workloads stopped, with what came before the broken one applied. Then
+// the manual rerun README.md describes: Tekton has no in-place retry, so after
+// fixing the migration a TaskRun of chartreuse-migrate, then one of
+// chartreuse-scale-restore.
+func (s *tektonSuite) testKeepDownThenRerun(t *testing.T) {
+	c := s.newCase(t, nil)
+	c.gooseTo(t, "basic", 1)
+
+	pr, trs := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": "keep-down"}))
+	wantSucceeded(t, pr, false)
+	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down"}, []string{"migrate"},
+		append([]string{"fetch-source", "wait-patroni", "scale-restore"}, allFinally...))
+	if codes := engines.StepExitCodes(trs["migrate"]); len(codes) != 1 || codes[0] != "migrate=1" {
+		t.Errorf("migrate exit codes %v, want one attempt with 1", codes)
+	}
+	db := c.dbState(t)
+	wantInts(t, "goose versions after the failed run", db.Versions, []int64{1, 2})
+	wantInts(t, "migration log after the failed run", db.Log, []int{1, 2})
+	c.wantStopped(t)
+
+	// 5. The fix, then the failed phase and the restore, each as a TaskRun.
+	mig := c.taskRun(t, "chartreuse-migrate", map[string]string{
+		"image": s.image, "database-secret": dbSecret, "migrations-dir": "/migrations/fixed",
+	})
+	if !engines.Succeeded(mig.Status.GetCondition(apis.ConditionSucceeded)) {
+		t.Fatalf("migrate TaskRun: %s", engines.RunCondition(mig.Status.GetCondition(apis.ConditionSucceeded)))
+	}
+	if r := engines.TaskRunResults(mig); r["applied"] != "1" || r["current-version"] != "3" {
+		t.Errorf("migrate TaskRun results %v, want applied 1, current-version 3", r)
+	}
+	c.wantStopped(t) // migrate alone does not touch the workloads
+	res := c.taskRun(t, "chartreuse-scale-restore", map[string]string{
+		"image": s.image, "workload-selector": c.app.Selector,
+	})
+	if !engines.Succeeded(res.Status.GetCondition(apis.ConditionSucceeded)) {
+		t.Fatalf("scale-restore TaskRun: %s", engines.RunCondition(res.Status.GetCondition(apis.ConditionSucceeded)))
+	}
+	if r := engines.TaskRunResults(res); r["restored"] != "2" {
+		t.Errorf("scale-restore TaskRun results %v, want restored 2", r)
+	}
+	db = c.dbState(t)
+	wantInts(t, "goose versions after the rerun", db.Versions, []int64{1, 2, 3})
+	wantInts(t, "migration log after the rerun", db.Log, []int{1, 2, 3})
+	c.wantRestored(t)
+}
+
+// 4b. restore: the broken migration is the first pending one, so nothing was
+// applied; restore-if-unchanged sees the plan's version and restores the
+// workloads; the run still ends Failed.
+func (s *tektonSuite) testRestorePolicy(t *testing.T) {
+	c := s.newCase(t, nil)
+	c.gooseTo(t, "basic", 2)
+
+	pr, trs := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": "restore"}))
+	wantSucceeded(t, pr, false)
+	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down", "restore-if-unchanged"}, []string{"migrate"},
+		[]string{"fetch-source", "wait-patroni", "scale-restore", "restore", "rollback"})
+	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "2", "target-version": "3"})
+	wantResults(t, trs, "restore-if-unchanged", map[string]string{"restored": "2"})
+	if tr := trs["restore-if-unchanged"]; tr != nil {
+		if got := engines.StepResults(tr, "recheck")["current-version"]; got != "2" {
+			t.Errorf("restore-if-unchanged: recheck step result current-version %q, want 2", got)
+		}
+	}
+	db := c.dbState(t)
+	wantInts(t, "goose versions", db.Versions, []int64{1, 2})
+	wantInts(t, "migration log", db.Log, []int{1, 2})
+	c.wantRestored(t)
+}
+
+// 4c. rollback: migration 2 is applied, 3 fails; the rollback task migrates
+// down to the plan's version (1) and restores; the run ends Failed.
+func (s *tektonSuite) testRollback(t *testing.T) {
+	c := s.newCase(t, nil)
+	c.gooseTo(t, "basic", 1)
+
+	pr, trs := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": "rollback"}))
+	wantSucceeded(t, pr, false)
+	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down", "rollback"}, []string{"migrate"},
+		[]string{"fetch-source", "wait-patroni", "scale-restore", "restore", "restore-if-unchanged"})
+	wantResults(t, trs, "plan", map[string]string{"current-version": "1"})
+	wantResults(t, trs, "rollback", map[string]string{"current-version": "1", "restored": "2"})
+	db := c.dbState(t)
+	wantInts(t, "goose versions", db.Versions, []int64{1})
+	wantInts(t, "migration log", db.Log, []int{1, 2, -2})
+	c.wantRestored(t)
+}
+
+// 6. Two runs for the same database at once: migrate's advisory lock
+// serializes them; every migration is applied exactly once and both runs
+// succeed, the workloads restored at the end.
+func (s *tektonSuite) testConcurrent(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	var names []string
+	for i := 0; i < 2; i++ {
+		pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "slow", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, pr.Name)
+	}
+	type result struct {
+		pr  *pipelinev1.PipelineRun
+		trs map[string]*pipelinev1.TaskRun
+	}
+	results := make([]result, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done, err := s.tk.WaitPipelineRun(ctx, c.ns, n)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			trs, err := s.tk.ChildTaskRuns(ctx, done)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			results[i] = result{done, trs}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	applied := map[string]bool{}
+	for _, r := range results {
+		t.Log(s.tk.DescribeRun(ctx, r.pr))
+		wantSucceeded(t, r.pr, true)
+		wantResults(t, r.trs, "plan", map[string]string{"pending": "true", "current-version": "0"})
+		if tr := r.trs["migrate"]; tr != nil {
+			applied[engines.TaskRunResults(tr)["applied"]] = true
+		}
+	}
+	// The two migrate TaskRuns ran at the same time: the lock, not the
+	// scheduling, kept them apart.
+	a, b := results[0].trs["migrate"], results[1].trs["migrate"]
+	if a != nil && b != nil && a.Status.StartTime != nil && b.Status.StartTime != nil && a.Status.CompletionTime != nil && b.Status.CompletionTime != nil {
+		overlap := minTime(a.Status.CompletionTime.Time, b.Status.CompletionTime.Time).Sub(maxTime(a.Status.StartTime.Time, b.Status.StartTime.Time))
+		t.Logf("the migrate TaskRuns overlapped for %s", overlap)
+		if overlap <= 0 {
+			t.Errorf("the migrate TaskRuns did not overlap (%s): the lock was not exercised", overlap)
+		}
+	}
+	if !applied["3"] || !applied["0"] {
+		t.Errorf("migrate applied %v, want one run with 3 and the other with 0", applied)
+	}
+	db := c.dbState(t)
+	wantInts(t, "goose versions", db.Versions, []int64{1, 2, 3})
+	wantInts(t, "migration log", db.Log, []int{1, 2, 3})
+	c.wantRestored(t)
+}
+
+// 7. A tag push through the project's Triggers: the EventListener's github-tag
+// trigger (github + cel interceptors, the GitHub TriggerBinding, the
+// TriggerTemplate) is processed by the Triggers library in-process
+// (engines.RenderTrigger; the EventListener pod is not run), and the
+// PipelineRun it renders is created. Two deviations, because fetch-source
+// cannot run offline: git-url is cleared (the tag's clone is skipped) and the
+// volume bound to the template's volumeClaimTemplate already holds what the
+// clone would have put there (db/migrations, the template's relative
+// migrations-dir); the image param is the test image.
+func (s *tektonSuite) testTagTrigger(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx := context.Background()
+	const webhookSecret = "s3cret-for-tests"
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chartreuse-webhook"}, StringData: map[string]string{"github": webhookSecret, "gitlab": "unused"}}
+	if _, err := s.tk.Kube.CoreV1().Secrets(c.ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for name, body := range tektonSets["basic"] {
+		files["db/migrations/"+name] = body
+	}
+	hostPathPV(t, s, files)
+
+	push := func(ref string, deleted bool, secret string) ([]json.RawMessage, string) {
+		body, _ := json.Marshal(map[string]any{
+			"ref": ref, "deleted": deleted, "created": !deleted,
+			"after":      "0123456789abcdef0123456789abcdef01234567",
+			"repository": map[string]any{"full_name": "example/shop", "clone_url": "https://git.example.invalid/example/shop.git"},
+		})
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		h := http.Header{}
+		h.Set("Content-Type", "application/json")
+		h.Set("X-GitHub-Event", "push")
+		h.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		res, resp, err := s.tk.RenderTrigger(ctx, c.ns, "chartreuse", "github-tag", body, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := ""
+		if resp != nil && !resp.Continue {
+			msg = resp.Status.Message
+		}
+		return res, msg
+	}
+	// What the interceptors stop.
+	for _, tc := range []struct{ what, ref, secret string }{
+		{"branch push", "refs/heads/main", webhookSecret},
+		{"bad signature", "refs/tags/v1.2.0", "wrong"},
+	} {
+		if res, msg := push(tc.ref, false, tc.secret); res != nil || msg == "" {
+			t.Errorf("%s: rendered %d resources, want the trigger stopped", tc.what, len(res))
+		} else {
+			t.Logf("%s: stopped: %s", tc.what, msg)
+		}
+	}
+	if res, _ := push("refs/tags/v1.2.0", true, webhookSecret); res != nil {
+		t.Errorf("tag deletion: rendered %d resources, want none", len(res))
+	}
+
+	res, msg := push("refs/tags/v1.2.0", false, webhookSecret)
+	if len(res) != 1 {
+		t.Fatalf("tag push: %d resources (%s), want one PipelineRun", len(res), msg)
+	}
+	var pr pipelinev1.PipelineRun
+	if err := yaml.UnmarshalStrict(res[0], &pr); err != nil {
+		t.Fatalf("rendered resource: %v\n%s", err, res[0])
+	}
+	params := map[string]string{}
+	for _, p := range pr.Spec.Params {
+		params[p.Name] = p.Value.StringVal
+	}
+	if params["git-revision"] != "v1.2.0" || params["git-url"] != "https://git.example.invalid/example/shop.git" ||
+		pr.Annotations["chartreuse.dev/git-revision"] != "v1.2.0" || params["migrations-dir"] != "db/migrations" ||
+		params["database-secret"] != dbSecret || params["workload-selector"] != c.app.Selector {
+		t.Fatalf("rendered PipelineRun params %v annotations %v", params, pr.Annotations)
+	}
+	engines.SetTektonParam(&pr.Spec.Params, "git-url", "")
+	engines.SetTektonParam(&pr.Spec.Params, "image", s.image)
+
+	ctx6, cancel := context.WithTimeout(ctx, 6*time.Minute)
+	defer cancel()
+	created, err := s.tk.CreatePipelineRun(ctx6, c.ns, &pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, trs := c.wait(t, ctx6, created.Name)
+	wantSucceeded(t, done, true)
+	wantTasks(t, done, trs, phases, nil, append([]string{"fetch-source", "wait-patroni"}, allFinally...))
+	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})
+	if ws := done.Spec.Workspaces; len(ws) != 1 || ws[0].VolumeClaimTemplate == nil {
+		t.Errorf("workspaces %+v, want the template's volumeClaimTemplate", ws)
+	}
+	wantInts(t, "goose versions", c.dbState(t).Versions, []int64{1, 2, 3})
+	c.wantRestored(t)
+	s.wantHubResolved(t, c.ns)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
