@@ -64,6 +64,9 @@ type argoSuite struct {
 }
 
 func TestArgo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Argo Workflows on the local cluster (not with -short)")
+	}
 	env := kubeenv.Shared(t)
 	ns := env.NewNamespace(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Minute)
