@@ -100,7 +100,7 @@ type Options struct {
 	Version  string // default: the repository's VERSION file
 	CAFile   string // CA bundle to install; default: the first of caCandidates that exists
 	BuildDir string // where binaries are built; default: a temporary directory
-	Go       string // go command; default $GO, else GOROOT/bin/go, else "go"
+	Go       string // go command; default $GO, else "go" from PATH
 	// Sizes, when not nil, receives the size in bytes of each built binary.
 	Sizes map[string]int64
 }
@@ -260,19 +260,12 @@ func GoBuild(ctx context.Context, repoRoot, dir, version, arch, goCmd string) er
 	return nil
 }
 
+// goBinary is $GO, else the go command on PATH.
 func goBinary() string {
 	if p := os.Getenv("GO"); p != "" {
 		return p
 	}
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
 	return "go"
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 // WithMigrations returns base plus one layer holding the *.sql files of dir at
