@@ -587,7 +587,12 @@ func (s *argoSuite) testConcurrent(t *testing.T) {
 		t.Errorf("runs overlapped: %s pods %s..%s (finished %s), %s pods %s..%s", first.Name, f.start.Format(time.RFC3339), f.end.Format(time.RFC3339),
 			first.Status.FinishedAt.Format(time.RFC3339), second.Name, sc.start.Format(time.RFC3339), sc.end.Format(time.RFC3339))
 	}
-	t.Logf("%s started its first pod %s after %s finished (seen waiting for the mutex: %v)", second.Name, sc.start.Sub(first.Status.FinishedAt.Time), first.Name, waited)
+	t.Logf("%s started its first pod %s after %s finished", second.Name, sc.start.Sub(first.Status.FinishedAt.Time), first.Name)
+	mu.Lock()
+	if !waited[second.Name] {
+		t.Errorf("%s was never seen waiting for the mutex (status.synchronization)", second.Name)
+	}
+	mu.Unlock()
 	wantOutputs(t, first, "migrate", map[string]string{"applied": "3"})
 	wantOutputs(t, second, "plan", map[string]string{"pending": "false", "current-version": "3"})
 	notRun(t, second, "scale-down", "migrate", "scale-restore")
