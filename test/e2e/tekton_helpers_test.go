@@ -2,30 +2,26 @@ package e2e
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"knative.dev/pkg/apis"
 
-	"github.com/chartreuse-go/chartreuse/images/build"
 	"github.com/chartreuse-go/chartreuse/test/engines"
-	"github.com/chartreuse-go/chartreuse/test/images"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
@@ -34,224 +30,174 @@ import (
 // CHARTREUSE_TEST_ENV, else one started for the package).
 func TestMain(m *testing.M) { kubeenv.Main(m) }
 
-// Migration sets, all in one derived image at /migrations/<set>/; a run picks
-// one with the Pipeline's migrations-dir param. Every migration records itself
-// in migration_log (a down migration with its negated version), so a scenario
-// can tell how often and when each one ran.
-const (
-	m1 = `-- +goose Up
-CREATE TABLE migration_log (version int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());
-INSERT INTO migration_log (version) VALUES (1);
-CREATE TABLE items (id bigserial PRIMARY KEY, name text NOT NULL);
--- +goose Down
-DROP TABLE items;
-DROP TABLE migration_log;
-`
-	m2 = `-- +goose Up
-ALTER TABLE items ADD COLUMN price_cents bigint NOT NULL DEFAULT 0;
-INSERT INTO migration_log (version) VALUES (2);
--- +goose Down
-ALTER TABLE items DROP COLUMN price_cents;
-INSERT INTO migration_log (version) VALUES (-2);
-`
-	m2slow = `-- +goose Up
-SELECT pg_sleep(4);
-ALTER TABLE items ADD COLUMN price_cents bigint NOT NULL DEFAULT 0;
-INSERT INTO migration_log (version) VALUES (2);
--- +goose Down
-ALTER TABLE items DROP COLUMN price_cents;
-INSERT INTO migration_log (version) VALUES (-2);
-`
-	m3 = `-- +goose Up
-INSERT INTO items (name, price_cents) VALUES ('first', 100);
-INSERT INTO migration_log (version) VALUES (3);
--- +goose Down
-DELETE FROM items WHERE name = 'first';
-INSERT INTO migration_log (version) VALUES (-3);
-`
-	// m3broken fails: the column does not exist (SQLSTATE 42703).
-	m3broken = `-- +goose Up
-INSERT INTO migration_log (version) VALUES (3);
-INSERT INTO items (name, no_such_column) VALUES ('first', 100);
--- +goose Down
-INSERT INTO migration_log (version) VALUES (-3);
-`
+// tektonImage holds every migration set: tektonShop at /migrations (the
+// image's default, what `FROM chartreuse` + `COPY` gives; the Pipeline's
+// default migrations-dir) and the others at /e2e/<set>.
+const tektonImage = "chartreuse.local/chartreuse-e2e:tekton"
+
+var (
+	tektonShop = MigrationSet{
+		"00001_items.sql":  LoggedMigration("1", "items"),
+		"00002_prices.sql": LoggedMigration("2", "prices"),
+		"00003_orders.sql": LoggedMigration("3", "orders"),
+	}
+	tektonSets = map[string]MigrationSet{
+		// 3 fails with an SQL error.
+		"broken": {
+			"00001_items.sql":  LoggedMigration("1", "items"),
+			"00002_prices.sql": LoggedMigration("2", "prices"),
+			"00003_orders.sql": BrokenMigration("orders"),
+		},
+		// broken with 3 repaired.
+		"fixed": {
+			"00001_items.sql":  LoggedMigration("1", "items"),
+			"00002_prices.sql": LoggedMigration("2", "prices"),
+			"00003_orders.sql": LoggedMigration("3", "orders"),
+		},
+		// tektonShop with a migration 2 that takes 8 s, so that two runs
+		// overlap inside migrate.
+		"slow": {
+			"00001_items.sql":  LoggedMigration("1", "items"),
+			"00002_prices.sql": strings.Replace(LoggedMigration("2", "prices"), "-- +goose Up\n", "-- +goose Up\nSELECT pg_sleep(8);\n", 1),
+			"00003_orders.sql": LoggedMigration("3", "orders"),
+		},
+	}
 )
 
-var tektonSets = engines.MigrationSets{
-	"basic":  {"00001_items.sql": m1, "00002_price.sql": m2, "00003_seed.sql": m3},
-	"broken": {"00001_items.sql": m1, "00002_price.sql": m2, "00003_seed.sql": m3broken},
-	"fixed":  {"00001_items.sql": m1, "00002_price.sql": m2, "00003_seed.sql": m3},
-	"slow":   {"00001_items.sql": m1, "00002_price.sql": m2slow, "00003_seed.sql": m3},
-}
-
-// tektonSuite is what the Tekton scenarios share: the environment, Tekton, the
-// product image with the migration sets, and a PostgreSQL on the bridge.
+// tektonSuite is what the Tekton scenarios share: the environment, Tekton
+// (installed once, cluster-wide), the image and a PostgreSQL on the bridge.
 type tektonSuite struct {
-	env   *kubeenv.Env
-	tk    *engines.Tekton
-	image string
-	pg    *pgenv.Server
+	env  *kubeenv.Env
+	tk   *engines.Tekton
+	kube kubernetes.Interface
+	pg   *pgenv.Server
 }
 
-// newTektonSuite installs Tekton and builds and loads the image; the server
-// is stopped when t (the parent of the scenarios) ends.
+// newTektonSuite installs Tekton, builds and loads the image and starts the
+// database server, side by side; all stop when t ends.
 func newTektonSuite(t *testing.T) *tektonSuite {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs the real cluster and Tekton (not run with -short)")
 	}
 	env := kubeenv.Shared(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	tk, err := engines.InstallTekton(ctx, env, engines.TektonOptions{Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tk.Close)
-	image := loadTektonImage(ctx, t, env, tk.RepoDir)
-	pg, err := pgenv.Start(pgenv.Options{Listen: env.BridgeIP, AllowCIDRs: []string{env.State().PodCIDR}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
-	t.Logf("tekton suite ready in %s (image %s, PostgreSQL %s:%d)", time.Since(start).Round(100*time.Millisecond), image, pg.Host, pg.Port)
-	return &tektonSuite{env: env, tk: tk, image: image, pg: pg}
-}
-
-var productImage struct {
-	once sync.Once
-	ref  string
-	err  error
-}
-
-// loadTektonImage builds the product image (images/build) plus the migration
-// sets, tags it by content and imports it unless containerd has it.
-func loadTektonImage(ctx context.Context, t *testing.T, env *kubeenv.Env, repo string) string {
-	productImage.once.Do(func() {
-		base, _, err := build.Image(ctx, repo, build.Options{})
-		if err != nil {
-			productImage.err = err
-			return
-		}
-		img, err := engines.WithMigrationSets(base, tektonSets)
-		if err != nil {
-			productImage.err = err
-			return
-		}
-		d, err := img.Digest()
-		if err != nil {
-			productImage.err = err
-			return
-		}
-		ref := "chartreuse.local/chartreuse-e2e:" + d.Hex[:16]
-		ok, err := images.Present(ctx, env.ContainerdSocket, ref)
-		if err != nil || ok {
-			productImage.ref, productImage.err = ref, err
-			return
-		}
-		file := filepath.Join(t.TempDir(), "chartreuse.tar")
-		if err := build.WriteTarball(img, ref, file); err != nil {
-			productImage.err = err
-			return
-		}
-		productImage.ref, productImage.err = ref, env.LoadImage(ctx, file)
+	s := &tektonSuite{env: env}
+	var wg sync.WaitGroup
+	var installErr, imageErr error
+	wg.Go(func() {
+		s.tk, installErr = engines.InstallTekton(ctx, env, engines.TektonOptions{RepoDir: repo, Logf: t.Logf})
 	})
-	if productImage.err != nil {
-		t.Fatal(productImage.err)
+	wg.Go(func() {
+		t0 := time.Now()
+		tar, err := BuildTestImage(ctx, repo, t.TempDir(), tektonImage, tektonShop, tektonSets)
+		if err == nil {
+			err = env.LoadImage(ctx, tar)
+		}
+		imageErr = err
+		t.Logf("tekton: image %s built and loaded in %s", tektonImage, time.Since(t0).Round(100*time.Millisecond))
+	})
+	s.pg = StartPostgres(t, env)
+	wg.Wait()
+	if installErr != nil {
+		t.Fatal(installErr)
 	}
-	return productImage.ref
+	t.Cleanup(s.tk.Close)
+	if imageErr != nil {
+		t.Fatal(imageErr)
+	}
+	s.kube = s.tk.Kube
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- Tekton controller log:\n%s", s.tk.ControllerLog(context.Background(), 150))
+		}
+	})
+	t.Logf("tekton: set-up took %s", time.Since(start).Round(100*time.Millisecond))
+	return s
 }
 
-// tektonCase is one scenario's namespace: the project's tekton/ objects, the
-// sample app, a database and its Secret "app-database".
+// tektonCase is one scenario's namespace: the project's tekton/ objects
+// (kubectl apply -k), the sample app (named "app" and the database Secret
+// "app-database": the TriggerTemplate's defaults), a database, and a
+// recording of the app's pods.
 type tektonCase struct {
-	s   *tektonSuite
-	ns  string
-	db  string
-	url string
-	app *engines.TektonApp
-	rec *engines.PodRecorder
+	s    *tektonSuite
+	ns   string
+	db   Database
+	app  *App
+	pods *PodWatch
 }
 
-const dbSecret = "app-database" // the TriggerTemplate's default
+const tektonSecret = "app-database"
 
 func (s *tektonSuite) newCase(t *testing.T, pg *pgenv.Server) *tektonCase {
 	t.Helper()
 	if pg == nil {
 		pg = s.pg
 	}
-	ctx := context.Background()
-	ns := s.env.NewNamespace(t)
-	if err := s.tk.ApplyProject(ctx, ns); err != nil {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	c := &tektonCase{s: s, ns: s.env.NewNamespace(t)}
+	if err := s.tk.ApplyProject(ctx, c.ns); err != nil {
 		t.Fatal(err)
 	}
-	db, err := pg.CreateDatabase(ctx, "tekton")
+	c.db = NewDatabase(t, pg, "tekton")
+	if err := CreateSecret(ctx, s.kube, c.ns, tektonSecret, c.db.URL()); err != nil {
+		t.Fatal(err)
+	}
+	app, err := DeployApp(ctx, s.kube, c.ns, AppOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := pg.DropDatabase(context.Background(), db); err != nil && pg.PID() != 0 {
-			t.Errorf("drop database %s: %v", db, err)
-		}
-	})
-	c := &tektonCase{s: s, ns: ns, db: db, url: pg.URL(db)}
-	if err := engines.CreateDatabaseSecret(ctx, s.tk.Kube, ns, dbSecret, c.url); err != nil {
+	c.app = app
+	if c.pods, err = WatchPods(context.Background(), s.kube, c.ns, app.Selector); err != nil {
 		t.Fatal(err)
 	}
-	actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	if c.app, err = engines.DeployTektonApp(actx, s.tk.Kube, ns, engines.TektonAppOptions{Image: s.env.AppImage}); err != nil {
-		t.Fatal(err)
-	}
-	if c.rec, err = engines.RecordPods(ctx, s.tk.Kube, ns, c.app.Selector); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.rec.Stop)
+	t.Cleanup(c.pods.Stop)
 	return c
 }
 
-// gooseTo applies set's migrations up to version on the case's database from
-// this process (goose itself), to give a scenario its starting version.
-func (c *tektonCase) gooseTo(t *testing.T, set string, version int64) {
+// migrateTo gives the database its starting version (goose, from this process).
+func (c *tektonCase) migrateTo(t *testing.T, version int64) {
 	t.Helper()
-	db, err := sql.Open("pgx", c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	fsys := fstest.MapFS{}
-	for name, body := range tektonSets[set] {
-		fsys[name] = &fstest.MapFile{Data: []byte(body), Mode: 0o644}
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, fs.FS(fsys), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(context.Background(), version); err != nil {
+	if err := c.db.MigrateTo(t.Context(), tektonShop, version); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// pipelineRun is tekton/examples/pipelinerun.yaml with the case's params.
-func (c *tektonCase) pipelineRun(t *testing.T, set string, params map[string]string) *pipelinev1.PipelineRun {
+// pipelineRun is tekton/examples/pipelinerun.yaml with this case's Secret,
+// app, the test image, set's migrations ("" for the image's default
+// /migrations) and extra params.
+func (c *tektonCase) pipelineRun(t *testing.T, set string, extra map[string]string) *pipelinev1.PipelineRun {
 	t.Helper()
 	pr, err := c.s.tk.ExamplePipelineRun()
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := map[string]string{
-		"image":             c.s.image,
-		"database-secret":   dbSecret,
+	p := map[string]string{
+		"image":             tektonImage,
+		"database-secret":   tektonSecret,
 		"workload-selector": c.app.Selector,
-		"migrations-dir":    "/migrations/" + set,
 	}
-	for k, v := range params {
-		base[k] = v
+	if set != "" {
+		p["migrations-dir"] = SetsRoot + "/" + set
 	}
-	for k, v := range base {
-		engines.SetTektonParam(&pr.Spec.Params, k, v)
+	for k, v := range extra {
+		p[k] = v
+	}
+	names := make([]string, 0, len(p))
+	for k := range p {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		engines.SetTektonParam(&pr.Spec.Params, k, p[k])
 	}
 	return pr
 }
@@ -259,7 +205,7 @@ func (c *tektonCase) pipelineRun(t *testing.T, set string, params map[string]str
 // run creates the PipelineRun and waits until it is done.
 func (c *tektonCase) run(t *testing.T, pr *pipelinev1.PipelineRun) (*pipelinev1.PipelineRun, map[string]*pipelinev1.TaskRun) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	created, err := c.s.tk.CreatePipelineRun(ctx, c.ns, pr)
 	if err != nil {
@@ -268,6 +214,8 @@ func (c *tektonCase) run(t *testing.T, pr *pipelinev1.PipelineRun) (*pipelinev1.
 	return c.wait(t, ctx, created.Name)
 }
 
+// wait waits for the PipelineRun, logs its TaskRuns (and on a failing test
+// their step logs) and returns it with its TaskRuns by pipeline task.
 func (c *tektonCase) wait(t *testing.T, ctx context.Context, name string) (*pipelinev1.PipelineRun, map[string]*pipelinev1.TaskRun) {
 	t.Helper()
 	done, err := c.s.tk.WaitPipelineRun(ctx, c.ns, name)
@@ -281,14 +229,19 @@ func (c *tektonCase) wait(t *testing.T, ctx context.Context, name string) (*pipe
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := done.Status.CompletionTime.Sub(done.Status.StartTime.Time)
-	t.Logf("%s (%s)", strings.TrimSpace(c.s.tk.DescribeRun(ctx, done)), d.Round(100*time.Millisecond))
+	t.Logf("%s (%s)", strings.TrimSpace(c.s.tk.DescribeRun(ctx, done)), done.Status.CompletionTime.Sub(done.Status.StartTime.Time))
+	t.Cleanup(func() {
+		if t.Failed() {
+			for n, tr := range trs {
+				t.Logf("--- %s (%s):\n%s", n, tr.Name, c.s.tk.TaskRunLogs(context.Background(), tr))
+			}
+		}
+	})
 	return done, trs
 }
 
-// taskRun creates a TaskRun of one of the project's Tasks the way
-// tekton/README.md shows (ServiceAccount chartreuse-pipeline, non-root pod)
-// and waits for it.
+// taskRun creates a TaskRun of one of the project's Tasks as tekton/README.md
+// shows (ServiceAccount chartreuse-pipeline, non-root pod) and waits for it.
 func (c *tektonCase) taskRun(t *testing.T, task string, params map[string]string) *pipelinev1.TaskRun {
 	t.Helper()
 	tr := &pipelinev1.TaskRun{
@@ -297,7 +250,7 @@ func (c *tektonCase) taskRun(t *testing.T, task string, params map[string]string
 			TaskRef:            &pipelinev1.TaskRef{Name: task},
 			ServiceAccountName: "chartreuse-pipeline",
 			PodTemplate: &pod.Template{SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot: ptrTo(true), RunAsUser: ptrTo[int64](65532), FSGroup: ptrTo[int64](65532),
+				RunAsNonRoot: new(true), RunAsUser: new(int64(65532)), FSGroup: new(int64(65532)),
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			}},
 		},
@@ -310,7 +263,7 @@ func (c *tektonCase) taskRun(t *testing.T, task string, params map[string]string
 	for _, k := range names {
 		engines.SetTektonParam(&tr.Spec.Params, k, params[k])
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	created, err := c.s.tk.CreateTaskRun(ctx, c.ns, tr)
 	if err != nil {
@@ -320,131 +273,101 @@ func (c *tektonCase) taskRun(t *testing.T, task string, params map[string]string
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("TaskRun %s: %s exit codes %v results %v", done.Name, engines.RunCondition(done.Status.GetCondition("Succeeded")),
-		engines.StepExitCodes(done), engines.TaskRunResults(done))
+	cond := done.Status.GetCondition(apis.ConditionSucceeded)
+	t.Logf("TaskRun %s: %s exit codes %v results %v", done.Name, engines.RunCondition(cond), engines.StepExitCodes(done), engines.TaskRunResults(done))
+	if !engines.Succeeded(cond) {
+		t.Fatalf("TaskRun %s failed:\n%s", done.Name, c.s.tk.TaskRunLogs(context.Background(), done))
+	}
 	return done
 }
 
-func ptrTo[T any](v T) *T { return &v }
-
-// dbState is what a scenario reads back from the database.
-type dbState struct {
-	Versions []int64     // goose_db_version rows applied, in order (0 excluded)
-	Log      []int       // migration_log versions in order (nil: no table)
-	LogAt    []time.Time // when each log entry was written
-}
-
-func (c *tektonCase) dbState(t *testing.T) dbState {
+func (c *tektonCase) appState(t *testing.T) AppState {
 	t.Helper()
-	db, err := sql.Open("pgx", c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var st dbState
-	rows, err := db.Query(`SELECT version_id FROM goose_db_version WHERE is_applied AND version_id > 0 ORDER BY id`)
-	if err != nil && !strings.Contains(err.Error(), "does not exist") {
-		t.Fatal(err)
-	}
-	if err == nil {
-		for rows.Next() {
-			var v int64
-			if err := rows.Scan(&v); err != nil {
-				t.Fatal(err)
-			}
-			st.Versions = append(st.Versions, v)
-		}
-		rows.Close()
-	}
-	rows, err = db.Query(`SELECT version, at FROM migration_log ORDER BY at`)
-	if err != nil {
-		if strings.Contains(err.Error(), "does not exist") {
-			return st
-		}
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var v int
-		var at time.Time
-		if err := rows.Scan(&v, &at); err != nil {
-			t.Fatal(err)
-		}
-		st.Log = append(st.Log, v)
-		st.LogAt = append(st.LogAt, at)
-	}
-	return st
-}
-
-// podUIDs lists the app's current pods.
-func (c *tektonCase) podUIDs(t *testing.T) []types.UID {
-	t.Helper()
-	pods, err := c.app.Pods(context.Background(), c.s.tk.Kube)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []types.UID
-	for _, p := range pods {
-		out = append(out, p.UID)
-	}
-	return out
-}
-
-// appState reads the workloads.
-func (c *tektonCase) appState(t *testing.T) engines.TektonAppState {
-	t.Helper()
-	st, err := c.app.State(context.Background(), c.s.tk.Kube)
+	st, err := c.app.State(t.Context(), c.s.kube)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st
 }
 
-// wantRestored checks that the workloads are back as they were before the
-// run (2 ready replicas, CronJob running, the record cleared, HPA untouched).
+// wantVersions checks goose's applied versions and the migration log.
+func (c *tektonCase) wantVersions(t *testing.T, want ...int64) {
+	t.Helper()
+	got, err := c.db.AppliedVersions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("applied versions %v, want %v", got, want)
+	}
+	log, err := c.db.MigrationLog(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged []string
+	for v := range log {
+		logged = append(logged, v)
+	}
+	sort.Strings(logged)
+	var wantLog []string
+	for _, v := range want {
+		wantLog = append(wantLog, fmt.Sprint(v))
+	}
+	if !slices.Equal(logged, wantLog) {
+		t.Errorf("migration log %v, want %v", logged, wantLog)
+	}
+}
+
+// wantRestored: the application runs as before, with no record left and the
+// HPA untouched.
 func (c *tektonCase) wantRestored(t *testing.T) {
 	t.Helper()
-	st := c.appState(t)
-	if st.Replicas != c.app.Replicas || st.Suspended || !st.HPAExists {
-		t.Errorf("workloads not restored: replicas %d (want %d), CronJob suspended %v, HPA present %v", st.Replicas, c.app.Replicas, st.Suspended, st.HPAExists)
-	}
-	wantNoRecord(t, "Deployment", st.Annotations)
-	wantNoRecord(t, "CronJob", st.CronJobAnn)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	if err := c.app.WaitReady(ctx, c.s.tk.Kube); err != nil {
+	if err := c.app.WaitReady(ctx, c.s.kube, c.app.Replicas); err != nil {
 		t.Error(err)
+	}
+	st := c.appState(t)
+	if st.CronSuspended {
+		t.Error("CronJob still suspended")
+	}
+	if len(st.Annotations) != 0 {
+		t.Errorf("records left on the workloads: %v", st.Annotations)
+	}
+	if st.HPAMin != c.app.Replicas || st.HPAMax != c.app.Replicas+2 {
+		t.Errorf("HPA changed: min %d max %d", st.HPAMin, st.HPAMax)
 	}
 }
 
-// wantStopped checks that the workloads are stopped and their pods gone.
+// wantStopped: the application is stopped, no pod left, the record in place.
 func (c *tektonCase) wantStopped(t *testing.T) {
 	t.Helper()
 	st := c.appState(t)
-	if st.Replicas != 0 || !st.Suspended {
-		t.Errorf("workloads not stopped: replicas %d, CronJob suspended %v", st.Replicas, st.Suspended)
+	if st.SpecReplicas != 0 || len(st.Pods) != 0 {
+		t.Errorf("Deployment: %d replicas, pods %v; want 0 and none", st.SpecReplicas, st.Pods)
 	}
-	if st.Annotations["chartreuse.io/replicas-before-migration"] != fmt.Sprint(c.app.Replicas) {
-		t.Errorf("Deployment record: %v", st.Annotations)
+	if !st.CronSuspended {
+		t.Error("CronJob not suspended")
 	}
-	if uids := c.podUIDs(t); len(uids) != 0 {
-		t.Errorf("app pods still there: %v", uids)
+	if st.Annotations["deployment/chartreuse.io/replicas-before-migration"] != fmt.Sprint(c.app.Replicas) {
+		t.Errorf("Deployment's record: %v", st.Annotations)
 	}
 }
 
-func wantNoRecord(t *testing.T, what string, ann map[string]string) {
+// wantUntouched: no app pod was deleted or began terminating.
+func (c *tektonCase) wantUntouched(t *testing.T) {
 	t.Helper()
-	for k, v := range ann {
-		if strings.HasPrefix(k, "chartreuse.io/") && k != "chartreuse.io/stop-priority" {
-			t.Errorf("%s still has %s=%s", what, k, v)
+	for _, e := range c.pods.Events() {
+		if e.Type == watch.Deleted || e.Terminating {
+			t.Errorf("app pod %s was stopped (%s)", e.Name, e.Type)
 		}
 	}
 }
 
-// hostPathPV creates a PersistentVolume (no storage class, so the
+// hostPathPV creates a PersistentVolume without storage class (so the
 // TriggerTemplate's volumeClaimTemplate binds to it) on a host directory
-// holding files, and deletes both at the end of the test.
-func hostPathPV(t *testing.T, s *tektonSuite, files map[string]string) string {
+// holding files; both go when the test ends.
+func hostPathPV(t *testing.T, kube kubernetes.Interface, files map[string]string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "chartreuse-pv-")
 	if err != nil {
@@ -463,26 +386,23 @@ func hostPathPV(t *testing.T, s *tektonSuite, files map[string]string) string {
 			t.Fatal(err)
 		}
 	}
-	name := "chartreuse-e2e-" + filepath.Base(dir)[len("chartreuse-pv-"):]
-	name = strings.ToLower(name)
+	name := strings.ToLower("chartreuse-e2e-" + strings.TrimPrefix(filepath.Base(dir), "chartreuse-pv-"))
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"chartreuse.test/test": "true"}},
 		Spec: corev1.PersistentVolumeSpec{
 			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
 			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-			StorageClassName:              "",
 			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{
-				Path: dir, Type: ptrTo(corev1.HostPathDirectory),
+				Path: dir, Type: new(corev1.HostPathDirectory),
 			}},
 		},
 	}
-	ctx := context.Background()
-	if _, err := s.tk.Kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+	if _, err := kube.CoreV1().PersistentVolumes().Create(t.Context(), pv, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = s.tk.Kube.CoreV1().PersistentVolumes().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = kube.CoreV1().PersistentVolumes().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 	return name
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +18,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/chartreuse-go/chartreuse/test/engines"
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // TestTekton runs the project's Tekton Pipeline (tekton/, applied with
@@ -35,14 +33,32 @@ import (
 // when expression skips it.
 func TestTekton(t *testing.T) {
 	s := newTektonSuite(t)
-	t.Run("NothingPending", func(t *testing.T) { t.Parallel(); s.testNothingPending(t) })
-	t.Run("MigrationsPending", func(t *testing.T) { t.Parallel(); s.testMigrationsPending(t) })
-	t.Run("TransientDatabaseDown", func(t *testing.T) { t.Parallel(); s.testTransient(t) })
-	t.Run("KeepDownThenManualRerun", func(t *testing.T) { t.Parallel(); s.testKeepDownThenRerun(t) })
-	t.Run("RestoreIfUnchanged", func(t *testing.T) { t.Parallel(); s.testRestorePolicy(t) })
-	t.Run("Rollback", func(t *testing.T) { t.Parallel(); s.testRollback(t) })
-	t.Run("ConcurrentRuns", func(t *testing.T) { t.Parallel(); s.testConcurrent(t) })
-	t.Run("TagTrigger", func(t *testing.T) { t.Parallel(); s.testTagTrigger(t) })
+	start := time.Now()
+	// The scenarios run side by side (t.Run from several goroutines), whatever
+	// -test.parallel says: they mostly wait for pods.
+	scenarios := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"nothing-pending", s.testNothingPending},
+		{"migrations-pending", s.testMigrationsPending},
+		{"transient-database-down", s.testTransient},
+		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
+		{"restore", s.testRestorePolicy},
+		{"rollback", s.testRollback},
+		{"two-runs-one-database", s.testConcurrent},
+		{"tag-trigger", s.testTagTrigger},
+	}
+	var wg sync.WaitGroup
+	for _, sc := range scenarios {
+		wg.Go(func() {
+			t0 := time.Now()
+			t.Run(sc.name, sc.run)
+			t.Logf("tekton: scenario %s took %s", sc.name, time.Since(t0).Round(100*time.Millisecond))
+		})
+	}
+	wg.Wait()
+	t.Logf("tekton: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
 }
 
 // ran lists the pipeline tasks that have a TaskRun.
@@ -100,13 +116,6 @@ func wantSucceeded(t *testing.T, pr *pipelinev1.PipelineRun, want bool) {
 	}
 }
 
-func wantInts(t *testing.T, what string, got, want any) {
-	t.Helper()
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("%s = %v, want %v", what, got, want)
-	}
-}
-
 var (
 	allFinally = []string{"restore", "restore-if-unchanged", "rollback"}
 	phases     = []string{"wait-for-db", "plan", "scale-down", "migrate", "scale-restore"}
@@ -117,23 +126,16 @@ var (
 // expressions.
 func (s *tektonSuite) testNothingPending(t *testing.T) {
 	c := s.newCase(t, nil)
-	c.gooseTo(t, "basic", 3)
-	before := c.podUIDs(t)
-	dbBefore := c.dbState(t)
+	c.migrateTo(t, 3)
 
-	pr, trs := c.run(t, c.pipelineRun(t, "basic", nil))
+	pr, trs := c.run(t, c.pipelineRun(t, "", nil))
 	wantSucceeded(t, pr, true)
 	wantTasks(t, pr, trs, []string{"wait-for-db", "plan"}, nil,
 		append([]string{"fetch-source", "wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "false", "current-version": "3", "target-version": "3"})
 
-	wantInts(t, "database", c.dbState(t), dbBefore)
-	for _, e := range c.rec.Events() {
-		if e.Type == "DELETED" {
-			t.Errorf("app pod %s was deleted", e.Name)
-		}
-	}
-	wantInts(t, "app pods", len(c.podUIDs(t)), len(before))
+	c.wantVersions(t, 1, 2, 3)
+	c.wantUntouched(t)
 	c.wantRestored(t)
 	s.wantHubResolved(t, c.ns)
 }
@@ -158,12 +160,13 @@ func (s *tektonSuite) wantHubResolved(t *testing.T, ns string) {
 // versions are in the TaskRuns' results.
 func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 	c := s.newCase(t, nil)
-	before := c.podUIDs(t)
+	start := time.Now()
+	before := c.pods.Existing(start)
 	if len(before) != int(c.app.Replicas) {
 		t.Fatalf("app pods before: %v", before)
 	}
 
-	pr, trs := c.run(t, c.pipelineRun(t, "basic", nil))
+	pr, trs := c.run(t, c.pipelineRun(t, "", nil))
 	wantSucceeded(t, pr, true)
 	wantTasks(t, pr, trs, phases, nil, append([]string{"fetch-source", "wait-patroni"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3"})
@@ -171,24 +174,27 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3", "target-version": "3"})
 	wantResults(t, trs, "scale-restore", map[string]string{"restored": "2"})
 
-	db := c.dbState(t)
-	wantInts(t, "goose versions", db.Versions, []int64{1, 2, 3})
-	wantInts(t, "migration log", db.Log, []int{1, 2, 3})
-	if len(db.LogAt) == 3 {
-		first, last := db.LogAt[0], db.LogAt[2]
-		gone := c.rec.LastDeleted(before)
-		if gone.IsZero() {
-			t.Errorf("the app's pods were never deleted")
-		} else if !gone.Before(first) {
-			t.Errorf("last app pod seen gone at %s, after the first migration at %s", gone.Format(time.StampMicro), first.Format(time.StampMicro))
-		}
-		if live := c.rec.Existing(first); len(live) != 0 {
-			t.Errorf("app pods existed when the first migration ran: %v", live)
-		}
-		if back := c.rec.FirstAdded(before); back.IsZero() || !back.After(last) {
-			t.Errorf("first new app pod seen at %s, want after the last migration at %s", back.Format(time.StampMicro), last.Format(time.StampMicro))
-		}
-		t.Logf("pods gone %s before the first migration; back %s after the last", first.Sub(gone).Round(time.Millisecond), c.rec.FirstAdded(before).Sub(last).Round(time.Millisecond))
+	c.wantVersions(t, 1, 2, 3)
+	log, err := c.db.MigrationLog(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := log["1"], log["3"]
+	gone := c.pods.LastDeleted(before)
+	down, up := c.pods.Window(start)
+	switch {
+	case gone.IsZero():
+		t.Errorf("the app's pods were never deleted")
+	case !gone.Before(first):
+		t.Errorf("last app pod seen gone at %s, after the first migration at %s", gone.Format(time.StampMicro), first.Format(time.StampMicro))
+	case up.IsZero() || !up.After(last):
+		t.Errorf("first new app pod ready at %s, want after the last migration at %s", up.Format(time.StampMicro), last.Format(time.StampMicro))
+	default:
+		t.Logf("app down at %s, all pods gone %s before the first migration, a new pod ready %s after the last (downtime %s)",
+			down.Format(time.StampMilli), first.Sub(gone).Round(time.Millisecond), up.Sub(last).Round(time.Millisecond), up.Sub(down).Round(time.Millisecond))
+	}
+	if live := c.pods.Existing(first); len(live) != 0 {
+		t.Errorf("app pods existed when the first migration ran: %v", live)
 	}
 	c.wantRestored(t)
 }
@@ -197,23 +203,18 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 // wait-for-db times out and exits 75; Tekton retries the task (retries: 2),
 // the database is back by then and the run succeeds.
 func (s *tektonSuite) testTransient(t *testing.T) {
-	pg, err := pgenv.Start(pgenv.Options{Listen: s.env.BridgeIP, AllowCIDRs: []string{s.env.State().PodCIDR}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
+	pg := StartPostgres(t, s.env) // its own server, stopped for a while
 	c := s.newCase(t, pg)
 	pg.StopServer()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
-	created, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "basic", map[string]string{"wait-timeout": "5s"}))
+	created, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "", map[string]string{"wait-timeout": "5s"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Start the database again once the first attempt has failed.
-	var restarted time.Time
-	for restarted.IsZero() {
+	for {
 		trs, err := s.tk.Pipeline.TektonV1().TaskRuns(c.ns).List(ctx, metav1.ListOptions{
 			LabelSelector: "tekton.dev/pipelineRun=" + created.Name + ",tekton.dev/pipelineTask=wait-for-db"})
 		if err != nil {
@@ -223,7 +224,6 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 			if err := pg.StartServer(); err != nil {
 				t.Fatal(err)
 			}
-			restarted = time.Now()
 			break
 		}
 		select {
@@ -239,7 +239,7 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 		t.Errorf("wait-for-db attempts: %v, want exit 75 then a retry with 0", codes)
 	}
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})
-	wantInts(t, "goose versions", c.dbState(t).Versions, []int64{1, 2, 3})
+	c.wantVersions(t, 1, 2, 3)
 	c.wantRestored(t)
 }
 
@@ -250,7 +250,7 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 // chartreuse-scale-restore.
 func (s *tektonSuite) testKeepDownThenRerun(t *testing.T) {
 	c := s.newCase(t, nil)
-	c.gooseTo(t, "basic", 1)
+	c.migrateTo(t, 1)
 
 	pr, trs := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": "keep-down"}))
 	wantSucceeded(t, pr, false)
@@ -259,34 +259,24 @@ func (s *tektonSuite) testKeepDownThenRerun(t *testing.T) {
 	if codes := engines.StepExitCodes(trs["migrate"]); len(codes) != 1 || codes[0] != "migrate=1" {
 		t.Errorf("migrate exit codes %v, want one attempt with 1", codes)
 	}
-	db := c.dbState(t)
-	wantInts(t, "goose versions after the failed run", db.Versions, []int64{1, 2})
-	wantInts(t, "migration log after the failed run", db.Log, []int{1, 2})
+	c.wantVersions(t, 1, 2)
 	c.wantStopped(t)
 
 	// 5. The fix, then the failed phase and the restore, each as a TaskRun.
 	mig := c.taskRun(t, "chartreuse-migrate", map[string]string{
-		"image": s.image, "database-secret": dbSecret, "migrations-dir": "/migrations/fixed",
+		"image": tektonImage, "database-secret": tektonSecret, "migrations-dir": SetsRoot + "/fixed",
 	})
-	if !engines.Succeeded(mig.Status.GetCondition(apis.ConditionSucceeded)) {
-		t.Fatalf("migrate TaskRun: %s", engines.RunCondition(mig.Status.GetCondition(apis.ConditionSucceeded)))
-	}
 	if r := engines.TaskRunResults(mig); r["applied"] != "1" || r["current-version"] != "3" {
 		t.Errorf("migrate TaskRun results %v, want applied 1, current-version 3", r)
 	}
 	c.wantStopped(t) // migrate alone does not touch the workloads
 	res := c.taskRun(t, "chartreuse-scale-restore", map[string]string{
-		"image": s.image, "workload-selector": c.app.Selector,
+		"image": tektonImage, "workload-selector": c.app.Selector,
 	})
-	if !engines.Succeeded(res.Status.GetCondition(apis.ConditionSucceeded)) {
-		t.Fatalf("scale-restore TaskRun: %s", engines.RunCondition(res.Status.GetCondition(apis.ConditionSucceeded)))
-	}
 	if r := engines.TaskRunResults(res); r["restored"] != "2" {
 		t.Errorf("scale-restore TaskRun results %v, want restored 2", r)
 	}
-	db = c.dbState(t)
-	wantInts(t, "goose versions after the rerun", db.Versions, []int64{1, 2, 3})
-	wantInts(t, "migration log after the rerun", db.Log, []int{1, 2, 3})
+	c.wantVersions(t, 1, 2, 3)
 	c.wantRestored(t)
 }
 
@@ -295,7 +285,7 @@ func (s *tektonSuite) testKeepDownThenRerun(t *testing.T) {
 // workloads; the run still ends Failed.
 func (s *tektonSuite) testRestorePolicy(t *testing.T) {
 	c := s.newCase(t, nil)
-	c.gooseTo(t, "basic", 2)
+	c.migrateTo(t, 2)
 
 	pr, trs := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": "restore"}))
 	wantSucceeded(t, pr, false)
@@ -308,9 +298,7 @@ func (s *tektonSuite) testRestorePolicy(t *testing.T) {
 			t.Errorf("restore-if-unchanged: recheck step result current-version %q, want 2", got)
 		}
 	}
-	db := c.dbState(t)
-	wantInts(t, "goose versions", db.Versions, []int64{1, 2})
-	wantInts(t, "migration log", db.Log, []int{1, 2})
+	c.wantVersions(t, 1, 2)
 	c.wantRestored(t)
 }
 
@@ -318,7 +306,7 @@ func (s *tektonSuite) testRestorePolicy(t *testing.T) {
 // down to the plan's version (1) and restores; the run ends Failed.
 func (s *tektonSuite) testRollback(t *testing.T) {
 	c := s.newCase(t, nil)
-	c.gooseTo(t, "basic", 1)
+	c.migrateTo(t, 1)
 
 	pr, trs := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": "rollback"}))
 	wantSucceeded(t, pr, false)
@@ -326,9 +314,7 @@ func (s *tektonSuite) testRollback(t *testing.T) {
 		[]string{"fetch-source", "wait-patroni", "scale-restore", "restore", "restore-if-unchanged"})
 	wantResults(t, trs, "plan", map[string]string{"current-version": "1"})
 	wantResults(t, trs, "rollback", map[string]string{"current-version": "1", "restored": "2"})
-	db := c.dbState(t)
-	wantInts(t, "goose versions", db.Versions, []int64{1})
-	wantInts(t, "migration log", db.Log, []int{1, 2, -2})
+	c.wantVersions(t, 1)
 	c.wantRestored(t)
 }
 
@@ -337,7 +323,7 @@ func (s *tektonSuite) testRollback(t *testing.T) {
 // succeed, the workloads restored at the end.
 func (s *tektonSuite) testConcurrent(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	var names []string
 	for i := 0; i < 2; i++ {
@@ -396,9 +382,7 @@ func (s *tektonSuite) testConcurrent(t *testing.T) {
 	if !applied["3"] || !applied["0"] {
 		t.Errorf("migrate applied %v, want one run with 3 and the other with 0", applied)
 	}
-	db := c.dbState(t)
-	wantInts(t, "goose versions", db.Versions, []int64{1, 2, 3})
-	wantInts(t, "migration log", db.Log, []int{1, 2, 3})
+	c.wantVersions(t, 1, 2, 3)
 	c.wantRestored(t)
 }
 
@@ -413,17 +397,17 @@ func (s *tektonSuite) testConcurrent(t *testing.T) {
 // migrations-dir); the image param is the test image.
 func (s *tektonSuite) testTagTrigger(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	const webhookSecret = "s3cret-for-tests"
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chartreuse-webhook"}, StringData: map[string]string{"github": webhookSecret, "gitlab": "unused"}}
-	if _, err := s.tk.Kube.CoreV1().Secrets(c.ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+	if _, err := s.kube.CoreV1().Secrets(c.ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	files := map[string]string{}
-	for name, body := range tektonSets["basic"] {
+	for name, body := range tektonShop {
 		files["db/migrations/"+name] = body
 	}
-	hostPathPV(t, s, files)
+	hostPathPV(t, s.kube, files)
 
 	push := func(ref string, deleted bool, secret string) ([]json.RawMessage, string) {
 		body, _ := json.Marshal(map[string]any{
@@ -476,11 +460,11 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 	}
 	if params["git-revision"] != "v1.2.0" || params["git-url"] != "https://git.example.invalid/example/shop.git" ||
 		pr.Annotations["chartreuse.dev/git-revision"] != "v1.2.0" || params["migrations-dir"] != "db/migrations" ||
-		params["database-secret"] != dbSecret || params["workload-selector"] != c.app.Selector {
+		params["database-secret"] != tektonSecret || params["workload-selector"] != c.app.Selector {
 		t.Fatalf("rendered PipelineRun params %v annotations %v", params, pr.Annotations)
 	}
 	engines.SetTektonParam(&pr.Spec.Params, "git-url", "")
-	engines.SetTektonParam(&pr.Spec.Params, "image", s.image)
+	engines.SetTektonParam(&pr.Spec.Params, "image", tektonImage)
 
 	ctx6, cancel := context.WithTimeout(ctx, 6*time.Minute)
 	defer cancel()
@@ -495,7 +479,7 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 	if ws := done.Spec.Workspaces; len(ws) != 1 || ws[0].VolumeClaimTemplate == nil {
 		t.Errorf("workspaces %+v, want the template's volumeClaimTemplate", ws)
 	}
-	wantInts(t, "goose versions", c.dbState(t).Versions, []int64{1, 2, 3})
+	c.wantVersions(t, 1, 2, 3)
 	c.wantRestored(t)
 	s.wantHubResolved(t, c.ns)
 }
