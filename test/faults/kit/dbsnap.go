@@ -22,7 +22,7 @@ func SnapshotDB(ctx context.Context, url string) (string, error) {
 	queries := []struct{ name, sql string }{
 		{"schemas", `SELECT nspname || ' owner=' || nspowner::regrole FROM pg_namespace
 			WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname !~ '^pg_(toast|temp_|toast_temp_)' ORDER BY 1`},
-		{"relations", `SELECT n.nspname || '.' || c.relname || ' kind=' || c.relkind || ' owner=' || c.relowner::regrole || ' cols=' ||
+		{"relations", `SELECT n.nspname || '.' || c.relname || ' kind=' || c.relkind::text || ' owner=' || c.relowner::regrole || ' cols=' ||
 				coalesce((SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attnum) FROM pg_attribute
 				          WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped), '')
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

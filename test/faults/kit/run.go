@@ -45,8 +45,15 @@ type Proc struct {
 
 // Start runs bin with args; env is added to the test process's environment.
 func Start(bin string, env []string, args ...string) (*Proc, error) {
-	p := &Proc{Cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.Cmd.Env = append(os.Environ(), env...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	return StartCommand(cmd)
+}
+
+// StartCommand starts a prepared command (e.g. with other credentials), capturing
+// its output.
+func StartCommand(cmd *exec.Cmd) (*Proc, error) {
+	p := &Proc{Cmd: cmd, done: make(chan struct{})}
 	p.Cmd.Stdout, p.Cmd.Stderr = &p.Stdout, &p.Stderr
 	p.Started = time.Now()
 	if err := p.Cmd.Start(); err != nil {
