@@ -1,0 +1,71 @@
+package kubeenv
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// StopAPIServer stops kube-apiserver the way a restart or an upgrade does (SIGTERM,
+// then SIGKILL after a grace period), leaving every other server running. Fault
+// tests use it to interrupt steps in the middle of their work.
+func (e *Env) StopAPIServer() error {
+	p := e.st.process("kube-apiserver")
+	if p == nil {
+		return fmt.Errorf("kube-apiserver is not part of this environment")
+	}
+	if err := stopProcess(*p, 10*time.Second); err != nil {
+		return err
+	}
+	return nil
+}
+
+// StartAPIServer starts kube-apiserver again with the flags it had (same port,
+// certificates and etcd) and waits until it reports ready.
+func (e *Env) StartAPIServer(ctx context.Context) error {
+	old := e.st.process("kube-apiserver")
+	if old == nil {
+		return fmt.Errorf("kube-apiserver is not part of this environment")
+	}
+	if old.alive() {
+		return fmt.Errorf("kube-apiserver (pid %d) is still running: stop it first", old.PID)
+	}
+	binary, args := old.Binary, append([]string(nil), old.Args...)
+	e.forget("kube-apiserver")
+	p, err := e.startProcess("kube-apiserver", binary, args, nil)
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := e.adminTLS()
+	if err != nil {
+		return err
+	}
+	return e.waitHTTP(ctx, p, e.st.APIServerURL+"/readyz", tlsCfg, func(b string) bool { return strings.TrimSpace(b) == "ok" })
+}
+
+// RestartAPIServer stops kube-apiserver, keeps it down for downtime, and starts it
+// again.
+func (e *Env) RestartAPIServer(ctx context.Context, downtime time.Duration) error {
+	if err := e.StopAPIServer(); err != nil {
+		return err
+	}
+	select {
+	case <-time.After(downtime):
+	case <-ctx.Done():
+	}
+	return e.StartAPIServer(ctx)
+}
+
+// forget drops a stopped process from the recorded state so its replacement is the
+// only one teardown knows by that name.
+func (e *Env) forget(name string) {
+	kept := e.st.Processes[:0]
+	for _, p := range e.st.Processes {
+		if p.Name != name {
+			kept = append(kept, p)
+		}
+	}
+	e.st.Processes = kept
+	delete(e.exited, name)
+}
