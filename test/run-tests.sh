@@ -16,6 +16,10 @@ go mod download
 go build ./...
 echo "run-tests: building the Kubernetes binaries (first run only)"
 test/tools/kube/build.sh >/dev/null
+echo "run-tests: building Argo Workflows and Tekton Pipelines (first run only)"
+CHARTREUSE_ARGO_DIR=$(test/tools/argo/build.sh | tail -n1)
+CHARTREUSE_TEKTON_BIN=$(test/tools/tekton/build.sh | tail -n1)
+export CHARTREUSE_ARGO_DIR CHARTREUSE_TEKTON_BIN
 t1=$(date +%s)
 echo "run-tests: set-up took $((t1 - t0))s"
 
