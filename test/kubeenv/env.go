@@ -972,7 +972,7 @@ func kubeBinDir(ctx context.Context, given, repo string, logf func(string, ...an
 	}
 	for _, b := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			return "", fmt.Errorf("Kubernetes binaries: %w", err)
+			return "", fmt.Errorf("the Kubernetes binaries: %w", err)
 		}
 	}
 	return dir, nil
