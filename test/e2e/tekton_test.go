@@ -399,7 +399,7 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 	c := s.newCase(t, nil)
 	ctx := t.Context()
 	const webhookSecret = "s3cret-for-tests"
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chartreuse-webhook"}, StringData: map[string]string{"github": webhookSecret, "gitlab": "unused"}}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chartreuse-webhook"}, StringData: map[string]string{"github": webhookSecret, "gitlab": gitlabToken}}
 	if _, err := s.kube.CoreV1().Secrets(c.ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -463,6 +463,8 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 		params["database-secret"] != tektonSecret || params["workload-selector"] != c.app.Selector {
 		t.Fatalf("rendered PipelineRun params %v annotations %v", params, pr.Annotations)
 	}
+	s.checkGitLabTrigger(t, c)
+
 	engines.SetTektonParam(&pr.Spec.Params, "git-url", "")
 	engines.SetTektonParam(&pr.Spec.Params, "image", tektonImage)
 
@@ -496,4 +498,61 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+const gitlabToken = "gitlab-token-for-tests"
+
+// checkGitLabTrigger renders the EventListener's gitlab-tag trigger (gitlab +
+// cel interceptors, the GitLab TriggerBinding) for a tag push, a tag deletion
+// and a wrong token; the PipelineRun it renders is the GitHub one's twin and is
+// not run again.
+func (s *tektonSuite) checkGitLabTrigger(t *testing.T, c *tektonCase) {
+	t.Helper()
+	push := func(after, token string) ([]json.RawMessage, string) {
+		body, _ := json.Marshal(map[string]any{
+			"object_kind": "tag_push", "ref": "refs/tags/v1.3.0", "after": after,
+			"project": map[string]any{"path_with_namespace": "example/shop", "git_http_url": "https://gitlab.example.invalid/example/shop.git"},
+		})
+		h := http.Header{}
+		h.Set("Content-Type", "application/json")
+		h.Set("X-Gitlab-Event", "Tag Push Hook")
+		h.Set("X-Gitlab-Token", token)
+		res, resp, err := s.tk.RenderTrigger(t.Context(), c.ns, "chartreuse", "gitlab-tag", body, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp != nil && !resp.Continue {
+			return res, resp.Status.Message
+		}
+		return res, ""
+	}
+	if res, msg := push("0000000000000000000000000000000000000000", gitlabToken); res != nil || msg == "" {
+		t.Errorf("gitlab tag deletion: rendered %d resources, want the trigger stopped", len(res))
+	}
+	if res, msg := push("0123456789abcdef0123456789abcdef01234567", "wrong"); res != nil || msg == "" {
+		t.Errorf("gitlab wrong token: rendered %d resources, want the trigger stopped", len(res))
+	}
+	res, msg := push("0123456789abcdef0123456789abcdef01234567", gitlabToken)
+	if len(res) != 1 {
+		t.Fatalf("gitlab tag push: %d resources (%s), want one PipelineRun", len(res), msg)
+	}
+	var pr pipelinev1.PipelineRun
+	if err := yaml.UnmarshalStrict(res[0], &pr); err != nil {
+		t.Fatalf("rendered resource: %v\n%s", err, res[0])
+	}
+	params := map[string]string{}
+	for _, p := range pr.Spec.Params {
+		params[p.Name] = p.Value.StringVal
+	}
+	if params["git-revision"] != "v1.3.0" || params["git-url"] != "https://gitlab.example.invalid/example/shop.git" {
+		t.Errorf("gitlab: rendered PipelineRun params %v", params)
+	}
+	// What the webhook would check when the listener creates it.
+	probe := pr.DeepCopy()
+	probe.Name = "gitlab-probe"
+	probe.Namespace = c.ns
+	probe.SetDefaults(t.Context())
+	if err := probe.Validate(t.Context()); err != nil {
+		t.Errorf("gitlab: rendered PipelineRun is invalid: %v", err)
+	}
 }
