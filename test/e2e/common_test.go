@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"testing"
 
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
@@ -35,6 +36,10 @@ func NewDatabase(t testing.TB, s *pgenv.Server, prefix string) Database {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.DropDatabase(t.Context(), name) })
+	t.Cleanup(func() {
+		if err := s.DropDatabase(context.Background(), name); err != nil {
+			t.Logf("dropping %s: %v (the server is removed with the test anyway)", name, err)
+		}
+	})
 	return Database{Server: s, Name: name}
 }
