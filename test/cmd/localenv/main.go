@@ -86,7 +86,9 @@ func up(dir, kubeBin string, v int) error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	env, err := kubeenv.Start(ctx, kubeenv.Options{StateDir: dir, KubeBinDir: kubeBin, Detached: true, Verbosity: v})
+	env, err := kubeenv.Start(ctx, kubeenv.Options{StateDir: dir, KubeBinDir: kubeBin, Detached: true, Verbosity: v,
+		// Another test process may be using the machine's one environment: wait for it.
+		LockWait: 15 * time.Minute})
 	if err != nil {
 		return err
 	}
