@@ -31,9 +31,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -46,19 +44,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 
-	"github.com/chartreuse-go/chartreuse/test/images"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 )
 
@@ -108,13 +96,10 @@ type Argo struct {
 	// InstallTime is how long InstallArgo took (images, manifests, controller ready).
 	InstallTime time.Duration
 
-	Kube      kubernetes.Interface
+	cluster   // Kube (kubernetes.Interface), Dynamic (dynamic.Interface)
 	Workflows wfclientset.Interface
-	Dynamic   dynamic.Interface
 
-	kubectl string
-	mapper  *restmapper.DeferredDiscoveryRESTMapper
-	logf    func(string, ...any)
+	logf func(string, ...any)
 }
 
 // InstallArgo installs Argo Workflows into opts.Namespace of env and returns when
@@ -129,20 +114,19 @@ func InstallArgo(ctx context.Context, env *kubeenv.Env, opts ArgoOptions) (*Argo
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	repo, err := argoFindRepo(opts.RepoDir)
+	repo, err := findRepo(opts.RepoDir)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
 	a := &Argo{Env: env, Namespace: opts.Namespace, RepoDir: repo, logf: logf, Images: map[string]string{}}
 	toolsDir := filepath.Join(repo, "test", "tools", "argo")
-	if a.Version, err = argoRequiredVersion(filepath.Join(toolsDir, "go.mod"), argoModule); err != nil {
+	if a.Version, err = requiredVersion(filepath.Join(toolsDir, "go.mod"), argoModule); err != nil {
 		return nil, err
 	}
-	if a.ModuleDir, err = argoModuleDir(ctx, toolsDir, argoModule+"@"+a.Version); err != nil {
+	if a.ModuleDir, err = moduleDir(ctx, toolsDir, argoModule+"@"+a.Version); err != nil {
 		return nil, err
 	}
-	a.kubectl = filepath.Join(env.State().KubeBinDir, "kubectl")
 	if err := a.clients(); err != nil {
 		return nil, err
 	}
@@ -179,26 +163,13 @@ func InstallArgo(ctx context.Context, env *kubeenv.Env, opts ArgoOptions) (*Argo
 }
 
 func (a *Argo) clients() error {
-	cfg, err := a.Env.RESTConfig()
+	c, cfg, err := newCluster(a.Env)
 	if err != nil {
 		return err
 	}
-	cfg = rest.CopyConfig(cfg)
-	if a.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
-		return err
-	}
-	if a.Workflows, err = wfclientset.NewForConfig(cfg); err != nil {
-		return err
-	}
-	if a.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
-		return err
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	a.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	return nil
+	a.cluster = c
+	a.Workflows, err = wfclientset.NewForConfig(cfg)
+	return err
 }
 
 // ArgoImageRef is the image reference of one of ArgoCommands.
@@ -210,43 +181,10 @@ func ArgoImageRef(cmd, version string) string {
 // runs "argoexec" from PATH in the executor's init and wait containers) and
 // imports the images not yet present.
 func (a *Argo) loadImages(ctx context.Context, binDir string) error {
-	tmp, err := os.MkdirTemp("", "chartreuse-argo-images-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	for _, c := range ArgoCommands {
-		ref := ArgoImageRef(c, a.Version)
-		a.Images[c] = ref
-		ok, err := images.Present(ctx, a.Env.ContainerdSocket, ref)
-		if err != nil {
-			return err
-		}
-		if ok {
-			continue
-		}
-		bin := filepath.Join(binDir, c)
-		if _, err := os.Stat(bin); err != nil {
-			return fmt.Errorf("argo: %w (build with test/tools/argo/build.sh)", err)
-		}
-		tar := filepath.Join(tmp, c+".tar")
-		spec := images.Spec{
-			Ref:   ref,
-			Files: []images.File{{Path: "/bin/" + c, Source: bin, Mode: 0o755}},
-			Config: images.Config{
-				Entrypoint: []string{"/bin/" + c},
-				User:       "8737",
-				Labels:     map[string]string{"org.opencontainers.image.version": a.Version, "org.opencontainers.image.source": "https://" + strings.TrimSuffix(argoModule, "/v3")},
-			},
-		}
-		if err := images.WriteTarball(spec, tar); err != nil {
-			return err
-		}
-		if err := a.Env.LoadImage(ctx, tar); err != nil {
-			return err
-		}
-	}
-	return nil
+	return loadCommandImages(ctx, a.Env, binDir, commandImages{
+		engine: "argo", cmds: ArgoCommands, version: a.Version, ref: ArgoImageRef,
+		dir: "/bin/", user: "8737", source: "https://" + strings.TrimSuffix(argoModule, "/v3"),
+	}, a.Images)
 }
 
 // argoControllerConfig is the workflow-controller-configmap's data: the executor
@@ -262,10 +200,10 @@ func (a *Argo) applyInstall(ctx context.Context, requeue string) error {
 	if err != nil || len(crds) == 0 {
 		return fmt.Errorf("argo: no CRDs in %s (%v)", m, err)
 	}
-	if err := a.applyFiles(ctx, crds, "", nil); err != nil {
+	if err := a.applyFiles(ctx, crds, "", ArgoFieldManager, nil); err != nil {
 		return err
 	}
-	if err := a.waitCRDs(ctx, crds); err != nil {
+	if err := a.waitCRDs(ctx, "argo", crds); err != nil {
 		return err
 	}
 	a.mapper.Reset()
@@ -276,26 +214,31 @@ func (a *Argo) applyInstall(ctx context.Context, requeue string) error {
 		filepath.Join(m, "namespace-install", "workflow-controller-rbac", "workflow-controller-rolebinding.yaml"),
 		filepath.Join(m, "base", "workflow-controller", "workflow-controller-deployment.yaml"),
 	}
-	return a.applyFiles(ctx, files, a.Namespace, func(u *unstructured.Unstructured) error {
-		switch u.GetKind() {
-		case "ConfigMap":
-			return unstructured.SetNestedField(u.Object, argoControllerConfig, "data")
-		case "RoleBinding":
-			// namespace-install's binding names the ServiceAccount without a
-			// namespace (kustomize adds it); name it here.
-			subjects, _, _ := unstructured.NestedSlice(u.Object, "subjects")
-			for i := range subjects {
-				s := subjects[i].(map[string]any)
-				if s["kind"] == "ServiceAccount" {
-					s["namespace"] = a.Namespace
-				}
-			}
-			return unstructured.SetNestedSlice(u.Object, subjects, "subjects")
-		case "Deployment":
-			return a.resolveController(u, requeue)
-		}
-		return nil
+	return a.applyFiles(ctx, files, a.Namespace, ArgoFieldManager, func(u *unstructured.Unstructured) (bool, error) {
+		return true, a.edit(u, requeue)
 	})
+}
+
+// edit changes the install's objects for this cluster.
+func (a *Argo) edit(u *unstructured.Unstructured, requeue string) error {
+	switch u.GetKind() {
+	case "ConfigMap":
+		return unstructured.SetNestedField(u.Object, argoControllerConfig, "data")
+	case "RoleBinding":
+		// namespace-install's binding names the ServiceAccount without a
+		// namespace (kustomize adds it); name it here.
+		subjects, _, _ := unstructured.NestedSlice(u.Object, "subjects")
+		for i := range subjects {
+			s := subjects[i].(map[string]any)
+			if s["kind"] == "ServiceAccount" {
+				s["namespace"] = a.Namespace
+			}
+		}
+		return unstructured.SetNestedSlice(u.Object, subjects, "subjects")
+	case "Deployment":
+		return a.resolveController(u, requeue)
+	}
+	return nil
 }
 
 // resolveController turns base/workflow-controller's Deployment into the
@@ -338,110 +281,20 @@ func (a *Argo) resolveController(u *unstructured.Unstructured, requeue string) e
 	return nil
 }
 
-func (a *Argo) waitCRDs(ctx context.Context, files []string) error {
-	gvr := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	var names []string
-	for _, f := range files {
-		objs, err := argoReadObjects(f)
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			if o.GetKind() == "CustomResourceDefinition" {
-				names = append(names, o.GetName())
-			}
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for _, n := range names {
-		for {
-			crd, err := a.Dynamic.Resource(gvr).Get(ctx, n, metav1.GetOptions{})
-			if err == nil && argoConditionTrue(crd, "Established") {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("argo: CRD %s not established: %v", n, err)
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}
-	return nil
-}
-
-func argoConditionTrue(u *unstructured.Unstructured, typ string) bool {
-	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conds {
-		m, _ := c.(map[string]any)
-		if m["type"] == typ && m["status"] == "True" {
-			return true
-		}
-	}
-	return false
+// argoController is the workflow-controller Deployment of the managed namespace.
+func (a *Argo) argoController() controller {
+	return controller{engine: "argo", namespace: a.Namespace, name: ArgoController, selector: "app=workflow-controller"}
 }
 
 // waitController waits until the controller Deployment has rolled out and its
 // pod is ready.
 func (a *Argo) waitController(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last string
-	for {
-		d, err := a.Kube.AppsV1().Deployments(a.Namespace).Get(ctx, ArgoController, metav1.GetOptions{})
-		if err == nil {
-			want := int32(1)
-			if d.Spec.Replicas != nil {
-				want = *d.Spec.Replicas
-			}
-			if d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want &&
-				d.Status.AvailableReplicas == want && d.Status.Replicas == want {
-				return nil
-			}
-			last = fmt.Sprintf("generation %d observed %d, updated %d, available %d", d.Generation, d.Status.ObservedGeneration, d.Status.UpdatedReplicas, d.Status.AvailableReplicas)
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("argo: controller not ready after %s (%s)%s", timeout, last, a.controllerDiagnosis())
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-func (a *Argo) controllerDiagnosis() string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	pods, err := a.Kube.CoreV1().Pods(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=workflow-controller"})
-	if err != nil {
-		return ""
-	}
-	var b strings.Builder
-	for _, p := range pods.Items {
-		fmt.Fprintf(&b, "\npod %s: phase %s", p.Name, p.Status.Phase)
-		for _, cs := range p.Status.ContainerStatuses {
-			fmt.Fprintf(&b, "; %s ready=%v restarts=%d", cs.Name, cs.Ready, cs.RestartCount)
-			if w := cs.State.Waiting; w != nil {
-				fmt.Fprintf(&b, " waiting %s: %s", w.Reason, w.Message)
-			}
-		}
-	}
-	fmt.Fprintf(&b, "\n%s", a.ControllerLog(ctx, 40))
-	return b.String()
+	return a.cluster.waitController(ctx, a.argoController(), timeout)
 }
 
 // ControllerLog returns the last lines of the controller's log.
 func (a *Argo) ControllerLog(ctx context.Context, lines int64) string {
-	pods, err := a.Kube.CoreV1().Pods(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=workflow-controller"})
-	if err != nil || len(pods.Items) == 0 {
-		return ""
-	}
-	raw, err := a.Kube.CoreV1().Pods(a.Namespace).GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{TailLines: &lines}).DoRaw(ctx)
-	if err != nil {
-		return err.Error()
-	}
-	return string(raw)
+	return a.controllerLog(ctx, a.argoController(), lines)
 }
 
 // ApplyProject applies the project's workflowtemplates/ kustomization into the
@@ -449,9 +302,7 @@ func (a *Argo) ControllerLog(ctx context.Context, lines int64) string {
 // `kubectl apply -n <ns> -k workflowtemplates/` (server-side).
 func (a *Argo) ApplyProject(ctx context.Context) error {
 	dir := filepath.Join(a.RepoDir, "workflowtemplates")
-	cmd := exec.CommandContext(ctx, a.kubectl, "--kubeconfig", a.Env.Kubeconfig, "apply", "--server-side",
-		"--field-manager", ArgoFieldManager, "-n", a.Namespace, "-k", dir)
-	out, err := cmd.CombinedOutput()
+	out, err := a.kubectlApply(ctx, ArgoFieldManager, "-n", a.Namespace, "-k", dir)
 	if err != nil {
 		return fmt.Errorf("kubectl apply --server-side -n %s -k workflowtemplates/: %w\n%s", a.Namespace, err, out)
 	}
@@ -459,76 +310,10 @@ func (a *Argo) ApplyProject(ctx context.Context) error {
 	return nil
 }
 
-// applyFiles server-side-applies every object of the YAML files into ns (for
-// namespaced kinds; "" keeps the file's), after edit (nil: unchanged).
-func (a *Argo) applyFiles(ctx context.Context, files []string, ns string, edit func(*unstructured.Unstructured) error) error {
-	for _, f := range files {
-		objs, err := argoReadObjects(f)
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			if edit != nil {
-				if err := edit(o); err != nil {
-					return fmt.Errorf("%s: %w", filepath.Base(f), err)
-				}
-			}
-			if err := a.Apply(ctx, o, ns); err != nil {
-				return fmt.Errorf("%s: %w", filepath.Base(f), err)
-			}
-		}
-	}
-	return nil
-}
-
 // Apply server-side-applies one object (field manager ArgoFieldManager, forced),
 // namespaced kinds into ns unless ns is "".
 func (a *Argo) Apply(ctx context.Context, o *unstructured.Unstructured, ns string) error {
-	gvk := o.GroupVersionKind()
-	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if meta.IsNoMatchError(err) {
-		a.mapper.Reset()
-		m, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	}
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", gvk.Kind, o.GetName(), err)
-	}
-	var ri dynamic.ResourceInterface = a.Dynamic.Resource(m.Resource)
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		if ns != "" {
-			o.SetNamespace(ns)
-		}
-		ri = a.Dynamic.Resource(m.Resource).Namespace(o.GetNamespace())
-	}
-	_, err = ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: ArgoFieldManager, Force: true})
-	if err != nil {
-		return fmt.Errorf("apply %s %s/%s: %w", gvk.Kind, o.GetNamespace(), o.GetName(), err)
-	}
-	return nil
-}
-
-// argoReadObjects parses a multi-document YAML file (empty documents skipped).
-func argoReadObjects(file string) ([]*unstructured.Unstructured, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 64*1024)
-	var out []*unstructured.Unstructured
-	for {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		if len(m) == 0 {
-			continue
-		}
-		out = append(out, &unstructured.Unstructured{Object: m})
-	}
+	return a.apply(ctx, o, ns, ArgoFieldManager)
 }
 
 func runtimeFromUnstructured(u *unstructured.Unstructured, into any) error {
@@ -551,96 +336,12 @@ func runtimeToUnstructured(v any) (*unstructured.Unstructured, error) {
 	return &unstructured.Unstructured{Object: m}, nil
 }
 
-// argoRequiredVersion reads the version a go.mod requires of module.
-func argoRequiredVersion(gomod, module string) (string, error) {
-	b, err := os.ReadFile(gomod)
-	if err != nil {
-		return "", err
-	}
-	re := regexp.MustCompile(`(?m)^\s*(?:require\s+)?` + regexp.QuoteMeta(module) + `\s+(v[0-9][^\s]*)`)
-	m := re.FindSubmatch(b)
-	if m == nil {
-		return "", fmt.Errorf("%s does not require %s", gomod, module)
-	}
-	return string(m[1]), nil
-}
-
-// argoModuleDir returns the module cache directory of module@version (go mod
-// download is a no-op when it is there).
-func argoModuleDir(ctx context.Context, dir, modVersion string) (string, error) {
-	cmd := exec.CommandContext(ctx, argoGo(), "mod", "download", "-json", modVersion)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return "", fmt.Errorf("go mod download %s: %w\n%s%s", modVersion, err, out, ee.Stderr)
-		}
-		return "", fmt.Errorf("go mod download %s: %w", modVersion, err)
-	}
-	var info struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &info); err != nil {
-		return "", fmt.Errorf("go mod download %s: %w", modVersion, err)
-	}
-	if info.Dir == "" {
-		return "", fmt.Errorf("go mod download %s: %s", modVersion, info.Error)
-	}
-	return info.Dir, nil
-}
-
 var argoBuildMu sync.Mutex
 
 // ArgoBuild runs test/tools/argo/build.sh (a no-op once built) and returns the
 // directory it prints.
 func ArgoBuild(ctx context.Context, repo string, logf func(string, ...any)) (string, error) {
-	argoBuildMu.Lock()
-	defer argoBuildMu.Unlock()
-	cmd := exec.CommandContext(ctx, filepath.Join(repo, "test", "tools", "argo", "build.sh"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("test/tools/argo/build.sh: %w\n%s", err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if s := strings.TrimSpace(stderr.String()); s != "" && logf != nil {
-		logf("%s", s)
-	}
-	return lines[len(lines)-1], nil
-}
-
-func argoGo() string {
-	if p := os.Getenv("GO"); p != "" {
-		return p
-	}
-	return "go"
-}
-
-// argoFindRepo returns the repository root: given, $CHARTREUSE_REPO, or the
-// nearest parent of the working directory whose go.mod is the project's.
-func argoFindRepo(given string) (string, error) {
-	if given == "" {
-		given = os.Getenv("CHARTREUSE_REPO")
-	}
-	if given != "" {
-		return filepath.Abs(given)
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.HasPrefix(bytes.TrimSpace(b), []byte("module github.com/chartreuse-go/chartreuse\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("repository root not found; set CHARTREUSE_REPO")
-		}
-		dir = parent
-	}
+	return runBuildScript(ctx, &argoBuildMu, filepath.Join(repo, "test", "tools", "argo", "build.sh"), "test/tools/argo/build.sh", logf)
 }
 
 // ---------------------------------------------------------------- workflows

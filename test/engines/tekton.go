@@ -28,12 +28,9 @@ package engines
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -44,21 +41,8 @@ import (
 	pipelineclient "github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	resolutionclient "github.com/tektoncd/pipeline/pkg/client/resolution/clientset/versioned"
 	triggersclient "github.com/tektoncd/triggers/pkg/client/clientset/versioned"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 
-	"github.com/chartreuse-go/chartreuse/test/images"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 )
 
@@ -101,16 +85,13 @@ type Tekton struct {
 	// Images maps each of TektonCommands to its image reference.
 	Images map[string]string
 
-	Kube       kubernetes.Interface
+	cluster    // Kube (kubernetes.Interface), Dynamic (dynamic.Interface)
 	Pipeline   pipelineclient.Interface
 	Resolution resolutionclient.Interface
 	Triggers   triggersclient.Interface
-	Dynamic    dynamic.Interface
 
-	kubectl string
-	mapper  *restmapper.DeferredDiscoveryRESTMapper
-	logf    func(string, ...any)
-	hub     *hubStandIn
+	logf func(string, ...any)
+	hub  *hubStandIn
 }
 
 // InstallTekton installs Tekton Pipelines (and the Triggers CRDs) into env and
@@ -123,26 +104,25 @@ func InstallTekton(ctx context.Context, env *kubeenv.Env, opts TektonOptions) (*
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	repo, err := tkFindRepo(opts.RepoDir)
+	repo, err := findRepo(opts.RepoDir)
 	if err != nil {
 		return nil, err
 	}
 	tk := &Tekton{Env: env, RepoDir: repo, logf: logf, Images: map[string]string{}}
 	toolsDir := filepath.Join(repo, "test", "tools", "tekton")
-	if tk.Version, err = tkRequiredVersion(filepath.Join(toolsDir, "go.mod"), tkPipelineModule); err != nil {
+	if tk.Version, err = requiredVersion(filepath.Join(toolsDir, "go.mod"), tkPipelineModule); err != nil {
 		return nil, err
 	}
-	if tk.PipelineDir, err = tkModuleDir(ctx, toolsDir, tkPipelineModule+"@"+tk.Version); err != nil {
+	if tk.PipelineDir, err = moduleDir(ctx, toolsDir, tkPipelineModule+"@"+tk.Version); err != nil {
 		return nil, err
 	}
-	triggersVersion, err := tkRequiredVersion(filepath.Join(repo, "go.mod"), tkTriggersModule)
+	triggersVersion, err := requiredVersion(filepath.Join(repo, "go.mod"), tkTriggersModule)
 	if err != nil {
 		return nil, err
 	}
-	if tk.TriggersDir, err = tkModuleDir(ctx, repo, tkTriggersModule+"@"+triggersVersion); err != nil {
+	if tk.TriggersDir, err = moduleDir(ctx, repo, tkTriggersModule+"@"+triggersVersion); err != nil {
 		return nil, err
 	}
-	tk.kubectl = filepath.Join(env.State().KubeBinDir, "kubectl")
 	if err := tk.clients(); err != nil {
 		return nil, err
 	}
@@ -186,32 +166,19 @@ func (tk *Tekton) Close() {
 }
 
 func (tk *Tekton) clients() error {
-	cfg, err := tk.Env.RESTConfig()
+	c, cfg, err := newCluster(tk.Env)
 	if err != nil {
 		return err
 	}
-	cfg = rest.CopyConfig(cfg)
-	if tk.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
-		return err
-	}
+	tk.cluster = c
 	if tk.Pipeline, err = pipelineclient.NewForConfig(cfg); err != nil {
 		return err
 	}
 	if tk.Resolution, err = resolutionclient.NewForConfig(cfg); err != nil {
 		return err
 	}
-	if tk.Triggers, err = triggersclient.NewForConfig(cfg); err != nil {
-		return err
-	}
-	if tk.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
-		return err
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	tk.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	return nil
+	tk.Triggers, err = triggersclient.NewForConfig(cfg)
+	return err
 }
 
 // TektonImageRef is the image reference of one of TektonCommands.
@@ -222,43 +189,10 @@ func TektonImageRef(cmd, version string) string {
 // loadImages packs each command as /ko-app/<name> (its entrypoint, user
 // 65532 like the release images) and imports the images not yet present.
 func (tk *Tekton) loadImages(ctx context.Context, binDir string) error {
-	tmp, err := os.MkdirTemp("", "chartreuse-tekton-images-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	for _, c := range TektonCommands {
-		ref := TektonImageRef(c, tk.Version)
-		tk.Images[c] = ref
-		ok, err := images.Present(ctx, tk.Env.ContainerdSocket, ref)
-		if err != nil {
-			return err
-		}
-		if ok {
-			continue
-		}
-		bin := filepath.Join(binDir, c)
-		if _, err := os.Stat(bin); err != nil {
-			return fmt.Errorf("tekton: %w (build with test/tools/tekton/build.sh)", err)
-		}
-		tar := filepath.Join(tmp, c+".tar")
-		spec := images.Spec{
-			Ref:   ref,
-			Files: []images.File{{Path: "/ko-app/" + c, Source: bin, Mode: 0o755}},
-			Config: images.Config{
-				Entrypoint: []string{"/ko-app/" + c},
-				User:       "65532:65532",
-				Labels:     map[string]string{"org.opencontainers.image.version": tk.Version, "org.opencontainers.image.source": "https://" + tkPipelineModule},
-			},
-		}
-		if err := images.WriteTarball(spec, tar); err != nil {
-			return err
-		}
-		if err := tk.Env.LoadImage(ctx, tar); err != nil {
-			return err
-		}
-	}
-	return nil
+	return loadCommandImages(ctx, tk.Env, binDir, commandImages{
+		engine: "tekton", cmds: TektonCommands, version: tk.Version, ref: TektonImageRef,
+		dir: "/ko-app/", user: "65532:65532", source: "https://" + tkPipelineModule,
+	}, tk.Images)
 }
 
 // applyConfig applies the release configuration from the pipeline module's
@@ -276,7 +210,7 @@ func (tk *Tekton) applyConfig(ctx context.Context) error {
 	if err := tk.applyFiles(ctx, crds, nil); err != nil {
 		return err
 	}
-	if err := tk.waitCRDs(ctx, crds); err != nil {
+	if err := tk.waitCRDs(ctx, "tekton", crds); err != nil {
 		return err
 	}
 	tk.mapper.Reset()
@@ -356,115 +290,20 @@ func (tk *Tekton) resolveController(u *unstructured.Unstructured) error {
 	return unstructured.SetNestedSlice(u.Object, containers, "spec", "template", "spec", "containers")
 }
 
-func (tk *Tekton) waitCRDs(ctx context.Context, files []string) error {
-	gvr := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	var names []string
-	for _, f := range files {
-		objs, err := tkReadObjects(f)
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			if o.GetKind() == "CustomResourceDefinition" {
-				names = append(names, o.GetName())
-			}
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for _, n := range names {
-		for {
-			crd, err := tk.Dynamic.Resource(gvr).Get(ctx, n, metav1.GetOptions{})
-			if err == nil && tkConditionTrue(crd, "Established") {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("tekton: CRD %s not established: %v", n, err)
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}
-	return nil
-}
-
-func tkConditionTrue(u *unstructured.Unstructured, typ string) bool {
-	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conds {
-		m, _ := c.(map[string]any)
-		if m["type"] == typ && m["status"] == "True" {
-			return true
-		}
-	}
-	return false
+// tektonController is the controller Deployment of TektonNamespace.
+func tektonController() controller {
+	return controller{engine: "tekton", namespace: TektonNamespace, name: TektonController, selector: "app.kubernetes.io/name=controller", logEachPod: true}
 }
 
 // waitController waits until the controller Deployment has rolled out its
 // current template and its pod is ready.
 func (tk *Tekton) waitController(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last string
-	for {
-		d, err := tk.Kube.AppsV1().Deployments(TektonNamespace).Get(ctx, TektonController, metav1.GetOptions{})
-		if err == nil && tkRolledOut(d) {
-			return nil
-		}
-		if err != nil {
-			last = err.Error()
-		} else {
-			last = fmt.Sprintf("generation %d observed %d, updated %d, available %d", d.Generation, d.Status.ObservedGeneration, d.Status.UpdatedReplicas, d.Status.AvailableReplicas)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("tekton: controller not ready after %s (%s)%s", timeout, last, tk.controllerDiagnosis())
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-func tkRolledOut(d *appsv1.Deployment) bool {
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	return d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want &&
-		d.Status.AvailableReplicas == want && d.Status.Replicas == want
-}
-
-// controllerDiagnosis describes the controller pods and the end of their log.
-func (tk *Tekton) controllerDiagnosis() string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	pods, err := tk.Kube.CoreV1().Pods(TektonNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=controller"})
-	if err != nil {
-		return ""
-	}
-	var b strings.Builder
-	for _, p := range pods.Items {
-		fmt.Fprintf(&b, "\npod %s: phase %s", p.Name, p.Status.Phase)
-		for _, cs := range p.Status.ContainerStatuses {
-			fmt.Fprintf(&b, "; %s ready=%v restarts=%d", cs.Name, cs.Ready, cs.RestartCount)
-			if w := cs.State.Waiting; w != nil {
-				fmt.Fprintf(&b, " waiting %s: %s", w.Reason, w.Message)
-			}
-		}
-		fmt.Fprintf(&b, "\n%s", tk.ControllerLog(ctx, 40))
-	}
-	return b.String()
+	return tk.cluster.waitController(ctx, tektonController(), timeout)
 }
 
 // ControllerLog returns the last lines of the controller's log.
 func (tk *Tekton) ControllerLog(ctx context.Context, lines int64) string {
-	pods, err := tk.Kube.CoreV1().Pods(TektonNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=controller"})
-	if err != nil || len(pods.Items) == 0 {
-		return ""
-	}
-	raw, err := tk.Kube.CoreV1().Pods(TektonNamespace).GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{TailLines: &lines}).DoRaw(ctx)
-	if err != nil {
-		return err.Error()
-	}
-	return string(raw)
+	return tk.controllerLog(ctx, tektonController(), lines)
 }
 
 // ApplyProject applies the project's tekton/ kustomization into namespace ns
@@ -493,9 +332,7 @@ func (tk *Tekton) ApplyProject(ctx context.Context, ns string) error {
 	if err := os.WriteFile(kf, re.ReplaceAll(k, []byte("namespace: "+ns)), 0o644); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, tk.kubectl, "--kubeconfig", tk.Env.Kubeconfig, "apply", "--server-side",
-		"--field-manager", TektonFieldManager, "-k", dst)
-	out, err := cmd.CombinedOutput()
+	out, err := tk.kubectlApply(ctx, TektonFieldManager, "-k", dst)
 	if err != nil {
 		return fmt.Errorf("kubectl apply --server-side -k tekton/ (namespace %s): %w\n%s", ns, err, out)
 	}
@@ -506,67 +343,16 @@ func (tk *Tekton) ApplyProject(ctx context.Context, ns string) error {
 // applyFiles server-side-applies every object of the YAML files, keeping
 // those keep accepts (nil keeps all; keep may modify the object).
 func (tk *Tekton) applyFiles(ctx context.Context, files []string, keep func(*unstructured.Unstructured) bool) error {
-	for _, f := range files {
-		objs, err := tkReadObjects(f)
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			if keep != nil && !keep(o) {
-				continue
-			}
-			if err := tk.Apply(ctx, o); err != nil {
-				return fmt.Errorf("%s: %w", filepath.Base(f), err)
-			}
-		}
+	var edit func(*unstructured.Unstructured) (bool, error)
+	if keep != nil {
+		edit = func(u *unstructured.Unstructured) (bool, error) { return keep(u), nil }
 	}
-	return nil
+	return tk.cluster.applyFiles(ctx, files, "", TektonFieldManager, edit)
 }
 
 // Apply server-side-applies one object (field manager TektonFieldManager, forced).
 func (tk *Tekton) Apply(ctx context.Context, o *unstructured.Unstructured) error {
-	gvk := o.GroupVersionKind()
-	m, err := tk.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if meta.IsNoMatchError(err) {
-		tk.mapper.Reset()
-		m, err = tk.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	}
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", gvk.Kind, o.GetName(), err)
-	}
-	var ri dynamic.ResourceInterface = tk.Dynamic.Resource(m.Resource)
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		ri = tk.Dynamic.Resource(m.Resource).Namespace(o.GetNamespace())
-	}
-	_, err = ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: TektonFieldManager, Force: true})
-	if err != nil {
-		return fmt.Errorf("apply %s %s/%s: %w", gvk.Kind, o.GetNamespace(), o.GetName(), err)
-	}
-	return nil
-}
-
-// tkReadObjects parses a multi-document YAML file (empty documents skipped).
-func tkReadObjects(file string) ([]*unstructured.Unstructured, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 64*1024)
-	var out []*unstructured.Unstructured
-	for {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		if len(m) == 0 {
-			continue
-		}
-		out = append(out, &unstructured.Unstructured{Object: m})
-	}
+	return tk.apply(ctx, o, "", TektonFieldManager)
 }
 
 func tkGlob(patterns ...string) ([]string, error) {
@@ -603,95 +389,10 @@ func tkCopyTree(src, dst string) error {
 	})
 }
 
-// tkRequiredVersion reads the version a go.mod requires of module.
-func tkRequiredVersion(gomod, module string) (string, error) {
-	b, err := os.ReadFile(gomod)
-	if err != nil {
-		return "", err
-	}
-	re := regexp.MustCompile(`(?m)^\s*(?:require\s+)?` + regexp.QuoteMeta(module) + `\s+(v[0-9][^\s]*)`)
-	m := re.FindSubmatch(b)
-	if m == nil {
-		return "", fmt.Errorf("%s does not require %s", gomod, module)
-	}
-	return string(m[1]), nil
-}
-
-// tkModuleDir returns the module cache directory of module@version, downloading
-// it through the module proxy when missing.
-func tkModuleDir(ctx context.Context, dir, modVersion string) (string, error) {
-	cmd := exec.CommandContext(ctx, tkGo(), "mod", "download", "-json", modVersion)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return "", fmt.Errorf("go mod download %s: %w\n%s%s", modVersion, err, out, ee.Stderr)
-		}
-		return "", fmt.Errorf("go mod download %s: %w", modVersion, err)
-	}
-	var info struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &info); err != nil {
-		return "", fmt.Errorf("go mod download %s: %w", modVersion, err)
-	}
-	if info.Dir == "" {
-		return "", fmt.Errorf("go mod download %s: %s", modVersion, info.Error)
-	}
-	return info.Dir, nil
-}
-
 var tkBuildMu sync.Mutex
 
 // tkBuild runs test/tools/tekton/build.sh (a no-op once built) and returns
 // the directory it prints.
 func tkBuild(ctx context.Context, toolsDir string, logf func(string, ...any)) (string, error) {
-	tkBuildMu.Lock()
-	defer tkBuildMu.Unlock()
-	cmd := exec.CommandContext(ctx, filepath.Join(toolsDir, "build.sh"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("test/tools/tekton/build.sh: %w\n%s", err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	dir := lines[len(lines)-1]
-	if s := strings.TrimSpace(stderr.String()); s != "" {
-		logf("%s", s)
-	}
-	return dir, nil
-}
-
-func tkGo() string {
-	if p := os.Getenv("GO"); p != "" {
-		return p
-	}
-	return "go"
-}
-
-// tkFindRepo returns the repository root: given, $CHARTREUSE_REPO, or the
-// nearest parent of the working directory whose go.mod is the project's.
-func tkFindRepo(given string) (string, error) {
-	if given == "" {
-		given = os.Getenv("CHARTREUSE_REPO")
-	}
-	if given != "" {
-		return filepath.Abs(given)
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.HasPrefix(bytes.TrimSpace(b), []byte("module github.com/chartreuse-go/chartreuse\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("repository root not found; set CHARTREUSE_REPO")
-		}
-		dir = parent
-	}
+	return runBuildScript(ctx, &tkBuildMu, filepath.Join(toolsDir, "build.sh"), "test/tools/tekton/build.sh", logf)
 }
