@@ -20,16 +20,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../../.." && pwd)
+. "$here/../build-lib.sh"
 mod=github.com/argoproj/argo-workflows/v3
 
-version=$(awk -v m="$mod" '($1 == "require" && $2 == m) { print $3 } ($1 == m && $2 ~ /^v/) { print $2 }' "$here/go.mod" | head -n1)
-if [[ ! "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
-	echo "build.sh: cannot read the pinned $mod version from $here/go.mod (got '$version')" >&2
-	exit 1
-fi
+build_read_version "$mod"
 
-cache=${CHARTREUSE_CACHE:-$repo/.cache}
 dir=$cache/argo-$version
 out=$dir/bin
 cmds=(workflow-controller argoexec)
@@ -37,31 +32,10 @@ key=$(cat "$here/go.mod" "$here/go.sum" "$here/tools.go" | sha256sum | cut -c1-1
 
 complete() {
 	[[ -f "$dir/.complete" && "$(cat "$dir/.complete")" == "$version $key" ]] || return 1
-	local c
-	for c in "${cmds[@]}"; do [[ -x "$out/$c" ]] || return 1; done
+	build_cmds_in "$out"
 }
 
-if [[ "${1:-}" == "--print-dir" ]]; then
-	complete || { echo "build.sh: $dir is not built yet (or is stale)" >&2; exit 1; }
-	echo "$dir"
-	exit 0
-fi
-
-if complete; then
-	echo "$dir"
-	exit 0
-fi
-
-mkdir -p "$dir"
-exec 9>"$dir/.build.lock"
-if ! flock -n 9; then
-	echo "build.sh: another build of Argo Workflows $version is running; waiting for it" >&2
-	flock 9
-fi
-if complete; then # built by whoever held the lock
-	echo "$dir"
-	exit 0
-fi
+build_start "Argo Workflows" "$dir" "$dir is not built yet (or is stale)" "$@"
 
 echo "build.sh: building Argo Workflows $version (${cmds[*]}) into $out; the first build takes several minutes" >&2
 start=$(date +%s)
@@ -81,21 +55,14 @@ export GOTOOLCHAIN=local GOFLAGS="-buildvcs=false"
 	fi
 )
 
-tmp=$(mktemp -d "$dir/bin.tmp.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+build_tmp
 ldflags="-s -w -X $mod.version=$version -X $mod.gitTag=$version -X $mod.gitTreeState=clean -X $mod.buildDate=1970-01-01T00:00:00Z"
 (
 	cd "$src"
 	CGO_ENABLED=0 nice -n "${CHARTREUSE_NICE:-15}" go build -mod=vendor -trimpath -ldflags "$ldflags" -o "$tmp/" \
 		"$mod/cmd/workflow-controller" "$mod/cmd/argoexec"
 )
-for c in "${cmds[@]}"; do
-	[[ -x "$tmp/$c" ]] || { echo "build.sh: $c was not built" >&2; exit 1; }
-done
-chmod 0755 "$tmp"
-rm -rf "$out"
-mv "$tmp" "$out"
-trap - EXIT
+build_install
 # The vendor tree is only needed for the build.
 rm -rf "$src/vendor"
 echo "$version $key" >"$dir/.complete"

@@ -16,52 +16,25 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../../.." && pwd)
+. "$here/../build-lib.sh"
 
-version=$(awk '($1 == "require" && $2 == "github.com/tektoncd/pipeline") { print $3 } ($1 == "github.com/tektoncd/pipeline" && $2 ~ /^v/) { print $2 }' "$here/go.mod" | head -n1)
-if [[ ! "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
-	echo "build.sh: cannot read the pinned github.com/tektoncd/pipeline version from $here/go.mod (got '$version')" >&2
-	exit 1
-fi
+build_read_version github.com/tektoncd/pipeline
 
-cache=${CHARTREUSE_CACHE:-$repo/.cache}
 dir=$cache/tekton-$version
 out=$dir/bin
 cmds=(controller entrypoint nop workingdirinit)
 
 complete() {
 	[[ -f "$out/.complete" ]] || return 1
-	local c
-	for c in "${cmds[@]}"; do [[ -x "$out/$c" ]] || return 1; done
+	build_cmds_in "$out"
 }
 
-if [[ "${1:-}" == "--print-dir" ]]; then
-	complete || { echo "build.sh: $out is not built yet" >&2; exit 1; }
-	echo "$out"
-	exit 0
-fi
-
-if complete; then
-	echo "$out"
-	exit 0
-fi
-
-mkdir -p "$dir"
-exec 9>"$dir/.build.lock"
-if ! flock -n 9; then
-	echo "build.sh: another build of Tekton $version is running; waiting for it" >&2
-	flock 9
-fi
-if complete; then # built by whoever held the lock
-	echo "$out"
-	exit 0
-fi
+build_start Tekton "$out" "$out is not built yet" "$@"
 
 pkgs=()
 for c in "${cmds[@]}"; do pkgs+=("github.com/tektoncd/pipeline/cmd/$c"); done
 
-tmp=$(mktemp -d "$dir/bin.tmp.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+build_tmp
 echo "build.sh: building Tekton Pipelines $version (${cmds[*]}) into $out" >&2
 start=$(date +%s)
 (
@@ -69,13 +42,6 @@ start=$(date +%s)
 	export CGO_ENABLED=0 GOOS=linux GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false"
 	nice -n "${CHARTREUSE_NICE:-15}" go build -trimpath -ldflags "-s -w" -o "$tmp/" "${pkgs[@]}"
 )
-for c in "${cmds[@]}"; do
-	[[ -x "$tmp/$c" ]] || { echo "build.sh: $c was not built" >&2; exit 1; }
-done
-echo "$version" >"$tmp/.complete"
-chmod 0755 "$tmp"
-rm -rf "$out"
-mv "$tmp" "$out"
-trap - EXIT
+build_install "$version"
 echo "build.sh: built Tekton Pipelines $version in $(($(date +%s) - start))s" >&2
 echo "$out"

@@ -1,0 +1,79 @@
+# Shared by test/tools/{kube,argo,tekton}/build.sh (sourced, not run): reading
+# the pinned version, the cache folder, the --print-dir / warm / lock sequence
+# and installing the built bin/ folder. A build.sh sets `here` (its own
+# directory) before sourcing this file; it defines `complete` (0 when the build
+# is there and current) before calling build_start.
+
+repo=$(cd "$here/../../.." && pwd)
+cache=${CHARTREUSE_CACHE:-$repo/.cache}
+
+# build_read_version MODULE [REGEX]: sets version to the version $here/go.mod
+# requires of MODULE and exits unless it matches REGEX (default vX.Y.Z); the
+# caller may read BASH_REMATCH afterwards.
+build_read_version() {
+	local mod=$1 re=${2:-'^v[0-9]+\.[0-9]+\.[0-9]+$'}
+	version=$(awk -v m="$mod" '($1 == "require" && $2 == m) { print $3 } ($1 == m && $2 ~ /^v/) { print $2 }' "$here/go.mod" | head -n1)
+	if [[ ! "$version" =~ $re ]]; then
+		echo "build.sh: cannot read the pinned $mod version from $here/go.mod (got '$version')" >&2
+		exit 1
+	fi
+}
+
+# build_cmds_in DIR: every command of cmds is an executable in DIR.
+build_cmds_in() {
+	local c
+	for c in "${cmds[@]}"; do [[ -x "$1/$c" ]] || return 1; done
+}
+
+# build_start WHAT PRINTED ABSENT [ARGS...]: with --print-dir, prints PRINTED
+# when complete, else says "build.sh: ABSENT" and exits 1. Otherwise prints
+# PRINTED and exits when complete, else takes $dir/.build.lock (waiting for
+# another build of WHAT $version) and returns to build, unless that other
+# build completed it.
+build_start() {
+	local what=$1 printed=$2 absent=$3
+	shift 3
+	if [[ "${1:-}" == "--print-dir" ]]; then
+		complete || { echo "build.sh: $absent" >&2; exit 1; }
+		echo "$printed"
+		exit 0
+	fi
+
+	if complete; then
+		echo "$printed"
+		exit 0
+	fi
+
+	mkdir -p "$dir"
+	exec 9>"$dir/.build.lock"
+	if ! flock -n 9; then
+		echo "build.sh: another build of $what $version is running; waiting for it" >&2
+		flock 9
+	fi
+	if complete; then # built by whoever held the lock
+		echo "$printed"
+		exit 0
+	fi
+}
+
+# build_tmp: tmp is a new folder next to $out, removed if the script fails.
+build_tmp() {
+	tmp=$(mktemp -d "$dir/bin.tmp.XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+}
+
+# build_install [MARKER]: checks that every command was built into $tmp, writes
+# MARKER (if given) to $tmp/.complete and puts $tmp in place of $out.
+build_install() {
+	local c
+	for c in "${cmds[@]}"; do
+		[[ -x "$tmp/$c" ]] || { echo "build.sh: $c was not built" >&2; exit 1; }
+	done
+	if (($# > 0)); then
+		echo "$1" >"$tmp/.complete"
+	fi
+	chmod 0755 "$tmp"
+	rm -rf "$out"
+	mv "$tmp" "$out"
+	trap - EXIT
+}
