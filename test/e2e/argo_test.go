@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -88,13 +87,7 @@ func TestArgo(t *testing.T) {
 		}
 	})
 	wg.Go(func() {
-		t0 := time.Now()
-		tar, err := BuildTestImage(ctx, repo, t.TempDir(), argoImage, shopSet, argoSets)
-		if err == nil {
-			err = env.LoadImage(ctx, tar)
-		}
-		imageErr = err
-		t.Logf("argo: image %s built and loaded in %s", argoImage, time.Since(t0).Round(100*time.Millisecond))
+		imageErr = BuildAndLoadTestImage(ctx, t, env, "argo", repo, argoImage, shopSet, argoSets)
 	})
 	s.pg = StartPostgres(t, env)
 	wg.Wait()
@@ -216,11 +209,7 @@ func (c *argoCase) run(t *testing.T, entrypoint string, params map[string]string
 
 func (c *argoCase) appState(t *testing.T) AppState {
 	t.Helper()
-	st, err := c.app.State(t.Context(), c.s.kube)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return appState(t, c.s.kube, c.app)
 }
 
 func (c *argoCase) versions(t *testing.T) []int64 {
@@ -235,36 +224,13 @@ func (c *argoCase) versions(t *testing.T) []int64 {
 // wantRestored: the application runs as before, with no record left.
 func (c *argoCase) wantRestored(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	if err := c.app.WaitReady(ctx, c.s.kube, c.app.Replicas); err != nil {
-		t.Error(err)
-	}
-	st := c.appState(t)
-	if st.CronSuspended {
-		t.Error("CronJob still suspended")
-	}
-	if len(st.Annotations) != 0 {
-		t.Errorf("records left on the workloads: %v", st.Annotations)
-	}
-	if st.HPAMin != c.app.Replicas || st.HPAMax != c.app.Replicas+2 {
-		t.Errorf("HPA changed: min %d max %d", st.HPAMin, st.HPAMax)
-	}
+	wantAppRestored(t, c.s.kube, c.app)
 }
 
 // wantStopped: the application is stopped, no pod left, the record in place.
 func (c *argoCase) wantStopped(t *testing.T) {
 	t.Helper()
-	st := c.appState(t)
-	if st.SpecReplicas != 0 || len(st.Pods) != 0 {
-		t.Errorf("Deployment: %d replicas, pods %v; want 0 and none", st.SpecReplicas, st.Pods)
-	}
-	if !st.CronSuspended {
-		t.Error("CronJob not suspended")
-	}
-	if st.Annotations["deployment/chartreuse.io/replicas-before-migration"] != fmt.Sprint(c.app.Replicas) {
-		t.Errorf("Deployment's record: %v", st.Annotations)
-	}
+	wantAppStopped(t, c.s.kube, c.app)
 }
 
 func wantPhase(t *testing.T, wf *wfv1.Workflow, want wfv1.WorkflowPhase) {

@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
@@ -42,4 +46,62 @@ func NewDatabase(t testing.TB, s *pgenv.Server, prefix string) Database {
 		}
 	})
 	return Database{Server: s, Name: name}
+}
+
+// BuildAndLoadTestImage builds the test image ref (BuildTestImage) and loads
+// it into env, logging how long it took under the engine's name.
+func BuildAndLoadTestImage(ctx context.Context, t testing.TB, env *kubeenv.Env, engine, repo, ref string, defaultSet MigrationSet, sets map[string]MigrationSet) error {
+	t0 := time.Now()
+	tar, err := BuildTestImage(ctx, repo, t.TempDir(), ref, defaultSet, sets)
+	if err == nil {
+		err = env.LoadImage(ctx, tar)
+	}
+	t.Logf("%s: image %s built and loaded in %s", engine, ref, time.Since(t0).Round(100*time.Millisecond))
+	return err
+}
+
+// appState reads the state of app, failing the test on an error.
+func appState(t testing.TB, kube kubernetes.Interface, app *App) AppState {
+	t.Helper()
+	st, err := app.State(t.Context(), kube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// wantAppRestored: the application runs as before, with no record left and
+// the HPA untouched.
+func wantAppRestored(t testing.TB, kube kubernetes.Interface, app *App) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := app.WaitReady(ctx, kube, app.Replicas); err != nil {
+		t.Error(err)
+	}
+	st := appState(t, kube, app)
+	if st.CronSuspended {
+		t.Error("CronJob still suspended")
+	}
+	if len(st.Annotations) != 0 {
+		t.Errorf("records left on the workloads: %v", st.Annotations)
+	}
+	if st.HPAMin != app.Replicas || st.HPAMax != app.Replicas+2 {
+		t.Errorf("HPA changed: min %d max %d", st.HPAMin, st.HPAMax)
+	}
+}
+
+// wantAppStopped: the application is stopped, no pod left, the record in place.
+func wantAppStopped(t testing.TB, kube kubernetes.Interface, app *App) {
+	t.Helper()
+	st := appState(t, kube, app)
+	if st.SpecReplicas != 0 || len(st.Pods) != 0 {
+		t.Errorf("Deployment: %d replicas, pods %v; want 0 and none", st.SpecReplicas, st.Pods)
+	}
+	if !st.CronSuspended {
+		t.Error("CronJob not suspended")
+	}
+	if st.Annotations["deployment/chartreuse.io/replicas-before-migration"] != fmt.Sprint(app.Replicas) {
+		t.Errorf("Deployment's record: %v", st.Annotations)
+	}
 }

@@ -95,13 +95,7 @@ func newTektonSuite(t *testing.T) *tektonSuite {
 		s.tk, installErr = engines.InstallTekton(ctx, env, engines.TektonOptions{RepoDir: repo, Logf: t.Logf})
 	})
 	wg.Go(func() {
-		t0 := time.Now()
-		tar, err := BuildTestImage(ctx, repo, t.TempDir(), tektonImage, tektonShop, tektonSets)
-		if err == nil {
-			err = env.LoadImage(ctx, tar)
-		}
-		imageErr = err
-		t.Logf("tekton: image %s built and loaded in %s", tektonImage, time.Since(t0).Round(100*time.Millisecond))
+		imageErr = BuildAndLoadTestImage(ctx, t, env, "tekton", repo, tektonImage, tektonShop, tektonSets)
 	})
 	s.pg = StartPostgres(t, env)
 	wg.Wait()
@@ -283,11 +277,7 @@ func (c *tektonCase) taskRun(t *testing.T, task string, params map[string]string
 
 func (c *tektonCase) appState(t *testing.T) AppState {
 	t.Helper()
-	st, err := c.app.State(t.Context(), c.s.kube)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return appState(t, c.s.kube, c.app)
 }
 
 // wantVersions checks goose's applied versions and the migration log.
@@ -322,36 +312,13 @@ func (c *tektonCase) wantVersions(t *testing.T, want ...int64) {
 // HPA untouched.
 func (c *tektonCase) wantRestored(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	if err := c.app.WaitReady(ctx, c.s.kube, c.app.Replicas); err != nil {
-		t.Error(err)
-	}
-	st := c.appState(t)
-	if st.CronSuspended {
-		t.Error("CronJob still suspended")
-	}
-	if len(st.Annotations) != 0 {
-		t.Errorf("records left on the workloads: %v", st.Annotations)
-	}
-	if st.HPAMin != c.app.Replicas || st.HPAMax != c.app.Replicas+2 {
-		t.Errorf("HPA changed: min %d max %d", st.HPAMin, st.HPAMax)
-	}
+	wantAppRestored(t, c.s.kube, c.app)
 }
 
 // wantStopped: the application is stopped, no pod left, the record in place.
 func (c *tektonCase) wantStopped(t *testing.T) {
 	t.Helper()
-	st := c.appState(t)
-	if st.SpecReplicas != 0 || len(st.Pods) != 0 {
-		t.Errorf("Deployment: %d replicas, pods %v; want 0 and none", st.SpecReplicas, st.Pods)
-	}
-	if !st.CronSuspended {
-		t.Error("CronJob not suspended")
-	}
-	if st.Annotations["deployment/chartreuse.io/replicas-before-migration"] != fmt.Sprint(c.app.Replicas) {
-		t.Errorf("Deployment's record: %v", st.Annotations)
-	}
+	wantAppStopped(t, c.s.kube, c.app)
 }
 
 // wantUntouched: no app pod was deleted or began terminating.
