@@ -185,15 +185,20 @@ func (c *tektonCase) pipelineRun(t *testing.T, set string, extra map[string]stri
 	for k, v := range extra {
 		p[k] = v
 	}
+	setParams(&pr.Spec.Params, p)
+	return pr
+}
+
+// setParams sets the params p, in name order.
+func setParams(params *pipelinev1.Params, p map[string]string) {
 	names := make([]string, 0, len(p))
 	for k := range p {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		engines.SetTektonParam(&pr.Spec.Params, k, p[k])
+		engines.SetTektonParam(params, k, p[k])
 	}
-	return pr
 }
 
 // run creates the PipelineRun and waits until it is done.
@@ -206,6 +211,18 @@ func (c *tektonCase) run(t *testing.T, pr *pipelinev1.PipelineRun) (*pipelinev1.
 		t.Fatal(err)
 	}
 	return c.wait(t, ctx, created.Name)
+}
+
+// runBroken is the start of the failure-policy scenarios: a case at version
+// from runs the "broken" set (3 fails) with on-migrate-failure policy, and the
+// run fails.
+func (s *tektonSuite) runBroken(t *testing.T, from int64, policy string) (*tektonCase, *pipelinev1.PipelineRun, map[string]*pipelinev1.TaskRun) {
+	t.Helper()
+	c := s.newCase(t, nil)
+	c.migrateTo(t, from)
+	pr, trs := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": policy}))
+	wantSucceeded(t, pr, false)
+	return c, pr, trs
 }
 
 // wait waits for the PipelineRun, logs its TaskRuns (and on a failing test
@@ -249,14 +266,7 @@ func (c *tektonCase) taskRun(t *testing.T, task string, params map[string]string
 			}},
 		},
 	}
-	names := make([]string, 0, len(params))
-	for k := range params {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		engines.SetTektonParam(&tr.Spec.Params, k, params[k])
-	}
+	setParams(&tr.Spec.Params, params)
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	created, err := c.s.tk.CreateTaskRun(ctx, c.ns, tr)

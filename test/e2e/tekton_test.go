@@ -249,11 +249,7 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 // fixing the migration a TaskRun of chartreuse-migrate, then one of
 // chartreuse-scale-restore.
 func (s *tektonSuite) testKeepDownThenRerun(t *testing.T) {
-	c := s.newCase(t, nil)
-	c.migrateTo(t, 1)
-
-	pr, trs := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": "keep-down"}))
-	wantSucceeded(t, pr, false)
+	c, pr, trs := s.runBroken(t, 1, "keep-down")
 	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down"}, []string{"migrate"},
 		append([]string{"fetch-source", "wait-patroni", "scale-restore"}, allFinally...))
 	if codes := engines.StepExitCodes(trs["migrate"]); len(codes) != 1 || codes[0] != "migrate=1" {
@@ -284,11 +280,7 @@ func (s *tektonSuite) testKeepDownThenRerun(t *testing.T) {
 // applied; restore-if-unchanged sees the plan's version and restores the
 // workloads; the run still ends Failed.
 func (s *tektonSuite) testRestorePolicy(t *testing.T) {
-	c := s.newCase(t, nil)
-	c.migrateTo(t, 2)
-
-	pr, trs := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": "restore"}))
-	wantSucceeded(t, pr, false)
+	c, pr, trs := s.runBroken(t, 2, "restore")
 	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down", "restore-if-unchanged"}, []string{"migrate"},
 		[]string{"fetch-source", "wait-patroni", "scale-restore", "restore", "rollback"})
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "2", "target-version": "3"})
@@ -305,11 +297,7 @@ func (s *tektonSuite) testRestorePolicy(t *testing.T) {
 // 4c. rollback: migration 2 is applied, 3 fails; the rollback task migrates
 // down to the plan's version (1) and restores; the run ends Failed.
 func (s *tektonSuite) testRollback(t *testing.T) {
-	c := s.newCase(t, nil)
-	c.migrateTo(t, 1)
-
-	pr, trs := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": "rollback"}))
-	wantSucceeded(t, pr, false)
+	c, pr, trs := s.runBroken(t, 1, "rollback")
 	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down", "rollback"}, []string{"migrate"},
 		[]string{"fetch-source", "wait-patroni", "scale-restore", "restore", "restore-if-unchanged"})
 	wantResults(t, trs, "plan", map[string]string{"current-version": "1"})
@@ -447,17 +435,7 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 	}
 
 	res, msg := push("refs/tags/v1.2.0", false, webhookSecret)
-	if len(res) != 1 {
-		t.Fatalf("tag push: %d resources (%s), want one PipelineRun", len(res), msg)
-	}
-	var pr pipelinev1.PipelineRun
-	if err := yaml.UnmarshalStrict(res[0], &pr); err != nil {
-		t.Fatalf("rendered resource: %v\n%s", err, res[0])
-	}
-	params := map[string]string{}
-	for _, p := range pr.Spec.Params {
-		params[p.Name] = p.Value.StringVal
-	}
+	pr, params := renderedPipelineRun(t, "tag push", res, msg)
 	if params["git-revision"] != "v1.2.0" || params["git-url"] != "https://git.example.invalid/example/shop.git" ||
 		pr.Annotations["chartreuse.dev/git-revision"] != "v1.2.0" || params["migrations-dir"] != "db/migrations" ||
 		params["database-secret"] != tektonSecret || params["workload-selector"] != c.app.Selector {
@@ -484,6 +462,25 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 	c.wantVersions(t, 1, 2, 3)
 	c.wantRestored(t)
 	s.wantHubResolved(t, c.ns)
+}
+
+// renderedPipelineRun decodes the one resource a trigger rendered for the
+// push what (msg: why the trigger stopped, if it did) and returns it with its
+// params by name.
+func renderedPipelineRun(t *testing.T, what string, res []json.RawMessage, msg string) (pipelinev1.PipelineRun, map[string]string) {
+	t.Helper()
+	if len(res) != 1 {
+		t.Fatalf("%s: %d resources (%s), want one PipelineRun", what, len(res), msg)
+	}
+	var pr pipelinev1.PipelineRun
+	if err := yaml.UnmarshalStrict(res[0], &pr); err != nil {
+		t.Fatalf("rendered resource: %v\n%s", err, res[0])
+	}
+	params := map[string]string{}
+	for _, p := range pr.Spec.Params {
+		params[p.Name] = p.Value.StringVal
+	}
+	return pr, params
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -533,17 +530,7 @@ func (s *tektonSuite) checkGitLabTrigger(t *testing.T, c *tektonCase) {
 		t.Errorf("gitlab wrong token: rendered %d resources, want the trigger stopped", len(res))
 	}
 	res, msg := push("0123456789abcdef0123456789abcdef01234567", gitlabToken)
-	if len(res) != 1 {
-		t.Fatalf("gitlab tag push: %d resources (%s), want one PipelineRun", len(res), msg)
-	}
-	var pr pipelinev1.PipelineRun
-	if err := yaml.UnmarshalStrict(res[0], &pr); err != nil {
-		t.Fatalf("rendered resource: %v\n%s", err, res[0])
-	}
-	params := map[string]string{}
-	for _, p := range pr.Spec.Params {
-		params[p.Name] = p.Value.StringVal
-	}
+	pr, params := renderedPipelineRun(t, "gitlab tag push", res, msg)
 	if params["git-revision"] != "v1.3.0" || params["git-url"] != "https://gitlab.example.invalid/example/shop.git" {
 		t.Errorf("gitlab: rendered PipelineRun params %v", params)
 	}
