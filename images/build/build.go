@@ -341,7 +341,7 @@ func Layer(entries []Entry) (v1.Layer, error) {
 		if mode == 0 {
 			mode = 0o755
 		}
-		hdrs[p] = &tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: tarMode(mode), Uid: uid, Gid: gid, ModTime: epoch}
+		hdrs[p] = &tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: TarMode(mode), Uid: uid, Gid: gid, ModTime: epoch}
 	}
 	for _, e := range entries {
 		p := path.Clean(e.Path)
@@ -375,7 +375,7 @@ func Layer(entries []Entry) (v1.Layer, error) {
 		if mode == 0 {
 			mode = 0o644
 		}
-		hdrs[p] = &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Size: size, Mode: tarMode(mode), Uid: e.UID, Gid: e.GID, ModTime: epoch}
+		hdrs[p] = &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Size: size, Mode: TarMode(mode), Uid: e.UID, Gid: e.GID, ModTime: epoch}
 		srcs[p] = e
 	}
 	names := make([]string, 0, len(hdrs))
@@ -401,7 +401,7 @@ func Layer(entries []Entry) (v1.Layer, error) {
 			}
 			continue
 		}
-		if err := copyFile(tw, e.Source, h.Size); err != nil {
+		if err := CopyFile(tw, e.Source, h.Size); err != nil {
 			return nil, err
 		}
 	}
@@ -412,7 +412,9 @@ func Layer(entries []Entry) (v1.Layer, error) {
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
 }
 
-func copyFile(w io.Writer, src string, size int64) error {
+// CopyFile copies the size bytes of the file src to w (a tar entry whose
+// header says size); it fails, naming src, if the file no longer has that size.
+func CopyFile(w io.Writer, src string, size int64) error {
 	f, err := os.Open(src)
 	if err != nil {
 		return err
@@ -428,7 +430,8 @@ func copyFile(w io.Writer, src string, size int64) error {
 	return nil
 }
 
-func tarMode(m fs.FileMode) int64 {
+// TarMode is the tar header mode of m: its permission bits and the sticky bit.
+func TarMode(m fs.FileMode) int64 {
 	mode := int64(m.Perm())
 	if m&fs.ModeSticky != 0 {
 		mode |= 0o1000

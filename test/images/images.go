@@ -20,7 +20,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -37,6 +36,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/chartreuse-go/chartreuse/images/build"
 )
 
 // DefaultPath is the PATH put in an image's environment when Config.Env sets none.
@@ -259,8 +260,8 @@ func layerTarball(spec Spec) ([]byte, error) {
 		if e.src == "" {
 			continue
 		}
-		if err := copyFile(tw, e.src, e.hdr.Size); err != nil {
-			return nil, fmt.Errorf("%s: %w", e.src, err)
+		if err := build.CopyFile(tw, e.src, e.hdr.Size); err != nil {
+			return nil, err
 		}
 	}
 	if err := tw.Close(); err != nil {
@@ -269,27 +270,10 @@ func layerTarball(spec Spec) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func copyFile(w io.Writer, src string, size int64) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	n, err := io.Copy(w, io.LimitReader(f, size))
-	if err != nil {
-		return err
-	}
-	if n != size {
-		return errors.New("file changed while being packed")
-	}
-	return nil
-}
-
+// tarMode is build.TarMode (permission and sticky bits) with the setuid and
+// setgid bits.
 func tarMode(m fs.FileMode) int64 {
-	mode := int64(m.Perm())
-	if m&fs.ModeSticky != 0 {
-		mode |= 0o1000
-	}
+	mode := build.TarMode(m)
 	if m&fs.ModeSetuid != 0 {
 		mode |= 0o4000
 	}
