@@ -317,7 +317,7 @@ func fakeDB() *sql.DB { return sql.OpenDB(fakeConnector{&recorder{}}) }
 type fakeConnector struct{ rec *recorder }
 
 func (c fakeConnector) Connect(context.Context) (driver.Conn, error) { return &fakeConn{c.rec}, nil }
-func (c fakeConnector) Driver() driver.Driver                        { return fakeDriver{c.rec} }
+func (c fakeConnector) Driver() driver.Driver                        { return fakeDriver(c) }
 
 type fakeDriver struct{ rec *recorder }
 
