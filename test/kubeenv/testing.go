@@ -83,10 +83,13 @@ func stopShared(failed bool) {
 }
 
 // Shared returns the package's environment, starting or connecting it on
-// first use. It skips the test when not running as root (outside CI) and
+// first use. It skips the test under -short, and when not running as root (outside CI), and
 // fails it for any other problem, including a missing root in CI (CI=true).
 func Shared(t testing.TB) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the real Kubernetes environment (not run with -short)")
+	}
 	sharedOnce.Do(func() {
 		if !mainCalled {
 			sharedErr = errors.New("kubeenv.Shared needs `func TestMain(m *testing.M) { kubeenv.Main(m) }` in the package")
