@@ -89,6 +89,18 @@ func TestURLFile(t *testing.T) {
 	}
 }
 
+func TestUnreadableCertificateIsNamed(t *testing.T) {
+	const ca = "/run/secrets/nowhere/ca.crt"
+	red := redact.New()
+	_, err := (&Options{URL: "postgres://app:s3cret@db/app?sslmode=verify-full&sslrootcert=" + ca, ConnectTimeout: time.Second}).Config(red)
+	if failure.Code(err) != failure.CodePermanent || !strings.Contains(err.Error(), ca) || strings.Contains(err.Error(), "not valid") {
+		t.Fatalf("missing sslrootcert: %v", err)
+	}
+	if strings.Contains(red.String(err.Error()), "s3cret") {
+		t.Fatalf("error leaks the password: %v", err)
+	}
+}
+
 func TestLibpqEnvironment(t *testing.T) {
 	t.Setenv("PGHOST", "envhost")
 	t.Setenv("PGPORT", "6543")

@@ -72,6 +72,12 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 	red.Add(os.Getenv("PGPASSWORD"))
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
+		// pgx reads sslrootcert/sslcert/sslkey while parsing: a missing file is not
+		// a malformed URL. File paths are not secret; the URL is never echoed.
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, failure.Permanentf("the database URL from %s names a file that cannot be read: %s: %v (mount the certificate or key there, or fix sslrootcert/sslcert/sslkey)", o.source(), pe.Path, pe.Err)
+		}
 		return nil, failure.Permanentf("the database URL from %s is not valid: %s", o.source(), parseReason(raw))
 	}
 	red.Add(cfg.Password)

@@ -104,11 +104,15 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 			fmt.Fprintf(stderr, "%s: %s\n", spec.Name, msg)
 		}
 	}
-	if werr := env.Results.WriteDir(common.ResultsDir); werr != nil {
-		fmt.Fprintf(stderr, "%s: %s\n", spec.Name, oneLine(red.String(werr.Error())))
-		if code == failure.CodeOK {
-			code = failure.CodePermanent
-			status, msg = "failed", werr.Error()
+	// A usage error stops before any work, so there are no results to write (and
+	// the results directory itself may be what is wrong).
+	if code != failure.CodeUsage {
+		if werr := env.Results.WriteDir(common.ResultsDir); werr != nil {
+			fmt.Fprintf(stderr, "%s: %s\n", spec.Name, oneLine(red.String(werr.Error())))
+			if code == failure.CodeOK {
+				code = failure.CodePermanent
+				status, msg = "failed", werr.Error()
+			}
 		}
 	}
 	_ = env.Results.WriteSummary(stdout, results.Summary{
@@ -131,6 +135,11 @@ func appFlags(common *CommonOptions, spec Spec) []cli.Flag {
 func run(ctx context.Context, spec Spec, common *CommonOptions, env *Env, stderr io.Writer) error {
 	if err := common.Validate(); err != nil {
 		return failure.AsUsage(err)
+	}
+	// Checked before any work: a step that changed the database and then could
+	// not write its results would send the workflow down its failure branch.
+	if err := checkWritableDir(common.ResultsDir); err != nil {
+		return failure.Usagef("--results-dir %s is not a writable directory: %w", common.ResultsDir, err)
 	}
 	level, _ := common.level()
 	hopts := &slog.HandlerOptions{Level: level}
@@ -156,6 +165,22 @@ func run(ctx context.Context, spec Spec, common *CommonOptions, env *Env, stderr
 func isClassified(err error) bool {
 	var fe *failure.Error
 	return errors.As(err, &fe)
+}
+
+// checkWritableDir creates dir if needed and proves a file can be written in it.
+func checkWritableDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // oneLine folds a multi-line message so the error stays one log line.

@@ -67,6 +67,8 @@ func TestExitCodes(t *testing.T) {
 		{"missing manifest version", nil, nil, nil, 2},
 		{"manifest version mismatch", []string{"--manifest-version", "0.2.0"}, nil, nil, 1},
 		{"skip version check", []string{"--skip-version-check"}, nil, nil, 0},
+		{"results dir is a file", []string{"--skip-version-check", "--results-dir", "/dev/null"}, nil, nil, 2},
+		{"results dir cannot be created", []string{"--skip-version-check", "--results-dir", "/proc/chartreuse-results"}, nil, nil, 2},
 		{"manifest version from env", nil, nil, map[string]string{"CHARTREUSE_MANIFEST_VERSION": "0.1.3"}, 0},
 		{"help", []string{"--help"}, nil, nil, 0},
 		{"version", []string{"--version"}, nil, nil, 0},

@@ -155,7 +155,7 @@ func cases() []badCase {
 		{name: "positional argument", step: "wait-for-db", args: flags("now"), code: 2, want: []string{"unexpected argument"}},
 		{name: "results dir is a file", step: "wait-for-db", args: func(f *fixture) []string {
 			return []string{"--results-dir", f.file("results", "", 0o644)}
-		}, code: 1, want: []string{"results"}},
+		}, code: 2, want: []string{"--results-dir"}},
 		{name: "missing TLS root certificate", step: "wait-for-db", env: func(f *fixture) []string {
 			return []string{"CHARTREUSE_DATABASE_URL=" + f.url + "&sslmode=verify-full&sslrootcert=/run/secrets/nowhere/ca.crt"}
 		}, code: 1, want: []string{"/run/secrets/nowhere/ca.crt"}},
@@ -229,12 +229,11 @@ func cases() []badCase {
 		{name: "database does not exist", step: "migrate", env: func(f *fixture) []string {
 			return []string{"CHARTREUSE_DATABASE_URL=" + f.srv.UserURL(f.role, password, f.db+"_missing")}
 		}, code: 75, want: []string{"does not exist"}},
-		// The step checks the results directory only after its work: migrate
-		// applies the migrations, then fails (exit 1), and the workflow takes the
-		// rollback branch for a migration that succeeded.
+		// Checked before any work, so migrate cannot apply migrations and then
+		// fail on its results.
 		{name: "results dir is a file", step: "migrate", args: func(f *fixture) []string {
 			return []string{"--dir", f.dir, "--results-dir", f.file("results", "", 0o644)}
-		}, code: 2, want: []string{"results"}},
+		}, code: 2, want: []string{"--results-dir"}},
 		{name: "plan with a missing directory", step: "migrate", args: flags("--plan", "--dir", "/migrations-not-here"), code: 1, want: []string{"/migrations-not-here"}},
 		{name: "unescaped slash in the URL password", step: "migrate", env: func(f *fixture) []string {
 			return []string{"CHARTREUSE_DATABASE_URL=postgres://" + f.role + ":" + password + "@" + fmt.Sprintf("%s:%d", f.srv.Host, f.srv.Port) + "/" + f.db}
