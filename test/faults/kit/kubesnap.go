@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -58,4 +59,32 @@ func SnapshotNamespace(ctx context.Context, cs kubernetes.Interface, ns string) 
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n"), nil
+}
+
+// Quiet waits until the namespace's snapshot stays the same for a second (the
+// controllers have finished updating status), at most timeout, and returns it.
+func Quiet(ctx context.Context, cs kubernetes.Interface, ns string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	prev, err := SnapshotNamespace(ctx, cs, ns)
+	if err != nil {
+		return "", err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Second):
+		}
+		cur, err := SnapshotNamespace(ctx, cs, ns)
+		if err != nil {
+			return "", err
+		}
+		if cur == prev {
+			return cur, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("namespace %s still changing after %s:\n%s", ns, timeout, Diff(prev, cur))
+		}
+		prev = cur
+	}
 }

@@ -1,0 +1,57 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestInterruptedSequences runs a seeded random sequence of scale-down and
+// scale-restore runs, each cancelled at a random moment (through step.Run's
+// context, as SIGTERM does) or left to finish, some with a concurrent editor
+// forcing conflicts. After every run no recorded replica count is lost; a final
+// restore (rerun until it exits 0) brings back the original replicas exactly.
+func TestInterruptedSequences(t *testing.T) {
+	c := newCluster(t)
+	rng := newRand(seed(t))
+	c.deployments(16, func(i int) int32 { return []int32{0, 1, 3, 0, 2, 0, 0, 1}[i%8] }, 0)
+	const rounds = 24
+	var finished, interrupted, failed int
+	for r := range rounds {
+		op, run := "scale-down", c.down
+		if rng.IntN(2) == 1 {
+			op, run = "scale-restore", c.restore
+		}
+		cancelAfter := time.Duration(rng.IntN(1500)) * time.Millisecond
+		edit := rng.IntN(3) == 0
+		label := fmt.Sprintf("round %d: %s cancelled after %s (editor %v)", r, op, cancelAfter, edit)
+		var stop func() int64
+		if edit {
+			stop = c.editor()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), cancelAfter)
+		code, stderr := run(ctx, "")
+		cancel()
+		if stop != nil {
+			stop()
+		}
+		switch code {
+		case 0:
+			finished++
+		case 75:
+			interrupted++
+		default:
+			failed++
+			t.Errorf("%s: exit %d, want 0 or 75:\n%s", label, code, stderr)
+		}
+		t.Logf("%s: exit %d %s", label, code, lastLine(stderr))
+		c.invariant(label)
+	}
+	runs := c.until("final scale-restore", 5, func() (int, string) { return c.restore(context.Background(), "") })
+	c.restored()
+	t.Logf("%d runs finished, %d interrupted, %d failed; final restore converged in %d runs", finished, interrupted, failed, runs)
+	if interrupted < rounds/4 {
+		t.Errorf("only %d of %d runs were interrupted: the cancel delays do not hit the runs", interrupted, rounds)
+	}
+}
