@@ -6,7 +6,7 @@ import (
 )
 
 // ErrorLine finds a failed step's error in its stderr: the single level=ERROR
-// line (text logs), or the single line that is not a log record (errors found
+// line (text logs; among several, the one with the exit code), or the single line that is not a log record (errors found
 // before logging starts, such as bad flags, or after it ends, such as a results
 // directory that cannot be written). It fails when the error is spread over
 // several lines or there is none.
@@ -19,6 +19,19 @@ func ErrorLine(stderr string) (string, error) {
 		lines = append(lines, l)
 		if strings.Contains(l, "level=ERROR") || !strings.HasPrefix(l, "time=") && !strings.HasPrefix(l, "{") {
 			errs = append(errs, l)
+		}
+	}
+	if len(errs) > 1 {
+		// Steps that go on after a per-workload failure log each one at ERROR;
+		// the step's own error is the line with its exit code.
+		var final []string
+		for _, l := range errs {
+			if strings.Contains(l, "exit-code=") {
+				final = append(final, l)
+			}
+		}
+		if len(final) == 1 {
+			return final[0], nil
 		}
 	}
 	switch {
