@@ -10,7 +10,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
@@ -129,7 +128,7 @@ func (d *Downer) stop(ctx context.Context, f finder, wl *Workload) (Outcome, *Wo
 		cur   = wl
 		fresh = false
 	)
-	err := retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
+	err := onConflict(ctx, func() error {
 		if fresh {
 			w, found, err := f.get(ctx, wl.Ref)
 			if err != nil {

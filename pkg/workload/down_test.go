@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -454,5 +455,27 @@ func TestPriorityOrder(t *testing.T) {
 	}
 	if got := strings.Join(Strings(out), " "); got != "deployment/api=2 deployment/worker=2 deployment/frontend=2" {
 		t.Fatalf("restore outcomes %s", got)
+	}
+}
+
+// client-go's retry.OnError turns a context error into success when no conflict was
+// seen before it; onConflict must return it.
+func TestOnConflictKeepsContextErrors(t *testing.T) {
+	fastConflicts(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := onConflict(ctx, func() error { return fmt.Errorf("patch: %w", ctx.Err()) })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("onConflict = %v, want the context error", err)
+	}
+	calls := 0
+	err = onConflict(context.Background(), func() error { calls++; return conflict("deployments") })
+	if !apierrors.IsConflict(err) || calls != conflictBackoff.Steps {
+		t.Fatalf("onConflict = %v after %d calls, want the last conflict after %d", err, calls, conflictBackoff.Steps)
+	}
+	calls = 0
+	err = onConflict(ctx, func() error { calls++; return conflict("deployments") })
+	if !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("cancelled while backing off: %v after %d calls", err, calls)
 	}
 }

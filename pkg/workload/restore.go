@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
@@ -150,7 +149,7 @@ func joinErrors(errs []error) error {
 // when the record disappeared meanwhile (another restore got there first).
 func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (out Outcome, ok bool, err error) {
 	cur, fresh := wl, false
-	err = retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
+	err = onConflict(ctx, func() error {
 		if fresh {
 			w, found, err := f.get(ctx, wl.Ref)
 			if err != nil {
