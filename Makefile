@@ -26,8 +26,8 @@ lint: ## go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-bench: ## benchmarks (placeholder until the benchmark issue)
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+bench: ## benchmarks against goose, Alembic, psql and sequential scaling (needs root; table in bench/results-<date>.txt)
+	bench/run.sh
 
 demo: ## run the main job on a throwaway local PostgreSQL and cluster
 	test/demo.sh

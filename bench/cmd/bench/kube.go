@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+
+	"github.com/chartreuse-go/chartreuse/pkg/workload"
+	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+)
+
+// workloadCycle is one measured cycle of section 3.
+type workloadCycle struct {
+	downWall, downAPI, lastPodToReturn time.Duration // scale-down
+	restoreWall                        time.Duration // scale-restore
+	seqDownAPI, seqDownTotal           time.Duration // sequential UpdateScale to 0, then until the pods are gone
+	seqRestore                         time.Duration // sequential UpdateScale back
+	defDown, defRestore                time.Duration // the same with client-go's default limits (first cycle only)
+	downRSS, restoreRSS                int64
+}
+
+type workloadResult struct {
+	n, running, pending int
+	cycles              []workloadCycle
+}
+
+// tracker watches the namespace's Deployments and pods and timestamps what the
+// measurements need: when each Deployment was last seen stopped, when the last pod
+// disappeared.
+type tracker struct {
+	mu           sync.Mutex
+	stoppedAt    map[string]time.Time // Deployment → first time seen at 0 replicas (with the record, if required)
+	needRecord   bool
+	lastPodGone  time.Time
+	pods, deploy cache.Store
+}
+
+func (t *tracker) reset(needRecord bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stoppedAt = map[string]time.Time{}
+	t.needRecord = needRecord
+	t.lastPodGone = time.Time{}
+}
+
+func (t *tracker) deployment(obj any) {
+	d, ok := obj.(*appsv1.Deployment)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stoppedAt == nil {
+		return
+	}
+	_, rec := d.Annotations[workload.AnnotationReplicas]
+	stopped := ptr.Deref(d.Spec.Replicas, 1) == 0 && (rec || !t.needRecord)
+	if _, seen := t.stoppedAt[d.Name]; stopped && !seen {
+		t.stoppedAt[d.Name] = now
+	}
+}
+
+func (t *tracker) podGone(any) {
+	now := time.Now()
+	t.mu.Lock()
+	t.lastPodGone = now
+	t.mu.Unlock()
+}
+
+// lastStopped is when the last of n Deployments was seen stopped (zero if not all).
+func (t *tracker) lastStopped(n int) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.stoppedAt) < n {
+		return time.Time{}
+	}
+	var last time.Time
+	for _, at := range t.stoppedAt {
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last
+}
+
+func (t *tracker) lastPod() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lastPodGone
+}
+
+// livePods counts the pods not yet deleted (Terminating ones count) and the running ones.
+func (t *tracker) livePods() (live, running int) {
+	for _, o := range t.pods.List() {
+		p := o.(*corev1.Pod)
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		live++
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			running++
+		}
+	}
+	return live, running
+}
+
+func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *report) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", env.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	// The same client-side limits as the steps (pkg/kube: 50 requests/s, burst 100).
+	cfg.QPS, cfg.Burst = 50, 100
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ns := fmt.Sprintf("bench-%d", time.Now().Unix()%100000)
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = cs.CoreV1().Namespaces().Delete(dctx, ns, metav1.DeleteOptions{})
+	}()
+	if err := waitServiceAccount(ctx, cs, ns); err != nil {
+		return err
+	}
+	res := &workloadResult{n: c.workloads}
+	rep.workloads = res // cycles done so far are reported even if a later one fails
+	originals := map[string]int32{}
+	var names []string
+	logf("section 3: creating %d Deployments in %s", c.workloads, ns)
+	for i := range c.workloads {
+		name := fmt.Sprintf("bench-%03d", i)
+		app := kit.App{Name: name, Image: env.AppImage, Labels: map[string]string{"bench": "set"}, Grace: 30}
+		pending := false
+		switch {
+		case i%20 == 0: // a running pod: the node runs at most 110
+			app.Replicas = 1
+			res.running++
+		case i%2 == 1: // replicas 1, pod never scheduled (Pending)
+			app.Replicas = 1
+			pending = true
+			res.pending++
+		}
+		d := app.Deployment()
+		if pending {
+			d.Spec.Template.Spec.NodeSelector = map[string]string{"chartreuse.io/bench": "nowhere"}
+		}
+		if _, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		originals[name] = app.Replicas
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	tr := &tracker{}
+	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "bench=set" }))
+	podInf, depInf := f.Core().V1().Pods().Informer(), f.Apps().V1().Deployments().Informer()
+	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: tr.podGone}); err != nil {
+		return err
+	}
+	if _, err := depInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: tr.deployment, UpdateFunc: func(_, n any) { tr.deployment(n) },
+	}); err != nil {
+		return err
+	}
+	tr.pods, tr.deploy = podInf.GetStore(), depInf.GetStore()
+	stopInf := make(chan struct{})
+	defer close(stopInf)
+	f.Start(stopInf)
+	f.WaitForCacheSync(stopInf)
+
+	wantPods := res.running + res.pending
+	ready := func(what string) error {
+		logf("  waiting for %d pods (%d running) %s", wantPods, res.running, what)
+		return pollUntil(ctx, 5*time.Minute, func() bool {
+			live, running := tr.livePods()
+			return live == wantPods && running == res.running
+		})
+	}
+	gone := func() error {
+		return pollUntil(ctx, 5*time.Minute, func() bool { live, _ := tr.livePods(); return live == 0 })
+	}
+	if err := ready("to start"); err != nil {
+		return err
+	}
+	stepArgs := func(step string) command {
+		return command{argv: []string{c.bin(step), "--kubeconfig", env.Kubeconfig, "--namespace", ns, "--selector", "bench=set",
+			"--manifest-version", c.version, "--run-id", "bench", "--timeout", "10m"}}
+	}
+	for cycle := range c.runs3 {
+		var cy workloadCycle
+		// scale-down, measured from the outside.
+		tr.reset(true)
+		p, rssOf, err := startMeasured(stepArgs("scale-down").argv, nil)
+		if err != nil {
+			return err
+		}
+		code, _ := p.Wait(ctx, 15*time.Minute)
+		r := p.Result(code)
+		if code != 0 {
+			return fmt.Errorf("scale-down exited %d:\n%s", code, tail(r.Stderr, 2000))
+		}
+		end := p.Started.Add(p.Took)
+		cy.downWall, cy.downRSS = p.Took, rssOf(r)
+		// What the step waited for, from its own progress lines.
+		var waits []string
+		for _, l := range strings.Split(r.Stderr, "\n") {
+			if strings.Contains(l, "waiting for") {
+				waits = append(waits, l)
+			}
+		}
+		for _, l := range waits[max(0, len(waits)-2):] {
+			logf("    scale-down: %s", tail(l, 400))
+		}
+		if last := tr.lastStopped(len(names)); !last.IsZero() {
+			cy.downAPI = last.Sub(p.Started)
+		}
+		if lp := tr.lastPod(); !lp.IsZero() {
+			cy.lastPodToReturn = end.Sub(lp)
+		}
+		// scale-restore.
+		p, rssOf, err = startMeasured(stepArgs("scale-restore").argv, nil)
+		if err != nil {
+			return err
+		}
+		code, _ = p.Wait(ctx, 15*time.Minute)
+		r = p.Result(code)
+		if code != 0 {
+			return fmt.Errorf("scale-restore exited %d:\n%s", code, tail(r.Stderr, 2000))
+		}
+		cy.restoreWall, cy.restoreRSS = p.Took, rssOf(r)
+		if err := checkReplicas(ctx, cs, ns, originals); err != nil {
+			return fmt.Errorf("after scale-restore: %w", err)
+		}
+		if err := ready("after scale-restore"); err != nil {
+			return err
+		}
+		// The alternative: UpdateScale one Deployment after another.
+		tr.reset(false)
+		start := time.Now()
+		if err := sequentialScale(ctx, cs, ns, names, func(string) int32 { return 0 }); err != nil {
+			return err
+		}
+		cy.seqDownAPI = time.Since(start)
+		if err := gone(); err != nil {
+			return err
+		}
+		if lp := tr.lastPod(); !lp.IsZero() {
+			cy.seqDownTotal = lp.Sub(start)
+		}
+		start = time.Now()
+		if err := sequentialScale(ctx, cs, ns, names, func(n string) int32 { return originals[n] }); err != nil {
+			return err
+		}
+		cy.seqRestore = time.Since(start)
+		if err := ready("after the sequential restore"); err != nil {
+			return err
+		}
+		if cycle == 0 && c.defaultLimits {
+			// What a script with client-go's default client (5 requests/s,
+			// burst 10) takes: once, it is slow.
+			dcfg := *cfg
+			dcfg.QPS, dcfg.Burst = 0, 0 // client-go defaults
+			dcs, err := kubernetes.NewForConfig(&dcfg)
+			if err != nil {
+				return err
+			}
+			logf("  sequential UpdateScale with client-go's default limits (5/s): about %s each way", time.Duration(2*len(names)/5)*time.Second)
+			start = time.Now()
+			if err := sequentialScale(ctx, dcs, ns, names, func(string) int32 { return 0 }); err != nil {
+				return err
+			}
+			cy.defDown = time.Since(start)
+			if err := gone(); err != nil {
+				return err
+			}
+			start = time.Now()
+			if err := sequentialScale(ctx, dcs, ns, names, func(n string) int32 { return originals[n] }); err != nil {
+				return err
+			}
+			cy.defRestore = time.Since(start)
+			if err := ready("after the default-limits restore"); err != nil {
+				return err
+			}
+		}
+		res.cycles = append(res.cycles, cy)
+		logf("  cycle %d/%d: scale-down %s (API %s, last pod → return %s), restore %s; sequential down %s (until pods gone %s), restore %s",
+			cycle+1, c.runs3, ms(cy.downWall), ms(cy.downAPI), ms(cy.lastPodToReturn), ms(cy.restoreWall), ms(cy.seqDownAPI), ms(cy.seqDownTotal), ms(cy.seqRestore))
+	}
+	return nil
+}
+
+// sequentialScale is the obvious alternative: for each Deployment, read its
+// scale subresource and write the new replica count, one after another, reading
+// again on a conflict (the controllers update the same objects meanwhile).
+func sequentialScale(ctx context.Context, cs kubernetes.Interface, ns string, names []string, replicas func(string) int32) error {
+	for _, n := range names {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			s, err := cs.AppsV1().Deployments(ns).GetScale(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Spec.Replicas = replicas(n)
+			_, err = cs.AppsV1().Deployments(ns).UpdateScale(ctx, n, s, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkReplicas(ctx context.Context, cs kubernetes.Interface, ns string, want map[string]int32) error {
+	l, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: "bench=set"})
+	if err != nil {
+		return err
+	}
+	for _, d := range l.Items {
+		if got := ptr.Deref(d.Spec.Replicas, 1); got != want[d.Name] {
+			return fmt.Errorf("%s has %d replicas, want %d", d.Name, got, want[d.Name])
+		}
+		if _, rec := d.Annotations[workload.AnnotationReplicas]; rec {
+			return fmt.Errorf("%s still carries the scale-down record", d.Name)
+		}
+	}
+	return nil
+}
+
+func waitServiceAccount(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	return pollUntil(ctx, time.Minute, func() bool {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil || !apierrors.IsNotFound(err)
+	})
+}
+
+// pollUntil polls cond every 50 ms (the benchmark may poll; the steps never do).
+func pollUntil(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}

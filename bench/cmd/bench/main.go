@@ -1,0 +1,173 @@
+// Command bench measures Chartreuse against the alternatives, side by side in one
+// run on the same PostgreSQL and the same cluster, and prints a table (also
+// written to -out). `make bench` runs it through bench/run.sh; bench/README.md
+// explains every figure.
+//
+// Sections:
+//
+//  1. nothing to do: wait-for-db + migrate --plan on an up-to-date database, against
+//     goose status (v3.28.0), alembic current and psql -c 'select 1' (the floor);
+//  2. applying 1,000 small migrations to an empty database: migrate against goose
+//     up, alembic upgrade head and one psql -f of the concatenated SQL (the floor);
+//  3. stopping and restoring 200 Deployments: scale-down and scale-restore against
+//     client-go UpdateScale calls one after another;
+//  4. footprint: binary and image sizes, peak RSS of every step.
+//
+// It starts its own PostgreSQL (test/pgenv) and connects to the test cluster named
+// by CHARTREUSE_TEST_ENV or starts one (test/kubeenv). It needs root.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
+)
+
+type config struct {
+	repo, binDir, cacheDir, out, work string
+	version                           string
+	runs1, runs2, runs3               int
+	sections                          map[string]bool
+	history, many, workloads          int
+	defaultLimits                     bool
+}
+
+func main() {
+	var c config
+	var sections string
+	flag.StringVar(&c.binDir, "bin", "bin", "directory holding the step binaries built by `make build`")
+	flag.StringVar(&c.out, "out", "", "write the table to this file too (default bench/results-<date>.txt)")
+	flag.IntVar(&c.runs1, "runs-nothing", 11, "runs per tool in section 1 (median)")
+	flag.IntVar(&c.runs2, "runs-apply", 3, "runs per tool in section 2 (median)")
+	flag.IntVar(&c.runs3, "runs-workloads", 3, "cycles in section 3 (median)")
+	flag.IntVar(&c.history, "history", 100, "applied migrations in the up-to-date database of section 1")
+	flag.IntVar(&c.many, "migrations", 1000, "migrations applied in section 2")
+	flag.IntVar(&c.workloads, "workloads", 200, "Deployments in section 3")
+	flag.StringVar(&sections, "sections", "1,2,3,4", "sections to run")
+	flag.BoolVar(&c.defaultLimits, "default-limits", true, "section 3: also time the sequential loop once with client-go's default client limits (5 requests/s)")
+	flag.Parse()
+	c.sections = map[string]bool{}
+	for _, s := range strings.Split(sections, ",") {
+		c.sections[strings.TrimSpace(s)] = true
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code := 0
+	if err := run(ctx, &c); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func run(ctx context.Context, c *config) (err error) {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root (PostgreSQL runs as postgres, the cluster needs a kubelet)")
+	}
+	if c.repo, err = kit.RepoDir(); err != nil {
+		return err
+	}
+	if c.version, err = kit.Version(c.repo); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(c.binDir) {
+		c.binDir = filepath.Join(c.repo, c.binDir)
+	}
+	for _, s := range kit.Steps {
+		if _, err := os.Stat(filepath.Join(c.binDir, s)); err != nil {
+			return fmt.Errorf("%s: run `make build` first", filepath.Join(c.binDir, s))
+		}
+	}
+	c.cacheDir = filepath.Join(c.repo, ".cache", "bench")
+	if err := os.MkdirAll(c.cacheDir, 0o755); err != nil {
+		return err
+	}
+	if c.work, err = os.MkdirTemp("", "chartreuse-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(c.work)
+	if c.out == "" {
+		c.out = filepath.Join(c.repo, "bench", "results-"+time.Now().UTC().Format("2006-01-02")+".txt")
+	}
+
+	rep := &report{started: time.Now().UTC(), cfg: c}
+	rep.host()
+	var srv *pgenv.Server
+	if c.sections["1"] || c.sections["2"] || c.sections["4"] {
+		logf("starting PostgreSQL")
+		if srv, err = pgenv.Start(pgenv.Options{}); err != nil {
+			return err
+		}
+		defer srv.Stop()
+		rep.pgVersion(ctx, srv)
+	}
+	// A failed section is reported with the others' figures, not instead of them.
+	var failed []string
+	fail := func(section string, err error) {
+		logf("section %s failed: %v", section, err)
+		rep.warnings = append(rep.warnings, fmt.Sprintf("section %s failed: %v", section, err))
+		failed = append(failed, section)
+	}
+	if c.sections["1"] {
+		if err := sectionNothing(ctx, c, srv, rep); err != nil {
+			fail("1", err)
+		}
+	}
+	if c.sections["2"] {
+		if err := sectionApply(ctx, c, srv, rep); err != nil {
+			fail("2", err)
+		}
+	}
+	if c.sections["3"] {
+		if env, err := cluster(ctx); err != nil {
+			fail("3", err)
+		} else {
+			if err := sectionWorkloads(ctx, c, env, rep); err != nil {
+				fail("3", err)
+			}
+			if serr := env.Stop(); serr != nil {
+				logf("stopping the cluster: %v", serr)
+			}
+		}
+	}
+	if c.sections["4"] {
+		if err := sectionFootprint(ctx, c, srv, rep); err != nil {
+			fail("4", err)
+		}
+	}
+	text := rep.String()
+	fmt.Print(text)
+	if err := os.WriteFile(c.out, []byte(text), 0o644); err != nil {
+		return err
+	}
+	logf("results written to %s", c.out)
+	if len(failed) > 0 {
+		return fmt.Errorf("sections %s failed", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// cluster connects to the environment named by CHARTREUSE_TEST_ENV or starts one
+// (waiting up to 10 minutes for another test run's environment to go away).
+func cluster(ctx context.Context) (*kubeenv.Env, error) {
+	if dir := os.Getenv(kubeenv.EnvVar); dir != "" {
+		logf("using the test cluster in %s", dir)
+		return kubeenv.Connect(dir)
+	}
+	logf("starting a test cluster (test/kubeenv)")
+	return kubeenv.Start(ctx, kubeenv.Options{LockWait: 10 * time.Minute, Logf: logf})
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
+)
+
+type report struct {
+	started   time.Time
+	cfg       *config
+	machine   string
+	pg        string
+	alembic   string
+	nothing   []*series // psql, chartreuse, goose, alembic
+	apply     []*series // psql, chartreuse, goose, alembic
+	workloads *workloadResult
+	footprint *footprint
+	warnings  []string
+}
+
+func (r *report) host() {
+	load := ""
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	h, _ := os.Hostname()
+	r.machine = fmt.Sprintf("%s, %d CPUs, %s, load average at start %s", h, runtime.NumCPU(), runtime.Version(), load)
+}
+
+func (r *report) pgVersion(ctx context.Context, srv *pgenv.Server) {
+	conn, err := pgx.Connect(ctx, srv.URL("postgres"))
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	_ = conn.QueryRow(ctx, "SHOW server_version").Scan(&r.pg)
+}
+
+type verdict bool
+
+func (v verdict) String() string {
+	if v {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func (r *report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Chartreuse %s benchmarks — %s\n", r.cfg.version, r.started.Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "machine: %s\n", r.machine)
+	if r.pg != "" {
+		fmt.Fprintf(&b, "PostgreSQL %s (test/pgenv: fsync off, local TCP)\n", r.pg)
+	}
+	fmt.Fprintf(&b, "wall times are medians (min–max in brackets); peak RSS is the largest ru_maxrss of any run\n")
+	if s := r.nothing; s != nil {
+		fmt.Fprintf(&b, "\n1. Nothing to do — %d applied migrations, %d runs per tool, interleaved\n", r.cfg.history, len(s[0].samples))
+		floor, ours, goose, alembic := s[0], s[1], s[2], s[3]
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "   tool\twall\t\tpeak RSS\tvs psql\tvs chartreuse\n")
+		for _, x := range s {
+			fmt.Fprintf(tw, "   %s\t%s\t[%s]\t%s\t%.2f×\t%.2f×\n", x.name, ms(x.median()), spread(x.walls()), mib(x.peakAll()),
+				ratio(x.median(), floor.median()), ratio(x.median(), ours.median()))
+			if x == ours {
+				for i, part := range []string{"wait-for-db", "migrate --plan"} {
+					fmt.Fprintf(tw, "     of which %s\t%s\t\t%s\t%.2f×\t\n", part, ms(x.medianOf(i)), mib(x.peak(i)), ratio(x.medianOf(i), floor.median()))
+				}
+			}
+		}
+		tw.Flush()
+		fmt.Fprintf(&b, "   %s\n", r.alembic)
+		fmt.Fprintf(&b, "   targets: within 1.5× of psql: %.2f× %s; faster than goose status: %.2f× its time %s; faster than alembic current: %.2f× its time %s\n",
+			ratio(ours.median(), floor.median()), verdict(ratio(ours.median(), floor.median()) <= 1.5),
+			ratio(ours.median(), goose.median()), verdict(ours.median() < goose.median()),
+			ratio(ours.median(), alembic.median()), verdict(ours.median() < alembic.median()))
+	}
+	if s := r.apply; s != nil {
+		fmt.Fprintf(&b, "\n2. Applying %d migrations to an empty database — %d runs per tool, interleaved, fresh database each\n", r.cfg.many, len(s[0].samples))
+		floor, ours, goose := s[0], s[1], s[2]
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "   tool\twall\t\tper migration\tpeak RSS\tvs psql\tvs chartreuse\n")
+		for _, x := range s {
+			fmt.Fprintf(tw, "   %s\t%s\t[%s]\t%s\t%s\t%.2f×\t%.2f×\n", x.name, ms(x.median()), spread(x.walls()),
+				ms(x.median()/time.Duration(r.cfg.many)), mib(x.peakAll()), ratio(x.median(), floor.median()), ratio(x.median(), ours.median()))
+		}
+		tw.Flush()
+		fmt.Fprintf(&b, "   targets: no slower than goose up: %.2f× its time %s; within 3× of psql -f: %.2f× %s\n",
+			ratio(ours.median(), goose.median()), verdict(ours.median() <= goose.median()),
+			ratio(ours.median(), floor.median()), verdict(ratio(ours.median(), floor.median()) <= 3))
+	}
+	if w := r.workloads; w != nil && len(w.cycles) > 0 {
+		fmt.Fprintf(&b, "\n3. Stopping and restoring %d Deployments (%d with a running pod, %d with a Pending pod, %d at 0) — %d cycles\n",
+			w.n, w.running, w.pending, w.n-w.running-w.pending, len(w.cycles))
+		col := func(f func(workloadCycle) time.Duration) []time.Duration {
+			var out []time.Duration
+			for _, c := range w.cycles {
+				out = append(out, f(c))
+			}
+			return out
+		}
+		downAPI, seqAPI := col(func(c workloadCycle) time.Duration { return c.downAPI }), col(func(c workloadCycle) time.Duration { return c.seqDownAPI })
+		downAll, seqAll := col(func(c workloadCycle) time.Duration { return c.downWall }), col(func(c workloadCycle) time.Duration { return c.seqDownTotal })
+		rest, seqRest := col(func(c workloadCycle) time.Duration { return c.restoreWall }), col(func(c workloadCycle) time.Duration { return c.seqRestore })
+		lat := col(func(c workloadCycle) time.Duration { return c.lastPodToReturn })
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "   measure\tchartreuse\t\tsequential UpdateScale (same client limits: 50/s, burst 100)\t\tspeed-up\n")
+		row := func(name string, ours, seq []time.Duration) {
+			fmt.Fprintf(tw, "   %s\t%s\t[%s]\t%s\t[%s]\t%.2f×\n", name, ms(median(ours)), spread(ours), ms(median(seq)), spread(seq), ratio(median(seq), median(ours)))
+		}
+		row("scale-down, API part (until every Deployment is recorded and at 0)", downAPI, seqAPI)
+		row("scale-down, until its pods are gone (chartreuse: until it returns)", downAll, seqAll)
+		row("scale-restore", rest, seqRest)
+		tw.Flush()
+		if c0 := w.cycles[0]; c0.defDown > 0 {
+			fmt.Fprintf(&b, "   sequential UpdateScale with client-go's default limits (5 requests/s, burst 10; first cycle only): scale-down %s (%.1f× chartreuse's API part), restore %s (%.1f× chartreuse's scale-restore)\n",
+				ms(c0.defDown), ratio(c0.defDown, median(downAPI)), ms(c0.defRestore), ratio(c0.defRestore, median(rest)))
+		}
+		fmt.Fprintf(&b, "   last pod gone → scale-down returned: %s [%s]\n", ms(median(lat)), spread(lat))
+		fmt.Fprintf(&b, "   targets: at least 5× faster than sequential: scale-down API %.2f× %s, scale-restore %.2f× %s; last pod → return under 100 ms: %s %s\n",
+			ratio(median(seqAPI), median(downAPI)), verdict(ratio(median(seqAPI), median(downAPI)) >= 5),
+			ratio(median(seqRest), median(rest)), verdict(ratio(median(seqRest), median(rest)) >= 5),
+			ms(median(lat)), verdict(median(lat) < 100*time.Millisecond))
+	}
+	if fp := r.footprint; fp != nil {
+		fmt.Fprintf(&b, "\n4. Footprint\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "   step\tbinary\tpeak RSS\tmeasured on\n")
+		type rss struct {
+			kib int64
+			on  string
+		}
+		peaks := map[string][]rss{}
+		if s := r.nothing; s != nil {
+			peaks["wait-for-db"] = append(peaks["wait-for-db"], rss{s[1].peak(0), "section 1"})
+			peaks["migrate"] = append(peaks["migrate"], rss{s[1].peak(1), "section 1 (--plan)"})
+		}
+		if s := r.apply; s != nil {
+			peaks["migrate"] = append(peaks["migrate"], rss{s[1].peak(0), fmt.Sprintf("section 2 (%d migrations)", r.cfg.many)})
+		}
+		if fp.waitPatroni != nil {
+			peaks["wait-patroni"] = append(peaks["wait-patroni"], rss{fp.waitPatroni.peak(0), "roles and default privileges probe, plain PostgreSQL"})
+		}
+		if w := r.workloads; w != nil {
+			var d, rr int64
+			for _, c := range w.cycles {
+				d, rr = max(d, c.downRSS), max(rr, c.restoreRSS)
+			}
+			peaks["scale-down"] = append(peaks["scale-down"], rss{d, fmt.Sprintf("section 3 (%d Deployments)", w.n)})
+			peaks["scale-restore"] = append(peaks["scale-restore"], rss{rr, fmt.Sprintf("section 3 (%d Deployments)", w.n)})
+		}
+		worst := int64(0)
+		for _, step := range []string{"wait-for-db", "wait-patroni", "scale-down", "migrate", "scale-restore"} {
+			ps := peaks[step]
+			if len(ps) == 0 {
+				ps = []rss{{0, "not measured"}}
+			}
+			for i, p := range ps {
+				size := ""
+				if i == 0 {
+					size = mib(fp.sizes[step] / 1024)
+				}
+				fmt.Fprintf(tw, "   %s\t%s\t%s\t%s\n", step, size, mib(p.kib), p.on)
+				worst = max(worst, p.kib)
+			}
+		}
+		tw.Flush()
+		if fp.image > 0 {
+			fmt.Fprintf(&b, "   image (images/build, docker-save tarball, compressed layers): %s\n", mib(fp.image/1024))
+		} else {
+			fmt.Fprintf(&b, "   image: %s\n", fp.imageNote)
+		}
+		fmt.Fprintf(&b, "   target: every step under 50 MB peak RSS: largest %s %s\n", mib(worst), verdict(worst*1024 < 50*1000*1000))
+	}
+	for _, w := range r.warnings {
+		fmt.Fprintf(&b, "WARNING: %s\n", w)
+	}
+	return b.String()
+}
