@@ -80,6 +80,14 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 		}
 		return nil, failure.Permanentf("the database URL from %s is not valid: %s", o.source(), parseReason(raw))
 	}
+	// A host name never holds '@': one that does took a piece of a password whose
+	// '@' was not percent-encoded, and would print it in every message naming the
+	// host.
+	for _, h := range hosts(cfg) {
+		if strings.ContainsAny(h, "@") {
+			return nil, failure.Permanentf("the database URL from %s is not valid: %s", o.source(), parseReason(raw))
+		}
+	}
 	red.Add(cfg.Password)
 	cfg.ConnectTimeout = o.ConnectTimeout
 	if cfg.RuntimeParams == nil {
@@ -89,6 +97,14 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 		cfg.RuntimeParams["application_name"] = "chartreuse"
 	}
 	return cfg, nil
+}
+
+func hosts(cfg *pgx.ConnConfig) []string {
+	hs := []string{cfg.Host}
+	for _, f := range cfg.Fallbacks {
+		hs = append(hs, f.Host)
+	}
+	return hs
 }
 
 // registerPasswords finds the password in a URL or DSN before parsing, so even a
@@ -113,16 +129,12 @@ func registerPasswords(red *redact.Redactor, raw string) {
 	}
 }
 
-// parseReason explains a parse failure without echoing the connection string.
+// parseReason explains a parse failure without echoing any part of the connection
+// string: a parser's own detail ("invalid port \":Q\" after host") can quote a
+// fragment of a password that an unescaped '/' or '@' pushed into another field.
 func parseReason(raw string) string {
 	if strings.Contains(raw, "://") {
-		if _, err := url.Parse(raw); err != nil {
-			var uerr *url.Error
-			if errors.As(err, &uerr) {
-				return uerr.Err.Error() + " (percent-encode special characters in the user and password, e.g. @ as %40)"
-			}
-		}
-		return "expected postgres://user:password@host:port/database?sslmode=..."
+		return "expected postgres://user:password@host:port/database?sslmode=...; percent-encode special characters in the user and password (@ as %40, / as %2F, : as %3A, % as %25)"
 	}
 	return "expected a postgres:// URL or keyword=value pairs such as host=... dbname=..."
 }
