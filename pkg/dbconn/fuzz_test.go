@@ -137,10 +137,11 @@ func FuzzURLFile(f *testing.F) {
 // with an unescaped '/', '%' or '@' in the password, the URL parser cuts the
 // password up and a piece of it reaches a message that every step prints (the
 // parse error quotes it as a "port" or an "escape"; pgx takes the text after the
-// first '@' as the host, which the logs name as the target). The redactor
+// first '@' as the host, which the logs name as the target; with "@/" the host
+// is empty and the rest of the password becomes the database name). The redactor
 // registers the whole password, not the pieces.
 func TestUnescapedPasswordPiecesAreNeverPrinted(t *testing.T) {
-	for _, pw := range []string{"QZJK/VW", "Q%ZZJ", "QZ@JK"} {
+	for _, pw := range []string{"QZJK/VW", "Q%ZZJ", "QZ@JK", "QZ@/JK"} {
 		t.Run(pw, func(t *testing.T) {
 			raw := "postgres://app:" + pw + "@db.internal:5432/app"
 			red := redact.New()
