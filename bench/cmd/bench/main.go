@@ -100,6 +100,7 @@ func run(ctx context.Context, c *config) (err error) {
 		return err
 	}
 	defer os.RemoveAll(c.work)
+	scratch = c.work
 	if c.out == "" {
 		c.out = filepath.Join(c.repo, "bench", "results-"+time.Now().UTC().Format("2006-01-02")+".txt")
 	}

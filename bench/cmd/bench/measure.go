@@ -106,6 +106,10 @@ type command struct {
 // the child's own ru_maxrss.
 const timeBin = "/usr/bin/time"
 
+// scratch holds the files GNU time writes (the run's work directory, removed at
+// the end, so nothing is left in /tmp even when a run fails).
+var scratch = os.TempDir()
+
 // rssWrapped reports whether peak RSS comes from GNU time (else from this
 // process's rusage of the child, inflated by this process's own size).
 var rssWrapped = func() bool { _, err := os.Stat(timeBin); return err == nil }()
@@ -121,7 +125,7 @@ func runOnce(ctx context.Context, cmds []command, wrap bool) (sample, error) {
 		argv := c.argv
 		var rssFile string
 		if wrap && rssWrapped {
-			f, err := os.CreateTemp("", "chartreuse-bench-rss-")
+			f, err := os.CreateTemp(scratch, "rss-")
 			if err != nil {
 				return s, err
 			}
@@ -200,7 +204,7 @@ func ratio(a, b time.Duration) float64 {
 func startMeasured(argv []string, env []string) (*kit.Proc, func(kit.Result) int64, error) {
 	rssFile := ""
 	if rssWrapped {
-		f, err := os.CreateTemp("", "chartreuse-bench-rss-")
+		f, err := os.CreateTemp(scratch, "rss-")
 		if err != nil {
 			return nil, nil, err
 		}
