@@ -71,6 +71,10 @@ func acquireLock(ctx context.Context, db *sql.DB, wait time.Duration, log *slog.
 	if errors.Unwrap(err) != nil && lctx.Err() == nil {
 		return nil, dbconn.Classify(fmt.Errorf("taking the migration lock: %w", err))
 	}
+	// Out of probes because the server went away is not a busy lock.
+	if perr := conn.PingContext(ctx); perr != nil {
+		return nil, failure.Transientf("waiting for the migration lock: lost the connection to the database (restarted?): %v; rerun to continue", perr)
+	}
 	holder, _ := lockHolder(ctx, conn)
 	return nil, failure.AsTransient(&LockBusyError{Waited: wait, Holder: holder})
 }
@@ -85,6 +89,71 @@ func (l *migrationLock) release(ctx context.Context) {
 		_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	_ = l.conn.Close()
+}
+
+// ErrLockLost is returned (transient) when the session holding the migration lock
+// ended during the run (terminated, or the server restarted): another migrator may
+// hold the lock now, so this one must not apply anything more.
+var ErrLockLost = errors.New("lost the migration lock: its session ended (terminated, or the server restarted); rerun to continue")
+
+// held proves, before each migration, that the lock's session is alive and still
+// holds the lock.
+func (l *migrationLock) held(ctx context.Context) error {
+	var n int
+	err := l.conn.QueryRowContext(ctx, `
+		SELECT count(*) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = pg_backend_pid()
+		  AND classid::bigint = ($1::bigint >> 32) AND objid::bigint = ($1::bigint & 4294967295)`, LockID).Scan(&n)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		return failure.AsTransient(fmt.Errorf("%w: %v", ErrLockLost, err))
+	}
+	if n == 0 {
+		return failure.AsTransient(ErrLockLost)
+	}
+	return nil
+}
+
+// settle waits, after the lock is taken, until no other chartreuse session of this
+// database is inside a transaction. A migrator whose lock session was terminated may
+// still be committing the migration it started before it noticed; reading the
+// version table before that commit would apply the same migration twice.
+func (l *migrationLock) settle(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		var pids []int64
+		rows, err := l.conn.QueryContext(ctx, `
+			SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = 'chartreuse'
+			  AND pid <> pg_backend_pid() AND xact_start IS NOT NULL AND state <> 'idle'
+			  AND backend_type = 'client backend'`)
+		if err != nil {
+			return dbconn.Classify(fmt.Errorf("checking for migrations still in flight: %w", err))
+		}
+		for rows.Next() {
+			var pid int64
+			if err := rows.Scan(&pid); err != nil {
+				rows.Close()
+				return dbconn.Classify(err)
+			}
+			pids = append(pids, pid)
+		}
+		rows.Close()
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return failure.Transientf("after taking the migration lock, chartreuse sessions %v were still in a transaction after %s (a migrator that lost its lock?); rerun later", pids, limit)
+		}
+		l.log.Info("waiting for transactions of another chartreuse session to end before reading the version table", "pids", pids)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // lockHolder finds the session holding the advisory lock, if another one does.

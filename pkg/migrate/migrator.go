@@ -80,6 +80,9 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 		return rep, err
 	}
 	defer lk.release(ctx)
+	if err := lk.settle(ctx, m.Opts.LockWait); err != nil {
+		return rep, err
+	}
 	// Check again under the lock: another migrator may have finished meanwhile.
 	st, plan, err = m.check(ctx, lk.conn, src)
 	if err != nil {
@@ -144,6 +147,9 @@ func (m *Migrator) execute(ctx context.Context, lk *migrationLock, st *State, sr
 	}
 	applied := slices.Clone(plan.Applied)
 	for _, v := range versions {
+		if err := lk.held(ctx); err != nil {
+			return err
+		}
 		s, _ := src.Get(v)
 		w := startWatcher(ctx, lk.conn, m.Probe.PIDs, watchInterval(m.Opts.LockTimeout), m.Log.With("version", v, "file", s.File))
 		res, err := provider.ApplyVersion(ctx, v, up)

@@ -95,8 +95,12 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 	if runErr != nil {
 		status = "failed"
 		msg = oneLine(red.String(runErr.Error()))
-		if errors.Is(runErr, context.Canceled) && ctx.Err() != nil {
+		// Whatever failed after SIGTERM or the deadline failed because of it (a rate
+		// limiter refusing to wait past the deadline is not a context error): a
+		// rerun can finish, so the run is transient.
+		if ctx.Err() != nil {
 			msg = "interrupted: " + msg
+			code = failure.CodeTransient
 		}
 		if env.Log != nil {
 			env.Log.Error(msg, "exit-code", code, "kind", failure.KindOf(runErr).String())

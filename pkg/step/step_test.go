@@ -168,3 +168,16 @@ func TestCancelledContextIsTransient(t *testing.T) {
 		t.Errorf("stderr does not say the step was interrupted: %s", errOut.String())
 	}
 }
+
+func TestAnyFailureAfterCancellationIsTransient(t *testing.T) {
+	version.Version = "0.1.0"
+	ctx, cancel := context.WithCancel(context.Background())
+	spec := testSpec(&testOptions{}, func(context.Context, *Env) error {
+		cancel()
+		return errors.New("rate: Wait(n=1) would exceed context deadline")
+	})
+	var out, errOut bytes.Buffer
+	if code := Run(ctx, spec, []string{"demo", "--skip-version-check"}, &out, &errOut); code != 75 {
+		t.Fatalf("code = %d, want 75; stderr %s", code, errOut.String())
+	}
+}
