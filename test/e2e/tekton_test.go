@@ -181,7 +181,16 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 	}
 	first, last := log["1"], log["3"]
 	gone := c.pods.LastDeleted(before)
-	down, up := c.pods.Window(start)
+	// scale-restore does not wait for readiness here: wait for the app, then for the
+	// pod watch to have seen a new pod ready.
+	c.wantRestored(t)
+	var down, up time.Time
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_ = Poll(ctx, 100*time.Millisecond, func() (bool, error) {
+		down, up = c.pods.Window(start)
+		return !up.IsZero(), nil
+	})
 	switch {
 	case gone.IsZero():
 		t.Errorf("the app's pods were never deleted")
@@ -196,7 +205,6 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 	if live := c.pods.Existing(first); len(live) != 0 {
 		t.Errorf("app pods existed when the first migration ran: %v", live)
 	}
-	c.wantRestored(t)
 }
 
 // 3. A transient failure: the database is down when the run starts, so
