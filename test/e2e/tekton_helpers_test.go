@@ -285,11 +285,6 @@ func (c *tektonCase) taskRun(t *testing.T, task string, params map[string]string
 	return done
 }
 
-func (c *tektonCase) appState(t *testing.T) AppState {
-	t.Helper()
-	return appState(t, c.s.kube, c.app)
-}
-
 // wantVersions checks goose's applied versions and the migration log.
 func (c *tektonCase) wantVersions(t *testing.T, want ...int64) {
 	t.Helper()

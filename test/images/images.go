@@ -325,7 +325,11 @@ func goBinary() string {
 	if p := os.Getenv("GO"); p != "" {
 		return p
 	}
-	if p := path.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	// Tests may run with a PATH that lacks Go; the toolchain's usual home.
+	if p := "/usr/local/go/bin/go"; fileExists(p) {
 		return p
 	}
 	return "go"
