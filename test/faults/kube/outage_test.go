@@ -10,13 +10,13 @@ import (
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 )
 
-// The test environment offers no way to restart its kube-apiserver process, so
-// these tests take the API server away at the connection level: the steps talk to
+// These tests take the API server away at the connection level: the steps talk to
 // it through a TCP proxy that resets every open connection and refuses new ones
 // for a while, then accepts them again. The steps see what a restart looks like
 // from a client (watches and requests cut, connection refused, then the same
-// server back); what a real restart adds (a cold watch cache, "resource version
-// too old" on re-watch) is not covered.
+// server back). Unlike the real restart of restart_test.go (a cold watch cache,
+// "resource version too old" on re-watch), this disturbs no one else, so it also
+// runs on a cluster shared with other packages' tests.
 
 func (c *cluster) proxy() (*kit.Proxy, string) {
 	c.t.Helper()
