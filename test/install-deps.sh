@@ -13,7 +13,7 @@ pkgs=(
 	containerd runc containernetworking-plugins
 	iptables iproute2 conntrack util-linux mount
 	postgresql-15 patroni python3-alembic python3-psycopg2
-	ca-certificates
+	ca-certificates time
 )
 
 missing=()

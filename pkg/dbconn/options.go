@@ -70,6 +70,9 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 	}
 	registerPasswords(red, raw)
 	red.Add(os.Getenv("PGPASSWORD"))
+	if unescapedAt(raw) {
+		return nil, failure.Permanentf("the database URL from %s is not valid: %s", o.source(), parseReason(raw))
+	}
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
 		// pgx reads sslrootcert/sslcert/sslkey while parsing: a missing file is not
@@ -97,6 +100,21 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 		cfg.RuntimeParams["application_name"] = "chartreuse"
 	}
 	return cfg, nil
+}
+
+// unescapedAt reports a URL with more than one '@' before its query: an '@' of the
+// password was not percent-encoded, and the parser would move a piece of the
+// password into the host or the database name, which messages print.
+func unescapedAt(raw string) bool {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return false
+	}
+	rest := raw[i+3:]
+	if q := strings.IndexAny(rest, "?#"); q >= 0 {
+		rest = rest[:q]
+	}
+	return strings.Count(rest, "@") > 1
 }
 
 func hosts(cfg *pgx.ConnConfig) []string {

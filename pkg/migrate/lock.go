@@ -58,6 +58,7 @@ func acquireLock(ctx context.Context, db *sql.DB, wait time.Duration, log *slog.
 	// The deadline only guards against a probe that hangs; goose's probe count ends the wait.
 	lctx, cancel := context.WithTimeout(ctx, time.Duration(probes)*time.Second+30*time.Second)
 	err = locker.SessionLock(lctx, conn)
+	guardExpired := lctx.Err() != nil // read before cancel() sets it
 	cancel()
 	close(done)
 	if err == nil {
@@ -68,7 +69,7 @@ func acquireLock(ctx context.Context, db *sql.DB, wait time.Duration, log *slog.
 		return nil, fmt.Errorf("interrupted while waiting for the migration lock: %w", ctx.Err())
 	}
 	// goose wraps query failures; running out of probes returns its bare error.
-	if errors.Unwrap(err) != nil && lctx.Err() == nil {
+	if errors.Unwrap(err) != nil && !guardExpired {
 		return nil, dbconn.Classify(fmt.Errorf("taking the migration lock: %w", err))
 	}
 	// Out of probes because the server went away is not a busy lock.
