@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: every test, against real servers. Installs what it needs (Debian
 # packages, Go modules, the Kubernetes binaries on first use), then
-#   1. the environment's own tests (test/kubeenv, test/images), which start, check and
-#      tear down their own cluster;
+#   1. the environment's own tests (test/kubeenv, test/images) and the Kubernetes fault
+#      suite, which start, check and tear down their own cluster;
 #   2. everything else against one shared cluster (test/env.sh run), torn down even on
 #      failure; PostgreSQL and Patroni servers are started per package by the tests;
 #   3. a check that nothing was left running or lying around.
@@ -24,9 +24,11 @@ t1=$(date +%s)
 echo "run-tests: set-up took $((t1 - t0))s"
 
 status=0
-go test -count=1 -timeout 20m ./test/kubeenv/ ./test/images/ || status=1
+# These own their cluster: kubeenv checks its own teardown, and the Kubernetes fault
+# suite restarts the API server, which it does not do to a shared cluster.
+go test -count=1 -timeout 30m ./test/kubeenv/ ./test/images/ ./test/faults/kube/ || status=1
 
-mapfile -t pkgs < <(go list ./... | grep -v -e '/test/kubeenv$' -e '/test/images$')
+mapfile -t pkgs < <(go list ./... | grep -v -e '/test/kubeenv$' -e '/test/images$' -e '/test/faults/kube$')
 test/env.sh run go test -count=1 -timeout 60m "${pkgs[@]}" || status=1
 
 test/check-clean.sh || status=1
