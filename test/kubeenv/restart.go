@@ -41,7 +41,34 @@ func (e *Env) StartAPIServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return e.waitHTTP(ctx, p, e.st.APIServerURL+"/readyz", tlsCfg, func(b string) bool { return strings.TrimSpace(b) == "ok" })
+	if err := e.waitHTTP(ctx, p, e.st.APIServerURL+"/readyz", tlsCfg, func(b string) bool { return strings.TrimSpace(b) == "ok" }); err != nil {
+		return err
+	}
+	// Observed here: after the API server came back, kube-controller-manager kept
+	// running but its serviceaccount controller created no default ServiceAccount
+	// in new namespaces any more. Restart the controllers too, as a control-plane
+	// restart would, so later tests get a working cluster.
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		if err := e.restartProcess(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restartProcess stops a recorded server and starts it again with the same flags.
+func (e *Env) restartProcess(name string) error {
+	old := e.st.process(name)
+	if old == nil {
+		return fmt.Errorf("%s is not part of this environment", name)
+	}
+	if err := stopProcess(*old, 10*time.Second); err != nil {
+		return err
+	}
+	binary, args := old.Binary, append([]string(nil), old.Args...)
+	e.forget(name)
+	_, err := e.startProcess(name, binary, args, nil)
+	return err
 }
 
 // RestartAPIServer stops kube-apiserver, keeps it down for downtime, and starts it
