@@ -598,8 +598,16 @@ func TestClusterPreconditions(t *testing.T) {
 	if d := c.getDeployment("idle"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "" {
 		t.Fatalf("changed: %d %v", *d.Spec.Replicas, d.Annotations)
 	}
-	if err := p.scale(ctx, Ref{Deployment, "idle"}, 0, c.getDeployment("idle").ResourceVersion); err != nil {
-		t.Fatalf("scale with the current resourceVersion: %v", err)
+	// The deployment controller may write the status between the read and the
+	// patch (a new resourceVersion): a fresh read must then succeed.
+	for attempt := 1; ; attempt++ {
+		err := p.scale(ctx, Ref{Deployment, "idle"}, 0, c.getDeployment("idle").ResourceVersion)
+		if err == nil {
+			break
+		}
+		if !apierrors.IsConflict(err) || attempt == 5 {
+			t.Fatalf("scale with the current resourceVersion (attempt %d): %v", attempt, err)
+		}
 	}
 }
 
