@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 )
 
 // TestKillAtRandomPoints kills the real migrate binary with SIGKILL at 30 seeded
@@ -24,7 +26,7 @@ func TestKillAtRandomPoints(t *testing.T) {
 	// pg_sleep(10ms) in every migration: a run lasts long enough (one to two
 	// seconds) for 30 kills to land at distinct places.
 	dir := migrations(t, n, 1, 10*time.Millisecond)
-	rng := newRand(seed(t))
+	rng := kit.NewRand(kit.Seed(t))
 
 	full := calibrate(t, e, dir, n)
 	t.Logf("a full run of %d migrations takes %s", n, full.Round(time.Millisecond))

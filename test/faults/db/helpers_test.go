@@ -3,7 +3,6 @@ package db
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,24 +17,6 @@ import (
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
-
-// seed makes the random choices reproducible: CHARTREUSE_FAULT_SEED, else a fixed
-// default. Every test logs the seed it used.
-func seed(t *testing.T) uint64 {
-	t.Helper()
-	s := uint64(20260408)
-	if v := os.Getenv("CHARTREUSE_FAULT_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("CHARTREUSE_FAULT_SEED=%q: %v", v, err)
-		}
-		s = n
-	}
-	t.Logf("seed %d (set CHARTREUSE_FAULT_SEED to replay another)", s)
-	return s
-}
-
-func newRand(s uint64) *rand.Rand { return rand.New(rand.NewPCG(s, s^0x9e3779b97f4a7c15)) }
 
 var roleCounter atomic.Int64
 

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"os"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -23,22 +21,6 @@ import (
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 )
-
-func seed(t *testing.T) uint64 {
-	t.Helper()
-	s := uint64(20260408)
-	if v := os.Getenv("CHARTREUSE_FAULT_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("CHARTREUSE_FAULT_SEED=%q: %v", v, err)
-		}
-		s = n
-	}
-	t.Logf("seed %d (set CHARTREUSE_FAULT_SEED to replay another)", s)
-	return s
-}
-
-func newRand(s uint64) *rand.Rand { return rand.New(rand.NewPCG(s, s^0x9e3779b97f4a7c15)) }
 
 // cluster is one test's namespace, a ServiceAccount with the steps' documented
 // Role, and its kubeconfig (token credentials, scanned for in every output).

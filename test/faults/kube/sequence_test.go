@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 )
 
 // TestInterruptedSequences runs a seeded random sequence of scale-down and
@@ -14,7 +16,7 @@ import (
 // restore (rerun until it exits 0) brings back the original replicas exactly.
 func TestInterruptedSequences(t *testing.T) {
 	c := newCluster(t)
-	rng := newRand(seed(t))
+	rng := kit.NewRand(kit.Seed(t))
 	c.deployments(16, func(i int) int32 { return []int32{0, 1, 3, 0, 2, 0, 0, 1}[i%8] }, 0)
 	const rounds = 24
 	var finished, interrupted, failed int
