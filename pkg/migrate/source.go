@@ -1,7 +1,6 @@
 package migrate
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io/fs"
@@ -117,28 +116,47 @@ func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 // parseAnnotations finds the goose annotations that matter before running: Up (goose
 // rejects a file without it), a Down section with statements, NO TRANSACTION. It
 // follows goose's rule: an annotation line starts with "--" and contains "+goose".
+// Lines are cut from b in place: a bufio.Scanner's buffer per file was most of the
+// garbage a --plan run made.
 func parseAnnotations(b []byte) (src Source, hasUp bool) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	inDown := false
-	for sc.Scan() {
-		line := sc.Text()
-		trimmed := strings.TrimSpace(line)
-		if strings.HasPrefix(line, "--") && strings.Contains(line, "+goose") {
-			cmd := strings.TrimSpace(strings.Replace(strings.ReplaceAll(line, "--", ""), "+goose", "", 1))
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		// Where the scanner used here before gave up (bufio.ErrTooLong), and with it the
+		// rest of the file; goose itself refuses far shorter lines.
+		if len(line) >= maxAnnotationLine {
+			break
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if bytes.HasPrefix(line, dashes) && bytes.Contains(line, gooseMark) {
+			cmd := bytes.TrimSpace(bytes.Replace(bytes.ReplaceAll(line, dashes, nil), gooseMark, nil, 1))
 			switch {
-			case strings.EqualFold(cmd, "Up"):
+			case bytes.EqualFold(cmd, []byte("Up")):
 				hasUp, inDown = true, false
-			case strings.EqualFold(cmd, "Down"):
+			case bytes.EqualFold(cmd, []byte("Down")):
 				inDown = true
-			case strings.EqualFold(cmd, "NO TRANSACTION"):
+			case bytes.EqualFold(cmd, []byte("NO TRANSACTION")):
 				src.NoTx = true
 			}
 			continue
 		}
-		if inDown && trimmed != "" && !strings.HasPrefix(trimmed, "--") {
-			src.HasDown = true
+		if inDown && !src.HasDown {
+			if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 && !bytes.HasPrefix(trimmed, dashes) {
+				src.HasDown = true
+			}
 		}
 	}
 	return src, hasUp
 }
+
+const maxAnnotationLine = 16 << 20
+
+var (
+	dashes    = []byte("--")
+	gooseMark = []byte("+goose")
+)
