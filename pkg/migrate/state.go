@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -114,76 +115,69 @@ func contains[T comparable](list []T, v T) bool {
 	return false
 }
 
+// inspectQuery reads, in one statement, everything Inspect needs but the version
+// table's rows: each query is a round trip, which is most of a --plan run's time.
+const inspectQuery = `
+WITH x AS (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s),
+     ns AS (SELECT n.oid FROM pg_namespace n JOIN x ON n.nspname = x.s),
+     rel AS (SELECT c.oid, c.relkind::text AS kind FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
+             WHERE c.relname = $2::text::name)
+SELECT x.s, EXISTS (SELECT FROM ns), current_user::text, current_setting('server_version'),
+       coalesce((SELECT has_schema_privilege(ns.oid, 'CREATE') FROM ns), false),
+       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
+          AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'),
+       rel.kind,
+       coalesce(has_table_privilege(rel.oid, 'SELECT'), false),
+       coalesce(has_table_privilege(rel.oid, 'INSERT') AND has_table_privilege(rel.oid, 'DELETE'), false),
+       (SELECT json_agg(json_build_array(attname, format_type(atttypid, atttypmod), attnotnull) ORDER BY attnum)::text
+        FROM pg_attribute WHERE attrelid = rel.oid AND attnum > 0 AND NOT attisdropped)
+FROM x LEFT JOIN rel ON true`
+
 // Inspect reads the version table and counts user tables. It only reads: it takes
-// no lock beyond what SELECT takes and creates nothing. table is --table.
+// no lock beyond what SELECT takes and creates nothing. table is --table. It makes
+// one round trip, two when the table is goose's and readable; q must be a pool of
+// pgx's stdlib driver (its queries pass pgx.QueryExecModeExec, which skips the
+// separate prepare round trip).
 func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	st := &State{}
-	var schemaArg sql.NullString
+	schemaArg := ""
 	st.Name = table
 	if s, n, ok := strings.Cut(table, "."); ok {
-		schemaArg, st.Name = sql.NullString{String: s, Valid: true}, n
+		schemaArg, st.Name = s, n
 	}
-	var schema sql.NullString
-	err := q.QueryRowContext(ctx, `
-		SELECT s, s IS NOT NULL AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s),
-		       current_user, current_setting('server_version'),
-		       s IS NOT NULL AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s)
-		           AND has_schema_privilege((SELECT oid FROM pg_namespace WHERE nspname = s), 'CREATE')
-		FROM (SELECT coalesce($1::text, current_schema()::text) AS s) AS x`, schemaArg,
-	).Scan(&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate)
+	var (
+		schema, kind, columns sql.NullString
+		canRead, canWrite     bool
+	)
+	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name).Scan(
+		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
+		&kind, &canRead, &canWrite, &columns)
 	if err != nil {
-		return nil, fmt.Errorf("reading the current schema: %w", err)
+		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
 	}
 	st.Schema = schema.String
-	if err := q.QueryRowContext(ctx, `
-		SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
-		  AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'`,
-	).Scan(&st.UserTables); err != nil {
-		return nil, fmt.Errorf("counting tables: %w", err)
-	}
-	if !st.SchemaExists {
+	if !st.SchemaExists || !kind.Valid {
 		return st, nil
 	}
-	var oid uint32
-	err = q.QueryRowContext(ctx, `
-		SELECT c.oid, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = $2`, st.Schema, st.Name).Scan(&oid, &st.Kind)
-	if err == sql.ErrNoRows {
-		return st, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("looking up the version table %s: %w", st.Qualified(), err)
-	}
-	st.Exists = true
-	if err := q.QueryRowContext(ctx, `
-		SELECT has_table_privilege($1::oid, 'SELECT'), has_table_privilege($1::oid, 'INSERT') AND has_table_privilege($1::oid, 'DELETE')`,
-		oid).Scan(&st.CanRead, &st.CanWrite); err != nil {
-		return nil, fmt.Errorf("checking privileges on %s: %w", st.Qualified(), err)
-	}
-	rows, err := q.QueryContext(ctx, `
-		SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
-		WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
-	if err != nil {
-		return nil, fmt.Errorf("reading the columns of %s: %w", st.Qualified(), err)
-	}
-	for rows.Next() {
-		var c Column
-		if err := rows.Scan(&c.Name, &c.Type, &c.NotNull); err != nil {
-			rows.Close()
+	st.Exists, st.Kind, st.CanRead, st.CanWrite = true, kind.String, canRead, canWrite
+	if columns.Valid {
+		var cols [][3]any
+		if err := json.Unmarshal([]byte(columns.String), &cols); err != nil {
 			return nil, fmt.Errorf("reading the columns of %s: %w", st.Qualified(), err)
 		}
-		st.Columns = append(st.Columns, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the columns of %s: %w", st.Qualified(), err)
+		for _, c := range cols {
+			name, _ := c[0].(string)
+			typ, _ := c[1].(string)
+			notNull, _ := c[2].(bool)
+			st.Columns = append(st.Columns, Column{Name: name, Type: typ, NotNull: notNull})
+		}
 	}
 	if len(st.ShapeProblems()) > 0 || !st.CanRead {
 		return st, nil
 	}
-	rows, err = q.QueryContext(ctx, `SELECT id::bigint, version_id::bigint, is_applied FROM `+
-		pgx.Identifier{st.Schema, st.Name}.Sanitize()+` ORDER BY id`)
+	rows, err := q.QueryContext(ctx, `SELECT id::bigint, version_id::bigint, is_applied FROM `+
+		pgx.Identifier{st.Schema, st.Name}.Sanitize()+` ORDER BY id`, pgx.QueryExecModeExec)
 	if err != nil {
 		return nil, fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
 	}

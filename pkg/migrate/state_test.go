@@ -1,0 +1,256 @@
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// TestInspect checks every field Inspect reads with its one catalog query (and the
+// rows query), against states set up by hand.
+func TestInspect(t *testing.T) {
+	reader := plainRole(t, "mig_reader")
+	nobody := plainRole(t, "mig_nobody")
+	d := newDB(t)
+	cfg, err := pgx.ParseConfig(d.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	ctx := context.Background()
+	inspect := func(t *testing.T, q Querier, table string) *State {
+		t.Helper()
+		st, err := Inspect(ctx, q, table)
+		if err != nil {
+			t.Fatalf("Inspect(%s): %v", table, err)
+		}
+		old, err := inspectSeparately(ctx, q, table)
+		if err != nil {
+			t.Fatalf("inspectSeparately(%s): %v", table, err)
+		}
+		if !reflect.DeepEqual(st, old) {
+			t.Fatalf("Inspect(%s) = %+v\nwith one query per fact:  %+v", table, st, old)
+		}
+		return st
+	}
+
+	t.Run("fresh database", func(t *testing.T) {
+		st := inspect(t, db, DefaultTable)
+		if st.Schema != "public" || !st.SchemaExists || st.Name != DefaultTable || st.Exists || st.Kind != "" ||
+			!st.CanCreate || st.CurrentUser != "postgres" || !strings.HasPrefix(st.ServerVersion, "15") ||
+			st.UserTables != 0 || st.Columns != nil || st.Rows != nil || st.CanRead || st.CanWrite {
+			t.Fatalf("%+v", st)
+		}
+	})
+	t.Run("missing schema", func(t *testing.T) {
+		st := inspect(t, db, "nosuch.goose_db_version")
+		if st.Schema != "nosuch" || st.SchemaExists || st.Exists || st.CanCreate || st.Name != "goose_db_version" {
+			t.Fatalf("%+v", st)
+		}
+	})
+	t.Run("no schema on the search path", func(t *testing.T) {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.ExecContext(ctx, "SET search_path = ''"); err != nil {
+			t.Fatal(err)
+		}
+		defer c.ExecContext(ctx, "RESET search_path")
+		st := inspect(t, c, DefaultTable)
+		if st.Schema != "" || st.SchemaExists || st.Exists || st.CanCreate {
+			t.Fatalf("%+v", st)
+		}
+	})
+
+	dir := writeDir(t, subset(threeTables, "00001_a.sql", "00002_b.sql"))
+	mustRun(t, d.url(), dir)
+	d.exec("CREATE SCHEMA insp")
+	d.exec(`CREATE TABLE insp.odd (id bigint NOT NULL, "we""ird\col ""x""" varchar(7), gone int, is_applied boolean NOT NULL)`)
+	d.exec("ALTER TABLE insp.odd DROP COLUMN gone")
+	d.exec("CREATE VIEW insp.v AS SELECT 1 AS id")
+	d.exec("GRANT USAGE ON SCHEMA insp TO " + reader + ", " + nobody)
+	d.exec("GRANT SELECT ON goose_db_version, insp.odd TO " + reader)
+	d.exec("GRANT INSERT ON insp.odd TO " + reader)
+
+	t.Run("goose table", func(t *testing.T) {
+		st := inspect(t, db, DefaultTable)
+		wantCols := []Column{{"id", "integer", true}, {"version_id", "bigint", true}, {"is_applied", "boolean", true}, {"tstamp", "timestamp without time zone", true}}
+		wantRows := []Row{{1, 0, true}, {2, 1, true}, {3, 2, true}}
+		if st.Schema != "public" || !st.Exists || st.Kind != "r" || !st.CanRead || !st.CanWrite || st.UserTables != 4 ||
+			!reflect.DeepEqual(st.Columns, wantCols) || !reflect.DeepEqual(st.Rows, wantRows) || len(st.ShapeProblems()) != 0 {
+			t.Fatalf("%+v", st)
+		}
+	})
+	t.Run("other table", func(t *testing.T) {
+		st := inspect(t, db, "insp.odd")
+		wantCols := []Column{{"id", "bigint", true}, {`we"ird\col "x"`, "character varying(7)", false}, {"is_applied", "boolean", true}}
+		if st.Schema != "insp" || !st.Exists || st.Kind != "r" || !reflect.DeepEqual(st.Columns, wantCols) || st.Rows != nil ||
+			len(st.ShapeProblems()) == 0 {
+			t.Fatalf("%+v", st)
+		}
+	})
+	t.Run("view", func(t *testing.T) {
+		st := inspect(t, db, "insp.v")
+		if !st.Exists || st.Kind != "v" || len(st.Columns) != 1 || st.Rows != nil {
+			t.Fatalf("%+v", st)
+		}
+	})
+	asRole := func(t *testing.T, role string) *sql.Conn {
+		t.Helper()
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ExecContext(ctx, "SET ROLE "+role); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = c.ExecContext(ctx, "RESET ROLE")
+			c.Close()
+		})
+		return c
+	}
+	t.Run("read-only role", func(t *testing.T) {
+		c := asRole(t, reader)
+		st := inspect(t, c, DefaultTable)
+		if st.CurrentUser != reader || !st.CanRead || st.CanWrite || st.CanCreate || len(st.Rows) != 3 {
+			t.Fatalf("%+v", st)
+		}
+		if st := inspect(t, c, "insp.odd"); !st.CanRead || st.CanWrite {
+			t.Fatalf("SELECT and INSERT but no DELETE: %+v", st)
+		}
+	})
+	t.Run("statements", func(t *testing.T) {
+		tr := &countingTracer{}
+		c := cfg.Copy()
+		c.Tracer = tr
+		counted := stdlib.OpenDB(*c)
+		defer counted.Close()
+		if err := counted.PingContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tr.queries, tr.prepares = 0, 0
+		if _, err := Inspect(ctx, counted, DefaultTable); err != nil {
+			t.Fatal(err)
+		}
+		// Each query and each prepare is a round trip.
+		if tr.queries != 2 || tr.prepares != 0 {
+			t.Fatalf("Inspect ran %d queries and %d prepares, want 2 queries (catalog, rows) and no prepare", tr.queries, tr.prepares)
+		}
+	})
+	t.Run("role without privileges", func(t *testing.T) {
+		st := inspect(t, asRole(t, nobody), DefaultTable)
+		if st.CurrentUser != nobody || !st.Exists || st.CanRead || st.CanWrite || st.CanCreate || st.Rows != nil || len(st.Columns) != 4 {
+			t.Fatalf("%+v", st)
+		}
+	})
+}
+
+// inspectSeparately is Inspect as it was written with one query per fact, kept to
+// check that the merged query reads the same state.
+func inspectSeparately(ctx context.Context, q Querier, table string) (*State, error) {
+	st := &State{}
+	var schemaArg sql.NullString
+	st.Name = table
+	if s, n, ok := strings.Cut(table, "."); ok {
+		schemaArg, st.Name = sql.NullString{String: s, Valid: true}, n
+	}
+	var schema sql.NullString
+	err := q.QueryRowContext(ctx, `
+		SELECT s, s IS NOT NULL AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s),
+		       current_user, current_setting('server_version'),
+		       s IS NOT NULL AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s)
+		           AND has_schema_privilege((SELECT oid FROM pg_namespace WHERE nspname = s), 'CREATE')
+		FROM (SELECT coalesce($1::text, current_schema()::text) AS s) AS x`, schemaArg,
+	).Scan(&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate)
+	if err != nil {
+		return nil, fmt.Errorf("reading the current schema: %w", err)
+	}
+	st.Schema = schema.String
+	if err := q.QueryRowContext(ctx, `
+		SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
+		  AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'`,
+	).Scan(&st.UserTables); err != nil {
+		return nil, fmt.Errorf("counting tables: %w", err)
+	}
+	if !st.SchemaExists {
+		return st, nil
+	}
+	var oid uint32
+	err = q.QueryRowContext(ctx, `
+		SELECT c.oid, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2`, st.Schema, st.Name).Scan(&oid, &st.Kind)
+	if err == sql.ErrNoRows {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up the version table %s: %w", st.Qualified(), err)
+	}
+	st.Exists = true
+	if err := q.QueryRowContext(ctx, `
+		SELECT has_table_privilege($1::oid, 'SELECT'), has_table_privilege($1::oid, 'INSERT') AND has_table_privilege($1::oid, 'DELETE')`,
+		oid).Scan(&st.CanRead, &st.CanWrite); err != nil {
+		return nil, fmt.Errorf("checking privileges on %s: %w", st.Qualified(), err)
+	}
+	rows, err := q.QueryContext(ctx, `
+		SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
+		WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
+	if err != nil {
+		return nil, fmt.Errorf("reading the columns of %s: %w", st.Qualified(), err)
+	}
+	for rows.Next() {
+		var c Column
+		if err := rows.Scan(&c.Name, &c.Type, &c.NotNull); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reading the columns of %s: %w", st.Qualified(), err)
+		}
+		st.Columns = append(st.Columns, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the columns of %s: %w", st.Qualified(), err)
+	}
+	if len(st.ShapeProblems()) > 0 || !st.CanRead {
+		return st, nil
+	}
+	rows, err = q.QueryContext(ctx, `SELECT id::bigint, version_id::bigint, is_applied FROM `+
+		pgx.Identifier{st.Schema, st.Name}.Sanitize()+` ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r Row
+		if err := rows.Scan(&r.ID, &r.Version, &r.Applied); err != nil {
+			return nil, fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
+		}
+		st.Rows = append(st.Rows, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
+	}
+	return st, nil
+}
+
+type countingTracer struct{ queries, prepares int }
+
+func (c *countingTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.queries++
+	return ctx
+}
+func (c *countingTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *countingTracer) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
+	c.prepares++
+	return ctx
+}
+func (c *countingTracer) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
