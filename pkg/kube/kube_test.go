@@ -100,7 +100,7 @@ func TestConnectNamespace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Namespace != tt.want || c.Config.Host != "https://127.0.0.1:6443" || c.Config.QPS != defaultQPS {
+		if c.Namespace != tt.want || c.Config.Host != "https://127.0.0.1:6443" || c.Config.QPS != DefaultQPS {
 			t.Errorf("%+v: namespace %q host %q qps %v", tt.opts, c.Namespace, c.Config.Host, c.Config.QPS)
 		}
 	}

@@ -32,10 +32,9 @@ func workloadPermissions(ws []*Workload) []permission {
 			continue
 		}
 		seen[w.Kind] = true
+		// One patch of the object itself changes the record and the replicas
+		// together: the scale subresource is not used.
 		perms = append(perms, permission{"patch", w.Kind.Group(), w.Kind.Resource(), ""})
-		if w.Kind.Scalable() {
-			perms = append(perms, permission{"patch", w.Kind.Group(), w.Kind.Resource(), "scale"})
-		}
 	}
 	return perms
 }
@@ -58,14 +57,25 @@ func watchPermissions(withPods bool) []permission {
 // message naming every missing verb. If the review itself is not possible, the step
 // goes on and the API calls report any refusal.
 func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, perms []permission, log *slog.Logger) error {
-	var missing []string
-	for _, p := range perms {
+	allowed := make([]bool, len(perms))
+	errs := forEach(ctx, len(perms), len(perms), false, func(i int) error {
+		p := perms[i]
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 			ResourceAttributes: &authorizationv1.ResourceAttributes{
 				Namespace: ns, Verb: p.verb, Group: p.group, Resource: p.resource, Subresource: p.subresource,
 			},
 		}}
 		res, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err == nil {
+			allowed[i] = res.Status.Allowed
+		}
+		return err
+	})
+	var missing []string
+	for i, err := range errs {
+		if err == errNotStarted {
+			err = ctx.Err()
+		}
 		if err != nil {
 			if kube.IsUnreachable(err) || ctx.Err() != nil {
 				return kube.Classify(fmt.Errorf("checking permissions: %w", err), "create", "selfsubjectaccessreviews.authorization.k8s.io")
@@ -73,8 +83,8 @@ func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, perms 
 			log.Debug("cannot check permissions in advance; relying on the API calls", "error", err)
 			return nil
 		}
-		if !res.Status.Allowed {
-			missing = append(missing, p.String())
+		if !allowed[i] {
+			missing = append(missing, perms[i].String())
 		}
 	}
 	if len(missing) > 0 {

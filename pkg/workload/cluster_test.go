@@ -152,7 +152,7 @@ func TestClusterRestoreKeepsANewDeploy(t *testing.T) {
 	}
 }
 
-// StatefulSets go through the scale subresource; CronJobs are suspended (their
+// StatefulSets are scaled like Deployments; CronJobs are suspended (their
 // running Job's pod is waited for), remembering whether they were suspended.
 func TestClusterStatefulSetAndCronJob(t *testing.T) {
 	t.Parallel()
@@ -505,7 +505,7 @@ func TestClusterRBAC(t *testing.T) {
 	t.Run("without patch scale-down changes nothing", func(t *testing.T) {
 		before := snapshot()
 		r := c.mustRun(1, ScaleDownSpec(), noPatch, "--selector", "part-of=rbac")
-		for _, m := range []string{"permission denied", "patch deployments.apps", "patch deployments.apps/scale", "patch statefulsets.apps/scale", "patch cronjobs.batch"} {
+		for _, m := range []string{"permission denied", "patch deployments.apps", "patch statefulsets.apps", "patch cronjobs.batch"} {
 			if !strings.Contains(r.summary.Error, m) {
 				t.Errorf("error does not name %q: %s", m, r.summary.Error)
 			}
@@ -529,7 +529,7 @@ func TestClusterRBAC(t *testing.T) {
 	t.Run("without patch scale-restore changes nothing", func(t *testing.T) {
 		before := snapshot()
 		r := c.mustRun(1, ScaleRestoreSpec(), noPatch)
-		if !strings.Contains(r.summary.Error, "patch deployments.apps/scale") {
+		if !strings.Contains(r.summary.Error, "patch deployments.apps") {
 			t.Errorf("error does not name the permission: %s", r.summary.Error)
 		}
 		if after := snapshot(); after != before {
@@ -574,9 +574,9 @@ func TestClusterNothingMatched(t *testing.T) {
 	c.mustRun(0, ScaleRestoreSpec(), "")
 }
 
-// resourceVersion preconditions on the record patch and on the scale subresource
-// patch really are enforced by the API server (409), which is what makes "record
-// before scaling" and "keep a newer value" safe against concurrent writers.
+// resourceVersion preconditions on the workload patches really are enforced by the
+// API server (409), which is what makes "the record holds the replicas the workload
+// had" and "keep a newer value" safe against concurrent writers.
 func TestClusterPreconditions(t *testing.T) {
 	c := newCluster(t)
 	ctx := context.Background()
@@ -587,7 +587,11 @@ func TestClusterPreconditions(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := patcher{cs: c.cs, ns: c.ns}
-	err := p.scale(ctx, Ref{Deployment, "idle"}, 1, stale)
+	scale := func(n int32, rv string) error {
+		_, err := p.object(ctx, Ref{Deployment, "idle"}, map[string]any{"metadata": map[string]any{"resourceVersion": rv}, "spec": map[string]any{"replicas": n}})
+		return err
+	}
+	err := scale(1, stale)
 	if !apierrors.IsConflict(err) {
 		t.Fatalf("scale with a stale resourceVersion: %v", err)
 	}
@@ -601,7 +605,7 @@ func TestClusterPreconditions(t *testing.T) {
 	// The deployment controller may write the status between the read and the
 	// patch (a new resourceVersion): a fresh read must then succeed.
 	for attempt := 1; ; attempt++ {
-		err := p.scale(ctx, Ref{Deployment, "idle"}, 0, c.getDeployment("idle").ResourceVersion)
+		err := scale(0, c.getDeployment("idle").ResourceVersion)
 		if err == nil {
 			break
 		}

@@ -98,14 +98,33 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		if len(groups) > 1 {
 			d.Log.Info("stopping priority group", "stop-priority", g[0].Priority, "workloads", len(g))
 		}
-		stopped := make([]*Workload, 0, len(g))
-		for _, wl := range g {
-			o, now, err := d.stop(ctx, f, wl)
-			if err != nil {
-				return outcomes, err
+		results := make([]stopResult, len(g))
+		errs := forEach(ctx, len(g), concurrency, true, func(i int) error {
+			var err error
+			results[i], err = d.stop(ctx, f, g[i])
+			return err
+		})
+		var (
+			stopped  []*Workload
+			firstErr error
+		)
+		for i, r := range results {
+			if errs[i] != nil {
+				if firstErr == nil && errs[i] != errNotStarted {
+					firstErr = errs[i]
+				}
+				continue
 			}
-			outcomes = append(outcomes, o)
-			stopped = append(stopped, now)
+			outcomes = append(outcomes, r.out)
+			stopped = append(stopped, r.now)
+		}
+		if firstErr == nil {
+			firstErr = ctx.Err()
+		}
+		// Events after the changes: they are for people, and must not delay the stop.
+		d.emitEvents(ctx, results, errs)
+		if firstErr != nil {
+			return outcomes, firstErr
 		}
 		what := fmt.Sprintf("the pods of %d workloads to stop", len(stopped))
 		if len(groups) > 1 {
@@ -119,12 +138,27 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	return outcomes, nil
 }
 
+// stopResult is what stopping one workload did.
+type stopResult struct {
+	out     Outcome
+	now     *Workload // as it is after the change
+	changed bool
+	at      time.Time
+}
+
+func (d *Downer) emitEvents(ctx context.Context, results []stopResult, errs []error) {
+	forEach(ctx, len(results), concurrency, false, func(i int) error {
+		if r := results[i]; errs[i] == nil && r.changed {
+			emitEvent(ctx, d.Client, d.Namespace, r.now, r.at, ReasonScaledDown, "scaled down for schema migration by "+d.RunID, d.Log)
+		}
+		return nil
+	})
+}
+
 // stop records and stops one workload, retrying on conflicts with a fresh read.
-// It returns the outcome and the workload as it is now.
-func (d *Downer) stop(ctx context.Context, f finder, wl *Workload) (Outcome, *Workload, error) {
+func (d *Downer) stop(ctx context.Context, f finder, wl *Workload) (stopResult, error) {
 	var (
-		out   Outcome
-		now   *Workload
+		res   stopResult
 		cur   = wl
 		fresh = false
 	)
@@ -143,78 +177,67 @@ func (d *Downer) stop(ctx context.Context, f finder, wl *Workload) (Outcome, *Wo
 		}
 		fresh = true
 		var err error
-		out, now, err = d.stopOnce(ctx, cur)
+		res, err = d.stopOnce(ctx, cur)
 		return err
 	})
 	if err != nil && apierrors.IsConflict(err) {
 		err = failure.Transientf("%s kept changing while being scaled down (conflicts): %w", wl, err)
 	}
-	return out, now, err
+	return res, err
 }
 
-func (d *Downer) stopOnce(ctx context.Context, w *Workload) (Outcome, *Workload, error) {
+// stopOnce makes at most one change: a JSON merge patch of the workload that writes
+// the record (unless an earlier run did) together with replicas 0 or suspend, valid
+// only for the resourceVersion read, so the record always holds what the workload
+// had just before it was stopped.
+func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) {
 	p := patcher{cs: d.Client, ns: d.Namespace}
 	rec, has, err := w.readRecord()
 	if err != nil {
-		return Outcome{}, nil, failure.AsPermanent(err)
+		return stopResult{}, failure.AsPermanent(err)
 	}
 	now := d.Clock.Now()
-	changed := false
+	meta := map[string]any{"resourceVersion": w.ResourceVersion}
+	patch := map[string]any{"metadata": meta}
 	if !has {
 		value := strconv.Itoa(int(w.Replicas))
 		if !w.Kind.Scalable() {
 			value = strconv.FormatBool(w.Suspended)
 		}
-		patch := map[string]any{"metadata": map[string]any{
-			"resourceVersion": w.ResourceVersion,
-			"annotations": map[string]any{
-				w.recordKey(): value, AnnotationBy: d.RunID, AnnotationAt: now.UTC().Format(time.RFC3339),
-			},
-		}}
-		if !w.Kind.Scalable() {
-			// Record and suspend in one atomic change.
-			patch["spec"] = map[string]any{"suspend": true}
+		meta["annotations"] = map[string]any{
+			w.recordKey(): value, AnnotationBy: d.RunID, AnnotationAt: now.UTC().Format(time.RFC3339),
 		}
-		updated, err := p.object(ctx, w.Ref, patch)
-		if err != nil {
-			return Outcome{}, nil, err
-		}
-		updated.Priority = w.Priority
 		rec = record{replicas: w.Replicas, suspended: w.Suspended, by: d.RunID}
-		w, changed = updated, true
 	} else {
 		d.Log.Info("already recorded by an earlier run: keeping the record", "workload", w.String(), "recorded", w.Annotations[w.recordKey()], "by", rec.by, "at", rec.at)
 		if w.Kind.Scalable() && w.Replicas != 0 && w.Replicas != rec.replicas {
 			d.Log.Warn("replicas differ from the record of an earlier run; the record wins at restore", "workload", w.String(), "replicas", w.Replicas, "recorded", rec.replicas)
 		}
 	}
-	var out Outcome
-	if w.Kind.Scalable() {
-		if w.Replicas != 0 {
-			if err := p.scale(ctx, w.Ref, 0, w.ResourceVersion); err != nil {
-				return Outcome{}, nil, err
-			}
-			changed = true
+	switch {
+	case w.Kind.Scalable() && w.Replicas != 0:
+		patch["spec"] = map[string]any{"replicas": 0}
+	case !w.Kind.Scalable() && !w.Suspended:
+		patch["spec"] = map[string]any{"suspend": true}
+	}
+	res := stopResult{now: w, at: now}
+	if len(meta) > 1 || patch["spec"] != nil {
+		updated, err := p.object(ctx, w.Ref, patch)
+		if err != nil {
+			return stopResult{}, err
 		}
-		out = Outcome{Ref: w.Ref, Value: strconv.Itoa(int(rec.replicas))}
+		updated.Priority = w.Priority
+		res.now, res.changed = updated, true
+	}
+	// The controller must see the change before the wait can trust what it reports,
+	// unless the workload was already at 0 and its controller had seen that.
+	res.now.awaitController = w.Kind.Scalable() && !w.settledAtZero()
+	if w.Kind.Scalable() {
+		res.out = Outcome{Ref: w.Ref, Value: strconv.Itoa(int(rec.replicas))}
 		d.Log.Info("scaled to 0", "workload", w.String(), "replicas-before", rec.replicas)
 	} else {
-		if !w.Suspended {
-			updated, err := p.object(ctx, w.Ref, map[string]any{
-				"metadata": map[string]any{"resourceVersion": w.ResourceVersion},
-				"spec":     map[string]any{"suspend": true},
-			})
-			if err != nil {
-				return Outcome{}, nil, err
-			}
-			updated.Priority = w.Priority
-			w, changed = updated, true
-		}
-		out = Outcome{Ref: w.Ref, Value: cronValue(rec.suspended)}
+		res.out = Outcome{Ref: w.Ref, Value: cronValue(rec.suspended)}
 		d.Log.Info("suspended", "workload", w.String(), "was", cronValue(rec.suspended), "active-jobs", len(w.ActiveJobs))
 	}
-	if changed {
-		emitEvent(ctx, d.Client, d.Namespace, w, now, ReasonScaledDown, "scaled down for schema migration by "+d.RunID, d.Log)
-	}
-	return out, w, nil
+	return res, nil
 }

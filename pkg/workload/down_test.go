@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -64,19 +65,20 @@ func TestScaleDownRecordsThenStops(t *testing.T) {
 	if other := getDeployment(t, cs, "other"); *other.Spec.Replicas != 1 || len(other.Annotations) != 0 {
 		t.Fatalf("an unselected workload was touched: %+v", other)
 	}
-	// The record is written before the scale changes.
-	p := patches(cs)
-	wantOrder := []string{"deployments web", "deployments/scale web"}
-	idx := func(s string) int {
-		for i, x := range p {
-			if x == s {
-				return i
-			}
+	// The record and the replicas change in one patch, valid only for the version read.
+	var webPatches []string
+	for _, a := range cs.Actions() {
+		if pa, ok := a.(k8stesting.PatchAction); ok && pa.GetResource().Resource == "deployments" && pa.GetName() == "web" {
+			webPatches = append(webPatches, pa.GetSubresource()+string(pa.GetPatch()))
 		}
-		return -1
 	}
-	if a, b := idx(wantOrder[0]), idx(wantOrder[1]); a < 0 || b < 0 || a > b {
-		t.Fatalf("patch order %v: record must come before scale", p)
+	if len(webPatches) != 1 {
+		t.Fatalf("web patched %d times, want once: %v", len(webPatches), webPatches)
+	}
+	for _, part := range []string{`"replicas":0`, `"` + AnnotationReplicas + `":"3"`, `"resourceVersion":`} {
+		if !strings.Contains(webPatches[0], part) {
+			t.Errorf("web's patch %s lacks %s", webPatches[0], part)
+		}
 	}
 	evs := events(t, cs)
 	if len(evs) != 4 {
@@ -288,13 +290,13 @@ func TestScaleDownCheckAccessFirst(t *testing.T) {
 	cs.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		r := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
 		ra := r.Spec.ResourceAttributes
-		r.Status.Allowed = !(ra.Verb == "patch" && ra.Subresource == "scale")
+		r.Status.Allowed = !(ra.Verb == "patch" && ra.Resource == "deployments")
 		return true, r, nil
 	})
 	d, _ := newDowner(t, cs)
 	d.CheckAccess = true
 	_, err := d.Run(context.Background(), sel(t, "", "deployment/web"))
-	if failure.Code(err) != 1 || !strings.Contains(err.Error(), "missing patch deployments.apps/scale") {
+	if failure.Code(err) != 1 || !strings.Contains(err.Error(), "missing patch deployments.apps") {
 		t.Fatalf("err %v", err)
 	}
 	if p := patches(cs); len(p) != 0 {
@@ -313,7 +315,7 @@ func TestScaleDownWaitsForPods(t *testing.T) {
 	// Play the controllers: delete the pods of web a little after it is scaled to 0.
 	deleted := make(chan time.Time, 1)
 	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.GetSubresource() == "scale" {
+		if strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), `"replicas":0`) {
 			go func() {
 				time.Sleep(300 * time.Millisecond)
 				_ = cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, "web-1")
@@ -389,8 +391,60 @@ func TestScaleDownWaitsForTheControllerToCatchUp(t *testing.T) {
 	d, _ := newDowner(t, cs)
 	d.Timeout = 300 * time.Millisecond
 	_, err := d.Run(context.Background(), sel(t, "", "deployment/web"))
-	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "deployment/web (controller reports 3 replicas)") {
+	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "deployment/web (its controller has not seen the change yet; it reports 3 replicas)") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// What the wait needs of the controller: to have seen the change to 0, not to
+// report 0 replicas (its pods tell that), and nothing at all of a workload that
+// was already at 0 and seen so (recording it bumps its generation).
+func TestScaleDownControllerConditions(t *testing.T) {
+	tests := []struct {
+		name            string
+		replicas        int32
+		gen, observed   int64
+		statusReplicas  int32
+		observeAfter    bool // the controller reports the generation of the patch
+		wantControllerW bool
+	}{
+		{"scaled, controller caught up, still counting", 3, 1, 1, 3, true, false},
+		{"scaled, controller behind", 3, 1, 1, 3, false, true},
+		{"already at 0 and seen so", 0, 4, 4, 0, false, false},
+		{"at 0 but not yet seen so", 0, 4, 3, 0, false, true},
+		{"at 0 but pods still counted", 0, 4, 4, 1, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dep := deployment("web", tt.replicas, nil)
+			dep.Generation, dep.Status.ObservedGeneration, dep.Status.Replicas = tt.gen, tt.observed, tt.statusReplicas
+			cs := newFake(dep)
+			// The fake does not bump generations: play the API server, and
+			// the controller when it is to catch up.
+			cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				pa := a.(k8stesting.PatchAction)
+				cur, err := cs.Tracker().Get(appsv1.SchemeGroupVersion.WithResource("deployments"), testNS, pa.GetName())
+				if err != nil {
+					return true, nil, err
+				}
+				d := cur.(*appsv1.Deployment).DeepCopy()
+				d.Generation++
+				if tt.observeAfter {
+					d.Status.ObservedGeneration = d.Generation
+				}
+				if err := cs.Tracker().Update(appsv1.SchemeGroupVersion.WithResource("deployments"), d, testNS); err != nil {
+					return true, nil, err
+				}
+				return false, nil, nil
+			})
+			d, _ := newDowner(t, cs)
+			d.Timeout = 300 * time.Millisecond
+			_, err := d.Run(context.Background(), sel(t, "", "deployment/web"))
+			waited := err != nil && strings.Contains(err.Error(), "its controller has not seen the change yet")
+			if waited != tt.wantControllerW || (err != nil && !waited) {
+				t.Fatalf("waited for the controller: %v, want %v (err %v)", waited, tt.wantControllerW, err)
+			}
+		})
 	}
 }
 
@@ -406,7 +460,7 @@ func TestPriorityOrder(t *testing.T) {
 		order []string
 	)
 	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.GetSubresource() == "scale" {
+		if strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), `"replicas":`) {
 			name := a.(k8stesting.PatchAction).GetName()
 			mu.Lock()
 			order = append(order, name)

@@ -69,29 +69,3 @@ func (p patcher) object(ctx context.Context, r Ref, patch map[string]any) (*Work
 	}
 	return w, nil
 }
-
-// scale sets spec.replicas through the scale subresource, only if the workload is
-// still at resourceVersion rv (when rv is not empty).
-func (p patcher) scale(ctx context.Context, r Ref, replicas int32, rv string) error {
-	patch := map[string]any{"spec": map[string]any{"replicas": replicas}}
-	if rv != "" {
-		patch["metadata"] = map[string]any{"resourceVersion": rv}
-	}
-	body := mergePatch(patch)
-	opts := metav1.PatchOptions{FieldManager: fieldManager}
-	var err error
-	switch r.Kind {
-	case Deployment:
-		// The response is the Scale; the typed client cannot decode it as a
-		// Deployment and leaves the result empty, which is fine: it is not used.
-		_, err = p.cs.AppsV1().Deployments(p.ns).Patch(ctx, r.Name, types.MergePatchType, body, opts, "scale")
-	case StatefulSet:
-		_, err = p.cs.AppsV1().StatefulSets(p.ns).Patch(ctx, r.Name, types.MergePatchType, body, opts, "scale")
-	default:
-		return fmt.Errorf("%s cannot be scaled", r)
-	}
-	if err != nil {
-		return kube.Classify(fmt.Errorf("scaling %s to %d: %w", r, replicas, err), "patch", resourceName(r.Kind, "scale"))
-	}
-	return nil
-}

@@ -98,19 +98,25 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		if len(groups) > 1 {
 			r.Log.Info("restoring priority group", "stop-priority", g[0].Priority, "workloads", len(g))
 		}
+		results := make([]restoreResult, len(g))
+		gerrs := forEach(ctx, len(g), concurrency, false, func(i int) error {
+			var err error
+			results[i], err = r.restore(ctx, f, g[i])
+			return err
+		})
 		var restored []*Workload
-		for _, wl := range g {
-			o, ok, err := r.restore(ctx, f, wl)
-			if err != nil {
-				r.Log.Error("could not restore", "workload", wl.String(), "error", err.Error())
+		for i, res := range results {
+			if err := gerrs[i]; err != nil {
+				r.Log.Error("could not restore", "workload", g[i].String(), "error", err.Error())
 				errs = append(errs, err)
 				continue
 			}
-			if ok {
-				outcomes = append(outcomes, o)
-				restored = append(restored, wl)
+			if res.ok {
+				outcomes = append(outcomes, res.out)
+				restored = append(restored, g[i])
 			}
 		}
+		r.emitEvents(ctx, results, gerrs)
 		if wt != nil && len(errs) == 0 {
 			what := fmt.Sprintf("%d restored workloads to be ready", len(restored))
 			if err := wt.until(ctx, what, w.readyCond(restored, r.Namespace)); err != nil {
@@ -145,9 +151,27 @@ func joinErrors(errs []error) error {
 	return failure.AsPermanent(errors.New(msg))
 }
 
-// restore restores one workload, retrying on conflicts with a fresh read. ok is false
-// when the record disappeared meanwhile (another restore got there first).
-func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (out Outcome, ok bool, err error) {
+// restoreResult is what restoring one workload did. ok is false when the record
+// disappeared meanwhile (another restore got there first).
+type restoreResult struct {
+	out Outcome
+	ok  bool
+	w   *Workload
+	msg string
+	at  time.Time
+}
+
+func (r *Restorer) emitEvents(ctx context.Context, results []restoreResult, errs []error) {
+	forEach(ctx, len(results), concurrency, false, func(i int) error {
+		if res := results[i]; errs[i] == nil && res.ok {
+			emitEvent(ctx, r.Client, r.Namespace, res.w, res.at, ReasonRestored, res.msg, r.Log)
+		}
+		return nil
+	})
+}
+
+// restore restores one workload, retrying on conflicts with a fresh read.
+func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res restoreResult, err error) {
 	cur, fresh := wl, false
 	err = onConflict(ctx, func() error {
 		if fresh {
@@ -157,22 +181,79 @@ func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (out Out
 			}
 			if !found {
 				r.Log.Warn("workload deleted meanwhile: nothing to restore", "workload", wl.String())
-				ok = false
+				res = restoreResult{}
 				return nil
 			}
 			cur = w
 		}
 		fresh = true
 		var err error
-		out, ok, err = r.restoreOnce(ctx, cur)
+		res, err = r.restoreOnce(ctx, cur)
 		return err
 	})
 	if err != nil && apierrors.IsConflict(err) {
 		err = failure.Transientf("%s kept changing while being restored (conflicts): %w", wl, err)
 	}
-	return out, ok, err
+	return res, err
 }
 
+// restoreOnce makes one change: a JSON merge patch, valid only for the
+// resourceVersion read, that removes the record together with putting back the
+// replicas or resuming, so a record is never removed without its restore.
+func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult, error) {
+	p := patcher{cs: r.Client, ns: r.Namespace}
+	rec, has, err := w.readRecord()
+	if !has {
+		r.Log.Info("record already removed: nothing to restore", "workload", w.String())
+		return restoreResult{}, nil
+	}
+	if err != nil {
+		return restoreResult{}, failure.AsPermanent(err)
+	}
+	res := restoreResult{ok: true, w: w, at: r.Clock.Now()}
+	patch := removeRecord(map[string]any{"metadata": map[string]any{"resourceVersion": w.ResourceVersion}})
+	if w.Kind.Scalable() {
+		replicasNow := w.Replicas
+		switch cur := w.Replicas; {
+		case cur == rec.replicas:
+			res.msg = fmt.Sprintf("at its recorded %d replicas after schema migration by %s", cur, r.RunID)
+			r.Log.Info("already at the recorded replicas", "workload", w.String(), "replicas", cur)
+		case cur == 0:
+			patch["spec"] = map[string]any{"replicas": rec.replicas}
+			replicasNow = rec.replicas
+			res.msg = fmt.Sprintf("restored to %d replicas after schema migration by %s", rec.replicas, r.RunID)
+			r.Log.Info("restored", "workload", w.String(), "replicas", rec.replicas)
+		default:
+			res.msg = fmt.Sprintf("kept %d replicas set since scale-down (recorded %d) after schema migration by %s", cur, rec.replicas, r.RunID)
+			r.Log.Warn("replicas changed since scale-down (a new deploy?): keeping them", "workload", w.String(), "replicas", cur, "recorded", rec.replicas)
+		}
+		res.out = Outcome{Ref: w.Ref, Value: strconv.Itoa(int(replicasNow))}
+	} else {
+		suspended := w.Suspended
+		switch {
+		case w.Suspended && !rec.suspended:
+			patch["spec"] = map[string]any{"suspend": false}
+			suspended = false
+			res.msg = "resumed after schema migration by " + r.RunID
+			r.Log.Info("resumed", "workload", w.String())
+		case w.Suspended:
+			res.msg = "left suspended (it was suspended before scale-down) after schema migration by " + r.RunID
+			r.Log.Info("left suspended: it was suspended before scale-down", "workload", w.String())
+		default:
+			res.msg = "already resumed after schema migration by " + r.RunID
+			r.Log.Info("already resumed since scale-down: keeping it", "workload", w.String())
+		}
+		res.out = Outcome{Ref: w.Ref, Value: cronValue(suspended)}
+	}
+	updated, err := p.object(ctx, w.Ref, patch)
+	if err != nil {
+		return restoreResult{}, err
+	}
+	res.w = updated
+	return res, nil
+}
+
+// removeRecord adds the removal of every record annotation to a merge patch.
 func removeRecord(patch map[string]any) map[string]any {
 	ann := map[string]any{}
 	for _, a := range recordAnnotations {
@@ -185,65 +266,4 @@ func removeRecord(patch map[string]any) map[string]any {
 	}
 	meta["annotations"] = ann
 	return patch
-}
-
-func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (Outcome, bool, error) {
-	p := patcher{cs: r.Client, ns: r.Namespace}
-	rec, has, err := w.readRecord()
-	if !has {
-		r.Log.Info("record already removed: nothing to restore", "workload", w.String())
-		return Outcome{}, false, nil
-	}
-	if err != nil {
-		return Outcome{}, false, failure.AsPermanent(err)
-	}
-	now := r.Clock.Now()
-	var (
-		out Outcome
-		msg string
-	)
-	if w.Kind.Scalable() {
-		replicasNow := w.Replicas
-		switch cur := w.Replicas; {
-		case cur == rec.replicas:
-			msg = fmt.Sprintf("at its recorded %d replicas after schema migration by %s", cur, r.RunID)
-			r.Log.Info("already at the recorded replicas", "workload", w.String(), "replicas", cur)
-		case cur == 0:
-			if err := p.scale(ctx, w.Ref, rec.replicas, w.ResourceVersion); err != nil {
-				return Outcome{}, false, err
-			}
-			replicasNow = rec.replicas
-			msg = fmt.Sprintf("restored to %d replicas after schema migration by %s", rec.replicas, r.RunID)
-			r.Log.Info("restored", "workload", w.String(), "replicas", rec.replicas)
-		default:
-			msg = fmt.Sprintf("kept %d replicas set since scale-down (recorded %d) after schema migration by %s", cur, rec.replicas, r.RunID)
-			r.Log.Warn("replicas changed since scale-down (a new deploy?): keeping them", "workload", w.String(), "replicas", cur, "recorded", rec.replicas)
-		}
-		if _, err := p.object(ctx, w.Ref, removeRecord(map[string]any{})); err != nil {
-			return Outcome{}, false, err
-		}
-		out = Outcome{Ref: w.Ref, Value: strconv.Itoa(int(replicasNow))}
-	} else {
-		patch := removeRecord(map[string]any{"metadata": map[string]any{"resourceVersion": w.ResourceVersion}})
-		suspended := w.Suspended
-		switch {
-		case w.Suspended && !rec.suspended:
-			patch["spec"] = map[string]any{"suspend": false}
-			suspended = false
-			msg = "resumed after schema migration by " + r.RunID
-			r.Log.Info("resumed", "workload", w.String())
-		case w.Suspended:
-			msg = "left suspended (it was suspended before scale-down) after schema migration by " + r.RunID
-			r.Log.Info("left suspended: it was suspended before scale-down", "workload", w.String())
-		default:
-			msg = "already resumed after schema migration by " + r.RunID
-			r.Log.Info("already resumed since scale-down: keeping it", "workload", w.String())
-		}
-		if _, err := p.object(ctx, w.Ref, patch); err != nil {
-			return Outcome{}, false, err
-		}
-		out = Outcome{Ref: w.Ref, Value: cronValue(suspended)}
-	}
-	emitEvent(ctx, r.Client, r.Namespace, w, now, ReasonRestored, msg, r.Log)
-	return out, true, nil
 }

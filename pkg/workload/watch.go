@@ -197,8 +197,11 @@ func summarize(items []string, n int) string {
 
 // stoppedCond reports what keeps a group of workloads from being stopped: pods of
 // theirs that are not Succeeded or Failed (Terminating ones count), and Deployments
-// or StatefulSets whose controller has not yet seen the new scale or still counts
-// replicas (so that no pod is created after the wait ends).
+// or StatefulSets whose controller has not yet seen the change to 0 replicas.
+// Once it has, it creates no pod: a StatefulSet's controller owns its pods, a
+// Deployment's sets its ReplicaSets to 0 in the same sync. Its later report of 0
+// replicas is not awaited: with many workloads that report trails the last pod by
+// the controller's backlog, and proves nothing the pods do not.
 func (w *watcher) stoppedCond(group []*Workload, ns string) func() []string {
 	return func() []string {
 		var pending []string
@@ -217,12 +220,12 @@ func (w *watcher) stoppedCond(group []*Workload, ns string) func() []string {
 		}
 		sort.Strings(pending)
 		for _, wl := range group {
-			if !wl.Kind.Scalable() {
+			if !wl.awaitController {
 				continue
 			}
 			gen, observed, replicas, ok := w.status(wl, ns)
-			if ok && (observed < gen || replicas != 0) {
-				pending = append(pending, fmt.Sprintf("%s (controller reports %d replicas)", wl, replicas))
+			if ok && observed < max(gen, wl.Generation) {
+				pending = append(pending, fmt.Sprintf("%s (its controller has not seen the change yet; it reports %d replicas)", wl, replicas))
 			}
 		}
 		return pending

@@ -41,10 +41,25 @@ type Workload struct {
 	Annotations     map[string]string
 	Priority        int
 
-	Replicas    int32           // spec.replicas (Deployment, StatefulSet)
-	PodSelector labels.Selector // spec.selector (Deployment, StatefulSet)
-	Suspended   bool            // spec.suspend (CronJob)
-	ActiveJobs  []types.UID     // status.active (CronJob): the Jobs whose pods belong to it
+	Replicas int32 // spec.replicas (Deployment, StatefulSet)
+	// status.observedGeneration and status.replicas (Deployment, StatefulSet)
+	ObservedGeneration int64
+	StatusReplicas     int32
+	PodSelector        labels.Selector // spec.selector (Deployment, StatefulSet)
+	Suspended          bool            // spec.suspend (CronJob)
+	ActiveJobs         []types.UID     // status.active (CronJob): the Jobs whose pods belong to it
+
+	// awaitController: scale-down changed the replicas (or cannot tell that the
+	// controller saw an earlier change), so its wait needs the controller to
+	// report the new generation.
+	awaitController bool
+}
+
+// settledAtZero reports a Deployment or StatefulSet whose spec asks for no
+// replicas and whose controller has seen that spec and counts no pods: its
+// controller creates no pod, whatever else changes in its metadata.
+func (w *Workload) settledAtZero() bool {
+	return w.Replicas == 0 && w.ObservedGeneration >= w.Generation && w.StatusReplicas == 0
 }
 
 func newWorkload(kind Kind, meta *metav1.ObjectMeta) *Workload {
@@ -60,12 +75,14 @@ func newWorkload(kind Kind, meta *metav1.ObjectMeta) *Workload {
 func fromDeployment(d *appsv1.Deployment) (*Workload, error) {
 	w := newWorkload(Deployment, &d.ObjectMeta)
 	w.Replicas = replicas(d.Spec.Replicas)
+	w.ObservedGeneration, w.StatusReplicas = d.Status.ObservedGeneration, d.Status.Replicas
 	return w, w.selector(d.Spec.Selector)
 }
 
 func fromStatefulSet(s *appsv1.StatefulSet) (*Workload, error) {
 	w := newWorkload(StatefulSet, &s.ObjectMeta)
 	w.Replicas = replicas(s.Spec.Replicas)
+	w.ObservedGeneration, w.StatusReplicas = s.Status.ObservedGeneration, s.Status.Replicas
 	return w, w.selector(s.Spec.Selector)
 }
 

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
@@ -125,8 +126,8 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 	if err != nil {
 		return err
 	}
-	// The same client-side limits as the steps (pkg/kube: 50 requests/s, burst 100).
-	cfg.QPS, cfg.Burst = 50, 100
+	// The same client-side limits as the steps.
+	cfg.QPS, cfg.Burst = kube.DefaultQPS, kube.DefaultBurst
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err

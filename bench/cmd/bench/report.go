@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
@@ -100,7 +101,7 @@ func (r *report) String() string {
 	if w := r.workloads; w != nil && len(w.cycles) > 0 {
 		fmt.Fprintf(&b, "\n3. Stopping and restoring %d Deployments (%d with a running pod, %d with a Pending pod, %d at 0) — %d cycles\n",
 			w.n, w.running, w.pending, w.n-w.running-w.pending, len(w.cycles))
-		fmt.Fprintf(&b, "   sequential: client-go GetScale + UpdateScale one Deployment after another, with the steps' client limits (50 requests/s, burst 100)\n")
+		fmt.Fprintf(&b, "   sequential: client-go GetScale + UpdateScale one Deployment after another, with the steps' client limits (%d requests/s, burst %d)\n", int(kube.DefaultQPS), kube.DefaultBurst)
 		col := func(f func(workloadCycle) time.Duration) []time.Duration {
 			var out []time.Duration
 			for _, c := range w.cycles {

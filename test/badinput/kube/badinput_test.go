@@ -149,7 +149,7 @@ func cases() []badCase {
 		{name: "record not a number", spec: down, setup: func(f *fixture) {
 			f.deployment("legacy", 0, map[string]string{workload.AnnotationReplicas: "three"})
 		}, args: flags("--workload", "deployment/legacy"), code: 1, want: []string{workload.AnnotationReplicas, "three"}},
-		{name: "no patch on deployments/scale", spec: down, args: shop, kubeconfig: func(f *fixture) string { return f.tokenKubeconfig("deployments/scale", "patch") }, code: 1, want: []string{"permission denied", "patch deployments.apps/scale"}},
+		{name: "no patch on deployments", spec: down, args: shop, kubeconfig: func(f *fixture) string { return f.tokenKubeconfig("deployments", "patch") }, code: 1, want: []string{"permission denied", "patch deployments.apps"}},
 		{name: "no watch on pods", spec: down, args: shop, kubeconfig: func(f *fixture) string { return f.tokenKubeconfig("pods", "watch") }, code: 1, want: []string{"permission denied", "watch pods"}},
 		{name: "no list on deployments", spec: down, args: shop, kubeconfig: func(f *fixture) string { return f.tokenKubeconfig("deployments", "list") }, code: 1, want: []string{"list", "deployments"}},
 		{name: "no rights at all", spec: down, args: flags("--workload", "deployment/web"), kubeconfig: func(f *fixture) string { return f.tokenKubeconfig("", "*") }, code: 1, want: []string{"deployments"}},
@@ -159,7 +159,6 @@ func cases() []badCase {
 			f.deployment("legacy", 0, map[string]string{workload.AnnotationReplicas: "-2"})
 		}, args: flags("--workload", "deployment/legacy"), code: 1, want: []string{workload.AnnotationReplicas, "-2"}},
 		{name: "restore: no patch on deployments", spec: restore, setup: recorded, args: flags(), kubeconfig: func(f *fixture) string { return f.tokenKubeconfig("deployments", "patch") }, code: 1, want: []string{"permission denied", "patch deployments.apps"}},
-		{name: "restore: no patch on deployments/scale", spec: restore, setup: recorded, args: flags(), kubeconfig: func(f *fixture) string { return f.tokenKubeconfig("deployments/scale", "patch") }, code: 1, want: []string{"permission denied", "deployments.apps/scale"}},
 		{name: "restore: missing kubeconfig", spec: restore, kubeconfig: func(*fixture) string { return "/etc/chartreuse/no-kubeconfig" }, args: flags(), code: 1, want: []string{"/etc/chartreuse/no-kubeconfig"}},
 	}
 }

@@ -171,10 +171,10 @@ func quotes(t *testing.T) []quote {
 		`"permission denied in namespace %s: missing %s; grant these verbs in the step's Role (see pkg/workload/rbac/role.yaml)"`,
 		`p.verb + " " + kube.Describe(p.resource, p.group, p.subresource)`)
 	add(fmt.Sprintf("permission denied in namespace %s: missing %s; grant these verbs in the step's Role (see pkg/workload/rbac/role.yaml)",
-		"shop", strings.Join([]string{"patch " + kube.Describe("deployments", "apps", "scale"), "watch " + kube.Describe("pods", "", "")}, ", ")))
+		"shop", strings.Join([]string{"patch " + kube.Describe("deployments", "apps", ""), "watch " + kube.Describe("pods", "", "")}, ", ")))
 	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "shop-web",
-		errors.New(`User "system:serviceaccount:shop:chartreuse-workflow" cannot patch resource "deployments/scale" in API group "apps" in the namespace "shop"`))
-	add(kube.Classify(forbidden, "patch", kube.Describe("deployments", "apps", "scale")).Error())
+		errors.New(`User "system:serviceaccount:shop:chartreuse-workflow" cannot patch resource "deployments" in API group "apps" in the namespace "shop"`))
+	add(kube.Classify(forbidden, "patch", kube.Describe("deployments", "apps", "")).Error())
 
 	// Version mismatch and a missing --manifest-version.
 	add(version.Check("0.1.0", "0.2.0", false).Error())
