@@ -54,7 +54,9 @@ func Ping(cfg *pgx.ConnConfig) func(context.Context) error {
 		}
 		defer closeQuietly(conn)
 		var one int
-		if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		// The simple protocol answers in one round trip; pgx's default would first
+		// prepare the statement, a second one.
+		if err := conn.QueryRow(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol).Scan(&one); err != nil {
 			return dbconn.Classify(fmt.Errorf("SELECT 1 on %s: %w", dbconn.Describe(cfg), err))
 		}
 		return nil
