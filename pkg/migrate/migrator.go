@@ -57,10 +57,13 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, failure.AsPermanent(err)
 	}
-	if err := m.DB.PingContext(ctx); err != nil {
+	// A new connection has just proven the server answers: no ping before reading.
+	conn, err := m.DB.Conn(ctx)
+	if err != nil {
 		return nil, dbconn.Classify(fmt.Errorf("connecting to the database: %w", err))
 	}
-	st, plan, err := m.check(ctx, m.DB, src)
+	st, plan, err := m.check(ctx, conn, src)
+	conn.Close()
 	if err != nil {
 		return nil, err
 	}

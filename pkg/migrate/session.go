@@ -31,7 +31,7 @@ type SessionSettings struct {
 // file). The zero value observes nothing.
 type Probe struct {
 	mu     sync.Mutex
-	pids   map[uint32]bool
+	pids   map[uint32]time.Time // when each connection was opened
 	failed *failedStatement
 }
 
@@ -71,9 +71,24 @@ func (p *Probe) addPID(pid uint32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.pids == nil {
-		p.pids = map[uint32]bool{}
+		p.pids = map[uint32]time.Time{}
 	}
-	p.pids[pid] = true
+	p.pids[pid] = time.Now()
+}
+
+// shouldPing keeps stdlib's rule (ping a connection idle for more than a second
+// before reusing it) but counts a new connection's age too: stdlib's idle time
+// starts at the zero time, so it pinged every connection on its first reuse,
+// just after connecting.
+func (p *Probe) shouldPing(_ context.Context, sp stdlib.ShouldPingParams) bool {
+	idle := sp.IdleDuration
+	p.mu.Lock()
+	opened, ok := p.pids[sp.Conn.PgConn().PID()]
+	p.mu.Unlock()
+	if ok {
+		idle = min(idle, time.Since(opened))
+	}
+	return idle > time.Second
 }
 
 type sqlKey struct{}
@@ -113,30 +128,34 @@ func OpenDB(cfg *pgx.ConnConfig, s SessionSettings) (*sql.DB, *Probe) {
 		}
 		probe.addPID(conn.PgConn().PID())
 		return nil
-	}))
+	}), stdlib.OptionShouldPing(probe.shouldPing))
 	return db, probe
 }
 
+// setupSession applies s in one round trip: one simple-protocol query string holding
+// both statements (their values are digits and a quoted identifier, so nothing is
+// interpolated unescaped), the server's result for each telling which one failed.
 func setupSession(ctx context.Context, conn *pgx.Conn, s SessionSettings) error {
 	// client_connection_check_interval (PostgreSQL 14+) makes the server notice a
 	// killed migrator during a long statement, roll back and free its locks.
-	_, err := conn.Exec(ctx, `SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),
-		(SELECT set_config('client_connection_check_interval', '1000', false) WHERE current_setting('server_version_num')::int >= 140000)`,
-		millis(s.LockTimeout), millis(s.StatementTimeout))
-	if err != nil {
+	q := `SELECT set_config('lock_timeout', '` + millis(s.LockTimeout) + `', false), set_config('statement_timeout', '` + millis(s.StatementTimeout) + `', false),
+		(SELECT set_config('client_connection_check_interval', '1000', false) WHERE current_setting('server_version_num')::int >= 140000)`
+	if s.Role != "" {
+		q += ";\nSET ROLE " + pgx.Identifier{s.Role}.Sanitize()
+	}
+	results, err := conn.PgConn().Exec(ctx, q).ReadAll()
+	if err == nil {
+		return nil
+	}
+	if s.Role == "" || len(results) == 0 || results[0].Err != nil {
 		return fmt.Errorf("setting lock_timeout and statement_timeout: %w", err)
 	}
-	if s.Role != "" {
-		if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{s.Role}.Sanitize()); err != nil {
-			role, user := qualify("", s.Role), qualify("", conn.Config().User)
-			hint := "check that the role exists"
-			if dbconn.SQLState(err) == dbconn.InsufficientPrivilege {
-				hint = fmt.Sprintf("the login user must be a member of the role: GRANT %s TO %s;", role, user)
-			}
-			return fmt.Errorf("--role: SET ROLE %s as %s: %w (%s)", role, user, err, hint)
-		}
+	role, user := qualify("", s.Role), qualify("", conn.Config().User)
+	hint := "check that the role exists"
+	if dbconn.SQLState(err) == dbconn.InsufficientPrivilege {
+		hint = fmt.Sprintf("the login user must be a member of the role: GRANT %s TO %s;", role, user)
 	}
-	return nil
+	return fmt.Errorf("--role: SET ROLE %s as %s: %w (%s)", role, user, err, hint)
 }
 
 func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
