@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -116,9 +115,33 @@ func (o *Options) Mode() Mode {
 	return ModeUp
 }
 
-// Lowercase, unquoted identifiers only: goose writes the table name into its SQL as
-// is, so anything needing quotes would be folded or break.
-var tableRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$`)
+// validTable accepts lowercase, unquoted identifiers only, optionally
+// schema-qualified: goose writes the table name into its SQL as is, so anything
+// needing quotes would be folded or break. Hand-written: the equivalent regexp took
+// a fifth of a millisecond to compile at every start.
+func validTable(s string) bool {
+	if schema, name, ok := strings.Cut(s, "."); ok {
+		return plainIdent(schema, 63) && plainIdent(name, 63)
+	}
+	return plainIdent(s, 63)
+}
+
+// plainIdent reports whether s is [a-z_][a-z0-9_]* and, when maxLen > 0, at most
+// maxLen bytes long.
+func plainIdent(s string, maxLen int) bool {
+	if s == "" || (maxLen > 0 && len(s) > maxLen) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '_', 'a' <= c && c <= 'z':
+		case '0' <= c && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // maxPGDuration is the largest lock_timeout/statement_timeout PostgreSQL accepts.
 const maxPGDuration = time.Duration(math.MaxInt32) * time.Millisecond
@@ -135,7 +158,7 @@ func (o *Options) Validate() error {
 		return errors.New("--to 0 applies nothing: to roll back everything use --down-to 0")
 	case o.Dir == "":
 		return errors.New("--dir is empty: give the directory holding the migrations (the image has them in " + DefaultDir + ")")
-	case !tableRE.MatchString(o.Table):
+	case !validTable(o.Table):
 		return fmt.Errorf("--table %q is not valid: use a lowercase name or schema.name (letters, digits, _), e.g. %s", o.Table, DefaultTable)
 	case o.LockWait < 0 || o.LockWait > 24*time.Hour:
 		return fmt.Errorf("--lock-wait %s is out of range: use a duration between 0 and 24h, e.g. 5m", o.LockWait)

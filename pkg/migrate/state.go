@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -51,11 +50,9 @@ type State struct {
 // Qualified is the version table's name for SQL the operator can paste into psql.
 func (s *State) Qualified() string { return qualify(s.Schema, s.Name) }
 
-var simpleIdent = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
-
 func qualify(schema, name string) string {
 	part := func(s string) string {
-		if simpleIdent.MatchString(s) {
+		if plainIdent(s, 0) {
 			return s
 		}
 		return pgx.Identifier{s}.Sanitize()
