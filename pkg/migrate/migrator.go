@@ -53,15 +53,33 @@ type Report struct {
 func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 	start := time.Now()
 	mode := m.Opts.Mode()
+	// Connecting is mostly waiting for the server: read the directory meanwhile. A
+	// directory error still comes first, and the connection is then dropped unused.
+	type connected struct {
+		conn *sql.Conn
+		err  error
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	connCh := make(chan connected, 1)
+	go func() {
+		c, err := m.DB.Conn(cctx)
+		connCh <- connected{c, err}
+	}()
 	src, err := ScanDir(m.FS, m.Opts.Dir)
 	if err != nil {
+		cancel()
+		if c := <-connCh; c.conn != nil {
+			c.conn.Close()
+		}
 		return nil, failure.AsPermanent(err)
 	}
-	// A new connection has just proven the server answers: no ping before reading.
-	conn, err := m.DB.Conn(ctx)
-	if err != nil {
-		return nil, dbconn.Classify(fmt.Errorf("connecting to the database: %w", err))
+	c := <-connCh
+	if c.err != nil {
+		return nil, dbconn.Classify(fmt.Errorf("connecting to the database: %w", c.err))
 	}
+	// A new connection has just proven the server answers: no ping before reading.
+	conn := c.conn
 	st, plan, err := m.check(ctx, conn, src)
 	conn.Close()
 	if err != nil {

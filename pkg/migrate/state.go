@@ -115,21 +115,18 @@ func contains[T comparable](list []T, v T) bool {
 // inspectQuery reads, in one statement, everything Inspect needs but the version
 // table's rows: each query is a round trip, which is most of a --plan run's time.
 const inspectQuery = `
-WITH x AS (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s),
-     ns AS (SELECT n.oid FROM pg_namespace n JOIN x ON n.nspname = x.s),
-     rel AS (SELECT c.oid, c.relkind::text AS kind FROM pg_class c JOIN ns ON c.relnamespace = ns.oid
-             WHERE c.relname = $2::text::name)
-SELECT x.s, EXISTS (SELECT FROM ns), current_user::text, current_setting('server_version'),
-       coalesce((SELECT has_schema_privilege(ns.oid, 'CREATE') FROM ns), false),
-       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
-          AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'),
-       rel.kind,
-       coalesce(has_table_privilege(rel.oid, 'SELECT'), false),
-       coalesce(has_table_privilege(rel.oid, 'INSERT') AND has_table_privilege(rel.oid, 'DELETE'), false),
+SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_version'),
+       coalesce(has_schema_privilege(n.oid, 'CREATE'), false),
+       (SELECT count(*) FROM pg_class c WHERE c.relkind IN ('r', 'p') AND c.relnamespace IN
+          (SELECT oid FROM pg_namespace WHERE nspname <> 'information_schema' AND nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)')),
+       r.relkind::text,
+       coalesce(has_table_privilege(r.oid, 'SELECT'), false),
+       coalesce(has_table_privilege(r.oid, 'INSERT') AND has_table_privilege(r.oid, 'DELETE'), false),
        (SELECT json_agg(json_build_array(attname, format_type(atttypid, atttypmod), attnotnull) ORDER BY attnum)::text
-        FROM pg_attribute WHERE attrelid = rel.oid AND attnum > 0 AND NOT attisdropped)
-FROM x LEFT JOIN rel ON true`
+        FROM pg_attribute WHERE attrelid = r.oid AND attnum > 0 AND NOT attisdropped)
+FROM (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s) AS x
+LEFT JOIN pg_namespace n ON n.nspname = x.s
+LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = $2::text::name`
 
 // Inspect reads the version table and counts user tables. It only reads: it takes
 // no lock beyond what SELECT takes and creates nothing. table is --table. It makes
