@@ -85,7 +85,7 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 			return nil, err
 		}
 	}
-	w, err := startWatcher(ctx, d.Client, d.Namespace, true)
+	w, err := newWatcher(ctx, d.Client, d.Namespace, true)
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +121,7 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		if firstErr == nil {
 			firstErr = ctx.Err()
 		}
+		w.start()
 		// Events after the changes: they are for people, and must not delay the stop.
 		d.emitEvents(ctx, results, errs)
 		if firstErr != nil {
@@ -197,6 +198,12 @@ func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) 
 		return stopResult{}, failure.AsPermanent(err)
 	}
 	now := d.Clock.Now()
+	if !has && w.Kind.Scalable() && w.settledAtZero() {
+		// Nothing to stop and nothing to restore: no record, no write (which
+		// would bump its generation and make its controller sync it again).
+		d.Log.Info("already at 0: left as it is", "workload", w.String())
+		return stopResult{out: Outcome{Ref: w.Ref, Value: "0"}, now: w}, nil
+	}
 	meta := map[string]any{"resourceVersion": w.ResourceVersion}
 	patch := map[string]any{"metadata": meta}
 	if !has {

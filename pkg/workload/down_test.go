@@ -150,19 +150,31 @@ func TestScaleDownAfterPartialRunScalesWithTheExistingRecord(t *testing.T) {
 }
 
 func TestScaleDownWorkloadAlreadyAtZero(t *testing.T) {
-	cs := newFake(deployment("idle", 0, nil))
+	settled := deployment("idle", 0, nil)
+	unseen := deployment("fresh", 0, nil) // its controller has not seen replicas 0 yet
+	unseen.Generation, unseen.Status.ObservedGeneration, unseen.Status.Replicas = 2, 1, 1
+	cs := newFake(settled, unseen)
 	d, _ := newDowner(t, cs)
-	out, err := d.Run(context.Background(), sel(t, "", "deployment/idle"))
-	if err != nil {
-		t.Fatal(err)
+	d.Timeout = 300 * time.Millisecond
+	out, err := d.Run(context.Background(), sel(t, "", "deployment/idle", "deployment/fresh"))
+	// fresh: recorded, then waited for (the fake controller never catches up).
+	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "deployment/fresh (its controller") {
+		t.Fatalf("err %v", err)
 	}
-	if out[0].Value != "0" || getDeployment(t, cs, "idle").Annotations[AnnotationReplicas] != "0" {
-		t.Fatalf("%v", out)
+	if got := strings.Join(Strings(out), " "); got != "deployment/fresh=0 deployment/idle=0" {
+		t.Fatalf("outcomes %s", got)
 	}
-	for _, p := range patches(cs) {
-		if strings.Contains(p, "/scale") {
-			t.Fatalf("scaled a workload already at 0: %v", patches(cs))
-		}
+	if a := getDeployment(t, cs, "idle").Annotations; len(a) != 0 {
+		t.Errorf("idle got annotations %v; a workload at 0 whose controller saw it is left as it is", a)
+	}
+	if getDeployment(t, cs, "fresh").Annotations[AnnotationReplicas] != "0" {
+		t.Error("fresh not recorded")
+	}
+	if p := patches(cs); len(p) != 1 || p[0] != "deployments fresh" {
+		t.Fatalf("patches %v, want only fresh's record", p)
+	}
+	if evs := events(t, cs); len(evs) != 1 {
+		t.Errorf("%d events, want 1 (fresh)", len(evs))
 	}
 }
 

@@ -82,7 +82,7 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	var wt *waiter
 	var w *watcher
 	if r.WaitReady {
-		if w, err = startWatcher(ctx, r.Client, r.Namespace, false); err != nil {
+		if w, err = newWatcher(ctx, r.Client, r.Namespace, false); err != nil {
 			return nil, err
 		}
 		defer w.stop()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -28,14 +29,17 @@ type watcher struct {
 	pods, deployments, statefulSets cache.Store
 	informers                       []cache.SharedIndexInformer
 	changed                         chan struct{}
+	ctx                             context.Context
 	cancel                          context.CancelFunc
 	factory                         informers.SharedInformerFactory
+	startOnce                       sync.Once
 }
 
-// startWatcher lists and starts watching. It first makes one small list call per
-// resource so that a missing permission fails at once, classified, instead of
-// leaving an informer retrying until the timeout.
-func startWatcher(ctx context.Context, cs kubernetes.Interface, ns string, withPods bool) (*watcher, error) {
+// newWatcher prepares the watches; start begins them. It first makes one small
+// list call per resource so that a missing permission fails at once, classified,
+// before anything changes, instead of leaving an informer retrying until the
+// timeout.
+func newWatcher(ctx context.Context, cs kubernetes.Interface, ns string, withPods bool) (*watcher, error) {
 	probe := metav1.ListOptions{Limit: 1}
 	if withPods {
 		if _, err := cs.CoreV1().Pods(ns).List(ctx, probe); err != nil {
@@ -50,7 +54,7 @@ func startWatcher(ctx context.Context, cs kubernetes.Interface, ns string, withP
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns))
-	w := &watcher{changed: make(chan struct{}, 1), cancel: cancel, factory: f}
+	w := &watcher{changed: make(chan struct{}, 1), ctx: wctx, cancel: cancel, factory: f}
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.notify() },
 		UpdateFunc: func(any, any) { w.notify() },
@@ -71,8 +75,14 @@ func startWatcher(ctx context.Context, cs kubernetes.Interface, ns string, withP
 	}
 	w.deployments = f.Apps().V1().Deployments().Informer().GetStore()
 	w.statefulSets = f.Apps().V1().StatefulSets().Informer().GetStore()
-	f.Start(wctx.Done())
 	return w, nil
+}
+
+// start lists and starts watching, once. Scale-down calls it after its changes:
+// the lists then do not compete with them, and the state they load is what the
+// wait is about.
+func (w *watcher) start() {
+	w.startOnce.Do(func() { w.factory.Start(w.ctx.Done()) })
 }
 
 func (w *watcher) notify() {
@@ -140,6 +150,7 @@ func (wt *waiter) until(ctx context.Context, what string, cond func() []string) 
 	defer timer.Stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	wt.w.start()
 	synced := wt.w.hasSynced()
 	var syncedCh chan bool
 	if !synced {

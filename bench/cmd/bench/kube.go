@@ -47,15 +47,19 @@ type tracker struct {
 	mu           sync.Mutex
 	stoppedAt    map[string]time.Time // Deployment → first time seen at 0 replicas (with the record, if required)
 	needRecord   bool
+	// Deployments the step has to change: those with replicas. scale-down leaves
+	// one already at 0 untouched (no record, no write).
+	mustChange map[string]bool
 	lastPodGone  time.Time
 	pods, deploy cache.Store
 }
 
-func (t *tracker) reset(needRecord bool) {
+func (t *tracker) reset(needRecord bool, mustChange map[string]bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.stoppedAt = map[string]time.Time{}
 	t.needRecord = needRecord
+	t.mustChange = mustChange
 	t.lastPodGone = time.Time{}
 }
 
@@ -67,7 +71,7 @@ func (t *tracker) deployment(obj any) {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.stoppedAt == nil {
+	if t.stoppedAt == nil || !t.mustChange[d.Name] {
 		return
 	}
 	_, rec := d.Annotations[workload.AnnotationReplicas]
@@ -84,11 +88,12 @@ func (t *tracker) podGone(any) {
 	t.mu.Unlock()
 }
 
-// lastStopped is when the last of n Deployments was seen stopped (zero if not all).
-func (t *tracker) lastStopped(n int) time.Time {
+// lastStopped is when the last Deployment the step had to change was seen
+// stopped (zero if not all were).
+func (t *tracker) lastStopped() time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.stoppedAt) < n {
+	if len(t.stoppedAt) < len(t.mustChange) {
 		return time.Time{}
 	}
 	var last time.Time
@@ -210,10 +215,16 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 		return command{argv: []string{c.bin(step), "--kubeconfig", env.Kubeconfig, "--namespace", ns, "--selector", "bench=set",
 			"--manifest-version", c.version, "--run-id", "bench", "--timeout", "10m"}}
 	}
+	withReplicas := map[string]bool{}
+	for n, r := range originals {
+		if r > 0 {
+			withReplicas[n] = true
+		}
+	}
 	for cycle := range c.runs3 {
 		var cy workloadCycle
 		// scale-down, measured from the outside.
-		tr.reset(true)
+		tr.reset(true, withReplicas)
 		p, rssOf, err := startMeasured(stepArgs("scale-down").argv, nil)
 		if err != nil {
 			return err
@@ -235,7 +246,7 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 		for _, l := range waits[max(0, len(waits)-2):] {
 			logf("    scale-down: %s", tail(l, 400))
 		}
-		if last := tr.lastStopped(len(names)); !last.IsZero() {
+		if last := tr.lastStopped(); !last.IsZero() {
 			cy.downAPI = last.Sub(p.Started)
 		}
 		if lp := tr.lastPod(); !lp.IsZero() {
@@ -259,7 +270,7 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 			return err
 		}
 		// The alternative: UpdateScale one Deployment after another.
-		tr.reset(false)
+		tr.reset(false, withReplicas)
 		start := time.Now()
 		if err := sequentialScale(ctx, cs, ns, names, func(string) int32 { return 0 }); err != nil {
 			return err
