@@ -43,9 +43,10 @@ func ScaleDownSpec() step.Spec {
 	return step.Spec{
 		Name:  "scale-down",
 		Usage: "stop the workloads that must not run during a schema migration",
-		Description: "Records each selected workload's replicas (CronJobs: suspend) in annotations on the object, " +
-			"scales Deployments and StatefulSets to 0 and suspends CronJobs, highest chartreuse.io/stop-priority first, " +
-			"and waits until their pods are gone. Safe to rerun: an existing record is kept. " +
+		Description: "Records each selected workload's replicas (CronJobs: suspend) in annotations on the object " +
+			"and, in the same change, scales Deployments and StatefulSets to 0 and suspends CronJobs, highest chartreuse.io/stop-priority first, " +
+			"and waits until their pods are gone. A Deployment or StatefulSet already at 0 (and seen so by its controller) is left untouched. " +
+			"Safe to rerun: an existing record is kept. " +
 			"Results: scaled (count), workloads (JSON list of kind/name=replicas-before).",
 		Options: []step.Options{ko, so, ro},
 		Run: func(ctx context.Context, env *step.Env) error {
