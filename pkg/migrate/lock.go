@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
@@ -29,6 +31,30 @@ type migrationLock struct {
 	conn   *sql.Conn
 	locker lock.SessionLocker
 	log    *slog.Logger
+	token  lockToken
+}
+
+// lockToken holds the two keys of a second advisory lock that the lock's session
+// takes at random after the migration lock: only that session holds it, so another
+// connection can tell from pg_locks that this run still holds the migration lock,
+// even if a new backend took over the pid of a terminated one.
+type lockToken [2]int64
+
+// takeToken takes a token no other session holds.
+func (l *migrationLock) takeToken(ctx context.Context) error {
+	for range 3 {
+		t := lockToken{rand.Int64N(1 << 31), rand.Int64N(1 << 31)}
+		var ok bool
+		if err := l.conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1::int4, $2::int4)`,
+			pgx.QueryExecModeExec, t[0], t[1]).Scan(&ok); err != nil {
+			return err
+		}
+		if ok {
+			l.token = t
+			return nil
+		}
+	}
+	return errors.New("no free advisory lock key for the lock's token")
 }
 
 // acquireLock waits up to wait for the lock with goose's Postgres session locker.
@@ -62,7 +88,12 @@ func acquireLock(ctx context.Context, db *sql.DB, wait time.Duration, log *slog.
 	cancel()
 	close(done)
 	if err == nil {
-		return &migrationLock{conn: conn, locker: locker, log: log}, nil
+		lk := &migrationLock{conn: conn, locker: locker, log: log}
+		if err := lk.takeToken(ctx); err != nil {
+			lk.release(ctx)
+			return nil, dbconn.Classify(fmt.Errorf("taking the migration lock: %w", err))
+		}
+		return lk, nil
 	}
 	defer conn.Close()
 	if ctx.Err() != nil {
@@ -85,6 +116,19 @@ func acquireLock(ctx context.Context, db *sql.DB, wait time.Duration, log *slog.
 func (l *migrationLock) release(ctx context.Context) {
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	if l.token != (lockToken{}) {
+		var ok bool
+		err := l.conn.QueryRowContext(uctx, `SELECT pg_advisory_unlock($1::int4, $2::int4)`, pgx.QueryExecModeExec, l.token[0], l.token[1]).Scan(&ok)
+		if err != nil || !ok {
+			if err == nil {
+				err = errors.New("the lock's session did not hold its token")
+			}
+			l.log.Warn("releasing the migration lock failed; closing its session instead", "error", err.Error())
+			_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
+			_ = l.conn.Close()
+			return
+		}
+	}
 	if err := l.locker.SessionUnlock(uctx, l.conn); err != nil {
 		l.log.Warn("releasing the migration lock failed; closing its session instead", "error", err.Error())
 		_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
@@ -97,8 +141,8 @@ func (l *migrationLock) release(ctx context.Context) {
 // hold the lock now, so this one must not apply anything more.
 var ErrLockLost = errors.New("lost the migration lock: its session ended (terminated, or the server restarted); rerun to continue")
 
-// held proves, before each migration, that the lock's session is alive and still
-// holds the lock.
+// held proves that the lock's session is alive and still holds the lock: before a
+// migration without a transaction, and to explain a failed check of versionStore.
 func (l *migrationLock) held(ctx context.Context) error {
 	var n int
 	err := l.conn.QueryRowContext(ctx, `
@@ -115,6 +159,16 @@ func (l *migrationLock) held(ctx context.Context) error {
 		return failure.AsTransient(ErrLockLost)
 	}
 	return nil
+}
+
+// lost is the error for a version row write that versionStore refused: the
+// lock session's own view when it has one (its error, as held gives before a
+// migration), ErrLockLost otherwise.
+func (l *migrationLock) lost(ctx context.Context) error {
+	if err := l.held(ctx); err != nil {
+		return err
+	}
+	return failure.AsTransient(ErrLockLost)
 }
 
 // settle waits, after the lock is taken, until no other chartreuse session of this

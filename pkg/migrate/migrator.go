@@ -146,8 +146,15 @@ func newReport(p *Plan) *Report {
 }
 
 func (m *Migrator) execute(ctx context.Context, lk *migrationLock, st *State, src Sources, plan *Plan, rep *Report) error {
-	provider, err := goose.NewProvider(goose.DialectPostgres, m.DB, m.FS,
-		goose.WithTableName(m.Opts.Table), goose.WithDisableGlobalRegistry(true),
+	applied := slices.Clone(plan.Applied)
+	store, err := newVersionStore(m.Opts.Table, lk.token,
+		func(v int64) bool { return slices.Contains(applied, v) },
+		func(v int64) bool { s, _ := src.Get(v); return s.NoTx })
+	if err != nil {
+		return failure.Permanentf("loading the migrations in %s: %w", m.Opts.Dir, err)
+	}
+	provider, err := goose.NewProvider(goose.DialectCustom, m.DB, m.FS,
+		goose.WithStore(store), goose.WithDisableGlobalRegistry(true),
 		// Out-of-order versions were refused or allowed by Analyze already.
 		goose.WithAllowOutofOrder(true))
 	if err != nil {
@@ -157,6 +164,9 @@ func (m *Migrator) execute(ctx context.Context, lk *migrationLock, st *State, sr
 		// goose creates its table (and version 0) on first use; do it here, under the
 		// lock and on a pooled connection, so it is owned by --role like the rest.
 		if _, err := provider.GetDBVersion(ctx); err != nil {
+			if errors.Is(err, errLockCheck) {
+				return lk.lost(ctx)
+			}
 			return dbconn.Classify(fmt.Errorf("creating the version table %s: %w", st.Qualified(), err))
 		}
 		m.Log.Info("created the version table", "table", st.Qualified())
@@ -166,15 +176,24 @@ func (m *Migrator) execute(ctx context.Context, lk *migrationLock, st *State, sr
 	if !up {
 		versions = plan.Down
 	}
-	applied := slices.Clone(plan.Applied)
 	for _, v := range versions {
-		if err := lk.held(ctx); err != nil {
-			return err
-		}
 		s, _ := src.Get(v)
-		w := startWatcher(ctx, lk.conn, m.Probe.PIDs, watchInterval(m.Opts.LockTimeout), m.Log.With("version", v, "file", s.File))
+		// A transaction's migration is checked as it writes its version row (see
+		// versionStore); the statements of one without cannot be undone, so the
+		// lock is checked before they start.
+		if s.NoTx {
+			if err := lk.held(ctx); err != nil {
+				return err
+			}
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w := startWatcher(ctx, lk.conn, m.Probe.PIDs, watchInterval(m.Opts.LockTimeout), m.Log, "version", v, "file", s.File)
 		res, err := provider.ApplyVersion(ctx, v, up)
 		wait := w.Stop()
+		if errors.Is(err, errLockCheck) {
+			return lk.lost(ctx) // the migration was rolled back
+		}
 		if err != nil {
 			return m.failed(ctx, s, up, err, wait)
 		}

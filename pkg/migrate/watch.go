@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,11 +43,13 @@ type waitWatcher struct {
 	pids  func() []int32
 	every time.Duration
 	log   *slog.Logger
+	attrs []any // for log, added only when a wait is logged
 
-	mu   sync.Mutex
-	last *LockWait
-	stop chan struct{}
-	done chan struct{}
+	timer *time.Timer
+	mu    sync.Mutex
+	last  *LockWait
+	stop  chan struct{}
+	done  chan struct{} // closed when run returns
 }
 
 // watchInterval samples a few times within lock_timeout so a wait that ends in a
@@ -58,9 +61,11 @@ func watchInterval(lockTimeout time.Duration) time.Duration {
 	return min(max(lockTimeout/5, 100*time.Millisecond), time.Second)
 }
 
-func startWatcher(ctx context.Context, q Querier, pids func() []int32, every time.Duration, log *slog.Logger) *waitWatcher {
-	w := &waitWatcher{q: q, pids: pids, every: every, log: log, stop: make(chan struct{}), done: make(chan struct{})}
-	go w.run(ctx)
+func startWatcher(ctx context.Context, q Querier, pids func() []int32, every time.Duration, log *slog.Logger, attrs ...any) *waitWatcher {
+	w := &waitWatcher{q: q, pids: pids, every: every, log: log, attrs: attrs, stop: make(chan struct{}), done: make(chan struct{})}
+	// No sample at the start, nor a goroutine: the migration has not reached a lock
+	// yet, and most finish in milliseconds, before the first interval ends.
+	w.timer = time.AfterFunc(every, func() { w.run(ctx) })
 	return w
 }
 
@@ -77,7 +82,7 @@ func (w *waitWatcher) run(ctx context.Context) {
 			w.last = wait
 			w.mu.Unlock()
 			if s := wait.String(); s != logged {
-				w.log.Warn("migration is waiting for a lock", "wait", s)
+				w.log.Warn("migration is waiting for a lock", append(slices.Clip(w.attrs), "wait", s)...)
 				logged = s
 			}
 		}
@@ -94,7 +99,9 @@ func (w *waitWatcher) run(ctx context.Context) {
 // Stop ends the watcher and returns the last wait it saw, nil if none.
 func (w *waitWatcher) Stop() *LockWait {
 	close(w.stop)
-	<-w.done
+	if !w.timer.Stop() {
+		<-w.done // sampling started: wait until its query is over
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.last

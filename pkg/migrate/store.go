@@ -1,0 +1,118 @@
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
+)
+
+// errLockCheck marks a version row write refused because the migration lock's
+// session no longer holds the lock.
+var errLockCheck = errors.New("the migration lock's session no longer holds the lock")
+
+// versionStore is goose's Postgres store with the checks chartreuse made in extra
+// round trips before each migration moved into the version row's write, which
+// runs in the migration's transaction just before COMMIT:
+//
+//   - the lock: the row is written only if the session holding our token (a
+//     second advisory lock, private to this run's lock session) still holds the
+//     migration lock, so no migration commits without it;
+//   - the row itself: up, it must not exist yet; down, it must exist (a migrator
+//     that takes no lock changed the table meanwhile).
+//
+// GetMigration, which goose's ApplyVersion queries first, answers from the state
+// read under the lock. Migrations without a transaction keep the checks before
+// they start (their statements cannot be undone): execute checks the lock, and
+// GetMigration reads the table.
+type versionStore struct {
+	database.Store
+	table   string             // as goose writes it into its SQL
+	token   lockToken          // held by the lock's session
+	applied func(v int64) bool // versions recorded, as read under the lock and applied since
+	noTx    func(v int64) bool // migrations run without a transaction
+}
+
+func newVersionStore(table string, token lockToken, applied, noTx func(int64) bool) (*versionStore, error) {
+	s, err := database.NewStore(database.DialectPostgres, table)
+	if err != nil {
+		return nil, err
+	}
+	return &versionStore{Store: s, table: table, token: token, applied: applied, noTx: noTx}, nil
+}
+
+// TableExists lets goose check for the table as its own Postgres store does.
+func (s *versionStore) TableExists(ctx context.Context, db database.DBTxConn) (bool, error) {
+	if t, ok := s.Store.(interface {
+		TableExists(context.Context, database.DBTxConn) (bool, error)
+	}); ok {
+		return t.TableExists(ctx, db)
+	}
+	return false, errors.ErrUnsupported
+}
+
+// GetMigration implements database.Store.
+func (s *versionStore) GetMigration(ctx context.Context, db database.DBTxConn, v int64) (*database.GetMigrationResult, error) {
+	if s.noTx(v) {
+		return s.Store.GetMigration(ctx, db, v)
+	}
+	if s.applied(v) {
+		return &database.GetMigrationResult{IsApplied: true}, nil
+	}
+	return nil, fmt.Errorf("%w: %d", database.ErrVersionNotFound, v)
+}
+
+// heldSQL is true when one session holds both the migration lock (one bigint key:
+// objsubid 1) and the token (two int4 keys: objsubid 2); pg_locks has one row per
+// lock and holder. $2 and $3 are the token's keys.
+var heldSQL = `EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
+	AND ((objsubid = 1 AND classid::bigint = ` + strconv.FormatInt(LockID>>32, 10) + ` AND objid::bigint = ` + strconv.FormatInt(LockID&0xffffffff, 10) + `)
+	  OR (objsubid = 2 AND classid::bigint = $2 AND objid::bigint = $3))
+	GROUP BY pid HAVING count(*) = 2)`
+
+// Insert implements database.Store.
+func (s *versionStore) Insert(ctx context.Context, db database.DBTxConn, req database.InsertRequest) error {
+	if _, inTx := db.(*sql.Tx); !inTx {
+		return s.Store.Insert(ctx, db, req)
+	}
+	var held, present bool
+	err := db.QueryRowContext(ctx, `
+		WITH ok AS (SELECT `+heldSQL+` AS held, EXISTS (SELECT FROM `+s.table+` WHERE version_id = $1) AS present),
+		     ins AS (INSERT INTO `+s.table+` (version_id, is_applied) SELECT $1, true FROM ok WHERE held AND NOT present RETURNING 1)
+		SELECT held, present FROM ok`, req.Version, s.token[0], s.token[1]).Scan(&held, &present)
+	switch {
+	case err != nil:
+		return fmt.Errorf("failed to insert version %d: %w", req.Version, err)
+	case !held:
+		return errLockCheck
+	case present:
+		return fmt.Errorf("version %d: %w", req.Version, goose.ErrAlreadyApplied)
+	}
+	return nil
+}
+
+// Delete implements database.Store.
+func (s *versionStore) Delete(ctx context.Context, db database.DBTxConn, v int64) error {
+	if _, inTx := db.(*sql.Tx); !inTx {
+		return s.Store.Delete(ctx, db, v)
+	}
+	var held bool
+	var deleted int
+	err := db.QueryRowContext(ctx, `
+		WITH ok AS (SELECT `+heldSQL+` AS held),
+		     del AS (DELETE FROM `+s.table+` WHERE version_id = $1 AND (SELECT held FROM ok) RETURNING 1)
+		SELECT held, (SELECT count(*) FROM del) FROM ok`, v, s.token[0], s.token[1]).Scan(&held, &deleted)
+	switch {
+	case err != nil:
+		return fmt.Errorf("failed to delete version %d: %w", v, err)
+	case !held:
+		return errLockCheck
+	case deleted == 0:
+		return fmt.Errorf("version %d: %w", v, goose.ErrNotApplied)
+	}
+	return nil
+}
