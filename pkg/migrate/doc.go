@@ -18,10 +18,11 @@
 //  5. apply (or roll back) one migration at a time with goose's Provider, each in its
 //     own transaction unless the file says NO TRANSACTION; release the lock.
 //
-// The lock's session also holds a random second advisory lock (a token). A
-// migration's version row is written, in its transaction, only while the token's
-// session holds the migration lock, so no migration commits after the lock was
-// lost; one without a transaction is checked before it starts.
+// The lock's session also holds a random second advisory lock (a token) while it
+// holds the migration lock. A migration's version row is written, in its
+// transaction, only while the token is held by that session, so no migration
+// commits after the lock was lost; one without a transaction is checked before
+// it starts.
 //
 // Decisions:
 //   - LockID is goose's default session-lock id, so this step and any goose Provider

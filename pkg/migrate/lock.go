@@ -35,9 +35,10 @@ type migrationLock struct {
 }
 
 // lockToken holds the two keys of a second advisory lock that the lock's session
-// takes at random after the migration lock: only that session holds it, so another
-// connection can tell from pg_locks that this run still holds the migration lock,
-// even if a new backend took over the pid of a terminated one.
+// takes at random after the migration lock and releases just before it. While the
+// token is held, that session is alive and holds the migration lock; any other
+// connection can test that by trying to take the token, a lock table probe much
+// cheaper than reading pg_locks.
 type lockToken [2]int64
 
 // takeToken takes a token no other session holds.

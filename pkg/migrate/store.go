@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
@@ -19,9 +18,8 @@ var errLockCheck = errors.New("the migration lock's session no longer holds the 
 // round trips before each migration moved into the version row's write, which
 // runs in the migration's transaction just before COMMIT:
 //
-//   - the lock: the row is written only if the session holding our token (a
-//     second advisory lock, private to this run's lock session) still holds the
-//     migration lock, so no migration commits without it;
+//   - the lock: the row is written only while the lock's session still holds its
+//     token (see lockToken), so no migration commits after the lock was lost;
 //   - the row itself: up, it must not exist yet; down, it must exist (a migrator
 //     that takes no lock changed the table meanwhile).
 //
@@ -66,13 +64,10 @@ func (s *versionStore) GetMigration(ctx context.Context, db database.DBTxConn, v
 	return nil, fmt.Errorf("%w: %d", database.ErrVersionNotFound, v)
 }
 
-// heldSQL is true when one session holds both the migration lock (one bigint key:
-// objsubid 1) and the token (two int4 keys: objsubid 2); pg_locks has one row per
-// lock and holder. $2 and $3 are the token's keys.
-var heldSQL = `EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
-	AND ((objsubid = 1 AND classid::bigint = ` + strconv.FormatInt(LockID>>32, 10) + ` AND objid::bigint = ` + strconv.FormatInt(LockID&0xffffffff, 10) + `)
-	  OR (objsubid = 2 AND classid::bigint = $2 AND objid::bigint = $3))
-	GROUP BY pid HAVING count(*) = 2)`
+// heldSQL is true while another session, the lock's, holds the token: trying to
+// take it fails. When it succeeds the lock is gone, and the token taken here goes
+// with the transaction, which is then rolled back. $2 and $3 are the token's keys.
+const heldSQL = `NOT pg_try_advisory_xact_lock($2::int4, $3::int4)`
 
 // Insert implements database.Store.
 func (s *versionStore) Insert(ctx context.Context, db database.DBTxConn, req database.InsertRequest) error {
