@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -28,10 +30,11 @@ import (
 // workloadCycle is one measured cycle of section 3.
 type workloadCycle struct {
 	downWall, downAPI, lastPodToReturn time.Duration // scale-down
-	restoreWall                        time.Duration // scale-restore
+	restoreWall, restoreAPI            time.Duration // scale-restore: the process; until every Deployment is back without its record
 	seqDownAPI, seqDownTotal           time.Duration // sequential UpdateScale to 0, then until the pods are gone
 	seqRestore                         time.Duration // sequential UpdateScale back
 	defDown, defRestore                time.Duration // the same with client-go's default limits (first cycle only)
+	kubectlDown, kubectlRestore        time.Duration // kubectl scale, one process per Deployment (first cycle only)
 	downRSS, restoreRSS                int64
 }
 
@@ -41,24 +44,25 @@ type workloadResult struct {
 }
 
 // tracker watches the namespace's Deployments and pods and timestamps what the
-// measurements need: when each Deployment was last seen stopped, when the last pod
-// disappeared.
+// measurements need: when each Deployment was first seen done (stopped, or
+// restored), when the last pod disappeared.
 type tracker struct {
-	mu           sync.Mutex
-	stoppedAt    map[string]time.Time // Deployment → first time seen at 0 replicas (with the record, if required)
-	needRecord   bool
+	mu     sync.Mutex
+	doneAt map[string]time.Time // Deployment → first time seen done
+	done   func(*appsv1.Deployment) bool
 	// Deployments the step has to change: those with replicas. scale-down leaves
 	// one already at 0 untouched (no record, no write).
-	mustChange map[string]bool
+	mustChange   map[string]bool
 	lastPodGone  time.Time
 	pods, deploy cache.Store
 }
 
-func (t *tracker) reset(needRecord bool, mustChange map[string]bool) {
+// reset starts a measurement; done (nil: none) says when a Deployment is done.
+func (t *tracker) reset(done func(*appsv1.Deployment) bool, mustChange map[string]bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.stoppedAt = map[string]time.Time{}
-	t.needRecord = needRecord
+	t.doneAt = map[string]time.Time{}
+	t.done = done
 	t.mustChange = mustChange
 	t.lastPodGone = time.Time{}
 }
@@ -71,14 +75,17 @@ func (t *tracker) deployment(obj any) {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.stoppedAt == nil || !t.mustChange[d.Name] {
+	if t.done == nil || !t.mustChange[d.Name] {
 		return
 	}
-	_, rec := d.Annotations[workload.AnnotationReplicas]
-	stopped := ptr.Deref(d.Spec.Replicas, 1) == 0 && (rec || !t.needRecord)
-	if _, seen := t.stoppedAt[d.Name]; stopped && !seen {
-		t.stoppedAt[d.Name] = now
+	if _, seen := t.doneAt[d.Name]; !seen && t.done(d) {
+		t.doneAt[d.Name] = now
 	}
+}
+
+func recorded(d *appsv1.Deployment) bool {
+	_, rec := d.Annotations[workload.AnnotationReplicas]
+	return rec
 }
 
 func (t *tracker) podGone(any) {
@@ -88,16 +95,16 @@ func (t *tracker) podGone(any) {
 	t.mu.Unlock()
 }
 
-// lastStopped is when the last Deployment the step had to change was seen
-// stopped (zero if not all were).
-func (t *tracker) lastStopped() time.Time {
+// lastDone is when the last Deployment the step had to change was seen done
+// (zero if not all were).
+func (t *tracker) lastDone() time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.stoppedAt) < len(t.mustChange) {
+	if len(t.doneAt) < len(t.mustChange) {
 		return time.Time{}
 	}
 	var last time.Time
-	for _, at := range t.stoppedAt {
+	for _, at := range t.doneAt {
 		if at.After(last) {
 			last = at
 		}
@@ -224,7 +231,7 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 	for cycle := range c.runs3 {
 		var cy workloadCycle
 		// scale-down, measured from the outside.
-		tr.reset(true, withReplicas)
+		tr.reset(func(d *appsv1.Deployment) bool { return ptr.Deref(d.Spec.Replicas, 1) == 0 && recorded(d) }, withReplicas)
 		p, rssOf, err := startMeasured(stepArgs("scale-down").argv, nil)
 		if err != nil {
 			return err
@@ -246,13 +253,17 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 		for _, l := range waits[max(0, len(waits)-2):] {
 			logf("    scale-down: %s", tail(l, 400))
 		}
-		if last := tr.lastStopped(); !last.IsZero() {
+		if last := tr.lastDone(); !last.IsZero() {
 			cy.downAPI = last.Sub(p.Started)
 		}
+		logf("    scale-down: %s", timeline(r.Stderr, p.Started, "scaled to 0"))
 		if lp := tr.lastPod(); !lp.IsZero() {
 			cy.lastPodToReturn = end.Sub(lp)
 		}
 		// scale-restore.
+		tr.reset(func(d *appsv1.Deployment) bool {
+			return ptr.Deref(d.Spec.Replicas, 1) == originals[d.Name] && !recorded(d)
+		}, withReplicas)
 		p, rssOf, err = startMeasured(stepArgs("scale-restore").argv, nil)
 		if err != nil {
 			return err
@@ -263,6 +274,10 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 			return fmt.Errorf("scale-restore exited %d:\n%s", code, tail(r.Stderr, 2000))
 		}
 		cy.restoreWall, cy.restoreRSS = p.Took, rssOf(r)
+		if last := tr.lastDone(); !last.IsZero() {
+			cy.restoreAPI = last.Sub(p.Started)
+		}
+		logf("    scale-restore: %s", timeline(r.Stderr, p.Started, "restored"))
 		if err := checkReplicas(ctx, cs, ns, originals); err != nil {
 			return fmt.Errorf("after scale-restore: %w", err)
 		}
@@ -270,7 +285,7 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 			return err
 		}
 		// The alternative: UpdateScale one Deployment after another.
-		tr.reset(false, withReplicas)
+		tr.reset(nil, nil)
 		start := time.Now()
 		if err := sequentialScale(ctx, cs, ns, names, func(string) int32 { return 0 }); err != nil {
 			return err
@@ -314,6 +329,34 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 			}
 			cy.defRestore = time.Since(start)
 			if err := ready("after the default-limits restore"); err != nil {
+				return err
+			}
+		}
+		if cycle == 0 && c.kubectlLoop {
+			// The shell script's way: kubectl scale, one Deployment after another.
+			kubectl := filepath.Join(env.State().KubeBinDir, "kubectl")
+			loop := func(replicas func(string) int32) (time.Duration, error) {
+				start := time.Now()
+				for _, n := range names {
+					cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", env.Kubeconfig, "--namespace", ns,
+						"scale", "deployment/"+n, fmt.Sprintf("--replicas=%d", replicas(n)))
+					if out, err := cmd.CombinedOutput(); err != nil {
+						return 0, fmt.Errorf("kubectl scale deployment/%s: %w: %s", n, err, out)
+					}
+				}
+				return time.Since(start), nil
+			}
+			logf("  kubectl scale, one Deployment after another")
+			if cy.kubectlDown, err = loop(func(string) int32 { return 0 }); err != nil {
+				return err
+			}
+			if err := gone(); err != nil {
+				return err
+			}
+			if cy.kubectlRestore, err = loop(func(n string) int32 { return originals[n] }); err != nil {
+				return err
+			}
+			if err := ready("after the kubectl restore"); err != nil {
 				return err
 			}
 		}
@@ -382,4 +425,36 @@ func pollUntil(ctx context.Context, timeout time.Duration, cond func() bool) err
 		}
 	}
 	return nil
+}
+
+// timeline reads a step's text log: when its first line, the first and the last
+// line with message msg, and its last line came, after start.
+func timeline(stderr string, start time.Time, msg string) string {
+	var first, firstMsg, lastMsg, last time.Time
+	for _, l := range strings.Split(stderr, "\n") {
+		ts, ok := strings.CutPrefix(l, "time=")
+		if !ok {
+			continue
+		}
+		ts, _, _ = strings.Cut(ts, " ")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			continue
+		}
+		if first.IsZero() {
+			first = at
+		}
+		last = at
+		if strings.Contains(l, "msg=\""+msg+"\"") || strings.Contains(l, "msg="+msg+" ") {
+			if firstMsg.IsZero() {
+				firstMsg = at
+			}
+			lastMsg = at
+		}
+	}
+	if first.IsZero() || firstMsg.IsZero() {
+		return "no timestamps in its log"
+	}
+	return fmt.Sprintf("first log line at %s, first %q at %s, last at %s, last line at %s",
+		ms(first.Sub(start)), msg, ms(firstMsg.Sub(start)), ms(lastMsg.Sub(start)), ms(last.Sub(start)))
 }

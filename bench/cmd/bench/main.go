@@ -40,6 +40,7 @@ type config struct {
 	sections                          map[string]bool
 	history, many, workloads          int
 	defaultLimits                     bool
+	kubectlLoop                       bool
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.IntVar(&c.workloads, "workloads", 200, "Deployments in section 3")
 	flag.StringVar(&sections, "sections", "1,2,3,4", "sections to run")
 	flag.BoolVar(&c.defaultLimits, "default-limits", true, "section 3: also time the sequential loop once with client-go's default client limits (5 requests/s)")
+	flag.BoolVar(&c.kubectlLoop, "kubectl", true, "section 3: also time `kubectl scale` run once per Deployment, once")
 	flag.Parse()
 	c.sections = map[string]bool{}
 	for _, s := range strings.Split(sections, ",") {
