@@ -66,7 +66,7 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 		c, err := m.DB.Conn(cctx)
 		connCh <- connected{c, err}
 	}()
-	src, err := ScanDir(m.FS, m.Opts.Dir)
+	src, contents, err := scanDir(m.FS, m.Opts.Dir)
 	if err != nil {
 		cancel()
 		if c := <-connCh; c.conn != nil {
@@ -114,7 +114,7 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 		m.Log.Info("nothing left to migrate: another migrator got there first", "current-version", plan.Current)
 		return rep, nil
 	}
-	err = m.execute(ctx, lk, st, src, plan, rep)
+	err = m.execute(ctx, lk, readFS{m.FS, contents}, st, src, plan, rep)
 	if err == nil {
 		m.Log.Info("migration finished", "mode", mode.String(), "applied", len(rep.Applied), "rolled-back", len(rep.RolledBack),
 			"current-version", rep.Current, "duration", time.Since(start).Round(time.Millisecond).String())
@@ -145,7 +145,7 @@ func newReport(p *Plan) *Report {
 	return &Report{Mode: p.Mode, Current: p.Current, Target: p.Target, Pending: slices.Clone(p.Pending)}
 }
 
-func (m *Migrator) execute(ctx context.Context, lk *migrationLock, st *State, src Sources, plan *Plan, rep *Report) error {
+func (m *Migrator) execute(ctx context.Context, lk *migrationLock, fsys fs.FS, st *State, src Sources, plan *Plan, rep *Report) error {
 	applied := slices.Clone(plan.Applied)
 	store, err := newVersionStore(m.Opts.Table, lk.token,
 		func(v int64) bool { return slices.Contains(applied, v) },
@@ -153,7 +153,7 @@ func (m *Migrator) execute(ctx context.Context, lk *migrationLock, st *State, sr
 	if err != nil {
 		return failure.Permanentf("loading the migrations in %s: %w", m.Opts.Dir, err)
 	}
-	provider, err := goose.NewProvider(goose.DialectCustom, m.DB, m.FS,
+	provider, err := goose.NewProvider(goose.DialectCustom, m.DB, fsys,
 		goose.WithStore(store), goose.WithDisableGlobalRegistry(true),
 		// Out-of-order versions were refused or allowed by Analyze already.
 		goose.WithAllowOutofOrder(true))

@@ -53,14 +53,21 @@ func (s Sources) Latest() int64 {
 // misnamed migration. dir names the directory in messages. Errors are
 // *RefusalError (ErrNoMigrations, ErrBadMigrationFiles) or I/O errors.
 func ScanDir(fsys fs.FS, dir string) (Sources, error) {
+	src, _, err := scanDir(fsys, dir)
+	return src, err
+}
+
+// scanDir is ScanDir that also returns the files it read, by name.
+func scanDir(fsys fs.FS, dir string) (Sources, map[string][]byte, error) {
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
-		return nil, fmt.Errorf("reading migration directory %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("reading migration directory %s: %w", dir, err)
 	}
 	var (
 		out      Sources
 		problems []string
 		byVer    = map[int64]string{}
+		contents = map[string][]byte{}
 	)
 	for _, e := range entries {
 		name := e.Name()
@@ -88,8 +95,9 @@ func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 		byVer[v] = name
 		b, err := fs.ReadFile(fsys, name)
 		if err != nil {
-			return nil, fmt.Errorf("reading migration %s/%s: %w", dir, name, err)
+			return nil, nil, fmt.Errorf("reading migration %s/%s: %w", dir, name, err)
 		}
+		contents[name] = b
 		src, ok := parseAnnotations(b)
 		if !ok {
 			problems = append(problems, fmt.Sprintf("%s has no '-- +goose Up' annotation", name))
@@ -100,17 +108,17 @@ func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
-		return nil, refuse(ErrBadMigrationFiles,
+		return nil, nil, refuse(ErrBadMigrationFiles,
 			"Fix the files in the image: name each <version>_<name>.sql with a unique version ≥ 1 and start it with '-- +goose Up'; move other .sql files out of the directory",
 			"the migration directory %s is not valid: %s", dir, strings.Join(problems, "; "))
 	}
 	if len(out) == 0 {
-		return nil, refuse(ErrNoMigrations,
+		return nil, nil, refuse(ErrNoMigrations,
 			"Point --dir at the directory holding the <version>_<name>.sql files (the image has them in "+DefaultDir+")",
 			"no migrations (*.sql) in %s", dir)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
-	return out, nil
+	return out, contents, nil
 }
 
 // parseAnnotations finds the goose annotations that matter before running: Up (goose
@@ -160,3 +168,28 @@ var (
 	dashes    = []byte("--")
 	gooseMark = []byte("+goose")
 )
+
+// readFS serves the files ScanDir read from memory and everything else from the
+// directory: goose opens each migration twice to parse it (once per direction),
+// and then reads the very bytes that were checked.
+type readFS struct {
+	fs.FS
+	files map[string][]byte
+}
+
+func (r readFS) Open(name string) (fs.File, error) {
+	if b, ok := r.files[name]; ok {
+		return &memFile{Reader: bytes.NewReader(b), fsys: r.FS, name: name}, nil
+	}
+	return r.FS.Open(name)
+}
+
+type memFile struct {
+	*bytes.Reader
+	fsys fs.FS
+	name string
+}
+
+// Stat asks the directory: goose never calls it.
+func (f *memFile) Stat() (fs.FileInfo, error) { return fs.Stat(f.fsys, f.name) }
+func (f *memFile) Close() error               { return nil }

@@ -3,10 +3,17 @@ package migrate
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"database/sql"
 	"fmt"
+	"io/fs"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/pressly/goose/v3"
 )
 
 // scannerAnnotations is parseAnnotations as it was written with a bufio.Scanner,
@@ -111,4 +118,57 @@ func fstest100() fstest.MapFS {
 			fmt.Sprintf("DROP TABLE t%d;", i)))}
 	}
 	return fsys
+}
+
+// TestReadFS: the directory as goose sees it through readFS is the directory.
+func TestReadFS(t *testing.T) {
+	dir := writeDir(t, files{
+		"00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;"),
+		"00002_b.sql": "-- +goose NO TRANSACTION\n" + mig("CREATE INDEX CONCURRENTLY i ON a (id);", ""),
+		"README.md":   "notes",
+	})
+	fsys := os.DirFS(dir)
+	src, contents, err := scanDir(fsys, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(src) != 2 || len(contents) != 2 {
+		t.Fatalf("scanDir kept %d files for %d migrations", len(contents), len(src))
+	}
+	rfs := readFS{fsys, contents}
+	if err := fstest.TestFS(rfs, "00001_a.sql", "00002_b.sql", "README.md"); err != nil {
+		t.Fatal(err)
+	}
+	want, werr := gooseRunAll(fsys)
+	got, gerr := gooseRunAll(rfs)
+	if werr != nil || gerr != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("goose runs %+v (%v) from readFS, %+v (%v) from the directory", got, gerr, want, werr)
+	}
+}
+
+// gooseRunAll applies, then rolls back, every migration of fsys with goose's
+// Provider on a database that records statements.
+func gooseRunAll(fsys fs.FS) ([]gooseRun, error) {
+	rec := &recorder{}
+	db := sql.OpenDB(fakeConnector{rec})
+	defer db.Close()
+	p, err := goose.NewProvider("", db, fsys, goose.WithStore(&memStore{}), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	var out []gooseRun
+	for _, s := range p.ListSources() {
+		var r gooseRun
+		if _, err := p.ApplyVersion(ctx, s.Version, true); err != nil {
+			return nil, err
+		}
+		r.up, r.useTx = rec.take()
+		if _, err := p.ApplyVersion(ctx, s.Version, false); err != nil {
+			return nil, err
+		}
+		r.down, _ = rec.take()
+		out = append(out, r)
+	}
+	return out, nil
 }
