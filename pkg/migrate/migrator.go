@@ -176,6 +176,8 @@ func (m *Migrator) execute(ctx context.Context, lk *migrationLock, fsys fs.FS, s
 	if !up {
 		versions = plan.Down
 	}
+	w := startWatcher(ctx, lk.conn, m.Probe.PIDs, watchInterval(m.Opts.LockTimeout), m.Log)
+	defer w.Stop()
 	for _, v := range versions {
 		s, _ := src.Get(v)
 		// A transaction's migration is checked as it writes its version row (see
@@ -188,9 +190,9 @@ func (m *Migrator) execute(ctx context.Context, lk *migrationLock, fsys fs.FS, s
 		} else if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		w := startWatcher(ctx, lk.conn, m.Probe.PIDs, watchInterval(m.Opts.LockTimeout), m.Log, "version", v, "file", s.File)
+		w.Begin("version", v, "file", s.File)
 		res, err := provider.ApplyVersion(ctx, v, up)
-		wait := w.Stop()
+		wait := w.End()
 		if errors.Is(err, errLockCheck) {
 			return lk.lost(ctx) // the migration was rolled back
 		}

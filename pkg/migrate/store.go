@@ -74,20 +74,16 @@ func (s *versionStore) Insert(ctx context.Context, db database.DBTxConn, req dat
 	if _, inTx := db.(*sql.Tx); !inTx {
 		return s.Store.Insert(ctx, db, req)
 	}
-	var held, present bool
-	err := db.QueryRowContext(ctx, `
-		WITH ok AS (SELECT `+heldSQL+` AS held, EXISTS (SELECT FROM `+s.table+` WHERE version_id = $1) AS present),
-		     ins AS (INSERT INTO `+s.table+` (version_id, is_applied) SELECT $1, true FROM ok WHERE held AND NOT present RETURNING 1)
-		SELECT held, present FROM ok`, req.Version, s.token[0], s.token[1]).Scan(&held, &present)
-	switch {
-	case err != nil:
+	res, err := db.ExecContext(ctx, `INSERT INTO `+s.table+` (version_id, is_applied) SELECT $1, true
+		WHERE `+heldSQL+` AND NOT EXISTS (SELECT FROM `+s.table+` WHERE version_id = $1)`,
+		req.Version, s.token[0], s.token[1])
+	if err != nil {
 		return fmt.Errorf("failed to insert version %d: %w", req.Version, err)
-	case !held:
-		return errLockCheck
-	case present:
-		return fmt.Errorf("version %d: %w", req.Version, goose.ErrAlreadyApplied)
 	}
-	return nil
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		return nil
+	}
+	return s.refused(ctx, db, fmt.Errorf("version %d: %w", req.Version, goose.ErrAlreadyApplied))
 }
 
 // Delete implements database.Store.
@@ -95,19 +91,25 @@ func (s *versionStore) Delete(ctx context.Context, db database.DBTxConn, v int64
 	if _, inTx := db.(*sql.Tx); !inTx {
 		return s.Store.Delete(ctx, db, v)
 	}
-	var held bool
-	var deleted int
-	err := db.QueryRowContext(ctx, `
-		WITH ok AS (SELECT `+heldSQL+` AS held),
-		     del AS (DELETE FROM `+s.table+` WHERE version_id = $1 AND (SELECT held FROM ok) RETURNING 1)
-		SELECT held, (SELECT count(*) FROM del) FROM ok`, v, s.token[0], s.token[1]).Scan(&held, &deleted)
-	switch {
-	case err != nil:
+	res, err := db.ExecContext(ctx, `DELETE FROM `+s.table+` WHERE version_id = $1 AND `+heldSQL, v, s.token[0], s.token[1])
+	if err != nil {
 		return fmt.Errorf("failed to delete version %d: %w", v, err)
-	case !held:
-		return errLockCheck
-	case deleted == 0:
-		return fmt.Errorf("version %d: %w", v, goose.ErrNotApplied)
 	}
-	return nil
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		return nil
+	}
+	return s.refused(ctx, db, fmt.Errorf("version %d: %w", v, goose.ErrNotApplied))
+}
+
+// refused tells why a guarded write changed nothing: errLockCheck when the lock
+// is gone, rowErr when the row was there (up) or missing (down).
+func (s *versionStore) refused(ctx context.Context, db database.DBTxConn, rowErr error) error {
+	var held bool
+	if err := db.QueryRowContext(ctx, `SELECT NOT pg_try_advisory_xact_lock($1::int4, $2::int4)`, s.token[0], s.token[1]).Scan(&held); err != nil {
+		return fmt.Errorf("checking the migration lock: %w", err)
+	}
+	if !held {
+		return errLockCheck
+	}
+	return rowErr
 }

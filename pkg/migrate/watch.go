@@ -35,21 +35,29 @@ func (w *LockWait) String() string {
 	return what + ", blocked by " + strings.Join(b, "; ")
 }
 
-// waitWatcher polls pg_locks while one migration runs, so that a lock timeout can
+// waitWatcher polls pg_locks while a migration runs, so that a lock timeout can
 // name what it waited for and who held it (PostgreSQL's error says neither), and a
-// long wait shows in the log while it happens.
+// long wait shows in the log while it happens. One watcher serves a whole run: a
+// migration only marks its start and end, and only one that runs for half an
+// interval is sampled, so the many that take milliseconds cost no query, timer or
+// goroutine of their own.
 type waitWatcher struct {
-	q     Querier // idle connection, used only by the watcher while it runs
+	q     Querier // idle connection, used only by the watcher while a migration runs
 	pids  func() []int32
 	every time.Duration
 	log   *slog.Logger
-	attrs []any // for log, added only when a wait is logged
 
-	timer *time.Timer
-	mu    sync.Mutex
-	last  *LockWait
-	stop  chan struct{}
-	done  chan struct{} // closed when run returns
+	mu   sync.Mutex // held while sampling: End waits for a sample in flight
+	cur  *watched   // the migration running, nil between migrations
+	stop chan struct{}
+	done chan struct{}
+}
+
+type watched struct {
+	start  time.Time
+	attrs  []any // for log
+	last   *LockWait
+	logged string
 }
 
 // watchInterval samples a few times within lock_timeout so a wait that ends in a
@@ -61,50 +69,64 @@ func watchInterval(lockTimeout time.Duration) time.Duration {
 	return min(max(lockTimeout/5, 100*time.Millisecond), time.Second)
 }
 
-func startWatcher(ctx context.Context, q Querier, pids func() []int32, every time.Duration, log *slog.Logger, attrs ...any) *waitWatcher {
-	w := &waitWatcher{q: q, pids: pids, every: every, log: log, attrs: attrs, stop: make(chan struct{}), done: make(chan struct{})}
-	// No sample at the start, nor a goroutine: the migration has not reached a lock
-	// yet, and most finish in milliseconds, before the first interval ends.
-	w.timer = time.AfterFunc(every, func() { w.run(ctx) })
+func startWatcher(ctx context.Context, q Querier, pids func() []int32, every time.Duration, log *slog.Logger) *waitWatcher {
+	w := &waitWatcher{q: q, pids: pids, every: every, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run(ctx)
 	return w
 }
 
 func (w *waitWatcher) run(ctx context.Context) {
 	defer close(w.done)
-	t := time.NewTicker(w.every)
+	half := max(w.every/2, time.Millisecond)
+	t := time.NewTicker(half)
 	defer t.Stop()
-	logged := ""
 	for {
-		// The query runs on ctx, never cancelled by Stop, so the connection is idle
-		// and usable again when Stop returns.
-		if wait, err := w.sample(ctx); err == nil && wait != nil {
-			w.mu.Lock()
-			w.last = wait
-			w.mu.Unlock()
-			if s := wait.String(); s != logged {
-				w.log.Warn("migration is waiting for a lock", append(slices.Clip(w.attrs), "wait", s)...)
-				logged = s
-			}
-		}
 		select {
 		case <-w.stop:
 			return
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			w.mu.Lock()
+			if c := w.cur; c != nil && now.Sub(c.start) >= half {
+				// The query runs on ctx, never cancelled by Stop, so the connection
+				// is idle and usable again when End returns.
+				if wait, err := w.sample(ctx); err == nil && wait != nil {
+					c.last = wait
+					if s := wait.String(); s != c.logged {
+						w.log.Warn("migration is waiting for a lock", append(slices.Clip(c.attrs), "wait", s)...)
+						c.logged = s
+					}
+				}
+			}
+			w.mu.Unlock()
 		}
 	}
 }
 
-// Stop ends the watcher and returns the last wait it saw, nil if none.
-func (w *waitWatcher) Stop() *LockWait {
-	close(w.stop)
-	if !w.timer.Stop() {
-		<-w.done // sampling started: wait until its query is over
-	}
+// Begin marks the start of a migration; attrs name it in the log.
+func (w *waitWatcher) Begin(attrs ...any) {
+	w.mu.Lock()
+	w.cur = &watched{start: time.Now(), attrs: attrs}
+	w.mu.Unlock()
+}
+
+// End marks the end of the migration and returns the last wait seen, nil if none.
+func (w *waitWatcher) End() *LockWait {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.last
+	c := w.cur
+	w.cur = nil
+	if c == nil {
+		return nil
+	}
+	return c.last
+}
+
+// Stop ends the watcher.
+func (w *waitWatcher) Stop() {
+	close(w.stop)
+	<-w.done
 }
 
 func (w *waitWatcher) sample(ctx context.Context) (*LockWait, error) {

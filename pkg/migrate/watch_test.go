@@ -23,18 +23,23 @@ func (q *countingQuerier) QueryRowContext(context.Context, string, ...any) *sql.
 	panic("the watcher uses QueryContext")
 }
 
-// TestWatcherSamplesOnlyAfterAnInterval: a migration that ends before the first
+// TestWatcherSamplesOnlyAfterAnInterval: a migration that ends before half an
 // interval costs no pg_locks query; a longer one is sampled.
 func TestWatcherSamplesOnlyAfterAnInterval(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pids := func() []int32 { return []int32{1} }
 	q := &countingQuerier{}
 	w := startWatcher(context.Background(), q, pids, time.Hour, log)
-	if wait := w.Stop(); wait != nil || q.n.Load() != 0 {
-		t.Fatalf("a watcher stopped before its first interval queried %d times (last wait %v)", q.n.Load(), wait)
+	w.Begin("version", 1)
+	if wait := w.End(); wait != nil || q.n.Load() != 0 {
+		t.Fatalf("a migration shorter than the interval was sampled %d times (last wait %v)", q.n.Load(), wait)
 	}
-	q = &countingQuerier{}
-	w = startWatcher(context.Background(), q, pids, time.Millisecond, log)
-	eventually(t, "the watcher's first sample", func() bool { return q.n.Load() > 0 })
 	w.Stop()
+
+	q = &countingQuerier{}
+	w = startWatcher(context.Background(), q, pids, 2*time.Millisecond, log)
+	defer w.Stop()
+	w.Begin("version", 2)
+	eventually(t, "the watcher's first sample", func() bool { return q.n.Load() > 0 })
+	w.End()
 }
