@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,14 +134,23 @@ func OpenDB(cfg *pgx.ConnConfig, s SessionSettings) (*sql.DB, *Probe) {
 	return db, probe
 }
 
-// setupSession applies s in one round trip: one simple-protocol query string holding
-// both statements (their values are digits and a quoted identifier, so nothing is
-// interpolated unescaped), the server's result for each telling which one failed.
+// setupSession applies s in one round trip: one simple-protocol query string of
+// SET statements (their values are digits and a quoted identifier, so nothing is
+// interpolated unescaped; a utility statement needs no planning, cheaper than a
+// SELECT of set_config on a new backend). The server's result for each statement
+// tells which one failed.
 func setupSession(ctx context.Context, conn *pgx.Conn, s SessionSettings) error {
+	sets := []string{"SET lock_timeout = " + millis(s.LockTimeout), "SET statement_timeout = " + millis(s.StatementTimeout)}
 	// client_connection_check_interval (PostgreSQL 14+) makes the server notice a
-	// killed migrator during a long statement, roll back and free its locks.
-	q := `SELECT set_config('lock_timeout', '` + millis(s.LockTimeout) + `', false), set_config('statement_timeout', '` + millis(s.StatementTimeout) + `', false),
-		(SELECT set_config('client_connection_check_interval', '1000', false) WHERE current_setting('server_version_num')::int >= 140000)`
+	// killed migrator during a long statement, roll back and free its locks. The
+	// server announced its version when the connection started.
+	switch major := serverMajor(conn.PgConn().ParameterStatus("server_version")); {
+	case major >= 14:
+		sets = append(sets, "SET client_connection_check_interval = 1000")
+	case major == 0:
+		sets = append(sets, "SELECT set_config('client_connection_check_interval', '1000', false) WHERE current_setting('server_version_num')::int >= 140000")
+	}
+	q := strings.Join(sets, ";\n")
 	if s.Role != "" {
 		q += ";\nSET ROLE " + pgx.Identifier{s.Role}.Sanitize()
 	}
@@ -147,7 +158,7 @@ func setupSession(ctx context.Context, conn *pgx.Conn, s SessionSettings) error 
 	if err == nil {
 		return nil
 	}
-	if s.Role == "" || len(results) == 0 || results[0].Err != nil {
+	if s.Role == "" || len(results) < len(sets) || slices.ContainsFunc(results, func(r *pgconn.Result) bool { return r.Err != nil }) {
 		return fmt.Errorf("setting lock_timeout and statement_timeout: %w", err)
 	}
 	role, user := qualify("", s.Role), qualify("", conn.Config().User)
@@ -156,6 +167,16 @@ func setupSession(ctx context.Context, conn *pgx.Conn, s SessionSettings) error 
 		hint = fmt.Sprintf("the login user must be a member of the role: GRANT %s TO %s;", role, user)
 	}
 	return fmt.Errorf("--role: SET ROLE %s as %s: %w (%s)", role, user, err, hint)
+}
+
+// serverMajor reads the major version from server_version ("15.4 (Debian...)",
+// "9.6.24", "17devel"); 0 when it does not start with one.
+func serverMajor(v string) int {
+	n := 0
+	for i := 0; i < len(v) && '0' <= v[i] && v[i] <= '9' && n < 1000; i++ {
+		n = n*10 + int(v[i]-'0')
+	}
+	return n
 }
 
 func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }

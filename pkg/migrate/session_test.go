@@ -63,3 +63,11 @@ func TestSessionSettings(t *testing.T) {
 		t.Fatalf("probe saw %d connections, want 2", n)
 	}
 }
+
+func TestServerMajor(t *testing.T) {
+	for v, want := range map[string]int{"15.20 (Debian 15.20-0+deb12u1)": 15, "9.6.24": 9, "17devel": 17, "14beta1": 14, "": 0, "x": 0, "13": 13} {
+		if got := serverMajor(v); got != want {
+			t.Errorf("serverMajor(%q) = %d, want %d", v, got, want)
+		}
+	}
+}
