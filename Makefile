@@ -14,7 +14,7 @@ help:
 
 build: ## static step binaries in bin/
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./steps/,$(STEPS))
+	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./steps/,$(STEPS))
 
 test: ## every test, real servers included (installs what it needs; needs root)
 	test/run-tests.sh

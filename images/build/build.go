@@ -47,6 +47,9 @@ import (
 const (
 	Module     = "github.com/chartreuse-go/chartreuse"
 	VersionVar = Module + "/pkg/version.Version"
+	// BuildTags leave out urfave/cli's man-page and markdown writers (and the
+	// markdown library they start at every launch); the steps never use them.
+	BuildTags = "urfave_cli_no_docs"
 )
 
 // Steps are the five step binaries, in pipeline order; each is built from ./steps/<name>
@@ -246,7 +249,7 @@ func GoBuild(ctx context.Context, repoRoot, dir, version, arch, goCmd string) er
 	if err != nil {
 		return err
 	}
-	args := []string{"build", "-trimpath", "-ldflags", "-s -w -X " + VersionVar + "=" + version, "-o", abs + "/"}
+	args := []string{"build", "-trimpath", "-tags", BuildTags, "-ldflags", "-s -w -X " + VersionVar + "=" + version, "-o", abs + "/"}
 	for _, s := range Steps {
 		args = append(args, "./steps/"+s)
 	}

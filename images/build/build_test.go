@@ -347,7 +347,7 @@ func TestImage(t *testing.T) {
 				t.Errorf("Dockerfile does not build ./steps/%s", s)
 			}
 		}
-		for _, want := range []string{"-trimpath", "CGO_ENABLED=0", VersionVar, "/out/usr/local/bin/", "/out/migrations", passwdLine(), CABundle} {
+		for _, want := range []string{"-trimpath", "-tags " + BuildTags, "CGO_ENABLED=0", VersionVar, "/out/usr/local/bin/", "/out/migrations", passwdLine(), CABundle} {
 			if !strings.Contains(string(b), want) {
 				t.Errorf("Dockerfile lacks %q", want)
 			}

@@ -12,7 +12,6 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
 
-
 // SQLSTATE codes the steps react to.
 const (
 	InvalidPassword          = "28P01"

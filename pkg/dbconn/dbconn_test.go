@@ -47,7 +47,7 @@ func TestValidate(t *testing.T) {
 func TestMalformedURLsNeverLeakThePassword(t *testing.T) {
 	for _, pw := range hardPasswords {
 		for _, raw := range []string{
-			"postgres://app:" + pw + "@db:5432/app",   // unescaped: often malformed
+			"postgres://app:" + pw + "@db:5432/app",     // unescaped: often malformed
 			"postgres://app:" + pw + "@db:notaport/app", // bad port
 			"postgres://app:" + url.QueryEscape(pw) + "@db:x/app",
 		} {
@@ -129,7 +129,9 @@ func TestConnectClassification(t *testing.T) {
 	if err := srv.Exec(ctx, db, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN PASSWORD "+quoteLiteral(pw)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
+	t.Cleanup(func() {
+		_ = srv.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
+	})
 
 	closed := closedPort(t)
 	tests := []struct {

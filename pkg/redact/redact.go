@@ -65,7 +65,23 @@ func (r *Redactor) String(s string) string {
 		s = strings.ReplaceAll(s, secret, Mask)
 	}
 	r.mu.RUnlock()
-	s = urlPassword.ReplaceAllString(s, "${1}"+Mask+"@")
-	s = kvPassword.ReplaceAllString(s, "${1}"+Mask)
+	// The patterns cost microseconds per string, and every log attribute passes
+	// here: run them only where they can match.
+	if strings.Contains(s, "://") {
+		s = urlPassword.ReplaceAllString(s, "${1}"+Mask+"@")
+	}
+	if containsFold(s, "password") {
+		s = kvPassword.ReplaceAllString(s, "${1}"+Mask)
+	}
 	return s
+}
+
+// containsFold reports whether s contains the lower-case ASCII word, in any case.
+func containsFold(s, word string) bool {
+	for i := 0; i+len(word) <= len(s); i++ {
+		if s[i]|0x20 == word[0] && strings.EqualFold(s[i:i+len(word)], word) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,8 +2,8 @@
 package main
 
 import (
-	"github.com/chartreuse-go/chartreuse/pkg/workload"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
+	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
 
 func main() { step.Main(workload.ScaleRestoreSpec()) }

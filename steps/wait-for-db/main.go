@@ -2,8 +2,8 @@
 package main
 
 import (
-	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
+	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
 )
 
 func main() { step.Main(waitdb.Spec()) }

@@ -67,7 +67,7 @@ func Build(ctx context.Context, repo, out string, steps ...string) (map[string]s
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
 	}
-	args := []string{"build", "-trimpath", "-ldflags", "-s -w -X " + Module + "/pkg/version.Version=" + v, "-o", out + "/"}
+	args := []string{"build", "-trimpath", "-tags", "urfave_cli_no_docs", "-ldflags", "-s -w -X " + Module + "/pkg/version.Version=" + v, "-o", out + "/"}
 	paths := map[string]string{}
 	for _, s := range steps {
 		args = append(args, "./steps/"+s)
