@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -40,7 +41,7 @@ func workloadPermissions(ws []*Workload) []permission {
 }
 
 // watchPermissions are what the watcher takes.
-func watchPermissions(withPods bool) []permission {
+func watchPermissions(withPods, withJobs bool) []permission {
 	perms := []permission{
 		{"list", "apps", "deployments", ""}, {"watch", "apps", "deployments", ""},
 		{"list", "apps", "statefulsets", ""}, {"watch", "apps", "statefulsets", ""},
@@ -48,7 +49,16 @@ func watchPermissions(withPods bool) []permission {
 	if withPods {
 		perms = append(perms, permission{"list", "", "pods", ""}, permission{"watch", "", "pods", ""})
 	}
+	if withJobs {
+		perms = append(perms, permission{"list", "batch", "jobs", ""}, permission{"watch", "batch", "jobs", ""})
+	}
 	return perms
+}
+
+// hasCronJobs reports whether any of ws is a CronJob: only then does scale-down
+// watch Jobs (and need the permission to).
+func hasCronJobs(ws []*Workload) bool {
+	return slices.ContainsFunc(ws, func(w *Workload) bool { return w.Kind == CronJob })
 }
 
 // checkAccess asks the API server (SelfSubjectAccessReview, which every

@@ -81,11 +81,11 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		}
 	}
 	if d.CheckAccess {
-		if err := checkAccess(ctx, d.Client, d.Namespace, append(workloadPermissions(ws), watchPermissions(true)...), d.Log); err != nil {
+		if err := checkAccess(ctx, d.Client, d.Namespace, append(workloadPermissions(ws), watchPermissions(true, hasCronJobs(ws))...), d.Log); err != nil {
 			return nil, err
 		}
 	}
-	w, err := newWatcher(ctx, d.Client, d.Namespace, true)
+	w, err := newWatcher(ctx, d.Client, d.Namespace, true, hasCronJobs(ws))
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -368,6 +369,29 @@ func TestScaleDownWaitsForCronJobPods(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 	_ = cs.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), testNS, "report-1-abc")
+	if _, err := d.Run(context.Background(), sel(t, "", "cronjob/report")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A Job the CronJob started just before it was suspended, with no pod yet and not
+// yet in the CronJob's status.active, is waited for until it finishes.
+func TestScaleDownWaitsForCronJobJobsWithoutPods(t *testing.T) {
+	cj := cronJob("report", false, nil)
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "report-2", Namespace: testNS, UID: "job-2",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "CronJob", Name: "report", UID: cj.UID, Controller: ptrTrue()}}}}
+	other := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "unrelated", Namespace: testNS, UID: "job-3"}}
+	cs := newFake(cj, job, other)
+	d, _ := newDowner(t, cs)
+	d.Timeout = 300 * time.Millisecond
+	_, err := d.Run(context.Background(), sel(t, "", "cronjob/report"))
+	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "job/report-2 (cronjob/report, running)") || strings.Contains(err.Error(), "unrelated") {
+		t.Fatalf("err %v", err)
+	}
+	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+	if err := cs.Tracker().Update(batchv1.SchemeGroupVersion.WithResource("jobs"), job, testNS); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := d.Run(context.Background(), sel(t, "", "cronjob/report")); err != nil {
 		t.Fatal(err)
 	}

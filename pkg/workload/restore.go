@@ -73,7 +73,7 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	if r.CheckAccess {
 		perms := workloadPermissions(ws)
 		if r.WaitReady {
-			perms = append(perms, watchPermissions(false)...)
+			perms = append(perms, watchPermissions(false, false)...)
 		}
 		if err := checkAccess(ctx, r.Client, r.Namespace, perms, r.Log); err != nil {
 			return nil, err
@@ -82,7 +82,7 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	var wt *waiter
 	var w *watcher
 	if r.WaitReady {
-		if w, err = newWatcher(ctx, r.Client, r.Namespace, false); err != nil {
+		if w, err = newWatcher(ctx, r.Client, r.Namespace, false, false); err != nil {
 			return nil, err
 		}
 		defer w.stop()

@@ -18,7 +18,7 @@ func TestWaitProgressAndTimeout(t *testing.T) {
 	cs := newFake(deployment("web", 3, nil), pod("web-1", "web"))
 	log, logs := testLogger(t)
 	clk := testclock.NewFakeClock(time.Now())
-	w, err := newWatcher(context.Background(), cs, testNS, true)
+	w, err := newWatcher(context.Background(), cs, testNS, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,15 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -27,6 +30,7 @@ import (
 // server comes back) and wakes waiters on every change. Nothing polls.
 type watcher struct {
 	pods, deployments, statefulSets cache.Store
+	jobs                            cache.Store // empty unless CronJobs are waited for
 	informers                       []cache.SharedIndexInformer
 	changed                         chan struct{}
 	ctx                             context.Context
@@ -39,8 +43,13 @@ type watcher struct {
 // list call per resource so that a missing permission fails at once, classified,
 // before anything changes, instead of leaving an informer retrying until the
 // timeout.
-func newWatcher(ctx context.Context, cs kubernetes.Interface, ns string, withPods bool) (*watcher, error) {
+func newWatcher(ctx context.Context, cs kubernetes.Interface, ns string, withPods, withJobs bool) (*watcher, error) {
 	probe := metav1.ListOptions{Limit: 1}
+	if withJobs {
+		if _, err := cs.BatchV1().Jobs(ns).List(ctx, probe); err != nil {
+			return nil, kube.Classify(fmt.Errorf("listing jobs in %s: %w", ns, err), "list", "jobs.batch")
+		}
+	}
 	if withPods {
 		if _, err := cs.CoreV1().Pods(ns).List(ctx, probe); err != nil {
 			return nil, kube.Classify(fmt.Errorf("listing pods in %s: %w", ns, err), "list", "pods")
@@ -66,6 +75,12 @@ func newWatcher(ctx context.Context, cs kubernetes.Interface, ns string, withPod
 		w.pods = f.Core().V1().Pods().Informer().GetStore()
 	} else {
 		w.pods = cache.NewStore(cache.MetaNamespaceKeyFunc) // stays empty
+	}
+	if withJobs {
+		w.informers = append(w.informers, f.Batch().V1().Jobs().Informer())
+		w.jobs = f.Batch().V1().Jobs().Informer().GetStore()
+	} else {
+		w.jobs = cache.NewStore(cache.MetaNamespaceKeyFunc)
 	}
 	for _, inf := range w.informers {
 		if _, err := inf.AddEventHandler(notify); err != nil {
@@ -221,7 +236,7 @@ func (w *watcher) stoppedCond(group []*Workload, ns string) func() []string {
 			if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 				continue
 			}
-			if owner := ownerOf(pod, group); owner != nil {
+			if owner := w.ownerOf(pod, group); owner != nil {
 				state := string(pod.Status.Phase)
 				if pod.DeletionTimestamp != nil {
 					state = "Terminating"
@@ -229,6 +244,7 @@ func (w *watcher) stoppedCond(group []*Workload, ns string) func() []string {
 				pending = append(pending, fmt.Sprintf("pod/%s (%s, %s)", pod.Name, owner, state))
 			}
 		}
+		pending = append(pending, w.unfinishedJobs(group)...)
 		sort.Strings(pending)
 		for _, wl := range group {
 			if !wl.awaitController {
@@ -304,8 +320,8 @@ func (w *watcher) status(wl *Workload, ns string) (gen, observed int64, replicas
 
 // ownerOf returns the workload of group that pod belongs to, if any: by the
 // workload's pod selector for Deployments and StatefulSets, by the owning Job for
-// CronJobs.
-func ownerOf(pod *corev1.Pod, group []*Workload) *Workload {
+// CronJobs (a Job in the CronJob's status.active, or one the CronJob controls).
+func (w *watcher) ownerOf(pod *corev1.Pod, group []*Workload) *Workload {
 	set := labels.Set(pod.Labels)
 	ctrl := metav1.GetControllerOf(pod)
 	for _, wl := range group {
@@ -318,11 +334,56 @@ func ownerOf(pod *corev1.Pod, group []*Workload) *Workload {
 		if ctrl == nil || ctrl.Kind != "Job" {
 			continue
 		}
-		for _, uid := range wl.ActiveJobs {
-			if ctrl.UID == uid {
-				return wl
-			}
+		if slices.Contains(wl.ActiveJobs, ctrl.UID) || w.jobOf(ctrl.UID, wl) {
+			return wl
 		}
 	}
 	return nil
+}
+
+// jobOf reports whether the watched Job with that UID is controlled by the CronJob.
+func (w *watcher) jobOf(uid types.UID, cj *Workload) bool {
+	for _, obj := range w.jobs.List() {
+		j := obj.(*batchv1.Job)
+		if j.UID == uid {
+			c := metav1.GetControllerOf(j)
+			return c != nil && c.UID == cj.UID
+		}
+	}
+	return false
+}
+
+// unfinishedJobs lists the Jobs of the group's CronJobs that have not finished: a
+// suspended CronJob starts no new Job, but one it started just before may not
+// have created its pod yet (or be missing from the CronJob's status.active).
+// Suspended Jobs count too: nothing stops someone resuming one.
+func (w *watcher) unfinishedJobs(group []*Workload) []string {
+	var pending []string
+	for _, wl := range group {
+		if wl.Kind != CronJob {
+			continue
+		}
+		for _, obj := range w.jobs.List() {
+			j := obj.(*batchv1.Job)
+			c := metav1.GetControllerOf(j)
+			if c == nil || c.UID != wl.UID || jobFinished(j) {
+				continue
+			}
+			state := "running"
+			if j.Spec.Suspend != nil && *j.Spec.Suspend {
+				state = "suspended"
+			}
+			pending = append(pending, fmt.Sprintf("job/%s (%s, %s)", j.Name, wl, state))
+		}
+	}
+	return pending
+}
+
+func jobFinished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
