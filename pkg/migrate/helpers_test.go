@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
@@ -119,6 +121,20 @@ func newDB(t *testing.T) *testDB {
 }
 
 func (d *testDB) url() string { return d.srv.URL(d.db) }
+
+// sqlDB opens the database through pgx's database/sql driver, as migrate does,
+// with tracer (if not nil) on its connections.
+func (d *testDB) sqlDB(t *testing.T, tracer pgx.QueryTracer) *sql.DB {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(d.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tracer = tracer
+	db := stdlib.OpenDB(*cfg)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
 
 func (d *testDB) conn() *pgx.Conn {
 	d.t.Helper()

@@ -170,21 +170,29 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	if len(st.ShapeProblems()) > 0 || !st.CanRead {
 		return st, nil
 	}
+	if err := readRows(ctx, q, st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// readRows reads the version table's rows into st, in id order.
+func readRows(ctx context.Context, q Querier, st *State) error {
 	rows, err := q.QueryContext(ctx, `SELECT id::bigint, version_id::bigint, is_applied FROM `+
 		pgx.Identifier{st.Schema, st.Name}.Sanitize()+` ORDER BY id`, pgx.QueryExecModeExec)
 	if err != nil {
-		return nil, fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
+		return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var r Row
 		if err := rows.Scan(&r.ID, &r.Version, &r.Applied); err != nil {
-			return nil, fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
+			return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
 		}
 		st.Rows = append(st.Rows, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
+		return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
 	}
-	return st, nil
+	return nil
 }

@@ -8,8 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // TestInspect checks every field Inspect reads with its one catalog query (and the
@@ -18,12 +17,7 @@ func TestInspect(t *testing.T) {
 	reader := plainRole(t, "mig_reader")
 	nobody := plainRole(t, "mig_nobody")
 	d := newDB(t)
-	cfg, err := pgx.ParseConfig(d.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := stdlib.OpenDB(*cfg)
-	defer db.Close()
+	db := d.sqlDB(t, nil)
 	ctx := context.Background()
 	inspect := func(t *testing.T, q Querier, table string) *State {
 		t.Helper()
@@ -130,21 +124,18 @@ func TestInspect(t *testing.T) {
 		}
 	})
 	t.Run("statements", func(t *testing.T) {
-		tr := &countingTracer{}
-		c := cfg.Copy()
-		c.Tracer = tr
-		counted := stdlib.OpenDB(*c)
-		defer counted.Close()
+		tr := &pgenv.QueryCounter{}
+		counted := d.sqlDB(t, tr)
 		if err := counted.PingContext(ctx); err != nil {
 			t.Fatal(err)
 		}
-		tr.queries, tr.prepares = 0, 0
+		tr.Queries, tr.Prepares = 0, 0
 		if _, err := Inspect(ctx, counted, DefaultTable); err != nil {
 			t.Fatal(err)
 		}
 		// Each query and each prepare is a round trip.
-		if tr.queries != 2 || tr.prepares != 0 {
-			t.Fatalf("Inspect ran %d queries and %d prepares, want 2 queries (catalog, rows) and no prepare", tr.queries, tr.prepares)
+		if tr.Queries != 2 || tr.Prepares != 0 {
+			t.Fatalf("Inspect ran %d queries and %d prepares, want 2 queries (catalog, rows) and no prepare", tr.Queries, tr.Prepares)
 		}
 	})
 	t.Run("role without privileges", func(t *testing.T) {
@@ -223,34 +214,8 @@ func inspectSeparately(ctx context.Context, q Querier, table string) (*State, er
 	if len(st.ShapeProblems()) > 0 || !st.CanRead {
 		return st, nil
 	}
-	rows, err = q.QueryContext(ctx, `SELECT id::bigint, version_id::bigint, is_applied FROM `+
-		pgx.Identifier{st.Schema, st.Name}.Sanitize()+` ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r Row
-		if err := rows.Scan(&r.ID, &r.Version, &r.Applied); err != nil {
-			return nil, fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
-		}
-		st.Rows = append(st.Rows, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
+	if err := readRows(ctx, q, st); err != nil {
+		return nil, err
 	}
 	return st, nil
 }
-
-type countingTracer struct{ queries, prepares int }
-
-func (c *countingTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.queries++
-	return ctx
-}
-func (c *countingTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *countingTracer) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
-	c.prepares++
-	return ctx
-}
-func (c *countingTracer) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
 )
@@ -21,12 +19,7 @@ import (
 func TestVersionStoreChecks(t *testing.T) {
 	d := newDB(t)
 	mustRun(t, d.url(), writeDir(t, subset(threeTables, "00001_a.sql")))
-	cfg, err := pgx.ParseConfig(d.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := stdlib.OpenDB(*cfg)
-	defer db.Close()
+	db := d.sqlDB(t, nil)
 	ctx := context.Background()
 
 	holder := d.conn() // the lock's session: migration lock and token

@@ -17,25 +17,12 @@ func TestPingIsOneQuery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &countingTracer{}
+	tr := &pgenv.QueryCounter{}
 	cfg.Tracer = tr
 	if err := Ping(cfg)(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if tr.queries != 1 || tr.prepares != 0 {
-		t.Fatalf("an attempt ran %d queries and %d prepares, want one query and no prepare", tr.queries, tr.prepares)
+	if tr.Queries != 1 || tr.Prepares != 0 {
+		t.Fatalf("an attempt ran %d queries and %d prepares, want one query and no prepare", tr.Queries, tr.Prepares)
 	}
 }
-
-type countingTracer struct{ queries, prepares int }
-
-func (c *countingTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.queries++
-	return ctx
-}
-func (c *countingTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *countingTracer) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
-	c.prepares++
-	return ctx
-}
-func (c *countingTracer) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
