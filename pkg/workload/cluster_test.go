@@ -246,7 +246,7 @@ func TestClusterCronJobJobWithoutPod(t *testing.T) {
 	jobPod.Spec.RestartPolicy = corev1.RestartPolicyNever
 	cj, err := c.cs.BatchV1().CronJobs(c.ns).Create(ctx, &batchv1.CronJob{
 		ObjectMeta: metav1.ObjectMeta{Name: "nightly", Labels: map[string]string{"part-of": "nightly"}},
-		Spec: batchv1.CronJobSpec{Schedule: "0 0 1 1 *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: jobPod}}},
+		Spec:       batchv1.CronJobSpec{Schedule: "0 0 1 1 *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: jobPod}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -334,23 +333,21 @@ func (w *watcher) ownerOf(pod *corev1.Pod, group []*Workload) *Workload {
 		if ctrl == nil || ctrl.Kind != "Job" {
 			continue
 		}
-		if slices.Contains(wl.ActiveJobs, ctrl.UID) || w.jobOf(ctrl.UID, wl) {
+		if slices.Contains(wl.ActiveJobs, ctrl.UID) || w.jobOf(pod.Namespace, ctrl, wl) {
 			return wl
 		}
 	}
 	return nil
 }
 
-// jobOf reports whether the watched Job with that UID is controlled by the CronJob.
-func (w *watcher) jobOf(uid types.UID, cj *Workload) bool {
-	for _, obj := range w.jobs.List() {
-		j := obj.(*batchv1.Job)
-		if j.UID == uid {
-			c := metav1.GetControllerOf(j)
-			return c != nil && c.UID == cj.UID
-		}
+// jobOf reports whether the watched Job that ref names is controlled by the CronJob.
+func (w *watcher) jobOf(ns string, ref *metav1.OwnerReference, cj *Workload) bool {
+	obj, ok, _ := w.jobs.GetByKey(ns + "/" + ref.Name)
+	if !ok || obj.(*batchv1.Job).UID != ref.UID {
+		return false
 	}
-	return false
+	c := metav1.GetControllerOf(obj.(*batchv1.Job))
+	return c != nil && c.UID == cj.UID
 }
 
 // unfinishedJobs lists the Jobs of the group's CronJobs that have not finished: a
