@@ -254,26 +254,19 @@ func (s state) check(n int, complete bool) error {
 
 // lockHolders counts sessions holding the migration lock on the test's database.
 func (e *env) lockHolders() int {
-	e.t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.srv.URL("postgres"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var n int
-	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-		WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1
-		  AND l.classid::bigint = ($2::bigint >> 32) AND l.objid::bigint = ($2::bigint & 4294967295) AND l.objsubid = 1`,
-		e.db, migrate.LockID).Scan(&n)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	n, _ := e.lock()
 	return n
 }
 
 // lockHolderPID is the backend holding the migration lock, 0 when none.
 func (e *env) lockHolderPID() int {
+	_, pid := e.lock()
+	return pid
+}
+
+// lock reads pg_locks for the migration lock on the test's database: how many
+// sessions hold it, and the highest pid among them (0 when none).
+func (e *env) lock() (holders, pid int) {
 	e.t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, e.srv.URL("postgres"))
@@ -281,15 +274,14 @@ func (e *env) lockHolderPID() int {
 		e.t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	var pid int
-	err = conn.QueryRow(ctx, `SELECT coalesce(max(l.pid), 0) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+	err = conn.QueryRow(ctx, `SELECT count(*), coalesce(max(l.pid), 0) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
 		WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1
 		  AND l.classid::bigint = ($2::bigint >> 32) AND l.objid::bigint = ($2::bigint & 4294967295) AND l.objsubid = 1`,
-		e.db, migrate.LockID).Scan(&pid)
+		e.db, migrate.LockID).Scan(&holders, &pid)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return pid
+	return holders, pid
 }
 
 // eventually polls cond (tests may poll; the steps never do).
