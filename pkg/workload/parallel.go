@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
@@ -52,10 +53,4 @@ func forEach(ctx context.Context, n, limit int, stopOnError bool, fn func(i int)
 }
 
 // errNotStarted marks the calls forEach did not make.
-var errNotStarted = notStarted{}
-
-type notStarted struct{}
-
-func (notStarted) Error() string {
-	return "not started: an earlier change failed or the step was interrupted"
-}
+var errNotStarted = errors.New("not started: an earlier change failed or the step was interrupted")
