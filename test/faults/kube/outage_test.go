@@ -37,9 +37,20 @@ type runResult struct {
 	stderr string
 }
 
-// during starts f, waits until its log contains marker (or after), takes the API
-// server away for down, brings it back and returns f's result.
+// during starts f, takes the API server away for down after after, brings it
+// back and returns f's result.
 func during(t *testing.T, p *kit.Proxy, after time.Duration, down time.Duration, f func() (int, string)) runResult {
+	t.Helper()
+	return withFault(t, "outage", after, func() error {
+		p.Down()
+		time.Sleep(down)
+		return p.Up()
+	}, f)
+}
+
+// withFault starts f, runs fault after after (unless f has ended by then), and
+// returns f's result.
+func withFault(t *testing.T, what string, after time.Duration, fault func() error, f func() (int, string)) runResult {
 	t.Helper()
 	done := make(chan runResult, 1)
 	go func() {
@@ -48,14 +59,12 @@ func during(t *testing.T, p *kit.Proxy, after time.Duration, down time.Duration,
 	}()
 	select {
 	case r := <-done:
-		t.Logf("the run finished before the outage: exit %d", r.code)
+		t.Logf("the run finished before the %s: exit %d", what, r.code)
 		return r
 	case <-time.After(after):
 	}
-	p.Down()
-	time.Sleep(down)
-	if err := p.Up(); err != nil {
-		t.Fatal(err)
+	if err := fault(); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 	select {
 	case r := <-done:

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -11,29 +12,14 @@ import (
 // down, same flags and port) after after, and returns f's result.
 func restartDuring(t *testing.T, c *cluster, after, down time.Duration, f func() (int, string)) runResult {
 	t.Helper()
-	done := make(chan runResult, 1)
-	go func() {
-		code, stderr := f()
-		done <- runResult{code, stderr}
-	}()
-	select {
-	case r := <-done:
-		t.Logf("the run finished before the restart: exit %d", r.code)
-		return r
-	case <-time.After(after):
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := c.env.RestartAPIServer(ctx, down); err != nil {
-		t.Fatalf("restarting kube-apiserver: %v", err)
-	}
-	select {
-	case r := <-done:
-		return r
-	case <-time.After(3 * time.Minute):
-		t.Fatal("the run did not end within 3m after the API server came back")
-		return runResult{}
-	}
+	return withFault(t, "restart", after, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := c.env.RestartAPIServer(ctx, down); err != nil {
+			return fmt.Errorf("restarting kube-apiserver: %w", err)
+		}
+		return nil
+	}, f)
 }
 
 // TestAPIServerRestart restarts the real kube-apiserver (test/kubeenv) while
