@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -59,6 +60,9 @@ type CommonOptions struct {
 	ResultsDir       string
 	ManifestVersion  string
 	SkipVersionCheck bool
+	// RetryTransientFor: how long a run that fails with a transient error is
+	// tried again inside the process (0: not at all).
+	RetryTransientFor time.Duration
 }
 
 // Flags implements Options.
@@ -69,6 +73,7 @@ func (o *CommonOptions) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "results-dir", Usage: "directory that receives one file per result (Argo output parameters, Tekton results)", Destination: &o.ResultsDir},
 		&cli.StringFlag{Name: "manifest-version", Usage: "version of the workflow manifests running this step; its major.minor must match the binary's", Destination: &o.ManifestVersion},
 		&cli.BoolFlag{Name: "skip-version-check", Usage: "run without --manifest-version (for running a step by hand)", Destination: &o.SkipVersionCheck},
+		&cli.DurationFlag{Name: "retry-transient-for", Usage: "when the step fails with a transient error (exit 75), run it again inside the process, with growing pauses (1s doubling to 30s, with jitter), until this long after it began; then exit 75. For callers that cannot retry, e.g. an Argo exit handler while the workflow is stopping. 0: no retry", Destination: &o.RetryTransientFor},
 	}
 }
 
@@ -79,6 +84,9 @@ func (o *CommonOptions) Validate() error {
 	}
 	if _, err := o.level(); err != nil {
 		return err
+	}
+	if o.RetryTransientFor < 0 {
+		return fmt.Errorf("--retry-transient-for %s must not be negative: use 0 for no retry, or e.g. 2m", o.RetryTransientFor)
 	}
 	return nil
 }

@@ -75,8 +75,7 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 				return fmt.Errorf("unexpected argument %q: %s takes flags only", c.Args().First(), spec.Name)
 			}
 			ran = true
-			env = &Env{Results: results.New(), Redactor: red}
-			runErr = run(ctx, spec, common, env, stderr)
+			env, runErr = runAttempts(ctx, spec, common, red, stderr)
 			return runErr
 		},
 	}
