@@ -169,12 +169,15 @@ func (d dirtyRow) check(m migration, counts []int) []string {
 }
 
 // namesStatement reports whether out says which migration stopped and where:
-// the version, and the statement it stopped at ("statement 3") or how far it
-// got ("2 of 5").
+// the version, and the statement it stopped at ("statement 3"), or how far it
+// got ("2 of 5", "all 5 statements" when only the version row is missing).
 func namesStatement(out string, d dirtyRow) bool {
 	version := regexp.MustCompile(`\b` + strconv.FormatInt(d.Version, 10) + `\b`)
-	stmt := regexp.MustCompile(fmt.Sprintf(`(?i)statement\D{0,12}\b%d\b|\b%d\s+of\s+%d\b`, d.Done+1, d.Done, d.Total))
-	return version.MatchString(out) && stmt.MatchString(out)
+	where := fmt.Sprintf(`(?i)statement\D{0,12}\b%d\b|\b%d\s+of\s+%d\b`, d.Done+1, d.Done, d.Total)
+	if d.Done >= d.Total {
+		where = fmt.Sprintf(`(?i)\ball\s+%d\s+statements|\b%d\s+of\s+%d\b`, d.Total, d.Done, d.Total)
+	}
+	return version.MatchString(out) && regexp.MustCompile(where).MatchString(out)
 }
 
 // operatorComplete does by hand what a dirty migration did not: it logs every
