@@ -82,10 +82,16 @@ func TestMain(m *testing.M) {
 }
 
 func startServer(id int) (*server, error) {
-	// Restarts are part of the attack: a short checkpoint interval keeps crash
-	// recovery quick.
-	s, err := pgenv.Start(pgenv.Options{Settings: map[string]string{"checkpoint_timeout": "30s"}})
+	// Crashes are part of the attack, so a commit must survive one, as in
+	// production (pgenv turns synchronous_commit off for speed; fsync stays off,
+	// only the OS losing its cache would matter); a short checkpoint interval
+	// keeps crash recovery quick.
+	s, err := pgenv.Start(pgenv.Options{Settings: map[string]string{"synchronous_commit": "on", "checkpoint_timeout": "30s"}})
 	if err != nil {
+		return nil, err
+	}
+	if err := checkSetting(s, "synchronous_commit", "on"); err != nil {
+		s.Stop()
 		return nil, err
 	}
 	b := make([]byte, 12)
@@ -99,13 +105,18 @@ func startServer(id int) (*server, error) {
 	return srv, nil
 }
 
-// takeServer gives the test a server of the pool until it ends, and skips under
-// -short.
-func takeServer(t *testing.T) *server {
+// needServers skips the test under -short.
+func needServers(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("attacks a real PostgreSQL (skipped with -short)")
 	}
+}
+
+// takeServer gives the test a server of the pool until it ends.
+func takeServer(t *testing.T) *server {
+	t.Helper()
+	needServers(t)
 	s := <-servers
 	t.Cleanup(func() {
 		if s.PID() == 0 { // a restart failed halfway: bring it back for the next run
@@ -129,4 +140,21 @@ func envInt(name string, def int) int {
 		return def
 	}
 	return n
+}
+
+func checkSetting(s *pgenv.Server, name, want string) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var got string
+	if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&got); err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("the test server runs with %s = %s, want %s", name, got, want)
+	}
+	return nil
 }

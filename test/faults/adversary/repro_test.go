@@ -23,6 +23,7 @@ import (
 // instead of running the migration again. The guard must not depend on the
 // application_name the sessions carry.
 func TestTerminatedLockHolder(t *testing.T) {
+	needServers(t)
 	for _, a := range []app{appDefault, appURL, appEnv} {
 		t.Run("application_name "+a.String(), func(t *testing.T) {
 			const v, n = 20260101, 4000
@@ -52,7 +53,11 @@ func TestTerminatedLockHolder(t *testing.T) {
 				t.Fatal(err)
 			}
 			done := count()
-			if !first.Running() || len(holders) != 1 || done >= n {
+			if !first.Running() {
+				res, _ := r.finish(first, time.Second)
+				t.Fatalf("the first migrator ended before the attack, after %d of %d statements: exit %d\n%s", done, n, res.Code, tail(res.Output(), 6))
+			}
+			if len(holders) != 1 || done >= n {
 				t.Fatalf("the attack came too late: first migrator running %v, lock holders %v, %d of %d statements done", first.Running(), holders, done, n)
 			}
 			if err := r.killBackend(holders[0]); err != nil {
@@ -90,6 +95,7 @@ func TestTerminatedLockHolder(t *testing.T) {
 // statement 3, until the operator repairs by hand and runs migrate --resolve,
 // which waits for the migration lock like any migrator.
 func TestStoppedPartway(t *testing.T) {
+	needServers(t)
 	const v = 20260201
 	sleepy := func(d time.Duration) string { return logInsert(v, 3, d) }
 	cases := []struct {
@@ -183,7 +189,7 @@ func TestStoppedPartway(t *testing.T) {
 			}
 			d, ok := s.dirty[v]
 			if !ok {
-				t.Fatalf("no dirty record for %d in %s (dirty table exists: %v)", v, r.dirtyTable(), s.dirtyTable)
+				t.Fatalf("no dirty record for %d in %s (dirty table exists: %v); the first run said:\n%s", v, r.dirtyTable(), s.dirtyTable, tail(res.Output(), 6))
 			}
 			if d.Done != 2 || d.Total != 5 {
 				t.Errorf("dirty record says %d of %d statements done, want 2 of 5", d.Done, d.Total)

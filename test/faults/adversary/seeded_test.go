@@ -186,9 +186,7 @@ func (s *stats) count(m map[string]int, k string) {
 // TestSeededAttacks runs ADVERSARY_RUNS seeded attacks (see the package
 // documentation), on ADVERSARY_WORKERS servers in parallel.
 func TestSeededAttacks(t *testing.T) {
-	if testing.Short() {
-		t.Skip("attacks a real PostgreSQL (skipped with -short)")
-	}
+	needServers(t)
 	var seeds []uint64
 	if v := os.Getenv("ADVERSARY_SEED"); v != "" {
 		s, err := strconv.ParseUint(v, 10, 64)
