@@ -351,56 +351,26 @@ func (r *run) trySnapshot() (snapshot, error) {
 
 // lockHolders are the backends holding the migration lock on conn's database.
 func lockHolders(ctx context.Context, conn *pgx.Conn) ([]int32, error) {
-	var pids []int32
-	rows, err := conn.Query(ctx, `SELECT l.pid FROM pg_locks l
+	return pids(ctx, conn, `SELECT l.pid FROM pg_locks l
 		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 		  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		  AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295)
 		ORDER BY l.pid`, migrate.LockID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var pid int32
-		if err := rows.Scan(&pid); err != nil {
-			return nil, err
-		}
-		pids = append(pids, pid)
-	}
-	return pids, rows.Err()
 }
 
 // sessions are the backends the migrators have open on the run's database,
 // whatever their application_name, ordered by pid.
 func sessions(ctx context.Context, conn *pgx.Conn) ([]int32, error) {
-	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity
+	return pids(ctx, conn, `SELECT pid FROM pg_stat_activity
 		WHERE datname = current_database() AND usename = $1 AND backend_type = 'client backend' ORDER BY pid`, owner)
+}
+
+func pids(ctx context.Context, conn *pgx.Conn, sql string, args ...any) ([]int32, error) {
+	rows, err := conn.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var pids []int32
-	for rows.Next() {
-		var pid int32
-		if err := rows.Scan(&pid); err != nil {
-			return nil, err
-		}
-		pids = append(pids, pid)
-	}
-	return pids, rows.Err()
-}
-
-// eventually polls cond (the attacker may poll; the product may not).
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return pgx.CollectRows(rows, pgx.RowTo[int32])
 }
 
 // tail is the last n lines of s, each cut to 300 bytes.

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
+	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 )
 
 // The reproductions, replayed deterministically.
@@ -45,7 +46,7 @@ func TestTerminatedLockHolder(t *testing.T) {
 				return c
 			}
 			first := r.start("first migrator", a, "--lock-wait", "2m")
-			eventually(t, "the first migrator to run 200 statements", time.Minute, func() bool { return !first.Running() || count() >= 200 })
+			kit.Eventually(t, "the first migrator to run 200 statements", time.Minute, func() bool { return !first.Running() || count() >= 200 })
 			second := r.start("second migrator", a, "--lock-wait", "2m")
 			time.Sleep(500 * time.Millisecond) // the second one connects and queues for the lock
 			holders, err := lockHolders(ctx, attacker)
@@ -155,14 +156,14 @@ func TestStoppedPartway(t *testing.T) {
 			}
 			switch c.name {
 			case "deadlock":
-				eventually(t, "statement 3 to wait for the blocker's row", time.Minute, migrationWaits("transactionid"))
+				kit.Eventually(t, "statement 3 to wait for the blocker's row", time.Minute, migrationWaits("transactionid"))
 				_, err := blocker.Exec(ctx, "UPDATE adv_rows SET n = n + 1 WHERE id = 2")
 				if err != nil {
 					t.Fatalf("the blocker, not the migration, lost the deadlock: %v", err)
 				}
 				mustExec(t, blocker, "ROLLBACK")
 			case "SIGTERM", "SIGKILL":
-				eventually(t, "statement 3 to sleep", time.Minute, migrationWaits("PgSleep"))
+				kit.Eventually(t, "statement 3 to sleep", time.Minute, migrationWaits("PgSleep"))
 				sig := syscall.SIGTERM
 				if c.name == "SIGKILL" {
 					sig = syscall.SIGKILL
@@ -178,7 +179,7 @@ func TestStoppedPartway(t *testing.T) {
 			}
 			if c.name == "SIGKILL" {
 				// The killed client's backend finishes statement 3 and commits it.
-				eventually(t, "the killed run's lock to be released", time.Minute, func() bool {
+				kit.Eventually(t, "the killed run's lock to be released", time.Minute, func() bool {
 					h, err := lockHolders(ctx, attacker)
 					return err == nil && len(h) == 0
 				})
