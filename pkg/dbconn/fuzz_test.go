@@ -158,3 +158,66 @@ func TestUnescapedPasswordPiecesAreNeverPrinted(t *testing.T) {
 		})
 	}
 }
+
+// TestURLWhoseUserinfoIsNotTheAuthorityIsRefused: an unescaped '/' in the
+// password (leading, or after digits that pass for a port) ends the authority
+// before the '@', so the parser took the user name for the host and the rest of
+// the password for the database name, which every retry printed (exit 75). Such
+// a URL, and a keyword/value string whose unquoted password spills into further
+// keywords, is refused at once (exit 1) with a message that quotes nothing of it.
+func TestURLWhoseUserinfoIsNotTheAuthorityIsRefused(t *testing.T) {
+	const hostport = "KVWY.example:5432"
+	for _, raw := range []string{
+		"postgres://QZJ:/Tr0ubQZJK@" + hostport + "/YWVK",
+		"postgres://QZJ:5432/QZJKVW@" + hostport + "/YWVK",
+		"postgresql://QZJ:ab/cd/QZJ@" + hostport + "/YWVK?sslmode=disable",
+		"postgres://QZJ:QZ?J/K@" + hostport + "/YWVK",
+		"postgres://QZJ:QZJK@" + hostport + "/YWVK?application_name=Q@Z",
+		"postgres://QZJ@KVWY@" + hostport + "/YWVK",
+		"host=KVWY.example user=QZJ password=pass host=QZJKVW dbname=YWVK",
+		"host=KVWY.example user=QZJ password=pass QZJK=VWY dbname=YWVK",
+		"host=KVWY.example dbname=YWVK user=QZJ password=pass dbname=QZJK",
+		"host=KVWY.example user=QZJ password=pass search_path=YWVK",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			red := redact.New()
+			_, err := (&Options{URL: raw, ConnectTimeout: time.Second}).Config(red)
+			if failure.Code(err) != failure.CodePermanent {
+				t.Fatalf("exit code %d, want 1: %v", failure.Code(err), err)
+			}
+			msg := err.Error()
+			if leaked(msg) || strings.Contains(msg, "\n") {
+				t.Fatalf("the message quotes part of the connection string or is not one line: %s", msg)
+			}
+			want := "percent-encode"
+			if !strings.Contains(raw, "://") {
+				want = "single quotes"
+			}
+			if !strings.Contains(msg, want) {
+				t.Fatalf("the message does not say what to do (%q): %s", want, msg)
+			}
+		})
+	}
+}
+
+// TestWellFormedConnectionStringsStillParse: what the shape check refuses must
+// not include what libpq accepts.
+func TestWellFormedConnectionStringsStillParse(t *testing.T) {
+	for _, raw := range []string{
+		"postgres://app:p%40ss%2Fw%3Ard@db:5432/app?sslmode=disable",
+		"postgres://app:pa?ss#wo&rd=x@db/app",
+		"postgresql://app@db1:5432,db2:5433/app?target_session_attrs=read-write&search_path=s",
+		"postgres://db/app?application_name=a%40b",
+		"postgres:///app?host=/run/postgresql",
+		"host=db port=5432 user=app password='it\\'s a \\\\ pw' dbname=app sslmode=disable options='-c search_path=s' application_name=x",
+		"host=db user=app password=unquoted\\ blank dbname=app",
+		"  host = db   dbname=app  ",
+		"database=app host=db",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			if _, err := (&Options{URL: raw, ConnectTimeout: time.Second}).Config(redact.New()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -70,8 +70,8 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 	}
 	registerPasswords(red, raw)
 	red.Add(os.Getenv("PGPASSWORD"))
-	if unescapedAt(raw) {
-		return nil, failure.Permanentf("the database URL from %s is not valid: %s", o.source(), parseReason(raw))
+	if err := checkShape(raw); err != nil {
+		return nil, failure.Permanentf("the database %s from %s is not valid: %w", formName(raw), o.source(), err)
 	}
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
@@ -81,14 +81,14 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 		if errors.As(err, &pe) {
 			return nil, failure.Permanentf("the database URL from %s names a file that cannot be read: %s: %v (mount the certificate or key there, or fix sslrootcert/sslcert/sslkey)", o.source(), pe.Path, pe.Err)
 		}
-		return nil, failure.Permanentf("the database URL from %s is not valid: %s", o.source(), parseReason(raw))
+		return nil, failure.Permanentf("the database %s from %s is not valid: %s", formName(raw), o.source(), parseReason(raw))
 	}
 	// A host name never holds '@': one that does took a piece of a password whose
 	// '@' was not percent-encoded, and would print it in every message naming the
 	// host.
 	for _, h := range hosts(cfg) {
 		if strings.ContainsAny(h, "@") {
-			return nil, failure.Permanentf("the database URL from %s is not valid: %s", o.source(), parseReason(raw))
+			return nil, failure.Permanentf("the database %s from %s is not valid: %s", formName(raw), o.source(), parseReason(raw))
 		}
 	}
 	red.Add(cfg.Password)
@@ -102,21 +102,6 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
-// unescapedAt reports a URL with more than one '@' before its query: an '@' of the
-// password was not percent-encoded, and the parser would move a piece of the
-// password into the host or the database name, which messages print.
-func unescapedAt(raw string) bool {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return false
-	}
-	rest := raw[i+3:]
-	if q := strings.IndexAny(rest, "?#"); q >= 0 {
-		rest = rest[:q]
-	}
-	return strings.Count(rest, "@") > 1
-}
-
 func hosts(cfg *pgx.ConnConfig) []string {
 	hs := []string{cfg.Host}
 	for _, f := range cfg.Fallbacks {
@@ -125,24 +110,24 @@ func hosts(cfg *pgx.ConnConfig) []string {
 	return hs
 }
 
-// registerPasswords finds the password in a URL or DSN before parsing, so even a
-// malformed string cannot leak it through a parser's message.
+// registerPasswords finds the password in a URL before parsing, so even a
+// malformed URL cannot leak it through a parser's message. It takes everything
+// between the first ':' of the userinfo and the last '@': with an unescaped '@'
+// or '/' in the password, that is still the whole password.
 func registerPasswords(red *redact.Redactor, raw string) {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok {
-			red.Add(pw)
-		}
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return
 	}
-	// A malformed URL: take everything between the scheme's "user:" and the last '@'.
-	if i := strings.Index(raw, "://"); i >= 0 {
-		rest := raw[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			if colon := strings.Index(rest[:at], ":"); colon >= 0 {
-				red.Add(rest[colon+1 : at])
-				if pw, err := url.PathUnescape(rest[colon+1 : at]); err == nil {
-					red.Add(pw)
-				}
-			}
+	rest := raw[i+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return
+	}
+	if colon := strings.Index(rest[:at], ":"); colon >= 0 {
+		red.Add(rest[colon+1 : at])
+		if pw, err := url.PathUnescape(rest[colon+1 : at]); err == nil {
+			red.Add(pw)
 		}
 	}
 }
@@ -152,9 +137,9 @@ func registerPasswords(red *redact.Redactor, raw string) {
 // fragment of a password that an unescaped '/' or '@' pushed into another field.
 func parseReason(raw string) string {
 	if strings.Contains(raw, "://") {
-		return "expected postgres://user:password@host:port/database?sslmode=...; percent-encode special characters in the user and password (@ as %40, / as %2F, : as %3A, % as %25)"
+		return "expected postgres://user:password@host:port/database?sslmode=...; " + encodeHint
 	}
-	return "expected a postgres:// URL or keyword=value pairs such as host=... dbname=..."
+	return "expected a postgres:// URL or keyword=value pairs such as host=... dbname=...; " + quoteHint
 }
 
 func unwrapPath(err error) error {

@@ -28,6 +28,14 @@ func TestMain(m *testing.M) { pgenv.Main(m) }
 // The login role's password has every character that breaks URLs.
 const password = "B@d:in/put%41?#pw x'"
 
+// Passwords that are typed unescaped into a URL or a keyword/value string: a
+// leading '/', digits then '/' (taken for a port), a blank then a keyword.
+const (
+	slashFirst   = "/Tr0ub4dor&3"
+	digitsSlash  = "5432/horsebattery"
+	blankKeyword = "correct host=staple"
+)
+
 // fixture is one case's world: a fresh database owned by the login role, a
 // migration directory, and a scratch directory.
 type fixture struct {
@@ -235,6 +243,15 @@ func cases() []badCase {
 			return []string{"--dir", f.dir, "--results-dir", f.file("results", "", 0o644)}
 		}, code: 2, want: []string{"--results-dir"}},
 		{name: "plan with a missing directory", step: "migrate", args: flags("--plan", "--dir", "/migrations-not-here"), code: 1, want: []string{"/migrations-not-here"}},
+		{name: "URL password with a leading slash", step: "wait-for-db", env: func(f *fixture) []string {
+			return []string{"CHARTREUSE_DATABASE_URL=postgres://" + f.role + ":" + slashFirst + "@" + fmt.Sprintf("%s:%d", f.srv.Host, f.srv.Port) + "/" + f.db}
+		}, code: 1, want: []string{"not valid", "percent-encode", "%2F"}},
+		{name: "URL password of digits then a slash", step: "wait-patroni", env: func(f *fixture) []string {
+			return []string{"CHARTREUSE_DATABASE_URL=postgres://" + f.role + ":" + digitsSlash + "@" + fmt.Sprintf("%s:%d", f.srv.Host, f.srv.Port) + "/" + f.db}
+		}, code: 1, want: []string{"not valid", "percent-encode"}},
+		{name: "unquoted keyword/value password with a blank", step: "migrate", env: func(f *fixture) []string {
+			return []string{fmt.Sprintf("CHARTREUSE_DATABASE_URL=host=%s port=%d user=%s password=%s dbname=%s", f.srv.Host, f.srv.Port, f.role, blankKeyword, f.db)}
+		}, code: 1, want: []string{"keyword/value", "single quotes"}},
 		{name: "unescaped slash in the URL password", step: "migrate", env: func(f *fixture) []string {
 			return []string{"CHARTREUSE_DATABASE_URL=postgres://" + f.role + ":" + password + "@" + fmt.Sprintf("%s:%d", f.srv.Host, f.srv.Port) + "/" + f.db}
 		}, code: 1, want: []string{"not valid", "percent-encode"}},
@@ -255,6 +272,9 @@ func TestBadInputs(t *testing.T) {
 	secrets.Add(password)
 	secrets.Add(password + "wrong")
 	secrets.Add(srv.Password)
+	for _, pw := range []string{slashFirst, digitsSlash, blankKeyword} {
+		secrets.Add(pw)
+	}
 	cs := cases()
 	if len(cs) < 40 {
 		t.Fatalf("only %d cases", len(cs))
