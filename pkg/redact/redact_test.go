@@ -52,6 +52,11 @@ func TestUnregisteredURLAndDSNPasswordsAreMasked(t *testing.T) {
 		{"host=db password=s3cret user=app", "host=db password=xxxxx user=app"},
 		{"host=db password='se cret' user=app", "host=db password=xxxxx user=app"},
 		{"PGPASSWORD=s3cret", "PGPASSWORD=xxxxx"},
+		// An unescaped '/' ends the authority for a URL parser, not for the pattern:
+		// a leading '/', digits then '/' (a Patroni URL that the step prints).
+		{"postgres://bob:/Tr0ub4dor@db:5432/app", "postgres://bob:xxxxx@db:5432/app"},
+		{"GET http://patroni:8008/se/cret@db-0:8008/cluster: refused", "GET http://patroni:xxxxx@db-0:8008/cluster: refused"},
+		{"host=db password='it\\'s a pw' user=app", "host=db password=xxxxx user=app"},
 		{"postgres://app@db/app (no password)", "postgres://app@db/app (no password)"},
 		{"nothing secret here", "nothing secret here"},
 	}
