@@ -8,7 +8,9 @@
 // application_name) into a plain log table without a unique key, so a statement
 // that runs twice leaves two rows. Two to four migrators start at random delays
 // with a long --lock-wait, under random application names (default, in the URL,
-// PGAPPNAME). Meanwhile the attacker SIGKILLs or SIGTERMs migrators,
+// PGAPPNAME); some are planners (--plan); some runs use a version table in
+// another schema, some a server that ends idle sessions after 400ms (as managed
+// PostgreSQL may). Meanwhile the attacker SIGKILLs or SIGTERMs migrators,
 // pg_terminate_backend()s the lock holder or any of their sessions (found in
 // pg_stat_activity, which only the attacker may use), and sometimes restarts the
 // server (fast shutdown or crash). Then migrators are rerun until each exits 0,

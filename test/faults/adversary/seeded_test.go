@@ -42,14 +42,18 @@ type fault struct {
 }
 
 type starter struct {
-	at  time.Duration
-	app app
+	at   time.Duration
+	app  app
+	plan bool // migrate --plan: must change nothing, and refuse while dirty
 }
 
 // scenario is everything a seed decides.
 type scenario struct {
-	seed      uint64
-	table     string
+	seed  uint64
+	table string
+	// idle: the server ends sessions idle (in a transaction or not) for 400ms,
+	// as a managed PostgreSQL may.
+	idle      bool
 	migs      []migration
 	migrators []starter
 	faults    []fault
@@ -62,6 +66,7 @@ func newScenario(seed uint64) scenario {
 	if rng.IntN(5) == 0 {
 		sc.table = "adv.versions"
 	}
+	sc.idle = rng.IntN(10) == 0
 	n := 3 + rng.IntN(4)
 	var est time.Duration
 	for i := range n {
@@ -93,7 +98,7 @@ func newScenario(seed uint64) scenario {
 	}
 	var last time.Duration
 	for range 2 + rng.IntN(3) {
-		s := starter{at: time.Duration(rng.IntN(300)) * time.Millisecond, app: app(rng.IntN(3))}
+		s := starter{at: time.Duration(rng.IntN(300)) * time.Millisecond, app: app(rng.IntN(3)), plan: rng.IntN(100) < 15}
 		last = max(last, s.at)
 		sc.migrators = append(sc.migrators, s)
 	}
@@ -137,7 +142,7 @@ func (sc scenario) describe() string {
 	if table == "" {
 		table = "default"
 	}
-	fmt.Fprintf(&b, "version table %s; migrations:", table)
+	fmt.Fprintf(&b, "version table %s; idle session timeouts %v; migrations:", table, sc.idle)
 	for _, m := range sc.migs {
 		var total time.Duration
 		for _, d := range m.sleeps {
@@ -230,6 +235,10 @@ func attack(t *testing.T, seed uint64, st *stats) {
 	begun := time.Now()
 	sc := newScenario(seed)
 	r := newRun(t, srv, sc.table, sc.migs)
+	if sc.idle {
+		r.super("postgres", "ALTER DATABASE "+r.db+" SET idle_session_timeout = '400ms'")
+		r.super("postgres", "ALTER DATABASE "+r.db+" SET idle_in_transaction_session_timeout = '400ms'")
+	}
 	tl := &timeline{start: time.Now()}
 	f := &findings{seen: map[string]bool{}}
 	defer func() {
@@ -265,7 +274,11 @@ func attack(t *testing.T, seed uint64, st *stats) {
 		time.Sleep(time.Until(tl.start.Add(e.at)))
 		if e.fault == nil {
 			m := sc.migrators[e.start]
-			p := r.start(fmt.Sprintf("migrator %d", e.start+1), m.app, "--lock-wait", "60s")
+			label, args := fmt.Sprintf("migrator %d", e.start+1), []string{"--lock-wait", "60s"}
+			if m.plan {
+				label, args = fmt.Sprintf("planner %d", e.start+1), []string{"--plan"}
+			}
+			p := r.start(label, m.app, args...)
 			tl.add("start %s (application_name: %s, pid %d)", p.label, m.app, p.Cmd.Process.Pid)
 			continue
 		}
@@ -287,7 +300,7 @@ func attack(t *testing.T, seed uint64, st *stats) {
 	// Phase 2: rerun until every migrator exits 0, or 1 on a dirty record, which
 	// is then checked, repaired and resolved.
 	converged := false
-	for round := 1; round <= 10 && !converged; round++ {
+	for round := 1; round <= 8 && !converged; round++ {
 		st.mu.Lock()
 		st.rounds++
 		st.mu.Unlock()
