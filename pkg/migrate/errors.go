@@ -31,6 +31,11 @@ var (
 	ErrIrreversible = errors.New("migration cannot be rolled back")
 	// ErrNoPrivilege: the (role's) session cannot read or write the version table.
 	ErrNoPrivilege = errors.New("missing privilege on the version table")
+	// ErrDirty: a migration without a transaction stopped partway (see dirty.go);
+	// nothing runs until an operator settles it with --resolve.
+	ErrDirty = errors.New("a migration stopped partway")
+	// ErrNotDirty: --resolve names a version that has no dirty record.
+	ErrNotDirty = errors.New("no dirty record for the version")
 )
 
 // ErrLockBusy: another migrator held the migration lock for all of --lock-wait.
@@ -103,13 +108,17 @@ func (s *Session) String() string {
 }
 
 // MigrationError is a migration that failed to apply or roll back. Earlier
-// migrations of the run stay applied; this one was rolled back unless it runs
-// without a transaction.
+// migrations of the run stay applied. A transactional one was rolled back; one
+// without a transaction that had started is Dirty: its record stays in the
+// database and every later run refuses until it is resolved.
 type MigrationError struct {
 	Version   int64
 	File      string
 	Direction string // "up" or "down"
-	NoTx      bool   // ran without a transaction: statements before the failure stay
+	NoTx      bool   // ran without a transaction
+	Ran       bool   // a statement was sent to the server
+	Dirty     bool   // NoTx and Ran: the dirty record stays
+	Statement int    // 0-based index of the failing statement, -1 when not in one
 	Detail    string // SQLSTATE, message, position in the file, lock wait, ...
 	Err       error
 }
@@ -120,9 +129,12 @@ func (e *MigrationError) Error() string {
 		verb = "rolling back"
 	}
 	msg := fmt.Sprintf("%s migration %d (%s) failed: %s", verb, e.Version, e.File, e.Detail)
-	if e.NoTx {
-		msg += "; this migration runs without a transaction (-- +goose NO TRANSACTION): statements before the failing one stay applied, check them before rerunning"
-	} else {
+	switch {
+	case e.Dirty:
+		msg += fmt.Sprintf("; this migration runs without a transaction (-- +goose NO TRANSACTION), so the statements before the failing one stay applied and it is recorded as stopped partway: every run refuses until you check what it did and settle it with migrate --resolve %d --as applied (all its changes are in place) or --as not-applied (none are)", e.Version)
+	case !e.Ran:
+		msg += "; none of its statements ran"
+	default:
 		msg += "; it was rolled back"
 	}
 	return msg

@@ -30,6 +30,8 @@ const (
 	ModePlan
 	// ModeDown rolls back applied migrations above the target.
 	ModeDown
+	// ModeResolve settles a migration that stopped partway (the dirty record).
+	ModeResolve
 )
 
 func (m Mode) String() string {
@@ -38,22 +40,26 @@ func (m Mode) String() string {
 		return "plan"
 	case ModeDown:
 		return "down"
+	case ModeResolve:
+		return "resolve"
 	}
 	return "up"
 }
 
 // Version is an optional migration version flag value. An empty string leaves it
-// unset, so workflow templates can pass an optional parameter as --to="".
+// unset, so workflow templates can pass an optional parameter as --to="", but
+// is remembered (Empty): for --down-to and --resolve it is a usage error.
 type Version struct {
 	IsSet bool
 	Value int64
+	Empty bool // given as ""
 }
 
 // Set implements cli.Generic.
 func (v *Version) Set(s string) error {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		*v = Version{}
+		*v = Version{Empty: true}
 		return nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
@@ -85,6 +91,8 @@ type Options struct {
 	LockWait           time.Duration
 	LockTimeout        time.Duration
 	StatementTimeout   time.Duration
+	Resolve            Version
+	ResolveAs          string
 }
 
 // Flags implements step.Options.
@@ -101,12 +109,16 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.DurationFlag{Name: "lock-wait", Value: 5 * time.Minute, Usage: "how long to wait for another migrator to release the migration lock before giving up (exit 75); probed once a second", Destination: &o.LockWait},
 		&cli.DurationFlag{Name: "lock-timeout", Value: 10 * time.Second, Usage: "PostgreSQL lock_timeout while migrating: a statement waiting longer for a table lock fails (exit 75) and its migration is rolled back; 0 waits forever", Destination: &o.LockTimeout},
 		&cli.DurationFlag{Name: "statement-timeout", Usage: "PostgreSQL statement_timeout while migrating; 0 means none", Destination: &o.StatementTimeout},
+		&cli.GenericFlag{Name: "resolve", Value: &o.Resolve, Usage: "settle a migration without a transaction that stopped partway (its dirty record) after checking by hand what it did; with --as; takes the migration lock and applies nothing"},
+		&cli.StringFlag{Name: "as", Usage: "with --resolve: applied (all its changes are in place: its version row is kept or written) or not-applied (none are: its version row is removed, so the next run applies it again)", Destination: &o.ResolveAs},
 	}
 }
 
 // Mode derives the run mode from the flags.
 func (o *Options) Mode() Mode {
 	switch {
+	case o.Resolve.IsSet:
+		return ModeResolve
 	case o.Plan:
 		return ModePlan
 	case o.DownTo.IsSet:
@@ -115,15 +127,17 @@ func (o *Options) Mode() Mode {
 	return ModeUp
 }
 
-// validTable accepts lowercase, unquoted identifiers only, optionally
-// schema-qualified: goose writes the table name into its SQL as is, so anything
-// needing quotes would be folded or break. Hand-written: the equivalent regexp took
+// validTable accepts lowercase identifiers only, optionally schema-qualified:
+// the goose CLI writes the table name into its SQL as is, so a name it would
+// fold could not be shared with it. Reserved words are accepted (this step
+// quotes them, see quoteIdent). The name leaves room for the dirty table's
+// suffix. Hand-written: the equivalent regexp took
 // a fifth of a millisecond to compile at every start.
 func validTable(s string) bool {
 	if schema, name, ok := strings.Cut(s, "."); ok {
-		return plainIdent(schema, 63) && plainIdent(name, 63)
+		return plainIdent(schema, 63) && plainIdent(name, maxTableName)
 	}
-	return plainIdent(s, 63)
+	return plainIdent(s, maxTableName)
 }
 
 // plainIdent reports whether s is [a-z_][a-z0-9_]* and, when maxLen > 0, at most
@@ -150,6 +164,16 @@ const maxPGDuration = time.Duration(math.MaxInt32) * time.Millisecond
 // migration directory is bad input (exit 1).
 func (o *Options) Validate() error {
 	switch {
+	case o.DownTo.Empty:
+		return errors.New("--down-to is empty: give the version to roll back to (0 rolls back everything); a workflow must not start a rollback without a known version")
+	case o.Resolve.Empty:
+		return errors.New("--resolve is empty: give the version of the migration that stopped partway (see the refusal message or the dirty table)")
+	case o.Resolve.IsSet && (o.Plan || o.To.IsSet || o.DownTo.IsSet):
+		return errors.New("--resolve cannot be combined with --plan, --to or --down-to: resolve first, then run again")
+	case o.Resolve.IsSet && o.ResolveAs != string(ResolvedApplied) && o.ResolveAs != string(ResolvedNotApplied):
+		return fmt.Errorf("--as %q is not valid with --resolve: use --as applied (all the migration's changes are in place) or --as not-applied (none are)", o.ResolveAs)
+	case !o.Resolve.IsSet && o.ResolveAs != "":
+		return errors.New("--as is only meaningful with --resolve VERSION")
 	case o.To.IsSet && o.DownTo.IsSet:
 		return errors.New("--to and --down-to are both set: use --to to migrate up, --down-to to roll back")
 	case o.Plan && o.DownTo.IsSet:
@@ -159,7 +183,7 @@ func (o *Options) Validate() error {
 	case o.Dir == "":
 		return errors.New("--dir is empty: give the directory holding the migrations (the image has them in " + DefaultDir + ")")
 	case !validTable(o.Table):
-		return fmt.Errorf("--table %q is not valid: use a lowercase name or schema.name (letters, digits, _), e.g. %s", o.Table, DefaultTable)
+		return fmt.Errorf("--table %q is not valid: use a lowercase name or schema.name (letters, digits, _; the name at most %d characters), e.g. %s", o.Table, maxTableName, DefaultTable)
 	case o.LockWait < 0 || o.LockWait > 24*time.Hour:
 		return fmt.Errorf("--lock-wait %s is out of range: use a duration between 0 and 24h, e.g. 5m", o.LockWait)
 	}

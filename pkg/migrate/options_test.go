@@ -8,7 +8,7 @@ import (
 
 // The patterns validTable and plainIdent replace.
 var (
-	tableRE     = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$`)
+	tableRE     = regexp.MustCompile(`^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,56}$`) // the name leaves room for "_dirty"
 	simpleIdent = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 )
 

@@ -15,6 +15,9 @@ type Request struct {
 	AllowOutOfOrder    bool
 	AllowEmptyDatabase bool
 	Dir                string // for messages
+	// StatementLines, when set, finds where each statement of a file starts, to
+	// name the line a dirty migration stopped at.
+	StatementLines func(DirtyRow) []int
 }
 
 // Plan is what a run will do, computed from the directory and the database state.
@@ -38,6 +41,9 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 		return nil, err
 	}
 	if err := checkRows(st); err != nil {
+		return nil, err
+	}
+	if err := checkDirty(st, req); err != nil {
 		return nil, err
 	}
 	p := &Plan{Mode: req.Mode}
@@ -83,6 +89,9 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 			}
 			p.Down = append(p.Down, v)
 		}
+		if err := checkDirtyTable(st, src, p.Down); err != nil {
+			return nil, err
+		}
 		return p, nil
 	}
 
@@ -115,12 +124,67 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 			"%s %s %s pending but lower than the current version %d (out of order: a branch merged after newer migrations were applied)",
 			plural(len(outOfOrder), "version", "versions"), joinVersions(outOfOrder, ", "), plural(len(outOfOrder), "is", "are"), p.Current)
 	}
-	if !st.Exists && len(p.Pending) > 0 && !st.CanCreate && req.Mode == ModeUp {
+	if !st.Exists && len(p.Pending) > 0 && !st.CanCreate {
 		return nil, refuse(ErrNoPrivilege,
 			fmt.Sprintf("Grant it (GRANT CREATE ON SCHEMA %s TO %s;) or run with --role set to the schema's owner", qualify("", st.Schema), qualify("", st.CurrentUser)),
 			"%s cannot create the version table %s: no CREATE privilege on schema %s", st.CurrentUser, table, st.Schema)
 	}
+	if req.Mode == ModePlan && len(p.Pending) > 0 {
+		// A plan with nothing pending needs only to read; one with pending
+		// migrations says now what migrate would refuse.
+		if err := checkWrite(st); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkDirtyTable(st, src, p.Pending); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// checkDirty refuses while a migration is recorded as stopped partway: the
+// database is in a state no migration file describes.
+func checkDirty(st *State, req Request) error {
+	if len(st.Dirty) == 0 {
+		return nil
+	}
+	var probs []string
+	for _, d := range st.Dirty {
+		var lines []int
+		if req.StatementLines != nil {
+			lines = req.StatementLines(d)
+		}
+		probs = append(probs, d.describe(lines))
+	}
+	d := st.Dirty[0]
+	return refuse(ErrDirty,
+		fmt.Sprintf("Check which of its statements took effect, finish or undo them by hand, then record the outcome under the migration lock: migrate --resolve %d --as applied (all its changes are in place) or migrate --resolve %d --as not-applied (none are; the next run applies it again). The record: SELECT * FROM %s;", d.Version, d.Version, st.dirtyTable()),
+		"%s", strings.Join(probs, "; "))
+}
+
+// checkDirtyTable refuses before anything runs when a pending migration without a
+// transaction could not be recorded as it runs.
+func checkDirtyTable(st *State, src Sources, pending []int64) error {
+	noTx := ""
+	for _, v := range pending {
+		if s, _ := src.Get(v); s.NoTx {
+			noTx = s.File
+			break
+		}
+	}
+	switch {
+	case noTx == "":
+		return nil
+	case !st.DirtyExists && !st.CanCreate:
+		return refuse(ErrNoPrivilege,
+			fmt.Sprintf("Grant it (GRANT CREATE ON SCHEMA %s TO %s;), create the table once as its owner, or run with --role set to the schema's owner", qualify("", st.Schema), qualify("", st.CurrentUser)),
+			"%s runs without a transaction, so its progress is recorded in %s, which %s cannot create: no CREATE privilege on schema %s", noTx, st.dirtyTable(), st.CurrentUser, st.Schema)
+	case st.DirtyExists && !st.DirtyWritable:
+		return refuse(ErrNoPrivilege,
+			fmt.Sprintf("Grant it: GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s; or run with --role set to the table's owner", st.dirtyTable(), qualify("", st.CurrentUser)),
+			"%s runs without a transaction, so its progress is recorded in %s, which %s cannot write", noTx, st.dirtyTable(), st.CurrentUser)
+	}
+	return nil
 }
 
 func checkTable(st *State, req Request) error {
@@ -146,8 +210,27 @@ func checkTable(st *State, req Request) error {
 	if !st.CanRead {
 		return refuse(ErrNoPrivilege, "Grant it: "+grant, "%s cannot read the version table %s", st.CurrentUser, table)
 	}
-	if !st.CanWrite && req.Mode != ModePlan {
-		return refuse(ErrNoPrivilege, "Grant it: "+grant, "%s cannot write (INSERT and DELETE) the version table %s", st.CurrentUser, table)
+	if req.Mode != ModePlan {
+		return checkWrite(st)
+	}
+	return nil
+}
+
+// checkWrite refuses when the version row of a migration could not be written,
+// which would leave it applied but unrecorded.
+func checkWrite(st *State) error {
+	if !st.Exists {
+		return nil
+	}
+	table := st.Qualified()
+	if !st.CanWrite && st.NoSeqUsage != "" {
+		return refuse(ErrNoPrivilege,
+			fmt.Sprintf("Grant it: GRANT USAGE ON SEQUENCE %s TO %s; or run with --role set to the table's owner", st.NoSeqUsage, qualify("", st.CurrentUser)),
+			"%s cannot write the version table %s: its id column (an older goose's serial) takes numbers from the sequence %s, on which %s has no USAGE privilege", st.CurrentUser, table, st.NoSeqUsage, st.CurrentUser)
+	}
+	if !st.CanWrite {
+		return refuse(ErrNoPrivilege, fmt.Sprintf("Grant it: GRANT SELECT, INSERT, DELETE ON %s TO %s; or run with --role set to the table's owner", table, qualify("", st.CurrentUser)),
+			"%s cannot write (INSERT and DELETE) the version table %s", st.CurrentUser, table)
 	}
 	return nil
 }

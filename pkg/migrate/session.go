@@ -3,7 +3,6 @@ package migrate
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -28,18 +27,11 @@ type SessionSettings struct {
 	StatementTimeout time.Duration
 }
 
-// Probe observes the pool's connections: their backend pids (to find what a
-// migration waits for) and the last statement that failed (to place an error in its
-// file). The zero value observes nothing.
+// Probe observes the pool's connections: when each was opened, so that a new
+// one is not pinged before its first use. The zero value observes nothing.
 type Probe struct {
-	mu     sync.Mutex
-	pids   map[uint32]time.Time // when each connection was opened
-	failed *failedStatement
-}
-
-type failedStatement struct {
-	sql string
-	err *pgconn.PgError
+	mu   sync.Mutex
+	pids map[uint32]time.Time // when each connection was opened
 }
 
 // PIDs are the backend pids of every connection the pool opened.
@@ -54,19 +46,6 @@ func (p *Probe) PIDs() []int32 {
 		out = append(out, int32(pid))
 	}
 	return out
-}
-
-// FailedStatement returns the SQL of the statement that raised pgErr, if seen.
-func (p *Probe) FailedStatement(pgErr *pgconn.PgError) (string, bool) {
-	if p == nil || pgErr == nil {
-		return "", false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.failed != nil && p.failed.err == pgErr {
-		return p.failed.sql, true
-	}
-	return "", false
 }
 
 func (p *Probe) addPID(pid uint32) {
@@ -93,25 +72,6 @@ func (p *Probe) shouldPing(_ context.Context, sp stdlib.ShouldPingParams) bool {
 	return idle > time.Second
 }
 
-type sqlKey struct{}
-
-// TraceQueryStart implements pgx.QueryTracer.
-func (p *Probe) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	return context.WithValue(ctx, sqlKey{}, data.SQL)
-}
-
-// TraceQueryEnd implements pgx.QueryTracer.
-func (p *Probe) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
-	var pgErr *pgconn.PgError
-	if !errors.As(data.Err, &pgErr) {
-		return
-	}
-	s, _ := ctx.Value(sqlKey{}).(string)
-	p.mu.Lock()
-	p.failed = &failedStatement{sql: s, err: pgErr}
-	p.mu.Unlock()
-}
-
 // OpenDB opens the database/sql pool goose runs on (pgx's stdlib driver). Every new
 // connection gets the session settings; a cancelled context (SIGTERM) sends the
 // server a cancel request, so the running statement stops and its transaction rolls
@@ -119,7 +79,6 @@ func (p *Probe) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQu
 func OpenDB(cfg *pgx.ConnConfig, s SessionSettings) (*sql.DB, *Probe) {
 	probe := &Probe{}
 	c := cfg.Copy()
-	c.Tracer = probe
 	c.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 5 * time.Second}
 	}
@@ -140,19 +99,10 @@ func OpenDB(cfg *pgx.ConnConfig, s SessionSettings) (*sql.DB, *Probe) {
 // SELECT of set_config on a new backend). The server's result for each statement
 // tells which one failed.
 func setupSession(ctx context.Context, conn *pgx.Conn, s SessionSettings) error {
-	sets := []string{"SET lock_timeout = " + millis(s.LockTimeout), "SET statement_timeout = " + millis(s.StatementTimeout)}
-	// client_connection_check_interval (PostgreSQL 14+) makes the server notice a
-	// killed migrator during a long statement, roll back and free its locks. The
-	// server announced its version when the connection started.
-	switch major := serverMajor(conn.PgConn().ParameterStatus("server_version")); {
-	case major >= 14:
-		sets = append(sets, "SET client_connection_check_interval = 1000")
-	case major == 0:
-		sets = append(sets, "SELECT set_config('client_connection_check_interval', '1000', false) WHERE current_setting('server_version_num')::int >= 140000")
-	}
+	sets := sessionSets(s, conn.PgConn().ParameterStatus("server_version"))
 	q := strings.Join(sets, ";\n")
 	if s.Role != "" {
-		q += ";\nSET ROLE " + pgx.Identifier{s.Role}.Sanitize()
+		q += ";\nSET ROLE " + quoteIdent(s.Role)
 	}
 	results, err := conn.PgConn().Exec(ctx, q).ReadAll()
 	if err == nil {
@@ -167,6 +117,51 @@ func setupSession(ctx context.Context, conn *pgx.Conn, s SessionSettings) error 
 		hint = fmt.Sprintf("the login user must be a member of the role: GRANT %s TO %s;", role, user)
 	}
 	return fmt.Errorf("--role: SET ROLE %s as %s: %w (%s)", role, user, err, hint)
+}
+
+// sessionSets are the SET statements of s for a server of the given version.
+//
+// Besides the two timeouts, a migrator's sessions turn off the idle timeouts a
+// managed server may impose (a lock session idle between two quick migrations
+// must not be ended by the server) and keep TCP keepalives short, so the server
+// ends the session of a migrator that vanished and frees the lock. All of them
+// are settable by any user.
+func sessionSets(s SessionSettings, serverVersion string) []string {
+	sets := []string{
+		"SET lock_timeout = " + millis(s.LockTimeout),
+		"SET statement_timeout = " + millis(s.StatementTimeout),
+		"SET idle_in_transaction_session_timeout = 0",
+		"SET tcp_keepalives_idle = 30",
+		"SET tcp_keepalives_interval = 10",
+		"SET tcp_keepalives_count = 6",
+	}
+	// client_connection_check_interval (PostgreSQL 14+) makes the server notice a
+	// killed migrator during a long statement, roll back and free its locks. The
+	// server announced its version when the connection started.
+	switch major := serverMajor(serverVersion); {
+	case major >= 14:
+		sets = append(sets, "SET client_connection_check_interval = 1000", "SET idle_session_timeout = 0")
+		if major >= 17 {
+			sets = append(sets, "SET transaction_timeout = 0")
+		}
+	case major == 0:
+		sets = append(sets,
+			"SELECT set_config('client_connection_check_interval', '1000', false), set_config('idle_session_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 140000",
+			"SELECT set_config('transaction_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 170000")
+	}
+	return sets
+}
+
+// resetSQL puts a session back to exactly the settings of s, whatever an earlier
+// migration on it changed (SET, SET ROLE, RESET ALL, SET SESSION AUTHORIZATION):
+// it runs before every migration on the lock's session. DISCARD ALL would also
+// release the advisory locks, so it is not used.
+func resetSQL(s SessionSettings, serverVersion string) string {
+	q := "RESET SESSION AUTHORIZATION;\nRESET ALL;\n" + strings.Join(sessionSets(s, serverVersion), ";\n")
+	if s.Role != "" {
+		q += ";\nSET ROLE " + quoteIdent(s.Role)
+	}
+	return q
 }
 
 // serverMajor reads the major version from server_version ("15.4 (Debian...)",

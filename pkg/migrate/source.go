@@ -1,8 +1,11 @@
 package migrate
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"sort"
@@ -52,22 +55,19 @@ func (s Sources) Latest() int64 {
 // strictly: goose silently skips *.sql files without a version, which would hide a
 // misnamed migration. dir names the directory in messages. Errors are
 // *RefusalError (ErrNoMigrations, ErrBadMigrationFiles) or I/O errors.
+//
+// Each file is streamed line by line for its annotations and nothing of it is
+// kept, so memory does not grow with the number or size of the migrations.
 func ScanDir(fsys fs.FS, dir string) (Sources, error) {
-	src, _, err := scanDir(fsys, dir)
-	return src, err
-}
-
-// scanDir is ScanDir that also returns the files it read, by name.
-func scanDir(fsys fs.FS, dir string) (Sources, map[string][]byte, error) {
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading migration directory %s: %w", dir, err)
+		return nil, fmt.Errorf("reading migration directory %s: %w", dir, err)
 	}
 	var (
 		out      Sources
 		problems []string
 		byVer    = map[int64]string{}
-		contents = map[string][]byte{}
+		buf      = make([]byte, 64*1024) // shared by every file's scanner
 	)
 	for _, e := range entries {
 		name := e.Name()
@@ -93,12 +93,15 @@ func scanDir(fsys fs.FS, dir string) (Sources, map[string][]byte, error) {
 			continue
 		}
 		byVer[v] = name
-		b, err := fs.ReadFile(fsys, name)
+		f, err := fsys.Open(name)
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading migration %s/%s: %w", dir, name, err)
+			return nil, fmt.Errorf("reading migration %s/%s: %w", dir, name, err)
 		}
-		contents[name] = b
-		src, ok := parseAnnotations(b)
+		src, ok, err := scanAnnotations(f, buf)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading migration %s/%s: %w", dir, name, err)
+		}
 		if !ok {
 			problems = append(problems, fmt.Sprintf("%s has no '-- +goose Up' annotation", name))
 			continue
@@ -108,58 +111,83 @@ func scanDir(fsys fs.FS, dir string) (Sources, map[string][]byte, error) {
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
-		return nil, nil, refuse(ErrBadMigrationFiles,
+		return nil, refuse(ErrBadMigrationFiles,
 			"Fix the files in the image: name each <version>_<name>.sql with a unique version ≥ 1 and start it with '-- +goose Up'; move other .sql files out of the directory",
 			"the migration directory %s is not valid: %s", dir, strings.Join(problems, "; "))
 	}
 	if len(out) == 0 {
-		return nil, nil, refuse(ErrNoMigrations,
+		return nil, refuse(ErrNoMigrations,
 			"Point --dir at the directory holding the <version>_<name>.sql files (the image has them in "+DefaultDir+")",
 			"no migrations (*.sql) in %s", dir)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
-	return out, contents, nil
+	return out, nil
 }
 
-// parseAnnotations finds the goose annotations that matter before running: Up (goose
-// rejects a file without it), a Down section with statements, NO TRANSACTION. It
-// follows goose's rule: an annotation line starts with "--" and contains "+goose".
-// Lines are cut from b in place: a bufio.Scanner's buffer per file was most of the
-// garbage a --plan run made.
+// parseAnnotations is scanAnnotations over bytes in memory.
 func parseAnnotations(b []byte) (src Source, hasUp bool) {
+	src, hasUp, _ = scanAnnotations(bytes.NewReader(b), nil)
+	return src, hasUp
+}
+
+// scanAnnotations finds the goose annotations that matter before running: Up
+// (goose rejects a file without it), a Down section with statements, NO
+// TRANSACTION. It follows goose's rule: an annotation line starts with "--" and
+// contains "+goose". buf, when not nil, is the scanner's starting buffer, reused
+// from file to file. Only I/O errors are returned.
+func scanAnnotations(r io.Reader, buf []byte) (src Source, hasUp bool, err error) {
 	inDown := false
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
-		// Where the scanner used here before gave up (bufio.ErrTooLong), and with it the
-		// rest of the file; goose itself refuses far shorter lines.
-		if len(line) >= maxAnnotationLine {
-			break
-		}
-		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if bytes.HasPrefix(line, dashes) && bytes.Contains(line, gooseMark) {
-			cmd := bytes.TrimSpace(bytes.Replace(bytes.ReplaceAll(line, dashes, nil), gooseMark, nil, 1))
-			switch {
-			case bytes.EqualFold(cmd, []byte("Up")):
+	err = eachLineBuf(r, buf, func(line []byte) bool {
+		if isAnnotation(line) {
+			switch cmd := annotationCommand(line); {
+			case strings.EqualFold(cmd, "Up"):
 				hasUp, inDown = true, false
-			case bytes.EqualFold(cmd, []byte("Down")):
+			case strings.EqualFold(cmd, "Down"):
 				inDown = true
-			case bytes.EqualFold(cmd, []byte("NO TRANSACTION")):
+			case strings.EqualFold(cmd, "NO TRANSACTION"):
 				src.NoTx = true
 			}
-			continue
+			return true
 		}
 		if inDown && !src.HasDown {
 			if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 && !bytes.HasPrefix(trimmed, dashes) {
 				src.HasDown = true
 			}
 		}
+		return true
+	})
+	return src, hasUp, err
+}
+
+func isAnnotation(line []byte) bool {
+	return bytes.HasPrefix(line, dashes) && bytes.Contains(line, gooseMark)
+}
+
+// annotationCommand is what follows "-- +goose", e.g. "Up" or "NO TRANSACTION".
+func annotationCommand(line []byte) string {
+	return string(bytes.TrimSpace(bytes.Replace(bytes.ReplaceAll(line, dashes, nil), gooseMark, nil, 1)))
+}
+
+// eachLine calls fn with each line of r (without its line ending) until fn
+// returns false. A line of maxAnnotationLine bytes or more ends the scan, where
+// goose's own parser gives up too.
+func eachLine(r io.Reader, fn func(line []byte) bool) error { return eachLineBuf(r, nil, fn) }
+
+func eachLineBuf(r io.Reader, buf []byte, fn func(line []byte) bool) error {
+	sc := bufio.NewScanner(r)
+	if buf == nil {
+		buf = make([]byte, 0, 4096)
 	}
-	return src, hasUp
+	sc.Buffer(buf[:0], maxAnnotationLine)
+	for sc.Scan() {
+		if !fn(sc.Bytes()) {
+			return nil
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, bufio.ErrTooLong) {
+		return err
+	}
+	return nil
 }
 
 const maxAnnotationLine = 16 << 20
@@ -168,28 +196,3 @@ var (
 	dashes    = []byte("--")
 	gooseMark = []byte("+goose")
 )
-
-// readFS serves the files ScanDir read from memory and everything else from the
-// directory: goose opens each migration twice to parse it (once per direction),
-// and then reads the very bytes that were checked.
-type readFS struct {
-	fs.FS
-	files map[string][]byte
-}
-
-func (r readFS) Open(name string) (fs.File, error) {
-	if b, ok := r.files[name]; ok {
-		return &memFile{Reader: bytes.NewReader(b), fsys: r.FS, name: name}, nil
-	}
-	return r.FS.Open(name)
-}
-
-type memFile struct {
-	*bytes.Reader
-	fsys fs.FS
-	name string
-}
-
-// Stat asks the directory: goose never calls it.
-func (f *memFile) Stat() (fs.FileInfo, error) { return fs.Stat(f.fsys, f.name) }
-func (f *memFile) Close() error               { return nil }

@@ -120,29 +120,46 @@ func fstest100() fstest.MapFS {
 	return fsys
 }
 
-// TestReadFS: the directory as goose sees it through readFS is the directory.
-func TestReadFS(t *testing.T) {
+// TestParseMigrationIsGoose: parseMigration, which shows goose one file at a
+// time, gives the statements and transaction mode goose's Provider runs from
+// the whole directory.
+func TestParseMigrationIsGoose(t *testing.T) {
+	t.Setenv("CHARTREUSE_TEST_NAME", "expanded")
 	dir := writeDir(t, files{
-		"00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;"),
-		"00002_b.sql": "-- +goose NO TRANSACTION\n" + mig("CREATE INDEX CONCURRENTLY i ON a (id);", ""),
+		"00001_a.sql": mig("CREATE TABLE a (id int);\nINSERT INTO a VALUES (1); -- one\n", "DROP TABLE a;"),
+		"00002_b.sql": "-- +goose NO TRANSACTION\n" + mig("CREATE INDEX CONCURRENTLY i ON a (id);\nSELECT 1;", ""),
+		"00003_c.sql": "-- +goose ENVSUB ON\n" + mig("-- +goose StatementBegin\nCREATE FUNCTION f() RETURNS int AS $$\nSELECT 1;\n$$ LANGUAGE sql;\n-- +goose StatementEnd\nCREATE TABLE ${CHARTREUSE_TEST_NAME} (id int);", "DROP TABLE ${CHARTREUSE_TEST_NAME};\nDROP FUNCTION f;"),
 		"README.md":   "notes",
 	})
 	fsys := os.DirFS(dir)
-	src, contents, err := scanDir(fsys, dir)
+	want, err := gooseRunAll(fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(src) != 2 || len(contents) != 2 {
-		t.Fatalf("scanDir kept %d files for %d migrations", len(contents), len(src))
-	}
-	rfs := readFS{fsys, contents}
-	if err := fstest.TestFS(rfs, "00001_a.sql", "00002_b.sql", "README.md"); err != nil {
+	src, err := ScanDir(fsys, dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	want, werr := gooseRunAll(fsys)
-	got, gerr := gooseRunAll(rfs)
-	if werr != nil || gerr != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("goose runs %+v (%v) from readFS, %+v (%v) from the directory", got, gerr, want, werr)
+	for i, s := range src {
+		for _, up := range []bool{true, false} {
+			p, err := parseMigration(context.Background(), fsys, s.File, s.Version, up)
+			if err != nil {
+				t.Fatalf("%s up=%v: %v", s.File, up, err)
+			}
+			w := gooseRun{up: want[i].up, useTx: want[i].useTx}
+			if !up {
+				w.up = want[i].down
+			}
+			if !reflect.DeepEqual(p.Statements, w.up) || (up && p.UseTx != w.useTx) {
+				t.Errorf("%s up=%v: parsed %q (tx %v), goose ran %q (tx %v)", s.File, up, p.Statements, p.UseTx, w.up, w.useTx)
+			}
+			if up && p.UseTx == s.NoTx {
+				t.Errorf("%s: ScanDir says NoTx=%v, goose's transaction mode is %v", s.File, s.NoTx, p.UseTx)
+			}
+		}
+	}
+	if got := want[2].up[len(want[2].up)-1]; !strings.Contains(got, "expanded") {
+		t.Fatalf("ENVSUB was not expanded by goose: %q", got)
 	}
 }
 

@@ -26,9 +26,10 @@ func Spec() step.Spec {
 			if err != nil {
 				return err
 			}
-			sqlDB, probe := OpenDB(cfg, SessionSettings{Role: opts.Role, LockTimeout: opts.LockTimeout, StatementTimeout: opts.StatementTimeout})
+			sqlDB, _ := OpenDB(cfg, SessionSettings{Role: opts.Role, LockTimeout: opts.LockTimeout, StatementTimeout: opts.StatementTimeout})
 			defer sqlDB.Close()
-			m := &Migrator{DB: sqlDB, FS: os.DirFS(opts.Dir), Log: env.Log.With("database", cfg.Database), Opts: *opts, Probe: probe}
+			m := &Migrator{DB: sqlDB, FS: os.DirFS(opts.Dir), Log: env.Log.With("database", cfg.Database), Opts: *opts,
+				Secret: env.Redactor.Add, Redact: env.Redactor.String}
 			rep, err := m.Run(ctx)
 			rep.SetResults(env.Results)
 			return err

@@ -40,8 +40,12 @@ type State struct {
 	Columns       []Column
 	Rows          []Row // by id; read only when the table looks like goose's and is readable
 	CanRead       bool
-	CanWrite      bool // INSERT and DELETE, what goose does
-	CanCreate     bool // CREATE on Schema, needed when the table is missing
+	CanWrite      bool       // INSERT and DELETE, what goose does, and USAGE on an old serial id's sequence
+	NoSeqUsage    string     // the id column's sequence when CanWrite is false for want of USAGE on it
+	Dirty         []DirtyRow // migrations stopped partway (see dirty.go)
+	DirtyExists   bool       // the dirty table exists
+	DirtyWritable bool       // and the session can read, insert, update and delete its rows
+	CanCreate     bool       // CREATE on Schema, needed when the table is missing
 	CurrentUser   string
 	UserTables    int // ordinary and partitioned tables outside the system schemas
 	ServerVersion string
@@ -50,17 +54,12 @@ type State struct {
 // Qualified is the version table's name for SQL the operator can paste into psql.
 func (s *State) Qualified() string { return qualify(s.Schema, s.Name) }
 
+// qualify is schema.name (or name) for SQL, each part through quoteIdent.
 func qualify(schema, name string) string {
-	part := func(s string) string {
-		if plainIdent(s, 0) {
-			return s
-		}
-		return pgx.Identifier{s}.Sanitize()
-	}
 	if schema == "" {
-		return part(name)
+		return quoteIdent(name)
 	}
-	return part(schema) + "." + part(name)
+	return quoteIdent(schema) + "." + quoteIdent(name)
 }
 
 // gooseShape lists the columns goose reads and writes, with the types any goose
@@ -123,10 +122,20 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
        coalesce(has_table_privilege(r.oid, 'SELECT'), false),
        coalesce(has_table_privilege(r.oid, 'INSERT') AND has_table_privilege(r.oid, 'DELETE'), false),
        (SELECT json_agg(json_build_array(attname, format_type(atttypid, atttypmod), attnotnull) ORDER BY attnum)::text
-        FROM pg_attribute WHERE attrelid = r.oid AND attnum > 0 AND NOT attisdropped)
+        FROM pg_attribute WHERE attrelid = r.oid AND attnum > 0 AND NOT attisdropped),
+       (SELECT sq.oid::regclass::text FROM pg_depend d
+        JOIN pg_class sq ON sq.oid = d.objid
+        JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+        WHERE d.refobjid = r.oid AND d.classid = 'pg_class'::regclass AND d.deptype = 'a' AND sq.relkind = 'S'
+          AND a.attname = 'id' AND a.attidentity = ''
+          AND CASE WHEN sq.relkind = 'S' THEN NOT has_sequence_privilege(sq.oid, 'USAGE') ELSE false END LIMIT 1),
+       dt.oid IS NOT NULL,
+       coalesce(has_table_privilege(dt.oid, 'SELECT') AND has_table_privilege(dt.oid, 'INSERT')
+                AND has_table_privilege(dt.oid, 'UPDATE') AND has_table_privilege(dt.oid, 'DELETE'), false)
 FROM (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s) AS x
 LEFT JOIN pg_namespace n ON n.nspname = x.s
-LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = $2::text::name`
+LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = $2::text::name
+LEFT JOIN pg_class dt ON dt.relnamespace = n.oid AND dt.relname = $3::text::name AND dt.relkind IN ('r', 'p')`
 
 // Inspect reads the version table and counts user tables. It only reads: it takes
 // no lock beyond what SELECT takes and creates nothing. table is --table. It makes
@@ -141,12 +150,12 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		schemaArg, st.Name = s, n
 	}
 	var (
-		schema, kind, columns sql.NullString
-		canRead, canWrite     bool
+		schema, kind, columns, noSeq sql.NullString
+		canRead, canWrite            bool
 	)
-	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name).Scan(
+	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name)).Scan(
 		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
-		&kind, &canRead, &canWrite, &columns)
+		&kind, &canRead, &canWrite, &columns, &noSeq, &st.DirtyExists, &st.DirtyWritable)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
 	}
@@ -154,7 +163,8 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	if !st.SchemaExists || !kind.Valid {
 		return st, nil
 	}
-	st.Exists, st.Kind, st.CanRead, st.CanWrite = true, kind.String, canRead, canWrite
+	st.Exists, st.Kind, st.CanRead, st.CanWrite = true, kind.String, canRead, canWrite && !noSeq.Valid
+	st.NoSeqUsage = noSeq.String
 	if columns.Valid {
 		var cols [][3]any
 		if err := json.Unmarshal([]byte(columns.String), &cols); err != nil {
@@ -165,6 +175,11 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 			typ, _ := c[1].(string)
 			notNull, _ := c[2].(bool)
 			st.Columns = append(st.Columns, Column{Name: name, Type: typ, NotNull: notNull})
+		}
+	}
+	if st.DirtyExists {
+		if err := readDirty(ctx, q, st); err != nil {
+			return nil, err
 		}
 	}
 	if len(st.ShapeProblems()) > 0 || !st.CanRead {

@@ -47,6 +47,8 @@ type waitWatcher struct {
 	every time.Duration
 	log   *slog.Logger
 
+	closeQ func() // releases q after the watcher stopped; nil keeps it
+
 	mu   sync.Mutex // held while sampling: End waits for a sample in flight
 	cur  *watched   // the migration running, nil between migrations
 	stop chan struct{}
@@ -67,6 +69,22 @@ func watchInterval(lockTimeout time.Duration) time.Duration {
 		return time.Second
 	}
 	return min(max(lockTimeout/5, 100*time.Millisecond), time.Second)
+}
+
+// startWatcher watches the lock's session (pid) from a connection of its own, or
+// not at all when none can be had: the watcher only explains, it guards nothing.
+func (m *Migrator) startWatcher(ctx context.Context, pid uint32) *waitWatcher {
+	every := watchInterval(m.Opts.LockTimeout)
+	conn, err := m.DB.Conn(ctx)
+	if err != nil {
+		m.Log.Warn("cannot watch the migrations' lock waits: no second connection", "error", err.Error())
+		w := &waitWatcher{stop: make(chan struct{}), done: make(chan struct{})}
+		close(w.done)
+		return w
+	}
+	w := startWatcher(ctx, conn, func() []int32 { return []int32{int32(pid)} }, every, m.Log)
+	w.closeQ = func() { conn.Close() }
+	return w
 }
 
 func startWatcher(ctx context.Context, q Querier, pids func() []int32, every time.Duration, log *slog.Logger) *waitWatcher {
@@ -106,6 +124,9 @@ func (w *waitWatcher) run(ctx context.Context) {
 
 // Begin marks the start of a migration; attrs name it in the log.
 func (w *waitWatcher) Begin(attrs ...any) {
+	if w.q == nil {
+		return
+	}
 	w.mu.Lock()
 	w.cur = &watched{start: time.Now(), attrs: attrs}
 	w.mu.Unlock()
@@ -127,6 +148,9 @@ func (w *waitWatcher) End() *LockWait {
 func (w *waitWatcher) Stop() {
 	close(w.stop)
 	<-w.done
+	if w.closeQ != nil {
+		w.closeQ()
+	}
 }
 
 func (w *waitWatcher) sample(ctx context.Context) (*LockWait, error) {

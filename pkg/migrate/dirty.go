@@ -1,0 +1,189 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+)
+
+// The dirty record. A migration without a transaction cannot be undone once one
+// of its statements has run, so before the first one runs a row is committed in
+// a table next to goose's version table (<table>_dirty, same schema; goose's own
+// table is never changed in shape). The row counts the statements that
+// completed and is deleted, with the version row's write, in the transaction
+// that ends the migration. A row that remains means the migration stopped
+// partway, whatever stopped it (an error, SIGTERM, kill -9, a lost session): every
+// later run refuses, --plan included, until an operator settles it with
+// --resolve VERSION --as applied|not-applied.
+
+// DirtyRow is a migration that stopped partway.
+type DirtyRow struct {
+	Version   int64
+	Direction string // "up" or "down"
+	File      string
+	Done      int // statements that completed
+	Total     int
+	StartedAt time.Time
+	RunID     string // host (pod) that ran it
+	LastError string // SQLSTATE and message, redacted; "" when the process died first
+}
+
+// dirtyName is the dirty table's name for a version table name.
+func dirtyName(table string) string { return table + "_dirty" }
+
+// maxTableName keeps <table>_dirty within PostgreSQL's 63-byte identifiers.
+const maxTableName = 63 - len("_dirty")
+
+func (s *State) dirtyTable() string { return qualify(s.Schema, dirtyName(s.Name)) }
+
+func readDirty(ctx context.Context, q Querier, st *State) error {
+	rows, err := q.QueryContext(ctx, `SELECT version, direction, file, statements_done, statements_total, started_at, run_id, last_error FROM `+
+		st.dirtyTable()+` ORDER BY version`, pgx.QueryExecModeExec)
+	if err != nil {
+		return fmt.Errorf("reading the dirty record %s: %w", st.dirtyTable(), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d DirtyRow
+		if err := rows.Scan(&d.Version, &d.Direction, &d.File, &d.Done, &d.Total, &d.StartedAt, &d.RunID, &d.LastError); err != nil {
+			return fmt.Errorf("reading the dirty record %s: %w", st.dirtyTable(), err)
+		}
+		st.Dirty = append(st.Dirty, d)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the dirty record %s: %w", st.dirtyTable(), err)
+	}
+	return nil
+}
+
+// createDirtySQL creates the dirty table; run under the migration lock.
+func (s *State) createDirtySQL() string {
+	return `CREATE TABLE IF NOT EXISTS ` + s.dirtyTable() + ` (
+	version bigint PRIMARY KEY,
+	direction text NOT NULL CHECK (direction IN ('up', 'down')),
+	file text NOT NULL,
+	statements_done integer NOT NULL,
+	statements_total integer NOT NULL,
+	started_at timestamptz NOT NULL DEFAULT now(),
+	run_id text NOT NULL DEFAULT '',
+	last_error text NOT NULL DEFAULT ''
+)`
+}
+
+// describe is one dirty row for a message.
+func (d DirtyRow) describe(lines []int) string {
+	verb := "applying"
+	if d.Direction == "down" {
+		verb = "rolling back"
+	}
+	next := d.Done + 1
+	at := ""
+	if d.Done < len(lines) {
+		at = fmt.Sprintf(" (line %d)", lines[d.Done])
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "migration %d (%s) stopped partway while %s it", d.Version, d.File, verb)
+	if d.RunID != "" {
+		fmt.Fprintf(&b, " in %s", d.RunID)
+	}
+	fmt.Fprintf(&b, " at %s: ", d.StartedAt.UTC().Format(time.RFC3339))
+	switch {
+	case d.Done >= d.Total:
+		fmt.Fprintf(&b, "all %d statements completed but the version row was not written", d.Total)
+	case d.Done == 0:
+		fmt.Fprintf(&b, "statement 1 of %d%s may have partly run, none completed", d.Total, at)
+	default:
+		fmt.Fprintf(&b, "statements 1-%d of %d completed, statement %d%s may have partly run, the rest did not run", d.Done, d.Total, next, at)
+	}
+	if d.LastError != "" {
+		b.WriteString("; it failed with: " + d.LastError)
+	}
+	return b.String()
+}
+
+// Resolution is how an operator settles a dirty migration.
+type Resolution string
+
+const (
+	// ResolvedApplied: the migration's changes are all in place; its version row
+	// is (up) or stays (down) in the version table.
+	ResolvedApplied Resolution = "applied"
+	// ResolvedNotApplied: none of its changes are in place; its version row is
+	// absent afterwards, so the next run applies it again.
+	ResolvedNotApplied Resolution = "not-applied"
+)
+
+// resolveSQL settles version v in one transaction: the version row as the
+// operator says, and the dirty row gone. The caller holds the migration lock.
+func (s *State) resolveSQL(as Resolution) string {
+	table := s.Qualified()
+	clear := `DELETE FROM ` + s.dirtyTable() + ` WHERE version = $1`
+	if as == ResolvedApplied {
+		return `WITH d AS (` + clear + ` RETURNING version)
+INSERT INTO ` + table + ` (version_id, is_applied) SELECT version, true FROM d
+WHERE NOT EXISTS (SELECT FROM ` + table + ` WHERE version_id = $1)`
+	}
+	return `WITH d AS (` + clear + ` RETURNING version)
+DELETE FROM ` + table + ` WHERE version_id IN (SELECT version FROM d)`
+}
+
+// resolve settles the dirty record of --resolve's version as --as says, under the
+// migration lock, in one statement, and applies nothing.
+func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
+	v, as := m.Opts.Resolve.Value, Resolution(m.Opts.ResolveAs)
+	lk, err := acquireLock(ctx, m.DB, m.Opts.LockWait, m.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.release(ctx)
+	st, err := Inspect(ctx, lk.conn, m.Opts.Table)
+	if err != nil {
+		return nil, dbconn.Classify(fmt.Errorf("inspecting the database: %w", err))
+	}
+	if err := checkTable(st, Request{Mode: ModeUp}); err != nil {
+		return nil, failure.AsPermanent(err)
+	}
+	var row *DirtyRow
+	for i := range st.Dirty {
+		if st.Dirty[i].Version == v {
+			row = &st.Dirty[i]
+		}
+	}
+	if row == nil {
+		dirty := make([]int64, len(st.Dirty))
+		for i, d := range st.Dirty {
+			dirty[i] = d.Version
+		}
+		what := "no migration is recorded as stopped partway"
+		if len(dirty) > 0 {
+			what = "the migrations recorded as stopped partway are " + joinVersions(dirty, ", ")
+		}
+		return nil, failure.AsPermanent(refuse(ErrNotDirty, "Nothing was changed; check the version (SELECT * FROM "+st.dirtyTable()+";)",
+			"--resolve %d: %s", v, what))
+	}
+	if _, ok := src.Get(v); !ok && as == ResolvedApplied {
+		return nil, failure.AsPermanent(refuse(ErrUnknownVersion, "Resolve it with the image that contains it, or --as not-applied",
+			"--resolve %d --as applied: the migration is not in %s, so a later run would refuse it as unknown", v, m.Opts.Dir))
+	}
+	if _, err := lk.conn.ExecContext(ctx, st.resolveSQL(as), pgx.QueryExecModeExec, v); err != nil {
+		return nil, dbconn.Classify(fmt.Errorf("resolving migration %d: %w", v, err))
+	}
+	m.Log.Info("resolved a migration that had stopped partway", "version", v, "file", row.File, "direction", row.Direction,
+		"as", string(as), "statements-done", row.Done, "statements-total", row.Total)
+	st, err = Inspect(ctx, lk.conn, m.Opts.Table)
+	if err != nil {
+		return nil, dbconn.Classify(fmt.Errorf("inspecting the database: %w", err))
+	}
+	rep := &Report{Mode: ModeResolve}
+	for _, r := range st.Rows {
+		rep.Current = max(rep.Current, r.Version)
+	}
+	rep.Target = rep.Current
+	return rep, nil
+}
