@@ -27,8 +27,15 @@ const (
 	DeadlockDetected         = "40P01"
 	InsufficientPrivilege    = "42501"
 	UndefinedObject          = "42704" // e.g. SET ROLE to a missing role
-	ReadOnlySQLTransaction   = "25006"
+	ReadOnlySQLTransaction   = "25006" // e.g. a standby after a switchover
 	IdleInTransactionTimeout = "25P03"
+	TransactionTimeout       = "25P04" // PostgreSQL 17
+	DatabaseDropped          = "57P04"
+	IdleSessionTimeout       = "57P05"
+	InsufficientResources    = "53000"
+	DiskFull                 = "53100"
+	OutOfMemory              = "53200"
+	SnapshotTooOld           = "72000"
 )
 
 // SQLState returns the SQLSTATE of err, or "" when it is not a server error.
@@ -40,21 +47,34 @@ func SQLState(err error) string {
 	return ""
 }
 
-// Kind classifies a database error: authentication and SQL errors are permanent,
-// unreachable servers, startup/shutdown, lock and statement timeouts are transient.
-// A missing database (3D000) is transient: an operator may still be creating it.
+// transientStates are the SQLSTATEs a later attempt can get past without anyone
+// changing the input: the server or the session went away or is busy, a
+// standby refused a write (a switchover: the next connection reaches the new
+// primary), a timeout or conflict ended the transaction, resources ran short.
+// A missing database (3D000, or 57P04 when it vanished while connecting) is
+// waited for: an operator may still be creating it.
+//
+// Left permanent on purpose: 53400 (a configured limit: the same work hits it
+// again), class 58 (I/O and system errors: an operator must look at the
+// server), 55006 (object in use, also raised for the session's own cursor),
+// 40003 (completion unknown: a retry could apply a statement twice), XX.
+var transientStates = map[string]bool{
+	CannotConnectNow: true, AdminShutdown: true, CrashShutdown: true,
+	DatabaseDropped: true, IdleSessionTimeout: true,
+	TooManyConnections: true, InsufficientResources: true, DiskFull: true, OutOfMemory: true,
+	LockNotAvailable: true, QueryCanceled: true, SerializationFailure: true, DeadlockDetected: true,
+	InvalidCatalogName: true, IdleInTransactionTimeout: true, TransactionTimeout: true,
+	ReadOnlySQLTransaction: true, SnapshotTooOld: true,
+}
+
+// Kind classifies a database error: authentication and SQL errors are permanent; unreachable servers, the states in transientStates, lock and
+// statement timeouts are transient.
 func Kind(err error) failure.Kind {
 	if err == nil {
 		return 0
 	}
 	if code := SQLState(err); code != "" {
-		switch code {
-		case CannotConnectNow, AdminShutdown, CrashShutdown, TooManyConnections,
-			LockNotAvailable, QueryCanceled, SerializationFailure, DeadlockDetected,
-			InvalidCatalogName, IdleInTransactionTimeout:
-			return failure.Transient
-		}
-		if len(code) >= 2 && code[:2] == "08" { // connection exception class
+		if transientStates[code] || code[:min(2, len(code))] == "08" { // 08: connection exception
 			return failure.Transient
 		}
 		return failure.Permanent
@@ -90,3 +110,4 @@ func Classify(err error) error {
 	}
 	return failure.AsPermanent(err)
 }
+

@@ -1,0 +1,94 @@
+package dbconn
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/redact"
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
+)
+
+// TestKindBySQLState: whether a retry can fix what the server reported.
+func TestKindBySQLState(t *testing.T) {
+	tests := []struct {
+		code string
+		want failure.Kind
+		why  string
+	}{
+		{"25006", failure.Transient, "read-only transaction: a standby after a switchover; the next connection reaches the new primary"},
+		{"57P05", failure.Transient, "idle_session_timeout ended the session; a new one works"},
+		{"25P03", failure.Transient, "idle_in_transaction_session_timeout ended the session"},
+		{"25P04", failure.Transient, "transaction_timeout (PostgreSQL 17), like statement_timeout"},
+		{"57P04", failure.Transient, "database dropped while connecting, or a recovery conflict on a standby: waited for like 3D000"},
+		{"72000", failure.Transient, "snapshot too old: a new snapshot works"},
+		{"53000", failure.Transient, "insufficient resources, e.g. dynamic shared memory"},
+		{"53100", failure.Transient, "disk full: space comes back when WAL and temporary files are removed"},
+		{"53200", failure.Transient, "out of memory, shared or not"},
+		{"53300", failure.Transient, "too many connections"},
+		{"57P01", failure.Transient, "admin shutdown or pg_terminate_backend"},
+		{"08006", failure.Transient, "connection failure"},
+		{"40001", failure.Transient, "serialization failure"},
+		{"53400", failure.Permanent, "a configured limit: the same work hits it again"},
+		{"58000", failure.Permanent, "system error: an operator must look at the server"},
+		{"58030", failure.Permanent, "I/O error: retrying writes on failing storage is no cure"},
+		{"58P01", failure.Permanent, "a file the server needs is missing (e.g. an extension's library)"},
+		{"XX000", failure.Permanent, "internal error"},
+		{"XX001", failure.Permanent, "data corrupted"},
+		{"55006", failure.Permanent, "object in use: also raised for the session's own open cursor, which recurs"},
+		{"40003", failure.Permanent, "statement completion unknown: a retry could apply it twice"},
+		{"28P01", failure.Permanent, "wrong password"},
+		{"42601", failure.Permanent, "syntax error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			err := fmt.Errorf("running: %w", &pgconn.PgError{Severity: "ERROR", Code: tt.code, Message: "m"})
+			if got := Kind(err); got != tt.want {
+				t.Errorf("Kind(SQLSTATE %s) = %v, want %v: %s", tt.code, got, tt.want, tt.why)
+			}
+		})
+	}
+}
+
+// TestReadOnlyServerIsTransient makes the real server refuse writes as a standby
+// does (default_transaction_read_only, set through the URL's options and on the
+// database) and classifies the write's error as every step does.
+func TestReadOnlyServerIsTransient(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	ctx := context.Background()
+	readOnlyDB, err := srv.CreateDatabase(ctx, "read_only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.DropDatabase(context.Background(), readOnlyDB) })
+	if err := srv.Exec(ctx, "postgres", "ALTER DATABASE "+readOnlyDB+" SET default_transaction_read_only = on"); err != nil {
+		t.Fatal(err)
+	}
+	for name, u := range map[string]string{
+		"options in the URL":         srv.URL(db) + "&options=-c%20default_transaction_read_only%3Don",
+		"ALTER DATABASE ... SET ...": srv.URL(readOnlyDB),
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := (&Options{URL: u, ConnectTimeout: 5 * time.Second}).Config(redact.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := Connect(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			_, err = conn.Exec(ctx, "CREATE TABLE t (id int)")
+			if SQLState(err) != ReadOnlySQLTransaction {
+				t.Fatalf("SQLSTATE %q (%v), want %s", SQLState(err), err, ReadOnlySQLTransaction)
+			}
+			if code := failure.Code(Classify(err)); code != failure.CodeTransient {
+				t.Fatalf("exit code %d for %v, want 75", code, err)
+			}
+		})
+	}
+}
