@@ -2,7 +2,10 @@ package dbconn
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -67,7 +70,8 @@ var transientStates = map[string]bool{
 	ReadOnlySQLTransaction: true, SnapshotTooOld: true,
 }
 
-// Kind classifies a database error: authentication and SQL errors are permanent; unreachable servers, the states in transientStates, lock and
+// Kind classifies a database error: authentication, SQL and certificate errors
+// are permanent; unreachable servers, the states in transientStates, lock and
 // statement timeouts are transient.
 func Kind(err error) failure.Kind {
 	if err == nil {
@@ -77,6 +81,11 @@ func Kind(err error) failure.Kind {
 		if transientStates[code] || code[:min(2, len(code))] == "08" { // 08: connection exception
 			return failure.Transient
 		}
+		return failure.Permanent
+	}
+	// Before the network cases: the handshake failure arrives wrapped in a
+	// connect error, but no wait makes a certificate trusted or valid.
+	if CertificateProblem(err) != "" {
 		return failure.Permanent
 	}
 	if pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
@@ -111,3 +120,26 @@ func Classify(err error) error {
 	return failure.AsPermanent(err)
 }
 
+// CertificateProblem says what is wrong with the server's TLS certificate when err
+// is a verification failure (sslmode=verify-ca or verify-full), else "".
+func CertificateProblem(err error) string {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		verify   *tls.CertificateVerificationError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return "the server's TLS certificate is signed by an unknown authority: sslrootcert must hold the CA that signed it"
+	case errors.As(err, &hostname):
+		return fmt.Sprintf("the server's TLS certificate is not valid for the host name %q: connect with a name the certificate holds, or fix the certificate", hostname.Host)
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "the server's TLS certificate or its CA has expired or is not valid yet: renew it (or fix the clock)"
+	case errors.As(err, &invalid):
+		return "the server's TLS certificate is not valid for this use: fix the certificate"
+	case errors.As(err, &verify):
+		return "the server's TLS certificate failed verification: fix the certificate or sslrootcert"
+	}
+	return ""
+}

@@ -2,7 +2,12 @@ package dbconn
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,6 +54,31 @@ func TestKindBySQLState(t *testing.T) {
 			err := fmt.Errorf("running: %w", &pgconn.PgError{Severity: "ERROR", Code: tt.code, Message: "m"})
 			if got := Kind(err); got != tt.want {
 				t.Errorf("Kind(SQLSTATE %s) = %v, want %v: %s", tt.code, got, tt.want, tt.why)
+			}
+		})
+	}
+}
+
+// TestCertificateFailuresArePermanent: no wait makes a certificate trusted, valid
+// for the host or current; every other network failure stays transient.
+func TestCertificateFailuresArePermanent(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want failure.Kind
+	}{
+		{"unknown authority (verify-ca)", x509.UnknownAuthorityError{}, failure.Permanent},
+		{"unknown authority (verify-full)", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, failure.Permanent},
+		{"host name mismatch", &tls.CertificateVerificationError{Err: x509.HostnameError{Host: "db"}}, failure.Permanent},
+		{"expired", x509.CertificateInvalidError{Reason: x509.Expired}, failure.Permanent},
+		{"other verification failure", &tls.CertificateVerificationError{Err: errors.New("x")}, failure.Permanent},
+		{"one of several addresses", errors.Join(&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, x509.HostnameError{Host: "db"}), failure.Permanent},
+		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, failure.Transient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Kind(fmt.Errorf("connecting: %w", tt.err)); got != tt.want {
+				t.Errorf("Kind = %v, want %v", got, tt.want)
 			}
 		})
 	}

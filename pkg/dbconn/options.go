@@ -161,6 +161,9 @@ func Describe(cfg *pgx.ConnConfig) string {
 func Connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
+		if problem := CertificateProblem(err); problem != "" {
+			return nil, Classify(fmt.Errorf("connecting to %s: %s (not retried): %w", Describe(cfg), problem, err))
+		}
 		return nil, Classify(fmt.Errorf("connecting to %s: %w", Describe(cfg), err))
 	}
 	return conn, nil
