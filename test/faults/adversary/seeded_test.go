@@ -352,9 +352,9 @@ func attack(t *testing.T, seed uint64, st *stats) {
 			continue
 		}
 		converged = codes[0] == len(ps)
-		if codes[1] > 0 {
-			// Refused without a dirty record: already a problem, and a rerun
-			// will refuse again.
+		if codes[1] == len(ps) {
+			// All refused without a dirty record (already a problem): every
+			// rerun will.
 			break
 		}
 	}
@@ -410,7 +410,7 @@ func (r *run) exitOneNeedsDirty(s snapshot, ps []*proc) []string {
 		res := p.result
 		p.mu.Unlock()
 		if res != nil && res.Code == 1 && len(s.dirty) == 0 {
-			problems = append(problems, fmt.Sprintf("%s exited 1 but there is no dirty record to explain it:\n%s", p.label, tail(res.Output(), 6)))
+			problems = append(problems, fmt.Sprintf("%s exited 1 but there is no dirty record to explain it (a migration that another migrator is running under the lock is not dirty: wait for the lock):\n%s", p.label, tail(res.Output(), 6)))
 		}
 	}
 	return problems
