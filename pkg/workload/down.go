@@ -45,6 +45,7 @@ type Downer struct {
 	Client        kubernetes.Interface
 	Namespace     string
 	RunID         string
+	RunUID        string        // recorded with each new record, unless empty
 	Timeout       time.Duration // for the whole run, waits included
 	ProgressEvery time.Duration
 	Clock         clock.WithTicker
@@ -211,12 +212,18 @@ func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) 
 		if !w.Kind.Scalable() {
 			value = strconv.FormatBool(w.Suspended)
 		}
-		meta["annotations"] = map[string]any{
+		ann := map[string]any{
 			w.recordKey(): value, AnnotationBy: d.RunID, AnnotationAt: now.UTC().Format(time.RFC3339),
 		}
-		rec = record{replicas: w.Replicas, suspended: w.Suspended, by: d.RunID}
+		if d.RunUID != "" {
+			ann[AnnotationByRunUID] = d.RunUID
+		}
+		meta["annotations"] = ann
+		rec = record{replicas: w.Replicas, suspended: w.Suspended, by: d.RunID, runUID: d.RunUID}
 	} else {
-		d.Log.Info("already recorded by an earlier run: keeping the record", "workload", w.String(), "recorded", w.Annotations[w.recordKey()], "by", rec.by, "at", rec.at)
+		// Its run uid stays too: the record belongs to the run that wrote it, and
+		// so does restoring it on a failure path (scale-restore --only-run-uid).
+		d.Log.Info("already recorded by an earlier run: keeping the record", "workload", w.String(), "recorded", w.Annotations[w.recordKey()], "by", rec.by, "by-run-uid", rec.runUID, "at", rec.at)
 		if w.Kind.Scalable() && w.Replicas != 0 && w.Replicas != rec.replicas {
 			d.Log.Warn("replicas differ from the record of an earlier run; the record wins at restore", "workload", w.String(), "replicas", w.Replicas, "recorded", rec.replicas)
 		}

@@ -569,3 +569,38 @@ func TestOnConflictKeepsContextErrors(t *testing.T) {
 		t.Fatalf("cancelled while backing off: %v after %d calls", err, calls)
 	}
 }
+
+// --run-uid goes into the same patch as the rest of the record; a record of an
+// earlier run keeps its uid.
+func TestScaleDownRecordsTheRunUID(t *testing.T) {
+	cs := newFake(deployment("web", 3, nil), deployment("old", 0, withUID(rec("2"), "uid-a")), cronJob("report", false, nil))
+	d, _ := newDowner(t, cs)
+	d.RunUID = "uid-b"
+	if _, err := d.Run(context.Background(), sel(t, "", "deploy/web", "deploy/old", "cj/report")); err != nil {
+		t.Fatal(err)
+	}
+	var webPatches []string
+	for _, a := range cs.Actions() {
+		if pa, ok := a.(k8stesting.PatchAction); ok && pa.GetName() == "web" {
+			webPatches = append(webPatches, string(pa.GetPatch()))
+		}
+	}
+	if len(webPatches) != 1 || !strings.Contains(webPatches[0], `"`+AnnotationByRunUID+`":"uid-b"`) || !strings.Contains(webPatches[0], `"replicas":0`) {
+		t.Fatalf("web's patches %v", webPatches)
+	}
+	if u := getCronJob(t, cs, "report").Annotations[AnnotationByRunUID]; u != "uid-b" {
+		t.Errorf("cronjob run uid %q", u)
+	}
+	if u := getDeployment(t, cs, "old").Annotations[AnnotationByRunUID]; u != "uid-a" {
+		t.Errorf("an earlier run's record got run uid %q", u)
+	}
+	// Without --run-uid no such annotation is written.
+	cs = newFake(deployment("web", 3, nil))
+	d, _ = newDowner(t, cs)
+	if _, err := d.Run(context.Background(), sel(t, "", "deploy/web")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := getDeployment(t, cs, "web").Annotations[AnnotationByRunUID]; ok {
+		t.Error("run uid written without --run-uid")
+	}
+}

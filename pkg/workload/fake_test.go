@@ -108,7 +108,7 @@ func newDowner(t *testing.T, cs *fake.Clientset) (*Downer, *logBuffer) {
 func newRestorer(t *testing.T, cs *fake.Clientset) (*Restorer, *logBuffer) {
 	log, buf := testLogger(t)
 	return &Restorer{
-		Client: cs, Namespace: testNS, RunID: "wf-1", Timeout: 5 * time.Second, ProgressEvery: time.Second,
+		Client: cs, Namespace: testNS, RunID: "wf-1", Timeout: 5 * time.Second, ReadyTimeout: 5 * time.Second, ProgressEvery: time.Second,
 		Clock: clock.RealClock{}, Log: log,
 	}, buf
 }

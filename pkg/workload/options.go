@@ -65,37 +65,47 @@ func (o *SelectOptions) Selection() Selection { return o.sel }
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
-// RunOptions are the flags shared by scale-down and scale-restore.
+// RunOptions are the run flags of scale-down and scale-restore.
 type RunOptions struct {
 	RunID         string
 	Timeout       time.Duration
 	ProgressEvery time.Duration
-	// WaitReady is a flag of scale-restore only.
-	WaitReady     bool
-	withWaitReady bool
+	// RunUID is a flag of scale-down only: recorded with each record it writes.
+	RunUID string
+	// The flags of scale-restore only.
+	OnlyRunUID   string
+	WaitReady    bool
+	ReadyTimeout time.Duration
+
+	restore bool
 }
 
 // DownOptions returns the run flags of scale-down.
 func DownOptions() *RunOptions { return &RunOptions{} }
 
-// RestoreOptions returns the run flags of scale-restore (with --wait-ready).
-func RestoreOptions() *RunOptions { return &RunOptions{withWaitReady: true} }
+// RestoreOptions returns the run flags of scale-restore.
+func RestoreOptions() *RunOptions { return &RunOptions{restore: true} }
 
 // Flags implements step.Options.
 func (o *RunOptions) Flags() []cli.Flag {
-	timeoutUsage := "how long to wait for the workloads' pods to stop"
-	if o.withWaitReady {
-		timeoutUsage = "how long to wait for the restored workloads to be ready (with --wait-ready)"
+	runID := &cli.StringFlag{Name: "run-id", Usage: "who is doing this, recorded on each workload and in its Events, e.g. the workflow name (default: the host name, i.e. the pod name)", Destination: &o.RunID}
+	progress := &cli.DurationFlag{Name: "progress-interval", Value: 10 * time.Second, Usage: "how often to log progress while waiting", Destination: &o.ProgressEvery}
+	if !o.restore {
+		return []cli.Flag{
+			runID,
+			&cli.StringFlag{Name: "run-uid", Usage: "a value unique to this run (Argo: {{workflow.uid}}, Tekton: $(context.pipelineRun.uid)), recorded on each workload this run stops (" + AnnotationByRunUID + ") so that its failure path can restore only those (scale-restore --only-run-uid); empty: not recorded", Destination: &o.RunUID},
+			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long to wait for the workloads' pods to stop", Destination: &o.Timeout},
+			progress,
+		}
 	}
-	flags := []cli.Flag{
-		&cli.StringFlag{Name: "run-id", Usage: "who is doing this, recorded on each workload and in its Events, e.g. the workflow name (default: the host name, i.e. the pod name)", Destination: &o.RunID},
-		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: timeoutUsage, Destination: &o.Timeout},
-		&cli.DurationFlag{Name: "progress-interval", Value: 10 * time.Second, Usage: "how often to log progress while waiting", Destination: &o.ProgressEvery},
+	return []cli.Flag{
+		runID,
+		&cli.StringFlag{Name: "only-run-uid", Usage: "restore only the records that scale-down --run-uid wrote with this value, and leave every other record (another run's, or one without a run uid) as it is, saying so; empty: restore every record in the selection", Destination: &o.OnlyRunUID},
+		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long reading and restoring the workloads may take in all (an unreachable API server, endless conflicts), not counting the wait for readiness (--ready-timeout); then exit 75", Destination: &o.Timeout},
+		progress,
+		&cli.BoolFlag{Name: "wait-ready", Usage: "wait until the restored Deployments and StatefulSets report all replicas ready, each priority group before restoring the next", Destination: &o.WaitReady},
+		&cli.DurationFlag{Name: "ready-timeout", Value: 5 * time.Minute, Usage: "with --wait-ready: how long to wait in all for the restored workloads to be ready; then the step fails with exit 1, naming each workload not ready with its ready/desired replicas (not 75: the records are gone, so a retry would have nothing left to wait for)", Destination: &o.ReadyTimeout},
 	}
-	if o.withWaitReady {
-		flags = append(flags, &cli.BoolFlag{Name: "wait-ready", Usage: "wait until the restored Deployments and StatefulSets report all replicas ready", Destination: &o.WaitReady})
-	}
-	return flags
 }
 
 // Validate implements step.Options.
@@ -106,6 +116,9 @@ func (o *RunOptions) Validate() error {
 	if o.ProgressEvery <= 0 {
 		return fmt.Errorf("--progress-interval %s must be positive, e.g. 10s", o.ProgressEvery)
 	}
+	if o.restore && o.ReadyTimeout <= 0 {
+		return fmt.Errorf("--ready-timeout %s must be positive, e.g. 5m", o.ReadyTimeout)
+	}
 	o.RunID = strings.TrimSpace(o.RunID)
 	if o.RunID == "" {
 		h, err := os.Hostname()
@@ -114,8 +127,23 @@ func (o *RunOptions) Validate() error {
 		}
 		o.RunID = h
 	}
-	if len(o.RunID) > 253 || strings.ContainsAny(o.RunID, "\n\r") {
+	if !oneLineValue(o.RunID) {
 		return fmt.Errorf("--run-id must be one line of at most 253 characters, e.g. the workflow name")
 	}
+	for _, u := range []struct {
+		flag string
+		v    *string
+	}{{"--run-uid", &o.RunUID}, {"--only-run-uid", &o.OnlyRunUID}} {
+		*u.v = strings.TrimSpace(*u.v)
+		if !oneLineValue(*u.v) {
+			return fmt.Errorf("%s must be one line of at most 253 characters, e.g. the workflow's uid", u.flag)
+		}
+	}
 	return nil
+}
+
+// oneLineValue reports whether v fits an annotation value the way the steps use
+// them: one line, at most 253 characters.
+func oneLineValue(v string) bool {
+	return len(v) <= 253 && !strings.ContainsAny(v, "\n\r")
 }

@@ -61,6 +61,10 @@ func TestSpecUsageErrors(t *testing.T) {
 		{"restore bad selector", ScaleRestoreSpec(), []string{"--selector", "=x"}, 2, "--selector"},
 		{"restore zero timeout", ScaleRestoreSpec(), []string{"--timeout", "0s"}, 2, "--timeout"},
 		{"restore unknown flag", ScaleRestoreSpec(), []string{"--replicas", "3"}, 2, "replicas"},
+		{"restore zero ready timeout", ScaleRestoreSpec(), []string{"--ready-timeout", "0s"}, 2, "--ready-timeout"},
+		{"restore multi-line run uid", ScaleRestoreSpec(), []string{"--only-run-uid", "a\nb"}, 2, "--only-run-uid"},
+		{"multi-line run uid", ScaleDownSpec(), []string{"--workload", "deploy/web", "--run-uid", "a\nb"}, 2, "--run-uid"},
+		{"run uid on restore", ScaleRestoreSpec(), []string{"--run-uid", "x"}, 2, "run-uid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,11 +19,16 @@ import (
 
 // Restorer puts back what Downer recorded and removes the record.
 type Restorer struct {
-	Client        kubernetes.Interface
-	Namespace     string
-	RunID         string
-	Timeout       time.Duration // for the whole run, waits included
+	Client    kubernetes.Interface
+	Namespace string
+	RunID     string
+	// OnlyRunUID, when set, restricts the restore to the records that carry it
+	// (written by scale-down --run-uid): a run's failure path must not undo
+	// another run's keep-down.
+	OnlyRunUID    string
+	Timeout       time.Duration // reading and restoring, in all; readiness waits not counted
 	WaitReady     bool
+	ReadyTimeout  time.Duration // the readiness waits, in all
 	ProgressEvery time.Duration
 	Clock         clock.WithTicker
 	Log           *slog.Logger
@@ -36,19 +42,23 @@ type Restorer struct {
 // Deployments and StatefulSets must report all replicas ready before the next group.
 func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	start := r.Clock.Now()
+	work := &allowance{clock: r.Clock, left: r.Timeout}
 	f := finder{cs: r.Client, ns: r.Namespace}
 	var (
 		found   []*Workload
 		missing []Ref
-		err     error
 	)
-	if sel.Empty() {
-		found, err = f.list(ctx, labels.Everything())
-	} else {
-		found, missing, err = f.find(ctx, sel)
-	}
+	err := work.spend(ctx, func(ctx context.Context) error {
+		var err error
+		if sel.Empty() {
+			found, err = f.list(ctx, labels.Everything())
+		} else {
+			found, missing, err = f.find(ctx, sel)
+		}
+		return err
+	})
 	if err != nil {
-		return nil, err
+		return nil, r.outOfTime(ctx, err)
 	}
 	for _, m := range missing {
 		r.Log.Warn("named workload does not exist: nothing to restore", "workload", m.String(), "namespace", r.Namespace)
@@ -61,13 +71,20 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 			}
 			continue
 		}
+		if !r.owns(w) {
+			continue
+		}
 		if err := w.parsePriority(); err != nil {
 			r.Log.Warn("ignoring the stop priority", "error", err.Error())
 		}
 		ws = append(ws, w)
 	}
 	if len(ws) == 0 {
-		r.Log.Info("no workload carries a scale-down record: nothing to restore", "namespace", r.Namespace, "selection", sel.String())
+		if r.OnlyRunUID != "" {
+			r.Log.Info("no workload carries a scale-down record of this run: nothing to restore", "namespace", r.Namespace, "selection", sel.String(), "run-uid", r.OnlyRunUID)
+		} else {
+			r.Log.Info("no workload carries a scale-down record: nothing to restore", "namespace", r.Namespace, "selection", sel.String())
+		}
 		return nil, nil
 	}
 	if r.CheckAccess {
@@ -75,18 +92,21 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		if r.WaitReady {
 			perms = append(perms, watchPermissions(false, false)...)
 		}
-		if err := checkAccess(ctx, r.Client, r.Namespace, perms, r.Log); err != nil {
-			return nil, err
+		if err := work.spend(ctx, func(ctx context.Context) error {
+			return checkAccess(ctx, r.Client, r.Namespace, perms, r.Log)
+		}); err != nil {
+			return nil, r.outOfTime(ctx, err)
 		}
 	}
 	var wt *waiter
 	var w *watcher
+	readyLeft := r.ReadyTimeout
 	if r.WaitReady {
 		if w, err = newWatcher(ctx, r.Client, r.Namespace, false, false); err != nil {
 			return nil, err
 		}
 		defer w.stop()
-		wt = &waiter{w: w, clock: r.Clock, log: r.Log, progressEvery: r.ProgressEvery, deadline: start.Add(r.Timeout), timeout: r.Timeout}
+		wt = &waiter{w: w, clock: r.Clock, log: r.Log, progressEvery: r.ProgressEvery, timeout: r.ReadyTimeout}
 	}
 
 	var (
@@ -94,19 +114,25 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		errs     []error
 	)
 	groups := group(ws, false)
-	for _, g := range groups {
+	for gi, g := range groups {
 		if len(groups) > 1 {
 			r.Log.Info("restoring priority group", "stop-priority", g[0].Priority, "workloads", len(g))
 		}
 		results := make([]restoreResult, len(g))
-		gerrs := forEach(ctx, len(g), concurrency, false, func(i int) error {
-			var err error
-			results[i], err = r.restore(ctx, f, g[i])
-			return err
+		var gerrs []error
+		_ = work.spend(ctx, func(ctx context.Context) error {
+			gerrs = forEach(ctx, len(g), concurrency, false, func(i int) error {
+				var err error
+				results[i], err = r.restore(ctx, f, g[i])
+				return err
+			})
+			r.emitEvents(ctx, results, gerrs)
+			return nil
 		})
 		var restored []*Workload
 		for i, res := range results {
 			if err := gerrs[i]; err != nil {
+				err = r.outOfTime(ctx, err)
 				r.Log.Error("could not restore", "workload", g[i].String(), "error", err.Error())
 				errs = append(errs, err)
 				continue
@@ -116,10 +142,18 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 				restored = append(restored, g[i])
 			}
 		}
-		r.emitEvents(ctx, results, gerrs)
 		if wt != nil && len(errs) == 0 {
 			what := fmt.Sprintf("%d restored workloads to be ready", len(restored))
-			if err := wt.until(ctx, what, w.readyCond(restored, r.Namespace)); err != nil {
+			later := 0
+			for _, lg := range groups[gi+1:] {
+				later += len(lg)
+			}
+			began := r.Clock.Now()
+			wt.deadline = began.Add(readyLeft)
+			wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, restored, later) }
+			err := wt.until(ctx, what, w.readyCond(restored, r.Namespace))
+			readyLeft -= r.Clock.Since(began)
+			if err != nil {
 				return outcomes, err
 			}
 		}
@@ -129,6 +163,74 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	}
 	r.Log.Info("restored", "workloads", len(outcomes), "took", r.Clock.Since(start).Round(time.Millisecond).String())
 	return outcomes, nil
+}
+
+// owns reports whether the record on w is this run's to restore, and says so
+// when it is not.
+func (r *Restorer) owns(w *Workload) bool {
+	if r.OnlyRunUID == "" {
+		return true
+	}
+	rec := recordOf(w)
+	if rec.runUID == r.OnlyRunUID {
+		return true
+	}
+	uid := rec.runUID
+	if uid == "" {
+		uid = "none"
+	}
+	r.Log.Info("left alone: stopped by another run", "workload", w.String(), "by", rec.by, "by-run-uid", uid, "at", rec.at)
+	return false
+}
+
+// recordOf reads who wrote w's record and when; the value itself is not needed
+// (and may be malformed) to tell whose it is.
+func recordOf(w *Workload) record {
+	return record{by: w.Annotations[AnnotationBy], at: w.Annotations[AnnotationAt], runUID: w.Annotations[AnnotationByRunUID]}
+}
+
+// notReady is the error of a readiness wait that ran out of time. It is
+// permanent: the records are gone once the replicas are back, so a retry would
+// find nothing to restore and succeed without the application being ready.
+func (r *Restorer) notReady(synced bool, pending []string, restored []*Workload, later int) error {
+	rest := ""
+	if later > 0 {
+		rest = fmt.Sprintf("; %d workloads of later priority groups are still at 0 (rerun scale-restore once these are ready)", later)
+	}
+	if !synced {
+		names := make([]string, len(restored))
+		for i, w := range restored {
+			names[i] = w.String()
+		}
+		return failure.Permanentf("could not tell within --ready-timeout %s whether the restored workloads are ready: listing and watching the namespace failed (API server unreachable?); check %s%s", r.ReadyTimeout, strings.Join(names, ", "), rest)
+	}
+	return failure.Permanentf("restored workloads not ready within --ready-timeout %s: %s%s", r.ReadyTimeout, strings.Join(pending, ", "), rest)
+}
+
+// outOfTime names --timeout in an error that came from its allowance running out.
+func (r *Restorer) outOfTime(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return failure.Transientf("restoring took longer than --timeout %s: %w", r.Timeout, err)
+	}
+	return err
+}
+
+// allowance is a time limit spent in pieces: scale-restore's reads and writes
+// are interleaved with readiness waits, which have their own limit.
+type allowance struct {
+	clock clock.Clock
+	left  time.Duration
+}
+
+// spend runs fn with what is left of the allowance as its context's timeout,
+// and takes the time fn took off it.
+func (a *allowance) spend(ctx context.Context, fn func(context.Context) error) error {
+	began := a.clock.Now()
+	ctx, cancel := context.WithTimeout(ctx, max(a.left, 0))
+	defer cancel()
+	err := fn(ctx)
+	a.left -= a.clock.Since(began)
+	return err
 }
 
 // joinErrors combines per-workload errors: transient if any is, else permanent.
@@ -205,6 +307,11 @@ func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult,
 	rec, has, err := w.readRecord()
 	if !has {
 		r.Log.Info("record already removed: nothing to restore", "workload", w.String())
+		return restoreResult{}, nil
+	}
+	// Read again after a conflict: another run may have restored it and stopped
+	// it anew meanwhile, with a record of its own.
+	if !r.owns(w) {
 		return restoreResult{}, nil
 	}
 	if err != nil {

@@ -3,10 +3,12 @@ package workload
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -161,9 +163,10 @@ func TestRestoreWaitReady(t *testing.T) {
 	cs := newFake(deployment("web", 0, rec("2")))
 	r, _ := newRestorer(t, cs)
 	r.WaitReady = true
-	r.Timeout = 300 * time.Millisecond
+	r.ReadyTimeout = 300 * time.Millisecond
 	_, err := r.Run(context.Background(), Selection{})
-	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "deployment/web (0/2 ready)") {
+	// Permanent: the record is gone, so a retry would succeed with nothing to wait for.
+	if failure.Code(err) != 1 || !strings.Contains(err.Error(), "not ready within --ready-timeout 300ms: deployment/web (0/2 ready)") {
 		t.Fatalf("err %v", err)
 	}
 	// Ready now: a rerun has nothing left to restore and returns at once.
@@ -184,4 +187,125 @@ func TestRestoreWaitReady(t *testing.T) {
 	if _, err := r2.Run(context.Background(), Selection{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// withUID is a record written by the run whose uid is uid ("" for a run without
+// --run-uid, as every record before it).
+func withUID(ann map[string]string, uid string) map[string]string {
+	if uid != "" {
+		ann[AnnotationByRunUID] = uid
+	}
+	return ann
+}
+
+func TestRestoreOnlyRunUID(t *testing.T) {
+	objs := func() []runtime.Object {
+		return []runtime.Object{
+			deployment("mine", 0, withUID(rec("3"), "uid-b")),
+			cronJob("mine-too", true, withUID(cronRec("false"), "uid-b")),
+			deployment("kept-down", 0, withUID(rec("2"), "uid-a")), // run A's keep-down
+			deployment("old", 0, withUID(rec("1"), "")),            // before run uids
+			deployment("odd", 0, withUID(rec("oops"), "uid-a")),    // not ours: not even read
+		}
+	}
+	cs := newFake(objs()...)
+	r, logs := newRestorer(t, cs)
+	r.OnlyRunUID = "uid-b"
+	out, err := r.Run(context.Background(), Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(Strings(out), " "); got != "cronjob/mine-too=active deployment/mine=3" {
+		t.Fatalf("outcomes %s", got)
+	}
+	if d := getDeployment(t, cs, "mine"); *d.Spec.Replicas != 3 || len(d.Annotations) != 0 {
+		t.Fatalf("mine: %d %v", *d.Spec.Replicas, d.Annotations)
+	}
+	for name, uid := range map[string]string{"kept-down": "uid-a", "old": "none", "odd": "uid-a"} {
+		d := getDeployment(t, cs, name)
+		if *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] == "" {
+			t.Errorf("%s was touched: %d %v", name, *d.Spec.Replicas, d.Annotations)
+		}
+		line := `msg="left alone: stopped by another run" workload=deployment/` + name + ` by=wf-1 by-run-uid=` + uid + ` at=2026-01-01T00:00:00Z`
+		if strings.Count(logs.String(), line) != 1 {
+			t.Errorf("no single line %q:\n%s", line, logs)
+		}
+	}
+	for _, p := range patches(cs) {
+		if !strings.Contains(p, "mine") {
+			t.Errorf("patched a record of another run: %s", p)
+		}
+	}
+
+	// Without the flag (the success path) every record is restored, as before.
+	cs = newFake(objs()[:4]...)
+	r, _ = newRestorer(t, cs)
+	out, err = r.Run(context.Background(), Selection{})
+	if err != nil || len(out) != 4 {
+		t.Fatalf("%v %v", Strings(out), err)
+	}
+}
+
+// A conflict makes the restore read the workload again; if another run has
+// restored it and stopped it anew meanwhile, the record is that run's now.
+func TestRestoreOnlyRunUIDRereadsAfterAConflict(t *testing.T) {
+	fastConflicts(t)
+	cs := newFake(deployment("web", 0, withUID(rec("3"), "uid-b")))
+	n := 0
+	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if n++; n > 1 {
+			return false, nil, nil
+		}
+		// Run C got there first: restored B's record, then stopped it again.
+		// (The tracker, not the clientset: the fake holds its lock in reactors.)
+		gvr := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+		obj, err := cs.Tracker().Get(gvr, testNS, "web")
+		if err != nil {
+			t.Error(err)
+			return true, nil, err
+		}
+		d := obj.(*appsv1.Deployment).DeepCopy()
+		d.Annotations = withUID(rec("4"), "uid-c")
+		if err := cs.Tracker().Update(gvr, d, testNS); err != nil {
+			t.Error(err)
+		}
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, "web", errors.New("modified"))
+	})
+	r, logs := newRestorer(t, cs)
+	r.OnlyRunUID = "uid-b"
+	out, err := r.Run(context.Background(), Selection{})
+	if err != nil || len(out) != 0 {
+		t.Fatalf("%v %v", Strings(out), err)
+	}
+	if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationByRunUID] != "uid-c" {
+		t.Fatalf("run C's record was restored: %d %v", *d.Spec.Replicas, d.Annotations)
+	}
+	if !strings.Contains(logs.String(), "by-run-uid=uid-c") {
+		t.Errorf("not said:\n%s", logs)
+	}
+}
+
+// The readiness waits have their own allowance: a restore that used up most of
+// --timeout still gets --ready-timeout for the pods.
+func TestAllowance(t *testing.T) {
+	a := &allowance{clock: realClock(), left: 50 * time.Millisecond}
+	err := a.spend(context.Background(), func(ctx context.Context) error {
+		<-ctx.Done()
+		return fmt.Errorf("patching deployment/web: %w", ctx.Err())
+	})
+	r := &Restorer{Timeout: 50 * time.Millisecond}
+	err = r.outOfTime(context.Background(), err)
+	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "restoring took longer than --timeout 50ms") {
+		t.Fatalf("err %v", err)
+	}
+	if a.left > 0 {
+		t.Fatalf("%s left after running out", a.left)
+	}
+	// Spent: the next piece starts with an expired context.
+	_ = a.spend(context.Background(), func(ctx context.Context) error {
+		if ctx.Err() == nil {
+			t.Error("a spent allowance gave time")
+		}
+		return nil
+	})
 }

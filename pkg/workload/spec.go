@@ -46,7 +46,7 @@ func ScaleDownSpec() step.Spec {
 		Description: "Records each selected workload's replicas (CronJobs: suspend) in annotations on the object " +
 			"and, in the same change, scales Deployments and StatefulSets to 0 and suspends CronJobs, highest chartreuse.io/stop-priority first, " +
 			"and waits until their pods are gone. A Deployment or StatefulSet already at 0 (and seen so by its controller) is left untouched. " +
-			"Safe to rerun: an existing record is kept. " +
+			"Safe to rerun: an existing record is kept, with the run uid it has. " +
 			"Results: scaled (count), workloads (JSON list of kind/name=replicas-before).",
 		Options: []step.Options{ko, so, ro},
 		Run: func(ctx context.Context, env *step.Env) error {
@@ -56,7 +56,7 @@ func ScaleDownSpec() step.Spec {
 				return err
 			}
 			d := &Downer{
-				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, Timeout: ro.Timeout,
+				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, RunUID: ro.RunUID, Timeout: ro.Timeout,
 				ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
 			}
 			outcomes, err := d.Run(ctx, so.Selection())
@@ -77,6 +77,7 @@ func ScaleRestoreSpec() step.Spec {
 		Description: "For each workload carrying a scale-down record (selected, or all in the namespace): " +
 			"restores the recorded replicas if it is still at 0 (keeps a newer value otherwise), resumes CronJobs " +
 			"that were not suspended before, removes the record, lowest chartreuse.io/stop-priority first. " +
+			"With --only-run-uid, only the records of that run; with --wait-ready, it succeeds only once the restored workloads are ready. " +
 			"Safe when nothing was scaled down and safe to run twice. " +
 			"Results: restored (count), workloads (JSON list of kind/name=replicas).",
 		Options: []step.Options{ko, so, ro},
@@ -87,8 +88,8 @@ func ScaleRestoreSpec() step.Spec {
 				return err
 			}
 			r := &Restorer{
-				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, Timeout: ro.Timeout, WaitReady: ro.WaitReady,
-				ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
+				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, OnlyRunUID: ro.OnlyRunUID, Timeout: ro.Timeout,
+				WaitReady: ro.WaitReady, ReadyTimeout: ro.ReadyTimeout, ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
 			}
 			outcomes, err := r.Run(ctx, so.Selection())
 			setResults(env, ResultRestored, outcomes)

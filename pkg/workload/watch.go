@@ -151,6 +151,9 @@ type waiter struct {
 	progressEvery time.Duration
 	deadline      time.Time // for the whole step
 	timeout       time.Duration
+	// expired, when set, makes the error of a wait that ran out of time, from
+	// what is still pending (nil when the watches never synced).
+	expired func(synced bool, pending []string) error
 }
 
 // until waits until cond reports nothing pending. what describes the wait in logs
@@ -204,6 +207,12 @@ func (wt *waiter) until(ctx context.Context, what string, cond func() []string) 
 				wt.log.Info("still waiting for the API server to list the namespace's pods", "waited", wt.clock.Since(start).Round(time.Second).String())
 			}
 		case <-timer.C():
+			if wt.expired != nil {
+				if synced {
+					pending = cond()
+				}
+				return wt.expired(synced, pending)
+			}
 			if !synced {
 				return failure.Transientf("timed out after %s waiting for %s: could not list and watch the namespace's pods (API server unreachable?)", wt.timeout, what)
 			}

@@ -24,13 +24,18 @@ const (
 	AnnotationBy = "chartreuse.io/scaled-down-by"
 	// AnnotationAt is when the record was written, RFC 3339 in UTC.
 	AnnotationAt = "chartreuse.io/scaled-down-at"
+	// AnnotationByRunUID is the --run-uid of the run that wrote the record: a value
+	// unique to that run (Argo's workflow.uid, Tekton's context.pipelineRun.uid),
+	// unlike the run id, which a resubmitted workflow may share. A failure path
+	// restores only its own run's records by it (scale-restore --only-run-uid).
+	AnnotationByRunUID = "chartreuse.io/scaled-down-by-run-uid"
 	// AnnotationPriority orders the work (read only): an integer, default 0; higher
 	// stops first and is restored last.
 	AnnotationPriority = "chartreuse.io/stop-priority"
 )
 
 // recordAnnotations are the annotations scale-restore removes.
-var recordAnnotations = []string{AnnotationReplicas, AnnotationSuspended, AnnotationBy, AnnotationAt}
+var recordAnnotations = []string{AnnotationReplicas, AnnotationSuspended, AnnotationBy, AnnotationAt, AnnotationByRunUID}
 
 // Workload is what the steps need to know about one workload object.
 type Workload struct {
@@ -136,6 +141,7 @@ type record struct {
 	replicas  int32 // scalable kinds
 	suspended bool  // CronJobs
 	by, at    string
+	runUID    string // "" for a record of a run without --run-uid
 }
 
 // readRecord returns the workload's record, if it carries one.
@@ -145,7 +151,7 @@ func (w *Workload) readRecord() (record, bool, error) {
 	if !ok {
 		return record{}, false, nil
 	}
-	rec := record{by: w.Annotations[AnnotationBy], at: w.Annotations[AnnotationAt]}
+	rec := record{by: w.Annotations[AnnotationBy], at: w.Annotations[AnnotationAt], runUID: w.Annotations[AnnotationByRunUID]}
 	if w.Kind.Scalable() {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
 		if err != nil || n < 0 {
