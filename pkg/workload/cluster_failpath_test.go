@@ -1,0 +1,157 @@
+package workload
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+// What the workflows' failure paths rely on: restoring only what this run
+// stopped, riding out an API-server outage inside the step, and failing when
+// the restored application does not come back.
+
+// Run A failed and kept its workloads down; run B, a resubmit, stopped its own
+// and failed too. B's failure path restores only B's records: A's keep-down and
+// a record from before run uids stay, each said so in one line. The success
+// path (no --only-run-uid) then restores everything.
+func TestClusterRestoreOnlyThisRun(t *testing.T) {
+	c := newCluster(t)
+	shop := map[string]string{"part-of": "shop"}
+	c.deployment("a-app", 1, appOpts{labels: shop})
+	c.waitRunning("app=a-app", 1, 3*time.Minute)
+	c.mustRun(0, ScaleDownSpec(), "", "--workload", "deploy/a-app", "--run-id", "wf-a", "--run-uid", "uid-a")
+	// A record written before run uids existed.
+	c.deployment("old-app", 0, appOpts{labels: shop, annotations: map[string]string{
+		AnnotationReplicas: "1", AnnotationBy: "wf-old", AnnotationAt: "2026-01-01T00:00:00Z"}})
+	c.deployment("b-app", 2, appOpts{labels: shop})
+	c.waitRunning("app=b-app", 2, 3*time.Minute)
+
+	down := c.mustRun(0, ScaleDownSpec(), "", "--selector", "part-of=shop", "--run-id", "wf-b", "--run-uid", "uid-b")
+	if got := down.results[ResultWorkloads]; got != `["deployment/a-app=1","deployment/b-app=2","deployment/old-app=1"]` {
+		t.Fatalf("scale-down workloads %s", got)
+	}
+	for name, uid := range map[string]string{"a-app": "uid-a", "b-app": "uid-b", "old-app": ""} {
+		if got := c.getDeployment(name).Annotations[AnnotationByRunUID]; got != uid {
+			t.Fatalf("%s: run uid %q, want %q", name, got, uid)
+		}
+	}
+
+	r := c.mustRun(0, ScaleRestoreSpec(), "", "--selector", "part-of=shop", "--only-run-uid", "uid-b", "--wait-ready")
+	if r.results[ResultWorkloads] != `["deployment/b-app=2"]` {
+		t.Fatalf("failure-path restore: %v\n%s", r.results, r.stderr)
+	}
+	if d := c.getDeployment("b-app"); *d.Spec.Replicas != 2 || d.Status.ReadyReplicas != 2 || d.Annotations[AnnotationReplicas] != "" {
+		t.Fatalf("b-app: %d ready %d %v", *d.Spec.Replicas, d.Status.ReadyReplicas, d.Annotations)
+	}
+	for name, line := range map[string]string{
+		"a-app":   `msg="left alone: stopped by another run" step=scale-restore workload=deployment/a-app by=wf-a by-run-uid=uid-a at=`,
+		"old-app": `msg="left alone: stopped by another run" step=scale-restore workload=deployment/old-app by=wf-old by-run-uid=none at=2026-01-01T00:00:00Z`,
+	} {
+		if d := c.getDeployment(name); *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "1" {
+			t.Errorf("%s was restored by another run's failure path: %d %v", name, *d.Spec.Replicas, d.Annotations)
+		}
+		if n := strings.Count(r.stderr, line); n != 1 {
+			t.Errorf("%d lines %q, want 1:\n%s", n, line, r.stderr)
+		}
+	}
+
+	r = c.mustRun(0, ScaleRestoreSpec(), "", "--selector", "part-of=shop", "--wait-ready")
+	if r.results[ResultWorkloads] != `["deployment/a-app=1","deployment/old-app=1"]` {
+		t.Fatalf("success-path restore: %v\n%s", r.results, r.stderr)
+	}
+}
+
+// The exit handler's restore meets an API server that is unreachable for a few
+// seconds (connections refused, as while it restarts): with
+// --retry-transient-for it tries again inside the step and succeeds; without,
+// the same outage is exit 75.
+func TestClusterRestoreRidesOutAnOutage(t *testing.T) {
+	c := newCluster(t)
+	c.deployment("web", 2, appOpts{})
+	c.waitRunning("app=web", 2, 3*time.Minute)
+	c.mustRun(0, ScaleDownSpec(), "", "--workload", "deploy/web")
+	p := newFlakyProxy(t, strings.TrimPrefix(c.env.APIServerURL, "https://"))
+	kc := p.kubeconfig(c)
+	p.down()
+
+	once := c.mustRun(75, ScaleRestoreSpec(), kc, "--workload", "deploy/web")
+	if !strings.Contains(once.summary.Error, "unreachable") {
+		t.Fatalf("without retries: %s", once.summary.Error)
+	}
+
+	back := make(chan struct{})
+	go func() {
+		defer close(back)
+		time.Sleep(4 * time.Second)
+		p.up()
+		t.Logf("API server reachable again")
+	}()
+	r := c.mustRun(0, ScaleRestoreSpec(), kc, "--workload", "deploy/web", "--retry-transient-for", "2m", "--wait-ready")
+	<-back
+	n := strings.Count(r.stderr, `msg="transient failure: trying again"`)
+	if n == 0 || !strings.Contains(r.stderr, "attempt=1 ") {
+		t.Errorf("%d retry lines:\n%s", n, r.stderr)
+	}
+	t.Logf("%d attempts failed while the API server was away", n)
+	if d := c.getDeployment("web"); *d.Spec.Replicas != 2 || d.Status.ReadyReplicas != 2 || d.Annotations[AnnotationReplicas] != "" {
+		t.Fatalf("web: %d ready %d %v", *d.Spec.Replicas, d.Status.ReadyReplicas, d.Annotations)
+	}
+}
+
+// --wait-ready: a restored Deployment whose pods never become ready fails the
+// step (exit 1) once --ready-timeout has passed, naming it with its counts and
+// not the one that is ready; a healthy one succeeds.
+func TestClusterRestoreWaitReady(t *testing.T) {
+	c := newCluster(t)
+	c.neverReady("never", 1)
+	c.deployment("fine", 1, appOpts{})
+	c.deployment("healthy", 1, appOpts{})
+	c.waitRunning("app=fine", 1, 3*time.Minute)
+	c.waitRunning("app=healthy", 1, 3*time.Minute)
+	c.mustRun(0, ScaleDownSpec(), "", "--workload", "deploy/never,deploy/fine,deploy/healthy")
+
+	r := c.mustRun(1, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/fine", "--wait-ready", "--ready-timeout", "20s")
+	const want = "restored workloads not ready within --ready-timeout 20s: deployment/never (0/1 ready)"
+	if r.summary.Error != want {
+		t.Fatalf("error %q, want %q", r.summary.Error, want)
+	}
+	if strings.Count(strings.TrimSpace(r.stderr), "level=ERROR") != 1 {
+		t.Errorf("not one error line:\n%s", r.stderr)
+	}
+
+	c.mustRun(0, ScaleRestoreSpec(), "", "--workload", "deploy/healthy", "--wait-ready", "--ready-timeout", "2m")
+	if d := c.getDeployment("healthy"); d.Status.ReadyReplicas != 1 {
+		t.Fatalf("healthy: ready %d", d.Status.ReadyReplicas)
+	}
+}
+
+// neverReady creates a Deployment whose pods run but never pass their
+// readiness probe (nothing listens on the probed port).
+func (c *cluster) neverReady(name string, replicas int32) *appsv1.Deployment {
+	c.t.Helper()
+	tpl := c.podTemplate(name, appOpts{})
+	tpl.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(8080)}},
+		PeriodSeconds: 1, FailureThreshold: 1,
+	}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template: tpl,
+		},
+	}
+	d, err := c.cs.AppsV1().Deployments(c.ns).Create(context.Background(), d, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return d
+}
