@@ -78,7 +78,7 @@ func TestReferenceAnnotations(t *testing.T) {
 	for _, r := range tableRows(text) {
 		got = append(got, codes(r[0])...)
 	}
-	want := []string{workload.AnnotationReplicas, workload.AnnotationSuspended, workload.AnnotationBy, workload.AnnotationAt, workload.AnnotationPriority}
+	want := []string{workload.AnnotationReplicas, workload.AnnotationSuspended, workload.AnnotationBy, workload.AnnotationAt, workload.AnnotationByRunUID, workload.AnnotationPriority}
 	if !sameSet(got, want) {
 		t.Errorf("annotations documented %v, pkg/workload has %v", got, want)
 	}
