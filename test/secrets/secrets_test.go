@@ -171,12 +171,18 @@ func TestNoPieceOfThePasswordIsEverPrinted(t *testing.T) {
 	cases := make([]secretCase, len(passwords))
 	for i, pw := range passwords {
 		c := secretCase{pw: pw, role: fmt.Sprintf("secrets_%d_%d", os.Getpid(), i), db: db}
-		if err := srv.Exec(ctx, "postgres", "CREATE ROLE "+pgx.Identifier{c.role}.Sanitize()+" LOGIN PASSWORD '"+strings.ReplaceAll(pw, "'", "''")+"'"); err != nil {
+		role := pgx.Identifier{c.role}.Sanitize()
+		if err := srv.Exec(ctx, "postgres", "CREATE ROLE "+role+" LOGIN PASSWORD '"+strings.ReplaceAll(pw, "'", "''")+"'"); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			_ = srv.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+pgx.Identifier{c.role}.Sanitize())
+			_ = srv.Exec(context.Background(), db, "DROP OWNED BY "+role)
+			_ = srv.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+role)
 		})
+		// migrate --plan checks that the version table could be created.
+		if err := srv.Exec(ctx, db, "GRANT CREATE ON SCHEMA public TO "+role); err != nil {
+			t.Fatal(err)
+		}
 		cases[i] = c
 	}
 
@@ -280,6 +286,8 @@ func checkCode(step string, f form, tg target, code int) string {
 		}
 	case code != 0 && code != 1 && code != 75:
 		return fmt.Sprintf("exit %d, want 0, 1 or 75", code)
+	case step == "migrate" && tg.up && f.escaped && code != 0:
+		return fmt.Sprintf("exit %d: with a correctly escaped password, the plan of an empty database succeeds", code)
 	case step != "wait-for-db":
 	case tg.up && f.escaped && code != 0:
 		return fmt.Sprintf("exit %d: a correctly escaped password must connect", code)
