@@ -38,7 +38,8 @@
 // A seed fixes the migrations, the migrators, the faults and the moments they
 // strike; what the processes are doing at those moments still depends on the
 // machine, so a replay reproduces the attack, not always the interleaving.
-// ADVERSARY_SEED=N runs that seed alone; ADVERSARY_RUNS (default 200),
+// ADVERSARY_SEED=N replays that seed ADVERSARY_REPEAT times (default 6) side by
+// side, under a load like the sweep's; ADVERSARY_RUNS (default 200),
 // ADVERSARY_FIRST_SEED (default 1) and ADVERSARY_WORKERS (servers run in
 // parallel, default 3) size the sweep. The named tests (TestTerminatedLockHolder,
 // TestStoppedPartway) replay the reproductions deterministically.

@@ -42,9 +42,6 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	n := envInt("ADVERSARY_WORKERS", 3)
-	if os.Getenv("ADVERSARY_SEED") != "" {
-		n = 1
-	}
 	servers = make(chan *server, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -239,3 +239,50 @@ func mustExec(t *testing.T, conn *pgx.Conn, sql string) {
 		t.Fatalf("%s: %v", strings.SplitN(sql, "\n", 2)[0], err)
 	}
 }
+
+// TestRunsDuringNoTransaction: while a migrator is partway through a NO
+// TRANSACTION migration, a second migrator and a planner start. The migration
+// is running, not stopped (its session is alive and holds the lock), so its
+// dirty record must not make them fail for good: the second migrator waits for
+// the lock and exits 0, the planner exits 0 or 75, never 1. Found by
+// TestSeededAttacks (73 refusals in 200 seeds at 51ea09b).
+func TestRunsDuringNoTransaction(t *testing.T) {
+	needServers(t)
+	const v = 20260301
+	slow := migration{version: v, name: "slow", noTx: true, sleeps: make([]time.Duration, 10)}
+	for i := 2; i < len(slow.sleeps); i++ {
+		slow.sleeps[i] = 300 * time.Millisecond
+	}
+	next := migration{version: v + 1, name: "next", sleeps: make([]time.Duration, 2)}
+	r := newRun(t, takeServer(t), "", []migration{slow, next})
+	attacker := r.connect()
+	ctx := context.Background()
+	first := r.start("first migrator", appDefault)
+	kit.Eventually(t, "the first migrator to finish statement 2", time.Minute, func() bool {
+		var n int
+		if err := attacker.QueryRow(ctx, "SELECT count(*) FROM adv_log WHERE version = $1", v).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return !first.Running() || n >= 2
+	})
+	second := r.start("second migrator", appDefault, "--lock-wait", "2m")
+	plan := r.migrate("planner", appDefault, "--plan")
+	running := first.Running()
+	r1, _ := r.finish(first, 3*time.Minute)
+	r2, _ := r.finish(second, 3*time.Minute)
+	if !running {
+		t.Fatalf("the first migrator finished (exit %d) before the planner did: the test is too slow for this machine", r1.Code)
+	}
+	if r1.Code != 0 {
+		t.Errorf("first migrator exited %d, want 0:\n%s", r1.Code, tail(r1.Output(), 6))
+	}
+	if r2.Code != 0 {
+		t.Errorf("second migrator, started while the first was mid-migration, exited %d, want 0 (wait for the lock):\n%s", r2.Code, tail(r2.Output(), 6))
+	}
+	if plan.Code != 0 && plan.Code != 75 {
+		t.Errorf("--plan, run while a migration was in progress, exited %d, want 0 or 75 (it is running, not stopped):\n%s", plan.Code, tail(plan.Output(), 6))
+	}
+	for _, p := range r.snapshot().check(r.migs, true) {
+		t.Error(p)
+	}
+}
