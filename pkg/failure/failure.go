@@ -111,6 +111,28 @@ func KindOf(err error) Kind {
 	return Permanent
 }
 
+// finalError is a permanent error that an interruption does not make transient.
+type finalError struct{ error }
+
+func (e finalError) Unwrap() error { return e.error }
+
+// Final marks err permanent even when the run was interrupted (SIGTERM, a
+// deadline): a step turns failures after an interruption into transient ones,
+// since a rerun can usually finish, but not one whose rerun would repeat work
+// that cannot be undone (a migration without a transaction stopped partway).
+func Final(err error) error {
+	if err == nil {
+		return nil
+	}
+	return finalError{mark(Permanent, err)}
+}
+
+// IsFinal reports whether err was marked by Final.
+func IsFinal(err error) bool {
+	var f finalError
+	return errors.As(err, &f)
+}
+
 // Code maps err to the process exit code.
 func Code(err error) int {
 	if err == nil {

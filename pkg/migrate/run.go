@@ -279,7 +279,7 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 		// The dirty row stays: no retry can tell which statements ran.
 		me.Dirty = true
 		me.Detail = m.detail(ctx, pc, s, up, err, wait)
-		return failure.AsPermanent(me)
+		return failure.Final(me)
 	}
 	me.Detail = m.detail(ctx, pc, s, up, err, wait)
 	switch {

@@ -123,8 +123,9 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
        coalesce(has_table_privilege(r.oid, 'INSERT') AND has_table_privilege(r.oid, 'DELETE'), false),
        (SELECT json_agg(json_build_array(attname, format_type(atttypid, atttypmod), attnotnull) ORDER BY attnum)::text
         FROM pg_attribute WHERE attrelid = r.oid AND attnum > 0 AND NOT attisdropped),
-       (SELECT sq.oid::regclass::text FROM pg_depend d
+       (SELECT format('%I.%I', sn.nspname, sq.relname) FROM pg_depend d
         JOIN pg_class sq ON sq.oid = d.objid
+        JOIN pg_namespace sn ON sn.oid = sq.relnamespace
         JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
         WHERE d.refobjid = r.oid AND d.classid = 'pg_class'::regclass AND d.deptype = 'a' AND sq.relkind = 'S'
           AND a.attname = 'id' AND a.attidentity = ''

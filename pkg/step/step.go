@@ -99,7 +99,9 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		// rerun can finish, so the run is transient.
 		if ctx.Err() != nil {
 			msg = "interrupted: " + msg
-			code = failure.CodeTransient
+			if !failure.IsFinal(runErr) {
+				code = failure.CodeTransient
+			}
 		}
 		if env.Log != nil {
 			env.Log.Error(msg, "exit-code", code, "kind", failure.KindOf(runErr).String())
