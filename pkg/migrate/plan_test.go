@@ -81,9 +81,21 @@ func TestAnalyze(t *testing.T) {
 		{name: "cannot write version table", src: srcs(1), st: func() *State { s := gooseState(applied()...); s.CanWrite = false; return s }(), req: up, reason: ErrNoPrivilege, contains: []string{"GRANT SELECT, INSERT, DELETE ON public.goose_db_version TO app;"}},
 		{name: "plan with nothing pending needs only read", src: srcs(1), st: func() *State { s := gooseState(applied(1)...); s.CanWrite = false; return s }(), req: Request{Mode: ModePlan, AllowEmptyDatabase: true}, current: 1, target: 1},
 		{name: "plan with pending refuses what migrate would", src: srcs(1), st: func() *State { s := gooseState(applied()...); s.CanWrite = false; return s }(), req: Request{Mode: ModePlan, AllowEmptyDatabase: true}, reason: ErrNoPrivilege},
-		{name: "old serial id without sequence usage", src: srcs(1), st: func() *State { s := gooseState(applied()...); s.CanWrite, s.NoSeqUsage = false, "goose_db_version_id_seq"; return s }(), req: Request{Mode: ModePlan, AllowEmptyDatabase: true}, reason: ErrNoPrivilege, contains: []string{"GRANT USAGE ON SEQUENCE goose_db_version_id_seq TO app;"}},
-		{name: "dirty refuses plan", src: srcs(1, 2), st: func() *State { s := gooseState(applied(1)...); s.Dirty = []DirtyRow{{Version: 2, Direction: "up", File: "2_b.sql", Done: 1, Total: 3}}; return s }(), req: Request{Mode: ModePlan}, reason: ErrDirty, contains: []string{"migration 2 (2_b.sql) stopped partway", "statements 1-1 of 3 completed, statement 2", "--resolve 2 --as applied"}},
-		{name: "dirty refuses down", src: srcs(1, 2), st: func() *State { s := gooseState(applied(1)...); s.Dirty = []DirtyRow{{Version: 2, Direction: "up", File: "2_b.sql", Total: 3}}; return s }(), req: Request{Mode: ModeDown, DownTo: Version{IsSet: true}}, reason: ErrDirty},
+		{name: "old serial id without sequence usage", src: srcs(1), st: func() *State {
+			s := gooseState(applied()...)
+			s.CanWrite, s.NoSeqUsage = false, "goose_db_version_id_seq"
+			return s
+		}(), req: Request{Mode: ModePlan, AllowEmptyDatabase: true}, reason: ErrNoPrivilege, contains: []string{"GRANT USAGE ON SEQUENCE goose_db_version_id_seq TO app;"}},
+		{name: "dirty refuses plan", src: srcs(1, 2), st: func() *State {
+			s := gooseState(applied(1)...)
+			s.Dirty = []DirtyRow{{Version: 2, Direction: "up", File: "2_b.sql", Done: 1, Total: 3}}
+			return s
+		}(), req: Request{Mode: ModePlan}, reason: ErrDirty, contains: []string{"migration 2 (2_b.sql) stopped partway", "statements 1-1 of 3 completed, statement 2", "--resolve 2 --as applied"}},
+		{name: "dirty refuses down", src: srcs(1, 2), st: func() *State {
+			s := gooseState(applied(1)...)
+			s.Dirty = []DirtyRow{{Version: 2, Direction: "up", File: "2_b.sql", Total: 3}}
+			return s
+		}(), req: Request{Mode: ModeDown, DownTo: Version{IsSet: true}}, reason: ErrDirty},
 		{name: "cannot create version table", src: srcs(1), st: func() *State { s := noTable(); s.CanCreate = false; return s }(), req: up, reason: ErrNoPrivilege, contains: []string{"GRANT CREATE ON SCHEMA public TO app;"}},
 		{name: "down to 1", src: srcs(1, 2, 3), st: gooseState(applied(1, 2, 3)...), req: Request{Mode: ModeDown, DownTo: Version{IsSet: true, Value: 1}}, current: 3, target: 1, down: []int64{3, 2}},
 		{name: "down to 0", src: srcs(1, 2), st: gooseState(applied(1, 2)...), req: Request{Mode: ModeDown, DownTo: Version{IsSet: true, Value: 0}}, current: 2, down: []int64{2, 1}},
