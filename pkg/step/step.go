@@ -112,12 +112,12 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 	// A usage error stops before any work, so there are no results to write (and
 	// the results directory itself may be what is wrong).
 	if code != failure.CodeUsage {
+		// A step that did its work (a migration committed) must not report a
+		// failure the database contradicts: a failed write of its results is
+		// logged, and the summary line below still carries them.
 		if werr := env.Results.WriteDir(common.ResultsDir); werr != nil {
-			fmt.Fprintf(stderr, "%s: %s\n", spec.Name, oneLine(red.String(werr.Error())))
-			if code == failure.CodeOK {
-				code = failure.CodePermanent
-				status, msg = "failed", werr.Error()
-			}
+			fmt.Fprintf(stderr, "%s: writing the results failed (the step's own outcome stands; its results are in the summary line on stdout): %s\n",
+				spec.Name, oneLine(red.String(werr.Error())))
 		}
 	}
 	_ = env.Results.WriteSummary(stdout, results.Summary{

@@ -133,6 +133,30 @@ func TestResultsAndSummary(t *testing.T) {
 	}
 }
 
+// TestResultsWriteFailureKeepsTheOutcome: once the work is done (migrations
+// committed), a results directory that stops being writable must not turn the
+// run into a failure, which a workflow would answer with a rollback.
+func TestResultsWriteFailureKeepsTheOutcome(t *testing.T) {
+	version.Version = "0.1.0"
+	dir := filepath.Join(t.TempDir(), "res")
+	spec := testSpec(&testOptions{}, func(_ context.Context, env *Env) error {
+		env.Results.Set("applied", "3")
+		// The directory vanishes and a file takes its place mid-run.
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		return os.WriteFile(dir, nil, 0o644)
+	})
+	code, stdout, stderr := runStep(t, spec, "--skip-version-check", "--results-dir", dir)
+	var sum results.Summary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("stdout is not one JSON line: %q", stdout)
+	}
+	if code != 0 || sum.Status != "ok" || sum.Results["applied"] != "3" || !strings.Contains(stderr, "writing the results failed") {
+		t.Fatalf("code %d, summary %+v, stderr %s", code, sum, stderr)
+	}
+}
+
 func TestSecretsAreMaskedInErrorsLogsAndSummary(t *testing.T) {
 	version.Version = "0.1.0"
 	const pw = "p@ss:w/rd%41?x"
