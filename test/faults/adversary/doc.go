@@ -29,7 +29,8 @@
 //   - exit codes are 0, 1 or 75 (a process the attacker signalled may also die of
 //     the signal), and 1 only while a dirty record exists;
 //   - at the end every migration is applied, no dirty record is left and no one
-//     holds the migration lock.
+//     holds the migration lock;
+//   - no output shows a password.
 //
 // The dirty record is the table <version table>_dirty in the version table's
 // schema, one row per dirty version (version, direction, file,

@@ -29,6 +29,8 @@ type run struct {
 	dir   string
 	migs  []migration
 	bin   string
+	// secrets fails the test if any output shows a password, faults or not.
+	secrets *kit.Secrets
 
 	mu    sync.Mutex
 	procs []*proc
@@ -63,7 +65,9 @@ func newRun(t *testing.T, srv *server, table string, migs []migration) *run {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &run{t: t, srv: srv, db: name, table: table, migs: migs}
+	r := &run{t: t, srv: srv, db: name, table: table, migs: migs, secrets: kit.NewSecrets(t)}
+	r.secrets.Add(srv.password)
+	r.secrets.Add(srv.Password)
 	t.Cleanup(func() {
 		r.killAll()
 		if srv.PID() == 0 {
@@ -192,6 +196,7 @@ func (r *run) start(label string, a app, args ...string) *proc {
 func (r *run) finish(p *proc, timeout time.Duration) (kit.Result, bool) {
 	code, timedOut := p.Wait(context.Background(), timeout)
 	res := p.Result(code)
+	r.secrets.Record(p.label, res.Output())
 	p.mu.Lock()
 	p.result = &res
 	p.mu.Unlock()
