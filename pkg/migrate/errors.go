@@ -38,6 +38,11 @@ var (
 	ErrNotDirty = errors.New("no dirty record for the version")
 )
 
+// ErrInProgress: a migration without a transaction is recorded as running while
+// another session holds the migration lock: it may be running now, or have
+// stopped partway; which one is known only under the lock. Transient (exit 75).
+var ErrInProgress = errors.New("a migration is in progress")
+
 // ErrLockBusy: another migrator held the migration lock for all of --lock-wait.
 // Returned as a *LockBusyError, classified transient (exit 75).
 var ErrLockBusy = errors.New("migration lock busy")

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"database/sql"
 	"fmt"
 	"io/fs"
@@ -86,23 +87,31 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 	conn := c.conn
 	st, plan, err := m.check(ctx, conn, src)
 	conn.Close()
-	if err != nil {
+	// A migration recorded as running while another session holds the lock is
+	// judged under the lock: wait for it (--plan cannot, and exits 75).
+	inProgress := errors.Is(err, ErrInProgress) && mode != ModePlan
+	if err != nil && !inProgress {
 		return nil, err
 	}
-	rep := newReport(plan)
-	m.Log.Info("migration plan", "mode", mode.String(), "table", st.Qualified(), "current-version", plan.Current,
-		"target-version", plan.Target, "pending-versions", joinVersions(plan.Pending, ","), "roll-back-versions", joinVersions(plan.Down, ","))
-	// Every file the run would apply is parsed whole before anything changes, so a
-	// malformed later file stops the run before the first migration.
-	if err := m.preparse(ctx, src, plan); err != nil {
-		return rep, err
-	}
-	if mode == ModePlan {
-		return rep, nil
-	}
-	if plan.NothingToDo() {
-		m.Log.Info("nothing to migrate", "current-version", plan.Current, "target-version", plan.Target)
-		return rep, nil
+	var rep *Report
+	if inProgress {
+		m.Log.Info("a migration is in progress in another session; waiting for the migration lock to judge its outcome")
+	} else {
+		rep = newReport(plan)
+		m.Log.Info("migration plan", "mode", mode.String(), "table", st.Qualified(), "current-version", plan.Current,
+			"target-version", plan.Target, "pending-versions", joinVersions(plan.Pending, ","), "roll-back-versions", joinVersions(plan.Down, ","))
+		// Every file the run would apply is parsed whole before anything changes, so a
+		// malformed later file stops the run before the first migration.
+		if err := m.preparse(ctx, src, plan); err != nil {
+			return rep, err
+		}
+		if mode == ModePlan {
+			return rep, nil
+		}
+		if plan.NothingToDo() {
+			m.Log.Info("nothing to migrate", "current-version", plan.Current, "target-version", plan.Target)
+			return rep, nil
+		}
 	}
 
 	lk, err := acquireLock(ctx, m.DB, m.Opts.LockWait, m.Log)
@@ -116,6 +125,10 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 	st, plan, err = m.check(ctx, lk.conn, src)
 	if err != nil {
 		return rep, err
+	}
+	if rep == nil {
+		m.Log.Info("migration plan", "mode", mode.String(), "table", st.Qualified(), "current-version", plan.Current,
+			"target-version", plan.Target, "pending-versions", joinVersions(plan.Pending, ","), "roll-back-versions", joinVersions(plan.Down, ","))
 	}
 	rep = newReport(plan)
 	if plan.NothingToDo() {

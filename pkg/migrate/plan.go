@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
 
 // Request is what the operator asked for.
@@ -148,6 +150,11 @@ func checkDirty(st *State, req Request) error {
 	if len(st.Dirty) == 0 {
 		return nil
 	}
+	if st.LockHeldElsewhere {
+		d := st.Dirty[0]
+		return failure.AsTransient(fmt.Errorf("%w: migration %d (%s) runs without a transaction and another session holds the migration lock, so it is either running now or stopped partway in that session; rerun when the lock is free",
+			ErrInProgress, d.Version, d.File))
+	}
 	var probs []string
 	for _, d := range st.Dirty {
 		var lines []int
@@ -157,8 +164,12 @@ func checkDirty(st *State, req Request) error {
 		probs = append(probs, d.describe(lines))
 	}
 	d := st.Dirty[0]
+	settle := fmt.Sprintf("migrate --resolve %d --as applied (all its changes are in place) or migrate --resolve %d --as not-applied (none are; the next run applies it again)", d.Version, d.Version)
+	if d.Direction == "down" {
+		settle = fmt.Sprintf("migrate --resolve %d --as applied (the rollback did not take effect: the migration's changes are all still in place) or migrate --resolve %d --as not-applied (the rollback is complete: none of them are)", d.Version, d.Version)
+	}
 	return refuse(ErrDirty,
-		fmt.Sprintf("Check which of its statements took effect, finish or undo them by hand, then record the outcome under the migration lock: migrate --resolve %d --as applied (all its changes are in place) or migrate --resolve %d --as not-applied (none are; the next run applies it again). The record: SELECT * FROM %s;", d.Version, d.Version, st.dirtyTable()),
+		fmt.Sprintf("Check which of its statements took effect, finish or undo them by hand, then record the outcome under the migration lock: %s. The record: SELECT * FROM %s;", settle, st.dirtyTable()),
 		"%s", strings.Join(probs, "; "))
 }
 

@@ -306,3 +306,25 @@ func TestReservedWordsNeedQuotes(t *testing.T) {
 		}
 	}
 }
+
+// TestRunningNoTxMigrationIsNotDirty: while a NO TRANSACTION migration runs, its
+// record exists; --plan must not call it stopped partway (exit 75, in progress),
+// and a second migrator waits for the lock and then finds nothing to do.
+func TestRunningNoTxMigrationIsNotDirty(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, files{"00001_b.sql": "-- +goose NO TRANSACTION\n" + mig("SELECT pg_sleep(coalesce(2, 0));\nCREATE TABLE b (id int);", "")})
+	first := make(chan outcome, 1)
+	go func() { first <- runStep(t, d.url(), dir) }()
+	eventually(t, "the migration to sleep", d.sleeping)
+	o := runStep(t, d.url(), dir, "--plan")
+	if o.code != 75 || !strings.Contains(o.lastLine(), "in progress") {
+		t.Fatalf("--plan during the migration: exit %d: %s", o.code, o.lastLine())
+	}
+	o2 := runStep(t, d.url(), dir)
+	if o1 := <-first; o1.code != 0 {
+		t.Fatalf("first: exit %d: %s", o1.code, o1.lastLine())
+	}
+	if o2.code != 0 || o2.result("applied") != "0" {
+		t.Fatalf("second: exit %d: %s", o2.code, o2.lastLine())
+	}
+}
