@@ -2,8 +2,8 @@ package migrate
 
 import (
 	"context"
-	"errors"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"

@@ -48,10 +48,10 @@ type State struct {
 	// LockHeldElsewhere: another session holds the migration lock, so a dirty
 	// row may belong to a migration still running.
 	LockHeldElsewhere bool
-	CanCreate     bool       // CREATE on Schema, needed when the table is missing
-	CurrentUser   string
-	UserTables    int // ordinary and partitioned tables outside the system schemas
-	ServerVersion string
+	CanCreate         bool // CREATE on Schema, needed when the table is missing
+	CurrentUser       string
+	UserTables        int // ordinary and partitioned tables outside the system schemas
+	ServerVersion     string
 }
 
 // Qualified is the version table's name for SQL the operator can paste into psql.
