@@ -26,6 +26,8 @@ type Migrator struct {
 	// file's expanded values); Redact masks the registered values in a string.
 	Secret func(string)
 	Redact func(string) string
+
+	parsed map[parsedKey]bool // migrations preparse found valid
 }
 
 // Step is one migration applied or rolled back.
@@ -178,6 +180,10 @@ func (m *Migrator) preparse(ctx context.Context, src Sources, plan *Plan) error 
 		versions = plan.Down
 	}
 	for _, v := range versions {
+		key := parsedKey{v, up}
+		if m.parsed[key] {
+			continue // parsed before the lock was taken
+		}
 		s, _ := src.Get(v)
 		if usesEnvsub(m.FS, s.File) && m.Secret != nil {
 			for _, val := range envsubValues(m.FS, s.File) {
@@ -189,8 +195,17 @@ func (m *Migrator) preparse(ctx context.Context, src Sources, plan *Plan) error 
 				"Fix the file in the image (goose's annotations: -- +goose Up / Down / StatementBegin / StatementEnd / NO TRANSACTION / ENVSUB ON); nothing was applied",
 				"migration %d (%s) cannot be parsed for %s: %v", v, s.File, direction(up), err))
 		}
+		if m.parsed == nil {
+			m.parsed = map[parsedKey]bool{}
+		}
+		m.parsed[key] = true
 	}
 	return nil
+}
+
+type parsedKey struct {
+	version int64
+	up      bool
 }
 
 func direction(up bool) string {
