@@ -46,6 +46,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 )
@@ -417,8 +418,36 @@ func (a *Argo) Wait(ctx context.Context, name string, onChange func(*wfv1.Workfl
 	}
 }
 
+// Stop does what `argo stop` does: it sets spec.shutdown=Stop on the workflow.
+// The controller stops its running pods, starts no new step, and runs the exit
+// handler (where it retries nothing).
+func (a *Argo) Stop(ctx context.Context, name string) error {
+	_, err := a.Workflows.ArgoprojV1alpha1().Workflows(a.Namespace).Patch(ctx, name, types.MergePatchType,
+		[]byte(`{"spec":{"shutdown":"Stop"}}`), metav1.PatchOptions{})
+	return err
+}
+
+// NodePods returns the pods of wf's nodes whose display name is display or one
+// of its attempts ("<display>(0)", ...), oldest first.
+func (a *Argo) NodePods(ctx context.Context, wf string, display string) ([]corev1.Pod, error) {
+	pods, err := a.Kube.CoreV1().Pods(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "workflows.argoproj.io/workflow=" + wf})
+	if err != nil {
+		return nil, err
+	}
+	re := regexp.MustCompile(`\.` + regexp.QuoteMeta(display) + `(\(\d+\))?$`)
+	var out []corev1.Pod
+	for _, p := range pods.Items {
+		if re.MatchString(p.Annotations["workflows.argoproj.io/node-name"]) {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreationTimestamp.Before(&out[j].CreationTimestamp) })
+	return out, nil
+}
+
 // ArgoNode is one node of a completed workflow, by display name.
 type ArgoNode struct {
+	ID           string // the node ID (a pod's workflows.argoproj.io/node-id)
 	Name         string // display name, e.g. "migrate", "migrate(0)", "restore"
 	Template     string
 	Type         wfv1.NodeType
@@ -437,7 +466,7 @@ func ArgoNodes(wf *wfv1.Workflow) []ArgoNode {
 	var out []ArgoNode
 	for _, n := range wf.Status.Nodes {
 		an := ArgoNode{
-			Name: n.DisplayName, Template: n.TemplateName, Type: n.Type, Phase: n.Phase,
+			ID: n.ID, Name: n.DisplayName, Template: n.TemplateName, Type: n.Type, Phase: n.Phase,
 			Message: n.Message, Started: n.StartedAt.Time, Finished: n.FinishedAt.Time,
 			Outputs: map[string]string{},
 		}

@@ -12,6 +12,7 @@ import (
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 )
@@ -246,4 +247,24 @@ func (tk *Tekton) TaskRunLogs(ctx context.Context, tr *pipelinev1.TaskRun) strin
 		fmt.Fprintf(&b, "[%s]\n%s", c.Name, raw)
 	}
 	return b.String()
+}
+
+// SetRunStatus sets a PipelineRun's spec.status, as `tkn pipelinerun cancel`
+// does (Cancelled) or the other graceful stops (CancelledRunFinally,
+// StoppedRunFinally).
+func (tk *Tekton) SetRunStatus(ctx context.Context, ns, name string, status pipelinev1.PipelineRunSpecStatus) error {
+	patch := fmt.Sprintf(`{"spec":{"status":%q}}`, status)
+	_, err := tk.Pipeline.TektonV1().PipelineRuns(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	return err
+}
+
+// PipelineTaskRun returns the TaskRun of one pipeline task of a running
+// PipelineRun (nil while there is none).
+func (tk *Tekton) PipelineTaskRun(ctx context.Context, ns, pipelineRun, task string) (*pipelinev1.TaskRun, error) {
+	trs, err := tk.Pipeline.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{
+		LabelSelector: "tekton.dev/pipelineRun=" + pipelineRun + ",tekton.dev/pipelineTask=" + task})
+	if err != nil || len(trs.Items) == 0 {
+		return nil, err
+	}
+	return &trs.Items[0], nil
 }
