@@ -11,6 +11,7 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/chartreuse-go/chartreuse/test/engines"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
@@ -50,6 +51,19 @@ var (
 		"fixed": {
 			"00001_customers.sql": LoggedMigration("1", "customers"),
 			"00002_orders.sql":    LoggedMigration("2", "orders"),
+			"00003_invoices.sql":  LoggedMigration("3", "invoices"),
+		},
+		// fails-second whose 3 runs for 10 s before it fails: time to act while it runs.
+		"slow-fails-third": {
+			"00001_customers.sql": LoggedMigration("1", "customers"),
+			"00002_orders.sql":    LoggedMigration("2", "orders"),
+			"00003_invoices.sql":  SlowBrokenMigration("invoices", 10*time.Second),
+		},
+		// the shop set whose 2 runs for 20 s (long enough to be evicted after its
+		// node's first 10 s).
+		"slow-second": {
+			"00001_customers.sql": LoggedMigration("1", "customers"),
+			"00002_orders.sql":    SlowMigration("2", "orders", 20*time.Second),
 			"00003_invoices.sql":  LoggedMigration("3", "invoices"),
 		},
 	}
@@ -118,6 +132,12 @@ func TestArgo(t *testing.T) {
 		{"restore", s.testRestorePolicy},
 		{"rollback", s.testRollbackPolicy},
 		{"two-runs-one-database", s.testConcurrent},
+		// The failure paths (argo_failure_test.go).
+		{"stop-restores-only-its-own", s.testStopRestoresOnlyItsOwn},
+		{"stopped-rollback-outlasts-held-lock", s.testStoppedRollbackOutlastsLock},
+		{"invalid-parameters-fail-closed", s.testInvalidParameters},
+		{"evicted-migrate-is-retried", s.testEvictedMigrate},
+		{"not-ready-fails-the-run", s.testNotReady},
 	}
 	var sw sync.WaitGroup
 	for _, sc := range scenarios {
@@ -432,6 +452,16 @@ func (s *argoSuite) testTransient(t *testing.T) {
 	wantNodes(t, wf, map[string]wfv1.NodePhase{"migrate": wfv1.NodeSucceeded, "scale-restore": wfv1.NodeSucceeded})
 	wantVersions(t, c.versions(t), 1, 2, 3)
 	c.wantRestored(t)
+
+	// Issue 12, bug 1: no attempt, the retry included, gets a deadline from the
+	// first attempt's start; migrate none at all, the others the one derived from
+	// their timeout parameters (c.params: wait-timeout 60s, scale-timeout 2m;
+	// ready-timeout 5m by default) plus 5 minutes for the pod to start.
+	wantOwnDeadlines(t, s.argo, wf, "migrate", nil)
+	wantOwnDeadlines(t, s.argo, wf, "wait-for-db", ptr.To[int64](60+300))
+	wantOwnDeadlines(t, s.argo, wf, "plan", ptr.To[int64](60+300))
+	wantOwnDeadlines(t, s.argo, wf, "scale-down", ptr.To[int64](120+300))
+	wantOwnDeadlines(t, s.argo, wf, "scale-restore", ptr.To[int64](120+300+300))
 }
 
 // 4a + 5. keep-down: migrate fails with an SQL error; the workloads stay down and

@@ -58,8 +58,14 @@ var (
 		// overlap inside migrate.
 		"slow": {
 			"00001_items.sql":  LoggedMigration("1", "items"),
-			"00002_prices.sql": strings.Replace(LoggedMigration("2", "prices"), "-- +goose Up\n", "-- +goose Up\nSELECT pg_sleep(8);\n", 1),
+			"00002_prices.sql": SlowMigration("2", "prices", 8*time.Second),
 			"00003_orders.sql": LoggedMigration("3", "orders"),
+		},
+		// broken whose 3 runs for 10 s before it fails: time to act while it runs.
+		"slow-broken": {
+			"00001_items.sql":  LoggedMigration("1", "items"),
+			"00002_prices.sql": LoggedMigration("2", "prices"),
+			"00003_orders.sql": SlowBrokenMigration("orders", 10*time.Second),
 		},
 	}
 )

@@ -48,6 +48,12 @@ func TestTekton(t *testing.T) {
 		{"rollback", s.testRollback},
 		{"two-runs-one-database", s.testConcurrent},
 		{"tag-trigger", s.testTagTrigger},
+		// The failure paths (tekton_failure_test.go).
+		{"cancel-restores-only-its-own", s.testCancelRestoresOnlyItsOwn},
+		{"rollback-outlasts-held-lock", s.testRollbackOutlastsLock},
+		{"invalid-parameters-fail-closed", s.testInvalidParameters},
+		{"evicted-migrate-is-retried", s.testEvictedMigrate},
+		{"not-ready-fails-the-run", s.testNotReady},
 	}
 	var wg sync.WaitGroup
 	for _, sc := range scenarios {
@@ -249,6 +255,19 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})
 	c.wantVersions(t, 1, 2, 3)
 	c.wantRestored(t)
+
+	// Issue 12, bug 1: only the step's own timeout (wait-timeout) may end an
+	// attempt. Tekton times a TaskRun's attempts one by one (a retry gets a
+	// fresh start time), so what is left to check is that the Pipeline sets no
+	// literal timeout of its own on the TaskRun.
+	tr := trs["wait-for-db"]
+	if to := tr.Spec.Timeout; to == nil || to.Duration != 0 {
+		t.Errorf("wait-for-db TaskRun timeout %v, want 0 (none: --timeout=wait-timeout ends each attempt)", to)
+	}
+	if rs := tr.Status.RetriesStatus; len(rs) > 0 && rs[0].CompletionTime != nil && tr.Status.StartTime != nil &&
+		tr.Status.StartTime.Before(rs[0].CompletionTime) {
+		t.Errorf("the retry started at %s, before the first attempt ended at %s", tr.Status.StartTime, rs[0].CompletionTime)
+	}
 }
 
 // 4a + 5. keep-down: a migration with an SQL error fails the run and leaves

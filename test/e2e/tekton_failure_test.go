@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
+
+	"github.com/chartreuse-go/chartreuse/test/engines"
+)
+
+// The Pipeline's failure paths (issue 12) on the real Tekton controller: a run
+// cancelled with CancelledRunFinally, a real advisory lock held by another
+// session, a real eviction, a release whose pods never become ready, and
+// parameters with typos. Each scenario has its own namespace, database and
+// application, like the others of TestTekton, and runs beside them.
+
+// 2. The failure path restores only what this run stopped (see the Argo
+// scenario testStopRestoresOnlyItsOwn): run A fails with keep-down; run B, whose
+// selection also holds another application, is cancelled
+// (CancelledRunFinally) while scale-down waits for that one's pods; B's
+// finally restores what B stopped and leaves A's. A later run whose migrate
+// succeeds restores both.
+func (s *tektonSuite) testCancelRestoresOnlyItsOwn(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	c.migrateTo(t, 1)
+	other, err := DeployApp(ctx, s.kube, c.ns, AppOptions{Name: "other", ShutdownDelay: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := "app.kubernetes.io/name in (app,other)"
+
+	a, _ := c.run(t, c.pipelineRun(t, "broken", map[string]string{"on-migrate-failure": "keep-down"}))
+	wantSucceeded(t, a, false)
+	c.wantStopped(t)
+
+	b, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "broken", map[string]string{"workload-selector": both}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStopped(t, ctx, s.kube, c.ns, other.Name)
+	if err := s.tk.SetRunStatus(ctx, c.ns, b.Name, pipelinev1.PipelineRunSpecStatusCancelledRunFinally); err != nil {
+		t.Fatal(err)
+	}
+	b, trs := c.wait(t, ctx, b.Name)
+	wantSucceeded(t, b, false)
+	if trs["migrate"] != nil {
+		t.Error("migrate ran in the cancelled run")
+	}
+	if tr := trs["restore"]; tr == nil || !engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
+		t.Errorf("finally restore did not succeed (ran: %v)", ran(trs))
+	}
+	wantAppRestored(t, s.kube, other)
+	c.wantStopped(t)
+	if st := appState(t, s.kube, c.app); st.Annotations["deployment/"+runUIDAnnotation] != string(a.UID) {
+		t.Errorf("app's record: %v, want run A's uid %s", st.Annotations, a.UID)
+	}
+	c.wantVersions(t, 1, 2)
+
+	ok, _ := c.run(t, c.pipelineRun(t, "fixed", map[string]string{"workload-selector": both}))
+	wantSucceeded(t, ok, true)
+	c.wantVersions(t, 1, 2, 3)
+	c.wantRestored(t)
+	wantAppRestored(t, s.kube, other)
+}
+
+// 3. finally's rollback meets a held lock: migration 3 runs (2 is applied) when
+// the test asks for migrate's advisory lock; migrate fails and lets go, the
+// test's session gets the lock and holds it, so the rollback's first lock wait
+// ends with a transient failure (Tekton cannot retry on an exit code). The
+// test lets go once the step says it is trying again; the rollback must finish
+// and restore the workloads.
+func (s *tektonSuite) testRollbackOutlastsLock(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	c.migrateTo(t, 1)
+	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "slow-broken", map[string]string{
+		"on-migrate-failure": "rollback", "lock-wait": "10s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.db.waitSleeping(t, ctx)
+	lock := c.db.queueForLock(t, ctx)
+	lock.wait(t, ctx)
+	t.Log("the test holds the migration lock; migrate has ended")
+	retried := releaseWhenRetried(ctx, lock, func(ctx context.Context) bool {
+		tr, _ := s.tk.PipelineTaskRun(ctx, c.ns, pr.Name, "rollback")
+		if tr == nil || tr.Status.PodName == "" {
+			return false
+		}
+		ok, _ := logContains(ctx, s.kube, c.ns, tr.Status.PodName, "step-rollback", retryingLine)
+		return ok
+	}, func(ctx context.Context) bool {
+		r, err := s.tk.Pipeline.TektonV1().PipelineRuns(c.ns).Get(ctx, pr.Name, metav1.GetOptions{})
+		return err == nil && r.IsDone()
+	})
+	done, trs := c.wait(t, ctx, pr.Name)
+	if !retried() {
+		t.Error("the rollback never said it was trying again after the held lock")
+	}
+	wantSucceeded(t, done, false)
+	wantResults(t, trs, "rollback", map[string]string{"current-version": "1", "restored": "2"})
+	if codes := engines.StepExitCodes(trs["rollback"]); len(codes) != 1 || codes[0] != "rollback=0,scale-restore=0" {
+		t.Errorf("rollback attempts %v, want one attempt, both steps 0", codes)
+	}
+	c.wantVersions(t, 1)
+	c.wantRestored(t)
+}
+
+// 4. A typo in an enum-like parameter fails the run before anything changes
+// (Tekton checks a param's enum only with the enable-param-enum feature flag,
+// off by default).
+func (s *tektonSuite) testInvalidParameters(t *testing.T) {
+	c := s.newCase(t, nil)
+	bad := badParameters()
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, p := range bad {
+		wg.Go(func() {
+			t.Run(strings.Join(paramList(p), ","), func(t *testing.T) {
+				created, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "", p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pr, trs := c.wait(t, ctx, created.Name)
+				if engines.Succeeded(pr.Status.GetCondition(apis.ConditionSucceeded)) {
+					t.Errorf("PipelineRun %s succeeded with %v", pr.Name, p)
+				}
+				for _, n := range append(append([]string{}, phases...), allFinally...) {
+					if trs[n] != nil {
+						t.Errorf("%s ran with %v", n, p)
+					}
+				}
+			})
+		})
+	}
+	wg.Wait()
+	c.wantVersions(t)
+	c.wantUntouched(t)
+	if st := appState(t, s.kube, c.app); len(st.Annotations) != 0 || st.CronSuspended {
+		t.Errorf("application touched: %+v", st)
+	}
+}
+
+// 5. A pod-level error: the migrate pod is evicted (policy/v1 Eviction) while
+// migration 2 runs; its transaction is rolled back with its session, so
+// Tekton must run migrate again, and every migration runs exactly once.
+func (s *tektonSuite) testEvictedMigrate(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "slow", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.db.waitSleeping(t, ctx)
+	tr, err := s.tk.PipelineTaskRun(ctx, c.ns, pr.Name, "migrate")
+	if err != nil || tr == nil || tr.Status.PodName == "" {
+		t.Fatalf("migrate's TaskRun or pod not found (%v)", err)
+	}
+	if err := evict(ctx, s.kube, c.ns, tr.Status.PodName); err != nil {
+		t.Fatalf("evicting %s: %v", tr.Status.PodName, err)
+	}
+	t.Logf("evicted %s while migration 2 ran", tr.Status.PodName)
+	done, trs := c.wait(t, ctx, pr.Name)
+	wantSucceeded(t, done, true)
+	codes := engines.StepExitCodes(trs["migrate"])
+	if len(codes) < 2 || codes[len(codes)-1] != "migrate=0" {
+		t.Errorf("migrate attempts %v, want the evicted one and a successful retry", codes)
+	}
+	wantResults(t, trs, "migrate", map[string]string{"current-version": "3"})
+	c.wantVersions(t, 1, 2, 3)
+	c.wantRestored(t)
+}
+
+// 6. A Succeeded run means the application is back: the release's pods never
+// become ready, so the run fails after ready-timeout, naming the workload.
+func (s *tektonSuite) testNotReady(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "", map[string]string{"ready-timeout": "15s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStopped(t, ctx, s.kube, c.ns, c.app.Name)
+	if err := breakReadiness(ctx, s.kube, c.ns, c.app.Name); err != nil {
+		t.Fatal(err)
+	}
+	done, trs := c.wait(t, ctx, pr.Name)
+	wantSucceeded(t, done, false)
+	tr := trs["scale-restore"]
+	if tr == nil {
+		t.Fatalf("scale-restore did not run (ran: %v)", ran(trs))
+	}
+	if codes := engines.StepExitCodes(tr); len(codes) != 1 || codes[0] != "scale-restore=1" {
+		t.Errorf("scale-restore attempts %v, want one with exit code 1 (a retry would find nothing left to wait for)", codes)
+	}
+	if !strings.Contains(s.tk.TaskRunLogs(ctx, tr), "deployment/"+c.app.Name) {
+		t.Errorf("scale-restore's log does not name deployment/%s", c.app.Name)
+	}
+	c.wantVersions(t, 1, 2, 3)
+	if st := appState(t, s.kube, c.app); st.SpecReplicas != c.app.Replicas || len(st.Annotations) != 0 {
+		t.Errorf("Deployment: %d replicas, records %v; want %d, none (restored, just not ready)", st.SpecReplicas, st.Annotations, c.app.Replicas)
+	}
+}
