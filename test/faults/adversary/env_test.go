@@ -3,9 +3,12 @@ package adversary
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,6 +92,24 @@ func newRun(t *testing.T, srv *server, table string, migs []migration) *run {
 	r.dir = writeMigrations(t, migs)
 	r.bin = kit.Binaries(t, "migrate")["migrate"]
 	return r
+}
+
+// useProxy sends the migrators' connections (not the attacker's) through a TCP
+// proxy, whose Down resets them all as a network cut would.
+func (r *run) useProxy() *kit.Proxy {
+	r.t.Helper()
+	px, err := kit.NewProxy(net.JoinHostPort(r.srv.Host, strconv.Itoa(r.srv.Port)))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(px.Close)
+	u, err := url.Parse(r.url)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	u.Host = px.Addr
+	r.url = u.String()
+	return px
 }
 
 func (r *run) exec(ctx context.Context, url, sql string, args ...any) error {
