@@ -12,8 +12,9 @@
 // another schema, some a server that ends idle sessions after 400ms (as managed
 // PostgreSQL may). Meanwhile the attacker SIGKILLs or SIGTERMs migrators,
 // pg_terminate_backend()s the lock holder or any of their sessions (found in
-// pg_stat_activity, which only the attacker may use), and sometimes restarts the
-// server (fast shutdown or crash). Then migrators are rerun until each exits 0,
+// pg_stat_activity, which only the attacker may use), sometimes restarts the
+// server (fast shutdown or crash) or resets every migrator connection (they go
+// through a proxy). Then migrators are rerun until each exits 0,
 // or 1 because a dirty record exists; a dirty record is then checked (--plan
 // and a run refuse, naming the version and the statement), repaired by hand as
 // an operator would, and cleared with migrate --resolve, and the run converges.

@@ -28,10 +28,11 @@ const (
 	termLock                     // pg_terminate_backend the lock holder (else any session)
 	termSession                  // pg_terminate_backend any migrator session
 	restart                      // restart the server: fast shutdown, or a crash (SIGQUIT)
+	netReset                     // reset every migrator connection and refuse new ones for a while
 )
 
 func (k faultKind) String() string {
-	return [...]string{"SIGKILL", "SIGTERM", "terminate lock holder", "terminate a session", "restart"}[k]
+	return [...]string{"SIGKILL", "SIGTERM", "terminate lock holder", "terminate a session", "restart", "network reset"}[k]
 }
 
 type fault struct {
@@ -132,6 +133,13 @@ func newScenario(seed uint64) scenario {
 			}
 		}
 		sc.faults = append(sc.faults, f)
+	}
+	// Network resets come from a stream of their own, so that adding them left
+	// every other fault of a seed where it was.
+	netRng := kit.NewRand(seed ^ 0x4e75)
+	if netRng.IntN(4) == 0 {
+		sc.faults = append(sc.faults, fault{kind: netReset, at: time.Duration(netRng.Int64N(int64(horizon))),
+			down: time.Duration(20+netRng.IntN(300)) * time.Millisecond})
 	}
 	sort.SliceStable(sc.faults, func(i, j int) bool { return sc.faults[i].at < sc.faults[j].at })
 	return sc
@@ -242,6 +250,7 @@ func attack(t *testing.T, seed uint64, st *stats) {
 	begun := time.Now()
 	sc := newScenario(seed)
 	r := newRun(t, srv, sc.table, sc.migs)
+	px := r.useProxy()
 	if sc.idle {
 		r.super("postgres", "ALTER DATABASE "+r.db+" SET idle_session_timeout = '400ms'")
 		r.super("postgres", "ALTER DATABASE "+r.db+" SET idle_in_transaction_session_timeout = '400ms'")
@@ -290,7 +299,7 @@ func attack(t *testing.T, seed uint64, st *stats) {
 			continue
 		}
 		st.count(st.faults, e.fault.kind.String())
-		r.strike(*e.fault, tl)
+		r.strike(*e.fault, px, tl)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for _, p := range r.procs {
@@ -433,7 +442,7 @@ func (r *run) migration(v int64) (migration, bool) {
 }
 
 // strike carries out one fault.
-func (r *run) strike(f fault, tl *timeline) {
+func (r *run) strike(f fault, px *kit.Proxy, tl *timeline) {
 	switch f.kind {
 	case sigkill, sigterm:
 		ps := r.running()
@@ -476,6 +485,13 @@ func (r *run) strike(f fault, tl *timeline) {
 			return
 		}
 		tl.add("pg_terminate_backend(%d), the %s", pid, what)
+	case netReset:
+		px.Down()
+		tl.add("network reset: every migrator connection cut, new ones refused for %s", f.down)
+		time.Sleep(f.down)
+		if err := px.Up(); err != nil {
+			r.t.Fatalf("proxy: %v", err)
+		}
 	case restart:
 		how := "fast shutdown"
 		if f.crash {
