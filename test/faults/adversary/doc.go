@@ -43,9 +43,11 @@
 // ADVERSARY_SEED=N replays that seed ADVERSARY_REPEAT times (default 6) side by
 // side, under a load like the sweep's; ADVERSARY_RUNS (default 200),
 // ADVERSARY_FIRST_SEED (default 1) and ADVERSARY_WORKERS (servers run in
-// parallel, default 3) size the sweep. The named tests (TestTerminatedLockHolder,
-// TestStoppedPartway) replay the reproductions deterministically.
+// parallel, default 3) size the sweep. The named tests replay the issue's
+// reproductions (TestTerminatedLockHolder, TestStoppedPartway) and what the sweep
+// found (TestRunsDuringNoTransaction, TestWaitingSessionTerminated) on purpose.
 //
-// The package needs root (PostgreSQL runs as postgres); -short skips it, like
+// The package needs root (PostgreSQL runs as postgres); -short runs only the
+// checker's own tests (TestOracle, TestNamesStatement), like
 // every suite that starts servers.
 package adversary
