@@ -47,7 +47,7 @@
 // reproductions (TestTerminatedLockHolder, TestStoppedPartway) and what the sweep
 // found (TestRunsDuringNoTransaction, TestWaitingSessionTerminated) on purpose.
 //
-// The package needs root (PostgreSQL runs as postgres); -short runs only the
-// checker's own tests (TestOracle, TestNamesStatement), like
-// every suite that starts servers.
+// The package needs root (PostgreSQL runs as postgres). Like every suite that
+// starts servers, it skips them under -short, which runs only the checker's own
+// tests (TestOracle, TestNamesStatement).
 package adversary
