@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -97,7 +99,10 @@ func Kind(err error) failure.Kind {
 	switch {
 	case errors.As(err, &dnsErr), errors.As(err, &opErr), errors.As(err, &netErr),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		// The session ended under the client (terminated, reset): a new one may work.
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone), errors.Is(err, pgconn.ErrConnClosed),
+		pgconn.SafeToRetry(err):
 		return failure.Transient
 	}
 	var connErr *pgconn.ConnectError

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net"
@@ -120,5 +122,19 @@ func TestReadOnlyServerIsTransient(t *testing.T) {
 				t.Fatalf("exit code %d for %v, want 75", code, err)
 			}
 		})
+	}
+}
+
+// TestLostSessionIsTransient: the errors database/sql and pgx give for a session
+// that ended under them (pg_terminate_backend, a reset) are worth another try.
+func TestLostSessionIsTransient(t *testing.T) {
+	for _, err := range []error{
+		fmt.Errorf("failed to execute pg_try_advisory_lock: %w", driver.ErrBadConn),
+		fmt.Errorf("taking the migration lock: %w", sql.ErrConnDone),
+		fmt.Errorf("setting lock_timeout and statement_timeout: %w", pgconn.ErrConnClosed),
+	} {
+		if k := Kind(err); k != failure.Transient {
+			t.Errorf("Kind(%v) = %v, want transient", err, k)
+		}
 	}
 }

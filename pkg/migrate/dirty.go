@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,44 @@ func dirtyName(table string) string { return table + "_dirty" }
 const maxTableName = 63 - len("_dirty")
 
 func (s *State) dirtyTable() string { return qualify(s.Schema, dirtyName(s.Name)) }
+
+// readDirtySettled reads the dirty rows so that a row is reported stopped
+// partway only if it outlived a moment when no other session held the lock:
+// rows, then the lock, then rows again, keeping the rows read both times. A row
+// written by a migrator that holds the lock, or deleted by one that finished
+// meanwhile, is never mistaken for a stopped one. (pg_locks is read live, rows
+// from a snapshot, so one statement could not tell the two apart.) When the
+// lock is held, LockHeldElsewhere says the rows may be in progress.
+func readDirtySettled(ctx context.Context, q Querier, st *State) error {
+	if err := readDirty(ctx, q, st); err != nil || len(st.Dirty) == 0 {
+		return err
+	}
+	held, err := lockHeldElsewhere(ctx, q)
+	if err != nil {
+		return fmt.Errorf("checking the migration lock: %w", err)
+	}
+	st.LockHeldElsewhere = held
+	if held {
+		return nil
+	}
+	first := st.Dirty
+	st.Dirty = nil
+	if err := readDirty(ctx, q, st); err != nil {
+		return err
+	}
+	st.Dirty = slices.DeleteFunc(st.Dirty, func(d DirtyRow) bool {
+		return !slices.ContainsFunc(first, func(f DirtyRow) bool { return f.Version == d.Version && f.StartedAt.Equal(d.StartedAt) })
+	})
+	return nil
+}
+
+func lockHeldElsewhere(ctx context.Context, q Querier) (bool, error) {
+	var held bool
+	err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+		AND l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295))`, pgx.QueryExecModeExec, LockID).Scan(&held)
+	return held, err
+}
 
 func readDirty(ctx context.Context, q Querier, st *State) error {
 	rows, err := q.QueryContext(ctx, `SELECT version, direction, file, statements_done, statements_total, started_at, run_id, last_error FROM `+

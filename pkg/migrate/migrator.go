@@ -91,7 +91,9 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 	conn.Close()
 	// A migration recorded as running while another session holds the lock is
 	// judged under the lock: wait for it (--plan cannot, and exits 75).
-	inProgress := errors.Is(err, ErrInProgress) && mode != ModePlan
+	// Before the lock a migrator only reads: whatever it sees of another's
+	// migration without a transaction is judged again under the lock.
+	inProgress := (errors.Is(err, ErrInProgress) || errors.Is(err, ErrDirty)) && mode != ModePlan
 	if err != nil && !inProgress {
 		return nil, err
 	}

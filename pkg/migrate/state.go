@@ -45,8 +45,8 @@ type State struct {
 	Dirty         []DirtyRow // migrations stopped partway (see dirty.go)
 	DirtyExists   bool       // the dirty table exists
 	DirtyWritable bool       // and the session can read, insert, update and delete its rows
-	// LockHeldElsewhere: another session holds the migration lock, so a dirty
-	// row may belong to a migration still running.
+	// LockHeldElsewhere: another session held the migration lock when dirty rows
+	// were read, so they may belong to a migration still running (readDirtySettled).
 	LockHeldElsewhere bool
 	CanCreate         bool // CREATE on Schema, needed when the table is missing
 	CurrentUser       string
@@ -118,9 +118,6 @@ func contains[T comparable](list []T, v T) bool {
 // table's rows: each query is a round trip, which is most of a --plan run's time.
 const inspectQuery = `
 SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_version'),
-       EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> pg_backend_pid()
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.classid::bigint = ($4::bigint >> 32) AND l.objid::bigint = ($4::bigint & 4294967295)),
        coalesce(has_schema_privilege(n.oid, 'CREATE'), false),
        (SELECT count(*) FROM pg_class c WHERE c.relkind IN ('r', 'p') AND c.relnamespace IN
           (SELECT oid FROM pg_namespace WHERE nspname <> 'information_schema' AND nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)')),
@@ -160,8 +157,8 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		schema, kind, columns, noSeq sql.NullString
 		canRead, canWrite            bool
 	)
-	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name), LockID).Scan(
-		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.LockHeldElsewhere, &st.CanCreate, &st.UserTables,
+	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name)).Scan(
+		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
 		&kind, &canRead, &canWrite, &columns, &noSeq, &st.DirtyExists, &st.DirtyWritable)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
@@ -185,7 +182,7 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		}
 	}
 	if st.DirtyExists {
-		if err := readDirty(ctx, q, st); err != nil {
+		if err := readDirtySettled(ctx, q, st); err != nil {
 			return nil, err
 		}
 	}
