@@ -128,15 +128,66 @@ func quotes(t *testing.T) []quote {
 		Blockers: []migrate.Session{{PID: 4242, User: "report", ApplicationName: "psql", State: "idle in transaction", XactAge: 20 * time.Minute}}}
 	sourceHas(t, "pkg/migrate/watch.go", `"lock_timeout (--lock-timeout %s) expired"`, `" waiting for "`,
 		`"; let that transaction finish or end it (SELECT pg_terminate_backend(%d);), then rerun"`)
-	lockDetail := fmt.Sprintf("lock_timeout (--lock-timeout %s) expired", 10*time.Second) + " waiting for " + wait.String() +
+	// The failing statement's place: " at file:line (statement n)" after an SQL
+	// error's text, "at file:line (statement n): " before a timeout's.
+	sourceHas(t, "pkg/migrate/run.go", `" at %s:%d (statement %d)"`, `" at %s:%d:%d"`, `return w + ": "`, `"%s: %s (SQLSTATE %s)"`)
+	at := func(file string, line, stmt int) string { return fmt.Sprintf(" at %s:%d (statement %d)", file, line, stmt) }
+	before := func(file string, line, stmt int) string { return strings.TrimSpace(at(file, line, stmt)) + ": " }
+	const (
+		orders = "20240315143000_orders_customer.sql"
+		index  = "20240315143100_orders_customer_index.sql"
+	)
+	lockDetail := before(orders, 3, 2) + fmt.Sprintf("lock_timeout (--lock-timeout %s) expired", 10*time.Second) + " waiting for " + wait.String() +
 		fmt.Sprintf("; let that transaction finish or end it (SELECT pg_terminate_backend(%d);), then rerun", 4242)
-	add((&migrate.MigrationError{Version: 20240315143000, File: "20240315143000_orders_customer.sql", Direction: "up", Detail: lockDetail}).Error())
+	add((&migrate.MigrationError{Version: 20240315143000, File: orders, Direction: "up", Ran: true, Detail: lockDetail}).Error())
+
+	// statement_timeout: exit 1, it would recur.
+	sourceHas(t, "pkg/migrate/run.go", `"statement_timeout (--statement-timeout %s) expired or the statement was cancelled by an administrator (SQLSTATE %s); raise --statement-timeout if the migration needs longer"`)
+	backfill := "20240320100000_orders_backfill.sql"
+	add((&migrate.MigrationError{Version: 20240320100000, File: backfill, Direction: "up", Ran: true,
+		Detail: before(backfill, 2, 1) + fmt.Sprintf("statement_timeout (--statement-timeout %s) expired or the statement was cancelled by an administrator (SQLSTATE %s); raise --statement-timeout if the migration needs longer", 30*time.Minute, "57014")}).Error())
 
 	// A failed migration (keep-down leaves the workloads stopped).
-	sourceHas(t, "pkg/migrate/migrator.go", `"%s: %s (SQLSTATE %s)"`, `" at " + pos`, `"%s:%d:%d"`)
 	sqlDetail := fmt.Sprintf("%s: %s (SQLSTATE %s)", "ERROR", `column "customer_id" of relation "orders" already exists`, "42701") +
-		" at " + fmt.Sprintf("%s:%d:%d", "20240315143000_orders_customer.sql", 3, 31)
-	add((&migrate.MigrationError{Version: 20240315143000, File: "20240315143000_orders_customer.sql", Direction: "up", Detail: sqlDetail}).Error())
+		fmt.Sprintf(" at %s:%d:%d", orders, 3, 31)
+	add((&migrate.MigrationError{Version: 20240315143000, File: orders, Direction: "up", Ran: true, Detail: sqlDetail}).Error())
+
+	// The lock's session terminated during a migration: rolled back (75), or,
+	// without a transaction, stopped partway (1).
+	terminated := fmt.Sprintf("%s: %s (SQLSTATE %s)", "FATAL", "terminating connection due to administrator command", "57P01")
+	add((&migrate.MigrationError{Version: 20240315143000, File: orders, Direction: "up", Ran: true, Detail: terminated + at(orders, 3, 2)}).Error())
+	add((&migrate.MigrationError{Version: 20240315143100, File: index, Direction: "up", NoTx: true, Ran: true, Dirty: true,
+		Detail: terminated + at(index, 4, 2)}).Error())
+
+	// A migration without a transaction stopped by SIGTERM; the step prefixes
+	// "interrupted: ".
+	sourceHas(t, "pkg/migrate/run.go", `"interrupted (SIGTERM or cancelled)"`)
+	sourceHas(t, "pkg/step/step.go", `msg = "interrupted: " + msg`)
+	add("interrupted: " + (&migrate.MigrationError{Version: 20240315143100, File: index, Direction: "up", NoTx: true, Ran: true, Dirty: true,
+		Detail: "interrupted (SIGTERM or cancelled)"}).Error())
+
+	// Every later run refuses it, naming the statement and its line.
+	dirty := gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240315143000, Applied: true})
+	dirty.DirtyExists, dirty.DirtyWritable = true, true
+	dirty.Dirty = []migrate.DirtyRow{{Version: 20240315143100, Direction: "up", File: index, Done: 1, Total: 2,
+		StartedAt: time.Date(2026, 3, 1, 9, 0, 2, 0, time.UTC), RunID: "chartreuse-x7k2p-migrate-2954173512",
+		LastError: "canceling statement due to user request (SQLSTATE 57014)"}}
+	src := migrate.Sources{{Version: 20240315143000, File: orders, HasDown: true}, {Version: 20240315143100, File: index, HasDown: true, NoTx: true}}
+	for _, mode := range []migrate.Mode{migrate.ModeUp, migrate.ModePlan} {
+		_, err := migrate.Analyze(src, dirty, migrate.Request{Mode: mode, AllowEmptyDatabase: true, Dir: "/migrations",
+			StatementLines: func(migrate.DirtyRow) []int { return []int{3, 4} }})
+		if err == nil || failure.Code(err) != failure.CodePermanent {
+			t.Fatalf("%v: a dirty record gave %v (exit %d), the guide says exit 1", mode, err, failure.Code(err))
+		}
+		add(err.Error())
+	}
+	// ... unless another session holds the lock: then it may be running (75).
+	dirty.LockHeldElsewhere = true
+	_, err := migrate.Analyze(src, dirty, migrate.Request{Mode: migrate.ModePlan, AllowEmptyDatabase: true, Dir: "/migrations"})
+	if err == nil || failure.Code(err) != failure.CodeTransient {
+		t.Fatalf("a dirty record while the lock is held gave %v (exit %d), the guide says exit 75", err, failure.Code(err))
+	}
+	add(err.Error())
 
 	// Patroni roles not ready: the wait loop's final message around the check's.
 	sourceHas(t, "pkg/patroni/check.go", `"roles %s and %s do not exist"`, `"role %s does not exist"`,
