@@ -16,8 +16,6 @@ import (
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggersv1beta1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
@@ -664,65 +662,3 @@ func TestArgoRetriesAndDeadlines(t *testing.T) {
 }
 
 const wfv1RetryPolicyOnFailure = "OnFailure"
-
-// TestRBACCoversSteps: each engine's Role grants at least what pkg/workload/rbac/role.yaml
-// says the scale steps need; Argo's also what its executor needs.
-func TestRBACCoversSteps(t *testing.T) {
-	need := &rbacv1.Role{}
-	if err := yaml.UnmarshalStrict(workload.RoleYAML, need); err != nil {
-		t.Fatal(err)
-	}
-	argoExecutor := []rbacv1.PolicyRule{
-		{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"create", "patch"}},
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "watch", "patch"}},
-	}
-	roles := map[string]*rbacv1.Role{}
-	for _, d := range docsOfKind(loadDocs(t), "rbac.authorization.k8s.io/v1", "Role") {
-		r := &rbacv1.Role{}
-		decodeStrict(t, d, r)
-		roles[r.Name] = r
-	}
-	for name, extra := range map[string][]rbacv1.PolicyRule{"chartreuse-workflow": argoExecutor, "chartreuse-pipeline": nil} {
-		role := roles[name]
-		if role == nil {
-			t.Errorf("no Role %s", name)
-			continue
-		}
-		for _, rule := range append(append([]rbacv1.PolicyRule{}, need.Rules...), extra...) {
-			for _, g := range rule.APIGroups {
-				for _, res := range rule.Resources {
-					for _, v := range rule.Verbs {
-						if !allows(role.Rules, g, res, v) {
-							t.Errorf("Role %s: does not allow %s %s (group %q)", name, v, res, g)
-						}
-					}
-				}
-			}
-		}
-		for _, rule := range role.Rules {
-			for _, v := range rule.Verbs {
-				if v == "*" || v == "delete" || v == "create" && !contains(rule.Resources, "events") && !contains(rule.Resources, "workflowtaskresults") {
-					t.Errorf("Role %s: grants %s on %v", name, v, rule.Resources)
-				}
-			}
-		}
-	}
-	for _, d := range docsOfKind(loadDocs(t), "rbac.authorization.k8s.io/v1", "RoleBinding") {
-		rb := &rbacv1.RoleBinding{}
-		decodeStrict(t, d, rb)
-		if rb.RoleRef.Kind == "Role" && roles[rb.RoleRef.Name] == nil {
-			t.Errorf("RoleBinding %s: no Role %s", rb.Name, rb.RoleRef.Name)
-		}
-	}
-}
-
-func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
-	for _, r := range rules {
-		if (contains(r.APIGroups, group) || contains(r.APIGroups, "*")) &&
-			(contains(r.Resources, resource) || contains(r.Resources, "*")) &&
-			(contains(r.Verbs, verb) || contains(r.Verbs, "*")) {
-			return true
-		}
-	}
-	return false
-}
