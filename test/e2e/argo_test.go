@@ -380,6 +380,8 @@ func (s *argoSuite) testMigrationsPending(t *testing.T) {
 		t.Errorf("workflow outputs %v, want pending=true planned-version=0", out)
 	}
 	wantVersions(t, c.versions(t), 1, 2, 3)
+	// Least privilege on the pods the controller made (permissions_test.go).
+	wantLeastPrivilegePods(t, s.kube, runPods(t, s.kube, s.argo.Namespace, "workflows.argoproj.io/workflow="+wf.Name), true)
 
 	// Every pod that ran before was gone before the first migration ran, and no
 	// pod of the application existed while the migrations ran.

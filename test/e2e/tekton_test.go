@@ -179,6 +179,8 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 	wantResults(t, trs, "scale-down", map[string]string{"scaled": "2"})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3", "target-version": "3"})
 	wantResults(t, trs, "scale-restore", map[string]string{"restored": "2"})
+	// Least privilege on the pods the controller made (permissions_test.go).
+	wantLeastPrivilegePods(t, s.kube, runPods(t, s.kube, c.ns, "tekton.dev/pipelineRun="+pr.Name), false)
 
 	c.wantVersions(t, 1, 2, 3)
 	log, err := c.db.MigrationLog(t.Context())
