@@ -213,8 +213,15 @@ func paramList(p map[string]string) []string {
 }
 
 // 5. A pod-level error: the migrate pod is evicted (policy/v1 Eviction) while
-// migration 2 runs. Its transaction is rolled back with its session, so the
-// rerun is safe: Argo must retry it, and every migration runs exactly once.
+// migration 2 runs. Its transaction is rolled back with its session, so a rerun
+// is safe, and every migration must run exactly once. How Argo 3.7 carries on
+// depends on what its controller sees first: the exit code 75 the step answers
+// SIGTERM with (retried before this change too), the pod gone without an exit
+// code ("pod deleted", status Error: retried only since), or, now and then, the
+// vanished pod of a running node simply created again for the same node (no
+// retry at all). All three must end in one successful migrate; the Tekton
+// scenario, where a failed TaskRun is only ever rerun by `retries`, is the one
+// that fails without this change.
 func (s *argoSuite) testEvictedMigrate(t *testing.T) {
 	c := s.newCase(t, "evicted")
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
@@ -249,10 +256,11 @@ func (s *argoSuite) testEvictedMigrate(t *testing.T) {
 	wf = c.wait(t, wf, nil)
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
 	attempts := engines.ArgoAttempts(wf, "migrate")
-	if len(attempts) < 2 || attempts[len(attempts)-1].Phase != wfv1.NodeSucceeded {
-		t.Errorf("migrate attempts %+v, want the evicted one and a successful retry", attempts)
-	} else {
-		t.Logf("evicted attempt: %s exit %q %q", attempts[0].Phase, attempts[0].ExitCode, attempts[0].Message)
+	if len(attempts) == 0 || attempts[len(attempts)-1].Phase != wfv1.NodeSucceeded {
+		t.Errorf("migrate attempts %+v, want the last one Succeeded", attempts)
+	}
+	for _, a := range attempts {
+		t.Logf("migrate attempt %s: %s exit %q %q", a.Name, a.Phase, a.ExitCode, a.Message)
 	}
 	wantVersions(t, c.versions(t), 1, 2, 3)
 	if _, err := c.db.MigrationLog(ctx); err != nil {

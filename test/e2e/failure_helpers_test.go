@@ -188,7 +188,8 @@ func releaseWhenRetried(ctx context.Context, lock *lockQueue, retrying, done fun
 }
 
 // evict evicts a pod the way kubectl drain does: a policy/v1 Eviction, which
-// the API server turns into a graceful deletion.
+// the API server turns into a graceful deletion (SIGTERM, which the steps
+// answer with exit 75, then the pod is gone).
 func evict(ctx context.Context, kube kubernetes.Interface, ns, pod string) error {
 	return kube.CoreV1().Pods(ns).EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: pod, Namespace: ns}})
 }

@@ -152,8 +152,8 @@ func (s *tektonSuite) testInvalidParameters(t *testing.T) {
 	}
 }
 
-// 5. A pod-level error: the migrate pod is evicted (policy/v1 Eviction) while
-// migration 2 runs; its transaction is rolled back with its session, so
+// 5. A pod-level error: the migrate pod is evicted (policy/v1 Eviction, graceful)
+// while migration 2 runs; its transaction is rolled back with its session, so
 // Tekton must run migrate again, and every migration runs exactly once.
 func (s *tektonSuite) testEvictedMigrate(t *testing.T) {
 	c := s.newCase(t, nil)

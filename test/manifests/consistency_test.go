@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	tektonv1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggersv1beta1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
@@ -40,7 +41,7 @@ var binaries = map[string]struct {
 // binaries (issue 5). TestFlagsExistInBinaries checks the code against the manifests;
 // this list documents what the manifests were written against.
 var agreedFlags = func() map[string][]string {
-	common := []string{"log-format", "log-level", "results-dir", "manifest-version", "skip-version-check"}
+	common := []string{"log-format", "log-level", "results-dir", "manifest-version", "skip-version-check", "retry-transient-for"}
 	db := []string{"database-url", "database-url-file", "connect-timeout"}
 	sel := []string{"namespace", "kubeconfig", "selector", "workload", "run-id", "timeout"}
 	cat := func(l ...[]string) []string {
@@ -54,8 +55,8 @@ var agreedFlags = func() map[string][]string {
 		"wait-for-db":   cat(common, db, []string{"timeout"}),
 		"wait-patroni":  cat(common, db, []string{"timeout", "patroni-url", "owner-role", "writer-role", "reader-role"}),
 		"migrate":       cat(common, db, []string{"dir", "to", "plan", "down-to", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table"}),
-		"scale-down":    cat(common, sel),
-		"scale-restore": cat(common, sel, []string{"wait-ready"}),
+		"scale-down":    cat(common, sel, []string{"run-uid"}),
+		"scale-restore": cat(common, sel, []string{"only-run-uid", "wait-ready", "ready-timeout"}),
 	}
 }()
 
@@ -128,13 +129,21 @@ func binaryOf(t testing.TB, where string, command []string) string {
 	return b
 }
 
+// The guards that fail a run with an invalid parameter (guards_test.go checks them):
+// they run a step binary only to make it refuse a positional argument, so they are
+// not step containers.
+const (
+	argoGuard   = "invalid-parameters"
+	tektonGuard = "chartreuse-invalid-parameter"
+)
+
 // containers returns every step container of both engines.
 func containers(t testing.TB) []container {
 	t.Helper()
 	var out []container
 	wft := argoTemplate(t)
 	for _, tmpl := range wft.Spec.Templates {
-		if tmpl.Container == nil {
+		if tmpl.Container == nil || tmpl.Name == argoGuard {
 			continue
 		}
 		c := tmpl.Container
@@ -156,6 +165,9 @@ func containers(t testing.TB) []container {
 		out = append(out, ct)
 	}
 	for name, task := range tektonTasks(t) {
+		if name == tektonGuard {
+			continue
+		}
 		steps, err := tektonv1.MergeStepsWithStepTemplate(task.Spec.StepTemplate, task.Spec.Steps)
 		if err != nil {
 			t.Fatal(err)
@@ -624,22 +636,26 @@ func TestContainerSecurity(t *testing.T) {
 		if pr.Spec.TaskRunTemplate.ServiceAccountName != "chartreuse-pipeline" {
 			t.Errorf("%s: serviceAccountName %q", where, pr.Spec.TaskRunTemplate.ServiceAccountName)
 		}
+		// No run-level timeout: it would cut whatever runs when it expires, a retried
+		// migration included (Tekton's default is 1 h); the steps bound themselves.
 		to := pr.Spec.Timeouts
-		if to == nil || to.Pipeline == nil || to.Tasks == nil || to.Finally == nil {
-			t.Errorf("%s: timeouts.pipeline, tasks and finally must all be set", where)
-		} else if to.Tasks.Duration+to.Finally.Duration > to.Pipeline.Duration {
-			t.Errorf("%s: tasks %s + finally %s exceed pipeline %s", where, to.Tasks, to.Finally, to.Pipeline)
+		if to == nil || to.Pipeline == nil || to.Pipeline.Duration != 0 {
+			t.Errorf("%s: timeouts.pipeline must be \"0\" (none), got %+v", where, to)
+		} else if to.Tasks != nil && to.Tasks.Duration != 0 || to.Finally != nil && to.Finally.Duration != 0 {
+			t.Errorf("%s: timeouts.tasks and finally must be unset or \"0\", got %+v", where, to)
 		}
 	}
 }
 
-// TestArgoRetriesAndDeadlines: every step template retries only exit code 75, with
-// backoff, and has a deadline; the DAGs have neither (a retried DAG would rerun
-// everything).
+// TestArgoRetriesAndDeadlines (issue 12, bugs 1 and 5): the run has no deadline;
+// every step template retries exit code 75 with backoff and no backoff.maxDuration,
+// those whose rerun is safe also the pod-level errors; the deadlines are derived from
+// the timeout parameters (argo_deadlines_test.go evaluates them); the DAGs retry
+// nothing (a retried DAG would rerun everything).
 func TestArgoRetriesAndDeadlines(t *testing.T) {
 	wft := argoTemplate(t)
-	if wft.Spec.ActiveDeadlineSeconds == nil {
-		t.Error("WorkflowTemplate: no activeDeadlineSeconds for the run")
+	if wft.Spec.ActiveDeadlineSeconds != nil {
+		t.Errorf("WorkflowTemplate: activeDeadlineSeconds %d: Argo gives every pod the rest of it, cutting a migration short", *wft.Spec.ActiveDeadlineSeconds)
 	}
 	for _, tmpl := range wft.Spec.Templates {
 		if tmpl.DAG != nil {
@@ -648,17 +664,38 @@ func TestArgoRetriesAndDeadlines(t *testing.T) {
 			}
 			continue
 		}
+		if tmpl.Name == argoGuard {
+			if tmpl.RetryStrategy != nil {
+				t.Errorf("template %s: must not retry (it only fails)", tmpl.Name)
+			}
+			continue
+		}
 		rs := tmpl.RetryStrategy
-		if rs == nil || rs.Expression != "lastRetry.exitCode == '75'" || rs.Limit == nil || rs.Backoff == nil {
-			t.Errorf("template %s: want retryStrategy {limit, backoff, expression: lastRetry.exitCode == '75'}", tmpl.Name)
+		if rs == nil || rs.Limit == nil || rs.Backoff == nil {
+			t.Errorf("template %s: want retryStrategy {limit, backoff, expression}", tmpl.Name)
+			continue
 		}
-		if rs != nil && rs.RetryPolicy != "" && rs.RetryPolicy != wfv1RetryPolicyOnFailure {
-			t.Errorf("template %s: retryPolicy %s", tmpl.Name, rs.RetryPolicy)
+		if rs.Backoff.MaxDuration != "" {
+			t.Errorf("template %s: backoff.maxDuration %s: Argo gives each retry attempt the deadline first attempt's start + maxDuration", tmpl.Name, rs.Backoff.MaxDuration)
 		}
-		if tmpl.ActiveDeadlineSeconds == nil {
-			t.Errorf("template %s: no activeDeadlineSeconds", tmpl.Name)
+		want := argoRetryPodLevel
+		if tmpl.Name == "scale-restore" {
+			want = argoRetryTransient
+		}
+		if rs.Expression != want {
+			t.Errorf("template %s: retry expression %q, want %q", tmpl.Name, rs.Expression, want)
+		}
+		if rs.RetryPolicyActual() != wfv1.RetryPolicyAlways {
+			t.Errorf("template %s: retryPolicy %s: the expression decides, for Failed and Error nodes alike", tmpl.Name, rs.RetryPolicyActual())
 		}
 	}
 }
 
-const wfv1RetryPolicyOnFailure = "OnFailure"
+// The retry expressions: exit code 75, and for the steps whose rerun is safe the
+// pod-level errors (evicted or deleted pod: Error; OOM kill 137; SIGTERM 143; no
+// exit code at all, -1, e.g. node lost).
+const (
+	argoRetryTransient = "lastRetry.exitCode == '75'"
+	argoRetryPodLevel  = "lastRetry.exitCode in ['75', '137', '143', '-1'] || lastRetry.status == 'Error'"
+)
+

@@ -212,14 +212,21 @@ func TestTektonPipelineDAG(t *testing.T) {
 		when     []string
 		retries  bool
 	}
+	guards := []string{"invalid-on-migrate-failure", "invalid-patroni", "invalid-stop-workloads", "invalid-wait-ready"}
 	expect := map[string]want{
-		"fetch-source":  {nil, []string{"$(params.git-url) notin []"}, true},
-		"wait-for-db":   {nil, nil, true},
-		"wait-patroni":  {[]string{"wait-for-db"}, []string{"$(params.patroni) in [true]"}, true},
-		"plan":          {[]string{"fetch-source", "wait-patroni"}, nil, true},
-		"scale-down":    {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, true},
-		"migrate":       {[]string{"scale-down"}, []string{"$(tasks.plan.results.pending) in [true]"}, false},
-		"scale-restore": {[]string{"migrate"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, true},
+		"invalid-stop-workloads":     {nil, []string{"$(params.stop-workloads) notin [true,false]"}, false},
+		"invalid-patroni":            {nil, []string{"$(params.patroni) notin [true,false]"}, false},
+		"invalid-wait-ready":         {nil, []string{"$(params.wait-ready) notin [true,false]"}, false},
+		"invalid-on-migrate-failure": {nil, []string{"$(params.on-migrate-failure) notin [keep-down,restore,rollback]"}, false},
+		"fetch-source":               {guards, []string{"$(params.git-url) notin []"}, true},
+		"wait-for-db":                {guards, nil, true},
+		"wait-patroni":               {[]string{"wait-for-db"}, []string{"$(params.patroni) in [true]"}, true},
+		"plan":                       {[]string{"fetch-source", "wait-patroni"}, nil, true},
+		"scale-down":                 {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, true},
+		// migrate is retried after any failure (pod-level ones are why): safe, see pipeline.yaml
+		"migrate": {[]string{"scale-down"}, []string{"$(tasks.plan.results.pending) in [true]"}, true},
+		// scale-restore is not: a rerun would not know whether the workloads are ready
+		"scale-restore": {[]string{"migrate"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, false},
 	}
 	if len(p.Spec.Tasks) != len(expect) {
 		t.Errorf("pipeline has %d tasks, want %d", len(p.Spec.Tasks), len(expect))
@@ -241,13 +248,23 @@ func TestTektonPipelineDAG(t *testing.T) {
 		if (pt.Retries > 0) != w.retries {
 			t.Errorf("%s: retries %d", pt.Name, pt.Retries)
 		}
-		if pt.Timeout == nil {
-			t.Errorf("%s: no timeout", pt.Name)
+		// Only a step's own timeout parameters may end an attempt: no literal timeout
+		// on the chartreuse tasks ("0": none). The guards and the catalog git-clone
+		// have no timeout parameter of their own.
+		switch {
+		case pt.Timeout == nil:
+			t.Errorf("%s: no timeout (Tekton would apply its default, 1 h)", pt.Name)
+		case pt.Name == "fetch-source" || strings.HasPrefix(pt.Name, "invalid-"):
+		case pt.Timeout.Duration != 0:
+			t.Errorf("%s: timeout %s, want \"0\"", pt.Name, pt.Timeout.Duration)
 		}
 	}
 	for _, pt := range p.Spec.Finally {
-		if pt.Timeout == nil {
-			t.Errorf("finally %s: no timeout", pt.Name)
+		if pt.Timeout == nil || pt.Timeout.Duration != 0 {
+			t.Errorf("finally %s: timeout %v, want \"0\"", pt.Name, pt.Timeout)
+		}
+		if pt.Retries == 0 {
+			t.Errorf("finally %s: no retries", pt.Name)
 		}
 	}
 }
@@ -325,6 +342,9 @@ func TestTektonFinallyPolicies(t *testing.T) {
 		{"restore policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, nil},
 		{"rollback policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "rollback", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, []string{"rollback"}},
 		{"rollback policy, scale-down failed", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
+		// never a rollback without the version plan reported
+		{"rollback policy, plan's version empty", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: map[string]string{"pending": "true", "current-version": ""}}, nil},
+		{"rollback policy, plan's version missing", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: map[string]string{"pending": "true"}}, nil},
 	}
 	resultRE := regexp.MustCompile(`\$\(tasks\.plan\.results\.([a-z-]+)\)`)
 	for _, tt := range tests {

@@ -1,0 +1,290 @@
+package manifests
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"github.com/argoproj/argo-workflows/v3/util/expr/argoexpr"
+	"github.com/argoproj/argo-workflows/v3/util/expr/env"
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+
+	exitcode "github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
+)
+
+// The failure paths of issue 12 as far as they can be checked without an engine:
+// deadlines derived from the timeout parameters, the retry expressions, and the
+// guards that fail a run with an invalid parameter. The end-to-end scenarios on the
+// real controllers (test/e2e/*_failure_test.go) are the final word.
+
+// TestArgoDeadlinesFromParameters resolves each template's activeDeadlineSeconds
+// with Argo's template code: the step's own timeout parameters plus 5 minutes for the
+// pod to start; none for migrate and rollback.
+func TestArgoDeadlinesFromParameters(t *testing.T) {
+	wft := argoTemplate(t)
+	params := map[string]string{
+		"wait-timeout": "7m", "patroni-timeout": "90s", "scale-timeout": "3m",
+		"ready-timeout": "4m", "retry-transient-for": "2m",
+	}
+	vars := run{entrypoint: "main", status: "Running", params: params}.globals(t, wft)
+	const start = 300
+	tests := []struct {
+		template string
+		inputs   map[string]string
+		want     string // "" for none
+	}{
+		{"wait-for-db", nil, strconv.Itoa(7*60 + start)},
+		{"wait-patroni", nil, strconv.Itoa(90 + start)},
+		{"plan", nil, strconv.Itoa(7*60 + start)},
+		{"recheck", nil, strconv.Itoa(7*60 + 2*60 + start)},
+		{"scale-down", nil, strconv.Itoa(3*60 + start)},
+		// the DAG's: waits for readiness, no retry inside the step
+		{"scale-restore", map[string]string{"wait-ready": "true", "retry-transient-for": "0s"}, strconv.Itoa(3*60 + 4*60 + start)},
+		// the exit handler's
+		{"scale-restore", map[string]string{"wait-ready": "false", "retry-transient-for": "2m"}, strconv.Itoa(3*60 + 2*60 + start)},
+		{"migrate", nil, ""},
+		{"rollback", nil, ""},
+	}
+	for _, tt := range tests {
+		tmpl := templateByName(t, wft, tt.template)
+		if tmpl.ActiveDeadlineSeconds == nil {
+			if tt.want != "" {
+				t.Errorf("%s: no activeDeadlineSeconds, want %s", tt.template, tt.want)
+			}
+			continue
+		}
+		v := map[string]any{}
+		for k, x := range vars {
+			v[k] = x
+		}
+		for k, x := range tt.inputs {
+			v["inputs.parameters."+k] = x
+		}
+		got := resolve(t, tmpl.ActiveDeadlineSeconds.String(), v)
+		if got != tt.want {
+			t.Errorf("%s with inputs %v: activeDeadlineSeconds %q, want %q", tt.template, tt.inputs, got, tt.want)
+		}
+	}
+	// What the exit handler and the DAG pass to scale-restore.
+	for dag, want := range map[string]map[string]string{
+		"main":         {"wait-ready": "{{workflow.parameters.wait-ready}}", "only-run-uid": "", "retry-transient-for": "0s"},
+		"exit-handler": {"wait-ready": "false", "only-run-uid": "{{workflow.uid}}", "retry-transient-for": "{{workflow.parameters.retry-transient-for}}"},
+	} {
+		n := 0
+		for _, task := range templateByName(t, wft, dag).DAG.Tasks {
+			if task.Template != "scale-restore" {
+				continue
+			}
+			n++
+			got := map[string]string{}
+			for _, p := range task.Arguments.Parameters {
+				got[p.Name] = p.Value.String()
+			}
+			for k, w := range want {
+				if got[k] != w {
+					t.Errorf("%s task %s: argument %s = %q, want %q", dag, task.Name, k, got[k], w)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s: no scale-restore task", dag)
+		}
+	}
+}
+
+// TestArgoRetryExpressions evaluates the retry expressions the way the controller
+// does (operator.go: buildRetryStrategyLocalScope, then argoexpr.EvalBool).
+func TestArgoRetryExpressions(t *testing.T) {
+	tests := []struct {
+		exitCode, status    string
+		podLevel, transient bool
+	}{
+		{"75", "Failed", true, true},
+		{"0", "Succeeded", false, false},
+		{"1", "Failed", false, false},
+		{"2", "Failed", false, false},
+		{"137", "Failed", true, false}, // OOM kill
+		{"143", "Failed", true, false}, // SIGTERM not handled
+		{"-1", "Error", true, false},   // pod deleted or evicted before it reported
+		{"75", "Error", true, true},
+		{"1", "Error", true, false}, // e.g. "pod deleted" after the container ended
+	}
+	for _, tt := range tests {
+		scope := map[string]any{
+			"retries": "0", "lastRetry.exitCode": tt.exitCode, "lastRetry.status": tt.status,
+			"lastRetry.duration": "3", "lastRetry.message": "",
+		}
+		for expr, want := range map[string]bool{argoRetryPodLevel: tt.podLevel, argoRetryTransient: tt.transient} {
+			got, err := argoexpr.EvalBool(expr, env.GetFuncMap(scope))
+			if err != nil {
+				t.Fatalf("%s: %v", expr, err)
+			}
+			if got != want {
+				t.Errorf("exit %s, %s: %q = %v, want %v", tt.exitCode, tt.status, expr, got, want)
+			}
+		}
+	}
+}
+
+// enumParams are the WorkflowTemplate's parameters with an enum: the enum-like
+// parameters that must fail closed on both engines.
+func enumParams(t *testing.T) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, p := range argoTemplate(t).Spec.Arguments.Parameters {
+		if len(p.Enum) > 0 {
+			for _, v := range p.Enum {
+				out[p.Name] = append(out[p.Name], v.String())
+			}
+		}
+	}
+	for _, n := range []string{"stop-workloads", "patroni", "wait-ready", "on-migrate-failure"} {
+		if out[n] == nil {
+			t.Errorf("parameter %s has no enum", n)
+		}
+	}
+	return out
+}
+
+// badValues are typos tried on every enum-like parameter.
+var badValues = []string{"True", "yes", "1", "", " true", "Rollback", "keep_down"}
+
+// runGuard runs the guard's command line as its pod would, with the step binary's
+// own code, and returns the exit code and stderr.
+func runGuard(t *testing.T, binary string, args []string) (int, string) {
+	t.Helper()
+	if binary != "wait-for-db" {
+		t.Fatalf("guard runs %s; this test knows wait-for-db", binary)
+	}
+	var stdout, stderr bytes.Buffer
+	code := step.Run(context.Background(), waitdb.Spec(), append([]string{binary}, args...), &stdout, &stderr)
+	return code, stderr.String()
+}
+
+// TestArgoParameterGuard: the main DAG's first task, invalid-parameters, runs
+// exactly when an enum-like parameter is outside its enum, and everything else
+// depends on it; its container exits 2 naming the parameter.
+func TestArgoParameterGuard(t *testing.T) {
+	wft := argoTemplate(t)
+	var guard *wfv1.DAGTask
+	for i, task := range templateByName(t, wft, "main").DAG.Tasks {
+		switch {
+		case task.Template == argoGuard:
+			guard = &templateByName(t, wft, "main").DAG.Tasks[i]
+		case task.Depends == "" && len(task.Dependencies) == 0:
+			t.Errorf("main task %s does not wait for %s", task.Name, argoGuard)
+		case task.Name == "wait-for-db" && task.Depends != argoGuard:
+			t.Errorf("wait-for-db depends %q, want %q (Succeeded or Skipped)", task.Depends, argoGuard)
+		}
+	}
+	if guard == nil {
+		t.Fatalf("main DAG has no %s task", argoGuard)
+	}
+	c := templateByName(t, wft, argoGuard).Container
+	for name, enum := range enumParams(t) {
+		for _, v := range append(slices.Clone(enum), badValues...) {
+			vars := run{entrypoint: "main", status: "Running", params: map[string]string{name: v}}.globals(t, wft)
+			runs, err := when(guard.When, vars)
+			if err != nil {
+				t.Fatalf("%s=%q: %v", name, v, err)
+			}
+			invalid := !slices.Contains(enum, v)
+			if runs != invalid {
+				t.Errorf("%s=%q: guard runs %v, want %v", name, v, runs, invalid)
+			}
+			if !invalid {
+				continue
+			}
+			var args []string
+			for _, a := range c.Args {
+				args = append(args, resolve(t, a, vars))
+			}
+			code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
+			if code != exitcode.CodeUsage || !strings.Contains(stderr, name+"=") {
+				t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
+			}
+		}
+	}
+}
+
+// TestTektonParameterGuards: an invalid-<param> task for every enum-like parameter,
+// run exactly when its value is outside the enum; wait-for-db and fetch-source (the
+// only other roots) run after all of them; the guard Task exits 2 naming the parameter.
+func TestTektonParameterGuards(t *testing.T) {
+	p := tektonPipeline(t)
+	tasks := map[string]pipelinev1.PipelineTask{}
+	for _, pt := range p.Spec.Tasks {
+		tasks[pt.Name] = pt
+	}
+	enums := enumParams(t)
+	var guards []string
+	for name := range enums {
+		guards = append(guards, "invalid-"+name)
+	}
+	slices.Sort(guards)
+	for _, pt := range p.Spec.Tasks {
+		if strings.HasPrefix(pt.Name, "invalid-") {
+			continue
+		}
+		if len(pt.RunAfter) == 0 {
+			t.Errorf("task %s runs without waiting for the guards", pt.Name)
+		}
+		if pt.Name == "wait-for-db" || pt.Name == "fetch-source" {
+			ra := slices.Clone(pt.RunAfter)
+			slices.Sort(ra)
+			if !slices.Equal(ra, guards) {
+				t.Errorf("%s: runAfter %v, want %v", pt.Name, ra, guards)
+			}
+		}
+	}
+	guardTask := tektonTasks(t)[tektonGuard]
+	if guardTask == nil || len(guardTask.Spec.Steps) != 1 {
+		t.Fatalf("no Task %s with one step", tektonGuard)
+	}
+	st := guardTask.Spec.Steps[0]
+	for name, enum := range enums {
+		g, ok := tasks["invalid-"+name]
+		if !ok {
+			t.Errorf("no task invalid-%s", name)
+			continue
+		}
+		if g.TaskRef == nil || g.TaskRef.Name != tektonGuard {
+			t.Errorf("invalid-%s: taskRef %v, want %s", name, g.TaskRef, tektonGuard)
+		}
+		gp := map[string]string{}
+		for _, prm := range g.Params {
+			gp[prm.Name] = prm.Value.StringVal
+		}
+		for _, v := range append(slices.Clone(enum), badValues...) {
+			runs := append(pipelinev1.WhenExpressions{}, g.When...).ReplaceVariables(map[string]string{"params." + name: v}, nil).AllowsExecution(nil)
+			invalid := !slices.Contains(enum, v)
+			if runs != invalid {
+				t.Errorf("%s=%q: invalid-%s runs %v, want %v", name, v, name, runs, invalid)
+			}
+			if !invalid {
+				continue
+			}
+			repl := map[string]string{"params.name": gp["name"], "params.value": v, "params.allowed": gp["allowed"]}
+			if gp["value"] != "$(params."+name+")" {
+				t.Errorf("invalid-%s passes value %q", name, gp["value"])
+			}
+			var args []string
+			for _, a := range st.Args {
+				for k, x := range repl {
+					a = strings.ReplaceAll(a, "$("+k+")", x)
+				}
+				args = append(args, a)
+			}
+			code, stderr := runGuard(t, strings.TrimPrefix(st.Command[0], "/usr/local/bin/"), args)
+			if code != exitcode.CodeUsage || !strings.Contains(stderr, name+"=") {
+				t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
+			}
+		}
+	}
+}
