@@ -216,7 +216,7 @@ func (m *manifests) parameterUses(param string) []string {
 		}
 	}
 	for _, t := range m.argo.Spec.Templates {
-		if c := t.Container; c != nil {
+		if c := t.Container; c != nil && !isGuard(t) {
 			bin := binaryOf(c.Command)
 			if refers(c.Image, param) {
 				add("image of every step")
@@ -270,7 +270,7 @@ func (m *manifests) flagsFedBy(binary string) []flagUse {
 	var out []flagUse
 	for _, t := range m.argo.Spec.Templates {
 		c := t.Container
-		if c == nil || binaryOf(c.Command) != binary {
+		if c == nil || binaryOf(c.Command) != binary || isGuard(t) {
 			continue
 		}
 		var parts []string
@@ -389,7 +389,22 @@ func (m *manifests) sameParameters() error {
 }
 
 func (m *manifests) isEntrypoint(t argoTemplate) bool {
-	return t.Name == m.argo.Spec.Entrypoint || t.Container != nil
+	return t.Name == m.argo.Spec.Entrypoint || t.Container != nil && !isGuard(t)
+}
+
+// isGuard reports whether t is the template that fails a run with an invalid
+// parameter: it passes its binary a positional argument (the message), which the
+// binary refuses; it is not a phase.
+func isGuard(t argoTemplate) bool {
+	if t.Container == nil {
+		return false
+	}
+	for _, a := range t.Container.Args {
+		if !strings.HasPrefix(a, "--") {
+			return true
+		}
+	}
+	return false
 }
 
 // template returns the named Argo template.
