@@ -131,7 +131,9 @@ func quotes(t *testing.T) []quote {
 	// The failing statement's place: " at file:line (statement n)" after an SQL
 	// error's text, "at file:line (statement n): " before a timeout's.
 	sourceHas(t, "pkg/migrate/run.go", `" at %s:%d (statement %d)"`, `" at %s:%d:%d"`, `return w + ": "`, `"%s: %s (SQLSTATE %s)"`)
-	at := func(file string, line, stmt int) string { return fmt.Sprintf(" at %s:%d (statement %d)", file, line, stmt) }
+	at := func(file string, line, stmt int) string {
+		return fmt.Sprintf(" at %s:%d (statement %d)", file, line, stmt)
+	}
 	before := func(file string, line, stmt int) string { return strings.TrimSpace(at(file, line, stmt)) + ": " }
 	const (
 		orders = "20240315143000_orders_customer.sql"

@@ -62,20 +62,49 @@ func block(t *testing.T, doc, marker string) string {
 	return found[0]
 }
 
-// runMigrate runs the migrate binary's app in-process and returns its summary.
-func runMigrate(t *testing.T, url string, args ...string) results.Summary {
-	t.Helper()
+// stepRun runs the migrate binary's app in-process under ctx and returns its
+// summary and exit code; safe outside the test goroutine.
+func stepRun(ctx context.Context, url string, args ...string) (results.Summary, int, error) {
 	var out, errOut bytes.Buffer
 	full := append([]string{"migrate", "--skip-version-check", "--database-url", url}, args...)
-	code := step.Run(context.Background(), migrate.Spec(), full, &out, &errOut)
+	code := step.Run(ctx, migrate.Spec(), full, &out, &errOut)
 	var sum results.Summary
 	if err := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &sum); err != nil {
-		t.Fatalf("migrate %v: no summary line (exit %d): %s", args, code, errOut.String())
+		return sum, code, fmt.Errorf("migrate %v: no summary line (exit %d): %s", args, code, errOut.String())
+	}
+	return sum, code, nil
+}
+
+// runMigrate runs the migrate step and wants it to succeed.
+func runMigrate(t *testing.T, url string, args ...string) results.Summary {
+	t.Helper()
+	sum, code, err := stepRun(context.Background(), url, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if code != 0 {
 		t.Fatalf("migrate %v: exit %d: %s", args, code, sum.Error)
 	}
 	return sum
+}
+
+// exampleDir writes the example migrations of the README and docs/operations.md
+// (and a customers table they need) into a new directory.
+func exampleDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"20240301090000_create_orders.sql":         block(t, "README.md", "CREATE TABLE orders"),
+		"20240310000000_create_customers.sql":      "-- +goose Up\nCREATE TABLE customers (id bigint PRIMARY KEY);\n-- +goose Down\nDROP TABLE customers;\n",
+		"20240315143000_orders_customer.sql":       block(t, "docs/operations.md", "orders_customer_fk"),
+		"20240315143100_orders_customer_index.sql": block(t, "docs/operations.md", "CREATE INDEX CONCURRENTLY"),
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 func exec(t *testing.T, s *pgenv.Server, db, sql string) {
@@ -162,18 +191,7 @@ func TestAlembicBaseline(t *testing.T) {
 func TestExampleMigrations(t *testing.T) {
 	s, db := pgenv.NewDatabase(t)
 	url := s.URL(db)
-	dir := t.TempDir()
-	files := map[string]string{
-		"20240301090000_create_orders.sql":         block(t, "README.md", "CREATE TABLE orders"),
-		"20240310000000_create_customers.sql":      "-- +goose Up\nCREATE TABLE customers (id bigint PRIMARY KEY);\n-- +goose Down\nDROP TABLE customers;\n",
-		"20240315143000_orders_customer.sql":       block(t, "docs/operations.md", "orders_customer_fk"),
-		"20240315143100_orders_customer_index.sql": block(t, "docs/operations.md", "CREATE INDEX CONCURRENTLY"),
-	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := exampleDir(t)
 	sum := runMigrate(t, url, "--dir", dir)
 	if sum.Results["applied"] != "4" {
 		t.Fatalf("up: %v", sum.Results)

@@ -1,9 +1,7 @@
 package dbtest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,24 +13,10 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/results"
-	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 const troubleshooting = "docs/troubleshooting.md"
-
-// stepRun runs the migrate step in-process under ctx and returns its summary and
-// exit code; safe outside the test goroutine.
-func stepRun(ctx context.Context, url string, args ...string) (results.Summary, int, error) {
-	var out, errOut bytes.Buffer
-	full := append([]string{"migrate", "--skip-version-check", "--database-url", url}, args...)
-	code := step.Run(ctx, migrate.Spec(), full, &out, &errOut)
-	var sum results.Summary
-	if err := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &sum); err != nil {
-		return sum, code, fmt.Errorf("migrate %v: no summary line (exit %d): %s", args, code, errOut.String())
-	}
-	return sum, code, nil
-}
 
 // mustFail runs the step and wants exit code want; it returns the error message.
 func mustFail(t *testing.T, url string, want int, args ...string) string {
@@ -98,18 +82,7 @@ func queryRows(t *testing.T, conn *pgx.Conn, sql string) [][]any {
 func TestStoppedPartwayAsDocumented(t *testing.T) {
 	s, db := pgenv.NewDatabase(t)
 	url := s.URL(db)
-	dir := t.TempDir()
-	files := map[string]string{
-		"20240301090000_create_orders.sql":         block(t, "README.md", "CREATE TABLE orders"),
-		"20240310000000_create_customers.sql":      "-- +goose Up\nCREATE TABLE customers (id bigint PRIMARY KEY);\n-- +goose Down\nDROP TABLE customers;\n",
-		"20240315143000_orders_customer.sql":       block(t, "docs/operations.md", "orders_customer_fk"),
-		"20240315143100_orders_customer_index.sql": block(t, "docs/operations.md", "CREATE INDEX CONCURRENTLY"),
-	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := exampleDir(t)
 	runMigrate(t, url, "--dir", dir, "--to", "20240315143000")
 
 	ctx := context.Background()
