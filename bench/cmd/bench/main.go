@@ -11,7 +11,10 @@
 //     up, alembic upgrade head and one psql -f of the concatenated SQL (the floor);
 //  3. stopping and restoring 200 Deployments: scale-down and scale-restore against
 //     client-go UpdateScale calls one after another;
-//  4. footprint: binary and image sizes, peak RSS of every step.
+//  4. footprint: binary and image sizes, peak RSS of every step;
+//  5. memory: migrate's peak RSS (--plan and a real run) with many applied files,
+//     large applied files and large pending files, against an older commit's
+//     migrate with -baseline.
 //
 // It starts its own PostgreSQL (test/pgenv) and connects to the test cluster named
 // by CHARTREUSE_TEST_ENV or starts one (test/kubeenv). It needs root.
@@ -41,6 +44,8 @@ type config struct {
 	history, many, workloads          int
 	defaultLimits                     bool
 	kubectlLoop                       bool
+	largeMB, runs5                    int
+	baseline                          string
 }
 
 func main() {
@@ -54,7 +59,10 @@ func main() {
 	flag.IntVar(&c.history, "history", 100, "applied migrations in the up-to-date database of section 1")
 	flag.IntVar(&c.many, "migrations", 1000, "migrations applied in section 2")
 	flag.IntVar(&c.workloads, "workloads", 200, "Deployments in section 3")
-	flag.StringVar(&sections, "sections", "1,2,3,4", "sections to run")
+	flag.IntVar(&c.runs5, "runs-memory", 2, "runs per case and binary in section 5 (largest peak RSS)")
+	flag.IntVar(&c.largeMB, "large-mb", 60, "size of each large migration file in section 5, in MB")
+	flag.StringVar(&c.baseline, "baseline", "", "section 5: also measure the migrate binary of this commit (built once into .cache/bench), e.g. 24d58ca")
+	flag.StringVar(&sections, "sections", "1,2,3,4,5", "sections to run")
 	flag.BoolVar(&c.defaultLimits, "default-limits", true, "section 3: also time the sequential loop once with client-go's default client limits (5 requests/s)")
 	flag.BoolVar(&c.kubectlLoop, "kubectl", true, "section 3: also time `kubectl scale` run once per Deployment, once")
 	flag.Parse()
@@ -110,7 +118,7 @@ func run(ctx context.Context, c *config) (err error) {
 	rep := &report{started: time.Now().UTC(), cfg: c}
 	rep.host()
 	var srv *pgenv.Server
-	if c.sections["1"] || c.sections["2"] || c.sections["4"] {
+	if c.sections["1"] || c.sections["2"] || c.sections["4"] || c.sections["5"] {
 		logf("starting PostgreSQL")
 		if srv, err = pgenv.Start(pgenv.Options{}); err != nil {
 			return err
@@ -150,6 +158,11 @@ func run(ctx context.Context, c *config) (err error) {
 	if c.sections["4"] {
 		if err := sectionFootprint(ctx, c, srv, rep); err != nil {
 			fail("4", err)
+		}
+	}
+	if c.sections["5"] {
+		if err := sectionMemory(ctx, c, srv, rep); err != nil {
+			fail("5", err)
 		}
 	}
 	text := rep.String()

@@ -25,6 +25,7 @@ type report struct {
 	apply     []*series // psql, chartreuse, goose, alembic
 	workloads *workloadResult
 	footprint *footprint
+	memory    *memoryResult
 	warnings  []string
 }
 
@@ -188,8 +189,60 @@ func (r *report) String() string {
 		}
 		fmt.Fprintf(&b, "   target: every step under 50 MB peak RSS: largest %s %s\n", mib(worst), verdict(worst*1024 < 50*1000*1000))
 	}
+	if m := r.memory; m != nil && len(m.cases) == 5 {
+		r.memoryTable(&b, m)
+	}
 	for _, w := range r.warnings {
 		fmt.Fprintf(&b, "WARNING: %s\n", w)
 	}
 	return b.String()
+}
+
+// memoryTable prints section 5. Cases, in order: 10 small applied, 1000 small
+// applied, 3 large applied + 1 small pending, 1 large pending, 2 large pending.
+func (r *report) memoryTable(b *strings.Builder, m *memoryResult) {
+	fmt.Fprintf(b, "\n5. Memory of migrate against its migration files — peak RSS (GNU time), largest of %d runs per case and binary\n", m.runs)
+	fmt.Fprintf(b, "   each large file: %.1f MB, one CREATE TABLE and %d INSERTs of %d rows; a fresh copy of the database for every run\n",
+		float64(m.fileBytes)/1e6, m.stmts, rowsPerInsert)
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "   case")
+	for _, l := range m.binaries {
+		fmt.Fprintf(tw, "\t%s: --plan\tmigrate", l)
+	}
+	fmt.Fprintf(tw, "\n")
+	for _, c := range m.cases {
+		fmt.Fprintf(tw, "   %s", c.name)
+		for i := range m.binaries {
+			fmt.Fprintf(tw, "\t%s\t%s", mib(c.plan[i]), mib(c.run[i]))
+		}
+		fmt.Fprintf(tw, "\n")
+	}
+	tw.Flush()
+	small, many, largeApplied, onePending, twoPending := m.cases[0], m.cases[1], m.cases[2], m.cases[3], m.cases[4]
+	d := func(a, base int64) string { return fmt.Sprintf("%+.1f MiB", float64(a-base)/1024) }
+	fileMiB := float64(m.fileBytes) / (1 << 20)
+	for i, l := range m.binaries {
+		grow := func(c *memCase) float64 { return float64(c.run[i]-small.run[i]) / 1024 }
+		fmt.Fprintf(b, "   %s: applied files: 1000 small vs 10 small %s (--plan), %s (migrate); 3 large vs 10 small %s (--plan)\n",
+			l, d(many.plan[i], small.plan[i]), d(many.run[i], small.run[i]), d(largeApplied.plan[i], small.plan[i]))
+		fmt.Fprintf(b, "   %s: pending large files, migrate over the 10-small case: one %.1f MiB (%.2f× the file), two %.1f MiB (%.2f× one); --plan: one %s, two %s\n",
+			l, grow(onePending), grow(onePending)/fileMiB, grow(twoPending), ratioF(grow(twoPending), grow(onePending)),
+			d(onePending.plan[i], small.plan[i]), d(twoPending.plan[i], small.plan[i]))
+	}
+	// Targets, for this build.
+	planMax, runMax := int64(0), int64(0)
+	for _, c := range m.cases {
+		planMax, runMax = max(planMax, c.plan[0]), max(runMax, c.run[0])
+	}
+	flat := max(many.plan[0]-small.plan[0], many.run[0]-small.run[0], largeApplied.plan[0]-small.plan[0]) <= 4*1024
+	bounded := float64(twoPending.run[0]-small.run[0]) <= 1.25*float64(onePending.run[0]-small.run[0])
+	fmt.Fprintf(b, "   targets (this build): --plan under the plan pod's 128 Mi limit: largest %s %s; migrate under its pod's 256 Mi: largest %s %s; no growth with applied files (within 4 MiB): %s; two large pending within 1.25× of one: %s\n",
+		mib(planMax), verdict(planMax < 128*1024), mib(runMax), verdict(runMax < 256*1024), verdict(flat), verdict(bounded))
+}
+
+func ratioF(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
 }
