@@ -41,6 +41,7 @@ type Env struct {
 
 // Main runs the step with the process's arguments and exits with its code.
 func Main(spec Spec) {
+	setMemoryLimit()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	code := Run(ctx, spec, os.Args, os.Stdout, os.Stderr)
 	stop()
