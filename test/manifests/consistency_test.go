@@ -698,4 +698,3 @@ const (
 	argoRetryTransient = "lastRetry.exitCode == '75'"
 	argoRetryPodLevel  = "lastRetry.exitCode in ['75', '137', '143', '-1'] || lastRetry.status == 'Error'"
 )
-
