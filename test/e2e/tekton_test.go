@@ -410,7 +410,10 @@ func (s *tektonSuite) testConcurrent(t *testing.T) {
 // trigger (github + cel interceptors, the GitHub TriggerBinding, the
 // TriggerTemplate) is processed by the Triggers library in-process
 // (engines.RenderTrigger; the EventListener pod is not run), and the
-// PipelineRun it renders is created. Two deviations, because fetch-source
+// PipelineRun it renders is created. The listener as shipped refuses every
+// push; pinned to example/shop (as a user sets it), it refuses a validly signed
+// push from another repository and tags outside the pattern v*, and passes
+// v1.2.0. Two deviations, because fetch-source
 // cannot run offline: git-url is cleared (the tag's clone is skipped) and the
 // volume bound to the template's volumeClaimTemplate already holds what the
 // clone would have put there (db/migrations, the template's relative
@@ -429,11 +432,11 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 	}
 	hostPathPV(t, s.kube, files)
 
-	push := func(ref string, deleted bool, secret string) ([]json.RawMessage, string) {
+	push := func(repo, ref string, deleted bool, secret string) ([]json.RawMessage, string) {
 		body, _ := json.Marshal(map[string]any{
 			"ref": ref, "deleted": deleted, "created": !deleted,
 			"after":      "0123456789abcdef0123456789abcdef01234567",
-			"repository": map[string]any{"full_name": "example/shop", "clone_url": "https://git.example.invalid/example/shop.git"},
+			"repository": map[string]any{"full_name": repo, "clone_url": "https://git.example.invalid/" + repo + ".git"},
 		})
 		mac := hmac.New(sha256.New, []byte(secret))
 		mac.Write(body)
@@ -451,22 +454,33 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 		}
 		return res, msg
 	}
+	// As shipped, the listener pins no repository: it refuses every push.
+	if res, msg := push("example/shop", "refs/tags/v1.2.0", false, webhookSecret); res != nil || msg == "" {
+		t.Errorf("unpinned listener: rendered %d resources, want the trigger stopped", len(res))
+	}
+	pinTriggerRepository(t, s.tk, c.ns, "example/shop")
+
 	// What the interceptors stop.
-	for _, tc := range []struct{ what, ref, secret string }{
-		{"branch push", "refs/heads/main", webhookSecret},
-		{"bad signature", "refs/tags/v1.2.0", "wrong"},
+	for _, tc := range []struct{ what, repo, ref, secret string }{
+		{"branch push", "example/shop", "refs/heads/main", webhookSecret},
+		{"bad signature", "example/shop", "refs/tags/v1.2.0", "wrong"},
+		// validly signed (an organisation's webhook), from another of its repositories
+		{"another repository", "example/other", "refs/tags/v1.2.0", webhookSecret},
+		// tags outside the pattern v* (^v.*$, anchored)
+		{"tag release-v1.2.0", "example/shop", "refs/tags/release-v1.2.0", webhookSecret},
+		{"tag 1.2.0", "example/shop", "refs/tags/1.2.0", webhookSecret},
 	} {
-		if res, msg := push(tc.ref, false, tc.secret); res != nil || msg == "" {
+		if res, msg := push(tc.repo, tc.ref, false, tc.secret); res != nil || msg == "" {
 			t.Errorf("%s: rendered %d resources, want the trigger stopped", tc.what, len(res))
 		} else {
 			t.Logf("%s: stopped: %s", tc.what, msg)
 		}
 	}
-	if res, _ := push("refs/tags/v1.2.0", true, webhookSecret); res != nil {
+	if res, _ := push("example/shop", "refs/tags/v1.2.0", true, webhookSecret); res != nil {
 		t.Errorf("tag deletion: rendered %d resources, want none", len(res))
 	}
 
-	res, msg := push("refs/tags/v1.2.0", false, webhookSecret)
+	res, msg := push("example/shop", "refs/tags/v1.2.0", false, webhookSecret)
 	pr, params := renderedPipelineRun(t, "tag push", res, msg)
 	if params["git-revision"] != "v1.2.0" || params["git-url"] != "https://git.example.invalid/example/shop.git" ||
 		pr.Annotations["chartreuse.dev/git-revision"] != "v1.2.0" || params["migrations-dir"] != "db/migrations" ||
@@ -532,15 +546,15 @@ func maxTime(a, b time.Time) time.Time {
 const gitlabToken = "gitlab-token-for-tests"
 
 // checkGitLabTrigger renders the EventListener's gitlab-tag trigger (gitlab +
-// cel interceptors, the GitLab TriggerBinding) for a tag push, a tag deletion
-// and a wrong token; the PipelineRun it renders is the GitHub one's twin and is
-// not run again.
+// cel interceptors, the GitLab TriggerBinding) for a tag push, a tag deletion,
+// a wrong token, another project and a tag outside the pattern; the PipelineRun
+// it renders is the GitHub one's twin and is not run again.
 func (s *tektonSuite) checkGitLabTrigger(t *testing.T, c *tektonCase) {
 	t.Helper()
-	push := func(after, token string) ([]json.RawMessage, string) {
+	push := func(project, tag, after, token string) ([]json.RawMessage, string) {
 		body, _ := json.Marshal(map[string]any{
-			"object_kind": "tag_push", "ref": "refs/tags/v1.3.0", "after": after,
-			"project": map[string]any{"path_with_namespace": "example/shop", "git_http_url": "https://gitlab.example.invalid/example/shop.git"},
+			"object_kind": "tag_push", "ref": "refs/tags/" + tag, "after": after,
+			"project": map[string]any{"path_with_namespace": project, "git_http_url": "https://gitlab.example.invalid/" + project + ".git"},
 		})
 		h := http.Header{}
 		h.Set("Content-Type", "application/json")
@@ -555,13 +569,18 @@ func (s *tektonSuite) checkGitLabTrigger(t *testing.T, c *tektonCase) {
 		}
 		return res, ""
 	}
-	if res, msg := push("0000000000000000000000000000000000000000", gitlabToken); res != nil || msg == "" {
-		t.Errorf("gitlab tag deletion: rendered %d resources, want the trigger stopped", len(res))
+	const after = "0123456789abcdef0123456789abcdef01234567"
+	for _, tc := range []struct{ what, project, tag, after, token string }{
+		{"tag deletion", "example/shop", "v1.3.0", "0000000000000000000000000000000000000000", gitlabToken},
+		{"wrong token", "example/shop", "v1.3.0", after, "wrong"},
+		{"another project", "example/other", "v1.3.0", after, gitlabToken},
+		{"tag release-v1.3.0", "example/shop", "release-v1.3.0", after, gitlabToken},
+	} {
+		if res, msg := push(tc.project, tc.tag, tc.after, tc.token); res != nil || msg == "" {
+			t.Errorf("gitlab %s: rendered %d resources, want the trigger stopped", tc.what, len(res))
+		}
 	}
-	if res, msg := push("0123456789abcdef0123456789abcdef01234567", "wrong"); res != nil || msg == "" {
-		t.Errorf("gitlab wrong token: rendered %d resources, want the trigger stopped", len(res))
-	}
-	res, msg := push("0123456789abcdef0123456789abcdef01234567", gitlabToken)
+	res, msg := push("example/shop", "v1.3.0", after, gitlabToken)
 	pr, params := renderedPipelineRun(t, "gitlab tag push", res, msg)
 	if params["git-revision"] != "v1.3.0" || params["git-url"] != "https://gitlab.example.invalid/example/shop.git" {
 		t.Errorf("gitlab: rendered PipelineRun params %v", params)
