@@ -82,7 +82,7 @@ func (s *argoSuite) testStopRestoresOnlyItsOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Its pods take a while to stop, so that B can be stopped while scale-down waits.
-	other, err := DeployApp(ctx, s.kube, s.argo.Namespace, AppOptions{Name: "onlyb", ShutdownDelay: 30 * time.Second})
+	other, err := DeployApp(ctx, s.kube, s.argo.Namespace, AppOptions{Name: "onlyb", ShutdownDelay: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

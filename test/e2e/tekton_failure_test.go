@@ -31,7 +31,7 @@ func (s *tektonSuite) testCancelRestoresOnlyItsOwn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	c.migrateTo(t, 1)
-	other, err := DeployApp(ctx, s.kube, c.ns, AppOptions{Name: "other", ShutdownDelay: 30 * time.Second})
+	other, err := DeployApp(ctx, s.kube, c.ns, AppOptions{Name: "other", ShutdownDelay: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
