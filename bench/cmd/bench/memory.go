@@ -35,7 +35,19 @@ type memoryResult struct {
 	runs      int
 	binaries  []string
 	cases     []*memCase
+	// This build on the one-large-pending case with the Go memory limit pkg/step
+	// sets in a pod: 90% of the plan pod's and of the migrate pod's limit.
+	podPlan, podRun int64
 }
+
+// Memory limits of the plan and migrate pods (workflowtemplates, tekton).
+const (
+	planPodLimit    = 128 << 20
+	migratePodLimit = 256 << 20
+)
+
+// podGoMemLimit is the GOMEMLIMIT pkg/step derives from a container limit.
+func podGoMemLimit(limit int64) string { return fmt.Sprintf("GOMEMLIMIT=%d", limit/10*9) }
 
 // rowsPerInsert is the rows of one INSERT of a large file (about 100 KB).
 const rowsPerInsert = 1000
@@ -202,6 +214,29 @@ func sectionMemory(ctx context.Context, c *config, srv *pgenv.Server, rep *repor
 			}
 		}
 		logf("  run %d/%d done", r+1, c.runs5)
+	}
+	// Inside its pod, pkg/step gives the Go runtime 90% of the container's limit;
+	// here there is none, so the same limit is set through GOMEMLIMIT.
+	one := res.cases[3]
+	for r := 0; r < c.runs5; r++ {
+		clones++
+		db := fmt.Sprintf("bench_mem_%d", clones)
+		if err := srv.Exec(ctx, "postgres", "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()+" TEMPLATE "+pgx.Identifier{one.template}.Sanitize()); err != nil {
+			return err
+		}
+		env := c.stepEnv(srv.URL(db))
+		plan, err := runOnce(ctx, []command{{argv: []string{c.bin("migrate"), "--plan", "--dir", one.dir}, env: append(env, podGoMemLimit(planPodLimit))}}, true)
+		if err == nil {
+			var run sample
+			run, err = runOnce(ctx, []command{{argv: []string{c.bin("migrate"), "--dir", one.dir}, env: append(env, podGoMemLimit(migratePodLimit))}}, true)
+			if err == nil {
+				res.podPlan, res.podRun = max(res.podPlan, plan.rss[0]), max(res.podRun, run.rss[0])
+			}
+		}
+		_ = srv.DropDatabase(ctx, db)
+		if err != nil {
+			return fmt.Errorf("%s with the pods' memory limits: %w", one.name, err)
+		}
 	}
 	rep.memory = res
 	return nil
