@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -27,8 +26,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
-	"github.com/chartreuse-go/chartreuse/pkg/workload"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+	"github.com/chartreuse-go/chartreuse/test/rbacrules"
 )
 
 // tokenPath is where client-go, and so the step binaries and Argo's executor, read
@@ -95,18 +94,18 @@ func TestStepPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var role rbacv1.Role
-	if err := yaml.UnmarshalStrict(workload.RoleYAML, &role); err != nil {
+	scale, err := rbacrules.Scale()
+	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
 		"none":     nil,
-		"scale":    expandRules(role.Rules),
-		"executor": expandRules([]rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"create", "patch"}}}),
+		"scale":    rbacrules.Expand(scale),
+		"executor": rbacrules.Expand(rbacrules.Executor),
 	}
 	// What the anonymous user is asked about: everything any step may do, and
 	// what would matter most in a stolen credential.
-	probes := expandRules([]rbacv1.PolicyRule{
+	probes := rbacrules.Expand([]rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods", "pods/exec", "pods/ephemeralcontainers", "secrets", "configmaps", "serviceaccounts/token", "events"}, Verbs: allVerbs},
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets"}, Verbs: allVerbs},
 		{APIGroups: []string{"batch"}, Resources: []string{"cronjobs", "jobs"}, Verbs: allVerbs},
@@ -211,7 +210,7 @@ func reviewAs(t *testing.T, ctx context.Context, admin *rest.Config, ns, user st
 		}
 		rules = append(rules, rbacv1.PolicyRule{Verbs: r.Verbs, APIGroups: r.APIGroups, Resources: r.Resources})
 	}
-	return expandRules(rules)
+	return rbacrules.Expand(rules)
 }
 
 var allVerbs = []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
@@ -252,26 +251,6 @@ func prefixAll(l []string, p string) []string {
 	return out
 }
 
-// expandRules lists every verb on every group/resource of rules, sorted, once each.
-func expandRules(rules []rbacv1.PolicyRule) []string {
-	set := map[string]bool{}
-	for _, r := range rules {
-		for _, g := range r.APIGroups {
-			for _, res := range r.Resources {
-				for _, v := range r.Verbs {
-					set[v+" "+g+"/"+res] = true
-				}
-			}
-		}
-	}
-	out := make([]string, 0, len(set))
-	for s := range set {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // readDocs returns the YAML documents of a file.
 func readDocs(t *testing.T, file string) [][]byte {
 	t.Helper()
@@ -291,6 +270,18 @@ func readDocs(t *testing.T, file string) [][]byte {
 		}
 	}
 	return docs
+}
+
+// decodeOne decodes a file of one YAML document.
+func decodeOne(t *testing.T, file string, into any) {
+	t.Helper()
+	docs := readDocs(t, file)
+	if len(docs) != 1 {
+		t.Fatalf("%s: %d documents, want 1", file, len(docs))
+	}
+	if err := yaml.Unmarshal(docs[0], into); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
 }
 
 // runsScaleBinary reports whether a container runs one of the scale binaries,
@@ -323,11 +314,7 @@ func expectation(useAPI, executor bool) string {
 func argoHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAccount) []holder {
 	t.Helper()
 	var wft wfv1.WorkflowTemplate
-	for _, d := range readDocs(t, filepath.Join(repo, "workflowtemplates/workflowtemplate.yaml")) {
-		if err := yaml.Unmarshal(d, &wft); err != nil {
-			t.Fatal(err)
-		}
-	}
+	decodeOne(t, filepath.Join(repo, "workflowtemplates/workflowtemplate.yaml"), &wft)
 	spec := wft.Spec
 	var out []holder
 	for _, tmpl := range spec.Templates {
@@ -385,11 +372,7 @@ func automountOf(sas map[string]*corev1.ServiceAccount, name string) bool {
 func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAccount) []holder {
 	t.Helper()
 	var tt triggersv1beta1.TriggerTemplate
-	for _, d := range readDocs(t, filepath.Join(repo, "tekton/triggers/triggertemplate.yaml")) {
-		if err := yaml.Unmarshal(d, &tt); err != nil {
-			t.Fatal(err)
-		}
-	}
+	decodeOne(t, filepath.Join(repo, "tekton/triggers/triggertemplate.yaml"), &tt)
 	if len(tt.Spec.ResourceTemplates) != 1 {
 		t.Fatalf("TriggerTemplate: %d resource templates, want the PipelineRun", len(tt.Spec.ResourceTemplates))
 	}
@@ -425,9 +408,7 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 		}
 		for _, f := range files {
 			var task pipelinev1.Task
-			if err := yaml.Unmarshal(readDocs(t, f)[0], &task); err != nil {
-				t.Fatal(err)
-			}
+			decodeOne(t, f, &task)
 			for _, step := range task.Spec.Steps {
 				h := holder{where: run + task.Name + ": " + step.Name, sa: podHolder, useAPI: runsScaleBinary(step.Command, step.Args)}
 				for _, m := range step.VolumeMounts {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,7 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/chartreuse-go/chartreuse/pkg/workload"
+	"github.com/chartreuse-go/chartreuse/test/rbacrules"
 )
 
 // podWriteVerbs are the verbs that change a pod or one of its subresources (exec,
@@ -122,40 +121,19 @@ func TestNoRoleWritesPods(t *testing.T) {
 	}
 }
 
-// grants expands rules to "verb group/resource" strings, sorted.
-func grants(rules []rbacv1.PolicyRule) []string {
-	set := map[string]bool{}
-	for _, r := range rules {
-		for _, g := range r.APIGroups {
-			for _, res := range r.Resources {
-				for _, v := range r.Verbs {
-					set[v+" "+g+"/"+res] = true
-				}
-			}
-		}
-	}
-	out := make([]string, 0, len(set))
-	for g := range set {
-		out = append(out, g)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // TestRolesGrantWhatTheStepsUse: the engines' Roles for the scale steps are exactly
 // pkg/workload/rbac/role.yaml (written from what the code does, and what the workload
 // package's cluster tests run with), Argo's executor Role exactly WorkflowTaskResults
 // create/patch, and every RoleBinding refers to a Role of the manifests.
 func TestRolesGrantWhatTheStepsUse(t *testing.T) {
-	scale := &rbacv1.Role{}
-	if err := yaml.UnmarshalStrict(workload.RoleYAML, scale); err != nil {
+	scale, err := rbacrules.Scale()
+	if err != nil {
 		t.Fatal(err)
 	}
-	executor := []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"create", "patch"}}}
 	want := map[string][]string{
-		"chartreuse-workflow": grants(scale.Rules),
-		"chartreuse-pipeline": grants(scale.Rules),
-		"chartreuse-executor": grants(executor),
+		"chartreuse-workflow": rbacrules.Expand(scale),
+		"chartreuse-pipeline": rbacrules.Expand(scale),
+		"chartreuse-executor": rbacrules.Expand(rbacrules.Executor),
 	}
 	roles := map[string]*rbacv1.Role{}
 	for _, d := range docsOfKind(loadDocs(t), "rbac.authorization.k8s.io/v1", "Role") {
@@ -174,7 +152,7 @@ func TestRolesGrantWhatTheStepsUse(t *testing.T) {
 			t.Errorf("no Role %s", name)
 			continue
 		}
-		if got := grants(r.Rules); !slices.Equal(got, w) {
+		if got := rbacrules.Expand(r.Rules); !slices.Equal(got, w) {
 			t.Errorf("Role %s grants\n  %v\nwant exactly\n  %v", name, got, w)
 		}
 	}

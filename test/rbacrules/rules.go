@@ -1,0 +1,45 @@
+package rbacrules
+
+import (
+	"fmt"
+	"sort"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/chartreuse-go/chartreuse/pkg/workload"
+)
+
+// Scale returns the rules of pkg/workload/rbac/role.yaml: what scale-down and
+// scale-restore use.
+func Scale() ([]rbacv1.PolicyRule, error) {
+	var role rbacv1.Role
+	if err := yaml.UnmarshalStrict(workload.RoleYAML, &role); err != nil {
+		return nil, fmt.Errorf("pkg/workload/rbac/role.yaml: %w", err)
+	}
+	return role.Rules, nil
+}
+
+// Executor is what Argo's executor writes since Argo 3.4: its step's outputs.
+var Executor = []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"create", "patch"}}}
+
+// Expand lists every verb on every group/resource of rules as "verb group/resource",
+// sorted, once each.
+func Expand(rules []rbacv1.PolicyRule) []string {
+	set := map[string]bool{}
+	for _, r := range rules {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					set[v+" "+g+"/"+res] = true
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
