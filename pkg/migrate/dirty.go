@@ -224,5 +224,12 @@ func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
 		rep.Current = max(rep.Current, r.Version)
 	}
 	rep.Target = rep.Current
+	if as == ResolvedNotApplied {
+		if _, ok := src.Get(v); ok {
+			// Pending again: the next run applies it.
+			rep.Pending = []int64{v}
+			rep.Target = max(rep.Target, v)
+		}
+	}
 	return rep, nil
 }

@@ -8,26 +8,29 @@
 //
 // Flow of one run (Migrator.Run):
 //
-//  1. scan --dir: every *.sql file must be named <version>_<name>.sql, versions unique;
-//  2. inspect the database read-only (version table shape and rows, user tables) and
-//     refuse inconsistent states with an explanation and the repair;
-//  3. --plan stops here (no lock, nothing created);
-//  4. take the advisory lock (LockID) on a dedicated connection, waiting up to
-//     --lock-wait; inspect and check again under the lock, since another migrator
-//     may have finished meanwhile;
-//  5. apply (or roll back) one migration at a time with goose's Provider, each in its
-//     own transaction unless the file says NO TRANSACTION; release the lock.
+//  1. scan --dir, streaming each file for its annotations: every *.sql file must be
+//     named <version>_<name>.sql, versions unique; nothing of a file is kept;
+//  2. inspect the database read-only (version table shape and rows, the dirty
+//     record, user tables) and refuse inconsistent states with an explanation
+//     and the repair;
+//  3. parse every file the run would apply with goose's own parser (parse.go),
+//     one at a time, so a malformed later file stops the run before the first;
+//  4. --plan stops here (no lock, nothing created);
+//  5. take the advisory lock (LockID) on a dedicated session, waiting up to
+//     --lock-wait; inspect and check again under the lock;
+//  6. run each migration on that same session, after resetting it to --role and
+//     the timeouts: a transactional one with its version row in one transaction,
+//     one without under the dirty record (dirty.go); release the lock.
 //
-// The lock's session also holds a random second advisory lock (a token) while it
-// holds the migration lock. A migration's version row is written, in its
-// transaction, only while the token is held by that session, so no migration
-// commits after the lock was lost; one without a transaction is checked before
-// it starts.
+// Because the migrations run on the lock's session, whatever ends that session
+// ends the lock and the migration in flight together: no other migrator can
+// start while one of this run's statements may still run. Every version row
+// write is also guarded by this session still holding the lock.
 //
 // Decisions:
 //   - LockID is goose's default session-lock id, so this step and any goose Provider
 //     using goose's default session locker exclude each other on the same database.
-//   - With --role every pooled connection runs SET ROLE right after connecting, and
-//     goose creates its version table on such a connection, so the version table is
-//     owned by the role like every migrated object.
+//   - With --role every connection runs SET ROLE right after connecting, and the
+//     version table is created on the lock's session, so it is owned by the role
+//     like every migrated object.
 package migrate

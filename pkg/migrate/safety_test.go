@@ -72,7 +72,9 @@ func TestResolveNotAppliedRunsItAgain(t *testing.T) {
 		t.Fatalf("exit %d: %s", o.code, o.lastLine())
 	}
 	d.exec("DELETE FROM hits") // undone by hand
-	mustRun(t, d.url(), dir, "--resolve", "1", "--as", "not-applied")
+	if o := mustRun(t, d.url(), dir, "--resolve", "1", "--as", "not-applied"); o.result("pending") != "true" || o.result("pending-versions") != "[1]" {
+		t.Fatalf("resolved as not applied, the migration is pending again: %v", o.summary.Results)
+	}
 	fixed := writeDir(t, files{"00001_b.sql": "-- +goose NO TRANSACTION\n" + mig("INSERT INTO hits VALUES (1);", "")})
 	if o := mustRun(t, d.url(), fixed); o.result("applied-versions") != "[1]" {
 		t.Fatalf("%v", o.summary.Results)
