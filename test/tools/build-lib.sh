@@ -77,3 +77,32 @@ build_install() {
 	mv "$tmp" "$out"
 	trap - EXIT
 }
+
+# build_keyed: key is the hash of $here's go.mod, go.sum and tools.go, and
+# complete (what build_start asks) holds when $dir/.complete says
+# "$version $key" and every command is in $out; build_done writes that.
+build_keyed() {
+	key=$(cat "$here/go.mod" "$here/go.sum" "$here/tools.go" | sha256sum | cut -c1-16)
+	complete() {
+		[[ -f "$dir/.complete" && "$(cat "$dir/.complete")" == "$version $key" ]] || return 1
+		build_cmds_in "$out"
+	}
+}
+
+build_done() {
+	echo "$version $key" >"$dir/.complete"
+}
+
+# build_go PKG [GO-BUILD-FLAGS...]: go build -v (under nice, static) of PKG into
+# $tmp, in the current directory and with its GOFLAGS. The first build takes
+# minutes, so it says how far it is every 100 packages of the ones PKG needs;
+# every other line (an error) is passed on.
+build_go() {
+	local pkg=$1 total
+	shift
+	total=$(go list -deps "$pkg" | wc -l)
+	echo "build.sh: go build $pkg ($total packages)" >&2
+	CGO_ENABLED=0 nice -n "${CHARTREUSE_NICE:-15}" go build -v -trimpath "$@" -o "$tmp/" "$pkg" 2>&1 |
+		awk -v total="$total" '/^[^ #:]+$/ { if (++n % 100 == 0) printf "build.sh: %d/%d packages\n", n, total > "/dev/stderr"; next } { print > "/dev/stderr" }'
+	return "${PIPESTATUS[0]}"
+}
