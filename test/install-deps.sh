@@ -3,6 +3,7 @@
 #   Kubernetes node: containerd, runc, CNI plugins, iptables, iproute2, conntrack,
 #                    util-linux/mount (nsenter, mount), etcd
 #   PostgreSQL/Patroni tests: postgresql-15, patroni, etcd, python3-alembic, python3-psycopg2
+#   the docs' commands (test/e2e/cli_test.go): git (serves the example repository), jq
 # Idempotent: when every package is already installed it does nothing (no
 # apt-get update), so warm runs are instant. Packages' own services are not
 # started (the tests start their own servers with their own configuration).
@@ -14,6 +15,7 @@ pkgs=(
 	iptables iproute2 conntrack util-linux mount
 	postgresql-15 patroni python3-alembic python3-psycopg2
 	ca-certificates time
+	git jq
 )
 
 missing=()

@@ -20,6 +20,10 @@ echo "run-tests: building Argo Workflows and Tekton Pipelines (first run only)"
 CHARTREUSE_ARGO_DIR=$(test/tools/argo/build.sh | tail -n1)
 CHARTREUSE_TEKTON_BIN=$(test/tools/tekton/build.sh | tail -n1)
 export CHARTREUSE_ARGO_DIR CHARTREUSE_TEKTON_BIN
+echo "run-tests: building the argo and tkn CLIs (first run only)"
+CHARTREUSE_ARGO_CLI_BIN=$(test/tools/argo-cli/build.sh | tail -n1)
+CHARTREUSE_TKN_BIN=$(test/tools/tkn/build.sh | tail -n1)
+export CHARTREUSE_ARGO_CLI_BIN CHARTREUSE_TKN_BIN
 t1=$(date +%s)
 echo "run-tests: set-up took $((t1 - t0))s"
 
