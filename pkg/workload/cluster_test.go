@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 )
@@ -615,8 +616,10 @@ func TestClusterPreconditions(t *testing.T) {
 	ctx := context.Background()
 	d := c.deployment("idle", 0, appOpts{})
 	stale := d.ResourceVersion
-	d.Labels = map[string]string{"touched": "yes"}
-	if _, err := c.cs.AppsV1().Deployments(c.ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+	// A patch without a resourceVersion: an Update here raced the deployment
+	// controller's first status write (409) on a loaded machine.
+	if _, err := c.cs.AppsV1().Deployments(c.ns).Patch(ctx, "idle", types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"touched":"yes"}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	p := patcher{cs: c.cs, ns: c.ns}
