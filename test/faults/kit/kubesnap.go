@@ -11,41 +11,46 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// SnapshotNamespace lists the resourceVersion of every Deployment, StatefulSet,
-// CronJob and HorizontalPodAutoscaler in ns, and the Events the steps wrote (a
-// step that changes a workload also records an Event), to compare before and
-// after a run that must change nothing.
+// SnapshotNamespace fingerprints every Deployment, StatefulSet, CronJob and
+// HorizontalPodAutoscaler in ns by what a step can change — the spec (through
+// metadata.generation), labels and annotations — and lists the Events the steps
+// wrote (a step that changes a workload also records an Event), to compare before
+// and after a run that must change nothing. resourceVersion is left out: the
+// controllers' status writes bump it whenever they like.
 func SnapshotNamespace(ctx context.Context, cs kubernetes.Interface, ns string) (string, error) {
 	var lines []string
-	add := func(kind, name, rv string) { lines = append(lines, fmt.Sprintf("%s/%s rv=%s", kind, name, rv)) }
+	add := func(kind string, m metav1.ObjectMeta) {
+		lines = append(lines, fmt.Sprintf("%s/%s generation=%d labels=%s annotations=%s",
+			kind, m.Name, m.Generation, keyValues(m.Labels), keyValues(ownAnnotations(m.Annotations))))
+	}
 	opts := metav1.ListOptions{}
 	ds, err := cs.AppsV1().Deployments(ns).List(ctx, opts)
 	if err != nil {
 		return "", err
 	}
 	for _, o := range ds.Items {
-		add("deployment", o.Name, o.ResourceVersion)
+		add("deployment", o.ObjectMeta)
 	}
 	ss, err := cs.AppsV1().StatefulSets(ns).List(ctx, opts)
 	if err != nil {
 		return "", err
 	}
 	for _, o := range ss.Items {
-		add("statefulset", o.Name, o.ResourceVersion)
+		add("statefulset", o.ObjectMeta)
 	}
 	cjs, err := cs.BatchV1().CronJobs(ns).List(ctx, opts)
 	if err != nil {
 		return "", err
 	}
 	for _, o := range cjs.Items {
-		add("cronjob", o.Name, o.ResourceVersion)
+		add("cronjob", o.ObjectMeta)
 	}
 	hpas, err := cs.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, opts)
 	if err != nil {
 		return "", err
 	}
 	for _, o := range hpas.Items {
-		add("hpa", o.Name, o.ResourceVersion)
+		add("hpa", o.ObjectMeta)
 	}
 	evs, err := cs.CoreV1().Events(ns).List(ctx, opts)
 	if err != nil {
@@ -54,11 +59,33 @@ func SnapshotNamespace(ctx context.Context, cs kubernetes.Interface, ns string) 
 	for _, o := range evs.Items {
 		// Only the steps' own Events: the controllers write theirs asynchronously.
 		if o.Source.Component == "chartreuse" || strings.HasPrefix(o.ReportingController, "chartreuse") {
-			add("event", o.Name+" "+o.Reason, o.ResourceVersion)
+			lines = append(lines, fmt.Sprintf("event/%s %s rv=%s", o.Name, o.Reason, o.ResourceVersion))
 		}
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n"), nil
+}
+
+// ownAnnotations drops the annotations Kubernetes' own controllers keep up to
+// date (deployment.kubernetes.io/revision and the like).
+func ownAnnotations(a map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		if strings.Contains(k, "kubernetes.io/") {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func keyValues(m map[string]string) string {
+	kv := make([]string, 0, len(m))
+	for k, v := range m {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return "{" + strings.Join(kv, ",") + "}"
 }
 
 // Quiet waits until the namespace's snapshot stays the same for a second (the
