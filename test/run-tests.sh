@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "run-tests: the real-server tests need root (they run PostgreSQL as postgres and a kubelet)" >&2; exit 1; }
 
 t0=$(date +%s)
+started=$(mktemp /tmp/run-tests-started.XXXXXX)
+trap 'rm -f "$started"' EXIT
 test/install-deps.sh
 go mod download
 go build ./...
@@ -35,6 +37,6 @@ go test -count=1 -timeout 30m ./test/kubeenv/ ./test/images/ ./test/faults/kube/
 mapfile -t pkgs < <(go list ./... | grep -v -e '/test/kubeenv$' -e '/test/images$' -e '/test/faults/kube$')
 test/env.sh run go test -count=1 -timeout 60m "${pkgs[@]}" || status=1
 
-test/check-clean.sh || status=1
+test/check-clean.sh "$started" || status=1
 echo "run-tests: finished in $(($(date +%s) - t0))s, status $status"
 exit "$status"
