@@ -2,13 +2,17 @@ package workload
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
@@ -154,4 +158,65 @@ func (c *cluster) neverReady(name string, replicas int32) *appsv1.Deployment {
 		c.t.Fatal(err)
 	}
 	return d
+}
+
+// A restore attempt that brings one workload back but cannot patch another (a
+// transient API error) still waits for the one it brought back: the records
+// are gone once the replicas are back, so the retry would never look at it
+// again, and a run whose retry restores the other would succeed with the
+// first never ready.
+func TestClusterRestorePartlyFailedStillWaitsForWhatCameBack(t *testing.T) {
+	c := newCluster(t)
+	c.neverReady("never", 1)
+	c.deployment("blocked", 1, appOpts{labels: map[string]string{"refuse-updates": "yes"}})
+	c.waitRunning("app=blocked", 1, 3*time.Minute)
+	c.mustRun(0, ScaleDownSpec(), "", "--workload", "deploy/never,deploy/blocked")
+
+	// Updates of "blocked" go through a webhook nobody serves: the API server
+	// answers 500 (failed calling webhook), a transient error.
+	ctx := context.Background()
+	hook := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: c.ns + "-refuse"},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:                    "refuse.chartreuse.test",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: ptr.To("https://127.0.0.1:1/refuse")},
+			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update}, Rule: admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}}}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": c.ns}},
+			ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{"refuse-updates": "yes"}},
+			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+			AdmissionReviewVersions: []string{"v1"},
+			TimeoutSeconds:          ptr.To[int32](2),
+		}},
+	}
+	hooks := c.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	if _, err := hooks.Create(ctx, hook, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	removeHook := func() {
+		if err := hooks.Delete(ctx, hook.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(removeHook)
+	// The webhook is in force once a no-op update of "blocked" is refused.
+	c.waitFor("the webhook to refuse updates", time.Minute, func() (bool, string) {
+		_, err := c.cs.AppsV1().Deployments(c.ns).Patch(ctx, "blocked", types.MergePatchType, []byte(`{"metadata":{"annotations":{"probe":"1"}}}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil, fmt.Sprint(err)
+	})
+
+	r := c.mustRun(1, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/blocked", "--wait-ready", "--ready-timeout", "15s")
+	for _, want := range []string{"deployment/never (0/1 ready)", "1 other workload could not be restored"} {
+		if !strings.Contains(r.summary.Error, want) {
+			t.Errorf("error %q does not say %q", r.summary.Error, want)
+		}
+	}
+
+	// Once the API server accepts the update again, a retry restores the other
+	// and succeeds: what it does not check was already reported above.
+	removeHook()
+	c.mustRun(0, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/blocked", "--wait-ready", "--ready-timeout", "2m")
+	if d := c.getDeployment("blocked"); *d.Spec.Replicas != 1 || d.Annotations[AnnotationReplicas] != "" {
+		t.Fatalf("blocked: %d %v", *d.Spec.Replicas, d.Annotations)
+	}
 }

@@ -142,7 +142,9 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 				restored = append(restored, g[i])
 			}
 		}
-		if wt != nil && len(errs) == 0 {
+		// Wait for what came back even when another workload failed: its record
+		// is gone, so a retry would not look at it again.
+		if wt != nil && len(restored) > 0 {
 			what := fmt.Sprintf("%d restored workloads to be ready", len(restored))
 			later := 0
 			for _, lg := range groups[gi+1:] {
@@ -150,7 +152,8 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 			}
 			began := r.Clock.Now()
 			wt.deadline = began.Add(readyLeft)
-			wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, restored, later) }
+			failed := len(errs)
+			wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, restored, later, failed) }
 			err := wt.until(ctx, what, w.readyCond(restored, r.Namespace))
 			readyLeft -= r.Clock.Since(began)
 			if err != nil {
@@ -192,10 +195,16 @@ func recordOf(w *Workload) record {
 // notReady is the error of a readiness wait that ran out of time. It is
 // permanent: the records are gone once the replicas are back, so a retry would
 // find nothing to restore and succeed without the application being ready.
-func (r *Restorer) notReady(synced bool, pending []string, restored []*Workload, later int) error {
+func (r *Restorer) notReady(synced bool, pending []string, restored []*Workload, later, failed int) error {
 	rest := ""
+	switch {
+	case failed == 1:
+		rest = "; 1 other workload could not be restored (see the error above)"
+	case failed > 1:
+		rest = fmt.Sprintf("; %d other workloads could not be restored (see the errors above)", failed)
+	}
 	if later > 0 {
-		rest = fmt.Sprintf("; %d workloads of later priority groups are still at 0 (rerun scale-restore once these are ready)", later)
+		rest += fmt.Sprintf("; %d workloads of later priority groups are still at 0 (rerun scale-restore once these are ready)", later)
 	}
 	if !synced {
 		names := make([]string, len(restored))
@@ -318,21 +327,25 @@ func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult,
 		return restoreResult{}, failure.AsPermanent(err)
 	}
 	res := restoreResult{ok: true, w: w, at: r.Clock.Now()}
+	// What the restore did is logged once the patch is accepted, not before.
+	var report func()
 	patch := removeRecord(map[string]any{"metadata": map[string]any{"resourceVersion": w.ResourceVersion}})
 	if w.Kind.Scalable() {
 		replicasNow := w.Replicas
 		switch cur := w.Replicas; {
 		case cur == rec.replicas:
 			res.msg = fmt.Sprintf("at its recorded %d replicas after schema migration by %s", cur, r.RunID)
-			r.Log.Info("already at the recorded replicas", "workload", w.String(), "replicas", cur)
+			report = func() { r.Log.Info("already at the recorded replicas", "workload", w.String(), "replicas", cur) }
 		case cur == 0:
 			patch["spec"] = map[string]any{"replicas": rec.replicas}
 			replicasNow = rec.replicas
 			res.msg = fmt.Sprintf("restored to %d replicas after schema migration by %s", rec.replicas, r.RunID)
-			r.Log.Info("restored", "workload", w.String(), "replicas", rec.replicas)
+			report = func() { r.Log.Info("restored", "workload", w.String(), "replicas", rec.replicas) }
 		default:
 			res.msg = fmt.Sprintf("kept %d replicas set since scale-down (recorded %d) after schema migration by %s", cur, rec.replicas, r.RunID)
-			r.Log.Warn("replicas changed since scale-down (a new deploy?): keeping them", "workload", w.String(), "replicas", cur, "recorded", rec.replicas)
+			report = func() {
+				r.Log.Warn("replicas changed since scale-down (a new deploy?): keeping them", "workload", w.String(), "replicas", cur, "recorded", rec.replicas)
+			}
 		}
 		res.out = Outcome{Ref: w.Ref, Value: strconv.Itoa(int(replicasNow))}
 	} else {
@@ -342,13 +355,13 @@ func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult,
 			patch["spec"] = map[string]any{"suspend": false}
 			suspended = false
 			res.msg = "resumed after schema migration by " + r.RunID
-			r.Log.Info("resumed", "workload", w.String())
+			report = func() { r.Log.Info("resumed", "workload", w.String()) }
 		case w.Suspended:
 			res.msg = "left suspended (it was suspended before scale-down) after schema migration by " + r.RunID
-			r.Log.Info("left suspended: it was suspended before scale-down", "workload", w.String())
+			report = func() { r.Log.Info("left suspended: it was suspended before scale-down", "workload", w.String()) }
 		default:
 			res.msg = "already resumed after schema migration by " + r.RunID
-			r.Log.Info("already resumed since scale-down: keeping it", "workload", w.String())
+			report = func() { r.Log.Info("already resumed since scale-down: keeping it", "workload", w.String()) }
 		}
 		res.out = Outcome{Ref: w.Ref, Value: cronValue(suspended)}
 	}
@@ -356,6 +369,7 @@ func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult,
 	if err != nil {
 		return restoreResult{}, err
 	}
+	report()
 	res.w = updated
 	return res, nil
 }
