@@ -1,0 +1,500 @@
+package gate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/results"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+)
+
+// The tests run the gate step's code in process against the real API server of
+// test/kubeenv, each in a namespace of its own, with real (pending) PipelineRuns
+// as holders: Tekton's CRDs are created from its module when the cluster lacks
+// them. A pending run is never started, so a Tekton controller that happens to
+// run in the cluster leaves them alone.
+
+const secret = "app-database"
+
+type cluster struct {
+	t          *testing.T
+	cs         kubernetes.Interface
+	dyn        dynamic.Interface
+	ns         string
+	kubeconfig string
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	env := kubeenv.Shared(t)
+	cfg, err := env.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := env.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ensureTektonCRDs(t, dyn)
+	return &cluster{t: t, cs: cs, dyn: dyn, ns: env.NewNamespace(t), kubeconfig: env.Kubeconfig}
+}
+
+var crdOnce sync.Once
+
+// ensureTektonCRDs creates the PipelineRun and TaskRun CRDs from the Tekton
+// module when the cluster has none (it never changes existing ones).
+func ensureTektonCRDs(t *testing.T, dyn dynamic.Interface) {
+	t.Helper()
+	crdOnce.Do(func() {
+		crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		dir := ""
+		for _, f := range []string{"300-pipelinerun.yaml", "300-taskrun.yaml"} {
+			name := map[string]string{"300-pipelinerun.yaml": "pipelineruns.tekton.dev", "300-taskrun.yaml": "taskruns.tekton.dev"}[f]
+			if _, err := crds.Get(ctx, name, metav1.GetOptions{}); err == nil {
+				continue
+			} else if !apierrors.IsNotFound(err) {
+				t.Fatal(err)
+			}
+			if dir == "" {
+				out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/tektoncd/pipeline").Output()
+				if err != nil {
+					t.Fatalf("finding the Tekton module: %v", err)
+				}
+				dir = strings.TrimSpace(string(out))
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "config", "300-crds", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(b, &u.Object); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := crds.Create(ctx, u, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+			for {
+				c, err := crds.Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				conds, _, _ := unstructured.NestedSlice(c.Object, "status", "conditions")
+				established := false
+				for _, x := range conds {
+					if m, _ := x.(map[string]any); m["type"] == "Established" && m["status"] == "True" {
+						established = true
+					}
+				}
+				if established {
+					break
+				}
+				if err := sleep(ctx, 200*time.Millisecond); err != nil {
+					t.Fatalf("CRD %s not established: %v", name, err)
+				}
+			}
+		}
+	})
+}
+
+// pipelineRun creates a PipelineRun that stays pending (never started).
+func (c *cluster) pipelineRun(name string) *unstructured.Unstructured {
+	c.t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
+		"metadata": map[string]any{"name": name},
+		"spec": map[string]any{
+			"status": "PipelineRunPending",
+			"pipelineSpec": map[string]any{"tasks": []any{map[string]any{
+				"name": "t", "taskSpec": map[string]any{"steps": []any{map[string]any{"name": "s", "image": "chartreuse.invalid/none"}}},
+			}}},
+		},
+	}}
+	pr, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Create(c.t.Context(), u, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return pr
+}
+
+// finish gives the PipelineRun a final Succeeded condition.
+func (c *cluster) finish(pr *unstructured.Unstructured, status, reason string) {
+	c.t.Helper()
+	ctx := c.t.Context()
+	for {
+		cur, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Get(ctx, pr.GetName(), metav1.GetOptions{})
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		_ = unstructured.SetNestedSlice(cur.Object, []any{map[string]any{
+			"type": "Succeeded", "status": status, "reason": reason, "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+		}}, "status", "conditions")
+		_, err = c.dyn.Resource(PipelineRuns).Namespace(c.ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		return
+	}
+}
+
+// pod creates a pod of the run (Tekton's labels) that never starts: its image is
+// never pulled, so it stays Pending, i.e. running as far as the gate can tell.
+func (c *cluster) pod(pr *unstructured.Unstructured, taskRun string) string {
+	c.t.Helper()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "tr-", Labels: map[string]string{labelRunUID: string(pr.GetUID()), labelTaskRun: taskRun}},
+		Spec: corev1.PodSpec{
+			Containers:                    []corev1.Container{{Name: "step", Image: "chartreuse.invalid/never-pulled:1", ImagePullPolicy: corev1.PullNever}},
+			TerminationGracePeriodSeconds: new(int64),
+		},
+	}
+	created, err := c.cs.CoreV1().Pods(c.ns).Create(c.t.Context(), p, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return created.Name
+}
+
+func (c *cluster) deletePod(name string) {
+	c.t.Helper()
+	if err := c.cs.CoreV1().Pods(c.ns).Delete(c.t.Context(), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		c.t.Fatal(err)
+	}
+	for {
+		_, err := c.cs.CoreV1().Pods(c.ns).Get(c.t.Context(), name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		if err := sleep(c.t.Context(), 100*time.Millisecond); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+func (c *cluster) lease() *coordinationv1.Lease {
+	c.t.Helper()
+	ls, err := c.cs.CoordinationV1().Leases(c.ns).Get(c.t.Context(), LeaseName(secret), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ls
+}
+
+func (c *cluster) wantHolder(pr *unstructured.Unstructured) {
+	c.t.Helper()
+	ls := c.lease()
+	if pr == nil {
+		if ls != nil {
+			c.t.Fatalf("the gate is held by %v, want free", holderOf(ls))
+		}
+		return
+	}
+	if ls == nil {
+		c.t.Fatalf("the gate is free, want it held by %s", pr.GetName())
+	}
+	if h := holderOf(ls); h.uid != string(pr.GetUID()) || h.run != pr.GetName() {
+		c.t.Fatalf("the gate is held by %+v, want %s (%s)", h, pr.GetName(), pr.GetUID())
+	}
+	if o := ls.OwnerReferences; len(o) != 1 || o[0].UID != pr.GetUID() || o[0].Kind != "PipelineRun" {
+		c.t.Fatalf("owner references %+v, want the PipelineRun %s", o, pr.GetName())
+	}
+}
+
+type stepRun struct {
+	code    int
+	summary results.Summary
+	stderr  string
+}
+
+// syncBuffer is a buffer a test may read while the step writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// run runs the gate step for the PipelineRun pr.
+func (c *cluster) run(pr *unstructured.Unstructured, stderr *syncBuffer, args ...string) stepRun {
+	c.t.Helper()
+	if stderr == nil {
+		stderr = &syncBuffer{}
+	}
+	full := append([]string{"gate", "--skip-version-check", "--kubeconfig", c.kubeconfig, "--namespace", c.ns,
+		"--database-secret", secret, "--run-name", pr.GetName(), "--run-uid", string(pr.GetUID()), "--poll-interval", "100ms"}, args...)
+	var out bytes.Buffer
+	code := step.Run(context.Background(), Spec(), full, &out, stderr)
+	r := stepRun{code: code, stderr: stderr.String()}
+	if err := json.Unmarshal(out.Bytes(), &r.summary); err != nil {
+		c.t.Fatalf("stdout is not the JSON summary: %q (%v)", out.String(), err)
+	}
+	c.t.Logf("gate %s for %s: exit %d %s", strings.Join(args, " "), pr.GetName(), code, r.summary.Error)
+	return r
+}
+
+func (c *cluster) mustRun(want int, pr *unstructured.Unstructured, args ...string) stepRun {
+	c.t.Helper()
+	r := c.run(pr, nil, args...)
+	if r.code != want {
+		c.t.Fatalf("gate %v exited %d, want %d: %s\nstderr:\n%s", args, r.code, want, r.summary.Error, r.stderr)
+	}
+	return r
+}
+
+func wantLog(t *testing.T, r stepRun, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(r.stderr, p) {
+			t.Errorf("the log does not say %q:\n%s", p, r.stderr)
+		}
+	}
+}
+
+func TestClusterAcquireAndRelease(t *testing.T) {
+	c := newCluster(t)
+	a := c.pipelineRun("run-a")
+	wantLog(t, c.mustRun(0, a), "gate taken")
+	c.wantHolder(a)
+	// A retried attempt of the same run proceeds.
+	wantLog(t, c.mustRun(0, a), "gate already held by this run")
+	c.wantHolder(a)
+	wantLog(t, c.mustRun(0, a, "--action", "release"), "gate released")
+	c.wantHolder(nil)
+	// Released twice (a retried finally task): nothing to do.
+	wantLog(t, c.mustRun(0, a, "--action", "release"), "nothing to release")
+}
+
+// A run that never got the gate must not free another's.
+func TestClusterReleaseLeavesAnotherRunsGate(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.pipelineRun("run-a"), c.pipelineRun("run-b")
+	c.mustRun(0, a)
+	wantLog(t, c.mustRun(0, b, "--action", "release"), "not this run's to release")
+	c.wantHolder(a)
+}
+
+// While a live run holds the gate, another waits and gives up with exit 75,
+// naming the holder.
+func TestClusterTimeoutNamesTheHolder(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.pipelineRun("run-a"), c.pipelineRun("run-b")
+	c.mustRun(0, a)
+	r := c.mustRun(failure.CodeTransient, b, "--timeout", "1s")
+	if !strings.Contains(r.summary.Error, "held by PipelineRun run-a") || strings.Contains(r.summary.Error, "\n") {
+		t.Errorf("error %q: want one line naming PipelineRun run-a", r.summary.Error)
+	}
+	wantLog(t, r, "waiting for the gate: its PipelineRun is running")
+	c.wantHolder(a)
+}
+
+// A run waiting for the gate takes it as soon as the holder releases it.
+func TestClusterWaitThenTakeAfterRelease(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.pipelineRun("run-a"), c.pipelineRun("run-b")
+	c.mustRun(0, a)
+	log := &syncBuffer{}
+	done := make(chan stepRun, 1)
+	go func() { done <- c.run(b, log, "--timeout", "3m") }()
+	waitFor(t, func() bool { return strings.Contains(log.String(), "waiting for the gate") })
+	c.wantHolder(a)
+	c.mustRun(0, a, "--action", "release")
+	r := <-done
+	if r.code != 0 {
+		t.Fatalf("the waiting run exited %d: %s\n%s", r.code, r.summary.Error, r.stderr)
+	}
+	wantLog(t, r, "gate taken")
+	c.wantHolder(b)
+}
+
+// Several runs that start at the same moment: exactly one takes the gate.
+func TestClusterOneOfManyAtOnce(t *testing.T) {
+	c := newCluster(t)
+	runs := make([]*unstructured.Unstructured, 4)
+	for i := range runs {
+		runs[i] = c.pipelineRun("run-" + string(rune('a'+i)))
+	}
+	codes := make([]int, len(runs))
+	var wg sync.WaitGroup
+	for i, pr := range runs {
+		wg.Go(func() { codes[i] = c.run(pr, nil, "--timeout", "2s").code })
+	}
+	wg.Wait()
+	var winner *unstructured.Unstructured
+	for i, code := range codes {
+		switch code {
+		case 0:
+			if winner != nil {
+				t.Fatalf("both %s and %s took the gate", winner.GetName(), runs[i].GetName())
+			}
+			winner = runs[i]
+		case failure.CodeTransient:
+		default:
+			t.Errorf("%s exited %d", runs[i].GetName(), code)
+		}
+	}
+	if winner == nil {
+		t.Fatal("no run took the gate")
+	}
+	c.wantHolder(winner)
+}
+
+// A holder whose PipelineRun finished is stale, but only once its TaskRuns'
+// pods have stopped (a cancelled run's pods take their grace period).
+func TestClusterTakeOverFinishedHolder(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.pipelineRun("run-a"), c.pipelineRun("run-b")
+	c.mustRun(0, a)
+	pod := c.pod(a, "run-a-migrate")
+	c.finish(a, "False", "Cancelled")
+	r := c.mustRun(failure.CodeTransient, b, "--timeout", "1s")
+	wantLog(t, r, "its PipelineRun finished (Cancelled); waiting for pod "+pod+" to stop")
+	c.wantHolder(a)
+	c.deletePod(pod)
+	r = c.mustRun(0, b)
+	wantLog(t, r, "taking the gate over from a stale holder: its PipelineRun finished (Cancelled)", "gate taken")
+	c.wantHolder(b)
+}
+
+// A holder whose PipelineRun is gone is stale. The Lease is made by hand without
+// an owner, as one left behind (e.g. its owner reference removed) would be: the
+// garbage collector would otherwise race the step for it.
+func TestClusterTakeOverVanishedHolder(t *testing.T) {
+	c := newCluster(t)
+	b := c.pipelineRun("run-b")
+	uid := "0b0e6a51-0000-4000-8000-000000000000"
+	_, err := c.cs.CoordinationV1().Leases(c.ns).Create(t.Context(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: LeaseName(secret), Annotations: map[string]string{AnnotationRun: "run-gone"}},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &uid},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLog(t, c.mustRun(0, b), "taking the gate over from a stale holder: its PipelineRun is gone", "holder=\"PipelineRun run-gone\"")
+	c.wantHolder(b)
+}
+
+// Deleting the holder's PipelineRun frees the gate (the Lease's owner): a waiting
+// run gets it, by the garbage collector or by taking the stale Lease over.
+func TestClusterDeletedHolderFreesTheGate(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.pipelineRun("run-a"), c.pipelineRun("run-b")
+	c.mustRun(0, a)
+	if err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Delete(t.Context(), a.GetName(), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.mustRun(0, b, "--timeout", "3m")
+	c.wantHolder(b)
+}
+
+// A Lease this gate did not make (no PipelineRun named) is never taken over.
+func TestClusterForeignLeaseIsNotTaken(t *testing.T) {
+	c := newCluster(t)
+	b := c.pipelineRun("run-b")
+	who := "someone"
+	if _, err := c.cs.CoordinationV1().Leases(c.ns).Create(t.Context(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: LeaseName(secret)},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &who},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := c.mustRun(failure.CodeTransient, b, "--timeout", "1s")
+	if !strings.Contains(r.summary.Error, `holder "someone"`) {
+		t.Errorf("error %q does not name the holder", r.summary.Error)
+	}
+}
+
+// Release waits until the run's other TaskRuns and pods have stopped (Tekton runs
+// finally tasks side by side); past its timeout it leaves the gate held.
+func TestClusterReleaseWaitsForTheRunsOtherTasks(t *testing.T) {
+	c := newCluster(t)
+	a := c.pipelineRun("run-a")
+	c.mustRun(0, a)
+	own := c.pod(a, "run-a-release-gate")
+	rollback := c.pod(a, "run-a-rollback")
+	r := c.mustRun(0, a, "--action", "release", "--task-run", "run-a-release-gate", "--timeout", "1s")
+	wantLog(t, r, "pod "+rollback, "the gate stays held")
+	if strings.Contains(r.stderr, own) {
+		t.Errorf("release waited for its own pod %s", own)
+	}
+	c.wantHolder(a)
+	c.deletePod(rollback)
+	wantLog(t, c.mustRun(0, a, "--action", "release", "--task-run", "run-a-release-gate"), "gate released")
+	c.wantHolder(nil)
+}
+
+// A Lease changed between the read and the delete is not deleted: the 409 sends
+// the step back to read it again.
+func TestClusterRemoveIsGuarded(t *testing.T) {
+	c := newCluster(t)
+	a := c.pipelineRun("run-a")
+	c.mustRun(0, a)
+	old := c.lease()
+	changed := old.DeepCopy()
+	changed.Annotations["touched"] = "yes"
+	if _, err := c.cs.CoordinationV1().Leases(c.ns).Update(t.Context(), changed, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l := leaseClient{c.cs.CoordinationV1().Leases(c.ns)}
+	gone, err := l.remove(t.Context(), old)
+	if err != nil || !gone {
+		t.Fatalf("remove of a changed Lease = %v, %v; want changed, no error", gone, err)
+	}
+	c.wantHolder(a)
+	gone, err = l.remove(t.Context(), c.lease())
+	if err != nil || gone {
+		t.Fatalf("remove of the current Lease = %v, %v; want done", gone, err)
+	}
+	c.wantHolder(nil)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for !cond() {
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			t.Fatal("condition not reached")
+		}
+	}
+}

@@ -1,0 +1,28 @@
+// Package gate keeps two Tekton runs for one database from overlapping: the
+// gate step of the Tekton Pipeline.
+//
+// Argo has a mutex (synchronization.mutexes keyed by the database Secret);
+// Tekton has none. The gate is a coordination.k8s.io Lease in the run's
+// namespace, named after the database Secret (LeaseName), whose holder is the
+// PipelineRun's uid and whose owner is the PipelineRun, so that deleting the run
+// frees it. The Pipeline's first real task acquires it, before anything reads or
+// changes state; a finally task releases it.
+//
+// Acquire creates the Lease, or proceeds when this run already holds it (a
+// retried attempt). While another run holds it, it waits, up to a timeout that
+// ends in a transient failure naming the holder. A holder whose PipelineRun is
+// gone or finished is stale: once that run's TaskRuns and pods have stopped
+// (a cancelled run's pods take their grace period to go), its Lease is deleted
+// and taken, and the step says so.
+//
+// Release deletes the Lease only when this run holds it, and only after every
+// other TaskRun and pod of this run has stopped: Tekton runs finally tasks side
+// by side, so the release must not free the gate while a restore or rollback of
+// the same run is still at work.
+//
+// Every change is guarded: the Lease is deleted with a precondition on its uid
+// and resourceVersion (a 409 means someone changed it: read it again), and
+// taken by creating it (AlreadyExists: someone was quicker). A takeover deletes
+// and re-creates rather than updating, so that the garbage collector, which may
+// be deleting the old Lease for its vanished owner, can never delete the new one.
+package gate

@@ -1,0 +1,121 @@
+package gate
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/klog/v2"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+)
+
+// Actions of the gate step.
+const (
+	ActionAcquire = "acquire"
+	ActionRelease = "release"
+)
+
+// Options are the gate step's own flags.
+type Options struct {
+	Action         string
+	DatabaseSecret string
+	RunName        string
+	RunUID         string
+	TaskRun        string
+	Timeout        time.Duration
+	PollInterval   time.Duration
+	ProgressEvery  time.Duration
+}
+
+// Flags implements step.Options.
+func (o *Options) Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "action", Value: ActionAcquire, Usage: "acquire: take the gate, waiting while another run holds it; release: free it if this run holds it, once the run's other tasks have stopped", Destination: &o.Action},
+		&cli.StringFlag{Name: "database-secret", Usage: "name of the Secret holding the database URL: the gate is the Lease chartreuse-<name> (required)", Destination: &o.DatabaseSecret},
+		&cli.StringFlag{Name: "run-name", Usage: "this PipelineRun's name, $(context.pipelineRun.name) (required)", Destination: &o.RunName},
+		&cli.StringFlag{Name: "run-uid", Usage: "this PipelineRun's uid, $(context.pipelineRun.uid): the holder identity (required)", Destination: &o.RunUID},
+		&cli.StringFlag{Name: "task-run", Usage: "this step's TaskRun, $(context.taskRun.name): release does not wait for it", Destination: &o.TaskRun},
+		&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "acquire: how long to wait while another run holds the gate (then exit 75, naming it); release: how long to wait for the run's other tasks to stop (then the gate stays held until the run has finished, and the next run takes it over)", Destination: &o.Timeout},
+		&cli.DurationFlag{Name: "poll-interval", Value: 2 * time.Second, Usage: "how often to look again while waiting", Destination: &o.PollInterval},
+		&cli.DurationFlag{Name: "progress-interval", Value: 30 * time.Second, Usage: "how often to log that the step is still waiting", Destination: &o.ProgressEvery},
+	}
+}
+
+// Validate implements step.Options.
+func (o *Options) Validate() error {
+	if o.Action != ActionAcquire && o.Action != ActionRelease {
+		return fmt.Errorf("--action %q is not valid: use %s or %s", o.Action, ActionAcquire, ActionRelease)
+	}
+	if o.DatabaseSecret == "" {
+		return fmt.Errorf("--database-secret is required: the gate is named after the database Secret")
+	}
+	if errs := validation.IsDNS1123Subdomain(o.DatabaseSecret); len(errs) > 0 {
+		return fmt.Errorf("--database-secret %q is not a valid Secret name: %s", o.DatabaseSecret, strings.Join(errs, "; "))
+	}
+	if o.RunName == "" || o.RunUID == "" {
+		return errNoRun
+	}
+	if o.Timeout <= 0 || o.PollInterval <= 0 {
+		return fmt.Errorf("--timeout and --poll-interval must be positive")
+	}
+	return nil
+}
+
+// namespaceUsage replaces kube.Options' wording: the gate lives beside the run.
+const namespaceUsage = "namespace of the PipelineRun and its gate Lease (default: the pod's own namespace in a cluster, else the kubeconfig context's)"
+
+// Spec describes the gate step binary.
+func Spec() step.Spec {
+	ko := &kube.Options{}
+	o := &Options{}
+	return step.Spec{
+		Name:  "gate",
+		Usage: "let one Tekton run at a time work on a database",
+		Description: "acquire takes the Lease chartreuse-<database-secret> in the run's namespace for this PipelineRun (holder: its uid; owner: the PipelineRun), " +
+			"or proceeds when this run already holds it; while another run holds it, it waits, and exits 75 naming that run after --timeout. " +
+			"A holder whose PipelineRun is gone or finished is taken over once its TaskRuns and pods have stopped. " +
+			"release deletes the Lease if this run holds it, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same.",
+		Options: []step.Options{kubeOptions{ko}, o},
+		Run: func(ctx context.Context, env *step.Env) error {
+			klog.SetSlogLogger(env.Log.With("component", "client-go"))
+			c, err := ko.Connect("chartreuse/gate")
+			if err != nil {
+				return err
+			}
+			dyn, err := dynamic.NewForConfig(c.Config)
+			if err != nil {
+				return failure.Permanentf("creating Kubernetes client: %w", err)
+			}
+			env.Log.Info("using cluster", "server", c.Config.Host, "namespace", c.Namespace)
+			g := &Gate{
+				Client: c.Interface, Dynamic: dyn, Namespace: c.Namespace, Secret: o.DatabaseSecret,
+				RunName: o.RunName, RunUID: o.RunUID, TaskRun: o.TaskRun,
+				Timeout: o.Timeout, Poll: o.PollInterval, ProgressEvery: o.ProgressEvery, Log: env.Log,
+			}
+			if o.Action == ActionRelease {
+				return g.Release(ctx)
+			}
+			return g.Acquire(ctx)
+		},
+	}
+}
+
+// kubeOptions are kube.Options with --namespace described for the gate.
+type kubeOptions struct{ *kube.Options }
+
+func (k kubeOptions) Flags() []cli.Flag {
+	flags := k.Options.Flags()
+	for _, f := range flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "namespace" {
+			sf.Usage = namespaceUsage
+		}
+	}
+	return flags
+}
