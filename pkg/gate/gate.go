@@ -83,7 +83,9 @@ func (g *Gate) leases() leaseClient {
 	return leaseClient{g.Client.CoordinationV1().Leases(g.Namespace)}
 }
 
-type leaseClient struct{ c typedcoordinationv1.LeaseInterface }
+type leaseClient struct {
+	c typedcoordinationv1.LeaseInterface
+}
 
 const leaseResource = "leases.coordination.k8s.io"
 
