@@ -212,21 +212,32 @@ func TestTektonPipelineDAG(t *testing.T) {
 		when     []string
 		retries  bool
 	}
-	guards := []string{"invalid-on-migrate-failure", "invalid-patroni", "invalid-stop-workloads", "invalid-wait-ready"}
 	expect := map[string]want{
-		"invalid-stop-workloads":     {nil, []string{"$(params.stop-workloads) notin [true,false]"}, false},
-		"invalid-patroni":            {nil, []string{"$(params.patroni) notin [true,false]"}, false},
-		"invalid-wait-ready":         {nil, []string{"$(params.wait-ready) notin [true,false]"}, false},
-		"invalid-on-migrate-failure": {nil, []string{"$(params.on-migrate-failure) notin [keep-down,restore,rollback]"}, false},
-		"fetch-source":               {guards, []string{"$(params.git-url) notin []"}, true},
-		"wait-for-db":                {guards, nil, true},
-		"wait-patroni":               {[]string{"wait-for-db"}, []string{"$(params.patroni) in [true]"}, true},
-		"plan":                       {[]string{"fetch-source", "wait-patroni"}, nil, true},
-		"scale-down":                 {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, true},
+		"fetch-source": {nil, []string{"$(params.git-url) notin []"}, true},
+		"wait-for-db":  {nil, nil, true},
+		"wait-patroni": {[]string{"wait-for-db"}, []string{"$(params.patroni) in [true]"}, true},
+		"plan":         {[]string{"fetch-source", "wait-patroni"}, nil, true},
+		"scale-down":   {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, true},
 		// migrate is retried after any failure (pod-level ones are why): safe, see pipeline.yaml
 		"migrate": {[]string{"scale-down"}, []string{"$(tasks.plan.results.pending) in [true]"}, true},
 		// scale-restore is not: a rerun would not know whether the workloads are ready
 		"scale-restore": {[]string{"migrate"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, false},
+	}
+	// A guard per enum-like parameter, before the two roots.
+	var guards []string
+	for name, allowed := range map[string]string{
+		"stop-workloads": "true,false", "patroni": "true,false", "wait-ready": "true,false",
+		"on-migrate-failure": "keep-down,restore,rollback", "allow-out-of-order": "true,false",
+		"allow-empty-database": "true,false", "log-format": "text,json",
+	} {
+		guards = append(guards, "invalid-"+name)
+		expect["invalid-"+name] = want{nil, []string{"$(params." + name + ") notin [" + allowed + "]"}, false}
+	}
+	sort.Strings(guards)
+	for _, root := range []string{"fetch-source", "wait-for-db"} {
+		w := expect[root]
+		w.runAfter = guards
+		expect[root] = w
 	}
 	if len(p.Spec.Tasks) != len(expect) {
 		t.Errorf("pipeline has %d tasks, want %d", len(p.Spec.Tasks), len(expect))
