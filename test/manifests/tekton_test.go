@@ -350,6 +350,7 @@ func TestTektonFinallyPolicies(t *testing.T) {
 		{"restore policy", state{params: map[string]string{"on-migrate-failure": "restore"}, status: with(ok, "migrate", "Failed"), results: planned}, []string{"restore-if-unchanged"}},
 		{"rollback policy", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: planned}, []string{"rollback"}},
 		{"no selector", state{params: map[string]string{"workload-selector": ""}, status: with(ok, "scale-down", "Failed"), results: planned}, nil},
+		{"a workload list and no selector", state{params: map[string]string{"workload-selector": "", "workload": "deployment/web"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
 		{"restore policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, nil},
 		{"rollback policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "rollback", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, []string{"rollback"}},
 		{"rollback policy, scale-down failed", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
