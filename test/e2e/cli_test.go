@@ -945,8 +945,8 @@ func (k *cliTekton) newCase(t *testing.T, name string) *cliCase {
 }
 
 // examplePipelineRun writes tekton/examples/pipelinerun.yaml with its params
-// edited for c ("edit its params first"), the application's image added, and
-// returns the file's path.
+// edited for c ("edit its params first"), the application's migrations image
+// among them, and returns the file's path.
 func (k *cliTekton) examplePipelineRun(t *testing.T, c *cliCase) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(k.repo, "tekton", "examples", "pipelinerun.yaml"))
@@ -961,7 +961,7 @@ func (k *cliTekton) examplePipelineRun(t *testing.T, c *cliCase) string {
 	}
 	y := strings.Join(kept, "\n")
 	y = strings.NewReplacer("value: shop-db", "value: "+c.secret, "value: app.kubernetes.io/name=shop", "value: "+c.selector,
-		"  params:\n", "  params:\n    - name: image\n      value: "+cliAppImage+"\n").Replace(y)
+		"value: registry.example.com/shop-migrations:1.4.0", "value: "+cliAppImage).Replace(y)
 	if strings.Contains(y, "shop") || !strings.Contains(y, cliAppImage) {
 		t.Fatalf("tekton/examples/pipelinerun.yaml changed: teach the test its params\n%s", y)
 	}
