@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	triggersv1beta1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
@@ -35,6 +37,7 @@ var binaries = map[string]struct {
 	"migrate":       {migrate.Spec, "pkg/migrate"},
 	"scale-down":    {workload.ScaleDownSpec, "pkg/workload"},
 	"scale-restore": {workload.ScaleRestoreSpec, "pkg/workload"},
+	"gate":          {gate.Spec, "pkg/gate"},
 }
 
 // agreedFlags is the interface agreed between the workflow definitions and the step
@@ -57,6 +60,7 @@ var agreedFlags = func() map[string][]string {
 		"migrate":       cat(common, db, []string{"dir", "to", "plan", "down-to", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table"}),
 		"scale-down":    cat(common, sel, []string{"run-uid"}),
 		"scale-restore": cat(common, sel, []string{"only-run-uid", "wait-ready", "ready-timeout"}),
+		"gate":          cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "task-run", "timeout", "poll-interval", "progress-interval"}),
 	}
 }()
 
@@ -69,6 +73,7 @@ var agreedResults = map[string][]string{
 	"migrate":        {"applied", "applied-versions", "current-version", "target-version"},
 	"scale-down":     {"scaled", "workloads"},
 	"scale-restore":  {"restored", "workloads"},
+	"gate":           {},
 }
 
 // container is one container of a manifest that runs a step binary.
@@ -373,8 +378,13 @@ func TestImages(t *testing.T) {
 	}
 }
 
+// tektonOnly are the Pipeline's parameters that Argo has no use for: the gate's
+// timeout (Argo's mutex waits without one).
+var tektonOnly = []string{"gate-timeout"}
+
 // TestParameterSets: the WorkflowTemplate and the Pipeline take the same parameters with
-// the same defaults, except run-id whose default each engine spells its own way.
+// the same defaults, except run-id whose default each engine spells its own way, and
+// tektonOnly.
 func TestParameterSets(t *testing.T) {
 	argo := map[string]string{}
 	for _, p := range argoTemplate(t).Spec.Arguments.Parameters {
@@ -406,7 +416,7 @@ func TestParameterSets(t *testing.T) {
 		}
 	}
 	for _, n := range sortedKeys(tekton) {
-		if _, ok := argo[n]; !ok {
+		if _, ok := argo[n]; !ok && !slices.Contains(tektonOnly, n) {
 			t.Errorf("parameter %s: in the Pipeline, not in the WorkflowTemplate", n)
 		}
 	}

@@ -214,8 +214,9 @@ func TestArgoParameterGuard(t *testing.T) {
 }
 
 // TestTektonParameterGuards: an invalid-<param> task for every enum-like parameter,
-// run exactly when its value is outside the enum; wait-for-db and fetch-source (the
-// only other roots) run after all of them; the guard Task exits 2 naming the parameter.
+// run exactly when its value is outside the enum; the gate (the only other root) runs
+// after all of them, and wait-for-db and fetch-source after the gate: a typo fails at
+// once, not after waiting for another run; the guard Task exits 2 naming the parameter.
 func TestTektonParameterGuards(t *testing.T) {
 	p := tektonPipeline(t)
 	tasks := map[string]pipelinev1.PipelineTask{}
@@ -235,12 +236,18 @@ func TestTektonParameterGuards(t *testing.T) {
 		if len(pt.RunAfter) == 0 {
 			t.Errorf("task %s runs without waiting for the guards", pt.Name)
 		}
-		if pt.Name == "wait-for-db" || pt.Name == "fetch-source" {
-			ra := slices.Clone(pt.RunAfter)
-			slices.Sort(ra)
-			if !slices.Equal(ra, guards) {
-				t.Errorf("%s: runAfter %v, want %v", pt.Name, ra, guards)
-			}
+		want := guards
+		switch pt.Name {
+		case "wait-for-db", "fetch-source":
+			want = []string{"gate"}
+		case "gate":
+		default:
+			continue
+		}
+		ra := slices.Clone(pt.RunAfter)
+		slices.Sort(ra)
+		if !slices.Equal(ra, want) {
+			t.Errorf("%s: runAfter %v, want %v", pt.Name, ra, want)
 		}
 	}
 	guardTask := tektonTasks(t)[tektonGuard]

@@ -26,7 +26,7 @@ var stepParameters = []struct {
 	{"table", "table", []string{"migrate --plan", "migrate", "migrate --down-to"}},
 	{"workload", "workload", []string{"scale-down", "scale-restore"}},
 	{"workload-selector", "selector", []string{"scale-down", "scale-restore"}},
-	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate", "migrate --down-to", "scale-down", "scale-restore"}},
+	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate"}},
 }
 
 func stepMode(c container) string {

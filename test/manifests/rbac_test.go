@@ -123,14 +123,20 @@ func TestNoRoleWritesPods(t *testing.T) {
 
 // TestRolesGrantWhatTheStepsUse: the engines' Roles for the scale steps are exactly
 // pkg/workload/rbac/role.yaml (written from what the code does, and what the workload
-// package's cluster tests run with), Argo's executor Role exactly WorkflowTaskResults
-// create/patch, and every RoleBinding refers to a Role of the manifests.
+// package's cluster tests run with), Tekton's gate Role exactly pkg/gate/rbac/role.yaml,
+// Argo's executor Role exactly WorkflowTaskResults create/patch, and every RoleBinding
+// refers to a Role of the manifests.
 func TestRolesGrantWhatTheStepsUse(t *testing.T) {
 	scale, err := rbacrules.Scale()
 	if err != nil {
 		t.Fatal(err)
 	}
+	gateRules, err := rbacrules.Gate()
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string][]string{
+		"chartreuse-gate":     rbacrules.Expand(gateRules),
 		"chartreuse-workflow": rbacrules.Expand(scale),
 		"chartreuse-pipeline": rbacrules.Expand(scale),
 		"chartreuse-executor": rbacrules.Expand(rbacrules.Executor),

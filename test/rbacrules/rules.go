@@ -7,6 +7,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
 
@@ -16,6 +17,15 @@ func Scale() ([]rbacv1.PolicyRule, error) {
 	var role rbacv1.Role
 	if err := yaml.UnmarshalStrict(workload.RoleYAML, &role); err != nil {
 		return nil, fmt.Errorf("pkg/workload/rbac/role.yaml: %w", err)
+	}
+	return role.Rules, nil
+}
+
+// Gate returns the rules of pkg/gate/rbac/role.yaml: what the Tekton gate step uses.
+func Gate() ([]rbacv1.PolicyRule, error) {
+	var role rbacv1.Role
+	if err := yaml.UnmarshalStrict(gate.RoleYAML, &role); err != nil {
+		return nil, fmt.Errorf("pkg/gate/rbac/role.yaml: %w", err)
 	}
 	return role.Rules, nil
 }
