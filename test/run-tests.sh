@@ -23,11 +23,12 @@ test/tools/kube/build.sh >/dev/null
 
 # The engines and CLIs the shared-cluster tests need, as test/tools/<dir>:<variable>
 # (each build.sh prints its output directory last).
-tools=(argo:CHARTREUSE_ARGO_DIR tekton:CHARTREUSE_TEKTON_BIN argo-cli:CHARTREUSE_ARGO_CLI_BIN tkn:CHARTREUSE_TKN_BIN)
+# triggers after tekton: most packages it needs are compiled by then.
+tools=(argo:CHARTREUSE_ARGO_DIR tekton:CHARTREUSE_TEKTON_BIN triggers:CHARTREUSE_TRIGGERS_BIN argo-cli:CHARTREUSE_ARGO_CLI_BIN tkn:CHARTREUSE_TKN_BIN)
 # The first group of tests needs only Kubernetes, so on a first run these build
 # meanwhile (each build.sh runs under nice and prints its progress); a warm run
 # finds them at once.
-echo "run-tests: building Argo Workflows, Tekton and the argo and tkn CLIs (first run only) while the first tests run"
+echo "run-tests: building Argo Workflows, Tekton (Pipelines, Triggers) and the argo and tkn CLIs (first run only) while the first tests run"
 (
 	for t in "${tools[@]}"; do
 		test/tools/"${t%%:*}"/build.sh | tail -n1 >"$built/${t#*:}" || { echo "run-tests: building ${t%%:*} failed" >&2; exit 1; }

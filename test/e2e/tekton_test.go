@@ -2,21 +2,14 @@ package e2e
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
-	"sigs.k8s.io/yaml"
 
 	"github.com/chartreuse-go/chartreuse/test/engines"
 )
@@ -406,129 +399,6 @@ func (s *tektonSuite) testConcurrent(t *testing.T) {
 	c.wantRestored(t)
 }
 
-// 7. A tag push through the project's Triggers: the EventListener's github-tag
-// trigger (github + cel interceptors, the GitHub TriggerBinding, the
-// TriggerTemplate) is processed by the Triggers library in-process
-// (engines.RenderTrigger; the EventListener pod is not run), and the
-// PipelineRun it renders is created. The listener as shipped refuses every
-// push; pinned to example/shop (as a user sets it), it refuses a validly signed
-// push from another repository and tags outside the pattern v*, and passes
-// v1.2.0. Two deviations, because fetch-source
-// cannot run offline: git-url is cleared (the tag's clone is skipped) and the
-// volume bound to the template's volumeClaimTemplate already holds what the
-// clone would have put there (db/migrations, the template's relative
-// migrations-dir); the image param is the test image.
-func (s *tektonSuite) testTagTrigger(t *testing.T) {
-	c := s.newCase(t, nil)
-	ctx := t.Context()
-	const webhookSecret = "s3cret-for-tests"
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chartreuse-webhook"}, StringData: map[string]string{"github": webhookSecret, "gitlab": gitlabToken}}
-	if _, err := s.kube.CoreV1().Secrets(c.ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for name, body := range tektonShop {
-		files["db/migrations/"+name] = body
-	}
-	hostPathPV(t, s.kube, files)
-
-	push := func(repo, ref string, deleted bool, secret string) ([]json.RawMessage, string) {
-		body, _ := json.Marshal(map[string]any{
-			"ref": ref, "deleted": deleted, "created": !deleted,
-			"after":      "0123456789abcdef0123456789abcdef01234567",
-			"repository": map[string]any{"full_name": repo, "clone_url": "https://git.example.invalid/" + repo + ".git"},
-		})
-		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write(body)
-		h := http.Header{}
-		h.Set("Content-Type", "application/json")
-		h.Set("X-GitHub-Event", "push")
-		h.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-		res, resp, err := s.tk.RenderTrigger(ctx, c.ns, "chartreuse", "github-tag", body, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msg := ""
-		if resp != nil && !resp.Continue {
-			msg = resp.Status.Message
-		}
-		return res, msg
-	}
-	// As shipped, the listener pins no repository: it refuses every push.
-	if res, msg := push("example/shop", "refs/tags/v1.2.0", false, webhookSecret); res != nil || msg == "" {
-		t.Errorf("unpinned listener: rendered %d resources, want the trigger stopped", len(res))
-	}
-	pinTriggerRepository(t, s.tk, c.ns, "example/shop")
-
-	// What the interceptors stop.
-	for _, tc := range []struct{ what, repo, ref, secret string }{
-		{"branch push", "example/shop", "refs/heads/main", webhookSecret},
-		{"bad signature", "example/shop", "refs/tags/v1.2.0", "wrong"},
-		// validly signed (an organisation's webhook), from another of its repositories
-		{"another repository", "example/other", "refs/tags/v1.2.0", webhookSecret},
-		// tags outside the pattern v* (^v.*$, anchored)
-		{"tag release-v1.2.0", "example/shop", "refs/tags/release-v1.2.0", webhookSecret},
-		{"tag 1.2.0", "example/shop", "refs/tags/1.2.0", webhookSecret},
-	} {
-		if res, msg := push(tc.repo, tc.ref, false, tc.secret); res != nil || msg == "" {
-			t.Errorf("%s: rendered %d resources, want the trigger stopped", tc.what, len(res))
-		} else {
-			t.Logf("%s: stopped: %s", tc.what, msg)
-		}
-	}
-	if res, _ := push("example/shop", "refs/tags/v1.2.0", true, webhookSecret); res != nil {
-		t.Errorf("tag deletion: rendered %d resources, want none", len(res))
-	}
-
-	res, msg := push("example/shop", "refs/tags/v1.2.0", false, webhookSecret)
-	pr, params := renderedPipelineRun(t, "tag push", res, msg)
-	if params["git-revision"] != "v1.2.0" || params["git-url"] != "https://git.example.invalid/example/shop.git" ||
-		pr.Annotations["chartreuse.dev/git-revision"] != "v1.2.0" || params["migrations-dir"] != "db/migrations" ||
-		params["database-secret"] != tektonSecret || params["workload-selector"] != c.app.Selector {
-		t.Fatalf("rendered PipelineRun params %v annotations %v", params, pr.Annotations)
-	}
-	s.checkGitLabTrigger(t, c)
-
-	engines.SetTektonParam(&pr.Spec.Params, "git-url", "")
-	engines.SetTektonParam(&pr.Spec.Params, "image", tektonImage)
-
-	ctx6, cancel := context.WithTimeout(ctx, 6*time.Minute)
-	defer cancel()
-	created, err := s.tk.CreatePipelineRun(ctx6, c.ns, &pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done, trs := c.wait(t, ctx6, created.Name)
-	wantSucceeded(t, done, true)
-	wantTasks(t, done, trs, phases, nil, append([]string{"fetch-source", "wait-patroni"}, allFinally...))
-	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})
-	if ws := done.Spec.Workspaces; len(ws) != 1 || ws[0].VolumeClaimTemplate == nil {
-		t.Errorf("workspaces %+v, want the template's volumeClaimTemplate", ws)
-	}
-	c.wantVersions(t, 1, 2, 3)
-	c.wantRestored(t)
-	s.wantHubResolved(t, c.ns)
-}
-
-// renderedPipelineRun decodes the one resource a trigger rendered for the
-// push what (msg: why the trigger stopped, if it did) and returns it with its
-// params by name.
-func renderedPipelineRun(t *testing.T, what string, res []json.RawMessage, msg string) (pipelinev1.PipelineRun, map[string]string) {
-	t.Helper()
-	if len(res) != 1 {
-		t.Fatalf("%s: %d resources (%s), want one PipelineRun", what, len(res), msg)
-	}
-	var pr pipelinev1.PipelineRun
-	if err := yaml.UnmarshalStrict(res[0], &pr); err != nil {
-		t.Fatalf("rendered resource: %v\n%s", err, res[0])
-	}
-	params := map[string]string{}
-	for _, p := range pr.Spec.Params {
-		params[p.Name] = p.Value.StringVal
-	}
-	return pr, params
-}
-
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a
@@ -541,56 +411,4 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-const gitlabToken = "gitlab-token-for-tests"
-
-// checkGitLabTrigger renders the EventListener's gitlab-tag trigger (gitlab +
-// cel interceptors, the GitLab TriggerBinding) for a tag push, a tag deletion,
-// a wrong token, another project and a tag outside the pattern; the PipelineRun
-// it renders is the GitHub one's twin and is not run again.
-func (s *tektonSuite) checkGitLabTrigger(t *testing.T, c *tektonCase) {
-	t.Helper()
-	push := func(project, tag, after, token string) ([]json.RawMessage, string) {
-		body, _ := json.Marshal(map[string]any{
-			"object_kind": "tag_push", "ref": "refs/tags/" + tag, "after": after,
-			"project": map[string]any{"path_with_namespace": project, "git_http_url": "https://gitlab.example.invalid/" + project + ".git"},
-		})
-		h := http.Header{}
-		h.Set("Content-Type", "application/json")
-		h.Set("X-Gitlab-Event", "Tag Push Hook")
-		h.Set("X-Gitlab-Token", token)
-		res, resp, err := s.tk.RenderTrigger(t.Context(), c.ns, "chartreuse", "gitlab-tag", body, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp != nil && !resp.Continue {
-			return res, resp.Status.Message
-		}
-		return res, ""
-	}
-	const after = "0123456789abcdef0123456789abcdef01234567"
-	for _, tc := range []struct{ what, project, tag, after, token string }{
-		{"tag deletion", "example/shop", "v1.3.0", "0000000000000000000000000000000000000000", gitlabToken},
-		{"wrong token", "example/shop", "v1.3.0", after, "wrong"},
-		{"another project", "example/other", "v1.3.0", after, gitlabToken},
-		{"tag release-v1.3.0", "example/shop", "release-v1.3.0", after, gitlabToken},
-	} {
-		if res, msg := push(tc.project, tc.tag, tc.after, tc.token); res != nil || msg == "" {
-			t.Errorf("gitlab %s: rendered %d resources, want the trigger stopped", tc.what, len(res))
-		}
-	}
-	res, msg := push("example/shop", "v1.3.0", after, gitlabToken)
-	pr, params := renderedPipelineRun(t, "gitlab tag push", res, msg)
-	if params["git-revision"] != "v1.3.0" || params["git-url"] != "https://gitlab.example.invalid/example/shop.git" {
-		t.Errorf("gitlab: rendered PipelineRun params %v", params)
-	}
-	// What the webhook would check when the listener creates it.
-	probe := pr.DeepCopy()
-	probe.Name = "gitlab-probe"
-	probe.Namespace = c.ns
-	probe.SetDefaults(t.Context())
-	if err := probe.Validate(t.Context()); err != nil {
-		t.Errorf("gitlab: rendered PipelineRun is invalid: %v", err)
-	}
 }

@@ -19,11 +19,11 @@ package engines
 //     process (see hubStandIn): Tekton resolves every taskRef of a Pipeline when
 //     a PipelineRun starts, the skipped fetch-source's included, and Artifact Hub
 //     is not reachable from here;
-//   - Tekton Triggers: only its CRDs and cluster roles (from the triggers module
-//     the main go.mod requires), so that the project's tekton/ kustomization
-//     applies as a whole. No Triggers controller, no EventListener pod (its sink
-//     image is not built); RenderTrigger runs the EventListener's interceptor
-//     chain and template resolution in this process with the Triggers library.
+//   - Tekton Triggers: its CRDs and cluster roles (from the triggers module the
+//     main go.mod requires), so that the project's tekton/ kustomization
+//     applies as a whole. The Triggers controller, the core interceptors and
+//     thus real EventListener pods come with InstallTriggers
+//     (tekton_triggers.go), for the tests that send webhooks.
 
 import (
 	"bytes"

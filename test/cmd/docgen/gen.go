@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
@@ -37,7 +38,8 @@ type binary struct {
 	results []result
 }
 
-// Binaries are the five step binaries, in the order they run.
+// Binaries are the six step binaries, in the order they run; gate, Tekton's one run
+// per database, last.
 var Binaries = []binary{
 	{"wait-for-db", waitdb.Spec, []result{
 		{"attempts", "number of connection attempts made"},
@@ -68,7 +70,20 @@ var Binaries = []binary{
 		{"restored", "number of workloads whose record this run handled (restored, or kept at a newer value)"},
 		{"workloads", "JSON list of `kind/name=value`: the replicas or `active`/`suspended` each workload has now"},
 	}},
+	{"gate", gate.Spec, nil},
 }
+
+// tektonOnlyBinaries say where Tekton alone runs a binary that Argo has no use for.
+var tektonOnlyBinaries = map[string]string{
+	"gate": "The Argo WorkflowTemplate does not run this binary: its mutex keeps runs for one database apart. " +
+		"The Tekton Pipeline runs it as the `gate` task (`--action=acquire`, after the parameter guards, before anything else) " +
+		"and the `release-gate` finally task (`--action=release`), from the Task `chartreuse-gate` (`tekton/tasks/gate.yaml`), " +
+		"as the ServiceAccount `chartreuse-gate`; `gate-timeout` is its `--timeout`.\n",
+}
+
+// TektonOnly are the Pipeline's parameters that the WorkflowTemplate has no use
+// for, with what they do.
+var TektonOnly = map[string]string{"gate-timeout": "`gate --timeout` (the `gate` and `release-gate` tasks)"}
 
 // Generate returns every generated file, by path relative to root.
 func Generate(root string) (map[string][]byte, error) {
@@ -197,7 +212,9 @@ func stepPage(b binary, wf *manifests) ([]byte, error) {
 
 	w.WriteString("## Set by the workflows\n\n")
 	uses := wf.flagsFedBy(b.name)
-	if len(uses) == 0 {
+	if note := tektonOnlyBinaries[b.name]; note != "" {
+		w.WriteString(note)
+	} else if len(uses) == 0 {
 		w.WriteString("No workflow template runs this binary.\n")
 	} else {
 		w.WriteString("What the WorkflowTemplate's templates pass to this binary " +
@@ -248,6 +265,15 @@ func parametersPage(wf *manifests) ([]byte, error) {
 			desc += " One of: " + strings.Join(codeAll(p.Enum), ", ") + "."
 		}
 		fmt.Fprintf(&w, "| `%s` | %s | %s | %s | %s |\n", p.Name, def, tdef, desc, strings.Join(wf.parameterUses(p.Name), "; "))
+	}
+	for _, p := range wf.pipeline.Spec.Params {
+		if use, ok := TektonOnly[p.Name]; ok {
+			def := "*(required)*"
+			if p.Default != nil {
+				def = codeOrDash(*p.Default)
+			}
+			fmt.Fprintf(&w, "| `%s` | *(Tekton only)* | %s | %s | %s |\n", p.Name, def, cell(p.Description), use)
+		}
 	}
 	w.WriteString("\n")
 

@@ -378,7 +378,7 @@ func (m *manifests) sameParameters() error {
 		}
 	}
 	for _, n := range tekton {
-		if !slices.Contains(argo, n) {
+		if _, ok := TektonOnly[n]; !slices.Contains(argo, n) && !ok {
 			only = append(only, n+" (Tekton only)")
 		}
 	}
