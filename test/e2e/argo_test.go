@@ -138,6 +138,8 @@ func TestArgo(t *testing.T) {
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"not-ready-fails-the-run", s.testNotReady},
+		// The migration parameters (parameters_test.go).
+		{"parameters", s.testParameters},
 	}
 	var sw sync.WaitGroup
 	for _, sc := range scenarios {

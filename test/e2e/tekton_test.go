@@ -48,6 +48,8 @@ func TestTekton(t *testing.T) {
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"not-ready-fails-the-run", s.testNotReady},
+		// The migration parameters (parameters_test.go).
+		{"parameters", s.testParameters},
 	}
 	var wg sync.WaitGroup
 	for _, sc := range scenarios {
