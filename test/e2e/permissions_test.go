@@ -34,8 +34,12 @@ import (
 // the pod's Kubernetes credentials.
 const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount"
 
-// scaleBinaries are the step binaries that use the Kubernetes API.
-var scaleBinaries = []string{"/usr/local/bin/scale-down", "/usr/local/bin/scale-restore"}
+// scaleBinaries are the step binaries that use the Kubernetes API for workloads;
+// gateBinary, Tekton's one run per database, uses it for its Lease.
+var (
+	scaleBinaries = []string{"/usr/local/bin/scale-down", "/usr/local/bin/scale-restore"}
+	gateBinary    = "/usr/local/bin/gate"
+)
 
 // argoExecutorContainers are the containers Argo adds to every step pod.
 var argoExecutorContainers = []string{"init", "wait"}
@@ -47,7 +51,7 @@ type holder struct {
 	sa     string
 	useAPI bool   // runs a scale binary
 	exec   bool   // Argo's executor
-	expect string // "none", "scale" or "executor"
+	expect string // "none", "scale", "gate" or "executor"
 }
 
 // TestStepPermissions derives, from the manifests and the engines' rules, which
@@ -98,9 +102,14 @@ func TestStepPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gateRules, err := rbacrules.Gate()
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string][]string{
 		"none":     nil,
 		"scale":    rbacrules.Expand(scale),
+		"gate":     rbacrules.Expand(gateRules),
 		"executor": rbacrules.Expand(rbacrules.Executor),
 	}
 	// What the anonymous user is asked about: everything any step may do, and
@@ -111,6 +120,7 @@ func TestStepPermissions(t *testing.T) {
 		{APIGroups: []string{"batch"}, Resources: []string{"cronjobs", "jobs"}, Verbs: allVerbs},
 		{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflows", "workflowtaskresults"}, Verbs: allVerbs},
 		{APIGroups: []string{"tekton.dev"}, Resources: []string{"pipelineruns", "taskruns"}, Verbs: allVerbs},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: allVerbs},
 	})
 	// What every ServiceAccount may do without any binding (system:basic-user and the
 	// like); subtracted, so that what is left is what the manifests grant.
@@ -295,6 +305,11 @@ func runsScaleBinary(command, args []string) bool {
 	return false
 }
 
+// runsGate reports whether a container runs the gate binary.
+func runsGate(command, args []string) bool {
+	return slices.Contains(append(slices.Clone(command), args...), gateBinary)
+}
+
 func expectation(useAPI, executor bool) string {
 	switch {
 	case executor:
@@ -387,8 +402,19 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 		if err := yaml.Unmarshal(runs[name], &pr); err != nil {
 			t.Fatal(err)
 		}
-		if len(pr.Spec.TaskRunSpecs) > 0 {
-			t.Errorf("%s: taskRunSpecs would give tasks other identities than the one checked here", name)
+		// taskRunSpecs give the gate tasks, and only them, another identity.
+		gateSA := ""
+		for _, trs := range pr.Spec.TaskRunSpecs {
+			if trs.PipelineTaskName != "gate" && trs.PipelineTaskName != "release-gate" {
+				t.Errorf("%s: taskRunSpecs give task %s an identity not checked here", name, trs.PipelineTaskName)
+			}
+			if gateSA != "" && trs.ServiceAccountName != gateSA {
+				t.Errorf("%s: the gate tasks run as %s and %s", name, gateSA, trs.ServiceAccountName)
+			}
+			gateSA = trs.ServiceAccountName
+		}
+		if len(pr.Spec.TaskRunSpecs) != 2 {
+			t.Errorf("%s: want taskRunSpecs for gate and release-gate, got %d", name, len(pr.Spec.TaskRunSpecs))
 		}
 		podSA := or(pr.Spec.TaskRunTemplate.ServiceAccountName, "default")
 		mounted := automountOf(sas, podSA)
@@ -409,15 +435,26 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 		for _, f := range files {
 			var task pipelinev1.Task
 			decodeOne(t, f, &task)
+			taskSA, taskHolder := podSA, podHolder
+			if task.Name == "chartreuse-gate" {
+				// run only by the gate tasks, which taskRunSpecs give gateSA
+				taskSA, taskHolder = gateSA, ""
+				if automountOf(sas, gateSA) {
+					taskHolder = gateSA
+				}
+			}
 			for _, step := range task.Spec.Steps {
-				h := holder{where: run + task.Name + ": " + step.Name, sa: podHolder, useAPI: runsScaleBinary(step.Command, step.Args)}
+				h := holder{where: run + task.Name + ": " + step.Name, sa: taskHolder, useAPI: runsScaleBinary(step.Command, step.Args)}
 				for _, m := range step.VolumeMounts {
 					if m.MountPath != tokenPath && !strings.HasPrefix(tokenPath, strings.TrimSuffix(m.MountPath, "/")+"/") {
 						continue
 					}
-					h.sa = projectedTokenOf(t, task, m.Name, podSA)
+					h.sa = projectedTokenOf(t, task, m.Name, taskSA)
 				}
 				h.expect = expectation(h.useAPI, false)
+				if runsGate(step.Command, step.Args) {
+					h.expect = "gate"
+				}
 				out = append(out, h)
 			}
 		}
@@ -472,11 +509,14 @@ func wantLeastPrivilegePods(t *testing.T, kube kubernetes.Interface, pods []core
 			switch {
 			case argo && slices.Contains(argoExecutorContainers, c.Name):
 				want = "chartreuse-executor"
-			case runsScaleBinary(c.Command, c.Args):
+			case runsScaleBinary(c.Command, c.Args), runsGate(c.Command, c.Args):
 				want = p.Spec.ServiceAccountName
 			}
 			if got != want {
 				t.Errorf("pod %s container %s holds the token of %q, want %q", p.Name, c.Name, got, want)
+			}
+			if runsGate(c.Command, c.Args) && p.Spec.ServiceAccountName != "chartreuse-gate" {
+				t.Errorf("pod %s runs the gate as %s, want chartreuse-gate", p.Name, p.Spec.ServiceAccountName)
 			}
 			seen = append(seen, c.Name+"="+or(got, "no token"))
 		}
