@@ -81,7 +81,48 @@ func TestArgo(t *testing.T) {
 		t.Skip("runs Argo Workflows on the local cluster (not with -short)")
 	}
 	env := kubeenv.Shared(t)
-	ns := env.NewNamespace(t)
+	start := time.Now()
+	s := newArgoSuite(t, env, env.NewNamespace(t))
+
+	// The scenarios run side by side (t.Run from several goroutines), whatever
+	// -test.parallel says: they mostly wait for pods.
+	scenarios := []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"nothing-pending", s.testNothingPending},
+		{"migrations-pending", s.testMigrationsPending},
+		{"transient-lock-busy", s.testTransient},
+		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
+		{"restore", s.testRestorePolicy},
+		{"rollback", s.testRollbackPolicy},
+		{"two-runs-one-database", s.testConcurrent},
+		// The failure paths (argo_failure_test.go).
+		{"stop-restores-only-its-own", s.testStopRestoresOnlyItsOwn},
+		{"stopped-rollback-outlasts-held-lock", s.testStoppedRollbackOutlastsLock},
+		{"invalid-parameters-fail-closed", s.testInvalidParameters},
+		{"evicted-migrate-is-retried", s.testEvictedMigrate},
+		{"not-ready-fails-the-run", s.testNotReady},
+		// The migration parameters (parameters_test.go).
+		{"parameters", s.testParameters},
+	}
+	var sw sync.WaitGroup
+	for _, sc := range scenarios {
+		sw.Go(func() {
+			t0 := time.Now()
+			t.Run(sc.name, sc.run)
+			t.Logf("argo: scenario %s took %s", sc.name, time.Since(t0).Round(100*time.Millisecond))
+		})
+	}
+	sw.Wait()
+	t.Logf("argo: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// newArgoSuite installs Argo into ns (it manages only that namespace) and
+// applies the project's WorkflowTemplate there, builds and loads the image and
+// starts the database server, side by side; all stop when t ends.
+func newArgoSuite(t *testing.T, env *kubeenv.Env, ns string) *argoSuite {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Minute)
 	defer cancel()
 	repo, err := filepath.Abs("../..")
@@ -118,39 +159,7 @@ func TestArgo(t *testing.T) {
 		}
 	})
 	t.Logf("argo: set-up took %s (engine install %s)", time.Since(start).Round(100*time.Millisecond), s.argo.InstallTime.Round(100*time.Millisecond))
-
-	// The scenarios run side by side (t.Run from several goroutines), whatever
-	// -test.parallel says: they mostly wait for pods.
-	scenarios := []struct {
-		name string
-		run  func(t *testing.T)
-	}{
-		{"nothing-pending", s.testNothingPending},
-		{"migrations-pending", s.testMigrationsPending},
-		{"transient-lock-busy", s.testTransient},
-		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
-		{"restore", s.testRestorePolicy},
-		{"rollback", s.testRollbackPolicy},
-		{"two-runs-one-database", s.testConcurrent},
-		// The failure paths (argo_failure_test.go).
-		{"stop-restores-only-its-own", s.testStopRestoresOnlyItsOwn},
-		{"stopped-rollback-outlasts-held-lock", s.testStoppedRollbackOutlastsLock},
-		{"invalid-parameters-fail-closed", s.testInvalidParameters},
-		{"evicted-migrate-is-retried", s.testEvictedMigrate},
-		{"not-ready-fails-the-run", s.testNotReady},
-		// The migration parameters (parameters_test.go).
-		{"parameters", s.testParameters},
-	}
-	var sw sync.WaitGroup
-	for _, sc := range scenarios {
-		sw.Go(func() {
-			t0 := time.Now()
-			t.Run(sc.name, sc.run)
-			t.Logf("argo: scenario %s took %s", sc.name, time.Since(t0).Round(100*time.Millisecond))
-		})
-	}
-	sw.Wait()
-	t.Logf("argo: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
+	return s
 }
 
 // argoCase is one scenario's database, Secret and application.

@@ -147,6 +147,12 @@ func DeployApp(ctx context.Context, cs kubernetes.Interface, ns string, o AppOpt
 			TerminationGracePeriodSeconds: ptr.To[int64](30),
 			EnableServiceLinks:            ptr.To(false),
 			AutomountServiceAccountToken:  ptr.To(false),
+			// Pod Security "restricted", so that its pods start again after a
+			// run in a namespace that enforces it (podsecurity_test.go).
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
 			Containers: []corev1.Container{{
 				Name:            "app",
 				Image:           o.Image,
@@ -160,6 +166,10 @@ func DeployApp(ctx context.Context, cs kubernetes.Interface, ns string, o AppOpt
 				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
 					corev1.ResourceCPU: resource.MustParse("5m"), corev1.ResourceMemory: resource.MustParse("16Mi"),
 				}},
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptr.To(false),
+					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
 			}},
 		}
 	}

@@ -20,6 +20,9 @@ package engines
 //     follow each other within a second or two instead of 10–50 s (Argo's
 //     documented minimum; the default 10 s is a throughput/latency trade-off for
 //     busy clusters);
+//   - what Pod Security "restricted" needs, as a user must set it: the
+//     executor's securityContext in the ConfigMap and a seccomp profile for the
+//     controller's pod (it runs in the workflows' namespace here);
 //   - not installed: argo-server (no UI/API needed: workflows are created with
 //     the typed client exactly as `argo submit --from workflowtemplate/...`
 //     creates them), the PriorityClass (one node, nothing to pre-empt), no
@@ -190,9 +193,21 @@ func (a *Argo) loadImages(ctx context.Context, binDir string) error {
 
 // argoControllerConfig is the workflow-controller-configmap's data: the executor
 // image is only on the node (the --executor-image flag sets the image, this its
-// pull policy).
+// pull policy), and its init and wait containers get the securityContext Pod
+// Security "restricted" requires (Argo gives them none of their own; the
+// workflow's pod-level securityContext covers the user and seccomp, but not
+// allowPrivilegeEscalation and capabilities, which are per container).
+// docs/operations.md tells users the same.
 var argoControllerConfig = map[string]any{
-	"executor": "imagePullPolicy: Never\n",
+	"executor": `imagePullPolicy: Never
+securityContext:
+  runAsNonRoot: true
+  allowPrivilegeEscalation: false
+  capabilities:
+    drop: [ALL]
+  seccompProfile:
+    type: RuntimeDefault
+`,
 }
 
 func (a *Argo) applyInstall(ctx context.Context, requeue string) error {
@@ -254,6 +269,13 @@ func (a *Argo) resolveController(u *unstructured.Unstructured, requeue string) e
 		return fmt.Errorf("argo: workflow-controller-deployment.yaml changed shape: want one container %q", ArgoController)
 	}
 	d.Spec.Template.Spec.PriorityClassName = ""
+	// The release's pod runs as non-root but names no seccomp profile, which
+	// Pod Security "restricted" requires: a namespace-install into a restricted
+	// namespace must add it.
+	if d.Spec.Template.Spec.SecurityContext == nil {
+		d.Spec.Template.Spec.SecurityContext = &corev1.PodSecurityContext{}
+	}
+	d.Spec.Template.Spec.SecurityContext.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
 	c := &d.Spec.Template.Spec.Containers[0]
 	c.Image = a.Images["workflow-controller"]
 	c.ImagePullPolicy = corev1.PullNever

@@ -8,7 +8,8 @@ package engines
 //     (build.sh) and packed into images (/ko-app/<name>, where ko puts them and
 //     the controller expects them), imported into the node's containerd;
 //   - from the module's config/: the namespace, the CRDs (300-crds), the RBAC, the
-//     config maps (config-*.yaml, feature flags at their defaults) and the
+//     config maps (config-*.yaml, feature flags at their defaults but the two
+//     set-security-context flags Pod Security "restricted" needs) and the
 //     controller Deployment of controller.yaml with its ko:// image references
 //     replaced by those images (what `ko resolve` does). The controller runs as
 //     a pod, as in a real installation;
@@ -223,7 +224,7 @@ func (tk *Tekton) applyConfig(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := tk.applyFiles(ctx, others, nil); err != nil {
+	if err := tk.applyFiles(ctx, others, setFeatureFlags); err != nil {
 		return err
 	}
 	// Triggers: only the cluster roles the project's RoleBindings refer to.
@@ -244,6 +245,35 @@ func (tk *Tekton) applyConfig(ctx context.Context) error {
 		return resolveErr // the release file changed shape: adapt resolveController
 	}
 	return err
+}
+
+// tektonFeatureFlags change the release's feature-flags ConfigMap: the
+// containers Tekton adds to a TaskRun's pod (prepare, place-scripts,
+// working-dir-initializer, the results sidecar) get the securityContext Pod
+// Security "restricted" requires (pkg/pod.LinuxSecurityContext: no privilege
+// escalation, all capabilities dropped, non-root, seccomp RuntimeDefault) and a
+// read-only root filesystem. Without them they get none and a restricted
+// namespace refuses every TaskRun's pod. docs/operations.md tells users the same.
+var tektonFeatureFlags = map[string]string{
+	"set-security-context":                           "true",
+	"set-security-context-read-only-root-filesystem": "true",
+}
+
+// setFeatureFlags applies tektonFeatureFlags to the feature-flags ConfigMap
+// and keeps every object.
+func setFeatureFlags(u *unstructured.Unstructured) bool {
+	if u.GetKind() != "ConfigMap" || u.GetName() != "feature-flags" {
+		return true
+	}
+	data, _, _ := unstructured.NestedStringMap(u.Object, "data")
+	if data == nil {
+		data = map[string]string{}
+	}
+	for k, v := range tektonFeatureFlags {
+		data[k] = v
+	}
+	_ = unstructured.SetNestedStringMap(u.Object, data, "data")
+	return true
 }
 
 // resolveController does to the controller Deployment what `ko resolve` does:
