@@ -46,6 +46,10 @@ func badParameters() []map[string]string {
 		{"patroni": "1"},
 		{"on-migrate-failure": "Rollback"},
 		{"wait-ready": "yes"},
+		// strconv.ParseBool would take "False" and "0": the guard refuses them
+		{"allow-empty-database": "False"},
+		{"allow-out-of-order": "yes"},
+		{"log-format": "JSON"},
 	}
 }
 
