@@ -53,3 +53,21 @@ func Expand(rules []rbacv1.PolicyRule) []string {
 	sort.Strings(out)
 	return out
 }
+
+// The CI submitter's Roles (workflowtemplates/examples/submitter-rbac.yaml,
+// tekton/examples/submitter-rbac.yaml): start runs and follow them, read the step
+// pods and their logs; no write on pods, nothing on Secrets.
+var (
+	ArgoSubmitter = []rbacv1.PolicyRule{
+		{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtemplates"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflows"}, Verbs: []string{"create", "get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+	}
+	TektonSubmitter = []rbacv1.PolicyRule{
+		{APIGroups: []string{"tekton.dev"}, Resources: []string{"pipelines", "tasks"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"tekton.dev"}, Resources: []string{"pipelineruns", "taskruns"}, Verbs: []string{"create", "get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+	}
+)

@@ -5,7 +5,9 @@
 #   GIT_REVISION=v1.4.0 MIGRATIONS_DIR=db/migrations WORKLOAD_SELECTOR=app.kubernetes.io/name=shop \
 #   ./submit.sh
 #
-# Needs the argo CLI (v3.7) and a kubeconfig allowed to create Workflows in NAMESPACE.
+# Needs the argo CLI (v3.7) and a kubeconfig allowed to create Workflows in NAMESPACE:
+# submitter-rbac.yaml beside this script is a ServiceAccount whose token may do exactly
+# what this script does (and argo logs), nothing more.
 # Exit status: 0 when the workflow Succeeded, non-zero otherwise; `argo get` prints every
 # node (skipped ones too) for the CI log.
 set -euo pipefail
