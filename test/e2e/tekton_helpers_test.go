@@ -54,11 +54,18 @@ var (
 			"00002_prices.sql": LoggedMigration("2", "prices"),
 			"00003_orders.sql": LoggedMigration("3", "orders"),
 		},
-		// tektonShop with a migration 2 that takes 8 s, so that two runs
-		// overlap inside migrate.
+		// tektonShop with a migration 2 that takes 8 s: time for a second
+		// run to wait at the gate, or to cancel the first while it migrates.
 		"slow": {
 			"00001_items.sql":  LoggedMigration("1", "items"),
 			"00002_prices.sql": SlowMigration("2", "prices", 8*time.Second),
+			"00003_orders.sql": LoggedMigration("3", "orders"),
+		},
+		// tektonShop with a migration 2 that takes 40 s: a run is still
+		// migrating when another has started and waits at the gate.
+		"slower": {
+			"00001_items.sql":  LoggedMigration("1", "items"),
+			"00002_prices.sql": SlowMigration("2", "prices", 40*time.Second),
 			"00003_orders.sql": LoggedMigration("3", "orders"),
 		},
 		// broken whose 3 runs for 10 s before it fails: time to act while it runs.

@@ -40,7 +40,9 @@ func TestTekton(t *testing.T) {
 		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
 		{"restore", s.testRestorePolicy},
 		{"rollback", s.testRollback},
-		{"two-runs-one-database", s.testConcurrent},
+		// One run at a time per database (tekton_gate_test.go).
+		{"two-runs-one-database", s.testGateTwoRuns},
+		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		{"tag-trigger", s.testTagTrigger},
 		// The failure paths (tekton_failure_test.go).
 		{"cancel-restores-only-its-own", s.testCancelRestoresOnlyItsOwn},
@@ -330,74 +332,6 @@ func (s *tektonSuite) testRollback(t *testing.T) {
 	wantResults(t, trs, "plan", map[string]string{"current-version": "1"})
 	wantResults(t, trs, "rollback", map[string]string{"current-version": "1", "restored": "2"})
 	c.wantVersions(t, 1)
-	c.wantRestored(t)
-}
-
-// 6. Two runs for the same database at once: migrate's advisory lock
-// serializes them; every migration is applied exactly once and both runs
-// succeed, the workloads restored at the end.
-func (s *tektonSuite) testConcurrent(t *testing.T) {
-	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
-	defer cancel()
-	var names []string
-	for i := 0; i < 2; i++ {
-		pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "slow", nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, pr.Name)
-	}
-	type result struct {
-		pr  *pipelinev1.PipelineRun
-		trs map[string]*pipelinev1.TaskRun
-	}
-	results := make([]result, len(names))
-	var wg sync.WaitGroup
-	for i, n := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			done, err := s.tk.WaitPipelineRun(ctx, c.ns, n)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			trs, err := s.tk.ChildTaskRuns(ctx, done)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			results[i] = result{done, trs}
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	applied := map[string]bool{}
-	for _, r := range results {
-		t.Log(s.tk.DescribeRun(ctx, r.pr))
-		wantSucceeded(t, r.pr, true)
-		wantResults(t, r.trs, "plan", map[string]string{"pending": "true", "current-version": "0"})
-		if tr := r.trs["migrate"]; tr != nil {
-			applied[engines.TaskRunResults(tr)["applied"]] = true
-		}
-	}
-	// The two migrate TaskRuns ran at the same time: the lock, not the
-	// scheduling, kept them apart.
-	a, b := results[0].trs["migrate"], results[1].trs["migrate"]
-	if a != nil && b != nil && a.Status.StartTime != nil && b.Status.StartTime != nil && a.Status.CompletionTime != nil && b.Status.CompletionTime != nil {
-		overlap := minTime(a.Status.CompletionTime.Time, b.Status.CompletionTime.Time).Sub(maxTime(a.Status.StartTime.Time, b.Status.StartTime.Time))
-		t.Logf("the migrate TaskRuns overlapped for %s", overlap)
-		if overlap <= 0 {
-			t.Errorf("the migrate TaskRuns did not overlap (%s): the lock was not exercised", overlap)
-		}
-	}
-	if !applied["3"] || !applied["0"] {
-		t.Errorf("migrate applied %v, want one run with 3 and the other with 0", applied)
-	}
-	c.wantVersions(t, 1, 2, 3)
 	c.wantRestored(t)
 }
 
