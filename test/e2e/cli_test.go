@@ -703,10 +703,13 @@ func (a *cliArgo) testReadmeRunIt(t *testing.T) {
 // its environment, for tag v1.4.0 (exit 0) and then v1.5.0, whose migration 4
 // fails (non-zero; keep-down leaves the application stopped). Then the
 // README's single-phase rerun brings it back: --entrypoint scale-restore
-// --wait --log.
+// --wait --log. All as CI's own identity: the token of the submitter
+// ServiceAccount (workflowtemplates/examples/submitter-rbac.yaml).
 func (a *cliArgo) testCIJob(t *testing.T) {
 	c := a.newCase(t, "cijob", AppOptions{})
 	run, env := a.githubActionsStep(t, c)
+	ci := submitterKubeconfig(t, a.env, a.kube, a.repo, "argo", c.ns)
+	env = append(env, ci)
 	// The job's working directory holds this repository checked out as chartreuse/.
 	work := t.TempDir()
 	if err := os.Symlink(a.repo, filepath.Join(work, "chartreuse")); err != nil {
@@ -737,7 +740,7 @@ func (a *cliArgo) testCIJob(t *testing.T) {
 	c.wantVersions(t, 1, 2, 3)
 	wantAppStopped(t, a.kube, c.app)
 
-	a.sh.must(t, 0, 5*time.Minute, c.local(t, a.docCommand(t, "README.md", "--entrypoint scale-restore")))
+	a.sh.must(t, 0, 5*time.Minute, c.local(t, a.docCommand(t, "README.md", "--entrypoint scale-restore")), ci)
 	wantAppRestored(t, a.kube, c.app)
 }
 
@@ -1021,11 +1024,13 @@ func (k *cliTekton) taskRunDone(t *testing.T, c *cliCase, out string) {
 
 // tekton/README.md §1 as a CI job runs it: create the example PipelineRun
 // (params edited), follow it, and learn from the exit status whether it
-// succeeded.
+// succeeded; as CI's own identity, the token of the submitter ServiceAccount
+// (tekton/examples/submitter-rbac.yaml).
 func (k *cliTekton) testReadmeCI(t *testing.T) {
 	c := k.newCase(t, "tkci")
 	block := k.docBlock(t, "tekton/README.md", "kubectl create", "tekton/examples/pipelinerun.yaml")
-	k.sh.must(t, 0, 10*time.Minute, c.local(t, block, "tekton/examples/pipelinerun.yaml", k.examplePipelineRun(t, c)))
+	k.sh.must(t, 0, 10*time.Minute, c.local(t, block, "tekton/examples/pipelinerun.yaml", k.examplePipelineRun(t, c)),
+		submitterKubeconfig(t, k.env, k.kube, k.repo, "tekton", c.ns))
 	prs := k.runs(t, c)
 	if len(prs) != 1 {
 		t.Fatalf("%d PipelineRuns, want the one created", len(prs))
