@@ -13,6 +13,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -79,6 +80,19 @@ func submitterKubeconfig(t *testing.T, env *kubeenv.Env, kube kubernetes.Interfa
 	return "KUBECONFIG=" + f
 }
 
+// reviewBeyond is what ServiceAccount sa of ns may do there (reviewAs) that is
+// not in baseline (what every ServiceAccount may).
+func reviewBeyond(t *testing.T, ctx context.Context, admin *rest.Config, ns, sa string, baseline []string) []string {
+	t.Helper()
+	var out []string
+	for _, r := range reviewAs(t, ctx, admin, ns, serviceAccountUser(ns, sa), nil) {
+		if !slices.Contains(baseline, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // TestSubmitterPermissions applies each engine's submitter RBAC to a fresh
 // namespace and asks the API server (a rules review as the ServiceAccount) what
 // it may do there besides what every ServiceAccount may: exactly its Role
@@ -107,12 +121,7 @@ func TestSubmitterPermissions(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 			baseline := reviewAs(t, ctx, cfg, ns, serviceAccountUser(ns, "chartreuse-test-unbound"), nil)
-			var got []string
-			for _, r := range reviewAs(t, ctx, cfg, ns, serviceAccountUser(ns, submitterSA), nil) {
-				if !slices.Contains(baseline, r) {
-					got = append(got, r)
-				}
-			}
+			got := reviewBeyond(t, ctx, cfg, ns, submitterSA, baseline)
 			t.Logf("%s may: %v", submitterFiles[engine], got)
 			if !slices.Equal(got, want[engine]) {
 				t.Errorf("%s may\n  %v\nwant exactly\n  %v", submitterSA, got, want[engine])
