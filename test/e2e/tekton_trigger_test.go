@@ -17,6 +17,7 @@ import (
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chartreuse-go/chartreuse/images/build"
@@ -63,13 +64,22 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 			t.Logf("--- core interceptors log:\n%s", tr.InterceptorsLog(context.Background(), 60))
 		}
 	})
+	// The runs' volumes, one a run of the scenarios below. A PersistentVolume
+	// binds to whichever claim comes first, in either scenario: each holds the
+	// same files and stays until both scenarios are done.
+	files := map[string]string{}
+	for name, body := range tektonSets["slow"] {
+		files["db/migrations/"+name] = body
+	}
+	for range 4 {
+		hostPathPV(t, s.kube, files)
+	}
 	t.Run("refused-pushes-then-a-tag-runs", func(t *testing.T) {
 		t.Parallel()
 		s.testTagPushes(t, tr)
 	})
 	t.Run("two-tags-at-once-run-one-after-the-other", func(t *testing.T) {
 		t.Parallel()
-		t.Skip("needs the Tekton one-at-a-time gate (a Lease taken at the start of tekton/pipeline.yaml), not landed yet: without it the two runs overlap")
 		s.testTwoTags(t, tr)
 	})
 }
@@ -102,19 +112,17 @@ func loadProductImage(ctx context.Context, t *testing.T, s *tektonSuite) error {
 	return nil
 }
 
-// triggerCase is a tektonCase with the listener's webhook Secret, pinned to
-// example/shop, and volumes for the runs the pushes start.
+// triggerCase is a tektonCase with the listener's webhook Secret and its
+// endpoint.
 type triggerCase struct {
 	*tektonCase
 	tr  *engines.Triggers
 	url string // the listener's endpoint
 }
 
-// newTriggerCase makes the case and its runs volumes (every volume holds the
-// "slow" set, so whichever run binds whichever volume sees the same files),
-// checks the trigger objects as the Triggers webhook would, and waits for the
-// listener.
-func (s *tektonSuite) newTriggerCase(t *testing.T, tr *engines.Triggers, runs int) *triggerCase {
+// newTriggerCase makes the case, checks the trigger objects as the Triggers
+// webhook would, and waits for the listener.
+func (s *tektonSuite) newTriggerCase(t *testing.T, tr *engines.Triggers) *triggerCase {
 	t.Helper()
 	c := &triggerCase{tektonCase: s.newCase(t, nil), tr: tr}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -123,14 +131,24 @@ func (s *tektonSuite) newTriggerCase(t *testing.T, tr *engines.Triggers, runs in
 	if _, err := s.kube.CoreV1().Secrets(c.ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	files := map[string]string{}
-	for name, body := range tektonSets["slow"] {
-		files["db/migrations/"+name] = body
-	}
-	for range runs {
-		hostPathPV(t, s.kube, files)
-	}
 	c.validateTriggerObjects(t, ctx)
+	// tekton/triggers/rbac.yaml's ClusterRoleBinding chartreuse-triggers has one
+	// name on the whole cluster: every `kubectl apply -k tekton/` into another
+	// namespace (the other scenarios here; a second application on a real
+	// cluster) moves its subject there, and this namespace's listener loses the
+	// cluster-wide reads it needs (ClusterInterceptors, ClusterTriggerBindings).
+	// Until the manifests name it per namespace, the case binds its own.
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "chartreuse-triggers-" + c.ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "tekton-triggers-eventlistener-clusterroles"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "chartreuse-triggers", Namespace: c.ns}},
+	}
+	if _, err := s.kube.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = s.kube.RbacV1().ClusterRoleBindings().Delete(context.Background(), crb.Name, metav1.DeleteOptions{})
+	})
 	var err error
 	if c.url, err = tr.ListenerURL(ctx, c.ns, "chartreuse"); err != nil {
 		t.Fatal(err)
@@ -286,7 +304,7 @@ func runParams(pr *pipelinev1.PipelineRun) map[string]string {
 // signatures or tokens; v1.2.0 (GitHub) then runs and migrates, and v1.3.0
 // (GitLab), once it is done, runs and finds nothing pending.
 func (s *tektonSuite) testTagPushes(t *testing.T, tr *engines.Triggers) {
-	c := s.newTriggerCase(t, tr, 2)
+	c := s.newTriggerCase(t, tr)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 
@@ -386,7 +404,7 @@ func (s *tektonSuite) testTagPushes(t *testing.T, tr *engines.Triggers) {
 // it plans against the migrated database and has nothing to do. Every
 // migration (2 takes 8 s) is applied once.
 func (s *tektonSuite) testTwoTags(t *testing.T, tr *engines.Triggers) {
-	c := s.newTriggerCase(t, tr, 2)
+	c := s.newTriggerCase(t, tr)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	c.pin(t, ctx)
