@@ -165,13 +165,15 @@ func (c *cluster) finish(pr *unstructured.Unstructured, status, reason string) {
 	}
 }
 
-// pod creates a pod of the run (Tekton's labels) that never starts: its image is
-// never pulled, so it stays Pending, i.e. running as far as the gate can tell.
+// pod creates a pod of the run (Tekton's labels) that never starts: no scheduler
+// answers to its schedulerName, so it stays Pending (running, as far as the gate
+// can tell), and no kubelet is involved in its life.
 func (c *cluster) pod(pr *unstructured.Unstructured, taskRun string) string {
 	c.t.Helper()
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "tr-", Labels: map[string]string{labelRunUID: string(pr.GetUID()), labelTaskRun: taskRun}},
 		Spec: corev1.PodSpec{
+			SchedulerName:                 "chartreuse-test-no-scheduler",
 			Containers:                    []corev1.Container{{Name: "step", Image: "chartreuse.invalid/never-pulled:1", ImagePullPolicy: corev1.PullNever}},
 			TerminationGracePeriodSeconds: new(int64),
 		},
@@ -185,16 +187,18 @@ func (c *cluster) pod(pr *unstructured.Unstructured, taskRun string) string {
 
 func (c *cluster) deletePod(name string) {
 	c.t.Helper()
-	if err := c.cs.CoreV1().Pods(c.ns).Delete(c.t.Context(), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+	ctx, cancel := context.WithTimeout(c.t.Context(), time.Minute)
+	defer cancel()
+	if err := c.cs.CoreV1().Pods(c.ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 		c.t.Fatal(err)
 	}
 	for {
-		_, err := c.cs.CoreV1().Pods(c.ns).Get(c.t.Context(), name, metav1.GetOptions{})
+		_, err := c.cs.CoreV1().Pods(c.ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return
 		}
-		if err := sleep(c.t.Context(), 100*time.Millisecond); err != nil {
-			c.t.Fatal(err)
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			c.t.Fatalf("pod %s not gone: %v", name, err)
 		}
 	}
 }
@@ -264,7 +268,10 @@ func (c *cluster) run(pr *unstructured.Unstructured, stderr *syncBuffer, args ..
 	full := append([]string{"gate", "--skip-version-check", "--kubeconfig", c.kubeconfig, "--namespace", c.ns,
 		"--database-secret", secret, "--run-name", pr.GetName(), "--run-uid", string(pr.GetUID()), "--poll-interval", "100ms"}, args...)
 	var out bytes.Buffer
-	code := step.Run(context.Background(), Spec(), full, &out, stderr)
+	// Bounded: a step that hangs fails its test instead of the package's timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	code := step.Run(ctx, Spec(), full, &out, stderr)
 	r := stepRun{code: code, stderr: stderr.String()}
 	if err := json.Unmarshal(out.Bytes(), &r.summary); err != nil {
 		c.t.Fatalf("stdout is not the JSON summary: %q (%v)", out.String(), err)
