@@ -4,9 +4,11 @@
 // Argo has a mutex (synchronization.mutexes keyed by the database Secret);
 // Tekton has none. The gate is a coordination.k8s.io Lease in the run's
 // namespace, named after the database Secret (LeaseName), whose holder is the
-// PipelineRun's uid and whose owner is the PipelineRun, so that deleting the run
-// frees it. The Pipeline's first real task acquires it, before anything reads or
-// changes state; a finally task releases it.
+// PipelineRun's uid. It has no owner reference: the garbage collector would
+// delete it the moment the run is deleted, while the run's pods are still in
+// their grace period; a deleted run's Lease is taken over like a finished one's.
+// The Pipeline's first real task acquires it, before anything reads or changes
+// state; a finally task releases it.
 //
 // Acquire creates the Lease, or proceeds when this run already holds it (a
 // retried attempt). While another run holds it, it waits, up to a timeout that
@@ -23,6 +25,7 @@
 // Every change is guarded: the Lease is deleted with a precondition on its uid
 // and resourceVersion (a 409 means someone changed it: read it again), and
 // taken by creating it (AlreadyExists: someone was quicker). A takeover deletes
-// and re-creates rather than updating, so that the garbage collector, which may
-// be deleting the old Lease for its vanished owner, can never delete the new one.
+// and re-creates rather than updating, so that a Lease from an older version of
+// the gate, which had an owner the collector may be deleting it for, can never
+// take the new holder with it.
 package gate

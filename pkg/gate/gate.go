@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -204,12 +203,10 @@ func (g *Gate) create(ctx context.Context, name string) (bool, error) {
 				"app.kubernetes.io/component": "gate",
 			},
 			Annotations: map[string]string{AnnotationRun: g.RunName, AnnotationSecret: g.Secret},
-			// Deleting the run frees the gate. No blockOwnerDeletion: it would need
-			// permission on the PipelineRun's finalizers.
-			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: PipelineRuns.GroupVersion().String(), Kind: "PipelineRun",
-				Name: g.RunName, UID: types.UID(g.RunUID),
-			}},
+			// No owner reference to the run: the garbage collector would delete the
+			// Lease as soon as the run is deleted, while its pods are still in their
+			// grace period. A deleted run's Lease is taken over like a finished
+			// one's, once its pods have stopped.
 		},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: &uid, AcquireTime: &now, RenewTime: &now},
 	}

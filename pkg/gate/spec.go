@@ -78,7 +78,7 @@ func Spec() step.Spec {
 	return step.Spec{
 		Name:  "gate",
 		Usage: "let one Tekton run at a time work on a database",
-		Description: "acquire takes the Lease chartreuse-<database-secret> in the run's namespace for this PipelineRun (holder: its uid; owner: the PipelineRun), " +
+		Description: "acquire takes the Lease chartreuse-<database-secret> in the run's namespace for this PipelineRun (holder: its uid), " +
 			"or proceeds when this run already holds it; while another run holds it, it waits, and exits 75 naming that run after --timeout. " +
 			"A holder whose PipelineRun is gone or finished is taken over once its TaskRuns and pods have stopped. " +
 			"release deletes the Lease if this run holds it, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same.",
