@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -21,27 +20,18 @@ const holdFinalizer = "chartreuse.io/test-hold"
 // garbage collector deletes it: a step still in its termination grace period.
 func (c *cluster) terminatingPod(pr *unstructured.Unstructured, taskRun string) string {
 	c.t.Helper()
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: "tr-",
-			Labels:       map[string]string{labelRunUID: string(pr.GetUID()), labelTaskRun: taskRun},
-			Finalizers:   []string{holdFinalizer},
-			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: PipelineRuns.GroupVersion().String(), Kind: "PipelineRun", Name: pr.GetName(), UID: pr.GetUID(),
-			}},
-		},
-		Spec: corev1.PodSpec{
-			SchedulerName:                 "chartreuse-test-no-scheduler",
-			Containers:                    []corev1.Container{{Name: "step", Image: "chartreuse.invalid/never-pulled:1", ImagePullPolicy: corev1.PullNever}},
-			TerminationGracePeriodSeconds: new(int64),
-		},
-	}
-	created, err := c.cs.CoreV1().Pods(c.ns).Create(c.t.Context(), p, metav1.CreateOptions{})
-	if err != nil {
+	name := c.pod(pr, taskRun)
+	c.t.Cleanup(func() { c.release(name) })
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+		"finalizers": []string{holdFinalizer},
+		"ownerReferences": []metav1.OwnerReference{{
+			APIVersion: PipelineRuns.GroupVersion().String(), Kind: "PipelineRun", Name: pr.GetName(), UID: pr.GetUID(),
+		}},
+	}})
+	if _, err := c.cs.CoreV1().Pods(c.ns).Patch(c.t.Context(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		c.t.Fatal(err)
 	}
-	c.t.Cleanup(func() { c.release(created.Name) })
-	return created.Name
+	return name
 }
 
 // release drops the test finalizer: the pod then goes if it was deleted.
