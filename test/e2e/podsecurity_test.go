@@ -77,8 +77,9 @@ func testPodSecurityTekton(t *testing.T) {
 
 	pr, trs := c.run(t, c.pipelineRun(t, "", nil))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, phases, nil, append([]string{"fetch-source", "wait-patroni"}, allFinally...))
+	wantResults(t, trs, "scale-down", map[string]string{"scaled": "2"})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})
+	wantResults(t, trs, "scale-restore", map[string]string{"restored": "2"})
 	c.wantVersions(t, 1, 2, 3)
 	wantRestrictedPods(t, runPods(t, s.kube, c.ns, "tekton.dev/pipelineRun="+pr.Name), len(phases))
 	c.wantRestored(t)
