@@ -172,8 +172,31 @@ func TestClusterRestorePartlyFailedStillWaitsForWhatCameBack(t *testing.T) {
 	c.waitRunning("app=blocked", 1, 3*time.Minute)
 	c.mustRun(0, ScaleDownSpec(), "", "--workload", "deploy/never,deploy/blocked")
 
-	// Updates of "blocked" go through a webhook nobody serves: the API server
-	// answers 500 (failed calling webhook), a transient error.
+	removeHook := c.refuseUpdates("blocked")
+
+	r := c.mustRun(1, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/blocked", "--wait-ready", "--ready-timeout", "15s")
+	for _, want := range []string{"deployment/never (0/1 ready)", "1 other workload could not be restored"} {
+		if !strings.Contains(r.summary.Error, want) {
+			t.Errorf("error %q does not say %q", r.summary.Error, want)
+		}
+	}
+
+	// Once the API server accepts the update again, a retry restores the other
+	// and succeeds: what it does not check was already reported above.
+	removeHook()
+	c.mustRun(0, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/blocked", "--wait-ready", "--ready-timeout", "2m")
+	if d := c.getDeployment("blocked"); *d.Spec.Replicas != 1 || d.Annotations[AnnotationReplicas] != "" {
+		t.Fatalf("blocked: %d %v", *d.Spec.Replicas, d.Annotations)
+	}
+}
+
+// refuseUpdates sends updates of the Deployment name through a webhook nobody
+// serves: the API server answers 500 (failed calling webhook), a transient
+// error, until the returned func removes the webhook (also done at cleanup).
+// The Deployment must carry the label refuse-updates=yes.
+func (c *cluster) refuseUpdates(name string) (remove func()) {
+	t := c.t
+	t.Helper()
 	ctx := context.Background()
 	hook := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: c.ns + "-refuse"},
@@ -199,24 +222,36 @@ func TestClusterRestorePartlyFailedStillWaitsForWhatCameBack(t *testing.T) {
 		}
 	}
 	t.Cleanup(removeHook)
-	// The webhook is in force once a no-op update of "blocked" is refused.
+	// The webhook is in force once a dry-run update is refused.
 	c.waitFor("the webhook to refuse updates", time.Minute, func() (bool, string) {
-		_, err := c.cs.AppsV1().Deployments(c.ns).Patch(ctx, "blocked", types.MergePatchType, []byte(`{"metadata":{"annotations":{"probe":"1"}}}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+		_, err := c.cs.AppsV1().Deployments(c.ns).Patch(ctx, name, types.MergePatchType, []byte(`{"metadata":{"annotations":{"probe":"1"}}}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
 		return err != nil, fmt.Sprint(err)
 	})
+	return removeHook
+}
 
-	r := c.mustRun(1, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/blocked", "--wait-ready", "--ready-timeout", "15s")
-	for _, want := range []string{"deployment/never (0/1 ready)", "1 other workload could not be restored"} {
-		if !strings.Contains(r.summary.Error, want) {
-			t.Errorf("error %q does not say %q", r.summary.Error, want)
-		}
+// Priority groups are restored in order, each after the one before is back: a
+// workload of an earlier group that cannot be restored (a transient error)
+// leaves the later groups at 0, recorded, for the retry.
+func TestClusterRestoreStopsAtAGroupThatFailed(t *testing.T) {
+	c := newCluster(t)
+	c.deployment("blocked", 1, appOpts{labels: map[string]string{"refuse-updates": "yes"}})
+	c.deployment("after", 1, appOpts{annotations: map[string]string{AnnotationPriority: "10"}})
+	c.waitRunning("app=blocked", 1, 3*time.Minute)
+	c.waitRunning("app=after", 1, 3*time.Minute)
+	c.mustRun(0, ScaleDownSpec(), "", "--workload", "deploy/blocked,deploy/after")
+	removeHook := c.refuseUpdates("blocked")
+
+	c.mustRun(75, ScaleRestoreSpec(), "", "--workload", "deploy/blocked,deploy/after", "--wait-ready", "--ready-timeout", "1m")
+	if d := c.getDeployment("after"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "1" {
+		t.Fatalf("after: restored before the group before it: replicas %d, %v", *d.Spec.Replicas, d.Annotations)
 	}
 
-	// Once the API server accepts the update again, a retry restores the other
-	// and succeeds: what it does not check was already reported above.
 	removeHook()
-	c.mustRun(0, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/blocked", "--wait-ready", "--ready-timeout", "2m")
-	if d := c.getDeployment("blocked"); *d.Spec.Replicas != 1 || d.Annotations[AnnotationReplicas] != "" {
-		t.Fatalf("blocked: %d %v", *d.Spec.Replicas, d.Annotations)
+	c.mustRun(0, ScaleRestoreSpec(), "", "--workload", "deploy/blocked,deploy/after", "--wait-ready", "--ready-timeout", "2m")
+	for _, name := range []string{"blocked", "after"} {
+		if d := c.getDeployment(name); *d.Spec.Replicas != 1 || d.Status.ReadyReplicas != 1 {
+			t.Fatalf("%s: replicas %d, ready %d", name, *d.Spec.Replicas, d.Status.ReadyReplicas)
+		}
 	}
 }

@@ -160,6 +160,16 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 				return outcomes, err
 			}
 		}
+		// A later group comes back only after this one is: leave it stopped,
+		// recorded, for the retry.
+		if len(errs) > 0 && gi+1 < len(groups) {
+			later := 0
+			for _, lg := range groups[gi+1:] {
+				later += len(lg)
+			}
+			r.Log.Warn("left at 0 until the workloads of lower stop-priority are restored", "workloads", later)
+			break
+		}
 	}
 	if err := joinErrors(errs); err != nil {
 		return outcomes, err
