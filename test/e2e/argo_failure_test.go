@@ -159,9 +159,14 @@ func (s *argoSuite) testStoppedRollbackOutlastsLock(t *testing.T) {
 		t.Error("the rollback never said it was trying again after the held lock")
 	}
 	wantPhase(t, wf, wfv1.WorkflowFailed)
-	wantNodes(t, wf, map[string]wfv1.NodePhase{
-		"migrate": wfv1.NodeFailed, "rollback": wfv1.NodeSucceeded, "restore-after-rollback": wfv1.NodeSucceeded,
-	})
+	// The stopped attempt failed; Argo may leave migrate's retry node Running, and
+	// the exit handler must still take it as migrate failing (it restored the
+	// half-migrated application when it looked at the retry node alone).
+	if at := engines.ArgoAttempts(wf, "migrate"); len(at) != 1 || !at[0].Phase.FailedOrError() {
+		t.Errorf("migrate's attempts: %+v, want one, stopped while it ran", at)
+	}
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"rollback": wfv1.NodeSucceeded, "restore-after-rollback": wfv1.NodeSucceeded})
+	notRun(t, wf, "restore")
 	if at := engines.ArgoAttempts(wf, "rollback"); len(at) != 1 {
 		t.Errorf("rollback ran %d pods, want 1 (it retried inside the step)", len(at))
 	}

@@ -206,6 +206,11 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 	planned := map[string]string{"pending": "true", "planned-version": "41"}
 	nothingPending := map[string]string{"pending": "false", "planned-version": "42"}
 	migrateFailed := []failedNode{failure("migrate(0)", "migrate"), failure("migrate", "migrate")}
+	// migratedTo is plan's outputs plus what migrate's last attempt reported.
+	migratedTo := func(current, target string) map[string]string {
+		return map[string]string{"pending": "true", "planned-version": "41", "migrate-current-version": current, "migrate-target-version": target}
+	}
+	stoppedAttempt := failedNode{DisplayName: "migrate(0)", TemplateName: "migrate", Phase: "Failed", Message: "workflow shutdown with strategy:  Stop"}
 	tests := []struct {
 		name    string
 		run     run
@@ -229,8 +234,22 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{failure("scale-restore", "scale-restore")}},
 			want: []string{"restore"}},
 		{name: "migrate succeeded on its second attempt, then scale-restore failed",
-			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{failure("migrate(0)", "migrate"), failure("scale-restore", "scale-restore")}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: migratedTo("43", "43"), failed: []failedNode{failure("migrate(0)", "migrate"), failure("scale-restore", "scale-restore")}},
 			want: []string{"restore"}},
+		// argo stop while migrate runs: the attempt fails, but Argo (v3.7) may leave the
+		// retry node Running, so only the attempt is in workflow.failures.
+		{name: "stopped during migrate, retry node left Running: keep down",
+			run: run{entrypoint: "main", status: "Failed", outputs: migratedTo("42", "43"), failed: []failedNode{stoppedAttempt}}},
+		{name: "stopped during migrate, retry node left Running: rollback",
+			run:  run{entrypoint: "main", status: "Failed", outputs: migratedTo("42", "43"), params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{stoppedAttempt}},
+			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
+		{name: "stopped during migrate, retry node left Running: restore policy rechecks",
+			run:     run{entrypoint: "main", status: "Failed", outputs: migratedTo("42", "43"), params: map[string]string{"on-migrate-failure": "restore"}, failed: []failedNode{stoppedAttempt}},
+			recheck: "42", want: []string{"recheck"}},
+		{name: "stopped after a transient migrate attempt, before the next: keep down",
+			run: run{entrypoint: "main", status: "Failed", outputs: migratedTo("41", "43"), failed: []failedNode{failure("migrate(0)", "migrate")}}},
+		{name: "migrate attempt killed without results: keep down",
+			run: run{entrypoint: "main", status: "Failed", outputs: migratedTo("", ""), failed: []failedNode{failure("migrate(0)", "migrate")}}},
 		{name: "nothing pending but the run failed later: nothing was stopped",
 			run: run{entrypoint: "main", status: "Failed", outputs: nothingPending, failed: []failedNode{failure("main", "main")}}},
 		{name: "stop-workloads=false",
