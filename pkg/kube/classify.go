@@ -97,6 +97,24 @@ func IsUnreachable(err error) bool {
 	return errors.As(err, &de) && (de.IsTemporary || de.IsTimeout)
 }
 
+// IsUnavailable reports whether err says the API server did not answer the
+// request now but may answer it later: unreachable (see IsUnreachable), or 429,
+// a server timeout, 503, 500 and other 5xx. A change that failed so may still
+// have been made.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err) {
+		return true
+	}
+	if code := statusCode(err); code >= 500 {
+		return true
+	}
+	return IsUnreachable(err)
+}
+
 // Describe names a resource for Classify: "deployments.apps/scale" style.
 func Describe(resource, group, subresource string) string {
 	r := resource

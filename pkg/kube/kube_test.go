@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -63,6 +64,34 @@ func TestClassify(t *testing.T) {
 	}
 	if Classify(nil, "get", "pods") != nil {
 		t.Error("nil is not nil")
+	}
+}
+
+// IsUnavailable is true exactly for what the API server may answer later: the
+// transient kinds of Classify other than conflicts and context errors.
+func TestIsUnavailable(t *testing.T) {
+	gr := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{apierrors.NewServiceUnavailable("down"), true},
+		{apierrors.NewInternalError(errors.New("webhook")), true},
+		{apierrors.NewTooManyRequests("busy", 1), true},
+		{apierrors.NewGenericServerResponse(502, "patch", gr, "web", "bad gateway", 0, false), true},
+		{fmt.Errorf("patch: %w", io.ErrUnexpectedEOF), true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, true},
+		{apierrors.NewConflict(gr, "web", errors.New("modified")), false},
+		{apierrors.NewForbidden(gr, "web", errors.New("no")), false},
+		{apierrors.NewNotFound(gr, "web"), false},
+		{context.Canceled, false},
+		{errors.New("something else"), false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		if got := IsUnavailable(tt.err); got != tt.want {
+			t.Errorf("IsUnavailable(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }
 

@@ -174,7 +174,7 @@ func TestClusterRestorePartlyFailedStillWaitsForWhatCameBack(t *testing.T) {
 
 	removeHook := c.refuseUpdates("blocked")
 
-	r := c.mustRun(1, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/blocked", "--wait-ready", "--ready-timeout", "15s")
+	r := c.mustRun(1, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/blocked", "--wait-ready", "--ready-timeout", "15s", "--timeout", "10s")
 	for _, want := range []string{"deployment/never (0/1 ready)", "1 other workload could not be restored"} {
 		if !strings.Contains(r.summary.Error, want) {
 			t.Errorf("error %q does not say %q", r.summary.Error, want)
@@ -192,7 +192,7 @@ func TestClusterRestorePartlyFailedStillWaitsForWhatCameBack(t *testing.T) {
 
 // refuseUpdates sends updates of the Deployment name through a webhook nobody
 // serves: the API server answers 500 (failed calling webhook), a transient
-// error, until the returned func removes the webhook (also done at cleanup).
+// error the steps retry until their --timeout, until the returned func removes the webhook (also done at cleanup).
 // The Deployment must carry the label refuse-updates=yes.
 func (c *cluster) refuseUpdates(name string) (remove func()) {
 	t := c.t
@@ -242,7 +242,7 @@ func TestClusterRestoreStopsAtAGroupThatFailed(t *testing.T) {
 	c.mustRun(0, ScaleDownSpec(), "", "--workload", "deploy/blocked,deploy/after")
 	removeHook := c.refuseUpdates("blocked")
 
-	c.mustRun(75, ScaleRestoreSpec(), "", "--workload", "deploy/blocked,deploy/after", "--wait-ready", "--ready-timeout", "1m")
+	c.mustRun(75, ScaleRestoreSpec(), "", "--workload", "deploy/blocked,deploy/after", "--wait-ready", "--ready-timeout", "1m", "--timeout", "10s")
 	if d := c.getDeployment("after"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "1" {
 		t.Fatalf("after: restored before the group before it: replicas %d, %v", *d.Spec.Replicas, d.Annotations)
 	}

@@ -102,7 +102,7 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		results := make([]stopResult, len(g))
 		errs := forEach(ctx, len(g), concurrency, true, func(i int) error {
 			var err error
-			results[i], err = d.stop(ctx, f, g[i])
+			results[i], err = d.stop(ctx, f, g[i], start.Add(d.Timeout))
 			return err
 		})
 		var (
@@ -157,14 +157,13 @@ func (d *Downer) emitEvents(ctx context.Context, results []stopResult, errs []er
 	})
 }
 
-// stop records and stops one workload, retrying on conflicts with a fresh read.
-func (d *Downer) stop(ctx context.Context, f finder, wl *Workload) (stopResult, error) {
-	var (
-		res   stopResult
-		cur   = wl
-		fresh = false
-	)
-	err := onConflict(ctx, func() error {
+// stop records and stops one workload, retrying with a fresh read after a
+// conflict or an API server that did not answer, until the step's time is up.
+func (d *Downer) stop(ctx context.Context, f finder, wl *Workload, until time.Time) (stopResult, error) {
+	var res stopResult
+	retry := changeRetry{clock: d.Clock, until: until, log: d.Log}
+	err := retry.run(ctx, wl.String(), func(fresh bool) error {
+		cur := wl
 		if fresh {
 			w, found, err := f.get(ctx, wl.Ref)
 			if err != nil {
@@ -175,9 +174,8 @@ func (d *Downer) stop(ctx context.Context, f finder, wl *Workload) (stopResult, 
 			}
 			w.Priority = wl.Priority
 			cur = w
-			d.Log.Debug("conflict: retrying with a fresh read", "workload", wl.String())
+			d.Log.Debug("retrying with a fresh read", "workload", wl.String())
 		}
-		fresh = true
 		var err error
 		res, err = d.stopOnce(ctx, cur)
 		return err
@@ -223,7 +221,11 @@ func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) 
 	} else {
 		// Its run uid stays too: the record belongs to the run that wrote it, and
 		// so does restoring it on a failure path (scale-restore --only-run-uid).
-		d.Log.Info("already recorded by an earlier run: keeping the record", "workload", w.String(), "recorded", w.Annotations[w.recordKey()], "by", rec.by, "by-run-uid", rec.runUID, "at", rec.at)
+		whose := "an earlier run"
+		if rec.by == d.RunID && rec.runUID == d.RunUID {
+			whose = "this run (an answer lost on the way?)"
+		}
+		d.Log.Info("already recorded by "+whose+": keeping the record", "workload", w.String(), "recorded", w.Annotations[w.recordKey()], "by", rec.by, "by-run-uid", rec.runUID, "at", rec.at)
 		if w.Kind.Scalable() && w.Replicas != 0 && w.Replicas != rec.replicas {
 			d.Log.Warn("replicas differ from the record of an earlier run; the record wins at restore", "workload", w.String(), "replicas", w.Replicas, "recorded", rec.replicas)
 		}

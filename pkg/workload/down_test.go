@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/clock"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
@@ -548,25 +550,71 @@ func TestPriorityOrder(t *testing.T) {
 	}
 }
 
-// client-go's retry.OnError turns a context error into success when no conflict was
-// seen before it; onConflict must return it.
-func TestOnConflictKeepsContextErrors(t *testing.T) {
+// changeRetry retries conflicts a bounded number of times and an API server that
+// did not answer until its time is up; anything else, and a context error, ends it
+// at once. (client-go's retry.OnError turns a context error into success when
+// nothing retriable was seen before it.)
+func TestChangeRetry(t *testing.T) {
 	fastConflicts(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	old := outageBackoff
+	outageBackoff = wait.Backoff{Steps: 1 << 30, Duration: 20 * time.Millisecond}
+	t.Cleanup(func() { outageBackoff = old })
+	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := onConflict(ctx, func() error { return fmt.Errorf("patch: %w", ctx.Err()) })
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("onConflict = %v, want the context error", err)
+	unreachable := fmt.Errorf("patch: %w", io.ErrUnexpectedEOF)
+	cases := []struct {
+		name      string
+		ctx       context.Context
+		until     time.Duration // from now; 0: none
+		fail      func(call int) error
+		wantCalls int // 0: at least 2
+		want      func(error) bool
+	}{
+		{"context error kept", cancelled, 0, func(int) error { return fmt.Errorf("patch: %w", context.Canceled) }, 1,
+			func(err error) bool { return errors.Is(err, context.Canceled) }},
+		{"conflicts bounded", context.Background(), 0, func(int) error { return conflict("deployments") }, 4, apierrors.IsConflict},
+		{"cancelled while backing off", cancelled, 0, func(int) error { return conflict("deployments") }, 1,
+			func(err error) bool { return errors.Is(err, context.Canceled) }},
+		{"permanent not retried", context.Background(), 0, func(int) error {
+			return apierrors.NewForbidden(schema.GroupResource{Resource: "deployments"}, "web", errors.New("no"))
+		}, 1, apierrors.IsForbidden},
+		{"outage until the time is up", context.Background(), 300 * time.Millisecond, func(int) error { return unreachable }, 0,
+			func(err error) bool { return errors.Is(err, io.ErrUnexpectedEOF) }},
+		{"outage then answer", context.Background(), time.Minute, func(call int) error {
+			if call < 3 {
+				return apierrors.NewServiceUnavailable("restarting")
+			}
+			return nil
+		}, 3, func(err error) bool { return err == nil }},
 	}
-	calls := 0
-	err = onConflict(context.Background(), func() error { calls++; return conflict("deployments") })
-	if !apierrors.IsConflict(err) || calls != conflictBackoff.Steps {
-		t.Fatalf("onConflict = %v after %d calls, want the last conflict after %d", err, calls, conflictBackoff.Steps)
-	}
-	calls = 0
-	err = onConflict(ctx, func() error { calls++; return conflict("deployments") })
-	if !errors.Is(err, context.Canceled) || calls != 1 {
-		t.Fatalf("cancelled while backing off: %v after %d calls", err, calls)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			log, _ := testLogger(t)
+			r := changeRetry{clock: clock.RealClock{}, log: log}
+			if tc.until > 0 {
+				r.until = time.Now().Add(tc.until)
+			}
+			calls, freshReads := 0, 0
+			err := r.run(tc.ctx, "deployment/web", func(fresh bool) error {
+				calls++
+				if fresh {
+					freshReads++
+				}
+				return tc.fail(calls)
+			})
+			if !tc.want(err) {
+				t.Fatalf("err %v", err)
+			}
+			if tc.wantCalls > 0 && calls != tc.wantCalls || tc.wantCalls == 0 && calls < 2 {
+				t.Fatalf("%d calls, want %d", calls, tc.wantCalls)
+			}
+			if freshReads != calls-1 {
+				t.Fatalf("%d fresh reads in %d calls: every retry reads afresh", freshReads, calls)
+			}
+			if tc.until > 0 && err != nil && time.Until(r.until) > outageBackoff.Cap+50*time.Millisecond {
+				t.Fatalf("gave up %s before its time was up", time.Until(r.until))
+			}
+		})
 	}
 }
 

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/chartreuse-go/chartreuse/pkg/kube"
@@ -17,10 +15,6 @@ import (
 // fieldManager names the steps in managedFields, so GitOps tools and people can see
 // who changed replicas, suspend and the annotations.
 const fieldManager = "chartreuse"
-
-// conflictBackoff bounds the retries of a workload change that lost a race with
-// another writer (HTTP 409). Each retry reads the workload afresh.
-var conflictBackoff = wait.Backoff{Steps: 8, Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 2 * time.Second}
 
 // patcher changes workloads with JSON merge patches. Patches that carry
 // metadata.resourceVersion only apply to that version (409 Conflict otherwise).

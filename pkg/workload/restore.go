@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
 )
 
 // Restorer puts back what Downer recorded and removes the record.
@@ -291,10 +292,13 @@ func (r *Restorer) emitEvents(ctx context.Context, results []restoreResult, errs
 	})
 }
 
-// restore restores one workload, retrying on conflicts with a fresh read.
+// restore restores one workload, retrying with a fresh read after a conflict or
+// an API server that did not answer, while ctx (the --timeout allowance) lasts.
 func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res restoreResult, err error) {
-	cur, fresh := wl, false
-	err = onConflict(ctx, func() error {
+	retry := changeRetry{clock: r.Clock, log: r.Log}
+	var unanswered *restoreResult // the change sent last, if its answer was lost
+	err = retry.run(ctx, wl.String(), func(fresh bool) error {
+		cur := wl
 		if fresh {
 			w, found, err := f.get(ctx, wl.Ref)
 			if err != nil {
@@ -306,10 +310,22 @@ func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res res
 				return nil
 			}
 			cur = w
+			// The change was made though its answer was lost: it is this run's
+			// restore, to report and wait for like any other.
+			if u := unanswered; u != nil && !cur.hasRecord() && cur.outcome().Value == u.out.Value {
+				r.Log.Info("restored (the API server's answer was lost; a fresh read shows the change made)", "workload", wl.String(), "now", u.out.Value)
+				res = *u
+				res.w = cur
+				return nil
+			}
 		}
-		fresh = true
 		var err error
 		res, err = r.restoreOnce(ctx, cur)
+		unanswered = nil
+		if err != nil && res.ok && kube.IsUnavailable(err) {
+			u := res
+			unanswered = &u
+		}
 		return err
 	})
 	if err != nil && apierrors.IsConflict(err) {
@@ -377,7 +393,7 @@ func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult,
 	}
 	updated, err := p.object(ctx, w.Ref, patch)
 	if err != nil {
-		return restoreResult{}, err
+		return res, err // what it tried: the change may have been made all the same
 	}
 	report()
 	res.w = updated

@@ -3,29 +3,74 @@ package workload
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
+
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
 )
 
-// onConflict runs fn until it succeeds, fails with anything but a 409 Conflict, or
-// conflictBackoff is spent (then the last conflict is returned). Not client-go's
-// retry.OnError: that one returns nil when fn fails with a context error, because
-// wait.Interrupted matches context errors and no conflict was seen before — an
-// interrupted run would then report success for work it did not do.
-func onConflict(ctx context.Context, fn func() error) error {
-	b := conflictBackoff
-	for {
-		err := fn()
-		if err == nil || !apierrors.IsConflict(err) || b.Steps <= 1 {
+// conflictBackoff bounds the retries of a workload change that lost a race with
+// another writer (HTTP 409). Each retry reads the workload afresh.
+var conflictBackoff = wait.Backoff{Steps: 8, Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 2 * time.Second}
+
+// outageBackoff paces the retries of a workload change the API server did not
+// answer; they go on until the step's time is up.
+var outageBackoff = wait.Backoff{Steps: 1 << 30, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 2 * time.Second}
+
+// changeRetry runs change, one read-modify-write of a workload whose patch carries
+// the resourceVersion it was computed from, until it succeeds or fails in a way a
+// fresh read cannot mend. change is told whether to read the workload afresh.
+//
+// Conflicts (409) are retried conflictBackoff.Steps times. An unreachable or
+// unavailable API server is retried until until (or ctx's deadline): that is safe
+// because a change whose answer was lost, but which was made, meets a conflict on
+// the retry, whose fresh read then finds it done.
+//
+// Not client-go's retry.OnError: that one returns nil when fn fails with a context
+// error, because wait.Interrupted matches context errors and nothing retriable was
+// seen before; an interrupted run would then report success for work it did not do.
+type changeRetry struct {
+	clock clock.Clock
+	until time.Time // zero: only ctx bounds the retries
+	log   *slog.Logger
+}
+
+func (r changeRetry) run(ctx context.Context, what string, change func(fresh bool) error) error {
+	conflicts, outages := conflictBackoff, outageBackoff
+	until := r.until
+	if d, ok := ctx.Deadline(); ok && (until.IsZero() || d.Before(until)) {
+		until = d
+	}
+	for fresh := false; ; fresh = true {
+		err := change(fresh)
+		var pause time.Duration
+		switch {
+		case err == nil:
+			return nil
+		case apierrors.IsConflict(err):
+			if conflicts.Steps <= 1 {
+				return err
+			}
+			pause = conflicts.Step()
+		case ctx.Err() == nil && kube.IsUnavailable(err):
+			pause = outages.Step()
+			if !until.IsZero() && r.clock.Now().Add(pause).After(until) {
+				return err
+			}
+			r.log.Warn("API server did not answer the change: retrying with a fresh read", "workload", what, "in", pause.Round(time.Millisecond).String(), "error", err.Error())
+		default:
 			return err
 		}
-		t := time.NewTimer(b.Step())
+		t := r.clock.NewTimer(pause)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("retrying after a conflict: %w", ctx.Err())
-		case <-t.C:
+			return fmt.Errorf("retrying a change of %s: %w", what, ctx.Err())
+		case <-t.C():
 		}
 	}
 }

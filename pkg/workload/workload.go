@@ -176,6 +176,15 @@ func (w *Workload) recordKey() string {
 	return AnnotationSuspended
 }
 
+// outcome is the workload's state as scale-down and scale-restore report it:
+// its replicas, or for a CronJob whether it is suspended.
+func (w *Workload) outcome() Outcome {
+	if w.Kind.Scalable() {
+		return Outcome{Ref: w.Ref, Value: strconv.Itoa(int(w.Replicas))}
+	}
+	return Outcome{Ref: w.Ref, Value: cronValue(w.Suspended)}
+}
+
 // hasRecord reports whether the workload carries a record.
 func (w *Workload) hasRecord() bool {
 	_, ok := w.Annotations[w.recordKey()]
