@@ -42,14 +42,16 @@ func cronValue(suspended bool) string {
 
 // Downer stops workloads: records, scales to 0 or suspends, then waits for the pods.
 type Downer struct {
-	Client        kubernetes.Interface
-	Namespace     string
-	RunID         string
-	RunUID        string        // recorded with each new record, unless empty
-	Timeout       time.Duration // for the whole run, waits included
-	ProgressEvery time.Duration
-	Clock         clock.WithTicker
-	Log           *slog.Logger
+	Client    kubernetes.Interface
+	Namespace string
+	RunID     string
+	RunUID    string // recorded with each new record, unless empty
+	// DatabaseSecret goes with RunUID into the holders (AnnotationHeldBy).
+	DatabaseSecret string
+	Timeout        time.Duration // for the whole run, waits included
+	ProgressEvery  time.Duration
+	Clock          clock.WithTicker
+	Log            *slog.Logger
 	// CheckAccess asks the API server for every needed permission before changing
 	// anything (SelfSubjectAccessReview).
 	CheckAccess bool
@@ -140,6 +142,9 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	return outcomes, nil
 }
 
+// holder is this run as a holder of the workloads it stops.
+func (d *Downer) holder() holder { return holder{runUID: d.RunUID, database: d.DatabaseSecret} }
+
 // stopResult is what stopping one workload did.
 type stopResult struct {
 	out     Outcome
@@ -215,6 +220,7 @@ func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) 
 		}
 		if d.RunUID != "" {
 			ann[AnnotationByRunUID] = d.RunUID
+			ann[AnnotationHeldBy] = d.holder().String()
 		}
 		meta["annotations"] = ann
 		rec = record{replicas: w.Replicas, suspended: w.Suspended, by: d.RunID, runUID: d.RunUID}
@@ -228,6 +234,14 @@ func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) 
 		d.Log.Info("already recorded by "+whose+": keeping the record", "workload", w.String(), "recorded", w.Annotations[w.recordKey()], "by", rec.by, "by-run-uid", rec.runUID, "at", rec.at)
 		if w.Kind.Scalable() && w.Replicas != 0 && w.Replicas != rec.replicas {
 			d.Log.Warn("replicas differ from the record of an earlier run; the record wins at restore", "workload", w.String(), "replicas", w.Replicas, "recorded", rec.replicas)
+		}
+		// Another run holds it stopped (another database of the same
+		// application): this run joins the holders, so the other's restore
+		// leaves it stopped until this run lets go too.
+		if d.RunUID != "" && !rec.heldByRun(d.RunUID) {
+			held := formatHolders(append(rec.holders(), d.holder()))
+			meta["annotations"] = map[string]any{AnnotationHeldBy: held}
+			d.Log.Info("held stopped by another run too: holding it for this run as well", "workload", w.String(), "held-by", held)
 		}
 	}
 	switch {

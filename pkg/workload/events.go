@@ -16,6 +16,9 @@ import (
 const (
 	ReasonScaledDown = "ScaledDownForMigration"
 	ReasonRestored   = "RestoredAfterMigration"
+	// ReasonStillHeld: scale-restore let go of a workload another run still
+	// holds stopped; it is restored when that run lets go too.
+	ReasonStillHeld = "StillHeldForMigration"
 )
 
 // eventComponent is the Event source.

@@ -3,6 +3,7 @@ package workload
 import (
 	"errors"
 	"fmt"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"os"
 	"strings"
 	"time"
@@ -70,12 +71,15 @@ type RunOptions struct {
 	RunID         string
 	Timeout       time.Duration
 	ProgressEvery time.Duration
-	// RunUID is a flag of scale-down only: recorded with each record it writes.
-	RunUID string
+	// RunUID and DatabaseSecret are flags of scale-down only: recorded with
+	// each record it writes, or added to its holders.
+	RunUID         string
+	DatabaseSecret string
 	// The flags of scale-restore only.
-	OnlyRunUID   string
-	WaitReady    bool
-	ReadyTimeout time.Duration
+	OnlyRunUID        string
+	SupersedeDatabase string
+	WaitReady         bool
+	ReadyTimeout      time.Duration
 
 	restore bool
 }
@@ -93,14 +97,16 @@ func (o *RunOptions) Flags() []cli.Flag {
 	if !o.restore {
 		return []cli.Flag{
 			runID,
-			&cli.StringFlag{Name: "run-uid", Usage: "a value unique to this run (Argo: {{workflow.uid}}, Tekton: $(context.pipelineRun.uid)), recorded on each workload this run stops (" + AnnotationByRunUID + ") so that its failure path can restore only those (scale-restore --only-run-uid); empty: not recorded", Destination: &o.RunUID},
+			&cli.StringFlag{Name: "run-uid", Usage: "a value unique to this run (Argo: {{workflow.uid}}, Tekton: $(context.pipelineRun.uid)), recorded on each workload this run stops (" + AnnotationByRunUID + ") so that its failure path can restore only those (scale-restore --only-run-uid); a workload another run already stopped keeps that run's record and gets this run added to its holders (" + AnnotationHeldBy + "); empty: not recorded", Destination: &o.RunUID},
+			&cli.StringFlag{Name: "database-secret", Usage: "the Secret of the database this run migrates, recorded with the run uid among the holders (" + AnnotationHeldBy + "), so that a later run that migrates the same database successfully can supersede this run's hold (scale-restore --supersede-database)", Destination: &o.DatabaseSecret},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long to wait for the workloads' pods to stop", Destination: &o.Timeout},
 			progress,
 		}
 	}
 	return []cli.Flag{
 		runID,
-		&cli.StringFlag{Name: "only-run-uid", Usage: "restore only the records that scale-down --run-uid wrote with this value, and leave every other record (another run's, or one without a run uid) as it is, saying so; empty: restore every record in the selection", Destination: &o.OnlyRunUID},
+		&cli.StringFlag{Name: "only-run-uid", Usage: "restore only the workloads this run holds stopped (scale-down --run-uid with this value), and leave every other record (another run's, or one without a run uid) as it is, saying so; a workload another run holds too stays stopped, with this run taken off its holders, until the last holder lets go; empty: restore every record in the selection", Destination: &o.OnlyRunUID},
+		&cli.StringFlag{Name: "supersede-database", Usage: "with --only-run-uid, after this run migrated the database of this Secret successfully: also take every earlier run for that database (and every holder whose database is not recorded) off the holders, as this run's migration supersedes what they decided; runs for other databases keep holding", Destination: &o.SupersedeDatabase},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long reading and restoring the workloads may take in all (an unreachable API server, endless conflicts), not counting the wait for readiness (--ready-timeout); then exit 75", Destination: &o.Timeout},
 		progress,
 		&cli.BoolFlag{Name: "wait-ready", Usage: "wait until the restored Deployments and StatefulSets report all replicas ready, each priority group before restoring the next", Destination: &o.WaitReady},
@@ -135,9 +141,24 @@ func (o *RunOptions) Validate() error {
 		v    *string
 	}{{"--run-uid", &o.RunUID}, {"--only-run-uid", &o.OnlyRunUID}} {
 		*u.v = strings.TrimSpace(*u.v)
-		if !oneLineValue(*u.v) {
-			return fmt.Errorf("%s must be one line of at most 253 characters, e.g. the workflow's uid", u.flag)
+		if !oneLineValue(*u.v) || strings.ContainsAny(*u.v, ",: ") || *u.v == noRunUID {
+			return fmt.Errorf("%s %q must be one word of at most 253 characters without commas or colons (and not %q), e.g. the workflow's uid", u.flag, *u.v, noRunUID)
 		}
+	}
+	for _, u := range []struct {
+		flag string
+		v    *string
+	}{{"--database-secret", &o.DatabaseSecret}, {"--supersede-database", &o.SupersedeDatabase}} {
+		*u.v = strings.TrimSpace(*u.v)
+		if *u.v == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Subdomain(*u.v); len(errs) > 0 {
+			return fmt.Errorf("%s %q is not a Secret name: %s", u.flag, *u.v, strings.Join(errs, "; "))
+		}
+	}
+	if o.SupersedeDatabase != "" && o.OnlyRunUID == "" {
+		return fmt.Errorf("--supersede-database needs --only-run-uid: without it every record of the selection is restored anyway")
 	}
 	return nil
 }

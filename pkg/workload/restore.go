@@ -26,14 +26,17 @@ type Restorer struct {
 	// OnlyRunUID, when set, restricts the restore to the records that carry it
 	// (written by scale-down --run-uid): a run's failure path must not undo
 	// another run's keep-down.
-	OnlyRunUID    string
-	Timeout       time.Duration // reading and restoring, in all; readiness waits not counted
-	WaitReady     bool
-	ReadyTimeout  time.Duration // the readiness waits, in all
-	ProgressEvery time.Duration
-	Clock         clock.WithTicker
-	Log           *slog.Logger
-	CheckAccess   bool
+	OnlyRunUID string
+	// SupersedeDatabase, with OnlyRunUID: this run migrated the database of this
+	// Secret successfully, so the earlier runs for it let go too.
+	SupersedeDatabase string
+	Timeout           time.Duration // reading and restoring, in all; readiness waits not counted
+	WaitReady         bool
+	ReadyTimeout      time.Duration // the readiness waits, in all
+	ProgressEvery     time.Duration
+	Clock             clock.WithTicker
+	Log               *slog.Logger
+	CheckAccess       bool
 }
 
 // Run restores the selected workloads that carry a record (every such workload in
@@ -186,21 +189,25 @@ func (r *Restorer) owns(w *Workload) bool {
 		return true
 	}
 	rec := recordOf(w)
-	if rec.runUID == r.OnlyRunUID {
+	if rec.heldByRun(r.OnlyRunUID) {
 		return true
 	}
 	uid := rec.runUID
 	if uid == "" {
-		uid = "none"
+		uid = noRunUID
 	}
-	r.Log.Info("left alone: stopped by another run", "workload", w.String(), "by", rec.by, "by-run-uid", uid, "at", rec.at)
+	attrs := []any{"workload", w.String(), "by", rec.by, "by-run-uid", uid, "at", rec.at}
+	if rec.heldBy != "" {
+		attrs = append(attrs, "held-by", rec.heldBy)
+	}
+	r.Log.Info("left alone: stopped by another run", attrs...)
 	return false
 }
 
-// recordOf reads who wrote w's record and when; the value itself is not needed
-// (and may be malformed) to tell whose it is.
+// recordOf reads who wrote w's record, when, and who holds it; the value itself
+// is not needed (and may be malformed) to tell whose it is.
 func recordOf(w *Workload) record {
-	return record{by: w.Annotations[AnnotationBy], at: w.Annotations[AnnotationAt], runUID: w.Annotations[AnnotationByRunUID]}
+	return record{by: w.Annotations[AnnotationBy], at: w.Annotations[AnnotationAt], runUID: w.Annotations[AnnotationByRunUID], heldBy: w.Annotations[AnnotationHeldBy]}
 }
 
 // notReady is the error of a readiness wait that ran out of time. It is
@@ -276,17 +283,23 @@ func joinErrors(errs []error) error {
 // restoreResult is what restoring one workload did. ok is false when the record
 // disappeared meanwhile (another restore got there first).
 type restoreResult struct {
-	out Outcome
-	ok  bool
-	w   *Workload
-	msg string
-	at  time.Time
+	out      Outcome
+	ok       bool
+	released bool // left stopped: this run let go, another still holds it
+	w        *Workload
+	msg      string
+	at       time.Time
 }
 
 func (r *Restorer) emitEvents(ctx context.Context, results []restoreResult, errs []error) {
 	forEach(ctx, len(results), concurrency, false, func(i int) error {
-		if res := results[i]; errs[i] == nil && res.ok {
+		res := results[i]
+		switch {
+		case errs[i] != nil:
+		case res.ok:
 			emitEvent(ctx, r.Client, r.Namespace, res.w, res.at, ReasonRestored, res.msg, r.Log)
+		case res.released:
+			emitEvent(ctx, r.Client, r.Namespace, res.w, res.at, ReasonStillHeld, res.msg, r.Log)
 		}
 		return nil
 	})
@@ -351,6 +364,24 @@ func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult,
 	}
 	if err != nil {
 		return restoreResult{}, failure.AsPermanent(err)
+	}
+	if r.OnlyRunUID != "" {
+		// Another run stopped it too (another database of the same application):
+		// it comes back when the last of them lets go, not in the middle of the
+		// other's migration, and not against the other's failure policy.
+		if rest := rec.holdersLeft(r.OnlyRunUID, r.SupersedeDatabase); len(rest) > 0 {
+			held := formatHolders(rest)
+			patch := map[string]any{"metadata": map[string]any{"resourceVersion": w.ResourceVersion, "annotations": map[string]any{AnnotationHeldBy: held}}}
+			updated, err := p.object(ctx, w.Ref, patch)
+			if err != nil {
+				return restoreResult{}, err
+			}
+			r.Log.Info("left stopped: another run still holds it", "workload", w.String(), "held-by", held)
+			return restoreResult{released: true, w: updated, at: r.Clock.Now(),
+				msg: fmt.Sprintf("left stopped after schema migration by %s: still held by run uid %s", r.RunID, held)}, nil
+		}
+	} else if hs := rec.holders(); len(hs) > 1 {
+		r.Log.Warn("restoring a workload other runs still hold (no --only-run-uid)", "workload", w.String(), "held-by", formatHolders(hs))
 	}
 	res := restoreResult{ok: true, w: w, at: r.Clock.Now()}
 	// What the restore did is logged once the patch is accepted, not before.

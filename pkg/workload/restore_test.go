@@ -309,3 +309,98 @@ func TestAllowance(t *testing.T) {
 		return nil
 	})
 }
+
+// The holders of a stopped workload, through scale-down (joining) and
+// scale-restore --only-run-uid (letting go): what the annotations say after
+// each, and whether the workload came back.
+func TestHolders(t *testing.T) {
+	held := func(uid, heldBy string) map[string]string {
+		a := withUID(rec("3"), uid)
+		if heldBy != "" {
+			a[AnnotationHeldBy] = heldBy
+		}
+		return a
+	}
+	tests := []struct {
+		name        string
+		ann         map[string]string
+		step        string // "down" or "restore"
+		uid         string // --run-uid or --only-run-uid
+		db          string // --database-secret or --supersede-database
+		wantHeldBy  string // "-": no such annotation
+		wantReplica int32
+	}{
+		{"a second run joins", held("a", ""), "down", "b", "", "a,b", 0},
+		{"a second run joins with its database", held("a", "a:one"), "down", "b", "two", "a:one,b:two", 0},
+		{"a third run joins", held("a", "a,b"), "down", "c", "", "a,b,c", 0},
+		{"the writer again holds already", held("a", ""), "down", "a", "", "-", 0},
+		{"a joiner again holds already", held("a", "a,b:two"), "down", "b", "two", "a,b:two", 0},
+		{"a run without uid does not join", held("a", ""), "down", "", "", "-", 0},
+		{"joining a record without run uid", held("", ""), "down", "b", "", "none,b", 0},
+		{"the writer lets go first", held("a", "a,b"), "restore", "a", "", "b", 0},
+		{"the joiner lets go first", held("a", "a,b"), "restore", "b", "", "a", 0},
+		{"the last holder restores", held("a", "b"), "restore", "b", "", "-", 3},
+		{"the only holder restores", held("a", ""), "restore", "a", "", "-", 3},
+		{"not a holder: left alone", held("a", "a,b"), "restore", "c", "", "a,b", 0},
+		{"a person's restore restores", held("a", "a,b"), "restore", "", "", "-", 3},
+		{"a run-uid-less writer keeps it", held("", "none,b"), "restore", "b", "", "none", 0},
+		{"a failed run of the same database keeps it", held("a", "a:one,b:one"), "restore", "b", "", "a:one", 0},
+		{"success supersedes the same database", held("a", "a:one,b:one"), "restore", "b", "one", "-", 3},
+		{"success supersedes holders of no known database", held("a", "a,none,b:one"), "restore", "b", "one", "-", 3},
+		{"success leaves another database's run holding", held("a", "a:one,b:two,c:one"), "restore", "c", "one", "b:two", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := newFake(deployment("web", 0, tt.ann))
+			var err error
+			if tt.step == "down" {
+				d, _ := newDowner(t, cs)
+				d.RunUID, d.DatabaseSecret = tt.uid, tt.db
+				_, err = d.Run(context.Background(), sel(t, "", "deployment/web"))
+			} else {
+				r, _ := newRestorer(t, cs)
+				r.OnlyRunUID, r.SupersedeDatabase = tt.uid, tt.db
+				_, err = r.Run(context.Background(), sel(t, "", "deployment/web"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := getDeployment(t, cs, "web")
+			got, ok := d.Annotations[AnnotationHeldBy]
+			if !ok {
+				got = "-"
+			}
+			if got != tt.wantHeldBy || *d.Spec.Replicas != tt.wantReplica {
+				t.Fatalf("held by %q with %d replicas, want %q with %d", got, *d.Spec.Replicas, tt.wantHeldBy, tt.wantReplica)
+			}
+			if tt.wantReplica == 0 && d.Annotations[AnnotationReplicas] != "3" {
+				t.Fatalf("the record is gone while the workload is still stopped: %v", d.Annotations)
+			}
+		})
+	}
+}
+
+// Run uids are listed as uid:secret with commas in AnnotationHeldBy: a uid with
+// a comma, a colon, a space, or the placeholder for no uid is refused, and so is
+// a database that is not a Secret name.
+func TestRunUIDsThatCannotBeListed(t *testing.T) {
+	for _, bad := range []string{"a,b", "a b", "a:b", noRunUID} {
+		for _, flag := range []string{"--run-uid", "--only-run-uid"} {
+			o := &RunOptions{Timeout: time.Minute, ReadyTimeout: time.Minute, ProgressEvery: time.Second, RunID: "wf-1"}
+			if flag == "--run-uid" {
+				o.RunUID = bad
+			} else {
+				o.OnlyRunUID = bad
+			}
+			if err := o.Validate(); err == nil || !strings.Contains(err.Error(), flag) {
+				t.Errorf("%s %q: %v", flag, bad, err)
+			}
+		}
+	}
+	for _, o := range []*RunOptions{{DatabaseSecret: "Not_A_Secret"}, {OnlyRunUID: "b", SupersedeDatabase: "a,b"}, {SupersedeDatabase: "shop-db"}} {
+		o.Timeout, o.ReadyTimeout, o.ProgressEvery, o.RunID = time.Minute, time.Minute, time.Second, "wf-1"
+		if err := o.Validate(); err == nil {
+			t.Errorf("%+v: accepted", *o)
+		}
+	}
+}

@@ -56,7 +56,7 @@ func ScaleDownSpec() step.Spec {
 				return err
 			}
 			d := &Downer{
-				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, RunUID: ro.RunUID, Timeout: ro.Timeout,
+				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, RunUID: ro.RunUID, DatabaseSecret: ro.DatabaseSecret, Timeout: ro.Timeout,
 				ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
 			}
 			outcomes, err := d.Run(ctx, so.Selection())
@@ -88,7 +88,7 @@ func ScaleRestoreSpec() step.Spec {
 				return err
 			}
 			r := &Restorer{
-				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, OnlyRunUID: ro.OnlyRunUID, Timeout: ro.Timeout,
+				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, OnlyRunUID: ro.OnlyRunUID, SupersedeDatabase: ro.SupersedeDatabase, Timeout: ro.Timeout,
 				WaitReady: ro.WaitReady, ReadyTimeout: ro.ReadyTimeout, ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
 			}
 			outcomes, err := r.Run(ctx, so.Selection())

@@ -29,13 +29,22 @@ const (
 	// unlike the run id, which a resubmitted workflow may share. A failure path
 	// restores only its own run's records by it (scale-restore --only-run-uid).
 	AnnotationByRunUID = "chartreuse.io/scaled-down-by-run-uid"
+	// AnnotationHeldBy lists, comma-separated, the runs that hold the workload
+	// stopped, each as run-uid:database-secret (the scale-down flags --run-uid and
+	// --database-secret; ":" and the Secret are left out when not given), the
+	// record's writer first. A second run's scale-down (another database of the
+	// same application, migrated at once) adds itself. scale-restore
+	// --only-run-uid takes its run off the list (and, with --supersede-database,
+	// the earlier runs for the same database, which its migration superseded) and
+	// restores the workload only when no run is left on it.
+	AnnotationHeldBy = "chartreuse.io/held-by"
 	// AnnotationPriority orders the work (read only): an integer, default 0; higher
 	// stops first and is restored last.
 	AnnotationPriority = "chartreuse.io/stop-priority"
 )
 
 // recordAnnotations are the annotations scale-restore removes.
-var recordAnnotations = []string{AnnotationReplicas, AnnotationSuspended, AnnotationBy, AnnotationAt, AnnotationByRunUID}
+var recordAnnotations = []string{AnnotationReplicas, AnnotationSuspended, AnnotationBy, AnnotationAt, AnnotationByRunUID, AnnotationHeldBy}
 
 // Workload is what the steps need to know about one workload object.
 type Workload struct {
@@ -142,6 +151,82 @@ type record struct {
 	suspended bool  // CronJobs
 	by, at    string
 	runUID    string // "" for a record of a run without --run-uid
+	heldBy    string // AnnotationHeldBy as written; "" when only the writer holds it
+}
+
+// noRunUID stands for a record's writer without --run-uid in AnnotationHeldBy.
+const noRunUID = "none"
+
+// holder is one run holding a workload stopped.
+type holder struct {
+	runUID   string // noRunUID for a run without --run-uid
+	database string // its --database-secret; "" when not known
+}
+
+func (h holder) String() string {
+	if h.database == "" {
+		return h.runUID
+	}
+	return h.runUID + ":" + h.database
+}
+
+func parseHolders(v string) []holder {
+	var hs []holder
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			continue
+		}
+		uid, db, _ := strings.Cut(e, ":")
+		hs = append(hs, holder{runUID: uid, database: db})
+	}
+	return hs
+}
+
+func formatHolders(hs []holder) string {
+	parts := make([]string, len(hs))
+	for i, h := range hs {
+		parts[i] = h.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// holders are the runs holding the workload stopped, the writer first. A record
+// without AnnotationHeldBy (written before it existed) is held by its writer,
+// database unknown.
+func (rec record) holders() []holder {
+	if rec.heldBy != "" {
+		return parseHolders(rec.heldBy)
+	}
+	if rec.runUID == "" {
+		return []holder{{runUID: noRunUID}}
+	}
+	return []holder{{runUID: rec.runUID}}
+}
+
+// heldByRun reports whether the run with uid is among the holders.
+func (rec record) heldByRun(uid string) bool {
+	for _, h := range rec.holders() {
+		if h.runUID == uid {
+			return true
+		}
+	}
+	return false
+}
+
+// holdersLeft are the holders once the run uid lets go and, when supersede is
+// not "", every run for the database supersede and every run whose database is
+// unknown: a run whose migration of that database succeeded supersedes what
+// earlier runs for it decided (the database gate keeps two runs for one
+// database from overlapping).
+func (rec record) holdersLeft(uid, supersede string) []holder {
+	var rest []holder
+	for _, h := range rec.holders() {
+		if h.runUID == uid || supersede != "" && (h.database == supersede || h.database == "") {
+			continue
+		}
+		rest = append(rest, h)
+	}
+	return rest
 }
 
 // readRecord returns the workload's record, if it carries one.
@@ -151,7 +236,7 @@ func (w *Workload) readRecord() (record, bool, error) {
 	if !ok {
 		return record{}, false, nil
 	}
-	rec := record{by: w.Annotations[AnnotationBy], at: w.Annotations[AnnotationAt], runUID: w.Annotations[AnnotationByRunUID]}
+	rec := recordOf(w)
 	if w.Kind.Scalable() {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
 		if err != nil || n < 0 {

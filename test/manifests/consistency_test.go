@@ -58,8 +58,8 @@ var agreedFlags = func() map[string][]string {
 		"wait-for-db":   cat(common, db, []string{"timeout"}),
 		"wait-patroni":  cat(common, db, []string{"timeout", "patroni-url", "owner-role", "writer-role", "reader-role"}),
 		"migrate":       cat(common, db, []string{"dir", "to", "plan", "down-to", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table"}),
-		"scale-down":    cat(common, sel, []string{"run-uid"}),
-		"scale-restore": cat(common, sel, []string{"only-run-uid", "wait-ready", "ready-timeout"}),
+		"scale-down":    cat(common, sel, []string{"run-uid", "database-secret"}),
+		"scale-restore": cat(common, sel, []string{"only-run-uid", "supersede-database", "wait-ready", "ready-timeout"}),
 		"gate":          cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "task-run", "timeout", "poll-interval", "progress-interval"}),
 	}
 }()

@@ -73,8 +73,8 @@ func TestArgoDeadlinesFromParameters(t *testing.T) {
 	}
 	// What the exit handler and the DAG pass to scale-restore.
 	for dag, want := range map[string]map[string]string{
-		"main":         {"wait-ready": "{{workflow.parameters.wait-ready}}", "only-run-uid": "", "retry-transient-for": "0s"},
-		"exit-handler": {"wait-ready": "false", "only-run-uid": "{{workflow.uid}}", "retry-transient-for": "{{workflow.parameters.retry-transient-for}}"},
+		"main":         {"wait-ready": "{{workflow.parameters.wait-ready}}", "only-run-uid": "{{workflow.uid}}", "supersede-database": "{{workflow.parameters.database-secret}}", "retry-transient-for": "0s"},
+		"exit-handler": {"wait-ready": "false", "only-run-uid": "{{workflow.uid}}", "supersede-database": "", "retry-transient-for": "{{workflow.parameters.retry-transient-for}}"},
 	} {
 		n := 0
 		for _, task := range templateByName(t, wft, dag).DAG.Tasks {

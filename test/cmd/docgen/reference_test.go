@@ -90,11 +90,11 @@ func TestReferenceAnnotations(t *testing.T) {
 	for _, r := range tableRows(text) {
 		got = append(got, codes(r[0])...)
 	}
-	want := []string{workload.AnnotationReplicas, workload.AnnotationSuspended, workload.AnnotationBy, workload.AnnotationAt, workload.AnnotationByRunUID, workload.AnnotationPriority}
+	want := []string{workload.AnnotationReplicas, workload.AnnotationSuspended, workload.AnnotationBy, workload.AnnotationAt, workload.AnnotationByRunUID, workload.AnnotationHeldBy, workload.AnnotationPriority}
 	if !sameSet(got, want) {
 		t.Errorf("annotations documented %v, pkg/workload has %v", got, want)
 	}
-	for _, r := range []string{workload.ReasonScaledDown, workload.ReasonRestored} {
+	for _, r := range []string{workload.ReasonScaledDown, workload.ReasonRestored, workload.ReasonStillHeld} {
 		if !strings.Contains(text, "`"+r+"`") {
 			t.Errorf("the Event reason %s is not documented", r)
 		}
