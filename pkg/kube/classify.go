@@ -115,6 +115,22 @@ func IsUnavailable(err error) bool {
 	return IsUnreachable(err)
 }
 
+// MayHaveBeenMade reports whether a change that failed with err may have been
+// made all the same: the connection broke after the request went out, so its
+// answer was lost, or the API server answered 504 (the request may still
+// complete). Not when the connection could not even be opened, nor for an
+// answer that refused the change.
+func MayHaveBeenMade(err error) bool {
+	if apierrors.IsTimeout(err) {
+		return true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return false
+	}
+	return statusCode(err) == 0 && IsUnreachable(err)
+}
+
 // Describe names a resource for Classify: "deployments.apps/scale" style.
 func Describe(resource, group, subresource string) string {
 	r := resource

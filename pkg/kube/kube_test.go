@@ -95,6 +95,30 @@ func TestIsUnavailable(t *testing.T) {
 	}
 }
 
+// MayHaveBeenMade: only a lost answer or a 504, never a refused connection or
+// an answer that refused the change.
+func TestMayHaveBeenMade(t *testing.T) {
+	gr := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("patch: %w", io.ErrUnexpectedEOF), true},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, true},
+		{apierrors.NewTimeoutError("slow", 1), true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, false},
+		{apierrors.NewServiceUnavailable("down"), false},
+		{apierrors.NewInternalError(errors.New("webhook")), false},
+		{apierrors.NewConflict(gr, "web", errors.New("modified")), false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		if got := MayHaveBeenMade(tt.err); got != tt.want {
+			t.Errorf("MayHaveBeenMade(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
 const kubeconfig = `apiVersion: v1
 kind: Config
 clusters:

@@ -218,6 +218,9 @@ func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) 
 		ann := map[string]any{
 			w.recordKey(): value, AnnotationBy: d.RunID, AnnotationAt: now.UTC().Format(time.RFC3339),
 		}
+		// A new record says who holds it, also when that is nobody with a run
+		// uid: what an older record left behind must not carry over to it.
+		ann[AnnotationByRunUID], ann[AnnotationHeldBy] = nil, nil
 		if d.RunUID != "" {
 			ann[AnnotationByRunUID] = d.RunUID
 			ann[AnnotationHeldBy] = d.holder().String()

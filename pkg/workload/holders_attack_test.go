@@ -2,12 +2,14 @@ package workload
 
 // Hostile review of the holders (chartreuse.io/held-by) and of the retry of a
 // change whose answer was lost (changeRetry): odd annotation values, two runs'
-// steps interleaved, lost answers. Tests marked with t.Skip("break: ...") fail
-// on the code as it is; the others pin behaviour that holds.
+// steps interleaved, lost answers. The tests under "breaks" failed on the code
+// as first written and were fixed; the others pin behaviour that held.
 
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -129,7 +131,9 @@ func loseFirstAnswer(t *testing.T, cs *fake.Clientset, resource string, between 
 		if between != nil {
 			between()
 		}
-		return true, nil, apierrors.NewServiceUnavailable("the answer was lost")
+		// What client-go returns when the connection breaks after the request
+		// went out (a 503 would be an answer: the change not made).
+		return true, nil, &url.Error{Op: "Patch", URL: "https://api/" + resource, Err: io.ErrUnexpectedEOF}
 	})
 }
 
@@ -177,7 +181,6 @@ func downAs(t *testing.T, cs *fake.Clientset, uid, db string, s Selection) ([]Ou
 // replica count other than the one sent, so the restore is not recognised as
 // this run's: not reported, and --wait-ready does not wait for it.
 func TestAttackLostRestoreAnswerThenReplicasMove(t *testing.T) {
-	t.Skip("break: a restore whose answer was lost is forgotten (no outcome, no readiness wait) when the replicas moved before the fresh read")
 	fastOutagesForAttack(t)
 	for _, tc := range []struct {
 		kind string
@@ -213,7 +216,6 @@ func TestAttackLostRestoreAnswerThenReplicasMove(t *testing.T) {
 // no record and succeeds at once, never waiting for readiness (the very case
 // notReady makes permanent).
 func TestAttackLostRestoreAnswerOutlastsTimeout(t *testing.T) {
-	t.Skip("break: a restore made but unconfirmed by --timeout exits 75; the retry finds no record and succeeds without --wait-ready")
 	fastOutagesForAttack(t)
 	cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one")))
 	var down atomic.Bool
@@ -260,7 +262,6 @@ func getDeploymentRaw(t *testing.T, cs *fake.Clientset) *appsv1.Deployment {
 // with itself alone, so that run's restore brings the workload back in the
 // middle of the writer's migration.
 func TestAttackHeldByWithoutEntries(t *testing.T) {
-	t.Skip("break: a held-by that parses to no holder drops the record's writer (left stopped by its own restore; a joiner restores over it)")
 	for _, v := range []string{",", " ", " , ,"} {
 		t.Run(strconv.Quote(v), func(t *testing.T) {
 			cs := newFake(deployment("web", 0, held("3", "a", v)))
@@ -289,7 +290,6 @@ func TestAttackHeldByWithoutEntries(t *testing.T) {
 // is held by run "a " for database " one", which neither run a's restore nor
 // --supersede-database one matches; the workload stays stopped.
 func TestAttackHeldByWhitespaceInsideAnEntry(t *testing.T) {
-	t.Skip("break: whitespace around ':' in a held-by entry makes it match no run uid and no database")
 	cs := newFake(deployment("web", 0, held("3", "a", "a : one,b:two")))
 	if _, err := restoreAs(t, cs, "a", "", sel(t, "", "deployment/web")); err != nil {
 		t.Fatal(err)
@@ -315,7 +315,6 @@ func TestAttackHeldByWhitespaceInsideAnEntry(t *testing.T) {
 // c's scale-restore --only-run-uid (its failure path, a late exit handler, an
 // argo retry) restores a stop that is not c's.
 func TestAttackStaleHeldByAdoptedByANewRecord(t *testing.T) {
-	t.Skip("break: scale-down without --run-uid keeps a stale held-by/by-run-uid, so an unrelated run's restore restores the new record")
 	stale := map[string]string{AnnotationHeldBy: "c:one", AnnotationByRunUID: "c", AnnotationBy: "wf-c", AnnotationAt: "2026-01-01T00:00:00Z"}
 	cs := newFake(deployment("web", 3, stale))
 	if _, err := downAs(t, cs, "", "", sel(t, "", "deployment/web")); err != nil {
@@ -338,7 +337,6 @@ func TestAttackStaleHeldByAdoptedByANewRecord(t *testing.T) {
 // holder, so the other run's restore later only lets go too and the workload
 // stays stopped with a holder that has finished.
 func TestAttackReleaseDoesNotNeedTheReplicaCount(t *testing.T) {
-	t.Skip("break: a run that only lets go fails permanently on a malformed record value and stays a holder")
 	cs := newFake(deployment("web", 0, held("oops", "a", "a:one,b:two")))
 	_, err := restoreAs(t, cs, "b", "two", sel(t, "", "deployment/web"))
 	if err != nil {
@@ -349,33 +347,34 @@ func TestAttackReleaseDoesNotNeedTheReplicaCount(t *testing.T) {
 	}
 }
 
-// Priority groups: lower stop-priority comes back first, and "a later group
-// comes back only after this one is". A run whose restore only lets go of a
-// lower-priority workload (another run holds it) still restores the
-// higher-priority ones it alone holds: the worker runs while the api it
-// depends on is stopped. (Run a's scale-down chose worker and api, run b's only
-// api.) Wanted: the worker stays stopped, and comes back with the api, after
-// the last holder of the api lets go (e.g. run a hands its hold of worker to
-// the api's remaining holders).
+// Runs a and b share api (stop-priority 0); run a alone holds worker (stop-priority
+// 10), as their selections differ. a's restore leaves api stopped for b but
+// brings worker back, out of stop-priority order, saying so: keeping worker
+// stopped would leave it to run b, whose selection may never include it. (Found
+// as a break by the hostile review; kept as a decision, documented.) b's restore
+// then brings api back.
 func TestAttackHigherPriorityRestoredWhileALowerOneIsHeld(t *testing.T) {
-	t.Skip("break: a restore that only lets go of a lower stop-priority workload still restores the higher ones")
 	prio := func(a map[string]string, p string) map[string]string { a[AnnotationPriority] = p; return a }
 	cs := newFake(
 		deployment("api", 0, prio(held("2", "a", "a:one,b:two"), "0")),
 		deployment("worker", 0, prio(held("3", "a", "a:one"), "10")),
 	)
-	if _, err := restoreAs(t, cs, "a", "one", Selection{}); err != nil {
+	r, logs := newRestorer(t, cs)
+	r.OnlyRunUID, r.SupersedeDatabase = "a", "one"
+	if _, err := r.Run(context.Background(), Selection{}); err != nil {
 		t.Fatal(err)
 	}
-	if w := getDeployment(t, cs, "worker"); *w.Spec.Replicas != 0 {
-		t.Errorf("worker (stop-priority 10) restored to %d while api (stop-priority 0) is still stopped, held by %q",
-			*w.Spec.Replicas, heldBy(getDeployment(t, cs, "api")))
+	if a, w := getDeployment(t, cs, "api"), getDeployment(t, cs, "worker"); *a.Spec.Replicas != 0 || *w.Spec.Replicas != 3 {
+		t.Fatalf("after a's restore: api %d (held by %q), worker %d; want 0 and 3", *a.Spec.Replicas, heldBy(a), *w.Spec.Replicas)
+	}
+	if !strings.Contains(logs.String(), "stop-priority order cannot be kept") {
+		t.Errorf("the order it could not keep is not said:\n%s", logs)
 	}
 	if _, err := restoreAs(t, cs, "b", "two", Selection{}); err != nil {
 		t.Fatal(err)
 	}
-	if a, w := getDeployment(t, cs, "api"), getDeployment(t, cs, "worker"); *a.Spec.Replicas != 2 || *w.Spec.Replicas != 3 {
-		t.Errorf("after the last holder let go: api %d, worker %d; want 2 and 3", *a.Spec.Replicas, *w.Spec.Replicas)
+	if a := getDeployment(t, cs, "api"); *a.Spec.Replicas != 2 {
+		t.Errorf("after the last holder let go: api %d, want 2", *a.Spec.Replicas)
 	}
 }
 
@@ -384,7 +383,6 @@ func TestAttackHigherPriorityRestoredWhileALowerOneIsHeld(t *testing.T) {
 // hold and records no StillHeldForMigration Event, unlike the same step whose
 // answer came back.
 func TestAttackLostReleaseAnswerLosesTheEvent(t *testing.T) {
-	t.Skip("break (minor): a letting-go whose answer was lost emits no StillHeld Event and is logged as another run's workload")
 	fastOutagesForAttack(t)
 	cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one,b:two")))
 	loseFirstAnswer(t, cs, "deployments", nil)

@@ -114,8 +114,9 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	}
 
 	var (
-		outcomes []Outcome
-		errs     []error
+		outcomes  []Outcome
+		errs      []error
+		stillHeld []string // workloads left stopped for another run so far
 	)
 	groups := group(ws, false)
 	for gi, g := range groups {
@@ -144,6 +145,18 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 			if res.ok {
 				outcomes = append(outcomes, res.out)
 				restored = append(restored, g[i])
+			}
+		}
+		// Runs that share workloads but selected different ones: what only this
+		// run holds comes back even though a workload of an earlier group stays
+		// stopped for another run. Keeping it stopped would leave it to a run
+		// that may never select it.
+		if len(stillHeld) > 0 && len(restored) > 0 {
+			r.Log.Warn("restoring workloads although some restored before them stay stopped for another run: their stop-priority order cannot be kept", "restoring", summarize(refsOf(restored), 5), "still-held", summarize(stillHeld, 5))
+		}
+		for i, res := range results {
+			if gerrs[i] == nil && res.released {
+				stillHeld = append(stillHeld, g[i].String())
 			}
 		}
 		// Wait for what came back even when another workload failed: its record
@@ -319,23 +332,29 @@ func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res res
 			}
 			if !found {
 				r.Log.Warn("workload deleted meanwhile: nothing to restore", "workload", wl.String())
-				res = restoreResult{}
+				res, unanswered = restoreResult{}, nil
 				return nil
 			}
 			cur = w
-			// The change was made though its answer was lost: it is this run's
-			// restore, to report and wait for like any other.
-			if u := unanswered; u != nil && !cur.hasRecord() && cur.outcome().Value == u.out.Value {
-				r.Log.Info("restored (the API server's answer was lost; a fresh read shows the change made)", "workload", wl.String(), "now", u.out.Value)
+			if u := unanswered; u != nil && u.madeAsSeenIn(cur, r.OnlyRunUID) {
+				// The change was made though its answer was lost: it is this run's,
+				// to report and (a restore) wait for like any other. A restore is
+				// reported with the replicas it has now: an HPA or a deploy may
+				// have moved them since.
 				res = *u
 				res.w = cur
+				if u.ok {
+					res.out = cur.outcome()
+				}
+				r.Log.Info("the API server's answer was lost; a fresh read shows the change made", "workload", wl.String(), "now", cur.outcome().Value)
+				unanswered = nil
 				return nil
 			}
 		}
 		var err error
 		res, err = r.restoreOnce(ctx, cur)
 		unanswered = nil
-		if err != nil && res.ok && kube.IsUnavailable(err) {
+		if err != nil && (res.ok || res.released) && kube.MayHaveBeenMade(err) {
 			u := res
 			unanswered = &u
 		}
@@ -344,7 +363,26 @@ func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res res
 	if err != nil && apierrors.IsConflict(err) {
 		err = failure.Transientf("%s kept changing while being restored (conflicts): %w", wl, err)
 	}
+	if err != nil && unanswered != nil && unanswered.ok {
+		// A retry of the step would find the record gone if the change was made,
+		// and succeed without waiting for readiness: say so and stop here. The
+		// cause is quoted, not wrapped: its transient kind no longer applies.
+		err = failure.Final(fmt.Errorf("%s: restoring it may have been done though the API server never confirmed it; check its replicas and readiness by hand (kubectl get %s/%s -n %s): %v", wl, wl.Kind.Resource(), wl.Name, r.Namespace, err))
+	}
 	return res, err
+}
+
+// madeAsSeenIn reports whether cur, read afresh, shows the change of res
+// (whose answer was lost) made: for a restore the record gone, for a letting
+// go the record still there without the run among its holders.
+func (res restoreResult) madeAsSeenIn(cur *Workload, runUID string) bool {
+	switch {
+	case res.ok:
+		return !cur.hasRecord()
+	case res.released:
+		return cur.hasRecord() && !recordOf(cur).heldByRun(runUID)
+	}
+	return false
 }
 
 // restoreOnce makes one change: a JSON merge patch, valid only for the
@@ -362,26 +400,29 @@ func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult,
 	if !r.owns(w) {
 		return restoreResult{}, nil
 	}
-	if err != nil {
-		return restoreResult{}, failure.AsPermanent(err)
-	}
+	holders := recordOf(w) // readable even when the value is not
 	if r.OnlyRunUID != "" {
 		// Another run stopped it too (another database of the same application):
 		// it comes back when the last of them lets go, not in the middle of the
 		// other's migration, and not against the other's failure policy.
-		if rest := rec.holdersLeft(r.OnlyRunUID, r.SupersedeDatabase); len(rest) > 0 {
+		if rest := holders.holdersLeft(r.OnlyRunUID, r.SupersedeDatabase); len(rest) > 0 {
 			held := formatHolders(rest)
 			patch := map[string]any{"metadata": map[string]any{"resourceVersion": w.ResourceVersion, "annotations": map[string]any{AnnotationHeldBy: held}}}
+			res := restoreResult{released: true, w: w, at: r.Clock.Now(),
+				msg: fmt.Sprintf("left stopped after schema migration by %s: still held by run uid %s", r.RunID, held)}
 			updated, err := p.object(ctx, w.Ref, patch)
 			if err != nil {
-				return restoreResult{}, err
+				return res, err // what it tried: the change may have been made all the same
 			}
 			r.Log.Info("left stopped: another run still holds it", "workload", w.String(), "held-by", held)
-			return restoreResult{released: true, w: updated, at: r.Clock.Now(),
-				msg: fmt.Sprintf("left stopped after schema migration by %s: still held by run uid %s", r.RunID, held)}, nil
+			res.w = updated
+			return res, nil
 		}
-	} else if hs := rec.holders(); len(hs) > 1 {
+	} else if hs := holders.holders(); len(hs) > 1 {
 		r.Log.Warn("restoring a workload other runs still hold (no --only-run-uid)", "workload", w.String(), "held-by", formatHolders(hs))
+	}
+	if err != nil {
+		return restoreResult{}, failure.AsPermanent(err)
 	}
 	res := restoreResult{ok: true, w: w, at: r.Clock.Now()}
 	// What the restore did is logged once the patch is accepted, not before.
@@ -444,4 +485,13 @@ func removeRecord(patch map[string]any) map[string]any {
 	}
 	meta["annotations"] = ann
 	return patch
+}
+
+// refsOf names the workloads as kind/name.
+func refsOf(ws []*Workload) []string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = w.String()
+	}
+	return out
 }

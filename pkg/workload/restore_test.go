@@ -346,7 +346,7 @@ func TestHolders(t *testing.T) {
 		{"a run-uid-less writer keeps it", held("", "none,b"), "restore", "b", "", "none", 0},
 		{"a failed run of the same database keeps it", held("a", "a:one,b:one"), "restore", "b", "", "a:one", 0},
 		{"success supersedes the same database", held("a", "a:one,b:one"), "restore", "b", "one", "-", 3},
-		{"success supersedes holders of no known database", held("a", "a,none,b:one"), "restore", "b", "one", "-", 3},
+		{"success does not supersede holders of no known database", held("a", "a,none,b:one"), "restore", "b", "one", "a,none", 0},
 		{"success leaves another database's run holding", held("a", "a:one,b:two,c:one"), "restore", "c", "one", "b:two", 0},
 	}
 	for _, tt := range tests {

@@ -36,7 +36,8 @@ const (
 	// same application, migrated at once) adds itself. scale-restore
 	// --only-run-uid takes its run off the list (and, with --supersede-database,
 	// the earlier runs for the same database, which its migration superseded) and
-	// restores the workload only when no run is left on it.
+	// restores the workload only when no run is left on it. A restore without
+	// --only-run-uid (a person's) restores it whoever holds it.
 	AnnotationHeldBy = "chartreuse.io/held-by"
 	// AnnotationPriority orders the work (read only): an integer, default 0; higher
 	// stops first and is restored last.
@@ -177,7 +178,10 @@ func parseHolders(v string) []holder {
 			continue
 		}
 		uid, db, _ := strings.Cut(e, ":")
-		hs = append(hs, holder{runUID: uid, database: db})
+		if uid = strings.TrimSpace(uid); uid == "" {
+			continue
+		}
+		hs = append(hs, holder{runUID: uid, database: strings.TrimSpace(db)})
 	}
 	return hs
 }
@@ -191,11 +195,11 @@ func formatHolders(hs []holder) string {
 }
 
 // holders are the runs holding the workload stopped, the writer first. A record
-// without AnnotationHeldBy (written before it existed) is held by its writer,
-// database unknown.
+// without AnnotationHeldBy (written before it existed), or with one that names no
+// run (edited by hand), is held by its writer, database unknown.
 func (rec record) holders() []holder {
-	if rec.heldBy != "" {
-		return parseHolders(rec.heldBy)
+	if hs := parseHolders(rec.heldBy); len(hs) > 0 {
+		return hs
 	}
 	if rec.runUID == "" {
 		return []holder{{runUID: noRunUID}}
@@ -214,14 +218,16 @@ func (rec record) heldByRun(uid string) bool {
 }
 
 // holdersLeft are the holders once the run uid lets go and, when supersede is
-// not "", every run for the database supersede and every run whose database is
-// unknown: a run whose migration of that database succeeded supersedes what
-// earlier runs for it decided (the database gate keeps two runs for one
-// database from overlapping).
+// not "", every run for the database supersede: a run whose migration of that
+// database succeeded supersedes what earlier runs for it decided (the database
+// gate keeps two runs for one database from overlapping). A holder whose
+// database is not known (a person's scale-down, a hand-edited list) is never
+// superseded: the workload then waits for a person rather than risk coming back
+// in the middle of someone's migration.
 func (rec record) holdersLeft(uid, supersede string) []holder {
 	var rest []holder
 	for _, h := range rec.holders() {
-		if h.runUID == uid || supersede != "" && (h.database == supersede || h.database == "") {
+		if h.runUID == uid || supersede != "" && h.database == supersede {
 			continue
 		}
 		rest = append(rest, h)

@@ -303,3 +303,44 @@ func (s *argoSuite) testNotReady(t *testing.T) {
 		t.Errorf("Deployment: %d replicas, records %v; want %d, none (restored, just not ready)", st.SpecReplicas, st.Annotations, c.app.Replicas)
 	}
 }
+
+// Two runs for two databases of one application, at once (different Secrets,
+// so different mutexes): B stops the application and its migration waits; A
+// stops it too, migrates and succeeds while B is still migrating. A's restore
+// must leave the application stopped for B (before, it restored every record of
+// its selection, bringing the application back in the middle of B's
+// migration); B's restore then brings it back.
+func (s *argoSuite) testTwoDatabasesShareWorkloads(t *testing.T) {
+	a := s.newCase(t, "shareda")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	dbB := NewDatabase(t, s.pg, "sharedb")
+	if err := CreateSecret(ctx, s.kube, s.argo.Namespace, "sharedb-db", dbB.URL()); err != nil {
+		t.Fatal(err)
+	}
+	wfB := a.submit(t, "", map[string]string{"database-secret": "sharedb-db", "migrations-dir": SetsRoot + "/waits-second"})
+	dbB.waitSleeping(t, ctx) // B's migration 2 waits for go_ahead: the application is stopped
+	wfA := a.run(t, "", nil)
+	wantPhase(t, wfA, wfv1.WorkflowSucceeded)
+	wantNodes(t, wfA, map[string]wfv1.NodePhase{"scale-down": wfv1.NodeSucceeded, "migrate": wfv1.NodeSucceeded, "scale-restore": wfv1.NodeSucceeded})
+	wantVersions(t, a.versions(t), 1, 2, 3)
+	if b, err := s.argo.Get(ctx, wfB.Name); err != nil || b.Status.Phase.Completed() {
+		t.Fatalf("B is no longer running when A has finished (%v): the test proves nothing", err)
+	}
+	a.wantStopped(t)
+	if st := a.appState(t); st.Annotations["deployment/"+heldByAnnotation] != string(wfB.UID)+":sharedb-db" {
+		t.Errorf("holders after A's restore: %v, want B alone", st.Annotations)
+	}
+
+	if err := dbB.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
+		t.Fatal(err)
+	}
+	wfB = a.wait(t, wfB, nil)
+	wantPhase(t, wfB, wfv1.WorkflowSucceeded)
+	vs, err := dbB.AppliedVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantVersions(t, vs, 1, 2, 3)
+	a.wantRestored(t)
+}

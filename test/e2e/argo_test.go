@@ -59,6 +59,12 @@ var (
 			"00002_orders.sql":    LoggedMigration("2", "orders"),
 			"00003_invoices.sql":  SlowBrokenMigration("invoices", 10*time.Second),
 		},
+		// the shop set whose 2 waits until the test creates table go_ahead.
+		"waits-second": {
+			"00001_customers.sql": LoggedMigration("1", "customers"),
+			"00002_orders.sql":    WaitingMigration("2", "orders", "go_ahead"),
+			"00003_invoices.sql":  LoggedMigration("3", "invoices"),
+		},
 		// the shop set whose 2 runs for 20 s (long enough to be evicted after its
 		// node's first 10 s).
 		"slow-second": {
@@ -97,6 +103,7 @@ func TestArgo(t *testing.T) {
 		{"restore", s.testRestorePolicy},
 		{"rollback", s.testRollbackPolicy},
 		{"two-runs-one-database", s.testConcurrent},
+		{"two-databases-one-application", s.testTwoDatabasesShareWorkloads},
 		// The failure paths (argo_failure_test.go).
 		{"stop-restores-only-its-own", s.testStopRestoresOnlyItsOwn},
 		{"stopped-rollback-outlasts-held-lock", s.testStoppedRollbackOutlastsLock},

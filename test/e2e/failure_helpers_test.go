@@ -37,6 +37,26 @@ func SlowBrokenMigration(table string, d time.Duration) string {
 		fmt.Sprintf("-- +goose Up\nSELECT pg_sleep(%g);\n", d.Seconds()), 1)
 }
 
+// WaitingMigration is LoggedMigration that first waits, inside its
+// transaction, until the test creates the table signal (at most 5 minutes), so
+// that a test decides when it goes on.
+func WaitingMigration(version, table, signal string) string {
+	return strings.Replace(LoggedMigration(version, table), "-- +goose Up\n", fmt.Sprintf(`-- +goose Up
+-- +goose StatementBegin
+DO $$
+BEGIN
+  FOR i IN 1..1500 LOOP
+    EXIT WHEN to_regclass('public.%s') IS NOT NULL;
+    PERFORM pg_sleep(0.2);
+  END LOOP;
+END $$;
+-- +goose StatementEnd
+`, signal), 1)
+}
+
+// heldByAnnotation lists the runs holding a workload stopped (pkg/workload.AnnotationHeldBy).
+const heldByAnnotation = "chartreuse.io/held-by"
+
 // badParameters are typos in the enum-like parameters, one run each: every one
 // must fail the run before anything changes.
 func badParameters() []map[string]string {

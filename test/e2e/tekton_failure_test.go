@@ -225,3 +225,45 @@ func (s *tektonSuite) testNotReady(t *testing.T) {
 		t.Errorf("Deployment: %d replicas, records %v; want %d, none (restored, just not ready)", st.SpecReplicas, st.Annotations, c.app.Replicas)
 	}
 }
+
+// Two runs for two databases of one application, at once (different Secrets,
+// so different gates): B stops the application and its migration waits; A
+// stops it too, migrates and succeeds while B is still migrating. A's restore
+// must leave the application stopped for B; B's restore brings it back.
+func (s *tektonSuite) testTwoDatabasesShareWorkloads(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	dbB := NewDatabase(t, s.pg, "sharedb")
+	if err := CreateSecret(ctx, s.kube, c.ns, "sharedb-db", dbB.URL()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "waits-second", map[string]string{"database-secret": "sharedb-db"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbB.waitSleeping(t, ctx) // B's migration 2 waits for go_ahead: the application is stopped
+	a, trs := c.run(t, c.pipelineRun(t, "", nil))
+	wantSucceeded(t, a, true)
+	wantTasks(t, a, trs, phases, nil, append([]string{"fetch-source", "wait-patroni"}, allFinally...))
+	c.wantVersions(t, 1, 2, 3)
+	if pr, err := s.tk.Pipeline.TektonV1().PipelineRuns(c.ns).Get(ctx, b.Name, metav1.GetOptions{}); err != nil || pr.IsDone() {
+		t.Fatalf("B is no longer running when A has finished (%v): the test proves nothing", err)
+	}
+	c.wantStopped(t)
+	if st := appState(t, s.kube, c.app); st.Annotations["deployment/"+heldByAnnotation] != string(b.UID)+":sharedb-db" {
+		t.Errorf("holders after A's restore: %v, want B alone", st.Annotations)
+	}
+
+	if err := dbB.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = c.wait(t, ctx, b.Name)
+	wantSucceeded(t, b, true)
+	vs, err := dbB.AppliedVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantVersions(t, vs, 1, 2, 3)
+	c.wantRestored(t)
+}

@@ -54,6 +54,12 @@ var (
 			"00002_prices.sql": LoggedMigration("2", "prices"),
 			"00003_orders.sql": LoggedMigration("3", "orders"),
 		},
+		// tektonShop whose 2 waits until the test creates table go_ahead.
+		"waits-second": {
+			"00001_items.sql":  LoggedMigration("1", "items"),
+			"00002_prices.sql": WaitingMigration("2", "prices", "go_ahead"),
+			"00003_orders.sql": LoggedMigration("3", "orders"),
+		},
 		// tektonShop with a migration 2 that takes 8 s: time for a second
 		// run to wait at the gate, or to cancel the first while it migrates.
 		"slow": {

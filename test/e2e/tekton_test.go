@@ -42,6 +42,7 @@ func TestTekton(t *testing.T) {
 		{"rollback", s.testRollback},
 		// One run at a time per database (tekton_gate_test.go).
 		{"two-runs-one-database", s.testGateTwoRuns},
+		{"two-databases-one-application", s.testTwoDatabasesShareWorkloads},
 		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		{"tag-trigger", s.testTagTrigger},
 		// The failure paths (tekton_failure_test.go).
