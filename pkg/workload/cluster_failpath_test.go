@@ -23,7 +23,7 @@ import (
 
 // Run A failed and kept its workloads down; run B, a resubmit, stopped its own
 // and failed too. B's failure path restores only B's records: A's keep-down and
-// a record from before run uids stay, each said so in one line. The success
+// a record from before run uids stay (B lets go of them), each said so in one line. The success
 // path (no --only-run-uid) then restores everything.
 func TestClusterRestoreOnlyThisRun(t *testing.T) {
 	c := newCluster(t)
@@ -54,11 +54,14 @@ func TestClusterRestoreOnlyThisRun(t *testing.T) {
 	if d := c.getDeployment("b-app"); *d.Spec.Replicas != 2 || d.Status.ReadyReplicas != 2 || d.Annotations[AnnotationReplicas] != "" {
 		t.Fatalf("b-app: %d ready %d %v", *d.Spec.Replicas, d.Status.ReadyReplicas, d.Annotations)
 	}
-	for name, line := range map[string]string{
-		"a-app":   `msg="left alone: stopped by another run" step=scale-restore workload=deployment/a-app by=wf-a by-run-uid=uid-a at=`,
-		"old-app": `msg="left alone: stopped by another run" step=scale-restore workload=deployment/old-app by=wf-old by-run-uid=none at=2026-01-01T00:00:00Z`,
+	// B's scale-down joined the holders of A's and the old record; B's restore
+	// only takes B off them.
+	for name, want := range map[string]struct{ line, heldBy string }{
+		"a-app":   {`msg="left stopped: another run still holds it" step=scale-restore workload=deployment/a-app held-by=uid-a`, "uid-a"},
+		"old-app": {`msg="left stopped: another run still holds it" step=scale-restore workload=deployment/old-app held-by=none`, "none"},
 	} {
-		if d := c.getDeployment(name); *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "1" {
+		line := want.line
+		if d := c.getDeployment(name); *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "1" || d.Annotations[AnnotationHeldBy] != want.heldBy {
 			t.Errorf("%s was restored by another run's failure path: %d %v", name, *d.Spec.Replicas, d.Annotations)
 		}
 		if n := strings.Count(r.stderr, line); n != 1 {

@@ -22,7 +22,7 @@ func TestClusterTwoRunsHoldTheSameWorkloads(t *testing.T) {
 	a := c.mustRun(0, ScaleDownSpec(), "", append(sel, "--run-uid", "uid-a")...)
 	b := c.mustRun(0, ScaleDownSpec(), "", append(sel, "--run-uid", "uid-b")...)
 	for _, r := range []stepRun{a, b} {
-		if got := r.results[ResultWorkloads]; got != `["deployment/worker=1","deployment/shared=2"]` {
+		if got := r.results[ResultWorkloads]; got != `["deployment/shared=2","deployment/worker=1"]` {
 			t.Fatalf("scale-down workloads %s", got)
 		}
 	}

@@ -210,8 +210,8 @@ func (r *Restorer) owns(w *Workload) bool {
 		uid = noRunUID
 	}
 	attrs := []any{"workload", w.String(), "by", rec.by, "by-run-uid", uid, "at", rec.at}
-	if rec.heldBy != "" {
-		attrs = append(attrs, "held-by", rec.heldBy)
+	if hs := rec.holders(); len(hs) > 1 {
+		attrs = append(attrs, "held-by", formatHolders(hs))
 	}
 	r.Log.Info("left alone: stopped by another run", attrs...)
 	return false
