@@ -39,14 +39,16 @@ func SlowBrokenMigration(table string, d time.Duration) string {
 
 // WaitingMigration is LoggedMigration that first waits, inside its
 // transaction, until the test creates the table signal (at most 5 minutes), so
-// that a test decides when it goes on.
+// that a test decides when it goes on. It reads pg_class with a query (a new
+// snapshot each time round), not to_regclass, whose catalog cache does not see
+// the new table while the transaction takes no lock.
 func WaitingMigration(version, table, signal string) string {
 	return strings.Replace(LoggedMigration(version, table), "-- +goose Up\n", fmt.Sprintf(`-- +goose Up
 -- +goose StatementBegin
 DO $$
 BEGIN
   FOR i IN 1..1500 LOOP
-    EXIT WHEN to_regclass('public.%s') IS NOT NULL;
+    EXIT WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relname = '%s');
     PERFORM pg_sleep(0.2);
   END LOOP;
 END $$;
