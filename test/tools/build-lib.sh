@@ -33,6 +33,7 @@ build_cmds_in() {
 build_start() {
 	local what=$1 printed=$2 absent=$3
 	shift 3
+	build_what="$what $version"
 	if [[ "${1:-}" == "--print-dir" ]]; then
 		complete || { echo "build.sh: $absent" >&2; exit 1; }
 		echo "$printed"
@@ -57,9 +58,23 @@ build_start() {
 }
 
 # build_tmp: tmp is a new folder next to $out, removed if the script fails.
+# From here until build_install, a line on stderr every 30 s
+# (CHARTREUSE_BUILD_TICK) says the build goes on and for how long, so that a
+# first run never stays silent for minutes.
 build_tmp() {
 	tmp=$(mktemp -d "$dir/bin.tmp.XXXXXX")
-	trap 'rm -rf "$tmp"' EXIT
+	local began
+	began=$(date +%s)
+	(
+		trap 'kill $! 2>/dev/null; exit 0' TERM
+		while :; do
+			sleep "${CHARTREUSE_BUILD_TICK:-30}" &
+			wait $!
+			echo "build.sh: still building $build_what ($(($(date +%s) - began))s so far)" >&2
+		done
+	) &
+	build_ticker=$!
+	trap 'kill "$build_ticker" 2>/dev/null; rm -rf "$tmp"' EXIT
 }
 
 # build_install [MARKER]: checks that every command was built into $tmp, writes
@@ -75,6 +90,7 @@ build_install() {
 	chmod 0755 "$tmp"
 	rm -rf "$out"
 	mv "$tmp" "$out"
+	kill "$build_ticker" 2>/dev/null || true
 	trap - EXIT
 }
 
