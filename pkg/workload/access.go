@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -83,7 +84,7 @@ func checkAccess(ctx context.Context, cs kubernetes.Interface, ns string, perms 
 	})
 	var missing []string
 	for i, err := range errs {
-		if err == errNotStarted {
+		if errors.Is(err, errNotStarted) {
 			err = ctx.Err()
 		}
 		if err != nil {

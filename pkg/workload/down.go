@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -113,7 +114,7 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		)
 		for i, r := range results {
 			if errs[i] != nil {
-				if firstErr == nil && errs[i] != errNotStarted {
+				if firstErr == nil && !errors.Is(errs[i], errNotStarted) {
 					firstErr = errs[i]
 				}
 				continue

@@ -3,7 +3,9 @@ package workload
 import (
 	"context"
 	"errors"
-	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // concurrency is how many workloads a step changes at once. Each change is one
@@ -15,40 +17,32 @@ const concurrency = 16
 // call's error at its index. With stopOnError, no call starts after one has
 // failed (calls in flight finish: each is one atomic change), and the calls
 // never started report errNotStarted. A cancelled ctx also stops new calls.
+// The group has no context of its own (not errgroup.WithContext): a failure
+// must not cancel the changes already in flight.
 func forEach(ctx context.Context, n, limit int, stopOnError bool, fn func(i int) error) []error {
 	errs := make([]error, n)
 	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		failed bool
+		g      errgroup.Group
+		failed atomic.Bool
 	)
-	sem := make(chan struct{}, max(limit, 1))
+	g.SetLimit(max(limit, 1))
 	for i := range n {
-		sem <- struct{}{}
-		mu.Lock()
-		stop := stopOnError && failed
-		mu.Unlock()
-		if stop || ctx.Err() != nil {
-			<-sem
-			for j := i; j < n; j++ {
-				errs[j] = errNotStarted
-			}
-			break
+		if stopOnError && failed.Load() || ctx.Err() != nil {
+			errs[i] = errNotStarted
+			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			err := fn(i)
-			errs[i] = err
-			if err != nil {
-				mu.Lock()
-				failed = true
-				mu.Unlock()
+		g.Go(func() error { // blocks while limit calls are in flight
+			if stopOnError && failed.Load() || ctx.Err() != nil {
+				errs[i] = errNotStarted
+				return nil
 			}
-		}()
+			if errs[i] = fn(i); errs[i] != nil {
+				failed.Store(true)
+			}
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the errors are per call, in errs
 	return errs
 }
 

@@ -48,7 +48,7 @@ func TestForEach(t *testing.T) {
 			}
 			notRun := 0
 			for _, err := range errs {
-				if err == errNotStarted {
+				if errors.Is(err, errNotStarted) {
 					notRun++
 				}
 			}
@@ -62,7 +62,7 @@ func TestForEach(t *testing.T) {
 		cancel()
 		errs := forEach(ctx, 3, 2, false, func(int) error { t.Error("called after cancel"); return nil })
 		for _, err := range errs {
-			if err != errNotStarted {
+			if !errors.Is(err, errNotStarted) {
 				t.Errorf("err %v", err)
 			}
 		}
