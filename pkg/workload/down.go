@@ -52,6 +52,7 @@ type Downer struct {
 	Timeout        time.Duration // for the whole run, waits included
 	ProgressEvery  time.Duration
 	Clock          clock.WithTicker
+	Backoffs       Backoffs // of a change retried; zero: DefaultBackoffs
 	Log            *slog.Logger
 	// CheckAccess asks the API server for every needed permission before changing
 	// anything (SelfSubjectAccessReview).
@@ -167,7 +168,7 @@ func (d *Downer) emitEvents(ctx context.Context, results []stopResult, errs []er
 // conflict or an API server that did not answer, until the step's time is up.
 func (d *Downer) stop(ctx context.Context, f finder, wl *Workload, until time.Time) (stopResult, error) {
 	var res stopResult
-	retry := changeRetry{clock: d.Clock, until: until, log: d.Log}
+	retry := changeRetry{backoffs: d.Backoffs, clock: d.Clock, until: until, log: d.Log}
 	err := retry.run(ctx, wl.String(), func(fresh bool) error {
 		cur := wl
 		if fresh {

@@ -21,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/clock"
 
@@ -217,18 +216,11 @@ func TestScaleDownBadPriorityIsPermanentAndChangesNothing(t *testing.T) {
 	}
 }
 
-func fastConflicts(t *testing.T) {
-	old := conflictBackoff
-	conflictBackoff = wait.Backoff{Steps: 4, Duration: time.Millisecond}
-	t.Cleanup(func() { conflictBackoff = old })
-}
-
 func conflict(resource string) error {
 	return apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: resource}, "web", errors.New("the object has been modified"))
 }
 
 func TestScaleDownRetriesConflicts(t *testing.T) {
-	fastConflicts(t)
 	cs := newFake(deployment("web", 3, nil))
 	n := 0
 	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -248,7 +240,6 @@ func TestScaleDownRetriesConflicts(t *testing.T) {
 }
 
 func TestScaleDownEndlessConflictsAreTransient(t *testing.T) {
-	fastConflicts(t)
 	cs := newFake(deployment("web", 3, nil))
 	cs.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, conflict("deployments")
@@ -555,10 +546,6 @@ func TestPriorityOrder(t *testing.T) {
 // at once. (client-go's retry.OnError turns a context error into success when
 // nothing retriable was seen before it.)
 func TestChangeRetry(t *testing.T) {
-	fastConflicts(t)
-	old := outageBackoff
-	outageBackoff = wait.Backoff{Steps: 1 << 30, Duration: 20 * time.Millisecond}
-	t.Cleanup(func() { outageBackoff = old })
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	unreachable := fmt.Errorf("patch: %w", io.ErrUnexpectedEOF)
@@ -590,7 +577,7 @@ func TestChangeRetry(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			log, _ := testLogger(t)
-			r := changeRetry{clock: clock.RealClock{}, log: log}
+			r := changeRetry{backoffs: testBackoffs, clock: clock.RealClock{}, log: log}
 			if tc.until > 0 {
 				r.until = time.Now().Add(tc.until)
 			}
@@ -611,7 +598,7 @@ func TestChangeRetry(t *testing.T) {
 			if freshReads != calls-1 {
 				t.Fatalf("%d fresh reads in %d calls: every retry reads afresh", freshReads, calls)
 			}
-			if tc.until > 0 && err != nil && time.Until(r.until) > outageBackoff.Cap+50*time.Millisecond {
+			if tc.until > 0 && err != nil && time.Until(r.until) > testBackoffs.Outage.Duration+50*time.Millisecond {
 				t.Fatalf("gave up %s before its time was up", time.Until(r.until))
 			}
 		})

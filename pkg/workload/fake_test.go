@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/clock"
@@ -101,7 +102,7 @@ func newDowner(t *testing.T, cs *fake.Clientset) (*Downer, *logBuffer) {
 	log, buf := testLogger(t)
 	return &Downer{
 		Client: cs, Namespace: testNS, RunID: "wf-1", Timeout: 5 * time.Second, ProgressEvery: time.Second,
-		Clock: clock.RealClock{}, Log: log,
+		Clock: clock.RealClock{}, Log: log, Backoffs: testBackoffs,
 	}, buf
 }
 
@@ -109,8 +110,15 @@ func newRestorer(t *testing.T, cs *fake.Clientset) (*Restorer, *logBuffer) {
 	log, buf := testLogger(t)
 	return &Restorer{
 		Client: cs, Namespace: testNS, RunID: "wf-1", Timeout: 5 * time.Second, ReadyTimeout: 5 * time.Second, ProgressEvery: time.Second,
-		Clock: clock.RealClock{}, Log: log,
+		Clock: clock.RealClock{}, Log: log, Backoffs: testBackoffs,
 	}, buf
+}
+
+// testBackoffs keep the fake-client tests quick: 4 attempts after conflicts,
+// retries every 5 ms while the API server does not answer.
+var testBackoffs = Backoffs{
+	Conflict: wait.Backoff{Steps: 4, Duration: time.Millisecond},
+	Outage:   wait.Backoff{Steps: 1 << 30, Duration: 5 * time.Millisecond},
 }
 
 func getDeployment(t *testing.T, cs *fake.Clientset, name string) *appsv1.Deployment {

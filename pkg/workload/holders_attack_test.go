@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
@@ -44,12 +43,6 @@ func held(replicas, uid, heldBy string) map[string]string {
 		a[AnnotationHeldBy] = heldBy
 	}
 	return a
-}
-
-func fastOutagesForAttack(t *testing.T) {
-	old := outageBackoff
-	outageBackoff = wait.Backoff{Steps: 1 << 30, Duration: 5 * time.Millisecond}
-	t.Cleanup(func() { outageBackoff = old })
 }
 
 // rvCounter numbers the resourceVersions strictRV hands out.
@@ -181,7 +174,6 @@ func downAs(t *testing.T, cs *fake.Clientset, uid, db string, s Selection) ([]Ou
 // replica count other than the one sent, so the restore is not recognised as
 // this run's: not reported, and --wait-ready does not wait for it.
 func TestAttackLostRestoreAnswerThenReplicasMove(t *testing.T) {
-	fastOutagesForAttack(t)
 	for _, tc := range []struct {
 		kind string
 		obj  runtime.Object
@@ -216,7 +208,6 @@ func TestAttackLostRestoreAnswerThenReplicasMove(t *testing.T) {
 // no record and succeeds at once, never waiting for readiness (the very case
 // notReady makes permanent).
 func TestAttackLostRestoreAnswerOutlastsTimeout(t *testing.T) {
-	fastOutagesForAttack(t)
 	cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one")))
 	var down atomic.Bool
 	cs.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -383,7 +374,6 @@ func TestAttackHigherPriorityRestoredWhileALowerOneIsHeld(t *testing.T) {
 // hold and records no StillHeldForMigration Event, unlike the same step whose
 // answer came back.
 func TestAttackLostReleaseAnswerLosesTheEvent(t *testing.T) {
-	fastOutagesForAttack(t)
 	cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one,b:two")))
 	loseFirstAnswer(t, cs, "deployments", nil)
 	r, logs := newRestorer(t, cs)
@@ -476,7 +466,6 @@ func TestAttackHeldByWithoutARecord(t *testing.T) {
 // patch meets a conflict (resourceVersion), reads afresh and joins, keeping the
 // first record.
 func TestAttackTwoFirstRecordsRace(t *testing.T) {
-	fastConflicts(t)
 	cs := strictFake(t, deployment("web", 3, nil))
 	otherWriterFirst(t, cs, "deployments", func() {
 		// Run a's scale-down lands between run b's read and its patch.
@@ -502,7 +491,6 @@ func TestAttackTwoFirstRecordsRace(t *testing.T) {
 // Both holders restore at once: whichever patch lands second meets a conflict,
 // reads afresh, is the last holder and restores.
 func TestAttackTwoRestoresRace(t *testing.T) {
-	fastConflicts(t)
 	cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one,b:two")))
 	otherWriterFirst(t, cs, "deployments", func() {
 		// Run a lets go between run b's read and its patch.
@@ -523,7 +511,6 @@ func TestAttackTwoRestoresRace(t *testing.T) {
 // restore lands first, b stops the workload anew with a record of its own; if
 // b's join lands first, a's restore meets a conflict and only lets go.
 func TestAttackJoinRacesTheLastRestore(t *testing.T) {
-	fastConflicts(t)
 	t.Run("restore first", func(t *testing.T) {
 		cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one")))
 		otherWriterFirst(t, cs, "deployments", func() {
@@ -563,7 +550,6 @@ func TestAttackJoinRacesTheLastRestore(t *testing.T) {
 // the retry another run joins or lets go. The retry finds its run among the
 // holders and changes nothing; the outcome is the record's.
 func TestAttackLostScaleDownAnswers(t *testing.T) {
-	fastOutagesForAttack(t)
 	for _, tc := range []struct {
 		name, ann  string // "" no record; else held-by of a's record
 		between    func(o runtime.Object)
@@ -604,7 +590,6 @@ func TestAttackLostScaleDownAnswers(t *testing.T) {
 // A restore whose answer was lost, with nothing else moving: reported, and
 // waited for (--wait-ready), like one whose answer came back; a CronJob's too.
 func TestAttackLostRestoreAnswerIsReportedAndWaitedFor(t *testing.T) {
-	fastOutagesForAttack(t)
 	for _, tc := range []struct {
 		kind    string
 		obj     runtime.Object

@@ -35,6 +35,7 @@ type Restorer struct {
 	ReadyTimeout      time.Duration // the readiness waits, in all
 	ProgressEvery     time.Duration
 	Clock             clock.WithTicker
+	Backoffs          Backoffs // of a change retried; zero: DefaultBackoffs
 	Log               *slog.Logger
 	CheckAccess       bool
 }
@@ -321,7 +322,7 @@ func (r *Restorer) emitEvents(ctx context.Context, results []restoreResult, errs
 // restore restores one workload, retrying with a fresh read after a conflict or
 // an API server that did not answer, while ctx (the --timeout allowance) lasts.
 func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res restoreResult, err error) {
-	retry := changeRetry{clock: r.Clock, log: r.Log}
+	retry := changeRetry{backoffs: r.Backoffs, clock: r.Clock, log: r.Log}
 	var unanswered *restoreResult // the change sent last, if its answer was lost
 	err = retry.run(ctx, wl.String(), func(fresh bool) error {
 		cur := wl

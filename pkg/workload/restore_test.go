@@ -141,7 +141,6 @@ func TestRestoreBadRecordIsPermanent(t *testing.T) {
 }
 
 func TestRestoreRetriesConflicts(t *testing.T) {
-	fastConflicts(t)
 	cs := newFake(deployment("web", 0, rec("3")))
 	n := 0
 	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -249,7 +248,6 @@ func TestRestoreOnlyRunUID(t *testing.T) {
 // A conflict makes the restore read the workload again; if another run has
 // restored it and stopped it anew meanwhile, the record is that run's now.
 func TestRestoreOnlyRunUIDRereadsAfterAConflict(t *testing.T) {
-	fastConflicts(t)
 	cs := newFake(deployment("web", 0, withUID(rec("3"), "uid-b")))
 	n := 0
 	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {

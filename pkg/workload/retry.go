@@ -13,19 +13,36 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/kube"
 )
 
-// conflictBackoff bounds the retries of a workload change that lost a race with
-// another writer (HTTP 409). Each retry reads the workload afresh.
-var conflictBackoff = wait.Backoff{Steps: 8, Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 2 * time.Second}
+// Backoffs pace the retries of a workload change; each retry reads the workload
+// afresh.
+type Backoffs struct {
+	// Conflict follows a change that lost a race with another writer (HTTP
+	// 409); its Steps bound the attempts.
+	Conflict wait.Backoff
+	// Outage follows a change the API server did not answer; the retries go
+	// on until the step's time is up.
+	Outage wait.Backoff
+}
 
-// outageBackoff paces the retries of a workload change the API server did not
-// answer; they go on until the step's time is up.
-var outageBackoff = wait.Backoff{Steps: 1 << 30, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 2 * time.Second}
+// DefaultBackoffs are the steps' backoffs.
+var DefaultBackoffs = Backoffs{
+	Conflict: wait.Backoff{Steps: 8, Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 2 * time.Second},
+	Outage:   wait.Backoff{Steps: 1 << 30, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: 2 * time.Second},
+}
+
+// orDefault is b, or DefaultBackoffs when b is the zero value.
+func (b Backoffs) orDefault() Backoffs {
+	if b == (Backoffs{}) {
+		return DefaultBackoffs
+	}
+	return b
+}
 
 // changeRetry runs change, one read-modify-write of a workload whose patch carries
 // the resourceVersion it was computed from, until it succeeds or fails in a way a
 // fresh read cannot mend. change is told whether to read the workload afresh.
 //
-// Conflicts (409) are retried conflictBackoff.Steps times. An unreachable or
+// Conflicts (409) are retried backoffs.Conflict.Steps times. An unreachable or
 // unavailable API server is retried until until (or ctx's deadline): that is safe
 // because a change whose answer was lost, but which was made, meets a conflict on
 // the retry, whose fresh read then finds it done.
@@ -34,13 +51,15 @@ var outageBackoff = wait.Backoff{Steps: 1 << 30, Duration: 200 * time.Millisecon
 // error, because wait.Interrupted matches context errors and nothing retriable was
 // seen before; an interrupted run would then report success for work it did not do.
 type changeRetry struct {
-	clock clock.Clock
-	until time.Time // zero: only ctx bounds the retries
-	log   *slog.Logger
+	backoffs Backoffs
+	clock    clock.Clock
+	until    time.Time // zero: only ctx bounds the retries
+	log      *slog.Logger
 }
 
 func (r changeRetry) run(ctx context.Context, what string, change func(fresh bool) error) error {
-	conflicts, outages := conflictBackoff, outageBackoff
+	b := r.backoffs.orDefault()
+	conflicts, outages := b.Conflict, b.Outage
 	until := r.until
 	if d, ok := ctx.Deadline(); ok && (until.IsZero() || d.Before(until)) {
 		until = d
