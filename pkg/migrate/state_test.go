@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -181,7 +182,7 @@ func inspectSeparately(ctx context.Context, q Querier, table string) (*State, er
 	err = q.QueryRowContext(ctx, `
 		SELECT c.oid, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2`, st.Schema, st.Name).Scan(&oid, &st.Kind)
-	if err == sql.ErrNoRows {
+	if errors.Is(err, sql.ErrNoRows) {
 		return st, nil
 	}
 	if err != nil {
