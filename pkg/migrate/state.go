@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -96,22 +97,13 @@ func (s *State) ShapeProblems() []string {
 		switch {
 		case !ok:
 			out = append(out, "column "+want.name+" is missing")
-		case !contains(want.types, c.Type):
+		case !slices.Contains(want.types, c.Type):
 			out = append(out, fmt.Sprintf("column %s is %s, goose uses %s", want.name, c.Type, want.types[0]))
 		case want.notNull && !c.NotNull:
 			out = append(out, fmt.Sprintf("column %s allows NULL", want.name))
 		}
 	}
 	return out
-}
-
-func contains[T comparable](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // inspectQuery reads, in one statement, everything Inspect needs but the version

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,7 +102,7 @@ func checkRolesExist(ctx context.Context, conn *pgx.Conn, r Roles) error {
 	}
 	var missing []string
 	for _, w := range want {
-		if !contains(found, w) && !contains(missing, w) {
+		if !slices.Contains(found, w) && !slices.Contains(missing, w) {
 			missing = append(missing, w)
 		}
 	}
@@ -219,15 +220,6 @@ func ident(name string) string {
 		return name
 	}
 	return pgx.Identifier{name}.Sanitize()
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func closeQuietly(conn *pgx.Conn) {

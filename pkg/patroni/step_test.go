@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -119,7 +120,7 @@ func (op *operator) script() string {
 			s = append(s, fmt.Sprintf(format, args...))
 		}
 	}
-	has := func(role string) bool { return !contains(op.skipRoles, role) }
+	has := func(role string) bool { return !slices.Contains(op.skipRoles, role) }
 	add(!has(r.Reader), "CREATE ROLE %s NOLOGIN", q(r.Reader))
 	add(!has(r.Writer), "CREATE ROLE %s NOLOGIN", q(r.Writer))
 	add(!has(r.Owner), "CREATE ROLE %s NOLOGIN", q(r.Owner))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -427,7 +428,7 @@ func VerifyNetworkSafety(st *State) *SafetyReport {
 		}
 	}
 	if p := st.process("kube-apiserver"); p != nil {
-		if contains(p.Args, "--bind-address="+st.BridgeIP) {
+		if slices.Contains(p.Args, "--bind-address="+st.BridgeIP) {
 			ok("kube-apiserver binds %s", st.BridgeIP)
 		} else {
 			bad("kube-apiserver is not bound to %s", st.BridgeIP)
@@ -491,15 +492,6 @@ func checkCNI(st *State, ok, bad func(string, ...any)) {
 	default:
 		ok("CNI %s: one bridge plugin on %s, ipMasq false, subnet %s", file, st.Bridge, st.PodCIDR)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // teardownNetwork removes, idempotently, what setupNetwork and the servers

@@ -191,7 +191,7 @@ func containers(t testing.TB) []container {
 			case pipelinev1.DefaultResultPath:
 				// This step's results are the Task's: those it declares and this binary writes.
 				for r := range taskResults {
-					if contains(agreedResults[ct.mode()], r) {
+					if slices.Contains(agreedResults[ct.mode()], r) {
 						ct.Reads = append(ct.Reads, r)
 						written[r] = true
 					}
@@ -224,15 +224,6 @@ func containers(t testing.TB) []container {
 		t.Fatalf("found only %d step containers", len(out))
 	}
 	return out
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // binaryFlags derives a binary's flags (all names) from its Spec: the common flags plus
@@ -269,7 +260,7 @@ func argFlags(t testing.TB, c container) []string {
 func TestFlagsAgreed(t *testing.T) {
 	for _, c := range containers(t) {
 		for _, n := range argFlags(t, c) {
-			if !contains(agreedFlags[c.Binary], n) {
+			if !slices.Contains(agreedFlags[c.Binary], n) {
 				t.Errorf("%s: --%s is not an agreed flag of %s", c.Where, n, c.Binary)
 			}
 		}
@@ -490,7 +481,7 @@ func TestResultsAreWritten(t *testing.T) {
 	inCode := map[string]map[string]bool{}
 	for _, c := range containers(t) {
 		for _, r := range c.Reads {
-			if !contains(agreedResults[c.mode()], r) {
+			if !slices.Contains(agreedResults[c.mode()], r) {
 				t.Errorf("%s: reads result %s, which %s does not write (agreed: %v)", c.Where, r, c.mode(), agreedResults[c.mode()])
 			}
 			pkg := binaries[c.Binary].pkg
