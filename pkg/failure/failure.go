@@ -111,6 +111,59 @@ func KindOf(err error) Kind {
 	return Permanent
 }
 
+// Join combines errs (nils dropped; nil when none is left) into one error whose
+// message is the summary and the first error, and whose kind is decided over
+// all of them: transient if any is (a retry can finish the rest), else usage if
+// any is, else permanent. errors.Is and errors.As see every one of them; for
+// KindOf the combined kind counts as the innermost, whatever the errors inside
+// say. One error is returned as it is.
+func Join(summary string, errs ...error) error {
+	var kept []error
+	for _, e := range errs {
+		if e != nil {
+			kept = append(kept, e)
+		}
+	}
+	switch len(kept) {
+	case 0:
+		return nil
+	case 1:
+		return kept[0]
+	}
+	j := &joined{kind: Permanent, msg: summary + "; first: " + kept[0].Error(), errs: kept}
+	for _, e := range kept {
+		switch KindOf(e) {
+		case Transient:
+			j.kind = Transient
+		case Usage:
+			if j.kind != Transient {
+				j.kind = Usage
+			}
+		}
+	}
+	return j
+}
+
+// joined is what Join returns.
+type joined struct {
+	kind Kind
+	msg  string
+	errs []error
+}
+
+func (j *joined) Error() string   { return j.msg }
+func (j *joined) Unwrap() []error { return j.errs }
+
+// As answers for *Error with the combined kind, before errors.As looks at the
+// errors inside (whose own kinds must not decide).
+func (j *joined) As(target any) bool {
+	if t, ok := target.(**Error); ok {
+		*t = &Error{Kind: j.kind, Err: errors.New(j.msg)}
+		return true
+	}
+	return false
+}
+
 // finalError is a permanent error that an interruption does not make transient.
 type finalError struct{ error }
 

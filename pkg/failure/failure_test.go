@@ -46,3 +46,52 @@ func TestMessageIsUnchanged(t *testing.T) {
 		t.Fatalf("message = %q", err.Error())
 	}
 }
+
+// Join: the combined kind decides, whatever the first error's kind; every error
+// stays reachable with errors.Is; wrapping keeps the combined kind.
+func TestJoin(t *testing.T) {
+	sentinel := errors.New("the cause")
+	perm := Permanentf("bad value: %w", sentinel)
+	trans := Transientf("unreachable")
+	usage := Usagef("bad flag")
+	tests := []struct {
+		name string
+		errs []error
+		want Kind
+	}{
+		{"transient after a permanent", []error{perm, trans}, Transient},
+		{"permanent only", []error{perm, Permanentf("other")}, Permanent},
+		{"usage and permanent", []error{perm, usage}, Usage},
+		{"usage and transient", []error{usage, trans}, Transient},
+		{"unclassified counts as permanent", []error{errors.New("plain"), perm}, Permanent},
+		{"a cancelled context is transient", []error{perm, context.Canceled}, Transient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Join("2 things failed", tt.errs...)
+			if got := KindOf(err); got != tt.want {
+				t.Fatalf("KindOf = %v, want %v", got, tt.want)
+			}
+			if got := KindOf(fmt.Errorf("outer: %w", err)); got != tt.want {
+				t.Fatalf("wrapped: KindOf = %v, want %v", got, tt.want)
+			}
+			for _, e := range tt.errs {
+				if !errors.Is(err, e) {
+					t.Errorf("%v is not reachable with errors.Is", e)
+				}
+			}
+			if want := "2 things failed; first: " + tt.errs[0].Error(); err.Error() != want {
+				t.Errorf("message %q, want %q", err.Error(), want)
+			}
+		})
+	}
+	if !errors.Is(Join("x", perm, trans), sentinel) {
+		t.Error("a cause inside one of the errors is not reachable")
+	}
+	if Join("none", nil, nil) != nil {
+		t.Error("no errors joined is not nil")
+	}
+	if err := Join("one", nil, trans); err != trans {
+		t.Errorf("one error is not returned as it is: %v", err)
+	}
+}

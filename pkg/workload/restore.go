@@ -274,24 +274,10 @@ func (a *allowance) spend(ctx context.Context, fn func(context.Context) error) e
 	return err
 }
 
-// joinErrors combines per-workload errors: transient if any is, else permanent.
+// joinErrors combines per-workload errors (each logged on its own): transient if
+// any is, else permanent.
 func joinErrors(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	if len(errs) == 1 {
-		return errs[0]
-	}
-	msg := errs[0].Error()
-	msg = fmt.Sprintf("%d workloads could not be restored; first: %s", len(errs), msg)
-	// Not wrapped: package failure lets the innermost classification win, which
-	// would be whichever error comes first. Each error was logged on its own.
-	for _, e := range errs {
-		if failure.KindOf(e) == failure.Transient {
-			return failure.AsTransient(errors.New(msg))
-		}
-	}
-	return failure.AsPermanent(errors.New(msg))
+	return failure.Join(fmt.Sprintf("%d workloads could not be restored", len(errs)), errs...)
 }
 
 // restoreResult is what restoring one workload did. ok is false when the record
