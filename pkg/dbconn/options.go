@@ -168,3 +168,11 @@ func Connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
 	}
 	return conn, nil
 }
+
+// CloseQuietly closes conn with its own short deadline: the caller's context may
+// already be done, and a failed close changes nothing.
+func CloseQuietly(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
+}

@@ -69,7 +69,7 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 	if err != nil {
 		return rep, waitdb.Explain(c.Config, err)
 	}
-	defer closeQuietly(conn)
+	defer dbconn.CloseQuietly(conn)
 
 	var inRecovery bool
 	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery(), current_database(), current_user").
@@ -220,12 +220,6 @@ func ident(name string) string {
 		return name
 	}
 	return pgx.Identifier{name}.Sanitize()
-}
-
-func closeQuietly(conn *pgx.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = conn.Close(ctx)
 }
 
 func randomHex(n int) string {

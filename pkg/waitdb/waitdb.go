@@ -52,7 +52,7 @@ func Ping(cfg *pgx.ConnConfig) func(context.Context) error {
 		if err != nil {
 			return Explain(cfg, err)
 		}
-		defer closeQuietly(conn)
+		defer dbconn.CloseQuietly(conn)
 		var one int
 		// The simple protocol answers in one round trip; pgx's default would first
 		// prepare the statement, a second one.
@@ -79,14 +79,6 @@ func Explain(cfg *pgx.ConnConfig, err error) error {
 		return fmt.Errorf("the server has no free connection slots: %w", err)
 	}
 	return err
-}
-
-// closeQuietly closes conn with its own short deadline: the attempt's context may
-// already be done, and a failed close changes nothing.
-func closeQuietly(conn *pgx.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = conn.Close(ctx)
 }
 
 // Waiter waits for a database with Ping-like attempts.
