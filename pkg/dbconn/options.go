@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -68,7 +67,7 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 			return nil, failure.Permanentf("--database-url-file %s is empty: the Secret key must hold the database URL", o.URLFile)
 		}
 	}
-	registerPasswords(red, raw)
+	red.AddURLPassword(raw)
 	red.Add(os.Getenv("PGPASSWORD"))
 	if err := checkShape(raw); err != nil {
 		return nil, failure.Permanentf("the database %s from %s is not valid: %w", formName(raw), o.source(), err)
@@ -108,28 +107,6 @@ func hosts(cfg *pgx.ConnConfig) []string {
 		hs = append(hs, f.Host)
 	}
 	return hs
-}
-
-// registerPasswords finds the password in a URL before parsing, so even a
-// malformed URL cannot leak it through a parser's message. It takes everything
-// between the first ':' of the userinfo and the last '@': with an unescaped '@'
-// or '/' in the password, that is still the whole password.
-func registerPasswords(red *redact.Redactor, raw string) {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return
-	}
-	rest := raw[i+3:]
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return
-	}
-	if colon := strings.Index(rest[:at], ":"); colon >= 0 {
-		red.Add(rest[colon+1 : at])
-		if pw, err := url.PathUnescape(rest[colon+1 : at]); err == nil {
-			red.Add(pw)
-		}
-	}
 }
 
 // parseReason explains a parse failure without echoing any part of the connection

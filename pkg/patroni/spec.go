@@ -3,7 +3,6 @@ package patroni
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -50,10 +49,7 @@ func newSpec(d deps) step.Spec {
 			}
 			c := &Checker{Config: cfg, Connect: dbconn.Connect, Roles: opts.Roles}
 			if opts.PatroniURL != "" {
-				if u, err := url.Parse(opts.PatroniURL); err == nil && u.User != nil {
-					pw, _ := u.User.Password()
-					env.Redactor.Add(pw)
-				}
+				env.Redactor.AddURLPassword(opts.PatroniURL)
 				rest, err := NewREST(opts.PatroniURL, d.http)
 				if err != nil {
 					return err

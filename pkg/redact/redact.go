@@ -38,13 +38,52 @@ func (r *Redactor) Add(secret string) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, s := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret), url.UserPassword("u", secret).String()[2:]} {
-		if s == "" || slices.Contains(r.secrets, s) {
-			continue
+	for _, s := range Forms(secret) {
+		if !slices.Contains(r.secrets, s) {
+			r.secrets = append(r.secrets, s)
 		}
-		r.secrets = append(r.secrets, s)
 	}
 	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+}
+
+// Forms are the spellings in which secret reaches text: raw, query- and
+// path-escaped, and escaped as a URL's password. Empty and repeated ones are
+// left out.
+func Forms(secret string) []string {
+	var out []string
+	for _, s := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret), url.UserPassword("u", secret).String()[2:]} {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// AddURLPassword registers the password of a scheme://user:password@host URL,
+// read before any parser sees raw, so even a malformed URL cannot leak it
+// through a parser's message. The password is everything between the first ':'
+// of the userinfo and the last '@': with an unescaped '@' or '/' in it, that is
+// still the whole password. It is registered as written and unescaped, and, when
+// a URL parser reads a different password (a later '@' in a path or query),
+// that one too.
+func (r *Redactor) AddURLPassword(raw string) {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return
+	}
+	rest := raw[i+3:]
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		if colon := strings.Index(rest[:at], ":"); colon >= 0 {
+			r.Add(rest[colon+1 : at])
+			if pw, err := url.PathUnescape(rest[colon+1 : at]); err == nil {
+				r.Add(pw)
+			}
+		}
+	}
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		pw, _ := u.User.Password()
+		r.Add(pw)
+	}
 }
 
 // String returns s with every credential masked.

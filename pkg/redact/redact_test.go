@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -88,6 +89,59 @@ func TestHandlerMasksMessagesAndAttributes(t *testing.T) {
 		}
 		if !strings.Contains(buf.String(), Mask) {
 			t.Errorf("%s log has no mask: %s", format, buf.String())
+		}
+	}
+}
+
+// TestAddURLPassword: the password of a URL is masked wherever it appears alone,
+// as written and unescaped, for the database URL and the Patroni URL alike, even
+// when an unescaped '@' or '/' would make a parser read another password.
+func TestAddURLPassword(t *testing.T) {
+	tests := []struct {
+		name, url string
+		masked    []string // each must read as Mask alone
+	}{
+		{"plain", "postgres://app:s3cret@db:5432/app", []string{"s3cret"}},
+		{"escaped", "postgres://app:p%40ss%2Fw@db/app", []string{"p%40ss%2Fw", "p@ss/w"}},
+		{"unescaped at and slash", "postgres://app:p@ss/w@db/app", []string{"p@ss/w"}},
+		{"patroni", "http://patroni:rest-pw@db-0:8008", []string{"rest-pw"}},
+		{"at in the query", "http://patroni:rest-pw@db-0:8008/?x=a@b", []string{"rest-pw", "rest-pw@db-0:8008/?x=a"}},
+		{"malformed escape", "postgres://app:100%zz@db/app", []string{"100%zz"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New()
+			r.AddURLPassword(tt.url)
+			for _, pw := range tt.masked {
+				if got := r.String(pw); got != Mask {
+					t.Errorf("String(%q) = %q, want %q", pw, got, Mask)
+				}
+			}
+		})
+	}
+	for _, raw := range []string{"", "postgres://app@db/app", "host=db password=x", "postgres://db/app"} {
+		r := New()
+		r.AddURLPassword(raw)
+		if len(r.secrets) != 0 {
+			t.Errorf("AddURLPassword(%q) registered %q", raw, r.secrets)
+		}
+	}
+}
+
+// TestForms: each spelling once, none empty.
+func TestForms(t *testing.T) {
+	tests := []struct {
+		secret string
+		want   []string
+	}{
+		{"", nil},
+		{"plain", []string{"plain"}},
+		{"a b/c", []string{"a b/c", "a+b%2Fc", "a%20b%2Fc"}},
+		{"p@ss:w", []string{"p@ss:w", "p%40ss%3Aw"}}, // the path form is the raw one, the userinfo form the query one
+	}
+	for _, tt := range tests {
+		if got := Forms(tt.secret); !slices.Equal(got, tt.want) {
+			t.Errorf("Forms(%q) = %q, want %q", tt.secret, got, tt.want)
 		}
 	}
 }

@@ -2,11 +2,11 @@ package kit
 
 import (
 	"fmt"
-	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/chartreuse-go/chartreuse/pkg/redact"
 )
 
 // Secrets collects the passwords a test uses and every output it captured, and
@@ -46,18 +46,6 @@ func (s *Secrets) Record(label, text string) {
 	s.outputs = append(s.outputs, labeled{label, text})
 }
 
-// Forms are the spellings of pw that must never appear.
-func Forms(pw string) []string {
-	forms := []string{pw, url.QueryEscape(pw), url.PathEscape(pw), url.UserPassword("u", pw).String()[2:]}
-	var out []string
-	for _, f := range forms {
-		if f != "" && !slices.Contains(out, f) {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 // Hits lists every output holding a password, with the place.
 func (s *Secrets) Hits() []string {
 	s.mu.Lock()
@@ -65,7 +53,7 @@ func (s *Secrets) Hits() []string {
 	var hits []string
 	for _, o := range s.outputs {
 		for _, pw := range s.secrets {
-			for _, f := range Forms(pw) {
+			for _, f := range redact.Forms(pw) {
 				if i := strings.Index(o.text, f); i >= 0 {
 					lo, hi := max(0, i-60), min(len(o.text), i+len(f)+60)
 					hits = append(hits, fmt.Sprintf("%s: %q in ...%s...", o.label, f, o.text[lo:hi]))
