@@ -4,9 +4,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 )
 
-// The patterns validTable and plainIdent replace.
+// The patterns validTable and dbconn.PlainIdent replace.
 var (
 	tableRE     = regexp.MustCompile(`^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,56}$`) // the name leaves room for "_dirty"
 	simpleIdent = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
@@ -36,7 +38,7 @@ func checkIdent(t *testing.T, s string) {
 	if got, want := validTable(s), tableRE.MatchString(s); got != want {
 		t.Fatalf("validTable(%q) = %v, the pattern says %v", s, got, want)
 	}
-	if got, want := plainIdent(s, 0), simpleIdent.MatchString(s); got != want {
-		t.Fatalf("plainIdent(%q, 0) = %v, the pattern says %v", s, got, want)
+	if got, want := dbconn.PlainIdent(s), simpleIdent.MatchString(s); got != want {
+		t.Fatalf("dbconn.PlainIdent(%q) = %v, the pattern says %v", s, got, want)
 	}
 }

@@ -289,26 +289,6 @@ func TestReservedWordTable(t *testing.T) {
 	mustRun(t, d.url(), dir, "--table", "user", "--down-to", "0", "--allow-empty-database")
 }
 
-// TestReservedWordsNeedQuotes checks reservedWords against the server: each one
-// fails as a bare table name, and works quoted.
-func TestReservedWordsNeedQuotes(t *testing.T) {
-	d := newDB(t)
-	c := d.conn()
-	ctx := context.Background()
-	for w := range reservedWords {
-		if _, err := c.Exec(ctx, "CREATE TEMP TABLE "+w+" (id int)"); err == nil {
-			if w != "system_user" { // reserved from PostgreSQL 16 on
-				t.Errorf("%s works unquoted: it need not be in reservedWords", w)
-			}
-			_, _ = c.Exec(ctx, "DROP TABLE "+w)
-			continue
-		}
-		if _, err := c.Exec(ctx, "CREATE TEMP TABLE "+quoteIdent(w)+" (id int); DROP TABLE "+quoteIdent(w)); err != nil {
-			t.Errorf("%s quoted: %v", w, err)
-		}
-	}
-}
-
 // TestRunningNoTxMigrationIsNotDirty: while a NO TRANSACTION migration runs, its
 // record exists; --plan must not call it stopped partway (exit 75, in progress),
 // and a second migrator waits for the lock and then finds nothing to do.

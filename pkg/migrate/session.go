@@ -102,7 +102,7 @@ func setupSession(ctx context.Context, conn *pgx.Conn, s SessionSettings) error 
 	sets := sessionSets(s, conn.PgConn().ParameterStatus("server_version"))
 	q := strings.Join(sets, ";\n")
 	if s.Role != "" {
-		q += ";\nSET ROLE " + quoteIdent(s.Role)
+		q += ";\nSET ROLE " + dbconn.QuoteIdent(s.Role)
 	}
 	results, err := conn.PgConn().Exec(ctx, q).ReadAll()
 	if err == nil {
@@ -159,7 +159,7 @@ func sessionSets(s SessionSettings, serverVersion string) []string {
 func resetSQL(s SessionSettings, serverVersion string) string {
 	q := "RESET SESSION AUTHORIZATION;\nRESET ALL;\n" + strings.Join(sessionSets(s, serverVersion), ";\n")
 	if s.Role != "" {
-		q += ";\nSET ROLE " + quoteIdent(s.Role)
+		q += ";\nSET ROLE " + dbconn.QuoteIdent(s.Role)
 	}
 	return q
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 )
 
 // Querier is what Inspect needs: *sql.DB and *sql.Conn both fit.
@@ -58,12 +60,12 @@ type State struct {
 // Qualified is the version table's name for SQL the operator can paste into psql.
 func (s *State) Qualified() string { return qualify(s.Schema, s.Name) }
 
-// qualify is schema.name (or name) for SQL, each part through quoteIdent.
+// qualify is schema.name (or name) for SQL, each part through dbconn.QuoteIdent.
 func qualify(schema, name string) string {
 	if schema == "" {
-		return quoteIdent(name)
+		return dbconn.QuoteIdent(name)
 	}
-	return quoteIdent(schema) + "." + quoteIdent(name)
+	return dbconn.QuoteIdent(schema) + "." + dbconn.QuoteIdent(name)
 }
 
 // gooseShape lists the columns goose reads and writes, with the types any goose

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -143,7 +142,7 @@ func probe(ctx context.Context, conn *pgx.Conn, user string, r Roles) (string, e
 			return nil
 		case dbconn.InsufficientPrivilege:
 			return notYet("user %s is not a member of role %s: grant it (GRANT %s TO %s) or connect as the owner's login user (postgres-operator: %s_user)",
-				user, role, ident(role), ident(user), r.Owner)
+				user, role, dbconn.QuoteIdent(role), dbconn.QuoteIdent(user), r.Owner)
 		case dbconn.UndefinedObject:
 			return notYet("role %s does not exist", role)
 		}
@@ -166,7 +165,7 @@ func probe(ctx context.Context, conn *pgx.Conn, user string, r Roles) (string, e
 		switch dbconn.SQLState(err) {
 		case dbconn.InsufficientPrivilege:
 			return *schema, notYet("role %s cannot create tables in schema %s: make it the database owner or GRANT CREATE ON SCHEMA %s TO %s",
-				r.Owner, *schema, ident(*schema), ident(r.Owner))
+				r.Owner, *schema, dbconn.QuoteIdent(*schema), dbconn.QuoteIdent(r.Owner))
 		case invalidSchemaName:
 			return *schema, notYet("role %s has no schema to create tables in: %v", r.Owner, err)
 		}
@@ -180,7 +179,7 @@ func probe(ctx context.Context, conn *pgx.Conn, user string, r Roles) (string, e
 	if _, err := tx.Exec(ctx, "INSERT INTO "+qualified+" DEFAULT VALUES"); err != nil {
 		if dbconn.SQLState(err) == dbconn.InsufficientPrivilege {
 			return *schema, notYet("%s cannot INSERT into tables created by %s: default privileges not set (ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT INSERT, UPDATE, DELETE ON TABLES TO %s, and GRANT USAGE ON SEQUENCES; the writer also needs USAGE on schema %s): %w",
-				r.Writer, r.Owner, ident(r.Owner), ident(r.Writer), *schema, err)
+				r.Writer, r.Owner, dbconn.QuoteIdent(r.Owner), dbconn.QuoteIdent(r.Writer), *schema, err)
 		}
 		return *schema, probeErr("INSERT as "+r.Writer, err)
 	}
@@ -192,7 +191,7 @@ func probe(ctx context.Context, conn *pgx.Conn, user string, r Roles) (string, e
 	if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+qualified).Scan(&n); err != nil {
 		if dbconn.SQLState(err) == dbconn.InsufficientPrivilege {
 			return *schema, notYet("%s cannot SELECT from tables created by %s: default privileges not set (ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT SELECT ON TABLES TO %s; the reader also needs USAGE on schema %s): %w",
-				r.Reader, r.Owner, ident(r.Owner), ident(r.Reader), *schema, err)
+				r.Reader, r.Owner, dbconn.QuoteIdent(r.Owner), dbconn.QuoteIdent(r.Reader), *schema, err)
 		}
 		return *schema, probeErr("SELECT as "+r.Reader, err)
 	}
@@ -209,17 +208,6 @@ func probeErr(what string, err error) error {
 		return notYet("probe: %s: the server accepts no writes (read-only): %w", what, err)
 	}
 	return dbconn.Classify(fmt.Errorf("probe: %s: %w", what, err))
-}
-
-var plainIdentifier = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
-
-// ident quotes a name for the SQL in hints only when it needs quoting, so the
-// common case reads naturally and the rest can still be pasted.
-func ident(name string) string {
-	if plainIdentifier.MatchString(name) {
-		return name
-	}
-	return pgx.Identifier{name}.Sanitize()
 }
 
 func randomHex(n int) string {
