@@ -17,7 +17,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,7 +31,6 @@ import (
 var (
 	deploymentsGVR  = appsv1.SchemeGroupVersion.WithResource("deployments")
 	statefulSetsGVR = appsv1.SchemeGroupVersion.WithResource("statefulsets")
-	cronJobsGVR     = batchv1.SchemeGroupVersion.WithResource("cronjobs")
 )
 
 // held is a record of replicas written by run uid, with held-by as given
