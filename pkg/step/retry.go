@@ -72,7 +72,7 @@ func runAttempts(ctx context.Context, spec Spec, common *CommonOptions, red *red
 // logRetry writes the one line that announces another attempt, through the
 // step's redacting logger.
 func logRetry(env *Env, red *redact.Redactor, stderr io.Writer, name string, attempt int, err error, wait time.Duration) {
-	msg := oneLine(red.String(err.Error()))
+	msg := OneLine(red.String(err.Error()))
 	in := wait.Round(time.Millisecond).String()
 	if env.Log == nil { // not reached: transient errors come after the logger is set up
 		fmt.Fprintf(stderr, "%s: attempt %d failed (transient), trying again in %s: %s\n", name, attempt, in, msg)

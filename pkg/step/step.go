@@ -86,7 +86,7 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 			return failure.CodeOK // --help, --version
 		}
 		// Everything urfave/cli rejects before the action is a usage error.
-		fmt.Fprintf(stderr, "%s: %s (see --help)\n", spec.Name, oneLine(red.String(err.Error())))
+		fmt.Fprintf(stderr, "%s: %s (see --help)\n", spec.Name, OneLine(red.String(err.Error())))
 		return failure.CodeUsage
 	}
 	code := failure.Code(runErr)
@@ -94,7 +94,7 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 	msg := ""
 	if runErr != nil {
 		status = "failed"
-		msg = oneLine(red.String(runErr.Error()))
+		msg = OneLine(red.String(runErr.Error()))
 		// Whatever failed after SIGTERM or the deadline failed because of it (a rate
 		// limiter refusing to wait past the deadline is not a context error): a
 		// rerun can finish, so the run is transient.
@@ -118,7 +118,7 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		// logged, and the summary line below still carries them.
 		if werr := env.Results.WriteDir(common.ResultsDir); werr != nil {
 			fmt.Fprintf(stderr, "%s: writing the results failed (the step's own outcome stands; its results are in the summary line on stdout): %s\n",
-				spec.Name, oneLine(red.String(werr.Error())))
+				spec.Name, OneLine(red.String(werr.Error())))
 		}
 	}
 	_ = env.Results.WriteSummary(stdout, results.Summary{
@@ -189,7 +189,7 @@ func checkWritableDir(dir string) error {
 	return os.Remove(f.Name())
 }
 
-// oneLine folds a multi-line message so the error stays one log line.
-func oneLine(s string) string {
+// OneLine folds a multi-line message into one line (one log line, one error line).
+func OneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }

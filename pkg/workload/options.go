@@ -3,13 +3,15 @@ package workload
 import (
 	"errors"
 	"fmt"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
 
 // SelectOptions choose the workloads: --selector and/or --workload.
@@ -41,7 +43,7 @@ func (o *SelectOptions) Validate() error {
 	if s := strings.TrimSpace(o.Selector); s != "" {
 		sel, err := labels.Parse(s)
 		if err != nil {
-			return fmt.Errorf("--selector %q is not a valid label selector: %v", o.Selector, oneLine(err))
+			return fmt.Errorf("--selector %q is not a valid label selector: %v", o.Selector, step.OneLine(err.Error()))
 		}
 		o.sel.Selector = sel
 	}
@@ -63,8 +65,6 @@ func (o *SelectOptions) Validate() error {
 
 // Selection is the validated selection.
 func (o *SelectOptions) Selection() Selection { return o.sel }
-
-func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 // RunOptions are the run flags of scale-down and scale-restore.
 type RunOptions struct {
