@@ -124,7 +124,7 @@ func (l *Loop) Run(ctx context.Context, timeout time.Duration, attempt func(cont
 			lastProgress = now
 		}
 		pause := min(l.Backoff.Pause(st.Attempts), deadline.Sub(now))
-		log.Debug("attempt failed", "attempt", st.Attempts, "error", err.Error(), "pause", pause.String())
+		log.Debug("attempt failed", "attempt", st.Attempts, "error", err.Error(), "pause", pause.Round(time.Millisecond).String())
 		if err := l.Clock.Sleep(ctx, pause); err != nil {
 			return st, l.stopped(st, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -264,8 +265,13 @@ func TestNoPieceOfThePasswordIsEverPrinted(t *testing.T) {
 	for _, rec := range records {
 		pw := cases[rec.caseIdx].pw
 		for _, view := range []string{rec.text, unescape(rec.text)} {
+			quiet := clockNoise.ReplaceAllStringFunc(view, func(m string) string { return strings.Repeat("~", len(m)) })
 			for _, w := range windows(pw) {
-				i := strings.Index(view, w)
+				in := view
+				if allDigits(w) {
+					in = quiet // four digits also turn up by chance in a timestamp or a duration
+				}
+				i := strings.Index(in, w)
 				if i < 0 || benign(w, rec.caseIdx, cases, records) {
 					continue
 				}
@@ -321,6 +327,14 @@ func benign(w string, own int, cases []secretCase, records []record) bool {
 		}
 	}
 	return false
+}
+
+// clockNoise matches what prints digits at random: timestamps (their fraction
+// of a second) and durations such as 60.185432ms.
+var clockNoise = regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?|\d+(\.\d+)?(ns|µs|us|ms|s|m|h)\b`)
+
+func allDigits(s string) bool {
+	return strings.Trim(s, "0123456789") == ""
 }
 
 // unescape undoes the quoting of slog's text handler and of JSON (\" \\ \uXXXX),
