@@ -239,11 +239,7 @@ func (r *Restorer) notReady(synced bool, pending []string, restored []*Workload,
 		rest += fmt.Sprintf("; %d workloads of later priority groups are still at 0 (rerun scale-restore once these are ready)", later)
 	}
 	if !synced {
-		names := make([]string, len(restored))
-		for i, w := range restored {
-			names[i] = w.String()
-		}
-		return failure.Permanentf("could not tell within --ready-timeout %s whether the restored workloads are ready: listing and watching the namespace failed (API server unreachable?); check %s%s", r.ReadyTimeout, strings.Join(names, ", "), rest)
+		return failure.Permanentf("could not tell within --ready-timeout %s whether the restored workloads are ready: listing and watching the namespace failed (API server unreachable?); check %s%s", r.ReadyTimeout, strings.Join(refsOf(restored), ", "), rest)
 	}
 	return failure.Permanentf("restored workloads not ready within --ready-timeout %s: %s%s", r.ReadyTimeout, strings.Join(pending, ", "), rest)
 }
