@@ -40,8 +40,7 @@ func Classify(err error, verb, resource string) error {
 		return failure.Permanentf("%s: the API server rejected the credentials: %w", what, err)
 	case apierrors.IsConflict(err):
 		return failure.Transientf("%s: conflict with a concurrent change: %w", what, err)
-	case apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsTooManyRequests(err),
-		apierrors.IsServiceUnavailable(err), apierrors.IsInternalError(err), apierrors.IsUnexpectedServerError(err):
+	case serverBusy(err):
 		return failure.Transientf("%s: API server temporarily unavailable: %w", what, err)
 	case apierrors.IsNotFound(err):
 		return failure.Permanentf("%s: %w", what, err)
@@ -59,6 +58,13 @@ func Classify(err error, verb, resource string) error {
 		return failure.Transientf("%s: API server unreachable: %w", what, err)
 	}
 	return failure.Permanentf("%s: %w", what, err)
+}
+
+// serverBusy: the API server answered that it cannot do it now (a timeout, 429,
+// 503, 500 and other unexpected server errors).
+func serverBusy(err error) bool {
+	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err)
 }
 
 func statusCode(err error) int32 {
@@ -105,8 +111,7 @@ func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
 	}
-	if apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
-		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err) {
+	if serverBusy(err) {
 		return true
 	}
 	if code := statusCode(err); code >= 500 {
