@@ -36,6 +36,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -562,6 +563,13 @@ func (e *Env) startEtcd(ctx context.Context) error {
 	peer, err := freePort("127.0.0.1")
 	if err != nil {
 		return err
+	}
+	// etcd's data lives in memory: on a busy 2-core machine (PostgreSQL
+	// checkpoints and image builds of parallel packages) a WAL fsync on disk
+	// once took long enough that etcd answered "request timed out" for 30 s
+	// and a whole test package failed. The cluster lives for one run only.
+	if err := syscall.Mount("tmpfs", st.path("etcd"), "tmpfs", 0, "size=2g,mode=0700"); err != nil {
+		return fmt.Errorf("mount a tmpfs for etcd's data: %w", err)
 	}
 	st.EtcdURL = fmt.Sprintf("http://127.0.0.1:%d", client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
