@@ -49,14 +49,25 @@ type Downer struct {
 	RunUID    string // recorded with each new record, unless empty
 	// DatabaseSecret goes with RunUID into the holders (AnnotationHeldBy).
 	DatabaseSecret string
-	Timeout        time.Duration // for the whole run, waits included
-	ProgressEvery  time.Duration
-	Clock          clock.WithTicker
-	Backoffs       Backoffs // of a change retried; zero: DefaultBackoffs
-	Log            *slog.Logger
+	// GitCommit, when set, is the commit of the migrations, named in the Events.
+	GitCommit     string
+	Timeout       time.Duration // for the whole run, waits included
+	ProgressEvery time.Duration
+	Clock         clock.WithTicker
+	Backoffs      Backoffs // of a change retried; zero: DefaultBackoffs
+	Log           *slog.Logger
 	// CheckAccess asks the API server for every needed permission before changing
 	// anything (SelfSubjectAccessReview).
 	CheckAccess bool
+}
+
+// eventMessage says who stopped the workload and, with git, for which commit.
+func (d *Downer) eventMessage() string {
+	msg := "scaled down for schema migration by " + d.RunID
+	if d.GitCommit != "" {
+		msg += " (migrations at git commit " + d.GitCommit + ")"
+	}
+	return msg
 }
 
 // Run stops the selected workloads, highest stop-priority first, waiting after each
@@ -158,7 +169,7 @@ type stopResult struct {
 func (d *Downer) emitEvents(ctx context.Context, results []stopResult, errs []error) {
 	forEach(ctx, len(results), concurrency, false, func(i int) error {
 		if r := results[i]; errs[i] == nil && r.changed {
-			emitEvent(ctx, d.Client, d.Namespace, r.now, r.at, ReasonScaledDown, "scaled down for schema migration by "+d.RunID, d.Log)
+			emitEvent(ctx, d.Client, d.Namespace, r.now, r.at, ReasonScaledDown, d.eventMessage(), d.Log)
 		}
 		return nil
 	})

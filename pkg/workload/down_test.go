@@ -639,3 +639,17 @@ func TestScaleDownRecordsTheRunUID(t *testing.T) {
 		t.Error("run uid written without --run-uid")
 	}
 }
+
+// With git, the Event names the commit whose migrations the stop is for.
+func TestScaleDownEventNamesTheGitCommit(t *testing.T) {
+	cs := newFake(deployment("web", 3, nil))
+	d, _ := newDowner(t, cs)
+	d.GitCommit = "0123456789abcdef0123456789abcdef01234567"
+	if _, err := d.Run(t.Context(), sel(t, "", "deploy/web")); err != nil {
+		t.Fatal(err)
+	}
+	evs := events(t, cs)
+	if len(evs) != 1 || evs[0].Message != "scaled down for schema migration by wf-1 (migrations at git commit "+d.GitCommit+")" {
+		t.Errorf("events %+v", evs)
+	}
+}

@@ -75,6 +75,7 @@ type RunOptions struct {
 	// each record it writes, or added to its holders.
 	RunUID         string
 	DatabaseSecret string
+	GitCommit      string // written in the Events
 	// The flags of scale-restore only.
 	OnlyRunUID        string
 	SupersedeDatabase string
@@ -99,6 +100,7 @@ func (o *RunOptions) Flags() []cli.Flag {
 			runID,
 			&cli.StringFlag{Name: "run-uid", Usage: "a value unique to this run (Argo: {{workflow.uid}}, Tekton: $(context.pipelineRun.uid)), recorded on each workload this run stops (" + AnnotationByRunUID + ") so that its failure path can restore only those (scale-restore --only-run-uid); a workload another run already stopped keeps that run's record and gets this run added to its holders (" + AnnotationHeldBy + "); empty: not recorded", Destination: &o.RunUID},
 			&cli.StringFlag{Name: "database-secret", Usage: "the Secret of the database this run migrates, recorded with the run uid among the holders (" + AnnotationHeldBy + "), so that a later run that migrates the same database successfully can supersede this run's hold (scale-restore --supersede-database)", Destination: &o.DatabaseSecret},
+			&cli.StringFlag{Name: "git-commit", Usage: "the commit the run's migrations come from (plan's git-commit result), written in each workload's ScaledDownForMigration Event; empty: the image's migrations", Destination: &o.GitCommit},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long to wait for the workloads' pods to stop", Destination: &o.Timeout},
 			progress,
 		}
@@ -157,6 +159,10 @@ func (o *RunOptions) Validate() error {
 			return fmt.Errorf("%s %q is not a Secret name: %s", u.flag, *u.v, strings.Join(errs, "; "))
 		}
 	}
+	o.GitCommit = strings.ToLower(strings.TrimSpace(o.GitCommit))
+	if o.GitCommit != "" && !fullSHA(o.GitCommit) {
+		return fmt.Errorf("--git-commit %q is not a full commit SHA (40 hexadecimal digits): pass plan's git-commit result unchanged, or nothing", o.GitCommit)
+	}
 	if o.SupersedeDatabase != "" && o.OnlyRunUID == "" {
 		return fmt.Errorf("--supersede-database needs --only-run-uid: without it every record of the selection is restored anyway")
 	}
@@ -167,4 +173,16 @@ func (o *RunOptions) Validate() error {
 // them: one line, at most 253 characters.
 func oneLineValue(v string) bool {
 	return len(v) <= 253 && !strings.ContainsAny(v, "\n\r")
+}
+
+func fullSHA(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -56,7 +56,7 @@ func ScaleDownSpec() step.Spec {
 				return err
 			}
 			d := &Downer{
-				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, RunUID: ro.RunUID, DatabaseSecret: ro.DatabaseSecret, Timeout: ro.Timeout,
+				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, RunUID: ro.RunUID, DatabaseSecret: ro.DatabaseSecret, GitCommit: ro.GitCommit, Timeout: ro.Timeout,
 				ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
 			}
 			outcomes, err := d.Run(ctx, so.Selection())
