@@ -64,7 +64,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	repos     map[string]*Repo
-	faults    []Fault
+	faults    []pending
 	requests  []Request
 	log       bytes.Buffer
 	daemons   map[*exec.Cmd]struct{}
@@ -137,12 +137,24 @@ func (s *Server) URL() string { return "http://" + s.httpLn.Addr().String() }
 // GitAddr is the git protocol's host:port.
 func (s *Server) GitAddr() string { return s.gitLn.Addr().String() }
 
+// pending is a fault waiting for its request.
+type pending struct {
+	f        Fault
+	packOnly bool // only an HTTP POST .../git-upload-pack (the pack's transfer)
+}
+
 // FailNext makes the next n requests (HTTP or git, whichever comes) fail with f.
-func (s *Server) FailNext(n int, f Fault) {
+func (s *Server) FailNext(n int, f Fault) { s.queue(n, pending{f: f}) }
+
+// FailNextPack makes the next n HTTP pack transfers (POST .../git-upload-pack) fail
+// with f; the ref listings before them are served.
+func (s *Server) FailNextPack(n int, f Fault) { s.queue(n, pending{f: f, packOnly: true}) }
+
+func (s *Server) queue(n int, p pending) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for range n {
-		s.faults = append(s.faults, f)
+		s.faults = append(s.faults, p)
 	}
 }
 
@@ -178,15 +190,17 @@ func (s *Server) Close() {
 	})
 }
 
-func (s *Server) nextFault() Fault {
+// nextFault takes the first queued fault that applies to this request.
+func (s *Server) nextFault(pack bool) Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.faults) == 0 {
-		return 0
+	for i, p := range s.faults {
+		if !p.packOnly || pack {
+			s.faults = slices.Delete(s.faults, i, i+1)
+			return p.f
+		}
 	}
-	f := s.faults[0]
-	s.faults = s.faults[1:]
-	return f
+	return 0
 }
 
 func (s *Server) record(r Request) {
@@ -217,7 +231,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		rec.Status, rec.Bytes = cw.status, cw.n
 		s.record(rec)
 	}()
-	switch rec.Fault = s.nextFault(); rec.Fault {
+	pack := req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/git-upload-pack")
+	switch rec.Fault = s.nextFault(pack); rec.Fault {
 	case Unavailable:
 		http.Error(cw, "injected fault: unavailable", http.StatusServiceUnavailable)
 		return
@@ -281,7 +296,7 @@ func (s *Server) serveGit() {
 			return
 		}
 		rec := Request{Proto: "git"}
-		if rec.Fault = s.nextFault(); rec.Fault != 0 {
+		if rec.Fault = s.nextFault(false); rec.Fault != 0 {
 			_ = conn.Close()
 			s.record(rec)
 			continue
