@@ -2,6 +2,7 @@ package gitsource
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,14 @@ func (r Remote) GoString() string { return r.String() }
 
 // Format prints String for every verb.
 func (r Remote) Format(f fmt.State, _ rune) { _, _ = fmt.Fprint(f, r.String()) }
+
+// MarshalJSON shows the URL without userinfo.
+func (r Remote) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		URL  string
+		Auth Auth
+	}{displayURL(r.URL), r.Auth})
+}
 
 var (
 	schemeRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)$`)
