@@ -206,7 +206,15 @@ type session struct {
 func (c *conn) advertise(ctx context.Context) (*session, error) {
 	s, err := c.tr.NewUploadPackSession(c.ep, c.am)
 	if err != nil {
-		return nil, c.classify(ctx, "connecting to", err)
+		err = c.classify(ctx, "connecting to", err)
+		var refused *refusedError
+		if c.ep.Protocol == "ssh" && errors.As(err, &refused) {
+			// go-git connects over ssh here: what is neither a network failure nor
+			// a host key problem is the handshake, which x/crypto/ssh reports as
+			// text only ("unable to authenticate"): the key, or no common algorithm.
+			return nil, failure.Permanentf("%w: %s: %w", ErrAuth, c.auth.hint("ssh"), refused)
+		}
+		return nil, err
 	}
 	ar, err := s.AdvertisedReferencesContext(ctx)
 	if err != nil {

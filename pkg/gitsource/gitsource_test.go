@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/ssh/knownhosts"
+
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/gitsource"
 	"github.com/chartreuse-go/chartreuse/test/gitserver"
@@ -492,4 +494,60 @@ func TestRepositoryNotFound(t *testing.T) {
 	r := gitsource.Remote{URL: s.URL() + "/nothing-here.git"}
 	_, err := r.Resolve(context.Background(), "v1")
 	expectErr(t, err, failure.CodePermanent, gitsource.ErrRepositoryNotFound, "nothing-here.git")
+}
+
+// SSH end to end: x/crypto/ssh's server in test/gitserver runs the real
+// git upload-pack; the client checks the host key against known_hosts.
+func TestSSH(t *testing.T) {
+	s := start(t)
+	h := makeHistory(t, s, "org/app")
+	key, pub := gitserver.NewClientKey(t)
+	_, otherPub := gitserver.NewClientKey(t)
+	x := s.StartSSH(t, pub)
+	other := s.StartSSH(t, otherPub) // another host key and another client key
+	ctx := context.Background()
+
+	dir := t.TempDir()
+	for k, v := range map[string]string{"ssh-privatekey": string(key), "known_hosts": x.KnownHosts()} {
+		if err := os.WriteFile(filepath.Join(dir, k), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	auth, err := gitsource.LoadAuth(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := gitsource.Remote{URL: x.URL(h.repo), Auth: auth}
+	for _, rev := range []string{"v1", "release", h.c0} {
+		sha, err := r.Resolve(ctx, rev)
+		if err != nil {
+			t.Fatalf("Resolve(%s): %v\nserver log:\n%s", rev, err, s.Log())
+		}
+		got, err := fetch(t, r, sha, rev, "db")
+		if err != nil {
+			t.Fatalf("Fetch(%s): %v\nserver log:\n%s", sha, err, s.Log())
+		}
+		if want := under(h.files[sha], "db"); !maps.Equal(got, want) {
+			t.Fatalf("files %v, want %v", got, want)
+		}
+	}
+
+	t.Run("key not authorized", func(t *testing.T) {
+		// other accepts only otherPub; its host key is in known_hosts.
+		a := auth
+		a.KnownHosts = []byte(other.KnownHosts())
+		_, err := gitsource.Remote{URL: other.URL(h.repo), Auth: a}.Resolve(ctx, "v1")
+		expectErr(t, err, failure.CodePermanent, gitsource.ErrAuth, "ssh-privatekey", "deploy key")
+	})
+	t.Run("host key differs", func(t *testing.T) {
+		a := auth
+		a.KnownHosts = []byte(knownhosts.Line([]string{knownhosts.Normalize(x.Addr())}, other.HostKey()))
+		_, err := gitsource.Remote{URL: x.URL(h.repo), Auth: a}.Resolve(ctx, "v1")
+		expectErr(t, err, failure.CodePermanent, gitsource.ErrAuth, "known_hosts")
+	})
+	t.Run("dropped", func(t *testing.T) {
+		s.FailNext(1, gitserver.Drop)
+		_, err := r.Resolve(ctx, "v1")
+		expectErr(t, err, failure.CodeTransient, nil)
+	})
 }

@@ -1,6 +1,7 @@
 // Package gitserver runs a real git server for tests: bare repositories served over
-// smart HTTP by Debian's `git http-backend` (through net/http/cgi) and over the git
-// protocol by `git daemon --inetd`, one child process per request or connection.
+// smart HTTP by Debian's `git http-backend` (through net/http/cgi), over the git
+// protocol by `git daemon --inetd`, and on demand over SSH (StartSSH: x/crypto/ssh's
+// server running `git upload-pack`), one child process per request or connection.
 //
 // Tests build history with the real git command (Repo.Commit, Tag, MoveTag, Branch),
 // make repositories private (WithToken: 401 without matching basic auth), turn off

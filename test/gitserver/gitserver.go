@@ -44,7 +44,7 @@ func (f Fault) String() string {
 
 // Request is one request the server saw.
 type Request struct {
-	Proto  string // "http" or "git"
+	Proto  string // "http", "git" or "ssh"
 	Method string // HTTP method; "" for git
 	Path   string // URL path and query (HTTP); the repository's name (git)
 	Repo   string // repository name; "" when the path names none
@@ -68,6 +68,8 @@ type Server struct {
 	requests  []Request
 	log       bytes.Buffer
 	daemons   map[*exec.Cmd]struct{}
+	conns     map[net.Conn]struct{} // SSH connections open
+	extra     []net.Listener        // SSH's
 	closed    bool
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -87,6 +89,7 @@ func Start(t testing.TB, addr string) *Server {
 		home:    filepath.Join(dir, "home"),
 		repos:   map[string]*Repo{},
 		daemons: map[*exec.Cmd]struct{}{},
+		conns:   map[net.Conn]struct{}{},
 	}
 	for _, d := range []string{s.root, s.home} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -182,6 +185,12 @@ func (s *Server) Close() {
 		_ = s.srv.Close() // also closes httpLn; CGI children end with their request
 		_ = s.gitLn.Close()
 		s.mu.Lock()
+		for _, ln := range s.extra {
+			_ = ln.Close()
+		}
+		for c := range s.conns {
+			_ = c.Close()
+		}
 		for cmd := range s.daemons {
 			_ = cmd.Process.Kill()
 		}
@@ -201,6 +210,23 @@ func (s *Server) nextFault(pack bool) Fault {
 		}
 	}
 	return 0
+}
+
+// track registers an open connection for Close; false once closed.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
 }
 
 func (s *Server) record(r Request) {

@@ -116,3 +116,32 @@ func TestPrivateRepoAndFaults(t *testing.T) {
 		t.Fatalf("faults recorded %v, want [unavailable drop]", faults)
 	}
 }
+
+// OpenSSH's client clones from the SSH server, checking its host key.
+func TestCloneOverSSH(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs git (not with -short)")
+	}
+	s := gitserver.Start(t, "127.0.0.1:0")
+	r := s.NewRepo(t, "app")
+	r.Commit(t, map[string]string{"a": "a"}, "one")
+	key, pub := gitserver.NewClientKey(t)
+	x := s.StartSSH(t, pub)
+	dir := t.TempDir()
+	keyFile, kh := filepath.Join(dir, "key"), filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kh, []byte(x.KnownHosts()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("git", "clone", "--quiet", x.URL(r), filepath.Join(dir, "c"))
+	cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH"), "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_SSH_COMMAND=ssh -F /dev/null -i " + keyFile + " -o IdentitiesOnly=yes -o UserKnownHostsFile=" + kh + " -o StrictHostKeyChecking=yes -o BatchMode=yes"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("clone over ssh: %v\n%s\nserver log:\n%s", err, out, s.Log())
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "c", "a")); err != nil || string(b) != "a" {
+		t.Fatalf("cloned file: %q, %v", b, err)
+	}
+}
