@@ -233,7 +233,7 @@ func (s *session) fetch(ctx context.Context, st *filesystem.Storage, wants []plu
 	req := packp.NewUploadPackRequestFromCapabilities(caps)
 	req.Wants = wants
 	set := func(c capability.Capability) {
-		// Only capabilities the server advertised are set; Set fails on none of them.
+		// Set fails only for unknown capabilities or missing arguments: not these.
 		_ = req.Capabilities.Set(c)
 	}
 	if depth > 0 {
@@ -402,7 +402,9 @@ func (r Remote) fetch(ctx context.Context, commit, revision, subdir, tmpDir stri
 		return nil, failure.Permanentf("making a directory for the fetch: %w", err)
 	}
 	objects := filepath.Join(work, "objects")
-	f := &fetcher{c: c, st: filesystem.NewStorage(osfs.New(objects), cache.NewObjectLRUDefault()), want: want, revision: revision}
+	// A small object cache: blobs are streamed to files, read once each.
+	st := filesystem.NewStorage(osfs.New(objects), cache.NewObjectLRU(8*cache.MiByte))
+	f := &fetcher{c: c, st: st, want: want, revision: revision}
 	defer f.st.Close()
 	tree, err := f.subtree(ctx, sub)
 	if err != nil {
