@@ -215,7 +215,7 @@ func TestArgoParameterGuard(t *testing.T) {
 
 // TestTektonParameterGuards: an invalid-<param> task for every enum-like parameter,
 // run exactly when its value is outside the enum; the gate (the only other root) runs
-// after all of them, and wait-for-db and fetch-source after the gate: a typo fails at
+// after all of them, and wait-for-db after the gate: a typo fails at
 // once, not after waiting for another run; the guard Task exits 2 naming the parameter.
 func TestTektonParameterGuards(t *testing.T) {
 	p := tektonPipeline(t)
@@ -238,7 +238,7 @@ func TestTektonParameterGuards(t *testing.T) {
 		}
 		want := guards
 		switch pt.Name {
-		case "wait-for-db", "fetch-source":
+		case "wait-for-db":
 			want = []string{"gate"}
 		case "gate":
 		default:

@@ -12,6 +12,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/config"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggersv1beta1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
@@ -156,7 +157,8 @@ func TestTektonPipelineWiring(t *testing.T) {
 	all := append(append([]pipelinev1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...)
 	for _, pt := range all {
 		if pt.TaskRef == nil || pt.TaskRef.Resolver != "" {
-			continue // the catalog git-clone Task, resolved remotely
+			t.Errorf("pipeline task %s: not a Task of tekton/tasks by name (no resolver, no hub or catalog Task at run time)", pt.Name)
+			continue
 		}
 		task, ok := tasks[pt.TaskRef.Name]
 		if !ok {
@@ -214,10 +216,9 @@ func TestTektonPipelineDAG(t *testing.T) {
 		retries  bool
 	}
 	expect := map[string]want{
-		"fetch-source": {nil, []string{"$(params.git-url) notin []"}, true},
 		"wait-for-db":  {nil, nil, true},
 		"wait-patroni": {[]string{"wait-for-db"}, []string{"$(params.patroni) in [true]"}, true},
-		"plan":         {[]string{"fetch-source", "wait-patroni"}, nil, true},
+		"plan":         {[]string{"wait-patroni"}, nil, true},
 		"scale-down":   {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, true},
 		// migrate is retried after any failure (pod-level ones are why): safe, see pipeline.yaml
 		"migrate": {[]string{"scale-down"}, []string{"$(tasks.plan.results.pending) in [true]"}, true},
@@ -236,11 +237,9 @@ func TestTektonPipelineDAG(t *testing.T) {
 	}
 	sort.Strings(guards)
 	expect["gate"] = want{guards, nil, true}
-	for _, root := range []string{"fetch-source", "wait-for-db"} {
-		w := expect[root]
-		w.runAfter = []string{"gate"}
-		expect[root] = w
-	}
+	w := expect["wait-for-db"]
+	w.runAfter = []string{"gate"}
+	expect["wait-for-db"] = w
 	if len(p.Spec.Tasks) != len(expect) {
 		t.Errorf("pipeline has %d tasks, want %d", len(p.Spec.Tasks), len(expect))
 	}
@@ -262,12 +261,12 @@ func TestTektonPipelineDAG(t *testing.T) {
 			t.Errorf("%s: retries %d", pt.Name, pt.Retries)
 		}
 		// Only a step's own timeout parameters may end an attempt: no literal timeout
-		// on the chartreuse tasks ("0": none). The guards and the catalog git-clone
-		// have no timeout parameter of their own.
+		// on the chartreuse tasks ("0": none). The guards have no timeout parameter
+		// of their own.
 		switch {
 		case pt.Timeout == nil:
 			t.Errorf("%s: no timeout (Tekton would apply its default, 1 h)", pt.Name)
-		case pt.Name == "fetch-source" || strings.HasPrefix(pt.Name, "invalid-"):
+		case strings.HasPrefix(pt.Name, "invalid-"):
 		case pt.Timeout.Duration != 0:
 			t.Errorf("%s: timeout %s, want \"0\"", pt.Name, pt.Timeout.Duration)
 		}
@@ -302,7 +301,10 @@ func TestTektonFinallyPolicies(t *testing.T) {
 		results  map[string]string // $(tasks.plan.results.<r>) that exist
 		tasksAll string            // $(tasks.status)
 	}
-	planned := map[string]string{"pending": "true", "current-version": "41", "target-version": "43"}
+	// plan always writes git-commit: empty without git-url, which must not skip a
+	// finally task that passes it on.
+	planned := map[string]string{"pending": "true", "current-version": "41", "target-version": "43", "git-commit": ""}
+	fromGit := map[string]string{"pending": "true", "current-version": "41", "target-version": "43", "git-commit": "0123456789abcdef0123456789abcdef01234567"}
 	base := func(s state) state {
 		params := map[string]string{}
 		for _, ps := range p.Spec.Params {
@@ -343,7 +345,7 @@ func TestTektonFinallyPolicies(t *testing.T) {
 		want []string
 	}{
 		{"success", state{status: with(ok, "migrate", "Succeeded", "scale-restore", "Succeeded"), results: planned}, nil},
-		{"nothing pending", state{status: with(ok, "scale-down", "None"), results: map[string]string{"pending": "false", "current-version": "43"}}, nil},
+		{"nothing pending", state{status: with(ok, "scale-down", "None"), results: map[string]string{"pending": "false", "current-version": "43", "git-commit": ""}}, nil},
 		{"database never came up", state{status: map[string]string{"wait-for-db": "Failed"}}, nil},
 		{"scale-down failed", state{status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
 		{"restore in tasks failed", state{status: with(ok, "migrate", "Succeeded", "scale-restore", "Failed"), results: planned}, []string{"restore"}},
@@ -351,14 +353,16 @@ func TestTektonFinallyPolicies(t *testing.T) {
 		{"keep-down", state{status: with(ok, "migrate", "Failed"), results: planned}, nil},
 		{"restore policy", state{params: map[string]string{"on-migrate-failure": "restore"}, status: with(ok, "migrate", "Failed"), results: planned}, []string{"restore-if-unchanged"}},
 		{"rollback policy", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: planned}, []string{"rollback"}},
+		{"restore policy, migrations from git", state{params: map[string]string{"on-migrate-failure": "restore"}, status: with(ok, "migrate", "Failed"), results: fromGit}, []string{"restore-if-unchanged"}},
+		{"rollback policy, migrations from git", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: fromGit}, []string{"rollback"}},
 		{"no selector", state{params: map[string]string{"workload-selector": ""}, status: with(ok, "scale-down", "Failed"), results: planned}, nil},
 		{"a workload list and no selector", state{params: map[string]string{"workload-selector": "", "workload": "deployment/web"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
 		{"restore policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, nil},
 		{"rollback policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "rollback", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, []string{"rollback"}},
 		{"rollback policy, scale-down failed", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
 		// never a rollback without the version plan reported
-		{"rollback policy, plan's version empty", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: map[string]string{"pending": "true", "current-version": ""}}, nil},
-		{"rollback policy, plan's version missing", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: map[string]string{"pending": "true"}}, nil},
+		{"rollback policy, plan's version empty", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: map[string]string{"pending": "true", "current-version": "", "git-commit": ""}}, nil},
+		{"rollback policy, plan's version missing", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: map[string]string{"pending": "true", "git-commit": ""}}, nil},
 	}
 	resultRE := regexp.MustCompile(`\$\(tasks\.plan\.results\.([a-z-]+)\)`)
 	for _, tt := range tests {
@@ -424,4 +428,155 @@ func TestTektonStepWhen(t *testing.T) {
 	if rb == nil || len(rb.Spec.Steps) != 2 || rb.Spec.Steps[1].Name != "scale-restore" {
 		t.Fatal("chartreuse-rollback: want steps rollback, scale-restore")
 	}
+}
+
+// TestTektonGitSource: migrations from git are fetched by the steps themselves. Every
+// Task that reads migrations takes git-url, git-revision, git-commit and
+// git-credentials-secret and passes them to migrate; it mounts the credentials Secret
+// (optional, read-only, where migrate looks by default) and gives the step a writable
+// TMPDIR on an emptyDir (the root filesystem is read-only); it keeps the optional source
+// workspace as its working directory (a checkout of the user's own). The Pipeline passes
+// plan's git-commit to every later task that reads migrations, runs no clone Task, and
+// its source workspace is optional.
+func TestTektonGitSource(t *testing.T) {
+	tasks := tektonTasks(t)
+	readers := map[string]string{ // Task -> the step that reads migrations
+		"chartreuse-plan": "plan", "chartreuse-migrate": "migrate",
+		"chartreuse-rollback": "rollback", "chartreuse-restore-if-unchanged": "recheck",
+	}
+	for name, task := range tasks {
+		hasDir := false
+		for _, p := range task.Spec.Params {
+			hasDir = hasDir || p.Name == "migrations-dir"
+		}
+		if _, ok := readers[name]; hasDir != ok {
+			t.Errorf("Task %s: takes migrations-dir %v, want %v", name, hasDir, ok)
+		}
+	}
+	for name, stepName := range readers {
+		task := tasks[name]
+		if task == nil {
+			t.Errorf("no Task %s", name)
+			continue
+		}
+		defaults := map[string]string{}
+		for _, p := range task.Spec.Params {
+			if p.Default != nil {
+				defaults[p.Name] = p.Default.StringVal
+			}
+		}
+		for p, want := range map[string]string{"git-url": "", "git-revision": "", "git-commit": "", "git-credentials-secret": "chartreuse-git-credentials"} {
+			if got, ok := defaults[p]; !ok || got != want {
+				t.Errorf("Task %s: param %s default %q (declared: %v), want %q", name, p, got, ok, want)
+			}
+		}
+		if ws := task.Spec.Workspaces; len(ws) != 1 || ws[0].Name != "source" || !ws[0].Optional {
+			t.Errorf("Task %s: workspaces %+v, want only source, optional", name, ws)
+		}
+		vols := map[string]corev1.Volume{}
+		for _, v := range task.Spec.Volumes {
+			vols[v.Name] = v
+		}
+		var st *pipelinev1.Step
+		for i := range task.Spec.Steps {
+			if task.Spec.Steps[i].Name == stepName {
+				st = &task.Spec.Steps[i]
+			}
+		}
+		if st == nil {
+			t.Errorf("Task %s: no step %s", name, stepName)
+			continue
+		}
+		where := "Task " + name + " step " + stepName
+		if st.WorkingDir != "$(workspaces.source.path)" {
+			t.Errorf("%s: workingDir %q, want $(workspaces.source.path)", where, st.WorkingDir)
+		}
+		for _, f := range []string{"git-url", "git-revision", "git-commit"} {
+			if !slices.Contains(st.Args, "--"+f+"=$(params."+f+")") {
+				t.Errorf("%s: does not pass --%s=$(params.%s)", where, f, f)
+			}
+		}
+		mounts := map[string]corev1.VolumeMount{}
+		for _, m := range st.VolumeMounts {
+			mounts[m.MountPath] = m
+		}
+		cred, ok := mounts["/var/run/chartreuse/git"]
+		if v := vols[cred.Name]; !ok || !cred.ReadOnly || v.Secret == nil || v.Secret.SecretName != "$(params.git-credentials-secret)" ||
+			v.Secret.Optional == nil || !*v.Secret.Optional {
+			t.Errorf("%s: want the Secret $(params.git-credentials-secret), optional, mounted read-only at /var/run/chartreuse/git", where)
+		}
+		tmp := ""
+		for _, e := range st.Env {
+			if e.Name == "TMPDIR" {
+				tmp = e.Value
+			}
+		}
+		if m, ok := mounts[tmp]; tmp == "" || !ok || m.ReadOnly || vols[m.Name].EmptyDir == nil {
+			t.Errorf("%s: TMPDIR %q is not a writable emptyDir mount", where, tmp)
+		}
+		for _, other := range task.Spec.Steps {
+			for _, m := range other.VolumeMounts {
+				if other.Name != stepName && (m.Name == cred.Name && cred.Name != "") {
+					t.Errorf("Task %s step %s mounts the git credentials it does not use", name, other.Name)
+				}
+			}
+		}
+	}
+	if res := tasks["chartreuse-plan"]; res != nil && !slices.ContainsFunc(res.Spec.Results, func(r pipelinev1.TaskResult) bool { return r.Name == "git-commit" }) {
+		t.Error("Task chartreuse-plan: no result git-commit")
+	}
+
+	p := tektonPipeline(t)
+	if ws := p.Spec.Workspaces; len(ws) != 1 || ws[0].Name != "source" || !ws[0].Optional {
+		t.Errorf("Pipeline workspaces %+v, want only source, optional", ws)
+	}
+	all := append(append([]pipelinev1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...)
+	for _, pt := range all {
+		if pt.TaskRef == nil {
+			continue
+		}
+		if pt.Name == "scale-down" {
+			// its Events name the commit
+			if got := pipelineParam(pt, "git-commit"); got != "$(tasks.plan.results.git-commit)" {
+				t.Errorf("pipeline task scale-down: git-commit = %q, want plan's result", got)
+			}
+		}
+		if _, reads := readers[pt.TaskRef.Name]; !reads {
+			continue
+		}
+		passed := map[string]string{}
+		for _, prm := range pt.Params {
+			passed[prm.Name] = prm.Value.StringVal
+		}
+		for _, n := range []string{"git-url", "git-revision", "git-credentials-secret", "migrations-dir"} {
+			if passed[n] != "$(params."+n+")" {
+				t.Errorf("pipeline task %s: %s = %q, want $(params.%s)", pt.Name, n, passed[n], n)
+			}
+		}
+		want := "$(tasks.plan.results.git-commit)"
+		if pt.Name == "plan" {
+			want = "" // plan resolves the revision
+		}
+		if passed["git-commit"] != want {
+			t.Errorf("pipeline task %s: git-commit = %q, want %q", pt.Name, passed["git-commit"], want)
+		}
+	}
+	for _, d := range docsOfKind(loadDocs(t), "triggers.tekton.dev/v1beta1", "TriggerTemplate") {
+		tt := &triggersv1beta1.TriggerTemplate{}
+		decodeStrict(t, d, tt)
+		for _, pr := range triggerTemplatePipelineRuns(t, tt) {
+			if len(pr.Spec.Workspaces) != 0 {
+				t.Errorf("TriggerTemplate %s: binds workspaces %+v: plan fetches the tag itself", tt.Name, pr.Spec.Workspaces)
+			}
+		}
+	}
+}
+
+func pipelineParam(pt pipelinev1.PipelineTask, name string) string {
+	for _, p := range pt.Params {
+		if p.Name == name {
+			return p.Value.StringVal
+		}
+	}
+	return ""
 }
