@@ -126,9 +126,6 @@ func TestCLI(t *testing.T) {
 	s.git = serveGit(t, env.BridgeIP, shopRepository(t))
 	s.pg = StartPostgres(t, env)
 	wg.Wait()
-	if tk != nil {
-		t.Cleanup(tk.Close)
-	}
 	for _, err := range []error{argoErr, tkErr, imageErr} {
 		if err != nil {
 			t.Fatal(err)

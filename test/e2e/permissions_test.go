@@ -422,8 +422,8 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 			podHolder = podSA
 		}
 		run := "tekton (" + name + ") "
-		// Tekton's init containers, and every step of the catalog's git-clone Task
-		out = append(out, holder{where: run + "init containers, fetch-source", sa: podHolder, expect: "none"})
+		// Tekton's init containers
+		out = append(out, holder{where: run + "init containers", sa: podHolder, expect: "none"})
 		files, err := filepath.Glob(filepath.Join(repo, "tekton/tasks/*.yaml"))
 		if err != nil {
 			t.Fatal(err)

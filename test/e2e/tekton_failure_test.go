@@ -245,7 +245,7 @@ func (s *tektonSuite) testTwoDatabasesShareWorkloads(t *testing.T) {
 	dbB.waitSleeping(t, ctx) // B's migration 2 waits for go_ahead: the application is stopped
 	a, trs := c.run(t, c.pipelineRun(t, "", nil))
 	wantSucceeded(t, a, true)
-	wantTasks(t, a, trs, phases, nil, append([]string{"fetch-source", "wait-patroni"}, allFinally...))
+	wantTasks(t, a, trs, phases, nil, append([]string{"wait-patroni"}, allFinally...))
 	c.wantVersions(t, 1, 2, 3)
 	if pr, err := s.tk.Pipeline.TektonV1().PipelineRuns(c.ns).Get(ctx, b.Name, metav1.GetOptions{}); err != nil || pr.IsDone() {
 		t.Fatalf("B is no longer running when A has finished (%v): the test proves nothing", err)

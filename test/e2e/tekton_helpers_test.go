@@ -3,7 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
+	"net"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -15,13 +15,13 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"knative.dev/pkg/apis"
 
 	"github.com/chartreuse-go/chartreuse/test/engines"
+	"github.com/chartreuse-go/chartreuse/test/gitserver"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
@@ -84,16 +84,18 @@ var (
 )
 
 // tektonSuite is what the Tekton scenarios share: the environment, Tekton
-// (installed once, cluster-wide), the image and a PostgreSQL on the bridge.
+// (installed once, cluster-wide), the image, and a PostgreSQL and a git server
+// on the bridge (the pods reach both there; nothing else does).
 type tektonSuite struct {
 	env  *kubeenv.Env
 	tk   *engines.Tekton
 	kube kubernetes.Interface
 	pg   *pgenv.Server
+	git  *gitserver.Server
 }
 
 // newTektonSuite installs Tekton, builds and loads the image and starts the
-// database server, side by side; all stop when t ends.
+// database and git servers, side by side; all stop when t ends.
 func newTektonSuite(t *testing.T) *tektonSuite {
 	t.Helper()
 	if testing.Short() {
@@ -117,11 +119,11 @@ func newTektonSuite(t *testing.T) *tektonSuite {
 		imageErr = BuildAndLoadTestImage(ctx, t, env, "tekton", repo, tektonImage, tektonShop, tektonSets)
 	})
 	s.pg = StartPostgres(t, env)
+	s.git = gitserver.Start(t, net.JoinHostPort(env.BridgeIP, "0"))
 	wg.Wait()
 	if installErr != nil {
 		t.Fatal(installErr)
 	}
-	t.Cleanup(s.tk.Close)
 	if imageErr != nil {
 		t.Fatal(imageErr)
 	}
@@ -353,47 +355,4 @@ func (c *tektonCase) wantUntouched(t *testing.T) {
 			t.Errorf("app pod %s was stopped (%s)", e.Name, e.Type)
 		}
 	}
-}
-
-// hostPathPV creates a PersistentVolume without storage class (so the
-// TriggerTemplate's volumeClaimTemplate binds to it) on a host directory
-// holding files; both go when the test ends.
-func hostPathPV(t *testing.T, kube kubernetes.Interface, files map[string]string) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "chartreuse-pv-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	name := strings.ToLower("chartreuse-e2e-" + strings.TrimPrefix(filepath.Base(dir), "chartreuse-pv-"))
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"chartreuse.test/test": "true"}},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
-			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{
-				Path: dir, Type: new(corev1.HostPathDirectory),
-			}},
-		},
-	}
-	if _, err := kube.CoreV1().PersistentVolumes().Create(t.Context(), pv, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = kube.CoreV1().PersistentVolumes().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
-	return name
 }

@@ -19,12 +19,8 @@ import (
 // against a real PostgreSQL and a sample application with real pods. Every
 // scenario has its own namespace, database and application; they run in
 // parallel. Assertions read the database, the workloads and pods, and the
-// PipelineRun/TaskRun status, never logs.
-//
-// Not run: the git path (fetch-source, the catalog git-clone Task): its image
-// is not available offline. Every run still makes Tekton resolve fetch-source's
-// hub reference (answered by the engine's stand-in), and the PipelineRun's
-// when expression skips it.
+// PipelineRun/TaskRun status, never logs. The git scenarios take the
+// migrations from a real git server (test/gitserver) on the cluster bridge.
 func TestTekton(t *testing.T) {
 	s := newTektonSuite(t)
 	start := time.Now()
@@ -45,6 +41,10 @@ func TestTekton(t *testing.T) {
 		{"two-databases-one-application", s.testTwoDatabasesShareWorkloads},
 		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		{"tag-trigger", s.testTagTrigger},
+		// Migrations from git (tekton_git_test.go).
+		{"git-tag", s.testGitTag},
+		{"git-private-repository-token", s.testGitPrivate},
+		{"git-wrong-revision", s.testGitWrongRevision},
 		// The failure paths (tekton_failure_test.go).
 		{"cancel-restores-only-its-own", s.testCancelRestoresOnlyItsOwn},
 		{"rollback-outlasts-held-lock", s.testRollbackOutlastsLock},
@@ -139,28 +139,12 @@ func (s *tektonSuite) testNothingPending(t *testing.T) {
 	pr, trs := c.run(t, c.pipelineRun(t, "", nil))
 	wantSucceeded(t, pr, true)
 	wantTasks(t, pr, trs, []string{"wait-for-db", "plan"}, nil,
-		append([]string{"fetch-source", "wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
+		append([]string{"wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "false", "current-version": "3", "target-version": "3"})
 
 	c.wantVersions(t, 1, 2, 3)
 	c.wantUntouched(t)
 	c.wantRestored(t)
-	s.wantHubResolved(t, c.ns)
-}
-
-// wantHubResolved checks that Tekton resolved fetch-source's hub reference
-// (the catalog git-clone 0.9) for runs in ns.
-func (s *tektonSuite) wantHubResolved(t *testing.T, ns string) {
-	t.Helper()
-	reqs := s.tk.HubRequests(ns)
-	if len(reqs) == 0 {
-		t.Errorf("no hub resolution request from %s", ns)
-	}
-	for _, r := range reqs {
-		if !r.Answered || r.Params["name"] != "git-clone" || r.Params["version"] != "0.9" {
-			t.Errorf("hub request %s: %v answered=%v", r.Name, r.Params, r.Answered)
-		}
-	}
 }
 
 // 2. Migrations pending: the workloads are stopped (their pods gone) before the
@@ -176,7 +160,7 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 
 	pr, trs := c.run(t, c.pipelineRun(t, "", nil))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, phases, nil, append([]string{"fetch-source", "wait-patroni"}, allFinally...))
+	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-patroni"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3"})
 	wantResults(t, trs, "scale-down", map[string]string{"scaled": "2"})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3", "target-version": "3"})
@@ -282,7 +266,7 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 func (s *tektonSuite) testKeepDownThenRerun(t *testing.T) {
 	c, pr, trs := s.runBroken(t, 1, "keep-down")
 	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down"}, []string{"migrate"},
-		append([]string{"fetch-source", "wait-patroni", "scale-restore"}, allFinally...))
+		append([]string{"wait-patroni", "scale-restore"}, allFinally...))
 	// Tekton reruns a failed migrate whatever its exit code (retries: 2, for
 	// pod-level errors): the SQL error comes back each time, rolled back each time.
 	if codes := engines.StepExitCodes(trs["migrate"]); strings.Join(codes, " ") != "migrate=1 migrate=1 migrate=1" {
@@ -315,7 +299,7 @@ func (s *tektonSuite) testKeepDownThenRerun(t *testing.T) {
 func (s *tektonSuite) testRestorePolicy(t *testing.T) {
 	c, pr, trs := s.runBroken(t, 2, "restore")
 	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down", "restore-if-unchanged"}, []string{"migrate"},
-		[]string{"fetch-source", "wait-patroni", "scale-restore", "restore", "rollback"})
+		[]string{"wait-patroni", "scale-restore", "restore", "rollback"})
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "2", "target-version": "3"})
 	wantResults(t, trs, "restore-if-unchanged", map[string]string{"restored": "2"})
 	if tr := trs["restore-if-unchanged"]; tr != nil {
@@ -332,7 +316,7 @@ func (s *tektonSuite) testRestorePolicy(t *testing.T) {
 func (s *tektonSuite) testRollback(t *testing.T) {
 	c, pr, trs := s.runBroken(t, 1, "rollback")
 	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down", "rollback"}, []string{"migrate"},
-		[]string{"fetch-source", "wait-patroni", "scale-restore", "restore", "restore-if-unchanged"})
+		[]string{"wait-patroni", "scale-restore", "restore", "restore-if-unchanged"})
 	wantResults(t, trs, "plan", map[string]string{"current-version": "1"})
 	wantResults(t, trs, "rollback", map[string]string{"current-version": "1", "restored": "2"})
 	c.wantVersions(t, 1)

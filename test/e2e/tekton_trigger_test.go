@@ -36,13 +36,11 @@ import (
 // reports a refusal only in its log: the scenarios wait for that line
 // (Triggers.Refusal) before concluding that a push started nothing.
 //
-// One deviation, because fetch-source cannot run offline: the pushes carry an
-// empty clone URL, so the PipelineRun's git-url is empty and its clone is
-// skipped; the volume bound to the template's volumeClaimTemplate already holds
-// what the clone would have put there (db/migrations, the template's relative
-// migrations-dir). The runs use the product image under the template's default
-// reference (built from this tree and loaded into the node), as a cluster
-// pulling the release would.
+// The pushes name a repository on the suite's git server as their clone URL,
+// with the pushed tags on a commit holding db/migrations (the template's
+// relative migrations-dir): the runs fetch the tag's commit themselves. The runs
+// use the product image under the template's default reference (built from this
+// tree and loaded into the node), as a cluster pulling the release would.
 func (s *tektonSuite) testTagTrigger(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
@@ -64,23 +62,20 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 			t.Logf("--- core interceptors log:\n%s", tr.InterceptorsLog(context.Background(), 60))
 		}
 	})
-	// The runs' volumes, one a run of the scenarios below. A PersistentVolume
-	// binds to whichever claim comes first, in either scenario: each holds the
-	// same files and stays until both scenarios are done.
-	files := map[string]string{}
-	for name, body := range tektonSets["slow"] {
-		files["db/migrations/"+name] = body
-	}
-	for range 4 {
-		hostPathPV(t, s.kube, files)
+	// The application's repository, read by the runs of both scenarios below:
+	// the tags they push all name one commit.
+	repo := s.git.NewRepo(t, "example/shop")
+	commit := repo.Commit(t, gitFiles("db/migrations", tektonSets["slow"]), "release")
+	for _, tag := range []string{"v1.2.0", "v1.3.0", "v1.4.0"} {
+		repo.Tag(t, tag, commit)
 	}
 	t.Run("refused-pushes-then-a-tag-runs", func(t *testing.T) {
 		t.Parallel()
-		s.testTagPushes(t, tr)
+		s.testTagPushes(t, tr, repo.URL(), commit)
 	})
 	t.Run("two-tags-at-once-run-one-after-the-other", func(t *testing.T) {
 		t.Parallel()
-		s.testTwoTags(t, tr)
+		s.testTwoTags(t, tr, repo.URL(), commit)
 	})
 }
 
@@ -116,15 +111,16 @@ func loadProductImage(ctx context.Context, t *testing.T, s *tektonSuite) error {
 // endpoint.
 type triggerCase struct {
 	*tektonCase
-	tr  *engines.Triggers
-	url string // the listener's endpoint
+	tr    *engines.Triggers
+	url   string // the listener's endpoint
+	clone string // the clone URL the pushes carry
 }
 
 // newTriggerCase makes the case, checks the trigger objects as the Triggers
 // webhook would, and waits for the listener.
-func (s *tektonSuite) newTriggerCase(t *testing.T, tr *engines.Triggers) *triggerCase {
+func (s *tektonSuite) newTriggerCase(t *testing.T, tr *engines.Triggers, clone string) *triggerCase {
 	t.Helper()
-	c := &triggerCase{tektonCase: s.newCase(t, nil), tr: tr}
+	c := &triggerCase{tektonCase: s.newCase(t, nil), tr: tr, clone: clone}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chartreuse-webhook"}, StringData: map[string]string{"github": webhookSecret, "gitlab": gitlabToken}}
@@ -192,12 +188,12 @@ type webhook struct {
 	header http.Header
 }
 
-// githubPush is a GitHub push webhook of ref in repo, signed with secret.
-func githubPush(repo, ref string, deleted bool, secret string) webhook {
+// githubPush is a GitHub push webhook of ref in repo (cloned from clone),
+// signed with secret.
+func githubPush(repo, clone, ref string, deleted bool, secret string) webhook {
 	body, _ := json.Marshal(map[string]any{
 		"ref": ref, "deleted": deleted, "created": !deleted, "after": someCommit,
-		// empty: the run's clone is skipped (see testTagTrigger)
-		"repository": map[string]any{"full_name": repo, "clone_url": ""},
+		"repository": map[string]any{"full_name": repo, "clone_url": clone},
 	})
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
@@ -209,11 +205,12 @@ func githubPush(repo, ref string, deleted bool, secret string) webhook {
 	return webhook{body, h}
 }
 
-// gitlabPush is a GitLab tag push webhook of tag in project, with token.
-func gitlabPush(project, tag, after, token string) webhook {
+// gitlabPush is a GitLab tag push webhook of tag in project (cloned from
+// clone), with token.
+func gitlabPush(project, clone, tag, after, token string) webhook {
 	body, _ := json.Marshal(map[string]any{
 		"object_kind": "tag_push", "ref": "refs/tags/" + tag, "after": after,
-		"project": map[string]any{"path_with_namespace": project, "git_http_url": ""},
+		"project": map[string]any{"path_with_namespace": project, "git_http_url": clone},
 	})
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
@@ -252,7 +249,7 @@ func (c *triggerCase) pin(t *testing.T, ctx context.Context) {
 	t.Helper()
 	pinTriggerRepository(t, c.s.tk, c.ns, "example/shop")
 	for {
-		id := c.send(t, ctx, (githubPush("example/other", "refs/tags/v1.2.0", false, webhookSecret)))
+		id := c.send(t, ctx, githubPush("example/other", c.clone, "refs/tags/v1.2.0", false, webhookSecret))
 		msg := c.refused(t, ctx, id, "github-tag")
 		if strings.Contains(msg, "'example/shop'") {
 			t.Logf("another repository: refused: %s", msg)
@@ -303,12 +300,12 @@ func runParams(pr *pipelinev1.PipelineRun) map[string]string {
 // (GitLab), tags outside the pattern v*, branch pushes, tag deletions and bad
 // signatures or tokens; v1.2.0 (GitHub) then runs and migrates, and v1.3.0
 // (GitLab), once it is done, runs and finds nothing pending.
-func (s *tektonSuite) testTagPushes(t *testing.T, tr *engines.Triggers) {
-	c := s.newTriggerCase(t, tr)
+func (s *tektonSuite) testTagPushes(t *testing.T, tr *engines.Triggers, clone, commit string) {
+	c := s.newTriggerCase(t, tr, clone)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 
-	id := c.send(t, ctx, (githubPush("example/shop", "refs/tags/v1.2.0", false, webhookSecret)))
+	id := c.send(t, ctx, githubPush("example/shop", c.clone, "refs/tags/v1.2.0", false, webhookSecret))
 	if msg := c.refused(t, ctx, id, "github-tag"); !strings.Contains(msg, unpinnedRepository) {
 		t.Errorf("unpinned listener: refused with %q, want its only-this-repository filter", msg)
 	}
@@ -325,10 +322,10 @@ func (s *tektonSuite) testTagPushes(t *testing.T, tr *engines.Triggers) {
 		byPattern     = "extensions.tag.matches('^v.*$')"
 	)
 	gh := func(what, want, repo, ref string, deleted bool, secret string) push {
-		return push{what, "github-tag", want, githubPush(repo, ref, deleted, secret)}
+		return push{what, "github-tag", want, githubPush(repo, c.clone, ref, deleted, secret)}
 	}
 	gl := func(what, want, project, tag, after, token string) push {
-		return push{"gitlab " + what, "gitlab-tag", want, gitlabPush(project, tag, after, token)}
+		return push{"gitlab " + what, "gitlab-tag", want, gitlabPush(project, c.clone, tag, after, token)}
 	}
 	refused := []push{
 		gh("branch push", byTagCreation, "example/shop", "refs/heads/main", false, webhookSecret),
@@ -354,32 +351,32 @@ func (s *tektonSuite) testTagPushes(t *testing.T, tr *engines.Triggers) {
 		}
 	}
 
-	// v1.2.0 from GitHub runs.
-	pr := c.runOf(t, ctx, c.send(t, ctx, (githubPush("example/shop", "refs/tags/v1.2.0", false, webhookSecret))))
+	// v1.2.0 from GitHub runs: plan fetches the tag's commit.
+	pr := c.runOf(t, ctx, c.send(t, ctx, githubPush("example/shop", c.clone, "refs/tags/v1.2.0", false, webhookSecret)))
 	params := runParams(pr)
-	if params["git-revision"] != "v1.2.0" || params["git-url"] != "" || pr.Annotations["chartreuse.dev/git-revision"] != "v1.2.0" ||
+	if params["git-revision"] != "v1.2.0" || params["git-url"] != c.clone || pr.Annotations["chartreuse.dev/git-revision"] != "v1.2.0" ||
 		params["migrations-dir"] != "db/migrations" || params["database-secret"] != tektonSecret || params["workload-selector"] != c.app.Selector {
 		t.Fatalf("PipelineRun %s: params %v annotations %v", pr.Name, params, pr.Annotations)
 	}
 	done, trs := c.wait(t, ctx, pr.Name)
 	wantSucceeded(t, done, true)
-	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3"})
+	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3", "git-commit": commit})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})
-	if ws := done.Spec.Workspaces; len(ws) != 1 || ws[0].VolumeClaimTemplate == nil {
-		t.Errorf("workspaces %+v, want the template's volumeClaimTemplate", ws)
+	wantParam(t, trs, "migrate", "git-commit", commit)
+	if ws := done.Spec.Workspaces; len(ws) != 0 {
+		t.Errorf("workspaces %+v, want none (plan fetches the tag itself)", ws)
 	}
 	c.wantVersions(t, 1, 2, 3)
 	c.wantRestored(t)
-	s.wantHubResolved(t, c.ns)
 
 	// v1.3.0 from GitLab, afterwards: nothing left to do.
-	pr = c.runOf(t, ctx, c.send(t, ctx, (gitlabPush("example/shop", "v1.3.0", someCommit, gitlabToken))))
-	if params := runParams(pr); params["git-revision"] != "v1.3.0" || params["git-url"] != "" {
+	pr = c.runOf(t, ctx, c.send(t, ctx, gitlabPush("example/shop", c.clone, "v1.3.0", someCommit, gitlabToken)))
+	if params := runParams(pr); params["git-revision"] != "v1.3.0" || params["git-url"] != c.clone {
 		t.Errorf("gitlab: PipelineRun %s params %v", pr.Name, params)
 	}
 	done, trs = c.wait(t, ctx, pr.Name)
 	wantSucceeded(t, done, true)
-	wantResults(t, trs, "plan", map[string]string{"pending": "false", "current-version": "3"})
+	wantResults(t, trs, "plan", map[string]string{"pending": "false", "current-version": "3", "git-commit": commit})
 	if trs["migrate"] != nil {
 		t.Errorf("gitlab run: migrate ran with nothing pending")
 	}
@@ -403,8 +400,8 @@ func (s *tektonSuite) testTagPushes(t *testing.T, tr *engines.Triggers) {
 // the other: the second run's phases start after the first run's are over, so
 // it plans against the migrated database and has nothing to do. Every
 // migration (2 takes 8 s) is applied once.
-func (s *tektonSuite) testTwoTags(t *testing.T, tr *engines.Triggers) {
-	c := s.newTriggerCase(t, tr)
+func (s *tektonSuite) testTwoTags(t *testing.T, tr *engines.Triggers, clone, commit string) {
+	c := s.newTriggerCase(t, tr, clone)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	c.pin(t, ctx)
@@ -414,7 +411,7 @@ func (s *tektonSuite) testTwoTags(t *testing.T, tr *engines.Triggers) {
 	var wg sync.WaitGroup
 	for i, tag := range tags {
 		wg.Go(func() {
-			w := githubPush("example/shop", "refs/tags/"+tag, false, webhookSecret)
+			w := githubPush("example/shop", c.clone, "refs/tags/"+tag, false, webhookSecret)
 			id, err := engines.Send(ctx, c.url, w.body, w.header)
 			if err != nil {
 				t.Error(err)
@@ -472,7 +469,7 @@ func (s *tektonSuite) testTwoTags(t *testing.T, tr *engines.Triggers) {
 		t.Errorf("the runs' phases overlap: the second began before the first was done")
 	}
 	wantResults(t, runs[0].trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})
-	wantResults(t, runs[1].trs, "plan", map[string]string{"pending": "false", "current-version": "3"})
+	wantResults(t, runs[1].trs, "plan", map[string]string{"pending": "false", "current-version": "3", "git-commit": commit})
 	if runs[1].trs["scale-down"] != nil || runs[1].trs["migrate"] != nil {
 		t.Errorf("the second run stopped the application or migrated with nothing pending")
 	}

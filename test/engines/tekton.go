@@ -16,10 +16,7 @@ package engines
 //   - not installed: the webhook (so objects must be valid and defaulted when
 //     created: CreatePipelineRun/CreateTaskRun run SetDefaults and Validate
 //     first, like the webhook would), the events controller and the resolvers
-//     deployment. The hub resolver's requests are answered by a stand-in in this
-//     process (see hubStandIn): Tekton resolves every taskRef of a Pipeline when
-//     a PipelineRun starts, the skipped fetch-source's included, and Artifact Hub
-//     is not reachable from here;
+//     deployment (the project's Pipeline refers to its own Tasks by name only);
 //   - Tekton Triggers: its CRDs and cluster roles (from the triggers module the
 //     main go.mod requires), so that the project's tekton/ kustomization
 //     applies as a whole. The Triggers controller, the core interceptors and
@@ -40,7 +37,6 @@ import (
 	"time"
 
 	pipelineclient "github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
-	resolutionclient "github.com/tektoncd/pipeline/pkg/client/resolution/clientset/versioned"
 	triggersclient "github.com/tektoncd/triggers/pkg/client/clientset/versioned"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -86,20 +82,17 @@ type Tekton struct {
 	// Images maps each of TektonCommands to its image reference.
 	Images map[string]string
 
-	cluster    // Kube (kubernetes.Interface), Dynamic (dynamic.Interface)
-	Pipeline   pipelineclient.Interface
-	Resolution resolutionclient.Interface
-	Triggers   triggersclient.Interface
+	cluster  // Kube (kubernetes.Interface), Dynamic (dynamic.Interface)
+	Pipeline pipelineclient.Interface
+	Triggers triggersclient.Interface
 
 	logf func(string, ...any)
-	hub  *hubStandIn
 }
 
 // InstallTekton installs Tekton Pipelines (and the Triggers CRDs) into env and
-// returns when the controller pod is ready and the hub resolver stand-in
-// answers. It is idempotent: on an environment where it is installed already
-// (a shared one) it re-applies the same objects and changes nothing. Close
-// stops the stand-in.
+// returns when the controller pod is ready. It is idempotent: on an environment
+// where it is installed already (a shared one) it re-applies the same objects
+// and changes nothing.
 func InstallTekton(ctx context.Context, env *kubeenv.Env, opts TektonOptions) (*Tekton, error) {
 	logf := opts.Logf
 	if logf == nil {
@@ -153,17 +146,8 @@ func InstallTekton(ctx context.Context, env *kubeenv.Env, opts TektonOptions) (*
 	if err := tk.waitController(ctx, timeout); err != nil {
 		return nil, err
 	}
-	tk.hub = startHubStandIn(tk)
 	logf("tekton: Tekton Pipelines %s installed in %s", tk.Version, time.Since(start).Round(100*time.Millisecond))
 	return tk, nil
-}
-
-// Close stops the hub resolver stand-in. Tekton stays installed (the
-// environment's teardown removes it with everything else).
-func (tk *Tekton) Close() {
-	if tk.hub != nil {
-		tk.hub.stop()
-	}
 }
 
 func (tk *Tekton) clients() error {
@@ -173,9 +157,6 @@ func (tk *Tekton) clients() error {
 	}
 	tk.cluster = c
 	if tk.Pipeline, err = pipelineclient.NewForConfig(cfg); err != nil {
-		return err
-	}
-	if tk.Resolution, err = resolutionclient.NewForConfig(cfg); err != nil {
 		return err
 	}
 	tk.Triggers, err = triggersclient.NewForConfig(cfg)
