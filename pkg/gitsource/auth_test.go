@@ -389,3 +389,20 @@ func TestClassify(t *testing.T) {
 func wrapUnexpected(err error) error {
 	return fmt.Errorf("outer: %w", plumbing.NewUnexpectedError(err))
 }
+
+// A server that echoes a credential (in a 401 body, say) does not get it into the
+// message; the chain stays for errors.Is and the exit code.
+func TestMask(t *testing.T) {
+	a := Auth{Token: secret, SSHPassphrase: "pp-" + secret}
+	inner := failure.Permanentf("%w: body: Basic %s, %s", ErrAuth, secret, "pp-"+secret)
+	err := a.mask(fmt.Errorf("listing: %w", inner))
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("a credential shows: %v", err)
+	}
+	if !errors.Is(err, ErrAuth) || failure.Code(err) != failure.CodePermanent {
+		t.Fatalf("chain lost: %v (exit %d)", err, failure.Code(err))
+	}
+	if plain := errors.New("no secret here"); a.mask(plain) != plain {
+		t.Fatal("an error without credentials should come back as it is")
+	}
+}
