@@ -94,6 +94,7 @@ type Options struct {
 	StatementTimeout   time.Duration
 	Resolve            Version
 	ResolveAs          string
+	Git                GitOptions
 }
 
 // Flags implements step.Options.
@@ -111,6 +112,10 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.DurationFlag{Name: "lock-timeout", Value: 10 * time.Second, Usage: "PostgreSQL lock_timeout while migrating: a statement waiting longer for a table lock fails; a transactional migration is rolled back (exit 75), one without a transaction is recorded as stopped partway (exit 1); 0 waits forever", Destination: &o.LockTimeout},
 		&cli.DurationFlag{Name: "statement-timeout", Usage: "PostgreSQL statement_timeout while migrating; 0 means none", Destination: &o.StatementTimeout},
 		&cli.GenericFlag{Name: "resolve", Value: &o.Resolve, Usage: "settle a migration without a transaction that stopped partway (its dirty record) after checking by hand what it did; with --as; takes the migration lock and applies nothing"},
+		&cli.StringFlag{Name: "git-url", Usage: "take the migrations from this git repository (https://, http://, ssh://, git:// or user@host:path) instead of the image; --dir is then the directory inside it", Destination: &o.Git.URL},
+		&cli.StringFlag{Name: "git-revision", Usage: "with --git-url: the tag, branch or full commit SHA to take the migrations from; resolved to one commit (result git-commit)", Destination: &o.Git.Revision},
+		&cli.StringFlag{Name: "git-commit", Usage: "with --git-url: the commit plan resolved (its git-commit result), so every step of a run reads the same files even if the tag moves; empty resolves --git-revision now", Destination: &o.Git.Commit},
+		&cli.StringFlag{Name: "git-credentials", Value: DefaultGitCredentials, Usage: "directory of the mounted git credentials Secret: token (and username) for HTTPS, ssh-privatekey and known_hosts for SSH; absent or empty means anonymous", Destination: &o.Git.Credentials},
 		&cli.StringFlag{Name: "as", Usage: "with --resolve: applied (all its changes are in place: its version row is kept or written) or not-applied (none are: its version row is removed, so the next run applies it again)", Destination: &o.ResolveAs},
 	}
 }
@@ -182,6 +187,14 @@ func (o *Options) Validate() error {
 	}
 	if strings.ContainsRune(o.Role, 0) {
 		return errors.New("--role contains a NUL character")
+	}
+	dir, err := o.validateGit()
+	if err != nil {
+		return err
+	}
+	o.Dir = dir
+	if o.Git.URL != "" {
+		return nil // the directory is checked in the fetched commit
 	}
 	st, err := os.Stat(o.Dir)
 	if err != nil {

@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"context"
-	"os"
 	"strconv"
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
@@ -19,7 +18,7 @@ func Spec() step.Spec {
 		Usage: "apply goose SQL migrations (or plan them, or roll back) with one migrator at a time",
 		Description: "Checks the migration directory and goose's version table before changing anything, takes the " +
 			"advisory lock " + strconv.FormatInt(LockID, 10) + " (goose's default), then applies each pending migration in its own transaction. " +
-			"Results: pending, pending-versions, current-version, target-version, applied, applied-versions, rolled-back, rolled-back-versions.",
+			"Results: git-commit (with --git-url), pending, pending-versions, current-version, target-version, applied, applied-versions, rolled-back, rolled-back-versions.",
 		Options: []step.Options{db, opts},
 		Run: func(ctx context.Context, env *step.Env) error {
 			cfg, err := db.Config(env.Redactor)
@@ -28,7 +27,12 @@ func Spec() step.Spec {
 			}
 			sqlDB, _ := OpenDB(cfg, SessionSettings{Role: opts.Role, LockTimeout: opts.LockTimeout, StatementTimeout: opts.StatementTimeout})
 			defer sqlDB.Close()
-			m := &Migrator{DB: sqlDB, FS: os.DirFS(opts.Dir), Log: env.Log.With("database", cfg.Database), Opts: *opts,
+			fsys, cleanup, err := opts.openMigrations(ctx, env.Log, env.Results, env.Redactor)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			m := &Migrator{DB: sqlDB, FS: fsys, Log: env.Log.With("database", cfg.Database), Opts: *opts,
 				Secret: env.Redactor.Add, Redact: env.Redactor.String}
 			rep, err := m.Run(ctx)
 			rep.SetResults(env.Results)

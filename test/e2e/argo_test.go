@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/chartreuse-go/chartreuse/test/engines"
+	"github.com/chartreuse-go/chartreuse/test/gitserver"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
@@ -80,6 +82,7 @@ type argoSuite struct {
 	argo *engines.Argo
 	kube kubernetes.Interface
 	pg   *pgenv.Server
+	git  *gitserver.Server // on the cluster bridge, for argo_git_test.go
 }
 
 func TestArgo(t *testing.T) {
@@ -110,6 +113,9 @@ func TestArgo(t *testing.T) {
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"not-ready-fails-the-run", s.testNotReady},
+		// Migrations from git (argo_git_test.go).
+		{"git-revisions", s.testGitRevisions},
+		{"git-private-repository", s.testGitPrivate},
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
 	}
@@ -152,6 +158,7 @@ func newArgoSuite(t *testing.T, env *kubeenv.Env, ns string) *argoSuite {
 		imageErr = BuildAndLoadTestImage(ctx, t, env, "argo", repo, argoImage, shopSet, argoSets)
 	})
 	s.pg = StartPostgres(t, env)
+	s.git = gitserver.Start(t, net.JoinHostPort(env.BridgeIP, "0"))
 	wg.Wait()
 	if installErr != nil {
 		t.Fatal(installErr)

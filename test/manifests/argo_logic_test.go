@@ -355,24 +355,40 @@ func TestArgoMainDAGConditions(t *testing.T) {
 	}
 }
 
-// TestArgoExpressions resolves the expression tags of the phase templates (working
-// directory, run id) with Argo's template code.
+// TestArgoExpressions resolves the expression tags of the phase templates (the
+// commit plan resolved, run id) with Argo's template code.
 func TestArgoExpressions(t *testing.T) {
 	wft := argoTemplate(t)
+	const sha = "0123456789abcdef0123456789abcdef01234567"
 	for _, tc := range []struct {
-		params     map[string]string
-		workingDir string
-		runIDArg   string
+		params    map[string]string
+		outputs   map[string]string
+		commitArg string // of the steps after plan
+		runIDArg  string
 	}{
-		{nil, "/", "--run-id=chartreuse-abcde"},
-		{map[string]string{"git-url": "https://example.com/a.git", "run-id": "release-1.4"}, "/work/src", "--run-id=release-1.4"},
+		{nil, nil, "--git-commit=", "--run-id=chartreuse-abcde"},
+		{map[string]string{"git-url": "https://example.com/a.git", "run-id": "release-1.4"}, map[string]string{"git-commit": sha},
+			"--git-commit=" + sha, "--run-id=release-1.4"},
+		// a single-phase entrypoint runs no plan: the step resolves the revision itself
+		{map[string]string{"git-url": "https://example.com/a.git"}, nil, "--git-commit=", "--run-id=chartreuse-abcde"},
 	} {
-		vars := run{entrypoint: "main", status: "Running", params: tc.params}.globals(t, wft)
+		vars := run{entrypoint: "main", status: "Running", params: tc.params, outputs: tc.outputs}.globals(t, wft)
 		for _, name := range []string{"plan", "migrate", "rollback", "recheck"} {
 			c := templateByName(t, wft, name).Container
-			got := resolve(t, c.WorkingDir, vars)
-			if got != tc.workingDir {
-				t.Errorf("%s: workingDir with %v = %q, want %q", name, tc.params, got, tc.workingDir)
+			if c.WorkingDir != "" {
+				t.Errorf("%s: workingDir %q: a git checkout no longer needs one", name, c.WorkingDir)
+			}
+			var commit []string
+			for _, a := range c.Args {
+				if strings.HasPrefix(a, "--git-commit=") {
+					commit = append(commit, resolve(t, a, vars))
+				}
+			}
+			switch {
+			case name == "plan" && len(commit) > 0:
+				t.Errorf("plan: %v: plan resolves the revision; it must not be given a commit", commit)
+			case name != "plan" && (len(commit) != 1 || commit[0] != tc.commitArg):
+				t.Errorf("%s: --git-commit with %v and outputs %v = %v, want [%s]", name, tc.params, tc.outputs, commit, tc.commitArg)
 			}
 		}
 		for _, name := range []string{"scale-down", "scale-restore"} {

@@ -55,10 +55,11 @@ var agreedFlags = func() map[string][]string {
 		return out
 	}
 	return map[string][]string{
-		"wait-for-db":   cat(common, db, []string{"timeout"}),
-		"wait-patroni":  cat(common, db, []string{"timeout", "patroni-url", "owner-role", "writer-role", "reader-role"}),
-		"migrate":       cat(common, db, []string{"dir", "to", "plan", "down-to", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table"}),
-		"scale-down":    cat(common, sel, []string{"run-uid", "database-secret"}),
+		"wait-for-db":  cat(common, db, []string{"timeout"}),
+		"wait-patroni": cat(common, db, []string{"timeout", "patroni-url", "owner-role", "writer-role", "reader-role"}),
+		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
+			"git-url", "git-revision", "git-commit", "git-credentials"}),
+		"scale-down":    cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
 		"scale-restore": cat(common, sel, []string{"only-run-uid", "supersede-database", "wait-ready", "ready-timeout"}),
 		"gate":          cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "task-run", "timeout", "poll-interval", "progress-interval"}),
 	}
@@ -69,8 +70,8 @@ var agreedFlags = func() map[string][]string {
 var agreedResults = map[string][]string{
 	"wait-for-db":    {"attempts", "waited"},
 	"wait-patroni":   {},
-	"migrate --plan": {"pending", "current-version", "target-version", "pending-versions"},
-	"migrate":        {"applied", "applied-versions", "current-version", "target-version"},
+	"migrate --plan": {"pending", "current-version", "target-version", "pending-versions", "git-commit"},
+	"migrate":        {"applied", "applied-versions", "current-version", "target-version", "git-commit"},
 	"scale-down":     {"scaled", "workloads"},
 	"scale-restore":  {"restored", "workloads"},
 	"gate":           {},

@@ -275,7 +275,11 @@ func TestBadInputs(t *testing.T) {
 	for _, pw := range []string{slashFirst, digitsSlash, blankKeyword} {
 		secrets.Add(pw)
 	}
-	cs := cases()
+	startGit(t)
+	secrets.Add(gitToken)
+	secrets.Add(gitToken + "x")
+	secrets.Add(gitPassword)
+	cs := append(cases(), gitCases()...)
 	if len(cs) < 40 {
 		t.Fatalf("only %d cases", len(cs))
 	}
