@@ -478,10 +478,15 @@ func (r *Repo) Commit(t testing.TB, files map[string]string, msg string) string 
 	// A fresh index: the tree holds the files given and nothing else.
 	env := []string{"GIT_INDEX_FILE=" + filepath.Join(work, "index"), "GIT_WORK_TREE=" + tree}
 	r.s.gitEnv(t, r.dir, env, "-C", tree, "add", "--all", "--force", ".")
-	treeSHA := r.s.gitEnv(t, r.dir, env, "write-tree")
+	return r.commitTree(t, r.s.gitEnv(t, r.dir, env, "write-tree"), msg)
+}
+
+// commitTree commits tree on main, child of main's tip; r.mu is held.
+func (r *Repo) commitTree(t testing.TB, tree, msg string) string {
+	t.Helper()
 	// Fixed dates, one second apart: the same history gives the same SHAs.
 	date := fmt.Sprintf("GIT_COMMITTER_DATE=%d +0000", 1_700_000_000+r.commits)
-	args := []string{"commit-tree", treeSHA, "-m", msg}
+	args := []string{"commit-tree", tree, "-m", msg}
 	if parent := r.s.gitOK(r.dir, "rev-parse", "--verify", "--quiet", "refs/heads/main^{commit}"); parent != "" {
 		args = append(args, "-p", parent)
 	}
@@ -552,7 +557,12 @@ func (s *Server) gitOK(dir string, args ...string) string {
 }
 
 func (s *Server) run(dir string, env []string, args ...string) (string, error) {
+	return s.runInput(dir, env, nil, args...)
+}
+
+func (s *Server) runInput(dir string, env []string, stdin []byte, args ...string) (string, error) {
 	cmd := exec.Command("git", args...)
+	cmd.Stdin = bytes.NewReader(stdin)
 	cmd.Env = append(slices.Clone(s.env), env...)
 	if dir != "" {
 		cmd.Env = append(cmd.Env, "GIT_DIR="+dir)
