@@ -1,4 +1,4 @@
-// Package gitsource gets the files of one directory of one commit of a git
+// Package gitsource gets the files directly in one directory of one commit of a git
 // repository, built on go-git: Resolve turns a tag, branch or SHA into a commit SHA
 // once per run (one ls-remote), and every step then calls Fetch with that SHA, so
 // plan, migrate, recheck and rollback read the same files even if the tag moves.
@@ -6,8 +6,8 @@
 // Fetch is shallow (depth 1), takes no tags and no submodules, and keeps its object
 // store on disk. When the server allows it (uploadpack.allowFilter, as on GitHub and
 // GitLab), it first takes the commit without any file contents (blob:none) and then
-// only the files of the directory asked for, so a large repository costs its trees
-// and that directory, not every file.
+// only the files directly in the directory asked for, so a large repository costs
+// its trees and those files, not every file.
 //
 // A commit that no branch or tag points at any more is asked for by its SHA. Servers
 // that refuse that (a tag moved and its old commit is gone, or a server that serves

@@ -365,9 +365,11 @@ func findCommit(ar *packp.AdvRefs, commit plumbing.Hash) (advertised, bool) {
 	return advertised{}, false
 }
 
-// Fetch gets the files of commit (40 hex) under subdir ("" or "." is the root) and
-// returns them as an fs.FS rooted at subdir. It is shallow (depth 1) and takes no
-// tags and no submodules (their entries are left out). revision is what the user
+// Fetch gets the files directly in subdir ("" or "." is the root) of commit (40
+// hex) and returns them as an fs.FS rooted at subdir: not its subdirectories (goose
+// reads none, and a link or a large file in one must not cost or break the run), not
+// its submodules; a symbolic link among the files is an error. It is shallow (depth
+// 1) and takes no tags. revision is what the user
 // asked for (tag, branch, "" or the SHA itself); it is used only when the server
 // refuses commit by SHA: then its ref is fetched instead, if it still points at
 // commit, else Fetch returns *MovedError. Everything is kept under a new directory
@@ -439,26 +441,55 @@ func (f *fetcher) subtree(ctx context.Context, dir string) (*object.Tree, error)
 	if err != nil {
 		return nil, err
 	}
-	root, err := cm.Tree()
+	t, err := cm.Tree()
 	if err != nil {
 		return nil, failure.Permanentf("reading the tree of commit %s from %s: %w", f.want, f.c.where, err)
 	}
 	if dir == "." {
-		return root, nil
+		return t, nil
 	}
-	t, err := root.Tree(dir)
-	if err != nil {
-		var top []string
-		for _, e := range root.Entries {
-			if e.Mode == filemode.Dir {
-				top = append(top, e.Name+"/")
+	// Walked one name at a time, so that what stands in the way is named: a
+	// link or a submodule where a directory is wanted is neither followed nor
+	// taken for a missing directory.
+	root := t
+	parts := strings.Split(dir, "/")
+	for i, name := range parts {
+		at := strings.Join(parts[:i+1], "/")
+		var found []object.TreeEntry
+		for _, e := range t.Entries {
+			if e.Name == name {
+				found = append(found, e)
 			}
 		}
-		if e, ferr := root.FindEntry(dir); ferr == nil && e.Mode != filemode.Dir {
-			return nil, failure.Permanentf("%w: %q is a file, not a directory, in commit %s of %s", ErrSubdirNotFound, dir, f.want, f.c.where)
+		switch {
+		case len(found) == 0:
+			var top []string
+			for _, e := range root.Entries {
+				if e.Mode == filemode.Dir {
+					top = append(top, e.Name+"/")
+				}
+			}
+			return nil, failure.Permanentf("%w: no directory %q in commit %s of %s (directories at its top: %s)",
+				ErrSubdirNotFound, at, f.want, f.c.where, strings.Join(top, " "))
+		case len(found) > 1:
+			return nil, failure.Permanentf("%w: commit %s of %s has %d entries named %q, which git itself refuses (git fsck: duplicateEntries)",
+				ErrSubdirNotFound, f.want, f.c.where, len(found), at)
 		}
-		return nil, failure.Permanentf("%w: no directory %q in commit %s of %s (directories at its top: %s): %w",
-			ErrSubdirNotFound, dir, f.want, f.c.where, strings.Join(top, " "), err)
+		e := found[0]
+		switch e.Mode {
+		case filemode.Dir:
+		case filemode.Symlink:
+			return nil, failure.Permanentf("%w: %q is a symbolic link in commit %s of %s, which is not followed: give the directory it points to",
+				ErrSubdirNotFound, at, f.want, f.c.where)
+		case filemode.Submodule:
+			return nil, failure.Permanentf("%w: %q is a submodule in commit %s of %s, and submodules are not fetched: give the submodule's own repository as the git URL",
+				ErrSubdirNotFound, at, f.want, f.c.where)
+		default:
+			return nil, failure.Permanentf("%w: %q is a file, not a directory, in commit %s of %s", ErrSubdirNotFound, at, f.want, f.c.where)
+		}
+		if t, err = object.GetTree(f.st, e.Hash); err != nil {
+			return nil, failure.Permanentf("reading %s in commit %s from %s: %w", at, f.want, f.c.where, err)
+		}
 	}
 	return t, nil
 }
@@ -561,35 +592,19 @@ func (f *fetcher) peel() (*object.Commit, error) {
 	return nil, failure.Permanentf("%w: tags nested too deep at %s", ErrRevisionNotFound, f.got)
 }
 
-// blobs are the files under t that the store lacks.
-func (f *fetcher) missing(t *object.Tree) ([]plumbing.Hash, error) {
+// missing are the files of t that the store lacks.
+func (f *fetcher) missing(t *object.Tree) []plumbing.Hash {
 	var out []plumbing.Hash
 	seen := map[plumbing.Hash]bool{}
-	var walk func(t *object.Tree) error
-	walk = func(t *object.Tree) error {
-		for _, e := range t.Entries {
-			switch {
-			case e.Mode == filemode.Dir:
-				sub, err := object.GetTree(f.st, e.Hash)
-				if err != nil {
-					return err
-				}
-				if err := walk(sub); err != nil {
-					return err
-				}
-			case e.Mode.IsFile() && !seen[e.Hash]:
-				seen[e.Hash] = true
-				if f.st.HasEncodedObject(e.Hash) != nil {
-					out = append(out, e.Hash)
-				}
+	for _, e := range t.Entries {
+		if e.Mode.IsFile() && !seen[e.Hash] {
+			seen[e.Hash] = true
+			if f.st.HasEncodedObject(e.Hash) != nil {
+				out = append(out, e.Hash)
 			}
 		}
-		return nil
 	}
-	if err := walk(t); err != nil {
-		return nil, failure.Permanentf("reading the trees of commit %s from %s: %w", f.want, f.c.where, err)
-	}
-	return out, nil
+	return out
 }
 
 // fillBlobs gets the files of t that a filtered fetch left out: by their SHAs, or,
@@ -598,9 +613,9 @@ func (f *fetcher) fillBlobs(ctx context.Context, t *object.Tree) error {
 	if !f.filtered {
 		return nil
 	}
-	need, err := f.missing(t)
-	if err != nil || len(need) == 0 {
-		return err
+	need := f.missing(t)
+	if len(need) == 0 {
+		return nil
 	}
 	s, err := f.c.advertise(ctx)
 	if err != nil {
@@ -620,45 +635,37 @@ func (f *fetcher) fillBlobs(ctx context.Context, t *object.Tree) error {
 	return s.fetch(ctx, f.st, []plumbing.Hash{f.got}, 1, "")
 }
 
-// write puts the files of t under dir: regular and executable files only;
-// submodules are left out, and a symbolic link is an error (it could point outside
-// the directory, and leaving it out would drop a file silently).
+// write puts the files directly in t into dir: regular and executable files only.
+// Subdirectories and submodules are left out (goose reads no deeper, and what is not
+// read cannot break the run); a symbolic link is an error (it could point outside the
+// directory, and leaving it out could drop a migration silently).
 func (f *fetcher) write(ctx context.Context, t *object.Tree, dir, sub string) error {
 	if err := f.fillBlobs(ctx, t); err != nil {
 		return err
 	}
-	var walk func(t *object.Tree, dir, rel string) error
-	walk = func(t *object.Tree, dir, rel string) error {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return failure.Permanentf("writing the files of commit %s: %w", f.want, err)
-		}
-		for _, e := range t.Entries {
-			name := path.Join(rel, e.Name)
-			if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
-				return failure.Permanentf("commit %s of %s has an entry named %q, which cannot be written", f.want, f.c.where, e.Name)
-			}
-			p := filepath.Join(dir, e.Name)
-			switch {
-			case e.Mode == filemode.Dir:
-				st, err := object.GetTree(f.st, e.Hash)
-				if err != nil {
-					return failure.Permanentf("reading %s in commit %s of %s: %w", name, f.want, f.c.where, err)
-				}
-				if err := walk(st, p, name); err != nil {
-					return err
-				}
-			case e.Mode == filemode.Submodule:
-			case e.Mode == filemode.Symlink:
-				return failure.Permanentf("%s in commit %s of %s is a symbolic link, which is not supported: commit the file itself", name, f.want, f.c.where)
-			case e.Mode.IsFile():
-				if err := f.writeBlob(e.Hash, p); err != nil {
-					return failure.Permanentf("writing %s of commit %s of %s: %w", name, f.want, f.c.where, err)
-				}
-			}
-		}
-		return nil
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return failure.Permanentf("writing the files of commit %s: %w", f.want, err)
 	}
-	return walk(t, dir, strings.TrimPrefix(sub, "."))
+	for _, e := range t.Entries {
+		// Even names that are not written: a tree holding one is corrupt or
+		// made to attack (git fsck refuses it).
+		if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
+			return failure.Permanentf("commit %s of %s has an entry named %q in %s, which git itself refuses", f.want, f.c.where, e.Name, sub)
+		}
+		if e.Mode == filemode.Dir || e.Mode == filemode.Submodule {
+			continue
+		}
+		name := path.Join(strings.TrimPrefix(sub, "."), e.Name)
+		switch {
+		case e.Mode == filemode.Symlink:
+			return failure.Permanentf("%s in commit %s of %s is a symbolic link, which is not supported: commit the file itself", name, f.want, f.c.where)
+		case e.Mode.IsFile():
+			if err := f.writeBlob(e.Hash, filepath.Join(dir, e.Name)); err != nil {
+				return failure.Permanentf("writing %s of commit %s of %s: %w", name, f.want, f.c.where, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (f *fetcher) writeBlob(h plumbing.Hash, p string) error {

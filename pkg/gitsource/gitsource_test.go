@@ -89,11 +89,16 @@ func read(t *testing.T, fsys fs.FS) map[string]string {
 	return out
 }
 
-// under is the files of files below dir, with dir taken off their paths.
+// under is the files of files directly in dir ("." the root), with dir taken off
+// their paths: what Fetch returns.
 func under(files map[string]string, dir string) map[string]string {
 	out := map[string]string{}
 	for p, c := range files {
-		if rest, ok := strings.CutPrefix(p, dir+"/"); ok {
+		rest, ok := strings.CutPrefix(p, dir+"/")
+		if dir == "." {
+			rest, ok = p, true
+		}
+		if ok && !strings.Contains(rest, "/") {
 			out[rest] = c
 		}
 	}
@@ -171,10 +176,7 @@ func TestResolveAndFetch(t *testing.T) {
 					if err != nil {
 						t.Fatalf("Fetch(%s, %q): %v\nserver log:\n%s", sha, dir, err, s.Log())
 					}
-					want := h.files[tc.want]
-					if dir != "." {
-						want = under(want, "db")
-					}
+					want := under(h.files[tc.want], strings.Trim(dir, "/"))
 					if !maps.Equal(got, want) {
 						t.Fatalf("Fetch(%s, %q) files:\n%v\nwant:\n%v", sha, dir, got, want)
 					}

@@ -1,0 +1,210 @@
+package gitsource_test
+
+import (
+	"context"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/gitsource"
+	"github.com/chartreuse-go/chartreuse/test/gitserver"
+)
+
+// Hostile and careless repositories: trees git itself would refuse to make, links,
+// submodules, tags of things that are not commits. Nothing may be written outside
+// the fetch's directory, and nothing may be dropped silently where a migration could
+// hide.
+
+const upSQL = "-- +goose Up\nselect 1;\n"
+
+// entry shorthands for gitserver.TreeEntry.
+func file(r *gitserver.Repo, t *testing.T, name, content string) gitserver.TreeEntry {
+	return gitserver.TreeEntry{Mode: gitserver.ModeFile, Name: name, Hash: r.WriteBlob(t, content)}
+}
+
+func link(r *gitserver.Repo, t *testing.T, name, target string) gitserver.TreeEntry {
+	return gitserver.TreeEntry{Mode: gitserver.ModeSymlink, Name: name, Hash: r.WriteBlob(t, target)}
+}
+
+func dir(r *gitserver.Repo, t *testing.T, name string, entries ...gitserver.TreeEntry) gitserver.TreeEntry {
+	return gitserver.TreeEntry{Mode: gitserver.ModeDir, Name: name, Hash: r.WriteTree(t, entries...)}
+}
+
+// listTree is every path under root (dirs with a trailing /, links as name -> target).
+func listTree(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		switch {
+		case d.Type()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			out = append(out, rel+" -> "+target)
+		case d.IsDir():
+			out = append(out, rel+"/")
+		default:
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestHostileTrees(t *testing.T) {
+	s := start(t)
+	repo := s.NewRepo(t, "hostile")
+	url := repo.URL()
+	ctx := context.Background()
+	sub := repo.Commit(t, map[string]string{"x.sql": upSQL}, "a commit another repository's submodule points at")
+
+	for _, tc := range []struct {
+		name  string
+		root  func() []gitserver.TreeEntry
+		dir   string
+		files map[string]string // what Fetch returns; nil: an error
+		code  int
+		parts []string
+	}{
+		{
+			name: "symlink out of the directory",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{dir(repo, t, "db",
+					file(repo, t, "001_a.sql", upSQL),
+					link(repo, t, "002_passwd.sql", "../../../../etc/passwd"))}
+			},
+			dir: "db", code: failure.CodePermanent, parts: []string{"db/002_passwd.sql", "symbolic link"},
+		},
+		{
+			name: "sql symlink to another sql",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{dir(repo, t, "db",
+					file(repo, t, "001_a.sql", upSQL),
+					link(repo, t, "002_b.sql", "001_a.sql"))}
+			},
+			dir: "db", code: failure.CodePermanent, parts: []string{"002_b.sql", "symbolic link"},
+		},
+		{
+			name: "symlink in a subdirectory goose never reads",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{dir(repo, t, "db",
+					file(repo, t, "001_a.sql", upSQL),
+					dir(repo, t, "docs", link(repo, t, "README", "../../README")))}
+			},
+			dir: "db", files: map[string]string{"001_a.sql": upSQL},
+		},
+		{
+			name: "migrations at the root of a repository with links elsewhere",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{
+					file(repo, t, "001_a.sql", upSQL),
+					dir(repo, t, "node_modules", dir(repo, t, ".bin", link(repo, t, "tool", "../tool/cli.js"))),
+				}
+			},
+			dir: ".", files: map[string]string{"001_a.sql": upSQL},
+		},
+		{
+			name: "submodule inside the directory",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{dir(repo, t, "db",
+					file(repo, t, "001_a.sql", upSQL),
+					gitserver.TreeEntry{Mode: gitserver.ModeSubmodule, Name: "vendor", Hash: sub})}
+			},
+			dir: "db", files: map[string]string{"001_a.sql": upSQL},
+		},
+		{
+			name: "the directory is a submodule",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{gitserver.TreeEntry{Mode: gitserver.ModeSubmodule, Name: "db", Hash: sub}}
+			},
+			dir: "db", code: failure.CodePermanent, parts: []string{`"db"`, "submodule"},
+		},
+		{
+			name: "the directory is a symlink",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{
+					dir(repo, t, "real", file(repo, t, "001_a.sql", upSQL)),
+					link(repo, t, "db", "real"),
+				}
+			},
+			dir: "db", code: failure.CodePermanent, parts: []string{`"db"`, "symbolic link"},
+		},
+		{
+			name: "a parent of the directory is a symlink",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{
+					dir(repo, t, "real", dir(repo, t, "db", file(repo, t, "001_a.sql", upSQL))),
+					link(repo, t, "app", "real"),
+				}
+			},
+			dir: "app/db", code: failure.CodePermanent, parts: []string{`"app"`, "symbolic link"},
+		},
+		{
+			name: "entry named ..",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{dir(repo, t, "db", file(repo, t, "..", "escaped"), file(repo, t, "001_a.sql", upSQL))}
+			},
+			dir: "db", code: failure.CodePermanent, parts: []string{`".."`},
+		},
+		{
+			name: "entry name with a slash",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{dir(repo, t, "db", file(repo, t, "../../escaped.sql", upSQL), file(repo, t, "001_a.sql", upSQL))}
+			},
+			dir: "db", code: failure.CodePermanent, parts: []string{"../../escaped.sql"},
+		},
+		{
+			name: "directory entry named ..",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{dir(repo, t, "db", file(repo, t, "001_a.sql", upSQL), dir(repo, t, "..", file(repo, t, "escaped.sql", upSQL)))}
+			},
+			dir: "db", code: failure.CodePermanent, parts: []string{`".."`},
+		},
+		{
+			name: "one name twice",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{dir(repo, t, "db", file(repo, t, "001_a.sql", upSQL), file(repo, t, "001_a.sql", "-- +goose Up\ndrop table users;\n"))}
+			},
+			dir: "db", code: failure.CodePermanent, parts: []string{"001_a.sql"},
+		},
+		{
+			name: "executable file",
+			root: func() []gitserver.TreeEntry {
+				return []gitserver.TreeEntry{dir(repo, t, "db", gitserver.TreeEntry{Mode: gitserver.ModeExecutable, Name: "001_a.sql", Hash: repo.WriteBlob(t, upSQL)})}
+			},
+			dir: "db", files: map[string]string{"001_a.sql": upSQL},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := repo.CommitTree(t, repo.WriteTree(t, tc.root()...), tc.name)
+			tmp := t.TempDir()
+			fsys, err := gitsource.Remote{URL: url}.Fetch(ctx, c, c, tc.dir, tmp)
+			if tc.files == nil {
+				expectErr(t, err, tc.code, nil, tc.parts...)
+			} else {
+				if err != nil {
+					t.Fatalf("Fetch: %v", err)
+				}
+				if got := read(t, fsys); !maps.Equal(got, tc.files) {
+					t.Fatalf("files %v, want %v", got, tc.files)
+				}
+			}
+			for _, p := range listTree(t, tmp) {
+				if strings.Contains(p, "->") || strings.Contains(p, "escaped") || strings.Contains(p, "passwd") {
+					t.Errorf("written: %s (everything under %s: %v)", p, tmp, listTree(t, tmp))
+				}
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(tmp), "escaped.sql")); err == nil {
+				t.Errorf("a file was written outside the fetch's directory")
+			}
+		})
+	}
+}
