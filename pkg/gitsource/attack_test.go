@@ -208,3 +208,65 @@ func TestHostileTrees(t *testing.T) {
 		})
 	}
 }
+
+// Tags of things that are not commits, and tags of tags.
+func TestTagShapes(t *testing.T) {
+	s := start(t)
+	h := makeHistory(t, s, "tags")
+	r := gitsource.Remote{URL: h.repo.URL()}
+	ctx := context.Background()
+	tree := h.repo.RevParse(t, h.c1+"^{tree}")
+	blob := h.repo.WriteBlob(t, upSQL)
+
+	h.repo.Tag(t, "inner", h.c2)
+	h.repo.Tag(t, "outer", h.repo.RevParse(t, "refs/tags/inner^{tag}")) // a tag of a tag
+	prev := "outer"
+	for i := range 12 { // deeper than anyone tags
+		name := "deep" + string(rune('a'+i))
+		h.repo.Tag(t, name, h.repo.RevParse(t, "refs/tags/"+prev+"^{tag}"))
+		prev = name
+	}
+	h.repo.Tag(t, "tree-tag", tree)
+	h.repo.LightweightTag(t, "blob-tag", blob)
+	h.repo.LightweightTag(t, "tree-light", tree)
+
+	for _, rev := range []string{"outer", "refs/tags/outer"} {
+		sha, err := r.Resolve(ctx, rev)
+		if err != nil || sha != h.c2 {
+			t.Fatalf("Resolve(%s) = %s, %v; want %s", rev, sha, err, h.c2)
+		}
+		got, err := fetch(t, r, sha, rev, "db")
+		if err != nil {
+			t.Fatalf("Fetch through a tag of a tag: %v", err)
+		}
+		if want := under(h.files[h.c2], "db"); !maps.Equal(got, want) {
+			t.Fatalf("files %v, want %v", got, want)
+		}
+	}
+	// The deep chain peels to c2 on the server and in the fetch.
+	if sha, err := r.Resolve(ctx, prev); err != nil || sha != h.c2 {
+		t.Fatalf("Resolve(%s) = %s, %v; want %s", prev, sha, err, h.c2)
+	}
+	if _, err := fetch(t, r, h.c2, prev, "db"); err != nil {
+		t.Fatalf("Fetch through a chain of 14 tags: %v", err)
+	}
+	for _, rev := range []string{"tree-tag", "blob-tag", "tree-light"} {
+		t.Run(rev, func(t *testing.T) {
+			sha, err := r.Resolve(ctx, rev)
+			if err == nil {
+				// Resolve cannot see the kind of a lightweight tag's object; the
+				// fetch of the same step must refuse it.
+				_, err = fetch(t, r, sha, rev, "db")
+			}
+			expectErr(t, err, failure.CodePermanent, gitsource.ErrRevisionNotFound, rev)
+			if !strings.Contains(err.Error(), "not a commit") {
+				t.Errorf("error does not say it is not a commit: %v", err)
+			}
+		})
+	}
+	// A tree's or blob's SHA given as the commit.
+	for _, sha := range []string{tree, blob} {
+		_, err := fetch(t, r, sha, sha, "db")
+		expectErr(t, err, failure.CodePermanent, gitsource.ErrRevisionNotFound, sha)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"path"
@@ -352,15 +353,26 @@ func (c *conn) lookup(ar *packp.AdvRefs, revision string) (advertised, error) {
 }
 
 // findCommit is an advertised ref that holds commit, directly or through an
-// annotated tag: wanting it needs no permission to fetch by SHA.
+// annotated tag: wanting it needs no permission to fetch by SHA. A ref that holds
+// the commit itself comes first (nothing to peel), then the tags in name order, so
+// the same advertisement always gives the same want.
 func findCommit(ar *packp.AdvRefs, commit plumbing.Hash) (advertised, bool) {
 	if ar.Head != nil && *ar.Head == commit {
 		return advertised{name: "HEAD", hash: commit, commit: commit}, true
 	}
-	for name := range ar.References {
-		if a, ok := refAt(ar, name); ok && a.commit == commit {
+	var tag *advertised
+	for _, name := range slices.Sorted(maps.Keys(ar.References)) {
+		a, ok := refAt(ar, name)
+		switch {
+		case !ok || a.commit != commit:
+		case a.hash == commit:
 			return a, true
+		case tag == nil:
+			tag = &a
 		}
+	}
+	if tag != nil {
+		return *tag, true
 	}
 	return advertised{}, false
 }
@@ -560,10 +572,22 @@ func (f *fetcher) moved(got string) error {
 	return failure.Permanentf("%s: %w", f.c.where, &MovedError{Revision: f.revision, Want: f.want.String(), Got: got})
 }
 
+// asked names what the user asked for in messages.
+func (f *fetcher) asked() string {
+	if isFullSHA(f.revision) && strings.EqualFold(f.revision, f.want.String()) {
+		return f.want.String()
+	}
+	return fmt.Sprintf("%s (resolved to %s)", revisionName(f.revision), f.want)
+}
+
+// maxTagDepth bounds a chain of tags of tags (git's own limit is none: object
+// hashes make a cycle impossible, the bound only stops a hostile pack early).
+const maxTagDepth = 64
+
 // peel follows f.got through annotated tags to its commit, which must be f.want.
 func (f *fetcher) peel() (*object.Commit, error) {
 	h := f.got
-	for range 10 {
+	for range maxTagDepth {
 		o, err := f.st.EncodedObject(plumbing.AnyObject, h)
 		if err != nil {
 			return nil, failure.Permanentf("%w: %s did not send %s (asked for commit %s): %w", ErrRevisionNotFound, f.c.where, h, f.want, err)
@@ -586,10 +610,13 @@ func (f *fetcher) peel() (*object.Commit, error) {
 			}
 			return cm, nil
 		default:
-			return nil, failure.Permanentf("%w: %s is a %s, not a commit", ErrRevisionNotFound, h, o.Type())
+			if h == f.want {
+				return nil, failure.Permanentf("%w: %s of %s is a %s, not a commit", ErrRevisionNotFound, f.asked(), f.c.where, o.Type())
+			}
+			return nil, failure.Permanentf("%w: %s of %s leads to %s, which is a %s, not a commit", ErrRevisionNotFound, f.asked(), f.c.where, h, o.Type())
 		}
 	}
-	return nil, failure.Permanentf("%w: tags nested too deep at %s", ErrRevisionNotFound, f.got)
+	return nil, failure.Permanentf("%w: %s of %s is a chain of more than %d tags of tags", ErrRevisionNotFound, f.asked(), f.c.where, maxTagDepth)
 }
 
 // missing are the files of t that the store lacks.
