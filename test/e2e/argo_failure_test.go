@@ -195,7 +195,7 @@ func (s *argoSuite) testInvalidParameters(t *testing.T) {
 				if wf.Status.Phase == wfv1.WorkflowSucceeded {
 					t.Errorf("workflow %s Succeeded with %v", wf.Name, p)
 				}
-				notRun(t, wf, "wait-for-db", "plan", "scale-down", "migrate", "scale-restore", "restore", "rollback", "recheck")
+				notRun(t, wf, "pull-image", "wait-for-db", "plan", "scale-down", "migrate", "scale-restore", "restore", "rollback", "recheck")
 			})
 		})
 	}

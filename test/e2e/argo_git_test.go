@@ -187,3 +187,36 @@ func (s *argoSuite) testGitPrivate(t *testing.T) {
 		}
 	})
 }
+
+// A wrong image fails the run at pull-image within image-pull-timeout, before
+// anything is stopped, and frees the database's mutex: the next run starts.
+func (s *argoSuite) testWrongImage(t *testing.T) {
+	c := s.newCase(t, "wrong-image")
+	const image = "chartreuse.local/no-such-image:0.0.0"
+	start := time.Now()
+	wf := c.run(t, "", map[string]string{"image": image, "image-pull-timeout": "30s"})
+	took := time.Since(start)
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"pull-image": wfv1.NodeFailed})
+	notRun(t, wf, "wait-for-db", "plan", "scale-down", "migrate")
+	c.wantRestored(t)
+	t.Logf("the run with image %s failed after %s", image, took.Round(time.Second))
+	pods, err := s.argo.NodePods(t.Context(), wf.Name, "pull-image")
+	if err != nil || len(pods) != 1 {
+		t.Fatalf("pull-image pods: %v (%d)", err, len(pods))
+	}
+	evs, err := s.kube.CoreV1().Events(s.argo.Namespace).List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + pods[0].Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := false
+	for _, e := range evs.Items {
+		named = named || (e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, image))
+	}
+	if !named {
+		t.Errorf("no Warning Event of pod %s names the image %s: %+v", pods[0].Name, image, evs.Items)
+	}
+	// The mutex is free: a run with the right image goes through.
+	wf = c.run(t, "", nil)
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+}

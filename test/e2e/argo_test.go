@@ -116,6 +116,7 @@ func TestArgo(t *testing.T) {
 		// Migrations from git (argo_git_test.go).
 		{"git-revisions", s.testGitRevisions},
 		{"git-private-repository", s.testGitPrivate},
+		{"wrong-image-fails-fast", s.testWrongImage},
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
 	}

@@ -3,6 +3,7 @@ package manifests
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -332,7 +333,7 @@ func TestArgoMainDAGConditions(t *testing.T) {
 					ran = append(ran, task.Name)
 				}
 			}
-			want := []string{"wait-for-db"}
+			want := []string{"pull-image", "wait-for-db"}
 			if c.patroni == "true" {
 				want = append(want, "wait-patroni")
 			}
@@ -421,4 +422,37 @@ func resolve(t *testing.T, s string, vars map[string]any) string {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestArgoPullImage: the first pod of a run only starts the step image, bounded by
+// image-pull-timeout and not retried, so a wrong image fails the run in that time
+// instead of holding the database's mutex in ImagePullBackOff.
+func TestArgoPullImage(t *testing.T) {
+	wft := argoTemplate(t)
+	tmpl := templateByName(t, wft, argoPullProbe)
+	c := tmpl.Container
+	if c == nil || c.Image != "{{workflow.parameters.image}}" || !slices.Equal(c.Args, []string{"--version"}) {
+		t.Fatalf("%s: container %+v: want the step image with --version", argoPullProbe, c)
+	}
+	if tmpl.RetryStrategy != nil {
+		t.Errorf("%s retries: the kubelet already retries a pull within the deadline", argoPullProbe)
+	}
+	if tmpl.ActiveDeadlineSeconds == nil {
+		t.Fatalf("%s: no activeDeadlineSeconds", argoPullProbe)
+	}
+	vars := run{entrypoint: "main", status: "Running", params: map[string]string{"image-pull-timeout": "90s"}}.globals(t, wft)
+	if got := resolve(t, tmpl.ActiveDeadlineSeconds.String(), vars); got != "90" {
+		t.Errorf("%s: activeDeadlineSeconds %q with image-pull-timeout=90s, want 90", argoPullProbe, got)
+	}
+	sc := c.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("%s: securityContext %+v: want the steps' restrictions", argoPullProbe, sc)
+	}
+	found := false
+	for _, s := range wft.Spec.ImagePullSecrets {
+		found = found || s.Name == "{{workflow.parameters.image-pull-secret}}"
+	}
+	if !found {
+		t.Errorf("imagePullSecrets %v: want the image-pull-secret parameter", wft.Spec.ImagePullSecrets)
+	}
 }

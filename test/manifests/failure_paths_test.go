@@ -179,8 +179,10 @@ func TestArgoParameterGuard(t *testing.T) {
 			guard = &templateByName(t, wft, "main").DAG.Tasks[i]
 		case task.Depends == "" && len(task.Dependencies) == 0:
 			t.Errorf("main task %s does not wait for %s", task.Name, argoGuard)
-		case task.Name == "wait-for-db" && task.Depends != argoGuard:
-			t.Errorf("wait-for-db depends %q, want %q (Succeeded or Skipped)", task.Depends, argoGuard)
+		case task.Name == argoPullProbe && task.Depends != argoGuard:
+			t.Errorf("%s depends %q, want %q (Succeeded or Skipped)", argoPullProbe, task.Depends, argoGuard)
+		case task.Name == "wait-for-db" && task.Depends != argoPullProbe:
+			t.Errorf("wait-for-db depends %q, want %q: the image is known to start first", task.Depends, argoPullProbe)
 		}
 	}
 	if guard == nil {

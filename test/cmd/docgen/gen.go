@@ -86,6 +86,13 @@ var tektonOnlyBinaries = map[string]string{
 // for, with what they do.
 var TektonOnly = map[string]string{"gate-timeout": "`gate --timeout` (the `gate` and `release-gate` tasks)"}
 
+// ArgoOnly are the WorkflowTemplate's parameters that the Pipeline has no use for,
+// with what Tekton does instead.
+var ArgoOnly = map[string]string{
+	"image-pull-timeout": "Tekton fails a TaskRun whose image cannot be pulled at once",
+	"image-pull-secret":  "Tekton: `taskRunTemplate.podTemplate.imagePullSecrets` of the PipelineRun, or the ServiceAccount's",
+}
+
 // Generate returns every generated file, by path relative to root.
 func Generate(root string) (map[string][]byte, error) {
 	wf, err := loadManifests(root)
@@ -252,7 +259,9 @@ func parametersPage(wf *manifests) ([]byte, error) {
 			def = codeOrDash(*p.Value)
 		}
 		tdef := "same"
-		if t := tekton[p.Name]; !sameDefault(p.Value, t.Default) {
+		if only, ok := ArgoOnly[p.Name]; ok {
+			tdef = "*(Argo only: " + only + ")*"
+		} else if t := tekton[p.Name]; !sameDefault(p.Value, t.Default) {
 			tdef = "*(required)*"
 			if t.Default != nil {
 				tdef = codeOrDash(*t.Default)

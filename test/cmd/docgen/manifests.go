@@ -373,7 +373,7 @@ func (m *manifests) sameParameters() error {
 	}
 	var only []string
 	for _, n := range argo {
-		if !slices.Contains(tekton, n) {
+		if _, ok := ArgoOnly[n]; !slices.Contains(tekton, n) && !ok {
 			only = append(only, n+" (Argo only)")
 		}
 	}
@@ -389,7 +389,12 @@ func (m *manifests) sameParameters() error {
 }
 
 func (m *manifests) isEntrypoint(t argoTemplate) bool {
-	return t.Name == m.argo.Spec.Entrypoint || t.Container != nil && !isGuard(t)
+	return t.Name == m.argo.Spec.Entrypoint || t.Container != nil && !isGuard(t) && !isProbe(t)
+}
+
+// isProbe reports whether t only starts its image (pull-image): no phase.
+func isProbe(t argoTemplate) bool {
+	return t.Container != nil && slices.Equal(t.Container.Args, []string{"--version"})
 }
 
 // isGuard reports whether t is the template that fails a run with an invalid
