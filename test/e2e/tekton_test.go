@@ -45,6 +45,7 @@ func TestTekton(t *testing.T) {
 		{"git-tag", s.testGitTag},
 		{"git-private-repository-token", s.testGitPrivate},
 		{"git-wrong-revision", s.testGitWrongRevision},
+		{"wrong-image-fails-fast", s.testWrongImage},
 		// The failure paths (tekton_failure_test.go).
 		{"cancel-restores-only-its-own", s.testCancelRestoresOnlyItsOwn},
 		{"rollback-outlasts-held-lock", s.testRollbackOutlastsLock},
