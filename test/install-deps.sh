@@ -4,6 +4,7 @@
 #                    util-linux/mount (nsenter, mount), etcd
 #   PostgreSQL/Patroni tests: postgresql-15, patroni, etcd, python3-alembic, python3-psycopg2
 #   the docs' commands (test/e2e/cli_test.go): git (serves the example repository), jq
+#   migrations from an image (pkg/ocisource, test/registry): docker-registry
 # Idempotent: when every package is already installed it does nothing (no
 # apt-get update), so warm runs are instant. Packages' own services are not
 # started (the tests start their own servers with their own configuration).
@@ -16,6 +17,7 @@ pkgs=(
 	postgresql-15 patroni python3-alembic python3-psycopg2
 	ca-certificates time
 	git jq
+	docker-registry
 )
 
 missing=()
@@ -35,7 +37,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 
-# Keep the packages' services (containerd, etcd, postgresql) from starting:
+# Keep the packages' services (containerd, etcd, postgresql, docker-registry) from starting:
 # they would hold default ports and sockets the tests do not use.
 policy=/usr/sbin/policy-rc.d
 if [[ ! -e $policy ]]; then
@@ -46,3 +48,13 @@ fi
 
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# docker-registry's package enables its service (a registry on :5000 for every
+# user): the tests run their own, so it is stopped if it started and disabled.
+if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+	if [[ -d /run/systemd/system ]]; then
+		"${sudo[@]}" systemctl stop docker-registry.service || true
+	fi
+	"${sudo[@]}" systemctl disable docker-registry.service 2>/dev/null ||
+		"${sudo[@]}" update-rc.d docker-registry disable
+fi
