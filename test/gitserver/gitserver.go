@@ -30,6 +30,30 @@ const (
 	Unavailable Fault = iota + 1
 	// Drop closes the connection without an answer.
 	Drop
+	// Garbage answers 200 with an HTML page (a captive portal, a misrouted proxy);
+	// over git and SSH it writes text that is no pkt-line, then closes.
+	Garbage
+	// Truncate sends the first half of the real answer, then closes the connection
+	// (HTTP only; elsewhere it is Drop).
+	Truncate
+	// Stall never answers and keeps the connection open until the client gives up
+	// or the server closes.
+	Stall
+	// StallMidway sends the first half of the real answer, then nothing, keeping the
+	// connection open (HTTP only; elsewhere it is Stall).
+	StallMidway
+	// EndlessError answers 404 with a body that does not end (HTTP only; elsewhere
+	// it is Stall). It stops after 64 MiB so that a client reading it all returns.
+	EndlessError
+	// EndlessProgress sends the real answer of a pack request with progress
+	// messages that never end inserted before the pack (HTTP pack transfers only;
+	// elsewhere it is Stall).
+	EndlessProgress
+	// Reflect answers 403 with the request's URL and headers in its body, as a
+	// proxy's debug page does (HTTP only; elsewhere it is Drop).
+	Reflect
+	// Redirect answers 307 to another base URL (see RedirectNext; HTTP only).
+	Redirect
 )
 
 func (f Fault) String() string {
@@ -38,6 +62,22 @@ func (f Fault) String() string {
 		return "unavailable"
 	case Drop:
 		return "drop"
+	case Garbage:
+		return "garbage"
+	case Truncate:
+		return "truncate"
+	case Stall:
+		return "stall"
+	case StallMidway:
+		return "stall-midway"
+	case EndlessError:
+		return "endless-error"
+	case EndlessProgress:
+		return "endless-progress"
+	case Reflect:
+		return "reflect"
+	case Redirect:
+		return "redirect"
 	}
 	return "none"
 }
@@ -51,6 +91,8 @@ type Request struct {
 	Status int    // HTTP status sent; 0 for git and dropped connections
 	Fault  Fault  // the fault injected, if any
 	Bytes  int64  // response body bytes sent (HTTP)
+	// Authorization: the request carried an Authorization header (HTTP).
+	Authorization bool
 }
 
 // Server serves the bare repositories under one temporary directory.
@@ -143,7 +185,8 @@ func (s *Server) GitAddr() string { return s.gitLn.Addr().String() }
 // pending is a fault waiting for its request.
 type pending struct {
 	f        Fault
-	packOnly bool // only an HTTP POST .../git-upload-pack (the pack's transfer)
+	packOnly bool   // only an HTTP POST .../git-upload-pack (the pack's transfer)
+	to       string // Redirect's base URL
 }
 
 // FailNext makes the next n requests (HTTP or git, whichever comes) fail with f.
@@ -152,6 +195,12 @@ func (s *Server) FailNext(n int, f Fault) { s.queue(n, pending{f: f}) }
 // FailNextPack makes the next n HTTP pack transfers (POST .../git-upload-pack) fail
 // with f; the ref listings before them are served.
 func (s *Server) FailNextPack(n int, f Fault) { s.queue(n, pending{f: f, packOnly: true}) }
+
+// RedirectNext answers the next n HTTP requests with a 307 to the same path and
+// query under base (e.g. another Server's URL()).
+func (s *Server) RedirectNext(n int, base string) {
+	s.queue(n, pending{f: Redirect, to: strings.TrimSuffix(base, "/")})
+}
 
 func (s *Server) queue(n int, p pending) {
 	s.mu.Lock()
@@ -199,17 +248,17 @@ func (s *Server) Close() {
 	})
 }
 
-// nextFault takes the first queued fault that applies to this request.
-func (s *Server) nextFault(pack bool) Fault {
+// next takes the first queued fault that applies: redirects only when http.
+func (s *Server) next(pack, http bool) pending {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, p := range s.faults {
-		if !p.packOnly || pack {
+		if (!p.packOnly || pack) && (p.f != Redirect || http) {
 			s.faults = slices.Delete(s.faults, i, i+1)
-			return p.f
+			return p
 		}
 	}
-	return 0
+	return pending{}
 }
 
 // track registers an open connection for Close; false once closed.
@@ -251,21 +300,17 @@ func repoOf(path string) string {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, req *http.Request) {
-	rec := Request{Proto: "http", Method: req.Method, Path: req.URL.RequestURI(), Repo: repoOf(req.URL.Path)}
+	rec := Request{Proto: "http", Method: req.Method, Path: req.URL.RequestURI(), Repo: repoOf(req.URL.Path),
+		Authorization: req.Header.Get("Authorization") != ""}
 	cw := &countingWriter{ResponseWriter: w}
 	defer func() {
 		rec.Status, rec.Bytes = cw.status, cw.n
 		s.record(rec)
 	}()
 	pack := req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/git-upload-pack")
-	switch rec.Fault = s.nextFault(pack); rec.Fault {
-	case Unavailable:
-		http.Error(cw, "injected fault: unavailable", http.StatusServiceUnavailable)
-		return
-	case Drop:
-		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			_ = conn.Close()
-		}
+	p := s.next(pack, true)
+	rec.Fault = p.f
+	if s.answerFault(cw, req, p) {
 		return
 	}
 	r := s.repo(rec.Repo)
@@ -273,6 +318,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		http.NotFound(cw, req)
 		return
 	}
+	if p.f != 0 { // the real answer, spoiled
+		s.spoil(cw, req, r, p.f)
+		return
+	}
+	s.serveRepo(cw, req, r)
+}
+
+// serveRepo is the real answer: credentials checked, then git http-backend.
+func (s *Server) serveRepo(cw http.ResponseWriter, req *http.Request, r *Repo) {
 	if r.user != "" {
 		u, p, ok := req.BasicAuth()
 		if !ok || u != r.user || p != r.token {
@@ -322,8 +376,8 @@ func (s *Server) serveGit() {
 			return
 		}
 		rec := Request{Proto: "git"}
-		if rec.Fault = s.nextFault(false); rec.Fault != 0 {
-			_ = conn.Close()
+		if rec.Fault = s.next(false, false).f; rec.Fault != 0 {
+			s.failConn(conn, rec.Fault)
 			s.record(rec)
 			continue
 		}

@@ -96,8 +96,8 @@ func (x *SSH) serve() {
 			return
 		}
 		rec := Request{Proto: "ssh"}
-		if rec.Fault = x.s.nextFault(false); rec.Fault != 0 {
-			_ = conn.Close()
+		if rec.Fault = x.s.next(false, false).f; rec.Fault != 0 {
+			x.s.failConn(conn, rec.Fault)
 			x.s.record(rec)
 			continue
 		}

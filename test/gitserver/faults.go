@@ -1,0 +1,149 @@
+package gitserver
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+)
+
+// endlessCap is where the endless answers end after all, so that a client that
+// reads everything returns (and its test fails instead of hanging).
+const endlessCap = 64 << 20
+
+const garbagePage = "<!DOCTYPE html>\n<html><head><title>Sign in to the network</title></head><body>Please accept the terms of use.</body></html>\n"
+
+// answerFault answers the faults that need no repository; false when p is none
+// of them.
+func (s *Server) answerFault(w http.ResponseWriter, req *http.Request, p pending) bool {
+	switch p.f {
+	case Unavailable:
+		http.Error(w, "injected fault: unavailable", http.StatusServiceUnavailable)
+	case Drop:
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			_ = conn.Close()
+		}
+	case Garbage:
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, garbagePage)
+	case Stall:
+		<-req.Context().Done()
+	case EndlessError:
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		line := bytes.Repeat([]byte("<p>not found</p>"), 256)
+		for n := 0; n < endlessCap && req.Context().Err() == nil; n += len(line) {
+			if _, err := w.Write(line); err != nil {
+				break
+			}
+		}
+	case Reflect:
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "Forbidden by policy.\nRequest: %s %s\n", req.Method, req.URL.String())
+		names := make([]string, 0, len(req.Header))
+		for k := range req.Header {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			for _, v := range req.Header[k] {
+				fmt.Fprintf(&b, "%s: %s\n", k, v)
+			}
+		}
+		http.Error(w, b.String(), http.StatusForbidden)
+	case Redirect:
+		http.Redirect(w, req, p.to+req.URL.RequestURI(), http.StatusTemporaryRedirect)
+	default:
+		return false
+	}
+	return true
+}
+
+// spoil serves the real answer of r, spoiled by f.
+func (s *Server) spoil(w http.ResponseWriter, req *http.Request, r *Repo, f Fault) {
+	real := httptest.NewRecorder()
+	s.serveRepo(real, req, r)
+	body := real.Body.Bytes()
+	for k, v := range real.Header() {
+		if k != "Content-Length" {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(real.Code)
+	rc := http.NewResponseController(w)
+	switch f {
+	case Truncate:
+		_, _ = w.Write(body[:len(body)/2])
+		_ = rc.Flush()
+		panic(http.ErrAbortHandler) // the connection is cut
+	case StallMidway:
+		_, _ = w.Write(body[:len(body)/2])
+		_ = rc.Flush()
+		<-req.Context().Done()
+	case EndlessProgress:
+		at := firstPackData(body)
+		_, _ = w.Write(body[:at])
+		msg := pkt("\x02Counting objects: still counting\r")
+		for n := 0; n < endlessCap && req.Context().Err() == nil; n += len(msg) {
+			if _, err := w.Write(msg); err != nil {
+				return
+			}
+		}
+		_, _ = w.Write(body[at:])
+	default:
+		_, _ = w.Write(body)
+	}
+}
+
+// firstPackData is the offset of the first side-band packet of pack data (band 1)
+// in an upload-pack answer, or its end.
+func firstPackData(b []byte) int {
+	for i := 0; i+4 <= len(b); {
+		n, err := strconv.ParseUint(string(b[i:i+4]), 16, 16)
+		if err != nil {
+			break
+		}
+		if n < 4 { // flush, delimiter
+			i += 4
+			continue
+		}
+		if i+int(n) > len(b) {
+			break
+		}
+		if b[i+4] == 1 {
+			return i
+		}
+		i += int(n)
+	}
+	return len(b)
+}
+
+func pkt(payload string) []byte {
+	return []byte(fmt.Sprintf("%04x%s", len(payload)+4, payload))
+}
+
+// failConn spoils a git or SSH connection: those protocols have no status codes,
+// so the HTTP-only faults fall back to Drop or Stall (see Fault).
+func (s *Server) failConn(conn net.Conn, f Fault) {
+	switch f {
+	case Garbage:
+		_, _ = io.WriteString(conn, garbagePage)
+	case Stall, StallMidway, EndlessError, EndlessProgress:
+		if !s.track(conn) {
+			break
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(conn)
+			defer conn.Close()
+			_, _ = io.Copy(io.Discard, conn) // until the client or Close ends it
+		}()
+		return
+	}
+	_ = conn.Close()
+}
