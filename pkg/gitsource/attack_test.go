@@ -2,6 +2,7 @@ package gitsource_test
 
 import (
 	"context"
+	"encoding/base64"
 	"maps"
 	"os"
 	"path/filepath"
@@ -268,5 +269,55 @@ func TestTagShapes(t *testing.T) {
 	for _, sha := range []string{tree, blob} {
 		_, err := fetch(t, r, sha, sha, "db")
 		expectErr(t, err, failure.CodePermanent, gitsource.ErrRevisionNotFound, sha)
+	}
+}
+
+// A server that misbehaves: every answer is classified (exit 1 or 75, never a
+// hang), its message stays short, and no credential shows in it.
+func TestServerMisbehaves(t *testing.T) {
+	s := start(t)
+	h := makeHistory(t, s, "app", gitserver.WithToken("ci", token))
+	r := gitsource.Remote{URL: h.repo.URL(), Auth: gitsource.Auth{Username: "ci", Token: token}}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		fault gitserver.Fault
+		pack  bool // on the pack's transfer, not the ref listing
+		code  int
+		parts []string
+	}{
+		{gitserver.Garbage, false, failure.CodePermanent, []string{h.repo.URL()}},
+		{gitserver.Garbage, true, failure.CodePermanent, []string{h.repo.URL()}},
+		{gitserver.Truncate, false, failure.CodeTransient, []string{h.repo.URL()}},
+		{gitserver.Truncate, true, failure.CodeTransient, []string{h.repo.URL()}},
+		{gitserver.EndlessError, false, failure.CodePermanent, []string{h.repo.URL()}},
+		{gitserver.EndlessError, true, failure.CodePermanent, []string{h.repo.URL()}},
+		{gitserver.Reflect, false, failure.CodePermanent, []string{h.repo.URL(), "refused"}},
+		{gitserver.Reflect, true, failure.CodePermanent, []string{h.repo.URL(), "refused"}},
+	} {
+		name := tc.fault.String()
+		if tc.pack {
+			name += "/pack"
+		}
+		t.Run(name, func(t *testing.T) {
+			var err error
+			if tc.pack {
+				s.FailNextPack(1, tc.fault)
+				_, err = fetch(t, r, h.c1, "v1", "db")
+			} else {
+				s.FailNext(1, tc.fault)
+				_, err = r.Resolve(ctx, "v1")
+			}
+			expectErr(t, err, tc.code, nil, tc.parts...)
+			if n := len(err.Error()); n > 2000 {
+				t.Errorf("the message is %d bytes long: %.300s...", n, err)
+			}
+			auth := base64.StdEncoding.EncodeToString([]byte("ci:" + token))
+			if strings.Contains(err.Error(), auth) {
+				t.Errorf("the message holds the Authorization header: %s", err)
+			}
+			if _, err := fetch(t, r, h.c1, "v1", "db"); err != nil {
+				t.Fatalf("after the fault: %v", err)
+			}
+		})
 	}
 }

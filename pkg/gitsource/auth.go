@@ -2,6 +2,7 @@ package gitsource
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -148,6 +149,25 @@ func (a Auth) signer() (ssh.Signer, error) {
 		return nil, failure.Usagef("%w: %s: %v", ErrInvalidAuth, KeySSHPrivateKey, err)
 	}
 	return s, nil
+}
+
+// Secrets are every form of the credentials that could reach a message, for a
+// redactor: the token, the passphrase, the key, and the token as the HTTP
+// Authorization header carries it (base64 of user:token), which a server or proxy
+// can echo in an error page.
+func (a Auth) Secrets() []string {
+	var out []string
+	if a.Token != "" {
+		basic := cmpOr(a.Username, "git") + ":" + a.Token
+		out = append(out, a.Token, base64.StdEncoding.EncodeToString([]byte(basic)), base64.RawStdEncoding.EncodeToString([]byte(basic)))
+	}
+	if a.SSHPassphrase != "" {
+		out = append(out, a.SSHPassphrase)
+	}
+	if len(a.SSHKey) > 0 {
+		out = append(out, string(a.SSHKey))
+	}
+	return out
 }
 
 // Anonymous reports whether no credentials are set.

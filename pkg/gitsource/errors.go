@@ -94,8 +94,9 @@ func (a Auth) mask(err error) error {
 		return nil
 	}
 	r := redact.New()
-	r.Add(a.Token)
-	r.Add(a.SSHPassphrase)
+	for _, s := range a.Secrets() {
+		r.Add(s)
+	}
 	msg := err.Error()
 	if masked := r.String(msg); masked != msg {
 		return &maskedError{msg: masked, err: err}
@@ -167,6 +168,9 @@ func (c *conn) classify(ctx context.Context, what string, err error) error {
 			prefix, ErrRepositoryNotFound, c.auth.used(), err)
 	case has(err, transport.ErrEmptyRemoteRepository):
 		return failure.Permanentf("%s: %w: the repository is empty: %w", prefix, ErrRevisionNotFound, err)
+	}
+	if _, ok := find[*notGitError](err); ok {
+		return failure.Permanentf("%s: %w", prefix, err)
 	}
 	if he, ok := find[*githttp.Err](err); ok {
 		code := he.StatusCode()

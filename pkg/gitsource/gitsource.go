@@ -185,7 +185,7 @@ func (r Remote) open() (*conn, error) {
 		// A client of its own: no shared state, idle connections closed after.
 		ht := http.DefaultTransport.(*http.Transport).Clone()
 		ht.ResponseHeaderTimeout = responseHeaderTimeout
-		c.tr = githttp.NewClient(&http.Client{Transport: ht})
+		c.tr = githttp.NewClient(&http.Client{Transport: guard{ht}})
 		c.done = ht.CloseIdleConnections
 	case "ssh":
 		c.tr = gitssh.DefaultClient

@@ -90,10 +90,8 @@ func (o *Options) openMigrations(ctx context.Context, log *slog.Logger, res *res
 	if err != nil {
 		return nil, nil, fmt.Errorf("git credentials in %s: %w", g.Credentials, err)
 	}
-	for _, s := range []string{auth.Token, string(auth.SSHKey)} {
-		if s != "" {
-			red.Add(s)
-		}
+	for _, s := range auth.Secrets() {
+		red.Add(s)
 	}
 	remote := gitsource.Remote{URL: g.URL, Auth: auth}
 	commit := strings.ToLower(g.Commit)

@@ -1,0 +1,67 @@
+package gitsource
+
+import (
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// maxErrorBody is how much of a failed HTTP answer is read: go-git reads all of
+// it into its error message, and a server (or a proxy's error page) can send
+// megabytes, or never end.
+const maxErrorBody = 512
+
+// guard is the HTTP client's transport: it reads at most maxErrorBody of an
+// answer that is not a success, and refuses a success that is not smart git's.
+type guard struct{ next http.RoundTripper }
+
+func (g guard) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := g.next.RoundTrip(req)
+	if err != nil {
+		return res, err
+	}
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		res.Body = limitedBody{io.LimitReader(res.Body, maxErrorBody), res.Body}
+		res.ContentLength = -1
+		return res, nil
+	}
+	if want := smartType(req); want != "" {
+		got, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
+		if !strings.EqualFold(got, want) {
+			_ = res.Body.Close()
+			return nil, &notGitError{got: res.Header.Get("Content-Type")}
+		}
+	}
+	return res, nil
+}
+
+// smartType is the Content-Type git's smart HTTP protocol gives the answer to req
+// (git's own client checks it too), "" for requests it does not know.
+func smartType(req *http.Request) string {
+	switch {
+	case req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/info/refs"):
+		return "application/x-" + req.URL.Query().Get("service") + "-advertisement"
+	case req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/git-upload-pack"):
+		return "application/x-git-upload-pack-result"
+	}
+	return ""
+}
+
+type limitedBody struct {
+	io.Reader
+	io.Closer
+}
+
+// notGitError: the server answered, but not as a smart git server (a web page,
+// a captive portal, a dumb HTTP server). Permanent: check the URL.
+type notGitError struct{ got string }
+
+func (e *notGitError) Error() string {
+	got := e.got
+	if got == "" {
+		got = "none"
+	}
+	return fmt.Sprintf("the server's answer is not git's (Content-Type %.80q): check that the URL is the repository's clone URL; servers of git's dumb HTTP protocol are not supported", got)
+}
