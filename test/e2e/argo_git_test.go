@@ -137,8 +137,6 @@ func (s *argoSuite) testGitPrivate(t *testing.T) {
 	const token = "glpat-Zq8xv1Tk3mW9"
 	shop := shopCommits(t, srv.NewRepo(t, "shop-private.git", gitserver.WithToken("deploy", token)))
 	c := s.newCase(t, "git-private")
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
 	const secret = "git-private-credentials"
 	params := c.gitParams(shop.repo.URL(), "v1.0.0", map[string]string{"git-credentials-secret": secret})
 
@@ -165,6 +163,8 @@ func (s *argoSuite) testGitPrivate(t *testing.T) {
 		refused(t, wf, "authentication")
 		wantVersions(t, c.versions(t))
 	})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
 	_, err := s.kube.CoreV1().Secrets(s.argo.Namespace).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: secret},
 		StringData: map[string]string{"username": "deploy", "token": token},
