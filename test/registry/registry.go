@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -49,6 +50,9 @@ const (
 	// Truncate sends the real answer's headers and half of its body, then cuts the
 	// connection.
 	Truncate
+	// Reflect answers 403 with a text body that repeats the request's headers,
+	// Authorization included, as some proxies do: clients must mask it.
+	Reflect
 )
 
 func (f Fault) String() string {
@@ -61,6 +65,8 @@ func (f Fault) String() string {
 		return "drop"
 	case Truncate:
 		return "truncate"
+	case Reflect:
+		return "reflect"
 	}
 	return "none"
 }
@@ -359,6 +365,15 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 		}
 	case Truncate:
 		r.proxy.ServeHTTP(&truncatingWriter{statusWriter: sw}, req)
+	case Reflect:
+		var b strings.Builder
+		fmt.Fprintf(&b, "Forbidden by policy.\nRequest: %s %s\n", req.Method, req.URL)
+		for _, k := range slices.Sorted(maps.Keys(req.Header)) {
+			for _, v := range req.Header[k] {
+				fmt.Fprintf(&b, "%s: %s\n", k, v)
+			}
+		}
+		http.Error(sw, b.String(), http.StatusForbidden)
 	default:
 		r.proxy.ServeHTTP(sw, req)
 	}

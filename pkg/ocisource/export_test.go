@@ -1,0 +1,9 @@
+package ocisource
+
+// SetLimits lowers the bounds on the directory for a test and puts them back
+// when it ends.
+func SetLimits(cleanup func(func()), entries int, bytes int64) {
+	oldEntries, oldBytes := maxEntries, maxBytes
+	maxEntries, maxBytes = entries, bytes
+	cleanup(func() { maxEntries, maxBytes = oldEntries, oldBytes })
+}
