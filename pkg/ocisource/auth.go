@@ -197,6 +197,9 @@ func (a Auth) Anonymous() bool { return len(a.entries) == 0 }
 // longest that holds repo.
 func (a Auth) match(repo name.Repository) (entry, bool) {
 	host := strings.ToLower(repo.RegistryStr())
+	if slices.Contains(dockerHub, host) {
+		host = name.DefaultRegistry
+	}
 	path := repo.RepositoryStr()
 	var best entry
 	found := false

@@ -71,8 +71,13 @@ func (i Image) reference() (name.Reference, error) {
 	}
 	ref, err := name.ParseReference(i.Ref, opts...)
 	if err != nil {
-		// The parser's messages name the part that is wrong and hold only the
-		// reference itself, which carries no credentials.
+		// ParseReference says only that it failed; the parser of the form
+		// meant names the part that is wrong.
+		if strings.Contains(i.Ref, "@") {
+			_, err = name.NewDigest(i.Ref, opts...)
+		} else {
+			_, err = name.NewTag(i.Ref, opts...)
+		}
 		return nil, failure.Usagef("%w %q: %v", ErrInvalidReference, i.Ref, err)
 	}
 	return ref, nil

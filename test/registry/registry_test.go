@@ -3,13 +3,16 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/chartreuse-go/chartreuse/test/registry"
 )
@@ -74,4 +77,64 @@ func TestPushPullAuth(t *testing.T) {
 	for _, req := range r.Requests() {
 		t.Logf("%s %s %d auth=%v", req.Method, req.Path, req.Status, req.Authorization)
 	}
+}
+
+// Each fault is what a client meets, once, and is recorded.
+func TestFaults(t *testing.T) {
+	r := start(t)
+	r.Push(t, "app", "v1", map[string]string{"a": "b"})
+	client := &http.Client{}
+	for _, tc := range []struct {
+		fault  registry.Fault
+		status int // 0: no answer
+	}{
+		{registry.Unavailable, http.StatusServiceUnavailable},
+		{registry.TooManyRequests, http.StatusTooManyRequests},
+		{registry.Reflect, http.StatusForbidden},
+		{registry.Drop, 0},
+	} {
+		t.Run(tc.fault.String(), func(t *testing.T) {
+			r.FailNext(1, tc.fault)
+			for n, want := range []int{tc.status, http.StatusOK} {
+				req, _ := http.NewRequest(http.MethodGet, "http://"+r.Host()+"/v2/app/manifests/v1", nil)
+				req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+				resp, err := client.Do(req)
+				got := 0
+				if err == nil {
+					got = resp.StatusCode
+					resp.Body.Close()
+				}
+				if got != want {
+					t.Fatalf("request %d: status %d (%v), want %d", n+1, got, err, want)
+				}
+			}
+			reqs := r.Requests()
+			if last := reqs[len(reqs)-2]; last.Fault != tc.fault || last.Status != tc.status {
+				t.Fatalf("recorded %+v", last)
+			}
+		})
+	}
+	t.Run("blob only, cut halfway", func(t *testing.T) {
+		layer := registry.Layer(t, map[string]string{"big": strings.Repeat("x", 1<<20)}, tarball.WithCompressionLevel(0))
+		r.PushImage(t, "app", "big", registry.Image(t, layer))
+		d, _ := layer.Digest()
+		r.FailNextBlob(1, registry.Truncate)
+		resp, err := client.Get("http://" + r.Host() + "/v2/app/manifests/big") // not a blob: served
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for n, cut := range []bool{true, false} {
+			resp, err := client.Get("http://" + r.Host() + "/v2/app/blobs/" + d.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			size, _ := layer.Size()
+			if got := errors.Is(err, io.ErrUnexpectedEOF); got != cut || (!cut && int64(len(b)) != size) {
+				t.Fatalf("blob request %d: %d of %d bytes, %v; want cut: %v", n+1, len(b), size, err, cut)
+			}
+		}
+	})
 }
