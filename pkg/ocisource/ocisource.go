@@ -319,6 +319,9 @@ func (i Image) unpack(ctx context.Context, c client, img v1.Image, u *unpacker) 
 	if err != nil {
 		return i.classify(ctx, "reading the manifest of "+u.image, c.host, c.repo, err)
 	}
+	if len(m.Layers) > maxLayers {
+		return failure.Permanentf("%s: %w: %d layers, more than %d", u.image, ErrRefused, len(m.Layers), maxLayers)
+	}
 	for n, d := range m.Layers {
 		what := describe(n+1, len(m.Layers), d, u.image)
 		if len(d.URLs) > 0 {

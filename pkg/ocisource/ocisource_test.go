@@ -490,6 +490,8 @@ func TestLimits(t *testing.T) {
 		{"entries", []map[string]string{many}, []string{"more than 5 entries"}},
 		{"entries over layers", []map[string]string{{"migrations/a": "1", "migrations/b": "2", "migrations/c": "3"}, {"migrations/a": "4", "migrations/b": "5", "migrations/c": registry.Whiteout, "migrations/d": "6"}},
 			[]string{"more than 5 entries"}},
+		{"whiteouts", []map[string]string{{"migrations/a": "1"}, {"migrations/w1": registry.Whiteout, "migrations/w2": registry.Whiteout, "migrations/w3": registry.Whiteout, "migrations/w4": registry.Whiteout, "migrations/w5": registry.Whiteout}},
+			[]string{"more than 5 entries"}},
 		{"bytes", []map[string]string{{"migrations/a.sql": big, "migrations/b.sql": big}}, []string{"more than 0 MiB"}},
 		{"bytes over layers", []map[string]string{{"migrations/a.sql": big}, {"migrations/a.sql": big}}, []string{"more than 0 MiB"}},
 	} {
@@ -707,5 +709,32 @@ func TestSecretEchoed(t *testing.T) {
 	expectErr(t, err, failure.CodePermanent, ocisource.ErrAuth, "Forbidden by policy", "Authorization: Basic xxxxx")
 	if reqs := r.Requests(); !reqs[len(reqs)-1].Authorization {
 		t.Fatalf("the echoed request carried no credentials: %+v", reqs[len(reqs)-1])
+	}
+}
+
+// BenchmarkFetch: 500 migrations in one layer, under a 32 MiB layer of other
+// files (a tools image the migrations were baked into).
+func BenchmarkFetch(b *testing.B) {
+	r := registry.Start(b, "127.0.0.1:0")
+	migrations := map[string]string{}
+	for n := range 500 {
+		migrations[fmt.Sprintf("migrations/%04d_step.sql", n)] = strings.Repeat(fmt.Sprintf("insert into t values (%d);\n", n), 20)
+	}
+	tools := map[string]string{}
+	for n := range 32 {
+		tools[fmt.Sprintf("usr/bin/tool%02d", n)] = strings.Repeat(fmt.Sprintf("%08x", n*7919), 1<<17) // 1 MiB each
+	}
+	d := r.Push(b, "app/bench", "v1", tools, migrations)
+	img := ocisource.Image{Ref: r.Ref("app/bench", "v1")}
+	b.ResetTimer()
+	for b.Loop() {
+		dir := b.TempDir()
+		fsys, err := img.Fetch(context.Background(), d, "migrations", dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if entries, _ := fs.ReadDir(fsys, "."); len(entries) != 500 {
+			b.Fatalf("%d files", len(entries))
+		}
 	}
 }

@@ -30,6 +30,7 @@ var (
 )
 
 const (
+	maxLayers    = 1000 // Docker stops at 127
 	maxDepth     = 128  // path components below the directory
 	maxLinkHops  = 40   // symbolic links followed for one path, as Linux does
 	maxTopListed = 1000 // top-level names kept for the "directories at its top" message
@@ -159,18 +160,29 @@ func (u *unpacker) entry(l *layer, h *tar.Header, r io.Reader) error {
 	if err != nil || p == "" {
 		return err
 	}
+	inside := u.under(p)
+	if inside {
+		// Whiteouts count too: each is kept until the layer's end.
+		u.entries++
+		if u.entries > maxEntries {
+			return u.refuse(l, "%s has more than %d entries (counted over all layers)", u.shown(), maxEntries)
+		}
+		if strings.Count(strings.TrimPrefix(p, u.sub), "/") > maxDepth {
+			return u.refuse(l, "%q is more than %d directories deep in %s", p, maxDepth, u.shown())
+		}
+	}
 	dir, base := path.Split(p)
 	dir = strings.TrimSuffix(dir, "/")
 	switch {
 	case base == ".wh..wh..opq":
-		if dir == "" || u.keep(dir) {
+		if dir == "" || u.hideable(dir) {
 			l.opaque[dir] = true
 		}
 		return nil
 	case strings.HasPrefix(base, ".wh..wh."): // aufs's own files
 		return nil
 	case strings.HasPrefix(base, ".wh."):
-		if hidden := path.Join(dir, base[len(".wh."):]); u.keep(hidden) {
+		if hidden := path.Join(dir, base[len(".wh."):]); u.hideable(hidden) {
 			l.whiteouts[hidden] = true
 		}
 		return nil
@@ -183,16 +195,6 @@ func (u *unpacker) entry(l *layer, h *tar.Header, r io.Reader) error {
 		}
 		return nil
 	}
-	inside := u.under(p)
-	if inside {
-		u.entries++
-		if u.entries > maxEntries {
-			return u.refuse(l, "%s has more than %d entries (counted over all layers)", u.shown(), maxEntries)
-		}
-		if strings.Count(strings.TrimPrefix(p, u.sub), "/") > maxDepth {
-			return u.refuse(l, "%q is more than %d directories deep in %s", p, maxDepth, u.shown())
-		}
-	}
 	if link := u.linkAbove(l, p); link != "" {
 		return u.refuse(l, "%q would be written through the symbolic link %q", p, link)
 	}
@@ -202,6 +204,16 @@ func (u *unpacker) entry(l *layer, h *tar.Header, r io.Reader) error {
 	}
 	set(l.up, p, n)
 	return nil
+}
+
+// hideable: a whiteout of p can change what is kept. A top-level name counts
+// only when the layers below have it, so that whiteouts of other names cost
+// nothing.
+func (u *unpacker) hideable(p string) bool {
+	if !strings.Contains(p, "/") && p != u.sub && !strings.HasPrefix(u.sub, p+"/") {
+		return u.root.children[p] != nil
+	}
+	return p == u.sub || u.under(p) || strings.HasPrefix(u.sub, p+"/")
 }
 
 // node makes the node of an entry at p.
