@@ -79,6 +79,11 @@ func isFullSHA(s string) bool {
 // --git-url, the files of one commit fetched into a temporary directory that
 // cleanup removes. The commit is logged and recorded as the git-commit result.
 func (o *Options) openMigrations(ctx context.Context, log *slog.Logger, res *results.Set, red *redact.Redactor) (fsys fs.FS, cleanup func(), err error) {
+	if o.Image.Ref != "" {
+		res.Set("git-commit", "")
+		return o.openImage(ctx, log, res)
+	}
+	res.Set("migrations-digest", "") // always written, as git-commit
 	g := o.Git
 	if g.URL == "" {
 		// Always written: a Tekton task reading a result its step did not

@@ -95,6 +95,7 @@ type Options struct {
 	Resolve            Version
 	ResolveAs          string
 	Git                GitOptions
+	Image              ImageOptions
 }
 
 // Flags implements step.Options.
@@ -116,6 +117,10 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "git-revision", Usage: "with --git-url: the tag, branch or full commit SHA to take the migrations from; resolved to one commit (result git-commit)", Destination: &o.Git.Revision},
 		&cli.StringFlag{Name: "git-commit", Usage: "with --git-url: the commit plan resolved (its git-commit result), so every step of a run reads the same files even if the tag moves; empty resolves --git-revision now", Destination: &o.Git.Commit},
 		&cli.StringFlag{Name: "git-credentials", Value: DefaultGitCredentials, Usage: "directory of the mounted git credentials Secret: token (and username) for HTTPS, ssh-privatekey and known_hosts for SSH; absent or empty means anonymous", Destination: &o.Git.Credentials},
+		&cli.StringFlag{Name: "migrations-image", Usage: "take the migrations from --dir of this image or OCI artifact (host/repository:tag or @sha256:...) instead of the tools image, pulled by the step itself; resolved to one digest (result migrations-digest)", Destination: &o.Image.Ref},
+		&cli.StringFlag{Name: "migrations-digest", Usage: "with --migrations-image: the digest plan resolved (its migrations-digest result), so every step of a run reads the same files even if the tag moves; empty resolves the reference now", Destination: &o.Image.Digest},
+		&cli.StringFlag{Name: "registry-credentials", Value: DefaultRegistryCredentials, Usage: "directory of the mounted kubernetes.io/dockerconfigjson Secret for --migrations-image (.dockerconfigjson or config.json); absent or empty means anonymous", Destination: &o.Image.Credentials},
+		&cli.BoolFlag{Name: "insecure-registry", Usage: "with --migrations-image: the registry speaks plain http (one inside the cluster without TLS); loopback registries need no flag", Destination: &o.Image.Insecure},
 		&cli.StringFlag{Name: "as", Usage: "with --resolve: applied (all its changes are in place: its version row is kept or written) or not-applied (none are: its version row is removed, so the next run applies it again)", Destination: &o.ResolveAs},
 	}
 }
@@ -188,13 +193,16 @@ func (o *Options) Validate() error {
 	if strings.ContainsRune(o.Role, 0) {
 		return errors.New("--role contains a NUL character")
 	}
+	if err := o.validateImage(); err != nil {
+		return err
+	}
 	dir, err := o.validateGit()
 	if err != nil {
 		return err
 	}
 	o.Dir = dir
-	if o.Git.URL != "" {
-		return nil // the directory is checked in the fetched commit
+	if o.Git.URL != "" || o.Image.Ref != "" {
+		return nil // the directory is checked in the fetched commit or image
 	}
 	st, err := os.Stat(o.Dir)
 	if err != nil {

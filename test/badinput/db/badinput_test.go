@@ -279,7 +279,7 @@ func TestBadInputs(t *testing.T) {
 	secrets.Add(gitToken)
 	secrets.Add(gitToken + "x")
 	secrets.Add(gitPassword)
-	cs := append(cases(), gitCases()...)
+	cs := append(append(cases(), gitCases()...), imageCases()...)
 	if len(cs) < 40 {
 		t.Fatalf("only %d cases", len(cs))
 	}

@@ -1,0 +1,93 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/ocisource"
+	"github.com/chartreuse-go/chartreuse/pkg/results"
+)
+
+// DefaultRegistryCredentials is where the workflow templates mount the
+// kubernetes.io/dockerconfigjson Secret for the migrations image (optional).
+const DefaultRegistryCredentials = "/var/run/chartreuse/registry"
+
+// ImageOptions take the migrations from a data-only image (or OCI artifact) of
+// their own, so the tools image can be upgraded without rebuilding it. As with
+// git, plan resolves the reference to a digest (result migrations-digest) and
+// every later step of the run is given that digest.
+type ImageOptions struct {
+	Ref         string
+	Digest      string
+	Credentials string
+	Insecure    bool
+}
+
+func (o *Options) validateImage() error {
+	m := &o.Image
+	if m.Ref == "" {
+		switch {
+		case m.Digest != "":
+			return errors.New("--migrations-digest is set but --migrations-image is empty: give the image the digest belongs to")
+		case m.Insecure:
+			return errors.New("--insecure-registry is only meaningful with --migrations-image")
+		}
+		return nil
+	}
+	if o.Git.URL != "" {
+		return errors.New("--migrations-image and --git-url are both set: take the migrations from one of them")
+	}
+	if err := (ocisource.Image{Ref: m.Ref, Insecure: m.Insecure}).Validate(); err != nil {
+		return fmt.Errorf("--migrations-image: %w", err)
+	}
+	if m.Digest != "" && !validDigest(m.Digest) {
+		return fmt.Errorf("--migrations-digest %q is not a sha256 digest (sha256: and 64 hexadecimal digits): pass plan's migrations-digest result unchanged", m.Digest)
+	}
+	if !fs.ValidPath(strings.TrimPrefix(path.Clean("/"+o.Dir), "/")) || strings.Contains(o.Dir, "..") {
+		return fmt.Errorf("--dir %s: give the directory of the migrations inside the image, e.g. /migrations", o.Dir)
+	}
+	return nil
+}
+
+func validDigest(s string) bool {
+	hex, ok := strings.CutPrefix(s, "sha256:")
+	return ok && len(hex) == 64 && strings.Trim(hex, "0123456789abcdef") == ""
+}
+
+// openImage fetches --dir of the migrations image at one digest into a temporary
+// directory that cleanup removes, recording the digest as migrations-digest.
+func (o *Options) openImage(ctx context.Context, log *slog.Logger, res *results.Set) (fs.FS, func(), error) {
+	m := o.Image
+	auth, err := ocisource.LoadAuth(m.Credentials)
+	if err != nil {
+		return nil, nil, fmt.Errorf("registry credentials in %s: %w", m.Credentials, err)
+	}
+	img := ocisource.Image{Ref: m.Ref, Auth: auth, Insecure: m.Insecure}
+	digest := m.Digest
+	if digest == "" {
+		if digest, err = img.Resolve(ctx); err != nil {
+			return nil, nil, err
+		}
+		log.Info("resolved the migrations image for this run", "image", m.Ref, "digest", digest)
+	}
+	tmp, err := os.MkdirTemp("", "chartreuse-image-")
+	if err != nil {
+		return nil, nil, failure.AsTransient(fmt.Errorf("temporary directory for the migrations image (mount a writable volume and point TMPDIR at it): %w", err))
+	}
+	cleanup := func() { _ = os.RemoveAll(tmp) }
+	fsys, err := img.Fetch(ctx, digest, o.Dir, tmp)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	res.Set("migrations-digest", digest)
+	log.Info("migrations from an image", "image", m.Ref, "digest", digest, "dir", o.Dir)
+	return fsys, cleanup, nil
+}
