@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/gitsource"
@@ -318,6 +319,68 @@ func TestServerMisbehaves(t *testing.T) {
 			if _, err := fetch(t, r, h.c1, "v1", "db"); err != nil {
 				t.Fatalf("after the fault: %v", err)
 			}
+		})
+	}
+}
+
+// returns runs f and fails the test if it has not returned after a minute: a hang
+// guard, not a measurement.
+func returns(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Minute):
+		t.Fatalf("%s has not returned after a minute", what)
+		return nil
+	}
+}
+
+// A server that stops sending, or sends only progress, is given up on after the
+// stall timeout (exit 75, a retry may find it well), over every protocol.
+func TestServerStalls(t *testing.T) {
+	t.Cleanup(gitsource.SetStallTimeouts(2*time.Second, 3*time.Second)) // after the parallel subtests
+	const nothing, onlyProgress = "nothing came for 2s", "no pack data came for 3s"
+	for _, tc := range []struct {
+		name  string
+		proto string
+		fault gitserver.Fault
+		pack  bool
+		why   string
+	}{
+		{"http refs", "http", gitserver.Stall, false, nothing},
+		{"http refs midway", "http", gitserver.StallMidway, false, nothing},
+		{"http pack", "http", gitserver.Stall, true, nothing},
+		{"http pack midway", "http", gitserver.StallMidway, true, nothing},
+		{"http pack endless progress", "http", gitserver.EndlessProgress, true, onlyProgress},
+		{"git", "git", gitserver.Stall, false, nothing},
+		{"ssh", "ssh", gitserver.Stall, false, nothing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each its own server: the faults are the server's
+			s := start(t)
+			h := makeHistory(t, s, "app")
+			r := gitsource.Remote{URL: h.repo.URL()}
+			switch tc.proto {
+			case "git":
+				r.URL = h.repo.GitURL()
+			case "ssh":
+				key, pub := gitserver.NewClientKey(t)
+				x := s.StartSSH(t, pub)
+				r = gitsource.Remote{URL: x.URL(h.repo), Auth: gitsource.Auth{SSHKey: key, KnownHosts: []byte(x.KnownHosts())}}
+			}
+			err := returns(t, "the fetch", func() error {
+				if tc.pack {
+					s.FailNextPack(1, tc.fault)
+				} else {
+					s.FailNext(1, tc.fault)
+				}
+				_, err := fetch(t, r, h.c1, "v1", "db")
+				return err
+			})
+			expectErr(t, err, failure.CodeTransient, gitsource.ErrStalled, tc.why)
 		})
 	}
 }

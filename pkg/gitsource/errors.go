@@ -38,6 +38,9 @@ var (
 	ErrSubdirNotFound = errors.New("directory not found in commit")
 	// ErrAuth: the server asks for credentials, or refused those given (permanent).
 	ErrAuth = errors.New("authentication failed")
+	// ErrStalled: the server stopped sending, or sent only progress messages, for
+	// the stall timeout (transient).
+	ErrStalled = errors.New("the server stopped sending")
 	// ErrRepositoryNotFound: the server has no such repository, or the credentials
 	// cannot see it (permanent).
 	ErrRepositoryNotFound = errors.New("repository not found")
@@ -158,6 +161,9 @@ func (c *conn) classify(ctx context.Context, what string, err error) error {
 	}
 	prefix := what + " " + c.where
 	if ctx.Err() != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrStalled) {
+			return failure.Transientf("%s: %w", prefix, cause)
+		}
 		return failure.Transientf("%s: %w (%v)", prefix, ctx.Err(), err)
 	}
 	switch {

@@ -205,7 +205,10 @@ type session struct {
 
 // advertise opens a session and reads the refs (one ls-remote).
 func (c *conn) advertise(ctx context.Context) (*session, error) {
-	s, err := c.tr.NewUploadPackSession(c.ep, c.am)
+	w := watch(ctx, false)
+	defer w.stop()
+	ctx = w.ctx
+	s, err := c.dial(ctx)
 	if err != nil {
 		err = c.classify(ctx, "connecting to", err)
 		var refused *refusedError
@@ -226,6 +229,31 @@ func (c *conn) advertise(ctx context.Context) (*session, error) {
 }
 
 func (s *session) close() { _ = s.s.Close() }
+
+// dial opens the session, or gives up when ctx ends: go-git dials git:// without a
+// timeout and does the ssh handshake without one, neither with the context.
+func (c *conn) dial(ctx context.Context) (transport.UploadPackSession, error) {
+	type result struct {
+		s   transport.UploadPackSession
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := c.tr.NewUploadPackSession(c.ep, c.am)
+		done <- result{s, err}
+	}()
+	select {
+	case r := <-done:
+		return r.s, r.err
+	case <-ctx.Done():
+		go func() { // the session that comes late is closed unused
+			if r := <-done; r.err == nil {
+				_ = r.s.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
 
 // fetch asks for wants (depth 0: whole history, never used here with commits;
 // filter "": every object) and stores the pack in st.
@@ -248,19 +276,25 @@ func (s *session) fetch(ctx context.Context, st *filesystem.Storage, wants []plu
 	if caps.Supports(capability.NoProgress) {
 		set(capability.NoProgress)
 	}
+	w := watch(ctx, true)
+	defer w.stop()
+	ctx = w.ctx
 	resp, err := s.s.UploadPack(ctx, req)
 	if err != nil {
 		return s.c.classify(ctx, "fetching from", err)
 	}
 	defer resp.Close()
-	var r io.Reader = resp
+	// Any byte shows the server alive; only pack data, read after the side-band
+	// demuxer (which drops progress messages and keep-alives), shows progress.
+	var raw io.Reader = kicker{resp, w.alive}
+	r := raw
 	switch {
 	case req.Capabilities.Supports(capability.Sideband64k):
-		r = sideband.NewDemuxer(sideband.Sideband64k, resp)
+		r = sideband.NewDemuxer(sideband.Sideband64k, raw)
 	case req.Capabilities.Supports(capability.Sideband):
-		r = sideband.NewDemuxer(sideband.Sideband, resp)
+		r = sideband.NewDemuxer(sideband.Sideband, raw)
 	}
-	if err := packfile.UpdateObjectStorage(st, r); err != nil {
+	if err := packfile.UpdateObjectStorage(st, kicker{r, w.progress}); err != nil {
 		return s.c.classify(ctx, "fetching from", err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strconv"
+	"time"
 )
 
 // endlessCap is where the endless answers end after all, so that a client that
@@ -85,15 +86,20 @@ func (s *Server) spoil(w http.ResponseWriter, req *http.Request, r *Repo, f Faul
 		_ = rc.Flush()
 		<-req.Context().Done()
 	case EndlessProgress:
-		at := firstPackData(body)
-		_, _ = w.Write(body[:at])
-		msg := pkt("\x02Counting objects: still counting\r")
-		for n := 0; n < endlessCap && req.Context().Err() == nil; n += len(msg) {
-			if _, err := w.Write(msg); err != nil {
+		_, _ = w.Write(body[:firstPackData(body)])
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if _, err := w.Write(pkt("\x02Counting objects: still counting\r")); err != nil {
+				return
+			}
+			_ = rc.Flush()
+			select {
+			case <-tick.C:
+			case <-req.Context().Done():
 				return
 			}
 		}
-		_, _ = w.Write(body[at:])
 	default:
 		_, _ = w.Write(body)
 	}

@@ -45,9 +45,9 @@ const (
 	// EndlessError answers 404 with a body that does not end (HTTP only; elsewhere
 	// it is Stall). It stops after 64 MiB so that a client reading it all returns.
 	EndlessError
-	// EndlessProgress sends the real answer of a pack request with progress
-	// messages that never end inserted before the pack (HTTP pack transfers only;
-	// elsewhere it is Stall).
+	// EndlessProgress starts the real answer of a pack request, then sends a
+	// progress message every 100 ms and never the pack, as a server stuck counting
+	// objects does (HTTP pack transfers only; elsewhere it is Stall).
 	EndlessProgress
 	// Reflect answers 403 with the request's URL and headers in its body, as a
 	// proxy's debug page does (HTTP only; elsewhere it is Drop).
