@@ -18,6 +18,7 @@
 // Errors carry their exit code (pkg/failure): a wrong revision, a missing directory,
 // refused credentials or a moved revision are permanent (1); a bad URL or an
 // abbreviated SHA is a usage error (2); an unreachable server, a dropped connection, a
-// timeout or a 5xx answer is transient (75). Credentials come from a mounted Secret
+// timeout or a 5xx answer is transient (75), and so is a server that stops sending
+// (no byte for 2 minutes, or only progress messages for 10: ErrStalled). Credentials come from a mounted Secret
 // (LoadAuth) and never appear in an error or when an Auth or Remote is printed.
 package gitsource
