@@ -384,3 +384,57 @@ func TestServerStalls(t *testing.T) {
 		})
 	}
 }
+
+// Redirects: credentials never follow to another origin (another port is another
+// origin), and a redirect of the pack's transfer is refused, as git does by default.
+func TestRedirects(t *testing.T) {
+	s := start(t)
+	other := start(t)
+	h := makeHistory(t, s, "app", gitserver.WithToken("ci", token))
+	makeHistory(t, other, "app", gitserver.WithToken("ci", token))
+	pub := makeHistory(t, other, "pub")
+	r := gitsource.Remote{URL: h.repo.URL(), Auth: gitsource.Auth{Username: "ci", Token: token}}
+	ctx := context.Background()
+	noAuthAt := func(t *testing.T, srv *gitserver.Server, from int) {
+		t.Helper()
+		for _, q := range srv.Requests()[from:] {
+			if q.Authorization {
+				t.Errorf("the other server got credentials: %+v", q)
+			}
+		}
+	}
+
+	t.Run("refs to another host", func(t *testing.T) {
+		from := len(other.Requests())
+		s.RedirectNext(1, other.URL())
+		_, err := r.Resolve(ctx, "v1")
+		expectErr(t, err, failure.CodePermanent, gitsource.ErrAuth, "redirected to "+other.URL(), "never sent to another host")
+		noAuthAt(t, other, from)
+		if len(other.Requests()) == from {
+			t.Fatal("the redirect was not followed at all")
+		}
+	})
+	t.Run("pack to another host", func(t *testing.T) {
+		from := len(other.Requests())
+		s.RedirectNextPack(1, other.URL())
+		_, err := fetch(t, r, h.c1, "v1", "db")
+		expectErr(t, err, failure.CodePermanent, nil, "redirect")
+		noAuthAt(t, other, from)
+	})
+	t.Run("token in the redirect's URL", func(t *testing.T) {
+		s.RedirectNext(1, other.URL()+"/x/"+token)
+		_, err := r.Resolve(ctx, "v1")
+		if err == nil {
+			t.Fatal("no error")
+		}
+		noSecret(t, err)
+	})
+	t.Run("public repository moved to another host", func(t *testing.T) {
+		s.RedirectNext(2, other.URL())
+		moved := gitsource.Remote{URL: s.URL() + "/pub.git"}
+		sha, err := moved.Resolve(ctx, "v1")
+		if err != nil || sha != pub.c1 {
+			t.Fatalf("Resolve through a redirect = %s, %v; want %s", sha, err, pub.c1)
+		}
+	})
+}

@@ -168,8 +168,16 @@ func (c *conn) classify(ctx context.Context, what string, err error) error {
 	}
 	switch {
 	case has(err, transport.ErrAuthenticationRequired), has(err, transport.ErrAuthorizationFailed):
+		if to := c.guard.redirected(); to != "" && !c.auth.Anonymous() {
+			return failure.Permanentf("%s: %w: the server redirected to %s, and credentials are never sent to another host: if the repository moved there, give its new URL: %w",
+				prefix, ErrAuth, to, err)
+		}
 		return failure.Permanentf("%s: %w: %s: %w", prefix, ErrAuth, c.auth.hint(c.ep.Protocol), err)
 	case has(err, transport.ErrRepositoryNotFound):
+		if to := c.guard.redirected(); to != "" && !c.auth.Anonymous() {
+			return failure.Permanentf("%s: %w at %s, where the server redirected (credentials are never sent to another host: if the repository moved there, give its new URL): %w",
+				prefix, ErrRepositoryNotFound, to, err)
+		}
 		return failure.Permanentf("%s: %w (a private repository answers so too when the credentials cannot see it; %s): %w",
 			prefix, ErrRepositoryNotFound, c.auth.used(), err)
 	case has(err, transport.ErrEmptyRemoteRepository):

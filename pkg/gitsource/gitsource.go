@@ -166,6 +166,7 @@ type conn struct {
 	ep    *transport.Endpoint
 	where string // the URL for messages
 	tr    transport.Transport
+	guard *guard // HTTP only
 	am    transport.AuthMethod
 	done  func()
 }
@@ -185,7 +186,8 @@ func (r Remote) open() (*conn, error) {
 		// A client of its own: no shared state, idle connections closed after.
 		ht := http.DefaultTransport.(*http.Transport).Clone()
 		ht.ResponseHeaderTimeout = responseHeaderTimeout
-		c.tr = githttp.NewClient(&http.Client{Transport: guard{ht}})
+		c.guard = &guard{next: ht}
+		c.tr = githttp.NewClient(&http.Client{Transport: c.guard})
 		c.done = ht.CloseIdleConnections
 	case "ssh":
 		c.tr = gitssh.DefaultClient

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 )
 
 // maxErrorBody is how much of a failed HTTP answer is read: go-git reads all of
@@ -14,13 +17,25 @@ import (
 const maxErrorBody = 512
 
 // guard is the HTTP client's transport: it reads at most maxErrorBody of an
-// answer that is not a success, and refuses a success that is not smart git's.
-type guard struct{ next http.RoundTripper }
+// answer that is not a success, refuses a success that is not smart git's, and
+// notes a redirect to another host (go-git sends no credentials there, which the
+// messages then say).
+type guard struct {
+	next http.RoundTripper
 
-func (g guard) RoundTrip(req *http.Request) (*http.Response, error) {
+	mu        sync.Mutex
+	elsewhere string // where a redirect to another host went
+}
+
+func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := g.next.RoundTrip(req)
 	if err != nil {
 		return res, err
+	}
+	if loc, lerr := res.Location(); lerr == nil && res.StatusCode >= 300 && res.StatusCode <= 399 && !strings.EqualFold(origin(loc), origin(req.URL)) {
+		g.mu.Lock()
+		g.elsewhere = loc.Scheme + "://" + loc.Host
+		g.mu.Unlock()
 	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		res.Body = limitedBody{io.LimitReader(res.Body, maxErrorBody), res.Body}
@@ -47,6 +62,25 @@ func smartType(req *http.Request) string {
 		return "application/x-git-upload-pack-result"
 	}
 	return ""
+}
+
+// origin is u's host and port, the port spelled out.
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+// redirected says where a redirect to another host went, "" when none did.
+func (g *guard) redirected() string {
+	if g == nil {
+		return ""
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.elsewhere
 }
 
 type limitedBody struct {

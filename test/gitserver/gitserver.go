@@ -202,6 +202,12 @@ func (s *Server) RedirectNext(n int, base string) {
 	s.queue(n, pending{f: Redirect, to: strings.TrimSuffix(base, "/")})
 }
 
+// RedirectNextPack redirects the next n HTTP pack transfers (POST
+// .../git-upload-pack) to base.
+func (s *Server) RedirectNextPack(n int, base string) {
+	s.queue(n, pending{f: Redirect, to: strings.TrimSuffix(base, "/"), packOnly: true})
+}
+
 func (s *Server) queue(n int, p pending) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
