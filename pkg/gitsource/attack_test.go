@@ -2,6 +2,9 @@ package gitsource_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"encoding/base64"
 	"maps"
 	"os"
@@ -9,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/gitsource"
@@ -437,4 +443,95 @@ func TestRedirects(t *testing.T) {
 			t.Fatalf("Resolve through a redirect = %s, %v; want %s", sha, err, pub.c1)
 		}
 	})
+}
+
+// secretMount writes files as the kubelet mounts a Secret: each key a symbolic
+// link to ..data/key, ..data a link to a timestamped directory holding the files.
+func secretMount(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	stamp := "..2024_05_01_12_00_00.123456789"
+	if err := os.Mkdir(filepath.Join(dir, stamp), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range files {
+		if err := os.WriteFile(filepath.Join(dir, stamp, k), []byte(v), 0o400); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("..data", k), filepath.Join(dir, k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(stamp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Credentials as they really arrive: a Secret mount's links, a newline at the end
+// of a token made with --from-file, a passphrase-protected key, known_hosts with
+// hashed host names, a Secret whose keys are named otherwise.
+func TestCredentialShapes(t *testing.T) {
+	s := start(t)
+	h := makeHistory(t, s, "private", gitserver.WithToken("ci", token))
+	key, pub := gitserver.NewClientKey(t)
+	encKey, encPub := newEncryptedKey(t, "correct horse")
+	x := s.StartSSH(t, pub, encPub)
+	ctx := context.Background()
+	hashed := knownhosts.Line([]string{knownhosts.HashHostname(knownhosts.Normalize(x.Addr()))}, x.HostKey()) + "\n"
+
+	for _, tc := range []struct {
+		name  string
+		url   string
+		files map[string]string
+		code  int // 0: the fetch works
+		parts []string
+	}{
+		{"token from --from-file", h.repo.URL(), map[string]string{"username": "ci\n", "token": token + "\n"}, 0, nil},
+		{"token with CRLF", h.repo.URL(), map[string]string{"username": "ci\r\n", "token": token + "\r\n"}, 0, nil},
+		{"basic-auth Secret", h.repo.URL(), map[string]string{"username": "ci", "password": token}, 0, nil},
+		{"ssh key", x.URL(h.repo), map[string]string{"ssh-privatekey": string(key), "known_hosts": x.KnownHosts()}, 0, nil},
+		{"ssh key with passphrase", x.URL(h.repo), map[string]string{"ssh-privatekey": string(encKey), "ssh-passphrase": "correct horse\n", "known_hosts": x.KnownHosts()}, 0, nil},
+		{"hashed known_hosts", x.URL(h.repo), map[string]string{"ssh-privatekey": string(key), "known_hosts": "# comment\n" + hashed}, 0, nil},
+		{"keys named otherwise", h.repo.URL(), map[string]string{"GITHUB_TOKEN": token, "user": "ci"},
+			failure.CodePermanent, []string{"GITHUB_TOKEN", "user", "token"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			auth, err := gitsource.LoadAuth(secretMount(t, tc.files))
+			if err != nil {
+				t.Fatalf("LoadAuth: %v", err)
+			}
+			r := gitsource.Remote{URL: tc.url, Auth: auth}
+			sha, err := r.Resolve(ctx, "v1")
+			if err == nil {
+				_, err = fetch(t, r, sha, "v1", "db")
+			}
+			if tc.code == 0 {
+				if err != nil {
+					t.Fatalf("with a Secret mount: %v", err)
+				}
+				return
+			}
+			expectErr(t, err, tc.code, gitsource.ErrAuth, tc.parts...)
+		})
+	}
+}
+
+// newEncryptedKey is an ed25519 key as PEM encrypted with passphrase, and its
+// public key.
+func newEncryptedKey(t *testing.T, passphrase string) ([]byte, ssh.PublicKey) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte(passphrase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(block), signer.PublicKey()
 }

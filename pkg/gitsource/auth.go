@@ -50,6 +50,10 @@ type Auth struct {
 	KnownHosts []byte
 
 	tokenKey string // the file Token came from: token or password
+	// unread are the names of the other files in the Secret's directory, for the
+	// message when a server asks for credentials and none of ours was there.
+	unread []string
+	dir    string
 }
 
 // LoadAuth reads the credentials in dir (a mounted Secret): token (or password),
@@ -100,7 +104,28 @@ func LoadAuth(dir string) (Auth, error) {
 			f.set(b)
 		}
 	}
+	if a.Anonymous() {
+		a.dir, a.unread = dir, otherKeys(dir)
+	}
 	return a, a.check()
+}
+
+// otherKeys are the names of the files in dir that LoadAuth does not read (a
+// Secret mount's own ..data links left out), at most ten.
+func otherKeys(dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		switch n {
+		case KeyUsername, KeyToken, KeyPassword, KeySSHPrivateKey, KeySSHPassphrase, KeyKnownHosts:
+			continue
+		}
+		if !strings.HasPrefix(n, "..") && len(out) < 10 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // check refuses credentials that cannot work, before any connection: a key without
@@ -213,6 +238,11 @@ func (a Auth) used() string {
 
 // hint says what to check when the server refused access over protocol.
 func (a Auth) hint(protocol string) string {
+	if a.Anonymous() && len(a.unread) > 0 {
+		return "the server asks for credentials, and the Secret at " + a.dir + " has none of the keys read (" +
+			strings.Join([]string{KeyToken, KeyPassword, KeyUsername, KeySSHPrivateKey, KeySSHPassphrase, KeyKnownHosts}, ", ") +
+			"), only " + strings.Join(a.unread, ", ") + ": rename its keys, e.g. " + KeyToken + " (and " + KeyUsername + ") for an https URL"
+	}
 	if a.Anonymous() {
 		return "the server asks for credentials and none were given: mount a Secret with " +
 			KeyToken + " (and " + KeyUsername + ") for an https URL, or " + KeySSHPrivateKey + " and " + KeyKnownHosts + " for an ssh URL"
