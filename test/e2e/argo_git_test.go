@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/test/engines"
 	"github.com/chartreuse-go/chartreuse/test/gitserver"
+	"github.com/chartreuse-go/chartreuse/test/registry"
 )
 
 // The git path on Argo: migrations fetched by the steps themselves from a real
@@ -219,4 +223,63 @@ func (s *argoSuite) testWrongImage(t *testing.T) {
 	// The mutex is free: a run with the right image goes through.
 	wf = c.run(t, "", nil)
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+}
+
+// Migrations from an image of their own: a data-only image in a private,
+// plain-http registry on the bridge. plan resolves the tag to a digest; the tag
+// moved while scale-down waits changes nothing; the password shows nowhere.
+func (s *argoSuite) testMigrationsImage(t *testing.T) {
+	const user, password = "deploy", "Reg1stry-Pw-7fQ2"
+	reg := registry.Start(t, net.JoinHostPort(s.env.BridgeIP, "0"), registry.WithHtpasswd(user, password))
+	layer := func(set MigrationSet) map[string]string {
+		files := map[string]string{}
+		for name, body := range set {
+			files["migrations/"+name] = body
+		}
+		return files
+	}
+	two := MigrationSet{}
+	for name, body := range shopSet {
+		if !strings.HasPrefix(name, "00003") {
+			two[name] = body
+		}
+	}
+	first := reg.Push(t, "shop-migrations", "1.0.0", layer(two))
+
+	c := s.newCase(t, "migrations-image")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	config := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, reg.Host(), auth)
+	if _, err := s.kube.CoreV1().Secrets(s.argo.Namespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "migrations-image-registry"},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		StringData: map[string]string{corev1.DockerConfigJsonKey: config},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, release := holdPod(t, s.kube, c.app)
+	wf := c.submit(t, "", map[string]string{
+		"migrations-image": reg.Ref("shop-migrations", "1.0.0"), "migrations-dir": "/migrations",
+		"registry-credentials-secret": "migrations-image-registry", "insecure-registry": "true",
+	})
+	var once sync.Once
+	wf = c.wait(t, wf, func(w *wfv1.Workflow) {
+		if n, ok := engines.ArgoNodeByName(w, "scale-down"); ok && n.Phase == wfv1.NodeRunning {
+			once.Do(func() {
+				moved := reg.Push(t, "shop-migrations", "1.0.0", layer(shopSet))
+				t.Logf("tag 1.0.0 moved to %s while scale-down waits", moved)
+				release()
+			})
+		}
+	})
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	wantGlobalOutput(t, wf, "migrations-digest", first)
+	wantVersions(t, c.versions(t), 1, 2)
+	if logs := s.argo.StepLogs(context.Background(), wf, 200); strings.Contains(logs, password) || strings.Contains(logs, auth) {
+		t.Errorf("the registry password is in the step logs")
+	}
+	if b, err := json.Marshal(wf); err == nil && (strings.Contains(string(b), password) || strings.Contains(string(b), auth)) {
+		t.Errorf("the registry password is in the Workflow object")
+	}
 }

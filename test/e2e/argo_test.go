@@ -117,6 +117,7 @@ func TestArgo(t *testing.T) {
 		{"git-revisions", s.testGitRevisions},
 		{"git-private-repository", s.testGitPrivate},
 		{"wrong-image-fails-fast", s.testWrongImage},
+		{"migrations-image", s.testMigrationsImage},
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
 	}
