@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"encoding/base64"
 	"maps"
 	"os"
@@ -534,4 +536,49 @@ func newEncryptedKey(t *testing.T, passphrase string) ([]byte, ssh.PublicKey) {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(block), signer.PublicKey()
+}
+
+// Revisions a careless user or a hostile template could give: each is refused with
+// a short message naming it, never taken for something else.
+func TestOddRevisions(t *testing.T) {
+	s := start(t)
+	h := makeHistory(t, s, "app")
+	r := gitsource.Remote{URL: h.repo.URL()}
+	ctx := context.Background()
+	for _, rev := range []string{
+		"refs/heads/../heads/main", "refs/tags/v1/../v1", "-x", "--upload-pack=touch /tmp/pwned", "HEAD~1", "main^", "v1^{}",
+		"v1^{commit}", "refs/tags/v1^{}", " v1", "v1 ", "v1\n", "v1\x00", "v1:db", "@{-1}", "main@{1}", "*",
+		"refs/heads/*", strings.Repeat("v", 10<<10), "refs/" + strings.Repeat("x/", 5000), "v1.lock", ".hidden", "v1.", "a//b",
+		"@", "\xff\xfe",
+	} {
+		t.Run(fmt.Sprintf("%.40q", rev), func(t *testing.T) {
+			sha, err := r.Resolve(ctx, rev)
+			if err == nil {
+				t.Fatalf("Resolve(%q) = %s", rev, sha)
+			}
+			noSecret(t, err)
+			// Refused before asking the server: no ref can have such a name.
+			expectErr(t, err, failure.CodeUsage, gitsource.ErrInvalidRevision)
+			if err := gitsource.ValidateRevision(rev); !errors.Is(err, gitsource.ErrInvalidRevision) {
+				t.Errorf("ValidateRevision: %v", err)
+			}
+			if n := len(err.Error()); n > 1000 {
+				t.Errorf("the message is %d bytes long: %.200s", n, err)
+			}
+			if strings.ContainsAny(err.Error(), "\n\x00") {
+				t.Errorf("the message holds a line break or NUL: %q", err)
+			}
+		})
+	}
+	// Valid names that are no ref are looked up, and named.
+	for _, rev := range []string{"vé", "release/2024-05", "v1.0.0-rc.1+build.5", "refs/tags/v9", "HEAD"} {
+		_, err := r.Resolve(ctx, rev)
+		if rev == "HEAD" {
+			if err != nil {
+				t.Errorf("Resolve(HEAD): %v", err)
+			}
+			continue
+		}
+		expectErr(t, err, failure.CodePermanent, gitsource.ErrRevisionNotFound, rev)
+	}
 }

@@ -25,6 +25,8 @@ var (
 	ErrInvalidURL = errors.New("invalid repository URL")
 	// ErrAbbreviatedSHA: a revision looks like a shortened commit SHA (usage).
 	ErrAbbreviatedSHA = errors.New("abbreviated commit SHA")
+	// ErrInvalidRevision: a revision no tag or branch can be named (usage).
+	ErrInvalidRevision = errors.New("invalid revision")
 	// ErrAmbiguousRevision: a tag and a branch of that name point at different
 	// commits (usage).
 	ErrAmbiguousRevision = errors.New("ambiguous revision")

@@ -319,6 +319,9 @@ func (r Remote) Resolve(ctx context.Context, revision string) (string, error) {
 	if isFullSHA(revision) {
 		return strings.ToLower(revision), nil
 	}
+	if err := ValidateRevision(revision); err != nil {
+		return "", err
+	}
 	c, err := r.open()
 	if err != nil {
 		return "", err

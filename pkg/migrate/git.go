@@ -47,6 +47,9 @@ func (o *Options) validateGit() (string, error) {
 	if err := (gitsource.Remote{URL: g.URL}).Validate(); err != nil {
 		return "", fmt.Errorf("--git-url: %w", err)
 	}
+	if err := gitsource.ValidateRevision(g.Revision); err != nil {
+		return "", fmt.Errorf("--git-revision: %w", err)
+	}
 	if g.Revision == "" && g.Commit == "" {
 		return "", errors.New("--git-revision is empty: give the tag (or branch, or full commit SHA) of --git-url to take the migrations from, e.g. the release tag")
 	}

@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
+
+	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 )
 
 // tektonCtx is the context Tekton's webhook validates with when the feature-flags
@@ -301,10 +303,12 @@ func TestTektonFinallyPolicies(t *testing.T) {
 		results  map[string]string // $(tasks.plan.results.<r>) that exist
 		tasksAll string            // $(tasks.status)
 	}
-	// plan always writes git-commit: empty without git-url, which must not skip a
-	// finally task that passes it on.
-	planned := map[string]string{"pending": "true", "current-version": "41", "target-version": "43", "git-commit": ""}
-	fromGit := map[string]string{"pending": "true", "current-version": "41", "target-version": "43", "git-commit": "0123456789abcdef0123456789abcdef01234567"}
+	// plan always writes git-commit and migrations-digest: empty without git-url or
+	// migrations-image, which must not skip a finally task that passes them on.
+	planned := map[string]string{"pending": "true", "current-version": "41", "target-version": "43", "git-commit": "", "migrations-digest": ""}
+	fromGit := map[string]string{"pending": "true", "current-version": "41", "target-version": "43", "git-commit": "0123456789abcdef0123456789abcdef01234567", "migrations-digest": ""}
+	fromImage := map[string]string{"pending": "true", "current-version": "41", "target-version": "43", "git-commit": "",
+		"migrations-digest": "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
 	base := func(s state) state {
 		params := map[string]string{}
 		for _, ps := range p.Spec.Params {
@@ -345,7 +349,7 @@ func TestTektonFinallyPolicies(t *testing.T) {
 		want []string
 	}{
 		{"success", state{status: with(ok, "migrate", "Succeeded", "scale-restore", "Succeeded"), results: planned}, nil},
-		{"nothing pending", state{status: with(ok, "scale-down", "None"), results: map[string]string{"pending": "false", "current-version": "43", "git-commit": ""}}, nil},
+		{"nothing pending", state{status: with(ok, "scale-down", "None"), results: map[string]string{"pending": "false", "current-version": "43", "git-commit": "", "migrations-digest": ""}}, nil},
 		{"database never came up", state{status: map[string]string{"wait-for-db": "Failed"}}, nil},
 		{"scale-down failed", state{status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
 		{"restore in tasks failed", state{status: with(ok, "migrate", "Succeeded", "scale-restore", "Failed"), results: planned}, []string{"restore"}},
@@ -355,14 +359,16 @@ func TestTektonFinallyPolicies(t *testing.T) {
 		{"rollback policy", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: planned}, []string{"rollback"}},
 		{"restore policy, migrations from git", state{params: map[string]string{"on-migrate-failure": "restore"}, status: with(ok, "migrate", "Failed"), results: fromGit}, []string{"restore-if-unchanged"}},
 		{"rollback policy, migrations from git", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: fromGit}, []string{"rollback"}},
+		{"restore policy, migrations image", state{params: map[string]string{"on-migrate-failure": "restore"}, status: with(ok, "migrate", "Failed"), results: fromImage}, []string{"restore-if-unchanged"}},
+		{"rollback policy, migrations image", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: fromImage}, []string{"rollback"}},
 		{"no selector", state{params: map[string]string{"workload-selector": ""}, status: with(ok, "scale-down", "Failed"), results: planned}, nil},
 		{"a workload list and no selector", state{params: map[string]string{"workload-selector": "", "workload": "deployment/web"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
 		{"restore policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, nil},
 		{"rollback policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "rollback", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, []string{"rollback"}},
 		{"rollback policy, scale-down failed", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
 		// never a rollback without the version plan reported
-		{"rollback policy, plan's version empty", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: map[string]string{"pending": "true", "current-version": "", "git-commit": ""}}, nil},
-		{"rollback policy, plan's version missing", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: map[string]string{"pending": "true", "git-commit": ""}}, nil},
+		{"rollback policy, plan's version empty", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: map[string]string{"pending": "true", "current-version": "", "git-commit": "", "migrations-digest": ""}}, nil},
+		{"rollback policy, plan's version missing", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: map[string]string{"pending": "true", "git-commit": "", "migrations-digest": ""}}, nil},
 	}
 	resultRE := regexp.MustCompile(`\$\(tasks\.plan\.results\.([a-z-]+)\)`)
 	for _, tt := range tests {
@@ -430,30 +436,53 @@ func TestTektonStepWhen(t *testing.T) {
 	}
 }
 
-// TestTektonGitSource: migrations from git are fetched by the steps themselves. Every
-// Task that reads migrations takes git-url, git-revision, git-commit and
-// git-credentials-secret and passes them to migrate; it mounts the credentials Secret
-// (optional, read-only, where migrate looks by default) and gives the step a writable
-// TMPDIR on an emptyDir (the root filesystem is read-only); it keeps the optional source
-// workspace as its working directory (a checkout of the user's own). The Pipeline passes
-// plan's git-commit to every later task that reads migrations, runs no clone Task, and
-// its source workspace is optional.
-func TestTektonGitSource(t *testing.T) {
-	tasks := tektonTasks(t)
-	readers := map[string]string{ // Task -> the step that reads migrations
+// fetchedSource is a place the steps fetch migrations from themselves (git, a
+// migrations image): the params every Task that reads migrations takes, with their
+// defaults; the flags its reading step gets from them; the Secret param and where
+// the step mounts that Secret (where migrate looks by default); and plan's result
+// that pins the source for the run's later tasks, passed to them as the param of the
+// same name.
+type fetchedSource struct {
+	defaults    map[string]string
+	flags       []string
+	secretParam string
+	mountPath   string
+	pinned      string
+}
+
+var (
+	gitSource = fetchedSource{
+		defaults:    map[string]string{"git-url": "", "git-revision": "", "git-commit": "", "git-credentials-secret": "chartreuse-git-credentials"},
+		flags:       []string{"git-url", "git-revision", "git-commit"},
+		secretParam: "git-credentials-secret",
+		mountPath:   migrate.DefaultGitCredentials,
+		pinned:      "git-commit",
+	}
+	imageSource = fetchedSource{
+		defaults: map[string]string{"migrations-image": "", "migrations-digest": "",
+			"registry-credentials-secret": "chartreuse-registry-credentials", "insecure-registry": "false"},
+		flags:       []string{"migrations-image", "migrations-digest", "insecure-registry"},
+		secretParam: "registry-credentials-secret",
+		mountPath:   migrate.DefaultRegistryCredentials,
+		pinned:      "migrations-digest",
+	}
+	// migrationReaders: each Task that reads migrations, and its step that does.
+	migrationReaders = map[string]string{
 		"chartreuse-plan": "plan", "chartreuse-migrate": "migrate",
 		"chartreuse-rollback": "rollback", "chartreuse-restore-if-unchanged": "recheck",
 	}
-	for name, task := range tasks {
-		hasDir := false
-		for _, p := range task.Spec.Params {
-			hasDir = hasDir || p.Name == "migrations-dir"
-		}
-		if _, ok := readers[name]; hasDir != ok {
-			t.Errorf("Task %s: takes migrations-dir %v, want %v", name, hasDir, ok)
-		}
-	}
-	for name, stepName := range readers {
+)
+
+// checkFetchedSource: every Task that reads migrations takes src's params with their
+// defaults and passes its flags; mounts its Secret (optional, read-only) at
+// src.mountPath in the reading step only, and gives that step a writable TMPDIR on an
+// emptyDir (the root filesystem is read-only). plan has the result src.pinned. The
+// Pipeline passes src's params from its own and plan's src.pinned to every later task
+// that reads migrations (plan resolves it: none), finally tasks included.
+func checkFetchedSource(t *testing.T, src fetchedSource) {
+	t.Helper()
+	tasks := tektonTasks(t)
+	for name, stepName := range migrationReaders {
 		task := tasks[name]
 		if task == nil {
 			t.Errorf("no Task %s", name)
@@ -465,13 +494,10 @@ func TestTektonGitSource(t *testing.T) {
 				defaults[p.Name] = p.Default.StringVal
 			}
 		}
-		for p, want := range map[string]string{"git-url": "", "git-revision": "", "git-commit": "", "git-credentials-secret": "chartreuse-git-credentials"} {
+		for p, want := range src.defaults {
 			if got, ok := defaults[p]; !ok || got != want {
 				t.Errorf("Task %s: param %s default %q (declared: %v), want %q", name, p, got, ok, want)
 			}
-		}
-		if ws := task.Spec.Workspaces; len(ws) != 1 || ws[0].Name != "source" || !ws[0].Optional {
-			t.Errorf("Task %s: workspaces %+v, want only source, optional", name, ws)
 		}
 		vols := map[string]corev1.Volume{}
 		for _, v := range task.Spec.Volumes {
@@ -488,10 +514,7 @@ func TestTektonGitSource(t *testing.T) {
 			continue
 		}
 		where := "Task " + name + " step " + stepName
-		if st.WorkingDir != "$(workspaces.source.path)" {
-			t.Errorf("%s: workingDir %q, want $(workspaces.source.path)", where, st.WorkingDir)
-		}
-		for _, f := range []string{"git-url", "git-revision", "git-commit"} {
+		for _, f := range src.flags {
 			if !slices.Contains(st.Args, "--"+f+"=$(params."+f+")") {
 				t.Errorf("%s: does not pass --%s=$(params.%s)", where, f, f)
 			}
@@ -500,10 +523,10 @@ func TestTektonGitSource(t *testing.T) {
 		for _, m := range st.VolumeMounts {
 			mounts[m.MountPath] = m
 		}
-		cred, ok := mounts["/var/run/chartreuse/git"]
-		if v := vols[cred.Name]; !ok || !cred.ReadOnly || v.Secret == nil || v.Secret.SecretName != "$(params.git-credentials-secret)" ||
+		cred, ok := mounts[src.mountPath]
+		if v := vols[cred.Name]; !ok || !cred.ReadOnly || v.Secret == nil || v.Secret.SecretName != "$(params."+src.secretParam+")" ||
 			v.Secret.Optional == nil || !*v.Secret.Optional {
-			t.Errorf("%s: want the Secret $(params.git-credentials-secret), optional, mounted read-only at /var/run/chartreuse/git", where)
+			t.Errorf("%s: want the Secret $(params.%s), optional, mounted read-only at %s", where, src.secretParam, src.mountPath)
 		}
 		tmp := ""
 		for _, e := range st.Env {
@@ -517,48 +540,93 @@ func TestTektonGitSource(t *testing.T) {
 		for _, other := range task.Spec.Steps {
 			for _, m := range other.VolumeMounts {
 				if other.Name != stepName && (m.Name == cred.Name && cred.Name != "") {
-					t.Errorf("Task %s step %s mounts the git credentials it does not use", name, other.Name)
+					t.Errorf("Task %s step %s mounts the %s it does not use", name, other.Name, src.secretParam)
 				}
 			}
 		}
 	}
-	if res := tasks["chartreuse-plan"]; res != nil && !slices.ContainsFunc(res.Spec.Results, func(r pipelinev1.TaskResult) bool { return r.Name == "git-commit" }) {
-		t.Error("Task chartreuse-plan: no result git-commit")
+	if res := tasks["chartreuse-plan"]; res != nil && !slices.ContainsFunc(res.Spec.Results, func(r pipelinev1.TaskResult) bool { return r.Name == src.pinned }) {
+		t.Errorf("Task chartreuse-plan: no result %s", src.pinned)
 	}
 
 	p := tektonPipeline(t)
-	if ws := p.Spec.Workspaces; len(ws) != 1 || ws[0].Name != "source" || !ws[0].Optional {
-		t.Errorf("Pipeline workspaces %+v, want only source, optional", ws)
-	}
-	all := append(append([]pipelinev1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...)
-	for _, pt := range all {
+	for _, pt := range append(append([]pipelinev1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...) {
 		if pt.TaskRef == nil {
 			continue
 		}
-		if pt.Name == "scale-down" {
-			// its Events name the commit
-			if got := pipelineParam(pt, "git-commit"); got != "$(tasks.plan.results.git-commit)" {
-				t.Errorf("pipeline task scale-down: git-commit = %q, want plan's result", got)
-			}
-		}
-		if _, reads := readers[pt.TaskRef.Name]; !reads {
+		if _, reads := migrationReaders[pt.TaskRef.Name]; !reads {
 			continue
 		}
 		passed := map[string]string{}
 		for _, prm := range pt.Params {
 			passed[prm.Name] = prm.Value.StringVal
 		}
-		for _, n := range []string{"git-url", "git-revision", "git-credentials-secret", "migrations-dir"} {
+		for n := range src.defaults {
+			if n == src.pinned {
+				continue
+			}
 			if passed[n] != "$(params."+n+")" {
 				t.Errorf("pipeline task %s: %s = %q, want $(params.%s)", pt.Name, n, passed[n], n)
 			}
 		}
-		want := "$(tasks.plan.results.git-commit)"
+		want := "$(tasks.plan.results." + src.pinned + ")"
 		if pt.Name == "plan" {
-			want = "" // plan resolves the revision
+			want = "" // plan resolves it
 		}
-		if passed["git-commit"] != want {
-			t.Errorf("pipeline task %s: git-commit = %q, want %q", pt.Name, passed["git-commit"], want)
+		if passed[src.pinned] != want {
+			t.Errorf("pipeline task %s: %s = %q, want %q", pt.Name, src.pinned, passed[src.pinned], want)
+		}
+	}
+}
+
+// TestTektonGitSource: migrations from git are fetched by the steps themselves
+// (checkFetchedSource). The Tasks that read migrations, and only they, take
+// migrations-dir, and keep the optional source workspace as their working directory
+// (a checkout of the user's own). The Pipeline passes plan's git-commit to
+// scale-down too (its Events name the commit), runs no clone Task, and its source
+// workspace is optional; the TriggerTemplate binds no workspace.
+func TestTektonGitSource(t *testing.T) {
+	checkFetchedSource(t, gitSource)
+	tasks := tektonTasks(t)
+	for name, task := range tasks {
+		hasDir := false
+		for _, p := range task.Spec.Params {
+			hasDir = hasDir || p.Name == "migrations-dir"
+		}
+		if _, ok := migrationReaders[name]; hasDir != ok {
+			t.Errorf("Task %s: takes migrations-dir %v, want %v", name, hasDir, ok)
+		}
+	}
+	for name, stepName := range migrationReaders {
+		task := tasks[name]
+		if task == nil {
+			continue
+		}
+		if ws := task.Spec.Workspaces; len(ws) != 1 || ws[0].Name != "source" || !ws[0].Optional {
+			t.Errorf("Task %s: workspaces %+v, want only source, optional", name, ws)
+		}
+		for _, st := range task.Spec.Steps {
+			if st.Name == stepName && st.WorkingDir != "$(workspaces.source.path)" {
+				t.Errorf("Task %s step %s: workingDir %q, want $(workspaces.source.path)", name, stepName, st.WorkingDir)
+			}
+		}
+	}
+
+	p := tektonPipeline(t)
+	if ws := p.Spec.Workspaces; len(ws) != 1 || ws[0].Name != "source" || !ws[0].Optional {
+		t.Errorf("Pipeline workspaces %+v, want only source, optional", ws)
+	}
+	for _, pt := range p.Spec.Tasks {
+		if pt.Name == "scale-down" {
+			if got := pipelineParam(pt, "git-commit"); got != "$(tasks.plan.results.git-commit)" {
+				t.Errorf("pipeline task scale-down: git-commit = %q, want plan's result", got)
+			}
+		}
+		if pt.TaskRef == nil {
+			continue
+		}
+		if _, reads := migrationReaders[pt.TaskRef.Name]; reads && pipelineParam(pt, "migrations-dir") != "$(params.migrations-dir)" {
+			t.Errorf("pipeline task %s: migrations-dir = %q, want $(params.migrations-dir)", pt.Name, pipelineParam(pt, "migrations-dir"))
 		}
 	}
 	for _, d := range docsOfKind(loadDocs(t), "triggers.tekton.dev/v1beta1", "TriggerTemplate") {
@@ -567,6 +635,43 @@ func TestTektonGitSource(t *testing.T) {
 		for _, pr := range triggerTemplatePipelineRuns(t, tt) {
 			if len(pr.Spec.Workspaces) != 0 {
 				t.Errorf("TriggerTemplate %s: binds workspaces %+v: plan fetches the tag itself", tt.Name, pr.Spec.Workspaces)
+			}
+		}
+	}
+}
+
+// TestTektonMigrationsImage: migrations from an image of their own are pulled by the
+// steps themselves (checkFetchedSource), at the digest plan resolved; the Secret is
+// found where migrate looks by default, so no task passes --registry-credentials. The
+// Pipeline's params have the WorkflowTemplate's defaults (TestParameterSets) and the
+// TriggerTemplate passes them on with those defaults, so a run it starts without
+// migrations-image takes the migrations from git as before.
+func TestTektonMigrationsImage(t *testing.T) {
+	checkFetchedSource(t, imageSource)
+	for _, c := range containers(t) {
+		if got, ok := c.flag("registry-credentials"); ok && c.Engine == "tekton" {
+			t.Errorf("%s: --registry-credentials=%s: mount the Secret at %s instead", c.Where, got, migrate.DefaultRegistryCredentials)
+		}
+	}
+	for _, d := range docsOfKind(loadDocs(t), "triggers.tekton.dev/v1beta1", "TriggerTemplate") {
+		tt := &triggersv1beta1.TriggerTemplate{}
+		decodeStrict(t, d, tt)
+		defaults := map[string]string{}
+		for _, p := range tt.Spec.Params {
+			if p.Default != nil {
+				defaults[p.Name] = *p.Default
+			}
+		}
+		for n, want := range imageSource.defaults {
+			if got, ok := defaults[n]; n != imageSource.pinned && (!ok || got != want) {
+				t.Errorf("TriggerTemplate %s: param %s default %q (declared: %v), want %q", tt.Name, n, got, ok, want)
+			}
+		}
+		for _, pr := range triggerTemplatePipelineRuns(t, tt) {
+			for _, prm := range pr.Spec.Params {
+				if prm.Name == "migrations-image" && prm.Value.StringVal != "" {
+					t.Errorf("TriggerTemplate %s: migrations-image %q by default, with git-url bound (refused together)", tt.Name, prm.Value.StringVal)
+				}
 			}
 		}
 	}

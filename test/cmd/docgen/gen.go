@@ -58,6 +58,7 @@ var Binaries = []binary{
 	}},
 	{"migrate", migrate.Spec, []result{
 		{"git-commit", "with `--git-url`: the commit the migrations were read from (plan resolves `--git-revision` to it; later steps are given it with `--git-commit`); empty without git"},
+		{"migrations-digest", "with `--migrations-image`: the digest the migrations were read from (plan resolves the image's tag to it; later steps are given it with `--migrations-digest`); empty without a migrations image"},
 		{"pending", "`true` when migrations up to the target are pending (with `--plan`: would be applied), else `false`"},
 		{"pending-versions", "JSON list of those versions, in the order they apply"},
 		{"current-version", "highest version applied in the database after the run (with `--plan`: now); `0` when none"},
