@@ -71,6 +71,8 @@ func gitCases() []badCase {
 		{name: "git url of a local path", step: "migrate", args: fromGit(fixed("file:///srv/git/shop.git"), "v1.0.0", "db/migrations"), code: 2, want: []string{"file"}},
 		{name: "git url with a password", step: "migrate", args: fromGit(fixed("https://deploy:"+gitPassword+"@git.example.com/shop.git"), "v1.0.0", "db/migrations"), code: 2, want: []string{"--git-url", "credentials in the URL"}},
 		{name: "git commit abbreviated", step: "migrate", args: fromGit(public, "v1.0.0", "db/migrations", "--git-commit", "abc1234"), code: 2, want: []string{"--git-commit", "abc1234"}},
+		{name: "git revision with white space", step: "migrate", args: fromGit(public, "v1.0.0 ", "db/migrations"), code: 2, want: []string{"--git-revision", "white space"}},
+		{name: "git revision relative", step: "migrate", args: fromGit(public, "v1.0.0~1", "db/migrations"), code: 2, want: []string{"--git-revision", "relative"}},
 		{name: "git revision unknown", step: "migrate", args: fromGit(public, "v9.9.9", "db/migrations"), code: 1, want: []string{"v9.9.9"}},
 		{name: "git commit unknown", step: "migrate", args: fromGit(public, "v1.0.0", "db/migrations", "--git-commit", "fedcba9876543210fedcba9876543210fedcba98"), code: 1, want: []string{"fedcba9876543210fedcba9876543210fedcba98"}},
 		{name: "git dir not in the commit", step: "migrate", args: fromGit(public, "v1.0.0", "db/nowhere"), code: 1, want: []string{"db/nowhere"}},
