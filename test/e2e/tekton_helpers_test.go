@@ -24,6 +24,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/test/gitserver"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/registry"
 )
 
 // TestMain: the package's tests share one Kubernetes environment (the one of
@@ -84,18 +85,20 @@ var (
 )
 
 // tektonSuite is what the Tekton scenarios share: the environment, Tekton
-// (installed once, cluster-wide), the image, and a PostgreSQL and a git server
-// on the bridge (the pods reach both there; nothing else does).
+// (installed once, cluster-wide), the image, and a PostgreSQL, a git server and
+// a registry (plain http, one htpasswd account) on the bridge (the pods reach
+// them there; nothing else does).
 type tektonSuite struct {
 	env  *kubeenv.Env
 	tk   *engines.Tekton
 	kube kubernetes.Interface
 	pg   *pgenv.Server
 	git  *gitserver.Server
+	reg  *registry.Registry
 }
 
 // newTektonSuite installs Tekton, builds and loads the image and starts the
-// database and git servers, side by side; all stop when t ends.
+// database, git and registry servers, side by side; all stop when t ends.
 func newTektonSuite(t *testing.T) *tektonSuite {
 	t.Helper()
 	if testing.Short() {
@@ -120,6 +123,7 @@ func newTektonSuite(t *testing.T) *tektonSuite {
 	})
 	s.pg = StartPostgres(t, env)
 	s.git = gitserver.Start(t, net.JoinHostPort(env.BridgeIP, "0"))
+	s.reg = registry.Start(t, net.JoinHostPort(env.BridgeIP, "0"), registry.WithHtpasswd(tektonRegistryUser, tektonRegistryPassword))
 	wg.Wait()
 	if installErr != nil {
 		t.Fatal(installErr)

@@ -20,7 +20,8 @@ import (
 // scenario has its own namespace, database and application; they run in
 // parallel. Assertions read the database, the workloads and pods, and the
 // PipelineRun/TaskRun status, never logs. The git scenarios take the
-// migrations from a real git server (test/gitserver) on the cluster bridge.
+// migrations from a real git server (test/gitserver) on the cluster bridge,
+// migrations-image from a real registry (test/registry) there.
 func TestTekton(t *testing.T) {
 	s := newTektonSuite(t)
 	start := time.Now()
@@ -46,6 +47,8 @@ func TestTekton(t *testing.T) {
 		{"git-private-repository-token", s.testGitPrivate},
 		{"git-wrong-revision", s.testGitWrongRevision},
 		{"wrong-image-fails-fast", s.testWrongImage},
+		// Migrations from an image of their own (tekton_image_test.go).
+		{"migrations-image", s.testMigrationsImage},
 		// The failure paths (tekton_failure_test.go).
 		{"cancel-restores-only-its-own", s.testCancelRestoresOnlyItsOwn},
 		{"rollback-outlasts-held-lock", s.testRollbackOutlastsLock},
