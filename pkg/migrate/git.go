@@ -84,7 +84,7 @@ func isFullSHA(s string) bool {
 func (o *Options) openMigrations(ctx context.Context, log *slog.Logger, res *results.Set, red *redact.Redactor) (fsys fs.FS, cleanup func(), err error) {
 	if o.Image.Ref != "" {
 		res.Set("git-commit", "")
-		return o.openImage(ctx, log, res)
+		return o.openImage(ctx, log, res, red)
 	}
 	res.Set("migrations-digest", "") // always written, as git-commit
 	g := o.Git

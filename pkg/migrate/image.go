@@ -12,6 +12,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/ocisource"
+	"github.com/chartreuse-go/chartreuse/pkg/redact"
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 )
 
@@ -63,11 +64,14 @@ func validDigest(s string) bool {
 
 // openImage fetches --dir of the migrations image at one digest into a temporary
 // directory that cleanup removes, recording the digest as migrations-digest.
-func (o *Options) openImage(ctx context.Context, log *slog.Logger, res *results.Set) (fs.FS, func(), error) {
+func (o *Options) openImage(ctx context.Context, log *slog.Logger, res *results.Set, red *redact.Redactor) (fs.FS, func(), error) {
 	m := o.Image
 	auth, err := ocisource.LoadAuth(m.Credentials)
 	if err != nil {
 		return nil, nil, fmt.Errorf("registry credentials in %s: %w", m.Credentials, err)
+	}
+	for _, s := range auth.Secrets() {
+		red.Add(s)
 	}
 	img := ocisource.Image{Ref: m.Ref, Auth: auth, Insecure: m.Insecure}
 	digest := m.Digest

@@ -58,6 +58,16 @@ func (e entry) secrets() []string {
 	return s
 }
 
+// Secrets are the values that must never be printed (passwords, tokens and the
+// forms they travel in), for a caller's redactor.
+func (a Auth) Secrets() []string {
+	var out []string
+	for _, e := range a.entries {
+		out = append(out, e.secrets()...)
+	}
+	return out
+}
+
 // dockerEntry is one entry of a Docker config file.
 type dockerEntry struct {
 	Username      string `json:"username"`
