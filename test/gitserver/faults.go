@@ -32,7 +32,7 @@ func (s *Server) answerFault(w http.ResponseWriter, req *http.Request, p pending
 		w.Header().Set("Content-Type", "text/html")
 		_, _ = io.WriteString(w, garbagePage)
 	case Stall:
-		<-req.Context().Done()
+		s.hold(req.Context().Done())
 	case EndlessError:
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusNotFound)
@@ -84,11 +84,13 @@ func (s *Server) spoil(w http.ResponseWriter, req *http.Request, r *Repo, f Faul
 	case StallMidway:
 		_, _ = w.Write(body[:len(body)/2])
 		_ = rc.Flush()
-		<-req.Context().Done()
+		s.hold(req.Context().Done())
 	case EndlessProgress:
 		_, _ = w.Write(body[:firstPackData(body)])
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
+		s.holding(1)
+		defer s.holding(-1)
 		for {
 			if _, err := w.Write(pkt("\x02Counting objects: still counting\r")); err != nil {
 				return
@@ -143,8 +145,10 @@ func (s *Server) failConn(conn net.Conn, f Fault) {
 			break
 		}
 		s.wg.Add(1)
+		s.holding(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.holding(-1)
 			defer s.untrack(conn)
 			defer conn.Close()
 			_, _ = io.Copy(io.Discard, conn) // until the client or Close ends it
@@ -152,4 +156,26 @@ func (s *Server) failConn(conn net.Conn, f Fault) {
 		return
 	}
 	_ = conn.Close()
+}
+
+// hold waits for done, counted in Stalling.
+func (s *Server) hold(done <-chan struct{}) {
+	s.holding(1)
+	defer s.holding(-1)
+	<-done
+}
+
+func (s *Server) holding(d int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stalling += d
+}
+
+// Stalling is how many requests or connections a stall fault (Stall, StallMidway,
+// EndlessProgress) holds right now: a test waits for it before acting on the
+// stalled client.
+func (s *Server) Stalling() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stalling
 }

@@ -108,6 +108,7 @@ type Server struct {
 	repos     map[string]*Repo
 	faults    []pending
 	requests  []Request
+	stalling  int
 	log       bytes.Buffer
 	daemons   map[*exec.Cmd]struct{}
 	conns     map[net.Conn]struct{} // SSH connections open
