@@ -24,6 +24,13 @@ const DefaultGitCredentials = "/var/run/chartreuse/git"
 // the image. plan resolves --git-revision to a commit and records it (result
 // git-commit); every later step of the run is given that commit, so plan,
 // migrate, recheck and rollback read the same files even if the tag moves.
+//
+// --git-commit wins over --git-revision: a step given a commit reads that commit,
+// wherever the revision points now, even when the commit is not on the revision's
+// history (a tag moved during the run is exactly that case, and the shallow fetch
+// has no history to check it against). The revision only helps to reach the commit
+// on a server that refuses commits by SHA, and then only while it still points at
+// the commit. The log line "migrations from git" names both.
 type GitOptions struct {
 	URL         string
 	Revision    string

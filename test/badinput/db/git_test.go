@@ -29,6 +29,13 @@ func startGit(t *testing.T) {
 	pub := srv.NewRepo(t, "shop.git")
 	repos.sha = pub.Commit(t, files, "release 1.0.0")
 	pub.Tag(t, "v1.0.0", repos.sha)
+	// A directory that holds no migration itself: a placeholder, and migrations
+	// one level down, which goose does not read.
+	pub.Tag(t, "no-migrations", pub.Commit(t, map[string]string{
+		"db/migrations/.gitkeep":            "",
+		"db/migrations/README.md":           "migrations go here",
+		"db/migrations/archive/00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;"),
+	}, "no migrations at the top"))
 	priv := srv.NewRepo(t, "private.git", gitserver.WithToken("deploy", gitToken))
 	priv.Tag(t, "v1.0.0", priv.Commit(t, files, "release 1.0.0"))
 	repos.public, repos.private = pub.URL(), priv.URL()
@@ -75,6 +82,7 @@ func gitCases() []badCase {
 		{name: "git revision relative", step: "migrate", args: fromGit(public, "v1.0.0~1", "db/migrations"), code: 2, want: []string{"--git-revision", "relative"}},
 		{name: "git revision unknown", step: "migrate", args: fromGit(public, "v9.9.9", "db/migrations"), code: 1, want: []string{"v9.9.9"}},
 		{name: "git commit unknown", step: "migrate", args: fromGit(public, "v1.0.0", "db/migrations", "--git-commit", "fedcba9876543210fedcba9876543210fedcba98"), code: 1, want: []string{"fedcba9876543210fedcba9876543210fedcba98"}},
+		{name: "git dir without migrations", step: "migrate", args: fromGit(public, "no-migrations", "db/migrations"), code: 1, want: []string{"no migrations", "db/migrations"}},
 		{name: "git dir not in the commit", step: "migrate", args: fromGit(public, "v1.0.0", "db/nowhere"), code: 1, want: []string{"db/nowhere"}},
 		{name: "git server unreachable", step: "migrate", args: fromGit(fixed("http://127.0.0.1:1/shop.git"), "v1.0.0", "db/migrations"), code: 75, want: []string{"127.0.0.1:1"}},
 		{name: "private repository without credentials", step: "migrate", args: fromGit(private, "v1.0.0", "db/migrations"), code: 1, want: []string{"authentication"}},
