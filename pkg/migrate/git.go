@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/gitsource"
@@ -108,19 +109,25 @@ func (o *Options) openMigrations(ctx context.Context, log *slog.Logger, res *res
 	for _, s := range auth.Secrets() {
 		red.Add(s)
 	}
+	// Before any connection: a TMPDIR that cannot be written fails at once.
+	tmp, err := os.MkdirTemp("", "chartreuse-git-")
+	if err != nil {
+		err = fmt.Errorf("temporary directory for the git fetch (mount a writable volume and point TMPDIR at it): %w", err)
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return nil, nil, failure.AsTransient(err)
+		}
+		return nil, nil, failure.AsPermanent(err)
+	}
+	cleanup = func() { _ = os.RemoveAll(tmp) }
 	remote := gitsource.Remote{URL: g.URL, Auth: auth}
 	commit := strings.ToLower(g.Commit)
 	if commit == "" {
 		if commit, err = remote.Resolve(ctx, g.Revision); err != nil {
+			cleanup()
 			return nil, nil, err
 		}
 		log.Info("resolved the git revision for this run", "url", g.URL, "revision", g.Revision, "commit", commit)
 	}
-	tmp, err := os.MkdirTemp("", "chartreuse-git-")
-	if err != nil {
-		return nil, nil, failure.AsTransient(fmt.Errorf("temporary directory for the git fetch (mount a writable volume and point TMPDIR at it): %w", err))
-	}
-	cleanup = func() { _ = os.RemoveAll(tmp) }
 	fsys, err = remote.Fetch(ctx, commit, g.Revision, o.Dir, tmp)
 	if err != nil {
 		cleanup()

@@ -90,6 +90,12 @@ func gitCases() []badCase {
 			return []string{"--git-url", repos.private, "--git-revision", "v1.0.0", "--dir", "db/migrations",
 				"--git-credentials", f.credentials(map[string]string{"username": "deploy", "token": gitToken + "x"})}
 		}, code: 1, want: []string{"authentication"}},
+		{name: "git TMPDIR missing", step: "migrate", args: fromGit(public, "v1.0.0", "db/migrations"), env: func(f *fixture) []string {
+			return []string{"CHARTREUSE_DATABASE_URL=" + f.url, "TMPDIR=" + filepath.Join(f.scratch, "no-such-dir")}
+		}, code: 1, want: []string{"TMPDIR", "no-such-dir"}},
+		{name: "git TMPDIR read-only", step: "migrate", nobody: true, args: fromGit(public, "v1.0.0", "db/migrations"), env: func(f *fixture) []string {
+			return []string{"CHARTREUSE_DATABASE_URL=" + f.url, "TMPDIR=/"}
+		}, code: 1, want: []string{"TMPDIR", "permission denied"}},
 		{name: "git ssh key without known_hosts", step: "migrate", args: func(f *fixture) []string {
 			return []string{"--git-url", "git@git.example.com:acme/shop.git", "--git-revision", "v1.0.0", "--dir", "db/migrations",
 				"--git-credentials", f.credentials(map[string]string{"ssh-privatekey": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n-----END OPENSSH PRIVATE KEY-----\n"})}
