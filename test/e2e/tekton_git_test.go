@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 	"testing"
+	"time"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -162,4 +163,62 @@ func (s *tektonSuite) testGitWrongRevision(t *testing.T) {
 	c.wantVersions(t)
 	c.wantUntouched(t)
 	c.wantRestored(t)
+}
+
+// A bare commit SHA that is no branch's tip, and a tag moved while the run
+// waits in scale-down: the run reads the commit plan resolved, nothing else.
+func (s *tektonSuite) testGitRevisions(t *testing.T) {
+	two := MigrationSet{"00001_items.sql": tektonShop["00001_items.sql"], "00002_prices.sql": tektonShop["00002_prices.sql"]}
+	t.Run("bare-sha", func(t *testing.T) {
+		t.Parallel()
+		c := s.newCase(t, nil)
+		repo := s.git.NewRepo(t, "sha-"+c.ns)
+		first := repo.Commit(t, gitFiles("db/migrations", two), "release 1.0.0")
+		repo.Commit(t, gitFiles("db/migrations", tektonShop), "release 1.1.0")
+		pr, trs := c.run(t, c.pipelineRun(t, "", tektonGitParams(repo.URL(), first)))
+		wantSucceeded(t, pr, true)
+		wantResults(t, trs, "plan", map[string]string{"git-commit": first, "target-version": "2"})
+		c.wantVersions(t, 1, 2)
+	})
+	t.Run("tag-moved-during-the-run", func(t *testing.T) {
+		t.Parallel()
+		c := s.newCase(t, nil)
+		repo := s.git.NewRepo(t, "moved-"+c.ns)
+		first := repo.Commit(t, gitFiles("db/migrations", two), "release 1.0.0")
+		second := repo.Commit(t, gitFiles("db/migrations", tektonShop), "release 1.1.0")
+		repo.Tag(t, "release", first)
+		// An application pod stays terminating until released, so scale-down waits
+		// while the tag moves, whatever the timing of the pods.
+		_, release := holdPod(t, s.kube, c.app)
+		ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+		defer cancel()
+		created, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "", tektonGitParams(repo.URL(), "release")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			pods, err := s.kube.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{
+				LabelSelector: "tekton.dev/pipelineRun=" + created.Name + ",tekton.dev/pipelineTask=scale-down"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pods.Items) > 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("scale-down never started")
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		repo.MoveTag(t, "release", second)
+		t.Logf("moved tag release to %s while scale-down waits", second)
+		release()
+		pr, trs := c.wait(t, ctx, created.Name)
+		wantSucceeded(t, pr, true)
+		wantResults(t, trs, "plan", map[string]string{"git-commit": first})
+		wantParam(t, trs, "migrate", "git-commit", first)
+		wantResults(t, trs, "migrate", map[string]string{"applied": "2"})
+		c.wantVersions(t, 1, 2)
+	})
 }

@@ -44,6 +44,7 @@ func TestTekton(t *testing.T) {
 		{"tag-trigger", s.testTagTrigger},
 		// Migrations from git (tekton_git_test.go).
 		{"git-tag", s.testGitTag},
+		{"git-revisions", s.testGitRevisions},
 		{"git-private-repository-token", s.testGitPrivate},
 		{"git-wrong-revision", s.testGitWrongRevision},
 		{"wrong-image-fails-fast", s.testWrongImage},
