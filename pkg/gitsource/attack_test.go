@@ -582,3 +582,27 @@ func TestOddRevisions(t *testing.T) {
 		expectErr(t, err, failure.CodePermanent, gitsource.ErrRevisionNotFound, rev)
 	}
 }
+
+// Secrets typed into the URL: refused, and never shown back.
+func TestURLWithSecrets(t *testing.T) {
+	for _, tc := range []struct{ url, secret string }{
+		{"https://git.example.com/x.git?private_token=glpat-Q7v2", "glpat-Q7v2"},
+		{"https://git.example.com/x.git#glpat-Q7v2", "glpat-Q7v2"},
+		{"https://oauth2:glpat-Q7v2/git.example.com/x.git", "glpat-Q7v2"}, // the '@' forgotten
+		{"https://git.example.com:glpat-Q7v2/x.git", "glpat-Q7v2"},
+		{"https://oauth2:glpat-Q7v2@git.example.com/x.git", "glpat-Q7v2"},
+		{"ssh://git:glpat-Q7v2@git.example.com/x.git", "glpat-Q7v2"},
+		{"git:glpat-Q7v2@git.example.com:x.git", "glpat-Q7v2"},
+	} {
+		r := gitsource.Remote{URL: tc.url}
+		for _, err := range []error{r.Validate(), func() error { _, err := r.Resolve(context.Background(), "v1"); return err }()} {
+			expectErr(t, err, failure.CodeUsage, gitsource.ErrInvalidURL)
+			if strings.Contains(err.Error(), tc.secret) {
+				t.Errorf("%s: the message shows the secret: %v", tc.url, err)
+			}
+		}
+		if s := fmt.Sprint(r); strings.Contains(s, tc.secret) {
+			t.Errorf("printing the Remote shows the secret: %s", s)
+		}
+	}
+}

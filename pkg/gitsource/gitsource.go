@@ -78,19 +78,39 @@ var (
 func displayURL(raw string) string {
 	if m := schemeRE.FindStringSubmatch(raw); m != nil {
 		host := m[2]
+		user := ""
 		if at := strings.LastIndex(host, "@"); at >= 0 {
-			user := host[:at]
-			host = host[at+1:]
-			if strings.EqualFold(m[1], "ssh") && !strings.Contains(user, ":") {
-				host = user + "@" + host
+			user, host = host[:at], host[at+1:]
+			if !strings.EqualFold(m[1], "ssh") || strings.Contains(user, ":") {
+				user = ""
 			}
 		}
-		return m[1] + "://" + host + m[3]
+		// What follows a ':' that is no port may be a password that lost its '@'.
+		if i := strings.LastIndex(host, ":"); i >= 0 && !strings.HasSuffix(host, "]") && !isDigits(host[i+1:]) {
+			host = host[:i] + ":***"
+		}
+		if user != "" {
+			host = user + "@" + host
+		}
+		rest := m[3]
+		if i := strings.IndexAny(rest, "?#"); i >= 0 {
+			rest = rest[:i] + rest[i:i+1] + "***" // a query or fragment may hold a token
+		}
+		return m[1] + "://" + host + rest
 	}
 	if m := scpRE.FindStringSubmatch(raw); m != nil && strings.Contains(m[1], ":") {
 		return "***@" + m[2] + ":" + m[3]
 	}
 	return raw
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Validate checks the URL: https://, http://, ssh://, git:// or scp-like
@@ -134,6 +154,9 @@ func (r Remote) endpoint() (*transport.Endpoint, error) {
 		}
 		if authority == "" || strings.HasPrefix(authority, ":") {
 			return nil, bad("no host")
+		}
+		if strings.ContainsAny(m[3], "?#") {
+			return nil, bad("a git URL has no query or fragment (a token there would be sent and logged as part of the URL): put the token in the Secret (key " + KeyToken + ")")
 		}
 	} else if m := scpRE.FindStringSubmatch(raw); m != nil {
 		if strings.Contains(m[1], ":") {

@@ -77,6 +77,8 @@ func gitCases() []badCase {
 		{name: "git url without revision", step: "migrate", args: fromGit(public, "", "db/migrations"), code: 2, want: []string{"--git-revision"}},
 		{name: "git url of a local path", step: "migrate", args: fromGit(fixed("file:///srv/git/shop.git"), "v1.0.0", "db/migrations"), code: 2, want: []string{"file"}},
 		{name: "git url with a password", step: "migrate", args: fromGit(fixed("https://deploy:"+gitPassword+"@git.example.com/shop.git"), "v1.0.0", "db/migrations"), code: 2, want: []string{"--git-url", "credentials in the URL"}},
+		{name: "git url with a token in the query", step: "migrate", args: fromGit(fixed("https://git.example.com/shop.git?private_token="+gitPassword), "v1.0.0", "db/migrations"), code: 2, want: []string{"--git-url", "query"}},
+		{name: "git url with a token in the port", step: "migrate", args: fromGit(fixed("https://oauth2:"+gitPassword+"/git.example.com/shop.git"), "v1.0.0", "db/migrations"), code: 2, want: []string{"--git-url"}},
 		{name: "git commit abbreviated", step: "migrate", args: fromGit(public, "v1.0.0", "db/migrations", "--git-commit", "abc1234"), code: 2, want: []string{"--git-commit", "abc1234"}},
 		{name: "git revision with white space", step: "migrate", args: fromGit(public, "v1.0.0 ", "db/migrations"), code: 2, want: []string{"--git-revision", "white space"}},
 		{name: "git revision relative", step: "migrate", args: fromGit(public, "v1.0.0~1", "db/migrations"), code: 2, want: []string{"--git-revision", "relative"}},
