@@ -276,9 +276,9 @@ func TestBadInputs(t *testing.T) {
 		secrets.Add(pw)
 	}
 	startGit(t)
-	secrets.Add(gitToken)
-	secrets.Add(gitToken + "x")
-	secrets.Add(gitPassword)
+	for _, s := range gitSecrets() {
+		secrets.Add(s)
+	}
 	cs := append(append(cases(), gitCases()...), imageCases()...)
 	if len(cs) < 40 {
 		t.Fatalf("only %d cases", len(cs))

@@ -1,6 +1,7 @@
 package db
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +16,19 @@ const (
 	gitPassword = "Hunter2-git-Pw"
 )
 
+// gitSecrets are the secrets of the git cases in every form a server could echo:
+// raw, and as the Authorization header carries them (base64 of user:token).
+func gitSecrets() []string {
+	out := []string{gitPassword}
+	for _, tok := range []string{gitToken, gitToken + "x"} {
+		out = append(out, tok, base64.StdEncoding.EncodeToString([]byte("deploy:"+tok)))
+	}
+	return out
+}
+
 // gitRepos are the repositories the git cases fetch from, on a real git server.
 type gitRepos struct {
+	srv             *gitserver.Server
 	public, private string // URLs
 	sha             string // the commit of tag v1.0.0
 }
@@ -38,7 +50,7 @@ func startGit(t *testing.T) {
 	}, "no migrations at the top"))
 	priv := srv.NewRepo(t, "private.git", gitserver.WithToken("deploy", gitToken))
 	priv.Tag(t, "v1.0.0", priv.Commit(t, files, "release 1.0.0"))
-	repos.public, repos.private = pub.URL(), priv.URL()
+	repos.srv, repos.public, repos.private = srv, pub.URL(), priv.URL()
 }
 
 // credentials writes a git credentials directory (a mounted Secret's files).
@@ -98,6 +110,11 @@ func gitCases() []badCase {
 		{name: "git TMPDIR read-only", step: "migrate", nobody: true, args: fromGit(public, "v1.0.0", "db/migrations"), env: func(f *fixture) []string {
 			return []string{"CHARTREUSE_DATABASE_URL=" + f.url, "TMPDIR=/"}
 		}, code: 1, want: []string{"TMPDIR", "permission denied"}},
+		{name: "private repository behind a proxy echoing the request", step: "migrate", setup: func(*fixture) { repos.srv.FailNext(1, gitserver.Reflect) },
+			args: func(f *fixture) []string {
+				return []string{"--git-url", repos.private, "--git-revision", "v1.0.0", "--dir", "db/migrations",
+					"--git-credentials", f.credentials(map[string]string{"username": "deploy\n", "token": gitToken + "\n"})}
+			}, code: 1, want: []string{"authentication"}},
 		{name: "git ssh key without known_hosts", step: "migrate", args: func(f *fixture) []string {
 			return []string{"--git-url", "git@git.example.com:acme/shop.git", "--git-revision", "v1.0.0", "--dir", "db/migrations",
 				"--git-credentials", f.credentials(map[string]string{"ssh-privatekey": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n-----END OPENSSH PRIVATE KEY-----\n"})}
