@@ -606,3 +606,22 @@ func TestURLWithSecrets(t *testing.T) {
 		}
 	}
 }
+
+// A server that answers a fetch of one commit with another: objects are stored
+// under the hash of their content, so the commit asked for is missing and the fetch
+// fails; the other commit's files are never returned.
+func TestServerSubstitutes(t *testing.T) {
+	s := start(t)
+	for _, filter := range []bool{true, false} {
+		t.Run(fmt.Sprintf("filter=%v", filter), func(t *testing.T) {
+			h := makeHistory(t, s, fmt.Sprintf("subst-%v", filter), gitserver.AllowFilter(filter))
+			r := gitsource.Remote{URL: h.repo.URL()}
+			s.SubstituteNextPack(1, h.c3)
+			got, err := fetch(t, r, h.c0, h.c0, "db")
+			if err == nil {
+				t.Fatalf("Fetch of %s answered with %s gave files %v", h.c0, h.c3, got)
+			}
+			expectErr(t, err, failure.CodePermanent, nil, h.c0)
+		})
+	}
+}

@@ -64,8 +64,18 @@ func (s *Server) answerFault(w http.ResponseWriter, req *http.Request, p pending
 	return true
 }
 
-// spoil serves the real answer of r, spoiled by f.
-func (s *Server) spoil(w http.ResponseWriter, req *http.Request, r *Repo, f Fault) {
+// spoil serves the real answer of r, spoiled by p.
+func (s *Server) spoil(w http.ResponseWriter, req *http.Request, r *Repo, p pending) {
+	f := p.f
+	if f == Substitute {
+		// The first want line asks for p.to instead (same length: the pkt-line
+		// lengths stay right).
+		body, _ := io.ReadAll(req.Body)
+		if i := bytes.Index(body, []byte("want ")); i >= 0 && i+5+len(p.to) <= len(body) && len(p.to) == 40 {
+			copy(body[i+5:], p.to)
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	real := httptest.NewRecorder()
 	s.serveRepo(real, req, r)
 	body := real.Body.Bytes()

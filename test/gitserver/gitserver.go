@@ -54,6 +54,9 @@ const (
 	Reflect
 	// Redirect answers 307 to another base URL (see RedirectNext; HTTP only).
 	Redirect
+	// Substitute serves another commit than the one asked for (see
+	// SubstituteNextPack; HTTP pack transfers only).
+	Substitute
 )
 
 func (f Fault) String() string {
@@ -78,6 +81,8 @@ func (f Fault) String() string {
 		return "reflect"
 	case Redirect:
 		return "redirect"
+	case Substitute:
+		return "substitute"
 	}
 	return "none"
 }
@@ -187,7 +192,7 @@ func (s *Server) GitAddr() string { return s.gitLn.Addr().String() }
 type pending struct {
 	f        Fault
 	packOnly bool   // only an HTTP POST .../git-upload-pack (the pack's transfer)
-	to       string // Redirect's base URL
+	to       string // Redirect's base URL, Substitute's object
 }
 
 // FailNext makes the next n requests (HTTP or git, whichever comes) fail with f.
@@ -207,6 +212,13 @@ func (s *Server) RedirectNext(n int, base string) {
 // .../git-upload-pack) to base.
 func (s *Server) RedirectNextPack(n int, base string) {
 	s.queue(n, pending{f: Redirect, to: strings.TrimSuffix(base, "/"), packOnly: true})
+}
+
+// SubstituteNextPack makes the next n HTTP pack transfers serve sha (a commit of
+// the same repository) instead of what the client asked for first, as a hostile or
+// broken server would.
+func (s *Server) SubstituteNextPack(n int, sha string) {
+	s.queue(n, pending{f: Substitute, to: sha, packOnly: true})
 }
 
 func (s *Server) queue(n int, p pending) {
@@ -326,7 +338,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if p.f != 0 { // the real answer, spoiled
-		s.spoil(cw, req, r, p.f)
+		s.spoil(cw, req, r, p)
 		return
 	}
 	s.serveRepo(cw, req, r)
