@@ -5,12 +5,15 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -623,5 +626,53 @@ func TestServerSubstitutes(t *testing.T) {
 			}
 			expectErr(t, err, failure.CodePermanent, nil, h.c0)
 		})
+	}
+}
+
+// A large migration (seed data) is streamed from the pack to its file: the fetch's
+// heap stays near one copy of it (go-git indexes each object in memory once), not
+// three (it read every object whole into memory again to write it out).
+func TestLargeFile(t *testing.T) {
+	s := start(t)
+	repo := s.NewRepo(t, "large")
+	const size = 24 << 20
+	c := func() string {
+		b := make([]byte, size/2)
+		if _, err := rand.Read(b); err != nil {
+			t.Fatal(err)
+		}
+		return repo.Commit(t, map[string]string{"db/00001_seed.sql": hex.EncodeToString(b)}, "seed")
+	}()
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	peak := base.HeapAlloc
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		var m runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			runtime.ReadMemStats(&m)
+			peak = max(peak, m.HeapAlloc)
+		}
+	}()
+	fsys, err := gitsource.Remote{URL: repo.URL()}.Fetch(context.Background(), c, c, "db", t.TempDir())
+	close(stop)
+	<-stopped
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := fs.Stat(fsys, "00001_seed.sql"); err != nil || st.Size() != size {
+		t.Fatalf("the file: %v, %v; want %d bytes", st, err, size)
+	}
+	grew := peak - base.HeapAlloc
+	t.Logf("a %d MiB file: the heap grew by %d MiB at most", size>>20, grew>>20)
+	if grew > size*3/2 {
+		t.Errorf("the heap grew by %d MiB for a %d MiB file", grew>>20, size>>20)
 	}
 }

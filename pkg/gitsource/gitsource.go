@@ -479,7 +479,8 @@ func (r Remote) fetch(ctx context.Context, commit, revision, subdir, tmpDir stri
 	}
 	objects := filepath.Join(work, "objects")
 	// A small object cache: blobs are streamed to files, read once each.
-	st := filesystem.NewStorage(osfs.New(objects), cache.NewObjectLRU(8*cache.MiByte))
+	st := filesystem.NewStorageWithOptions(osfs.New(objects), cache.NewObjectLRU(8*cache.MiByte),
+		filesystem.Options{LargeObjectThreshold: largeObject})
 	f := &fetcher{c: c, st: st, want: want, revision: revision}
 	defer f.st.Close()
 	tree, err := f.subtree(ctx, sub)
@@ -495,6 +496,11 @@ func (r Remote) fetch(ctx context.Context, commit, revision, subdir, tmpDir stri
 	_ = os.RemoveAll(objects)
 	return os.DirFS(out), nil
 }
+
+// largeObject: a file larger than this is streamed from the pack to its file;
+// go-git reads smaller ones into memory whole (and without the threshold, every
+// one: a 100 MB migration took 290 MiB of heap).
+const largeObject = 1 << 20
 
 // fetcher is one Fetch.
 type fetcher struct {
