@@ -498,11 +498,21 @@ func TestCredentialShapes(t *testing.T) {
 		{"ssh key", x.URL(h.repo), map[string]string{"ssh-privatekey": string(key), "known_hosts": x.KnownHosts()}, 0, nil},
 		{"ssh key with passphrase", x.URL(h.repo), map[string]string{"ssh-privatekey": string(encKey), "ssh-passphrase": "correct horse\n", "known_hosts": x.KnownHosts()}, 0, nil},
 		{"hashed known_hosts", x.URL(h.repo), map[string]string{"ssh-privatekey": string(key), "known_hosts": "# comment\n" + hashed}, 0, nil},
+		{"one Secret for both kinds of URL, https", h.repo.URL(), map[string]string{"username": "ci", "token": token,
+			"ssh-privatekey": string(key), "known_hosts": x.KnownHosts()}, 0, nil},
+		{"one Secret for both kinds of URL, ssh", x.URL(h.repo), map[string]string{"username": "ci", "token": token,
+			"ssh-privatekey": string(key), "known_hosts": x.KnownHosts()}, 0, nil},
+		{"user and token in the username key", h.repo.URL(), map[string]string{"username": "ci:" + token},
+			failure.CodeUsage, []string{"username is set but neither"}},
 		{"keys named otherwise", h.repo.URL(), map[string]string{"GITHUB_TOKEN": token, "user": "ci"},
 			failure.CodePermanent, []string{"GITHUB_TOKEN", "user", "token"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			auth, err := gitsource.LoadAuth(secretMount(t, tc.files))
+			if err != nil && tc.code == failure.CodeUsage {
+				expectErr(t, err, tc.code, gitsource.ErrInvalidAuth, tc.parts...)
+				return
+			}
 			if err != nil {
 				t.Fatalf("LoadAuth: %v", err)
 			}

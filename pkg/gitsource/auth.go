@@ -253,8 +253,9 @@ func (a Auth) hint(protocol string) string {
 	return "the server refused the credentials (" + a.used() + "): check that the token is valid, not expired or revoked, and can read this repository"
 }
 
-// method builds go-git's credentials for the endpoint; credentials that do not fit
-// its protocol are a usage error rather than silently unused.
+// method builds go-git's credentials for the endpoint. A Secret with credentials
+// for the other kind of URL only is a usage error rather than silently unused; one
+// with both kinds (shared by https and ssh repositories) gives what fits.
 func (a Auth) method(ep *transport.Endpoint) (transport.AuthMethod, error) {
 	bad := func(format string, args ...any) error {
 		return failure.Usagef("%w: "+format, append([]any{ErrInvalidAuth}, args...)...)
@@ -263,8 +264,10 @@ func (a Auth) method(ep *transport.Endpoint) (transport.AuthMethod, error) {
 		return nil, err
 	}
 	switch ep.Protocol {
+	// A Secret may hold credentials for both kinds of URL; only one that holds
+	// none for this URL but some for the other is a mistake worth stopping for.
 	case "http", "https":
-		if len(a.SSHKey) > 0 {
+		if a.Token == "" && len(a.SSHKey) > 0 {
 			return nil, bad("the Secret holds %s, which an %s URL cannot use: give an ssh URL, or %s instead", KeySSHPrivateKey, ep.Protocol, KeyToken)
 		}
 		if a.Token == "" {
@@ -272,7 +275,7 @@ func (a Auth) method(ep *transport.Endpoint) (transport.AuthMethod, error) {
 		}
 		return &githttp.BasicAuth{Username: cmpOr(a.Username, "git"), Password: a.Token}, nil
 	case "ssh":
-		if a.Token != "" {
+		if a.Token != "" && len(a.SSHKey) == 0 {
 			return nil, bad("the Secret holds %s, which an ssh URL cannot use: give an https URL, or %s and %s instead", cmpOr(a.tokenKey, KeyToken), KeySSHPrivateKey, KeyKnownHosts)
 		}
 		if len(a.SSHKey) == 0 {

@@ -154,6 +154,8 @@ func TestLoadAuth(t *testing.T) {
 func TestAuthMethod(t *testing.T) {
 	key, host := newKey(t, "")
 	sshAuthOK := Auth{SSHKey: key, KnownHosts: []byte(knownHostsLine("git.example.com:22", host.PublicKey()))}
+	both := sshAuthOK
+	both.Token = secret
 	for _, tc := range []struct {
 		name, url string
 		auth      Auth
@@ -163,6 +165,8 @@ func TestAuthMethod(t *testing.T) {
 		{"anonymous https", "https://git.example.com/a.git", Auth{}, "", 0},
 		{"token https", "https://git.example.com/a.git", Auth{Token: secret}, "http-basic-auth", 0},
 		{"key https", "https://git.example.com/a.git", sshAuthOK, "", failure.CodeUsage},
+		{"token and key https", "https://git.example.com/a.git", both, "http-basic-auth", 0},
+		{"token and key ssh", "git@git.example.com:org/a.git", both, "ssh-public-keys", 0},
 		{"key ssh", "git@git.example.com:org/a.git", sshAuthOK, "ssh-public-keys", 0},
 		{"key ssh://", "ssh://git.example.com/org/a.git", sshAuthOK, "ssh-public-keys", 0},
 		{"key ssh other host", "git@other.example.com:org/a.git", sshAuthOK, "", failure.CodeUsage},
