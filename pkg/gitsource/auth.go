@@ -228,6 +228,18 @@ func cmpOr(a, b string) string {
 	return b
 }
 
+// fitting is what of a is sent over protocol, for messages: a Secret for both
+// kinds of URL sends one kind.
+func (a Auth) fitting(protocol string) Auth {
+	switch {
+	case protocol == "ssh" && len(a.SSHKey) > 0:
+		a.Username, a.Token, a.tokenKey = "", "", ""
+	case (protocol == "http" || protocol == "https") && a.Token != "":
+		a.SSHKey, a.SSHPassphrase, a.KnownHosts = nil, "", nil
+	}
+	return a
+}
+
 // used says which Secret keys were sent, for error messages.
 func (a Auth) used() string {
 	if k := a.keys(); len(k) > 0 {

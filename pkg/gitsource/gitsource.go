@@ -203,7 +203,7 @@ func (r Remote) open() (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{auth: r.Auth, ep: ep, where: displayURL(r.URL), am: am, done: func() {}}
+	c := &conn{auth: r.Auth.fitting(ep.Protocol), ep: ep, where: displayURL(r.URL), am: am, done: func() {}}
 	switch ep.Protocol {
 	case "http", "https":
 		// A client of its own: no shared state, idle connections closed after.
