@@ -277,6 +277,17 @@ func TestTagShapes(t *testing.T) {
 			}
 		})
 	}
+	// An annotated tag's own SHA (as git show-ref prints it) given as the commit:
+	// named, with the commit to give instead, over both protocols.
+	tagSHA := h.repo.RevParse(t, "refs/tags/v1^{tag}")
+	for _, url := range []string{h.repo.URL(), h.repo.GitURL()} {
+		r := gitsource.Remote{URL: url}
+		sha, err := r.Resolve(ctx, tagSHA)
+		if err == nil {
+			_, err = fetch(t, r, sha, tagSHA, "db")
+		}
+		expectErr(t, err, failure.CodePermanent, gitsource.ErrRevisionNotFound, tagSHA, `annotated tag "v1"`, h.c1)
+	}
 	// A tree's or blob's SHA given as the commit.
 	for _, sha := range []string{tree, blob} {
 		_, err := fetch(t, r, sha, sha, "db")

@@ -655,6 +655,7 @@ const maxTagDepth = 64
 // peel follows f.got through annotated tags to its commit, which must be f.want.
 func (f *fetcher) peel() (*object.Commit, error) {
 	h := f.got
+	tagName := "" // set when the SHA given is an annotated tag's own
 	for range maxTagDepth {
 		o, err := f.st.EncodedObject(plumbing.AnyObject, h)
 		if err != nil {
@@ -666,9 +667,18 @@ func (f *fetcher) peel() (*object.Commit, error) {
 			if err != nil {
 				return nil, failure.Permanentf("reading tag %s from %s: %w", h, f.c.where, err)
 			}
+			if h == f.want {
+				tagName = t.Name
+			}
 			h = t.Target
 			continue
 		case plumbing.CommitObject:
+			if tagName != "" {
+				// The SHA of the tag object, as git show-ref or an API gives it:
+				// the run must record a commit, so say which one.
+				return nil, failure.Permanentf("%w: %s of %s is annotated tag %s, not a commit: give the tag's name, or the commit it points at, %s",
+					ErrRevisionNotFound, f.want, f.c.where, shortQuote(tagName), h)
+			}
 			if h != f.want {
 				return nil, f.moved(h.String())
 			}
