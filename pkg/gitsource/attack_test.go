@@ -314,6 +314,8 @@ func TestServerMisbehaves(t *testing.T) {
 		{gitserver.Truncate, true, failure.CodeTransient, []string{h.repo.URL()}},
 		{gitserver.EndlessError, false, failure.CodePermanent, []string{h.repo.URL()}},
 		{gitserver.EndlessError, true, failure.CodePermanent, []string{h.repo.URL()}},
+		{gitserver.RateLimited, false, failure.CodeTransient, []string{h.repo.URL(), "403", "Retry-After"}},
+		{gitserver.RateLimited, true, failure.CodeTransient, []string{h.repo.URL(), "403", "Retry-After"}},
 		{gitserver.Reflect, false, failure.CodePermanent, []string{h.repo.URL(), "refused"}},
 		{gitserver.Reflect, true, failure.CodePermanent, []string{h.repo.URL(), "refused"}},
 	} {

@@ -185,6 +185,9 @@ func (c *conn) classify(ctx context.Context, what string, err error) error {
 	case has(err, transport.ErrEmptyRemoteRepository):
 		return failure.Permanentf("%s: %w: the repository is empty: %w", prefix, ErrRevisionNotFound, err)
 	}
+	if _, ok := find[*rateLimitError](err); ok {
+		return failure.Transientf("%s: %w", prefix, err)
+	}
 	if _, ok := find[*notGitError](err); ok {
 		return failure.Permanentf("%s: %w", prefix, err)
 	}

@@ -37,6 +37,12 @@ func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
 		g.elsewhere = loc.Scheme + "://" + loc.Host
 		g.mu.Unlock()
 	}
+	if res.StatusCode == http.StatusForbidden && res.Header.Get("Retry-After") != "" {
+		// A rate limit (GitHub's secondary one answers so), not a refusal:
+		// go-git would make it ErrAuthorizationFailed.
+		_ = res.Body.Close()
+		return nil, &rateLimitError{retryAfter: res.Header.Get("Retry-After")}
+	}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		res.Body = limitedBody{io.LimitReader(res.Body, maxErrorBody), res.Body}
 		res.ContentLength = -1
@@ -98,4 +104,11 @@ func (e *notGitError) Error() string {
 		got = "none"
 	}
 	return fmt.Sprintf("the server's answer is not git's (Content-Type %.80q): check that the URL is the repository's clone URL; servers of git's dumb HTTP protocol are not supported", got)
+}
+
+// rateLimitError: 403 with Retry-After, a rate limit. Transient.
+type rateLimitError struct{ retryAfter string }
+
+func (e *rateLimitError) Error() string {
+	return fmt.Sprintf("the server answered 403 with Retry-After %.40q: rate limited, try again later", e.retryAfter)
 }

@@ -58,6 +58,9 @@ func (s *Server) answerFault(w http.ResponseWriter, req *http.Request, p pending
 		http.Error(w, b.String(), http.StatusForbidden)
 	case Redirect:
 		http.Redirect(w, req, p.to+req.URL.RequestURI(), http.StatusTemporaryRedirect)
+	case RateLimited:
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.", http.StatusForbidden)
 	default:
 		return false
 	}

@@ -57,6 +57,9 @@ const (
 	// Substitute serves another commit than the one asked for (see
 	// SubstituteNextPack; HTTP pack transfers only).
 	Substitute
+	// RateLimited answers 403 with Retry-After, as GitHub's secondary rate limit
+	// does (HTTP only; elsewhere it is Drop).
+	RateLimited
 )
 
 func (f Fault) String() string {
@@ -83,6 +86,8 @@ func (f Fault) String() string {
 		return "redirect"
 	case Substitute:
 		return "substitute"
+	case RateLimited:
+		return "rate-limited"
 	}
 	return "none"
 }
