@@ -699,3 +699,30 @@ func TestLargeFile(t *testing.T) {
 		t.Errorf("the heap grew by %d MiB for a %d MiB file", grew>>20, size>>20)
 	}
 }
+
+// Garbage and truncation over git:// and ssh, which have no status codes.
+func TestServerMisbehavesWithoutHTTP(t *testing.T) {
+	s := start(t)
+	h := makeHistory(t, s, "app")
+	key, pub := gitserver.NewClientKey(t)
+	x := s.StartSSH(t, pub)
+	for _, tc := range []struct {
+		name  string
+		r     gitsource.Remote
+		fault gitserver.Fault
+		code  int
+	}{
+		{"git garbage", gitsource.Remote{URL: h.repo.GitURL()}, gitserver.Garbage, failure.CodePermanent},
+		{"git dropped", gitsource.Remote{URL: h.repo.GitURL()}, gitserver.Drop, failure.CodeTransient},
+		{"ssh garbage", gitsource.Remote{URL: x.URL(h.repo), Auth: gitsource.Auth{SSHKey: key, KnownHosts: []byte(x.KnownHosts())}}, gitserver.Garbage, failure.CodeTransient},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.FailNext(1, tc.fault)
+			_, err := tc.r.Resolve(context.Background(), "v1")
+			expectErr(t, err, tc.code, nil)
+			if _, err := fetch(t, tc.r, h.c1, "v1", "db"); err != nil {
+				t.Fatalf("after the fault: %v", err)
+			}
+		})
+	}
+}
