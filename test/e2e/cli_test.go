@@ -38,7 +38,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
-// cliAppImage stands in for registry.example.com/shop-migrations:1.4.0, the
+// cliAppImage stands in for registry.example.com/shop-migrations:1.4.0@sha256:…, the
 // application's own image of the docs (FROM chartreuse, migrations in
 // /migrations).
 const cliAppImage = "chartreuse.local/app-migrations:1.4.0"
@@ -520,7 +520,7 @@ func (v docValues) local(t *testing.T, cmd string, more ...string) string {
 	t.Helper()
 	pairs := append(slices.Clone(more),
 		"https://github.com/acme/shop.git", v.git,
-		"registry.example.com/shop-migrations:1.4.0", cliAppImage,
+		"registry.example.com/shop-migrations:1.4.0@sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945", cliAppImage,
 		"app.kubernetes.io/name=shop", v.selector,
 		"shop-db", v.secret,
 		"-n shop", "-n "+v.ns,
@@ -961,7 +961,7 @@ func (k *cliTekton) examplePipelineRun(t *testing.T, c *cliCase) string {
 	}
 	y := strings.Join(kept, "\n")
 	y = strings.NewReplacer("value: shop-db", "value: "+c.secret, "value: app.kubernetes.io/name=shop", "value: "+c.selector,
-		"value: registry.example.com/shop-migrations:1.4.0", "value: "+cliAppImage).Replace(y)
+		"value: registry.example.com/shop-migrations:1.4.0@sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945", "value: "+cliAppImage).Replace(y)
 	if strings.Contains(y, "shop") || !strings.Contains(y, cliAppImage) {
 		t.Fatalf("tekton/examples/pipelinerun.yaml changed: teach the test its params\n%s", y)
 	}
