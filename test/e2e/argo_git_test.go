@@ -283,3 +283,48 @@ func (s *argoSuite) testMigrationsImage(t *testing.T) {
 		t.Errorf("the registry password is in the Workflow object")
 	}
 }
+
+// The exit handler's rollback reads the commit plan resolved too: the tag is
+// moved, while scale-down waits, to a commit whose migration 2 cannot be rolled
+// back; the rollback still runs the Down of the planned commit and succeeds.
+func (s *argoSuite) testGitRollback(t *testing.T) {
+	repo := s.git.NewRepo(t, "shop-rollback.git")
+	planned := map[string]string{}
+	for name, body := range argoSets["fails-second"] {
+		planned["db/migrations/"+name] = body
+	}
+	first := repo.Commit(t, planned, "release 1.2.0")
+	moved := map[string]string{}
+	for k, v := range planned {
+		moved[k] = v
+	}
+	moved["db/migrations/00002_orders.sql"] = "-- +goose Up\nCREATE TABLE orders (id int);\n-- +goose Down\nSELECT no_such_column_for_a_rollback;\n"
+	second := repo.Commit(t, moved, "a Down that fails")
+	repo.Tag(t, "release", first)
+
+	c := s.newCase(t, "git-rollback")
+	if err := c.db.MigrateTo(t.Context(), argoSets["fails-second"], 1); err != nil {
+		t.Fatal(err)
+	}
+	_, release := holdPod(t, s.kube, c.app)
+	wf := c.submit(t, "", c.gitParams(repo.URL(), "release", map[string]string{"on-migrate-failure": "rollback"}))
+	var once sync.Once
+	wf = c.wait(t, wf, func(w *wfv1.Workflow) {
+		if n, ok := engines.ArgoNodeByName(w, "scale-down"); ok && n.Phase == wfv1.NodeRunning {
+			once.Do(func() {
+				repo.MoveTag(t, "release", second)
+				release()
+			})
+		}
+	})
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{
+		"migrate": wfv1.NodeFailed, "rollback": wfv1.NodeSucceeded, "restore-after-rollback": wfv1.NodeSucceeded,
+	})
+	wantGlobalOutput(t, wf, "git-commit", first)
+	wantVersions(t, c.versions(t), 1)
+	if ok, _ := c.db.TableExists(t.Context(), "orders"); ok {
+		t.Error("table orders (migration 2) survived the rollback")
+	}
+	c.wantRestored(t)
+}

@@ -118,6 +118,7 @@ func TestArgo(t *testing.T) {
 		{"git-private-repository", s.testGitPrivate},
 		{"wrong-image-fails-fast", s.testWrongImage},
 		{"migrations-image", s.testMigrationsImage},
+		{"git-rollback-reads-the-planned-commit", s.testGitRollback},
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
 	}
