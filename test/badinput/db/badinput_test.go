@@ -279,6 +279,10 @@ func TestBadInputs(t *testing.T) {
 	for _, s := range gitSecrets() {
 		secrets.Add(s)
 	}
+	startRegistries(t)
+	for _, s := range registrySecrets() {
+		secrets.Add(s)
+	}
 	cs := append(append(cases(), gitCases()...), imageCases()...)
 	if len(cs) < 40 {
 		t.Fatalf("only %d cases", len(cs))

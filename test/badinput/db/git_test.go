@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/chartreuse-go/chartreuse/test/gitserver"
@@ -119,16 +118,5 @@ func gitCases() []badCase {
 			return []string{"--git-url", "git@git.example.com:acme/shop.git", "--git-revision", "v1.0.0", "--dir", "db/migrations",
 				"--git-credentials", f.credentials(map[string]string{"ssh-privatekey": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n-----END OPENSSH PRIVATE KEY-----\n"})}
 		}, code: 2, want: []string{"known_hosts"}},
-	}
-}
-
-// imageCases: the migrations-image flags, refused before the database is touched.
-func imageCases() []badCase {
-	return []badCase{
-		{name: "migrations image and git url", step: "migrate", args: flags("--migrations-image", "registry.example.com/shop-migrations:1.4.0", "--git-url", "https://git.example.com/shop.git", "--git-revision", "v1"), code: 2, want: []string{"--migrations-image", "--git-url"}},
-		{name: "migrations digest without image", step: "migrate", args: flags("--migrations-digest", "sha256:"+strings.Repeat("a", 64)), code: 2, want: []string{"--migrations-digest"}},
-		{name: "migrations image with a scheme", step: "migrate", args: flags("--migrations-image", "https://registry.example.com/shop:1"), code: 2, want: []string{"--migrations-image"}},
-		{name: "migrations digest malformed", step: "migrate", args: flags("--migrations-image", "registry.example.com/shop:1", "--migrations-digest", "sha256:abc"), code: 2, want: []string{"--migrations-digest"}},
-		{name: "migrations image unreachable", step: "migrate", args: flags("--migrations-image", "127.0.0.1:1/shop-migrations:1.4.0", "--dir", "/migrations"), code: 75, want: []string{"127.0.0.1:1"}},
 	}
 }
