@@ -180,6 +180,37 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
+// Credentials typed into the reference as into a URL (user:password@host/...,
+// token@host/...) are a usage error that names them and never shows them: the
+// reference is printed in messages and logs.
+func TestCredentialsInReference(t *testing.T) {
+	ctx := context.Background()
+	digest := "sha256:" + strings.Repeat("0", 64)
+	for _, ref := range []string{
+		user + ":" + password + "@registry.invalid/app:v1",
+		user + ":" + password + "@registry.invalid:5000/team/app@" + digest,
+		password + "@registry.invalid/app",
+		user + ":" + password + "@registry.invalid:5000",
+		"https://" + user + ":" + password + "@registry.invalid/app:v1",
+		"oci://" + password + "@registry.invalid/app:v1",
+	} {
+		t.Run(strings.ReplaceAll(ref, password, "PASSWORD"), func(t *testing.T) {
+			img := ocisource.Image{Ref: ref}
+			expectErr(t, img.Validate(), failure.CodeUsage, ocisource.ErrInvalidReference, "credentials", "registry.invalid")
+			_, err := img.Resolve(ctx)
+			expectErr(t, err, failure.CodeUsage, ocisource.ErrInvalidReference, "credentials")
+			_, err = img.Fetch(ctx, digest, "migrations", t.TempDir())
+			expectErr(t, err, failure.CodeUsage, ocisource.ErrInvalidReference, "credentials")
+		})
+	}
+	// A digest after a short Docker Hub name is no credential.
+	err := ocisource.Image{Ref: "ubuntu@sha256:abc"}.Validate()
+	expectErr(t, err, failure.CodeUsage, ocisource.ErrInvalidReference, "ubuntu@sha256:abc")
+	if strings.Contains(err.Error(), "credentials") {
+		t.Errorf("a short digest is taken for credentials: %v", err)
+	}
+}
+
 // A cancelled context is transient (the step was interrupted; a rerun can finish).
 func TestCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())

@@ -59,6 +59,11 @@ func (i Image) reference() (name.Reference, error) {
 	if i.Ref == "" {
 		return nil, failure.Usagef("%w: empty", ErrInvalidReference)
 	}
+	if info := userinfo(i.Ref); info != "" {
+		// Checked first: every other message quotes the reference.
+		return nil, failure.Usagef("%w %q: it holds credentials before the host (user:password@ or token@, as in a URL): give host/repository:tag and put the credentials in the registry credentials Secret (kubernetes.io/dockerconfigjson)",
+			ErrInvalidReference, strings.Replace(i.Ref, info+"@", "xxxxx@", 1))
+	}
 	if strings.TrimSpace(i.Ref) != i.Ref || strings.ContainsAny(i.Ref, " \t\r\n\x00") {
 		return nil, failure.Usagef("%w %q: it holds white space or control characters", ErrInvalidReference, i.Ref)
 	}
@@ -81,6 +86,26 @@ func (i Image) reference() (name.Reference, error) {
 		return nil, failure.Usagef("%w %q: %v", ErrInvalidReference, i.Ref, err)
 	}
 	return ref, nil
+}
+
+// userinfo is what ref holds before an '@' that starts no digest but a host, as
+// credentials are written in a URL (user:password@host/..., token@host/...), or ""
+// when there is none. The '@' of a digest follows the repository, so a '/' comes
+// before it, except in a short Docker Hub name (ubuntu@sha256:...).
+func userinfo(ref string) string {
+	if _, rest, ok := strings.Cut(ref, "://"); ok {
+		ref = rest
+	}
+	before, after, ok := strings.Cut(ref, "@")
+	if !ok || strings.Contains(before, "/") {
+		return ""
+	}
+	for _, algorithm := range []string{"sha256:", "sha384:", "sha512:", "blake3:"} {
+		if strings.HasPrefix(after, algorithm) {
+			return ""
+		}
+	}
+	return before
 }
 
 var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)

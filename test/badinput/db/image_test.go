@@ -139,6 +139,12 @@ func imageCases() []badCase {
 		{name: "migrations digest malformed", step: "migrate", args: flags("--migrations-image", "registry.example.com/shop:1", "--migrations-digest", "sha256:abc"), code: 2, want: []string{"--migrations-digest"}},
 		{name: "migrations digest upper case", step: "migrate", args: flags("--migrations-image", "registry.example.com/shop:1", "--migrations-digest", "sha256:"+strings.Repeat("A", 64)), code: 2, want: []string{"--migrations-digest"}},
 		{name: "migrations image unreachable", step: "migrate", args: flags("--migrations-image", "127.0.0.1:1/shop-migrations:1.4.0", "--dir", "/migrations"), code: 75, want: []string{"127.0.0.1:1"}},
+		{name: "migrations image with credentials in it", step: "migrate", args: func(f *fixture) []string {
+			return []string{"--migrations-image", registryUser + ":" + registryPassword + "@" + imgs.private.Ref("shop/migrations", "v1"), "--dir", "/migrations"}
+		}, code: 2, want: []string{"--migrations-image", "credentials", "xxxxx@" + imgs.private.Host()}},
+		{name: "migrations image with a token in it", step: "migrate", args: func(f *fixture) []string {
+			return []string{"--migrations-image", registryPassword + "@" + imgs.private.Host(), "--dir", "/migrations"}
+		}, code: 2, want: []string{"--migrations-image", "credentials"}},
 		{name: "migrations image dir leaving the image", step: "migrate", args: fromImage("shop/migrations", "--dir", "/../etc"), code: 2, want: []string{"--dir"}},
 
 		{name: "image tag unknown", step: "migrate", args: func(f *fixture) []string {
