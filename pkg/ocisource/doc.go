@@ -11,8 +11,8 @@
 // the rest of each layer is read and dropped. A layer with an
 // org.opencontainers.image.title annotation is one file at that path (oras push).
 // Every blob is checked against its digest. What could escape the directory or
-// fill the disk is refused: "..", a link out of it, a device, more than 256 MiB or
-// 100,000 entries.
+// fill the disk or the memory is refused: "..", a link out of it, a device, more
+// than 256 MiB or 100,000 entries, a zstd layer whose window is over 32 MiB.
 //
 // Errors carry their exit code (pkg/failure): an unknown image, refused
 // credentials, a missing directory, a corrupt blob or refused content are

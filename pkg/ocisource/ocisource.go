@@ -1,6 +1,8 @@
 package ocisource
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
@@ -396,10 +399,36 @@ func (i Image) layer(ctx context.Context, c client, img v1.Image, d v1.Descripto
 	return i.classify(ctx, what, c.host, c.repo, err)
 }
 
-// untar decompresses the blob as go-containerregistry does (by its first bytes)
-// and reads the archive.
+// maxZstdWindow bounds the window a zstd layer may ask for: the decoder allocates
+// it whatever the layer's size, and go-containerregistry allows 512 MiB, twice
+// the memory of a step's pod. zstd's levels up to 20 (-19 is 8 MiB) and buildkit
+// stay within it; --long and --ultra -21, -22 ask for more.
+const maxZstdWindow = 32 << 20
+
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// untar decompresses the blob as go-containerregistry does (by its first bytes;
+// zstd with a bounded window) and reads the archive.
 func untar(what string, v *verifier, d v1.Descriptor, u *unpacker) error {
-	l, err := partial.CompressedToLayer(blob{r: v, d: d})
+	br := bufio.NewReader(v)
+	if magic, _ := br.Peek(len(zstdMagic)); bytes.Equal(magic, zstdMagic) {
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		err = u.tarLayer(what, zr)
+		if errors.Is(err, zstd.ErrWindowSizeExceeded) {
+			// Also what a corrupt frame can give: the blob's digest tells.
+			_ = v.drain()
+			if v.bad == nil {
+				return failure.Permanentf("%s: %w: it is compressed with a zstd window larger than %d MiB, more memory than this step may take: compress it with zstd -19 or a lower level, without --long",
+					what, ErrRefused, maxZstdWindow>>20)
+			}
+		}
+		return err
+	}
+	l, err := partial.CompressedToLayer(blob{r: br, d: d})
 	if err != nil {
 		return err
 	}

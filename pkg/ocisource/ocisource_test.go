@@ -1,6 +1,7 @@
 package ocisource_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/ocisource"
@@ -642,6 +644,61 @@ func TestLayerFormats(t *testing.T) {
 		d := r.PushImage(t, "app/formats", "junk", registry.Image(t, static.NewLayer([]byte("just text, no tar"), types.OCILayer)))
 		_, err := fetch(t, ocisource.Image{Ref: r.Ref("app/formats", "junk")}, d, "migrations")
 		expectErr(t, err, failure.CodePermanent, nil, "not a tar archive")
+	})
+}
+
+// zstdLayer is a layer of files compressed with zstd at the given window size.
+func zstdLayer(t *testing.T, files map[string]string, window int) v1.Layer {
+	t.Helper()
+	var b bytes.Buffer
+	enc, err := zstd.NewWriter(&b, zstd.WithWindowSize(window))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enc.Write(registry.Tar(t, files)); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return static.NewLayer(b.Bytes(), types.OCILayerZStd)
+}
+
+// A zstd frame's window is memory the decoder takes whatever the layer's size:
+// a few KiB that ask for 512 MiB took 532 MiB of RSS in a step whose pod may use
+// 256 MiB. A window over the bound is refused before it is allocated; the
+// windows of zstd's levels up to 19 and of buildkit pass.
+func TestZstdWindow(t *testing.T) {
+	r := start(t)
+	files := map[string]string{"migrations/001_a.sql": sql1, "usr/share/blob": strings.Repeat("0123456789abcdef", 1<<16)} // 1 MiB
+	for _, tc := range []struct {
+		name   string
+		window int
+		ok     bool
+	}{
+		{"8 MiB (zstd -19)", 8 << 20, true},
+		{"32 MiB", 32 << 20, true},
+		{"64 MiB", 64 << 20, false},
+		{"512 MiB", 512 << 20, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := r.PushImage(t, "app/zstd", "", registry.Image(t, zstdLayer(t, files, tc.window)))
+			got, err := fetch(t, ocisource.Image{Ref: r.Ref("app/zstd", "")}, d, "migrations")
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantFiles(t, got, map[string]string{"001_a.sql": sql1})
+				return
+			}
+			expectErr(t, err, failure.CodePermanent, ocisource.ErrRefused, "layer 1 of 1", "zstd window", "32 MiB")
+		})
+	}
+	t.Run("cut halfway", func(t *testing.T) {
+		d := r.PushImage(t, "app/zstd", "", registry.Image(t, zstdLayer(t, files, 8<<20)))
+		r.FailNextBlob(1, registry.Truncate)
+		_, err := fetch(t, ocisource.Image{Ref: r.Ref("app/zstd", "")}, d, "migrations")
+		expectErr(t, err, failure.CodeTransient, nil, "layer 1 of 1")
 	})
 }
 
