@@ -14,10 +14,14 @@
 //  4. footprint: binary and image sizes, peak RSS of every step;
 //  5. memory: migrate's peak RSS (--plan and a real run) with many applied files,
 //     large applied files and large pending files, against an older commit's
-//     migrate with -baseline.
+//     migrate with -baseline;
+//  6. migrations source: migrate --plan of 100 migrations from a directory, git
+//     over HTTP (with and without a blob:none filter) and a migrations image.
 //
-// It starts its own PostgreSQL (test/pgenv) and connects to the test cluster named
-// by CHARTREUSE_TEST_ENV or starts one (test/kubeenv). It needs root.
+// It starts its own PostgreSQL (test/pgenv) and, for section 3 only, connects to
+// the test cluster named by CHARTREUSE_TEST_ENV or starts one (test/kubeenv);
+// section 6 starts its own git server and registry (test/gitserver,
+// test/registry). It needs root.
 package main
 
 import (
@@ -46,6 +50,7 @@ type config struct {
 	kubectlLoop                       bool
 	largeMB, runs5                    int
 	baseline                          string
+	runs6, junkMB                     int
 }
 
 func main() {
@@ -56,13 +61,15 @@ func main() {
 	flag.IntVar(&c.runs1, "runs-nothing", 11, "runs per tool in section 1 (median)")
 	flag.IntVar(&c.runs2, "runs-apply", 3, "runs per tool in section 2 (median)")
 	flag.IntVar(&c.runs3, "runs-workloads", 3, "cycles in section 3 (median)")
-	flag.IntVar(&c.history, "history", 100, "applied migrations in the up-to-date database of section 1")
+	flag.IntVar(&c.history, "history", 100, "applied migrations in the up-to-date database of section 1, and the pending ones of section 6")
 	flag.IntVar(&c.many, "migrations", 1000, "migrations applied in section 2")
 	flag.IntVar(&c.workloads, "workloads", 200, "Deployments in section 3")
 	flag.IntVar(&c.runs5, "runs-memory", 2, "runs per case and binary in section 5 (largest peak RSS)")
 	flag.IntVar(&c.largeMB, "large-mb", 60, "size of each large migration file in section 5, in MB")
 	flag.StringVar(&c.baseline, "baseline", "", "section 5: also measure the migrate binary of this commit (built once into .cache/bench), e.g. 24d58ca")
-	flag.StringVar(&sections, "sections", "1,2,3,4,5", "sections to run")
+	flag.IntVar(&c.runs6, "runs-source", 11, "runs per source in section 6 (median)")
+	flag.IntVar(&c.junkMB, "source-junk-mb", 50, "section 6: MiB of other files in the git repository")
+	flag.StringVar(&sections, "sections", "1,2,3,4,5,6", "sections to run")
 	flag.BoolVar(&c.defaultLimits, "default-limits", true, "section 3: also time the sequential loop once with client-go's default client limits (5 requests/s)")
 	flag.BoolVar(&c.kubectlLoop, "kubectl", true, "section 3: also time `kubectl scale` run once per Deployment, once")
 	flag.Parse()
@@ -118,7 +125,7 @@ func run(ctx context.Context, c *config) (err error) {
 	rep := &report{started: time.Now().UTC(), cfg: c}
 	rep.host()
 	var srv *pgenv.Server
-	if c.sections["1"] || c.sections["2"] || c.sections["4"] || c.sections["5"] {
+	if c.sections["1"] || c.sections["2"] || c.sections["4"] || c.sections["5"] || c.sections["6"] {
 		logf("starting PostgreSQL")
 		if srv, err = pgenv.Start(pgenv.Options{}); err != nil {
 			return err
@@ -163,6 +170,11 @@ func run(ctx context.Context, c *config) (err error) {
 	if c.sections["5"] {
 		if err := sectionMemory(ctx, c, srv, rep); err != nil {
 			fail("5", err)
+		}
+	}
+	if c.sections["6"] {
+		if err := sectionSource(ctx, c, srv, rep); err != nil {
+			fail("6", err)
 		}
 	}
 	text := rep.String()

@@ -26,6 +26,7 @@ type report struct {
 	workloads *workloadResult
 	footprint *footprint
 	memory    *memoryResult
+	source    *sourceResult
 	warnings  []string
 }
 
@@ -191,6 +192,9 @@ func (r *report) String() string {
 	}
 	if m := r.memory; m != nil && len(m.cases) == 5 {
 		r.memoryTable(&b, m)
+	}
+	if s := r.source; s != nil {
+		r.sourceTable(&b, s)
 	}
 	for _, w := range r.warnings {
 		fmt.Fprintf(&b, "WARNING: %s\n", w)
