@@ -34,6 +34,7 @@ const (
 	maxDepth     = 128  // path components below the directory
 	maxLinkHops  = 40   // symbolic links followed for one path, as Linux does
 	maxTopListed = 1000 // top-level names kept for the "directories at its top" message
+	maxTopShown  = 20   // and shown in it
 )
 
 // OCI artifact annotations (as oras writes them): a layer with a title is one file
@@ -90,9 +91,25 @@ func (u *unpacker) under(p string) bool {
 	return strings.HasPrefix(p, u.sub+"/")
 }
 
-// keep: p matters (see node).
+// keep: p matters (see node); other top-level names are only listed (topName).
 func (u *unpacker) keep(p string) bool {
-	return p == u.sub || u.under(p) || strings.HasPrefix(u.sub, p+"/") || !strings.Contains(p, "/")
+	return p == u.sub || u.under(p) || strings.HasPrefix(u.sub, p+"/")
+}
+
+// topName notes the top-level name of p, a path that is not kept, for messages:
+// a directory (p is one, or lies below it) or a file, up to maxTopListed names.
+func (u *unpacker) topName(l *layer, p string, h *tar.Header) {
+	top, _, deeper := strings.Cut(p, "/")
+	n := &node{kind: kindFile}
+	if deeper || h.Typeflag == tar.TypeDir {
+		n = newDir()
+	}
+	old := l.up.children[top]
+	switch {
+	case old == nil && len(l.up.children)+len(u.root.children) >= maxTopListed:
+	case old == nil, !deeper, old.kind != kindDir:
+		l.up.children[top] = n
+	}
 }
 
 // layer is one layer being read: its own tree, and the whiteouts that hide paths
@@ -188,11 +205,7 @@ func (u *unpacker) entry(l *layer, h *tar.Header, r io.Reader) error {
 		return nil
 	}
 	if !u.keep(p) {
-		// Only its top-level name matters, for messages.
-		top, _, _ := strings.Cut(p, "/")
-		if l.up.children[top] == nil && len(l.up.children)+len(u.root.children) < maxTopListed {
-			l.up.children[top] = newDir()
-		}
+		u.topName(l, p, h)
 		return nil
 	}
 	if link := u.linkAbove(l, p); link != "" {
@@ -495,8 +508,15 @@ func (u *unpacker) subdir() (*node, error) {
 					top = append(top, "/"+name)
 				}
 			}
-			if len(top) == 0 {
+			switch {
+			case len(top) == 0:
 				top = []string{"none"}
+			case len(top) > maxTopShown:
+				more := fmt.Sprintf("and %d more", len(top)-maxTopShown)
+				if len(u.root.children) >= maxTopListed {
+					more = "and more"
+				}
+				top = append(top[:maxTopShown], more)
 			}
 			return nil, failure.Permanentf("%w: no directory %s in %s (directories at its top: %s)", ErrSubdirNotFound, at, u.image, strings.Join(top, " "))
 		case next.kind == kindSymlink:
