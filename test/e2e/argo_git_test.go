@@ -192,8 +192,9 @@ func (s *argoSuite) testGitPrivate(t *testing.T) {
 	})
 }
 
-// A wrong image fails the run at pull-image within image-pull-timeout, before
-// anything is stopped, and frees the database's mutex: the next run starts.
+// A wrong image fails the run at pull-image within image-pull-timeout (a
+// single-phase rerun too), before anything is stopped, and frees the database's
+// mutex: the next run starts.
 func (s *argoSuite) testWrongImage(t *testing.T) {
 	c := s.newCase(t, "wrong-image")
 	const image = "chartreuse.local/no-such-image:0.0.0"
@@ -219,6 +220,19 @@ func (s *argoSuite) testWrongImage(t *testing.T) {
 	}
 	if !named {
 		t.Errorf("no Warning Event of pod %s names the image %s: %+v", pods[0].Name, image, evs.Items)
+	}
+	// A single-phase rerun pulls first too: migrate and rollback have no pod
+	// deadline, and used to wait in ImagePullBackOff holding the mutex until argo stop.
+	for entry, params := range map[string]map[string]string{
+		"migrate":  {"image": image, "image-pull-timeout": "30s"},
+		"rollback": {"image": image, "image-pull-timeout": "30s", "down-to": "0"},
+	} {
+		start := time.Now()
+		wf := c.run(t, entry, params)
+		wantPhase(t, wf, wfv1.WorkflowFailed)
+		wantNodes(t, wf, map[string]wfv1.NodePhase{"pull-image": wfv1.NodeFailed})
+		notRun(t, wf, entry)
+		t.Logf("--entrypoint %s with image %s failed after %s", entry, image, time.Since(start).Round(time.Second))
 	}
 	// The mutex is free: a run with the right image goes through.
 	wf = c.run(t, "", nil)

@@ -522,7 +522,8 @@ func (s *argoSuite) testKeepDownThenRerun(t *testing.T) {
 	// The manual rerun: the failed phase with the repaired migration.
 	wf = c.run(t, "migrate", map[string]string{"migrations-dir": SetsRoot + "/fixed"})
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
-	wantOutputs(t, wf, wf.Name, map[string]string{"applied": "1", "current-version": "3"}) // the entrypoint is the root node
+	wantOutputs(t, wf, "migrate", map[string]string{"applied": "1", "current-version": "3"}) // the phase's node, after pull-image
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"pull-image": wfv1.NodeSucceeded})
 	wantVersions(t, c.versions(t), 1, 2, 3)
 	c.wantStopped(t) // migrate alone does not restore
 	wf = c.run(t, "scale-restore", nil)

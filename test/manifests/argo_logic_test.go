@@ -206,12 +206,12 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 	wft := argoTemplate(t)
 	planned := map[string]string{"pending": "true", "planned-version": "41"}
 	nothingPending := map[string]string{"pending": "false", "planned-version": "42"}
-	migrateFailed := []failedNode{failure("migrate(0)", "migrate"), failure("migrate", "migrate")}
+	migrateFailed := []failedNode{failure("migrate(0)", "migrate-pod"), failure("migrate", "migrate-pod")}
 	// migratedTo is plan's outputs plus what migrate's last attempt reported.
 	migratedTo := func(current, target string) map[string]string {
 		return map[string]string{"pending": "true", "planned-version": "41", "migrate-current-version": current, "migrate-target-version": target}
 	}
-	stoppedAttempt := failedNode{DisplayName: "migrate(0)", TemplateName: "migrate", Phase: "Failed", Message: "workflow shutdown with strategy:  Stop"}
+	stoppedAttempt := failedNode{DisplayName: "migrate(0)", TemplateName: "migrate-pod", Phase: "Failed", Message: "workflow shutdown with strategy:  Stop"}
 	tests := []struct {
 		name    string
 		run     run
@@ -222,20 +222,20 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 		{name: "success", run: run{entrypoint: "main", status: "Succeeded", outputs: planned}},
 		{name: "nothing pending", run: run{entrypoint: "main", status: "Succeeded", outputs: nothingPending}},
 		{name: "database never came up",
-			run: run{entrypoint: "main", status: "Failed", failed: []failedNode{failure("wait-for-db", "wait-for-db")}}},
+			run: run{entrypoint: "main", status: "Failed", failed: []failedNode{failure("wait-for-db", "wait-for-db-pod")}}},
 		{name: "plan failed",
-			run: run{entrypoint: "main", status: "Failed", failed: []failedNode{failure("plan", "plan")}}},
+			run: run{entrypoint: "main", status: "Failed", failed: []failedNode{failure("plan", "plan-pod")}}},
 		{name: "scale-down failed: put back what it stopped",
-			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{failure("scale-down", "scale-down")}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{failure("scale-down", "scale-down-pod")}},
 			want: []string{"restore"}, args: map[string]string{"restore.only-run-uid": "0000", "restore.wait-ready": "false"}},
 		{name: "stopped during scale-down",
-			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{{DisplayName: "scale-down", TemplateName: "scale-down", Phase: "Failed", Message: "Stopped with strategy 'Stop'"}}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{{DisplayName: "scale-down", TemplateName: "scale-down-pod", Phase: "Failed", Message: "Stopped with strategy 'Stop'"}}},
 			want: []string{"restore"}},
 		{name: "scale-restore failed after a good migrate: try again",
-			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{failure("scale-restore", "scale-restore")}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{failure("scale-restore", "scale-restore-pod")}},
 			want: []string{"restore"}},
 		{name: "migrate succeeded on its second attempt, then scale-restore failed",
-			run:  run{entrypoint: "main", status: "Failed", outputs: migratedTo("43", "43"), failed: []failedNode{failure("migrate(0)", "migrate"), failure("scale-restore", "scale-restore")}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: migratedTo("43", "43"), failed: []failedNode{failure("migrate(0)", "migrate-pod"), failure("scale-restore", "scale-restore-pod")}},
 			want: []string{"restore"}},
 		// argo stop while migrate runs: the attempt fails, but Argo (v3.7) may leave the
 		// retry node Running, so only the attempt is in workflow.failures.
@@ -248,17 +248,17 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 			run:     run{entrypoint: "main", status: "Failed", outputs: migratedTo("42", "43"), params: map[string]string{"on-migrate-failure": "restore"}, failed: []failedNode{stoppedAttempt}},
 			recheck: "42", want: []string{"recheck"}},
 		{name: "stopped after a transient migrate attempt, before the next: keep down",
-			run: run{entrypoint: "main", status: "Failed", outputs: migratedTo("41", "43"), failed: []failedNode{failure("migrate(0)", "migrate")}}},
+			run: run{entrypoint: "main", status: "Failed", outputs: migratedTo("41", "43"), failed: []failedNode{failure("migrate(0)", "migrate-pod")}}},
 		{name: "migrate attempt killed without results: keep down",
-			run: run{entrypoint: "main", status: "Failed", outputs: migratedTo("", ""), failed: []failedNode{failure("migrate(0)", "migrate")}}},
+			run: run{entrypoint: "main", status: "Failed", outputs: migratedTo("", ""), failed: []failedNode{failure("migrate(0)", "migrate-pod")}}},
 		{name: "nothing pending but the run failed later: nothing was stopped",
-			run: run{entrypoint: "main", status: "Failed", outputs: nothingPending, failed: []failedNode{failure("main", "main")}}},
+			run: run{entrypoint: "main", status: "Failed", outputs: nothingPending, failed: []failedNode{failure("main", "main-pod")}}},
 		{name: "stop-workloads=false",
-			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "false"}, failed: []failedNode{failure("scale-down", "scale-down")}}},
+			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "false"}, failed: []failedNode{failure("scale-down", "scale-down-pod")}}},
 		{name: "keep-down: migrate failed",
 			run: run{entrypoint: "main", status: "Failed", outputs: planned, failed: migrateFailed}},
 		{name: "keep-down: stopped during migrate",
-			run: run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{{DisplayName: "migrate", TemplateName: "migrate", Phase: "Failed", Message: "Stopped with strategy 'Stop'"}}}},
+			run: run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{{DisplayName: "migrate", TemplateName: "migrate-pod", Phase: "Failed", Message: "Stopped with strategy 'Stop'"}}}},
 		{name: "restore: nothing was applied",
 			run:     run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "restore"}, failed: migrateFailed},
 			recheck: "41", want: []string{"recheck", "restore-if-unchanged"}, args: map[string]string{"restore-if-unchanged.only-run-uid": "0000"}},
@@ -273,15 +273,15 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 		{name: "rollback policy, plan's version empty",
 			run: run{entrypoint: "main", status: "Failed", outputs: map[string]string{"pending": "true", "planned-version": ""}, params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed}},
 		{name: "rollback policy, but migrate did not fail",
-			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{failure("scale-down", "scale-down")}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{failure("scale-down", "scale-down-pod")}},
 			want: []string{"restore"}},
 		{name: "migrate errored (pod deleted)",
-			run:  run{entrypoint: "main", status: "Error", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{{DisplayName: "migrate", TemplateName: "migrate", Phase: "Error", Message: "pod deleted"}}},
+			run:  run{entrypoint: "main", status: "Error", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{{DisplayName: "migrate", TemplateName: "migrate-pod", Phase: "Error", Message: "pod deleted"}}},
 			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
 		{name: "no selector: scale-down stopped nothing",
-			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"workload-selector": ""}, failed: []failedNode{failure("scale-down", "scale-down")}}},
+			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"workload-selector": ""}, failed: []failedNode{failure("scale-down", "scale-down-pod")}}},
 		{name: "a workload list and no selector: put back what it stopped",
-			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"workload-selector": "", "workload": "deployment/web"}, failed: []failedNode{failure("scale-down", "scale-down")}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"workload-selector": "", "workload": "deployment/web"}, failed: []failedNode{failure("scale-down", "scale-down-pod")}},
 			want: []string{"restore"}},
 		{name: "restore policy, stop-workloads=false: nothing to restore",
 			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, failed: migrateFailed}},
@@ -289,7 +289,7 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback", "stop-workloads": "false"}, failed: migrateFailed},
 			want: []string{"rollback"}, args: map[string]string{"rollback.down-to": "41"}},
 		{name: "single-phase rerun of migrate: exit handler does nothing",
-			run: run{entrypoint: "migrate", status: "Failed", params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{failure("chartreuse-abcde", "migrate")}}},
+			run: run{entrypoint: "migrate", status: "Failed", params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{failure("migrate", "migrate-pod"), failure("chartreuse-abcde", "migrate")}}},
 		{name: "single-phase rerun of scale-down: exit handler does not undo it",
 			run: run{entrypoint: "scale-down", status: "Succeeded"}},
 	}
@@ -375,7 +375,7 @@ func TestArgoExpressions(t *testing.T) {
 	} {
 		vars := run{entrypoint: "main", status: "Running", params: tc.params, outputs: tc.outputs}.globals(t, wft)
 		for _, name := range []string{"plan", "migrate", "rollback", "recheck"} {
-			c := templateByName(t, wft, name).Container
+			c := templateByName(t, wft, name+"-pod").Container
 			if c.WorkingDir != "" {
 				t.Errorf("%s: workingDir %q: a git checkout no longer needs one", name, c.WorkingDir)
 			}
@@ -393,7 +393,7 @@ func TestArgoExpressions(t *testing.T) {
 			}
 		}
 		for _, name := range []string{"scale-down", "scale-restore"} {
-			c := templateByName(t, wft, name).Container
+			c := templateByName(t, wft, name+"-pod").Container
 			found := false
 			for _, a := range c.Args {
 				if strings.HasPrefix(a, "--run-id=") {

@@ -692,7 +692,7 @@ func TestArgoRetriesAndDeadlines(t *testing.T) {
 			t.Errorf("template %s: backoff.maxDuration %s: Argo gives each retry attempt the deadline first attempt's start + maxDuration", tmpl.Name, rs.Backoff.MaxDuration)
 		}
 		want := argoRetryPodLevel
-		if tmpl.Name == "scale-restore" {
+		if tmpl.Name == "scale-restore-pod" {
 			want = argoRetryTransient
 		}
 		if rs.Expression != want {

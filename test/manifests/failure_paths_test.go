@@ -52,7 +52,7 @@ func TestArgoDeadlinesFromParameters(t *testing.T) {
 		{"rollback", nil, ""},
 	}
 	for _, tt := range tests {
-		tmpl := templateByName(t, wft, tt.template)
+		tmpl := templateByName(t, wft, tt.template+"-pod")
 		if tmpl.ActiveDeadlineSeconds == nil {
 			if tt.want != "" {
 				t.Errorf("%s: no activeDeadlineSeconds, want %s", tt.template, tt.want)
@@ -78,7 +78,7 @@ func TestArgoDeadlinesFromParameters(t *testing.T) {
 	} {
 		n := 0
 		for _, task := range templateByName(t, wft, dag).DAG.Tasks {
-			if task.Template != "scale-restore" {
+			if task.Template != "scale-restore-pod" {
 				continue
 			}
 			n++
@@ -96,6 +96,63 @@ func TestArgoDeadlinesFromParameters(t *testing.T) {
 			t.Errorf("%s: no scale-restore task", dag)
 		}
 	}
+}
+
+// TestArgoEntrypointsPullFirst checks that every single-phase entrypoint runs
+// pull-image before its phase's pod, passing its inputs through unchanged: migrate
+// and rollback have no pod deadline, so without the probe a wrong image would wait
+// in ImagePullBackOff holding the database's mutex.
+func TestArgoEntrypointsPullFirst(t *testing.T) {
+	wft := argoTemplate(t)
+	var phases []string
+	for _, tmpl := range wft.Spec.Templates {
+		if name, ok := strings.CutSuffix(tmpl.Name, "-pod"); ok && tmpl.Container != nil {
+			phases = append(phases, name)
+		}
+	}
+	if len(phases) != 8 {
+		t.Errorf("phase pods %v, want the 8 phases", phases)
+	}
+	for _, phase := range phases {
+		entry := templateByName(t, wft, phase)
+		pod := templateByName(t, wft, phase+"-pod")
+		if entry.DAG == nil || len(entry.DAG.Tasks) != 2 {
+			t.Errorf("entrypoint %s: want a DAG of pull-image and %s-pod", phase, phase)
+			continue
+		}
+		pull, run := entry.DAG.Tasks[0], entry.DAG.Tasks[1]
+		if pull.Template != argoPullProbe || run.Template != phase+"-pod" || run.Depends != pull.Name || run.Name != phase {
+			t.Errorf("entrypoint %s: tasks %s(%s) and %s(%s, depends %q), want pull-image, then %s-pod depending on it",
+				phase, pull.Name, pull.Template, run.Name, run.Template, run.Depends, phase)
+		}
+		if len(entry.Inputs.Parameters) != len(pod.Inputs.Parameters) {
+			t.Errorf("entrypoint %s: inputs %v, want those of %s-pod", phase, entry.Inputs.Parameters, phase)
+			continue
+		}
+		for i, in := range pod.Inputs.Parameters {
+			got := entry.Inputs.Parameters[i]
+			if got.Name != in.Name || anyString(got.Value) != anyString(in.Value) || anyString(got.Description) != anyString(in.Description) {
+				t.Errorf("entrypoint %s: input %s = %q, want %s-pod's %s = %q", phase, got.Name, anyString(got.Value), phase, in.Name, anyString(in.Value))
+			}
+			var passed string
+			for _, a := range run.Arguments.Parameters {
+				if a.Name == in.Name {
+					passed = anyString(a.Value)
+				}
+			}
+			if want := "{{inputs.parameters." + in.Name + "}}"; passed != want {
+				t.Errorf("entrypoint %s: passes %s = %q to its pod, want %q", phase, in.Name, passed, want)
+			}
+		}
+	}
+}
+
+// anyString is s, or <none> when a parameter has no value at all (a required input).
+func anyString(s *wfv1.AnyString) string {
+	if s == nil {
+		return "<none>"
+	}
+	return s.String()
 }
 
 // TestArgoRetryExpressions evaluates the retry expressions the way the controller

@@ -291,15 +291,16 @@ func parametersPage(wf *manifests) ([]byte, error) {
 	w.WriteString("## Argo entrypoints\n\n")
 	fmt.Fprintf(&w, "`argo submit --from workflowtemplate/%s --entrypoint <name>` runs one template alone, "+
 		"with the same parameters (see [rerunning one phase](../../README.md#3-rerun-a-failed-step-by-hand)). "+
-		"Only `%s` runs the whole DAG and the exit handler.\n\n", wf.argo.Metadata.Name, wf.argo.Spec.Entrypoint)
+		"Only `%s` runs the whole DAG and the exit handler; every other entrypoint first runs `pull-image`, "+
+		"so that a wrong image or pull secret fails within `image-pull-timeout`.\n\n", wf.argo.Metadata.Name, wf.argo.Spec.Entrypoint)
 	w.WriteString("| entrypoint | runs | extra parameters |\n|---|---|---|\n")
 	for _, t := range wf.argo.Spec.Templates {
 		if !wf.isEntrypoint(t) {
 			continue
 		}
 		runs := "the whole DAG, then the exit handler"
-		if t.Container != nil {
-			runs = "`" + strings.Join(append([]string{path.Base(t.Container.Command[0])}, staticFlags(t.Container.Args)...), " ") + "`"
+		if pod, ok := wf.phasePod(t); ok {
+			runs = "`" + strings.Join(append([]string{path.Base(pod.Container.Command[0])}, staticFlags(pod.Container.Args)...), " ") + "`"
 		}
 		var extra []string
 		for _, in := range t.Inputs.Parameters {

@@ -388,8 +388,24 @@ func (m *manifests) sameParameters() error {
 	return nil
 }
 
+// isEntrypoint reports whether t is the main DAG or a single-phase entrypoint: a
+// DAG that pulls the image, then runs the phase's pod.
 func (m *manifests) isEntrypoint(t argoTemplate) bool {
-	return t.Name == m.argo.Spec.Entrypoint || t.Container != nil && !isGuard(t) && !isProbe(t)
+	return t.Name == m.argo.Spec.Entrypoint || t.DAG != nil && t.Name != m.argo.Spec.OnExit
+}
+
+// phasePod returns the container template that the single-phase entrypoint t runs
+// after pull-image.
+func (m *manifests) phasePod(t argoTemplate) (argoTemplate, bool) {
+	if t.DAG == nil || t.Name == m.argo.Spec.Entrypoint {
+		return argoTemplate{}, false
+	}
+	for _, task := range t.DAG.Tasks {
+		if pod, ok := m.template(task.Template); ok && pod.Container != nil && !isProbe(pod) && !isGuard(pod) {
+			return pod, true
+		}
+	}
+	return argoTemplate{}, false
 }
 
 // isProbe reports whether t only starts its image (pull-image): no phase.
