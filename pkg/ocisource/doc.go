@@ -17,7 +17,8 @@
 // Errors carry their exit code (pkg/failure): an unknown image, refused
 // credentials, a missing directory, a corrupt blob or refused content are
 // permanent (1); a bad reference or Secret is a usage error (2); an unreachable
-// registry, a dropped connection, a timeout, a 5xx or 429 answer is transient (75).
+// registry, a dropped connection, a timeout, a 5xx or 429 answer, a registry that
+// sends nothing for 2 minutes (before or within an answer) is transient (75).
 // There are no retries inside: the workflow retries the step. Plain http is used
 // only with Insecure, or for a registry on the loopback interface. Credentials come
 // from a mounted kubernetes.io/dockerconfigjson Secret (LoadAuth) and never appear

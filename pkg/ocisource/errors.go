@@ -44,6 +44,9 @@ var (
 	// ErrNoPlatform: an index without a manifest for linux/GOARCH and more than one
 	// for other platforms (permanent).
 	ErrNoPlatform = errors.New("no manifest for this platform")
+	// ErrStalled: the registry sent nothing for a while in the middle of an
+	// answer, or gave none (transient).
+	ErrStalled = errors.New("registry stalled")
 	// ErrPlainHTTP: the registry can only be reached over plain http, which is
 	// allowed only with Insecure or on the loopback interface (permanent).
 	ErrPlainHTTP = errors.New("plain http not allowed")
@@ -132,6 +135,9 @@ func (i Image) classify(ctx context.Context, what, host, repo string, err error)
 		return nil
 	}
 	if ctx.Err() != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrStalled) {
+			return failure.Transientf("%s: %s: %w", what, host, cause)
+		}
 		return failure.Transientf("%s: %w (%v)", what, ctx.Err(), err)
 	}
 	var te *transport.Error

@@ -118,11 +118,14 @@ var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 // An index resolves to its own digest; Fetch picks the platform. A digest reference
 // is returned as it is, without contacting the registry (Fetch checks it exists).
 func (i Image) Resolve(ctx context.Context) (string, error) {
-	d, err := i.resolve(ctx)
+	w := watch(ctx)
+	defer w.stop()
+	d, err := i.resolve(w)
 	return d, i.Auth.mask(err)
 }
 
-func (i Image) resolve(ctx context.Context) (string, error) {
+func (i Image) resolve(w *watchdog) (string, error) {
+	ctx := w.ctx
 	ref, err := i.reference()
 	if err != nil {
 		return "", err
@@ -130,7 +133,7 @@ func (i Image) resolve(ctx context.Context) (string, error) {
 	if d, ok := ref.(name.Digest); ok {
 		return d.DigestStr(), nil
 	}
-	c := i.client(ctx, ref.Context())
+	c := i.client(w, ref.Context())
 	what := "resolving " + ref.Name()
 	desc, err := remote.Head(ref, c.options...)
 	if err != nil && headFallback(ctx, err) {
@@ -170,11 +173,14 @@ func headFallback(ctx context.Context, err error) bool {
 // path with "..", a device, more than 256 MiB or 100,000 entries in subdir are
 // refused (permanent); a link to a file in subdir becomes a copy of it.
 func (i Image) Fetch(ctx context.Context, digest, subdir, tmpDir string) (fs.FS, error) {
-	fsys, err := i.fetch(ctx, digest, subdir, tmpDir)
+	w := watch(ctx)
+	defer w.stop()
+	fsys, err := i.fetch(w, digest, subdir, tmpDir)
 	return fsys, i.Auth.mask(err)
 }
 
-func (i Image) fetch(ctx context.Context, digest, subdir, tmpDir string) (fs.FS, error) {
+func (i Image) fetch(w *watchdog, digest, subdir, tmpDir string) (fs.FS, error) {
+	ctx := w.ctx
 	ref, err := i.reference()
 	if err != nil {
 		return nil, err
@@ -186,7 +192,7 @@ func (i Image) fetch(ctx context.Context, digest, subdir, tmpDir string) (fs.FS,
 	if err != nil {
 		return nil, err
 	}
-	c := i.client(ctx, ref.Context())
+	c := i.client(w, ref.Context())
 	d := ref.Context().Digest(digest)
 	img, err := i.image(ctx, c, d)
 	if err != nil {
@@ -226,16 +232,17 @@ type client struct {
 	options    []remote.Option
 }
 
-func (i Image) client(ctx context.Context, repo name.Repository) client {
+// Its requests run under w's context and keep w alive.
+func (i Image) client(w *watchdog, repo name.Repository) client {
 	ht := http.DefaultTransport.(*http.Transport).Clone()
 	ht.ResponseHeaderTimeout = responseHeaderTimeout
 	return client{
 		host: repo.RegistryStr(),
 		repo: repo.RepositoryStr(),
 		options: []remote.Option{
-			remote.WithContext(ctx),
+			remote.WithContext(w.ctx),
 			remote.WithAuth(i.Auth.authenticator(repo)),
-			remote.WithTransport(&schemeGuard{inner: ht, insecure: i.Insecure}),
+			remote.WithTransport(kickTransport{inner: &schemeGuard{inner: ht, insecure: i.Insecure}, w: w}),
 			// One attempt: the workflow retries the step on exit 75.
 			remote.WithRetryPredicate(func(error) bool { return false }),
 			remote.WithRetryStatusCodes(),

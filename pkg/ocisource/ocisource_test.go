@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -597,6 +598,59 @@ func TestTransient(t *testing.T) {
 		_, err = fetch(t, img, digest, "migrations")
 		expectErr(t, err, failure.CodeTransient, nil, "cannot be reached", addr)
 	})
+}
+
+// A registry that stops sending, before its answer or in the middle of one, is
+// given up on after the stall timeout (transient): the transport bounds only the
+// wait for headers, and migrate has no deadline, so a blob that stopped halfway
+// held the step forever.
+func TestStalled(t *testing.T) {
+	r := start(t)
+	ocisource.SetStallTimeout(t.Cleanup, 2*time.Second)
+	digest := r.Push(t, "app/migrations", "v1", app()...)
+	img := ocisource.Image{Ref: r.Ref("app/migrations", "v1")}
+	for _, tc := range []struct {
+		name    string
+		fail    func()
+		resolve bool
+		stalled string // the request that met the fault
+		parts   []string
+	}{
+		{"no answer to the first request of Resolve", func() { r.FailNext(1, registry.Stall) }, true, "GET /v2/", []string{"resolving"}},
+		{"no answer to the HEAD", func() { r.FailNext(1, 0); r.FailNext(1, registry.Stall) }, true, "HEAD /v2/app/migrations/manifests/v1", []string{"resolving"}},
+		{"no answer to the first request of Fetch", func() { r.FailNext(1, registry.Stall) }, false, "GET /v2/", []string{"reading the manifest"}},
+		{"manifest stops halfway", func() { r.FailNext(1, 0); r.FailNext(1, registry.StallMidway) }, false, "GET /v2/app/migrations/manifests/" + digest, []string{"reading the manifest"}},
+		{"blob stops halfway", func() { r.FailNextBlob(1, registry.StallMidway) }, false, "GET /v2/app/migrations/blobs/", []string{"layer 1 of 2"}},
+		{"second blob stops halfway", func() { r.FailNextBlob(1, 0); r.FailNextBlob(1, registry.StallMidway) }, false, "GET /v2/app/migrations/blobs/", []string{"layer 2 of 2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(r.Requests())
+			tc.fail()
+			var err error
+			if tc.resolve {
+				_, err = resolve(t, img)
+			} else {
+				_, err = fetch(t, img, digest, "migrations")
+			}
+			expectErr(t, err, failure.CodeTransient, ocisource.ErrStalled, append(tc.parts, "nothing came from the registry for 2s", r.Host())...)
+			// The registry lets go, and records the request, once the client has
+			// closed the connection.
+			var met []string
+			for deadline := time.Now().Add(time.Minute); len(met) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				for _, req := range r.Requests()[before:] {
+					if req.Fault != 0 {
+						met = append(met, req.Method+" "+req.Path)
+					}
+				}
+			}
+			if len(met) != 1 || !strings.HasPrefix(met[0], tc.stalled) {
+				t.Errorf("the stall met %q, want %s", met, tc.stalled)
+			}
+			if _, err := fetch(t, img, digest, "migrations"); err != nil {
+				t.Fatalf("Fetch after the stall: %v", err)
+			}
+		})
+	}
 }
 
 // A blob whose stored bytes changed fails the fetch (ErrCorrupt), whichever layer

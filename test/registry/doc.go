@@ -7,7 +7,8 @@
 // ("127.0.0.1:0" in unit tests, the cluster bridge's IP and port 0 in end-to-end
 // tests), which records every request (Requests) and can make the next ones fail
 // (FailNext, FailNextBlob: 503, 429, a dropped connection, a blob cut halfway, a 403
-// that echoes the request's credentials), so that clients' classification of
+// that echoes the request's credentials, no answer, half an answer and then
+// nothing), so that clients' classification of
 // failures and masking of secrets are tested against real answers. The
 // registry itself listens on a loopback port only; the helpers that write (Push,
 // PushImage, PushIndex, Delete) go to it directly, so they never meet an injected

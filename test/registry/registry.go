@@ -53,6 +53,12 @@ const (
 	// Reflect answers 403 with a text body that repeats the request's headers,
 	// Authorization included, as some proxies do: clients must mask it.
 	Reflect
+	// Stall never answers and keeps the connection open until the client gives up
+	// (or the registry is closed).
+	Stall
+	// StallMidway sends the real answer's headers and half of its body, then
+	// nothing, keeping the connection open until the client gives up.
+	StallMidway
 )
 
 func (f Fault) String() string {
@@ -67,6 +73,10 @@ func (f Fault) String() string {
 		return "truncate"
 	case Reflect:
 		return "reflect"
+	case Stall:
+		return "stall"
+	case StallMidway:
+		return "stall-midway"
 	}
 	return "none"
 }
@@ -94,6 +104,7 @@ type Registry struct {
 	log       bytes.Buffer
 	faults    []pending
 	requests  []Request
+	stalling  int
 	closeOnce sync.Once
 }
 
@@ -365,6 +376,10 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 		}
 	case Truncate:
 		r.proxy.ServeHTTP(&truncatingWriter{statusWriter: sw}, req)
+	case Stall:
+		r.hold(req.Context().Done())
+	case StallMidway:
+		r.proxy.ServeHTTP(&truncatingWriter{statusWriter: sw, stall: func() { r.hold(req.Context().Done()) }}, req)
 	case Reflect:
 		var b strings.Builder
 		fmt.Fprintf(&b, "Forbidden by policy.\nRequest: %s %s\n", req.Method, req.URL)
@@ -377,6 +392,27 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 	default:
 		r.proxy.ServeHTTP(sw, req)
 	}
+}
+
+// hold waits for done (the client went away, or Close), counted in Stalling.
+func (r *Registry) hold(done <-chan struct{}) {
+	r.mu.Lock()
+	r.stalling++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.stalling--
+		r.mu.Unlock()
+	}()
+	<-done
+}
+
+// Stalling is how many requests a stall fault (Stall, StallMidway) holds right
+// now: a test waits for it before acting on the stalled client.
+func (r *Registry) Stalling() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stalling
 }
 
 // registryError answers as the distribution registry does.
@@ -408,10 +444,12 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // truncatingWriter passes the headers and the first half of the body (by
-// Content-Length), then aborts the handler, which cuts the connection.
+// Content-Length), then (after stall, when set) aborts the handler, which cuts
+// the connection.
 type truncatingWriter struct {
 	*statusWriter
-	n int64
+	n     int64
+	stall func()
 }
 
 func (t *truncatingWriter) Write(b []byte) (int, error) {
@@ -423,6 +461,9 @@ func (t *truncatingWriter) Write(b []byte) (int, error) {
 	if t.n+int64(len(b)) >= half {
 		_, _ = t.statusWriter.Write(b[:half-t.n])
 		_ = http.NewResponseController(t.statusWriter.ResponseWriter).Flush()
+		if t.stall != nil {
+			t.stall()
+		}
 		panic(http.ErrAbortHandler)
 	}
 	t.n += int64(len(b))

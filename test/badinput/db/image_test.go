@@ -1,15 +1,22 @@
 package db
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
 	"github.com/chartreuse-go/chartreuse/test/registry"
 )
 
@@ -192,5 +199,83 @@ func imageCases() []badCase {
 			args: private(func(*fixture) map[string]string {
 				return map[string]string{".dockerconfigjson": dockerConfigJSON(map[string][2]string{imgs.private.Host(): {registryUser, registryPassword}})}
 			}), code: 1, want: []string{"authentication failed"}},
+	}
+}
+
+// A migrate step stopped (SIGTERM, as the kubelet does) while its registry has gone
+// silent, before an answer or in the middle of a blob, ends at once with exit 75
+// and leaves nothing in TMPDIR; so does one that finishes.
+func TestImageInterruptedLeavesNoTemp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs migrate against a real PostgreSQL and registry (not with -short)")
+	}
+	srv := pgenv.Shared(t)
+	bins := kit.Binaries(t, "migrate")
+	reg := registry.Start(t, "127.0.0.1:0")
+	reg.Push(t, "shop/migrations", "v1", map[string]string{"migrations/00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")},
+		map[string]string{"migrations/00002_b.sql": mig("CREATE TABLE b (id int);", "DROP TABLE b;")})
+	for i, tc := range []struct {
+		name  string
+		fault func()
+		code  int
+	}{
+		{"finishes", nil, 0},
+		{"no answer", func() { reg.FailNext(1, registry.Stall) }, failure.CodeTransient},
+		{"first blob stops halfway", func() { reg.FailNextBlob(1, registry.StallMidway) }, failure.CodeTransient},
+		{"second blob stops halfway", func() { reg.FailNextBlob(1, 0); reg.FailNextBlob(1, registry.StallMidway) }, failure.CodeTransient},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, srv, 2000+i)
+			tmp := filepath.Join(f.scratch, "tmp")
+			if err := os.Mkdir(tmp, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if tc.fault != nil {
+				tc.fault()
+			}
+			before, err := kit.SnapshotDB(context.Background(), srv.URL(f.db))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bins["migrate"], "--plan", "--migrations-image", reg.Ref("shop/migrations", "v1"), "--dir", "/migrations",
+				"--registry-credentials", filepath.Join(f.scratch, "no-credentials"))
+			cmd.Env = append(cleanEnv(), "CHARTREUSE_SKIP_VERSION_CHECK=true", "CHARTREUSE_DATABASE_URL="+f.url, "TMPDIR="+tmp)
+			p, err := kit.StartCommand(cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.fault != nil {
+				kit.Eventually(t, "the registry to stall", time.Minute, func() bool { return reg.Stalling() > 0 })
+				if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+			}
+			code, timedOut := p.Wait(context.Background(), time.Minute)
+			kit.Eventually(t, "the stall to end with the client", time.Minute, func() bool { return reg.Stalling() == 0 })
+			if timedOut {
+				t.Fatalf("did not end within a minute of SIGTERM:\n%s", p.Stderr.String())
+			}
+			if code != tc.code {
+				t.Errorf("exit %d, want %d:\n%s", code, tc.code, p.Stderr.String())
+			}
+			left, err := os.ReadDir(tmp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range left {
+				t.Errorf("left in TMPDIR: %s", e.Name())
+			}
+			after, err := kit.SnapshotDB(context.Background(), srv.URL(f.db))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.code != 0 {
+				if d := kit.Diff(before, after); d != "" {
+					t.Errorf("the database changed:\n%s", d)
+				}
+			}
+			line, _ := kit.ErrorLine(p.Stderr.String())
+			t.Logf("exit %d: %s", code, trimLog(line))
+		})
 	}
 }
