@@ -9,9 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
-	"syscall"
 
-	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/gitsource"
 	"github.com/chartreuse-go/chartreuse/pkg/redact"
 	"github.com/chartreuse-go/chartreuse/pkg/results"
@@ -110,13 +108,9 @@ func (o *Options) openMigrations(ctx context.Context, log *slog.Logger, res *res
 		red.Add(s)
 	}
 	// Before any connection: a TMPDIR that cannot be written fails at once.
-	tmp, err := os.MkdirTemp("", "chartreuse-git-")
+	tmp, err := newTempDir("chartreuse-git-", "the git fetch")
 	if err != nil {
-		err = fmt.Errorf("temporary directory for the git fetch (mount a writable volume and point TMPDIR at it): %w", err)
-		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-			return nil, nil, failure.AsTransient(err)
-		}
-		return nil, nil, failure.AsPermanent(err)
+		return nil, nil, err
 	}
 	cleanup = func() { _ = os.RemoveAll(tmp) }
 	remote := gitsource.Remote{URL: g.URL, Auth: auth}

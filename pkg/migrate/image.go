@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/ocisource"
@@ -57,6 +58,21 @@ func (o *Options) validateImage() error {
 	return nil
 }
 
+// newTempDir makes a directory in TMPDIR for what is fetched: a missing or
+// read-only TMPDIR is permanent (a retry has the same volumes), a full disk
+// transient.
+func newTempDir(pattern, what string) (string, error) {
+	tmp, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		err = fmt.Errorf("temporary directory for %s (mount a writable volume and point TMPDIR at it): %w", what, err)
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return "", failure.AsTransient(err)
+		}
+		return "", failure.AsPermanent(err)
+	}
+	return tmp, nil
+}
+
 func validDigest(s string) bool {
 	hex, ok := strings.CutPrefix(s, "sha256:")
 	return ok && len(hex) == 64 && strings.Trim(hex, "0123456789abcdef") == ""
@@ -73,19 +89,21 @@ func (o *Options) openImage(ctx context.Context, log *slog.Logger, res *results.
 	for _, s := range auth.Secrets() {
 		red.Add(s)
 	}
+	// Before any connection: a TMPDIR that cannot be written fails at once.
+	tmp, err := newTempDir("chartreuse-image-", "the migrations image")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { _ = os.RemoveAll(tmp) }
 	img := ocisource.Image{Ref: m.Ref, Auth: auth, Insecure: m.Insecure}
 	digest := m.Digest
 	if digest == "" {
 		if digest, err = img.Resolve(ctx); err != nil {
+			cleanup()
 			return nil, nil, err
 		}
 		log.Info("resolved the migrations image for this run", "image", m.Ref, "digest", digest)
 	}
-	tmp, err := os.MkdirTemp("", "chartreuse-image-")
-	if err != nil {
-		return nil, nil, failure.AsTransient(fmt.Errorf("temporary directory for the migrations image (mount a writable volume and point TMPDIR at it): %w", err))
-	}
-	cleanup := func() { _ = os.RemoveAll(tmp) }
 	fsys, err := img.Fetch(ctx, digest, o.Dir, tmp)
 	if err != nil {
 		cleanup()

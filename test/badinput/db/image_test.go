@@ -184,6 +184,13 @@ func imageCases() []badCase {
 		{name: "image blob 503", step: "migrate", setup: blobFault(1, registry.Unavailable), args: fromImage("shop/migrations"), code: 75, want: []string{"layer 1 of 1", "answered 503"}},
 		{name: "image blob cut halfway", step: "migrate", setup: blobFault(1, registry.Truncate), args: fromImage("shop/migrations"), code: 75, want: []string{"layer 1 of 1"}},
 
+		{name: "image TMPDIR missing", step: "migrate", args: fromImage("shop/migrations"), env: func(f *fixture) []string {
+			return []string{"CHARTREUSE_DATABASE_URL=" + f.url, "TMPDIR=" + filepath.Join(f.scratch, "no-such-dir")}
+		}, code: 1, want: []string{"TMPDIR", "no-such-dir"}},
+		{name: "image TMPDIR read-only", step: "migrate", nobody: true, args: fromImage("shop/migrations"), env: func(f *fixture) []string {
+			return []string{"CHARTREUSE_DATABASE_URL=" + f.url, "TMPDIR=/"}
+		}, code: 1, want: []string{"TMPDIR", "permission denied"}},
+
 		{name: "private image without credentials", step: "migrate", args: private(nil), code: 1, want: []string{"authentication failed", "no registry credentials"}},
 		{name: "private image with a wrong password", step: "migrate", args: private(func(*fixture) map[string]string {
 			return map[string]string{".dockerconfigjson": dockerConfigJSON(map[string][2]string{imgs.private.Host(): {registryUser, registryPassword + "x"}})}
