@@ -200,7 +200,7 @@ func (i Image) fetch(w *watchdog, digest, subdir, tmpDir string) (fs.FS, error) 
 	}
 	work, err := os.MkdirTemp(tmpDir, "ocisource-")
 	if err != nil {
-		return nil, failure.Permanentf("making a directory for the image's files: %w", err)
+		return nil, diskError("making a directory for the image's files", err)
 	}
 	u := newUnpacker(filepath.Join(work, "blobs"), sub, d.String())
 	if err := i.unpack(ctx, c, img, u); err != nil {

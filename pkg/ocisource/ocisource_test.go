@@ -10,9 +10,11 @@ import (
 	"maps"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -651,6 +653,25 @@ func TestStalled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A full disk while the files are written is transient (a retry runs in a new
+// pod, with a new volume); it was permanent. A tmpfs of 256 KiB is the disk, so
+// the test needs the right to mount (root in the test image).
+func TestDiskFull(t *testing.T) {
+	r := start(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	d := r.Push(t, "app/big", "", map[string]string{"migrations/001_a.sql": sql1, "migrations/seed.csv": strings.Repeat("1,2,3\n", 100_000)})
+	_, err := ocisource.Image{Ref: r.Ref("app/big", "")}.Fetch(context.Background(), d, "migrations", dir)
+	expectErr(t, err, failure.CodeTransient, syscall.ENOSPC, "migrations/seed.csv", "volume of TMPDIR is full")
 }
 
 // A blob whose stored bytes changed fails the fetch (ErrCorrupt), whichever layer

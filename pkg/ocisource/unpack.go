@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -283,19 +284,22 @@ func (u *unpacker) writeBlob(l *layer, p string, size int64, r io.Reader) (*node
 	u.nblobs++
 	if u.nblobs == 1 {
 		if err := os.MkdirAll(u.blobs, 0o755); err != nil {
-			return nil, failure.Permanentf("writing the image's files: %w", err)
+			return nil, diskError("writing the image's files", err)
 		}
 	}
 	name := filepath.Join(u.blobs, strconv.Itoa(u.nblobs))
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return nil, failure.Permanentf("writing the image's files: %w", err)
+		return nil, diskError("writing the image's files", err)
 	}
 	n, err := io.Copy(f, io.LimitReader(r, maxBytes-u.written+1))
 	if cerr := f.Close(); err == nil && cerr != nil {
-		return nil, failure.Permanentf("writing %s of the image: %w", p, cerr)
+		return nil, diskError("writing "+p+" of the image", cerr)
 	}
 	u.written += n
+	if diskFull(err) {
+		return nil, diskError("writing "+p+" of the image", err)
+	}
 	if err != nil {
 		return nil, err // the layer's stream: classified by the caller
 	}
@@ -423,7 +427,7 @@ func (u *unpacker) write(out string) error {
 		return err
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
-		return failure.Permanentf("writing the image's files: %w", err)
+		return diskError("writing the image's files", err)
 	}
 	return u.writeDir(d, u.sub, out)
 }
@@ -435,7 +439,7 @@ func (u *unpacker) writeDir(d *node, at, out string) error {
 		switch n.kind {
 		case kindDir:
 			if err := os.Mkdir(dst, 0o755); err != nil {
-				return failure.Permanentf("writing the image's files: %w", err)
+				return diskError("writing the image's files", err)
 			}
 			if err := u.writeDir(n, p, dst); err != nil {
 				return err
@@ -451,7 +455,7 @@ func (u *unpacker) writeDir(d *node, at, out string) error {
 			return failure.Permanentf("%s: %w: %q is a device or a named pipe", u.image, ErrRefused, p)
 		}
 		if err := os.Link(n.blob, dst); err != nil {
-			return failure.Permanentf("writing the image's files: %w", err)
+			return diskError("writing the image's files", err)
 		}
 	}
 	return nil
@@ -579,4 +583,18 @@ func (v *verifier) drain() error {
 // describe is a layer for messages.
 func describe(n, of int, d v1.Descriptor, image string) string {
 	return fmt.Sprintf("layer %d of %d (%s) of %s", n, of, d.Digest, image)
+}
+
+// diskError is a failure to write the image's files: transient when the disk is
+// full (a retry runs in a new pod, with a new volume), permanent otherwise (a
+// directory that cannot be written stays so).
+func diskError(what string, err error) error {
+	if diskFull(err) {
+		return failure.Transientf("%s: the volume of TMPDIR is full: %w", what, err)
+	}
+	return failure.Permanentf("%s: %w", what, err)
+}
+
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
