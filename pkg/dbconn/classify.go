@@ -12,6 +12,7 @@ import (
 	"net"
 	"syscall"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
@@ -147,4 +148,23 @@ func CertificateProblem(err error) string {
 		return "the server's TLS certificate failed verification: fix the certificate or sslrootcert"
 	}
 	return ""
+}
+
+// Explain puts a connection error into words an operator acts on: a database not
+// created yet, wrong credentials, a server starting or full. The kind (transient
+// or permanent) stays the one Classify decided, by SQLSTATE or network error.
+func Explain(cfg *pgx.ConnConfig, err error) error {
+	switch SQLState(err) {
+	case InvalidCatalogName:
+		return fmt.Errorf("database %q does not exist yet (an operator may still be creating it): %w", cfg.Database, err)
+	case InvalidPassword:
+		return fmt.Errorf("authentication failed for user %q: wrong password or no such role; fix the credentials (not retried): %w", cfg.User, err)
+	case InvalidAuthorization:
+		return fmt.Errorf("user %q may not connect (pg_hba.conf rejects it or the role cannot log in; not retried): %w", cfg.User, err)
+	case CannotConnectNow:
+		return fmt.Errorf("the server is starting up, shutting down or in recovery: %w", err)
+	case TooManyConnections:
+		return fmt.Errorf("the server has no free connection slots: %w", err)
+	}
+	return err
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
-	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
 )
 
 // Checker runs one readiness check of the cluster.
@@ -66,7 +65,7 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 	}
 	conn, err := c.Connect(ctx, c.Config)
 	if err != nil {
-		return rep, waitdb.Explain(c.Config, err)
+		return rep, dbconn.Explain(c.Config, err)
 	}
 	defer dbconn.CloseQuietly(conn)
 

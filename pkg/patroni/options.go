@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 )
 
 // Options are wait-patroni's own flags.
@@ -38,7 +38,7 @@ func (o *Options) Flags() []cli.Flag {
 
 // Validate implements step.Options.
 func (o *Options) Validate() error {
-	if err := waitdb.ValidateTimeout("--timeout", o.Timeout, "60s"); err != nil {
+	if err := poll.ValidateTimeout("--timeout", o.Timeout, "60s"); err != nil {
 		return err
 	}
 	if o.PatroniURL != "" {

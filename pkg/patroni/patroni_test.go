@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 	"github.com/chartreuse-go/chartreuse/test/patronienv"
 )
 
 // countingClock is the real clock, counting pauses and keeping the longest.
 type countingClock struct {
-	waitdb.RealClock
+	poll.RealClock
 	pauses  atomic.Int64
 	longest atomic.Int64
 }

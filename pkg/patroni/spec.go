@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
-	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
 )
 
 // Pauses between checks: the original checked every 2 s; a pause of at most 1 s
@@ -20,13 +20,13 @@ const (
 
 // deps are what the step needs from the outside world; tests replace them.
 type deps struct {
-	clock waitdb.Clock
+	clock poll.Clock
 	http  *http.Client
 }
 
 // Spec describes the wait-patroni step binary.
 func Spec() step.Spec {
-	return newSpec(deps{clock: waitdb.RealClock{}})
+	return newSpec(deps{clock: poll.RealClock{}})
 }
 
 func newSpec(d deps) step.Spec {
@@ -57,9 +57,9 @@ func newSpec(d deps) step.Spec {
 				c.Patroni = rest
 			}
 			log := env.Log.With("target", dbconn.Describe(cfg))
-			loop := waitdb.Loop{
+			loop := poll.Loop{
 				Clock:   d.clock,
-				Backoff: waitdb.Backoff{Initial: InitialPause, Max: MaxPause},
+				Backoff: poll.Backoff{Initial: InitialPause, Max: MaxPause},
 				Log:     log,
 				What:    "the cluster",
 			}

@@ -18,9 +18,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
-	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
@@ -386,7 +386,7 @@ func TestPatroniUnreachable(t *testing.T) {
 
 // Backoff used by the step: never more than a second between checks.
 func TestPausesAtMostASecond(t *testing.T) {
-	b := waitdb.Backoff{Initial: InitialPause, Max: MaxPause, Rand: func() float64 { return 0.999999 }}
+	b := poll.Backoff{Initial: InitialPause, Max: MaxPause, Rand: func() float64 { return 0.999999 }}
 	for n := 1; n < 100; n++ {
 		if p := b.Pause(n); p > time.Second {
 			t.Fatalf("pause %d = %s", n, p)

@@ -1,4 +1,4 @@
-package waitdb
+package poll
 
 import (
 	"context"
@@ -9,6 +9,15 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
+
+// ValidateTimeout rejects zero, negative and absurd waits (over a day: surely a
+// unit mistake such as 300h for 300s), naming flag and giving example.
+func ValidateTimeout(flag string, d time.Duration, example string) error {
+	if d < time.Second || d > 24*time.Hour {
+		return fmt.Errorf("%s %s is out of range: use a duration between 1s and 24h, e.g. %s", flag, d, example)
+	}
+	return nil
+}
 
 // Clock is the loop's time. Tests replace it to drive attempts without waiting.
 type Clock interface {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 )
 
 // fakeClock advances only when the loop sleeps, so tests run instantly and
@@ -44,32 +45,6 @@ func testLogger(buf *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func TestBackoffIsCappedAndJittered(t *testing.T) {
-	for _, r := range []float64{0, 0.5, 0.999} {
-		b := Backoff{Initial: InitialPause, Max: MaxPause, Rand: func() float64 { return r }}
-		prev := time.Duration(0)
-		for n := 1; n <= 40; n++ {
-			p := b.Pause(n)
-			if p > MaxPause {
-				t.Fatalf("rand %v: pause %d = %s exceeds the cap %s", r, n, p, MaxPause)
-			}
-			if p < InitialPause/2 {
-				t.Fatalf("rand %v: pause %d = %s is below half the first pause", r, n, p)
-			}
-			if p < prev {
-				t.Fatalf("rand %v: pause %d = %s shrank from %s", r, n, p, prev)
-			}
-			prev = p
-		}
-		if got := b.Pause(40); got < MaxPause/2 {
-			t.Errorf("rand %v: pauses never reach the cap: %s", r, got)
-		}
-	}
-	if p := (Backoff{Initial: InitialPause, Max: MaxPause, Rand: func() float64 { return 0 }}).Pause(1); p != InitialPause/2 {
-		t.Errorf("first pause with no jitter draw = %s, want %s", p, InitialPause/2)
-	}
-}
-
 var testCfg = func() *pgx.ConnConfig {
 	cfg, err := pgx.ParseConfig("postgres://app@db.internal:5432/app")
 	if err != nil {
@@ -80,7 +55,7 @@ var testCfg = func() *pgx.ConnConfig {
 
 // connectErr wraps a cause the way a failed dbconn.Connect would, then explains it.
 func connectErr(cause error) error {
-	return Explain(testCfg, dbconn.Classify(fmt.Errorf("connecting to %s: %w", dbconn.Describe(testCfg), cause)))
+	return dbconn.Explain(testCfg, dbconn.Classify(fmt.Errorf("connecting to %s: %w", dbconn.Describe(testCfg), cause)))
 }
 
 func TestWaiterClassifiesErrors(t *testing.T) {
@@ -158,7 +133,7 @@ func TestLoopTimeoutNamesTheLastErrorAndKeepsTheDeadline(t *testing.T) {
 	clock := newFakeClock()
 	start := clock.now
 	calls := 0
-	l := &Loop{Clock: clock, Backoff: Backoff{Initial: InitialPause, Max: MaxPause}, What: "the database"}
+	l := &poll.Loop{Clock: clock, Backoff: poll.Backoff{Initial: InitialPause, Max: MaxPause}, What: "the database"}
 	st, err := l.Run(context.Background(), 10*time.Second, func(context.Context) error {
 		calls++
 		if calls < 5 {

@@ -8,19 +8,20 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
 
 // deps are what the step needs from the outside world; tests replace them.
 type deps struct {
-	clock Clock
+	clock poll.Clock
 	// attempt builds one try for a resolved target (Ping in production).
 	attempt func(cfg *pgx.ConnConfig) func(context.Context) error
 }
 
 // Spec describes the wait-for-db step binary.
 func Spec() step.Spec {
-	return newSpec(deps{clock: RealClock{}, attempt: Ping})
+	return newSpec(deps{clock: poll.RealClock{}, attempt: Ping})
 }
 
 func newSpec(d deps) step.Spec {

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 )
 
 // Pauses between connection attempts: quick at first (the server is often just
@@ -33,16 +34,7 @@ func (o *Options) Flags() []cli.Flag {
 
 // Validate implements step.Options.
 func (o *Options) Validate() error {
-	return ValidateTimeout("--timeout", o.Timeout, "5m")
-}
-
-// ValidateTimeout rejects zero, negative and absurd waits (over a day: surely a
-// unit mistake such as 300h for 300s).
-func ValidateTimeout(flag string, d time.Duration, example string) error {
-	if d < time.Second || d > 24*time.Hour {
-		return fmt.Errorf("%s %s is out of range: use a duration between 1s and 24h, e.g. %s", flag, d, example)
-	}
-	return nil
+	return poll.ValidateTimeout("--timeout", o.Timeout, "5m")
 }
 
 // Ping returns one attempt: connect with cfg, run SELECT 1, close.
@@ -50,7 +42,7 @@ func Ping(cfg *pgx.ConnConfig) func(context.Context) error {
 	return func(ctx context.Context) error {
 		conn, err := dbconn.Connect(ctx, cfg)
 		if err != nil {
-			return Explain(cfg, err)
+			return dbconn.Explain(cfg, err)
 		}
 		defer dbconn.CloseQuietly(conn)
 		var one int
@@ -63,37 +55,19 @@ func Ping(cfg *pgx.ConnConfig) func(context.Context) error {
 	}
 }
 
-// Explain puts a connection error into words an operator acts on. The kind
-// (transient or permanent) stays dbconn's, decided by SQLSTATE or network error.
-func Explain(cfg *pgx.ConnConfig, err error) error {
-	switch dbconn.SQLState(err) {
-	case dbconn.InvalidCatalogName:
-		return fmt.Errorf("database %q does not exist yet (an operator may still be creating it): %w", cfg.Database, err)
-	case dbconn.InvalidPassword:
-		return fmt.Errorf("authentication failed for user %q: wrong password or no such role; fix the credentials (not retried): %w", cfg.User, err)
-	case dbconn.InvalidAuthorization:
-		return fmt.Errorf("user %q may not connect (pg_hba.conf rejects it or the role cannot log in; not retried): %w", cfg.User, err)
-	case dbconn.CannotConnectNow:
-		return fmt.Errorf("the server is starting up, shutting down or in recovery: %w", err)
-	case dbconn.TooManyConnections:
-		return fmt.Errorf("the server has no free connection slots: %w", err)
-	}
-	return err
-}
-
 // Waiter waits for a database with Ping-like attempts.
 type Waiter struct {
 	// Attempt is one try; Ping(cfg) in production.
 	Attempt func(context.Context) error
-	Clock   Clock
+	Clock   poll.Clock
 	Log     *slog.Logger
 }
 
 // Wait retries Attempt until it succeeds, fails permanently, or timeout passes.
-func (w *Waiter) Wait(ctx context.Context, timeout time.Duration) (Stats, error) {
-	loop := Loop{
+func (w *Waiter) Wait(ctx context.Context, timeout time.Duration) (poll.Stats, error) {
+	loop := poll.Loop{
 		Clock:   w.Clock,
-		Backoff: Backoff{Initial: InitialPause, Max: MaxPause},
+		Backoff: poll.Backoff{Initial: InitialPause, Max: MaxPause},
 		Log:     w.Log,
 		What:    "the database",
 	}

@@ -30,3 +30,42 @@ func TestStepsDoNotLinkEngines(t *testing.T) {
 		}
 	}
 }
+
+// TestStepPackagesStandAlone checks that no step package imports another: what two
+// steps share (the wait loop, the database connection, the workload records) lives in
+// a package of its own, so a change to one step cannot change another by accident.
+func TestStepPackagesStandAlone(t *testing.T) {
+	const pkg = "github.com/chartreuse-go/chartreuse/pkg/"
+	stepPkgs := map[string]bool{}
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./steps/...")
+	cmd.Dir = repoRoot
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list ./steps/...: %v", err)
+	}
+	// A step package is one that a step binary's main imports, except the shared
+	// constructor (step) and the packages every main may use.
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		for _, imp := range strings.Fields(line)[1:] {
+			if strings.HasPrefix(imp, pkg) && imp != pkg+"step" {
+				stepPkgs[imp] = true
+			}
+		}
+	}
+	if len(stepPkgs) < 5 {
+		t.Fatalf("step packages %v: want one per binary", stepPkgs)
+	}
+	for p := range stepPkgs {
+		cmd := exec.Command("go", "list", "-f", "{{join .Imports \" \"}}", p)
+		cmd.Dir = repoRoot
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", p, err)
+		}
+		for _, imp := range strings.Fields(string(out)) {
+			if imp != p && stepPkgs[imp] {
+				t.Errorf("step package %s imports step package %s: move what they share to a package of its own", strings.TrimPrefix(p, pkg), strings.TrimPrefix(imp, pkg))
+			}
+		}
+	}
+}

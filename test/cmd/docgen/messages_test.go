@@ -15,12 +15,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 	"github.com/chartreuse-go/chartreuse/pkg/version"
-	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
 
@@ -203,8 +204,8 @@ func quotes(t *testing.T) []quote {
 		fmt.Sprintf("connected to a replica (pg_is_in_recovery() is true) at %s: point the URL at the primary (postgres-operator: the <cluster> service, not <cluster>-repl)",
 			"host=shop-db-repl port=5432 database=shop user=shop_owner_user"),
 	} {
-		loop := waitdb.Loop{Clock: &fakeClock{now: time.Unix(0, 0)}, What: "the cluster",
-			Backoff: waitdb.Backoff{Initial: patroni.InitialPause, Max: patroni.MaxPause, Rand: func() float64 { return 0.5 }},
+		loop := poll.Loop{Clock: &fakeClock{now: time.Unix(0, 0)}, What: "the cluster",
+			Backoff: poll.Backoff{Initial: patroni.InitialPause, Max: patroni.MaxPause, Rand: func() float64 { return 0.5 }},
 			Log:     discardLogger()}
 		_, err := loop.Run(context.Background(), 60*time.Second, func(context.Context) error { return failure.Transientf("%s", cause) })
 		if failure.Code(err) != failure.CodeTransient {
@@ -242,7 +243,7 @@ func quotes(t *testing.T) []quote {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth := waitdb.Explain(cfg, &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "shop_owner"`})
+	auth := dbconn.Explain(cfg, &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "shop_owner"`})
 	msg, _, _ := strings.Cut(auth.Error(), "(not retried)")
 	add(msg + "(not retried)")
 	return q
