@@ -52,6 +52,10 @@ func (o *Options) validateImage() error {
 	if m.Digest != "" && !validDigest(m.Digest) {
 		return fmt.Errorf("--migrations-digest %q is not a sha256 digest (sha256: and 64 hexadecimal digits): pass plan's migrations-digest result unchanged", m.Digest)
 	}
+	// A valid reference holds '@' only before its digest.
+	if _, pinned, ok := strings.Cut(m.Ref, "@"); ok && m.Digest != "" && pinned != m.Digest {
+		return fmt.Errorf("--migrations-image %s pins %s but --migrations-digest is %s: give the digest plan resolved (its migrations-digest result, which is the pinned one) or the reference without a digest", m.Ref, pinned, m.Digest)
+	}
 	if !fs.ValidPath(strings.TrimPrefix(path.Clean("/"+o.Dir), "/")) || strings.Contains(o.Dir, "..") {
 		return fmt.Errorf("--dir %s: give the directory of the migrations inside the image, e.g. /migrations", o.Dir)
 	}

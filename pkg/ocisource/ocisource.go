@@ -188,6 +188,10 @@ func (i Image) fetch(w *watchdog, digest, subdir, tmpDir string) (fs.FS, error) 
 	if !digestRE.MatchString(digest) {
 		return nil, failure.Usagef("%w: Fetch takes the digest Resolve returned (sha256: and 64 lower-case hex), not %q", ErrInvalidReference, digest)
 	}
+	if pinned, ok := ref.(name.Digest); ok && pinned.DigestStr() != digest {
+		return nil, failure.Usagef("%w: %s pins %s, not the digest %s asked for: give the reference without a digest, or fetch the digest it pins",
+			ErrInvalidReference, i.Ref, pinned.DigestStr(), digest)
+	}
 	sub, err := cleanSubdir(subdir)
 	if err != nil {
 		return nil, err

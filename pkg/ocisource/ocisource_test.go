@@ -209,6 +209,28 @@ func TestResolveAndFetch(t *testing.T) {
 	})
 }
 
+// A reference pinned by digest is fetched at that digest only: another digest
+// given to Fetch is a usage error, not a silent choice of one of them.
+func TestPinnedReferenceOtherDigest(t *testing.T) {
+	r := start(t)
+	v1 := r.Push(t, "app/migrations", "v1", map[string]string{"migrations/001_a.sql": sql1})
+	v2 := r.Push(t, "app/migrations", "v2", map[string]string{"migrations/001_a.sql": sql1, "migrations/002_b.sql": sql2})
+	for _, ref := range []string{r.Ref("app/migrations", v1), r.Ref("app/migrations", "v1") + "@" + v1, r.Ref("app/migrations", "v2") + "@" + v1} {
+		img := ocisource.Image{Ref: ref}
+		before := len(r.Requests())
+		_, err := fetch(t, img, v2, "migrations")
+		expectErr(t, err, failure.CodeUsage, ocisource.ErrInvalidReference, v1, v2)
+		if n := len(r.Requests()) - before; n > 0 {
+			t.Errorf("%d requests before the refusal", n)
+		}
+		got, err := fetch(t, img, v1, "migrations")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantFiles(t, got, map[string]string{"001_a.sql": sql1})
+	}
+}
+
 // A tag moved between Resolve and Fetch: the run keeps the digest it resolved
 // while the registry has it, and fails with ErrImageNotFound once it is deleted.
 func TestTagMoved(t *testing.T) {

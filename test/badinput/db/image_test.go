@@ -152,6 +152,9 @@ func imageCases() []badCase {
 		{name: "migrations image with a token in it", step: "migrate", args: func(f *fixture) []string {
 			return []string{"--migrations-image", registryPassword + "@" + imgs.private.Host(), "--dir", "/migrations"}
 		}, code: 2, want: []string{"--migrations-image", "credentials"}},
+		{name: "migrations image pinned to another digest", step: "migrate", args: func(f *fixture) []string {
+			return []string{"--migrations-image", imgs.public.Ref("shop/migrations", "v1") + "@" + imgs.digest, "--migrations-digest", imgs.other, "--dir", "/migrations"}
+		}, code: 2, want: []string{"--migrations-image", "--migrations-digest", imgs.digest, imgs.other}},
 		{name: "migrations image dir leaving the image", step: "migrate", args: fromImage("shop/migrations", "--dir", "/../etc"), code: 2, want: []string{"--dir"}},
 
 		{name: "image tag unknown", step: "migrate", args: func(f *fixture) []string {
