@@ -391,7 +391,7 @@ func TestSubdirNotFound(t *testing.T) {
 // directory, and only so many: every top-level file or directory was a node of
 // the tree, so a 3 MB layer of a million empty files took migrate to 307 MiB RSS
 // (the pod may use 256 Mi), and an image of 3000 top-level directories without
-// the directory made a 24 KB error line.
+// the directory made a 21 KB error line.
 func TestManyTopLevelNames(t *testing.T) {
 	r := start(t)
 	files := map[string]string{}
