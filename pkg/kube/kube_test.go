@@ -12,9 +12,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
@@ -179,4 +182,29 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%q: %v", ns, err)
 		}
 	}
+}
+
+// TestRateLimiterWaitsOutTheDeadline: a request the rate limiter cannot let through
+// before the context's deadline fails with context.DeadlineExceeded at the deadline
+// (transient), not with the token bucket's early refusal (an error of no kind).
+func TestRateLimiterWaitsOutTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := deadlineLimiter{flowcontrol.NewTokenBucketRateLimiter(1, 1)}
+		if err := l.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := l.Wait(ctx) // the next token comes in 1 s
+		if !errors.Is(err, context.DeadlineExceeded) || failure.KindOf(err) != failure.Transient {
+			t.Errorf("err %v (kind %v), want the context's deadline, transient", err, failure.KindOf(err))
+		}
+		if waited := time.Since(start); waited != 100*time.Millisecond {
+			t.Errorf("returned after %s, want at the deadline (100ms)", waited)
+		}
+		if err := l.Wait(t.Context()); err != nil { // no deadline: waits for the token
+			t.Errorf("without a deadline: %v", err)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
@@ -93,6 +95,9 @@ func (o *Options) Connect(userAgent string) (*Client, error) {
 	if cfg.Burst == 0 {
 		cfg.Burst = DefaultBurst
 	}
+	if cfg.RateLimiter == nil {
+		cfg.RateLimiter = deadlineLimiter{flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, cfg.Burst)}
+	}
 	if userAgent != "" {
 		cfg.UserAgent = userAgent
 	}
@@ -106,4 +111,22 @@ func (o *Options) Connect(userAgent string) (*Client, error) {
 // String names the client's server and namespace for logs.
 func (c *Client) String() string {
 	return fmt.Sprintf("%s namespace %s", c.Config.Host, c.Namespace)
+}
+
+// deadlineLimiter is client-go's token bucket, except that a wait its context's
+// deadline would cut short lasts until that deadline and ends with the context's
+// error. The bucket refuses such a wait at once with an error of its own that
+// wraps nothing, so a step interrupted or out of time (--timeout) a few
+// milliseconds before its deadline failed as if for good (exit 1) instead of
+// transiently (75).
+type deadlineLimiter struct{ flowcontrol.RateLimiter }
+
+// Wait implements flowcontrol.RateLimiter.
+func (l deadlineLimiter) Wait(ctx context.Context) error {
+	err := l.RateLimiter.Wait(ctx)
+	if _, ok := ctx.Deadline(); err != nil && ok && ctx.Err() == nil {
+		<-ctx.Done()
+		return fmt.Errorf("client rate limiter: %w", ctx.Err())
+	}
+	return err
 }
