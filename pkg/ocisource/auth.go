@@ -81,8 +81,8 @@ type dockerEntry struct {
 // .dockerconfigjson, else config.json ({"auths": {"host": {...}}}), else .dockercfg
 // ({"host": {...}}). An entry has username and password, or auth (base64 of
 // user:password), or identitytoken or registrytoken. An empty dir argument, a
-// missing directory or one without any of these files yields the zero Auth
-// (anonymous pulls) and no error. Files are read through the links of a Secret
+// missing or empty directory yields the zero Auth (anonymous pulls) and no
+// error; a directory with other keys only is a usage error naming them. Files are read through the links of a Secret
 // volume (key -> ..data/key).
 func LoadAuth(dir string) (Auth, error) {
 	if dir == "" {
@@ -100,6 +100,24 @@ func LoadAuth(dir string) (Auth, error) {
 			return Auth{}, failure.Permanentf("reading registry credentials: %w", err)
 		}
 		return parseAuth(key, b)
+	}
+	// An empty volume is no Secret (the workflows mount an optional one). A
+	// Secret with other keys only (username and password, as for git) is a
+	// mistake that would otherwise pull anonymously and blame the registry.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return Auth{}, failure.Permanentf("reading registry credentials: %w", err)
+	}
+	var keys []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "..") { // a Secret volume's ..data and its timestamped directory
+			keys = append(keys, e.Name())
+		}
+	}
+	if len(keys) > 0 {
+		return Auth{}, failure.Usagef("%w: the Secret has the keys %s but none of %s, %s or %s: make it with "+
+			"\"kubectl create secret docker-registry\" (type kubernetes.io/dockerconfigjson)",
+			ErrInvalidAuth, strings.Join(keys, ", "), KeyDockerConfigJSON, KeyConfigJSON, KeyDockerCfg)
 	}
 	return Auth{}, nil
 }

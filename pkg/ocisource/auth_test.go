@@ -27,7 +27,6 @@ func TestLoadAuth(t *testing.T) {
 	}{
 		{"no directory", nil, true, "ocisource.Auth{anonymous}"},
 		{"empty directory", map[string]string{}, true, "ocisource.Auth{anonymous}"},
-		{"other keys only", map[string]string{"token": "x", "username": "y"}, true, "ocisource.Auth{anonymous}"},
 		{"empty file", map[string]string{".dockerconfigjson": "\n"}, true, "ocisource.Auth{.dockerconfigjson: []}"},
 		{"no entries", map[string]string{".dockerconfigjson": `{"auths":{}}`}, true, "ocisource.Auth{.dockerconfigjson: []}"},
 		{"dockerconfigjson", map[string]string{".dockerconfigjson": good}, false, "ocisource.Auth{.dockerconfigjson: [registry.example.com:5000]}"},
@@ -61,6 +60,14 @@ func TestLoadAuth(t *testing.T) {
 	t.Run("empty dir argument", func(t *testing.T) {
 		if a, err := ocisource.LoadAuth(""); err != nil || !a.Anonymous() {
 			t.Fatalf("LoadAuth(\"\") = %v, %v", a, err)
+		}
+	})
+	t.Run("other keys only", func(t *testing.T) {
+		// a git Secret given as the registry's (empty volume: the table above)
+		_, err := ocisource.LoadAuth(secretDir(t, map[string]string{"username": "deploy", "password": password}))
+		expectErr(t, err, failure.CodeUsage, ocisource.ErrInvalidAuth, "the Secret has the keys password, username but none of .dockerconfigjson", "kubectl create secret docker-registry")
+		if err != nil && strings.Contains(err.Error(), password) {
+			t.Errorf("the password is in the error: %v", err)
 		}
 	})
 	t.Run("unreadable", func(t *testing.T) {
