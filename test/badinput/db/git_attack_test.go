@@ -2,11 +2,9 @@ package db
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,47 +45,13 @@ func TestGitInterruptedLeavesNoTemp(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, srv, 1000+i)
-			tmp := filepath.Join(f.scratch, "tmp")
-			if err := os.Mkdir(tmp, 0o700); err != nil {
-				t.Fatal(err)
-			}
+			var stalling func() int
 			if tc.fault != nil {
 				tc.fault()
+				stalling = gs.Stalling
 			}
-			cmd := exec.Command(bins["migrate"], "--plan", "--git-url", tc.url, "--git-revision", "v1.0.0", "--dir", "db/migrations",
-				"--git-credentials", f.credentials(tc.creds))
-			cmd.Env = append(cleanEnv(), "CHARTREUSE_SKIP_VERSION_CHECK=true", "CHARTREUSE_DATABASE_URL="+f.url, "TMPDIR="+tmp)
-			p, err := kit.StartCommand(cmd)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.fault != nil {
-				kit.Eventually(t, "the git server to stall", time.Minute, func() bool { return gs.Stalling() > 0 })
-				if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
-					t.Fatal(err)
-				}
-			}
-			code, timedOut := p.Wait(context.Background(), time.Minute)
-			kit.Eventually(t, "the stall to end with the client", time.Minute, func() bool { return gs.Stalling() == 0 })
-			if timedOut {
-				t.Fatalf("did not end within a minute of SIGTERM:\n%s", p.Stderr.String())
-			}
-			if code != tc.code {
-				t.Errorf("exit %d, want %d:\n%s", code, tc.code, p.Stderr.String())
-			}
-			left, err := os.ReadDir(tmp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, e := range left {
-				names = append(names, e.Name())
-			}
-			if len(names) > 0 {
-				t.Errorf("left in TMPDIR: %s", strings.Join(names, " "))
-			}
-			line, _ := kit.ErrorLine(p.Stderr.String())
-			t.Logf("exit %d: %s", code, trimLog(line))
+			f.planInterrupted(t, bins["migrate"], []string{"--git-url", tc.url, "--git-revision", "v1.0.0", "--dir", "db/migrations",
+				"--git-credentials", f.credentials(tc.creds)}, stalling, tc.code)
 		})
 	}
 }

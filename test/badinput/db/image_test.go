@@ -1,16 +1,12 @@
 package db
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -236,56 +232,13 @@ func TestImageInterruptedLeavesNoTemp(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, srv, 2000+i)
-			tmp := filepath.Join(f.scratch, "tmp")
-			if err := os.Mkdir(tmp, 0o700); err != nil {
-				t.Fatal(err)
-			}
+			var stalling func() int
 			if tc.fault != nil {
 				tc.fault()
+				stalling = reg.Stalling
 			}
-			before, err := kit.SnapshotDB(context.Background(), srv.URL(f.db))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(bins["migrate"], "--plan", "--migrations-image", reg.Ref("shop/migrations", "v1"), "--dir", "/migrations",
-				"--registry-credentials", filepath.Join(f.scratch, "no-credentials"))
-			cmd.Env = append(cleanEnv(), "CHARTREUSE_SKIP_VERSION_CHECK=true", "CHARTREUSE_DATABASE_URL="+f.url, "TMPDIR="+tmp)
-			p, err := kit.StartCommand(cmd)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.fault != nil {
-				kit.Eventually(t, "the registry to stall", time.Minute, func() bool { return reg.Stalling() > 0 })
-				if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
-					t.Fatal(err)
-				}
-			}
-			code, timedOut := p.Wait(context.Background(), time.Minute)
-			kit.Eventually(t, "the stall to end with the client", time.Minute, func() bool { return reg.Stalling() == 0 })
-			if timedOut {
-				t.Fatalf("did not end within a minute of SIGTERM:\n%s", p.Stderr.String())
-			}
-			if code != tc.code {
-				t.Errorf("exit %d, want %d:\n%s", code, tc.code, p.Stderr.String())
-			}
-			left, err := os.ReadDir(tmp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range left {
-				t.Errorf("left in TMPDIR: %s", e.Name())
-			}
-			after, err := kit.SnapshotDB(context.Background(), srv.URL(f.db))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.code != 0 {
-				if d := kit.Diff(before, after); d != "" {
-					t.Errorf("the database changed:\n%s", d)
-				}
-			}
-			line, _ := kit.ErrorLine(p.Stderr.String())
-			t.Logf("exit %d: %s", code, trimLog(line))
+			f.planInterrupted(t, bins["migrate"], []string{"--migrations-image", reg.Ref("shop/migrations", "v1"), "--dir", "/migrations",
+				"--registry-credentials", filepath.Join(f.scratch, "no-credentials")}, stalling, tc.code)
 		})
 	}
 }
