@@ -36,6 +36,9 @@ var (
 	ErrDirty = errors.New("a migration stopped partway")
 	// ErrNotDirty: --resolve names a version that has no dirty record.
 	ErrNotDirty = errors.New("no dirty record for the version")
+	// ErrChanged: an applied migration's file differs from the checksum recorded
+	// when it was applied (checksum.go); --accept-changed accepts it.
+	ErrChanged = errors.New("applied migration edited")
 )
 
 // ErrInProgress: a migration without a transaction is recorded as running while

@@ -46,6 +46,9 @@ type Report struct {
 	Pending    []int64 // pending versions up to Target after the run (plan: what would be applied)
 	Applied    []Step
 	RolledBack []Step
+	// ChecksumsRecorded counts the checksum rows the run wrote: one per migration
+	// applied, versions applied without one, edits accepted.
+	ChecksumsRecorded int
 }
 
 // Run checks, locks and migrates. Errors are classified for failure.Code: refusals
@@ -110,9 +113,10 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 			return rep, err
 		}
 		if mode == ModePlan {
+			m.logSumsPlan(st, plan)
 			return rep, nil
 		}
-		if plan.NothingToDo() {
+		if plan.NothingToDo() && !plan.SumsToWrite() {
 			m.Log.Info("nothing to migrate", "current-version", plan.Current, "target-version", plan.Target)
 			return rep, nil
 		}
@@ -135,7 +139,7 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 			"target-version", plan.Target, "pending-versions", joinVersions(plan.Pending, ","), "roll-back-versions", joinVersions(plan.Down, ","))
 	}
 	rep = newReport(plan)
-	if plan.NothingToDo() {
+	if plan.NothingToDo() && !plan.SumsToWrite() {
 		m.Log.Info("nothing left to migrate: another migrator got there first", "current-version", plan.Current)
 		return rep, nil
 	}
@@ -164,7 +168,7 @@ func (m *Migrator) check(ctx context.Context, q Querier, src Sources) (*State, *
 	}
 	plan, err := Analyze(src, st, Request{
 		Mode: m.Opts.Mode(), To: m.Opts.To, DownTo: m.Opts.DownTo, Dir: m.Opts.Dir,
-		AllowOutOfOrder: m.Opts.AllowOutOfOrder, AllowEmptyDatabase: m.Opts.AllowEmptyDatabase,
+		AllowOutOfOrder: m.Opts.AllowOutOfOrder, AllowEmptyDatabase: m.Opts.AllowEmptyDatabase, AcceptChanged: m.Opts.AcceptChanged,
 		StatementLines: func(d DirtyRow) []int { return statementLines(ctx, m.FS, d.File, d.Version, d.Direction != "down") },
 	})
 	if err != nil {

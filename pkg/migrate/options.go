@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -79,6 +82,37 @@ func (v *Version) String() string {
 	return strconv.FormatInt(v.Value, 10)
 }
 
+// Versions is a comma-separated list of migration versions (--accept-changed); an
+// empty string is none, so a workflow can always pass the parameter.
+type Versions []int64
+
+// Set implements cli.Generic.
+func (vs *Versions) Set(s string) error {
+	*vs = nil
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(part, 10, 64)
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q is not a migration version: use whole numbers ≥ 1 separated by commas, e.g. 20240101120000,20240301090000", part)
+		}
+		if !slices.Contains(*vs, n) {
+			*vs = append(*vs, n)
+		}
+	}
+	return nil
+}
+
+// String implements cli.Generic.
+func (vs *Versions) String() string {
+	if vs == nil {
+		return ""
+	}
+	return joinVersions(*vs, ",")
+}
+
 // Options are the migrate step's own flags.
 type Options struct {
 	Dir                string
@@ -94,6 +128,8 @@ type Options struct {
 	StatementTimeout   time.Duration
 	Resolve            Version
 	ResolveAs          string
+	AcceptChanged      Versions
+	RunID              string
 	Git                GitOptions
 	Image              ImageOptions
 }
@@ -121,6 +157,8 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "migrations-digest", Usage: "with --migrations-image: the digest plan resolved (its migrations-digest result), so every step of a run reads the same files even if the tag moves; empty resolves the reference now", Destination: &o.Image.Digest},
 		&cli.StringFlag{Name: "registry-credentials", Value: DefaultRegistryCredentials, Usage: "directory of the mounted kubernetes.io/dockerconfigjson Secret for --migrations-image (.dockerconfigjson or config.json); absent or empty means anonymous", Destination: &o.Image.Credentials},
 		&cli.BoolFlag{Name: "insecure-registry", Usage: "with --migrations-image: the registry speaks plain http (one inside the cluster without TLS); loopback registries need no flag", Destination: &o.Image.Insecure},
+		&cli.GenericFlag{Name: "accept-changed", Value: &o.AcceptChanged, Usage: "VERSION[,VERSION...]: applied migrations whose file was edited on purpose: record the file's new sha256 in place of the one recorded when it was applied (under the migration lock, logged with both); only these versions, and only when the database needs nothing more from the edit; empty accepts none"},
+		&cli.StringFlag{Name: "run-id", Usage: "who is migrating, recorded with the checksum of each migration applied, e.g. the workflow name (default: the host name, i.e. the pod name)", Destination: &o.RunID},
 		&cli.StringFlag{Name: "as", Usage: "with --resolve: applied (all its changes are in place: its version row is kept or written) or not-applied (none are: its version row is removed, so the next run applies it again)", Destination: &o.ResolveAs},
 	}
 }
@@ -167,6 +205,8 @@ func (o *Options) Validate() error {
 		return errors.New("--resolve cannot be combined with --plan, --to or --down-to: resolve first, then run again")
 	case o.Resolve.IsSet && o.ResolveAs != string(ResolvedApplied) && o.ResolveAs != string(ResolvedNotApplied):
 		return fmt.Errorf("--as %q is not valid with --resolve: use --as applied (all the migration's changes are in place) or --as not-applied (none are)", o.ResolveAs)
+	case o.Resolve.IsSet && len(o.AcceptChanged) > 0:
+		return errors.New("--accept-changed cannot be combined with --resolve: resolve first, then run again")
 	case !o.Resolve.IsSet && o.ResolveAs != "":
 		return errors.New("--as is only meaningful with --resolve VERSION")
 	case o.To.IsSet && o.DownTo.IsSet:
@@ -192,6 +232,12 @@ func (o *Options) Validate() error {
 	}
 	if strings.ContainsRune(o.Role, 0) {
 		return errors.New("--role contains a NUL character")
+	}
+	if o.RunID = strings.TrimSpace(o.RunID); o.RunID == "" {
+		o.RunID = defaultRunID()
+	}
+	if len(o.RunID) > 253 || strings.ContainsFunc(o.RunID, unicode.IsControl) || !utf8.ValidString(o.RunID) {
+		return errors.New("--run-id must be one line of at most 253 characters, e.g. the workflow name")
 	}
 	if err := o.validateImage(); err != nil {
 		return err

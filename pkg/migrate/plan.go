@@ -16,7 +16,8 @@ type Request struct {
 	DownTo             Version // ModeDown: target
 	AllowOutOfOrder    bool
 	AllowEmptyDatabase bool
-	Dir                string // for messages
+	AcceptChanged      []int64 // applied versions whose edited file is accepted (checksum.go)
+	Dir                string  // for messages
 	// StatementLines, when set, finds where each statement of a file starts, to
 	// name the line a dirty migration stopped at.
 	StatementLines func(DirtyRow) []int
@@ -30,6 +31,10 @@ type Plan struct {
 	Applied []int64 // versions recorded in the database (without 0), ascending
 	Pending []int64 // up/plan: versions to apply, in order; down: nil
 	Down    []int64 // down: versions to roll back, highest first
+	// Backfill are applied versions without a recorded checksum, with the
+	// current file's; Accept the edited ones --accept-changed names.
+	Backfill []SumRow
+	Accept   []ChangedFile
 }
 
 // NothingToDo reports whether the run would change nothing.
@@ -65,13 +70,28 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 		}
 	}
 	if len(branched) > 0 {
+		// With checksums recorded, the refusal names each missing file and its
+		// checksum, and the deliberate repair removes its checksum row too.
+		recorded, sumsRepair := "", ""
+		var files []string
+		for _, v := range branched {
+			if r, ok := st.Sums[v]; ok {
+				files = append(files, fmt.Sprintf("%d (%s, recorded sha256 %s)", v, r.File, r.SHA256))
+			}
+		}
+		if len(files) > 0 {
+			recorded = "; removed: " + strings.Join(files, ", ")
+		}
+		if st.sumsUsable() {
+			sumsRepair = fmt.Sprintf(" DELETE FROM %s WHERE version IN (%s);", st.sumsTable(), joinVersions(branched, ", "))
+		}
 		return nil, refuse(ErrBranched,
-			fmt.Sprintf("Deploy the image that contains %s (its migrate --down-to can roll %s back), or, if %s removed on purpose and %s changes undone, delete %s rows deliberately: DELETE FROM %s WHERE version_id IN (%s);",
+			fmt.Sprintf("Deploy the image that contains %s (its migrate --down-to can roll %s back), or, if %s removed on purpose and %s changes undone, delete %s rows deliberately: DELETE FROM %s WHERE version_id IN (%s);%s",
 				plural(len(branched), "this migration", "these migrations"), plural(len(branched), "it", "them"),
 				plural(len(branched), "it was", "they were"), plural(len(branched), "its", "their"), plural(len(branched), "its", "their"),
-				table, joinVersions(branched, ", ")),
-			"the database has %s %s applied that %s not in %s (latest there: %d): this image is older than the database schema, or the database was migrated from another branch",
-			plural(len(branched), "version", "versions"), joinVersions(branched, ", "), plural(len(branched), "is", "are"), req.Dir, src.Latest())
+				table, joinVersions(branched, ", "), sumsRepair),
+			"the database has %s %s applied that %s not in %s (latest there: %d): this image is older than the database schema, or the database was migrated from another branch%s",
+			plural(len(branched), "version", "versions"), joinVersions(branched, ", "), plural(len(branched), "is", "are"), req.Dir, src.Latest(), recorded)
 	}
 
 	if req.Mode == ModeDown {
@@ -92,6 +112,9 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 			p.Down = append(p.Down, v)
 		}
 		if err := checkDirtyTable(st, src, p.Down); err != nil {
+			return nil, err
+		}
+		if err := checkSums(src, st, p, req); err != nil {
 			return nil, err
 		}
 		return p, nil
@@ -139,6 +162,9 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 		}
 	}
 	if err := checkDirtyTable(st, src, p.Pending); err != nil {
+		return nil, err
+	}
+	if err := checkSums(src, st, p, req); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -53,6 +53,11 @@ INSERT INTO `+st.Qualified()+" (version_id, is_applied) VALUES (0, true);\nCOMMI
 		st.Exists = true
 		m.Log.Info("created the version table", "table", st.Qualified())
 	}
+	n, err := m.settleSums(ctx, pc, st, plan, serverVersion)
+	rep.ChecksumsRecorded += n
+	if err != nil {
+		return err
+	}
 	up := plan.Mode != ModeDown
 	versions := plan.Pending
 	if !up {
@@ -74,9 +79,9 @@ INSERT INTO `+st.Qualified()+" (version_id, is_applied) VALUES (0, true);\nCOMMI
 		w.Begin("version", v, "file", s.File)
 		t0 := time.Now()
 		if parsed.UseTx {
-			err = m.runTx(ctx, pc, st, s, up, parsed, serverVersion)
+			err = m.runTx(ctx, pc, st, s, up, parsed, serverVersion, t0)
 		} else {
-			err = m.runNoTx(ctx, pc, st, s, up, parsed, serverVersion)
+			err = m.runNoTx(ctx, pc, st, s, up, parsed, serverVersion, t0)
 		}
 		wait := w.End()
 		if err != nil {
@@ -84,6 +89,7 @@ INSERT INTO `+st.Qualified()+" (version_id, is_applied) VALUES (0, true);\nCOMMI
 		}
 		step := Step{Version: v, File: s.File, Duration: time.Since(t0)}
 		if up {
+			rep.ChecksumsRecorded++
 			rep.Applied = append(rep.Applied, step)
 			rep.Pending = slices.DeleteFunc(rep.Pending, func(p int64) bool { return p == v })
 			applied = append(applied, v)
@@ -130,9 +136,29 @@ func versionWriteSQL(st *State, v int64, up bool) string {
 	return `DELETE FROM ` + st.Qualified() + ` WHERE version_id = ` + vs + ` AND ` + heldSQL
 }
 
+// writeVersion writes (up) or deletes (down) version v's row and its checksum
+// row, guarded by the lock, in one round trip; errVersionRow when the version
+// row was not written. clearDirty also deletes an up migration's dirty record.
+func (m *Migrator) writeVersion(ctx context.Context, pc *pgx.Conn, st *State, s Source, up, clearDirty bool, t0 time.Time) error {
+	var (
+		tag pgconn.CommandTag
+		err error
+	)
+	if up {
+		tag, err = pc.Exec(ctx, st.appliedSQL(clearDirty), pgx.QueryExecModeExec,
+			s.Version, s.File, s.SHA256, durationMillis(time.Since(t0)), m.Opts.RunID)
+	} else {
+		tag, err = pc.Exec(ctx, st.rolledBackSQL(s.Version))
+	}
+	if err == nil && tag.RowsAffected() == 0 {
+		err = errVersionRow
+	}
+	return err
+}
+
 // runTx runs a transactional migration: the session reset and BEGIN in one round
-// trip, each statement, the guarded version row, COMMIT.
-func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, p *Parsed, serverVersion string) error {
+// trip, each statement, the guarded version row with its checksum, COMMIT.
+func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, p *Parsed, serverVersion string, t0 time.Time) error {
 	if _, err := pc.Exec(ctx, resetSQL(m.settings(), serverVersion)+";\nBEGIN"); err != nil {
 		m.rollback(pc)
 		return &stepError{stmt: -1, err: err}
@@ -143,11 +169,7 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 			return &stepError{stmt: i, started: true, err: err}
 		}
 	}
-	tag, err := pc.Exec(ctx, versionWriteSQL(st, s.Version, up))
-	if err == nil && tag.RowsAffected() == 0 {
-		err = errVersionRow
-	}
-	if err != nil {
+	if err := m.writeVersion(ctx, pc, st, s, up, false, t0); err != nil {
 		m.rollback(pc)
 		return &stepError{stmt: -1, started: true, err: err}
 	}
@@ -161,8 +183,8 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 // runNoTx runs a migration without a transaction under the dirty record: the row
 // is committed (guarded by the lock) before the first statement, counts each
 // statement that completes, and goes in the transaction that writes the version
-// row. Any failure after the row was written leaves it.
-func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, p *Parsed, serverVersion string) error {
+// row (and its checksum row). Any failure after the row was written leaves it.
+func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, p *Parsed, serverVersion string, t0 time.Time) error {
 	reset := resetSQL(m.settings(), serverVersion)
 	if !st.DirtyExists {
 		reset += ";\n" + st.createDirtySQL()
@@ -202,12 +224,19 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		m.rollback(pc)
 		return dirty(-1, errors.New("the migration left a transaction open (BEGIN without COMMIT); it was rolled back"))
 	}
-	tag, err = pc.Exec(ctx, "BEGIN;\n"+versionWriteSQL(st, s.Version, up))
-	if err == nil && tag.RowsAffected() == 0 {
-		err = errVersionRow
-	}
-	if err == nil {
-		_, err = pc.Exec(ctx, "DELETE FROM "+st.dirtyTable()+" WHERE version = "+strconv.FormatInt(s.Version, 10)+";\nCOMMIT")
+	if up {
+		// One statement: the version row, its checksum row and the dirty
+		// record's deletion commit together or not at all.
+		err = m.writeVersion(ctx, pc, st, s, up, true, t0)
+	} else {
+		var tag pgconn.CommandTag
+		tag, err = pc.Exec(ctx, "BEGIN;\n"+st.rolledBackSQL(s.Version))
+		if err == nil && tag.RowsAffected() == 0 {
+			err = errVersionRow
+		}
+		if err == nil {
+			_, err = pc.Exec(ctx, "DELETE FROM "+st.dirtyTable()+" WHERE version = "+strconv.FormatInt(s.Version, 10)+";\nCOMMIT")
+		}
 	}
 	if err != nil {
 		m.rollback(pc)

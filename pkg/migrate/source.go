@@ -3,6 +3,8 @@ package migrate
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +22,7 @@ type Source struct {
 	File    string // base name, e.g. 00003_add_index.sql
 	HasDown bool   // has a '-- +goose Down' section with at least one statement
 	NoTx    bool   // '-- +goose NO TRANSACTION'
+	SHA256  string // hex sha256 of the file's bytes, as sha256sum prints it
 }
 
 // Sources are a directory's migrations, sorted by version.
@@ -56,8 +59,8 @@ func (s Sources) Latest() int64 {
 // misnamed migration. dir names the directory in messages. Errors are
 // *RefusalError (ErrNoMigrations, ErrBadMigrationFiles) or I/O errors.
 //
-// Each file is streamed line by line for its annotations and nothing of it is
-// kept, so memory does not grow with the number or size of the migrations.
+// Each file is streamed line by line for its annotations, hashed on the way
+// (Source.SHA256), and nothing of it is kept, so memory does not grow with the number or size of the migrations.
 func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
@@ -68,6 +71,7 @@ func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 		problems []string
 		byVer    = map[int64]string{}
 		buf      = make([]byte, 64*1024) // shared by every file's scanner
+		h        = sha256.New()
 	)
 	for _, e := range entries {
 		name := e.Name()
@@ -97,7 +101,15 @@ func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading migration %s/%s: %w", dir, name, err)
 		}
-		src, ok, err := scanAnnotations(f, buf)
+		// The checksum is of every byte of the file, hashed as the scanner reads
+		// it, and the rest (after a line too long to scan) drained into the hash:
+		// the file is read once and never held whole.
+		h.Reset()
+		tee := io.TeeReader(f, h)
+		src, ok, err := scanAnnotations(tee, buf)
+		if err == nil {
+			_, err = io.Copy(io.Discard, tee)
+		}
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("reading migration %s/%s: %w", dir, name, err)
@@ -106,7 +118,7 @@ func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 			problems = append(problems, fmt.Sprintf("%s has no '-- +goose Up' annotation", name))
 			continue
 		}
-		src.Version, src.File = v, name
+		src.Version, src.File, src.SHA256 = v, name, hex.EncodeToString(h.Sum(nil))
 		out = append(out, src)
 	}
 	if len(problems) > 0 {

@@ -51,10 +51,18 @@ type State struct {
 	// LockHeldElsewhere: another session held the migration lock when dirty rows
 	// were read, so they may belong to a migration still running (readDirtySettled).
 	LockHeldElsewhere bool
-	CanCreate         bool // CREATE on Schema, needed when the table is missing
-	CurrentUser       string
-	UserTables        int // ordinary and partitioned tables outside the system schemas
-	ServerVersion     string
+	// The checksum table <table>_sums (checksum.go).
+	SumsKind     string   // its pg_class.relkind; "" when absent
+	SumsColumns  []string // its columns, when it exists
+	SumsReadable bool     // SELECT
+	SumsWritable bool     // SELECT, INSERT, UPDATE and DELETE
+	// Sums are the recorded checksums of the versions in Rows, by version; read
+	// with the rows when the checksum table exists, has its columns and is readable.
+	Sums          map[int64]SumRow
+	CanCreate     bool // CREATE on Schema, needed when the table is missing
+	CurrentUser   string
+	UserTables    int // ordinary and partitioned tables outside the system schemas
+	ServerVersion string
 }
 
 // Qualified is the version table's name for SQL the operator can paste into psql.
@@ -129,11 +137,17 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
           AND CASE WHEN sq.relkind = 'S' THEN NOT has_sequence_privilege(sq.oid, 'USAGE') ELSE false END LIMIT 1),
        dt.oid IS NOT NULL,
        coalesce(has_table_privilege(dt.oid, 'SELECT') AND has_table_privilege(dt.oid, 'INSERT')
-                AND has_table_privilege(dt.oid, 'UPDATE') AND has_table_privilege(dt.oid, 'DELETE'), false)
+                AND has_table_privilege(dt.oid, 'UPDATE') AND has_table_privilege(dt.oid, 'DELETE'), false),
+       sm.relkind::text,
+       (SELECT json_agg(attname ORDER BY attnum)::text FROM pg_attribute WHERE attrelid = sm.oid AND attnum > 0 AND NOT attisdropped),
+       coalesce(has_table_privilege(sm.oid, 'SELECT'), false),
+       coalesce(has_table_privilege(sm.oid, 'SELECT') AND has_table_privilege(sm.oid, 'INSERT')
+                AND has_table_privilege(sm.oid, 'UPDATE') AND has_table_privilege(sm.oid, 'DELETE'), false)
 FROM (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s) AS x
 LEFT JOIN pg_namespace n ON n.nspname = x.s
 LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = $2::text::name
-LEFT JOIN pg_class dt ON dt.relnamespace = n.oid AND dt.relname = $3::text::name AND dt.relkind IN ('r', 'p')`
+LEFT JOIN pg_class dt ON dt.relnamespace = n.oid AND dt.relname = $3::text::name AND dt.relkind IN ('r', 'p')
+LEFT JOIN pg_class sm ON sm.relnamespace = n.oid AND sm.relname = $4::text::name`
 
 // Inspect reads the version table and counts user tables. It only reads: it takes
 // no lock beyond what SELECT takes and creates nothing. table is --table. It makes
@@ -149,15 +163,23 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	}
 	var (
 		schema, kind, columns, noSeq sql.NullString
+		sumsKind, sumsColumns        sql.NullString
 		canRead, canWrite            bool
 	)
-	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name)).Scan(
+	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name), sumsName(st.Name)).Scan(
 		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
-		&kind, &canRead, &canWrite, &columns, &noSeq, &st.DirtyExists, &st.DirtyWritable)
+		&kind, &canRead, &canWrite, &columns, &noSeq, &st.DirtyExists, &st.DirtyWritable,
+		&sumsKind, &sumsColumns, &st.SumsReadable, &st.SumsWritable)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
 	}
 	st.Schema = schema.String
+	st.SumsKind = sumsKind.String
+	if sumsColumns.Valid {
+		if err := json.Unmarshal([]byte(sumsColumns.String), &st.SumsColumns); err != nil {
+			return nil, fmt.Errorf("reading the columns of %s: %w", st.sumsTable(), err)
+		}
+	}
 	if !st.SchemaExists || !kind.Valid {
 		return st, nil
 	}
@@ -189,20 +211,37 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	return st, nil
 }
 
-// readRows reads the version table's rows into st, in id order.
+// readRows reads the version table's rows into st, in id order, and in the same
+// query the checksum recorded for each version, when there is a checksum table
+// to read (no round trip of its own).
 func readRows(ctx context.Context, q Querier, st *State) error {
-	rows, err := q.QueryContext(ctx, `SELECT id::bigint, version_id::bigint, is_applied FROM `+
-		pgx.Identifier{st.Schema, st.Name}.Sanitize()+` ORDER BY id`, pgx.QueryExecModeExec)
+	query := `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, NULL::bigint, NULL::text, NULL::text, NULL::text FROM ` +
+		pgx.Identifier{st.Schema, st.Name}.Sanitize() + ` v ORDER BY v.id`
+	if st.sumsUsable() {
+		query = `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, s.version_row_id, s.file, s.sha256, s.recorded FROM ` +
+			pgx.Identifier{st.Schema, st.Name}.Sanitize() + ` v LEFT JOIN ` + st.sumsTable() + ` s ON s.version = v.version_id ORDER BY v.id`
+	}
+	rows, err := q.QueryContext(ctx, query, pgx.QueryExecModeExec)
 	if err != nil {
 		return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var r Row
-		if err := rows.Scan(&r.ID, &r.Version, &r.Applied); err != nil {
+		var (
+			r                      Row
+			rowID                  sql.NullInt64
+			file, sum, recordedHow sql.NullString
+		)
+		if err := rows.Scan(&r.ID, &r.Version, &r.Applied, &rowID, &file, &sum, &recordedHow); err != nil {
 			return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
 		}
 		st.Rows = append(st.Rows, r)
+		if rowID.Valid {
+			if st.Sums == nil {
+				st.Sums = map[int64]SumRow{}
+			}
+			st.Sums[r.Version] = SumRow{Version: r.Version, VersionRowID: rowID.Int64, File: file.String, SHA256: sum.String, Recorded: recordedHow.String}
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)

@@ -80,9 +80,16 @@ func TestInspect(t *testing.T) {
 		st := inspect(t, db, DefaultTable)
 		wantCols := []Column{{"id", "integer", true}, {"version_id", "bigint", true}, {"is_applied", "boolean", true}, {"tstamp", "timestamp without time zone", true}}
 		wantRows := []Row{{1, 0, true}, {2, 1, true}, {3, 2, true}}
-		if st.Schema != "public" || !st.Exists || st.Kind != "r" || !st.CanRead || !st.CanWrite || st.UserTables != 4 ||
+		if st.Schema != "public" || !st.Exists || st.Kind != "r" || !st.CanRead || !st.CanWrite || st.UserTables != 5 ||
 			!reflect.DeepEqual(st.Columns, wantCols) || !reflect.DeepEqual(st.Rows, wantRows) || len(st.ShapeProblems()) != 0 {
 			t.Fatalf("%+v", st)
+		}
+		// The checksum table, read with the rows: each applied version's row
+		// belongs to its version row.
+		if st.SumsKind != "r" || !st.SumsReadable || !st.SumsWritable || st.sumsProblem() != "" || len(st.Sums) != 2 ||
+			st.Sums[1].VersionRowID != 2 || st.Sums[2].VersionRowID != 3 || st.Sums[1].File != "00001_a.sql" ||
+			st.Sums[1].SHA256 != sha256Hex(threeTables["00001_a.sql"]) || st.Sums[2].Recorded != "applied" {
+			t.Fatalf("checksums: %+v", st)
 		}
 	})
 	t.Run("other table", func(t *testing.T) {
@@ -212,6 +219,9 @@ func inspectSeparately(ctx context.Context, q Querier, table string) (*State, er
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading the columns of %s: %w", st.Qualified(), err)
 	}
+	if err := inspectSumsSeparately(ctx, q, st); err != nil {
+		return nil, err
+	}
 	if len(st.ShapeProblems()) > 0 || !st.CanRead {
 		return st, nil
 	}
@@ -219,4 +229,38 @@ func inspectSeparately(ctx context.Context, q Querier, table string) (*State, er
 		return nil, err
 	}
 	return st, nil
+}
+
+// inspectSumsSeparately reads the checksum table's kind, columns and privileges
+// with one query per fact.
+func inspectSumsSeparately(ctx context.Context, q Querier, st *State) error {
+	var oid uint32
+	err := q.QueryRowContext(ctx, `
+		SELECT c.oid, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2`, st.Schema, sumsName(st.Name)).Scan(&oid, &st.SumsKind)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("looking up the checksum table: %w", err)
+	}
+	if err := q.QueryRowContext(ctx, `
+		SELECT has_table_privilege($1::oid, 'SELECT'), has_table_privilege($1::oid, 'SELECT') AND has_table_privilege($1::oid, 'INSERT')
+		       AND has_table_privilege($1::oid, 'UPDATE') AND has_table_privilege($1::oid, 'DELETE')`,
+		oid).Scan(&st.SumsReadable, &st.SumsWritable); err != nil {
+		return fmt.Errorf("checking privileges on the checksum table: %w", err)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT attname FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
+	if err != nil {
+		return fmt.Errorf("reading the columns of the checksum table: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return err
+		}
+		st.SumsColumns = append(st.SumsColumns, c)
+	}
+	return rows.Err()
 }

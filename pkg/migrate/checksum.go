@@ -1,0 +1,344 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The checksum record. goose keeps no checksum of what it applied, so an applied
+// migration edited afterwards (or removed) goes unnoticed. This step keeps the
+// sha256 of every file it applies in a table next to goose's version table
+// (<table>_sums, same schema; goose's own table is never changed, so the goose
+// CLI keeps working), one row per applied version, and refuses to run (--plan
+// included) while an applied migration's file differs from its record.
+//
+//   - A transactional migration's row is written in the transaction that writes
+//     its version row; one without a transaction gets its row in the statement
+//     that writes its version row and clears its dirty record; a rollback deletes
+//     the row with the version row. Every write is guarded by the lock.
+//   - Each row names goose's version row it belongs to (version_row_id): a
+//     version rolled back and applied again by another tool (the goose CLI)
+//     leaves a row that no longer belongs, which counts as no row.
+//   - An applied version without a row (a database migrated before checksums
+//     were kept, a version applied by the goose CLI, or settled with --resolve)
+//     gets the current file's checksum, under the lock, said in one log line.
+//   - An edited file is accepted deliberately, version by version
+//     (--accept-changed), which records its new checksum and keeps the old one
+//     (previous_sha256).
+
+// SumRow is the recorded checksum of one applied version.
+type SumRow struct {
+	Version      int64
+	VersionRowID int64  // id of goose's row for the version the checksum was recorded for
+	File         string // file name when recorded
+	SHA256       string
+	Recorded     string // applied, backfilled or accepted
+}
+
+// ChangedFile is an applied migration whose file differs from its record.
+type ChangedFile struct {
+	Version      int64
+	File         string // the file now
+	RecordedFile string // the file name recorded
+	Recorded     string // recorded sha256
+	Current      string // the file's sha256 now
+}
+
+func (c ChangedFile) describe() string {
+	name := c.File
+	if c.RecordedFile != "" && c.RecordedFile != c.File {
+		name += ", applied as " + c.RecordedFile
+	}
+	return fmt.Sprintf("migration %d (%s) was edited after it was applied: recorded sha256 %s, the file's sha256 now %s", c.Version, name, c.Recorded, c.Current)
+}
+
+// sumsName is the checksum table's name for a version table name; it fits in
+// the room validTable leaves for the dirty table's suffix.
+func sumsName(table string) string { return table + "_sums" }
+
+func (s *State) sumsTable() string { return qualify(s.Schema, sumsName(s.Name)) }
+
+// SumsExists reports whether a relation named like the checksum table exists.
+func (s *State) SumsExists() bool { return s.SumsKind != "" }
+
+// sumsColumns are the checksum table's columns, as createSumsSQL makes them.
+var sumsColumns = []string{"version", "version_row_id", "file", "sha256", "recorded", "applied_at", "duration_ms",
+	"run_id", "role", "login", "recorded_at", "previous_sha256"}
+
+// sumsProblem says why an existing relation cannot be the checksum table; "" if it can.
+func (s *State) sumsProblem() string {
+	if !s.SumsExists() {
+		return ""
+	}
+	if s.SumsKind != "r" && s.SumsKind != "p" {
+		return fmt.Sprintf("it is not a table (relkind %q)", s.SumsKind)
+	}
+	var missing []string
+	for _, c := range sumsColumns {
+		if !slices.Contains(s.SumsColumns, c) {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		return "it has no column " + strings.Join(missing, ", ")
+	}
+	return ""
+}
+
+// sumsUsable: the checksum table exists, is one, and can be read.
+func (s *State) sumsUsable() bool { return s.SumsExists() && s.sumsProblem() == "" && s.SumsReadable }
+
+// createSumsSQL creates the checksum table; run under the migration lock, on the
+// lock's session after SET ROLE, so that it belongs to --role.
+func (s *State) createSumsSQL() string {
+	return `CREATE TABLE IF NOT EXISTS ` + s.sumsTable() + ` (
+	version bigint PRIMARY KEY,
+	version_row_id bigint NOT NULL,
+	file text NOT NULL,
+	sha256 text NOT NULL,
+	recorded text NOT NULL CHECK (recorded IN ('applied', 'backfilled', 'accepted')),
+	applied_at timestamptz,
+	duration_ms bigint,
+	run_id text NOT NULL,
+	role text NOT NULL,
+	login text NOT NULL,
+	recorded_at timestamptz NOT NULL DEFAULT now(),
+	previous_sha256 text
+)`
+}
+
+// appliedSQL records version $1 applied, in one statement: goose's version row
+// (only while the lock is held, and only if none exists) and the checksum row
+// that belongs to it ($2 file, $3 sha256, $4 duration in ms, $5 run id). With
+// clearDirty the version's dirty record goes too. It changes no row when the
+// version row was not written.
+func (s *State) appliedSQL(clearDirty bool) string {
+	q := `WITH v AS (INSERT INTO ` + s.Qualified() + ` (version_id, is_applied) SELECT $1::bigint, true WHERE ` + heldSQL +
+		` AND NOT EXISTS (SELECT FROM ` + s.Qualified() + ` WHERE version_id = $1::bigint) RETURNING id, version_id)`
+	if clearDirty {
+		q += `,
+d AS (DELETE FROM ` + s.dirtyTable() + ` WHERE version IN (SELECT version_id FROM v))`
+	}
+	return q + `
+INSERT INTO ` + s.sumsTable() + ` AS t (version, version_row_id, file, sha256, recorded, applied_at, duration_ms, run_id, role, login, recorded_at)
+SELECT version_id, id, $2::text, $3::text, 'applied', clock_timestamp(), $4::bigint, $5::text, current_user, session_user, clock_timestamp() FROM v
+ON CONFLICT (version) DO UPDATE SET version_row_id = EXCLUDED.version_row_id, file = EXCLUDED.file, sha256 = EXCLUDED.sha256,
+	recorded = EXCLUDED.recorded, applied_at = EXCLUDED.applied_at, duration_ms = EXCLUDED.duration_ms, run_id = EXCLUDED.run_id,
+	role = EXCLUDED.role, login = EXCLUDED.login, recorded_at = EXCLUDED.recorded_at, previous_sha256 = NULL`
+}
+
+// rolledBackSQL removes version v's checksum row, then its version row (guarded
+// by the lock): the last statement's count is the version row's.
+func (s *State) rolledBackSQL(v int64) string {
+	return `DELETE FROM ` + s.sumsTable() + ` WHERE version = ` + fmt.Sprint(v) + `;
+` + versionWriteSQL(s, v, false)
+}
+
+// backfillSQL records the current files' checksums of versions applied without
+// one ($1 versions, $2 their version row ids, $3 files, $4 sha256s, $5 run id).
+const backfillSQL = `INSERT INTO %s (version, version_row_id, file, sha256, recorded, run_id, role, login, recorded_at)
+SELECT u.version, u.row_id, u.file, u.sha256, 'backfilled', $5::text, current_user, session_user, clock_timestamp()
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS u(version, row_id, file, sha256)
+WHERE ` + "%s" + `
+ON CONFLICT (version) DO UPDATE SET version_row_id = EXCLUDED.version_row_id, file = EXCLUDED.file, sha256 = EXCLUDED.sha256,
+	recorded = EXCLUDED.recorded, applied_at = NULL, duration_ms = NULL, run_id = EXCLUDED.run_id, role = EXCLUDED.role,
+	login = EXCLUDED.login, recorded_at = EXCLUDED.recorded_at, previous_sha256 = NULL`
+
+// acceptSQL replaces the recorded checksum of edited versions that an operator
+// accepted ($1 versions, $2 files, $3 new sha256s, $4 recorded sha256s, $5 run
+// id), keeping the one it replaces.
+const acceptSQL = `UPDATE %s AS t SET previous_sha256 = t.sha256, sha256 = u.sha256, file = u.file, recorded = 'accepted',
+	run_id = $5::text, role = current_user, login = session_user, recorded_at = clock_timestamp()
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(version, file, sha256, old)
+WHERE t.version = u.version AND t.sha256 = u.old AND ` + "%s"
+
+// checkSums compares the applied versions' files with their recorded checksums
+// and fills p.Backfill and p.Accept. It refuses (ErrChanged) when an applied
+// file was edited and not accepted, and when the run would need a checksum
+// table it cannot create, read or write.
+func checkSums(src Sources, st *State, p *Plan, req Request) error {
+	table, user := st.sumsTable(), qualify("", st.CurrentUser)
+	if prob := st.sumsProblem(); prob != "" {
+		return refuse(ErrNotGooseTable,
+			fmt.Sprintf("If it is another tool's table, rename it (ALTER TABLE %s RENAME TO %s_old;) or choose another --table: this step keeps the checksums of the applied migrations of %s in %s",
+				table, sumsName(st.Name), st.Qualified(), table),
+			"%s exists but is not the checksum table of %s: %s", table, st.Qualified(), prob)
+	}
+	grant := fmt.Sprintf("Grant it: GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s; or run with --role set to the table's owner", table, user)
+	if st.SumsExists() && !st.SumsReadable {
+		return refuse(ErrNoPrivilege, grant, "%s cannot read the checksum table %s", st.CurrentUser, table)
+	}
+	rowID := map[int64]int64{}
+	for _, r := range st.Rows { // in id order: the latest row wins
+		rowID[r.Version] = r.ID
+	}
+	var changed []ChangedFile
+	for _, v := range p.Applied {
+		s, _ := src.Get(v)
+		rec, ok := st.Sums[v]
+		if !ok || rec.VersionRowID != rowID[v] {
+			if !slices.Contains(p.Down, v) { // a version rolled back now needs no record
+				p.Backfill = append(p.Backfill, SumRow{Version: v, VersionRowID: rowID[v], File: s.File, SHA256: s.SHA256, Recorded: "backfilled"})
+			}
+			continue
+		}
+		if rec.SHA256 == s.SHA256 {
+			continue
+		}
+		c := ChangedFile{Version: v, File: s.File, RecordedFile: rec.File, Recorded: rec.SHA256, Current: s.SHA256}
+		if slices.Contains(req.AcceptChanged, v) {
+			p.Accept = append(p.Accept, c)
+		} else {
+			changed = append(changed, c)
+		}
+	}
+	for _, v := range req.AcceptChanged {
+		if !slices.Contains(p.Applied, v) {
+			return refuse(ErrUnknownVersion,
+				"Name in --accept-changed only applied versions whose file was edited (the refusal that led here lists them)",
+				"--accept-changed %d: version %d is not applied, so no checksum of it is recorded", v, v)
+		}
+	}
+	if len(changed) > 0 {
+		probs := make([]string, len(changed))
+		versions := make([]int64, len(changed))
+		for i, c := range changed {
+			probs[i], versions[i] = c.describe(), c.Version
+		}
+		return refuse(ErrChanged,
+			fmt.Sprintf("If the edit is a mistake, restore %s as applied (from the image or commit %s applied from); if it is deliberate and the database needs nothing more from it (a comment, a fix already made by hand), accept it: rerun with --accept-changed=%s, which records the new %s (a change the database needs belongs in a new migration). The record: SELECT * FROM %s;",
+				plural(len(changed), "the file", "the files"), plural(len(changed), "it was", "they were"), joinVersions(versions, ","),
+				plural(len(changed), "checksum of exactly this version", "checksums of exactly these versions"), table),
+			"%s", strings.Join(probs, "; "))
+	}
+	writes := len(p.Pending) > 0 || len(p.Down) > 0 || len(p.Backfill) > 0 || len(p.Accept) > 0
+	if !writes || (req.Mode == ModePlan && len(p.Pending) == 0) {
+		return nil
+	}
+	switch {
+	case !st.SumsExists() && !st.CanCreate:
+		return refuse(ErrNoPrivilege,
+			fmt.Sprintf("Grant it (GRANT CREATE ON SCHEMA %s TO %s;), or run with --role set to the schema's owner", qualify("", st.Schema), user),
+			"%s cannot create the checksum table %s, where this step records the sha256 of each migration it applies: no CREATE privilege on schema %s", st.CurrentUser, table, st.Schema)
+	case st.SumsExists() && !st.SumsWritable:
+		return refuse(ErrNoPrivilege, grant, "%s cannot write (INSERT, UPDATE and DELETE) the checksum table %s", st.CurrentUser, table)
+	}
+	return nil
+}
+
+// SumsToWrite reports whether the run records checksums before any migration:
+// versions applied without one, or edited files accepted.
+func (p *Plan) SumsToWrite() bool { return len(p.Backfill) > 0 || len(p.Accept) > 0 }
+
+// logSumsPlan says what --plan found about the checksums, changing nothing.
+func (m *Migrator) logSumsPlan(st *State, p *Plan) {
+	switch {
+	case !st.SumsExists() && len(p.Applied) > 0:
+		m.Log.Info("no checksums of the applied migrations are recorded yet, so none were compared: the first migrate records the current files' checksums",
+			"table", st.sumsTable(), "applied", len(p.Applied))
+	case len(p.Backfill) > 0:
+		m.Log.Info("applied migrations without a recorded checksum (applied before checksums were kept, by another tool, or settled with --resolve) were not compared: migrate records their current files' checksums",
+			"table", st.sumsTable(), "versions", joinVersions(sumVersions(p.Backfill), ","))
+	}
+	for _, c := range p.Accept {
+		m.Log.Info("migrate would accept an edited migration (--accept-changed)", "version", c.Version, "file", c.File,
+			"recorded-sha256", c.Recorded, "sha256", c.Current)
+	}
+}
+
+func sumVersions(rows []SumRow) []int64 {
+	out := make([]int64, len(rows))
+	for i, r := range rows {
+		out[i] = r.Version
+	}
+	return out
+}
+
+// settleSums creates the checksum table if it is missing, records the checksums
+// of versions applied without one and the accepted edits, in one transaction on
+// the lock's session (as --role), every write guarded by the lock. It returns
+// the number of rows recorded.
+func (m *Migrator) settleSums(ctx context.Context, pc *pgx.Conn, st *State, p *Plan, serverVersion string) (int, error) {
+	create := !st.SumsExists()
+	if !create && !p.SumsToWrite() {
+		return 0, nil
+	}
+	q := resetSQL(m.settings(), serverVersion) + ";\nBEGIN"
+	if create {
+		q += ";\n" + st.createSumsSQL()
+	}
+	fail := func(what string, err error) (int, error) {
+		m.rollback(pc)
+		return 0, m.sessionError(ctx, pc, fmt.Errorf("%s in the checksum table %s: %w", what, st.sumsTable(), err))
+	}
+	if _, err := pc.Exec(ctx, q); err != nil {
+		return fail("creating it or starting to record", err)
+	}
+	runID := m.Opts.RunID
+	if n := len(p.Backfill); n > 0 {
+		vs, ids := make([]int64, n), make([]int64, n)
+		files, sums := make([]string, n), make([]string, n)
+		for i, r := range p.Backfill {
+			vs[i], ids[i], files[i], sums[i] = r.Version, r.VersionRowID, r.File, r.SHA256
+		}
+		tag, err := pc.Exec(ctx, fmt.Sprintf(backfillSQL, st.sumsTable(), heldSQL), pgx.QueryExecModeExec, vs, ids, files, sums, runID)
+		if err == nil && tag.RowsAffected() != int64(n) {
+			err = errVersionRow
+		}
+		if err != nil {
+			return fail("recording the checksums of versions applied without one", err)
+		}
+	}
+	if n := len(p.Accept); n > 0 {
+		vs := make([]int64, n)
+		files, sums, olds := make([]string, n), make([]string, n), make([]string, n)
+		for i, c := range p.Accept {
+			vs[i], files[i], sums[i], olds[i] = c.Version, c.File, c.Current, c.Recorded
+		}
+		tag, err := pc.Exec(ctx, fmt.Sprintf(acceptSQL, st.sumsTable(), heldSQL), pgx.QueryExecModeExec, vs, files, sums, olds, runID)
+		if err == nil && tag.RowsAffected() != int64(n) {
+			err = errVersionRow
+		}
+		if err != nil {
+			return fail("recording the accepted checksums", err)
+		}
+	}
+	if _, err := pc.Exec(ctx, "COMMIT"); err != nil {
+		return fail("committing", err)
+	}
+	if create {
+		st.SumsKind, st.SumsColumns, st.SumsReadable, st.SumsWritable = "r", sumsColumns, true, true
+	}
+	if len(p.Backfill) > 0 {
+		what := "recorded the current files' checksums of applied migrations that had none (applied before checksums were kept, by another tool, or settled with --resolve)"
+		if create {
+			what = "created the checksum table and recorded the current files' checksums of the migrations applied before it"
+		}
+		m.Log.Info(what, "table", st.sumsTable(), "versions", joinVersions(sumVersions(p.Backfill), ","))
+	} else if create {
+		m.Log.Info("created the checksum table", "table", st.sumsTable())
+	}
+	for _, c := range p.Accept {
+		m.Log.Info("accepted an edited migration (--accept-changed): recorded its new checksum", "version", c.Version, "file", c.File,
+			"recorded-sha256", c.Recorded, "sha256", c.Current)
+	}
+	return len(p.Backfill) + len(p.Accept), nil
+}
+
+// defaultRunID is the host name (the pod's name), as scale-down records by default.
+func defaultRunID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "unknown"
+	}
+	return h
+}
+
+// durationMillis is d in whole milliseconds, at least 0.
+func durationMillis(d time.Duration) int64 { return max(d.Milliseconds(), 0) }
