@@ -18,8 +18,8 @@ func Spec() step.Spec {
 		Usage: "apply goose SQL migrations (or plan them, or roll back) with one migrator at a time",
 		Description: "Checks the migration directory and goose's version table before changing anything, takes the " +
 			"advisory lock " + strconv.FormatInt(LockID, 10) + " (goose's default), then applies each pending migration in its own transaction. " +
-			"Results: git-commit (with --git-url), migrations-digest (with --migrations-image), pending, pending-versions, current-version, target-version, applied, applied-versions, rolled-back, rolled-back-versions, checksums-recorded. " +
-			"The sha256 of each migration applied is recorded in <table>_sums; a run (--plan too) refuses while an applied migration's file differs from it (--accept-changed).",
+			"The sha256 of each migration applied is recorded in <table>_sums; every run, --plan too, refuses while an applied migration's file differs from it (--accept-changed) or is gone. " +
+			"Results: git-commit (with --git-url), migrations-digest (with --migrations-image), pending, pending-versions, current-version, target-version, applied, applied-versions, rolled-back, rolled-back-versions, checksums-recorded.",
 		Options: []step.Options{db, opts},
 		Run: func(ctx context.Context, env *step.Env) error {
 			cfg, err := db.Config(env.Redactor)

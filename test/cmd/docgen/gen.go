@@ -67,6 +67,7 @@ var Binaries = []binary{
 		{"applied-versions", "JSON list of the versions applied by this run"},
 		{"rolled-back", "number of migrations rolled back by this run (`--down-to`)"},
 		{"rolled-back-versions", "JSON list of the versions rolled back, highest first"},
+		{"checksums-recorded", "number of checksum rows this run wrote in `<table>_sums`: one per migration applied, plus versions applied without one (recorded once, logged) and edits accepted with `--accept-changed`; `0` with `--plan`"},
 	}},
 	{"scale-restore", workload.ScaleRestoreSpec, []result{
 		{"restored", "number of workloads whose record this run handled (restored, or kept at a newer value)"},

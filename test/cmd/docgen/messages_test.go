@@ -119,6 +119,38 @@ func quotes(t *testing.T) []quote {
 		gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240101120000, Applied: true},
 			migrate.Row{ID: 3, Version: 20240301090000, Applied: true})))
 
+	// An applied migration edited, or removed, after its checksum was recorded.
+	const (
+		createOrders = "20240101120000_create_orders.sql"
+		shaApplied   = "6f1ed002ab5595859014ebf0951522d9f1f4f1c8ba5e4d09e9b0c8fd3a5c2a11"
+		shaEdited    = "9c56cc51b374c3ba189210d5b6d4bf57790d351c96c47c02190ecf1e1dbe6a5f"
+		shaRemoved   = "3d8e577bf8f4e6e0c8bdf2a1b7e4cb1f04a7dcb4a8c1f6f5c1d7a3e2b9f0c4d6"
+	)
+	sums := func(st *migrate.State, rows ...migrate.SumRow) *migrate.State {
+		st.SumsKind, st.SumsReadable, st.SumsWritable = "r", true, true
+		st.SumsColumns = []string{"version", "version_row_id", "file", "sha256", "recorded", "applied_at", "duration_ms",
+			"run_id", "role", "login", "recorded_at", "previous_sha256"}
+		st.Sums = map[int64]migrate.SumRow{}
+		for _, r := range rows {
+			st.Sums[r.Version] = r
+		}
+		return st
+	}
+	applied := gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240101120000, Applied: true},
+		migrate.Row{ID: 3, Version: 20240301090000, Applied: true})
+	sums(applied, migrate.SumRow{Version: 20240101120000, VersionRowID: 2, File: createOrders, SHA256: shaApplied, Recorded: "applied"},
+		migrate.SumRow{Version: 20240301090000, VersionRowID: 3, File: "20240301090000_orders_total.sql", SHA256: shaRemoved, Recorded: "applied"})
+	editedSrc := migrate.Sources{{Version: 20240101120000, File: createOrders, HasDown: true, SHA256: shaEdited},
+		{Version: 20240301090000, File: "20240301090000_orders_total.sql", HasDown: true, SHA256: shaRemoved}}
+	for _, mode := range []migrate.Mode{migrate.ModeUp, migrate.ModePlan} {
+		_, err := migrate.Analyze(editedSrc, applied, migrate.Request{Mode: mode, AllowEmptyDatabase: true, Dir: "/migrations"})
+		if !errors.Is(err, migrate.ErrChanged) || failure.Code(err) != failure.CodePermanent {
+			t.Fatalf("%v: an edited migration gave %v (exit %d), the guide says exit 1", mode, err, failure.Code(err))
+		}
+		add(err.Error())
+	}
+	add(analyze(t, editedSrc[:1], applied))
+
 	// Lock busy.
 	busy := &migrate.LockBusyError{Waited: 5 * time.Minute, Holder: &migrate.Session{
 		PID: 81234, User: "shop_owner", ApplicationName: "chartreuse", State: "active", XactAge: 42 * time.Second}}
