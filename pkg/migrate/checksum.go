@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
 
 // The checksum record. goose keeps no checksum of what it applied, so an applied
@@ -260,25 +263,23 @@ func sumVersions(rows []SumRow) []int64 {
 	return out
 }
 
-// settleSums creates the checksum table if it is missing, records the checksums
-// of versions applied without one and the accepted edits, in one transaction on
-// the lock's session (as --role), every write guarded by the lock. It returns
-// the number of rows recorded.
-func (m *Migrator) settleSums(ctx context.Context, pc *pgx.Conn, st *State, p *Plan, serverVersion string) (int, error) {
-	create := !st.SumsExists()
-	if !create && !p.SumsToWrite() {
-		return 0, nil
-	}
-	q := resetSQL(m.settings(), serverVersion) + ";\nBEGIN"
-	if create {
-		q += ";\n" + st.createSumsSQL()
-	}
-	fail := func(what string, err error) (int, error) {
-		m.rollback(pc)
-		return 0, m.sessionError(ctx, pc, fmt.Errorf("%s in the checksum table %s: %w", what, st.sumsTable(), err))
-	}
-	if _, err := pc.Exec(ctx, q); err != nil {
-		return fail("creating it or starting to record", err)
+// needsSettle reports whether the run must create the checksum table or record
+// checksums (settleSums) before its first migration's checksum row.
+func needsSettle(st *State, p *Plan) bool { return !st.SumsExists() || p.SumsToWrite() }
+
+// settleSums creates the checksum table if it is missing, and records the
+// checksums of versions applied without one and the accepted edits, in the
+// transaction open on the lock's session (reset to --role), every write
+// guarded by the lock. It logs nothing: settled says what was done once the
+// transaction has committed. The first transactional migration of a run
+// carries it in its own transaction, so a run whose migration fails changes
+// nothing; otherwise it has a transaction of its own (settleSumsAlone).
+func (m *Migrator) settleSums(ctx context.Context, pc *pgx.Conn, st *State, p *Plan) error {
+	table := st.sumsTable()
+	if !st.SumsExists() {
+		if _, err := pc.Exec(ctx, st.createSumsSQL()); err != nil {
+			return fmt.Errorf("creating the checksum table %s: %w", table, err)
+		}
 	}
 	runID := m.Opts.RunID
 	if n := len(p.Backfill); n > 0 {
@@ -287,12 +288,12 @@ func (m *Migrator) settleSums(ctx context.Context, pc *pgx.Conn, st *State, p *P
 		for i, r := range p.Backfill {
 			vs[i], ids[i], files[i], sums[i] = r.Version, r.VersionRowID, r.File, r.SHA256
 		}
-		tag, err := pc.Exec(ctx, fmt.Sprintf(backfillSQL, st.sumsTable(), heldSQL), pgx.QueryExecModeExec, vs, ids, files, sums, runID)
+		tag, err := pc.Exec(ctx, fmt.Sprintf(backfillSQL, table, heldSQL), pgx.QueryExecModeExec, vs, ids, files, sums, runID)
 		if err == nil && tag.RowsAffected() != int64(n) {
 			err = errVersionRow
 		}
 		if err != nil {
-			return fail("recording the checksums of versions applied without one", err)
+			return fmt.Errorf("recording in %s the checksums of versions applied without one: %w", table, err)
 		}
 	}
 	if n := len(p.Accept); n > 0 {
@@ -301,17 +302,42 @@ func (m *Migrator) settleSums(ctx context.Context, pc *pgx.Conn, st *State, p *P
 		for i, c := range p.Accept {
 			vs[i], files[i], sums[i], olds[i] = c.Version, c.File, c.Current, c.Recorded
 		}
-		tag, err := pc.Exec(ctx, fmt.Sprintf(acceptSQL, st.sumsTable(), heldSQL), pgx.QueryExecModeExec, vs, files, sums, olds, runID)
+		tag, err := pc.Exec(ctx, fmt.Sprintf(acceptSQL, table, heldSQL), pgx.QueryExecModeExec, vs, files, sums, olds, runID)
 		if err == nil && tag.RowsAffected() != int64(n) {
 			err = errVersionRow
 		}
 		if err != nil {
-			return fail("recording the accepted checksums", err)
+			return fmt.Errorf("recording in %s the checksums --accept-changed accepts: %w", table, err)
 		}
 	}
-	if _, err := pc.Exec(ctx, "COMMIT"); err != nil {
-		return fail("committing", err)
+	return nil
+}
+
+// settleSumsAlone is settleSums in a transaction of its own: for a run with no
+// migration to run, or whose first one runs without a transaction.
+func (m *Migrator) settleSumsAlone(ctx context.Context, pc *pgx.Conn, st *State, p *Plan, serverVersion string) error {
+	if _, err := pc.Exec(ctx, resetSQL(m.settings(), serverVersion)+";\nBEGIN"); err != nil {
+		m.rollback(pc)
+		return m.sessionError(ctx, pc, err)
 	}
+	err := m.settleSums(ctx, pc, st, p)
+	if err == nil {
+		_, err = pc.Exec(ctx, "COMMIT")
+	}
+	if err != nil {
+		m.rollback(pc)
+		if errors.Is(err, errVersionRow) && !pc.PgConn().IsClosed() && ctx.Err() == nil {
+			return failure.AsTransient(fmt.Errorf("%w: the migration lock was released during the run (pg_advisory_unlock?); rerun", err))
+		}
+		return m.sessionError(ctx, pc, err)
+	}
+	return nil
+}
+
+// settled logs what settleSums did once it committed, updates st, and returns
+// the number of rows recorded.
+func (m *Migrator) settled(st *State, p *Plan) int {
+	create := !st.SumsExists()
 	if create {
 		st.SumsKind, st.SumsColumns, st.SumsReadable, st.SumsWritable = "r", sumsColumns, true, true
 	}
@@ -328,7 +354,7 @@ func (m *Migrator) settleSums(ctx context.Context, pc *pgx.Conn, st *State, p *P
 		m.Log.Info("accepted an edited migration (--accept-changed): recorded its new checksum", "version", c.Version, "file", c.File,
 			"recorded-sha256", c.Recorded, "sha256", c.Current)
 	}
-	return len(p.Backfill) + len(p.Accept), nil
+	return len(p.Backfill) + len(p.Accept)
 }
 
 // defaultRunID is the host name (the pod's name), as scale-down records by default.

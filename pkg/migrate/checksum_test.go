@@ -403,3 +403,24 @@ func TestAnalyzeChecksums(t *testing.T) {
 		t.Fatalf("backfill without write privilege: %v", err)
 	}
 }
+
+// TestFailedMigrationRecordsNothing: on a database without checksums, the table and
+// the applied versions' rows go in the first migration's transaction, so a run whose
+// migration fails leaves the database as it was.
+func TestFailedMigrationRecordsNothing(t *testing.T) {
+	d := newDB(t)
+	gooseUp(t, d, writeDir(t, threeTables), 2)
+	bad := subset(threeTables, "00001_a.sql", "00002_b.sql")
+	bad["00003_c.sql"] = mig("CREATE TABLEX c (id int);", "DROP TABLE c;")
+	before := d.snapshot()
+	if o := runStep(t, d.url(), writeDir(t, bad)); o.code != 1 || !strings.Contains(o.lastLine(), "it was rolled back") {
+		t.Fatalf("exit %d: %s", o.code, o.lastLine())
+	}
+	if got := d.snapshot(); got != before {
+		t.Fatalf("the failed run changed the database:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
+	o := mustRun(t, d.url(), writeDir(t, threeTables))
+	if o.result("checksums-recorded") != "3" || !strings.Contains(o.stderr, "created the checksum table and recorded") {
+		t.Fatalf("after fixing the file: %v\n%s", o.summary.Results, o.stderr)
+	}
+}

@@ -53,15 +53,20 @@ INSERT INTO `+st.Qualified()+" (version_id, is_applied) VALUES (0, true);\nCOMMI
 		st.Exists = true
 		m.Log.Info("created the version table", "table", st.Qualified())
 	}
-	n, err := m.settleSums(ctx, pc, st, plan, serverVersion)
-	rep.ChecksumsRecorded += n
-	if err != nil {
-		return err
-	}
 	up := plan.Mode != ModeDown
 	versions := plan.Pending
 	if !up {
 		versions = plan.Down
+	}
+	// The checksum table and the rows recorded before any migration go in the
+	// first migration's transaction when it has one, else in their own.
+	settle := needsSettle(st, plan)
+	if settle && len(versions) == 0 {
+		if err := m.settleSumsAlone(ctx, pc, st, plan, serverVersion); err != nil {
+			return err
+		}
+		rep.ChecksumsRecorded += m.settled(st, plan)
+		settle = false
 	}
 	applied := slices.Clone(plan.Applied)
 	w := m.startWatcher(ctx, pc.PgConn().PID())
@@ -78,14 +83,29 @@ INSERT INTO `+st.Qualified()+" (version_id, is_applied) VALUES (0, true);\nCOMMI
 		s.NoTx = !parsed.UseTx
 		w.Begin("version", v, "file", s.File)
 		t0 := time.Now()
+		if settle && !parsed.UseTx {
+			if err := m.settleSumsAlone(ctx, pc, st, plan, serverVersion); err != nil {
+				return err
+			}
+			rep.ChecksumsRecorded += m.settled(st, plan)
+			settle = false
+		}
+		var settleIn *Plan
+		if settle {
+			settleIn = plan
+		}
 		if parsed.UseTx {
-			err = m.runTx(ctx, pc, st, s, up, parsed, serverVersion, t0)
+			err = m.runTx(ctx, pc, st, s, up, parsed, serverVersion, t0, settleIn)
 		} else {
 			err = m.runNoTx(ctx, pc, st, s, up, parsed, serverVersion, t0)
 		}
 		wait := w.End()
 		if err != nil {
 			return m.failed(ctx, pc, s, up, err, wait)
+		}
+		if settle {
+			rep.ChecksumsRecorded += m.settled(st, plan)
+			settle = false
 		}
 		step := Step{Version: v, File: s.File, Duration: time.Since(t0)}
 		if up {
@@ -157,11 +177,18 @@ func (m *Migrator) writeVersion(ctx context.Context, pc *pgx.Conn, st *State, s 
 }
 
 // runTx runs a transactional migration: the session reset and BEGIN in one round
-// trip, each statement, the guarded version row with its checksum, COMMIT.
-func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, p *Parsed, serverVersion string, t0 time.Time) error {
+// trip, the checksum table's settling when settle is not nil (settleSums), each
+// statement, the guarded version row with its checksum, COMMIT.
+func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, p *Parsed, serverVersion string, t0 time.Time, settle *Plan) error {
 	if _, err := pc.Exec(ctx, resetSQL(m.settings(), serverVersion)+";\nBEGIN"); err != nil {
 		m.rollback(pc)
 		return &stepError{stmt: -1, err: err}
+	}
+	if settle != nil {
+		if err := m.settleSums(ctx, pc, st, settle); err != nil {
+			m.rollback(pc)
+			return &stepError{stmt: -1, err: err}
+		}
 	}
 	for i, stmt := range p.Statements {
 		if _, err := pc.Exec(ctx, stmt); err != nil {
