@@ -424,3 +424,30 @@ func TestFailedMigrationRecordsNothing(t *testing.T) {
 		t.Fatalf("after fixing the file: %v\n%s", o.summary.Results, o.stderr)
 	}
 }
+
+func TestChecksumFlagUsage(t *testing.T) {
+	dir := writeDir(t, threeTables)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--accept-changed=2,x"}, `"x" is not a migration version`},
+		{[]string{"--accept-changed=0"}, `"0" is not a migration version`},
+		{[]string{"--resolve", "2", "--as", "applied", "--accept-changed=2"}, "--accept-changed cannot be combined with --resolve"},
+		{[]string{"--run-id", "two\nlines"}, "--run-id must be one line"},
+		{[]string{"--run-id", strings.Repeat("r", 254)}, "--run-id must be one line"},
+	} {
+		// An unreachable URL: validation must fail before any connection attempt.
+		o := runStep(t, "postgres://u:p@127.0.0.1:1/db?sslmode=disable&connect_timeout=1", dir, tt.args...)
+		if o.code != 2 || !strings.Contains(o.stderr, tt.want) {
+			t.Errorf("migrate %q: exit %d, want 2 and %q: %s", tt.args, o.code, tt.want, o.stderr)
+		}
+	}
+	var vs Versions
+	if err := vs.Set(" 3, 1,3 ,"); err != nil || vs.String() != "3,1" {
+		t.Fatalf("Set: %v, %v", vs, err)
+	}
+	if err := vs.Set(""); err != nil || vs != nil {
+		t.Fatalf("empty: %v, %v", vs, err)
+	}
+}
