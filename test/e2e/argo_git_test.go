@@ -199,7 +199,9 @@ func (s *argoSuite) testWrongImage(t *testing.T) {
 	c := s.newCase(t, "wrong-image")
 	const image = "chartreuse.local/no-such-image:0.0.0"
 	start := time.Now()
-	wf := c.run(t, "", map[string]string{"image": image, "image-pull-timeout": "30s"})
+	// 60s: on a node loaded by the other tests, the kubelet may not have tried the
+	// pull (the Warning naming the image) within 30s of admitting the pod.
+	wf := c.run(t, "", map[string]string{"image": image, "image-pull-timeout": "60s"})
 	took := time.Since(start)
 	wantPhase(t, wf, wfv1.WorkflowFailed)
 	wantNodes(t, wf, map[string]wfv1.NodePhase{"pull-image": wfv1.NodeFailed})

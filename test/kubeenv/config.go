@@ -149,7 +149,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 imageMinimumGCAge: 24h
 serializeImagePulls: false
-maxPods: 110
+maxPods: 200
 nodeStatusUpdateFrequency: 5s
 nodeStatusReportFrequency: 10s
 syncFrequency: 10s
