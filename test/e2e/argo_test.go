@@ -49,6 +49,12 @@ var (
 			"00002_orders.sql":    LoggedMigration("2", "orders"),
 			"00003_invoices.sql":  BrokenMigration("invoices"),
 		},
+		// the shop set whose applied 2 was edited afterwards (a comment added).
+		"edited-second": {
+			"00001_customers.sql": LoggedMigration("1", "customers"),
+			"00002_orders.sql":    "-- orders of the shop\n" + LoggedMigration("2", "orders"),
+			"00003_invoices.sql":  LoggedMigration("3", "invoices"),
+		},
 		// fails-second with 3 repaired.
 		"fixed": {
 			"00001_customers.sql": LoggedMigration("1", "customers"),
@@ -119,6 +125,7 @@ func TestArgo(t *testing.T) {
 		{"wrong-image-fails-fast", s.testWrongImage},
 		{"migrations-image", s.testMigrationsImage},
 		{"git-rollback-reads-the-planned-commit", s.testGitRollback},
+		{"edited-migration-refused-then-accepted", s.testEditedMigration},
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
 	}

@@ -313,13 +313,14 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 func TestArgoMainDAGConditions(t *testing.T) {
 	wft := argoTemplate(t)
 	main := templateByName(t, wft, "main")
-	type combo struct{ patroni, stop, pending string }
+	type combo struct{ patroni, stop, pending, accept string }
 	for _, c := range []combo{
-		{"false", "true", "true"}, {"true", "true", "true"}, {"false", "false", "true"},
-		{"false", "true", "false"}, {"true", "false", "false"},
+		{"false", "true", "true", ""}, {"true", "true", "true", ""}, {"false", "false", "true", ""},
+		{"false", "true", "false", ""}, {"true", "false", "false", ""},
+		{"false", "true", "false", "2"}, {"false", "true", "true", "2,3"},
 	} {
-		t.Run(fmt.Sprintf("patroni=%s,stop=%s,pending=%s", c.patroni, c.stop, c.pending), func(t *testing.T) {
-			r := run{entrypoint: "main", status: "Running", params: map[string]string{"patroni": c.patroni, "stop-workloads": c.stop}}
+		t.Run(fmt.Sprintf("patroni=%s,stop=%s,pending=%s,accept-changed=%s", c.patroni, c.stop, c.pending, c.accept), func(t *testing.T) {
+			r := run{entrypoint: "main", status: "Running", params: map[string]string{"patroni": c.patroni, "stop-workloads": c.stop, "accept-changed": c.accept}}
 			vars := r.globals(t, wft)
 			vars["tasks.plan.outputs.parameters.pending"] = c.pending
 			vars["tasks.plan.outputs.parameters.current-version"] = "41"
@@ -341,7 +342,7 @@ func TestArgoMainDAGConditions(t *testing.T) {
 			if c.pending == "true" && c.stop == "true" {
 				want = append(want, "scale-down")
 			}
-			if c.pending == "true" {
+			if c.pending == "true" || c.accept != "" { // with nothing pending, only to record the accepted edits
 				want = append(want, "migrate")
 			}
 			if c.stop == "true" { // only reached after migrate.Succeeded

@@ -224,6 +224,8 @@ func TestTektonPipelineDAG(t *testing.T) {
 		"scale-down":   {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, true},
 		// migrate is retried after any failure (pod-level ones are why): safe, see pipeline.yaml
 		"migrate": {[]string{"scale-down"}, []string{"$(tasks.plan.results.pending) in [true]"}, true},
+		// nothing pending: migrate only records the edits accept-changed names, nothing stopped
+		"record-accepted": {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [false]", "$(params.accept-changed) notin []"}, true},
 		// scale-restore is not: a rerun would not know whether the workloads are ready
 		"scale-restore": {[]string{"migrate"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, false},
 	}
