@@ -339,6 +339,9 @@ func TestChecksumTableRefusals(t *testing.T) {
 		!strings.Contains(o.lastLine(), "GRANT SELECT, INSERT, UPDATE, DELETE ON public.goose_db_version_sums TO "+writer) {
 		t.Fatalf("exit %d: %s", o.code, o.lastLine())
 	}
+	if got := d.snapshot(); got != before {
+		t.Fatalf("refusal changed the database:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
 	d.exec("DROP TABLE goose_db_version_sums")
 	o = runStep(t, d.url(), dir, "--role", writer)
 	if o.code != 1 || !strings.Contains(o.lastLine(), "cannot create the checksum table public.goose_db_version_sums") {
