@@ -52,10 +52,41 @@ func (s *argoSuite) testEditedMigration(t *testing.T) {
 	notRun(t, wf, "scale-down", "migrate")
 }
 
+// An applied migration edited afterwards fails the PipelineRun at plan before
+// anything is stopped; with accept-changed=2 the task record-accepted records the
+// edit (nothing pending, nothing stopped), and the next run needs nothing more.
+func (s *tektonSuite) testEditedMigration(t *testing.T) {
+	c := s.newCase(t, nil)
+	first, _ := c.run(t, c.pipelineRun(t, "", nil))
+	wantSucceeded(t, first, true)
+	c.wantVersions(t, 1, 2, 3)
+
+	pr, trs := c.run(t, c.pipelineRun(t, "edited-second", nil))
+	wantSucceeded(t, pr, false)
+	wantTasks(t, pr, trs, []string{"wait-for-db"}, []string{"plan"}, nil)
+	c.wantRestored(t)
+
+	pr, trs = c.run(t, c.pipelineRun(t, "edited-second", map[string]string{"accept-changed": "2"}))
+	wantSucceeded(t, pr, true)
+	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "record-accepted"}, nil,
+		append([]string{"wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
+	c.wantRestored(t)
+	rows := checksums(t, c.db)
+	for v, want := range map[int64][2]string{1: {"applied", first.Name}, 2: {"accepted", pr.Name}, 3: {"applied", first.Name}} {
+		if rows[v] != want {
+			t.Errorf("checksum row of %d: (recorded, run id) = %v, want %v", v, rows[v], want)
+		}
+	}
+	pr, _ = c.run(t, c.pipelineRun(t, "edited-second", nil))
+	wantSucceeded(t, pr, true)
+}
+
 // checksums reads the checksum rows: version -> (recorded, run id).
-func (c *argoCase) checksums(t *testing.T) map[int64][2]string {
+func (c *argoCase) checksums(t *testing.T) map[int64][2]string { return checksums(t, c.db) }
+
+func checksums(t *testing.T, d Database) map[int64][2]string {
 	t.Helper()
-	db, err := c.db.open()
+	db, err := d.open()
 	if err != nil {
 		t.Fatal(err)
 	}

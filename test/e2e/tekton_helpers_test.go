@@ -49,6 +49,12 @@ var (
 			"00002_prices.sql": LoggedMigration("2", "prices"),
 			"00003_orders.sql": BrokenMigration("orders"),
 		},
+		// tektonShop whose applied 2 was edited afterwards (a comment added).
+		"edited-second": {
+			"00001_items.sql":  LoggedMigration("1", "items"),
+			"00002_prices.sql": "-- prices of the shop\n" + LoggedMigration("2", "prices"),
+			"00003_orders.sql": LoggedMigration("3", "orders"),
+		},
 		// broken with 3 repaired.
 		"fixed": {
 			"00001_items.sql":  LoggedMigration("1", "items"),

@@ -56,6 +56,7 @@ func TestTekton(t *testing.T) {
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"not-ready-fails-the-run", s.testNotReady},
+		{"edited-migration-refused-then-accepted", s.testEditedMigration},
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
 	}
