@@ -2,11 +2,15 @@ package migrate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
+	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -70,9 +74,15 @@ func (s *State) sumsTable() string { return qualify(s.Schema, sumsName(s.Name)) 
 // SumsExists reports whether a relation named like the checksum table exists.
 func (s *State) SumsExists() bool { return s.SumsKind != "" }
 
-// sumsColumns are the checksum table's columns, as createSumsSQL makes them.
-var sumsColumns = []string{"version", "version_row_id", "file", "sha256", "recorded", "applied_at", "duration_ms",
-	"run_id", "role", "login", "recorded_at", "previous_sha256"}
+// sumsColumns are the checksum table's columns, as createSumsSQL makes them,
+// and sumsTypes their types.
+var (
+	sumsColumns = []string{"version", "version_row_id", "file", "sha256", "recorded", "applied_at", "duration_ms",
+		"run_id", "role", "login", "recorded_at", "previous_sha256"}
+	sumsTypes = map[string]string{"version": "bigint", "version_row_id": "bigint", "file": "text", "sha256": "text",
+		"recorded": "text", "applied_at": "timestamp with time zone", "duration_ms": "bigint", "run_id": "text",
+		"role": "text", "login": "text", "recorded_at": "timestamp with time zone", "previous_sha256": "text"}
+)
 
 // sumsProblem says why an existing relation cannot be the checksum table; "" if it can.
 func (s *State) sumsProblem() string {
@@ -91,7 +101,22 @@ func (s *State) sumsProblem() string {
 	if len(missing) > 0 {
 		return "it has no column " + strings.Join(missing, ", ")
 	}
-	return ""
+	// What the writes need, checked before anything runs: a write that failed
+	// on it after a migration without a transaction would leave that migration
+	// recorded as stopped partway.
+	var probs []string
+	for _, c := range sumsColumns {
+		if got := s.SumsTypes[c]; got != sumsTypes[c] {
+			probs = append(probs, fmt.Sprintf("column %s is %s, not %s", c, got, sumsTypes[c]))
+		}
+	}
+	if !s.SumsUnique {
+		probs = append(probs, "no primary key or unique index on version alone")
+	}
+	if len(s.SumsRequired) > 0 {
+		probs = append(probs, "column "+strings.Join(s.SumsRequired, ", ")+" must be filled (NOT NULL without a default)")
+	}
+	return strings.Join(probs, "; ")
 }
 
 // sumsUsable: the checksum table exists, is one, and can be read.
@@ -235,6 +260,23 @@ func checkSums(src Sources, st *State, p *Plan, req Request) error {
 	return nil
 }
 
+// fileAsScanned reads migration s's file whole, to run exactly these bytes: the
+// checksum the run records is the one ScanDir computed when the run started, so
+// a file changed since (a ConfigMap volume updated, a directory being written
+// to during a long run) is not run, and the run stops before it (transient: a
+// rerun reads the directory again and compares the new file with the record).
+func fileAsScanned(fsys fs.FS, s Source) (fs.FS, error) {
+	content, err := fs.ReadFile(fsys, s.File)
+	if err != nil {
+		return nil, failure.AsTransient(fmt.Errorf("reading migration %d (%s) to run it: %w; nothing of it ran, rerun", s.Version, s.File, err))
+	}
+	if h := sha256.Sum256(content); hex.EncodeToString(h[:]) != s.SHA256 {
+		return nil, failure.AsTransient(fmt.Errorf("migration %d (%s) changed while this run was going on (sha256 %s when the run read the directory, %s now): nothing of it ran; rerun to read the directory again, and keep the migration directory unchanged during a run",
+			s.Version, s.File, s.SHA256, hex.EncodeToString(h[:])))
+	}
+	return fstest.MapFS{s.File: {Data: content}}, nil
+}
+
 // SumsToWrite reports whether the run records checksums before any migration:
 // versions applied without one, or edited files accepted.
 func (p *Plan) SumsToWrite() bool { return len(p.Backfill) > 0 || len(p.Accept) > 0 }
@@ -339,7 +381,7 @@ func (m *Migrator) settleSumsAlone(ctx context.Context, pc *pgx.Conn, st *State,
 func (m *Migrator) settled(st *State, p *Plan) int {
 	create := !st.SumsExists()
 	if create {
-		st.SumsKind, st.SumsColumns, st.SumsReadable, st.SumsWritable = "r", sumsColumns, true, true
+		st.SumsKind, st.SumsColumns, st.SumsTypes, st.SumsUnique, st.SumsReadable, st.SumsWritable = "r", sumsColumns, sumsTypes, true, true, true
 	}
 	if len(p.Backfill) > 0 {
 		what := "recorded the current files' checksums of applied migrations that had none (applied before checksums were kept, by another tool, or settled with --resolve)"

@@ -377,7 +377,7 @@ func TestScanDirChecksum(t *testing.T) {
 func TestAnalyzeChecksums(t *testing.T) {
 	src := Sources{{Version: 1, File: "1_a.sql", HasDown: true, SHA256: "aa"}, {Version: 2, File: "2_b.sql", HasDown: true, SHA256: "bb"}}
 	st := gooseState(applied(1, 2)...)
-	st.SumsKind, st.SumsColumns, st.SumsReadable, st.SumsWritable = "r", sumsColumns, true, true
+	st.SumsKind, st.SumsColumns, st.SumsTypes, st.SumsUnique, st.SumsReadable, st.SumsWritable = "r", sumsColumns, sumsTypes, true, true, true
 	st.Sums = map[int64]SumRow{1: {Version: 1, VersionRowID: 2, File: "1_a.sql", SHA256: "aa"}, 2: {Version: 2, VersionRowID: 3, File: "2_old.sql", SHA256: "b0"}}
 	up := Request{Mode: ModeUp, Dir: "/m"}
 	_, err := Analyze(src, st, up)

@@ -76,7 +76,11 @@ INSERT INTO `+st.Qualified()+" (version_id, is_applied) VALUES (0, true);\nCOMMI
 			return fmt.Errorf("interrupted before migration %d: %w", v, err)
 		}
 		s, _ := src.Get(v)
-		parsed, err := parseMigration(ctx, m.FS, s.File, v, up)
+		fsys, err := fileAsScanned(m.FS, s)
+		if err != nil {
+			return err
+		}
+		parsed, err := parseMigration(ctx, fsys, s.File, v, up)
 		if err != nil {
 			return failure.Permanentf("migration %d (%s) cannot be parsed: %w", v, s.File, err)
 		}

@@ -52,10 +52,16 @@ type State struct {
 	// were read, so they may belong to a migration still running (readDirtySettled).
 	LockHeldElsewhere bool
 	// The checksum table <table>_sums (checksum.go).
-	SumsKind     string   // its pg_class.relkind; "" when absent
-	SumsColumns  []string // its columns, when it exists
-	SumsReadable bool     // SELECT
-	SumsWritable bool     // SELECT, INSERT, UPDATE and DELETE
+	SumsKind    string   // its pg_class.relkind; "" when absent
+	SumsColumns []string // its columns, when it exists
+	// SumsTypes are its columns' types (format_type) by name; SumsRequired its
+	// other columns an INSERT must fill (NOT NULL, no default); SumsUnique: a
+	// unique index on version alone, which every write's ON CONFLICT needs.
+	SumsTypes    map[string]string
+	SumsRequired []string
+	SumsUnique   bool
+	SumsReadable bool // SELECT
+	SumsWritable bool // SELECT, INSERT, UPDATE and DELETE
 	// Sums are the recorded checksums of the versions in Rows, by version; read
 	// with the rows when the checksum table exists, has its columns and is readable.
 	Sums          map[int64]SumRow
@@ -139,7 +145,12 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
        coalesce(has_table_privilege(dt.oid, 'SELECT') AND has_table_privilege(dt.oid, 'INSERT')
                 AND has_table_privilege(dt.oid, 'UPDATE') AND has_table_privilege(dt.oid, 'DELETE'), false),
        sm.relkind::text,
-       (SELECT json_agg(attname ORDER BY attnum)::text FROM pg_attribute WHERE attrelid = sm.oid AND attnum > 0 AND NOT attisdropped),
+       (SELECT json_agg(json_build_array(attname, format_type(atttypid, atttypmod),
+                attnotnull AND NOT atthasdef AND attidentity = '' AND attgenerated = '') ORDER BY attnum)::text
+        FROM pg_attribute WHERE attrelid = sm.oid AND attnum > 0 AND NOT attisdropped),
+       EXISTS (SELECT FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+               WHERE i.indrelid = sm.oid AND i.indisunique AND i.indisvalid AND i.indimmediate AND i.indnatts = 1
+                 AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = 'version'),
        coalesce(has_table_privilege(sm.oid, 'SELECT'), false),
        coalesce(has_table_privilege(sm.oid, 'SELECT') AND has_table_privilege(sm.oid, 'INSERT')
                 AND has_table_privilege(sm.oid, 'UPDATE') AND has_table_privilege(sm.oid, 'DELETE'), false)
@@ -163,21 +174,33 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	}
 	var (
 		schema, kind, columns, noSeq sql.NullString
-		sumsKind, sumsColumns        sql.NullString
+		sumsKind, sumsCols           sql.NullString
 		canRead, canWrite            bool
 	)
 	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name), sumsName(st.Name)).Scan(
 		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
 		&kind, &canRead, &canWrite, &columns, &noSeq, &st.DirtyExists, &st.DirtyWritable,
-		&sumsKind, &sumsColumns, &st.SumsReadable, &st.SumsWritable)
+		&sumsKind, &sumsCols, &st.SumsUnique, &st.SumsReadable, &st.SumsWritable)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
 	}
 	st.Schema = schema.String
 	st.SumsKind = sumsKind.String
-	if sumsColumns.Valid {
-		if err := json.Unmarshal([]byte(sumsColumns.String), &st.SumsColumns); err != nil {
+	if sumsCols.Valid {
+		var cols [][3]any
+		if err := json.Unmarshal([]byte(sumsCols.String), &cols); err != nil {
 			return nil, fmt.Errorf("reading the columns of %s: %w", st.sumsTable(), err)
+		}
+		st.SumsTypes = map[string]string{}
+		for _, c := range cols {
+			name, _ := c[0].(string)
+			typ, _ := c[1].(string)
+			required, _ := c[2].(bool)
+			st.SumsColumns = append(st.SumsColumns, name)
+			st.SumsTypes[name] = typ
+			if required && !slices.Contains(sumsColumns, name) {
+				st.SumsRequired = append(st.SumsRequired, name)
+			}
 		}
 	}
 	if !st.SchemaExists || !kind.Valid {

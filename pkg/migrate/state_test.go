@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -250,17 +251,33 @@ func inspectSumsSeparately(ctx context.Context, q Querier, st *State) error {
 		oid).Scan(&st.SumsReadable, &st.SumsWritable); err != nil {
 		return fmt.Errorf("checking privileges on the checksum table: %w", err)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT attname FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
+	if err := q.QueryRowContext(ctx, `
+		SELECT EXISTS (SELECT FROM pg_index WHERE indrelid = $1::oid AND indisunique AND indisvalid AND indimmediate AND indnatts = 1
+		       AND indpred IS NULL AND indexprs IS NULL
+		       AND indkey[0] = (SELECT attnum FROM pg_attribute WHERE attrelid = $1::oid AND attname = 'version' AND NOT attisdropped))`,
+		oid).Scan(&st.SumsUnique); err != nil {
+		return fmt.Errorf("looking for the checksum table's unique index: %w", err)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT attname, format_type(atttypid, atttypmod), attnotnull AND NOT atthasdef AND attidentity = '' AND attgenerated = ''
+		FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
 	if err != nil {
 		return fmt.Errorf("reading the columns of the checksum table: %w", err)
 	}
 	defer rows.Close()
+	st.SumsTypes = map[string]string{}
 	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
+		var (
+			c, typ   string
+			required bool
+		)
+		if err := rows.Scan(&c, &typ, &required); err != nil {
 			return err
 		}
 		st.SumsColumns = append(st.SumsColumns, c)
+		st.SumsTypes[c] = typ
+		if required && !slices.Contains(sumsColumns, c) {
+			st.SumsRequired = append(st.SumsRequired, c)
+		}
 	}
 	return rows.Err()
 }
