@@ -2,15 +2,11 @@ package migrate
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"slices"
 	"strings"
-	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -258,23 +254,6 @@ func checkSums(src Sources, st *State, p *Plan, req Request) error {
 		return refuse(ErrNoPrivilege, grant, "%s cannot write (INSERT, UPDATE and DELETE) the checksum table %s", st.CurrentUser, table)
 	}
 	return nil
-}
-
-// fileAsScanned reads migration s's file whole, to run exactly these bytes: the
-// checksum the run records is the one ScanDir computed when the run started, so
-// a file changed since (a ConfigMap volume updated, a directory being written
-// to during a long run) is not run, and the run stops before it (transient: a
-// rerun reads the directory again and compares the new file with the record).
-func fileAsScanned(fsys fs.FS, s Source) (fs.FS, error) {
-	content, err := fs.ReadFile(fsys, s.File)
-	if err != nil {
-		return nil, failure.AsTransient(fmt.Errorf("reading migration %d (%s) to run it: %w; nothing of it ran, rerun", s.Version, s.File, err))
-	}
-	if h := sha256.Sum256(content); hex.EncodeToString(h[:]) != s.SHA256 {
-		return nil, failure.AsTransient(fmt.Errorf("migration %d (%s) changed while this run was going on (sha256 %s when the run read the directory, %s now): nothing of it ran; rerun to read the directory again, and keep the migration directory unchanged during a run",
-			s.Version, s.File, s.SHA256, hex.EncodeToString(h[:])))
-	}
-	return fstest.MapFS{s.File: {Data: content}}, nil
 }
 
 // SumsToWrite reports whether the run records checksums before any migration:

@@ -2,14 +2,18 @@ package migrate
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -19,6 +23,7 @@ import (
 type Parsed struct {
 	Statements []string // in order, exactly as goose would send them (ENVSUB expanded)
 	UseTx      bool     // goose would run them in one transaction
+	SHA256     string   // of the file's bytes the statements were parsed from
 }
 
 // parseMigration returns the statements goose would run for file in one direction.
@@ -32,7 +37,8 @@ func parseMigration(ctx context.Context, fsys fs.FS, file string, version int64,
 	rec := &stmtRecorder{}
 	db := sql.OpenDB(rec)
 	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, oneFileFS{fsys, file},
+	sum := &fileSum{}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, oneFileFS{fsys, file, sum},
 		goose.WithDisableVersioning(true), goose.WithDisableGlobalRegistry(true), goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -46,13 +52,15 @@ func parseMigration(ctx context.Context, fsys fs.FS, file string, version int64,
 		}
 		return nil, err
 	}
-	return &Parsed{Statements: rec.stmts, UseTx: rec.began}, nil
+	return &Parsed{Statements: rec.stmts, UseTx: rec.began, SHA256: sum.String()}, nil
 }
 
-// oneFileFS shows goose one file of the migration directory.
+// oneFileFS shows goose one file of the migration directory, hashing what goose
+// reads of it.
 type oneFileFS struct {
 	fsys fs.FS
 	name string
+	sum  *fileSum
 }
 
 func (o oneFileFS) Open(name string) (fs.File, error) {
@@ -60,7 +68,11 @@ func (o oneFileFS) Open(name string) (fs.File, error) {
 	case ".":
 		return &oneFileDir{o}, nil
 	case o.name:
-		return o.fsys.Open(name)
+		f, err := o.fsys.Open(name)
+		if err != nil || o.sum == nil {
+			return f, err
+		}
+		return &summedFile{File: f, h: sha256.New(), sum: o.sum}, nil
 	}
 	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 }
@@ -75,6 +87,56 @@ func (o oneFileFS) ReadDir(name string) ([]fs.DirEntry, error) {
 		return nil, err
 	}
 	return []fs.DirEntry{fs.FileInfoToDirEntry(info)}, nil
+}
+
+// fileSum collects the sha256 of each opening of the file, streamed (the file
+// is never held whole for it). goose opens it once per direction, at the same
+// time.
+type fileSum struct {
+	mu   sync.Mutex
+	sums []string
+}
+
+// String is the file's sha256 if every opening read the same bytes, else "".
+func (s *fileSum) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sums) == 0 {
+		return ""
+	}
+	for _, x := range s.sums[1:] {
+		if x != s.sums[0] {
+			return ""
+		}
+	}
+	return s.sums[0]
+}
+
+// summedFile writes every byte read to h and, on Close, the bytes not read,
+// so that its sum is of the whole file however far goose's parser read.
+type summedFile struct {
+	fs.File
+	h   hash.Hash
+	sum *fileSum
+}
+
+func (f *summedFile) Read(p []byte) (int, error) {
+	n, err := f.File.Read(p)
+	f.h.Write(p[:n])
+	return n, err
+}
+
+func (f *summedFile) Close() error {
+	_, err := io.Copy(f.h, f.File)
+	if cerr := f.File.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		f.sum.mu.Lock()
+		f.sum.sums = append(f.sum.sums, hex.EncodeToString(f.h.Sum(nil)))
+		f.sum.mu.Unlock()
+	}
+	return err
 }
 
 type oneFileDir struct{ o oneFileFS }

@@ -76,13 +76,16 @@ INSERT INTO `+st.Qualified()+" (version_id, is_applied) VALUES (0, true);\nCOMMI
 			return fmt.Errorf("interrupted before migration %d: %w", v, err)
 		}
 		s, _ := src.Get(v)
-		fsys, err := fileAsScanned(m.FS, s)
-		if err != nil {
-			return err
-		}
-		parsed, err := parseMigration(ctx, fsys, s.File, v, up)
+		parsed, err := parseMigration(ctx, m.FS, s.File, v, up)
 		if err != nil {
 			return failure.Permanentf("migration %d (%s) cannot be parsed: %w", v, s.File, err)
+		}
+		// Run exactly the bytes whose checksum the run records: a file changed
+		// since the run read the directory (a ConfigMap volume updated, a
+		// directory written to during a long run) is not run.
+		if parsed.SHA256 != s.SHA256 {
+			return failure.Transientf("migration %d (%s) changed while this run was going on (sha256 %s when the run read the directory, %s now): nothing of it ran; rerun to read the directory again, and keep the migration directory unchanged during a run",
+				v, s.File, s.SHA256, parsed.SHA256)
 		}
 		s.NoTx = !parsed.UseTx
 		w.Begin("version", v, "file", s.File)

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"fmt"
 	"io/fs"
 	"os"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 
@@ -188,4 +190,52 @@ func gooseRunAll(fsys fs.FS) ([]gooseRun, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// flipFS serves name's bytes a and b by turns: a file rewritten between goose's
+// two openings (one per direction, at the same time), whatever else opens it.
+type flipFS struct {
+	name   string
+	a, b   []byte
+	mu     sync.Mutex
+	opened int
+}
+
+func (f *flipFS) Open(name string) (fs.File, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data := f.a
+	if f.opened%2 == 1 {
+		data = f.b
+	}
+	f.opened++
+	return fstest.MapFS{f.name: {Data: data}}.Open(name)
+}
+
+// TestParsedSumIsOfTheBytesParsed: the sha256 parseMigration reports is of the
+// whole file, every time, though goose opens it twice at once and reads one
+// direction only; a file that changed between the openings has none.
+func TestParsedSumIsOfTheBytesParsed(t *testing.T) {
+	body := []byte("-- +goose Up\nCREATE TABLE a (id int);\n" + strings.Repeat("-- padding\n", 2000) + "-- +goose Down\nDROP TABLE a;\n")
+	want := fmt.Sprintf("%x", sha256.Sum256(body))
+	for i := range 200 {
+		for _, up := range []bool{true, false} {
+			p, err := parseMigration(context.Background(), fstest.MapFS{"00001_a.sql": {Data: body}}, "00001_a.sql", 1, up)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.SHA256 != want {
+				t.Fatalf("run %d, up %v: sha256 %s, want %s", i, up, p.SHA256, want)
+			}
+		}
+	}
+	other := append([]byte{}, body...)
+	other = append(other, "-- edited\n"...)
+	p, err := parseMigration(context.Background(), &flipFS{name: "00001_a.sql", a: body, b: other}, "00001_a.sql", 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.SHA256 != "" {
+		t.Errorf("a file changed between openings has sha256 %s, want none", p.SHA256)
+	}
 }
