@@ -130,6 +130,10 @@ func quotes(t *testing.T) []quote {
 		st.SumsKind, st.SumsReadable, st.SumsWritable = "r", true, true
 		st.SumsColumns = []string{"version", "version_row_id", "file", "sha256", "recorded", "applied_at", "duration_ms",
 			"run_id", "role", "login", "recorded_at", "previous_sha256"}
+		st.SumsTypes = map[string]string{"version": "bigint", "version_row_id": "bigint", "file": "text", "sha256": "text",
+			"recorded": "text", "applied_at": "timestamp with time zone", "duration_ms": "bigint", "run_id": "text",
+			"role": "text", "login": "text", "recorded_at": "timestamp with time zone", "previous_sha256": "text"}
+		st.SumsUnique = true
 		st.Sums = map[int64]migrate.SumRow{}
 		for _, r := range rows {
 			st.Sums[r.Version] = r
