@@ -216,12 +216,19 @@ func (s *argoSuite) testWrongImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	named := false
+	named, pulled := false, false
 	for _, e := range evs.Items {
 		named = named || (e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, image))
+		pulled = pulled || e.Reason == "Pulling"
 	}
-	if !named {
+	switch {
+	case named:
+	case pulled:
 		t.Errorf("no Warning Event of pod %s names the image %s: %+v", pods[0].Name, image, evs.Items)
+	default:
+		// A node loaded by the other test packages may not have started the
+		// pod's sandbox before its deadline: no pull was tried, nothing to name.
+		t.Logf("pod %s: its deadline came before the kubelet tried the pull (no Pulling Event)", pods[0].Name)
 	}
 	// A single-phase rerun pulls first too: migrate and rollback have no pod
 	// deadline, and used to wait in ImagePullBackOff holding the mutex until argo stop.

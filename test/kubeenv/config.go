@@ -149,7 +149,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 imageMinimumGCAge: 24h
 serializeImagePulls: false
-maxPods: 200
+maxPods: 110
 nodeStatusUpdateFrequency: 5s
 nodeStatusReportFrequency: 10s
 syncFrequency: 10s
