@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Backend is Debian's smart HTTP server program.
@@ -401,6 +403,12 @@ func (s *Server) serveGit() {
 		}
 		rec := Request{Proto: "git"}
 		if rec.Fault = s.next(false, false).f; rec.Fault != 0 {
+			if rec.Fault == Garbage {
+				// A git:// client speaks first: read its request line before the junk
+				// answer, or its write may meet a closed socket (a broken pipe, which
+				// is the Drop fault, not this one).
+				readRequestLine(conn)
+			}
 			s.failConn(conn, rec.Fault)
 			s.record(rec)
 			continue
@@ -651,4 +659,20 @@ func (s *Server) runInput(dir string, env []string, stdin []byte, args ...string
 		return "", fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return strings.TrimSpace(stdout.String()), nil
+}
+
+// readRequestLine reads the git:// client's first pkt-line (its
+// "git-upload-pack /repo" request), waiting at most 10 s.
+func readRequestLine(conn net.Conn) {
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer conn.SetReadDeadline(time.Time{})
+	var size [4]byte
+	if _, err := io.ReadFull(conn, size[:]); err != nil {
+		return
+	}
+	n, err := strconv.ParseUint(string(size[:]), 16, 16)
+	if err != nil || n < 4 {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, conn, int64(n)-4)
 }
