@@ -25,9 +25,12 @@ import (
 //     its version row; one without a transaction gets its row in the statement
 //     that writes its version row and clears its dirty record; a rollback deletes
 //     the row with the version row. Every write is guarded by the lock.
-//   - Each row names goose's version row it belongs to (version_row_id): a
-//     version rolled back and applied again by another tool (the goose CLI)
-//     leaves a row that no longer belongs, which counts as no row.
+//   - Each row names goose's version row it belongs to (version_row_id). A
+//     version whose row was written again since (rolled back and applied again
+//     by the goose CLI, or the version table repaired by hand after its rows
+//     were deleted) is still compared with its record: an unchanged file only
+//     moves the record to the new row, keeping its history; a different one is
+//     refused like an edit, since nothing tells which file the new row applied.
 //   - An applied version without a row (a database migrated before checksums
 //     were kept, a version applied by the goose CLI, or settled with --resolve)
 //     gets the current file's checksum, under the lock, said in one log line.
@@ -42,6 +45,9 @@ type SumRow struct {
 	File         string // file name when recorded
 	SHA256       string
 	Recorded     string // applied, backfilled or accepted
+	// Relinked: the version's record belonged to an earlier version row and
+	// matches the file; settling moves it to VersionRowID, keeping the rest.
+	Relinked bool
 }
 
 // ChangedFile is an applied migration whose file differs from its record.
@@ -51,12 +57,18 @@ type ChangedFile struct {
 	RecordedFile string // the file name recorded
 	Recorded     string // recorded sha256
 	Current      string // the file's sha256 now
+	VersionRowID int64  // id of goose's row for the version now
+	// Rewritten: the record belongs to an earlier version row of the version.
+	Rewritten bool
 }
 
 func (c ChangedFile) describe() string {
 	name := c.File
 	if c.RecordedFile != "" && c.RecordedFile != c.File {
 		name += ", applied as " + c.RecordedFile
+	}
+	if c.Rewritten {
+		return fmt.Sprintf("migration %d (%s) differs from the checksum recorded when it was applied, and its version row was written again since (rolled back and applied again by another tool, or the version table repaired by hand): recorded sha256 %s, the file's sha256 now %s", c.Version, name, c.Recorded, c.Current)
 	}
 	return fmt.Sprintf("migration %d (%s) was edited after it was applied: recorded sha256 %s, the file's sha256 now %s", c.Version, name, c.Recorded, c.Current)
 }
@@ -164,6 +176,13 @@ func (s *State) rolledBackSQL(v int64) string {
 ` + versionWriteSQL(s, v, false)
 }
 
+// relinkSQL moves the records of versions whose version row was written again
+// to the new rows ($1 versions, $2 the new row ids, $3 the recorded sha256s,
+// which still match the files).
+const relinkSQL = `UPDATE %s AS t SET version_row_id = u.row_id
+FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(version, row_id, sha256)
+WHERE t.version = u.version AND t.sha256 = u.sha256 AND ` + "%s"
+
 // backfillSQL records the current files' checksums of versions applied without
 // one ($1 versions, $2 their version row ids, $3 files, $4 sha256s, $5 run id).
 const backfillSQL = `INSERT INTO %s (version, version_row_id, file, sha256, recorded, run_id, role, login, recorded_at)
@@ -176,10 +195,10 @@ ON CONFLICT (version) DO UPDATE SET version_row_id = EXCLUDED.version_row_id, fi
 
 // acceptSQL replaces the recorded checksum of edited versions that an operator
 // accepted ($1 versions, $2 files, $3 new sha256s, $4 recorded sha256s, $5 run
-// id), keeping the one it replaces.
+// id, $6 the versions' row ids now), keeping the one it replaces.
 const acceptSQL = `UPDATE %s AS t SET previous_sha256 = t.sha256, sha256 = u.sha256, file = u.file, recorded = 'accepted',
-	run_id = $5::text, role = current_user, login = session_user, recorded_at = clock_timestamp()
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(version, file, sha256, old)
+	version_row_id = u.row_id, run_id = $5::text, role = current_user, login = session_user, recorded_at = clock_timestamp()
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $6::bigint[]) AS u(version, file, sha256, old, row_id)
 WHERE t.version = u.version AND t.sha256 = u.old AND ` + "%s"
 
 // checkSums compares the applied versions' files with their recorded checksums
@@ -206,16 +225,17 @@ func checkSums(src Sources, st *State, p *Plan, req Request) error {
 	for _, v := range p.Applied {
 		s, _ := src.Get(v)
 		rec, ok := st.Sums[v]
-		if !ok || rec.VersionRowID != rowID[v] {
+		rewritten := ok && rec.VersionRowID != rowID[v]
+		if !ok || (rewritten && rec.SHA256 == s.SHA256) {
 			if !slices.Contains(p.Down, v) { // a version rolled back now needs no record
-				p.Backfill = append(p.Backfill, SumRow{Version: v, VersionRowID: rowID[v], File: s.File, SHA256: s.SHA256, Recorded: "backfilled"})
+				p.Backfill = append(p.Backfill, SumRow{Version: v, VersionRowID: rowID[v], File: s.File, SHA256: s.SHA256, Recorded: "backfilled", Relinked: rewritten})
 			}
 			continue
 		}
 		if rec.SHA256 == s.SHA256 {
 			continue
 		}
-		c := ChangedFile{Version: v, File: s.File, RecordedFile: rec.File, Recorded: rec.SHA256, Current: s.SHA256}
+		c := ChangedFile{Version: v, File: s.File, RecordedFile: rec.File, Recorded: rec.SHA256, Current: s.SHA256, VersionRowID: rowID[v], Rewritten: rewritten}
 		if slices.Contains(req.AcceptChanged, v) {
 			p.Accept = append(p.Accept, c)
 		} else {
@@ -232,11 +252,15 @@ func checkSums(src Sources, st *State, p *Plan, req Request) error {
 	if len(changed) > 0 {
 		probs := make([]string, len(changed))
 		versions := make([]int64, len(changed))
+		rewritten := ""
 		for i, c := range changed {
 			probs[i], versions[i] = c.describe(), c.Version
+			if c.Rewritten {
+				rewritten = "If a version row was written again by the goose CLI applying the file as it is now, accepting records what it applied. "
+			}
 		}
 		return refuse(ErrChanged,
-			fmt.Sprintf("If the edit is a mistake, restore %s as applied (from the image or commit %s applied from); if it is deliberate and the database needs nothing more from it (a comment, a fix already made by hand), accept it: rerun with --accept-changed=%s, which records the new %s (a change the database needs belongs in a new migration). The record: SELECT * FROM %s;",
+			rewritten+fmt.Sprintf("If the edit is a mistake, restore %s as applied (from the image or commit %s applied from); if it is deliberate and the database needs nothing more from it (a comment, a fix already made by hand), accept it: rerun with --accept-changed=%s, which records the new %s (a change the database needs belongs in a new migration). The record: SELECT * FROM %s;",
 				plural(len(changed), "the file", "the files"), plural(len(changed), "it was", "they were"), joinVersions(versions, ","),
 				plural(len(changed), "checksum of exactly this version", "checksums of exactly these versions"), table),
 			"%s", strings.Join(probs, "; "))
@@ -267,8 +291,15 @@ func (m *Migrator) logSumsPlan(st *State, p *Plan) {
 		m.Log.Info("no checksums of the applied migrations are recorded yet, so none were compared: the first migrate records the current files' checksums",
 			"table", st.sumsTable(), "applied", len(p.Applied))
 	case len(p.Backfill) > 0:
-		m.Log.Info("applied migrations without a recorded checksum (applied before checksums were kept, by another tool, or settled with --resolve) were not compared: migrate records their current files' checksums",
-			"table", st.sumsTable(), "versions", joinVersions(sumVersions(p.Backfill), ","))
+		relinks, fills := splitRelinks(p.Backfill)
+		if len(fills) > 0 {
+			m.Log.Info("applied migrations without a recorded checksum (applied before checksums were kept, by another tool, or settled with --resolve) were not compared: migrate records their current files' checksums",
+				"table", st.sumsTable(), "versions", joinVersions(sumVersions(fills), ","))
+		}
+		if len(relinks) > 0 {
+			m.Log.Info("applied migrations whose version rows were written again since their checksums were recorded match the records: migrate moves the records to the new rows",
+				"table", st.sumsTable(), "versions", joinVersions(sumVersions(relinks), ","))
+		}
 	}
 	for _, c := range p.Accept {
 		m.Log.Info("migrate would accept an edited migration (--accept-changed)", "version", c.Version, "file", c.File,
@@ -303,10 +334,24 @@ func (m *Migrator) settleSums(ctx context.Context, pc *pgx.Conn, st *State, p *P
 		}
 	}
 	runID := m.Opts.RunID
-	if n := len(p.Backfill); n > 0 {
+	relinks, fills := splitRelinks(p.Backfill)
+	if n := len(relinks); n > 0 {
+		vs, ids, sums := make([]int64, n), make([]int64, n), make([]string, n)
+		for i, r := range relinks {
+			vs[i], ids[i], sums[i] = r.Version, r.VersionRowID, r.SHA256
+		}
+		tag, err := pc.Exec(ctx, fmt.Sprintf(relinkSQL, table, heldSQL), pgx.QueryExecModeExec, vs, ids, sums)
+		if err == nil && tag.RowsAffected() != int64(n) {
+			err = errVersionRow
+		}
+		if err != nil {
+			return fmt.Errorf("moving in %s the checksums of versions whose version row was written again: %w", table, err)
+		}
+	}
+	if n := len(fills); n > 0 {
 		vs, ids := make([]int64, n), make([]int64, n)
 		files, sums := make([]string, n), make([]string, n)
-		for i, r := range p.Backfill {
+		for i, r := range fills {
 			vs[i], ids[i], files[i], sums[i] = r.Version, r.VersionRowID, r.File, r.SHA256
 		}
 		tag, err := pc.Exec(ctx, fmt.Sprintf(backfillSQL, table, heldSQL), pgx.QueryExecModeExec, vs, ids, files, sums, runID)
@@ -318,12 +363,12 @@ func (m *Migrator) settleSums(ctx context.Context, pc *pgx.Conn, st *State, p *P
 		}
 	}
 	if n := len(p.Accept); n > 0 {
-		vs := make([]int64, n)
+		vs, ids := make([]int64, n), make([]int64, n)
 		files, sums, olds := make([]string, n), make([]string, n), make([]string, n)
 		for i, c := range p.Accept {
-			vs[i], files[i], sums[i], olds[i] = c.Version, c.File, c.Current, c.Recorded
+			vs[i], ids[i], files[i], sums[i], olds[i] = c.Version, c.VersionRowID, c.File, c.Current, c.Recorded
 		}
-		tag, err := pc.Exec(ctx, fmt.Sprintf(acceptSQL, table, heldSQL), pgx.QueryExecModeExec, vs, files, sums, olds, runID)
+		tag, err := pc.Exec(ctx, fmt.Sprintf(acceptSQL, table, heldSQL), pgx.QueryExecModeExec, vs, files, sums, olds, runID, ids)
 		if err == nil && tag.RowsAffected() != int64(n) {
 			err = errVersionRow
 		}
@@ -332,6 +377,19 @@ func (m *Migrator) settleSums(ctx context.Context, pc *pgx.Conn, st *State, p *P
 		}
 	}
 	return nil
+}
+
+// splitRelinks separates the records to move to a new version row from the
+// ones to write.
+func splitRelinks(rows []SumRow) (relinks, fills []SumRow) {
+	for _, r := range rows {
+		if r.Relinked {
+			relinks = append(relinks, r)
+		} else {
+			fills = append(fills, r)
+		}
+	}
+	return relinks, fills
 }
 
 // settleSumsAlone is settleSums in a transaction of its own: for a run with no
@@ -362,12 +420,17 @@ func (m *Migrator) settled(st *State, p *Plan) int {
 	if create {
 		st.SumsKind, st.SumsColumns, st.SumsTypes, st.SumsUnique, st.SumsReadable, st.SumsWritable = "r", sumsColumns, sumsTypes, true, true, true
 	}
-	if len(p.Backfill) > 0 {
+	relinks, fills := splitRelinks(p.Backfill)
+	if len(relinks) > 0 {
+		m.Log.Info("the version rows of applied migrations were written again since their checksums were recorded (rolled back and applied again by another tool, or the version table repaired by hand); their files match the records, which now belong to the new rows",
+			"table", st.sumsTable(), "versions", joinVersions(sumVersions(relinks), ","))
+	}
+	if len(fills) > 0 {
 		what := "recorded the current files' checksums of applied migrations that had none (applied before checksums were kept, by another tool, or settled with --resolve)"
 		if create {
 			what = "created the checksum table and recorded the current files' checksums of the migrations applied before it"
 		}
-		m.Log.Info(what, "table", st.sumsTable(), "versions", joinVersions(sumVersions(p.Backfill), ","))
+		m.Log.Info(what, "table", st.sumsTable(), "versions", joinVersions(sumVersions(fills), ","))
 	} else if create {
 		m.Log.Info("created the checksum table", "table", st.sumsTable())
 	}

@@ -246,8 +246,9 @@ func TestChecksumBackfill(t *testing.T) {
 		t.Fatalf("after goose applied 4: %v\n%s", o.summary.Results, o.stderr)
 	}
 
-	// Rolled back and applied again by another tool with an edited file: the old
-	// row no longer belongs to the version row, so the file is recorded, not refused.
+	// Rolled back and applied again by another tool with an edited file: nothing
+	// tells that file from one edited after a hand repair of the version table,
+	// so it is refused like an edit, and accepting records what goose applied.
 	p, err := goose.NewProvider(goose.DialectPostgres, d.sqlDB(t, nil), os.DirFS(dir4))
 	if err != nil {
 		t.Fatal(err)
@@ -259,12 +260,20 @@ func TestChecksumBackfill(t *testing.T) {
 		t.Fatal(err)
 	}
 	gooseUp(t, d, dir4, 4)
-	o = mustRun(t, d.url(), dir4)
-	if strings.Count(o.stderr, recorded) != 1 || o.result("checksums-recorded") != "1" {
-		t.Fatalf("after goose re-applied an edited 4: %v\n%s", o.summary.Results, o.stderr)
+	if o := runStep(t, d.url(), dir4); o.code != 1 || !strings.Contains(o.lastLine(), "migration 4 (00004_d.sql) differs from the checksum recorded when it was applied, and its version row was written again since") ||
+		!strings.Contains(o.lastLine(), "--accept-changed=4") {
+		t.Fatalf("after goose re-applied an edited 4: exit %d: %s", o.code, o.lastLine())
+	}
+	o = mustRun(t, d.url(), dir4, "--accept-changed=4")
+	if o.result("checksums-recorded") != "1" {
+		t.Fatalf("accepting 4 re-applied by goose: %v\n%s", o.summary.Results, o.stderr)
 	}
 	if got := d.queryString(`SELECT sha256 FROM goose_db_version_sums WHERE version = 4`); got != sha256Hex(f["00004_d.sql"]+"-- edited, then applied by goose\n") {
 		t.Fatalf("version 4's checksum is %s", got)
+	}
+
+	if got := d.queryString(`SELECT count(*)::text FROM goose_db_version_sums s JOIN goose_db_version v ON v.id = s.version_row_id AND v.version_id = s.version`); got != "4" {
+		t.Fatalf("%s of 4 records belong to their version rows after accepting", got)
 	}
 
 	// A row lost between a migration and its checksum (as if a crash came
@@ -272,6 +281,51 @@ func TestChecksumBackfill(t *testing.T) {
 	d.exec("DELETE FROM goose_db_version_sums WHERE version = 2")
 	if o := mustRun(t, d.url(), dir4); strings.Count(o.stderr, recorded) != 1 || o.result("checksums-recorded") != "1" {
 		t.Fatalf("after losing 2's row: %v\n%s", o.summary.Results, o.stderr)
+	}
+}
+
+// The repair that the refusal of an emptied version table advises writes new
+// version rows: the records still guard the files. An unchanged file's record
+// moves to the new row with its history; an edited one is refused, not
+// recorded anew.
+func TestChecksumsSurviveVersionTableRepair(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, threeTables)
+	mustRun(t, d.url(), dir, "--run-id", "first")
+	d.exec("DELETE FROM goose_db_version")
+	if o := runStep(t, d.url(), dir); o.code != 1 || !strings.Contains(o.lastLine(), "the version table public.goose_db_version is empty") {
+		t.Fatalf("emptied version table: exit %d: %s", o.code, o.lastLine())
+	}
+	d.exec("INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (2, true), (3, true)")
+
+	f := edited(threeTables, "-- edited after the repair\n", "00002_b.sql")
+	editedDir := writeDir(t, f)
+	before := d.snapshot()
+	for _, args := range [][]string{nil, {"--plan"}} {
+		o := runStep(t, d.url(), editedDir, args...)
+		if o.code != 1 || !strings.Contains(o.lastLine(), "migration 2 (00002_b.sql) differs from the checksum recorded when it was applied, and its version row was written again since (rolled back and applied again by another tool, or the version table repaired by hand): recorded sha256 "+sha256Hex(threeTables["00002_b.sql"])+", the file's sha256 now "+sha256Hex(f["00002_b.sql"])) {
+			t.Fatalf("migrate %v with 2 edited after the repair: exit %d: %s", args, o.code, o.lastLine())
+		}
+	}
+	if got := d.snapshot(); got != before {
+		t.Fatalf("the refusal changed the database:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
+
+	// The files as applied: every record moves to its new row, history kept.
+	o := mustRun(t, d.url(), dir, "--run-id", "second")
+	if o.result("checksums-recorded") != "3" || !strings.Contains(o.stderr, "their files match the records, which now belong to the new rows") {
+		t.Fatalf("after the repair with the files as applied: %v\n%s", o.summary.Results, o.stderr)
+	}
+	want := "1:00001_a.sql:" + sha256Hex(threeTables["00001_a.sql"]) + ":applied:first 2:00002_b.sql:" + sha256Hex(threeTables["00002_b.sql"]) +
+		":applied:first 3:00003_c.sql:" + sha256Hex(threeTables["00003_c.sql"]) + ":applied:first"
+	if got := d.sums("goose_db_version_sums"); got != want {
+		t.Fatalf("checksums after the repair:\n%s\nwant:\n%s", got, want)
+	}
+	if got := d.queryString(`SELECT count(*)::text FROM goose_db_version_sums s JOIN goose_db_version v ON v.id = s.version_row_id AND v.version_id = s.version WHERE s.applied_at IS NOT NULL`); got != "3" {
+		t.Fatalf("%s of 3 records belong to the new version rows with their history", got)
+	}
+	if o := runStep(t, d.url(), editedDir, "--plan"); o.code != 1 || !strings.Contains(o.lastLine(), "migration 2 (00002_b.sql) was edited after it was applied") {
+		t.Fatalf("2 edited after the records moved: exit %d: %s", o.code, o.lastLine())
 	}
 }
 
@@ -390,11 +444,23 @@ func TestAnalyzeChecksums(t *testing.T) {
 	if err != nil || len(p.Accept) != 1 || p.Accept[0].Recorded != "b0" || len(p.Backfill) != 0 || !p.SumsToWrite() {
 		t.Fatalf("%+v, %v", p, err)
 	}
-	// A row recorded for an earlier version row of 2 does not belong to it.
+	// A row recorded for an earlier version row of 2 still guards the file: a
+	// different file is refused, and accepting it moves the record to the row.
 	st.Sums[2] = SumRow{Version: 2, VersionRowID: 1, File: "2_b.sql", SHA256: "b0"}
 	up.AcceptChanged = nil
+	if _, err = Analyze(src, st, up); !errors.Is(err, ErrChanged) || !strings.Contains(err.Error(), "its version row was written again since") {
+		t.Fatalf("%v", err)
+	}
+	up.AcceptChanged = []int64{2}
 	p, err = Analyze(src, st, up)
-	if err != nil || len(p.Backfill) != 1 || p.Backfill[0].Version != 2 || p.Backfill[0].VersionRowID != 3 || p.Backfill[0].SHA256 != "bb" {
+	if err != nil || len(p.Accept) != 1 || p.Accept[0].VersionRowID != 3 || !p.Accept[0].Rewritten || len(p.Backfill) != 0 {
+		t.Fatalf("%+v, %v", p, err)
+	}
+	// The same file: the record moves to the new row.
+	st.Sums[2] = SumRow{Version: 2, VersionRowID: 1, File: "2_b.sql", SHA256: "bb"}
+	up.AcceptChanged = nil
+	p, err = Analyze(src, st, up)
+	if err != nil || len(p.Backfill) != 1 || p.Backfill[0].Version != 2 || p.Backfill[0].VersionRowID != 3 || !p.Backfill[0].Relinked {
 		t.Fatalf("%+v, %v", p, err)
 	}
 	// --plan with nothing pending only reads: no write privilege needed.
