@@ -147,7 +147,7 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		if len(groups) > 1 {
 			what = fmt.Sprintf("the pods of %d workloads with stop-priority %d to stop", len(stopped), g[0].Priority)
 		}
-		if err := wt.until(ctx, what, w.stoppedCond(stopped, d.Namespace)); err != nil {
+		if err := wt.until(ctx, what, w.stoppedCond(stopped)); err != nil {
 			return outcomes, err
 		}
 	}

@@ -33,15 +33,15 @@ func ParseKind(s string) (Kind, bool) {
 }
 
 // Scalable reports whether the kind is stopped by scaling to 0 (else by suspending).
-func (k Kind) Scalable() bool { return k == Deployment || k == StatefulSet }
+func (k Kind) Scalable() bool { return kinds[k].scalable }
 
 // Resource is the API resource name (plural).
 func (k Kind) Resource() string { return string(k) + "s" }
 
 // Group is the API group.
 func (k Kind) Group() string {
-	if k == CronJob {
-		return "batch"
+	if o, ok := kinds[k]; ok {
+		return o.group
 	}
 	return "apps"
 }
@@ -51,13 +51,8 @@ func (k Kind) APIVersion() string { return k.Group() + "/v1" }
 
 // KindName is the Kind as spelled in objects (Deployment, StatefulSet, CronJob).
 func (k Kind) KindName() string {
-	switch k {
-	case Deployment:
-		return "Deployment"
-	case StatefulSet:
-		return "StatefulSet"
-	case CronJob:
-		return "CronJob"
+	if o, ok := kinds[k]; ok {
+		return o.kindName
 	}
 	return string(k)
 }

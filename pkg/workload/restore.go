@@ -172,7 +172,7 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 			wt.deadline = began.Add(readyLeft)
 			failed := len(errs)
 			wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, restored, later, failed) }
-			err := wt.until(ctx, what, w.readyCond(restored, r.Namespace))
+			err := wt.until(ctx, what, w.readyCond(restored))
 			readyLeft -= r.Clock.Since(began)
 			if err != nil {
 				return outcomes, err

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
@@ -48,69 +45,23 @@ func resourceName(k Kind, sub string) string { return kube.Describe(k.Resource()
 func (f finder) list(ctx context.Context, sel labels.Selector) ([]*Workload, error) {
 	opts := metav1.ListOptions{LabelSelector: sel.String()}
 	var out []*Workload
-	ds, err := f.cs.AppsV1().Deployments(f.ns).List(ctx, opts)
-	if err != nil {
-		return nil, kube.Classify(fmt.Errorf("listing deployments in %s: %w", f.ns, err), "list", resourceName(Deployment, ""))
-	}
-	for i := range ds.Items {
-		w, err := fromDeployment(&ds.Items[i])
+	for _, k := range Kinds() {
+		ws, err := kinds[k].list(ctx, f.cs, f.ns, opts)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, w)
-	}
-	ss, err := f.cs.AppsV1().StatefulSets(f.ns).List(ctx, opts)
-	if err != nil {
-		return nil, kube.Classify(fmt.Errorf("listing statefulsets in %s: %w", f.ns, err), "list", resourceName(StatefulSet, ""))
-	}
-	for i := range ss.Items {
-		w, err := fromStatefulSet(&ss.Items[i])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, w)
-	}
-	cs, err := f.cs.BatchV1().CronJobs(f.ns).List(ctx, opts)
-	if err != nil {
-		return nil, kube.Classify(fmt.Errorf("listing cronjobs in %s: %w", f.ns, err), "list", resourceName(CronJob, ""))
-	}
-	for i := range cs.Items {
-		out = append(out, fromCronJob(&cs.Items[i]))
+		out = append(out, ws...)
 	}
 	return out, nil
 }
 
 // get reads one workload; a missing one is reported with found=false.
 func (f finder) get(ctx context.Context, r Ref) (*Workload, bool, error) {
-	var (
-		w   *Workload
-		err error
-	)
-	switch r.Kind {
-	case Deployment:
-		var d *appsv1.Deployment
-		if d, err = f.cs.AppsV1().Deployments(f.ns).Get(ctx, r.Name, metav1.GetOptions{}); err == nil {
-			w, err = fromDeployment(d)
-			return w, true, err
-		}
-	case StatefulSet:
-		var s *appsv1.StatefulSet
-		if s, err = f.cs.AppsV1().StatefulSets(f.ns).Get(ctx, r.Name, metav1.GetOptions{}); err == nil {
-			w, err = fromStatefulSet(s)
-			return w, true, err
-		}
-	case CronJob:
-		var c *batchv1.CronJob
-		if c, err = f.cs.BatchV1().CronJobs(f.ns).Get(ctx, r.Name, metav1.GetOptions{}); err == nil {
-			return fromCronJob(c), true, nil
-		}
-	default:
+	o, ok := kinds[r.Kind]
+	if !ok {
 		return nil, false, fmt.Errorf("unsupported kind %q", r.Kind)
 	}
-	if apierrors.IsNotFound(err) {
-		return nil, false, nil
-	}
-	return nil, false, kube.Classify(fmt.Errorf("reading %s in %s: %w", r, f.ns, err), "get", resourceName(r.Kind, ""))
+	return o.get(ctx, f.cs, f.ns, r.Name)
 }
 
 // find resolves a selection. Named workloads that do not exist are returned in

@@ -27,7 +27,7 @@ func TestWaitProgressAndTimeout(t *testing.T) {
 	wt := &waiter{w: w, clock: clk, log: log, progressEvery: 10 * time.Second, deadline: clk.Now().Add(time.Minute), timeout: time.Minute}
 	done := make(chan error, 1)
 	go func() {
-		done <- wt.until(context.Background(), "pods to stop", w.stoppedCond([]*Workload{web}, testNS))
+		done <- wt.until(context.Background(), "pods to stop", w.stoppedCond([]*Workload{web}))
 	}()
 
 	waitFor := func(what string, cond func() bool) {

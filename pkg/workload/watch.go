@@ -10,13 +10,15 @@ import (
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
@@ -28,14 +30,16 @@ import (
 // (informers: one list, then a watch, re-listing when the watch expires or the API
 // server comes back) and wakes waiters on every change. Nothing polls.
 type watcher struct {
-	pods, deployments, statefulSets cache.Store
-	jobs                            cache.Store // empty unless CronJobs are waited for
-	informers                       []cache.SharedIndexInformer
-	changed                         chan struct{}
-	ctx                             context.Context
-	cancel                          context.CancelFunc
-	factory                         informers.SharedInformerFactory
-	startOnce                       sync.Once
+	pods         corelisters.PodNamespaceLister // empty unless pods are waited for
+	deployments  appslisters.DeploymentNamespaceLister
+	statefulSets appslisters.StatefulSetNamespaceLister
+	jobs         batchlisters.JobNamespaceLister // empty unless CronJobs are waited for
+	informers    []cache.SharedIndexInformer
+	changed      chan struct{}
+	done         <-chan struct{} // closed by cancel, or when newWatcher's ctx ends
+	cancel       context.CancelFunc
+	factory      informers.SharedInformerFactory
+	startOnce    sync.Once
 }
 
 // newWatcher prepares the watches; start begins them. It first makes one small
@@ -62,24 +66,26 @@ func newWatcher(ctx context.Context, cs kubernetes.Interface, ns string, withPod
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns))
-	w := &watcher{changed: make(chan struct{}, 1), ctx: wctx, cancel: cancel, factory: f}
+	w := &watcher{changed: make(chan struct{}, 1), done: wctx.Done(), cancel: cancel, factory: f}
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.notify() },
 		UpdateFunc: func(any, any) { w.notify() },
 		DeleteFunc: func(any) { w.notify() },
 	}
 	w.informers = []cache.SharedIndexInformer{f.Apps().V1().Deployments().Informer(), f.Apps().V1().StatefulSets().Informer()}
+	w.deployments = f.Apps().V1().Deployments().Lister().Deployments(ns)
+	w.statefulSets = f.Apps().V1().StatefulSets().Lister().StatefulSets(ns)
 	if withPods {
 		w.informers = append(w.informers, f.Core().V1().Pods().Informer())
-		w.pods = f.Core().V1().Pods().Informer().GetStore()
+		w.pods = f.Core().V1().Pods().Lister().Pods(ns)
 	} else {
-		w.pods = cache.NewStore(cache.MetaNamespaceKeyFunc) // stays empty
+		w.pods = corelisters.NewPodLister(emptyIndexer()).Pods(ns)
 	}
 	if withJobs {
 		w.informers = append(w.informers, f.Batch().V1().Jobs().Informer())
-		w.jobs = f.Batch().V1().Jobs().Informer().GetStore()
+		w.jobs = f.Batch().V1().Jobs().Lister().Jobs(ns)
 	} else {
-		w.jobs = cache.NewStore(cache.MetaNamespaceKeyFunc)
+		w.jobs = batchlisters.NewJobLister(emptyIndexer()).Jobs(ns)
 	}
 	for _, inf := range w.informers {
 		if _, err := inf.AddEventHandler(notify); err != nil {
@@ -87,16 +93,19 @@ func newWatcher(ctx context.Context, cs kubernetes.Interface, ns string, withPod
 			return nil, fmt.Errorf("watching: %w", err)
 		}
 	}
-	w.deployments = f.Apps().V1().Deployments().Informer().GetStore()
-	w.statefulSets = f.Apps().V1().StatefulSets().Informer().GetStore()
 	return w, nil
+}
+
+// emptyIndexer backs the lister of a resource that is not watched: it stays empty.
+func emptyIndexer() cache.Indexer {
+	return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 }
 
 // start lists and starts watching, once. Scale-down calls it after its changes:
 // the lists then do not compete with them, and the state they load is what the
 // wait is about.
 func (w *watcher) start() {
-	w.startOnce.Do(func() { w.factory.Start(w.ctx.Done()) })
+	w.startOnce.Do(func() { w.factory.Start(w.done) })
 }
 
 func (w *watcher) notify() {
@@ -236,11 +245,11 @@ func summarize(items []string, n int) string {
 // Deployment's sets its ReplicaSets to 0 in the same sync. Its later report of 0
 // replicas is not awaited: with many workloads that report trails the last pod by
 // the controller's backlog, and proves nothing the pods do not.
-func (w *watcher) stoppedCond(group []*Workload, ns string) func() []string {
+func (w *watcher) stoppedCond(group []*Workload) func() []string {
 	return func() []string {
 		var pending []string
-		for _, obj := range w.pods.List() {
-			pod := obj.(*corev1.Pod)
+		pods, _ := w.pods.List(labels.Everything()) // a cache: no error
+		for _, pod := range pods {
 			if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 				continue
 			}
@@ -258,9 +267,9 @@ func (w *watcher) stoppedCond(group []*Workload, ns string) func() []string {
 			if !wl.awaitController {
 				continue
 			}
-			gen, observed, replicas, ok := w.status(wl, ns)
-			if ok && observed < max(gen, wl.Generation) {
-				pending = append(pending, fmt.Sprintf("%s (its controller has not seen the change yet; it reports %d replicas)", wl, replicas))
+			s, ok := kinds[wl.Kind].status(w, wl.Name)
+			if ok && s.observed < max(s.generation, wl.Generation) {
+				pending = append(pending, fmt.Sprintf("%s (its controller has not seen the change yet; it reports %d replicas)", wl, s.replicas))
 			}
 		}
 		return pending
@@ -269,61 +278,23 @@ func (w *watcher) stoppedCond(group []*Workload, ns string) func() []string {
 
 // readyCond reports restored Deployments and StatefulSets whose replicas are not all
 // ready yet. The wanted count is the live spec.replicas, so an HPA's choice counts.
-func (w *watcher) readyCond(group []*Workload, ns string) func() []string {
+func (w *watcher) readyCond(group []*Workload) func() []string {
 	return func() []string {
 		var pending []string
 		for _, wl := range group {
 			if !wl.Kind.Scalable() {
 				continue
 			}
-			var (
-				gen, observed   int64
-				want, ready, up int32
-			)
-			switch wl.Kind {
-			case Deployment:
-				obj, ok, _ := w.deployments.GetByKey(ns + "/" + wl.Name)
-				if !ok {
-					continue // deleted meanwhile: nothing to wait for
-				}
-				d := obj.(*appsv1.Deployment)
-				gen, observed, want = d.Generation, d.Status.ObservedGeneration, replicas(d.Spec.Replicas)
-				ready, up = d.Status.ReadyReplicas, d.Status.UpdatedReplicas
-			case StatefulSet:
-				obj, ok, _ := w.statefulSets.GetByKey(ns + "/" + wl.Name)
-				if !ok {
-					continue
-				}
-				s := obj.(*appsv1.StatefulSet)
-				gen, observed, want = s.Generation, s.Status.ObservedGeneration, replicas(s.Spec.Replicas)
-				ready, up = s.Status.ReadyReplicas, s.Status.Replicas
+			s, ok := kinds[wl.Kind].status(w, wl.Name)
+			if !ok {
+				continue // deleted meanwhile: nothing to wait for
 			}
-			if observed < gen || ready < want || up < want {
-				pending = append(pending, fmt.Sprintf("%s (%d/%d ready)", wl, ready, want))
+			if s.observed < s.generation || s.ready < s.want || s.up < s.want {
+				pending = append(pending, fmt.Sprintf("%s (%d/%d ready)", wl, s.ready, s.want))
 			}
 		}
 		return pending
 	}
-}
-
-func (w *watcher) status(wl *Workload, ns string) (gen, observed int64, replicas int32, ok bool) {
-	switch wl.Kind {
-	case Deployment:
-		obj, found, _ := w.deployments.GetByKey(ns + "/" + wl.Name)
-		if !found {
-			return 0, 0, 0, false
-		}
-		d := obj.(*appsv1.Deployment)
-		return d.Generation, d.Status.ObservedGeneration, d.Status.Replicas, true
-	case StatefulSet:
-		obj, found, _ := w.statefulSets.GetByKey(ns + "/" + wl.Name)
-		if !found {
-			return 0, 0, 0, false
-		}
-		s := obj.(*appsv1.StatefulSet)
-		return s.Generation, s.Status.ObservedGeneration, s.Status.Replicas, true
-	}
-	return 0, 0, 0, false
 }
 
 // ownerOf returns the workload of group that pod belongs to, if any: by the
@@ -342,7 +313,7 @@ func (w *watcher) ownerOf(pod *corev1.Pod, group []*Workload) *Workload {
 		if ctrl == nil || ctrl.Kind != "Job" {
 			continue
 		}
-		if slices.Contains(wl.ActiveJobs, ctrl.UID) || w.jobOf(pod.Namespace, ctrl, wl) {
+		if slices.Contains(wl.ActiveJobs, ctrl.UID) || w.jobOf(ctrl, wl) {
 			return wl
 		}
 	}
@@ -350,12 +321,12 @@ func (w *watcher) ownerOf(pod *corev1.Pod, group []*Workload) *Workload {
 }
 
 // jobOf reports whether the watched Job that ref names is controlled by the CronJob.
-func (w *watcher) jobOf(ns string, ref *metav1.OwnerReference, cj *Workload) bool {
-	obj, ok, _ := w.jobs.GetByKey(ns + "/" + ref.Name)
-	if !ok || obj.(*batchv1.Job).UID != ref.UID {
+func (w *watcher) jobOf(ref *metav1.OwnerReference, cj *Workload) bool {
+	j, err := w.jobs.Get(ref.Name)
+	if err != nil || j.UID != ref.UID {
 		return false
 	}
-	c := metav1.GetControllerOf(obj.(*batchv1.Job))
+	c := metav1.GetControllerOf(j)
 	return c != nil && c.UID == cj.UID
 }
 
@@ -369,8 +340,8 @@ func (w *watcher) unfinishedJobs(group []*Workload) []string {
 		if wl.Kind != CronJob {
 			continue
 		}
-		for _, obj := range w.jobs.List() {
-			j := obj.(*batchv1.Job)
+		jobs, _ := w.jobs.List(labels.Everything()) // a cache: no error
+		for _, j := range jobs {
 			c := metav1.GetControllerOf(j)
 			if c == nil || c.UID != wl.UID || jobFinished(j) {
 				continue

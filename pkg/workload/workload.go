@@ -101,13 +101,13 @@ func fromStatefulSet(s *appsv1.StatefulSet) (*Workload, error) {
 	return w, w.selector(s.Spec.Selector)
 }
 
-func fromCronJob(c *batchv1.CronJob) *Workload {
+func fromCronJob(c *batchv1.CronJob) (*Workload, error) {
 	w := newWorkload(CronJob, &c.ObjectMeta)
 	w.Suspended = c.Spec.Suspend != nil && *c.Spec.Suspend
 	for _, j := range c.Status.Active {
 		w.ActiveJobs = append(w.ActiveJobs, j.UID)
 	}
-	return w
+	return w, nil
 }
 
 // replicas applies the API default of 1 to an unset spec.replicas.
