@@ -76,6 +76,49 @@ func (d *Downer) eventMessage() string {
 func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	start := d.Clock.Now()
 	f := finder{cs: d.Client, ns: d.Namespace}
+	ws, err := d.selected(ctx, f, sel)
+	if err != nil || len(ws) == 0 {
+		return nil, err
+	}
+	if d.CheckAccess {
+		if err := checkAccess(ctx, d.Client, d.Namespace, append(workloadPermissions(ws), watchPermissions(true, hasCronJobs(ws))...), d.Log); err != nil {
+			return nil, err
+		}
+	}
+	w, err := newWatcher(ctx, d.Client, d.Namespace, true, hasCronJobs(ws))
+	if err != nil {
+		return nil, err
+	}
+	defer w.stop()
+	wt := &waiter{w: w, clock: d.Clock, log: d.Log, progressEvery: d.ProgressEvery, deadline: start.Add(d.Timeout), timeout: d.Timeout}
+
+	var outcomes []Outcome
+	groups := group(ws, true)
+	for _, g := range groups {
+		if len(groups) > 1 {
+			d.Log.Info("stopping priority group", "stop-priority", g[0].Priority, "workloads", len(g))
+		}
+		out, stopped, err := d.stopGroup(ctx, f, g, w, start.Add(d.Timeout))
+		outcomes = append(outcomes, out...)
+		if err != nil {
+			return outcomes, err
+		}
+		what := fmt.Sprintf("the pods of %d workloads to stop", len(stopped))
+		if len(groups) > 1 {
+			what = fmt.Sprintf("the pods of %d workloads with stop-priority %d to stop", len(stopped), g[0].Priority)
+		}
+		if err := wt.until(ctx, what, w.stoppedCond(stopped)); err != nil {
+			return outcomes, err
+		}
+	}
+	d.Log.Info("scaled down", "workloads", len(outcomes), "took", d.Clock.Since(start).Round(time.Millisecond).String())
+	return outcomes, nil
+}
+
+// selected finds the selected workloads, their stop priorities read. A named
+// workload that does not exist, or a priority that is not a number, fails the
+// step before anything changes.
+func (d *Downer) selected(ctx context.Context, f finder, sel Selection) ([]*Workload, error) {
 	ws, missing, err := f.find(ctx, sel)
 	if err != nil {
 		return nil, err
@@ -96,63 +139,41 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 			return nil, failure.Permanentf("%w; fix the annotation before scaling down", err)
 		}
 	}
-	if d.CheckAccess {
-		if err := checkAccess(ctx, d.Client, d.Namespace, append(workloadPermissions(ws), watchPermissions(true, hasCronJobs(ws))...), d.Log); err != nil {
-			return nil, err
-		}
-	}
-	w, err := newWatcher(ctx, d.Client, d.Namespace, true, hasCronJobs(ws))
-	if err != nil {
-		return nil, err
-	}
-	defer w.stop()
-	wt := &waiter{w: w, clock: d.Clock, log: d.Log, progressEvery: d.ProgressEvery, deadline: start.Add(d.Timeout), timeout: d.Timeout}
+	return ws, nil
+}
 
-	var outcomes []Outcome
-	groups := group(ws, true)
-	for _, g := range groups {
-		if len(groups) > 1 {
-			d.Log.Info("stopping priority group", "stop-priority", g[0].Priority, "workloads", len(g))
-		}
-		results := make([]stopResult, len(g))
-		errs := forEach(ctx, len(g), concurrency, true, func(i int) error {
-			var err error
-			results[i], err = d.stop(ctx, f, g[i], start.Add(d.Timeout))
-			return err
-		})
-		var (
-			stopped  []*Workload
-			firstErr error
-		)
-		for i, r := range results {
-			if errs[i] != nil {
-				if firstErr == nil && !errors.Is(errs[i], errNotStarted) {
-					firstErr = errs[i]
-				}
-				continue
+// stopGroup stops one priority group, then starts the watch (once) and writes
+// the Events. It returns what each workload stopped was and as it is now, and
+// the first failure (the calls in flight finish; no new one starts after it).
+func (d *Downer) stopGroup(ctx context.Context, f finder, g []*Workload, w *watcher, until time.Time) ([]Outcome, []*Workload, error) {
+	results := make([]stopResult, len(g))
+	errs := forEach(ctx, len(g), concurrency, true, func(i int) error {
+		var err error
+		results[i], err = d.stop(ctx, f, g[i], until)
+		return err
+	})
+	var (
+		outcomes []Outcome
+		stopped  []*Workload
+		firstErr error
+	)
+	for i, r := range results {
+		if errs[i] != nil {
+			if firstErr == nil && !errors.Is(errs[i], errNotStarted) {
+				firstErr = errs[i]
 			}
-			outcomes = append(outcomes, r.out)
-			stopped = append(stopped, r.now)
+			continue
 		}
-		if firstErr == nil {
-			firstErr = ctx.Err()
-		}
-		w.start()
-		// Events after the changes: they are for people, and must not delay the stop.
-		d.emitEvents(ctx, results, errs)
-		if firstErr != nil {
-			return outcomes, firstErr
-		}
-		what := fmt.Sprintf("the pods of %d workloads to stop", len(stopped))
-		if len(groups) > 1 {
-			what = fmt.Sprintf("the pods of %d workloads with stop-priority %d to stop", len(stopped), g[0].Priority)
-		}
-		if err := wt.until(ctx, what, w.stoppedCond(stopped)); err != nil {
-			return outcomes, err
-		}
+		outcomes = append(outcomes, r.out)
+		stopped = append(stopped, r.now)
 	}
-	d.Log.Info("scaled down", "workloads", len(outcomes), "took", d.Clock.Since(start).Round(time.Millisecond).String())
-	return outcomes, nil
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	w.start()
+	// Events after the changes: they are for people, and must not delay the stop.
+	d.emitEvents(ctx, results, errs)
+	return outcomes, stopped, firstErr
 }
 
 // holder is this run as a holder of the workloads it stops.

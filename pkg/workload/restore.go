@@ -49,6 +49,52 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	start := r.Clock.Now()
 	work := &allowance{clock: r.Clock, left: r.Timeout}
 	f := finder{cs: r.Client, ns: r.Namespace}
+	ws, err := r.recorded(ctx, work, f, sel)
+	if err != nil || len(ws) == 0 {
+		return nil, err
+	}
+	if err := r.checkAccess(ctx, work, ws); err != nil {
+		return nil, err
+	}
+	var wt *waiter
+	if r.WaitReady {
+		w, err := newWatcher(ctx, r.Client, r.Namespace, false, false)
+		if err != nil {
+			return nil, err
+		}
+		defer w.stop()
+		wt = &waiter{w: w, clock: r.Clock, log: r.Log, progressEvery: r.ProgressEvery, timeout: r.ReadyTimeout}
+	}
+	t := &restoreTally{readyLeft: r.ReadyTimeout}
+	groups := group(ws, false)
+	for gi, g := range groups {
+		if len(groups) > 1 {
+			r.Log.Info("restoring priority group", "stop-priority", g[0].Priority, "workloads", len(g))
+		}
+		later := 0
+		for _, lg := range groups[gi+1:] {
+			later += len(lg)
+		}
+		if err := r.restoreGroup(ctx, work, f, g, wt, later, t); err != nil {
+			return t.outcomes, err
+		}
+		// A later group comes back only after this one is: leave it stopped,
+		// recorded, for the retry.
+		if len(t.errs) > 0 && later > 0 {
+			r.Log.Warn("left at 0 until the workloads of lower stop-priority are restored", "workloads", later)
+			break
+		}
+	}
+	if err := joinErrors(t.errs); err != nil {
+		return t.outcomes, err
+	}
+	r.Log.Info("restored", "workloads", len(t.outcomes), "took", r.Clock.Since(start).Round(time.Millisecond).String())
+	return t.outcomes, nil
+}
+
+// recorded finds the selected workloads that carry a record this run may
+// restore, their stop priorities read.
+func (r *Restorer) recorded(ctx context.Context, work *allowance, f finder, sel Selection) ([]*Workload, error) {
 	var (
 		found   []*Workload
 		missing []Ref
@@ -90,110 +136,85 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		} else {
 			r.Log.Info("no workload carries a scale-down record: nothing to restore", "namespace", r.Namespace, "selection", sel.String())
 		}
-		return nil, nil
 	}
-	if r.CheckAccess {
-		perms := workloadPermissions(ws)
-		if r.WaitReady {
-			perms = append(perms, watchPermissions(false, false)...)
-		}
-		if err := work.spend(ctx, func(ctx context.Context) error {
-			return checkAccess(ctx, r.Client, r.Namespace, perms, r.Log)
-		}); err != nil {
-			return nil, r.outOfTime(ctx, err)
-		}
-	}
-	var wt *waiter
-	var w *watcher
-	readyLeft := r.ReadyTimeout
-	if r.WaitReady {
-		if w, err = newWatcher(ctx, r.Client, r.Namespace, false, false); err != nil {
-			return nil, err
-		}
-		defer w.stop()
-		wt = &waiter{w: w, clock: r.Clock, log: r.Log, progressEvery: r.ProgressEvery, timeout: r.ReadyTimeout}
-	}
+	return ws, nil
+}
 
-	var (
-		outcomes  []Outcome
-		errs      []error
-		stillHeld []string // workloads left stopped for another run so far
-	)
-	groups := group(ws, false)
-	for gi, g := range groups {
-		if len(groups) > 1 {
-			r.Log.Info("restoring priority group", "stop-priority", g[0].Priority, "workloads", len(g))
-		}
-		results := make([]restoreResult, len(g))
-		var gerrs []error
-		_ = work.spend(ctx, func(ctx context.Context) error {
-			gerrs = forEach(ctx, len(g), concurrency, false, func(i int) error {
-				var err error
-				results[i], err = r.restore(ctx, f, g[i])
-				return err
-			})
-			r.emitEvents(ctx, results, gerrs)
-			return nil
+// checkAccess, with CheckAccess, asks for the permissions restoring ws takes.
+func (r *Restorer) checkAccess(ctx context.Context, work *allowance, ws []*Workload) error {
+	if !r.CheckAccess {
+		return nil
+	}
+	perms := workloadPermissions(ws)
+	if r.WaitReady {
+		perms = append(perms, watchPermissions(false, false)...)
+	}
+	err := work.spend(ctx, func(ctx context.Context) error {
+		return checkAccess(ctx, r.Client, r.Namespace, perms, r.Log)
+	})
+	return r.outOfTime(ctx, err)
+}
+
+// restoreTally is what a restore has done so far, over its priority groups.
+type restoreTally struct {
+	outcomes  []Outcome
+	errs      []error
+	stillHeld []string      // workloads left stopped for another run
+	readyLeft time.Duration // of --ready-timeout
+}
+
+// restoreGroup restores one priority group and, with wt, waits for what came
+// back to be ready; later is how many workloads the later groups hold. Only
+// the wait's failure is returned: the workloads' own errors go in t.
+func (r *Restorer) restoreGroup(ctx context.Context, work *allowance, f finder, g []*Workload, wt *waiter, later int, t *restoreTally) error {
+	results := make([]restoreResult, len(g))
+	var errs []error
+	_ = work.spend(ctx, func(ctx context.Context) error {
+		errs = forEach(ctx, len(g), concurrency, false, func(i int) error {
+			var err error
+			results[i], err = r.restore(ctx, f, g[i])
+			return err
 		})
-		var restored []*Workload
-		for i, res := range results {
-			if err := gerrs[i]; err != nil {
-				err = r.outOfTime(ctx, err)
-				r.Log.Error("could not restore", "workload", g[i].String(), "error", err.Error())
-				errs = append(errs, err)
-				continue
-			}
-			if res.ok {
-				outcomes = append(outcomes, res.out)
-				restored = append(restored, g[i])
-			}
+		r.emitEvents(ctx, results, errs)
+		return nil
+	})
+	var restored []*Workload
+	for i, res := range results {
+		if err := errs[i]; err != nil {
+			err = r.outOfTime(ctx, err)
+			r.Log.Error("could not restore", "workload", g[i].String(), "error", err.Error())
+			t.errs = append(t.errs, err)
+			continue
 		}
-		// Runs that share workloads but selected different ones: what only this
-		// run holds comes back even though a workload of an earlier group stays
-		// stopped for another run. Keeping it stopped would leave it to a run
-		// that may never select it.
-		if len(stillHeld) > 0 && len(restored) > 0 {
-			r.Log.Warn("restoring workloads although some restored before them stay stopped for another run: their stop-priority order cannot be kept", "restoring", summarize(refsOf(restored), 5), "still-held", summarize(stillHeld, 5))
-		}
-		for i, res := range results {
-			if gerrs[i] == nil && res.released {
-				stillHeld = append(stillHeld, g[i].String())
-			}
-		}
-		// Wait for what came back even when another workload failed: its record
-		// is gone, so a retry would not look at it again.
-		if wt != nil && len(restored) > 0 {
-			what := fmt.Sprintf("%d restored workloads to be ready", len(restored))
-			later := 0
-			for _, lg := range groups[gi+1:] {
-				later += len(lg)
-			}
-			began := r.Clock.Now()
-			wt.deadline = began.Add(readyLeft)
-			failed := len(errs)
-			wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, restored, later, failed) }
-			err := wt.until(ctx, what, w.readyCond(restored))
-			readyLeft -= r.Clock.Since(began)
-			if err != nil {
-				return outcomes, err
-			}
-		}
-		// A later group comes back only after this one is: leave it stopped,
-		// recorded, for the retry.
-		if len(errs) > 0 && gi+1 < len(groups) {
-			later := 0
-			for _, lg := range groups[gi+1:] {
-				later += len(lg)
-			}
-			r.Log.Warn("left at 0 until the workloads of lower stop-priority are restored", "workloads", later)
-			break
+		if res.ok {
+			t.outcomes = append(t.outcomes, res.out)
+			restored = append(restored, g[i])
 		}
 	}
-	if err := joinErrors(errs); err != nil {
-		return outcomes, err
+	// Runs that share workloads but selected different ones: what only this
+	// run holds comes back even though a workload of an earlier group stays
+	// stopped for another run. Keeping it stopped would leave it to a run
+	// that may never select it.
+	if len(t.stillHeld) > 0 && len(restored) > 0 {
+		r.Log.Warn("restoring workloads although some restored before them stay stopped for another run: their stop-priority order cannot be kept", "restoring", summarize(refsOf(restored), 5), "still-held", summarize(t.stillHeld, 5))
 	}
-	r.Log.Info("restored", "workloads", len(outcomes), "took", r.Clock.Since(start).Round(time.Millisecond).String())
-	return outcomes, nil
+	for i, res := range results {
+		if errs[i] == nil && res.released {
+			t.stillHeld = append(t.stillHeld, g[i].String())
+		}
+	}
+	// Wait for what came back even when another workload failed: its record
+	// is gone, so a retry would not look at it again.
+	if wt == nil || len(restored) == 0 {
+		return nil
+	}
+	began := r.Clock.Now()
+	wt.deadline = began.Add(t.readyLeft)
+	failed := len(t.errs)
+	wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, restored, later, failed) }
+	err := wt.until(ctx, fmt.Sprintf("%d restored workloads to be ready", len(restored)), wt.w.readyCond(restored))
+	t.readyLeft -= r.Clock.Since(began)
+	return err
 }
 
 // owns reports whether the record on w is this run's to restore, and says so
