@@ -20,6 +20,10 @@ type Options struct {
 	URL            string
 	URLFile        string
 	ConnectTimeout time.Duration
+	// AppName is the application_name Config gives the sessions when the user set
+	// none (in the URL, or PGAPPNAME): ApplicationName(run id, step). Empty:
+	// "chartreuse".
+	AppName string
 }
 
 // Flags implements step.Options.
@@ -95,8 +99,13 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
+	// pgx has put the URL's application_name, else PGAPPNAME's, in RuntimeParams.
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = "chartreuse"
+		name := o.AppName
+		if name == "" {
+			name = "chartreuse"
+		}
+		cfg.RuntimeParams["application_name"] = name
 	}
 	return cfg, nil
 }

@@ -176,7 +176,7 @@ DELETE FROM ` + table + ` WHERE version_id IN (SELECT version FROM d)`
 // migration lock, in one statement, and applies nothing.
 func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
 	v, as := m.Opts.Resolve.Value, Resolution(m.Opts.ResolveAs)
-	lk, err := acquireLock(ctx, m.DB, m.Opts.LockWait, m.Log)
+	lk, err := acquireLock(ctx, m.DB, m.Opts.LockWait, m.Log, m.Origins)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 )
 
 // Reasons for refusing to migrate. Every refusal is a *RefusalError wrapping one of
@@ -95,15 +97,29 @@ type Session struct {
 	ApplicationName string
 	State           string
 	XactAge         time.Duration // 0 when unknown or not in a transaction
+	ClientAddr      string        // host(client_addr); "" for a Unix socket or when unknown
+	BackendStart    time.Time     // when the session began; zero when unknown
+	// Origin says where the session comes from (podaddr.Finder.Describe): its pod,
+	// or what could not be told. "" when not looked up.
+	Origin string
 }
 
 func (s *Session) String() string {
 	parts := []string{fmt.Sprintf("pid %d", s.PID)}
+	if run, step, shortened, ok := dbconn.ParseApplicationName(s.ApplicationName); ok {
+		switch {
+		case run == "":
+			parts = append(parts, "a Chartreuse "+step+" step given no run id")
+		case shortened:
+			parts = append(parts, fmt.Sprintf("Chartreuse run %s (shortened to fit application_name), step %s", run, step))
+		default:
+			parts = append(parts, fmt.Sprintf("Chartreuse run %s, step %s", run, step))
+		}
+	} else if s.ApplicationName != "" {
+		parts = append(parts, "application_name "+s.ApplicationName)
+	}
 	if s.User != "" {
 		parts = append(parts, "user "+s.User)
-	}
-	if s.ApplicationName != "" {
-		parts = append(parts, "application_name "+s.ApplicationName)
 	}
 	if s.State != "" {
 		st := s.State
@@ -111,6 +127,11 @@ func (s *Session) String() string {
 			st += fmt.Sprintf(", transaction open for %s", s.XactAge.Round(time.Second))
 		}
 		parts = append(parts, st)
+	}
+	if s.Origin != "" {
+		parts = append(parts, s.Origin)
+	} else if s.ClientAddr != "" {
+		parts = append(parts, "connected from "+s.ClientAddr)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -36,7 +36,11 @@ type migrationLock struct {
 // goose probes pg_try_advisory_lock once a second, so wait is rounded up to whole
 // seconds (0 tries, then tries once more a second later). Returns *LockBusyError
 // (transient) when another session kept it.
-func acquireLock(ctx context.Context, db *sql.DB, wait time.Duration, log *slog.Logger) (*migrationLock, error) {
+//
+// The holder is named in the log when the wait begins and in the error: its run and
+// step (from its application_name) and, through origins, its pod. The pod lookup
+// runs beside the wait, never delaying it.
+func acquireLock(ctx context.Context, db *sql.DB, wait time.Duration, log *slog.Logger, origins Origins) (*migrationLock, error) {
 	probes := uint64(math.Ceil(wait.Seconds()))
 	if probes < 1 {
 		probes = 1
@@ -51,9 +55,19 @@ func acquireLock(ctx context.Context, db *sql.DB, wait time.Duration, log *slog.
 	if err != nil {
 		return nil, dbconn.Classify(fmt.Errorf("connecting for the migration lock: %w", err))
 	}
+	// A context of its own: the lookup stops when the wait ends, whichever first.
+	octx, stopLookup := context.WithCancel(ctx)
+	logged := make(chan struct{})
 	if holder, err := lockHolder(ctx, conn); err == nil && holder != nil {
-		log.Info("waiting for the migration lock", "held-by", holder.String(), "lock-wait", wait.String())
+		go func() {
+			defer close(logged)
+			describeOrigin(octx, origins, holder)
+			log.Info("waiting for the migration lock", "held-by", holder.String(), "lock-wait", wait.String())
+		}()
+	} else {
+		close(logged)
 	}
+	defer func() { stopLookup(); <-logged }()
 	done := make(chan struct{})
 	go progress(done, log, "still waiting for the migration lock", wait)
 	// The deadline only guards against a probe that hangs; goose's probe count ends the wait.
@@ -78,7 +92,23 @@ func acquireLock(ctx context.Context, db *sql.DB, wait time.Duration, log *slog.
 		return nil, failure.Transientf("waiting for the migration lock: lost the connection to the database (restarted?): %v; rerun to continue", perr)
 	}
 	holder, _ := lockHolder(ctx, conn)
+	if holder != nil {
+		describeOrigin(ctx, origins, holder)
+	}
 	return nil, failure.AsTransient(&LockBusyError{Waited: wait, Holder: holder})
+}
+
+// Origins tells where a session comes from for messages (*podaddr.Finder: its pod,
+// or why that cannot be told). It never fails and returns within its own timeout.
+type Origins interface {
+	Describe(ctx context.Context, addr string, started time.Time) string
+}
+
+// describeOrigin fills s.Origin; without origins the message keeps the bare address.
+func describeOrigin(ctx context.Context, origins Origins, s *Session) {
+	if origins != nil && s != nil {
+		s.Origin = origins.Describe(ctx, s.ClientAddr, s.BackendStart)
+	}
 }
 
 // release unlocks and returns the connection. If unlocking fails the connection is
@@ -97,15 +127,17 @@ func (l *migrationLock) release(ctx context.Context) {
 func lockHolder(ctx context.Context, q Querier) (*Session, error) {
 	var s Session
 	var age float64
+	var started sql.NullTime
 	err := q.QueryRowContext(ctx, `
 		SELECT l.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), coalesce(a.state, ''),
-		       coalesce(extract(epoch FROM now() - a.xact_start), 0)::float8
+		       coalesce(extract(epoch FROM now() - a.xact_start), 0)::float8,
+		       coalesce(host(a.client_addr), ''), a.backend_start
 		FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
 		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 		  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		  AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295)
 		  AND l.pid <> pg_backend_pid()
-		LIMIT 1`, LockID).Scan(&s.PID, &s.User, &s.ApplicationName, &s.State, &age)
+		LIMIT 1`, LockID).Scan(&s.PID, &s.User, &s.ApplicationName, &s.State, &age, &s.ClientAddr, &started)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -113,6 +145,7 @@ func lockHolder(ctx context.Context, q Querier) (*Session, error) {
 		return nil, err
 	}
 	s.XactAge = time.Duration(age * float64(time.Second))
+	s.BackendStart = started.Time
 	return &s, nil
 }
 

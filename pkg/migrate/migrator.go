@@ -26,6 +26,9 @@ type Migrator struct {
 	// file's expanded values); Redact masks the registered values in a string.
 	Secret func(string)
 	Redact func(string) string
+	// Origins, when set, names the pod of the session holding a lock this run
+	// waits for (*podaddr.Finder); nil keeps the bare client address.
+	Origins Origins
 
 	parsed map[parsedKey]bool // migrations preparse found valid
 }
@@ -122,7 +125,7 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	lk, err := acquireLock(ctx, m.DB, m.Opts.LockWait, m.Log)
+	lk, err := acquireLock(ctx, m.DB, m.Opts.LockWait, m.Log, m.Origins)
 	if err != nil {
 		return rep, err
 	}

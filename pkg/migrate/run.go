@@ -382,6 +382,9 @@ func (m *Migrator) detail(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 	case !errors.As(err, &pgErr):
 		return err.Error()
 	case pgErr.Code == dbconn.LockNotAvailable:
+		if wait != nil && len(wait.Blockers) > 0 {
+			describeOrigin(ctx, m.Origins, &wait.Blockers[0])
+		}
 		return m.wherePrefix(ctx, s, up, err) + lockTimeoutDetail(m.Opts.LockTimeout, wait)
 	case pgErr.Code == dbconn.QueryCanceled:
 		return m.wherePrefix(ctx, s, up, err) + fmt.Sprintf("statement_timeout (--statement-timeout %s) expired or the statement was cancelled by an administrator (SQLSTATE %s); raise --statement-timeout if the migration needs longer", m.Opts.StatementTimeout, pgErr.Code)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
+	"github.com/chartreuse-go/chartreuse/pkg/podaddr"
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
@@ -22,6 +23,7 @@ func Spec() step.Spec {
 			"Results: git-commit (with --git-url), migrations-digest (with --migrations-image), pending, pending-versions, current-version, target-version, applied, applied-versions, rolled-back, rolled-back-versions, checksums-recorded.",
 		Options: []step.Options{db, opts},
 		Run: func(ctx context.Context, env *step.Env) error {
+			db.AppName = dbconn.ApplicationName(opts.RunID, StepName(opts.Mode()))
 			cfg, err := db.Config(env.Redactor)
 			if err != nil {
 				return err
@@ -34,12 +36,27 @@ func Spec() step.Spec {
 			}
 			defer cleanup()
 			m := &Migrator{DB: sqlDB, FS: fsys, Log: env.Log.With("database", cfg.Database), Opts: *opts,
-				Secret: env.Redactor.Add, Redact: env.Redactor.String}
+				Secret: env.Redactor.Add, Redact: env.Redactor.String, Origins: podaddr.InCluster(podaddr.ServiceAccountDir)}
 			rep, err := m.Run(ctx)
 			rep.SetResults(env.Results)
 			return err
 		},
 	}
+}
+
+// StepName names a run of the migrate binary by what it does, as the workflows
+// name their steps: plan, migrate, rollback, resolve. It ends the application_name
+// of the run's sessions (chartreuse/<run-id>/<step>).
+func StepName(m Mode) string {
+	switch m {
+	case ModePlan:
+		return "plan"
+	case ModeDown:
+		return "rollback"
+	case ModeResolve:
+		return "resolve"
+	}
+	return "migrate"
 }
 
 // SetResults records the report as step results; a nil report (nothing could be

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -161,7 +162,8 @@ func (w *waitWatcher) sample(ctx context.Context) (*LockWait, error) {
 	rows, err := w.q.QueryContext(ctx, `
 		SELECT wl.locktype, wl.mode, coalesce(wl.relation::regclass::text, ''),
 		       b.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), coalesce(a.state, ''),
-		       coalesce(extract(epoch FROM now() - a.xact_start), 0)::float8
+		       coalesce(extract(epoch FROM now() - a.xact_start), 0)::float8,
+		       coalesce(host(a.client_addr), ''), a.backend_start
 		FROM pg_locks wl
 		CROSS JOIN LATERAL unnest(pg_blocking_pids(wl.pid)) AS b(pid)
 		LEFT JOIN pg_stat_activity a ON a.pid = b.pid
@@ -176,10 +178,12 @@ func (w *waitWatcher) sample(ctx context.Context) (*LockWait, error) {
 		var lw LockWait
 		var s Session
 		var age float64
-		if err := rows.Scan(&lw.LockType, &lw.Mode, &lw.Relation, &s.PID, &s.User, &s.ApplicationName, &s.State, &age); err != nil {
+		var started sql.NullTime
+		if err := rows.Scan(&lw.LockType, &lw.Mode, &lw.Relation, &s.PID, &s.User, &s.ApplicationName, &s.State, &age, &s.ClientAddr, &started); err != nil {
 			return nil, err
 		}
 		s.XactAge = time.Duration(age * float64(time.Second))
+		s.BackendStart = started.Time
 		if wait == nil {
 			wait = &lw
 		}

@@ -32,6 +32,7 @@ func Spec() step.Spec {
 func newSpec(d deps) step.Spec {
 	db := &dbconn.Options{}
 	opts := &Options{}
+	rid := &dbconn.RunIDOptions{}
 	return step.Spec{
 		Name:  "wait-patroni",
 		Usage: "wait until a Patroni / postgres-operator cluster has a leader, a primary and working roles",
@@ -41,8 +42,9 @@ func newSpec(d deps) step.Spec {
 			"Connect as the owner's login user (postgres-operator: <database>_owner_user): it must be able to SET ROLE\n" +
 			"to all three roles. Timeout: exit 75 naming the missing piece; bad credentials: exit 1.\n" +
 			"Results: leader (with --patroni-url), checked, owner-role, attempts, waited.",
-		Options: []step.Options{db, opts},
+		Options: []step.Options{db, opts, rid},
 		Run: func(ctx context.Context, env *step.Env) error {
+			db.AppName = dbconn.ApplicationName(rid.RunID, "wait-patroni")
 			cfg, err := db.Config(env.Redactor)
 			if err != nil {
 				return err

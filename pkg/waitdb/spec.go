@@ -27,6 +27,7 @@ func Spec() step.Spec {
 func newSpec(d deps) step.Spec {
 	db := &dbconn.Options{}
 	opts := &Options{}
+	rid := &dbconn.RunIDOptions{}
 	return step.Spec{
 		Name:  "wait-for-db",
 		Usage: "wait until PostgreSQL accepts connections and answers SELECT 1",
@@ -34,8 +35,9 @@ func newSpec(d deps) step.Spec {
 			"A database that does not exist yet is waited for; a wrong password, a role that may not log in or a\n" +
 			"malformed URL fail at once (exit 1). Timeout: exit 75, naming the last error.\n" +
 			"Results: attempts, waited.",
-		Options: []step.Options{db, opts},
+		Options: []step.Options{db, opts, rid},
 		Run: func(ctx context.Context, env *step.Env) error {
+			db.AppName = dbconn.ApplicationName(rid.RunID, "wait-for-db")
 			cfg, err := db.Config(env.Redactor)
 			if err != nil {
 				return err
