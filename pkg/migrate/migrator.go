@@ -14,6 +14,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/sqlrisk"
 )
 
 // Migrator runs one migrate step against one database.
@@ -52,6 +53,9 @@ type Report struct {
 	// ChecksumsRecorded counts the checksum rows the run wrote: one per migration
 	// applied, versions applied without one, edits accepted.
 	ChecksumsRecorded int
+	// Risks are what --plan found in the pending statements (plan.go); nil
+	// for the other modes.
+	Risks []sqlrisk.Risk
 }
 
 // Run checks, locks and migrates. Errors are classified for failure.Code: refusals
@@ -117,7 +121,9 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 		}
 		if mode == ModePlan {
 			m.logSumsPlan(st, plan)
-			return rep, nil
+			risks, err := m.lintPending(ctx, src, plan) // plan.go
+			rep.Risks = risks
+			return rep, err
 		}
 		if plan.NothingToDo() && !plan.SumsToWrite() {
 			m.Log.Info("nothing to migrate", "current-version", plan.Current, "target-version", plan.Target)

@@ -1,12 +1,17 @@
 package migrate
 
 import (
+	"context"
 	"fmt"
+	"io/fs"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/sqlrisk"
 )
 
 // Request is what the operator asked for.
@@ -308,6 +313,9 @@ func checkRows(st *State) error {
 			rolledBack = true
 			problems = append(problems, fmt.Sprintf("version %d's latest row (id %d) has is_applied=false, an old goose rollback record that goose now reads as applied", v, latest.ID))
 			repair = append(repair, fmt.Sprintf("DELETE FROM %s WHERE version_id = %d;", table, v))
+			if _, ok := st.Sums[v]; ok && st.sumsUsable() { // rolled back: its record goes too
+				repair = append(repair, fmt.Sprintf("DELETE FROM %s WHERE version = %d;", st.sumsTable(), v))
+			}
 		case len(rs) > 1:
 			ids := make([]string, len(rs))
 			for i, r := range rs {
@@ -353,4 +361,107 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// What --risk-policy makes of error-level risks in pending statements.
+const (
+	RiskWarn = "warn" // log and record them
+	RiskFail = "fail" // also exit 1, unless the statement waives the rule
+)
+
+// allowComment waives rules for one statement: -- chartreuse:allow rule[, rule...]
+var allowComment = regexp.MustCompile(`--\s*chartreuse:allow\s+([a-z0-9-]+(?:[\s,]+[a-z0-9-]+)*)`)
+
+// lintPending analyses every statement of the pending migrations (sqlrisk):
+// one log line per risk, and the risks for the result. Only read-only catalog
+// queries are made. The parser is started here, so a plan with nothing
+// pending never pays for it. With --risk-policy=fail, an error-level risk no
+// allow comment waives is a permanent error (exit 1) naming each one.
+func (m *Migrator) lintPending(ctx context.Context, src Sources, plan *Plan) ([]sqlrisk.Risk, error) {
+	risks := []sqlrisk.Risk{}
+	if len(plan.Pending) == 0 {
+		return risks, nil
+	}
+	redact := m.Redact
+	if redact == nil {
+		redact = func(s string) string { return s }
+	}
+	start := time.Now()
+	analysed := 0
+	for _, v := range plan.Pending {
+		s, _ := src.Get(v)
+		p, err := parseMigration(ctx, m.FS, s.File, v, true)
+		if err != nil {
+			return risks, err // preparse accepted it a moment ago
+		}
+		content, _ := fs.ReadFile(m.FS, s.File)
+		lines := statementLines(ctx, m.FS, s.File, v, true)
+		text := strings.Split(string(content), "\n")
+		prevEnd := 0
+		for i, stmt := range p.Statements {
+			line := 0
+			if i < len(lines) {
+				line = lines[i]
+			}
+			end := line + strings.Count(strings.TrimSpace(stmt), "\n")
+			var allow []string
+			if line > 0 {
+				// The statement's own lines and the comment lines just above it.
+				for _, l := range text[min(prevEnd, len(text)):min(end, len(text))] {
+					for _, mm := range allowComment.FindAllStringSubmatch(l, -1) {
+						allow = append(allow, strings.FieldsFunc(mm[1], func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })...)
+					}
+				}
+				prevEnd = end
+			}
+			f, err := sqlrisk.Analyze(ctx, m.DB, sqlrisk.Statement{File: s.File, Line: line, SQL: stmt, InTx: p.UseTx, Allow: allow})
+			if err != nil {
+				m.Log.Warn("statement not analysed for risks: the SQL parser rejects it", "file", s.File, "line", line, "error", redact(err.Error()))
+				continue
+			}
+			analysed++
+			for _, r := range f.Risks {
+				r.Table = redact(r.Table)
+				risks = append(risks, r)
+				m.Log.Warn(riskLine(r), "file", r.File, "line", r.Line, "rule", r.Rule, "level", string(r.Level),
+					"kind", r.Kind, "lock", r.Lock, "table", r.Table, "size", r.Size, "allowed", r.Allowed)
+			}
+		}
+	}
+	m.Log.Info("pending statements analysed for risks", "statements", analysed, "risks", len(risks),
+		"duration", time.Since(start).Round(time.Millisecond).String())
+	if m.Opts.RiskPolicy != RiskFail {
+		return risks, nil
+	}
+	var blocking []string
+	for _, r := range risks {
+		if r.Level == sqlrisk.LevelError && !r.Allowed {
+			blocking = append(blocking, fmt.Sprintf("%s:%d %s", r.File, r.Line, r.Rule))
+		}
+	}
+	if len(blocking) > 0 {
+		return risks, failure.Permanentf("--risk-policy=fail: %d error-level %s in the pending migrations (%s): change the %s as each risk's advice says, or, where the risk is accepted (e.g. the application is stopped for the run), put -- chartreuse:allow <rule> on the statement",
+			len(blocking), plural(len(blocking), "risk", "risks"), strings.Join(blocking, ", "), plural(len(blocking), "statement", "statements"))
+	}
+	return risks, nil
+}
+
+// riskLine is a risk as one readable sentence.
+func riskLine(r sqlrisk.Risk) string {
+	effect := ""
+	switch {
+	case r.Rewrites:
+		effect = ", rewriting it"
+	case r.Scans:
+		effect = ", reading all of it"
+	}
+	lock := "no lock"
+	if r.Lock != "" {
+		lock = r.Lock
+	}
+	allowed := ""
+	if r.Allowed {
+		allowed = " (allowed by its chartreuse:allow comment)"
+	}
+	return fmt.Sprintf("risk %s [%s] %s:%d: %s takes %s on %s (%s)%s%s. %s", r.Rule, r.Level, r.File, r.Line, r.Kind, lock, r.Table, r.Size, effect, allowed, r.Advice)
 }

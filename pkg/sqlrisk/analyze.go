@@ -22,7 +22,7 @@ type Catalog interface {
 // Statement is one statement of a migration file as goose will send it.
 type Statement struct {
 	File  string
-	Line  int    // where it starts in the file, 1-based; 0 if unknown
+	Line  int // where it starts in the file, 1-based; 0 if unknown
 	SQL   string
 	InTx  bool     // goose runs it inside the migration's transaction
 	Allow []string // rules its file waives for it (-- chartreuse:allow <rule>)

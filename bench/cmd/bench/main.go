@@ -16,7 +16,9 @@
 //     large applied files and large pending files, against an older commit's
 //     migrate with -baseline;
 //  6. migrations source: migrate --plan of 100 migrations from a directory, git
-//     over HTTP (with and without a blob:none filter) and a migrations image.
+//     over HTTP (with and without a blob:none filter) and a migrations image;
+//  7. risk analysis: migrate --plan with nothing, one and 100 statements
+//     pending, i.e. what starting the SQL parser (WebAssembly) costs a plan.
 //
 // It starts its own PostgreSQL (test/pgenv) and, for section 3 only, connects to
 // the test cluster named by CHARTREUSE_TEST_ENV or starts one (test/kubeenv);
@@ -69,7 +71,7 @@ func main() {
 	flag.StringVar(&c.baseline, "baseline", "", "section 5: also measure the migrate binary of this commit (built once into .cache/bench), e.g. 24d58ca")
 	flag.IntVar(&c.runs6, "runs-source", 11, "runs per source in section 6 (median)")
 	flag.IntVar(&c.junkMB, "source-junk-mb", 50, "section 6: MiB of other files in the git repository")
-	flag.StringVar(&sections, "sections", "1,2,3,4,5,6", "sections to run")
+	flag.StringVar(&sections, "sections", "1,2,3,4,5,6,7", "sections to run")
 	flag.BoolVar(&c.defaultLimits, "default-limits", true, "section 3: also time the sequential loop once with client-go's default client limits (5 requests/s)")
 	flag.BoolVar(&c.kubectlLoop, "kubectl", true, "section 3: also time `kubectl scale` run once per Deployment, once")
 	flag.Parse()
@@ -125,7 +127,7 @@ func run(ctx context.Context, c *config) (err error) {
 	rep := &report{started: time.Now().UTC(), cfg: c}
 	rep.host()
 	var srv *pgenv.Server
-	if c.sections["1"] || c.sections["2"] || c.sections["4"] || c.sections["5"] || c.sections["6"] {
+	if c.sections["1"] || c.sections["2"] || c.sections["4"] || c.sections["5"] || c.sections["6"] || c.sections["7"] {
 		logf("starting PostgreSQL")
 		if srv, err = pgenv.Start(pgenv.Options{}); err != nil {
 			return err
@@ -175,6 +177,11 @@ func run(ctx context.Context, c *config) (err error) {
 	if c.sections["6"] {
 		if err := sectionSource(ctx, c, srv, rep); err != nil {
 			fail("6", err)
+		}
+	}
+	if c.sections["7"] {
+		if err := sectionRisk(ctx, c, srv, rep); err != nil {
+			fail("7", err)
 		}
 	}
 	text := rep.String()

@@ -27,6 +27,7 @@ type report struct {
 	footprint *footprint
 	memory    *memoryResult
 	source    *sourceResult
+	risk      *riskResult
 	warnings  []string
 }
 
@@ -195,6 +196,9 @@ func (r *report) String() string {
 	}
 	if s := r.source; s != nil {
 		r.sourceTable(&b, s)
+	}
+	if s := r.risk; s != nil {
+		r.riskTable(&b, s)
 	}
 	for _, w := range r.warnings {
 		fmt.Fprintf(&b, "WARNING: %s\n", w)

@@ -1,0 +1,114 @@
+package migrate
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/chartreuse-go/chartreuse/pkg/sqlrisk"
+)
+
+// A plan with pending migrations records their statements' risks (result
+// risks, one log line each) against the live catalog, exits 0 under the
+// default warn policy, 1 under fail, and 0 under fail again once the file
+// waives the rule on the statement.
+func TestPlanRisks(t *testing.T) {
+	d := newDB(t)
+	d.exec(`CREATE TABLE accounts (id int PRIMARY KEY, email text); INSERT INTO accounts SELECT g, 'a' || g FROM generate_series(1, 1000) g`)
+	f := files{
+		"1_accounts_index.sql": mig("-- the index\nCREATE INDEX accounts_email ON accounts (email);\nALTER TABLE accounts ADD COLUMN note text;", "DROP INDEX accounts_email;"),
+	}
+	dir := writeDir(t, f)
+	o := runStep(t, d.url(), dir, "--plan")
+	if o.code != 0 {
+		t.Fatalf("plan: exit %d\n%s", o.code, o.stderr)
+	}
+	var risks []sqlrisk.Risk
+	if err := json.Unmarshal([]byte(o.result("risks")), &risks); err != nil {
+		t.Fatalf("result risks %q: %v", o.result("risks"), err)
+	}
+	if len(risks) != 1 {
+		t.Fatalf("want one risk (the CREATE INDEX; ADD COLUMN without default is safe), got %+v", risks)
+	}
+	r := risks[0]
+	if r.Rule != "create-index" || r.Level != sqlrisk.LevelError || r.Lock != sqlrisk.ShareLock || r.Table != "accounts" ||
+		r.File != "1_accounts_index.sql" || r.Line != 3 || r.SizeBytes <= 0 || r.Kind != "CREATE INDEX" || !r.Scans || r.Allowed {
+		t.Errorf("risk: %+v", r)
+	}
+	if !strings.Contains(o.stderr, "risk create-index [error] 1_accounts_index.sql:3: CREATE INDEX takes ShareLock on accounts") {
+		t.Errorf("no readable log line for the risk:\n%s", o.stderr)
+	}
+	if d.tableExists("goose_db_version") {
+		t.Error("plan created the version table")
+	}
+
+	o = runStep(t, d.url(), dir, "--plan", "--risk-policy=fail")
+	if o.code != 1 || !strings.Contains(o.lastLine(), "1_accounts_index.sql:3 create-index") || !strings.Contains(o.lastLine(), "chartreuse:allow") {
+		t.Fatalf("fail policy: exit %d, want 1 naming the statement and the waiver\n%s", o.code, o.stderr)
+	}
+	if o.result("risks") == "" {
+		t.Error("a plan failed by its risks must still record them")
+	}
+
+	f["1_accounts_index.sql"] = mig("-- chartreuse:allow create-index (the application is stopped for this run)\nCREATE INDEX accounts_email ON accounts (email);\nALTER TABLE accounts ADD COLUMN note text;", "DROP INDEX accounts_email;")
+	dir = writeDir(t, f)
+	o = runStep(t, d.url(), dir, "--plan", "--risk-policy=fail")
+	if o.code != 0 {
+		t.Fatalf("allowed risk: exit %d\n%s", o.code, o.stderr)
+	}
+	if !strings.Contains(o.result("risks"), `"allowed":true`) {
+		t.Errorf("the waived risk is still reported, marked allowed: %s", o.result("risks"))
+	}
+}
+
+func TestPlanRiskPolicyUsage(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, files{"1_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")})
+	o := runStep(t, d.url(), dir, "--plan", "--risk-policy=strict")
+	if o.code != 2 || !strings.Contains(o.stderr, "--risk-policy") || !strings.Contains(o.stderr, "strict") || !strings.Contains(o.stderr, "is not valid") {
+		t.Fatalf("exit %d, want 2 naming the flag\n%s", o.code, o.stderr)
+	}
+}
+
+// The nothing-pending path never starts the SQL parser (its WebAssembly
+// compile costs about 1.5 s and 250 MiB). The parser's state is per process,
+// so each plan runs in a child process of this test binary
+// (TestRiskParserChild); the pending case shows that the check can see a start.
+func TestNothingPendingStartsNoParser(t *testing.T) {
+	d := newDB(t)
+	f := files{"1_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")}
+	mustRun(t, d.url(), writeDir(t, f))
+	nothing := writeDir(t, f)
+	f["2_b.sql"] = mig("CREATE INDEX a_id ON a (id);", "DROP INDEX a_id;")
+	pending := writeDir(t, f)
+	for _, c := range []struct {
+		dir  string
+		want string
+	}{{nothing, "parser started: false"}, {pending, "parser started: true"}} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRiskParserChild$", "-test.short", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "CHARTREUSE_RISK_CHILD_URL="+d.url(), "CHARTREUSE_RISK_CHILD_DIR="+c.dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("child plan on %s: %v, want %q in:\n%s", c.dir, err, c.want, out)
+		}
+	}
+}
+
+// TestRiskParserChild runs only as TestNothingPendingStartsNoParser's child.
+func TestRiskParserChild(t *testing.T) {
+	url, dir := os.Getenv("CHARTREUSE_RISK_CHILD_URL"), os.Getenv("CHARTREUSE_RISK_CHILD_DIR")
+	if url == "" {
+		t.Skip("child of TestNothingPendingStartsNoParser only")
+	}
+	if sqlrisk.ParserStarted() {
+		t.Fatal("parser started before the plan")
+	}
+	o := runStep(t, url, dir, "--plan")
+	if o.code != 0 {
+		t.Fatalf("plan: exit %d\n%s", o.code, o.stderr)
+	}
+	fmt.Printf("pending: %s, parser started: %v\n", o.result("pending"), sqlrisk.ParserStarted())
+}
