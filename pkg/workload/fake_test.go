@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -25,6 +26,17 @@ import (
 )
 
 const testNS = "shop"
+
+// inBubble runs a fake-client test in a synctest bubble, in parallel with the
+// other tests. clock.RealClock reads the bubble's clock there: timeouts,
+// backoffs, progress tickers and the informers' timers advance only once every
+// goroutine of the test waits, so no test waits in real time and none depends on
+// how fast the machine is. A test's goroutines must all end before it does.
+func inBubble(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	t.Parallel()
+	synctest.Test(t, f)
+}
 
 func deployment(name string, replicas int32, ann map[string]string) *appsv1.Deployment {
 	return &appsv1.Deployment{

@@ -184,19 +184,21 @@ func TestAttackLostRestoreAnswerThenReplicasMove(t *testing.T) {
 			func(o runtime.Object) { o.(*appsv1.StatefulSet).Spec.Replicas = ptr.To[int32](4) }},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
-			cs := strictFake(t, tc.obj)
-			// The HPA moves the replicas before the retry reads afresh.
-			loseFirstAnswer(t, cs, tc.gvr.Resource, func() { bumpRV(t, cs, tc.gvr, "web", tc.move) })
-			r, logs := newRestorer(t, cs)
-			r.OnlyRunUID = "a"
-			r.WaitReady, r.ReadyTimeout = true, 300*time.Millisecond
-			out, err := r.Run(context.Background(), sel(t, "", tc.kind+"/web"))
-			if len(out) != 1 {
-				t.Errorf("outcomes %v: this run's restore is not reported\n%s", Strings(out), logs)
-			}
-			if failure.Code(err) != 1 || !strings.Contains(err.Error(), "not ready within --ready-timeout") {
-				t.Errorf("err %v: the readiness wait was skipped for a workload this run restored", err)
-			}
+			inBubble(t, func(t *testing.T) {
+				cs := strictFake(t, tc.obj)
+				// The HPA moves the replicas before the retry reads afresh.
+				loseFirstAnswer(t, cs, tc.gvr.Resource, func() { bumpRV(t, cs, tc.gvr, "web", tc.move) })
+				r, logs := newRestorer(t, cs)
+				r.OnlyRunUID = "a"
+				r.WaitReady, r.ReadyTimeout = true, 300*time.Millisecond
+				out, err := r.Run(context.Background(), sel(t, "", tc.kind+"/web"))
+				if len(out) != 1 {
+					t.Errorf("outcomes %v: this run's restore is not reported\n%s", Strings(out), logs)
+				}
+				if failure.Code(err) != 1 || !strings.Contains(err.Error(), "not ready within --ready-timeout") {
+					t.Errorf("err %v: the readiness wait was skipped for a workload this run restored", err)
+				}
+			})
 		})
 	}
 }
@@ -206,31 +208,33 @@ func TestAttackLostRestoreAnswerThenReplicasMove(t *testing.T) {
 // no record and succeeds at once, never waiting for readiness (the very case
 // notReady makes permanent).
 func TestAttackLostRestoreAnswerOutlastsTimeout(t *testing.T) {
-	cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one")))
-	var down atomic.Bool
-	cs.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
-		if down.Load() {
-			return true, nil, apierrors.NewServiceUnavailable("restarting")
+	inBubble(t, func(t *testing.T) {
+		cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one")))
+		var down atomic.Bool
+		cs.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+			if down.Load() {
+				return true, nil, apierrors.NewServiceUnavailable("restarting")
+			}
+			return false, nil, nil
+		})
+		loseFirstAnswer(t, cs, "deployments", func() { down.Store(true) })
+		r, _ := newRestorer(t, cs)
+		r.OnlyRunUID, r.Timeout = "a", 300*time.Millisecond
+		r.WaitReady, r.ReadyTimeout = true, 300*time.Millisecond
+		_, err1 := r.Run(context.Background(), sel(t, "", "deployment/web"))
+		if *getDeploymentRaw(t, cs).Spec.Replicas != 3 {
+			t.Fatal("setup: the restore was not made")
 		}
-		return false, nil, nil
+		down.Store(false)
+		// The workflow retries a step that exited 75.
+		r2, _ := newRestorer(t, cs)
+		r2.OnlyRunUID = "a"
+		r2.WaitReady, r2.ReadyTimeout = true, 300*time.Millisecond
+		out2, err2 := r2.Run(context.Background(), sel(t, "", "deployment/web"))
+		if failure.Code(err1) == 75 && err2 == nil {
+			t.Fatalf("first run: %v (exit 75, retried); retry: outcomes %v, no error: the restored Deployment (0/3 ready) was never waited for", err1, Strings(out2))
+		}
 	})
-	loseFirstAnswer(t, cs, "deployments", func() { down.Store(true) })
-	r, _ := newRestorer(t, cs)
-	r.OnlyRunUID, r.Timeout = "a", 300*time.Millisecond
-	r.WaitReady, r.ReadyTimeout = true, 300*time.Millisecond
-	_, err1 := r.Run(context.Background(), sel(t, "", "deployment/web"))
-	if *getDeploymentRaw(t, cs).Spec.Replicas != 3 {
-		t.Fatal("setup: the restore was not made")
-	}
-	down.Store(false)
-	// The workflow retries a step that exited 75.
-	r2, _ := newRestorer(t, cs)
-	r2.OnlyRunUID = "a"
-	r2.WaitReady, r2.ReadyTimeout = true, 300*time.Millisecond
-	out2, err2 := r2.Run(context.Background(), sel(t, "", "deployment/web"))
-	if failure.Code(err1) == 75 && err2 == nil {
-		t.Fatalf("first run: %v (exit 75, retried); retry: outcomes %v, no error: the restored Deployment (0/3 ready) was never waited for", err1, Strings(out2))
-	}
 }
 
 // getDeploymentRaw reads web through the tracker (the clientset may be made
@@ -253,24 +257,26 @@ func getDeploymentRaw(t *testing.T, cs *fake.Clientset) *appsv1.Deployment {
 func TestAttackHeldByWithoutEntries(t *testing.T) {
 	for _, v := range []string{",", " ", " , ,"} {
 		t.Run(strconv.Quote(v), func(t *testing.T) {
-			cs := newFake(deployment("web", 0, held("3", "a", v)))
-			if _, err := restoreAs(t, cs, "a", "", sel(t, "", "deployment/web")); err != nil {
-				t.Fatal(err)
-			}
-			if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 3 {
-				t.Errorf("the writer's own restore left it at %d, held by %q: nobody is left to restore it", *d.Spec.Replicas, heldBy(d))
-			}
+			inBubble(t, func(t *testing.T) {
+				cs := newFake(deployment("web", 0, held("3", "a", v)))
+				if _, err := restoreAs(t, cs, "a", "", sel(t, "", "deployment/web")); err != nil {
+					t.Fatal(err)
+				}
+				if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 3 {
+					t.Errorf("the writer's own restore left it at %d, held by %q: nobody is left to restore it", *d.Spec.Replicas, heldBy(d))
+				}
 
-			cs = newFake(deployment("web", 0, held("3", "a", v)))
-			if _, err := downAs(t, cs, "b", "two", sel(t, "", "deployment/web")); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := restoreAs(t, cs, "b", "two", sel(t, "", "deployment/web")); err != nil {
-				t.Fatal(err)
-			}
-			if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 0 {
-				t.Errorf("run b restored it (held by %q) while run a, the record's writer, still holds it", heldBy(d))
-			}
+				cs = newFake(deployment("web", 0, held("3", "a", v)))
+				if _, err := downAs(t, cs, "b", "two", sel(t, "", "deployment/web")); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := restoreAs(t, cs, "b", "two", sel(t, "", "deployment/web")); err != nil {
+					t.Fatal(err)
+				}
+				if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 0 {
+					t.Errorf("run b restored it (held by %q) while run a, the record's writer, still holds it", heldBy(d))
+				}
+			})
 		})
 	}
 }
@@ -279,21 +285,23 @@ func TestAttackHeldByWithoutEntries(t *testing.T) {
 // is held by run "a " for database " one", which neither run a's restore nor
 // --supersede-database one matches; the workload stays stopped.
 func TestAttackHeldByWhitespaceInsideAnEntry(t *testing.T) {
-	cs := newFake(deployment("web", 0, held("3", "a", "a : one,b:two")))
-	if _, err := restoreAs(t, cs, "a", "", sel(t, "", "deployment/web")); err != nil {
-		t.Fatal(err)
-	}
-	if got := heldBy(getDeployment(t, cs, "web")); got != "b:two" {
-		t.Errorf("held by %q after run a let go, want b:two", got)
-	}
+	inBubble(t, func(t *testing.T) {
+		cs := newFake(deployment("web", 0, held("3", "a", "a : one,b:two")))
+		if _, err := restoreAs(t, cs, "a", "", sel(t, "", "deployment/web")); err != nil {
+			t.Fatal(err)
+		}
+		if got := heldBy(getDeployment(t, cs, "web")); got != "b:two" {
+			t.Errorf("held by %q after run a let go, want b:two", got)
+		}
 
-	cs = newFake(deployment("web", 0, held("3", "b", "b:one, c: one")))
-	if _, err := restoreAs(t, cs, "b", "one", sel(t, "", "deployment/web")); err != nil {
-		t.Fatal(err)
-	}
-	if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 3 {
-		t.Errorf("--supersede-database one left it at %d, held by %q", *d.Spec.Replicas, heldBy(d))
-	}
+		cs = newFake(deployment("web", 0, held("3", "b", "b:one, c: one")))
+		if _, err := restoreAs(t, cs, "b", "one", sel(t, "", "deployment/web")); err != nil {
+			t.Fatal(err)
+		}
+		if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 3 {
+			t.Errorf("--supersede-database one left it at %d, held by %q", *d.Spec.Replicas, heldBy(d))
+		}
+	})
 }
 
 // A held-by without a record: left behind when someone removed the record
@@ -304,21 +312,23 @@ func TestAttackHeldByWhitespaceInsideAnEntry(t *testing.T) {
 // c's scale-restore --only-run-uid (its failure path, a late exit handler, an
 // argo retry) restores a stop that is not c's.
 func TestAttackStaleHeldByAdoptedByANewRecord(t *testing.T) {
-	stale := map[string]string{AnnotationHeldBy: "c:one", AnnotationByRunUID: "c", AnnotationBy: "wf-c", AnnotationAt: "2026-01-01T00:00:00Z"}
-	cs := newFake(deployment("web", 3, stale))
-	if _, err := downAs(t, cs, "", "", sel(t, "", "deployment/web")); err != nil {
-		t.Fatal(err)
-	}
-	d := getDeployment(t, cs, "web")
-	if *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "3" {
-		t.Fatalf("setup: %d %v", *d.Spec.Replicas, d.Annotations)
-	}
-	if _, err := restoreAs(t, cs, "c", "", sel(t, "", "deployment/web")); err != nil {
-		t.Fatal(err)
-	}
-	if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 0 {
-		t.Errorf("run c restored a stop written by someone else (annotations were %v)", stale)
-	}
+	inBubble(t, func(t *testing.T) {
+		stale := map[string]string{AnnotationHeldBy: "c:one", AnnotationByRunUID: "c", AnnotationBy: "wf-c", AnnotationAt: "2026-01-01T00:00:00Z"}
+		cs := newFake(deployment("web", 3, stale))
+		if _, err := downAs(t, cs, "", "", sel(t, "", "deployment/web")); err != nil {
+			t.Fatal(err)
+		}
+		d := getDeployment(t, cs, "web")
+		if *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "3" {
+			t.Fatalf("setup: %d %v", *d.Spec.Replicas, d.Annotations)
+		}
+		if _, err := restoreAs(t, cs, "c", "", sel(t, "", "deployment/web")); err != nil {
+			t.Fatal(err)
+		}
+		if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 0 {
+			t.Errorf("run c restored a stop written by someone else (annotations were %v)", stale)
+		}
+	})
 }
 
 // Letting go needs only the holders, not the replica count; yet a run that is
@@ -326,14 +336,16 @@ func TestAttackStaleHeldByAdoptedByANewRecord(t *testing.T) {
 // holder, so the other run's restore later only lets go too and the workload
 // stays stopped with a holder that has finished.
 func TestAttackReleaseDoesNotNeedTheReplicaCount(t *testing.T) {
-	cs := newFake(deployment("web", 0, held("oops", "a", "a:one,b:two")))
-	_, err := restoreAs(t, cs, "b", "two", sel(t, "", "deployment/web"))
-	if err != nil {
-		t.Errorf("run b, which only lets go: %v", err)
-	}
-	if got := heldBy(getDeployment(t, cs, "web")); got != "a:one" {
-		t.Errorf("held by %q, want a:one (b let go)", got)
-	}
+	inBubble(t, func(t *testing.T) {
+		cs := newFake(deployment("web", 0, held("oops", "a", "a:one,b:two")))
+		_, err := restoreAs(t, cs, "b", "two", sel(t, "", "deployment/web"))
+		if err != nil {
+			t.Errorf("run b, which only lets go: %v", err)
+		}
+		if got := heldBy(getDeployment(t, cs, "web")); got != "a:one" {
+			t.Errorf("held by %q, want a:one (b let go)", got)
+		}
+	})
 }
 
 // Runs a and b share api (stop-priority 0); run a alone holds worker (stop-priority
@@ -343,28 +355,30 @@ func TestAttackReleaseDoesNotNeedTheReplicaCount(t *testing.T) {
 // as a break by the hostile review; kept as a decision, documented.) b's restore
 // then brings api back.
 func TestAttackHigherPriorityRestoredWhileALowerOneIsHeld(t *testing.T) {
-	prio := func(a map[string]string, p string) map[string]string { a[AnnotationPriority] = p; return a }
-	cs := newFake(
-		deployment("api", 0, prio(held("2", "a", "a:one,b:two"), "0")),
-		deployment("worker", 0, prio(held("3", "a", "a:one"), "10")),
-	)
-	r, logs := newRestorer(t, cs)
-	r.OnlyRunUID, r.SupersedeDatabase = "a", "one"
-	if _, err := r.Run(context.Background(), Selection{}); err != nil {
-		t.Fatal(err)
-	}
-	if a, w := getDeployment(t, cs, "api"), getDeployment(t, cs, "worker"); *a.Spec.Replicas != 0 || *w.Spec.Replicas != 3 {
-		t.Fatalf("after a's restore: api %d (held by %q), worker %d; want 0 and 3", *a.Spec.Replicas, heldBy(a), *w.Spec.Replicas)
-	}
-	if !strings.Contains(logs.String(), "stop-priority order cannot be kept") {
-		t.Errorf("the order it could not keep is not said:\n%s", logs)
-	}
-	if _, err := restoreAs(t, cs, "b", "two", Selection{}); err != nil {
-		t.Fatal(err)
-	}
-	if a := getDeployment(t, cs, "api"); *a.Spec.Replicas != 2 {
-		t.Errorf("after the last holder let go: api %d, want 2", *a.Spec.Replicas)
-	}
+	inBubble(t, func(t *testing.T) {
+		prio := func(a map[string]string, p string) map[string]string { a[AnnotationPriority] = p; return a }
+		cs := newFake(
+			deployment("api", 0, prio(held("2", "a", "a:one,b:two"), "0")),
+			deployment("worker", 0, prio(held("3", "a", "a:one"), "10")),
+		)
+		r, logs := newRestorer(t, cs)
+		r.OnlyRunUID, r.SupersedeDatabase = "a", "one"
+		if _, err := r.Run(context.Background(), Selection{}); err != nil {
+			t.Fatal(err)
+		}
+		if a, w := getDeployment(t, cs, "api"), getDeployment(t, cs, "worker"); *a.Spec.Replicas != 0 || *w.Spec.Replicas != 3 {
+			t.Fatalf("after a's restore: api %d (held by %q), worker %d; want 0 and 3", *a.Spec.Replicas, heldBy(a), *w.Spec.Replicas)
+		}
+		if !strings.Contains(logs.String(), "stop-priority order cannot be kept") {
+			t.Errorf("the order it could not keep is not said:\n%s", logs)
+		}
+		if _, err := restoreAs(t, cs, "b", "two", Selection{}); err != nil {
+			t.Fatal(err)
+		}
+		if a := getDeployment(t, cs, "api"); *a.Spec.Replicas != 2 {
+			t.Errorf("after the last holder let go: api %d, want 2", *a.Spec.Replicas)
+		}
+	})
 }
 
 // The answer to a letting-go patch was lost: the retry's fresh read no longer
@@ -372,23 +386,25 @@ func TestAttackHigherPriorityRestoredWhileALowerOneIsHeld(t *testing.T) {
 // hold and records no StillHeldForMigration Event, unlike the same step whose
 // answer came back.
 func TestAttackLostReleaseAnswerLosesTheEvent(t *testing.T) {
-	cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one,b:two")))
-	loseFirstAnswer(t, cs, "deployments", nil)
-	r, logs := newRestorer(t, cs)
-	r.OnlyRunUID = "b"
-	if _, err := r.Run(context.Background(), sel(t, "", "deployment/web")); err != nil {
-		t.Fatal(err)
-	}
-	if got := heldBy(getDeployment(t, cs, "web")); got != "a:one" {
-		t.Fatalf("held by %q", got)
-	}
-	found := false
-	for _, e := range events(t, cs) {
-		found = found || e.Reason == ReasonStillHeld
-	}
-	if !found || strings.Contains(logs.String(), "left alone: stopped by another run") {
-		t.Errorf("StillHeld event %v; logs:\n%s", found, logs)
-	}
+	inBubble(t, func(t *testing.T) {
+		cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one,b:two")))
+		loseFirstAnswer(t, cs, "deployments", nil)
+		r, logs := newRestorer(t, cs)
+		r.OnlyRunUID = "b"
+		if _, err := r.Run(context.Background(), sel(t, "", "deployment/web")); err != nil {
+			t.Fatal(err)
+		}
+		if got := heldBy(getDeployment(t, cs, "web")); got != "a:one" {
+			t.Fatalf("held by %q", got)
+		}
+		found := false
+		for _, e := range events(t, cs) {
+			found = found || e.Reason == ReasonStillHeld
+		}
+		if !found || strings.Contains(logs.String(), "left alone: stopped by another run") {
+			t.Errorf("StillHeld event %v; logs:\n%s", found, logs)
+		}
+	})
 }
 
 // ---------------------------------------------------------------- holds
@@ -416,23 +432,25 @@ func TestAttackOddHeldByValuesThatHold(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs := strictFake(t, deployment("web", 0, tt.ann))
-			var err error
-			if tt.step == "down" {
-				_, err = downAs(t, cs, tt.uid, tt.db, sel(t, "", "deployment/web"))
-			} else {
-				_, err = restoreAs(t, cs, tt.uid, tt.db, sel(t, "", "deployment/web"))
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			d := getDeployment(t, cs, "web")
-			if got := heldBy(d); got != tt.wantHeldBy || *d.Spec.Replicas != tt.wantRepl {
-				t.Fatalf("held by %q with %d replicas, want %q with %d", got, *d.Spec.Replicas, tt.wantHeldBy, tt.wantRepl)
-			}
-			if tt.wantRepl == 0 && d.Annotations[AnnotationReplicas] != "3" {
-				t.Fatalf("record lost: %v", d.Annotations)
-			}
+			inBubble(t, func(t *testing.T) {
+				cs := strictFake(t, deployment("web", 0, tt.ann))
+				var err error
+				if tt.step == "down" {
+					_, err = downAs(t, cs, tt.uid, tt.db, sel(t, "", "deployment/web"))
+				} else {
+					_, err = restoreAs(t, cs, tt.uid, tt.db, sel(t, "", "deployment/web"))
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := getDeployment(t, cs, "web")
+				if got := heldBy(d); got != tt.wantHeldBy || *d.Spec.Replicas != tt.wantRepl {
+					t.Fatalf("held by %q with %d replicas, want %q with %d", got, *d.Spec.Replicas, tt.wantHeldBy, tt.wantRepl)
+				}
+				if tt.wantRepl == 0 && d.Annotations[AnnotationReplicas] != "3" {
+					t.Fatalf("record lost: %v", d.Annotations)
+				}
+			})
 		})
 	}
 }
@@ -440,69 +458,75 @@ func TestAttackOddHeldByValuesThatHold(t *testing.T) {
 // A held-by without a record is no record: scale-restore leaves it, and a
 // scale-down with --run-uid writes a record whose held-by is its own.
 func TestAttackHeldByWithoutARecord(t *testing.T) {
-	stale := map[string]string{AnnotationHeldBy: "c:one"}
-	cs := strictFake(t, deployment("web", 3, stale))
-	out, err := restoreAs(t, cs, "c", "", sel(t, "", "deployment/web"))
-	if err != nil || len(out) != 0 || *getDeployment(t, cs, "web").Spec.Replicas != 3 {
-		t.Fatalf("%v %v", Strings(out), err)
-	}
-	if _, err := downAs(t, cs, "b", "two", sel(t, "", "deployment/web")); err != nil {
-		t.Fatal(err)
-	}
-	if got := heldBy(getDeployment(t, cs, "web")); got != "b:two" {
-		t.Fatalf("held by %q, want b:two", got)
-	}
-	if _, err := restoreAs(t, cs, "c", "", sel(t, "", "deployment/web")); err != nil || *getDeployment(t, cs, "web").Spec.Replicas != 0 {
-		t.Fatalf("run c restored run b's record: %v", err)
-	}
-	if _, err := restoreAs(t, cs, "b", "", sel(t, "", "deployment/web")); err != nil || *getDeployment(t, cs, "web").Spec.Replicas != 3 {
-		t.Fatalf("run b did not restore its record: %v", err)
-	}
+	inBubble(t, func(t *testing.T) {
+		stale := map[string]string{AnnotationHeldBy: "c:one"}
+		cs := strictFake(t, deployment("web", 3, stale))
+		out, err := restoreAs(t, cs, "c", "", sel(t, "", "deployment/web"))
+		if err != nil || len(out) != 0 || *getDeployment(t, cs, "web").Spec.Replicas != 3 {
+			t.Fatalf("%v %v", Strings(out), err)
+		}
+		if _, err := downAs(t, cs, "b", "two", sel(t, "", "deployment/web")); err != nil {
+			t.Fatal(err)
+		}
+		if got := heldBy(getDeployment(t, cs, "web")); got != "b:two" {
+			t.Fatalf("held by %q, want b:two", got)
+		}
+		if _, err := restoreAs(t, cs, "c", "", sel(t, "", "deployment/web")); err != nil || *getDeployment(t, cs, "web").Spec.Replicas != 0 {
+			t.Fatalf("run c restored run b's record: %v", err)
+		}
+		if _, err := restoreAs(t, cs, "b", "", sel(t, "", "deployment/web")); err != nil || *getDeployment(t, cs, "web").Spec.Replicas != 3 {
+			t.Fatalf("run b did not restore its record: %v", err)
+		}
+	})
 }
 
 // Two runs' scale-downs read the workload before either wrote: the second
 // patch meets a conflict (resourceVersion), reads afresh and joins, keeping the
 // first record.
 func TestAttackTwoFirstRecordsRace(t *testing.T) {
-	cs := strictFake(t, deployment("web", 3, nil))
-	otherWriterFirst(t, cs, "deployments", func() {
-		// Run a's scale-down lands between run b's read and its patch.
-		bumpRV(t, cs, deploymentsGVR, "web", func(o runtime.Object) {
-			d := o.(*appsv1.Deployment)
-			d.Annotations = held("3", "a", "a:one")
-			d.Spec.Replicas = ptr.To[int32](0)
+	inBubble(t, func(t *testing.T) {
+		cs := strictFake(t, deployment("web", 3, nil))
+		otherWriterFirst(t, cs, "deployments", func() {
+			// Run a's scale-down lands between run b's read and its patch.
+			bumpRV(t, cs, deploymentsGVR, "web", func(o runtime.Object) {
+				d := o.(*appsv1.Deployment)
+				d.Annotations = held("3", "a", "a:one")
+				d.Spec.Replicas = ptr.To[int32](0)
+			})
 		})
+		out, err := downAs(t, cs, "b", "two", sel(t, "", "deployment/web"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := getDeployment(t, cs, "web")
+		if heldBy(d) != "a:one,b:two" || d.Annotations[AnnotationByRunUID] != "a" || d.Annotations[AnnotationReplicas] != "3" {
+			t.Fatalf("annotations %v", d.Annotations)
+		}
+		if got := strings.Join(Strings(out), " "); got != "deployment/web=3" {
+			t.Fatalf("outcomes %s", got)
+		}
 	})
-	out, err := downAs(t, cs, "b", "two", sel(t, "", "deployment/web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := getDeployment(t, cs, "web")
-	if heldBy(d) != "a:one,b:two" || d.Annotations[AnnotationByRunUID] != "a" || d.Annotations[AnnotationReplicas] != "3" {
-		t.Fatalf("annotations %v", d.Annotations)
-	}
-	if got := strings.Join(Strings(out), " "); got != "deployment/web=3" {
-		t.Fatalf("outcomes %s", got)
-	}
 }
 
 // Both holders restore at once: whichever patch lands second meets a conflict,
 // reads afresh, is the last holder and restores.
 func TestAttackTwoRestoresRace(t *testing.T) {
-	cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one,b:two")))
-	otherWriterFirst(t, cs, "deployments", func() {
-		// Run a lets go between run b's read and its patch.
-		bumpRV(t, cs, deploymentsGVR, "web", func(o runtime.Object) {
-			o.(*appsv1.Deployment).Annotations[AnnotationHeldBy] = "b:two"
+	inBubble(t, func(t *testing.T) {
+		cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one,b:two")))
+		otherWriterFirst(t, cs, "deployments", func() {
+			// Run a lets go between run b's read and its patch.
+			bumpRV(t, cs, deploymentsGVR, "web", func(o runtime.Object) {
+				o.(*appsv1.Deployment).Annotations[AnnotationHeldBy] = "b:two"
+			})
 		})
+		out, err := restoreAs(t, cs, "b", "two", sel(t, "", "deployment/web"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 3 || heldBy(d) != "-" || len(out) != 1 {
+			t.Fatalf("%d held by %q, outcomes %v", *d.Spec.Replicas, heldBy(d), Strings(out))
+		}
 	})
-	out, err := restoreAs(t, cs, "b", "two", sel(t, "", "deployment/web"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 3 || heldBy(d) != "-" || len(out) != 1 {
-		t.Fatalf("%d held by %q, outcomes %v", *d.Spec.Replicas, heldBy(d), Strings(out))
-	}
 }
 
 // Run b's scale-down joins while run a, the only holder, restores: if a's
@@ -510,37 +534,41 @@ func TestAttackTwoRestoresRace(t *testing.T) {
 // b's join lands first, a's restore meets a conflict and only lets go.
 func TestAttackJoinRacesTheLastRestore(t *testing.T) {
 	t.Run("restore first", func(t *testing.T) {
-		cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one")))
-		otherWriterFirst(t, cs, "deployments", func() {
-			bumpRV(t, cs, deploymentsGVR, "web", func(o runtime.Object) {
-				d := o.(*appsv1.Deployment)
-				d.Annotations = nil
-				d.Spec.Replicas = ptr.To[int32](3)
+		inBubble(t, func(t *testing.T) {
+			cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one")))
+			otherWriterFirst(t, cs, "deployments", func() {
+				bumpRV(t, cs, deploymentsGVR, "web", func(o runtime.Object) {
+					d := o.(*appsv1.Deployment)
+					d.Annotations = nil
+					d.Spec.Replicas = ptr.To[int32](3)
+				})
 			})
+			if _, err := downAs(t, cs, "b", "two", sel(t, "", "deployment/web")); err != nil {
+				t.Fatal(err)
+			}
+			d := getDeployment(t, cs, "web")
+			if *d.Spec.Replicas != 0 || heldBy(d) != "b:two" || d.Annotations[AnnotationReplicas] != "3" {
+				t.Fatalf("%d %v", *d.Spec.Replicas, d.Annotations)
+			}
 		})
-		if _, err := downAs(t, cs, "b", "two", sel(t, "", "deployment/web")); err != nil {
-			t.Fatal(err)
-		}
-		d := getDeployment(t, cs, "web")
-		if *d.Spec.Replicas != 0 || heldBy(d) != "b:two" || d.Annotations[AnnotationReplicas] != "3" {
-			t.Fatalf("%d %v", *d.Spec.Replicas, d.Annotations)
-		}
 	})
 	t.Run("join first", func(t *testing.T) {
-		cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one")))
-		otherWriterFirst(t, cs, "deployments", func() {
-			bumpRV(t, cs, deploymentsGVR, "web", func(o runtime.Object) {
-				o.(*appsv1.Deployment).Annotations[AnnotationHeldBy] = "a:one,b:two"
+		inBubble(t, func(t *testing.T) {
+			cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one")))
+			otherWriterFirst(t, cs, "deployments", func() {
+				bumpRV(t, cs, deploymentsGVR, "web", func(o runtime.Object) {
+					o.(*appsv1.Deployment).Annotations[AnnotationHeldBy] = "a:one,b:two"
+				})
 			})
+			out, err := restoreAs(t, cs, "a", "one", sel(t, "", "deployment/web"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := getDeployment(t, cs, "web")
+			if *d.Spec.Replicas != 0 || heldBy(d) != "b:two" || len(out) != 0 {
+				t.Fatalf("%d held by %q, outcomes %v", *d.Spec.Replicas, heldBy(d), Strings(out))
+			}
 		})
-		out, err := restoreAs(t, cs, "a", "one", sel(t, "", "deployment/web"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := getDeployment(t, cs, "web")
-		if *d.Spec.Replicas != 0 || heldBy(d) != "b:two" || len(out) != 0 {
-			t.Fatalf("%d held by %q, outcomes %v", *d.Spec.Replicas, heldBy(d), Strings(out))
-		}
 	})
 }
 
@@ -561,26 +589,28 @@ func TestAttackLostScaleDownAnswers(t *testing.T) {
 		}, "b:two"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			obj := deployment("web", 3, nil)
-			if tc.ann != "" {
-				obj = deployment("web", 0, held("3", "a", tc.ann))
-			}
-			cs := strictFake(t, obj)
-			loseFirstAnswer(t, cs, "deployments", func() { bumpRV(t, cs, deploymentsGVR, "web", tc.between) })
-			out, err := downAs(t, cs, "b", "two", sel(t, "", "deployment/web"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			d := getDeployment(t, cs, "web")
-			if heldBy(d) != tc.wantHeldBy || *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "3" {
-				t.Fatalf("%d %v", *d.Spec.Replicas, d.Annotations)
-			}
-			if got := strings.Join(Strings(out), " "); got != "deployment/web=3" {
-				t.Fatalf("outcomes %s", got)
-			}
-			if p := patches(cs); len(p) != 1 {
-				t.Fatalf("patches %v: the retry changed the workload again", p)
-			}
+			inBubble(t, func(t *testing.T) {
+				obj := deployment("web", 3, nil)
+				if tc.ann != "" {
+					obj = deployment("web", 0, held("3", "a", tc.ann))
+				}
+				cs := strictFake(t, obj)
+				loseFirstAnswer(t, cs, "deployments", func() { bumpRV(t, cs, deploymentsGVR, "web", tc.between) })
+				out, err := downAs(t, cs, "b", "two", sel(t, "", "deployment/web"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := getDeployment(t, cs, "web")
+				if heldBy(d) != tc.wantHeldBy || *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "3" {
+					t.Fatalf("%d %v", *d.Spec.Replicas, d.Annotations)
+				}
+				if got := strings.Join(Strings(out), " "); got != "deployment/web=3" {
+					t.Fatalf("outcomes %s", got)
+				}
+				if p := patches(cs); len(p) != 1 {
+					t.Fatalf("patches %v: the retry changed the workload again", p)
+				}
+			})
 		})
 	}
 }
@@ -599,18 +629,20 @@ func TestAttackLostRestoreAnswerIsReportedAndWaitedFor(t *testing.T) {
 		{"cronjob", cronJob("web", true, withUID(cronRec("false"), "a")), "cronjob/web=active", false},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
-			cs := strictFake(t, tc.obj)
-			loseFirstAnswer(t, cs, "*", nil)
-			r, _ := newRestorer(t, cs)
-			r.OnlyRunUID = "a"
-			r.WaitReady, r.ReadyTimeout = true, 300*time.Millisecond
-			out, err := r.Run(context.Background(), sel(t, "", tc.kind+"/web"))
-			if got := strings.Join(Strings(out), " "); got != tc.want {
-				t.Fatalf("outcomes %q, want %q (err %v)", got, tc.want, err)
-			}
-			if tc.waitErr != (failure.Code(err) == 1 && strings.Contains(err.Error(), "not ready within")) {
-				t.Fatalf("err %v", err)
-			}
+			inBubble(t, func(t *testing.T) {
+				cs := strictFake(t, tc.obj)
+				loseFirstAnswer(t, cs, "*", nil)
+				r, _ := newRestorer(t, cs)
+				r.OnlyRunUID = "a"
+				r.WaitReady, r.ReadyTimeout = true, 300*time.Millisecond
+				out, err := r.Run(context.Background(), sel(t, "", tc.kind+"/web"))
+				if got := strings.Join(Strings(out), " "); got != tc.want {
+					t.Fatalf("outcomes %q, want %q (err %v)", got, tc.want, err)
+				}
+				if tc.waitErr != (failure.Code(err) == 1 && strings.Contains(err.Error(), "not ready within")) {
+					t.Fatalf("err %v", err)
+				}
+			})
 		})
 	}
 }
@@ -618,48 +650,52 @@ func TestAttackLostRestoreAnswerIsReportedAndWaitedFor(t *testing.T) {
 // StatefulSets and CronJobs are held and let go like Deployments: a CronJob
 // stays suspended until its last holder lets go, and then resumes.
 func TestAttackHoldersOnStatefulSetsAndCronJobs(t *testing.T) {
-	cs := strictFake(t, statefulSet("db", 2, nil), cronJob("report", false, nil))
-	s := sel(t, "", "sts/db", "cj/report")
-	if _, err := downAs(t, cs, "a", "one", s); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := downAs(t, cs, "b", "two", s); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := restoreAs(t, cs, "a", "one", s); err != nil {
-		t.Fatal(err)
-	}
-	st, cj := getStatefulSet(t, cs, "db"), getCronJob(t, cs, "report")
-	if *st.Spec.Replicas != 0 || !*cj.Spec.Suspend || heldBy(st) != "b:two" || heldBy(cj) != "b:two" {
-		t.Fatalf("after a let go: sts %d %v, cronjob %v %v", *st.Spec.Replicas, st.Annotations, *cj.Spec.Suspend, cj.Annotations)
-	}
-	if _, err := restoreAs(t, cs, "b", "two", s); err != nil {
-		t.Fatal(err)
-	}
-	st, cj = getStatefulSet(t, cs, "db"), getCronJob(t, cs, "report")
-	if *st.Spec.Replicas != 2 || *cj.Spec.Suspend || len(st.Annotations) != 0 || len(cj.Annotations) != 0 {
-		t.Fatalf("after b let go: sts %d %v, cronjob %v %v", *st.Spec.Replicas, st.Annotations, *cj.Spec.Suspend, cj.Annotations)
-	}
+	inBubble(t, func(t *testing.T) {
+		cs := strictFake(t, statefulSet("db", 2, nil), cronJob("report", false, nil))
+		s := sel(t, "", "sts/db", "cj/report")
+		if _, err := downAs(t, cs, "a", "one", s); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := downAs(t, cs, "b", "two", s); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := restoreAs(t, cs, "a", "one", s); err != nil {
+			t.Fatal(err)
+		}
+		st, cj := getStatefulSet(t, cs, "db"), getCronJob(t, cs, "report")
+		if *st.Spec.Replicas != 0 || !*cj.Spec.Suspend || heldBy(st) != "b:two" || heldBy(cj) != "b:two" {
+			t.Fatalf("after a let go: sts %d %v, cronjob %v %v", *st.Spec.Replicas, st.Annotations, *cj.Spec.Suspend, cj.Annotations)
+		}
+		if _, err := restoreAs(t, cs, "b", "two", s); err != nil {
+			t.Fatal(err)
+		}
+		st, cj = getStatefulSet(t, cs, "db"), getCronJob(t, cs, "report")
+		if *st.Spec.Replicas != 2 || *cj.Spec.Suspend || len(st.Annotations) != 0 || len(cj.Annotations) != 0 {
+			t.Fatalf("after b let go: sts %d %v, cronjob %v %v", *st.Spec.Replicas, st.Annotations, *cj.Spec.Suspend, cj.Annotations)
+		}
+	})
 }
 
 // A retried scale-restore of a run that already let go changes nothing; a
 // retried scale-down of a run that let go (argo retry keeps workflow.uid)
 // joins again.
 func TestAttackRetriedStepsAfterLettingGo(t *testing.T) {
-	cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one,b:two")))
-	s := sel(t, "", "deployment/web")
-	for i := 0; i < 2; i++ {
-		if _, err := restoreAs(t, cs, "b", "two", s); err != nil {
+	inBubble(t, func(t *testing.T) {
+		cs := strictFake(t, deployment("web", 0, held("3", "a", "a:one,b:two")))
+		s := sel(t, "", "deployment/web")
+		for i := 0; i < 2; i++ {
+			if _, err := restoreAs(t, cs, "b", "two", s); err != nil {
+				t.Fatal(err)
+			}
+			if d := getDeployment(t, cs, "web"); heldBy(d) != "a:one" || *d.Spec.Replicas != 0 {
+				t.Fatalf("restore %d: %d held by %q", i+1, *d.Spec.Replicas, heldBy(d))
+			}
+		}
+		if _, err := downAs(t, cs, "b", "two", s); err != nil {
 			t.Fatal(err)
 		}
-		if d := getDeployment(t, cs, "web"); heldBy(d) != "a:one" || *d.Spec.Replicas != 0 {
-			t.Fatalf("restore %d: %d held by %q", i+1, *d.Spec.Replicas, heldBy(d))
+		if got := heldBy(getDeployment(t, cs, "web")); got != "a:one,b:two" {
+			t.Fatalf("held by %q", got)
 		}
-	}
-	if _, err := downAs(t, cs, "b", "two", s); err != nil {
-		t.Fatal(err)
-	}
-	if got := heldBy(getDeployment(t, cs, "web")); got != "a:one,b:two" {
-		t.Fatalf("held by %q", got)
-	}
+	})
 }

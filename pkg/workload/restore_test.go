@@ -26,166 +26,180 @@ func cronRec(suspended string) map[string]string {
 }
 
 func TestRestore(t *testing.T) {
-	cs := newFake(
-		deployment("web", 0, rec("3")),            // still at 0: put back 3
-		deployment("api", 5, rec("2")),            // a new deploy set 5: keep 5
-		statefulSet("cache", 0, rec("2")),         // still at 0: put back 2
-		deployment("idle", 0, rec("0")),           // was at 0 before: stays 0
-		cronJob("report", true, cronRec("false")), // resume
-		cronJob("cleanup", true, cronRec("true")), // was suspended before: stays
-		cronJob("resumed", false, cronRec("false")),
-		deployment("plain", 4, nil), // never scaled down
-	)
-	r, logs := newRestorer(t, cs)
-	out, err := r.Run(context.Background(), Selection{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "cronjob/cleanup=suspended cronjob/report=active cronjob/resumed=active deployment/api=5 deployment/idle=0 deployment/web=3 statefulset/cache=2"
-	if got := strings.Join(Strings(out), " "); got != want {
-		t.Fatalf("outcomes\n got %s\nwant %s", got, want)
-	}
-	for name, want := range map[string]int32{"web": 3, "api": 5, "idle": 0, "plain": 4} {
-		d := getDeployment(t, cs, name)
-		if *d.Spec.Replicas != want {
-			t.Errorf("%s: replicas %d, want %d", name, *d.Spec.Replicas, want)
+	inBubble(t, func(t *testing.T) {
+		cs := newFake(
+			deployment("web", 0, rec("3")),            // still at 0: put back 3
+			deployment("api", 5, rec("2")),            // a new deploy set 5: keep 5
+			statefulSet("cache", 0, rec("2")),         // still at 0: put back 2
+			deployment("idle", 0, rec("0")),           // was at 0 before: stays 0
+			cronJob("report", true, cronRec("false")), // resume
+			cronJob("cleanup", true, cronRec("true")), // was suspended before: stays
+			cronJob("resumed", false, cronRec("false")),
+			deployment("plain", 4, nil), // never scaled down
+		)
+		r, logs := newRestorer(t, cs)
+		out, err := r.Run(context.Background(), Selection{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, a := range recordAnnotations {
-			if _, ok := d.Annotations[a]; ok {
-				t.Errorf("%s still has %s", name, a)
+		want := "cronjob/cleanup=suspended cronjob/report=active cronjob/resumed=active deployment/api=5 deployment/idle=0 deployment/web=3 statefulset/cache=2"
+		if got := strings.Join(Strings(out), " "); got != want {
+			t.Fatalf("outcomes\n got %s\nwant %s", got, want)
+		}
+		for name, want := range map[string]int32{"web": 3, "api": 5, "idle": 0, "plain": 4} {
+			d := getDeployment(t, cs, name)
+			if *d.Spec.Replicas != want {
+				t.Errorf("%s: replicas %d, want %d", name, *d.Spec.Replicas, want)
+			}
+			for _, a := range recordAnnotations {
+				if _, ok := d.Annotations[a]; ok {
+					t.Errorf("%s still has %s", name, a)
+				}
 			}
 		}
-	}
-	if s := getStatefulSet(t, cs, "cache"); *s.Spec.Replicas != 2 || len(s.Annotations) != 0 {
-		t.Errorf("cache %d %v", *s.Spec.Replicas, s.Annotations)
-	}
-	for name, want := range map[string]bool{"report": false, "cleanup": true, "resumed": false} {
-		c := getCronJob(t, cs, name)
-		if *c.Spec.Suspend != want || len(c.Annotations) != 0 {
-			t.Errorf("%s: suspend %v annotations %v", name, *c.Spec.Suspend, c.Annotations)
+		if s := getStatefulSet(t, cs, "cache"); *s.Spec.Replicas != 2 || len(s.Annotations) != 0 {
+			t.Errorf("cache %d %v", *s.Spec.Replicas, s.Annotations)
 		}
-	}
-	if !strings.Contains(logs.String(), "replicas changed since scale-down") {
-		t.Errorf("keeping a changed value is not logged:\n%s", logs)
-	}
-	if n := len(events(t, cs)); n != 7 {
-		t.Errorf("%d events, want 7", n)
-	}
+		for name, want := range map[string]bool{"report": false, "cleanup": true, "resumed": false} {
+			c := getCronJob(t, cs, name)
+			if *c.Spec.Suspend != want || len(c.Annotations) != 0 {
+				t.Errorf("%s: suspend %v annotations %v", name, *c.Spec.Suspend, c.Annotations)
+			}
+		}
+		if !strings.Contains(logs.String(), "replicas changed since scale-down") {
+			t.Errorf("keeping a changed value is not logged:\n%s", logs)
+		}
+		if n := len(events(t, cs)); n != 7 {
+			t.Errorf("%d events, want 7", n)
+		}
 
-	// Twice is safe: nothing left to do.
-	cs.ClearActions()
-	out, err = r.Run(context.Background(), Selection{})
-	if err != nil || len(out) != 0 || len(patches(cs)) != 0 {
-		t.Fatalf("second restore: %v %v %v", out, err, patches(cs))
-	}
+		// Twice is safe: nothing left to do.
+		cs.ClearActions()
+		out, err = r.Run(context.Background(), Selection{})
+		if err != nil || len(out) != 0 || len(patches(cs)) != 0 {
+			t.Fatalf("second restore: %v %v %v", out, err, patches(cs))
+		}
+	})
 }
 
 func TestRestoreSelected(t *testing.T) {
-	cs := newFake(deployment("web", 0, rec("3")), deployment("api", 0, rec("2")))
-	r, logs := newRestorer(t, cs)
-	out, err := r.Run(context.Background(), sel(t, "", "deployment/web", "deployment/gone"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(Strings(out), " "); got != "deployment/web=3" {
-		t.Fatalf("outcomes %s", got)
-	}
-	if *getDeployment(t, cs, "api").Spec.Replicas != 0 {
-		t.Fatal("restored an unselected workload")
-	}
-	if !strings.Contains(logs.String(), "deployment/gone") {
-		t.Errorf("missing workload not logged:\n%s", logs)
-	}
+	inBubble(t, func(t *testing.T) {
+		cs := newFake(deployment("web", 0, rec("3")), deployment("api", 0, rec("2")))
+		r, logs := newRestorer(t, cs)
+		out, err := r.Run(context.Background(), sel(t, "", "deployment/web", "deployment/gone"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(Strings(out), " "); got != "deployment/web=3" {
+			t.Fatalf("outcomes %s", got)
+		}
+		if *getDeployment(t, cs, "api").Spec.Replicas != 0 {
+			t.Fatal("restored an unselected workload")
+		}
+		if !strings.Contains(logs.String(), "deployment/gone") {
+			t.Errorf("missing workload not logged:\n%s", logs)
+		}
+	})
 }
 
 func TestRestoreWhenNothingWasScaledDown(t *testing.T) {
-	cs := newFake(deployment("web", 2, nil))
-	r, logs := newRestorer(t, cs)
-	out, err := r.Run(context.Background(), sel(t, "part-of=shop"))
-	if err != nil || len(out) != 0 || len(patches(cs)) != 0 {
-		t.Fatalf("%v %v %v", out, err, patches(cs))
-	}
-	if !strings.Contains(logs.String(), "nothing to restore") {
-		t.Errorf("does not say so:\n%s", logs)
-	}
+	inBubble(t, func(t *testing.T) {
+		cs := newFake(deployment("web", 2, nil))
+		r, logs := newRestorer(t, cs)
+		out, err := r.Run(context.Background(), sel(t, "part-of=shop"))
+		if err != nil || len(out) != 0 || len(patches(cs)) != 0 {
+			t.Fatalf("%v %v %v", out, err, patches(cs))
+		}
+		if !strings.Contains(logs.String(), "nothing to restore") {
+			t.Errorf("does not say so:\n%s", logs)
+		}
+	})
 }
 
 func TestRestoreGoesOnAfterAFailure(t *testing.T) {
-	cs := newFake(deployment("a", 0, rec("oops")), deployment("b", 0, rec("2")), deployment("c", 0, rec("1")))
-	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.(k8stesting.PatchAction).GetName() == "c" {
-			return true, nil, apierrors.NewServiceUnavailable("restarting")
+	inBubble(t, func(t *testing.T) {
+		cs := newFake(deployment("a", 0, rec("oops")), deployment("b", 0, rec("2")), deployment("c", 0, rec("1")))
+		cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			if a.(k8stesting.PatchAction).GetName() == "c" {
+				return true, nil, apierrors.NewServiceUnavailable("restarting")
+			}
+			return false, nil, nil
+		})
+		r, _ := newRestorer(t, cs)
+		out, err := r.Run(context.Background(), Selection{})
+		if failure.Code(err) != 75 || !strings.Contains(err.Error(), "2 workloads could not be restored") {
+			t.Fatalf("err %v (code %d)", err, failure.Code(err))
 		}
-		return false, nil, nil
+		if got := strings.Join(Strings(out), " "); got != "deployment/b=2" {
+			t.Fatalf("outcomes %s", got)
+		}
+		if *getDeployment(t, cs, "b").Spec.Replicas != 2 {
+			t.Fatal("b not restored")
+		}
 	})
-	r, _ := newRestorer(t, cs)
-	out, err := r.Run(context.Background(), Selection{})
-	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "2 workloads could not be restored") {
-		t.Fatalf("err %v (code %d)", err, failure.Code(err))
-	}
-	if got := strings.Join(Strings(out), " "); got != "deployment/b=2" {
-		t.Fatalf("outcomes %s", got)
-	}
-	if *getDeployment(t, cs, "b").Spec.Replicas != 2 {
-		t.Fatal("b not restored")
-	}
 }
 
 func TestRestoreBadRecordIsPermanent(t *testing.T) {
-	cs := newFake(deployment("a", 0, rec("-1")))
-	r, _ := newRestorer(t, cs)
-	_, err := r.Run(context.Background(), Selection{})
-	if failure.Code(err) != 1 || !strings.Contains(err.Error(), AnnotationReplicas) {
-		t.Fatalf("err %v", err)
-	}
+	inBubble(t, func(t *testing.T) {
+		cs := newFake(deployment("a", 0, rec("-1")))
+		r, _ := newRestorer(t, cs)
+		_, err := r.Run(context.Background(), Selection{})
+		if failure.Code(err) != 1 || !strings.Contains(err.Error(), AnnotationReplicas) {
+			t.Fatalf("err %v", err)
+		}
+	})
 }
 
 func TestRestoreRetriesConflicts(t *testing.T) {
-	cs := newFake(deployment("web", 0, rec("3")))
-	n := 0
-	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if n++; n == 1 {
-			return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, "web", errors.New("modified"))
+	inBubble(t, func(t *testing.T) {
+		cs := newFake(deployment("web", 0, rec("3")))
+		n := 0
+		cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			if n++; n == 1 {
+				return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, "web", errors.New("modified"))
+			}
+			return false, nil, nil
+		})
+		r, _ := newRestorer(t, cs)
+		if _, err := r.Run(context.Background(), Selection{}); err != nil {
+			t.Fatal(err)
 		}
-		return false, nil, nil
+		if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 3 || len(d.Annotations) != 0 {
+			t.Fatalf("%d %v", *d.Spec.Replicas, d.Annotations)
+		}
 	})
-	r, _ := newRestorer(t, cs)
-	if _, err := r.Run(context.Background(), Selection{}); err != nil {
-		t.Fatal(err)
-	}
-	if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 3 || len(d.Annotations) != 0 {
-		t.Fatalf("%d %v", *d.Spec.Replicas, d.Annotations)
-	}
 }
 
 func TestRestoreWaitReady(t *testing.T) {
-	cs := newFake(deployment("web", 0, rec("2")))
-	r, _ := newRestorer(t, cs)
-	r.WaitReady = true
-	r.ReadyTimeout = 300 * time.Millisecond
-	_, err := r.Run(context.Background(), Selection{})
-	// Permanent: the record is gone, so a retry would succeed with nothing to wait for.
-	if failure.Code(err) != 1 || !strings.Contains(err.Error(), "not ready within --ready-timeout 300ms: deployment/web (0/2 ready)") {
-		t.Fatalf("err %v", err)
-	}
-	// Ready now: a rerun has nothing left to restore and returns at once.
-	d := getDeployment(t, cs, "web")
-	d.Status.ReadyReplicas, d.Status.UpdatedReplicas = 2, 2
-	if _, err := cs.AppsV1().Deployments(testNS).UpdateStatus(context.Background(), d, metav1UpdateOptions()); err != nil {
-		t.Fatal(err)
-	}
-	cs2 := newFake(deployment("web", 0, rec("2")))
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		d := getDeployment(t, cs2, "web")
+	inBubble(t, func(t *testing.T) {
+		cs := newFake(deployment("web", 0, rec("2")))
+		r, _ := newRestorer(t, cs)
+		r.WaitReady = true
+		r.ReadyTimeout = 300 * time.Millisecond
+		_, err := r.Run(context.Background(), Selection{})
+		// Permanent: the record is gone, so a retry would succeed with nothing to wait for.
+		if failure.Code(err) != 1 || !strings.Contains(err.Error(), "not ready within --ready-timeout 300ms: deployment/web (0/2 ready)") {
+			t.Fatalf("err %v", err)
+		}
+		// Ready now: a rerun has nothing left to restore and returns at once.
+		d := getDeployment(t, cs, "web")
 		d.Status.ReadyReplicas, d.Status.UpdatedReplicas = 2, 2
-		_, _ = cs2.AppsV1().Deployments(testNS).UpdateStatus(context.Background(), d, metav1UpdateOptions())
-	}()
-	r2, _ := newRestorer(t, cs2)
-	r2.WaitReady = true
-	if _, err := r2.Run(context.Background(), Selection{}); err != nil {
-		t.Fatal(err)
-	}
+		if _, err := cs.AppsV1().Deployments(testNS).UpdateStatus(context.Background(), d, metav1UpdateOptions()); err != nil {
+			t.Fatal(err)
+		}
+		cs2 := newFake(deployment("web", 0, rec("2")))
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			d := getDeployment(t, cs2, "web")
+			d.Status.ReadyReplicas, d.Status.UpdatedReplicas = 2, 2
+			_, _ = cs2.AppsV1().Deployments(testNS).UpdateStatus(context.Background(), d, metav1UpdateOptions())
+		}()
+		r2, _ := newRestorer(t, cs2)
+		r2.WaitReady = true
+		if _, err := r2.Run(context.Background(), Selection{}); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // withUID is a record written by the run whose uid is uid ("" for a run without
@@ -198,113 +212,119 @@ func withUID(ann map[string]string, uid string) map[string]string {
 }
 
 func TestRestoreOnlyRunUID(t *testing.T) {
-	objs := func() []runtime.Object {
-		return []runtime.Object{
-			deployment("mine", 0, withUID(rec("3"), "uid-b")),
-			cronJob("mine-too", true, withUID(cronRec("false"), "uid-b")),
-			deployment("kept-down", 0, withUID(rec("2"), "uid-a")), // run A's keep-down
-			deployment("old", 0, withUID(rec("1"), "")),            // before run uids
-			deployment("odd", 0, withUID(rec("oops"), "uid-a")),    // not ours: not even read
+	inBubble(t, func(t *testing.T) {
+		objs := func() []runtime.Object {
+			return []runtime.Object{
+				deployment("mine", 0, withUID(rec("3"), "uid-b")),
+				cronJob("mine-too", true, withUID(cronRec("false"), "uid-b")),
+				deployment("kept-down", 0, withUID(rec("2"), "uid-a")), // run A's keep-down
+				deployment("old", 0, withUID(rec("1"), "")),            // before run uids
+				deployment("odd", 0, withUID(rec("oops"), "uid-a")),    // not ours: not even read
+			}
 		}
-	}
-	cs := newFake(objs()...)
-	r, logs := newRestorer(t, cs)
-	r.OnlyRunUID = "uid-b"
-	out, err := r.Run(context.Background(), Selection{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(Strings(out), " "); got != "cronjob/mine-too=active deployment/mine=3" {
-		t.Fatalf("outcomes %s", got)
-	}
-	if d := getDeployment(t, cs, "mine"); *d.Spec.Replicas != 3 || len(d.Annotations) != 0 {
-		t.Fatalf("mine: %d %v", *d.Spec.Replicas, d.Annotations)
-	}
-	for name, uid := range map[string]string{"kept-down": "uid-a", "old": "none", "odd": "uid-a"} {
-		d := getDeployment(t, cs, name)
-		if *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] == "" {
-			t.Errorf("%s was touched: %d %v", name, *d.Spec.Replicas, d.Annotations)
+		cs := newFake(objs()...)
+		r, logs := newRestorer(t, cs)
+		r.OnlyRunUID = "uid-b"
+		out, err := r.Run(context.Background(), Selection{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		line := `msg="left alone: stopped by another run" workload=deployment/` + name + ` by=wf-1 by-run-uid=` + uid + ` at=2026-01-01T00:00:00Z`
-		if strings.Count(logs.String(), line) != 1 {
-			t.Errorf("no single line %q:\n%s", line, logs)
+		if got := strings.Join(Strings(out), " "); got != "cronjob/mine-too=active deployment/mine=3" {
+			t.Fatalf("outcomes %s", got)
 		}
-	}
-	for _, p := range patches(cs) {
-		if !strings.Contains(p, "mine") {
-			t.Errorf("patched a record of another run: %s", p)
+		if d := getDeployment(t, cs, "mine"); *d.Spec.Replicas != 3 || len(d.Annotations) != 0 {
+			t.Fatalf("mine: %d %v", *d.Spec.Replicas, d.Annotations)
 		}
-	}
+		for name, uid := range map[string]string{"kept-down": "uid-a", "old": "none", "odd": "uid-a"} {
+			d := getDeployment(t, cs, name)
+			if *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] == "" {
+				t.Errorf("%s was touched: %d %v", name, *d.Spec.Replicas, d.Annotations)
+			}
+			line := `msg="left alone: stopped by another run" workload=deployment/` + name + ` by=wf-1 by-run-uid=` + uid + ` at=2026-01-01T00:00:00Z`
+			if strings.Count(logs.String(), line) != 1 {
+				t.Errorf("no single line %q:\n%s", line, logs)
+			}
+		}
+		for _, p := range patches(cs) {
+			if !strings.Contains(p, "mine") {
+				t.Errorf("patched a record of another run: %s", p)
+			}
+		}
 
-	// Without the flag (the success path) every record is restored, as before.
-	cs = newFake(objs()[:4]...)
-	r, _ = newRestorer(t, cs)
-	out, err = r.Run(context.Background(), Selection{})
-	if err != nil || len(out) != 4 {
-		t.Fatalf("%v %v", Strings(out), err)
-	}
+		// Without the flag (the success path) every record is restored, as before.
+		cs = newFake(objs()[:4]...)
+		r, _ = newRestorer(t, cs)
+		out, err = r.Run(context.Background(), Selection{})
+		if err != nil || len(out) != 4 {
+			t.Fatalf("%v %v", Strings(out), err)
+		}
+	})
 }
 
 // A conflict makes the restore read the workload again; if another run has
 // restored it and stopped it anew meanwhile, the record is that run's now.
 func TestRestoreOnlyRunUIDRereadsAfterAConflict(t *testing.T) {
-	cs := newFake(deployment("web", 0, withUID(rec("3"), "uid-b")))
-	n := 0
-	cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if n++; n > 1 {
-			return false, nil, nil
+	inBubble(t, func(t *testing.T) {
+		cs := newFake(deployment("web", 0, withUID(rec("3"), "uid-b")))
+		n := 0
+		cs.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			if n++; n > 1 {
+				return false, nil, nil
+			}
+			// Run C got there first: restored B's record, then stopped it again.
+			// (The tracker, not the clientset: the fake holds its lock in reactors.)
+			gvr := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+			obj, err := cs.Tracker().Get(gvr, testNS, "web")
+			if err != nil {
+				t.Error(err)
+				return true, nil, err
+			}
+			d := obj.(*appsv1.Deployment).DeepCopy()
+			d.Annotations = withUID(rec("4"), "uid-c")
+			if err := cs.Tracker().Update(gvr, d, testNS); err != nil {
+				t.Error(err)
+			}
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, "web", errors.New("modified"))
+		})
+		r, logs := newRestorer(t, cs)
+		r.OnlyRunUID = "uid-b"
+		out, err := r.Run(context.Background(), Selection{})
+		if err != nil || len(out) != 0 {
+			t.Fatalf("%v %v", Strings(out), err)
 		}
-		// Run C got there first: restored B's record, then stopped it again.
-		// (The tracker, not the clientset: the fake holds its lock in reactors.)
-		gvr := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
-		obj, err := cs.Tracker().Get(gvr, testNS, "web")
-		if err != nil {
-			t.Error(err)
-			return true, nil, err
+		if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationByRunUID] != "uid-c" {
+			t.Fatalf("run C's record was restored: %d %v", *d.Spec.Replicas, d.Annotations)
 		}
-		d := obj.(*appsv1.Deployment).DeepCopy()
-		d.Annotations = withUID(rec("4"), "uid-c")
-		if err := cs.Tracker().Update(gvr, d, testNS); err != nil {
-			t.Error(err)
+		if !strings.Contains(logs.String(), "by-run-uid=uid-c") {
+			t.Errorf("not said:\n%s", logs)
 		}
-		return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, "web", errors.New("modified"))
 	})
-	r, logs := newRestorer(t, cs)
-	r.OnlyRunUID = "uid-b"
-	out, err := r.Run(context.Background(), Selection{})
-	if err != nil || len(out) != 0 {
-		t.Fatalf("%v %v", Strings(out), err)
-	}
-	if d := getDeployment(t, cs, "web"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationByRunUID] != "uid-c" {
-		t.Fatalf("run C's record was restored: %d %v", *d.Spec.Replicas, d.Annotations)
-	}
-	if !strings.Contains(logs.String(), "by-run-uid=uid-c") {
-		t.Errorf("not said:\n%s", logs)
-	}
 }
 
 // The readiness waits have their own allowance: a restore that used up most of
 // --timeout still gets --ready-timeout for the pods.
 func TestAllowance(t *testing.T) {
-	a := &allowance{clock: realClock(), left: 50 * time.Millisecond}
-	err := a.spend(context.Background(), func(ctx context.Context) error {
-		<-ctx.Done()
-		return fmt.Errorf("patching deployment/web: %w", ctx.Err())
-	})
-	r := &Restorer{Timeout: 50 * time.Millisecond}
-	err = r.outOfTime(context.Background(), err)
-	if failure.Code(err) != 75 || !strings.Contains(err.Error(), "restoring took longer than --timeout 50ms") {
-		t.Fatalf("err %v", err)
-	}
-	if a.left > 0 {
-		t.Fatalf("%s left after running out", a.left)
-	}
-	// Spent: the next piece starts with an expired context.
-	_ = a.spend(context.Background(), func(ctx context.Context) error {
-		if ctx.Err() == nil {
-			t.Error("a spent allowance gave time")
+	inBubble(t, func(t *testing.T) {
+		a := &allowance{clock: realClock(), left: 50 * time.Millisecond}
+		err := a.spend(context.Background(), func(ctx context.Context) error {
+			<-ctx.Done()
+			return fmt.Errorf("patching deployment/web: %w", ctx.Err())
+		})
+		r := &Restorer{Timeout: 50 * time.Millisecond}
+		err = r.outOfTime(context.Background(), err)
+		if failure.Code(err) != 75 || !strings.Contains(err.Error(), "restoring took longer than --timeout 50ms") {
+			t.Fatalf("err %v", err)
 		}
-		return nil
+		if a.left > 0 {
+			t.Fatalf("%s left after running out", a.left)
+		}
+		// Spent: the next piece starts with an expired context.
+		_ = a.spend(context.Background(), func(ctx context.Context) error {
+			if ctx.Err() == nil {
+				t.Error("a spent allowance gave time")
+			}
+			return nil
+		})
 	})
 }
 
@@ -349,31 +369,33 @@ func TestHolders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs := newFake(deployment("web", 0, tt.ann))
-			var err error
-			if tt.step == "down" {
-				d, _ := newDowner(t, cs)
-				d.RunUID, d.DatabaseSecret = tt.uid, tt.db
-				_, err = d.Run(context.Background(), sel(t, "", "deployment/web"))
-			} else {
-				r, _ := newRestorer(t, cs)
-				r.OnlyRunUID, r.SupersedeDatabase = tt.uid, tt.db
-				_, err = r.Run(context.Background(), sel(t, "", "deployment/web"))
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			d := getDeployment(t, cs, "web")
-			got, ok := d.Annotations[AnnotationHeldBy]
-			if !ok {
-				got = "-"
-			}
-			if got != tt.wantHeldBy || *d.Spec.Replicas != tt.wantReplica {
-				t.Fatalf("held by %q with %d replicas, want %q with %d", got, *d.Spec.Replicas, tt.wantHeldBy, tt.wantReplica)
-			}
-			if tt.wantReplica == 0 && d.Annotations[AnnotationReplicas] != "3" {
-				t.Fatalf("the record is gone while the workload is still stopped: %v", d.Annotations)
-			}
+			inBubble(t, func(t *testing.T) {
+				cs := newFake(deployment("web", 0, tt.ann))
+				var err error
+				if tt.step == "down" {
+					d, _ := newDowner(t, cs)
+					d.RunUID, d.DatabaseSecret = tt.uid, tt.db
+					_, err = d.Run(context.Background(), sel(t, "", "deployment/web"))
+				} else {
+					r, _ := newRestorer(t, cs)
+					r.OnlyRunUID, r.SupersedeDatabase = tt.uid, tt.db
+					_, err = r.Run(context.Background(), sel(t, "", "deployment/web"))
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := getDeployment(t, cs, "web")
+				got, ok := d.Annotations[AnnotationHeldBy]
+				if !ok {
+					got = "-"
+				}
+				if got != tt.wantHeldBy || *d.Spec.Replicas != tt.wantReplica {
+					t.Fatalf("held by %q with %d replicas, want %q with %d", got, *d.Spec.Replicas, tt.wantHeldBy, tt.wantReplica)
+				}
+				if tt.wantReplica == 0 && d.Annotations[AnnotationReplicas] != "3" {
+					t.Fatalf("the record is gone while the workload is still stopped: %v", d.Annotations)
+				}
+			})
 		})
 	}
 }
