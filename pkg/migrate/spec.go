@@ -20,7 +20,7 @@ func Spec() step.Spec {
 		Description: "Checks the migration directory and goose's version table before changing anything, takes the " +
 			"advisory lock " + strconv.FormatInt(LockID, 10) + " (goose's default), then applies each pending migration in its own transaction. " +
 			"The sha256 of each migration applied is recorded in <table>_sums; every run, --plan too, refuses while an applied migration's file differs from it (--accept-changed) or is gone. " +
-			"Results: git-commit (with --git-url), migrations-digest (with --migrations-image), pending, pending-versions, current-version, target-version, applied, applied-versions, rolled-back, rolled-back-versions, checksums-recorded, and with --plan risks (the lock-impact findings of the pending statements, --risk-policy).",
+			"Results: git-commit (with --git-url), migrations-digest (with --migrations-image), pending, pending-versions, current-version, target-version, applied, applied-versions, rolled-back, rolled-back-versions, checksums-recorded, risks (with --plan: the lock-impact findings of the pending statements, see --risk-policy).",
 		Options: []step.Options{db, opts},
 		Run: func(ctx context.Context, env *step.Env) error {
 			db.AppName = dbconn.ApplicationName(opts.RunID, StepName(opts.Mode()))

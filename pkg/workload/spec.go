@@ -35,6 +35,21 @@ func setResults(env *step.Env, count string, outcomes []Outcome) {
 	env.Results.SetJSON(ResultWorkloads, Strings(outcomes))
 }
 
+// runOnCluster is a step's Run: it sets the results to none, connects, runs
+// fn, and sets the results to the outcomes fn returns, also on failure.
+func runOnCluster(name, count string, ko *kube.Options, fn func(context.Context, *kube.Client, *step.Env) ([]Outcome, error)) func(context.Context, *step.Env) error {
+	return func(ctx context.Context, env *step.Env) error {
+		setResults(env, count, nil)
+		c, err := connect(ko, env, name)
+		if err != nil {
+			return err
+		}
+		outcomes, err := fn(ctx, c, env)
+		setResults(env, count, outcomes)
+		return err
+	}
+}
+
 // ScaleDownSpec describes the scale-down step binary.
 func ScaleDownSpec() step.Spec {
 	ko := &kube.Options{}
@@ -49,20 +64,13 @@ func ScaleDownSpec() step.Spec {
 			"Safe to rerun: an existing record is kept, with the run uid it has. " +
 			"Results: scaled (count), workloads (JSON list of kind/name=replicas-before).",
 		Options: []step.Options{ko, so, ro},
-		Run: func(ctx context.Context, env *step.Env) error {
-			setResults(env, ResultScaled, nil)
-			c, err := connect(ko, env, "scale-down")
-			if err != nil {
-				return err
-			}
+		Run: runOnCluster("scale-down", ResultScaled, ko, func(ctx context.Context, c *kube.Client, env *step.Env) ([]Outcome, error) {
 			d := &Downer{
 				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, RunUID: ro.RunUID, DatabaseSecret: ro.DatabaseSecret, GitCommit: ro.GitCommit, Timeout: ro.Timeout,
 				ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
 			}
-			outcomes, err := d.Run(ctx, so.Selection())
-			setResults(env, ResultScaled, outcomes)
-			return err
-		},
+			return d.Run(ctx, so.Selection())
+		}),
 	}
 }
 
@@ -81,19 +89,12 @@ func ScaleRestoreSpec() step.Spec {
 			"Safe when nothing was scaled down and safe to run twice. " +
 			"Results: restored (count), workloads (JSON list of kind/name=replicas).",
 		Options: []step.Options{ko, so, ro},
-		Run: func(ctx context.Context, env *step.Env) error {
-			setResults(env, ResultRestored, nil)
-			c, err := connect(ko, env, "scale-restore")
-			if err != nil {
-				return err
-			}
+		Run: runOnCluster("scale-restore", ResultRestored, ko, func(ctx context.Context, c *kube.Client, env *step.Env) ([]Outcome, error) {
 			r := &Restorer{
 				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, OnlyRunUID: ro.OnlyRunUID, SupersedeDatabase: ro.SupersedeDatabase, Timeout: ro.Timeout,
 				WaitReady: ro.WaitReady, ReadyTimeout: ro.ReadyTimeout, ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
 			}
-			outcomes, err := r.Run(ctx, so.Selection())
-			setResults(env, ResultRestored, outcomes)
-			return err
-		},
+			return r.Run(ctx, so.Selection())
+		}),
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
+	"github.com/chartreuse-go/chartreuse/pkg/sqlrisk"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
@@ -68,6 +69,7 @@ var Binaries = []binary{
 		{"rolled-back", "number of migrations rolled back by this run (`--down-to`)"},
 		{"rolled-back-versions", "JSON list of the versions rolled back, highest first"},
 		{"checksums-recorded", "number of checksum rows this run wrote in `<table>_sums`: one per migration applied, plus versions applied without one (recorded once, logged) and edits accepted with `--accept-changed`; `0` with `--plan`"},
+		{"risks", "with `--plan` only: JSON list of the risks found in the pending statements, each with `file`, `line`, `kind`, `lock`, `table`, `size-bytes` (`-1` unknown), `size`, `rewrites`, `scans`, `rule`, `level`, `what`, `advice` and `allowed` (waived by `-- chartreuse:allow <rule>`); `[]` with nothing pending: see [lock-impact rules](risks.md)"},
 	}},
 	{"scale-restore", workload.ScaleRestoreSpec, []result{
 		{"restored", "number of workloads whose record this run handled (restored, or kept at a newer value)"},
@@ -114,7 +116,50 @@ func Generate(root string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("parameters: %w", err)
 	}
 	out[path.Join(RefDir, "parameters.md")] = params
+	out[path.Join(RefDir, "risks.md")] = risksPage()
 	return out, nil
+}
+
+// risksPage lists pkg/sqlrisk's rule table: what each rule claims and the test
+// that proves the claim against PostgreSQL.
+func risksPage() []byte {
+	var w strings.Builder
+	w.WriteString(Marker + "\n\n")
+	w.WriteString("# Lock-impact rules\n\n")
+	w.WriteString("`migrate --plan` parses every pending statement with PostgreSQL's own parser " +
+		"(libpg_query compiled to WebAssembly, run by wazero: no CGO) and tells, per statement, which lock it takes " +
+		"on which table, whether it rewrites or reads the whole table, and the table's size from the live catalog " +
+		"(`pg_total_relation_size`; read-only queries on the plan's session). A statement that matches an " +
+		"`error` or `warning` rule is a risk: one log line each, and the `risks` result (JSON). `info` rules " +
+		"describe the safe forms and are not risks. With nothing pending the parser is never started.\n\n")
+	w.WriteString("`--risk-policy=warn` (the default) only reports. `--risk-policy=fail` makes the plan exit 1 " +
+		"while an `error` risk is not waived; a statement waives a rule with a comment on it or on the lines just " +
+		"above it, e.g. `-- chartreuse:allow create-index` (several rules: `-- chartreuse:allow rename-column, drop-column`). " +
+		"A waived risk is still reported, with `\"allowed\":true`.\n\n")
+	w.WriteString("Every claim below is proven by the test named in the last column (`go test ./pkg/sqlrisk -run 'TestRuleLocks/<rule>'`) " +
+		"against a real PostgreSQL 15: the proof statement runs after its set-up in a transaction that is rolled back, and " +
+		"the lock is read from `pg_locks`; a rewrite is a new `relfilenode`; a scan is counted by `pg_stat_get_xact_numscans`. " +
+		"Statements that cannot run in a transaction (`CONCURRENTLY`, `VACUUM`) are observed from a third session while they " +
+		"wait behind an open transaction holding `ROW EXCLUSIVE` on the table, as a running application does. The analyser must " +
+		"also find the rule in its own proof statement.\n\n")
+	w.WriteString("Lock modes: `AccessExclusiveLock` blocks reads and writes; `ShareRowExclusiveLock`, `ShareLock` and stronger block writes; " +
+		"`ShareUpdateExclusiveLock` blocks neither (only other schema changes and VACUUM).\n\n")
+	w.WriteString("| rule | level | statement | lock on the table | rewrites | scans | what happens | advice | proof |\n|---|---|---|---|---|---|---|---|---|\n")
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	for _, r := range sqlrisk.Rules() {
+		lock := "none: fails first"
+		if r.Lock != "" {
+			lock = "`" + r.Lock + "`"
+		}
+		fmt.Fprintf(&w, "| `%s` | %s | %s | %s | %s | %s | %s | %s | `%s`: `%s` |\n", r.Name, r.Level, r.Kind, lock,
+			yes(r.Rewrites), yes(r.Scans), cell(r.What), cell(r.Advice), r.TestName(), cell(r.Proof.SQL))
+	}
+	return []byte(w.String())
 }
 
 // Stale lists the generated files (relative paths) whose content on disk differs
