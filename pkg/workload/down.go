@@ -244,42 +244,14 @@ func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) 
 	}
 	meta := map[string]any{"resourceVersion": w.ResourceVersion}
 	patch := map[string]any{"metadata": meta}
-	if !has {
-		value := strconv.Itoa(int(w.Replicas))
-		if !w.Kind.Scalable() {
-			value = strconv.FormatBool(w.Suspended)
-		}
-		ann := map[string]any{
-			w.recordKey(): value, AnnotationBy: d.RunID, AnnotationAt: now.UTC().Format(time.RFC3339),
-		}
-		// A new record says who holds it, also when that is nobody with a run
-		// uid: what an older record left behind must not carry over to it.
-		ann[AnnotationByRunUID], ann[AnnotationHeldBy] = nil, nil
-		if d.RunUID != "" {
-			ann[AnnotationByRunUID] = d.RunUID
-			ann[AnnotationHeldBy] = d.holder().String()
-		}
-		meta["annotations"] = ann
-		rec = record{replicas: w.Replicas, suspended: w.Suspended, by: d.RunID, runUID: d.RunUID}
+	var ann map[string]any
+	if has {
+		ann = d.keepRecord(w, rec)
 	} else {
-		// Its run uid stays too: the record belongs to the run that wrote it, and
-		// so does restoring it on a failure path (scale-restore --only-run-uid).
-		whose := "an earlier run"
-		if rec.by == d.RunID && rec.runUID == d.RunUID {
-			whose = "this run (an answer lost on the way?)"
-		}
-		d.Log.Info("already recorded by "+whose+": keeping the record", "workload", w.String(), "recorded", w.Annotations[w.recordKey()], "by", rec.by, "by-run-uid", rec.runUID, "at", rec.at)
-		if w.Kind.Scalable() && w.Replicas != 0 && w.Replicas != rec.replicas {
-			d.Log.Warn("replicas differ from the record of an earlier run; the record wins at restore", "workload", w.String(), "replicas", w.Replicas, "recorded", rec.replicas)
-		}
-		// Another run holds it stopped (another database of the same
-		// application): this run joins the holders, so the other's restore
-		// leaves it stopped until this run lets go too.
-		if d.RunUID != "" && !rec.heldByRun(d.RunUID) {
-			held := formatHolders(append(rec.holders(), d.holder()))
-			meta["annotations"] = map[string]any{AnnotationHeldBy: held}
-			d.Log.Info("held stopped by another run too: holding it for this run as well", "workload", w.String(), "held-by", held)
-		}
+		ann, rec = d.newRecord(w, now)
+	}
+	if ann != nil {
+		meta["annotations"] = ann
 	}
 	switch {
 	case w.Kind.Scalable() && w.Replicas != 0:
@@ -307,4 +279,49 @@ func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) 
 		d.Log.Info("suspended", "workload", w.String(), "was", cronValue(rec.suspended), "active-jobs", len(w.ActiveJobs))
 	}
 	return res, nil
+}
+
+// newRecord is the record of w as it is, in annotations for the patch that
+// stops it, and as read back.
+func (d *Downer) newRecord(w *Workload, now time.Time) (map[string]any, record) {
+	value := strconv.Itoa(int(w.Replicas))
+	if !w.Kind.Scalable() {
+		value = strconv.FormatBool(w.Suspended)
+	}
+	ann := map[string]any{
+		w.recordKey(): value, AnnotationBy: d.RunID, AnnotationAt: now.UTC().Format(time.RFC3339),
+	}
+	// A new record says who holds it, also when that is nobody with a run
+	// uid: what an older record left behind must not carry over to it.
+	ann[AnnotationByRunUID], ann[AnnotationHeldBy] = nil, nil
+	if d.RunUID != "" {
+		ann[AnnotationByRunUID] = d.RunUID
+		ann[AnnotationHeldBy] = d.holder().String()
+	}
+	return ann, record{replicas: w.Replicas, suspended: w.Suspended, by: d.RunID, runUID: d.RunUID}
+}
+
+// keepRecord keeps the record an earlier run (or this one, its answer lost)
+// wrote, and returns the annotations to change: this run joins the holders
+// when it is not among them; nil when nothing changes.
+func (d *Downer) keepRecord(w *Workload, rec record) map[string]any {
+	// Its run uid stays too: the record belongs to the run that wrote it, and
+	// so does restoring it on a failure path (scale-restore --only-run-uid).
+	whose := "an earlier run"
+	if rec.by == d.RunID && rec.runUID == d.RunUID {
+		whose = "this run (an answer lost on the way?)"
+	}
+	d.Log.Info("already recorded by "+whose+": keeping the record", "workload", w.String(), "recorded", w.Annotations[w.recordKey()], "by", rec.by, "by-run-uid", rec.runUID, "at", rec.at)
+	if w.Kind.Scalable() && w.Replicas != 0 && w.Replicas != rec.replicas {
+		d.Log.Warn("replicas differ from the record of an earlier run; the record wins at restore", "workload", w.String(), "replicas", w.Replicas, "recorded", rec.replicas)
+	}
+	// Another run holds it stopped (another database of the same
+	// application): this run joins the holders, so the other's restore
+	// leaves it stopped until this run lets go too.
+	if d.RunUID == "" || rec.heldByRun(d.RunUID) {
+		return nil
+	}
+	held := formatHolders(append(rec.holders(), d.holder()))
+	d.Log.Info("held stopped by another run too: holding it for this run as well", "workload", w.String(), "held-by", held)
+	return map[string]any{AnnotationHeldBy: held}
 }

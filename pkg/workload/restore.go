@@ -393,7 +393,6 @@ func (res restoreResult) madeAsSeenIn(cur *Workload, runUID string) bool {
 // resourceVersion read, that removes the record together with putting back the
 // replicas or resuming, so a record is never removed without its restore.
 func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult, error) {
-	p := patcher{cs: r.Client, ns: r.Namespace}
 	rec, has, err := w.readRecord()
 	if !has {
 		r.Log.Info("record already removed: nothing to restore", "workload", w.String())
@@ -410,17 +409,7 @@ func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult,
 		// it comes back when the last of them lets go, not in the middle of the
 		// other's migration, and not against the other's failure policy.
 		if rest := holders.holdersLeft(r.OnlyRunUID, r.SupersedeDatabase); len(rest) > 0 {
-			held := formatHolders(rest)
-			patch := map[string]any{"metadata": map[string]any{"resourceVersion": w.ResourceVersion, "annotations": map[string]any{AnnotationHeldBy: held}}}
-			res := restoreResult{released: true, w: w, at: r.Clock.Now(),
-				msg: fmt.Sprintf("left stopped after schema migration by %s: still held by run uid %s", r.RunID, held)}
-			updated, err := p.object(ctx, w.Ref, patch)
-			if err != nil {
-				return res, err // what it tried: the change may have been made all the same
-			}
-			r.Log.Info("left stopped: another run still holds it", "workload", w.String(), "held-by", held)
-			res.w = updated
-			return res, nil
+			return r.release(ctx, w, formatHolders(rest))
 		}
 	} else if hs := holders.holders(); len(hs) > 1 {
 		r.Log.Warn("restoring a workload other runs still hold (no --only-run-uid)", "workload", w.String(), "held-by", formatHolders(hs))
@@ -428,52 +417,92 @@ func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult,
 	if err != nil {
 		return restoreResult{}, failure.AsPermanent(err)
 	}
-	res := restoreResult{ok: true, w: w, at: r.Clock.Now()}
-	// What the restore did is logged once the patch is accepted, not before.
-	var report func()
-	patch := removeRecord(map[string]any{"metadata": map[string]any{"resourceVersion": w.ResourceVersion}})
+	var back putBack
 	if w.Kind.Scalable() {
-		replicasNow := w.Replicas
-		switch cur := w.Replicas; {
-		case cur == rec.replicas:
-			res.msg = fmt.Sprintf("at its recorded %d replicas after schema migration by %s", cur, r.RunID)
-			report = func() { r.Log.Info("already at the recorded replicas", "workload", w.String(), "replicas", cur) }
-		case cur == 0:
-			patch["spec"] = map[string]any{"replicas": rec.replicas}
-			replicasNow = rec.replicas
-			res.msg = fmt.Sprintf("restored to %d replicas after schema migration by %s", rec.replicas, r.RunID)
-			report = func() { r.Log.Info("restored", "workload", w.String(), "replicas", rec.replicas) }
-		default:
-			res.msg = fmt.Sprintf("kept %d replicas set since scale-down (recorded %d) after schema migration by %s", cur, rec.replicas, r.RunID)
-			report = func() {
-				r.Log.Warn("replicas changed since scale-down (a new deploy?): keeping them", "workload", w.String(), "replicas", cur, "recorded", rec.replicas)
-			}
-		}
-		res.out = Outcome{Ref: w.Ref, Value: strconv.Itoa(int(replicasNow))}
+		back = r.replicasBack(w, rec)
 	} else {
-		suspended := w.Suspended
-		switch {
-		case w.Suspended && !rec.suspended:
-			patch["spec"] = map[string]any{"suspend": false}
-			suspended = false
-			res.msg = "resumed after schema migration by " + r.RunID
-			report = func() { r.Log.Info("resumed", "workload", w.String()) }
-		case w.Suspended:
-			res.msg = "left suspended (it was suspended before scale-down) after schema migration by " + r.RunID
-			report = func() { r.Log.Info("left suspended: it was suspended before scale-down", "workload", w.String()) }
-		default:
-			res.msg = "already resumed after schema migration by " + r.RunID
-			report = func() { r.Log.Info("already resumed since scale-down: keeping it", "workload", w.String()) }
-		}
-		res.out = Outcome{Ref: w.Ref, Value: cronValue(suspended)}
+		back = r.resumeBack(w, rec)
 	}
-	updated, err := p.object(ctx, w.Ref, patch)
+	res := restoreResult{ok: true, w: w, at: r.Clock.Now(), out: back.out, msg: back.msg}
+	patch := removeRecord(map[string]any{"metadata": map[string]any{"resourceVersion": w.ResourceVersion}})
+	if back.spec != nil {
+		patch["spec"] = back.spec
+	}
+	updated, err := patcher{cs: r.Client, ns: r.Namespace}.object(ctx, w.Ref, patch)
 	if err != nil {
 		return res, err // what it tried: the change may have been made all the same
 	}
-	report()
+	back.report()
 	res.w = updated
 	return res, nil
+}
+
+// release lets go of a workload that other runs still hold: it stays stopped,
+// its holders now held.
+func (r *Restorer) release(ctx context.Context, w *Workload, held string) (restoreResult, error) {
+	patch := map[string]any{"metadata": map[string]any{"resourceVersion": w.ResourceVersion, "annotations": map[string]any{AnnotationHeldBy: held}}}
+	res := restoreResult{released: true, w: w, at: r.Clock.Now(),
+		msg: fmt.Sprintf("left stopped after schema migration by %s: still held by run uid %s", r.RunID, held)}
+	updated, err := patcher{cs: r.Client, ns: r.Namespace}.object(ctx, w.Ref, patch)
+	if err != nil {
+		return res, err // what it tried: the change may have been made all the same
+	}
+	r.Log.Info("left stopped: another run still holds it", "workload", w.String(), "held-by", held)
+	res.w = updated
+	return res, nil
+}
+
+// putBack is what restoring a workload from its record changes and says.
+type putBack struct {
+	spec   map[string]any // the patch's spec; nil: none
+	out    Outcome
+	msg    string // the Event's
+	report func() // logs what was done, once the patch is accepted
+}
+
+// replicasBack puts back the recorded replicas of a Deployment or StatefulSet
+// still at 0, and keeps any other count set since (an HPA, a deploy).
+func (r *Restorer) replicasBack(w *Workload, rec record) putBack {
+	var b putBack
+	replicasNow := w.Replicas
+	switch cur := w.Replicas; {
+	case cur == rec.replicas:
+		b.msg = fmt.Sprintf("at its recorded %d replicas after schema migration by %s", cur, r.RunID)
+		b.report = func() { r.Log.Info("already at the recorded replicas", "workload", w.String(), "replicas", cur) }
+	case cur == 0:
+		b.spec = map[string]any{"replicas": rec.replicas}
+		replicasNow = rec.replicas
+		b.msg = fmt.Sprintf("restored to %d replicas after schema migration by %s", rec.replicas, r.RunID)
+		b.report = func() { r.Log.Info("restored", "workload", w.String(), "replicas", rec.replicas) }
+	default:
+		b.msg = fmt.Sprintf("kept %d replicas set since scale-down (recorded %d) after schema migration by %s", cur, rec.replicas, r.RunID)
+		b.report = func() {
+			r.Log.Warn("replicas changed since scale-down (a new deploy?): keeping them", "workload", w.String(), "replicas", cur, "recorded", rec.replicas)
+		}
+	}
+	b.out = Outcome{Ref: w.Ref, Value: strconv.Itoa(int(replicasNow))}
+	return b
+}
+
+// resumeBack resumes a CronJob that was not suspended before scale-down.
+func (r *Restorer) resumeBack(w *Workload, rec record) putBack {
+	var b putBack
+	suspended := w.Suspended
+	switch {
+	case w.Suspended && !rec.suspended:
+		b.spec = map[string]any{"suspend": false}
+		suspended = false
+		b.msg = "resumed after schema migration by " + r.RunID
+		b.report = func() { r.Log.Info("resumed", "workload", w.String()) }
+	case w.Suspended:
+		b.msg = "left suspended (it was suspended before scale-down) after schema migration by " + r.RunID
+		b.report = func() { r.Log.Info("left suspended: it was suspended before scale-down", "workload", w.String()) }
+	default:
+		b.msg = "already resumed after schema migration by " + r.RunID
+		b.report = func() { r.Log.Info("already resumed since scale-down: keeping it", "workload", w.String()) }
+	}
+	b.out = Outcome{Ref: w.Ref, Value: cronValue(suspended)}
+	return b
 }
 
 // removeRecord adds the removal of every record annotation to a merge patch.
