@@ -8,6 +8,7 @@ import (
 )
 
 func TestCode(t *testing.T) {
+	t.Parallel()
 	base := errors.New("boom")
 	tests := []struct {
 		name string
@@ -27,6 +28,7 @@ func TestCode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			if got := Code(tt.err); got != tt.want {
 				t.Fatalf("Code(%v) = %d, want %d", tt.err, got, tt.want)
 			}
@@ -35,12 +37,14 @@ func TestCode(t *testing.T) {
 }
 
 func TestNilStaysNil(t *testing.T) {
+	t.Parallel()
 	if AsPermanent(nil) != nil || AsTransient(nil) != nil || AsUsage(nil) != nil {
 		t.Fatal("marking nil must return nil")
 	}
 }
 
 func TestMessageIsUnchanged(t *testing.T) {
+	t.Parallel()
 	err := Transientf("lock busy on %s", "db")
 	if err.Error() != "lock busy on db" {
 		t.Fatalf("message = %q", err.Error())
@@ -50,6 +54,7 @@ func TestMessageIsUnchanged(t *testing.T) {
 // Join: the combined kind decides, whatever the first error's kind; every error
 // stays reachable with errors.Is; wrapping keeps the combined kind.
 func TestJoin(t *testing.T) {
+	t.Parallel()
 	sentinel := errors.New("the cause")
 	perm := Permanentf("bad value: %w", sentinel)
 	trans := Transientf("unreachable")
@@ -68,6 +73,7 @@ func TestJoin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			err := Join("2 things failed", tt.errs...)
 			if got := KindOf(err); got != tt.want {
 				t.Fatalf("KindOf = %v, want %v", got, tt.want)
