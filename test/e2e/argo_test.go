@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -411,10 +412,16 @@ func (s *argoSuite) testMigrationsPending(t *testing.T) {
 	wantOutputs(t, wf, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3"})
 	wantOutputs(t, wf, "migrate", map[string]string{"applied": "3", "current-version": "3"})
 	out := engines.ArgoOutputs(wf)
-	if out["pending"] != "true" || out["planned-version"] != "0" {
-		t.Errorf("workflow outputs %v, want pending=true planned-version=0", out)
+	if out["pending"] != "true" || out["planned-version"] != "0" || out["pending-versions"] != "[1,2,3]" ||
+		out["applied-versions"] != "[1,2,3]" || out["migrate-current-version"] != "3" {
+		t.Errorf("workflow outputs %v, want pending=true planned-version=0 pending-versions=applied-versions=[1,2,3] migrate-current-version=3", out)
 	}
 	wantVersions(t, c.versions(t), 1, 2, 3)
+	// What the run did, on the controller's metrics endpoint.
+	noMetricsError(t, wf)
+	s.wantMetric(t, "argo_workflows_chartreuse_migrations_applied", c.labelsOf(), 3)
+	s.wantMetric(t, "argo_workflows_chartreuse_runs", c.labelsOf("status", "Succeeded", "entrypoint", "main", "policy", "keep-down"), 1)
+	s.wantMetric(t, "argo_workflows_chartreuse_workloads_stopped", c.labelsOf(), 0)
 	// Least privilege on the pods the controller made (permissions_test.go).
 	wantLeastPrivilegePods(t, s.kube, runPods(t, s.kube, s.argo.Namespace, "workflows.argoproj.io/workflow="+wf.Name), true)
 
@@ -525,6 +532,16 @@ func (s *argoSuite) testKeepDownThenRerun(t *testing.T) {
 		t.Error("the failed migration's table exists")
 	}
 	c.wantStopped(t)
+	noMetricsError(t, wf)
+	var scaled float64
+	if n, ok := engines.ArgoNodeByName(wf, "scale-down"); ok {
+		scaled, _ = strconv.ParseFloat(n.Outputs["scaled"], 64)
+	}
+	if scaled < 1 {
+		t.Errorf("scale-down reported %v workloads stopped", scaled)
+	}
+	s.wantMetric(t, "argo_workflows_chartreuse_workloads_stopped", c.labelsOf(), scaled)
+	s.wantMetric(t, "argo_workflows_chartreuse_runs", c.labelsOf("status", "Failed", "entrypoint", "main", "policy", "keep-down"), 1)
 
 	// The manual rerun: the failed phase with the repaired migration.
 	wf = c.run(t, "migrate", map[string]string{"migrations-dir": SetsRoot + "/fixed"})
@@ -536,6 +553,8 @@ func (s *argoSuite) testKeepDownThenRerun(t *testing.T) {
 	wf = c.run(t, "scale-restore", nil)
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
 	c.wantRestored(t)
+	s.wantMetric(t, "argo_workflows_chartreuse_workloads_stopped", c.labelsOf(), 0)
+	s.wantMetric(t, "argo_workflows_chartreuse_migrations_applied", c.labelsOf(), 1) // the rerun's: a failed migrate reports none
 }
 
 // 4b. restore: the first pending migration fails (nothing applied); the exit

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -147,6 +148,8 @@ func (s *tektonSuite) testNothingPending(t *testing.T) {
 	wantTasks(t, pr, trs, []string{"wait-for-db", "plan"}, nil,
 		append([]string{"wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "false", "current-version": "3", "target-version": "3"})
+	// The Pipeline's results: the skipped tasks' are left out, and the run still succeeds.
+	wantPipelineResults(t, pr, map[string]string{"pending": "false", "planned-version": "3", "target-version": "3", "git-commit": "", "migrations-digest": ""})
 
 	c.wantVersions(t, 1, 2, 3)
 	c.wantUntouched(t)
@@ -171,6 +174,8 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 	wantResults(t, trs, "scale-down", map[string]string{"scaled": "2"})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3", "target-version": "3"})
 	wantResults(t, trs, "scale-restore", map[string]string{"restored": "2"})
+	wantPipelineResults(t, pr, map[string]string{"pending": "true", "planned-version": "0", "target-version": "3", "git-commit": "", "migrations-digest": "",
+		"scaled": "2", "applied": "3", "current-version": "3", "restored": "2"})
 	// Least privilege on the pods the controller made (permissions_test.go).
 	wantLeastPrivilegePods(t, s.kube, runPods(t, s.kube, c.ns, "tekton.dev/pipelineRun="+pr.Name), false)
 
@@ -341,4 +346,16 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// wantPipelineResults checks the PipelineRun's results: exactly want, none more.
+func wantPipelineResults(t *testing.T, pr *pipelinev1.PipelineRun, want map[string]string) {
+	t.Helper()
+	got := map[string]string{}
+	for _, r := range pr.Status.Results {
+		got[r.Name] = r.Value.StringVal
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("PipelineRun %s results %v, want %v", pr.Name, got, want)
+	}
 }

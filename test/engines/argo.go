@@ -320,6 +320,30 @@ func (a *Argo) ControllerLog(ctx context.Context, lines int64) string {
 	return a.controllerLog(ctx, a.argoController(), lines)
 }
 
+// Metrics returns the controller's Prometheus metrics (the text exposition),
+// read through the API server's pod proxy: the controller serves them on port
+// 9090 with a self-signed certificate by default (metricsConfig.secure), plain
+// HTTP when that is turned off.
+func (a *Argo) Metrics(ctx context.Context) (string, error) {
+	ctl := a.argoController()
+	pods, err := a.Kube.CoreV1().Pods(ctl.namespace).List(ctx, metav1.ListOptions{LabelSelector: ctl.selector})
+	if err != nil {
+		return "", err
+	}
+	if len(pods.Items) == 0 {
+		return "", fmt.Errorf("argo: no controller pod (%s) in %s", ctl.selector, ctl.namespace)
+	}
+	var errs []error
+	for _, scheme := range []string{"https", "http"} {
+		raw, err := a.Kube.CoreV1().Pods(ctl.namespace).ProxyGet(scheme, pods.Items[0].Name, "9090", "/metrics", nil).DoRaw(ctx)
+		if err == nil {
+			return string(raw), nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", scheme, err))
+	}
+	return "", fmt.Errorf("argo: reading the controller's metrics: %w", errors.Join(errs...))
+}
+
 // ApplyProject applies the project's workflowtemplates/ kustomization into the
 // managed namespace exactly as its README tells a user to:
 // `kubectl apply -n <ns> -k workflowtemplates/` (server-side).

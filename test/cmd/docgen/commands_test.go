@@ -364,7 +364,7 @@ func scriptEnvVars(t *testing.T) map[string]bool {
 }
 
 var allowedLangs = map[string]bool{"sh": true, "bash": true, "shell": true, "console": true, "sql": true,
-	"yaml": true, "json": true, "text": true, "dockerfile": true, "go": true}
+	"yaml": true, "json": true, "text": true, "dockerfile": true, "go": true, "promql": true}
 
 func TestDocumentedCommands(t *testing.T) {
 	c := newChecker(t)
