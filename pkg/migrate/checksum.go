@@ -34,9 +34,18 @@ import (
 //   - An applied version without a row (a database migrated before checksums
 //     were kept, a version applied by the goose CLI, or settled with --resolve)
 //     gets the current file's checksum, under the lock, said in one log line.
+//   - A pending version with a record was applied before and its version row
+//     deleted since: rolled back by the goose CLI (its Down ran), or deleted by
+//     hand (its changes are still there). Nothing tells which, so the run
+//     refuses rather than risk applying it twice; the refusal gives the repair
+//     for each case.
 //   - An edited file is accepted deliberately, version by version
 //     (--accept-changed), which records its new checksum and keeps the old one
 //     (previous_sha256).
+
+// ErrRecordedNotApplied: a pending version has a checksum record, so it was
+// applied before and its version row was deleted since.
+var ErrRecordedNotApplied = errors.New("pending migration recorded as applied")
 
 // SumRow is the recorded checksum of one applied version.
 type SumRow struct {
@@ -265,6 +274,9 @@ func checkSums(src Sources, st *State, p *Plan, req Request) error {
 				plural(len(changed), "checksum of exactly this version", "checksums of exactly these versions"), table),
 			"%s", strings.Join(probs, "; "))
 	}
+	if err := checkRecordedPending(st, p); err != nil {
+		return err
+	}
 	writes := len(p.Pending) > 0 || len(p.Down) > 0 || len(p.Backfill) > 0 || len(p.Accept) > 0
 	if !writes || (req.Mode == ModePlan && len(p.Pending) == 0) {
 		return nil
@@ -278,6 +290,42 @@ func checkSums(src Sources, st *State, p *Plan, req Request) error {
 		return refuse(ErrNoPrivilege, grant, "%s cannot write (INSERT, UPDATE and DELETE) the checksum table %s", st.CurrentUser, table)
 	}
 	return nil
+}
+
+// checkRecordedPending refuses a pending version whose checksum is recorded:
+// its version row was deleted after it was applied, and applying it again is
+// right only if its Down ran.
+func checkRecordedPending(st *State, p *Plan) error {
+	var versions []int64
+	var probs []string
+	for _, v := range p.Pending {
+		if rec, ok := st.Sums[v]; ok {
+			versions = append(versions, v)
+			probs = append(probs, fmt.Sprintf("%d (%s, recorded sha256 %s)", v, rec.File, rec.SHA256))
+		}
+	}
+	if len(versions) == 0 {
+		return nil
+	}
+	list := joinVersions(versions, ", ")
+	return refuse(ErrRecordedNotApplied,
+		fmt.Sprintf("If %s rolled back (by the goose CLI: %s Down section ran), forget %s record: DELETE FROM %s WHERE version IN (%s); if %s version %s deleted by hand and %s changes are in place, put %s back: INSERT INTO %s (version_id, is_applied) VALUES %s;",
+			plural(len(versions), "it was", "they were"), plural(len(versions), "its", "their"), plural(len(versions), "its", "their"),
+			st.sumsTable(), list, plural(len(versions), "its", "their"), plural(len(versions), "row was", "rows were"),
+			plural(len(versions), "its", "their"), plural(len(versions), "it", "them"), st.Qualified(), valuesApplied(versions)),
+		"%s %s %s pending in %s but recorded as applied in %s. %s version %s deleted after %s applied, by a rollback with another tool or by hand, and nothing tells which: applying %s again would run %s twice if %s changes are still in place",
+		plural(len(versions), "migration", "migrations"), strings.Join(probs, ", "), plural(len(versions), "is", "are"), st.Qualified(), st.sumsTable(),
+		plural(len(versions), "Its", "Their"), plural(len(versions), "row was", "rows were"), plural(len(versions), "it was", "they were"),
+		plural(len(versions), "it", "them"), plural(len(versions), "it", "them"), plural(len(versions), "its", "their"))
+}
+
+// valuesApplied is "(v1, true), (v2, true)".
+func valuesApplied(versions []int64) string {
+	parts := make([]string, len(versions))
+	for i, v := range versions {
+		parts[i] = fmt.Sprintf("(%d, true)", v)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // SumsToWrite reports whether the run records checksums before any migration:

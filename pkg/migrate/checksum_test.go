@@ -329,6 +329,61 @@ func TestChecksumsSurviveVersionTableRepair(t *testing.T) {
 	}
 }
 
+// A version whose row was deleted after it was applied is pending again, but
+// its record says it ran: rolled back by the goose CLI (its Down ran) or
+// deleted by hand (its changes are in place). The run refuses, changing
+// nothing, until the operator says which by the repair the refusal gives.
+func TestRecordedPendingRefused(t *testing.T) {
+	d := newDB(t)
+	f := edited(threeTables, "")
+	f["00004_seed.sql"] = mig("INSERT INTO c (id) VALUES (1);", "DELETE FROM c WHERE id = 1;")
+	dir := writeDir(t, f)
+	mustRun(t, d.url(), dir)
+	sum4 := sha256Hex(f["00004_seed.sql"])
+
+	// Deleted by hand: applying 4 again would insert its row twice.
+	d.exec("DELETE FROM goose_db_version WHERE version_id = 4")
+	before := d.snapshot()
+	for _, args := range [][]string{nil, {"--plan"}} {
+		o := runStep(t, d.url(), dir, args...)
+		if o.code != 1 || !strings.Contains(o.lastLine(), "migration 4 (00004_seed.sql, recorded sha256 "+sum4+") is pending in public.goose_db_version but recorded as applied in public.goose_db_version_sums") ||
+			!strings.Contains(o.lastLine(), "INSERT INTO public.goose_db_version (version_id, is_applied) VALUES (4, true);") ||
+			!strings.Contains(o.lastLine(), "DELETE FROM public.goose_db_version_sums WHERE version IN (4);") {
+			t.Fatalf("migrate %v after 4's version row was deleted: exit %d: %s", args, o.code, o.lastLine())
+		}
+	}
+	if got := d.snapshot(); got != before {
+		t.Fatalf("the refusal changed the database:\nbefore:\n%s\nafter:\n%s", before, got)
+	}
+	d.exec("INSERT INTO goose_db_version (version_id, is_applied) VALUES (4, true)") // the repair
+	if o := mustRun(t, d.url(), dir); o.result("applied") != "0" || o.result("checksums-recorded") != "1" {
+		t.Fatalf("after putting 4's row back: %v\n%s", o.summary.Results, o.stderr)
+	}
+	if got := d.queryString("SELECT count(*)::text FROM c"); got != "1" {
+		t.Fatalf("%s rows in c, want 1 (4 applied once)", got)
+	}
+
+	// Rolled back by the goose CLI: its Down ran, and forgetting the record lets
+	// the next run apply it again.
+	p, err := goose.NewProvider(goose.DialectPostgres, d.sqlDB(t, nil), os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Down(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if o := runStep(t, d.url(), dir); o.code != 1 || !strings.Contains(o.lastLine(), "recorded as applied") {
+		t.Fatalf("after goose rolled 4 back: exit %d: %s", o.code, o.lastLine())
+	}
+	d.exec("DELETE FROM goose_db_version_sums WHERE version IN (4)") // the other repair
+	if o := mustRun(t, d.url(), dir); o.result("applied-versions") != "[4]" {
+		t.Fatalf("after forgetting 4's record: %v\n%s", o.summary.Results, o.stderr)
+	}
+	if got := d.queryString("SELECT count(*)::text FROM c"); got != "1" {
+		t.Fatalf("%s rows in c, want 1", got)
+	}
+}
+
 func TestRollbackRemovesChecksum(t *testing.T) {
 	d := newDB(t)
 	f := edited(threeTables, "")

@@ -204,6 +204,11 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		}
 	}
 	if !st.SchemaExists || !kind.Valid {
+		if st.sumsUsable() { // the version table was dropped: what the records say
+			if err := readRows(ctx, q, st); err != nil {
+				return nil, err
+			}
+		}
 		return st, nil
 	}
 	st.Exists, st.Kind, st.CanRead, st.CanWrite = true, kind.String, canRead, canWrite && !noSeq.Valid
@@ -236,13 +241,19 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 
 // readRows reads the version table's rows into st, in id order, and in the same
 // query the checksum recorded for each version, when there is a checksum table
-// to read (no round trip of its own).
+// to read (no round trip of its own), records of versions without a row
+// included. Without a version table (st.Exists false), only the records.
 func readRows(ctx context.Context, q Querier, st *State) error {
-	query := `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, NULL::bigint, NULL::text, NULL::text, NULL::text FROM ` +
-		pgx.Identifier{st.Schema, st.Name}.Sanitize() + ` v ORDER BY v.id`
-	if st.sumsUsable() {
-		query = `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, s.version_row_id, s.file, s.sha256, s.recorded FROM ` +
-			pgx.Identifier{st.Schema, st.Name}.Sanitize() + ` v LEFT JOIN ` + st.sumsTable() + ` s ON s.version = v.version_id ORDER BY v.id`
+	versions := pgx.Identifier{st.Schema, st.Name}.Sanitize()
+	query := `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::text FROM ` +
+		versions + ` v ORDER BY v.id`
+	switch {
+	case st.sumsUsable() && st.Exists:
+		query = `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, s.version, s.version_row_id, s.file, s.sha256, s.recorded FROM ` +
+			versions + ` v FULL JOIN ` + st.sumsTable() + ` s ON s.version = v.version_id ORDER BY v.id NULLS LAST, s.version`
+	case st.sumsUsable():
+		query = `SELECT NULL::bigint, NULL::bigint, NULL::boolean, s.version, s.version_row_id, s.file, s.sha256, s.recorded FROM ` +
+			st.sumsTable() + ` s ORDER BY s.version`
 	}
 	rows, err := q.QueryContext(ctx, query, pgx.QueryExecModeExec)
 	if err != nil {
@@ -251,19 +262,21 @@ func readRows(ctx context.Context, q Querier, st *State) error {
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			r                      Row
-			rowID                  sql.NullInt64
-			file, sum, recordedHow sql.NullString
+			id, version, sumVersion, rowID sql.NullInt64
+			applied                        sql.NullBool
+			file, sum, recordedHow         sql.NullString
 		)
-		if err := rows.Scan(&r.ID, &r.Version, &r.Applied, &rowID, &file, &sum, &recordedHow); err != nil {
+		if err := rows.Scan(&id, &version, &applied, &sumVersion, &rowID, &file, &sum, &recordedHow); err != nil {
 			return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
 		}
-		st.Rows = append(st.Rows, r)
-		if rowID.Valid {
+		if id.Valid { // a version row (not only a record)
+			st.Rows = append(st.Rows, Row{ID: id.Int64, Version: version.Int64, Applied: applied.Bool})
+		}
+		if sumVersion.Valid {
 			if st.Sums == nil {
 				st.Sums = map[int64]SumRow{}
 			}
-			st.Sums[r.Version] = SumRow{Version: r.Version, VersionRowID: rowID.Int64, File: file.String, SHA256: sum.String, Recorded: recordedHow.String}
+			st.Sums[sumVersion.Int64] = SumRow{Version: sumVersion.Int64, VersionRowID: rowID.Int64, File: file.String, SHA256: sum.String, Recorded: recordedHow.String}
 		}
 	}
 	if err := rows.Err(); err != nil {
