@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -386,6 +387,17 @@ func (m *Migrator) lintPending(ctx context.Context, src Sources, plan *Plan) ([]
 	if redact == nil {
 		redact = func(s string) string { return s }
 	}
+	if limit := memoryLimit(); limit < sqlrisk.ParserMemory/10*9 {
+		// Starting the parser here would get the step killed (exit 137) rather
+		// than tell anything: say so instead, as a risk of its own.
+		first, _ := src.Get(plan.Pending[0])
+		r := sqlrisk.Risk{File: first.File, Rule: sqlrisk.NotAnalysed, Level: sqlrisk.LevelError, SizeBytes: -1, Size: sqlrisk.HumanSize(-1),
+			What:   fmt.Sprintf("the pending statements were not analysed for lock risks: starting PostgreSQL's parser takes about 270 MiB, and this step may use %s (90%% of its container's memory limit, or GOMEMLIMIT)", sqlrisk.HumanSize(limit)),
+			Advice: fmt.Sprintf("Give the plan step a memory limit of at least %dMi (the plan template's or Task's resources)", sqlrisk.ParserMemory>>20)}
+		m.Log.Warn(fmt.Sprintf("risk %s [%s] %s: %s. %s", r.Rule, r.Level, r.File, r.What, r.Advice), "rule", r.Rule, "level", string(r.Level))
+		risks = append(risks, r)
+		return risks, m.riskPolicy(risks)
+	}
 	start := time.Now()
 	analysed := 0
 	for _, v := range plan.Pending {
@@ -430,20 +442,32 @@ func (m *Migrator) lintPending(ctx context.Context, src Sources, plan *Plan) ([]
 	}
 	m.Log.Info("pending statements analysed for risks", "statements", analysed, "risks", len(risks),
 		"duration", time.Since(start).Round(time.Millisecond).String())
+	return risks, m.riskPolicy(risks)
+}
+
+// memoryLimit is the Go runtime's memory limit (pkg/step sets it to 90% of
+// the container's); a variable for tests.
+var memoryLimit = func() int64 { return debug.SetMemoryLimit(-1) }
+
+// riskPolicy is --risk-policy=fail's verdict on the risks.
+func (m *Migrator) riskPolicy(risks []sqlrisk.Risk) error {
 	if m.Opts.RiskPolicy != RiskFail {
-		return risks, nil
+		return nil
 	}
 	var blocking []string
 	for _, r := range risks {
+		if r.Rule == sqlrisk.NotAnalysed {
+			return failure.Permanentf("--risk-policy=fail: %s. %s, or run the plan with --risk-policy=warn", r.What, r.Advice)
+		}
 		if r.Level == sqlrisk.LevelError && !r.Allowed {
 			blocking = append(blocking, fmt.Sprintf("%s:%d %s", r.File, r.Line, r.Rule))
 		}
 	}
 	if len(blocking) > 0 {
-		return risks, failure.Permanentf("--risk-policy=fail: %d error-level %s in the pending migrations (%s): change the %s as each risk's advice says, or, where the risk is accepted (e.g. the application is stopped for the run), put -- chartreuse:allow <rule> on the statement",
+		return failure.Permanentf("--risk-policy=fail: %d error-level %s in the pending migrations (%s): change the %s as each risk's advice says, or, where the risk is accepted (e.g. the application is stopped for the run), put -- chartreuse:allow <rule> on the statement",
 			len(blocking), plural(len(blocking), "risk", "risks"), strings.Join(blocking, ", "), plural(len(blocking), "statement", "statements"))
 	}
-	return risks, nil
+	return nil
 }
 
 // riskLine is a risk as one readable sentence.

@@ -112,3 +112,27 @@ func TestRiskParserChild(t *testing.T) {
 	}
 	fmt.Printf("pending: %s, parser started: %v\n", o.result("pending"), sqlrisk.ParserStarted())
 }
+
+// Where the step may not use the memory the parser's start takes, the plan
+// does not start it (the kernel would kill the step): it reports one
+// not-analysed risk saying what limit to give, which fails the fail policy.
+func TestPlanRisksWithoutMemory(t *testing.T) {
+	saved := memoryLimit
+	memoryLimit = func() int64 { return 128 << 20 / 10 * 9 } // the plan pod's 128Mi
+	t.Cleanup(func() { memoryLimit = saved })
+	d := newDB(t)
+	dir := writeDir(t, files{"1_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")})
+	o := runStep(t, d.url(), dir, "--plan")
+	if o.code != 0 {
+		t.Fatalf("plan: exit %d\n%s", o.code, o.stderr)
+	}
+	var risks []sqlrisk.Risk
+	if err := json.Unmarshal([]byte(o.result("risks")), &risks); err != nil || len(risks) != 1 || risks[0].Rule != sqlrisk.NotAnalysed ||
+		risks[0].File != "1_a.sql" || !strings.Contains(risks[0].Advice, "320Mi") {
+		t.Fatalf("risks %s (%v), want one not-analysed naming the limit to give", o.result("risks"), err)
+	}
+	o = runStep(t, d.url(), dir, "--plan", "--risk-policy=fail")
+	if o.code != 1 || !strings.Contains(o.lastLine(), "not analysed") || !strings.Contains(o.lastLine(), "320Mi") {
+		t.Fatalf("fail policy: exit %d, want 1 saying why\n%s", o.code, o.stderr)
+	}
+}

@@ -7,6 +7,15 @@ import (
 	pgquery "github.com/wasilibs/go-pgquery"
 )
 
+// ParserMemory is the container memory limit a process needs to start the
+// parser: wazero's compile of libpg_query peaked at 247–276 MiB RSS (bench
+// section 7), most of it live, so a lower GOMEMLIMIT does not help.
+const ParserMemory = 320 << 20
+
+// NotAnalysed is the rule of the one risk reported instead of a plan's
+// findings when the parser could not be started for lack of memory.
+const NotAnalysed = "not-analysed"
+
 // started is set when the parser is first asked for anything: its WebAssembly
 // module is compiled then, not at program start.
 var started atomic.Bool
