@@ -112,6 +112,12 @@ type Pod struct {
 	HostNetwork bool
 }
 
+// Explain is what Describe says once the API server listed pods, the pods of
+// namespace ns whose IP is addr (for documentation and tests).
+func Explain(addr, ns string, pods []Pod, started time.Time) string {
+	return describe(addr, ns, pods, started)
+}
+
 func describe(addr, ns string, pods []Pod, started time.Time) string {
 	var own, host []Pod
 	for _, p := range pods {

@@ -39,6 +39,7 @@ const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount"
 var (
 	scaleBinaries = []string{"/usr/local/bin/scale-down", "/usr/local/bin/scale-restore"}
 	gateBinary    = "/usr/local/bin/gate"
+	migrateBinary = "/usr/local/bin/migrate"
 )
 
 // argoExecutorContainers are the containers Argo adds to every step pod.
@@ -51,7 +52,7 @@ type holder struct {
 	sa     string
 	useAPI bool   // runs a scale binary
 	exec   bool   // Argo's executor
-	expect string // "none", "scale", "gate" or "executor"
+	expect string // "none", "scale", "gate", "lookup" (migrate: list pods) or "executor"
 }
 
 // TestStepPermissions derives, from the manifests and the engines' rules, which
@@ -106,8 +107,13 @@ func TestStepPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lookup, err := rbacrules.PodLookup()
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string][]string{
 		"none":     nil,
+		"lookup":   rbacrules.Expand(lookup),
 		"scale":    rbacrules.Expand(scale),
 		"gate":     rbacrules.Expand(gateRules),
 		"executor": rbacrules.Expand(rbacrules.Executor),
@@ -301,6 +307,13 @@ func runsScaleBinary(command, args []string) bool {
 	return false
 }
 
+// runsLocking reports whether a container runs migrate in a mode that takes the
+// migration lock (not --plan): its messages name the pod of a lock's holder.
+func runsLocking(command, args []string) bool {
+	all := append(slices.Clone(command), args...)
+	return slices.Contains(all, migrateBinary) && !slices.Contains(all, "--plan")
+}
+
 // runsGate reports whether a container runs the gate binary.
 func runsGate(command, args []string) bool {
 	return slices.Contains(append(slices.Clone(command), args...), gateBinary)
@@ -361,6 +374,9 @@ func argoHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAccoun
 			main.sa = podSA
 		}
 		main.expect = expectation(main.useAPI, false)
+		if runsLocking(tmpl.Container.Command, tmpl.Container.Args) {
+			main.expect = "lookup"
+		}
 		out = append(out, main, holder{where: "argo " + tmpl.Name + ": executor (init, wait)", sa: execSA, exec: true, expect: "executor"})
 	}
 	if len(out) < 14 {
@@ -398,19 +414,25 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 		if err := yaml.Unmarshal(runs[name], &pr); err != nil {
 			t.Fatal(err)
 		}
-		// taskRunSpecs give the gate tasks, and only them, another identity.
-		gateSA := ""
+		// taskRunSpecs give the gate tasks, and the migrate tasks, and only them,
+		// another identity each.
+		gateSA, migrateSA := "", ""
 		for _, trs := range pr.Spec.TaskRunSpecs {
-			if trs.PipelineTaskName != "gate" && trs.PipelineTaskName != "release-gate" {
+			sa := &gateSA
+			switch trs.PipelineTaskName {
+			case "gate", "release-gate":
+			case "migrate", "record-accepted":
+				sa = &migrateSA
+			default:
 				t.Errorf("%s: taskRunSpecs give task %s an identity not checked here", name, trs.PipelineTaskName)
 			}
-			if gateSA != "" && trs.ServiceAccountName != gateSA {
-				t.Errorf("%s: the gate tasks run as %s and %s", name, gateSA, trs.ServiceAccountName)
+			if *sa != "" && trs.ServiceAccountName != *sa {
+				t.Errorf("%s: task %s runs as %s, its peer as %s", name, trs.PipelineTaskName, trs.ServiceAccountName, *sa)
 			}
-			gateSA = trs.ServiceAccountName
+			*sa = trs.ServiceAccountName
 		}
-		if len(pr.Spec.TaskRunSpecs) != 2 {
-			t.Errorf("%s: want taskRunSpecs for gate and release-gate, got %d", name, len(pr.Spec.TaskRunSpecs))
+		if len(pr.Spec.TaskRunSpecs) != 4 {
+			t.Errorf("%s: want taskRunSpecs for gate, release-gate, migrate and record-accepted, got %d", name, len(pr.Spec.TaskRunSpecs))
 		}
 		podSA := or(pr.Spec.TaskRunTemplate.ServiceAccountName, "default")
 		mounted := automountOf(sas, podSA)
@@ -439,6 +461,13 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 					taskHolder = gateSA
 				}
 			}
+			if task.Name == "chartreuse-migrate" {
+				// run only by migrate and record-accepted, which taskRunSpecs give migrateSA
+				taskSA, taskHolder = migrateSA, ""
+				if automountOf(sas, migrateSA) {
+					taskHolder = migrateSA
+				}
+			}
 			for _, step := range task.Spec.Steps {
 				h := holder{where: run + task.Name + ": " + step.Name, sa: taskHolder, useAPI: runsScaleBinary(step.Command, step.Args)}
 				for _, m := range step.VolumeMounts {
@@ -450,6 +479,9 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 				h.expect = expectation(h.useAPI, false)
 				if runsGate(step.Command, step.Args) {
 					h.expect = "gate"
+				}
+				if task.Name == "chartreuse-migrate" && runsLocking(step.Command, step.Args) {
+					h.expect = "lookup"
 				}
 				out = append(out, h)
 			}
@@ -506,6 +538,9 @@ func wantLeastPrivilegePods(t *testing.T, kube kubernetes.Interface, pods []core
 			case argo && slices.Contains(argoExecutorContainers, c.Name):
 				want = "chartreuse-executor"
 			case runsScaleBinary(c.Command, c.Args), runsGate(c.Command, c.Args):
+				want = p.Spec.ServiceAccountName
+			case runsLocking(c.Command, c.Args) && p.Spec.ServiceAccountName == "chartreuse-migrate":
+				// migrate and rollback (Argo), the migrate tasks (Tekton): list pods only
 				want = p.Spec.ServiceAccountName
 			}
 			if got != want {

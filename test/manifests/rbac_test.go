@@ -124,7 +124,8 @@ func TestNoRoleWritesPods(t *testing.T) {
 // TestRolesGrantWhatTheStepsUse: the engines' Roles for the scale steps are exactly
 // pkg/workload/rbac/role.yaml (written from what the code does, and what the workload
 // package's cluster tests run with), Tekton's gate Role exactly pkg/gate/rbac/role.yaml,
-// Argo's executor Role exactly WorkflowTaskResults create/patch, and every RoleBinding
+// Argo's executor Role exactly WorkflowTaskResults create/patch, migrate's Role
+// (both engines) exactly pkg/podaddr/rbac/role.yaml, and every RoleBinding
 // refers to a Role of the manifests.
 func TestRolesGrantWhatTheStepsUse(t *testing.T) {
 	scale, err := rbacrules.Scale()
@@ -135,8 +136,14 @@ func TestRolesGrantWhatTheStepsUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lookup, err := rbacrules.PodLookup()
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string][]string{
-		"chartreuse-gate":     rbacrules.Expand(gateRules),
+		"chartreuse-gate": rbacrules.Expand(gateRules),
+		// both engines: migrate names the pod of a session holding a lock it waits for
+		"chartreuse-migrate":  rbacrules.Expand(lookup),
 		"chartreuse-workflow": rbacrules.Expand(scale),
 		"chartreuse-pipeline": rbacrules.Expand(scale),
 		"chartreuse-executor": rbacrules.Expand(rbacrules.Executor),
@@ -145,6 +152,10 @@ func TestRolesGrantWhatTheStepsUse(t *testing.T) {
 	for _, d := range docsOfKind(loadDocs(t), "rbac.authorization.k8s.io/v1", "Role") {
 		r := &rbacv1.Role{}
 		decodeStrict(t, d, r)
+		// chartreuse-migrate is in both engines' rbac.yaml: each copy is checked
+		if prev := roles[r.Name]; prev != nil && r.Name == "chartreuse-migrate" && !slices.Equal(rbacrules.Expand(prev.Rules), rbacrules.Expand(r.Rules)) {
+			t.Errorf("Role %s is written twice with different rules:\n  %v\n  %v", r.Name, rbacrules.Expand(prev.Rules), rbacrules.Expand(r.Rules))
+		}
 		roles[r.Name] = r
 		for _, rule := range r.Rules {
 			if len(rule.ResourceNames) > 0 || len(rule.NonResourceURLs) > 0 {

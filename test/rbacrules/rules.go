@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/chartreuse-go/chartreuse/pkg/gate"
+	"github.com/chartreuse-go/chartreuse/pkg/podaddr"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
 
@@ -26,6 +27,16 @@ func Gate() ([]rbacv1.PolicyRule, error) {
 	var role rbacv1.Role
 	if err := yaml.UnmarshalStrict(gate.RoleYAML, &role); err != nil {
 		return nil, fmt.Errorf("pkg/gate/rbac/role.yaml: %w", err)
+	}
+	return role.Rules, nil
+}
+
+// PodLookup returns the rules of pkg/podaddr/rbac/role.yaml: what migrate uses to
+// name the pod of a session holding a lock it waits for.
+func PodLookup() ([]rbacv1.PolicyRule, error) {
+	var role rbacv1.Role
+	if err := yaml.UnmarshalStrict(podaddr.RoleYAML, &role); err != nil {
+		return nil, fmt.Errorf("pkg/podaddr/rbac/role.yaml: %w", err)
 	}
 	return role.Rules, nil
 }

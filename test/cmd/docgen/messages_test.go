@@ -20,6 +20,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
+	"github.com/chartreuse-go/chartreuse/pkg/podaddr"
 	"github.com/chartreuse-go/chartreuse/pkg/poll"
 	"github.com/chartreuse-go/chartreuse/pkg/version"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
@@ -156,13 +157,26 @@ func quotes(t *testing.T) []quote {
 	add(analyze(t, editedSrc[:1], applied))
 
 	// Lock busy.
+	// The holder's run and step come from its application_name, its pod from
+	// the pod lookup (pkg/podaddr): found, then gone.
+	started := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	busy := &migrate.LockBusyError{Waited: 5 * time.Minute, Holder: &migrate.Session{
-		PID: 81234, User: "shop_owner", ApplicationName: "chartreuse", State: "active", XactAge: 42 * time.Second}}
+		PID: 81234, User: "shop_owner", ApplicationName: dbconn.ApplicationName("shop-release-x7k2p", "migrate"), State: "active", XactAge: 42 * time.Second,
+		ClientAddr: "10.244.1.17", BackendStart: started,
+		Origin: podaddr.Explain("10.244.1.17", "shop", []podaddr.Pod{{Name: "shop-release-x7k2p-migrate-2954173512", Created: started.Add(-10 * time.Second), Phase: "Running"}}, started)}}
+	add(busy.Error())
+	busy.Holder.Origin = podaddr.Explain("10.244.1.17", "shop", nil, started)
+	add(busy.Error())
+	// in a pod that mounts no ServiceAccount token
+	t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+	t.Setenv("KUBERNETES_SERVICE_PORT", "443")
+	busy.Holder.Origin = podaddr.InCluster(t.TempDir()).Describe(context.Background(), "10.244.1.17", started)
 	add(busy.Error())
 
 	// lock_timeout while a migration waits for a table lock.
 	wait := &migrate.LockWait{LockType: "relation", Mode: "AccessExclusiveLock", Relation: "orders",
-		Blockers: []migrate.Session{{PID: 4242, User: "report", ApplicationName: "psql", State: "idle in transaction", XactAge: 20 * time.Minute}}}
+		Blockers: []migrate.Session{{PID: 4242, User: "report", ApplicationName: "psql", State: "idle in transaction", XactAge: 20 * time.Minute,
+			ClientAddr: "10.244.1.30", Origin: podaddr.Explain("10.244.1.30", "shop", []podaddr.Pod{{Name: "shop-reports-6d9f7c-q2x8z", Phase: "Running"}}, time.Time{})}}}
 	sourceHas(t, "pkg/migrate/watch.go", `"lock_timeout (--lock-timeout %s) expired"`, `" waiting for "`,
 		`"; let that transaction finish or end it (SELECT pg_terminate_backend(%d);), then rerun"`)
 	// The failing statement's place: " at file:line (statement n)" after an SQL
