@@ -72,17 +72,15 @@ type hit struct {
 	lock  string // overrides rule.Lock (LOCK TABLE IN <mode>)
 }
 
-// maxParse is the largest statement parsed: larger ones are data (multi-row
-// INSERTs), reported as not analysed rather than fed to the parser whole.
-const maxParse = 1 << 20
-
 // Analyze parses stmt and tells what it does. Only read-only catalog queries
 // are made.
 func Analyze(ctx context.Context, cat Catalog, stmt Statement) (*Finding, error) {
 	f := &Finding{File: stmt.File, Line: stmt.Line, SizeBytes: -1}
 	head := strings.ToUpper(firstWord(stmt.SQL))
-	if head == "INSERT" || head == "COPY" || len(stmt.SQL) > maxParse {
+	if (head == "INSERT" || head == "COPY") && oneStatement(stmt.SQL) {
 		// Data, not schema: a row lock at most, never worth starting the parser for.
+		// Only alone: goose sends statements that share a line as one, so an
+		// INSERT can carry an ALTER TABLE after it.
 		f.Kind = head
 		if head == "INSERT" {
 			f.Lock = RowExclusiveLock
@@ -148,6 +146,96 @@ func Analyze(ctx context.Context, cat Catalog, stmt Statement) (*Finding, error)
 		})
 	}
 	return f, nil
+}
+
+// oneStatement reports whether s holds a single statement: no semicolon
+// outside quotes, dollar quotes and comments is followed by anything but
+// white space, comments and more semicolons. When unsure it says no, so the
+// statement is parsed.
+func oneStatement(s string) bool {
+	ended := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
+			continue
+		case c == '-' && strings.HasPrefix(s[i:], "--"):
+			j := strings.IndexByte(s[i:], '\n')
+			if j < 0 {
+				return true
+			}
+			i += j
+			continue
+		case c == '/' && strings.HasPrefix(s[i:], "/*"):
+			// PostgreSQL nests block comments.
+			depth := 0
+			for ; i < len(s); i++ {
+				switch {
+				case strings.HasPrefix(s[i:], "/*"):
+					depth++
+					i++
+				case strings.HasPrefix(s[i:], "*/"):
+					depth--
+					i++
+				}
+				if depth == 0 {
+					break
+				}
+			}
+			continue
+		case c == ';':
+			ended = true
+			continue
+		}
+		if ended {
+			return false // something after a statement's end
+		}
+		switch {
+		case c == '\'' || c == '"':
+			// A doubled quote is one quote inside; in an E'' string a
+			// backslash escapes the next byte.
+			escapes := c == '\'' && i > 0 && (s[i-1] == 'E' || s[i-1] == 'e')
+			closed := false
+			for i++; i < len(s) && !closed; i++ {
+				switch {
+				case escapes && s[i] == '\\':
+					i++
+				case s[i] == c && i+1 < len(s) && s[i+1] == c:
+					i++
+				case s[i] == c:
+					closed = true
+					i--
+				}
+			}
+			if !closed {
+				return false
+			}
+		case c == '$':
+			if tag, ok := dollarTag(s[i:]); ok {
+				end := strings.Index(s[i+len(tag):], tag)
+				if end < 0 {
+					return false
+				}
+				i += len(tag) + end + len(tag) - 1
+			}
+		}
+	}
+	return true
+}
+
+// dollarTag is the $tag$ that opens a dollar-quoted string at the start of s.
+func dollarTag(s string) (string, bool) {
+	for j := 1; j < len(s); j++ {
+		c := s[j]
+		switch {
+		case c == '$':
+			return s[:j+1], true
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 || (j > 1 && c >= '0' && c <= '9'):
+		default:
+			return "", false
+		}
+	}
+	return "", false
 }
 
 func firstWord(s string) string {
