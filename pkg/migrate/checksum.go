@@ -204,11 +204,12 @@ ON CONFLICT (version) DO UPDATE SET version_row_id = EXCLUDED.version_row_id, fi
 
 // acceptSQL replaces the recorded checksum of edited versions that an operator
 // accepted ($1 versions, $2 files, $3 new sha256s, $4 recorded sha256s, $5 run
-// id, $6 the versions' row ids now), keeping the one it replaces.
+// id, $6 the versions' row ids now), keeping the one it replaces. A sha256
+// emptied by hand (NULL) was read as "", and is replaced like any other.
 const acceptSQL = `UPDATE %s AS t SET previous_sha256 = t.sha256, sha256 = u.sha256, file = u.file, recorded = 'accepted',
 	version_row_id = u.row_id, run_id = $5::text, role = current_user, login = session_user, recorded_at = clock_timestamp()
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $6::bigint[]) AS u(version, file, sha256, old, row_id)
-WHERE t.version = u.version AND t.sha256 = u.old AND ` + "%s"
+WHERE t.version = u.version AND coalesce(t.sha256, '') = u.old AND ` + "%s"
 
 // checkSums compares the applied versions' files with their recorded checksums
 // and fills p.Backfill and p.Accept. It refuses (ErrChanged) when an applied
