@@ -309,6 +309,16 @@ func checkRecordedPending(st *State, p *Plan) error {
 		return nil
 	}
 	list := joinVersions(versions, ", ")
+	if !st.Exists {
+		// The version table was dropped: putting rows back needs it first.
+		return refuse(ErrRecordedNotApplied,
+			fmt.Sprintf("If %s changes are in place, recreate it with %s rows: %s; INSERT INTO %s (version_id, is_applied) VALUES (0, true), %s; if %s rolled back before it was dropped (%s Down section ran), forget %s record: DELETE FROM %s WHERE version IN (%s);",
+				plural(len(versions), "its", "their"), plural(len(versions), "its", "their"), strings.Join(strings.Fields(createVersionSQL(st)), " "), st.Qualified(), valuesApplied(versions),
+				plural(len(versions), "it was", "they were"), plural(len(versions), "its", "their"), plural(len(versions), "its", "their"), st.sumsTable(), list),
+			"the version table %s does not exist, but %s records %s %s as applied. The table was dropped after %s applied, and nothing tells whether %s changes are still in place: applying %s again would run %s twice if they are",
+			st.Qualified(), st.sumsTable(), plural(len(versions), "migration", "migrations"), strings.Join(probs, ", "),
+			plural(len(versions), "it was", "they were"), plural(len(versions), "its", "their"), plural(len(versions), "it", "them"), plural(len(versions), "it", "them"))
+	}
 	return refuse(ErrRecordedNotApplied,
 		fmt.Sprintf("If %s rolled back (by the goose CLI: %s Down section ran), forget %s record: DELETE FROM %s WHERE version IN (%s); if %s version %s deleted by hand and %s changes are in place, put %s back: INSERT INTO %s (version_id, is_applied) VALUES %s;",
 			plural(len(versions), "it was", "they were"), plural(len(versions), "its", "their"), plural(len(versions), "its", "their"),
