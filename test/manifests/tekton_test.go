@@ -234,7 +234,7 @@ func TestTektonPipelineDAG(t *testing.T) {
 	for name, allowed := range map[string]string{
 		"stop-workloads": "true,false", "patroni": "true,false", "wait-ready": "true,false",
 		"on-migrate-failure": "keep-down,restore,rollback", "allow-out-of-order": "true,false",
-		"allow-empty-database": "true,false", "log-format": "text,json",
+		"allow-empty-database": "true,false", "log-format": "text,json", "risk-policy": "warn,fail",
 	} {
 		guards = append(guards, "invalid-"+name)
 		expect["invalid-"+name] = want{nil, []string{"$(params." + name + ") notin [" + allowed + "]"}, false}
