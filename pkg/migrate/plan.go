@@ -406,33 +406,51 @@ func (m *Migrator) lintPending(ctx context.Context, src Sources, plan *Plan) ([]
 		if err != nil {
 			return risks, err // preparse accepted it a moment ago
 		}
-		content, _ := fs.ReadFile(m.FS, s.File)
-		lines := statementLines(ctx, m.FS, s.File, v, true)
-		text := strings.Split(string(content), "\n")
-		prevEnd := 0
+		// Lines and allow comments are looked up only for a file with risks:
+		// locating statements reads and parses the file again, which a large
+		// data migration (rows, not schema) should not pay.
+		type found struct {
+			stmt  int
+			risks []sqlrisk.Risk
+		}
+		var fileRisks []found
 		for i, stmt := range p.Statements {
-			line := 0
-			if i < len(lines) {
-				line = lines[i]
+			f, err := sqlrisk.Analyze(ctx, m.DB, sqlrisk.Statement{File: s.File, SQL: stmt, InTx: p.UseTx})
+			if err != nil {
+				m.Log.Warn("statement not analysed for risks: the SQL parser rejects it", "file", s.File, "statement", i+1, "error", redact(err.Error()))
+				continue
 			}
-			end := line + strings.Count(strings.TrimSpace(stmt), "\n")
-			var allow []string
-			if line > 0 {
-				// The statement's own lines and the comment lines just above it.
-				for _, l := range text[min(prevEnd, len(text)):min(end, len(text))] {
+			analysed++
+			if len(f.Risks) > 0 {
+				fileRisks = append(fileRisks, found{i, f.Risks})
+			}
+		}
+		if len(fileRisks) == 0 {
+			continue
+		}
+		lines := statementLines(ctx, m.FS, s.File, v, true)
+		content, _ := fs.ReadFile(m.FS, s.File)
+		text := strings.Split(string(content), "\n")
+		for _, fr := range fileRisks {
+			line, allow := 0, []string(nil)
+			if fr.stmt < len(lines) {
+				line = lines[fr.stmt]
+				// The statement's own lines and the comment lines just above it,
+				// back to the end of the statement before.
+				from := 0
+				if fr.stmt > 0 {
+					from = lines[fr.stmt-1] - 1 + strings.Count(strings.TrimSpace(p.Statements[fr.stmt-1]), "\n") + 1
+				}
+				to := line + strings.Count(strings.TrimSpace(p.Statements[fr.stmt]), "\n")
+				for _, l := range text[min(from, len(text)):min(to, len(text))] {
 					for _, mm := range allowComment.FindAllStringSubmatch(l, -1) {
 						allow = append(allow, strings.FieldsFunc(mm[1], func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })...)
 					}
 				}
-				prevEnd = end
 			}
-			f, err := sqlrisk.Analyze(ctx, m.DB, sqlrisk.Statement{File: s.File, Line: line, SQL: stmt, InTx: p.UseTx, Allow: allow})
-			if err != nil {
-				m.Log.Warn("statement not analysed for risks: the SQL parser rejects it", "file", s.File, "line", line, "error", redact(err.Error()))
-				continue
-			}
-			analysed++
-			for _, r := range f.Risks {
+			for _, r := range fr.risks {
+				r.Line = line
+				r.Allowed = slices.Contains(allow, r.Rule)
 				r.Table = redact(r.Table)
 				risks = append(risks, r)
 				m.Log.Warn(riskLine(r), "file", r.File, "line", r.Line, "rule", r.Rule, "level", string(r.Level),

@@ -136,3 +136,31 @@ func TestPlanRisksWithoutMemory(t *testing.T) {
 		t.Fatalf("fail policy: exit %d, want 1 saying why\n%s", o.code, o.stderr)
 	}
 }
+
+// An allow comment waives its own statement's rules only: on the statement's
+// line or just above it, several rules at once; never a later statement.
+func TestRiskAllowScope(t *testing.T) {
+	d := newDB(t)
+	d.exec(`CREATE TABLE t (id int PRIMARY KEY, a int, b text)`)
+	dir := writeDir(t, files{"1_x.sql": mig(
+		"ALTER TABLE t RENAME COLUMN b TO c; -- chartreuse:allow rename-column, drop-column\n"+
+			"ALTER TABLE t DROP COLUMN a;\n"+
+			"-- chartreuse:allow create-index\n"+
+			"CREATE INDEX t_c ON t (c);", "")})
+	o := runStep(t, d.url(), dir, "--plan", "--risk-policy=fail")
+	var risks []sqlrisk.Risk
+	if err := json.Unmarshal([]byte(o.result("risks")), &risks); err != nil {
+		t.Fatalf("risks %q: %v", o.result("risks"), err)
+	}
+	got := map[string]string{}
+	for _, r := range risks {
+		got[r.Rule] = fmt.Sprintf("line %d allowed %v", r.Line, r.Allowed)
+	}
+	want := map[string]string{"rename-column": "line 2 allowed true", "drop-column": "line 3 allowed false", "create-index": "line 5 allowed true"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("risks %v, want %v", got, want)
+	}
+	if o.code != 1 || !strings.Contains(o.lastLine(), "1_x.sql:3 drop-column") || strings.Contains(o.lastLine(), "create-index") {
+		t.Errorf("exit %d, want 1 naming only the drop-column\n%s", o.code, o.stderr)
+	}
+}
