@@ -3,6 +3,7 @@ package migrate
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -106,9 +107,13 @@ type Session struct {
 
 func (s *Session) String() string {
 	parts := []string{fmt.Sprintf("pid %d", s.PID)}
+	// Any session can name itself: what it chose is shown quoted unless it is
+	// a plain name, so that it cannot pass for the message's other parts (a
+	// user, a pod) or end the sentence.
 	if run, step, shortened, ok := dbconn.ParseApplicationName(s.ApplicationName); ok {
+		run, step = plainOrQuoted(run), plainOrQuoted(step)
 		switch {
-		case run == "":
+		case run == `""`:
 			parts = append(parts, "a Chartreuse "+step+" step given no run id")
 		case shortened:
 			parts = append(parts, fmt.Sprintf("Chartreuse run %s (shortened to fit application_name), step %s", run, step))
@@ -116,10 +121,10 @@ func (s *Session) String() string {
 			parts = append(parts, fmt.Sprintf("Chartreuse run %s, step %s", run, step))
 		}
 	} else if s.ApplicationName != "" {
-		parts = append(parts, "application_name "+s.ApplicationName)
+		parts = append(parts, "application_name "+plainOrQuoted(s.ApplicationName))
 	}
 	if s.User != "" {
-		parts = append(parts, "user "+s.User)
+		parts = append(parts, "user "+plainOrQuoted(s.User))
 	}
 	if s.State != "" {
 		st := s.State
@@ -134,6 +139,20 @@ func (s *Session) String() string {
 		parts = append(parts, "connected from "+s.ClientAddr)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// plainOrQuoted is s when it is made of letters, digits and . _ - ~ : / only
+// (every Argo and Tekton run name), else s quoted.
+func plainOrQuoted(s string) string {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-~:/", c)) {
+			return strconv.Quote(s)
+		}
+	}
+	if s == "" {
+		return `""`
+	}
+	return s
 }
 
 // MigrationError is a migration that failed to apply or roll back. Earlier
