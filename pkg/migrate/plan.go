@@ -399,6 +399,20 @@ func (m *Migrator) lintPending(ctx context.Context, src Sources, plan *Plan) ([]
 		return risks, m.riskPolicy(risks)
 	}
 	start := time.Now()
+	if !sqlrisk.ParserStarted() {
+		// Start the parser before any file is read, and give its compile's
+		// garbage (most of a ~270 MiB peak; about 10 MiB stays) back at once:
+		// a large pending file then never sits beside that peak.
+		if err := sqlrisk.StartParser(); err != nil {
+			first, _ := src.Get(plan.Pending[0])
+			r := sqlrisk.Risk{File: first.File, Rule: sqlrisk.NotAnalysed, Level: sqlrisk.LevelError, SizeBytes: -1, Size: sqlrisk.HumanSize(-1),
+				What: "the pending statements were not analysed for lock risks: the SQL parser did not start: " + err.Error(), Advice: "Report this; --risk-policy=warn lets the run go on"}
+			m.Log.Warn(fmt.Sprintf("risk %s [%s] %s: %s. %s", r.Rule, r.Level, r.File, r.What, r.Advice), "rule", r.Rule, "level", string(r.Level))
+			return append(risks, r), m.riskPolicy(append(risks, r))
+		}
+		debug.FreeOSMemory()
+		m.Log.Info("SQL parser started for the risk analysis", "duration", time.Since(start).Round(time.Millisecond).String())
+	}
 	analysed := 0
 	for _, v := range plan.Pending {
 		s, _ := src.Get(v)
