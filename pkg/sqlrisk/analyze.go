@@ -449,6 +449,13 @@ func alterTable(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) ([]hit, 
 				rule = r("add-column-rewrite")
 			}
 			out = append(out, hit{rule: rule, table: rel})
+			// A constraint of the new column's own is added like any other:
+			// its index is built, its check or key verified on every row.
+			for _, cc := range cmd.GetDef().GetColumnDef().GetConstraints() {
+				if h := constraintHit(cc.GetConstraint(), rel); h != nil {
+					out = append(out, *h)
+				}
+			}
 		case pg.AlterTableType_AT_AlterColumnType:
 			out = append(out, hit{rule: r("alter-column-type"), table: rel})
 		case pg.AlterTableType_AT_SetNotNull:
@@ -462,31 +469,39 @@ func alterTable(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) ([]hit, 
 		case pg.AlterTableType_AT_ValidateConstraint:
 			out = append(out, hit{rule: r("validate-constraint"), table: rel})
 		case pg.AlterTableType_AT_AddConstraint:
-			con := cmd.GetDef().GetConstraint()
-			if con == nil {
-				continue
-			}
-			switch con.GetContype() {
-			case pg.ConstrType_CONSTR_FOREIGN:
-				rule := r("add-foreign-key")
-				if con.GetSkipValidation() {
-					rule = r("add-foreign-key-not-valid")
-				}
-				out = append(out, hit{rule: rule, table: rel})
-			case pg.ConstrType_CONSTR_CHECK:
-				rule := r("add-check")
-				if con.GetSkipValidation() {
-					rule = r("add-check-not-valid")
-				}
-				out = append(out, hit{rule: rule, table: rel})
-			case pg.ConstrType_CONSTR_PRIMARY, pg.ConstrType_CONSTR_UNIQUE, pg.ConstrType_CONSTR_EXCLUSION:
-				if con.GetIndexname() == "" {
-					out = append(out, hit{rule: r("add-unique-constraint"), table: rel})
-				}
+			if h := constraintHit(cmd.GetDef().GetConstraint(), rel); h != nil {
+				out = append(out, *h)
 			}
 		}
 	}
 	return out, nil
+}
+
+// constraintHit is the rule adding con to rel matches; nil for none.
+func constraintHit(con *pg.Constraint, rel *pg.RangeVar) *hit {
+	r := RuleByName
+	if con == nil {
+		return nil
+	}
+	switch con.GetContype() {
+	case pg.ConstrType_CONSTR_FOREIGN:
+		rule := r("add-foreign-key")
+		if con.GetSkipValidation() {
+			rule = r("add-foreign-key-not-valid")
+		}
+		return &hit{rule: rule, table: rel}
+	case pg.ConstrType_CONSTR_CHECK:
+		rule := r("add-check")
+		if con.GetSkipValidation() {
+			rule = r("add-check-not-valid")
+		}
+		return &hit{rule: rule, table: rel}
+	case pg.ConstrType_CONSTR_PRIMARY, pg.ConstrType_CONSTR_UNIQUE, pg.ConstrType_CONSTR_EXCLUSION:
+		if con.GetIndexname() == "" {
+			return &hit{rule: r("add-unique-constraint"), table: rel}
+		}
+	}
+	return nil
 }
 
 // rewritingColumn reports whether adding cd fills existing rows one by one:
