@@ -131,7 +131,10 @@ func risksPage() []byte {
 		"on which table, whether it rewrites or reads the whole table, and the table's size from the live catalog " +
 		"(`pg_total_relation_size`; read-only queries on the plan's session). A statement that matches an " +
 		"`error` or `warning` rule is a risk: one log line each, and the `risks` result (JSON). `info` rules " +
-		"describe the safe forms and are not risks. With nothing pending the parser is never started.\n\n")
+		"describe the safe forms and are not risks. With nothing pending the parser is never started. Starting it " +
+		"takes about 1.5 s and peaks near 270 MiB (bench section 7), so the plan pod's memory limit is 320Mi; where the " +
+		"step may use less (90% of its container's limit, or `GOMEMLIMIT`), the plan does not start it and reports one " +
+		"`" + sqlrisk.NotAnalysed + "` risk (level `error`) naming the limit to give instead.\n\n")
 	w.WriteString("`--risk-policy=warn` (the default) only reports. `--risk-policy=fail` makes the plan exit 1 " +
 		"while an `error` risk is not waived; a statement waives a rule with a comment on it or on the lines just " +
 		"above it, e.g. `-- chartreuse:allow create-index` (several rules: `-- chartreuse:allow rename-column, drop-column`). " +
