@@ -567,13 +567,17 @@ func notNullChecked(ctx context.Context, cat Catalog, rel *pg.RangeVar, col stri
 }
 
 // isNew reports whether the table does not exist yet (an earlier pending
-// statement creates it). Without a catalog nothing is known to be new.
+// statement creates it). Without a catalog nothing is known to be new. A
+// table of that name in any schema counts as existing: the migration may
+// have changed its search_path (SET search_path), which the plan's session
+// does not see, and an index on it would then pass for one on a new table.
 func isNew(ctx context.Context, cat Catalog, rel *pg.RangeVar) bool {
 	if cat == nil {
 		return false
 	}
 	var exists bool
-	err := cat.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, qualified(rel)).Scan(&exists)
+	err := cat.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL OR EXISTS (SELECT FROM pg_class WHERE relname = $2 AND relkind IN ('r', 'p', 'm'))`,
+		qualified(rel), rel.GetRelname()).Scan(&exists)
 	return err == nil && !exists
 }
 
