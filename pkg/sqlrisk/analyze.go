@@ -314,9 +314,12 @@ func kindOf(n *pg.Node) string {
 	case n.GetSelectStmt() != nil:
 		return "SELECT"
 	}
-	// Anything else: the node's own name, e.g. CreateFunctionStmt.
-	name := string(n.ProtoReflect().WhichOneof(n.ProtoReflect().Descriptor().Oneofs().Get(0)).Name())
-	return strings.ToUpper(strings.TrimSuffix(name, "_stmt"))
+	// Anything else: the node's own name, e.g. CREATE_FUNCTION for CreateFunctionStmt.
+	m := n.ProtoReflect()
+	if f := m.WhichOneof(m.Descriptor().Oneofs().Get(0)); f != nil {
+		return strings.ToUpper(strings.TrimSuffix(string(f.Name()), "_stmt"))
+	}
+	return "UNKNOWN"
 }
 
 func classify(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) ([]hit, error) {

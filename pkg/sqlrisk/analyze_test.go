@@ -74,3 +74,18 @@ func TestHumanSize(t *testing.T) {
 		}
 	}
 }
+
+func TestKindOfOtherStatements(t *testing.T) {
+	for sql, want := range map[string]string{
+		"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'": "CREATE_FUNCTION",
+		"DO $$ BEGIN PERFORM 1; END $$":                              "DO",
+		"CREATE TABLE n (id int)":                                    "CREATE TABLE",
+	} {
+		f, err := Analyze(context.Background(), nil, Statement{SQL: sql})
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+		} else if f.Kind != want {
+			t.Errorf("%s: kind %q, want %q", sql, f.Kind, want)
+		}
+	}
+}
