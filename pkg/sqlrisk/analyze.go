@@ -76,18 +76,23 @@ type hit struct {
 // are made.
 func Analyze(ctx context.Context, cat Catalog, stmt Statement) (*Finding, error) {
 	f := &Finding{File: stmt.File, Line: stmt.Line, SizeBytes: -1}
-	head := strings.ToUpper(firstWord(stmt.SQL))
-	if (head == "INSERT" || head == "COPY") && oneStatement(stmt.SQL) {
-		// Data, not schema: a row lock at most, never worth starting the parser for.
-		// Only alone: goose sends statements that share a line as one, so an
-		// INSERT can carry an ALTER TABLE after it.
-		f.Kind = head
-		if head == "INSERT" {
-			f.Lock = RowExclusiveLock
+	// Data (INSERT, COPY) takes a row lock at most: never worth starting the
+	// parser for, nor feeding it megabytes of rows. goose sends statements
+	// that share a line as one, so data can carry an ALTER TABLE after it:
+	// what is not data is parsed.
+	text := stmt.SQL
+	if pieces, ok := splitStatements(text); ok {
+		schema := slices.DeleteFunc(pieces, isData)
+		if len(schema) == 0 {
+			f.Kind = strings.ToUpper(firstWord(text))
+			if f.Kind == "INSERT" {
+				f.Lock = RowExclusiveLock
+			}
+			return f, nil
 		}
-		return f, nil
+		text = strings.Join(schema, ";\n")
 	}
-	tree, err := parse(stmt.SQL)
+	tree, err := parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d: %w", stmt.File, stmt.Line, err)
 	}
@@ -148,24 +153,27 @@ func Analyze(ctx context.Context, cat Catalog, stmt Statement) (*Finding, error)
 	return f, nil
 }
 
-// oneStatement reports whether s holds a single statement: no semicolon
-// outside quotes, dollar quotes and comments is followed by anything but
-// white space, comments and more semicolons. When unsure it says no, so the
-// statement is parsed.
-func oneStatement(s string) bool {
-	ended := false
+// splitStatements cuts s at its semicolons outside quotes, dollar quotes and
+// comments, leaving out the pieces that hold only white space and comments.
+// ok is false when a quote is left open: then s is parsed whole.
+func splitStatements(s string) (pieces []string, ok bool) {
+	start := 0
+	cut := func(end int) {
+		if p := s[start:end]; strings.TrimSpace(stripLeadingComments(p)) != "" {
+			pieces = append(pieces, p)
+		}
+		start = end + 1
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
-			continue
 		case c == '-' && strings.HasPrefix(s[i:], "--"):
 			j := strings.IndexByte(s[i:], '\n')
 			if j < 0 {
-				return true
+				i = len(s)
+				continue
 			}
 			i += j
-			continue
 		case c == '/' && strings.HasPrefix(s[i:], "/*"):
 			// PostgreSQL nests block comments.
 			depth := 0
@@ -182,15 +190,8 @@ func oneStatement(s string) bool {
 					break
 				}
 			}
-			continue
 		case c == ';':
-			ended = true
-			continue
-		}
-		if ended {
-			return false // something after a statement's end
-		}
-		switch {
+			cut(i)
 		case c == '\'' || c == '"':
 			// A doubled quote is one quote inside; in an E'' string a
 			// backslash escapes the next byte.
@@ -208,19 +209,26 @@ func oneStatement(s string) bool {
 				}
 			}
 			if !closed {
-				return false
+				return nil, false
 			}
 		case c == '$':
 			if tag, ok := dollarTag(s[i:]); ok {
 				end := strings.Index(s[i+len(tag):], tag)
 				if end < 0 {
-					return false
+					return nil, false
 				}
 				i += len(tag) + end + len(tag) - 1
 			}
 		}
 	}
-	return true
+	cut(len(s))
+	return pieces, true
+}
+
+// isData: a statement that only writes rows (INSERT, COPY).
+func isData(sql string) bool {
+	head := strings.ToUpper(firstWord(sql))
+	return head == "INSERT" || head == "COPY"
 }
 
 // dollarTag is the $tag$ that opens a dollar-quoted string at the start of s.
