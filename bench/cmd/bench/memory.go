@@ -15,7 +15,7 @@ import (
 )
 
 // Section 5: migrate's peak RSS against the number and size of the migration
-// files, for --plan and for a real run. A plan pod has a 128 Mi limit and a
+// files, for --plan and for a real run. A plan pod has a 320 Mi limit and a
 // migrate pod 256 Mi, so memory must not grow with the applied files (which
 // only need their version) and must be bounded by the largest pending file
 // (which has to be parsed to run).
@@ -42,7 +42,7 @@ type memoryResult struct {
 
 // Memory limits of the plan and migrate pods (workflowtemplates, tekton).
 const (
-	planPodLimit    = 128 << 20
+	planPodLimit    = 320 << 20 // 256Mi before the risk analysis (its parser start peaks near 270 MiB)
 	migratePodLimit = 256 << 20
 )
 

@@ -231,8 +231,8 @@ func (r *report) memoryTable(b *strings.Builder, m *memoryResult) {
 	fileMiB := float64(m.fileBytes) / (1 << 20)
 	for i, l := range m.binaries {
 		grow := func(c *memCase) float64 { return float64(c.run[i]-small.run[i]) / 1024 }
-		fmt.Fprintf(b, "   %s: applied files: 1000 small vs 10 small %s (--plan), %s (migrate); 3 large vs 10 small %s (--plan)\n",
-			l, d(many.plan[i], small.plan[i]), d(many.run[i], small.run[i]), d(largeApplied.plan[i], small.plan[i]))
+		fmt.Fprintf(b, "   %s: applied files: 1000 small vs 10 small %s (--plan), %s (migrate); 3 large vs 10 small %s (--plan, with the risk analysis' parser start for its one small pending file), %s (migrate)\n",
+			l, d(many.plan[i], small.plan[i]), d(many.run[i], small.run[i]), d(largeApplied.plan[i], small.plan[i]), d(largeApplied.run[i], small.run[i]))
 		fmt.Fprintf(b, "   %s: pending large files, migrate over the 10-small case: one %.1f MiB (%.2f× the file), two %.1f MiB (%.2f× one); --plan: one %s, two %s\n",
 			l, grow(onePending), grow(onePending)/fileMiB, grow(twoPending), ratioF(grow(twoPending), grow(onePending)),
 			d(onePending.plan[i], small.plan[i]), d(twoPending.plan[i], small.plan[i]))
@@ -245,10 +245,13 @@ func (r *report) memoryTable(b *strings.Builder, m *memoryResult) {
 		planMax, runMax = max(planMax, c.plan[0]), max(runMax, c.run[0])
 	}
 	runMax = max(runMax, twoPending.run[0])
-	flat := max(many.plan[0]-small.plan[0], many.run[0]-small.run[0], largeApplied.plan[0]-small.plan[0]) <= 4*1024
+	// The 3-large-applied case has one small pending file, for which --plan
+	// starts the risk analysis' parser (section 7): its growth with the applied
+	// files is read on the real run, which does not analyse.
+	flat := max(many.plan[0]-small.plan[0], many.run[0]-small.run[0], largeApplied.run[0]-small.run[0]) <= 4*1024
 	bounded := float64(twoPending.run[0]-small.run[0]) <= 1.25*float64(onePending.run[0]-small.run[0])
-	fmt.Fprintf(b, "   targets (this build): --plan under the plan pod's 128 Mi limit: largest %s %s; migrate under its pod's 256 Mi: largest %s %s; no growth with applied files (within 4 MiB): %s; two large pending within 1.25× of one: %s\n",
-		mib(planMax), verdict(planMax < planPodLimit/1024), mib(runMax), verdict(runMax < migratePodLimit/1024), verdict(flat), verdict(bounded))
+	fmt.Fprintf(b, "   targets (this build): --plan under the plan pod's %s limit: largest %s %s; migrate under its pod's 256 Mi: largest %s %s; no growth with applied files (within 4 MiB): %s; two large pending within 1.25× of one: %s\n",
+		mib(planPodLimit/1024), mib(planMax), verdict(planMax < planPodLimit/1024), mib(runMax), verdict(runMax < migratePodLimit/1024), verdict(flat), verdict(bounded))
 }
 
 func ratioF(a, b float64) float64 {

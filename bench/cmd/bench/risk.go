@@ -61,7 +61,7 @@ func sectionRisk(ctx context.Context, c *config, srv *pgenv.Server, rep *report)
 	tools := []tool{
 		{fmt.Sprintf("nothing pending (%d applied)", n), plan(hist, urlA)},
 		{"1 pending (CREATE INDEX on 100,000 rows)", plan(one, urlA)},
-		{"1 pending, GOMEMLIMIT of a 128Mi pod (not analysed)", plan(one, urlA, podGoMemLimit(planPodLimit))},
+		{"1 pending, GOMEMLIMIT of a 128Mi pod (not analysed)", plan(one, urlA, podGoMemLimit(128<<20))},
 		{"1 pending, GOMEMLIMIT of a 320Mi pod", plan(one, urlA, podGoMemLimit(sqlrisk.ParserMemory))},
 		{fmt.Sprintf("%d pending (empty database)", n), plan(hist, urlE)},
 	}
