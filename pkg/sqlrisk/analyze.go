@@ -475,6 +475,8 @@ func alterTable(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) ([]hit, 
 				rule = r("set-not-null-checked")
 			}
 			out = append(out, hit{rule: rule, table: rel})
+		case pg.AlterTableType_AT_SetLogged, pg.AlterTableType_AT_SetUnLogged:
+			out = append(out, hit{rule: r("set-logged"), table: rel})
 		case pg.AlterTableType_AT_DropColumn:
 			out = append(out, hit{rule: r("drop-column"), table: rel})
 		case pg.AlterTableType_AT_ValidateConstraint:

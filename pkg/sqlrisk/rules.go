@@ -203,6 +203,12 @@ var rules = []*Rule{
 		Proof:  Proof{Setup: proofTable, SQL: "DROP TABLE t", Table: "t", InTx: true},
 	},
 	{
+		Name: "set-logged", Level: LevelError, Kind: "ALTER TABLE", Lock: AccessExclusiveLock, Rewrites: true, Scans: true,
+		What:   "SET LOGGED or SET UNLOGGED copies the whole table (and its indexes) to new files under ACCESS EXCLUSIVE: no reads or writes until it ends",
+		Advice: "Create the table logged or unlogged from the start; on a table in use, copy it in batches to a new table instead",
+		Proof:  Proof{Setup: proofTable, SQL: "ALTER TABLE t SET UNLOGGED", Table: "t", InTx: true},
+	},
+	{
 		Name: "vacuum-full", Level: LevelError, Kind: "VACUUM", Lock: AccessExclusiveLock, Rewrites: true, Scans: true,
 		What:   "VACUUM FULL rewrites the table under ACCESS EXCLUSIVE: no reads or writes until it ends",
 		Advice: "Leave space reclaiming to autovacuum, or use pg_repack outside the migration",
