@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"regexp"
@@ -373,6 +374,20 @@ const (
 // allowComment waives rules for one statement: -- chartreuse:allow rule[, rule...]
 var allowComment = regexp.MustCompile(`--\s*chartreuse:allow\s+([a-z0-9-]+(?:[\s,]+[a-z0-9-]+)*)`)
 
+// allowedRules are the rule names that start an allow comment's list; the
+// first word that names no rule ends it, so the prose after the list ("but
+// not alter-column-type") waives nothing.
+func allowedRules(list string) []string {
+	var out []string
+	for _, w := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		if sqlrisk.RuleByName(w) == nil {
+			break
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
 // lintPending analyses every statement of the pending migrations (sqlrisk):
 // one log line per risk, and the risks for the result. Only read-only catalog
 // queries are made. The parser is started here, so a plan with nothing
@@ -458,7 +473,7 @@ func (m *Migrator) lintPending(ctx context.Context, src Sources, plan *Plan) ([]
 				to := line + strings.Count(strings.TrimSpace(p.Statements[fr.stmt]), "\n")
 				for _, l := range text[min(from, len(text)):min(to, len(text))] {
 					for _, mm := range allowComment.FindAllStringSubmatch(l, -1) {
-						allow = append(allow, strings.FieldsFunc(mm[1], func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })...)
+						allow = append(allow, allowedRules(mm[1])...)
 					}
 				}
 			}
@@ -520,4 +535,40 @@ func riskLine(r sqlrisk.Risk) string {
 		allowed = " (allowed by its chartreuse:allow comment)"
 	}
 	return fmt.Sprintf("risk %s [%s] %s:%d: %s takes %s on %s (%s)%s%s. %s", r.Rule, r.Level, r.File, r.Line, r.Kind, lock, r.Table, r.Size, effect, allowed, r.Advice)
+}
+
+// maxRisksResult bounds the risks result: Tekton carries a Task's results in
+// its container's termination message, 4096 bytes for all of them, and fails
+// the TaskRun beyond.
+const maxRisksResult = 3000
+
+// RisksResult is what the risks result holds: every risk while they fit in
+// maxRisksResult bytes of JSON; beyond, first without their "what" (the rule's
+// page says it), then the first ones that fit and a last entry, rule
+// "more-in-log", counting the others (every risk has its log line).
+func RisksResult(risks []sqlrisk.Risk) []sqlrisk.Risk {
+	size := func(rs []sqlrisk.Risk) int { b, _ := json.Marshal(rs); return len(b) }
+	if size(risks) <= maxRisksResult {
+		return risks
+	}
+	short := make([]sqlrisk.Risk, len(risks))
+	for i, r := range risks {
+		r.What = ""
+		short[i] = r
+	}
+	if size(short) <= maxRisksResult {
+		return short
+	}
+	more := func(n int) sqlrisk.Risk {
+		return sqlrisk.Risk{Rule: "more-in-log", Level: sqlrisk.LevelWarning, SizeBytes: -1, Size: sqlrisk.HumanSize(-1),
+			What: fmt.Sprintf("%d more %s: see the plan's log, one line each", n, plural(n, "risk", "risks"))}
+	}
+	kept := []sqlrisk.Risk{}
+	for i, r := range short {
+		if size(append(slices.Clone(kept), r, more(len(short)-i-1))) > maxRisksResult {
+			return append(kept, more(len(short)-i))
+		}
+		kept = append(kept, r)
+	}
+	return kept
 }
