@@ -164,3 +164,31 @@ func TestRiskAllowScope(t *testing.T) {
 		t.Errorf("exit %d, want 1 naming only the drop-column\n%s", o.code, o.stderr)
 	}
 }
+
+// The risks result stays within what a Tekton result can carry, however many
+// risks there are; the ones left out are counted.
+func TestRisksResultBounded(t *testing.T) {
+	r := sqlrisk.RuleByName("create-index")
+	var risks []sqlrisk.Risk
+	for i := range 40 {
+		risks = append(risks, sqlrisk.Risk{File: "00042_indexes.sql", Line: i + 1, Kind: r.Kind, Lock: r.Lock, Table: "public.orders",
+			SizeBytes: 1 << 30, Size: sqlrisk.HumanSize(1 << 30), Scans: true, Rule: r.Name, Level: r.Level, What: r.What, Advice: r.Advice})
+	}
+	for _, n := range []int{0, 1, 3, 10, 40} {
+		out := RisksResult(risks[:n])
+		b, _ := json.Marshal(out)
+		if len(b) > maxRisksResult {
+			t.Errorf("%d risks: %d bytes", n, len(b))
+		}
+		kept, counted := len(out), 0
+		if kept > 0 && out[kept-1].Rule == "more-in-log" {
+			kept--
+			if _, err := fmt.Sscanf(out[kept].What, "%d more", &counted); err != nil {
+				t.Errorf("%d risks: %q", n, out[kept].What)
+			}
+		}
+		if kept+counted != n || (n > 0 && n <= 3 && (kept != n || out[n-1].What == "")) {
+			t.Errorf("%d risks: %d kept, %d counted", n, kept, counted)
+		}
+	}
+}

@@ -86,6 +86,6 @@ func (r *Report) SetResults(res *results.Set) {
 	res.SetJSON("rolled-back-versions", versions(r.RolledBack))
 	res.Set("checksums-recorded", strconv.Itoa(r.ChecksumsRecorded))
 	if r.Risks != nil {
-		res.SetJSON("risks", r.Risks)
+		res.SetJSON("risks", RisksResult(r.Risks)) // bounded: plan.go
 	}
 }

@@ -57,7 +57,7 @@ type Risk struct {
 	Scans     bool   `json:"scans"`
 	Rule      string `json:"rule"`
 	Level     Level  `json:"level"`
-	What      string `json:"what"`
+	What      string `json:"what,omitempty"`
 	Advice    string `json:"advice"`
 	// Allowed: the file waives the rule for this statement; the risk is
 	// reported but never fails the plan.
