@@ -160,7 +160,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.BoolFlag{Name: "insecure-registry", Usage: "with --migrations-image: the registry speaks plain http (one inside the cluster without TLS); loopback registries need no flag", Destination: &o.Image.Insecure},
 		&cli.GenericFlag{Name: "accept-changed", Value: &o.AcceptChanged, Usage: "VERSION[,VERSION...]: applied migrations whose file was edited on purpose: record the file's new sha256 in place of the one recorded when it was applied (under the migration lock, logged with both); only these versions, and only when the database needs nothing more from the edit; empty accepts none"},
 		&cli.StringFlag{Name: "run-id", Usage: "who is migrating, recorded with the checksum of each migration applied, e.g. the workflow name (default: the host name, i.e. the pod name)", Destination: &o.RunID},
-		&cli.StringFlag{Name: "risk-policy", Value: RiskWarn, Usage: "with --plan: what error-level risks found in the pending statements do (result risks): warn only logs and records them; fail also exits 1, except for a statement whose file waives the rule with a -- chartreuse:allow <rule> comment on it", Destination: &o.RiskPolicy},
+		&cli.StringFlag{Name: "risk-policy", Value: RiskWarn, Usage: "with --plan: what error-level risks found in the pending statements do (result risks): warn only logs and records them; fail also exits 1, except for a statement whose file waives the rule with a -- chartreuse:allow <rule> comment on it; off analyses nothing and writes no risks result (for a second plan, such as the exit handler's recheck)", Destination: &o.RiskPolicy},
 		&cli.StringFlag{Name: "as", Usage: "with --resolve: applied (all its changes are in place: its version row is kept or written) or not-applied (none are: its version row is removed, so the next run applies it again)", Destination: &o.ResolveAs},
 	}
 }
@@ -211,8 +211,8 @@ func (o *Options) Validate() error {
 		return errors.New("--accept-changed cannot be combined with --resolve: resolve first, then run again")
 	case !o.Resolve.IsSet && o.ResolveAs != "":
 		return errors.New("--as is only meaningful with --resolve VERSION")
-	case o.RiskPolicy != "" && o.RiskPolicy != RiskWarn && o.RiskPolicy != RiskFail:
-		return fmt.Errorf("--risk-policy %q is not valid: use warn (report the pending statements' risks) or fail (exit 1 on an error-level risk no -- chartreuse:allow <rule> waives)", o.RiskPolicy)
+	case o.RiskPolicy != "" && o.RiskPolicy != RiskWarn && o.RiskPolicy != RiskFail && o.RiskPolicy != RiskOff:
+		return fmt.Errorf("--risk-policy %q is not valid: use warn (report the pending statements' risks), fail (exit 1 on an error-level risk no -- chartreuse:allow <rule> waives) or off (no analysis)", o.RiskPolicy)
 	case o.To.IsSet && o.DownTo.IsSet:
 		return errors.New("--to and --down-to are both set: use --to to migrate up, --down-to to roll back")
 	case o.Plan && o.DownTo.IsSet:

@@ -369,6 +369,7 @@ func plural(n int, one, many string) string {
 const (
 	RiskWarn = "warn" // log and record them
 	RiskFail = "fail" // also exit 1, unless the statement waives the rule
+	RiskOff  = "off"  // no analysis, no risks result (a second plan, e.g. the exit handler's recheck)
 )
 
 // allowComment waives rules for one statement: -- chartreuse:allow rule[, rule...]
@@ -394,6 +395,9 @@ func allowedRules(list string) []string {
 // pending never pays for it. With --risk-policy=fail, an error-level risk no
 // allow comment waives is a permanent error (exit 1) naming each one.
 func (m *Migrator) lintPending(ctx context.Context, src Sources, plan *Plan) ([]sqlrisk.Risk, error) {
+	if m.Opts.RiskPolicy == RiskOff {
+		return nil, nil
+	}
 	risks := []sqlrisk.Risk{}
 	if len(plan.Pending) == 0 {
 		return risks, nil

@@ -192,3 +192,14 @@ func TestRisksResultBounded(t *testing.T) {
 		}
 	}
 }
+
+// --risk-policy=off (the exit handler's recheck) analyses nothing and writes
+// no risks result.
+func TestRiskPolicyOff(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, files{"1_a.sql": mig("CREATE TABLE a (id int); CREATE INDEX a_id ON a (id);", "DROP TABLE a;")})
+	o := runStep(t, d.url(), dir, "--plan", "--risk-policy=off")
+	if _, ok := o.summary.Results["risks"]; o.code != 0 || ok || o.result("pending") != "true" {
+		t.Fatalf("exit %d, results %v: want 0, pending, no risks\n%s", o.code, o.summary.Results, o.stderr)
+	}
+}
