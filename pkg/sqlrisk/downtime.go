@@ -1,0 +1,209 @@
+package sqlrisk
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// Additive tells whether stmt may run while the application's current
+// version keeps running: it only adds things that version does not use, takes
+// no lock stronger than ADD COLUMN's brief ACCESS EXCLUSIVE, rewrites nothing
+// and changes nothing the running version reads or writes. The test is an
+// allowlist: a statement that is not one of the forms below, or that the
+// parser rejects, is not additive (when unsure, the application is stopped).
+//
+//   - CREATE TABLE, not PARTITION OF and not INHERITS
+//   - CREATE INDEX CONCURRENTLY outside a transaction, not UNIQUE
+//   - ALTER TABLE whose every subcommand is ADD COLUMN of a type that is not a
+//     domain, with no default or a constant one, NOT NULL only with a default,
+//     and no other constraint (no PRIMARY KEY, UNIQUE, REFERENCES, CHECK,
+//     identity, generated or serial)
+//   - CREATE SEQUENCE, CREATE SCHEMA (without elements), CREATE TYPE (enum,
+//     composite, range)
+//   - CREATE VIEW and CREATE FUNCTION or PROCEDURE without OR REPLACE
+//   - COMMENT ON, GRANT (not REVOKE)
+//   - SET (LOCAL) lock_timeout or statement_timeout
+//
+// why says what makes a statement not additive; it is empty when ok. The
+// catalog is asked which type a new column has; without one, no ADD COLUMN
+// is additive.
+func Additive(ctx context.Context, cat Catalog, stmt Statement) (ok bool, why string, err error) {
+	text := stmt.SQL
+	if pieces, split := splitStatements(text); split {
+		if len(pieces) == 0 {
+			return true, "", nil // comments only
+		}
+		for _, p := range pieces {
+			if isData(p) {
+				// Never parsed: a data migration can be megabytes of rows.
+				return false, strings.ToUpper(firstWord(p)) + " changes rows the running version reads", nil
+			}
+		}
+	}
+	tree, err := parse(text)
+	if err != nil {
+		return false, "", fmt.Errorf("%s:%d: %w", stmt.File, stmt.Line, err)
+	}
+	for _, raw := range tree.GetStmts() {
+		if why := additive(ctx, cat, raw.GetStmt(), stmt.InTx); why != "" {
+			return false, why, nil
+		}
+	}
+	return true, "", nil
+}
+
+// additive is why n is not additive, or "" when it is.
+func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
+	switch {
+	case n.GetCreateStmt() != nil:
+		s := n.GetCreateStmt()
+		switch {
+		case s.GetPartbound() != nil:
+			return "CREATE TABLE ... PARTITION OF attaches a partition to a table the running version uses"
+		case len(s.GetInhRelations()) > 0:
+			return "CREATE TABLE ... INHERITS adds rows to what the running version reads from its parent"
+		}
+		return ""
+	case n.GetIndexStmt() != nil:
+		s := n.GetIndexStmt()
+		switch {
+		case !s.GetConcurrent():
+			return "CREATE INDEX without CONCURRENTLY blocks writes while it reads the table"
+		case inTx:
+			return "CREATE INDEX CONCURRENTLY inside a transaction fails"
+		case s.GetUnique():
+			return "a UNIQUE index can make the running version's inserts and updates fail"
+		}
+		return ""
+	case n.GetAlterTableStmt() != nil:
+		return addColumnsOnly(ctx, cat, n.GetAlterTableStmt())
+	case n.GetCreateSeqStmt() != nil, n.GetCompositeTypeStmt() != nil, n.GetCreateEnumStmt() != nil,
+		n.GetCreateRangeStmt() != nil, n.GetCommentStmt() != nil:
+		return ""
+	case n.GetCreateSchemaStmt() != nil:
+		if len(n.GetCreateSchemaStmt().GetSchemaElts()) > 0 {
+			return "CREATE SCHEMA with elements of its own"
+		}
+		return ""
+	case n.GetViewStmt() != nil:
+		if n.GetViewStmt().GetReplace() {
+			return "CREATE OR REPLACE VIEW can change a view the running version reads"
+		}
+		return ""
+	case n.GetCreateFunctionStmt() != nil:
+		if n.GetCreateFunctionStmt().GetReplace() {
+			return "CREATE OR REPLACE FUNCTION can change a function the running version calls"
+		}
+		return ""
+	case n.GetGrantStmt() != nil:
+		if !n.GetGrantStmt().GetIsGrant() {
+			return "REVOKE can take away what the running version uses"
+		}
+		return ""
+	case n.GetVariableSetStmt() != nil:
+		switch strings.ToLower(n.GetVariableSetStmt().GetName()) {
+		case "lock_timeout", "statement_timeout":
+			return ""
+		}
+		return "SET " + n.GetVariableSetStmt().GetName() + " changes how the next statements are read"
+	}
+	return kindOf(n) + " is not one of the additive statements"
+}
+
+// addColumnsOnly is why s is not an ALTER TABLE of additive ADD COLUMNs.
+func addColumnsOnly(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) string {
+	if s.GetObjtype() != pg.ObjectType_OBJECT_TABLE {
+		return kindOf(&pg.Node{Node: &pg.Node_AlterTableStmt{AlterTableStmt: s}}) + " is not one of the additive statements"
+	}
+	for _, c := range s.GetCmds() {
+		cmd := c.GetAlterTableCmd()
+		cd := cmd.GetDef().GetColumnDef()
+		if cmd == nil || cmd.GetSubtype() != pg.AlterTableType_AT_AddColumn || cd == nil {
+			return "ALTER TABLE does more than ADD COLUMN"
+		}
+		col := cd.GetColname()
+		if cd.GetIdentity() != "" || cd.GetGenerated() != "" {
+			return "ADD COLUMN " + col + " is an identity or generated column (every row is written)"
+		}
+		notNull, hasDefault := cd.GetIsNotNull(), cd.GetRawDefault() != nil
+		for _, cc := range cd.GetConstraints() {
+			con := cc.GetConstraint()
+			switch con.GetContype() {
+			case pg.ConstrType_CONSTR_NULL:
+			case pg.ConstrType_CONSTR_NOTNULL:
+				notNull = true
+			case pg.ConstrType_CONSTR_DEFAULT:
+				if !constant(con.GetRawExpr()) {
+					return "ADD COLUMN " + col + " has a default that is not a constant"
+				}
+				hasDefault = true
+			default:
+				return "ADD COLUMN " + col + " adds a constraint (PRIMARY KEY, UNIQUE, REFERENCES, CHECK, identity or generated)"
+			}
+		}
+		if cd.GetRawDefault() != nil && !constant(cd.GetRawDefault()) {
+			return "ADD COLUMN " + col + " has a default that is not a constant"
+		}
+		if notNull && !hasDefault {
+			return "ADD COLUMN " + col + " is NOT NULL without a default: the running version's inserts fail"
+		}
+		if why := plainType(ctx, cat, cd.GetTypeName()); why != "" {
+			return "ADD COLUMN " + col + ": " + why
+		}
+	}
+	return ""
+}
+
+// constant reports whether expr is a literal, possibly cast (DEFAULT 0,
+// DEFAULT 'x'::text, DEFAULT -1, DEFAULT NULL).
+func constant(expr *pg.Node) bool {
+	switch {
+	case expr == nil:
+		return false
+	case expr.GetAConst() != nil:
+		return true
+	case expr.GetTypeCast() != nil:
+		return constant(expr.GetTypeCast().GetArg())
+	}
+	return false
+}
+
+// plainType is why the column type tn is not known to be a plain type: serial
+// types fill every row from a sequence, a domain's constraints are checked on
+// every row, and a type the catalog does not know yet (created by an earlier
+// pending statement) or without a catalog cannot be told apart from a domain.
+func plainType(ctx context.Context, cat Catalog, tn *pg.TypeName) string {
+	var parts []string
+	for _, n := range tn.GetNames() {
+		parts = append(parts, quoteIdent(n.GetString_().GetSval()))
+	}
+	if len(parts) == 0 {
+		return "its type is not named"
+	}
+	switch strings.Trim(parts[len(parts)-1], `"`) {
+	case "serial", "bigserial", "smallserial", "serial2", "serial4", "serial8":
+		return "a serial column fills every row from a sequence"
+	}
+	if cat == nil {
+		return "its type is not known without the database"
+	}
+	name := strings.Join(parts, ".")
+	if len(tn.GetArrayBounds()) > 0 {
+		name += "[]"
+	}
+	var typtype sql.NullString
+	err := cat.QueryRowContext(ctx, `SELECT typtype::text FROM pg_type WHERE oid = to_regtype($1)`, name).Scan(&typtype)
+	switch {
+	case err == sql.ErrNoRows || err == nil && !typtype.Valid:
+		return "its type " + name + " is not in the database yet"
+	case err != nil:
+		return "its type " + name + " could not be looked up"
+	case typtype.String == "d":
+		return "its type " + name + " is a domain, whose constraints are checked on every row"
+	}
+	return ""
+}
