@@ -40,6 +40,8 @@ var (
 	scaleBinaries = []string{"/usr/local/bin/scale-down", "/usr/local/bin/scale-restore"}
 	gateBinary    = "/usr/local/bin/gate"
 	migrateBinary = "/usr/local/bin/migrate"
+	// the identities of migrate (Argo) and the migrate tasks (Tekton): list pods only
+	migrateAccounts = []string{"chartreuse-migrate", "chartreuse-pipeline-migrate"}
 )
 
 // argoExecutorContainers are the containers Argo adds to every step pod.
@@ -539,7 +541,7 @@ func wantLeastPrivilegePods(t *testing.T, kube kubernetes.Interface, pods []core
 				want = "chartreuse-executor"
 			case runsScaleBinary(c.Command, c.Args), runsGate(c.Command, c.Args):
 				want = p.Spec.ServiceAccountName
-			case runsLocking(c.Command, c.Args) && p.Spec.ServiceAccountName == "chartreuse-migrate":
+			case runsLocking(c.Command, c.Args) && slices.Contains(migrateAccounts, p.Spec.ServiceAccountName):
 				// migrate and rollback (Argo), the migrate tasks (Tekton): list pods only
 				want = p.Spec.ServiceAccountName
 			}
