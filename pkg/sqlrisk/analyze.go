@@ -475,6 +475,12 @@ func alterTable(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) ([]hit, 
 				rule = r("set-not-null-checked")
 			}
 			out = append(out, hit{rule: rule, table: rel})
+		case pg.AlterTableType_AT_AttachPartition:
+			out = append(out, hit{rule: r("attach-partition"), table: cmd.GetDef().GetPartitionCmd().GetName()})
+		case pg.AlterTableType_AT_DetachPartition:
+			if !cmd.GetDef().GetPartitionCmd().GetConcurrent() {
+				out = append(out, hit{rule: r("detach-partition"), table: rel})
+			}
 		case pg.AlterTableType_AT_SetLogged, pg.AlterTableType_AT_SetUnLogged:
 			out = append(out, hit{rule: r("set-logged"), table: rel})
 		case pg.AlterTableType_AT_DropColumn:

@@ -209,6 +209,20 @@ var rules = []*Rule{
 		Proof:  Proof{Setup: proofTable, SQL: "ALTER TABLE t SET UNLOGGED", Table: "t", InTx: true},
 	},
 	{
+		Name: "attach-partition", Level: LevelWarning, Kind: "ALTER TABLE", Lock: AccessExclusiveLock, Scans: true,
+		What:   "ATTACH PARTITION reads the whole table being attached, under ACCESS EXCLUSIVE on it, to check that its rows fit the partition bound (SHARE UPDATE EXCLUSIVE on the partitioned table)",
+		Advice: "Add a CHECK constraint matching the bound NOT VALID, VALIDATE it in an earlier migration, then ATTACH (no scan) and drop the check",
+		Proof: Proof{Setup: "CREATE TABLE p (id int, a int) PARTITION BY RANGE (id); CREATE TABLE p2 (id int, a int); INSERT INTO p2 SELECT g, g FROM generate_series(1, 100) g;",
+			SQL: "ALTER TABLE p ATTACH PARTITION p2 FOR VALUES FROM (1) TO (1000)", Table: "p2", InTx: true},
+	},
+	{
+		Name: "detach-partition", Level: LevelError, Kind: "ALTER TABLE", Lock: AccessExclusiveLock,
+		What:   "DETACH PARTITION without CONCURRENTLY blocks reads and writes of the whole partitioned table while it waits for and holds ACCESS EXCLUSIVE",
+		Advice: "Use DETACH PARTITION ... CONCURRENTLY in a migration marked -- +goose NO TRANSACTION",
+		Proof: Proof{Setup: "CREATE TABLE p (id int, a int) PARTITION BY RANGE (id); CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (1) TO (1000); INSERT INTO p SELECT g, g FROM generate_series(1, 100) g;",
+			SQL: "ALTER TABLE p DETACH PARTITION p1", Table: "p", InTx: true},
+	},
+	{
 		Name: "vacuum-full", Level: LevelError, Kind: "VACUUM", Lock: AccessExclusiveLock, Rewrites: true, Scans: true,
 		What:   "VACUUM FULL rewrites the table under ACCESS EXCLUSIVE: no reads or writes until it ends",
 		Advice: "Leave space reclaiming to autovacuum, or use pg_repack outside the migration",
