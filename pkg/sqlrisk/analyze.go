@@ -211,7 +211,7 @@ func splitStatements(s string) (pieces []string, ok bool) {
 			if !closed {
 				return nil, false
 			}
-		case c == '$':
+		case c == '$' && (i == 0 || !identByte(s[i-1])): // a$b$ is an identifier
 			if tag, ok := dollarTag(s[i:]); ok {
 				end := strings.Index(s[i+len(tag):], tag)
 				if end < 0 {
@@ -229,6 +229,11 @@ func splitStatements(s string) (pieces []string, ok bool) {
 func isData(sql string) bool {
 	head := strings.ToUpper(firstWord(sql))
 	return head == "INSERT" || head == "COPY"
+}
+
+// identByte: c can continue an identifier (or a parameter: $1).
+func identByte(c byte) bool {
+	return c == '_' || c == '$' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
 }
 
 // dollarTag is the $tag$ that opens a dollar-quoted string at the start of s.
