@@ -195,7 +195,7 @@ func splitStatements(s string) (pieces []string, ok bool) {
 		case c == '\'' || c == '"':
 			// A doubled quote is one quote inside; in an E'' string a
 			// backslash escapes the next byte.
-			escapes := c == '\'' && i > 0 && (s[i-1] == 'E' || s[i-1] == 'e')
+			escapes := c == '\'' && i > 0 && (s[i-1] == 'E' || s[i-1] == 'e') && (i == 1 || !identByte(s[i-2])) // not LIKE'...'
 			closed := false
 			for i++; i < len(s) && !closed; i++ {
 				switch {

@@ -24,6 +24,7 @@ func TestDataStatementCarriesNoSchemaChange(t *testing.T) {
 		{"INSERT INTO t VALUES ('unterminated; ALTER TABLE t ALTER COLUMN a TYPE bigint", -1},
 		{"INSERT INTO t VALUES ($$unterminated; ALTER TABLE t ALTER COLUMN a TYPE bigint", -1},
 		{"COPY t FROM PROGRAM 'x';TRUNCATE t", 2},
+		{"INSERT INTO t SELECT * FROM u WHERE x LIKE'a\\'; ALTER TABLE t ALTER COLUMN a TYPE bigint; SELECT 'b'", 3},
 		{"INSERT INTO t (a$b$) VALUES (1); ALTER TABLE t ALTER COLUMN a TYPE bigint; SELECT 1 AS x$b$", 3},
 	} {
 		pieces, ok := splitStatements(tt.sql)
