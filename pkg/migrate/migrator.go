@@ -56,6 +56,9 @@ type Report struct {
 	// Risks are what --plan found in the pending statements (plan.go); nil
 	// for the other modes.
 	Risks []sqlrisk.Risk
+	// NeedsDowntime is --plan's verdict on whether the application must be
+	// stopped for the pending migrations (downtime.go); nil for the other modes.
+	NeedsDowntime *bool
 }
 
 // Run checks, locks and migrates. Errors are classified for failure.Code: refusals
@@ -123,6 +126,8 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 			m.logSumsPlan(st, plan)
 			risks, err := m.lintPending(ctx, src, plan) // plan.go
 			rep.Risks = risks
+			needs := m.needsDowntime(ctx, src, plan, risks) // downtime.go
+			rep.NeedsDowntime = &needs
 			return rep, err
 		}
 		if plan.NothingToDo() && !plan.SumsToWrite() {

@@ -70,6 +70,7 @@ var Binaries = []binary{
 		{"rolled-back-versions", "JSON list of the versions rolled back, highest first"},
 		{"checksums-recorded", "number of checksum rows this run wrote in `<table>_sums`: one per migration applied, plus versions applied without one (recorded once, logged) and edits accepted with `--accept-changed`; `0` with `--plan`"},
 		{"risks", "with `--plan` only: JSON list of the risks found in the pending statements, each with `file`, `line`, `kind`, `lock`, `table`, `size-bytes` (`-1` unknown), `size`, `rewrites`, `scans`, `rule`, `level`, `what`, `advice` and `allowed` (waived by `-- chartreuse:allow <rule>`); `[]` with nothing pending: see [lock-impact rules](risks.md)"},
+		{"needs-downtime", "with `--plan` only: `false` when something is pending and every pending statement is additive (the running version can keep running through it: see [operations](../operations.md#downtime-only-when-needed)); `false` with nothing pending (the parser is not started); `true` otherwise, and when the analysis did not run or a statement is not analysed. The workflows' `stop-workloads=auto` stops the application only when it is `true`"},
 	}},
 	{"scale-restore", workload.ScaleRestoreSpec, []result{
 		{"restored", "number of workloads whose record this run handled (restored, or kept at a newer value)"},
