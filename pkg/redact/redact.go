@@ -95,6 +95,9 @@ func (r *Redactor) String(s string) string {
 	for _, secret := range r.secrets {
 		s = strings.ReplaceAll(s, secret, Mask)
 	}
+	if len(r.secrets) > 0 && strings.Contains(s, `"`) {
+		s = r.maskQuotedParts(s)
+	}
 	r.mu.RUnlock()
 	// The patterns cost microseconds per string, and every log attribute passes
 	// here: run them only where they can match.
@@ -105,6 +108,32 @@ func (r *Redactor) String(s string) string {
 		s = kvPassword.ReplaceAllString(s, "${1}"+Mask)
 	}
 	return s
+}
+
+// minPart is the shortest part of a secret masked on its own.
+const minPart = 4
+
+// quoted is a double-quoted token, as PostgreSQL's and its parser's messages
+// quote the text they stumbled on (syntax error at or near "...").
+var quoted = regexp.MustCompile(`"([^"]*)"`)
+
+// maskQuotedParts masks a quoted token that is part of a secret: a secret
+// holding a quote or a space breaks the SQL it was substituted into (ENVSUB),
+// and the error then quotes a piece of it, which the whole-value replacement
+// cannot catch. Called with r.mu held for reading.
+func (r *Redactor) maskQuotedParts(s string) string {
+	return quoted.ReplaceAllStringFunc(s, func(q string) string {
+		part := q[1 : len(q)-1]
+		if len(part) < minPart {
+			return q
+		}
+		for _, secret := range r.secrets {
+			if strings.Contains(secret, part) {
+				return `"` + Mask + `"`
+			}
+		}
+		return q
+	})
 }
 
 // containsFold reports whether s contains the lower-case ASCII word, in any case.

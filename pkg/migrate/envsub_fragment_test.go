@@ -1,0 +1,30 @@
+package migrate
+
+import (
+	"strings"
+	"testing"
+)
+
+// An ENVSUB value holding a quote and a space breaks the statement it is
+// substituted into: PostgreSQL (migrate) and its parser (--plan's risk
+// analysis) then quote a piece of it in their errors ("unrecognized role
+// option"). No piece of the value may be printed.
+func TestEnvsubValueFragmentsNeverPrinted(t *testing.T) {
+	const secret = "s3cr3t' t0ken-value"
+	t.Setenv("CHARTREUSE_TEST_SECRET", secret)
+	d := newDB(t)
+	d.exec("CREATE TABLE keep (id int)")
+	dir := writeDir(t, files{"00001_a.sql": "-- +goose ENVSUB ON\n" + mig(
+		"CREATE TABLE a (v text);\nALTER ROLE CURRENT_USER PASSWORD '${CHARTREUSE_TEST_SECRET}';", "DROP TABLE a;")})
+	for _, args := range [][]string{{"--plan"}, nil} {
+		o := runStep(t, d.url(), dir, args...)
+		if args == nil && (o.code != 1 || !strings.Contains(o.lastLine(), "00001_a.sql:4 (statement 2)")) {
+			t.Fatalf("migrate: exit %d, want 1 naming the statement: %s", o.code, o.lastLine())
+		}
+		for _, part := range []string{"t0ken", "s3cr3t", "-value"} {
+			if strings.Contains(o.stdout+o.stderr, part) {
+				t.Errorf("%v: a piece of the ENVSUB value (%q) printed:\n%s", args, part, o.stderr)
+			}
+		}
+	}
+}
