@@ -115,7 +115,11 @@ func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 			return nil, fmt.Errorf("reading migration %s/%s: %w", dir, name, err)
 		}
 		if !ok {
-			problems = append(problems, fmt.Sprintf("%s has no '-- +goose Up' annotation", name))
+			if startsWithBOM(fsys, name) {
+				problems = append(problems, fmt.Sprintf("%s starts with a UTF-8 byte order mark (EF BB BF), so goose does not see its '-- +goose Up' annotation: save it without one", name))
+			} else {
+				problems = append(problems, fmt.Sprintf("%s has no '-- +goose Up' annotation", name))
+			}
 			continue
 		}
 		src.Version, src.File, src.SHA256 = v, name, hex.EncodeToString(h.Sum(nil))
@@ -208,3 +212,16 @@ var (
 	dashes    = []byte("--")
 	gooseMark = []byte("+goose")
 )
+
+// startsWithBOM reports whether the file starts with a UTF-8 byte order mark,
+// which some editors write and goose does not skip.
+func startsWithBOM(fsys fs.FS, name string) bool {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 3)
+	n, _ := io.ReadFull(f, b)
+	return n == 3 && string(b) == "\ufeff"
+}
