@@ -283,6 +283,22 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 		{name: "a workload list and no selector: put back what it stopped",
 			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"workload-selector": "", "workload": "deployment/web"}, failed: []failedNode{failure("scale-down", "scale-down-pod")}},
 			want: []string{"restore"}},
+		// stop-workloads=auto: the failure paths restore this run's records as with true
+		// (none when plan found every statement additive and nothing was stopped)
+		{name: "auto: scale-down failed: put back what it stopped",
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "auto"}, failed: []failedNode{failure("scale-down", "scale-down-pod")}},
+			want: []string{"restore"}, args: map[string]string{"restore.only-run-uid": "0000"}},
+		{name: "auto: scale-restore failed after a good migrate: try again",
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "auto"}, failed: []failedNode{failure("scale-restore", "scale-restore-pod")}},
+			want: []string{"restore"}},
+		{name: "auto, keep-down: migrate failed",
+			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "auto"}, failed: migrateFailed}},
+		{name: "auto, restore: nothing was applied",
+			run:     run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "auto", "on-migrate-failure": "restore"}, failed: migrateFailed},
+			recheck: "41", want: []string{"recheck", "restore-if-unchanged"}, args: map[string]string{"restore-if-unchanged.only-run-uid": "0000"}},
+		{name: "auto, rollback",
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "auto", "on-migrate-failure": "rollback"}, failed: migrateFailed},
+			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"restore-after-rollback.only-run-uid": "0000"}},
 		{name: "restore policy, stop-workloads=false: nothing to restore",
 			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, failed: migrateFailed}},
 		{name: "rollback policy, stop-workloads=false: roll back only",
@@ -313,17 +329,21 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 func TestArgoMainDAGConditions(t *testing.T) {
 	wft := argoTemplate(t)
 	main := templateByName(t, wft, "main")
-	type combo struct{ patroni, stop, pending, accept string }
+	type combo struct{ patroni, stop, pending, accept, downtime string }
 	for _, c := range []combo{
-		{"false", "true", "true", ""}, {"true", "true", "true", ""}, {"false", "false", "true", ""},
-		{"false", "true", "false", ""}, {"true", "false", "false", ""},
-		{"false", "true", "false", "2"}, {"false", "true", "true", "2,3"},
+		{"false", "true", "true", "", "true"}, {"true", "true", "true", "", "true"}, {"false", "false", "true", "", "true"},
+		{"false", "true", "false", "", "false"}, {"true", "false", "false", "", "false"},
+		{"false", "true", "false", "2", "false"}, {"false", "true", "true", "2,3", "true"},
+		// auto stops only when plan's needs-downtime is not false; true stops regardless
+		{"false", "auto", "true", "", "true"}, {"false", "auto", "true", "", "false"}, {"false", "auto", "false", "", "false"},
+		{"false", "true", "true", "", "false"}, {"false", "false", "true", "", "false"},
 	} {
-		t.Run(fmt.Sprintf("patroni=%s,stop=%s,pending=%s,accept-changed=%s", c.patroni, c.stop, c.pending, c.accept), func(t *testing.T) {
+		t.Run(fmt.Sprintf("patroni=%s,stop=%s,pending=%s,accept-changed=%s,needs-downtime=%s", c.patroni, c.stop, c.pending, c.accept, c.downtime), func(t *testing.T) {
 			r := run{entrypoint: "main", status: "Running", params: map[string]string{"patroni": c.patroni, "stop-workloads": c.stop, "accept-changed": c.accept}}
 			vars := r.globals(t, wft)
 			vars["tasks.plan.outputs.parameters.pending"] = c.pending
 			vars["tasks.plan.outputs.parameters.current-version"] = "41"
+			vars["tasks.plan.outputs.parameters.needs-downtime"] = c.downtime
 			var ran []string
 			for _, task := range main.DAG.Tasks {
 				ok, err := when(task.When, vars)
@@ -339,13 +359,13 @@ func TestArgoMainDAGConditions(t *testing.T) {
 				want = append(want, "wait-patroni")
 			}
 			want = append(want, "plan")
-			if c.pending == "true" && c.stop == "true" {
+			if c.pending == "true" && (c.stop == "true" || c.stop == "auto" && c.downtime != "false") {
 				want = append(want, "scale-down")
 			}
 			if c.pending == "true" || c.accept != "" { // with nothing pending, only to record the accepted edits
 				want = append(want, "migrate")
 			}
-			if c.stop == "true" { // only reached after migrate.Succeeded
+			if c.stop != "false" { // only reached after migrate.Succeeded; with auto whether or not scale-down ran
 				want = append(want, "scale-restore")
 			}
 			sort.Strings(ran)

@@ -71,7 +71,7 @@ var agreedFlags = func() map[string][]string {
 var agreedResults = map[string][]string{
 	"wait-for-db":    {"attempts", "waited"},
 	"wait-patroni":   {},
-	"migrate --plan": {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks"},
+	"migrate --plan": {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime"},
 	"migrate":        {"applied", "applied-versions", "current-version", "target-version", "git-commit", "migrations-digest"},
 	"scale-down":     {"scaled", "workloads"},
 	"scale-restore":  {"restored", "workloads"},

@@ -221,18 +221,21 @@ func TestTektonPipelineDAG(t *testing.T) {
 		"wait-for-db":  {nil, nil, true},
 		"wait-patroni": {[]string{"wait-for-db"}, []string{"$(params.patroni) in [true]"}, true},
 		"plan":         {[]string{"wait-patroni"}, nil, true},
-		"scale-down":   {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, true},
+		// stop-workloads=auto: only when plan's needs-downtime is not false
+		"scale-down": {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true,auto]",
+			"$(params.stop-workloads)/$(tasks.plan.results.needs-downtime) notin [auto/false]"}, true},
 		// migrate is retried after any failure (pod-level ones are why): safe, see pipeline.yaml
 		"migrate": {[]string{"scale-down"}, []string{"$(tasks.plan.results.pending) in [true]"}, true},
 		// nothing pending: migrate only records the edits accept-changed names, nothing stopped
 		"record-accepted": {[]string{"plan"}, []string{"$(tasks.plan.results.pending) in [false]", "$(params.accept-changed) notin []"}, true},
 		// scale-restore is not: a rerun would not know whether the workloads are ready
-		"scale-restore": {[]string{"migrate"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true]"}, false},
+		// with auto too, stopped or not: it also lets go what earlier keep-down runs held
+		"scale-restore": {[]string{"migrate"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true,auto]"}, false},
 	}
 	// A guard per enum-like parameter, before the gate; the two roots after the gate.
 	var guards []string
 	for name, allowed := range map[string]string{
-		"stop-workloads": "true,false", "patroni": "true,false", "wait-ready": "true,false",
+		"stop-workloads": "true,false,auto", "patroni": "true,false", "wait-ready": "true,false",
 		"on-migrate-failure": "keep-down,restore,rollback", "allow-out-of-order": "true,false",
 		"allow-empty-database": "true,false", "log-format": "text,json", "risk-policy": "warn,fail",
 	} {
@@ -365,6 +368,12 @@ func TestTektonFinallyPolicies(t *testing.T) {
 		{"rollback policy, migrations image", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: fromImage}, []string{"rollback"}},
 		{"no selector", state{params: map[string]string{"workload-selector": ""}, status: with(ok, "scale-down", "Failed"), results: planned}, nil},
 		{"a workload list and no selector", state{params: map[string]string{"workload-selector": "", "workload": "deployment/web"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
+		// stop-workloads=auto: the failure paths restore this run's records as with true
+		{"auto: scale-down failed", state{params: map[string]string{"stop-workloads": "auto"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
+		{"auto: restore in tasks failed", state{params: map[string]string{"stop-workloads": "auto"}, status: with(ok, "migrate", "Succeeded", "scale-restore", "Failed"), results: planned}, []string{"restore"}},
+		{"auto, additive: nothing stopped, migrate failed", state{params: map[string]string{"stop-workloads": "auto"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, nil},
+		{"auto, restore policy", state{params: map[string]string{"stop-workloads": "auto", "on-migrate-failure": "restore"}, status: with(ok, "migrate", "Failed"), results: planned}, []string{"restore-if-unchanged"}},
+		{"auto, rollback policy", state{params: map[string]string{"stop-workloads": "auto", "on-migrate-failure": "rollback"}, status: with(ok, "migrate", "Failed"), results: planned}, []string{"rollback"}},
 		{"restore policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, nil},
 		{"rollback policy, stop-workloads=false", state{params: map[string]string{"on-migrate-failure": "rollback", "stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, []string{"rollback"}},
 		{"rollback policy, scale-down failed", state{params: map[string]string{"on-migrate-failure": "rollback"}, status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
@@ -435,6 +444,41 @@ func TestTektonStepWhen(t *testing.T) {
 	rb := tasks["chartreuse-rollback"]
 	if rb == nil || len(rb.Spec.Steps) != 2 || rb.Spec.Steps[1].Name != "scale-restore" {
 		t.Fatal("chartreuse-rollback: want steps rollback, scale-restore")
+	}
+	// restore is the Pipeline's stop-workloads: auto restores as true does
+	for restore, want := range map[string]bool{"true": true, "auto": true, "false": false} {
+		w := append(pipelinev1.WhenExpressions{}, rb.Spec.Steps[1].When...).ReplaceVariables(map[string]string{"params.restore": restore}, nil)
+		if got := w.AllowsExecution(nil); got != want {
+			t.Errorf("rollback with restore=%s: scale-restore %v, want %v", restore, got, want)
+		}
+	}
+}
+
+// TestTektonScaleDownAuto evaluates the scale-down and scale-restore tasks' whens
+// with Tekton's own code: stop-workloads=auto stops only when plan's needs-downtime
+// is not false; true stops whatever it says; the restore after migrate runs with
+// true and auto alike (it also lets go of earlier keep-down runs' holds).
+func TestTektonScaleDownAuto(t *testing.T) {
+	p := tektonPipeline(t)
+	tasks := map[string]pipelinev1.PipelineTask{}
+	for _, pt := range p.Spec.Tasks {
+		tasks[pt.Name] = pt
+	}
+	for _, c := range []struct {
+		stop, downtime   string
+		down, restoreRun bool
+	}{
+		{"true", "true", true, true}, {"true", "false", true, true},
+		{"auto", "true", true, true}, {"auto", "false", false, true},
+		{"false", "true", false, false}, {"false", "false", false, false},
+	} {
+		repl := map[string]string{"params.stop-workloads": c.stop, "tasks.plan.results.needs-downtime": c.downtime, "tasks.plan.results.pending": "true"}
+		for name, want := range map[string]bool{"scale-down": c.down, "scale-restore": c.restoreRun} {
+			w := append(pipelinev1.WhenExpressions{}, tasks[name].When...).ReplaceVariables(repl, nil)
+			if got := w.AllowsExecution(nil); got != want {
+				t.Errorf("stop-workloads=%s, needs-downtime=%s: %s runs %v, want %v", c.stop, c.downtime, name, got, want)
+			}
+		}
 	}
 }
 
