@@ -82,6 +82,7 @@ var (
 			"00003_orders.sql": LoggedMigration("3", "orders"),
 		},
 		// broken whose 3 runs for 10 s before it fails: time to act while it runs.
+		"waits-for-gate": waitsForGate,
 		"slow-broken": {
 			"00001_items.sql":  LoggedMigration("1", "items"),
 			"00002_prices.sql": LoggedMigration("2", "prices"),

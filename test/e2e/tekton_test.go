@@ -58,6 +58,8 @@ func TestTekton(t *testing.T) {
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"not-ready-fails-the-run", s.testNotReady},
 		{"edited-migration-refused-then-accepted", s.testEditedMigration},
+		// The lock busy message names the holder's run and pod (tekton_holder_test.go).
+		{"lock-holder-named-with-its-pod", s.testLockHolderNamed},
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
 	}
