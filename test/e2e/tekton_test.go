@@ -151,7 +151,8 @@ func (s *tektonSuite) testNothingPending(t *testing.T) {
 		append([]string{"wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "false", "current-version": "3", "target-version": "3"})
 	// The Pipeline's results: the skipped tasks' are left out, and the run still succeeds.
-	wantPipelineResults(t, pr, map[string]string{"pending": "false", "planned-version": "3", "target-version": "3", "git-commit": "", "migrations-digest": ""})
+	wantPipelineResults(t, pr, map[string]string{"pending": "false", "planned-version": "3", "target-version": "3", "git-commit": "", "migrations-digest": "",
+		"risks": "[]", "needs-downtime": "false"})
 
 	c.wantVersions(t, 1, 2, 3)
 	c.wantUntouched(t)
@@ -177,7 +178,7 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3", "target-version": "3"})
 	wantResults(t, trs, "scale-restore", map[string]string{"restored": "2"})
 	wantPipelineResults(t, pr, map[string]string{"pending": "true", "planned-version": "0", "target-version": "3", "git-commit": "", "migrations-digest": "",
-		"scaled": "2", "applied": "3", "current-version": "3", "restored": "2"})
+		"risks": "[]", "needs-downtime": "true", "scaled": "2", "applied": "3", "current-version": "3", "restored": "2"})
 	// Least privilege on the pods the controller made (permissions_test.go).
 	wantLeastPrivilegePods(t, s.kube, runPods(t, s.kube, c.ns, "tekton.dev/pipelineRun="+pr.Name), false)
 
