@@ -57,7 +57,7 @@ func (m *Migrator) needsDowntime(ctx context.Context, src Sources, plan *Plan, r
 			if err != nil {
 				return verdict(true, "%s is not analysed: the SQL parser rejects it", where)
 			}
-			return verdict(true, "%s is not additive: %s (the running version may fail against it; see docs/operations.md)", where, why)
+			return verdict(true, "%s is not additive: %s (stop-workloads=auto stops the application for it; docs/operations.md)", where, why)
 		}
 	}
 	return verdict(false, "every pending statement (%d) is additive: the running version can keep running", count)

@@ -114,6 +114,9 @@ func TestArgo(t *testing.T) {
 		{"rollback", s.testRollbackPolicy},
 		{"two-runs-one-database", s.testConcurrent},
 		{"two-databases-one-application", s.testTwoDatabasesShareWorkloads},
+		// stop-workloads=auto (downtime_test.go).
+		{"auto-additive-keeps-running", s.testAutoAdditive},
+		{"auto-blocking-stops", s.testAutoBlocking},
 		// The failure paths (argo_failure_test.go).
 		{"stop-restores-only-its-own", s.testStopRestoresOnlyItsOwn},
 		{"stopped-rollback-outlasts-held-lock", s.testStoppedRollbackOutlastsLock},

@@ -41,6 +41,9 @@ func TestTekton(t *testing.T) {
 		// One run at a time per database (tekton_gate_test.go).
 		{"two-runs-one-database", s.testGateTwoRuns},
 		{"two-databases-one-application", s.testTwoDatabasesShareWorkloads},
+		// stop-workloads=auto (downtime_test.go).
+		{"auto-additive-keeps-running", s.testAutoAdditive},
+		{"auto-blocking-stops", s.testAutoBlocking},
 		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		{"tag-trigger", s.testTagTrigger},
 		// Migrations from git (tekton_git_test.go).
