@@ -65,6 +65,7 @@ func badParameters() []map[string]string {
 	return []map[string]string{
 		{"stop-workloads": "True"},
 		{"stop-workloads": "yes"},
+		{"stop-workloads": "Auto"},
 		{"patroni": "1"},
 		{"on-migrate-failure": "Rollback"},
 		{"wait-ready": "yes"},

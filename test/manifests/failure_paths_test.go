@@ -210,7 +210,7 @@ func enumParams(t *testing.T) map[string][]string {
 }
 
 // badValues are typos tried on every enum-like parameter.
-var badValues = []string{"True", "yes", "1", "", " true", "Rollback", "keep_down"}
+var badValues = []string{"True", "yes", "1", "", " true", "Rollback", "keep_down", "Auto", "auto "}
 
 // runGuard runs the guard's command line as its pod would, with the step binary's
 // own code, and returns the exit code and stderr.
