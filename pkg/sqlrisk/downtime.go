@@ -140,7 +140,8 @@ func addColumnsOnly(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) stri
 				if !constant(con.GetRawExpr()) {
 					return "ADD COLUMN " + col + " has a default that is not a constant"
 				}
-				hasDefault = true
+				// DEFAULT NULL fills nothing in for the old version's inserts
+				hasDefault = !isNull(con.GetRawExpr())
 			default:
 				return "ADD COLUMN " + col + " adds a constraint (PRIMARY KEY, UNIQUE, REFERENCES, CHECK, identity or generated)"
 			}
@@ -170,6 +171,14 @@ func constant(expr *pg.Node) bool {
 		return constant(expr.GetTypeCast().GetArg())
 	}
 	return false
+}
+
+// isNull reports whether expr is the NULL literal, possibly cast.
+func isNull(expr *pg.Node) bool {
+	if c := expr.GetTypeCast(); c != nil {
+		return isNull(c.GetArg())
+	}
+	return expr.GetAConst() != nil && expr.GetAConst().GetIsnull()
 }
 
 // plainType is why the column type tn is not known to be a plain type: serial

@@ -49,6 +49,8 @@ func TestAdditive(t *testing.T) {
 		{sql: "ALTER TABLE t ADD COLUMN c timestamptz DEFAULT now()", inTx: true, why: "not a constant"},
 		{sql: "ALTER TABLE t ADD COLUMN c float8 DEFAULT random()", inTx: true, why: "not a constant"},
 		{sql: "ALTER TABLE t ADD COLUMN c int NOT NULL", inTx: true, why: "NOT NULL without a default"},
+		{sql: "ALTER TABLE t ADD COLUMN c int DEFAULT NULL NOT NULL", inTx: true, why: "NOT NULL without a default"},
+		{sql: "ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT NULL::int", inTx: true, why: "NOT NULL without a default"},
 		{sql: "ALTER TABLE t ADD COLUMN c int UNIQUE", inTx: true, why: "adds a constraint"},
 		{sql: "ALTER TABLE t ADD COLUMN c int PRIMARY KEY", inTx: true, why: "adds a constraint"},
 		{sql: "ALTER TABLE t ADD COLUMN c int DEFAULT 1 REFERENCES u (id)", inTx: true, why: "adds a constraint"},
