@@ -211,7 +211,21 @@ func (c *conn) classify(ctx context.Context, what string, err error) error {
 	if networkError(err) {
 		return failure.Transientf("%s: the server cannot be reached or dropped the connection: %w", prefix, err)
 	}
+	if c.ep.Protocol == "git" && silentClose(err) {
+		return failure.Transientf("%s: the server closed the connection without a word (dropped, or a git daemon without --informative-errors that does not export the repository): %w", prefix, err)
+	}
 	return failure.AsPermanent(&refusedError{fmt.Errorf("%s: %w", prefix, err)})
+}
+
+// silentClose: go-git's answer when a git:// server closed the connection before
+// sending anything. It then waits 10 s for an error line that git:// cannot carry
+// and returns ErrTimeoutExceeded from its internal transport package, which no
+// caller can import: its text is the only handle go-git gives on it.
+func silentClose(err error) bool {
+	return walk(err, func(e error) bool {
+		_, isNet := e.(net.Error)
+		return !isNet && e.Error() == "timeout exceeded" && errors.Unwrap(e) == nil
+	})
 }
 
 func certError(err error) bool {

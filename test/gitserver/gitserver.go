@@ -403,10 +403,10 @@ func (s *Server) serveGit() {
 		}
 		rec := Request{Proto: "git"}
 		if rec.Fault = s.next(false, false).f; rec.Fault != 0 {
-			if rec.Fault == Garbage {
+			if rec.Fault == Garbage || rec.Fault == Drop {
 				// A git:// client speaks first: read its request line before the junk
-				// answer, or its write may meet a closed socket (a broken pipe, which
-				// is the Drop fault, not this one).
+				// answer or the close, so that the client always meets the fault in
+				// its read, never (by chance) as a broken pipe on its write.
 				readRequestLine(conn)
 			}
 			s.failConn(conn, rec.Fault)
