@@ -40,6 +40,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chartreuse-go/chartreuse/images/build"
+	"github.com/chartreuse-go/chartreuse/pkg/sqlrisk"
 	"github.com/chartreuse-go/chartreuse/test/e2e"
 	"github.com/chartreuse-go/chartreuse/test/engines"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
@@ -308,6 +309,9 @@ func report(wf *wfv1.Workflow, before, after int64, pods *e2e.PodWatch, start ti
 		fmt.Printf("; migrate applied %s", migrate.Outputs["applied"])
 	}
 	fmt.Println()
+	if plan, ok := engines.ArgoNodeByName(wf, "plan"); ok && plan.Outputs["pending"] == "true" {
+		reportRisks(plan.Outputs["needs-downtime"], plan.Outputs["risks"])
+	}
 	if scaleDown.Outputs == nil {
 		fmt.Printf("   workloads: none stopped (pending=%s)\n", out["pending"])
 		for _, e := range pods.Events() {
@@ -327,6 +331,29 @@ func report(wf *wfv1.Workflow, before, after int64, pods *e2e.PodWatch, start ti
 	}
 	if restore, ok := engines.ArgoNodeByName(wf, "scale-restore"); ok && !restore.Finished.IsZero() {
 		fmt.Printf("   CronJob suspended for %s (scale-down end -> scale-restore end)\n", restore.Finished.Sub(scaleDown.Finished).Round(100*time.Millisecond))
+	}
+}
+
+// reportRisks prints what plan's analysis said of the pending statements: the
+// needs-downtime result and each risk (file:line, rule, lock, table and size).
+func reportRisks(needsDowntime, risks string) {
+	fmt.Printf("   plan: needs-downtime=%s", orNone(needsDowntime))
+	var list []sqlrisk.Risk
+	if err := json.Unmarshal([]byte(risks), &list); err != nil {
+		fmt.Printf("; risks: %s\n", orNone(risks))
+		return
+	}
+	noun := "risks"
+	if len(list) == 1 {
+		noun = "risk"
+	}
+	fmt.Printf("; %d lock %s\n", len(list), noun)
+	for _, r := range list {
+		allowed := ""
+		if r.Allowed {
+			allowed = " (allowed by the file)"
+		}
+		fmt.Printf("     %s %s:%d %s: %s on %s (%s)%s\n", r.Level, r.File, r.Line, r.Rule, r.Lock, r.Table, r.Size, allowed)
 	}
 }
 
