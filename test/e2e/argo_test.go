@@ -100,12 +100,9 @@ func TestArgo(t *testing.T) {
 	start := time.Now()
 	s := newArgoSuite(t, env, env.NewNamespace(t))
 
-	// The scenarios run side by side (t.Run from several goroutines), whatever
-	// -test.parallel says: they mostly wait for pods.
-	scenarios := []struct {
-		name string
-		run  func(t *testing.T)
-	}{
+	// The scenarios run side by side, scenarioSlots at a time (t.Run from several
+	// goroutines), whatever -test.parallel says: they mostly wait for pods.
+	scenarios := []scenario{
 		{"nothing-pending", s.testNothingPending},
 		{"migrations-pending", s.testMigrationsPending},
 		{"transient-lock-busy", s.testTransient},
@@ -133,15 +130,7 @@ func TestArgo(t *testing.T) {
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
 	}
-	var sw sync.WaitGroup
-	for _, sc := range scenarios {
-		sw.Go(func() {
-			t0 := time.Now()
-			t.Run(sc.name, sc.run)
-			t.Logf("argo: scenario %s took %s", sc.name, time.Since(t0).Round(100*time.Millisecond))
-		})
-	}
-	sw.Wait()
+	runScenarios(t, "argo", scenarios)
 	t.Logf("argo: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,12 +25,9 @@ import (
 func TestTekton(t *testing.T) {
 	s := newTektonSuite(t)
 	start := time.Now()
-	// The scenarios run side by side (t.Run from several goroutines), whatever
-	// -test.parallel says: they mostly wait for pods.
-	scenarios := []struct {
-		name string
-		run  func(t *testing.T)
-	}{
+	// The scenarios run side by side, scenarioSlots at a time (t.Run from several
+	// goroutines), whatever -test.parallel says: they mostly wait for pods.
+	scenarios := []scenario{
 		{"nothing-pending", s.testNothingPending},
 		{"migrations-pending", s.testMigrationsPending},
 		{"transient-database-down", s.testTransient},
@@ -66,15 +62,7 @@ func TestTekton(t *testing.T) {
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
 	}
-	var wg sync.WaitGroup
-	for _, sc := range scenarios {
-		wg.Go(func() {
-			t0 := time.Now()
-			t.Run(sc.name, sc.run)
-			t.Logf("tekton: scenario %s took %s", sc.name, time.Since(t0).Round(100*time.Millisecond))
-		})
-	}
-	wg.Wait()
+	runScenarios(t, "tekton", scenarios)
 	t.Logf("tekton: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
 }
 
