@@ -864,7 +864,10 @@ func (a *cliArgo) testResubmit(t *testing.T) {
 // them is held by a finalizer until the run has ended): the exit handler
 // restores what the run stopped, the run ends Failed, nothing is migrated.
 func (a *cliArgo) testStop(t *testing.T) {
-	c := a.newCase(t, "stop", AppOptions{})
+	// The held pod must stay running (Terminating, not yet Succeeded) until the stop
+	// arrives: with the default 2 s shutdown its containers ended first, the
+	// kubelet marked it terminal and scale-down was done before argo stop came.
+	c := a.newCase(t, "stop", AppOptions{ShutdownDelay: 25 * time.Second})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	held, release := holdPod(t, a.kube, c.app)
