@@ -108,15 +108,19 @@ func Analyze(ctx context.Context, cat Catalog, stmt Statement) (*Finding, error)
 		}
 		hits = append(hits, h...)
 	}
-	for _, h := range hits {
-		lock := h.rule.Lock
+	// Each hit's lock and table, resolved once (an index's table is a catalog query).
+	locks, tables := make([]string, len(hits)), make([]string, len(hits))
+	for i, h := range hits {
+		locks[i], tables[i] = h.rule.Lock, qualified(h.table)
 		if h.lock != "" {
-			lock = h.lock
+			locks[i] = h.lock
 		}
-		table := qualified(h.table)
 		if h.index != "" {
-			table = indexTable(ctx, cat, h.index)
+			tables[i] = indexTable(ctx, cat, h.index)
 		}
+	}
+	for i, h := range hits {
+		lock, table := locks[i], tables[i]
 		if Stronger(lock, f.Lock) || f.Table == "" {
 			f.Lock, f.Table = lock, table
 		}
@@ -127,18 +131,11 @@ func Analyze(ctx context.Context, cat Catalog, stmt Statement) (*Finding, error)
 	if f.Table != "" {
 		f.SizeBytes = tableSize(ctx, cat, f.Table)
 	}
-	for _, h := range hits {
+	for i, h := range hits {
 		if h.rule.Level == LevelInfo {
 			continue
 		}
-		lock := h.rule.Lock
-		if h.lock != "" {
-			lock = h.lock
-		}
-		table := qualified(h.table)
-		if h.index != "" {
-			table = indexTable(ctx, cat, h.index)
-		}
+		lock, table := locks[i], tables[i]
 		size := f.SizeBytes
 		if table != f.Table {
 			size = tableSize(ctx, cat, table)
