@@ -3,71 +3,47 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
-// metricSample is one line of the Prometheus text exposition.
+// metricSample is one sample of the controller's metrics.
 type metricSample struct {
 	name   string
 	labels map[string]string
 	value  float64
 }
 
-// parseMetrics reads the text exposition: comments skipped, label values
-// unescaped (\\, \", \n).
+// parseMetrics reads the Prometheus text exposition (gauges and counters; other
+// types are left out).
 func parseMetrics(text string) []metricSample {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		return nil
+	}
 	var out []metricSample
-	for line := range strings.SplitSeq(text, "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		m := metricSample{labels: map[string]string{}}
-		rest := line
-		if i := strings.IndexByte(line, '{'); i >= 0 {
-			m.name, rest = line[:i], line[i+1:]
-			for len(rest) > 0 && rest[0] != '}' {
-				eq := strings.Index(rest, `="`)
-				if eq < 0 {
-					break
-				}
-				key := rest[:eq]
-				rest = rest[eq+2:]
-				var b strings.Builder
-				for len(rest) > 0 && rest[0] != '"' {
-					if rest[0] == '\\' && len(rest) > 1 {
-						if rest[1] == 'n' {
-							b.WriteByte('\n')
-						} else {
-							b.WriteByte(rest[1])
-						}
-						rest = rest[2:]
-						continue
-					}
-					b.WriteByte(rest[0])
-					rest = rest[1:]
-				}
-				m.labels[key] = b.String()
-				rest = strings.TrimPrefix(strings.TrimPrefix(rest, `"`), ",")
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			s := metricSample{name: name, labels: map[string]string{}}
+			for _, l := range m.GetLabel() {
+				s.labels[l.GetName()] = l.GetValue()
 			}
-			rest = strings.TrimPrefix(rest, "}")
-		} else if sp := strings.IndexByte(line, ' '); sp >= 0 {
-			m.name, rest = line[:sp], line[sp:]
+			switch {
+			case m.GetGauge() != nil:
+				s.value = m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				s.value = m.GetCounter().GetValue()
+			default:
+				continue
+			}
+			out = append(out, s)
 		}
-		fields := strings.Fields(rest)
-		if len(fields) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			continue
-		}
-		m.value = v
-		out = append(out, m)
 	}
 	return out
 }
