@@ -21,10 +21,13 @@ type Catalog interface {
 
 // Statement is one statement of a migration file as goose will send it.
 type Statement struct {
-	File  string
-	Line  int // where it starts in the file, 1-based; 0 if unknown
-	SQL   string
-	InTx  bool     // goose runs it inside the migration's transaction
+	File string
+	Line int // where it starts in the file, 1-based; 0 if unknown
+	SQL  string
+	// InTx: goose runs it inside the migration's transaction. Several
+	// statements sent as one query run in a transaction of their own anyway
+	// (PostgreSQL's implicit block), so Analyze and Additive count them as in one.
+	InTx  bool
 	Allow []string // rules its file waives for it (-- chartreuse:allow <rule>)
 }
 
@@ -81,7 +84,9 @@ func Analyze(ctx context.Context, cat Catalog, stmt Statement) (*Finding, error)
 	// that share a line as one, so data can carry an ALTER TABLE after it:
 	// what is not data is parsed.
 	text := stmt.SQL
+	inTx := stmt.InTx
 	if pieces, ok := splitStatements(text); ok {
+		inTx = inTx || len(pieces) > 1
 		schema := slices.DeleteFunc(pieces, isData)
 		if len(schema) == 0 {
 			f.Kind = strings.ToUpper(firstWord(text))
@@ -96,13 +101,14 @@ func Analyze(ctx context.Context, cat Catalog, stmt Statement) (*Finding, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d: %w", stmt.File, stmt.Line, err)
 	}
+	inTx = inTx || len(tree.GetStmts()) > 1
 	var hits []hit
 	for _, raw := range tree.GetStmts() {
 		n := raw.GetStmt()
 		if f.Kind == "" {
 			f.Kind = kindOf(n)
 		}
-		h, err := classify(ctx, cat, n, stmt.InTx)
+		h, err := classify(ctx, cat, n, inTx)
 		if err != nil {
 			return nil, err
 		}

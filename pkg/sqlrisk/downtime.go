@@ -33,7 +33,9 @@ import (
 // is additive.
 func Additive(ctx context.Context, cat Catalog, stmt Statement) (ok bool, why string, err error) {
 	text := stmt.SQL
+	inTx := stmt.InTx
 	if pieces, split := splitStatements(text); split {
+		inTx = inTx || len(pieces) > 1
 		if len(pieces) == 0 {
 			return true, "", nil // comments only
 		}
@@ -48,8 +50,9 @@ func Additive(ctx context.Context, cat Catalog, stmt Statement) (ok bool, why st
 	if err != nil {
 		return false, "", fmt.Errorf("%s:%d: %w", stmt.File, stmt.Line, err)
 	}
+	inTx = inTx || len(tree.GetStmts()) > 1
 	for _, raw := range tree.GetStmts() {
-		if why := additive(ctx, cat, raw.GetStmt(), stmt.InTx); why != "" {
+		if why := additive(ctx, cat, raw.GetStmt(), inTx); why != "" {
 			return false, why, nil
 		}
 	}

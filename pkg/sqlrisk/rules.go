@@ -102,8 +102,8 @@ var rules = []*Rule{
 	},
 	{
 		Name: "concurrently-in-transaction", Level: LevelError, Kind: "CREATE INDEX / DROP INDEX / REINDEX", Lock: LockNone,
-		What:   "a CONCURRENTLY statement cannot run inside a transaction block: the migration fails when it reaches it",
-		Advice: "Put the statement in a migration of its own marked -- +goose NO TRANSACTION",
+		What:   "a CONCURRENTLY statement cannot run inside a transaction block, nor in one query with other statements (goose sends the statements that share a line as one): the migration fails when it reaches it",
+		Advice: "Put the statement on a line of its own, in a migration of its own marked -- +goose NO TRANSACTION",
 		Proof:  Proof{Setup: proofTable, SQL: "CREATE INDEX CONCURRENTLY t_a ON t (a)", Table: "t", Observe: Fails, SQLState: "25001", InTx: true},
 	},
 	{
