@@ -24,7 +24,8 @@ import (
 //     identity, generated or serial)
 //   - CREATE SEQUENCE, CREATE SCHEMA (without elements), CREATE TYPE (enum,
 //     composite, range)
-//   - CREATE VIEW and CREATE FUNCTION or PROCEDURE without OR REPLACE
+//   - CREATE VIEW without OR REPLACE; CREATE FUNCTION or PROCEDURE without OR
+//     REPLACE, of a name no routine or type has in any schema
 //   - COMMENT ON, GRANT (not REVOKE)
 //   - SET (LOCAL) lock_timeout or statement_timeout
 //
@@ -98,10 +99,11 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 		}
 		return ""
 	case n.GetCreateFunctionStmt() != nil:
-		if n.GetCreateFunctionStmt().GetReplace() {
+		s := n.GetCreateFunctionStmt()
+		if s.GetReplace() {
 			return "CREATE OR REPLACE FUNCTION can change a function the running version calls"
 		}
-		return ""
+		return newRoutineName(ctx, cat, s.GetFuncname())
 	case n.GetGrantStmt() != nil:
 		if !n.GetGrantStmt().GetIsGrant() {
 			return "REVOKE can take away what the running version uses"
@@ -158,6 +160,31 @@ func addColumnsOnly(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) stri
 		if why := plainType(ctx, cat, cd.GetTypeName()); why != "" {
 			return "ADD COLUMN " + col + ": " + why
 		}
+	}
+	return ""
+}
+
+// newRoutineName is why a routine of this name may change what the running
+// version calls, or "" when no routine or type has the name: an overload can
+// win the running version's calls (an exact match beats a cast) or make them
+// ambiguous (42725), and a function named after a type replaces its
+// function-style casts. Any schema counts: the running version's search_path
+// is not known.
+func newRoutineName(ctx context.Context, cat Catalog, funcname []*pg.Node) string {
+	if len(funcname) == 0 {
+		return "CREATE FUNCTION without a name"
+	}
+	name := funcname[len(funcname)-1].GetString_().GetSval()
+	if cat == nil {
+		return "CREATE FUNCTION " + name + ": whether it overloads one the running version calls is not known without the database"
+	}
+	var taken bool
+	err := cat.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_proc WHERE proname = $1) OR EXISTS (SELECT FROM pg_type WHERE typname = $1)`, name).Scan(&taken)
+	switch {
+	case err != nil:
+		return "CREATE FUNCTION " + name + ": whether it overloads one the running version calls could not be looked up"
+	case taken:
+		return "CREATE FUNCTION " + name + " overloads a routine or type of that name: the running version's calls may resolve to it or become ambiguous"
 	}
 	return ""
 }
