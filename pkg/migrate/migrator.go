@@ -59,6 +59,10 @@ type Report struct {
 	// NeedsDowntime is --plan's verdict on whether the application must be
 	// stopped for the pending migrations (downtime.go); nil for the other modes.
 	NeedsDowntime *bool
+	// LockWait is how long the run waited for the migration lock (another
+	// migrator held it); TableLockWait how long its migrations were seen
+	// waiting for locks on tables (watch.go). Both zero for --plan.
+	LockWait, TableLockWait time.Duration
 }
 
 // Run checks, locks and migrates. Errors are classified for failure.Code: refusals
@@ -136,11 +140,13 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 		}
 	}
 
+	asked := time.Now()
 	lk, err := acquireLock(ctx, m.DB, m.Opts.LockWait, m.Log, m.Origins)
 	if err != nil {
 		return rep, err
 	}
 	defer lk.release(ctx)
+	lockWait := time.Since(asked)
 	// Check again under the lock: another migrator may have finished meanwhile. Its
 	// migrations ran on its lock's session, so once the lock was free they had
 	// committed or rolled back: what is read now is final.
@@ -153,6 +159,7 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 			"target-version", plan.Target, "pending-versions", joinVersions(plan.Pending, ","), "roll-back-versions", joinVersions(plan.Down, ","))
 	}
 	rep = newReport(plan)
+	rep.LockWait = lockWait
 	if plan.NothingToDo() && !plan.SumsToWrite() {
 		m.Log.Info("nothing left to migrate: another migrator got there first", "current-version", plan.Current)
 		return rep, nil

@@ -74,7 +74,7 @@ func (m *Migrator) execute(ctx context.Context, pc *pgx.Conn, st *State, src Sou
 	}
 	applied := slices.Clone(plan.Applied)
 	w := m.startWatcher(ctx, pc.PgConn().PID())
-	defer w.Stop()
+	defer func() { rep.TableLockWait = w.Stop() }()
 	for _, v := range versions {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted before migration %d: %w", v, err)

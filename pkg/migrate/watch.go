@@ -50,17 +50,19 @@ type waitWatcher struct {
 
 	closeQ func() // releases q after the watcher stopped; nil keeps it
 
-	mu   sync.Mutex // held while sampling: End waits for a sample in flight
-	cur  *watched   // the migration running, nil between migrations
-	stop chan struct{}
-	done chan struct{}
+	mu     sync.Mutex    // held while sampling: End waits for a sample in flight
+	cur    *watched      // the migration running, nil between migrations
+	waited time.Duration // seen waiting, over the migrations that ended
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 type watched struct {
-	start  time.Time
-	attrs  []any // for log
-	last   *LockWait
-	logged string
+	start   time.Time
+	waiting time.Time // when a sample first saw the current wait; zero: not waiting
+	attrs   []any     // for log
+	last    *LockWait
+	logged  string
 }
 
 // watchInterval samples a few times within lock_timeout so a wait that ends in a
@@ -110,7 +112,15 @@ func (w *waitWatcher) run(ctx context.Context) {
 			if c := w.cur; c != nil && now.Sub(c.start) >= half {
 				// The query runs on ctx, never cancelled by Stop, so the connection
 				// is idle and usable again when End returns.
-				if wait, err := w.sample(ctx); err == nil && wait != nil {
+				wait, err := w.sample(ctx)
+				switch {
+				case err == nil && wait != nil && c.waiting.IsZero():
+					c.waiting = now
+				case err == nil && wait == nil && !c.waiting.IsZero():
+					w.waited += time.Since(c.waiting)
+					c.waiting = time.Time{}
+				}
+				if err == nil && wait != nil {
 					c.last = wait
 					if s := wait.String(); s != c.logged {
 						w.log.Warn("migration is waiting for a lock", append(slices.Clip(c.attrs), "wait", s)...)
@@ -142,16 +152,25 @@ func (w *waitWatcher) End() *LockWait {
 	if c == nil {
 		return nil
 	}
+	if !c.waiting.IsZero() {
+		w.waited += time.Since(c.waiting)
+	}
 	return c.last
 }
 
-// Stop ends the watcher.
-func (w *waitWatcher) Stop() {
+// Stop ends the watcher and returns how long the migrations were seen waiting
+// for locks: from the first sample that saw a wait to the first that did not
+// (or the migration's end), so a wait shorter than a sampling interval may
+// not count and a counted one may be short by up to one interval.
+func (w *waitWatcher) Stop() time.Duration {
 	close(w.stop)
 	<-w.done
 	if w.closeQ != nil {
 		w.closeQ()
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.waited
 }
 
 func (w *waitWatcher) sample(ctx context.Context) (*LockWait, error) {

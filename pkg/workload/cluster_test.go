@@ -114,15 +114,27 @@ func TestClusterScaleDownTwiceThenRestore(t *testing.T) {
 	if by := c.getDeployment("a").Annotations[AnnotationBy]; by != "wf-"+c.ns {
 		t.Fatalf("second run overwrote the record's author: %s", by)
 	}
+	stopped, err := time.Parse(time.RFC3339, c.getDeployment("a").Annotations[AnnotationAt])
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
 	r := c.mustRun(0, ScaleRestoreSpec(), "", "--wait-ready")
+	after := time.Now()
 	if r.results[ResultWorkloads] != `["deployment/a=3","deployment/b=2"]` {
 		t.Fatalf("restore results %v", r.results)
+	}
+	// The downtime runs from the recorded stop to the restore's end, which came
+	// after before and before after (the result is rounded to a tenth).
+	down, err := strconv.ParseFloat(r.results[ResultDowntime], 64)
+	if err != nil || down < before.Sub(stopped).Seconds()-0.05 || down > after.Sub(stopped).Seconds()+0.05 {
+		t.Fatalf("downtime-seconds %q (%v), want between %.1f and %.1f", r.results[ResultDowntime], err, before.Sub(stopped).Seconds(), after.Sub(stopped).Seconds())
 	}
 	if a, b := *c.getDeployment("a").Spec.Replicas, *c.getDeployment("b").Spec.Replicas; a != 3 || b != 2 {
 		t.Fatalf("restored a=%d b=%d", a, b)
 	}
 	again := c.mustRun(0, ScaleRestoreSpec(), "")
-	if again.results[ResultRestored] != "0" || !strings.Contains(again.stderr, "nothing to restore") {
+	if again.results[ResultRestored] != "0" || again.results[ResultDowntime] != "" || !strings.Contains(again.stderr, "nothing to restore") {
 		t.Fatalf("second restore: %v\n%s", again.results, again.stderr)
 	}
 }
@@ -141,7 +153,8 @@ func TestClusterRestoreKeepsANewDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := c.mustRun(0, ScaleRestoreSpec(), "", "--workload", "deployment/web", "--wait-ready")
-	if r.results[ResultWorkloads] != `["deployment/web=4"]` || !strings.Contains(r.stderr, "replicas changed since scale-down") {
+	// The deploy brought it back, not the restore: no downtime of its own to tell.
+	if r.results[ResultWorkloads] != `["deployment/web=4"]` || r.results[ResultDowntime] != "" || !strings.Contains(r.stderr, "replicas changed since scale-down") {
 		t.Fatalf("results %v\n%s", r.results, r.stderr)
 	}
 	d = c.getDeployment("web")

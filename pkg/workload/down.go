@@ -21,6 +21,9 @@ import (
 type Outcome struct {
 	Ref   Ref
 	Value string
+	// Stopped is, for a Deployment or StatefulSet that scale-restore brought back
+	// from 0, when its record says scale-down stopped it; zero otherwise.
+	Stopped time.Time
 }
 
 func (o Outcome) String() string { return o.Ref.String() + "=" + o.Value }
@@ -289,7 +292,7 @@ func (d *Downer) newRecord(w *Workload, now time.Time) (map[string]any, record) 
 		value = strconv.FormatBool(w.Suspended)
 	}
 	ann := map[string]any{
-		w.recordKey(): value, AnnotationBy: d.RunID, AnnotationAt: now.UTC().Format(time.RFC3339),
+		w.recordKey(): value, AnnotationBy: d.RunID, AnnotationAt: now.UTC().Format(recordTimeFormat),
 	}
 	// A new record says who holds it, also when that is nobody with a run
 	// uid: what an older record left behind must not carry over to it.

@@ -464,6 +464,7 @@ type putBack struct {
 // still at 0, and keeps any other count set since (an HPA, a deploy).
 func (r *Restorer) replicasBack(w *Workload, rec record) putBack {
 	var b putBack
+	var stopped time.Time
 	replicasNow := w.Replicas
 	switch cur := w.Replicas; {
 	case cur == rec.replicas:
@@ -472,6 +473,7 @@ func (r *Restorer) replicasBack(w *Workload, rec record) putBack {
 	case cur == 0:
 		b.spec = map[string]any{"replicas": rec.replicas}
 		replicasNow = rec.replicas
+		stopped, _ = time.Parse(time.RFC3339, rec.at) // unreadable: no downtime to tell
 		b.msg = fmt.Sprintf("restored to %d replicas after schema migration by %s", rec.replicas, r.RunID)
 		b.report = func() { r.Log.Info("restored", "workload", w.String(), "replicas", rec.replicas) }
 	default:
@@ -480,7 +482,7 @@ func (r *Restorer) replicasBack(w *Workload, rec record) putBack {
 			r.Log.Warn("replicas changed since scale-down (a new deploy?): keeping them", "workload", w.String(), "replicas", cur, "recorded", rec.replicas)
 		}
 	}
-	b.out = Outcome{Ref: w.Ref, Value: strconv.Itoa(int(replicasNow))}
+	b.out = Outcome{Ref: w.Ref, Value: strconv.Itoa(int(replicasNow)), Stopped: stopped}
 	return b
 }
 

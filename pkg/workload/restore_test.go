@@ -424,3 +424,28 @@ func TestRunUIDsThatCannotBeListed(t *testing.T) {
 		}
 	}
 }
+
+func TestDowntime(t *testing.T) {
+	at := func(s int) time.Time { return time.Date(2026, 12, 3, 10, 0, s, 0, time.UTC) }
+	web, cron := Ref{Kind: Deployment, Name: "web"}, Ref{Kind: CronJob, Name: "report"}
+	tests := []struct {
+		name string
+		outs []Outcome
+		end  time.Time
+		want time.Duration
+		ok   bool
+	}{
+		{"nothing restored", nil, at(30), 0, false},
+		{"none brought back from 0", []Outcome{{Ref: web, Value: "4"}, {Ref: cron, Value: "active"}}, at(30), 0, false},
+		{"the earliest stop counts", []Outcome{{Ref: web, Value: "2", Stopped: at(12)}, {Ref: web, Value: "1", Stopped: at(10)}, {Ref: cron, Value: "active"}}, at(30), 20 * time.Second, true},
+		{"a clock behind the record", []Outcome{{Ref: web, Value: "2", Stopped: at(12)}}, at(11), 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := Downtime(tt.outs, tt.end)
+			if got != tt.want || ok != tt.ok {
+				t.Fatalf("Downtime = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -16,7 +17,27 @@ const (
 	ResultScaled    = "scaled"
 	ResultRestored  = "restored"
 	ResultWorkloads = "workloads"
+	// ResultDowntime is scale-restore's count of seconds the application was
+	// down (Downtime); empty when it brought no workload back from 0.
+	ResultDowntime = "downtime-seconds"
 )
+
+// Downtime is how long the application was down, for a scale-restore that
+// returned outs and ended at end (after waiting for readiness, if it did):
+// from the earliest stop recorded on a Deployment or StatefulSet it brought
+// back from 0. ok is false when it brought none back.
+func Downtime(outs []Outcome, end time.Time) (d time.Duration, ok bool) {
+	var first time.Time
+	for _, o := range outs {
+		if !o.Stopped.IsZero() && (first.IsZero() || o.Stopped.Before(first)) {
+			first = o.Stopped
+		}
+	}
+	if first.IsZero() {
+		return 0, false
+	}
+	return max(end.Sub(first), 0), true
+}
 
 func connect(ko *kube.Options, env *step.Env, name string) (*kube.Client, error) {
 	// client-go's own messages (watch retries while the API server is away) go
@@ -87,14 +108,20 @@ func ScaleRestoreSpec() step.Spec {
 			"that were not suspended before, removes the record, lowest chartreuse.io/stop-priority first. " +
 			"With --only-run-uid, only the records of that run; with --wait-ready, it succeeds only once the restored workloads are ready. " +
 			"Safe when nothing was scaled down and safe to run twice. " +
-			"Results: restored (count), workloads (JSON list of kind/name=replicas).",
+			"Results: restored (count), workloads (JSON list of kind/name=replicas), downtime-seconds (from the earliest recorded stop of a Deployment or StatefulSet it brought back from 0 until they were restored, and ready with --wait-ready; empty when none).",
 		Options: []step.Options{ko, so, ro},
 		Run: runOnCluster("scale-restore", ResultRestored, ko, func(ctx context.Context, c *kube.Client, env *step.Env) ([]Outcome, error) {
 			r := &Restorer{
 				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, OnlyRunUID: ro.OnlyRunUID, SupersedeDatabase: ro.SupersedeDatabase, Timeout: ro.Timeout,
 				WaitReady: ro.WaitReady, ReadyTimeout: ro.ReadyTimeout, ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
 			}
-			return r.Run(ctx, so.Selection())
+			env.Results.Set(ResultDowntime, "")
+			outs, err := r.Run(ctx, so.Selection())
+			if d, ok := Downtime(outs, r.Clock.Now()); ok && err == nil {
+				env.Results.Set(ResultDowntime, strconv.FormatFloat(d.Seconds(), 'f', 1, 64))
+				env.Log.Info("application back", "downtime", d.Round(100*time.Millisecond).String(), "ready", ro.WaitReady)
+			}
+			return outs, err
 		}),
 	}
 }

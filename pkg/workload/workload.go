@@ -22,7 +22,8 @@ const (
 	AnnotationSuspended = "chartreuse.io/suspended-before-migration"
 	// AnnotationBy names who scaled the workload down (--run-id, e.g. the workflow name).
 	AnnotationBy = "chartreuse.io/scaled-down-by"
-	// AnnotationAt is when the record was written, RFC 3339 in UTC.
+	// AnnotationAt is when the record was written (and the workload stopped, in the
+	// same change), RFC 3339 in UTC with milliseconds.
 	AnnotationAt = "chartreuse.io/scaled-down-at"
 	// AnnotationByRunUID is the --run-uid of the run that wrote the record: a value
 	// unique to that run (Argo's workflow.uid, Tekton's context.pipelineRun.uid),
@@ -43,6 +44,10 @@ const (
 	// stops first and is restored last.
 	AnnotationPriority = "chartreuse.io/stop-priority"
 )
+
+// recordTimeFormat writes AnnotationAt: RFC 3339 with milliseconds, so that the
+// downtime scale-restore reports is not rounded to whole seconds.
+const recordTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 // recordAnnotations are the annotations scale-restore removes.
 var recordAnnotations = []string{AnnotationReplicas, AnnotationSuspended, AnnotationBy, AnnotationAt, AnnotationByRunUID, AnnotationHeldBy}

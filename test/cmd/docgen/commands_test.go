@@ -530,7 +530,10 @@ func TestSummaryExample(t *testing.T) {
 			}
 			var want []string
 			for _, r := range bin.results {
-				want = append(want, r.name)
+				// The example is a --plan, which writes every result but these.
+				if !strings.HasPrefix(r.meaning, "not with `--plan`") {
+					want = append(want, r.name)
+				}
 			}
 			if !sameSet(names, want) {
 				t.Errorf("the summary example's results %v are not migrate's %v", names, want)

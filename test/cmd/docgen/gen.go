@@ -71,10 +71,13 @@ var Binaries = []binary{
 		{"checksums-recorded", "number of checksum rows this run wrote in `<table>_sums`: one per migration applied, plus versions applied without one (recorded once, logged) and edits accepted with `--accept-changed`; `0` with `--plan`"},
 		{"risks", "with `--plan` only: JSON list of the risks found in the pending statements, each with `file`, `line`, `kind`, `lock`, `table`, `size-bytes` (`-1` unknown), `size`, `rewrites`, `scans`, `rule`, `level`, `what`, `advice` and `allowed` (waived by `-- chartreuse:allow <rule>`); `[]` with nothing pending: see [lock-impact rules](risks.md)"},
 		{"needs-downtime", "with `--plan` only: `false` when something is pending and every pending statement is additive (the running version can keep running through it: see [operations](../operations.md#downtime-only-when-needed)); `false` with nothing pending (the parser is not started); `true` otherwise, and when the analysis did not run or a statement is not analysed. The workflows' `stop-workloads=auto` stops the application only when it is `true`"},
+		{"lock-wait-seconds", "not with `--plan`: seconds, to the tenth, from asking for the migration lock to holding it (another migrator held it); Argo's `chartreuse_migration_lock_wait_seconds`"},
+		{"table-lock-wait-seconds", "not with `--plan`: seconds its migrations were seen waiting for locks on tables (blocked by the application's or another session's transactions), sampled about every `--lock-timeout`/10 (at most every half second), so a shorter wait may not count; Argo's `chartreuse_table_lock_wait_seconds`"},
 	}},
 	{"scale-restore", workload.ScaleRestoreSpec, []result{
 		{"restored", "number of workloads whose record this run handled (restored, or kept at a newer value)"},
 		{"workloads", "JSON list of `kind/name=value`: the replicas or `active`/`suspended` each workload has now"},
+		{"downtime-seconds", "seconds, to the tenth, from the earliest stop recorded on a Deployment or StatefulSet this run brought back from 0 until they were restored (and ready, with `--wait-ready`); empty when it brought none back (nothing was stopped, or a deploy brought them back first); Argo's `chartreuse_downtime_seconds`"},
 	}},
 	{"gate", gate.Spec, nil},
 }

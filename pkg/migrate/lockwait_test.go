@@ -1,0 +1,113 @@
+package migrate
+
+import (
+	"context"
+	"strconv"
+	"testing"
+)
+
+// seenResult parses a *-seconds result.
+func seenResult(t *testing.T, o outcome, name string) float64 {
+	t.Helper()
+	v, err := strconv.ParseFloat(o.result(name), 64)
+	if err != nil {
+		t.Fatalf("result %s=%q: %v (results %v)", name, o.result(name), err, o.summary.Results)
+	}
+	return v
+}
+
+// TestLockWaitResults: lock-wait-seconds counts the wait for another
+// migrator's lock, table-lock-wait-seconds the time a migration was seen
+// blocked on a table. The lower bounds follow from the order of events, not
+// from timing: goose probes the advisory lock once a second, and the watcher
+// samples every half second with --lock-timeout 0.
+func TestLockWaitResults(t *testing.T) {
+	ctx := context.Background()
+	t.Run("nothing to wait for", func(t *testing.T) {
+		d := newDB(t)
+		o := mustRun(t, d.url(), writeDir(t, threeTables))
+		if o.result("lock-wait-seconds") == "" || o.result("table-lock-wait-seconds") != "0.0" {
+			t.Fatalf("results %v", o.summary.Results)
+		}
+		if v := seenResult(t, o, "lock-wait-seconds"); v >= 1 {
+			t.Fatalf("lock-wait-seconds %v with no other migrator", v)
+		}
+		if o := mustRun(t, d.url(), writeDir(t, threeTables), "--plan"); o.result("lock-wait-seconds") != "" {
+			t.Fatalf("--plan takes no lock but reports a wait: %v", o.summary.Results)
+		}
+	})
+
+	t.Run("another migrator's lock", func(t *testing.T) {
+		d := newDB(t)
+		holder := d.conn()
+		if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", LockID); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan outcome, 1)
+		go func() { done <- runStep(t, d.url(), writeDir(t, threeTables), "--lock-wait", "60s") }()
+		// Its first probe has failed: the next comes a second later at the soonest.
+		eventually(t, "the step's first probe of the lock", func() bool {
+			return d.queryString(`SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+				AND application_name LIKE 'chartreuse/%' AND query LIKE '%pg_try_advisory_lock%')::text`) == "true"
+		})
+		if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1)", LockID); err != nil {
+			t.Fatal(err)
+		}
+		o := <-done
+		if o.code != 0 {
+			t.Fatalf("exit %d\n%s", o.code, o.stderr)
+		}
+		if v := seenResult(t, o, "lock-wait-seconds"); v < 1 {
+			t.Fatalf("lock-wait-seconds %v, want at least one probe interval (1 s)", v)
+		}
+	})
+
+	t.Run("a table lock", func(t *testing.T) {
+		d := newDB(t)
+		mustRun(t, d.url(), writeDir(t, subset(threeTables, "00001_a.sql")))
+		blocker := d.conn()
+		tx, err := blocker.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, "SELECT * FROM a"); err != nil { // ACCESS SHARE on a
+			t.Fatal(err)
+		}
+		dir := writeDir(t, files{
+			"00001_a.sql":     threeTables["00001_a.sql"],
+			"00002_alter.sql": mig("ALTER TABLE a ADD COLUMN x int;", "ALTER TABLE a DROP COLUMN x;"),
+		})
+		done := make(chan outcome, 1)
+		go func() { done <- runStep(t, d.url(), dir, "--lock-timeout", "0") }()
+		var blockedAt string
+		eventually(t, "the migration to wait for the table", func() bool {
+			blockedAt = d.queryString(`SELECT coalesce((SELECT now()::text FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+				WHERE c.relname = 'a' AND NOT l.granted LIMIT 1), '')`)
+			return blockedAt != ""
+		})
+		// Two samples of the watcher after the wait began: both saw it, half a
+		// second apart at least.
+		watcherQuery := `SELECT coalesce((SELECT query_start::text FROM pg_stat_activity WHERE datname = current_database()
+			AND application_name LIKE 'chartreuse/%' AND query LIKE '%pg_blocking_pids%' AND state = 'idle' AND query_start > '` + blockedAt + `'::timestamptz LIMIT 1), '')`
+		var first string
+		eventually(t, "the watcher's first sample of the wait", func() bool {
+			first = d.queryString(watcherQuery)
+			return first != ""
+		})
+		eventually(t, "the watcher's second sample of the wait", func() bool {
+			s := d.queryString(watcherQuery)
+			return s != "" && s != first
+		})
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		o := <-done
+		if o.code != 0 {
+			t.Fatalf("exit %d\n%s", o.code, o.stderr)
+		}
+		if v := seenResult(t, o, "table-lock-wait-seconds"); v < 0.5 {
+			t.Fatalf("table-lock-wait-seconds %v, want at least the half second between two samples that saw the wait", v)
+		}
+	})
+}
