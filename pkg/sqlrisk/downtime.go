@@ -26,6 +26,8 @@ import (
 //     composite, range)
 //   - CREATE VIEW without OR REPLACE; CREATE FUNCTION or PROCEDURE without OR
 //     REPLACE, of a name no routine or type has in any schema
+//   - the tables, views, sequences and types above only of a name no table,
+//     view, sequence or type has in another schema
 //   - COMMENT ON, GRANT (not REVOKE)
 //   - SET (LOCAL) lock_timeout or statement_timeout
 //
@@ -71,7 +73,7 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 		case len(s.GetInhRelations()) > 0:
 			return "CREATE TABLE ... INHERITS adds rows to what the running version reads from its parent"
 		}
-		return ""
+		return newTypeName(ctx, cat, s.GetRelation().GetSchemaname(), s.GetRelation().GetRelname())
 	case n.GetIndexStmt() != nil:
 		s := n.GetIndexStmt()
 		switch {
@@ -85,8 +87,37 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 		return ""
 	case n.GetAlterTableStmt() != nil:
 		return addColumnsOnly(ctx, cat, n.GetAlterTableStmt())
-	case n.GetCreateSeqStmt() != nil, n.GetCompositeTypeStmt() != nil, n.GetCreateEnumStmt() != nil,
-		n.GetCreateRangeStmt() != nil, n.GetCommentStmt() != nil:
+	case n.GetCreateSeqStmt() != nil:
+		rv := n.GetCreateSeqStmt().GetSequence()
+		return newTypeName(ctx, cat, rv.GetSchemaname(), rv.GetRelname())
+	case n.GetCompositeTypeStmt() != nil:
+		rv := n.GetCompositeTypeStmt().GetTypevar()
+		return newTypeName(ctx, cat, rv.GetSchemaname(), rv.GetRelname())
+	case n.GetCreateEnumStmt() != nil:
+		schema, name := splitName(n.GetCreateEnumStmt().GetTypeName())
+		return newTypeName(ctx, cat, schema, name)
+	case n.GetCreateRangeStmt() != nil:
+		// A range type brings a multirange type and constructor functions of
+		// both names.
+		s := n.GetCreateRangeStmt()
+		schema, name := splitName(s.GetTypeName())
+		multi := name + "_multirange"
+		if i := strings.Index(name, "range"); i >= 0 {
+			multi = name[:i] + "multi" + name[i:]
+		}
+		for _, p := range s.GetParams() {
+			if d := p.GetDefElem(); d.GetDefname() == "multirange_type_name" {
+				_, multi = splitName(d.GetArg().GetTypeName().GetNames())
+			}
+		}
+		for _, why := range []string{newTypeName(ctx, cat, schema, name), newTypeName(ctx, cat, schema, multi),
+			newRoutineName(ctx, cat, name), newRoutineName(ctx, cat, multi)} {
+			if why != "" {
+				return why
+			}
+		}
+		return ""
+	case n.GetCommentStmt() != nil:
 		return ""
 	case n.GetCreateSchemaStmt() != nil:
 		if len(n.GetCreateSchemaStmt().GetSchemaElts()) > 0 {
@@ -94,16 +125,18 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 		}
 		return ""
 	case n.GetViewStmt() != nil:
-		if n.GetViewStmt().GetReplace() {
+		s := n.GetViewStmt()
+		if s.GetReplace() {
 			return "CREATE OR REPLACE VIEW can change a view the running version reads"
 		}
-		return ""
+		return newTypeName(ctx, cat, s.GetView().GetSchemaname(), s.GetView().GetRelname())
 	case n.GetCreateFunctionStmt() != nil:
 		s := n.GetCreateFunctionStmt()
 		if s.GetReplace() {
 			return "CREATE OR REPLACE FUNCTION can change a function the running version calls"
 		}
-		return newRoutineName(ctx, cat, s.GetFuncname())
+		_, name := splitName(s.GetFuncname())
+		return newRoutineName(ctx, cat, name)
 	case n.GetGrantStmt() != nil:
 		if !n.GetGrantStmt().GetIsGrant() {
 			return "REVOKE can take away what the running version uses"
@@ -170,23 +203,55 @@ func addColumnsOnly(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) stri
 // ambiguous (42725), and a function named after a type replaces its
 // function-style casts. Any schema counts: the running version's search_path
 // is not known.
-func newRoutineName(ctx context.Context, cat Catalog, funcname []*pg.Node) string {
-	if len(funcname) == 0 {
-		return "CREATE FUNCTION without a name"
-	}
-	name := funcname[len(funcname)-1].GetString_().GetSval()
+func newRoutineName(ctx context.Context, cat Catalog, name string) string {
 	if cat == nil {
-		return "CREATE FUNCTION " + name + ": whether it overloads one the running version calls is not known without the database"
+		return "function " + name + ": whether it overloads one the running version calls is not known without the database"
 	}
 	var taken bool
 	err := cat.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_proc WHERE proname = $1) OR EXISTS (SELECT FROM pg_type WHERE typname = $1)`, name).Scan(&taken)
 	switch {
 	case err != nil:
-		return "CREATE FUNCTION " + name + ": whether it overloads one the running version calls could not be looked up"
+		return "function " + name + ": whether it overloads one the running version calls could not be looked up"
 	case taken:
-		return "CREATE FUNCTION " + name + " overloads a routine or type of that name: the running version's calls may resolve to it or become ambiguous"
+		return "function " + name + " overloads a routine or type of that name: the running version's calls may resolve to it or become ambiguous"
 	}
 	return ""
+}
+
+// newTypeName is why a new table, view, sequence or type called name (in
+// schema, "" for unqualified) may take over one the running version uses, or
+// "" when no relation or type of that name is in another schema: in a schema
+// the running version's search_path reads first, the new one wins its
+// unqualified names. An unqualified one may be created in any schema (a
+// pending CREATE SCHEMA can make "$user" resolve), so every schema counts but
+// the system's: pg_catalog is searched before any other unless a search_path
+// names it, temporary schemas first, and information_schema only by name.
+func newTypeName(ctx context.Context, cat Catalog, schema, name string) string {
+	if cat == nil {
+		return name + ": whether it takes over a name the running version uses is not known without the database"
+	}
+	var taken bool
+	err := cat.QueryRowContext(ctx, `WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname <> $2 AND nspname !~ '^pg_' AND nspname <> 'information_schema')
+		SELECT EXISTS (SELECT FROM pg_class WHERE relname = $1 AND relnamespace IN (SELECT oid FROM ns))
+			OR EXISTS (SELECT FROM pg_type WHERE typname = $1 AND typnamespace IN (SELECT oid FROM ns))`, name, schema).Scan(&taken)
+	switch {
+	case err != nil:
+		return name + ": whether it takes over a name the running version uses could not be looked up"
+	case taken:
+		return name + " is also the name of a table, view, sequence or type in another schema: the running version's queries may read the new one instead"
+	}
+	return ""
+}
+
+// splitName is a dotted name list's schema ("" if none) and last part.
+func splitName(names []*pg.Node) (schema, name string) {
+	if len(names) == 0 {
+		return "", ""
+	}
+	if len(names) > 1 {
+		schema = names[len(names)-2].GetString_().GetSval()
+	}
+	return schema, names[len(names)-1].GetString_().GetSval()
 }
 
 // constant reports whether expr is a literal, possibly cast (DEFAULT 0,
