@@ -114,6 +114,8 @@ func TestArgo(t *testing.T) {
 		// stop-workloads=auto (downtime_test.go).
 		{"auto-additive-keeps-running", s.testAutoAdditive},
 		{"auto-blocking-stops", s.testAutoBlocking},
+		{"auto-additive-fails-rolls-back", s.testAutoAdditiveFailsRollsBack},
+		{"auto-additive-fails-keep-down", s.testAutoAdditiveFailsKeepDown},
 		// The failure paths (argo_failure_test.go).
 		{"stop-restores-only-its-own", s.testStopRestoresOnlyItsOwn},
 		{"stopped-rollback-outlasts-held-lock", s.testStoppedRollbackOutlastsLock},
@@ -414,6 +416,22 @@ func (s *argoSuite) testMigrationsPending(t *testing.T) {
 	s.wantMetric(t, "argo_workflows_chartreuse_migrations_applied", c.labelsOf(), 3)
 	s.wantMetric(t, "argo_workflows_chartreuse_runs", c.labelsOf("status", "Succeeded", "entrypoint", "main", "policy", "keep-down"), 1)
 	s.wantMetric(t, "argo_workflows_chartreuse_workloads_stopped", c.labelsOf(), 0)
+	// Seconds the steps measured: the workflow outputs, and the same on the metrics.
+	for name, m := range map[string]struct {
+		metric string
+		least  float64
+	}{
+		"downtime-seconds":        {"argo_workflows_chartreuse_downtime_seconds", 0.1},
+		"lock-wait-seconds":       {"argo_workflows_chartreuse_migration_lock_wait_seconds", 0},
+		"table-lock-wait-seconds": {"argo_workflows_chartreuse_table_lock_wait_seconds", 0},
+	} {
+		v, err := strconv.ParseFloat(out[name], 64)
+		if err != nil || v < m.least {
+			t.Errorf("workflow output %s = %q, want seconds >= %v", name, out[name], m.least)
+			continue
+		}
+		s.wantMetric(t, m.metric, c.labelsOf(), v)
+	}
 	// Least privilege on the pods the controller made (permissions_test.go).
 	wantLeastPrivilegePods(t, s.kube, runPods(t, s.kube, s.argo.Namespace, "workflows.argoproj.io/workflow="+wf.Name), true)
 

@@ -36,6 +36,20 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS customers_score ON customers (score);
 DROP INDEX CONCURRENTLY IF EXISTS customers_score;
 `,
 	}
+	// autoAdditive and a 4th additive migration that fails when it runs (the
+	// column exists by then): the failure policies with nothing stopped.
+	autoAdditiveFails = func() MigrationSet {
+		m := MigrationSet{"00004_nickname_again.sql": `-- +goose Up
+ALTER TABLE customers ADD COLUMN nickname text;
+
+-- +goose Down
+SELECT 1;
+`}
+		for k, v := range autoAdditive {
+			m[k] = v
+		}
+		return m
+	}()
 	// 2 builds an index without CONCURRENTLY (writes wait for it): the
 	// application is stopped. Its log row tells when it ran.
 	autoBlocking = MigrationSet{
@@ -55,6 +69,7 @@ func init() {
 	for _, sets := range []map[string]MigrationSet{argoSets, tektonSets} {
 		sets["auto-additive"] = autoAdditive
 		sets["auto-blocking"] = autoBlocking
+		sets["auto-additive-fails"] = autoAdditiveFails
 	}
 }
 
@@ -117,7 +132,7 @@ func (s *argoSuite) testAutoAdditive(t *testing.T) {
 	notRun(t, wf, "scale-down", "restore", "recheck", "rollback")
 	wantOutputs(t, wf, "plan", map[string]string{"pending": "true", "needs-downtime": "false", "current-version": "1"})
 	wantOutputs(t, wf, "migrate", map[string]string{"applied": "2", "current-version": "3"})
-	wantOutputs(t, wf, "scale-restore", map[string]string{"restored": "0"})
+	wantOutputs(t, wf, "scale-restore", map[string]string{"restored": "0", "downtime-seconds": ""})
 	wantAdditiveApplied(t, c.db)
 	after := c.appState(t)
 	if after.Generation != before.Generation || len(after.Annotations) != 0 || after.CronSuspended || !maps1Equal(before.Pods, after.Pods) {
@@ -184,7 +199,7 @@ func (s *tektonSuite) testAutoAdditive(t *testing.T) {
 	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "migrate", "scale-restore"}, nil, append([]string{"wait-patroni", "scale-down"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "needs-downtime": "false", "current-version": "1"})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "2", "current-version": "3"})
-	wantResults(t, trs, "scale-restore", map[string]string{"restored": "0"})
+	wantResults(t, trs, "scale-restore", map[string]string{"restored": "0", "downtime-seconds": ""})
 	wantAdditiveApplied(t, c.db)
 	c.wantUntouched(t)
 	if after := c.pods.Existing(time.Now()); len(after) != len(before) {
@@ -234,4 +249,75 @@ func (s *tektonSuite) testAutoBlocking(t *testing.T) {
 	})
 	t.Logf("blocking run: %s; downtime %s (app down at %s, a new pod ready at %s)", pr.Status.CompletionTime.Sub(pr.Status.StartTime.Time),
 		up.Sub(down).Round(time.Millisecond), down.Format(time.StampMilli), up.Format(time.StampMilli))
+}
+
+// Argo, additive but failing, on-migrate-failure=rollback: nothing was
+// stopped, so the rollback branch rolls the migrations back to plan's version
+// with the application running throughout, and the run fails.
+func (s *argoSuite) testAutoAdditiveFailsRollsBack(t *testing.T) {
+	c := s.newCase(t, "auto-fail")
+	if err := c.db.MigrateTo(t.Context(), autoAdditiveFails, 1); err != nil {
+		t.Fatal(err)
+	}
+	before := c.appState(t)
+	pods, err := WatchPods(t.Context(), s.kube, s.argo.Namespace, c.app.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pods.Stop()
+	wf := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/auto-additive-fails", "stop-workloads": "auto", "on-migrate-failure": "rollback"})
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"plan": wfv1.NodeSucceeded, "migrate": wfv1.NodeFailed, "rollback": wfv1.NodeSucceeded})
+	notRun(t, wf, "scale-down", "scale-restore")
+	wantOutputs(t, wf, "plan", map[string]string{"pending": "true", "needs-downtime": "false", "current-version": "1"})
+	wantOutputs(t, wf, "rollback", map[string]string{"current-version": "1"})
+	wantVersions(t, c.versions(t), 1)
+	after := c.appState(t)
+	if len(after.Annotations) != 0 || after.CronSuspended || !maps1Equal(before.Pods, after.Pods) {
+		t.Errorf("application touched: before %+v after %+v", before, after)
+	}
+	for _, e := range pods.Events() {
+		if e.Type == watch.Deleted || e.Terminating {
+			t.Errorf("app pod %s was stopped (%s)", e.Name, e.Type)
+		}
+	}
+}
+
+// Argo, additive but failing, keep-down: nothing was stopped, so nothing is
+// kept down; the additive migrations that ran stay, the run fails, and the
+// application ran throughout.
+func (s *argoSuite) testAutoAdditiveFailsKeepDown(t *testing.T) {
+	c := s.newCase(t, "auto-keep")
+	if err := c.db.MigrateTo(t.Context(), autoAdditiveFails, 1); err != nil {
+		t.Fatal(err)
+	}
+	before := c.appState(t)
+	wf := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/auto-additive-fails", "stop-workloads": "auto", "on-migrate-failure": "keep-down"})
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"plan": wfv1.NodeSucceeded, "migrate": wfv1.NodeFailed})
+	notRun(t, wf, "scale-down", "scale-restore", "rollback")
+	wantAdditiveApplied(t, c.db)
+	after := c.appState(t)
+	if len(after.Annotations) != 0 || after.CronSuspended || !maps1Equal(before.Pods, after.Pods) {
+		t.Errorf("application touched: before %+v after %+v", before, after)
+	}
+}
+
+// Tekton, additive but failing, rollback: as on Argo.
+func (s *tektonSuite) testAutoAdditiveFailsRollsBack(t *testing.T) {
+	c := s.newCase(t, nil)
+	if err := c.db.MigrateTo(t.Context(), autoAdditiveFails, 1); err != nil {
+		t.Fatal(err)
+	}
+	pr, trs := c.run(t, c.pipelineRun(t, "auto-additive-fails", map[string]string{"stop-workloads": "auto", "on-migrate-failure": "rollback"}))
+	wantSucceeded(t, pr, false)
+	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "rollback"}, []string{"migrate"},
+		[]string{"wait-patroni", "scale-down", "scale-restore", "restore", "restore-if-unchanged"})
+	wantResults(t, trs, "plan", map[string]string{"pending": "true", "needs-downtime": "false", "current-version": "1"})
+	wantResults(t, trs, "rollback", map[string]string{"current-version": "1", "restored": "0"})
+	c.wantVersions(t, 1)
+	c.wantUntouched(t)
+	if st := appState(t, s.kube, c.app); len(st.Annotations) != 0 || st.CronSuspended {
+		t.Errorf("application touched: %+v", st)
+	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"maps"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func TestTekton(t *testing.T) {
 		// stop-workloads=auto (downtime_test.go).
 		{"auto-additive-keeps-running", s.testAutoAdditive},
 		{"auto-blocking-stops", s.testAutoBlocking},
+		{"auto-additive-fails-rolls-back", s.testAutoAdditiveFailsRollsBack},
 		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		{"tag-trigger", s.testTagTrigger},
 		// Migrations from git (tekton_git_test.go).
@@ -168,8 +170,21 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 	wantResults(t, trs, "scale-down", map[string]string{"scaled": "2"})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3", "target-version": "3"})
 	wantResults(t, trs, "scale-restore", map[string]string{"restored": "2"})
-	wantPipelineResults(t, pr, map[string]string{"pending": "true", "planned-version": "0", "target-version": "3", "git-commit": "", "migrations-digest": "",
-		"risks": "[]", "needs-downtime": "true", "scaled": "2", "applied": "3", "current-version": "3", "restored": "2"})
+	timed := map[string]float64{"lock-wait-seconds": 0, "table-lock-wait-seconds": 0, "downtime-seconds": 0.1}
+	want := map[string]string{"pending": "true", "planned-version": "0", "target-version": "3", "git-commit": "", "migrations-digest": "",
+		"risks": "[]", "needs-downtime": "true", "scaled": "2", "applied": "3", "current-version": "3", "restored": "2"}
+	got := map[string]string{}
+	for _, r := range pr.Status.Results {
+		got[r.Name] = r.Value.StringVal
+	}
+	for name, least := range timed {
+		// Seconds measured by the steps: a number, at least the least possible.
+		if v, err := strconv.ParseFloat(got[name], 64); err != nil || v < least {
+			t.Errorf("PipelineRun result %s = %q, want seconds >= %v", name, got[name], least)
+		}
+		want[name] = got[name]
+	}
+	wantPipelineResults(t, pr, want)
 	// Least privilege on the pods the controller made (permissions_test.go).
 	wantLeastPrivilegePods(t, s.kube, runPods(t, s.kube, c.ns, "tekton.dev/pipelineRun="+pr.Name), false)
 
