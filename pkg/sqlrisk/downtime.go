@@ -18,6 +18,8 @@ import (
 //
 //   - CREATE TABLE, not PARTITION OF and not INHERITS
 //   - CREATE INDEX CONCURRENTLY outside a transaction, not UNIQUE
+//   - CREATE INDEX and ALTER TABLE of a table an earlier pending statement
+//     creates (in no schema yet), but for what reaches another table
 //   - ALTER TABLE whose every subcommand is ADD COLUMN of a type that is not a
 //     domain, with no default or a constant one, NOT NULL only with a default,
 //     and no other constraint (no PRIMARY KEY, UNIQUE, REFERENCES, CHECK,
@@ -77,6 +79,10 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 	case n.GetIndexStmt() != nil:
 		s := n.GetIndexStmt()
 		switch {
+		case s.GetConcurrent() && inTx:
+			return "CREATE INDEX CONCURRENTLY inside a transaction fails"
+		case newRelation(ctx, cat, s.GetRelation()):
+			return ""
 		case !s.GetConcurrent():
 			return "CREATE INDEX without CONCURRENTLY blocks writes while it reads the table"
 		case inTx:
@@ -156,6 +162,9 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 func addColumnsOnly(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) string {
 	if s.GetObjtype() != pg.ObjectType_OBJECT_TABLE {
 		return kindOf(&pg.Node{Node: &pg.Node_AlterTableStmt{AlterTableStmt: s}}) + " is not one of the additive statements"
+	}
+	if newRelation(ctx, cat, s.GetRelation()) {
+		return ownChangesOnly(s)
 	}
 	for _, c := range s.GetCmds() {
 		cmd := c.GetAlterTableCmd()
@@ -252,6 +261,49 @@ func splitName(names []*pg.Node) (schema, name string) {
 		schema = names[len(names)-2].GetString_().GetSval()
 	}
 	return schema, names[len(names)-1].GetString_().GetSval()
+}
+
+// newRelation reports whether no relation of rel's name exists in any schema:
+// an earlier pending statement creates it (or the migration fails), so the
+// running version does not use it, and with every pending statement additive
+// nothing has filled it. Without a catalog, or when the lookup fails, it is not
+// known to be new.
+func newRelation(ctx context.Context, cat Catalog, rel *pg.RangeVar) bool {
+	if cat == nil || rel == nil {
+		return false
+	}
+	var exists bool
+	err := cat.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_class WHERE relname = $1)`, rel.GetRelname()).Scan(&exists)
+	return err == nil && !exists
+}
+
+// ownChangesOnly is why an ALTER TABLE of a new table is not additive: only
+// what reaches another table is, a partition or parent (ATTACH, INHERIT) or a
+// foreign key checked against every row of the table it references.
+func ownChangesOnly(s *pg.AlterTableStmt) string {
+	for _, c := range s.GetCmds() {
+		cmd := c.GetAlterTableCmd()
+		switch cmd.GetSubtype() {
+		case pg.AlterTableType_AT_AttachPartition, pg.AlterTableType_AT_DetachPartition,
+			pg.AlterTableType_AT_DetachPartitionFinalize, pg.AlterTableType_AT_AddInherit, pg.AlterTableType_AT_DropInherit:
+			return "ALTER TABLE of a new table attaches or detaches a partition or parent the running version may use"
+		case pg.AlterTableType_AT_AddConstraint:
+			if checkedForeignKey(cmd.GetDef().GetConstraint()) {
+				return "a FOREIGN KEY without NOT VALID blocks writes to the table it references while it checks every row"
+			}
+		case pg.AlterTableType_AT_AddColumn:
+			for _, cc := range cmd.GetDef().GetColumnDef().GetConstraints() {
+				if checkedForeignKey(cc.GetConstraint()) {
+					return "a FOREIGN KEY without NOT VALID blocks writes to the table it references while it checks every row"
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func checkedForeignKey(con *pg.Constraint) bool {
+	return con.GetContype() == pg.ConstrType_CONSTR_FOREIGN && !con.GetSkipValidation()
 }
 
 // constant reports whether expr is a literal, possibly cast (DEFAULT 0,
