@@ -353,7 +353,7 @@ func classify(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) ([]hit, e
 		}
 		return []hit{{rule: r("create-index"), table: s.GetRelation()}}, nil
 	case n.GetAlterTableStmt() != nil:
-		return alterTable(ctx, cat, n.GetAlterTableStmt())
+		return alterTable(ctx, cat, n.GetAlterTableStmt(), inTx)
 	case n.GetRenameStmt() != nil:
 		s := n.GetRenameStmt()
 		switch s.GetRenameType() {
@@ -449,7 +449,7 @@ func classify(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) ([]hit, e
 	return nil, nil
 }
 
-func alterTable(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) ([]hit, error) {
+func alterTable(ctx context.Context, cat Catalog, s *pg.AlterTableStmt, inTx bool) ([]hit, error) {
 	if s.GetObjtype() != pg.ObjectType_OBJECT_TABLE {
 		return nil, nil
 	}
@@ -486,8 +486,11 @@ func alterTable(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) ([]hit, 
 		case pg.AlterTableType_AT_AttachPartition:
 			out = append(out, hit{rule: r("attach-partition"), table: cmd.GetDef().GetPartitionCmd().GetName()})
 		case pg.AlterTableType_AT_DetachPartition:
-			if !cmd.GetDef().GetPartitionCmd().GetConcurrent() {
+			switch concurrent := cmd.GetDef().GetPartitionCmd().GetConcurrent(); {
+			case !concurrent:
 				out = append(out, hit{rule: r("detach-partition"), table: rel})
+			case inTx:
+				out = append(out, hit{rule: r("concurrently-in-transaction"), table: rel})
 			}
 		case pg.AlterTableType_AT_SetLogged, pg.AlterTableType_AT_SetUnLogged:
 			out = append(out, hit{rule: r("set-logged"), table: rel})

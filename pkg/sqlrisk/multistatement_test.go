@@ -66,3 +66,39 @@ func TestConcurrentlySharingALine(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// DETACH PARTITION CONCURRENTLY cannot run in a transaction either (25001 on
+// the real server); before, it was reported as nothing at all.
+func TestDetachConcurrentlyInTransaction(t *testing.T) {
+	ctx := context.Background()
+	srv, db := pgenv.NewDatabase(t)
+	c := connect(t, srv.URL(db))
+	if _, err := c.Exec(ctx, "CREATE TABLE p (id int) PARTITION BY RANGE (id); CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (10);"); err != nil {
+		t.Fatal(err)
+	}
+	const sql = "ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY"
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(ctx, sql)
+	_ = tx.Rollback(ctx)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "25001" {
+		t.Fatalf("%s in a transaction: %v; the test's premise is that it fails with 25001", sql, err)
+	}
+	f, err := Analyze(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 1, SQL: sql, InTx: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Risks) != 1 || f.Risks[0].Rule != "concurrently-in-transaction" || f.Risks[0].Table != "p" {
+		t.Errorf("risks %+v, want concurrently-in-transaction on p", f.Risks)
+	}
+	// Outside a transaction it runs, and is no risk.
+	if f, err = Analyze(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 1, SQL: sql}); err != nil || len(f.Risks) != 0 {
+		t.Errorf("outside a transaction: risks %+v, %v; want none", f.Risks, err)
+	}
+	if _, err := c.Exec(ctx, sql); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -101,7 +101,7 @@ var rules = []*Rule{
 		Proof:  Proof{Setup: proofTable, SQL: "CREATE INDEX CONCURRENTLY t_a ON t (a)", Table: "t", Observe: Blocked},
 	},
 	{
-		Name: "concurrently-in-transaction", Level: LevelError, Kind: "CREATE INDEX / DROP INDEX / REINDEX", Lock: LockNone,
+		Name: "concurrently-in-transaction", Level: LevelError, Kind: "CREATE INDEX / DROP INDEX / REINDEX / ALTER TABLE ... DETACH PARTITION", Lock: LockNone,
 		What:   "a CONCURRENTLY statement cannot run inside a transaction block, nor in one query with other statements (goose sends the statements that share a line as one): the migration fails when it reaches it",
 		Advice: "Put the statement on a line of its own, in a migration of its own marked -- +goose NO TRANSACTION",
 		Proof:  Proof{Setup: proofTable, SQL: "CREATE INDEX CONCURRENTLY t_a ON t (a)", Table: "t", Observe: Fails, SQLState: "25001", InTx: true},
