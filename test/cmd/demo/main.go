@@ -329,6 +329,9 @@ func report(wf *wfv1.Workflow, before, after int64, pods *e2e.PodWatch, start ti
 		fmt.Printf("   downtime: first pod stopping %s -> first new pod ready %s = %s\n",
 			down.Format("15:04:05.0"), up.Format("15:04:05.0"), up.Sub(down).Round(100*time.Millisecond))
 	}
+	if d := out["downtime-seconds"]; d != "" {
+		fmt.Printf("   scale-restore measured %ss down (recorded stop -> restored and ready: output downtime-seconds, metric argo_workflows_chartreuse_downtime_seconds)\n", d)
+	}
 	if restore, ok := engines.ArgoNodeByName(wf, "scale-restore"); ok && !restore.Finished.IsZero() {
 		fmt.Printf("   CronJob suspended for %s (scale-down end -> scale-restore end)\n", restore.Finished.Sub(scaleDown.Finished).Round(100*time.Millisecond))
 	}
