@@ -17,7 +17,8 @@ import (
 // parser rejects, is not additive (when unsure, the application is stopped).
 //
 //   - CREATE TABLE, not PARTITION OF and not INHERITS
-//   - CREATE INDEX CONCURRENTLY outside a transaction, not UNIQUE
+//   - CREATE INDEX CONCURRENTLY outside a transaction, not UNIQUE, without
+//     expressions, and with no predicate beyond comparisons and NULL tests
 //   - CREATE INDEX and ALTER TABLE of a table an earlier pending statement
 //     creates (in no schema yet), but for what reaches another table
 //   - ALTER TABLE whose every subcommand is ADD COLUMN of a type that is not a
@@ -89,6 +90,8 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 			return "CREATE INDEX CONCURRENTLY inside a transaction fails"
 		case s.GetUnique():
 			return "a UNIQUE index can make the running version's inserts and updates fail"
+		case computedIndex(s):
+			return "an index expression or predicate is computed on each of the running version's writes, which fail where it fails (a cast, a division)"
 		}
 		return ""
 	case n.GetAlterTableStmt() != nil:
@@ -261,6 +264,56 @@ func splitName(names []*pg.Node) (schema, name string) {
 		schema = names[len(names)-2].GetString_().GetSval()
 	}
 	return schema, names[len(names)-1].GetString_().GetSval()
+}
+
+// computedIndex reports whether the index computes something on each write
+// that may fail for some value: an expression, or a predicate other than
+// comparisons, IN, NULL tests and AND/OR/NOT of columns and constants.
+func computedIndex(s *pg.IndexStmt) bool {
+	for _, p := range s.GetIndexParams() {
+		if p.GetIndexElem().GetExpr() != nil {
+			return true
+		}
+	}
+	return s.GetWhereClause() != nil && !plainPredicate(s.GetWhereClause())
+}
+
+func plainPredicate(n *pg.Node) bool {
+	all := func(ns []*pg.Node) bool {
+		for _, x := range ns {
+			if !plainPredicate(x) {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case n.GetColumnRef() != nil, n.GetAConst() != nil:
+		return true
+	case n.GetTypeCast() != nil:
+		return n.GetTypeCast().GetArg().GetAConst() != nil // cast once, when the index is made
+	case n.GetNullTest() != nil:
+		return plainPredicate(n.GetNullTest().GetArg())
+	case n.GetBooleanTest() != nil:
+		return plainPredicate(n.GetBooleanTest().GetArg())
+	case n.GetBoolExpr() != nil:
+		return all(n.GetBoolExpr().GetArgs())
+	case n.GetList() != nil:
+		return all(n.GetList().GetItems())
+	case n.GetAExpr() != nil:
+		e := n.GetAExpr()
+		switch e.GetKind() {
+		case pg.A_Expr_Kind_AEXPR_OP, pg.A_Expr_Kind_AEXPR_IN, pg.A_Expr_Kind_AEXPR_DISTINCT, pg.A_Expr_Kind_AEXPR_NOT_DISTINCT:
+		default:
+			return false
+		}
+		_, op := splitName(e.GetName())
+		switch op {
+		case "=", "<>", "<", ">", "<=", ">=":
+			return len(e.GetName()) == 1 && (e.GetLexpr() == nil || plainPredicate(e.GetLexpr())) && plainPredicate(e.GetRexpr())
+		}
+	}
+	return false
 }
 
 // newRelation reports whether no relation of rel's name exists in any schema:
