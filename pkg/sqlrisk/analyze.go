@@ -73,6 +73,7 @@ type hit struct {
 	table *pg.RangeVar
 	index string // the index whose table the lock is on (DROP INDEX, REINDEX INDEX)
 	lock  string // overrides rule.Lock (LOCK TABLE IN <mode>)
+	kind  string // of the statement it is in (a goose statement can hold several)
 }
 
 // Analyze parses stmt and tells what it does. Only read-only catalog queries
@@ -112,6 +113,9 @@ func Analyze(ctx context.Context, cat Catalog, stmt Statement) (*Finding, error)
 		if err != nil {
 			return nil, err
 		}
+		for i := range h {
+			h[i].kind = kindOf(n)
+		}
 		hits = append(hits, h...)
 	}
 	// Each hit's lock and table, resolved once (an index's table is a catalog query).
@@ -147,7 +151,7 @@ func Analyze(ctx context.Context, cat Catalog, stmt Statement) (*Finding, error)
 			size = tableSize(ctx, cat, table)
 		}
 		f.Risks = append(f.Risks, Risk{
-			File: stmt.File, Line: stmt.Line, Kind: f.Kind, Lock: lock, Table: table,
+			File: stmt.File, Line: stmt.Line, Kind: h.kind, Lock: lock, Table: table,
 			SizeBytes: size, Size: HumanSize(size), Rewrites: h.rule.Rewrites, Scans: h.rule.Scans,
 			Rule: h.rule.Name, Level: h.rule.Level, What: h.rule.What, Advice: h.rule.Advice,
 			Allowed: slices.Contains(stmt.Allow, h.rule.Name),
