@@ -550,18 +550,66 @@ func rewritingColumn(ctx context.Context, cat Catalog, cd *pg.ColumnDef) bool {
 	if cd.GetIdentity() != "" || cd.GetGenerated() != "" {
 		return true
 	}
+	ownDefault := false
 	for _, c := range cd.GetConstraints() {
 		con := c.GetConstraint()
 		switch con.GetContype() {
 		case pg.ConstrType_CONSTR_IDENTITY, pg.ConstrType_CONSTR_GENERATED:
 			return true
 		case pg.ConstrType_CONSTR_DEFAULT:
+			ownDefault = true
 			if volatile(ctx, cat, con.GetRawExpr()) {
 				return true
 			}
 		}
 	}
-	return false
+	return domainRewrites(ctx, cat, cd.GetTypeName(), ownDefault)
+}
+
+// domainRewrites reports whether a new column of type tn is checked or filled
+// row by row for its domain: a constraint of the domain or of one it is based
+// on, or, for a column without a default of its own, a volatile domain
+// default. A failed lookup counts as a rewrite.
+func domainRewrites(ctx context.Context, cat Catalog, tn *pg.TypeName, ownDefault bool) bool {
+	name := typeNameText(tn)
+	if cat == nil || name == "" {
+		return false
+	}
+	var constrained bool
+	var def sql.NullString
+	err := cat.QueryRowContext(ctx, `WITH RECURSIVE d AS (
+			SELECT oid, typbasetype, typdefault, 0 AS depth FROM pg_type WHERE oid = to_regtype($1) AND typtype = 'd'
+			UNION ALL
+			SELECT t.oid, t.typbasetype, t.typdefault, d.depth + 1 FROM pg_type t JOIN d ON t.oid = d.typbasetype WHERE t.typtype = 'd')
+		SELECT EXISTS (SELECT FROM pg_constraint WHERE contypid IN (SELECT oid FROM d)),
+			(SELECT typdefault FROM d WHERE typdefault IS NOT NULL ORDER BY depth LIMIT 1)`, name).Scan(&constrained, &def)
+	switch {
+	case err != nil || constrained:
+		return true
+	case ownDefault || !def.Valid:
+		return false
+	}
+	tree, err := parse("SELECT " + def.String)
+	if err != nil || len(tree.GetStmts()) != 1 {
+		return true
+	}
+	return volatile(ctx, cat, tree.GetStmts()[0].GetStmt())
+}
+
+// typeNameText is tn as to_regtype reads it ("" when it has no name).
+func typeNameText(tn *pg.TypeName) string {
+	var parts []string
+	for _, n := range tn.GetNames() {
+		parts = append(parts, quoteIdent(n.GetString_().GetSval()))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	name := strings.Join(parts, ".")
+	if len(tn.GetArrayBounds()) > 0 {
+		name += "[]"
+	}
+	return name
 }
 
 // volatile reports whether expr calls a volatile function. Unknown functions

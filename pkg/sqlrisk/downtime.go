@@ -386,23 +386,17 @@ func isNull(expr *pg.Node) bool {
 // every row, and a type the catalog does not know yet (created by an earlier
 // pending statement) or without a catalog cannot be told apart from a domain.
 func plainType(ctx context.Context, cat Catalog, tn *pg.TypeName) string {
-	var parts []string
-	for _, n := range tn.GetNames() {
-		parts = append(parts, quoteIdent(n.GetString_().GetSval()))
-	}
-	if len(parts) == 0 {
+	name := typeNameText(tn)
+	if name == "" {
 		return "its type is not named"
 	}
-	switch strings.Trim(parts[len(parts)-1], `"`) {
+	_, last := splitName(tn.GetNames())
+	switch last {
 	case "serial", "bigserial", "smallserial", "serial2", "serial4", "serial8":
 		return "a serial column fills every row from a sequence"
 	}
 	if cat == nil {
 		return "its type is not known without the database"
-	}
-	name := strings.Join(parts, ".")
-	if len(tn.GetArrayBounds()) > 0 {
-		name += "[]"
 	}
 	var typtype sql.NullString
 	err := cat.QueryRowContext(ctx, `SELECT typtype::text FROM pg_type WHERE oid = to_regtype($1)`, name).Scan(&typtype)

@@ -114,7 +114,7 @@ var rules = []*Rule{
 	},
 	{
 		Name: "add-column-rewrite", Level: LevelError, Kind: "ALTER TABLE", Lock: AccessExclusiveLock, Rewrites: true, Scans: true,
-		What:   "adding a column with a volatile default (random(), gen_random_uuid(), clock_timestamp(), nextval: serial, identity) or a stored generated column rewrites the whole table under ACCESS EXCLUSIVE",
+		What:   "adding a column with a volatile default (random(), gen_random_uuid(), clock_timestamp(), nextval: serial, identity; its own or its domain's), a stored generated column, or a column of a domain with a constraint (checked on every row) rewrites the whole table under ACCESS EXCLUSIVE",
 		Advice: "Add the column without a default (or with a constant one), set the default with ALTER COLUMN SET DEFAULT, and fill existing rows in batches",
 		Proof:  Proof{Setup: proofTable, SQL: "ALTER TABLE t ADD COLUMN c double precision DEFAULT random()", Table: "t", InTx: true},
 	},
