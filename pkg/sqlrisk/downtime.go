@@ -24,7 +24,7 @@ import (
 //   - ALTER TABLE whose every subcommand is ADD COLUMN of a type that is not a
 //     domain, with no default or a constant one, NOT NULL only with a default,
 //     and no other constraint (no PRIMARY KEY, UNIQUE, REFERENCES, CHECK,
-//     identity, generated or serial)
+//     identity, generated or serial), named like no function of the table's rows
 //   - CREATE SEQUENCE, CREATE SCHEMA (without elements), CREATE TYPE (enum,
 //     composite, range)
 //   - CREATE VIEW without OR REPLACE; CREATE FUNCTION or PROCEDURE without OR
@@ -205,6 +205,25 @@ func addColumnsOnly(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) stri
 		if why := plainType(ctx, cat, cd.GetTypeName()); why != "" {
 			return "ADD COLUMN " + col + ": " + why
 		}
+		if why := computedField(ctx, cat, s.GetRelation(), col); why != "" {
+			return "ADD COLUMN " + col + ": " + why
+		}
+	}
+	return ""
+}
+
+// computedField is why a new column col of rel hides a function: x.col calls
+// col(x) only while rel has no column col, so the running version's queries
+// would read the new, empty column instead.
+func computedField(ctx context.Context, cat Catalog, rel *pg.RangeVar, col string) string {
+	var exists bool
+	err := cat.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_proc WHERE proname = $1 AND pronargs >= 1
+		AND proargtypes[0] = (SELECT reltype FROM pg_class WHERE oid = to_regclass($2)))`, col, qualified(rel)).Scan(&exists)
+	switch {
+	case err != nil:
+		return "whether a function " + col + " of the table's rows exists could not be looked up"
+	case exists:
+		return "a function " + col + " takes the table's rows, and the running version's x." + col + " calls it until the column exists"
 	}
 	return ""
 }
