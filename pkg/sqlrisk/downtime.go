@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -32,7 +34,7 @@ import (
 //   - the tables, views, sequences and types above only of a name no table,
 //     view, sequence or type has in another schema
 //   - COMMENT ON, GRANT (not REVOKE)
-//   - SET (LOCAL) lock_timeout or statement_timeout
+//   - SET (LOCAL) statement_timeout, or lock_timeout to at most maxLockTimeout
 //
 // why says what makes a statement not additive; it is empty when ok. The
 // catalog is asked which type a new column has; without one, no ADD COLUMN
@@ -63,6 +65,45 @@ func Additive(ctx context.Context, cat Catalog, stmt Statement) (ok bool, why st
 		}
 	}
 	return true, "", nil
+}
+
+// maxLockTimeout is the longest lock_timeout an additive migration may set:
+// the migrate step's default --lock-timeout, which bounds how long the brief
+// locks of the additive forms can hold the running version's queries behind
+// them while they wait.
+const maxLockTimeout = 10 * time.Second
+
+// setDuration is the duration a SET of a time setting gives (PostgreSQL's
+// units; a bare number is milliseconds); ok is false for DEFAULT, RESET or a
+// value it cannot read.
+func setDuration(s *pg.VariableSetStmt) (d time.Duration, ok bool) {
+	if s.GetKind() != pg.VariableSetKind_VAR_SET_VALUE || len(s.GetArgs()) != 1 {
+		return 0, false
+	}
+	c := s.GetArgs()[0].GetAConst()
+	var v string
+	switch {
+	case c.GetIval() != nil:
+		v = strconv.Itoa(int(c.GetIval().GetIval()))
+	case c.GetFval() != nil:
+		v = c.GetFval().GetFval()
+	case c.GetSval() != nil:
+		v = c.GetSval().GetSval()
+	default:
+		return 0, false
+	}
+	v = strings.TrimSpace(v)
+	i := strings.IndexFunc(v, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') })
+	num, unit := v, "ms"
+	if i >= 0 {
+		num, unit = v[:i], strings.TrimSpace(v[i:])
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	scale := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second, "min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[unit]
+	if err != nil || scale == 0 {
+		return 0, false
+	}
+	return time.Duration(f * float64(scale)), true
 }
 
 // additive is why n is not additive, or "" when it is.
@@ -152,11 +193,17 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 		}
 		return ""
 	case n.GetVariableSetStmt() != nil:
-		switch strings.ToLower(n.GetVariableSetStmt().GetName()) {
-		case "lock_timeout", "statement_timeout":
+		s := n.GetVariableSetStmt()
+		switch strings.ToLower(s.GetName()) {
+		case "statement_timeout":
 			return ""
+		case "lock_timeout":
+			if d, ok := setDuration(s); ok && d > 0 && d <= maxLockTimeout {
+				return ""
+			}
+			return "SET lock_timeout to 0, its default or above " + maxLockTimeout.String() + " lets ADD COLUMN's ACCESS EXCLUSIVE wait behind a long transaction with every query on the table waiting behind it"
 		}
-		return "SET " + n.GetVariableSetStmt().GetName() + " changes how the next statements are read"
+		return "SET " + s.GetName() + " changes how the next statements are read"
 	}
 	return kindOf(n) + " is not one of the additive statements"
 }
