@@ -12,8 +12,8 @@ import (
 // running version of the application may keep running through the
 // migration. With nothing pending it is false without the parser; when the
 // risk analysis did not run (--risk-policy=off, or too little memory to start
-// the parser) or a
-// file or statement cannot be analysed, it is true. One log line says why,
+// the parser), --lock-timeout does not bound lock waits to
+// sqlrisk.MaxLockTimeout, or a file or statement cannot be analysed, it is true. One log line says why,
 // naming the first statement that needs the application stopped.
 func (m *Migrator) needsDowntime(ctx context.Context, src Sources, plan *Plan, risks []sqlrisk.Risk) bool {
 	redact := m.Redact
@@ -36,6 +36,10 @@ func (m *Migrator) needsDowntime(ctx context.Context, src Sources, plan *Plan, r
 		if r.Rule == sqlrisk.NotAnalysed {
 			return verdict(true, "%s", r.What)
 		}
+	}
+	// The additive forms' locks are brief only while lock_timeout bounds their wait.
+	if lt := m.Opts.LockTimeout; lt <= 0 || lt > sqlrisk.MaxLockTimeout {
+		return verdict(true, "with --lock-timeout %s a waiting lock, even an additive statement's, holds the running version's queries behind it for longer than %s", lt, sqlrisk.MaxLockTimeout)
 	}
 	count := 0
 	for _, v := range plan.Pending {

@@ -34,7 +34,7 @@ import (
 //   - the tables, views, sequences and types above only of a name no table,
 //     view, sequence or type has in another schema
 //   - COMMENT ON, GRANT (not REVOKE)
-//   - SET (LOCAL) statement_timeout, or lock_timeout to at most maxLockTimeout
+//   - SET (LOCAL) statement_timeout, or lock_timeout to at most MaxLockTimeout
 //
 // why says what makes a statement not additive; it is empty when ok. The
 // catalog is asked which type a new column has; without one, no ADD COLUMN
@@ -67,11 +67,11 @@ func Additive(ctx context.Context, cat Catalog, stmt Statement) (ok bool, why st
 	return true, "", nil
 }
 
-// maxLockTimeout is the longest lock_timeout an additive migration may set:
+// MaxLockTimeout is the longest lock_timeout an additive migration may set:
 // the migrate step's default --lock-timeout, which bounds how long the brief
 // locks of the additive forms can hold the running version's queries behind
 // them while they wait.
-const maxLockTimeout = 10 * time.Second
+const MaxLockTimeout = 10 * time.Second
 
 // setDuration is the duration a SET of a time setting gives (PostgreSQL's
 // units; a bare number is milliseconds); ok is false for DEFAULT, RESET or a
@@ -198,10 +198,10 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 		case "statement_timeout":
 			return ""
 		case "lock_timeout":
-			if d, ok := setDuration(s); ok && d > 0 && d <= maxLockTimeout {
+			if d, ok := setDuration(s); ok && d > 0 && d <= MaxLockTimeout {
 				return ""
 			}
-			return "SET lock_timeout to 0, its default or above " + maxLockTimeout.String() + " lets ADD COLUMN's ACCESS EXCLUSIVE wait behind a long transaction with every query on the table waiting behind it"
+			return "SET lock_timeout to 0, its default or above " + MaxLockTimeout.String() + " lets ADD COLUMN's ACCESS EXCLUSIVE wait behind a long transaction with every query on the table waiting behind it"
 		}
 		return "SET " + s.GetName() + " changes how the next statements are read"
 	}
