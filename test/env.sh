@@ -15,6 +15,9 @@
 #                           with CMD's status, e.g.
 #                             test/env.sh run go test ./...
 #
+# CHARTREUSE_KUBE_AUDIT=1 (up, run) turns on the API server's audit log of
+# workload and pod changes: $CHARTREUSE_ENV_DIR/audit/audit.log (JSON lines).
+#
 # Tests that call kubeenv.Main use the environment named by CHARTREUSE_TEST_ENV;
 # without it each test package starts (and stops) its own.
 set -euo pipefail
@@ -39,7 +42,7 @@ up() {
 	local bin
 	bin=$(CHARTREUSE_CACHE=$cache "$here/tools/kube/build.sh" | tail -n1)
 	build_localenv
-	CHARTREUSE_KUBE_BIN=$bin CHARTREUSE_REPO=$repo "$localenv" up --state-dir "$state"
+	CHARTREUSE_KUBE_BIN=$bin CHARTREUSE_REPO=$repo "$localenv" up --state-dir "$state" ${CHARTREUSE_KUBE_AUDIT:+--audit}
 }
 
 down() {

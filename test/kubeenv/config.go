@@ -191,3 +191,31 @@ conntrack:
 func writeFile(path, content string) error {
 	return os.WriteFile(path, []byte(content), 0o644)
 }
+
+// auditPolicy (Options.AuditLog) records who changes workloads and pods, and
+// the scale subresource's reads; watches, lists and everything else are left
+// out. One event per request, when its answer is complete.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+omitManagedFields: true
+rules:
+- level: Request
+  verbs: [get, update, patch]
+  resources:
+  - group: apps
+    resources: [deployments/scale, statefulsets/scale]
+- level: Request
+  verbs: [create, update, patch, delete, deletecollection]
+  resources:
+  - group: apps
+    resources: [deployments, deployments/status, replicasets, replicasets/status, replicasets/scale, statefulsets, statefulsets/status]
+  - group: batch
+    resources: [cronjobs, cronjobs/status]
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+  resources:
+  - group: ""
+    resources: [pods, pods/status, pods/binding]
+- level: None
+`

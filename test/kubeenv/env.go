@@ -84,6 +84,13 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// LockFile (default DefaultLockFile).
 	LockFile string
+	// AuditLog turns on the API server's audit log (default off): every
+	// request that changes Deployments, ReplicaSets, StatefulSets, CronJobs
+	// or pods, and every read and write of a scale subresource, as one JSON
+	// line in State.AuditLog, with who made it (user, user agent) and when it
+	// was received and answered. Requests to apps resources are logged with
+	// their bodies (level Request), pods without (Metadata).
+	AuditLog bool
 	// LockWait is how long Start waits for another test process's
 	// environment to go away (default 0: fail at once; Main uses 10m). An
 	// environment started by test/env.sh is never waited for.
@@ -180,6 +187,10 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	st.CNIConfDir = st.path("cni", "net.d")
 	st.ResolvConf = st.path("resolv.conf")
 	st.LogDir = st.path("logs")
+	if opts.AuditLog {
+		// Not in LogDir: its lines would swamp the server log tails.
+		st.AuditLog = st.path("audit", "audit.log")
+	}
 	st.Timings = Timings{StartedAt: t0, Steps: map[string]int64{}}
 	st.Net.Sysctls = readSysctls()
 	st.HostDirsCreated = missingHostDirs()
@@ -187,7 +198,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	e := &Env{st: st, owned: true, repo: repo, lockFile: lockFile, logf: logf, exited: map[string]chan struct{}{}}
 	e.fill()
 	for _, d := range []string{"logs", "pki", "etcd", "containerd", "cni/net.d", "cni/ipam", "kubelet/root",
-		"kubelet/pki", "kubelet/pod-logs", "kube-proxy", "kcm", "images"} {
+		"kubelet/pki", "kubelet/pod-logs", "kube-proxy", "kcm", "images", "audit"} {
 		if err := os.MkdirAll(st.path(d), 0o755); err != nil {
 			return nil, err
 		}
@@ -619,7 +630,7 @@ func (e *Env) startAPIServer(ctx context.Context, v int) error {
 			return err
 		}
 	}
-	p, err := e.startProcess("kube-apiserver", e.bin("kube-apiserver"), []string{
+	args := []string{
 		"--etcd-servers=" + st.EtcdURL,
 		"--bind-address=" + st.BridgeIP, "--advertise-address=" + st.BridgeIP, fmt.Sprintf("--secure-port=%d", port),
 		"--tls-cert-file=" + pki("apiserver.crt"), "--tls-private-key-file=" + pki("apiserver.key"),
@@ -643,7 +654,18 @@ func (e *Env) startAPIServer(ctx context.Context, v int) error {
 		"--cert-dir=" + st.path("pki", "apiserver-generated"),
 		"--profiling=false",
 		fmt.Sprintf("--v=%d", v),
-	}, nil)
+	}
+	if st.AuditLog != "" {
+		policy := st.path("audit", "policy.yaml")
+		if err := writeFile(policy, auditPolicy); err != nil {
+			return err
+		}
+		// batch: the requests do not wait for the file; the events keep the
+		// times the server received and answered each request.
+		args = append(args, "--audit-policy-file="+policy, "--audit-log-path="+st.AuditLog,
+			"--audit-log-format=json", "--audit-log-mode=batch", "--audit-log-maxbackup=0")
+	}
+	p, err := e.startProcess("kube-apiserver", e.bin("kube-apiserver"), args, nil)
 	if err != nil {
 		return err
 	}

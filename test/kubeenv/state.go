@@ -76,6 +76,8 @@ type State struct {
 	CNIConfDir       string `json:"cniConfDir"`
 	ResolvConf       string `json:"resolvConf"`
 	LogDir           string `json:"logDir"`
+	// AuditLog is the API server's audit log (Options.AuditLog), or empty.
+	AuditLog string `json:"auditLog,omitempty"`
 
 	PauseImage string `json:"pauseImage"`
 	AppImage   string `json:"appImage"`

@@ -39,12 +39,13 @@ func main() {
 	stateDir := fs.String("state-dir", "", "state directory of the environment")
 	kubeBin := fs.String("kube-bin", "", "directory of the Kubernetes binaries (default: test/tools/kube/build.sh)")
 	verbosity := fs.Int("v", 1, "log verbosity of the Kubernetes servers")
+	audit := fs.Bool("audit", false, "up: write the API server's audit log of workload and pod changes (state.json's auditLog)")
 	_ = fs.Parse(args)
 
 	var err error
 	switch cmd {
 	case "up":
-		err = up(*stateDir, *kubeBin, *verbosity)
+		err = up(*stateDir, *kubeBin, *verbosity, *audit)
 	case "down":
 		err = down(*stateDir)
 	case "status":
@@ -61,11 +62,11 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: localenv up|status|env|down [--state-dir DIR] [--kube-bin DIR] [-v N]")
+	fmt.Fprintln(os.Stderr, "usage: localenv up|status|env|down [--state-dir DIR] [--kube-bin DIR] [-v N] [--audit]")
 	os.Exit(2)
 }
 
-func up(dir, kubeBin string, v int) error {
+func up(dir, kubeBin string, v int, audit bool) error {
 	if dir != "" {
 		if abs, err := filepath.Abs(dir); err == nil {
 			dir = abs
@@ -86,7 +87,7 @@ func up(dir, kubeBin string, v int) error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	env, err := kubeenv.Start(ctx, kubeenv.Options{StateDir: dir, KubeBinDir: kubeBin, Detached: true, Verbosity: v,
+	env, err := kubeenv.Start(ctx, kubeenv.Options{StateDir: dir, KubeBinDir: kubeBin, Detached: true, Verbosity: v, AuditLog: audit,
 		// Another test process may be using the machine's one environment: wait for it.
 		LockWait: 15 * time.Minute})
 	if err != nil {
