@@ -1,0 +1,173 @@
+package helmchart
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/helmwait"
+	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+)
+
+// TestWaiterOnCluster runs pkg/helmwait against the real kube-apiserver with the runs
+// the chart renders. No engine controller acts in the namespace: the test writes the
+// runs' status as the controller would (Argo's phase; Tekton's Succeeded condition, on
+// the status subresource), so each outcome is exercised exactly.
+func TestWaiterOnCluster(t *testing.T) {
+	env := kubeenv.Shared(t)
+	cfg, err := env.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ensureCRDs(ctx, t, dyn)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	type outcome struct {
+		res helmwait.Result
+		err error
+	}
+	for _, tc := range []struct {
+		engine   string
+		gvr      schema.GroupVersionResource
+		sub      []string // the status subresource, if the CRD has one
+		running  string   // status patches
+		success  string
+		failed   string
+		failText string
+		details  string
+	}{
+		{
+			engine: "argo", gvr: schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"},
+			running:  `{"status":{"phase":"Running"}}`,
+			success:  `{"status":{"phase":"Succeeded"}}`,
+			failed:   `{"status":{"phase":"Failed","message":"child 'migrate' failed"}}`,
+			failText: "ended Failed: child 'migrate' failed", details: "argo get -n ",
+		},
+		{
+			engine: "tekton", gvr: schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}, sub: []string{"status"},
+			running:  `{"status":{"conditions":[{"type":"Succeeded","status":"Unknown","reason":"Running","message":"Tasks Completed: 2 (Failed: 0, Cancelled 0), Skipped: 0"}]}}`,
+			success:  `{"status":{"conditions":[{"type":"Succeeded","status":"True","reason":"Succeeded","message":"Tasks Completed: 9 (Failed: 0, Cancelled 0), Skipped: 3"}]}}`,
+			failed:   `{"status":{"conditions":[{"type":"Succeeded","status":"False","reason":"Failed","message":"Tasks Completed: 6 (Failed: 1, Cancelled 0), Skipped: 4"}]}}`,
+			failText: "ended Failed: Tasks Completed: 6 (Failed: 1", details: "tkn pipelinerun describe -n ",
+		},
+	} {
+		t.Run(tc.engine, func(t *testing.T) {
+			ns := env.NewNamespace(t)
+			_, runYAML := runOf(t, mustRender(t, ciValues(t, tc.engine)))
+			run, err := helmwait.Parse(runYAML)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := &helmwait.Waiter{Client: dyn, Namespace: ns, Log: log}
+			ri := dyn.Resource(tc.gvr).Namespace(ns)
+			patch := func(name, body string) {
+				t.Helper()
+				if _, err := ri.Patch(ctx, name, types.MergePatchType, []byte(body), metav1.PatchOptions{}, tc.sub...); err != nil {
+					t.Fatalf("patch %s: %v", name, err)
+				}
+			}
+			// waitCreated waits (a watch would do no better here) until the waiter
+			// has created the run.
+			waitCreated := func(name string) {
+				t.Helper()
+				for {
+					_, err := ri.Get(ctx, name, metav1.GetOptions{})
+					if err == nil {
+						return
+					}
+					if !apierrors.IsNotFound(err) || ctx.Err() != nil {
+						t.Fatalf("%s not created: %v", name, err)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			start := func(revision int) chan outcome {
+				done := make(chan outcome, 1)
+				go func() {
+					res, err := w.CreateAndWait(ctx, run, revision)
+					done <- outcome{res, err}
+				}()
+				return done
+			}
+
+			// Revision 3 succeeds.
+			name := run.Name(3)
+			if name != "shop-chartreuse-3" {
+				t.Errorf("run name %q, want shop-chartreuse-3", name)
+			}
+			done := start(3)
+			waitCreated(name)
+			patch(name, tc.running)
+			patch(name, tc.success)
+			o := <-done
+			if o.err != nil || !o.res.Succeeded || !o.res.Created {
+				t.Fatalf("revision 3: %+v, %v; want succeeded, created", o.res, o.err)
+			}
+
+			// Rerun of revision 3 (the hook's pod retried): nothing created, same result.
+			o = <-start(3)
+			if o.err != nil || !o.res.Succeeded || o.res.Created {
+				t.Errorf("rerun of revision 3: %+v, %v; want succeeded, not created", o.res, o.err)
+			}
+			list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: helmwait.RevisionLabel + "=3"})
+			if err != nil || len(list.Items) != 1 {
+				t.Errorf("runs of revision 3: %d (%v), want 1", len(list.Items), err)
+			}
+
+			// Revision 4 fails: a permanent error naming the run, its message and
+			// where to look.
+			done = start(4)
+			waitCreated(run.Name(4))
+			patch(run.Name(4), tc.running)
+			patch(run.Name(4), tc.failed)
+			o = <-done
+			if o.err == nil || o.res.Succeeded {
+				t.Fatalf("revision 4: %+v, %v; want a failure", o.res, o.err)
+			}
+			for _, want := range []string{"shop-chartreuse-4", tc.failText, tc.details + ns} {
+				if !strings.Contains(o.err.Error(), want) {
+					t.Errorf("revision 4's error does not say %q: %v", want, o.err)
+				}
+			}
+			if failure.KindOf(o.err) != failure.Permanent {
+				t.Errorf("revision 4's error is %v, want permanent", failure.KindOf(o.err))
+			}
+
+			// A run of that name that another revision made is not followed.
+			if _, err := ri.Patch(ctx, run.Name(4), types.MergePatchType, []byte(`{"metadata":{"labels":{"`+helmwait.RevisionLabel+`":"9"}}}`), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			o = <-start(4)
+			if o.err == nil || !strings.Contains(o.err.Error(), "not created for revision 4") || failure.KindOf(o.err) != failure.Permanent {
+				t.Errorf("run shop-chartreuse-4 labelled for revision 9: %v, want a permanent refusal", o.err)
+			}
+
+			// A run deleted while followed is a permanent error.
+			done = start(5)
+			waitCreated(run.Name(5))
+			if err := ri.Delete(ctx, run.Name(5), metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			o = <-done
+			if o.err == nil || !strings.Contains(o.err.Error(), "deleted before it ended") || failure.KindOf(o.err) != failure.Permanent {
+				t.Errorf("deleted run: %v, want a permanent error saying so", o.err)
+			}
+		})
+	}
+}
