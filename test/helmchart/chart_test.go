@@ -19,6 +19,7 @@ import (
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	release "helm.sh/helm/v4/pkg/release/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -622,5 +623,44 @@ func TestAsDependency(t *testing.T) {
 	}
 	if objs := splitObjects(t, []byte(rel.Manifest)); len(objs) != 1 {
 		t.Errorf("chartreuse.enabled=false: %d objects rendered, want the Deployment alone", len(objs))
+	}
+}
+
+// TestPackaged: `helm package` keeps files/ (what the chart renders) and leaves ci/
+// out (.helmignore); the packaged chart renders the same manifest as the directory.
+func TestPackaged(t *testing.T) {
+	c := loadChart(t)
+	tgz, err := chartutil.Save(c, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(tgz) != "chartreuse-0.1.0.tgz" {
+		t.Errorf("packaged as %s", filepath.Base(tgz))
+	}
+	p, err := loader.Load(tgz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, f := range p.Files {
+		files = append(files, f.Name)
+	}
+	if !slices.Contains(files, "files/argo/workflowtemplate.yaml") || !slices.Contains(files, "files/tekton/pipeline.yaml") {
+		t.Errorf("packaged chart's files lack the manifests: %v", files)
+	}
+	for _, f := range files {
+		if strings.HasPrefix(f, "ci/") {
+			t.Errorf("packaged chart holds %s (ci/ is in .helmignore)", f)
+		}
+	}
+	for _, engine := range []string{"argo", "tekton"} {
+		fromDir := mustRender(t, ciValues(t, engine)).Manifest
+		rel, err := render(t, p, ciValues(t, engine))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rel.Manifest != fromDir {
+			t.Errorf("%s: the packaged chart renders another manifest than the directory", engine)
+		}
 	}
 }
