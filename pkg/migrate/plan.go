@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"regexp"
@@ -450,7 +451,12 @@ func (m *Migrator) lintPending(ctx context.Context, src Sources, plan *Plan) ([]
 		for i, stmt := range p.Statements {
 			f, err := sqlrisk.Analyze(ctx, m.DB, sqlrisk.Statement{File: s.File, SQL: stmt, InTx: p.UseTx})
 			if err != nil {
-				m.Log.Warn("statement not analysed for risks: the SQL parser rejects it", "file", s.File, "statement", i+1, "error", redact(err.Error()))
+				if inner := errors.Unwrap(err); inner != nil {
+					err = inner // Analyze's file:line prefix has no line here
+				}
+				fileRisks = append(fileRisks, found{i, []sqlrisk.Risk{{File: s.File, Rule: sqlrisk.NotParsed, Level: sqlrisk.LevelError, SizeBytes: -1, Size: sqlrisk.HumanSize(-1),
+					What:   "the statement was not analysed for lock risks: the SQL parser (PostgreSQL 17's grammar) rejects it: " + redact(err.Error()),
+					Advice: "If PostgreSQL runs it, double-quote the name the newer grammar reserves (e.g. \"system_user\"); otherwise fix the statement"}}})
 				continue
 			}
 			analysed++
@@ -486,6 +492,10 @@ func (m *Migrator) lintPending(ctx context.Context, src Sources, plan *Plan) ([]
 				r.Allowed = slices.Contains(allow, r.Rule)
 				r.Table = redact(r.Table)
 				risks = append(risks, r)
+				if r.Rule == sqlrisk.NotParsed {
+					m.Log.Warn(fmt.Sprintf("risk %s [%s] %s:%d: %s. %s", r.Rule, r.Level, r.File, r.Line, r.What, r.Advice), "file", r.File, "line", r.Line, "rule", r.Rule, "level", string(r.Level))
+					continue
+				}
 				m.Log.Warn(riskLine(r), "file", r.File, "line", r.Line, "rule", r.Rule, "level", string(r.Level),
 					"kind", r.Kind, "lock", r.Lock, "table", r.Table, "size", r.Size, "allowed", r.Allowed)
 			}
@@ -509,6 +519,9 @@ func (m *Migrator) riskPolicy(risks []sqlrisk.Risk) error {
 	for _, r := range risks {
 		if r.Rule == sqlrisk.NotAnalysed {
 			return failure.Permanentf("--risk-policy=fail: %s. %s, or run the plan with --risk-policy=warn", r.What, r.Advice)
+		}
+		if r.Rule == sqlrisk.NotParsed {
+			return failure.Permanentf("--risk-policy=fail: %s:%d: %s. %s, or run the plan with --risk-policy=warn", r.File, r.Line, r.What, r.Advice)
 		}
 		if r.Level == sqlrisk.LevelError && !r.Allowed {
 			blocking = append(blocking, fmt.Sprintf("%s:%d %s", r.File, r.Line, r.Rule))

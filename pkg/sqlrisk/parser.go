@@ -16,6 +16,12 @@ const ParserMemory = 320 << 20
 // findings when the parser could not be started for lack of memory.
 const NotAnalysed = "not-analysed"
 
+// NotParsed is the rule of the risk reported for a statement the parser
+// rejects: its grammar is PostgreSQL 17's, which reserves words (system_user)
+// that older servers take as names, so a statement the server runs can hide
+// its locks from the analysis.
+const NotParsed = "not-parsed"
+
 // started is set when the parser is first asked for anything: its WebAssembly
 // module is compiled then, not at program start.
 var started atomic.Bool

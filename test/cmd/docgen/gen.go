@@ -138,7 +138,9 @@ func risksPage() []byte {
 		"describe the safe forms and are not risks. With nothing pending the parser is never started. Starting it " +
 		"takes about 1.5 s and peaks near 270 MiB (bench section 7), so the plan pod's memory limit is 320Mi; where the " +
 		"step may use less (90% of its container's limit, or `GOMEMLIMIT`), the plan does not start it and reports one " +
-		"`" + sqlrisk.NotAnalysed + "` risk (level `error`) naming the limit to give instead.\n\n")
+		"`" + sqlrisk.NotAnalysed + "` risk (level `error`) naming the limit to give instead. A statement the parser rejects " +
+		"is one `" + sqlrisk.NotParsed + "` risk (level `error`): its locks are not known, and the parser's grammar is " +
+		"PostgreSQL 17's, which reserves words (`system_user`) that PostgreSQL 15 takes as names.\n\n")
 	w.WriteString("`--risk-policy=warn` (the default) only reports. `--risk-policy=fail` makes the plan exit 1 " +
 		"while an `error` risk is not waived; a statement waives a rule with a comment on it or on the lines just " +
 		"above it, e.g. `-- chartreuse:allow create-index` (several rules: `-- chartreuse:allow rename-column, drop-column`). " +
