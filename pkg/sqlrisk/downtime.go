@@ -18,7 +18,8 @@ import (
 // allowlist: a statement that is not one of the forms below, or that the
 // parser rejects, is not additive (when unsure, the application is stopped).
 //
-//   - CREATE TABLE, not PARTITION OF and not INHERITS
+//   - CREATE TABLE, not PARTITION OF or INHERITS but of a table an earlier
+//     pending statement creates
 //   - CREATE INDEX CONCURRENTLY outside a transaction, not UNIQUE, without
 //     expressions, and with no predicate beyond comparisons and NULL tests
 //   - CREATE INDEX and ALTER TABLE of a table an earlier pending statement
@@ -111,11 +112,15 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 	switch {
 	case n.GetCreateStmt() != nil:
 		s := n.GetCreateStmt()
-		switch {
-		case s.GetPartbound() != nil:
-			return "CREATE TABLE ... PARTITION OF attaches a partition to a table the running version uses"
-		case len(s.GetInhRelations()) > 0:
-			return "CREATE TABLE ... INHERITS adds rows to what the running version reads from its parent"
+		// A partition or child of a table this run creates reaches nothing in use.
+		for _, parent := range s.GetInhRelations() {
+			switch {
+			case newRelation(ctx, cat, parent.GetRangeVar()):
+			case s.GetPartbound() != nil:
+				return "CREATE TABLE ... PARTITION OF attaches a partition to a table the running version uses"
+			default:
+				return "CREATE TABLE ... INHERITS adds rows to what the running version reads from its parent"
+			}
 		}
 		return newTypeName(ctx, cat, s.GetRelation().GetSchemaname(), s.GetRelation().GetRelname())
 	case n.GetIndexStmt() != nil:

@@ -28,6 +28,8 @@ func TestAdditiveNewTable(t *testing.T) {
 		"CREATE INDEX CONCURRENTLY n_a2 ON n (a)",
 		"ALTER TABLE n ADD COLUMN c int NOT NULL, ADD COLUMN d serial, ALTER COLUMN a SET NOT NULL, ADD CONSTRAINT n_a_pos CHECK (a > 0)",
 		"ALTER TABLE n ADD CONSTRAINT n_t FOREIGN KEY (a) REFERENCES t (id) NOT VALID",
+		"CREATE TABLE n_1 PARTITION OF n FOR VALUES FROM (1) TO (10)",
+		"CREATE TABLE n_child () INHERITS (n)",
 	}
 	for _, sql := range newTable {
 		inTx := !strings.Contains(sql, "CONCURRENTLY")
@@ -45,6 +47,8 @@ func TestAdditiveNewTable(t *testing.T) {
 		"CREATE INDEX o_id ON o (id)",                // other.o exists
 		"ALTER TABLE v ALTER COLUMN a SET DEFAULT 0", // a view, not a table
 		"CREATE INDEX t_a ON t (a)",
+		"CREATE TABLE p_1 PARTITION OF p FOR VALUES FROM (1) TO (10)", // p exists
+		"CREATE TABLE n_child () INHERITS (n, t)",
 	} {
 		if ok, _, err := Additive(ctx, cat, Statement{File: "f.sql", SQL: sql, InTx: true}); ok || err != nil {
 			t.Errorf("%s: additive=%v (%v), want false", sql, ok, err)
