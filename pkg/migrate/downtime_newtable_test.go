@@ -23,3 +23,24 @@ func TestNeedsDowntimeTableAndItsIndex(t *testing.T) {
 	}
 	mustRun(t, d.url(), writeDir(t, f))
 }
+
+// Constant rows into a table the same run creates (a lookup table's seed) are
+// read by no running version; rows into a table in use are. Before, any
+// INSERT made needs-downtime true.
+func TestNeedsDowntimeSeedRows(t *testing.T) {
+	d := newDB(t)
+	d.exec(`CREATE TABLE accounts (id int PRIMARY KEY, status int)`)
+	seed := files{"1_statuses.sql": mig("CREATE TABLE statuses (id int PRIMARY KEY, name text NOT NULL);\n"+
+		"INSERT INTO statuses VALUES (1, 'new'), (2, 'closed');", "DROP TABLE statuses;")}
+	o := runStep(t, d.url(), writeDir(t, seed), "--plan")
+	if o.code != 0 || o.result("needs-downtime") != "false" {
+		t.Fatalf("seed rows: exit %d, needs-downtime %q\n%s", o.code, o.result("needs-downtime"), o.stderr)
+	}
+	used := files{"1_statuses.sql": mig("CREATE TABLE statuses (id int PRIMARY KEY, name text NOT NULL);\n"+
+		"INSERT INTO statuses VALUES (1, 'new');\nINSERT INTO accounts VALUES (1, 1);", "")}
+	o = runStep(t, d.url(), writeDir(t, used), "--plan")
+	if o.code != 0 || o.result("needs-downtime") != "true" || !strings.Contains(o.stderr, "1_statuses.sql:4 is not additive: INSERT") {
+		t.Fatalf("rows into accounts: exit %d, needs-downtime %q\n%s", o.code, o.result("needs-downtime"), o.stderr)
+	}
+	mustRun(t, d.url(), writeDir(t, seed))
+}

@@ -22,8 +22,9 @@ import (
 //     pending statement creates
 //   - CREATE INDEX CONCURRENTLY outside a transaction, not UNIQUE, without
 //     expressions, and with no predicate beyond comparisons and NULL tests
-//   - CREATE INDEX and ALTER TABLE of a table an earlier pending statement
-//     creates (in no schema yet), but for what reaches another table
+//   - CREATE INDEX, ALTER TABLE and INSERT of constant rows (VALUES) into a
+//     table an earlier pending statement creates (in no schema yet), but for
+//     what reaches another table
 //   - ALTER TABLE whose every subcommand is ADD COLUMN of a type that is not a
 //     domain, with no default or a constant one, NOT NULL only with a default,
 //     and no other constraint (no PRIMARY KEY, UNIQUE, REFERENCES, CHECK,
@@ -49,8 +50,10 @@ func Additive(ctx context.Context, cat Catalog, stmt Statement) (ok bool, why st
 			return true, "", nil // comments only
 		}
 		for _, p := range pieces {
-			if isData(p) {
-				// Never parsed: a data migration can be megabytes of rows.
+			// Rows are parsed only in small amounts, to see whether a table
+			// this run creates is all they go to: a data migration can be
+			// megabytes of rows.
+			if isData(p) && (len(p) > maxParsedRows || strings.EqualFold(firstWord(p), "COPY")) {
 				return false, strings.ToUpper(firstWord(p)) + " changes rows the running version reads", nil
 			}
 		}
@@ -174,6 +177,8 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 		return ""
 	case n.GetCommentStmt() != nil:
 		return ""
+	case n.GetInsertStmt() != nil:
+		return newRows(ctx, cat, n.GetInsertStmt())
 	case n.GetCreateSchemaStmt() != nil:
 		if len(n.GetCreateSchemaStmt().GetSchemaElts()) > 0 {
 			return "CREATE SCHEMA with elements of its own"
@@ -387,10 +392,33 @@ func plainPredicate(n *pg.Node) bool {
 	return false
 }
 
+// maxParsedRows is the longest INSERT Additive parses: one that fills a new
+// lookup table, not a data migration.
+const maxParsedRows = 64 << 10
+
+// newRows is why an INSERT is not additive: only constant rows (VALUES) into a
+// table this run creates are, which the running version does not read.
+func newRows(ctx context.Context, cat Catalog, s *pg.InsertStmt) string {
+	const why = "INSERT changes rows the running version reads"
+	sel := s.GetSelectStmt().GetSelectStmt()
+	if s.GetWithClause() != nil || s.GetOnConflictClause() != nil || len(s.GetReturningList()) > 0 || sel == nil ||
+		len(sel.GetValuesLists()) == 0 || !newRelation(ctx, cat, s.GetRelation()) {
+		return why
+	}
+	for _, row := range sel.GetValuesLists() {
+		for _, v := range row.GetList().GetItems() {
+			if !constant(v) {
+				return why
+			}
+		}
+	}
+	return ""
+}
+
 // newRelation reports whether no relation of rel's name exists in any schema:
 // an earlier pending statement creates it (or the migration fails), so the
-// running version does not use it, and with every pending statement additive
-// nothing has filled it. Without a catalog, or when the lookup fails, it is not
+// running version does not use it, and the locks taken on it hold up no one.
+// Without a catalog, or when the lookup fails, it is not
 // known to be new.
 func newRelation(ctx context.Context, cat Catalog, rel *pg.RangeVar) bool {
 	if cat == nil || rel == nil {

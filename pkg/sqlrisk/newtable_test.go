@@ -30,6 +30,7 @@ func TestAdditiveNewTable(t *testing.T) {
 		"ALTER TABLE n ADD CONSTRAINT n_t FOREIGN KEY (a) REFERENCES t (id) NOT VALID",
 		"CREATE TABLE n_1 PARTITION OF n FOR VALUES FROM (1) TO (10)",
 		"CREATE TABLE n_child () INHERITS (n)",
+		"INSERT INTO n VALUES (1, 2), (2, -3); INSERT INTO n (id) VALUES (3::int)",
 	}
 	for _, sql := range newTable {
 		inTx := !strings.Contains(sql, "CONCURRENTLY")
@@ -49,6 +50,12 @@ func TestAdditiveNewTable(t *testing.T) {
 		"CREATE INDEX t_a ON t (a)",
 		"CREATE TABLE p_1 PARTITION OF p FOR VALUES FROM (1) TO (10)", // p exists
 		"CREATE TABLE n_child () INHERITS (n, t)",
+		"INSERT INTO t VALUES (101, 1, 'y')",
+		"INSERT INTO n SELECT id, a FROM t",
+		"WITH d AS (DELETE FROM t RETURNING id) INSERT INTO n SELECT id FROM d",
+		"INSERT INTO n VALUES (nextval('s'))",
+		"INSERT INTO n VALUES (1) ON CONFLICT (id) DO UPDATE SET a = (SELECT max(a) FROM t)",
+		"COPY n FROM '/etc/passwd'",
 	} {
 		if ok, _, err := Additive(ctx, cat, Statement{File: "f.sql", SQL: sql, InTx: true}); ok || err != nil {
 			t.Errorf("%s: additive=%v (%v), want false", sql, ok, err)
