@@ -35,7 +35,7 @@ import (
 //     REPLACE, of a name no routine or type has in any schema
 //   - the tables, views, sequences and types above only of a name no table,
 //     view, sequence or type has in another schema
-//   - COMMENT ON, GRANT (not REVOKE)
+//   - COMMENT ON, GRANT (not REVOKE, and not USAGE on a schema)
 //   - SET (LOCAL) statement_timeout, or lock_timeout to at most MaxLockTimeout
 //
 // why says what makes a statement not additive; it is empty when ok. The
@@ -198,8 +198,19 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 		_, name := splitName(s.GetFuncname())
 		return newRoutineName(ctx, cat, name)
 	case n.GetGrantStmt() != nil:
-		if !n.GetGrantStmt().GetIsGrant() {
+		s := n.GetGrantStmt()
+		if !s.GetIsGrant() {
 			return "REVOKE can take away what the running version uses"
+		}
+		if s.GetObjtype() == pg.ObjectType_OBJECT_SCHEMA {
+			// A search_path skips the schemas its role may not use.
+			usage := len(s.GetPrivileges()) == 0 // ALL
+			for _, p := range s.GetPrivileges() {
+				usage = usage || strings.EqualFold(p.GetAccessPriv().GetPrivName(), "usage")
+			}
+			if usage {
+				return "GRANT USAGE ON SCHEMA puts its tables, types and functions on the search_path of roles that skipped it, in front of those in later schemas"
+			}
 		}
 		return ""
 	case n.GetVariableSetStmt() != nil:
