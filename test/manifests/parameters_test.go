@@ -24,6 +24,8 @@ var stepParameters = []struct {
 	{"allow-out-of-order", "allow-out-of-order", []string{"migrate --plan", "migrate"}},
 	{"allow-empty-database", "allow-empty-database", []string{"migrate --plan", "migrate"}},
 	{"table", "table", []string{"migrate --plan", "migrate", "migrate --down-to"}},
+	// plan's needs-downtime depends on it (an unbounded lock wait is never additive).
+	{"lock-timeout", "lock-timeout", []string{"migrate --plan", "migrate", "migrate --down-to"}},
 	{"workload", "workload", []string{"scale-down", "scale-restore"}},
 	{"workload-selector", "selector", []string{"scale-down", "scale-restore"}},
 	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate"}},
