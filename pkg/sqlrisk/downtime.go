@@ -28,7 +28,8 @@ import (
 //   - ALTER TABLE whose every subcommand is ADD COLUMN of a type that is not a
 //     domain, with no default or a constant one, NOT NULL only with a default,
 //     and no other constraint (no PRIMARY KEY, UNIQUE, REFERENCES, CHECK,
-//     identity, generated or serial), named like no function of the table's rows
+//     identity, generated or serial), named like no function of the table's
+//     rows, on a table whose rows no function returns
 //   - CREATE SEQUENCE, CREATE SCHEMA (without elements), CREATE TYPE (enum,
 //     composite, range)
 //   - CREATE VIEW without OR REPLACE; CREATE FUNCTION or PROCEDURE without OR
@@ -276,6 +277,26 @@ func addColumnsOnly(ctx context.Context, cat Catalog, s *pg.AlterTableStmt) stri
 		if why := computedField(ctx, cat, s.GetRelation(), col); why != "" {
 			return "ADD COLUMN " + col + ": " + why
 		}
+	}
+	return returnedRows(ctx, cat, s.GetRelation())
+}
+
+// returnedRows is why a new column breaks a function declared to return
+// rel's rows: what its body returns must have exactly rel's columns, and a
+// body that names them fails on every call once there is one more (42P13,
+// 42804).
+func returnedRows(ctx context.Context, cat Catalog, rel *pg.RangeVar) string {
+	if cat == nil {
+		return "whether a function returns the table's rows is not known without the database"
+	}
+	var name sql.NullString
+	err := cat.QueryRowContext(ctx, `SELECT min(oid::regprocedure::text) FROM pg_proc WHERE prorettype = (SELECT reltype FROM pg_class WHERE oid = to_regclass($1))`,
+		qualified(rel)).Scan(&name)
+	switch {
+	case err != nil:
+		return "whether a function returns the table's rows could not be looked up"
+	case name.Valid:
+		return "function " + name.String + " returns the table's rows, and a body naming their columns fails once there is one more"
 	}
 	return ""
 }
