@@ -26,6 +26,9 @@ var stepParameters = []struct {
 	{"table", "table", []string{"migrate --plan", "migrate", "migrate --down-to"}},
 	// plan's needs-downtime depends on it (an unbounded lock wait is never additive).
 	{"lock-timeout", "lock-timeout", []string{"migrate --plan", "migrate", "migrate --down-to"}},
+	// plan checks the role before anything is stopped (a wrong one once failed
+	// only in migrate, with the application already down).
+	{"migrate-role", "role", []string{"migrate --plan", "migrate", "migrate --down-to"}},
 	{"workload", "workload", []string{"scale-down", "scale-restore"}},
 	{"workload-selector", "selector", []string{"scale-down", "scale-restore"}},
 	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate"}},
