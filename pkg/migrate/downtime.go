@@ -42,6 +42,7 @@ func (m *Migrator) needsDowntime(ctx context.Context, src Sources, plan *Plan, r
 		return verdict(true, "with --lock-timeout %s a waiting lock, even an additive statement's, holds the running version's queries behind it for longer than %s", lt, sqlrisk.MaxLockTimeout)
 	}
 	count := 0
+	var run sqlrisk.Run
 	for _, v := range plan.Pending {
 		s, _ := src.Get(v)
 		p, err := parseMigration(ctx, m.FS, s.File, v, true)
@@ -49,7 +50,7 @@ func (m *Migrator) needsDowntime(ctx context.Context, src Sources, plan *Plan, r
 			return verdict(true, "%s cannot be read for the analysis: %v", s.File, err)
 		}
 		for i, stmt := range p.Statements {
-			ok, why, err := sqlrisk.Additive(ctx, m.DB, sqlrisk.Statement{File: s.File, SQL: stmt, InTx: p.UseTx})
+			ok, why, err := run.Additive(ctx, m.DB, sqlrisk.Statement{File: s.File, SQL: stmt, InTx: p.UseTx})
 			if ok {
 				count++
 				continue

@@ -43,6 +43,18 @@ import (
 // catalog is asked which type a new column has; without one, no ADD COLUMN
 // is additive.
 func Additive(ctx context.Context, cat Catalog, stmt Statement) (ok bool, why string, err error) {
+	return new(Run).Additive(ctx, cat, stmt)
+}
+
+// Run judges the pending statements of one plan in order. It remembers the
+// tables their CREATE TABLEs make, the only new relations constant rows may
+// go into: a view of a new name can pass them on to a table in use.
+type Run struct {
+	created map[string]bool
+}
+
+// Additive is the package's Additive for the run's next statement.
+func (r *Run) Additive(ctx context.Context, cat Catalog, stmt Statement) (ok bool, why string, err error) {
 	text := stmt.SQL
 	inTx := stmt.InTx
 	if pieces, split := splitStatements(text); split {
@@ -65,8 +77,14 @@ func Additive(ctx context.Context, cat Catalog, stmt Statement) (ok bool, why st
 	}
 	inTx = inTx || len(tree.GetStmts()) > 1
 	for _, raw := range tree.GetStmts() {
-		if why := additive(ctx, cat, raw.GetStmt(), inTx); why != "" {
+		if why := r.additive(ctx, cat, raw.GetStmt(), inTx); why != "" {
 			return false, why, nil
+		}
+		if c := raw.GetStmt().GetCreateStmt(); c != nil {
+			if r.created == nil {
+				r.created = map[string]bool{}
+			}
+			r.created[c.GetRelation().GetRelname()] = true
 		}
 	}
 	return true, "", nil
@@ -112,7 +130,7 @@ func setDuration(s *pg.VariableSetStmt) (d time.Duration, ok bool) {
 }
 
 // additive is why n is not additive, or "" when it is.
-func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
+func (r *Run) additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 	switch {
 	case n.GetCreateStmt() != nil:
 		s := n.GetCreateStmt()
@@ -179,7 +197,11 @@ func additive(ctx context.Context, cat Catalog, n *pg.Node, inTx bool) string {
 	case n.GetCommentStmt() != nil:
 		return ""
 	case n.GetInsertStmt() != nil:
-		return newRows(ctx, cat, n.GetInsertStmt())
+		s := n.GetInsertStmt()
+		if !r.created[s.GetRelation().GetRelname()] {
+			return "INSERT changes rows the running version reads"
+		}
+		return newRows(ctx, cat, s)
 	case n.GetCreateSchemaStmt() != nil:
 		if len(n.GetCreateSchemaStmt().GetSchemaElts()) > 0 {
 			return "CREATE SCHEMA with elements of its own"
@@ -428,8 +450,9 @@ func plainPredicate(n *pg.Node) bool {
 // lookup table, not a data migration.
 const maxParsedRows = 64 << 10
 
-// newRows is why an INSERT is not additive: only constant rows (VALUES) into a
-// table this run creates are, which the running version does not read.
+// newRows is why an INSERT into a table created by an earlier statement of the
+// run is not additive: only constant rows (VALUES) into a table still in no
+// schema are, which the running version does not read.
 func newRows(ctx context.Context, cat Catalog, s *pg.InsertStmt) string {
 	const why = "INSERT changes rows the running version reads"
 	sel := s.GetSelectStmt().GetSelectStmt()
