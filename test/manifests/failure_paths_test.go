@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/util/expr/argoexpr"
@@ -348,6 +349,55 @@ func TestTektonParameterGuards(t *testing.T) {
 				args = append(args, a)
 			}
 			code, stderr := runGuard(t, strings.TrimPrefix(st.Command[0], "/usr/local/bin/"), args)
+			if code != exitcode.CodeUsage || !strings.Contains(stderr, name+"=") {
+				t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
+			}
+		}
+	}
+}
+
+// TestArgoParameterGuardDurations: the guard refuses a duration parameter that
+// the step binaries' time.ParseDuration would refuse, or a negative one, or 0
+// where the step needs a positive one, before anything runs. The steps that take
+// ready-timeout and retry-transient-for run only after migrate: a bad value found
+// there once left the application stopped.
+func TestArgoParameterGuardDurations(t *testing.T) {
+	wft := argoTemplate(t)
+	var guard *wfv1.DAGTask
+	for i, task := range templateByName(t, wft, "main").DAG.Tasks {
+		if task.Template == argoGuard {
+			guard = &templateByName(t, wft, "main").DAG.Tasks[i]
+		}
+	}
+	if guard == nil {
+		t.Fatalf("main DAG has no %s task", argoGuard)
+	}
+	c := templateByName(t, wft, argoGuard).Container
+	positive := []string{"wait-timeout", "image-pull-timeout", "patroni-timeout", "scale-timeout", "ready-timeout"}
+	orZero := []string{"lock-wait", "lock-timeout", "statement-timeout", "retry-transient-for"}
+	values := []string{"5m", "10s", "1h30m", "0.5s", ".5s", "1.s", "250ms", "3us", "3µs", "0", "0s", "00m",
+		"", "5", "5 m", "5min", "1d", "-1s", "+1s", "5m ", " 5m", "s", ".s", "1e3s", "5M", "ten"}
+	for _, name := range append(slices.Clone(positive), orZero...) {
+		needPositive := slices.Contains(positive, name)
+		for _, v := range values {
+			d, err := time.ParseDuration(v)
+			valid := err == nil && d >= 0 && !strings.HasPrefix(v, "+") && (!needPositive || d > 0)
+			vars := run{entrypoint: "main", status: "Running", params: map[string]string{name: v}}.globals(t, wft)
+			runs, err := when(guard.When, vars)
+			if err != nil {
+				t.Fatalf("%s=%q: %v", name, v, err)
+			}
+			if runs == valid {
+				t.Errorf("%s=%q: guard runs %v, want %v (time.ParseDuration: %v, %v)", name, v, runs, !valid, d, err)
+			}
+			if valid {
+				continue
+			}
+			var args []string
+			for _, a := range c.Args {
+				args = append(args, resolve(t, a, vars))
+			}
+			code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
 			if code != exitcode.CodeUsage || !strings.Contains(stderr, name+"=") {
 				t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
 			}

@@ -29,6 +29,10 @@ var stepParameters = []struct {
 	// plan checks the role before anything is stopped (a wrong one once failed
 	// only in migrate, with the application already down).
 	{"migrate-role", "role", []string{"migrate --plan", "migrate", "migrate --down-to"}},
+	// migrate's own durations: plan checks them (syntax and range) before
+	// anything is stopped, where migrate would refuse them only after.
+	{"lock-wait", "lock-wait", []string{"migrate --plan", "migrate", "migrate --down-to"}},
+	{"statement-timeout", "statement-timeout", []string{"migrate --plan", "migrate", "migrate --down-to"}},
 	{"workload", "workload", []string{"scale-down", "scale-restore"}},
 	{"workload-selector", "selector", []string{"scale-down", "scale-restore"}},
 	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate"}},
