@@ -41,6 +41,9 @@ type workloadCycle struct {
 type workloadResult struct {
 	n, running, pending int
 	cycles              []workloadCycle
+	// trace summarizes the API server's audit log over the stops, when the
+	// cluster writes one (CHARTREUSE_KUBE_AUDIT=1).
+	trace string
 }
 
 // tracker watches the namespace's Deployments and pods and timestamps what the
@@ -218,6 +221,21 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 	if err := ready("to start"); err != nil {
 		return err
 	}
+	// and for the deployment controller to have seen every Deployment: until
+	// then scale-down cannot tell that one created at 0 has nothing to stop,
+	// and records it (audit log, first cycle: 82 of the 90 at 0 were written).
+	logf("  waiting for the deployment controller to see the %d Deployments", c.workloads)
+	if err := pollUntil(ctx, 5*time.Minute, func() bool {
+		l := tr.deploy.List()
+		for _, o := range l {
+			if d := o.(*appsv1.Deployment); d.Status.ObservedGeneration < d.Generation {
+				return false
+			}
+		}
+		return len(l) == c.workloads
+	}); err != nil {
+		return err
+	}
 	stepArgs := func(step string) command {
 		return command{argv: []string{c.bin(step), "--kubeconfig", env.Kubeconfig, "--namespace", ns, "--selector", "bench=set",
 			"--manifest-version", c.version, "--run-id", "bench", "--timeout", "10m"}}
@@ -227,6 +245,15 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 		if r > 0 {
 			withReplicas[n] = true
 		}
+	}
+	var windows []auditWindow
+	if st := env.State(); st.AuditLog != "" {
+		defer func() {
+			var err error
+			if res.trace, err = summarizeAudit(st.AuditLog, ns, windows); err != nil {
+				logf("  reading the audit log %s: %v", st.AuditLog, err)
+			}
+		}()
 	}
 	for cycle := range c.runs3 {
 		var cy workloadCycle
@@ -259,6 +286,7 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 		logf("    scale-down: %s", timeline(r.Stderr, p.Started, "scaled to 0"))
 		if lp := tr.lastPod(); !lp.IsZero() {
 			cy.lastPodToReturn = end.Sub(lp)
+			windows = append(windows, auditWindow{side: 0, from: p.Started, to: lp})
 		}
 		// scale-restore.
 		tr.reset(func(d *appsv1.Deployment) bool {
@@ -296,6 +324,7 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 		}
 		if lp := tr.lastPod(); !lp.IsZero() {
 			cy.seqDownTotal = lp.Sub(start)
+			windows = append(windows, auditWindow{side: 1, from: start, to: lp})
 		}
 		start = time.Now()
 		if err := sequentialScale(ctx, cs, ns, names, func(n string) int32 { return originals[n] }); err != nil {

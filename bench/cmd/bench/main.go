@@ -204,5 +204,7 @@ func cluster(ctx context.Context) (*kubeenv.Env, error) {
 		return kubeenv.Connect(dir)
 	}
 	logf("starting a test cluster (test/kubeenv)")
-	return kubeenv.Start(ctx, kubeenv.Options{LockWait: 10 * time.Minute, Logf: logf})
+	// CHARTREUSE_KUBE_AUDIT=1, as for test/env.sh: section 3 then summarizes
+	// the API server's audit log (who wrote what while the pods went).
+	return kubeenv.Start(ctx, kubeenv.Options{LockWait: 10 * time.Minute, Logf: logf, AuditLog: os.Getenv("CHARTREUSE_KUBE_AUDIT") != ""})
 }

@@ -136,10 +136,12 @@ func (r *report) String() string {
 				ms(c0.kubectlDown), ratio(c0.kubectlDown, median(downAPI)), ms(c0.kubectlRestore), ratio(c0.kubectlRestore, median(restAPI)))
 		}
 		fmt.Fprintf(&b, "   last pod gone → scale-down returned: %s [%s]\n", ms(median(lat)), spread(lat))
-		fmt.Fprintf(&b, "   targets: at least 5× faster than sequential: scale-down API %.2f× %s, scale-restore API %.2f× %s; last pod → return under 100 ms: %s %s\n",
+		b.WriteString(w.trace)
+		fmt.Fprintf(&b, "   targets: at least 5× faster than sequential: scale-down API %.2f× %s, scale-restore API %.2f× %s; last pod → return under 100 ms: %s %s; until the pods are gone no slower than sequential: %.2f× its time %s\n",
 			ratio(median(seqAPI), median(downAPI)), verdict(ratio(median(seqAPI), median(downAPI)) >= 5),
 			ratio(median(seqRest), median(restAPI)), verdict(ratio(median(seqRest), median(restAPI)) >= 5),
-			ms(median(lat)), verdict(median(lat) < 100*time.Millisecond))
+			ms(median(lat)), verdict(median(lat) < 100*time.Millisecond),
+			ratio(median(downAll), median(seqAll)), verdict(median(downAll) <= median(seqAll)))
 	}
 	if fp := r.footprint; fp != nil {
 		fmt.Fprintf(&b, "\n4. Footprint\n")
