@@ -1,10 +1,15 @@
 package gate
 
 import (
+	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
 
 func TestLeaseName(t *testing.T) {
@@ -53,6 +58,46 @@ func TestOptionsValidate(t *testing.T) {
 			err := o.Validate()
 			if (err == nil) != (tt.want == "") || err != nil && !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Validate() = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCheckDurations: the gate binary refuses a malformed duration parameter
+// with exit 2 and one line naming each, before it connects to anything (no
+// cluster here: the kubeconfig points nowhere).
+func TestCheckDurations(t *testing.T) {
+	base := []string{"gate", "--skip-version-check", "--kubeconfig", "/nonexistent", "--database-secret", "db", "--run-name", "r", "--run-uid", "u"}
+	tests := []struct {
+		name string
+		args []string
+		want []string // in the error line; none: valid (the step then fails connecting, not with 2)
+	}{
+		{"valid", []string{"--check-duration", "lock-wait=0", "--check-positive-duration", "ready-timeout=5m", "--check-duration", "retry-transient-for=10m"}, nil},
+		{"words", []string{"--check-positive-duration", "ready-timeout=5 minutes"}, []string{`ready-timeout='5 minutes' (a positive duration`}},
+		{"zero where positive", []string{"--check-positive-duration", "scale-timeout=0s"}, []string{`scale-timeout='0s' (a positive duration`}},
+		{"negative", []string{"--check-duration", "retry-transient-for=-1s"}, []string{`retry-transient-for='-1s' (a duration`}},
+		{"each named", []string{"--check-duration", "lock-wait=1d", "--check-positive-duration", "ready-timeout=", "--check-duration", "statement-timeout=5,0s"},
+			[]string{`lock-wait='1d'`, `ready-timeout=''`, `statement-timeout='5,0s'`, "nothing was changed"}},
+		{"not NAME=VALUE", []string{"--check-duration", "5m"}, []string{`'5m' is not NAME=VALUE`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := step.Run(t.Context(), Spec(), append(slices.Clone(base), tt.args...), &out, &errOut)
+			if tt.want == nil {
+				if code == failure.CodeUsage {
+					t.Fatalf("valid durations refused: %s", errOut.String())
+				}
+				return
+			}
+			if code != failure.CodeUsage {
+				t.Fatalf("exit %d, want %d\n%s", code, failure.CodeUsage, errOut.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut.String())
+				}
 			}
 		})
 	}

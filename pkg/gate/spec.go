@@ -32,6 +32,8 @@ type Options struct {
 	Timeout        time.Duration
 	PollInterval   time.Duration
 	ProgressEvery  time.Duration
+	Durations      durationChecks // --check-duration
+	Positive       durationChecks // --check-positive-duration
 }
 
 // Flags implements step.Options.
@@ -45,6 +47,8 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "acquire: how long to wait while another run holds the gate (then exit 75, naming it); release: how long to wait for the run's other tasks to stop (then the gate stays held until the run has finished, and the next run takes it over)", Destination: &o.Timeout},
 		&cli.DurationFlag{Name: "poll-interval", Value: 2 * time.Second, Usage: "how often to look again while waiting", Destination: &o.PollInterval},
 		&cli.DurationFlag{Name: "progress-interval", Value: 30 * time.Second, Usage: "how often to log that the step is still waiting", Destination: &o.ProgressEvery},
+		&cli.GenericFlag{Name: "check-duration", Usage: "NAME=VALUE, repeatable: a duration parameter of the run that later tasks read; a value time.ParseDuration refuses, or a negative one, fails the step (exit 2) before it takes the gate", Value: &o.Durations},
+		&cli.GenericFlag{Name: "check-positive-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, and 0 is refused too", Value: &o.Positive},
 	}
 }
 
@@ -65,7 +69,8 @@ func (o *Options) Validate() error {
 	if o.Timeout <= 0 || o.PollInterval <= 0 {
 		return fmt.Errorf("--timeout and --poll-interval must be positive")
 	}
-	return nil
+	o.Positive.positive = true
+	return checkDurations(&o.Positive, &o.Durations)
 }
 
 // namespaceUsage replaces kube.Options' wording: the gate lives beside the run.

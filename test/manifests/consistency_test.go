@@ -62,7 +62,7 @@ var agreedFlags = func() map[string][]string {
 			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy"}),
 		"scale-down":    cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
 		"scale-restore": cat(common, sel, []string{"only-run-uid", "supersede-database", "wait-ready", "ready-timeout"}),
-		"gate":          cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "task-run", "timeout", "poll-interval", "progress-interval"}),
+		"gate":          cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "task-run", "timeout", "poll-interval", "progress-interval", "check-duration", "check-positive-duration"}),
 	}
 }()
 
@@ -195,7 +195,7 @@ func containers(t testing.TB) []container {
 		written := map[string]bool{}
 		for _, s := range steps {
 			where := "Task " + name + " step " + s.Name
-			ct := container{Where: where, Engine: "tekton", Binary: binaryOf(t, where, s.Command), Args: s.Args, Env: s.Env,
+			ct := container{Where: where, Engine: "tekton", Binary: binaryOf(t, where, s.Command), Args: expandArrays(t, name, s.Args), Env: s.Env,
 				Image: s.Image, Security: s.SecurityContext, Resources: s.ComputeResources, WorkingDir: s.WorkingDir}
 			dir, _ := ct.flag("results-dir")
 			switch dir {
@@ -711,3 +711,29 @@ const (
 	argoRetryTransient = "lastRetry.exitCode == '75'"
 	argoRetryPodLevel  = "lastRetry.exitCode in ['75', '137', '143', '-1'] || lastRetry.status == 'Error'"
 )
+
+// expandArrays replaces an argument $(params.NAME[*]) of Task task with the
+// elements the Pipeline passes to it (every pipeline task of that Task, finally
+// included), so that the flags inside are checked like the others.
+func expandArrays(t testing.TB, task string, args []string) []string {
+	var out []string
+	for _, a := range args {
+		name, ok := strings.CutPrefix(a, "$(params.")
+		if name, ok = strings.CutSuffix(name, "[*])"); !ok {
+			out = append(out, a)
+			continue
+		}
+		p := tektonPipeline(t)
+		for _, pt := range append(slices.Clone(p.Spec.Tasks), p.Spec.Finally...) {
+			if pt.TaskRef == nil || pt.TaskRef.Name != task {
+				continue
+			}
+			for _, param := range pt.Params {
+				if param.Name == name {
+					out = append(out, param.Value.ArrayVal...)
+				}
+			}
+		}
+	}
+	return out
+}

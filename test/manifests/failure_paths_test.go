@@ -404,3 +404,50 @@ func TestArgoParameterGuardDurations(t *testing.T) {
 		}
 	}
 }
+
+// TestTektonDurationsChecked: every Pipeline parameter that holds a duration
+// (its default parses as one) is checked by the gate task, before anything
+// changes, as a positive duration where the steps need one; gate-timeout is the
+// gate's own --timeout. The gate binary's tests cover what a check refuses.
+func TestTektonDurationsChecked(t *testing.T) {
+	p := tektonPipeline(t)
+	checked := map[string]bool{}
+	for _, pt := range p.Spec.Tasks {
+		if pt.Name != "gate" {
+			continue
+		}
+		for _, param := range pt.Params {
+			if param.Name != "check-durations" {
+				continue
+			}
+			for _, f := range param.Value.ArrayVal {
+				flag, rest, _ := strings.Cut(f, "=")
+				name, value, _ := strings.Cut(rest, "=")
+				if value != "$(params."+name+")" {
+					t.Errorf("gate checks %s=%s, want the parameter $(params.%s)", name, value, name)
+				}
+				checked[name] = flag == "--check-positive-duration"
+			}
+		}
+	}
+	positive := []string{"wait-timeout", "patroni-timeout", "scale-timeout", "ready-timeout"}
+	for _, ps := range p.Spec.Params {
+		if ps.Default == nil || ps.Name == "gate-timeout" {
+			continue
+		}
+		if _, err := time.ParseDuration(ps.Default.StringVal); err != nil {
+			continue
+		}
+		pos, ok := checked[ps.Name]
+		switch {
+		case !ok:
+			t.Errorf("duration parameter %s is not checked by the gate task (check-durations)", ps.Name)
+		case pos != slices.Contains(positive, ps.Name):
+			t.Errorf("duration parameter %s: checked as positive %v, want %v", ps.Name, pos, slices.Contains(positive, ps.Name))
+		}
+		delete(checked, ps.Name)
+	}
+	for name := range checked {
+		t.Errorf("gate checks %s, which is no duration parameter of the Pipeline", name)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path"
@@ -97,6 +98,28 @@ type tektonParam struct {
 	Name        string  `json:"name"`
 	Default     *string `json:"default"`
 	Description string  `json:"description"`
+}
+
+// UnmarshalJSON reads an array param's default (e.g. the gate's check-durations)
+// as its JSON text.
+func (p *tektonParam) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Name        string          `json:"name"`
+		Default     json.RawMessage `json:"default"`
+		Description string          `json:"description"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	p.Name, p.Description, p.Default = raw.Name, raw.Description, nil
+	if len(raw.Default) > 0 && string(raw.Default) != "null" {
+		var s string
+		if json.Unmarshal(raw.Default, &s) != nil {
+			s = string(raw.Default)
+		}
+		p.Default = &s
+	}
+	return nil
 }
 
 type tektonStep struct {

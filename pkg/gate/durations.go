@@ -1,0 +1,56 @@
+package gate
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// durationChecks are the run's duration parameters that the gate checks before
+// anything changes, given as --check-duration NAME=VALUE: Tekton's when
+// expressions compare values with lists, so a malformed duration that only a
+// later task reads (scale-restore's ready-timeout, after migrate) would
+// otherwise be found with the application already stopped.
+type durationChecks struct {
+	positive bool // 0 is refused too (the steps need some time)
+	checks   []string
+}
+
+// Set implements cli.Generic: one NAME=VALUE per flag, commas kept.
+func (d *durationChecks) Set(s string) error {
+	if name, _, ok := strings.Cut(s, "="); !ok || name == "" {
+		return fmt.Errorf("'%s' is not NAME=VALUE, e.g. ready-timeout=5m", s)
+	}
+	d.checks = append(d.checks, s)
+	return nil
+}
+
+func (d *durationChecks) String() string { return strings.Join(d.checks, " ") }
+
+// invalid lists every check whose value is not a duration the steps take.
+func (d *durationChecks) invalid() []string {
+	var bad []string
+	for _, c := range d.checks {
+		name, value, _ := strings.Cut(c, "=")
+		v, err := time.ParseDuration(value)
+		switch {
+		case d.positive && (err != nil || v <= 0):
+			bad = append(bad, fmt.Sprintf("%s='%s' (a positive duration, e.g. 5m)", name, value))
+		case err != nil || v < 0:
+			bad = append(bad, fmt.Sprintf("%s='%s' (a duration, e.g. 10s, or 0)", name, value))
+		}
+	}
+	return bad
+}
+
+// checkDurations names every invalid value of the checks, in one error.
+func checkDurations(checks ...*durationChecks) error {
+	var bad []string
+	for _, c := range checks {
+		bad = append(bad, c.invalid()...)
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("invalid parameters: %s; fix them and start the run again: nothing was changed", strings.Join(bad, "; "))
+	}
+	return nil
+}
