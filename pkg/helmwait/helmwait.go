@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -222,4 +223,61 @@ func detailsCommand(gvr schema.GroupVersionResource, ns, name string) string {
 		return fmt.Sprintf("argo get -n %s %s", ns, name)
 	}
 	return fmt.Sprintf("tkn pipelinerun describe -n %s %s", ns, name)
+}
+
+// CheckDeclared reads the WorkflowTemplate or Pipeline the run refers to, as installed
+// in the namespace, and refuses (permanently, naming them) the parameters the run
+// sets that it does not declare. In the hook's pre-upgrade mode the installed one is
+// still the previous release's, which may predate a parameter of this chart version.
+func (w *Waiter) CheckDeclared(ctx context.Context, r *Run) error {
+	var defGVR schema.GroupVersionResource
+	var defKind, ref string
+	var runParams []any
+	if r.gvr == workflows {
+		defGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflowtemplates"}
+		defKind = "WorkflowTemplate"
+		ref, _, _ = unstructured.NestedString(r.obj.Object, "spec", "workflowTemplateRef", "name")
+		runParams, _, _ = unstructured.NestedSlice(r.obj.Object, "spec", "arguments", "parameters")
+	} else {
+		defGVR = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelines"}
+		defKind = "Pipeline"
+		ref, _, _ = unstructured.NestedString(r.obj.Object, "spec", "pipelineRef", "name")
+		runParams, _, _ = unstructured.NestedSlice(r.obj.Object, "spec", "params")
+	}
+	if ref == "" {
+		return failure.Permanentf("the %s names no %s to run (spec.%s)", r.Kind(), defKind, map[bool]string{true: "workflowTemplateRef.name", false: "pipelineRef.name"}[r.gvr == workflows])
+	}
+	def, err := w.Client.Resource(defGVR).Namespace(w.Namespace).Get(ctx, ref, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return failure.Permanentf("%s %s is not installed in namespace %s: install the chart's manifests there (installManifests: true in one release of the namespace)", defKind, ref, w.Namespace)
+	case err != nil:
+		return failure.Transientf("reading %s %s: %w", defKind, ref, err)
+	}
+	var declared []any
+	if r.gvr == workflows {
+		declared, _, _ = unstructured.NestedSlice(def.Object, "spec", "arguments", "parameters")
+	} else {
+		declared, _, _ = unstructured.NestedSlice(def.Object, "spec", "params")
+	}
+	names := map[string]bool{}
+	for _, p := range declared {
+		if m, ok := p.(map[string]any); ok {
+			n, _ := m["name"].(string)
+			names[n] = true
+		}
+	}
+	var missing []string
+	for _, p := range runParams {
+		if m, ok := p.(map[string]any); ok {
+			if n, _ := m["name"].(string); !names[n] {
+				missing = append(missing, n)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return failure.Permanentf("the installed %s %s does not declare the parameter(s) %s that this chart version sets (it is an earlier release's); run this upgrade once with the hook after the deployment (post-upgrade), or apply the new manifests first",
+			defKind, ref, strings.Join(missing, ", "))
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
@@ -167,6 +168,81 @@ func TestWaiterOnCluster(t *testing.T) {
 			o = <-done
 			if o.err == nil || !strings.Contains(o.err.Error(), "deleted before it ended") || failure.KindOf(o.err) != failure.Permanent {
 				t.Errorf("deleted run: %v, want a permanent error saying so", o.err)
+			}
+		})
+	}
+}
+
+// TestCheckDeclaredOnCluster: the pre-upgrade check of pkg/helmwait against the
+// WorkflowTemplate / Pipeline of workflowtemplates/ and tekton/ created on the real
+// API server: none installed, the current one, and an earlier one without a parameter
+// the chart sets.
+func TestCheckDeclaredOnCluster(t *testing.T) {
+	env := kubeenv.Shared(t)
+	cfg, err := env.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ensureCRDs(ctx, t, dyn)
+	for _, tc := range []struct {
+		engine, key string
+		gvr         schema.GroupVersionResource
+		params      []string // path of the declared parameters
+	}{
+		{"argo", "WorkflowTemplate/chartreuse", schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflowtemplates"}, []string{"spec", "arguments", "parameters"}},
+		{"tekton", "Pipeline/chartreuse", schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelines"}, []string{"spec", "params"}},
+	} {
+		t.Run(tc.engine, func(t *testing.T) {
+			ns := env.NewNamespace(t)
+			_, runYAML := runOf(t, mustRender(t, ciValues(t, tc.engine)))
+			run, err := helmwait.Parse(runYAML)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := &helmwait.Waiter{Client: dyn, Namespace: ns, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+
+			err = w.CheckDeclared(ctx, run)
+			if err == nil || !strings.Contains(err.Error(), "is not installed in namespace "+ns) || failure.KindOf(err) != failure.Permanent {
+				t.Errorf("nothing installed: %v, want a permanent error saying so", err)
+			}
+
+			def := sourceObjects(t, tc.engine)[tc.key].obj.DeepCopy()
+			def.SetNamespace(ns)
+			ri := dyn.Resource(tc.gvr).Namespace(ns)
+			created, err := ri.Create(ctx, def, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.CheckDeclared(ctx, run); err != nil {
+				t.Errorf("the current %s installed: %v", tc.key, err)
+			}
+
+			// An earlier release's definition, without risk-policy.
+			params, _, _ := unstructured.NestedSlice(created.Object, tc.params...)
+			var kept []any
+			for _, p := range params {
+				if p.(map[string]any)["name"] != "risk-policy" {
+					kept = append(kept, p)
+				}
+			}
+			if len(kept) != len(params)-1 {
+				t.Fatalf("%s declares no risk-policy", tc.key)
+			}
+			if err := unstructured.SetNestedSlice(created.Object, kept, tc.params...); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ri.Update(ctx, created, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			err = w.CheckDeclared(ctx, run)
+			if err == nil || !strings.Contains(err.Error(), "does not declare the parameter(s) risk-policy that this chart version sets") || failure.KindOf(err) != failure.Permanent {
+				t.Errorf("an earlier %s without risk-policy: %v, want a permanent refusal naming risk-policy", tc.key, err)
 			}
 		})
 	}
