@@ -718,8 +718,9 @@ const (
 func expandArrays(t testing.TB, task string, args []string) []string {
 	var out []string
 	for _, a := range args {
-		name, ok := strings.CutPrefix(a, "$(params.")
-		if name, ok = strings.CutSuffix(name, "[*])"); !ok {
+		name, isParam := strings.CutPrefix(a, "$(params.")
+		name, isArray := strings.CutSuffix(name, "[*])")
+		if !isParam || !isArray {
 			out = append(out, a)
 			continue
 		}
