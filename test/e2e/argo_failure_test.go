@@ -344,3 +344,24 @@ func (s *argoSuite) testTwoDatabasesShareWorkloads(t *testing.T) {
 	wantVersions(t, vs, 1, 2, 3)
 	a.wantRestored(t)
 }
+
+// A migrate-role the login user cannot take fails plan, before anything is
+// stopped (it once failed only in migrate, with the application down and
+// on-migrate-failure=keep-down keeping it so).
+func (s *argoSuite) testWrongRoleRefusedBeforeStopping(t *testing.T) {
+	c := s.newCase(t, "role")
+	before := c.appState(t)
+	wf := c.run(t, "", map[string]string{"migrate-role": "no_such_role"})
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"plan": wfv1.NodeFailed})
+	notRun(t, wf, "scale-down", "migrate", "scale-restore", "restore", "rollback")
+	if a := engines.ArgoAttempts(wf, "plan"); len(a) != 1 || a[0].ExitCode != "1" {
+		t.Errorf("plan attempts %+v, want one, refused with exit 1", a)
+	}
+	logLine(t, s.argo.StepLogs(context.Background(), wf, 200), "--role: SET ROLE")
+	wantVersions(t, c.versions(t))
+	after := c.appState(t)
+	if after.Generation != before.Generation || len(after.Annotations) != 0 || after.CronSuspended || !maps1Equal(before.Pods, after.Pods) {
+		t.Errorf("application touched: before %+v after %+v", before, after)
+	}
+}

@@ -116,10 +116,12 @@ func TestArgo(t *testing.T) {
 		{"auto-blocking-stops", s.testAutoBlocking},
 		{"auto-additive-fails-rolls-back", s.testAutoAdditiveFailsRollsBack},
 		{"auto-additive-fails-keep-down", s.testAutoAdditiveFailsKeepDown},
+		{"auto-unbounded-lock-timeout-stops", s.testAutoUnboundedLockTimeout},
 		// The failure paths (argo_failure_test.go).
 		{"stop-restores-only-its-own", s.testStopRestoresOnlyItsOwn},
 		{"stopped-rollback-outlasts-held-lock", s.testStoppedRollbackOutlastsLock},
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
+		{"wrong-role-refused-before-stopping", s.testWrongRoleRefusedBeforeStopping},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"not-ready-fails-the-run", s.testNotReady},
 		// Migrations from git (argo_git_test.go).

@@ -322,3 +322,33 @@ func (s *tektonSuite) testAutoAdditiveFailsRollsBack(t *testing.T) {
 		t.Errorf("application touched: %+v", st)
 	}
 }
+
+// Argo, additive statements but lock-timeout=0 (wait for locks without end):
+// plan gets the run's lock-timeout, so it says needs-downtime true and auto
+// stops the application (plan once ran with its own 10 s and said false).
+func (s *argoSuite) testAutoUnboundedLockTimeout(t *testing.T) {
+	c := s.newCase(t, "auto-lt0")
+	if err := c.db.MigrateTo(t.Context(), autoAdditive, 1); err != nil {
+		t.Fatal(err)
+	}
+	wf := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/auto-additive", "stop-workloads": "auto", "lock-timeout": "0"})
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"plan": wfv1.NodeSucceeded, "scale-down": wfv1.NodeSucceeded, "migrate": wfv1.NodeSucceeded, "scale-restore": wfv1.NodeSucceeded})
+	wantOutputs(t, wf, "plan", map[string]string{"pending": "true", "needs-downtime": "true"})
+	wantAdditiveApplied(t, c.db)
+	c.wantRestored(t)
+}
+
+// Tekton, as on Argo.
+func (s *tektonSuite) testAutoUnboundedLockTimeout(t *testing.T) {
+	c := s.newCase(t, nil)
+	if err := c.db.MigrateTo(t.Context(), autoAdditive, 1); err != nil {
+		t.Fatal(err)
+	}
+	pr, trs := c.run(t, c.pipelineRun(t, "auto-additive", map[string]string{"stop-workloads": "auto", "lock-timeout": "0"}))
+	wantSucceeded(t, pr, true)
+	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down", "migrate", "scale-restore"}, nil, append([]string{"wait-patroni"}, allFinally...))
+	wantResults(t, trs, "plan", map[string]string{"pending": "true", "needs-downtime": "true"})
+	wantAdditiveApplied(t, c.db)
+	c.wantRestored(t)
+}

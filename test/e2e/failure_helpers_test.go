@@ -73,6 +73,11 @@ func badParameters() []map[string]string {
 		{"allow-empty-database": "False"},
 		{"allow-out-of-order": "yes"},
 		{"log-format": "JSON"},
+		// Durations (Argo's guard, Tekton's gate task): restore-time ones were
+		// once read first by scale-restore, after migrate, the application stopped.
+		{"ready-timeout": "5 minutes"},
+		{"retry-transient-for": "-1s"},
+		{"lock-wait": "1d"},
 	}
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -266,4 +267,18 @@ func (s *tektonSuite) testTwoDatabasesShareWorkloads(t *testing.T) {
 	}
 	wantVersions(t, vs, 1, 2, 3)
 	c.wantRestored(t)
+}
+
+// A migrate-role the login user cannot take fails plan, before anything is
+// stopped (it once failed only in migrate, with the application down).
+func (s *tektonSuite) testWrongRoleRefusedBeforeStopping(t *testing.T) {
+	c := s.newCase(t, nil)
+	pr, trs := c.run(t, c.pipelineRun(t, "", map[string]string{"migrate-role": "no_such_role"}))
+	wantSucceeded(t, pr, false)
+	wantTasks(t, pr, trs, []string{"wait-for-db"}, []string{"plan"}, nil)
+	if codes := engines.StepExitCodes(trs["plan"]); len(codes) == 0 || slices.ContainsFunc(codes, func(c string) bool { return c != "plan=1" }) {
+		t.Errorf("plan exit codes %v, want 1 in every attempt (a role that cannot be taken is permanent)", codes)
+	}
+	c.wantVersions(t)
+	c.wantUntouched(t)
 }

@@ -42,6 +42,7 @@ func TestTekton(t *testing.T) {
 		{"auto-additive-keeps-running", s.testAutoAdditive},
 		{"auto-blocking-stops", s.testAutoBlocking},
 		{"auto-additive-fails-rolls-back", s.testAutoAdditiveFailsRollsBack},
+		{"auto-unbounded-lock-timeout-stops", s.testAutoUnboundedLockTimeout},
 		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		{"tag-trigger", s.testTagTrigger},
 		// Migrations from git (tekton_git_test.go).
@@ -56,6 +57,7 @@ func TestTekton(t *testing.T) {
 		{"cancel-restores-only-its-own", s.testCancelRestoresOnlyItsOwn},
 		{"rollback-outlasts-held-lock", s.testRollbackOutlastsLock},
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
+		{"wrong-role-refused-before-stopping", s.testWrongRoleRefusedBeforeStopping},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"not-ready-fails-the-run", s.testNotReady},
 		{"edited-migration-refused-then-accepted", s.testEditedMigration},
