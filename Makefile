@@ -40,5 +40,6 @@ image: ## the container image, built without Docker, as dist/chartreuse-$(VERSIO
 	$(GO) run ./images/build/cmd -o dist/chartreuse-$(VERSION).tar
 
 .PHONY: docs
-docs: ## regenerate docs/reference from the step binaries and the manifests (test/cmd/docgen checks it)
+docs: ## regenerate docs/reference from the step binaries and the manifests, and the Helm chart's copies of the manifests (their tests check both)
 	$(GO) run ./test/cmd/docgen
+	$(GO) run ./test/cmd/chartsync

@@ -375,7 +375,7 @@ func TestArgoParameterGuardDurations(t *testing.T) {
 	c := templateByName(t, wft, argoGuard).Container
 	positive := []string{"wait-timeout", "image-pull-timeout", "patroni-timeout", "scale-timeout", "ready-timeout"}
 	orZero := []string{"lock-wait", "lock-timeout", "statement-timeout", "retry-transient-for"}
-	values := []string{"5m", "10s", "1h30m", "0.5s", ".5s", "1.s", "250ms", "3us", "3µs", "0", "0s", "00m",
+	values := []string{"5m", "10s", "1h30m", "0.5s", ".5s", "1.s", "250ms", "3us", "3µs", "3μs", "1h1h", "0", "0s", "00m",
 		"", "5", "5 m", "5min", "1d", "-1s", "+1s", "5m ", " 5m", "s", ".s", "1e3s", "5M", "ten"}
 	for _, name := range append(slices.Clone(positive), orZero...) {
 		needPositive := slices.Contains(positive, name)
