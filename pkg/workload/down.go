@@ -94,6 +94,7 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	}
 	defer w.stop()
 	wt := &waiter{w: w, clock: d.Clock, log: d.Log, progressEvery: d.ProgressEvery, deadline: start.Add(d.Timeout), timeout: d.Timeout}
+	rsc := d.newReplicaSetCopier(ctx, ws)
 
 	var outcomes []Outcome
 	groups := group(ws, true)
@@ -101,7 +102,7 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		if len(groups) > 1 {
 			d.Log.Info("stopping priority group", "stop-priority", g[0].Priority, "workloads", len(g))
 		}
-		out, stopped, err := d.stopGroup(ctx, f, g, w, start.Add(d.Timeout))
+		out, stopped, err := d.stopGroup(ctx, f, g, w, rsc, start.Add(d.Timeout))
 		outcomes = append(outcomes, out...)
 		if err != nil {
 			return outcomes, err
@@ -148,11 +149,11 @@ func (d *Downer) selected(ctx context.Context, f finder, sel Selection) ([]*Work
 // stopGroup stops one priority group, then starts the watch (once) and writes
 // the Events. It returns what each workload stopped was and as it is now, and
 // the first failure (the calls in flight finish; no new one starts after it).
-func (d *Downer) stopGroup(ctx context.Context, f finder, g []*Workload, w *watcher, until time.Time) ([]Outcome, []*Workload, error) {
+func (d *Downer) stopGroup(ctx context.Context, f finder, g []*Workload, w *watcher, rsc *replicaSetCopier, until time.Time) ([]Outcome, []*Workload, error) {
 	results := make([]stopResult, len(g))
 	errs := forEach(ctx, len(g), concurrency, true, func(i int) error {
 		var err error
-		results[i], err = d.stop(ctx, f, g[i], until)
+		results[i], err = d.stop(ctx, f, g[i], rsc, until)
 		return err
 	})
 	var (
@@ -201,7 +202,7 @@ func (d *Downer) emitEvents(ctx context.Context, results []stopResult, errs []er
 
 // stop records and stops one workload, retrying with a fresh read after a
 // conflict or an API server that did not answer, until the step's time is up.
-func (d *Downer) stop(ctx context.Context, f finder, wl *Workload, until time.Time) (stopResult, error) {
+func (d *Downer) stop(ctx context.Context, f finder, wl *Workload, rsc *replicaSetCopier, until time.Time) (stopResult, error) {
 	var res stopResult
 	retry := changeRetry{backoffs: d.Backoffs, clock: d.Clock, until: until, log: d.Log}
 	err := retry.run(ctx, wl.String(), func(fresh bool) error {
@@ -219,7 +220,7 @@ func (d *Downer) stop(ctx context.Context, f finder, wl *Workload, until time.Ti
 			d.Log.Debug("retrying with a fresh read", "workload", wl.String())
 		}
 		var err error
-		res, err = d.stopOnce(ctx, cur)
+		res, err = d.stopOnce(ctx, cur, rsc)
 		return err
 	})
 	if err != nil && apierrors.IsConflict(err) {
@@ -231,8 +232,9 @@ func (d *Downer) stop(ctx context.Context, f finder, wl *Workload, until time.Ti
 // stopOnce makes at most one change: a JSON merge patch of the workload that writes
 // the record (unless an earlier run did) together with replicas 0 or suspend, valid
 // only for the resourceVersion read, so the record always holds what the workload
-// had just before it was stopped.
-func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) {
+// had just before it was stopped. A new record on a Deployment goes to its
+// current ReplicaSet first, when rsc can (replicaSetCopier).
+func (d *Downer) stopOnce(ctx context.Context, w *Workload, rsc *replicaSetCopier) (stopResult, error) {
 	p := patcher{cs: d.Client, ns: d.Namespace}
 	rec, has, err := w.readRecord()
 	if err != nil {
@@ -252,6 +254,7 @@ func (d *Downer) stopOnce(ctx context.Context, w *Workload) (stopResult, error) 
 		ann = d.keepRecord(w, rec)
 	} else {
 		ann, rec = d.newRecord(w, now)
+		rsc.copyRecord(ctx, d, w, ann)
 	}
 	if ann != nil {
 		meta["annotations"] = ann
