@@ -76,7 +76,7 @@ func (c *cluster) currentReplicaSet(name string) *appsv1.ReplicaSet {
 func annotationManagers(obj metav1.Object, key string) []string {
 	var out []string
 	for _, m := range obj.GetManagedFields() {
-		if m.FieldsV1 != nil && strings.Contains(string(m.FieldsV1.Raw), `"f:`+key+`"`) {
+		if m.FieldsV1 != nil && strings.Contains(m.FieldsV1.GetRawString(), `"f:`+key+`"`) {
 			out = append(out, m.Manager)
 		}
 	}
