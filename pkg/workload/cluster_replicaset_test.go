@@ -2,11 +2,13 @@ package workload
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -14,9 +16,9 @@ import (
 // the Deployment, so the deployment controller has nothing to copy and scales
 // in one write (replicaset.go). Who wrote the record's fields on the
 // ReplicaSet is in its managedFields: before, the controller's
-// (kube-controller-manager) copy. Without permission on ReplicaSets (the
-// documented Role) the step still stops the Deployment and says why it left
-// the copy to the controller.
+// (kube-controller-manager) copy. The documented Role grants it; without
+// permission on ReplicaSets the step still stops the Deployment and says why it
+// left the copy to the controller.
 func TestClusterRecordOnReplicaSetFirst(t *testing.T) {
 	c := newCluster(t)
 	c.deployment("first", 1, appOpts{labels: map[string]string{"rs": "admin"}})
@@ -33,7 +35,8 @@ func TestClusterRecordOnReplicaSetFirst(t *testing.T) {
 		return true, ""
 	})
 
-	c.mustRun(0, ScaleDownSpec(), "", "--selector", "rs=admin")
+	// The documented Role (the workflows' own) lets the step write the ReplicaSet.
+	c.mustRun(0, ScaleDownSpec(), c.serviceAccountKubeconfig("migrator", scaleRole(t)), "--selector", "rs=admin")
 	rs := c.currentReplicaSet("first")
 	for _, k := range []string{AnnotationReplicas, AnnotationBy, AnnotationAt} {
 		if rs.Annotations[k] != c.getDeployment("first").Annotations[k] {
@@ -44,8 +47,10 @@ func TestClusterRecordOnReplicaSetFirst(t *testing.T) {
 		t.Errorf("ReplicaSet %s: %s written by %v, want only %s", rs.Name, AnnotationAt, got, fieldManager)
 	}
 
-	role := c.serviceAccountKubeconfig("migrator", scaleRole(t))
-	r := c.mustRun(0, ScaleDownSpec(), role, "--selector", "rs=role")
+	// A Role without it: the controller copies, as before.
+	noRS := scaleRole(t)
+	noRS.Rules = slices.DeleteFunc(noRS.Rules, func(r rbacv1.PolicyRule) bool { return slices.Contains(r.Resources, "replicasets") })
+	r := c.mustRun(0, ScaleDownSpec(), c.serviceAccountKubeconfig("migrator-no-rs", noRS), "--selector", "rs=role")
 	if !strings.Contains(r.stderr, "not writing the record to the ReplicaSets first") {
 		t.Errorf("without permission on ReplicaSets the step did not say it left the copy to the controller:\n%s", r.stderr)
 	}

@@ -124,7 +124,7 @@ func TestStepPermissions(t *testing.T) {
 	// what would matter most in a stolen credential.
 	probes := rbacrules.Expand([]rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods", "pods/exec", "pods/ephemeralcontainers", "secrets", "configmaps", "serviceaccounts/token", "events"}, Verbs: allVerbs},
-		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets"}, Verbs: allVerbs},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "replicasets"}, Verbs: allVerbs},
 		{APIGroups: []string{"batch"}, Resources: []string{"cronjobs", "jobs"}, Verbs: allVerbs},
 		{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflows", "workflowtaskresults"}, Verbs: allVerbs},
 		{APIGroups: []string{"tekton.dev"}, Resources: []string{"pipelineruns", "taskruns"}, Verbs: allVerbs},
