@@ -37,6 +37,18 @@ func TestLockWaitResults(t *testing.T) {
 		}
 	})
 
+	t.Run("sql time", func(t *testing.T) {
+		d := newDB(t)
+		dir := writeDir(t, files{"00001_slow.sql": mig("CREATE TABLE a (id int);\nSELECT pg_sleep(0.3);", "DROP TABLE a;")})
+		o := mustRun(t, d.url(), dir)
+		if v := seenResult(t, o, "sql-seconds"); v < 0.3 {
+			t.Fatalf("sql-seconds %v for a migration that sleeps 0.3 s", v)
+		}
+		if o := mustRun(t, d.url(), dir); o.result("sql-seconds") != "0.000" {
+			t.Fatalf("nothing to apply: sql-seconds %q", o.result("sql-seconds"))
+		}
+	})
+
 	t.Run("another migrator's lock", func(t *testing.T) {
 		d := newDB(t)
 		holder := d.conn()

@@ -409,6 +409,25 @@ func (pw *PodWatch) Window(start time.Time) (down, up time.Time) {
 	return down, time.Time{}
 }
 
+// FirstNewReady is the first pod that did not exist at start to become Ready:
+// when it was first seen and when it was Ready (zero times if none was).
+func (pw *PodWatch) FirstNewReady(start time.Time) (seen, ready time.Time) {
+	before := pw.Existing(start)
+	first := map[types.UID]time.Time{}
+	for _, e := range pw.Events() {
+		if _, old := before[e.UID]; old || e.Type == watch.Deleted {
+			continue
+		}
+		if _, ok := first[e.UID]; !ok {
+			first[e.UID] = e.At
+		}
+		if e.Ready {
+			return first[e.UID], e.At
+		}
+	}
+	return time.Time{}, time.Time{}
+}
+
 // LastDeleted returns when the last of pods was deleted (zero if one never was).
 func (pw *PodWatch) LastDeleted(pods map[types.UID]string) time.Time {
 	var last time.Time

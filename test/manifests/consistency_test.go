@@ -72,7 +72,7 @@ var agreedResults = map[string][]string{
 	"wait-for-db":    {"attempts", "waited"},
 	"wait-patroni":   {},
 	"migrate --plan": {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime"},
-	"migrate":        {"applied", "applied-versions", "current-version", "target-version", "git-commit", "migrations-digest", "lock-wait-seconds", "table-lock-wait-seconds"},
+	"migrate":        {"applied", "applied-versions", "current-version", "target-version", "git-commit", "migrations-digest", "lock-wait-seconds", "table-lock-wait-seconds", "sql-seconds"},
 	"scale-down":     {"scaled", "workloads"},
 	"scale-restore":  {"restored", "workloads", "downtime-seconds"},
 	"gate":           {},

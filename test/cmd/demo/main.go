@@ -31,6 +31,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -326,8 +327,19 @@ func report(wf *wfv1.Workflow, before, after int64, pods *e2e.PodWatch, start ti
 	fmt.Printf("   workloads stopped: %s\n", strings.Join(stopped, ", "))
 	down, up := pods.Window(start)
 	if !down.IsZero() && !up.IsZero() {
+		window := up.Sub(down)
 		fmt.Printf("   downtime: first pod stopping %s -> first new pod ready %s = %s\n",
-			down.Format("15:04:05.0"), up.Format("15:04:05.0"), up.Sub(down).Round(100*time.Millisecond))
+			down.Format("15:04:05.0"), up.Format("15:04:05.0"), window.Round(100*time.Millisecond))
+		// The floor (issue 13): what no orchestration can save, measured in this run.
+		gone := pods.LastDeleted(pods.Existing(start))
+		seen, ready := pods.FirstNewReady(start)
+		sql, err := strconv.ParseFloat(migrate.Outputs["sql-seconds"], 64)
+		if !gone.IsZero() && !seen.IsZero() && err == nil {
+			stopping, starting := gone.Sub(down), ready.Sub(seen)
+			floor := stopping + time.Duration(sql*float64(time.Second)) + starting
+			fmt.Printf("   floor: pods terminating %s + migrations' SQL %.3fs + a new pod starting %s = %s; window/floor %.1fx\n",
+				stopping.Round(100*time.Millisecond), sql, starting.Round(100*time.Millisecond), floor.Round(100*time.Millisecond), window.Seconds()/floor.Seconds())
+		}
 	}
 	if d := out["downtime-seconds"]; d != "" {
 		fmt.Printf("   scale-restore measured %ss down (recorded stop -> restored and ready: output downtime-seconds, metric argo_workflows_chartreuse_downtime_seconds)\n", d)

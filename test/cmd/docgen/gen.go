@@ -73,6 +73,7 @@ var Binaries = []binary{
 		{"needs-downtime", "with `--plan` only: `false` when something is pending and every pending statement is additive (the running version can keep running through it: see [operations](../operations.md#downtime-only-when-needed)); `false` with nothing pending (the parser is not started); `true` otherwise, and when the analysis did not run or a statement is not analysed. The workflows' `stop-workloads=auto` stops the application only when it is `true`"},
 		{"lock-wait-seconds", "not with `--plan`: seconds, to the tenth, from asking for the migration lock to holding it (another migrator held it); Argo's `chartreuse_migration_lock_wait_seconds`"},
 		{"table-lock-wait-seconds", "not with `--plan`: seconds its migrations were seen waiting for locks on tables (blocked by the application's or another session's transactions), sampled about every `--lock-timeout`/10 (at most every half second), so a shorter wait may not count; Argo's `chartreuse_table_lock_wait_seconds`"},
+		{"sql-seconds", "not with `--plan`: seconds, to the millisecond, the migrations this run applied or rolled back took, each from its start to its commit (lock waits included): the SQL part of the downtime floor `make demo` reports"},
 	}},
 	{"scale-restore", workload.ScaleRestoreSpec, []result{
 		{"restored", "number of workloads whose record this run handled (restored, or kept at a newer value)"},
