@@ -35,8 +35,8 @@ const revisionAnnotation = "deployment.kubernetes.io/revision"
 // replicaSetCopier writes a new record to each Deployment's current
 // ReplicaSet just before the Deployment itself, so that the deployment
 // controller finds nothing to copy and scales at once. It is an optimisation:
-// without permission to list or patch ReplicaSets (not part of
-// rbac/role.yaml), or on any error, the controller copies the record itself.
+// without permission to list or patch ReplicaSets (rbac/role.yaml grants it),
+// or on any error, the controller copies the record itself.
 type replicaSetCopier struct {
 	p       patcher
 	current map[types.UID]*appsv1.ReplicaSet // Deployment UID → its current ReplicaSet
