@@ -124,7 +124,9 @@ func (o *RunOptions) Validate() error {
 	if o.ProgressEvery <= 0 {
 		return fmt.Errorf("--progress-interval %s must be positive, e.g. 10s", o.ProgressEvery)
 	}
-	if o.restore && o.ReadyTimeout <= 0 {
+	// Only a restore that waits reads it: the exit handler's restores (no wait)
+	// must not fail over it after a migration, leaving the application stopped.
+	if o.restore && o.WaitReady && o.ReadyTimeout <= 0 {
 		return fmt.Errorf("--ready-timeout %s must be positive, e.g. 5m", o.ReadyTimeout)
 	}
 	o.RunID = strings.TrimSpace(o.RunID)

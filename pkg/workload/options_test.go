@@ -62,7 +62,7 @@ func TestSpecUsageErrors(t *testing.T) {
 		{"restore bad selector", ScaleRestoreSpec(), []string{"--selector", "=x"}, 2, "--selector"},
 		{"restore zero timeout", ScaleRestoreSpec(), []string{"--timeout", "0s"}, 2, "--timeout"},
 		{"restore unknown flag", ScaleRestoreSpec(), []string{"--replicas", "3"}, 2, "replicas"},
-		{"restore zero ready timeout", ScaleRestoreSpec(), []string{"--ready-timeout", "0s"}, 2, "--ready-timeout"},
+		{"restore zero ready timeout", ScaleRestoreSpec(), []string{"--wait-ready", "--ready-timeout", "0s"}, 2, "--ready-timeout"},
 		{"restore multi-line run uid", ScaleRestoreSpec(), []string{"--only-run-uid", "a\nb"}, 2, "--only-run-uid"},
 		{"multi-line run uid", ScaleDownSpec(), []string{"--workload", "deploy/web", "--run-uid", "a\nb"}, 2, "--run-uid"},
 		{"run uid on restore", ScaleRestoreSpec(), []string{"--run-uid", "x"}, 2, "run-uid"},
@@ -93,5 +93,19 @@ func TestWorkloadFlagsFromEnvironment(t *testing.T) {
 	s := so.Selection()
 	if s.Selector.String() != "tier=backend" || len(s.Refs) != 2 || s.Refs[1].String() != "statefulset/db" {
 		t.Fatalf("%+v", s)
+	}
+}
+
+// TestRestoreWithoutWaitIgnoresReadyTimeout: a restore that does not wait is
+// not refused over --ready-timeout (Argo's exit handler passes the run's
+// parameter to restores that do not wait; refusing there left the application
+// stopped after a good migration).
+func TestRestoreWithoutWaitIgnoresReadyTimeout(t *testing.T) {
+	for _, v := range []string{"0s", "-1s"} {
+		var out, errOut bytes.Buffer
+		code := step.Run(context.Background(), ScaleRestoreSpec(), []string{"scale-restore", "--skip-version-check", "--kubeconfig", "/nonexistent", "--ready-timeout", v}, &out, &errOut)
+		if code == 2 || strings.Contains(errOut.String(), "--ready-timeout") {
+			t.Errorf("--ready-timeout %s without --wait-ready: exit %d\n%s", v, code, errOut.String())
+		}
 	}
 }

@@ -76,6 +76,7 @@ func badParameters() []map[string]string {
 		// Durations (Argo's guard, Tekton's gate task): restore-time ones were
 		// once read first by scale-restore, after migrate, the application stopped.
 		{"ready-timeout": "5 minutes"},
+		{"ready-timeout": "0.1ns"}, // 0 to the steps: once passed Argo's guard
 		{"retry-transient-for": "-1s"},
 		{"lock-wait": "1d"},
 	}

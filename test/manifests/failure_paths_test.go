@@ -3,6 +3,7 @@ package manifests
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -357,10 +358,13 @@ func TestTektonParameterGuards(t *testing.T) {
 }
 
 // TestArgoParameterGuardDurations: the guard refuses a duration parameter that
-// the step binaries' time.ParseDuration would refuse, or a negative one, or 0
-// where the step needs a positive one, before anything runs. The steps that take
-// ready-timeout and retry-transient-for run only after migrate: a bad value found
-// there once left the application stopped.
+// its steps or pod deadlines would refuse, before anything runs: what
+// time.ParseDuration refuses, a negative one, one below a second where a step
+// needs some time (a pod deadline of 0 seconds is invalid, a ready-timeout of
+// 0.1ns is 0), and one above the step's own limit or a year (a pod deadline
+// above 2^31 s is invalid). The steps that take ready-timeout and
+// retry-transient-for run only after migrate: a bad value found there once
+// left the application stopped.
 func TestArgoParameterGuardDurations(t *testing.T) {
 	wft := argoTemplate(t)
 	var guard *wfv1.DAGTask
@@ -373,22 +377,32 @@ func TestArgoParameterGuardDurations(t *testing.T) {
 		t.Fatalf("main DAG has no %s task", argoGuard)
 	}
 	c := templateByName(t, wft, argoGuard).Container
-	positive := []string{"wait-timeout", "image-pull-timeout", "patroni-timeout", "scale-timeout", "ready-timeout"}
-	orZero := []string{"lock-wait", "lock-timeout", "statement-timeout", "retry-transient-for"}
-	values := []string{"5m", "10s", "1h30m", "0.5s", ".5s", "1.s", "250ms", "3us", "3µs", "3μs", "1h1h", "0", "0s", "00m",
+	year := 8760 * time.Hour
+	bounds := map[string]struct{ lo, hi time.Duration }{
+		"wait-timeout": {time.Second, year}, "image-pull-timeout": {time.Second, year}, "patroni-timeout": {time.Second, year},
+		"scale-timeout": {time.Second, year}, "ready-timeout": {time.Second, year},
+		"lock-wait": {0, 24 * time.Hour}, "lock-timeout": {0, 596 * time.Hour}, "statement-timeout": {0, 596 * time.Hour},
+		"retry-transient-for": {0, year},
+	}
+	values := []string{"5m", "10s", "1h30m", "1.5s", ".5s", "1.s", "250ms", "3us", "3µs", "3μs", "1h1h", "0", "0s", "00m",
+		"0.1ns", "0.0000000001s", "999ms", "1s", "24h", "24h0m1s", "596h", "597h", "8760h", "8761h", "99999h", "100000h",
+		"2562048h", "9223372037s", "1h1h1h1h1h",
 		"", "5", "5 m", "5min", "1d", "-1s", "+1s", "5m ", " 5m", "s", ".s", "1e3s", "5M", "ten"}
-	for _, name := range append(slices.Clone(positive), orZero...) {
-		needPositive := slices.Contains(positive, name)
+	sixDigits, component := regexp.MustCompile(`[0-9]{6}`), regexp.MustCompile(`[0-9.]+(ns|us|µs|μs|ms|s|m|h)`)
+	for name, b := range bounds {
 		for _, v := range values {
 			d, err := time.ParseDuration(v)
-			valid := err == nil && d >= 0 && !strings.HasPrefix(v, "+") && (!needPositive || d > 0)
+			// The guard's own syntax is stricter than Go's in two ways, both
+			// refusing: no sign, and at most 5 digits a number and 4 numbers.
+			strict := !strings.HasPrefix(v, "+") && !sixDigits.MatchString(v) && len(component.FindAllString(v, -1)) <= 4
+			valid := err == nil && strict && d >= b.lo && d <= b.hi
 			vars := run{entrypoint: "main", status: "Running", params: map[string]string{name: v}}.globals(t, wft)
 			runs, err := when(guard.When, vars)
 			if err != nil {
-				t.Fatalf("%s=%q: %v", name, v, err)
+				t.Fatalf("%s=%q: the guard's expression fails: %v", name, v, err)
 			}
 			if runs == valid {
-				t.Errorf("%s=%q: guard runs %v, want %v (time.ParseDuration: %v, %v)", name, v, runs, !valid, d, err)
+				t.Errorf("%s=%q: guard runs %v, want %v (time.ParseDuration: %v)", name, v, runs, !valid, d)
 			}
 			if valid {
 				continue
