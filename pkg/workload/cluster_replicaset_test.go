@@ -57,6 +57,24 @@ func TestClusterRecordOnReplicaSetFirst(t *testing.T) {
 	if d := c.getDeployment("plain"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "1" {
 		t.Fatalf("plain after scale-down: replicas %d, annotations %v", *d.Spec.Replicas, d.Annotations)
 	}
+
+	// The restore removes the records from the ReplicaSets too, whoever wrote
+	// them (the step, or the controller's copy for plain): kubectl rollout undo
+	// copies a ReplicaSet's annotations onto its Deployment, and would bring a
+	// finished run's record back.
+	c.waitFor("the controller's copy of plain's record", time.Minute, func() (bool, string) {
+		rs := c.currentReplicaSet("plain")
+		return rs.Annotations[AnnotationReplicas] != "", "not copied yet"
+	})
+	c.mustRun(0, ScaleRestoreSpec(), c.serviceAccountKubeconfig("restorer", scaleRole(t)), "--selector", "rs in (admin,role)")
+	for _, name := range []string{"first", "plain"} {
+		rs := c.currentReplicaSet(name)
+		for _, k := range recordAnnotations {
+			if v, ok := rs.Annotations[k]; ok {
+				t.Errorf("ReplicaSet %s of %s after restore: %s=%q left", rs.Name, name, k, v)
+			}
+		}
+	}
 }
 
 // currentReplicaSet is the ReplicaSet of Deployment name with its revision.

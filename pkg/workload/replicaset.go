@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 )
 
 // The deployment controller copies a Deployment's annotations to its current
@@ -58,23 +59,44 @@ func (d *Downer) newReplicaSetCopier(ctx context.Context, ws []*Workload) *repli
 	if len(revisions) == 0 {
 		return nil
 	}
-	l, err := d.Client.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{})
+	c := &replicaSetCopier{p: patcher{cs: d.Client, ns: d.Namespace}, current: map[types.UID]*appsv1.ReplicaSet{}}
+	err := eachReplicaSet(ctx, d.Client, d.Namespace, func(rs *appsv1.ReplicaSet) {
+		owner := metav1.GetControllerOf(rs)
+		if owner == nil || owner.Kind != "Deployment" {
+			return
+		}
+		if rev, ok := revisions[owner.UID]; ok && rs.Annotations[revisionAnnotation] == rev {
+			c.current[owner.UID] = &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: rs.Name, Annotations: rs.Annotations}}
+		}
+	})
 	if err != nil {
 		d.Log.Info("not writing the record to the ReplicaSets first: the deployment controller copies it itself, in a slower sync (grant list and patch on replicasets to avoid that)", "error", err.Error())
 		return nil
 	}
-	c := &replicaSetCopier{p: patcher{cs: d.Client, ns: d.Namespace}, current: map[types.UID]*appsv1.ReplicaSet{}}
-	for i := range l.Items {
-		rs := &l.Items[i]
-		owner := metav1.GetControllerOf(rs)
-		if owner == nil || owner.Kind != "Deployment" {
-			continue
-		}
-		if rev, ok := revisions[owner.UID]; ok && rs.Annotations[revisionAnnotation] == rev {
-			c.current[owner.UID] = rs
-		}
-	}
 	return c
+}
+
+// replicaSetPage bounds what one list of ReplicaSets holds in memory: a
+// namespace can keep thousands (ten revisions per Deployment by default).
+const replicaSetPage = 500
+
+// eachReplicaSet calls fn with every ReplicaSet of the namespace, a page at a
+// time; fn must not keep rs.
+func eachReplicaSet(ctx context.Context, cs kubernetes.Interface, ns string, fn func(rs *appsv1.ReplicaSet)) error {
+	opts := metav1.ListOptions{Limit: replicaSetPage}
+	for {
+		l, err := cs.AppsV1().ReplicaSets(ns).List(ctx, opts)
+		if err != nil {
+			return err
+		}
+		for i := range l.Items {
+			fn(&l.Items[i])
+		}
+		if l.Continue == "" {
+			return nil
+		}
+		opts.Continue = l.Continue
+	}
 }
 
 // copyRecord patches w's current ReplicaSet with the annotations w is about to
@@ -118,5 +140,53 @@ func (c *replicaSetCopier) copyRecord(ctx context.Context, d *Downer, w *Workloa
 		}
 	default:
 		d.Log.Debug("writing the record to the ReplicaSet first failed: the deployment controller copies it itself", "workload", w.String(), "replicaset", rs.Name, "error", err.Error())
+	}
+}
+
+// stripReplicaSetRecords removes the record annotations from every ReplicaSet
+// of the Deployments in ds, whose own record a restore has just removed. The
+// deployment controller copies a Deployment's annotations to its current
+// ReplicaSet and never removes them, and `kubectl rollout undo` copies a
+// ReplicaSet's annotations back onto the Deployment: a record left on a
+// ReplicaSet would come back on a running Deployment, held by a run long
+// finished, and a later run would then stop it and leave it stopped. Best
+// effort: without permission on ReplicaSets, or on an error, it says so.
+func (r *Restorer) stripReplicaSetRecords(ctx context.Context, ds []*Workload) {
+	uids := map[types.UID]bool{}
+	for _, w := range ds {
+		if w.Kind == Deployment {
+			uids[w.UID] = true
+		}
+	}
+	if len(uids) == 0 {
+		return
+	}
+	patches := map[string][]byte{} // ReplicaSet name → the patch removing its record
+	err := eachReplicaSet(ctx, r.Client, r.Namespace, func(rs *appsv1.ReplicaSet) {
+		owner := metav1.GetControllerOf(rs)
+		if owner == nil || owner.Kind != "Deployment" || !uids[owner.UID] {
+			return
+		}
+		remove := map[string]any{}
+		for _, k := range recordAnnotations {
+			if _, ok := rs.Annotations[k]; ok {
+				remove[k] = nil
+			}
+		}
+		if len(remove) > 0 {
+			patches[rs.Name] = mergePatch(map[string]any{"metadata": map[string]any{"annotations": remove}})
+		}
+	})
+	if err != nil {
+		r.Log.Warn("could not remove the scale-down records the Deployments' ReplicaSets carry (grant list and patch on replicasets): kubectl rollout undo would bring them back", "error", err.Error())
+		return
+	}
+	for name, patch := range patches {
+		if _, err := r.Client.AppsV1().ReplicaSets(r.Namespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
+			r.Log.Warn("could not remove the scale-down record from a ReplicaSet: kubectl rollout undo to it would bring it back", "replicaset", name, "error", err.Error())
+			if apierrors.IsForbidden(err) {
+				return
+			}
+		}
 	}
 }

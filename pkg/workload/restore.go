@@ -191,6 +191,7 @@ func (r *Restorer) restoreGroup(ctx context.Context, work *allowance, f finder, 
 			restored = append(restored, g[i])
 		}
 	}
+	r.stripReplicaSetRecords(ctx, restored)
 	// Runs that share workloads but selected different ones: what only this
 	// run holds comes back even though a workload of an earlier group stays
 	// stopped for another run. Keeping it stopped would leave it to a run
