@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // seenResult parses a *-seconds result.
@@ -122,4 +123,42 @@ func TestLockWaitResults(t *testing.T) {
 			t.Fatalf("table-lock-wait-seconds %v, want at least the half second between two samples that saw the wait", v)
 		}
 	})
+}
+
+// TestPlanLockWaitBounded: a plan run with the migrations' --lock-timeout 0
+// (the workflows pass it, for plan to check) does not wait forever behind a
+// lock on a table a pending migration names: it reads the table's size with
+// its own bounded lock_timeout and still says needs-downtime true.
+func TestPlanLockWaitBounded(t *testing.T) {
+	d := newDB(t)
+	mustRun(t, d.url(), writeDir(t, subset(threeTables, "00001_a.sql")))
+	ctx := context.Background()
+	blocker := d.conn()
+	tx, err := blocker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE a IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeDir(t, files{
+		"00001_a.sql":     threeTables["00001_a.sql"],
+		"00002_index.sql": mig("CREATE INDEX a_idx ON a (id);", "DROP INDEX a_idx;"),
+	})
+	done := make(chan outcome, 1)
+	go func() { done <- runStep(t, d.url(), dir, "--plan", "--lock-timeout", "0", "--statement-timeout", "0") }()
+	var o outcome
+	select {
+	case o = <-done:
+	case <-time.After(2 * time.Minute): // only a plan that waits for the lock to go gets here
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		o = <-done
+		t.Fatalf("plan waited behind the lock until the test released it after 2 minutes (exit %d)", o.code)
+	}
+	if o.code != 0 || o.result("needs-downtime") != "true" || o.result("pending") != "true" {
+		t.Fatalf("plan behind a lock with --lock-timeout 0: exit %d, results %v\n%s", o.code, o.summary.Results, o.stderr)
+	}
 }

@@ -192,6 +192,27 @@ func validTable(s string) bool {
 	return part(s, maxTableName)
 }
 
+// planLockTimeout bounds a plan's own waits for a lock (the table sizes it
+// reads wait behind a migration's or the application's ACCESS EXCLUSIVE lock).
+const planLockTimeout = 10 * time.Second
+
+// Sessions returns the settings of the run's sessions. A plan changes nothing,
+// so it never waits long for a lock nor ends on the migrations' statement
+// timeout: it checks --lock-timeout and --statement-timeout, and judges
+// needs-downtime by the former, but its sessions wait at most planLockTimeout.
+// (The workflows pass the run's values to plan so that a bad one fails there,
+// before anything is stopped; with --lock-timeout 0 a plan once waited forever.)
+func (o *Options) Sessions() SessionSettings {
+	s := SessionSettings{Role: o.Role, LockTimeout: o.LockTimeout, StatementTimeout: o.StatementTimeout}
+	if o.Plan {
+		if s.LockTimeout <= 0 || s.LockTimeout > planLockTimeout {
+			s.LockTimeout = planLockTimeout
+		}
+		s.StatementTimeout = 0
+	}
+	return s
+}
+
 // maxPGDuration is the largest lock_timeout/statement_timeout PostgreSQL accepts.
 const maxPGDuration = time.Duration(math.MaxInt32) * time.Millisecond
 

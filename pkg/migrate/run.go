@@ -138,9 +138,7 @@ func (m *Migrator) execute(ctx context.Context, pc *pgx.Conn, st *State, src Sou
 	return nil
 }
 
-func (m *Migrator) settings() SessionSettings {
-	return SessionSettings{Role: m.Opts.Role, LockTimeout: m.Opts.LockTimeout, StatementTimeout: m.Opts.StatementTimeout}
-}
+func (m *Migrator) settings() SessionSettings { return m.Opts.Sessions() }
 
 // stepError is a migration's failure with where it happened.
 type stepError struct {

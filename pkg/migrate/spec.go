@@ -30,7 +30,7 @@ func Spec() step.Spec {
 			if err != nil {
 				return err
 			}
-			sqlDB, _ := OpenDB(cfg, SessionSettings{Role: opts.Role, LockTimeout: opts.LockTimeout, StatementTimeout: opts.StatementTimeout})
+			sqlDB, _ := OpenDB(cfg, opts.Sessions())
 			defer sqlDB.Close()
 			fsys, cleanup, err := opts.openMigrations(ctx, env.Log, env.Results, env.Redactor)
 			if err != nil {
