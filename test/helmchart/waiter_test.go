@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/yaml"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/helmwait"
@@ -71,6 +72,9 @@ func TestWaiterOnCluster(t *testing.T) {
 		t.Run(tc.engine, func(t *testing.T) {
 			ns := env.NewNamespace(t)
 			_, runYAML := runOf(t, mustRender(t, ciValues(t, tc.engine)))
+			if tc.engine == "tekton" {
+				runYAML = pendingPipelineRun(t, runYAML)
+			}
 			run, err := helmwait.Parse(runYAML)
 			if err != nil {
 				t.Fatal(err)
@@ -246,4 +250,26 @@ func TestCheckDeclaredOnCluster(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pendingPipelineRun marks the run PipelineRunPending. The test plays the
+// controller by patching the run's status, and the Tekton controller, which
+// watches every namespace (test/e2e installs it in the same cluster), would
+// otherwise fail the run at once for its missing Pipeline. A pending run it
+// only marks running until the test's patch ends it, and an ended run it
+// leaves alone. (Argo's controller here watches its own namespace only.)
+func pendingPipelineRun(t *testing.T, runYAML []byte) []byte {
+	t.Helper()
+	m := map[string]any{}
+	if err := yaml.Unmarshal(runYAML, &m); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(m, "PipelineRunPending", "spec", "status"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := yaml.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
