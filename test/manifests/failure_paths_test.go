@@ -14,6 +14,7 @@ import (
 	"github.com/argoproj/argo-workflows/v3/util/expr/argoexpr"
 	"github.com/argoproj/argo-workflows/v3/util/expr/env"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
 
 	exitcode "github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
@@ -262,14 +263,7 @@ func TestArgoParameterGuard(t *testing.T) {
 			if !invalid {
 				continue
 			}
-			var args []string
-			for _, a := range c.Args {
-				args = append(args, resolve(t, a, vars))
-			}
-			code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
-			if code != exitcode.CodeUsage || !strings.Contains(stderr, name+"=") {
-				t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
-			}
+			wantGuardRefuses(t, c, vars, name, v)
 		}
 	}
 }
@@ -407,14 +401,7 @@ func TestArgoParameterGuardDurations(t *testing.T) {
 			if valid {
 				continue
 			}
-			var args []string
-			for _, a := range c.Args {
-				args = append(args, resolve(t, a, vars))
-			}
-			code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
-			if code != exitcode.CodeUsage || !strings.Contains(stderr, name+"=") {
-				t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
-			}
+			wantGuardRefuses(t, c, vars, name, v)
 		}
 	}
 }
@@ -463,5 +450,19 @@ func TestTektonDurationsChecked(t *testing.T) {
 	}
 	for name := range checked {
 		t.Errorf("gate checks %s, which is no duration parameter of the Pipeline", name)
+	}
+}
+
+// wantGuardRefuses runs the guard container c as Argo would with vars and
+// wants it to exit 2 naming the parameter name (whose value is v).
+func wantGuardRefuses(t *testing.T, c *corev1.Container, vars map[string]any, name, v string) {
+	t.Helper()
+	var args []string
+	for _, a := range c.Args {
+		args = append(args, resolve(t, a, vars))
+	}
+	code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
+	if code != exitcode.CodeUsage || !strings.Contains(stderr, name+"=") {
+		t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
 	}
 }
