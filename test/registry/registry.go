@@ -357,12 +357,18 @@ func (r *Registry) next(blob bool) Fault {
 func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 	rec := Request{Method: req.Method, Path: req.URL.Path, Authorization: req.Header.Get("Authorization") != ""}
 	sw := &statusWriter{ResponseWriter: w}
-	defer func() {
+	recorded := false
+	record := func() {
+		if recorded {
+			return
+		}
+		recorded = true
 		rec.Status = sw.status
 		r.mu.Lock()
 		r.requests = append(r.requests, rec)
 		r.mu.Unlock()
-	}()
+	}
+	defer record()
 	blob := req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/sha256:")
 	rec.Fault = r.next(blob)
 	switch rec.Fault {
@@ -371,6 +377,9 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 	case TooManyRequests:
 		registryError(sw, http.StatusTooManyRequests, "TOOMANYREQUESTS", "injected fault: too many requests")
 	case Drop:
+		// Recorded before the connection closes: the client's next request
+		// could otherwise be recorded first.
+		record()
 		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
 			_ = conn.Close()
 		}
