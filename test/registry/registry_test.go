@@ -1,11 +1,11 @@
 package registry_test
 
 import (
-	"slices"
 	"context"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
