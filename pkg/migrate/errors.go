@@ -78,9 +78,18 @@ func refuse(reason error, repair string, format string, args ...any) *RefusalErr
 type LockBusyError struct {
 	Waited time.Duration
 	Holder *Session // nil when the holder could not be identified
+	// Planning: --plan found the lock held (it never waits for it).
+	Planning bool
 }
 
 func (e *LockBusyError) Error() string {
+	if e.Planning {
+		msg := fmt.Sprintf("another migrator holds the migration lock (advisory lock %d), so this plan would be out of date before it is acted on: nothing was judged and nothing stopped", LockID)
+		if e.Holder != nil {
+			msg += fmt.Sprintf("; held by %s; if that session is stuck, end it with SELECT pg_terminate_backend(%d)", e.Holder, e.Holder.PID)
+		}
+		return msg + "; rerun when it has finished"
+	}
 	msg := fmt.Sprintf("another migrator holds the migration lock (advisory lock %d) and did not release it within --lock-wait %s", LockID, e.Waited)
 	if e.Holder != nil {
 		msg += fmt.Sprintf(": held by %s; if that session is stuck, end it with SELECT pg_terminate_backend(%d)", e.Holder, e.Holder.PID)

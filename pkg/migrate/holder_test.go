@@ -102,3 +102,46 @@ func TestLockBusyAsksWhereTheHolderIsFrom(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanRefusesWhileTheLockIsHeld: --plan runs before the workflow stops the
+// application, so a migration lock held by another migrator (a goose CLI, a run
+// for the same database under another Secret, a migrate pod whose statement
+// outlived it) makes it exit 75 naming the holder, without waiting and without
+// results, rather than report a plan that is out of date before it is acted on.
+// Once the lock is released the same plan passes. Before the fix it reported
+// "pending" and the run stopped the application only to wait in migrate.
+func TestPlanRefusesWhileTheLockIsHeld(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, files{"00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")})
+	c := d.conn()
+	ctx := context.Background()
+	if _, err := c.Exec(ctx, "SET application_name = 'chartreuse/wf-busy-4k2/migrate'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", LockID); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--plan"}, {"--plan", "--lock-wait", "0s"}} {
+		o := runStep(t, d.url(), dir, args...)
+		if o.code != 75 {
+			t.Fatalf("%v: exit %d, want 75\n%s", args, o.code, o.stderr)
+		}
+		for _, want := range []string{"holds the migration lock", "Chartreuse run wf-busy-4k2, step migrate", "nothing stopped", "pg_terminate_backend"} {
+			if !strings.Contains(o.lastLine(), want) {
+				t.Errorf("%v: error lacks %q: %s", args, want, o.lastLine())
+			}
+		}
+		if o.result("pending") != "" {
+			t.Errorf("%v: result pending=%q written by a refused plan", args, o.result("pending"))
+		}
+	}
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_unlock($1)", LockID); err != nil {
+		t.Fatal(err)
+	}
+	if o := mustRun(t, d.url(), dir, "--plan"); o.result("pending") != "true" {
+		t.Fatalf("after release: pending=%q, want true", o.result("pending"))
+	}
+	if d.tableExists("a") {
+		t.Fatal("a plan applied a migration")
+	}
+}

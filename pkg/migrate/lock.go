@@ -98,6 +98,22 @@ func acquireLock(ctx context.Context, db *sql.DB, wait time.Duration, log *slog.
 	return nil, failure.AsTransient(&LockBusyError{Waited: wait, Holder: holder})
 }
 
+// refuseIfLockHeld is --plan's look at the migration lock: a plan does not take
+// it, and does not wait for it either (its step runs before anything is
+// stopped, and the workflow retries exit 75). A *LockBusyError with Planning
+// when another session holds it.
+func (m *Migrator) refuseIfLockHeld(ctx context.Context, q Querier) error {
+	holder, err := lockHolder(ctx, q)
+	if err != nil {
+		return dbconn.Classify(fmt.Errorf("looking for a holder of the migration lock: %w", err))
+	}
+	if holder == nil {
+		return nil
+	}
+	describeOrigin(ctx, m.Origins, holder)
+	return failure.AsTransient(&LockBusyError{Holder: holder, Planning: true})
+}
+
 // Origins tells where a session comes from for messages (*podaddr.Finder: its pod,
 // or why that cannot be told). It never fails and returns within its own timeout.
 type Origins interface {

@@ -105,6 +105,11 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 	// A new connection has just proven the server answers: no ping before reading.
 	conn := c.conn
 	st, plan, err := m.check(ctx, conn, src)
+	if err == nil && mode == ModePlan {
+		// A plan judged while another migrator works would be stale before the
+		// workflow acts on it (stops the application, then waits for the lock).
+		err = m.refuseIfLockHeld(ctx, conn)
+	}
 	conn.Close()
 	// A migration recorded as running while another session holds the lock is
 	// judged under the lock: wait for it (--plan cannot, and exits 75).

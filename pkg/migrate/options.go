@@ -141,7 +141,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "dir", Value: DefaultDir, Usage: "directory holding the goose SQL migrations (<version>_<name>.sql)", Destination: &o.Dir},
 		&cli.GenericFlag{Name: "to", Value: &o.To, Usage: "apply pending migrations up to and including this version (default: all); empty means unset"},
 		&cli.GenericFlag{Name: "down-to", Value: &o.DownTo, Usage: "roll back applied migrations above this version (0 rolls back all); empty means unset"},
-		&cli.BoolFlag{Name: "plan", Usage: "only report what is pending (results pending, pending-versions, ...): no lock, no change, not even the version table", Destination: &o.Plan},
+		&cli.BoolFlag{Name: "plan", Usage: "only report what is pending (results pending, pending-versions, ...): no change, not even the version table; exits 75 at once, without waiting, while another session holds the migration lock", Destination: &o.Plan},
 		&cli.BoolFlag{Name: "allow-out-of-order", Usage: "apply pending migrations whose version is lower than the current one", Destination: &o.AllowOutOfOrder},
 		&cli.BoolFlag{Name: "allow-empty-database", Value: true, Usage: "migrate a database that has no tables and no version table; false refuses (safety switch against a wrong database)", Destination: &o.AllowEmptyDatabase},
 		&cli.StringFlag{Name: "role", Usage: "SET ROLE to this role on every connection before migrating, so new objects (and the version table) belong to it", Destination: &o.Role},

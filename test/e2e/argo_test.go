@@ -467,30 +467,54 @@ func (s *argoSuite) testMigrationsPending(t *testing.T) {
 		first.Format("15:04:05.000"), last.Format("15:04:05.000"))
 }
 
-// 3. A transient failure: another session holds migrate's advisory lock; migrate
-// gives up after --lock-wait with exit 75, Argo retries it after its backoff, the
-// lock is free by then, the run succeeds.
+// 3. Transient failures: another session holds migrate's advisory lock.
+// While plan runs, plan exits 75 at once (a plan judged during another
+// migration is stale) and nothing is stopped; the test lets go, Argo retries
+// plan, it passes. Taken again once the application is being stopped,
+// migrate gives up after --lock-wait with exit 75, Argo retries it after its
+// backoff, the lock is free by then, the run succeeds.
 func (s *argoSuite) testTransient(t *testing.T) {
 	c := s.newCase(t, "transient")
 	release, err := c.db.HoldLock(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer release()
+	defer func() { release() }()
 	wf := c.submit(t, "", map[string]string{"lock-wait": "3s"})
-	var releasedAt time.Time
+	var planReleased, migrateHeld, migrateReleased bool
 	wf = c.wait(t, wf, func(w *wfv1.Workflow) {
-		if !releasedAt.IsZero() {
-			return
-		}
-		for _, a := range engines.ArgoAttempts(w, "migrate") {
-			if a.Phase == wfv1.NodeFailed || a.Phase == wfv1.NodeError {
-				release() // the "other migrator" is done
-				releasedAt = time.Now()
+		failed := func(step string) bool {
+			for _, a := range engines.ArgoAttempts(w, step) {
+				if a.Phase == wfv1.NodeFailed || a.Phase == wfv1.NodeError {
+					return true
+				}
 			}
+			return false
+		}
+		switch {
+		case !planReleased && failed("plan"):
+			if st := c.appState(t); st.SpecReplicas != c.app.Replicas || st.CronSuspended || len(st.Annotations) != 0 {
+				t.Errorf("plan refused, yet the application was touched: %+v", st)
+			}
+			release()
+			planReleased = true
+		case planReleased && !migrateHeld && len(engines.ArgoAttempts(w, "scale-down")) > 0:
+			// scale-down waits for the application's pods to end, then
+			// migrate's pod starts: seconds before migrate asks for the lock.
+			if release, err = c.db.HoldLock(t.Context()); err != nil {
+				t.Error(err)
+				release = func() {}
+			}
+			migrateHeld = true
+		case migrateHeld && !migrateReleased && failed("migrate"):
+			release() // the "other migrator" is done
+			migrateReleased = true
 		}
 	})
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	if at := engines.ArgoAttempts(wf, "plan"); len(at) < 2 || at[0].ExitCode != "75" || at[len(at)-1].Phase != wfv1.NodeSucceeded {
+		t.Errorf("plan's attempts: %+v, want one refused with exit 75 while the lock was held, then one that passed", at)
+	}
 	attempts := engines.ArgoAttempts(wf, "migrate")
 	if len(attempts) < 2 {
 		t.Fatalf("migrate ran %d times, want a failed attempt and a retry", len(attempts))

@@ -791,17 +791,30 @@ func (a *cliArgo) githubActionsStep(t *testing.T, c *cliCase) (string, []string)
 	return run, env
 }
 
-// argo retry: the migration lock is held (by another session) longer than
-// migrate's lock-wait and retries; the run fails, argo logs says why; once the
-// lock is free, argo retry reruns the failed nodes and the run succeeds.
+// argo retry: the migration lock is taken (by another session) once plan has
+// passed (plan itself refuses while it is held) and held longer than migrate's
+// lock-wait and retries; the run fails, argo logs says why; once the lock is
+// free, argo retry reruns the failed nodes and the run succeeds.
 func (a *cliArgo) testRetry(t *testing.T) {
 	c := a.newCase(t, "retry", AppOptions{})
-	release, err := c.db.HoldLock(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	c.run = a.submit(t, c, " -p lock-wait=5s")
+	var release func()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	if _, err := a.argo.Wait(ctx, c.run, func(w *wfv1.Workflow) {
+		// scale-down waits for the application's pods to end, then migrate's
+		// pod starts: seconds before migrate asks for the lock.
+		if release == nil && len(engines.ArgoAttempts(w, "scale-down")) > 0 {
+			var err error
+			if release, err = c.db.HoldLock(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+		}
+	}); release == nil {
+		t.Fatalf("scale-down never started: %v", err)
 	}
 	defer release()
-	c.run = a.submit(t, c, " -p lock-wait=5s")
 	a.sh.must(t, 1, 10*time.Minute, a.argoCmd(t, c, "argo wait"))
 	wf := a.finished(t, c.run, wfv1.WorkflowFailed)
 	attempts := engines.ArgoAttempts(wf, "migrate")
