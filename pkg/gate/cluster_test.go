@@ -26,6 +26,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+	"github.com/chartreuse-go/chartreuse/test/syncbuf"
 )
 
 // The tests run the gate step's code in process against the real API server of
@@ -241,29 +242,11 @@ type stepRun struct {
 	stderr  string
 }
 
-// syncBuffer is a buffer a test may read while the step writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // run runs the gate step for the PipelineRun pr.
-func (c *cluster) run(pr *unstructured.Unstructured, stderr *syncBuffer, args ...string) stepRun {
+func (c *cluster) run(pr *unstructured.Unstructured, stderr *syncbuf.Buffer, args ...string) stepRun {
 	c.t.Helper()
 	if stderr == nil {
-		stderr = &syncBuffer{}
+		stderr = &syncbuf.Buffer{}
 	}
 	full := append([]string{"gate", "--skip-version-check", "--kubeconfig", c.kubeconfig, "--namespace", c.ns,
 		"--database-secret", secret, "--run-name", pr.GetName(), "--run-uid", string(pr.GetUID()), "--poll-interval", "100ms"}, args...)
@@ -340,7 +323,7 @@ func TestClusterWaitThenTakeAfterRelease(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.pipelineRun("run-a"), c.pipelineRun("run-b")
 	c.mustRun(0, a)
-	log := &syncBuffer{}
+	log := &syncbuf.Buffer{}
 	done := make(chan stepRun, 1)
 	go func() { done <- c.run(b, log, "--timeout", "3m") }()
 	waitFor(t, func() bool { return strings.Contains(log.String(), "waiting for the gate") })

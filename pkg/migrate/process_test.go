@@ -13,6 +13,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/syncbuf"
 )
 
 // gooseCLI is the goose command of the pinned version, built from the module cache
@@ -41,7 +42,7 @@ func buildBinaries(t *testing.T) binaries {
 // proc is a running migrate binary.
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
+	stdout, stderr syncbuf.Buffer
 	done           chan struct{}
 }
 

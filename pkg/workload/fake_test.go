@@ -1,11 +1,9 @@
 package workload
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -23,6 +21,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
+
+	"github.com/chartreuse-go/chartreuse/test/syncbuf"
 )
 
 const testNS = "shop"
@@ -72,26 +72,8 @@ func pod(name, app string) *corev1.Pod {
 	}
 }
 
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func testLogger(t *testing.T) (*slog.Logger, *logBuffer) {
-	buf := &logBuffer{}
+func testLogger(t *testing.T) (*slog.Logger, *syncbuf.Buffer) {
+	buf := &syncbuf.Buffer{}
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
@@ -110,7 +92,7 @@ func newFake(objs ...runtime.Object) *fake.Clientset {
 	return cs
 }
 
-func newDowner(t *testing.T, cs *fake.Clientset) (*Downer, *logBuffer) {
+func newDowner(t *testing.T, cs *fake.Clientset) (*Downer, *syncbuf.Buffer) {
 	log, buf := testLogger(t)
 	return &Downer{
 		Client: cs, Namespace: testNS, RunID: "wf-1", Timeout: 5 * time.Second, ProgressEvery: time.Second,
@@ -118,7 +100,7 @@ func newDowner(t *testing.T, cs *fake.Clientset) (*Downer, *logBuffer) {
 	}, buf
 }
 
-func newRestorer(t *testing.T, cs *fake.Clientset) (*Restorer, *logBuffer) {
+func newRestorer(t *testing.T, cs *fake.Clientset) (*Restorer, *syncbuf.Buffer) {
 	log, buf := testLogger(t)
 	return &Restorer{
 		Client: cs, Namespace: testNS, RunID: "wf-1", Timeout: 5 * time.Second, ReadyTimeout: 5 * time.Second, ProgressEvery: time.Second,

@@ -1,41 +1,22 @@
 package kit
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/chartreuse-go/chartreuse/pkg/results"
+	"github.com/chartreuse-go/chartreuse/test/syncbuf"
 )
-
-// SyncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Proc is a running step binary.
 type Proc struct {
 	Cmd            *exec.Cmd
-	Stdout, Stderr SyncBuffer
+	Stdout, Stderr syncbuf.Buffer
 	Started        time.Time
 	done           chan struct{}
 	// Rusage of the finished process (peak RSS in KiB in Maxrss).
