@@ -2,11 +2,7 @@ package sqlrisk
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
@@ -37,34 +33,7 @@ func TestAdditiveFunctionOverload(t *testing.T) {
 			"CREATE FUNCTION mood(x text) RETURNS mood LANGUAGE sql AS 'SELECT ''bad''::mood'"},
 	} {
 		t.Run(tt.stmt, func(t *testing.T) {
-			ctx := context.Background()
-			srv, db := pgenv.NewDatabase(t)
-			c := connect(t, srv.URL(db))
-			if _, err := c.Exec(ctx, tt.setup+"; ALTER DATABASE "+db+" SET search_path = app, public, pg_catalog"); err != nil {
-				t.Fatal(err)
-			}
-			c = connect(t, srv.URL(db))
-			app := func() string {
-				var v any
-				// Not prepared: a new session of the running version plans it afresh.
-				if err := c.QueryRow(ctx, tt.app, pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
-					return "error: " + err.Error()
-				}
-				return fmt.Sprint(v)
-			}
-			ok, why, err := Additive(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 1, SQL: tt.stmt, InTx: true})
-			before := app()
-			if _, err := c.Exec(ctx, tt.stmt); err != nil {
-				t.Fatal(err)
-			}
-			after := app()
-			t.Logf("%s: %s before, %s after", tt.app, before, after)
-			if before == after {
-				t.Fatalf("the running version's %s is unchanged: the test's premise fails", tt.app)
-			}
-			if ok || err != nil || !strings.Contains(why, "running version") {
-				t.Errorf("additive=%v (%q, %v), want false naming what the running version calls", ok, why, err)
-			}
+			wantRunningVersionChanged(t, tt.setup+";", "app, public, pg_catalog", tt.app, tt.stmt, "calls")
 		})
 	}
 	t.Run("a new name", func(t *testing.T) {

@@ -31,33 +31,7 @@ func TestAdditiveShadowing(t *testing.T) {
 		{"SELECT 'ok'::mood", "CREATE TYPE app.mood AS RANGE (subtype = int)"},
 	} {
 		t.Run(tt.stmt, func(t *testing.T) {
-			ctx := context.Background()
-			srv, db := pgenv.NewDatabase(t)
-			c := connect(t, srv.URL(db))
-			if _, err := c.Exec(ctx, setup+" ALTER DATABASE "+db+" SET search_path = app, public"); err != nil {
-				t.Fatal(err)
-			}
-			c = connect(t, srv.URL(db))
-			app := func() string {
-				var v any
-				if err := c.QueryRow(ctx, tt.app, pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
-					return "error: " + err.Error()
-				}
-				return fmt.Sprint(v)
-			}
-			ok, why, err := Additive(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 1, SQL: tt.stmt, InTx: true})
-			before := app()
-			if _, err := c.Exec(ctx, tt.stmt); err != nil {
-				t.Fatal(err)
-			}
-			after := app()
-			t.Logf("%s: %s before, %s after", tt.app, before, after)
-			if before == after {
-				t.Fatalf("the running version's %s is unchanged: the test's premise fails", tt.app)
-			}
-			if ok || err != nil || !strings.Contains(why, "running version") {
-				t.Errorf("additive=%v (%q, %v), want false naming what the running version reads", ok, why, err)
-			}
+			wantRunningVersionChanged(t, setup, "app, public", tt.app, tt.stmt, "reads")
 		})
 	}
 	t.Run("new names", func(t *testing.T) {
@@ -81,4 +55,41 @@ func TestAdditiveShadowing(t *testing.T) {
 			}
 		}
 	})
+}
+
+// wantRunningVersionChanged runs setup in a new database whose search_path it
+// then sets to searchPath, and asks Additive about stmt. It runs the running
+// version's query app on the real server before and after stmt: the answer
+// must change (the test's premise), and Additive must have said not additive,
+// naming what the running version does (verb: "calls", "reads").
+func wantRunningVersionChanged(t *testing.T, setup, searchPath, app, stmt, verb string) {
+	t.Helper()
+	ctx := context.Background()
+	srv, db := pgenv.NewDatabase(t)
+	c := connect(t, srv.URL(db))
+	if _, err := c.Exec(ctx, setup+" ALTER DATABASE "+db+" SET search_path = "+searchPath); err != nil {
+		t.Fatal(err)
+	}
+	c = connect(t, srv.URL(db))
+	query := func() string {
+		var v any
+		// Not prepared: a new session of the running version plans it afresh.
+		if err := c.QueryRow(ctx, app, pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
+			return "error: " + err.Error()
+		}
+		return fmt.Sprint(v)
+	}
+	ok, why, err := Additive(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 1, SQL: stmt, InTx: true})
+	before := query()
+	if _, err := c.Exec(ctx, stmt); err != nil {
+		t.Fatal(err)
+	}
+	after := query()
+	t.Logf("%s: %s before, %s after", app, before, after)
+	if before == after {
+		t.Fatalf("the running version's %s is unchanged: the test's premise fails", app)
+	}
+	if ok || err != nil || !strings.Contains(why, "running version") {
+		t.Errorf("additive=%v (%q, %v), want false naming what the running version %s", ok, why, err, verb)
+	}
 }
