@@ -42,6 +42,9 @@ var (
 	// ErrChanged: an applied migration's file differs from the checksum recorded
 	// when it was applied (checksum.go); --accept-changed accepts it.
 	ErrChanged = errors.New("applied migration edited")
+	// ErrPlanChanged: the files migrate would apply are not the ones plan judged
+	// (--planned-files-digest).
+	ErrPlanChanged = errors.New("migrations changed since plan")
 )
 
 // ErrInProgress: a migration without a transaction is recorded as running while

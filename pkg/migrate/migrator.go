@@ -63,6 +63,9 @@ type Report struct {
 	// migrator held it); TableLockWait how long its migrations were seen
 	// waiting for locks on tables (watch.go). Both zero for --plan.
 	LockWait, TableLockWait time.Duration
+	// FilesDigest is --plan's Sources.Digest up to Target, for migrate's
+	// --planned-files-digest; "" for the other modes.
+	FilesDigest string
 }
 
 // Run checks, locks and migrates. Errors are classified for failure.Code: refusals
@@ -132,6 +135,7 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 			return rep, err
 		}
 		if mode == ModePlan {
+			rep.FilesDigest = src.Digest(plan.Target)
 			m.logSumsPlan(st, plan)
 			risks, err := m.lintPending(ctx, src, plan) // plan.go
 			rep.Risks = risks
@@ -192,13 +196,26 @@ func (m *Migrator) check(ctx context.Context, q Querier, src Sources) (*State, *
 		}
 		return nil, nil, dbconn.Classify(fmt.Errorf("inspecting the database: %w", err))
 	}
+	mode, to := m.Opts.Mode(), m.Opts.To
+	planned := mode == ModeUp && m.Opts.PlannedTarget.IsSet
+	if planned && (!to.IsSet || to.Value > m.Opts.PlannedTarget.Value) {
+		to = m.Opts.PlannedTarget
+	}
 	plan, err := Analyze(src, st, Request{
-		Mode: m.Opts.Mode(), To: m.Opts.To, DownTo: m.Opts.DownTo, Dir: m.Opts.Dir,
+		Mode: mode, To: to, DownTo: m.Opts.DownTo, Dir: m.Opts.Dir,
 		AllowOutOfOrder: m.Opts.AllowOutOfOrder, AllowEmptyDatabase: m.Opts.AllowEmptyDatabase, AcceptChanged: m.Opts.AcceptChanged,
 		StatementLines: func(d DirtyRow) []int { return statementLines(ctx, m.FS, d.File, d.Version, d.Direction != "down") },
 	})
 	if err != nil {
 		return st, nil, failure.AsPermanent(err)
+	}
+	if planned {
+		if got := src.Digest(m.Opts.PlannedTarget.Value); got != m.Opts.PlannedDigest {
+			return st, nil, failure.AsPermanent(refuse(ErrPlanChanged,
+				"Pin the step image by digest (image@sha256:...), or take the migrations from git-url or migrations-image, which plan pins for the whole run; then start a new run, whose plan judges the files it will apply",
+				"the migrations up to version %d in %s are not the ones plan judged (files-digest %s at plan, %s now): they changed between plan and migrate, e.g. an image tag pushed again and pulled by this step's node; nothing was applied",
+				m.Opts.PlannedTarget.Value, m.Opts.Dir, m.Opts.PlannedDigest, got))
+		}
 	}
 	return st, plan, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -133,6 +134,11 @@ type Options struct {
 	RiskPolicy         string // RiskWarn or RiskFail (plan.go)
 	Git                GitOptions
 	Image              ImageOptions
+	// PlannedTarget and PlannedDigest are plan's target-version and
+	// files-digest: migrate applies no file beyond that target, and none
+	// other than the ones plan judged (Sources.Digest).
+	PlannedTarget Version
+	PlannedDigest string
 }
 
 // Flags implements step.Options.
@@ -161,6 +167,8 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.GenericFlag{Name: "accept-changed", Value: &o.AcceptChanged, Usage: "VERSION[,VERSION...]: applied migrations whose file was edited on purpose: record the file's new sha256 in place of the one recorded when it was applied (under the migration lock, logged with both); only these versions, and only when the database needs nothing more from the edit; empty accepts none"},
 		&cli.StringFlag{Name: "run-id", Usage: "who is migrating, recorded with the checksum of each migration applied, e.g. the workflow name (default: the host name, i.e. the pod name)", Destination: &o.RunID},
 		&cli.StringFlag{Name: "risk-policy", Value: RiskWarn, Usage: "with --plan: what error-level risks found in the pending statements do (result risks): warn only logs and records them; fail also exits 1, except for a statement whose file waives the rule with a -- chartreuse:allow <rule> comment on it; off analyses nothing and writes no risks result (for a second plan, such as the exit handler's recheck)", Destination: &o.RiskPolicy},
+		&cli.GenericFlag{Name: "planned-target", Value: &o.PlannedTarget, Usage: "with --planned-files-digest: plan's target-version result; migrate applies nothing above it, even when newer files have appeared since (--to lower still wins); empty means unset"},
+		&cli.StringFlag{Name: "planned-files-digest", Usage: "with --planned-target: plan's files-digest result; migrate refuses (exit 1, nothing applied) when its files up to that version are not the ones plan judged (an image tag pushed again between the two steps); empty means unset", Destination: &o.PlannedDigest},
 		&cli.StringFlag{Name: "as", Usage: "with --resolve: applied (all its changes are in place: its version row is kept or written) or not-applied (none are: its version row is removed, so the next run applies it again)", Destination: &o.ResolveAs},
 	}
 }
@@ -213,6 +221,9 @@ func (o *Options) Sessions() SessionSettings {
 	return s
 }
 
+// hexSHA256 is a sha256 as hex, the form of --planned-files-digest.
+var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
 // maxPGDuration is the largest lock_timeout/statement_timeout PostgreSQL accepts.
 const maxPGDuration = time.Duration(math.MaxInt32) * time.Millisecond
 
@@ -238,6 +249,12 @@ func (o *Options) Validate() error {
 		return errors.New("--to and --down-to are both set: use --to to migrate up, --down-to to roll back")
 	case o.Plan && o.DownTo.IsSet:
 		return errors.New("--plan cannot be combined with --down-to: --plan reports pending up-migrations only")
+	case o.PlannedTarget.IsSet != (o.PlannedDigest != ""):
+		return errors.New("--planned-target and --planned-files-digest go together: give both (plan's target-version and files-digest results) or neither")
+	case o.PlannedDigest != "" && (o.Plan || o.DownTo.IsSet || o.Resolve.IsSet):
+		return errors.New("--planned-target and --planned-files-digest only apply to migrating up: drop them with --plan, --down-to or --resolve")
+	case o.PlannedDigest != "" && !hexSHA256.MatchString(o.PlannedDigest):
+		return fmt.Errorf("--planned-files-digest %q is not a sha256: give plan's files-digest result (64 lowercase hex digits)", o.PlannedDigest)
 	case o.To.IsSet && o.To.Value == 0:
 		return errors.New("--to 0 applies nothing: to roll back everything use --down-to 0")
 	case o.Dir == "":

@@ -46,6 +46,21 @@ func (s Sources) Get(v int64) (Source, bool) {
 	return Source{}, false
 }
 
+// Digest is the sha256 of the migrations up to and including version upTo, one
+// line each of version, sha256 and name: plan reports it (result files-digest),
+// and migrate given it (--planned-files-digest) refuses to apply anything when its
+// own files differ. Files above upTo do not count: migrate stops at plan's target.
+func (s Sources) Digest(upTo int64) string {
+	h := sha256.New()
+	for _, m := range s {
+		if m.Version > upTo {
+			break
+		}
+		fmt.Fprintf(h, "%d %s %s\n", m.Version, m.SHA256, m.File)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // Latest is the highest version, 0 when there is none.
 func (s Sources) Latest() int64 {
 	if len(s) == 0 {

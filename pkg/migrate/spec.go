@@ -22,7 +22,7 @@ func Spec() step.Spec {
 		Description: "Checks the migration directory and goose's version table before changing anything, takes the " +
 			"advisory lock " + strconv.FormatInt(LockID, 10) + " (goose's default), then applies each pending migration in its own transaction. " +
 			"The sha256 of each migration applied is recorded in <table>_sums; every run, --plan too, refuses while an applied migration's file differs from it (--accept-changed) or is gone. " +
-			"Results: git-commit (with --git-url), migrations-digest (with --migrations-image), pending, pending-versions, current-version, target-version, applied, applied-versions, rolled-back, rolled-back-versions, checksums-recorded, risks (with --plan: the lock-impact findings of the pending statements, see --risk-policy), needs-downtime (with --plan: false only when every pending statement is additive, so the running application need not be stopped), lock-wait-seconds (not with --plan: how long the run waited for the migration lock), table-lock-wait-seconds (not with --plan: how long its migrations were seen waiting for table locks, sampled), sql-seconds (not with --plan: how long the migrations it applied or rolled back took, each from its start to its commit).",
+			"Results: git-commit (with --git-url), migrations-digest (with --migrations-image), pending, pending-versions, current-version, target-version, applied, applied-versions, rolled-back, rolled-back-versions, checksums-recorded, risks (with --plan: the lock-impact findings of the pending statements, see --risk-policy), files-digest (with --plan: the sha256 of the migration files up to target-version, for migrate --planned-files-digest), needs-downtime (with --plan: false only when every pending statement is additive, so the running application need not be stopped), lock-wait-seconds (not with --plan: how long the run waited for the migration lock), table-lock-wait-seconds (not with --plan: how long its migrations were seen waiting for table locks, sampled), sql-seconds (not with --plan: how long the migrations it applied or rolled back took, each from its start to its commit).",
 		Options: []step.Options{db, opts},
 		Run: func(ctx context.Context, env *step.Env) error {
 			db.AppName = dbconn.ApplicationName(opts.RunID, StepName(opts.Mode()))
@@ -89,6 +89,9 @@ func (r *Report) SetResults(res *results.Set) {
 	res.Set("checksums-recorded", strconv.Itoa(r.ChecksumsRecorded))
 	if r.Risks != nil {
 		res.SetJSON("risks", RisksResult(r.Risks)) // bounded: plan.go
+	}
+	if r.FilesDigest != "" {
+		res.Set("files-digest", r.FilesDigest)
 	}
 	if r.NeedsDowntime != nil {
 		res.Set("needs-downtime", strconv.FormatBool(*r.NeedsDowntime))

@@ -59,7 +59,7 @@ var agreedFlags = func() map[string][]string {
 		"wait-patroni": cat(common, db, []string{"timeout", "patroni-url", "owner-role", "writer-role", "reader-role", "run-id"}),
 		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
 			"git-url", "git-revision", "git-commit", "git-credentials",
-			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy"}),
+			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest"}),
 		"scale-down":    cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
 		"scale-restore": cat(common, sel, []string{"only-run-uid", "supersede-database", "wait-ready", "ready-timeout"}),
 		"gate":          cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "task-run", "timeout", "poll-interval", "progress-interval", "check-duration", "check-positive-duration"}),
@@ -71,7 +71,7 @@ var agreedFlags = func() map[string][]string {
 var agreedResults = map[string][]string{
 	"wait-for-db":    {"attempts", "waited"},
 	"wait-patroni":   {},
-	"migrate --plan": {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime"},
+	"migrate --plan": {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime", "files-digest"},
 	"migrate":        {"applied", "applied-versions", "current-version", "target-version", "git-commit", "migrations-digest", "lock-wait-seconds", "table-lock-wait-seconds", "sql-seconds"},
 	"scale-down":     {"scaled", "workloads"},
 	"scale-restore":  {"restored", "workloads", "downtime-seconds"},

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/chartreuse-go/chartreuse/pkg/gate"
+	"github.com/chartreuse-go/chartreuse/pkg/helmwait"
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
 	"github.com/chartreuse-go/chartreuse/pkg/sqlrisk"
@@ -39,8 +40,8 @@ type binary struct {
 	results []result
 }
 
-// Binaries are the six step binaries, in the order they run; gate, Tekton's one run
-// per database, last.
+// Binaries are the seven step binaries, in the order they run; gate, Tekton's one run
+// per database, then helm-wait, the Helm chart's hook, last.
 var Binaries = []binary{
 	{"wait-for-db", waitdb.Spec, []result{
 		{"attempts", "number of connection attempts made"},
@@ -70,6 +71,7 @@ var Binaries = []binary{
 		{"rolled-back-versions", "JSON list of the versions rolled back, highest first"},
 		{"checksums-recorded", "number of checksum rows this run wrote in `<table>_sums`: one per migration applied, plus versions applied without one (recorded once, logged) and edits accepted with `--accept-changed`; `0` with `--plan`"},
 		{"risks", "with `--plan` only: JSON list of the risks found in the pending statements, each with `file`, `line`, `kind`, `lock`, `table`, `size-bytes` (`-1` unknown), `size`, `rewrites`, `scans`, `rule`, `level`, `what`, `advice` and `allowed` (waived by `-- chartreuse:allow <rule>`); `[]` with nothing pending: see [lock-impact rules](risks.md)"},
+		{"files-digest", "with `--plan` only: sha256 of the migration files up to `target-version` (each one's version, sha256 and name); the workflows give it and `target-version` to `migrate` (`--planned-files-digest`, `--planned-target`), which then applies only the files plan judged: nothing above that version, and nothing at all (exit 1) when those files changed since, e.g. an image tag pushed again"},
 		{"needs-downtime", "with `--plan` only: `false` when something is pending and every pending statement is additive (the running version can keep running through it: see [operations](../operations.md#downtime-only-when-needed)); `false` with nothing pending (the parser is not started); `true` otherwise, and when the analysis did not run or a statement is not analysed. The workflows' `stop-workloads=auto` stops the application only when it is `true`"},
 		{"lock-wait-seconds", "not with `--plan`: seconds, to the tenth, from asking for the migration lock to holding it (another migrator held it); Argo's `chartreuse_migration_lock_wait_seconds`"},
 		{"table-lock-wait-seconds", "not with `--plan`: seconds its migrations were seen waiting for locks on tables (blocked by the application's or another session's transactions), sampled about every `--lock-timeout`/10 (at most every half second), so a shorter wait may not count; Argo's `chartreuse_table_lock_wait_seconds`"},
@@ -81,14 +83,24 @@ var Binaries = []binary{
 		{"downtime-seconds", "seconds, to the tenth, from the earliest stop recorded on a Deployment or StatefulSet this run brought back from 0 until they were restored (and ready, with `--wait-ready`); empty when it brought none back (nothing was stopped, or a deploy brought them back first); Argo's `chartreuse_downtime_seconds`"},
 	}},
 	{"gate", gate.Spec, nil},
+	{"helm-wait", helmwait.Spec, []result{
+		{"run", "the name of the Workflow or PipelineRun it created or followed: `<generateName><revision>`"},
+		{"phase", "how the run ended: Argo's phase (`Succeeded`, `Failed`, `Error`) or the reason of Tekton's `Succeeded` condition; empty when it did not end"},
+		{"created", "`true` when this process created the run, `false` when it followed one created for the same revision before (a retried hook)"},
+	}},
 }
 
-// tektonOnlyBinaries say where Tekton alone runs a binary that Argo has no use for.
-var tektonOnlyBinaries = map[string]string{
+// notRunByBothWorkflows say who runs a binary that not both workflows run: gate
+// (Tekton only), helm-wait (the Helm chart's hook).
+var notRunByBothWorkflows = map[string]string{
 	"gate": "The Argo WorkflowTemplate does not run this binary: its mutex keeps runs for one database apart. " +
 		"The Tekton Pipeline runs it as the `gate` task (`--action=acquire`, after the parameter guards, before anything else) " +
 		"and the `release-gate` finally task (`--action=release`), from the Task `chartreuse-gate` (`tekton/tasks/gate.yaml`), " +
 		"as the ServiceAccount `chartreuse-gate`; `gate-timeout` is its `--timeout`.\n",
+	"helm-wait": "No workflow runs this binary: the Helm chart's hook Job (`charts/chartreuse/templates/hook-job.yaml`) does, " +
+		"with `--run-file` (the run the release's values describe, from its ConfigMap), `--revision={{ .Release.Revision }}`, " +
+		"`--manifest-version` (the chart's appVersion) and, with `hook.mode: pre`, `--check-declared`, " +
+		"as the ServiceAccount `<release>-chartreuse-hook` (see [the chart's README](../../charts/chartreuse/README.md#hooks)).\n",
 }
 
 // TektonOnly are the Pipeline's parameters that the WorkflowTemplate has no use
@@ -277,7 +289,7 @@ func stepPage(b binary, wf *manifests) ([]byte, error) {
 
 	w.WriteString("## Set by the workflows\n\n")
 	uses := wf.flagsFedBy(b.name)
-	if note := tektonOnlyBinaries[b.name]; note != "" {
+	if note := notRunByBothWorkflows[b.name]; note != "" {
 		w.WriteString(note)
 	} else if len(uses) == 0 {
 		w.WriteString("No workflow template runs this binary.\n")
