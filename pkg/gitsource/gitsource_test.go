@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"io/fs"
 	"maps"
 	"net"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/gitsource"
+	"github.com/chartreuse-go/chartreuse/test/errcheck"
 	"github.com/chartreuse-go/chartreuse/test/gitserver"
 )
 
@@ -35,40 +35,13 @@ func start(t *testing.T) *gitserver.Server {
 // noSecret fails the test if the token shows in err, however it is printed.
 func noSecret(t *testing.T, err error) {
 	t.Helper()
-	if err == nil {
-		return
-	}
-	for _, s := range []string{err.Error(), fmt.Sprintf("%v", err), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err)} {
-		if strings.Contains(s, token) {
-			t.Fatalf("the token shows in the error: %s", s)
-		}
-	}
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if strings.Contains(e.Error(), token) {
-			t.Fatalf("the token shows in an error of the chain: %T %s", e, e)
-		}
-	}
+	errcheck.NoSecret(t, err, token)
 }
 
 // expectErr checks err's exit code, sentinel and message parts.
 func expectErr(t *testing.T, err error, code int, target error, parts ...string) {
 	t.Helper()
-	noSecret(t, err)
-	if err == nil {
-		t.Fatalf("no error; want exit %d", code)
-	}
-	t.Logf("exit %d: %v", failure.Code(err), err)
-	if got := failure.Code(err); got != code {
-		t.Errorf("exit code %d, want %d: %v", got, code, err)
-	}
-	if target != nil && !errors.Is(err, target) {
-		t.Errorf("error is not %v: %v", target, err)
-	}
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Errorf("error lacks %q: %v", p, err)
-		}
-	}
+	errcheck.Expect(t, err, errcheck.Want{Code: code, Is: target, Parts: parts, Secrets: []string{token}})
 }
 
 // read returns every file of fsys (path → content).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/ocisource"
+	"github.com/chartreuse-go/chartreuse/test/errcheck"
 	"github.com/chartreuse-go/chartreuse/test/registry"
 )
 
@@ -53,42 +53,13 @@ func secretForms() []string {
 // noSecret fails the test if the password shows in err, however it is printed.
 func noSecret(t *testing.T, err error) {
 	t.Helper()
-	if err == nil {
-		return
-	}
-	var texts []string
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		texts = append(texts, e.Error())
-	}
-	texts = append(texts, fmt.Sprintf("%v", err), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err))
-	for _, s := range texts {
-		for _, f := range secretForms() {
-			if strings.Contains(s, f) {
-				t.Fatalf("the password shows in the error: %s", s)
-			}
-		}
-	}
+	errcheck.NoSecret(t, err, secretForms()...)
 }
 
 // expectErr checks err's exit code, sentinel and message parts.
 func expectErr(t *testing.T, err error, code int, target error, parts ...string) {
 	t.Helper()
-	noSecret(t, err)
-	if err == nil {
-		t.Fatalf("no error; want exit %d", code)
-	}
-	t.Logf("exit %d: %v", failure.Code(err), err)
-	if got := failure.Code(err); got != code {
-		t.Errorf("exit code %d, want %d: %v", got, code, err)
-	}
-	if target != nil && !errors.Is(err, target) {
-		t.Errorf("error is not %v: %v", target, err)
-	}
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Errorf("error lacks %q: %v", p, err)
-		}
-	}
+	errcheck.Expect(t, err, errcheck.Want{Code: code, Is: target, Parts: parts, Secrets: secretForms()})
 }
 
 // read returns every file of fsys (path → content).
