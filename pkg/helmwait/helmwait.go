@@ -1,8 +1,9 @@
 // Package helmwait is the waiter of the Helm chart's hook (charts/chartreuse, issue 16):
 // it creates the run the release's values describe — the Workflow or PipelineRun in the
 // ConfigMap <release>-chartreuse-run — under a name fixed by the release's revision, and
-// follows it until it ends. Not wired into a binary, an image or the chart yet (see
-// charts/chartreuse/README.md, "Hooks").
+// follows it until it ends, logging each step as it starts and ends. The binary
+// steps/helm-wait runs it (Spec) in the chart's hook Job (charts/chartreuse/README.md,
+// "Hooks").
 //
 // A rerun of the same revision (the hook Job's pod restarted or retried) finds the run
 // it created before and follows that one: one revision never starts two migrations.
@@ -85,6 +86,9 @@ type Result struct {
 	Phase     string // Argo's phase, or Tekton's Succeeded condition's reason
 	Message   string
 	Created   bool // false: the run existed already (a rerun of the same revision)
+	// FailedSteps are the steps (Argo's pod nodes, Tekton's TaskRuns) that failed,
+	// each as "name: message".
+	FailedSteps []string
 }
 
 // Waiter creates runs and follows them.
@@ -142,7 +146,8 @@ func (w *Waiter) CreateAndWait(ctx context.Context, r *Run, revision int) (Resul
 			return ri.Watch(ctx, o)
 		},
 	}
-	last, deleted := "", false
+	f := &follower{w: w, gvr: r.gvr, name: name, ctx: ctx, started: map[string]bool{}, ended: map[string]bool{}}
+	deleted := false
 	// Gone before the first list (deleted right after its creation): no event would come.
 	gone := func(store cache.Store) (bool, error) {
 		if _, exists, _ := store.GetByKey(w.Namespace + "/" + name); !exists {
@@ -161,12 +166,10 @@ func (w *Waiter) CreateAndWait(ctx context.Context, r *Run, revision int) (Resul
 			return false, nil
 		}
 		done, ok, phase, msg := ended(r.gvr, u)
-		if phase != last {
-			w.Log.Info("run", "name", name, "phase", phase, "message", msg)
-			last = phase
-		}
+		f.observe(u, phase, msg, done)
 		if done {
 			res.Succeeded, res.Phase, res.Message = ok, phase, msg
+			res.FailedSteps = f.failed
 		}
 		return done, nil
 	})
@@ -177,7 +180,11 @@ func (w *Waiter) CreateAndWait(ctx context.Context, r *Run, revision int) (Resul
 		return res, failure.Transientf("following %s %s: %w", r.Kind(), name, err)
 	}
 	if !res.Succeeded {
-		return res, failure.Permanentf("%s %s ended %s: %s (details: %s)", r.Kind(), name, res.Phase, res.Message, detailsCommand(r.gvr, w.Namespace, name))
+		steps := ""
+		if len(res.FailedSteps) > 0 {
+			steps = "; failed: " + strings.Join(res.FailedSteps, "; ")
+		}
+		return res, failure.Permanentf("%s %s ended %s: %s%s (details: %s)", r.Kind(), name, res.Phase, res.Message, steps, detailsCommand(r.gvr, w.Namespace, name))
 	}
 	return res, nil
 }
