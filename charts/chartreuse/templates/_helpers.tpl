@@ -109,3 +109,41 @@ tekton/examples/pipelinerun.yaml would make it.
 {{- toYaml (dict "apiVersion" "tekton.dev/v1" "kind" "PipelineRun" "metadata" $meta "spec" $spec) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+chartreuse.seconds: a Go duration the schema accepts (90s, 5m, 1h30m, 1.5h, "0") in
+whole seconds, rounded up.
+*/}}
+{{- define "chartreuse.seconds" -}}
+{{- $units := dict "h" 3600.0 "m" 60.0 "s" 1.0 "ms" 0.001 "us" 0.000001 "µs" 0.000001 "ns" 0.000000001 -}}
+{{- $total := 0.0 -}}
+{{- range (regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" (toString .) -1) -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" . -}}
+{{- $total = addf $total (mulf (float64 $num) (get $units (trimPrefix $num .))) -}}
+{{- end -}}
+{{- $total | ceil | int -}}
+{{- end -}}
+
+{{/*
+chartreuse.budget: the longest the run's bounded steps may take, in seconds, one
+attempt each: image pull (argo), wait-for-db, Patroni (when enabled), plan (its
+wait), scale-down, migrate's wait for the migration lock, scale-restore and its
+wait for ready (when waitReady), and Tekton's gate. The migrations' own SQL time is
+not bounded (only per statement, by timeouts.statement) and retries come on top.
+*/}}
+{{- define "chartreuse.budget" -}}
+{{- $v := .Values -}}
+{{- $s := 0 -}}
+{{- if eq $v.engine "argo" -}}{{- $s = add $s (include "chartreuse.seconds" $v.imagePullTimeout) -}}{{- end -}}
+{{- $s = add $s (include "chartreuse.seconds" $v.timeouts.wait) (include "chartreuse.seconds" $v.timeouts.wait) -}}
+{{- if $v.patroni.enabled -}}{{- $s = add $s (include "chartreuse.seconds" $v.patroni.timeout) -}}{{- end -}}
+{{- $s = add $s (include "chartreuse.seconds" $v.timeouts.scale) (include "chartreuse.seconds" $v.timeouts.lockWait) (include "chartreuse.seconds" $v.timeouts.scale) -}}
+{{- if $v.workloads.waitReady -}}{{- $s = add $s (include "chartreuse.seconds" $v.timeouts.ready) -}}{{- end -}}
+{{- if eq $v.engine "tekton" -}}{{- $s = add $s (include "chartreuse.seconds" $v.timeouts.gate) -}}{{- end -}}
+{{- $s -}}
+{{- end -}}
+
+{{/* chartreuse.hookEvents: the Helm hooks of the hook Job and of what it needs. */}}
+{{- define "chartreuse.hookEvents" -}}
+{{- if eq .Values.hook.mode "pre" -}}post-install,pre-upgrade{{- else -}}post-install,post-upgrade{{- end -}}
+{{- end -}}
