@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -20,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // Binaries from the Debian packages etcd-server, patroni and postgresql-15.
@@ -38,12 +37,10 @@ var StartTimeout = 120 * time.Second
 
 // Cluster is a running single-member Patroni cluster.
 type Cluster struct {
-	Dir      string // holds etcd/, data/, the sockets, the config and the logs
-	Host     string // 127.0.0.1
-	Port     int    // PostgreSQL
-	RESTPort int    // Patroni REST API
-	EtcdPort int    // etcd client port
-	Password string // of the superuser "postgres"
+	Dir            string // holds etcd/, data/, the sockets, the config and the logs
+	pgenv.Endpoint        // PostgreSQL: 127.0.0.1, its port, the superuser's password
+	RESTPort       int    // Patroni REST API
+	EtcdPort       int    // etcd client port
 
 	uid, gid int
 	spawn    *spawner
@@ -79,7 +76,7 @@ func Start(ctx context.Context) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, Host: "127.0.0.1", Password: randomHex(12), uid: uid, gid: gid, spawn: newSpawner()}
+	c := &Cluster{Dir: dir, Endpoint: pgenv.Endpoint{Host: "127.0.0.1", Password: randomHex(12)}, uid: uid, gid: gid, spawn: newSpawner()}
 	if err := c.start(ctx); err != nil {
 		if serr := c.Stop(); serr != nil {
 			err = fmt.Errorf("%w (and stopping: %v)", err, serr)
@@ -241,27 +238,6 @@ func (c *Cluster) waitHTTP(ctx context.Context, url string, p *proc) error {
 // RESTURL is the base URL of Patroni's REST API.
 func (c *Cluster) RESTURL() string {
 	return "http://" + net.JoinHostPort(c.Host, strconv.Itoa(c.RESTPort))
-}
-
-// URL is a superuser URL for database db.
-func (c *Cluster) URL(db string) string { return c.UserURL("postgres", c.Password, db) }
-
-// UserURL is a URL for user with password on database db; any character works.
-func (c *Cluster) UserURL(user, password, db string) string {
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password),
-		Host: net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), Path: "/" + db, RawQuery: "sslmode=disable"}
-	return u.String()
-}
-
-// Exec runs SQL as the superuser on database db.
-func (c *Cluster) Exec(ctx context.Context, db, sql string, args ...any) error {
-	conn, err := pgx.Connect(ctx, c.URL(db))
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql, args...)
-	return err
 }
 
 // PIDs of the running etcd and patroni processes (0 when not running).

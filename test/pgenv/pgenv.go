@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -39,10 +38,8 @@ type Options struct {
 
 // Server is a running PostgreSQL.
 type Server struct {
-	Dir      string // holds data/, the socket and the log
-	Host     string
-	Port     int
-	Password string // of the superuser "postgres"
+	Dir string // holds data/, the socket and the log
+	Endpoint
 	opts     Options
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -69,7 +66,7 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir, Host: opts.Listen, opts: opts, uid: uid, gid: gid, Password: randomHex(12)}
+	s := &Server{Dir: dir, Endpoint: Endpoint{Host: opts.Listen, Password: randomHex(12)}, opts: opts, uid: uid, gid: gid}
 	if err := s.init(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -213,29 +210,6 @@ func (s *Server) PID() int {
 		return 0
 	}
 	return s.cmd.Process.Pid
-}
-
-// URL is a superuser URL for database db.
-func (s *Server) URL(db string) string {
-	return s.UserURL("postgres", s.Password, db)
-}
-
-// UserURL is a URL for user with password on database db; any character works.
-func (s *Server) UserURL(user, password, db string) string {
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password),
-		Host: net.JoinHostPort(s.Host, strconv.Itoa(s.Port)), Path: "/" + db, RawQuery: "sslmode=disable"}
-	return u.String()
-}
-
-// Exec runs SQL as the superuser on database db.
-func (s *Server) Exec(ctx context.Context, db, sql string, args ...any) error {
-	conn, err := pgx.Connect(ctx, s.URL(db))
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql, args...)
-	return err
 }
 
 // CreateDatabase creates a database with a unique name built from prefix and returns
