@@ -76,35 +76,36 @@ func (tk *Tekton) CreateTaskRun(ctx context.Context, ns string, tr *pipelinev1.T
 // WaitPipelineRun waits until the run is done (its Succeeded condition is
 // True or False) and returns it.
 func (tk *Tekton) WaitPipelineRun(ctx context.Context, ns, name string) (*pipelinev1.PipelineRun, error) {
-	for {
-		pr, err := tk.Pipeline.TektonV1().PipelineRuns(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil && pr.IsDone() {
-			return pr, nil
-		}
-		select {
-		case <-ctx.Done():
-			if pr != nil {
-				return pr, fmt.Errorf("PipelineRun %s/%s not done: %w (%s)", ns, name, ctx.Err(), RunCondition(pr.Status.GetCondition(apis.ConditionSucceeded)))
-			}
-			return nil, fmt.Errorf("PipelineRun %s/%s: %w (%v)", ns, name, ctx.Err(), err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	return waitDone(ctx, "PipelineRun", ns, name, tk.Pipeline.TektonV1().PipelineRuns(ns).Get)
 }
 
 // WaitTaskRun waits until the TaskRun is done and returns it.
 func (tk *Tekton) WaitTaskRun(ctx context.Context, ns, name string) (*pipelinev1.TaskRun, error) {
+	return waitDone(ctx, "TaskRun", ns, name, tk.Pipeline.TektonV1().TaskRuns(ns).Get)
+}
+
+// tektonRun is a *PipelineRun or a *TaskRun.
+type tektonRun interface {
+	comparable
+	IsDone() bool
+	GetStatusCondition() apis.ConditionAccessor
+}
+
+// waitDone gets the run of kind (for messages) named name in ns until it is
+// done, and returns it; when ctx ends first, the error says how the run stands.
+func waitDone[R tektonRun](ctx context.Context, kind, ns, name string, get func(context.Context, string, metav1.GetOptions) (R, error)) (R, error) {
+	var none R
 	for {
-		tr, err := tk.Pipeline.TektonV1().TaskRuns(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil && tr.IsDone() {
-			return tr, nil
+		r, err := get(ctx, name, metav1.GetOptions{})
+		if err == nil && r.IsDone() {
+			return r, nil
 		}
 		select {
 		case <-ctx.Done():
-			if tr != nil {
-				return tr, fmt.Errorf("TaskRun %s/%s not done: %w (%s)", ns, name, ctx.Err(), RunCondition(tr.Status.GetCondition(apis.ConditionSucceeded)))
+			if r != none {
+				return r, fmt.Errorf("%s %s/%s not done: %w (%s)", kind, ns, name, ctx.Err(), RunCondition(r.GetStatusCondition().GetCondition(apis.ConditionSucceeded)))
 			}
-			return nil, fmt.Errorf("TaskRun %s/%s: %w (%v)", ns, name, ctx.Err(), err)
+			return none, fmt.Errorf("%s %s/%s: %w (%v)", kind, ns, name, ctx.Err(), err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
