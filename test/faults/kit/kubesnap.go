@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -19,38 +21,34 @@ import (
 // controllers' status writes bump it whenever they like.
 func SnapshotNamespace(ctx context.Context, cs kubernetes.Interface, ns string) (string, error) {
 	var lines []string
-	add := func(kind string, m metav1.ObjectMeta) {
-		lines = append(lines, fmt.Sprintf("%s/%s generation=%d labels=%s annotations=%s",
-			kind, m.Name, m.Generation, keyValues(m.Labels), keyValues(ownAnnotations(m.Annotations))))
-	}
 	opts := metav1.ListOptions{}
-	ds, err := cs.AppsV1().Deployments(ns).List(ctx, opts)
-	if err != nil {
-		return "", err
-	}
-	for _, o := range ds.Items {
-		add("deployment", o.ObjectMeta)
-	}
-	ss, err := cs.AppsV1().StatefulSets(ns).List(ctx, opts)
-	if err != nil {
-		return "", err
-	}
-	for _, o := range ss.Items {
-		add("statefulset", o.ObjectMeta)
-	}
-	cjs, err := cs.BatchV1().CronJobs(ns).List(ctx, opts)
-	if err != nil {
-		return "", err
-	}
-	for _, o := range cjs.Items {
-		add("cronjob", o.ObjectMeta)
-	}
-	hpas, err := cs.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, opts)
-	if err != nil {
-		return "", err
-	}
-	for _, o := range hpas.Items {
-		add("hpa", o.ObjectMeta)
+	for _, k := range []struct {
+		kind string
+		list func() (runtime.Object, error)
+	}{
+		{"deployment", func() (runtime.Object, error) { return cs.AppsV1().Deployments(ns).List(ctx, opts) }},
+		{"statefulset", func() (runtime.Object, error) { return cs.AppsV1().StatefulSets(ns).List(ctx, opts) }},
+		{"cronjob", func() (runtime.Object, error) { return cs.BatchV1().CronJobs(ns).List(ctx, opts) }},
+		{"hpa", func() (runtime.Object, error) {
+			return cs.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, opts)
+		}},
+	} {
+		l, err := k.list()
+		if err != nil {
+			return "", err
+		}
+		objs, err := apimeta.ExtractList(l)
+		if err != nil {
+			return "", err
+		}
+		for _, o := range objs {
+			m, err := apimeta.Accessor(o)
+			if err != nil {
+				return "", err
+			}
+			lines = append(lines, fmt.Sprintf("%s/%s generation=%d labels=%s annotations=%s",
+				k.kind, m.GetName(), m.GetGeneration(), keyValues(m.GetLabels()), keyValues(ownAnnotations(m.GetAnnotations()))))
+		}
 	}
 	evs, err := cs.CoreV1().Events(ns).List(ctx, opts)
 	if err != nil {
