@@ -128,24 +128,16 @@ func TestNoRoleWritesPods(t *testing.T) {
 // (both engines) exactly pkg/podaddr/rbac/role.yaml, and every RoleBinding
 // refers to a Role of the manifests.
 func TestRolesGrantWhatTheStepsUse(t *testing.T) {
-	scale, err := rbacrules.Scale()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gateRules, err := rbacrules.Gate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lookup, err := rbacrules.PodLookup()
+	documented, err := rbacrules.LoadDocumented()
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		"chartreuse-gate": rbacrules.Expand(gateRules),
+		"chartreuse-gate": rbacrules.Expand(documented.Gate),
 		// both engines: migrate names the pod of a session holding a lock it waits for
-		"chartreuse-migrate":  rbacrules.Expand(lookup),
-		"chartreuse-workflow": rbacrules.Expand(scale),
-		"chartreuse-pipeline": rbacrules.Expand(scale),
+		"chartreuse-migrate":  rbacrules.Expand(documented.PodLookup),
+		"chartreuse-workflow": rbacrules.Expand(documented.Scale),
+		"chartreuse-pipeline": rbacrules.Expand(documented.Scale),
 		"chartreuse-executor": rbacrules.Expand(rbacrules.Executor),
 	}
 	roles := map[string]*rbacv1.Role{}

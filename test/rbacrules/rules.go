@@ -15,28 +15,46 @@ import (
 // Scale returns the rules of pkg/workload/rbac/role.yaml: what scale-down and
 // scale-restore use.
 func Scale() ([]rbacv1.PolicyRule, error) {
-	var role rbacv1.Role
-	if err := yaml.UnmarshalStrict(workload.RoleYAML, &role); err != nil {
-		return nil, fmt.Errorf("pkg/workload/rbac/role.yaml: %w", err)
-	}
-	return role.Rules, nil
+	return roleRules(workload.RoleYAML, "pkg/workload/rbac/role.yaml")
 }
 
 // Gate returns the rules of pkg/gate/rbac/role.yaml: what the Tekton gate step uses.
 func Gate() ([]rbacv1.PolicyRule, error) {
-	var role rbacv1.Role
-	if err := yaml.UnmarshalStrict(gate.RoleYAML, &role); err != nil {
-		return nil, fmt.Errorf("pkg/gate/rbac/role.yaml: %w", err)
-	}
-	return role.Rules, nil
+	return roleRules(gate.RoleYAML, "pkg/gate/rbac/role.yaml")
 }
 
 // PodLookup returns the rules of pkg/podaddr/rbac/role.yaml: what migrate uses to
 // name the pod of a session holding a lock it waits for.
 func PodLookup() ([]rbacv1.PolicyRule, error) {
+	return roleRules(podaddr.RoleYAML, "pkg/podaddr/rbac/role.yaml")
+}
+
+// Documented are the rules of the three Roles the step packages document.
+type Documented struct {
+	Scale, Gate, PodLookup []rbacv1.PolicyRule
+}
+
+// LoadDocumented reads the three documented Roles (Scale, Gate, PodLookup).
+func LoadDocumented() (Documented, error) {
+	var d Documented
+	var err error
+	if d.Scale, err = Scale(); err != nil {
+		return Documented{}, err
+	}
+	if d.Gate, err = Gate(); err != nil {
+		return Documented{}, err
+	}
+	if d.PodLookup, err = PodLookup(); err != nil {
+		return Documented{}, err
+	}
+	return d, nil
+}
+
+// roleRules parses a Role's YAML, named by path in errors.
+func roleRules(roleYAML []byte, path string) ([]rbacv1.PolicyRule, error) {
 	var role rbacv1.Role
-	if err := yaml.UnmarshalStrict(podaddr.RoleYAML, &role); err != nil {
-		return nil, fmt.Errorf("pkg/podaddr/rbac/role.yaml: %w", err)
+	if err := yaml.UnmarshalStrict(roleYAML, &role); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return role.Rules, nil
 }
