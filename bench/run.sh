@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: builds the step binaries (make build), then runs bench/cmd/bench,
-# which starts its own PostgreSQL (test/pgenv), for section 3 only uses the test
+# which starts its own PostgreSQL (test/pgenv), for sections 3 and 8 uses the test
 # cluster named by CHARTREUSE_TEST_ENV or starts one (test/kubeenv), builds the goose CLI into
 # .cache/bench once, and prints the table (also written to
 # bench/results-<date>.txt). Arguments go to the program (e.g. -sections 1,2

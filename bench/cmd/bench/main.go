@@ -18,9 +18,13 @@
 //  6. migrations source: migrate --plan of 100 migrations from a directory, git
 //     over HTTP (with and without a blob:none filter) and a migrations image;
 //  7. risk analysis: migrate --plan with nothing, one and 100 statements
-//     pending, i.e. what starting the SQL parser (WebAssembly) costs a plan.
+//     pending, i.e. what starting the SQL parser (WebAssembly) costs a plan;
+//  8. downtime on the real engines: a sample application whose pods have a
+//     shutdown delay and pending migrations, run through Argo Workflows and
+//     Tekton; the downtime window against its floor measured in the same run,
+//     and the nothing-pending run against one trivial pod on the same engine.
 //
-// It starts its own PostgreSQL (test/pgenv) and, for section 3 only, connects to
+// It starts its own PostgreSQL (test/pgenv) and, for sections 3 and 8, connects to
 // the test cluster named by CHARTREUSE_TEST_ENV or starts one (test/kubeenv);
 // section 6 starts its own git server and registry (test/gitserver,
 // test/registry). It needs root.
@@ -53,6 +57,10 @@ type config struct {
 	largeMB, runs5                    int
 	baseline                          string
 	runs6, junkMB                     int
+	// section 8
+	downApps, downReplicas, downMigrations int
+	downDelay                              time.Duration
+	runs8, runsNothing8                    int
 }
 
 func main() {
@@ -71,7 +79,13 @@ func main() {
 	flag.StringVar(&c.baseline, "baseline", "", "section 5: also measure the migrate binary of this commit (built once into .cache/bench), e.g. 24d58ca")
 	flag.IntVar(&c.runs6, "runs-source", 11, "runs per source in section 6 (median)")
 	flag.IntVar(&c.junkMB, "source-junk-mb", 50, "section 6: MiB of other files in the git repository")
-	flag.StringVar(&sections, "sections", "1,2,3,4,5,6,7", "sections to run")
+	flag.IntVar(&c.downApps, "downtime-apps", 1, "section 8: Deployments of the sample application (each with a CronJob and an HPA)")
+	flag.IntVar(&c.downReplicas, "downtime-pods", 3, "section 8: pods of each Deployment")
+	flag.DurationVar(&c.downDelay, "downtime-delay", 2*time.Second, "section 8: how long each pod keeps running after SIGTERM")
+	flag.IntVar(&c.downMigrations, "downtime-migrations", 4, "section 8: migrations pending in each run")
+	flag.IntVar(&c.runs8, "runs-downtime", 1, "section 8: runs with the migrations pending, per engine (a fresh database each)")
+	flag.IntVar(&c.runsNothing8, "runs-downtime-nothing", 3, "section 8: nothing-pending runs and one-pod runs after each of them, per engine (median)")
+	flag.StringVar(&sections, "sections", "1,2,3,4,5,6,7,8", "sections to run")
 	flag.BoolVar(&c.defaultLimits, "default-limits", true, "section 3: also time the sequential loop once with client-go's default client limits (5 requests/s)")
 	flag.BoolVar(&c.kubectlLoop, "kubectl", true, "section 3: also time `kubectl scale` run once per Deployment, once")
 	flag.Parse()
@@ -158,6 +172,18 @@ func run(ctx context.Context, c *config) (err error) {
 		} else {
 			if err := sectionWorkloads(ctx, c, env, rep); err != nil {
 				fail("3", err)
+			}
+			if serr := env.Stop(); serr != nil {
+				logf("stopping the cluster: %v", serr)
+			}
+		}
+	}
+	if c.sections["8"] {
+		if env, err := cluster(ctx); err != nil {
+			fail("8", err)
+		} else {
+			if err := sectionEngines(ctx, c, env, rep); err != nil {
+				fail("8", err)
 			}
 			if serr := env.Stop(); serr != nil {
 				logf("stopping the cluster: %v", serr)

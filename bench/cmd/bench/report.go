@@ -28,6 +28,7 @@ type report struct {
 	memory    *memoryResult
 	source    *sourceResult
 	risk      *riskResult
+	engines   *enginesResult
 	warnings  []string
 }
 
@@ -201,6 +202,9 @@ func (r *report) String() string {
 	}
 	if s := r.risk; s != nil {
 		r.riskTable(&b, s)
+	}
+	if s := r.engines; s != nil {
+		enginesTable(&b, s)
 	}
 	for _, w := range r.warnings {
 		fmt.Fprintf(&b, "WARNING: %s\n", w)

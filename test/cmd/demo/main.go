@@ -31,7 +31,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +41,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/images/build"
 	"github.com/chartreuse-go/chartreuse/pkg/sqlrisk"
+	"github.com/chartreuse-go/chartreuse/test/downtime"
 	"github.com/chartreuse-go/chartreuse/test/e2e"
 	"github.com/chartreuse-go/chartreuse/test/engines"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
@@ -325,20 +325,11 @@ func report(wf *wfv1.Workflow, before, after int64, pods *e2e.PodWatch, start ti
 	var stopped []string
 	_ = json.Unmarshal([]byte(scaleDown.Outputs["workloads"]), &stopped)
 	fmt.Printf("   workloads stopped: %s\n", strings.Join(stopped, ", "))
-	down, up := pods.Window(start)
-	if !down.IsZero() && !up.IsZero() {
-		window := up.Sub(down)
-		fmt.Printf("   downtime: first pod stopping %s -> first new pod ready %s = %s\n",
-			down.Format("15:04:05.0"), up.Format("15:04:05.0"), window.Round(100*time.Millisecond))
+	if f, ok := downtime.Measure(pods, start, migrate.Outputs["sql-seconds"], 0); ok {
+		fmt.Printf("   %s\n", f.WindowLine())
 		// The floor (issue 13): what no orchestration can save, measured in this run.
-		gone := pods.LastDeleted(pods.Existing(start))
-		seen, ready := pods.FirstNewReady(start)
-		sql, err := strconv.ParseFloat(migrate.Outputs["sql-seconds"], 64)
-		if !gone.IsZero() && !seen.IsZero() && err == nil {
-			stopping, starting := gone.Sub(down), ready.Sub(seen)
-			floor := stopping + time.Duration(sql*float64(time.Second)) + starting
-			fmt.Printf("   floor: pods terminating %s + migrations' SQL %.3fs + a new pod starting %s = %s; window/floor %.1fx\n",
-				stopping.Round(100*time.Millisecond), sql, starting.Round(100*time.Millisecond), floor.Round(100*time.Millisecond), window.Seconds()/floor.Seconds())
+		if line := f.FloorLine(); line != "" {
+			fmt.Printf("   %s\n", line)
 		}
 	}
 	if d := out["downtime-seconds"]; d != "" {
