@@ -106,6 +106,7 @@ func TestArgo(t *testing.T) {
 		{"nothing-pending", s.testNothingPending},
 		{"migrations-pending", s.testMigrationsPending},
 		{"transient-lock-busy", s.testTransient},
+		{"image-tag-pushed-again", s.testImageTagPushedAgain},
 		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
 		{"restore", s.testRestorePolicy},
 		{"rollback", s.testRollbackPolicy},

@@ -48,6 +48,7 @@ func TestTekton(t *testing.T) {
 		// Migrations from git (tekton_git_test.go).
 		{"git-tag", s.testGitTag},
 		{"git-revisions", s.testGitRevisions},
+		{"image-tag-pushed-again", s.testImageTagPushedAgain},
 		{"git-private-repository-token", s.testGitPrivate},
 		{"git-wrong-revision", s.testGitWrongRevision},
 		{"wrong-image-fails-fast", s.testWrongImage},
