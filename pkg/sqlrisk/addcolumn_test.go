@@ -4,8 +4,6 @@ import (
 	"context"
 	"slices"
 	"testing"
-
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // ADD COLUMN with a constraint of its own does what adding that constraint
@@ -24,12 +22,8 @@ func TestAddColumnWithConstraint(t *testing.T) {
 		t.Run(tt.sql, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			srv, db := pgenv.NewDatabase(t)
-			c := connect(t, srv.URL(db))
-			if _, err := c.Exec(ctx, proofTable+" ALTER TABLE t DROP CONSTRAINT t_pkey; CREATE TABLE u (id int PRIMARY KEY); INSERT INTO u VALUES (1);"); err != nil {
-				t.Fatal(err)
-			}
-			f, err := Analyze(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 1, SQL: tt.sql, InTx: true})
+			c, cat := setUp(t, proofTable+" ALTER TABLE t DROP CONSTRAINT t_pkey; CREATE TABLE u (id int PRIMARY KEY); INSERT INTO u VALUES (1);")
+			f, err := Analyze(ctx, cat, Statement{File: "f.sql", Line: 1, SQL: tt.sql, InTx: true})
 			if err != nil {
 				t.Fatal(err)
 			}

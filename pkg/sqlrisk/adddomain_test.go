@@ -4,8 +4,6 @@ import (
 	"context"
 	"slices"
 	"testing"
-
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // A column of a domain with a constraint (its own or its base domain's) is
@@ -33,11 +31,7 @@ func TestAddColumnOfDomain(t *testing.T) {
 		t.Run(tt.sql, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			srv, db := pgenv.NewDatabase(t)
-			c := connect(t, srv.URL(db))
-			if _, err := c.Exec(ctx, setup); err != nil {
-				t.Fatal(err)
-			}
+			c, cat := setUp(t, setup)
 			var oid, before uint32
 			if err := c.QueryRow(ctx, `SELECT oid, relfilenode FROM pg_class WHERE oid = 't'::regclass`).Scan(&oid, &before); err != nil {
 				t.Fatal(err)
@@ -46,7 +40,7 @@ func TestAddColumnOfDomain(t *testing.T) {
 			if lock != AccessExclusiveLock || rewrote != tt.rewrite {
 				t.Fatalf("the server took %s, rewrote %v: the test's premise fails", lock, rewrote)
 			}
-			f, err := Analyze(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", SQL: tt.sql, InTx: true})
+			f, err := Analyze(ctx, cat, Statement{File: "f.sql", SQL: tt.sql, InTx: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // x.label calls the function label(t) while t has no column label (a
@@ -17,11 +15,7 @@ import (
 // column whose name only a function of other arguments has stays additive.
 func TestAdditiveColumnHidesComputedField(t *testing.T) {
 	ctx := context.Background()
-	srv, db := pgenv.NewDatabase(t)
-	c := connect(t, srv.URL(db))
-	if _, err := c.Exec(ctx, proofTable+` CREATE FUNCTION label(r t) RETURNS text LANGUAGE sql AS 'SELECT ''label-'' || r.id';`); err != nil {
-		t.Fatal(err)
-	}
+	c, cat := setUp(t, proofTable+` CREATE FUNCTION label(r t) RETURNS text LANGUAGE sql AS 'SELECT ''label-'' || r.id';`)
 	app := func() string {
 		var v *string
 		if err := c.QueryRow(ctx, "SELECT x.label FROM t x WHERE id = 1", pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
@@ -32,7 +26,6 @@ func TestAdditiveColumnHidesComputedField(t *testing.T) {
 		}
 		return fmt.Sprint(*v)
 	}
-	cat := catalog(t, srv.URL(db))
 	const stmt = "ALTER TABLE t ADD COLUMN label text"
 	ok, why, err := Additive(ctx, cat, Statement{File: "f.sql", SQL: stmt, InTx: true})
 	before := app()

@@ -17,12 +17,7 @@ const downtimeSetup = proofTable + " CREATE TABLE u (id int PRIMARY KEY); CREATE
 // version reads or writes is not additive; so is anything unknown.
 func TestAdditive(t *testing.T) {
 	ctx := context.Background()
-	srv, db := pgenv.NewDatabase(t)
-	c := connect(t, srv.URL(db))
-	if _, err := c.Exec(ctx, downtimeSetup); err != nil {
-		t.Fatal(err)
-	}
-	cat := catalog(t, srv.URL(db))
+	_, cat := setUp(t, downtimeSetup)
 	for _, tt := range []struct {
 		sql      string
 		inTx     bool

@@ -3,8 +3,6 @@ package sqlrisk
 import (
 	"context"
 	"testing"
-
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // An index's expressions and predicate are computed on every write of the
@@ -25,12 +23,8 @@ func TestAdditiveIndexExpression(t *testing.T) {
 	} {
 		t.Run(tt.sql, func(t *testing.T) {
 			ctx := context.Background()
-			srv, db := pgenv.NewDatabase(t)
-			c := connect(t, srv.URL(db))
-			if _, err := c.Exec(ctx, proofTable); err != nil {
-				t.Fatal(err)
-			}
-			ok, why, err := Additive(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", SQL: tt.sql})
+			c, cat := setUp(t, proofTable)
+			ok, why, err := Additive(ctx, cat, Statement{File: "f.sql", SQL: tt.sql})
 			if err != nil {
 				t.Fatal(err)
 			}

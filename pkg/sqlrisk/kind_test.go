@@ -3,8 +3,6 @@ package sqlrisk
 import (
 	"context"
 	"testing"
-
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // A goose statement of several (a StatementBegin block, a shared line) names
@@ -13,12 +11,8 @@ import (
 // TABLE t after a CREATE TABLE.
 func TestRiskKindOfItsOwnStatement(t *testing.T) {
 	ctx := context.Background()
-	srv, db := pgenv.NewDatabase(t)
-	c := connect(t, srv.URL(db))
-	if _, err := c.Exec(ctx, proofTable+" CREATE TABLE u (id int);"); err != nil {
-		t.Fatal(err)
-	}
-	f, err := Analyze(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 2, InTx: true,
+	_, cat := setUp(t, proofTable+" CREATE TABLE u (id int);")
+	f, err := Analyze(ctx, cat, Statement{File: "f.sql", Line: 2, InTx: true,
 		SQL: "CREATE TABLE n (id int);\nDROP TABLE u;\nCREATE INDEX t_a ON t (a);"})
 	if err != nil {
 		t.Fatal(err)

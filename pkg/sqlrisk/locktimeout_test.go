@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // The migrate step's session sets lock_timeout (--lock-timeout, 10 s by
@@ -18,12 +16,7 @@ import (
 // additive.
 func TestAdditiveLockTimeout(t *testing.T) {
 	ctx := context.Background()
-	srv, db := pgenv.NewDatabase(t)
-	c := connect(t, srv.URL(db))
-	if _, err := c.Exec(ctx, "SET lock_timeout = '10s'"); err != nil {
-		t.Fatal(err)
-	}
-	cat := catalog(t, srv.URL(db))
+	c, cat := setUp(t, "SET lock_timeout = '10s'")
 	for _, tt := range []struct {
 		sql      string
 		additive bool

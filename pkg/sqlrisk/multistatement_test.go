@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // goose sends the statements that share a line as one query, and PostgreSQL
@@ -21,12 +19,7 @@ import (
 // the migration then failed partway, recorded dirty.
 func TestConcurrentlySharingALine(t *testing.T) {
 	ctx := context.Background()
-	srv, db := pgenv.NewDatabase(t)
-	c := connect(t, srv.URL(db))
-	if _, err := c.Exec(ctx, proofTable+" CREATE INDEX t_b ON t (b);"); err != nil {
-		t.Fatal(err)
-	}
-	cat := catalog(t, srv.URL(db))
+	c, cat := setUp(t, proofTable+" CREATE INDEX t_b ON t (b);")
 	for _, sql := range []string{
 		"CREATE INDEX CONCURRENTLY t_a ON t (a); CREATE INDEX CONCURRENTLY t_id ON t (id);",
 		"CREATE TABLE n (id int); CREATE INDEX CONCURRENTLY t_a ON t (a);",
@@ -71,11 +64,7 @@ func TestConcurrentlySharingALine(t *testing.T) {
 // the real server); before, it was reported as nothing at all.
 func TestDetachConcurrentlyInTransaction(t *testing.T) {
 	ctx := context.Background()
-	srv, db := pgenv.NewDatabase(t)
-	c := connect(t, srv.URL(db))
-	if _, err := c.Exec(ctx, "CREATE TABLE p (id int) PARTITION BY RANGE (id); CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (10);"); err != nil {
-		t.Fatal(err)
-	}
+	c, cat := setUp(t, "CREATE TABLE p (id int) PARTITION BY RANGE (id); CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (10);")
 	const sql = "ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY"
 	tx, err := c.Begin(ctx)
 	if err != nil {
@@ -87,7 +76,7 @@ func TestDetachConcurrentlyInTransaction(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != "25001" {
 		t.Fatalf("%s in a transaction: %v; the test's premise is that it fails with 25001", sql, err)
 	}
-	f, err := Analyze(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 1, SQL: sql, InTx: true})
+	f, err := Analyze(ctx, cat, Statement{File: "f.sql", Line: 1, SQL: sql, InTx: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +84,7 @@ func TestDetachConcurrentlyInTransaction(t *testing.T) {
 		t.Errorf("risks %+v, want concurrently-in-transaction on p", f.Risks)
 	}
 	// Outside a transaction it runs, and is no risk.
-	if f, err = Analyze(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 1, SQL: sql}); err != nil || len(f.Risks) != 0 {
+	if f, err = Analyze(ctx, cat, Statement{File: "f.sql", Line: 1, SQL: sql}); err != nil || len(f.Risks) != 0 {
 		t.Errorf("outside a transaction: risks %+v, %v; want none", f.Risks, err)
 	}
 	if _, err := c.Exec(ctx, sql); err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // A table an earlier pending statement creates is in no schema yet, and the
@@ -16,12 +14,7 @@ import (
 // table the running version uses, beyond CREATE TABLE ... REFERENCES' brief one.
 func TestAdditiveNewTable(t *testing.T) {
 	ctx := context.Background()
-	srv, db := pgenv.NewDatabase(t)
-	c := connect(t, srv.URL(db))
-	if _, err := c.Exec(ctx, proofTable+" CREATE VIEW v AS SELECT id, a FROM t; CREATE SCHEMA other; CREATE TABLE other.o (id int); CREATE TABLE p (id int) PARTITION BY RANGE (id);"); err != nil {
-		t.Fatal(err)
-	}
-	cat := catalog(t, srv.URL(db))
+	c, cat := setUp(t, proofTable+" CREATE VIEW v AS SELECT id, a FROM t; CREATE SCHEMA other; CREATE TABLE other.o (id int); CREATE TABLE p (id int) PARTITION BY RANGE (id);")
 	newTable := []string{
 		"CREATE INDEX n_a ON n (a)",
 		"CREATE UNIQUE INDEX n_id ON n (id)",
@@ -77,12 +70,7 @@ func TestAdditiveNewTable(t *testing.T) {
 // tables a run's CREATE TABLEs make take rows additively.
 func TestAdditiveRowsThroughNewView(t *testing.T) {
 	ctx := context.Background()
-	srv, db := pgenv.NewDatabase(t)
-	c := connect(t, srv.URL(db))
-	if _, err := c.Exec(ctx, proofTable); err != nil {
-		t.Fatal(err)
-	}
-	cat := catalog(t, srv.URL(db))
+	c, cat := setUp(t, proofTable)
 	stmts := []struct {
 		sql      string
 		additive bool

@@ -226,3 +226,15 @@ func blocked(t *testing.T, url string, watcher *pgx.Conn, stmt, table string, oi
 	}
 	return mode
 }
+
+// setUp creates a database, runs setup in it, and returns the connection it ran
+// on and the catalog Analyze and Additive read.
+func setUp(t *testing.T, setup string) (*pgx.Conn, *sql.DB) {
+	t.Helper()
+	srv, db := pgenv.NewDatabase(t)
+	c := connect(t, srv.URL(db))
+	if _, err := c.Exec(context.Background(), setup); err != nil {
+		t.Fatal(err)
+	}
+	return c, catalog(t, srv.URL(db))
+}

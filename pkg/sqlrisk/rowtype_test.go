@@ -5,8 +5,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // A function declared to return t's rows must return exactly t's columns: once
@@ -21,17 +19,13 @@ func TestAdditiveColumnOfReturnedRows(t *testing.T) {
 	} {
 		t.Run(fn, func(t *testing.T) {
 			ctx := context.Background()
-			srv, db := pgenv.NewDatabase(t)
-			c := connect(t, srv.URL(db))
-			if _, err := c.Exec(ctx, proofTable+" "+fn); err != nil {
-				t.Fatal(err)
-			}
+			c, cat := setUp(t, proofTable+" "+fn)
 			app := func() error {
 				_, err := c.Exec(ctx, "SELECT count(*) FROM f()", pgx.QueryExecModeSimpleProtocol)
 				return err
 			}
 			const stmt = "ALTER TABLE t ADD COLUMN c int"
-			ok, why, err := Additive(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", SQL: stmt, InTx: true})
+			ok, why, err := Additive(ctx, cat, Statement{File: "f.sql", SQL: stmt, InTx: true})
 			before := app()
 			if _, err := c.Exec(ctx, stmt); err != nil {
 				t.Fatal(err)

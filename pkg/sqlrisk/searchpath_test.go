@@ -3,8 +3,6 @@ package sqlrisk
 import (
 	"context"
 	"testing"
-
-	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 // A migration that sets its own search_path indexes an existing table the
@@ -14,11 +12,7 @@ import (
 // reported.
 func TestIndexAfterSetSearchPath(t *testing.T) {
 	ctx := context.Background()
-	srv, db := pgenv.NewDatabase(t)
-	c := connect(t, srv.URL(db))
-	if _, err := c.Exec(ctx, `CREATE SCHEMA app; CREATE TABLE app.big (id int); INSERT INTO app.big SELECT generate_series(1, 1000)`); err != nil {
-		t.Fatal(err)
-	}
+	c, cat := setUp(t, `CREATE SCHEMA app; CREATE TABLE app.big (id int); INSERT INTO app.big SELECT generate_series(1, 1000)`)
 	var oid uint32
 	if err := c.QueryRow(ctx, `SELECT 'app.big'::regclass::oid`).Scan(&oid); err != nil {
 		t.Fatal(err)
@@ -35,7 +29,7 @@ func TestIndexAfterSetSearchPath(t *testing.T) {
 	}
 	_ = tx.Rollback(ctx)
 
-	f, err := Analyze(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 2, SQL: "CREATE INDEX big_id ON big (id)", InTx: true})
+	f, err := Analyze(ctx, cat, Statement{File: "f.sql", Line: 2, SQL: "CREATE INDEX big_id ON big (id)", InTx: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +37,7 @@ func TestIndexAfterSetSearchPath(t *testing.T) {
 		t.Fatalf("risks %+v, want create-index", f.Risks)
 	}
 	// A table no schema has is one an earlier statement creates.
-	f, err = Analyze(ctx, catalog(t, srv.URL(db)), Statement{File: "f.sql", Line: 3, SQL: "CREATE INDEX fresh_id ON fresh (id)", InTx: true})
+	f, err = Analyze(ctx, cat, Statement{File: "f.sql", Line: 3, SQL: "CREATE INDEX fresh_id ON fresh (id)", InTx: true})
 	if err != nil || len(f.Risks) != 0 {
 		t.Fatalf("index on a new table: risks %+v, %v; want none", f.Risks, err)
 	}
