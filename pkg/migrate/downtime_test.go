@@ -1,13 +1,8 @@
 package migrate
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
-
-	"github.com/chartreuse-go/chartreuse/pkg/sqlrisk"
 )
 
 // plan's needs-downtime: false when every pending statement is additive,
@@ -68,23 +63,10 @@ func TestNeedsDowntimeNothingPending(t *testing.T) {
 	d := newDB(t)
 	f := files{"1_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")}
 	mustRun(t, d.url(), writeDir(t, f))
-	cmd := exec.Command(os.Args[0], "-test.run=^TestNeedsDowntimeChild$", "-test.short", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "CHARTREUSE_DOWNTIME_CHILD_URL="+d.url(), "CHARTREUSE_DOWNTIME_CHILD_DIR="+writeDir(t, f))
-	out, err := cmd.CombinedOutput()
-	if want := "needs-downtime: false, parser started: false"; err != nil || !strings.Contains(string(out), want) {
-		t.Errorf("child plan: %v, want %q in:\n%s", err, want, out)
+	out := planInChild(t, d.url(), writeDir(t, f))
+	for _, want := range []string{"needs-downtime false: nothing is pending", "needs-downtime: false, parser started: false"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("child plan: want %q in:\n%s", want, out)
+		}
 	}
-}
-
-// TestNeedsDowntimeChild runs only as TestNeedsDowntimeNothingPending's child.
-func TestNeedsDowntimeChild(t *testing.T) {
-	url, dir := os.Getenv("CHARTREUSE_DOWNTIME_CHILD_URL"), os.Getenv("CHARTREUSE_DOWNTIME_CHILD_DIR")
-	if url == "" {
-		t.Skip("child of TestNeedsDowntimeNothingPending only")
-	}
-	o := runStep(t, url, dir, "--plan")
-	if o.code != 0 || !strings.Contains(o.stderr, "needs-downtime false: nothing is pending") {
-		t.Fatalf("plan: exit %d\n%s", o.code, o.stderr)
-	}
-	fmt.Printf("needs-downtime: %s, parser started: %v\n", o.result("needs-downtime"), sqlrisk.ParserStarted())
 }

@@ -88,20 +88,31 @@ func TestNothingPendingStartsNoParser(t *testing.T) {
 		dir  string
 		want string
 	}{{nothing, "parser started: false"}, {pending, "parser started: true"}} {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRiskParserChild$", "-test.short", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "CHARTREUSE_RISK_CHILD_URL="+d.url(), "CHARTREUSE_RISK_CHILD_DIR="+c.dir)
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), c.want) {
-			t.Errorf("child plan on %s: %v, want %q in:\n%s", c.dir, err, c.want, out)
+		if out := planInChild(t, d.url(), c.dir); !strings.Contains(out, c.want) {
+			t.Errorf("child plan on %s: want %q in:\n%s", c.dir, c.want, out)
 		}
 	}
 }
 
-// TestRiskParserChild runs only as TestNothingPendingStartsNoParser's child.
-func TestRiskParserChild(t *testing.T) {
-	url, dir := os.Getenv("CHARTREUSE_RISK_CHILD_URL"), os.Getenv("CHARTREUSE_RISK_CHILD_DIR")
+// planInChild runs plan on dir in a child test process (the parser's state is
+// per process) and returns the child's output: the step's stderr, then
+// "pending: N, needs-downtime: B, parser started: B".
+func planInChild(t *testing.T, url, dir string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPlanChild$", "-test.short", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "CHARTREUSE_PLAN_CHILD_URL="+url, "CHARTREUSE_PLAN_CHILD_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child plan on %s: %v\n%s", dir, err, out)
+	}
+	return string(out)
+}
+
+// TestPlanChild runs only as planInChild's child.
+func TestPlanChild(t *testing.T) {
+	url, dir := os.Getenv("CHARTREUSE_PLAN_CHILD_URL"), os.Getenv("CHARTREUSE_PLAN_CHILD_DIR")
 	if url == "" {
-		t.Skip("child of TestNothingPendingStartsNoParser only")
+		t.Skip("child of planInChild only")
 	}
 	if sqlrisk.ParserStarted() {
 		t.Fatal("parser started before the plan")
@@ -110,7 +121,8 @@ func TestRiskParserChild(t *testing.T) {
 	if o.code != 0 {
 		t.Fatalf("plan: exit %d\n%s", o.code, o.stderr)
 	}
-	fmt.Printf("pending: %s, parser started: %v\n", o.result("pending"), sqlrisk.ParserStarted())
+	fmt.Print(o.stderr)
+	fmt.Printf("pending: %s, needs-downtime: %s, parser started: %v\n", o.result("pending"), o.result("needs-downtime"), sqlrisk.ParserStarted())
 }
 
 // Where the step may not use the memory the parser's start takes, the plan
