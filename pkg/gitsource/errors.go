@@ -19,34 +19,43 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/redact"
 )
 
-// Errors, for errors.Is. Each comes wrapped in a failure.Error with its kind.
+// Errors, for errors.Is. Each comes wrapped in a failure.Error with its kind,
+// the same for every error of a group below.
+
+// Usage errors (exit 2): what was given cannot be used as it stands.
 var (
-	// ErrInvalidURL: the repository URL is not one Fetch can use (usage).
+	// ErrInvalidURL: the repository URL is not one Fetch can use.
 	ErrInvalidURL = errors.New("invalid repository URL")
-	// ErrAbbreviatedSHA: a revision looks like a shortened commit SHA (usage).
+	// ErrAbbreviatedSHA: a revision looks like a shortened commit SHA.
 	ErrAbbreviatedSHA = errors.New("abbreviated commit SHA")
-	// ErrInvalidRevision: a revision no tag or branch can be named (usage).
+	// ErrInvalidRevision: a revision no tag or branch can be named.
 	ErrInvalidRevision = errors.New("invalid revision")
 	// ErrAmbiguousRevision: a tag and a branch of that name point at different
-	// commits (usage).
+	// commits.
 	ErrAmbiguousRevision = errors.New("ambiguous revision")
 	// ErrInvalidAuth: the Secret's files cannot be used as given, or do not fit the
-	// URL's scheme (usage).
+	// URL's scheme.
 	ErrInvalidAuth = errors.New("unusable git credentials")
+)
+
+// Permanent errors (exit 1): the server answered, and trying again gets the
+// same answer.
+var (
 	// ErrRevisionNotFound: no tag or branch of that name, or a commit the server
-	// does not have or does not serve (permanent).
+	// does not have or does not serve.
 	ErrRevisionNotFound = errors.New("revision not found")
-	// ErrSubdirNotFound: the commit has no such directory (permanent).
+	// ErrSubdirNotFound: the commit has no such directory.
 	ErrSubdirNotFound = errors.New("directory not found in commit")
-	// ErrAuth: the server asks for credentials, or refused those given (permanent).
+	// ErrAuth: the server asks for credentials, or refused those given.
 	ErrAuth = errors.New("authentication failed")
-	// ErrStalled: the server stopped sending, or sent only progress messages, for
-	// the stall timeout (transient).
-	ErrStalled = errors.New("the server stopped sending")
 	// ErrRepositoryNotFound: the server has no such repository, or the credentials
-	// cannot see it (permanent).
+	// cannot see it.
 	ErrRepositoryNotFound = errors.New("repository not found")
 )
+
+// ErrStalled: the server stopped sending, or sent only progress messages, for
+// the stall timeout (transient, exit 75).
+var ErrStalled = errors.New("the server stopped sending")
 
 // MovedError: the commit resolved at the start of the run can no longer be fetched
 // by its SHA, and the revision the user named points elsewhere now (permanent). Got

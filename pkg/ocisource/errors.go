@@ -18,39 +18,46 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/redact"
 )
 
-// Errors, for errors.Is. Each comes wrapped in a failure.Error with its kind.
+// Errors, for errors.Is. Each comes wrapped in a failure.Error with its kind,
+// the same for every error of a group below.
+
+// Usage errors (exit 2): what was given cannot be used as it stands.
 var (
 	// ErrInvalidReference: the image reference, the digest or the directory does
-	// not parse (usage).
+	// not parse.
 	ErrInvalidReference = errors.New("invalid image reference")
-	// ErrInvalidAuth: the Secret's registry credentials cannot be used as given
-	// (usage).
+	// ErrInvalidAuth: the Secret's registry credentials cannot be used as given.
 	ErrInvalidAuth = errors.New("unusable registry credentials")
+)
+
+// Permanent errors (exit 1): the registry answered, or holds the image so, and
+// trying again gets the same.
+var (
 	// ErrImageNotFound: the registry has no such repository, tag or manifest, or
-	// lacks one of the image's blobs (permanent).
+	// lacks one of the image's blobs.
 	ErrImageNotFound = errors.New("image not found")
-	// ErrAuth: the registry asks for credentials, or refused those given
-	// (permanent).
+	// ErrAuth: the registry asks for credentials, or refused those given.
 	ErrAuth = errors.New("registry authentication failed")
-	// ErrSubdirNotFound: the image has no such directory (permanent).
+	// ErrSubdirNotFound: the image has no such directory.
 	ErrSubdirNotFound = errors.New("directory not found in image")
 	// ErrRefused: the image's files under the directory are not only regular
 	// files that stay inside it: a link out of it, a "..", a device, too many
-	// entries or bytes (permanent).
+	// entries or bytes.
 	ErrRefused = errors.New("image content refused")
-	// ErrCorrupt: a blob the registry sent does not match its digest (permanent:
-	// the registry stores it so).
+	// ErrCorrupt: a blob the registry sent does not match its digest (the
+	// registry stores it so).
 	ErrCorrupt = errors.New("blob does not match its digest")
 	// ErrNoPlatform: an index without a manifest for linux/GOARCH and more than one
-	// for other platforms (permanent).
+	// for other platforms.
 	ErrNoPlatform = errors.New("no manifest for this platform")
-	// ErrStalled: the registry sent nothing for a while in the middle of an
-	// answer, or gave none (transient).
-	ErrStalled = errors.New("registry stalled")
 	// ErrPlainHTTP: the registry can only be reached over plain http, which is
-	// allowed only with Insecure or on the loopback interface (permanent).
+	// allowed only with Insecure or on the loopback interface.
 	ErrPlainHTTP = errors.New("plain http not allowed")
 )
+
+// ErrStalled: the registry sent nothing for a while in the middle of an
+// answer, or gave none (transient, exit 75).
+var ErrStalled = errors.New("registry stalled")
 
 // plainHTTPError is what the transport answers instead of sending a request over
 // plain http that Insecure does not allow.
