@@ -313,28 +313,12 @@ func kindOf(n *pg.Node) string {
 			return "DROP INDEX"
 		}
 		return "DROP"
-	case n.GetVacuumStmt() != nil:
-		return "VACUUM"
-	case n.GetClusterStmt() != nil:
-		return "CLUSTER"
-	case n.GetReindexStmt() != nil:
-		return "REINDEX"
-	case n.GetLockStmt() != nil:
-		return "LOCK"
-	case n.GetTruncateStmt() != nil:
-		return "TRUNCATE"
 	case n.GetRefreshMatViewStmt() != nil:
 		return "REFRESH MATERIALIZED VIEW"
-	case n.GetUpdateStmt() != nil:
-		return "UPDATE"
-	case n.GetDeleteStmt() != nil:
-		return "DELETE"
-	case n.GetInsertStmt() != nil:
-		return "INSERT"
-	case n.GetSelectStmt() != nil:
-		return "SELECT"
 	}
-	// Anything else: the node's own name, e.g. CREATE_FUNCTION for CreateFunctionStmt.
+	// Anything else: the node's own name, which is the command tag for VACUUM,
+	// CLUSTER, REINDEX, LOCK, TRUNCATE, UPDATE, DELETE, INSERT and SELECT
+	// (VacuumStmt: VACUUM), and e.g. CREATE_FUNCTION for CreateFunctionStmt.
 	m := n.ProtoReflect()
 	if f := m.WhichOneof(m.Descriptor().Oneofs().Get(0)); f != nil {
 		return strings.ToUpper(strings.TrimSuffix(string(f.Name()), "_stmt"))

@@ -89,3 +89,41 @@ func TestKindOfOtherStatements(t *testing.T) {
 		}
 	}
 }
+
+// kindOf names each statement as PostgreSQL's command tag does; statements
+// without a case of their own are named by their parse node.
+func TestKindOf(t *testing.T) {
+	for sql, want := range map[string]string{
+		"ALTER TABLE t ADD COLUMN c int":                "ALTER TABLE",
+		"ALTER INDEX i SET (fillfactor = 70)":           "ALTER INDEX",
+		"CREATE INDEX i ON t (a)":                       "CREATE INDEX",
+		"CREATE TABLE n (id int)":                       "CREATE TABLE",
+		"ALTER TABLE t RENAME COLUMN a TO b":            "ALTER TABLE",
+		"ALTER INDEX i RENAME TO j":                     "ALTER INDEX",
+		"DROP TABLE t":                                  "DROP TABLE",
+		"DROP INDEX i":                                  "DROP INDEX",
+		"DROP VIEW v":                                   "DROP",
+		"VACUUM t":                                      "VACUUM",
+		"CLUSTER t USING i":                             "CLUSTER",
+		"REINDEX TABLE t":                               "REINDEX",
+		"LOCK TABLE t":                                  "LOCK",
+		"TRUNCATE t":                                    "TRUNCATE",
+		"REFRESH MATERIALIZED VIEW m":                   "REFRESH MATERIALIZED VIEW",
+		"UPDATE t SET a = 1":                            "UPDATE",
+		"DELETE FROM t":                                 "DELETE",
+		"INSERT INTO t VALUES (1)":                      "INSERT",
+		"SELECT 1":                                      "SELECT",
+		"CREATE VIEW v AS SELECT 1":                     "VIEW",
+		"GRANT SELECT ON t TO PUBLIC":                   "GRANT",
+		"COMMENT ON TABLE t IS 'x'":                     "COMMENT",
+		"CREATE FUNCTION f() RETURNS int AS 'SELECT 1'": "CREATE_FUNCTION",
+	} {
+		res, err := parse(sql)
+		if err != nil || len(res.Stmts) != 1 {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if got := kindOf(res.Stmts[0].Stmt); got != want {
+			t.Errorf("%s: kind %q, want %q", sql, got, want)
+		}
+	}
+}
