@@ -23,8 +23,8 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
-	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+	"github.com/chartreuse-go/chartreuse/test/kubeobj"
 )
 
 // workloadCycle is one measured cycle of section 3.
@@ -166,7 +166,7 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 	logf("section 3: creating %d Deployments in %s", c.workloads, ns)
 	for i := range c.workloads {
 		name := fmt.Sprintf("bench-%03d", i)
-		app := kit.App{Name: name, Image: env.AppImage, Labels: map[string]string{"bench": "set"}, Grace: 30}
+		app := kubeobj.App{Name: name, Image: env.AppImage, Labels: map[string]string{"bench": "set"}, Grace: 30}
 		pending := false
 		switch {
 		case i%20 == 0: // a running pod: the node runs at most 110

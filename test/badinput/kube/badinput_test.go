@@ -24,6 +24,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+	"github.com/chartreuse-go/chartreuse/test/kubeobj"
 )
 
 func TestMain(m *testing.M) { kubeenv.Main(m) }
@@ -43,7 +44,7 @@ type fixture struct {
 
 func (f *fixture) deployment(name string, replicas int32, annotations map[string]string) {
 	f.t.Helper()
-	d := kit.App{Name: name, Image: f.env.AppImage, Replicas: replicas, Labels: map[string]string{"app.kubernetes.io/part-of": "shop"}, Annotations: annotations}.Deployment()
+	d := kubeobj.App{Name: name, Image: f.env.AppImage, Replicas: replicas, Labels: map[string]string{"app.kubernetes.io/part-of": "shop"}, Annotations: annotations}.Deployment()
 	d.Spec.Template.Spec.NodeSelector = map[string]string{"chartreuse.io/test": "nowhere"}
 	if _, err := f.cs.AppsV1().Deployments(f.ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
 		f.t.Fatal(err)
@@ -55,19 +56,19 @@ func (f *fixture) deployment(name string, replicas int32, annotations map[string
 // verb "*" drops every rule).
 func (f *fixture) tokenKubeconfig(resource, verb string) string {
 	f.t.Helper()
-	rules := kit.ScaleRules()
+	rules := kubeobj.ScaleRules()
 	switch {
 	case verb == "*":
 		rules = nil
 	case resource != "":
-		rules = kit.WithoutVerb(rules, resource, verb)
+		rules = kubeobj.WithoutVerb(rules, resource, verb)
 	}
-	tok, err := kit.ServiceAccount(context.Background(), f.cs, f.ns, "limited", rules)
+	tok, err := kubeobj.ServiceAccount(context.Background(), f.cs, f.ns, "limited", rules)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	f.secrets.Add(tok)
-	path, err := kit.Kubeconfig(f.kubeconfig, f.scratch, "", tok)
+	path, err := kubeobj.Kubeconfig(f.kubeconfig, f.scratch, "", tok)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+	"github.com/chartreuse-go/chartreuse/test/kubeobj"
 )
 
 // cluster is one test's namespace, a ServiceAccount with the steps' documented
@@ -47,7 +48,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	c := &cluster{t: t, env: env, cs: cs, ns: ns, secrets: kit.NewSecrets(t), originals: map[string]int32{}}
-	c.token, err = kit.ServiceAccount(context.Background(), cs, ns, "chartreuse-steps", kit.ScaleRules())
+	c.token, err = kubeobj.ServiceAccount(context.Background(), cs, ns, "chartreuse-steps", kubeobj.ScaleRules())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func newCluster(t *testing.T) *cluster {
 // as the API server's address.
 func (c *cluster) writeKubeconfig(server string) string {
 	c.t.Helper()
-	path, err := kit.Kubeconfig(c.env.Kubeconfig, c.t.TempDir(), server, c.token)
+	path, err := kubeobj.Kubeconfig(c.env.Kubeconfig, c.t.TempDir(), server, c.token)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func (c *cluster) deployments(n int, replicas func(i int) int32, delay time.Dura
 	ctx := context.Background()
 	for i := range n {
 		name := fmt.Sprintf("w%03d", i)
-		app := kit.App{Name: name, Image: c.env.AppImage, Replicas: replicas(i), Labels: map[string]string{"set": "faults"}, ShutdownDelay: delay, Grace: 10}
+		app := kubeobj.App{Name: name, Image: c.env.AppImage, Replicas: replicas(i), Labels: map[string]string{"set": "faults"}, ShutdownDelay: delay, Grace: 10}
 		if _, err := c.cs.AppsV1().Deployments(c.ns).Create(ctx, app.Deployment(), metaCreate); err != nil {
 			c.t.Fatal(err)
 		}
@@ -197,7 +198,7 @@ func (c *cluster) stopped() {
 			bad = append(bad, fmt.Sprintf("%s: %d replicas, record %q present=%v (original %d)", name, replicas, rec, has, c.originals[name]))
 		}
 	}
-	if n, err := kit.LivePods(ctx, c.cs, c.ns, "set=faults"); err != nil || n > 0 {
+	if n, err := kubeobj.LivePods(ctx, c.cs, c.ns, "set=faults"); err != nil || n > 0 {
 		bad = append(bad, fmt.Sprintf("%d pods left (%v)", n, err))
 	}
 	if len(bad) > 0 {
