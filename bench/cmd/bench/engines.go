@@ -395,7 +395,7 @@ func enginesTable(b *strings.Builder, s *enginesResult) {
 	tw.Flush()
 	for _, e := range s.engines {
 		for _, p := range e.pending {
-			fmt.Fprintf(b, "   %s steps: %s\n", e.name, p.phases)
+			fmt.Fprintf(b, "   %s steps (the engine's times, whole seconds): %s\n", e.name, p.phases)
 		}
 	}
 	fmt.Fprintf(b, "   nothing pending (submit → run done, seen by polling every 250 ms) against one trivial pod on the same engine:\n")
@@ -409,19 +409,19 @@ func enginesTable(b *strings.Builder, s *enginesResult) {
 			ms(median(e.onePod)), spread(e.onePod), ratio(median(e.nothing), median(e.onePod)), e.trivial)
 	}
 	tw.Flush()
-	var targets []string
 	for _, e := range s.engines {
+		var targets []string
 		for _, p := range e.pending {
 			if p.fig.Floor > 0 {
-				targets = append(targets, fmt.Sprintf("%s window within 1.5× the floor: %.1f× %s", e.name, p.fig.Ratio(), verdict(p.fig.Ratio() <= 1.5)))
+				targets = append(targets, fmt.Sprintf("window within 1.5× the floor: %.1f× %s", p.fig.Ratio(), verdict(p.fig.Ratio() <= 1.5)))
 			}
 		}
 		if len(e.nothing) > 0 && len(e.onePod) > 0 {
 			r := ratio(median(e.nothing), median(e.onePod))
-			targets = append(targets, fmt.Sprintf("%s nothing pending costs one pod start (within 1.5× of it): %.2f× %s", e.name, r, verdict(r <= 1.5)))
+			targets = append(targets, fmt.Sprintf("nothing pending costs one pod start (within 1.5× of it): %.2f× %s", r, verdict(r <= 1.5)))
 		}
-	}
-	if len(targets) > 0 {
-		fmt.Fprintf(b, "   targets (issue 13): %s\n", strings.Join(targets, "; "))
+		if len(targets) > 0 {
+			fmt.Fprintf(b, "   targets (issue 13), %s: %s\n", e.name, strings.Join(targets, "; "))
+		}
 	}
 }
