@@ -171,6 +171,9 @@ func runEngine(ctx context.Context, c *config, cs kubernetes.Interface, pg *pgen
 	}
 	selector := "app.kubernetes.io/name in (" + strings.Join(names, ",") + ")"
 	pods := c.downApps * c.downReplicas
+	// The node runs at most 110 pods: remove this engine's application before
+	// the next engine's starts.
+	defer removeApps(cs, ns, selector)
 	logf("section 8: %s: %d Deployments × %d pods running (%s shutdown delay)", res.name, c.downApps, c.downReplicas, c.downDelay)
 	for run := range c.runs8 {
 		dbName, err := pg.CreateDatabase(ctx, "bench")
@@ -233,6 +236,27 @@ func runEngine(ctx context.Context, c *config, cs kubernetes.Interface, pg *pgen
 		logf("section 8: %s: nothing pending %s, one pod %s", res.name, ms(median(res.nothing)), ms(median(res.onePod)))
 	}
 	return nil
+}
+
+// removeApps deletes the application's Deployments (and their pods) and
+// CronJobs, and waits up to two minutes for the pods to be gone.
+func removeApps(cs kubernetes.Interface, ns, selector string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bg := metav1.DeletePropagationBackground
+	del := metav1.DeleteOptions{PropagationPolicy: &bg}
+	list := metav1.ListOptions{LabelSelector: selector}
+	if err := cs.AppsV1().Deployments(ns).DeleteCollection(ctx, del, list); err != nil {
+		logf("section 8: removing the application in %s: %v", ns, err)
+	}
+	_ = cs.BatchV1().CronJobs(ns).DeleteCollection(ctx, del, list)
+	err := pollUntil(ctx, 2*time.Minute, func() bool {
+		p, err := cs.CoreV1().Pods(ns).List(ctx, list)
+		return err == nil && len(p.Items) == 0
+	})
+	if err != nil {
+		logf("section 8: the application's pods in %s not gone: %v", ns, err)
+	}
 }
 
 type argoRunner struct{ a *engines.Argo }
