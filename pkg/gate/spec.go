@@ -8,10 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/klog/v2"
 
-	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
@@ -89,16 +86,14 @@ func Spec() step.Spec {
 			"release deletes the Lease if this run holds it, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same.",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
-			klog.SetSlogLogger(env.Log.With("component", "client-go"))
-			c, err := ko.Connect("chartreuse/gate")
+			c, err := ko.ConnectStep("gate", env.Log)
 			if err != nil {
 				return err
 			}
-			dyn, err := dynamic.NewForConfig(c.Config)
+			dyn, err := c.Dynamic()
 			if err != nil {
-				return failure.Permanentf("creating Kubernetes client: %w", err)
+				return err
 			}
-			env.Log.Info("using cluster", "server", c.Config.Host, "namespace", c.Namespace)
 			g := &Gate{
 				Client: c.Interface, Dynamic: dyn, Namespace: c.Namespace, Secret: o.DatabaseSecret,
 				RunName: o.RunName, RunUID: o.RunUID, TaskRun: o.TaskRun,

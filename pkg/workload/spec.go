@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"github.com/chartreuse-go/chartreuse/pkg/kube"
@@ -39,18 +38,6 @@ func Downtime(outs []Outcome, end time.Time) (d time.Duration, ok bool) {
 	return max(end.Sub(first), 0), true
 }
 
-func connect(ko *kube.Options, env *step.Env, name string) (*kube.Client, error) {
-	// client-go's own messages (watch retries while the API server is away) go
-	// through the step's logger, in its format.
-	klog.SetSlogLogger(env.Log.With("component", "client-go"))
-	c, err := ko.Connect("chartreuse/" + name)
-	if err != nil {
-		return nil, err
-	}
-	env.Log.Info("using cluster", "server", c.Config.Host, "namespace", c.Namespace)
-	return c, nil
-}
-
 func setResults(env *step.Env, count string, outcomes []Outcome) {
 	env.Results.Set(count, strconv.Itoa(len(outcomes)))
 	env.Results.SetJSON(ResultWorkloads, Strings(outcomes))
@@ -61,7 +48,7 @@ func setResults(env *step.Env, count string, outcomes []Outcome) {
 func runOnCluster(name, count string, ko *kube.Options, fn func(context.Context, *kube.Client, *step.Env) ([]Outcome, error)) func(context.Context, *step.Env) error {
 	return func(ctx context.Context, env *step.Env) error {
 		setResults(env, count, nil)
-		c, err := connect(ko, env, name)
+		c, err := ko.ConnectStep(name, env.Log)
 		if err != nil {
 			return err
 		}
