@@ -2,7 +2,6 @@ package dbconn
 
 import (
 	"context"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -133,7 +132,7 @@ func TestConnectClassification(t *testing.T) {
 		_ = srv.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
 	})
 
-	closed := closedPort(t)
+	closed := pgenv.ClosedPort(t)
 	tests := []struct {
 		name  string
 		url   string
@@ -173,13 +172,3 @@ func TestConnectClassification(t *testing.T) {
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-func closedPort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return p
-}

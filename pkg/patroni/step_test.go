@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -164,16 +163,6 @@ func newDatabase(t *testing.T) (*pgenv.Server, string) {
 func q(name string) string { return pgx.Identifier{name}.Sanitize() }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestMissingPieces leaves out one piece of the operator's setup at a time and
 // expects exit 75 with a message naming exactly that piece.
@@ -374,7 +363,7 @@ func TestPatroniUnreachable(t *testing.T) {
 	if err := op.apply(context.Background(), srv); err != nil {
 		t.Fatal(err)
 	}
-	api := "http://127.0.0.1:" + strconv.Itoa(closedPort(t))
+	api := "http://127.0.0.1:" + strconv.Itoa(pgenv.ClosedPort(t))
 	o := runStep(t, "--database-url", srv.UserURL(op.login, loginPassword, db), "--patroni-url", api, "--timeout", "2s")
 	if o.code != 75 || !strings.Contains(o.summary.Error, "Patroni REST API unreachable (GET "+api+"/cluster)") {
 		t.Fatalf("code %d, error %s", o.code, o.summary.Error)

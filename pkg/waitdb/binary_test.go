@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,7 +71,7 @@ func TestBinary(t *testing.T) {
 
 	t.Run("SIGTERM while waiting exits 75", func(t *testing.T) {
 		cmd := exec.Command(bin, "--timeout", "10m")
-		cmd.Env = env("postgres://app:pw@127.0.0.1:" + strconv.Itoa(closedPort(t)) + "/app?sslmode=disable")
+		cmd.Env = env(pgenv.ClosedURL(t))
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)

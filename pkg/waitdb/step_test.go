@@ -73,16 +73,6 @@ func newRole(t *testing.T, srv *pgenv.Server, password string) string {
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func TestReadyAtOnce(t *testing.T) {
 	srv, db := pgenv.NewDatabase(t)
 	dir := t.TempDir()
@@ -133,7 +123,7 @@ func TestFailsAtOnce(t *testing.T) {
 }
 
 func TestTimeoutNamesTheLastError(t *testing.T) {
-	port := closedPort(t)
+	port := pgenv.ClosedPort(t)
 	o := runStep(t, "--database-url", "postgres://app:pw@127.0.0.1:"+strconv.Itoa(port)+"/app?sslmode=disable", "--timeout", "1s")
 	if o.code != 75 {
 		t.Fatalf("code %d, want 75\n%s", o.code, o.stderr)
@@ -194,7 +184,7 @@ func TestWaitsForAServerThatStartsLate(t *testing.T) {
 
 func TestPasswordNeverPrinted(t *testing.T) {
 	srv, db := pgenv.NewDatabase(t)
-	closed := strconv.Itoa(closedPort(t))
+	closed := strconv.Itoa(pgenv.ClosedPort(t))
 	for i, pw := range hardPasswords {
 		role := newRole(t, srv, pw)
 		hostPort := net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port))
