@@ -282,3 +282,24 @@ func (s *tektonSuite) testWrongRoleRefusedBeforeStopping(t *testing.T) {
 	c.wantVersions(t)
 	c.wantUntouched(t)
 }
+
+// Another session holds the migration lock for the whole run: plan exits 75 in
+// each attempt (it does not judge a database another migrator is changing), and
+// the run fails before anything is stopped. Before, plan passed, scale-down
+// stopped the application and migrate waited for the lock.
+func (s *tektonSuite) testPlanRefusesWhileLockHeld(t *testing.T) {
+	c := s.newCase(t, nil)
+	release, err := c.db.HoldLock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	pr, trs := c.run(t, c.pipelineRun(t, "", nil))
+	wantSucceeded(t, pr, false)
+	wantTasks(t, pr, trs, []string{"wait-for-db"}, []string{"plan"}, nil)
+	if codes := engines.StepExitCodes(trs["plan"]); len(codes) != 3 || slices.ContainsFunc(codes, func(c string) bool { return c != "plan=75" }) {
+		t.Errorf("plan exit codes %v, want 75 in each of its 3 attempts", codes)
+	}
+	c.wantVersions(t)
+	c.wantUntouched(t)
+}

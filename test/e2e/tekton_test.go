@@ -59,6 +59,7 @@ func TestTekton(t *testing.T) {
 		{"rollback-outlasts-held-lock", s.testRollbackOutlastsLock},
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
 		{"wrong-role-refused-before-stopping", s.testWrongRoleRefusedBeforeStopping},
+		{"plan-refuses-while-lock-held", s.testPlanRefusesWhileLockHeld},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"not-ready-fails-the-run", s.testNotReady},
 		{"edited-migration-refused-then-accepted", s.testEditedMigration},
