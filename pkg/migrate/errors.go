@@ -177,7 +177,7 @@ type MigrationError struct {
 	Direction string // "up" or "down"
 	NoTx      bool   // ran without a transaction
 	Ran       bool   // a statement was sent to the server
-	Dirty     bool   // NoTx and Ran: the dirty record stays
+	Dirty     bool   // NoTx and Ran, or its transaction ended early: the dirty record stays
 	Statement int    // 0-based index of the failing statement, -1 when not in one
 	Detail    string // SQLSTATE, message, position in the file, lock wait, ...
 	Err       error
@@ -190,6 +190,8 @@ func (e *MigrationError) Error() string {
 	}
 	msg := fmt.Sprintf("%s migration %d (%s) failed: %s", verb, e.Version, e.File, e.Detail)
 	switch {
+	case e.Dirty && !e.NoTx:
+		msg += fmt.Sprintf("; its statement %d ended the transaction goose runs it in (COMMIT or ROLLBACK), so the statements before it may stay applied and it is recorded as stopped partway: every run refuses until you check what it did and settle it with migrate --resolve %d --as applied (all its changes are in place) or --as not-applied (none are); then remove the transaction control from the file", e.Statement+1, e.Version)
 	case e.Dirty:
 		msg += fmt.Sprintf("; this migration runs without a transaction (-- +goose NO TRANSACTION), so the statements before the failing one stay applied and it is recorded as stopped partway: every run refuses until you check what it did and settle it with migrate --resolve %d --as applied (all its changes are in place) or --as not-applied (none are)", e.Version)
 	case !e.Ran:

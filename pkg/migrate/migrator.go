@@ -239,15 +239,44 @@ func (m *Migrator) preparse(ctx context.Context, src Sources, plan *Plan) error 
 				m.Secret(val)
 			}
 		}
-		if _, err := parseMigration(ctx, m.FS, s.File, v, up); err != nil {
+		p, err := parseMigration(ctx, m.FS, s.File, v, up)
+		if err != nil {
 			return failure.AsPermanent(refuse(ErrBadMigrationFiles,
 				"Fix the file in the image (goose's annotations: -- +goose Up / Down / StatementBegin / StatementEnd / NO TRANSACTION / ENVSUB ON); nothing was applied",
 				"migration %d (%s) cannot be parsed for %s: %v", v, s.File, direction(up), err))
+		}
+		if err := checkTransactionControl(ctx, m.FS, s, up, p); err != nil {
+			return failure.AsPermanent(err)
 		}
 		if m.parsed == nil {
 			m.parsed = map[parsedKey]bool{}
 		}
 		m.parsed[key] = true
+	}
+	return nil
+}
+
+// checkTransactionControl refuses a migration that runs in a transaction and
+// ends it itself: what ran before a COMMIT would stay committed when a later
+// statement fails, and the retry a transient failure invites would run it
+// again; after a ROLLBACK the migration would be recorded applied with its first
+// statements undone.
+func checkTransactionControl(ctx context.Context, fsys fs.FS, s Source, up bool, p *Parsed) error {
+	if !p.UseTx {
+		return nil
+	}
+	for i, stmt := range p.Statements {
+		cmd := sqlrisk.EndsTransaction(stmt)
+		if cmd == "" {
+			continue
+		}
+		where := fmt.Sprintf("statement %d", i+1)
+		if lines := statementLines(ctx, fsys, s.File, s.Version, up); i < len(lines) {
+			where += fmt.Sprintf(" (line %d)", lines[i])
+		}
+		return refuse(ErrBadMigrationFiles,
+			fmt.Sprintf("Remove the %s (goose commits the migration when its last statement has run), or mark the file -- +goose NO TRANSACTION if its statements must commit one by one; nothing was applied", cmd),
+			"migration %d (%s) runs in one transaction for %s, and its %s is %s, which ends that transaction: the statements before it would commit or roll back on their own, and a failure after it could not be undone", s.Version, s.File, direction(up), where, cmd)
 	}
 	return nil
 }
