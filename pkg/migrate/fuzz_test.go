@@ -54,6 +54,11 @@ func FuzzMigrationFileNames(f *testing.F) {
 		dupOrBad := false
 		for _, n := range uniq(name1, name2) {
 			if path.Ext(n) != ".sql" {
+				// .SQL and the like: refused, never skipped in silence.
+				if strings.EqualFold(path.Ext(n), ".sql") {
+					sqlNames++
+					dupOrBad = true
+				}
 				continue
 			}
 			sqlNames++

@@ -82,6 +82,12 @@ func (m *Migrator) execute(ctx context.Context, pc *pgx.Conn, st *State, src Sou
 		s, _ := src.Get(v)
 		parsed, err := parseMigration(ctx, m.FS, s.File, v, up)
 		if err != nil {
+			// preparse parsed these bytes: a file gone or changed since is the
+			// directory changing under the run, which a rerun reads again.
+			if now, rerr := fileSHA256(m.FS, s.File); rerr != nil || now != s.SHA256 {
+				return failure.Transientf("migration %d (%s) changed while this run was going on (sha256 %s when the run read the directory, now %s): nothing of it ran; rerun to read the directory again, and keep the migration directory unchanged during a run",
+					v, s.File, s.SHA256, describeNow(now, rerr))
+			}
 			return failure.Permanentf("migration %d (%s) cannot be parsed: %w", v, s.File, err)
 		}
 		// Run exactly the bytes whose checksum the run records: a file changed
@@ -144,6 +150,7 @@ func (m *Migrator) settings() SessionSettings { return m.Opts.Sessions() }
 type stepError struct {
 	stmt    int  // index of the failing statement; -1 before the first or after the last
 	started bool // a statement of the migration was sent to the server
+	dirty   bool // a transactional migration recorded as stopped partway (transactionEnded)
 	err     error
 }
 
@@ -165,6 +172,36 @@ func versionWriteSQL(st *State, v int64, up bool) string {
 	return `DELETE FROM ` + st.Qualified() + ` WHERE version_id = ` + vs + ` AND ` + heldSQL
 }
 
+// ownRoleSQL gives the lock's session back the step's own role (--role, else
+// the login's), whatever SET ROLE or SET SESSION AUTHORIZATION a migration ran:
+// the step's own writes (version, checksum and dirty rows) then run with the
+// privileges plan checked, not the migration's.
+func (m *Migrator) ownRoleSQL() string {
+	q := "RESET SESSION AUTHORIZATION;\nRESET ROLE"
+	if r := m.settings().Role; r != "" {
+		q += ";\nSET ROLE " + dbconn.QuoteIdent(r)
+	}
+	return q
+}
+
+// asOwnRole runs f as the step's own role between two statements of a
+// migration without a transaction, and then restores the session user and role
+// the migration had set, which its later statements may rely on.
+func (m *Migrator) asOwnRole(ctx context.Context, pc *pgx.Conn, f func() error) error {
+	var session, current string
+	if err := pc.QueryRow(ctx, "SELECT session_user::text, current_user::text").Scan(&session, &current); err != nil {
+		return err
+	}
+	if _, err := pc.Exec(ctx, m.ownRoleSQL()); err != nil {
+		return err
+	}
+	err := f()
+	if _, rerr := pc.Exec(ctx, "SET SESSION AUTHORIZATION "+dbconn.QuoteIdent(session)+";\nSET ROLE "+dbconn.QuoteIdent(current)); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("giving the migration back its role %s: %w", current, rerr))
+	}
+	return err
+}
+
 // writeVersion writes (up) or deletes (down) version v's row and its checksum
 // row, guarded by the lock, in one round trip; errVersionRow when the version
 // row was not written. clearDirty also deletes an up migration's dirty record.
@@ -173,6 +210,9 @@ func (m *Migrator) writeVersion(ctx context.Context, pc *pgx.Conn, st *State, s 
 		tag pgconn.CommandTag
 		err error
 	)
+	if _, err := pc.Exec(ctx, m.ownRoleSQL()); err != nil {
+		return err
+	}
 	if up {
 		tag, err = pc.Exec(ctx, st.appliedSQL(clearDirty), pgx.QueryExecModeExec,
 			s.Version, s.File, s.SHA256, durationMillis(time.Since(t0)), m.Opts.RunID)
@@ -203,6 +243,9 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 		if _, err := pc.Exec(ctx, stmt); err != nil {
 			m.rollback(pc)
 			return &stepError{stmt: i, started: true, err: err}
+		}
+		if pc.PgConn().TxStatus() != 'T' {
+			return m.transactionEnded(ctx, pc, st, s, up, p, i)
 		}
 	}
 	if err := m.writeVersion(ctx, pc, st, s, up, false, t0); err != nil {
@@ -250,7 +293,16 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		if _, err := pc.Exec(ctx, stmt); err != nil {
 			return dirty(i, err)
 		}
-		if _, err := pc.Exec(ctx, progress, pgx.QueryExecModeExec, s.Version, i+1); err != nil {
+		_, err := pc.Exec(ctx, progress, pgx.QueryExecModeExec, s.Version, i+1)
+		if dbconn.SQLState(err) == dbconn.InsufficientPrivilege {
+			// The migration took another role (SET ROLE): count as the
+			// step's own, then give the migration its role back.
+			err = m.asOwnRole(ctx, pc, func() error {
+				_, err := pc.Exec(ctx, progress, pgx.QueryExecModeExec, s.Version, i+1)
+				return err
+			})
+		}
+		if err != nil {
 			return dirty(i+1, err)
 		}
 	}
@@ -266,7 +318,7 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		err = m.writeVersion(ctx, pc, st, s, up, true, t0)
 	} else {
 		var tag pgconn.CommandTag
-		tag, err = pc.Exec(ctx, "BEGIN;\n"+st.rolledBackSQL(s.Version))
+		tag, err = pc.Exec(ctx, m.ownRoleSQL()+";\nBEGIN;\n"+st.rolledBackSQL(s.Version))
 		if err == nil && tag.RowsAffected() == 0 {
 			err = errVersionRow
 		}
@@ -279,6 +331,37 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		return dirty(-1, err)
 	}
 	return nil
+}
+
+// errTransactionEnded: a statement of a transactional migration ended its
+// transaction (a COMMIT or ROLLBACK preparse did not see, e.g. inside a
+// multi-command statement).
+var errTransactionEnded = errors.New("the statement ended the migration's transaction (COMMIT or ROLLBACK in a migration that runs in one): the statements before it may be committed")
+
+// transactionEnded records a transactional migration whose statement i ended
+// its transaction as stopped partway, as runNoTx records its own: what ran
+// before may be committed, so no rerun may apply it again unsettled.
+func (m *Migrator) transactionEnded(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, p *Parsed, i int) error {
+	m.rollback(pc) // whatever the statement left open (COMMIT AND CHAIN)
+	sql := `INSERT INTO ` + st.dirtyTable() + ` (version, direction, file, statements_done, statements_total, run_id, last_error)
+		SELECT $1, $2, $3, $4, $5, $6, $7 WHERE ` + heldSQL
+	if !st.DirtyExists {
+		if _, err := pc.Exec(ctx, st.createDirtySQL()); err != nil {
+			return &stepError{stmt: i, started: true, dirty: true, err: errors.Join(errTransactionEnded, err)}
+		}
+		st.DirtyExists = true
+	}
+	host, _ := os.Hostname()
+	tag, err := pc.Exec(ctx, sql, pgx.QueryExecModeExec, s.Version, direction(up), s.File, i+1, len(p.Statements), host, errTransactionEnded.Error())
+	if err == nil && tag.RowsAffected() == 0 {
+		err = errVersionRow
+	}
+	if err != nil {
+		err = errors.Join(errTransactionEnded, err)
+	} else {
+		err = errTransactionEnded
+	}
+	return &stepError{stmt: i, started: true, dirty: true, err: err}
 }
 
 // recordDirtyError adds the failure to the dirty row, best effort: the session
@@ -300,6 +383,7 @@ func (m *Migrator) recordDirtyError(pc *pgx.Conn, st *State, v int64, cause erro
 	if m.Redact != nil {
 		msg = m.Redact(msg)
 	}
+	_, _ = pc.Exec(ctx, m.ownRoleSQL())
 	_, _ = pc.Exec(ctx, `UPDATE `+st.dirtyTable()+` SET last_error = $2 WHERE version = $1`, pgx.QueryExecModeExec, v, msg)
 }
 
@@ -334,13 +418,13 @@ var ErrLockLost = errors.New("lost the migration lock: its session ended (termin
 func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, err error, wait *LockWait) error {
 	me := &MigrationError{Version: s.Version, File: s.File, Direction: direction(up), NoTx: s.NoTx, Err: err}
 	var se *stepError
-	started := true
+	started, dirty := true, false
 	if errors.As(err, &se) {
-		started = se.started
+		started, dirty = se.started, se.dirty
 		me.Statement = se.stmt
 	}
 	me.Ran = started
-	if s.NoTx && started {
+	if (s.NoTx || dirty) && started {
 		// The dirty row stays: no retry can tell which statements ran.
 		me.Dirty = true
 		me.Detail = m.detail(ctx, pc, s, up, err, wait)

@@ -99,6 +99,11 @@ func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 		case path.Ext(name) == ".go":
 			problems = append(problems, fmt.Sprintf("%s is a Go migration, which this step cannot run (SQL migrations only)", name))
 			continue
+		case path.Ext(name) != ".sql" && strings.EqualFold(path.Ext(name), ".sql"):
+			// goose (and so this step) reads only ".sql": left alone, the file
+			// would never run, without a word.
+			problems = append(problems, fmt.Sprintf("%s ends in %s, which goose does not read as a migration: rename it to end in .sql", name, path.Ext(name)))
+			continue
 		case path.Ext(name) != ".sql":
 			continue
 		}
@@ -239,4 +244,29 @@ func startsWithBOM(fsys fs.FS, name string) bool {
 	b := make([]byte, 3)
 	n, _ := io.ReadFull(f, b)
 	return n == 3 && string(b) == "\ufeff"
+}
+
+// fileSHA256 is the hex sha256 of a file's bytes now, as Source.SHA256.
+func fileSHA256(fsys fs.FS, name string) (string, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// describeNow says what fileSHA256 found, for a message.
+func describeNow(sum string, err error) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "the file is gone"
+	case err != nil:
+		return "unreadable: " + err.Error()
+	}
+	return sum
 }
