@@ -18,7 +18,6 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -30,6 +29,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+	"github.com/chartreuse-go/chartreuse/test/kubeobj"
 )
 
 // cluster is one test's namespace in the real cluster.
@@ -114,33 +114,10 @@ type appOpts struct {
 	grace               int64
 }
 
+// podTemplate is the test app's pod template (test/kubeobj, shared with the
+// fault and bad-input tests) with the labels app=<app> and o.labels.
 func (c *cluster) podTemplate(app string, o appOpts) corev1.PodTemplateSpec {
-	labels := map[string]string{"app": app}
-	for k, v := range o.labels {
-		labels[k] = v
-	}
-	grace := o.grace
-	if grace == 0 {
-		grace = 30
-	}
-	return corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: labels},
-		Spec: corev1.PodSpec{
-			TerminationGracePeriodSeconds: ptr.To(grace),
-			EnableServiceLinks:            ptr.To(false),
-			AutomountServiceAccountToken:  ptr.To(false),
-			Containers: []corev1.Container{{
-				Name: "app", Image: c.env.AppImage, ImagePullPolicy: corev1.PullNever,
-				Env: []corev1.EnvVar{
-					{Name: "APP_SHUTDOWN_DELAY", Value: o.shutdownDelay.String()},
-					{Name: "APP_LISTEN", Value: "off"},
-				},
-				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-					corev1.ResourceCPU: resource.MustParse("1m"), corev1.ResourceMemory: resource.MustParse("8Mi"),
-				}},
-			}},
-		},
-	}
+	return kubeobj.App{Name: app, Image: c.env.AppImage, Labels: o.labels, ShutdownDelay: o.shutdownDelay, Grace: o.grace}.PodTemplate()
 }
 
 func (c *cluster) deployment(name string, replicas int32, o appOpts) *appsv1.Deployment {

@@ -37,6 +37,20 @@ type App struct {
 
 // Deployment is the object for a.
 func (a App) Deployment() *appsv1.Deployment {
+	t := a.PodTemplate()
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: a.Name, Labels: t.Labels, Annotations: a.Annotations},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(a.Replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": a.Name}},
+			Template: t,
+		},
+	}
+}
+
+// PodTemplate is the pod template of a's Deployment (a StatefulSet of the test
+// app takes it too): labels app=<name> and a.Labels, one container of a.Image.
+func (a App) PodTemplate() corev1.PodTemplateSpec {
 	labels := map[string]string{"app": a.Name}
 	for k, v := range a.Labels {
 		labels[k] = v
@@ -45,29 +59,22 @@ func (a App) Deployment() *appsv1.Deployment {
 	if grace == 0 {
 		grace = 30
 	}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: a.Name, Labels: labels, Annotations: a.Annotations},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(a.Replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": a.Name}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To(grace),
-					EnableServiceLinks:            ptr.To(false),
-					AutomountServiceAccountToken:  ptr.To(false),
-					Containers: []corev1.Container{{
-						Name: "app", Image: a.Image, ImagePullPolicy: corev1.PullNever,
-						Env: []corev1.EnvVar{
-							{Name: "APP_SHUTDOWN_DELAY", Value: a.ShutdownDelay.String()},
-							{Name: "APP_LISTEN", Value: "off"},
-						},
-						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-							corev1.ResourceCPU: resource.MustParse("1m"), corev1.ResourceMemory: resource.MustParse("8Mi"),
-						}},
-					}},
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To(grace),
+			EnableServiceLinks:            ptr.To(false),
+			AutomountServiceAccountToken:  ptr.To(false),
+			Containers: []corev1.Container{{
+				Name: "app", Image: a.Image, ImagePullPolicy: corev1.PullNever,
+				Env: []corev1.EnvVar{
+					{Name: "APP_SHUTDOWN_DELAY", Value: a.ShutdownDelay.String()},
+					{Name: "APP_LISTEN", Value: "off"},
 				},
-			},
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse("1m"), corev1.ResourceMemory: resource.MustParse("8Mi"),
+				}},
+			}},
 		},
 	}
 }
