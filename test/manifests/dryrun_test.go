@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
@@ -60,18 +59,10 @@ func TestServerSideDryRun(t *testing.T) {
 		t.Skip("server-side dry run needs the Kubernetes test environment")
 	}
 	env := kubeenv.Shared(t)
-	cfg, err := env.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dyn, mapper := clients(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	installCRDs(ctx, t, dyn)
-	mapper := newMapper(t, cfg)
 	ns := env.NewNamespace(t)
 
 	var objs []*unstructured.Unstructured
@@ -156,13 +147,23 @@ func dryRun(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, 
 	return err
 }
 
-func newMapper(t testing.TB, cfg *rest.Config) meta.RESTMapper {
+// clients are a dynamic client of env's cluster and a REST mapper that reads
+// its discovery on first use (after installCRDs).
+func clients(t testing.TB, env *kubeenv.Env) (dynamic.Interface, meta.RESTMapper) {
 	t.Helper()
+	cfg, err := env.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	return dyn, restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 }
 
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
