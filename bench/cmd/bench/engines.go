@@ -437,7 +437,7 @@ func enginesTable(b *strings.Builder, s *enginesResult) {
 		var targets []string
 		for _, p := range e.pending {
 			if p.fig.Floor > 0 {
-				targets = append(targets, fmt.Sprintf("window within 1.5× the floor: %.1f× %s", p.fig.Ratio(), verdict(p.fig.Ratio() <= 1.5)))
+				targets = append(targets, fmt.Sprintf("window within 1.5× the floor: %.2f× %s", p.fig.Ratio(), verdict(p.fig.Ratio() <= 1.5)))
 			}
 		}
 		if len(e.nothing) > 0 && len(e.onePod) > 0 {
