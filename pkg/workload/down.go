@@ -88,6 +88,9 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 			return nil, err
 		}
 	}
+	// A Deployment kubectl rollout undo took the record off keeps it stopped
+	// for the run that wrote it, not at 0 as if it had been stopped on purpose.
+	ws = recoverer{cs: d.Client, ns: d.Namespace, backoffs: d.Backoffs, clock: d.Clock, log: d.Log}.run(ctx, ws)
 	w, err := newWatcher(ctx, d.Client, d.Namespace, true, hasCronJobs(ws))
 	if err != nil {
 		return nil, err

@@ -106,6 +106,10 @@ func (r *Restorer) recorded(ctx context.Context, work *allowance, f finder, sel 
 		} else {
 			found, missing, err = f.find(ctx, sel)
 		}
+		if err == nil {
+			// The records kubectl rollout undo took off Deployments at 0.
+			found = recoverer{cs: r.Client, ns: r.Namespace, onlyRunUID: r.OnlyRunUID, backoffs: r.Backoffs, clock: r.Clock, log: r.Log}.run(ctx, found)
+		}
 		return err
 	})
 	if err != nil {
