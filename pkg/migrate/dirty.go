@@ -158,9 +158,13 @@ const (
 	ResolvedNotApplied Resolution = "not-applied"
 )
 
-// resolveSQL settles version v in one transaction: the version row as the
-// operator says, and the dirty row gone. The caller holds the migration lock.
-func (s *State) resolveSQL(as Resolution) string {
+// resolveSQL settles version v ($1) in one statement: the version row as the
+// operator says, and the dirty row gone; not applied, the version's checksum
+// row goes too when it has one (a rollback stopped partway still has it), as
+// a rollback that completes deletes it, so the next run applies the version
+// again instead of refusing it as recorded. The caller holds the migration
+// lock, under which s was read.
+func (s *State) resolveSQL(as Resolution, v int64) string {
 	table := s.Qualified()
 	clear := `DELETE FROM ` + s.dirtyTable() + ` WHERE version = $1`
 	if as == ResolvedApplied {
@@ -168,7 +172,12 @@ func (s *State) resolveSQL(as Resolution) string {
 INSERT INTO ` + table + ` (version_id, is_applied) SELECT version, true FROM d
 WHERE NOT EXISTS (SELECT FROM ` + table + ` WHERE version_id = $1)`
 	}
-	return `WITH d AS (` + clear + ` RETURNING version)
+	q := `WITH d AS (` + clear + ` RETURNING version)`
+	if _, recorded := s.Sums[v]; recorded {
+		q += `,
+s AS (DELETE FROM ` + s.sumsTable() + ` WHERE version IN (SELECT version FROM d))`
+	}
+	return q + `
 DELETE FROM ` + table + ` WHERE version_id IN (SELECT version FROM d)`
 }
 
@@ -210,7 +219,12 @@ func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
 		return nil, failure.AsPermanent(refuse(ErrUnknownVersion, "Resolve it with the image that contains it, or --as not-applied",
 			"--resolve %d --as applied: the migration is not in %s, so a later run would refuse it as unknown", v, m.Opts.Dir))
 	}
-	if _, err := lk.conn.ExecContext(ctx, st.resolveSQL(as), pgx.QueryExecModeExec, v); err != nil {
+	if _, recorded := st.Sums[v]; recorded && as == ResolvedNotApplied && !st.SumsWritable {
+		return nil, failure.AsPermanent(refuse(ErrNoPrivilege,
+			fmt.Sprintf("Grant it: GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s; or run with --role set to the table's owner. Nothing was changed", st.sumsTable(), qualify("", st.CurrentUser)),
+			"--resolve %d --as not-applied: %s cannot delete the version's checksum row from %s, and with it left there the next run would refuse the version as recorded applied", v, st.CurrentUser, st.sumsTable()))
+	}
+	if _, err := lk.conn.ExecContext(ctx, st.resolveSQL(as, v), pgx.QueryExecModeExec, v); err != nil {
 		return nil, dbconn.Classify(fmt.Errorf("resolving migration %d: %w", v, err))
 	}
 	m.Log.Info("resolved a migration that had stopped partway", "version", v, "file", row.File, "direction", row.Direction,
