@@ -126,7 +126,8 @@ func TestOnCluster(t *testing.T) {
 	for _, engine := range []string{"argo", "tekton"} {
 		t.Run(engine, func(t *testing.T) {
 			ns := env.NewNamespace(t)
-			vals := ciValues(t, engine)
+			// No engine controller here: the hook is TestHelmArgo's.
+			vals := set(ciValues(t, engine), "hook.enabled", false)
 			rel := mustRender(t, vals)
 			objs := splitObjects(t, []byte(rel.Manifest))
 			_, run := runOf(t, rel)

@@ -61,6 +61,10 @@ func TestHooksRendered(t *testing.T) {
 				if job.Spec.ActiveDeadlineSeconds == nil || *job.Spec.ActiveDeadlineSeconds != 5400 {
 					t.Errorf("activeDeadlineSeconds %v, want 5400 (hook.timeout 1h30m)", job.Spec.ActiveDeadlineSeconds)
 				}
+				if job.Spec.BackoffLimit == nil || *job.Spec.BackoffLimit != 2 || job.Spec.PodFailurePolicy == nil || len(job.Spec.PodFailurePolicy.Rules) != 2 ||
+					job.Spec.PodFailurePolicy.Rules[0].OnExitCodes == nil || !slices.Equal(job.Spec.PodFailurePolicy.Rules[0].OnExitCodes.Values, []int32{1, 2}) {
+					t.Errorf("the Job retries: backoffLimit %v, podFailurePolicy %+v; want 2 retries, for exit 75 and evictions only", job.Spec.BackoffLimit, job.Spec.PodFailurePolicy)
+				}
 				pod := job.Spec.Template.Spec
 				c := pod.Containers[0]
 				if pod.ServiceAccountName != "shop-chartreuse-hook" || c.Image != rel.Config["image"] && c.Image != "ghcr.io/chartreuse-go/chartreuse:0.1.0" || !slices.Equal(c.Command, []string{"/usr/local/bin/helm-wait"}) {
