@@ -43,6 +43,48 @@ const maxTableName = 63 - len("_dirty")
 
 func (s *State) dirtyTable() string { return qualify(s.Schema, dirtyName(s.Name)) }
 
+// dirtyColumns are the dirty table's columns and types, as createDirtySQL
+// makes them; dirtyFilled the ones every INSERT of a dirty row fills.
+var (
+	dirtyColumns = []struct{ name, typ string }{
+		{"version", "bigint"}, {"direction", "text"}, {"file", "text"}, {"statements_done", "integer"},
+		{"statements_total", "integer"}, {"started_at", "timestamp with time zone"}, {"run_id", "text"}, {"last_error", "text"},
+	}
+	dirtyFilled = []string{"version", "direction", "file", "statements_done", "statements_total", "run_id"}
+)
+
+// dirtyProblem says why an existing relation cannot be the dirty table; "" if
+// it can. Checked before anything is created: another tool's table found only
+// when a migration without a transaction starts would stop the run after the
+// version and checksum tables were created, and fail every later one on
+// reading it. It judges the relation Inspect found (DirtyKind); one this run
+// created, or a State built without it, is taken as the step's own.
+func (s *State) dirtyProblem() string {
+	if !s.DirtyExists || s.DirtyKind == "" {
+		return ""
+	}
+	if s.DirtyKind != "r" && s.DirtyKind != "p" {
+		return fmt.Sprintf("it is not a table (relkind %q)", s.DirtyKind)
+	}
+	var missing, probs []string
+	for _, c := range dirtyColumns {
+		got, ok := s.DirtyTypes[c.name]
+		switch {
+		case !ok:
+			missing = append(missing, c.name)
+		case got != c.typ:
+			probs = append(probs, fmt.Sprintf("column %s is %s, not %s", c.name, got, c.typ))
+		}
+	}
+	if len(missing) > 0 {
+		return "it has no column " + strings.Join(missing, ", ")
+	}
+	if len(s.DirtyRequired) > 0 {
+		probs = append(probs, "column "+strings.Join(s.DirtyRequired, ", ")+" must be filled (NOT NULL without a default)")
+	}
+	return strings.Join(probs, "; ")
+}
+
 // readDirtySettled reads the dirty rows so that a row is reported stopped
 // partway only if it outlived a moment when no other session held the lock:
 // rows, then the lock, then rows again, keeping the rows read both times. A row

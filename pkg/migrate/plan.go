@@ -248,6 +248,13 @@ func checkTable(st *State, req Request) error {
 			fmt.Sprintf("If this is another tool's table, choose a different --table; if it was goose's, restore it to goose's layout (id integer identity primary key, version_id bigint NOT NULL, is_applied boolean NOT NULL, tstamp timestamp DEFAULT now()) or rename it (ALTER TABLE %s RENAME TO %s_old;) so goose creates a new one", table, st.Name),
 			"%s exists but is not a goose version table: %s", table, strings.Join(probs, "; "))
 	}
+	if prob := st.dirtyProblem(); prob != "" {
+		dirty := st.dirtyTable()
+		return refuse(ErrNotGooseTable,
+			fmt.Sprintf("If it is another tool's table, rename it (ALTER TABLE %s RENAME TO %s;) or choose another --table: this step records each migration without a transaction, while it runs, in the table named like --table with _dirty appended",
+				dirty, qualify("", dirtyName(st.Name)+"_old")),
+			"%s exists but is not the dirty record of %s: %s", dirty, table, prob)
+	}
 	if !st.Exists {
 		return nil
 	}

@@ -46,8 +46,14 @@ type State struct {
 	CanWrite      bool       // INSERT and DELETE, what goose does, and USAGE on an old serial id's sequence
 	NoSeqUsage    string     // the id column's sequence when CanWrite is false for want of USAGE on it
 	Dirty         []DirtyRow // migrations stopped partway (see dirty.go)
-	DirtyExists   bool       // the dirty table exists
+	DirtyExists   bool       // a relation named like the dirty table exists
 	DirtyWritable bool       // and the session can read, insert, update and delete its rows
+	// DirtyKind is its pg_class.relkind, DirtyTypes its columns' types
+	// (format_type) by name, DirtyRequired its columns an INSERT must fill
+	// (NOT NULL, no default): what dirtyProblem checks.
+	DirtyKind     string
+	DirtyTypes    map[string]string
+	DirtyRequired []string
 	// LockHeldElsewhere: another session held the migration lock when dirty rows
 	// were read, so they may belong to a migration still running (readDirtySettled).
 	LockHeldElsewhere bool
@@ -141,9 +147,12 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
         WHERE d.refobjid = r.oid AND d.classid = 'pg_class'::regclass AND d.deptype = 'a' AND sq.relkind = 'S'
           AND a.attname = 'id' AND a.attidentity = ''
           AND CASE WHEN sq.relkind = 'S' THEN NOT has_sequence_privilege(sq.oid, 'USAGE') ELSE false END LIMIT 1),
-       dt.oid IS NOT NULL,
+       dt.relkind::text,
        coalesce(has_table_privilege(dt.oid, 'SELECT') AND has_table_privilege(dt.oid, 'INSERT')
                 AND has_table_privilege(dt.oid, 'UPDATE') AND has_table_privilege(dt.oid, 'DELETE'), false),
+       (SELECT json_agg(json_build_array(attname, format_type(atttypid, atttypmod),
+                attnotnull AND NOT atthasdef AND attidentity = '' AND attgenerated = '') ORDER BY attnum)::text
+        FROM pg_attribute WHERE attrelid = dt.oid AND attnum > 0 AND NOT attisdropped),
        sm.relkind::text,
        (SELECT json_agg(json_build_array(attname, format_type(atttypid, atttypmod),
                 attnotnull AND NOT atthasdef AND attidentity = '' AND attgenerated = '') ORDER BY attnum)::text
@@ -157,7 +166,7 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
 FROM (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s) AS x
 LEFT JOIN pg_namespace n ON n.nspname = x.s
 LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = $2::text::name
-LEFT JOIN pg_class dt ON dt.relnamespace = n.oid AND dt.relname = $3::text::name AND dt.relkind IN ('r', 'p')
+LEFT JOIN pg_class dt ON dt.relnamespace = n.oid AND dt.relname = $3::text::name
 LEFT JOIN pg_class sm ON sm.relnamespace = n.oid AND sm.relname = $4::text::name`
 
 // Inspect reads the version table and counts user tables. It only reads: it takes
@@ -175,17 +184,35 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	var (
 		schema, kind, columns, noSeq sql.NullString
 		sumsKind, sumsCols           sql.NullString
+		dirtyKind, dirtyCols         sql.NullString
 		canRead, canWrite            bool
 	)
 	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name), sumsName(st.Name)).Scan(
 		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
-		&kind, &canRead, &canWrite, &columns, &noSeq, &st.DirtyExists, &st.DirtyWritable,
+		&kind, &canRead, &canWrite, &columns, &noSeq, &dirtyKind, &st.DirtyWritable, &dirtyCols,
 		&sumsKind, &sumsCols, &st.SumsUnique, &st.SumsReadable, &st.SumsWritable)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
 	}
 	st.Schema = schema.String
 	st.SumsKind = sumsKind.String
+	st.DirtyKind, st.DirtyExists = dirtyKind.String, dirtyKind.Valid
+	if dirtyCols.Valid {
+		var cols [][3]any
+		if err := json.Unmarshal([]byte(dirtyCols.String), &cols); err != nil {
+			return nil, fmt.Errorf("reading the columns of %s: %w", st.dirtyTable(), err)
+		}
+		st.DirtyTypes = map[string]string{}
+		for _, c := range cols {
+			name, _ := c[0].(string)
+			typ, _ := c[1].(string)
+			required, _ := c[2].(bool)
+			st.DirtyTypes[name] = typ
+			if required && !slices.Contains(dirtyFilled, name) {
+				st.DirtyRequired = append(st.DirtyRequired, name)
+			}
+		}
+	}
 	if sumsCols.Valid {
 		var cols [][3]any
 		if err := json.Unmarshal([]byte(sumsCols.String), &cols); err != nil {
@@ -225,7 +252,7 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 			st.Columns = append(st.Columns, Column{Name: name, Type: typ, NotNull: notNull})
 		}
 	}
-	if st.DirtyExists {
+	if st.DirtyExists && st.dirtyProblem() == "" {
 		if err := readDirtySettled(ctx, q, st); err != nil {
 			return nil, err
 		}
