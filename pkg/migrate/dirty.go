@@ -261,6 +261,11 @@ func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
 		return nil, failure.AsPermanent(refuse(ErrUnknownVersion, "Resolve it with the image that contains it, or --as not-applied",
 			"--resolve %d --as applied: the migration is not in %s, so a later run would refuse it as unknown", v, m.Opts.Dir))
 	}
+	if as == ResolvedApplied {
+		if err := checkRecordable(st, []int64{v}); err != nil {
+			return nil, failure.AsPermanent(err)
+		}
+	}
 	if _, recorded := st.Sums[v]; recorded && as == ResolvedNotApplied && !st.SumsWritable {
 		return nil, failure.AsPermanent(refuse(ErrNoPrivilege,
 			fmt.Sprintf("Grant it: GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s; or run with --role set to the table's owner. Nothing was changed", st.sumsTable(), qualify("", st.CurrentUser)),

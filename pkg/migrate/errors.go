@@ -45,6 +45,11 @@ var (
 	// ErrPlanChanged: the files migrate would apply are not the ones plan judged
 	// (--planned-files-digest).
 	ErrPlanChanged = errors.New("migrations changed since plan")
+	// ErrCannotRecord: the version table could not take the version row of a
+	// migration to apply (a NOT NULL column without a default that goose's
+	// INSERT leaves out; an integer version_id below a version), so the row's
+	// write would fail after the migration ran.
+	ErrCannotRecord = errors.New("the version table cannot record a migration")
 )
 
 // ErrInProgress: a migration without a transaction is recorded as running while

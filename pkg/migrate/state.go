@@ -35,12 +35,16 @@ type Row struct {
 
 // State is what the database holds, read without changing anything.
 type State struct {
-	Schema        string // resolved schema of the version table; "" when none
-	SchemaExists  bool
-	Name          string // table name without schema
-	Exists        bool   // a relation with that name exists in Schema
-	Kind          string // pg_class.relkind when Exists
-	Columns       []Column
+	Schema       string // resolved schema of the version table; "" when none
+	SchemaExists bool
+	Name         string // table name without schema
+	Exists       bool   // a relation with that name exists in Schema
+	Kind         string // pg_class.relkind when Exists
+	Columns      []Column
+	// Required are the version table's columns that goose's INSERT (version_id,
+	// is_applied) leaves out but must be filled: NOT NULL, no default, not an
+	// identity or generated column (checkRecordable).
+	Required      []string
 	Rows          []Row // by id; read only when the table looks like goose's and is readable
 	CanRead       bool
 	CanWrite      bool       // INSERT and DELETE, what goose does, and USAGE on an old serial id's sequence
@@ -138,7 +142,8 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
        r.relkind::text,
        coalesce(has_table_privilege(r.oid, 'SELECT'), false),
        coalesce(has_table_privilege(r.oid, 'INSERT') AND has_table_privilege(r.oid, 'DELETE'), false),
-       (SELECT json_agg(json_build_array(attname, format_type(atttypid, atttypmod), attnotnull) ORDER BY attnum)::text
+       (SELECT json_agg(json_build_array(attname, format_type(atttypid, atttypmod), attnotnull,
+                attnotnull AND NOT atthasdef AND attidentity = '' AND attgenerated = '') ORDER BY attnum)::text
         FROM pg_attribute WHERE attrelid = r.oid AND attnum > 0 AND NOT attisdropped),
        (SELECT format('%I.%I', sn.nspname, sq.relname) FROM pg_depend d
         JOIN pg_class sq ON sq.oid = d.objid
@@ -241,7 +246,7 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	st.Exists, st.Kind, st.CanRead, st.CanWrite = true, kind.String, canRead, canWrite && !noSeq.Valid
 	st.NoSeqUsage = noSeq.String
 	if columns.Valid {
-		var cols [][3]any
+		var cols [][4]any
 		if err := json.Unmarshal([]byte(columns.String), &cols); err != nil {
 			return nil, fmt.Errorf("reading the columns of %s: %w", st.Qualified(), err)
 		}
@@ -249,7 +254,11 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 			name, _ := c[0].(string)
 			typ, _ := c[1].(string)
 			notNull, _ := c[2].(bool)
+			required, _ := c[3].(bool)
 			st.Columns = append(st.Columns, Column{Name: name, Type: typ, NotNull: notNull})
+			if required && name != "version_id" && name != "is_applied" {
+				st.Required = append(st.Required, name)
+			}
 		}
 	}
 	if st.DirtyExists && st.dirtyProblem() == "" {

@@ -97,7 +97,7 @@ func TestInspect(t *testing.T) {
 		st := inspect(t, db, "insp.odd")
 		wantCols := []Column{{"id", "bigint", true}, {`we"ird\col "x"`, "character varying(7)", false}, {"is_applied", "boolean", true}}
 		if st.Schema != "insp" || !st.Exists || st.Kind != "r" || !reflect.DeepEqual(st.Columns, wantCols) || st.Rows != nil ||
-			len(st.ShapeProblems()) == 0 {
+			len(st.ShapeProblems()) == 0 || !reflect.DeepEqual(st.Required, []string{"id"}) {
 			t.Fatalf("%+v", st)
 		}
 	})
@@ -203,18 +203,24 @@ func inspectSeparately(ctx context.Context, q Querier, table string) (*State, er
 		return nil, fmt.Errorf("checking privileges on %s: %w", st.Qualified(), err)
 	}
 	rows, err := q.QueryContext(ctx, `
-		SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
-		WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
+		SELECT attname, format_type(atttypid, atttypmod), attnotnull, attnotnull AND NOT atthasdef AND attidentity = '' AND attgenerated = ''
+		FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
 	if err != nil {
 		return nil, fmt.Errorf("reading the columns of %s: %w", st.Qualified(), err)
 	}
 	for rows.Next() {
-		var c Column
-		if err := rows.Scan(&c.Name, &c.Type, &c.NotNull); err != nil {
+		var (
+			c        Column
+			required bool
+		)
+		if err := rows.Scan(&c.Name, &c.Type, &c.NotNull, &required); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("reading the columns of %s: %w", st.Qualified(), err)
 		}
 		st.Columns = append(st.Columns, c)
+		if required && c.Name != "version_id" && c.Name != "is_applied" {
+			st.Required = append(st.Required, c.Name)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
