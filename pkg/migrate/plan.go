@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"regexp"
 	"runtime/debug"
 	"slices"
@@ -295,11 +296,15 @@ func checkWrite(st *State) error {
 // migration's statements ran, which rolls back a transactional migration every
 // run and leaves one without a transaction stopped partway.
 func checkRecordable(st *State, versions []int64) error {
-	if !st.Exists || len(versions) == 0 || len(st.Required) == 0 {
+	if !st.Exists || len(versions) == 0 {
 		return nil
 	}
 	table := st.Qualified()
-	var repair []string
+	var probs, repair []string
+	if n := len(st.Required); n > 0 {
+		probs = append(probs, fmt.Sprintf("%s %s NOT NULL without a default and goose's INSERT fills only version_id and is_applied",
+			plural(n, "column", "columns"), strings.Join(st.Required, ", ")+plural(n, " is", " are")))
+	}
 	for _, c := range st.Required {
 		switch c {
 		case "id":
@@ -311,10 +316,28 @@ func checkRecordable(st *State, versions []int64) error {
 			repair = append(repair, fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL;", table, qualify("", c)))
 		}
 	}
-	return refuse(ErrCannotRecord,
-		"Repair it in one transaction: BEGIN; "+strings.Join(repair, " ")+" COMMIT; (or give the column a default of your own: ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...)",
-		"the version table %s cannot record a migration: goose's INSERT fills only version_id and is_applied, and %s %s NOT NULL without a default, so the version row would fail after the migration ran",
-		table, plural(len(st.Required), "column", "columns"), strings.Join(st.Required, ", ")+plural(len(st.Required), " is", " are"))
+	var big []int64
+	if slices.ContainsFunc(st.Columns, func(c Column) bool { return c.Name == "version_id" && c.Type == "integer" }) {
+		for _, v := range versions {
+			if v > math.MaxInt32 {
+				big = append(big, v)
+			}
+		}
+	}
+	if n := len(big); n > 0 {
+		probs = append(probs, fmt.Sprintf("column version_id is integer, which cannot hold %s %s (above %d)",
+			plural(n, "version", "versions"), summarizeVersions(big), math.MaxInt32))
+		repair = append(repair, fmt.Sprintf("ALTER TABLE %s ALTER COLUMN version_id TYPE bigint;", table))
+	}
+	if len(probs) == 0 {
+		return nil
+	}
+	own := ""
+	if len(st.Required) > 0 {
+		own = " (or give a column a default of your own: ALTER TABLE ... ALTER COLUMN ... SET DEFAULT ...)"
+	}
+	return refuse(ErrCannotRecord, "Repair it in one transaction: BEGIN; "+strings.Join(repair, " ")+" COMMIT;"+own,
+		"the version table %s cannot record a migration, its version row would fail after the migration ran: %s", table, strings.Join(probs, "; "))
 }
 
 // sqlLiteral is s as an SQL string literal.
