@@ -54,6 +54,13 @@ var helmSets = map[string]e2e.MigrationSet{
 		"00002_orders.sql":    e2e.LoggedMigration("2", "orders"),
 		"00003_invoices.sql":  e2e.LoggedMigration("3", "invoices"),
 	},
+	// fixed, and 4.
+	"v4": {
+		"00001_customers.sql": e2e.LoggedMigration("1", "customers"),
+		"00002_orders.sql":    e2e.LoggedMigration("2", "orders"),
+		"00003_invoices.sql":  e2e.LoggedMigration("3", "invoices"),
+		"00004_payments.sql":  e2e.LoggedMigration("4", "payments"),
+	},
 }
 
 // shopChart is the sample application chart of testdata/shop with this repository's
@@ -91,7 +98,9 @@ func asRelease(t *testing.T, r any) *release.Release {
 //  4. upgrade, a failing migration: the release fails, the database stays at 2 and the
 //     application stays down (onMigrateFailure: keep-down), and Helm prints the hook's
 //     log naming the failed step;
-//  5. upgrade with the fix: migrated to 3, the application back, nothing deleted by hand.
+//  5. upgrade with the fix: migrated to 3, the application back, nothing deleted by hand;
+//  6. upgrade with hook.mode: pre and 4 pending: migrated before Helm applies, the
+//     application stopped and restored.
 func TestHelmArgo(t *testing.T) { helmScenarios(t, "argo") }
 
 func helmScenarios(t *testing.T, engineName string) {
@@ -189,11 +198,13 @@ func helmScenarios(t *testing.T, engineName string) {
 	}
 	c := shopChart(t)
 	app := &e2e.App{Namespace: ns, Name: "shop", Selector: "app.kubernetes.io/name=shop", Replicas: 1}
+	mode := "post"
 	values := func(set string) map[string]any {
 		return map[string]any{"chartreuse": map[string]any{
 			"engine":     engineName,
 			"image":      helmImage,
 			"migrations": map[string]any{"dir": e2e.SetsRoot + "/" + set},
+			"hook":       map[string]any{"mode": mode},
 		}}
 	}
 	wantVersion := func(step string, want int64) {
@@ -374,6 +385,31 @@ func helmScenarios(t *testing.T, engineName string) {
 	}
 	wantVersion("fixed", 3)
 	wantRun("fixed", 5, "Succeeded")
+	wantRestored(t, ctx, app, kc)
+
+	// 6. hook.mode: pre, with 4 pending: the pre-upgrade hook runs this revision's run
+	// (the new migrations.dir, from the hook's own ConfigMap: the release's is still
+	// revision 5's then), checks it against the installed WorkflowTemplate / Pipeline,
+	// stops and restores the application, and Helm applies the release after it.
+	mode = "pre"
+	before, err = app.State(ctx, kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err = e2e.WatchPods(ctx, kc, ns, app.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, _, err = upgrade("pre", "v4")
+	pw.Stop()
+	if err != nil || rel.Info.Status != common.StatusDeployed {
+		t.Fatalf("upgrade in pre mode: %v\n%s", err, logs())
+	}
+	wantVersion("pre", 4)
+	wantRun("pre", 6, "Succeeded")
+	if deleted := deletedPods(pw, before.Pods); len(deleted) != len(before.Pods) {
+		t.Errorf("pre: %d of the %d pods running before were deleted, want all (the application stopped)", len(deleted), len(before.Pods))
+	}
 	wantRestored(t, ctx, app, kc)
 }
 
