@@ -50,6 +50,11 @@ var (
 	// INSERT leaves out; an integer version_id below a version), so the row's
 	// write would fail after the migration ran.
 	ErrCannotRecord = errors.New("the version table cannot record a migration")
+	// ErrTableElsewhere: --table names no schema, the schema it resolves to
+	// (the search_path's first) has no version table, and another schema has
+	// one: a schema created since or a changed search_path moved where it
+	// resolves, and running would apply every migration again.
+	ErrTableElsewhere = errors.New("the version table is in another schema")
 )
 
 // ErrInProgress: a migration without a transaction is recorded as running while

@@ -238,6 +238,9 @@ func checkDirtyTable(st *State, src Sources, pending []int64) error {
 
 func checkTable(st *State, req Request) error {
 	table := st.Qualified()
+	if len(st.Elsewhere) > 0 {
+		return tableElsewhere(st)
+	}
 	if st.Schema == "" {
 		return refuse(ErrNotGooseTable, "Set --table to a schema-qualified name, e.g. public."+st.Name+", or fix the role's search_path",
 			"no schema to hold the version table %s: the search_path names no existing schema", st.Name)
@@ -270,6 +273,30 @@ func checkTable(st *State, req Request) error {
 		return checkWrite(st)
 	}
 	return nil
+}
+
+// tableElsewhere refuses an unqualified --table that no longer leads to the
+// version table: the first schema of the search_path holds none, another
+// schema does (st.Elsewhere, version tables first).
+func tableElsewhere(st *State) error {
+	found := make([]string, len(st.Elsewhere))
+	for i, r := range st.Elsewhere {
+		found[i] = qualify(r.Schema, r.Name)
+	}
+	at := st.Elsewhere[0].Schema
+	where := fmt.Sprintf("schema %s (the first existing schema of the search_path)", st.Schema)
+	if st.Schema == "" {
+		where = "no schema (the search_path names no existing schema)"
+	}
+	own := ""
+	if st.Schema != "" {
+		own = fmt.Sprintf("; if %s another application's, pass --table %s.%s to create this one's", plural(len(found), "it is", "they are"), st.Schema, st.Name)
+	}
+	return refuse(ErrTableElsewhere,
+		fmt.Sprintf("Pass --table %s.%s (the workflow parameter table), which every run then finds wherever the search_path points, or pin the login role's search_path (ALTER ROLE %s SET search_path = %s;)%s",
+			at, st.Name, qualify("", st.SessionUser), qualify("", at), own),
+		"--table %s names no schema and now resolves to %s, which has no version table, but %s %s: a schema created since (one named like the role comes first in the default search_path \"$user\", public) or a changed search_path moved where it resolves, and running would apply every migration again",
+		st.Name, where, strings.Join(found, ", "), plural(len(found), "exists", "exist"))
 }
 
 // checkWrite refuses when the version row of a migration could not be written,

@@ -74,12 +74,20 @@ type State struct {
 	SumsWritable bool // SELECT, INSERT, UPDATE and DELETE
 	// Sums are the recorded checksums of the versions in Rows, by version; read
 	// with the rows when the checksum table exists, has its columns and is readable.
-	Sums          map[int64]SumRow
-	CanCreate     bool // CREATE on Schema, needed when the table is missing
-	CurrentUser   string
+	Sums        map[int64]SumRow
+	CanCreate   bool // CREATE on Schema, needed when the table is missing
+	CurrentUser string
+	SessionUser string // the login role (current_user is --role's)
+	// Elsewhere: with an unqualified --table and no version table in Schema,
+	// the tables named like it or like its checksum table in other schemas,
+	// which checkTable refuses: the search_path no longer leads to them.
+	Elsewhere     []Relation
 	UserTables    int // ordinary and partitioned tables outside the system schemas
 	ServerVersion string
 }
+
+// Relation is a table by schema and name, as the catalog spells them.
+type Relation struct{ Schema, Name string }
 
 // Qualified is the version table's name for SQL the operator can paste into psql.
 func (s *State) Qualified() string { return qualify(s.Schema, s.Name) }
@@ -167,7 +175,13 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
                  AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = 'version'),
        coalesce(has_table_privilege(sm.oid, 'SELECT'), false),
        coalesce(has_table_privilege(sm.oid, 'SELECT') AND has_table_privilege(sm.oid, 'INSERT')
-                AND has_table_privilege(sm.oid, 'UPDATE') AND has_table_privilege(sm.oid, 'DELETE'), false)
+                AND has_table_privilege(sm.oid, 'UPDATE') AND has_table_privilege(sm.oid, 'DELETE'), false),
+       session_user::text,
+       CASE WHEN $1::text = '' AND r.oid IS NULL THEN
+         (SELECT json_agg(json_build_array(en.nspname, ec.relname) ORDER BY ec.relname <> $2::text, en.nspname, ec.relname)::text
+          FROM pg_class ec JOIN pg_namespace en ON en.oid = ec.relnamespace
+          WHERE ec.relname IN ($2::text::name, $4::text::name) AND ec.relkind IN ('r', 'p') AND en.oid IS DISTINCT FROM n.oid
+            AND en.nspname <> 'information_schema' AND en.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)') END
 FROM (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s) AS x
 LEFT JOIN pg_namespace n ON n.nspname = x.s
 LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = $2::text::name
@@ -190,17 +204,27 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		schema, kind, columns, noSeq sql.NullString
 		sumsKind, sumsCols           sql.NullString
 		dirtyKind, dirtyCols         sql.NullString
+		elsewhere                    sql.NullString
 		canRead, canWrite            bool
 	)
 	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name), sumsName(st.Name)).Scan(
 		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
 		&kind, &canRead, &canWrite, &columns, &noSeq, &dirtyKind, &st.DirtyWritable, &dirtyCols,
-		&sumsKind, &sumsCols, &st.SumsUnique, &st.SumsReadable, &st.SumsWritable)
+		&sumsKind, &sumsCols, &st.SumsUnique, &st.SumsReadable, &st.SumsWritable, &st.SessionUser, &elsewhere)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
 	}
 	st.Schema = schema.String
 	st.SumsKind = sumsKind.String
+	if elsewhere.Valid {
+		var rels [][2]string
+		if err := json.Unmarshal([]byte(elsewhere.String), &rels); err != nil {
+			return nil, fmt.Errorf("looking for %s in other schemas: %w", st.Name, err)
+		}
+		for _, r := range rels {
+			st.Elsewhere = append(st.Elsewhere, Relation{Schema: r[0], Name: r[1]})
+		}
+	}
 	st.DirtyKind, st.DirtyExists = dirtyKind.String, dirtyKind.Valid
 	if dirtyCols.Valid {
 		var cols [][3]any

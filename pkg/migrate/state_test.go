@@ -167,11 +167,11 @@ func inspectSeparately(ctx context.Context, q Querier, table string) (*State, er
 	var schema sql.NullString
 	err := q.QueryRowContext(ctx, `
 		SELECT s, s IS NOT NULL AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s),
-		       current_user, current_setting('server_version'),
+		       current_user, session_user, current_setting('server_version'),
 		       s IS NOT NULL AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s)
 		           AND has_schema_privilege((SELECT oid FROM pg_namespace WHERE nspname = s), 'CREATE')
 		FROM (SELECT coalesce($1::text, current_schema()::text) AS s) AS x`, schemaArg,
-	).Scan(&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate)
+	).Scan(&schema, &st.SchemaExists, &st.CurrentUser, &st.SessionUser, &st.ServerVersion, &st.CanCreate)
 	if err != nil {
 		return nil, fmt.Errorf("reading the current schema: %w", err)
 	}
@@ -183,15 +183,37 @@ func inspectSeparately(ctx context.Context, q Querier, table string) (*State, er
 	).Scan(&st.UserTables); err != nil {
 		return nil, fmt.Errorf("counting tables: %w", err)
 	}
+	elsewhere := func() (*State, error) {
+		if schemaArg.Valid {
+			return st, nil
+		}
+		rows, err := q.QueryContext(ctx, `
+			SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relname IN ($1, $2) AND c.relkind IN ('r', 'p') AND n.nspname IS DISTINCT FROM $3
+			  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
+			ORDER BY c.relname <> $1, 1, 2`, st.Name, sumsName(st.Name), schema)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r Relation
+			if err := rows.Scan(&r.Schema, &r.Name); err != nil {
+				return nil, err
+			}
+			st.Elsewhere = append(st.Elsewhere, r)
+		}
+		return st, rows.Err()
+	}
 	if !st.SchemaExists {
-		return st, nil
+		return elsewhere()
 	}
 	var oid uint32
 	err = q.QueryRowContext(ctx, `
 		SELECT c.oid, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2`, st.Schema, st.Name).Scan(&oid, &st.Kind)
 	if errors.Is(err, sql.ErrNoRows) {
-		return st, nil
+		return elsewhere()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("looking up the version table %s: %w", st.Qualified(), err)
