@@ -139,6 +139,10 @@ func (w *Waiter) CreateAndWait(ctx context.Context, r *Run, revision int) (Resul
 	lw := &cache.ListWatch{
 		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = sel
+			// A consistent list, not the reflector's resourceVersion "0" (any state
+			// the API server's cache holds): that could predate the run just created,
+			// which gone below would then take for deleted.
+			o.ResourceVersion = ""
 			return ri.List(ctx, o)
 		},
 		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {

@@ -1,10 +1,12 @@
 package helmchart
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +40,6 @@ func TestWaiterOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	ensureCRDs(ctx, t, dyn)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	type outcome struct {
 		res helmwait.Result
@@ -56,8 +57,10 @@ func TestWaiterOnCluster(t *testing.T) {
 	}{
 		{
 			engine: "argo", gvr: schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"},
-			running:  `{"status":{"phase":"Running"}}`,
-			success:  `{"status":{"phase":"Succeeded"}}`,
+			// Waiting at the database's mutex held by another run, then plan running.
+			running: `{"status":{"phase":"Running","message":"Waiting for ns/Mutex/chartreuse-shop-db lock","synchronization":{"mutex":{"waiting":[{"mutex":"ns/Mutex/chartreuse-shop-db","holder":"shop-chartreuse-2/shop-chartreuse-2-123"}]}},` +
+				`"nodes":{"n1":{"id":"n1","name":"shop-chartreuse-3.plan","displayName":"plan","type":"Pod","phase":"Running","startedAt":"2026-01-01T00:00:01Z"},"n2":{"id":"n2","name":"shop-chartreuse-3.scale-down","displayName":"scale-down","type":"Skipped","phase":"Skipped","message":"when 'false' evaluated false","startedAt":"2026-01-01T00:00:02Z"}}}}`,
+			success:  `{"status":{"phase":"Succeeded","nodes":{"n1":{"id":"n1","name":"shop-chartreuse-3.plan","displayName":"plan","type":"Pod","phase":"Succeeded","startedAt":"2026-01-01T00:00:01Z"}}}}`,
 			failed:   `{"status":{"phase":"Failed","message":"child 'migrate' failed"}}`,
 			failText: "ended Failed: child 'migrate' failed", details: "argo get -n ",
 		},
@@ -79,7 +82,8 @@ func TestWaiterOnCluster(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w := &helmwait.Waiter{Client: dyn, Namespace: ns, Log: log}
+			var logBuf syncBuffer
+			w := &helmwait.Waiter{Client: dyn, Namespace: ns, Log: slog.New(slog.NewTextHandler(&logBuf, nil))}
 			ri := dyn.Resource(tc.gvr).Namespace(ns)
 			patch := func(name, body string) {
 				t.Helper()
@@ -123,6 +127,19 @@ func TestWaiterOnCluster(t *testing.T) {
 			o := <-done
 			if o.err != nil || !o.res.Succeeded || !o.res.Created {
 				t.Fatalf("revision 3: %+v, %v; want succeeded, created", o.res, o.err)
+			}
+
+			// Argo: the log names the mutex's holder and each step as it starts, ends or
+			// is skipped.
+			if tc.engine == "argo" {
+				for _, want := range []string{
+					`msg="waiting for the database's mutex" mutex=ns/Mutex/chartreuse-shop-db holder=shop-chartreuse-2`,
+					`msg="step started" step=plan`, `msg="step skipped" step=scale-down`, `msg="step ended" step=plan phase=Succeeded`,
+				} {
+					if !strings.Contains(logBuf.String(), want) {
+						t.Errorf("the waiter's log does not say %s:\n%s", want, logBuf.String())
+					}
+				}
 			}
 
 			// Rerun of revision 3 (the hook's pod retried): nothing created, same result.
@@ -272,4 +289,22 @@ func pendingPipelineRun(t *testing.T, runYAML []byte) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// syncBuffer is a bytes.Buffer safe for the waiter's goroutine and the test's.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
