@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
@@ -41,6 +42,25 @@ var engineCRDs = []struct{ module, glob string }{
 }
 
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// withCRDs is the shared test cluster, its REST config and a dynamic client, with
+// the engines' CRDs in place.
+func withCRDs(t *testing.T) (*kubeenv.Env, *rest.Config, dynamic.Interface) {
+	t.Helper()
+	env := kubeenv.Shared(t)
+	cfg, err := env.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ensureCRDs(ctx, t, dyn)
+	return env, cfg, dyn
+}
 
 // ensureCRDs creates the engines' CRDs the cluster lacks (one that runs the real
 // controllers has them already, and keeps them) and waits until they serve.
@@ -105,18 +125,9 @@ func crdEstablished(crd *unstructured.Unstructured) bool {
 // other values and uninstalls it, and the WorkflowTemplate / Pipeline stored in the
 // cluster is its source, expressions included.
 func TestOnCluster(t *testing.T) {
-	env := kubeenv.Shared(t)
-	cfg, err := env.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, cfg, dyn := withCRDs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ensureCRDs(ctx, t, dyn)
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

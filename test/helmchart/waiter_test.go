@@ -1,12 +1,10 @@
 package helmchart
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,12 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/helmwait"
-	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+	"github.com/chartreuse-go/chartreuse/test/syncbuf"
 )
 
 // TestWaiterOnCluster runs pkg/helmwait against the real kube-apiserver with the runs
@@ -28,18 +25,9 @@ import (
 // runs' status as the controller would (Argo's phase; Tekton's Succeeded condition, on
 // the status subresource), so each outcome is exercised exactly.
 func TestWaiterOnCluster(t *testing.T) {
-	env := kubeenv.Shared(t)
-	cfg, err := env.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, _, dyn := withCRDs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ensureCRDs(ctx, t, dyn)
 
 	type outcome struct {
 		res helmwait.Result
@@ -82,7 +70,7 @@ func TestWaiterOnCluster(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var logBuf syncBuffer
+			var logBuf syncbuf.Buffer
 			w := &helmwait.Waiter{Client: dyn, Namespace: ns, Log: slog.New(slog.NewTextHandler(&logBuf, nil))}
 			ri := dyn.Resource(tc.gvr).Namespace(ns)
 			patch := func(name, body string) {
@@ -199,18 +187,9 @@ func TestWaiterOnCluster(t *testing.T) {
 // API server: none installed, the current one, and an earlier one without a parameter
 // the chart sets.
 func TestCheckDeclaredOnCluster(t *testing.T) {
-	env := kubeenv.Shared(t)
-	cfg, err := env.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, _, dyn := withCRDs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ensureCRDs(ctx, t, dyn)
 	for _, tc := range []struct {
 		engine, key string
 		gvr         schema.GroupVersionResource
@@ -289,22 +268,4 @@ func pendingPipelineRun(t *testing.T, runYAML []byte) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// syncBuffer is a bytes.Buffer safe for the waiter's goroutine and the test's.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
