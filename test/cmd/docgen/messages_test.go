@@ -156,6 +156,27 @@ func quotes(t *testing.T) []quote {
 	}
 	add(analyze(t, editedSrc[:1], applied))
 
+	// A transactional migration that ends its own transaction: refused before
+	// anything runs, or recorded as stopped partway when it ran.
+	sourceHas(t, "pkg/migrate/migrator.go",
+		`"Remove the %s (goose commits the migration when its last statement has run), or mark the file -- +goose NO TRANSACTION if its statements must commit one by one; nothing was applied"`,
+		`"migration %d (%s) runs in one transaction for %s, and its %s is %s, which ends that transaction: the statements before it would commit or roll back on their own, and a failure after it could not be undone"`,
+		`"statement %d"`, `" (line %d)"`)
+	add("refusing to migrate: " + fmt.Sprintf("migration %d (%s) runs in one transaction for %s, and its %s is %s, which ends that transaction: the statements before it would commit or roll back on their own, and a failure after it could not be undone",
+		20240315143200, "20240315143200_orders_total.sql", "up", "statement 2 (line 5)", "COMMIT") + ". " +
+		fmt.Sprintf("Remove the %s (goose commits the migration when its last statement has run), or mark the file -- +goose NO TRANSACTION if its statements must commit one by one; nothing was applied", "COMMIT"))
+	const txEnded = "the statement ended the migration's transaction (COMMIT or ROLLBACK in a migration that runs in one): the statements before it may be committed"
+	sourceHas(t, "pkg/migrate/run.go", txEnded)
+	add((&migrate.MigrationError{Version: 20240315143200, File: "20240315143200_orders_total.sql", Direction: "up", Ran: true, Dirty: true, Statement: 1, Detail: txEnded}).Error())
+
+	// migrate's files are not the ones plan judged.
+	sourceHas(t, "pkg/migrate/migrator.go",
+		`"Pin the step image by digest (image@sha256:...), or take the migrations from git-url or migrations-image, which plan pins for the whole run; then start a new run, whose plan judges the files it will apply"`,
+		`"the migrations up to version %d in %s are not the ones plan judged (files-digest %s at plan, %s now): they changed between plan and migrate, e.g. an image tag pushed again and pulled by this step's node; nothing was applied"`)
+	add("refusing to migrate: " + fmt.Sprintf("the migrations up to version %d in %s are not the ones plan judged (files-digest %s at plan, %s now): they changed between plan and migrate, e.g. an image tag pushed again and pulled by this step's node; nothing was applied",
+		20240315143200, "/migrations", "5b0c0f3e8d9a4f1c2b7e6a5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a291", "0e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa998877665544") + ". " +
+		"Pin the step image by digest (image@sha256:...), or take the migrations from git-url or migrations-image, which plan pins for the whole run; then start a new run, whose plan judges the files it will apply")
+
 	// Lock busy.
 	// The holder's run and step come from its application_name, its pod from
 	// the pod lookup (pkg/podaddr): found, then gone.
