@@ -9,6 +9,8 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 )
 
 // Catalog answers the read-only catalog queries the analysis makes (table
@@ -584,7 +586,7 @@ func domainRewrites(ctx context.Context, cat Catalog, tn *pg.TypeName, ownDefaul
 func typeNameText(tn *pg.TypeName) string {
 	var parts []string
 	for _, n := range tn.GetNames() {
-		parts = append(parts, quoteIdent(n.GetString_().GetSval()))
+		parts = append(parts, dbconn.QuoteIdent(n.GetString_().GetSval()))
 	}
 	if len(parts) == 0 {
 		return ""
@@ -699,29 +701,16 @@ func qualified(rv *pg.RangeVar) string {
 		return ""
 	}
 	if rv.GetSchemaname() != "" {
-		return quoteIdent(rv.GetSchemaname()) + "." + quoteIdent(rv.GetRelname())
+		return dbconn.QuoteIdent(rv.GetSchemaname()) + "." + dbconn.QuoteIdent(rv.GetRelname())
 	}
-	return quoteIdent(rv.GetRelname())
-}
-
-func quoteIdent(s string) string {
-	plain := s != ""
-	for i, c := range s {
-		if !(c >= 'a' && c <= 'z' || c == '_' || (i > 0 && c >= '0' && c <= '9')) {
-			plain = false
-		}
-	}
-	if plain {
-		return s
-	}
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	return dbconn.QuoteIdent(rv.GetRelname())
 }
 
 // nameOf joins a dotted name list (DROP's objects).
 func nameOf(o *pg.Node) string {
 	var parts []string
 	for _, p := range o.GetList().GetItems() {
-		parts = append(parts, quoteIdent(p.GetString_().GetSval()))
+		parts = append(parts, dbconn.QuoteIdent(p.GetString_().GetSval()))
 	}
 	return strings.Join(parts, ".")
 }

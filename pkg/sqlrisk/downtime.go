@@ -3,6 +3,7 @@ package sqlrisk
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -555,7 +556,7 @@ func plainType(ctx context.Context, cat Catalog, tn *pg.TypeName) string {
 	var typtype sql.NullString
 	err := cat.QueryRowContext(ctx, `SELECT typtype::text FROM pg_type WHERE oid = to_regtype($1)`, name).Scan(&typtype)
 	switch {
-	case err == sql.ErrNoRows || err == nil && !typtype.Valid:
+	case errors.Is(err, sql.ErrNoRows) || err == nil && !typtype.Valid:
 		return "its type " + name + " is not in the database yet"
 	case err != nil:
 		return "its type " + name + " could not be looked up"
