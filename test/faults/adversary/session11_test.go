@@ -1,0 +1,171 @@
+package adversary
+
+// Session 11's findings: each test reproduces one break of the migrate step's
+// rule (nothing lost or applied twice; a rerun finishes or refuses with an
+// explanation; the right exit code) against a real PostgreSQL 15, found by
+// attacking session 10's fixes. A test that fails against the code it was
+// written on is skipped with a t.Skip("session11 finding N: ...") at its top,
+// so CI stays green. To un-skip one, delete that line once the cause named in
+// its comment is fixed and run it against the servers (as root):
+//
+//	go test ./test/faults/adversary -run TestName -count=1 -v
+//
+// it must then pass.
+
+import (
+	"context"
+	"testing"
+)
+
+// s11Blocked is a statement of version v that writes its adv_log row only once
+// it can read adv_blocked: behind a test's ACCESS EXCLUSIVE lock it fails on
+// lock_timeout (exit 75, "retry helps").
+func s11Blocked(v int64, stmt int) string {
+	return "INSERT INTO adv_log (version, stmt, pid, app) SELECT " + itoa(v) + ", " + itoa(int64(stmt)) + ", pg_backend_pid(), 'x' FROM adv_blocked;"
+}
+
+func itoa(v int64) string {
+	const digits = "0123456789"
+	if v == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; v > 0; v /= 10 {
+		b = append([]byte{digits[v%10]}, b...)
+	}
+	return string(b)
+}
+
+// s11RetryAfterLockTimeout runs migrate behind a lock on adv_blocked with a
+// short lock timeout, then the retry the workflow makes, and fails the test
+// when statement 1 of version 1 ran more than once.
+func s11RetryAfterLockTimeout(t *testing.T, r *run) {
+	t.Helper()
+	blocker := r.connect()
+	mustExec(t, blocker, "BEGIN; LOCK TABLE adv_blocked IN ACCESS EXCLUSIVE MODE")
+	first := r.migrate("migrate behind a table lock", appDefault, "--lock-timeout", "300ms")
+	mustExec(t, blocker, "ROLLBACK")
+	if first.Code == 0 {
+		t.Fatalf("the first run exited 0 while a statement could not get its lock:\n%s", s10Out(first))
+	}
+	firstRan := r.ran(1, 1)
+	second := r.migrate("retry", appDefault)
+	if n := r.ran(1, 1); n > 1 {
+		t.Fatalf("statement 1 of migration 1 ran %d times: first run exit %d (statement 1 committed by it: %d), retry exit %d\nfirst: %s\nretry: %s",
+			n, first.Code, firstRan, second.Code, s10Out(first), s10Out(second))
+	}
+	if first.Code == 75 && firstRan > 0 {
+		t.Errorf("the first run exited 75 (retry helps) although statement 1 had committed:\n%s", s10Out(first))
+	}
+}
+
+// Finding 1 (applied twice). COMMIT AND CHAIN with a comment glued to its
+// first word. sqlrisk.EndsTransaction (pkg/sqlrisk/txcontrol.go) takes the
+// first whitespace-separated word, "COMMIT/**/AND", which is not COMMIT, so
+// preparse lets the file through; the server reads COMMIT AND CHAIN, commits
+// statement 1 and opens a new transaction at once, so runTx's run-time guard
+// (TxStatus() != 'T') sees a transaction and goes on. Statement 3 then fails on
+// lock_timeout: exit 75 with nothing recorded, and the retry runs statement 1
+// again.
+// Fix: in EndsTransaction, take the first word up to anything that is not a
+// letter (or strip every comment, not only the leading ones, before
+// strings.Fields), so COMMIT/**/, END--x and ROLLBACK/* */ are seen;
+// at run time, compare the backend's transaction with the one BEGIN opened
+// (txid_current_if_assigned() is not enough: SELECT
+// pg_current_xact_id() after BEGIN, or the statement_timestamp of
+// now() = transaction start, e.g. "SELECT now()" after BEGIN and after each
+// statement) so a chained transaction is seen as the end of the migration's.
+func TestCommitAndChainHiddenByACommentIsNotRunTwice(t *testing.T) {
+	t.Skip("session11 finding 1: COMMIT/**/AND CHAIN passes preparse and the run-time guard; a lock timeout after it exits 75 and the retry applies statement 1 twice")
+	r := s10Run(t, map[string]string{
+		"1_chain.sql": "-- +goose Up\n" + logInsert(1, 1, 0) + "\nCOMMIT/**/AND CHAIN;\n" + s11Blocked(1, 3) +
+			"\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+	})
+	s11RetryAfterLockTimeout(t, r)
+}
+
+// Finding 1b (applied twice). A COMMIT that preparse does not see (a comment
+// glued to it: COMMIT/**/) in the same goose statement as a later statement
+// that fails (two commands on one line are one goose statement, sent as one
+// simple-protocol query). The server commits statement 1, the next command
+// fails on lock_timeout, and runTx's Exec returns that error before its
+// TxStatus check runs: rollback, stepError not dirty, exit 75, and the retry
+// runs statement 1 again.
+// Fix: as finding 1 for preparse; at run time, when a statement of a
+// transactional migration fails, check that the transaction BEGIN opened is the
+// one that failed (TxStatus 'E', not 'I') before calling the failure
+// "rolled back": after an error in a multi-command query that committed
+// midway the status is 'I'; then record it as transactionEnded does.
+func TestHiddenCommitBeforeAFailingCommandIsNotRunTwice(t *testing.T) {
+	t.Skip("session11 finding 1b: COMMIT/**/ and a failing command in one goose statement: exit 75, the retry applies statement 1 twice")
+	r := s10Run(t, map[string]string{
+		"1_commits.sql": "-- +goose Up\n" + logInsert(1, 1, 0) + "\nCOMMIT/**/; " + s11Blocked(1, 3) +
+			"\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+	})
+	s11RetryAfterLockTimeout(t, r)
+}
+
+// Finding 2 (a NO TRANSACTION migration left stopped partway by a version
+// table plan could have refused). The version table's id identity (or serial
+// sequence) is behind its highest id: rows were written with explicit ids (a
+// version marked applied by hand, INSERT INTO goose_db_version (id,
+// version_id, is_applied) VALUES (max+1, ...), or the table's rows copied from
+// another database), which does not advance the sequence. checkRecordable
+// (ErrCannotRecord) checks that the id has a default, not that the default
+// gives a free id: plan passes, the migration runs, and goose's INSERT fails
+// with 23505 on the primary key afterwards; a migration without a transaction
+// is left stopped partway with every statement done, and --resolve --as
+// applied fails on the same INSERT.
+// Fix: in Inspect also read the id sequence's next value
+// (pg_sequence_last_value / pg_get_serial_sequence + the sequence's
+// last_value and is_called, SELECT privilege needed, or simply compare
+// max(id) with it) and have checkRecordable refuse when it is not above
+// max(id), with the repair: SELECT setval(pg_get_serial_sequence('<table>',
+// 'id'), (SELECT max(id) FROM <table>));
+func TestVersionIdSequenceBehindItsRowsIsRefusedBeforeRunning(t *testing.T) {
+	t.Skip("session11 finding 2: a version table whose id sequence is behind max(id) passes plan; a NO TRANSACTION migration then stops partway on 23505")
+	r := s10Run(t, map[string]string{
+		"1_a.sql":    "-- +goose Up\n" + logInsert(1, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+		"2_notx.sql": "-- +goose NO TRANSACTION\n-- +goose Up\n" + logInsert(2, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 2;\n",
+	})
+	// goose's own layout; version 1 marked applied by hand with an explicit id.
+	if err := r.exec(context.Background(), r.url, `CREATE TABLE goose_db_version (id integer PRIMARY KEY GENERATED BY DEFAULT AS IDENTITY,
+		version_id bigint NOT NULL, is_applied boolean NOT NULL, tstamp timestamp NOT NULL DEFAULT now());
+		INSERT INTO goose_db_version (id, version_id, is_applied) VALUES (1, 0, true), (2, 1, true)`); err != nil {
+		t.Fatal(err)
+	}
+	plan := r.migrate("plan", appDefault, "--plan")
+	res := r.migrate("migrate", appDefault)
+	s := r.snapshot()
+	if r.ran(2, 1) > 0 && s.rows[2] == 0 {
+		t.Fatalf("migration 2 ran (dirty record %v) but its version row could not be written: plan exit %d, migrate exit %d\nplan: %s\nmigrate: %s",
+			s.dirty[2], plan.Code, res.Code, s10Out(plan), s10Out(res))
+	}
+}
+
+// Finding 3 (a migration that completed recorded as stopped partway). A
+// migration without a transaction that leaves the session read-only (SET
+// SESSION CHARACTERISTICS AS TRANSACTION READ ONLY, or SET
+// default_transaction_read_only = on) makes the step's own writes after it fail
+// with 25006: runNoTx's progress UPDATE, then the version row. ownRoleSQL
+// gives the session back its role, not its settings. Every statement ran, but
+// the run exits 1 with the migration recorded as stopped partway.
+// Fix: before the step's own writes in runNoTx (progress, version row,
+// recordDirtyError), also SET default_transaction_read_only = off (and the
+// other settings resetSQL makes; e.g. run them inside BEGIN; SET LOCAL ...;
+// ...; COMMIT so the migration's own settings stay for its later statements).
+func TestReadOnlySessionLeftByAMigrationDoesNotStopTheStepsOwnWrites(t *testing.T) {
+	t.Skip("session11 finding 3: a NO TRANSACTION migration that leaves the session read-only is recorded stopped partway though every statement ran")
+	r := s10Run(t, map[string]string{
+		"1_ro.sql": "-- +goose NO TRANSACTION\n-- +goose Up\n" + logInsert(1, 1, 0) + "\nSET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;\n" +
+			"-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+		"2_after.sql": "-- +goose Up\n" + logInsert(2, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 2;\n",
+	})
+	res := r.migrate("migrate", appDefault)
+	s := r.snapshot()
+	if d, ok := s.dirty[1]; ok || res.Code != 0 || s.rows[1] != 1 || s.rows[2] != 1 {
+		t.Fatalf("migrate: exit %d, version rows %v, dirty record %v (%v); want exit 0, both applied, no dirty record\n%s",
+			res.Code, s.rows, ok, d, s10Out(res))
+	}
+}
+
