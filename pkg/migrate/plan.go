@@ -52,7 +52,6 @@ func (p *Plan) NothingToDo() bool { return len(p.Pending) == 0 && len(p.Down) ==
 // Analyze checks the directory against the database and computes the plan. Every
 // problem that must stop the run before it changes anything is a *RefusalError.
 func Analyze(src Sources, st *State, req Request) (*Plan, error) {
-	table := st.Qualified()
 	if err := checkTable(st, req); err != nil {
 		return nil, err
 	}
@@ -72,8 +71,23 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 	if n := len(p.Applied); n > 0 {
 		p.Current = p.Applied[n-1]
 	}
+	if err := checkBranched(src, st, p.Applied, req); err != nil {
+		return nil, err
+	}
+	plan := planUp
+	if req.Mode == ModeDown {
+		plan = planDown
+	}
+	if err := plan(src, st, p, req); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// checkBranched refuses applied versions that have no file in the directory.
+func checkBranched(src Sources, st *State, applied []int64, req Request) error {
 	var branched []int64
-	for _, v := range p.Applied {
+	for _, v := range applied {
 		if _, ok := src.Get(v); !ok {
 			branched = append(branched, v)
 		}
@@ -94,43 +108,47 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 		if st.sumsUsable() {
 			sumsRepair = fmt.Sprintf(" DELETE FROM %s WHERE version IN (%s);", st.sumsTable(), joinVersions(branched, ", "))
 		}
-		return nil, refuse(ErrBranched,
+		return refuse(ErrBranched,
 			fmt.Sprintf("Deploy the image that contains %s (its migrate --down-to can roll %s back), or, if %s removed on purpose and %s changes undone, delete %s rows deliberately: DELETE FROM %s WHERE version_id IN (%s);%s",
 				plural(len(branched), "this migration", "these migrations"), plural(len(branched), "it", "them"),
 				plural(len(branched), "it was", "they were"), plural(len(branched), "its", "their"), plural(len(branched), "its", "their"),
-				table, joinVersions(branched, ", "), sumsRepair),
+				st.Qualified(), joinVersions(branched, ", "), sumsRepair),
 			"the database has %s %s applied that %s not in %s (latest there: %d): this image is older than the database schema, or the database was migrated from another branch%s",
 			plural(len(branched), "version", "versions"), joinVersions(branched, ", "), plural(len(branched), "is", "are"), req.Dir, src.Latest(), recorded)
 	}
+	return nil
+}
 
-	if req.Mode == ModeDown {
-		p.Target = req.DownTo.Value
-		if p.Target != 0 {
-			if _, ok := src.Get(p.Target); !ok {
-				return nil, unknownVersion("--down-to", p.Target, src, req.Dir)
-			}
+// planDown fills in the versions to roll back, down to --down-to.
+func planDown(src Sources, st *State, p *Plan, req Request) error {
+	p.Target = req.DownTo.Value
+	if p.Target != 0 {
+		if _, ok := src.Get(p.Target); !ok {
+			return unknownVersion("--down-to", p.Target, src, req.Dir)
 		}
-		for i := len(p.Applied) - 1; i >= 0 && p.Applied[i] > p.Target; i-- {
-			v := p.Applied[i]
-			m, _ := src.Get(v)
-			if !m.HasDown {
-				return nil, refuse(ErrIrreversible,
-					fmt.Sprintf("Roll back only to version %d or above (--down-to %d), or add a '-- +goose Down' section to %s", v, v, m.File),
-					"migration %d (%s) has no Down statements: rolling it back would only delete its version row and leave its changes in place", v, m.File)
-			}
-			p.Down = append(p.Down, v)
-		}
-		if err := checkDirtyTable(st, src, p.Down); err != nil {
-			return nil, err
-		}
-		if err := checkSums(src, st, p, req); err != nil {
-			return nil, err
-		}
-		return p, nil
 	}
+	for i := len(p.Applied) - 1; i >= 0 && p.Applied[i] > p.Target; i-- {
+		v := p.Applied[i]
+		m, _ := src.Get(v)
+		if !m.HasDown {
+			return refuse(ErrIrreversible,
+				fmt.Sprintf("Roll back only to version %d or above (--down-to %d), or add a '-- +goose Down' section to %s", v, v, m.File),
+				"migration %d (%s) has no Down statements: rolling it back would only delete its version row and leave its changes in place", v, m.File)
+		}
+		p.Down = append(p.Down, v)
+	}
+	if err := checkDirtyTable(st, src, p.Down); err != nil {
+		return err
+	}
+	return checkSums(src, st, p, req)
+}
 
+// planUp fills in the versions to apply, up to --to or the latest, and refuses
+// what migrate could not do.
+func planUp(src Sources, st *State, p *Plan, req Request) error {
+	table := st.Qualified()
 	if !st.Exists && st.UserTables == 0 && !req.AllowEmptyDatabase {
-		return nil, refuse(ErrEmptyDatabase,
+		return refuse(ErrEmptyDatabase,
 			"Check that --database-url (or its Secret) names the right database; to initialise a new database, rerun with --allow-empty-database=true",
 			"the database has no tables and no version table %s, and --allow-empty-database is false", table)
 	}
@@ -138,7 +156,7 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 	if req.To.IsSet {
 		p.Target = req.To.Value
 		if _, ok := src.Get(p.Target); !ok {
-			return nil, unknownVersion("--to", p.Target, src, req.Dir)
+			return unknownVersion("--to", p.Target, src, req.Dir)
 		}
 	}
 	var outOfOrder []int64
@@ -152,17 +170,17 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 		}
 	}
 	if len(outOfOrder) > 0 && !req.AllowOutOfOrder {
-		return nil, refuse(ErrOutOfOrder,
+		return refuse(ErrOutOfOrder,
 			fmt.Sprintf("If %s not depend on the migrations applied after %s, rerun with --allow-out-of-order; otherwise renumber %s above %d in the image",
 				plural(len(outOfOrder), "it does", "they do"), plural(len(outOfOrder), "it", "them"), plural(len(outOfOrder), "it", "them"), p.Current),
 			"%s %s %s pending but lower than the current version %d (out of order: a branch merged after newer migrations were applied)",
 			plural(len(outOfOrder), "version", "versions"), joinVersions(outOfOrder, ", "), plural(len(outOfOrder), "is", "are"), p.Current)
 	}
 	if err := checkRecordable(st, p.Pending); err != nil {
-		return nil, err
+		return err
 	}
 	if !st.Exists && len(p.Pending) > 0 && !st.CanCreate {
-		return nil, refuse(ErrNoPrivilege,
+		return refuse(ErrNoPrivilege,
 			fmt.Sprintf("Grant it (GRANT CREATE ON SCHEMA %s TO %s;) or run with --role set to the schema's owner", qualify("", st.Schema), qualify("", st.CurrentUser)),
 			"%s cannot create the version table %s: no CREATE privilege on schema %s", st.CurrentUser, table, st.Schema)
 	}
@@ -170,16 +188,13 @@ func Analyze(src Sources, st *State, req Request) (*Plan, error) {
 		// A plan with nothing pending needs only to read; one with pending
 		// migrations says now what migrate would refuse.
 		if err := checkWrite(st); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := checkDirtyTable(st, src, p.Pending); err != nil {
-		return nil, err
+		return err
 	}
-	if err := checkSums(src, st, p, req); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return checkSums(src, st, p, req)
 }
 
 // checkDirty refuses while a migration is recorded as stopped partway: the
