@@ -241,6 +241,16 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 	}
 	for i, stmt := range p.Statements {
 		if _, err := pc.Exec(ctx, stmt); err != nil {
+			if !pc.PgConn().IsClosed() && pc.PgConn().TxStatus() == 'I' {
+				// A failure inside the migration's transaction leaves it
+				// failed ('E'): 'I' means a command before the failing one
+				// of the statement (COMMIT; ...) ended it, and what ran
+				// before that stays committed.
+				// The failure is named, not wrapped: a rerun cannot help.
+				se := m.transactionEnded(ctx, pc, st, s, up, p, i).(*stepError)
+				se.err = fmt.Errorf("%w; then a later command of the statement failed: %s", se.err, err.Error())
+				return se
+			}
 			m.rollback(pc)
 			return &stepError{stmt: i, started: true, err: err}
 		}
