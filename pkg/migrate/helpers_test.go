@@ -20,6 +20,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 func TestMain(m *testing.M) { pgenv.Main(m) }
@@ -267,13 +268,7 @@ func createRole(t *testing.T, srv *pgenv.Server, name, sql string) {
 // eventually polls cond until it holds; the limit only stops a hung test.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitfor.True(t, what, 2*time.Minute, cond)
 }
 
 // advisoryLockHeld reports whether any session holds the migration lock in db.

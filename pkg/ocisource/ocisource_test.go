@@ -29,6 +29,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/ocisource"
 	"github.com/chartreuse-go/chartreuse/test/errcheck"
 	"github.com/chartreuse-go/chartreuse/test/registry"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // password is distinctive so that any echo of it in a message is found.
@@ -631,13 +632,14 @@ func TestStalled(t *testing.T) {
 			// The registry lets go, and records the request, once the client has
 			// closed the connection.
 			var met []string
-			for deadline := time.Now().Add(time.Minute); len(met) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			_ = waitfor.Until(t.Context(), 10*time.Millisecond, time.Minute, func() bool {
 				for _, req := range r.Requests()[before:] {
 					if req.Fault != 0 {
 						met = append(met, req.Method+" "+req.Path)
 					}
 				}
-			}
+				return len(met) > 0
+			})
 			if len(met) != 1 || !strings.HasPrefix(met[0], tc.stalled) {
 				t.Errorf("the stall met %q, want %s", met, tc.stalled)
 			}

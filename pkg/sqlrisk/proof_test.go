@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 func TestMain(m *testing.M) { pgenv.Main(m) }
@@ -186,8 +187,8 @@ func blocked(t *testing.T, url string, watcher *pgx.Conn, stmt, table string, oi
 		done <- err
 	}()
 	var modes []string
-	deadline := time.Now().Add(2 * time.Minute) // only stops a hung test
-	for {
+	// The limit only stops a hung test.
+	if err := waitfor.Until(ctx, waitfor.Interval, 2*time.Minute, func() bool {
 		var waiting bool
 		if err := watcher.QueryRow(ctx, `SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&waiting); err != nil {
 			t.Fatal(err)
@@ -200,17 +201,16 @@ func blocked(t *testing.T, url string, watcher *pgx.Conn, stmt, table string, oi
 			if modes, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 				t.Fatal(err)
 			}
-			break
+			return true
 		}
 		select {
 		case err := <-done:
 			t.Fatalf("%s finished (%v) without waiting for the blocker's lock", stmt, err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never waited for a lock on %s", stmt, table)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}); err != nil {
+		t.Fatalf("%s never waited for a lock on %s", stmt, table)
 	}
 	if err := btx.Commit(ctx); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 func TestMain(m *testing.M) { pgenv.Main(m) }
@@ -152,11 +153,11 @@ func TestNoPieceOfThePasswordIsEverPrinted(t *testing.T) {
 	seed := kit.Seed(t)
 	rng := kit.NewRand(seed)
 
-	repo, err := kit.RepoDir()
+	repo, err := stepbin.RepoDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bins, err := kit.Build(ctx, repo, t.TempDir(), kit.Steps...)
+	bins, err := stepbin.Build(ctx, repo, t.TempDir(), stepbin.Steps...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +231,7 @@ func TestNoPieceOfThePasswordIsEverPrinted(t *testing.T) {
 						defer wg.Done()
 						slots <- struct{}{}
 						defer func() { <-slots }()
-						p, err := kit.StartCommand(cmd)
+						p, err := stepbin.StartCommand(cmd)
 						if err != nil {
 							t.Errorf("%s: %v", label, err)
 							return

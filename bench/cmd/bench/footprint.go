@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 type footprint struct {
@@ -21,7 +21,7 @@ type footprint struct {
 func sectionFootprint(ctx context.Context, c *config, srv *pgenv.Server, rep *report) error {
 	logf("section 4: footprint")
 	fp := &footprint{sizes: map[string]int64{}}
-	for _, s := range kit.Steps {
+	for _, s := range stepbin.Steps {
 		st, err := os.Stat(c.bin(s))
 		if err != nil {
 			return err

@@ -41,9 +41,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 type config struct {
@@ -111,16 +111,16 @@ func run(ctx context.Context, c *config) (err error) {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (PostgreSQL runs as postgres, the cluster needs a kubelet)")
 	}
-	if c.repo, err = kit.RepoDir(); err != nil {
+	if c.repo, err = stepbin.RepoDir(); err != nil {
 		return err
 	}
-	if c.version, err = kit.Version(c.repo); err != nil {
+	if c.version, err = stepbin.Version(c.repo); err != nil {
 		return err
 	}
 	if !filepath.IsAbs(c.binDir) {
 		c.binDir = filepath.Join(c.repo, c.binDir)
 	}
-	for _, s := range kit.Steps {
+	for _, s := range stepbin.Steps {
 		if _, err := os.Stat(filepath.Join(c.binDir, s)); err != nil {
 			return fmt.Errorf("%s: run `make build` first", filepath.Join(c.binDir, s))
 		}

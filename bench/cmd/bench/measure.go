@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 // sample is one measured run of a tool: wall time from the first process's start
@@ -137,7 +137,7 @@ func runOnce(ctx context.Context, cmds []command, wrap bool) (sample, error) {
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Env = append(cleanEnv(), c.env...)
 		cmd.Dir = c.dir
-		p, err := kit.StartCommand(cmd)
+		p, err := stepbin.StartCommand(cmd)
 		if err != nil {
 			return s, err
 		}
@@ -201,7 +201,7 @@ func ratio(a, b time.Duration) float64 {
 
 // startMeasured starts argv under GNU time (when there is one) and returns the
 // process and a function that reads the child's peak RSS (KiB) once it exited.
-func startMeasured(argv []string, env []string) (*kit.Proc, func(kit.Result) int64, error) {
+func startMeasured(argv []string, env []string) (*stepbin.Proc, func(stepbin.Result) int64, error) {
 	rssFile := ""
 	if rssWrapped {
 		f, err := os.CreateTemp(scratch, "rss-")
@@ -214,11 +214,11 @@ func startMeasured(argv []string, env []string) (*kit.Proc, func(kit.Result) int
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(cleanEnv(), env...)
-	p, err := kit.StartCommand(cmd)
+	p, err := stepbin.StartCommand(cmd)
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, func(r kit.Result) int64 {
+	return p, func(r stepbin.Result) int64 {
 		if rssFile == "" {
 			return r.MaxRSSKiB
 		}

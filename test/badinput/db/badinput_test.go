@@ -21,6 +21,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 func TestMain(m *testing.M) { pgenv.Main(m) }
@@ -267,7 +268,7 @@ func TestBadInputs(t *testing.T) {
 		t.Skip("bad-input corpus against a real PostgreSQL (skipped with -short)")
 	}
 	srv := pgenv.Shared(t)
-	bins := kit.Binaries(t, "wait-for-db", "wait-patroni", "migrate")
+	bins := stepbin.Binaries(t, "wait-for-db", "wait-patroni", "migrate")
 	secrets := kit.NewSecrets(t)
 	secrets.Add(password)
 	secrets.Add(password + "wrong")
@@ -317,7 +318,7 @@ func TestBadInputs(t *testing.T) {
 			if c.nobody {
 				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			}
-			p, err := kit.StartCommand(cmd)
+			p, err := stepbin.StartCommand(cmd)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -330,7 +331,7 @@ func TestBadInputs(t *testing.T) {
 			if r.Code != c.code {
 				t.Errorf("exit %d, want %d:\n%s", r.Code, c.code, r.Stderr)
 			}
-			line, err := kit.ErrorLine(r.Stderr)
+			line, err := stepbin.ErrorLine(r.Stderr)
 			if err != nil {
 				t.Errorf("error is not one line: %v", err)
 			}

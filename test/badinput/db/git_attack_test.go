@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
-	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/gitserver"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 // A migrate step stopped (SIGTERM, as the kubelet does) while its git server has
@@ -22,7 +22,7 @@ func TestGitInterruptedLeavesNoTemp(t *testing.T) {
 		t.Skip("runs migrate against a real PostgreSQL and git server (not with -short)")
 	}
 	srv := pgenv.Shared(t)
-	bins := kit.Binaries(t, "migrate")
+	bins := stepbin.Binaries(t, "migrate")
 	gs := gitserver.Start(t, "127.0.0.1:0")
 	repo := gs.NewRepo(t, "shop.git")
 	repo.Tag(t, "v1.0.0", repo.Commit(t, map[string]string{"db/migrations/00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")}, "one"))
@@ -66,7 +66,7 @@ func TestGitCommitWins(t *testing.T) {
 		t.Skip("runs migrate against a real PostgreSQL and git server (not with -short)")
 	}
 	srv := pgenv.Shared(t)
-	bins := kit.Binaries(t, "migrate")
+	bins := stepbin.Binaries(t, "migrate")
 	gs := gitserver.Start(t, "127.0.0.1:0")
 	repo := gs.NewRepo(t, "app.git")
 	one := map[string]string{"db/migrations/00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")}
@@ -83,7 +83,7 @@ func TestGitCommitWins(t *testing.T) {
 		cmd := exec.Command(bins["migrate"], append([]string{"--git-url", repo.URL(), "--dir", "db/migrations",
 			"--git-credentials", filepath.Join(f.scratch, "none")}, args...)...)
 		cmd.Env = append(cleanEnv(), "CHARTREUSE_SKIP_VERSION_CHECK=true", "CHARTREUSE_DATABASE_URL="+f.url, "TMPDIR="+f.scratch)
-		p, err := kit.StartCommand(cmd)
+		p, err := stepbin.StartCommand(cmd)
 		if err != nil {
 			t.Fatal(err)
 		}

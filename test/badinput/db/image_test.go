@@ -11,9 +11,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
-	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 	"github.com/chartreuse-go/chartreuse/test/registry"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 // Secrets of the image cases: none may appear in any output.
@@ -216,7 +216,7 @@ func TestImageInterruptedLeavesNoTemp(t *testing.T) {
 		t.Skip("runs migrate against a real PostgreSQL and registry (not with -short)")
 	}
 	srv := pgenv.Shared(t)
-	bins := kit.Binaries(t, "migrate")
+	bins := stepbin.Binaries(t, "migrate")
 	reg := registry.Start(t, "127.0.0.1:0")
 	reg.Push(t, "shop/migrations", "v1", map[string]string{"migrations/00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")},
 		map[string]string{"migrations/00002_b.sql": mig("CREATE TABLE b (id int);", "DROP TABLE b;")})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // planInterrupted runs migrate --plan with args (and the environment of the other
@@ -30,19 +32,19 @@ func (f *fixture) planInterrupted(t *testing.T, migrate string, args []string, s
 	}
 	cmd := exec.Command(migrate, append([]string{"--plan"}, args...)...)
 	cmd.Env = append(cleanEnv(), "CHARTREUSE_SKIP_VERSION_CHECK=true", "CHARTREUSE_DATABASE_URL="+f.url, "TMPDIR="+tmp)
-	p, err := kit.StartCommand(cmd)
+	p, err := stepbin.StartCommand(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if stalling != nil {
-		kit.Eventually(t, "the server to stall", time.Minute, func() bool { return stalling() > 0 })
+		waitfor.True(t, "the server to stall", time.Minute, func() bool { return stalling() > 0 })
 		if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 	}
 	code, timedOut := p.Wait(context.Background(), time.Minute)
 	if stalling != nil {
-		kit.Eventually(t, "the stall to end with the client", time.Minute, func() bool { return stalling() == 0 })
+		waitfor.True(t, "the stall to end with the client", time.Minute, func() bool { return stalling() == 0 })
 	}
 	if timedOut {
 		t.Fatalf("did not end within a minute of SIGTERM:\n%s", p.Stderr.String())
@@ -68,6 +70,6 @@ func (f *fixture) planInterrupted(t *testing.T, migrate string, args []string, s
 	if d := kit.Diff(before, after); code != 0 && d != "" {
 		t.Errorf("the database changed:\n%s", d)
 	}
-	line, _ := kit.ErrorLine(p.Stderr.String())
+	line, _ := stepbin.ErrorLine(p.Stderr.String())
 	t.Logf("exit %d: %s", code, trimLog(line))
 }

@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 // TestCertificateProblemsFailAtOnce runs wait-for-db with sslmode=verify-full
@@ -35,7 +35,7 @@ func TestCertificateProblemsFailAtOnce(t *testing.T) {
 	}
 	certs := newCertificates(t)
 	srv := startTLSServer(t, certs)
-	bins := kit.Binaries(t, "wait-for-db")
+	bins := stepbin.Binaries(t, "wait-for-db")
 
 	tests := []struct {
 		name, host, mode, rootCert string
@@ -56,7 +56,7 @@ func TestCertificateProblemsFailAtOnce(t *testing.T) {
 			results := t.TempDir()
 			cmd := exec.Command(bins["wait-for-db"], "--timeout", "20s", "--results-dir", results)
 			cmd.Env = append(cleanEnv(), "CHARTREUSE_SKIP_VERSION_CHECK=true", "CHARTREUSE_DATABASE_URL="+u.String())
-			p, err := kit.StartCommand(cmd)
+			p, err := stepbin.StartCommand(cmd)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,7 +72,7 @@ func TestCertificateProblemsFailAtOnce(t *testing.T) {
 			if tt.code == 0 {
 				return
 			}
-			line, err := kit.ErrorLine(r.Stderr)
+			line, err := stepbin.ErrorLine(r.Stderr)
 			if err != nil {
 				t.Fatalf("error is not one line: %v", err)
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/kubeobj"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 func TestMain(m *testing.M) { kubeenv.Main(m) }
@@ -209,7 +210,7 @@ func TestBadInputs(t *testing.T) {
 			if code != c.code {
 				t.Errorf("exit %d, want %d:\n%s", code, c.code, errOut.String())
 			}
-			line, err := kit.ErrorLine(errOut.String())
+			line, err := stepbin.ErrorLine(errOut.String())
 			if err != nil {
 				t.Errorf("error is not one line: %v", err)
 			}
@@ -218,7 +219,7 @@ func TestBadInputs(t *testing.T) {
 					t.Errorf("the error does not name %q: %s", w, line)
 				}
 			}
-			if sum, ok := kit.ParseSummary(out.String()); ok && sum.ExitCode != code {
+			if sum, ok := stepbin.ParseSummary(out.String()); ok && sum.ExitCode != code {
 				t.Errorf("summary says exit %d, step returned %d", sum.ExitCode, code)
 			}
 			after, err := kit.SnapshotNamespace(ctx, cs, f.ns)

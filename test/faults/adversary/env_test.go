@@ -19,6 +19,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 // run is one test's fresh database on a server of its own, and the migrations
@@ -90,7 +91,7 @@ func newRun(t *testing.T, srv *server, table string, migs []migration) *run {
 	}
 	r.url = srv.UserURL(owner, srv.password, name)
 	r.dir = writeMigrations(t, migs)
-	r.bin = kit.Binaries(t, "migrate")["migrate"]
+	r.bin = stepbin.Binaries(t, "migrate")["migrate"]
 	return r
 }
 
@@ -158,12 +159,12 @@ func (a app) String() string {
 
 // proc is one migrate process.
 type proc struct {
-	*kit.Proc
+	*stepbin.Proc
 	label  string
 	app    app
 	mu     sync.Mutex
 	signal string // the signal the attacker sent, if any
-	result *kit.Result
+	result *stepbin.Result
 }
 
 func (p *proc) signalled() string {
@@ -202,7 +203,7 @@ func (r *run) start(label string, a app, args ...string) *proc {
 	if r.table != "" {
 		full = append(full, "--table", r.table)
 	}
-	p, err := kit.Start(r.bin, env, append(full, args...)...)
+	p, err := stepbin.Start(r.bin, env, append(full, args...)...)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -214,7 +215,7 @@ func (r *run) start(label string, a app, args ...string) *proc {
 }
 
 // finish waits for p (killing it after timeout) and keeps its result.
-func (r *run) finish(p *proc, timeout time.Duration) (kit.Result, bool) {
+func (r *run) finish(p *proc, timeout time.Duration) (stepbin.Result, bool) {
 	code, timedOut := p.Wait(context.Background(), timeout)
 	res := p.Result(code)
 	r.secrets.Record(p.label, res.Output())
@@ -225,7 +226,7 @@ func (r *run) finish(p *proc, timeout time.Duration) (kit.Result, bool) {
 }
 
 // migrate runs one migrate process to completion.
-func (r *run) migrate(label string, a app, args ...string) kit.Result {
+func (r *run) migrate(label string, a app, args ...string) stepbin.Result {
 	r.t.Helper()
 	res, timedOut := r.finish(r.start(label, a, args...), 3*time.Minute)
 	if timedOut {

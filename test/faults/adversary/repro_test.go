@@ -12,6 +12,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // The issue's reproductions, replayed deterministically.
@@ -46,7 +47,7 @@ func TestTerminatedLockHolder(t *testing.T) {
 				return c
 			}
 			first := r.start("first migrator", a, "--lock-wait", "2m")
-			kit.Eventually(t, "the first migrator to run 200 statements", time.Minute, func() bool { return !first.Running() || count() >= 200 })
+			waitfor.True(t, "the first migrator to run 200 statements", time.Minute, func() bool { return !first.Running() || count() >= 200 })
 			second := r.start("second migrator", a, "--lock-wait", "2m")
 			time.Sleep(500 * time.Millisecond) // the second one connects and queues for the lock
 			holders, err := lockHolders(ctx, attacker)
@@ -156,14 +157,14 @@ func TestStoppedPartway(t *testing.T) {
 			}
 			switch c.name {
 			case "deadlock":
-				kit.Eventually(t, "statement 3 to wait for the blocker's row", time.Minute, migrationWaits("transactionid"))
+				waitfor.True(t, "statement 3 to wait for the blocker's row", time.Minute, migrationWaits("transactionid"))
 				_, err := blocker.Exec(ctx, "UPDATE adv_rows SET n = n + 1 WHERE id = 2")
 				if err != nil {
 					t.Fatalf("the blocker, not the migration, lost the deadlock: %v", err)
 				}
 				mustExec(t, blocker, "ROLLBACK")
 			case "SIGTERM", "SIGKILL":
-				kit.Eventually(t, "statement 3 to sleep", time.Minute, migrationWaits("PgSleep"))
+				waitfor.True(t, "statement 3 to sleep", time.Minute, migrationWaits("PgSleep"))
 				sig := syscall.SIGTERM
 				if c.name == "SIGKILL" {
 					sig = syscall.SIGKILL
@@ -179,7 +180,7 @@ func TestStoppedPartway(t *testing.T) {
 			}
 			if c.name == "SIGKILL" {
 				// The killed client's backend finishes statement 3 and commits it.
-				kit.Eventually(t, "the killed run's lock to be released", time.Minute, func() bool {
+				waitfor.True(t, "the killed run's lock to be released", time.Minute, func() bool {
 					h, err := lockHolders(ctx, attacker)
 					return err == nil && len(h) == 0
 				})
@@ -258,7 +259,7 @@ func TestRunsDuringNoTransaction(t *testing.T) {
 	attacker := r.connect()
 	ctx := context.Background()
 	first := r.start("first migrator", appDefault)
-	kit.Eventually(t, "the first migrator to finish statement 2", time.Minute, func() bool {
+	waitfor.True(t, "the first migrator to finish statement 2", time.Minute, func() bool {
 		var n int
 		if err := attacker.QueryRow(ctx, "SELECT count(*) FROM adv_log WHERE version = $1", v).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -319,7 +320,7 @@ func waitingSessionCut(t *testing.T, cut string) {
 	ctx := context.Background()
 	mustExec(t, holder, fmt.Sprintf("SELECT pg_advisory_lock(%d)", migrate.LockID))
 	p := r.start("migrator", appDefault, "--lock-wait", "30s")
-	kit.Eventually(t, "the migrator to wait for the lock", time.Minute, func() bool {
+	waitfor.True(t, "the migrator to wait for the lock", time.Minute, func() bool {
 		var n int
 		// Between two tries for the lock (idle after one), or blocked in one.
 		if err := attacker.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity

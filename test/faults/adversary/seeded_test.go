@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 // faultKind is what the attacker does at one moment.
@@ -397,7 +398,7 @@ func (f *findings) add(phase string, problems ...string) {
 }
 
 // judgeExit checks one finished process's exit code.
-func (r *run) judgeExit(p *proc, res kit.Result, tl *timeline, st *stats) []string {
+func (r *run) judgeExit(p *proc, res stepbin.Result, tl *timeline, st *stats) []string {
 	sig := p.signalled()
 	what := strconv.Itoa(res.Code)
 	if res.Code == -1 {

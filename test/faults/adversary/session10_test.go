@@ -20,7 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // s10Run is a fresh database (with the package's schema: adv_log,
@@ -61,7 +62,7 @@ func (r *run) ran(v int64, stmt int) int {
 	return r.queryInt(`SELECT count(*)::int FROM adv_log WHERE version = $1 AND stmt = $2`, v, stmt)
 }
 
-func s10Out(res kit.Result) string { return tail(res.Output(), 8) }
+func s10Out(res stepbin.Result) string { return tail(res.Output(), 8) }
 
 // Finding 1 (applied twice). A transactional migration whose file holds a
 // COMMIT: runTx (pkg/migrate/run.go, the statement loop) sends each statement
@@ -223,7 +224,7 @@ func TestForeignDirtyTableIsRefusedBeforeAnyChange(t *testing.T) {
 	if err := r.exec(context.Background(), r.url, "CREATE TABLE goose_db_version_dirty (id int PRIMARY KEY, note text)"); err != nil {
 		t.Fatal(err)
 	}
-	names := func(res kit.Result) bool {
+	names := func(res stepbin.Result) bool {
 		return strings.Contains(res.Output(), "goose_db_version_dirty") && strings.Contains(res.Output(), "--table")
 	}
 	plan := r.migrate("plan", appDefault, "--plan")
@@ -264,7 +265,7 @@ func TestMigrationRemovedDuringTheRunIsTransient(t *testing.T) {
 	blocker := r.connect()
 	mustExec(t, blocker, "BEGIN; LOCK TABLE adv_blocked IN ACCESS EXCLUSIVE MODE")
 	p := r.start("migrate", appDefault, "--lock-timeout", "0")
-	kit.Eventually(t, "migration 1 to wait for adv_blocked", time.Minute, func() bool {
+	waitfor.True(t, "migration 1 to wait for adv_blocked", time.Minute, func() bool {
 		return r.queryInt(`SELECT count(*)::int FROM pg_locks WHERE NOT granted AND relation = 'adv_blocked'::regclass`) > 0
 	})
 	if err := os.Remove(filepath.Join(r.dir, "2_b.sql")); err != nil {

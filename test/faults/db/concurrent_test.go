@@ -9,7 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // TestConcurrentMigrators starts 8 migrate binaries at once on one database:
@@ -21,7 +22,7 @@ func TestConcurrentMigrators(t *testing.T) {
 	e.newDB()
 	const n, runs = 50, 8
 	dir := migrations(t, n, 5, 20*time.Millisecond)
-	procs := make([]*kit.Proc, runs)
+	procs := make([]*stepbin.Proc, runs)
 	for i := range procs {
 		wait := "2m"
 		if i%2 == 1 {
@@ -62,7 +63,7 @@ func TestLockLostMidRun(t *testing.T) {
 	const n = 40
 	dir := dataMigrations(t, n, 1, 50*time.Millisecond)
 	first := e.startMigrate(dir)
-	eventually(t, "5 migrations to be applied", time.Minute, func() bool {
+	waitfor.True(t, "5 migrations to be applied", time.Minute, func() bool {
 		return !first.Running() || len(e.state().effects) >= 5
 	})
 	pid := e.lockHolderPID()

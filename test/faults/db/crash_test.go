@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // TestKillAtRandomPoints kills the real migrate binary with SIGKILL at 30 seeded
@@ -56,7 +57,7 @@ func TestKillAtRandomPoints(t *testing.T) {
 				t.Fatalf("exit code %d after SIGKILL", r.Code)
 			}
 			// The server notices the dead client and releases the lock.
-			eventually(t, "the killed migrator's lock to be released", 15*time.Second, func() bool { return pe.lockHolders() == 0 })
+			waitfor.True(t, "the killed migrator's lock to be released", 15*time.Second, func() bool { return pe.lockHolders() == 0 })
 			st := pe.state()
 			if err := st.check(n, false); err != nil {
 				t.Fatalf("after the kill: %v", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/test/faults/kit"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
 )
 
 var roleCounter atomic.Int64
@@ -52,7 +53,7 @@ func newEnv(t *testing.T) *env {
 		e.ensureUp()
 		_ = srv.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+pgx.Identifier{e.role}.Sanitize())
 	})
-	e.bins = kit.Binaries(t, "migrate", "wait-for-db")
+	e.bins = stepbin.Binaries(t, "migrate", "wait-for-db")
 	return e
 }
 
@@ -131,9 +132,9 @@ func (e *env) stepEnv(extra ...string) []string {
 }
 
 // startMigrate starts the migrate binary on the test's database.
-func (e *env) startMigrate(dir string, args ...string) *kit.Proc {
+func (e *env) startMigrate(dir string, args ...string) *stepbin.Proc {
 	e.t.Helper()
-	p, err := kit.Start(e.bins["migrate"], e.stepEnv(), append([]string{"--dir", dir}, args...)...)
+	p, err := stepbin.Start(e.bins["migrate"], e.stepEnv(), append([]string{"--dir", dir}, args...)...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func (e *env) startMigrate(dir string, args ...string) *kit.Proc {
 }
 
 // finish waits for p and records its output for the secret scan.
-func (e *env) finish(p *kit.Proc, label string, timeout time.Duration) kit.Result {
+func (e *env) finish(p *stepbin.Proc, label string, timeout time.Duration) stepbin.Result {
 	e.t.Helper()
 	code, timedOut := p.Wait(context.Background(), timeout)
 	r := p.Result(code)
@@ -158,7 +159,7 @@ func (e *env) finish(p *kit.Proc, label string, timeout time.Duration) kit.Resul
 }
 
 // runMigrate runs migrate to completion.
-func (e *env) runMigrate(label, dir string, args ...string) kit.Result {
+func (e *env) runMigrate(label, dir string, args ...string) stepbin.Result {
 	e.t.Helper()
 	return e.finish(e.startMigrate(dir, args...), label, 3*time.Minute)
 }
@@ -282,16 +283,4 @@ func (e *env) lock() (holders, pid int) {
 		e.t.Fatal(err)
 	}
 	return holders, pid
-}
-
-// eventually polls cond (tests may poll; the steps never do).
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

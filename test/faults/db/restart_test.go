@@ -9,7 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/chartreuse-go/chartreuse/test/faults/kit"
+	"github.com/chartreuse-go/chartreuse/test/stepbin"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // restart stops the shared PostgreSQL (fast shutdown: sessions are terminated,
@@ -24,9 +25,9 @@ func (e *env) restart(down time.Duration) {
 	}
 }
 
-func (e *env) startWaitForDB(url string, args ...string) *kit.Proc {
+func (e *env) startWaitForDB(url string, args ...string) *stepbin.Proc {
 	e.t.Helper()
-	p, err := kit.Start(e.bins["wait-for-db"], []string{"CHARTREUSE_DATABASE_URL=" + url, "CHARTREUSE_SKIP_VERSION_CHECK=true"}, args...)
+	p, err := stepbin.Start(e.bins["wait-for-db"], []string{"CHARTREUSE_DATABASE_URL=" + url, "CHARTREUSE_SKIP_VERSION_CHECK=true"}, args...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestMigrateAcrossRestarts(t *testing.T) {
 			e.t = t
 			e.newDB()
 			p := e.startMigrate(dir)
-			eventually(t, fmt.Sprintf("%d migrations to be applied", after), time.Minute, func() bool {
+			waitfor.True(t, fmt.Sprintf("%d migrations to be applied", after), time.Minute, func() bool {
 				return !p.Running() || len(e.state().effects) >= after
 			})
 			e.restart(500 * time.Millisecond)
@@ -160,7 +161,7 @@ func TestMigrateAcrossRestarts(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := e.startMigrate(dir, "--lock-wait", "30s")
-		eventually(t, "migrate to wait for the lock", 30*time.Second, func() bool {
+		waitfor.True(t, "migrate to wait for the lock", 30*time.Second, func() bool {
 			return !p.Running() || strings.Contains(p.Stderr.String(), "waiting for the migration lock")
 		})
 		e.restart(500 * time.Millisecond) // also ends the holder's session

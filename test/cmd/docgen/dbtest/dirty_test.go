@@ -7,13 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 const troubleshooting = "docs/troubleshooting.md"
@@ -40,18 +40,6 @@ func quoted(t *testing.T, doc, msg string) {
 	}
 	if !strings.Contains(string(b), msg) {
 		t.Errorf("%s does not quote what migrate printed:\n%s", doc, msg)
-	}
-}
-
-// waitFor polls cond against the server until it holds (the test's own timeout
-// bounds it; nothing here asserts a duration).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		if t.Context().Err() != nil {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -111,7 +99,7 @@ func TestStoppedPartwayAsDocumented(t *testing.T) {
 		sum, code, err := stepRun(stepCtx, url, "--dir", dir, "--lock-timeout", "0")
 		done <- outcome{sum, code, err}
 	}()
-	waitFor(t, "the index migration to wait for its lock", func() bool {
+	waitfor.True(t, "the index migration to wait for its lock", 0, func() bool {
 		var n int
 		_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'orders'::regclass`).Scan(&n)
 		return n > 0
