@@ -100,7 +100,7 @@ func (m *Migrator) execute(ctx context.Context, pc *pgx.Conn, st *State, src Sou
 		s.NoTx = !parsed.UseTx
 		w.Begin("version", v, "file", s.File)
 		t0 := time.Now()
-		if settle && !parsed.UseTx {
+		if settle && (!parsed.UseTx || slices.ContainsFunc(parsed.Statements, setTransaction.MatchString)) {
 			if err := m.settleSumsAlone(ctx, pc, st, plan, serverVersion); err != nil {
 				return err
 			}
@@ -572,6 +572,12 @@ func statementLines(ctx context.Context, fsys fs.FS, file string, version int64,
 	}
 	return lines
 }
+
+// setTransaction matches SET TRANSACTION (ISOLATION LEVEL, SNAPSHOT, READ
+// WRITE), which PostgreSQL takes only before the transaction's first query: a
+// migration with one gets no checksum settling in its transaction (it would
+// fail with 25001 on every run), but its own beforehand.
+var setTransaction = regexp.MustCompile(`(?is)^(\s*(--[^\n]*\n|/\*.*?\*/))*\s*SET\s+TRANSACTION\b`)
 
 var envsubOn = regexp.MustCompile(`(?mi)^--.*\+goose\s+ENVSUB\s+ON.*$`)
 
