@@ -353,6 +353,11 @@ var errTransactionEnded = errors.New("the statement ended the migration's transa
 // before may be committed, so no rerun may apply it again unsettled.
 func (m *Migrator) transactionEnded(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, p *Parsed, i int) error {
 	m.rollback(pc) // whatever the statement left open (COMMIT AND CHAIN)
+	// The record is the step's own: written as its role, not as the one a SET
+	// ROLE of the migration left (which may not create or write it).
+	if _, err := pc.Exec(ctx, m.ownRoleSQL()); err != nil {
+		return &stepError{stmt: i, started: true, dirty: true, err: errors.Join(errTransactionEnded, err)}
+	}
 	sql := `INSERT INTO ` + st.dirtyTable() + ` (version, direction, file, statements_done, statements_total, run_id, last_error)
 		SELECT $1, $2, $3, $4, $5, $6, $7 WHERE ` + heldSQL
 	if !st.DirtyExists {

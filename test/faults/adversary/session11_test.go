@@ -215,3 +215,37 @@ func TestSetTransactionIsolationFirstIsNotBrokenByTheChecksumSettling(t *testing
 			first.Code, again.Code, r.ran(1, 2), s10Out(first), s10Out(again))
 	}
 }
+
+// Finding 5 (the run says "recorded as stopped partway" but recorded nothing;
+// the rerun applies the committed statements again). runTx's run-time guard,
+// transactionEnded (pkg/migrate/run.go), writes the dirty record with the
+// session as the migration left it: after SET ROLE to the application's role
+// (finding 7 of session 10: the usual way to have objects owned by it), which
+// may not create or write the step's own tables, its CREATE TABLE of
+// <table>_dirty (or its INSERT) fails with 42501. The run exits 1 saying the
+// migration is recorded as stopped partway and every run refuses until it is
+// resolved, but no record exists: the rerun applies migration 1 from its start,
+// and the statements the COMMIT committed run twice. (The COMMIT gets past
+// preparse as in finding 1c.)
+// Fix: in transactionEnded, after the rollback, run m.ownRoleSQL() (as
+// writeVersion and recordDirtyError do) before creating and writing the dirty
+// record. Fixed so: the first run records it and the rerun refuses.
+func TestTransactionEndedUnderAnotherRoleIsRecorded(t *testing.T) {
+	r := s10Run(t, map[string]string{
+		"1_owned.sql": "-- +goose Up\nSET ROLE s11_app_owner;\n" + logInsert(1, 2, 0) + "\nCOMMIT/**/;\n" + logInsert(1, 4, 0) +
+			"\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+	})
+	r.super("postgres", "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 's11_app_owner') THEN CREATE ROLE s11_app_owner NOLOGIN; END IF; END$$")
+	r.super("postgres", "GRANT s11_app_owner TO "+owner)
+	mustExec(t, r.connect(), "GRANT INSERT ON adv_log TO s11_app_owner; REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+	first := r.migrate("migrate", appDefault)
+	again := r.migrate("rerun", appDefault)
+	if n := r.ran(1, 2); n != 1 {
+		t.Fatalf("statement 2 of migration 1 ran %d times: first exit %d, rerun exit %d (dirty record after: %v)\nfirst: %s\nrerun: %s",
+			n, first.Code, again.Code, r.snapshot().dirty, s10Out(first), s10Out(again))
+	}
+	if first.Code != 1 || again.Code != 1 {
+		t.Fatalf("first exit %d, rerun exit %d; want 1 and 1 (recorded as stopped partway, then refused)\nfirst: %s\nrerun: %s",
+			first.Code, again.Code, s10Out(first), s10Out(again))
+	}
+}
