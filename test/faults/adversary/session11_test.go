@@ -276,7 +276,8 @@ func TestRollbackAndChainHiddenByACommentIsNotRecordedApplied(t *testing.T) {
 
 // Finding 1e (applied twice). A migration that turns standard_conforming_strings
 // off (as old pg_dump output does: SET standard_conforming_strings = off;),
-// then has '\” (a quote, for the server: the backslash escapes it) followed by
+// then has the literal quote, backslash, quote, quote (for the server a string
+// of one quote: the backslash escapes the second) followed by
 // COMMIT AND CHAIN on one line. sqlrisk.splitStatements reads strings as
 // standard_conforming_strings = on, so for it the quote never closes, and
 // EndsTransaction then looks at the statement as one command, SELECT; the
