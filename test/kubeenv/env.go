@@ -133,34 +133,8 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if logf == nil {
 		logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, "kubeenv: "+f+"\n", a...) }
 	}
-	if err := Preflight(); err != nil {
-		return nil, err
-	}
-	repo, err := repoDir(opts.RepoDir)
+	repo, binDir, dir, lockFile, err := claim(ctx, opts, logf)
 	if err != nil {
-		return nil, err
-	}
-	binDir, err := kubeBinDir(ctx, opts.KubeBinDir, repo, logf)
-	if err != nil {
-		return nil, err
-	}
-	dir := opts.StateDir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "chartreuse-env-"); err != nil {
-			return nil, err
-		}
-	} else if err := ensureEmptyDir(dir); err != nil {
-		return nil, err
-	}
-	if dir, err = filepath.Abs(dir); err != nil {
-		return nil, err
-	}
-	lockFile := opts.LockFile
-	if lockFile == "" {
-		lockFile = DefaultLockFile
-	}
-	if err := acquireLock(ctx, lockFile, dir, opts.Detached, opts.LockWait, logf); err != nil {
-		_ = os.Remove(dir) // only if still empty
 		return nil, err
 	}
 
@@ -172,29 +146,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	defer cancel()
 	t0 := time.Now()
 
-	st := &State{
-		Dir: dir, OwnerPID: os.Getpid(), LockFile: lockFile, Detached: opts.Detached, KubeBinDir: binDir,
-		Bridge: BridgeName, BridgeIP: BridgeIP, PodCIDR: PodCIDR, ServiceCIDR: ServiceCIDR,
-		FirstServiceIP: FirstServiceIP, NodeName: NodeName, CNINetwork: CNINetwork,
-		PauseImage: PauseImage, AppImage: AppImage,
-	}
-	st.Kubeconfig = st.path("kubeconfig")
-	st.CACert = st.path("pki", "ca.crt")
-	st.ContainerdSocket = st.path("containerd", "containerd.sock")
-	st.ContainerdRoot = st.path("containerd", "root")
-	st.ContainerdState = st.path("containerd", "state")
-	st.KubeletRoot = st.path("kubelet", "root")
-	st.CNIConfDir = st.path("cni", "net.d")
-	st.ResolvConf = st.path("resolv.conf")
-	st.LogDir = st.path("logs")
-	if opts.AuditLog {
-		// Not in LogDir: its lines would swamp the server log tails.
-		st.AuditLog = st.path("audit", "audit.log")
-	}
-	st.Timings = Timings{StartedAt: t0, Steps: map[string]int64{}}
-	st.Net.Sysctls = readSysctls()
-	st.HostDirsCreated = missingHostDirs()
-
+	st := newState(opts, dir, lockFile, binDir, t0)
 	e := &Env{st: st, owned: true, repo: repo, lockFile: lockFile, logf: logf, exited: map[string]chan struct{}{}}
 	e.fill()
 	for _, d := range []string{"logs", "pki", "etcd", "containerd", "cni/net.d", "cni/ipam", "kubelet/root",
@@ -226,24 +178,84 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}()
 
 	logf("starting in %s (Kubernetes binaries from %s)", dir, binDir)
-	step := func(name string, f func() error) error {
-		s := time.Now()
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if err := f(); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		st.Timings.Steps[name] = time.Since(s).Milliseconds()
-		if err := st.save(); err != nil {
-			return err
-		}
-		if opts.failAfter == name {
-			return fmt.Errorf("injected failure after step %s", name)
-		}
-		return nil
+	if err := e.bringUp(ctx, opts); err != nil {
+		return nil, err
 	}
+	st.Ready = true
+	e.StartupTime = time.Since(t0)
+	st.Timings.StartupSecs = e.StartupTime.Seconds()
+	if err := st.save(); err != nil {
+		return nil, err
+	}
+	logf("environment up in %s (node %s Ready; kubeconfig %s)", e.StartupTime.Round(100*time.Millisecond), st.NodeName, st.Kubeconfig)
+	return e, nil
+}
 
+// claim checks the host, finds the repository and the Kubernetes binaries,
+// makes the state directory and takes the environment's lock.
+func claim(ctx context.Context, opts Options, logf func(string, ...any)) (repo, binDir, dir, lockFile string, err error) {
+	if err := Preflight(); err != nil {
+		return "", "", "", "", err
+	}
+	if repo, err = repoDir(opts.RepoDir); err != nil {
+		return "", "", "", "", err
+	}
+	if binDir, err = kubeBinDir(ctx, opts.KubeBinDir, repo, logf); err != nil {
+		return "", "", "", "", err
+	}
+	dir = opts.StateDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "chartreuse-env-"); err != nil {
+			return "", "", "", "", err
+		}
+	} else if err := ensureEmptyDir(dir); err != nil {
+		return "", "", "", "", err
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return "", "", "", "", err
+	}
+	lockFile = opts.LockFile
+	if lockFile == "" {
+		lockFile = DefaultLockFile
+	}
+	if err := acquireLock(ctx, lockFile, dir, opts.Detached, opts.LockWait, logf); err != nil {
+		_ = os.Remove(dir) // only if still empty
+		return "", "", "", "", err
+	}
+	return repo, binDir, dir, lockFile, nil
+}
+
+// newState is the state of an environment about to start in dir.
+func newState(opts Options, dir, lockFile, binDir string, t0 time.Time) *State {
+	st := &State{
+		Dir: dir, OwnerPID: os.Getpid(), LockFile: lockFile, Detached: opts.Detached, KubeBinDir: binDir,
+		Bridge: BridgeName, BridgeIP: BridgeIP, PodCIDR: PodCIDR, ServiceCIDR: ServiceCIDR,
+		FirstServiceIP: FirstServiceIP, NodeName: NodeName, CNINetwork: CNINetwork,
+		PauseImage: PauseImage, AppImage: AppImage,
+	}
+	st.Kubeconfig = st.path("kubeconfig")
+	st.CACert = st.path("pki", "ca.crt")
+	st.ContainerdSocket = st.path("containerd", "containerd.sock")
+	st.ContainerdRoot = st.path("containerd", "root")
+	st.ContainerdState = st.path("containerd", "state")
+	st.KubeletRoot = st.path("kubelet", "root")
+	st.CNIConfDir = st.path("cni", "net.d")
+	st.ResolvConf = st.path("resolv.conf")
+	st.LogDir = st.path("logs")
+	if opts.AuditLog {
+		// Not in LogDir: its lines would swamp the server log tails.
+		st.AuditLog = st.path("audit", "audit.log")
+	}
+	st.Timings = Timings{StartedAt: t0, Steps: map[string]int64{}}
+	st.Net.Sysctls = readSysctls()
+	st.HostDirsCreated = missingHostDirs()
+	return st
+}
+
+// bringUp starts the servers one step after another, each timed in the state,
+// while the images are built alongside.
+func (e *Env) bringUp(ctx context.Context, opts Options) (err error) {
+	st := e.st
 	// Images are built (Go cross-builds) while the control plane starts.
 	imgDone := make(chan struct{})
 	var imgErr error
@@ -269,71 +281,69 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if v == 0 {
 		v = 1
 	}
-	if err := step("network", e.startNetwork); err != nil {
-		return nil, err
-	}
-	if err := step("pki", e.makePKI); err != nil {
-		return nil, err
-	}
-	if err := step("etcd", func() error { return e.startEtcd(ctx) }); err != nil {
-		return nil, err
-	}
-	if err := step("kube-apiserver", func() error { return e.startAPIServer(ctx, v) }); err != nil {
-		return nil, err
-	}
-	if err := step("controllers", func() error { return e.startControllers(v) }); err != nil {
-		return nil, err
-	}
-	if err := step("kube-proxy", func() error { return e.startKubeProxy(v) }); err != nil {
-		return nil, err
-	}
-	if err := step("containerd", func() error { return e.startContainerd(ctx) }); err != nil {
-		return nil, err
-	}
-	if err := step("images", func() error {
-		if err := waitImages(); err != nil {
+	for _, s := range []struct {
+		name string
+		run  func() error
+	}{
+		{"network", e.startNetwork},
+		{"pki", e.makePKI},
+		{"etcd", func() error { return e.startEtcd(ctx) }},
+		{"kube-apiserver", func() error { return e.startAPIServer(ctx, v) }},
+		{"controllers", func() error { return e.startControllers(v) }},
+		{"kube-proxy", func() error { return e.startKubeProxy(v) }},
+		{"containerd", func() error { return e.startContainerd(ctx) }},
+		{"images", func() error { return e.loadImages(ctx, waitImages) }},
+		{"safety", e.checkSafety},
+		{"kubelet", func() error { return e.startKubelet(v) }},
+		{"ready", func() error { return e.waitReady(ctx) }},
+	} {
+		began := time.Now()
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		if err := s.run(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		st.Timings.Steps[s.name] = time.Since(began).Milliseconds()
+		if err := st.save(); err != nil {
 			return err
 		}
-		for _, ref := range []string{PauseImage, AppImage} {
-			if err := e.LoadImage(ctx, e.imageTar(ref)); err != nil {
-				return err
-			}
+		if opts.failAfter == s.name {
+			return fmt.Errorf("injected failure after step %s", s.name)
 		}
-		return nil
-	}); err != nil {
-		return nil, err
 	}
-	if err := step("safety", func() error {
-		if err := e.writeKubeletConfig(); err != nil {
+	return nil
+}
+
+// loadImages loads the pause and application images once they are built.
+func (e *Env) loadImages(ctx context.Context, built func() error) error {
+	if err := built(); err != nil {
+		return err
+	}
+	for _, ref := range []string{PauseImage, AppImage} {
+		if err := e.LoadImage(ctx, e.imageTar(ref)); err != nil {
 			return err
 		}
-		if err := pinForwardRule(); err != nil {
-			return err
-		}
-		rep := VerifyNetworkSafety(st)
-		st.Safety = rep
-		if len(rep.Problems) > 0 {
-			return fmt.Errorf("network safety not in place, not starting the kubelet:\n  %s", strings.Join(rep.Problems, "\n  "))
-		}
-		logf("network safety verified before the kubelet starts (%d checks)", len(rep.Checks))
-		return nil
-	}); err != nil {
-		return nil, err
 	}
-	if err := step("kubelet", func() error { return e.startKubelet(v) }); err != nil {
-		return nil, err
+	return nil
+}
+
+// checkSafety writes the kubelet's configuration and refuses to go on unless
+// the host network is protected from what the node will run.
+func (e *Env) checkSafety() error {
+	if err := e.writeKubeletConfig(); err != nil {
+		return err
 	}
-	if err := step("ready", func() error { return e.waitReady(ctx) }); err != nil {
-		return nil, err
+	if err := pinForwardRule(); err != nil {
+		return err
 	}
-	st.Ready = true
-	e.StartupTime = time.Since(t0)
-	st.Timings.StartupSecs = e.StartupTime.Seconds()
-	if err := st.save(); err != nil {
-		return nil, err
+	rep := VerifyNetworkSafety(e.st)
+	e.st.Safety = rep
+	if len(rep.Problems) > 0 {
+		return fmt.Errorf("network safety not in place, not starting the kubelet:\n  %s", strings.Join(rep.Problems, "\n  "))
 	}
-	logf("environment up in %s (node %s Ready; kubeconfig %s)", e.StartupTime.Round(100*time.Millisecond), st.NodeName, st.Kubeconfig)
-	return e, nil
+	e.logf("network safety verified before the kubelet starts (%d checks)", len(rep.Checks))
+	return nil
 }
 
 // Connect attaches to an environment started elsewhere (test/env.sh up); the
