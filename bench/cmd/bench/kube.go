@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
@@ -25,6 +26,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/kubeobj"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // workloadCycle is one measured cycle of section 3.
@@ -136,6 +138,22 @@ func (t *tracker) livePods() (live, running int) {
 	return live, running
 }
 
+// workloadBench is section 3 under way: the namespace with its Deployments, the
+// tracker watching them and what was measured so far.
+type workloadBench struct {
+	c            *config
+	env          *kubeenv.Env
+	cfg          *rest.Config
+	cs           *kubernetes.Clientset
+	ns           string
+	res          *workloadResult
+	originals    map[string]int32 // Deployment → replicas at creation
+	names        []string         // sorted
+	withReplicas map[string]bool  // the Deployments scale-down has to change
+	tr           *tracker
+	windows      []auditWindow
+}
+
 func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *report) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", env.Kubeconfig)
 	if err != nil {
@@ -159,242 +177,289 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 	if err := waitServiceAccount(ctx, cs, ns); err != nil {
 		return err
 	}
-	res := &workloadResult{n: c.workloads}
-	rep.workloads = res // cycles done so far are reported even if a later one fails
-	originals := map[string]int32{}
-	var names []string
-	logf("section 3: creating %d Deployments in %s", c.workloads, ns)
-	for i := range c.workloads {
-		name := fmt.Sprintf("bench-%03d", i)
-		app := kubeobj.App{Name: name, Image: env.AppImage, Labels: map[string]string{"bench": "set"}, Grace: 30}
-		pending := false
-		switch {
-		case i%20 == 0: // a running pod: the node runs at most 110
-			app.Replicas = 1
-			res.running++
-		case i%2 == 1: // replicas 1, pod never scheduled (Pending)
-			app.Replicas = 1
-			pending = true
-			res.pending++
-		}
-		d := app.Deployment()
-		if pending {
-			d.Spec.Template.Spec.NodeSelector = map[string]string{"chartreuse.io/bench": "nowhere"}
-		}
-		if _, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-		originals[name] = app.Replicas
-		names = append(names, name)
-	}
-	sort.Strings(names)
-
-	tr := &tracker{}
-	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "bench=set" }))
-	podInf, depInf := f.Core().V1().Pods().Informer(), f.Apps().V1().Deployments().Informer()
-	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: tr.podGone}); err != nil {
+	b := &workloadBench{c: c, env: env, cfg: cfg, cs: cs, ns: ns, res: &workloadResult{n: c.workloads},
+		originals: map[string]int32{}, withReplicas: map[string]bool{}, tr: &tracker{}}
+	rep.workloads = b.res // cycles done so far are reported even if a later one fails
+	if err := b.createDeployments(ctx); err != nil {
 		return err
 	}
-	if _, err := depInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: tr.deployment, UpdateFunc: func(_, n any) { tr.deployment(n) },
-	}); err != nil {
+	stop, err := b.watch()
+	if err != nil {
 		return err
 	}
-	tr.pods, tr.deploy = podInf.GetStore(), depInf.GetStore()
-	stopInf := make(chan struct{})
-	defer close(stopInf)
-	f.Start(stopInf)
-	f.WaitForCacheSync(stopInf)
-
-	wantPods := res.running + res.pending
-	ready := func(what string) error {
-		logf("  waiting for %d pods (%d running) %s", wantPods, res.running, what)
-		return pollUntil(ctx, 5*time.Minute, func() bool {
-			live, running := tr.livePods()
-			return live == wantPods && running == res.running
-		})
-	}
-	gone := func() error {
-		return pollUntil(ctx, 5*time.Minute, func() bool { live, _ := tr.livePods(); return live == 0 })
-	}
-	if err := ready("to start"); err != nil {
+	defer stop()
+	if err := b.ready(ctx, "to start"); err != nil {
 		return err
 	}
-	// and for the deployment controller to have seen every Deployment: until
-	// then scale-down cannot tell that one created at 0 has nothing to stop,
-	// and records it (audit log, first cycle: 82 of the 90 at 0 were written).
-	logf("  waiting for the deployment controller to see the %d Deployments", c.workloads)
-	if err := pollUntil(ctx, 5*time.Minute, func() bool {
-		l := tr.deploy.List()
-		for _, o := range l {
-			if d := o.(*appsv1.Deployment); d.Status.ObservedGeneration < d.Generation {
-				return false
-			}
-		}
-		return len(l) == c.workloads
-	}); err != nil {
+	if err := b.observed(ctx); err != nil {
 		return err
 	}
-	stepArgs := func(step string) command {
-		return command{argv: []string{c.bin(step), "--kubeconfig", env.Kubeconfig, "--namespace", ns, "--selector", "bench=set",
-			"--manifest-version", c.version, "--run-id", "bench", "--timeout", "10m"}}
-	}
-	withReplicas := map[string]bool{}
-	for n, r := range originals {
-		if r > 0 {
-			withReplicas[n] = true
-		}
-	}
-	var windows []auditWindow
 	if st := env.State(); st.AuditLog != "" {
 		defer func() {
 			var err error
-			if res.trace, err = summarizeAudit(st.AuditLog, ns, windows); err != nil {
+			if b.res.trace, err = summarizeAudit(st.AuditLog, ns, b.windows); err != nil {
 				logf("  reading the audit log %s: %v", st.AuditLog, err)
 			}
 		}()
 	}
 	for cycle := range c.runs3 {
 		var cy workloadCycle
-		// scale-down, measured from the outside.
-		tr.reset(func(d *appsv1.Deployment) bool { return ptr.Deref(d.Spec.Replicas, 1) == 0 && recorded(d) }, withReplicas)
-		p, rssOf, err := startMeasured(stepArgs("scale-down").argv, nil)
-		if err != nil {
-			return err
-		}
-		code, _ := p.Wait(ctx, 15*time.Minute)
-		r := p.Result(code)
-		if code != 0 {
-			return fmt.Errorf("scale-down exited %d:\n%s", code, tail(r.Stderr, 2000))
-		}
-		end := p.Started.Add(p.Took)
-		cy.downWall, cy.downRSS = p.Took, rssOf(r)
-		// What the step waited for, from its own progress lines.
-		var waits []string
-		for _, l := range strings.Split(r.Stderr, "\n") {
-			if strings.Contains(l, "waiting for") {
-				waits = append(waits, l)
+		for _, measure := range []func(context.Context, *workloadCycle) error{b.scaleDown, b.scaleRestore, b.sequential} {
+			if err := measure(ctx, &cy); err != nil {
+				return err
 			}
-		}
-		for _, l := range waits[max(0, len(waits)-2):] {
-			logf("    scale-down: %s", tail(l, 400))
-		}
-		if last := tr.lastDone(); !last.IsZero() {
-			cy.downAPI = last.Sub(p.Started)
-		}
-		logf("    scale-down: %s", timeline(r.Stderr, p.Started, "scaled to 0"))
-		if lp := tr.lastPod(); !lp.IsZero() {
-			cy.lastPodToReturn = end.Sub(lp)
-			windows = append(windows, auditWindow{side: 0, from: p.Started, to: lp})
-		}
-		// scale-restore.
-		tr.reset(func(d *appsv1.Deployment) bool {
-			return ptr.Deref(d.Spec.Replicas, 1) == originals[d.Name] && !recorded(d)
-		}, withReplicas)
-		p, rssOf, err = startMeasured(stepArgs("scale-restore").argv, nil)
-		if err != nil {
-			return err
-		}
-		code, _ = p.Wait(ctx, 15*time.Minute)
-		r = p.Result(code)
-		if code != 0 {
-			return fmt.Errorf("scale-restore exited %d:\n%s", code, tail(r.Stderr, 2000))
-		}
-		cy.restoreWall, cy.restoreRSS = p.Took, rssOf(r)
-		if last := tr.lastDone(); !last.IsZero() {
-			cy.restoreAPI = last.Sub(p.Started)
-		}
-		logf("    scale-restore: %s", timeline(r.Stderr, p.Started, "restored"))
-		if err := checkReplicas(ctx, cs, ns, originals); err != nil {
-			return fmt.Errorf("after scale-restore: %w", err)
-		}
-		if err := ready("after scale-restore"); err != nil {
-			return err
-		}
-		// The alternative: UpdateScale one Deployment after another.
-		tr.reset(nil, nil)
-		start := time.Now()
-		if err := sequentialScale(ctx, cs, ns, names, func(string) int32 { return 0 }); err != nil {
-			return err
-		}
-		cy.seqDownAPI = time.Since(start)
-		if err := gone(); err != nil {
-			return err
-		}
-		if lp := tr.lastPod(); !lp.IsZero() {
-			cy.seqDownTotal = lp.Sub(start)
-			windows = append(windows, auditWindow{side: 1, from: start, to: lp})
-		}
-		start = time.Now()
-		if err := sequentialScale(ctx, cs, ns, names, func(n string) int32 { return originals[n] }); err != nil {
-			return err
-		}
-		cy.seqRestore = time.Since(start)
-		if err := ready("after the sequential restore"); err != nil {
-			return err
 		}
 		if cycle == 0 && c.defaultLimits {
-			// What a script with client-go's default client (5 requests/s,
-			// burst 10) takes: once, it is slow.
-			dcfg := *cfg
-			dcfg.QPS, dcfg.Burst = 0, 0 // client-go defaults
-			dcs, err := kubernetes.NewForConfig(&dcfg)
-			if err != nil {
-				return err
-			}
-			logf("  sequential UpdateScale with client-go's default limits (5/s): about %s each way", time.Duration(2*len(names)/5)*time.Second)
-			start = time.Now()
-			if err := sequentialScale(ctx, dcs, ns, names, func(string) int32 { return 0 }); err != nil {
-				return err
-			}
-			cy.defDown = time.Since(start)
-			if err := gone(); err != nil {
-				return err
-			}
-			start = time.Now()
-			if err := sequentialScale(ctx, dcs, ns, names, func(n string) int32 { return originals[n] }); err != nil {
-				return err
-			}
-			cy.defRestore = time.Since(start)
-			if err := ready("after the default-limits restore"); err != nil {
+			if err := b.defaultLimits(ctx, &cy); err != nil {
 				return err
 			}
 		}
 		if cycle == 0 && c.kubectlLoop {
-			// The shell script's way: kubectl scale, one Deployment after another.
-			kubectl := filepath.Join(env.State().KubeBinDir, "kubectl")
-			loop := func(replicas func(string) int32) (time.Duration, error) {
-				start := time.Now()
-				for _, n := range names {
-					cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", env.Kubeconfig, "--namespace", ns,
-						"scale", "deployment/"+n, fmt.Sprintf("--replicas=%d", replicas(n)))
-					if out, err := cmd.CombinedOutput(); err != nil {
-						return 0, fmt.Errorf("kubectl scale deployment/%s: %w: %s", n, err, out)
-					}
-				}
-				return time.Since(start), nil
-			}
-			logf("  kubectl scale, one Deployment after another")
-			if cy.kubectlDown, err = loop(func(string) int32 { return 0 }); err != nil {
-				return err
-			}
-			if err := gone(); err != nil {
-				return err
-			}
-			if cy.kubectlRestore, err = loop(func(n string) int32 { return originals[n] }); err != nil {
-				return err
-			}
-			if err := ready("after the kubectl restore"); err != nil {
+			if err := b.kubectl(ctx, &cy); err != nil {
 				return err
 			}
 		}
-		res.cycles = append(res.cycles, cy)
+		b.res.cycles = append(b.res.cycles, cy)
 		logf("  cycle %d/%d: scale-down %s (API %s, last pod → return %s), restore %s; sequential down %s (until pods gone %s), restore %s",
 			cycle+1, c.runs3, ms(cy.downWall), ms(cy.downAPI), ms(cy.lastPodToReturn), ms(cy.restoreWall), ms(cy.seqDownAPI), ms(cy.seqDownTotal), ms(cy.seqRestore))
 	}
 	return nil
 }
+
+// createDeployments creates the section's Deployments: one in 20 with a running
+// pod (the node runs at most 110), every other one with a pod that is never
+// scheduled (Pending), the rest at 0.
+func (b *workloadBench) createDeployments(ctx context.Context) error {
+	logf("section 3: creating %d Deployments in %s", b.c.workloads, b.ns)
+	for i := range b.c.workloads {
+		name := fmt.Sprintf("bench-%03d", i)
+		app := kubeobj.App{Name: name, Image: b.env.AppImage, Labels: map[string]string{"bench": "set"}, Grace: 30}
+		pending := false
+		switch {
+		case i%20 == 0: // a running pod: the node runs at most 110
+			app.Replicas = 1
+			b.res.running++
+		case i%2 == 1: // replicas 1, pod never scheduled (Pending)
+			app.Replicas = 1
+			pending = true
+			b.res.pending++
+		}
+		d := app.Deployment()
+		if pending {
+			d.Spec.Template.Spec.NodeSelector = map[string]string{"chartreuse.io/bench": "nowhere"}
+		}
+		if _, err := b.cs.AppsV1().Deployments(b.ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		b.originals[name] = app.Replicas
+		b.names = append(b.names, name)
+		if app.Replicas > 0 {
+			b.withReplicas[name] = true
+		}
+	}
+	sort.Strings(b.names)
+	return nil
+}
+
+// watch starts the informers that feed the tracker; stop ends them.
+func (b *workloadBench) watch() (stop func(), err error) {
+	tr := b.tr
+	f := informers.NewSharedInformerFactoryWithOptions(b.cs, 0, informers.WithNamespace(b.ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "bench=set" }))
+	podInf, depInf := f.Core().V1().Pods().Informer(), f.Apps().V1().Deployments().Informer()
+	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: tr.podGone}); err != nil {
+		return nil, err
+	}
+	if _, err := depInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: tr.deployment, UpdateFunc: func(_, n any) { tr.deployment(n) },
+	}); err != nil {
+		return nil, err
+	}
+	tr.pods, tr.deploy = podInf.GetStore(), depInf.GetStore()
+	stopInf := make(chan struct{})
+	f.Start(stopInf)
+	f.WaitForCacheSync(stopInf)
+	return func() { close(stopInf) }, nil
+}
+
+// ready waits until the pods of the Deployments with replicas are back: the
+// running ones running, the pending ones pending.
+func (b *workloadBench) ready(ctx context.Context, what string) error {
+	wantPods := b.res.running + b.res.pending
+	logf("  waiting for %d pods (%d running) %s", wantPods, b.res.running, what)
+	return pollUntil(ctx, 5*time.Minute, func() bool {
+		live, running := b.tr.livePods()
+		return live == wantPods && running == b.res.running
+	})
+}
+
+// gone waits until no pod is left.
+func (b *workloadBench) gone(ctx context.Context) error {
+	return pollUntil(ctx, 5*time.Minute, func() bool { live, _ := b.tr.livePods(); return live == 0 })
+}
+
+// observed waits for the deployment controller to have seen every Deployment:
+// until then scale-down cannot tell that one created at 0 has nothing to stop,
+// and records it (audit log, first cycle: 82 of the 90 at 0 were written).
+func (b *workloadBench) observed(ctx context.Context) error {
+	logf("  waiting for the deployment controller to see the %d Deployments", b.c.workloads)
+	return pollUntil(ctx, 5*time.Minute, func() bool {
+		l := b.tr.deploy.List()
+		for _, o := range l {
+			if d := o.(*appsv1.Deployment); d.Status.ObservedGeneration < d.Generation {
+				return false
+			}
+		}
+		return len(l) == b.c.workloads
+	})
+}
+
+func (b *workloadBench) stepArgs(step string) command {
+	return command{argv: []string{b.c.bin(step), "--kubeconfig", b.env.Kubeconfig, "--namespace", b.ns, "--selector", "bench=set",
+		"--manifest-version", b.c.version, "--run-id", "bench", "--timeout", "10m"}}
+}
+
+// scaleDown runs scale-down and measures it from the outside.
+func (b *workloadBench) scaleDown(ctx context.Context, cy *workloadCycle) error {
+	b.tr.reset(func(d *appsv1.Deployment) bool { return ptr.Deref(d.Spec.Replicas, 1) == 0 && recorded(d) }, b.withReplicas)
+	p, rssOf, err := startMeasured(b.stepArgs("scale-down").argv, nil)
+	if err != nil {
+		return err
+	}
+	code, _ := p.Wait(ctx, 15*time.Minute)
+	r := p.Result(code)
+	if code != 0 {
+		return fmt.Errorf("scale-down exited %d:\n%s", code, tail(r.Stderr, 2000))
+	}
+	end := p.Started.Add(p.Took)
+	cy.downWall, cy.downRSS = p.Took, rssOf(r)
+	// What the step waited for, from its own progress lines.
+	var waits []string
+	for _, l := range strings.Split(r.Stderr, "\n") {
+		if strings.Contains(l, "waiting for") {
+			waits = append(waits, l)
+		}
+	}
+	for _, l := range waits[max(0, len(waits)-2):] {
+		logf("    scale-down: %s", tail(l, 400))
+	}
+	if last := b.tr.lastDone(); !last.IsZero() {
+		cy.downAPI = last.Sub(p.Started)
+	}
+	logf("    scale-down: %s", timeline(r.Stderr, p.Started, "scaled to 0"))
+	if lp := b.tr.lastPod(); !lp.IsZero() {
+		cy.lastPodToReturn = end.Sub(lp)
+		b.windows = append(b.windows, auditWindow{side: 0, from: p.Started, to: lp})
+	}
+	return nil
+}
+
+// scaleRestore runs scale-restore, measures it and checks that every
+// Deployment is back as it was, its pods too.
+func (b *workloadBench) scaleRestore(ctx context.Context, cy *workloadCycle) error {
+	b.tr.reset(func(d *appsv1.Deployment) bool {
+		return ptr.Deref(d.Spec.Replicas, 1) == b.originals[d.Name] && !recorded(d)
+	}, b.withReplicas)
+	p, rssOf, err := startMeasured(b.stepArgs("scale-restore").argv, nil)
+	if err != nil {
+		return err
+	}
+	code, _ := p.Wait(ctx, 15*time.Minute)
+	r := p.Result(code)
+	if code != 0 {
+		return fmt.Errorf("scale-restore exited %d:\n%s", code, tail(r.Stderr, 2000))
+	}
+	cy.restoreWall, cy.restoreRSS = p.Took, rssOf(r)
+	if last := b.tr.lastDone(); !last.IsZero() {
+		cy.restoreAPI = last.Sub(p.Started)
+	}
+	logf("    scale-restore: %s", timeline(r.Stderr, p.Started, "restored"))
+	if err := checkReplicas(ctx, b.cs, b.ns, b.originals); err != nil {
+		return fmt.Errorf("after scale-restore: %w", err)
+	}
+	return b.ready(ctx, "after scale-restore")
+}
+
+// sequential is the alternative: UpdateScale one Deployment after another,
+// down and back.
+func (b *workloadBench) sequential(ctx context.Context, cy *workloadCycle) error {
+	b.tr.reset(nil, nil)
+	start := time.Now()
+	if err := sequentialScale(ctx, b.cs, b.ns, b.names, func(string) int32 { return 0 }); err != nil {
+		return err
+	}
+	cy.seqDownAPI = time.Since(start)
+	if err := b.gone(ctx); err != nil {
+		return err
+	}
+	if lp := b.tr.lastPod(); !lp.IsZero() {
+		cy.seqDownTotal = lp.Sub(start)
+		b.windows = append(b.windows, auditWindow{side: 1, from: start, to: lp})
+	}
+	start = time.Now()
+	if err := sequentialScale(ctx, b.cs, b.ns, b.names, b.original); err != nil {
+		return err
+	}
+	cy.seqRestore = time.Since(start)
+	return b.ready(ctx, "after the sequential restore")
+}
+
+// defaultLimits is what a script with client-go's default client (5 requests/s,
+// burst 10) takes: once, it is slow.
+func (b *workloadBench) defaultLimits(ctx context.Context, cy *workloadCycle) error {
+	dcfg := *b.cfg
+	dcfg.QPS, dcfg.Burst = 0, 0 // client-go defaults
+	dcs, err := kubernetes.NewForConfig(&dcfg)
+	if err != nil {
+		return err
+	}
+	logf("  sequential UpdateScale with client-go's default limits (5/s): about %s each way", time.Duration(2*len(b.names)/5)*time.Second)
+	start := time.Now()
+	if err := sequentialScale(ctx, dcs, b.ns, b.names, func(string) int32 { return 0 }); err != nil {
+		return err
+	}
+	cy.defDown = time.Since(start)
+	if err := b.gone(ctx); err != nil {
+		return err
+	}
+	start = time.Now()
+	if err := sequentialScale(ctx, dcs, b.ns, b.names, b.original); err != nil {
+		return err
+	}
+	cy.defRestore = time.Since(start)
+	return b.ready(ctx, "after the default-limits restore")
+}
+
+// kubectl is the shell script's way: kubectl scale, one Deployment after another.
+func (b *workloadBench) kubectl(ctx context.Context, cy *workloadCycle) error {
+	kubectl := filepath.Join(b.env.State().KubeBinDir, "kubectl")
+	loop := func(replicas func(string) int32) (time.Duration, error) {
+		start := time.Now()
+		for _, n := range b.names {
+			cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", b.env.Kubeconfig, "--namespace", b.ns,
+				"scale", "deployment/"+n, fmt.Sprintf("--replicas=%d", replicas(n)))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return 0, fmt.Errorf("kubectl scale deployment/%s: %w: %s", n, err, out)
+			}
+		}
+		return time.Since(start), nil
+	}
+	logf("  kubectl scale, one Deployment after another")
+	var err error
+	if cy.kubectlDown, err = loop(func(string) int32 { return 0 }); err != nil {
+		return err
+	}
+	if err := b.gone(ctx); err != nil {
+		return err
+	}
+	if cy.kubectlRestore, err = loop(b.original); err != nil {
+		return err
+	}
+	return b.ready(ctx, "after the kubectl restore")
+}
+
+// original is a Deployment's replicas at creation.
+func (b *workloadBench) original(name string) int32 { return b.originals[name] }
 
 // sequentialScale is the obvious alternative: for each Deployment, read its
 // scale subresource and write the new replica count, one after another, reading
@@ -442,18 +507,7 @@ func waitServiceAccount(ctx context.Context, cs kubernetes.Interface, ns string)
 
 // pollUntil polls cond every 50 ms (the benchmark may poll; the steps never do).
 func pollUntil(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
+	return waitfor.Until(ctx, 50*time.Millisecond, timeout, cond)
 }
 
 // timeline reads a step's text log: when its first line, the first and the last
