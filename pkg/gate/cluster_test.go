@@ -27,6 +27,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/syncbuf"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // The tests run the gate step's code in process against the real API server of
@@ -478,11 +479,5 @@ func TestClusterRemoveIsGuarded(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	for !cond() {
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			t.Fatal("condition not reached")
-		}
-	}
+	waitfor.True(t, "the condition", 2*time.Minute, cond)
 }

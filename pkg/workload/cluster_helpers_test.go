@@ -30,6 +30,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/kubeobj"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // cluster is one test's namespace in the real cluster.
@@ -166,16 +167,13 @@ func (c *cluster) livePods(selector string) []string {
 // waitFor polls cond (tests may poll; the steps never do).
 func (c *cluster) waitFor(what string, timeout time.Duration, cond func() (bool, string)) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, state)
-		}
-		time.Sleep(500 * time.Millisecond)
+	var state string
+	if err := waitfor.Until(c.t.Context(), 500*time.Millisecond, timeout, func() bool {
+		var ok bool
+		ok, state = cond()
+		return ok
+	}); err != nil {
+		c.t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, state)
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	triggersv1beta1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 const fieldManager = "chartreuse-test-manifests"
@@ -218,18 +219,19 @@ func installCRDs(ctx context.Context, t testing.TB, dyn dynamic.Interface) {
 		}
 	}
 	sort.Strings(names)
-	deadline := time.Now().Add(time.Minute)
-	for _, n := range names {
-		for {
-			crd, err := dyn.Resource(crdGVR).Get(ctx, n, metav1.GetOptions{})
-			if err == nil && established(crd) {
-				break
+	var pending string
+	var err error
+	if werr := waitfor.Until(ctx, 200*time.Millisecond, time.Minute, func() bool {
+		for _, n := range names {
+			var crd *unstructured.Unstructured
+			if crd, err = dyn.Resource(crdGVR).Get(ctx, n, metav1.GetOptions{}); err != nil || !established(crd) {
+				pending = n
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("CRD %s not established after 1m (%v)", n, err)
-			}
-			time.Sleep(200 * time.Millisecond)
 		}
+		return true
+	}); werr != nil {
+		t.Fatalf("CRD %s not established after 1m (%v)", pending, err)
 	}
 }
 

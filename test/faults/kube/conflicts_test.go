@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
 )
 
 // TestConflictsWithAConcurrentEditor runs scale-down and then scale-restore while
@@ -50,16 +52,13 @@ func TestConflictsWithAConcurrentEditor(t *testing.T) {
 // waitPods waits until n pods of the test's Deployments run (tests may poll).
 func waitPods(t *testing.T, c *cluster, n int) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		got, err := livePodsRunning(c)
-		if err == nil && got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d pods running after 2m (%v)", got, n, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var got int
+	var err error
+	if werr := waitfor.Until(t.Context(), 200*time.Millisecond, 2*time.Minute, func() bool {
+		got, err = livePodsRunning(c)
+		return err == nil && got >= n
+	}); werr != nil {
+		t.Fatalf("%d of %d pods running after 2m (%v)", got, n, err)
 	}
 }
 
