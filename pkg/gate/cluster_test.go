@@ -452,6 +452,75 @@ func TestClusterReleaseWaitsForTheRunsOtherTasks(t *testing.T) {
 	c.wantHolder(nil)
 }
 
+// A pod Tekton recreated under a TaskRun that has since finished (after an
+// eviction Tekton may recreate the evicted pod and still retry the TaskRun in a
+// new one) never gets the ready mark, so it never runs a step: release does
+// not wait for it. Before, release waited for it until its timeout (the e2e
+// evicted-migrate-is-retried hung so). A pod with the mark is waited for.
+func TestClusterReleaseIgnoresAStalePodOfAFinishedTaskRun(t *testing.T) {
+	c := newCluster(t)
+	a := c.pipelineRun("run-a")
+	c.mustRun(0, a)
+	c.finishedTaskRun(a, "run-a-migrate")
+	stale := c.pod(a, "run-a-migrate")
+	r := c.mustRun(0, a, "--action", "release", "--task-run", "run-a-release-gate", "--timeout", "30s")
+	wantLog(t, r, "gate released")
+	if strings.Contains(r.stderr, stale) {
+		t.Errorf("release named the stale pod %s:\n%s", stale, r.stderr)
+	}
+	c.wantHolder(nil)
+
+	// The same pod with the ready mark ran a step: it holds the gate.
+	c.mustRun(0, a)
+	ran := c.pod(a, "run-a-migrate")
+	p, err := c.cs.CoreV1().Pods(c.ns).Get(t.Context(), ran, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Annotations = map[string]string{annotationReady: readyValue}
+	if _, err := c.cs.CoreV1().Pods(c.ns).Update(t.Context(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r = c.mustRun(0, a, "--action", "release", "--task-run", "run-a-release-gate", "--timeout", "1s")
+	wantLog(t, r, "pod "+ran, "the gate stays held")
+	c.wantHolder(a)
+}
+
+// finishedTaskRun creates a TaskRun of the run that Tekton's controller leaves
+// alone (pending) and gives it a final Succeeded condition.
+func (c *cluster) finishedTaskRun(pr *unstructured.Unstructured, name string) {
+	c.t.Helper()
+	ctx := c.t.Context()
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "tekton.dev/v1", "kind": "TaskRun",
+		"metadata": map[string]any{"name": name, "labels": map[string]any{labelRunUID: string(pr.GetUID())}},
+		"spec": map[string]any{
+			"status":   "TaskRunPending",
+			"taskSpec": map[string]any{"steps": []any{map[string]any{"name": "s", "image": "chartreuse.invalid/none"}}},
+		},
+	}}
+	tr, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Create(ctx, u, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for {
+		_ = unstructured.SetNestedSlice(tr.Object, []any{map[string]any{
+			"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+		}}, "status", "conditions")
+		_ = unstructured.SetNestedField(tr.Object, name+"-pod-retry1", "status", "podName")
+		_, err = c.dyn.Resource(TaskRuns).Namespace(c.ns).UpdateStatus(ctx, tr, metav1.UpdateOptions{})
+		if !apierrors.IsConflict(err) {
+			break
+		}
+		if tr, err = c.dyn.Resource(TaskRuns).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // A Lease changed between the read and the delete is not deleted: the 409 sends
 // the step back to read it again.
 func TestClusterRemoveIsGuarded(t *testing.T) {

@@ -35,6 +35,10 @@ var (
 const (
 	labelRunUID  = "tekton.dev/pipelineRunUID"
 	labelTaskRun = "tekton.dev/taskRun"
+	// annotationReady is how Tekton lets a pod's first step start (its
+	// entrypoint waits for it); a pod without it has run no step.
+	annotationReady = "tekton.dev/ready"
+	readyValue      = "READY"
 
 	// AnnotationRun names the holder's PipelineRun (the holder identity is its uid).
 	AnnotationRun = "chartreuse.io/pipeline-run"
@@ -278,6 +282,7 @@ func (g *Gate) running(ctx context.Context, runUID, skip string) ([]string, erro
 		return nil, kube.Classify(err, "list", "taskruns.tekton.dev")
 	}
 	var left []string
+	finished := map[string]bool{}
 	for i := range trs.Items {
 		tr := &trs.Items[i]
 		if tr.GetName() == skip {
@@ -285,6 +290,8 @@ func (g *Gate) running(ctx context.Context, runUID, skip string) ([]string, erro
 		}
 		if s, _ := succeeded(tr); s == "" || s == string(metav1.ConditionUnknown) {
 			left = append(left, "TaskRun "+tr.GetName())
+		} else {
+			finished[tr.GetName()] = true
 		}
 	}
 	pods, err := g.Client.CoreV1().Pods(g.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
@@ -295,9 +302,17 @@ func (g *Gate) running(ctx context.Context, runUID, skip string) ([]string, erro
 		if skip != "" && p.Labels[labelTaskRun] == skip {
 			continue
 		}
-		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			left = append(left, "pod "+p.Name)
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
 		}
+		// Tekton recreates a pod deleted under a TaskRun (an eviction) even when it
+		// then retries the TaskRun in a new pod; the stale one waits for the ready
+		// mark forever and never starts a step. Once its TaskRun has finished it
+		// cannot run anything, so it does not hold the gate.
+		if finished[p.Labels[labelTaskRun]] && p.Annotations[annotationReady] != readyValue {
+			continue
+		}
+		left = append(left, "pod "+p.Name)
 	}
 	sort.Strings(left)
 	return left, nil
