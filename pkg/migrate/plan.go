@@ -371,6 +371,10 @@ func checkRecordable(st *State, versions []int64) error {
 			plural(n, "version", "versions"), summarizeVersions(big), math.MaxInt32))
 		repair = append(repair, fmt.Sprintf("ALTER TABLE %s ALTER COLUMN version_id TYPE bigint;", table))
 	}
+	if prob, fix := st.idCollision(len(versions)); prob != "" {
+		probs = append(probs, prob)
+		repair = append(repair, fix)
+	}
 	if len(probs) == 0 {
 		return nil
 	}
@@ -380,6 +384,46 @@ func checkRecordable(st *State, versions []int64) error {
 	}
 	return refuse(ErrCannotRecord, "Repair it in one transaction: BEGIN; "+strings.Join(repair, " ")+" COMMIT;"+own,
 		"the version table %s cannot record a migration, its version row would fail after the migration ran: %s", table, strings.Join(probs, "; "))
+}
+
+// idCollision says, with its repair, when one of the next k ids the id
+// sequence hands out (k version rows to write) is already a row's: rows
+// inserted with explicit ids (a version marked applied by hand, rows copied
+// from another database) do not advance the sequence, and goose's INSERT would
+// fail on the primary key. Ids the rows leave free are no problem.
+func (s *State) idCollision(k int) (problem, repair string) {
+	q := s.IDSeq
+	if q == nil || q.Increment == 0 {
+		return "", ""
+	}
+	taken := make(map[int64]int64, len(s.Rows))
+	for _, r := range s.Rows {
+		taken[r.ID] = r.Version
+	}
+	id := q.Next
+	for i := range k {
+		if id > q.Max || id < q.Min {
+			return "", "" // nextval would fail on its own bound first; not this check's to say
+		}
+		if v, ok := taken[id]; ok {
+			when := "next"
+			if i > 0 {
+				when = fmt.Sprintf("after %d other %s", i, plural(i, "id", "ids"))
+			}
+			agg := "max"
+			if q.Increment < 0 {
+				agg = "min"
+			}
+			return fmt.Sprintf("its id sequence %s is behind its rows: it hands out id %d %s, which the row of version %d already has (rows inserted with explicit ids do not advance the sequence)",
+					q.Name, id, when, v),
+				fmt.Sprintf("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s(id)) FROM %s;", sqlLiteral(s.Qualified()), agg, s.Qualified())
+		}
+		if (q.Increment > 0 && id > math.MaxInt64-q.Increment) || (q.Increment < 0 && id < math.MinInt64-q.Increment) {
+			break
+		}
+		id += q.Increment
+	}
+	return "", ""
 }
 
 // sqlLiteral is s as an SQL string literal.

@@ -44,11 +44,14 @@ type State struct {
 	// Required are the version table's columns that goose's INSERT (version_id,
 	// is_applied) leaves out but must be filled: NOT NULL, no default, not an
 	// identity or generated column (checkRecordable).
-	Required      []string
-	Rows          []Row // by id; read only when the table looks like goose's and is readable
-	CanRead       bool
-	CanWrite      bool       // INSERT and DELETE, what goose does, and USAGE on an old serial id's sequence
-	NoSeqUsage    string     // the id column's sequence when CanWrite is false for want of USAGE on it
+	Required   []string
+	Rows       []Row // by id; read only when the table looks like goose's and is readable
+	CanRead    bool
+	CanWrite   bool   // INSERT and DELETE, what goose does, and USAGE on an old serial id's sequence
+	NoSeqUsage string // the id column's sequence when CanWrite is false for want of USAGE on it
+	// IDSeq is where the id column's identity (or serial) sequence stands, when
+	// the session may read it; nil otherwise (checkRecordable then skips it).
+	IDSeq         *IDSequence
 	Dirty         []DirtyRow // migrations stopped partway (see dirty.go)
 	DirtyExists   bool       // a relation named like the dirty table exists
 	DirtyWritable bool       // and the session can read, insert, update and delete its rows
@@ -84,6 +87,14 @@ type State struct {
 	Elsewhere     []Relation
 	UserTables    int // ordinary and partitioned tables outside the system schemas
 	ServerVersion string
+}
+
+// IDSequence is the sequence the version table's id column takes its values
+// from: Next is what its next nextval returns, then Next+Increment, ...,
+// within [Min, Max].
+type IDSequence struct {
+	Name                      string // schema-qualified, for SQL
+	Next, Increment, Min, Max int64
 }
 
 // Relation is a table by schema and name, as the catalog spells them.
@@ -181,12 +192,25 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
          (SELECT json_agg(json_build_array(en.nspname, ec.relname) ORDER BY ec.relname <> $2::text, en.nspname, ec.relname)::text
           FROM pg_class ec JOIN pg_namespace en ON en.oid = ec.relnamespace
           WHERE ec.relname IN ($2::text::name, $4::text::name) AND ec.relkind IN ('r', 'p') AND en.oid IS DISTINCT FROM n.oid
-            AND en.nspname <> 'information_schema' AND en.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)') END
+            AND en.nspname <> 'information_schema' AND en.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)') END,
+       ids.name, ids.seqincrement, ids.seqmin, ids.seqmax, coalesce(ids.can_select, false), coalesce(ids.can_use, false)
 FROM (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s) AS x
 LEFT JOIN pg_namespace n ON n.nspname = x.s
 LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = $2::text::name
 LEFT JOIN pg_class dt ON dt.relnamespace = n.oid AND dt.relname = $3::text::name
-LEFT JOIN pg_class sm ON sm.relnamespace = n.oid AND sm.relname = $4::text::name`
+LEFT JOIN pg_class sm ON sm.relnamespace = n.oid AND sm.relname = $4::text::name
+LEFT JOIN LATERAL (
+  -- The id column's identity or serial sequence. Where it stands is read with
+  -- the rows (readRows), after them: an id a row took is then always behind it.
+  SELECT format('%I.%I', sn.nspname, sq.relname) AS name, ps.seqincrement, ps.seqmin, ps.seqmax,
+         has_sequence_privilege(sq.oid, 'SELECT') AS can_select, has_sequence_privilege(sq.oid, 'USAGE') AS can_use
+  FROM pg_depend d
+  JOIN pg_class sq ON sq.oid = d.objid AND sq.relkind = 'S'
+  JOIN pg_namespace sn ON sn.oid = sq.relnamespace
+  JOIN pg_sequence ps ON ps.seqrelid = sq.oid
+  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+  WHERE d.refobjid = r.oid AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND a.attname = 'id'
+  LIMIT 1) ids ON true`
 
 // Inspect reads the version table and counts user tables. It only reads: it takes
 // no lock beyond what SELECT takes and creates nothing. table is --table. It makes
@@ -206,11 +230,15 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		dirtyKind, dirtyCols         sql.NullString
 		elsewhere                    sql.NullString
 		canRead, canWrite            bool
+		seqName                      sql.NullString
+		seqInc, seqMin, seqMax       sql.NullInt64
+		seqSelect, seqUse            bool
 	)
 	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name), sumsName(st.Name)).Scan(
 		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
 		&kind, &canRead, &canWrite, &columns, &noSeq, &dirtyKind, &st.DirtyWritable, &dirtyCols,
-		&sumsKind, &sumsCols, &st.SumsUnique, &st.SumsReadable, &st.SumsWritable, &st.SessionUser, &elsewhere)
+		&sumsKind, &sumsCols, &st.SumsUnique, &st.SumsReadable, &st.SumsWritable, &st.SessionUser, &elsewhere,
+		&seqName, &seqInc, &seqMin, &seqMax, &seqSelect, &seqUse)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
 	}
@@ -261,7 +289,7 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	}
 	if !st.SchemaExists || !kind.Valid {
 		if st.sumsUsable() { // the version table was dropped: what the records say
-			if err := readRows(ctx, q, st); err != nil {
+			if err := readRows(ctx, q, st, ""); err != nil {
 				return nil, err
 			}
 		}
@@ -269,6 +297,14 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	}
 	st.Exists, st.Kind, st.CanRead, st.CanWrite = true, kind.String, canRead, canWrite && !noSeq.Valid
 	st.NoSeqUsage = noSeq.String
+	seqRead := "" // how readRows reads where the id sequence stands
+	if seqName.Valid && (seqSelect || seqUse) {
+		st.IDSeq = &IDSequence{Name: seqName.String, Increment: seqInc.Int64, Min: seqMin.Int64, Max: seqMax.Int64}
+		seqRead = "(SELECT last_value FROM " + seqName.String + "), (SELECT is_called FROM " + seqName.String + ")"
+		if !seqSelect { // USAGE alone: its last value once called, NULL before
+			seqRead = "pg_sequence_last_value(" + sqlLiteral(seqName.String) + "::regclass), true"
+		}
+	}
 	if columns.Valid {
 		var cols [][4]any
 		if err := json.Unmarshal([]byte(columns.String), &cols); err != nil {
@@ -291,9 +327,10 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		}
 	}
 	if len(st.ShapeProblems()) > 0 || !st.CanRead {
+		st.IDSeq = nil
 		return st, nil
 	}
-	if err := readRows(ctx, q, st); err != nil {
+	if err := readRows(ctx, q, st, seqRead); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -303,18 +340,26 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 // query the checksum recorded for each version, when there is a checksum table
 // to read (no round trip of its own), records of versions without a row
 // included. Without a version table (st.Exists false), only the records.
-func readRows(ctx context.Context, q Querier, st *State) error {
+// seq, when not "", reads where the id sequence (st.IDSeq) stands, its
+// last_value and is_called, in the same statement after the rows' snapshot:
+// any id a visible row took from it is then behind what it hands out next.
+func readRows(ctx context.Context, q Querier, st *State, seq string) error {
 	versions := pgx.Identifier{st.Schema, st.Name}.Sanitize()
-	query := `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::text FROM ` +
+	next := "NULL::bigint, NULL::boolean"
+	if seq != "" {
+		next = seq
+	}
+	query := `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::text, ` + next + ` FROM ` +
 		versions + ` v ORDER BY v.id`
 	switch {
 	case st.sumsUsable() && st.Exists:
-		query = `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, s.version, s.version_row_id, s.file, s.sha256, s.recorded FROM ` +
+		query = `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, s.version, s.version_row_id, s.file, s.sha256, s.recorded, ` + next + ` FROM ` +
 			versions + ` v FULL JOIN ` + st.sumsTable() + ` s ON s.version = v.version_id ORDER BY v.id NULLS LAST, s.version`
 	case st.sumsUsable():
-		query = `SELECT NULL::bigint, NULL::bigint, NULL::boolean, s.version, s.version_row_id, s.file, s.sha256, s.recorded FROM ` +
+		query = `SELECT NULL::bigint, NULL::bigint, NULL::boolean, s.version, s.version_row_id, s.file, s.sha256, s.recorded, NULL::bigint, NULL::boolean FROM ` +
 			st.sumsTable() + ` s ORDER BY s.version`
 	}
+	nextKnown := false
 	rows, err := q.QueryContext(ctx, query, pgx.QueryExecModeExec)
 	if err != nil {
 		return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
@@ -325,9 +370,18 @@ func readRows(ctx context.Context, q Querier, st *State) error {
 			id, version, sumVersion, rowID sql.NullInt64
 			applied                        sql.NullBool
 			file, sum, recordedHow         sql.NullString
+			seqLast                        sql.NullInt64
+			seqCalled                      sql.NullBool
 		)
-		if err := rows.Scan(&id, &version, &applied, &sumVersion, &rowID, &file, &sum, &recordedHow); err != nil {
+		if err := rows.Scan(&id, &version, &applied, &sumVersion, &rowID, &file, &sum, &recordedHow, &seqLast, &seqCalled); err != nil {
 			return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
+		}
+		if q := st.IDSeq; q != nil && seqLast.Valid && !nextKnown {
+			q.Next, nextKnown = seqLast.Int64, true
+			if seqCalled.Bool { // the next follows the last, unless nextval would fail on its bound
+				nextKnown = (q.Increment > 0 && q.Next <= q.Max-q.Increment) || (q.Increment < 0 && q.Next >= q.Min-q.Increment)
+				q.Next += q.Increment
+			}
 		}
 		if id.Valid { // a version row (not only a record)
 			st.Rows = append(st.Rows, Row{ID: id.Int64, Version: version.Int64, Applied: applied.Bool})
@@ -341,6 +395,9 @@ func readRows(ctx context.Context, q Querier, st *State) error {
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
+	}
+	if !nextKnown {
+		st.IDSeq = nil // no rows (nothing an id could collide with), or not readable
 	}
 	return nil
 }

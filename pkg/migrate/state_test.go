@@ -254,10 +254,50 @@ func inspectSeparately(ctx context.Context, q Querier, table string) (*State, er
 	if len(st.ShapeProblems()) > 0 || !st.CanRead {
 		return st, nil
 	}
-	if err := readRows(ctx, q, st); err != nil {
+	if err := readRows(ctx, q, st, ""); err != nil {
 		return nil, err
 	}
+	if len(st.Rows) > 0 {
+		if err := idSeqSeparately(ctx, q, st); err != nil {
+			return nil, err
+		}
+	}
 	return st, nil
+}
+
+// idSeqSeparately reads where the id column's sequence stands, by reading the
+// sequence itself when the session may (SELECT), else by pg_sequence_last_value.
+func idSeqSeparately(ctx context.Context, q Querier, st *State) error {
+	var name sql.NullString
+	if err := q.QueryRowContext(ctx, `SELECT pg_get_serial_sequence($1, 'id')`, st.Qualified()).Scan(&name); err != nil || !name.Valid {
+		return err
+	}
+	seq := &IDSequence{Name: name.String}
+	var canSelect, canUse bool
+	if err := q.QueryRowContext(ctx, `SELECT seqincrement, seqmin, seqmax, has_sequence_privilege(seqrelid, 'SELECT'), has_sequence_privilege(seqrelid, 'USAGE')
+		FROM pg_sequence WHERE seqrelid = $1::regclass`, name.String).Scan(&seq.Increment, &seq.Min, &seq.Max, &canSelect, &canUse); err != nil {
+		return err
+	}
+	switch {
+	case canSelect:
+		var called bool
+		if err := q.QueryRowContext(ctx, `SELECT last_value, is_called FROM `+name.String).Scan(&seq.Next, &called); err != nil {
+			return err
+		}
+		if called {
+			seq.Next += seq.Increment
+		}
+	case canUse:
+		var last sql.NullInt64
+		if err := q.QueryRowContext(ctx, `SELECT pg_sequence_last_value($1::regclass)`, name.String).Scan(&last); err != nil || !last.Valid {
+			return err
+		}
+		seq.Next = last.Int64 + seq.Increment
+	default:
+		return nil
+	}
+	st.IDSeq = seq
+	return nil
 }
 
 // inspectSumsSeparately reads the checksum table's kind, columns and privileges

@@ -111,6 +111,11 @@ func quotes(t *testing.T) []quote {
 		gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240101120000, Applied: true},
 			migrate.Row{ID: 3, Version: 20240301090000, Applied: false})))
 	add(analyze(t, sources(20240101120000), gooseState()))
+	// The version table cannot record a migration: its id sequence is behind.
+	behind := gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240101120000, Applied: true},
+		migrate.Row{ID: 3, Version: 20240301090000, Applied: true})
+	behind.IDSeq = &migrate.IDSequence{Name: "public.goose_db_version_id_seq", Next: 3, Increment: 1, Min: 1, Max: 2147483647}
+	add(analyze(t, sources(20240101120000, 20240301090000, 20240315143000), behind))
 	// Out of order.
 	add(analyze(t, sources(20240101120000, 20240215100000, 20240301090000),
 		gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240101120000, Applied: true},

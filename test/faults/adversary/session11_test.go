@@ -114,7 +114,6 @@ func TestHiddenCommitBeforeAFailingCommandIsNotRunTwice(t *testing.T) {
 // max(id), with the repair: SELECT setval(pg_get_serial_sequence('<table>',
 // 'id'), (SELECT max(id) FROM <table>));
 func TestVersionIdSequenceBehindItsRowsIsRefusedBeforeRunning(t *testing.T) {
-	t.Skip("session11 finding 2: a version table whose id sequence is behind max(id) passes plan; a NO TRANSACTION migration then stops partway on 23505")
 	r := s10Run(t, map[string]string{
 		"1_a.sql":    "-- +goose Up\n" + logInsert(1, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
 		"2_notx.sql": "-- +goose NO TRANSACTION\n-- +goose Up\n" + logInsert(2, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 2;\n",
