@@ -274,6 +274,11 @@ func checkTransactionControl(ctx context.Context, fsys fs.FS, s Source, up bool,
 		if lines := statementLines(ctx, fsys, s.File, s.Version, up); i < len(lines) {
 			where += fmt.Sprintf(" (line %d)", lines[i])
 		}
+		if cmd == sqlrisk.Unsplittable {
+			return refuse(ErrBadMigrationFiles,
+				"Close the quote, dollar quote or comment (a statement whose lines end in ; inside a string or function body needs -- +goose StatementBegin and StatementEnd around it); nothing was applied",
+				"migration %d (%s) runs in one transaction for %s, and its %s cannot be split into its commands: a quote, dollar quote or block comment is left open (read with standard_conforming_strings on and off), so a COMMIT or ROLLBACK in it, which would end that transaction, cannot be ruled out", s.Version, s.File, direction(up), where)
+		}
 		return refuse(ErrBadMigrationFiles,
 			fmt.Sprintf("Remove the %s (goose commits the migration when its last statement has run), or mark the file -- +goose NO TRANSACTION if its statements must commit one by one; nothing was applied", cmd),
 			"migration %d (%s) runs in one transaction for %s, and its %s is %s, which ends that transaction: the statements before it would commit or roll back on their own, and a failure after it could not be undone", s.Version, s.File, direction(up), where, cmd)

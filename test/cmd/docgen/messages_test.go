@@ -170,6 +170,12 @@ func quotes(t *testing.T) []quote {
 	add("refusing to migrate: " + fmt.Sprintf("migration %d (%s) runs in one transaction for %s, and its %s is %s, which ends that transaction: the statements before it would commit or roll back on their own, and a failure after it could not be undone",
 		20240315143200, "20240315143200_orders_total.sql", "up", "statement 2 (line 5)", "COMMIT") + ". " +
 		fmt.Sprintf("Remove the %s (goose commits the migration when its last statement has run), or mark the file -- +goose NO TRANSACTION if its statements must commit one by one; nothing was applied", "COMMIT"))
+	sourceHas(t, "pkg/migrate/migrator.go",
+		`"Close the quote, dollar quote or comment (a statement whose lines end in ; inside a string or function body needs -- +goose StatementBegin and StatementEnd around it); nothing was applied"`,
+		`"migration %d (%s) runs in one transaction for %s, and its %s cannot be split into its commands: a quote, dollar quote or block comment is left open (read with standard_conforming_strings on and off), so a COMMIT or ROLLBACK in it, which would end that transaction, cannot be ruled out"`)
+	add("refusing to migrate: " + fmt.Sprintf("migration %d (%s) runs in one transaction for %s, and its %s cannot be split into its commands: a quote, dollar quote or block comment is left open (read with standard_conforming_strings on and off), so a COMMIT or ROLLBACK in it, which would end that transaction, cannot be ruled out",
+		20240315143200, "20240315143200_orders_total.sql", "up", "statement 3 (line 7)") + ". " +
+		"Close the quote, dollar quote or comment (a statement whose lines end in ; inside a string or function body needs -- +goose StatementBegin and StatementEnd around it); nothing was applied")
 	const txEnded = "the statement ended the migration's transaction (COMMIT or ROLLBACK in a migration that runs in one): the statements before it may be committed"
 	sourceHas(t, "pkg/migrate/run.go", txEnded)
 	add((&migrate.MigrationError{Version: 20240315143200, File: "20240315143200_orders_total.sql", Direction: "up", Ran: true, Dirty: true, Statement: 1, Detail: txEnded}).Error())
