@@ -239,13 +239,41 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 			return &stepError{stmt: -1, err: err}
 		}
 	}
+	// The transaction's id, assigned now: after each statement the session
+	// must still be in it. COMMIT AND CHAIN and ROLLBACK AND CHAIN end it and
+	// open another at once, which the protocol's status ('T') does not tell
+	// apart. Statements that must come before any query (SET TRANSACTION
+	// ISOLATION LEVEL) run first, and the id is taken after them.
+	lead := 0
+	for lead < len(p.Statements) && setTransaction.MatchString(p.Statements[lead]) {
+		lead++
+	}
+	var xid int64
+	if lead == 0 {
+		if err := pc.QueryRow(ctx, "SELECT pg_catalog.txid_current()", pgx.QueryExecModeSimpleProtocol).Scan(&xid); err != nil {
+			m.rollback(pc)
+			return &stepError{stmt: -1, err: err}
+		}
+	}
 	for i, stmt := range p.Statements {
-		if _, err := pc.Exec(ctx, stmt); err != nil {
-			if !pc.PgConn().IsClosed() && pc.PgConn().TxStatus() == 'I' {
+		_, err := pc.Exec(ctx, stmt)
+		if err == nil && pc.PgConn().TxStatus() != 'T' {
+			return m.transactionEnded(ctx, pc, st, s, up, p, i)
+		}
+		if err == nil && i+1 >= lead {
+			err = m.sameTransaction(ctx, pc, &xid)
+			if errors.Is(err, errTransactionEnded) {
+				return m.transactionEnded(ctx, pc, st, s, up, p, i)
+			}
+		}
+		if err != nil {
+			if !pc.PgConn().IsClosed() && pc.PgConn().TxStatus() == 'I' || m.committed(pc, xid) {
 				// A failure inside the migration's transaction leaves it
-				// failed ('E'): 'I' means a command before the failing one
-				// of the statement (COMMIT; ...) ended it, and what ran
-				// before that stays committed.
+				// failed ('E') and rolls it back: 'I', or the transaction
+				// found committed after the rollback, means a command
+				// before the failing one of the statement (COMMIT; ...,
+				// COMMIT AND CHAIN; ...) ended it, and what ran before
+				// that stays committed.
 				// The failure is named, not wrapped: a rerun cannot help.
 				se := m.transactionEnded(ctx, pc, st, s, up, p, i).(*stepError)
 				se.err = fmt.Errorf("%w; then a later command of the statement failed: %s", se.err, err.Error())
@@ -253,9 +281,6 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 			}
 			m.rollback(pc)
 			return &stepError{stmt: i, started: true, err: err}
-		}
-		if pc.PgConn().TxStatus() != 'T' {
-			return m.transactionEnded(ctx, pc, st, s, up, p, i)
 		}
 	}
 	if err := m.writeVersion(ctx, pc, st, s, up, false, t0); err != nil {
@@ -347,6 +372,40 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 // transaction (a COMMIT or ROLLBACK preparse did not see, e.g. inside a
 // multi-command statement).
 var errTransactionEnded = errors.New("the statement ended the migration's transaction (COMMIT or ROLLBACK in a migration that runs in one): the statements before it may be committed")
+
+// sameTransaction checks that the session is still in the migration's
+// transaction, whose id is *xid (0: not taken yet, and then it is taken now):
+// errTransactionEnded when it is another one (or one without an id yet), as
+// after COMMIT AND CHAIN. One round trip on the simple protocol, names
+// qualified: a migration's DEALLOCATE ALL or search_path cannot change it.
+func (m *Migrator) sameTransaction(ctx context.Context, pc *pgx.Conn, xid *int64) error {
+	if *xid == 0 {
+		return pc.QueryRow(ctx, "SELECT pg_catalog.txid_current()", pgx.QueryExecModeSimpleProtocol).Scan(xid)
+	}
+	var same bool
+	err := pc.QueryRow(ctx, "SELECT COALESCE(pg_catalog.txid_current_if_assigned() OPERATOR(pg_catalog.=) "+strconv.FormatInt(*xid, 10)+", false)",
+		pgx.QueryExecModeSimpleProtocol).Scan(&same)
+	if err == nil && !same {
+		err = errTransactionEnded
+	}
+	return err
+}
+
+// committed reports, after a failure, whether the migration's transaction xid
+// was committed (by a COMMIT in the failing statement, before the failing
+// command): it rolls back whatever is open first. Best effort: false when the
+// session is gone or xid was not taken.
+func (m *Migrator) committed(pc *pgx.Conn, xid int64) bool {
+	if xid == 0 || pc.PgConn().IsClosed() {
+		return false
+	}
+	m.rollback(pc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var status *string
+	err := pc.QueryRow(ctx, "SELECT pg_catalog.txid_status("+strconv.FormatInt(xid, 10)+")", pgx.QueryExecModeSimpleProtocol).Scan(&status)
+	return err == nil && status != nil && *status == "committed"
+}
 
 // transactionEnded records a transactional migration whose statement i ended
 // its transaction as stopped partway, as runNoTx records its own: what ran

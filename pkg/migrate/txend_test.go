@@ -71,46 +71,73 @@ func TestTransactionControlRefused(t *testing.T) {
 // transaction anyway (one preparse cannot see), the run stops at once, records
 // the migration as stopped partway and exits 1, so that no retry applies what may
 // have committed again. The statements are given to runTx directly: every form
-// preparse knows is refused before it.
+// preparse knows is refused before it. COMMIT AND CHAIN and ROLLBACK AND CHAIN
+// open a new transaction at once, so the protocol's status stays 'T': runTx
+// compares the transaction's id with the one it began (test/faults/adversary
+// session 11, findings 1 and 1d); a COMMIT AND CHAIN before a failing command of
+// the same statement is found by the id's status after the rollback; and the
+// record is written as the step's own role whatever role the migration took
+// (finding 5).
 func TestTransactionEndedAtRunTime(t *testing.T) {
-	d := newDB(t)
-	ctx := context.Background()
-	dir := writeDir(t, files{"00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")})
-	mustRun(t, d.url(), dir, "--plan")
-	db := d.sqlDB(t, nil)
-	m := &Migrator{DB: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Opts: Options{Table: DefaultTable, LockTimeout: 10 * time.Second}}
-	lk, err := acquireLock(ctx, db, 0, m.Log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := Inspect(ctx, lk.conn, DefaultTable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.exec(createVersionSQL(st))
-	d.exec("INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true)")
-	if st, err = Inspect(ctx, lk.conn, DefaultTable); err != nil {
-		t.Fatal(err)
-	}
-	s := Source{Version: 1, File: "00001_a.sql"}
-	p := &Parsed{UseTx: true, Statements: []string{"CREATE TABLE a (id int)", "COMMIT", "CREATE TABLE b (id int)"}}
-	err = lk.conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
-		rerr := m.runTx(ctx, pc, st, s, true, p, pc.PgConn().ParameterStatus("server_version"), time.Now(), nil)
-		return m.failed(ctx, pc, s, true, rerr, nil)
-	})
-	lk.release(ctx)
-	var me *MigrationError
-	if !errors.As(err, &me) || !me.Dirty || failure.Code(err) != 1 || !strings.Contains(err.Error(), "its statement 2 ended the transaction") {
-		t.Fatalf("err = %v (code %d), want a dirty migration error, exit 1", err, failure.Code(err))
-	}
-	if !d.tableExists("a") || d.tableExists("b") {
-		t.Errorf("a exists %v (committed by the COMMIT), b exists %v (must not run)", d.tableExists("a"), d.tableExists("b"))
-	}
-	if got := d.queryString("SELECT statements_done || '/' || statements_total FROM goose_db_version_dirty WHERE version = 1"); got != "2/3" {
-		t.Errorf("dirty record %q, want 2/3", got)
-	}
-	if o := runStep(t, d.url(), dir); o.code != 1 || !strings.Contains(o.lastLine(), "stopped partway") {
-		t.Errorf("the next run: exit %d, want 1 refusing the stopped migration:\n%s", o.code, o.lastLine())
+	for _, tc := range []struct {
+		name  string
+		stmts []string
+		done  string // the dirty record's statements_done/statements_total
+		a     bool   // table a committed
+		want  string
+	}{
+		{"commit", []string{"CREATE TABLE a (id int)", "COMMIT", "CREATE TABLE b (id int)"}, "2/3", true, "its statement 2 ended the transaction"},
+		{"commit-and-chain", []string{"CREATE TABLE a (id int)", "COMMIT AND CHAIN", "CREATE TABLE b (id int)"}, "2/3", true, "its statement 2 ended the transaction"},
+		{"rollback-and-chain", []string{"CREATE TABLE a (id int)", "ROLLBACK AND CHAIN", "CREATE TABLE b (id int)"}, "2/3", false, "its statement 2 ended the transaction"},
+		{"chain-then-a-failure", []string{"CREATE TABLE a (id int); COMMIT AND CHAIN; SELECT 1/0", "CREATE TABLE b (id int)"}, "1/2", true, "then a later command of the statement failed: ERROR: division by zero"},
+		{"chain-as-another-role", []string{"SET ROLE h43_noprivs", "CREATE TEMP TABLE x (id int); COMMIT AND CHAIN", "CREATE TABLE b (id int)"}, "2/3", false, "its statement 2 ended the transaction"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDB(t)
+			ctx := context.Background()
+			if tc.name == "chain-as-another-role" {
+				// A role that may not create the dirty record in public.
+				d.exec("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'h43_noprivs') THEN CREATE ROLE h43_noprivs NOLOGIN; END IF; END$$")
+				d.exec("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+			}
+			dir := writeDir(t, files{"00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")})
+			mustRun(t, d.url(), dir, "--plan")
+			db := d.sqlDB(t, nil)
+			m := &Migrator{DB: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Opts: Options{Table: DefaultTable, LockTimeout: 10 * time.Second}}
+			lk, err := acquireLock(ctx, db, 0, m.Log, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := Inspect(ctx, lk.conn, DefaultTable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.exec(createVersionSQL(st))
+			d.exec("INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true)")
+			if st, err = Inspect(ctx, lk.conn, DefaultTable); err != nil {
+				t.Fatal(err)
+			}
+			s := Source{Version: 1, File: "00001_a.sql"}
+			p := &Parsed{UseTx: true, Statements: tc.stmts}
+			err = lk.conn.Raw(func(dc any) error {
+				pc := dc.(*stdlib.Conn).Conn()
+				rerr := m.runTx(ctx, pc, st, s, true, p, pc.PgConn().ParameterStatus("server_version"), time.Now(), nil)
+				return m.failed(ctx, pc, s, true, rerr, nil)
+			})
+			lk.release(ctx)
+			var me *MigrationError
+			if !errors.As(err, &me) || !me.Dirty || failure.Code(err) != 1 || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v (code %d), want a dirty migration error with %q, exit 1", err, failure.Code(err), tc.want)
+			}
+			if d.tableExists("a") != tc.a || d.tableExists("b") {
+				t.Errorf("a exists %v, want %v; b exists %v (must not run)", d.tableExists("a"), tc.a, d.tableExists("b"))
+			}
+			if got := d.queryString("SELECT statements_done || '/' || statements_total FROM goose_db_version_dirty WHERE version = 1"); got != tc.done {
+				t.Errorf("dirty record %q, want %s", got, tc.done)
+			}
+			if o := runStep(t, d.url(), dir); o.code != 1 || !strings.Contains(o.lastLine(), "stopped partway") {
+				t.Errorf("the next run: exit %d, want 1 refusing the stopped migration:\n%s", o.code, o.lastLine())
+			}
+		})
 	}
 }
