@@ -134,23 +134,5 @@ func TestIdSequenceUnreadableIsNotChecked(t *testing.T) {
 // TestResolveAppliedIsRefusedWhileTheIdSequenceIsBehind: --resolve --as
 // applied writes a version row too: refused, nothing changed, with the repair.
 func TestResolveAppliedIsRefusedWhileTheIdSequenceIsBehind(t *testing.T) {
-	d := newDB(t)
-	d.exec("CREATE TABLE hits (n int)")
-	dir := writeDir(t, files{"00001_b.sql": "-- +goose NO TRANSACTION\n" + mig("INSERT INTO hits VALUES (1);\nSELECT 1/0;", "")})
-	if o := runStep(t, d.url(), dir); o.code != 1 {
-		t.Fatalf("exit %d: %s", o.code, o.lastLine())
-	}
-	d.exec("SELECT setval(pg_get_serial_sequence('goose_db_version', 'id'), 1, false)")
-	before := d.snapshot()
-	o := runStep(t, d.url(), dir, "--resolve", "1", "--as", "applied")
-	if o.code != 1 || !strings.Contains(o.lastLine(), "it hands out id 1 next, which the row of version 0 already has") {
-		t.Fatalf("exit %d: %s", o.code, o.lastLine())
-	}
-	if after := d.snapshot(); after != before {
-		t.Fatalf("a refused resolve changed the database:\n%s\nthen:\n%s", before, after)
-	}
-	d.exec(repairOf(t, strings.ReplaceAll(o.lastLine(), `\"`, `"`)))
-	if o := mustRun(t, d.url(), dir, "--resolve", "1", "--as", "applied"); o.result("current-version") != "1" {
-		t.Fatalf("resolve after the repair: %v", o.summary.Results)
-	}
+	resolveRefusedUntilRepaired(t, "SELECT setval(pg_get_serial_sequence('goose_db_version', 'id'), 1, false)", "it hands out id 1 next, which the row of version 0 already has")
 }

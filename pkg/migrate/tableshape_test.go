@@ -107,16 +107,24 @@ func TestVersionTableThatCannotTakeARowIsRefused(t *testing.T) {
 // TestResolveAppliedNeedsAVersionRowThatCanBeWritten: --resolve --as applied
 // is refused, nothing changed, while the version table cannot take the row.
 func TestResolveAppliedNeedsAVersionRowThatCanBeWritten(t *testing.T) {
+	resolveRefusedUntilRepaired(t, "ALTER TABLE goose_db_version ALTER COLUMN id DROP IDENTITY", "column id is NOT NULL without a default")
+}
+
+// resolveRefusedUntilRepaired stops a NO TRANSACTION migration partway, breaks
+// the version table with breakSQL, and wants --resolve --as applied refused
+// with want and nothing changed, then accepted after the printed repair.
+func resolveRefusedUntilRepaired(t *testing.T, breakSQL, want string) {
+	t.Helper()
 	d := newDB(t)
 	d.exec("CREATE TABLE hits (n int)")
 	dir := writeDir(t, files{"00001_b.sql": "-- +goose NO TRANSACTION\n" + mig("INSERT INTO hits VALUES (1);\nSELECT 1/0;", "")})
 	if o := runStep(t, d.url(), dir); o.code != 1 {
 		t.Fatalf("exit %d: %s", o.code, o.lastLine())
 	}
-	d.exec("ALTER TABLE goose_db_version ALTER COLUMN id DROP IDENTITY")
+	d.exec(breakSQL)
 	before := d.snapshot()
 	o := runStep(t, d.url(), dir, "--resolve", "1", "--as", "applied")
-	if o.code != 1 || !strings.Contains(o.lastLine(), "column id is NOT NULL without a default") {
+	if o.code != 1 || !strings.Contains(o.lastLine(), want) {
 		t.Fatalf("exit %d: %s", o.code, o.lastLine())
 	}
 	if after := d.snapshot(); after != before {
