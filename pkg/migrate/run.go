@@ -316,36 +316,32 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	if err != nil {
 		return &stepError{stmt: -1, err: err}
 	}
-	dirty := func(i int, err error) error {
-		m.recordDirtyError(pc, st, s.Version, err)
-		return &stepError{stmt: i, started: true, err: err}
+	// dirty records the failure; done statements completed.
+	dirty := func(done, stmt int, err error) error {
+		m.recordDirtyError(pc, st, s.Version, done, err)
+		return &stepError{stmt: stmt, started: true, err: err}
 	}
-	progress := `UPDATE ` + st.dirtyTable() + ` SET statements_done = $2 WHERE version = $1`
 	for i, stmt := range p.Statements {
 		if err := ctx.Err(); err != nil {
-			return dirty(i, err)
+			return dirty(i, i, err)
 		}
 		if _, err := pc.Exec(ctx, stmt); err != nil {
-			return dirty(i, err)
+			return dirty(i, i, err)
 		}
-		_, err := pc.Exec(ctx, progress, pgx.QueryExecModeExec, s.Version, i+1)
-		if dbconn.SQLState(err) == dbconn.InsufficientPrivilege {
-			// The migration took another role (SET ROLE): count as the
-			// step's own, then give the migration its role back.
-			err = m.asOwnRole(ctx, pc, func() error {
-				_, err := pc.Exec(ctx, progress, pgx.QueryExecModeExec, s.Version, i+1)
-				return err
-			})
-		}
-		if err != nil {
-			return dirty(i+1, err)
+		if err := m.countStatement(ctx, pc, st, s.Version, i+1); err != nil {
+			return dirty(i+1, i, fmt.Errorf("statement %d ran, but counting it in %s failed: %w", i+1, st.dirtyTable(), err))
 		}
 	}
 	// A statement of the file may have left a transaction open (BEGIN without
 	// COMMIT): the version row must not join it.
 	if pc.PgConn().TxStatus() != 'I' {
 		m.rollback(pc)
-		return dirty(-1, errors.New("the migration left a transaction open (BEGIN without COMMIT); it was rolled back"))
+		return dirty(len(p.Statements), -1, errors.New("the migration left a transaction open (BEGIN without COMMIT); it was rolled back"))
+	}
+	// The migration is over: the step's own settings come back whole, whatever
+	// it left on the session (a role, default_transaction_read_only, timeouts).
+	if _, err = pc.Exec(ctx, resetSQL(m.settings(), serverVersion)); err != nil {
+		return dirty(len(p.Statements), -1, err)
 	}
 	if up {
 		// One statement: the version row, its checksum row and the dirty
@@ -353,7 +349,7 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		err = m.writeVersion(ctx, pc, st, s, up, true, t0)
 	} else {
 		var tag pgconn.CommandTag
-		tag, err = pc.Exec(ctx, m.ownRoleSQL()+";\nBEGIN;\n"+st.rolledBackSQL(s.Version))
+		tag, err = pc.Exec(ctx, "BEGIN;\n"+st.rolledBackSQL(s.Version))
 		if err == nil && tag.RowsAffected() == 0 {
 			err = errVersionRow
 		}
@@ -363,9 +359,52 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	}
 	if err != nil {
 		m.rollback(pc)
-		return dirty(-1, err)
+		return dirty(len(p.Statements), -1, err)
 	}
 	return nil
+}
+
+// countStatement records that the first done statements of a migration without
+// a transaction completed. Between two statements, outside a transaction of the
+// migration's, it writes in a transaction of its own whose role and timeouts
+// are the step's, all SET LOCAL: whatever the migration set on the session (SET
+// ROLE, SET SESSION AUTHORIZATION, READ ONLY as the session default, a short
+// statement_timeout) stays for its later statements, and none of it stops the
+// count. Inside a transaction the migration began (BEGIN as a statement), the
+// count joins it, so it commits or rolls back with what it counts.
+func (m *Migrator) countStatement(ctx context.Context, pc *pgx.Conn, st *State, v int64, done int) error {
+	update := "UPDATE " + st.dirtyTable() + " SET statements_done = " + strconv.Itoa(done) + " WHERE version = " + strconv.FormatInt(v, 10)
+	if pc.PgConn().TxStatus() == 'I' {
+		_, err := pc.Exec(ctx, m.ownTransactionSQL(update))
+		if err != nil {
+			m.rollback(pc)
+		}
+		return err
+	}
+	_, err := pc.Exec(ctx, update)
+	if dbconn.SQLState(err) == dbconn.InsufficientPrivilege {
+		// The migration took another role (SET ROLE) inside its
+		// transaction: count as the step's own, then give it its role back.
+		err = m.asOwnRole(ctx, pc, func() error {
+			_, err := pc.Exec(ctx, update)
+			return err
+		})
+	}
+	return err
+}
+
+// ownTransactionSQL runs write in a read-write transaction of its own with the
+// step's session user, role, lock_timeout and statement_timeout set LOCAL, so
+// the session keeps every setting it had before.
+func (m *Migrator) ownTransactionSQL(write string) string {
+	set := m.settings()
+	role := "NONE"
+	if set.Role != "" {
+		role = dbconn.QuoteIdent(set.Role)
+	}
+	return "BEGIN READ WRITE;\nSET LOCAL SESSION AUTHORIZATION DEFAULT;\nSET LOCAL ROLE " + role +
+		";\nSET LOCAL lock_timeout = " + millis(set.LockTimeout) + ";\nSET LOCAL statement_timeout = " + millis(set.StatementTimeout) +
+		";\n" + write + ";\nCOMMIT"
 }
 
 // errTransactionEnded: a statement of a transactional migration ended its
@@ -438,9 +477,11 @@ func (m *Migrator) transactionEnded(ctx context.Context, pc *pgx.Conn, st *State
 	return &stepError{stmt: i, started: true, dirty: true, err: err}
 }
 
-// recordDirtyError adds the failure to the dirty row, best effort: the session
-// may be gone, and then the row says only how far the migration got.
-func (m *Migrator) recordDirtyError(pc *pgx.Conn, st *State, v int64, cause error) {
+// recordDirtyError adds the failure, and that done statements completed, to the
+// dirty row, best effort: the session may be gone, and then the row says only
+// how far the migration got by its last count. The migration is over, so the
+// step's own settings come back whole first.
+func (m *Migrator) recordDirtyError(pc *pgx.Conn, st *State, v int64, done int, cause error) {
 	if pc.PgConn().IsClosed() {
 		return
 	}
@@ -457,8 +498,9 @@ func (m *Migrator) recordDirtyError(pc *pgx.Conn, st *State, v int64, cause erro
 	if m.Redact != nil {
 		msg = m.Redact(msg)
 	}
-	_, _ = pc.Exec(ctx, m.ownRoleSQL())
-	_, _ = pc.Exec(ctx, `UPDATE `+st.dirtyTable()+` SET last_error = $2 WHERE version = $1`, pgx.QueryExecModeExec, v, msg)
+	_, _ = pc.Exec(ctx, resetSQL(m.settings(), pc.PgConn().ParameterStatus("server_version")))
+	_, _ = pc.Exec(ctx, `UPDATE `+st.dirtyTable()+` SET last_error = $2, statements_done = GREATEST(statements_done, $3) WHERE version = $1`,
+		pgx.QueryExecModeExec, v, msg, done)
 }
 
 // rollback ends a transaction left open by a failure, best effort and whatever

@@ -140,22 +140,47 @@ func TestVersionIdSequenceBehindItsRowsIsRefusedBeforeRunning(t *testing.T) {
 // with 25006: runNoTx's progress UPDATE, then the version row. ownRoleSQL
 // gives the session back its role, not its settings. Every statement ran, but
 // the run exits 1 with the migration recorded as stopped partway.
-// Fix: before the step's own writes in runNoTx (progress, version row,
-// recordDirtyError), also SET default_transaction_read_only = off (and the
-// other settings resetSQL makes; e.g. run them inside BEGIN; SET LOCAL ...;
-// ...; COMMIT so the migration's own settings stay for its later statements).
+// Fixed (countStatement, runNoTx): the count between statements runs in a
+// read-write transaction of its own with the step's role and timeouts set
+// LOCAL, and the writes after the migration start from the step's own settings.
 func TestReadOnlySessionLeftByAMigrationDoesNotStopTheStepsOwnWrites(t *testing.T) {
-	t.Skip("session11 finding 3: a NO TRANSACTION migration that leaves the session read-only is recorded stopped partway though every statement ran")
+	for name, readOnly := range map[string]string{
+		"session characteristics":       "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;",
+		"default_transaction_read_only": "SET default_transaction_read_only = on;",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := s10Run(t, map[string]string{
+				"1_ro.sql": "-- +goose NO TRANSACTION\n-- +goose Up\n" + logInsert(1, 1, 0) + "\n" + readOnly + "\n" +
+					"-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+				"2_after.sql": "-- +goose Up\n" + logInsert(2, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 2;\n",
+			})
+			res := r.migrate("migrate", appDefault)
+			s := r.snapshot()
+			if d, ok := s.dirty[1]; ok || res.Code != 0 || s.rows[1] != 1 || s.rows[2] != 1 {
+				t.Fatalf("migrate: exit %d, version rows %v, dirty record %v (%v); want exit 0, both applied, no dirty record\n%s",
+					res.Code, s.rows, ok, d, s10Out(res))
+			}
+		})
+	}
+}
+
+// The sibling of finding 3: the step's count must not undo what the migration
+// set for its own later statements. A write after the migration's READ ONLY
+// fails as PostgreSQL makes it fail, and the record counts exactly the two
+// statements that ran (before the fix the count after the SET failed first and
+// the record said one).
+func TestReadOnlySetByAMigrationStillHoldsForItsLaterStatements(t *testing.T) {
 	r := s10Run(t, map[string]string{
-		"1_ro.sql": "-- +goose NO TRANSACTION\n-- +goose Up\n" + logInsert(1, 1, 0) + "\nSET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;\n" +
+		"1_ro.sql": "-- +goose NO TRANSACTION\n-- +goose Up\n" + logInsert(1, 1, 0) +
+			"\nSET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;\n" + logInsert(1, 3, 0) + "\n" +
 			"-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
-		"2_after.sql": "-- +goose Up\n" + logInsert(2, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 2;\n",
 	})
 	res := r.migrate("migrate", appDefault)
 	s := r.snapshot()
-	if d, ok := s.dirty[1]; ok || res.Code != 0 || s.rows[1] != 1 || s.rows[2] != 1 {
-		t.Fatalf("migrate: exit %d, version rows %v, dirty record %v (%v); want exit 0, both applied, no dirty record\n%s",
-			res.Code, s.rows, ok, d, s10Out(res))
+	d, ok := s.dirty[1]
+	if res.Code != 1 || !ok || d.Done != 2 || r.ran(1, 1) != 1 || r.ran(1, 3) != 0 || !strings.Contains(d.LastError, "25006") {
+		t.Fatalf("migrate: exit %d, dirty record %v (%+v), statement 1 ran %d, statement 3 ran %d; want exit 1, recorded stopped after 2 statements with the read-only error (25006)\n%s",
+			res.Code, ok, d, r.ran(1, 1), r.ran(1, 3), s10Out(res))
 	}
 }
 
