@@ -65,6 +65,23 @@ func TestTransactionControlRefused(t *testing.T) {
 			t.Fatalf("a has %s rows, want 0 (rolled back to the savepoint)", n)
 		}
 	})
+	// A SQL-standard function body (PostgreSQL 14+) holds semicolons and END
+	// words of its own: before, preparse read its END as the command that ends
+	// the transaction and refused the file.
+	t.Run("begin-atomic", func(t *testing.T) {
+		d := newDB(t)
+		dir := writeDir(t, files{"00001_a.sql": mig(
+			"CREATE TABLE a (id int);\n-- +goose StatementBegin\nCREATE FUNCTION g(x int) RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n"+
+				"  INSERT INTO a VALUES (x);\n  SELECT CASE WHEN x > 0 THEN 1 ELSE 0 END;\nEND;\n-- +goose StatementEnd\nINSERT INTO a SELECT g(5);",
+			"DROP FUNCTION g(int); DROP TABLE a;")})
+		if o := runStep(t, d.url(), dir, "--plan"); o.code != 0 {
+			t.Fatalf("plan: exit %d, want 0:\n%s", o.code, o.lastLine())
+		}
+		mustRun(t, d.url(), dir)
+		if got := d.queryString("SELECT string_agg(id::text, ',' ORDER BY id) FROM a"); got != "1,5" {
+			t.Fatalf("a holds %q, want 1,5 (g ran once and returned 1)", got)
+		}
+	})
 }
 
 // TestTransactionEndedAtRunTime: should a statement end the migration's

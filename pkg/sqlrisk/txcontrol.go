@@ -84,21 +84,27 @@ const keptWords = 3
 // quote or block comment is left open. scsOff reads plain strings with
 // standard_conforming_strings off: a backslash escapes the next byte.
 func lexCommands(s string, scsOff bool) (cmds [][]string, ok bool) {
-	var cur []string
+	var (
+		cur  []string
+		body routineBody
+	)
 	add := func(tok string) {
 		if len(cur) < keptWords {
 			cur = append(cur, tok)
 		}
+		body.token(tok)
 	}
 	n := len(s)
 	for i := 0; i < n; {
 		c := s[i]
 		switch {
+		case c == ';' && body.depth > 0:
+			i++ // inside a BEGIN ATOMIC body: the command goes on
 		case c == ';':
 			if len(cur) > 0 {
 				cmds = append(cmds, cur)
 			}
-			cur = nil
+			cur, body = nil, routineBody{}
 			i++
 		case isSpace(c):
 			i++
@@ -180,6 +186,44 @@ func lexCommands(s string, scsOff bool) (cmds [][]string, ok bool) {
 		cmds = append(cmds, cur)
 	}
 	return cmds, true
+}
+
+// routineBody follows a CREATE [OR REPLACE] FUNCTION or PROCEDURE command
+// through its SQL-standard body (BEGIN ATOMIC ... END), whose semicolons do not
+// end the command: depth counts the BEGIN and CASE words after the command's
+// first token that an END has not closed yet, as PostgreSQL's grammar and psql
+// read them. Commands of any other kind never get a depth.
+type routineBody struct {
+	words   int      // tokens seen in the command
+	leading []string // its first words, up to the routine's kind
+	routine bool     // a CREATE [OR REPLACE] FUNCTION or PROCEDURE command
+	depth   int
+}
+
+func (b *routineBody) token(tok string) {
+	b.words++
+	if b.words <= 4 {
+		b.leading = append(b.leading, tok)
+		b.routine = isRoutineCreate(b.leading)
+	}
+	if !b.routine {
+		return
+	}
+	switch tok {
+	case "BEGIN", "CASE":
+		b.depth++
+	case "END":
+		if b.depth > 0 {
+			b.depth--
+		}
+	}
+}
+
+// isRoutineCreate says whether words start CREATE [OR REPLACE] FUNCTION or
+// PROCEDURE.
+func isRoutineCreate(w []string) bool {
+	kind := func(i int) bool { return len(w) > i && (w[i] == "FUNCTION" || w[i] == "PROCEDURE") }
+	return len(w) > 1 && w[0] == "CREATE" && (kind(1) || len(w) > 2 && w[1] == "OR" && w[2] == "REPLACE" && kind(3))
 }
 
 // skipString returns the index after the string literal whose body starts at

@@ -47,6 +47,14 @@ func TestEndsTransaction(t *testing.T) {
 		{"SELECT 1a$b$; COMMIT AND CHAIN; SELECT 1 AS x$b$", "COMMIT"},
 		{"SELECT 1$a$;COMMIT$a$", ""},
 		{"PREPARE q AS SELECT $1; COMMIT", "COMMIT"},
+		// SQL-standard routine bodies: their semicolons and END stay inside.
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END", ""},
+		{"create or replace function f(x int) returns int language sql\nbegin atomic\n  select case when x > 0 then 1 else 0 end;\n  select 2;\nend;", ""},
+		{"CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC INSERT INTO t VALUES (1); INSERT INTO t VALUES (2); END; COMMIT", "COMMIT"},
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; END", "END"},
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql RETURN CASE WHEN true THEN 1 END; COMMIT", "COMMIT"},
+		{"SELECT CASE WHEN true THEN 1 END; COMMIT", "COMMIT"},
+		{"CREATE TABLE begin_end (a int); END", "END"},
 		// Names and commands that keep the transaction.
 		{"ROLLBACK TO SAVEPOINT a", ""},
 		{"rollback to a", ""},
