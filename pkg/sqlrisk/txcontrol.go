@@ -190,32 +190,30 @@ func lexCommands(s string, scsOff bool) (cmds [][]string, ok bool) {
 
 // routineBody follows a CREATE [OR REPLACE] FUNCTION or PROCEDURE command
 // through its SQL-standard body (BEGIN ATOMIC ... END), whose semicolons do not
-// end the command: depth counts the BEGIN and CASE words after the command's
-// first token that an END has not closed yet, as PostgreSQL's grammar and psql
-// read them. Commands of any other kind never get a depth.
+// end the command: depth counts the BEGIN ATOMIC, and the CASE inside it, that
+// an END has not closed yet. Only BEGIN followed by ATOMIC opens a body, so a
+// routine named begin cannot hide the commands after it. Commands of any other
+// kind never get a depth.
 type routineBody struct {
-	words   int      // tokens seen in the command
-	leading []string // its first words, up to the routine's kind
+	leading []string // the command's first words, up to the routine's kind
 	routine bool     // a CREATE [OR REPLACE] FUNCTION or PROCEDURE command
+	prev    string
 	depth   int
 }
 
 func (b *routineBody) token(tok string) {
-	b.words++
-	if b.words <= 4 {
+	if len(b.leading) < 4 {
 		b.leading = append(b.leading, tok)
 		b.routine = isRoutineCreate(b.leading)
 	}
-	if !b.routine {
-		return
-	}
-	switch tok {
-	case "BEGIN", "CASE":
+	prev := b.prev
+	b.prev = tok
+	switch {
+	case !b.routine:
+	case tok == "ATOMIC" && prev == "BEGIN", tok == "CASE" && b.depth > 0:
 		b.depth++
-	case "END":
-		if b.depth > 0 {
-			b.depth--
-		}
+	case tok == "END" && b.depth > 0:
+		b.depth--
 	}
 }
 

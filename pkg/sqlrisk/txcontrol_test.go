@@ -55,6 +55,8 @@ func TestEndsTransaction(t *testing.T) {
 		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql RETURN CASE WHEN true THEN 1 END; COMMIT", "COMMIT"},
 		{"SELECT CASE WHEN true THEN 1 END; COMMIT", "COMMIT"},
 		{"CREATE TABLE begin_end (a int); END", "END"},
+		{"CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1'; COMMIT", "COMMIT"},
+		{"CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql RETURN begin; COMMIT", "COMMIT"},
 		// Names and commands that keep the transaction.
 		{"ROLLBACK TO SAVEPOINT a", ""},
 		{"rollback to a", ""},
