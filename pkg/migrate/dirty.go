@@ -31,7 +31,7 @@ type DirtyRow struct {
 	Done      int // statements that completed
 	Total     int
 	StartedAt time.Time
-	RunID     string // host (pod) that ran it
+	RunID     string // run and pod that ran it (dirtyRunID)
 	LastError string // SQLSTATE and message, redacted; "" when the process died first
 }
 

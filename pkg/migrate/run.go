@@ -307,9 +307,8 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		return &stepError{stmt: -1, err: err}
 	}
 	st.DirtyExists = true
-	host, _ := os.Hostname()
 	tag, err := pc.Exec(ctx, `INSERT INTO `+st.dirtyTable()+` (version, direction, file, statements_done, statements_total, run_id)
-		SELECT $1, $2, $3, 0, $4, $5 WHERE `+heldSQL, pgx.QueryExecModeExec, s.Version, direction(up), s.File, len(p.Statements), host)
+		SELECT $1, $2, $3, 0, $4, $5 WHERE `+heldSQL, pgx.QueryExecModeExec, s.Version, direction(up), s.File, len(p.Statements), m.dirtyRunID())
 	if err == nil && tag.RowsAffected() == 0 {
 		err = errVersionRow
 	}
@@ -464,8 +463,7 @@ func (m *Migrator) transactionEnded(ctx context.Context, pc *pgx.Conn, st *State
 		}
 		st.DirtyExists = true
 	}
-	host, _ := os.Hostname()
-	tag, err := pc.Exec(ctx, sql, pgx.QueryExecModeExec, s.Version, direction(up), s.File, i+1, len(p.Statements), host, errTransactionEnded.Error())
+	tag, err := pc.Exec(ctx, sql, pgx.QueryExecModeExec, s.Version, direction(up), s.File, i+1, len(p.Statements), m.dirtyRunID(), errTransactionEnded.Error())
 	if err == nil && tag.RowsAffected() == 0 {
 		err = errVersionRow
 	}
@@ -475,6 +473,20 @@ func (m *Migrator) transactionEnded(ctx context.Context, pc *pgx.Conn, st *State
 		err = errTransactionEnded
 	}
 	return &stepError{stmt: i, started: true, dirty: true, err: err}
+}
+
+// dirtyRunID names, on a dirty record, the run (--run-id, e.g. the workflow)
+// and the pod it ran in, so the person settling it finds both the run and the
+// log; the pod alone when they are the same (the default run id).
+func (m *Migrator) dirtyRunID() string {
+	host, _ := os.Hostname()
+	if m.Opts.RunID == "" || m.Opts.RunID == host {
+		return host
+	}
+	if host == "" {
+		return m.Opts.RunID
+	}
+	return m.Opts.RunID + " (pod " + host + ")"
 }
 
 // recordDirtyError adds the failure, and that done statements completed, to the

@@ -21,7 +21,7 @@ func TestNoTxStoppedPartwayIsDirtyUntilResolved(t *testing.T) {
 		"00002_b.sql": "-- +goose NO TRANSACTION\n" + mig("INSERT INTO hits VALUES (1);\nINSERT INTO hits VALUES (2);\nSELECT nope FROM hits;\nINSERT INTO hits VALUES (4);", ""),
 		"00003_c.sql": mig("CREATE TABLE c (id int);", "DROP TABLE c;"),
 	})
-	o := runStep(t, d.url(), dir)
+	o := runStep(t, d.url(), dir, "--run-id", "wf-1")
 	if o.code != 1 || !strings.Contains(o.lastLine(), "recorded as stopped partway") || !strings.Contains(o.lastLine(), "00002_b.sql:5") {
 		t.Fatalf("exit %d: %s", o.code, o.lastLine())
 	}
@@ -33,7 +33,8 @@ func TestNoTxStoppedPartwayIsDirtyUntilResolved(t *testing.T) {
 	}
 	for _, args := range [][]string{nil, {"--plan"}, {"--down-to", "0"}} {
 		o := runStep(t, d.url(), dir, args...)
-		if o.code != 1 || !strings.Contains(o.lastLine(), "migration 2 (00002_b.sql) stopped partway") ||
+		// The record names the run and its pod: where to read what happened.
+		if o.code != 1 || !strings.Contains(o.lastLine(), "migration 2 (00002_b.sql) stopped partway while applying it in wf-1 (pod ") ||
 			!strings.Contains(o.lastLine(), "statement 3 (line 5) may have partly run") || !strings.Contains(o.lastLine(), "--resolve 2 --as applied") {
 			t.Fatalf("%v: exit %d: %s", args, o.code, o.lastLine())
 		}
