@@ -37,8 +37,17 @@ func EndsTransaction(sql string) string {
 			continue
 		}
 		split = true
-		for _, words := range cmds {
-			if cmd := endingCommand(words); cmd != "" {
+		bodies := 0 // routine bodies opened and not yet closed by their END
+		for _, c := range cmds {
+			if c.opensBody {
+				bodies++
+			}
+			cmd := endingCommand(c.words)
+			if cmd == "END" && bodies > 0 {
+				bodies-- // the END closing a BEGIN ATOMIC body
+				continue
+			}
+			if cmd != "" {
 				return cmd
 			}
 		}
@@ -69,7 +78,8 @@ func endingCommand(words []string) string {
 		}
 		return "ROLLBACK"
 	case "PREPARE":
-		if len(words) > 1 && words[1] == "TRANSACTION" {
+		// PREPARE transaction AS ... prepares a statement named transaction.
+		if len(words) > 1 && words[1] == "TRANSACTION" && (len(words) < 3 || words[2] != "AS" && words[2] != "(") {
 			return "PREPARE TRANSACTION"
 		}
 	}
@@ -79,11 +89,27 @@ func endingCommand(words []string) string {
 // keptWords is how many leading tokens of a command endingCommand needs.
 const keptWords = 3
 
-// lexCommands cuts sql into its commands at the semicolons PostgreSQL's lexer
-// sees, keeping each command's first tokens; ok is false when a quote, dollar
-// quote or block comment is left open. scsOff reads plain strings with
-// standard_conforming_strings off: a backslash escapes the next byte.
-func lexCommands(s string, scsOff bool) (cmds [][]string, ok bool) {
+// command is the text between two semicolons PostgreSQL's lexer sees: its
+// first tokens, and whether it opens a SQL-standard routine body.
+type command struct {
+	words     []string
+	opensBody bool
+}
+
+// lexCommands cuts sql at every semicolon PostgreSQL's lexer sees, keeping each
+// piece's first tokens; ok is false when a quote, dollar quote or block comment
+// is left open. scsOff reads plain strings with standard_conforming_strings
+// off: a backslash escapes the next byte.
+//
+// A CREATE FUNCTION or PROCEDURE with a SQL-standard body (BEGIN ATOMIC ...
+// END) spans several pieces, the server's grammar (not its lexer) keeping the
+// semicolons inside: its first piece opensBody, and the piece starting with END
+// that closes it is matched by EndsTransaction. Nothing else in a body can
+// start a piece with END (its statements are DML and queries; the server
+// refuses COMMIT, ROLLBACK and the like in one with 0A000), so no CASE ... END
+// has to be followed, whose CASE and END may also be column labels (SELECT 1
+// AS case, t.end, even SELECT 1 case), which a keyword count cannot tell.
+func lexCommands(s string, scsOff bool) (cmds []command, ok bool) {
 	var (
 		cur  []string
 		body routineBody
@@ -98,11 +124,10 @@ func lexCommands(s string, scsOff bool) (cmds [][]string, ok bool) {
 	for i := 0; i < n; {
 		c := s[i]
 		switch {
-		case c == ';' && body.depth > 0:
-			i++ // inside a BEGIN ATOMIC body: the command goes on
 		case c == ';':
+			body.token(";")
 			if len(cur) > 0 {
-				cmds = append(cmds, cur)
+				cmds = append(cmds, command{words: cur, opensBody: body.opened})
 			}
 			cur, body = nil, routineBody{}
 			i++
@@ -182,38 +207,49 @@ func lexCommands(s string, scsOff bool) (cmds [][]string, ok bool) {
 			i++
 		}
 	}
+	body.token(";")
 	if len(cur) > 0 {
-		cmds = append(cmds, cur)
+		cmds = append(cmds, command{words: cur, opensBody: body.opened})
 	}
 	return cmds, true
 }
 
-// routineBody follows a CREATE [OR REPLACE] FUNCTION or PROCEDURE command
-// through its SQL-standard body (BEGIN ATOMIC ... END), whose semicolons do not
-// end the command: depth counts the BEGIN ATOMIC, and the CASE inside it, that
-// an END has not closed yet. Only BEGIN followed by ATOMIC opens a body, so a
-// routine named begin cannot hide the commands after it. Commands of any other
-// kind never get a depth.
+// routineBody reads one piece of text between semicolons: opened when it is
+// the start of a CREATE [OR REPLACE] FUNCTION or PROCEDURE whose BEGIN ATOMIC
+// body (outside parentheses: a parameter named begin of a type named atomic
+// is none) has a statement, so that its END starts a later piece. An empty body
+// (BEGIN ATOMIC END) closes in the piece itself. token(";") ends the piece.
 type routineBody struct {
-	leading []string // the command's first words, up to the routine's kind
+	leading []string // the piece's first words, up to the routine's kind
 	routine bool     // a CREATE [OR REPLACE] FUNCTION or PROCEDURE command
+	parens  int
 	prev    string
-	depth   int
+	atomic  bool // just after BEGIN ATOMIC: the next token tells an empty body
+	opened  bool
 }
 
 func (b *routineBody) token(tok string) {
-	if len(b.leading) < 4 {
+	if len(b.leading) < 4 && tok != ";" {
 		b.leading = append(b.leading, tok)
 		b.routine = isRoutineCreate(b.leading)
 	}
 	prev := b.prev
 	b.prev = tok
-	switch {
-	case !b.routine:
-	case tok == "ATOMIC" && prev == "BEGIN", tok == "CASE" && b.depth > 0:
-		b.depth++
-	case tok == "END" && b.depth > 0:
-		b.depth--
+	if !b.routine || b.opened {
+		return
+	}
+	if b.atomic {
+		b.atomic = false
+		b.opened = tok != "END"
+		return
+	}
+	switch tok {
+	case "(":
+		b.parens++
+	case ")":
+		b.parens--
+	case "ATOMIC":
+		b.atomic = prev == "BEGIN" && b.parens == 0
 	}
 }
 

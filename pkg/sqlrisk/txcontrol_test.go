@@ -57,6 +57,23 @@ func TestEndsTransaction(t *testing.T) {
 		{"CREATE TABLE begin_end (a int); END", "END"},
 		{"CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1'; COMMIT", "COMMIT"},
 		{"CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql RETURN begin; COMMIT", "COMMIT"},
+		// Column labels named case or end inside a body, a parameter or
+		// column named begin of a type named atomic (session12 finding 1,
+		// each checked on PostgreSQL 15 by test/faults/adversary).
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS case; END; COMMIT", "COMMIT"},
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT t.case FROM s t; END; COMMIT", "COMMIT"},
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 case; END; COMMIT; SELECT 1 end", "COMMIT"},
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 case; END; END", "END"},
+		{"CREATE FUNCTION f(begin atomic) RETURNS int LANGUAGE sql RETURN 1; COMMIT", "COMMIT"},
+		{"CREATE FUNCTION f() RETURNS TABLE (begin atomic) LANGUAGE sql RETURN 1; COMMIT", "COMMIT"},
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT begin atomic FROM s; END; END", "END"},
+		{"CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC END; END", "END"},
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS end; END", ""},
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT t.end FROM s t; END", ""},
+		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 end; SELECT 2; END", ""},
+		{"PREPARE transaction AS SELECT 1", ""},
+		{"PREPARE transaction (int) AS SELECT $1", ""},
+		{"PREPARE TRANSACTION $$x$$", "PREPARE TRANSACTION"},
 		// Names and commands that keep the transaction.
 		{"ROLLBACK TO SAVEPOINT a", ""},
 		{"rollback to a", ""},
