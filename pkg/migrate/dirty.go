@@ -237,7 +237,7 @@ func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
 		return nil, dbconn.Classify(fmt.Errorf("inspecting the database: %w", err))
 	}
 	if err := checkTable(st, Request{Mode: ModeUp}); err != nil {
-		return nil, failure.AsPermanent(err)
+		return nil, failure.AsPermanent(explainRoleDefault(st, err))
 	}
 	var row *DirtyRow
 	for i := range st.Dirty {

@@ -52,6 +52,37 @@ func (p *Plan) NothingToDo() bool { return len(p.Pending) == 0 && len(p.Down) ==
 // Analyze checks the directory against the database and computes the plan. Every
 // problem that must stop the run before it changes anything is a *RefusalError.
 func Analyze(src Sources, st *State, req Request) (*Plan, error) {
+	p, err := analyze(src, st, req)
+	return p, explainRoleDefault(st, err)
+}
+
+// explainRoleDefault adds to a missing-privilege refusal that the role lacking
+// it is not the login role but one every session of it switches to by default
+// (ALTER ROLE login SET role = other, which a migration may have run): granting
+// that role what the step needs is then the wrong repair. Before, the refusal
+// named only the switched role's missing grant (session12 finding 4).
+func explainRoleDefault(st *State, err error) error {
+	var re *RefusalError
+	if err == nil || !errors.As(err, &re) || !errors.Is(re.Reason, ErrNoPrivilege) || st.CurrentUser == st.SessionUser {
+		return err
+	}
+	login, role := qualify("", st.SessionUser), qualify("", st.CurrentUser)
+	var how string
+	switch st.RoleSource {
+	case "user":
+		how = fmt.Sprintf("a role default (ALTER ROLE %s SET role = %s, run by hand or by a migration); undo it with ALTER ROLE %s RESET role;", login, role, login)
+	case "database user":
+		how = fmt.Sprintf("a role default in this database (ALTER ROLE %s IN DATABASE ... SET role = %s, run by hand or by a migration); undo it with ALTER ROLE %s IN DATABASE <database> RESET role;", login, role, login)
+	case "database":
+		how = fmt.Sprintf("the database's default (ALTER DATABASE ... SET role = %s, run by hand or by a migration); undo it with ALTER DATABASE <database> RESET role;", role)
+	default:
+		return err
+	}
+	re.Repair = fmt.Sprintf("%s is not the login role %s but the role its sessions switch to by %s or pass --role. Otherwise: %s", role, login, how, re.Repair)
+	return re
+}
+
+func analyze(src Sources, st *State, req Request) (*Plan, error) {
 	if err := checkTable(st, req); err != nil {
 		return nil, err
 	}

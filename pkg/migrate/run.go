@@ -184,24 +184,6 @@ func (m *Migrator) ownRoleSQL() string {
 	return q
 }
 
-// asOwnRole runs f as the step's own role between two statements of a
-// migration without a transaction, and then restores the session user and role
-// the migration had set, which its later statements may rely on.
-func (m *Migrator) asOwnRole(ctx context.Context, pc *pgx.Conn, f func() error) error {
-	var session, current string
-	if err := pc.QueryRow(ctx, "SELECT session_user::text, current_user::text").Scan(&session, &current); err != nil {
-		return err
-	}
-	if _, err := pc.Exec(ctx, m.ownRoleSQL()); err != nil {
-		return err
-	}
-	err := f()
-	if _, rerr := pc.Exec(ctx, "SET SESSION AUTHORIZATION "+dbconn.QuoteIdent(session)+";\nSET ROLE "+dbconn.QuoteIdent(current)); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("giving the migration back its role %s: %w", current, rerr))
-	}
-	return err
-}
-
 // writeVersion writes (up) or deletes (down) version v's row and its checksum
 // row, guarded by the lock, in one round trip; errVersionRow when the version
 // row was not written. clearDirty also deletes an up migration's dirty record.
@@ -220,9 +202,26 @@ func (m *Migrator) writeVersion(ctx context.Context, pc *pgx.Conn, st *State, s 
 		tag, err = pc.Exec(ctx, st.rolledBackSQL(s.Version))
 	}
 	if err == nil && tag.RowsAffected() == 0 {
-		err = errVersionRow
+		err = m.versionRowUnwritten(ctx, pc)
 	}
 	return err
+}
+
+// errLockReleased: the guarded write found the migration lock gone from the
+// session while the session lives, which only the migration can have done.
+var errLockReleased = errors.New("the migration released the migration lock itself (pg_advisory_unlock_all(), pg_advisory_unlock of the step's lock, or DISCARD ALL in one of its statements), and its version row is written only under that lock, so it can never be recorded: remove that statement from the migration")
+
+// versionRowUnwritten tells why a guarded version row write changed nothing:
+// errLockReleased when this session no longer holds the lock (a statement of
+// the migration released it: every rerun does the same, so it is permanent,
+// where it was 75 and retried forever, session12 finding 5), else
+// errVersionRow (a migrator that takes no lock wrote the row: a rerun helps).
+func (m *Migrator) versionRowUnwritten(ctx context.Context, pc *pgx.Conn) error {
+	var held bool
+	if err := pc.QueryRow(ctx, "SELECT "+heldSQL, pgx.QueryExecModeSimpleProtocol).Scan(&held); err == nil && !held {
+		return errLockReleased
+	}
+	return errVersionRow
 }
 
 // runTx runs a transactional migration: the session reset and BEGIN in one round
@@ -317,7 +316,7 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	}
 	// dirty records the failure; done statements completed.
 	dirty := func(done, stmt int, err error) error {
-		m.recordDirtyError(pc, st, s.Version, done, err)
+		m.recordDirtyError(pc, st, s, up, len(p.Statements), done, err)
 		return &stepError{stmt: stmt, started: true, err: err}
 	}
 	for i, stmt := range p.Statements {
@@ -327,8 +326,10 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		if _, err := pc.Exec(ctx, stmt); err != nil {
 			return dirty(i, i, err)
 		}
-		if err := m.countStatement(ctx, pc, st, s.Version, i+1); err != nil {
-			return dirty(i+1, i, fmt.Errorf("statement %d ran, but counting it in %s failed: %w", i+1, st.dirtyTable(), err))
+		if err := m.countStatement(ctx, pc, st, s, up, len(p.Statements), i+1); err != nil {
+			// The count's error is named, not wrapped: its position is not one
+			// in the migration's statement.
+			return dirty(i+1, i, fmt.Errorf("statement %d ran, but counting it in %s failed: %s", i+1, st.dirtyTable(), err.Error()))
 		}
 	}
 	// A statement of the file may have left a transaction open (BEGIN without
@@ -350,7 +351,7 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		var tag pgconn.CommandTag
 		tag, err = pc.Exec(ctx, "BEGIN;\n"+st.rolledBackSQL(s.Version))
 		if err == nil && tag.RowsAffected() == 0 {
-			err = errVersionRow
+			err = m.versionRowUnwritten(ctx, pc)
 		}
 		if err == nil {
 			_, err = pc.Exec(ctx, "DELETE FROM "+st.dirtyTable()+" WHERE version = "+strconv.FormatInt(s.Version, 10)+";\nCOMMIT")
@@ -370,40 +371,99 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 // ROLE, SET SESSION AUTHORIZATION, READ ONLY as the session default, a short
 // statement_timeout) stays for its later statements, and none of it stops the
 // count. Inside a transaction the migration began (BEGIN as a statement), the
-// count joins it, so it commits or rolls back with what it counts.
-func (m *Migrator) countStatement(ctx context.Context, pc *pgx.Conn, st *State, v int64, done int) error {
-	update := "UPDATE " + st.dirtyTable() + " SET statements_done = " + strconv.Itoa(done) + " WHERE version = " + strconv.FormatInt(v, 10)
+// count joins it, so it commits or rolls back with what it counts, under a
+// savepoint: when the migration's transaction cannot take the write (SET
+// [LOCAL] ROLE to a role without rights on the dirty table, BEGIN READ ONLY, a
+// short SET LOCAL statement_timeout), the savepoint undoes the failed write,
+// the transaction goes on as the migration left it, and the count catches up
+// after the transaction ends. Before, the failed write aborted the migration's
+// transaction (25P02): such a migration never completed (session12 finding 2).
+//
+// A record the migration removed itself (DROP TABLE of the dirty table, DROP
+// OWNED, DELETE or TRUNCATE of it) is written again, its table created again
+// if need be, by the first count outside a transaction of the migration's:
+// before, the count changed nothing or failed, nothing recorded the migration,
+// and a run after it stopped took it for one that never started and applied
+// its statements a second time (session12 finding 3).
+func (m *Migrator) countStatement(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, total, done int) error {
+	update := "UPDATE " + st.dirtyTable() + " SET statements_done = " + strconv.Itoa(done) + " WHERE version = " + strconv.FormatInt(s.Version, 10)
 	if pc.PgConn().TxStatus() == 'I' {
-		_, err := pc.Exec(ctx, m.ownTransactionSQL(update))
+		err := execCount(ctx, pc, m.ownTransactionSQL(update))
 		if err != nil {
 			m.rollback(pc)
 		}
+		if errors.Is(err, errDirtyGone) || dbconn.SQLState(err) == undefinedTable {
+			err = m.rewriteDirty(ctx, pc, st, s, up, total, done)
+		}
 		return err
 	}
-	_, err := pc.Exec(ctx, update)
-	if dbconn.SQLState(err) == dbconn.InsufficientPrivilege {
-		// The migration took another role (SET ROLE) inside its
-		// transaction: count as the step's own, then give it its role back.
-		err = m.asOwnRole(ctx, pc, func() error {
-			_, err := pc.Exec(ctx, update)
-			return err
-		})
+	err := execCount(ctx, pc, "SAVEPOINT chartreuse_count;\n"+update+";\nRELEASE SAVEPOINT chartreuse_count")
+	if errors.Is(err, errDirtyGone) {
+		return nil // counted again after the migration's transaction
+	}
+	if err != nil && !pc.PgConn().IsClosed() && pc.PgConn().TxStatus() == 'E' {
+		_, err = pc.Exec(ctx, "ROLLBACK TO SAVEPOINT chartreuse_count;\nRELEASE SAVEPOINT chartreuse_count")
 	}
 	return err
+}
+
+// undefinedTable: the relation does not exist.
+const undefinedTable = "42P01"
+
+// rewriteDirty writes the dirty record of s again, done statements completed,
+// in a transaction of its own as the step, creating its table if it is gone.
+func (m *Migrator) rewriteDirty(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, total, done int) error {
+	_, err := pc.Exec(ctx, m.ownBeginSQL()+st.createDirtySQL())
+	if err == nil {
+		_, err = pc.Exec(ctx, `INSERT INTO `+st.dirtyTable()+` (version, direction, file, statements_done, statements_total, run_id)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (version) DO UPDATE SET statements_done = EXCLUDED.statements_done`,
+			pgx.QueryExecModeExec, s.Version, direction(up), s.File, done, total, m.dirtyRunID())
+	}
+	if err == nil {
+		_, err = pc.Exec(ctx, "COMMIT")
+	}
+	if err != nil {
+		m.rollback(pc)
+		return fmt.Errorf("the migration removed its record from %s, and writing it again failed: %w", st.dirtyTable(), err)
+	}
+	return nil
+}
+
+// errDirtyGone: the count's UPDATE found no dirty row, which the migration
+// must have deleted (or its table truncated).
+var errDirtyGone = errors.New("the dirty record is gone")
+
+// execCount runs a count's query string (simple protocol) and says
+// errDirtyGone when its UPDATE changed no row.
+func execCount(ctx context.Context, pc *pgx.Conn, sql string) error {
+	results, err := pc.PgConn().Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return err
+	}
+	for _, r := range results {
+		if r.CommandTag.Update() && r.CommandTag.RowsAffected() == 0 {
+			return errDirtyGone
+		}
+	}
+	return nil
 }
 
 // ownTransactionSQL runs write in a read-write transaction of its own with the
 // step's session user, role, lock_timeout and statement_timeout set LOCAL, so
 // the session keeps every setting it had before.
 func (m *Migrator) ownTransactionSQL(write string) string {
+	return m.ownBeginSQL() + write + ";\nCOMMIT"
+}
+
+// ownBeginSQL begins ownTransactionSQL's transaction, up to its write.
+func (m *Migrator) ownBeginSQL() string {
 	set := m.settings()
 	role := "NONE"
 	if set.Role != "" {
 		role = dbconn.QuoteIdent(set.Role)
 	}
 	return "BEGIN READ WRITE;\nSET LOCAL SESSION AUTHORIZATION DEFAULT;\nSET LOCAL ROLE " + role +
-		";\nSET LOCAL lock_timeout = " + millis(set.LockTimeout) + ";\nSET LOCAL statement_timeout = " + millis(set.StatementTimeout) +
-		";\n" + write + ";\nCOMMIT"
+		";\nSET LOCAL lock_timeout = " + millis(set.LockTimeout) + ";\nSET LOCAL statement_timeout = " + millis(set.StatementTimeout) + ";\n"
 }
 
 // errTransactionEnded: a statement of a transactional migration ended its
@@ -492,8 +552,13 @@ func (m *Migrator) dirtyRunID() string {
 // recordDirtyError adds the failure, and that done statements completed, to the
 // dirty row, best effort: the session may be gone, and then the row says only
 // how far the migration got by its last count. The migration is over, so the
-// step's own settings come back whole first.
-func (m *Migrator) recordDirtyError(pc *pgx.Conn, st *State, v int64, done int, cause error) {
+// step's own settings come back whole first. A row the migration itself removed
+// (DROP TABLE of the dirty table, DROP SCHEMA ... CASCADE, DELETE) is written
+// again, the table created again if need be: without it the next run took
+// the migration for one that never ran and applied its statements a second
+// time (session12 finding 3).
+func (m *Migrator) recordDirtyError(pc *pgx.Conn, st *State, s Source, up bool, total, done int, cause error) {
+	v := s.Version
 	if pc.PgConn().IsClosed() {
 		return
 	}
@@ -511,8 +576,17 @@ func (m *Migrator) recordDirtyError(pc *pgx.Conn, st *State, v int64, done int, 
 		msg = m.Redact(msg)
 	}
 	_, _ = pc.Exec(ctx, resetSQL(m.settings(), pc.PgConn().ParameterStatus("server_version")))
-	_, _ = pc.Exec(ctx, `UPDATE `+st.dirtyTable()+` SET last_error = $2, statements_done = GREATEST(statements_done, $3) WHERE version = $1`,
+	tag, err := pc.Exec(ctx, `UPDATE `+st.dirtyTable()+` SET last_error = $2, statements_done = GREATEST(statements_done, $3) WHERE version = $1`,
 		pgx.QueryExecModeExec, v, msg, done)
+	if err == nil && tag.RowsAffected() > 0 || pc.PgConn().IsClosed() {
+		return
+	}
+	m.rollback(pc)
+	_, _ = pc.Exec(ctx, st.createDirtySQL())
+	_, _ = pc.Exec(ctx, `INSERT INTO `+st.dirtyTable()+` (version, direction, file, statements_done, statements_total, run_id, last_error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (version) DO UPDATE SET last_error = EXCLUDED.last_error,
+		statements_done = GREATEST(`+st.dirtyTable()+`.statements_done, EXCLUDED.statements_done)`,
+		pgx.QueryExecModeExec, v, direction(up), s.File, done, total, m.dirtyRunID(), msg)
 }
 
 // rollback ends a transaction left open by a failure, best effort and whatever
@@ -566,6 +640,8 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 	case pc.PgConn().IsClosed():
 		me.Err = fmt.Errorf("%w: %w", ErrLockLost, err)
 		return failure.AsTransient(me)
+	case errors.Is(err, errLockReleased):
+		return failure.AsPermanent(me)
 	case errors.Is(err, errVersionRow):
 		return failure.AsTransient(me)
 	}

@@ -81,6 +81,10 @@ type State struct {
 	CanCreate   bool // CREATE on Schema, needed when the table is missing
 	CurrentUser string
 	SessionUser string // the login role (current_user is --role's)
+	// RoleSource says that CurrentUser is the login's role default, and which
+	// one: "user" (ALTER ROLE login SET role), "database user" (... IN
+	// DATABASE), "database" (ALTER DATABASE ... SET role); "" when it is not.
+	RoleSource string
 	// Elsewhere: with an unqualified --table and no version table in Schema,
 	// the tables named like it or like its checksum table in other schemas,
 	// which checkTable refuses: the search_path no longer leads to them.
@@ -193,7 +197,8 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
           FROM pg_class ec JOIN pg_namespace en ON en.oid = ec.relnamespace
           WHERE ec.relname IN ($2::text::name, $4::text::name) AND ec.relkind IN ('r', 'p') AND en.oid IS DISTINCT FROM n.oid
             AND en.nspname <> 'information_schema' AND en.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)') END,
-       ids.name, ids.seqincrement, ids.seqmin, ids.seqmax, coalesce(ids.can_select, false), coalesce(ids.can_use, false)
+       ids.name, ids.seqincrement, ids.seqmin, ids.seqmax, coalesce(ids.can_select, false), coalesce(ids.can_use, false),
+       rd.source, rd.role
 FROM (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s) AS x
 LEFT JOIN pg_namespace n ON n.nspname = x.s
 LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = $2::text::name
@@ -210,7 +215,19 @@ LEFT JOIN LATERAL (
   JOIN pg_sequence ps ON ps.seqrelid = sq.oid
   JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
   WHERE d.refobjid = r.oid AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND a.attname = 'id'
-  LIMIT 1) ids ON true`
+  LIMIT 1) ids ON true
+LEFT JOIN LATERAL (
+  -- The role every session of the login switches to by default (ALTER ROLE
+  -- ... [IN DATABASE ...] SET role, ALTER DATABASE ... SET role), the most
+  -- specific first, as the server applies them; pg_settings hides role.
+  SELECT CASE WHEN s.setrole = 0 THEN 'database' WHEN s.setdatabase = 0 THEN 'user' ELSE 'database user' END AS source,
+         substr(c, 6) AS role
+  FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c
+  WHERE c LIKE 'role=%'
+    AND s.setrole IN (0, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))
+    AND s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
+  ORDER BY s.setrole <> 0 AND s.setdatabase <> 0 DESC, s.setrole <> 0 DESC
+  LIMIT 1) rd ON true`
 
 // Inspect reads the version table and counts user tables. It only reads: it takes
 // no lock beyond what SELECT takes and creates nothing. table is --table. It makes
@@ -233,16 +250,20 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		seqName                      sql.NullString
 		seqInc, seqMin, seqMax       sql.NullInt64
 		seqSelect, seqUse            bool
+		roleSource, roleDefault      sql.NullString
 	)
 	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name), sumsName(st.Name)).Scan(
 		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
 		&kind, &canRead, &canWrite, &columns, &noSeq, &dirtyKind, &st.DirtyWritable, &dirtyCols,
 		&sumsKind, &sumsCols, &st.SumsUnique, &st.SumsReadable, &st.SumsWritable, &st.SessionUser, &elsewhere,
-		&seqName, &seqInc, &seqMin, &seqMax, &seqSelect, &seqUse)
+		&seqName, &seqInc, &seqMin, &seqMax, &seqSelect, &seqUse, &roleSource, &roleDefault)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
 	}
 	st.Schema = schema.String
+	if roleDefault.String == st.CurrentUser {
+		st.RoleSource = roleSource.String
+	}
 	st.SumsKind = sumsKind.String
 	if elsewhere.Valid {
 		var rels [][2]string
