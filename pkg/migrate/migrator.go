@@ -248,6 +248,9 @@ func (m *Migrator) preparse(ctx context.Context, src Sources, plan *Plan) error 
 		if err := checkTransactionControl(ctx, m.FS, s, up, p); err != nil {
 			return failure.AsPermanent(err)
 		}
+		if err := checkCopyFromClient(ctx, m.FS, s, up, p); err != nil {
+			return failure.AsPermanent(err)
+		}
 		if m.parsed == nil {
 			m.parsed = map[parsedKey]bool{}
 		}
@@ -282,6 +285,27 @@ func checkTransactionControl(ctx context.Context, fsys fs.FS, s Source, up bool,
 		return refuse(ErrBadMigrationFiles,
 			fmt.Sprintf("Remove the %s (goose commits the migration when its last statement has run), or mark the file -- +goose NO TRANSACTION if its statements must commit one by one; nothing was applied", cmd),
 			"migration %d (%s) runs in one transaction for %s, and its %s is %s, which ends that transaction: the statements before it would commit or roll back on their own, and a failure after it could not be undone", s.Version, s.File, direction(up), where, cmd)
+	}
+	return nil
+}
+
+// checkCopyFromClient refuses a migration with COPY ... FROM STDIN (a
+// pg_dump data section, say): the server then waits for the rows in the COPY
+// protocol, which a migration's statement never sends, and neither
+// statement_timeout nor lock_timeout ends that wait, so the step hung until
+// it was killed, and the retry hung again (session12 finding 6).
+func checkCopyFromClient(ctx context.Context, fsys fs.FS, s Source, up bool, p *Parsed) error {
+	for i, stmt := range p.Statements {
+		if !sqlrisk.CopyFromClient(stmt) {
+			continue
+		}
+		where := fmt.Sprintf("statement %d", i+1)
+		if lines := statementLines(ctx, fsys, s.File, s.Version, up); i < len(lines) {
+			where += fmt.Sprintf(" (line %d)", lines[i])
+		}
+		return refuse(ErrBadMigrationFiles,
+			"Load the rows with INSERT statements (pg_dump --inserts or --column-inserts writes them) or COPY from a file the server can read; nothing was applied",
+			"migration %d (%s) for %s has COPY ... FROM STDIN at %s, which waits for the rows from the client: a migration's statements send none, so it would wait until the step is killed", s.Version, s.File, direction(up), where)
 	}
 	return nil
 }

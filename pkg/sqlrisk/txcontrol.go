@@ -58,6 +58,25 @@ func EndsTransaction(sql string) string {
 	return ""
 }
 
+// CopyFromClient reports whether a command of sql is COPY ... FROM STDIN,
+// which makes the server wait for data the client sends in the COPY protocol:
+// a migration's statement is sent as a query, with no data after it, so the
+// session would wait until it is killed (statement_timeout does not end that
+// wait). Commands are cut as EndsTransaction cuts them, in either reading of
+// standard_conforming_strings; text that cannot be cut is false (Unsplittable
+// is EndsTransaction's to report).
+func CopyFromClient(sql string) bool {
+	for _, off := range []bool{false, true} {
+		cmds, ok := lexCommands(sql, off)
+		for _, c := range cmds {
+			if ok && c.copyIn {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // endingCommand names the transaction-ending command whose first tokens are
 // words (upper-cased; a literal or punctuation is kept as its first byte).
 func endingCommand(words []string) string {
@@ -94,6 +113,7 @@ const keptWords = 3
 type command struct {
 	words     []string
 	opensBody bool
+	copyIn    bool // COPY ... FROM STDIN (outside parentheses)
 }
 
 // lexCommands cuts sql at every semicolon PostgreSQL's lexer sees, keeping each
@@ -127,7 +147,7 @@ func lexCommands(s string, scsOff bool) (cmds []command, ok bool) {
 		case c == ';':
 			body.token(";")
 			if len(cur) > 0 {
-				cmds = append(cmds, command{words: cur, opensBody: body.opened})
+				cmds = append(cmds, command{words: cur, opensBody: body.opened, copyIn: body.copyIn})
 			}
 			cur, body = nil, routineBody{}
 			i++
@@ -209,12 +229,13 @@ func lexCommands(s string, scsOff bool) (cmds []command, ok bool) {
 	}
 	body.token(";")
 	if len(cur) > 0 {
-		cmds = append(cmds, command{words: cur, opensBody: body.opened})
+		cmds = append(cmds, command{words: cur, opensBody: body.opened, copyIn: body.copyIn})
 	}
 	return cmds, true
 }
 
-// routineBody reads one piece of text between semicolons: opened when it is
+// routineBody reads one piece of text between semicolons (and whether it is a
+// COPY ... FROM STDIN): opened when it is
 // the start of a CREATE [OR REPLACE] FUNCTION or PROCEDURE whose BEGIN ATOMIC
 // body (outside parentheses: a parameter named begin of a type named atomic
 // is none) has a statement, so that its END starts a later piece. An empty body
@@ -226,6 +247,7 @@ type routineBody struct {
 	prev    string
 	atomic  bool // just after BEGIN ATOMIC: the next token tells an empty body
 	opened  bool
+	copyIn  bool // a COPY whose FROM STDIN is outside parentheses
 }
 
 func (b *routineBody) token(tok string) {
@@ -235,6 +257,15 @@ func (b *routineBody) token(tok string) {
 	}
 	prev := b.prev
 	b.prev = tok
+	switch tok {
+	case "(":
+		b.parens++
+	case ")":
+		b.parens--
+	}
+	if len(b.leading) > 0 && b.leading[0] == "COPY" && tok == "STDIN" && prev == "FROM" && b.parens == 0 {
+		b.copyIn = true
+	}
 	if !b.routine || b.opened {
 		return
 	}
@@ -243,12 +274,7 @@ func (b *routineBody) token(tok string) {
 		b.opened = tok != "END"
 		return
 	}
-	switch tok {
-	case "(":
-		b.parens++
-	case ")":
-		b.parens--
-	case "ATOMIC":
+	if tok == "ATOMIC" {
 		b.atomic = prev == "BEGIN" && b.parens == 0
 	}
 }

@@ -108,3 +108,27 @@ func TestEndsTransaction(t *testing.T) {
 		}
 	}
 }
+
+func TestCopyFromClient(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		want bool
+	}{
+		{"COPY t FROM STDIN", true},
+		{"copy t (a, b) from stdin with (format csv);", true},
+		{"INSERT INTO t VALUES (1); COPY t FROM stdin", true},
+		{"COPY t FROM/**/STDIN", true},
+		{"COPY t TO STDOUT", false},
+		{"COPY (SELECT * FROM stdin) TO STDOUT", false},
+		{"COPY t FROM '/tmp/data.csv'", false},
+		{"SELECT 'COPY t FROM STDIN'", false},
+		{"-- COPY t FROM STDIN\nSELECT 1", false},
+		{"SELECT a FROM stdin", false},
+		{"", false},
+		{";", false},
+	} {
+		if got := CopyFromClient(tc.sql); got != tc.want {
+			t.Errorf("CopyFromClient(%q) = %v, want %v", tc.sql, got, tc.want)
+		}
+	}
+}

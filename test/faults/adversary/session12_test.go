@@ -295,3 +295,29 @@ func TestS12MigrationReleasingTheLockIsPermanent(t *testing.T) {
 		})
 	}
 }
+
+// Finding 6 (the step hangs until killed, and every retry hangs again). A
+// migration with COPY ... FROM STDIN (pg_dump's data sections, a seed file):
+// the server answers CopyInResponse and waits for the rows; pgconn's Exec does
+// not handle it and waits for the server, and statement_timeout does not end
+// a wait for the client. A transactional one hung again on every retry; one
+// without a transaction was left stopped partway by the kill.
+// Fixed (preparse, checkCopyFromClient, sqlrisk.CopyFromClient): such a file
+// is refused before anything runs, naming the statement and the repair.
+func TestS12CopyFromStdinIsRefusedBeforeRunning(t *testing.T) {
+	for name, head := range map[string]string{
+		"transactional":  "-- +goose Up\n",
+		"NO TRANSACTION": "-- +goose NO TRANSACTION\n-- +goose Up\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := s10Run(t, map[string]string{"1_a.sql": head + logInsert(1, 1, 0) + "\nCOPY adv_blocked FROM STDIN;\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n"})
+			plan := r.migrate("plan", appDefault, "--plan")
+			p := r.start("migrate", appDefault)
+			res, timedOut := r.finish(p, time.Minute)
+			if timedOut || plan.Code != 1 || res.Code != 1 || r.ran(1, 1) != 0 || !strings.Contains(res.Output(), "FROM STDIN") {
+				t.Fatalf("plan exit %d, migrate exit %d (killed after a minute: %v), statement 1 ran %d times; want both refused naming COPY ... FROM STDIN, nothing run\nplan: %s\nmigrate: %s",
+					plan.Code, res.Code, timedOut, r.ran(1, 1), s10Out(plan), s10Out(res))
+			}
+		})
+	}
+}
