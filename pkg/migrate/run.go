@@ -375,8 +375,9 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 // savepoint: when the migration's transaction cannot take the write (SET
 // [LOCAL] ROLE to a role without rights on the dirty table, BEGIN READ ONLY, a
 // short SET LOCAL statement_timeout), the savepoint undoes the failed write,
-// the transaction goes on as the migration left it, and the count catches up
-// after the transaction ends. Before, the failed write aborted the migration's
+// the transaction goes on as the migration left it, the count is tried again
+// as the step's role when the role was the cause (countAsOwnRole), and
+// otherwise catches up after the transaction ends. Before, the failed write aborted the migration's
 // transaction (25P02): such a migration never completed (session12 finding 2).
 //
 // A record the migration removed itself (DROP TABLE of the dirty table, DROP
@@ -402,9 +403,39 @@ func (m *Migrator) countStatement(ctx context.Context, pc *pgx.Conn, st *State, 
 		return nil // counted again after the migration's transaction
 	}
 	if err != nil && !pc.PgConn().IsClosed() && pc.PgConn().TxStatus() == 'E' {
+		denied := dbconn.SQLState(err) == dbconn.InsufficientPrivilege
 		_, err = pc.Exec(ctx, "ROLLBACK TO SAVEPOINT chartreuse_count;\nRELEASE SAVEPOINT chartreuse_count")
+		if err == nil && denied {
+			m.countAsOwnRole(ctx, pc, update)
+		}
 	}
 	return err
+}
+
+// countAsOwnRole retries, best effort, a count the migration's role may not
+// write inside its transaction (BEGIN; SET [LOCAL] ROLE app; ...) as the
+// step's role, SET LOCAL under a savepoint, and then gives the transaction
+// the role it had, SET LOCAL too, so that whatever the migration set (for the
+// session or the transaction) holds as before. Without it the count would
+// wait for the COMMIT, and a run killed between that COMMIT and its count
+// left a record saying the statements of the transaction did not run.
+func (m *Migrator) countAsOwnRole(ctx context.Context, pc *pgx.Conn, update string) {
+	var prev string
+	if err := pc.QueryRow(ctx, "SELECT pg_catalog.current_setting('role')", pgx.QueryExecModeSimpleProtocol).Scan(&prev); err != nil {
+		return
+	}
+	back := "NONE"
+	if prev != "none" {
+		back = dbconn.QuoteIdent(prev)
+	}
+	own := "NONE"
+	if r := m.settings().Role; r != "" {
+		own = dbconn.QuoteIdent(r)
+	}
+	_, err := pc.Exec(ctx, "SAVEPOINT chartreuse_count;\nSET LOCAL ROLE "+own+";\n"+update+";\nSET LOCAL ROLE "+back+";\nRELEASE SAVEPOINT chartreuse_count")
+	if err != nil && !pc.PgConn().IsClosed() && pc.PgConn().TxStatus() == 'E' {
+		_, _ = pc.Exec(ctx, "ROLLBACK TO SAVEPOINT chartreuse_count;\nRELEASE SAVEPOINT chartreuse_count")
+	}
 }
 
 // undefinedTable: the relation does not exist.

@@ -176,6 +176,38 @@ func TestS12CountInsideTheMigrationsOwnTransactionDoesNotBreakIt(t *testing.T) {
 	}
 }
 
+// The sibling of finding 2: inside the migration's transaction the count is
+// still written (as the step's role, countAsOwnRole) and joins it, and the
+// role the migration set is given back as it was, for the session (SET ROLE:
+// still in effect after its COMMIT) or the transaction (SET LOCAL ROLE: gone
+// after it). Statement 4 reads the count inside the transaction; statement 6
+// logs the role after it.
+func TestS12CountInsideTheMigrationsTransactionKeepsItsRole(t *testing.T) {
+	for set, after := range map[string]string{"SET ROLE": "s12_app", "SET LOCAL ROLE": owner} {
+		t.Run(set, func(t *testing.T) {
+			r := s10Run(t, map[string]string{
+				"1_a.sql": "-- +goose NO TRANSACTION\n-- +goose Up\nBEGIN;\n" + set + " s12_app;\n" + logInsert(1, 3, 0) + "\n" +
+					"INSERT INTO adv_log (version, stmt, pid, app) SELECT 1, 4, pg_backend_pid(), statements_done || ' ' || current_user FROM goose_db_version_dirty WHERE version = 1;\n" +
+					"COMMIT;\nINSERT INTO adv_log (version, stmt, pid, app) SELECT 1, 6, pg_backend_pid(), current_user;\n" +
+					"-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+			})
+			r.s12Role()
+			// The dirty table made beforehand, its layout the step's, so the
+			// migration's role may read it.
+			mustExec(t, r.connect(), `CREATE TABLE goose_db_version_dirty (version bigint PRIMARY KEY,
+				direction text NOT NULL CHECK (direction IN ('up', 'down')), file text NOT NULL, statements_done integer NOT NULL,
+				statements_total integer NOT NULL, started_at timestamptz NOT NULL DEFAULT now(), run_id text NOT NULL DEFAULT '',
+				last_error text NOT NULL DEFAULT ''); ALTER TABLE goose_db_version_dirty OWNER TO `+owner+`; GRANT SELECT ON goose_db_version_dirty TO s12_app`)
+			res := r.migrate("migrate", appDefault)
+			s := r.snapshot()
+			in, out := s.ran[stmtKey{1, 4}].apps, s.ran[stmtKey{1, 6}].apps
+			if res.Code != 0 || len(in) != 1 || in[0] != "3 s12_app" || len(out) != 1 || out[0] != after {
+				t.Fatalf("exit %d; inside the transaction count and role %q, want [\"3 s12_app\"]; role after it %q, want [%q]\n%s", res.Code, in, out, after, s10Out(res))
+			}
+		})
+	}
+}
+
 // Finding 3 (applied twice). A migration without a transaction that removes
 // its own dirty record: DROP TABLE goose_db_version_dirty (or DROP OWNED),
 // DELETE or TRUNCATE of it. After a DROP the count fails (42P01) and
