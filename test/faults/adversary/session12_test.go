@@ -13,10 +13,14 @@ package adversary
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/chartreuse-go/chartreuse/pkg/sqlrisk"
 	"github.com/chartreuse-go/chartreuse/test/waitfor"
@@ -29,7 +33,11 @@ import (
 func (r *run) s12Ends(text string) (ended bool, err error) {
 	r.t.Helper()
 	ctx := context.Background()
-	conn := r.connect()
+	conn, err := pgx.Connect(ctx, r.srv.URL(r.db))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
 	var xid int64
 	mustExec(r.t, conn, "BEGIN")
 	if err := conn.QueryRow(ctx, "SELECT txid_current()").Scan(&xid); err != nil {
@@ -100,6 +108,60 @@ func TestS12EndsTransactionAgreesWithTheServer(t *testing.T) {
 		}
 	}
 	t.Logf("%d texts checked against the server", n)
+}
+
+// TestS12EndsTransactionDifferential builds texts from a seeded generator
+// (routine bodies whose statements use case, end, begin and atomic as labels,
+// names and keywords, quoted and commented semicolons, then commands that do
+// or do not end the transaction) and checks EndsTransaction against what
+// PostgreSQL 15 does with each valid one. ADVERSARY_LEXER_SEED and
+// ADVERSARY_LEXER_TEXTS choose the texts (1 and 400 by default).
+func TestS12EndsTransactionDifferential(t *testing.T) {
+	r := s10Run(t, map[string]string{})
+	mustExec(t, r.connect(), "CREATE DOMAIN atomic AS int; CREATE TABLE s (a int, \"case\" int, \"end\" int, begin int)")
+	body := []string{
+		"SELECT 1 AS case", "SELECT 1 case", "SELECT 1 AS end", "SELECT 1 end", "SELECT t.case FROM s t", "SELECT t.end FROM s t",
+		"SELECT CASE WHEN a > 0 THEN 1 ELSE 0 END FROM s", "SELECT CASE a WHEN 1 THEN 2 END AS end FROM s", "SELECT begin atomic FROM s",
+		"SELECT 'END; COMMIT' AS x", "SELECT $q$;END;$q$ AS y", "SELECT 1 /* ; END */", "SELECT 1 -- ; END\n", "SELECT (SELECT 1 case) AS end",
+		"INSERT INTO s (a) VALUES (1)", "SELECT \"end\" FROM s",
+	}
+	tails := []string{"COMMIT", "END", "ROLLBACK", "ABORT", "COMMIT AND CHAIN", "END WORK", "SELECT 1", "SELECT 1 end", "SELECT 1 AS case",
+		"SELECT CASE WHEN true THEN 1 END", "ROLLBACK TO SAVEPOINT sp", "RELEASE SAVEPOINT sp", "SELECT 'x' AS begin"}
+	seed := uint64(envInt("ADVERSARY_LEXER_SEED", 1))
+	n := envInt("ADVERSARY_LEXER_TEXTS", 400)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+	valid, bad := 0, 0
+	for i := range n {
+		var b strings.Builder
+		b.WriteString("SAVEPOINT sp; ")
+		for range 1 + rng.IntN(2) {
+			switch rng.IntN(3) {
+			case 0: // a SQL-standard body
+				fmt.Fprintf(&b, "CREATE FUNCTION d%d_%d() RETURNS int LANGUAGE sql BEGIN ATOMIC ", seed, i)
+				for range rng.IntN(3) {
+					b.WriteString(pick(body) + "; ")
+				}
+				b.WriteString("END; ")
+			case 1: // a body-less routine with begin and atomic as names
+				fmt.Fprintf(&b, "CREATE FUNCTION e%d_%d(begin atomic) RETURNS int LANGUAGE sql RETURN %s; ", seed, i, pick([]string{"1", "begin", "CASE WHEN begin > 0 THEN 1 END"}))
+			default:
+				b.WriteString(pick(tails) + "; ")
+			}
+		}
+		b.WriteString(pick(tails))
+		text := b.String()
+		ended, err := r.s12Ends(text)
+		if err != nil {
+			continue // not valid SQL: nothing of it runs
+		}
+		valid++
+		if got := sqlrisk.EndsTransaction(text); (got != "") != ended {
+			bad++
+			t.Errorf("seed %d text %d: EndsTransaction(%q) = %q, but PostgreSQL 15 ended the transaction: %v", seed, i, text, got, ended)
+		}
+	}
+	t.Logf("seed %d: %d texts, %d valid on PostgreSQL 15, %d disagreements", seed, n, valid, bad)
 }
 
 // Finding 1, end to end: a transactional migration whose function body has a
