@@ -224,6 +224,28 @@ func (m *Migrator) versionRowUnwritten(ctx context.Context, pc *pgx.Conn) error 
 	return errVersionRow
 }
 
+// errOwnVersionRow: a transactional migration wrote (or, rolling back,
+// deleted) its own version row, so the step's guarded write found it done.
+var errOwnVersionRow = errors.New("the migration writes its own version row (an INSERT INTO or DELETE FROM the version table, as in a dump of a database goose migrated): the step writes it after the migration's statements and found it already written, so it was rolled back, and every rerun would do the same: remove that statement from the migration")
+
+// versionRowOwnWrite tells, after the migration's transaction was rolled back,
+// whether its own statements made the guarded version write change nothing:
+// a row for an up migration that is gone with the rollback (or, down, one
+// that came back) was the migration's own write, which every rerun repeats, so
+// the failure is permanent; one another migrator (the goose CLI, which takes
+// no lock) wrote stays, and a rerun finds it. Before, both were exit 75
+// ("rerun when it is done"), retried forever for the first (session12
+// finding 7).
+func (m *Migrator) versionRowOwnWrite(ctx context.Context, pc *pgx.Conn, st *State, v int64, up bool) bool {
+	if pc.PgConn().IsClosed() || pc.PgConn().TxStatus() != 'I' {
+		return false
+	}
+	var exists bool
+	err := pc.QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+st.Qualified()+" WHERE version_id = "+strconv.FormatInt(v, 10)+")",
+		pgx.QueryExecModeSimpleProtocol).Scan(&exists)
+	return err == nil && exists != up
+}
+
 // runTx runs a transactional migration: the session reset and BEGIN in one round
 // trip, the checksum table's settling when settle is not nil (settleSums), each
 // statement, the guarded version row with its checksum, COMMIT.
@@ -284,6 +306,9 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 	}
 	if err := m.writeVersion(ctx, pc, st, s, up, false, t0); err != nil {
 		m.rollback(pc)
+		if errors.Is(err, errVersionRow) && m.versionRowOwnWrite(ctx, pc, st, s.Version, up) {
+			err = errOwnVersionRow
+		}
 		return &stepError{stmt: -1, started: true, err: err}
 	}
 	if _, err := pc.Exec(ctx, "COMMIT"); err != nil {
@@ -671,7 +696,7 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 	case pc.PgConn().IsClosed():
 		me.Err = fmt.Errorf("%w: %w", ErrLockLost, err)
 		return failure.AsTransient(me)
-	case errors.Is(err, errLockReleased):
+	case errors.Is(err, errLockReleased), errors.Is(err, errOwnVersionRow):
 		return failure.AsPermanent(me)
 	case errors.Is(err, errVersionRow):
 		return failure.AsTransient(me)

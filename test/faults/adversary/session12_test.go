@@ -415,3 +415,26 @@ func TestS12CopyFromStdinIsRefusedBeforeRunning(t *testing.T) {
 		})
 	}
 }
+
+// Finding 7 (wrong exit code: 75, retried forever, naming the wrong cause). A
+// transactional migration that writes its own version row (INSERT INTO
+// goose_db_version ..., as a dump of a database goose migrated has): the
+// step's guarded write finds the row there and changes nothing, and failed()
+// takes that for a migrator without a lock (the goose CLI) having written it:
+// exit 75, "rerun when it is done", and every retry does the same.
+// Fixed (runTx, versionRowOwnWrite): after the rollback the row is looked
+// for; gone with the rollback, it was the migration's own: exit 1 naming it.
+// (One without a transaction exits 1 with the migration stopped partway,
+// every statement done, its version row written by itself: left as it is.)
+func TestS12MigrationWritingItsOwnVersionRowIsPermanent(t *testing.T) {
+	r := s10Run(t, map[string]string{
+		"1_a.sql": "-- +goose Up\n" + logInsert(1, 1, 0) + "\nINSERT INTO goose_db_version (version_id, is_applied) VALUES (1, true);\n" +
+			"-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+	})
+	res := r.migrate("migrate", appDefault)
+	again := r.migrate("rerun", appDefault)
+	if res.Code != 1 || again.Code != 1 || r.ran(1, 1) != 0 || !strings.Contains(res.Output(), "writes its own version row") {
+		t.Fatalf("exit %d, rerun exit %d, statement 1 ran %d times; want exit 1 twice naming the migration's own version row, nothing committed\nfirst: %s\nrerun: %s",
+			res.Code, again.Code, r.ran(1, 1), s10Out(res), s10Out(again))
+	}
+}
