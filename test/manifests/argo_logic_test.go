@@ -304,6 +304,17 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 		{name: "rollback policy, stop-workloads=false: roll back only",
 			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback", "stop-workloads": "false"}, failed: migrateFailed},
 			want: []string{"rollback"}, args: map[string]string{"rollback.down-to": "41"}},
+		// argo retry of a rollback run whose exit handler already rolled back and put
+		// the application back (workloads-stopped false): the retried migrate is
+		// refused, and no second rollback runs under the application, undoing what
+		// later runs applied.
+		{name: "retry after the application was put back: no rollback",
+			run: run{entrypoint: "main", status: "Failed", outputs: map[string]string{"pending": "true", "planned-version": "41", "workloads-stopped": "false"},
+				params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed}},
+		{name: "rollback while the application is stopped",
+			run: run{entrypoint: "main", status: "Failed", outputs: map[string]string{"pending": "true", "planned-version": "41", "workloads-stopped": "true"},
+				params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed},
+			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
 		{name: "single-phase rerun of migrate: exit handler does nothing",
 			run: run{entrypoint: "migrate", status: "Failed", params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{failure("migrate", "migrate-pod"), failure("chartreuse-abcde", "migrate")}}},
 		{name: "single-phase rerun of scale-down: exit handler does not undo it",
@@ -475,5 +486,49 @@ func TestArgoPullImage(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("imagePullSecrets %v: want the image-pull-secret parameter", wft.Spec.ImagePullSecrets)
+	}
+}
+
+// TestArgoMigrateRefusedAfterRestore: migrate's --planned-target carries plan's
+// target-version until this run has put the application back (workloads-stopped
+// false, a scale-restore-pod's export); then a value migrate refuses (exit 2),
+// saying why: after `argo retry`, which keeps the succeeded scale-down, migrate
+// would otherwise run with the application running.
+func TestArgoMigrateRefusedAfterRestore(t *testing.T) {
+	wft := argoTemplate(t)
+	c := templateByName(t, wft, "migrate-pod").Container
+	var arg string
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--planned-target=") {
+			arg = a
+		}
+	}
+	for _, tc := range []struct {
+		stopped, want string
+	}{
+		{"", "--planned-target=43"},
+		{"true", "--planned-target=43"},
+		{"false", "--planned-target=refused: this run already put the application back, so argo retry would migrate with it running; submit a new run (argo resubmit), which stops it first"},
+	} {
+		outputs := map[string]string{"planned-target": "43"}
+		if tc.stopped != "" {
+			outputs["workloads-stopped"] = tc.stopped
+		}
+		vars := run{entrypoint: "main", status: "Running", outputs: outputs}.globals(t, wft)
+		if got := resolve(t, arg, vars); got != tc.want {
+			t.Errorf("workloads-stopped=%q: %q, want %q", tc.stopped, got, tc.want)
+		}
+	}
+	for _, tmpl := range []string{"scale-down-pod", "scale-restore-pod"} {
+		want := map[string]string{"scale-down-pod": "true", "scale-restore-pod": "false"}[tmpl]
+		found := false
+		for _, p := range templateByName(t, wft, tmpl).Outputs.Parameters {
+			if p.GlobalName == "workloads-stopped" {
+				found = p.Value != nil && p.Value.String() == want
+			}
+		}
+		if !found {
+			t.Errorf("%s does not export workloads-stopped=%s", tmpl, want)
+		}
 	}
 }

@@ -1,0 +1,224 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chartreuse-go/chartreuse/test/engines"
+	"github.com/chartreuse-go/chartreuse/test/kubeenv"
+)
+
+// Session 12's attacks on the workflow definitions, on the real Argo
+// controller: what a person does to a run that went wrong (argo stop, then
+// argo retry), and what the WorkflowTemplate must still guarantee: no
+// migration runs while the application runs, no rollback undoes another run's
+// migrations, and a rerun either finishes the job or refuses saying why.
+//
+// argo retry keeps every succeeded node (scale-down among them) and runs the
+// exit handler again from scratch. After an exit handler that put the
+// application back (on-migrate-failure=restore or rollback, or a run stopped
+// before migrate), a retried migrate found the application running, and
+// nothing stopped it again.
+func TestAttack12Argo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Argo Workflows on the local cluster (not with -short)")
+	}
+	cli := cliBinDir(t, argoCLIEnv, "argo-cli")
+	if cli == "" {
+		t.Skipf("%s is not set: build the argo CLI with test/tools/argo-cli/build.sh and export the directory it prints", argoCLIEnv)
+	}
+	env := kubeenv.Shared(t)
+	start := time.Now()
+	s := newArgoSuite(t, env, env.NewNamespace(t))
+	a := &attackArgo{argoSuite: s, cli: filepath.Join(cli, "argo"), kubeconfig: env.Kubeconfig}
+	runScenarios(t, "argo", []scenario{
+		{"retry-after-restore-refused", a.testRetryAfterRestore},
+		{"retry-after-rollback-leaves-a-later-run-alone", a.testRetryAfterRollback},
+		{"retry-after-keep-down-finishes", a.testRetryAfterKeepDown},
+		{"retry-after-stop-during-scale-down-finishes", a.testRetryAfterStopDuringScaleDown},
+	})
+	t.Logf("attack12 argo: done in %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+type attackArgo struct {
+	*argoSuite
+	cli, kubeconfig string
+}
+
+// argo runs the real argo CLI (kube mode, no argo-server) and returns its
+// output; a non-zero exit fails the test.
+func (a *attackArgo) argoCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, a.cli, append(args, "-n", a.argo.Namespace)...)
+	cmd.Env = []string{"KUBECONFIG=" + a.kubeconfig, "HOME=" + t.TempDir(), "PATH=/usr/bin:/bin"}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("argo %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	t.Logf("argo %s:\n%s", strings.Join(args, " "), out.String())
+	return out.String()
+}
+
+// stoppedDuringMigration submits a run of waits-second (the database at 1, so
+// migration 2 waits for table go_ahead) with policy, stops it while migration
+// 2 waits and returns the finished (Failed) run.
+func (a *attackArgo) stoppedDuringMigration(t *testing.T, c *argoCase, policy string) *wfv1.Workflow {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	if err := c.db.MigrateTo(ctx, argoSets["waits-second"], 1); err != nil {
+		t.Fatal(err)
+	}
+	wf := c.submit(t, "", map[string]string{"migrations-dir": SetsRoot + "/waits-second", "on-migrate-failure": policy})
+	c.db.waitSleeping(t, ctx)
+	a.argoCLI(t, "stop", wf.Name)
+	wf = c.wait(t, wf, nil)
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantVersions(t, c.versions(t), 1)
+	// From now on migration 2 no longer waits: a migrate that runs applies it.
+	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
+		t.Fatal(err)
+	}
+	return wf
+}
+
+// retried runs `argo retry` on wf, recording the application's pods, and
+// returns the finished run and the pods' history.
+func (a *attackArgo) retried(t *testing.T, c *argoCase, wf *wfv1.Workflow) (*wfv1.Workflow, *PodWatch) {
+	t.Helper()
+	pods, err := WatchPods(t.Context(), a.kube, a.argo.Namespace, c.app.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pods.Stop)
+	a.argoCLI(t, "retry", wf.Name)
+	return c.wait(t, wf, nil), pods
+}
+
+// noMigrationWhileRunning: no migration of the log ran while a pod of the
+// application existed.
+func noMigrationWhileRunning(t *testing.T, c *argoCase, pods *PodWatch) {
+	t.Helper()
+	log, err := c.db.MigrationLog(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, at := range log {
+		if live := pods.Existing(at); len(live) != 0 {
+			t.Errorf("migration %s ran at %s while the application's pods %v ran", v, at.Format("15:04:05.000"), live)
+		}
+	}
+}
+
+// 1. on-migrate-failure=restore: the run is stopped while migration 2 runs;
+// nothing was applied, so the exit handler puts the application back. argo
+// retry then reran migrate alone, with the application running (it applied
+// 2 and 3 under it). It must refuse instead, saying why, and leave the
+// application running and the database as it was.
+func (a *attackArgo) testRetryAfterRestore(t *testing.T) {
+	c := a.newCase(t, "atkrestore")
+	wf := a.stoppedDuringMigration(t, c, "restore")
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"recheck": wfv1.NodeSucceeded, "restore-if-unchanged": wfv1.NodeSucceeded})
+	c.wantRestored(t)
+
+	wf, pods := a.retried(t, c, wf)
+	noMigrationWhileRunning(t, c, pods)
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantVersions(t, c.versions(t), 1)
+	if at := engines.ArgoAttempts(wf, "migrate"); len(at) != 1 || at[0].ExitCode != "2" {
+		t.Errorf("retried migrate's attempts %+v, want one refused with exit 2", at)
+	}
+	if logs := a.argo.StepLogs(context.Background(), wf, 50); !strings.Contains(logs, "argo retry would migrate with it running") {
+		t.Errorf("the retried migrate's log does not say why it refused")
+	}
+	c.wantRestored(t)
+}
+
+// 2. on-migrate-failure=rollback: run A is stopped while migration 2 runs;
+// its exit handler rolls back to 1 (nothing to undo) and puts the application
+// back. Run B then applies 2 and 3. argo retry of A must neither migrate with
+// the application running nor roll B's migrations back under it (A's exit
+// handler would roll back to A's planned version 1 once its migrate failed).
+func (a *attackArgo) testRetryAfterRollback(t *testing.T) {
+	c := a.newCase(t, "atkrollback")
+	wf := a.stoppedDuringMigration(t, c, "rollback")
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"rollback": wfv1.NodeSucceeded, "restore-after-rollback": wfv1.NodeSucceeded})
+	c.wantRestored(t)
+	b := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/waits-second"})
+	wantPhase(t, b, wfv1.WorkflowSucceeded)
+	wantVersions(t, c.versions(t), 1, 2, 3)
+
+	wf, pods := a.retried(t, c, wf)
+	noMigrationWhileRunning(t, c, pods)
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	notRun(t, wf, "rollback")
+	wantVersions(t, c.versions(t), 1, 2, 3)
+	c.wantRestored(t)
+}
+
+// 3. The retry the docs recommend still works: keep-down, stopped while
+// migration 2 runs, the application stays stopped; argo retry migrates (the
+// application still stopped) and restores it.
+func (a *attackArgo) testRetryAfterKeepDown(t *testing.T) {
+	c := a.newCase(t, "atkkeep")
+	wf := a.stoppedDuringMigration(t, c, "keep-down")
+	c.wantStopped(t)
+
+	wf, pods := a.retried(t, c, wf)
+	noMigrationWhileRunning(t, c, pods)
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	wantVersions(t, c.versions(t), 1, 2, 3)
+	c.wantRestored(t)
+}
+
+// 4. Stopped while scale-down waits for the application's pods (one held by a
+// finalizer): the exit handler puts the application back, nothing migrated.
+// argo retry reruns the failed scale-down, which stops the application again,
+// so the retried migrate may run (the application is stopped) and the run
+// finishes the job.
+func (a *attackArgo) testRetryAfterStopDuringScaleDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	c := &argoCase{s: a.argoSuite, name: "atkscale", secret: "atkscale-db"}
+	c.db = NewDatabase(t, a.pg, c.name)
+	if err := CreateSecret(ctx, a.kube, a.argo.Namespace, c.secret, c.db.URL()); err != nil {
+		t.Fatal(err)
+	}
+	app, err := DeployApp(ctx, a.kube, a.argo.Namespace, AppOptions{Name: c.name, ShutdownDelay: 25 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.app = app
+	held, release := holdPod(t, a.kube, c.app)
+	wf := c.submit(t, "", nil)
+	if err := Poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		p, err := a.kube.CoreV1().Pods(a.argo.Namespace).Get(ctx, held, metav1.GetOptions{})
+		return err == nil && p.DeletionTimestamp != nil, nil
+	}); err != nil {
+		t.Fatalf("scale-down never stopped the application: %v", err)
+	}
+	a.argoCLI(t, "stop", wf.Name)
+	wf = c.wait(t, wf, nil)
+	release()
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"restore": wfv1.NodeSucceeded})
+	wantVersions(t, c.versions(t))
+	c.wantRestored(t)
+
+	wf, pods := a.retried(t, c, wf)
+	noMigrationWhileRunning(t, c, pods)
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	wantVersions(t, c.versions(t), 1, 2, 3)
+	c.wantRestored(t)
+}
