@@ -564,10 +564,13 @@ func sleepyMigrations(n int) files {
 	return f
 }
 
-// sleeping reports whether a migration is inside pg_sleep in this database.
+// sleeping reports whether a migration is inside pg_sleep in this database,
+// waiting in it: a migration whose sleep is 0 seconds runs the same query
+// without ever waiting, and under load a poll caught one in flight (TestProcesses
+// kill -9 inside migration 3 then killed migration 1).
 func (d *testDB) sleeping() bool {
 	return d.queryString(`SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
-		AND state = 'active' AND query LIKE '%pg_sleep(coalesce%' AND pid <> pg_backend_pid())::text`) == "true"
+		AND state = 'active' AND wait_event = 'PgSleep' AND query LIKE '%pg_sleep(coalesce%' AND pid <> pg_backend_pid())::text`) == "true"
 }
 
 // checkEffectsOnce asserts each of n migrations ran exactly once and is recorded once.
