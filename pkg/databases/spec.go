@@ -64,8 +64,7 @@ func Spec() step.Spec {
 		Description: "reads --databases (a JSON list), applies the defaults (the single-database flags), and refuses (exit 2), naming every bad entry, " +
 			"a list that is not a JSON list of objects, an empty one, an unknown or repeated key, a value that is not a string, an invalid Secret name or key, " +
 			"two entries for one database (the same Secret and key) or with one name. It then reads each Secret and refuses (exit 1) one that does not exist, " +
-			"or lacks an entry's key, or holds nothing there; it never prints a value. Results: entries (the list with the defaults applied), " +
-			"secrets (the distinct Secret names, sorted) and count.",
+			"or lacks an entry's key, or holds nothing there; it never prints a value. Results: entries (the list with the defaults applied), secrets (the distinct Secret names, sorted), count.",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
 			c, err := ko.ConnectStep("check-databases", env.Log)

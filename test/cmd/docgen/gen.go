@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/chartreuse-go/chartreuse/pkg/databases"
 	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/helmwait"
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
@@ -40,9 +41,15 @@ type binary struct {
 	results []result
 }
 
-// Binaries are the seven step binaries, in the order they run; gate, Tekton's one run
+// Binaries are the eight step binaries, in the order they run (check-databases, for
+// a run with a databases list, first); gate, Tekton's one run
 // per database, then helm-wait, the Helm chart's hook, last.
 var Binaries = []binary{
+	{"check-databases", databases.Spec, []result{
+		{"entries", "JSON list of the databases with the defaults applied, each with every key: `name`, `secret`, `key`, `dir`, `git-url`, `git-revision`, `migrations-image`, `role`, `table`, `to`"},
+		{"secrets", "JSON list of the distinct Secret names, sorted: the order in which a run takes their locks"},
+		{"count", "number of databases"},
+	}},
 	{"wait-for-db", waitdb.Spec, []result{
 		{"attempts", "number of connection attempts made"},
 		{"waited", "time spent waiting, e.g. `1.52s`"},
@@ -93,6 +100,9 @@ var Binaries = []binary{
 // notRunByBothWorkflows say who runs a binary that not both workflows run: gate
 // (Tekton only), helm-wait (the Helm chart's hook).
 var notRunByBothWorkflows = map[string]string{
+	"check-databases": "No workflow runs this binary yet: it is the first slice of several databases in one run " +
+		"(see [the design](../design/multi-database.md)), where it checks the `databases` parameter before anything else runs, " +
+		"as a ServiceAccount that may get Secrets (`pkg/databases/rbac/role.yaml`).\n",
 	"gate": "The Argo WorkflowTemplate does not run this binary: its mutex keeps runs for one database apart. " +
 		"The Tekton Pipeline runs it as the `gate` task (`--action=acquire`, after the parameter guards, before anything else) " +
 		"and the `release-gate` finally task (`--action=release`), from the Task `chartreuse-gate` (`tekton/tasks/gate.yaml`), " +
