@@ -134,6 +134,9 @@ func TestArgo(t *testing.T) {
 		{"edited-migration-refused-then-accepted", s.testEditedMigration},
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
+		// Several databases in one run, first slice (argo_databases_test.go).
+		{"databases-plan", s.testDatabasesPlan},
+		{"databases-bad-input", s.testDatabasesBadInput},
 	}
 	runScenarios(t, "argo", scenarios)
 	t.Logf("argo: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))

@@ -110,6 +110,10 @@ func TestArgoEntrypointsPullFirst(t *testing.T) {
 	var phases []string
 	for _, tmpl := range wft.Spec.Templates {
 		if name, ok := strings.CutSuffix(tmpl.Name, "-pod"); ok && tmpl.Container != nil {
+			// the pods of a databases list (issue 15) have no single-phase entrypoint
+			if name == "check-databases" || name == "plan-db" {
+				continue
+			}
 			phases = append(phases, name)
 		}
 	}
