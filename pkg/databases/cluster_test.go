@@ -221,27 +221,6 @@ func TestClusterCheckDatabases(t *testing.T) {
 		}
 	})
 
-	t.Run("bad list before any request", func(t *testing.T) {
-		// the API server is never asked: a kubeconfig naming a closed port still gives 2
-		closed := c.writeKubeconfig(func(cfg *clientcmdapi.Config) {
-			for _, cl := range cfg.Clusters {
-				cl.Server = fmt.Sprintf("https://127.0.0.1:%d", pgenv.ClosedPort(t))
-			}
-		})
-		r := c.run(closed, `[{"secret": "orders-db"}, {"secret": "orders-db", "name": "again"}]`)
-		if r.code != failure.CodeUsage || !strings.Contains(r.summary.Error, "entry 1 (orders-db) and entry 2 (again) are the same database") {
-			t.Errorf("exit %d: %s", r.code, r.summary.Error)
-		}
-		r = c.run(kc, `[]`)
-		if r.code != failure.CodeUsage || !strings.Contains(r.summary.Error, "the list is empty") {
-			t.Errorf("[]: exit %d: %s", r.code, r.summary.Error)
-		}
-		r = c.run(kc, ``)
-		if r.code != failure.CodeUsage || !strings.Contains(r.summary.Error, "--databases is empty") {
-			t.Errorf("empty: exit %d: %s", r.code, r.summary.Error)
-		}
-	})
-
 	t.Run("no permission", func(t *testing.T) {
 		r := c.run(c.serviceAccountKubeconfig("no-role", nil), `[{}]`)
 		if r.code != failure.CodePermanent || !strings.Contains(r.summary.Error, `permission denied: cannot get secrets; grant verb "get" on "secrets"`) {

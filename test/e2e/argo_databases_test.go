@@ -191,7 +191,8 @@ func (s *argoSuite) testDatabasesBadInput(t *testing.T) {
 		{"same database twice", `[{}, {"secret": "` + c.secret + `", "name": "again"}]`, "2",
 			[]string{"entry 1 (" + c.secret + "/url) and entry 2 (again) are the same database"}},
 		{"missing key", `[{}, {"secret": "` + c.secret + `", "key": "nope"}]`, "1",
-			[]string{`entry 2 (` + c.secret + `/nope): Secret ` + c.secret + ` has no key "nope" (its keys: url)`}},
+			// the log quotes the message (slog, JSON): "nope" comes escaped
+			[]string{`entry 2 (` + c.secret + `/nope): Secret ` + c.secret + ` has no key`, `(its keys: url); correct`}},
 		{"empty list", `[]`, "2", []string{"the list is empty"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
