@@ -49,6 +49,16 @@ var Binaries = []binary{
 		{"entries", "JSON list of the databases with the defaults applied, each with every key: `name`, `secret`, `key`, `dir`, `git-url`, `git-revision`, `migrations-image`, `role`, `table`, `to`"},
 		{"secrets", "JSON list of the distinct Secret names, sorted: the order in which a run takes their locks"},
 		{"count", "number of databases"},
+		{"plans", "`--action=rounds`: JSON list of the entries, each with its `index` (from 0) and what its plan reported: `pending`, `needs-downtime`, `planned-version`, `planned-target`, `planned-files-digest`, `git-commit`, `migrations-digest`"},
+		{"rounds", "`--action=rounds`: JSON list of rounds, each a list of plans (as in `plans`) to migrate at once: only the pending databases, the canary alone first; `[]` with nothing pending"},
+		{"pending", "`--action=rounds`: `true` when any database has something pending"},
+		{"needs-downtime", "`--action=rounds`: `true` when any pending database's plan did not say `needs-downtime=false`"},
+		{"holder", "`--action=rounds`: the distinct Secrets, sorted, joined by `+`: `scale-down --database-secret` and `scale-restore --supersede-database` for the run"},
+		{"migrate-failed", "`--action=decide`: `true` when a migrate ran and did not reach its planned target, or a database is at neither its planned version nor its target"},
+		{"restore", "`--action=decide`: `true` when the workloads are to be restored now, without a rollback"},
+		{"rollback", "`--action=decide`: JSON list of rounds of the databases to roll back (their version moved from the planned one); `[]` for none"},
+		{"restore-after-rollback", "`--action=decide`: `true` when the workloads are to be restored once every rollback succeeded"},
+		{"databases", "`--action=summary`: JSON list, per database: `name`, `planned-version`, `target-version`, `current-version`, `applied-versions`, `seconds` (migrate's `sql-seconds`), `outcome` (`nothing-pending`, `migrated`, `failed`, `not-reached`, `rolled-back`, `rollback-failed`) and `error` (the step's one-line error, masked)"},
 	}},
 	{"wait-for-db", waitdb.Spec, []result{
 		{"attempts", "number of connection attempts made"},
@@ -260,7 +270,7 @@ func stepPage(b binary, wf *manifests) ([]byte, error) {
 	}
 	readers := wf.resultReaders(b.name, documented)
 	for name := range readers {
-		if !slices.Contains(documented, name) {
+		if !slices.Contains(documented, name) && name != step.ResultError {
 			return nil, fmt.Errorf("the workflows read result %q, which the binary does not describe", name)
 		}
 	}
@@ -282,7 +292,8 @@ func stepPage(b binary, wf *manifests) ([]byte, error) {
 	w.WriteString("## Results\n\n")
 	w.WriteString("With `--results-dir`, one file per result, named after it, holding its value; " +
 		"every result also appears in the JSON summary line the step prints last on stdout " +
-		"(see [results and the summary line](README.md#results-and-the-summary-line)).\n\n")
+		"(see [results and the summary line](README.md#results-and-the-summary-line)). " +
+		"A step that fails (not with a usage error, exit 2) also writes `error`: its one-line error, secrets masked.\n\n")
 	w.WriteString("| result | meaning | read by the workflows |\n|---|---|---|\n")
 	for _, r := range b.results {
 		rd := readers[r.name]
