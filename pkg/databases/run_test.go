@@ -281,7 +281,9 @@ func TestActions(t *testing.T) {
 	if code != 0 || sum.Results["migrate-failed"] != "true" || sum.Results["restore"] != "false" || sum.Results["restore-after-rollback"] != "true" || !strings.Contains(sum.Results["rollback"], `"name":"b"`) || strings.Contains(sum.Results["rollback"], `"name":"c"`) {
 		t.Errorf("decide: exit %d, results %v", code, sum.Results)
 	}
-	code, sum, _ = runAction(t, "--action=summary", "--plans", string(plans), "--outputs", outputs)
+	// the Argo exit handler gives every global output, the plans among them
+	withPlans, _ := json.Marshal(map[string]string{"databases-plans": string(plans), "db-1-migrate-current-version": "3", "db-1-migrate-applied-versions": "[1,2,3]", "db-2-migrate-error": "boom"})
+	code, sum, _ = runAction(t, "--action=summary", "--outputs", string(withPlans))
 	var rows []Row
 	if err := json.Unmarshal([]byte(sum.Results["databases"]), &rows); code != 0 || err != nil || len(rows) != 3 || rows[0].Outcome != NothingPending || rows[1].Outcome != Migrated || rows[2].Outcome != Failed || rows[2].Error != "boom" {
 		t.Errorf("summary: exit %d, %s (%v)", code, sum.Results["databases"], err)

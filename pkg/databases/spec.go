@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -47,7 +48,7 @@ func (o *Options) Flags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "action", Value: ActionCheck, Usage: "check: check --databases (the first step of a run); rounds: from --entries and --plans, cut the pending databases into the rounds migrate runs them in; decide: the failure path over all databases (--policy) from --plans and --outputs; summary: one line and one result entry per database, from --plans and --outputs", Destination: &o.Action},
 		&cli.StringFlag{Name: "entries", Usage: "rounds: check's entries result (the list with the defaults applied)", Destination: &o.Entries},
-		&cli.StringFlag{Name: "plans", Usage: "rounds: the plan outputs of the entries, a JSON list of objects in the order of --entries (Argo's aggregated outputs); decide, summary: the plans result of rounds", Destination: &o.Plans},
+		&cli.StringFlag{Name: "plans", Usage: "rounds: the plan outputs of the entries, a JSON list of objects in the order of --entries (Argo's aggregated outputs); decide, summary: the plans result of rounds (default: the output databases-plans in --outputs)", Destination: &o.Plans},
 		&cli.StringFlag{Name: "outputs", Usage: "decide, summary: the run's per-database outputs, a JSON object whose keys are db-<index>-<step>-<result> (step migrate, recheck or rollback); other keys are ignored", Destination: &o.Outputs},
 		&cli.StringFlag{Name: "parallelism", Value: "1", Usage: "rounds, decide: how many databases to migrate (or roll back) at once, 1 to 64", Destination: &o.Parallelism},
 		&cli.BoolFlag{Name: "canary", Value: true, Usage: "rounds: migrate the first pending database alone before any other starts", Destination: &o.Canary},
@@ -105,15 +106,26 @@ func (o *Options) validateLater() error {
 		o.plans, err = JoinPlans(o.entries, outs)
 		return err
 	}
-	if err := json.Unmarshal([]byte(o.Plans), &o.plans); err != nil || len(o.plans) == 0 {
-		return failure.Usagef("--plans is not the plans result of --action=rounds (a non-empty JSON list)")
+	if o.outputs, err = ParseOutputs(o.Outputs); err != nil {
+		return err
+	}
+	plans := o.Plans
+	if strings.TrimSpace(plans) == "" {
+		plans = o.outputs[PlansOutput] // the Argo exit handler passes every global output
+	}
+	if err := json.Unmarshal([]byte(plans), &o.plans); err != nil || len(o.plans) == 0 {
+		return failure.Usagef("--plans (or the output %s in --outputs) is not the plans result of --action=rounds (a non-empty JSON list)", PlansOutput)
 	}
 	if o.Action == ActionDecide && o.Policy != KeepDown && o.Policy != Restore && o.Policy != Rollback {
 		return failure.Usagef("--policy %q is not keep-down, restore or rollback", o.Policy)
 	}
-	o.outputs, err = ParseOutputs(o.Outputs)
-	return err
+	return nil
 }
+
+// PlansOutput is the workflow output (Argo's globalName) that holds the plans
+// result of --action=rounds: --action=decide and summary read it from --outputs
+// when --plans is not given.
+const PlansOutput = "databases-plans"
 
 // runLater runs the actions after plan: no API, no database, only results.
 func (o *Options) runLater(env *step.Env) error {

@@ -71,29 +71,45 @@ func TestArgoHoldDatabasesNesting(t *testing.T) {
 		t.Fatalf("task %s: no argument %s", tk.Name, name)
 		return ""
 	}
-	entries := `[{"name":"a"},{"name":"b"},{"name":"c"}]`
-	secrets := `["a","b","c"]`
-	var taken []string
-	for level := 0; ; level++ {
-		vars := map[string]any{"inputs.parameters.secrets": secrets, "inputs.parameters.entries": entries}
-		taken = append(taken, resolve(t, hold.Synchronization.Mutexes[0].Name, vars))
-		deeper := resolve(t, next.When, vars) == "true"
-		plans := resolve(t, plan.When, vars) == "true"
-		if deeper == plans {
-			t.Fatalf("level %d (secrets %s): hold %v, plan %v: want exactly one", level, secrets, deeper, plans)
-		}
-		if got := resolve(t, arg(next, "entries"), vars); got != entries {
-			t.Errorf("level %d: entries handed down %q", level, got)
-		}
-		if plans {
-			break
-		}
-		secrets = resolve(t, arg(next, "secrets"), vars)
-		if level > 3 {
-			t.Fatal("no end to the nesting")
-		}
+	run := task("run")
+	if run.Template != "databases-pipeline" {
+		t.Fatalf("hold-databases: task run %+v", run)
 	}
-	if want := []string{"chartreuse-a", "chartreuse-b", "chartreuse-c"}; !slices.Equal(taken, want) {
-		t.Errorf("mutexes taken %v, want %v", taken, want)
+	entries := `[{"name":"a"},{"name":"b"},{"name":"c"}]`
+	// then: plan (the plan-databases entrypoint) plans at the last level; run (the
+	// main DAG) runs databases-pipeline there instead
+	for _, then := range []string{"plan", "run"} {
+		secrets := `["a","b","c"]`
+		var taken []string
+		for level := 0; ; level++ {
+			vars := map[string]any{"inputs.parameters.secrets": secrets, "inputs.parameters.entries": entries, "inputs.parameters.then": then}
+			taken = append(taken, resolve(t, hold.Synchronization.Mutexes[0].Name, vars))
+			deeper := resolve(t, next.When, vars) == "true"
+			plans := resolve(t, plan.When, vars) == "true"
+			runs := resolve(t, run.When, vars) == "true"
+			last := plans || runs
+			if deeper == last || plans && runs || (plans && then != "plan") || (runs && then != "run") {
+				t.Fatalf("then=%s level %d (secrets %s): hold %v, plan %v, run %v: want exactly one, the one then names", then, level, secrets, deeper, plans, runs)
+			}
+			if got := resolve(t, arg(next, "entries"), vars); got != entries {
+				t.Errorf("level %d: entries handed down %q", level, got)
+			}
+			if got := resolve(t, arg(next, "then"), vars); got != then {
+				t.Errorf("level %d: then handed down %q", level, got)
+			}
+			if last {
+				if got := resolve(t, arg(run, "entries"), vars); runs && got != entries {
+					t.Errorf("run's entries %q", got)
+				}
+				break
+			}
+			secrets = resolve(t, arg(next, "secrets"), vars)
+			if level > 3 {
+				t.Fatal("no end to the nesting")
+			}
+		}
+		if want := []string{"chartreuse-a", "chartreuse-b", "chartreuse-c"}; !slices.Equal(taken, want) {
+			t.Errorf("then=%s: mutexes taken %v, want %v", then, taken, want)
+		}
 	}
 }

@@ -59,9 +59,15 @@ func TestParametersReachTheirSteps(t *testing.T) {
 		mode := stepMode(c)
 		for _, sp := range stepParameters {
 			got, ok := c.flag(sp.flag)
-			if key, ok := entryParameters[sp.param]; ok && (c.Binary == "check-databases" || perDatabase(c)) {
+			if key, entry := entryParameters[sp.param]; entry && (c.Binary == "check-databases" || perDatabase(c)) {
 				if c.Binary == "check-databases" {
 					continue // the entries' defaults: checked by their flag names in TestFlagsAgreed
+				}
+				if !slices.Contains(sp.modes, mode) {
+					if ok {
+						t.Errorf("%s (%s): passes --%s=%s, which only %v take", c.Where, mode, sp.flag, got, sp.modes)
+					}
+					continue
 				}
 				if want := "{{inputs.parameters." + key + "}}"; got != want {
 					t.Errorf("%s (%s): --%s=%q, want the entry's %q", c.Where, mode, sp.flag, got, want)

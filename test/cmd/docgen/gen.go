@@ -131,6 +131,8 @@ var TektonOnly = map[string]string{"gate-timeout": "`gate --timeout` (the `gate`
 // with what Tekton does instead.
 var ArgoOnly = map[string]string{
 	"databases":          "not yet: several databases in one run is built on the Argo side first (docs/design/multi-database.md)",
+	"parallelism":        "not yet: with `databases`",
+	"canary":             "not yet: with `databases`",
 	"image-pull-timeout": "Tekton fails a TaskRun whose image cannot be pulled at once",
 	"image-pull-secret":  "Tekton: `taskRunTemplate.podTemplate.imagePullSecrets` of the PipelineRun, or the ServiceAccount's",
 }
