@@ -110,9 +110,14 @@ var Binaries = []binary{
 // notRunByBothWorkflows say who runs a binary that not both workflows run: gate
 // (Tekton only), helm-wait (the Helm chart's hook).
 var notRunByBothWorkflows = map[string]string{
-	"check-databases": "No workflow runs this binary yet: it is the first slice of several databases in one run " +
-		"(see [the design](../design/multi-database.md)), where it checks the `databases` parameter before anything else runs, " +
-		"as a ServiceAccount that may get Secrets (`pkg/databases/rbac/role.yaml`).\n",
+	"check-databases": "The Argo WorkflowTemplate runs this binary when `databases` is set (several databases in one run, " +
+		"see [the design](../design/multi-database.md) and [the WorkflowTemplate's README](../../workflowtemplates/README.md#several-databases-in-one-run)); " +
+		"the Tekton Pipeline does not yet. `check-databases-pod` checks the list before anything else runs, " +
+		"as the ServiceAccount `chartreuse-check-databases`, which may get Secrets (`pkg/databases/rbac/role.yaml`); " +
+		"`databases-rounds-pod` (`--action=rounds`, from the plans), `databases-decide-pod` (`--action=decide`, in the exit handler after a failure) " +
+		"and `databases-summary-pod` (`--action=summary`, last in the exit handler) read only their arguments, with no token: " +
+		"`--parallelism` and `--canary` are the parameters of the same names, `--policy` is `on-migrate-failure`, " +
+		"and `--outputs` is every global output of the run (`{{=toJson(workflow.outputs?.parameters)}}`), the plans (`databases-plans`) among them.\n",
 	"gate": "The Argo WorkflowTemplate does not run this binary: its mutex keeps runs for one database apart. " +
 		"The Tekton Pipeline runs it as the `gate` task (`--action=acquire`, after the parameter guards, before anything else) " +
 		"and the `release-gate` finally task (`--action=release`), from the Task `chartreuse-gate` (`tekton/tasks/gate.yaml`), " +
