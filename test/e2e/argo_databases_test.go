@@ -88,9 +88,13 @@ func (s *argoSuite) testDatabasesPlan(t *testing.T) {
 	multi := c.submit(t, "plan-databases", map[string]string{"databases": databases})
 
 	// The run checks its list, then waits for the first database's mutex: no plan
-	// starts while the single-database run holds it.
+	// starts while the single-database run holds it. (It may first wait for the
+	// workload namespace's mutex, which the other scenarios' runs with databases
+	// take too.)
+	holdCtx, cancelHold := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancelHold()
 	waitMsg := ""
-	if err := Poll(pollCtx, time.Second, func() (bool, error) {
+	if err := Poll(holdCtx, time.Second, func() (bool, error) {
 		w, err := s.argo.Get(ctx, multi.Name)
 		if err != nil {
 			return false, err
@@ -128,7 +132,7 @@ func (s *argoSuite) testDatabasesPlan(t *testing.T) {
 	var wg sync.WaitGroup
 	var ws, wm *wfv1.Workflow
 	wg.Go(func() { ws = c.wait(t, single, nil) })
-	wg.Go(func() { wm = c.wait(t, multi, note) })
+	wg.Go(func() { wm = c.dbWait(t, multi, note) })
 	wg.Wait()
 	if ws == nil || wm == nil {
 		return
@@ -196,7 +200,7 @@ func (s *argoSuite) testDatabasesBadInput(t *testing.T) {
 		{"empty list", `[]`, "2", []string{"the list is empty"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wf := c.run(t, "plan-databases", map[string]string{"databases": tc.databases})
+			wf := c.dbWait(t, c.submit(t, "plan-databases", map[string]string{"databases": tc.databases}), nil)
 			wantPhase(t, wf, wfv1.WorkflowFailed)
 			n, ok := engines.ArgoNodeByName(wf, "check-databases")
 			if !ok || n.ExitCode != tc.exit {
