@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VERSION := $(shell cat VERSION)
 PKG := github.com/chartreuse-go/chartreuse
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION)
-STEPS := wait-for-db wait-patroni scale-down migrate scale-restore gate helm-wait
+STEPS := check-databases wait-for-db wait-patroni scale-down migrate scale-restore gate helm-wait
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 GO ?= go
 

@@ -5,7 +5,7 @@
 // The image is the one images/Dockerfile describes, file for file and setting for
 // setting (a test compares them):
 //
-//	/usr/local/bin/{wait-for-db,wait-patroni,scale-down,migrate,scale-restore,gate,helm-wait}
+//	/usr/local/bin/{check-databases,wait-for-db,wait-patroni,scale-down,migrate,scale-restore,gate,helm-wait}
 //	                         static (CGO_ENABLED=0, -trimpath), version-stamped from VERSION
 //	/migrations/             empty; images FROM this one COPY their migrations here
 //	/etc/passwd, /etc/group  root and nonroot (65532)
@@ -52,10 +52,11 @@ const (
 	BuildTags = "urfave_cli_no_docs"
 )
 
-// Steps are the seven step binaries, in pipeline order (gate, Tekton's one run per
+// Steps are the eight step binaries, in pipeline order (check-databases, for a run
+// with a databases list, first; gate, Tekton's one run per
 // database, then helm-wait, the Helm chart's hook); each is built from ./steps/<name> and installed as
 // /usr/local/bin/<name>.
-var Steps = []string{"wait-for-db", "wait-patroni", "scale-down", "migrate", "scale-restore", "gate", "helm-wait"}
+var Steps = []string{"check-databases", "wait-for-db", "wait-patroni", "scale-down", "migrate", "scale-restore", "gate", "helm-wait"}
 
 // Paths and settings of the image (the Dockerfile declares the same).
 const (
@@ -75,7 +76,7 @@ func DefaultRef(version string) string { return "ghcr.io/chartreuse-go/chartreus
 func Labels(version string) map[string]string {
 	return map[string]string{
 		"org.opencontainers.image.title":         "chartreuse",
-		"org.opencontainers.image.description":   "PostgreSQL schema migration steps (wait-for-db, wait-patroni, scale-down, migrate, scale-restore, gate, helm-wait) for Argo Workflows, Tekton and Helm",
+		"org.opencontainers.image.description":   "PostgreSQL schema migration steps (check-databases, wait-for-db, wait-patroni, scale-down, migrate, scale-restore, gate, helm-wait) for Argo Workflows, Tekton and Helm",
 		"org.opencontainers.image.version":       version,
 		"org.opencontainers.image.source":        Source,
 		"org.opencontainers.image.documentation": Source + "/tree/main/images",

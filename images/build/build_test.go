@@ -187,7 +187,7 @@ func splitLabels(t *testing.T, s string) []string {
 
 func TestImage(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the seven binaries")
+		t.Skip("builds the eight binaries")
 	}
 	repo := repoRoot(t)
 	version, err := Version(repo)

@@ -118,9 +118,9 @@ func TestRetryTransientFor(t *testing.T) {
 				if tt.code == 75 && tt.attempts > 1 && !strings.Contains(sum.Error, "still failing after 5 attempts in 10s") {
 					t.Errorf("summary error %q does not say how long it tried", sum.Error)
 				}
-				// Only the last attempt's results are reported.
-				if last := "attempt-" + string(rune('a'+len(log.at)-1)); tt.code != 2 && (len(sum.Results) != 1 || sum.Results[last] != "x") {
-					t.Errorf("results %v, want only %s", sum.Results, last)
+				// Only the last attempt's results are reported, with the step's error.
+				if last := "attempt-" + string(rune('a'+len(log.at)-1)); tt.code != 2 && (len(sum.Results) != 1+min(tt.code, 1) || sum.Results[last] != "x" || sum.Results[ResultError] != sum.Error) {
+					t.Errorf("results %v, want only %s and error %q", sum.Results, last, sum.Error)
 				}
 			})
 		})

@@ -39,6 +39,10 @@ type Env struct {
 	Redactor *redact.Redactor
 }
 
+// ResultError is the result a failed step writes (but not a usage error, which
+// writes none): its one-line error, masked.
+const ResultError = "error"
+
 // Main runs the step with the process's arguments and exits with its code.
 func Main(spec Spec) {
 	setMemoryLimit()
@@ -113,6 +117,11 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 	// A usage error stops before any work, so there are no results to write (and
 	// the results directory itself may be what is wrong).
 	if code != failure.CodeUsage {
+		if runErr != nil {
+			// The one-line error, masked like the log: a run summary over
+			// several databases (check-databases --action=summary) reports it.
+			env.Results.Set(ResultError, msg)
+		}
 		// A step that did its work (a migration committed) must not report a
 		// failure the database contradicts: a failed write of its results is
 		// logged, and the summary line below still carries them.

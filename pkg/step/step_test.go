@@ -131,6 +131,11 @@ func TestResultsAndSummary(t *testing.T) {
 	if sum.Status != "failed" || sum.ExitCode != 75 || sum.Results["pending"] != "true" || sum.Error == "" {
 		t.Fatalf("summary = %+v", sum)
 	}
+	// the step's one-line error is a result too (a run over several databases
+	// reports it per database)
+	if b, err := os.ReadFile(filepath.Join(dir, ResultError)); err != nil || string(b) != sum.Error || !strings.Contains(sum.Error, "gave up after 1s") {
+		t.Fatalf("error result: %q %v, summary error %q", b, err, sum.Error)
+	}
 }
 
 // TestResultsWriteFailureKeepsTheOutcome: once the work is done (migrations

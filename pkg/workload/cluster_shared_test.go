@@ -96,3 +96,56 @@ func TestClusterKeptDownByOneRunStaysDown(t *testing.T) {
 		t.Fatalf("kept after a restore without --only-run-uid: replicas %d, annotations %v", *d.Spec.Replicas, d.Annotations)
 	}
 }
+
+// A run of several databases (issue 15) holds the workloads once, naming its
+// Secrets joined by "+". A later run for one of those databases does not
+// supersede it (the others may be at a version the application cannot run
+// against); a later run that migrated every one of them does. A bad list is a
+// usage error before anything changes.
+func TestClusterRunOfSeveralDatabasesHolds(t *testing.T) {
+	c := newCluster(t)
+	c.deployment("multi", 2, appOpts{labels: map[string]string{"multi": "yes"}})
+	c.waitRunning("multi=yes", 2, 3*time.Minute)
+	sel := []string{"--selector", "multi=yes"}
+
+	for _, bad := range []string{"orders-db++billing-db", "orders-db+Billing_DB", "orders-db+orders-db"} {
+		r := c.mustRun(2, ScaleDownSpec(), "", append(sel, "--run-uid", "uid-bad", "--database-secret", bad)...)
+		if !strings.Contains(r.stderr, "--database-secret") {
+			t.Errorf("--database-secret %q: the error does not name the flag:\n%s", bad, r.stderr)
+		}
+	}
+	if d := c.getDeployment("multi"); *d.Spec.Replicas != 2 || d.Annotations[AnnotationReplicas] != "" {
+		t.Fatalf("a refused scale-down changed the workload: replicas %d, annotations %v", *d.Spec.Replicas, d.Annotations)
+	}
+
+	// The run of two databases stops the workload, then fails and keeps it down.
+	c.mustRun(0, ScaleDownSpec(), "", append(sel, "--run-uid", "uid-multi", "--database-secret", "orders-db+billing-db")...)
+	// A single-database run for orders-db joins and succeeds: it does not
+	// supersede the run of two, whose billing-db may be half-way.
+	c.mustRun(0, ScaleDownSpec(), "", append(sel, "--run-uid", "uid-one", "--database-secret", "orders-db")...)
+	if d := c.getDeployment("multi"); d.Annotations[AnnotationHeldBy] != "uid-multi:orders-db+billing-db,uid-one:orders-db" {
+		t.Fatalf("holders: %q", d.Annotations[AnnotationHeldBy])
+	}
+	r := c.mustRun(0, ScaleRestoreSpec(), "", append(sel, "--only-run-uid", "uid-one", "--supersede-database", "orders-db")...)
+	if d := c.getDeployment("multi"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationHeldBy] != "uid-multi:orders-db+billing-db" {
+		t.Fatalf("after the single-database run's restore: replicas %d, held by %q\n%s", *d.Spec.Replicas, d.Annotations[AnnotationHeldBy], r.stderr)
+	}
+	if left := c.livePods("multi=yes"); len(left) > 0 {
+		t.Fatalf("pods back while the run of two still holds the workload: %v", left)
+	}
+
+	// The next run of the same databases (listed in another order, plus one)
+	// migrates all of them: it supersedes the failed run, and the workload
+	// comes back as first recorded.
+	c.mustRun(0, ScaleDownSpec(), "", append(sel, "--run-uid", "uid-next", "--database-secret", "billing-db+orders-db+users-db")...)
+	r = c.mustRun(0, ScaleRestoreSpec(), "", append(sel, "--only-run-uid", "uid-next", "--supersede-database", "billing-db+orders-db+users-db", "--wait-ready", "--ready-timeout", "2m")...)
+	d := c.getDeployment("multi")
+	if *d.Spec.Replicas != 2 || d.Status.ReadyReplicas != 2 {
+		t.Fatalf("after the superseding run's restore: replicas %d ready %d, annotations %v\n%s", *d.Spec.Replicas, d.Status.ReadyReplicas, d.Annotations, r.stderr)
+	}
+	for _, a := range recordAnnotations {
+		if v, ok := d.Annotations[a]; ok {
+			t.Fatalf("keeps %s=%q after the last holder's restore", a, v)
+		}
+	}
+}

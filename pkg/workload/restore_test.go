@@ -366,6 +366,13 @@ func TestHolders(t *testing.T) {
 		{"success supersedes the same database", held("a", "a:one,b:one"), "restore", "b", "one", "-", 3},
 		{"success does not supersede holders of no known database", held("a", "a,none,b:one"), "restore", "b", "one", "a,none", 0},
 		{"success leaves another database's run holding", held("a", "a:one,b:two,c:one"), "restore", "c", "one", "b:two", 0},
+		{"a run of several databases joins", held("a", "a:one"), "down", "b", "one+two", "a:one,b:one+two", 0},
+		{"success of several supersedes a run of all of them", held("a", "a:one+two,b:two+one+three"), "restore", "b", "two+one+three", "-", 3},
+		{"success of several supersedes a run of one of them", held("a", "a:two,b:one+two"), "restore", "b", "one+two", "-", 3},
+		{"success of one does not supersede a run of several", held("a", "a:one+two,b:one"), "restore", "b", "one", "a:one+two", 0},
+		{"a run naming a database not migrated keeps holding", held("a", "a:one+three,b:one+two"), "restore", "b", "one+two", "a:one+three", 0},
+		{"an entry with an empty piece is never superseded", held("a", "a:one+,b:one"), "restore", "b", "one", "a:one+", 0},
+		{"the run of several lets go, the other keeps it", held("a", "a:one+two,b:three"), "restore", "a", "one+two", "b:three", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -417,10 +424,28 @@ func TestRunUIDsThatCannotBeListed(t *testing.T) {
 			}
 		}
 	}
-	for _, o := range []*RunOptions{{DatabaseSecret: "Not_A_Secret"}, {OnlyRunUID: "b", SupersedeDatabase: "a,b"}, {SupersedeDatabase: "shop-db"}} {
+	for _, o := range []*RunOptions{
+		{DatabaseSecret: "Not_A_Secret"}, {OnlyRunUID: "b", SupersedeDatabase: "a,b"}, {SupersedeDatabase: "shop-db"},
+		{DatabaseSecret: "a++b"}, {DatabaseSecret: "+a"}, {DatabaseSecret: "a+"}, {DatabaseSecret: "a+Not_A_Secret"}, {DatabaseSecret: "a+b+a"},
+		{OnlyRunUID: "b", SupersedeDatabase: "a+b:c"}, {OnlyRunUID: "b", SupersedeDatabase: "a+ +b"}, {OnlyRunUID: "b", SupersedeDatabase: "b+b"},
+	} {
 		o.Timeout, o.ReadyTimeout, o.ProgressEvery, o.RunID = time.Minute, time.Minute, time.Second, "wf-1"
 		if err := o.Validate(); err == nil {
 			t.Errorf("%+v: accepted", *o)
+		}
+	}
+}
+
+// --database-secret and --supersede-database take Secrets joined by "+" (a run
+// of several databases), written back without blanks.
+func TestDatabaseSecretLists(t *testing.T) {
+	for in, want := range map[string]string{"": "", " shop-db ": "shop-db", "orders-db+billing-db": "orders-db+billing-db", " a + b.c +d ": "a+b.c+d"} {
+		o := &RunOptions{Timeout: time.Minute, ReadyTimeout: time.Minute, ProgressEvery: time.Second, RunID: "wf-1", DatabaseSecret: in, OnlyRunUID: "u", SupersedeDatabase: in}
+		if err := o.Validate(); err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		if o.DatabaseSecret != want || o.SupersedeDatabase != want {
+			t.Errorf("%q: --database-secret %q, --supersede-database %q, want %q", in, o.DatabaseSecret, o.SupersedeDatabase, want)
 		}
 	}
 }

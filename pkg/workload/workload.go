@@ -33,10 +33,12 @@ const (
 	// AnnotationHeldBy lists, comma-separated, the runs that hold the workload
 	// stopped, each as run-uid:database-secret (the scale-down flags --run-uid and
 	// --database-secret; ":" and the Secret are left out when not given), the
-	// record's writer first. A second run's scale-down (another database of the
+	// record's writer first. A run of several databases (issue 15) names their
+	// Secrets joined by "+" (run-uid:orders-db+billing-db), which no Secret name
+	// contains. A second run's scale-down (another database of the
 	// same application, migrated at once) adds itself. scale-restore
 	// --only-run-uid takes its run off the list (and, with --supersede-database,
-	// the earlier runs for the same database, which its migration superseded) and
+	// the earlier runs for the same databases, which its migration superseded) and
 	// restores the workload only when no run is left on it. A restore without
 	// --only-run-uid (a person's) restores it whoever holds it.
 	AnnotationHeldBy = "chartreuse.io/held-by"
@@ -166,7 +168,27 @@ const noRunUID = "none"
 // holder is one run holding a workload stopped.
 type holder struct {
 	runUID   string // noRunUID for a run without --run-uid
-	database string // its --database-secret; "" when not known
+	database string // its --database-secret: one Secret, or several joined by "+"; "" when not known
+}
+
+// DatabaseSeparator joins the Secrets of a run of several databases in its
+// holder entry and in --database-secret and --supersede-database.
+const DatabaseSeparator = "+"
+
+// supersededBy reports whether a run that migrated every database of set
+// successfully supersedes this holder: only when the holder names at least one
+// database and every one it names is in set. A holder naming a database the
+// run did not migrate (or an empty piece, a hand-edited entry) keeps holding.
+func (h holder) supersededBy(set map[string]bool) bool {
+	if h.database == "" || len(set) == 0 {
+		return false
+	}
+	for _, db := range strings.Split(h.database, DatabaseSeparator) {
+		if !set[strings.TrimSpace(db)] {
+			return false
+		}
+	}
+	return true
 }
 
 func (h holder) String() string {
@@ -223,16 +245,25 @@ func (rec record) heldByRun(uid string) bool {
 }
 
 // holdersLeft are the holders once the run uid lets go and, when supersede is
-// not "", every run for the database supersede: a run whose migration of that
-// database succeeded supersedes what earlier runs for it decided (the database
-// gate keeps two runs for one database from overlapping). A holder whose
-// database is not known (a person's scale-down, a hand-edited list) is never
-// superseded: the workload then waits for a person rather than risk coming back
-// in the middle of someone's migration.
+// not "", every run whose databases are all among supersede (Secrets joined by
+// "+"): a run whose migration of those databases succeeded supersedes what
+// earlier runs for them decided (the database locks keep two runs for one
+// database from overlapping). A run for one database supersedes an earlier run
+// of several only if that run named no other database, as the others may still
+// be at a version the application cannot run against. A holder whose database
+// is not known (a person's scale-down, a hand-edited list) is never superseded:
+// the workload then waits for a person rather than risk coming back in the
+// middle of someone's migration.
 func (rec record) holdersLeft(uid, supersede string) []holder {
+	set := map[string]bool{}
+	for _, db := range strings.Split(supersede, DatabaseSeparator) {
+		if db = strings.TrimSpace(db); db != "" {
+			set[db] = true
+		}
+	}
 	var rest []holder
 	for _, h := range rec.holders() {
-		if h.runUID == uid || supersede != "" && h.database == supersede {
+		if h.runUID == uid || h.supersededBy(set) {
 			continue
 		}
 		rest = append(rest, h)

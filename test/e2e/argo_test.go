@@ -134,6 +134,15 @@ func TestArgo(t *testing.T) {
 		{"edited-migration-refused-then-accepted", s.testEditedMigration},
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
+		// Several databases in one run, first slice (argo_databases_test.go).
+		{"databases-plan", s.testDatabasesPlan},
+		{"databases-bad-input", s.testDatabasesBadInput},
+		// The whole run with databases (argo_databases_run_test.go).
+		{"databases-keep-down", s.testDatabasesKeepDown},
+		{"databases-restore", s.testDatabasesRestore},
+		{"databases-rollback", s.testDatabasesRollback},
+		{"databases-happy", s.testDatabasesHappy},
+		{"databases-share-workloads", s.testDatabasesShareWorkloads},
 	}
 	runScenarios(t, "argo", scenarios)
 	t.Logf("argo: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))

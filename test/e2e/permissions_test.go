@@ -54,7 +54,7 @@ type holder struct {
 	sa     string
 	useAPI bool   // runs a scale binary
 	exec   bool   // Argo's executor
-	expect string // "none", "scale", "gate", "lookup" (migrate: list pods) or "executor"
+	expect string // "none", "scale", "gate", "lookup" (migrate: list pods), "check-databases" (get secrets) or "executor"
 }
 
 // TestStepPermissions derives, from the manifests and the engines' rules, which
@@ -113,12 +113,17 @@ func TestStepPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkDatabases, err := rbacrules.CheckDatabases()
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string][]string{
-		"none":     nil,
-		"lookup":   rbacrules.Expand(lookup),
-		"scale":    rbacrules.Expand(scale),
-		"gate":     rbacrules.Expand(gateRules),
-		"executor": rbacrules.Expand(rbacrules.Executor),
+		"check-databases": rbacrules.Expand(checkDatabases),
+		"none":            nil,
+		"lookup":          rbacrules.Expand(lookup),
+		"scale":           rbacrules.Expand(scale),
+		"gate":            rbacrules.Expand(gateRules),
+		"executor":        rbacrules.Expand(rbacrules.Executor),
 	}
 	// What the anonymous user is asked about: everything any step may do, and
 	// what would matter most in a stolen credential.
@@ -378,6 +383,11 @@ func argoHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAccoun
 		main.expect = expectation(main.useAPI, false)
 		if runsLocking(tmpl.Container.Command, tmpl.Container.Args) {
 			main.expect = "lookup"
+		}
+		// issue 15: whether each Secret of a databases list holds its key
+		// (its later actions, --action=rounds|decide|summary, read only their arguments: no token)
+		if len(tmpl.Container.Command) == 1 && tmpl.Container.Command[0] == "/usr/local/bin/check-databases" && !slices.ContainsFunc(tmpl.Container.Args, func(a string) bool { return strings.HasPrefix(a, "--action=") }) {
+			main.expect = "check-databases"
 		}
 		out = append(out, main, holder{where: "argo " + tmpl.Name + ": executor (init, wait)", sa: execSA, exec: true, expect: "executor"})
 	}

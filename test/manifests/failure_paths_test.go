@@ -110,6 +110,10 @@ func TestArgoEntrypointsPullFirst(t *testing.T) {
 	var phases []string
 	for _, tmpl := range wft.Spec.Templates {
 		if name, ok := strings.CutSuffix(tmpl.Name, "-pod"); ok && tmpl.Container != nil {
+			// the pods of a databases list (issue 15) have no single-phase entrypoint
+			if slices.Contains([]string{"check-databases", "plan-db", "databases-rounds", "databases-decide", "databases-summary", "migrate-db", "recheck-db", "rollback-db"}, name) {
+				continue
+			}
 			phases = append(phases, name)
 		}
 	}
@@ -198,7 +202,7 @@ func enumParams(t *testing.T) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	for _, p := range argoTemplate(t).Spec.Arguments.Parameters {
-		if len(p.Enum) > 0 {
+		if len(p.Enum) > 0 && !slices.Contains(argoOnlyParams, p.Name) {
 			for _, v := range p.Enum {
 				out[p.Name] = append(out[p.Name], v.String())
 			}

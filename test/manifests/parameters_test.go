@@ -35,8 +35,13 @@ var stepParameters = []struct {
 	{"statement-timeout", "statement-timeout", []string{"migrate --plan", "migrate", "migrate --down-to"}},
 	{"workload", "workload", []string{"scale-down", "scale-restore"}},
 	{"workload-selector", "selector", []string{"scale-down", "scale-restore"}},
-	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate"}},
+	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate", "check-databases"}},
 }
+
+// entryParameters are the parameters a databases list's entry overrides (issue 15):
+// check-databases takes them as the entries' defaults, and a per-database template
+// passes the entry's value, its input named after the entry's key.
+var entryParameters = map[string]string{"to": "to", "table": "table", "migrate-role": "role"}
 
 func stepMode(c container) string {
 	if _, ok := c.flag("down-to"); ok && c.Binary == "migrate" {
@@ -54,6 +59,21 @@ func TestParametersReachTheirSteps(t *testing.T) {
 		mode := stepMode(c)
 		for _, sp := range stepParameters {
 			got, ok := c.flag(sp.flag)
+			if key, entry := entryParameters[sp.param]; entry && (c.Binary == "check-databases" || perDatabase(c)) {
+				if c.Binary == "check-databases" {
+					continue // the entries' defaults: checked by their flag names in TestFlagsAgreed
+				}
+				if !slices.Contains(sp.modes, mode) {
+					if ok {
+						t.Errorf("%s (%s): passes --%s=%s, which only %v take", c.Where, mode, sp.flag, got, sp.modes)
+					}
+					continue
+				}
+				if want := "{{inputs.parameters." + key + "}}"; got != want {
+					t.Errorf("%s (%s): --%s=%q, want the entry's %q", c.Where, mode, sp.flag, got, want)
+				}
+				continue
+			}
 			if !slices.Contains(sp.modes, mode) {
 				if ok {
 					t.Errorf("%s (%s): passes --%s=%s, which only %v take", c.Where, mode, sp.flag, got, sp.modes)

@@ -139,6 +139,8 @@ func TestRolesGrantWhatTheStepsUse(t *testing.T) {
 		"chartreuse-workflow": rbacrules.Expand(documented.Scale),
 		"chartreuse-pipeline": rbacrules.Expand(documented.Scale),
 		"chartreuse-executor": rbacrules.Expand(rbacrules.Executor),
+		// Argo only, for now: whether each Secret of a databases list holds its key
+		"chartreuse-check-databases": rbacrules.Expand(documented.CheckDatabases),
 	}
 	roles := map[string]*rbacv1.Role{}
 	for _, d := range docsOfKind(loadDocs(t), "rbac.authorization.k8s.io/v1", "Role") {

@@ -7,6 +7,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/chartreuse-go/chartreuse/pkg/databases"
 	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/podaddr"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
@@ -23,6 +24,12 @@ func Gate() ([]rbacv1.PolicyRule, error) {
 	return roleRules(gate.RoleYAML, "pkg/gate/rbac/role.yaml")
 }
 
+// CheckDatabases returns the rules of pkg/databases/rbac/role.yaml: what the
+// check-databases step uses.
+func CheckDatabases() ([]rbacv1.PolicyRule, error) {
+	return roleRules(databases.RoleYAML, "pkg/databases/rbac/role.yaml")
+}
+
 // PodLookup returns the rules of pkg/podaddr/rbac/role.yaml: what migrate uses to
 // name the pod of a session holding a lock it waits for.
 func PodLookup() ([]rbacv1.PolicyRule, error) {
@@ -31,7 +38,7 @@ func PodLookup() ([]rbacv1.PolicyRule, error) {
 
 // Documented are the rules of the three Roles the step packages document.
 type Documented struct {
-	Scale, Gate, PodLookup []rbacv1.PolicyRule
+	Scale, Gate, PodLookup, CheckDatabases []rbacv1.PolicyRule
 }
 
 // LoadDocumented reads the three documented Roles (Scale, Gate, PodLookup).
@@ -45,6 +52,9 @@ func LoadDocumented() (Documented, error) {
 		return Documented{}, err
 	}
 	if d.PodLookup, err = PodLookup(); err != nil {
+		return Documented{}, err
+	}
+	if d.CheckDatabases, err = CheckDatabases(); err != nil {
 		return Documented{}, err
 	}
 	return d, nil

@@ -54,6 +54,10 @@ both engines take them. README.md maps each value to its parameter.
 {{- if $argo -}}
 {{- $ps = append $ps (dict "name" "image-pull-timeout" "value" (toString $v.imagePullTimeout)) -}}
 {{- $ps = append $ps (dict "name" "image-pull-secret" "value" (toString $v.imagePullSecret)) -}}
+{{- /* several databases in one run (issue 15): not offered by the chart yet */ -}}
+{{- $ps = append $ps (dict "name" "databases" "value" "") -}}
+{{- $ps = append $ps (dict "name" "parallelism" "value" "1") -}}
+{{- $ps = append $ps (dict "name" "canary" "value" "true") -}}
 {{- end -}}
 {{- $ps = append $ps (dict "name" "patroni-timeout" "value" (toString $v.patroni.timeout)) -}}
 {{- $ps = append $ps (dict "name" "scale-timeout" "value" (toString $v.timeouts.scale)) -}}

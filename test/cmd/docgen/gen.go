@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/chartreuse-go/chartreuse/pkg/databases"
 	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/helmwait"
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
@@ -40,9 +41,25 @@ type binary struct {
 	results []result
 }
 
-// Binaries are the seven step binaries, in the order they run; gate, Tekton's one run
+// Binaries are the eight step binaries, in the order they run (check-databases, for
+// a run with a databases list, first); gate, Tekton's one run
 // per database, then helm-wait, the Helm chart's hook, last.
 var Binaries = []binary{
+	{"check-databases", databases.Spec, []result{
+		{"entries", "JSON list of the databases with the defaults applied, each with every key: `name`, `secret`, `key`, `dir`, `git-url`, `git-revision`, `migrations-image`, `role`, `table`, `to`"},
+		{"secrets", "JSON list of the distinct Secret names, sorted: the order in which a run takes their locks"},
+		{"count", "number of databases"},
+		{"plans", "`--action=rounds`: JSON list of the entries, each with its `index` (from 0) and what its plan reported: `pending`, `needs-downtime`, `planned-version`, `planned-target`, `planned-files-digest`, `git-commit`, `migrations-digest`"},
+		{"rounds", "`--action=rounds`: JSON list of rounds, each a list of plans (as in `plans`) to migrate at once: only the pending databases, the canary alone first; `[]` with nothing pending"},
+		{"pending", "`--action=rounds`: `true` when any database has something pending"},
+		{"needs-downtime", "`--action=rounds`: `true` when any pending database's plan did not say `needs-downtime=false`"},
+		{"holder", "`--action=rounds`: the distinct Secrets, sorted, joined by `+`: `scale-down --database-secret` and `scale-restore --supersede-database` for the run"},
+		{"migrate-failed", "`--action=decide`: `true` when a migrate ran and did not reach its planned target, or a database is at neither its planned version nor its target"},
+		{"restore", "`--action=decide`: `true` when the workloads are to be restored now, without a rollback"},
+		{"rollback", "`--action=decide`: JSON list of rounds of the databases to roll back (their version moved from the planned one); `[]` for none"},
+		{"restore-after-rollback", "`--action=decide`: `true` when the workloads are to be restored once every rollback succeeded"},
+		{"databases", "`--action=summary`: JSON list, per database: `name`, `planned-version`, `target-version`, `current-version`, `applied-versions`, `seconds` (migrate's `sql-seconds`), `outcome` (`nothing-pending`, `migrated`, `failed`, `not-reached`, `rolled-back`, `rollback-failed`) and `error` (the step's one-line error, masked)"},
+	}},
 	{"wait-for-db", waitdb.Spec, []result{
 		{"attempts", "number of connection attempts made"},
 		{"waited", "time spent waiting, e.g. `1.52s`"},
@@ -93,6 +110,14 @@ var Binaries = []binary{
 // notRunByBothWorkflows say who runs a binary that not both workflows run: gate
 // (Tekton only), helm-wait (the Helm chart's hook).
 var notRunByBothWorkflows = map[string]string{
+	"check-databases": "The Argo WorkflowTemplate runs this binary when `databases` is set (several databases in one run, " +
+		"see [the design](../design/multi-database.md) and [the WorkflowTemplate's README](../../workflowtemplates/README.md#several-databases-in-one-run)); " +
+		"the Tekton Pipeline does not yet. `check-databases-pod` checks the list before anything else runs, " +
+		"as the ServiceAccount `chartreuse-check-databases`, which may get Secrets (`pkg/databases/rbac/role.yaml`); " +
+		"`databases-rounds-pod` (`--action=rounds`, from the plans), `databases-decide-pod` (`--action=decide`, in the exit handler after a failure) " +
+		"and `databases-summary-pod` (`--action=summary`, last in the exit handler) read only their arguments, with no token: " +
+		"`--parallelism` and `--canary` are the parameters of the same names, `--policy` is `on-migrate-failure`, " +
+		"and `--outputs` is every global output of the run (`{{=toJson(workflow.outputs?.parameters)}}`), the plans (`databases-plans`) among them.\n",
 	"gate": "The Argo WorkflowTemplate does not run this binary: its mutex keeps runs for one database apart. " +
 		"The Tekton Pipeline runs it as the `gate` task (`--action=acquire`, after the parameter guards, before anything else) " +
 		"and the `release-gate` finally task (`--action=release`), from the Task `chartreuse-gate` (`tekton/tasks/gate.yaml`), " +
@@ -110,6 +135,9 @@ var TektonOnly = map[string]string{"gate-timeout": "`gate --timeout` (the `gate`
 // ArgoOnly are the WorkflowTemplate's parameters that the Pipeline has no use for,
 // with what Tekton does instead.
 var ArgoOnly = map[string]string{
+	"databases":          "not yet: several databases in one run is built on the Argo side first (docs/design/multi-database.md)",
+	"parallelism":        "not yet: with `databases`",
+	"canary":             "not yet: with `databases`",
 	"image-pull-timeout": "Tekton fails a TaskRun whose image cannot be pulled at once",
 	"image-pull-secret":  "Tekton: `taskRunTemplate.podTemplate.imagePullSecrets` of the PipelineRun, or the ServiceAccount's",
 }
@@ -249,7 +277,7 @@ func stepPage(b binary, wf *manifests) ([]byte, error) {
 	}
 	readers := wf.resultReaders(b.name, documented)
 	for name := range readers {
-		if !slices.Contains(documented, name) {
+		if !slices.Contains(documented, name) && name != step.ResultError {
 			return nil, fmt.Errorf("the workflows read result %q, which the binary does not describe", name)
 		}
 	}
@@ -271,7 +299,8 @@ func stepPage(b binary, wf *manifests) ([]byte, error) {
 	w.WriteString("## Results\n\n")
 	w.WriteString("With `--results-dir`, one file per result, named after it, holding its value; " +
 		"every result also appears in the JSON summary line the step prints last on stdout " +
-		"(see [results and the summary line](README.md#results-and-the-summary-line)).\n\n")
+		"(see [results and the summary line](README.md#results-and-the-summary-line)). " +
+		"A step that fails (not with a usage error, exit 2) also writes `error`: its one-line error, secrets masked.\n\n")
 	w.WriteString("| result | meaning | read by the workflows |\n|---|---|---|\n")
 	for _, r := range b.results {
 		rd := readers[r.name]

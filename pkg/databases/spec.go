@@ -1,0 +1,222 @@
+package databases
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+)
+
+// Options are the check-databases step's own flags: the list, and the run's
+// single-database parameters its entries default to.
+type Options struct {
+	Action    string
+	Databases string
+	Defaults  Defaults
+	// The flags of the later actions (rounds, decide, summary).
+	Entries     string
+	Plans       string
+	Outputs     string
+	Parallelism string
+	Canary      bool
+	Policy      string
+
+	entries     []Entry // parsed by Validate
+	plans       []Plan
+	outputs     Outputs
+	parallelism int
+}
+
+// Actions of the step: check the list (the first step of a run), then, from the
+// plans, cut the rounds, decide the failure path, write the summary.
+const (
+	ActionCheck   = "check"
+	ActionRounds  = "rounds"
+	ActionDecide  = "decide"
+	ActionSummary = "summary"
+)
+
+// Flags implements step.Options.
+func (o *Options) Flags() []cli.Flag {
+	d := &o.Defaults
+	return []cli.Flag{
+		&cli.StringFlag{Name: "action", Value: ActionCheck, Usage: "check: check --databases (the first step of a run); rounds: from --entries and --plans, cut the pending databases into the rounds migrate runs them in; decide: the failure path over all databases (--policy) from --plans and --outputs; summary: one line and one result entry per database, from --plans and --outputs", Destination: &o.Action},
+		&cli.StringFlag{Name: "entries", Usage: "rounds: check's entries result (the list with the defaults applied)", Destination: &o.Entries},
+		&cli.StringFlag{Name: "plans", Usage: "rounds: the plan outputs of the entries, a JSON list of objects in the order of --entries (Argo's aggregated outputs); decide, summary: the plans result of rounds (default: the output databases-plans in --outputs)", Destination: &o.Plans},
+		&cli.StringFlag{Name: "outputs", Usage: "decide, summary: the run's per-database outputs, a JSON object whose keys are db-<index>-<step>-<result> (step migrate, recheck or rollback); other keys are ignored", Destination: &o.Outputs},
+		&cli.StringFlag{Name: "parallelism", Value: "1", Usage: "rounds, decide: how many databases to migrate (or roll back) at once, 1 to 64", Destination: &o.Parallelism},
+		&cli.BoolFlag{Name: "canary", Value: true, Usage: "rounds: migrate the first pending database alone before any other starts", Destination: &o.Canary},
+		&cli.StringFlag{Name: "policy", Value: KeepDown, Usage: "decide: the failure policy, keep-down, restore or rollback (the workflows' on-migrate-failure)", Destination: &o.Policy},
+		&cli.StringFlag{Name: "databases", Usage: "the databases of the run: a JSON list of objects with the keys name, secret, key, dir, git-url, git-revision, migrations-image, role, table, to (required)", Destination: &o.Databases},
+		&cli.StringFlag{Name: "database-secret", Usage: "default of an entry's secret (the workflow's database-secret)", Destination: &d.Secret},
+		&cli.StringFlag{Name: "database-secret-key", Value: "url", Usage: "default of an entry's key", Destination: &d.Key},
+		&cli.StringFlag{Name: "migrations-dir", Value: "/migrations", Usage: "default of an entry's dir", Destination: &d.Dir},
+		&cli.StringFlag{Name: "git-url", Usage: "default of an entry's git-url (with git-revision and migrations-image, taken only by an entry that names neither git-url nor migrations-image)", Destination: &d.GitURL},
+		&cli.StringFlag{Name: "git-revision", Usage: "default of an entry's git-revision", Destination: &d.GitRevision},
+		&cli.StringFlag{Name: "migrations-image", Usage: "default of an entry's migrations-image", Destination: &d.MigrationsImage},
+		&cli.StringFlag{Name: "migrate-role", Usage: "default of an entry's role", Destination: &d.Role},
+		&cli.StringFlag{Name: "table", Value: "goose_db_version", Usage: "default of an entry's table", Destination: &d.Table},
+		&cli.StringFlag{Name: "to", Usage: "default of an entry's to", Destination: &d.To},
+	}
+}
+
+// Validate implements step.Options: the list is read here, so that a bad one is a
+// usage error (exit 2) before the step connects to anything.
+func (o *Options) Validate() error {
+	switch o.Action {
+	case ActionCheck:
+	case ActionRounds, ActionDecide, ActionSummary:
+		return o.validateLater()
+	default:
+		return failure.Usagef("--action %q is not one of check, rounds, decide, summary", o.Action)
+	}
+	entries, err := Parse(o.Databases, o.Defaults)
+	if err != nil {
+		return err
+	}
+	if entries == nil {
+		return failure.Usagef("--databases is empty: there is no list to check (a run without databases migrates database-secret alone)")
+	}
+	o.entries = entries
+	return nil
+}
+
+// validateLater reads the flags of the actions after plan.
+func (o *Options) validateLater() error {
+	var err error
+	if o.Action == ActionRounds || o.Action == ActionDecide {
+		if o.parallelism, err = ParseParallelism(o.Parallelism); err != nil {
+			return err
+		}
+	}
+	if o.Action == ActionRounds {
+		if err := json.Unmarshal([]byte(o.Entries), &o.entries); err != nil || len(o.entries) == 0 {
+			return failure.Usagef("--entries is not check-databases' entries result (a non-empty JSON list of entries)")
+		}
+		var outs []map[string]string
+		if err := json.Unmarshal([]byte(o.Plans), &outs); err != nil {
+			return failure.Usagef("--plans is not a JSON list of the plans' outputs (objects of strings)")
+		}
+		o.plans, err = JoinPlans(o.entries, outs)
+		return err
+	}
+	if o.outputs, err = ParseOutputs(o.Outputs); err != nil {
+		return err
+	}
+	plans := o.Plans
+	if strings.TrimSpace(plans) == "" {
+		plans = o.outputs[PlansOutput] // the Argo exit handler passes every global output
+	}
+	if err := json.Unmarshal([]byte(plans), &o.plans); err != nil || len(o.plans) == 0 {
+		return failure.Usagef("--plans (or the output %s in --outputs) is not the plans result of --action=rounds (a non-empty JSON list)", PlansOutput)
+	}
+	if o.Action == ActionDecide && o.Policy != KeepDown && o.Policy != Restore && o.Policy != Rollback {
+		return failure.Usagef("--policy %q is not keep-down, restore or rollback", o.Policy)
+	}
+	return nil
+}
+
+// PlansOutput is the workflow output (Argo's globalName) that holds the plans
+// result of --action=rounds: --action=decide and summary read it from --outputs
+// when --plans is not given.
+const PlansOutput = "databases-plans"
+
+// runLater runs the actions after plan: no API, no database, only results.
+func (o *Options) runLater(env *step.Env) error {
+	switch o.Action {
+	case ActionRounds:
+		rounds := Rounds(o.plans, o.parallelism, o.Canary)
+		pending, downtime := 0, false
+		for _, p := range o.plans {
+			if p.Pending {
+				pending++
+				downtime = downtime || p.NeedsDowntime
+			}
+		}
+		env.Results.SetJSON("plans", o.plans)
+		env.Results.SetJSON("rounds", rounds)
+		env.Results.Set("pending", strconv.FormatBool(pending > 0))
+		env.Results.Set("needs-downtime", strconv.FormatBool(downtime))
+		env.Results.Set("holder", Holder(o.plans))
+		env.Log.Info("rounds", "databases", len(o.plans), "pending", pending, "rounds", len(rounds), "parallelism", o.parallelism, "canary", o.Canary)
+	case ActionDecide:
+		d := Decide(o.plans, o.outputs, o.Policy, o.parallelism)
+		rollback := d.Rollback
+		if rollback == nil {
+			rollback = [][]Plan{}
+		}
+		env.Results.Set("migrate-failed", strconv.FormatBool(d.MigrateFailed))
+		env.Results.Set("restore", strconv.FormatBool(d.Restore))
+		env.Results.SetJSON("rollback", rollback)
+		env.Results.Set("restore-after-rollback", strconv.FormatBool(d.RestoreAfterRollback))
+		env.Log.Info(d.Why, "policy", o.Policy)
+	case ActionSummary:
+		rows := Summarize(o.plans, o.outputs)
+		for _, l := range SummaryLines(rows) {
+			env.Log.Info(l)
+		}
+		env.Results.SetJSON("databases", rows)
+	}
+	return nil
+}
+
+// namespaceUsage replaces kube.Options' wording: the Secrets are beside the run.
+const namespaceUsage = "namespace of the run and its database Secrets (default: the pod's own namespace in a cluster, else the kubeconfig context's)"
+
+// Spec describes the check-databases step binary.
+func Spec() step.Spec {
+	ko := &kube.Options{}
+	o := &Options{}
+	return step.Spec{
+		Name:  "check-databases",
+		Usage: "check the list of databases a run migrates before anything else runs",
+		Description: "reads --databases (a JSON list), applies the defaults (the single-database flags), and refuses (exit 2), naming every bad entry, " +
+			"a list that is not a JSON list of objects, an empty one, an unknown or repeated key, a value that is not a string, an invalid Secret name or key, " +
+			"two entries for one database (the same Secret and key) or with one name. It then reads each Secret and refuses (exit 1) one that does not exist, " +
+			"or lacks an entry's key, or holds nothing there; it never prints a value. " +
+			"The later actions read what the run's other steps reported and touch nothing: --action=rounds pairs the entries with their plans' outputs and cuts the pending databases into rounds " +
+			"(with --canary the first alone; then at most --parallelism at once); --action=decide applies the failure policy over all the databases; " +
+			"--action=summary logs one line per database and writes the run summary. " +
+			"Results: entries (check: the list with the defaults applied), secrets (check: the distinct Secret names; sorted), count (check), " +
+			"plans (rounds), rounds (rounds), pending (rounds), needs-downtime (rounds), holder (rounds), " +
+			"migrate-failed (decide), restore (decide), rollback (decide), restore-after-rollback (decide), databases (summary).",
+		Options: []step.Options{kubeOptions{ko}, o},
+		Run: func(ctx context.Context, env *step.Env) error {
+			if o.Action != ActionCheck {
+				return o.runLater(env)
+			}
+			c, err := ko.ConnectStep("check-databases", env.Log)
+			if err != nil {
+				return err
+			}
+			if err := CheckSecrets(ctx, c.Interface, c.Namespace, o.entries); err != nil {
+				return err
+			}
+			secrets := Secrets(o.entries)
+			env.Results.SetJSON("entries", o.entries)
+			env.Results.SetJSON("secrets", secrets)
+			env.Results.Set("count", strconv.Itoa(len(o.entries)))
+			env.Log.Info("databases checked", "databases", len(o.entries), "secrets", len(secrets), "namespace", c.Namespace)
+			return nil
+		},
+	}
+}
+
+// kubeOptions are kube.Options with --namespace described for this step.
+type kubeOptions struct{ *kube.Options }
+
+func (k kubeOptions) Flags() []cli.Flag {
+	flags := k.Options.Flags()
+	for _, f := range flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "namespace" {
+			sf.Usage = namespaceUsage
+		}
+	}
+	return flags
+}

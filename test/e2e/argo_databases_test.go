@@ -1,0 +1,227 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/chartreuse-go/chartreuse/test/engines"
+)
+
+// Several databases in one run (issue 15), first slice: the plan-databases
+// entrypoint checks the databases list, takes the mutex of every Secret it names
+// (the same mutexes single-database runs take) and plans each database.
+
+// dbPlan is what plan reported for the entry at index of a databases list.
+type dbPlan struct {
+	index   int
+	outputs map[string]string
+	phase   wfv1.NodePhase
+	started time.Time
+}
+
+var planItemRE = regexp.MustCompile(`^plan\((\d+):`)
+
+// databasePlans returns the plan of each entry, by index: the retry parents of
+// plan-db-pod, named plan(<index>:<entry>) by withParam.
+func databasePlans(wf *wfv1.Workflow) map[int]dbPlan {
+	out := map[int]dbPlan{}
+	for _, n := range engines.ArgoNodes(wf) {
+		if n.Template != "plan-db-pod" || n.Type != wfv1.NodeTypeRetry {
+			continue
+		}
+		m := planItemRE.FindStringSubmatch(n.Name)
+		if m == nil {
+			continue
+		}
+		var i int
+		fmt.Sscan(m[1], &i)
+		out[i] = dbPlan{index: i, outputs: n.Outputs, phase: n.Phase, started: n.Started}
+	}
+	return out
+}
+
+// testDatabasesPlan: three databases behind two Secrets (one with a key per tenant),
+// planned in one run, which first waits for a single-database run that holds the
+// first database's mutex.
+func (s *argoSuite) testDatabasesPlan(t *testing.T) {
+	c := s.newCase(t, "dbs")
+	ctx := t.Context()
+	tenantB := NewDatabase(t, s.pg, "dbsb")
+	tenantC := NewDatabase(t, s.pg, "dbsc")
+	tenants := c.name + "-tenants"
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: tenants}, StringData: map[string]string{"b": tenantB.URL(), "c": tenantC.URL()}}
+	if _, err := s.kube.CoreV1().Secrets(s.argo.Namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A single-database migrate of the first database, held at its advisory lock:
+	// it holds the mutex chartreuse-<secret> (workflow level) meanwhile.
+	release, err := c.db.HoldLock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	single := c.submit(t, "migrate", nil)
+	pollCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := Poll(pollCtx, time.Second, func() (bool, error) {
+		w, err := s.argo.Get(ctx, single.Name)
+		if err != nil {
+			return false, err
+		}
+		n, ok := engines.ArgoNodeByName(w, "migrate")
+		return ok && n.Phase == wfv1.NodeRunning, nil
+	}); err != nil {
+		t.Fatalf("the single-database migrate never ran: %v", err)
+	}
+
+	databases := fmt.Sprintf(`[{}, {"secret": %q, "key": "b"}, {"secret": %q, "key": "c", "table": "tenant_c_versions"}]`, tenants, tenants)
+	multi := c.submit(t, "plan-databases", map[string]string{"databases": databases})
+
+	// The run checks its list, then waits for the first database's mutex: no plan
+	// starts while the single-database run holds it. (It may first wait for the
+	// workload namespace's mutex, which the other scenarios' runs with databases
+	// take too.)
+	holdCtx, cancelHold := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancelHold()
+	waitMsg := ""
+	if err := Poll(holdCtx, time.Second, func() (bool, error) {
+		w, err := s.argo.Get(ctx, multi.Name)
+		if err != nil {
+			return false, err
+		}
+		if len(databasePlans(w)) > 0 {
+			return false, fmt.Errorf("a plan started while the single-database run held the mutex:\n%s", engines.ArgoDescribe(w))
+		}
+		for _, n := range engines.ArgoNodes(w) {
+			if n.Template == "hold-databases" && n.Phase == wfv1.NodePending && strings.Contains(n.Message, "chartreuse-"+c.secret) {
+				waitMsg = n.Message
+				return true, nil
+			}
+		}
+		return w.Status.Phase.Completed(), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if waitMsg == "" {
+		t.Fatal("the run was never seen waiting for the first database's mutex")
+	}
+	t.Logf("plan-databases waits: %s", waitMsg)
+	release()
+
+	var mu sync.Mutex
+	held := map[string]bool{}
+	note := func(w *wfv1.Workflow) {
+		if sy := w.Status.Synchronization; sy != nil && sy.Mutex != nil {
+			mu.Lock()
+			for _, h := range sy.Mutex.Holding {
+				held[h.Mutex] = true
+			}
+			mu.Unlock()
+		}
+	}
+	var wg sync.WaitGroup
+	var ws, wm *wfv1.Workflow
+	wg.Go(func() { ws = c.wait(t, single, nil) })
+	wg.Go(func() { wm = c.dbWait(t, multi, note) })
+	wg.Wait()
+	if ws == nil || wm == nil {
+		return
+	}
+	wantPhase(t, ws, wfv1.WorkflowSucceeded)
+	wantPhase(t, wm, wfv1.WorkflowSucceeded)
+	wantOutputs(t, wm, "check-databases", map[string]string{"count": "3", "secrets": fmt.Sprintf(`[%q,%q]`, c.secret, tenants)})
+
+	plans := databasePlans(wm)
+	if len(plans) != 3 {
+		t.Fatalf("%d plans, want 3:\n%s", len(plans), engines.ArgoDescribe(wm))
+	}
+	for i, want := range []map[string]string{
+		// migrated to 3 by the single-database run before this run could plan it
+		{"pending": "false", "current-version": "3", "target-version": "3"},
+		{"pending": "true", "current-version": "0", "target-version": "3", "pending-versions": "[1,2,3]"},
+		{"pending": "true", "current-version": "0", "target-version": "3", "pending-versions": "[1,2,3]"},
+	} {
+		p := plans[i]
+		for k, v := range want {
+			if p.outputs[k] != v {
+				t.Errorf("plan of entry %d: %s = %q, want %q (outputs %v)", i, k, p.outputs[k], v, p.outputs)
+			}
+		}
+		// the mutex was handed over when the single-database run completed
+		// (Argo's timestamps have a resolution of one second)
+		if p.started.Before(ws.Status.FinishedAt.Time) {
+			t.Errorf("plan of entry %d started %s, before the single-database run finished %s", i, p.started.Format(time.RFC3339), ws.Status.FinishedAt.Format(time.RFC3339))
+		}
+	}
+	// plan changed nothing: no version table in the tenants' databases
+	for _, d := range []Database{tenantB, tenantC} {
+		for _, table := range []string{"goose_db_version", "tenant_c_versions"} {
+			if ok, err := d.TableExists(ctx, table); err != nil || ok {
+				t.Errorf("%s: table %s exists after a plan (%v)", d.Name, table, err)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, name := range []string{"chartreuse-" + c.secret, "chartreuse-" + tenants, "chartreuse.workloads." + s.argo.Namespace} {
+		found := false
+		for h := range held {
+			found = found || strings.HasSuffix(h, "/"+name)
+		}
+		if !found {
+			t.Errorf("mutex %s was never seen held (held: %v)", name, held)
+		}
+	}
+}
+
+// testDatabasesBadInput: a bad list fails the run in check-databases, before any
+// mutex of a database is taken or any database is read; a missing key too.
+func (s *argoSuite) testDatabasesBadInput(t *testing.T) {
+	c := s.newCase(t, "dbsbad")
+	for _, tc := range []struct {
+		name, databases, exit string
+		want                  []string
+	}{
+		{"same database twice", `[{}, {"secret": "` + c.secret + `", "name": "again"}]`, "2",
+			[]string{"entry 1 (" + c.secret + "/url) and entry 2 (again) are the same database"}},
+		{"missing key", `[{}, {"secret": "` + c.secret + `", "key": "nope"}]`, "1",
+			// the log quotes the message (slog, JSON): "nope" comes escaped
+			[]string{`entry 2 (` + c.secret + `/nope): Secret ` + c.secret + ` has no key`, `(its keys: url); correct`}},
+		{"empty list", `[]`, "2", []string{"the list is empty"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wf := c.dbWait(t, c.submit(t, "plan-databases", map[string]string{"databases": tc.databases}), nil)
+			wantPhase(t, wf, wfv1.WorkflowFailed)
+			n, ok := engines.ArgoNodeByName(wf, "check-databases")
+			if !ok || n.ExitCode != tc.exit {
+				t.Errorf("check-databases: exit %q, want %s", n.ExitCode, tc.exit)
+			}
+			if len(engines.ArgoAttempts(wf, "check-databases")) > 1 {
+				t.Errorf("check-databases was retried after exit %s", n.ExitCode)
+			}
+			notRun(t, wf, "hold")
+			if len(databasePlans(wf)) > 0 {
+				t.Errorf("a plan ran after a refused list")
+			}
+			logs := s.argo.StepLogs(context.Background(), wf, 50)
+			for _, w := range tc.want {
+				if !strings.Contains(logs, w) {
+					t.Errorf("the step log does not say %q:\n%s", w, logs)
+				}
+			}
+			if strings.Contains(logs, c.db.URL()) {
+				t.Errorf("the step log holds the database URL")
+			}
+		})
+	}
+}
