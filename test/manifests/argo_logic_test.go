@@ -335,6 +335,16 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 			run: run{entrypoint: "main", status: "Failed", outputs: map[string]string{"pending": "true", "planned-version": "41", "workloads-stopped": "true"},
 				params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed},
 			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
+		// The same for a databases list: its failure path (recheck, the policy over
+		// N, rollbacks) does not run once this run has put the application back.
+		{name: "databases: failure path while the application is stopped",
+			run: run{entrypoint: "main", status: "Failed", outputs: map[string]string{"databases-plans": "[{}]", "databases-pending": "true", "workloads-stopped": "true"},
+				params: map[string]string{"databases": `[{"secret":"a"}]`, "on-migrate-failure": "rollback"}},
+			want: []string{"databases", "summary"}},
+		{name: "databases: retry after the application was put back: summary only",
+			run: run{entrypoint: "main", status: "Failed", outputs: map[string]string{"databases-plans": "[{}]", "databases-pending": "true", "workloads-stopped": "false"},
+				params: map[string]string{"databases": `[{"secret":"a"}]`, "on-migrate-failure": "rollback"}},
+			want: []string{"summary"}},
 		{name: "single-phase rerun of migrate: exit handler does nothing",
 			run: run{entrypoint: "migrate", status: "Failed", params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{failure("migrate", "migrate-pod"), failure("chartreuse-abcde", "migrate")}}},
 		{name: "single-phase rerun of scale-down: exit handler does not undo it",
@@ -537,6 +547,19 @@ func TestArgoMigrateRefusedAfterRestore(t *testing.T) {
 		vars := run{entrypoint: "main", status: "Running", outputs: outputs}.globals(t, wft)
 		if got := resolve(t, arg, vars); got != tc.want {
 			t.Errorf("workloads-stopped=%q: %q, want %q", tc.stopped, got, tc.want)
+		}
+	}
+	// A databases list's migrate-db-pod: the same, with its own plan's target.
+	for _, a := range templateByName(t, wft, "migrate-db-pod").Container.Args {
+		if !strings.HasPrefix(a, "--planned-target=") {
+			continue
+		}
+		for stopped, want := range map[string]string{"true": "--planned-target=7", "false": "--planned-target=refused: this run already put the application back, so argo retry would migrate with it running; submit a new run (argo resubmit), which stops it first"} {
+			vars := run{entrypoint: "main", status: "Running", outputs: map[string]string{"workloads-stopped": stopped}}.globals(t, wft)
+			vars["inputs.parameters.planned-target"] = "7"
+			if got := resolve(t, a, vars); got != want {
+				t.Errorf("migrate-db-pod, workloads-stopped=%q: %q, want %q", stopped, got, want)
+			}
 		}
 	}
 	for _, tmpl := range []string{"scale-down-pod", "scale-restore-pod"} {
