@@ -335,6 +335,7 @@ var originalSettings = map[string]bool{
 	"CHARTREUSE_UPGRADE_BEFORE_DEPLOYMENT":                true,
 	"CHARTREUSE_ALEMBIC_POSTGRES_WAIT_CONFIGURED_TIMEOUT": true,
 	"CHARTREUSE_PATRONI_POSTGRESQL":                       true,
+	"CHARTREUSE_MULTI_CONFIG_PATH":                        true,
 }
 
 var envNameRE = regexp.MustCompile(`CHARTREUSE_[A-Z0-9_]*[A-Z0-9]`)
