@@ -33,6 +33,7 @@ const (
 	DeadlockDetected         = "40P01"
 	InsufficientPrivilege    = "42501"
 	UndefinedObject          = "42704" // e.g. SET ROLE to a missing role
+	UndefinedTable           = "42P01"
 	ReadOnlySQLTransaction   = "25006" // e.g. a standby after a switchover
 	IdleInTransactionTimeout = "25P03"
 	TransactionTimeout       = "25P04" // PostgreSQL 17

@@ -418,7 +418,7 @@ func (m *Migrator) countStatement(ctx context.Context, pc *pgx.Conn, st *State, 
 		if err != nil {
 			m.rollback(pc)
 		}
-		if errors.Is(err, errDirtyGone) || dbconn.SQLState(err) == undefinedTable {
+		if errors.Is(err, errDirtyGone) || dbconn.SQLState(err) == dbconn.UndefinedTable {
 			err = m.rewriteDirty(ctx, pc, st, s, up, total, done)
 		}
 		return err
@@ -453,18 +453,11 @@ func (m *Migrator) countAsOwnRole(ctx context.Context, pc *pgx.Conn, update stri
 	if prev != "none" {
 		back = dbconn.QuoteIdent(prev)
 	}
-	own := "NONE"
-	if r := m.settings().Role; r != "" {
-		own = dbconn.QuoteIdent(r)
-	}
-	_, err := pc.Exec(ctx, "SAVEPOINT chartreuse_count;\nSET LOCAL ROLE "+own+";\n"+update+";\nSET LOCAL ROLE "+back+";\nRELEASE SAVEPOINT chartreuse_count")
+	_, err := pc.Exec(ctx, "SAVEPOINT chartreuse_count;\nSET LOCAL ROLE "+m.ownRoleName()+";\n"+update+";\nSET LOCAL ROLE "+back+";\nRELEASE SAVEPOINT chartreuse_count")
 	if err != nil && !pc.PgConn().IsClosed() && pc.PgConn().TxStatus() == 'E' {
 		_, _ = pc.Exec(ctx, "ROLLBACK TO SAVEPOINT chartreuse_count;\nRELEASE SAVEPOINT chartreuse_count")
 	}
 }
-
-// undefinedTable: the relation does not exist.
-const undefinedTable = "42P01"
 
 // rewriteDirty writes the dirty record of s again, done statements completed,
 // in a transaction of its own as the step, creating its table if it is gone.
@@ -511,14 +504,19 @@ func (m *Migrator) ownTransactionSQL(write string) string {
 	return m.ownBeginSQL() + write + ";\nCOMMIT"
 }
 
+// ownRoleName is the step's own role as SET ROLE takes it: --role quoted, or
+// NONE (the login's).
+func (m *Migrator) ownRoleName() string {
+	if r := m.settings().Role; r != "" {
+		return dbconn.QuoteIdent(r)
+	}
+	return "NONE"
+}
+
 // ownBeginSQL begins ownTransactionSQL's transaction, up to its write.
 func (m *Migrator) ownBeginSQL() string {
 	set := m.settings()
-	role := "NONE"
-	if set.Role != "" {
-		role = dbconn.QuoteIdent(set.Role)
-	}
-	return "BEGIN READ WRITE;\nSET LOCAL SESSION AUTHORIZATION DEFAULT;\nSET LOCAL ROLE " + role +
+	return "BEGIN READ WRITE;\nSET LOCAL SESSION AUTHORIZATION DEFAULT;\nSET LOCAL ROLE " + m.ownRoleName() +
 		";\nSET LOCAL lock_timeout = " + millis(set.LockTimeout) + ";\nSET LOCAL statement_timeout = " + millis(set.StatementTimeout) + ";\n"
 }
 

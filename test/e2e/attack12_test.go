@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,7 @@ func TestAttack12Argo(t *testing.T) {
 		{"retry-after-rollback-leaves-a-later-run-alone", a.testRetryAfterRollback},
 		{"retry-after-keep-down-finishes", a.testRetryAfterKeepDown},
 		{"retry-after-stop-during-scale-down-finishes", a.testRetryAfterStopDuringScaleDown},
+		{"retry-after-a-manual-scale-restore", a.testRetryAfterManualRestore},
 	})
 	t.Logf("attack12 argo: done in %s", time.Since(start).Round(100*time.Millisecond))
 }
@@ -85,6 +87,18 @@ func (a *attackArgo) stoppedDuringMigration(t *testing.T, c *argoCase, policy st
 	a.argoCLI(t, "stop", wf.Name)
 	wf = c.wait(t, wf, nil)
 	wantPhase(t, wf, wfv1.WorkflowFailed)
+	// Argo marks the stopped migrate Failed at once and signals its container
+	// later (asynchronously): the run can end while migrate still runs (session12
+	// workflow finding 3: with go_ahead created at once, the stopped run's migrate
+	// went on and committed 2 and 3 after the run had ended). Wait until its
+	// session has ended before letting migration 2 go on.
+	if err := Poll(ctx, 100*time.Millisecond, func() (bool, error) {
+		busy, err := c.db.sleeping(ctx)
+		return !busy, err
+	}); err != nil {
+		t.Fatalf("the stopped run's migration still runs: %v", err)
+	}
+	t.Logf("the stopped migrate's session ended %s after the run finished", time.Since(wf.Status.FinishedAt.Time).Round(100*time.Millisecond))
 	wantVersions(t, c.versions(t), 1)
 	// From now on migration 2 no longer waits: a migrate that runs applies it.
 	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
@@ -220,5 +234,38 @@ func (a *attackArgo) testRetryAfterStopDuringScaleDown(t *testing.T) {
 	noMigrationWhileRunning(t, c, pods)
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
 	wantVersions(t, c.versions(t), 1, 2, 3)
+	c.wantRestored(t)
+}
+
+// knownFinding skips a scenario that fails on main, naming the finding, unless
+// CHARTREUSE_E2E_KNOWN_FINDINGS is set (to show it failing).
+func knownFinding(t *testing.T, finding string) {
+	t.Helper()
+	if os.Getenv("CHARTREUSE_E2E_KNOWN_FINDINGS") == "" {
+		t.Skip("known finding, not fixed: " + finding)
+	}
+}
+
+// 5. keep-down, stopped while migration 2 runs: the application stays stopped.
+// Someone then puts it back by hand (`--entrypoint scale-restore`, the docs'
+// command) and later runs argo retry on the old run: its scale-down is kept,
+// its exit handler never restored anything (workloads-stopped is still true),
+// so the retried migrate runs with the application running.
+func (a *attackArgo) testRetryAfterManualRestore(t *testing.T) {
+	knownFinding(t, "session12 workflow finding 2: argo retry after a separate scale-restore run migrates with the application running "+
+		"(the retried migrate cannot see that the records of its run are gone; fix: check them in the migrate node, "+
+		"e.g. an init container with scale-down's token that fails unless this run's records are still on the workloads); "+
+		"on the cluster: migrations 2 and 3 ran under 2 running pods and the retried run Succeeded")
+	c := a.newCase(t, "atkmanual")
+	wf := a.stoppedDuringMigration(t, c, "keep-down")
+	c.wantStopped(t)
+	restore := c.run(t, "scale-restore", nil)
+	wantPhase(t, restore, wfv1.WorkflowSucceeded)
+	c.wantRestored(t)
+
+	wf, pods := a.retried(t, c, wf)
+	noMigrationWhileRunning(t, c, pods)
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantVersions(t, c.versions(t), 1)
 	c.wantRestored(t)
 }
