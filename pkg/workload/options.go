@@ -39,28 +39,39 @@ func (o *SelectOptions) Flags() []cli.Flag {
 
 // Validate implements step.Options.
 func (o *SelectOptions) Validate() error {
-	o.sel = Selection{}
-	if s := strings.TrimSpace(o.Selector); s != "" {
+	sel, err := parseSelection("--selector", o.Selector, o.Workloads.Value())
+	if err != nil {
+		return err
+	}
+	o.sel = sel
+	if o.RequireSome && o.sel.Empty() {
+		return errors.New("no workloads chosen: pass --selector and/or --workload kind/name")
+	}
+	return nil
+}
+
+// parseSelection reads a label selector (its flag named flag, for the message)
+// and kind/name references; blank ones are skipped.
+func parseSelection(flag, selector string, refs []string) (Selection, error) {
+	var out Selection
+	if s := strings.TrimSpace(selector); s != "" {
 		sel, err := labels.Parse(s)
 		if err != nil {
-			return fmt.Errorf("--selector %q is not a valid label selector: %v", o.Selector, step.OneLine(err.Error()))
+			return Selection{}, fmt.Errorf("%s %q is not a valid label selector: %v", flag, selector, step.OneLine(err.Error()))
 		}
-		o.sel.Selector = sel
+		out.Selector = sel
 	}
-	for _, v := range o.Workloads.Value() {
+	for _, v := range refs {
 		if strings.TrimSpace(v) == "" {
 			continue
 		}
 		r, err := ParseRef(v)
 		if err != nil {
-			return err
+			return Selection{}, err
 		}
-		o.sel.Refs = append(o.sel.Refs, r)
+		out.Refs = append(out.Refs, r)
 	}
-	if o.RequireSome && o.sel.Empty() {
-		return errors.New("no workloads chosen: pass --selector and/or --workload kind/name")
-	}
-	return nil
+	return out, nil
 }
 
 // Selection is the validated selection.

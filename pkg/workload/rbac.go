@@ -7,3 +7,9 @@ import _ "embed"
 //
 //go:embed rbac/role.yaml
 var RoleYAML []byte
+
+// StoppedRoleYAML is the namespaced Role the check of RequireStopped needs
+// (rbac/stopped.yaml): migrate's ServiceAccount holds it with the pod lookup's.
+//
+//go:embed rbac/stopped.yaml
+var StoppedRoleYAML []byte

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -88,10 +87,14 @@ func (a *attackArgo) stoppedDuringMigration(t *testing.T, c *argoCase, policy st
 	wf = c.wait(t, wf, nil)
 	wantPhase(t, wf, wfv1.WorkflowFailed)
 	// Argo marks the stopped migrate Failed at once and signals its container
-	// later (asynchronously): the run can end while migrate still runs (session12
+	// later (asynchronously): the run ended while migrate still ran (session12
 	// workflow finding 3: with go_ahead created at once, the stopped run's migrate
-	// went on and committed 2 and 3 after the run had ended). Wait until its
-	// session has ended before letting migration 2 go on.
+	// went on and committed 2 and 3 after the run had ended). The exit handler's
+	// recheck now waits for the migration lock under every policy, so the run ends
+	// after the session.
+	if busy, err := c.db.sleeping(ctx); err != nil || busy {
+		t.Errorf("the run ended (%s) while its stopped migrate's session still ran (err %v)", policy, err)
+	}
 	if err := Poll(ctx, 100*time.Millisecond, func() (bool, error) {
 		busy, err := c.db.sleeping(ctx)
 		return !busy, err
@@ -237,25 +240,14 @@ func (a *attackArgo) testRetryAfterStopDuringScaleDown(t *testing.T) {
 	c.wantRestored(t)
 }
 
-// knownFinding skips a scenario that fails on main, naming the finding, unless
-// CHARTREUSE_E2E_KNOWN_FINDINGS is set (to show it failing).
-func knownFinding(t *testing.T, finding string) {
-	t.Helper()
-	if os.Getenv("CHARTREUSE_E2E_KNOWN_FINDINGS") == "" {
-		t.Skip("known finding, not fixed: " + finding)
-	}
-}
-
 // 5. keep-down, stopped while migration 2 runs: the application stays stopped.
 // Someone then puts it back by hand (`--entrypoint scale-restore`, the docs'
-// command) and later runs argo retry on the old run: its scale-down is kept,
+// command) and later runs argo retry on the old run: its scale-down is kept and
 // its exit handler never restored anything (workloads-stopped is still true),
-// so the retried migrate runs with the application running.
+// so the retried migrate ran with the application running (session12 workflow
+// finding 2). Now migrate checks that the workloads its run stopped are still
+// stopped (--stopped-selector) and refuses with exit 2, changing nothing.
 func (a *attackArgo) testRetryAfterManualRestore(t *testing.T) {
-	knownFinding(t, "session12 workflow finding 2: argo retry after a separate scale-restore run migrates with the application running "+
-		"(the retried migrate cannot see that the records of its run are gone; fix: check them in the migrate node, "+
-		"e.g. an init container with scale-down's token that fails unless this run's records are still on the workloads); "+
-		"on the cluster: migrations 2 and 3 ran under 2 running pods and the retried run Succeeded")
 	c := a.newCase(t, "atkmanual")
 	wf := a.stoppedDuringMigration(t, c, "keep-down")
 	c.wantStopped(t)
@@ -267,5 +259,11 @@ func (a *attackArgo) testRetryAfterManualRestore(t *testing.T) {
 	noMigrationWhileRunning(t, c, pods)
 	wantPhase(t, wf, wfv1.WorkflowFailed)
 	wantVersions(t, c.versions(t), 1)
+	if at := engines.ArgoAttempts(wf, "migrate"); len(at) != 1 || at[0].ExitCode != "2" {
+		t.Errorf("retried migrate's attempts %+v, want one refused with exit 2", at)
+	}
+	if logs := a.argo.StepLogs(context.Background(), wf, 50); !strings.Contains(logs, "the application runs again") {
+		t.Errorf("the retried migrate's log does not say why it refused")
+	}
 	c.wantRestored(t)
 }

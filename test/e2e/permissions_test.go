@@ -54,7 +54,7 @@ type holder struct {
 	sa     string
 	useAPI bool   // runs a scale binary
 	exec   bool   // Argo's executor
-	expect string // "none", "scale", "gate", "lookup" (migrate: list pods), "check-databases" (get secrets) or "executor"
+	expect string // "none", "scale", "gate", "lookup" (migrate: list pods, read the workloads), "check-databases" (get secrets) or "executor"
 }
 
 // TestStepPermissions derives, from the manifests and the engines' rules, which
@@ -109,7 +109,7 @@ func TestStepPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lookup, err := rbacrules.PodLookup()
+	lookup, err := rbacrules.Migrate()
 	if err != nil {
 		t.Fatal(err)
 	}

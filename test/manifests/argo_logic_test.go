@@ -260,25 +260,38 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 		// argo stop while migrate runs: the attempt fails, but Argo (v3.7) may leave the
 		// retry node Running, so only the attempt is in workflow.failures.
 		{name: "stopped during migrate, retry node left Running: keep down",
-			run: run{entrypoint: "main", status: "Failed", outputs: migratedTo("42", "43"), failed: []failedNode{stoppedAttempt}}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: migratedTo("42", "43"), failed: []failedNode{stoppedAttempt}},
+			want: []string{"recheck"}},
 		{name: "stopped during migrate, retry node left Running: rollback",
 			run:  run{entrypoint: "main", status: "Failed", outputs: migratedTo("42", "43"), params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{stoppedAttempt}},
-			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
+			want: []string{"recheck", "rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
 		{name: "stopped during migrate, retry node left Running: restore policy rechecks",
 			run:     run{entrypoint: "main", status: "Failed", outputs: migratedTo("42", "43"), params: map[string]string{"on-migrate-failure": "restore"}, failed: []failedNode{stoppedAttempt}},
 			recheck: "42", want: []string{"recheck"}},
 		{name: "stopped after a transient migrate attempt, before the next: keep down",
-			run: run{entrypoint: "main", status: "Failed", outputs: migratedTo("41", "43"), failed: []failedNode{failure("migrate(0)", "migrate-pod")}}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: migratedTo("41", "43"), failed: []failedNode{failure("migrate(0)", "migrate-pod")}},
+			want: []string{"recheck"}},
 		{name: "migrate attempt killed without results: keep down",
-			run: run{entrypoint: "main", status: "Failed", outputs: migratedTo("", ""), failed: []failedNode{failure("migrate(0)", "migrate-pod")}}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: migratedTo("", ""), failed: []failedNode{failure("migrate(0)", "migrate-pod")}},
+			want: []string{"recheck"}},
 		{name: "nothing pending but the run failed later: nothing was stopped",
 			run: run{entrypoint: "main", status: "Failed", outputs: nothingPending, failed: []failedNode{failure("main", "main-pod")}}},
 		{name: "stop-workloads=false",
 			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "false"}, failed: []failedNode{failure("scale-down", "scale-down-pod")}}},
 		{name: "keep-down: migrate failed",
-			run: run{entrypoint: "main", status: "Failed", outputs: planned, failed: migrateFailed}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: migrateFailed},
+			want: []string{"recheck"}},
+		// the recheck runs under every policy (so the run waits for a stopped
+		// migrate's session), but only restore acts on it
+		{name: "keep-down: nothing was applied, still kept down",
+			run:     run{entrypoint: "main", status: "Failed", outputs: planned, failed: migrateFailed},
+			recheck: "41", want: []string{"recheck"}},
+		{name: "rollback: nothing was applied, rolled back as before",
+			run:     run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed},
+			recheck: "41", want: []string{"recheck", "rollback", "restore-after-rollback"}},
 		{name: "keep-down: stopped during migrate",
-			run: run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{{DisplayName: "migrate", TemplateName: "migrate-pod", Phase: "Failed", Message: "Stopped with strategy 'Stop'"}}}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, failed: []failedNode{{DisplayName: "migrate", TemplateName: "migrate-pod", Phase: "Failed", Message: "Stopped with strategy 'Stop'"}}},
+			want: []string{"recheck"}},
 		{name: "restore: nothing was applied",
 			run:     run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "restore"}, failed: migrateFailed},
 			recheck: "41", want: []string{"recheck", "restore-if-unchanged"}, args: map[string]string{"restore-if-unchanged.only-run-uid": "0000"}},
@@ -287,17 +300,19 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 			recheck: "43", want: []string{"recheck"}},
 		{name: "rollback",
 			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed},
-			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41", "restore-after-rollback.only-run-uid": "0000"}},
+			want: []string{"recheck", "rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41", "restore-after-rollback.only-run-uid": "0000"}},
 		{name: "rollback policy, plan's version unknown: no rollback to nowhere",
-			run: run{entrypoint: "main", status: "Failed", outputs: map[string]string{"pending": "true"}, params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: map[string]string{"pending": "true"}, params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed},
+			want: []string{"recheck"}},
 		{name: "rollback policy, plan's version empty",
-			run: run{entrypoint: "main", status: "Failed", outputs: map[string]string{"pending": "true", "planned-version": ""}, params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: map[string]string{"pending": "true", "planned-version": ""}, params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed},
+			want: []string{"recheck"}},
 		{name: "rollback policy, but migrate did not fail",
 			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{failure("scale-down", "scale-down-pod")}},
 			want: []string{"restore"}},
 		{name: "migrate errored (pod deleted)",
 			run:  run{entrypoint: "main", status: "Error", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback"}, failed: []failedNode{{DisplayName: "migrate", TemplateName: "migrate-pod", Phase: "Error", Message: "pod deleted"}}},
-			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
+			want: []string{"recheck", "rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
 		{name: "no selector: scale-down stopped nothing",
 			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"workload-selector": ""}, failed: []failedNode{failure("scale-down", "scale-down-pod")}}},
 		{name: "a workload list and no selector: put back what it stopped",
@@ -312,29 +327,32 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "auto"}, failed: []failedNode{failure("scale-restore", "scale-restore-pod")}},
 			want: []string{"restore"}},
 		{name: "auto, keep-down: migrate failed",
-			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "auto"}, failed: migrateFailed}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "auto"}, failed: migrateFailed},
+			want: []string{"recheck"}},
 		{name: "auto, restore: nothing was applied",
 			run:     run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "auto", "on-migrate-failure": "restore"}, failed: migrateFailed},
 			recheck: "41", want: []string{"recheck", "restore-if-unchanged"}, args: map[string]string{"restore-if-unchanged.only-run-uid": "0000"}},
 		{name: "auto, rollback",
 			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"stop-workloads": "auto", "on-migrate-failure": "rollback"}, failed: migrateFailed},
-			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"restore-after-rollback.only-run-uid": "0000"}},
+			want: []string{"recheck", "rollback", "restore-after-rollback"}, args: map[string]string{"restore-after-rollback.only-run-uid": "0000"}},
 		{name: "restore policy, stop-workloads=false: nothing to restore",
-			run: run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, failed: migrateFailed}},
+			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "restore", "stop-workloads": "false"}, failed: migrateFailed},
+			want: []string{"recheck"}},
 		{name: "rollback policy, stop-workloads=false: roll back only",
 			run:  run{entrypoint: "main", status: "Failed", outputs: planned, params: map[string]string{"on-migrate-failure": "rollback", "stop-workloads": "false"}, failed: migrateFailed},
-			want: []string{"rollback"}, args: map[string]string{"rollback.down-to": "41"}},
+			want: []string{"recheck", "rollback"}, args: map[string]string{"rollback.down-to": "41"}},
 		// argo retry of a rollback run whose exit handler already rolled back and put
 		// the application back (workloads-stopped false): the retried migrate is
 		// refused, and no second rollback runs under the application, undoing what
 		// later runs applied.
 		{name: "retry after the application was put back: no rollback",
 			run: run{entrypoint: "main", status: "Failed", outputs: map[string]string{"pending": "true", "planned-version": "41", "workloads-stopped": "false"},
-				params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed}},
+				params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed},
+			want: []string{"recheck"}},
 		{name: "rollback while the application is stopped",
 			run: run{entrypoint: "main", status: "Failed", outputs: map[string]string{"pending": "true", "planned-version": "41", "workloads-stopped": "true"},
 				params: map[string]string{"on-migrate-failure": "rollback"}, failed: migrateFailed},
-			want: []string{"rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
+			want: []string{"recheck", "rollback", "restore-after-rollback"}, args: map[string]string{"rollback.down-to": "41"}},
 		// The same for a databases list: its failure path (recheck, the policy over
 		// N, rollbacks) does not run once this run has put the application back.
 		{name: "databases: failure path while the application is stopped",
@@ -572,6 +590,51 @@ func TestArgoMigrateRefusedAfterRestore(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%s does not export workloads-stopped=%s", tmpl, want)
+		}
+	}
+}
+
+// TestArgoStoppedCheckArguments: every template that changes the database after
+// this run's scale-down (migrate and rollback, one database or a list) names
+// scale-down's workloads in --stopped-selector/--stopped-workload once
+// scale-down ran (workloads-stopped true), so that migrate refuses while they
+// run again (session 12 workflow finding 2: argo retry after a separate
+// scale-restore run migrated under the running application); and none before,
+// when the run stopped nothing (stop-workloads=false, auto with nothing that
+// needs downtime, a single-phase entrypoint).
+func TestArgoStoppedCheckArguments(t *testing.T) {
+	wft := argoTemplate(t)
+	for _, name := range []string{"migrate-pod", "migrate-db-pod", "rollback-pod", "rollback-db-pod"} {
+		args := map[string]string{}
+		for _, a := range templateByName(t, wft, name).Container.Args {
+			if k, _, ok := strings.Cut(a, "="); ok && strings.HasPrefix(k, "--stopped-") {
+				args[k] = a
+			}
+		}
+		for _, tc := range []struct {
+			stopped                string
+			selector, workload, ns string
+		}{
+			{"", "", "", "apps"},
+			{"false", "", "", "apps"},
+			{"true", "app.kubernetes.io/name=shop", "deployment/web,cronjob/report", "apps"},
+		} {
+			outputs := map[string]string{}
+			if tc.stopped != "" {
+				outputs["workloads-stopped"] = tc.stopped
+			}
+			vars := run{entrypoint: "main", status: "Running", outputs: outputs,
+				params: map[string]string{"workload": "deployment/web,cronjob/report", "namespace": "apps"}}.globals(t, wft)
+			for flag, want := range map[string]string{"--stopped-selector": tc.selector, "--stopped-workload": tc.workload, "--stopped-namespace": tc.ns} {
+				a, ok := args[flag]
+				if !ok {
+					t.Errorf("%s passes no %s", name, flag)
+					continue
+				}
+				if got := resolve(t, a, vars); got != flag+"="+want {
+					t.Errorf("%s, workloads-stopped=%q: %q, want %q", name, tc.stopped, got, flag+"="+want)
+				}
+			}
 		}
 	}
 }

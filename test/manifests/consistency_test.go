@@ -33,9 +33,10 @@ var binaries = map[string]struct {
 	spec func() step.Spec
 	pkg  string
 }{
-	"wait-for-db":   {waitdb.Spec, "pkg/waitdb"},
-	"wait-patroni":  {patroni.Spec, "pkg/patroni"},
-	"migrate":       {migrate.Spec, "pkg/migrate"},
+	"wait-for-db":  {waitdb.Spec, "pkg/waitdb"},
+	"wait-patroni": {patroni.Spec, "pkg/patroni"},
+	// as steps/migrate/main.go builds it: the workloads check first
+	"migrate":       {func() step.Spec { return workload.RequireStopped(migrate.Spec()) }, "pkg/migrate"},
 	"scale-down":    {workload.ScaleDownSpec, "pkg/workload"},
 	"scale-restore": {workload.ScaleRestoreSpec, "pkg/workload"},
 	"gate":          {gate.Spec, "pkg/gate"},
@@ -62,7 +63,8 @@ var agreedFlags = func() map[string][]string {
 		"wait-patroni": cat(common, db, []string{"timeout", "patroni-url", "owner-role", "writer-role", "reader-role", "run-id"}),
 		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
 			"git-url", "git-revision", "git-commit", "git-credentials",
-			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest"}),
+			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest",
+			"stopped-selector", "stopped-workload", "stopped-namespace"}),
 		"scale-down":      cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
 		"scale-restore":   cat(common, sel, []string{"only-run-uid", "supersede-database", "wait-ready", "ready-timeout"}),
 		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to"}),

@@ -125,7 +125,8 @@ func TestNoRoleWritesPods(t *testing.T) {
 // pkg/workload/rbac/role.yaml (written from what the code does, and what the workload
 // package's cluster tests run with), Tekton's gate Role exactly pkg/gate/rbac/role.yaml,
 // Argo's executor Role exactly WorkflowTaskResults create/patch, migrate's Role
-// (both engines) exactly pkg/podaddr/rbac/role.yaml, and every RoleBinding
+// (both engines) exactly pkg/podaddr/rbac/role.yaml with pkg/workload/rbac/stopped.yaml,
+// and every RoleBinding
 // refers to a Role of the manifests.
 func TestRolesGrantWhatTheStepsUse(t *testing.T) {
 	documented, err := rbacrules.LoadDocumented()
@@ -134,8 +135,9 @@ func TestRolesGrantWhatTheStepsUse(t *testing.T) {
 	}
 	want := map[string][]string{
 		"chartreuse-gate": rbacrules.Expand(documented.Gate),
-		// both engines: migrate names the pod of a session holding a lock it waits for
-		"chartreuse-migrate":  rbacrules.Expand(documented.PodLookup),
+		// both engines: migrate names the pod of a session holding a lock it waits for,
+		// and checks that the workloads its run stopped are still stopped
+		"chartreuse-migrate":  rbacrules.Expand(documented.Migrate),
 		"chartreuse-workflow": rbacrules.Expand(documented.Scale),
 		"chartreuse-pipeline": rbacrules.Expand(documented.Scale),
 		"chartreuse-executor": rbacrules.Expand(rbacrules.Executor),

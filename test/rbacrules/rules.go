@@ -36,12 +36,26 @@ func PodLookup() ([]rbacv1.PolicyRule, error) {
 	return roleRules(podaddr.RoleYAML, "pkg/podaddr/rbac/role.yaml")
 }
 
-// Documented are the rules of the three Roles the step packages document.
-type Documented struct {
-	Scale, Gate, PodLookup, CheckDatabases []rbacv1.PolicyRule
+// Migrate returns what migrate's ServiceAccount needs: the pod lookup's rules
+// and those of pkg/workload/rbac/stopped.yaml (its check of the stopped workloads).
+func Migrate() ([]rbacv1.PolicyRule, error) {
+	lookup, err := PodLookup()
+	if err != nil {
+		return nil, err
+	}
+	stopped, err := roleRules(workload.StoppedRoleYAML, "pkg/workload/rbac/stopped.yaml")
+	if err != nil {
+		return nil, err
+	}
+	return append(lookup, stopped...), nil
 }
 
-// LoadDocumented reads the three documented Roles (Scale, Gate, PodLookup).
+// Documented are the rules of the Roles the step packages document.
+type Documented struct {
+	Scale, Gate, Migrate, CheckDatabases []rbacv1.PolicyRule
+}
+
+// LoadDocumented reads the documented Roles.
 func LoadDocumented() (Documented, error) {
 	var d Documented
 	var err error
@@ -51,7 +65,7 @@ func LoadDocumented() (Documented, error) {
 	if d.Gate, err = Gate(); err != nil {
 		return Documented{}, err
 	}
-	if d.PodLookup, err = PodLookup(); err != nil {
+	if d.Migrate, err = Migrate(); err != nil {
 		return Documented{}, err
 	}
 	if d.CheckDatabases, err = CheckDatabases(); err != nil {

@@ -1,0 +1,129 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+)
+
+// StoppedOptions are the flags of a step that must not run while the
+// application runs (migrate, and its rollback): the workloads this run's
+// scale-down stopped. The step checks them first and refuses while any runs.
+//
+// Argo's `argo retry` keeps the succeeded scale-down node and reruns migrate.
+// If something put the application back in between (a scale-restore run, a
+// person, a later run's restore), only this check stands between the retried
+// migrate and a schema change under the running application.
+type StoppedOptions struct {
+	Selector  string
+	Workloads cli.StringSlice
+	Namespace string
+
+	sel Selection
+}
+
+// Flags implements step.Options.
+func (o *StoppedOptions) Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "stopped-selector", Usage: "label selector of the workloads this run's scale-down stopped: before changing anything, refuse (exit 2) while any of them runs (a Deployment or StatefulSet with replicas or a pod left, a CronJob not suspended), so that a rerun after the application was put back never migrates under it; empty, with no --stopped-workload: no check", Destination: &o.Selector},
+		&cli.StringSliceFlag{Name: "stopped-workload", Usage: "a workload this run's scale-down stopped, as kind/name; repeatable, or comma-separated (see --stopped-selector)", Destination: &o.Workloads},
+		&cli.StringFlag{Name: "stopped-namespace", Usage: "namespace of those workloads (default: the pod's own namespace in a cluster, else the kubeconfig context's)", Destination: &o.Namespace},
+	}
+}
+
+// Validate implements step.Options.
+func (o *StoppedOptions) Validate() error {
+	sel, err := parseSelection("--stopped-selector", o.Selector, o.Workloads.Value())
+	if err != nil {
+		return err
+	}
+	o.sel = sel
+	return (&kube.Options{Namespace: o.Namespace}).Validate()
+}
+
+// RequireStopped returns spec with the StoppedOptions added and its Run
+// preceded by the check: a step that must not change the database while the
+// workloads named run refuses before it connects to the database.
+func RequireStopped(spec step.Spec) step.Spec {
+	o := &StoppedOptions{}
+	spec.Options = append(spec.Options, o)
+	run := spec.Run
+	spec.Run = func(ctx context.Context, env *step.Env) error {
+		if !o.sel.Empty() {
+			c, err := (&kube.Options{Namespace: o.Namespace}).ConnectStep(spec.Name, env.Log)
+			if err != nil {
+				return err
+			}
+			if err := CheckStopped(ctx, c.Interface, c.Namespace, o.sel); err != nil {
+				return err
+			}
+			env.Log.Info("the workloads this run stopped are still stopped", "selection", o.sel.String())
+		}
+		return run(ctx, env)
+	}
+	return spec
+}
+
+// CheckStopped returns nil when every workload of sel in namespace ns is
+// stopped: a Deployment or StatefulSet asks for no replica and no pod of it is
+// left, a CronJob is suspended. A named workload that no longer exists counts
+// as stopped. Otherwise a usage error (exit 2: rerunning the same step cannot
+// help) names each running one.
+func CheckStopped(ctx context.Context, cs kubernetes.Interface, ns string, sel Selection) error {
+	ws, _, err := finder{cs: cs, ns: ns}.find(ctx, sel)
+	if err != nil {
+		return err
+	}
+	var running []string
+	var scalable []*Workload
+	for _, w := range ws {
+		switch {
+		case w.Kind.Scalable() && w.Replicas > 0:
+			running = append(running, fmt.Sprintf("%s (%d replicas)", w, w.Replicas))
+		case w.Kind.Scalable():
+			scalable = append(scalable, w)
+		case !w.Suspended:
+			running = append(running, fmt.Sprintf("%s (not suspended)", w))
+		}
+	}
+	if len(scalable) > 0 {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return kube.Classify(err, "list", kube.Describe("pods", "", ""))
+		}
+		for _, w := range scalable {
+			if n := livePods(pods.Items, w.PodSelector); n > 0 {
+				running = append(running, fmt.Sprintf("%s (0 replicas, %d pods left)", w, n))
+			}
+		}
+	}
+	if len(running) == 0 {
+		return nil
+	}
+	sort.Strings(running)
+	return failure.Usagef("the application runs again in namespace %s: %s. This run stopped it, and since then something put it back (a scale-restore run, a person, another run's restore), so this step would change the schema under it; nothing was changed. Submit a new run (argo resubmit), which stops the application first",
+		ns, strings.Join(running, ", "))
+}
+
+// livePods counts the pods sel matches that have not ended.
+func livePods(pods []corev1.Pod, sel labels.Selector) int {
+	n := 0
+	for i := range pods {
+		p := &pods[i]
+		if sel != nil && sel.Matches(labels.Set(p.Labels)) && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			n++
+		}
+	}
+	return n
+}
