@@ -216,6 +216,12 @@ func TestClusterCheckDatabases(t *testing.T) {
 		if strings.Contains(r.summary.Error, "entry 1") || strings.Contains(r.summary.Error, "entry 5") {
 			t.Errorf("the error names a good entry: %s", r.summary.Error)
 		}
+		// every failed step writes its one-line error as result error (the run
+		// summary reads it), and nothing else
+		if r.results[step.ResultError] == "" {
+			t.Errorf("a refused list wrote no error result: %v", r.results)
+		}
+		delete(r.results, step.ResultError)
 		if len(r.results) != 0 {
 			t.Errorf("a refused list wrote results: %v", r.results)
 		}
