@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -52,6 +53,10 @@ func (o *StoppedOptions) Validate() error {
 	return (&kube.Options{Namespace: o.Namespace}).Validate()
 }
 
+// StoppedCheckTimeout bounds RequireStopped's reads: an API server that does
+// not answer fails the step as transient (exit 75) instead of holding it.
+const StoppedCheckTimeout = 30 * time.Second
+
 // RequireStopped returns spec with the StoppedOptions added and its Run
 // preceded by the check: a step that must not change the database while the
 // workloads named run refuses before it connects to the database.
@@ -65,7 +70,10 @@ func RequireStopped(spec step.Spec) step.Spec {
 			if err != nil {
 				return err
 			}
-			if err := CheckStopped(ctx, c.Interface, c.Namespace, o.sel); err != nil {
+			cctx, cancel := context.WithTimeout(ctx, StoppedCheckTimeout)
+			err = CheckStopped(cctx, c.Interface, c.Namespace, o.sel)
+			cancel()
+			if err != nil {
 				return err
 			}
 			env.Log.Info("the workloads this run stopped are still stopped", "selection", o.sel.String())
@@ -100,7 +108,7 @@ func CheckStopped(ctx context.Context, cs kubernetes.Interface, ns string, sel S
 	if len(scalable) > 0 {
 		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return kube.Classify(err, "list", kube.Describe("pods", "", ""))
+			return kube.Classify(fmt.Errorf("listing pods in %s: %w", ns, err), "list", "pods")
 		}
 		for _, w := range scalable {
 			if n := livePods(pods.Items, w.PodSelector); n > 0 {
