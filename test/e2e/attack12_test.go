@@ -101,7 +101,14 @@ func (a *attackArgo) stoppedDuringMigration(t *testing.T, c *argoCase, policy st
 	}); err != nil {
 		t.Fatalf("the stopped run's migration still runs: %v", err)
 	}
-	t.Logf("the stopped migrate's session ended %s after the run finished", time.Since(wf.Status.FinishedAt.Time).Round(100*time.Millisecond))
+	// What the recheck saw: exit 75 while the stopped migrate's session still held
+	// the migration lock, then 0.
+	var codes []string
+	for _, a := range engines.ArgoAttempts(wf, "recheck") {
+		codes = append(codes, a.ExitCode)
+	}
+	t.Logf("%s: no migrate session left when the run was seen finished (%s after it finished); the exit handler's recheck exited %v",
+		policy, time.Since(wf.Status.FinishedAt.Time).Round(100*time.Millisecond), codes)
 	wantVersions(t, c.versions(t), 1)
 	// From now on migration 2 no longer waits: a migrate that runs applies it.
 	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
