@@ -294,7 +294,8 @@ func TestAttackHeldByWhitespaceInsideAnEntry(t *testing.T) {
 			t.Errorf("held by %q after run a let go, want b:two", got)
 		}
 
-		cs = newFake(deployment("web", 0, held("3", "b", "b:one, c: one")))
+		// c joined before b (only those are superseded)
+		cs = newFake(deployment("web", 0, held("3", "c", "c: one, b:one")))
 		if _, err := restoreAs(t, cs, "b", "one", sel(t, "", "deployment/web")); err != nil {
 			t.Fatal(err)
 		}

@@ -364,6 +364,10 @@ func TestHolders(t *testing.T) {
 		{"a run-uid-less writer keeps it", held("", "none,b"), "restore", "b", "", "none", 0},
 		{"a failed run of the same database keeps it", held("a", "a:one,b:one"), "restore", "b", "", "a:one", 0},
 		{"success supersedes the same database", held("a", "a:one,b:one"), "restore", "b", "one", "-", 3},
+		// argo retry of an older run a succeeds after b, a later run for the
+		// same database, kept the application down: b's decision stands
+		{"an earlier run's success leaves a later run holding", held("a", "a:one,b:one"), "restore", "a", "one", "b:one", 0},
+		{"success supersedes only the runs before it", held("a", "a:one,b:one,c:one"), "restore", "b", "one", "c:one", 0},
 		{"success does not supersede holders of no known database", held("a", "a,none,b:one"), "restore", "b", "one", "a,none", 0},
 		{"success leaves another database's run holding", held("a", "a:one,b:two,c:one"), "restore", "c", "one", "b:two", 0},
 		{"a run of several databases joins", held("a", "a:one"), "down", "b", "one+two", "a:one,b:one+two", 0},

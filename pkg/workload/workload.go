@@ -2,6 +2,7 @@ package workload
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -254,6 +255,11 @@ func (rec record) heldByRun(uid string) bool {
 // is not known (a person's scale-down, a hand-edited list) is never superseded:
 // the workload then waits for a person rather than risk coming back in the
 // middle of someone's migration.
+//
+// "Earlier" is the order of the list (each scale-down appends itself): only the
+// holders before the run's own entry are superseded. The lock does not order
+// an `argo retry` of an old run, which can succeed after a later run kept the
+// application down; that later run's decision stands.
 func (rec record) holdersLeft(uid, supersede string) []holder {
 	set := map[string]bool{}
 	for _, db := range strings.Split(supersede, DatabaseSeparator) {
@@ -261,9 +267,11 @@ func (rec record) holdersLeft(uid, supersede string) []holder {
 			set[db] = true
 		}
 	}
+	hs := rec.holders()
+	own := slices.IndexFunc(hs, func(h holder) bool { return h.runUID == uid })
 	var rest []holder
-	for _, h := range rec.holders() {
-		if h.runUID == uid || h.supersededBy(set) {
+	for i, h := range hs {
+		if h.runUID == uid || (i < own && h.supersededBy(set)) {
 			continue
 		}
 		rest = append(rest, h)

@@ -45,6 +45,7 @@ func TestAttack12Argo(t *testing.T) {
 		{"retry-after-keep-down-finishes", a.testRetryAfterKeepDown},
 		{"retry-after-stop-during-scale-down-finishes", a.testRetryAfterStopDuringScaleDown},
 		{"retry-after-a-manual-scale-restore", a.testRetryAfterManualRestore},
+		{"retry-of-an-older-run-leaves-a-later-keep-down", a.testRetryOfOlderRunLeavesLaterKeepDown},
 	})
 	t.Logf("attack12 argo: done in %s", time.Since(start).Round(100*time.Millisecond))
 }
@@ -273,4 +274,30 @@ func (a *attackArgo) testRetryAfterManualRestore(t *testing.T) {
 		t.Errorf("the retried migrate's log does not say why it refused")
 	}
 	c.wantRestored(t)
+}
+
+// 6. keep-down, run A stopped while migration 2 runs: the application stays
+// stopped, held by A. A later run B for the same database fails too (its
+// migration 2 is broken) and keeps it down, held by A and B. argo retry of A
+// then migrates (the application is stopped) and succeeds; its scale-restore
+// supersedes the holds of runs for the same database, and took B's off too,
+// bringing the application back against B's decision. Only the runs that
+// joined before A are superseded now: B keeps holding, the application stays
+// stopped.
+func (a *attackArgo) testRetryOfOlderRunLeavesLaterKeepDown(t *testing.T) {
+	c := a.newCase(t, "atkolder")
+	wf := a.stoppedDuringMigration(t, c, "keep-down")
+	c.wantStopped(t)
+	b := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/fails-first", "on-migrate-failure": "keep-down"})
+	wantPhase(t, b, wfv1.WorkflowFailed)
+	wantNodes(t, b, map[string]wfv1.NodePhase{"scale-down": wfv1.NodeSucceeded, "migrate": wfv1.NodeFailed})
+	c.wantStopped(t)
+
+	wf, _ = a.retried(t, c, wf)
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	wantVersions(t, c.versions(t), 1, 2, 3)
+	c.wantStopped(t)
+	if held := c.appState(t).Annotations["deployment/"+heldByAnnotation]; held != string(b.UID)+":"+c.secret {
+		t.Errorf("held by %q, want only the later run B (%s:%s)", held, b.UID, c.secret)
+	}
 }
