@@ -237,13 +237,19 @@ var errOwnVersionRow = errors.New("the migration writes its own version row (an 
 // ("rerun when it is done"), retried forever for the first (session12
 // finding 7).
 func (m *Migrator) versionRowOwnWrite(ctx context.Context, pc *pgx.Conn, st *State, v int64, up bool) bool {
+	exists, ok := m.versionRowExists(ctx, pc, st, v)
+	return ok && exists != up
+}
+
+// versionRowExists says whether version v has a row in the version table,
+// outside any transaction; ok false when that cannot be read.
+func (m *Migrator) versionRowExists(ctx context.Context, pc *pgx.Conn, st *State, v int64) (exists, ok bool) {
 	if pc.PgConn().IsClosed() || pc.PgConn().TxStatus() != 'I' {
-		return false
+		return false, false
 	}
-	var exists bool
 	err := pc.QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+st.Qualified()+" WHERE version_id = "+strconv.FormatInt(v, 10)+")",
 		pgx.QueryExecModeSimpleProtocol).Scan(&exists)
-	return err == nil && exists != up
+	return exists, err == nil
 }
 
 // errTableRemoved ends the message of a transactional migration that removes
@@ -425,10 +431,23 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	}
 	if err != nil {
 		m.rollback(pc)
+		// Without a transaction the migration's own write stays: the row
+		// is there (up) or gone (down) as the step would have left it.
+		if errors.Is(err, errVersionRow) {
+			if exists, ok := m.versionRowExists(ctx, pc, st, s.Version); ok && exists == up {
+				err = errOwnVersionRowNoTx
+			}
+		}
 		return dirty(len(p.Statements), -1, err)
 	}
 	return nil
 }
+
+// errOwnVersionRowNoTx: a migration without a transaction wrote (or, rolling
+// back, deleted) its own version row. Before, the message said a migrator
+// without a lock had changed the version table, "rerun when it is done",
+// while every rerun refused (session13 finding 2).
+var errOwnVersionRowNoTx = errors.New("the migration writes its own version row (an INSERT INTO or DELETE FROM the version table, as in a dump of a database goose migrated): all its statements ran, then the step's write of the version row and its checksum found the row already written (rolling back: already deleted), so the migration stays recorded as stopped partway with its checksum unrecorded; remove that statement from the migration, or every database it runs on stops the same way (if it has none, a migrator that takes no lock, such as the goose CLI, applied it meanwhile)")
 
 // countStatement records that the first done statements of a migration without
 // a transaction completed. Between two statements, outside a transaction of the

@@ -156,3 +156,34 @@ func TestS13TransactionalMigrationRemovingTheVersionTableIsNamed(t *testing.T) {
 		})
 	}
 }
+
+// Finding 2 (a message that contradicts itself). A migration without a
+// transaction that writes its own version row (INSERT INTO goose_db_version,
+// as a dump of a goose-migrated database has): every statement completes, the
+// step's guarded write finds the row there, and the run exited 1 saying "a
+// migrator that takes no lock (the goose CLI?) changed the version table;
+// rerun when it is done" and, in the same message, that every run refuses
+// until --resolve. The transactional case names the cause (a17f220).
+// Fixed (runNoTx, versionRowExists): the row is looked for after the
+// write changed nothing; there (up) or gone (down), the message names the
+// migration's own write and the settlement, and the dirty record says so.
+func TestS13NoTransactionMigrationWritingItsOwnVersionRowIsNamed(t *testing.T) {
+	r := s10Run(t, map[string]string{
+		"1_a.sql": "-- +goose NO TRANSACTION\n-- +goose Up\n" + logInsert(1, 1, 0) + "\nINSERT INTO goose_db_version (version_id, is_applied) VALUES (1, true);\n" +
+			"-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+	})
+	res := r.migrate("migrate", appDefault)
+	again := r.migrate("rerun", appDefault)
+	out := res.Output()
+	if res.Code != 1 || again.Code != 1 || r.ran(1, 1) != 1 || !strings.Contains(out, "writes its own version row") ||
+		strings.Contains(out, "rerun when it is done") || !strings.Contains(again.Output(), "writes its own version row") {
+		t.Fatalf("exit %d, rerun exit %d, statement 1 ran %d times; want exit 1 twice naming the migration's own version row (the rerun's record too), no 'rerun when it is done', applied once\nfirst: %s\nrerun: %s",
+			res.Code, again.Code, r.ran(1, 1), s10Out(res), s10Out(again))
+	}
+	resolve := r.migrate("resolve", appDefault, "--resolve", "1", "--as", "applied")
+	after := r.migrate("after", appDefault)
+	if s := r.snapshot(); resolve.Code != 0 || after.Code != 0 || s.rows[1] != 1 || len(s.dirty) > 0 || r.ran(1, 1) != 1 {
+		t.Fatalf("resolve exit %d, next exit %d, rows %v, dirty %v; want 0, 0, version 1 once\n%s\n%s", resolve.Code, after.Code, s.rows, s.dirty, s10Out(resolve), s10Out(after))
+	}
+	t.Log(tail(out, 1))
+}
