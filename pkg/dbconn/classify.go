@@ -34,6 +34,7 @@ const (
 	InsufficientPrivilege    = "42501"
 	UndefinedObject          = "42704" // e.g. SET ROLE to a missing role
 	UndefinedTable           = "42P01"
+	InvalidSchemaName        = "3F000" // e.g. CREATE TABLE in a schema that does not exist
 	ReadOnlySQLTransaction   = "25006" // e.g. a standby after a switchover
 	IdleInTransactionTimeout = "25P03"
 	TransactionTimeout       = "25P04" // PostgreSQL 17

@@ -257,6 +257,10 @@ func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
 		return nil, failure.AsPermanent(refuse(ErrNotDirty, "Nothing was changed; check the version (SELECT * FROM "+st.dirtyTable()+";)",
 			"--resolve %d: %s", v, what))
 	}
+	if !st.Exists {
+		return nil, failure.AsPermanent(refuse(ErrDirty, "Nothing was changed."+missingVersionTable(st),
+			"--resolve %d: the version table %s does not exist", v, st.Qualified()))
+	}
 	if _, ok := src.Get(v); !ok && as == ResolvedApplied {
 		return nil, failure.AsPermanent(refuse(ErrUnknownVersion, "Resolve it with the image that contains it, or --as not-applied",
 			"--resolve %d --as applied: the migration is not in %s, so a later run would refuse it as unknown", v, m.Opts.Dir))

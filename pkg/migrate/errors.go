@@ -188,9 +188,13 @@ type MigrationError struct {
 	NoTx      bool   // ran without a transaction
 	Ran       bool   // a statement was sent to the server
 	Dirty     bool   // NoTx and Ran, or its transaction ended early: the dirty record stays
-	Statement int    // 0-based index of the failing statement, -1 when not in one
-	Detail    string // SQLSTATE, message, position in the file, lock wait, ...
-	Err       error
+	// Unrecorded: Dirty, but the migration removed the version table and
+	// writing the records back failed, so nothing records it (Detail says
+	// what to do before any rerun).
+	Unrecorded bool
+	Statement  int    // 0-based index of the failing statement, -1 when not in one
+	Detail     string // SQLSTATE, message, position in the file, lock wait, ...
+	Err        error
 }
 
 func (e *MigrationError) Error() string {
@@ -202,8 +206,14 @@ func (e *MigrationError) Error() string {
 	switch {
 	case e.Dirty && !e.NoTx:
 		msg += fmt.Sprintf("; its statement %d ended the transaction goose runs it in (COMMIT or ROLLBACK), so the statements before it may stay applied and it is recorded as stopped partway: every run refuses until you check what it did and settle it with migrate --resolve %d --as applied (all its changes are in place) or --as not-applied (none are); then remove the transaction control from the file", e.Statement+1, e.Version)
+	case e.Unrecorded:
+		msg += "; this migration runs without a transaction (-- +goose NO TRANSACTION), so what it did stays applied, and nothing records it: do as said above before any rerun"
 	case e.Dirty:
-		msg += fmt.Sprintf("; this migration runs without a transaction (-- +goose NO TRANSACTION), so the statements before the failing one stay applied and it is recorded as stopped partway: every run refuses until you check what it did and settle it with migrate --resolve %d --as applied (all its changes are in place) or --as not-applied (none are)", e.Version)
+		ran := "the statements before the failing one stay applied"
+		if e.Statement < 0 {
+			ran = "what its statements did stays applied"
+		}
+		msg += fmt.Sprintf("; this migration runs without a transaction (-- +goose NO TRANSACTION), so %s and it is recorded as stopped partway: every run refuses until you check what it did and settle it with migrate --resolve %d --as applied (all its changes are in place) or --as not-applied (none are)", ran, e.Version)
 	case !e.Ran:
 		msg += "; none of its statements ran"
 	default:

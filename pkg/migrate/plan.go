@@ -253,8 +253,31 @@ func checkDirty(st *State, req Request) error {
 		settle = fmt.Sprintf("migrate --resolve %d --as applied (the rollback did not take effect: the migration's changes are all still in place) or migrate --resolve %d --as not-applied (the rollback is complete: none of them are)", d.Version, d.Version)
 	}
 	return refuse(ErrDirty,
-		fmt.Sprintf("Check which of its statements took effect, finish or undo them by hand, then record the outcome under the migration lock: %s. The record: SELECT * FROM %s;", settle, st.dirtyTable()),
+		fmt.Sprintf("Check which of its statements took effect, finish or undo them by hand, then record the outcome under the migration lock: %s. The record: SELECT * FROM %s;%s", settle, st.dirtyTable(), missingVersionTable(st)),
 		"%s", strings.Join(probs, "; "))
+}
+
+// missingVersionTable is, when the version table is gone while a migration
+// is recorded as stopped partway (a migration removed it, and the step could
+// not write it back), the sentence telling to recreate it before --resolve,
+// which writes there; "" when it exists.
+func missingVersionTable(st *State) string {
+	if st.Exists {
+		return ""
+	}
+	var versions []int64
+	for v := range st.Sums {
+		if !slices.ContainsFunc(st.Dirty, func(d DirtyRow) bool { return d.Version == v }) {
+			versions = append(versions, v)
+		}
+	}
+	slices.Sort(versions)
+	rows, which := "(0, true), (<version>, true), ...", "one row for each migration applied before it"
+	if len(versions) > 0 {
+		rows, which = "(0, true), "+valuesApplied(versions), "the ones "+st.sumsTable()+" records"
+	}
+	return fmt.Sprintf(" The version table %s does not exist (a migration dropped, renamed or moved it), and --resolve writes there: first recreate it with the versions applied before (%s): %s; INSERT INTO %s (version_id, is_applied) VALUES %s;",
+		st.Qualified(), which, strings.Join(strings.Fields(createVersionSQL(st)), " "), st.Qualified(), rows)
 }
 
 // checkDirtyTable refuses before anything runs when a pending migration without a

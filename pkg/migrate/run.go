@@ -114,7 +114,7 @@ func (m *Migrator) execute(ctx context.Context, pc *pgx.Conn, st *State, src Sou
 		if parsed.UseTx {
 			err = m.runTx(ctx, pc, st, s, up, parsed, serverVersion, t0, settleIn)
 		} else {
-			err = m.runNoTx(ctx, pc, st, s, up, parsed, serverVersion, t0)
+			err = m.runNoTx(ctx, pc, st, s, up, parsed, serverVersion, t0, applied)
 		}
 		wait := w.End()
 		if err != nil {
@@ -237,13 +237,53 @@ var errOwnVersionRow = errors.New("the migration writes its own version row (an 
 // ("rerun when it is done"), retried forever for the first (session12
 // finding 7).
 func (m *Migrator) versionRowOwnWrite(ctx context.Context, pc *pgx.Conn, st *State, v int64, up bool) bool {
+	exists, ok := m.versionRowExists(ctx, pc, st, v)
+	return ok && exists != up
+}
+
+// versionRowExists says whether version v has a row in the version table,
+// outside any transaction; ok false when that cannot be read.
+func (m *Migrator) versionRowExists(ctx context.Context, pc *pgx.Conn, st *State, v int64) (exists, ok bool) {
+	if pc.PgConn().IsClosed() || pc.PgConn().TxStatus() != 'I' {
+		return false, false
+	}
+	err := pc.QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+st.Qualified()+" WHERE version_id = "+strconv.FormatInt(v, 10)+")",
+		pgx.QueryExecModeSimpleProtocol).Scan(&exists)
+	return exists, err == nil
+}
+
+// errTableRemoved ends the message of a transactional migration that removes
+// the step's tables.
+var errTableRemoved = errors.New("remove that statement from the migration, or keep the version table in a schema the migrations leave alone (--table other_schema.goose_db_version)")
+
+// tablesOwnRemoval tells, after the migration's transaction was rolled back,
+// whether the version row's write failed because the migration's own
+// statements removed the version table or its checksum table: the write found
+// no table or no schema (42P01, 3F000), and the rollback brought them back.
+// Before, such a migration failed (exit 1) naming only "relation ... does not
+// exist" (session13 finding 1's transactional sibling).
+func (m *Migrator) tablesOwnRemoval(ctx context.Context, pc *pgx.Conn, st *State, err error) bool {
+	if code := dbconn.SQLState(err); code != dbconn.UndefinedTable && code != dbconn.InvalidSchemaName {
+		return false
+	}
 	if pc.PgConn().IsClosed() || pc.PgConn().TxStatus() != 'I' {
 		return false
 	}
-	var exists bool
-	err := pc.QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+st.Qualified()+" WHERE version_id = "+strconv.FormatInt(v, 10)+")",
-		pgx.QueryExecModeSimpleProtocol).Scan(&exists)
-	return err == nil && exists != up
+	t, err := m.stepTables(ctx, pc, st)
+	return err == nil && t.version && t.sums
+}
+
+// stepTables says which of the step's relations exist now.
+type stepTables struct{ schema, version, sums, dirty bool }
+
+func (m *Migrator) stepTables(ctx context.Context, pc *pgx.Conn, st *State) (stepTables, error) {
+	var t stepTables
+	err := pc.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1),
+		EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2),
+		EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $3),
+		EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $4)`,
+		pgx.QueryExecModeExec, st.Schema, st.Name, sumsName(st.Name), dirtyName(st.Name)).Scan(&t.schema, &t.version, &t.sums, &t.dirty)
+	return t, err
 }
 
 // runTx runs a transactional migration: the session reset and BEGIN in one round
@@ -306,8 +346,12 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 	}
 	if err := m.writeVersion(ctx, pc, st, s, up, false, t0); err != nil {
 		m.rollback(pc)
-		if errors.Is(err, errVersionRow) && m.versionRowOwnWrite(ctx, pc, st, s.Version, up) {
+		switch {
+		case errors.Is(err, errVersionRow) && m.versionRowOwnWrite(ctx, pc, st, s.Version, up):
 			err = errOwnVersionRow
+		case m.tablesOwnRemoval(ctx, pc, st, err):
+			err = fmt.Errorf("the migration removes the version table %s or its checksum table %s (DROP SCHEMA %s CASCADE, DROP TABLE, DROP OWNED, ALTER TABLE ... RENAME or SET SCHEMA): the step writes the version row after the migration's statements and found the table gone (%s), so the migration was rolled back, and every rerun would do the same: %w",
+				st.Qualified(), st.sumsTable(), qualify("", st.Schema), err.Error(), errTableRemoved)
 		}
 		return &stepError{stmt: -1, started: true, err: err}
 	}
@@ -322,7 +366,10 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 // is committed (guarded by the lock) before the first statement, counts each
 // statement that completes, and goes in the transaction that writes the version
 // row (and its checksum row). Any failure after the row was written leaves it.
-func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, p *Parsed, serverVersion string, t0 time.Time) error {
+//
+// applied are the versions recorded applied when it starts: what the step
+// writes back if the migration removes the version table (restoreRecords).
+func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, p *Parsed, serverVersion string, t0 time.Time, applied []int64) error {
 	reset := resetSQL(m.settings(), serverVersion)
 	if !st.DirtyExists {
 		reset += ";\n" + st.createDirtySQL()
@@ -341,7 +388,7 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	}
 	// dirty records the failure; done statements completed.
 	dirty := func(done, stmt int, err error) error {
-		m.recordDirtyError(pc, st, s, up, len(p.Statements), done, err)
+		err = m.recordDirtyError(pc, st, s, up, len(p.Statements), done, applied, err)
 		return &stepError{stmt: stmt, started: true, err: err}
 	}
 	for i, stmt := range p.Statements {
@@ -384,10 +431,23 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	}
 	if err != nil {
 		m.rollback(pc)
+		// Without a transaction the migration's own write stays: the row
+		// is there (up) or gone (down) as the step would have left it.
+		if errors.Is(err, errVersionRow) {
+			if exists, ok := m.versionRowExists(ctx, pc, st, s.Version); ok && exists == up {
+				err = errOwnVersionRowNoTx
+			}
+		}
 		return dirty(len(p.Statements), -1, err)
 	}
 	return nil
 }
+
+// errOwnVersionRowNoTx: a migration without a transaction wrote (or, rolling
+// back, deleted) its own version row. Before, the message said a migrator
+// without a lock had changed the version table, "rerun when it is done",
+// while every rerun refused (session13 finding 2).
+var errOwnVersionRowNoTx = errors.New("the migration writes its own version row (an INSERT INTO or DELETE FROM the version table, as in a dump of a database goose migrated): all its statements ran, then the step's write of the version row and its checksum found the row already written (rolling back: already deleted), so the migration stays recorded as stopped partway with its checksum unrecorded; remove that statement from the migration, or every database it runs on stops the same way (if it has none, a migrator that takes no lock, such as the goose CLI, applied it meanwhile)")
 
 // countStatement records that the first done statements of a migration without
 // a transaction completed. Between two statements, outside a transaction of the
@@ -610,37 +670,133 @@ func (m *Migrator) dirtyRunID() string {
 // (DROP TABLE of the dirty table, DROP SCHEMA ... CASCADE, DELETE) is written
 // again, the table created again if need be: without it the next run took
 // the migration for one that never ran and applied its statements a second
-// time (session12 finding 3).
-func (m *Migrator) recordDirtyError(pc *pgx.Conn, st *State, s Source, up bool, total, done int, cause error) {
+// time (session12 finding 3). A version table the migration removed is
+// written back with the dirty row (restoreRecords). It returns the failure
+// to report: cause, or what restoreRecords found and did.
+func (m *Migrator) recordDirtyError(pc *pgx.Conn, st *State, s Source, up bool, total, done int, applied []int64, cause error) error {
 	v := s.Version
 	if pc.PgConn().IsClosed() {
-		return
+		return cause
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if pc.PgConn().TxStatus() != 'I' {
 		m.rollback(pc)
 	}
+	_, _ = pc.Exec(ctx, resetSQL(m.settings(), pc.PgConn().ParameterStatus("server_version")))
+	if t, err := m.stepTables(ctx, pc, st); err == nil && !t.version {
+		return m.restoreRecords(ctx, pc, st, s, up, total, done, applied, t, cause)
+	}
+	msg := m.dirtyMessage(cause)
+	tag, err := pc.Exec(ctx, `UPDATE `+st.dirtyTable()+` SET last_error = $2, statements_done = GREATEST(statements_done, $3) WHERE version = $1`,
+		pgx.QueryExecModeExec, v, msg, done)
+	if err == nil && tag.RowsAffected() > 0 || pc.PgConn().IsClosed() {
+		return cause
+	}
+	m.rollback(pc)
+	_, _ = pc.Exec(ctx, st.createDirtySQL())
+	_, _ = pc.Exec(ctx, dirtyUpsertSQL(st), pgx.QueryExecModeExec, v, direction(up), s.File, done, total, m.dirtyRunID(), msg)
+	return cause
+}
+
+// dirtyMessage is cause as the dirty row's last_error keeps it: SQLSTATE and
+// message, redacted.
+func (m *Migrator) dirtyMessage(cause error) string {
 	msg := cause.Error()
 	var pgErr *pgconn.PgError
-	if errors.As(cause, &pgErr) {
+	var removed *recordsRemovedError
+	if !errors.As(cause, &removed) && errors.As(cause, &pgErr) {
 		msg = fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
 	}
 	if m.Redact != nil {
 		msg = m.Redact(msg)
 	}
-	_, _ = pc.Exec(ctx, resetSQL(m.settings(), pc.PgConn().ParameterStatus("server_version")))
-	tag, err := pc.Exec(ctx, `UPDATE `+st.dirtyTable()+` SET last_error = $2, statements_done = GREATEST(statements_done, $3) WHERE version = $1`,
-		pgx.QueryExecModeExec, v, msg, done)
-	if err == nil && tag.RowsAffected() > 0 || pc.PgConn().IsClosed() {
-		return
+	return msg
+}
+
+// dirtyUpsertSQL writes a dirty row ($1 version, $2 direction, $3 file, $4
+// statements done, $5 total, $6 run id, $7 last error), keeping the highest count.
+func dirtyUpsertSQL(st *State) string {
+	return `INSERT INTO ` + st.dirtyTable() + ` (version, direction, file, statements_done, statements_total, run_id, last_error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (version) DO UPDATE SET last_error = EXCLUDED.last_error,
+		statements_done = GREATEST(` + st.dirtyTable() + `.statements_done, EXCLUDED.statements_done)`
+}
+
+// recordsRemovedError: a migration without a transaction removed the version
+// table (DROP SCHEMA ... CASCADE of its schema, DROP TABLE, ALTER TABLE ...
+// RENAME or SET SCHEMA, DROP OWNED), where the step records what is applied.
+type recordsRemovedError struct {
+	msg      string
+	restored bool // the version table and the dirty row were written back
+	err      error
+}
+
+func (e *recordsRemovedError) Error() string { return e.msg }
+func (e *recordsRemovedError) Unwrap() error { return e.err }
+
+// restoreRecords writes back, in one transaction under the migration lock, as
+// the step's role, what a migration without a transaction removed with the
+// version table: its schema if it is gone, the version table with the rows of
+// the versions recorded applied when the migration started (applied, read
+// under the lock this run has held since), and the migration's dirty row. The
+// next run then refuses it as stopped partway, and --resolve settles it.
+// Before, nothing recorded anything: the run said the migration was recorded
+// as stopped partway, and the next one refused for want of a schema or, with
+// the schema back, applied every migration again (session13 finding 1).
+// The checksum table is not written back: the next run records the files'
+// checksums again, as for versions applied before checksums were kept.
+func (m *Migrator) restoreRecords(ctx context.Context, pc *pgx.Conn, st *State, s Source, up bool, total, done int, applied []int64, t stepTables, cause error) error {
+	what := "the version table " + st.Qualified()
+	if !t.schema {
+		what += fmt.Sprintf(" (its schema %s no longer exists: DROP SCHEMA ... CASCADE?)", qualify("", st.Schema))
+	} else {
+		what += " (dropped, renamed or moved to another schema)"
+	}
+	rows := append([]int64{0}, applied...)
+	values := make([]string, len(rows))
+	for i, v := range rows {
+		values[i] = "(" + strconv.FormatInt(v, 10) + ", true)"
+	}
+	create := createVersionSQL(st)
+	if !t.schema {
+		create = "CREATE SCHEMA IF NOT EXISTS " + qualify("", st.Schema) + ";\n" + create
+	}
+	written := fmt.Sprintf("the version table with versions %s (the ones applied before this migration)", joinVersions(rows, ", "))
+	if !t.schema {
+		written = "schema " + qualify("", st.Schema) + ", " + written
+	}
+	msg := fmt.Sprintf("the migration removed the version table, where this step records what is applied: %s; the step wrote back what it knew, under the migration lock: %s, and this migration's record as stopped partway", what, written)
+	if !t.sums {
+		msg += fmt.Sprintf("; the checksum table %s is gone too and is not written back: the first run after the settlement records the files' checksums again", st.sumsTable())
+	}
+	msg += fmt.Sprintf(". Nothing else the migration dropped is restored. It failed on: %s. Remove that statement from the migration (every migration must leave the step's tables in place), or keep them in a schema the migrations leave alone (--table other_schema.%s)",
+		m.dirtyMessage(cause), st.Name)
+	_, err := pc.Exec(ctx, m.ownBeginSQL()+create+";\n"+st.createDirtySQL())
+	if err == nil {
+		var tag pgconn.CommandTag
+		tag, err = pc.Exec(ctx, "INSERT INTO "+st.Qualified()+" (version_id, is_applied) SELECT r.v, r.a FROM (VALUES "+
+			strings.Join(values, ", ")+") AS r(v, a) WHERE "+heldSQL+" ORDER BY r.v")
+		if err == nil && tag.RowsAffected() != int64(len(rows)) {
+			err = errors.New("this session no longer holds the migration lock")
+		}
+	}
+	if err == nil {
+		_, err = pc.Exec(ctx, dirtyUpsertSQL(st), pgx.QueryExecModeExec, s.Version, direction(up), s.File, done, total, m.dirtyRunID(), msg)
+	}
+	if err == nil {
+		_, err = pc.Exec(ctx, "COMMIT")
+	}
+	if err == nil {
+		st.Exists, st.DirtyExists = true, true
+		return &recordsRemovedError{msg: msg, restored: true, err: cause}
 	}
 	m.rollback(pc)
-	_, _ = pc.Exec(ctx, st.createDirtySQL())
-	_, _ = pc.Exec(ctx, `INSERT INTO `+st.dirtyTable()+` (version, direction, file, statements_done, statements_total, run_id, last_error)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (version) DO UPDATE SET last_error = EXCLUDED.last_error,
-		statements_done = GREATEST(`+st.dirtyTable()+`.statements_done, EXCLUDED.statements_done)`,
-		pgx.QueryExecModeExec, v, direction(up), s.File, done, total, m.dirtyRunID(), msg)
+	recreate := strings.Join(strings.Fields(createVersionSQL(st)), " ")
+	if !t.schema {
+		recreate = "CREATE SCHEMA " + qualify("", st.Schema) + "; " + recreate
+	}
+	return &recordsRemovedError{err: cause, msg: fmt.Sprintf("the migration removed the version table, where this step records what is applied: %s, and writing it back failed (%s), so nothing in the database records this run, and a run now would take the database for one never migrated and apply every migration again. Before any rerun, recreate the version table with the versions applied before this migration: %s; INSERT INTO %s (version_id, is_applied) VALUES %s; then settle migration %d by hand (check what it did, and if all its changes are in place INSERT its version row too). It failed on: %s. Remove that statement from the migration",
+		what, err.Error(), recreate, st.Qualified(), strings.Join(values, ", "), s.Version, m.dirtyMessage(cause))}
 }
 
 // rollback ends a transaction left open by a failure, best effort and whatever
@@ -680,6 +836,10 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 		me.Statement = se.stmt
 	}
 	me.Ran = started
+	var removed *recordsRemovedError
+	if errors.As(err, &removed) && !removed.restored {
+		me.Unrecorded = true
+	}
 	if (s.NoTx || dirty) && started {
 		// The dirty row stays: no retry can tell which statements ran.
 		me.Dirty = true
@@ -694,7 +854,7 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 	case pc.PgConn().IsClosed():
 		me.Err = fmt.Errorf("%w: %w", ErrLockLost, err)
 		return failure.AsTransient(me)
-	case errors.Is(err, errLockReleased), errors.Is(err, errOwnVersionRow):
+	case errors.Is(err, errLockReleased), errors.Is(err, errOwnVersionRow), errors.Is(err, errTableRemoved):
 		return failure.AsPermanent(me)
 	case errors.Is(err, errVersionRow):
 		return failure.AsTransient(me)
@@ -717,6 +877,8 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 func (m *Migrator) detail(ctx context.Context, pc *pgx.Conn, s Source, up bool, err error, wait *LockWait) string {
 	var pgErr *pgconn.PgError
 	switch {
+	case errors.As(err, new(*recordsRemovedError)):
+		return err.Error()
 	case ctx.Err() != nil:
 		return "interrupted (SIGTERM or cancelled)"
 	case errors.Is(err, errVersionRow):

@@ -314,6 +314,15 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 				return nil, err
 			}
 		}
+		// A migration stopped partway is one whatever became of the version
+		// table: before, a run that found none did not read the dirty record
+		// and applied every migration again, the stopped one included
+		// (session13 finding 1).
+		if st.SchemaExists && st.DirtyExists && st.dirtyProblem() == "" {
+			if err := readDirtySettled(ctx, q, st); err != nil {
+				return nil, err
+			}
+		}
 		return st, nil
 	}
 	st.Exists, st.Kind, st.CanRead, st.CanWrite = true, kind.String, canRead, canWrite && !noSeq.Valid

@@ -274,6 +274,63 @@ func quotes(t *testing.T) []quote {
 	}
 	add(err.Error())
 
+	// A migration with COPY ... FROM STDIN: refused before anything runs.
+	sourceHas(t, "pkg/migrate/migrator.go",
+		`"Load the rows with INSERT statements (pg_dump --inserts or --column-inserts writes them) or COPY from a file the server can read; nothing was applied"`,
+		`"migration %d (%s) for %s has COPY ... FROM STDIN at %s, which waits for the rows from the client: a migration's statements send none, so it would wait until the step is killed"`)
+	add("refusing to migrate: " + fmt.Sprintf("migration %d (%s) for %s has COPY ... FROM STDIN at %s, which waits for the rows from the client: a migration's statements send none, so it would wait until the step is killed",
+		20240315143300, "20240315143300_seed_countries.sql", "up", "statement 2 (line 4)") + ". " +
+		"Load the rows with INSERT statements (pg_dump --inserts or --column-inserts writes them) or COPY from a file the server can read; nothing was applied")
+
+	// The login's sessions switch to another role by default (ALTER ROLE ...
+	// SET role, which a migration may have run): the missing-privilege
+	// refusal names the role default.
+	switched := gooseState(migrate.Row{ID: 1, Version: 0, Applied: true}, migrate.Row{ID: 2, Version: 20240315143000, Applied: true})
+	switched.CanRead, switched.CanWrite, switched.CurrentUser, switched.SessionUser, switched.RoleSource = false, false, "shop_app", "shop_owner", "user"
+	add(analyze(t, sources(20240315143000, 20240315143100), switched))
+
+	// A migration that releases the migration lock, or writes its own version
+	// row: the same on every run, so exit 1.
+	const (
+		lockReleased  = "the migration released the migration lock itself (pg_advisory_unlock_all(), pg_advisory_unlock of the step's lock, or DISCARD ALL in one of its statements), and its version row is written only under that lock, so it can never be recorded: remove that statement from the migration"
+		ownRow        = "the migration writes its own version row (an INSERT INTO or DELETE FROM the version table, as in a dump of a database goose migrated): the step writes it after the migration's statements and found it already written, so it was rolled back, and every rerun would do the same: remove that statement from the migration"
+		ownRowNoTx    = "the migration writes its own version row (an INSERT INTO or DELETE FROM the version table, as in a dump of a database goose migrated): all its statements ran, then the step's write of the version row and its checksum found the row already written (rolling back: already deleted), so the migration stays recorded as stopped partway with its checksum unrecorded; remove that statement from the migration, or every database it runs on stops the same way (if it has none, a migrator that takes no lock, such as the goose CLI, applied it meanwhile)"
+		seed          = "20240315143300_seed_countries.sql"
+		seedVersion   = 20240315143300
+		tableRemoved  = "remove that statement from the migration, or keep the version table in a schema the migrations leave alone (--table other_schema.goose_db_version)"
+		tableRemovedF = "the migration removes the version table %s or its checksum table %s (DROP SCHEMA %s CASCADE, DROP TABLE, DROP OWNED, ALTER TABLE ... RENAME or SET SCHEMA): the step writes the version row after the migration's statements and found the table gone (%s), so the migration was rolled back, and every rerun would do the same: %w"
+	)
+	sourceHas(t, "pkg/migrate/run.go", lockReleased, ownRow, ownRowNoTx, tableRemoved, tableRemovedF)
+	add((&migrate.MigrationError{Version: seedVersion, File: seed, Direction: "up", Ran: true, Statement: -1, Detail: lockReleased}).Error())
+	add((&migrate.MigrationError{Version: seedVersion, File: seed, Direction: "up", Ran: true, Statement: -1, Detail: ownRow}).Error())
+	add((&migrate.MigrationError{Version: seedVersion, File: seed, Direction: "up", NoTx: true, Ran: true, Dirty: true, Statement: -1, Detail: ownRowNoTx}).Error())
+
+	// A migration that removes the version table: rolled back, or, without a
+	// transaction, the records written back.
+	add((&migrate.MigrationError{Version: seedVersion, File: seed, Direction: "up", Ran: true, Statement: -1,
+		Detail: fmt.Errorf(tableRemovedF, "public.goose_db_version", "public.goose_db_version_sums", "public",
+			"ERROR: relation \"public.goose_db_version\" does not exist (SQLSTATE 42P01)", errors.New(tableRemoved)).Error()}).Error())
+
+	// ... and without a transaction: the records written back.
+	sourceHas(t, "pkg/migrate/run.go",
+		`" (its schema %s no longer exists: DROP SCHEMA ... CASCADE?)"`,
+		`"the version table with versions %s (the ones applied before this migration)"`,
+		`"the migration removed the version table, where this step records what is applied: %s; the step wrote back what it knew, under the migration lock: %s, and this migration's record as stopped partway"`,
+		`"; the checksum table %s is gone too and is not written back: the first run after the settlement records the files' checksums again"`,
+		`". Nothing else the migration dropped is restored. It failed on: %s. Remove that statement from the migration (every migration must leave the step's tables in place), or keep them in a schema the migrations leave alone (--table other_schema.%s)"`,
+		`"statement %d ran, but counting it in %s failed: %s"`,
+		`"the migration removed its record from %s, and writing it again failed: %w"`)
+	countFailed := fmt.Sprintf("statement %d ran, but counting it in %s failed: %s", 2, "public.goose_db_version_dirty",
+		fmt.Sprintf("the migration removed its record from %s, and writing it again failed: %s", "public.goose_db_version_dirty",
+			"ERROR: schema \"public\" does not exist (SQLSTATE 3F000)"))
+	restored := fmt.Sprintf("the migration removed the version table, where this step records what is applied: %s; the step wrote back what it knew, under the migration lock: %s, and this migration's record as stopped partway",
+		"the version table public.goose_db_version"+fmt.Sprintf(" (its schema %s no longer exists: DROP SCHEMA ... CASCADE?)", "public"),
+		"schema public, "+fmt.Sprintf("the version table with versions %s (the ones applied before this migration)", "0, 20240315143000")) +
+		fmt.Sprintf("; the checksum table %s is gone too and is not written back: the first run after the settlement records the files' checksums again", "public.goose_db_version_sums") +
+		fmt.Sprintf(". Nothing else the migration dropped is restored. It failed on: %s. Remove that statement from the migration (every migration must leave the step's tables in place), or keep them in a schema the migrations leave alone (--table other_schema.%s)",
+			countFailed, "goose_db_version")
+	add((&migrate.MigrationError{Version: seedVersion, File: seed, Direction: "up", NoTx: true, Ran: true, Dirty: true, Statement: 1, Detail: restored}).Error())
+
 	// Patroni roles not ready: the wait loop's final message around the check's.
 	sourceHas(t, "pkg/patroni/check.go", `"roles %s and %s do not exist"`, `"role %s does not exist"`,
 		`"user %s is not a member of role %s: grant it (GRANT %s TO %s) or connect as the owner's login user (postgres-operator: %s_user)"`,

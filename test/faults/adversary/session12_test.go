@@ -425,7 +425,8 @@ func TestS12CopyFromStdinIsRefusedBeforeRunning(t *testing.T) {
 // Fixed (runTx, versionRowOwnWrite): after the rollback the row is looked
 // for; gone with the rollback, it was the migration's own: exit 1 naming it.
 // (One without a transaction exits 1 with the migration stopped partway,
-// every statement done, its version row written by itself: left as it is.)
+// every statement done, its version row written by itself; its message names
+// the cause since session13 finding 2.)
 func TestS12MigrationWritingItsOwnVersionRowIsPermanent(t *testing.T) {
 	r := s10Run(t, map[string]string{
 		"1_a.sql": "-- +goose Up\n" + logInsert(1, 1, 0) + "\nINSERT INTO goose_db_version (version_id, is_applied) VALUES (1, true);\n" +
