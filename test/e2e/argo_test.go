@@ -565,10 +565,8 @@ func (s *argoSuite) testKeepDownThenRerun(t *testing.T) {
 	}
 	wf := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/fails-second", "on-migrate-failure": "keep-down"})
 	wantPhase(t, wf, wfv1.WorkflowFailed)
-	// the recheck runs under every policy (it waits out a stopped migrate's
-	// session); under keep-down nothing acts on it
-	wantNodes(t, wf, map[string]wfv1.NodePhase{"scale-down": wfv1.NodeSucceeded, "migrate": wfv1.NodeFailed, "recheck": wfv1.NodeSucceeded})
-	notRun(t, wf, "scale-restore", "restore", "rollback", "restore-after-rollback", "restore-if-unchanged")
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"scale-down": wfv1.NodeSucceeded, "migrate": wfv1.NodeFailed})
+	notRun(t, wf, "scale-restore", "restore", "recheck", "rollback", "restore-after-rollback", "restore-if-unchanged")
 	if a := engines.ArgoAttempts(wf, "migrate"); len(a) != 1 || a[0].ExitCode != "1" {
 		t.Errorf("migrate attempts %+v, want one, exit code 1 (SQL errors are not retried)", a)
 	}
@@ -635,9 +633,9 @@ func (s *argoSuite) testRollbackPolicy(t *testing.T) {
 	wantPhase(t, wf, wfv1.WorkflowFailed)
 	wantNodes(t, wf, map[string]wfv1.NodePhase{
 		"scale-down": wfv1.NodeSucceeded, "migrate": wfv1.NodeFailed,
-		"rollback": wfv1.NodeSucceeded, "restore-after-rollback": wfv1.NodeSucceeded, "recheck": wfv1.NodeSucceeded,
+		"rollback": wfv1.NodeSucceeded, "restore-after-rollback": wfv1.NodeSucceeded,
 	})
-	notRun(t, wf, "scale-restore", "restore-if-unchanged", "restore")
+	notRun(t, wf, "scale-restore", "recheck", "restore-if-unchanged", "restore")
 	wantOutputs(t, wf, "rollback", map[string]string{"current-version": "1"})
 	wantVersions(t, c.versions(t), 1)
 	if ok, _ := c.db.TableExists(t.Context(), "orders"); ok {

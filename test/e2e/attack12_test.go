@@ -88,28 +88,17 @@ func (a *attackArgo) stoppedDuringMigration(t *testing.T, c *argoCase, policy st
 	wf = c.wait(t, wf, nil)
 	wantPhase(t, wf, wfv1.WorkflowFailed)
 	// Argo marks the stopped migrate Failed at once and signals its container
-	// later (asynchronously): the run ended while migrate still ran (session12
-	// workflow finding 3: with go_ahead created at once, the stopped run's migrate
-	// went on and committed 2 and 3 after the run had ended). The exit handler's
-	// recheck now waits for the migration lock under every policy, so the run ends
-	// after the session.
-	if busy, err := c.db.sleeping(ctx); err != nil || busy {
-		t.Errorf("the run ended (%s) while its stopped migrate's session still ran (err %v)", policy, err)
-	}
+	// later (asynchronously): the run can end while migrate still runs (session12
+	// workflow finding 3, open: with go_ahead created at once, the stopped run's
+	// migrate went on and committed 2 and 3 after the run had ended). Wait until
+	// its session has ended before letting migration 2 go on.
 	if err := Poll(ctx, 100*time.Millisecond, func() (bool, error) {
 		busy, err := c.db.sleeping(ctx)
 		return !busy, err
 	}); err != nil {
 		t.Fatalf("the stopped run's migration still runs: %v", err)
 	}
-	// What the recheck saw: exit 75 while the stopped migrate's session still held
-	// the migration lock, then 0.
-	var codes []string
-	for _, a := range engines.ArgoAttempts(wf, "recheck") {
-		codes = append(codes, a.ExitCode)
-	}
-	t.Logf("%s: no migrate session left when the run was seen finished (%s after it finished); the exit handler's recheck exited %v",
-		policy, time.Since(wf.Status.FinishedAt.Time).Round(100*time.Millisecond), codes)
+	t.Logf("%s: the stopped migrate's session was seen ended %s after the run finished", policy, time.Since(wf.Status.FinishedAt.Time).Round(100*time.Millisecond))
 	wantVersions(t, c.versions(t), 1)
 	// From now on migration 2 no longer waits: a migrate that runs applies it.
 	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
