@@ -10,6 +10,7 @@ import (
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chartreuse-go/chartreuse/test/engines"
@@ -116,6 +117,26 @@ func (a *attackArgo) retried(t *testing.T, c *argoCase, wf *wfv1.Workflow) (*wfv
 		t.Fatal(err)
 	}
 	t.Cleanup(pods.Stop)
+	// Every pod of the run must have ended first: argo retry deletes the failed
+	// pods and makes new ones of the same names, and a new pod whose namesake was
+	// still terminating (the stopped migrate, signalled after the run ended:
+	// finding 3, open) stayed Pending for 9 minutes on the cluster.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	if err := Poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		l, err := a.kube.CoreV1().Pods(a.argo.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "workflows.argoproj.io/workflow=" + wf.Name})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range l.Items {
+			if p.DeletionTimestamp != nil || (p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		t.Fatalf("the pods of %s did not end: %v", wf.Name, err)
+	}
 	a.argoCLI(t, "retry", wf.Name)
 	return c.wait(t, wf, nil), pods
 }
