@@ -15,7 +15,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -214,54 +213,16 @@ func (c *cluster) eventsFor(reason string) map[string]int {
 	return out
 }
 
-// serviceAccountKubeconfig creates a ServiceAccount bound to role (created in the
-// namespace) and returns a kubeconfig that authenticates as it with a token.
+// serviceAccountKubeconfig: a kubeconfig of the ServiceAccount name, bound to role.
 func (c *cluster) serviceAccountKubeconfig(name string, role *rbacv1.Role) string {
 	c.t.Helper()
-	ctx := context.Background()
-	role = role.DeepCopy()
-	role.Name = name
-	if _, err := c.cs.RbacV1().Roles(c.ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		c.t.Fatal(err)
-	}
-	if _, err := c.cs.CoreV1().ServiceAccounts(c.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		c.t.Fatal(err)
-	}
-	rb := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: c.ns}},
-	}
-	if _, err := c.cs.RbacV1().RoleBindings(c.ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-		c.t.Fatal(err)
-	}
-	tok, err := c.cs.CoreV1().ServiceAccounts(c.ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return c.writeKubeconfig(func(cfg *clientcmdapi.Config) {
-		cfg.AuthInfos = map[string]*clientcmdapi.AuthInfo{name: {Token: tok.Status.Token}}
-		for _, ctx := range cfg.Contexts {
-			ctx.AuthInfo = name
-		}
-	})
+	return c.env.ServiceAccountKubeconfig(c.t, c.ns, name, role)
 }
 
 // writeKubeconfig writes a changed copy of the admin kubeconfig.
 func (c *cluster) writeKubeconfig(change func(*clientcmdapi.Config)) string {
 	c.t.Helper()
-	cfg, err := clientcmd.LoadFromFile(c.kubeconfig)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	change(cfg)
-	path := filepath.Join(c.t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		c.t.Fatal(err)
-	}
-	return path
+	return c.env.WriteKubeconfig(c.t, change)
 }
 
 // scaleRole is the Role of rbac/role.yaml, optionally without some verbs.
