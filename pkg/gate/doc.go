@@ -1,5 +1,5 @@
-// Package gate keeps two Tekton runs for one database from overlapping: the
-// gate step of the Tekton Pipeline.
+// Package gate keeps two runs for one database from overlapping: the gate step
+// of the Tekton Pipeline, and the settle step of Argo's exit handler.
 //
 // Argo has a mutex (synchronization.mutexes keyed by the database Secret);
 // Tekton has none. The gate is a coordination.k8s.io Lease in the run's
@@ -28,4 +28,11 @@
 // and re-creates rather than updating, so that a Lease from an older version of
 // the gate, which had an owner the collector may be deleting it for, can never
 // take the new holder with it.
+//
+// Settle is Argo's. Its mutex is freed when the workflow ends, and after
+// `argo stop` the workflow can end before a stopped step's pod has: Argo marks
+// the step failed at once and signals the pod afterwards. The exit handler
+// runs settle first; it waits until every pod of the workflow outside the exit
+// handler has stopped, so that nothing of the run is still at work when the
+// next run (or an `argo retry` of this one) starts.
 package gate

@@ -398,5 +398,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// errNoWorkflow is returned when settle is not told which workflow it is in.
+var errNoWorkflow = errors.New("--run-name and --run-uid are required with --action settle (the WorkflowTemplate passes {{workflow.name}} and {{workflow.uid}})")
+
 // errNoRun is returned when the run's identity is missing.
 var errNoRun = errors.New("--run-name and --run-uid are required (the Pipeline passes $(context.pipelineRun.name) and $(context.pipelineRun.uid))")

@@ -51,6 +51,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"bad secret", func(o *Options) { o.DatabaseSecret = "App_DB" }, "not a valid Secret name"},
 		{"no run uid", func(o *Options) { o.RunUID = "" }, "--run-uid"},
 		{"zero timeout", func(o *Options) { o.Timeout = 0 }, "must be positive"},
+		{"settle needs no secret", func(o *Options) { o.Action, o.DatabaseSecret = ActionSettle, "" }, ""},
+		{"settle without the workflow", func(o *Options) { o.Action, o.RunUID = ActionSettle, "" }, "required with --action settle"},
+		{"settle with zero timeout", func(o *Options) { o.Action, o.Timeout = ActionSettle, 0 }, "must be positive"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := ok()

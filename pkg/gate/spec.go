@@ -17,6 +17,8 @@ import (
 const (
 	ActionAcquire = "acquire"
 	ActionRelease = "release"
+	// ActionSettle is Argo's: wait until the workflow's stopped steps have ended.
+	ActionSettle = "settle"
 )
 
 // Options are the gate step's own flags.
@@ -36,12 +38,12 @@ type Options struct {
 // Flags implements step.Options.
 func (o *Options) Flags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "action", Value: ActionAcquire, Usage: "acquire: take the gate, waiting while another run holds it; release: free it if this run holds it, once the run's other tasks have stopped", Destination: &o.Action},
-		&cli.StringFlag{Name: "database-secret", Usage: "name of the Secret holding the database URL: the gate is the Lease chartreuse-<name> (required)", Destination: &o.DatabaseSecret},
-		&cli.StringFlag{Name: "run-name", Usage: "this PipelineRun's name, $(context.pipelineRun.name) (required)", Destination: &o.RunName},
-		&cli.StringFlag{Name: "run-uid", Usage: "this PipelineRun's uid, $(context.pipelineRun.uid): the holder identity (required)", Destination: &o.RunUID},
+		&cli.StringFlag{Name: "action", Value: ActionAcquire, Usage: "acquire: take the gate, waiting while another run holds it; release: free it if this run holds it, once the run's other tasks have stopped; settle (Argo's exit handler): wait until the workflow's pods outside its exit handler have stopped", Destination: &o.Action},
+		&cli.StringFlag{Name: "database-secret", Usage: "name of the Secret holding the database URL: the gate is the Lease chartreuse-<name> (required, but for settle)", Destination: &o.DatabaseSecret},
+		&cli.StringFlag{Name: "run-name", Usage: "this PipelineRun's name, $(context.pipelineRun.name); settle: the workflow's, {{workflow.name}} (required)", Destination: &o.RunName},
+		&cli.StringFlag{Name: "run-uid", Usage: "this PipelineRun's uid, $(context.pipelineRun.uid): the holder identity; settle: the workflow's, {{workflow.uid}} (required)", Destination: &o.RunUID},
 		&cli.StringFlag{Name: "task-run", Usage: "this step's TaskRun, $(context.taskRun.name): release does not wait for it", Destination: &o.TaskRun},
-		&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "acquire: how long to wait while another run holds the gate (then exit 75, naming it); release: how long to wait for the run's other tasks to stop (then the gate stays held until the run has finished, and the next run takes it over)", Destination: &o.Timeout},
+		&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "acquire: how long to wait while another run holds the gate (then exit 75, naming it); release: how long to wait for the run's other tasks to stop (then the gate stays held until the run has finished, and the next run takes it over); settle: how long to wait for the workflow's pods to stop (then exit 75, naming them)", Destination: &o.Timeout},
 		&cli.DurationFlag{Name: "poll-interval", Value: 2 * time.Second, Usage: "how often to look again while waiting", Destination: &o.PollInterval},
 		&cli.DurationFlag{Name: "progress-interval", Value: 30 * time.Second, Usage: "how often to log that the step is still waiting", Destination: &o.ProgressEvery},
 		&cli.GenericFlag{Name: "check-duration", Usage: "NAME=VALUE, repeatable: a duration parameter of the run that later tasks read; a value time.ParseDuration refuses, or a negative one, fails the step (exit 2) before it takes the gate", Value: &o.Durations},
@@ -51,8 +53,17 @@ func (o *Options) Flags() []cli.Flag {
 
 // Validate implements step.Options.
 func (o *Options) Validate() error {
-	if o.Action != ActionAcquire && o.Action != ActionRelease {
-		return fmt.Errorf("--action %q is not valid: use %s or %s", o.Action, ActionAcquire, ActionRelease)
+	if o.Action != ActionAcquire && o.Action != ActionRelease && o.Action != ActionSettle {
+		return fmt.Errorf("--action %q is not valid: use %s, %s or %s", o.Action, ActionAcquire, ActionRelease, ActionSettle)
+	}
+	if o.Action == ActionSettle {
+		if o.RunName == "" || o.RunUID == "" {
+			return errNoWorkflow
+		}
+		if o.Timeout <= 0 || o.PollInterval <= 0 {
+			return fmt.Errorf("--timeout and --poll-interval must be positive")
+		}
+		return nil
 	}
 	if o.DatabaseSecret == "" {
 		return fmt.Errorf("--database-secret is required: the gate is named after the database Secret")
@@ -79,11 +90,13 @@ func Spec() step.Spec {
 	o := &Options{}
 	return step.Spec{
 		Name:  "gate",
-		Usage: "let one Tekton run at a time work on a database",
+		Usage: "let one Tekton run at a time work on a database; let an Argo run end only once its steps have",
 		Description: "acquire takes the Lease chartreuse-<database-secret> in the run's namespace for this PipelineRun (holder: its uid), " +
 			"or proceeds when this run already holds it; while another run holds it, it waits, and exits 75 naming that run after --timeout. " +
 			"A holder whose PipelineRun is gone or finished is taken over once its TaskRuns and pods have stopped. " +
-			"release deletes the Lease if this run holds it, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same.",
+			"release deletes the Lease if this run holds it, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same. " +
+			"settle is for Argo's exit handler: Argo ends a stopped step (argo stop) before its pod has, and frees the mutex when the workflow ends; " +
+			"settle waits until the workflow's pods outside the exit handler have stopped, and exits 75 naming those still running after --timeout.",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
 			c, err := ko.ConnectStep("gate", env.Log)
@@ -99,8 +112,11 @@ func Spec() step.Spec {
 				RunName: o.RunName, RunUID: o.RunUID, TaskRun: o.TaskRun,
 				Timeout: o.Timeout, Poll: o.PollInterval, ProgressEvery: o.ProgressEvery, Log: env.Log,
 			}
-			if o.Action == ActionRelease {
+			switch o.Action {
+			case ActionRelease:
 				return g.Release(ctx)
+			case ActionSettle:
+				return g.Settle(ctx)
 			}
 			return g.Acquire(ctx)
 		},

@@ -89,22 +89,19 @@ func (a *attackArgo) stoppedDuringMigration(t *testing.T, c *argoCase, policy st
 	wf = c.wait(t, wf, nil)
 	wantPhase(t, wf, wfv1.WorkflowFailed)
 	// Argo marks the stopped migrate Failed at once and signals its container
-	// later (asynchronously): the run can end while migrate still runs (session12
-	// workflow finding 3, open: with go_ahead created at once, the stopped run's
-	// migrate went on and committed 2 and 3 after the run had ended). Wait until
-	// its session has ended before letting migration 2 go on.
-	if err := Poll(ctx, 100*time.Millisecond, func() (bool, error) {
-		busy, err := c.db.sleeping(ctx)
-		return !busy, err
-	}); err != nil {
-		t.Fatalf("the stopped run's migration still runs: %v", err)
+	// later: the exit handler's settle keeps the run from ending until its pods
+	// have. Before it (session12 workflow finding 3), a keep-down run ended while
+	// its migrate still waited in the database, and with go_ahead created then
+	// that migrate went on and committed 2 and 3 after the run had ended.
+	a.wantPodsEnded(t, wf)
+	if busy, err := c.db.sleeping(ctx); err != nil || busy {
+		t.Fatalf("%s: the run ended while its stopped migration still waited in the database (sleeping %v, %v)", policy, busy, err)
 	}
-	t.Logf("%s: the stopped migrate's session was seen ended %s after the run finished", policy, time.Since(wf.Status.FinishedAt.Time).Round(100*time.Millisecond))
-	wantVersions(t, c.versions(t), 1)
 	// From now on migration 2 no longer waits: a migrate that runs applies it.
 	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
 		t.Fatal(err)
 	}
+	wantVersions(t, c.versions(t), 1)
 	return wf
 }
 
@@ -117,28 +114,27 @@ func (a *attackArgo) retried(t *testing.T, c *argoCase, wf *wfv1.Workflow) (*wfv
 		t.Fatal(err)
 	}
 	t.Cleanup(pods.Stop)
-	// Every pod of the run must have ended first: argo retry deletes the failed
-	// pods and makes new ones of the same names, and a new pod whose namesake was
-	// still terminating (the stopped migrate, signalled after the run ended:
-	// finding 3, open) stayed Pending for 9 minutes on the cluster.
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	if err := Poll(ctx, 200*time.Millisecond, func() (bool, error) {
-		l, err := a.kube.CoreV1().Pods(a.argo.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "workflows.argoproj.io/workflow=" + wf.Name})
-		if err != nil {
-			return false, err
-		}
-		for _, p := range l.Items {
-			if p.DeletionTimestamp != nil || (p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed) {
-				return false, nil
-			}
-		}
-		return true, nil
-	}); err != nil {
-		t.Fatalf("the pods of %s did not end: %v", wf.Name, err)
-	}
+	// At once, as a person would: the run ended, so its pods have (settle). argo
+	// retry deletes the failed pods and makes new ones of the same names; before
+	// settle a new pod whose namesake was still terminating stayed Pending for 9
+	// minutes.
+	a.wantPodsEnded(t, wf)
 	a.argoCLI(t, "retry", wf.Name)
 	return c.wait(t, wf, nil), pods
+}
+
+// wantPodsEnded: every pod of the finished run wf has stopped.
+func (a *attackArgo) wantPodsEnded(t *testing.T, wf *wfv1.Workflow) {
+	t.Helper()
+	l, err := a.kube.CoreV1().Pods(a.argo.Namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "workflows.argoproj.io/workflow=" + wf.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range l.Items {
+		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			t.Errorf("run %s ended (%s at %s) while its pod %s is %s (deleting: %v)", wf.Name, wf.Status.Phase, wf.Status.FinishedAt.Format(time.RFC3339), p.Name, p.Status.Phase, p.DeletionTimestamp != nil)
+		}
+	}
 }
 
 // noMigrationWhileRunning: no migration of the log ran while a pod of the

@@ -353,8 +353,14 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ran, args := simulateExitHandler(t, wft, tt.run, tt.recheck)
-			if strings.Join(ran, ",") != strings.Join(tt.want, ",") {
-				t.Errorf("exit handler ran %v, want %v", ran, tt.want)
+			want := tt.want
+			// settle first after every full run that did not succeed: the policy acts
+			// only once the run's stopped steps have ended
+			if tt.run.entrypoint == "main" && tt.run.status != "Succeeded" {
+				want = append([]string{"settle"}, want...)
+			}
+			if strings.Join(ran, ",") != strings.Join(want, ",") {
+				t.Errorf("exit handler ran %v, want %v", ran, want)
 			}
 			for k, want := range tt.args {
 				if args[k] != want {
@@ -617,6 +623,36 @@ func TestArgoStoppedCheckArguments(t *testing.T) {
 					t.Errorf("%s, workloads-stopped=%q: %q, want %q", name, tc.stopped, got, flag+"="+want)
 				}
 			}
+		}
+	}
+}
+
+// TestArgoExitHandlerSettlesFirst: every task of the exit handler runs after
+// settle (directly or through the task it depends on), so no policy acts while a
+// step that argo stop ended in the workflow's status still works in its pod.
+func TestArgoExitHandlerSettlesFirst(t *testing.T) {
+	wft := argoTemplate(t)
+	tasks := templateByName(t, wft, "exit-handler").DAG.Tasks
+	deps := map[string]string{}
+	for _, task := range tasks {
+		dep := ""
+		if task.Depends != "" {
+			name, _, _ := strings.Cut(strings.TrimSpace(strings.Split(task.Depends, "||")[0]), ".")
+			dep = name
+		}
+		deps[task.Name] = dep
+	}
+	if deps["settle"] != "" {
+		t.Fatalf("settle depends on %q: it must run first", deps["settle"])
+	}
+	for _, task := range tasks {
+		seen := map[string]bool{}
+		for n := task.Name; n != "settle"; n = deps[n] {
+			if n == "" || seen[n] {
+				t.Errorf("exit-handler task %s does not run after settle (chain %v)", task.Name, seen)
+				break
+			}
+			seen[n] = true
 		}
 	}
 }
