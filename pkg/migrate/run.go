@@ -201,6 +201,11 @@ func (m *Migrator) writeVersion(ctx context.Context, pc *pgx.Conn, st *State, s 
 	} else {
 		tag, err = pc.Exec(ctx, st.rolledBackSQL(s.Version))
 	}
+	if err != nil && pc.PgConn().IsClosed() {
+		// Outside a transaction (runNoTx's up write) this statement commits
+		// the migration; inside one (runTx) the caller takes the inner error.
+		return &commitLostError{err: err}
+	}
 	if err == nil && tag.RowsAffected() == 0 {
 		err = m.versionRowUnwritten(ctx, pc)
 	}
@@ -346,6 +351,11 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 	}
 	if err := m.writeVersion(ctx, pc, st, s, up, false, t0); err != nil {
 		m.rollback(pc)
+		// Inside the migration's transaction a lost session rolled it back.
+		var lost *commitLostError
+		if errors.As(err, &lost) {
+			err = lost.err
+		}
 		switch {
 		case errors.Is(err, errVersionRow) && m.versionRowOwnWrite(ctx, pc, st, s.Version, up):
 			err = errOwnVersionRow
@@ -356,11 +366,31 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 		return &stepError{stmt: -1, started: true, err: err}
 	}
 	if _, err := pc.Exec(ctx, "COMMIT"); err != nil {
+		if pc.PgConn().IsClosed() {
+			return &stepError{stmt: -1, started: true, err: &commitLostError{err: err}}
+		}
 		m.rollback(pc)
 		return &stepError{stmt: -1, started: true, err: err}
 	}
 	return nil
 }
+
+// commitLostError: the session ended while the statement that commits a
+// migration (runTx's COMMIT, runNoTx's version row write) was in flight, so
+// whether the server committed it is unknown to the step: the server may have
+// committed and its answer been lost (a network that stops delivering, then
+// resets; a terminated session whose COMMIT had committed locally while it
+// waited for a synchronous standby). The rerun reads the outcome from the
+// version table under the lock. Before, a transactional migration was reported
+// "rolled back" and one without a transaction "recorded as stopped partway:
+// every run refuses" (exit 1) while it was applied and the rerun exited 0
+// (session14 finding 1).
+type commitLostError struct{ err error }
+
+func (e *commitLostError) Error() string {
+	return "the session ended while the commit recording the migration was in flight, so whether it committed is unknown: " + e.err.Error()
+}
+func (e *commitLostError) Unwrap() error { return e.err }
 
 // runNoTx runs a migration without a transaction under the dirty record: the row
 // is committed (guarded by the lock) before the first statement, counts each
@@ -427,7 +457,16 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		}
 		if err == nil {
 			_, err = pc.Exec(ctx, "DELETE FROM "+st.dirtyTable()+" WHERE version = "+strconv.FormatInt(s.Version, 10)+";\nCOMMIT")
+			if err != nil && pc.PgConn().IsClosed() {
+				err = &commitLostError{err: err}
+			}
 		}
+	}
+	if lost := (*commitLostError)(nil); errors.As(err, &lost) {
+		// Nothing can be recorded on a session that is gone, and the dirty
+		// record is either still there (all statements done) or deleted with
+		// the version row's write: the rerun tells which.
+		return &stepError{stmt: -1, started: true, err: err}
 	}
 	if err != nil {
 		m.rollback(pc)
@@ -839,6 +878,12 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 	var removed *recordsRemovedError
 	if errors.As(err, &removed) && !removed.restored {
 		me.Unrecorded = true
+	}
+	if errors.As(err, new(*commitLostError)) {
+		// Applied or not, the rerun finds out under the lock: transient.
+		me.CommitUnknown = true
+		me.Detail = err.Error()
+		return failure.AsTransient(me)
 	}
 	if (s.NoTx || dirty) && started {
 		// The dirty row stays: no retry can tell which statements ran.

@@ -1,0 +1,221 @@
+package adversary
+
+// Session 14's findings: each test reproduces one break of the migrate step's
+// rule (nothing lost or applied twice; a rerun finishes or refuses with an
+// explanation; the right exit code and a message that says what happened)
+// against a real PostgreSQL 15, found by attacking the step as a flaky
+// network, a hostile operator and a careless user would. Each failed at
+// 2245b79 (the code it was written on) and passes with the fix named in its
+// comment. Run them (as root):
+//
+//	go test ./test/faults/adversary -run 'S14' -count=1 -v
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chartreuse-go/chartreuse/test/waitfor"
+)
+
+// s14Proxy forwards the migrators' connections to the server and can hold
+// back what the server sends (Stall: the server has answered, the client never
+// hears it, as behind a network that stops delivering) and then reset every
+// connection (Cut). A stall alone ends nothing: the server's socket stays
+// open, so it finishes and commits what it was doing.
+type s14Proxy struct {
+	addr   string
+	target string
+	ln     net.Listener
+
+	mu      sync.Mutex
+	stalled bool
+	conns   []net.Conn
+}
+
+func (r *run) s14UseProxy() *s14Proxy {
+	r.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	p := &s14Proxy{addr: ln.Addr().String(), target: net.JoinHostPort(r.srv.Host, strconv.Itoa(r.srv.Port)), ln: ln}
+	go p.serve()
+	r.t.Cleanup(p.close)
+	u, err := url.Parse(r.url)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	u.Host = p.addr
+	r.url = u.String()
+	return p
+}
+
+func (p *s14Proxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, s)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(s, c); s.Close() }()
+		go func() {
+			buf := make([]byte, 32*1024)
+			for {
+				n, err := s.Read(buf)
+				for p.isStalled() {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if n > 0 {
+					if _, werr := c.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					c.Close()
+					return
+				}
+			}
+		}()
+	}
+}
+
+func (p *s14Proxy) isStalled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stalled
+}
+
+// stall holds back everything the server sends from now on.
+func (p *s14Proxy) stall() {
+	p.mu.Lock()
+	p.stalled = true
+	p.mu.Unlock()
+}
+
+// cut resets every connection (the client sees ECONNRESET) and lets new ones
+// through again.
+func (p *s14Proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.Close()
+	}
+	p.conns = nil
+	p.stalled = false
+}
+
+func (p *s14Proxy) close() {
+	p.ln.Close()
+	p.cut()
+}
+
+// s14SlowCommit makes the commit of the transaction that writes version v's
+// row take a second (a deferred constraint trigger that sleeps, as a
+// synchronous standby that is slow to confirm would), so that a fault can
+// strike while the COMMIT is in flight. Made on the version table once it
+// exists.
+func (r *run) s14SlowCommit(v int64) {
+	r.t.Helper()
+	mustExec(r.t, r.connect(), `CREATE FUNCTION s14_slow() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_sleep(1); RETURN NULL; END$$;
+		CREATE CONSTRAINT TRIGGER s14_slow AFTER INSERT ON goose_db_version DEFERRABLE INITIALLY DEFERRED
+		FOR EACH ROW WHEN (NEW.version_id = `+strconv.FormatInt(v, 10)+`) EXECUTE FUNCTION s14_slow()`)
+}
+
+// s14CommitLostAfterCommitting runs migrate through the proxy and, while the
+// commit of version v's row sleeps, stalls the connection; once the server has
+// committed (the session is idle again), it resets the connection, so the
+// client never learns that the COMMIT succeeded.
+func (r *run) s14CommitLostAfterCommitting(px *s14Proxy) (first string, code int) {
+	r.t.Helper()
+	ctx := context.Background()
+	attacker := r.connect()
+	p := r.start("migrate", appDefault)
+	var pid int32
+	waitfor.True(r.t, "the version row's commit to sleep", time.Minute, func() bool {
+		err := attacker.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND usename = $1
+			AND wait_event = 'PgSleep'`, owner).Scan(&pid)
+		return !p.Running() || err == nil
+	})
+	if !p.Running() {
+		res, _ := r.finish(p, time.Minute)
+		r.t.Fatalf("migrate ended before its commit slept: exit %d\n%s", res.Code, s10Out(res))
+	}
+	px.stall()
+	waitfor.True(r.t, "the commit to complete on the server", time.Minute, func() bool {
+		var state string
+		err := attacker.QueryRow(ctx, `SELECT coalesce(state, '') FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&state)
+		return err == nil && state == "idle"
+	})
+	px.cut()
+	res, timedOut := r.finish(p, time.Minute)
+	if timedOut {
+		r.t.Fatalf("migrate did not end after its connection was reset\n%s", s10Out(res))
+	}
+	return res.Output(), res.Code
+}
+
+// Finding 1 (a message that says the opposite of what happened; a wrong exit
+// code). The connection is lost while the COMMIT that records a migration is
+// in flight, after the server committed it (a network that stops delivering,
+// then resets): the outcome is unknown to the step.
+//   - Transactional: the run exited 75 saying the migration "was rolled back";
+//     it was committed (the rerun finds it applied and does nothing).
+//   - NO TRANSACTION (the version row's write, which also deletes the dirty
+//     record): the run exited 1 saying the migration "is recorded as stopped
+//     partway: every run refuses until you ... settle it with migrate
+//     --resolve"; no record was left, the migration was applied, the rerun
+//     exits 0, and --resolve refuses "no migration is recorded as stopped
+//     partway". A workflow takes exit 1 for a failed migration (no retry, the
+//     rollback branch).
+//
+// Fixed (runTx, runNoTx, MigrationError.CommitUnknown): a session lost during
+// the write that commits a migration is reported as that, transient (75),
+// saying the outcome is unknown and the rerun reads it from the version table
+// under the lock.
+func TestS14CommitLostAfterTheServerCommitted(t *testing.T) {
+	for _, noTx := range []bool{false, true} {
+		name := "transactional"
+		head := "-- +goose Up\n"
+		if noTx {
+			name, head = "NO TRANSACTION", "-- +goose NO TRANSACTION\n-- +goose Up\n"
+		}
+		t.Run(name, func(t *testing.T) {
+			r := s10Run(t, map[string]string{
+				"1_a.sql": "-- +goose Up\n" + logInsert(1, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+			})
+			if res := r.migrate("migrate 1", appDefault); res.Code != 0 {
+				t.Fatalf("migrate 1: exit %d\n%s", res.Code, s10Out(res))
+			}
+			r.s14SlowCommit(2)
+			r.write("2_b.sql", head+logInsert(2, 1, 0)+"\n"+logInsert(2, 2, 0)+"\n-- +goose Down\nDELETE FROM adv_log WHERE version = 2;\n")
+			px := r.s14UseProxy()
+			out, code := r.s14CommitLostAfterCommitting(px)
+			s := r.snapshot()
+			again := r.migrate("rerun", appDefault)
+			if code != 75 || strings.Contains(out, "was rolled back") || strings.Contains(out, "every run refuses") ||
+				!strings.Contains(out, "whether it committed is unknown") ||
+				s.rows[2] != 1 || len(s.dirty) > 0 || r.ran(2, 1) != 1 || again.Code != 0 {
+				t.Fatalf("exit %d, version rows %v, dirty %v, statement 1 ran %d times, rerun exit %d; want exit 75 saying the commit's outcome is unknown (neither rolled back nor recorded as stopped partway), the migration committed once, the rerun 0\nfirst: %s\nrerun: %s",
+					code, s.rows, s.dirty, r.ran(2, 1), again.Code, tail(out, 8), s10Out(again))
+			}
+			t.Log(tail(out, 1))
+		})
+	}
+}
