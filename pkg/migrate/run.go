@@ -278,6 +278,21 @@ func (m *Migrator) tablesOwnRemoval(ctx context.Context, pc *pgx.Conn, st *State
 	return err == nil && t.version && t.sums
 }
 
+// sumsOwnRemoval tells, after the write that ends a migration without a
+// transaction failed, whether the migration removed the checksum table and
+// left the version table: the write found no relation (42P01), and now the
+// version table is there and the checksum table is not. Before, the run and
+// every rerun's refusal said only that the relation did not exist (a known
+// leftover of session13, made session14 finding 2). A removed version table
+// is recordDirtyError's (restoreRecords).
+func (m *Migrator) sumsOwnRemoval(ctx context.Context, pc *pgx.Conn, st *State, err error) bool {
+	if dbconn.SQLState(err) != dbconn.UndefinedTable || pc.PgConn().IsClosed() || pc.PgConn().TxStatus() != 'I' {
+		return false
+	}
+	t, err := m.stepTables(ctx, pc, st)
+	return err == nil && t.version && !t.sums
+}
+
 // stepTables says which of the step's relations exist now.
 type stepTables struct{ schema, version, sums, dirty bool }
 
@@ -476,6 +491,12 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 			if exists, ok := m.versionRowExists(ctx, pc, st, s.Version); ok && exists == up {
 				err = errOwnVersionRowNoTx
 			}
+		}
+		if m.sumsOwnRemoval(ctx, pc, st, err) {
+			// Named, not wrapped: the dirty record keeps this text, which every
+			// rerun's refusal quotes.
+			err = fmt.Errorf("the migration removed the checksum table %s (DROP TABLE, DROP OWNED, ALTER TABLE ... RENAME or SET SCHEMA) and left the version table: all its statements ran, then the step's write of the version row with its checksum found the table gone (%s), so the migration stays recorded as stopped partway; settle it with migrate --resolve %d --as %s (the run after that records the files' checksums again), and remove that statement from the migration, or keep the step's tables in a schema the migrations leave alone (--table other_schema.%s)",
+				st.sumsTable(), err.Error(), s.Version, map[bool]string{true: "applied", false: "not-applied"}[up], st.Name)
 		}
 		return dirty(len(p.Statements), -1, err)
 	}

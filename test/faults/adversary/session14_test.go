@@ -219,3 +219,47 @@ func TestS14CommitLostAfterTheServerCommitted(t *testing.T) {
 		})
 	}
 }
+
+// Finding 2 (a message that names no cause; known, made a test). A migration
+// without a transaction that removes the checksum table goose_db_version_sums
+// (DROP TABLE, or ALTER TABLE ... RENAME) and leaves the version table: every
+// statement completes, the step's write of the version row with its checksum
+// fails, and the run (and every rerun's refusal, from the dirty record) said
+// only `relation "public.goose_db_version_sums" does not exist`, as if the
+// step's own table had gone missing by itself.
+// Fixed (runNoTx, sumsOwnRemoval): the message names the migration's removal
+// of the checksum table, the settlement and the repair; nothing is lost: the
+// migration is recorded as stopped partway with every statement done, and
+// after --resolve --as applied the next run records the checksums again.
+func TestS14NoTransactionMigrationRemovingTheChecksumTableIsNamed(t *testing.T) {
+	for name, stmt := range map[string]string{
+		"DROP TABLE": "DROP TABLE goose_db_version_sums;",
+		"RENAME":     "ALTER TABLE goose_db_version_sums RENAME TO goose_sums_old;",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := s10Run(t, map[string]string{
+				"1_a.sql": "-- +goose Up\n" + logInsert(1, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+				"2_b.sql": "-- +goose NO TRANSACTION\n-- +goose Up\n" + logInsert(2, 1, 0) + "\n" + stmt + "\n" + logInsert(2, 3, 0) +
+					"\n-- +goose Down\nDELETE FROM adv_log WHERE version = 2;\n",
+			})
+			first := r.migrate("migrate", appDefault)
+			again := r.migrate("rerun", appDefault)
+			s := r.snapshot()
+			d := s.dirty[2]
+			if first.Code != 1 || again.Code != 1 || !strings.Contains(first.Output(), "removed the checksum table") ||
+				!strings.Contains(again.Output(), "removed the checksum table") || d.Done != 3 || s.rows[2] != 0 || r.ran(2, 1) != 1 {
+				t.Fatalf("exit %d, rerun exit %d, dirty record %+v, version rows %v; want exit 1 twice naming the migration's removal of the checksum table, recorded stopped partway with all 3 statements done\nfirst: %s\nrerun: %s",
+					first.Code, again.Code, d, s.rows, s10Out(first), s10Out(again))
+			}
+			res := r.migrate("resolve", appDefault, "--resolve", "2", "--as", "applied")
+			after := r.migrate("after", appDefault)
+			s = r.snapshot()
+			sums := r.queryInt(`SELECT count(*)::int FROM goose_db_version_sums WHERE version IN (1, 2)`)
+			if res.Code != 0 || after.Code != 0 || s.rows[2] != 1 || len(s.dirty) > 0 || sums != 2 || r.ran(2, 1) != 1 || r.ran(2, 3) != 1 {
+				t.Fatalf("resolve exit %d, next exit %d, rows %v, dirty %v, checksum rows %d; want 0, 0, version 2 once, both checksums recorded again, nothing run twice\n%s\n%s",
+					res.Code, after.Code, s.rows, s.dirty, sums, s10Out(res), s10Out(after))
+			}
+			t.Log(tail(first.Output(), 1))
+		})
+	}
+}
