@@ -183,6 +183,9 @@ func planUp(src Sources, st *State, p *Plan, req Request) error {
 			"Check that --database-url (or its Secret) names the right database; to initialise a new database, rerun with --allow-empty-database=true",
 			"the database has no tables and no version table %s, and --allow-empty-database is false", table)
 	}
+	if err := checkForeignRecords(src, st); err != nil {
+		return err
+	}
 	p.Target = src.Latest()
 	if req.To.IsSet {
 		p.Target = req.To.Value
@@ -342,6 +345,41 @@ func checkTable(st *State, req Request) error {
 		return checkWrite(st)
 	}
 	return nil
+}
+
+// checkForeignRecords refuses a run whose version table does not exist while
+// another version table's checksum table records migrations of the directory,
+// same version and same sha256, as applied: this application's records are
+// there, and running would apply every migration again. Another application
+// sharing the database, with its own --table, has files of its own and goes on.
+func checkForeignRecords(src Sources, st *State) error {
+	if st.Exists || len(st.ForeignSums) == 0 {
+		return nil
+	}
+	var table Relation
+	var versions []int64
+	for _, f := range st.ForeignSums {
+		s, ok := src.Get(f.Version)
+		if !ok || s.SHA256 != f.SHA256 || len(versions) > 0 && f.Table != table {
+			continue
+		}
+		table = f.Table
+		versions = append(versions, f.Version)
+	}
+	if len(versions) == 0 {
+		return nil
+	}
+	there := qualify(table.Schema, table.Name)
+	move := ""
+	if table.Name == st.Name {
+		move = fmt.Sprintf("; to keep the records in schema %s instead, move them there first, under the migration lock (no run in progress): ALTER TABLE %s SET SCHEMA %s; ALTER TABLE %s SET SCHEMA %s; and the same for %s if it exists",
+			st.Schema, there, qualify("", st.Schema), qualify(table.Schema, sumsName(table.Name)), qualify("", st.Schema), qualify(table.Schema, dirtyName(table.Name)))
+	}
+	return refuse(ErrTableElsewhere,
+		fmt.Sprintf("Pass --table %s.%s (the workflow parameter table)%s. Nothing was applied", table.Schema, table.Name, move),
+		"the version table %s does not exist, but %s %s of this directory %s recorded applied, with the same sha256, in %s, the checksum table of %s: this application's version table is %s, and running with --table %s would apply every migration again",
+		st.Qualified(), plural(len(versions), "migration", "migrations"), joinVersions(versions, ", "), plural(len(versions), "is", "are"),
+		qualify(table.Schema, sumsName(table.Name)), there, there, st.Qualified())
 }
 
 // tableElsewhere refuses an unqualified --table that no longer leads to the

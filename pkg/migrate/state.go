@@ -88,9 +88,81 @@ type State struct {
 	// Elsewhere: with an unqualified --table and no version table in Schema,
 	// the tables named like it or like its checksum table in other schemas,
 	// which checkTable refuses: the search_path no longer leads to them.
-	Elsewhere     []Relation
+	Elsewhere []Relation
+	// ForeignSums: with no version table where --table points, the checksum
+	// rows kept with the database's other version tables (readForeignSums).
+	ForeignSums   []ForeignSum
 	UserTables    int // ordinary and partitioned tables outside the system schemas
 	ServerVersion string
+}
+
+// ForeignSum is a checksum row of this step's kept with another version
+// table of the database (its <table>_sums): version Version was applied there
+// from a file whose sha256 was SHA256.
+type ForeignSum struct {
+	Table   Relation // the version table the checksum table belongs to
+	Version int64
+	SHA256  string
+}
+
+// foreignSumsQuery finds, in every schema, the checksum tables of other
+// version tables (named <table>_sums, with a version and a sha256 column,
+// next to a table named <table>), that the session may read; $1 and $2 are
+// the schema and name of the version table the run uses, left out.
+const foreignSumsQuery = `SELECT n.nspname::text, left(c.relname, -5)::text
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relname LIKE '%\_sums' AND NOT (n.nspname = $1::text AND c.relname = $2::text || '_sums')
+  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
+  AND has_table_privilege(c.oid, 'SELECT')
+  AND EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'version' AND NOT a.attisdropped)
+  AND EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'sha256' AND NOT a.attisdropped)
+  AND EXISTS (SELECT FROM pg_catalog.pg_class v WHERE v.relnamespace = n.oid AND v.relname = left(c.relname, -5) AND v.relkind IN ('r', 'p'))
+ORDER BY 1, 2`
+
+// readForeignSums fills st.ForeignSums when the version table --table names
+// does not exist: the checksum rows of the database's other version tables,
+// which tell whether the directory's migrations were applied under another
+// --table (checkForeignRecords). Before, a qualified --table pointing where
+// no version table was (a schema the migrations leave alone, a typo) made
+// the run apply every migration again (session14 finding 3).
+func readForeignSums(ctx context.Context, q Querier, st *State) error {
+	rows, err := q.QueryContext(ctx, foreignSumsQuery, pgx.QueryExecModeExec, st.Schema, st.Name)
+	if err != nil {
+		return fmt.Errorf("looking for other version tables' checksum tables: %w", err)
+	}
+	var tables []Relation
+	for rows.Next() {
+		var r Relation
+		if err := rows.Scan(&r.Schema, &r.Name); err != nil {
+			rows.Close()
+			return fmt.Errorf("looking for other version tables' checksum tables: %w", err)
+		}
+		tables = append(tables, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("looking for other version tables' checksum tables: %w", err)
+	}
+	for _, t := range tables {
+		sums := qualify(t.Schema, sumsName(t.Name))
+		rows, err := q.QueryContext(ctx, "SELECT version::bigint, sha256::text FROM "+sums+" WHERE sha256 IS NOT NULL", pgx.QueryExecModeExec)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", sums, err)
+		}
+		for rows.Next() {
+			f := ForeignSum{Table: t}
+			if err := rows.Scan(&f.Version, &f.SHA256); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading %s: %w", sums, err)
+			}
+			st.ForeignSums = append(st.ForeignSums, f)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("reading %s: %w", sums, err)
+		}
+	}
+	return nil
 }
 
 // IDSequence is the sequence the version table's id column takes its values
@@ -322,6 +394,9 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 			if err := readDirtySettled(ctx, q, st); err != nil {
 				return nil, err
 			}
+		}
+		if err := readForeignSums(ctx, q, st); err != nil {
+			return nil, err
 		}
 		return st, nil
 	}

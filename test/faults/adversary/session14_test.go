@@ -313,3 +313,42 @@ func TestS14WriteBackWithoutCreateOnTheSchemaGivesTheRepair(t *testing.T) {
 	}
 	t.Log(tail(out, 1))
 }
+
+// Finding 3 (applied twice, by a careless operator). A database migrated with
+// the version table public.goose_db_version, then a run given --table
+// adv.goose_db_version (a schema the migrations leave alone, as the step's own
+// messages advise for a migration that drops public; or a typo in the
+// workflow parameter): no version table there, the database has tables, so the
+// run took it for one never migrated by goose and applied every migration
+// again. An unqualified --table was refused for this (the version table in
+// another schema, session10), a qualified one was not: its owner may be
+// another application sharing the database, which must be able to start its
+// own table.
+// Fixed (Inspect, checkForeignRecords): with no version table where --table
+// points, the checksum tables of the step elsewhere in the database are read:
+// a migration of the directory recorded applied there with the same sha256 is
+// this application's, and the run refuses naming the table that holds it and
+// how to move or name it. Another application's files differ and go on.
+func TestS14QualifiedTableElsewhereDoesNotApplyEverythingAgain(t *testing.T) {
+	r := s10Run(t, map[string]string{
+		"1_a.sql": "-- +goose Up\nCREATE TABLE IF NOT EXISTS s14_items (id int);\n" + logInsert(1, 2, 0) + "\n-- +goose Down\nDROP TABLE s14_items;\n",
+	})
+	if res := r.migrate("migrate", appDefault); res.Code != 0 {
+		t.Fatalf("migrate: exit %d\n%s", res.Code, s10Out(res))
+	}
+	for _, table := range []string{"adv.goose_db_version", "public.goose_db_versions"} {
+		plan := r.migrate("plan --table "+table, appDefault, "--plan", "--table", table)
+		res := r.migrate("migrate --table "+table, appDefault, "--table", table)
+		if res.Code != 1 || plan.Code != 1 || r.ran(1, 2) != 1 || !strings.Contains(res.Output(), "public.goose_db_version_sums") {
+			t.Fatalf("--table %s: exit %d, plan exit %d, migration 1 ran %d times; want both refused (exit 1) naming public.goose_db_version_sums, nothing run again\nmigrate: %s\nplan: %s",
+				table, res.Code, plan.Code, r.ran(1, 2), s10Out(res), s10Out(plan))
+		}
+		t.Log(tail(res.Output(), 1))
+	}
+	// Another application sharing the database, its own files: it goes on.
+	r.dir = t.TempDir()
+	r.write("1_other.sql", "-- +goose Up\n"+logInsert(1, 9, 0)+"\n-- +goose Down\nDELETE FROM adv_log WHERE stmt = 9;\n")
+	if res := r.migrate("other application", appDefault, "--table", "adv.other_version"); res.Code != 0 || r.ran(1, 9) != 1 {
+		t.Fatalf("another application's first run with its own --table: exit %d, its statement ran %d times; want 0, once\n%s", res.Code, r.ran(1, 9), s10Out(res))
+	}
+}
