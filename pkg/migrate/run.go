@@ -436,6 +436,16 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		err = m.recordDirtyError(pc, st, s, up, len(p.Statements), done, applied, err)
 		return &stepError{stmt: stmt, started: true, err: err}
 	}
+	// What follows a statement that completed (its count, and after the last
+	// the version row's write) records what already happened: it runs to its
+	// end whatever the run's context says, within its own bound, and a SIGTERM
+	// stops the run before the next statement or migration. Before, a SIGTERM
+	// as the last statement completed failed them, and the migration stayed
+	// recorded as stopped partway for an operator to settle (session14
+	// finding 4).
+	book, cancelBook := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBook()
+	bounded := func() (context.Context, context.CancelFunc) { return context.WithTimeout(book, bookkeepingTimeout) }
 	for i, stmt := range p.Statements {
 		if err := ctx.Err(); err != nil {
 			return dirty(i, i, err)
@@ -443,7 +453,10 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		if _, err := pc.Exec(ctx, stmt); err != nil {
 			return dirty(i, i, err)
 		}
-		if err := m.countStatement(ctx, pc, st, s, up, len(p.Statements), i+1); err != nil {
+		bctx, cancel := bounded()
+		err := m.countStatement(bctx, pc, st, s, up, len(p.Statements), i+1)
+		cancel()
+		if err != nil {
 			// The count's error is named, not wrapped: its position is not one
 			// in the migration's statement.
 			return dirty(i+1, i, fmt.Errorf("statement %d ran, but counting it in %s failed: %s", i+1, st.dirtyTable(), err.Error()))
@@ -457,6 +470,8 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	}
 	// The migration is over: the step's own settings come back whole, whatever
 	// it left on the session (a role, default_transaction_read_only, timeouts).
+	ctx, cancel := bounded()
+	defer cancel()
 	if _, err = pc.Exec(ctx, resetSQL(m.settings(), serverVersion)); err != nil {
 		return dirty(len(p.Statements), -1, err)
 	}
@@ -502,6 +517,11 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	}
 	return nil
 }
+
+// bookkeepingTimeout bounds the step's own writes after a statement of a
+// migration without a transaction completed, which run even after SIGTERM:
+// within Kubernetes' default grace period of 30s.
+const bookkeepingTimeout = 15 * time.Second
 
 // errOwnVersionRowNoTx: a migration without a transaction wrote (or, rolling
 // back, deleted) its own version row. Before, the message said a migrator
