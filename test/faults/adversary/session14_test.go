@@ -398,3 +398,31 @@ func TestS14SigtermAsTheLastStatementCompletesIsRecordedApplied(t *testing.T) {
 	}
 	t.Log(tail(res.Output(), 1))
 }
+
+// Finding 5 (a message that names no cause). A migration file whose name is
+// not valid UTF-8 (written by a tool with a Latin-1 locale: 2_caf\xe9.sql):
+// plan and migrate stopped before anything ran (exit 1), but said only
+// "reading migration .../2_caf\xe9.sql: open 2_caf\xe9.sql: invalid argument"
+// (io/fs opens no path that is not UTF-8), which reads like a broken volume.
+// Fixed (ScanDir): such a name is refused with the directory's other
+// problems, saying what is wrong with it.
+func TestS14FileNameNotUTF8IsRefusedBeforeRunning(t *testing.T) {
+	for name, head := range map[string]string{
+		"transactional":  "-- +goose Up\n",
+		"NO TRANSACTION": "-- +goose NO TRANSACTION\n-- +goose Up\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := s10Run(t, map[string]string{
+				"1_a.sql":       "-- +goose Up\n" + logInsert(1, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+				"2_caf\xe9.sql": head + logInsert(2, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 2;\n",
+			})
+			plan := r.migrate("plan", appDefault, "--plan")
+			res := r.migrate("migrate", appDefault)
+			if plan.Code != 1 || res.Code != 1 || r.ran(1, 1) != 0 || r.ran(2, 1) != 0 || !strings.Contains(res.Output(), "UTF-8") {
+				t.Fatalf("plan exit %d, migrate exit %d, migration 1 ran %d times, 2 %d times; want both refused naming the file name that is not UTF-8, nothing run\nplan: %s\nmigrate: %s",
+					plan.Code, res.Code, r.ran(1, 1), r.ran(2, 1), s10Out(plan), s10Out(res))
+			}
+			t.Log(tail(res.Output(), 1))
+		})
+	}
+}
