@@ -55,6 +55,9 @@ var (
 	// one: a schema created since or a changed search_path moved where it
 	// resolves, and running would apply every migration again.
 	ErrTableElsewhere = errors.New("the version table is in another schema")
+	// ErrReadOnly: the server is a primary whose sessions are read-only by
+	// default (default_transaction_read_only = on), so nothing can be written.
+	ErrReadOnly = errors.New("the database's sessions are read-only by default")
 )
 
 // ErrInProgress: a migration without a transaction is recorded as running while

@@ -91,9 +91,15 @@ type State struct {
 	Elsewhere []Relation
 	// ForeignSums: with no version table where --table points, the checksum
 	// rows kept with the database's other version tables (readForeignSums).
-	ForeignSums   []ForeignSum
-	UserTables    int // ordinary and partitioned tables outside the system schemas
-	ServerVersion string
+	ForeignSums []ForeignSum
+	UserTables  int // ordinary and partitioned tables outside the system schemas
+	// InRecovery: the server is a standby (pg_is_in_recovery). ReadOnlySource:
+	// where the sessions' default_transaction_read_only = on comes from
+	// (pg_settings.source: client, user, database, database user,
+	// configuration file, ...); "" when they are read-write by default.
+	InRecovery     bool
+	ReadOnlySource string
+	ServerVersion  string
 }
 
 // ForeignSum is a checksum row of this step's kept with another version
@@ -270,7 +276,8 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
           WHERE ec.relname IN ($2::text::name, $4::text::name) AND ec.relkind IN ('r', 'p') AND en.oid IS DISTINCT FROM n.oid
             AND en.nspname <> 'information_schema' AND en.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)') END,
        ids.name, ids.seqincrement, ids.seqmin, ids.seqmax, coalesce(ids.can_select, false), coalesce(ids.can_use, false),
-       rd.source, rd.role
+       rd.source, rd.role, pg_catalog.pg_is_in_recovery(),
+       (SELECT ps.source FROM pg_catalog.pg_settings ps WHERE ps.name = 'default_transaction_read_only' AND ps.setting = 'on')
 FROM (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s) AS x
 LEFT JOIN pg_namespace n ON n.nspname = x.s
 LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = $2::text::name
@@ -323,16 +330,19 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		seqInc, seqMin, seqMax       sql.NullInt64
 		seqSelect, seqUse            bool
 		roleSource, roleDefault      sql.NullString
+		readOnly                     sql.NullString
 	)
 	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name), sumsName(st.Name)).Scan(
 		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
 		&kind, &canRead, &canWrite, &columns, &noSeq, &dirtyKind, &st.DirtyWritable, &dirtyCols,
 		&sumsKind, &sumsCols, &st.SumsUnique, &st.SumsReadable, &st.SumsWritable, &st.SessionUser, &elsewhere,
-		&seqName, &seqInc, &seqMin, &seqMax, &seqSelect, &seqUse, &roleSource, &roleDefault)
+		&seqName, &seqInc, &seqMin, &seqMax, &seqSelect, &seqUse, &roleSource, &roleDefault,
+		&st.InRecovery, &readOnly)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
 	}
 	st.Schema = schema.String
+	st.ReadOnlySource = readOnly.String
 	if roleDefault.String == st.CurrentUser {
 		st.RoleSource = roleSource.String
 	}

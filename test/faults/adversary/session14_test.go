@@ -426,3 +426,41 @@ func TestS14FileNameNotUTF8IsRefusedBeforeRunning(t *testing.T) {
 		})
 	}
 }
+
+// Finding 6 (wrong exit code: 75, retried forever; plan passes). A primary
+// whose sessions are read-only by default: default_transaction_read_only = on
+// in the URL's options (or PGOPTIONS), or ALTER DATABASE ... SET (a freeze
+// left in place, a careless copy of a replica's settings). plan said the
+// migrations would apply (exit 0); migrate failed creating the version table
+// with 25006, which is transient because a standby after a switchover answers
+// it too: exit 75, and every retry the same. Nothing ran, but the workflow
+// retried until its limit and the message named no cause.
+// Fixed (Inspect, checkReadOnly): on a primary, such a default is refused
+// before anything runs, plan included, naming where it is set.
+func TestS14ReadOnlyByDefaultIsRefusedNotRetried(t *testing.T) {
+	for _, how := range []string{"URL options", "ALTER DATABASE"} {
+		t.Run(how, func(t *testing.T) {
+			r := s10Run(t, map[string]string{
+				"1_a.sql": "-- +goose Up\n" + logInsert(1, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+			})
+			url := r.url
+			if how == "URL options" {
+				r.url += "&options=-c%20default_transaction_read_only%3Don"
+			} else {
+				r.super("postgres", "ALTER DATABASE "+r.db+" SET default_transaction_read_only = on")
+			}
+			plan := r.migrate("plan", appDefault, "--plan")
+			res := r.migrate("migrate", appDefault)
+			if plan.Code != 1 || res.Code != 1 || r.ran(1, 1) != 0 || !strings.Contains(res.Output(), "read-only by default") {
+				t.Fatalf("plan exit %d, migrate exit %d, statement ran %d times; want both refused (exit 1) naming the read-only default, nothing run\nplan: %s\nmigrate: %s",
+					plan.Code, res.Code, r.ran(1, 1), s10Out(plan), s10Out(res))
+			}
+			t.Log(tail(res.Output(), 1))
+			r.url = url
+			r.super("postgres", "ALTER DATABASE "+r.db+" RESET default_transaction_read_only")
+			if after := r.migrate("after", appDefault); after.Code != 0 || r.ran(1, 1) != 1 {
+				t.Fatalf("once the default is gone: exit %d, ran %d times; want 0, once\n%s", after.Code, r.ran(1, 1), s10Out(after))
+			}
+		})
+	}
+}
