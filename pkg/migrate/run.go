@@ -443,9 +443,12 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	// as the last statement completed failed them, and the migration stayed
 	// recorded as stopped partway for an operator to settle (session14
 	// finding 4).
+	// Without SIGTERM it waits as long as before (lock_timeout and
+	// statement_timeout bound it on the server).
 	book, cancelBook := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBook()
-	bounded := func() (context.Context, context.CancelFunc) { return context.WithTimeout(book, bookkeepingTimeout) }
+	stopBook := context.AfterFunc(ctx, func() { time.AfterFunc(bookkeepingTimeout, cancelBook) })
+	defer stopBook()
 	for i, stmt := range p.Statements {
 		if err := ctx.Err(); err != nil {
 			return dirty(i, i, err)
@@ -453,10 +456,7 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		if _, err := pc.Exec(ctx, stmt); err != nil {
 			return dirty(i, i, err)
 		}
-		bctx, cancel := bounded()
-		err := m.countStatement(bctx, pc, st, s, up, len(p.Statements), i+1)
-		cancel()
-		if err != nil {
+		if err := m.countStatement(book, pc, st, s, up, len(p.Statements), i+1); err != nil {
 			// The count's error is named, not wrapped: its position is not one
 			// in the migration's statement.
 			return dirty(i+1, i, fmt.Errorf("statement %d ran, but counting it in %s failed: %s", i+1, st.dirtyTable(), err.Error()))
@@ -470,8 +470,7 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	}
 	// The migration is over: the step's own settings come back whole, whatever
 	// it left on the session (a role, default_transaction_read_only, timeouts).
-	ctx, cancel := bounded()
-	defer cancel()
+	ctx = book
 	if _, err = pc.Exec(ctx, resetSQL(m.settings(), serverVersion)); err != nil {
 		return dirty(len(p.Statements), -1, err)
 	}
@@ -518,9 +517,9 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	return nil
 }
 
-// bookkeepingTimeout bounds the step's own writes after a statement of a
-// migration without a transaction completed, which run even after SIGTERM:
-// within Kubernetes' default grace period of 30s.
+// bookkeepingTimeout bounds, once SIGTERM came, the step's own writes after
+// a statement of a migration without a transaction completed: within
+// Kubernetes' default grace period of 30s.
 const bookkeepingTimeout = 15 * time.Second
 
 // errOwnVersionRowNoTx: a migration without a transaction wrote (or, rolling
