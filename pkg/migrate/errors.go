@@ -55,6 +55,9 @@ var (
 	// one: a schema created since or a changed search_path moved where it
 	// resolves, and running would apply every migration again.
 	ErrTableElsewhere = errors.New("the version table is in another schema")
+	// ErrReadOnly: the server is a primary whose sessions are read-only by
+	// default (default_transaction_read_only = on), so nothing can be written.
+	ErrReadOnly = errors.New("the database's sessions are read-only by default")
 )
 
 // ErrInProgress: a migration without a transaction is recorded as running while
@@ -192,9 +195,13 @@ type MigrationError struct {
 	// writing the records back failed, so nothing records it (Detail says
 	// what to do before any rerun).
 	Unrecorded bool
-	Statement  int    // 0-based index of the failing statement, -1 when not in one
-	Detail     string // SQLSTATE, message, position in the file, lock wait, ...
-	Err        error
+	// CommitUnknown: the session ended while the commit recording the
+	// migration was in flight; the rerun reads from the version table whether
+	// it committed (transient).
+	CommitUnknown bool
+	Statement     int    // 0-based index of the failing statement, -1 when not in one
+	Detail        string // SQLSTATE, message, position in the file, lock wait, ...
+	Err           error
 }
 
 func (e *MigrationError) Error() string {
@@ -204,6 +211,16 @@ func (e *MigrationError) Error() string {
 	}
 	msg := fmt.Sprintf("%s migration %d (%s) failed: %s", verb, e.Version, e.File, e.Detail)
 	switch {
+	case e.CommitUnknown:
+		found, again, as := "applied", "applies it again from the start", "applied"
+		if e.Direction == "down" {
+			found, again, as = "rolled back", "rolls it back again", "not-applied"
+		}
+		if e.NoTx {
+			msg += fmt.Sprintf("; all its statements had run (it runs without a transaction, -- +goose NO TRANSACTION), and that commit also deletes its record as stopped partway; rerun: under the migration lock the rerun finds it %s and goes on if the commit went through, or else refuses it as stopped partway with every statement completed, to settle with migrate --resolve %d --as %s", found, e.Version, as)
+		} else {
+			msg += fmt.Sprintf("; its version row commits with it, so rerun: under the migration lock the rerun finds it %s if the commit went through, or else %s", found, again)
+		}
 	case e.Dirty && !e.NoTx:
 		msg += fmt.Sprintf("; its statement %d ended the transaction goose runs it in (COMMIT or ROLLBACK), so the statements before it may stay applied and it is recorded as stopped partway: every run refuses until you check what it did and settle it with migrate --resolve %d --as applied (all its changes are in place) or --as not-applied (none are); then remove the transaction control from the file", e.Statement+1, e.Version)
 	case e.Unrecorded:

@@ -168,6 +168,11 @@ func planDown(src Sources, st *State, p *Plan, req Request) error {
 		}
 		p.Down = append(p.Down, v)
 	}
+	if len(p.Down) > 0 {
+		if err := checkReadOnly(st); err != nil {
+			return err
+		}
+	}
 	if err := checkDirtyTable(st, src, p.Down); err != nil {
 		return err
 	}
@@ -182,6 +187,9 @@ func planUp(src Sources, st *State, p *Plan, req Request) error {
 		return refuse(ErrEmptyDatabase,
 			"Check that --database-url (or its Secret) names the right database; to initialise a new database, rerun with --allow-empty-database=true",
 			"the database has no tables and no version table %s, and --allow-empty-database is false", table)
+	}
+	if err := checkForeignRecords(src, st); err != nil {
+		return err
 	}
 	p.Target = src.Latest()
 	if req.To.IsSet {
@@ -209,6 +217,11 @@ func planUp(src Sources, st *State, p *Plan, req Request) error {
 	}
 	if err := checkRecordable(st, p.Pending); err != nil {
 		return err
+	}
+	if len(p.Pending) > 0 {
+		if err := checkReadOnly(st); err != nil {
+			return err
+		}
 	}
 	if !st.Exists && len(p.Pending) > 0 && !st.CanCreate {
 		return refuse(ErrNoPrivilege,
@@ -342,6 +355,71 @@ func checkTable(st *State, req Request) error {
 		return checkWrite(st)
 	}
 	return nil
+}
+
+// checkReadOnly refuses, before anything runs, on a primary whose sessions
+// are read-only by default (default_transaction_read_only = on from the
+// connection's options, the role, the database or the server's
+// configuration): every write failed with 25006, which is transient because a
+// standby after a switchover answers it too, so the step exited 75 and every
+// retry did the same, while plan said the migrations would apply (session14
+// finding 6). A standby stays transient: the next attempt may reach the new
+// primary.
+func checkReadOnly(st *State) error {
+	if st.ReadOnlySource == "" || st.InRecovery {
+		return nil
+	}
+	var from, repair string
+	switch st.ReadOnlySource {
+	case "client":
+		from = "the connection's options (options=-c default_transaction_read_only=on in the database URL, or PGOPTIONS)"
+		repair = "Remove it from the URL (its Secret) or PGOPTIONS"
+	case "user", "database", "database user":
+		what := map[string]string{"user": "ALTER ROLE " + qualify("", st.SessionUser), "database": "ALTER DATABASE",
+			"database user": "ALTER ROLE " + qualify("", st.SessionUser) + " IN DATABASE"}[st.ReadOnlySource]
+		from = what + " ... SET default_transaction_read_only = on"
+		repair = "If the database was made read-only on purpose (a freeze, a migration to another server), migrate once it is lifted; otherwise undo it: " + what + " ... RESET default_transaction_read_only; (new sessions take it)"
+	default:
+		from = "the server's configuration (" + st.ReadOnlySource + ": postgresql.conf, ALTER SYSTEM or the server's command line)"
+		repair = "If the server was made read-only on purpose, migrate once that is lifted; otherwise set default_transaction_read_only = off there and reload the server"
+	}
+	return refuse(ErrReadOnly, repair+". Nothing was applied",
+		"the database is a primary, but its sessions are read-only by default (default_transaction_read_only = on, set by %s), so no migration and no version row could be written", from)
+}
+
+// checkForeignRecords refuses a run whose version table does not exist while
+// another version table's checksum table records migrations of the directory,
+// same version and same sha256, as applied: this application's records are
+// there, and running would apply every migration again. Another application
+// sharing the database, with its own --table, has files of its own and goes on.
+func checkForeignRecords(src Sources, st *State) error {
+	if st.Exists || len(st.ForeignSums) == 0 {
+		return nil
+	}
+	var table Relation
+	var versions []int64
+	for _, f := range st.ForeignSums {
+		s, ok := src.Get(f.Version)
+		if !ok || s.SHA256 != f.SHA256 || len(versions) > 0 && f.Table != table {
+			continue
+		}
+		table = f.Table
+		versions = append(versions, f.Version)
+	}
+	if len(versions) == 0 {
+		return nil
+	}
+	there := qualify(table.Schema, table.Name)
+	move := ""
+	if table.Name == st.Name {
+		move = fmt.Sprintf("; to keep the records in schema %s instead, move them there first, under the migration lock (no run in progress): ALTER TABLE %s SET SCHEMA %s; ALTER TABLE %s SET SCHEMA %s; and the same for %s if it exists",
+			st.Schema, there, qualify("", st.Schema), qualify(table.Schema, sumsName(table.Name)), qualify("", st.Schema), qualify(table.Schema, dirtyName(table.Name)))
+	}
+	return refuse(ErrTableElsewhere,
+		fmt.Sprintf("Pass --table %s.%s (the workflow parameter table)%s. Nothing was applied", table.Schema, table.Name, move),
+		"the version table %s does not exist, but %s %s of this directory %s recorded applied, with the same sha256, in %s, the checksum table of %s: this application's version table is %s, and running with --table %s would apply every migration again",
+		st.Qualified(), plural(len(versions), "migration", "migrations"), joinVersions(versions, ", "), plural(len(versions), "is", "are"),
+		qualify(table.Schema, sumsName(table.Name)), there, there, st.Qualified())
 }
 
 // tableElsewhere refuses an unqualified --table that no longer leads to the

@@ -201,6 +201,11 @@ func (m *Migrator) writeVersion(ctx context.Context, pc *pgx.Conn, st *State, s 
 	} else {
 		tag, err = pc.Exec(ctx, st.rolledBackSQL(s.Version))
 	}
+	if err != nil && pc.PgConn().IsClosed() {
+		// Outside a transaction (runNoTx's up write) this statement commits
+		// the migration; inside one (runTx) the caller takes the inner error.
+		return &commitLostError{err: err}
+	}
 	if err == nil && tag.RowsAffected() == 0 {
 		err = m.versionRowUnwritten(ctx, pc)
 	}
@@ -271,6 +276,21 @@ func (m *Migrator) tablesOwnRemoval(ctx context.Context, pc *pgx.Conn, st *State
 	}
 	t, err := m.stepTables(ctx, pc, st)
 	return err == nil && t.version && t.sums
+}
+
+// sumsOwnRemoval tells, after the write that ends a migration without a
+// transaction failed, whether the migration removed the checksum table and
+// left the version table: the write found no relation (42P01), and now the
+// version table is there and the checksum table is not. Before, the run and
+// every rerun's refusal said only that the relation did not exist (a known
+// leftover of session13, made session14 finding 2). A removed version table
+// is recordDirtyError's (restoreRecords).
+func (m *Migrator) sumsOwnRemoval(ctx context.Context, pc *pgx.Conn, st *State, err error) bool {
+	if dbconn.SQLState(err) != dbconn.UndefinedTable || pc.PgConn().IsClosed() || pc.PgConn().TxStatus() != 'I' {
+		return false
+	}
+	t, err := m.stepTables(ctx, pc, st)
+	return err == nil && t.version && !t.sums
 }
 
 // stepTables says which of the step's relations exist now.
@@ -346,6 +366,11 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 	}
 	if err := m.writeVersion(ctx, pc, st, s, up, false, t0); err != nil {
 		m.rollback(pc)
+		// Inside the migration's transaction a lost session rolled it back.
+		var lost *commitLostError
+		if errors.As(err, &lost) {
+			err = lost.err
+		}
 		switch {
 		case errors.Is(err, errVersionRow) && m.versionRowOwnWrite(ctx, pc, st, s.Version, up):
 			err = errOwnVersionRow
@@ -356,11 +381,31 @@ func (m *Migrator) runTx(ctx context.Context, pc *pgx.Conn, st *State, s Source,
 		return &stepError{stmt: -1, started: true, err: err}
 	}
 	if _, err := pc.Exec(ctx, "COMMIT"); err != nil {
+		if pc.PgConn().IsClosed() {
+			return &stepError{stmt: -1, started: true, err: &commitLostError{err: err}}
+		}
 		m.rollback(pc)
 		return &stepError{stmt: -1, started: true, err: err}
 	}
 	return nil
 }
+
+// commitLostError: the session ended while the statement that commits a
+// migration (runTx's COMMIT, runNoTx's version row write) was in flight, so
+// whether the server committed it is unknown to the step: the server may have
+// committed and its answer been lost (a network that stops delivering, then
+// resets; a terminated session whose COMMIT had committed locally while it
+// waited for a synchronous standby). The rerun reads the outcome from the
+// version table under the lock. Before, a transactional migration was reported
+// "rolled back" and one without a transaction "recorded as stopped partway:
+// every run refuses" (exit 1) while it was applied and the rerun exited 0
+// (session14 finding 1).
+type commitLostError struct{ err error }
+
+func (e *commitLostError) Error() string {
+	return "the session ended while the commit recording the migration was in flight, so whether it committed is unknown: " + e.err.Error()
+}
+func (e *commitLostError) Unwrap() error { return e.err }
 
 // runNoTx runs a migration without a transaction under the dirty record: the row
 // is committed (guarded by the lock) before the first statement, counts each
@@ -391,6 +436,19 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		err = m.recordDirtyError(pc, st, s, up, len(p.Statements), done, applied, err)
 		return &stepError{stmt: stmt, started: true, err: err}
 	}
+	// What follows a statement that completed (its count, and after the last
+	// the version row's write) records what already happened: it runs to its
+	// end whatever the run's context says, within its own bound, and a SIGTERM
+	// stops the run before the next statement or migration. Before, a SIGTERM
+	// as the last statement completed failed them, and the migration stayed
+	// recorded as stopped partway for an operator to settle (session14
+	// finding 4).
+	// Without SIGTERM it waits as long as before (lock_timeout and
+	// statement_timeout bound it on the server).
+	book, cancelBook := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBook()
+	stopBook := context.AfterFunc(ctx, func() { time.AfterFunc(bookkeepingTimeout, cancelBook) })
+	defer stopBook()
 	for i, stmt := range p.Statements {
 		if err := ctx.Err(); err != nil {
 			return dirty(i, i, err)
@@ -398,7 +456,7 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		if _, err := pc.Exec(ctx, stmt); err != nil {
 			return dirty(i, i, err)
 		}
-		if err := m.countStatement(ctx, pc, st, s, up, len(p.Statements), i+1); err != nil {
+		if err := m.countStatement(book, pc, st, s, up, len(p.Statements), i+1); err != nil {
 			// The count's error is named, not wrapped: its position is not one
 			// in the migration's statement.
 			return dirty(i+1, i, fmt.Errorf("statement %d ran, but counting it in %s failed: %s", i+1, st.dirtyTable(), err.Error()))
@@ -412,6 +470,7 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	}
 	// The migration is over: the step's own settings come back whole, whatever
 	// it left on the session (a role, default_transaction_read_only, timeouts).
+	ctx = book
 	if _, err = pc.Exec(ctx, resetSQL(m.settings(), serverVersion)); err != nil {
 		return dirty(len(p.Statements), -1, err)
 	}
@@ -427,7 +486,16 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		}
 		if err == nil {
 			_, err = pc.Exec(ctx, "DELETE FROM "+st.dirtyTable()+" WHERE version = "+strconv.FormatInt(s.Version, 10)+";\nCOMMIT")
+			if err != nil && pc.PgConn().IsClosed() {
+				err = &commitLostError{err: err}
+			}
 		}
+	}
+	if lost := (*commitLostError)(nil); errors.As(err, &lost) {
+		// Nothing can be recorded on a session that is gone, and the dirty
+		// record is either still there (all statements done) or deleted with
+		// the version row's write: the rerun tells which.
+		return &stepError{stmt: -1, started: true, err: err}
 	}
 	if err != nil {
 		m.rollback(pc)
@@ -438,10 +506,21 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 				err = errOwnVersionRowNoTx
 			}
 		}
+		if m.sumsOwnRemoval(ctx, pc, st, err) {
+			// Named, not wrapped: the dirty record keeps this text, which every
+			// rerun's refusal quotes.
+			err = fmt.Errorf("the migration removed the checksum table %s (DROP TABLE, DROP OWNED, ALTER TABLE ... RENAME or SET SCHEMA) and left the version table: all its statements ran, then the step's write of the version row with its checksum found the table gone (%s), so the migration stays recorded as stopped partway; settle it with migrate --resolve %d --as %s (the run after that records the files' checksums again), and remove that statement from the migration, or keep the step's tables in a schema the migrations leave alone (--table other_schema.%s)",
+				st.sumsTable(), err.Error(), s.Version, map[bool]string{true: "applied", false: "not-applied"}[up], st.Name)
+		}
 		return dirty(len(p.Statements), -1, err)
 	}
 	return nil
 }
+
+// bookkeepingTimeout bounds, once SIGTERM came, the step's own writes after
+// a statement of a migration without a transaction completed: within
+// Kubernetes' default grace period of 30s.
+const bookkeepingTimeout = 15 * time.Second
 
 // errOwnVersionRowNoTx: a migration without a transaction wrote (or, rolling
 // back, deleted) its own version row. Before, the message said a migrator
@@ -839,6 +918,12 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 	var removed *recordsRemovedError
 	if errors.As(err, &removed) && !removed.restored {
 		me.Unrecorded = true
+	}
+	if errors.As(err, new(*commitLostError)) {
+		// Applied or not, the rerun finds out under the lock: transient.
+		me.CommitUnknown = true
+		me.Detail = err.Error()
+		return failure.AsTransient(me)
 	}
 	if (s.NoTx || dirty) && started {
 		// The dirty row stays: no retry can tell which statements ran.

@@ -12,6 +12,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pressly/goose/v3"
 )
@@ -105,6 +106,12 @@ func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 			problems = append(problems, fmt.Sprintf("%s ends in %s, which goose does not read as a migration: rename it to end in .sql", name, path.Ext(name)))
 			continue
 		case path.Ext(name) != ".sql":
+			continue
+		}
+		if !utf8.ValidString(name) {
+			// io/fs opens no such path ("invalid argument"), and PostgreSQL
+			// would not store it in the records either.
+			problems = append(problems, fmt.Sprintf("%q is not a valid UTF-8 name (written with another encoding, e.g. Latin-1): rename it", name))
 			continue
 		}
 		v, err := goose.NumericComponent(name)

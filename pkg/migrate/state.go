@@ -88,9 +88,87 @@ type State struct {
 	// Elsewhere: with an unqualified --table and no version table in Schema,
 	// the tables named like it or like its checksum table in other schemas,
 	// which checkTable refuses: the search_path no longer leads to them.
-	Elsewhere     []Relation
-	UserTables    int // ordinary and partitioned tables outside the system schemas
-	ServerVersion string
+	Elsewhere []Relation
+	// ForeignSums: with no version table where --table points, the checksum
+	// rows kept with the database's other version tables (readForeignSums).
+	ForeignSums []ForeignSum
+	UserTables  int // ordinary and partitioned tables outside the system schemas
+	// InRecovery: the server is a standby (pg_is_in_recovery). ReadOnlySource:
+	// where the sessions' default_transaction_read_only = on comes from
+	// (pg_settings.source: client, user, database, database user,
+	// configuration file, ...); "" when they are read-write by default.
+	InRecovery     bool
+	ReadOnlySource string
+	ServerVersion  string
+}
+
+// ForeignSum is a checksum row of this step's kept with another version
+// table of the database (its <table>_sums): version Version was applied there
+// from a file whose sha256 was SHA256.
+type ForeignSum struct {
+	Table   Relation // the version table the checksum table belongs to
+	Version int64
+	SHA256  string
+}
+
+// foreignSumsQuery finds, in every schema, the checksum tables of other
+// version tables (named <table>_sums, with a version and a sha256 column,
+// next to a table named <table>), that the session may read; $1 and $2 are
+// the schema and name of the version table the run uses, left out.
+const foreignSumsQuery = `SELECT n.nspname::text, left(c.relname, -5)::text
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relname LIKE '%\_sums' AND NOT (n.nspname = $1::text AND c.relname = $2::text || '_sums')
+  AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)'
+  AND has_table_privilege(c.oid, 'SELECT')
+  AND EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'version' AND NOT a.attisdropped)
+  AND EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'sha256' AND NOT a.attisdropped)
+  AND EXISTS (SELECT FROM pg_catalog.pg_class v WHERE v.relnamespace = n.oid AND v.relname = left(c.relname, -5) AND v.relkind IN ('r', 'p'))
+ORDER BY 1, 2`
+
+// readForeignSums fills st.ForeignSums when the version table --table names
+// does not exist: the checksum rows of the database's other version tables,
+// which tell whether the directory's migrations were applied under another
+// --table (checkForeignRecords). Before, a qualified --table pointing where
+// no version table was (a schema the migrations leave alone, a typo) made
+// the run apply every migration again (session14 finding 3).
+func readForeignSums(ctx context.Context, q Querier, st *State) error {
+	rows, err := q.QueryContext(ctx, foreignSumsQuery, pgx.QueryExecModeExec, st.Schema, st.Name)
+	if err != nil {
+		return fmt.Errorf("looking for other version tables' checksum tables: %w", err)
+	}
+	var tables []Relation
+	for rows.Next() {
+		var r Relation
+		if err := rows.Scan(&r.Schema, &r.Name); err != nil {
+			rows.Close()
+			return fmt.Errorf("looking for other version tables' checksum tables: %w", err)
+		}
+		tables = append(tables, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("looking for other version tables' checksum tables: %w", err)
+	}
+	for _, t := range tables {
+		sums := qualify(t.Schema, sumsName(t.Name))
+		rows, err := q.QueryContext(ctx, "SELECT version::bigint, sha256::text FROM "+sums+" WHERE sha256 IS NOT NULL", pgx.QueryExecModeExec)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", sums, err)
+		}
+		for rows.Next() {
+			f := ForeignSum{Table: t}
+			if err := rows.Scan(&f.Version, &f.SHA256); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading %s: %w", sums, err)
+			}
+			st.ForeignSums = append(st.ForeignSums, f)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("reading %s: %w", sums, err)
+		}
+	}
+	return nil
 }
 
 // IDSequence is the sequence the version table's id column takes its values
@@ -198,7 +276,8 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
           WHERE ec.relname IN ($2::text::name, $4::text::name) AND ec.relkind IN ('r', 'p') AND en.oid IS DISTINCT FROM n.oid
             AND en.nspname <> 'information_schema' AND en.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)') END,
        ids.name, ids.seqincrement, ids.seqmin, ids.seqmax, coalesce(ids.can_select, false), coalesce(ids.can_use, false),
-       rd.source, rd.role
+       rd.source, rd.role, pg_catalog.pg_is_in_recovery(),
+       (SELECT ps.source FROM pg_catalog.pg_settings ps WHERE ps.name = 'default_transaction_read_only' AND ps.setting = 'on')
 FROM (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s) AS x
 LEFT JOIN pg_namespace n ON n.nspname = x.s
 LEFT JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = $2::text::name
@@ -251,16 +330,19 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		seqInc, seqMin, seqMax       sql.NullInt64
 		seqSelect, seqUse            bool
 		roleSource, roleDefault      sql.NullString
+		readOnly                     sql.NullString
 	)
 	err := q.QueryRowContext(ctx, inspectQuery, pgx.QueryExecModeExec, schemaArg, st.Name, dirtyName(st.Name), sumsName(st.Name)).Scan(
 		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
 		&kind, &canRead, &canWrite, &columns, &noSeq, &dirtyKind, &st.DirtyWritable, &dirtyCols,
 		&sumsKind, &sumsCols, &st.SumsUnique, &st.SumsReadable, &st.SumsWritable, &st.SessionUser, &elsewhere,
-		&seqName, &seqInc, &seqMin, &seqMax, &seqSelect, &seqUse, &roleSource, &roleDefault)
+		&seqName, &seqInc, &seqMin, &seqMax, &seqSelect, &seqUse, &roleSource, &roleDefault,
+		&st.InRecovery, &readOnly)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
 	}
 	st.Schema = schema.String
+	st.ReadOnlySource = readOnly.String
 	if roleDefault.String == st.CurrentUser {
 		st.RoleSource = roleSource.String
 	}
@@ -322,6 +404,9 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 			if err := readDirtySettled(ctx, q, st); err != nil {
 				return nil, err
 			}
+		}
+		if err := readForeignSums(ctx, q, st); err != nil {
+			return nil, err
 		}
 		return st, nil
 	}
