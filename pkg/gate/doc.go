@@ -32,7 +32,8 @@
 // Settle is Argo's. Its mutex is freed when the workflow ends, and after
 // `argo stop` the workflow can end before a stopped step's pod has: Argo marks
 // the step failed at once and signals the pod afterwards. The exit handler
-// runs settle first; it waits until every pod of the workflow outside the exit
-// handler has stopped, so that nothing of the run is still at work when the
-// next run (or an `argo retry` of this one) starts.
+// runs settle first; it waits until the workflow's pods that change the
+// database (migrate, rollback), outside the exit handler, have stopped, so that
+// nothing of the run is still in the database when the next run (or an
+// `argo retry` of this one) starts.
 package gate

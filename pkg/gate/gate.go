@@ -72,6 +72,8 @@ type Gate struct {
 	RunUID    string
 	// TaskRun is this step's own TaskRun, which Release does not wait for.
 	TaskRun string
+	// PodSelector narrows Settle to the workflow's pods it matches.
+	PodSelector string
 	// Timeout bounds Acquire's wait for another run, and Release's wait for
 	// this run's other tasks.
 	Timeout       time.Duration

@@ -54,6 +54,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"settle needs no secret", func(o *Options) { o.Action, o.DatabaseSecret = ActionSettle, "" }, ""},
 		{"settle without the workflow", func(o *Options) { o.Action, o.RunUID = ActionSettle, "" }, "required with --action settle"},
 		{"settle with zero timeout", func(o *Options) { o.Action, o.Timeout = ActionSettle, 0 }, "must be positive"},
+		{"settle with a bad selector", func(o *Options) { o.Action, o.PodSelector = ActionSettle, "a in (b" }, "--pod-selector"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := ok()

@@ -21,8 +21,9 @@ const (
 )
 
 // Settle waits until every pod of the Argo workflow RunName (uid RunUID) that
-// is not part of its exit handler has stopped. After `argo stop` Argo marks the
-// stopped steps failed at once and only then signals their pods, so without it
+// is not part of its exit handler, and matches PodSelector, has stopped. After
+// `argo stop` Argo marks the stopped steps failed at once and only then
+// signals their pods, so without it
 // the exit handler, and the workflow with it, can end while a stopped migrate
 // is still at work: the mutex is freed under it, and an `argo retry` creates
 // the retried pod under the name of the one still terminating. A pod the
@@ -62,7 +63,11 @@ func (g *Gate) Settle(ctx context.Context) error {
 // workflowPodsRunning lists the pods of this workflow, outside its exit
 // handler, that have not stopped.
 func (g *Gate) workflowPodsRunning(ctx context.Context) ([]string, error) {
-	pods, err := g.Client.CoreV1().Pods(g.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labelWorkflow + "=" + g.RunName + "," + "!" + labelOnExit})
+	sel := labelWorkflow + "=" + g.RunName + ",!" + labelOnExit
+	if g.PodSelector != "" {
+		sel += "," + g.PodSelector
+	}
+	pods, err := g.Client.CoreV1().Pods(g.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, kube.Classify(err, "list", "pods")
 	}

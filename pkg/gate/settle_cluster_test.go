@@ -20,7 +20,7 @@ import (
 // keeps a pod whose owner exists), that never starts (see pod).
 func (c *cluster) workflowPod(wf string, owner *corev1.ConfigMap, onExit bool) string {
 	c.t.Helper()
-	labels := map[string]string{labelWorkflow: wf}
+	labels := map[string]string{labelWorkflow: wf, "chartreuse.io/changes-database": "true"}
 	if onExit {
 		labels[labelOnExit] = "true"
 	}
@@ -66,7 +66,7 @@ func (c *cluster) ended(name string, phase corev1.PodPhase) {
 
 func (c *cluster) settle(wf string, uid types.UID, timeout string) stepRun {
 	c.t.Helper()
-	args := []string{"--action", ActionSettle, "--timeout", timeout}
+	args := []string{"--action", ActionSettle, "--timeout", timeout, "--pod-selector", "chartreuse.io/changes-database=true"}
 	return c.run(nil, nil, append([]string{"--run-name", wf, "--run-uid", string(uid)}, args...)...)
 }
 
@@ -96,20 +96,31 @@ func TestClusterSettleWaitsForTheWorkflowsPods(t *testing.T) {
 	earlier := c.owner("wf-earlier")
 	sameName := c.workflowPod("wf", earlier, false)
 	other := c.workflowPod("other", c.owner("other"), false)
+	unselected := c.workflowPod("wf", wf, false) // a scale-down, say: not waited for
+	p, err := c.cs.CoreV1().Pods(c.ns).Get(t.Context(), unselected, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(p.Labels, "chartreuse.io/changes-database")
+	if _, err := c.cs.CoreV1().Pods(c.ns).Update(t.Context(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	r := c.settle("wf", wf.UID, "1s")
 	if r.code != failure.CodeTransient {
 		t.Fatalf("settle with a pod still running exited %d, want %d: %s\n%s", r.code, failure.CodeTransient, r.summary.Error, r.stderr)
 	}
 	wantLog(t, r, "pod "+migrate, "still running")
-	for _, p := range []string{done, exit, sameName, other} {
+	for _, p := range []string{done, exit, sameName, other, unselected} {
 		if strings.Contains(r.summary.Error, p) {
 			t.Errorf("settle waited for pod %s: %s", p, r.summary.Error)
 		}
 	}
 
 	c.ended(migrate, corev1.PodFailed)
-	wantLog(t, c.mustRun(0, nil, "--run-name", "wf", "--run-uid", string(wf.UID), "--action", ActionSettle, "--timeout", "30s"), "every step of the run has stopped")
+	if r := c.settle("wf", wf.UID, "30s"); r.code != 0 || !strings.Contains(r.stderr, "every step of the run has stopped") {
+		t.Fatalf("settle once the pod ended: exit %d %s\n%s", r.code, r.summary.Error, r.stderr)
+	}
 
 	// A pod deleted while it runs (Argo deletes a pending one) counts until it is gone.
 	late := c.workflowPod("wf", wf, false)

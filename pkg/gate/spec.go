@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/chartreuse-go/chartreuse/pkg/kube"
@@ -28,6 +29,7 @@ type Options struct {
 	RunName        string
 	RunUID         string
 	TaskRun        string
+	PodSelector    string
 	Timeout        time.Duration
 	PollInterval   time.Duration
 	ProgressEvery  time.Duration
@@ -42,6 +44,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "database-secret", Usage: "name of the Secret holding the database URL: the gate is the Lease chartreuse-<name> (required, but for settle)", Destination: &o.DatabaseSecret},
 		&cli.StringFlag{Name: "run-name", Usage: "this PipelineRun's name, $(context.pipelineRun.name); settle: the workflow's, {{workflow.name}} (required)", Destination: &o.RunName},
 		&cli.StringFlag{Name: "run-uid", Usage: "this PipelineRun's uid, $(context.pipelineRun.uid): the holder identity; settle: the workflow's, {{workflow.uid}} (required)", Destination: &o.RunUID},
+		&cli.StringFlag{Name: "pod-selector", Usage: "settle: only the workflow's pods that also match this label selector (the WorkflowTemplate: chartreuse.io/changes-database=true)", Destination: &o.PodSelector},
 		&cli.StringFlag{Name: "task-run", Usage: "this step's TaskRun, $(context.taskRun.name): release does not wait for it", Destination: &o.TaskRun},
 		&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "acquire: how long to wait while another run holds the gate (then exit 75, naming it); release: how long to wait for the run's other tasks to stop (then the gate stays held until the run has finished, and the next run takes it over); settle: how long to wait for the workflow's pods to stop (then exit 75, naming them)", Destination: &o.Timeout},
 		&cli.DurationFlag{Name: "poll-interval", Value: 2 * time.Second, Usage: "how often to look again while waiting", Destination: &o.PollInterval},
@@ -62,6 +65,9 @@ func (o *Options) Validate() error {
 		}
 		if o.Timeout <= 0 || o.PollInterval <= 0 {
 			return fmt.Errorf("--timeout and --poll-interval must be positive")
+		}
+		if _, err := labels.Parse(o.PodSelector); err != nil {
+			return fmt.Errorf("--pod-selector %q is not a label selector: %w", o.PodSelector, err)
 		}
 		return nil
 	}
@@ -90,13 +96,13 @@ func Spec() step.Spec {
 	o := &Options{}
 	return step.Spec{
 		Name:  "gate",
-		Usage: "let one Tekton run at a time work on a database; let an Argo run end only once its steps have",
+		Usage: "let one Tekton run at a time work on a database; let an Argo run end only once its database steps have",
 		Description: "acquire takes the Lease chartreuse-<database-secret> in the run's namespace for this PipelineRun (holder: its uid), " +
 			"or proceeds when this run already holds it; while another run holds it, it waits, and exits 75 naming that run after --timeout. " +
 			"A holder whose PipelineRun is gone or finished is taken over once its TaskRuns and pods have stopped. " +
 			"release deletes the Lease if this run holds it, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same. " +
 			"settle is for Argo's exit handler: Argo ends a stopped step (argo stop) before its pod has, and frees the mutex when the workflow ends; " +
-			"settle waits until the workflow's pods outside the exit handler have stopped, and exits 75 naming those still running after --timeout.",
+			"settle waits until the workflow's pods outside the exit handler (those matching --pod-selector) have stopped, and exits 75 naming those still running after --timeout.",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
 			c, err := ko.ConnectStep("gate", env.Log)
@@ -109,7 +115,7 @@ func Spec() step.Spec {
 			}
 			g := &Gate{
 				Client: c.Interface, Dynamic: dyn, Namespace: c.Namespace, Secret: o.DatabaseSecret,
-				RunName: o.RunName, RunUID: o.RunUID, TaskRun: o.TaskRun,
+				RunName: o.RunName, RunUID: o.RunUID, TaskRun: o.TaskRun, PodSelector: o.PodSelector,
 				Timeout: o.Timeout, Poll: o.PollInterval, ProgressEvery: o.ProgressEvery, Log: env.Log,
 			}
 			switch o.Action {

@@ -114,16 +114,37 @@ func (a *attackArgo) retried(t *testing.T, c *argoCase, wf *wfv1.Workflow) (*wfv
 		t.Fatal(err)
 	}
 	t.Cleanup(pods.Stop)
-	// At once, as a person would: the run ended, so its pods have (settle). argo
-	// retry deletes the failed pods and makes new ones of the same names; before
-	// settle a new pod whose namesake was still terminating stayed Pending for 9
-	// minutes.
+	// The run ended, so its migrate and rollback pods have (settle). argo retry
+	// deletes the failed pods and makes new ones of the same names; before settle
+	// a new migrate pod whose namesake was still terminating stayed Pending for 9
+	// minutes. settle does not wait for the other steps' pods (a stopped step whose
+	// pod then exits 0 leaves a run that argo retry cannot resume): wait for them
+	// here before retrying.
 	a.wantPodsEnded(t, wf)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	if err := Poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		l, err := a.kube.CoreV1().Pods(a.argo.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "workflows.argoproj.io/workflow=" + wf.Name})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range l.Items {
+			if p.DeletionTimestamp != nil || (p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		t.Fatalf("the pods of %s did not end: %v", wf.Name, err)
+	}
 	a.argoCLI(t, "retry", wf.Name)
 	return c.wait(t, wf, nil), pods
 }
 
-// wantPodsEnded: every pod of the finished run wf has stopped.
+// wantPodsEnded: every migrate and rollback pod of the finished run wf has
+// stopped (the exit handler's settle). They are told by their template's name
+// in the pod's name, not by the label settle selects them with, so that the
+// check holds a template without settle to account too.
 func (a *attackArgo) wantPodsEnded(t *testing.T, wf *wfv1.Workflow) {
 	t.Helper()
 	l, err := a.kube.CoreV1().Pods(a.argo.Namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "workflows.argoproj.io/workflow=" + wf.Name})
@@ -131,6 +152,10 @@ func (a *attackArgo) wantPodsEnded(t *testing.T, wf *wfv1.Workflow) {
 		t.Fatal(err)
 	}
 	for _, p := range l.Items {
+		if !strings.Contains(p.Name, "-migrate-pod-") && !strings.Contains(p.Name, "-migrate-db-pod-") &&
+			!strings.Contains(p.Name, "-rollback-pod-") && !strings.Contains(p.Name, "-rollback-db-pod-") {
+			continue
+		}
 		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
 			t.Errorf("run %s ended (%s at %s) while its pod %s is %s (deleting: %v)", wf.Name, wf.Status.Phase, wf.Status.FinishedAt.Format(time.RFC3339), p.Name, p.Status.Phase, p.DeletionTimestamp != nil)
 		}
