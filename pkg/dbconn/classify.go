@@ -108,13 +108,33 @@ func Kind(err error) failure.Kind {
 		pgconn.SafeToRetry(err):
 		return failure.Transient
 	}
+	if refusedByClient(err) {
+		return failure.Permanent
+	}
 	var connErr *pgconn.ConnectError
 	if errors.As(err, &connErr) {
-		// A connect error with no server error and no network cause (e.g. the
-		// server closed the connection during start-up) is worth another try.
+		// A server that closed the connection during start-up gave io.EOF above;
+		// what is left is a target_session_attrs check (refusedByClient): a
+		// switchover can give the wanted role.
 		return failure.Transient
 	}
 	return failure.Permanent
+}
+
+// refusedByClient reports a connect error in which the server answered and the
+// client turned it down because of the connection settings: sslmode=require or
+// verify-* against a server without TLS, require_auth naming a method the
+// server does not use, channel_binding=require without TLS, a SCRAM exchange
+// that failed on the client. No server error, network error, timeout or EOF is
+// in it (Kind looked for those first), and no ValidateConnect ran — pgx returns
+// these as plain text errors, so the shape of the error decides, not its words.
+// No wait changes either side: an operator fixes the settings or the server.
+func refusedByClient(err error) bool {
+	var connErr *pgconn.ConnectError
+	if !errors.As(err, &connErr) || SQLState(err) != "" {
+		return false
+	}
+	return connErr.Config == nil || connErr.Config.ValidateConnect == nil
 }
 
 // Classify marks err with its Kind (nil stays nil).
