@@ -81,6 +81,16 @@ func checkShape(raw string) error {
 // keywords lists the keywords of a keyword/value string, read as pgx reads it
 // (libpq's grammar); ok is false when it does not parse.
 func keywords(s string) (keys []string, ok bool) {
+	pairs, ok := keyValues(s)
+	for _, p := range pairs {
+		keys = append(keys, p.key)
+	}
+	return keys, ok
+}
+
+// keyValues lists the pairs of a keyword/value string, each value as written
+// (quotes and backslashes kept); ok is false when it does not parse.
+func keyValues(s string) (pairs []setting, ok bool) {
 	const blanks = " \t\n\r\v\f"
 	s = strings.TrimLeft(s, blanks)
 	for s != "" {
@@ -92,13 +102,12 @@ func keywords(s string) (keys []string, ok bool) {
 		if key == "" || strings.ContainsAny(key, blanks) {
 			return nil, false
 		}
-		keys = append(keys, key)
 		s = strings.TrimLeft(s[eq+1:], blanks)
 		quoted := strings.HasPrefix(s, "'")
-		if quoted {
-			s = s[1:]
-		}
 		end := 0
+		if quoted {
+			end = 1
+		}
 		for ; end < len(s); end++ {
 			c := s[end]
 			if quoted && c == '\'' || !quoted && strings.IndexByte(blanks, c) >= 0 {
@@ -112,14 +121,16 @@ func keywords(s string) (keys []string, ok bool) {
 			if quoted {
 				return nil, false
 			}
+			pairs = append(pairs, setting{key, s})
 			break
 		}
 		if quoted {
 			end++ // the closing quote
 		}
+		pairs = append(pairs, setting{key, s[:end]})
 		s = strings.TrimLeft(s[end:], blanks)
 	}
-	return keys, true
+	return pairs, true
 }
 
 // knownKeywords are libpq's connection keywords and the few pgx adds.
