@@ -154,7 +154,7 @@ func Connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
 			return nil, Classify(fmt.Errorf("connecting to %s: %s (not retried): %w", Describe(cfg), problem, err))
 		}
 		if Kind(err) == failure.Permanent && refusedByClient(err) {
-			return nil, failure.AsPermanent(fmt.Errorf("connecting to %s: the connection settings and the server do not agree (fix sslmode, require_auth or channel_binding, or the server; not retried): %w", Describe(cfg), err))
+			return nil, failure.AsPermanent(fmt.Errorf("connecting to %s: %s: %w", Describe(cfg), refusedHint, err))
 		}
 		return nil, Classify(fmt.Errorf("connecting to %s: %w", Describe(cfg), err))
 	}
