@@ -262,3 +262,34 @@ func TestInvalidEnvironmentSettingIsNamed(t *testing.T) {
 		t.Fatalf("exit code %d, want 1 naming PGSSLMODE: %v", failure.Code(err), err)
 	}
 }
+
+// TestURLBehindAPrefixIsRefused: a Secret holding more than the URL — an
+// environment line (DATABASE_URL=postgres://...), a JDBC URL — parsed as one
+// keyword/value pair whose unknown keyword pgx passes to the server as a
+// setting: the step then connected to the default host (a Unix socket, PGHOST)
+// as the OS user, sending the whole URL, password included, as that setting's
+// value, and waited for it as for a server not up yet (exit 75). It is refused
+// at once (exit 1), quoting nothing.
+func TestURLBehindAPrefixIsRefused(t *testing.T) {
+	for _, raw := range []string{
+		"DATABASE_URL=postgres://app:QZJK@db.internal/app",
+		"CHARTREUSE_DATABASE_URL=postgresql://app:QZJK@db.internal:5432/app?sslmode=require",
+		"jdbc:postgresql://db.internal/app?user=app&password=QZJK",
+		"export DATABASE_URL=postgres://app:QZJK@db.internal/app",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			red := redact.New()
+			_, err := (&Options{URL: raw, ConnectTimeout: time.Second}).Config(red)
+			if failure.Code(err) != failure.CodePermanent {
+				t.Fatalf("exit code %d, want 1: %v", failure.Code(err), err)
+			}
+			if msg := err.Error(); leaked(msg) || strings.Contains(msg, "\n") || !strings.Contains(msg, "only the URL") {
+				t.Fatalf("the message quotes the string, is not one line, or does not say what to do: %s", msg)
+			}
+		})
+	}
+	// A keyword/value string whose known keywords hold "://" stays valid.
+	if _, err := (&Options{URL: "host=db dbname=app application_name=https://example.org/job", ConnectTimeout: time.Second}).Config(redact.New()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -18,6 +18,7 @@ const quoteHint = "put a value holding a blank, ' or \\ in single quotes, with a
 
 var (
 	errAuthority = errors.New("the user name and password cannot be told apart from the host: an '@' comes after a '/' or more than one '@' is present, so a piece of the password would be read as the host or the database; " + encodeHint)
+	errNotURL    = errors.New("it holds a URL that does not start the string, or one of another scheme: the value must be only the URL, starting with postgres:// or postgresql:// (no NAME= in front, no quotes, no jdbc: or other scheme)")
 	errKeyword   = errors.New("it holds a keyword libpq does not know or a keyword twice, as an unquoted password with a blank gives; " + quoteHint)
 )
 
@@ -58,12 +59,22 @@ func checkShape(raw string) error {
 		}
 		return nil
 	}
-	if strings.Contains(raw, "://") {
-		return nil // another scheme: pgx refuses it, with parseReason
-	}
 	keys, ok := keywords(raw)
 	if !ok {
+		if strings.Contains(raw, "://") {
+			return errNotURL
+		}
 		return nil // a syntax error: pgx refuses it, with parseReason
+	}
+	// A URL behind a prefix (DATABASE_URL=postgres://..., jdbc:postgresql://...)
+	// reads as one pair whose unknown keyword pgx would send to the server, the
+	// password in its value.
+	if strings.Contains(raw, "://") {
+		for _, k := range keys {
+			if !knownKeywords[k] && k != "dbname" {
+				return errNotURL
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for _, k := range keys {
