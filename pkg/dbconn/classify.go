@@ -108,13 +108,33 @@ func Kind(err error) failure.Kind {
 		pgconn.SafeToRetry(err):
 		return failure.Transient
 	}
+	if refusedByClient(err) {
+		return failure.Permanent
+	}
 	var connErr *pgconn.ConnectError
 	if errors.As(err, &connErr) {
-		// A connect error with no server error and no network cause (e.g. the
-		// server closed the connection during start-up) is worth another try.
+		// A server that closed the connection during start-up gave io.EOF above;
+		// what is left is a target_session_attrs check (refusedByClient): a
+		// switchover can give the wanted role.
 		return failure.Transient
 	}
 	return failure.Permanent
+}
+
+// refusedByClient reports a connect error in which the server answered and the
+// client turned it down because of the connection settings: sslmode=require or
+// verify-* against a server without TLS, require_auth naming a method the
+// server does not use, channel_binding=require without TLS, a SCRAM exchange
+// that failed on the client. No server error, network error, timeout or EOF is
+// in it (Kind looked for those first), and no ValidateConnect ran — pgx returns
+// these as plain text errors, so the shape of the error decides, not its words.
+// No wait changes either side: an operator fixes the settings or the server.
+func refusedByClient(err error) bool {
+	var connErr *pgconn.ConnectError
+	if !errors.As(err, &connErr) || SQLState(err) != "" {
+		return false
+	}
+	return connErr.Config == nil || connErr.Config.ValidateConnect == nil
 }
 
 // Classify marks err with its Kind (nil stays nil).
@@ -156,13 +176,37 @@ func CertificateProblem(err error) string {
 // created yet, wrong credentials, a server starting or full. The kind (transient
 // or permanent) stays the one Classify decided, by SQLSTATE or network error.
 func Explain(cfg *pgx.ConnConfig, err error) error {
+	return explain(cfg.User, cfg.Database, err)
+}
+
+// ExplainConnect is Explain for a connection database/sql opened, whose
+// settings are not at hand: the user and database come from the connect error,
+// and a connection the client refused for its settings says what to fix.
+func ExplainConnect(err error) error {
+	var connErr *pgconn.ConnectError
+	if !errors.As(err, &connErr) || connErr.Config == nil {
+		return err
+	}
+	if problem := CertificateProblem(err); problem != "" {
+		return fmt.Errorf("%s (not retried): %w", problem, err)
+	}
+	if Kind(err) == failure.Permanent && refusedByClient(err) {
+		return fmt.Errorf("%s: %w", refusedHint, err)
+	}
+	return explain(connErr.Config.User, connErr.Config.Database, err)
+}
+
+// refusedHint is what an operator does about a connection refusedByClient.
+const refusedHint = "the connection settings and the server do not agree (fix sslmode, require_auth or channel_binding, or the server; not retried)"
+
+func explain(user, database string, err error) error {
 	switch SQLState(err) {
 	case InvalidCatalogName:
-		return fmt.Errorf("database %q does not exist yet (an operator may still be creating it): %w", cfg.Database, err)
+		return fmt.Errorf("database %q does not exist yet (an operator may still be creating it): %w", database, err)
 	case InvalidPassword:
-		return fmt.Errorf("authentication failed for user %q: wrong password or no such role; fix the credentials (not retried): %w", cfg.User, err)
+		return fmt.Errorf("authentication failed for user %q: wrong password or no such role; fix the credentials (not retried): %w", user, err)
 	case InvalidAuthorization:
-		return fmt.Errorf("user %q may not connect (pg_hba.conf rejects it or the role cannot log in; not retried): %w", cfg.User, err)
+		return fmt.Errorf("user %q may not connect (pg_hba.conf rejects it or the role cannot log in; not retried): %w", user, err)
 	case CannotConnectNow:
 		return fmt.Errorf("the server is starting up, shutting down or in recovery: %w", err)
 	case TooManyConnections:

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -136,5 +137,47 @@ func TestLostSessionIsTransient(t *testing.T) {
 		if k := Kind(err); k != failure.Transient {
 			t.Errorf("Kind(%v) = %v, want transient", err, k)
 		}
+	}
+}
+
+// TestRefusedConnectionSettingsArePermanent: the server answers, and the client
+// refuses what it offers because of the connection string (sslmode=require or
+// verify-full against a server without TLS, require_auth naming a method the
+// server does not use, channel_binding=require without TLS). No wait changes
+// either side, so the steps must stop at once (exit 1), not retry to their
+// timeout (exit 75). target_session_attrs stays transient: a switchover can
+// give the wanted role.
+func TestRefusedConnectionSettingsArePermanent(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		query string
+		code  int
+	}{
+		{"sslmode=require", failure.CodePermanent},
+		{"sslmode=verify-full", failure.CodePermanent},
+		{"sslmode=disable&require_auth=md5", failure.CodePermanent},
+		{"sslmode=disable&channel_binding=require", failure.CodePermanent},
+		{"sslmode=disable&target_session_attrs=read-only", failure.CodeTransient},
+		{"sslmode=disable&target_session_attrs=standby", failure.CodeTransient},
+	} {
+		t.Run(tt.query, func(t *testing.T) {
+			u := strings.Replace(srv.URL(db), "sslmode=disable", tt.query, 1)
+			cfg, err := (&Options{URL: u, ConnectTimeout: 5 * time.Second}).Config(redact.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := Connect(ctx, cfg)
+			if conn != nil {
+				conn.Close(ctx)
+				t.Fatal("connected; the server must refuse or be refused")
+			}
+			if code := failure.Code(err); code != tt.code {
+				t.Fatalf("exit code %d, want %d: %v", code, tt.code, err)
+			}
+			if tt.code == failure.CodePermanent && !strings.Contains(err.Error(), "not retried") {
+				t.Fatalf("the message does not say it is not retried: %v", err)
+			}
+		})
 	}
 }

@@ -221,3 +221,75 @@ func TestWellFormedConnectionStringsStillParse(t *testing.T) {
 		})
 	}
 }
+
+// TestInvalidSettingIsNamed: a connection string that is well-formed but holds a
+// value pgx refuses (a misspelt sslmode, a port out of range, a timeout that is
+// no number) is refused with a message naming that setting, not one that sends
+// the operator to percent-encode a password that was never the problem. The
+// value itself is not quoted, and the password never.
+func TestInvalidSettingIsNamed(t *testing.T) {
+	for _, tt := range []struct{ raw, setting string }{
+		{"postgres://app:QZJK@db.internal/app?sslmode=requir", "sslmode"},
+		{"postgres://app:QZJK@db.internal/app?sslmode=disable&connect_timeout=soon", "connect_timeout"},
+		{"postgres://app:QZJK@db.internal:99999/app", "port"},
+		{"postgres://app:QZJK@db.internal/app?target_session_attrs=primary-ish", "target_session_attrs"},
+		{"host=db.internal port=54x32 user=app password=QZJK dbname=app", "port"},
+		{"host=db.internal user=app password='QZ JK' dbname=app sslmode=verify", "sslmode"},
+		{"host=db1,db2 port=1,2,3 user=app password=QZJK", "host"},
+		{"host=db.internal user=app password=QZJK channel_binding=always", "channel_binding"},
+	} {
+		t.Run(tt.raw, func(t *testing.T) {
+			_, err := (&Options{URL: tt.raw, ConnectTimeout: time.Second}).Config(redact.New())
+			if failure.Code(err) != failure.CodePermanent {
+				t.Fatalf("exit code %d, want 1: %v", failure.Code(err), err)
+			}
+			msg := err.Error()
+			if leaked(msg) || strings.Contains(msg, "\n") {
+				t.Fatalf("the message quotes the password or is not one line: %s", msg)
+			}
+			if !strings.Contains(msg, tt.setting) || strings.Contains(msg, "percent-encode") || strings.Contains(msg, "single quotes") {
+				t.Fatalf("the message does not name %s, or blames the quoting: %s", tt.setting, msg)
+			}
+		})
+	}
+}
+
+// TestInvalidEnvironmentSettingIsNamed: the same for a libpq variable.
+func TestInvalidEnvironmentSettingIsNamed(t *testing.T) {
+	t.Setenv("PGSSLMODE", "requir")
+	_, err := (&Options{URL: "postgres://app:QZJK@db.internal/app", ConnectTimeout: time.Second}).Config(redact.New())
+	if failure.Code(err) != failure.CodePermanent || !strings.Contains(err.Error(), "PGSSLMODE") {
+		t.Fatalf("exit code %d, want 1 naming PGSSLMODE: %v", failure.Code(err), err)
+	}
+}
+
+// TestURLBehindAPrefixIsRefused: a Secret holding more than the URL — an
+// environment line (DATABASE_URL=postgres://...), a JDBC URL — parsed as one
+// keyword/value pair whose unknown keyword pgx passes to the server as a
+// setting: the step then connected to the default host (a Unix socket, PGHOST)
+// as the OS user, sending the whole URL, password included, as that setting's
+// value, and waited for it as for a server not up yet (exit 75). It is refused
+// at once (exit 1), quoting nothing.
+func TestURLBehindAPrefixIsRefused(t *testing.T) {
+	for _, raw := range []string{
+		"DATABASE_URL=postgres://app:QZJK@db.internal/app",
+		"CHARTREUSE_DATABASE_URL=postgresql://app:QZJK@db.internal:5432/app?sslmode=require",
+		"jdbc:postgresql://db.internal/app?user=app&password=QZJK",
+		"export DATABASE_URL=postgres://app:QZJK@db.internal/app",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			red := redact.New()
+			_, err := (&Options{URL: raw, ConnectTimeout: time.Second}).Config(red)
+			if failure.Code(err) != failure.CodePermanent {
+				t.Fatalf("exit code %d, want 1: %v", failure.Code(err), err)
+			}
+			if msg := err.Error(); leaked(msg) || strings.Contains(msg, "\n") || !strings.Contains(msg, "only the URL") {
+				t.Fatalf("the message quotes the string, is not one line, or does not say what to do: %s", msg)
+			}
+		})
+	}
+	// A keyword/value string whose known keywords hold "://" stays valid.
+	if _, err := (&Options{URL: "host=db dbname=app application_name=https://example.org/job", ConnectTimeout: time.Second}).Config(redact.New()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -84,6 +84,9 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 		if errors.As(err, &pe) {
 			return nil, failure.Permanentf("the database URL from %s names a file that cannot be read: %s: %v (mount the certificate or key there, or fix sslrootcert/sslcert/sslkey)", o.source(), pe.Path, pe.Err)
 		}
+		if bad := badSetting(raw); bad != "" {
+			return nil, failure.Permanentf("the database %s from %s is not valid: the value of %s is not one libpq accepts: fix it (the connection parameters: https://www.postgresql.org/docs/current/libpq-connect.html)", formName(raw), o.source(), bad)
+		}
 		return nil, failure.Permanentf("the database %s from %s is not valid: %s", formName(raw), o.source(), parseReason(raw))
 	}
 	// A host name never holds '@': one that does took a piece of a password whose
@@ -149,6 +152,9 @@ func Connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
 	if err != nil {
 		if problem := CertificateProblem(err); problem != "" {
 			return nil, Classify(fmt.Errorf("connecting to %s: %s (not retried): %w", Describe(cfg), problem, err))
+		}
+		if Kind(err) == failure.Permanent && refusedByClient(err) {
+			return nil, failure.AsPermanent(fmt.Errorf("connecting to %s: %s: %w", Describe(cfg), refusedHint, err))
 		}
 		return nil, Classify(fmt.Errorf("connecting to %s: %w", Describe(cfg), err))
 	}

@@ -18,6 +18,7 @@ const quoteHint = "put a value holding a blank, ' or \\ in single quotes, with a
 
 var (
 	errAuthority = errors.New("the user name and password cannot be told apart from the host: an '@' comes after a '/' or more than one '@' is present, so a piece of the password would be read as the host or the database; " + encodeHint)
+	errNotURL    = errors.New("it holds a URL that does not start the string, or one of another scheme: the value must be only the URL, starting with postgres:// or postgresql:// (no NAME= in front, no quotes, no jdbc: or other scheme)")
 	errKeyword   = errors.New("it holds a keyword libpq does not know or a keyword twice, as an unquoted password with a blank gives; " + quoteHint)
 )
 
@@ -58,12 +59,22 @@ func checkShape(raw string) error {
 		}
 		return nil
 	}
-	if strings.Contains(raw, "://") {
-		return nil // another scheme: pgx refuses it, with parseReason
-	}
 	keys, ok := keywords(raw)
 	if !ok {
+		if strings.Contains(raw, "://") {
+			return errNotURL
+		}
 		return nil // a syntax error: pgx refuses it, with parseReason
+	}
+	// A URL behind a prefix (DATABASE_URL=postgres://..., jdbc:postgresql://...)
+	// reads as one pair whose unknown keyword pgx would send to the server, the
+	// password in its value.
+	if strings.Contains(raw, "://") {
+		for _, k := range keys {
+			if !knownKeywords[k] && k != "dbname" {
+				return errNotURL
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for _, k := range keys {
@@ -81,6 +92,16 @@ func checkShape(raw string) error {
 // keywords lists the keywords of a keyword/value string, read as pgx reads it
 // (libpq's grammar); ok is false when it does not parse.
 func keywords(s string) (keys []string, ok bool) {
+	pairs, ok := keyValues(s)
+	for _, p := range pairs {
+		keys = append(keys, p.key)
+	}
+	return keys, ok
+}
+
+// keyValues lists the pairs of a keyword/value string, each value as written
+// (quotes and backslashes kept); ok is false when it does not parse.
+func keyValues(s string) (pairs []setting, ok bool) {
 	const blanks = " \t\n\r\v\f"
 	s = strings.TrimLeft(s, blanks)
 	for s != "" {
@@ -92,13 +113,12 @@ func keywords(s string) (keys []string, ok bool) {
 		if key == "" || strings.ContainsAny(key, blanks) {
 			return nil, false
 		}
-		keys = append(keys, key)
 		s = strings.TrimLeft(s[eq+1:], blanks)
 		quoted := strings.HasPrefix(s, "'")
-		if quoted {
-			s = s[1:]
-		}
 		end := 0
+		if quoted {
+			end = 1
+		}
 		for ; end < len(s); end++ {
 			c := s[end]
 			if quoted && c == '\'' || !quoted && strings.IndexByte(blanks, c) >= 0 {
@@ -112,14 +132,16 @@ func keywords(s string) (keys []string, ok bool) {
 			if quoted {
 				return nil, false
 			}
+			pairs = append(pairs, setting{key, s})
 			break
 		}
 		if quoted {
 			end++ // the closing quote
 		}
+		pairs = append(pairs, setting{key, s[:end]})
 		s = strings.TrimLeft(s[end:], blanks)
 	}
-	return keys, true
+	return pairs, true
 }
 
 // knownKeywords are libpq's connection keywords and the few pgx adds.

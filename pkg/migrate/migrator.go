@@ -99,7 +99,7 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 	}
 	c := <-connCh
 	if c.err != nil {
-		return nil, dbconn.Classify(fmt.Errorf("connecting to the database: %w", c.err))
+		return nil, dbconn.Classify(fmt.Errorf("connecting to the database: %w", dbconn.ExplainConnect(c.err)))
 	}
 	if mode == ModeResolve {
 		c.conn.Close()

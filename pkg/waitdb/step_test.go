@@ -262,3 +262,83 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestArgumentsAreNotEchoed: a connection string whose password holds a blank,
+// passed unquoted through a shell or a template, reaches the step as several
+// arguments; the flag takes the first piece and the rest are positional
+// arguments, pieces of the password. The usage error names the mistake without
+// quoting them (nothing is registered with the redactor yet, and the pieces
+// match no URL or password= pattern).
+func TestArgumentsAreNotEchoed(t *testing.T) {
+	for _, args := range [][]string{
+		{"--database-url", "postgres://app:QZJK", "VWYQ@db.internal/app"},
+		{"--database-url", "host=db.internal", "password=QZJK", "VWYQ", "dbname=app"},
+		{"--database-url", "host=db.internal password='QZJK", "VWYQ'"},
+	} {
+		o := runStep(t, args...)
+		line := strings.TrimSpace(o.stderr)
+		if o.code != 2 || strings.Contains(line, "\n") || !strings.Contains(line, "unexpected argument") {
+			t.Fatalf("%q: code %d, stderr %q; want exit 2 with one line", args, o.code, o.stderr)
+		}
+		if strings.ContainsAny(o.stdout+o.stderr, "QZJKVWY") {
+			t.Fatalf("%q: a piece of the password is printed: %s", args, o.stdout+o.stderr)
+		}
+	}
+}
+
+// TestUnusualTargetsKeepThePasswordAndTheExitCode: the host forms the other
+// tests do not use — a Unix socket directory, a host list whose first member
+// refuses connections, a server that does not speak TLS under
+// sslmode=require — with a password holding URL delimiters. Each gives the
+// documented exit code on the first attempt where no retry can help, and the
+// password is in no output: logs (text and JSON, debug), summary, results.
+func TestUnusualTargetsKeepThePasswordAndTheExitCode(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	const pw = "QZ@J:K/V%W?Y#x y'z"
+	role := newRole(t, srv, pw)
+	up := strconv.Itoa(srv.Port)
+	closed := strconv.Itoa(pgenv.ClosedPort(t))
+	user := url.UserPassword(role, pw).String()
+	kv := func(pw string) string { return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw) + "'" }
+	for _, tt := range []struct {
+		name     string
+		url      string
+		code     int
+		attempts int // 0: more than one
+	}{
+		{"unix socket (trusted)", "host=" + srv.Dir + " port=" + up + " user=" + role + " password=" + kv(pw) + " dbname=" + db, 0, 1},
+		{"host list, first refuses", "postgres://" + user + "@127.0.0.1:" + closed + ",127.0.0.1:" + up + "/" + db + "?sslmode=disable", 0, 1},
+		{"host list, wrong password", "postgres://" + url.UserPassword(role, pw+"x").String() + "@127.0.0.1:" + closed + ",127.0.0.1:" + up + "/" + db + "?sslmode=disable", 1, 1},
+		{"host list, all refuse", "host=127.0.0.1,127.0.0.1 port=" + closed + "," + closed + " user=" + role + " password=" + kv(pw) + " dbname=" + db, 75, 0},
+		{"sslmode=require, no TLS on the server", "postgres://" + user + "@127.0.0.1:" + up + "/" + db + "?sslmode=require", 1, 1},
+		{"PGSSLMODE=verify-full, no TLS on the server", "postgres://" + user + "@127.0.0.1:" + up + "/" + db, 1, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if strings.HasPrefix(tt.name, "PGSSLMODE") {
+				t.Setenv("PGSSLMODE", "verify-full")
+			}
+			for _, format := range []string{"text", "json"} {
+				dir := t.TempDir()
+				o := runStep(t, "--database-url", tt.url, "--timeout", "1s", "--connect-timeout", "1s",
+					"--log-level", "debug", "--log-format", format, "--results-dir", dir)
+				if o.code != tt.code {
+					t.Fatalf("code %d, want %d\n%s", o.code, tt.code, o.stderr)
+				}
+				if n := o.attempts(t); tt.attempts > 0 && n != tt.attempts || tt.attempts == 0 && n < 2 {
+					t.Errorf("attempts = %d, want %d (0: more than one)", n, tt.attempts)
+				}
+				all := o.stdout + o.stderr
+				entries, _ := os.ReadDir(dir)
+				for _, e := range entries {
+					b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+					all += string(b)
+				}
+				for _, piece := range []string{"QZ", "K/V", "W?Y", "x y", "%W", "QZ%40", "y'z"} {
+					if strings.Contains(all, piece) {
+						t.Fatalf("%s output holds %q of the password:\n%s", format, piece, all)
+					}
+				}
+			}
+		})
+	}
+}
