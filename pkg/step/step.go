@@ -77,9 +77,7 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				// Not quoted back: such an argument is often the rest of a value
-				// whose blank split it (a password), and no secret is known yet.
-				return fmt.Errorf("unexpected argument (%d of them after the flags, not shown): %s takes flags only; put a value holding a blank in quotes, as one argument", c.NArg(), spec.Name)
+				return fmt.Errorf("unexpected argument %q: %s takes flags only", c.Args().First(), spec.Name)
 			}
 			ran = true
 			env, runErr = runAttempts(ctx, spec, common, red, stderr)
