@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 t0=$(date +%s)
 started=$(mktemp /tmp/run-tests-started.XXXXXX)
 built=$(mktemp -d /tmp/run-tests-built.XXXXXX)
+# every test's output, for the failure summary printed last (CI shows only the tail)
+out=$(mktemp /tmp/run-tests-output.XXXXXX)
 bpid=
-trap '[[ -n $bpid ]] && kill "$bpid" 2>/dev/null; rm -rf "$started" "$built"' EXIT
+trap '[[ -n $bpid ]] && kill "$bpid" 2>/dev/null; rm -rf "$started" "$built" "$out"' EXIT
 test/install-deps.sh
 go mod download
 go build ./...
@@ -39,7 +41,7 @@ bpid=$!
 status=0
 # These own their cluster: kubeenv checks its own teardown, and the Kubernetes fault
 # suite restarts the API server, which it does not do to a shared cluster.
-go test -count=1 -timeout 30m ./test/kubeenv/ ./test/images/ ./test/faults/kube/ || status=1
+go test -count=1 -timeout 30m ./test/kubeenv/ ./test/images/ ./test/faults/kube/ 2>&1 | tee -a "$out" || status=1
 
 wait "$bpid" || exit 1
 bpid=
@@ -49,7 +51,14 @@ done
 echo "run-tests: set-up and the first tests took $(($(date +%s) - t0))s"
 
 mapfile -t pkgs < <(go list ./... | grep -v -e '/test/kubeenv$' -e '/test/images$' -e '/test/faults/kube$')
-test/env.sh run go test -count=1 -timeout 60m "${pkgs[@]}" || status=1
+test/env.sh run go test -count=1 -timeout 60m "${pkgs[@]}" 2>&1 | tee -a "$out" || status=1
+
+# Without -v, go test prints only failing tests' logs; their first lines (file:line:
+# message) and the FAIL lines, without the server-log tails, are the summary.
+if [[ $status -ne 0 ]]; then
+	echo "run-tests: failure summary (the full output is above):"
+	grep -E '^\s*(--- FAIL|FAIL\s|panic:)|^\s+[A-Za-z0-9_]+\.go:[0-9]+: ' "$out" | cut -c1-400 | head -n 200 || true
+fi
 
 test/check-clean.sh "$started" || status=1
 echo "run-tests: finished in $(($(date +%s) - t0))s, status $status"

@@ -50,6 +50,11 @@ func TestKillAtRandomPoints(t *testing.T) {
 				p.Kill()
 			}
 			r := pe.finish(p, "killed run", time.Minute)
+			// Exit 0 with the kill sent: the run ended between Running and Kill (the
+			// signal reached a process already exited), as under load near the end.
+			if killed && r.Code == 0 {
+				killed = false
+			}
 			if !killed {
 				outcomes = append(outcomes, outcome{delay, -1})
 				t.Logf("the run finished (exit %d) before the kill", r.Code)
