@@ -50,7 +50,11 @@ for t in "${tools[@]}"; do
 done
 echo "run-tests: set-up and the first tests took $(($(date +%s) - t0))s"
 
-mapfile -t pkgs < <(go list ./... | grep -v -e '/test/kubeenv$' -e '/test/images$' -e '/test/faults/kube$')
+# The longest packages first: go test starts them as soon as they are built, and the
+# short ones fill the other slot meanwhile (listed last, e2e alone outlasts the rest).
+slow=(./test/e2e ./test/helmchart)
+mapfile -t pkgs < <(go list ./... | grep -v -e '/test/kubeenv$' -e '/test/images$' -e '/test/faults/kube$' -e '/test/e2e$' -e '/test/helmchart$')
+pkgs=("${slow[@]}" "${pkgs[@]}")
 test/env.sh run go test -count=1 -timeout 60m "${pkgs[@]}" 2>&1 | tee -a "$out" || status=1
 
 # Without -v, go test prints only failing tests' logs; their first lines (file:line:
