@@ -245,6 +245,14 @@ func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
 			row = &st.Dirty[i]
 		}
 	}
+	if row == nil && len(st.Dirty) == 0 && st.Exists && settledAs(st, src, v, as) {
+		// The record is gone and the version table says what --as asks: this
+		// resolution (or the same one before, whose commit's answer was lost)
+		// already went through, so a rerun succeeds without changing anything.
+		m.Log.Info("nothing to resolve: no migration is recorded as stopped partway, and the version is already recorded as --as says",
+			"version", v, "as", string(as))
+		return resolvedReport(st, src, v, as), nil
+	}
 	if row == nil {
 		dirty := make([]int64, len(st.Dirty))
 		for i, d := range st.Dirty {
@@ -276,6 +284,10 @@ func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
 			"--resolve %d --as not-applied: %s cannot delete the version's checksum row from %s, and with it left there the next run would refuse the version as recorded applied", v, st.CurrentUser, st.sumsTable()))
 	}
 	if _, err := lk.conn.ExecContext(ctx, st.resolveSQL(as, v), pgx.QueryExecModeExec, v); err != nil {
+		if dbconn.Kind(err) == failure.Transient {
+			// The statement commits itself: lost with its session, its outcome is unknown.
+			return nil, failure.AsTransient(fmt.Errorf("resolving migration %d: whether it committed is unknown; run the same --resolve again, which finds it settled or settles it: %w", v, err))
+		}
 		return nil, dbconn.Classify(fmt.Errorf("resolving migration %d: %w", v, err))
 	}
 	m.Log.Info("resolved a migration that had stopped partway", "version", v, "file", row.File, "direction", row.Direction,
@@ -284,6 +296,20 @@ func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
 	if err != nil {
 		return nil, dbconn.Classify(fmt.Errorf("inspecting the database: %w", err))
 	}
+	return resolvedReport(st, src, v, as), nil
+}
+
+// settledAs reports whether the version table already records v as as says:
+// applied, it has a row for v; not applied, it has none. v must be one of the
+// files, so that a mistyped version is still refused.
+func settledAs(st *State, src Sources, v int64, as Resolution) bool {
+	recorded := slices.ContainsFunc(st.Rows, func(r Row) bool { return r.Version == v })
+	_, known := src.Get(v)
+	return known && recorded == (as == ResolvedApplied)
+}
+
+// resolvedReport is --resolve's report from the state read after it.
+func resolvedReport(st *State, src Sources, v int64, as Resolution) *Report {
 	rep := &Report{Mode: ModeResolve}
 	for _, r := range st.Rows {
 		rep.Current = max(rep.Current, r.Version)
@@ -296,5 +322,5 @@ func (m *Migrator) resolve(ctx context.Context, src Sources) (*Report, error) {
 			rep.Target = max(rep.Target, v)
 		}
 	}
-	return rep, nil
+	return rep
 }

@@ -139,15 +139,15 @@ func (r *run) s14SlowCommit(v int64) {
 		FOR EACH ROW WHEN (NEW.version_id = `+strconv.FormatInt(v, 10)+`) EXECUTE FUNCTION s14_slow()`)
 }
 
-// s14CommitLostAfterCommitting runs migrate through the proxy and, while the
+// s14CommitLostAfterCommitting runs migrate (with args) through the proxy and, while the
 // commit of version v's row sleeps, stalls the connection; once the server has
 // committed (the session is idle again), it resets the connection, so the
 // client never learns that the COMMIT succeeded.
-func (r *run) s14CommitLostAfterCommitting(px *s14Proxy) (first string, code int) {
+func (r *run) s14CommitLostAfterCommitting(px *s14Proxy, args ...string) (first string, code int) {
 	r.t.Helper()
 	ctx := context.Background()
 	attacker := r.connect()
-	p := r.start("migrate", appDefault)
+	p := r.start("migrate", appDefault, args...)
 	var pid int32
 	waitfor.True(r.t, "the version row's commit to sleep", time.Minute, func() bool {
 		err := attacker.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND usename = $1
