@@ -55,7 +55,7 @@ echo "run-tests: set-up and the first tests took $(($(date +%s) - t0))s"
 slow=(./test/e2e ./test/helmchart)
 mapfile -t pkgs < <(go list ./... | grep -v -e '/test/kubeenv$' -e '/test/images$' -e '/test/faults/kube$' -e '/test/e2e$' -e '/test/helmchart$')
 pkgs=("${slow[@]}" "${pkgs[@]}")
-test/env.sh run go test -count=1 -timeout 60m "${pkgs[@]}" 2>&1 | tee -a "$out" || status=1
+test/env.sh run go test -count=1 -timeout 70m "${pkgs[@]}" 2>&1 | tee -a "$out" || status=1
 
 # Without -v, go test prints only failing tests' logs; their first lines (file:line:
 # message) and the FAIL lines, without the server-log tails, are the summary.

@@ -96,11 +96,13 @@ func TestArgo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Argo Workflows on the local cluster (not with -short)")
 	}
+	// Beside TestTekton and TestCLI: its own namespace, image and database server.
+	t.Parallel()
 	env := kubeenv.Shared(t)
 	start := time.Now()
 	s := newArgoSuite(t, env, env.NewNamespace(t))
 
-	// The scenarios run side by side, scenarioSlots at a time (t.Run from several
+	// The scenarios run side by side, in the shared slots (t.Run from several
 	// goroutines), whatever -test.parallel says: they mostly wait for pods.
 	scenarios := []scenario{
 		{"nothing-pending", s.testNothingPending},

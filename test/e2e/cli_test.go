@@ -137,10 +137,6 @@ func TestCLI(t *testing.T) {
 	s.sh = newCLIShell(t, env, repo, argoDir, tknDir)
 	t.Logf("cli: set-up took %s", time.Since(start).Round(100*time.Millisecond))
 
-	type scenario struct {
-		name string
-		run  func(t *testing.T)
-	}
 	var scenarios []scenario
 	if argo != nil {
 		a := &cliArgo{cliSuite: s, argo: argo}
@@ -178,16 +174,7 @@ func TestCLI(t *testing.T) {
 			t.Skipf("%s is not set: build tkn with test/tools/tkn/build.sh and export the directory it prints", tknEnv)
 		}})
 	}
-	// Side by side (t.Run from several goroutines): they mostly wait for pods.
-	var sw sync.WaitGroup
-	for _, sc := range scenarios {
-		sw.Go(func() {
-			t0 := time.Now()
-			t.Run(sc.name, sc.run)
-			t.Logf("cli: scenario %s took %s", sc.name, time.Since(t0).Round(100*time.Millisecond))
-		})
-	}
-	sw.Wait()
+	runScenarios(t, "cli", scenarios)
 	t.Logf("cli: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
 }
 

@@ -6,11 +6,15 @@ import (
 	"time"
 )
 
-// scenarioSlots bounds how many scenarios of one engine run at once. With all
-// of them at once (over 20 per engine) the 2-core CI node thrashed: plan's SQL
-// parser took 6 to 59 s to start in its pods (1.5 s on an idle node) and runs
-// hit their 8-minute waits.
+// scenarioSlots bounds how many scenarios run at once, all suites together
+// (TestArgo, TestTekton and TestCLI run side by side and share the slots, so
+// that one suite's last long scenarios do not run alone). With all of them at
+// once (over 20 per engine) the 2-core CI node thrashed: plan's SQL parser
+// took 6 to 59 s to start in its pods (1.5 s on an idle node) and runs hit
+// their 8-minute waits.
 const scenarioSlots = 8
+
+var slots = make(chan struct{}, scenarioSlots)
 
 // scenario is one end-to-end case of an engine's suite.
 type scenario struct {
@@ -18,10 +22,9 @@ type scenario struct {
 	run  func(t *testing.T)
 }
 
-// runScenarios runs the scenarios as subtests of t, scenarioSlots at a time,
-// logging how long each took once it had a slot.
+// runScenarios runs the scenarios as subtests of t, each once it has one of
+// the slots, logging how long it took then.
 func runScenarios(t *testing.T, engine string, scenarios []scenario) {
-	slots := make(chan struct{}, scenarioSlots)
 	var wg sync.WaitGroup
 	for _, sc := range scenarios {
 		wg.Go(func() {

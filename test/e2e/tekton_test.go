@@ -24,9 +24,11 @@ import (
 // migrations from a real git server (test/gitserver) on the cluster bridge,
 // migrations-image from a real registry (test/registry) there.
 func TestTekton(t *testing.T) {
+	// Beside TestArgo and TestCLI: its own namespaces, image and database server.
+	t.Parallel()
 	s := newTektonSuite(t)
 	start := time.Now()
-	// The scenarios run side by side, scenarioSlots at a time (t.Run from several
+	// The scenarios run side by side, in the shared slots (t.Run from several
 	// goroutines), whatever -test.parallel says: they mostly wait for pods.
 	scenarios := []scenario{
 		{"nothing-pending", s.testNothingPending},
