@@ -954,8 +954,30 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 			return failure.AsPermanent(me)
 		}
 		return failure.AsTransient(me)
+	case dbconn.ReadOnlySQLTransaction:
+		// Transient on a standby (a switchover). On a primary whose sessions may
+		// write (checkReadOnly ran before), the migration made its own
+		// transaction read-only, and every retry would do it again.
+		if m.writablePrimary(ctx, pc) {
+			me.Detail += "; the server is a primary whose sessions may write, so the migration itself made its transaction read-only (SET TRANSACTION READ ONLY, BEGIN READ ONLY, SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY or SET default_transaction_read_only): remove that from the file; nothing of it was applied"
+			return failure.AsPermanent(me)
+		}
+		return failure.AsTransient(me)
 	}
 	return dbconn.Classify(me)
+}
+
+// writablePrimary reports whether the lock's session, its failed transaction
+// rolled back, is on a primary and may write; false when that cannot be read.
+func (m *Migrator) writablePrimary(ctx context.Context, pc *pgx.Conn) bool {
+	if pc.PgConn().IsClosed() || pc.PgConn().TxStatus() != 'I' {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var writable bool
+	err := pc.QueryRow(ctx, `SELECT NOT pg_is_in_recovery() AND NOT current_setting('transaction_read_only')::bool`).Scan(&writable)
+	return err == nil && writable
 }
 
 // detail explains err for the message: SQLSTATE, message, place in the file.

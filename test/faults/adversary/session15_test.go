@@ -62,3 +62,33 @@ func TestS15ResolveAgainAfterItsCommitWasLost(t *testing.T) {
 		})
 	}
 }
+
+// Finding 2 (a retry that cannot help). A migration that makes its own
+// transaction read-only (SET TRANSACTION READ ONLY, then a write) failed with
+// SQLSTATE 25006, which the step takes as a standby after a switchover: exit
+// 75, retried by the workflow until its retries ran out, each time the same,
+// and the message never said that the file did it.
+//
+// Fixed (Migrator.failed, writablePrimary): on a primary whose sessions may
+// write, 25006 in a migration is permanent (exit 1) and names the cause.
+func TestS15MigrationMakingItsTransactionReadOnlyIsPermanent(t *testing.T) {
+	for name, stmt := range map[string]string{
+		"set transaction":         "SET TRANSACTION READ ONLY;",
+		"session characteristics": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;\nSET TRANSACTION READ ONLY;",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := s10Run(t, map[string]string{
+				"1_a.sql": "-- +goose Up\n" + logInsert(1, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 1;\n",
+				"2_b.sql": "-- +goose Up\n" + stmt + "\n" + logInsert(2, 1, 0) + "\n-- +goose Down\nDELETE FROM adv_log WHERE version = 2;\n",
+			})
+			res := r.migrate("migrate", appDefault)
+			out := res.Output()
+			if res.Code != 1 || !strings.Contains(out, "the migration itself made its transaction read-only") {
+				t.Fatalf("exit %d, want 1 naming the migration's own read-only transaction\n%s", res.Code, s10Out(res))
+			}
+			if s := r.snapshot(); s.rows[1] != 1 || s.rows[2] != 0 || len(s.dirty) != 0 || r.ran(2, 1) != 0 {
+				t.Fatalf("version rows %v, dirty %v, migration 2 ran %d times; want 1 applied, 2 not", s.rows, s.dirty, r.ran(2, 1))
+			}
+		})
+	}
+}
