@@ -145,6 +145,7 @@ echo /the/output/dir
 		body:       "progress slow 100 -- bash -c 'sleep 1.2; exit 3'\necho not reached\n",
 		wantCode:   3,
 		minBeats:   1,
+		want:       []string{"fake: slow: failed or interrupted after "},
 		notWant:    []string{"not reached", "done in"},
 		wantStdout: "",
 	}, {
