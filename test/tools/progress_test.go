@@ -224,3 +224,70 @@ func TestProgressInterrupted(t *testing.T) {
 		t.Errorf("the script went on after SIGINT")
 	}
 }
+
+// fakeGo is a `go` for running the build.sh scripts in seconds: list prints
+// packages, build sleeps FAKE_GO_SLEEP and makes an executable per package in
+// its -o folder (then fails if FAKE_GO_FAIL is set), mod does nothing.
+const fakeGo = `#!/bin/bash
+case $1 in
+list) for i in $(seq 1 150); do echo "example.com/p$i"; done ;;
+mod) ;;
+build)
+	shift; o=; pkgs=()
+	while (($#)); do case $1 in -o) o=$2; shift 2 ;; -ldflags) shift 2 ;; -*) shift ;; *) pkgs+=("$1"); shift ;; esac; done
+	sleep "${FAKE_GO_SLEEP:-0}"
+	for p in "${pkgs[@]}"; do printf '#!/bin/sh\n' >"$o/${p##*/}"; chmod +x "$o/${p##*/}"; done
+	if [[ -n ${FAKE_GO_FAIL:-} ]]; then echo "fake go: compile error" >&2; exit 1; fi ;;
+*) echo "fake go: $*" >&2; exit 1 ;;
+esac
+`
+
+// TestBuildProgress runs kube/build.sh and triggers/build.sh (the go build
+// and build_go shapes) with a fake go: a first build prints its heartbeat on
+// stderr and only its folder, last, on stdout; a failed one says so and
+// leaves no temporary folder; a warm run prints the folder and nothing else.
+func TestBuildProgress(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(fakeGo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ tool, what, dir string }{
+		{"kube", "Kubernetes", `kube-v[0-9.]+/bin`},
+		{"triggers", "Tekton Triggers", `triggers-v[0-9.]+/bin`},
+	} {
+		t.Run(tc.tool, func(t *testing.T) {
+			t.Parallel()
+			cache := t.TempDir()
+			build := func(env ...string) run {
+				return runScript(t, "./"+tc.tool+"/build.sh | tail -n1\n",
+					append([]string{"PATH=" + bin + ":/usr/local/bin:/usr/bin:/bin", "CHARTREUSE_CACHE=" + cache}, env...)...)
+			}
+			wantDir := regexp.MustCompile(`^` + regexp.QuoteMeta(cache) + `/` + tc.dir + "\n$")
+			beat := regexp.MustCompile(`(?m)^build.sh: building ` + tc.what + ` v[0-9.]+: [0-9]+s elapsed \(a first run took about [0-9]+ (s|min) on 2 cores\)$`)
+
+			r := build("FAKE_GO_SLEEP=0.8", "FAKE_GO_FAIL=1")
+			if r.code != 1 || !strings.Contains(r.stderr, ": failed or interrupted after ") {
+				t.Errorf("failed build: exit %d, stderr:\n%s", r.code, r.stderr)
+			}
+			if left, _ := filepath.Glob(filepath.Join(cache, "*", "bin*")); len(left) > 0 {
+				t.Errorf("failed build left %v", left)
+			}
+
+			r = build("FAKE_GO_SLEEP=0.8")
+			if r.code != 0 || !wantDir.MatchString(r.stdout) {
+				t.Fatalf("first build: exit %d, stdout %q; stderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			if !beat.MatchString(r.stderr) || !strings.Contains(r.stderr, ": done in ") {
+				t.Errorf("first build: no heartbeat or final line on stderr:\n%s", r.stderr)
+			}
+
+			warm := build()
+			if warm.code != 0 || warm.stdout != r.stdout || warm.stderr != "" {
+				t.Errorf("warm run: exit %d, stdout %q (want %q), stderr %q (want nothing)", warm.code, warm.stdout, r.stdout, warm.stderr)
+			}
+		})
+	}
+}
