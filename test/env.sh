@@ -3,7 +3,7 @@
 # shared by several test packages. Needs root.
 #
 #   test/env.sh up          install missing Debian packages, build the Kubernetes
-#                           binaries (first time only, ~7 min), start the
+#                           binaries (first time only, ~20 min), start the
 #                           environment in $CHARTREUSE_ENV_DIR (default
 #                           /tmp/chartreuse-env); prints the export lines
 #   test/env.sh down        stop it and undo every host change (fails, keeping

@@ -9,6 +9,10 @@
 # apt-get update), so warm runs are instant. Packages' own services are not
 # started (the tests start their own servers with their own configuration).
 set -euo pipefail
+# shellcheck source=test/tools/progress.sh
+. "$(dirname "${BASH_SOURCE[0]}")/tools/progress.sh"
+# shellcheck disable=SC2034 # read by progress
+progress_who=install-deps
 
 pkgs=(
 	etcd-server etcd-client
@@ -46,8 +50,10 @@ if [[ ! -e $policy ]]; then
 	trap '"${sudo[@]}" rm -f "$policy"' EXIT
 fi
 
-"${sudo[@]}" apt-get update -q
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Both print as they go, but a slow mirror or a package's set-up can keep them
+# quiet for minutes: progress says how long they have been at it.
+progress "apt-get update" 0 -- "${sudo[@]}" apt-get update -q
+progress "apt-get install of ${#missing[@]} packages" 0 -- "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 
 # docker-registry's package enables its service (a registry on :5000 for every
 # user): the tests run their own, so it is stopped if it started and disabled.

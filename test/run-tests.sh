@@ -8,6 +8,10 @@
 #   3. a check that nothing was left running or lying around.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=test/tools/progress.sh
+. test/tools/progress.sh
+# shellcheck disable=SC2034 # read by progress
+progress_who=run-tests
 [[ $(id -u) -eq 0 ]] || { echo "run-tests: the real-server tests need root (they run PostgreSQL as postgres and a kubelet)" >&2; exit 1; }
 
 t0=$(date +%s)
@@ -17,20 +21,27 @@ built=$(mktemp -d /tmp/run-tests-built.XXXXXX)
 out=$(mktemp /tmp/run-tests-output.XXXXXX)
 bpid=
 trap '[[ -n $bpid ]] && kill "$bpid" 2>/dev/null; rm -rf "$started" "$built" "$out"' EXIT
-test/install-deps.sh
-go mod download
-go build ./...
-echo "run-tests: building the Kubernetes binaries (first run only)"
-test/tools/kube/build.sh >/dev/null
 
 # The engines and CLIs the shared-cluster tests need, as test/tools/<dir>:<variable>
 # (each build.sh prints its output directory last).
 # triggers after tekton: most packages it needs are compiled by then.
 tools=(argo:CHARTREUSE_ARGO_DIR tekton:CHARTREUSE_TEKTON_BIN triggers:CHARTREUSE_TRIGGERS_BIN argo-cli:CHARTREUSE_ARGO_CLI_BIN tkn:CHARTREUSE_TKN_BIN)
+for t in kube "${tools[@]%%:*}"; do
+	if ! test/tools/"$t"/build.sh --print-dir >/dev/null 2>&1; then
+		# Measured here on two cores: the builds took Kubernetes 1192 s, Argo
+		# 841 s, tkn 746 s, Tekton 363 s, Triggers 81 s, the argo CLI 26 s.
+		echo "run-tests: first run: building Kubernetes, Argo Workflows, Tekton (Pipelines, Triggers) and the argo and tkn CLIs from source; on two cores the set-up and the first tests took about 70 minutes here on a loaded machine (7 when warm), and the rest of the suite takes about 25 more. Each step says every 30 s how long it has been running."
+		break
+	fi
+done
+
+test/install-deps.sh
+progress "go mod download" 0 -- go mod download
+progress "go build ./..." 0 -- go build ./...
+test/tools/kube/build.sh >/dev/null
 # The first group of tests needs only Kubernetes, so on a first run these build
 # meanwhile (each build.sh runs under nice and prints its progress); a warm run
 # finds them at once.
-echo "run-tests: building Argo Workflows, Tekton (Pipelines, Triggers) and the argo and tkn CLIs (first run only) while the first tests run"
 (
 	for t in "${tools[@]}"; do
 		test/tools/"${t%%:*}"/build.sh | tail -n1 >"$built/${t#*:}" || { echo "run-tests: building ${t%%:*} failed" >&2; exit 1; }
@@ -41,7 +52,7 @@ bpid=$!
 status=0
 # These own their cluster: kubeenv checks its own teardown, and the Kubernetes fault
 # suite restarts the API server, which it does not do to a shared cluster.
-go test -count=1 -timeout 30m ./test/kubeenv/ ./test/images/ ./test/faults/kube/ 2>&1 | tee -a "$out" || status=1
+progress "the first tests (kubeenv, images, Kubernetes faults)" 0 -- go test -count=1 -timeout 30m ./test/kubeenv/ ./test/images/ ./test/faults/kube/ 2>&1 | tee -a "$out" || status=1
 
 wait "$bpid" || exit 1
 bpid=
@@ -55,7 +66,7 @@ echo "run-tests: set-up and the first tests took $(($(date +%s) - t0))s"
 slow=(./test/e2e ./test/helmchart)
 mapfile -t pkgs < <(go list ./... | grep -v -e '/test/kubeenv$' -e '/test/images$' -e '/test/faults/kube$' -e '/test/e2e$' -e '/test/helmchart$')
 pkgs=("${slow[@]}" "${pkgs[@]}")
-test/env.sh run go test -count=1 -timeout 70m "${pkgs[@]}" 2>&1 | tee -a "$out" || status=1
+progress "the shared-cluster tests" 0 -- test/env.sh run go test -count=1 -timeout 70m "${pkgs[@]}" 2>&1 | tee -a "$out" || status=1
 
 # Without -v, go test prints only failing tests' logs; their first lines (file:line:
 # message) and the FAIL lines, without the server-log tails, are the summary.

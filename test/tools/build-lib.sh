@@ -1,9 +1,15 @@
-# Shared by test/tools/{kube,argo,tekton}/build.sh (sourced, not run): reading
-# the pinned version, the cache folder, the --print-dir / warm / lock sequence
-# and installing the built bin/ folder. A build.sh sets `here` (its own
-# directory) before sourcing this file; it defines `complete` (0 when the build
-# is there and current) before calling build_start.
+# shellcheck shell=bash
+# Shared by test/tools/*/build.sh (sourced, not run): reading the pinned
+# version, the cache folder, the --print-dir / warm / lock sequence, running
+# the build under progress (progress.sh) and installing the built bin/ folder.
+# A build.sh sets `here` (its own directory) before sourcing this file; it
+# defines `complete` (0 when the build is there and current) before calling
+# build_start.
 
+# shellcheck source=test/tools/progress.sh
+. "$here/../progress.sh"
+# shellcheck disable=SC2034 # read by progress
+progress_who=build.sh
 repo=$(cd "$here/../../.." && pwd)
 cache=${CHARTREUSE_CACHE:-$repo/.cache}
 
@@ -49,7 +55,7 @@ build_start() {
 	exec 9>"$dir/.build.lock"
 	if ! flock -n 9; then
 		echo "build.sh: another build of $what $version is running; waiting for it" >&2
-		flock 9
+		progress "waiting for the other build of $what $version" 0 -- flock 9
 	fi
 	if complete; then # built by whoever held the lock
 		echo "$printed"
@@ -58,27 +64,26 @@ build_start() {
 }
 
 # build_tmp: tmp is a new folder next to $out, removed if the script fails.
-# From here until build_install, a line on stderr every 30 s
-# (CHARTREUSE_BUILD_TICK) says the build goes on and for how long, so that a
-# first run never stays silent for minutes.
 build_tmp() {
 	tmp=$(mktemp -d "$dir/bin.tmp.XXXXXX")
-	local began
-	began=$(date +%s)
-	(
-		trap 'kill $! 2>/dev/null; exit 0' TERM
-		while :; do
-			sleep "${CHARTREUSE_BUILD_TICK:-30}" &
-			wait $!
-			echo "build.sh: still building $build_what ($(($(date +%s) - began))s so far)" >&2
-		done
-	) &
-	build_ticker=$!
-	trap 'kill "$build_ticker" 2>/dev/null; rm -rf "$tmp"' EXIT
+	trap 'rm -rf "$tmp"' EXIT
+}
+
+# build_run SECONDS COMMAND [ARGS...]: runs the build (COMMAND, usually a
+# function of build.sh) under progress: a line saying what is built where and
+# how long a first build took here (SECONDS, measured on two cores), then one
+# every 30 s while it runs and one at the end, so that a first run never stays
+# silent for the minutes a build takes. A warm run never gets here.
+build_run() {
+	local secs=$1
+	shift
+	echo "build.sh: building $build_what into $out; a first build took $(progress_about "$secs") on 2 cores here (later runs reuse it)" >&2
+	progress "building $build_what" "$secs" -- "$@"
 }
 
 # build_install [MARKER]: checks that every command was built into $tmp, writes
 # MARKER (if given) to $tmp/.complete and puts $tmp in place of $out.
+# shellcheck disable=SC2120 # MARKER is optional
 build_install() {
 	local c
 	for c in "${cmds[@]}"; do
@@ -90,7 +95,6 @@ build_install() {
 	chmod 0755 "$tmp"
 	rm -rf "$out"
 	mv "$tmp" "$out"
-	kill "$build_ticker" 2>/dev/null || true
 	trap - EXIT
 }
 

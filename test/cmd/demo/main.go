@@ -31,7 +31,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -87,7 +89,9 @@ func run(ctx context.Context, keep bool) (err error) {
 		}
 	} else {
 		say("starting a local single-node Kubernetes (etcd, apiserver, controller-manager, scheduler, kube-proxy, kubelet, containerd)")
+		stop := heartbeat("starting the cluster", say)
 		env, err = kubeenv.Start(ctx, kubeenv.Options{RepoDir: repo, LockWait: 10 * time.Minute, Logf: quiet})
+		stop()
 		if err != nil {
 			return err
 		}
@@ -101,6 +105,8 @@ func run(ctx context.Context, keep bool) (err error) {
 		if env.Owned() {
 			say("tearing the cluster down")
 		}
+		stop := heartbeat("tearing down", say)
+		defer stop()
 		if serr := env.Stop(); serr != nil && err == nil {
 			err = serr
 		}
@@ -116,6 +122,8 @@ func run(ctx context.Context, keep bool) (err error) {
 		if keep {
 			return
 		}
+		stop := heartbeat("deleting namespace "+namespace, say)
+		defer stop()
 		policy := metav1.DeletePropagationForeground
 		_ = cs.CoreV1().Namespaces().Delete(context.Background(), namespace, metav1.DeleteOptions{PropagationPolicy: &policy})
 		waitGone(cs.CoreV1().Namespaces().Get, namespace)
@@ -145,6 +153,8 @@ func run(ctx context.Context, keep bool) (err error) {
 		msg, err := buildImages(ctx, env, repo)
 		results <- result{msg + fmt.Sprintf(" (%s)", time.Since(t).Round(100*time.Millisecond)), err}
 	}()
+	stop := heartbeat("installing Argo Workflows, building the image, starting PostgreSQL", say)
+	defer stop() // also stopped below, once both are done
 	say("starting PostgreSQL on %s (the cluster bridge only)", env.BridgeIP)
 	pg, err := pgenv.Start(pgenv.Options{Listen: env.BridgeIP, AllowCIDRs: []string{env.State().PodCIDR}})
 	if err != nil {
@@ -162,6 +172,7 @@ func run(ctx context.Context, keep bool) (err error) {
 		}
 		say("%s", r.what)
 	}
+	stop()
 	dbName, err := pg.CreateDatabase(ctx, appName)
 	if err != nil {
 		return err
@@ -252,6 +263,8 @@ func submitAndReport(ctx context.Context, argo *engines.Argo, db e2e.Database, a
 	fmt.Printf("\n== Run %d (%s): workflow %s\n", n, title, wf.Name)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
+	stop := heartbeat(fmt.Sprintf("   run %d", n), func(format string, args ...any) { fmt.Printf(format+"\n", args...) })
+	defer stop()
 	wf, err = argo.Wait(wctx, wf.Name, nil)
 	if err != nil {
 		return nil, err
@@ -262,6 +275,7 @@ func submitAndReport(ctx context.Context, argo *engines.Argo, db e2e.Database, a
 		_ = app.WaitReady(rctx, cs, app.Replicas)
 		rcancel()
 	}
+	stop()
 	after, err := db.Version(ctx)
 	if err != nil {
 		return nil, err
@@ -371,6 +385,43 @@ func orNone(s string) string {
 }
 
 func quiet(string, ...any) {}
+
+// heartbeat says "<what>: 40s elapsed" through logf after 10 s and then every
+// 30 s (CHARTREUSE_PROGRESS_FIRST and _TICK, in seconds, as
+// test/tools/progress.sh) until stop is called, so that no step of the demo is
+// silent for long. stop waits for the last line and may be called again.
+func heartbeat(what string, logf func(string, ...any)) (stop func()) {
+	first, every := interval("CHARTREUSE_PROGRESS_FIRST", 10*time.Second), interval("CHARTREUSE_PROGRESS_TICK", 30*time.Second)
+	start := time.Now()
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTimer(first)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				logf("%s: %s elapsed", what, time.Since(start).Round(time.Second))
+				t.Reset(every)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		<-ended
+	}
+}
+
+// interval reads a duration in seconds from the environment variable name.
+func interval(name string, def time.Duration) time.Duration {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil && v > 0 {
+		return time.Duration(v * float64(time.Second))
+	}
+	return def
+}
 
 func waitServiceAccount(ctx context.Context, env *kubeenv.Env) error {
 	cs, err := env.Clientset()

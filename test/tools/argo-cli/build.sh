@@ -22,6 +22,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=test/tools/build-lib.sh
 . "$here/../build-lib.sh"
 mod=github.com/argoproj/argo-workflows/v3
 
@@ -34,16 +35,7 @@ build_keyed
 
 build_start "the argo CLI" "$out" "$out is not built yet (or is stale)" "$@"
 
-echo "build.sh: building the argo CLI $version into $out; the first build takes several minutes" >&2
-start=$(date +%s)
-rm -f "$dir/.complete"
-src=$dir/src
-rm -rf "$src"
-mkdir -p "$src"
-cp "$here/go.mod" "$here/go.sum" "$here/tools.go" "$src/"
-export GOTOOLCHAIN=local GOFLAGS="-mod=vendor -buildvcs=false"
-build_tmp
-(
+build_cli() (
 	cd "$src"
 	echo "build.sh: go mod vendor" >&2
 	# -e: vendor despite the missing ui/dist/app, made below.
@@ -54,8 +46,18 @@ build_tmp
 	echo 'argo-server UI not built (the chartreuse tests run the CLI in kube mode)' >"$ui/dist/app/index.html"
 	build_go "$mod/cmd/argo" -ldflags "-s -w -X $mod.version=$version -X $mod.gitTag=$version -X $mod.gitTreeState=clean -X $mod.buildDate=1970-01-01T00:00:00Z"
 )
+
+rm -f "$dir/.complete"
+src=$dir/src
+rm -rf "$src"
+mkdir -p "$src"
+cp "$here/go.mod" "$here/go.sum" "$here/tools.go" "$src/"
+export GOTOOLCHAIN=local GOFLAGS="-mod=vendor -buildvcs=false"
+build_tmp
+# 26 s: the first build here, right after Argo Workflows' (which compiled most
+# of what it needs); alone it takes minutes.
+build_run 26 build_cli
 build_install
 rm -rf "$src/vendor" # only needed for the build
 build_done
-echo "build.sh: built the argo CLI $version in $(($(date +%s) - start))s" >&2
 echo "$out"

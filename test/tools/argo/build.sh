@@ -20,6 +20,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=test/tools/build-lib.sh
 . "$here/../build-lib.sh"
 mod=github.com/argoproj/argo-workflows/v3
 
@@ -37,15 +38,8 @@ complete() {
 
 build_start "Argo Workflows" "$dir" "$dir is not built yet (or is stale)" "$@"
 
-echo "build.sh: building Argo Workflows $version (${cmds[*]}) into $out; the first build takes several minutes" >&2
-start=$(date +%s)
-rm -f "$dir/.complete"
-src=$dir/src
-rm -rf "$src"
-mkdir -p "$src"
-cp "$here/go.mod" "$here/go.sum" "$here/tools.go" "$src/"
-export GOTOOLCHAIN=local GOFLAGS="-buildvcs=false"
-(
+ldflags="-s -w -X $mod.version=$version -X $mod.gitTag=$version -X $mod.gitTreeState=clean -X $mod.buildDate=1970-01-01T00:00:00Z"
+build_argo() (
 	cd "$src"
 	nice -n "${CHARTREUSE_NICE:-15}" go mod vendor
 	osdir=vendor/$mod/workflow/executor/osspecific
@@ -53,18 +47,21 @@ export GOTOOLCHAIN=local GOFLAGS="-buildvcs=false"
 	if [[ ! -e "$osdir/signal_linux.go" ]]; then
 		cp "$osdir/signal_darwin.go" "$osdir/signal_linux.go"
 	fi
-)
-
-build_tmp
-ldflags="-s -w -X $mod.version=$version -X $mod.gitTag=$version -X $mod.gitTreeState=clean -X $mod.buildDate=1970-01-01T00:00:00Z"
-(
-	cd "$src"
 	CGO_ENABLED=0 nice -n "${CHARTREUSE_NICE:-15}" go build -mod=vendor -trimpath -ldflags "$ldflags" -o "$tmp/" \
 		"$mod/cmd/workflow-controller" "$mod/cmd/argoexec"
 )
+
+rm -f "$dir/.complete"
+src=$dir/src
+rm -rf "$src"
+mkdir -p "$src"
+cp "$here/go.mod" "$here/go.sum" "$here/tools.go" "$src/"
+export GOTOOLCHAIN=local GOFLAGS="-buildvcs=false"
+build_tmp
+# 841 s: the first build here (two cores, a loaded machine).
+build_run 841 build_argo
 build_install
 # The vendor tree is only needed for the build.
 rm -rf "$src/vendor"
 echo "$version $key" >"$dir/.complete"
-echo "build.sh: built Argo Workflows $version in $(($(date +%s) - start))s" >&2
 echo "$dir"

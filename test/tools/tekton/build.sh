@@ -16,6 +16,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=test/tools/build-lib.sh
 . "$here/../build-lib.sh"
 
 build_read_version github.com/tektoncd/pipeline
@@ -29,19 +30,19 @@ complete() {
 	build_cmds_in "$out"
 }
 
-build_start Tekton "$out" "$out is not built yet" "$@"
+build_start "Tekton Pipelines" "$out" "$out is not built yet" "$@"
 
 pkgs=()
 for c in "${cmds[@]}"; do pkgs+=("github.com/tektoncd/pipeline/cmd/$c"); done
 
-build_tmp
-echo "build.sh: building Tekton Pipelines $version (${cmds[*]}) into $out" >&2
-start=$(date +%s)
-(
+build_tekton() (
 	cd "$here"
 	export CGO_ENABLED=0 GOOS=linux GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false"
 	nice -n "${CHARTREUSE_NICE:-15}" go build -trimpath -ldflags "-s -w" -o "$tmp/" "${pkgs[@]}"
 )
+
+build_tmp
+# 363 s: the first build here (two cores, after Argo's).
+build_run 363 build_tekton
 build_install "$version"
-echo "build.sh: built Tekton Pipelines $version in $(($(date +%s) - start))s" >&2
 echo "$out"

@@ -17,6 +17,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=test/tools/build-lib.sh
 . "$here/../build-lib.sh"
 mod=github.com/tektoncd/triggers
 
@@ -29,18 +30,19 @@ build_keyed
 
 build_start "Tekton Triggers" "$out" "$out is not built yet (or is stale)" "$@"
 
-echo "build.sh: building Tekton Triggers $version (${cmds[*]}) into $out" >&2
-start=$(date +%s)
-rm -f "$dir/.complete"
-export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false"
-build_tmp
-(
+build_triggers() (
 	cd "$here"
 	for c in "${cmds[@]}"; do
 		build_go "$mod/cmd/$c" -ldflags "-s -w"
 	done
 )
+
+rm -f "$dir/.complete"
+export GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false"
+build_tmp
+# 81 s: the first build here (two cores, after Tekton Pipelines', which
+# compiled most of what it needs).
+build_run 81 build_triggers
 build_install
 build_done
-echo "build.sh: built Tekton Triggers $version in $(($(date +%s) - start))s" >&2
 echo "$out"
