@@ -76,8 +76,16 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		// A bad flag gets the one-line error below, not the whole help text.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Action: func(c *cli.Context) error {
+			// A workflow definition's guard (an invalid parameter) makes the step
+			// fail with its message and do nothing else: no version check, no
+			// results, no connection.
+			if c.IsSet(refuseFlag) {
+				return refusal(common.Refuse)
+			}
 			if c.NArg() > 0 {
-				return fmt.Errorf("unexpected argument %q: %s takes flags only", c.Args().First(), spec.Name)
+				// Not quoted back: such an argument is often the rest of a value
+				// whose blank split it (a password), and no secret is known yet.
+				return fmt.Errorf("unexpected argument (%d of them after the flags, not shown): %s takes flags only; put a value holding a blank in quotes, as one argument", c.NArg(), spec.Name)
 			}
 			ran = true
 			env, runErr = runAttempts(ctx, spec, common, red, stderr)
@@ -90,7 +98,12 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 			return failure.CodeOK // --help, --version
 		}
 		// Everything urfave/cli rejects before the action is a usage error.
-		fmt.Fprintf(stderr, "%s: %s (see --help)\n", spec.Name, OneLine(red.String(err.Error())))
+		hint := " (see --help)"
+		var r refusal
+		if errors.As(err, &r) {
+			hint = "" // the guard's own message, as it wrote it
+		}
+		fmt.Fprintf(stderr, "%s: %s%s\n", spec.Name, OneLine(red.String(err.Error())), hint)
 		return failure.CodeUsage
 	}
 	code := failure.Code(runErr)
@@ -135,6 +148,16 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		Error: msg, Duration: time.Since(start).Round(time.Millisecond).String(),
 	})
 	return code
+}
+
+// refusal is the usage error --refuse asks for: its message, verbatim.
+type refusal string
+
+func (r refusal) Error() string {
+	if r == "" {
+		return "refused by the workflow definition (--refuse gave no reason)"
+	}
+	return string(r)
 }
 
 // appFlags lists the common flags bound to common, then each option bundle's, every

@@ -97,6 +97,48 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// TestRefuse: a workflow definition's guard runs a step with --refuse=<message>
+// (the parameters it found outside their lists); the step prints
+// "<binary>: <message>" and exits 2 before anything else: its work does not
+// run, no results or summary are written, whatever other flags say.
+func TestRefuse(t *testing.T) {
+	version.Version = "0.1.0"
+	const msg = `invalid parameters: patroni="ture" (true or false)`
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"flag", []string{"--manifest-version=0.1.0", "--refuse=" + msg}, nil, "demo: " + msg + "\n"},
+		{"flag first, separate value", []string{"--refuse", msg, "--manifest-version", "0.1.0"}, nil, "demo: " + msg + "\n"},
+		{"no version check needed", []string{"--refuse=" + msg}, nil, "demo: " + msg + "\n"},
+		{"environment", []string{"--manifest-version=0.1.0"}, map[string]string{"CHARTREUSE_REFUSE": msg}, "demo: " + msg + "\n"},
+		{"empty message still refuses", []string{"--manifest-version=0.1.0", "--refuse="}, nil, "demo: refused by the workflow definition (--refuse gave no reason)\n"},
+		{"with a positional argument", []string{"--manifest-version=0.1.0", "--refuse=" + msg, "extra"}, nil, "demo: " + msg + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			dir := filepath.Join(t.TempDir(), "res")
+			ran := false
+			spec := testSpec(&testOptions{}, func(context.Context, *Env) error { ran = true; return nil })
+			code, stdout, stderr := runStep(t, spec, append(tt.args, "--results-dir", dir)...)
+			if code != 2 || stderr != tt.want || stdout != "" {
+				t.Fatalf("code %d, stdout %q, stderr %q; want 2, nothing, %q", code, stdout, stderr, tt.want)
+			}
+			if ran {
+				t.Fatal("the step ran")
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Fatalf("the results directory was touched: %v", err)
+			}
+		})
+	}
+}
+
 func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 	version.Version = "0.1.0"
 	opts := &testOptions{}

@@ -263,6 +263,30 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestArgumentsAreNotEchoed: a connection string whose password holds a blank,
+// passed unquoted through a shell or a template, reaches the step as several
+// arguments; the flag takes the first piece and the rest are positional
+// arguments, pieces of the password. The usage error names the mistake without
+// quoting them (nothing is registered with the redactor yet, and the pieces
+// match no URL or password= pattern).
+func TestArgumentsAreNotEchoed(t *testing.T) {
+	for _, args := range [][]string{
+		{"--database-url", "postgres://app:QZJK", "VWYQ@db.internal/app"},
+		{"--database-url", "host=db.internal", "password=QZJK", "VWYQ", "dbname=app"},
+		{"--database-url", "host=db.internal password='QZJK", "VWYQ'"},
+		{"--database-url=host=db.internal password=QZJK", "VWYQ", "--log-format", "json"},
+	} {
+		o := runStep(t, args...)
+		line := strings.TrimSpace(o.stderr)
+		if o.code != 2 || strings.Contains(line, "\n") || !strings.Contains(line, "unexpected argument") {
+			t.Fatalf("%q: code %d, stderr %q; want exit 2 with one line", args, o.code, o.stderr)
+		}
+		if strings.ContainsAny(o.stdout+o.stderr, "QZJKVWY") {
+			t.Fatalf("%q: a piece of the password is printed: %s", args, o.stdout+o.stderr)
+		}
+	}
+}
+
 // TestUnusualTargetsKeepThePasswordAndTheExitCode: the host forms the other
 // tests do not use — a Unix socket directory, a host list whose first member
 // refuses connections, a server that does not speak TLS under
