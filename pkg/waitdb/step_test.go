@@ -287,6 +287,31 @@ func TestArgumentsAreNotEchoed(t *testing.T) {
 	}
 }
 
+// TestSchemeInAnotherCase: a URL whose scheme is not in lower case is no URL to
+// libpq and pgx. Against a server that the same URL in lower case reaches, the
+// step refuses it before connecting (exit 1) saying to write the scheme in
+// lower case, and prints no piece of the password, in text or JSON.
+func TestSchemeInAnotherCase(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	const pw = "QZJKVWYQ"
+	role := newRole(t, srv, pw)
+	rest := "://" + role + ":" + pw + "@127.0.0.1:" + strconv.Itoa(srv.Port) + "/" + db + "?sslmode=disable"
+	if o := runStep(t, "--database-url", "postgresql"+rest, "--timeout", "2s"); o.code != 0 {
+		t.Fatalf("lower case: code %d\n%s", o.code, o.stderr)
+	}
+	for _, scheme := range []string{"POSTGRES", "PostgreSQL", "Postgres"} {
+		for _, format := range []string{"text", "json"} {
+			o := runStep(t, "--database-url", scheme+rest, "--timeout", "2s", "--log-format", format, "--log-level", "debug")
+			if o.code != 1 || o.summary.Results["attempts"] != "" || !strings.Contains(o.stderr, "lower case") {
+				t.Fatalf("%s, %s: code %d, attempts %q; want 1, none, saying lower case\n%s", scheme, format, o.code, o.summary.Results["attempts"], o.stderr)
+			}
+			if strings.Contains(o.stdout+o.stderr, pw) {
+				t.Fatalf("%s, %s: the password is printed:\n%s%s", scheme, format, o.stdout, o.stderr)
+			}
+		}
+	}
+}
+
 // TestUnusualTargetsKeepThePasswordAndTheExitCode: the host forms the other
 // tests do not use — a Unix socket directory, a host list whose first member
 // refuses connections, a server that does not speak TLS under
