@@ -98,6 +98,7 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 		}
 	}
 	red.Add(cfg.Password)
+	registerPassfile(red, raw, cfg)
 	cfg.ConnectTimeout = o.ConnectTimeout
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}

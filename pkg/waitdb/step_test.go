@@ -312,6 +312,50 @@ func TestSchemeInAnotherCase(t *testing.T) {
 	}
 }
 
+// TestPassfileHostList: a host list whose passwords come from a passfile, one
+// entry per host, the first host refusing connections. pgx (v5.13) looks the
+// passfile up for the first host only and sends that password to every host,
+// so the real server refuses the login (exit 1, not retried); neither entry's
+// password is printed, in text or JSON, at debug level, in the summary or the
+// results.
+func TestPassfileHostList(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	const second = "VWYQ ZPFW"
+	role := newRole(t, srv, second)
+	closed := strconv.Itoa(pgenv.ClosedPort(t))
+	up := strconv.Itoa(srv.Port)
+	pf := filepath.Join(t.TempDir(), "pgpass")
+	entries := "127.0.0.1:" + closed + ":*:" + role + ":QZJK\\:XKCD\n127.0.0.1:" + up + ":*:" + role + ":" + second + "\n"
+	if err := os.WriteFile(pf, []byte(entries), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGPASSFILE", pf)
+	for _, u := range []string{
+		"postgres://" + role + "@127.0.0.1:" + closed + ",127.0.0.1:" + up + "/" + db + "?sslmode=disable",
+		"host=127.0.0.1,127.0.0.1 port=" + closed + "," + up + " user=" + role + " dbname=" + db + " sslmode=disable",
+	} {
+		for _, format := range []string{"text", "json"} {
+			dir := t.TempDir()
+			o := runStep(t, "--database-url", u, "--timeout", "2s", "--connect-timeout", "1s",
+				"--log-level", "debug", "--log-format", format, "--results-dir", dir)
+			if o.code != 1 || o.attempts(t) != 1 {
+				t.Fatalf("%s: code %d, attempts %d; want 1, 1 (pgx sends the first host's entry to the second)\n%s", format, o.code, o.attempts(t), o.stderr)
+			}
+			all := o.stdout + o.stderr
+			files, _ := os.ReadDir(dir)
+			for _, f := range files {
+				b, _ := os.ReadFile(filepath.Join(dir, f.Name()))
+				all += string(b)
+			}
+			for _, piece := range []string{"QZJK", "XKCD", "VWYQ", "ZPFW"} {
+				if strings.Contains(all, piece) {
+					t.Fatalf("%s: a passfile password (%q) is printed:\n%s", format, piece, all)
+				}
+			}
+		}
+	}
+}
+
 // TestUnusualTargetsKeepThePasswordAndTheExitCode: the host forms the other
 // tests do not use — a Unix socket directory, a host list whose first member
 // refuses connections, a server that does not speak TLS under
