@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -92,7 +94,10 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 			return runErr
 		},
 	}
-	err := app.RunContext(ctx, args)
+	err := hiddenFlagArg(args, app.Flags)
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
 	if !ran {
 		if err == nil {
 			return failure.CodeOK // --help, --version
@@ -158,6 +163,46 @@ func (r refusal) Error() string {
 		return "refused by the workflow definition (--refuse gave no reason)"
 	}
 	return string(r)
+}
+
+// flagName is the shape of a flag's name: lower-case words joined by dashes.
+var flagName = regexp.MustCompile(`^[a-z]+(-[a-z]+)*$`)
+
+// hiddenFlagArg finds, as the flag parser will, an argument it would refuse as
+// an unknown flag or bad flag syntax and quote back, and returns the usage
+// error that replaces the parser's when the argument is not shaped like a
+// flag's name: a password split at a blank ("...:ab -cd@db/app" unquoted)
+// puts its rest there ("flag provided but not defined: -cd@db/app"), and no
+// secret is registered yet. A misspelt flag (--nope, --databse-url) is left to
+// the parser, which names it.
+func hiddenFlagArg(args []string, flags []cli.Flag) error {
+	takesValue := map[string]bool{}
+	for _, f := range append(slices.Clone(flags), cli.HelpFlag, cli.VersionFlag) {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			return nil // the flags end here; the rest is positional
+		}
+		name := strings.TrimPrefix(a[1:], "-")
+		name, _, hasValue := strings.Cut(name, "=")
+		value, known := takesValue[name]
+		switch {
+		case known:
+			if value && !hasValue {
+				i++ // its value
+			}
+			continue
+		case name != "" && !strings.HasPrefix(a, "---") && flagName.MatchString(name):
+			return nil
+		}
+		return fmt.Errorf("argument %d is an unknown flag or bad flag syntax (not shown: it may be the rest of a value that a blank split, such as a password): put a value holding a blank in quotes, as one argument", i)
+	}
+	return nil
 }
 
 // appFlags lists the common flags bound to common, then each option bundle's, every

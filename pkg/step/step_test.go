@@ -139,6 +139,42 @@ func TestRefuse(t *testing.T) {
 	}
 }
 
+// TestFlagErrorsQuoteOnlyFlagNames: an argument the flag parser refuses is
+// named when it is shaped like a flag's name (a typo) and otherwise not shown
+// (the rest of a password split at a blank); flag values, even ones starting
+// with '-', are not taken for flags.
+func TestFlagErrorsQuoteOnlyFlagNames(t *testing.T) {
+	version.Version = "0.1.0"
+	for _, tt := range []struct {
+		args  []string
+		code  int
+		shown string // "" : nothing of the argument is printed
+	}{
+		{[]string{"--nope"}, 2, "nope"},
+		{[]string{"--skip-version-check", "--targt-name=x"}, 2, "targt-name"},
+		{[]string{"--skip-version-check", "-QZ@db/app"}, 2, ""},
+		{[]string{"--skip-version-check", "--target-name", "a", "--Qz:x"}, 2, ""},
+		{[]string{"--skip-version-check", "---qz"}, 2, ""},
+		{[]string{"--skip-version-check", "-=qz"}, 2, ""},
+		{[]string{"--skip-version-check", "--target-name", "-qz@x", "--count=2"}, 0, ""},
+		{[]string{"--skip-version-check", "--count", "-1"}, 2, ""}, // refused by Validate
+		{[]string{"-h"}, 0, ""},
+		{[]string{"--skip-version-check", "pos", "-QZ@x"}, 2, ""}, // positional: the flags ended
+	} {
+		spec := testSpec(&testOptions{}, func(context.Context, *Env) error { return nil })
+		code, _, stderr := runStep(t, spec, tt.args...)
+		if code != tt.code {
+			t.Errorf("%q: code %d, want %d: %s", tt.args, code, tt.code, stderr)
+		}
+		if tt.shown != "" && !strings.Contains(stderr, tt.shown) {
+			t.Errorf("%q: %q not named: %s", tt.args, tt.shown, stderr)
+		}
+		if tt.shown == "" && (strings.Contains(stderr, "QZ") || strings.Contains(stderr, "qz") || strings.Contains(stderr, "Qz")) {
+			t.Errorf("%q: the argument is printed: %s", tt.args, stderr)
+		}
+	}
+}
+
 func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 	version.Version = "0.1.0"
 	opts := &testOptions{}
