@@ -2,6 +2,8 @@ package dbconn
 
 import (
 	"errors"
+	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -104,6 +106,36 @@ func checkShape(raw string) error {
 		seen[k] = true
 	}
 	return nil
+}
+
+// unsentSecrets are libpq keywords holding a secret that pgx does not implement:
+// it passes them to the server as settings (the value in the startup message,
+// in clear text without TLS), which refuses them by name.
+var unsentSecrets = []string{"oauth_client_secret", "scram_client_key", "scram_server_key"}
+
+// unsupportedSecret names the first keyword of unsentSecrets that raw sets, in
+// its query (a URL) or as a pair, or returns "".
+func unsupportedSecret(raw string) string {
+	var keys []string
+	if isURL(raw) {
+		rest, _, _ := strings.Cut(raw[strings.Index(raw, "://")+3:], "#")
+		if _, query, ok := strings.Cut(rest, "?"); ok {
+			for _, kv := range strings.Split(query, "&") {
+				k, _, _ := strings.Cut(kv, "=")
+				if k, err := url.QueryUnescape(k); err == nil {
+					keys = append(keys, k)
+				}
+			}
+		}
+	} else {
+		keys, _ = keywords(raw)
+	}
+	for _, k := range keys {
+		if slices.Contains(unsentSecrets, k) {
+			return k
+		}
+	}
+	return ""
 }
 
 // keywords lists the keywords of a keyword/value string, read as pgx reads it

@@ -363,6 +363,32 @@ func TestPassfileHostList(t *testing.T) {
 	}
 }
 
+// TestUnsupportedSecretKeywords: oauth_client_secret, scram_client_key and
+// scram_server_key are libpq keywords that pgx does not implement; it sent them
+// to the server as settings, the secret in the startup message, and the server
+// refused the unknown setting. They are refused before any connection (exit 1,
+// no attempt), naming the keyword, printing nothing of the value.
+func TestUnsupportedSecretKeywords(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	const pw = "QZJKVWYQ"
+	role := newRole(t, srv, pw)
+	port := strconv.Itoa(srv.Port)
+	for _, key := range []string{"oauth_client_secret", "scram_client_key", "scram_server_key"} {
+		for _, u := range []string{
+			"postgres://" + role + ":" + pw + "@127.0.0.1:" + port + "/" + db + "?sslmode=disable&" + key + "=XKCDZPFW",
+			"host=127.0.0.1 port=" + port + " user=" + role + " password=" + pw + " dbname=" + db + " sslmode=disable " + key + "=XKCDZPFW",
+		} {
+			o := runStep(t, "--database-url", u, "--timeout", "2s", "--log-level", "debug")
+			if o.code != 1 || o.summary.Results["attempts"] != "" || !strings.Contains(o.stderr, key) {
+				t.Fatalf("%s: code %d, attempts %q; want 1 before any connection, naming it\n%s", key, o.code, o.summary.Results["attempts"], o.stderr)
+			}
+			if strings.Contains(o.stdout+o.stderr, "XKCD") || strings.Contains(o.stdout+o.stderr, pw) {
+				t.Fatalf("%s: a secret is printed:\n%s", key, o.stdout+o.stderr)
+			}
+		}
+	}
+}
+
 // TestUnusualTargetsKeepThePasswordAndTheExitCode: the host forms the other
 // tests do not use — a Unix socket directory, a host list whose first member
 // refuses connections, a server that does not speak TLS under
