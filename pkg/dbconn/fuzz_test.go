@@ -293,3 +293,41 @@ func TestURLBehindAPrefixIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSchemeInAnotherCaseIsRefused: libpq and pgx take a URL only when its
+// scheme is postgres:// or postgresql:// in lower case; POSTGRES://... was read
+// as keyword/value and refused as "a URL that does not start the string, or one
+// of another scheme", and PostgreSQL://...?sslmode=... as a keyword/value
+// string, a single pair whose keyword is the URL with its password. It is
+// refused at once (exit 1) saying to write the scheme in lower case, quoting
+// nothing of the string.
+func TestSchemeInAnotherCaseIsRefused(t *testing.T) {
+	for _, raw := range []string{
+		"POSTGRES://app:QZJK@db.internal/app",
+		"PostgreSQL://app:QZJK@db.internal:5432/app?sslmode=require",
+		"Postgres://db.internal/app?user=app&password=QZJK",
+		"POSTGRESQL://app:QZJK@db1.internal,db2.internal/app",
+		"postgreS://app:QZJK@db.internal/app",
+	} {
+		t.Run(raw, func(t *testing.T) {
+			red := redact.New()
+			_, err := (&Options{URL: raw, ConnectTimeout: time.Second}).Config(red)
+			if failure.Code(err) != failure.CodePermanent {
+				t.Fatalf("exit code %d, want 1: %v", failure.Code(err), err)
+			}
+			msg := err.Error()
+			if leaked(msg) || strings.Contains(msg, "\n") || !strings.Contains(msg, "lower case") || !strings.Contains(msg, "database URL") {
+				t.Fatalf("the message quotes the string, is not one line, or does not say to write the scheme in lower case: %s", msg)
+			}
+		})
+	}
+	// Lower case, and a keyword/value string naming such a URL as a value, stay valid.
+	for _, raw := range []string{
+		"postgresql://app:QZJK@db.internal/app",
+		"host=db dbname=app application_name=POSTGRES://x",
+	} {
+		if _, err := (&Options{URL: raw, ConnectTimeout: time.Second}).Config(redact.New()); err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+	}
+}

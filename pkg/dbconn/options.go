@@ -76,6 +76,9 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 	if err := checkShape(raw); err != nil {
 		return nil, failure.Permanentf("the database %s from %s is not valid: %w", formName(raw), o.source(), err)
 	}
+	if key := unsupportedSecret(raw); key != "" {
+		return nil, failure.Permanentf("the database %s from %s sets %s, which the PostgreSQL driver of this step (pgx) does not support: it would send the value to the server as a server setting; remove it and authenticate with a password or a client certificate", formName(raw), o.source(), key)
+	}
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
 		// pgx reads sslrootcert/sslcert/sslkey while parsing: a missing file is not
@@ -98,6 +101,7 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 		}
 	}
 	red.Add(cfg.Password)
+	registerPassfile(red, raw, cfg)
 	cfg.ConnectTimeout = o.ConnectTimeout
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}

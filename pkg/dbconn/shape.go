@@ -2,6 +2,8 @@ package dbconn
 
 import (
 	"errors"
+	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -19,6 +21,7 @@ const quoteHint = "put a value holding a blank, ' or \\ in single quotes, with a
 var (
 	errAuthority = errors.New("the user name and password cannot be told apart from the host: an '@' comes after a '/' or more than one '@' is present, so a piece of the password would be read as the host or the database; " + encodeHint)
 	errNotURL    = errors.New("it holds a URL that does not start the string, or one of another scheme: the value must be only the URL, starting with postgres:// or postgresql:// (no NAME= in front, no quotes, no jdbc: or other scheme)")
+	errScheme    = errors.New("its scheme is not written in lower case: write postgres:// or postgresql:// (libpq and pgx compare the scheme case-sensitively and would read the URL as keyword=value pairs)")
 	errKeyword   = errors.New("it holds a keyword libpq does not know or a keyword twice, as an unquoted password with a blank gives; " + quoteHint)
 )
 
@@ -27,8 +30,21 @@ func isURL(raw string) bool {
 	return strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://")
 }
 
+// schemeCaseDiffers reports whether raw starts with postgres:// or postgresql://
+// in another case (POSTGRES://, PostgreSQL://), which libpq and pgx do not take
+// for a URL: pgx reads it as keyword/value, and "?sslmode=..." then makes the
+// whole URL, password included, the name of a setting sent to the server.
+func schemeCaseDiffers(raw string) bool {
+	for _, scheme := range []string{"postgres://", "postgresql://"} {
+		if len(raw) >= len(scheme) && raw[:len(scheme)] != scheme && strings.EqualFold(raw[:len(scheme)], scheme) {
+			return true
+		}
+	}
+	return false
+}
+
 func formName(raw string) string {
-	if isURL(raw) || !strings.Contains(raw, "=") {
+	if isURL(raw) || schemeCaseDiffers(raw) || !strings.Contains(raw, "=") {
 		return "URL"
 	}
 	return "keyword/value string"
@@ -48,6 +64,9 @@ func formName(raw string) string {
 // server quotes back ("unrecognized configuration parameter") or which
 // override the host or the database. libpq itself refuses unknown keywords.
 func checkShape(raw string) error {
+	if schemeCaseDiffers(raw) {
+		return errScheme
+	}
 	if isURL(raw) {
 		rest := raw[strings.Index(raw, "://")+3:]
 		at := strings.IndexByte(rest, '@')
@@ -87,6 +106,36 @@ func checkShape(raw string) error {
 		seen[k] = true
 	}
 	return nil
+}
+
+// unsentSecrets are libpq keywords holding a secret that pgx does not implement:
+// it passes them to the server as settings (the value in the startup message,
+// in clear text without TLS), which refuses them by name.
+var unsentSecrets = []string{"oauth_client_secret", "scram_client_key", "scram_server_key"}
+
+// unsupportedSecret names the first keyword of unsentSecrets that raw sets, in
+// its query (a URL) or as a pair, or returns "".
+func unsupportedSecret(raw string) string {
+	var keys []string
+	if isURL(raw) {
+		rest, _, _ := strings.Cut(raw[strings.Index(raw, "://")+3:], "#")
+		if _, query, ok := strings.Cut(rest, "?"); ok {
+			for _, kv := range strings.Split(query, "&") {
+				k, _, _ := strings.Cut(kv, "=")
+				if k, err := url.QueryUnescape(k); err == nil {
+					keys = append(keys, k)
+				}
+			}
+		}
+	} else {
+		keys, _ = keywords(raw)
+	}
+	for _, k := range keys {
+		if slices.Contains(unsentSecrets, k) {
+			return k
+		}
+	}
+	return ""
 }
 
 // keywords lists the keywords of a keyword/value string, read as pgx reads it

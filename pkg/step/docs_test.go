@@ -33,7 +33,7 @@ func TestFlagDocs(t *testing.T) {
 		got[d.Name] = d
 		order = append(order, d.Name)
 	}
-	want := []string{"log-format", "log-level", "results-dir", "manifest-version", "skip-version-check", "retry-transient-for", "target-name", "count", "wait", "item", "force"}
+	want := []string{"log-format", "log-level", "results-dir", "manifest-version", "skip-version-check", "retry-transient-for", "refuse", "target-name", "count", "wait", "item", "force"}
 	if strings.Join(order, " ") != strings.Join(want, " ") {
 		t.Fatalf("order = %v, want %v", order, want)
 	}

@@ -63,7 +63,13 @@ type CommonOptions struct {
 	// RetryTransientFor: how long a run that fails with a transient error is
 	// tried again inside the process (0: not at all).
 	RetryTransientFor time.Duration
+	// Refuse: the message of a workflow definition's guard (a parameter
+	// outside its list); the step prints it and exits 2 without doing anything.
+	Refuse string
 }
+
+// refuseFlag is the flag a workflow definition's guard runs a step binary with.
+const refuseFlag = "refuse"
 
 // Flags implements Options.
 func (o *CommonOptions) Flags() []cli.Flag {
@@ -74,6 +80,7 @@ func (o *CommonOptions) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "manifest-version", Usage: "version of the workflow manifests running this step; its major.minor must match the binary's", Destination: &o.ManifestVersion},
 		&cli.BoolFlag{Name: "skip-version-check", Usage: "run without --manifest-version (for running a step by hand)", Destination: &o.SkipVersionCheck},
 		&cli.DurationFlag{Name: "retry-transient-for", Usage: "when the step fails with a transient error (exit 75), run it again inside the process, with growing pauses (1s doubling to 30s, with jitter), until this long after it began; then exit 75. For callers that cannot retry, e.g. an Argo exit handler while the workflow is stopping. 0: no retry", Destination: &o.RetryTransientFor},
+		&cli.StringFlag{Name: refuseFlag, Usage: "for workflow-definition guards (a parameter outside its list): print this message as the usage error and exit 2, doing nothing else (no connection, no results). Set, even empty, it refuses", Destination: &o.Refuse},
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -76,21 +78,37 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		// A bad flag gets the one-line error below, not the whole help text.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Action: func(c *cli.Context) error {
+			// A workflow definition's guard (an invalid parameter) makes the step
+			// fail with its message and do nothing else: no version check, no
+			// results, no connection.
+			if c.IsSet(refuseFlag) {
+				return refusal(common.Refuse)
+			}
 			if c.NArg() > 0 {
-				return fmt.Errorf("unexpected argument %q: %s takes flags only", c.Args().First(), spec.Name)
+				// Not quoted back: such an argument is often the rest of a value
+				// whose blank split it (a password), and no secret is known yet.
+				return fmt.Errorf("unexpected argument (%d of them after the flags, not shown): %s takes flags only; put a value holding a blank in quotes, as one argument", c.NArg(), spec.Name)
 			}
 			ran = true
 			env, runErr = runAttempts(ctx, spec, common, red, stderr)
 			return runErr
 		},
 	}
-	err := app.RunContext(ctx, args)
+	err := hiddenFlagArg(args, app.Flags)
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
 	if !ran {
 		if err == nil {
 			return failure.CodeOK // --help, --version
 		}
 		// Everything urfave/cli rejects before the action is a usage error.
-		fmt.Fprintf(stderr, "%s: %s (see --help)\n", spec.Name, OneLine(red.String(err.Error())))
+		hint := " (see --help)"
+		var r refusal
+		if errors.As(err, &r) {
+			hint = "" // the guard's own message, as it wrote it
+		}
+		fmt.Fprintf(stderr, "%s: %s%s\n", spec.Name, OneLine(red.String(err.Error())), hint)
 		return failure.CodeUsage
 	}
 	code := failure.Code(runErr)
@@ -135,6 +153,56 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		Error: msg, Duration: time.Since(start).Round(time.Millisecond).String(),
 	})
 	return code
+}
+
+// refusal is the usage error --refuse asks for: its message, verbatim.
+type refusal string
+
+func (r refusal) Error() string {
+	if r == "" {
+		return "refused by the workflow definition (--refuse gave no reason)"
+	}
+	return string(r)
+}
+
+// flagName is the shape of a flag's name: lower-case words joined by dashes.
+var flagName = regexp.MustCompile(`^[a-z]+(-[a-z]+)*$`)
+
+// hiddenFlagArg finds, as the flag parser will, an argument it would refuse as
+// an unknown flag or bad flag syntax and quote back, and returns the usage
+// error that replaces the parser's when the argument is not shaped like a
+// flag's name: a password split at a blank ("...:ab -cd@db/app" unquoted)
+// puts its rest there ("flag provided but not defined: -cd@db/app"), and no
+// secret is registered yet. A misspelt flag (--nope, --databse-url) is left to
+// the parser, which names it.
+func hiddenFlagArg(args []string, flags []cli.Flag) error {
+	takesValue := map[string]bool{}
+	for _, f := range append(slices.Clone(flags), cli.HelpFlag, cli.VersionFlag) {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			return nil // the flags end here; the rest is positional
+		}
+		name := strings.TrimPrefix(a[1:], "-")
+		name, _, hasValue := strings.Cut(name, "=")
+		value, known := takesValue[name]
+		switch {
+		case known:
+			if value && !hasValue {
+				i++ // its value
+			}
+			continue
+		case name != "" && !strings.HasPrefix(a, "---") && flagName.MatchString(name):
+			return nil
+		}
+		return fmt.Errorf("argument %d is an unknown flag or bad flag syntax (not shown: it may be the rest of a value that a blank split, such as a password): put a value holding a blank in quotes, as one argument", i)
+	}
+	return nil
 }
 
 // appFlags lists the common flags bound to common, then each option bundle's, every

@@ -97,6 +97,84 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// TestRefuse: a workflow definition's guard runs a step with --refuse=<message>
+// (the parameters it found outside their lists); the step prints
+// "<binary>: <message>" and exits 2 before anything else: its work does not
+// run, no results or summary are written, whatever other flags say.
+func TestRefuse(t *testing.T) {
+	version.Version = "0.1.0"
+	const msg = `invalid parameters: patroni="ture" (true or false)`
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"flag", []string{"--manifest-version=0.1.0", "--refuse=" + msg}, nil, "demo: " + msg + "\n"},
+		{"flag first, separate value", []string{"--refuse", msg, "--manifest-version", "0.1.0"}, nil, "demo: " + msg + "\n"},
+		{"no version check needed", []string{"--refuse=" + msg}, nil, "demo: " + msg + "\n"},
+		{"environment", []string{"--manifest-version=0.1.0"}, map[string]string{"CHARTREUSE_REFUSE": msg}, "demo: " + msg + "\n"},
+		{"empty message still refuses", []string{"--manifest-version=0.1.0", "--refuse="}, nil, "demo: refused by the workflow definition (--refuse gave no reason)\n"},
+		{"with a positional argument", []string{"--manifest-version=0.1.0", "--refuse=" + msg, "extra"}, nil, "demo: " + msg + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			dir := filepath.Join(t.TempDir(), "res")
+			ran := false
+			spec := testSpec(&testOptions{}, func(context.Context, *Env) error { ran = true; return nil })
+			code, stdout, stderr := runStep(t, spec, append(tt.args, "--results-dir", dir)...)
+			if code != 2 || stderr != tt.want || stdout != "" {
+				t.Fatalf("code %d, stdout %q, stderr %q; want 2, nothing, %q", code, stdout, stderr, tt.want)
+			}
+			if ran {
+				t.Fatal("the step ran")
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Fatalf("the results directory was touched: %v", err)
+			}
+		})
+	}
+}
+
+// TestFlagErrorsQuoteOnlyFlagNames: an argument the flag parser refuses is
+// named when it is shaped like a flag's name (a typo) and otherwise not shown
+// (the rest of a password split at a blank); flag values, even ones starting
+// with '-', are not taken for flags.
+func TestFlagErrorsQuoteOnlyFlagNames(t *testing.T) {
+	version.Version = "0.1.0"
+	for _, tt := range []struct {
+		args  []string
+		code  int
+		shown string // "" : nothing of the argument is printed
+	}{
+		{[]string{"--nope"}, 2, "nope"},
+		{[]string{"--skip-version-check", "--targt-name=x"}, 2, "targt-name"},
+		{[]string{"--skip-version-check", "-QZ@db/app"}, 2, ""},
+		{[]string{"--skip-version-check", "--target-name", "a", "--Qz:x"}, 2, ""},
+		{[]string{"--skip-version-check", "---qz"}, 2, ""},
+		{[]string{"--skip-version-check", "-=qz"}, 2, ""},
+		{[]string{"--skip-version-check", "--target-name", "-qz@x", "--count=2"}, 0, ""},
+		{[]string{"--skip-version-check", "--count", "-1"}, 2, ""}, // refused by Validate
+		{[]string{"-h"}, 0, ""},
+		{[]string{"--skip-version-check", "pos", "-QZ@x"}, 2, ""}, // positional: the flags ended
+	} {
+		spec := testSpec(&testOptions{}, func(context.Context, *Env) error { return nil })
+		code, _, stderr := runStep(t, spec, tt.args...)
+		if code != tt.code {
+			t.Errorf("%q: code %d, want %d: %s", tt.args, code, tt.code, stderr)
+		}
+		if tt.shown != "" && !strings.Contains(stderr, tt.shown) {
+			t.Errorf("%q: %q not named: %s", tt.args, tt.shown, stderr)
+		}
+		if tt.shown == "" && (strings.Contains(stderr, "QZ") || strings.Contains(stderr, "qz") || strings.Contains(stderr, "Qz")) {
+			t.Errorf("%q: the argument is printed: %s", tt.args, stderr)
+		}
+	}
+}
+
 func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 	version.Version = "0.1.0"
 	opts := &testOptions{}

@@ -263,6 +263,132 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestArgumentsAreNotEchoed: a connection string whose password holds a blank,
+// passed unquoted through a shell or a template, reaches the step as several
+// arguments; the flag takes the first piece and the rest are positional
+// arguments, pieces of the password. The usage error names the mistake without
+// quoting them (nothing is registered with the redactor yet, and the pieces
+// match no URL or password= pattern).
+func TestArgumentsAreNotEchoed(t *testing.T) {
+	for _, args := range [][]string{
+		{"--database-url", "postgres://app:QZJK", "VWYQ@db.internal/app"},
+		{"--database-url", "host=db.internal", "password=QZJK", "VWYQ", "dbname=app"},
+		{"--database-url", "host=db.internal password='QZJK", "VWYQ'"},
+		{"--database-url=host=db.internal password=QZJK", "VWYQ", "--log-format", "json"},
+		// The rest starts with '-': the flag parser took it for a flag and quoted it.
+		{"--database-url", "postgres://app:QZJK", "--VWYQ@db.internal/app"},
+		{"--database-url", "postgres://app:QZJK", "-VWYQ@db.internal/app"},
+		{"--database-url", "postgres://app:QZJK", "---VWYQ@db.internal/app"},
+		{"--database-url", "postgres://app:QZJK", "-=VWYQ@db.internal/app"},
+		{"--database-url", "host=db.internal password=QZJK", "-VWYQ=x", "dbname=app"},
+		{"--timeout=5s", "--database-url", "host=db.internal password=QZJK", "-VWYQ", "--log-format=json"},
+	} {
+		o := runStep(t, args...)
+		line := strings.TrimSpace(o.stderr)
+		if o.code != 2 || strings.Contains(line, "\n") || !strings.Contains(line, "unexpected argument") && !strings.Contains(line, "unknown flag or bad flag syntax") {
+			t.Fatalf("%q: code %d, stderr %q; want exit 2 with one line", args, o.code, o.stderr)
+		}
+		if strings.ContainsAny(o.stdout+o.stderr, "QZJKVWY") {
+			t.Fatalf("%q: a piece of the password is printed: %s", args, o.stdout+o.stderr)
+		}
+	}
+}
+
+// TestSchemeInAnotherCase: a URL whose scheme is not in lower case is no URL to
+// libpq and pgx. Against a server that the same URL in lower case reaches, the
+// step refuses it before connecting (exit 1) saying to write the scheme in
+// lower case, and prints no piece of the password, in text or JSON.
+func TestSchemeInAnotherCase(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	const pw = "QZJKVWYQ"
+	role := newRole(t, srv, pw)
+	rest := "://" + role + ":" + pw + "@127.0.0.1:" + strconv.Itoa(srv.Port) + "/" + db + "?sslmode=disable"
+	if o := runStep(t, "--database-url", "postgresql"+rest, "--timeout", "2s"); o.code != 0 {
+		t.Fatalf("lower case: code %d\n%s", o.code, o.stderr)
+	}
+	for _, scheme := range []string{"POSTGRES", "PostgreSQL", "Postgres"} {
+		for _, format := range []string{"text", "json"} {
+			o := runStep(t, "--database-url", scheme+rest, "--timeout", "2s", "--log-format", format, "--log-level", "debug")
+			if o.code != 1 || o.summary.Results["attempts"] != "" || !strings.Contains(o.stderr, "lower case") {
+				t.Fatalf("%s, %s: code %d, attempts %q; want 1, none, saying lower case\n%s", scheme, format, o.code, o.summary.Results["attempts"], o.stderr)
+			}
+			if strings.Contains(o.stdout+o.stderr, pw) {
+				t.Fatalf("%s, %s: the password is printed:\n%s%s", scheme, format, o.stdout, o.stderr)
+			}
+		}
+	}
+}
+
+// TestPassfileHostList: a host list whose passwords come from a passfile, one
+// entry per host, the first host refusing connections. pgx (v5.13) looks the
+// passfile up for the first host only and sends that password to every host,
+// so the real server refuses the login (exit 1, not retried); neither entry's
+// password is printed, in text or JSON, at debug level, in the summary or the
+// results.
+func TestPassfileHostList(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	const second = "VWYQ ZPFW"
+	role := newRole(t, srv, second)
+	closed := strconv.Itoa(pgenv.ClosedPort(t))
+	up := strconv.Itoa(srv.Port)
+	pf := filepath.Join(t.TempDir(), "pgpass")
+	entries := "127.0.0.1:" + closed + ":*:" + role + ":QZJK\\:XKCD\n127.0.0.1:" + up + ":*:" + role + ":" + second + "\n"
+	if err := os.WriteFile(pf, []byte(entries), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGPASSFILE", pf)
+	for _, u := range []string{
+		"postgres://" + role + "@127.0.0.1:" + closed + ",127.0.0.1:" + up + "/" + db + "?sslmode=disable",
+		"host=127.0.0.1,127.0.0.1 port=" + closed + "," + up + " user=" + role + " dbname=" + db + " sslmode=disable",
+	} {
+		for _, format := range []string{"text", "json"} {
+			dir := t.TempDir()
+			o := runStep(t, "--database-url", u, "--timeout", "2s", "--connect-timeout", "1s",
+				"--log-level", "debug", "--log-format", format, "--results-dir", dir)
+			if o.code != 1 || o.attempts(t) != 1 {
+				t.Fatalf("%s: code %d, attempts %d; want 1, 1 (pgx sends the first host's entry to the second)\n%s", format, o.code, o.attempts(t), o.stderr)
+			}
+			all := o.stdout + o.stderr
+			files, _ := os.ReadDir(dir)
+			for _, f := range files {
+				b, _ := os.ReadFile(filepath.Join(dir, f.Name()))
+				all += string(b)
+			}
+			for _, piece := range []string{"QZJK", "XKCD", "VWYQ", "ZPFW"} {
+				if strings.Contains(all, piece) {
+					t.Fatalf("%s: a passfile password (%q) is printed:\n%s", format, piece, all)
+				}
+			}
+		}
+	}
+}
+
+// TestUnsupportedSecretKeywords: oauth_client_secret, scram_client_key and
+// scram_server_key are libpq keywords that pgx does not implement; it sent them
+// to the server as settings, the secret in the startup message, and the server
+// refused the unknown setting. They are refused before any connection (exit 1,
+// no attempt), naming the keyword, printing nothing of the value.
+func TestUnsupportedSecretKeywords(t *testing.T) {
+	srv, db := pgenv.NewDatabase(t)
+	const pw = "QZJKVWYQ"
+	role := newRole(t, srv, pw)
+	port := strconv.Itoa(srv.Port)
+	for _, key := range []string{"oauth_client_secret", "scram_client_key", "scram_server_key"} {
+		for _, u := range []string{
+			"postgres://" + role + ":" + pw + "@127.0.0.1:" + port + "/" + db + "?sslmode=disable&" + key + "=XKCDZPFW",
+			"host=127.0.0.1 port=" + port + " user=" + role + " password=" + pw + " dbname=" + db + " sslmode=disable " + key + "=XKCDZPFW",
+		} {
+			o := runStep(t, "--database-url", u, "--timeout", "2s", "--log-level", "debug")
+			if o.code != 1 || o.summary.Results["attempts"] != "" || !strings.Contains(o.stderr, key) {
+				t.Fatalf("%s: code %d, attempts %q; want 1 before any connection, naming it\n%s", key, o.code, o.summary.Results["attempts"], o.stderr)
+			}
+			if strings.Contains(o.stdout+o.stderr, "XKCD") || strings.Contains(o.stdout+o.stderr, pw) {
+				t.Fatalf("%s: a secret is printed:\n%s", key, o.stdout+o.stderr)
+			}
+		}
+	}
+}
+
 // TestUnusualTargetsKeepThePasswordAndTheExitCode: the host forms the other
 // tests do not use — a Unix socket directory, a host list whose first member
 // refuses connections, a server that does not speak TLS under

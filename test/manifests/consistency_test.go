@@ -158,7 +158,7 @@ func binaryOf(t testing.TB, where string, command []string) string {
 }
 
 // The guards that fail a run with an invalid parameter (guards_test.go checks them):
-// they run a step binary only to make it refuse a positional argument, so they are
+// they run a step binary only to make it refuse (--refuse=<message>), so they are
 // not step containers.
 const (
 	argoGuard   = "invalid-parameters"

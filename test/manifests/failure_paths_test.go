@@ -349,7 +349,7 @@ func TestTektonParameterGuards(t *testing.T) {
 				args = append(args, a)
 			}
 			code, stderr := runGuard(t, strings.TrimPrefix(st.Command[0], "/usr/local/bin/"), args)
-			if code != exitcode.CodeUsage || !strings.Contains(stderr, name+"=") {
+			if code != exitcode.CodeUsage || !strings.HasPrefix(stderr, "wait-for-db: invalid parameter ") || !strings.Contains(stderr, name+"=") {
 				t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
 			}
 		}
@@ -467,7 +467,7 @@ func wantGuardRefuses(t *testing.T, c *corev1.Container, vars map[string]any, na
 		args = append(args, resolve(t, a, vars))
 	}
 	code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
-	if code != exitcode.CodeUsage || !strings.Contains(stderr, name+"=") {
+	if code != exitcode.CodeUsage || !strings.HasPrefix(stderr, "wait-for-db: invalid parameters: ") || !strings.Contains(stderr, name+"=") {
 		t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
 	}
 }

@@ -437,14 +437,14 @@ func isProbe(t argoTemplate) bool {
 }
 
 // isGuard reports whether t is the template that fails a run with an invalid
-// parameter: it passes its binary a positional argument (the message), which the
-// binary refuses; it is not a phase.
+// parameter: it passes its binary --refuse=<message>, which the binary prints
+// as its usage error; it is not a phase.
 func isGuard(t argoTemplate) bool {
 	if t.Container == nil {
 		return false
 	}
 	for _, a := range t.Container.Args {
-		if !strings.HasPrefix(a, "--") {
+		if a == "--refuse" || strings.HasPrefix(a, "--refuse=") {
 			return true
 		}
 	}
