@@ -70,23 +70,34 @@ func (r *REST) Leader(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", failure.Transientf("Patroni REST API: reading GET %s: %w", shown, err)
 	}
+	var cluster struct {
+		Members *[]member `json:"members"`
+		// Every other GET answer of Patroni's (member status, health checks)
+		// carries {"patroni": {"version", "scope"}}; /cluster's does not.
+		Patroni json.RawMessage `json:"patroni"`
+	}
+	jsonErr := json.Unmarshal(body, &cluster)
+	// Patroni routes a GET by the path's first segment and answers any path it
+	// does not know with a health check: with a path in --patroni-url (the
+	// member's api_url, .../patroni, or a proxy prefix) /cluster is never
+	// reached, whatever the status says, and no wait changes that.
+	if jsonErr == nil && cluster.Members == nil && (resp.StatusCode == http.StatusOK || cluster.Patroni != nil) {
+		return "", failure.Permanentf("GET %s did not reach Patroni's cluster view (the answer lists no members): give the REST API's base URL without a path, e.g. http://db-0.db:8008 (not retried)", shown)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return "", failure.Transientf("Patroni REST API answered GET %s with %s", shown, resp.Status)
 	}
-	var cluster struct {
-		Members []member `json:"members"`
+	if jsonErr != nil {
+		return "", failure.Transientf("Patroni REST API: GET %s did not return the cluster as JSON (is --patroni-url Patroni's API?): %v", shown, jsonErr)
 	}
-	if err := json.Unmarshal(body, &cluster); err != nil {
-		return "", failure.Transientf("Patroni REST API: GET %s did not return the cluster as JSON (is --patroni-url Patroni's API?): %v", shown, err)
-	}
-	for _, m := range cluster.Members {
+	for _, m := range *cluster.Members {
 		// A standby cluster's "standby_leader" replicates from elsewhere: no
 		// migration can run there.
 		if m.Role == "leader" && m.State == "running" {
 			return m.Name, nil
 		}
 	}
-	return "", failure.Transientf("Patroni reports no running leader (members: %s)", describeMembers(cluster.Members))
+	return "", failure.Transientf("Patroni reports no running leader (members: %s)", describeMembers(*cluster.Members))
 }
 
 func describeMembers(ms []member) string {
