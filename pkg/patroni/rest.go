@@ -2,6 +2,7 @@ package patroni
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,7 +38,11 @@ func NewREST(base string, client *http.Client) (*REST, error) {
 	if client == nil {
 		client = &http.Client{Timeout: RequestTimeout}
 	}
-	return &REST{base: u, client: client}, nil
+	c := *client
+	// Patroni never redirects: a redirect means --patroni-url reaches something
+	// else (a login page, another cluster's API), whose leader must not be taken.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &REST{base: u, client: &c}, nil
 }
 
 type member struct {
@@ -63,12 +68,28 @@ func (r *REST) Leader(ctx context.Context) (string, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is in our message already
 		}
+		// No wait makes a certificate trusted or valid.
+		var cve *tls.CertificateVerificationError
+		if errors.As(err, &cve) {
+			return "", failure.Permanentf("Patroni REST API at %s: its TLS certificate failed verification (%v): the step trusts the system's CAs; give it the CA with SSL_CERT_FILE, or fix the certificate (not retried)", shown, cve.Err)
+		}
 		return "", failure.Transientf("Patroni REST API unreachable (GET %s): %w", shown, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return "", failure.Transientf("Patroni REST API: reading GET %s: %w", shown, err)
+	}
+	switch code := resp.StatusCode; {
+	case code >= 300 && code < 400:
+		to := "nowhere"
+		if loc, err := resp.Location(); err == nil {
+			to = loc.Scheme + "://" + loc.Host // the rest may hold tokens
+		}
+		return "", failure.Permanentf("GET %s answered %s, a redirect to %s: Patroni never redirects, so --patroni-url is not Patroni's own API; give its address, e.g. http://db-0.db:8008 (not retried)", shown, resp.Status, to)
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		// Patroni checks credentials only on requests that change something.
+		return "", failure.Permanentf("GET %s was refused with %s: Patroni lets anyone read /cluster, so something in front of it asks for credentials; give Patroni's own address, or credentials it accepts in --patroni-url (not retried)", shown, resp.Status)
 	}
 	var cluster struct {
 		Members *[]member `json:"members"`

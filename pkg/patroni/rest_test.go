@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 func TestRESTLeader(t *testing.T) {
@@ -172,5 +174,68 @@ func TestDefaultRoles(t *testing.T) {
 	}
 	if got := (Roles{}).withDefaults("ab" + strings.Repeat("é", 31)).Owner; got != "ab"+strings.Repeat("é", 30) {
 		t.Errorf("truncated owner %q (%d bytes)", got, len(got))
+	}
+}
+
+// TestRESTAnswersNoWaitChanges: answers from something that is not Patroni's API
+// itself, or that no wait makes acceptable, end the step at once with exit 1,
+// and the password in --patroni-url is neither printed nor sent elsewhere.
+func TestRESTAnswersNoWaitChanges(t *testing.T) {
+	elsewhere := make(chan string, 10)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case elsewhere <- r.URL.Path:
+		default:
+		}
+		_, _ = w.Write([]byte(`{"members":[{"name":"other-0","role":"leader","state":"running"}]}`))
+	}))
+	defer other.Close()
+	handler := func(status int) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch status {
+			case http.StatusFound:
+				http.Redirect(w, r, other.URL+"/cluster?token=abc", status)
+			case http.StatusOK:
+				_, _ = w.Write([]byte(`{"members":[{"name":"db-0","role":"leader","state":"running"}]}`))
+			default:
+				w.Header().Set("WWW-Authenticate", `Basic realm="proxy"`)
+				w.WriteHeader(status)
+			}
+		})
+	}
+	tests := []struct {
+		name string
+		srv  *httptest.Server
+		want string
+	}{
+		{"proxy wants credentials", httptest.NewServer(handler(http.StatusUnauthorized)), "was refused with 401 Unauthorized: Patroni lets anyone read /cluster"},
+		{"proxy forbids", httptest.NewServer(handler(http.StatusForbidden)), "was refused with 403 Forbidden"},
+		{"redirect to another host", httptest.NewServer(handler(http.StatusFound)), "answered 302 Found, a redirect to " + other.URL + ": Patroni never redirects"},
+		{"untrusted TLS certificate", httptest.NewTLSServer(handler(http.StatusOK)), "its TLS certificate failed verification (x509: certificate signed by unknown authority)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer tt.srv.Close()
+			u, err := url.Parse(tt.srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.User = url.UserPassword("admin", loginPassword)
+			o, err := run(Spec(), "--database-url", pgenv.ClosedURL(t), "--patroni-url", u.String(), "--timeout", "5s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.code != 1 || o.attempts(t) != 1 || !strings.Contains(o.summary.Error, tt.want) {
+				t.Fatalf("code %d, attempts %s, error %s\nwant exit 1 at once, saying %q", o.code, o.summary.Results["attempts"], o.summary.Error, tt.want)
+			}
+			if !strings.Contains(o.summary.Error, "(not retried)") {
+				t.Errorf("error does not say it is not retried: %s", o.summary.Error)
+			}
+		})
+	}
+	select {
+	case p := <-elsewhere:
+		t.Errorf("the redirect was followed to %s", p)
+	default:
 	}
 }

@@ -353,6 +353,11 @@ func quotes(t *testing.T) []quote {
 		add(err.Error())
 	}
 
+	// --patroni-url with a path: Patroni's other endpoints answer, never /cluster.
+	const noMembers = "GET %s did not reach Patroni's cluster view (the answer lists no members): give the REST API's base URL without a path, e.g. http://db-0.db:8008 (not retried)"
+	sourceHas(t, "pkg/patroni/rest.go", `"`+noMembers+`"`)
+	add(fmt.Sprintf(noMembers, "http://shop-db-0.shop-db:8008/patroni/cluster"))
+
 	// Workloads that do not stop in time.
 	sourceHas(t, "pkg/workload/watch.go", `"timed out after %s waiting for %s; still there: %s"`, `"pod/%s (%s, %s)"`)
 	sourceHas(t, "pkg/workload/down.go", `"the pods of %d workloads to stop"`)
