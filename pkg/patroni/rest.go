@@ -9,8 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
@@ -115,19 +117,35 @@ func (r *REST) Leader(ctx context.Context) (string, error) {
 		// A standby cluster's "standby_leader" replicates from elsewhere: no
 		// migration can run there.
 		if m.Role == "leader" && m.State == "running" {
-			return m.Name, nil
+			return printable(m.Name), nil
 		}
 	}
 	return "", failure.Transientf("Patroni reports no running leader (members: %s)", describeMembers(*cluster.Members))
 }
 
+// shownMembers bounds the member list in a message: a real cluster has a few,
+// and the message is logged every 10 s and written to the results.
+const shownMembers = 10
+
 func describeMembers(ms []member) string {
 	if len(ms) == 0 {
 		return "none"
 	}
-	parts := make([]string, len(ms))
-	for i, m := range ms {
-		parts[i] = fmt.Sprintf("%s %s %s", m.Name, m.Role, m.State)
+	parts := make([]string, 0, min(len(ms), shownMembers)+1)
+	for _, m := range ms[:min(len(ms), shownMembers)] {
+		parts = append(parts, fmt.Sprintf("%s %s %s", printable(m.Name), printable(m.Role), printable(m.State)))
+	}
+	if len(ms) > shownMembers {
+		parts = append(parts, fmt.Sprintf("and %d more", len(ms)-shownMembers))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// printable quotes a name from the API that holds control characters: it goes
+// into log lines and result files, where a newline would forge another line.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }

@@ -3,6 +3,7 @@ package patroni
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,10 @@ import (
 )
 
 func TestRESTLeader(t *testing.T) {
+	var many []string
+	for i := range 5000 {
+		many = append(many, fmt.Sprintf(`{"name":"db-%d","role":"replica","state":"streaming"}`, i))
+	}
 	tests := []struct {
 		name   string
 		status int
@@ -32,6 +37,10 @@ func TestRESTLeader(t *testing.T) {
 		{"no members", 200, `{"members":[]}`, "", "Patroni reports no running leader (members: none)"},
 		{"API error", 503, `{}`, "", "answered GET"},
 		{"not Patroni", 200, `<html>hello</html>`, "", "did not return the cluster as JSON"},
+		// A hostile API's names must not forge log lines or result files.
+		{"leader name with a newline", 200, `{"members":[{"name":"db-0\nlevel=ERROR msg=forged","role":"leader","state":"running"}]}`, `"db-0\nlevel=ERROR msg=forged"`, ""},
+		// Nor one message fill the log every 10 s.
+		{"thousands of members", 200, `{"members":[` + strings.Join(many, ",") + `]}`, "", "db-9 replica streaming, and 4990 more)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
