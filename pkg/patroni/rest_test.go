@@ -155,6 +155,7 @@ func TestValidate(t *testing.T) {
 		{"patroni url ftp", Options{Timeout: time.Minute, PatroniURL: "ftp://db"}, "--patroni-url"},
 		{"blank role", Options{Timeout: time.Minute, Roles: Roles{Writer: " "}}, "--writer-role"},
 		{"long role", Options{Timeout: time.Minute, Roles: Roles{Reader: long}}, "--reader-role"},
+		{"role not UTF-8", Options{Timeout: time.Minute, Roles: Roles{Owner: "app\xff"}}, "--owner-role \"app\\xff\" is not valid UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
