@@ -332,7 +332,7 @@ func quotes(t *testing.T) []quote {
 	add((&migrate.MigrationError{Version: seedVersion, File: seed, Direction: "up", NoTx: true, Ran: true, Dirty: true, Statement: 1, Detail: restored}).Error())
 
 	// Patroni roles not ready: the wait loop's final message around the check's.
-	sourceHas(t, "pkg/patroni/check.go", `"roles %s and %s do not exist"`, `"role %s does not exist"`,
+	sourceHas(t, "pkg/patroni/check.go", `"roles %s and %s do not exist%s"`, `"role %s does not exist%s"`,
 		`"user %s is not a member of role %s: grant it (GRANT %s TO %s) or connect as the owner's login user (postgres-operator: %s_user)"`,
 		`"connected to a replica (pg_is_in_recovery() is true) at %s: point the URL at the primary (postgres-operator: the <cluster> service, not <cluster>-repl)"`)
 	sourceHas(t, "pkg/patroni/spec.go", `What:    "the cluster"`)
