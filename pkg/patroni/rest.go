@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -74,6 +75,13 @@ func (r *REST) Leader(ctx context.Context) (string, error) {
 		var cve *tls.CertificateVerificationError
 		if errors.As(err, &cve) {
 			return "", failure.Permanentf("Patroni REST API at %s: its TLS certificate failed verification (%v): the step trusts the system's CAs; give it the CA with SSL_CERT_FILE, or fix the certificate (not retried)", shown, cve.Err)
+		}
+		// Connected (or still connecting) but no answer in time: Patroni serves
+		// /cluster from its DCS, so a hung etcd hangs the API, which "unreachable"
+		// hid.
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+			return "", failure.Transientf("Patroni REST API did not answer GET %s within %s (Patroni reads /cluster from its DCS: a hung etcd, Consul or Kubernetes API hangs it too): %w", shown, r.client.Timeout, err)
 		}
 		return "", failure.Transientf("Patroni REST API unreachable (GET %s): %w", shown, err)
 	}

@@ -92,14 +92,14 @@ func TestRESTUnreachableOrHung(t *testing.T) {
 	defer hung.Close()
 	defer close(release)
 
-	for name, base := range map[string]string{
-		"closed port": "http://127.0.0.1:" + strconv.Itoa(closed),
-		"hung API":    hung.URL,
+	for name, tt := range map[string]struct{ base, want string }{
+		"closed port": {"http://127.0.0.1:" + strconv.Itoa(closed), "Patroni REST API unreachable (GET %s/cluster)"},
+		"hung API":    {hung.URL, "Patroni REST API did not answer GET %s/cluster within 200ms (Patroni reads /cluster from its DCS"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			rest, _ := NewREST(base, &http.Client{Timeout: 200 * time.Millisecond})
+			rest, _ := NewREST(tt.base, &http.Client{Timeout: 200 * time.Millisecond})
 			_, err := rest.Leader(context.Background())
-			if failure.Code(err) != 75 || !strings.Contains(err.Error(), "Patroni REST API unreachable (GET "+base+"/cluster)") {
+			if failure.Code(err) != 75 || !strings.Contains(err.Error(), fmt.Sprintf(tt.want, tt.base)) {
 				t.Fatalf("err %v (code %d)", err, failure.Code(err))
 			}
 		})
