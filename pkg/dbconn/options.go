@@ -40,7 +40,7 @@ func (o *Options) Validate() error {
 	if o.URL != "" && o.URLFile != "" {
 		return errors.New("--database-url and --database-url-file are both set: give only one")
 	}
-	if o.ConnectTimeout <= 0 || o.ConnectTimeout > time.Hour {
+	if o.ConnectTimeout < time.Millisecond || o.ConnectTimeout > time.Hour {
 		return fmt.Errorf("--connect-timeout %s is out of range: use a duration between 1ms and 1h, e.g. 10s", o.ConnectTimeout)
 	}
 	return nil

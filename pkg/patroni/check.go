@@ -90,7 +90,9 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 
 func checkRolesExist(ctx context.Context, conn *pgx.Conn, r Roles) error {
 	want := []string{r.Owner, r.Writer, r.Reader}
-	rows, err := conn.Query(ctx, "SELECT rolname FROM pg_roles WHERE rolname = ANY($1)", want)
+	// Also the roles that differ only in case: a flag is a role's exact name, not
+	// an SQL identifier folded to lower case, and the message says so.
+	rows, err := conn.Query(ctx, "SELECT rolname FROM pg_roles WHERE lower(rolname) IN (SELECT lower(w) FROM unnest($1::text[]) AS w) ORDER BY rolname", want)
 	if err != nil {
 		return dbconn.Classify(fmt.Errorf("reading pg_roles: %w", err))
 	}
@@ -98,19 +100,33 @@ func checkRolesExist(ctx context.Context, conn *pgx.Conn, r Roles) error {
 	if err != nil {
 		return dbconn.Classify(fmt.Errorf("reading pg_roles: %w", err))
 	}
-	var missing []string
+	var missing, near []string
 	for _, w := range want {
-		if !slices.Contains(found, w) && !slices.Contains(missing, w) {
-			missing = append(missing, w)
+		if slices.Contains(found, w) || slices.Contains(missing, w) {
+			continue
 		}
+		missing = append(missing, w)
+		for _, f := range found {
+			if strings.EqualFold(f, w) && !slices.Contains(want, f) && !slices.Contains(near, f) {
+				near = append(near, f)
+			}
+		}
+	}
+	hint := ""
+	switch len(near) {
+	case 0:
+	case 1:
+		hint = fmt.Sprintf(" (but %s exists: role names are case-sensitive, give the exact name)", near[0])
+	default:
+		hint = fmt.Sprintf(" (but %s exist: role names are case-sensitive, give the exact names)", strings.Join(near, ", "))
 	}
 	switch len(missing) {
 	case 0:
 		return nil
 	case 1:
-		return notYet("role %s does not exist", missing[0])
+		return notYet("role %s does not exist%s", missing[0], hint)
 	}
-	return notYet("roles %s and %s do not exist", strings.Join(missing[:len(missing)-1], ", "), missing[len(missing)-1])
+	return notYet("roles %s and %s do not exist%s", strings.Join(missing[:len(missing)-1], ", "), missing[len(missing)-1], hint)
 }
 
 // probe proves the default privileges the migration relies on: the owner creates

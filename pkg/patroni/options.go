@@ -53,6 +53,10 @@ func (o *Options) Validate() error {
 		if r.name != "" && strings.TrimSpace(r.name) == "" {
 			return fmt.Errorf("%s is blank: give a role name or leave it unset for the default", r.flag)
 		}
+		// The server rejects the bytes (SQLSTATE 22021) only after connecting.
+		if !utf8.ValidString(r.name) {
+			return fmt.Errorf("%s %q is not valid UTF-8: give the role's name as text", r.flag, r.name)
+		}
 		if len(r.name) > maxIdentifier {
 			return fmt.Errorf("%s %q is longer than %d bytes: PostgreSQL would truncate it; give the role's real name", r.flag, r.name, maxIdentifier)
 		}

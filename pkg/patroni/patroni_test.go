@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,5 +110,19 @@ func TestRealPatroni(t *testing.T) {
 	var ee *exec.ExitError
 	if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Errorf("wrong password: %v, want exit 1", err)
+	}
+
+	// A URL with a path reaches Patroni, but not /cluster: the member's own
+	// api_url (.../patroni, as /cluster lists it) answers its status, an
+	// unknown path its health check (503 on this leader). Neither ever lists
+	// members, so waiting cannot help: fail at once and say what to give.
+	for _, path := range []string{"/patroni", "/api"} {
+		o, err := run(Spec(), "--database-url", dbURL, "--patroni-url", cl.RESTURL()+path, "--timeout", "30s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.code != 1 || o.attempts(t) != 1 || !strings.Contains(o.summary.Error, "give the REST API's base URL without a path") {
+			t.Errorf("--patroni-url ...%s: code %d, attempts %s, error %s; want exit 1 at once naming the fix", path, o.code, o.summary.Results["attempts"], o.summary.Error)
+		}
 	}
 }

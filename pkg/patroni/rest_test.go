@@ -3,9 +3,11 @@ package patroni
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,9 +16,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
 func TestRESTLeader(t *testing.T) {
+	var many []string
+	for i := range 5000 {
+		many = append(many, fmt.Sprintf(`{"name":"db-%d","role":"replica","state":"streaming"}`, i))
+	}
 	tests := []struct {
 		name   string
 		status int
@@ -30,6 +37,10 @@ func TestRESTLeader(t *testing.T) {
 		{"no members", 200, `{"members":[]}`, "", "Patroni reports no running leader (members: none)"},
 		{"API error", 503, `{}`, "", "answered GET"},
 		{"not Patroni", 200, `<html>hello</html>`, "", "did not return the cluster as JSON"},
+		// A hostile API's names must not forge log lines or result files.
+		{"leader name with a newline", 200, `{"members":[{"name":"db-0\nlevel=ERROR msg=forged","role":"leader","state":"running"}]}`, `"db-0\nlevel=ERROR msg=forged"`, ""},
+		// Nor one message fill the log every 10 s.
+		{"thousands of members", 200, `{"members":[` + strings.Join(many, ",") + `]}`, "", "db-9 replica streaming, and 4990 more)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,14 +92,14 @@ func TestRESTUnreachableOrHung(t *testing.T) {
 	defer hung.Close()
 	defer close(release)
 
-	for name, base := range map[string]string{
-		"closed port": "http://127.0.0.1:" + strconv.Itoa(closed),
-		"hung API":    hung.URL,
+	for name, tt := range map[string]struct{ base, want string }{
+		"closed port": {"http://127.0.0.1:" + strconv.Itoa(closed), "Patroni REST API unreachable (GET %s/cluster)"},
+		"hung API":    {hung.URL, "Patroni REST API did not answer GET %s/cluster within 200ms (Patroni reads /cluster from its DCS"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			rest, _ := NewREST(base, &http.Client{Timeout: 200 * time.Millisecond})
+			rest, _ := NewREST(tt.base, &http.Client{Timeout: 200 * time.Millisecond})
 			_, err := rest.Leader(context.Background())
-			if failure.Code(err) != 75 || !strings.Contains(err.Error(), "Patroni REST API unreachable (GET "+base+"/cluster)") {
+			if failure.Code(err) != 75 || !strings.Contains(err.Error(), fmt.Sprintf(tt.want, tt.base)) {
 				t.Fatalf("err %v (code %d)", err, failure.Code(err))
 			}
 		})
@@ -144,6 +155,7 @@ func TestValidate(t *testing.T) {
 		{"patroni url ftp", Options{Timeout: time.Minute, PatroniURL: "ftp://db"}, "--patroni-url"},
 		{"blank role", Options{Timeout: time.Minute, Roles: Roles{Writer: " "}}, "--writer-role"},
 		{"long role", Options{Timeout: time.Minute, Roles: Roles{Reader: long}}, "--reader-role"},
+		{"role not UTF-8", Options{Timeout: time.Minute, Roles: Roles{Owner: "app\xff"}}, "--owner-role \"app\\xff\" is not valid UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,5 +184,68 @@ func TestDefaultRoles(t *testing.T) {
 	}
 	if got := (Roles{}).withDefaults("ab" + strings.Repeat("é", 31)).Owner; got != "ab"+strings.Repeat("é", 30) {
 		t.Errorf("truncated owner %q (%d bytes)", got, len(got))
+	}
+}
+
+// TestRESTAnswersNoWaitChanges: answers from something that is not Patroni's API
+// itself, or that no wait makes acceptable, end the step at once with exit 1,
+// and the password in --patroni-url is neither printed nor sent elsewhere.
+func TestRESTAnswersNoWaitChanges(t *testing.T) {
+	elsewhere := make(chan string, 10)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case elsewhere <- r.URL.Path:
+		default:
+		}
+		_, _ = w.Write([]byte(`{"members":[{"name":"other-0","role":"leader","state":"running"}]}`))
+	}))
+	defer other.Close()
+	handler := func(status int) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch status {
+			case http.StatusFound:
+				http.Redirect(w, r, other.URL+"/cluster?token=abc", status)
+			case http.StatusOK:
+				_, _ = w.Write([]byte(`{"members":[{"name":"db-0","role":"leader","state":"running"}]}`))
+			default:
+				w.Header().Set("WWW-Authenticate", `Basic realm="proxy"`)
+				w.WriteHeader(status)
+			}
+		})
+	}
+	tests := []struct {
+		name string
+		srv  *httptest.Server
+		want string
+	}{
+		{"proxy wants credentials", httptest.NewServer(handler(http.StatusUnauthorized)), "was refused with 401 Unauthorized: Patroni lets anyone read /cluster"},
+		{"proxy forbids", httptest.NewServer(handler(http.StatusForbidden)), "was refused with 403 Forbidden"},
+		{"redirect to another host", httptest.NewServer(handler(http.StatusFound)), "answered 302 Found, a redirect to " + other.URL + ": Patroni never redirects"},
+		{"untrusted TLS certificate", httptest.NewTLSServer(handler(http.StatusOK)), "its TLS certificate failed verification (x509: certificate signed by unknown authority)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer tt.srv.Close()
+			u, err := url.Parse(tt.srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.User = url.UserPassword("admin", loginPassword)
+			o, err := run(Spec(), "--database-url", pgenv.ClosedURL(t), "--patroni-url", u.String(), "--timeout", "5s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.code != 1 || o.attempts(t) != 1 || !strings.Contains(o.summary.Error, tt.want) {
+				t.Fatalf("code %d, attempts %s, error %s\nwant exit 1 at once, saying %q", o.code, o.summary.Results["attempts"], o.summary.Error, tt.want)
+			}
+			if !strings.Contains(o.summary.Error, "(not retried)") {
+				t.Errorf("error does not say it is not retried: %s", o.summary.Error)
+			}
+		})
+	}
+	select {
+	case p := <-elsewhere:
+		t.Errorf("the redirect was followed to %s", p)
+	default:
 	}
 }

@@ -382,3 +382,21 @@ func TestPausesAtMostASecond(t *testing.T) {
 		}
 	}
 }
+
+// TestRoleNameCase: a role flag is the role's exact name; one written in another
+// case (as if it were an SQL identifier, folded to lower case) is waited for like
+// any missing role, and the message names the role that does exist.
+func TestRoleNameCase(t *testing.T) {
+	srv, db := newDatabase(t)
+	op := newOperator(db)
+	op.createLogin(t, srv)
+	if err := op.apply(context.Background(), srv); err != nil {
+		t.Fatal(err)
+	}
+	upper := strings.ToUpper(op.roles.Owner)
+	o := runStep(t, "--database-url", srv.UserURL(op.login, loginPassword, db), "--owner-role", upper, "--timeout", "1s")
+	want := fmt.Sprintf("role %s does not exist (but %s exists: role names are case-sensitive, give the exact name)", upper, op.roles.Owner)
+	if o.code != 75 || !strings.Contains(o.summary.Error, want) {
+		t.Fatalf("code %d, error %s\nwant 75 saying %q", o.code, o.summary.Error, want)
+	}
+}

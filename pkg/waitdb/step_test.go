@@ -254,6 +254,9 @@ func TestURLFile(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--timeout", "0s"}, {"--timeout", "-5s"}, {"--timeout", "300h"}, {"--timeout", "soon"},
+		// Below the documented 1ms every attempt times out before the server can
+		// answer, and the step waited out --timeout for exit 75.
+		{"--connect-timeout", "1ns", "--timeout", "2s"}, {"--connect-timeout", "999us", "--timeout", "2s"},
 	} {
 		o := runStep(t, append([]string{"--database-url", "postgres://h/db"}, args...)...)
 		line := strings.TrimSpace(o.stderr)

@@ -332,7 +332,7 @@ func quotes(t *testing.T) []quote {
 	add((&migrate.MigrationError{Version: seedVersion, File: seed, Direction: "up", NoTx: true, Ran: true, Dirty: true, Statement: 1, Detail: restored}).Error())
 
 	// Patroni roles not ready: the wait loop's final message around the check's.
-	sourceHas(t, "pkg/patroni/check.go", `"roles %s and %s do not exist"`, `"role %s does not exist"`,
+	sourceHas(t, "pkg/patroni/check.go", `"roles %s and %s do not exist%s"`, `"role %s does not exist%s"`,
 		`"user %s is not a member of role %s: grant it (GRANT %s TO %s) or connect as the owner's login user (postgres-operator: %s_user)"`,
 		`"connected to a replica (pg_is_in_recovery() is true) at %s: point the URL at the primary (postgres-operator: the <cluster> service, not <cluster>-repl)"`)
 	sourceHas(t, "pkg/patroni/spec.go", `What:    "the cluster"`)
@@ -352,6 +352,11 @@ func quotes(t *testing.T) []quote {
 		}
 		add(err.Error())
 	}
+
+	// --patroni-url with a path: Patroni's other endpoints answer, never /cluster.
+	const noMembers = "GET %s did not reach Patroni's cluster view (the answer lists no members): give the REST API's base URL without a path, e.g. http://db-0.db:8008 (not retried)"
+	sourceHas(t, "pkg/patroni/rest.go", `"`+noMembers+`"`)
+	add(fmt.Sprintf(noMembers, "http://shop-db-0.shop-db:8008/patroni/cluster"))
 
 	// Workloads that do not stop in time.
 	sourceHas(t, "pkg/workload/watch.go", `"timed out after %s waiting for %s; still there: %s"`, `"pod/%s (%s, %s)"`)
