@@ -30,7 +30,7 @@ for t in kube "${tools[@]%%:*}"; do
 	if ! test/tools/"$t"/build.sh --print-dir >/dev/null 2>&1; then
 		# Measured here on two cores: the builds took Kubernetes 1192 s, Argo
 		# 841 s, tkn 746 s, Tekton 363 s, Triggers 81 s, the argo CLI 26 s.
-		echo "run-tests: first run: building Kubernetes, Argo Workflows, Tekton (Pipelines, Triggers) and the argo and tkn CLIs from source; on two cores the set-up and the first tests took about 70 minutes here on a loaded machine (7 when warm), and the rest of the suite takes about 25 more. Each step says every 30 s how long it has been running."
+		echo "run-tests: first run: building Kubernetes, Argo Workflows, Tekton (Pipelines, Triggers) and the argo and tkn CLIs from source; on two cores the set-up and the first tests took about 70 minutes here on a loaded machine (10 when warm), and the rest of the suite takes about 50 to 60 more. Each step says every 30 s how long it has been running."
 		break
 	fi
 done
