@@ -7,7 +7,7 @@ STEPS := check-databases wait-for-db wait-patroni scale-down migrate scale-resto
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 GO ?= go
 
-.PHONY: help build test test-unit lint bench demo clean
+.PHONY: help build test test-full test-unit lint bench demo clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -18,6 +18,9 @@ build: ## static step binaries in bin/
 
 test: ## every test, real servers included (installs what it needs; needs root)
 	test/run-tests.sh
+
+test-full: ## make test with e2e's extended scenarios too (variants of the paths make test takes; about 2 hours on 2 cores)
+	CHARTREUSE_E2E=full test/run-tests.sh
 
 test-unit: ## fast tests, no servers
 	$(GO) test -short ./...

@@ -76,7 +76,6 @@ func (s *argoSuite) testGitRevisions(t *testing.T) {
 	shop := shopCommits(t, srv.NewRepo(t, "shop-revisions.git"))
 
 	t.Run("tag", func(t *testing.T) {
-		t.Parallel()
 		c := s.newCase(t, "git-tag")
 		wf := c.run(t, "", c.gitParams(shop.repo.URL(), "v1.0.0", nil))
 		wantPhase(t, wf, wfv1.WorkflowSucceeded)
@@ -90,7 +89,6 @@ func (s *argoSuite) testGitRevisions(t *testing.T) {
 		}
 	})
 	t.Run("bare-sha", func(t *testing.T) {
-		t.Parallel()
 		c := s.newCase(t, "git-sha")
 		wf := c.run(t, "", c.gitParams(shop.repo.URL(), shop.first, nil))
 		wantPhase(t, wf, wfv1.WorkflowSucceeded)
@@ -98,7 +96,6 @@ func (s *argoSuite) testGitRevisions(t *testing.T) {
 		wantVersions(t, c.versions(t), 1, 2)
 	})
 	t.Run("branch", func(t *testing.T) {
-		t.Parallel()
 		c := s.newCase(t, "git-branch")
 		wf := c.run(t, "", c.gitParams(shop.repo.URL(), "main", nil))
 		wantPhase(t, wf, wfv1.WorkflowSucceeded)
@@ -106,7 +103,6 @@ func (s *argoSuite) testGitRevisions(t *testing.T) {
 		wantVersions(t, c.versions(t), 1, 2, 3)
 	})
 	t.Run("tag-moved-during-the-run", func(t *testing.T) {
-		t.Parallel()
 		moving := shopCommits(t, srv.NewRepo(t, "shop-moving.git"))
 		moving.repo.Tag(t, "release", moving.first)
 		c := s.newCase(t, "git-moved")

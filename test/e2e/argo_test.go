@@ -108,45 +108,48 @@ func TestArgo(t *testing.T) {
 		{"nothing-pending", s.testNothingPending},
 		{"migrations-pending", s.testMigrationsPending},
 		{"transient-lock-busy", s.testTransient},
-		{"image-tag-pushed-again", s.testImageTagPushedAgain},
 		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
 		{"restore", s.testRestorePolicy},
 		{"rollback", s.testRollbackPolicy},
 		{"two-runs-one-database", s.testConcurrent},
-		{"two-databases-one-application", s.testTwoDatabasesShareWorkloads},
 		// stop-workloads=auto (downtime_test.go).
 		{"auto-additive-keeps-running", s.testAutoAdditive},
 		{"auto-blocking-stops", s.testAutoBlocking},
 		{"auto-additive-fails-rolls-back", s.testAutoAdditiveFailsRollsBack},
-		{"auto-additive-fails-keep-down", s.testAutoAdditiveFailsKeepDown},
-		{"auto-unbounded-lock-timeout-stops", s.testAutoUnboundedLockTimeout},
 		// The failure paths (argo_failure_test.go).
 		{"stop-restores-only-its-own", s.testStopRestoresOnlyItsOwn},
 		{"stopped-rollback-outlasts-held-lock", s.testStoppedRollbackOutlastsLock},
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
-		{"wrong-role-refused-before-stopping", s.testWrongRoleRefusedBeforeStopping},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
-		{"not-ready-fails-the-run", s.testNotReady},
 		// Migrations from git (argo_git_test.go).
 		{"git-revisions", s.testGitRevisions},
 		{"git-private-repository", s.testGitPrivate},
-		{"wrong-image-fails-fast", s.testWrongImage},
 		{"migrations-image", s.testMigrationsImage},
 		{"git-rollback-reads-the-planned-commit", s.testGitRollback},
-		{"edited-migration-refused-then-accepted", s.testEditedMigration},
 		// The migration parameters (parameters_test.go).
 		{"parameters", s.testParameters},
-		// Several databases in one run, first slice (argo_databases_test.go).
-		{"databases-plan", s.testDatabasesPlan},
+		// Several databases in one run (argo_databases_test.go,
+		// argo_databases_run_test.go).
 		{"databases-bad-input", s.testDatabasesBadInput},
-		// The whole run with databases (argo_databases_run_test.go).
-		{"databases-keep-down", s.testDatabasesKeepDown},
-		{"databases-restore", s.testDatabasesRestore},
-		{"databases-rollback", s.testDatabasesRollback},
 		{"databases-happy", s.testDatabasesHappy},
 		{"databases-share-workloads", s.testDatabasesShareWorkloads},
 	}
-	runScenarios(t, "argo", scenarios)
+	// Variants of paths taken above (make test-full).
+	extended := []scenario{
+		{"image-tag-pushed-again", s.testImageTagPushedAgain},
+		{"two-databases-one-application", s.testTwoDatabasesShareWorkloads},
+		{"auto-additive-fails-keep-down", s.testAutoAdditiveFailsKeepDown},
+		{"auto-unbounded-lock-timeout-stops", s.testAutoUnboundedLockTimeout},
+		{"wrong-role-refused-before-stopping", s.testWrongRoleRefusedBeforeStopping},
+		{"not-ready-fails-the-run", s.testNotReady},
+		{"wrong-image-fails-fast", s.testWrongImage},
+		{"edited-migration-refused-then-accepted", s.testEditedMigration},
+		{"databases-plan", s.testDatabasesPlan},
+		{"databases-keep-down", s.testDatabasesKeepDown},
+		{"databases-restore", s.testDatabasesRestore},
+		{"databases-rollback", s.testDatabasesRollback},
+	}
+	runScenarios(t, "argo", scenarios, extended...)
 	t.Logf("argo: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
 }
 

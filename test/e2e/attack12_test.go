@@ -36,6 +36,8 @@ func TestAttack12Argo(t *testing.T) {
 	if cli == "" {
 		t.Skipf("%s is not set: build the argo CLI with test/tools/argo-cli/build.sh and export the directory it prints", argoCLIEnv)
 	}
+	// Beside the other suites, in the shared slots.
+	t.Parallel()
 	env := kubeenv.Shared(t)
 	start := time.Now()
 	s := newArgoSuite(t, env, env.NewNamespace(t))
@@ -45,9 +47,11 @@ func TestAttack12Argo(t *testing.T) {
 		{"retry-after-rollback-leaves-a-later-run-alone", a.testRetryAfterRollback},
 		{"retry-after-keep-down-finishes", a.testRetryAfterKeepDown},
 		{"retry-after-stop-during-scale-down-finishes", a.testRetryAfterStopDuringScaleDown},
-		{"retry-after-a-manual-scale-restore", a.testRetryAfterManualRestore},
-		{"retry-of-an-older-run-leaves-a-later-keep-down", a.testRetryOfOlderRunLeavesLaterKeepDown},
-	})
+	},
+		// Variants of the retries above (make test-full).
+		scenario{"retry-after-a-manual-scale-restore", a.testRetryAfterManualRestore},
+		scenario{"retry-of-an-older-run-leaves-a-later-keep-down", a.testRetryOfOlderRunLeavesLaterKeepDown},
+	)
 	t.Logf("attack12 argo: done in %s", time.Since(start).Round(100*time.Millisecond))
 }
 

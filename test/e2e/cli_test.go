@@ -137,7 +137,7 @@ func TestCLI(t *testing.T) {
 	s.sh = newCLIShell(t, env, repo, argoDir, tknDir)
 	t.Logf("cli: set-up took %s", time.Since(start).Round(100*time.Millisecond))
 
-	var scenarios []scenario
+	var scenarios, extended []scenario
 	if argo != nil {
 		a := &cliArgo{cliSuite: s, argo: argo}
 		t.Cleanup(func() {
@@ -148,9 +148,11 @@ func TestCLI(t *testing.T) {
 		scenarios = append(scenarios,
 			scenario{"argo/readme-run-it-then-rollback-and-migrate", a.testReadmeRunIt},
 			scenario{"argo/ci-job-submit-sh-then-scale-restore", a.testCIJob},
+			scenario{"argo/stop-runs-the-exit-handler", a.testStop},
+		)
+		extended = append(extended,
 			scenario{"argo/retry-after-held-lock", a.testRetry},
 			scenario{"argo/resubmit-after-fix", a.testResubmit},
-			scenario{"argo/stop-runs-the-exit-handler", a.testStop},
 		)
 	} else {
 		scenarios = append(scenarios, scenario{"argo", func(t *testing.T) {
@@ -174,7 +176,7 @@ func TestCLI(t *testing.T) {
 			t.Skipf("%s is not set: build tkn with test/tools/tkn/build.sh and export the directory it prints", tknEnv)
 		}})
 	}
-	runScenarios(t, "cli", scenarios)
+	runScenarios(t, "cli", scenarios, extended...)
 	t.Logf("cli: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
 }
 

@@ -233,7 +233,10 @@ func (s *tektonSuite) testNotReady(t *testing.T) {
 // must leave the application stopped for B; B's restore brings it back.
 func (s *tektonSuite) testTwoDatabasesShareWorkloads(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	// A bound, not a target: two whole runs, one after the other; alone they
+	// take 2 minutes, and 10 ran out once on the loaded 2-core CI node with B's
+	// last pods still starting.
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	dbB := NewDatabase(t, s.pg, "sharedb")
 	if err := CreateSecret(ctx, s.kube, c.ns, "sharedb-db", dbB.URL()); err != nil {

@@ -170,7 +170,6 @@ func (s *tektonSuite) testGitWrongRevision(t *testing.T) {
 func (s *tektonSuite) testGitRevisions(t *testing.T) {
 	two := MigrationSet{"00001_items.sql": tektonShop["00001_items.sql"], "00002_prices.sql": tektonShop["00002_prices.sql"]}
 	t.Run("bare-sha", func(t *testing.T) {
-		t.Parallel()
 		c := s.newCase(t, nil)
 		repo := s.git.NewRepo(t, "sha-"+c.ns)
 		first := repo.Commit(t, gitFiles("db/migrations", two), "release 1.0.0")
@@ -181,7 +180,6 @@ func (s *tektonSuite) testGitRevisions(t *testing.T) {
 		c.wantVersions(t, 1, 2)
 	})
 	t.Run("tag-moved-during-the-run", func(t *testing.T) {
-		t.Parallel()
 		c := s.newCase(t, nil)
 		repo := s.git.NewRepo(t, "moved-"+c.ns)
 		first := repo.Commit(t, gitFiles("db/migrations", two), "release 1.0.0")

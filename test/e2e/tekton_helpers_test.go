@@ -29,7 +29,10 @@ import (
 
 // TestMain: the package's tests share one Kubernetes environment (the one of
 // CHARTREUSE_TEST_ENV, else one started for the package).
-func TestMain(m *testing.M) { kubeenv.Main(m) }
+func TestMain(m *testing.M) {
+	raiseParallel()
+	kubeenv.Main(m)
+}
 
 // tektonImage holds every migration set: tektonShop at /migrations (the
 // image's default, what `FROM chartreuse` + `COPY` gives; the Pipeline's

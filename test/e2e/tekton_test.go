@@ -40,37 +40,40 @@ func TestTekton(t *testing.T) {
 		// One run at a time per database (tekton_gate_test.go).
 		{"two-runs-one-database", s.testGateTwoRuns},
 		{"two-databases-one-application", s.testTwoDatabasesShareWorkloads},
+		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		// stop-workloads=auto (downtime_test.go).
 		{"auto-additive-keeps-running", s.testAutoAdditive},
 		{"auto-blocking-stops", s.testAutoBlocking},
 		{"auto-additive-fails-rolls-back", s.testAutoAdditiveFailsRollsBack},
-		{"auto-unbounded-lock-timeout-stops", s.testAutoUnboundedLockTimeout},
-		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		{"tag-trigger", s.testTagTrigger},
 		// Migrations from git (tekton_git_test.go).
 		{"git-tag", s.testGitTag},
-		{"git-revisions", s.testGitRevisions},
-		{"image-tag-pushed-again", s.testImageTagPushedAgain},
 		{"git-private-repository-token", s.testGitPrivate},
-		{"git-wrong-revision", s.testGitWrongRevision},
-		{"wrong-image-fails-fast", s.testWrongImage},
 		// Migrations from an image of their own (tekton_image_test.go).
 		{"migrations-image", s.testMigrationsImage},
 		// The failure paths (tekton_failure_test.go).
 		{"cancel-restores-only-its-own", s.testCancelRestoresOnlyItsOwn},
 		{"rollback-outlasts-held-lock", s.testRollbackOutlastsLock},
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
-		{"wrong-role-refused-before-stopping", s.testWrongRoleRefusedBeforeStopping},
 		{"plan-refuses-while-lock-held", s.testPlanRefusesWhileLockHeld},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
+		// The migration parameters (parameters_test.go).
+		{"parameters", s.testParameters},
+	}
+	// Variants of paths taken above (make test-full).
+	extended := []scenario{
+		{"auto-unbounded-lock-timeout-stops", s.testAutoUnboundedLockTimeout},
+		{"git-revisions", s.testGitRevisions},
+		{"image-tag-pushed-again", s.testImageTagPushedAgain},
+		{"git-wrong-revision", s.testGitWrongRevision},
+		{"wrong-image-fails-fast", s.testWrongImage},
+		{"wrong-role-refused-before-stopping", s.testWrongRoleRefusedBeforeStopping},
 		{"not-ready-fails-the-run", s.testNotReady},
 		{"edited-migration-refused-then-accepted", s.testEditedMigration},
 		// The lock busy message names the holder's run and pod (tekton_holder_test.go).
 		{"lock-holder-named-with-its-pod", s.testLockHolderNamed},
-		// The migration parameters (parameters_test.go).
-		{"parameters", s.testParameters},
 	}
-	runScenarios(t, "tekton", scenarios)
+	runScenarios(t, "tekton", scenarios, extended...)
 	t.Logf("tekton: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
 }
 

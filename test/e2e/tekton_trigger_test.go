@@ -70,11 +70,9 @@ func (s *tektonSuite) testTagTrigger(t *testing.T) {
 		repo.Tag(t, tag, commit)
 	}
 	t.Run("refused-pushes-then-a-tag-runs", func(t *testing.T) {
-		t.Parallel()
 		s.testTagPushes(t, tr, repo.URL(), commit)
 	})
 	t.Run("two-tags-at-once-run-one-after-the-other", func(t *testing.T) {
-		t.Parallel()
 		s.testTwoTags(t, tr, repo.URL(), commit)
 	})
 }
