@@ -263,67 +263,49 @@ func TestInvalidEnvironmentSettingIsNamed(t *testing.T) {
 	}
 }
 
-// TestURLBehindAPrefixIsRefused: a Secret holding more than the URL — an
-// environment line (DATABASE_URL=postgres://...), a JDBC URL — parsed as one
-// keyword/value pair whose unknown keyword pgx passes to the server as a
-// setting: the step then connected to the default host (a Unix socket, PGHOST)
-// as the OS user, sending the whole URL, password included, as that setting's
-// value, and waited for it as for a server not up yet (exit 75). It is refused
-// at once (exit 1), quoting nothing.
-func TestURLBehindAPrefixIsRefused(t *testing.T) {
-	for _, raw := range []string{
-		"DATABASE_URL=postgres://app:QZJK@db.internal/app",
-		"CHARTREUSE_DATABASE_URL=postgresql://app:QZJK@db.internal:5432/app?sslmode=require",
-		"jdbc:postgresql://db.internal/app?user=app&password=QZJK",
-		"export DATABASE_URL=postgres://app:QZJK@db.internal/app",
-	} {
-		t.Run(raw, func(t *testing.T) {
-			red := redact.New()
-			_, err := (&Options{URL: raw, ConnectTimeout: time.Second}).Config(red)
-			if failure.Code(err) != failure.CodePermanent {
-				t.Fatalf("exit code %d, want 1: %v", failure.Code(err), err)
-			}
-			if msg := err.Error(); leaked(msg) || strings.Contains(msg, "\n") || !strings.Contains(msg, "only the URL") {
-				t.Fatalf("the message quotes the string, is not one line, or does not say what to do: %s", msg)
-			}
-		})
-	}
-	// A keyword/value string whose known keywords hold "://" stays valid.
-	if _, err := (&Options{URL: "host=db dbname=app application_name=https://example.org/job", ConnectTimeout: time.Second}).Config(redact.New()); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestSchemeInAnotherCaseIsRefused: libpq and pgx take a URL only when its
-// scheme is postgres:// or postgresql:// in lower case; POSTGRES://... was read
-// as keyword/value and refused as "a URL that does not start the string, or one
-// of another scheme", and PostgreSQL://...?sslmode=... as a keyword/value
-// string, a single pair whose keyword is the URL with its password. It is
-// refused at once (exit 1) saying to write the scheme in lower case, quoting
+// TestMalformedURLIsRefused: strings that libpq and pgx do not read as a URL
+// although one is in them.
+//   - A Secret holding more than the URL (an environment line
+//     DATABASE_URL=postgres://..., a JDBC URL) was parsed as one keyword/value
+//     pair whose unknown keyword pgx passes to the server as a setting: the step
+//     connected to the default host (a Unix socket, PGHOST) as the OS user,
+//     sending the whole URL, password included, as that setting's value, and
+//     waited for it as for a server not up yet (exit 75).
+//   - A scheme in another case than postgres:// or postgresql:// was read as
+//     keyword/value: POSTGRES://... refused as "a URL that does not start the
+//     string", PostgreSQL://...?sslmode=... as a single pair whose keyword is
+//     the URL with its password.
+//
+// Each is refused at once (exit 1) in one line that says what to do and quotes
 // nothing of the string.
-func TestSchemeInAnotherCaseIsRefused(t *testing.T) {
-	for _, raw := range []string{
-		"POSTGRES://app:QZJK@db.internal/app",
-		"PostgreSQL://app:QZJK@db.internal:5432/app?sslmode=require",
-		"Postgres://db.internal/app?user=app&password=QZJK",
-		"POSTGRESQL://app:QZJK@db1.internal,db2.internal/app",
-		"postgreS://app:QZJK@db.internal/app",
+func TestMalformedURLIsRefused(t *testing.T) {
+	const prefix, scheme = "only the URL", "lower case"
+	for _, tc := range []struct{ raw, says string }{
+		{"DATABASE_URL=postgres://app:QZJK@db.internal/app", prefix},
+		{"CHARTREUSE_DATABASE_URL=postgresql://app:QZJK@db.internal:5432/app?sslmode=require", prefix},
+		{"jdbc:postgresql://db.internal/app?user=app&password=QZJK", prefix},
+		{"export DATABASE_URL=postgres://app:QZJK@db.internal/app", prefix},
+		{"POSTGRES://app:QZJK@db.internal/app", scheme},
+		{"PostgreSQL://app:QZJK@db.internal:5432/app?sslmode=require", scheme},
+		{"Postgres://db.internal/app?user=app&password=QZJK", scheme},
+		{"POSTGRESQL://app:QZJK@db1.internal,db2.internal/app", scheme},
+		{"postgreS://app:QZJK@db.internal/app", scheme},
 	} {
-		t.Run(raw, func(t *testing.T) {
-			red := redact.New()
-			_, err := (&Options{URL: raw, ConnectTimeout: time.Second}).Config(red)
+		t.Run(tc.raw, func(t *testing.T) {
+			_, err := (&Options{URL: tc.raw, ConnectTimeout: time.Second}).Config(redact.New())
 			if failure.Code(err) != failure.CodePermanent {
 				t.Fatalf("exit code %d, want 1: %v", failure.Code(err), err)
 			}
-			msg := err.Error()
-			if leaked(msg) || strings.Contains(msg, "\n") || !strings.Contains(msg, "lower case") || !strings.Contains(msg, "database URL") {
-				t.Fatalf("the message quotes the string, is not one line, or does not say to write the scheme in lower case: %s", msg)
+			if msg := err.Error(); leaked(msg) || strings.Contains(msg, "\n") || !strings.Contains(msg, tc.says) || !strings.Contains(msg, "--database-url") {
+				t.Fatalf("the message quotes the string, is not one line, or does not say %q: %s", tc.says, msg)
 			}
 		})
 	}
-	// Lower case, and a keyword/value string naming such a URL as a value, stay valid.
+	// Valid: lower case, and keyword/value strings naming a URL as a known
+	// keyword's value.
 	for _, raw := range []string{
 		"postgresql://app:QZJK@db.internal/app",
+		"host=db dbname=app application_name=https://example.org/job",
 		"host=db dbname=app application_name=POSTGRES://x",
 	} {
 		if _, err := (&Options{URL: raw, ConnectTimeout: time.Second}).Config(redact.New()); err != nil {
