@@ -235,6 +235,7 @@ func (a *attackArgo) testRetryAfterKeepDown(t *testing.T) {
 	wf := a.stoppedDuringMigration(t, c, "keep-down")
 	c.wantStopped(t)
 
+	impatientShutdown(t, a.kube, c.app) // the retry's scale-down: no 10-minute delay
 	wf, pods := a.retried(t, c, wf)
 	noMigrationWhileRunning(t, c, pods)
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
@@ -255,11 +256,14 @@ func (a *attackArgo) testRetryAfterStopDuringScaleDown(t *testing.T) {
 	if err := CreateSecret(ctx, a.kube, a.argo.Namespace, c.secret, c.db.URL()); err != nil {
 		t.Fatal(err)
 	}
-	app, err := DeployApp(ctx, a.kube, a.argo.Namespace, AppOptions{Name: c.name, ShutdownDelay: 25 * time.Second})
+	app, err := DeployApp(ctx, a.kube, a.argo.Namespace, AppOptions{Name: c.name, ShutdownDelay: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.app = app
+	// The pods stay running after SIGTERM until release ends them: with 25 s the
+	// stop once came after scale-down had finished on a loaded CI node, and the
+	// run was stopped in migrate instead.
 	held, release := holdPod(t, a.kube, c.app)
 	wf := c.submit(t, "", nil)
 	if err := Poll(ctx, 200*time.Millisecond, func() (bool, error) {
@@ -276,6 +280,7 @@ func (a *attackArgo) testRetryAfterStopDuringScaleDown(t *testing.T) {
 	wantVersions(t, c.versions(t))
 	c.wantRestored(t)
 
+	impatientShutdown(t, a.kube, c.app) // the retry's scale-down: no 10-minute delay
 	wf, pods := a.retried(t, c, wf)
 	noMigrationWhileRunning(t, c, pods)
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)

@@ -29,6 +29,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 
@@ -869,7 +870,8 @@ func (a *cliArgo) testStop(t *testing.T) {
 	// The held pod must stay running (Terminating, not yet Succeeded) until the stop
 	// arrives: with the default 2 s shutdown its containers ended first, the
 	// kubelet marked it terminal and scale-down was done before argo stop came.
-	c := a.newCase(t, "stop", AppOptions{ShutdownDelay: 25 * time.Second})
+	// 25 s was not always enough on a loaded node; release ends the pods.
+	c := a.newCase(t, "stop", AppOptions{ShutdownDelay: 10 * time.Minute})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	held, release := holdPod(t, a.kube, c.app)
@@ -900,9 +902,14 @@ func (a *cliArgo) testStop(t *testing.T) {
 	wantAppRestored(t, a.kube, c.app)
 }
 
-// holdPod puts a finalizer on one of app's pods, so that it stays (terminating)
-// once deleted until release removes the finalizer (at the latest when the
-// test ends). Returns the pod's name.
+// holdPod puts a finalizer on one of app's pods, so that it stays once deleted
+// until release removes the finalizer (at the latest when the test ends).
+// release also deletes at once (grace period 0) every pod of app that is
+// terminating: with a long AppOptions.ShutdownDelay the pods stay running
+// after SIGTERM, so scale-down waits for them until release, however slowly
+// the test gets to its next step on a loaded node. (A pod whose containers
+// have ended counts as gone for scale-down, finalizer or not.) Returns the
+// held pod's name.
 func holdPod(t *testing.T, kube kubernetes.Interface, app *App) (string, func()) {
 	t.Helper()
 	pods, err := kube.CoreV1().Pods(app.Namespace).List(t.Context(), metav1.ListOptions{LabelSelector: app.Selector})
@@ -923,10 +930,52 @@ func holdPod(t *testing.T, kube kubernetes.Interface, app *App) (string, func())
 			if err := patch(`{"metadata":{"finalizers":null}}`); err != nil && !apierrors.IsNotFound(err) {
 				t.Errorf("releasing pod %s: %v", name, err)
 			}
+			if err := endTerminating(context.Background(), kube, app); err != nil {
+				t.Error(err)
+			}
 		})
 	}
 	t.Cleanup(release)
 	return name, release
+}
+
+// endTerminating deletes at once (grace period 0) every pod of app that is
+// terminating.
+func endTerminating(ctx context.Context, kube kubernetes.Interface, app *App) error {
+	pods, err := kube.CoreV1().Pods(app.Namespace).List(ctx, metav1.ListOptions{LabelSelector: app.Selector})
+	if err != nil {
+		return fmt.Errorf("listing the pods of %s to end the terminating ones: %w", app.Name, err)
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			continue
+		}
+		err := kube.CoreV1().Pods(app.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("ending terminating pod %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// impatientShutdown ends app's terminating pods every half second until the
+// test ends, as if they had no shutdown delay: for the runs that follow a
+// holdPod with a long AppOptions.ShutdownDelay.
+func impatientShutdown(t *testing.T, kube kubernetes.Interface, app *App) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_ = endTerminating(ctx, kube, app) // the next round tries again
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // ---------------------------------------------------------------- Tekton

@@ -144,7 +144,7 @@ func DeployApp(ctx context.Context, cs kubernetes.Interface, ns string, o AppOpt
 	podSpec := func(restart corev1.RestartPolicy) corev1.PodSpec {
 		return corev1.PodSpec{
 			RestartPolicy:                 restart,
-			TerminationGracePeriodSeconds: ptr.To[int64](30),
+			TerminationGracePeriodSeconds: ptr.To(max(int64(30), int64((o.ShutdownDelay+30*time.Second)/time.Second))),
 			EnableServiceLinks:            ptr.To(false),
 			AutomountServiceAccountToken:  ptr.To(false),
 			// Pod Security "restricted", so that its pods start again after a
