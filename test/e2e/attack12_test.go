@@ -44,11 +44,11 @@ func TestAttack12Argo(t *testing.T) {
 	a := &attackArgo{argoSuite: s, cli: filepath.Join(cli, "argo"), kubeconfig: env.Kubeconfig}
 	runScenarios(t, "argo", []scenario{
 		{"retry-after-restore-refused", a.testRetryAfterRestore},
-		{"retry-after-rollback-leaves-a-later-run-alone", a.testRetryAfterRollback},
 		{"retry-after-keep-down-finishes", a.testRetryAfterKeepDown},
 		{"retry-after-stop-during-scale-down-finishes", a.testRetryAfterStopDuringScaleDown},
 	},
 		// Variants of the retries above (make test-full).
+		scenario{"retry-after-rollback-leaves-a-later-run-alone", a.testRetryAfterRollback},
 		scenario{"retry-after-a-manual-scale-restore", a.testRetryAfterManualRestore},
 		scenario{"retry-of-an-older-run-leaves-a-later-keep-down", a.testRetryOfOlderRunLeavesLaterKeepDown},
 	)

@@ -38,7 +38,7 @@ func SlowBrokenMigration(table string, d time.Duration) string {
 }
 
 // WaitingMigration is LoggedMigration that first waits, inside its
-// transaction, until the test creates the table signal (at most 5 minutes), so
+// transaction, until the test creates the table signal (at most 15 minutes: 5 ran out once on the loaded CI node while another run went first), so
 // that a test decides when it goes on. It reads pg_class with a query (a new
 // snapshot each time round), not to_regclass, whose catalog cache does not see
 // the new table while the transaction takes no lock.
@@ -47,7 +47,7 @@ func WaitingMigration(version, table, signal string) string {
 -- +goose StatementBegin
 DO $$
 BEGIN
-  FOR i IN 1..1500 LOOP
+  FOR i IN 1..4500 LOOP
     EXIT WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relname = '%s');
     PERFORM pg_sleep(0.2);
   END LOOP;

@@ -40,28 +40,27 @@ func TestTekton(t *testing.T) {
 		// One run at a time per database (tekton_gate_test.go).
 		{"two-runs-one-database", s.testGateTwoRuns},
 		{"two-databases-one-application", s.testTwoDatabasesShareWorkloads},
-		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		// stop-workloads=auto (downtime_test.go).
 		{"auto-additive-keeps-running", s.testAutoAdditive},
 		{"auto-blocking-stops", s.testAutoBlocking},
-		{"auto-additive-fails-rolls-back", s.testAutoAdditiveFailsRollsBack},
 		{"tag-trigger", s.testTagTrigger},
 		// Migrations from git (tekton_git_test.go).
 		{"git-tag", s.testGitTag},
-		{"git-private-repository-token", s.testGitPrivate},
-		// Migrations from an image of their own (tekton_image_test.go).
-		{"migrations-image", s.testMigrationsImage},
 		// The failure paths (tekton_failure_test.go).
 		{"cancel-restores-only-its-own", s.testCancelRestoresOnlyItsOwn},
 		{"rollback-outlasts-held-lock", s.testRollbackOutlastsLock},
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
-		{"plan-refuses-while-lock-held", s.testPlanRefusesWhileLockHeld},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
-		// The migration parameters (parameters_test.go).
-		{"parameters", s.testParameters},
 	}
-	// Variants of paths taken above (make test-full).
+	// Variants of paths taken above, and paths Argo's suite takes too with the
+	// same step code (make test-full).
 	extended := []scenario{
+		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
+		{"parameters", s.testParameters},
+		{"plan-refuses-while-lock-held", s.testPlanRefusesWhileLockHeld},
+		{"migrations-image", s.testMigrationsImage},
+		{"git-private-repository-token", s.testGitPrivate},
+		{"auto-additive-fails-rolls-back", s.testAutoAdditiveFailsRollsBack},
 		{"auto-unbounded-lock-timeout-stops", s.testAutoUnboundedLockTimeout},
 		{"git-revisions", s.testGitRevisions},
 		{"image-tag-pushed-again", s.testImageTagPushedAgain},

@@ -107,10 +107,6 @@ func helmScenarios(t *testing.T, engineName string) {
 	if testing.Short() {
 		t.Skip("runs the workflow engine on the local cluster (not with -short)")
 	}
-	// TestHelmArgo and TestHelmTekton side by side: each is a chain of six
-	// upgrades that mostly waits for pods, and one after the other they were
-	// the longest chain of make test's second package slot.
-	t.Parallel()
 	env := kubeenv.Shared(t)
 	ns := env.NewNamespace(t)
 	// Bounds, not targets: each upgrade takes about a minute alone, several times
