@@ -16,10 +16,10 @@ build: ## static step binaries in bin/
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./steps/,$(STEPS))
 
-test: ## every test, real servers included (installs what it needs; needs root)
+test: ## every package's tests and the core end-to-end scenarios, real servers included (installs what it needs; needs root)
 	test/run-tests.sh
 
-test-full: ## make test with e2e's extended scenarios too (variants of the paths make test takes; about 2 hours on 2 cores)
+test-full: ## make test with e2e's extended scenarios too (variants of the paths make test takes; more than 90 minutes on 2 cores)
 	CHARTREUSE_E2E=full test/run-tests.sh
 
 test-unit: ## fast tests, no servers
