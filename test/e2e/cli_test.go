@@ -149,9 +149,11 @@ func TestCLI(t *testing.T) {
 		scenarios = append(scenarios,
 			scenario{"argo/readme-run-it-then-rollback-and-migrate", a.testReadmeRunIt},
 			scenario{"argo/ci-job-submit-sh-then-scale-restore", a.testCIJob},
-			scenario{"argo/stop-runs-the-exit-handler", a.testStop},
 		)
 		extended = append(extended,
+			// argo stop did not end the waiting scale-down pod for over 8 minutes
+			// once (ci16b); TestAttack12Argo stops a run in scale-down too.
+			scenario{"argo/stop-runs-the-exit-handler", a.testStop},
 			scenario{"argo/retry-after-held-lock", a.testRetry},
 			scenario{"argo/resubmit-after-fix", a.testResubmit},
 		)
