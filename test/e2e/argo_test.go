@@ -110,14 +110,12 @@ func TestArgo(t *testing.T) {
 		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
 		{"restore", s.testRestorePolicy},
 		{"rollback", s.testRollbackPolicy},
-		{"two-runs-one-database", s.testConcurrent},
 		// stop-workloads=auto (downtime_test.go).
 		{"auto-blocking-stops", s.testAutoBlocking},
 		// The failure paths (argo_failure_test.go).
 		{"stop-restores-only-its-own", s.testStopRestoresOnlyItsOwn},
 		{"stopped-rollback-outlasts-held-lock", s.testStoppedRollbackOutlastsLock},
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
-		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		// Migrations from git (argo_git_test.go).
 		{"git-rollback-reads-the-planned-commit", s.testGitRollback},
 		// Several databases in one run (argo_databases_run_test.go).
@@ -129,6 +127,8 @@ func TestArgo(t *testing.T) {
 	// sidecar per step, and a Workflow object of about 0.5 MB that every step's
 	// update rewrites), so this suite is the one cut to fit.
 	extended := []scenario{
+		{"evicted-migrate-is-retried", s.testEvictedMigrate},
+		{"two-runs-one-database", s.testConcurrent},
 		{"transient-lock-busy", s.testTransient},
 		{"image-tag-pushed-again", s.testImageTagPushedAgain},
 		{"two-databases-one-application", s.testTwoDatabasesShareWorkloads},
