@@ -968,14 +968,11 @@ func impatientShutdown(t *testing.T, kube kubernetes.Interface, app *App) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for {
-			_ = endTerminating(ctx, kube, app) // the next round tries again
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
+		// Never done: it ends with the test (the next round retries an error).
+		_ = Poll(ctx, 500*time.Millisecond, func() (bool, error) {
+			_ = endTerminating(ctx, kube, app)
+			return false, nil
+		})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 }

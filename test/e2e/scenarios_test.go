@@ -55,9 +55,10 @@ type scenario struct {
 // runScenarios runs the scenarios as subtests of t, each once it has one of
 // the slots, logging how long it took then. The extended ones run only in the
 // full tier (make test-full); otherwise they are reported as skipped. They
-// are variants of a path that a scenario of the first list already takes on
-// the same engine (another cause of the same refusal, a policy's second
-// outcome), kept out of make test so that it fits a 2-core CI node.
+// are variants of a path that a scenario of the first lists already takes, on
+// the same engine or on the other with the same step code (another cause of
+// the same refusal, a policy's second outcome), kept out of make test so that
+// it fits a 2-core CI node.
 func runScenarios(t *testing.T, engine string, scenarios []scenario, extended ...scenario) {
 	var wg sync.WaitGroup
 	if fullTier() {
