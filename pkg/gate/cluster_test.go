@@ -33,8 +33,9 @@ import (
 // The tests run the gate step's code in process against the real API server of
 // test/kubeenv, each in a namespace of its own, with real (pending) PipelineRuns
 // as holders: Tekton's CRDs are created from its module when the cluster lacks
-// them. A pending run is never started, so a Tekton controller that happens to
-// run in the cluster leaves them alone.
+// them. A pending run is never started, but a Tekton controller that runs in
+// the cluster (the shared one has it once e2e installed it) marks it pending;
+// see awaitPendingMark.
 
 const secret = "app-database"
 
@@ -143,7 +144,52 @@ func (c *cluster) pipelineRun(name string) *unstructured.Unstructured {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.awaitPendingMark(PipelineRuns, name, "PipelineRunPending")
 	return pr
+}
+
+// tektonRuns says whether a Tekton controller runs in the cluster.
+func (c *cluster) tektonRuns() bool {
+	c.t.Helper()
+	d, err := c.cs.AppsV1().Deployments("tekton-pipelines").Get(c.t.Context(), "tekton-pipelines-controller", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return d.Status.ReadyReplicas > 0
+}
+
+// awaitPendingMark waits, when a Tekton controller runs, until it has written
+// its first status on the run (Succeeded Unknown with reason). Until then a
+// final status the test writes can be lost: the controller's status write
+// after a conflict puts its own status, computed from the copy it read, over
+// the latest object (ci on ddd7a2e: TestClusterTakeOverFinishedHolder's
+// Cancelled run turned back to pending). Once the mark is there, reconciling
+// a pending run changes nothing, so the controller writes no more.
+func (c *cluster) awaitPendingMark(gvr schema.GroupVersionResource, name, reason string) {
+	c.t.Helper()
+	if !c.tektonRuns() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.t.Context(), 3*time.Minute)
+	defer cancel()
+	for {
+		cur, err := c.dyn.Resource(gvr).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			c.t.Fatalf("reading %s %s: %v", gvr.Resource, name, err)
+		}
+		conds, _, _ := unstructured.NestedSlice(cur.Object, "status", "conditions")
+		for _, x := range conds {
+			if m, _ := x.(map[string]any); m["type"] == "Succeeded" && m["reason"] == reason {
+				return
+			}
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			c.t.Fatalf("the Tekton controller did not mark %s %s %s: %v", gvr.Resource, name, reason, err)
+		}
+	}
 }
 
 // finish gives the PipelineRun a final Succeeded condition.
@@ -509,7 +555,11 @@ func (c *cluster) finishedTaskRun(pr *unstructured.Unstructured, name string) {
 			"taskSpec": map[string]any{"steps": []any{map[string]any{"name": "s", "image": "chartreuse.invalid/none"}}},
 		},
 	}}
-	tr, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Create(ctx, u, metav1.CreateOptions{})
+	if _, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+	c.awaitPendingMark(TaskRuns, name, "TaskRunPending")
+	tr, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		c.t.Fatal(err)
 	}
