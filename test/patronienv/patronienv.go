@@ -13,12 +13,12 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/chartreuse-go/chartreuse/test/pdeath"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
@@ -43,7 +43,6 @@ type Cluster struct {
 	EtcdPort       int    // etcd client port
 
 	uid, gid int
-	spawn    *spawner
 	etcd     *proc
 	patroni  *proc
 }
@@ -76,7 +75,7 @@ func Start(ctx context.Context) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, Endpoint: pgenv.Endpoint{Host: "127.0.0.1", Password: randomHex(12)}, uid: uid, gid: gid, spawn: newSpawner()}
+	c := &Cluster{Dir: dir, Endpoint: pgenv.Endpoint{Host: "127.0.0.1", Password: randomHex(12)}, uid: uid, gid: gid}
 	if err := c.start(ctx); err != nil {
 		if serr := c.Stop(); serr != nil {
 			err = fmt.Errorf("%w (and stopping: %v)", err, serr)
@@ -196,11 +195,10 @@ func (c *Cluster) run(name, bin string, args ...string) (*proc, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: uint32(c.uid), Gid: uint32(c.gid)},
 		Setpgid:    true,
-		// If the test process dies without cleaning up (e.g. go test -timeout),
-		// the children get SIGTERM: Patroni then stops PostgreSQL itself.
-		Pdeathsig: syscall.SIGTERM,
 	}
-	if err := c.spawn.start(cmd); err != nil {
+	// If the test process dies without cleaning up (e.g. go test -timeout),
+	// the children get SIGTERM: Patroni then stops PostgreSQL itself.
+	if err := pdeath.Start(cmd, syscall.SIGTERM); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, exited: make(chan struct{})}
@@ -265,10 +263,6 @@ func (c *Cluster) Stop() error {
 	errs = append(errs, c.patroni.stop(45*time.Second))
 	errs = append(errs, c.stopPostmaster())
 	errs = append(errs, c.etcd.stop(20*time.Second))
-	if c.spawn != nil {
-		c.spawn.close()
-		c.spawn = nil
-	}
 	if c.Dir != "" {
 		if err := os.RemoveAll(c.Dir); err != nil {
 			errs = append(errs, err)
@@ -344,30 +338,6 @@ func (c *Cluster) LogTail(name string) string {
 	}
 	return "--- " + name + " log:\n" + strings.TrimSpace(string(b))
 }
-
-// spawner starts processes from one OS thread that lives until Stop: the kernel
-// sends Pdeathsig when the creating thread ends, not the process, and Go may end
-// idle threads at any time.
-type spawner struct{ reqs chan func() }
-
-func newSpawner() *spawner {
-	s := &spawner{reqs: make(chan func())}
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		for f := range s.reqs {
-			f()
-		}
-	}()
-	return s
-}
-
-func (s *spawner) start(cmd *exec.Cmd) error {
-	done := make(chan error, 1)
-	s.reqs <- func() { done <- cmd.Start() }
-	return <-done
-}
-
-func (s *spawner) close() { close(s.reqs) }
 
 func randomHex(n int) string {
 	b := make([]byte, n)

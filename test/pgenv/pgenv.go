@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/chartreuse-go/chartreuse/test/pdeath"
 )
 
 // BinDir is where Debian installs PostgreSQL 15.
@@ -158,7 +160,9 @@ func (s *Server) StartServer() error {
 	defer logf.Close()
 	cmd := s.asPostgres(exec.Command(filepath.Join(BinDir, "postgres"), args...))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	// Immediate shutdown if the test process dies without stopping it (go
+	// test -timeout): the server would outlive the run and its data directory.
+	if err := pdeath.Start(cmd, syscall.SIGQUIT); err != nil {
 		return fmt.Errorf("starting postgres: %w", err)
 	}
 	s.cmd = cmd
