@@ -101,7 +101,11 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 		}
 	}
 	red.Add(cfg.Password)
-	registerPassfile(red, raw, cfg)
+	entries := passfileEntries(raw, cfg)
+	registerPassfile(red, entries)
+	if first, other := passfileMismatch(raw, cfg, entries); other != "" {
+		return nil, failure.Permanentf("the database %s from %s lists several hosts and takes the password from a passfile that gives host %s another password than host %s (or none): this step's PostgreSQL driver (pgx) would send %s's password to every host; give every host of the list the same passfile entry, or put the password in the %s", formName(raw), o.source(), other, first, first, formName(raw))
+	}
 	cfg.ConnectTimeout = o.ConnectTimeout
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}

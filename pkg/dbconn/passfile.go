@@ -14,38 +14,99 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/redact"
 )
 
-// registerPassfile registers with red the password the passfile holds for each
-// host of cfg's list, not only the first host's that pgx put in cfg.Password:
-// libpq looks one up per host, and whatever tries the later hosts with their
-// own entry (a newer pgx, libpq tools run from the same pod) must find it
-// masked. A passfile that cannot be read gives nothing, as in pgx.
-func registerPassfile(red *redact.Redactor, raw string, cfg *pgx.ConnConfig) {
+// passfileEntry is the passfile's password for one host of a list.
+type passfileEntry struct {
+	host     string // as the list names it
+	password string // "" when the passfile has no entry for it
+}
+
+// passfileEntries looks the passfile up for each host of cfg's list as libpq
+// does (a Unix socket as localhost). pgx looks up the first host only. A
+// passfile that cannot be read gives nothing, as in pgx.
+func passfileEntries(raw string, cfg *pgx.ConnConfig) []passfileEntry {
 	path := passfilePath(raw)
 	if path == "" {
-		return
+		return nil
 	}
 	pf, err := pgpassfile.ReadPassfile(path)
 	if err != nil {
-		return
+		return nil
 	}
-	targets := []struct {
+	type target struct {
 		host string
 		port uint16
-	}{{cfg.Host, cfg.Port}}
-	for _, f := range cfg.Fallbacks {
-		targets = append(targets, struct {
-			host string
-			port uint16
-		}{f.Host, f.Port})
 	}
+	targets := []target{{cfg.Host, cfg.Port}}
+	for _, f := range cfg.Fallbacks {
+		targets = append(targets, target{f.Host, f.Port})
+	}
+	entries := make([]passfileEntry, 0, len(targets))
 	for _, t := range targets {
 		host := t.host
-		// pgx and libpq look a Unix socket up as localhost.
 		if network, _ := pgconn.NetworkAddress(t.host, t.port); network == "unix" {
 			host = "localhost"
 		}
-		red.Add(pf.FindPassword(host, strconv.Itoa(int(t.port)), cfg.Database, cfg.User))
+		entries = append(entries, passfileEntry{host: t.host, password: pf.FindPassword(host, strconv.Itoa(int(t.port)), cfg.Database, cfg.User)})
 	}
+	return entries
+}
+
+// registerPassfile registers with red the passfile's password for each host of
+// the list, not only the first host's that pgx put in cfg.Password: whatever
+// tries the later hosts with their own entry (libpq tools run from the same
+// pod) must find it masked.
+func registerPassfile(red *redact.Redactor, entries []passfileEntry) {
+	for _, e := range entries {
+		red.Add(e.password)
+	}
+}
+
+// passfileMismatch names a later host of the list whose passfile entry differs
+// from the first host's, when the password came from the passfile: pgx reads
+// the first host's entry and sends it to every host, so that host would get a
+// password the passfile never gave it (libpq sends each host its own). It
+// returns "" when the password was given (libpq too sends that one to every
+// host) or every host has the first one's entry.
+func passfileMismatch(raw string, cfg *pgx.ConnConfig, entries []passfileEntry) (first, other string) {
+	if len(entries) < 2 || entries[0].password == "" || cfg.Password != entries[0].password || passwordGiven(raw) {
+		return "", ""
+	}
+	for _, e := range entries[1:] {
+		if e.password != entries[0].password {
+			return entries[0].host, e.host
+		}
+	}
+	return "", ""
+}
+
+// passwordGiven reports whether raw or PGPASSWORD sets a non-empty password,
+// in which case pgx and libpq never read the passfile.
+func passwordGiven(raw string) bool {
+	if os.Getenv("PGPASSWORD") != "" {
+		return true
+	}
+	if isURL(raw) {
+		rest := raw[strings.Index(raw, "://")+3:]
+		rest, _, _ = strings.Cut(rest, "#")
+		rest, query, _ := strings.Cut(rest, "?")
+		if values, err := url.ParseQuery(query); err == nil && values.Get("password") != "" {
+			return true
+		}
+		authority, _, _ := strings.Cut(rest, "/")
+		if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+			_, pw, ok := strings.Cut(authority[:at], ":")
+			return ok && pw != ""
+		}
+		return false
+	}
+	pairs, _ := keyValues(raw)
+	given := false
+	for _, p := range pairs {
+		if p.key == "password" {
+			given = unquoteValue(p.token) != "" // the last one counts
+		}
+	}
+	return given
 }
 
 // passfilePath is the passfile pgx reads for raw: the connection string's
