@@ -9,12 +9,15 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
 
 // What the workflows' failure paths rely on: restoring only what this run
@@ -256,5 +259,71 @@ func TestClusterRestoreStopsAtAGroupThatFailed(t *testing.T) {
 		if d := c.getDeployment(name); *d.Spec.Replicas != 1 || d.Status.ReadyReplicas != 1 {
 			t.Fatalf("%s: replicas %d, ready %d", name, *d.Spec.Replicas, d.Status.ReadyReplicas)
 		}
+	}
+}
+
+// After argo stop, Argo marks the running scale-down failed and runs the exit
+// handler at once, but signals the step's pod only by an exec that may never
+// arrive (in a local CI run on db14c88 a stopped scale-down ran on for its
+// whole 10-minute timeout). The exit handler's restore then puts back what this
+// run stopped while scale-down still waits. Here the first priority group is a
+// CronJob whose Job keeps scale-down waiting; this run's restore comes in that
+// wait, then the Job ends. Before, scale-down went on and stopped the
+// Deployment of the next group, recorded for a run that had ended: nothing
+// would ever restore it. Now it stops nothing more and fails (exit 1), naming
+// the workload it no longer holds.
+func TestClusterRestoreDuringScaleDownStopsNoMore(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	part := map[string]string{"part-of": "zombie"}
+	jobPod := c.podTemplate("batch", appOpts{})
+	jobPod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	cj, err := c.cs.BatchV1().CronJobs(c.ns).Create(ctx, &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Name: "batch", Labels: part, Annotations: map[string]string{AnnotationPriority: "10"}},
+		Spec:       batchv1.CronJobSpec{Schedule: "0 0 1 1 *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: jobPod}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A suspended Job of the CronJob: scale-down waits for it, and it never
+	// starts a pod, so the test decides when the wait ends.
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "batch-manual", OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "batch/v1", Kind: "CronJob", Name: cj.Name, UID: cj.UID, Controller: ptr.To(true)}}},
+		Spec: batchv1.JobSpec{Suspend: ptr.To(true), Template: jobPod},
+	}
+	if _, err := c.cs.BatchV1().Jobs(c.ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.deployment("web", 1, appOpts{labels: part})
+
+	done := make(chan stepRun, 1)
+	go func() {
+		done <- c.run(ScaleDownSpec(), "", "--selector", "part-of=zombie", "--run-uid", "run-a", "--database-secret", "app-db", "--timeout", "3m")
+	}()
+	c.waitFor("the CronJob suspended by run-a", time.Minute, func() (bool, string) {
+		cur, err := c.cs.BatchV1().CronJobs(c.ns).Get(ctx, "batch", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return cur.Spec.Suspend != nil && *cur.Spec.Suspend && cur.Annotations[AnnotationByRunUID] == "run-a", fmt.Sprintf("suspend %v, annotations %v", cur.Spec.Suspend, cur.Annotations)
+	})
+	// The exit handler's restore, as the workflows run it.
+	c.mustRun(0, ScaleRestoreSpec(), "", "--selector", "part-of=zombie", "--only-run-uid", "run-a")
+	if err := c.cs.BatchV1().Jobs(c.ns).Delete(ctx, job.Name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); err != nil {
+		t.Fatal(err)
+	}
+	var r stepRun
+	select {
+	case r = <-done:
+	case <-time.After(4 * time.Minute):
+		t.Fatal("scale-down did not end within 4 minutes")
+	}
+	web := c.getDeployment("web")
+	if *web.Spec.Replicas != 1 || web.Annotations[AnnotationReplicas] != "" {
+		t.Errorf("web after the restore: replicas %d, annotations %v; want 1 and no record (scale-down went on after its run's restore)", *web.Spec.Replicas, web.Annotations)
+	}
+	if r.code != failure.CodePermanent || !strings.Contains(r.summary.Error, "cronjob/batch no longer held by this run") {
+		t.Errorf("scale-down exited %d: %q; want %d naming cronjob/batch", r.code, r.summary.Error, failure.CodePermanent)
 	}
 }

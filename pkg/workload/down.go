@@ -99,7 +99,10 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	wt := &waiter{w: w, clock: d.Clock, log: d.Log, progressEvery: d.ProgressEvery, deadline: start.Add(d.Timeout), timeout: d.Timeout}
 	rsc := d.newReplicaSetCopier(ctx, ws)
 
-	var outcomes []Outcome
+	var (
+		outcomes []Outcome
+		held     []*Workload // stopped so far with this run among the holders
+	)
 	groups := group(ws, true)
 	for _, g := range groups {
 		if len(groups) > 1 {
@@ -110,6 +113,7 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		if err != nil {
 			return outcomes, err
 		}
+		held = append(held, d.heldByThisRun(stopped)...)
 		what := fmt.Sprintf("the pods of %d workloads to stop", len(stopped))
 		if len(groups) > 1 {
 			what = fmt.Sprintf("the pods of %d workloads with stop-priority %d to stop", len(stopped), g[0].Priority)
@@ -117,9 +121,61 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		if err := wt.until(ctx, what, w.stoppedCond(stopped)); err != nil {
 			return outcomes, err
 		}
+		if err := d.checkStillHeld(ctx, f, held); err != nil {
+			return outcomes, err
+		}
 	}
 	d.Log.Info("scaled down", "workloads", len(outcomes), "took", d.Clock.Since(start).Round(time.Millisecond).String())
 	return outcomes, nil
+}
+
+// heldByThisRun is the part of ws that carries this run among its holders
+// (none without a run uid: nothing tells this run's records from others').
+func (d *Downer) heldByThisRun(ws []*Workload) []*Workload {
+	if d.RunUID == "" {
+		return nil
+	}
+	var held []*Workload
+	for _, w := range ws {
+		if rec, has, err := w.readRecord(); err == nil && has && rec.heldByRun(d.RunUID) {
+			held = append(held, w)
+		}
+	}
+	return held
+}
+
+// checkStillHeld fails when a workload this run stopped no longer has this run
+// among its holders: this run's restore (its failure path, after an argo stop
+// whose signal never reached this pod: Argo marks the step failed at once and
+// runs the exit handler, while the step's process may go on) or a person put
+// it back while scale-down was still waiting. Going on would stop the next
+// priority group after that restore, held by a run that has ended, or report
+// stopped what runs again. Permanent: a rerun starts from the workloads' state.
+func (d *Downer) checkStillHeld(ctx context.Context, f finder, held []*Workload) error {
+	lost := make([]string, len(held))
+	errs := forEach(ctx, len(held), concurrency, false, func(i int) error {
+		cur, found, err := f.get(ctx, held[i].Ref)
+		if err != nil || !found {
+			return err // a deleted workload has nothing to restore
+		}
+		if rec, has, err := cur.readRecord(); err != nil || !has || !rec.heldByRun(d.RunUID) {
+			lost[i] = cur.String()
+		}
+		return nil
+	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("checking that this run still holds the workloads it stopped: %w", err)
+	}
+	var names []string
+	for _, n := range lost {
+		if n != "" {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return failure.Permanentf("%s no longer held by this run (%s): its record was restored or removed while scale-down was still running (this run's failure path after it was stopped or cancelled, or a person); stopping nothing more; run the workflow again to stop them", strings.Join(names, ", "), d.RunUID)
 }
 
 // selected finds the selected workloads, their stop priorities read. A named
