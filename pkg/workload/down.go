@@ -121,7 +121,7 @@ func (d *Downer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		if err := wt.until(ctx, what, w.stoppedCond(stopped)); err != nil {
 			return outcomes, err
 		}
-		if err := d.checkStillHeld(ctx, f, held); err != nil {
+		if err := d.checkStillHeld(ctx, f, held, start.Add(d.Timeout)); err != nil {
 			return outcomes, err
 		}
 	}
@@ -151,17 +151,20 @@ func (d *Downer) heldByThisRun(ws []*Workload) []*Workload {
 // it back while scale-down was still waiting. Going on would stop the next
 // priority group after that restore, held by a run that has ended, or report
 // stopped what runs again. Permanent: a rerun starts from the workloads' state.
-func (d *Downer) checkStillHeld(ctx context.Context, f finder, held []*Workload) error {
+func (d *Downer) checkStillHeld(ctx context.Context, f finder, held []*Workload, until time.Time) error {
 	lost := make([]string, len(held))
+	retry := changeRetry{backoffs: d.Backoffs, clock: d.Clock, until: until, log: d.Log}
 	errs := forEach(ctx, len(held), concurrency, false, func(i int) error {
-		cur, found, err := f.get(ctx, held[i].Ref)
-		if err != nil || !found {
-			return err // a deleted workload has nothing to restore
-		}
-		if rec, has, err := cur.readRecord(); err != nil || !has || !rec.heldByRun(d.RunUID) {
-			lost[i] = cur.String()
-		}
-		return nil
+		return retry.run(ctx, held[i].String(), func(bool) error {
+			cur, found, err := f.get(ctx, held[i].Ref)
+			if err != nil || !found {
+				return err // a deleted workload has nothing to restore
+			}
+			if rec, has, err := cur.readRecord(); err != nil || !has || !rec.heldByRun(d.RunUID) {
+				lost[i] = cur.String()
+			}
+			return nil
+		})
 	})
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("checking that this run still holds the workloads it stopped: %w", err)
