@@ -1,6 +1,7 @@
 package dbconn
 
 import (
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 
 // passfileEntry is the passfile's password for one host of a list.
 type passfileEntry struct {
-	host     string // as the list names it
+	host     string // as the list names it, with its port
 	password string // "" when the passfile has no entry for it
 }
 
@@ -46,7 +47,8 @@ func passfileEntries(raw string, cfg *pgx.ConnConfig) []passfileEntry {
 		if network, _ := pgconn.NetworkAddress(t.host, t.port); network == "unix" {
 			host = "localhost"
 		}
-		entries = append(entries, passfileEntry{host: t.host, password: pf.FindPassword(host, strconv.Itoa(int(t.port)), cfg.Database, cfg.User)})
+		port := strconv.Itoa(int(t.port))
+		entries = append(entries, passfileEntry{host: net.JoinHostPort(t.host, port), password: pf.FindPassword(host, port, cfg.Database, cfg.User)})
 	}
 	return entries
 }

@@ -63,7 +63,7 @@ func TestPassfilePasswordOfEveryHostIsRegistered(t *testing.T) {
 			if failure.Code(err) != failure.CodePermanent {
 				t.Fatalf("Config = %v (exit %d), want it refused (exit %d): the hosts' entries differ", err, failure.Code(err), failure.CodePermanent)
 			}
-			for _, part := range []string{"db2.internal", "db1.internal", "passfile"} {
+			for _, part := range []string{"db2.internal:5433", "db1.internal:5432", "passfile"} {
 				if !strings.Contains(err.Error(), part) {
 					t.Errorf("the refusal does not say %q: %v", part, err)
 				}
