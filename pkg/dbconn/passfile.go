@@ -87,51 +87,52 @@ func passwordGiven(raw string) bool {
 	if os.Getenv("PGPASSWORD") != "" {
 		return true
 	}
-	if isURL(raw) {
-		rest := raw[strings.Index(raw, "://")+3:]
-		rest, _, _ = strings.Cut(rest, "#")
-		rest, query, _ := strings.Cut(rest, "?")
-		if values, err := url.ParseQuery(query); err == nil && values.Get("password") != "" {
-			return true
-		}
-		authority, _, _ := strings.Cut(rest, "/")
-		if at := strings.LastIndexByte(authority, '@'); at >= 0 {
-			_, pw, ok := strings.Cut(authority[:at], ":")
-			return ok && pw != ""
-		}
+	if pw, _ := settingValue(raw, "password"); pw != "" {
+		return true
+	}
+	if !isURL(raw) {
 		return false
 	}
-	pairs, _ := keyValues(raw)
-	given := false
+	rest, _, _ := strings.Cut(raw[strings.Index(raw, "://")+3:], "#")
+	rest, _, _ = strings.Cut(rest, "?")
+	authority, _, _ := strings.Cut(rest, "/")
+	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+		_, pw, ok := strings.Cut(authority[:at], ":")
+		return ok && pw != ""
+	}
+	return false
+}
+
+// settingValue is the value raw gives the setting key: in a URL's query (the
+// first one, as pgx reads it) or in a keyword/value string (the last one).
+func settingValue(raw, key string) (string, bool) {
+	if isURL(raw) {
+		rest, _, _ := strings.Cut(raw[strings.Index(raw, "://")+3:], "#")
+		if _, query, ok := strings.Cut(rest, "?"); ok {
+			if values, err := url.ParseQuery(query); err == nil && values.Has(key) {
+				return values.Get(key), true
+			}
+		}
+		return "", false
+	}
+	pairs, ok := keyValues(raw)
+	if !ok {
+		return "", false
+	}
+	value, found := "", false
 	for _, p := range pairs {
-		if p.key == "password" {
-			given = unquoteValue(p.token) != "" // the last one counts
+		if p.key == key {
+			value, found = unquoteValue(p.token), true
 		}
 	}
-	return given
+	return value, found
 }
 
 // passfilePath is the passfile pgx reads for raw: the connection string's
 // passfile setting, else PGPASSFILE, else ~/.pgpass.
 func passfilePath(raw string) string {
-	if isURL(raw) {
-		rest := raw[strings.Index(raw, "://")+3:]
-		rest, _, _ = strings.Cut(rest, "#")
-		if _, query, ok := strings.Cut(rest, "?"); ok {
-			if values, err := url.ParseQuery(query); err == nil && values.Has("passfile") {
-				return values.Get("passfile")
-			}
-		}
-	} else if pairs, ok := keyValues(raw); ok {
-		path, found := "", false
-		for _, p := range pairs {
-			if p.key == "passfile" {
-				path, found = unquoteValue(p.token), true // the last one counts
-			}
-		}
-		if found {
-			return path
-		}
+	if path, ok := settingValue(raw, "passfile"); ok {
+		return path
 	}
 	if p, ok := os.LookupEnv("PGPASSFILE"); ok {
 		return p
