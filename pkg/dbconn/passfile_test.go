@@ -112,6 +112,18 @@ func TestPassfileListNeverSendsOneHostsPasswordToAnother(t *testing.T) {
 	}
 	list := fmt.Sprintf("postgres://%s@127.0.0.1:%d,127.0.0.1:%d/%s?sslmode=disable", role, closed, srv.Port, db)
 	os.Unsetenv("PGPASSWORD")
+	mustConnect := func(t *testing.T, raw string) {
+		t.Helper()
+		cfg, err := (&Options{URL: raw, ConnectTimeout: 2 * time.Second}).Config(redact.New())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := Connect(ctx, cfg)
+		if err != nil {
+			t.Fatalf("connecting through the list: %v", err)
+		}
+		conn.Close(ctx)
+	}
 
 	t.Run("entries differ", func(t *testing.T) {
 		t.Setenv("PGPASSFILE", write("differ", "SecondHostsOwn-2Kw"))
@@ -125,27 +137,10 @@ func TestPassfileListNeverSendsOneHostsPasswordToAnother(t *testing.T) {
 	})
 	t.Run("same entry for every host", func(t *testing.T) {
 		t.Setenv("PGPASSFILE", write("same", first))
-		cfg, err := (&Options{URL: list, ConnectTimeout: 2 * time.Second}).Config(redact.New())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := Connect(ctx, cfg)
-		if err != nil {
-			t.Fatalf("connecting through the list: %v", err)
-		}
-		conn.Close(ctx)
+		mustConnect(t, list)
 	})
 	t.Run("password given", func(t *testing.T) {
 		t.Setenv("PGPASSFILE", write("given", "SecondHostsOwn-2Kw"))
-		given := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d,127.0.0.1:%d/%s?sslmode=disable", role, first, closed, srv.Port, db)
-		cfg, err := (&Options{URL: given, ConnectTimeout: 2 * time.Second}).Config(redact.New())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := Connect(ctx, cfg)
-		if err != nil {
-			t.Fatalf("connecting with the URL's password: %v", err)
-		}
-		conn.Close(ctx)
+		mustConnect(t, fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d,127.0.0.1:%d/%s?sslmode=disable", role, first, closed, srv.Port, db))
 	})
 }

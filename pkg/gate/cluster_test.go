@@ -47,6 +47,7 @@ type cluster struct {
 	ns         string
 	kubeconfig string
 	identity   string // a kubeconfig the step runs with instead of the admin's
+	tekton     bool   // a Tekton controller runs in the cluster
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -65,7 +66,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	ensureTektonCRDs(t, dyn)
-	return &cluster{t: t, env: env, cs: cs, dyn: dyn, ns: env.NewNamespace(t), kubeconfig: env.Kubeconfig}
+	return &cluster{t: t, env: env, cs: cs, dyn: dyn, ns: env.NewNamespace(t), kubeconfig: env.Kubeconfig, tekton: tektonRuns(t, cs)}
 }
 
 var crdOnce sync.Once
@@ -149,14 +150,14 @@ func (c *cluster) pipelineRun(name string) *unstructured.Unstructured {
 }
 
 // tektonRuns says whether a Tekton controller runs in the cluster.
-func (c *cluster) tektonRuns() bool {
-	c.t.Helper()
-	d, err := c.cs.AppsV1().Deployments("tekton-pipelines").Get(c.t.Context(), "tekton-pipelines-controller", metav1.GetOptions{})
+func tektonRuns(t *testing.T, cs kubernetes.Interface) bool {
+	t.Helper()
+	d, err := cs.AppsV1().Deployments("tekton-pipelines").Get(t.Context(), "tekton-pipelines-controller", metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false
 	}
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return d.Status.ReadyReplicas > 0
 }
@@ -170,7 +171,7 @@ func (c *cluster) tektonRuns() bool {
 // a pending run changes nothing, so the controller writes no more.
 func (c *cluster) awaitPendingMark(gvr schema.GroupVersionResource, name, reason string) {
 	c.t.Helper()
-	if !c.tektonRuns() {
+	if !c.tekton {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.t.Context(), 3*time.Minute)

@@ -9,7 +9,6 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -276,25 +275,7 @@ func TestClusterRestoreDuringScaleDownStopsNoMore(t *testing.T) {
 	c := newCluster(t)
 	ctx := context.Background()
 	part := map[string]string{"part-of": "zombie"}
-	jobPod := c.podTemplate("batch", appOpts{})
-	jobPod.Spec.RestartPolicy = corev1.RestartPolicyNever
-	cj, err := c.cs.BatchV1().CronJobs(c.ns).Create(ctx, &batchv1.CronJob{
-		ObjectMeta: metav1.ObjectMeta{Name: "batch", Labels: part, Annotations: map[string]string{AnnotationPriority: "10"}},
-		Spec:       batchv1.CronJobSpec{Schedule: "0 0 1 1 *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: jobPod}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A suspended Job of the CronJob: scale-down waits for it, and it never
-	// starts a pod, so the test decides when the wait ends.
-	job := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: "batch-manual", OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "batch/v1", Kind: "CronJob", Name: cj.Name, UID: cj.UID, Controller: ptr.To(true)}}},
-		Spec: batchv1.JobSpec{Suspend: ptr.To(true), Template: jobPod},
-	}
-	if _, err := c.cs.BatchV1().Jobs(c.ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	job := c.heldCronJob("batch", part, map[string]string{AnnotationPriority: "10"})
 	c.deployment("web", 1, appOpts{labels: part})
 
 	done := make(chan stepRun, 1)

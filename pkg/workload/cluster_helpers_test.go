@@ -15,6 +15,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -135,6 +136,32 @@ func (c *cluster) deployment(name string, replicas int32, o appOpts) *appsv1.Dep
 		c.t.Fatal(err)
 	}
 	return d
+}
+
+// heldCronJob creates a CronJob that never fires and a suspended Job of it:
+// scale-down waits for that Job, which never starts a pod, until the test
+// deletes it (the Job is returned for that).
+func (c *cluster) heldCronJob(name string, labels, annotations map[string]string) *batchv1.Job {
+	c.t.Helper()
+	ctx := context.Background()
+	jobPod := c.podTemplate(name, appOpts{})
+	jobPod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	cj, err := c.cs.BatchV1().CronJobs(c.ns).Create(ctx, &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations},
+		Spec:       batchv1.CronJobSpec{Schedule: "0 0 1 1 *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: jobPod}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-manual", OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "batch/v1", Kind: "CronJob", Name: cj.Name, UID: cj.UID, Controller: ptr.To(true)}}},
+		Spec: batchv1.JobSpec{Suspend: ptr.To(true), Template: jobPod},
+	}
+	if job, err = c.cs.BatchV1().Jobs(c.ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+	return job
 }
 
 func (c *cluster) getDeployment(name string) *appsv1.Deployment {

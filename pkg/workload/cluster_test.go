@@ -264,23 +264,7 @@ func TestClusterCronJobJobWithoutPod(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	ctx := context.Background()
-	jobPod := c.podTemplate("nightly", appOpts{})
-	jobPod.Spec.RestartPolicy = corev1.RestartPolicyNever
-	cj, err := c.cs.BatchV1().CronJobs(c.ns).Create(ctx, &batchv1.CronJob{
-		ObjectMeta: metav1.ObjectMeta{Name: "nightly", Labels: map[string]string{"part-of": "nightly"}},
-		Spec:       batchv1.CronJobSpec{Schedule: "0 0 1 1 *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: jobPod}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	job := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: "nightly-manual", OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "batch/v1", Kind: "CronJob", Name: cj.Name, UID: cj.UID, Controller: ptr.To(true)}}},
-		Spec: batchv1.JobSpec{Suspend: ptr.To(true), Template: jobPod},
-	}
-	if _, err := c.cs.BatchV1().Jobs(c.ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	job := c.heldCronJob("nightly", map[string]string{"part-of": "nightly"}, nil)
 	r := c.mustRun(75, ScaleDownSpec(), "", "--selector", "part-of=nightly", "--timeout", "5s")
 	if !strings.Contains(r.summary.Error, "job/nightly-manual (cronjob/nightly, suspended)") {
 		t.Fatalf("error does not name the Job: %s", r.summary.Error)
