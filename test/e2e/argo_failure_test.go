@@ -93,7 +93,7 @@ func (s *argoSuite) testStopRestoresOnlyItsOwn(t *testing.T) {
 	c.wantStopped(t)
 
 	b := c.submit(t, "", map[string]string{"migrations-dir": SetsRoot + "/fails-second", "workload-selector": both})
-	stopCtx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	stopCtx, cancel := context.WithTimeout(ctx, runBound)
 	defer cancel()
 	waitStopped(t, stopCtx, s.kube, s.argo.Namespace, other.Name)
 	if err := s.argo.Stop(stopCtx, b.Name); err != nil {
@@ -127,7 +127,7 @@ func (s *argoSuite) testStopRestoresOnlyItsOwn(t *testing.T) {
 // come back.
 func (s *argoSuite) testStoppedRollbackOutlastsLock(t *testing.T) {
 	c := s.newCase(t, "heldlock")
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	if err := c.db.MigrateTo(ctx, argoSets["fixed"], 1); err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func paramList(p map[string]string) []string {
 // that fails without this change.
 func (s *argoSuite) testEvictedMigrate(t *testing.T) {
 	c := s.newCase(t, "evicted")
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	wf := c.submit(t, "", map[string]string{"migrations-dir": SetsRoot + "/slow-second"})
 	c.db.waitSleeping(t, ctx)
@@ -278,7 +278,7 @@ func (s *argoSuite) testEvictedMigrate(t *testing.T) {
 // become ready, so the run fails after ready-timeout, naming the workload.
 func (s *argoSuite) testNotReady(t *testing.T) {
 	c := s.newCase(t, "notready")
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	wf := c.submit(t, "", map[string]string{"ready-timeout": "15s"})
 	waitStopped(t, ctx, s.kube, s.argo.Namespace, c.app.Name)

@@ -256,10 +256,9 @@ func (c *argoCase) submit(t *testing.T, entrypoint string, params map[string]str
 // the step logs too.
 func (c *argoCase) wait(t *testing.T, wf *wfv1.Workflow, onChange func(*wfv1.Workflow)) *wfv1.Workflow {
 	t.Helper()
-	// 15 minutes: in ci17b a rollback run (7 pods) was still in its exit
-	// handler after 8, on a node at load 23 where the plan's SQL parser took
-	// 53 s to start and each pod over a minute.
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	// In ci17b a rollback run (7 pods) was still in its exit handler after 8
+	// minutes, on a node at load 23 where each pod took over a minute to start.
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	done, err := c.s.argo.Wait(ctx, wf.Name, onChange)
 	if err != nil {

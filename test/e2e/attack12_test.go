@@ -82,7 +82,7 @@ func (a *attackArgo) argoCLI(t *testing.T, args ...string) string {
 // 2 waits and returns the finished (Failed) run.
 func (a *attackArgo) stoppedDuringMigration(t *testing.T, c *argoCase, policy string) *wfv1.Workflow {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	if err := c.db.MigrateTo(ctx, argoSets["waits-second"], 1); err != nil {
 		t.Fatal(err)
@@ -249,7 +249,7 @@ func (a *attackArgo) testRetryAfterKeepDown(t *testing.T) {
 // so the retried migrate may run (the application is stopped) and the run
 // finishes the job.
 func (a *attackArgo) testRetryAfterStopDuringScaleDown(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	c := &argoCase{s: a.argoSuite, name: "atkscale", secret: "atkscale-db"}
 	c.db = NewDatabase(t, a.pg, c.name)

@@ -791,7 +791,7 @@ func (a *cliArgo) testRetry(t *testing.T) {
 	c := a.newCase(t, "retry", AppOptions{})
 	c.run = a.submit(t, c, " -p lock-wait=5s")
 	var release func()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	if _, err := a.argo.Wait(ctx, c.run, func(w *wfv1.Workflow) {
 		// scale-down waits for the application's pods to end, then migrate's
@@ -874,7 +874,7 @@ func (a *cliArgo) testStop(t *testing.T) {
 	// kubelet marked it terminal and scale-down was done before argo stop came.
 	// 25 s was not always enough on a loaded node; release ends the pods.
 	c := a.newCase(t, "stop", AppOptions{ShutdownDelay: 10 * time.Minute})
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	held, release := holdPod(t, a.kube, c.app)
 	c.run = a.submit(t, c, "")
@@ -1040,7 +1040,7 @@ func (k *cliTekton) runs(t *testing.T, c *cliCase) []pipelinev1.PipelineRun {
 // done waits for the PipelineRun and checks how it ended.
 func (k *cliTekton) done(t *testing.T, c *cliCase, name string, succeeded bool) *pipelinev1.PipelineRun {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	pr, err := k.tk.WaitPipelineRun(ctx, c.ns, name)
 	if err != nil {

@@ -91,7 +91,7 @@ func (s *tektonSuite) testImageTagPushedAgain(t *testing.T) {
 	moveTag := retagImages(t, s.env.LoadImage, ref)
 	c := s.newCase(t, nil)
 	_, release := holdPod(t, s.kube, c.app)
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	created, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "", map[string]string{"image": ref, "migrations-dir": "/migrations"}))
 	if err != nil {

@@ -80,7 +80,7 @@ func (s *tektonSuite) testCancelRestoresOnlyItsOwn(t *testing.T) {
 // and restore the workloads.
 func (s *tektonSuite) testRollbackOutlastsLock(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	c.migrateTo(t, 1)
 	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "slow-broken", map[string]string{
@@ -123,7 +123,7 @@ func (s *tektonSuite) testRollbackOutlastsLock(t *testing.T) {
 func (s *tektonSuite) testInvalidParameters(t *testing.T) {
 	c := s.newCase(t, nil)
 	bad := badParameters()
-	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, p := range bad {
@@ -233,10 +233,9 @@ func (s *tektonSuite) testNotReady(t *testing.T) {
 // must leave the application stopped for B; B's restore brings it back.
 func (s *tektonSuite) testTwoDatabasesShareWorkloads(t *testing.T) {
 	c := s.newCase(t, nil)
-	// A bound, not a target: two whole runs, one after the other; alone they
-	// take 2 minutes, and 10 ran out once on the loaded 2-core CI node with B's
-	// last pods still starting.
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	// Two whole runs, one after the other: 10 minutes ran out once on the
+	// loaded CI node with B's last pods still starting.
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	dbB := NewDatabase(t, s.pg, "sharedb")
 	if err := CreateSecret(ctx, s.kube, c.ns, "sharedb-db", dbB.URL()); err != nil {
