@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
 
@@ -72,6 +73,16 @@ func parseSelection(flag, selector string, refs []string) (Selection, error) {
 		out.Refs = append(out.Refs, r)
 	}
 	return out, nil
+}
+
+// parseSelectionIn is parseSelection for workloads in namespace ns, which must
+// be a valid namespace name or empty.
+func parseSelectionIn(flag, selector string, refs []string, ns string) (Selection, error) {
+	sel, err := parseSelection(flag, selector, refs)
+	if err != nil {
+		return Selection{}, err
+	}
+	return sel, (&kube.Options{Namespace: ns}).Validate()
 }
 
 // Selection is the validated selection.

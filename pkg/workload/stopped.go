@@ -45,12 +45,9 @@ func (o *StoppedOptions) Flags() []cli.Flag {
 
 // Validate implements step.Options.
 func (o *StoppedOptions) Validate() error {
-	sel, err := parseSelection("--stopped-selector", o.Selector, o.Workloads.Value())
-	if err != nil {
-		return err
-	}
+	sel, err := parseSelectionIn("--stopped-selector", o.Selector, o.Workloads.Value(), o.Namespace)
 	o.sel = sel
-	return (&kube.Options{Namespace: o.Namespace}).Validate()
+	return err
 }
 
 // StoppedCheckTimeout bounds RequireStopped's reads: an API server that does

@@ -7,6 +7,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
 
-// The workloads check (--stopped-selector) runs before migrate touches the
-// database; it lives with the other workload code, not in pkg/migrate.
-func main() { step.Main(workload.RequireStopped(migrate.Spec())) }
+// The workloads checks (--stopped-selector, --check-selector) run before
+// migrate touches the database; they live with the other workload code, not in
+// pkg/migrate.
+func main() { step.Main(workload.RequireStopped(workload.CheckSelection(migrate.Spec()))) }

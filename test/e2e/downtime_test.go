@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/chartreuse-go/chartreuse/test/engines"
 )
 
 // stop-workloads=auto (issue 17 section 3): the application is stopped only
@@ -73,6 +76,9 @@ func init() {
 	}
 }
 
+// badSelector is a workload-selector with a typo (an unclosed set).
+const badSelector = "app.kubernetes.io/name in (auto-add"
+
 // logLine logs plan's line saying why it needs downtime; the line's words are
 // pkg/migrate's tests' to check (the step logs are only as complete as the
 // engine keeps them).
@@ -125,6 +131,16 @@ func (s *argoSuite) testAutoAdditive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pods.Stop()
+	// A typo in the selector first: plan refuses it before anything changes
+	// (scale-restore, the first step to read it here, runs after migrate).
+	bad := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/auto-additive", "stop-workloads": "auto", "workload-selector": badSelector})
+	wantPhase(t, bad, wfv1.WorkflowFailed)
+	wantNodes(t, bad, map[string]wfv1.NodePhase{"plan": wfv1.NodeFailed})
+	notRun(t, bad, "scale-down", "migrate", "scale-restore", "restore", "rollback")
+	if a := engines.ArgoAttempts(bad, "plan"); len(a) != 1 || a[0].ExitCode != "2" {
+		t.Errorf("plan attempts %+v, want one, refused with exit 2", a)
+	}
+	wantVersions(t, c.versions(t), 1)
 	start := time.Now()
 	wf := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/auto-additive", "stop-workloads": "auto"})
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
@@ -193,6 +209,17 @@ func (s *tektonSuite) testAutoAdditive(t *testing.T) {
 	if err := c.db.MigrateTo(t.Context(), autoAdditive, 1); err != nil {
 		t.Fatal(err)
 	}
+	// First with a typo in the selector: with auto and nothing that needs
+	// downtime, scale-down would not run, and scale-restore once read the
+	// selector only after migrate. plan refuses it before anything changes.
+	bad, badTRs := c.run(t, c.pipelineRun(t, "auto-additive", map[string]string{"stop-workloads": "auto", "workload-selector": badSelector}))
+	wantSucceeded(t, bad, false)
+	wantTasks(t, bad, badTRs, []string{"wait-for-db"}, []string{"plan"}, nil)
+	if codes := engines.StepExitCodes(badTRs["plan"]); len(codes) == 0 || slices.ContainsFunc(codes, func(c string) bool { return c != "plan=2" }) {
+		t.Errorf("plan exit codes %v, want 2 in every attempt (bad input)", codes)
+	}
+	c.wantVersions(t, 1)
+
 	start := time.Now()
 	before := c.pods.Existing(start)
 	pr, trs := c.run(t, c.pipelineRun(t, "auto-additive", map[string]string{"stop-workloads": "auto"}))

@@ -35,8 +35,8 @@ var binaries = map[string]struct {
 }{
 	"wait-for-db":  {waitdb.Spec, "pkg/waitdb"},
 	"wait-patroni": {patroni.Spec, "pkg/patroni"},
-	// as steps/migrate/main.go builds it: the workloads check first
-	"migrate":       {func() step.Spec { return workload.RequireStopped(migrate.Spec()) }, "pkg/migrate"},
+	// as steps/migrate/main.go builds it: the workloads checks first
+	"migrate":       {func() step.Spec { return workload.RequireStopped(workload.CheckSelection(migrate.Spec())) }, "pkg/migrate"},
 	"scale-down":    {workload.ScaleDownSpec, "pkg/workload"},
 	"scale-restore": {workload.ScaleRestoreSpec, "pkg/workload"},
 	"gate":          {gate.Spec, "pkg/gate"},
@@ -64,7 +64,7 @@ var agreedFlags = func() map[string][]string {
 		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
 			"git-url", "git-revision", "git-commit", "git-credentials",
 			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest",
-			"stopped-selector", "stopped-workload", "stopped-namespace"}),
+			"stopped-selector", "stopped-workload", "stopped-namespace", "check-selector", "check-workload", "check-namespace"}),
 		"scale-down":      cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
 		"scale-restore":   cat(common, sel, []string{"only-run-uid", "supersede-database", "wait-ready", "ready-timeout"}),
 		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to"}),

@@ -11,7 +11,8 @@ import (
 )
 
 // stepParameters: which workflow parameter feeds which flag of which steps. The
-// modes are container.mode() plus "migrate --down-to" for the rollbacks. Every
+// modes are container.mode() plus "migrate --down-to" for the rollbacks and
+// "migrate --recheck" for the exit handler's second plan (--risk-policy=off). Every
 // step of a listed mode must pass the flag from the parameter, on both engines,
 // so that plan, migrate, recheck and rollback agree (a plan with another --table
 // or --to than migrate's would report the wrong thing), and no other mode may
@@ -20,22 +21,28 @@ var stepParameters = []struct {
 	param, flag string
 	modes       []string
 }{
-	{"to", "to", []string{"migrate --plan", "migrate"}},
-	{"allow-out-of-order", "allow-out-of-order", []string{"migrate --plan", "migrate"}},
-	{"allow-empty-database", "allow-empty-database", []string{"migrate --plan", "migrate"}},
-	{"table", "table", []string{"migrate --plan", "migrate", "migrate --down-to"}},
+	{"to", "to", []string{"migrate --plan", "migrate --recheck", "migrate"}},
+	{"allow-out-of-order", "allow-out-of-order", []string{"migrate --plan", "migrate --recheck", "migrate"}},
+	{"allow-empty-database", "allow-empty-database", []string{"migrate --plan", "migrate --recheck", "migrate"}},
+	{"table", "table", []string{"migrate --plan", "migrate --recheck", "migrate", "migrate --down-to"}},
 	// plan's needs-downtime depends on it (an unbounded lock wait is never additive).
-	{"lock-timeout", "lock-timeout", []string{"migrate --plan", "migrate", "migrate --down-to"}},
+	{"lock-timeout", "lock-timeout", []string{"migrate --plan", "migrate --recheck", "migrate", "migrate --down-to"}},
 	// plan checks the role before anything is stopped (a wrong one once failed
 	// only in migrate, with the application already down).
-	{"migrate-role", "role", []string{"migrate --plan", "migrate", "migrate --down-to"}},
+	{"migrate-role", "role", []string{"migrate --plan", "migrate --recheck", "migrate", "migrate --down-to"}},
 	// migrate's own durations: plan checks them (syntax and range) before
 	// anything is stopped, where migrate would refuse them only after.
-	{"lock-wait", "lock-wait", []string{"migrate --plan", "migrate", "migrate --down-to"}},
-	{"statement-timeout", "statement-timeout", []string{"migrate --plan", "migrate", "migrate --down-to"}},
+	{"lock-wait", "lock-wait", []string{"migrate --plan", "migrate --recheck", "migrate", "migrate --down-to"}},
+	{"statement-timeout", "statement-timeout", []string{"migrate --plan", "migrate --recheck", "migrate", "migrate --down-to"}},
 	{"workload", "workload", []string{"scale-down", "scale-restore"}},
 	{"workload-selector", "selector", []string{"scale-down", "scale-restore"}},
-	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate", "check-databases"}},
+	// plan checks the selection (syntax only) before anything changes: with
+	// stop-workloads=auto and nothing that needs downtime, scale-down does not
+	// run, and scale-restore once read a typo in it only after migrate.
+	{"workload", "check-workload", []string{"migrate --plan"}},
+	{"workload-selector", "check-selector", []string{"migrate --plan"}},
+	{"namespace", "check-namespace", []string{"migrate --plan"}},
+	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate --recheck", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate", "check-databases"}},
 }
 
 // entryParameters are the parameters a databases list's entry overrides (issue 15):
@@ -46,6 +53,9 @@ var entryParameters = map[string]string{"to": "to", "table": "table", "migrate-r
 func stepMode(c container) string {
 	if _, ok := c.flag("down-to"); ok && c.Binary == "migrate" {
 		return "migrate --down-to"
+	}
+	if v, _ := c.flag("risk-policy"); v == "off" && c.mode() == "migrate --plan" {
+		return "migrate --recheck"
 	}
 	return c.mode()
 }
