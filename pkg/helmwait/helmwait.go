@@ -35,6 +35,12 @@ import (
 // Label on the run: the Helm revision it was created for.
 const RevisionLabel = "chartreuse.io/helm-revision"
 
+// HookAnnotation on the run: the uid of the hook Job that created it. Helm
+// counts revisions from 1 again after `helm uninstall`, and the runs an earlier
+// install created stay behind, so a name and a revision label are not enough
+// to tell this install's run from an earlier one's.
+const HookAnnotation = "chartreuse.io/hook-job-uid"
+
 // The resources of the two engines' runs.
 var (
 	workflows    = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"}
@@ -96,6 +102,10 @@ type Waiter struct {
 	Client    dynamic.Interface
 	Namespace string
 	Log       *slog.Logger
+	// HookUID is the uid of the hook Job this runs in, recorded on the run
+	// (HookAnnotation); an existing run of the same name is followed only if
+	// it carries the same. Empty: not recorded, not checked.
+	HookUID string
 }
 
 // CreateAndWait creates the run for revision (or finds the one created for it
@@ -114,6 +124,14 @@ func (w *Waiter) CreateAndWait(ctx context.Context, r *Run, revision int) (Resul
 	}
 	labels[RevisionLabel] = strconv.Itoa(revision)
 	obj.SetLabels(labels)
+	if w.HookUID != "" {
+		ann := obj.GetAnnotations()
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		ann[HookAnnotation] = w.HookUID
+		obj.SetAnnotations(ann)
+	}
 
 	_, err := ri.Create(ctx, obj, metav1.CreateOptions{FieldManager: "chartreuse-helm-wait"})
 	switch {
@@ -127,6 +145,13 @@ func (w *Waiter) CreateAndWait(ctx context.Context, r *Run, revision int) (Resul
 		}
 		if got := existing.GetLabels()[RevisionLabel]; got != strconv.Itoa(revision) {
 			return res, failure.Permanentf("%s %s exists and was not created for revision %d (its %s label is %q); delete it or rename the release", r.Kind(), name, revision, RevisionLabel, got)
+		}
+		if got := existing.GetAnnotations()[HookAnnotation]; w.HookUID != "" && got != w.HookUID {
+			// An earlier install of a release of this name (Helm counts from 1
+			// again after an uninstall): following its run would report this
+			// install's migration done without running it.
+			return res, failure.Permanentf("%s %s exists but another hook Job created it (%s %q, this hook Job's is %q): it is the run of an earlier install of a release of this name, so it is not followed and nothing was created; delete it (kubectl delete %s -n %s %s) and install or upgrade again",
+				r.Kind(), name, HookAnnotation, got, w.HookUID, r.gvr.Resource, w.Namespace, name)
 		}
 		w.Log.Info("following the run created for this revision before", "kind", r.Kind(), "name", name, "namespace", w.Namespace)
 	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsNotFound(err):

@@ -20,6 +20,7 @@ type Options struct {
 	RunFile       string
 	Revision      int
 	CheckDeclared bool
+	HookUID       string
 
 	run *Run // read from RunFile by Validate
 }
@@ -29,6 +30,7 @@ func (o *Options) Flags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "run-file", Usage: "the run to create: the Workflow or PipelineRun YAML the chart renders (the hook Job mounts its ConfigMap there) (required)", Destination: &o.RunFile},
 		&cli.IntFlag{Name: "revision", Usage: "the Helm release's revision, {{ .Release.Revision }}: the run is named <generateName><revision>, so a retried hook follows the run it created instead of starting another (required, at least 1)", Destination: &o.Revision},
+		&cli.StringFlag{Name: "hook-uid", Usage: "the uid of the hook Job this runs in (the chart passes its pod's batch.kubernetes.io/controller-uid label): recorded on the run it creates, and a run of that name another Job created (an earlier install of a release of the same name: Helm counts revisions from 1 again after an uninstall) is refused (exit 1) instead of followed; empty: not recorded, not checked", Destination: &o.HookUID},
 		&cli.BoolFlag{Name: "check-declared", Usage: "before creating the run, refuse (exit 1) a run that sets a parameter the installed WorkflowTemplate / Pipeline does not declare: in a pre-upgrade hook they are still the previous release's", Destination: &o.CheckDeclared},
 	}
 }
@@ -61,7 +63,7 @@ func Spec() step.Spec {
 		Name:  "helm-wait",
 		Usage: "create the run of a Helm release's revision and wait until it ends (the chart's hook Job)",
 		Description: "Run by the hook Job of the Helm chart charts/chartreuse. It creates the Workflow (Argo) or PipelineRun (Tekton) of --run-file " +
-			"under the name <generateName><revision>, or, when a run of that name exists for this revision (the hook's pod was retried), follows that one: " +
+			"under the name <generateName><revision>, or, when a run of that name exists for this revision and this hook Job (--hook-uid; the hook's pod was retried), follows that one: " +
 			"one revision never starts two migrations. It follows the run with a watch until it ends, logging each step as it starts and ends and, " +
 			"on Argo, the run holding the database's mutex while this one waits, and exits 0 when the run succeeded, else 1 naming the run, its failed steps " +
 			"and the command that shows it. It never stops or deletes a run. With --check-declared it first refuses (exit 1) a run the installed " +
@@ -79,7 +81,7 @@ func Spec() step.Spec {
 				return failure.Permanentf("creating Kubernetes client: %w", err)
 			}
 			env.Log.Info("using cluster", "server", c.Config.Host, "namespace", c.Namespace)
-			w := &Waiter{Client: dyn, Namespace: c.Namespace, Log: env.Log}
+			w := &Waiter{Client: dyn, Namespace: c.Namespace, Log: env.Log, HookUID: o.HookUID}
 			if o.CheckDeclared {
 				if err := w.CheckDeclared(ctx, o.run); err != nil {
 					return err

@@ -75,6 +75,12 @@ func TestHooksRendered(t *testing.T) {
 						t.Errorf("Job args %v lack %s", c.Args, a)
 					}
 				}
+				// The Job's own uid, so that a later install's hook never follows this
+				// install's run (helmwait.HookAnnotation).
+				if len(c.Env) != 1 || c.Env[0].Name != "CHARTREUSE_HOOK_UID" || c.Env[0].ValueFrom == nil || c.Env[0].ValueFrom.FieldRef == nil ||
+					c.Env[0].ValueFrom.FieldRef.FieldPath != "metadata.labels['batch.kubernetes.io/controller-uid']" {
+					t.Errorf("Job env %+v, want CHARTREUSE_HOOK_UID from the pod's batch.kubernetes.io/controller-uid label", c.Env)
+				}
 				sc := c.SecurityContext
 				if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
 					pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {

@@ -73,7 +73,7 @@ func TestWaiterOnCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logBuf syncbuf.Buffer
-			w := &helmwait.Waiter{Client: dyn, Namespace: ns, Log: slog.New(slog.NewTextHandler(&logBuf, nil))}
+			w := &helmwait.Waiter{Client: dyn, Namespace: ns, Log: slog.New(slog.NewTextHandler(&logBuf, nil)), HookUID: "job-uid-1"}
 			ri := dyn.Resource(tc.gvr).Namespace(ns)
 			patch := func(name, body string) {
 				t.Helper()
@@ -179,6 +179,21 @@ func TestWaiterOnCluster(t *testing.T) {
 			}
 			if len(list.Items) != 1 {
 				t.Errorf("runs of revision 3: %d, want 1", len(list.Items))
+			}
+			if got := list.Items[0].GetAnnotations()[helmwait.HookAnnotation]; got != "job-uid-1" {
+				t.Errorf("run of revision 3: %s %q, want the hook Job's uid", helmwait.HookAnnotation, got)
+			}
+
+			// The hook of a later install of a release of the same name (Helm counts
+			// revisions from 1 again after an uninstall; the runs stay): another
+			// Job, the same name and revision. Following the old run would report
+			// this install's migrations done without running them.
+			reinstall := *w
+			reinstall.HookUID = "job-uid-2"
+			again, err := reinstall.CreateAndWait(ctx, run, 3)
+			if err == nil || again.Succeeded || again.Created || failure.KindOf(err) != failure.Permanent ||
+				!strings.Contains(err.Error(), "another hook Job created it") || !strings.Contains(err.Error(), "kubectl delete "+tc.gvr.Resource+" -n "+ns+" "+name) {
+				t.Errorf("a reinstall's hook on revision 3: %+v, %v; want a permanent refusal naming the run and how to delete it", again, err)
 			}
 
 			// Revision 4 fails: a permanent error naming the run, its message and
