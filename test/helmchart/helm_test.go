@@ -61,6 +61,13 @@ var helmSets = map[string]e2e.MigrationSet{
 		"00003_invoices.sql":  e2e.LoggedMigration("3", "invoices"),
 		"00004_payments.sql":  e2e.LoggedMigration("4", "payments"),
 	},
+	"v5": {
+		"00001_customers.sql": e2e.LoggedMigration("1", "customers"),
+		"00002_orders.sql":    e2e.LoggedMigration("2", "orders"),
+		"00003_invoices.sql":  e2e.LoggedMigration("3", "invoices"),
+		"00004_payments.sql":  e2e.LoggedMigration("4", "payments"),
+		"00005_refunds.sql":   e2e.LoggedMigration("5", "refunds"),
+	},
 }
 
 // shopChart is the sample application chart of testdata/shop with this repository's
@@ -413,6 +420,58 @@ func helmScenarios(t *testing.T, engineName string) {
 		t.Errorf("pre: %d of the %d pods running before were deleted, want all (the application stopped)", len(deleted), len(before.Pods))
 	}
 	wantRestored(t, ctx, app, kc)
+
+	// 7. helm uninstall, then an install of a release of the same name with one
+	// more migration. Helm counts revisions from 1 again and the earlier install's
+	// runs stay: the new hook once followed the old shop-chartreuse-1 (Succeeded)
+	// and Helm reported the install done with migration 5 never run. It refuses
+	// now, naming the run; with the old runs deleted, the install migrates.
+	// Tekton only: the waiter's code is the same for both engines.
+	if engineName != "tekton" {
+		return
+	}
+	mode = "post"
+	uninstall := func(step string) {
+		t.Helper()
+		un := action.NewUninstall(cfg)
+		un.WaitStrategy = kube.HookOnlyStrategy
+		un.Timeout = 5 * time.Minute
+		if _, err := un.Run("shop"); err != nil {
+			t.Fatalf("%s: helm uninstall: %v", step, err)
+		}
+	}
+	install := func(step, set string) error {
+		t.Helper()
+		in := action.NewInstall(cfg)
+		in.ReleaseName = "shop"
+		in.Namespace = ns
+		in.WaitStrategy = kube.HookOnlyStrategy
+		in.Timeout = 12 * time.Minute
+		t0 := time.Now()
+		_, err := in.RunWithContext(ctx, c, values(set))
+		t.Logf("%s: helm install took %s", step, time.Since(t0).Round(100*time.Millisecond))
+		return err
+	}
+	uninstall("reinstall")
+	hookMu.Lock()
+	hookLog.Reset()
+	hookMu.Unlock()
+	if err := install("reinstall over the old runs", "v5"); err == nil {
+		t.Errorf("reinstall over the earlier install's runs: helm install succeeded, want the hook to refuse shop-chartreuse-1")
+	}
+	wantVersion("reinstall over the old runs", 4)
+	if !strings.Contains(logs(), "another hook Job created it") || !strings.Contains(logs(), "shop-chartreuse-1") {
+		t.Errorf("reinstall over the old runs: the hook's log does not name the earlier install's run:\n%s", logs())
+	}
+	uninstall("reinstall, old runs deleted")
+	if err := dyn.Resource(runs).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=shop,chartreuse.io/helm-revision"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := install("reinstall, old runs deleted", "v5"); err != nil {
+		t.Fatalf("reinstall with the old runs deleted: %v\n%s", err, logs())
+	}
+	wantVersion("reinstall, old runs deleted", 5)
+	wantRun("reinstall, old runs deleted", 1, "Succeeded")
 }
 
 // wantRestored: the application runs as before, no record left, the HPA untouched.
