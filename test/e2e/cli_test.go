@@ -663,7 +663,7 @@ func (a *cliArgo) testReadmeRunIt(t *testing.T) {
 		t.Errorf("the argo CLI is not the controller's version %s", a.argo.Version)
 	}
 	c := a.newCase(t, "runit", AppOptions{})
-	r := a.sh.must(t, 0, 10*time.Minute, c.local(t, a.docBlock(t, "README.md", "name=$(argo submit", "argo wait", "argo get")))
+	r := a.sh.must(t, 0, runBound, c.local(t, a.docBlock(t, "README.md", "name=$(argo submit", "argo wait", "argo get")))
 	wfs := a.workflows(t, c)
 	if len(wfs) != 1 {
 		t.Fatalf("%d workflows, want the one submitted", len(wfs))
@@ -681,9 +681,9 @@ func (a *cliArgo) testReadmeRunIt(t *testing.T) {
 	if other := a.docCommand(t, "workflowtemplates/README.md", "--entrypoint rollback"); other != rollback {
 		t.Errorf("README.md and workflowtemplates/README.md give different rollback commands:\n%s\n%s", rollback, other)
 	}
-	a.sh.must(t, 0, 5*time.Minute, c.local(t, rollback, "down-to=20240101120000", "down-to=1"))
+	a.sh.must(t, 0, runBound, c.local(t, rollback, "down-to=20240101120000", "down-to=1"))
 	c.wantVersions(t, 1)
-	a.sh.must(t, 0, 5*time.Minute, c.local(t, a.docCommand(t, "workflowtemplates/README.md", "--entrypoint migrate")))
+	a.sh.must(t, 0, runBound, c.local(t, a.docCommand(t, "workflowtemplates/README.md", "--entrypoint migrate")))
 	c.wantVersions(t, 1, 2, 3)
 	wantAppRestored(t, a.kube, c.app) // single phases do not touch the workloads
 }
@@ -705,7 +705,7 @@ func (a *cliArgo) testCIJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	job := func(tag string) cliResult {
-		r := a.sh.run(t, 10*time.Minute, work, run, append(env, "GIT_REVISION="+tag)...)
+		r := a.sh.run(t, runBound, work, run, append(env, "GIT_REVISION="+tag)...)
 		if r.TimedOut {
 			t.Fatalf("%s still running at the deadline", run)
 		}
@@ -729,7 +729,7 @@ func (a *cliArgo) testCIJob(t *testing.T) {
 	c.wantVersions(t, 1, 2, 3)
 	wantAppStopped(t, a.kube, c.app)
 
-	a.sh.must(t, 0, 5*time.Minute, c.local(t, a.docCommand(t, "README.md", "--entrypoint scale-restore")), ci)
+	a.sh.must(t, 0, runBound, c.local(t, a.docCommand(t, "README.md", "--entrypoint scale-restore")), ci)
 	wantAppRestored(t, a.kube, c.app)
 }
 
@@ -807,7 +807,7 @@ func (a *cliArgo) testRetry(t *testing.T) {
 		t.Fatalf("scale-down never started: %v", err)
 	}
 	defer release()
-	a.sh.must(t, 1, 10*time.Minute, a.argoCmd(t, c, "argo wait"))
+	a.sh.must(t, 1, runBound, a.argoCmd(t, c, "argo wait"))
 	wf := a.finished(t, c.run, wfv1.WorkflowFailed)
 	attempts := engines.ArgoAttempts(wf, "migrate")
 	if len(attempts) < 2 {
@@ -834,7 +834,7 @@ func (a *cliArgo) testRetry(t *testing.T) {
 
 	release()
 	a.sh.must(t, 0, 2*time.Minute, c.local(t, a.docInline(t, "README.md", "argo retry")))
-	a.sh.must(t, 0, 10*time.Minute, a.argoCmd(t, c, "argo wait"))
+	a.sh.must(t, 0, runBound, a.argoCmd(t, c, "argo wait"))
 	a.finished(t, c.run, wfv1.WorkflowSucceeded)
 	c.wantVersions(t, 1, 2, 3)
 	wantAppRestored(t, a.kube, c.app)
@@ -847,7 +847,7 @@ func (a *cliArgo) testResubmit(t *testing.T) {
 	c := a.newCase(t, "resubmit", AppOptions{})
 	c.strayTable(t)
 	c.run = a.submit(t, c, "")
-	a.sh.must(t, 1, 10*time.Minute, a.argoCmd(t, c, "argo wait"))
+	a.sh.must(t, 1, runBound, a.argoCmd(t, c, "argo wait"))
 	a.finished(t, c.run, wfv1.WorkflowFailed)
 	c.wantVersions(t, 1)
 	wantAppStopped(t, a.kube, c.app)
@@ -859,7 +859,7 @@ func (a *cliArgo) testResubmit(t *testing.T) {
 		t.Fatalf("argo resubmit did not print a new workflow's name")
 	}
 	c.run = m[1]
-	a.sh.must(t, 0, 10*time.Minute, a.argoCmd(t, c, "argo wait"))
+	a.sh.must(t, 0, runBound, a.argoCmd(t, c, "argo wait"))
 	a.finished(t, c.run, wfv1.WorkflowSucceeded)
 	c.wantVersions(t, 1, 2, 3)
 	wantAppRestored(t, a.kube, c.app)
@@ -886,7 +886,7 @@ func (a *cliArgo) testStop(t *testing.T) {
 	}
 	stop := a.docInline(t, "workflowtemplates/README.md", "argo stop")
 	a.sh.must(t, 0, 2*time.Minute, c.local(t, stop+" -n shop <run>"))
-	a.sh.must(t, 1, 10*time.Minute, a.argoCmd(t, c, "argo wait"))
+	a.sh.must(t, 1, runBound, a.argoCmd(t, c, "argo wait"))
 	release()
 	wf := a.finished(t, c.run, wfv1.WorkflowFailed)
 	// The attempt (Argo may leave a stopped step's retry node Running); Failed
@@ -1061,7 +1061,7 @@ func (k *cliTekton) taskRunDone(t *testing.T, c *cliCase, out string) {
 	if m == nil {
 		t.Fatalf("no TaskRun name in %q", out)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	tr, err := k.tk.WaitTaskRun(ctx, c.ns, m[1])
 	if err != nil {
@@ -1079,7 +1079,7 @@ func (k *cliTekton) taskRunDone(t *testing.T, c *cliCase, out string) {
 func (k *cliTekton) testReadmeCI(t *testing.T) {
 	c := k.newCase(t, "tkci")
 	block := k.docBlock(t, "tekton/README.md", "kubectl create", "tekton/examples/pipelinerun.yaml")
-	k.sh.must(t, 0, 10*time.Minute, c.local(t, block, "tekton/examples/pipelinerun.yaml", k.examplePipelineRun(t, c)),
+	k.sh.must(t, 0, runBound, c.local(t, block, "tekton/examples/pipelinerun.yaml", k.examplePipelineRun(t, c)),
 		submitterKubeconfig(t, k.env, k.kube, k.repo, "tekton", c.ns))
 	prs := k.runs(t, c)
 	if len(prs) != 1 {
@@ -1099,7 +1099,7 @@ func (k *cliTekton) testFailedThenLast(t *testing.T) {
 	c := k.newCase(t, "tklast")
 	c.strayTable(t)
 	block := k.docBlock(t, "README.md", "kubectl create", "tekton/examples/pipelinerun.yaml")
-	r := k.sh.run(t, 10*time.Minute, "", c.local(t, block, "tekton/examples/pipelinerun.yaml", k.examplePipelineRun(t, c)))
+	r := k.sh.run(t, runBound, "", c.local(t, block, "tekton/examples/pipelinerun.yaml", k.examplePipelineRun(t, c)))
 	if r.TimedOut || r.Code == 0 {
 		t.Errorf("the README's one-off run exited %d (timed out: %v) for a run that failed: CI would carry on", r.Code, r.TimedOut)
 	}
@@ -1125,7 +1125,7 @@ func (k *cliTekton) testFailedThenLast(t *testing.T) {
 		t.Error("tkn taskrun describe <run>-plan does not show current-version 0")
 	}
 
-	r = k.sh.must(t, 0, 5*time.Minute, c.local(t, k.docCommand(t, "README.md", "tkn task start chartreuse-scale-restore")))
+	r = k.sh.must(t, 0, runBound, c.local(t, k.docCommand(t, "README.md", "tkn task start chartreuse-scale-restore")))
 	k.taskRunDone(t, c, r.Stdout)
 	if r := k.sh.must(t, 0, time.Minute, c.local(t, k.docInline(t, "README.md", "tkn taskrun describe"))); !strings.Contains(r.Stdout, "Succeeded") {
 		t.Error("tkn taskrun describe --last does not say the TaskRun succeeded")
@@ -1138,7 +1138,7 @@ func (k *cliTekton) testFailedThenLast(t *testing.T) {
 	if m == nil {
 		t.Fatal("tkn pipeline start did not say which PipelineRun it started")
 	}
-	k.sh.must(t, 0, 10*time.Minute, c.local(t, k.docInline(t, "README.md", "tkn pipelinerun logs -n shop --last -f")))
+	k.sh.must(t, 0, runBound, c.local(t, k.docInline(t, "README.md", "tkn pipelinerun logs -n shop --last -f")))
 	k.done(t, c, m[1], true)
 	c.wantVersions(t, 1, 2, 3)
 	wantAppRestored(t, k.kube, c.app)
@@ -1153,7 +1153,7 @@ func (k *cliTekton) testTaskStart(t *testing.T) {
 	if err := c.db.MigrateTo(t.Context(), cliShop, 1); err != nil {
 		t.Fatal(err)
 	}
-	r := k.sh.must(t, 0, 5*time.Minute, c.local(t, k.docCommand(t, "tekton/README.md", "tkn task start chartreuse-migrate")))
+	r := k.sh.must(t, 0, runBound, c.local(t, k.docCommand(t, "tekton/README.md", "tkn task start chartreuse-migrate")))
 	k.taskRunDone(t, c, r.Stdout)
 	c.wantVersions(t, 1, 2, 3)
 
@@ -1161,7 +1161,7 @@ func (k *cliTekton) testTaskStart(t *testing.T) {
 	if other := k.docCommand(t, "tekton/README.md", "tkn task start chartreuse-rollback"); other != rollback {
 		t.Errorf("README.md and tekton/README.md give different rollback commands:\n%s\n%s", rollback, other)
 	}
-	r = k.sh.must(t, 0, 5*time.Minute, c.local(t, rollback, "down-to=20240101120000", "down-to=1"))
+	r = k.sh.must(t, 0, runBound, c.local(t, rollback, "down-to=20240101120000", "down-to=1"))
 	k.taskRunDone(t, c, r.Stdout)
 	c.wantVersions(t, 1)
 

@@ -12,11 +12,12 @@ import (
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 )
 
-// runBound bounds a wait that spans the pods of a run, up to a whole run: a
-// bound against hangs, not a target. Alone a run takes 1 to 3 minutes; in the
-// CI's shared 2-core node (load above 20) each pod took over a minute to start,
-// and waits of 4 and 8 minutes ran out with the run still going (ci17b, the
-// stop of 5d12c81).
+// runBound bounds a wait that spans the pods of a run, up to a whole run (a
+// scenario of two runs one after the other takes 2 * runBound): a bound
+// against hangs, not a target. Alone a run takes 1 to 3 minutes; in the CI's
+// shared 2-core node (load above 20) each pod took one to two minutes to
+// start, and waits of 4, 8 and 10 minutes ran out with the runs still going
+// (ci17b; the stop of 5d12c81; ci18a, where Tekton's suite took 40 minutes).
 const runBound = 15 * time.Minute
 
 // TestMain (kubeenv.Main: one shared cluster for the package) is in

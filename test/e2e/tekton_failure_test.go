@@ -29,7 +29,7 @@ import (
 // succeeds restores both.
 func (s *tektonSuite) testCancelRestoresOnlyItsOwn(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2 * runBound)
 	defer cancel()
 	c.migrateTo(t, 1)
 	other, err := DeployApp(ctx, s.kube, c.ns, AppOptions{Name: "other", ShutdownDelay: 20 * time.Second})
@@ -158,7 +158,7 @@ func (s *tektonSuite) testInvalidParameters(t *testing.T) {
 // Tekton must run migrate again, and every migration runs exactly once.
 func (s *tektonSuite) testEvictedMigrate(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "slow", nil))
 	if err != nil {
@@ -199,7 +199,7 @@ func (s *tektonSuite) testEvictedMigrate(t *testing.T) {
 // become ready, so the run fails after ready-timeout, naming the workload.
 func (s *tektonSuite) testNotReady(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "", map[string]string{"ready-timeout": "15s"}))
 	if err != nil {

@@ -188,7 +188,7 @@ func (s *tektonSuite) testGitRevisions(t *testing.T) {
 		// An application pod stays terminating until released, so scale-down waits
 		// while the tag moves, whatever the timing of the pods.
 		_, release := holdPod(t, s.kube, c.app)
-		ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), runBound)
 		defer cancel()
 		created, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "", tektonGitParams(repo.URL(), "release")))
 		if err != nil {

@@ -239,7 +239,7 @@ func setParams(params *pipelinev1.Params, p map[string]string) {
 // run creates the PipelineRun and waits until it is done.
 func (c *tektonCase) run(t *testing.T, pr *pipelinev1.PipelineRun) (*pipelinev1.PipelineRun, map[string]*pipelinev1.TaskRun) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	created, err := c.s.tk.CreatePipelineRun(ctx, c.ns, pr)
 	if err != nil {
@@ -302,7 +302,7 @@ func (c *tektonCase) taskRun(t *testing.T, task string, params map[string]string
 		},
 	}
 	setParams(&tr.Spec.Params, params)
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	created, err := c.s.tk.CreateTaskRun(ctx, c.ns, tr)
 	if err != nil {

@@ -30,7 +30,7 @@ var waitsForGate = MigrationSet{
 // looked up as a pod IP in the cluster. Then the holder finishes.
 func (s *tektonSuite) testLockHolderNamed(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	if err := c.db.Exec(ctx, "CREATE TABLE gate (id int)"); err != nil {
 		t.Fatal(err)

@@ -237,7 +237,7 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 	c := s.newCase(t, pg)
 	pg.StopServer()
 
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	created, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "", map[string]string{"wait-timeout": "5s"}))
 	if err != nil {
