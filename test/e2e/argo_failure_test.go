@@ -312,7 +312,7 @@ func (s *argoSuite) testNotReady(t *testing.T) {
 // migration); B's restore then brings it back.
 func (s *argoSuite) testTwoDatabasesShareWorkloads(t *testing.T) {
 	a := s.newCase(t, "shareda")
-	ctx, cancel := context.WithTimeout(t.Context(), 2 * runBound)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
 	defer cancel()
 	dbB := NewDatabase(t, s.pg, "sharedb")
 	if err := CreateSecret(ctx, s.kube, s.argo.Namespace, "sharedb-db", dbB.URL()); err != nil {

@@ -29,7 +29,7 @@ import (
 // succeeds restores both.
 func (s *tektonSuite) testCancelRestoresOnlyItsOwn(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 2 * runBound)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
 	defer cancel()
 	c.migrateTo(t, 1)
 	other, err := DeployApp(ctx, s.kube, c.ns, AppOptions{Name: "other", ShutdownDelay: 20 * time.Second})

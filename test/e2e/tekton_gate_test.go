@@ -26,7 +26,7 @@ import (
 // finds nothing pending. Every migration is applied once, by the first.
 func (s *tektonSuite) testGateTwoRuns(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 2 * runBound)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
 	defer cancel()
 	prs := []*pipelinev1.PipelineRun{c.pipelineRun(t, "slow", nil), c.pipelineRun(t, "slow", nil)}
 	names := make([]string, len(prs))
@@ -138,7 +138,7 @@ func (s *tektonSuite) testGateTwoRuns(t *testing.T) {
 // its session) and the restore.
 func (s *tektonSuite) testGateCancelledHolder(t *testing.T) {
 	c := s.newCase(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 2 * runBound)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
 	defer cancel()
 	a, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "slower", nil))
 	if err != nil {

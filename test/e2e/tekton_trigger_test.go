@@ -42,7 +42,7 @@ import (
 // use the product image under the template's default reference (built from this
 // tree and loaded into the node), as a cluster pulling the release would.
 func (s *tektonSuite) testTagTrigger(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 2 * runBound)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
 	defer cancel()
 	var tr *engines.Triggers
 	var trErr, imageErr error
@@ -300,7 +300,7 @@ func runParams(pr *pipelinev1.PipelineRun) map[string]string {
 // (GitLab), once it is done, runs and finds nothing pending.
 func (s *tektonSuite) testTagPushes(t *testing.T, tr *engines.Triggers, clone, commit string) {
 	c := s.newTriggerCase(t, tr, clone)
-	ctx, cancel := context.WithTimeout(t.Context(), 2 * runBound)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
 	defer cancel()
 
 	id := c.send(t, ctx, githubPush("example/shop", c.clone, "refs/tags/v1.2.0", false, webhookSecret))
@@ -400,7 +400,7 @@ func (s *tektonSuite) testTagPushes(t *testing.T, tr *engines.Triggers, clone, c
 // migration (2 takes 8 s) is applied once.
 func (s *tektonSuite) testTwoTags(t *testing.T, tr *engines.Triggers, clone, commit string) {
 	c := s.newTriggerCase(t, tr, clone)
-	ctx, cancel := context.WithTimeout(t.Context(), 2 * runBound)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
 	defer cancel()
 	c.pin(t, ctx)
 
