@@ -99,18 +99,22 @@ func TestLockWaitResults(t *testing.T) {
 				WHERE c.relname = 'a' AND NOT l.granted LIMIT 1), '')`)
 			return blockedAt != ""
 		})
-		// Two samples of the watcher after the wait began: both saw it, half a
-		// second apart at least.
-		watcherQuery := `SELECT coalesce((SELECT query_start::text FROM pg_stat_activity WHERE datname = current_database()
-			AND application_name LIKE 'chartreuse/%' AND query LIKE '%pg_blocking_pids%' AND state = 'idle' AND query_start > '` + blockedAt + `'::timestamptz LIMIT 1), '')`
+		// Two samples of the watcher after the wait began, half a second apart
+		// at least: both saw it. Not merely two query starts, which can come
+		// from one sample (its statement's prepare, then its run, on the
+		// connection's first use): ci18b counted 0.2 s after seeing two.
+		watcherQuery := func(after, plus string) string {
+			return `SELECT coalesce((SELECT query_start::text FROM pg_stat_activity WHERE datname = current_database()
+			AND application_name LIKE 'chartreuse/%' AND query LIKE '%pg_blocking_pids%' AND state = 'idle'
+			AND query_start > '` + after + `'::timestamptz + interval '` + plus + `' LIMIT 1), '')`
+		}
 		var first string
 		eventually(t, "the watcher's first sample of the wait", func() bool {
-			first = d.queryString(watcherQuery)
+			first = d.queryString(watcherQuery(blockedAt, "0 s"))
 			return first != ""
 		})
-		eventually(t, "the watcher's second sample of the wait", func() bool {
-			s := d.queryString(watcherQuery)
-			return s != "" && s != first
+		eventually(t, "the watcher's sample of the wait half a second later", func() bool {
+			return d.queryString(watcherQuery(first, "0.5 s")) != ""
 		})
 		if err := tx.Rollback(ctx); err != nil {
 			t.Fatal(err)
