@@ -273,15 +273,26 @@ func helmScenarios(t *testing.T, engineName string) {
 		detailsCommand = "tkn pipelinerun describe"
 	}
 
+	install := func(step, set string) (any, error) {
+		t.Helper()
+		in := action.NewInstall(cfg)
+		in.ReleaseName = "shop"
+		in.Namespace = ns
+		in.WaitStrategy = kube.HookOnlyStrategy
+		in.Timeout = 12 * time.Minute
+		t0 := time.Now()
+		r, err := in.RunWithContext(ctx, c, values(set))
+		t.Logf("%s: helm install took %s", step, time.Since(t0).Round(100*time.Millisecond))
+		return r, err
+	}
+	resetLogs := func() {
+		hookMu.Lock()
+		hookLog.Reset()
+		hookMu.Unlock()
+	}
+
 	// 1. install: the post-install hook migrates to 1.
-	inst := action.NewInstall(cfg)
-	inst.ReleaseName = "shop"
-	inst.Namespace = ns
-	inst.WaitStrategy = kube.HookOnlyStrategy
-	inst.Timeout = 12 * time.Minute
-	t0 := time.Now()
-	r, err := inst.RunWithContext(ctx, c, values("v1"))
-	t.Logf("install: helm install took %s", time.Since(t0).Round(100*time.Millisecond))
+	r, err := install("install", "v1")
 	if err != nil {
 		t.Fatalf("helm install: %v\n%s", err, logs())
 	}
@@ -346,9 +357,7 @@ func helmScenarios(t *testing.T, engineName string) {
 	}
 
 	// 4. upgrade with a failing migration: the release fails; keep-down.
-	hookMu.Lock()
-	hookLog.Reset()
-	hookMu.Unlock()
+	resetLogs()
 	rel, _, err = upgrade("failing", "broken")
 	if err == nil {
 		t.Fatal("upgrade with a failing migration succeeded")
@@ -440,23 +449,9 @@ func helmScenarios(t *testing.T, engineName string) {
 			t.Fatalf("%s: helm uninstall: %v", step, err)
 		}
 	}
-	install := func(step, set string) error {
-		t.Helper()
-		in := action.NewInstall(cfg)
-		in.ReleaseName = "shop"
-		in.Namespace = ns
-		in.WaitStrategy = kube.HookOnlyStrategy
-		in.Timeout = 12 * time.Minute
-		t0 := time.Now()
-		_, err := in.RunWithContext(ctx, c, values(set))
-		t.Logf("%s: helm install took %s", step, time.Since(t0).Round(100*time.Millisecond))
-		return err
-	}
 	uninstall("reinstall")
-	hookMu.Lock()
-	hookLog.Reset()
-	hookMu.Unlock()
-	if err := install("reinstall over the old runs", "v5"); err == nil {
+	resetLogs()
+	if _, err := install("reinstall over the old runs", "v5"); err == nil {
 		t.Errorf("reinstall over the earlier install's runs: helm install succeeded, want the hook to refuse shop-chartreuse-1")
 	}
 	wantVersion("reinstall over the old runs", 4)
@@ -467,7 +462,7 @@ func helmScenarios(t *testing.T, engineName string) {
 	if err := dyn.Resource(runs).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=shop,chartreuse.io/helm-revision"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := install("reinstall, old runs deleted", "v5"); err != nil {
+	if _, err := install("reinstall, old runs deleted", "v5"); err != nil {
 		t.Fatalf("reinstall with the old runs deleted: %v\n%s", err, logs())
 	}
 	wantVersion("reinstall, old runs deleted", 5)

@@ -30,6 +30,9 @@ var selectionCases = []struct {
 	{map[string]string{"namespace": "Shop"}, "Shop"},
 }
 
+// goodSelection is a selection that scale-down and scale-restore take.
+var goodSelection = map[string]string{"workload-selector": "app in (web,api)", "workload": "deployment/web,cronjob/report", "namespace": "shop"}
+
 // runPlan runs the migrate binary's code (as steps/migrate builds it) with the
 // args of a manifest's plan step. The database URL points at a port nothing
 // listens on: a refusal names its value and exits 2; a good selection goes on
@@ -103,7 +106,7 @@ func TestArgoPlanChecksTheSelection(t *testing.T) {
 			})
 		}
 		t.Run(tmpl+"/good", func(t *testing.T) {
-			code, stderr := runPlan(t, render(map[string]string{"workload-selector": "app in (web,api)", "workload": "deployment/web,cronjob/report", "namespace": "shop"}))
+			code, stderr := runPlan(t, render(goodSelection))
 			wantConnected(t, code, stderr)
 		})
 	}
@@ -156,7 +159,7 @@ func TestTektonPlanChecksTheSelection(t *testing.T) {
 		})
 	}
 	t.Run("good", func(t *testing.T) {
-		code, stderr := runPlan(t, render(map[string]string{"workload-selector": "app in (web,api)", "workload": "deployment/web,cronjob/report", "namespace": "shop"}))
+		code, stderr := runPlan(t, render(goodSelection))
 		wantConnected(t, code, stderr)
 	})
 }
