@@ -139,7 +139,7 @@ func TestStepPermissions(t *testing.T) {
 	// like); subtracted, so that what is left is what the manifests grant.
 	baseline := reviewAs(t, ctx, cfg, ns, serviceAccountUser(ns, "chartreuse-test-unbound"), nil)
 	reviews := map[string][]string{}
-	granted := func(sa string) []string {
+	granted := func(sa string, want []string) []string {
 		if g, ok := reviews[sa]; ok {
 			return g
 		}
@@ -149,14 +149,14 @@ func TestStepPermissions(t *testing.T) {
 			// user may not even review its own rules, so ask about it.
 			g = anonymousMay(t, ctx, cfg, ns, probes)
 		} else {
-			g = reviewBeyond(t, ctx, cfg, ns, sa, baseline)
+			g = settledReview(t, ctx, cfg, ns, sa, baseline, want)
 		}
 		reviews[sa] = g
 		return g
 	}
 
 	for _, h := range holders {
-		got := granted(h.sa)
+		got := granted(h.sa, want[h.expect])
 		t.Logf("%-70s token: %-20s may: %v", h.where, or(h.sa, "none"), or(strings.Join(got, ", "), "nothing"))
 		if !slices.Equal(got, want[h.expect]) {
 			t.Errorf("%s (token of %q): may\n  %v\nwant exactly (%s)\n  %v", h.where, h.sa, got, h.expect, want[h.expect])

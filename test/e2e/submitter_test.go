@@ -93,6 +93,27 @@ func reviewBeyond(t *testing.T, ctx context.Context, admin *rest.Config, ns, sa 
 	return out
 }
 
+// rbacSettle bounds how long settledReview asks again.
+const rbacSettle = 30 * time.Second
+
+// settledReview is reviewBeyond asked until it answers want, for at most
+// rbacSettle; it returns the last answer. The API server's RBAC authorizer
+// reads Roles and RoleBindings through its own informers, so a review just
+// after kubectl apply can show none of them yet (the CI of 8f7cd51 saw
+// "may: []" 0.6 s after applying the submitter's Role). A wrong Role still
+// fails, only later.
+func settledReview(t *testing.T, ctx context.Context, admin *rest.Config, ns, sa string, baseline, want []string) []string {
+	t.Helper()
+	deadline := time.Now().Add(rbacSettle)
+	for {
+		got := reviewBeyond(t, ctx, admin, ns, sa, baseline)
+		if slices.Equal(got, want) || time.Now().After(deadline) || ctx.Err() != nil {
+			return got
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 // TestSubmitterPermissions applies each engine's submitter RBAC to a fresh
 // namespace and asks the API server (a rules review as the ServiceAccount) what
 // it may do there besides what every ServiceAccount may: exactly its Role
@@ -121,7 +142,7 @@ func TestSubmitterPermissions(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 			baseline := reviewAs(t, ctx, cfg, ns, serviceAccountUser(ns, "chartreuse-test-unbound"), nil)
-			got := reviewBeyond(t, ctx, cfg, ns, submitterSA, baseline)
+			got := settledReview(t, ctx, cfg, ns, submitterSA, baseline, want[engine])
 			t.Logf("%s may: %v", submitterFiles[engine], got)
 			if !slices.Equal(got, want[engine]) {
 				t.Errorf("%s may\n  %v\nwant exactly\n  %v", submitterSA, got, want[engine])
