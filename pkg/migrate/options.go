@@ -17,6 +17,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 )
 
 // DefaultDir is where the step image keeps its migrations.
@@ -132,8 +133,12 @@ type Options struct {
 	AcceptChanged      Versions
 	RunID              string
 	RiskPolicy         string // RiskWarn or RiskFail (plan.go)
-	Git                GitOptions
-	Image              ImageOptions
+	// WaitTimeout > 0: wait up to this long for the database to answer
+	// before anything else, as wait-for-db does, so that a workflow's plan
+	// needs no wait-for-db pod of its own before it.
+	WaitTimeout time.Duration
+	Git         GitOptions
+	Image       ImageOptions
 	// PlannedTarget and PlannedDigest are plan's target-version and
 	// files-digest: migrate applies no file beyond that target, and none
 	// other than the ones plan judged (Sources.Digest).
@@ -152,6 +157,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.BoolFlag{Name: "allow-empty-database", Value: true, Usage: "migrate a database that has no tables and no version table; false refuses (safety switch against a wrong database)", Destination: &o.AllowEmptyDatabase},
 		&cli.StringFlag{Name: "role", Usage: "SET ROLE to this role on every connection before migrating, so new objects (and the version table) belong to it", Destination: &o.Role},
 		&cli.StringFlag{Name: "table", Value: DefaultTable, Usage: "goose version table, optionally schema-qualified (schema.table)", Destination: &o.Table},
+		&cli.DurationFlag{Name: "wait-timeout", Usage: "first wait up to this long for the database to accept connections and answer SELECT 1, as wait-for-db does (exit 75 when it does not); 0 connects once", Destination: &o.WaitTimeout},
 		&cli.DurationFlag{Name: "lock-wait", Value: 5 * time.Minute, Usage: "how long to wait for another migrator to release the migration lock before giving up (exit 75); probed once a second", Destination: &o.LockWait},
 		&cli.DurationFlag{Name: "lock-timeout", Value: 10 * time.Second, Usage: "PostgreSQL lock_timeout while migrating: a statement waiting longer for a table lock fails; a transactional migration is rolled back (exit 75), one without a transaction is recorded as stopped partway (exit 1); 0 waits forever", Destination: &o.LockTimeout},
 		&cli.DurationFlag{Name: "statement-timeout", Usage: "PostgreSQL statement_timeout while migrating; 0 means none", Destination: &o.StatementTimeout},
@@ -270,6 +276,11 @@ func (o *Options) Validate() error {
 	}{{"--lock-timeout", o.LockTimeout}, {"--statement-timeout", o.StatementTimeout}} {
 		if d.v < 0 || (d.v > 0 && d.v < time.Millisecond) || d.v > maxPGDuration {
 			return fmt.Errorf("%s %s is out of range: use 0 (none) or a duration between 1ms and %s", d.flag, d.v, maxPGDuration.Truncate(time.Hour))
+		}
+	}
+	if o.WaitTimeout != 0 {
+		if err := poll.ValidateTimeout("--wait-timeout", o.WaitTimeout, "5m"); err != nil {
+			return err
 		}
 	}
 	if strings.ContainsRune(o.Role, 0) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 	"github.com/chartreuse-go/chartreuse/pkg/podaddr"
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
@@ -29,6 +30,14 @@ func Spec() step.Spec {
 			cfg, err := db.Config(env.Redactor)
 			if err != nil {
 				return err
+			}
+			if opts.WaitTimeout > 0 {
+				w := &dbconn.Waiter{Attempt: dbconn.Ping(cfg), Clock: poll.RealClock{}, Log: env.Log.With("target", dbconn.Describe(cfg))}
+				st, err := w.Wait(ctx, opts.WaitTimeout)
+				if err != nil {
+					return err
+				}
+				env.Log.Info("database ready", "attempts", st.Attempts, "waited", st.Waited.Round(time.Millisecond).String())
 			}
 			sqlDB, _ := OpenDB(cfg, opts.Sessions())
 			defer sqlDB.Close()

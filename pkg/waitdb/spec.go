@@ -21,7 +21,7 @@ type deps struct {
 
 // Spec describes the wait-for-db step binary.
 func Spec() step.Spec {
-	return newSpec(deps{clock: poll.RealClock{}, attempt: Ping})
+	return newSpec(deps{clock: poll.RealClock{}, attempt: dbconn.Ping})
 }
 
 func newSpec(d deps) step.Spec {
@@ -44,7 +44,7 @@ func newSpec(d deps) step.Spec {
 			}
 			env.Results.Set("attempts", "0")
 			log := env.Log.With("target", dbconn.Describe(cfg))
-			w := &Waiter{Attempt: d.attempt(cfg), Clock: d.clock, Log: log}
+			w := &dbconn.Waiter{Attempt: d.attempt(cfg), Clock: d.clock, Log: log}
 			st, err := w.Wait(ctx, opts.Timeout)
 			env.Results.Set("attempts", strconv.Itoa(st.Attempts))
 			env.Results.Set("waited", st.Waited.Round(time.Millisecond).String())

@@ -1,4 +1,4 @@
-package waitdb
+package dbconn
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package waitdb
+package dbconn
 
 import (
 	"bytes"
@@ -16,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/poll"
 )
@@ -53,9 +52,9 @@ var testCfg = func() *pgx.ConnConfig {
 	return cfg
 }()
 
-// connectErr wraps a cause the way a failed dbconn.Connect would, then explains it.
+// connectErr wraps a cause the way a failed Connect would, then explains it.
 func connectErr(cause error) error {
-	return dbconn.Explain(testCfg, dbconn.Classify(fmt.Errorf("connecting to %s: %w", dbconn.Describe(testCfg), cause)))
+	return Explain(testCfg, Classify(fmt.Errorf("connecting to %s: %w", Describe(testCfg), cause)))
 }
 
 func TestWaiterClassifiesErrors(t *testing.T) {
@@ -208,17 +207,5 @@ func TestCancelledWaitIsTransient(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "stopped waiting for the database after 3 attempts") {
 		t.Errorf("message: %v", err)
-	}
-}
-
-func TestValidateTimeout(t *testing.T) {
-	for _, d := range []time.Duration{0, -time.Second, time.Millisecond, 25 * time.Hour} {
-		err := (&Options{Timeout: d}).Validate()
-		if err == nil || !strings.Contains(err.Error(), "--timeout") {
-			t.Errorf("timeout %s: %v", d, err)
-		}
-	}
-	if err := (&Options{Timeout: 5 * time.Minute}).Validate(); err != nil {
-		t.Error(err)
 	}
 }
