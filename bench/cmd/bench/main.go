@@ -5,7 +5,7 @@
 //
 // Sections:
 //
-//  1. nothing to do: wait-for-db + migrate --plan on an up-to-date database, against
+//  1. nothing to do: migrate --plan --wait-timeout (the workflows' plan step) on an up-to-date database, against
 //     goose status (v3.28.0), alembic current and psql -c 'select 1' (the floor);
 //  2. applying 1,000 small migrations to an empty database: migrate against goose
 //     up, alembic upgrade head and one psql -f of the concatenated SQL (the floor);

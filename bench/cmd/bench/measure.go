@@ -39,17 +39,6 @@ func (s *series) walls() []time.Duration {
 // median wall time.
 func (s *series) median() time.Duration { return median(s.walls()) }
 
-// medianOf is the median time of process i.
-func (s *series) medianOf(i int) time.Duration {
-	var ds []time.Duration
-	for _, x := range s.samples {
-		if i < len(x.each) {
-			ds = append(ds, x.each[i])
-		}
-	}
-	return median(ds)
-}
-
 // peak is the highest RSS of process i over all runs, in KiB.
 func (s *series) peak(i int) int64 {
 	var m int64
