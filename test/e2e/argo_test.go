@@ -373,8 +373,8 @@ func (s *argoSuite) testNothingPending(t *testing.T) {
 
 	wf := c.run(t, "", nil)
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
-	wantNodes(t, wf, map[string]wfv1.NodePhase{"wait-for-db": wfv1.NodeSucceeded, "plan": wfv1.NodeSucceeded})
-	notRun(t, wf, "scale-down", "migrate", "scale-restore", "restore", "recheck", "rollback")
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"plan": wfv1.NodeSucceeded})
+	notRun(t, wf, "wait-for-db", "scale-down", "migrate", "scale-restore", "restore", "recheck", "rollback")
 	wantOutputs(t, wf, "plan", map[string]string{"pending": "false", "current-version": "3"})
 	wantVersions(t, c.versions(t), 1, 2, 3)
 
@@ -420,10 +420,10 @@ func (s *argoSuite) testMigrationsPending(t *testing.T) {
 	wf := c.run(t, "", nil) // migrations-dir: the image's /migrations
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
 	wantNodes(t, wf, map[string]wfv1.NodePhase{
-		"wait-for-db": wfv1.NodeSucceeded, "plan": wfv1.NodeSucceeded, "scale-down": wfv1.NodeSucceeded,
+		"plan": wfv1.NodeSucceeded, "scale-down": wfv1.NodeSucceeded,
 		"migrate": wfv1.NodeSucceeded, "scale-restore": wfv1.NodeSucceeded,
 	})
-	notRun(t, wf, "wait-patroni", "restore", "recheck", "rollback")
+	notRun(t, wf, "wait-for-db", "wait-patroni", "restore", "recheck", "rollback")
 	wantOutputs(t, wf, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3"})
 	wantOutputs(t, wf, "migrate", map[string]string{"applied": "3", "current-version": "3"})
 	out := engines.ArgoOutputs(wf)
@@ -557,7 +557,6 @@ func (s *argoSuite) testTransient(t *testing.T) {
 	// their timeout parameters (c.params: wait-timeout 60s, scale-timeout 2m;
 	// ready-timeout 5m by default) plus 5 minutes for the pod to start.
 	wantOwnDeadlines(t, s.argo, wf, "migrate", nil)
-	wantOwnDeadlines(t, s.argo, wf, "wait-for-db", ptr.To[int64](60+300))
 	wantOwnDeadlines(t, s.argo, wf, "plan", ptr.To[int64](60+300))
 	wantOwnDeadlines(t, s.argo, wf, "scale-down", ptr.To[int64](120+300))
 	wantOwnDeadlines(t, s.argo, wf, "scale-restore", ptr.To[int64](120+300+300))

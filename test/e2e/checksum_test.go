@@ -63,13 +63,13 @@ func (s *tektonSuite) testEditedMigration(t *testing.T) {
 
 	pr, trs := c.run(t, c.pipelineRun(t, "edited-second", nil))
 	wantSucceeded(t, pr, false)
-	wantTasks(t, pr, trs, []string{"wait-for-db"}, []string{"plan"}, nil)
+	wantTasks(t, pr, trs, nil, []string{"plan"}, nil)
 	c.wantRestored(t)
 
 	pr, trs = c.run(t, c.pipelineRun(t, "edited-second", map[string]string{"accept-changed": "2"}))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "record-accepted"}, nil,
-		append([]string{"wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
+	wantTasks(t, pr, trs, []string{"plan", "record-accepted"}, nil,
+		append([]string{"wait-for-db", "wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
 	c.wantRestored(t)
 	rows := checksums(t, c.db)
 	for v, want := range map[int64][2]string{1: {"applied", first.Name}, 2: {"accepted", pr.Name}, 3: {"applied", first.Name}} {

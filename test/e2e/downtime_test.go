@@ -214,7 +214,7 @@ func (s *tektonSuite) testAutoAdditive(t *testing.T) {
 	// selector only after migrate. plan refuses it before anything changes.
 	bad, badTRs := c.run(t, c.pipelineRun(t, "auto-additive", map[string]string{"stop-workloads": "auto", "workload-selector": badSelector}))
 	wantSucceeded(t, bad, false)
-	wantTasks(t, bad, badTRs, []string{"wait-for-db"}, []string{"plan"}, nil)
+	wantTasks(t, bad, badTRs, nil, []string{"plan"}, nil)
 	if codes := engines.StepExitCodes(badTRs["plan"]); len(codes) == 0 || slices.ContainsFunc(codes, func(c string) bool { return c != "plan=2" }) {
 		t.Errorf("plan exit codes %v, want 2 in every attempt (bad input)", codes)
 	}
@@ -224,7 +224,7 @@ func (s *tektonSuite) testAutoAdditive(t *testing.T) {
 	before := c.pods.Existing(start)
 	pr, trs := c.run(t, c.pipelineRun(t, "auto-additive", map[string]string{"stop-workloads": "auto"}))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "migrate", "scale-restore"}, nil, append([]string{"wait-patroni", "scale-down"}, allFinally...))
+	wantTasks(t, pr, trs, []string{"plan", "migrate", "scale-restore"}, nil, append([]string{"wait-for-db", "wait-patroni", "scale-down"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "needs-downtime": "false", "current-version": "1"})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "2", "current-version": "3"})
 	wantResults(t, trs, "scale-restore", map[string]string{"restored": "0", "downtime-seconds": ""})
@@ -250,7 +250,7 @@ func (s *tektonSuite) testAutoBlocking(t *testing.T) {
 	before := c.pods.Existing(start)
 	pr, trs := c.run(t, c.pipelineRun(t, "auto-blocking", map[string]string{"stop-workloads": "auto"}))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-patroni"}, allFinally...))
+	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-for-db", "wait-patroni"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "needs-downtime": "true"})
 	wantResults(t, trs, "scale-down", map[string]string{"scaled": "2"})
 	wantResults(t, trs, "scale-restore", map[string]string{"restored": "2"})
@@ -339,8 +339,8 @@ func (s *tektonSuite) testAutoAdditiveFailsRollsBack(t *testing.T) {
 	}
 	pr, trs := c.run(t, c.pipelineRun(t, "auto-additive-fails", map[string]string{"stop-workloads": "auto", "on-migrate-failure": "rollback"}))
 	wantSucceeded(t, pr, false)
-	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "rollback"}, []string{"migrate"},
-		[]string{"wait-patroni", "scale-down", "scale-restore", "restore", "restore-if-unchanged"})
+	wantTasks(t, pr, trs, []string{"plan", "rollback"}, []string{"migrate"},
+		[]string{"wait-for-db", "wait-patroni", "scale-down", "scale-restore", "restore", "restore-if-unchanged"})
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "needs-downtime": "false", "current-version": "1"})
 	wantResults(t, trs, "rollback", map[string]string{"current-version": "1", "restored": "0"})
 	c.wantVersions(t, 1)
@@ -374,7 +374,7 @@ func (s *tektonSuite) testAutoUnboundedLockTimeout(t *testing.T) {
 	}
 	pr, trs := c.run(t, c.pipelineRun(t, "auto-additive", map[string]string{"stop-workloads": "auto", "lock-timeout": "0"}))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down", "migrate", "scale-restore"}, nil, append([]string{"wait-patroni"}, allFinally...))
+	wantTasks(t, pr, trs, []string{"plan", "scale-down", "migrate", "scale-restore"}, nil, append([]string{"wait-for-db", "wait-patroni"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "needs-downtime": "true"})
 	wantAdditiveApplied(t, c.db)
 	c.wantRestored(t)

@@ -56,12 +56,12 @@ func testPodSecurityArgo(t *testing.T) {
 	wf := c.run(t, "", nil)
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
 	wantNodes(t, wf, map[string]wfv1.NodePhase{
-		"wait-for-db": wfv1.NodeSucceeded, "plan": wfv1.NodeSucceeded, "scale-down": wfv1.NodeSucceeded,
+		"plan": wfv1.NodeSucceeded, "scale-down": wfv1.NodeSucceeded,
 		"migrate": wfv1.NodeSucceeded, "scale-restore": wfv1.NodeSucceeded,
 	})
 	wantOutputs(t, wf, "migrate", map[string]string{"applied": "3", "current-version": "3"})
 	wantVersions(t, c.versions(t), 1, 2, 3)
-	wantRestrictedPods(t, runPods(t, s.kube, ns, "workflows.argoproj.io/workflow="+wf.Name), 5)
+	wantRestrictedPods(t, runPods(t, s.kube, ns, "workflows.argoproj.io/workflow="+wf.Name), 4)
 	c.wantRestored(t) // new pods, admitted under restricted
 }
 

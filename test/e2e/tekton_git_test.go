@@ -69,7 +69,7 @@ func (s *tektonSuite) testGitTag(t *testing.T) {
 
 	pr, trs := c.run(t, c.pipelineRun(t, "", tektonGitParams(repo.URL(), "v1.0.0")))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-patroni"}, allFinally...))
+	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-for-db", "wait-patroni"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "2", "git-commit": v1})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "2", "current-version": "2"})
 	wantParam(t, trs, "migrate", "git-commit", v1)
@@ -112,7 +112,7 @@ func (s *tektonSuite) testGitPrivate(t *testing.T) {
 
 	pr, trs := c.run(t, c.pipelineRun(t, "", params))
 	wantSucceeded(t, pr, false)
-	wantTasks(t, pr, trs, []string{"wait-for-db"}, []string{"plan"}, nil)
+	wantTasks(t, pr, trs, nil, []string{"plan"}, nil)
 	if codes := engines.StepExitCodes(trs["plan"]); strings.Join(codes, " ") != "plan=1 plan=1 plan=1" {
 		t.Errorf("plan exit codes %v, want three attempts with 1 (refused: permanent)", codes)
 	}
@@ -131,7 +131,7 @@ func (s *tektonSuite) testGitPrivate(t *testing.T) {
 	}
 	pr, trs = c.run(t, c.pipelineRun(t, "", params))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-patroni"}, allFinally...))
+	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-for-db", "wait-patroni"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3", "git-commit": commit})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})
 	wantParam(t, trs, "migrate", "git-commit", commit)
@@ -156,7 +156,7 @@ func (s *tektonSuite) testGitWrongRevision(t *testing.T) {
 
 	pr, trs := c.run(t, c.pipelineRun(t, "", tektonGitParams(repo.URL(), "v9.9.9")))
 	wantSucceeded(t, pr, false)
-	wantTasks(t, pr, trs, []string{"wait-for-db"}, []string{"plan"}, nil)
+	wantTasks(t, pr, trs, nil, []string{"plan"}, nil)
 	if codes := engines.StepExitCodes(trs["plan"]); strings.Join(codes, " ") != "plan=1 plan=1 plan=1" {
 		t.Errorf("plan exit codes %v, want three attempts with 1 (a wrong revision is permanent)", codes)
 	}

@@ -87,7 +87,7 @@ func (s *tektonSuite) testMigrationsImage(t *testing.T) {
 		"registry-credentials-secret": secret, "insecure-registry": "true",
 	}))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-patroni"}, allFinally...))
+	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-for-db", "wait-patroni"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3",
 		"migrations-digest": digest, "git-commit": ""})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})

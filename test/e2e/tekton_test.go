@@ -136,7 +136,7 @@ func wantSucceeded(t *testing.T, pr *pipelinev1.PipelineRun, want bool) {
 
 var (
 	allFinally = []string{"restore", "restore-if-unchanged", "rollback"}
-	phases     = []string{"wait-for-db", "plan", "scale-down", "migrate", "scale-restore"}
+	phases     = []string{"plan", "scale-down", "migrate", "scale-restore"}
 )
 
 // 1. Nothing pending: the run succeeds, no workload is touched, and the
@@ -148,8 +148,8 @@ func (s *tektonSuite) testNothingPending(t *testing.T) {
 
 	pr, trs := c.run(t, c.pipelineRun(t, "", nil))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, []string{"wait-for-db", "plan"}, nil,
-		append([]string{"wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
+	wantTasks(t, pr, trs, []string{"plan"}, nil,
+		append([]string{"wait-for-db", "wait-patroni", "scale-down", "migrate", "scale-restore"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "false", "current-version": "3", "target-version": "3"})
 	// The Pipeline's results: the skipped tasks' are left out, and the run still succeeds.
 	wantPipelineResults(t, pr, map[string]string{"pending": "false", "planned-version": "3", "target-version": "3", "git-commit": "", "migrations-digest": "",
@@ -173,7 +173,7 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 
 	pr, trs := c.run(t, c.pipelineRun(t, "", nil))
 	wantSucceeded(t, pr, true)
-	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-patroni"}, allFinally...))
+	wantTasks(t, pr, trs, phases, nil, append([]string{"wait-for-db", "wait-patroni"}, allFinally...))
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "0", "target-version": "3"})
 	wantResults(t, trs, "scale-down", map[string]string{"scaled": "2"})
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3", "target-version": "3"})
@@ -229,9 +229,9 @@ func (s *tektonSuite) testMigrationsPending(t *testing.T) {
 	}
 }
 
-// 3. A transient failure: the database is down when the run starts, so
-// wait-for-db times out and exits 75; Tekton retries the task (retries: 2),
-// the database is back by then and the run succeeds.
+// 3. A transient failure: the database is down when the run starts, so plan,
+// which waits for it (wait-timeout), times out and exits 75; Tekton retries the
+// task (retries: 2), the database is back by then and the run succeeds.
 func (s *tektonSuite) testTransient(t *testing.T) {
 	pg := StartPostgres(t, s.env) // its own server, stopped for a while
 	c := s.newCase(t, pg)
@@ -246,7 +246,7 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 	// Start the database again once the first attempt has failed.
 	for {
 		trs, err := s.tk.Pipeline.TektonV1().TaskRuns(c.ns).List(ctx, metav1.ListOptions{
-			LabelSelector: "tekton.dev/pipelineRun=" + created.Name + ",tekton.dev/pipelineTask=wait-for-db"})
+			LabelSelector: "tekton.dev/pipelineRun=" + created.Name + ",tekton.dev/pipelineTask=plan"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,15 +258,15 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatal("wait-for-db was never retried")
+			t.Fatal("plan was never retried")
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 	pr, trs := c.wait(t, ctx, created.Name)
 	wantSucceeded(t, pr, true)
-	codes := engines.StepExitCodes(trs["wait-for-db"])
-	if len(codes) < 2 || codes[0] != "wait-for-db=75" || codes[len(codes)-1] != "wait-for-db=0" {
-		t.Errorf("wait-for-db attempts: %v, want exit 75 then a retry with 0", codes)
+	codes := engines.StepExitCodes(trs["plan"])
+	if len(codes) < 2 || codes[0] != "plan=75" || codes[len(codes)-1] != "plan=0" {
+		t.Errorf("plan attempts: %v, want exit 75 then a retry with 0", codes)
 	}
 	wantResults(t, trs, "migrate", map[string]string{"applied": "3", "current-version": "3"})
 	c.wantVersions(t, 1, 2, 3)
@@ -276,9 +276,9 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 	// attempt. Tekton times a TaskRun's attempts one by one (a retry gets a
 	// fresh start time), so what is left to check is that the Pipeline sets no
 	// literal timeout of its own on the TaskRun.
-	tr := trs["wait-for-db"]
+	tr := trs["plan"]
 	if to := tr.Spec.Timeout; to == nil || to.Duration != 0 {
-		t.Errorf("wait-for-db TaskRun timeout %v, want 0 (none: --timeout=wait-timeout ends each attempt)", to)
+		t.Errorf("plan TaskRun timeout %v, want 0 (none: --wait-timeout ends each attempt)", to)
 	}
 	if rs := tr.Status.RetriesStatus; len(rs) > 0 && rs[0].CompletionTime != nil && tr.Status.StartTime != nil &&
 		tr.Status.StartTime.Before(rs[0].CompletionTime) {
@@ -293,8 +293,8 @@ func (s *tektonSuite) testTransient(t *testing.T) {
 // chartreuse-scale-restore.
 func (s *tektonSuite) testKeepDownThenRerun(t *testing.T) {
 	c, pr, trs := s.runBroken(t, 1, "keep-down")
-	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down"}, []string{"migrate"},
-		append([]string{"wait-patroni", "scale-restore"}, allFinally...))
+	wantTasks(t, pr, trs, []string{"plan", "scale-down"}, []string{"migrate"},
+		append([]string{"wait-for-db", "wait-patroni", "scale-restore"}, allFinally...))
 	// Tekton reruns a failed migrate whatever its exit code (retries: 2, for
 	// pod-level errors): the SQL error comes back each time, rolled back each time.
 	if codes := engines.StepExitCodes(trs["migrate"]); strings.Join(codes, " ") != "migrate=1 migrate=1 migrate=1" {
@@ -326,8 +326,8 @@ func (s *tektonSuite) testKeepDownThenRerun(t *testing.T) {
 // workloads; the run still ends Failed.
 func (s *tektonSuite) testRestorePolicy(t *testing.T) {
 	c, pr, trs := s.runBroken(t, 2, "restore")
-	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down", "restore-if-unchanged"}, []string{"migrate"},
-		[]string{"wait-patroni", "scale-restore", "restore", "rollback"})
+	wantTasks(t, pr, trs, []string{"plan", "scale-down", "restore-if-unchanged"}, []string{"migrate"},
+		[]string{"wait-for-db", "wait-patroni", "scale-restore", "restore", "rollback"})
 	wantResults(t, trs, "plan", map[string]string{"pending": "true", "current-version": "2", "target-version": "3"})
 	wantResults(t, trs, "restore-if-unchanged", map[string]string{"restored": "2"})
 	if tr := trs["restore-if-unchanged"]; tr != nil {
@@ -343,8 +343,8 @@ func (s *tektonSuite) testRestorePolicy(t *testing.T) {
 // down to the plan's version (1) and restores; the run ends Failed.
 func (s *tektonSuite) testRollback(t *testing.T) {
 	c, pr, trs := s.runBroken(t, 1, "rollback")
-	wantTasks(t, pr, trs, []string{"wait-for-db", "plan", "scale-down", "rollback"}, []string{"migrate"},
-		[]string{"wait-patroni", "scale-restore", "restore", "restore-if-unchanged"})
+	wantTasks(t, pr, trs, []string{"plan", "scale-down", "rollback"}, []string{"migrate"},
+		[]string{"wait-for-db", "wait-patroni", "scale-restore", "restore", "restore-if-unchanged"})
 	wantResults(t, trs, "plan", map[string]string{"current-version": "1"})
 	wantResults(t, trs, "rollback", map[string]string{"current-version": "1", "restored": "2"})
 	c.wantVersions(t, 1)

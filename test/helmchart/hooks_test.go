@@ -126,12 +126,13 @@ func TestHooksRendered(t *testing.T) {
 
 // TestHookBudget: the NOTES' worst case is the sum of the steps' timeouts.
 func TestHookBudget(t *testing.T) {
-	// argo defaults: 2m pull + 5m wait + 5m plan + 10m scale + 5m lock + 10m restore + 5m ready.
+	// argo defaults: 2m pull + 5m plan (waiting for the database) + 10m scale + 5m lock
+	// + 10m restore + 5m ready; no wait-for-db without Patroni.
 	rel := mustRender(t, minimal("argo"))
-	if !strings.Contains(rel.Info.Notes, "up to 2520s (42 min)") {
+	if !strings.Contains(rel.Info.Notes, "up to 2220s (37 min)") {
 		t.Errorf("argo defaults: NOTES:\n%s", rel.Info.Notes)
 	}
-	// tekton, no wait for ready, Patroni on: 5m wait + 60s Patroni + 5m plan + 10m scale
+	// tekton, no wait for ready, Patroni on: 5m wait-for-db + 60s Patroni + 5m plan + 10m scale
 	// + 5m lock + 10m restore + 1h gate.
 	vals := set(set(minimal("tekton"), "workloads.waitReady", false), "patroni.enabled", true)
 	rel = mustRender(t, vals)

@@ -401,9 +401,10 @@ func TestArgoMainDAGConditions(t *testing.T) {
 					ran = append(ran, task.Name)
 				}
 			}
-			want := []string{"pull-image", "wait-for-db"}
+			// plan waits for the database itself; wait-for-db only comes before wait-patroni
+			want := []string{"pull-image"}
 			if c.patroni == "true" {
-				want = append(want, "wait-patroni")
+				want = append(want, "wait-for-db", "wait-patroni")
 			}
 			want = append(want, "plan")
 			if c.pending == "true" && (c.stop == "true" || c.stop == "auto" && c.downtime != "false") {

@@ -63,7 +63,7 @@ var agreedFlags = func() map[string][]string {
 		"wait-patroni": cat(common, db, []string{"timeout", "patroni-url", "owner-role", "writer-role", "reader-role", "run-id"}),
 		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
 			"git-url", "git-revision", "git-commit", "git-credentials",
-			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest",
+			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest", "wait-timeout",
 			"stopped-selector", "stopped-workload", "stopped-namespace", "check-selector", "check-workload", "check-namespace"}),
 		"scale-down":      cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
 		"scale-restore":   cat(common, sel, []string{"only-run-uid", "supersede-database", "wait-ready", "ready-timeout"}),

@@ -213,7 +213,8 @@ func TestTektonPipelineDAG(t *testing.T) {
 		retries  bool
 	}
 	expect := map[string]want{
-		"wait-for-db":  {nil, nil, true},
+		// plan waits for the database itself; wait-for-db only comes before wait-patroni
+		"wait-for-db":  {nil, []string{"$(params.patroni) in [true]"}, true},
 		"wait-patroni": {[]string{"wait-for-db"}, []string{"$(params.patroni) in [true]"}, true},
 		"plan":         {[]string{"wait-patroni"}, nil, true},
 		// stop-workloads=auto: only when plan's needs-downtime is not false
@@ -332,7 +333,7 @@ func TestTektonFinallyPolicies(t *testing.T) {
 		s.status = st
 		return s
 	}
-	ok := map[string]string{"wait-for-db": "Succeeded", "plan": "Succeeded", "scale-down": "Succeeded"}
+	ok := map[string]string{"plan": "Succeeded", "scale-down": "Succeeded"}
 	with := func(m map[string]string, kv ...string) map[string]string {
 		out := map[string]string{}
 		for k, v := range m {
@@ -350,7 +351,7 @@ func TestTektonFinallyPolicies(t *testing.T) {
 	}{
 		{"success", state{status: with(ok, "migrate", "Succeeded", "scale-restore", "Succeeded"), results: planned}, nil},
 		{"nothing pending", state{status: with(ok, "scale-down", "None"), results: map[string]string{"pending": "false", "current-version": "43", "git-commit": "", "migrations-digest": ""}}, nil},
-		{"database never came up", state{status: map[string]string{"wait-for-db": "Failed"}}, nil},
+		{"database never came up", state{status: map[string]string{"plan": "Failed"}}, nil},
 		{"scale-down failed", state{status: with(ok, "scale-down", "Failed"), results: planned}, []string{"restore"}},
 		{"restore in tasks failed", state{status: with(ok, "migrate", "Succeeded", "scale-restore", "Failed"), results: planned}, []string{"restore"}},
 		{"stop-workloads=false", state{params: map[string]string{"stop-workloads": "false"}, status: with(ok, "scale-down", "None", "migrate", "Failed"), results: planned}, nil},

@@ -130,8 +130,8 @@ whole seconds, rounded up.
 
 {{/*
 chartreuse.budget: the longest the run's bounded steps may take, in seconds, one
-attempt each: image pull (argo), wait-for-db, Patroni (when enabled), plan (its
-wait), scale-down, migrate's wait for the migration lock, scale-restore and its
+attempt each: image pull (argo), wait-for-db and Patroni (when enabled), plan (its
+wait for the database), scale-down, migrate's wait for the migration lock, scale-restore and its
 wait for ready (when waitReady), and Tekton's gate. The migrations' own SQL time is
 not bounded (only per statement, by timeouts.statement) and retries come on top.
 */}}
@@ -139,8 +139,8 @@ not bounded (only per statement, by timeouts.statement) and retries come on top.
 {{- $v := .Values -}}
 {{- $s := 0 -}}
 {{- if eq $v.engine "argo" -}}{{- $s = add $s (include "chartreuse.seconds" $v.imagePullTimeout) -}}{{- end -}}
-{{- $s = add $s (include "chartreuse.seconds" $v.timeouts.wait) (include "chartreuse.seconds" $v.timeouts.wait) -}}
-{{- if $v.patroni.enabled -}}{{- $s = add $s (include "chartreuse.seconds" $v.patroni.timeout) -}}{{- end -}}
+{{- $s = add $s (include "chartreuse.seconds" $v.timeouts.wait) -}}
+{{- if $v.patroni.enabled -}}{{- $s = add $s (include "chartreuse.seconds" $v.timeouts.wait) (include "chartreuse.seconds" $v.patroni.timeout) -}}{{- end -}}
 {{- $s = add $s (include "chartreuse.seconds" $v.timeouts.scale) (include "chartreuse.seconds" $v.timeouts.lockWait) (include "chartreuse.seconds" $v.timeouts.scale) -}}
 {{- if $v.workloads.waitReady -}}{{- $s = add $s (include "chartreuse.seconds" $v.timeouts.ready) -}}{{- end -}}
 {{- if eq $v.engine "tekton" -}}{{- $s = add $s (include "chartreuse.seconds" $v.timeouts.gate) -}}{{- end -}}
