@@ -44,7 +44,8 @@ type Waiter struct {
 	Log     *slog.Logger
 }
 
-// Wait retries Attempt until it succeeds, fails permanently, or timeout passes.
+// Wait retries Attempt until it succeeds, fails permanently, or timeout passes,
+// and logs "database ready" when it succeeds.
 func (w *Waiter) Wait(ctx context.Context, timeout time.Duration) (poll.Stats, error) {
 	loop := poll.Loop{
 		Clock:   w.Clock,
@@ -52,5 +53,9 @@ func (w *Waiter) Wait(ctx context.Context, timeout time.Duration) (poll.Stats, e
 		Log:     w.Log,
 		What:    "the database",
 	}
-	return loop.Run(ctx, timeout, w.Attempt)
+	st, err := loop.Run(ctx, timeout, w.Attempt)
+	if err == nil && w.Log != nil {
+		w.Log.Info("database ready", "attempts", st.Attempts, "waited", st.Waited.Round(time.Millisecond).String())
+	}
+	return st, err
 }

@@ -33,11 +33,9 @@ func Spec() step.Spec {
 			}
 			if opts.WaitTimeout > 0 {
 				w := &dbconn.Waiter{Attempt: dbconn.Ping(cfg), Clock: poll.RealClock{}, Log: env.Log.With("target", dbconn.Describe(cfg))}
-				st, err := w.Wait(ctx, opts.WaitTimeout)
-				if err != nil {
+				if _, err := w.Wait(ctx, opts.WaitTimeout); err != nil {
 					return err
 				}
-				env.Log.Info("database ready", "attempts", st.Attempts, "waited", st.Waited.Round(time.Millisecond).String())
 			}
 			sqlDB, _ := OpenDB(cfg, opts.Sessions())
 			defer sqlDB.Close()

@@ -43,16 +43,11 @@ func newSpec(d deps) step.Spec {
 				return err
 			}
 			env.Results.Set("attempts", "0")
-			log := env.Log.With("target", dbconn.Describe(cfg))
-			w := &dbconn.Waiter{Attempt: d.attempt(cfg), Clock: d.clock, Log: log}
+			w := &dbconn.Waiter{Attempt: d.attempt(cfg), Clock: d.clock, Log: env.Log.With("target", dbconn.Describe(cfg))}
 			st, err := w.Wait(ctx, opts.Timeout)
 			env.Results.Set("attempts", strconv.Itoa(st.Attempts))
 			env.Results.Set("waited", st.Waited.Round(time.Millisecond).String())
-			if err != nil {
-				return err
-			}
-			log.Info("database ready", "attempts", st.Attempts, "waited", st.Waited.Round(time.Millisecond).String())
-			return nil
+			return err
 		},
 	}
 }

@@ -104,14 +104,14 @@ const rbacSettle = 30 * time.Second
 // fails, only later.
 func settledReview(t *testing.T, ctx context.Context, admin *rest.Config, ns, sa string, baseline, want []string) []string {
 	t.Helper()
-	deadline := time.Now().Add(rbacSettle)
-	for {
-		got := reviewBeyond(t, ctx, admin, ns, sa, baseline)
-		if slices.Equal(got, want) || time.Now().After(deadline) || ctx.Err() != nil {
-			return got
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	settle, cancel := context.WithTimeout(ctx, rbacSettle)
+	defer cancel()
+	var got []string
+	_ = Poll(settle, 250*time.Millisecond, func() (bool, error) {
+		got = reviewBeyond(t, ctx, admin, ns, sa, baseline)
+		return slices.Equal(got, want), nil
+	})
+	return got
 }
 
 // TestSubmitterPermissions applies each engine's submitter RBAC to a fresh
