@@ -78,6 +78,6 @@ func TestClusterDeletedHolderWaitsForItsStoppingPods(t *testing.T) {
 		_, err := c.cs.CoreV1().Pods(c.ns).Get(t.Context(), pod, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
-	wantLog(t, c.mustRun(0, b), "taking the gate over from a stale holder: its PipelineRun is gone", "gate taken")
+	wantLog(t, c.mustRun(0, b), "taking the gate over from a run that is done: its PipelineRun is gone", "gate taken")
 	c.wantHolder(b)
 }

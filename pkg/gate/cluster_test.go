@@ -440,7 +440,7 @@ func TestClusterTakeOverFinishedHolder(t *testing.T) {
 	c.wantHolder(a)
 	c.deletePod(pod)
 	r = c.mustRun(0, b)
-	wantLog(t, r, "taking the gate over from a stale holder: its PipelineRun finished (Cancelled)", "gate taken")
+	wantLog(t, r, "taking the gate over from a run that is done: its PipelineRun finished (Cancelled)", "gate taken")
 	c.wantHolder(b)
 }
 
@@ -456,7 +456,7 @@ func TestClusterTakeOverVanishedHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantLog(t, c.mustRun(0, b), "taking the gate over from a stale holder: its PipelineRun is gone", "holder=\"PipelineRun run-gone\"")
+	wantLog(t, c.mustRun(0, b), "taking the gate over from a run that is done: its PipelineRun is gone", "holder=\"PipelineRun run-gone\"")
 	c.wantHolder(b)
 }
 

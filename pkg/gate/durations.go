@@ -13,7 +13,11 @@ import (
 // otherwise be found with the application already stopped.
 type durationChecks struct {
 	positive bool // 0 is refused too (the steps need some time)
-	checks   []string
+	// wait: from 1s to 24h, the limit of the steps' own waits (wait-for-db,
+	// wait-patroni, migrate --wait-timeout), which would refuse more only
+	// when their task starts.
+	wait   bool
+	checks []string
 }
 
 // Set implements cli.Generic: one NAME=VALUE per flag, commas kept.
@@ -34,6 +38,8 @@ func (d *durationChecks) invalid() []string {
 		name, value, _ := strings.Cut(c, "=")
 		v, err := time.ParseDuration(value)
 		switch {
+		case d.wait && (err != nil || v < time.Second || v > 24*time.Hour):
+			bad = append(bad, fmt.Sprintf("%s='%s' (a duration from 1s to 24h, e.g. 5m)", name, value))
 		case d.positive && (err != nil || v <= 0):
 			bad = append(bad, fmt.Sprintf("%s='%s' (a positive duration, e.g. 5m)", name, value))
 		case err != nil || v < 0:

@@ -84,6 +84,10 @@ func TestCheckDurations(t *testing.T) {
 		{"each named", []string{"--check-duration", "lock-wait=1d", "--check-positive-duration", "ready-timeout=", "--check-duration", "statement-timeout=5,0s"},
 			[]string{`lock-wait='1d'`, `ready-timeout=''`, `statement-timeout='5,0s'`, "nothing was changed"}},
 		{"not NAME=VALUE", []string{"--check-duration", "5m"}, []string{`'5m' is not NAME=VALUE`}},
+		{"wait within the steps' limit", []string{"--check-wait-duration", "wait-timeout=24h", "--check-wait-duration", "patroni-timeout=1s"}, nil},
+		{"wait over a day", []string{"--check-wait-duration", "wait-timeout=24h0m1s"}, []string{`wait-timeout='24h0m1s' (a duration from 1s to 24h`}},
+		{"wait under a second", []string{"--check-wait-duration", "patroni-timeout=999ms"}, []string{`patroni-timeout='999ms' (a duration from 1s to 24h`}},
+		{"wait of 0", []string{"--check-wait-duration", "wait-timeout=0"}, []string{`wait-timeout='0' (a duration from 1s to 24h`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,6 +35,7 @@ type Options struct {
 	ProgressEvery  time.Duration
 	Durations      durationChecks // --check-duration
 	Positive       durationChecks // --check-positive-duration
+	Wait           durationChecks // --check-wait-duration
 }
 
 // Flags implements step.Options.
@@ -51,6 +52,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.DurationFlag{Name: "progress-interval", Value: 30 * time.Second, Usage: "how often to log that the step is still waiting", Destination: &o.ProgressEvery},
 		&cli.GenericFlag{Name: "check-duration", Usage: "NAME=VALUE, repeatable: a duration parameter of the run that later tasks read; a value time.ParseDuration refuses, or a negative one, fails the step (exit 2) before it takes the gate", Value: &o.Durations},
 		&cli.GenericFlag{Name: "check-positive-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, and 0 is refused too", Value: &o.Positive},
+		&cli.GenericFlag{Name: "check-wait-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, from 1s to 24h (the limit of the steps' own waits)", Value: &o.Wait},
 	}
 }
 
@@ -83,8 +85,8 @@ func (o *Options) Validate() error {
 	if o.Timeout <= 0 || o.PollInterval <= 0 {
 		return fmt.Errorf("--timeout and --poll-interval must be positive")
 	}
-	o.Positive.positive = true
-	return checkDurations(&o.Positive, &o.Durations)
+	o.Positive.positive, o.Wait.wait = true, true
+	return checkDurations(&o.Wait, &o.Positive, &o.Durations)
 }
 
 // namespaceUsage replaces kube.Options' wording: the gate lives beside the run.

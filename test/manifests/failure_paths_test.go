@@ -378,7 +378,8 @@ func TestArgoParameterGuardDurations(t *testing.T) {
 	c := templateByName(t, wft, argoGuard).Container
 	year := 8760 * time.Hour
 	bounds := map[string]struct{ lo, hi time.Duration }{
-		"wait-timeout": {time.Second, year}, "image-pull-timeout": {time.Second, year}, "patroni-timeout": {time.Second, year},
+		// the steps' own waits take up to a day (poll.ValidateTimeout)
+		"wait-timeout": {time.Second, 24 * time.Hour}, "image-pull-timeout": {time.Second, year}, "patroni-timeout": {time.Second, 24 * time.Hour},
 		"scale-timeout": {time.Second, year}, "ready-timeout": {time.Second, year},
 		"lock-wait": {0, 24 * time.Hour}, "lock-timeout": {0, 596 * time.Hour}, "statement-timeout": {0, 596 * time.Hour},
 		"retry-transient-for": {0, year},
@@ -417,6 +418,7 @@ func TestArgoParameterGuardDurations(t *testing.T) {
 // gate's own --timeout. The gate binary's tests cover what a check refuses.
 func TestTektonDurationsChecked(t *testing.T) {
 	p := tektonPipeline(t)
+	waits := []string{"wait-timeout", "patroni-timeout"}
 	checked := map[string]bool{}
 	for _, pt := range p.Spec.Tasks {
 		if pt.Name != "gate" {
@@ -432,7 +434,10 @@ func TestTektonDurationsChecked(t *testing.T) {
 				if value != "$(params."+name+")" {
 					t.Errorf("gate checks %s=%s, want the parameter $(params.%s)", name, value, name)
 				}
-				checked[name] = flag == "--check-positive-duration"
+				checked[name] = flag == "--check-positive-duration" || flag == "--check-wait-duration"
+				if wait := flag == "--check-wait-duration"; wait != slices.Contains(waits, name) {
+					t.Errorf("gate checks %s with %s, want --check-wait-duration %v (the steps' own waits take at most 24h)", name, flag, !wait)
+				}
 			}
 		}
 	}

@@ -120,7 +120,7 @@ var notRunByBothWorkflows = map[string]string{
 		"and `--outputs` is every global output of the run (`{{=toJson(workflow.outputs?.parameters)}}`), the plans (`databases-plans`) among them.\n",
 	"gate": "The Argo WorkflowTemplate does not run this binary: its mutex keeps runs for one database apart. " +
 		"The Tekton Pipeline runs it as the `gate` task (`--action=acquire`, after the parameter guards, before anything else) " +
-		"and the `release-gate` finally task (`--action=release`), from the Task `chartreuse-gate` (`tekton/tasks/gate.yaml`), " +
+		"and the `release-gate` finally task (`--action=release`, when plan found something pending; otherwise the next run takes the Lease over), from the Task `chartreuse-gate` (`tekton/tasks/gate.yaml`), " +
 		"as the ServiceAccount `chartreuse-gate`; `gate-timeout` is its `--timeout`.\n",
 	"helm-wait": "No workflow runs this binary: the Helm chart's hook Job (`charts/chartreuse/templates/hook-job.yaml`) does, " +
 		"with `--run-file` (the run the release's values describe, from its ConfigMap), `--revision={{ .Release.Revision }}`, " +
