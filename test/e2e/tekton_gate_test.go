@@ -130,7 +130,7 @@ func (s *tektonSuite) testGateTwoRuns(t *testing.T) {
 	third, trs := c.run(t, c.pipelineRun(t, "slow", nil))
 	wantSucceeded(t, third, true)
 	wantTasks(t, third, trs, []string{"plan"}, nil, []string{"scale-down", "migrate", "scale-restore"})
-	if log := s.tk.TaskRunLogs(ctx, trs["gate"]); !strings.Contains(log, "taking the gate over from a run that is done: its PipelineRun finished (Succeeded)") ||
+	if log := s.tk.TaskRunLogs(ctx, trs["gate"]); !strings.Contains(log, "taking the gate over from a run that is done: its PipelineRun finished (Completed)") ||
 		!strings.Contains(log, second.pr.Name) {
 		t.Errorf("the third run's gate did not take the gate over from %s:\n%s", second.pr.Name, log)
 	}
