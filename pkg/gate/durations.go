@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 )
 
 // durationChecks are the run's duration parameters that the gate checks before
@@ -38,7 +40,7 @@ func (d *durationChecks) invalid() []string {
 		name, value, _ := strings.Cut(c, "=")
 		v, err := time.ParseDuration(value)
 		switch {
-		case d.wait && (err != nil || v < time.Second || v > 24*time.Hour):
+		case d.wait && (err != nil || v < poll.MinTimeout || v > poll.MaxTimeout):
 			bad = append(bad, fmt.Sprintf("%s='%s' (a duration from 1s to 24h, e.g. 5m)", name, value))
 		case d.positive && (err != nil || v <= 0):
 			bad = append(bad, fmt.Sprintf("%s='%s' (a positive duration, e.g. 5m)", name, value))

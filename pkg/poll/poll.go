@@ -10,10 +10,17 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
 
-// ValidateTimeout rejects zero, negative and absurd waits (over a day: surely a
-// unit mistake such as 300h for 300s), naming flag and giving example.
+// The range of a step's own wait: less is no wait, more (over a day) is surely a
+// unit mistake such as 300h for 300s.
+const (
+	MinTimeout = time.Second
+	MaxTimeout = 24 * time.Hour
+)
+
+// ValidateTimeout rejects waits outside MinTimeout..MaxTimeout, naming flag and
+// giving example.
 func ValidateTimeout(flag string, d time.Duration, example string) error {
-	if d < time.Second || d > 24*time.Hour {
+	if d < MinTimeout || d > MaxTimeout {
 		return fmt.Errorf("%s %s is out of range: use a duration between 1s and 24h, e.g. %s", flag, d, example)
 	}
 	return nil
