@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	exitcode "github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/poll"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
 )
@@ -378,8 +379,8 @@ func TestArgoParameterGuardDurations(t *testing.T) {
 	c := templateByName(t, wft, argoGuard).Container
 	year := 8760 * time.Hour
 	bounds := map[string]struct{ lo, hi time.Duration }{
-		// the steps' own waits take up to a day (poll.ValidateTimeout)
-		"wait-timeout": {time.Second, 24 * time.Hour}, "image-pull-timeout": {time.Second, year}, "patroni-timeout": {time.Second, 24 * time.Hour},
+		// the steps' own waits (poll.ValidateTimeout)
+		"wait-timeout": {poll.MinTimeout, poll.MaxTimeout}, "image-pull-timeout": {time.Second, year}, "patroni-timeout": {poll.MinTimeout, poll.MaxTimeout},
 		"scale-timeout": {time.Second, year}, "ready-timeout": {time.Second, year},
 		"lock-wait": {0, 24 * time.Hour}, "lock-timeout": {0, 596 * time.Hour}, "statement-timeout": {0, 596 * time.Hour},
 		"retry-transient-for": {0, year},
