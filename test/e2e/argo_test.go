@@ -262,7 +262,8 @@ func (c *argoCase) wait(t *testing.T, wf *wfv1.Workflow, onChange func(*wfv1.Wor
 	defer cancel()
 	done, err := c.s.argo.Wait(ctx, wf.Name, onChange)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, c.s.argo.StepLogs(context.Background(), wf, 30))
+		t.Fatalf("%v\n%s\n--- workflow-controller log about %s:\n%s", err, c.s.argo.StepLogs(context.Background(), wf, 30),
+			wf.Name, c.s.argo.ControllerLogAbout(context.Background(), wf.Name, 200))
 	}
 	t.Logf("%s", engines.ArgoDescribe(done))
 	t.Cleanup(func() {

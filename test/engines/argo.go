@@ -320,6 +320,12 @@ func (a *Argo) ControllerLog(ctx context.Context, lines int64) string {
 	return a.controllerLog(ctx, a.argoController(), lines)
 }
 
+// ControllerLogAbout returns the last max lines of the workflow-controller's
+// log that mention the workflow name.
+func (a *Argo) ControllerLogAbout(ctx context.Context, name string, max int) string {
+	return a.controllerLogAbout(ctx, a.argoController(), name, max)
+}
+
 // Metrics returns the controller's Prometheus metrics (the text exposition),
 // read through the API server's pod proxy: the controller serves them on port
 // 9090 with a self-signed certificate by default (metricsConfig.secure), plain
@@ -456,7 +462,10 @@ func (a *Argo) Wait(ctx context.Context, name string, onChange func(*wfv1.Workfl
 		select {
 		case <-ctx.Done():
 			if wf != nil {
-				return wf, fmt.Errorf("workflow %s still %s: %w\n%s", name, wf.Status.Phase, ctx.Err(), ArgoDescribe(wf))
+				// spec.shutdown and the resourceVersion tell a stop the controller
+				// never acted on from one it acted on without effect.
+				return wf, fmt.Errorf("workflow %s still %s (spec.shutdown %q, resourceVersion %s): %w\n%s",
+					name, wf.Status.Phase, wf.Spec.Shutdown, wf.ResourceVersion, ctx.Err(), ArgoDescribe(wf))
 			}
 			return nil, ctx.Err()
 		case <-time.After(250 * time.Millisecond):

@@ -257,6 +257,31 @@ func (c *cluster) controllerLog(ctx context.Context, ctl controller, lines int64
 	return string(raw)
 }
 
+// controllerLogAbout returns the last max lines of the controller's log that
+// mention about (a run's name): the tail alone holds only what the other
+// scenarios sharing the controller did last.
+func (c *cluster) controllerLogAbout(ctx context.Context, ctl controller, about string, max int) string {
+	pods, err := c.Kube.CoreV1().Pods(ctl.namespace).List(ctx, metav1.ListOptions{LabelSelector: ctl.selector})
+	if err != nil || len(pods.Items) == 0 {
+		return ""
+	}
+	limit := int64(64 << 20)
+	raw, err := c.Kube.CoreV1().Pods(ctl.namespace).GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{LimitBytes: &limit}).DoRaw(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	var keep []string
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if strings.Contains(line, about) {
+			keep = append(keep, line)
+		}
+	}
+	if len(keep) > max {
+		keep = append([]string{fmt.Sprintf("(%d earlier lines left out)", len(keep)-max)}, keep[len(keep)-max:]...)
+	}
+	return strings.Join(keep, "\n")
+}
+
 // commandImages says how an engine packs the commands build.sh built into
 // images: one file each, its entrypoint.
 type commandImages struct {
