@@ -44,6 +44,7 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	wfclientset "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	"github.com/argoproj/argo-workflows/v3/workflow/packer"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -437,8 +438,29 @@ func (a *Argo) Submit(ctx context.Context, r ArgoRun) (*wfv1.Workflow, error) {
 }
 
 // Get reads a workflow.
+// The controller stores a workflow's nodes compressed once it passes 1 MiB
+// (status.compressedNodes); Get returns them uncompressed.
 func (a *Argo) Get(ctx context.Context, name string) (*wfv1.Workflow, error) {
-	return a.Workflows.ArgoprojV1alpha1().Workflows(a.Namespace).Get(ctx, name, metav1.GetOptions{})
+	wf, err := a.Workflows.ArgoprojV1alpha1().Workflows(a.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if err := packer.DecompressWorkflow(wf); err != nil {
+		return nil, fmt.Errorf("workflow %s: its compressed nodes: %w", name, err)
+	}
+	return wf, nil
+}
+
+// StoredSize is the size of the workflow object as the API server holds it
+// (JSON), and whether the controller had to compress its nodes to fit; Argo
+// fails a workflow whose object stays over 1 MiB compressed.
+func (a *Argo) StoredSize(ctx context.Context, name string) (size int, compressed bool, err error) {
+	wf, err := a.Workflows.ArgoprojV1alpha1().Workflows(a.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return 0, false, err
+	}
+	raw, err := json.Marshal(wf)
+	return len(raw), wf.Status.CompressedNodes != "", err
 }
 
 // Wait polls the workflow until it has completed (Succeeded, Failed or Error)
