@@ -18,7 +18,17 @@ import (
 type Options struct {
 	Action    string
 	Databases string
-	Defaults  Defaults
+	// MaxSecrets bounds the distinct Secrets of the list (0: no bound). The
+	// engine sets it: Argo nests one template per Secret (hold-databases) and
+	// refuses any template past its depth limit, which a list could reach after
+	// the workloads were stopped.
+	MaxSecrets int
+	// MaxEntries bounds the entries below the package's MaxEntries (0: that
+	// bound). The engine sets it to the largest list its run was measured to
+	// hold: Argo fails a workflow whose object outgrows 1 MiB, and when it
+	// cannot save even that failure the run stays Running, the workloads stopped.
+	MaxEntries int
+	Defaults   Defaults
 	// The flags of the later actions (rounds, decide, summary).
 	Entries     string
 	Plans       string
@@ -53,6 +63,8 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "parallelism", Value: "1", Usage: "rounds, decide: how many databases to migrate (or roll back) at once, 1 to 64", Destination: &o.Parallelism},
 		&cli.BoolFlag{Name: "canary", Value: true, Usage: "rounds: migrate the first pending database alone before any other starts", Destination: &o.Canary},
 		&cli.StringFlag{Name: "policy", Value: KeepDown, Usage: "decide: the failure policy, keep-down, restore or rollback (the workflows' on-migrate-failure)", Destination: &o.Policy},
+		&cli.IntFlag{Name: "max-entries", Usage: "check: refuse a list of more entries than this (0: the most any run takes, 1000); the Argo WorkflowTemplate sets the largest list measured to fit its workflow object", Destination: &o.MaxEntries},
+		&cli.IntFlag{Name: "max-secrets", Usage: "check: refuse a list naming more distinct Secrets than this (0: no bound); the Argo WorkflowTemplate sets it, since it nests one template per Secret", Destination: &o.MaxSecrets},
 		&cli.StringFlag{Name: "databases", Usage: "the databases of the run: a JSON list of objects with the keys name, secret, key, dir, git-url, git-revision, migrations-image, role, table, to (required)", Destination: &o.Databases},
 		&cli.StringFlag{Name: "database-secret", Usage: "default of an entry's secret (the workflow's database-secret)", Destination: &d.Secret},
 		&cli.StringFlag{Name: "database-secret-key", Value: "url", Usage: "default of an entry's key", Destination: &d.Key},
@@ -82,6 +94,19 @@ func (o *Options) Validate() error {
 	}
 	if entries == nil {
 		return failure.Usagef("--databases is empty: there is no list to check (a run without databases migrates database-secret alone)")
+	}
+	if o.MaxEntries < 0 || o.MaxEntries > MaxEntries {
+		return failure.Usagef("--max-entries %d is not from 0 to %d: give the most entries a run may list, or 0 for %d", o.MaxEntries, MaxEntries, MaxEntries)
+	}
+	if o.MaxEntries > 0 && len(entries) > o.MaxEntries {
+		return failure.Usagef("databases: %d entries, more than the %d one run takes (its workflow must stay within the engine's size limit); split the list into several runs", len(entries), o.MaxEntries)
+	}
+	if o.MaxSecrets < 0 {
+		return failure.Usagef("--max-secrets %d is negative: give the most distinct Secrets a run may name, or 0 for no bound", o.MaxSecrets)
+	}
+	if n := len(Secrets(entries)); o.MaxSecrets > 0 && n > o.MaxSecrets {
+		return failure.Usagef("databases: %d distinct Secrets, more than the %d one run takes (it holds a lock per Secret, nested); "+
+			"put several databases in one Secret, one key each, or split the list into several runs", n, o.MaxSecrets)
 	}
 	o.entries = entries
 	return nil
@@ -178,7 +203,7 @@ func Spec() step.Spec {
 		Usage: "check the list of databases a run migrates before anything else runs",
 		Description: "reads --databases (a JSON list), applies the defaults (the single-database flags), and refuses (exit 2), naming every bad entry, " +
 			"a list that is not a JSON list of objects, an empty one, an unknown or repeated key, a value that is not a string, an invalid Secret name or key, " +
-			"two entries for one database (the same Secret and key) or with one name. It then reads each Secret and refuses (exit 1) one that does not exist, " +
+			"two entries for one database (the same Secret and key) or with one name, more entries than --max-entries or more distinct Secrets than --max-secrets. It then reads each Secret and refuses (exit 1) one that does not exist, " +
 			"or lacks an entry's key, or holds nothing there; it never prints a value. " +
 			"The later actions read what the run's other steps reported and touch nothing: --action=rounds pairs the entries with their plans' outputs and cuts the pending databases into rounds " +
 			"(with --canary the first alone; then at most --parallelism at once); --action=decide applies the failure policy over all the databases; " +

@@ -30,16 +30,25 @@ current-context: x
 	if err := os.WriteFile(kc, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ databases, want string }{
-		{`[{"secret": "orders-db"}, {"secret": "orders-db", "name": "again"}]`, "entry 1 (orders-db/url) and entry 2 (again) are the same database (Secret orders-db, key url)"},
-		{`[]`, "the list is empty"},
-		{``, "--databases is empty"},
-		{`[{"secret": "orders-db", "tabel": "x"}]`, `entry 1: unknown key "tabel"`},
+	for _, tc := range []struct {
+		databases, want string
+		args            []string
+	}{
+		{databases: `[{"secret": "a"}, {"secret": "b"}, {"secret": "c"}]`, args: []string{"--max-secrets", "2"},
+			want: "databases: 3 distinct Secrets, more than the 2 one run takes"},
+		{databases: `[{"secret": "a"}]`, args: []string{"--max-secrets", "-1"}, want: "--max-secrets -1 is negative"},
+		{databases: `[{"secret": "t", "key": "a"}, {"secret": "t", "key": "b"}, {"secret": "t", "key": "c"}]`, args: []string{"--max-entries", "2"},
+			want: "databases: 3 entries, more than the 2 one run takes"},
+		{databases: `[{"secret": "a"}]`, args: []string{"--max-entries", "1001"}, want: "--max-entries 1001 is not from 0 to 1000"},
+		{databases: `[{"secret": "orders-db"}, {"secret": "orders-db", "name": "again"}]`, want: "entry 1 (orders-db/url) and entry 2 (again) are the same database (Secret orders-db, key url)"},
+		{databases: `[]`, want: "the list is empty"},
+		{databases: ``, want: "--databases is empty"},
+		{databases: `[{"secret": "orders-db", "tabel": "x"}]`, want: `entry 1: unknown key "tabel"`},
 	} {
 		dir := t.TempDir()
 		var out, errb bytes.Buffer
-		code := step.Run(context.Background(), Spec(), []string{"check-databases", "--skip-version-check", "--kubeconfig", kc,
-			"--results-dir", dir, "--databases", tc.databases}, &out, &errb)
+		code := step.Run(context.Background(), Spec(), append([]string{"check-databases", "--skip-version-check", "--kubeconfig", kc,
+			"--results-dir", dir, "--databases", tc.databases}, tc.args...), &out, &errb)
 		var sum results.Summary
 		if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
 			t.Fatalf("stdout is not the JSON summary: %q", out.String())
@@ -52,6 +61,31 @@ current-context: x
 		}
 		if files, _ := os.ReadDir(dir); len(files) > 0 {
 			t.Errorf("%s: results written for a refused list", tc.databases)
+		}
+	}
+}
+
+// --max-secrets counts distinct Secrets, not entries: tenants sharing one
+// Secret (a key each) take one lock.
+func TestMaxSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		databases string
+		max       int
+		ok        bool
+	}{
+		{`[{"secret": "a"}, {"secret": "b"}]`, 2, true},
+		{`[{"secret": "a"}, {"secret": "b"}, {"secret": "c"}]`, 2, false},
+		{`[{"secret": "t", "key": "a"}, {"secret": "t", "key": "b"}, {"secret": "t", "key": "c"}]`, 1, true},
+		{`[{"secret": "t", "key": "a"}, {"secret": "u", "key": "b"}]`, 1, false},
+		{`[{"secret": "a"}, {"secret": "b"}, {"secret": "c"}]`, 0, true},
+	} {
+		o := &Options{Action: ActionCheck, Databases: tc.databases, MaxSecrets: tc.max, Defaults: runDefaults}
+		err := o.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s with --max-secrets %d: %v, want ok=%v", tc.databases, tc.max, err, tc.ok)
+		}
+		if err != nil && failure.Code(err) != failure.CodeUsage {
+			t.Errorf("%s: exit %d, want %d", tc.databases, failure.Code(err), failure.CodeUsage)
 		}
 	}
 }

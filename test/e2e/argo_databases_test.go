@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -223,5 +224,79 @@ func (s *argoSuite) testDatabasesBadInput(t *testing.T) {
 				t.Errorf("the step log holds the database URL")
 			}
 		})
+	}
+}
+
+// databasesMaxSecrets is the most distinct Secrets one Argo run takes: Argo stops
+// a template nested 100 deep (Maximum recursion depth exceeded), the entrypoint
+// is depth 1, hold-databases adds one level per Secret, and the deepest template
+// under the last one, migrate-db-pod, is 4 further (databases-pipeline,
+// migrate-rounds, migrate-round). The WorkflowTemplate passes it to
+// check-databases as --max-secrets; test/manifests checks the arithmetic.
+const databasesMaxSecrets = 94
+
+// testDatabasesNestingLimit: a list of 95 Secrets, each level of hold-databases
+// kept a node per entry: after plan and scale-down the workflow was too large for
+// Argo to save (it could not even record the error), so it stayed Running with
+// the application stopped and every mutex held; and migrate-db-pod would have
+// been nested 100 deep, which Argo refuses. check-databases now refuses more
+// than --max-secrets (94) before anything changes, a list at the limit migrates,
+// and the run's nodes grow with the list.
+func (s *argoSuite) testDatabasesNestingLimit(t *testing.T) {
+	c := s.newCase(t, "dbsdeep")
+	names := make([]string, databasesMaxSecrets)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%02d", i+1)
+	}
+	dbs := c.newDatabases(t, names...)
+	// Only the case's own database has something pending: one migrate pod.
+	var wg sync.WaitGroup
+	errs := make([]error, len(dbs))
+	for i := 1; i < len(dbs); i++ {
+		wg.Go(func() { errs[i] = dbs[i].db.MigrateTo(t.Context(), shopSet, 3) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+
+	// One Secret too many: refused by check-databases, nothing held, planned or stopped.
+	wf := c.dbWait(t, c.submit(t, "", map[string]string{"databases": dbList(dbs)}), nil)
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	if n, ok := engines.ArgoNodeByName(wf, "check-databases"); !ok || n.ExitCode != "2" {
+		t.Errorf("check-databases: exit %q, want 2 for %d Secrets", n.ExitCode, len(dbs))
+	}
+	notRun(t, wf, "hold", "scale-down")
+	if len(databasePlans(wf)) > 0 {
+		t.Errorf("a plan ran after a list with too many Secrets")
+	}
+	logs := s.argo.StepLogs(context.Background(), wf, 50)
+	if want := fmt.Sprintf("%d distinct Secrets, more than the %d", len(dbs), databasesMaxSecrets); !strings.Contains(logs, want) {
+		t.Errorf("the step log does not say %q:\n%s", want, logs)
+	}
+	c.wantRestored(t)
+	wantVersions(t, c.versions(t))
+
+	// At the limit: the deepest template runs, the run migrates and restores.
+	dbs = dbs[:databasesMaxSecrets]
+	wf = c.dbWait(t, c.submit(t, "", map[string]string{"databases": dbList(dbs)}), nil)
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	if n := countPods(wf, "migrate-db-pod"); n != 1 {
+		t.Errorf("%d migrate-db-pod pods, want 1", n)
+	}
+	wantVersions(t, c.versions(t), 1, 2, 3)
+	c.wantRestored(t)
+	// The run's nodes grow with the list, not with its square: before, every
+	// hold-databases level kept a skipped node per entry (9025 of them) and a
+	// copy of the list, and Argo could not save the workflow (4.9 MB compressed,
+	// its limit 1 MiB) once the workloads were stopped.
+	nodes := len(engines.ArgoNodes(wf))
+	size, compressed, err := s.argo.StoredSize(t.Context(), wf.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d databases, %d Secrets: %d nodes; the workflow object is %d bytes (nodes compressed: %v)", len(dbs), len(dbs), nodes, size, compressed)
+	if most := 6*len(dbs) + 100; nodes > most {
+		t.Errorf("%d nodes for %d databases, more than %d", nodes, len(dbs), most)
 	}
 }

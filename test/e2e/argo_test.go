@@ -150,6 +150,7 @@ func TestArgo(t *testing.T) {
 		{"databases-restore", s.testDatabasesRestore},
 		{"databases-rollback", s.testDatabasesRollback},
 		{"databases-share-workloads", s.testDatabasesShareWorkloads},
+		{"databases-nesting-limit", s.testDatabasesNestingLimit},
 	}
 	runScenarios(t, "argo", scenarios, extended...)
 	t.Logf("argo: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))
