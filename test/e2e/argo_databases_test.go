@@ -291,12 +291,54 @@ func (s *argoSuite) testDatabasesNestingLimit(t *testing.T) {
 	// copy of the list, and Argo could not save the workflow (4.9 MB compressed,
 	// its limit 1 MiB) once the workloads were stopped.
 	nodes := len(engines.ArgoNodes(wf))
-	size, compressed, err := s.argo.StoredSize(t.Context(), wf.Name)
+	size, err := s.argo.StoredSize(t.Context(), wf.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d databases, %d Secrets: %d nodes; the workflow object is %d bytes (nodes compressed: %v)", len(dbs), len(dbs), nodes, size, compressed)
+	t.Logf("%d databases, %d Secrets: %d nodes; the workflow object is %d bytes, %d of them the templates (nodes compressed: %v)", len(dbs), len(dbs), nodes, size.Total, size.Templates, size.Compressed)
 	if most := 6*len(dbs) + 100; nodes > most {
 		t.Errorf("%d nodes for %d databases, more than %d", nodes, len(dbs), most)
+	}
+}
+
+// testDatabasesSizeWorstCase: the largest workflow a list makes, every database
+// migrated and the last one failing with the rollback policy (each database then
+// has a plan, a migrate, a recheck and a rollback, and their global outputs), at
+// 30 databases. Argo fails a workflow whose object stays over 1 MiB compressed;
+// past the templates the object grows about linearly, so its size projected to
+// --max-entries (100) must stay well under that.
+func (s *argoSuite) testDatabasesSizeWorstCase(t *testing.T) {
+	const n, maxEntries = 30, 100
+	c := s.newCase(t, "dbsbig")
+	names := make([]string, n-1)
+	for i := range names {
+		names[i] = fmt.Sprintf("m%02d", i+1)
+	}
+	dbs := c.newDatabases(t, names...)
+	last := dbs[n-1]
+	if err := last.db.MigrateTo(t.Context(), argoSets["fails-second"], 1); err != nil {
+		t.Fatal(err)
+	}
+	dirs := make([]string, n)
+	dirs[n-1] = SetsRoot + "/fails-second"
+	wf := c.dbWait(t, c.submit(t, "", map[string]string{"databases": dbList(dbs, dirs...), "on-migrate-failure": "rollback", "parallelism": "8"}), nil)
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"restore-after-rollback": wfv1.NodeSucceeded})
+	if got := len(perDatabaseNodes(wf, "rollback-db-pod")); got != n {
+		t.Errorf("%d databases rolled back, want %d", got, n)
+	}
+	c.wantRestored(t)
+	nodes := len(engines.ArgoNodes(wf))
+	size, err := s.argo.StoredSize(t.Context(), wf.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The templates stay; the rest grows with the list.
+	projected := size.Templates + (size.Total-size.Templates)*maxEntries/n
+	t.Logf("%d databases, all migrated then rolled back: %d nodes, %d pods; the workflow object is %d bytes, %d of them the templates (nodes compressed: %v); %d at %d entries",
+		n, nodes, countPods(wf), size.Total, size.Templates, size.Compressed, projected, maxEntries)
+	// A quarter of Argo's limit kept free: retries add nodes, errors add text.
+	if limit := 3 << 20 / 4; projected >= limit {
+		t.Errorf("the object of %d databases (%d bytes) would be %d bytes at %d entries, over 3/4 of Argo's 1 MiB: lower --max-entries", n, size.Total, projected, maxEntries)
 	}
 }

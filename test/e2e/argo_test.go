@@ -151,6 +151,7 @@ func TestArgo(t *testing.T) {
 		{"databases-rollback", s.testDatabasesRollback},
 		{"databases-share-workloads", s.testDatabasesShareWorkloads},
 		{"databases-nesting-limit", s.testDatabasesNestingLimit},
+		{"databases-size-worst-case", s.testDatabasesSizeWorstCase},
 	}
 	runScenarios(t, "argo", scenarios, extended...)
 	t.Logf("argo: all scenarios done in %s", time.Since(start).Round(100*time.Millisecond))

@@ -451,16 +451,33 @@ func (a *Argo) Get(ctx context.Context, name string) (*wfv1.Workflow, error) {
 	return wf, nil
 }
 
-// StoredSize is the size of the workflow object as the API server holds it
-// (JSON), and whether the controller had to compress its nodes to fit; Argo
-// fails a workflow whose object stays over 1 MiB compressed.
-func (a *Argo) StoredSize(ctx context.Context, name string) (size int, compressed bool, err error) {
+// ArgoSize is a workflow object's size as the API server holds it (JSON).
+type ArgoSize struct {
+	Total int
+	// Templates is the part that does not grow with the run: the copies of the
+	// WorkflowTemplate the controller keeps in the status, and the spec, but
+	// for the run's arguments (in both the spec and the stored copy).
+	Templates int
+	// Compressed: the controller had to compress the nodes to fit; Argo fails
+	// a workflow whose object stays over 1 MiB compressed.
+	Compressed bool
+}
+
+// StoredSize measures the workflow object as stored.
+func (a *Argo) StoredSize(ctx context.Context, name string) (ArgoSize, error) {
 	wf, err := a.Workflows.ArgoprojV1alpha1().Workflows(a.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return 0, false, err
+		return ArgoSize{}, err
 	}
-	raw, err := json.Marshal(wf)
-	return len(raw), wf.Status.CompressedNodes != "", err
+	size := func(v any) int {
+		raw, _ := json.Marshal(v)
+		return len(raw)
+	}
+	return ArgoSize{
+		Total:      size(wf),
+		Templates:  size(wf.Spec) + size(wf.Status.StoredTemplates) + size(wf.Status.StoredWorkflowSpec) - 2*size(wf.Spec.Arguments),
+		Compressed: wf.Status.CompressedNodes != "",
+	}, nil
 }
 
 // Wait polls the workflow until it has completed (Succeeded, Failed or Error)
