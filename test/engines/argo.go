@@ -515,10 +515,51 @@ func (a *Argo) Wait(ctx context.Context, name string, onChange func(*wfv1.Workfl
 // Stop does what `argo stop` does: it sets spec.shutdown=Stop on the workflow.
 // The controller stops its running pods, starts no new step, and runs the exit
 // handler (where it retries nothing).
-func (a *Argo) Stop(ctx context.Context, name string) error {
+func (a *Argo) Stop(ctx context.Context, name string, logf func(string, ...any)) error {
 	_, err := a.Workflows.ArgoprojV1alpha1().Workflows(a.Namespace).Patch(ctx, name, types.MergePatchType,
 		[]byte(`{"spec":{"shutdown":"Stop"}}`), metav1.PatchOptions{})
-	return err
+	if err != nil {
+		return err
+	}
+	return a.StopSeen(ctx, name, logf)
+}
+
+// stopUnseenAfter is how long StopSeen gives the controller to take a stop in.
+const stopUnseenAfter = time.Minute
+
+// StopSeen waits until the controller has taken in the workflow's stop (it
+// copies spec.shutdown into status.storedWorkflowSpec) or the workflow has
+// ended. Argo v3.7 writes each workflow it saved back into its informer's
+// cache (INFORMER_WRITE_BACK, on by default), unconditionally: a stop that lands
+// just after such a save can be overwritten there by the older copy, and the
+// controller then never acts on it until the object changes again (ci20a and
+// ci21a: a stopped run still Running 15 minutes later, processed at the
+// resourceVersion before the stop). Each minute without it, StopSeen changes an
+// annotation, as docs/troubleshooting.md tells users to, and logs that it did.
+func (a *Argo) StopSeen(ctx context.Context, name string, logf func(string, ...any)) error {
+	deadline := time.Now().Add(stopUnseenAfter)
+	for {
+		wf, err := a.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		if wf.Status.Phase.Completed() || (wf.Status.StoredWorkflowSpec != nil && wf.Status.StoredWorkflowSpec.Shutdown == wf.Spec.Shutdown) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			logf("argo: the controller has not taken in the stop of %s after %s (resourceVersion %s): changing an annotation so that it sees the workflow again", name, stopUnseenAfter, wf.ResourceVersion)
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{"chartreuse.io/test-nudge":%q}}}`, time.Now().Format(time.RFC3339Nano))
+			if _, err := a.Workflows.ArgoprojV1alpha1().Workflows(a.Namespace).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				return err
+			}
+			deadline = time.Now().Add(stopUnseenAfter)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the controller never took in the stop of %s: %w", name, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // NodePods returns the pods of wf's nodes whose display name is display or one
