@@ -246,32 +246,24 @@ func (c *cluster) controllerDiagnosis(ctl controller) string {
 
 // controllerLog returns the last lines of the controller's log.
 func (c *cluster) controllerLog(ctx context.Context, ctl controller, lines int64) string {
-	pods, err := c.Kube.CoreV1().Pods(ctl.namespace).List(ctx, metav1.ListOptions{LabelSelector: ctl.selector})
-	if err != nil || len(pods.Items) == 0 {
-		return ""
-	}
-	raw, err := c.Kube.CoreV1().Pods(ctl.namespace).GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{TailLines: &lines}).DoRaw(ctx)
+	log, err := c.readControllerLog(ctx, ctl, &corev1.PodLogOptions{TailLines: &lines})
 	if err != nil {
 		return err.Error()
 	}
-	return string(raw)
+	return log
 }
 
 // controllerLogAbout returns the last max lines of the controller's log that
 // mention about (a run's name): the tail alone holds only what the other
 // scenarios sharing the controller did last.
 func (c *cluster) controllerLogAbout(ctx context.Context, ctl controller, about string, max int) string {
-	pods, err := c.Kube.CoreV1().Pods(ctl.namespace).List(ctx, metav1.ListOptions{LabelSelector: ctl.selector})
-	if err != nil || len(pods.Items) == 0 {
-		return ""
-	}
 	limit := int64(64 << 20)
-	raw, err := c.Kube.CoreV1().Pods(ctl.namespace).GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{LimitBytes: &limit}).DoRaw(ctx)
+	log, err := c.readControllerLog(ctx, ctl, &corev1.PodLogOptions{LimitBytes: &limit})
 	if err != nil {
 		return err.Error()
 	}
 	var keep []string
-	for line := range strings.SplitSeq(string(raw), "\n") {
+	for line := range strings.SplitSeq(log, "\n") {
 		if strings.Contains(line, about) {
 			keep = append(keep, line)
 		}
@@ -280,6 +272,17 @@ func (c *cluster) controllerLogAbout(ctx context.Context, ctl controller, about 
 		keep = append([]string{fmt.Sprintf("(%d earlier lines left out)", len(keep)-max)}, keep[len(keep)-max:]...)
 	}
 	return strings.Join(keep, "\n")
+}
+
+// readControllerLog reads the log of the controller's (first) pod; "" when
+// there is no such pod or it cannot be listed.
+func (c *cluster) readControllerLog(ctx context.Context, ctl controller, opts *corev1.PodLogOptions) (string, error) {
+	pods, err := c.Kube.CoreV1().Pods(ctl.namespace).List(ctx, metav1.ListOptions{LabelSelector: ctl.selector})
+	if err != nil || len(pods.Items) == 0 {
+		return "", nil
+	}
+	raw, err := c.Kube.CoreV1().Pods(ctl.namespace).GetLogs(pods.Items[0].Name, opts).DoRaw(ctx)
+	return string(raw), err
 }
 
 // commandImages says how an engine packs the commands build.sh built into
