@@ -96,7 +96,7 @@ func (s *argoSuite) testStopRestoresOnlyItsOwn(t *testing.T) {
 	stopCtx, cancel := context.WithTimeout(ctx, runBound)
 	defer cancel()
 	waitStopped(t, stopCtx, s.kube, s.argo.Namespace, other.Name)
-	if err := s.argo.Stop(stopCtx, b.Name, t.Logf); err != nil {
+	if err := s.argo.Stop(stopCtx, b.Name); err != nil {
 		t.Fatal(err)
 	}
 	b = c.wait(t, b, nil)
@@ -137,7 +137,7 @@ func (s *argoSuite) testStoppedRollbackOutlastsLock(t *testing.T) {
 	})
 	c.db.waitSleeping(t, ctx)
 	lock := c.db.queueForLock(t, ctx)
-	if err := s.argo.Stop(ctx, wf.Name, t.Logf); err != nil {
+	if err := s.argo.Stop(ctx, wf.Name); err != nil {
 		t.Fatal(err)
 	}
 	lock.wait(t, ctx)

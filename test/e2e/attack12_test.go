@@ -90,7 +90,7 @@ func (a *attackArgo) stoppedDuringMigration(t *testing.T, c *argoCase, policy st
 	wf := c.submit(t, "", map[string]string{"migrations-dir": SetsRoot + "/waits-second", "on-migrate-failure": policy})
 	c.db.waitSleeping(t, ctx)
 	a.argoCLI(t, "stop", wf.Name)
-	if err := a.argo.StopSeen(ctx, wf.Name, t.Logf); err != nil {
+	if err := a.argo.StopSeen(ctx, wf.Name); err != nil {
 		t.Fatal(err)
 	}
 	wf = c.wait(t, wf, nil)
@@ -276,7 +276,7 @@ func (a *attackArgo) testRetryAfterStopDuringScaleDown(t *testing.T) {
 		t.Fatalf("scale-down never stopped the application: %v", err)
 	}
 	a.argoCLI(t, "stop", wf.Name)
-	if err := a.argo.StopSeen(ctx, wf.Name, t.Logf); err != nil {
+	if err := a.argo.StopSeen(ctx, wf.Name); err != nil {
 		t.Fatal(err)
 	}
 	wf = c.wait(t, wf, nil)

@@ -886,7 +886,7 @@ func (a *cliArgo) testStop(t *testing.T) {
 	}
 	stop := a.docInline(t, "workflowtemplates/README.md", "argo stop")
 	a.sh.must(t, 0, 2*time.Minute, c.local(t, stop+" -n shop <run>"))
-	if err := a.argo.StopSeen(ctx, c.run, t.Logf); err != nil {
+	if err := a.argo.StopSeen(ctx, c.run); err != nil {
 		t.Fatal(err)
 	}
 	a.sh.must(t, 1, runBound, a.argoCmd(t, c, "argo wait"))

@@ -480,22 +480,42 @@ func (a *Argo) StoredSize(ctx context.Context, name string) (ArgoSize, error) {
 	}, nil
 }
 
+// quietBeforeNudge is how long Wait lets an unfinished workflow go unchanged
+// before it makes the controller look at it again.
+const quietBeforeNudge = 2 * time.Minute
+
 // Wait polls the workflow until it has completed (Succeeded, Failed or Error)
 // and returns it. onChange, when not nil, sees every new resourceVersion.
+//
+// An unfinished workflow that has not changed for quietBeforeNudge gets its
+// annotation changed (see nudge), and the log says so: Argo v3.7 can lose the
+// update an argo retry or argo stop made (ci on 4e2aeca: a retried run still
+// Running 20 minutes later at the retry's resourceVersion, no pod made).
+// Changing an annotation costs a running workflow one more reconciliation.
 func (a *Argo) Wait(ctx context.Context, name string, onChange func(*wfv1.Workflow)) (*wfv1.Workflow, error) {
 	var rv string
+	changed := time.Now()
 	for {
 		wf, err := a.Get(ctx, name)
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, err
 		}
 		if err == nil {
-			if onChange != nil && wf.ResourceVersion != rv {
-				onChange(wf)
+			if wf.ResourceVersion != rv {
+				if onChange != nil {
+					onChange(wf)
+				}
+				changed = time.Now()
 			}
 			rv = wf.ResourceVersion
 			if wf.Status.Phase.Completed() && wf.Status.FinishedAt.Time.After(time.Time{}) {
 				return wf, nil
+			}
+			if time.Since(changed) > quietBeforeNudge {
+				if err := a.nudge(ctx, wf, fmt.Sprintf("unchanged for %s while %s", quietBeforeNudge, wf.Status.Phase)); err != nil {
+					return nil, err
+				}
+				changed = time.Now()
 			}
 		}
 		select {
@@ -512,16 +532,29 @@ func (a *Argo) Wait(ctx context.Context, name string, onChange func(*wfv1.Workfl
 	}
 }
 
+// nudge changes an annotation of wf so that the controller reads it afresh, as
+// docs/troubleshooting.md tells users to. Argo v3.7 writes each workflow it
+// saved back into its informer's cache (INFORMER_WRITE_BACK, on by default)
+// without comparing versions: an update that reached the cache just before is
+// overwritten by the older copy, and the controller does not act on it until
+// the object changes again.
+func (a *Argo) nudge(ctx context.Context, wf *wfv1.Workflow, why string) error {
+	a.logf("argo: %s (resourceVersion %s) %s: changing an annotation so that the controller reads it again", wf.Name, wf.ResourceVersion, why)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{"chartreuse.io/test-nudge":%q}}}`, time.Now().Format(time.RFC3339Nano))
+	_, err := a.Workflows.ArgoprojV1alpha1().Workflows(a.Namespace).Patch(ctx, wf.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	return err
+}
+
 // Stop does what `argo stop` does: it sets spec.shutdown=Stop on the workflow.
 // The controller stops its running pods, starts no new step, and runs the exit
 // handler (where it retries nothing).
-func (a *Argo) Stop(ctx context.Context, name string, logf func(string, ...any)) error {
+func (a *Argo) Stop(ctx context.Context, name string) error {
 	_, err := a.Workflows.ArgoprojV1alpha1().Workflows(a.Namespace).Patch(ctx, name, types.MergePatchType,
 		[]byte(`{"spec":{"shutdown":"Stop"}}`), metav1.PatchOptions{})
 	if err != nil {
 		return err
 	}
-	return a.StopSeen(ctx, name, logf)
+	return a.StopSeen(ctx, name)
 }
 
 // stopUnseenAfter is how long StopSeen gives the controller to take a stop in.
@@ -529,14 +562,10 @@ const stopUnseenAfter = time.Minute
 
 // StopSeen waits until the controller has taken in the workflow's stop (it
 // copies spec.shutdown into status.storedWorkflowSpec) or the workflow has
-// ended. Argo v3.7 writes each workflow it saved back into its informer's
-// cache (INFORMER_WRITE_BACK, on by default), unconditionally: a stop that lands
-// just after such a save can be overwritten there by the older copy, and the
-// controller then never acts on it until the object changes again (ci20a and
-// ci21a: a stopped run still Running 15 minutes later, processed at the
-// resourceVersion before the stop). Each minute without it, StopSeen changes an
-// annotation, as docs/troubleshooting.md tells users to, and logs that it did.
-func (a *Argo) StopSeen(ctx context.Context, name string, logf func(string, ...any)) error {
+// ended. Each minute without it, it nudges the workflow (ci20a and ci21a: a
+// stopped run still Running 15 minutes later, processed at the
+// resourceVersion before the stop).
+func (a *Argo) StopSeen(ctx context.Context, name string) error {
 	deadline := time.Now().Add(stopUnseenAfter)
 	for {
 		wf, err := a.Get(ctx, name)
@@ -547,9 +576,7 @@ func (a *Argo) StopSeen(ctx context.Context, name string, logf func(string, ...a
 			return nil
 		}
 		if time.Now().After(deadline) {
-			logf("argo: the controller has not taken in the stop of %s after %s (resourceVersion %s): changing an annotation so that it sees the workflow again", name, stopUnseenAfter, wf.ResourceVersion)
-			patch := fmt.Sprintf(`{"metadata":{"annotations":{"chartreuse.io/test-nudge":%q}}}`, time.Now().Format(time.RFC3339Nano))
-			if _, err := a.Workflows.ArgoprojV1alpha1().Workflows(a.Namespace).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			if err := a.nudge(ctx, wf, fmt.Sprintf("stop not taken in by the controller after %s", stopUnseenAfter)); err != nil {
 				return err
 			}
 			deadline = time.Now().Add(stopUnseenAfter)

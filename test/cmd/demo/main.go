@@ -141,7 +141,7 @@ func run(ctx context.Context, keep bool) (err error) {
 	var argo *engines.Argo
 	go func() {
 		t := time.Now()
-		a, err := engines.InstallArgo(ctx, env, engines.ArgoOptions{Namespace: namespace, RepoDir: repo})
+		a, err := engines.InstallArgo(ctx, env, engines.ArgoOptions{Namespace: namespace, RepoDir: repo, Logf: say})
 		if err == nil {
 			err = a.ApplyProject(ctx)
 		}
