@@ -3,6 +3,7 @@ package databases
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -28,7 +29,12 @@ type Options struct {
 	// hold: Argo fails a workflow whose object outgrows 1 MiB, and when it
 	// cannot save even that failure the run stays Running, the workloads stopped.
 	MaxEntries int
-	Defaults   Defaults
+	// MaxBytes bounds the entries' JSON, defaults applied (0: no bound). The
+	// engine sets it with MaxEntries: Argo keeps several copies of the list in
+	// the workflow object (the arguments, check's and rounds' global outputs),
+	// uncompressed, so long values outgrow 1 MiB where many entries do not.
+	MaxBytes int
+	Defaults Defaults
 	// The flags of the later actions (rounds, decide, summary).
 	Entries     string
 	Plans       string
@@ -64,6 +70,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.BoolFlag{Name: "canary", Value: true, Usage: "rounds: migrate the first pending database alone before any other starts", Destination: &o.Canary},
 		&cli.StringFlag{Name: "policy", Value: KeepDown, Usage: "decide: the failure policy, keep-down, restore or rollback (the workflows' on-migrate-failure)", Destination: &o.Policy},
 		&cli.IntFlag{Name: "max-entries", Usage: "check: refuse a list of more entries than this (0: the most any run takes, 1000); the Argo WorkflowTemplate sets the largest list measured to fit its workflow object", Destination: &o.MaxEntries},
+		&cli.IntFlag{Name: "max-bytes", Usage: "check: refuse a list whose entries, with the defaults applied, take more bytes of JSON than this (0: no bound); the Argo WorkflowTemplate sets it with --max-entries", Destination: &o.MaxBytes},
 		&cli.IntFlag{Name: "max-secrets", Usage: "check: refuse a list naming more distinct Secrets than this (0: no bound); the Argo WorkflowTemplate sets it, since it nests one template per Secret", Destination: &o.MaxSecrets},
 		&cli.StringFlag{Name: "databases", Usage: "the databases of the run: a JSON list of objects with the keys name, secret, key, dir, git-url, git-revision, migrations-image, role, table, to (required)", Destination: &o.Databases},
 		&cli.StringFlag{Name: "database-secret", Usage: "default of an entry's secret (the workflow's database-secret)", Destination: &d.Secret},
@@ -101,6 +108,14 @@ func (o *Options) Validate() error {
 	if o.MaxEntries > 0 && len(entries) > o.MaxEntries {
 		return failure.Usagef("databases: %d entries, more than the %d one run takes (its workflow must stay within the engine's size limit); split the list into several runs", len(entries), o.MaxEntries)
 	}
+	if o.MaxBytes < 0 {
+		return failure.Usagef("--max-bytes %d is negative: give the most bytes of JSON a run's list may take, or 0 for no bound", o.MaxBytes)
+	}
+	if o.MaxBytes > 0 {
+		if err := checkBytes(entries, o.MaxBytes); err != nil {
+			return err
+		}
+	}
 	if o.MaxSecrets < 0 {
 		return failure.Usagef("--max-secrets %d is negative: give the most distinct Secrets a run may name, or 0 for no bound", o.MaxSecrets)
 	}
@@ -110,6 +125,28 @@ func (o *Options) Validate() error {
 	}
 	o.entries = entries
 	return nil
+}
+
+// checkBytes refuses entries whose JSON (the entries result other steps read) is
+// longer than max, naming the longest entry: one very long value is the likely
+// cause of a list too large.
+func checkBytes(entries []Entry, max int) error {
+	total, longest, at := 1, 0, 0 // the brackets, a comma between entries
+	for i, e := range entries {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("databases: encoding entry %d: %w", i+1, err)
+		}
+		total += len(b) + 1
+		if len(b) > longest {
+			longest, at = len(b), i
+		}
+	}
+	if total <= max {
+		return nil
+	}
+	return failure.Usagef("databases: the list takes %d bytes with its defaults applied, more than the %d one run takes (its workflow must stay within the engine's size limit); "+
+		"its longest entry is %s (%d bytes): shorten long values or split the list into several runs", total, max, where(at, entries[at].Name), longest)
 }
 
 // validateLater reads the flags of the actions after plan.
@@ -203,7 +240,7 @@ func Spec() step.Spec {
 		Usage: "check the list of databases a run migrates before anything else runs",
 		Description: "reads --databases (a JSON list), applies the defaults (the single-database flags), and refuses (exit 2), naming every bad entry, " +
 			"a list that is not a JSON list of objects, an empty one, an unknown or repeated key, a value that is not a string, an invalid Secret name or key, " +
-			"two entries for one database (the same Secret and key) or with one name, more entries than --max-entries or more distinct Secrets than --max-secrets. It then reads each Secret and refuses (exit 1) one that does not exist, " +
+			"two entries for one database (the same Secret and key) or with one name, more entries than --max-entries, more bytes than --max-bytes or more distinct Secrets than --max-secrets. It then reads each Secret and refuses (exit 1) one that does not exist, " +
 			"or lacks an entry's key, or holds nothing there; it never prints a value. " +
 			"The later actions read what the run's other steps reported and touch nothing: --action=rounds pairs the entries with their plans' outputs and cuts the pending databases into rounds " +
 			"(with --canary the first alone; then at most --parallelism at once); --action=decide applies the failure policy over all the databases; " +

@@ -39,6 +39,9 @@ current-context: x
 		{databases: `[{"secret": "a"}]`, args: []string{"--max-secrets", "-1"}, want: "--max-secrets -1 is negative"},
 		{databases: `[{"secret": "t", "key": "a"}, {"secret": "t", "key": "b"}, {"secret": "t", "key": "c"}]`, args: []string{"--max-entries", "2"},
 			want: "databases: 3 entries, more than the 2 one run takes"},
+		{databases: `[{"secret": "a"}, {"secret": "b", "dir": "/migrations/` + strings.Repeat("./", 40) + `"}]`, args: []string{"--max-bytes", "300"},
+			want: "more than the 300 one run takes (its workflow must stay within the engine's size limit); its longest entry is entry 2 (b)"},
+		{databases: `[{"secret": "a"}]`, args: []string{"--max-bytes", "-1"}, want: "--max-bytes -1 is negative"},
 		{databases: `[{"secret": "a"}]`, args: []string{"--max-entries", "1001"}, want: "--max-entries 1001 is not from 0 to 1000"},
 		{databases: `[{"secret": "orders-db"}, {"secret": "orders-db", "name": "again"}]`, want: "entry 1 (orders-db/url) and entry 2 (again) are the same database (Secret orders-db, key url)"},
 		{databases: `[]`, want: "the list is empty"},
@@ -61,6 +64,44 @@ current-context: x
 		}
 		if files, _ := os.ReadDir(dir); len(files) > 0 {
 			t.Errorf("%s: results written for a refused list", tc.databases)
+		}
+	}
+}
+
+// --max-bytes counts the entries result as the step writes it, defaults
+// included: a list at the bound passes, one byte more does not, and a long
+// default counts once per entry that takes it.
+func TestMaxBytes(t *testing.T) {
+	const list = `[{"secret": "a"}, {"secret": "b"}]`
+	o := &Options{Action: ActionCheck, Databases: list, Defaults: runDefaults}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	written, err := json.Marshal(o.entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(written)
+	long := runDefaults
+	long.GitURL = "https://git.example.com/" + strings.Repeat("x", 100)
+	for _, tc := range []struct {
+		max int
+		d   Defaults
+		ok  bool
+	}{
+		{n, runDefaults, true},
+		{n - 1, runDefaults, false},
+		{0, runDefaults, true},
+		{n + 200, long, false}, // 124 bytes more in each of 2 entries
+		{n + 248, long, true},
+	} {
+		o := &Options{Action: ActionCheck, Databases: list, MaxBytes: tc.max, Defaults: tc.d}
+		err := o.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("--max-bytes %d (the list takes %d with the run's defaults, git-url %q): %v, want ok=%v", tc.max, n, tc.d.GitURL, err, tc.ok)
+		}
+		if err != nil && failure.Code(err) != failure.CodeUsage {
+			t.Errorf("--max-bytes %d: exit %d, want %d", tc.max, failure.Code(err), failure.CodeUsage)
 		}
 	}
 }

@@ -2,9 +2,14 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -304,11 +309,18 @@ func (s *argoSuite) testDatabasesNestingLimit(t *testing.T) {
 // testDatabasesSizeWorstCase: the largest workflow a list makes, every database
 // migrated and the last one failing with the rollback policy (each database then
 // has a plan, a migrate, a recheck and a rollback, and their global outputs), at
-// 30 databases. Argo fails a workflow whose object stays over 1 MiB compressed;
-// past the templates the object grows about linearly, so its size projected to
-// --max-entries (100) must stay well under that.
+// 30 databases whose entries each take the average the WorkflowTemplate's
+// --max-bytes allows at --max-entries (their dir padded with "/."). Past the
+// templates, what the list makes grows about linearly with it, so each is
+// projected to --max-entries and must stay well under its limit:
+//   - the workflow object: Argo fails one that stays over 1 MiB with its nodes
+//     compressed, and may then fail to save even that (the run stays Running);
+//   - the longest argument of the decide and summary pods, which get every
+//     global output as one: Linux refuses to start a program with an argument
+//     over 128 KiB (MAX_ARG_STRLEN), whatever Argo offloads to a ConfigMap.
 func (s *argoSuite) testDatabasesSizeWorstCase(t *testing.T) {
-	const n, maxEntries = 30, 100
+	const n = 30
+	maxEntries, maxBytes := s.checkDatabasesFlag(t, "max-entries"), s.checkDatabasesFlag(t, "max-bytes")
 	c := s.newCase(t, "dbsbig")
 	names := make([]string, n-1)
 	for i := range names {
@@ -320,14 +332,22 @@ func (s *argoSuite) testDatabasesSizeWorstCase(t *testing.T) {
 		t.Fatal(err)
 	}
 	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = "/migrations" // the image's, the run's default
+	}
 	dirs[n-1] = SetsRoot + "/fails-second"
-	wf := c.dbWait(t, c.submit(t, "", map[string]string{"databases": dbList(dbs, dirs...), "on-migrate-failure": "rollback", "parallelism": "8"}), nil)
+	list := paddedList(t, dbs, dirs, maxBytes/maxEntries)
+	wf := c.dbWait(t, c.submit(t, "", map[string]string{"databases": list, "on-migrate-failure": "rollback", "parallelism": "8"}), nil)
 	wantPhase(t, wf, wfv1.WorkflowFailed)
 	wantNodes(t, wf, map[string]wfv1.NodePhase{"restore-after-rollback": wfv1.NodeSucceeded})
 	if got := len(perDatabaseNodes(wf, "rollback-db-pod")); got != n {
 		t.Errorf("%d databases rolled back, want %d", got, n)
 	}
 	c.wantRestored(t)
+	entries := engines.ArgoOutputs(wf)["databases-entries"]
+	if lo, hi := n*maxBytes/maxEntries*95/100, n*maxBytes/maxEntries+1; len(entries) < lo || len(entries) > hi {
+		t.Errorf("the entries result takes %d bytes, want %d to %d: the padding missed its mark", len(entries), lo, hi)
+	}
 	nodes := len(engines.ArgoNodes(wf))
 	size, err := s.argo.StoredSize(t.Context(), wf.Name)
 	if err != nil {
@@ -335,10 +355,103 @@ func (s *argoSuite) testDatabasesSizeWorstCase(t *testing.T) {
 	}
 	// The templates stay; the rest grows with the list.
 	projected := size.Templates + (size.Total-size.Templates)*maxEntries/n
-	t.Logf("%d databases, all migrated then rolled back: %d nodes, %d pods; the workflow object is %d bytes, %d of them the templates (nodes compressed: %v); %d at %d entries",
-		n, nodes, countPods(wf), size.Total, size.Templates, size.Compressed, projected, maxEntries)
-	// A quarter of Argo's limit kept free: retries add nodes, errors add text.
+	t.Logf("%d databases (entries %d bytes), all migrated then rolled back: %d nodes, %d pods; the workflow object is %d bytes, %d of them the templates (nodes compressed: %v); %d at %d entries",
+		n, len(entries), nodes, countPods(wf), size.Total, size.Templates, size.Compressed, projected, maxEntries)
+	// A quarter of each limit kept free: retries add nodes, errors add text.
 	if limit := 3 << 20 / 4; projected >= limit {
-		t.Errorf("the object of %d databases (%d bytes) would be %d bytes at %d entries, over 3/4 of Argo's 1 MiB: lower --max-entries", n, size.Total, projected, maxEntries)
+		t.Errorf("the object of %d databases (%d bytes) would be %d bytes at %d entries, over 3/4 of Argo's 1 MiB: lower --max-entries or --max-bytes", n, size.Total, projected, maxEntries)
 	}
+	for _, display := range []string{"decide", "summary"} {
+		pods, err := s.argo.NodePods(t.Context(), wf.Name, display)
+		if err != nil || len(pods) == 0 {
+			t.Fatalf("the %s pod: %v (%d found)", display, err, len(pods))
+		}
+		arg := s.longestArg(t, pods[len(pods)-1])
+		projected := arg * maxEntries / n
+		t.Logf("%s: longest argument %d bytes; %d at %d entries", display, arg, projected, maxEntries)
+		if limit := 3 * 131072 / 4; projected >= limit {
+			t.Errorf("%s's longest argument (%d bytes) would be %d bytes at %d entries, over 3/4 of Linux's 128 KiB: lower --max-entries or --max-bytes", display, arg, projected, maxEntries)
+		}
+	}
+}
+
+// paddedList renders a databases parameter of dbs (dir dirs[i]) whose every
+// entry, once check-databases fills in the run's defaults, takes about per bytes:
+// the dir is lengthened with "/." (the same directory).
+func paddedList(t *testing.T, dbs []dbFixture, dirs []string, per int) string {
+	t.Helper()
+	var entries []map[string]string
+	for i, d := range dbs {
+		e := map[string]string{"secret": d.secret, "dir": dirs[i]}
+		// The entry as check writes it: the run's defaults of the keys not given.
+		full := map[string]string{"name": d.secret, "key": "url", "git-url": "", "git-revision": "", "migrations-image": "", "role": "", "table": "goose_db_version", "to": ""}
+		maps.Copy(full, e)
+		b, err := json.Marshal(full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pad := per - len(b); pad > 1 {
+			e["dir"] += strings.Repeat("/.", pad/2)
+		}
+		entries = append(entries, e)
+	}
+	b, err := json.Marshal(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// checkDatabasesFlag reads the value the WorkflowTemplate gives check-databases'
+// integer flag --<name>.
+func (s *argoSuite) checkDatabasesFlag(t *testing.T, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.argo.RepoDir, "workflowtemplates", "workflowtemplate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*- --` + regexp.QuoteMeta(name) + `=(\d+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("the WorkflowTemplate gives check-databases no --%s", name)
+	}
+	v, err := strconv.Atoi(string(m[1]))
+	if err != nil || v <= 0 {
+		t.Fatalf("--%s=%s", name, m[1])
+	}
+	return v
+}
+
+// longestArg is the length of the longest argument pod's main container is
+// started with: its args, or the ConfigMap Argo offloads them to when their
+// JSON passes 128 KiB.
+func (s *argoSuite) longestArg(t *testing.T, pod corev1.Pod) int {
+	t.Helper()
+	var args []string
+	for _, ctr := range pod.Spec.Containers {
+		if ctr.Name == "main" {
+			args = ctr.Args
+		}
+	}
+	for _, v := range pod.Spec.Volumes {
+		if v.ConfigMap == nil || v.Name != "argo-env-config" {
+			continue
+		}
+		cm, err := s.kube.CoreV1().ConfigMaps(pod.Namespace).Get(t.Context(), v.ConfigMap.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw, ok := cm.Data["ARGO_CONTAINER_ARGS_FILE"]; ok {
+			if err := json.Unmarshal([]byte(raw), &args); err != nil {
+				t.Fatalf("ConfigMap %s: %v", cm.Name, err)
+			}
+		}
+	}
+	if len(args) == 0 {
+		t.Fatalf("pod %s: no main container arguments", pod.Name)
+	}
+	longest := 0
+	for _, a := range args {
+		longest = max(longest, len(a))
+	}
+	return longest
 }
