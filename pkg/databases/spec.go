@@ -173,7 +173,7 @@ func (o *Options) validateLater() error {
 	}
 	plans := o.Plans
 	if strings.TrimSpace(plans) == "" {
-		plans = o.outputs[PlansOutput] // the Argo exit handler passes every global output
+		plans = o.outputs[PlansOutput] // given every global output, as the exit handler once did
 	}
 	if err := json.Unmarshal([]byte(plans), &o.plans); err != nil || len(o.plans) == 0 {
 		return failure.Usagef("--plans (or the output %s in --outputs) is not the plans result of --action=rounds (a non-empty JSON list)", PlansOutput)

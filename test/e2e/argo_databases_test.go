@@ -204,6 +204,11 @@ func (s *argoSuite) testDatabasesBadInput(t *testing.T) {
 			// the log quotes the message (slog, JSON): "nope" comes escaped
 			[]string{`entry 2 (` + c.secret + `/nope): Secret ` + c.secret + ` has no key`, `(its keys: url); correct`}},
 		{"empty list", `[]`, "2", []string{"the list is empty"}},
+		// Past --max-bytes (32768): before it, a list of long values ran, and the
+		// exit handler's decide and summary got it in one argument over Linux's
+		// 128 KiB, which no program can be started with.
+		{"values too long", `[{"name": "short"}, {"secret": "` + c.secret + `", "key": "other", "dir": "/migrations` + strings.Repeat("/.", 17000) + `"}]`, "2",
+			[]string{"more than the 32768 one run takes", "its longest entry is entry 2 (" + c.secret + "/other)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wf := c.dbWait(t, c.submit(t, "plan-databases", map[string]string{"databases": tc.databases}), nil)
