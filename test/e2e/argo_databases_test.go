@@ -204,11 +204,11 @@ func (s *argoSuite) testDatabasesBadInput(t *testing.T) {
 			// the log quotes the message (slog, JSON): "nope" comes escaped
 			[]string{`entry 2 (` + c.secret + `/nope): Secret ` + c.secret + ` has no key`, `(its keys: url); correct`}},
 		{"empty list", `[]`, "2", []string{"the list is empty"}},
-		// Past --max-bytes (32768): before it, a list of long values ran, and the
+		// Past --max-bytes (29440): before it, a list of long values ran, and the
 		// exit handler's decide and summary got it in one argument over Linux's
 		// 128 KiB, which no program can be started with.
 		{"values too long", `[{"name": "short"}, {"secret": "` + c.secret + `", "key": "other", "dir": "/migrations` + strings.Repeat("/.", 17000) + `"}]`, "2",
-			[]string{"more than the 32768 one run takes", "its longest entry is entry 2 (" + c.secret + "/other)"}},
+			[]string{"more than the 29440 one run takes", "its longest entry is entry 2 (" + c.secret + "/other)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wf := c.dbWait(t, c.submit(t, "plan-databases", map[string]string{"databases": tc.databases}), nil)
@@ -237,24 +237,20 @@ func (s *argoSuite) testDatabasesBadInput(t *testing.T) {
 	}
 }
 
-// databasesMaxSecrets is the most distinct Secrets one Argo run takes: Argo stops
-// a template nested 100 deep (Maximum recursion depth exceeded), the entrypoint
-// is depth 1, hold-databases adds one level per Secret, and the deepest template
-// under the last one, migrate-db-pod, is 4 further (databases-pipeline,
-// migrate-rounds, migrate-round). The WorkflowTemplate passes it to
-// check-databases as --max-secrets; test/manifests checks the arithmetic.
-const databasesMaxSecrets = 94
-
 // testDatabasesNestingLimit: a list of 95 Secrets, each level of hold-databases
 // kept a node per entry: after plan and scale-down the workflow was too large for
 // Argo to save (it could not even record the error), so it stayed Running with
 // the application stopped and every mutex held; and migrate-db-pod would have
-// been nested 100 deep, which Argo refuses. check-databases now refuses more
-// than --max-secrets (94) before anything changes, a list at the limit migrates,
+// been nested 100 deep, which Argo refuses (at most 94 Secrets: the entrypoint
+// is depth 1, hold-databases adds one level per Secret, and migrate-db-pod is 4
+// further; test/manifests checks that arithmetic against --max-secrets).
+// check-databases now refuses a list past --max-secrets or --max-entries,
+// whichever is lower, before anything changes; a list at the limit migrates,
 // and the run's nodes grow with the list.
 func (s *argoSuite) testDatabasesNestingLimit(t *testing.T) {
+	limit := min(s.checkDatabasesFlag(t, "max-secrets"), s.checkDatabasesFlag(t, "max-entries"))
 	c := s.newCase(t, "dbsdeep")
-	names := make([]string, databasesMaxSecrets)
+	names := make([]string, limit)
 	for i := range names {
 		names[i] = fmt.Sprintf("n%02d", i+1)
 	}
@@ -281,14 +277,14 @@ func (s *argoSuite) testDatabasesNestingLimit(t *testing.T) {
 		t.Errorf("a plan ran after a list with too many Secrets")
 	}
 	logs := s.argo.StepLogs(context.Background(), wf, 50)
-	if want := fmt.Sprintf("%d distinct Secrets, more than the %d", len(dbs), databasesMaxSecrets); !strings.Contains(logs, want) {
+	if want := fmt.Sprintf("more than the %d one run takes", limit); !strings.Contains(logs, want) {
 		t.Errorf("the step log does not say %q:\n%s", want, logs)
 	}
 	c.wantRestored(t)
 	wantVersions(t, c.versions(t))
 
 	// At the limit: the deepest template runs, the run migrates and restores.
-	dbs = dbs[:databasesMaxSecrets]
+	dbs = dbs[:limit]
 	wf = c.dbWait(t, c.submit(t, "", map[string]string{"databases": dbList(dbs)}), nil)
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
 	if n := countPods(wf, "migrate-db-pod"); n != 1 {
