@@ -31,8 +31,9 @@ type Options struct {
 	MaxEntries int
 	// MaxBytes bounds the entries' JSON, defaults applied (0: no bound). The
 	// engine sets it with MaxEntries: Argo keeps several copies of the list in
-	// the workflow object (the arguments, check's and rounds' global outputs),
-	// uncompressed, so long values outgrow 1 MiB where many entries do not.
+	// the workflow object, uncompressed, and hands the exit handler's steps the
+	// plans (entries included) in one piece of at most 128 KiB, so long values
+	// outgrow both where many short entries do not.
 	MaxBytes int
 	Defaults Defaults
 	// The flags of the later actions (rounds, decide, summary).
@@ -128,9 +129,9 @@ func (o *Options) Validate() error {
 }
 
 // checkBytes refuses entries whose JSON (the entries result other steps read) is
-// longer than max, naming the longest entry: one very long value is the likely
+// longer than limit, naming the longest entry: one very long value is the likely
 // cause of a list too large.
-func checkBytes(entries []Entry, max int) error {
+func checkBytes(entries []Entry, limit int) error {
 	total, longest, at := 1, 0, 0 // the brackets, a comma between entries
 	for i, e := range entries {
 		b, err := json.Marshal(e)
@@ -142,11 +143,11 @@ func checkBytes(entries []Entry, max int) error {
 			longest, at = len(b), i
 		}
 	}
-	if total <= max {
+	if total <= limit {
 		return nil
 	}
 	return failure.Usagef("databases: the list takes %d bytes with its defaults applied, more than the %d one run takes (its workflow must stay within the engine's size limit); "+
-		"its longest entry is %s (%d bytes): shorten long values or split the list into several runs", total, max, where(at, entries[at].Name), longest)
+		"its longest entry is %s (%d bytes): shorten long values or split the list into several runs", total, limit, where(at, entries[at].Name), longest)
 }
 
 // validateLater reads the flags of the actions after plan.
