@@ -543,8 +543,13 @@ func TestClusterReleaseIgnoresAStalePodOfAFinishedTaskRun(t *testing.T) {
 	c.wantHolder(a)
 }
 
-// finishedTaskRun creates a TaskRun of the run that Tekton's controller leaves
-// alone (pending) and gives it a final Succeeded condition.
+// finishedTaskRun creates a TaskRun of the run, cancelled from the start, and
+// gives it the final condition Tekton's controller gives a cancelled TaskRun
+// (Succeeded False, TaskRunCancelled). A controller that reconciles it, even
+// one installed meanwhile by another test or working from an older copy,
+// arrives at the same finished state and creates no pod. (A pending TaskRun
+// marked Succeeded by hand was turned back to pending by a controller whose
+// status update crossed ours, in a full local run on a304e5d.)
 func (c *cluster) finishedTaskRun(pr *unstructured.Unstructured, name string) {
 	c.t.Helper()
 	ctx := c.t.Context()
@@ -552,33 +557,32 @@ func (c *cluster) finishedTaskRun(pr *unstructured.Unstructured, name string) {
 		"apiVersion": "tekton.dev/v1", "kind": "TaskRun",
 		"metadata": map[string]any{"name": name, "labels": map[string]any{labelRunUID: string(pr.GetUID())}},
 		"spec": map[string]any{
-			"status":   "TaskRunPending",
+			"status":   "TaskRunCancelled",
 			"taskSpec": map[string]any{"steps": []any{map[string]any{"name": "s", "image": "chartreuse.invalid/none"}}},
 		},
 	}}
 	if _, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 		c.t.Fatal(err)
 	}
-	c.awaitPendingMark(TaskRuns, name, "TaskRunPending")
-	tr, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	for {
-		_ = unstructured.SetNestedSlice(tr.Object, []any{map[string]any{
-			"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
-		}}, "status", "conditions")
-		_ = unstructured.SetNestedField(tr.Object, name+"-pod-retry1", "status", "podName")
-		_, err = c.dyn.Resource(TaskRuns).Namespace(c.ns).UpdateStatus(ctx, tr, metav1.UpdateOptions{})
-		if !apierrors.IsConflict(err) {
-			break
-		}
-		if tr, err = c.dyn.Resource(TaskRuns).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+		tr, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
 			c.t.Fatal(err)
 		}
-	}
-	if err != nil {
-		c.t.Fatal(err)
+		if s, _ := succeeded(tr); s == string(metav1.ConditionFalse) {
+			return // the controller was first
+		}
+		_ = unstructured.SetNestedSlice(tr.Object, []any{map[string]any{
+			"type": "Succeeded", "status": "False", "reason": "TaskRunCancelled", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+		}}, "status", "conditions")
+		_ = unstructured.SetNestedField(tr.Object, "", "status", "podName") // required by the CRD's schema; a cancelled TaskRun has none
+		_, err = c.dyn.Resource(TaskRuns).Namespace(c.ns).UpdateStatus(ctx, tr, metav1.UpdateOptions{})
+		if err == nil {
+			return
+		}
+		if !apierrors.IsConflict(err) {
+			c.t.Fatal(err)
+		}
 	}
 }
 
