@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/chartreuse-go/chartreuse/pkg/databases"
 	"github.com/chartreuse-go/chartreuse/test/engines"
 )
 
@@ -383,30 +383,36 @@ func (s *argoSuite) testDatabasesSizeWorstCase(t *testing.T) {
 }
 
 // paddedList renders a databases parameter of dbs (dir dirs[i]) whose every
-// entry, once check-databases fills in the run's defaults, takes about per bytes:
-// the dir is lengthened with "/." (the same directory).
+// entry, once check-databases fills in the run's defaults (databases.Parse, with
+// the WorkflowTemplate's defaults of the keys not given), takes about per
+// bytes: the dir is lengthened with "/." (the same directory).
 func paddedList(t *testing.T, dbs []dbFixture, dirs []string, per int) string {
 	t.Helper()
-	var entries []map[string]string
+	entries := make([]map[string]string, len(dbs))
 	for i, d := range dbs {
-		e := map[string]string{"secret": d.secret, "dir": dirs[i]}
-		// The entry as check writes it: the run's defaults of the keys not given.
-		full := map[string]string{"name": d.secret, "key": "url", "git-url": "", "git-revision": "", "migrations-image": "", "role": "", "table": "goose_db_version", "to": ""}
-		maps.Copy(full, e)
-		b, err := json.Marshal(full)
+		entries[i] = map[string]string{"secret": d.secret, "dir": dirs[i]}
+	}
+	raw, err := json.Marshal(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := databases.Parse(string(raw), databases.Defaults{Key: "url", Dir: "/migrations", Table: "goose_db_version"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range full {
+		b, err := json.Marshal(e)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if pad := per - len(b); pad > 1 {
-			e["dir"] += strings.Repeat("/.", pad/2)
+			entries[i]["dir"] += strings.Repeat("/.", pad/2)
 		}
-		entries = append(entries, e)
 	}
-	b, err := json.Marshal(entries)
-	if err != nil {
+	if raw, err = json.Marshal(entries); err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return string(raw)
 }
 
 // checkDatabasesFlag reads the value the WorkflowTemplate gives check-databases'
