@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -128,25 +129,65 @@ func ensureTektonCRDs(t *testing.T, dyn dynamic.Interface) {
 	})
 }
 
-// pipelineRun creates a PipelineRun that stays pending (never started).
+// pipelineRun creates a PipelineRun that stays pending (never started), giving
+// the one parameter its Pipeline declares.
 func (c *cluster) pipelineRun(name string) *unstructured.Unstructured {
 	c.t.Helper()
+	return c.pipelineRunWith(name, []string{"database-secret"}, []string{"database-secret", "image"})
+}
+
+// pipelineRunWith creates a pending PipelineRun that sets the parameters given,
+// and puts in its status, as Tekton's reconciler does for a run it starts, the
+// resolved Pipeline declaring the parameters declared.
+func (c *cluster) pipelineRunWith(name string, given, declared []string) *unstructured.Unstructured {
+	c.t.Helper()
+	params := func(names []string, value bool) []any {
+		var out []any
+		for _, n := range names {
+			p := map[string]any{"name": n, "type": "string"}
+			if value {
+				p = map[string]any{"name": n, "value": "hunter2-" + n}
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	spec := map[string]any{
+		"params": params(declared, false),
+		"tasks": []any{map[string]any{
+			"name": "t", "taskSpec": map[string]any{"steps": []any{map[string]any{"name": "s", "image": "chartreuse.invalid/none"}}},
+		}},
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
 		"metadata": map[string]any{"name": name},
 		"spec": map[string]any{
-			"status": "PipelineRunPending",
-			"pipelineSpec": map[string]any{"tasks": []any{map[string]any{
-				"name": "t", "taskSpec": map[string]any{"steps": []any{map[string]any{"name": "s", "image": "chartreuse.invalid/none"}}},
-			}}},
+			"status":       "PipelineRunPending",
+			"params":       params(given, true),
+			"pipelineSpec": spec,
 		},
 	}}
-	pr, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Create(c.t.Context(), u, metav1.CreateOptions{})
-	if err != nil {
+	ctx := c.t.Context()
+	if _, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 		c.t.Fatal(err)
 	}
+	// After the controller's mark: it writes no more status on a pending run.
 	c.awaitPendingMark(PipelineRuns, name, "PipelineRunPending")
-	return pr
+	for {
+		cur, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		_ = unstructured.SetNestedMap(cur.Object, runtime.DeepCopyJSON(spec), "status", "pipelineSpec")
+		pr, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		return pr
+	}
 }
 
 // tektonRuns says whether a Tekton controller runs in the cluster.
@@ -354,6 +395,24 @@ func TestClusterAcquireAndRelease(t *testing.T) {
 }
 
 // A run that never got the gate must not free another's.
+// A parameter the Pipeline does not declare (Tekton passes it on silently: a
+// misspelt name, or Argo's databases list) fails acquire with exit 2 before the
+// gate is taken, naming the names and never their values.
+func TestClusterUnknownParametersRefused(t *testing.T) {
+	c := newCluster(t)
+	pr := c.pipelineRunWith("run-typo", []string{"database-secret", "on-migrate-falure", "databases", "databases"}, []string{"database-secret", "image"})
+	r := c.mustRun(2, pr)
+	for _, want := range []string{"unknown parameters databases, on-migrate-falure: ", "start one PipelineRun per database", "nothing was changed"} {
+		if !strings.Contains(r.summary.Error, want) {
+			t.Errorf("error %q does not say %q", r.summary.Error, want)
+		}
+	}
+	if strings.Contains(r.summary.Error+r.stderr, "hunter2") {
+		t.Errorf("a parameter's value is shown: %q\n%s", r.summary.Error, r.stderr)
+	}
+	c.wantHolder(nil)
+}
+
 func TestClusterReleaseLeavesAnotherRunsGate(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.pipelineRun("run-a"), c.pipelineRun("run-b")

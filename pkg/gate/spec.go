@@ -99,7 +99,7 @@ func Spec() step.Spec {
 	return step.Spec{
 		Name:  "gate",
 		Usage: "let one Tekton run at a time work on a database; let an Argo run end only once its database steps have",
-		Description: "acquire takes the Lease chartreuse-<database-secret> in the run's namespace for this PipelineRun (holder: its uid), " +
+		Description: "acquire first refuses (exit 2) a PipelineRun that sets a param its Pipeline (status.pipelineSpec) does not declare, naming it; then it takes the Lease chartreuse-<database-secret> in the run's namespace for this PipelineRun (holder: its uid), " +
 			"or proceeds when this run already holds it; while another run holds it, it waits, and exits 75 naming that run after --timeout. " +
 			"A holder whose PipelineRun is gone or finished is taken over once its TaskRuns and pods have stopped. " +
 			"release deletes the Lease if this run holds it, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same. " +
@@ -125,6 +125,9 @@ func Spec() step.Spec {
 				return g.Release(ctx)
 			case ActionSettle:
 				return g.Settle(ctx)
+			}
+			if err := g.CheckParameters(ctx); err != nil {
+				return err
 			}
 			return g.Acquire(ctx)
 		},

@@ -79,6 +79,9 @@ func badParameters() []map[string]string {
 		{"ready-timeout": "0.1ns"}, // 0 to the steps: once passed Argo's guard
 		{"retry-transient-for": "-1s"},
 		{"lock-wait": "1d"},
+		// A misspelt name: both engines pass an undeclared parameter on silently,
+		// so the default (keep-down) would stay in force.
+		{"on-migrate-falure": "rollback"},
 	}
 }
 

@@ -117,12 +117,15 @@ func (s *tektonSuite) testRollbackOutlastsLock(t *testing.T) {
 	c.wantRestored(t)
 }
 
-// 4. A typo in an enum-like parameter fails the run before anything changes
-// (Tekton checks a param's enum only with the enable-param-enum feature flag,
-// off by default).
+// 4. A typo in an enum-like parameter, or a parameter the Pipeline does not
+// declare, fails the run before anything changes (Tekton checks a param's enum
+// only with the enable-param-enum feature flag, off by default, and passes an
+// undeclared param on without a word).
 func (s *tektonSuite) testInvalidParameters(t *testing.T) {
 	c := s.newCase(t, nil)
-	bad := badParameters()
+	// Argo's list of databases, which the Pipeline does not take: without the
+	// gate's check the run migrated database-secret alone and Succeeded.
+	bad := append(badParameters(), map[string]string{"databases": `[{"secret":"` + tektonSecret + `"}]`})
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	var wg sync.WaitGroup

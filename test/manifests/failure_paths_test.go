@@ -3,6 +3,7 @@ package manifests
 import (
 	"bytes"
 	"context"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -274,6 +275,79 @@ func TestArgoParameterGuard(t *testing.T) {
 	}
 }
 
+// argoGuardTask is the main DAG's guard task and its container.
+func argoGuardTask(t *testing.T, wft *wfv1.WorkflowTemplate) (*wfv1.DAGTask, *corev1.Container) {
+	t.Helper()
+	for _, task := range templateByName(t, wft, "main").DAG.Tasks {
+		if task.Template == argoGuard {
+			return &task, templateByName(t, wft, argoGuard).Container
+		}
+	}
+	t.Fatalf("main DAG has no %s task", argoGuard)
+	return nil, nil
+}
+
+// TestArgoUnknownParameterGuard: a parameter name the WorkflowTemplate does not
+// declare (Argo passes any name on) runs the guard, which exits 2 naming it and
+// never its value; the guard's list of names is exactly the declared ones.
+func TestArgoUnknownParameterGuard(t *testing.T) {
+	wft := argoTemplate(t)
+	guard, c := argoGuardTask(t, wft)
+	declared := []string{"json"} // Argo's own workflow.parameters.json
+	for _, p := range wft.Spec.Arguments.Parameters {
+		declared = append(declared, p.Name)
+	}
+	slices.Sort(declared)
+	lists := regexp.MustCompile(`!\(# in \[([^\]]*)\]\)`)
+	texts := append([]string{guard.When}, c.Args...)
+	found := 0
+	for _, text := range texts {
+		for _, m := range lists.FindAllStringSubmatch(text, -1) {
+			found++
+			var names []string
+			for n := range strings.SplitSeq(m[1], ",") {
+				names = append(names, strings.Trim(strings.TrimSpace(n), "'"))
+			}
+			slices.Sort(names)
+			if !slices.Equal(names, declared) {
+				t.Errorf("the guard's list of known names differs from the declared parameters:\n got %v\nwant %v", names, declared)
+			}
+		}
+	}
+	if found != 3 { // the when, and the message's test and list
+		t.Errorf("found %d lists of known names in the guard, want 3", found)
+	}
+	const secret = "postgres://u:hunter2@db/app"
+	for _, params := range []map[string]string{
+		{"databse-secret": secret},
+		{"Databases": secret},
+		{"gate-timeout": "5m"}, // Tekton's only
+		{"on-migrate-falure": "rollback", "stop-workload": "false"},
+	} {
+		vars := run{entrypoint: "main", status: "Running", params: params}.globals(t, wft)
+		runs, err := when(guard.When, vars)
+		if err != nil {
+			t.Fatalf("%v: %v", params, err)
+		}
+		if !runs {
+			t.Errorf("%v: the guard does not run", params)
+			continue
+		}
+		var args []string
+		for _, a := range c.Args {
+			args = append(args, resolve(t, a, vars))
+		}
+		code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
+		names := slices.Sorted(maps.Keys(params))
+		if code != exitcode.CodeUsage || !strings.Contains(stderr, "unknown parameters "+strings.Join(names, ", ")+" (") {
+			t.Errorf("%v: guard exits %d, stderr %q; want %d naming %s", params, code, stderr, exitcode.CodeUsage, strings.Join(names, ", "))
+		}
+		if strings.Contains(stderr, "hunter2") || strings.Contains(strings.Join(args, " "), "hunter2") {
+			t.Errorf("%v: the guard shows a value: %q", params, stderr)
+		}
+	}
+}
+
 // TestTektonParameterGuards: an invalid-<param> task for every enum-like parameter,
 // run exactly when its value is outside the enum; the gate (the only other root) runs
 // after all of them, and wait-for-db after the gate: a typo fails at
@@ -367,16 +441,7 @@ func TestTektonParameterGuards(t *testing.T) {
 // left the application stopped.
 func TestArgoParameterGuardDurations(t *testing.T) {
 	wft := argoTemplate(t)
-	var guard *wfv1.DAGTask
-	for i, task := range templateByName(t, wft, "main").DAG.Tasks {
-		if task.Template == argoGuard {
-			guard = &templateByName(t, wft, "main").DAG.Tasks[i]
-		}
-	}
-	if guard == nil {
-		t.Fatalf("main DAG has no %s task", argoGuard)
-	}
-	c := templateByName(t, wft, argoGuard).Container
+	guard, c := argoGuardTask(t, wft)
 	year := 8760 * time.Hour
 	bounds := map[string]struct{ lo, hi time.Duration }{
 		// the steps' own waits (poll.ValidateTimeout)

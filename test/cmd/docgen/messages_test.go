@@ -22,6 +22,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
 	"github.com/chartreuse-go/chartreuse/pkg/podaddr"
 	"github.com/chartreuse-go/chartreuse/pkg/poll"
+	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/version"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
@@ -390,6 +391,13 @@ func quotes(t *testing.T) []quote {
 	auth := dbconn.Explain(cfg, &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "shop_owner"`})
 	msg, _, _ := strings.Cut(auth.Error(), "(not retried)")
 	add(msg + "(not retried)")
+
+	// A parameter name the workflow does not declare: Tekton's gate, Argo's guard.
+	add(gate.UnknownParameters([]string{"databases", "on-migrate-falure"}).Error())
+	const argoUnknown = `'unknown parameters ' + join(sort(`
+	const argoUnknownWhy = `' (not parameters of this WorkflowTemplate: check their spelling against workflowtemplates/README.md)'`
+	sourceHas(t, "workflowtemplates/workflowtemplate.yaml", argoUnknown, argoUnknownWhy, "--refuse=invalid parameters: {{=join(filter([")
+	add("wait-for-db: invalid parameters: unknown parameters on-migrate-falure (not parameters of this WorkflowTemplate: check their spelling against workflowtemplates/README.md)")
 	return q
 }
 

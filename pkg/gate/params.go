@@ -1,0 +1,110 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
+)
+
+// ErrUnknownParameters: the PipelineRun sets a parameter its Pipeline does not
+// declare. Tekton passes such a parameter on without a word, so a misspelt name
+// would leave its default in force.
+var ErrUnknownParameters = errors.New("unknown parameters")
+
+// multiDatabase is the Argo WorkflowTemplate's list of databases, which the
+// Pipeline does not take: a run given it would migrate database-secret alone.
+const multiDatabase = "databases"
+
+// specWait bounds the wait for the run's resolved Pipeline in its status.
+const specWait = 30 * time.Second
+
+// CheckParameters refuses (exit 2, before the gate is taken) a run whose
+// PipelineRun sets a parameter that its Pipeline, as Tekton resolved it into the
+// run's status, does not declare. It names the parameters, never their values.
+func (g *Gate) CheckParameters(ctx context.Context) error {
+	var (
+		pr       *unstructured.Unstructured
+		declared []any
+	)
+	// Tekton stores the resolved Pipeline in the run's status in the same
+	// reconcile that creates the first TaskRuns, so it is there by the time this
+	// pod runs, unless that status write was retried: wait a little for it.
+	deadline := time.Now().Add(specWait)
+	for {
+		var err error
+		pr, err = g.Dynamic.Resource(PipelineRuns).Namespace(g.Namespace).Get(ctx, g.RunName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return failure.Permanentf("this run's PipelineRun %s is gone: nothing was changed", g.RunName)
+		}
+		if err != nil {
+			return kube.Classify(err, "get", "pipelineruns.tekton.dev")
+		}
+		if string(pr.GetUID()) != g.RunUID {
+			return failure.Permanentf("PipelineRun %s is another run (uid %s, this run's is %s): nothing was changed", g.RunName, pr.GetUID(), g.RunUID)
+		}
+		var found bool
+		declared, found, err = unstructured.NestedSlice(pr.Object, "status", "pipelineSpec", "params")
+		if err == nil && found {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			return failure.Permanentf("PipelineRun %s has no status.pipelineSpec.params to check its parameters against after %s: nothing was changed", g.RunName, specWait)
+		}
+		if err := sleep(ctx, g.Poll); err != nil {
+			return failure.Transientf("waiting for PipelineRun %s's status: %w", g.RunName, err)
+		}
+	}
+	given, _, err := unstructured.NestedSlice(pr.Object, "spec", "params")
+	if err != nil {
+		return failure.Permanentf("PipelineRun %s: reading spec.params: %w", g.RunName, err)
+	}
+	return UnknownParameters(unknownParameters(names(given), names(declared)))
+}
+
+// UnknownParameters is the usage error naming the parameters a run sets that
+// its Pipeline does not declare (nil for none).
+func UnknownParameters(unknown []string) error {
+	if len(unknown) == 0 {
+		return nil
+	}
+	hint := ""
+	if slices.Contains(unknown, multiDatabase) {
+		hint = "; several databases in one run (databases) are not on Tekton yet: start one PipelineRun per database, or use the Argo WorkflowTemplate"
+	}
+	return failure.Usagef("%w %s: the Pipeline has no such parameter (check the spelling against tekton/README.md)%s; nothing was changed",
+		ErrUnknownParameters, strings.Join(unknown, ", "), hint)
+}
+
+// names are the name fields of a params list.
+func names(params []any) []string {
+	var out []string
+	for _, p := range params {
+		if m, ok := p.(map[string]any); ok {
+			if n, ok := m["name"].(string); ok {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// unknownParameters lists the given names that are not declared, sorted, once each.
+func unknownParameters(given, declared []string) []string {
+	var unknown []string
+	for _, n := range given {
+		if !slices.Contains(declared, n) && !slices.Contains(unknown, n) {
+			unknown = append(unknown, n)
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
+}
