@@ -17,12 +17,12 @@ import (
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
 	"github.com/chartreuse-go/chartreuse/pkg/podaddr"
 	"github.com/chartreuse-go/chartreuse/pkg/poll"
-	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/version"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
