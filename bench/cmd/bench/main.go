@@ -22,9 +22,12 @@
 //  8. downtime on the real engines: a sample application whose pods have a
 //     shutdown delay and pending migrations, run through Argo Workflows and
 //     Tekton; the downtime window against its floor measured in the same run,
-//     and the nothing-pending run against one trivial pod on the same engine.
+//     and the nothing-pending run against one trivial pod on the same engine;
+//  9. several databases in one run: 50 databases through one Argo run at
+//     parallelism 1, 4 and 8, against 50 single-database runs: wall time, pods,
+//     workflow size and the workflow controller's peak memory.
 //
-// It starts its own PostgreSQL (test/pgenv) and, for sections 3 and 8, connects to
+// It starts its own PostgreSQL (test/pgenv) and, for sections 3, 8 and 9, connects to
 // the test cluster named by CHARTREUSE_TEST_ENV or starts one (test/kubeenv);
 // section 6 starts its own git server and registry (test/gitserver,
 // test/registry). It needs root.
@@ -37,6 +40,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -61,6 +65,10 @@ type config struct {
 	downApps, downReplicas, downMigrations int
 	downDelay                              time.Duration
 	runs8, runsNothing8                    int
+	// section 9
+	dbCount       int
+	dbParallelism []int
+	dbSingles     string
 }
 
 func main() {
@@ -85,10 +93,26 @@ func main() {
 	flag.IntVar(&c.downMigrations, "downtime-migrations", 4, "section 8: migrations pending in each run")
 	flag.IntVar(&c.runs8, "runs-downtime", 1, "section 8: runs with the migrations pending, per engine (a fresh database each)")
 	flag.IntVar(&c.runsNothing8, "runs-downtime-nothing", 3, "section 8: nothing-pending runs and one-pod runs after each of them, per engine (median)")
-	flag.StringVar(&sections, "sections", "1,2,3,4,5,6,7,8", "sections to run")
+	flag.IntVar(&c.dbCount, "databases", 50, "section 9: databases in one run, and single-database runs")
+	var parallelisms string
+	flag.StringVar(&parallelisms, "databases-parallelism", "1,4,8", "section 9: the parallelism of each multi-database run")
+	flag.StringVar(&c.dbSingles, "databases-singles", "sequential", "section 9: the single-database runs: sequential (each submitted when the one before ended), together (submitted back to back) or none")
+	flag.StringVar(&sections, "sections", "1,2,3,4,5,6,7,8,9", "sections to run")
 	flag.BoolVar(&c.defaultLimits, "default-limits", true, "section 3: also time the sequential loop once with client-go's default client limits (5 requests/s)")
 	flag.BoolVar(&c.kubectlLoop, "kubectl", true, "section 3: also time `kubectl scale` run once per Deployment, once")
 	flag.Parse()
+	for p := range strings.SplitSeq(parallelisms, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 1 || n > 64 {
+			fmt.Fprintf(os.Stderr, "bench: -databases-parallelism %q: want integers from 1 to 64, e.g. 1,4,8\n", parallelisms)
+			os.Exit(2)
+		}
+		c.dbParallelism = append(c.dbParallelism, n)
+	}
+	if c.dbSingles != "sequential" && c.dbSingles != "together" && c.dbSingles != "none" {
+		fmt.Fprintf(os.Stderr, "bench: -databases-singles %q: want sequential, together or none\n", c.dbSingles)
+		os.Exit(2)
+	}
 	c.sections = map[string]bool{}
 	for _, s := range strings.Split(sections, ",") {
 		c.sections[strings.TrimSpace(s)] = true
@@ -184,6 +208,18 @@ func run(ctx context.Context, c *config) (err error) {
 		} else {
 			if err := sectionEngines(ctx, c, env, rep); err != nil {
 				fail("8", err)
+			}
+			if serr := env.Stop(); serr != nil {
+				logf("stopping the cluster: %v", serr)
+			}
+		}
+	}
+	if c.sections["9"] {
+		if env, err := cluster(ctx); err != nil {
+			fail("9", err)
+		} else {
+			if err := sectionDatabases(ctx, c, env, rep); err != nil {
+				fail("9", err)
 			}
 			if serr := env.Stop(); serr != nil {
 				logf("stopping the cluster: %v", serr)

@@ -29,6 +29,7 @@ type report struct {
 	source    *sourceResult
 	risk      *riskResult
 	engines   *enginesResult
+	databases *databasesResult
 	warnings  []string
 }
 
@@ -200,6 +201,9 @@ func (r *report) String() string {
 	}
 	if s := r.engines; s != nil {
 		enginesTable(&b, s)
+	}
+	if s := r.databases; s != nil {
+		databasesTable(&b, s)
 	}
 	for _, w := range r.warnings {
 		fmt.Fprintf(&b, "WARNING: %s\n", w)
