@@ -208,3 +208,29 @@ func TestArgoDatabasesDepth(t *testing.T) {
 		t.Errorf("one Secret: %d deep; the walk found no nesting", d)
 	}
 }
+
+// TestArgoDatabasesFanOutBounded: a DAG that fans a pod template out over the
+// databases (withParam) bounds how many of its pods run at once. Unbounded, a
+// list of 90 started 90 plan pods together, which on a 2-core node ran past
+// their deadline.
+func TestArgoDatabasesFanOutBounded(t *testing.T) {
+	wft := argoTemplate(t)
+	found := 0
+	for _, tmpl := range wft.Spec.Templates {
+		if tmpl.DAG == nil {
+			continue
+		}
+		for _, task := range tmpl.DAG.Tasks {
+			if task.WithParam == "" || templateByName(t, wft, task.Template).Container == nil {
+				continue
+			}
+			found++
+			if tmpl.Parallelism == nil || *tmpl.Parallelism < 1 || *tmpl.Parallelism > 10 {
+				t.Errorf("template %s fans %s out over %s without a parallelism from 1 to 10 (%v)", tmpl.Name, task.Template, task.WithParam, tmpl.Parallelism)
+			}
+		}
+	}
+	if found < 3 { // plan (twice) and recheck
+		t.Errorf("found %d pod fan-outs, want at least 3", found)
+	}
+}
