@@ -400,7 +400,7 @@ func TestClusterAcquireAndRelease(t *testing.T) {
 // gate is taken, naming the names and never their values.
 func TestClusterUnknownParametersRefused(t *testing.T) {
 	c := newCluster(t)
-	pr := c.pipelineRunWith("run-typo", []string{"database-secret", "on-migrate-falure", "databases", "databases"}, []string{"database-secret", "image"})
+	pr := c.pipelineRunWith("run-typo", []string{"database-secret", "on-migrate-falure", "databases"}, []string{"database-secret", "image"})
 	r := c.mustRun(2, pr)
 	for _, want := range []string{"unknown parameters databases, on-migrate-falure: ", "start one PipelineRun per database", "nothing was changed"} {
 		if !strings.Contains(r.summary.Error, want) {

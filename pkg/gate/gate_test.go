@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -108,5 +109,27 @@ func TestCheckDurations(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestUnknownParameters(t *testing.T) {
+	for _, tc := range []struct {
+		given, declared, want []string
+	}{
+		{nil, []string{"a"}, nil},
+		{[]string{"a", "b"}, []string{"a", "b", "c"}, nil},
+		{[]string{"z", "a", "y", "z"}, []string{"a"}, []string{"y", "z"}},
+		{[]string{"A"}, []string{"a"}, []string{"A"}},
+	} {
+		if got := unknownParameters(tc.given, tc.declared); !slices.Equal(got, tc.want) {
+			t.Errorf("unknownParameters(%v, %v) = %v, want %v", tc.given, tc.declared, got, tc.want)
+		}
+	}
+	if UnknownParameters(nil) != nil {
+		t.Error("UnknownParameters(nil) is an error")
+	}
+	err := UnknownParameters([]string{"databases"})
+	if !errors.Is(err, ErrUnknownParameters) || failure.Code(err) != failure.CodeUsage || !strings.Contains(err.Error(), "one PipelineRun per database") {
+		t.Errorf("UnknownParameters(databases) = %v (exit %d)", err, failure.Code(err))
 	}
 }

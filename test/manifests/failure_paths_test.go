@@ -299,7 +299,8 @@ func TestArgoUnknownParameterGuard(t *testing.T) {
 	}
 	slices.Sort(declared)
 	lists := regexp.MustCompile(`!\(# in \[([^\]]*)\]\)`)
-	texts := append([]string{guard.When}, c.Args...)
+	// the guard task's when and message, and pull-image's arguments
+	texts := append(append([]string{guard.When}, c.Args...), templateByName(t, wft, argoPullProbe).Container.Args...)
 	found := 0
 	for _, text := range texts {
 		for _, m := range lists.FindAllStringSubmatch(text, -1) {
@@ -310,12 +311,12 @@ func TestArgoUnknownParameterGuard(t *testing.T) {
 			}
 			slices.Sort(names)
 			if !slices.Equal(names, declared) {
-				t.Errorf("the guard's list of known names differs from the declared parameters:\n got %v\nwant %v", names, declared)
+				t.Errorf("a guard's list of known names differs from the declared parameters:\n got %v\nwant %v", names, declared)
 			}
 		}
 	}
-	if found != 3 { // the when, and the message's test and list
-		t.Errorf("found %d lists of known names in the guard, want 3", found)
+	if found != 5 { // the when, the message's test and list, pull-image's test and list
+		t.Errorf("found %d lists of known names in the guards, want 5", found)
 	}
 	const secret = "postgres://u:hunter2@db/app"
 	for _, params := range []map[string]string{
@@ -344,6 +345,49 @@ func TestArgoUnknownParameterGuard(t *testing.T) {
 		}
 		if strings.Contains(stderr, "hunter2") || strings.Contains(strings.Join(args, " "), "hunter2") {
 			t.Errorf("%v: the guard shows a value: %q", params, stderr)
+		}
+	}
+}
+
+// TestArgoUnknownParameterPullImage: the single-phase entrypoints have no guard
+// task; their first pod, pull-image, refuses a parameter name neither the
+// template nor the entrypoint declares (exit 2, naming it, never its value), and
+// otherwise only prints the version.
+func TestArgoUnknownParameterPullImage(t *testing.T) {
+	wft := argoTemplate(t)
+	c := templateByName(t, wft, argoPullProbe).Container
+	const secret = "postgres://u:hunter2@db/app"
+	for _, tc := range []struct {
+		entrypoint string
+		params     map[string]string
+		unknown    string // "" when accepted
+	}{
+		{"main", nil, ""},
+		{"migrate", nil, ""},
+		{"rollback", map[string]string{"down-to": "20240101120000"}, ""},
+		{"scale-restore", map[string]string{"only-run-uid": "0000", "supersede-database": "shop-db", "wait-ready": "true"}, ""},
+		{"scale-restore", map[string]string{"only-runuid": secret}, "only-runuid"},
+		{"migrate", map[string]string{"too": "5"}, "too"},
+		{"migrate", map[string]string{"down-to": "1"}, "down-to"},
+		{"scale-down", map[string]string{"only-run-uid": "0000", "Image": "x"}, "Image, only-run-uid"},
+	} {
+		vars := run{entrypoint: tc.entrypoint, status: "Running", params: tc.params}.globals(t, wft)
+		var args []string
+		for _, a := range c.Args {
+			args = append(args, resolve(t, a, vars))
+		}
+		if tc.unknown == "" {
+			if !slices.Contains(args, "--version") {
+				t.Errorf("%s %v: pull-image args %q, want --version", tc.entrypoint, tc.params, args)
+			}
+			continue
+		}
+		code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
+		if code != exitcode.CodeUsage || !strings.Contains(stderr, "unknown parameters "+tc.unknown+" (") || !strings.Contains(stderr, "entrypoint "+tc.entrypoint+":") {
+			t.Errorf("%s %v: pull-image exits %d, stderr %q; want %d naming %s", tc.entrypoint, tc.params, code, stderr, exitcode.CodeUsage, tc.unknown)
+		}
+		if strings.Contains(stderr+strings.Join(args, " "), "hunter2") {
+			t.Errorf("%s %v: a value is shown: %q", tc.entrypoint, tc.params, stderr)
 		}
 	}
 }

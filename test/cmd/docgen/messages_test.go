@@ -398,6 +398,9 @@ func quotes(t *testing.T) []quote {
 	const argoUnknownWhy = `' (not parameters of this WorkflowTemplate: check their spelling against workflowtemplates/README.md)'`
 	sourceHas(t, "workflowtemplates/workflowtemplate.yaml", argoUnknown, argoUnknownWhy, "--refuse=invalid parameters: {{=join(filter([")
 	add("wait-for-db: invalid parameters: unknown parameters on-migrate-falure (not parameters of this WorkflowTemplate: check their spelling against workflowtemplates/README.md)")
+	sourceHas(t, "workflowtemplates/workflowtemplate.yaml", `'--refuse=invalid parameters: unknown parameters ' + join(sort(`,
+		`' (not parameters of this WorkflowTemplate or of its entrypoint ' + workflow.mainEntrypoint + ': check their spelling against workflowtemplates/README.md)'`)
+	add("wait-for-db: invalid parameters: unknown parameters only-runuid (not parameters of this WorkflowTemplate or of its entrypoint scale-restore: check their spelling against workflowtemplates/README.md)")
 	return q
 }
 
