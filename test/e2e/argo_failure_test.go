@@ -199,6 +199,24 @@ func (s *argoSuite) testInvalidParameters(t *testing.T) {
 			})
 		})
 	}
+	// A single-phase entrypoint has no guard task: its pull-image pod refuses the
+	// name (a misspelt only-run-uid would have restored every record).
+	entrySecret := "typo-entry-db"
+	if err := CreateSecret(t.Context(), s.kube, s.argo.Namespace, entrySecret, c.db.URL()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() {
+		t.Run("entrypoint scale-restore only-runuid", func(t *testing.T) {
+			wf := c.run(t, "scale-restore", map[string]string{"database-secret": entrySecret, "only-runuid": "x"})
+			if wf.Status.Phase == wfv1.WorkflowSucceeded {
+				t.Errorf("workflow %s Succeeded", wf.Name)
+			}
+			if n, ok := engines.ArgoNodeByName(wf, "pull-image"); !ok || n.Phase != wfv1.NodeFailed {
+				t.Errorf("pull-image: %+v, want Failed", n)
+			}
+			notRun(t, wf, "scale-restore")
+		})
+	})
 	wg.Wait()
 	wantVersions(t, c.versions(t))
 	after := c.appState(t)
