@@ -17,6 +17,11 @@
 // (a cancelled run's pods take their grace period to go), its Lease is deleted
 // and taken, and the step says so.
 //
+// Before it acquires, the step checks the run's parameters (CheckParameters):
+// Tekton passes on a param the Pipeline does not declare without a word, so a
+// misspelt name, or the Argo WorkflowTemplate's databases list, is refused
+// (exit 2, naming it) before anything is held.
+//
 // Release deletes the Lease only when this run holds it, and only after every
 // other TaskRun and pod of this run has stopped: Tekton runs finally tasks side
 // by side, so the release must not free the gate while a restore or rollback of
