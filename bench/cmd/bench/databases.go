@@ -46,6 +46,46 @@ type databasesCase struct {
 	baseRSS   int64 // KiB, the controller's resident memory before the case
 	runs      int
 	compacted bool // the controller compressed a workflow's node status
+	// One run's phases (a multi-database run): first pod start → last pod end.
+	phases runPhases
+}
+
+// runPhases are the spans of a databases run's phases, from its pod nodes.
+type runPhases struct {
+	plan, migrate time.Duration
+	// down: scale-down's pod starting → scale-restore's pod ending, the
+	// application's stop as far as the run is concerned.
+	down time.Duration
+}
+
+// phasesOf reads the phases from a workflow's nodes; zero where a phase's pods
+// did not all start and end.
+func phasesOf(nodes []engines.ArgoNode) runPhases {
+	first, last := map[string]time.Time{}, map[string]time.Time{}
+	for _, n := range nodes {
+		if n.Type != wfv1.NodeTypePod || n.Started.IsZero() || n.Finished.IsZero() {
+			continue
+		}
+		if f, ok := first[n.Template]; !ok || n.Started.Before(f) {
+			first[n.Template] = n.Started
+		}
+		if l, ok := last[n.Template]; !ok || n.Finished.After(l) {
+			last[n.Template] = n.Finished
+		}
+	}
+	span := func(from, to string) time.Duration {
+		f, ok1 := first[from]
+		l, ok2 := last[to]
+		if !ok1 || !ok2 || l.Before(f) {
+			return 0
+		}
+		return l.Sub(f)
+	}
+	return runPhases{
+		plan:    span("plan-db-pod", "plan-db-pod"),
+		migrate: span("migrate-db-pod", "migrate-db-pod"),
+		down:    span("scale-down-pod", "scale-restore-pod"),
+	}
 }
 
 type databasesResult struct {
@@ -247,6 +287,9 @@ func (b *databasesBench) measure(ctx context.Context, what string, runs []map[st
 			return
 		}
 		nodes := engines.ArgoNodes(wf)
+		if len(runs) == 1 {
+			dc.phases = phasesOf(nodes)
+		}
 		for _, nd := range nodes {
 			if nd.Type == wfv1.NodeTypePod {
 				dc.pods++
@@ -323,9 +366,10 @@ func procStatusKiB(pid int, field string) int64 {
 // databasesTable prints section 9.
 func databasesTable(b *strings.Builder, s *databasesResult) {
 	fmt.Fprintf(b, "\n9. Several databases in one run — %d databases (a Secret each, one tiny migration pending), one application (1 pod), Argo Workflows %s\n", s.n, s.version)
+	fmt.Fprintf(b, "   plan, migrate: a run's first pod of the phase starting → its last ending; stopped: scale-down's pod starting → scale-restore's ending\n")
 	fmt.Fprintf(b, "   wall: submit → every run done; pods: the runs' pod nodes (retries included); object: the largest workflow as stored; controller RSS: peak while the case ran (its resident memory before)\n")
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "   case\twall\tpods\tnodes\tobject\tcontroller RSS\n")
+	fmt.Fprintf(tw, "   case\twall\tplan\tmigrate\tstopped\tpods\tnodes\tobject\tcontroller RSS\n")
 	for _, c := range s.cases {
 		obj := fmt.Sprintf("%d KB", c.objectKB)
 		if c.compacted {
@@ -335,7 +379,14 @@ func databasesTable(b *strings.Builder, s *databasesResult) {
 		if c.peakRSS > 0 {
 			rss = fmt.Sprintf("%s (from %s)", mib(c.peakRSS), mib(c.baseRSS))
 		}
-		fmt.Fprintf(tw, "   %s\t%s\t%d\t%d\t%s\t%s\n", c.what, ms(c.wall), c.pods, c.nodes, obj, rss)
+		phase := func(d time.Duration) string {
+			if d == 0 {
+				return "-"
+			}
+			return ms(d)
+		}
+		fmt.Fprintf(tw, "   %s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", c.what, ms(c.wall), phase(c.phases.plan), phase(c.phases.migrate), phase(c.phases.down),
+			c.pods, c.nodes, obj, rss)
 	}
 	tw.Flush()
 }
