@@ -173,11 +173,26 @@ func (c *cluster) pipelineRunWith(name string, given, declared []string) *unstru
 	}
 	// After the controller's mark: it writes no more status on a pending run.
 	c.awaitPendingMark(PipelineRuns, name, "PipelineRunPending")
+	return c.ensureResolved(name)
+}
+
+// ensureResolved puts the run's spec.pipelineSpec into its status, as Tekton's
+// reconciler does for a run it starts, unless it is there. A Tekton controller
+// that became ready after the test began writes its pending mark over the
+// status (ci23: the gate then found no status.pipelineSpec), so run puts it back
+// before every step.
+func (c *cluster) ensureResolved(name string) *unstructured.Unstructured {
+	c.t.Helper()
+	ctx := c.t.Context()
 	for {
 		cur, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			c.t.Fatal(err)
 		}
+		if _, found, _ := unstructured.NestedMap(cur.Object, "status", "pipelineSpec"); found {
+			return cur
+		}
+		spec, _, _ := unstructured.NestedMap(cur.Object, "spec", "pipelineSpec")
 		_ = unstructured.SetNestedMap(cur.Object, runtime.DeepCopyJSON(spec), "status", "pipelineSpec")
 		pr, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
@@ -345,6 +360,7 @@ func (c *cluster) run(pr *unstructured.Unstructured, stderr *syncbuf.Buffer, arg
 	}
 	name := "no PipelineRun"
 	if pr != nil { // nil: the arguments name the run (settle)
+		c.ensureResolved(pr.GetName())
 		full = append(full, "--database-secret", secret, "--run-name", pr.GetName(), "--run-uid", string(pr.GetUID()))
 		name = pr.GetName()
 	}
