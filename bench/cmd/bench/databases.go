@@ -14,8 +14,6 @@ import (
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/chartreuse-go/chartreuse/test/e2e"
@@ -102,17 +100,11 @@ func sectionDatabases(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 		return err
 	}
 	ns := fmt.Sprintf("bench-databases-%d", time.Now().Unix()%100000)
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	remove, err := benchNamespace(ctx, cs, ns)
+	if err != nil {
 		return err
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_ = cs.CoreV1().Namespaces().Delete(dctx, ns, metav1.DeleteOptions{})
-	}()
-	if err := waitServiceAccount(ctx, cs, ns); err != nil {
-		return err
-	}
+	defer remove()
 	logf("section 9: installing Argo Workflows, building the image with one migration")
 	t0 := time.Now()
 	var (

@@ -84,17 +84,11 @@ func sectionEngines(ctx context.Context, c *config, env *kubeenv.Env, rep *repor
 	suffix := time.Now().Unix() % 100000
 	argoNS, tektonNS := fmt.Sprintf("bench-argo-%d", suffix), fmt.Sprintf("bench-tekton-%d", suffix)
 	for _, ns := range []string{argoNS, tektonNS} {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		remove, err := benchNamespace(ctx, cs, ns)
+		if err != nil {
 			return err
 		}
-		defer func() {
-			dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			_ = cs.CoreV1().Namespaces().Delete(dctx, ns, metav1.DeleteOptions{})
-		}()
-		if err := waitServiceAccount(ctx, cs, ns); err != nil {
-			return err
-		}
+		defer remove()
 	}
 
 	// Set-up side by side: both engines, the image, the database server.

@@ -166,17 +166,11 @@ func sectionWorkloads(ctx context.Context, c *config, env *kubeenv.Env, rep *rep
 		return err
 	}
 	ns := fmt.Sprintf("bench-%d", time.Now().Unix()%100000)
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	remove, err := benchNamespace(ctx, cs, ns)
+	if err != nil {
 		return err
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_ = cs.CoreV1().Namespaces().Delete(dctx, ns, metav1.DeleteOptions{})
-	}()
-	if err := waitServiceAccount(ctx, cs, ns); err != nil {
-		return err
-	}
+	defer remove()
 	b := &workloadBench{c: c, env: env, cfg: cfg, cs: cs, ns: ns, res: &workloadResult{n: c.workloads},
 		originals: map[string]int32{}, withReplicas: map[string]bool{}, tr: &tracker{}}
 	rep.workloads = b.res // cycles done so far are reported even if a later one fails
@@ -496,6 +490,24 @@ func checkReplicas(ctx context.Context, cs kubernetes.Interface, ns string, want
 		}
 	}
 	return nil
+}
+
+// benchNamespace creates the namespace ns and waits for its default
+// ServiceAccount; remove deletes it (best effort, within a minute).
+func benchNamespace(ctx context.Context, cs kubernetes.Interface, ns string) (remove func(), err error) {
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	remove = func() {
+		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = cs.CoreV1().Namespaces().Delete(dctx, ns, metav1.DeleteOptions{})
+	}
+	if err := waitServiceAccount(ctx, cs, ns); err != nil {
+		remove()
+		return nil, err
+	}
+	return remove, nil
 }
 
 func waitServiceAccount(ctx context.Context, cs kubernetes.Interface, ns string) error {

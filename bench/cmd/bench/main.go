@@ -191,39 +191,18 @@ func run(ctx context.Context, c *config) (err error) {
 		}
 	}
 	if c.sections["3"] {
-		if env, err := cluster(ctx); err != nil {
+		if err := withCluster(ctx, func(env *kubeenv.Env) error { return sectionWorkloads(ctx, c, env, rep) }); err != nil {
 			fail("3", err)
-		} else {
-			if err := sectionWorkloads(ctx, c, env, rep); err != nil {
-				fail("3", err)
-			}
-			if serr := env.Stop(); serr != nil {
-				logf("stopping the cluster: %v", serr)
-			}
 		}
 	}
 	if c.sections["8"] {
-		if env, err := cluster(ctx); err != nil {
+		if err := withCluster(ctx, func(env *kubeenv.Env) error { return sectionEngines(ctx, c, env, rep) }); err != nil {
 			fail("8", err)
-		} else {
-			if err := sectionEngines(ctx, c, env, rep); err != nil {
-				fail("8", err)
-			}
-			if serr := env.Stop(); serr != nil {
-				logf("stopping the cluster: %v", serr)
-			}
 		}
 	}
 	if c.sections["9"] {
-		if env, err := cluster(ctx); err != nil {
+		if err := withCluster(ctx, func(env *kubeenv.Env) error { return sectionDatabases(ctx, c, env, rep) }); err != nil {
 			fail("9", err)
-		} else {
-			if err := sectionDatabases(ctx, c, env, rep); err != nil {
-				fail("9", err)
-			}
-			if serr := env.Stop(); serr != nil {
-				logf("stopping the cluster: %v", serr)
-			}
 		}
 	}
 	if c.sections["4"] {
@@ -256,6 +235,20 @@ func run(ctx context.Context, c *config) (err error) {
 		return fmt.Errorf("sections %s failed", strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// withCluster runs section on a cluster (see cluster) and stops it after.
+func withCluster(ctx context.Context, section func(*kubeenv.Env) error) error {
+	env, err := cluster(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := env.Stop(); serr != nil {
+			logf("stopping the cluster: %v", serr)
+		}
+	}()
+	return section(env)
 }
 
 // cluster connects to the environment named by CHARTREUSE_TEST_ENV or starts one
