@@ -2,45 +2,59 @@ package gate
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 )
 
-const holdFinalizer = "chartreuse.io/test-hold"
-
-// terminatingPod creates a pod of the run owned by its PipelineRun, as Tekton's
-// pods are (through their TaskRun), with a finalizer that keeps it after the
-// garbage collector deletes it: a step still in its termination grace period.
-func (c *cluster) terminatingPod(pr *unstructured.Unstructured, taskRun string) string {
+// stoppingPod starts a pod of the run on the node, owned by its PipelineRun as
+// Tekton's pods are (through their TaskRun), and returns it once it runs. Its
+// preStop hook sleeps through a long grace period, so once the garbage
+// collector deletes it the pod stays Running with a deletion timestamp: a step
+// still stopping. (An unscheduled pod held by a finalizer is no such stand-in:
+// the pod garbage collector marks a deleted unscheduled pod Failed within its
+// 20 s period, and that flaked this test in CI.)
+func (c *cluster) stoppingPod(pr *unstructured.Unstructured, taskRun string) string {
 	c.t.Helper()
-	name := c.pod(pr, taskRun)
-	c.t.Cleanup(func() { c.release(name) })
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-		"finalizers": []string{holdFinalizer},
-		"ownerReferences": []metav1.OwnerReference{{
-			APIVersion: PipelineRuns.GroupVersion().String(), Kind: "PipelineRun", Name: pr.GetName(), UID: pr.GetUID(),
-		}},
-	}})
-	if _, err := c.cs.CoreV1().Pods(c.ns).Patch(c.t.Context(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	const grace = 120
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: "tr-",
+			Labels:       map[string]string{labelRunUID: string(pr.GetUID()), labelTaskRun: taskRun},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: PipelineRuns.GroupVersion().String(), Kind: "PipelineRun", Name: pr.GetName(), UID: pr.GetUID(),
+			}},
+		},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{
+				Name: "step", Image: c.env.PauseImage, ImagePullPolicy: corev1.PullNever,
+				Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: grace}}},
+			}},
+			TerminationGracePeriodSeconds: new(int64(grace)),
+			AutomountServiceAccountToken:  new(false),
+		},
+	}
+	created, err := c.cs.CoreV1().Pods(c.ns).Create(c.t.Context(), p, metav1.CreateOptions{})
+	if err != nil {
 		c.t.Fatal(err)
 	}
+	name := created.Name
+	c.t.Cleanup(func() {
+		err := c.cs.CoreV1().Pods(c.ns).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+		if err != nil && !apierrors.IsNotFound(err) {
+			c.t.Error(err)
+		}
+	})
+	waitFor(c.t, func() bool {
+		got, err := c.cs.CoreV1().Pods(c.ns).Get(c.t.Context(), name, metav1.GetOptions{})
+		return err == nil && got.Status.Phase == corev1.PodRunning
+	})
 	return name
-}
-
-// release drops the test finalizer: the pod then goes if it was deleted.
-func (c *cluster) release(pod string) {
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"finalizers": nil}})
-	_, err := c.cs.CoreV1().Pods(c.ns).Patch(context.Background(), pod, types.MergePatchType, patch, metav1.PatchOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		c.t.Error(err)
-	}
 }
 
 // Deleting the holder's PipelineRun while one of its pods is still stopping
@@ -53,7 +67,7 @@ func TestClusterDeletedHolderWaitsForItsStoppingPods(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.pipelineRun("run-a"), c.pipelineRun("run-b")
 	c.mustRun(0, a)
-	pod := c.terminatingPod(a, "run-a-migrate")
+	pod := c.stoppingPod(a, "run-a-migrate")
 	if err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Delete(t.Context(), a.GetName(), metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -68,16 +82,15 @@ func TestClusterDeletedHolderWaitsForItsStoppingPods(t *testing.T) {
 		if err != nil || p.DeletionTimestamp == nil {
 			return false
 		}
+		if p.Status.Phase != corev1.PodRunning {
+			t.Fatalf("pod %s stopped (%s) before the test could see it stopping", pod, p.Status.Phase)
+		}
 		ls := c.lease()
 		return ls == nil || len(ls.OwnerReferences) == 0
 	})
 	r := c.mustRun(failure.CodeTransient, b, "--timeout", "1s")
 	wantLog(t, r, "its PipelineRun is gone; waiting for pod "+pod+" to stop")
-	c.release(pod)
-	waitFor(t, func() bool {
-		_, err := c.cs.CoreV1().Pods(c.ns).Get(t.Context(), pod, metav1.GetOptions{})
-		return apierrors.IsNotFound(err)
-	})
+	c.deletePod(pod) // at once: the step has stopped
 	wantLog(t, c.mustRun(0, b), "taking the gate over from a run that is done: its PipelineRun is gone", "gate taken")
 	c.wantHolder(b)
 }
