@@ -215,14 +215,26 @@ func Decide(plans []Plan, out Outputs, policy string, parallelism int) Decision 
 		return d
 	}
 	if !d.MigrateFailed {
-		// Every database is at its planned version or, migrated, at its target:
-		// the run failed before or after migrating (scale-down, the final restore).
+		// No migrate reported a failure. Restore only when the run failed before
+		// migrating anything (every database at its planned version) or after
+		// migrating everything (scale-down, the final restore): a database at
+		// neither is a failure, and so is a pending one not reached while another
+		// moved (argo stop between rounds), a mixed state the old application must
+		// not come back to.
+		var notReached []string
 		for _, p := range plans {
 			cur, _ := out.get(p.Index, "recheck", "current-version")
-			if cur != p.PlannedVersion && cur != p.PlannedTarget {
+			switch {
+			case cur != p.PlannedVersion && cur != p.PlannedTarget:
 				d.MigrateFailed = true
 				failed = append(failed, p.Name)
+			case p.Pending && cur != p.PlannedTarget:
+				notReached = append(notReached, p.Name+" (not reached)")
 			}
+		}
+		if len(moved) > 0 && len(notReached) > 0 {
+			d.MigrateFailed = true
+			failed = append(failed, notReached...)
 		}
 	}
 	if !d.MigrateFailed {

@@ -161,6 +161,10 @@ func TestDecide(t *testing.T) {
 		{"no migrate failed (scale-down failed): restore", cat(rechecked("0", "0")), KeepDown, 1, false, true, [][]string{}, false},
 		{"all migrated, the final restore failed: restore", cat(migratedB, []string{"2/migrate/current-version", "3"}, rechecked("3", "3")), KeepDown, 1, false, true, [][]string{}, false},
 		{"a migrate with no report that moved counts as failed", cat(rechecked("0", "2")), Restore, 1, true, false, [][]string{}, false},
+		// argo stop between rounds: b migrated, c never started (no migrate output)
+		{"stopped after b, c not reached: keep down", cat(migratedB, rechecked("3", "0")), KeepDown, 1, true, false, [][]string{}, false},
+		{"stopped after b, c not reached, restore: b moved, keep down", cat(migratedB, rechecked("3", "0")), Restore, 1, true, false, [][]string{}, false},
+		{"stopped after b, c not reached, rollback: b", cat(migratedB, rechecked("3", "0")), Rollback, 1, true, false, [][]string{{"b"}}, true},
 		{"a recheck failed: keep down", cat(migratedB, failedC, []string{"0/recheck/current-version", "3", "1/recheck/current-version", "3"}), Restore, 1, true, false, [][]string{}, false},
 		{"a recheck failed, rollback: roll back what moved, keep down", cat(migratedB, failedC, []string{"0/recheck/current-version", "3", "1/recheck/current-version", "3"}), Rollback, 1, true, false, [][]string{{"b"}}, false},
 	}
