@@ -129,7 +129,7 @@ func TestClusterScaleDownTwiceThenRestore(t *testing.T) {
 	before := time.Now()
 	r := c.mustRun(0, ScaleRestoreSpec(), "", "--wait-ready")
 	after := time.Now()
-	if r.results[ResultWorkloads] != `["deployment/a=3","deployment/b=2"]` {
+	if r.results[ResultWorkloads] != `["deployment/a=3","deployment/b=2"]` || r.results[ResultWorkloadsStopped] != "false" {
 		t.Fatalf("restore results %v", r.results)
 	}
 	// The downtime runs from the recorded stop to the restore's end, which came
@@ -570,6 +570,10 @@ func TestClusterRBAC(t *testing.T) {
 		r := c.mustRun(1, ScaleRestoreSpec(), noPatch)
 		if !strings.Contains(r.summary.Error, "patch deployments.apps") {
 			t.Errorf("error does not name the permission: %s", r.summary.Error)
+		}
+		// the workflows' mark that the run put its workloads back: not after a failure
+		if v, ok := r.results[ResultWorkloadsStopped]; ok {
+			t.Errorf("a failed restore wrote %s=%q", ResultWorkloadsStopped, v)
 		}
 		if after := snapshot(); after != before {
 			t.Fatalf("changed:\n%s\n%s", before, after)

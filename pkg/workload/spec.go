@@ -19,6 +19,11 @@ const (
 	// ResultDowntime is scale-restore's count of seconds the application was
 	// down (Downtime); empty when it brought no workload back from 0.
 	ResultDowntime = "downtime-seconds"
+	// ResultWorkloadsStopped is scale-restore's "false", written only when it
+	// succeeded: the workflows' mark that this run has put its workloads back.
+	// A restore that failed writes nothing, so the mark stays as scale-down set it
+	// and the run's failure path still restores.
+	ResultWorkloadsStopped = "workloads-stopped"
 )
 
 // Downtime is how long the application was down, for a scale-restore that
@@ -96,7 +101,7 @@ func ScaleRestoreSpec() step.Spec {
 			"that were not suspended before, removes the record, lowest chartreuse.io/stop-priority first. " +
 			"With --only-run-uid, only the records of that run; with --wait-ready, it succeeds only once the restored workloads are ready. " +
 			"Safe when nothing was scaled down and safe to run twice. " +
-			"Results: restored (count), workloads (JSON list of kind/name=replicas), downtime-seconds (from the earliest recorded stop of a Deployment or StatefulSet it brought back from 0 until they were restored, and ready with --wait-ready; empty when none).",
+			"Results: restored (count), workloads (JSON list of kind/name=replicas), downtime-seconds (from the earliest recorded stop of a Deployment or StatefulSet it brought back from 0 until they were restored, and ready with --wait-ready; empty when none), workloads-stopped (false, and only when it succeeded).",
 		Options: []step.Options{ko, so, ro},
 		Run: runOnCluster("scale-restore", ResultRestored, ko, func(ctx context.Context, c *kube.Client, env *step.Env) ([]Outcome, error) {
 			r := &Restorer{
@@ -105,6 +110,9 @@ func ScaleRestoreSpec() step.Spec {
 			}
 			env.Results.Set(ResultDowntime, "")
 			outs, err := r.Run(ctx, so.Selection())
+			if err == nil {
+				env.Results.Set(ResultWorkloadsStopped, "false")
+			}
 			if d, ok := Downtime(outs, r.Clock.Now()); ok && err == nil {
 				env.Results.Set(ResultDowntime, strconv.FormatFloat(d.Seconds(), 'f', 1, 64))
 				env.Log.Info("application back", "downtime", d.Round(100*time.Millisecond).String(), "ready", ro.WaitReady)

@@ -13,6 +13,8 @@ import (
 	"github.com/Knetic/govaluate"
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/util/template"
+
+	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
 
 // These tests run the WorkflowTemplate's conditions through Argo's own substitution
@@ -579,17 +581,16 @@ func TestArgoMigrateRefusedAfterRestore(t *testing.T) {
 			}
 		}
 	}
-	for _, tmpl := range []string{"scale-down-pod", "scale-restore-pod"} {
-		want := map[string]string{"scale-down-pod": "true", "scale-restore-pod": "false"}[tmpl]
-		found := false
-		for _, p := range templateByName(t, wft, tmpl).Outputs.Parameters {
-			if p.GlobalName == "workloads-stopped" {
-				found = p.Value != nil && p.Value.String() == want
-			}
+	// scale-down sets the mark; scale-restore clears it when it succeeds
+	// (TestArgoWorkloadsStoppedOnlyAfterARestore)
+	found := false
+	for _, p := range templateByName(t, wft, "scale-down-pod").Outputs.Parameters {
+		if p.GlobalName == "workloads-stopped" {
+			found = p.Value != nil && p.Value.String() == "true"
 		}
-		if !found {
-			t.Errorf("%s does not export workloads-stopped=%s", tmpl, want)
-		}
+	}
+	if !found {
+		t.Error("scale-down-pod does not export workloads-stopped=true")
 	}
 }
 
@@ -665,5 +666,29 @@ func TestArgoExitHandlerSettlesFirst(t *testing.T) {
 			}
 			seen[n] = true
 		}
+	}
+}
+
+// The run's mark that it has put its workloads back (workloads-stopped false),
+// which turns off its failure path, comes from scale-restore only when it
+// succeeded: it writes the file then. A constant "false" was exported by a
+// failed final restore too (Argo reports outputs whatever the exit code), and
+// a databases run whose every migration succeeded then stayed down.
+func TestArgoWorkloadsStoppedOnlyAfterARestore(t *testing.T) {
+	wft := argoTemplate(t)
+	tmpl := templateByName(t, wft, "scale-restore-pod")
+	found := false
+	for _, p := range tmpl.Outputs.Parameters {
+		if p.Name != "workloads-stopped" {
+			continue
+		}
+		found = true
+		if p.GlobalName != "workloads-stopped" || p.Value != nil || p.ValueFrom == nil ||
+			p.ValueFrom.Path != "/tmp/results/"+workload.ResultWorkloadsStopped || p.ValueFrom.Default == nil || p.ValueFrom.Default.String() != "true" {
+			t.Errorf("scale-restore-pod's workloads-stopped: %+v %+v; want the global read from /tmp/results/%s, default true", p, p.ValueFrom, workload.ResultWorkloadsStopped)
+		}
+	}
+	if !found {
+		t.Error("scale-restore-pod exports no workloads-stopped")
 	}
 }

@@ -81,7 +81,7 @@ var agreedResults = map[string][]string{
 	"migrate --plan":  {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime", "files-digest"},
 	"migrate":         {"applied", "applied-versions", "current-version", "target-version", "git-commit", "migrations-digest", "lock-wait-seconds", "table-lock-wait-seconds", "sql-seconds"},
 	"scale-down":      {"scaled", "workloads"},
-	"scale-restore":   {"restored", "workloads", "downtime-seconds"},
+	"scale-restore":   {"restored", "workloads", "downtime-seconds", "workloads-stopped"},
 	"gate":            {},
 }
 

@@ -98,6 +98,7 @@ var Binaries = []binary{
 		{"restored", "number of workloads whose record this run handled (restored, or kept at a newer value)"},
 		{"workloads", "JSON list of `kind/name=value`: the replicas or `active`/`suspended` each workload has now"},
 		{"downtime-seconds", "seconds, to the tenth, from the earliest stop recorded on a Deployment or StatefulSet this run brought back from 0 until they were restored (and ready, with `--wait-ready`); empty when it brought none back (nothing was stopped, or a deploy brought them back first); Argo's `chartreuse_downtime_seconds`"},
+		{"workloads-stopped", "`false`, written only when the step succeeded: the WorkflowTemplate's mark (global output `workloads-stopped`) that the run has put its workloads back, which turns off its failure path and refuses an `argo retry` of migrate; a failed restore writes nothing, so the failure path still restores"},
 	}},
 	{"gate", gate.Spec, nil},
 	{"helm-wait", helmwait.Spec, []result{
