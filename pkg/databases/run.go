@@ -96,15 +96,23 @@ func ParseParallelism(s string) (int, error) {
 	return n, nil
 }
 
-// Holder is the holder entry's database list for a run of these plans: their
-// distinct Secrets, sorted, joined by "+" (scale-down --database-secret,
-// scale-restore --supersede-database).
+// Holder is the holder entry's database list for a run of these plans: each
+// database as secret/key, distinct, sorted, joined by "+" (scale-down
+// --database-secret, scale-restore --supersede-database). The key is part of
+// it: tenants that share one Secret are different databases, and a run that
+// migrated one of them must not lift another's keep-down.
 func Holder(plans []Plan) string {
-	entries := make([]Entry, len(plans))
-	for i, p := range plans {
-		entries[i] = p.Entry
+	seen := map[string]bool{}
+	var ids []string
+	for _, p := range plans {
+		id := p.Secret + "/" + p.Key
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
 	}
-	return strings.Join(Secrets(entries), "+")
+	sort.Strings(ids)
+	return strings.Join(ids, "+")
 }
 
 // Outputs are the workflow's global outputs the per-database steps wrote, by

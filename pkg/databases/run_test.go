@@ -97,7 +97,7 @@ func TestJoinPlans(t *testing.T) {
 	if !reflect.DeepEqual(plans, want) {
 		t.Errorf("JoinPlans =\n%+v\nwant\n%+v", plans, want)
 	}
-	if h := Holder(plans); h != "billing-db+orders-db" {
+	if h := Holder(plans); h != "billing-db/url+orders-db/url" {
 		t.Errorf("Holder = %q", h)
 	}
 	for _, tc := range []struct {
@@ -262,7 +262,7 @@ func TestActions(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("rounds: exit %d: %s", code, sum.Error)
 	}
-	for k, want := range map[string]string{"pending": "true", "needs-downtime": "true", "holder": "a-db+b-db+c-db"} {
+	for k, want := range map[string]string{"pending": "true", "needs-downtime": "true", "holder": "a-db/url+b-db/url+c-db/url"} {
 		if sum.Results[k] != want {
 			t.Errorf("rounds: %s = %q, want %q", k, sum.Results[k], want)
 		}

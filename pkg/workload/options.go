@@ -121,7 +121,7 @@ func (o *RunOptions) Flags() []cli.Flag {
 		return []cli.Flag{
 			runID,
 			&cli.StringFlag{Name: "run-uid", Usage: "a value unique to this run (Argo: {{workflow.uid}}, Tekton: $(context.pipelineRun.uid)), recorded on each workload this run stops (" + AnnotationByRunUID + ") so that its failure path can restore only those (scale-restore --only-run-uid); a workload another run already stopped keeps that run's record and gets this run added to its holders (" + AnnotationHeldBy + "); empty: not recorded", Destination: &o.RunUID},
-			&cli.StringFlag{Name: "database-secret", Usage: "the Secret of the database this run migrates, or the Secrets of a run of several databases joined by + (orders-db+billing-db), recorded with the run uid among the holders (" + AnnotationHeldBy + "), so that a later run that migrates all of them successfully can supersede this run's hold (scale-restore --supersede-database)", Destination: &o.DatabaseSecret},
+			&cli.StringFlag{Name: "database-secret", Usage: "the database this run migrates as secret/key (the Secret and the key holding its URL), or those of a run of several databases joined by + (orders-db/url+billing-db/url), recorded with the run uid among the holders (" + AnnotationHeldBy + "), so that a later run that migrates all of them successfully can supersede this run's hold (scale-restore --supersede-database)", Destination: &o.DatabaseSecret},
 			&cli.StringFlag{Name: "git-commit", Usage: "the commit the run's migrations come from (plan's git-commit result), written in each workload's ScaledDownForMigration Event; empty: the image's migrations", Destination: &o.GitCommit},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long to wait for the workloads' pods to stop", Destination: &o.Timeout},
 			progress,
@@ -130,7 +130,7 @@ func (o *RunOptions) Flags() []cli.Flag {
 	return []cli.Flag{
 		runID,
 		&cli.StringFlag{Name: "only-run-uid", Usage: "restore only the workloads this run holds stopped (scale-down --run-uid with this value), and leave every other record (another run's, or one without a run uid) as it is, saying so; a workload another run holds too stays stopped, with this run taken off its holders, until the last holder lets go; empty: restore every record in the selection", Destination: &o.OnlyRunUID},
-		&cli.StringFlag{Name: "supersede-database", Usage: "with --only-run-uid, after this run migrated the database of this Secret successfully (or those of several Secrets joined by +, orders-db+billing-db): also take off the holders every run that joined them before this run (an earlier scale-down) all of whose databases are among them, as this run's migration supersedes what they decided (a keep-down); a run that joined after it (a later run, when this one is an argo retry) keeps holding; a run that also named another database, and holders whose database is not recorded (a person's scale-down without --run-uid), keep holding", Destination: &o.SupersedeDatabase},
+		&cli.StringFlag{Name: "supersede-database", Usage: "with --only-run-uid, after this run migrated this database (secret/key) successfully (or several joined by +, orders-db/url+billing-db/url): also take off the holders every run that joined them before this run (an earlier scale-down) all of whose databases are among them, as this run's migration supersedes what they decided (a keep-down); a run that joined after it (a later run, when this one is an argo retry) keeps holding; a run that also named another database, and holders whose database is not recorded (a person's scale-down without --run-uid), keep holding", Destination: &o.SupersedeDatabase},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long reading and restoring the workloads may take in all (an unreachable API server, endless conflicts), not counting the wait for readiness (--ready-timeout); then exit 75", Destination: &o.Timeout},
 		progress,
 		&cli.BoolFlag{Name: "wait-ready", Usage: "wait until the restored Deployments and StatefulSets report all replicas ready, each priority group before restoring the next", Destination: &o.WaitReady},
@@ -192,9 +192,12 @@ func (o *RunOptions) Validate() error {
 }
 
 // secretList checks the value of --database-secret or --supersede-database:
-// empty, one Secret name, or several joined by "+" (a run of several
-// databases), each a Secret name, none twice. It returns the list without
-// blanks around the names.
+// empty, one database, or several joined by "+" (a run of several databases),
+// none twice. A database is secret/key, the Secret and the key holding its URL
+// (the workflows pass these), or a bare Secret name (a person's scale-down): a
+// bare name and a secret/key never match, so a run for one key of a Secret
+// never supersedes a hold on another. It returns the list without blanks
+// around the pieces.
 func secretList(flag, v string) (string, error) {
 	if strings.TrimSpace(v) == "" {
 		return "", nil
@@ -204,13 +207,17 @@ func secretList(flag, v string) (string, error) {
 	for i, p := range parts {
 		p = strings.TrimSpace(p)
 		if p == "" {
-			return "", fmt.Errorf("%s %q has an empty Secret name at position %d: give Secret names joined by %q, e.g. orders-db+billing-db", flag, v, i+1, DatabaseSeparator)
+			return "", fmt.Errorf("%s %q has an empty database at position %d: give databases as secret/key joined by %q, e.g. orders-db/url+billing-db/url", flag, v, i+1, DatabaseSeparator)
 		}
-		if errs := validation.IsDNS1123Subdomain(p); len(errs) > 0 {
-			return "", fmt.Errorf("%s: %q is not a Secret name: %s; give Secret names joined by %q, e.g. orders-db+billing-db", flag, p, strings.Join(errs, "; "), DatabaseSeparator)
+		secret, key, keyed := strings.Cut(p, KeySeparator)
+		if errs := validation.IsDNS1123Subdomain(secret); len(errs) > 0 {
+			return "", fmt.Errorf("%s: %q is not a Secret name: %s; give databases as secret/key joined by %q, e.g. orders-db/url+billing-db/url", flag, secret, strings.Join(errs, "; "), DatabaseSeparator)
+		}
+		if errs := validation.IsConfigMapKey(key); keyed && len(errs) > 0 {
+			return "", fmt.Errorf("%s: %q is not a Secret key: %s; give databases as secret/key joined by %q, e.g. orders-db/url+billing-db/url", flag, key, strings.Join(errs, "; "), DatabaseSeparator)
 		}
 		if seen[p] {
-			return "", fmt.Errorf("%s names Secret %q twice: give each Secret once", flag, p)
+			return "", fmt.Errorf("%s names database %q twice: give each database once", flag, p)
 		}
 		seen[p] = true
 		parts[i] = p

@@ -377,6 +377,10 @@ func TestHolders(t *testing.T) {
 		{"a run naming a database not migrated keeps holding", held("a", "a:one+three,b:one+two"), "restore", "b", "one+two", "a:one+three", 0},
 		{"an entry with an empty piece is never superseded", held("a", "a:one+,b:one"), "restore", "b", "one", "a:one+", 0},
 		{"the run of several lets go, the other keeps it", held("a", "a:one+two,b:three"), "restore", "a", "one+two", "b:three", 0},
+		// one Secret with a key per tenant: different databases (secret/key)
+		{"success for one key does not supersede another key of the Secret", held("a", "a:tenants/a+tenants/b,b:tenants/c"), "restore", "b", "tenants/c", "a:tenants/a+tenants/b", 0},
+		{"success for a key supersedes the same key", held("a", "a:tenants/a,b:tenants/a"), "restore", "b", "tenants/a", "-", 3},
+		{"a bare Secret (a person's) is not superseded by one of its keys", held("a", "a:tenants,b:tenants/url"), "restore", "b", "tenants/url", "a:tenants", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -440,10 +444,12 @@ func TestRunUIDsThatCannotBeListed(t *testing.T) {
 	}
 }
 
-// --database-secret and --supersede-database take Secrets joined by "+" (a run
-// of several databases), written back without blanks.
+// --database-secret and --supersede-database take databases (secret/key, or a
+// bare Secret) joined by "+" (a run of several databases), written back
+// without blanks.
 func TestDatabaseSecretLists(t *testing.T) {
-	for in, want := range map[string]string{"": "", " shop-db ": "shop-db", "orders-db+billing-db": "orders-db+billing-db", " a + b.c +d ": "a+b.c+d"} {
+	for in, want := range map[string]string{"": "", " shop-db ": "shop-db", "orders-db+billing-db": "orders-db+billing-db", " a + b.c +d ": "a+b.c+d",
+		"shop-db/url": "shop-db/url", " tenants/a.b + tenants/A_1 ": "tenants/a.b+tenants/A_1"} {
 		o := &RunOptions{Timeout: time.Minute, ReadyTimeout: time.Minute, ProgressEvery: time.Second, RunID: "wf-1", DatabaseSecret: in, OnlyRunUID: "u", SupersedeDatabase: in}
 		if err := o.Validate(); err != nil {
 			t.Fatalf("%q: %v", in, err)

@@ -32,10 +32,10 @@ const (
 	// restores only its own run's records by it (scale-restore --only-run-uid).
 	AnnotationByRunUID = "chartreuse.io/scaled-down-by-run-uid"
 	// AnnotationHeldBy lists, comma-separated, the runs that hold the workload
-	// stopped, each as run-uid:database-secret (the scale-down flags --run-uid and
-	// --database-secret; ":" and the Secret are left out when not given), the
-	// record's writer first. A run of several databases (issue 15) names their
-	// Secrets joined by "+" (run-uid:orders-db+billing-db), which no Secret name
+	// stopped, each as run-uid:secret/key (the scale-down flags --run-uid and
+	// --database-secret; ":" and the database are left out when not given), the
+	// record's writer first. A run of several databases (issue 15) joins them
+	// with "+" (run-uid:orders-db/url+billing-db/url), which no Secret name or key
 	// contains. A second run's scale-down (another database of the
 	// same application, migrated at once) adds itself. scale-restore
 	// --only-run-uid takes its run off the list (and, with --supersede-database,
@@ -169,12 +169,16 @@ const noRunUID = "none"
 // holder is one run holding a workload stopped.
 type holder struct {
 	runUID   string // noRunUID for a run without --run-uid
-	database string // its --database-secret: one Secret, or several joined by "+"; "" when not known
+	database string // its --database-secret: one database (secret/key), or several joined by "+"; "" when not known
 }
 
-// DatabaseSeparator joins the Secrets of a run of several databases in its
-// holder entry and in --database-secret and --supersede-database.
+// DatabaseSeparator joins the databases of a run of several in its holder
+// entry and in --database-secret and --supersede-database.
 const DatabaseSeparator = "+"
+
+// KeySeparator separates a database's Secret from the key holding its URL in
+// those lists (secret/key): neither a Secret name nor a key can contain it.
+const KeySeparator = "/"
 
 // supersededBy reports whether a run that migrated every database of set
 // successfully supersedes this holder: only when the holder names at least one
@@ -246,8 +250,8 @@ func (rec record) heldByRun(uid string) bool {
 }
 
 // holdersLeft are the holders once the run uid lets go and, when supersede is
-// not "", every run whose databases are all among supersede (Secrets joined by
-// "+"): a run whose migration of those databases succeeded supersedes what
+// not "", every run whose databases are all among supersede (secret/key joined
+// by "+"): a run whose migration of those databases succeeded supersedes what
 // earlier runs for them decided (the database locks keep two runs for one
 // database from overlapping). A run for one database supersedes an earlier run
 // of several only if that run named no other database, as the others may still

@@ -63,11 +63,12 @@ func dbList(dbs []dbFixture, dirs ...string) string {
 	return string(b)
 }
 
-// holderOf is the database list a run of dbs names on the workloads: the Secrets, sorted, joined by +.
+// holderOf is the database list a run of dbs names on the workloads: each secret/key
+// (CreateSecret's key, url), sorted, joined by +.
 func holderOf(dbs []dbFixture) string {
 	var s []string
 	for _, d := range dbs {
-		s = append(s, d.secret)
+		s = append(s, d.secret+"/url")
 	}
 	sort.Strings(s)
 	return strings.Join(s, "+")

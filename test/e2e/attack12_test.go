@@ -343,7 +343,7 @@ func (a *attackArgo) testRetryOfOlderRunLeavesLaterKeepDown(t *testing.T) {
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
 	wantVersions(t, c.versions(t), 1, 2, 3)
 	c.wantStopped(t)
-	if held := c.appState(t).Annotations["deployment/"+heldByAnnotation]; held != string(b.UID)+":"+c.secret {
-		t.Errorf("held by %q, want only the later run B (%s:%s)", held, b.UID, c.secret)
+	if held := c.appState(t).Annotations["deployment/"+heldByAnnotation]; held != string(b.UID)+":"+c.secret+"/url" {
+		t.Errorf("held by %q, want only the later run B (%s:%s/url)", held, b.UID, c.secret)
 	}
 }

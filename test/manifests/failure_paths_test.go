@@ -78,7 +78,7 @@ func TestArgoDeadlinesFromParameters(t *testing.T) {
 	}
 	// What the exit handler and the DAG pass to scale-restore.
 	for dag, want := range map[string]map[string]string{
-		"main":         {"wait-ready": "{{workflow.parameters.wait-ready}}", "only-run-uid": "{{workflow.uid}}", "supersede-database": "{{workflow.parameters.database-secret}}", "retry-transient-for": "0s"},
+		"main":         {"wait-ready": "{{workflow.parameters.wait-ready}}", "only-run-uid": "{{workflow.uid}}", "supersede-database": "{{workflow.parameters.database-secret}}/{{workflow.parameters.database-secret-key}}", "retry-transient-for": "0s"},
 		"exit-handler": {"wait-ready": "false", "only-run-uid": "{{workflow.uid}}", "supersede-database": "", "retry-transient-for": "{{workflow.parameters.retry-transient-for}}"},
 	} {
 		n := 0

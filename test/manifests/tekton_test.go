@@ -730,3 +730,44 @@ func pipelineParam(pt pipelinev1.PipelineTask, name string) string {
 	}
 	return ""
 }
+
+// A database on the workloads' holder list is secret/key, on both engines: the
+// tenants of one Secret (a key each) are different databases, and a run that
+// migrated one of them must not lift the keep-down another's failed run left.
+// The Secret alone was passed, and a successful run for tenant-c restored the
+// application over tenant-a's failed migration.
+func TestHolderDatabaseIsSecretAndKey(t *testing.T) {
+	const argoDB = "{{workflow.parameters.database-secret}}/{{workflow.parameters.database-secret-key}}"
+	wft := argoTemplate(t)
+	for _, name := range []string{"scale-down", "scale-down-pod"} {
+		found := false
+		for _, p := range templateByName(t, wft, name).Inputs.Parameters {
+			if p.Name == "database-secret" {
+				found = true
+				if p.Value == nil || p.Value.String() != argoDB {
+					t.Errorf("Argo %s: database-secret defaults to %v, want %s", name, p.Value, argoDB)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("Argo %s has no database-secret input", name)
+		}
+	}
+	const tektonDB = "$(params.database-secret)/$(params.database-secret-key)"
+	want := map[string]string{"scale-down/database-secret": tektonDB, "scale-restore/supersede-database": tektonDB}
+	p := tektonPipeline(t)
+	for _, task := range p.Spec.Tasks {
+		for _, param := range task.Params {
+			k := task.Name + "/" + param.Name
+			if w, ok := want[k]; ok {
+				if param.Value.StringVal != w {
+					t.Errorf("Tekton task %s: %s = %q, want %q", task.Name, param.Name, param.Value.StringVal, w)
+				}
+				delete(want, k)
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("Tekton Pipeline does not pass %v", want)
+	}
+}
