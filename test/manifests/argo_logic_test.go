@@ -580,6 +580,30 @@ func TestArgoMigrateRefusedAfterRestore(t *testing.T) {
 				t.Errorf("migrate-db-pod, workloads-stopped=%q: %q, want %q", stopped, got, want)
 			}
 		}
+		// after the exit handler rolled a database back (argo retry of the run
+		// reruns only the failed rounds): refused, whatever the workloads
+		for _, stopped := range []string{"", "true"} {
+			outputs := map[string]string{"databases-rolled-back": "true"}
+			if stopped != "" {
+				outputs["workloads-stopped"] = stopped
+			}
+			vars := run{entrypoint: "main", status: "Running", outputs: outputs}.globals(t, wft)
+			vars["inputs.parameters.planned-target"] = "7"
+			want := "--planned-target=refused: this run already rolled databases back after its failure, and argo retry reruns only the failed rounds, leaving those at their old versions; submit a new run (argo resubmit)"
+			if got := resolve(t, a, vars); got != want {
+				t.Errorf("migrate-db-pod after a rollback, workloads-stopped=%q: %q, want %q", stopped, got, want)
+			}
+		}
+	}
+	// every rollback of a database sets the rollback mark
+	marked := false
+	for _, p := range templateByName(t, wft, "rollback-db-pod").Outputs.Parameters {
+		if p.GlobalName == "databases-rolled-back" {
+			marked = p.Value != nil && p.Value.String() == "true"
+		}
+	}
+	if !marked {
+		t.Error("rollback-db-pod does not export databases-rolled-back=true")
 	}
 	// scale-down sets the mark; scale-restore clears it when it succeeds
 	// (TestArgoWorkloadsStoppedOnlyAfterARestore)
