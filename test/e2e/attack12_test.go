@@ -46,6 +46,7 @@ func TestAttack12Argo(t *testing.T) {
 		{"retry-after-restore-refused", a.testRetryAfterRestore},
 		{"retry-after-keep-down-finishes", a.testRetryAfterKeepDown},
 		{"retry-after-stop-during-scale-down-finishes", a.testRetryAfterStopDuringScaleDown},
+		{"databases-retry-after-rollback-refused", a.testDatabasesRetryAfterRollback},
 	},
 		// Variants of the retries above (make test-full).
 		scenario{"retry-after-rollback-leaves-a-later-run-alone", a.testRetryAfterRollback},
@@ -345,5 +346,53 @@ func (a *attackArgo) testRetryOfOlderRunLeavesLaterKeepDown(t *testing.T) {
 	c.wantStopped(t)
 	if held := c.appState(t).Annotations["deployment/"+heldByAnnotation]; held != string(b.UID)+":"+c.secret+"/url" {
 		t.Errorf("held by %q, want only the later run B (%s:%s/url)", held, b.UID, c.secret)
+	}
+}
+
+// A databases run with on-migrate-failure=rollback and stop-workloads=false:
+// the canary x migrates, b fails (its migration lock held by "another
+// migrator"), and the exit handler rolls x back. The other migrator is then
+// done, and argo retry reruns only b's failed round: b would migrate and the
+// run succeed, with x rolled back under it. The retried migrate must refuse,
+// and leave both databases where the rollback left them.
+func (a *attackArgo) testDatabasesRetryAfterRollback(t *testing.T) {
+	c := a.newCase(t, "atkdbrb")
+	dbs := c.newDatabases(t, "b")
+	release := func() {}
+	var held, released bool
+	defer func() { release() }()
+	wf := c.submit(t, "", map[string]string{"databases": dbList(dbs), "on-migrate-failure": "rollback", "stop-workloads": "false", "lock-wait": "3s"})
+	wf = c.dbWait(t, wf, func(w *wfv1.Workflow) {
+		rounds, _ := engines.ArgoNodeByName(w, "rounds")
+		migrate, _ := engines.ArgoNodeByName(w, "migrate")
+		switch {
+		case !held && rounds.Phase == wfv1.NodeSucceeded:
+			// every plan is done: b's lock is taken before its round starts
+			r, err := dbs[1].db.HoldLock(t.Context())
+			if err != nil {
+				t.Error(err)
+				r = func() {}
+			}
+			release, held = r, true
+		case held && !released && migrate.Phase == wfv1.NodeFailed:
+			release() // the other migrator is done: the exit handler's recheck can read b
+			released = true
+		}
+	})
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	if !held || !released {
+		t.Fatalf("b's lock held %v, released after its migrate failed %v: the scenario did not happen", held, released)
+	}
+	rollbacks := perDatabaseNodes(wf, "rollback-db-pod")
+	if len(rollbacks) != 1 || rollbacks[0].phase != wfv1.NodeSucceeded {
+		t.Fatalf("rollbacks %+v: want the canary x alone, rolled back", rollbacks)
+	}
+	wantDBVersions(t, dbs, nil, nil)
+
+	wf, _ = a.retried(t, c, wf)
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantDBVersions(t, dbs, nil, nil)
+	if logs := a.argo.StepLogs(context.Background(), wf, 50); !strings.Contains(logs, "this run already rolled databases back after its failure") {
+		t.Errorf("the retried migrate's log does not say why it refused")
 	}
 }
