@@ -234,3 +234,19 @@ func TestArgoDatabasesFanOutBounded(t *testing.T) {
 		t.Errorf("found %d pod fan-outs, want at least 3", found)
 	}
 }
+
+// plan-db-pod exports only what rounds reads (databases.JoinPlans): every one
+// of its outputs reaches the rounds pod, once per database, inside Argo's
+// 128 KiB template. risks (up to 3000 bytes a database) and pending-versions
+// went there too, and a list of some 20 risky databases passed the limit.
+func TestArgoPlanDBOutputsOnlyWhatRoundsReads(t *testing.T) {
+	want := []string{"current-version", "files-digest", "git-commit", "migrations-digest", "needs-downtime", "pending", "target-version"}
+	var got []string
+	for _, p := range templateByName(t, argoTemplate(t), "plan-db-pod").Outputs.Parameters {
+		got = append(got, p.Name)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("plan-db-pod outputs %v, want %v", got, want)
+	}
+}
