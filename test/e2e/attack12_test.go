@@ -47,6 +47,7 @@ func TestAttack12Argo(t *testing.T) {
 		{"retry-after-keep-down-finishes", a.testRetryAfterKeepDown},
 		{"retry-after-stop-during-scale-down-finishes", a.testRetryAfterStopDuringScaleDown},
 		{"databases-retry-after-rollback-refused", a.testDatabasesRetryAfterRollback},
+		{"databases-stopped-between-rounds-keeps-down", a.testDatabasesStoppedBetweenRounds},
 	},
 		// Variants of the retries above (make test-full).
 		scenario{"retry-after-rollback-leaves-a-later-run-alone", a.testRetryAfterRollback},
@@ -395,4 +396,59 @@ func (a *attackArgo) testDatabasesRetryAfterRollback(t *testing.T) {
 	if logs := a.argo.StepLogs(context.Background(), wf, 50); !strings.Contains(logs, "this run already rolled databases back after its failure") {
 		t.Errorf("the retried migrate's log does not say why it refused")
 	}
+}
+
+// A databases run stopped between its rounds: the canary x (waits-second, its
+// migration 2 waiting for table go_ahead) migrates while the run is suspended,
+// so no later round starts; then argo stop and argo resume. b and c were never
+// reached (no pod, no output) while x moved: the old application must not come
+// back over that mixed state. decide took "no migrate failed" for "nothing
+// went wrong with the databases" and restored it, whatever the policy.
+func (a *attackArgo) testDatabasesStoppedBetweenRounds(t *testing.T) {
+	c := a.newCase(t, "atkdbstop")
+	dbs := c.newDatabases(t, "b", "c")
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
+	defer cancel()
+	wf := c.submit(t, "", map[string]string{"databases": dbList(dbs, SetsRoot+"/waits-second"), "on-migrate-failure": "keep-down"})
+	dbs[0].db.waitSleeping(t, ctx) // the canary x migrates: the application is stopped
+	a.argoCLI(t, "suspend", wf.Name)
+	if err := Poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		w, err := a.argo.Get(ctx, wf.Name)
+		return err == nil && w.Spec.Suspend != nil && *w.Spec.Suspend, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dbs[0].db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
+		t.Fatal(err)
+	}
+	// the canary's pod finishes under the suspension; no later round starts
+	if err := Poll(ctx, time.Second, func() (bool, error) {
+		w, err := a.argo.Get(ctx, wf.Name)
+		if err != nil {
+			return false, err
+		}
+		m := perDatabaseNodes(w, "migrate-db-pod")
+		return m[0].phase == wfv1.NodeSucceeded, nil
+	}); err != nil {
+		t.Fatalf("the canary did not finish while suspended: %v", err)
+	}
+	a.argoCLI(t, "stop", wf.Name)
+	if err := a.argo.StopSeen(ctx, wf.Name); err != nil {
+		t.Fatal(err)
+	}
+	a.argoCLI(t, "resume", wf.Name)
+	wf = c.wait(t, wf, nil)
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	if m := perDatabaseNodes(wf, "migrate-db-pod"); len(m) != 1 {
+		t.Errorf("migrates %+v: want only the canary x (b and c not reached)", m)
+	}
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"decide": wfv1.NodeSucceeded})
+	notRun(t, wf, "scale-restore", "restore", "rollback", "restore-after-rollback")
+	wantDBVersions(t, dbs, []int64{1, 2, 3}, nil, nil)
+	c.wantStopped(t)
+	wantSummary(t, summaryOf(t, wf), dbs, []rowWant{
+		{outcome: "migrated", planned: "0", target: "3", current: "3", applied: []int64{1, 2, 3}},
+		{outcome: "not-reached", planned: "0", target: "3", current: "0"},
+		{outcome: "not-reached", planned: "0", target: "3", current: "0"},
+	})
 }
