@@ -53,7 +53,7 @@ var Binaries = []binary{
 		{"rounds", "`--action=rounds`: JSON list of rounds, each a list of plans (as in `plans`) to migrate at once: only the pending databases, the canary alone first; `[]` with nothing pending"},
 		{"pending", "`--action=rounds`: `true` when any database has something pending"},
 		{"needs-downtime", "`--action=rounds`: `true` when any pending database's plan did not say `needs-downtime=false`"},
-		{"holder", "`--action=rounds`: the distinct Secrets, sorted, joined by `+`: `scale-down --database-secret` and `scale-restore --supersede-database` for the run"},
+		{"holder", "`--action=rounds`: each database as `secret/key`, distinct, sorted, joined by `+`: `scale-down --database-secret` and `scale-restore --supersede-database` for the run"},
 		{"migrate-failed", "`--action=decide`: `true` when a migrate ran and did not reach its planned target, or a database is at neither its planned version nor its target"},
 		{"restore", "`--action=decide`: `true` when the workloads are to be restored now, without a rollback"},
 		{"rollback", "`--action=decide`: JSON list of rounds of the databases to roll back (their version moved from the planned one); `[]` for none"},
