@@ -595,26 +595,15 @@ func TestArgoMigrateRefusedAfterRestore(t *testing.T) {
 			}
 		}
 	}
-	// every rollback of a database sets the rollback mark
-	marked := false
-	for _, p := range templateByName(t, wft, "rollback-db-pod").Outputs.Parameters {
-		if p.GlobalName == "databases-rolled-back" {
-			marked = p.Value != nil && p.Value.String() == "true"
+	// Every rollback of a database sets the rollback mark. scale-down sets the
+	// workloads mark; scale-restore clears it when it succeeds
+	// (TestArgoWorkloadsStoppedOnlyAfterARestore).
+	for _, m := range []struct{ tmpl, global string }{{"rollback-db-pod", "databases-rolled-back"}, {"scale-down-pod", "workloads-stopped"}} {
+		if !slices.ContainsFunc(templateByName(t, wft, m.tmpl).Outputs.Parameters, func(p wfv1.Parameter) bool {
+			return p.GlobalName == m.global && p.Value != nil && p.Value.String() == "true"
+		}) {
+			t.Errorf("%s does not export %s=true", m.tmpl, m.global)
 		}
-	}
-	if !marked {
-		t.Error("rollback-db-pod does not export databases-rolled-back=true")
-	}
-	// scale-down sets the mark; scale-restore clears it when it succeeds
-	// (TestArgoWorkloadsStoppedOnlyAfterARestore)
-	found := false
-	for _, p := range templateByName(t, wft, "scale-down-pod").Outputs.Parameters {
-		if p.GlobalName == "workloads-stopped" {
-			found = p.Value != nil && p.Value.String() == "true"
-		}
-	}
-	if !found {
-		t.Error("scale-down-pod does not export workloads-stopped=true")
 	}
 }
 
