@@ -200,6 +200,7 @@ func Decide(plans []Plan, out Outputs, policy string, parallelism int) Decision 
 	var d Decision
 	var moved, unknown, failed []string
 	var toRollBack []Plan
+	cause := "" // what failed, for Why
 	for _, p := range plans {
 		if p.Pending && out.ran(p.Index, "migrate") && !out.migrated(p) {
 			d.MigrateFailed = true
@@ -237,13 +238,16 @@ func Decide(plans []Plan, out Outputs, policy string, parallelism int) Decision 
 				d.MigrateFailed = true
 				failed = append(failed, p.Name)
 			case p.Pending && cur != p.PlannedTarget:
-				notReached = append(notReached, p.Name+" (not reached)")
+				notReached = append(notReached, p.Name)
 			}
 		}
-		if len(moved) > 0 && len(notReached) > 0 {
+		if len(moved) > 0 && len(notReached) > 0 && len(failed) == 0 {
 			d.MigrateFailed = true
-			failed = append(failed, notReached...)
+			cause = strings.Join(notReached, ", ") + " never migrated while " + strings.Join(moved, ", ") + " moved (the run stopped between rounds)"
 		}
+	}
+	if cause == "" {
+		cause = "the migration of " + strings.Join(failed, ", ") + " failed"
 	}
 	if !d.MigrateFailed {
 		d.Restore = true
@@ -254,21 +258,21 @@ func Decide(plans []Plan, out Outputs, policy string, parallelism int) Decision 
 	case Restore:
 		if len(moved) == 0 {
 			d.Restore = true
-			d.Why = "restoring: the migration of " + strings.Join(failed, ", ") + " failed, and every database is still at its planned version"
+			d.Why = "restoring: " + cause + ", and every database is still at its planned version"
 		} else {
-			d.Why = "keeping the workloads down: the migration of " + strings.Join(failed, ", ") + " failed, and " + strings.Join(moved, ", ") + " moved from its planned version"
+			d.Why = "keeping the workloads down: " + cause + ", and " + strings.Join(moved, ", ") + " moved from its planned version"
 		}
 	case Rollback:
 		d.Rollback = Rounds(pendingAll(toRollBack), parallelism, false)
 		d.RestoreAfterRollback = true
 		if len(moved) == 0 {
-			d.Why = "restoring: the migration of " + strings.Join(failed, ", ") + " failed, and nothing moved, so there is nothing to roll back"
+			d.Why = "restoring: " + cause + ", and nothing moved, so there is nothing to roll back"
 			d.Restore, d.RestoreAfterRollback = true, false
 		} else {
 			d.Why = "rolling back " + strings.Join(moved, ", ") + " to the planned versions, then restoring if every rollback succeeds"
 		}
 	default:
-		d.Why = "keeping the workloads down (keep-down): the migration of " + strings.Join(failed, ", ") + " failed"
+		d.Why = "keeping the workloads down (keep-down): " + cause
 	}
 	return d
 }

@@ -183,6 +183,15 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// The reason a stopped run stays down names the databases never reached.
+func TestDecideNamesWhatWasNotReached(t *testing.T) {
+	plans := plansOf("-pp")
+	d := Decide(plans, out("1/migrate/current-version", "3", "0/recheck/current-version", "3", "1/recheck/current-version", "3", "2/recheck/current-version", "0"), KeepDown, 1)
+	if want := "keeping the workloads down (keep-down): c never migrated while b moved (the run stopped between rounds)"; d.Why != want {
+		t.Errorf("Why = %q, want %q", d.Why, want)
+	}
+}
+
 func TestSummarize(t *testing.T) {
 	plans := plansOf("-ppp")
 	tests := []struct {
