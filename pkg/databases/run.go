@@ -199,6 +199,9 @@ const (
 func Decide(plans []Plan, out Outputs, policy string, parallelism int) Decision {
 	var d Decision
 	var moved, unknown, failed []string
+	// changed: moved, or migrated to its target, which out-of-order files below
+	// the current version leave at the planned version
+	var changed []string
 	var toRollBack []Plan
 	cause := "" // what failed, for Why
 	for _, p := range plans {
@@ -212,7 +215,10 @@ func Decide(plans []Plan, out Outputs, policy string, parallelism int) Decision 
 			unknown = append(unknown, p.Name)
 		case cur != p.PlannedVersion:
 			moved = append(moved, p.Name)
+			changed = append(changed, p.Name)
 			toRollBack = append(toRollBack, p)
+		case p.Pending && out.migrated(p):
+			changed = append(changed, p.Name)
 		}
 	}
 	if len(unknown) > 0 {
@@ -225,11 +231,13 @@ func Decide(plans []Plan, out Outputs, policy string, parallelism int) Decision 
 	}
 	if !d.MigrateFailed {
 		// No migrate reported a failure. Restore only when the run failed before
-		// migrating anything (every database at its planned version) or after
-		// migrating everything (scale-down, the final restore): a database at
-		// neither is a failure, and so is a pending one not reached while another
-		// moved (argo stop between rounds), a mixed state the old application must
-		// not come back to.
+		// migrating anything or after migrating everything (scale-down, the final
+		// restore): a database at neither its planned version nor its target is a
+		// failure, and so is a pending one whose migrate never reported (not
+		// reached) while another changed (argo stop between rounds), a mixed state
+		// the old application must not come back to. Not reached is told by the
+		// missing report, not by the version: with out-of-order files a target can
+		// be the planned version.
 		var notReached []string
 		for _, p := range plans {
 			cur, _ := out.get(p.Index, "recheck", "current-version")
@@ -237,13 +245,13 @@ func Decide(plans []Plan, out Outputs, policy string, parallelism int) Decision 
 			case cur != p.PlannedVersion && cur != p.PlannedTarget:
 				d.MigrateFailed = true
 				failed = append(failed, p.Name)
-			case p.Pending && cur != p.PlannedTarget:
+			case p.Pending && !out.migrated(p):
 				notReached = append(notReached, p.Name)
 			}
 		}
-		if len(moved) > 0 && len(notReached) > 0 && len(failed) == 0 {
+		if len(changed) > 0 && len(notReached) > 0 && len(failed) == 0 {
 			d.MigrateFailed = true
-			cause = strings.Join(notReached, ", ") + " never migrated while " + strings.Join(moved, ", ") + " moved (the run stopped between rounds)"
+			cause = strings.Join(notReached, ", ") + " never migrated while " + strings.Join(changed, ", ") + " changed (the run stopped between rounds)"
 		}
 	}
 	if cause == "" {
@@ -256,19 +264,26 @@ func Decide(plans []Plan, out Outputs, policy string, parallelism int) Decision 
 	}
 	switch policy {
 	case Restore:
-		if len(moved) == 0 {
+		if len(changed) == 0 {
 			d.Restore = true
 			d.Why = "restoring: " + cause + ", and every database is still at its planned version"
 		} else {
-			d.Why = "keeping the workloads down: " + cause + ", and " + strings.Join(moved, ", ") + " moved from its planned version"
+			d.Why = "keeping the workloads down: " + cause + ", and " + strings.Join(changed, ", ") + " changed"
 		}
 	case Rollback:
 		d.Rollback = Rounds(pendingAll(toRollBack), parallelism, false)
-		d.RestoreAfterRollback = true
-		if len(moved) == 0 {
+		// Out-of-order files applied below the current version leave it where it
+		// was: no rollback to a version undoes them, so no restore after one.
+		d.RestoreAfterRollback = len(changed) == len(moved)
+		switch {
+		case len(changed) == 0:
 			d.Why = "restoring: " + cause + ", and nothing moved, so there is nothing to roll back"
 			d.Restore, d.RestoreAfterRollback = true, false
-		} else {
+		case len(moved) == 0:
+			d.Why = "keeping the workloads down: " + cause + ", and " + strings.Join(changed, ", ") + " changed without moving its version (out-of-order files), which no rollback undoes"
+		case !d.RestoreAfterRollback:
+			d.Why = "rolling back " + strings.Join(moved, ", ") + " to the planned versions, then keeping the workloads down: " + strings.Join(changed, ", ") + " also changed without moving its version (out-of-order files), which no rollback undoes"
+		default:
 			d.Why = "rolling back " + strings.Join(moved, ", ") + " to the planned versions, then restoring if every rollback succeeds"
 		}
 	default:

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -125,6 +126,24 @@ func out(kv ...string) Outputs {
 	return o
 }
 
+// cat joins the key-value pairs of parts into Outputs (out).
+func cat(parts ...[]string) Outputs {
+	var kv []string
+	for _, p := range parts {
+		kv = append(kv, p...)
+	}
+	return out(kv...)
+}
+
+// rechecks is what recheck found in each database, in order.
+func rechecks(versions ...string) []string {
+	var kv []string
+	for i, v := range versions {
+		kv = append(kv, strconv.Itoa(i)+"/recheck/current-version", v)
+	}
+	return kv
+}
+
 // The three-database run of the end-to-end scenarios: a nothing pending, b
 // pending and migrated, c's migration failing (inside its transaction, so c is
 // still at its planned version), with or without b moved.
@@ -132,16 +151,7 @@ func TestDecide(t *testing.T) {
 	plans := plansOf("-pp")
 	migratedB := []string{"1/migrate/current-version", "3", "1/migrate/target-version", "3"}
 	failedC := []string{"2/migrate/current-version", "", "2/migrate/error", "migration 2 failed"}
-	rechecked := func(b, c string) []string {
-		return []string{"0/recheck/current-version", "3", "1/recheck/current-version", b, "2/recheck/current-version", c}
-	}
-	cat := func(parts ...[]string) Outputs {
-		var kv []string
-		for _, p := range parts {
-			kv = append(kv, p...)
-		}
-		return out(kv...)
-	}
+	rechecked := func(b, c string) []string { return rechecks("3", b, c) }
 	tests := []struct {
 		name         string
 		outputs      Outputs
@@ -183,11 +193,47 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// Out-of-order files (below the current version) leave a migrated database at
+// its planned version: "not reached" is told by the missing migrate report, and
+// "changed" by the report too, not by the version alone.
+func TestDecideOutOfOrder(t *testing.T) {
+	plans := plansOf("-pp")
+	plans[2].PlannedVersion, plans[2].PlannedTarget = "5", "5" // c: only files below 5 pending
+	migratedB := []string{"1/migrate/current-version", "3"}
+	migratedC := []string{"2/migrate/current-version", "5"}
+	recheck := func(b, c string) []string { return rechecks("3", b, c) }
+	tests := []struct {
+		name                               string
+		outputs                            Outputs
+		policy                             string
+		wantFailed, wantRestore, wantAfter bool
+		wantRollback                       [][]string
+	}{
+		{"b migrated, c not reached: keep down", cat(migratedB, recheck("3", "5")), KeepDown, true, false, false, [][]string{}},
+		{"b migrated, c not reached, restore: keep down", cat(migratedB, recheck("3", "5")), Restore, true, false, false, [][]string{}},
+		{"b migrated, c not reached, rollback: b, then restore", cat(migratedB, recheck("3", "5")), Rollback, true, false, true, [][]string{{"b"}}},
+		{"c migrated out of order, b not reached: keep down", cat(migratedC, recheck("0", "5")), KeepDown, true, false, false, [][]string{}},
+		{"c migrated out of order, b not reached, restore: keep down", cat(migratedC, recheck("0", "5")), Restore, true, false, false, [][]string{}},
+		{"c migrated out of order, b not reached, rollback: nothing undoes c, keep down", cat(migratedC, recheck("0", "5")), Rollback, true, false, false, [][]string{}},
+		{"both migrated (the final restore failed): restore", cat(migratedB, migratedC, recheck("3", "5")), KeepDown, false, true, false, [][]string{}},
+		{"stopped before any migration: restore", cat(recheck("0", "5")), KeepDown, false, true, false, [][]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(plans, tt.outputs, tt.policy, 1)
+			if rb := names(d.Rollback); d.MigrateFailed != tt.wantFailed || d.Restore != tt.wantRestore || d.RestoreAfterRollback != tt.wantAfter || !reflect.DeepEqual(rb, tt.wantRollback) {
+				t.Errorf("Decide = failed %v restore %v rollback %v after %v (%s); want %v %v %v %v",
+					d.MigrateFailed, d.Restore, rb, d.RestoreAfterRollback, d.Why, tt.wantFailed, tt.wantRestore, tt.wantRollback, tt.wantAfter)
+			}
+		})
+	}
+}
+
 // The reason a stopped run stays down names the databases never reached.
 func TestDecideNamesWhatWasNotReached(t *testing.T) {
 	plans := plansOf("-pp")
 	d := Decide(plans, out("1/migrate/current-version", "3", "0/recheck/current-version", "3", "1/recheck/current-version", "3", "2/recheck/current-version", "0"), KeepDown, 1)
-	if want := "keeping the workloads down (keep-down): c never migrated while b moved (the run stopped between rounds)"; d.Why != want {
+	if want := "keeping the workloads down (keep-down): c never migrated while b changed (the run stopped between rounds)"; d.Why != want {
 		t.Errorf("Why = %q, want %q", d.Why, want)
 	}
 }

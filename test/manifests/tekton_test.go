@@ -739,19 +739,38 @@ func pipelineParam(pt pipelinev1.PipelineTask, name string) string {
 func TestHolderDatabaseIsSecretAndKey(t *testing.T) {
 	const argoDB = "{{workflow.parameters.database-secret}}/{{workflow.parameters.database-secret-key}}"
 	wft := argoTemplate(t)
-	for _, name := range []string{"scale-down", "scale-down-pod"} {
-		found := false
-		for _, p := range templateByName(t, wft, name).Inputs.Parameters {
-			if p.Name == "database-secret" {
-				found = true
-				if p.Value == nil || p.Value.String() != argoDB {
-					t.Errorf("Argo %s: database-secret defaults to %v, want %s", name, p.Value, argoDB)
-				}
+	// scale-down-pod's default serves the main DAG's scale-down, which passes none
+	found := false
+	for _, p := range templateByName(t, wft, "scale-down-pod").Inputs.Parameters {
+		if p.Name == "database-secret" {
+			found = true
+			if p.Value == nil || p.Value.String() != argoDB {
+				t.Errorf("Argo scale-down-pod: database-secret defaults to %v, want %s", p.Value, argoDB)
 			}
 		}
-		if !found {
-			t.Errorf("Argo %s has no database-secret input", name)
+	}
+	if !found {
+		t.Error("Argo scale-down-pod has no database-secret input")
+	}
+	// The entrypoint scale-down gets the workflow's own arguments as its
+	// arguments (Argo's ProcessArgs), so an input of its named database-secret
+	// would take the bare Secret whatever its default: it passes the pair itself.
+	entry := templateByName(t, wft, "scale-down")
+	for _, p := range entry.Inputs.Parameters {
+		if p.Name == "database-secret" {
+			t.Errorf("the scale-down entrypoint has an input database-secret, which the workflow's argument of that name overrides")
 		}
+	}
+	passed := ""
+	for _, task := range entry.DAG.Tasks {
+		if task.Template == "scale-down-pod" {
+			if p := task.Arguments.GetParameterByName("database-secret"); p != nil && p.Value != nil {
+				passed = p.Value.String()
+			}
+		}
+	}
+	if passed != argoDB {
+		t.Errorf("the scale-down entrypoint passes database-secret %q, want %s", passed, argoDB)
 	}
 	const tektonDB = "$(params.database-secret)/$(params.database-secret-key)"
 	want := map[string]string{"scale-down/database-secret": tektonDB, "scale-restore/supersede-database": tektonDB}
