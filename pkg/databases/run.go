@@ -267,6 +267,8 @@ func Decide(plans []Plan, out Outputs, policy string, parallelism int) Decision 
 		if len(changed) == 0 {
 			d.Restore = true
 			d.Why = "restoring: " + cause + ", and every database is still at its planned version"
+		} else if len(failed) == 0 {
+			d.Why = "keeping the workloads down: " + cause // already says what changed
 		} else {
 			d.Why = "keeping the workloads down: " + cause + ", and " + strings.Join(changed, ", ") + " changed"
 		}

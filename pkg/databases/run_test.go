@@ -236,6 +236,10 @@ func TestDecideNamesWhatWasNotReached(t *testing.T) {
 	if want := "keeping the workloads down (keep-down): c never migrated while b changed (the run stopped between rounds)"; d.Why != want {
 		t.Errorf("Why = %q, want %q", d.Why, want)
 	}
+	d = Decide(plans, out("1/migrate/current-version", "3", "0/recheck/current-version", "3", "1/recheck/current-version", "3", "2/recheck/current-version", "0"), Restore, 1)
+	if want := "keeping the workloads down: c never migrated while b changed (the run stopped between rounds)"; d.Why != want {
+		t.Errorf("restore policy: Why = %q, want %q", d.Why, want)
+	}
 }
 
 func TestSummarize(t *testing.T) {
