@@ -5,13 +5,18 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/chartreuse-go/chartreuse/test/engines"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
@@ -53,6 +58,8 @@ func TestAttack12Argo(t *testing.T) {
 		scenario{"retry-after-rollback-leaves-a-later-run-alone", a.testRetryAfterRollback},
 		scenario{"retry-after-a-manual-scale-restore", a.testRetryAfterManualRestore},
 		scenario{"retry-of-an-older-run-leaves-a-later-keep-down", a.testRetryOfOlderRunLeavesLaterKeepDown},
+		// The exit handler after a failed final restore (session 24's fix).
+		scenario{"databases-failed-final-restore-runs-the-exit-handler", a.testDatabasesFailedFinalRestore},
 	)
 	t.Logf("attack12 argo: done in %s", time.Since(start).Round(100*time.Millisecond))
 }
@@ -449,4 +456,114 @@ func (a *attackArgo) testDatabasesStoppedBetweenRounds(t *testing.T) {
 		{outcome: "not-reached", planned: "0", target: "3", current: "0"},
 		{outcome: "not-reached", planned: "0", target: "3", current: "0"},
 	})
+}
+
+// A databases run whose every migration succeeded but whose final scale-restore
+// failed (an API outage, a permission taken away): its failure path must still
+// run. scale-restore-pod used to export workloads-stopped=false whatever its
+// exit code (Argo's wait container reports outputs of a failed step too), and
+// the exit handler's databases task, gated on that mark, was skipped: the
+// application stayed down and nothing in the run said the exit handler had
+// tried. Here an admission policy refuses to scale the application's
+// Deployment up, so both the final restore and the exit handler's fail; the
+// exit handler must have decided to restore and tried.
+func (a *attackArgo) testDatabasesFailedFinalRestore(t *testing.T) {
+	c := a.newCase(t, "atkdbfinal")
+	dbs := c.newDatabases(t, "b")
+	denyScaleUp(t, a.kube, a.argo.Namespace, c.app.Name)
+	wf := c.dbWait(t, c.submit(t, "", map[string]string{"databases": dbList(dbs), "on-migrate-failure": "keep-down"}), nil)
+	wantPhase(t, wf, wfv1.WorkflowFailed)
+	wantDBVersions(t, dbs, []int64{1, 2, 3}, []int64{1, 2, 3})
+	var restores []string
+	for _, n := range engines.ArgoNodes(wf) {
+		if n.Template == "scale-restore-pod" && n.Type == wfv1.NodeTypeRetry {
+			restores = append(restores, n.Name+"="+string(n.Phase))
+		}
+	}
+	// the DAG's scale-restore and the exit handler's restore (databases-exit), both refused
+	slices.Sort(restores)
+	if want := []string{"restore=" + string(wfv1.NodeFailed), "scale-restore=" + string(wfv1.NodeFailed)}; !slices.Equal(restores, want) {
+		t.Errorf("scale-restore nodes %v: want the final one and the exit handler's, both Failed\n%s", restores, engines.ArgoDescribe(wf))
+	}
+	wantNodes(t, wf, map[string]wfv1.NodePhase{"decide": wfv1.NodeSucceeded, "summary": wfv1.NodeSucceeded})
+	if d, _ := engines.ArgoNodeByName(wf, "decide"); d.Outputs["restore"] != "true" {
+		t.Errorf("decide's restore output %q, want true (every database at its target)", d.Outputs["restore"])
+	}
+	if st := c.appState(t); st.SpecReplicas != 0 || st.Annotations["deployment/"+heldByAnnotation] != string(wf.UID)+":"+holderOf(dbs) {
+		t.Errorf("Deployment: %d replicas, held by %q; want 0, held by this run for %s", st.SpecReplicas, st.Annotations["deployment/"+heldByAnnotation], holderOf(dbs))
+	}
+	wantSummary(t, summaryOf(t, wf), dbs, []rowWant{
+		{outcome: "migrated", planned: "0", target: "3", current: "3", applied: []int64{1, 2, 3}},
+		{outcome: "migrated", planned: "0", target: "3", current: "3", applied: []int64{1, 2, 3}},
+	})
+}
+
+// denyScaleUp makes the API server refuse every change that leaves the
+// Deployment name in namespace ns with replicas above 0 (a ValidatingAdmissionPolicy
+// and its binding, removed at the end of the test), and waits until it does.
+func denyScaleUp(t *testing.T, kube kubernetes.Interface, ns, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	policy := "e2e-deny-scale-up-" + ns + "-" + name
+	fail := admissionregistrationv1.Fail
+	vap := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: policy},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+					ResourceNames: []string{name},
+					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments", "deployments/scale"}},
+					},
+				}},
+			},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "object.spec.replicas == 0",
+				Message:    "e2e: this Deployment may not be scaled up (a restore made to fail)",
+				Reason:     ptr.To(metav1.StatusReasonForbidden),
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policy},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources: &admissionregistrationv1.MatchResources{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}},
+			},
+		},
+	}
+	api := kube.AdmissionregistrationV1()
+	if _, err := api.ValidatingAdmissionPolicies().Create(ctx, vap, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = api.ValidatingAdmissionPolicyBindings().Delete(context.Background(), policy, metav1.DeleteOptions{})
+		_ = api.ValidatingAdmissionPolicies().Delete(context.Background(), policy, metav1.DeleteOptions{})
+	})
+	if _, err := api.ValidatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// in force once a dry run of one more replica is refused
+	if err := Poll(ctx, 500*time.Millisecond, func() (bool, error) {
+		d, err := kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		d.Spec.Replicas = ptr.To(ptr.Deref(d.Spec.Replicas, 1) + 1)
+		_, err = kube.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+		switch {
+		case apierrors.IsForbidden(err):
+			return true, nil
+		case err == nil, apierrors.IsConflict(err):
+			return false, nil
+		}
+		return false, err
+	}); err != nil {
+		t.Fatalf("the admission policy refusing %s/%s to scale up never took effect: %v", ns, name, err)
+	}
 }
