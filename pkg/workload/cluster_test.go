@@ -15,6 +15,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -746,4 +747,67 @@ func TestClusterAPIServerOutage(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A StatefulSet whose controller deletes its pods' volumes when it scales down
+// (persistentVolumeClaimRetentionPolicy.whenScaled: Delete) is refused before
+// anything in the selection changes: scaled to 0, its PersistentVolumeClaims
+// would be deleted, and the restore would bring its pods back on empty volumes.
+func TestClusterStatefulSetDeletingVolumesRefused(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	ctx := context.Background()
+	labels := map[string]string{"part-of": "vol"}
+	c.deployment("web", 1, appOpts{labels: labels})
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "data", Labels: labels},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: ptr.To(int32(1)), ServiceName: "data", PodManagementPolicy: appsv1.ParallelPodManagement,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "data"}},
+			Template: c.podTemplate("data", appOpts{}),
+			// No provisioner here: the claim stays Pending, which changes nothing
+			// about whom the controller makes its owner on a scale-down.
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+				ObjectMeta: metav1.ObjectMeta{Name: "store"},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Mi")}},
+				},
+			}},
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				WhenScaled: appsv1.DeletePersistentVolumeClaimRetentionPolicyType, WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+			},
+		},
+	}
+	if _, err := c.cs.AppsV1().StatefulSets(c.ns).Create(ctx, sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the StatefulSet's claim", time.Minute, func() (bool, string) {
+		_, err := c.cs.CoreV1().PersistentVolumeClaims(c.ns).Get(ctx, "store-data-0", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err)
+	})
+
+	r := c.mustRun(1, ScaleDownSpec(), "", "--selector", "part-of=vol")
+	if !strings.Contains(r.summary.Error, "statefulset/data: persistentVolumeClaimRetentionPolicy.whenScaled is Delete") {
+		t.Fatalf("error %q does not name the StatefulSet and its policy", r.summary.Error)
+	}
+	recorded := func(annotations map[string]string) bool {
+		for k := range annotations {
+			if strings.Contains(k, "chartreuse.io/") {
+				return true
+			}
+		}
+		return false
+	}
+	if d := c.getDeployment("web"); *d.Spec.Replicas != 1 || recorded(d.Annotations) {
+		t.Errorf("deployment web changed: %d replicas, annotations %v", *d.Spec.Replicas, d.Annotations)
+	}
+	got, err := c.cs.AppsV1().StatefulSets(c.ns).Get(ctx, "data", metav1.GetOptions{})
+	if err != nil || *got.Spec.Replicas != 1 || recorded(got.Annotations) {
+		t.Errorf("statefulset data changed: %v %v", got.Spec.Replicas, got.Annotations)
+	}
+	pvc, err := c.cs.CoreV1().PersistentVolumeClaims(c.ns).Get(ctx, "store-data-0", metav1.GetOptions{})
+	if err != nil || pvc.DeletionTimestamp != nil || len(pvc.OwnerReferences) != 0 {
+		t.Errorf("the claim: %v, owners %v", err, pvc.OwnerReferences)
+	}
 }

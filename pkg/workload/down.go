@@ -200,10 +200,20 @@ func (d *Downer) selected(ctx context.Context, f finder, sel Selection) ([]*Work
 		d.Log.Info("no workload matched: nothing to scale down", "namespace", d.Namespace, "selection", sel.String())
 		return nil, nil
 	}
+	var deletes []string
 	for _, w := range ws {
 		if err := w.parsePriority(); err != nil {
 			return nil, failure.Permanentf("%w; fix the annotation before scaling down", err)
 		}
+		// Scaling such a StatefulSet to 0 makes its controller delete the
+		// volumes of every pod it removes: the restore would bring them back empty.
+		if w.DeletesVolumes && (w.Replicas > 0 || w.StatusReplicas > 0) {
+			deletes = append(deletes, w.Ref.String())
+		}
+	}
+	if len(deletes) > 0 {
+		return nil, failure.Permanentf("%s: persistentVolumeClaimRetentionPolicy.whenScaled is Delete, so scaling down would delete the volumes of its pods; "+
+			"set whenScaled to Retain, or leave it out of the selection (nothing was changed)", strings.Join(deletes, ", "))
 	}
 	return ws, nil
 }

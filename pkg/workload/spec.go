@@ -75,6 +75,7 @@ func ScaleDownSpec() step.Spec {
 			"and, in the same change, scales Deployments and StatefulSets to 0 and suspends CronJobs, highest chartreuse.io/stop-priority first, " +
 			"and waits until their pods are gone. A Deployment or StatefulSet already at 0 (and seen so by its controller) is left untouched. " +
 			"Safe to rerun: an existing record is kept, with the run uid it has. " +
+			"A running StatefulSet whose persistentVolumeClaimRetentionPolicy.whenScaled is Delete is refused (exit 1) before anything changes: scaled to 0 it would lose its volumes. " +
 			"With --run-uid, after each group's wait it checks that this run still holds what it stopped, and fails (exit 1) stopping nothing more when a restore took any back meanwhile (the run's failure path after a stop that never reached this process). " +
 			"Results: scaled (count), workloads (JSON list of kind/name=replicas-before).",
 		Options: []step.Options{ko, so, ro},

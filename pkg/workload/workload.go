@@ -70,6 +70,10 @@ type Workload struct {
 	StatusReplicas     int32
 	PodSelector        labels.Selector // spec.selector (Deployment, StatefulSet)
 	Suspended          bool            // spec.suspend (CronJob)
+	// DeletesVolumes: a StatefulSet whose controller deletes the
+	// PersistentVolumeClaims of the pods that scaling down removes
+	// (persistentVolumeClaimRetentionPolicy.whenScaled: Delete).
+	DeletesVolumes bool
 	ActiveJobs         []types.UID     // status.active (CronJob): the Jobs whose pods belong to it
 
 	// awaitController: scale-down changed the replicas (or cannot tell that the
@@ -106,6 +110,8 @@ func fromStatefulSet(s *appsv1.StatefulSet) (*Workload, error) {
 	w := newWorkload(StatefulSet, &s.ObjectMeta)
 	w.Replicas = replicas(s.Spec.Replicas)
 	w.ObservedGeneration, w.StatusReplicas = s.Status.ObservedGeneration, s.Status.Replicas
+	w.DeletesVolumes = s.Spec.PersistentVolumeClaimRetentionPolicy != nil &&
+		s.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled == appsv1.DeletePersistentVolumeClaimRetentionPolicyType
 	return w, w.selector(s.Spec.Selector)
 }
 
