@@ -54,6 +54,7 @@ type SumRow struct {
 	File         string // file name when recorded
 	SHA256       string
 	Recorded     string // applied, backfilled or accepted
+	RunID        string // the run that recorded it (--run-id)
 	// Relinked: the version's record belonged to an earlier version row and
 	// matches the file; settling moves it to VersionRowID, keeping the rest.
 	Relinked bool

@@ -32,6 +32,9 @@ var (
 	ErrUnknownVersion = errors.New("unknown version")
 	// ErrIrreversible: a migration to roll back has no Down statements.
 	ErrIrreversible = errors.New("migration cannot be rolled back")
+	// ErrAppliedByAnother: --only-this-run, and a version to roll back was
+	// not applied by this run.
+	ErrAppliedByAnother = errors.New("migration to roll back applied by another run")
 	// ErrNoPrivilege: the (role's) session cannot read or write the version table.
 	ErrNoPrivilege = errors.New("missing privilege on the version table")
 	// ErrDirty: a migration without a transaction stopped partway (see dirty.go);

@@ -26,6 +26,8 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{"to and down-to", []string{"--to", "2", "--down-to", "1"}, 2, "--to and --down-to"},
 		{"plan and down-to", []string{"--plan", "--down-to", "0"}, 2, "--plan cannot be combined with --down-to"},
+		{"only-this-run without down-to", []string{"--only-this-run", "--run-id", "r"}, 2, "--only-this-run only applies to a rollback"},
+		{"only-this-run without run-id", []string{"--only-this-run", "--down-to", "0"}, 2, "--only-this-run needs --run-id"},
 		{"to zero", []string{"--to", "0"}, 2, "--down-to 0"},
 		{"negative to", []string{"--to", "-1"}, 2, "whole number"},
 		{"non-numeric down-to", []string{"--down-to", "abc"}, 2, "whole number"},
@@ -586,5 +588,58 @@ func (d *testDB) checkEffectsOnce(n int) {
 	}
 	if got := d.queryString(`SELECT string_agg(version_id || ':' || c, ' ' ORDER BY version_id) FROM (SELECT version_id, count(*) c FROM goose_db_version WHERE version_id > 0 GROUP BY version_id) x`); got != want {
 		d.t.Errorf("version rows = %q, want %q", got, want)
+	}
+}
+
+// --only-this-run: a workflow's rollback undoes only what its own run applied
+// (the checksum record's run_id). A version another migrator applied meanwhile
+// (a run outside the workflow's lock, a person's migrate) is refused, before
+// anything is rolled back, and named; without the flag it is rolled back.
+func TestRollbackOnlyThisRun(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, threeTables)
+	mustRun(t, d.url(), dir, "--to", "1", "--run-id", "earlier")
+	mustRun(t, d.url(), dir, "--to", "2", "--run-id", "run-a")
+	mustRun(t, d.url(), dir, "--run-id", "run-b")
+
+	for _, tc := range []struct {
+		name, run, downTo string
+		refused           []string
+	}{
+		{"another run's version above mine", "run-a", "1", []string{`3 (applied by "run-b")`}},
+		{"an earlier run's version below the planned one", "run-b", "0", []string{`2 (applied by "run-a")`, `1 (applied by "earlier")`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := runStep(t, d.url(), dir, "--down-to", tc.downTo, "--only-this-run", "--run-id", tc.run)
+			if o.code != 1 {
+				t.Fatalf("exit %d, want 1\n%s", o.code, o.stderr)
+			}
+			t.Logf("refused: %s", o.summary.Error)
+			for _, want := range append(tc.refused, "rolls back only what it applied", "Nothing was rolled back") {
+				if !strings.Contains(o.summary.Error, want) {
+					t.Errorf("error %q lacks %q", o.summary.Error, want)
+				}
+			}
+			if got := d.versions("goose_db_version"); got != "0:true 1:true 2:true 3:true" {
+				t.Fatalf("version table changed: %q", got)
+			}
+		})
+	}
+
+	// a version recorded by backfill (applied by another tool) is not this run's either
+	d.exec("UPDATE goose_db_version_sums SET recorded = 'backfilled' WHERE version = 3")
+	o := runStep(t, d.url(), dir, "--down-to", "2", "--only-this-run", "--run-id", "run-b")
+	if o.code != 1 || !strings.Contains(o.summary.Error, `3 (recorded as backfilled by "run-b", not applied by it)`) {
+		t.Fatalf("backfilled: exit %d, %q", o.code, o.summary.Error)
+	}
+	d.exec("UPDATE goose_db_version_sums SET recorded = 'applied' WHERE version = 3")
+
+	o = mustRun(t, d.url(), dir, "--down-to", "2", "--only-this-run", "--run-id", "run-b")
+	if o.result("rolled-back-versions") != "[3]" {
+		t.Fatalf("its own version: %v", o.summary.Results)
+	}
+	o = mustRun(t, d.url(), dir, "--down-to", "0", "--run-id", "a-person")
+	if o.result("rolled-back-versions") != "[2,1]" || d.tableExists("a") {
+		t.Fatalf("without --only-this-run: %v", o.summary.Results)
 	}
 }

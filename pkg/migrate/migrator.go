@@ -202,7 +202,7 @@ func (m *Migrator) check(ctx context.Context, q Querier, src Sources) (*State, *
 		to = m.Opts.PlannedTarget
 	}
 	plan, err := Analyze(src, st, Request{
-		Mode: mode, To: to, DownTo: m.Opts.DownTo, Dir: m.Opts.Dir,
+		Mode: mode, To: to, DownTo: m.Opts.DownTo, Dir: m.Opts.Dir, OnlyAppliedBy: onlyAppliedBy(&m.Opts),
 		AllowOutOfOrder: m.Opts.AllowOutOfOrder, AllowEmptyDatabase: m.Opts.AllowEmptyDatabase, AcceptChanged: m.Opts.AcceptChanged,
 		StatementLines: func(d DirtyRow) []int { return statementLines(ctx, m.FS, d.File, d.Version, d.Direction != "down") },
 	})
@@ -218,6 +218,14 @@ func (m *Migrator) check(ctx context.Context, q Querier, src Sources) (*State, *
 		}
 	}
 	return st, plan, nil
+}
+
+// onlyAppliedBy is the run a rollback is limited to (--only-this-run), or "".
+func onlyAppliedBy(o *Options) string {
+	if o.OnlyThisRun {
+		return o.RunID
+	}
+	return ""
 }
 
 // preparse parses every migration the plan would run, one file at a time, and

@@ -132,6 +132,7 @@ type Options struct {
 	ResolveAs          string
 	AcceptChanged      Versions
 	RunID              string
+	OnlyThisRun        bool
 	RiskPolicy         string // RiskWarn or RiskFail (plan.go)
 	// WaitTimeout > 0: wait up to this long for the database to answer
 	// before anything else, as wait-for-db does, so that a workflow's plan
@@ -172,6 +173,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.BoolFlag{Name: "insecure-registry", Usage: "with --migrations-image: the registry speaks plain http (one inside the cluster without TLS); loopback registries need no flag", Destination: &o.Image.Insecure},
 		&cli.GenericFlag{Name: "accept-changed", Value: &o.AcceptChanged, Usage: "VERSION[,VERSION...]: applied migrations whose file was edited on purpose: record the file's new sha256 in place of the one recorded when it was applied (under the migration lock, logged with both); only these versions, and only when the database needs nothing more from the edit; empty accepts none"},
 		&cli.StringFlag{Name: "run-id", Usage: "who is migrating, recorded with the checksum of each migration applied, e.g. the workflow name (default: the host name, i.e. the pod name)", Destination: &o.RunID},
+		&cli.BoolFlag{Name: "only-this-run", Usage: "with --down-to: roll back only what this run applied: refuse (exit 1, nothing rolled back) when a version to roll back was not applied by --run-id (its checksum record says who applied it), as a workflow's failure path must not undo what another migrator applied meanwhile", Destination: &o.OnlyThisRun},
 		&cli.StringFlag{Name: "risk-policy", Value: RiskWarn, Usage: "with --plan: what error-level risks found in the pending statements do (result risks): warn only logs and records them; fail also exits 1, except for a statement whose file waives the rule with a -- chartreuse:allow <rule> comment on it; off analyses nothing and writes no risks result (for a second plan, such as the exit handler's recheck)", Destination: &o.RiskPolicy},
 		&cli.GenericFlag{Name: "planned-target", Value: &o.PlannedTarget, Usage: "with --planned-files-digest: plan's target-version result; migrate applies nothing above it, even when newer files have appeared since (--to lower still wins); empty means unset"},
 		&cli.StringFlag{Name: "planned-files-digest", Usage: "with --planned-target: plan's files-digest result; migrate refuses (exit 1, nothing applied) when its files up to that version are not the ones plan judged (an image tag pushed again between the two steps); empty means unset", Destination: &o.PlannedDigest},
@@ -253,6 +255,10 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("--risk-policy %q is not valid: use warn (report the pending statements' risks), fail (exit 1 on an error-level risk no -- chartreuse:allow <rule> waives) or off (no analysis)", o.RiskPolicy)
 	case o.To.IsSet && o.DownTo.IsSet:
 		return errors.New("--to and --down-to are both set: use --to to migrate up, --down-to to roll back")
+	case o.OnlyThisRun && !o.DownTo.IsSet:
+		return errors.New("--only-this-run only applies to a rollback: give --down-to too, or drop it")
+	case o.OnlyThisRun && strings.TrimSpace(o.RunID) == "":
+		return errors.New("--only-this-run needs --run-id: the run id migrate recorded on the migrations this run applied (the workflows pass theirs)")
 	case o.Plan && o.DownTo.IsSet:
 		return errors.New("--plan cannot be combined with --down-to: --plan reports pending up-migrations only")
 	case o.PlannedTarget.IsSet != (o.PlannedDigest != ""):

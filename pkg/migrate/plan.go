@@ -23,6 +23,9 @@ type Request struct {
 	Mode               Mode
 	To                 Version // ModeUp/ModePlan: target; unset means the latest
 	DownTo             Version // ModeDown: target
+	// OnlyAppliedBy, when set (ModeDown): refuse unless every version to roll
+	// back was applied by this run id (its checksum record).
+	OnlyAppliedBy string
 	AllowOutOfOrder    bool
 	AllowEmptyDatabase bool
 	AcceptChanged      []int64 // applied versions whose edited file is accepted (checksum.go)
@@ -168,6 +171,9 @@ func planDown(src Sources, st *State, p *Plan, req Request) error {
 		}
 		p.Down = append(p.Down, v)
 	}
+	if err := checkAppliedBy(st, p.Down, req.OnlyAppliedBy); err != nil {
+		return err
+	}
 	if len(p.Down) > 0 {
 		if err := checkReadOnly(st); err != nil {
 			return err
@@ -177,6 +183,35 @@ func planDown(src Sources, st *State, p *Plan, req Request) error {
 		return err
 	}
 	return checkSums(src, st, p, req)
+}
+
+// checkAppliedBy refuses a rollback of a version that run did not apply itself
+// (run "" checks nothing): a workflow's failure path must not undo what
+// another migrator applied meanwhile (a run outside the workflow's lock, or
+// one that took it while this run waited).
+func checkAppliedBy(st *State, down []int64, run string) error {
+	if run == "" {
+		return nil
+	}
+	var others []string
+	for _, v := range down {
+		s, ok := st.Sums[v]
+		switch {
+		case !ok:
+			others = append(others, fmt.Sprintf("%d (no record of who applied it)", v))
+		case s.Recorded != "applied":
+			others = append(others, fmt.Sprintf("%d (recorded as %s by %q, not applied by it)", v, s.Recorded, s.RunID))
+		case s.RunID != run:
+			others = append(others, fmt.Sprintf("%d (applied by %q)", v, s.RunID))
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	return refuse(ErrAppliedByAnother,
+		"Nothing was rolled back, and the workloads this run stopped stay stopped: decide by hand whether the database can stay as it is (then restore the workloads) or must go back (then roll back without --only-this-run, e.g. the workflow's rollback entrypoint)",
+		"this run (--run-id %q) rolls back only what it applied, and it did not apply %s %s",
+		run, plural(len(others), "version", "versions"), strings.Join(others, ", "))
 }
 
 // planUp fills in the versions to apply, up to --to or the latest, and refuses

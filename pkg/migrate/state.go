@@ -464,14 +464,14 @@ func readRows(ctx context.Context, q Querier, st *State, seq string) error {
 	if seq != "" {
 		next = seq
 	}
-	query := `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::text, ` + next + ` FROM ` +
+	query := `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text, ` + next + ` FROM ` +
 		versions + ` v ORDER BY v.id`
 	switch {
 	case st.sumsUsable() && st.Exists:
-		query = `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, s.version, s.version_row_id, s.file, s.sha256, s.recorded, ` + next + ` FROM ` +
+		query = `SELECT v.id::bigint, v.version_id::bigint, v.is_applied, s.version, s.version_row_id, s.file, s.sha256, s.recorded, s.run_id, ` + next + ` FROM ` +
 			versions + ` v FULL JOIN ` + st.sumsTable() + ` s ON s.version = v.version_id ORDER BY v.id NULLS LAST, s.version`
 	case st.sumsUsable():
-		query = `SELECT NULL::bigint, NULL::bigint, NULL::boolean, s.version, s.version_row_id, s.file, s.sha256, s.recorded, NULL::bigint, NULL::boolean FROM ` +
+		query = `SELECT NULL::bigint, NULL::bigint, NULL::boolean, s.version, s.version_row_id, s.file, s.sha256, s.recorded, s.run_id, NULL::bigint, NULL::boolean FROM ` +
 			st.sumsTable() + ` s ORDER BY s.version`
 	}
 	nextKnown := false
@@ -484,11 +484,11 @@ func readRows(ctx context.Context, q Querier, st *State, seq string) error {
 		var (
 			id, version, sumVersion, rowID sql.NullInt64
 			applied                        sql.NullBool
-			file, sum, recordedHow         sql.NullString
+			file, sum, recordedHow, runID  sql.NullString
 			seqLast                        sql.NullInt64
 			seqCalled                      sql.NullBool
 		)
-		if err := rows.Scan(&id, &version, &applied, &sumVersion, &rowID, &file, &sum, &recordedHow, &seqLast, &seqCalled); err != nil {
+		if err := rows.Scan(&id, &version, &applied, &sumVersion, &rowID, &file, &sum, &recordedHow, &runID, &seqLast, &seqCalled); err != nil {
 			return fmt.Errorf("reading the version table %s: %w", st.Qualified(), err)
 		}
 		if q := st.IDSeq; q != nil && seqLast.Valid && !nextKnown {
@@ -505,7 +505,7 @@ func readRows(ctx context.Context, q Querier, st *State, seq string) error {
 			if st.Sums == nil {
 				st.Sums = map[int64]SumRow{}
 			}
-			st.Sums[sumVersion.Int64] = SumRow{Version: sumVersion.Int64, VersionRowID: rowID.Int64, File: file.String, SHA256: sum.String, Recorded: recordedHow.String}
+			st.Sums[sumVersion.Int64] = SumRow{Version: sumVersion.Int64, VersionRowID: rowID.Int64, File: file.String, SHA256: sum.String, Recorded: recordedHow.String, RunID: runID.String}
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -61,7 +61,7 @@ var agreedFlags = func() map[string][]string {
 	return map[string][]string{
 		"wait-for-db":  cat(common, db, []string{"timeout", "run-id"}),
 		"wait-patroni": cat(common, db, []string{"timeout", "patroni-url", "owner-role", "writer-role", "reader-role", "run-id"}),
-		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
+		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "only-this-run", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
 			"git-url", "git-revision", "git-commit", "git-credentials",
 			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest", "wait-timeout",
 			"stopped-selector", "stopped-workload", "stopped-namespace", "check-selector", "check-workload", "check-namespace"}),

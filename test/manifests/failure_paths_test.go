@@ -607,3 +607,61 @@ func wantGuardRefuses(t *testing.T, c *corev1.Container, vars map[string]any, na
 		t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
 	}
 }
+
+// TestRollbackOnlyThisRun: the failure paths' rollbacks undo only what their own
+// run applied (migrate --only-this-run), never what another migrator applied
+// meanwhile; the rollback a person starts (Argo's rollback entrypoint, the Task
+// run by hand) rolls back whatever is above down-to.
+func TestRollbackOnlyThisRun(t *testing.T) {
+	wft := argoTemplate(t)
+	onlyThisRun := func(args []string) []string {
+		var out []string
+		for _, a := range args {
+			if strings.HasPrefix(a, "--only-this-run") {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	for entrypoint, want := range map[string]string{"main": "--only-this-run=true", "rollback": "--only-this-run=false"} {
+		vars := run{entrypoint: entrypoint, status: "Failed"}.globals(t, wft)
+		got := onlyThisRun(templateByName(t, wft, "rollback-pod").Container.Args)
+		if len(got) != 1 || resolve(t, got[0], vars) != want {
+			t.Errorf("rollback-pod under entrypoint %s: %v, want %s", entrypoint, got, want)
+		}
+	}
+	if got := onlyThisRun(templateByName(t, wft, "rollback-db-pod").Container.Args); !slices.Equal(got, []string{"--only-this-run=true"}) {
+		t.Errorf("rollback-db-pod: %v, want --only-this-run=true", got)
+	}
+
+	task := tektonTasks(t)["chartreuse-rollback"]
+	var rollback []string
+	for _, s := range task.Spec.Steps {
+		if s.Name == "rollback" {
+			rollback = onlyThisRun(s.Args)
+		}
+	}
+	def := ""
+	for _, p := range task.Spec.Params {
+		if p.Name == "only-this-run" && p.Default != nil {
+			def = p.Default.StringVal
+		}
+	}
+	if !slices.Equal(rollback, []string{"--only-this-run=$(params.only-this-run)"}) || def != "false" {
+		t.Errorf("chartreuse-rollback: step args %v, param default %q; want the param, false by default (a rollback by hand)", rollback, def)
+	}
+	for _, pt := range tektonPipeline(t).Spec.Finally {
+		if pt.TaskRef == nil || pt.TaskRef.Name != "chartreuse-rollback" {
+			continue
+		}
+		v := ""
+		for _, p := range pt.Params {
+			if p.Name == "only-this-run" {
+				v = p.Value.StringVal
+			}
+		}
+		if v != "true" {
+			t.Errorf("Pipeline finally %s: only-this-run %q, want true", pt.Name, v)
+		}
+	}
+}
