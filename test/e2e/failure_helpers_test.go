@@ -82,6 +82,9 @@ func badParameters() []map[string]string {
 		// A misspelt name: both engines pass an undeclared parameter on silently,
 		// so the default (keep-down) would stay in force.
 		{"on-migrate-falure": "rollback"},
+		// A combination: after a failure neither restore nor rollback could tell
+		// that a migration below the current version was applied.
+		{"allow-out-of-order": "true", "on-migrate-failure": "rollback"},
 	}
 }
 

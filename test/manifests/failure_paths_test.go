@@ -424,7 +424,7 @@ func TestTektonParameterGuards(t *testing.T) {
 		tasks[pt.Name] = pt
 	}
 	enums := enumParams(t)
-	var guards []string
+	guards := []string{tektonOutOfOrderGuard} // a combination (TestOutOfOrderPolicyRefused)
 	for name := range enums {
 		guards = append(guards, "invalid-"+name)
 	}
@@ -662,6 +662,51 @@ func TestRollbackOnlyThisRun(t *testing.T) {
 		}
 		if v != "true" {
 			t.Errorf("Pipeline finally %s: only-this-run %q, want true", pt.Name, v)
+		}
+	}
+}
+
+// tektonOutOfOrderGuard refuses allow-out-of-order=true with on-migrate-failure
+// restore or rollback.
+const tektonOutOfOrderGuard = "invalid-out-of-order-policy"
+
+// TestOutOfOrderPolicyRefused: allow-out-of-order=true with on-migrate-failure
+// restore or rollback is refused before anything runs, on both engines. After a
+// failed migrate both judge by the current version (recheck's, or rollback's
+// --down-to), and a migration applied below it leaves that version as it was:
+// restore would bring the application back over it, and rollback would not undo it.
+func TestOutOfOrderPolicyRefused(t *testing.T) {
+	wft := argoTemplate(t)
+	guard, c := argoGuardTask(t, wft)
+	p := tektonPipeline(t)
+	var tg *pipelinev1.PipelineTask
+	for i := range p.Spec.Tasks {
+		if p.Spec.Tasks[i].Name == tektonOutOfOrderGuard {
+			tg = &p.Spec.Tasks[i]
+		}
+	}
+	if tg == nil || tg.TaskRef == nil || tg.TaskRef.Name != tektonGuard {
+		t.Fatalf("Pipeline: no task %s of %s", tektonOutOfOrderGuard, tektonGuard)
+	}
+	for _, ooo := range []string{"true", "false"} {
+		for _, policy := range []string{"keep-down", "restore", "rollback"} {
+			want := ooo == "true" && policy != "keep-down"
+			params := map[string]string{"allow-out-of-order": ooo, "on-migrate-failure": policy}
+			vars := run{entrypoint: "main", status: "Running", params: params}.globals(t, wft)
+			runs, err := when(guard.When, vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if runs != want {
+				t.Errorf("Argo %v: guard runs %v, want %v", params, runs, want)
+			}
+			if want {
+				wantGuardRefuses(t, c, vars, "on-migrate-failure", policy)
+			}
+			tr := append(pipelinev1.WhenExpressions{}, tg.When...).ReplaceVariables(map[string]string{"params.allow-out-of-order": ooo, "params.on-migrate-failure": policy}, nil).AllowsExecution(nil)
+			if tr != want {
+				t.Errorf("Tekton %v: %s runs %v, want %v", params, tektonOutOfOrderGuard, tr, want)
+			}
 		}
 	}
 }

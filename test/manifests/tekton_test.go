@@ -238,6 +238,9 @@ func TestTektonPipelineDAG(t *testing.T) {
 		guards = append(guards, "invalid-"+name)
 		expect["invalid-"+name] = want{nil, []string{"$(params." + name + ") notin [" + allowed + "]"}, false}
 	}
+	// and one for a combination (TestOutOfOrderPolicyRefused)
+	guards = append(guards, tektonOutOfOrderGuard)
+	expect[tektonOutOfOrderGuard] = want{nil, []string{"$(params.allow-out-of-order) in [true]", "$(params.on-migrate-failure) in [restore,rollback]"}, false}
 	sort.Strings(guards)
 	expect["gate"] = want{guards, nil, true}
 	w := expect["wait-for-db"]
