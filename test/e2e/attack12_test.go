@@ -60,6 +60,8 @@ func TestAttack12Argo(t *testing.T) {
 		scenario{"retry-of-an-older-run-leaves-a-later-keep-down", a.testRetryOfOlderRunLeavesLaterKeepDown},
 		// The exit handler after a failed final restore (session 24's fix).
 		scenario{"databases-failed-final-restore-runs-the-exit-handler", a.testDatabasesFailedFinalRestore},
+		// The failure path's rollback and another migrator (session 25).
+		scenario{"rollback-leaves-another-migrators-versions", a.testRollbackLeavesAnotherMigrator},
 	)
 	t.Logf("attack12 argo: done in %s", time.Since(start).Round(100*time.Millisecond))
 }
@@ -565,5 +567,65 @@ func denyScaleUp(t *testing.T, kube kubernetes.Interface, ns, name string) {
 		return false, err
 	}); err != nil {
 		t.Fatalf("the admission policy refusing %s/%s to scale up never took effect: %v", ns, name, err)
+	}
+}
+
+// A rollback after a failed migrate must not undo what another migrator applied
+// meanwhile. Two runs for one database through two Secrets (two mutexes, one
+// migration lock in the database): A plans, then is suspended until B holds the
+// migration lock (B's migration 2 waits for table go_ahead). A's migrate finds
+// the lock busy until its retries run out, and its exit handler's rollback waits
+// for the lock; B then applies 2 and 3 and lets go. The rollback used to take
+// the lock and roll back B's 3, 2 and 1, then restore the application: it must
+// refuse (they are not A's, by the checksum records' run ids) and keep it down.
+func (a *attackArgo) testRollbackLeavesAnotherMigrator(t *testing.T) {
+	c := a.newCase(t, "atkother")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
+	defer cancel()
+	const second = "atkother-db2"
+	if err := CreateSecret(ctx, a.kube, a.argo.Namespace, second, c.db.URL()); err != nil {
+		t.Fatal(err)
+	}
+	hasNode := func(wf *wfv1.Workflow, template string) bool {
+		for _, n := range engines.ArgoNodes(wf) {
+			if n.Template == template && n.Type == wfv1.NodeTypePod {
+				return true
+			}
+		}
+		return false
+	}
+	waitNode := func(name, template string) {
+		t.Helper()
+		if err := Poll(ctx, 200*time.Millisecond, func() (bool, error) {
+			w, err := a.argo.Get(ctx, name)
+			return err == nil && hasNode(w, template), err
+		}); err != nil {
+			t.Fatalf("%s: no %s pod: %v", name, template, err)
+		}
+	}
+	wfA := c.submit(t, "", map[string]string{"migrations-dir": SetsRoot + "/waits-second", "on-migrate-failure": "rollback", "lock-wait": "5s"})
+	// plan is done (and its session gone) once scale-down starts
+	waitNode(wfA.Name, "scale-down-pod")
+	a.argoCLI(t, "suspend", wfA.Name)
+	if w, err := a.argo.Get(ctx, wfA.Name); err != nil || hasNode(w, "migrate-pod") {
+		t.Fatalf("A's migrate started before A was suspended (%v): the test proves nothing", err)
+	}
+	wfB := c.submit(t, "", map[string]string{"database-secret": second, "migrations-dir": SetsRoot + "/waits-second", "stop-workloads": "false"})
+	c.db.waitSleeping(t, ctx) // B holds the migration lock, 1 applied, 2 waiting
+	a.argoCLI(t, "resume", wfA.Name)
+	waitNode(wfA.Name, "rollback-pod") // A's migrate gave up; its rollback waits for the lock
+	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
+		t.Fatal(err)
+	}
+	wfB = c.wait(t, wfB, nil)
+	wantPhase(t, wfB, wfv1.WorkflowSucceeded)
+	wfA = c.wait(t, wfA, nil)
+	wantPhase(t, wfA, wfv1.WorkflowFailed)
+	wantNodes(t, wfA, map[string]wfv1.NodePhase{"migrate": wfv1.NodeFailed, "rollback": wfv1.NodeFailed})
+	notRun(t, wfA, "restore-after-rollback")
+	wantVersions(t, c.versions(t), 1, 2, 3)
+	c.wantStopped(t)
+	if logs := a.argo.StepLogs(context.Background(), wfA, 50); !strings.Contains(logs, "rolls back only what it applied") {
+		t.Errorf("A's rollback log does not say why it refused")
 	}
 }
