@@ -171,9 +171,6 @@ func planDown(src Sources, st *State, p *Plan, req Request) error {
 		}
 		p.Down = append(p.Down, v)
 	}
-	if err := checkAppliedBy(st, p.Down, req.OnlyAppliedBy); err != nil {
-		return err
-	}
 	if len(p.Down) > 0 {
 		if err := checkReadOnly(st); err != nil {
 			return err
@@ -182,7 +179,11 @@ func planDown(src Sources, st *State, p *Plan, req Request) error {
 	if err := checkDirtyTable(st, src, p.Down); err != nil {
 		return err
 	}
-	return checkSums(src, st, p, req)
+	// after checkSums, which names a checksum table that cannot be read
+	if err := checkSums(src, st, p, req); err != nil {
+		return err
+	}
+	return checkAppliedBy(st, p.Down, req.OnlyAppliedBy)
 }
 
 // checkAppliedBy refuses a rollback of a version that run did not apply itself

@@ -205,17 +205,25 @@ func (d *Downer) selected(ctx context.Context, f finder, sel Selection) ([]*Work
 		if err := w.parsePriority(); err != nil {
 			return nil, failure.Permanentf("%w; fix the annotation before scaling down", err)
 		}
-		// Scaling such a StatefulSet to 0 makes its controller delete the
-		// volumes of every pod it removes: the restore would bring them back empty.
-		if w.DeletesVolumes && (w.Replicas > 0 || w.StatusReplicas > 0) {
+		if w.losesVolumes() {
 			deletes = append(deletes, w.Ref.String())
 		}
 	}
 	if len(deletes) > 0 {
-		return nil, failure.Permanentf("%s: persistentVolumeClaimRetentionPolicy.whenScaled is Delete, so scaling down would delete the volumes of its pods; "+
-			"set whenScaled to Retain, or leave it out of the selection (nothing was changed)", strings.Join(deletes, ", "))
+		return nil, volumesRefused(deletes, "nothing was changed")
 	}
 	return ws, nil
+}
+
+// losesVolumes: scaling this StatefulSet to 0 makes its controller delete the
+// volumes of every pod it removes, and the restore would bring them back empty.
+func (w *Workload) losesVolumes() bool {
+	return w.DeletesVolumes && (w.Replicas > 0 || w.StatusReplicas > 0)
+}
+
+func volumesRefused(refs []string, changed string) error {
+	return failure.Permanentf("%s: persistentVolumeClaimRetentionPolicy.whenScaled is Delete, so scaling down would delete the volumes of its pods; "+
+		"set whenScaled to Retain, or leave it out of the selection (%s)", strings.Join(refs, ", "), changed)
 }
 
 // stopGroup stops one priority group, then starts the watch (once) and writes
@@ -288,6 +296,10 @@ func (d *Downer) stop(ctx context.Context, f finder, wl *Workload, rsc *replicaS
 				return failure.Permanentf("%s was deleted while it was being scaled down", wl)
 			}
 			w.Priority = wl.Priority
+			// its policy may have changed since the selection was checked
+			if w.losesVolumes() {
+				return volumesRefused([]string{w.Ref.String()}, "it was not changed")
+			}
 			cur = w
 			d.Log.Debug("retrying with a fresh read", "workload", wl.String())
 		}

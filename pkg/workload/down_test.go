@@ -697,3 +697,57 @@ func TestScaleDownEventNamesTheGitCommit(t *testing.T) {
 		}
 	})
 }
+
+// A StatefulSet loses its claims on a scale-down only when it has claim
+// templates and whenScaled: Delete. The policy is checked again on the fresh
+// read after a conflict: it may have been switched to Delete (a GitOps sync)
+// since the selection was checked.
+func TestScaleDownStatefulSetVolumes(t *testing.T) {
+	deleting := func(s *appsv1.StatefulSet, templates bool) *appsv1.StatefulSet {
+		s.Spec.PersistentVolumeClaimRetentionPolicy = &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{WhenScaled: appsv1.DeletePersistentVolumeClaimRetentionPolicyType}
+		if templates {
+			s.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "store"}}}
+		}
+		return s
+	}
+	t.Run("without claim templates", func(t *testing.T) {
+		inBubble(t, func(t *testing.T) {
+			cs := newFake(deleting(statefulSet("db", 2, nil), false))
+			d, _ := newDowner(t, cs)
+			if _, err := d.Run(context.Background(), sel(t, "", "statefulset/db")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+	t.Run("switched to Delete before a conflict's fresh read", func(t *testing.T) {
+		inBubble(t, func(t *testing.T) {
+			cs := newFake(statefulSet("db", 2, nil))
+			first := true
+			cs.PrependReactor("patch", "statefulsets", func(k8stesting.Action) (bool, runtime.Object, error) {
+				if !first {
+					return false, nil, nil
+				}
+				first = false
+				// the tracker directly: the fake holds its lock while reactors run
+				gvr := appsv1.SchemeGroupVersion.WithResource("statefulsets")
+				o, err := cs.Tracker().Get(gvr, testNS, "db")
+				if err != nil {
+					return true, nil, err
+				}
+				if err := cs.Tracker().Update(gvr, deleting(o.(*appsv1.StatefulSet).DeepCopy(), true), testNS); err != nil {
+					return true, nil, err
+				}
+				return true, nil, conflict("statefulsets")
+			})
+			d, _ := newDowner(t, cs)
+			_, err := d.Run(context.Background(), sel(t, "", "statefulset/db"))
+			if failure.Code(err) != 1 || !strings.Contains(err.Error(), "statefulset/db: persistentVolumeClaimRetentionPolicy.whenScaled is Delete") {
+				t.Fatalf("err %v (code %d), want the refusal", err, failure.Code(err))
+			}
+			s, _ := cs.AppsV1().StatefulSets(testNS).Get(context.Background(), "db", metav1.GetOptions{})
+			if *s.Spec.Replicas != 2 {
+				t.Fatalf("scaled to %d", *s.Spec.Replicas)
+			}
+		})
+	})
+}

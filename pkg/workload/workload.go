@@ -71,8 +71,8 @@ type Workload struct {
 	PodSelector        labels.Selector // spec.selector (Deployment, StatefulSet)
 	Suspended          bool            // spec.suspend (CronJob)
 	// DeletesVolumes: a StatefulSet whose controller deletes the
-	// PersistentVolumeClaims of the pods that scaling down removes
-	// (persistentVolumeClaimRetentionPolicy.whenScaled: Delete).
+	// PersistentVolumeClaims of the pods that scaling down removes (claim
+	// templates and persistentVolumeClaimRetentionPolicy.whenScaled: Delete).
 	DeletesVolumes bool
 	ActiveJobs         []types.UID     // status.active (CronJob): the Jobs whose pods belong to it
 
@@ -110,7 +110,8 @@ func fromStatefulSet(s *appsv1.StatefulSet) (*Workload, error) {
 	w := newWorkload(StatefulSet, &s.ObjectMeta)
 	w.Replicas = replicas(s.Spec.Replicas)
 	w.ObservedGeneration, w.StatusReplicas = s.Status.ObservedGeneration, s.Status.Replicas
-	w.DeletesVolumes = s.Spec.PersistentVolumeClaimRetentionPolicy != nil &&
+	// only the claims made from its volumeClaimTemplates are deleted
+	w.DeletesVolumes = len(s.Spec.VolumeClaimTemplates) > 0 && s.Spec.PersistentVolumeClaimRetentionPolicy != nil &&
 		s.Spec.PersistentVolumeClaimRetentionPolicy.WhenScaled == appsv1.DeletePersistentVolumeClaimRetentionPolicyType
 	return w, w.selector(s.Spec.Selector)
 }
