@@ -502,6 +502,7 @@ func TestSchemaRefuses(t *testing.T) {
 		{"patroni timeout", set(base, "patroni.timeout", "1 minute"), []string{"/patroni/timeout"}},
 		{"failure policy capitalised", set(base, "onMigrateFailure", "Rollback"), []string{"/onMigrateFailure", "keep-down"}},
 		{"failure policy unknown", set(base, "onMigrateFailure", "retry"), []string{"/onMigrateFailure"}},
+		{"blank run id", set(base, "runId", " "), []string{"/runId"}},
 		{"out of order with rollback", set(set(base, "migrations.allowOutOfOrder", true), "onMigrateFailure", "rollback"), []string{"/onMigrateFailure", "keep-down"}},
 		{"risk policy unknown", set(base, "migrations.riskPolicy", "strict"), []string{"/migrations/riskPolicy", "warn"}},
 		{"stop-workloads typo", set(base, "workloads.stop", "True"), []string{"/workloads/stop"}},

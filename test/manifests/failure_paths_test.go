@@ -424,7 +424,7 @@ func TestTektonParameterGuards(t *testing.T) {
 		tasks[pt.Name] = pt
 	}
 	enums := enumParams(t)
-	guards := []string{tektonOutOfOrderGuard} // a combination (TestOutOfOrderPolicyRefused)
+	guards := []string{tektonOutOfOrderGuard, tektonRunIDGuard} // TestOutOfOrderPolicyRefused, TestBlankRunIDRefused
 	for name := range enums {
 		guards = append(guards, "invalid-"+name)
 	}
@@ -707,6 +707,47 @@ func TestOutOfOrderPolicyRefused(t *testing.T) {
 			if tr != want {
 				t.Errorf("Tekton %v: %s runs %v, want %v", params, tektonOutOfOrderGuard, tr, want)
 			}
+		}
+	}
+}
+
+// tektonRunIDGuard refuses a run-id given empty.
+const tektonRunIDGuard = "invalid-run-id"
+
+// TestBlankRunIDRefused: a run-id given blank is refused before anything runs.
+// Each step would record its own pod's name, and the failure path's rollback,
+// which undoes only what this run id applied (--only-this-run), could undo
+// nothing. Argo takes an empty one for the workflow's name (a blank one reached
+// the steps); Tekton's default is the PipelineRun's name, but one given empty
+// reached them.
+func TestBlankRunIDRefused(t *testing.T) {
+	wft := argoTemplate(t)
+	guard, c := argoGuardTask(t, wft)
+	for v, want := range map[string]bool{"": false, " ": true, "\t ": true, "release-1.4": false, " release ": false} {
+		vars := run{entrypoint: "main", status: "Running", params: map[string]string{"run-id": v}}.globals(t, wft)
+		runs, err := when(guard.When, vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if runs != want {
+			t.Errorf("Argo run-id=%q: guard runs %v, want %v", v, runs, want)
+		}
+		if want {
+			wantGuardRefuses(t, c, vars, "run-id", v)
+		}
+	}
+	var tg *pipelinev1.PipelineTask
+	for i, pt := range tektonPipeline(t).Spec.Tasks {
+		if pt.Name == tektonRunIDGuard {
+			tg = &tektonPipeline(t).Spec.Tasks[i]
+		}
+	}
+	if tg == nil || tg.TaskRef == nil || tg.TaskRef.Name != tektonGuard {
+		t.Fatalf("Pipeline: no task %s of %s", tektonRunIDGuard, tektonGuard)
+	}
+	for v, want := range map[string]bool{"": true, "chartreuse-abcde": false} {
+		if runs := append(pipelinev1.WhenExpressions{}, tg.When...).ReplaceVariables(map[string]string{"params.run-id": v}, nil).AllowsExecution(nil); runs != want {
+			t.Errorf("Tekton run-id=%q: %s runs %v, want %v", v, tektonRunIDGuard, runs, want)
 		}
 	}
 }

@@ -241,6 +241,8 @@ func TestTektonPipelineDAG(t *testing.T) {
 	// and one for a combination (TestOutOfOrderPolicyRefused)
 	guards = append(guards, tektonOutOfOrderGuard)
 	expect[tektonOutOfOrderGuard] = want{nil, []string{"$(params.allow-out-of-order) in [true]", "$(params.on-migrate-failure) in [restore,rollback]"}, false}
+	guards = append(guards, tektonRunIDGuard)
+	expect[tektonRunIDGuard] = want{nil, []string{"$(params.run-id) in []"}, false}
 	sort.Strings(guards)
 	expect["gate"] = want{guards, nil, true}
 	w := expect["wait-for-db"]
