@@ -643,3 +643,39 @@ func TestRollbackOnlyThisRun(t *testing.T) {
 		t.Fatalf("without --only-this-run: %v", o.summary.Results)
 	}
 }
+
+// --only-this-run judges the versions again once it holds the migration lock:
+// what another migrator applied while the rollback waited for the lock (here
+// a record that changes hands while the lock is held elsewhere) is refused too.
+func TestRollbackOnlyThisRunRechecksUnderTheLock(t *testing.T) {
+	ctx := context.Background()
+	d := newDB(t)
+	dir := writeDir(t, threeTables)
+	mustRun(t, d.url(), dir, "--to", "2", "--run-id", "run-a")
+	holder := d.conn()
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", LockID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		done <- runStep(t, d.url(), dir, "--down-to", "0", "--only-this-run", "--run-id", "run-a", "--lock-wait", "60s")
+	}()
+	// its check before the lock has passed: it probes the lock now
+	eventually(t, "the rollback's first probe of the lock", func() bool {
+		return d.queryString(`SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+			AND application_name LIKE 'chartreuse/%' AND query LIKE '%pg_try_advisory_lock%')::text`) == "true"
+	})
+	if _, err := holder.Exec(ctx, "UPDATE goose_db_version_sums SET run_id = 'run-b' WHERE version = 2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1)", LockID); err != nil {
+		t.Fatal(err)
+	}
+	o := <-done
+	if o.code != 1 || !strings.Contains(o.summary.Error, `it did not apply version 2 (applied by "run-b")`) {
+		t.Fatalf("exit %d, error %q; want the refusal\n%s", o.code, o.summary.Error, o.stderr)
+	}
+	if got := d.versions("goose_db_version"); got != "0:true 1:true 2:true" {
+		t.Fatalf("version table changed: %q", got)
+	}
+}
