@@ -573,11 +573,14 @@ func denyScaleUp(t *testing.T, kube kubernetes.Interface, ns, name string) {
 // A rollback after a failed migrate must not undo what another migrator applied
 // meanwhile. Two runs for one database through two Secrets (two mutexes, one
 // migration lock in the database): A plans, then is suspended until B holds the
-// migration lock (B's migration 2 waits for table go_ahead). A's migrate finds
-// the lock busy until its retries run out, and its exit handler's rollback waits
-// for the lock; B then applies 2 and 3 and lets go. The rollback used to take
-// the lock and roll back B's 3, 2 and 1, then restore the application: it must
-// refuse (they are not A's, by the checksum records' run ids) and keep it down.
+// migration lock (B's 1 applied, its 2 waiting for table go_ahead). A's migrate
+// finds the lock busy until its retries run out; once A's rollback has started,
+// B applies 2 and 3 and lets go. The rollback used to take the lock and roll
+// back B's 3, 2 and 1, then restore the application: it must refuse (they are
+// not A's, by the checksum records' run ids) and keep it down. Here it refuses
+// at its first look, at B's 1 (whether it then waited for the lock depends on
+// when its pod started); the check it makes again under the lock is
+// pkg/migrate's TestRollbackOnlyThisRunRechecksUnderTheLock.
 func (a *attackArgo) testRollbackLeavesAnotherMigrator(t *testing.T) {
 	c := a.newCase(t, "atkother")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
@@ -613,7 +616,7 @@ func (a *attackArgo) testRollbackLeavesAnotherMigrator(t *testing.T) {
 	wfB := c.submit(t, "", map[string]string{"database-secret": second, "migrations-dir": SetsRoot + "/waits-second", "stop-workloads": "false"})
 	c.db.waitSleeping(t, ctx) // B holds the migration lock, 1 applied, 2 waiting
 	a.argoCLI(t, "resume", wfA.Name)
-	waitNode(wfA.Name, "rollback-pod") // A's migrate gave up; its rollback waits for the lock
+	waitNode(wfA.Name, "rollback-pod") // A's migrate gave up; its rollback has started
 	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
 		t.Fatal(err)
 	}
