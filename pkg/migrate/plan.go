@@ -20,12 +20,12 @@ import (
 
 // Request is what the operator asked for.
 type Request struct {
-	Mode               Mode
-	To                 Version // ModeUp/ModePlan: target; unset means the latest
-	DownTo             Version // ModeDown: target
+	Mode   Mode
+	To     Version // ModeUp/ModePlan: target; unset means the latest
+	DownTo Version // ModeDown: target
 	// OnlyAppliedBy, when set (ModeDown): refuse unless every version to roll
 	// back was applied by this run id (its checksum record).
-	OnlyAppliedBy string
+	OnlyAppliedBy      string
 	AllowOutOfOrder    bool
 	AllowEmptyDatabase bool
 	AcceptChanged      []int64 // applied versions whose edited file is accepted (checksum.go)

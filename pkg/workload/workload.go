@@ -74,7 +74,7 @@ type Workload struct {
 	// PersistentVolumeClaims of the pods that scaling down removes (claim
 	// templates and persistentVolumeClaimRetentionPolicy.whenScaled: Delete).
 	DeletesVolumes bool
-	ActiveJobs         []types.UID     // status.active (CronJob): the Jobs whose pods belong to it
+	ActiveJobs     []types.UID // status.active (CronJob): the Jobs whose pods belong to it
 
 	// awaitController: scale-down changed the replicas (or cannot tell that the
 	// controller saw an earlier change), so its wait needs the controller to
