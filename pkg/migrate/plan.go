@@ -20,12 +20,10 @@ import (
 
 // Request is what the operator asked for.
 type Request struct {
-	Mode   Mode
-	To     Version // ModeUp/ModePlan: target; unset means the latest
-	DownTo Version // ModeDown: target
-	// OnlyAppliedBy, when set (ModeDown): refuse unless every version to roll
-	// back was applied by this run id (its checksum record).
-	OnlyAppliedBy      string
+	Mode               Mode
+	To                 Version // ModeUp/ModePlan: target; unset means the latest
+	DownTo             Version // ModeDown: target
+	OnlyAppliedBy      string  // ModeDown: refuse unless this run id applied every version to roll back
 	AllowOutOfOrder    bool
 	AllowEmptyDatabase bool
 	AcceptChanged      []int64 // applied versions whose edited file is accepted (checksum.go)
