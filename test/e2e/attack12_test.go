@@ -589,19 +589,11 @@ func (a *attackArgo) testRollbackLeavesAnotherMigrator(t *testing.T) {
 	if err := CreateSecret(ctx, a.kube, a.argo.Namespace, second, c.db.URL()); err != nil {
 		t.Fatal(err)
 	}
-	hasNode := func(wf *wfv1.Workflow, template string) bool {
-		for _, n := range engines.ArgoNodes(wf) {
-			if n.Template == template && n.Type == wfv1.NodeTypePod {
-				return true
-			}
-		}
-		return false
-	}
 	waitNode := func(name, template string) {
 		t.Helper()
 		if err := Poll(ctx, 200*time.Millisecond, func() (bool, error) {
 			w, err := a.argo.Get(ctx, name)
-			return err == nil && hasNode(w, template), err
+			return err == nil && countPods(w, template) > 0, err
 		}); err != nil {
 			t.Fatalf("%s: no %s pod: %v", name, template, err)
 		}
@@ -610,7 +602,7 @@ func (a *attackArgo) testRollbackLeavesAnotherMigrator(t *testing.T) {
 	// plan is done (and its session gone) once scale-down starts
 	waitNode(wfA.Name, "scale-down-pod")
 	a.argoCLI(t, "suspend", wfA.Name)
-	if w, err := a.argo.Get(ctx, wfA.Name); err != nil || hasNode(w, "migrate-pod") {
+	if w, err := a.argo.Get(ctx, wfA.Name); err != nil || countPods(w, "migrate-pod") > 0 {
 		t.Fatalf("A's migrate started before A was suspended (%v): the test proves nothing", err)
 	}
 	wfB := c.submit(t, "", map[string]string{"database-secret": second, "migrations-dir": SetsRoot + "/waits-second", "stop-workloads": "false"})

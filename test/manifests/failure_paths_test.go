@@ -654,13 +654,7 @@ func TestRollbackOnlyThisRun(t *testing.T) {
 		if pt.TaskRef == nil || pt.TaskRef.Name != "chartreuse-rollback" {
 			continue
 		}
-		v := ""
-		for _, p := range pt.Params {
-			if p.Name == "only-this-run" {
-				v = p.Value.StringVal
-			}
-		}
-		if v != "true" {
+		if v := pipelineParam(pt, "only-this-run"); v != "true" {
 			t.Errorf("Pipeline finally %s: only-this-run %q, want true", pt.Name, v)
 		}
 	}
@@ -678,31 +672,12 @@ const tektonOutOfOrderGuard = "invalid-out-of-order-policy"
 func TestOutOfOrderPolicyRefused(t *testing.T) {
 	wft := argoTemplate(t)
 	guard, c := argoGuardTask(t, wft)
-	p := tektonPipeline(t)
-	var tg *pipelinev1.PipelineTask
-	for i := range p.Spec.Tasks {
-		if p.Spec.Tasks[i].Name == tektonOutOfOrderGuard {
-			tg = &p.Spec.Tasks[i]
-		}
-	}
-	if tg == nil || tg.TaskRef == nil || tg.TaskRef.Name != tektonGuard {
-		t.Fatalf("Pipeline: no task %s of %s", tektonOutOfOrderGuard, tektonGuard)
-	}
+	tg := tektonGuardTask(t, tektonOutOfOrderGuard)
 	for _, ooo := range []string{"true", "false"} {
 		for _, policy := range []string{"keep-down", "restore", "rollback"} {
 			want := ooo == "true" && policy != "keep-down"
 			params := map[string]string{"allow-out-of-order": ooo, "on-migrate-failure": policy}
-			vars := run{entrypoint: "main", status: "Running", params: params}.globals(t, wft)
-			runs, err := when(guard.When, vars)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if runs != want {
-				t.Errorf("Argo %v: guard runs %v, want %v", params, runs, want)
-			}
-			if want {
-				wantGuardRefuses(t, c, vars, "on-migrate-failure", policy)
-			}
+			wantArgoGuard(t, wft, guard, c, params, want, "on-migrate-failure")
 			tr := append(pipelinev1.WhenExpressions{}, tg.When...).ReplaceVariables(map[string]string{"params.allow-out-of-order": ooo, "params.on-migrate-failure": policy}, nil).AllowsExecution(nil)
 			if tr != want {
 				t.Errorf("Tekton %v: %s runs %v, want %v", params, tektonOutOfOrderGuard, tr, want)
@@ -724,30 +699,44 @@ func TestBlankRunIDRefused(t *testing.T) {
 	wft := argoTemplate(t)
 	guard, c := argoGuardTask(t, wft)
 	for v, want := range map[string]bool{"": false, " ": true, "\t ": true, "release-1.4": false, " release ": false} {
-		vars := run{entrypoint: "main", status: "Running", params: map[string]string{"run-id": v}}.globals(t, wft)
-		runs, err := when(guard.When, vars)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if runs != want {
-			t.Errorf("Argo run-id=%q: guard runs %v, want %v", v, runs, want)
-		}
-		if want {
-			wantGuardRefuses(t, c, vars, "run-id", v)
-		}
+		wantArgoGuard(t, wft, guard, c, map[string]string{"run-id": v}, want, "run-id")
 	}
-	var tg *pipelinev1.PipelineTask
-	for i, pt := range tektonPipeline(t).Spec.Tasks {
-		if pt.Name == tektonRunIDGuard {
-			tg = &tektonPipeline(t).Spec.Tasks[i]
-		}
-	}
-	if tg == nil || tg.TaskRef == nil || tg.TaskRef.Name != tektonGuard {
-		t.Fatalf("Pipeline: no task %s of %s", tektonRunIDGuard, tektonGuard)
-	}
+	tg := tektonGuardTask(t, tektonRunIDGuard)
 	for v, want := range map[string]bool{"": true, "chartreuse-abcde": false} {
 		if runs := append(pipelinev1.WhenExpressions{}, tg.When...).ReplaceVariables(map[string]string{"params.run-id": v}, nil).AllowsExecution(nil); runs != want {
 			t.Errorf("Tekton run-id=%q: %s runs %v, want %v", v, tektonRunIDGuard, runs, want)
 		}
 	}
+}
+
+// wantArgoGuard: with params, the main DAG's guard task runs exactly when want,
+// and then refuses naming the parameter name.
+func wantArgoGuard(t *testing.T, wft *wfv1.WorkflowTemplate, guard *wfv1.DAGTask, c *corev1.Container, params map[string]string, want bool, name string) {
+	t.Helper()
+	vars := run{entrypoint: "main", status: "Running", params: params}.globals(t, wft)
+	runs, err := when(guard.When, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runs != want {
+		t.Errorf("Argo %q: guard runs %v, want %v", params, runs, want)
+	}
+	if want {
+		wantGuardRefuses(t, c, vars, name, params[name])
+	}
+}
+
+// tektonGuardTask is the Pipeline's guard task name, a task of the guard Task.
+func tektonGuardTask(t *testing.T, name string) *pipelinev1.PipelineTask {
+	t.Helper()
+	for _, pt := range tektonPipeline(t).Spec.Tasks {
+		if pt.Name == name {
+			if pt.TaskRef == nil || pt.TaskRef.Name != tektonGuard {
+				t.Fatalf("Pipeline task %s: taskRef %v, want %s", name, pt.TaskRef, tektonGuard)
+			}
+			return &pt
+		}
+	}
+	t.Fatalf("Pipeline: no task %s", name)
+	return nil
 }
