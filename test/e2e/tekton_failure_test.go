@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
 
@@ -159,11 +160,14 @@ func (s *tektonSuite) testInvalidParameters(t *testing.T) {
 // 5. A pod-level error: the migrate pod is evicted (policy/v1 Eviction, graceful)
 // while migration 2 runs; its transaction is rolled back with its session, so
 // Tekton must run migrate again, and every migration runs exactly once.
+// Migration 2 waits for table go_ahead, created only once the evicted pod is
+// gone: with a fixed sleep (8 s) a loaded kubelet once delivered SIGTERM after
+// the step had already finished, and the test then found no second attempt.
 func (s *tektonSuite) testEvictedMigrate(t *testing.T) {
 	c := s.newCase(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
-	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "slow", nil))
+	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "waits-second", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +184,18 @@ func (s *tektonSuite) testEvictedMigrate(t *testing.T) {
 		t.Fatalf("evicting %s: %v", tr.Status.PodName, err)
 	}
 	t.Logf("evicted %s while migration 2 ran", tr.Status.PodName)
+	if err := Poll(ctx, 500*time.Millisecond, func() (bool, error) {
+		p, err := s.kube.CoreV1().Pods(c.ns).Get(ctx, evicted.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return err == nil && p.UID != evicted.UID, err
+	}); err != nil {
+		t.Fatalf("evicted pod %s still there: %v", evicted.Name, err)
+	}
+	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
+		t.Fatal(err)
+	}
 	done, trs := c.wait(t, ctx, pr.Name)
 	wantSucceeded(t, done, true)
 	// Tekton either retries the TaskRun (the evicted attempt in retriesStatus) or,
