@@ -56,7 +56,7 @@ type SumRow struct {
 	Recorded     string // applied, backfilled or accepted
 	RunID        string // the run that recorded it (--run-id)
 	// Relinked: the version's record belonged to an earlier version row and
-	// matches the file; settling moves it to VersionRowID, keeping the rest.
+	// matches the file; settling moves it to VersionRowID as backfilled by this run.
 	Relinked bool
 }
 
@@ -137,6 +137,15 @@ func (s *State) sumsProblem() string {
 	return strings.Join(probs, "; ")
 }
 
+// versionRowIDs maps each applied version to the id of its latest version row.
+func (s *State) versionRowIDs() map[int64]int64 {
+	ids := map[int64]int64{}
+	for _, r := range s.Rows { // in id order: the latest row wins
+		ids[r.Version] = r.ID
+	}
+	return ids
+}
+
 // sumsUsable: the checksum table exists, is one, and can be read.
 func (s *State) sumsUsable() bool { return s.SumsExists() && s.sumsProblem() == "" && s.SumsReadable }
 
@@ -188,8 +197,10 @@ func (s *State) rolledBackSQL(v int64) string {
 
 // relinkSQL moves the records of versions whose version row was written again
 // to the new rows ($1 versions, $2 the new row ids, $3 the recorded sha256s,
-// which still match the files).
-const relinkSQL = `UPDATE %s AS t SET version_row_id = u.row_id
+// which still match the files), as backfilled by this run ($4): whoever wrote
+// the new row, the run named before did not (--only-this-run reads it).
+const relinkSQL = `UPDATE %s AS t SET version_row_id = u.row_id, recorded = 'backfilled', run_id = $4::text,
+	role = current_user, login = session_user, recorded_at = clock_timestamp()
 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(version, row_id, sha256)
 WHERE t.version = u.version AND t.sha256 = u.sha256 AND ` + "%s"
 
@@ -228,10 +239,7 @@ func checkSums(src Sources, st *State, p *Plan, req Request) error {
 	if st.SumsExists() && !st.SumsReadable {
 		return refuse(ErrNoPrivilege, grant, "%s cannot read the checksum table %s", st.CurrentUser, table)
 	}
-	rowID := map[int64]int64{}
-	for _, r := range st.Rows { // in id order: the latest row wins
-		rowID[r.Version] = r.ID
-	}
+	rowID := st.versionRowIDs()
 	var changed []ChangedFile
 	for _, v := range p.Applied {
 		s, _ := src.Get(v)
@@ -400,7 +408,7 @@ func (m *Migrator) settleSums(ctx context.Context, pc *pgx.Conn, st *State, p *P
 		for i, r := range relinks {
 			vs[i], ids[i], sums[i] = r.Version, r.VersionRowID, r.SHA256
 		}
-		tag, err := pc.Exec(ctx, fmt.Sprintf(relinkSQL, table, heldSQL), pgx.QueryExecModeExec, vs, ids, sums)
+		tag, err := pc.Exec(ctx, fmt.Sprintf(relinkSQL, table, heldSQL), pgx.QueryExecModeExec, vs, ids, sums, runID)
 		if err == nil && tag.RowsAffected() != int64(n) {
 			err = errVersionRow
 		}
@@ -482,7 +490,7 @@ func (m *Migrator) settled(st *State, p *Plan) int {
 	}
 	relinks, fills := splitRelinks(p.Backfill)
 	if len(relinks) > 0 {
-		m.Log.Info("the version rows of applied migrations were written again since their checksums were recorded (rolled back and applied again by another tool, or the version table repaired by hand); their files match the records, which now belong to the new rows",
+		m.Log.Info("the version rows of applied migrations were written again since their checksums were recorded (rolled back and applied again by another tool, or the version table repaired by hand); their files match the records, which now belong to the new rows, recorded as backfilled by this run",
 			"table", st.sumsTable(), "versions", joinVersions(sumVersions(relinks), ","))
 	}
 	if len(fills) > 0 {

@@ -311,13 +311,15 @@ func TestChecksumsSurviveVersionTableRepair(t *testing.T) {
 		t.Fatalf("the refusal changed the database:\nbefore:\n%s\nafter:\n%s", before, got)
 	}
 
-	// The files as applied: every record moves to its new row, history kept.
+	// The files as applied: every record moves to its new row, keeping when it
+	// was applied; the new rows were not written by "first", so the records say
+	// backfilled by this run (a rollback --only-this-run of "first" refuses them).
 	o := mustRun(t, d.url(), dir, "--run-id", "second")
 	if o.result("checksums-recorded") != "3" || !strings.Contains(o.stderr, "their files match the records, which now belong to the new rows") {
 		t.Fatalf("after the repair with the files as applied: %v\n%s", o.summary.Results, o.stderr)
 	}
-	want := "1:00001_a.sql:" + sha256Hex(threeTables["00001_a.sql"]) + ":applied:first 2:00002_b.sql:" + sha256Hex(threeTables["00002_b.sql"]) +
-		":applied:first 3:00003_c.sql:" + sha256Hex(threeTables["00003_c.sql"]) + ":applied:first"
+	want := "1:00001_a.sql:" + sha256Hex(threeTables["00001_a.sql"]) + ":backfilled:second 2:00002_b.sql:" + sha256Hex(threeTables["00002_b.sql"]) +
+		":backfilled:second 3:00003_c.sql:" + sha256Hex(threeTables["00003_c.sql"]) + ":backfilled:second"
 	if got := d.sums("goose_db_version_sums"); got != want {
 		t.Fatalf("checksums after the repair:\n%s\nwant:\n%s", got, want)
 	}

@@ -644,6 +644,39 @@ func TestRollbackOnlyThisRun(t *testing.T) {
 	}
 }
 
+// A version row written again after the run applied it (another migrator's
+// goose redo, a restore of the version table) is not the run's any more, even
+// though the checksum record still names it: directly, and once a later run
+// has moved the record to the new row (a relink).
+func TestRollbackOnlyThisRunRowWrittenAgain(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, threeTables)
+	mustRun(t, d.url(), dir, "--to", "2", "--run-id", "earlier")
+	mustRun(t, d.url(), dir, "--run-id", "run-r")
+	redo := func() {
+		d.exec("DROP TABLE c; DELETE FROM goose_db_version WHERE version_id = 3")
+		d.exec("CREATE TABLE c (id int); INSERT INTO goose_db_version (version_id, is_applied) VALUES (3, true); INSERT INTO c VALUES (42)")
+	}
+	refused := func(t *testing.T, want string) {
+		t.Helper()
+		o := runStep(t, d.url(), dir, "--down-to", "2", "--only-this-run", "--run-id", "run-r")
+		if o.code != 1 || !strings.Contains(o.summary.Error, want) {
+			t.Fatalf("exit %d, error %q; want the refusal naming %q\n%s", o.code, o.summary.Error, want, o.stderr)
+		}
+		if !d.tableExists("c") || d.queryString("SELECT count(*)::text FROM c") != "1" {
+			t.Fatal("table c or its row is gone")
+		}
+	}
+	redo()
+	t.Run("the record names the old row", func(t *testing.T) {
+		refused(t, `3 (its version row was written again after "run-r" applied it)`)
+	})
+	t.Run("a later run moved the record", func(t *testing.T) {
+		mustRun(t, d.url(), dir, "--run-id", "run-q") // nothing pending: it relinks 3
+		refused(t, `3 (recorded as backfilled by "run-q", not applied by it)`)
+	})
+}
+
 // --only-this-run judges the versions again once it holds the migration lock:
 // what another migrator applied while the rollback waited for the lock (here
 // a record that changes hands while the lock is held elsewhere) is refused too.

@@ -193,6 +193,7 @@ func checkAppliedBy(st *State, down []int64, run string) error {
 		return nil
 	}
 	var others []string
+	rowID := st.versionRowIDs()
 	for _, v := range down {
 		s, ok := st.Sums[v]
 		switch {
@@ -202,6 +203,9 @@ func checkAppliedBy(st *State, down []int64, run string) error {
 			others = append(others, fmt.Sprintf("%d (recorded as %s by %q, not applied by it)", v, s.Recorded, s.RunID))
 		case s.RunID != run:
 			others = append(others, fmt.Sprintf("%d (applied by %q)", v, s.RunID))
+		case s.VersionRowID != rowID[v]:
+			// another migrator redid it (goose redo, a restored version table)
+			others = append(others, fmt.Sprintf("%d (its version row was written again after %q applied it)", v, s.RunID))
 		}
 	}
 	if len(others) == 0 {
