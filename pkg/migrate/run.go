@@ -451,6 +451,12 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 	defer stopBook()
 	for i, stmt := range p.Statements {
 		if err := ctx.Err(); err != nil {
+			// Stopped before the first statement was sent: nothing ran, so the
+			// record goes and the run is one a rerun finishes (the record's
+			// "statement 1 may have partly run" would be untrue).
+			if i == 0 && m.dropUnstartedDirty(book, pc, st, s.Version) {
+				return &stepError{stmt: -1, err: err}
+			}
 			return dirty(i, i, err)
 		}
 		if _, err := pc.Exec(ctx, stmt); err != nil {
@@ -515,6 +521,14 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 		return dirty(len(p.Statements), -1, err)
 	}
 	return nil
+}
+
+// dropUnstartedDirty deletes version's dirty record while no statement of its
+// migration has been sent (statements_done 0, under the lock), reporting
+// whether it went.
+func (m *Migrator) dropUnstartedDirty(ctx context.Context, pc *pgx.Conn, st *State, version int64) bool {
+	tag, err := pc.Exec(ctx, `DELETE FROM `+st.dirtyTable()+` WHERE version = $1 AND statements_done = 0 AND `+heldSQL, pgx.QueryExecModeExec, version)
+	return err == nil && tag.RowsAffected() == 1
 }
 
 // bookkeepingTimeout bounds, once SIGTERM came, the step's own writes after
