@@ -214,3 +214,38 @@ func explain(user, database string, err error) error {
 	}
 	return err
 }
+
+// CancelCause is why the server cancelled a statement: PostgreSQL raises
+// QueryCanceled (57014) for each cause alike and names the cause only in the
+// message.
+type CancelCause int
+
+const (
+	// CancelUnknown: not a QueryCanceled error, or a message this package does
+	// not know (a server whose lc_messages translates it); callers keep their
+	// rule for 57014 as a whole.
+	CancelUnknown CancelCause = iota
+	// CancelStatementTimeout: statement_timeout expired; a retry of the same
+	// statement under the same setting stops the same way.
+	CancelStatementTimeout
+	// CancelRequest: a cancel request (pg_cancel_backend from another session,
+	// or a client's own); the statement may pass when run again.
+	CancelRequest
+)
+
+// CanceledBy reads err's CancelCause from the server's message (the texts of
+// PostgreSQL's ProcessInterrupts, untranslated). This is the one place the
+// steps read a server message: the SQLSTATE cannot tell the causes apart.
+func CanceledBy(err error) CancelCause {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != QueryCanceled {
+		return CancelUnknown
+	}
+	switch pgErr.Message {
+	case "canceling statement due to statement timeout":
+		return CancelStatementTimeout
+	case "canceling statement due to user request":
+		return CancelRequest
+	}
+	return CancelUnknown
+}

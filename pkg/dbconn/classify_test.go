@@ -181,3 +181,20 @@ func TestRefusedConnectionSettingsArePermanent(t *testing.T) {
 		})
 	}
 }
+
+func TestCanceledBy(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want CancelCause
+	}{
+		{&pgconn.PgError{Code: QueryCanceled, Message: "canceling statement due to statement timeout"}, CancelStatementTimeout},
+		{fmt.Errorf("applying: %w", &pgconn.PgError{Code: QueryCanceled, Message: "canceling statement due to user request"}), CancelRequest},
+		{&pgconn.PgError{Code: QueryCanceled, Message: "Abbruch der Anweisung wegen Zeitüberschreitung"}, CancelUnknown}, // lc_messages=de
+		{&pgconn.PgError{Code: LockNotAvailable, Message: "canceling statement due to lock timeout"}, CancelUnknown},
+		{errors.New("canceling statement due to user request"), CancelUnknown}, // not from the server
+	} {
+		if got := CanceledBy(tc.err); got != tc.want {
+			t.Errorf("CanceledBy(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}

@@ -431,11 +431,55 @@ func TestStatementTimeout(t *testing.T) {
 	dir := writeDir(t, files{"00001_slow.sql": mig("CREATE TABLE side (id int);\nSELECT pg_sleep(30);", "DROP TABLE side;")})
 	o := runStep(t, d.url(), dir, "--statement-timeout", "300ms")
 	t.Log(o.lastLine())
-	if o.code != 1 || !strings.Contains(o.lastLine(), "statement_timeout (--statement-timeout 300ms)") {
+	if o.code != 1 || !strings.Contains(o.lastLine(), "statement_timeout expired (--statement-timeout 300ms") {
 		t.Fatalf("exit %d: %s", o.code, o.lastLine())
 	}
 	if d.tableExists("side") {
 		t.Fatal("not rolled back")
+	}
+}
+
+// A cancelled statement (SQLSTATE 57014) is judged by its cause, which only
+// the server's message tells: a statement timeout recurs on every retry
+// (exit 1) whoever set it, the flag or the migration itself; an
+// administrator's cancel (pg_cancel_backend) may not, and the transaction was
+// rolled back (exit 75). Before, the flag alone decided: a migration setting
+// its own statement_timeout was retried (75) and an administrator's cancel
+// with --statement-timeout set was final (1) (attack session 26 finding 3).
+func TestStatementCancelledCause(t *testing.T) {
+	for _, tc := range []struct {
+		name, up string
+		args     []string
+		cancel   bool // pg_cancel_backend the running statement
+		code     int
+		want     string
+	}{
+		{"the migration's own statement_timeout", "SET statement_timeout = '200ms';\nCREATE TABLE big AS SELECT 1 AS x FROM pg_sleep(1);", nil, false, 1,
+			"statement_timeout expired (set by the migration itself: --statement-timeout is 0s)"},
+		{"an administrator's cancel with --statement-timeout set", "CREATE TABLE big AS SELECT 1 AS x FROM pg_sleep(30);", []string{"--statement-timeout", "10m"}, true, 75,
+			"cancelled by another session (pg_cancel_backend)"},
+		{"an administrator's cancel without", "CREATE TABLE big AS SELECT 1 AS x FROM pg_sleep(30);", nil, true, 75,
+			"cancelled by another session (pg_cancel_backend)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDB(t)
+			dir := writeDir(t, files{"00001_a.sql": threeTables["00001_a.sql"], "00002_big.sql": mig(tc.up, "DROP TABLE big;")})
+			mustRun(t, d.url(), dir, "--to", "1")
+			done := make(chan outcome, 1)
+			go func() { done <- runStep(t, d.url(), dir, tc.args...) }()
+			if tc.cancel {
+				running := `FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE 'CREATE TABLE big%'`
+				eventually(t, "the slow statement", func() bool { return d.queryString(`SELECT EXISTS (SELECT `+running+`)::text`) == "true" })
+				d.exec(`SELECT pg_cancel_backend(pid) ` + running)
+			}
+			o := <-done
+			if o.code != tc.code || !strings.Contains(o.lastLine(), tc.want) {
+				t.Fatalf("exit %d, want %d with %q: %s", o.code, tc.code, tc.want, o.lastLine())
+			}
+			if d.tableExists("big") || d.versions("goose_db_version") != "0:true 1:true" {
+				t.Fatalf("migration 2 not rolled back: big %v, versions %s", d.tableExists("big"), d.versions("goose_db_version"))
+			}
+		})
 	}
 }
 

@@ -123,9 +123,13 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	var rep *Report
-	if inProgress {
+	switch {
+	case errors.Is(err, ErrDirty) && inProgress:
+		// most often a stopped migration: the lock tells whether anyone still runs it
+		m.Log.Info("a migration is recorded as stopped partway; taking the migration lock to confirm it is not still running in another session")
+	case inProgress:
 		m.Log.Info("a migration is in progress in another session; waiting for the migration lock to judge its outcome")
-	} else {
+	default:
 		rep = newReport(plan)
 		m.Log.Info("migration plan", "mode", mode.String(), "table", st.Qualified(), "current-version", plan.Current,
 			"target-version", plan.Target, "pending-versions", joinVersions(plan.Pending, ","), "roll-back-versions", joinVersions(plan.Down, ","))

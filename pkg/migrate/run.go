@@ -962,8 +962,15 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 	case dbconn.LockNotAvailable, dbconn.DeadlockDetected, dbconn.SerializationFailure:
 		return failure.AsTransient(me)
 	case dbconn.QueryCanceled:
-		// statement_timeout recurs on a retry; with none set, an administrator
-		// cancelled the statement and a retry may pass.
+		// statement_timeout recurs on a retry, whoever set it (the flag, or the
+		// migration itself); an administrator's cancel may not. A message the
+		// step cannot read: with no timeout of the flag's, a cancel is likelier.
+		switch dbconn.CanceledBy(err) {
+		case dbconn.CancelStatementTimeout:
+			return failure.AsPermanent(me)
+		case dbconn.CancelRequest:
+			return failure.AsTransient(me)
+		}
 		if m.Opts.StatementTimeout > 0 {
 			return failure.AsPermanent(me)
 		}
@@ -1014,9 +1021,25 @@ func (m *Migrator) detail(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 		}
 		return m.wherePrefix(ctx, s, up, err) + lockTimeoutDetail(m.Opts.LockTimeout, wait)
 	case pgErr.Code == dbconn.QueryCanceled:
-		return m.wherePrefix(ctx, s, up, err) + fmt.Sprintf("statement_timeout (--statement-timeout %s) expired or the statement was cancelled by an administrator (SQLSTATE %s); raise --statement-timeout if the migration needs longer", m.Opts.StatementTimeout, pgErr.Code)
+		return m.wherePrefix(ctx, s, up, err) + m.cancelDetail(err)
 	}
 	return m.sqlErrorDetail(ctx, pgErr, s, up, err)
+}
+
+// cancelDetail says why a statement was cancelled (SQLSTATE 57014) and what to do.
+func (m *Migrator) cancelDetail(err error) string {
+	flag := m.Opts.StatementTimeout
+	switch dbconn.CanceledBy(err) {
+	case dbconn.CancelStatementTimeout:
+		if flag == 0 {
+			// the step sets statement_timeout to the flag on its session
+			return "statement_timeout expired (set by the migration itself: --statement-timeout is 0s) (SQLSTATE 57014); every run stops the same way: raise or remove the timeout the migration sets"
+		}
+		return fmt.Sprintf("statement_timeout expired (--statement-timeout %s, or a lower one the migration set itself) (SQLSTATE 57014); raise --statement-timeout if the migration needs longer", flag)
+	case dbconn.CancelRequest:
+		return "the statement was cancelled by another session (pg_cancel_backend) (SQLSTATE 57014); its transaction was rolled back, and a rerun runs it again"
+	}
+	return fmt.Sprintf("statement_timeout (--statement-timeout %s) expired or the statement was cancelled by an administrator (SQLSTATE 57014); raise --statement-timeout if the migration needs longer", flag)
 }
 
 // sqlErrorDetail renders a server error with its place in the migration file.
