@@ -3,6 +3,7 @@ package manifests
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"maps"
 	"regexp"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/util/expr/argoexpr"
 	"github.com/argoproj/argo-workflows/v3/util/expr/env"
+	"github.com/argoproj/argo-workflows/v3/util/template"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -739,4 +741,58 @@ func tektonGuardTask(t *testing.T, name string) *pipelinev1.PipelineTask {
 	}
 	t.Fatalf("Pipeline: no task %s", name)
 	return nil
+}
+
+// TestDatabaseSecretNameOnly: a database URL given as database-secret (a
+// careless user) never reaches what the controller logs or exports before the
+// guard refuses it: the workflow's mutex name (the controller logs each lock
+// name) and the metrics' database label (on its Prometheus endpoint). The guard
+// refuses it without echoing the value.
+func TestDatabaseSecretNameOnly(t *testing.T) {
+	const password = "S3cr3t"
+	wft := argoTemplate(t)
+	guard, c := argoGuardTask(t, wft)
+	for v, want := range map[string]bool{
+		"shop-db": false, "shop.db-2": false,
+		"postgres://shop:" + password + "@db:5432/shop": true, "Shop_DB": true, "-shop": true, "": true,
+	} {
+		wantArgoGuard(t, wft, guard, c, map[string]string{"database-secret": v}, want, "database-secret")
+	}
+	wantArgoGuard(t, wft, guard, c, map[string]string{"database-secret": "", "databases": `[{"secret":"a"}]`}, false, "")
+
+	url := "postgres://shop:" + password + "@db:5432/shop"
+	vars := run{entrypoint: "main", status: "Failed", params: map[string]string{"database-secret": url}}.globals(t, wft)
+	var rendered []string
+	rendered = append(rendered, resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, vars))
+	labels := func(ms *wfv1.Metrics) {
+		if ms == nil {
+			return
+		}
+		for _, m := range ms.Prometheus {
+			for _, l := range m.Labels {
+				// a step's own variables ({{status}}) stay: the controller fills them in later
+				b, _ := json.Marshal(l.Value)
+				out, err := template.Replace(string(b), vars, true)
+				if err != nil {
+					t.Fatalf("label %s %q: %v", l.Key, l.Value, err)
+				}
+				rendered = append(rendered, out)
+			}
+		}
+	}
+	labels(wft.Spec.Metrics)
+	for i := range wft.Spec.Templates {
+		labels(wft.Spec.Templates[i].Metrics)
+	}
+	if len(rendered) < 10 {
+		t.Fatalf("%d names and labels rendered, want the mutex and every metric's labels", len(rendered))
+	}
+	for _, r := range rendered {
+		if strings.Contains(r, password) {
+			t.Errorf("rendered %q holds the URL's password", r)
+		}
+	}
+	if got := resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, run{entrypoint: "main", status: "Running"}.globals(t, wft)); got != "chartreuse-shop-db" {
+		t.Errorf("mutex %q for database-secret shop-db, want chartreuse-shop-db", got)
+	}
 }
