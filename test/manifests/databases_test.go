@@ -35,6 +35,7 @@ func TestArgoWorkflowMutex(t *testing.T) {
 			"workflow.parameters.database-secret": "shop-db",
 			"workflow.parameters.namespace":       tc.namespace,
 			"workflow.namespace":                  "shop",
+			"workflow.mainEntrypoint":             "main",
 		}
 		if got := resolve(t, sy.Mutexes[0].Name, vars); got != tc.want {
 			t.Errorf("databases %q, namespace %q: mutex %q, want %q", tc.databases, tc.namespace, got, tc.want)

@@ -415,6 +415,44 @@ func TestArgoUnknownParameterPullImage(t *testing.T) {
 	}
 }
 
+// TestArgoSinglePhaseOneDatabase: a single phase run by hand with a databases
+// list (copied from a multi-database run's arguments) is refused by pull-image,
+// and its mutex is still the one of database-secret: with the list, the
+// workflow's mutex was the namespace's, so the hand run was not serialised with
+// a run for that database, and the phase ran for database-secret alone anyway
+// (attack session 26 YAML finding 1).
+func TestArgoSinglePhaseOneDatabase(t *testing.T) {
+	wft := argoTemplate(t)
+	c := templateByName(t, wft, argoPullProbe).Container
+	list := `[{"secret":"shop-db"},{"secret":"orders-db"}]`
+	for _, tc := range []struct {
+		entrypoint string
+		params     map[string]string
+	}{
+		{"scale-restore", map[string]string{"databases": list, "only-run-uid": "0000"}},
+		{"migrate", map[string]string{"databases": list}},
+		{"rollback", map[string]string{"databases": list, "down-to": "1"}},
+		{"scale-down", map[string]string{"databases": list}},
+	} {
+		vars := run{entrypoint: tc.entrypoint, status: "Running", params: tc.params}.globals(t, wft)
+		if got := resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, vars); got != "chartreuse-shop-db" {
+			t.Errorf("%s with databases: mutex %q, want chartreuse-shop-db", tc.entrypoint, got)
+		}
+		var args []string
+		for _, a := range c.Args {
+			args = append(args, resolve(t, a, vars))
+		}
+		code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
+		if code != exitcode.CodeUsage || !strings.Contains(stderr, "databases with --entrypoint "+tc.entrypoint+" (") {
+			t.Errorf("%s with databases: pull-image exits %d, stderr %q; want %d refusing databases", tc.entrypoint, code, stderr, exitcode.CodeUsage)
+		}
+	}
+	vars := run{entrypoint: "main", status: "Running", params: map[string]string{"databases": list}}.globals(t, wft)
+	if got := resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, vars); got != "chartreuse.workloads.shop" {
+		t.Errorf("main with databases: mutex %q, want chartreuse.workloads.shop", got)
+	}
+}
+
 // TestTektonParameterGuards: an invalid-<param> task for every enum-like parameter,
 // run exactly when its value is outside the enum; the gate (the only other root) runs
 // after all of them, and wait-for-db after the gate: a typo fails at

@@ -245,7 +245,11 @@ func (m *manifests) parameterUses(param string) []string {
 				add("image of every step")
 			}
 			for _, a := range c.Args {
-				if refers(a, param) {
+				switch {
+				case !refers(a, param):
+				case strings.HasPrefix(a, "{{"): // an argument chosen by expression: pull-image's checks
+					add("`" + bin + "` parameter checks of the single-phase entrypoints")
+				default:
 					add("`" + bin + " " + flagName(a) + "`")
 				}
 			}
