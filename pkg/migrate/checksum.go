@@ -29,7 +29,8 @@ import (
 //     version whose row was written again since (rolled back and applied again
 //     by the goose CLI, or the version table repaired by hand after its rows
 //     were deleted) is still compared with its record: an unchanged file only
-//     moves the record to the new row, keeping its history; a different one is
+//     moves the record to the new row (keeping when it was applied, recorded
+//     now as backfilled by the run that moved it); a different one is
 //     refused like an edit, since nothing tells which file the new row applied.
 //   - An applied version without a row (a database migrated before checksums
 //     were kept, a version applied by the goose CLI, or settled with --resolve)

@@ -483,6 +483,23 @@ func TestStatementCancelledCause(t *testing.T) {
 	}
 }
 
+// An administrator's cancel inside a migration without a transaction: the
+// statements before stay applied, so the message must not say the work was
+// rolled back and a rerun runs it again; it is recorded as stopped partway.
+func TestStatementCancelledNoTransaction(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, files{"00001_notx.sql": "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE side (id int);\nCREATE TABLE big AS SELECT 1 AS x FROM pg_sleep(30);\n"})
+	done := make(chan outcome, 1)
+	go func() { done <- runStep(t, d.url(), dir) }()
+	running := `FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE 'CREATE TABLE big%'`
+	eventually(t, "the slow statement", func() bool { return d.queryString(`SELECT EXISTS (SELECT `+running+`)::text`) == "true" })
+	d.exec(`SELECT pg_cancel_backend(pid) ` + running)
+	o := <-done
+	if o.code != 1 || !strings.Contains(o.lastLine(), "cancelled by another session") || strings.Contains(o.lastLine(), "rolled back, and a rerun runs it again") || !strings.Contains(o.lastLine(), "stopped partway") {
+		t.Fatalf("exit %d, want 1, cancelled and stopped partway without 'rolled back': %s", o.code, o.lastLine())
+	}
+}
+
 func TestConnectionErrors(t *testing.T) {
 	d := newDB(t)
 	dir := writeDir(t, threeTables)

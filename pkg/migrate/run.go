@@ -1021,22 +1021,27 @@ func (m *Migrator) detail(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 		}
 		return m.wherePrefix(ctx, s, up, err) + lockTimeoutDetail(m.Opts.LockTimeout, wait)
 	case pgErr.Code == dbconn.QueryCanceled:
-		return m.wherePrefix(ctx, s, up, err) + m.cancelDetail(err)
+		return m.wherePrefix(ctx, s, up, err) + m.cancelDetail(err, s.NoTx)
 	}
 	return m.sqlErrorDetail(ctx, pgErr, s, up, err)
 }
 
-// cancelDetail says why a statement was cancelled (SQLSTATE 57014) and what to do.
-func (m *Migrator) cancelDetail(err error) string {
+// cancelDetail says why a statement was cancelled (SQLSTATE 57014) and what to
+// do; noTx: the migration runs without a transaction (what happens then is said
+// by the stopped-partway text that follows).
+func (m *Migrator) cancelDetail(err error, noTx bool) string {
 	flag := m.Opts.StatementTimeout
 	switch dbconn.CanceledBy(err) {
 	case dbconn.CancelStatementTimeout:
 		if flag == 0 {
 			// the step sets statement_timeout to the flag on its session
-			return "statement_timeout expired (set by the migration itself: --statement-timeout is 0s) (SQLSTATE 57014); every run stops the same way: raise or remove the timeout the migration sets"
+			return "statement_timeout expired (set by the migration itself: --statement-timeout is 0s) (SQLSTATE 57014); raise or remove the timeout the migration sets"
 		}
-		return fmt.Sprintf("statement_timeout expired (--statement-timeout %s, or a lower one the migration set itself) (SQLSTATE 57014); raise --statement-timeout if the migration needs longer", flag)
+		return fmt.Sprintf("statement_timeout expired (--statement-timeout %s, or one the migration set itself) (SQLSTATE 57014); raise --statement-timeout if the migration needs longer", flag)
 	case dbconn.CancelRequest:
+		if noTx {
+			return "the statement was cancelled by another session (pg_cancel_backend) (SQLSTATE 57014)"
+		}
 		return "the statement was cancelled by another session (pg_cancel_backend) (SQLSTATE 57014); its transaction was rolled back, and a rerun runs it again"
 	}
 	return fmt.Sprintf("statement_timeout (--statement-timeout %s) expired or the statement was cancelled by an administrator (SQLSTATE 57014); raise --statement-timeout if the migration needs longer", flag)

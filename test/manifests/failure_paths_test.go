@@ -3,7 +3,6 @@ package manifests
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"maps"
 	"regexp"
 	"slices"
@@ -15,7 +14,6 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/util/expr/argoexpr"
 	"github.com/argoproj/argo-workflows/v3/util/expr/env"
-	"github.com/argoproj/argo-workflows/v3/util/template"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -447,9 +445,19 @@ func TestArgoSinglePhaseOneDatabase(t *testing.T) {
 			t.Errorf("%s with databases: pull-image exits %d, stderr %q; want %d refusing databases", tc.entrypoint, code, stderr, exitcode.CodeUsage)
 		}
 	}
-	vars := run{entrypoint: "main", status: "Running", params: map[string]string{"databases": list}}.globals(t, wft)
-	if got := resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, vars); got != "chartreuse.workloads.shop" {
-		t.Errorf("main with databases: mutex %q, want chartreuse.workloads.shop", got)
+	// the entrypoints that take the list keep the namespace's mutex and pull-image passes
+	for _, entrypoint := range []string{"main", "plan-databases"} {
+		vars := run{entrypoint: entrypoint, status: "Running", params: map[string]string{"databases": list, "database-secret": ""}}.globals(t, wft)
+		if got := resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, vars); got != "chartreuse.workloads.shop" {
+			t.Errorf("%s with databases: mutex %q, want chartreuse.workloads.shop", entrypoint, got)
+		}
+		var args []string
+		for _, a := range c.Args {
+			args = append(args, resolve(t, a, vars))
+		}
+		if !slices.Contains(args, "--version") {
+			t.Errorf("%s with databases: pull-image args %q, want --version", entrypoint, args)
+		}
 	}
 }
 
@@ -799,35 +807,47 @@ func TestDatabaseSecretNameOnly(t *testing.T) {
 	wantArgoGuard(t, wft, guard, c, map[string]string{"database-secret": "", "databases": `[{"secret":"a"}]`}, false, "")
 
 	url := "postgres://shop:" + password + "@db:5432/shop"
-	vars := run{entrypoint: "main", status: "Failed", params: map[string]string{"database-secret": url}}.globals(t, wft)
-	var rendered []string
-	rendered = append(rendered, resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, vars))
-	labels := func(ms *wfv1.Metrics) {
-		if ms == nil {
-			return
+	// the single-phase entrypoints have no guard task: pull-image refuses it
+	pull := templateByName(t, wft, argoPullProbe).Container
+	for _, entrypoint := range []string{"migrate", "scale-restore", "rollback", "plan"} {
+		vars := run{entrypoint: entrypoint, status: "Running", params: map[string]string{"database-secret": url}}.globals(t, wft)
+		var args []string
+		for _, a := range pull.Args {
+			args = append(args, resolve(t, a, vars))
 		}
-		for _, m := range ms.Prometheus {
-			for _, l := range m.Labels {
-				// a step's own variables ({{status}}) stay: the controller fills them in later
-				b, _ := json.Marshal(l.Value)
-				out, err := template.Replace(string(b), vars, true)
-				if err != nil {
-					t.Fatalf("label %s %q: %v", l.Key, l.Value, err)
+		code, stderr := runGuard(t, strings.TrimPrefix(pull.Command[0], "/usr/local/bin/"), args)
+		if code != exitcode.CodeUsage || !strings.Contains(stderr, "database-secret=(not shown") || strings.Contains(stderr+strings.Join(args, " "), password) {
+			t.Errorf("--entrypoint %s with a URL as database-secret: pull-image exits %d, stderr %q; want %d refusing it unshown", entrypoint, code, stderr, exitcode.CodeUsage)
+		}
+	}
+	for _, entrypoint := range []string{"main", "migrate"} {
+		vars := run{entrypoint: entrypoint, status: "Failed", params: map[string]string{"database-secret": url}}.globals(t, wft)
+		if got := resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, vars); got != "chartreuse-invalid-name" {
+			t.Errorf("%s: mutex %q, want chartreuse-invalid-name", entrypoint, got)
+		}
+		n := 0
+		labels := func(ms *wfv1.Metrics) {
+			if ms == nil {
+				return
+			}
+			for _, m := range ms.Prometheus {
+				for _, l := range m.Labels {
+					if l.Key != "database" {
+						continue
+					}
+					n++
+					if got := resolve(t, l.Value, vars); got != "invalid-name" {
+						t.Errorf("%s: metric %s label database = %q, want invalid-name", entrypoint, m.Name, got)
+					}
 				}
-				rendered = append(rendered, out)
 			}
 		}
-	}
-	labels(wft.Spec.Metrics)
-	for i := range wft.Spec.Templates {
-		labels(wft.Spec.Templates[i].Metrics)
-	}
-	if len(rendered) < 10 {
-		t.Fatalf("%d names and labels rendered, want the mutex and every metric's labels", len(rendered))
-	}
-	for _, r := range rendered {
-		if strings.Contains(r, password) {
-			t.Errorf("rendered %q holds the URL's password", r)
+		labels(wft.Spec.Metrics)
+		for i := range wft.Spec.Templates {
+			labels(wft.Spec.Templates[i].Metrics)
+		}
+		if n < 9 {
+			t.Errorf("%s: %d database labels, want every metric's", entrypoint, n)
 		}
 	}
 	if got := resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, run{entrypoint: "main", status: "Running"}.globals(t, wft)); got != "chartreuse-shop-db" {

@@ -228,10 +228,10 @@ func quotes(t *testing.T) []quote {
 	add((&migrate.MigrationError{Version: 20240315143000, File: orders, Direction: "up", Ran: true, Detail: lockDetail}).Error())
 
 	// statement_timeout: exit 1, it would recur.
-	sourceHas(t, "pkg/migrate/run.go", `"statement_timeout expired (--statement-timeout %s, or a lower one the migration set itself) (SQLSTATE 57014); raise --statement-timeout if the migration needs longer"`)
+	sourceHas(t, "pkg/migrate/run.go", `"statement_timeout expired (--statement-timeout %s, or one the migration set itself) (SQLSTATE 57014); raise --statement-timeout if the migration needs longer"`)
 	backfill := "20240320100000_orders_backfill.sql"
 	add((&migrate.MigrationError{Version: 20240320100000, File: backfill, Direction: "up", Ran: true,
-		Detail: before(backfill, 2, 1) + fmt.Sprintf("statement_timeout expired (--statement-timeout %s, or a lower one the migration set itself) (SQLSTATE 57014); raise --statement-timeout if the migration needs longer", 30*time.Minute)}).Error())
+		Detail: before(backfill, 2, 1) + fmt.Sprintf("statement_timeout expired (--statement-timeout %s, or one the migration set itself) (SQLSTATE 57014); raise --statement-timeout if the migration needs longer", 30*time.Minute)}).Error())
 
 	// A failed migration (keep-down leaves the workloads stopped).
 	sqlDetail := fmt.Sprintf("%s: %s (SQLSTATE %s)", "ERROR", `column "customer_id" of relation "orders" already exists`, "42701") +
