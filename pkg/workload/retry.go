@@ -38,12 +38,17 @@ func (b Backoffs) orDefault() Backoffs {
 	return b
 }
 
+// restartedDenials is how long after an outage a denial (403, 401) is taken
+// for a restarted API server's caches still loading, and retried.
+const restartedDenials = 30 * time.Second
+
 // changeRetry runs change, one read-modify-write of a workload whose patch carries
 // the resourceVersion it was computed from, until it succeeds or fails in a way a
 // fresh read cannot mend. change is told whether to read the workload afresh.
 //
 // Conflicts (409) are retried backoffs.Conflict.Steps times. An unreachable or
-// unavailable API server is retried until until (or ctx's deadline): that is safe
+// unavailable API server is retried until until (or ctx's deadline), and so is a
+// denial within restartedDenials of such an outage: that is safe
 // because a change whose answer was lost, but which was made, meets a conflict on
 // the retry, whose fresh read then finds it done.
 //
@@ -64,6 +69,7 @@ func (r changeRetry) run(ctx context.Context, what string, change func(fresh boo
 	if d, ok := ctx.Deadline(); ok && (until.IsZero() || d.Before(until)) {
 		until = d
 	}
+	var lastOutage time.Time
 	for fresh := false; ; fresh = true {
 		err := change(fresh)
 		var pause time.Duration
@@ -76,11 +82,22 @@ func (r changeRetry) run(ctx context.Context, what string, change func(fresh boo
 			}
 			pause = conflicts.Step()
 		case ctx.Err() == nil && kube.IsUnavailable(err):
+			lastOutage = r.clock.Now()
 			pause = outages.Step()
 			if !until.IsZero() && r.clock.Now().Add(pause).After(until) {
 				return err
 			}
 			r.log.Warn("API server did not answer the change: retrying with a fresh read", "workload", what, "in", pause.Round(time.Millisecond).String(), "error", err.Error())
+		case ctx.Err() == nil && !lastOutage.IsZero() && r.clock.Since(lastOutage) < restartedDenials &&
+			(apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)):
+			// A restarted API server answers before its authorization (and token)
+			// caches are loaded, and denies meanwhile: after an outage, a denial is
+			// believed only once it outlasts that.
+			pause = outages.Step()
+			if !until.IsZero() && r.clock.Now().Add(pause).After(until) {
+				return err
+			}
+			r.log.Warn("API server denied the change just after an outage (a restarted API server denies until its caches are loaded): retrying with a fresh read", "workload", what, "in", pause.Round(time.Millisecond).String(), "error", err.Error())
 		default:
 			return err
 		}
