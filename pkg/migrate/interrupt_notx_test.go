@@ -41,40 +41,54 @@ func (c *cancelAfterQuery) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx
 
 // A SIGTERM as the dirty record of a migration without a transaction is
 // written, before its first statement: nothing of the migration ran, so the
-// run is transient (exit 75) and leaves no record; the rerun applies it.
-// Before, the run was exit 1 "recorded as stopped partway" with the record
-// 0 of 2 done, and every rerun refused, saying statement 1 may have partly run
-// (attack session 26 finding 2).
+// run is transient (exit 75) and leaves no record; the rerun finishes it, in
+// either direction. Before, the run was exit 1 "recorded as stopped partway"
+// with the record 0 of 2 done, and every rerun refused, saying statement 1 may
+// have partly run (attack session 26 finding 2).
 func TestInterruptBeforeFirstNoTxStatement(t *testing.T) {
-	d := newDB(t)
-	dir := writeDir(t, files{
-		"00001_a.sql":    threeTables["00001_a.sql"],
-		"00002_notx.sql": "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE side (id int);\nCREATE INDEX CONCURRENTLY side_i ON side (id);\n",
-	})
-	mustRun(t, d.url(), dir, "--to", "1")
+	notx := "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE side (id int);\nCREATE INDEX CONCURRENTLY side_i ON side (id);\n" +
+		"-- +goose Down\nDROP INDEX CONCURRENTLY side_i;\nDROP TABLE side;\n"
+	for _, tc := range []struct {
+		name       string
+		setup      []string // migrate arguments run first
+		args       []string // the interrupted run's and the rerun's
+		sideBefore bool     // table side exists before the interrupted run
+	}{
+		{"up", []string{"--to", "1"}, nil, false},
+		{"down", nil, []string{"--down-to", "1"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDB(t)
+			dir := writeDir(t, files{"00001_a.sql": threeTables["00001_a.sql"], "00002_notx.sql": notx})
+			mustRun(t, d.url(), dir, tc.setup...)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cfg, err := pgx.ParseConfig(d.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Tracer = &cancelAfterQuery{match: "_dirty (version, direction, file, statements_done", cancel: cancel}
-	db, _ := OpenDB(cfg, SessionSettings{LockTimeout: 10 * time.Second})
-	defer db.Close()
-	m := &Migrator{DB: db, FS: os.DirFS(dir), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Opts: Options{Dir: dir, Table: DefaultTable, AllowEmptyDatabase: true, LockWait: time.Minute, LockTimeout: 10 * time.Second, RunID: "run-r"}}
-	_, err = m.Run(ctx)
-	if code := failure.Code(err); code != 75 {
-		t.Errorf("exit %d, want 75 (nothing of migration 2 ran): %v", code, err)
-	}
-	if d.tableExists("side") {
-		t.Fatal("statement 1 ran")
-	}
-	if got := d.queryString("SELECT count(*)::text FROM goose_db_version_dirty"); got != "0" {
-		t.Errorf("%s dirty records left, want none", got)
-	}
-	if o := runStep(t, d.url(), dir); o.code != 0 || !d.tableExists("side") {
-		t.Fatalf("rerun: exit %d: %s", o.code, o.lastLine())
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cfg, err := pgx.ParseConfig(d.url())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Tracer = &cancelAfterQuery{match: "_dirty (version, direction, file, statements_done", cancel: cancel}
+			db, _ := OpenDB(cfg, SessionSettings{LockTimeout: 10 * time.Second})
+			defer db.Close()
+			opts := Options{Dir: dir, Table: DefaultTable, AllowEmptyDatabase: true, LockWait: time.Minute, LockTimeout: 10 * time.Second, RunID: "run-r"}
+			if len(tc.args) > 0 {
+				opts.DownTo = Version{Value: 1, IsSet: true}
+			}
+			m := &Migrator{DB: db, FS: os.DirFS(dir), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Opts: opts}
+			_, err = m.Run(ctx)
+			if code := failure.Code(err); code != 75 {
+				t.Errorf("exit %d, want 75 (nothing of migration 2 ran): %v", code, err)
+			}
+			if d.tableExists("side") != tc.sideBefore {
+				t.Fatal("statement 1 ran")
+			}
+			if got := d.queryString("SELECT count(*)::text FROM goose_db_version_dirty"); got != "0" {
+				t.Errorf("%s dirty records left, want none", got)
+			}
+			if o := runStep(t, d.url(), dir, tc.args...); o.code != 0 || d.tableExists("side") == tc.sideBefore {
+				t.Fatalf("rerun: exit %d: %s", o.code, o.lastLine())
+			}
+		})
 	}
 }
