@@ -51,11 +51,12 @@ func TestInterruptBeforeFirstNoTxStatement(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		setup      []string // migrate arguments run first
-		args       []string // the interrupted run's and the rerun's
+		downTo     Version  // the interrupted run's
+		args       []string // the rerun's, the same
 		sideBefore bool     // table side exists before the interrupted run
 	}{
-		{"up", []string{"--to", "1"}, nil, false},
-		{"down", nil, []string{"--down-to", "1"}, true},
+		{"up", []string{"--to", "1"}, Version{}, nil, false},
+		{"down", nil, Version{IsSet: true, Value: 1}, []string{"--down-to", "1"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDB(t)
@@ -71,11 +72,8 @@ func TestInterruptBeforeFirstNoTxStatement(t *testing.T) {
 			cfg.Tracer = &cancelAfterQuery{match: "_dirty (version, direction, file, statements_done", cancel: cancel}
 			db, _ := OpenDB(cfg, SessionSettings{LockTimeout: 10 * time.Second})
 			defer db.Close()
-			opts := Options{Dir: dir, Table: DefaultTable, AllowEmptyDatabase: true, LockWait: time.Minute, LockTimeout: 10 * time.Second, RunID: "run-r"}
-			if len(tc.args) > 0 {
-				opts.DownTo = Version{Value: 1, IsSet: true}
-			}
-			m := &Migrator{DB: db, FS: os.DirFS(dir), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Opts: opts}
+			m := &Migrator{DB: db, FS: os.DirFS(dir), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Opts: Options{Dir: dir, DownTo: tc.downTo, Table: DefaultTable, AllowEmptyDatabase: true, LockWait: time.Minute, LockTimeout: 10 * time.Second, RunID: "run-r"}}
 			_, err = m.Run(ctx)
 			if code := failure.Code(err); code != 75 {
 				t.Errorf("exit %d, want 75 (nothing of migration 2 ran): %v", code, err)

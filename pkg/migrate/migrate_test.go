@@ -468,9 +468,7 @@ func TestStatementCancelledCause(t *testing.T) {
 			done := make(chan outcome, 1)
 			go func() { done <- runStep(t, d.url(), dir, tc.args...) }()
 			if tc.cancel {
-				running := `FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE 'CREATE TABLE big%'`
-				eventually(t, "the slow statement", func() bool { return d.queryString(`SELECT EXISTS (SELECT `+running+`)::text`) == "true" })
-				d.exec(`SELECT pg_cancel_backend(pid) ` + running)
+				cancelRunning(t, d, "CREATE TABLE big%")
 			}
 			o := <-done
 			if o.code != tc.code || !strings.Contains(o.lastLine(), tc.want) {
@@ -491,13 +489,20 @@ func TestStatementCancelledNoTransaction(t *testing.T) {
 	dir := writeDir(t, files{"00001_notx.sql": "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE side (id int);\nCREATE TABLE big AS SELECT 1 AS x FROM pg_sleep(30);\n"})
 	done := make(chan outcome, 1)
 	go func() { done <- runStep(t, d.url(), dir) }()
-	running := `FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE 'CREATE TABLE big%'`
-	eventually(t, "the slow statement", func() bool { return d.queryString(`SELECT EXISTS (SELECT `+running+`)::text`) == "true" })
-	d.exec(`SELECT pg_cancel_backend(pid) ` + running)
+	cancelRunning(t, d, "CREATE TABLE big%")
 	o := <-done
 	if o.code != 1 || !strings.Contains(o.lastLine(), "cancelled by another session") || strings.Contains(o.lastLine(), "rolled back, and a rerun runs it again") || !strings.Contains(o.lastLine(), "stopped partway") {
 		t.Fatalf("exit %d, want 1, cancelled and stopped partway without 'rolled back': %s", o.code, o.lastLine())
 	}
+}
+
+// cancelRunning waits until a statement LIKE pattern runs in the database,
+// then cancels it as an administrator would (pg_cancel_backend).
+func cancelRunning(t *testing.T, d *testDB, pattern string) {
+	t.Helper()
+	running := `FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query LIKE '` + pattern + `'`
+	eventually(t, "the statement "+pattern, func() bool { return d.queryString(`SELECT EXISTS (SELECT `+running+`)::text`) == "true" })
+	d.exec(`SELECT pg_cancel_backend(pid) ` + running)
 }
 
 func TestConnectionErrors(t *testing.T) {
@@ -714,10 +719,9 @@ func TestRollbackOnlyThisRunRowWrittenAgain(t *testing.T) {
 	dir := writeDir(t, threeTables)
 	mustRun(t, d.url(), dir, "--to", "2", "--run-id", "earlier")
 	mustRun(t, d.url(), dir, "--run-id", "run-r")
-	redo := func() {
-		d.exec("DROP TABLE c; DELETE FROM goose_db_version WHERE version_id = 3")
-		d.exec("CREATE TABLE c (id int); INSERT INTO goose_db_version (version_id, is_applied) VALUES (3, true); INSERT INTO c VALUES (42)")
-	}
+	// another migrator's goose redo of 3, and a row of data in its table
+	d.exec("DROP TABLE c; DELETE FROM goose_db_version WHERE version_id = 3")
+	d.exec("CREATE TABLE c (id int); INSERT INTO goose_db_version (version_id, is_applied) VALUES (3, true); INSERT INTO c VALUES (42)")
 	refused := func(t *testing.T, want string) {
 		t.Helper()
 		o := runStep(t, d.url(), dir, "--down-to", "2", "--only-this-run", "--run-id", "run-r")
@@ -728,7 +732,6 @@ func TestRollbackOnlyThisRunRowWrittenAgain(t *testing.T) {
 			t.Fatal("table c or its row is gone")
 		}
 	}
-	redo()
 	t.Run("the record names the old row", func(t *testing.T) {
 		refused(t, `3 (its version row was written again after "run-r" applied it)`)
 	})

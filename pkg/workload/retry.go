@@ -81,23 +81,16 @@ func (r changeRetry) run(ctx context.Context, what string, change func(fresh boo
 				return err
 			}
 			pause = conflicts.Step()
-		case ctx.Err() == nil && kube.IsUnavailable(err):
-			lastOutage = r.clock.Now()
+		case ctx.Err() == nil && (kube.IsUnavailable(err) || r.deniedAfterOutage(err, lastOutage)):
+			why := "API server denied the change just after an outage (a restarted API server denies until its caches are loaded)"
+			if kube.IsUnavailable(err) {
+				lastOutage, why = r.clock.Now(), "API server did not answer the change"
+			}
 			pause = outages.Step()
 			if !until.IsZero() && r.clock.Now().Add(pause).After(until) {
 				return err
 			}
-			r.log.Warn("API server did not answer the change: retrying with a fresh read", "workload", what, "in", pause.Round(time.Millisecond).String(), "error", err.Error())
-		case ctx.Err() == nil && !lastOutage.IsZero() && r.clock.Since(lastOutage) < restartedDenials &&
-			(apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)):
-			// A restarted API server answers before its authorization (and token)
-			// caches are loaded, and denies meanwhile: after an outage, a denial is
-			// believed only once it outlasts that.
-			pause = outages.Step()
-			if !until.IsZero() && r.clock.Now().Add(pause).After(until) {
-				return err
-			}
-			r.log.Warn("API server denied the change just after an outage (a restarted API server denies until its caches are loaded): retrying with a fresh read", "workload", what, "in", pause.Round(time.Millisecond).String(), "error", err.Error())
+			r.log.Warn(why+": retrying with a fresh read", "workload", what, "in", pause.Round(time.Millisecond).String(), "error", err.Error())
 		default:
 			return err
 		}
@@ -109,4 +102,13 @@ func (r changeRetry) run(ctx context.Context, what string, change func(fresh boo
 		case <-t.C():
 		}
 	}
+}
+
+// deniedAfterOutage: err is a denial (403, 401) within restartedDenials of an
+// outage the change met at lastOutage. A restarted API server answers before
+// its authorization (and token) caches are loaded, and denies meanwhile: after
+// an outage, a denial is believed only once it outlasts that.
+func (r changeRetry) deniedAfterOutage(err error, lastOutage time.Time) bool {
+	return !lastOutage.IsZero() && r.clock.Since(lastOutage) < restartedDenials &&
+		(apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err))
 }

@@ -495,6 +495,16 @@ func resolve(t *testing.T, s string, vars map[string]any) string {
 	return v
 }
 
+// resolveArgs resolves each of args as the controller does (resolve).
+func resolveArgs(t *testing.T, args []string, vars map[string]any) []string {
+	t.Helper()
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		out = append(out, resolve(t, a, vars))
+	}
+	return out
+}
+
 // TestArgoPullImage: the first pod of a run only starts the step image, bounded by
 // image-pull-timeout and not retried, so a wrong image fails the run in that time
 // instead of holding the database's mutex in ImagePullBackOff.
@@ -508,10 +518,7 @@ func TestArgoPullImage(t *testing.T) {
 	// With declared parameters only it prints the version (an unknown name:
 	// TestArgoUnknownParameterPullImage).
 	declared := run{entrypoint: "main", status: "Running"}.globals(t, wft)
-	var args []string
-	for _, a := range c.Args {
-		args = append(args, resolve(t, a, declared))
-	}
+	args := resolveArgs(t, c.Args, declared)
 	if !slices.Equal(args, []string{"--manifest-version=0.1.0", "--version"}) {
 		t.Fatalf("%s: args %q, want --manifest-version=0.1.0 --version", argoPullProbe, args)
 	}

@@ -355,10 +355,7 @@ func TestArgoUnknownParameterGuard(t *testing.T) {
 			t.Errorf("%v: the guard does not run", params)
 			continue
 		}
-		var args []string
-		for _, a := range c.Args {
-			args = append(args, resolve(t, a, vars))
-		}
+		args := resolveArgs(t, c.Args, vars)
 		code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
 		names := slices.Sorted(maps.Keys(params))
 		if code != exitcode.CodeUsage || !strings.Contains(stderr, "unknown parameters "+strings.Join(names, ", ")+" (") {
@@ -393,10 +390,7 @@ func TestArgoUnknownParameterPullImage(t *testing.T) {
 		{"scale-down", map[string]string{"only-run-uid": "0000", "Image": "x"}, "Image, only-run-uid"},
 	} {
 		vars := run{entrypoint: tc.entrypoint, status: "Running", params: tc.params}.globals(t, wft)
-		var args []string
-		for _, a := range c.Args {
-			args = append(args, resolve(t, a, vars))
-		}
+		args := resolveArgs(t, c.Args, vars)
 		if tc.unknown == "" {
 			if !slices.Contains(args, "--version") {
 				t.Errorf("%s %v: pull-image args %q, want --version", tc.entrypoint, tc.params, args)
@@ -436,10 +430,7 @@ func TestArgoSinglePhaseOneDatabase(t *testing.T) {
 		if got := resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, vars); got != "chartreuse-shop-db" {
 			t.Errorf("%s with databases: mutex %q, want chartreuse-shop-db", tc.entrypoint, got)
 		}
-		var args []string
-		for _, a := range c.Args {
-			args = append(args, resolve(t, a, vars))
-		}
+		args := resolveArgs(t, c.Args, vars)
 		code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
 		if code != exitcode.CodeUsage || !strings.Contains(stderr, "databases with --entrypoint "+tc.entrypoint+" (") {
 			t.Errorf("%s with databases: pull-image exits %d, stderr %q; want %d refusing databases", tc.entrypoint, code, stderr, exitcode.CodeUsage)
@@ -451,10 +442,7 @@ func TestArgoSinglePhaseOneDatabase(t *testing.T) {
 		if got := resolve(t, wft.Spec.Synchronization.Mutexes[0].Name, vars); got != "chartreuse.workloads.shop" {
 			t.Errorf("%s with databases: mutex %q, want chartreuse.workloads.shop", entrypoint, got)
 		}
-		var args []string
-		for _, a := range c.Args {
-			args = append(args, resolve(t, a, vars))
-		}
+		args := resolveArgs(t, c.Args, vars)
 		if !slices.Contains(args, "--version") {
 			t.Errorf("%s with databases: pull-image args %q, want --version", entrypoint, args)
 		}
@@ -646,10 +634,7 @@ func TestTektonDurationsChecked(t *testing.T) {
 // wants it to exit 2 naming the parameter name (whose value is v).
 func wantGuardRefuses(t *testing.T, c *corev1.Container, vars map[string]any, name, v string) {
 	t.Helper()
-	var args []string
-	for _, a := range c.Args {
-		args = append(args, resolve(t, a, vars))
-	}
+	args := resolveArgs(t, c.Args, vars)
 	code, stderr := runGuard(t, strings.TrimPrefix(c.Command[0], "/usr/local/bin/"), args)
 	if code != exitcode.CodeUsage || !strings.HasPrefix(stderr, "wait-for-db: invalid parameters: ") || !strings.Contains(stderr, name+"=") {
 		t.Errorf("%s=%q: guard exits %d, stderr %q; want %d naming %s", name, v, code, stderr, exitcode.CodeUsage, name)
@@ -811,10 +796,7 @@ func TestDatabaseSecretNameOnly(t *testing.T) {
 	pull := templateByName(t, wft, argoPullProbe).Container
 	for _, entrypoint := range []string{"migrate", "scale-restore", "rollback", "plan"} {
 		vars := run{entrypoint: entrypoint, status: "Running", params: map[string]string{"database-secret": url}}.globals(t, wft)
-		var args []string
-		for _, a := range pull.Args {
-			args = append(args, resolve(t, a, vars))
-		}
+		args := resolveArgs(t, pull.Args, vars)
 		code, stderr := runGuard(t, strings.TrimPrefix(pull.Command[0], "/usr/local/bin/"), args)
 		if code != exitcode.CodeUsage || !strings.Contains(stderr, "database-secret=(not shown") || strings.Contains(stderr+strings.Join(args, " "), password) {
 			t.Errorf("--entrypoint %s with a URL as database-secret: pull-image exits %d, stderr %q; want %d refusing it unshown", entrypoint, code, stderr, exitcode.CodeUsage)

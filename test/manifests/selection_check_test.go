@@ -96,11 +96,7 @@ func TestArgoPlanChecksTheSelection(t *testing.T) {
 			for _, in := range templateByName(t, wft, tmpl).Inputs.Parameters {
 				vars["inputs.parameters."+in.Name] = map[string]string{"table": "goose_db_version", "secret": "shop-db", "key": "url"}[in.Name]
 			}
-			var args []string
-			for _, a := range c.Args {
-				args = append(args, resolve(t, a, vars))
-			}
-			return args
+			return resolveArgs(t, c.Args, vars)
 		}
 		for _, tc := range selectionCases {
 			t.Run(fmt.Sprintf("%s/%v", tmpl, tc.params), func(t *testing.T) {
