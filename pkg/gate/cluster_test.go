@@ -180,17 +180,24 @@ func (c *cluster) pipelineRunWith(name string, given, declared []string) *unstru
 // reconciler does for a run it starts, unless it is there. A Tekton controller
 // that became ready after the test began writes its pending mark over the
 // status (ci23: the gate then found no status.pipelineSpec), so run puts it back
-// before every step.
+// before every step and keeps it there while the step runs.
 func (c *cluster) ensureResolved(name string) *unstructured.Unstructured {
 	c.t.Helper()
-	ctx := c.t.Context()
+	pr, err := c.resolve(c.t.Context(), name)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return pr
+}
+
+func (c *cluster) resolve(ctx context.Context, name string) (*unstructured.Unstructured, error) {
 	for {
 		cur, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			c.t.Fatal(err)
+			return nil, err
 		}
 		if _, found, _ := unstructured.NestedMap(cur.Object, "status", "pipelineSpec"); found {
-			return cur
+			return cur, nil
 		}
 		spec, _, _ := unstructured.NestedMap(cur.Object, "spec", "pipelineSpec")
 		_ = unstructured.SetNestedMap(cur.Object, runtime.DeepCopyJSON(spec), "status", "pipelineSpec")
@@ -198,11 +205,29 @@ func (c *cluster) ensureResolved(name string) *unstructured.Unstructured {
 		if apierrors.IsConflict(err) {
 			continue
 		}
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		return pr
+		return pr, err
 	}
+}
+
+// keepResolved puts the resolved Pipeline back into the run's status whenever
+// it goes missing, until stop is called: the controller's late pending mark can
+// also land while the step runs (stop CI on 0f2afad: TestClusterTakeOverVanishedHolder
+// found no status.pipelineSpec for 30 s).
+func (c *cluster) keepResolved(name string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := c.resolve(ctx, name); err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) {
+				c.t.Logf("keeping %s's status.pipelineSpec: %v", name, err)
+			}
+			if sleep(ctx, 100*time.Millisecond) != nil {
+				return
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // tektonRuns says whether a Tekton controller runs in the cluster.
@@ -361,6 +386,7 @@ func (c *cluster) run(pr *unstructured.Unstructured, stderr *syncbuf.Buffer, arg
 	name := "no PipelineRun"
 	if pr != nil { // nil: the arguments name the run (settle)
 		c.ensureResolved(pr.GetName())
+		defer c.keepResolved(pr.GetName())()
 		full = append(full, "--database-secret", secret, "--run-name", pr.GetName(), "--run-uid", string(pr.GetUID()))
 		name = pr.GetName()
 	}

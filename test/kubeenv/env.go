@@ -812,6 +812,9 @@ func (e *Env) waitReady(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if err := e.superviseControllerManager(ctx); err != nil {
+		return err
+	}
 	// A misspelt configuration field only makes the servers warn; fail instead.
 	for _, name := range []string{"kubelet", "kube-proxy"} {
 		if p := e.st.process(name); p != nil {
@@ -1016,4 +1019,44 @@ func kubeBinDir(ctx context.Context, given, repo string, logf func(string, ...an
 		}
 	}
 	return dir, nil
+}
+
+// waitControllersStarted waits until kube-controller-manager's /healthz lists
+// its controllers: it adds their checks once every controller has started, and
+// until then an API server outage can make it exit.
+func (e *Env) waitControllersStarted(ctx context.Context) error {
+	p := e.st.process("kube-controller-manager")
+	if p == nil {
+		return fmt.Errorf("kube-controller-manager is not part of this environment")
+	}
+	var port string
+	for _, a := range p.Args {
+		if v, ok := strings.CutPrefix(a, "--secure-port="); ok {
+			port = v
+		}
+	}
+	// Its serving certificate is self-signed in --cert-dir and written at start.
+	tlsCfg := &tls.Config{ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	url := "https://127.0.0.1:" + port + "/healthz?verbose"
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil}}
+	return e.waitFor(ctx, p, "kube-controller-manager to start its controllers", func() (bool, error) {
+		if tlsCfg.RootCAs == nil {
+			b, err := os.ReadFile(e.st.path("kcm", "kube-controller-manager.crt"))
+			if err != nil {
+				return false, nil
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(b) {
+				return false, nil
+			}
+			tlsCfg.RootCAs = pool
+		}
+		resp, err := c.Get(url)
+		if err != nil {
+			return false, nil
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(b), "[+]serviceaccount-controller ok"), nil
+	})
 }

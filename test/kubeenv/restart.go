@@ -53,7 +53,33 @@ func (e *Env) StartAPIServer(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return e.superviseControllerManager(ctx)
+}
+
+// superviseControllerManager waits until kube-controller-manager has started
+// its controllers, starting it again when it exits first, as the kubelet or
+// systemd that runs it in a real cluster would. It exits on its own when the API
+// server fails it during start-up (its 10 s wait for a healthy API server, a
+// failed discovery), which a loaded node makes likely right after a restart
+// (stop CI on 0f2afad: TestAPIServerRestartKeepsTheCluster found it gone).
+func (e *Env) superviseControllerManager(ctx context.Context) error {
+	const attempts = 3
+	var err error
+	for range attempts {
+		if err = e.waitControllersStarted(ctx); err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if p := e.st.process("kube-controller-manager"); p != nil && p.alive() {
+			break // up but not ready in time: restarting would not help
+		}
+		if rerr := e.restartProcess("kube-controller-manager"); rerr != nil {
+			return rerr
+		}
+	}
+	return err
 }
 
 // restartProcess stops a recorded server and starts it again with the same flags.
