@@ -141,6 +141,13 @@ func (c *cluster) pipelineRun(name string) *unstructured.Unstructured {
 // resolved Pipeline declaring the parameters declared.
 func (c *cluster) pipelineRunWith(name string, given, declared []string) *unstructured.Unstructured {
 	c.t.Helper()
+	return c.newPipelineRun(name, given, declared, map[string]any{"pipeline": "0"})
+}
+
+// newPipelineRun is pipelineRunWith with the run's spec.timeouts (nil: none,
+// so that Tekton's webhook, if it runs, fills in its default).
+func (c *cluster) newPipelineRun(name string, given, declared []string, timeouts map[string]any) *unstructured.Unstructured {
+	c.t.Helper()
 	params := func(names []string, value bool) []any {
 		var out []any
 		for _, n := range names {
@@ -167,6 +174,9 @@ func (c *cluster) pipelineRunWith(name string, given, declared []string) *unstru
 			"pipelineSpec": spec,
 		},
 	}}
+	if timeouts != nil {
+		_ = unstructured.SetNestedMap(u.Object, timeouts, "spec", "timeouts")
+	}
 	ctx := c.t.Context()
 	if _, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 		c.t.Fatal(err)
@@ -440,6 +450,39 @@ func TestClusterAcquireAndRelease(t *testing.T) {
 // A parameter the Pipeline does not declare (Tekton passes it on silently: a
 // misspelt name, or Argo's databases list) fails acquire with exit 2 before the
 // gate is taken, naming the names and never their values.
+// A run-level timeout would stop a migration or finally's restore when it
+// expires: refused before the gate is taken, whatever else the run sets.
+func TestClusterRunTimeoutRefused(t *testing.T) {
+	c := newCluster(t)
+	given, declared := []string{"database-secret"}, []string{"database-secret", "image"}
+	for _, tc := range []struct {
+		name     string
+		timeouts map[string]any
+		want     string // "" when the run proceeds
+	}{
+		{"none", nil, "(timeouts.pipeline "},
+		{"an hour", map[string]any{"pipeline": "1h"}, "(timeouts.pipeline 1h"},
+		{"finally", map[string]any{"pipeline": "0", "finally": "5m"}, "(timeouts.finally 5m"},
+		{"tasks only", map[string]any{"pipeline": "0", "tasks": "10m"}, ""},
+		{"zero spelt out", map[string]any{"pipeline": "0s", "finally": "0h"}, ""},
+	} {
+		// One after another on the test's cluster (c fails the parent test).
+		pr := c.newPipelineRun("run-"+strings.ReplaceAll(tc.name, " ", "-"), given, declared, tc.timeouts)
+		if tc.want == "" {
+			c.mustRun(0, pr)
+			c.mustRun(0, pr, "--action", "release")
+			continue
+		}
+		r := c.mustRun(failure.CodeUsage, pr)
+		for _, want := range []string{tc.want, "run-level timeout", "--pipeline-timeout 0", "nothing was changed"} {
+			if !strings.Contains(r.summary.Error, want) {
+				t.Errorf("%s: the error does not say %q: %s", tc.name, want, r.summary.Error)
+			}
+		}
+		c.wantHolder(nil)
+	}
+}
+
 func TestClusterUnknownParametersRefused(t *testing.T) {
 	c := newCluster(t)
 	pr := c.pipelineRunWith("run-typo", []string{"database-secret", "on-migrate-falure", "databases"}, []string{"database-secret", "image"})

@@ -20,7 +20,10 @@
 // Before it acquires, the step checks the run's parameters (CheckParameters):
 // Tekton passes on a param the Pipeline does not declare without a word, so a
 // misspelt name, or the Argo WorkflowTemplate's databases list, is refused
-// (exit 2, naming it) before anything is held.
+// (exit 2, naming it) before anything is held. So is a run with a run-level
+// timeout (timeouts.pipeline other than "0", or timeouts.finally): when it
+// expires Tekton stops the migration or finally's restore, and runs nothing
+// after.
 //
 // Release deletes the Lease only when this run holds it, and only after every
 // other TaskRun and pod of this run has stopped: Tekton runs finally tasks side

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
@@ -131,5 +132,33 @@ func TestUnknownParameters(t *testing.T) {
 	err := UnknownParameters([]string{"databases"})
 	if !errors.Is(err, ErrUnknownParameters) || failure.Code(err) != failure.CodeUsage || !strings.Contains(err.Error(), "one PipelineRun per database") {
 		t.Errorf("UnknownParameters(databases) = %v (exit %d)", err, failure.Code(err))
+	}
+}
+
+func TestRunTimeouts(t *testing.T) {
+	for _, tc := range []struct {
+		timeouts map[string]any
+		want     string // "" when allowed
+	}{
+		{nil, "(timeouts.pipeline unset, Tekton's default)"},
+		{map[string]any{"pipeline": "1h0m0s"}, "(timeouts.pipeline 1h0m0s)"},
+		{map[string]any{"pipeline": "0"}, ""},
+		{map[string]any{"pipeline": "0s", "tasks": "30m"}, ""},
+		{map[string]any{"pipeline": "0", "finally": "0"}, ""},
+		{map[string]any{"pipeline": "0", "finally": "10m"}, "(timeouts.finally 10m)"},
+		{map[string]any{"pipeline": "soon"}, "(timeouts.pipeline soon)"},
+		{map[string]any{"pipeline": 5}, "(spec.timeouts.pipeline: "},
+	} {
+		pr := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "r"}, "spec": map[string]any{}}}
+		if tc.timeouts != nil {
+			pr.Object["spec"] = map[string]any{"timeouts": tc.timeouts}
+		}
+		err := RunTimeouts(pr)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v, want none", tc.timeouts, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrRunTimeout) || failure.Code(err) != failure.CodeUsage):
+			t.Errorf("%v: %v (exit %d), want exit 2 saying %q", tc.timeouts, err, failure.Code(err), tc.want)
+		}
 	}
 }

@@ -29,7 +29,8 @@ const specWait = 30 * time.Second
 
 // CheckParameters refuses (exit 2, before the gate is taken) a run whose
 // PipelineRun sets a parameter that its Pipeline, as Tekton resolved it into the
-// run's status, does not declare. It names the parameters, never their values.
+// run's status, does not declare (it names the parameters, never their values),
+// or that has a run-level timeout (ErrRunTimeout).
 func (g *Gate) CheckParameters(ctx context.Context) error {
 	var (
 		pr       *unstructured.Unstructured
@@ -67,7 +68,43 @@ func (g *Gate) CheckParameters(ctx context.Context) error {
 	if err != nil {
 		return failure.Permanentf("PipelineRun %s: reading spec.params: %w", g.RunName, err)
 	}
-	return UnknownParameters(unknownParameters(names(given), names(declared)))
+	if err := UnknownParameters(unknownParameters(names(given), names(declared))); err != nil {
+		return err
+	}
+	return RunTimeouts(pr)
+}
+
+// ErrRunTimeout: the PipelineRun has a run-level timeout. When it expires
+// Tekton cancels whatever runs, a migration or finally's restore included, and
+// starts nothing after it, so the application can stay stopped with no record
+// of why. Only the steps' own timeouts may end a run.
+var ErrRunTimeout = errors.New("run-level timeout")
+
+// RunTimeouts refuses a run whose timeouts.pipeline is not "0" (Tekton's
+// webhook fills in its default, 1 h, when the run gives none) or whose
+// timeouts.finally is set to anything else. timeouts.tasks may be set: when it
+// expires Tekton stops the tasks and runs finally, which restores or rolls back.
+func RunTimeouts(pr *unstructured.Unstructured) error {
+	check := func(field string, unset string) error {
+		v, found, err := unstructured.NestedString(pr.Object, "spec", "timeouts", field)
+		if err != nil {
+			return failure.Usagef("PipelineRun %s has a %w (spec.timeouts.%s: %w); nothing was changed", pr.GetName(), ErrRunTimeout, field, err)
+		}
+		if !found {
+			if unset == "" {
+				return nil
+			}
+			v = unset
+		} else if d, err := time.ParseDuration(v); err == nil && d == 0 {
+			return nil
+		}
+		return failure.Usagef("PipelineRun %s has a %w (timeouts.%s %s): when it expires Tekton stops the migration or finally's restore and runs nothing after; start the run with timeouts: {pipeline: \"0\"} (tkn pipeline start --pipeline-timeout 0; tekton/examples/pipelinerun.yaml has it); nothing was changed",
+			pr.GetName(), ErrRunTimeout, field, v)
+	}
+	if err := check("pipeline", "unset, Tekton's default"); err != nil {
+		return err
+	}
+	return check("finally", "")
 }
 
 // UnknownParameters is the usage error naming the parameters a run sets that

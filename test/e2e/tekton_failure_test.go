@@ -126,24 +126,51 @@ func (s *tektonSuite) testInvalidParameters(t *testing.T) {
 	c := s.newCase(t, nil)
 	// Argo's list of databases, which the Pipeline does not take: without the
 	// gate's check the run migrated database-secret alone and Succeeded.
-	bad := append(badParameters(), map[string]string{"databases": `[{"secret":"` + tektonSecret + `"}]`})
+	type badRun struct {
+		name     string
+		params   map[string]string
+		timeouts *pipelinev1.TimeoutFields // replaces the example's {pipeline: "0"} when set
+		gateLog  string                    // what the gate's log says, when checked
+	}
+	var bad []badRun
+	for _, p := range append(badParameters(), map[string]string{"databases": `[{"secret":"` + tektonSecret + `"}]`}) {
+		bad = append(bad, badRun{name: strings.Join(paramList(p), ","), params: p})
+	}
+	// A run-level timeout would stop a migration or finally's restore when it
+	// expires: none (the webhook's default, 1 h, as `tkn pipeline start` without
+	// --pipeline-timeout gives), or one for finally.
+	bad = append(bad,
+		badRun{name: "timeouts-default", timeouts: &pipelinev1.TimeoutFields{}, gateLog: "run-level timeout (timeouts.pipeline 1h0m0s)"}, // the webhook's default
+		badRun{name: "timeouts-finally", timeouts: &pipelinev1.TimeoutFields{Pipeline: &metav1.Duration{}, Finally: &metav1.Duration{Duration: 10 * time.Minute}},
+			gateLog: "run-level timeout (timeouts.finally 10m0s)"})
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, p := range bad {
+	for _, b := range bad {
 		wg.Go(func() {
-			t.Run(strings.Join(paramList(p), ","), func(t *testing.T) {
-				created, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "", p))
+			t.Run(b.name, func(t *testing.T) {
+				pr := c.pipelineRun(t, "", b.params)
+				if b.timeouts != nil {
+					pr.Spec.Timeouts = b.timeouts
+				}
+				created, err := s.tk.CreatePipelineRun(ctx, c.ns, pr)
 				if err != nil {
 					t.Fatal(err)
 				}
 				pr, trs := c.wait(t, ctx, created.Name)
 				if engines.Succeeded(pr.Status.GetCondition(apis.ConditionSucceeded)) {
-					t.Errorf("PipelineRun %s succeeded with %v", pr.Name, p)
+					t.Errorf("PipelineRun %s succeeded with %s", pr.Name, b.name)
 				}
 				for _, n := range append(append([]string{}, phases...), allFinally...) {
 					if trs[n] != nil {
-						t.Errorf("%s ran with %v", n, p)
+						t.Errorf("%s ran with %s", n, b.name)
+					}
+				}
+				if b.gateLog != "" && trs["gate"] == nil {
+					t.Error("no gate TaskRun")
+				} else if b.gateLog != "" {
+					if log := s.tk.TaskRunLogs(ctx, trs["gate"]); !strings.Contains(log, b.gateLog) {
+						t.Errorf("the gate's log does not say %q:\n%s", b.gateLog, log)
 					}
 				}
 			})

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
@@ -394,6 +395,11 @@ func quotes(t *testing.T) []quote {
 
 	// A parameter name the workflow does not declare: Tekton's gate, Argo's guard.
 	add(gate.UnknownParameters([]string{"databases", "on-migrate-falure"}).Error())
+	// A PipelineRun with Tekton's default run-level timeout: the gate refuses it.
+	add(gate.RunTimeouts(&unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "chartreuse-run-x7k2p"},
+		"spec":     map[string]any{"timeouts": map[string]any{"pipeline": "1h0m0s"}},
+	}}).Error())
 	const argoUnknown = `'unknown parameters ' + join(sort(`
 	const argoUnknownWhy = `' (not parameters of this WorkflowTemplate: check their spelling against workflowtemplates/README.md)'`
 	sourceHas(t, "workflowtemplates/workflowtemplate.yaml", argoUnknown, argoUnknownWhy, "--refuse=invalid parameters: {{=join(filter([")
