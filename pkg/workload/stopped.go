@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,12 +27,35 @@ import (
 // If something put the application back in between (a scale-restore run, a
 // person, a later run's restore), only this check stands between the retried
 // migrate and a schema change under the running application.
+//
+// Tekton's Pipeline cannot pass the selection only when scale-down ran (a task
+// that reads a skipped task's result is skipped too), so it passes it always,
+// with the two values its scale-down's when expressions read: StopWorkloads
+// and NeedsDowntime. The check then applies only when they made scale-down
+// run; Argo passes neither and the selection only when scale-down ran.
 type StoppedOptions struct {
-	Selector  string
-	Workloads cli.StringSlice
-	Namespace string
+	Selector      string
+	Workloads     cli.StringSlice
+	Namespace     string
+	StopWorkloads string // the run's stop-workloads: true, false, auto; empty: check
+	NeedsDowntime string // plan's needs-downtime result, read with auto
 
 	sel Selection
+}
+
+// StopsWorkloads says whether a run with stop-workloads stop and plan's
+// needs-downtime result needs stops the workloads before migrate: the
+// Pipeline's scale-down when expressions (test/manifests checks that they
+// agree). Empty stop means a caller that passes the selection only when it
+// did. A missing needs-downtime counts as true.
+func StopsWorkloads(stop, needs string) bool {
+	switch stop {
+	case "false":
+		return false
+	case "auto":
+		return needs != "false"
+	}
+	return true
 }
 
 // Flags implements step.Options.
@@ -40,11 +64,19 @@ func (o *StoppedOptions) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "stopped-selector", Usage: "label selector of the workloads this run's scale-down stopped: before changing anything, refuse (exit 2) while any of them runs (a Deployment or StatefulSet with replicas or a pod left, a CronJob not suspended), so that a rerun after the application was put back never migrates under it; empty, with no --stopped-workload: no check", Destination: &o.Selector},
 		&cli.StringSliceFlag{Name: "stopped-workload", Usage: "a workload this run's scale-down stopped, as kind/name; repeatable, or comma-separated (see --stopped-selector)", Destination: &o.Workloads},
 		&cli.StringFlag{Name: "stopped-namespace", Usage: "namespace of those workloads (default: the pod's own namespace in a cluster, else the kubeconfig context's)", Destination: &o.Namespace},
+		&cli.StringFlag{Name: "stop-workloads", Usage: "the run's stop-workloads (true, false or auto), for a workflow that passes --stopped-selector whether or not scale-down ran (Tekton): false, or auto with --needs-downtime false, means it stopped nothing, so no check; empty: check", Destination: &o.StopWorkloads},
+		&cli.StringFlag{Name: "needs-downtime", Usage: "plan's needs-downtime result (true or false), read with --stop-workloads auto", Destination: &o.NeedsDowntime},
 	}
 }
 
 // Validate implements step.Options.
 func (o *StoppedOptions) Validate() error {
+	if !slices.Contains([]string{"", "true", "false", "auto"}, o.StopWorkloads) {
+		return failure.Usagef("--stop-workloads %q: want true, false or auto (the run's stop-workloads parameter)", o.StopWorkloads)
+	}
+	if !slices.Contains([]string{"", "true", "false"}, o.NeedsDowntime) {
+		return failure.Usagef("--needs-downtime %q: want true or false (plan's needs-downtime result)", o.NeedsDowntime)
+	}
 	sel, err := parseSelectionIn("--stopped-selector", o.Selector, o.Workloads.Value(), o.Namespace)
 	o.sel = sel
 	return err
@@ -62,7 +94,9 @@ func RequireStopped(spec step.Spec) step.Spec {
 	spec.Options = append(spec.Options, o)
 	run := spec.Run
 	spec.Run = func(ctx context.Context, env *step.Env) error {
-		if !o.sel.Empty() {
+		if !o.sel.Empty() && !StopsWorkloads(o.StopWorkloads, o.NeedsDowntime) {
+			env.Log.Info("no check of the workloads: this run stops none", "stop-workloads", o.StopWorkloads, "needs-downtime", o.NeedsDowntime)
+		} else if !o.sel.Empty() {
 			c, err := (&kube.Options{Namespace: o.Namespace}).ConnectStep(spec.Name, env.Log)
 			if err != nil {
 				return err
@@ -117,7 +151,7 @@ func CheckStopped(ctx context.Context, cs kubernetes.Interface, ns string, sel S
 		return nil
 	}
 	sort.Strings(running)
-	return failure.Usagef("the application runs again in namespace %s: %s. This run stopped it, and since then something put it back (a scale-restore run, a person, another run's restore), so this step would change the schema under it; nothing was changed. Submit a new run (argo resubmit), which stops the application first",
+	return failure.Usagef("the application runs again in namespace %s: %s. This run stopped it, and since then something put it back (a scale-restore run, a person, another run's restore), so this step would change the schema under it; nothing was changed. Start a new run (argo resubmit, or a new PipelineRun), which stops the application first",
 		ns, strings.Join(running, ", "))
 }
 

@@ -132,4 +132,29 @@ func TestClusterRequireStopped(t *testing.T) {
 	if code, msg := c.runGuarded(&ran, c.kubeconfig, "--stopped-selector", "part-of in (shop"); code != 2 || ran != 4 || !strings.Contains(msg, "--stopped-selector") {
 		t.Fatalf("bad selector: exit %d, ran %d times: %s", code, ran, msg)
 	}
+
+	// Tekton passes the selection always, with the values its scale-down's when
+	// reads: the application runs (restored above), so the check refuses
+	// exactly when the run stopped it.
+	for _, tc := range []struct {
+		stop, needs string
+		code        int
+	}{
+		{"true", "false", 2}, {"true", "", 2}, {"auto", "true", 2}, {"auto", "", 2},
+		{"auto", "false", 0}, {"false", "true", 0}, {"false", "", 0},
+	} {
+		before := ran
+		code, msg := c.runGuarded(&ran, asMigrate, "--stopped-selector", "part-of=shop", "--stop-workloads", tc.stop, "--needs-downtime", tc.needs)
+		if code != tc.code || (code == 0) != (ran == before+1) {
+			t.Fatalf("--stop-workloads %q --needs-downtime %q with the application running: exit %d, ran %d times before, %d after: %s; want exit %d", tc.stop, tc.needs, code, before, ran, msg, tc.code)
+		}
+	}
+	// a value outside the lists: a usage error before anything is read
+	for _, args := range [][]string{{"--stop-workloads", "True"}, {"--stop-workloads", "auto", "--needs-downtime", "yes"}} {
+		before := ran
+		code, msg := c.runGuarded(&ran, none, append([]string{"--stopped-selector", "part-of=shop"}, args...)...)
+		if code != 2 || ran != before || !strings.Contains(msg, args[len(args)-2]) {
+			t.Fatalf("%v: exit %d, ran %d times before, %d after: %s; want exit 2 naming the flag", args, code, before, ran, msg)
+		}
+	}
 }

@@ -351,3 +351,57 @@ func (s *tektonSuite) testPlanRefusesWhileLockHeld(t *testing.T) {
 	c.wantVersions(t)
 	c.wantUntouched(t)
 }
+
+// 6. Something puts the application back while migrate runs (here a person's
+// chartreuse-scale-restore TaskRun, as README.md shows; a GitOps sync does the
+// same), then the migrate pod is evicted: Tekton's next attempt must not migrate
+// under the running application. It refuses (exit 2) before connecting, so
+// migration 2, rolled back with the evicted session, is never applied.
+func (s *tektonSuite) testPutBackRefusesMigrate(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
+	defer cancel()
+	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "waits-second", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.db.waitSleeping(t, ctx)
+	c.wantStopped(t)
+	c.taskRun(t, "chartreuse-scale-restore", map[string]string{"image": tektonImage, "workload-selector": c.app.Selector})
+	c.wantRestored(t)
+	tr, err := s.tk.PipelineTaskRun(ctx, c.ns, pr.Name, "migrate")
+	if err != nil || tr == nil || tr.Status.PodName == "" {
+		t.Fatalf("migrate's TaskRun or pod not found (%v)", err)
+	}
+	evicted, err := s.kube.CoreV1().Pods(c.ns).Get(ctx, tr.Status.PodName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := evict(ctx, s.kube, c.ns, evicted.Name); err != nil {
+		t.Fatalf("evicting %s: %v", evicted.Name, err)
+	}
+	if err := Poll(ctx, 500*time.Millisecond, func() (bool, error) {
+		p, err := s.kube.CoreV1().Pods(c.ns).Get(ctx, evicted.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return err == nil && p.UID != evicted.UID, err
+	}); err != nil {
+		t.Fatalf("evicted pod %s still there: %v", evicted.Name, err)
+	}
+	// Without the check the next attempt would now apply 2 and 3.
+	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
+		t.Fatal(err)
+	}
+	done, trs := c.wait(t, ctx, pr.Name)
+	wantSucceeded(t, done, false)
+	codes := engines.StepExitCodes(trs["migrate"])
+	if len(codes) == 0 || codes[len(codes)-1] != "migrate=2" || slices.Contains(codes, "migrate=0") {
+		t.Errorf("migrate attempts %v, want the last refused with exit 2 and none succeeded", codes)
+	}
+	if log := s.tk.TaskRunLogs(ctx, trs["migrate"]); !strings.Contains(log, "the application runs again in namespace "+c.ns) {
+		t.Errorf("migrate's log does not say the application runs again:\n%s", log)
+	}
+	c.wantVersions(t, 1)
+	c.wantRestored(t)
+}

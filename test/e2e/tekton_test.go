@@ -51,6 +51,7 @@ func TestTekton(t *testing.T) {
 		{"rollback-outlasts-held-lock", s.testRollbackOutlastsLock},
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
+		{"put-back-refuses-migrate", s.testPutBackRefusesMigrate},
 	}
 	// Variants of paths taken above, and paths Argo's suite takes too with the
 	// same step code (make test-full).

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
+	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
 
 // tektonCtx is the context Tekton's webhook validates with when the feature-flags
@@ -311,9 +312,9 @@ func TestTektonFinallyPolicies(t *testing.T) {
 	}
 	// plan always writes git-commit and migrations-digest: empty without git-url or
 	// migrations-image, which must not skip a finally task that passes them on.
-	planned := map[string]string{"pending": "true", "current-version": "41", "target-version": "43", "git-commit": "", "migrations-digest": ""}
-	fromGit := map[string]string{"pending": "true", "current-version": "41", "target-version": "43", "git-commit": "0123456789abcdef0123456789abcdef01234567", "migrations-digest": ""}
-	fromImage := map[string]string{"pending": "true", "current-version": "41", "target-version": "43", "git-commit": "",
+	planned := map[string]string{"pending": "true", "needs-downtime": "true", "current-version": "41", "target-version": "43", "git-commit": "", "migrations-digest": ""}
+	fromGit := map[string]string{"pending": "true", "needs-downtime": "true", "current-version": "41", "target-version": "43", "git-commit": "0123456789abcdef0123456789abcdef01234567", "migrations-digest": ""}
+	fromImage := map[string]string{"pending": "true", "needs-downtime": "true", "current-version": "41", "target-version": "43", "git-commit": "",
 		"migrations-digest": "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
 	base := func(s state) state {
 		params := map[string]string{}
@@ -481,6 +482,25 @@ func TestTektonScaleDownAuto(t *testing.T) {
 			w := append(pipelinev1.WhenExpressions{}, tasks[name].When...).ReplaceVariables(repl, nil)
 			if got := w.AllowsExecution(nil); got != want {
 				t.Errorf("stop-workloads=%s, needs-downtime=%s: %s runs %v, want %v", c.stop, c.downtime, name, got, want)
+			}
+		}
+		// migrate and rollback check that the workloads are still stopped exactly
+		// when scale-down ran: the step reads the same two values.
+		if got := workload.StopsWorkloads(c.stop, c.downtime); got != c.down {
+			t.Errorf("stop-workloads=%s, needs-downtime=%s: migrate's check applies %v, scale-down runs %v", c.stop, c.downtime, got, c.down)
+		}
+	}
+	want := map[string]string{
+		"stop-workloads": "$(params.stop-workloads)", "needs-downtime": "$(tasks.plan.results.needs-downtime)",
+		"workload-selector": "$(params.workload-selector)", "workload": "$(params.workload)", "namespace": "$(params.namespace)",
+	}
+	for _, pt := range append(slices.Clone(p.Spec.Tasks), p.Spec.Finally...) {
+		if pt.Name != "migrate" && pt.Name != "rollback" {
+			continue
+		}
+		for k, v := range want {
+			if got := pipelineParam(pt, k); got != v {
+				t.Errorf("pipeline task %s: param %s = %q, want %q (the check that the workloads are still stopped)", pt.Name, k, got, v)
 			}
 		}
 	}
