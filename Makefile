@@ -44,5 +44,6 @@ image: ## the container image, built without Docker, as dist/chartreuse-$(VERSIO
 
 .PHONY: docs
 docs: ## regenerate docs/reference from the step binaries and the manifests, and the Helm chart's copies of the manifests (their tests check both)
+	$(GO) run ./test/cmd/pipelinegen
 	$(GO) run ./test/cmd/docgen
 	$(GO) run ./test/cmd/chartsync

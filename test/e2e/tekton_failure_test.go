@@ -405,3 +405,50 @@ func (s *tektonSuite) testPutBackRefusesMigrate(t *testing.T) {
 	c.wantVersions(t, 1)
 	c.wantRestored(t)
 }
+
+// 7. The Tasks change while a run is at work (a `helm upgrade` or `kubectl apply
+// -k` of another version): the run's later tasks keep the definitions it started
+// with. Here chartreuse-scale-restore is replaced, while migrate waits, by one
+// whose --manifest-version the run's image refuses; with taskRefs the run's
+// scale-restore and finally's restore would resolve it, fail, and leave the
+// application stopped.
+func (s *tektonSuite) testTasksChangedMidRun(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
+	defer cancel()
+	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "waits-second", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.db.waitSleeping(t, ctx)
+	tasks := s.tk.Pipeline.TektonV1().Tasks(c.ns)
+	task, err := tasks.Get(ctx, "chartreuse-scale-restore", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := 0
+	for i := range task.Spec.Steps {
+		for j, a := range task.Spec.Steps[i].Args {
+			if strings.HasPrefix(a, "--manifest-version=") {
+				task.Spec.Steps[i].Args[j] = "--manifest-version=99.0.0"
+				changed++
+			}
+		}
+	}
+	if changed == 0 {
+		t.Fatal("chartreuse-scale-restore has no --manifest-version to change")
+	}
+	if _, err := tasks.Update(ctx, task, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
+		t.Fatal(err)
+	}
+	done, trs := c.wait(t, ctx, pr.Name)
+	wantSucceeded(t, done, true)
+	if tr := trs["scale-restore"]; tr == nil || tr.Spec.TaskRef != nil {
+		t.Errorf("scale-restore's TaskRun %v: want one run from the embedded Task", tr)
+	}
+	c.wantVersions(t, 1, 2, 3)
+	c.wantRestored(t)
+}

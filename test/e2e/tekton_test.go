@@ -52,6 +52,7 @@ func TestTekton(t *testing.T) {
 		{"invalid-parameters-fail-closed", s.testInvalidParameters},
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"put-back-refuses-migrate", s.testPutBackRefusesMigrate},
+		{"tasks-changed-mid-run", s.testTasksChangedMidRun},
 	}
 	// Variants of paths taken above, and paths Argo's suite takes too with the
 	// same step code (make test-full).

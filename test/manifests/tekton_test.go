@@ -1,8 +1,11 @@
 package manifests
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -13,12 +16,14 @@ import (
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggersv1beta1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 
 	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
+	"github.com/chartreuse-go/chartreuse/test/tektonembed"
 )
 
 // tektonCtx is the context Tekton's webhook validates with when the feature-flags
@@ -39,15 +44,76 @@ func tektonTasks(t testing.TB) map[string]*pipelinev1.Task {
 	return tasks
 }
 
+// tektonPipeline is the Pipeline as written (tekton/pipeline-source.yaml): each
+// task names its Task of tekton/tasks. TestPipelineEmbedsTheTasks checks that the
+// installed one is this with the Tasks embedded.
 func tektonPipeline(t testing.TB) *pipelinev1.Pipeline {
 	t.Helper()
-	ds := docsOfKind(loadDocs(t), "tekton.dev/v1", "Pipeline")
-	if len(ds) != 1 {
-		t.Fatalf("want exactly one Pipeline, found %d", len(ds))
+	b, err := os.ReadFile(filepath.Join(repoRoot, tektonembed.SourceFile))
+	if err != nil {
+		t.Fatal(err)
 	}
 	p := &pipelinev1.Pipeline{}
-	decodeStrict(t, ds[0], p)
+	if err := yaml.UnmarshalStrict(b, p); err != nil {
+		t.Fatalf("%s: %v", tektonembed.SourceFile, err)
+	}
 	return p
+}
+
+// TestPipelineEmbedsTheTasks: the installed Pipeline is the source's with every
+// Task embedded, so a run's later tasks never resolve a Task changed after it
+// started (package test/tektonembed), and it is current (make docs).
+func TestPipelineEmbedsTheTasks(t *testing.T) {
+	want, err := tektonembed.Generate(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(repoRoot, tektonembed.PipelineFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s is out of date: run make docs", tektonembed.PipelineFile)
+	}
+	ds := docsOfKind(loadDocs(t), "tekton.dev/v1", "Pipeline")
+	if len(ds) != 1 {
+		t.Fatalf("want exactly one Pipeline installed, found %d", len(ds))
+	}
+	installed := &pipelinev1.Pipeline{}
+	decodeStrict(t, ds[0], installed)
+	src, tasks := tektonPipeline(t), tektonTasks(t)
+	// Tekton replaces $(params.x) in an embedded Task with the Pipeline's param x
+	// unless the pipeline task passes x itself: a Task default would be lost.
+	pipelineParams := map[string]bool{}
+	for _, ps := range src.Spec.Params {
+		pipelineParams[ps.Name] = true
+	}
+	for _, pt := range append(slices.Clone(src.Spec.Tasks), src.Spec.Finally...) {
+		task := tasks[pt.TaskRef.Name]
+		if task == nil {
+			continue
+		}
+		for _, ps := range task.Spec.Params {
+			if pipelineParams[ps.Name] && pipelineParam(pt, ps.Name) == "" && !slices.ContainsFunc(pt.Params, func(p pipelinev1.Param) bool { return p.Name == ps.Name }) {
+				t.Errorf("pipeline task %s does not pass %s: embedded, its Task would get the Pipeline's %s, not its own default %v", pt.Name, ps.Name, ps.Name, ps.Default)
+			}
+		}
+	}
+	all := append(slices.Clone(installed.Spec.Tasks), installed.Spec.Finally...)
+	if len(all) != len(src.Spec.Tasks)+len(src.Spec.Finally) {
+		t.Fatalf("%d pipeline tasks installed, %d in the source", len(all), len(src.Spec.Tasks)+len(src.Spec.Finally))
+	}
+	for i, pt := range append(slices.Clone(src.Spec.Tasks), src.Spec.Finally...) {
+		got := all[i]
+		if got.TaskRef != nil || got.TaskSpec == nil {
+			t.Errorf("installed pipeline task %s: taskRef %v, want its Task embedded", got.Name, got.TaskRef)
+			continue
+		}
+		task := tasks[pt.TaskRef.Name]
+		if task == nil || got.Name != pt.Name || got.TaskSpec.Metadata.Annotations[tektonembed.TaskAnnotation] != task.Name || !equality.Semantic.DeepEqual(got.TaskSpec.TaskSpec, task.Spec) {
+			t.Errorf("installed pipeline task %s is not the source's %s with Task %s embedded", got.Name, pt.Name, pt.TaskRef.Name)
+		}
+	}
 }
 
 var ttParamRE = regexp.MustCompile(`\$\(tt\.params\.([A-Za-z0-9_-]+)\)`)
