@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
@@ -194,32 +195,8 @@ func (s *tektonSuite) testEvictedMigrate(t *testing.T) {
 	c := s.newCase(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
-	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "waits-second", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.db.waitSleeping(t, ctx)
-	tr, err := s.tk.PipelineTaskRun(ctx, c.ns, pr.Name, "migrate")
-	if err != nil || tr == nil || tr.Status.PodName == "" {
-		t.Fatalf("migrate's TaskRun or pod not found (%v)", err)
-	}
-	evicted, err := s.kube.CoreV1().Pods(c.ns).Get(ctx, tr.Status.PodName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := evict(ctx, s.kube, c.ns, tr.Status.PodName); err != nil {
-		t.Fatalf("evicting %s: %v", tr.Status.PodName, err)
-	}
-	t.Logf("evicted %s while migration 2 ran", tr.Status.PodName)
-	if err := Poll(ctx, 500*time.Millisecond, func() (bool, error) {
-		p, err := s.kube.CoreV1().Pods(c.ns).Get(ctx, evicted.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return true, nil
-		}
-		return err == nil && p.UID != evicted.UID, err
-	}); err != nil {
-		t.Fatalf("evicted pod %s still there: %v", evicted.Name, err)
-	}
+	pr := s.startWaitingSecond(t, ctx, c)
+	evicted := s.evictMigrate(t, ctx, c, pr.Name)
 	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
 		t.Fatal(err)
 	}
@@ -361,34 +338,11 @@ func (s *tektonSuite) testPutBackRefusesMigrate(t *testing.T) {
 	c := s.newCase(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
-	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "waits-second", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.db.waitSleeping(t, ctx)
+	pr := s.startWaitingSecond(t, ctx, c)
 	c.wantStopped(t)
 	c.taskRun(t, "chartreuse-scale-restore", map[string]string{"image": tektonImage, "workload-selector": c.app.Selector})
 	c.wantRestored(t)
-	tr, err := s.tk.PipelineTaskRun(ctx, c.ns, pr.Name, "migrate")
-	if err != nil || tr == nil || tr.Status.PodName == "" {
-		t.Fatalf("migrate's TaskRun or pod not found (%v)", err)
-	}
-	evicted, err := s.kube.CoreV1().Pods(c.ns).Get(ctx, tr.Status.PodName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := evict(ctx, s.kube, c.ns, evicted.Name); err != nil {
-		t.Fatalf("evicting %s: %v", evicted.Name, err)
-	}
-	if err := Poll(ctx, 500*time.Millisecond, func() (bool, error) {
-		p, err := s.kube.CoreV1().Pods(c.ns).Get(ctx, evicted.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return true, nil
-		}
-		return err == nil && p.UID != evicted.UID, err
-	}); err != nil {
-		t.Fatalf("evicted pod %s still there: %v", evicted.Name, err)
-	}
+	s.evictMigrate(t, ctx, c, pr.Name)
 	// Without the check the next attempt would now apply 2 and 3.
 	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
 		t.Fatal(err)
@@ -416,11 +370,7 @@ func (s *tektonSuite) testTasksChangedMidRun(t *testing.T) {
 	c := s.newCase(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
-	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "waits-second", nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.db.waitSleeping(t, ctx)
+	pr := s.startWaitingSecond(t, ctx, c)
 	tasks := s.tk.Pipeline.TektonV1().Tasks(c.ns)
 	task, err := tasks.Get(ctx, "chartreuse-scale-restore", metav1.GetOptions{})
 	if err != nil {
@@ -451,4 +401,44 @@ func (s *tektonSuite) testTasksChangedMidRun(t *testing.T) {
 	}
 	c.wantVersions(t, 1, 2, 3)
 	c.wantRestored(t)
+}
+
+// evictMigrate evicts the pod of the run's migrate TaskRun (policy/v1 Eviction,
+// graceful) and returns it once it is gone, or replaced by one with a new uid.
+func (s *tektonSuite) evictMigrate(t *testing.T, ctx context.Context, c *tektonCase, run string) *corev1.Pod {
+	t.Helper()
+	tr, err := s.tk.PipelineTaskRun(ctx, c.ns, run, "migrate")
+	if err != nil || tr == nil || tr.Status.PodName == "" {
+		t.Fatalf("migrate's TaskRun or pod not found (%v)", err)
+	}
+	evicted, err := s.kube.CoreV1().Pods(c.ns).Get(ctx, tr.Status.PodName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := evict(ctx, s.kube, c.ns, evicted.Name); err != nil {
+		t.Fatalf("evicting %s: %v", evicted.Name, err)
+	}
+	t.Logf("evicted %s while migration 2 ran", evicted.Name)
+	if err := Poll(ctx, 500*time.Millisecond, func() (bool, error) {
+		p, err := s.kube.CoreV1().Pods(c.ns).Get(ctx, evicted.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return err == nil && p.UID != evicted.UID, err
+	}); err != nil {
+		t.Fatalf("evicted pod %s still there: %v", evicted.Name, err)
+	}
+	return evicted
+}
+
+// startWaitingSecond starts a run of set waits-second and returns once its
+// migration 2 waits for table go_ahead, which the test creates to let it end.
+func (s *tektonSuite) startWaitingSecond(t *testing.T, ctx context.Context, c *tektonCase) *pipelinev1.PipelineRun {
+	t.Helper()
+	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "waits-second", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.db.waitSleeping(t, ctx)
+	return pr
 }
