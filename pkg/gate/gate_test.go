@@ -137,21 +137,24 @@ func TestUnknownParameters(t *testing.T) {
 
 func TestRunTimeouts(t *testing.T) {
 	for _, tc := range []struct {
-		timeouts map[string]any
-		want     string // "" when allowed
+		timeouts     map[string]any
+		taskRunSpecs []any
+		want         string // "" when allowed
 	}{
-		{nil, "(timeouts.pipeline unset, Tekton's default)"},
-		{map[string]any{"pipeline": "1h0m0s"}, "(timeouts.pipeline 1h0m0s)"},
-		{map[string]any{"pipeline": "0"}, ""},
-		{map[string]any{"pipeline": "0s", "tasks": "30m"}, ""},
-		{map[string]any{"pipeline": "0", "finally": "0"}, ""},
-		{map[string]any{"pipeline": "0", "finally": "10m"}, "(timeouts.finally 10m)"},
-		{map[string]any{"pipeline": "soon"}, "(timeouts.pipeline soon)"},
-		{map[string]any{"pipeline": 5}, "(spec.timeouts.pipeline: "},
+		{nil, nil, "(timeouts.pipeline unset, Tekton's default)"},
+		{map[string]any{"pipeline": "1h0m0s"}, nil, "(timeouts.pipeline 1h0m0s)"},
+		{map[string]any{"pipeline": "0"}, nil, ""},
+		{map[string]any{"pipeline": "0s", "tasks": "30m"}, nil, ""},
+		{map[string]any{"pipeline": "0", "finally": "0"}, nil, ""},
+		{map[string]any{"pipeline": "0", "finally": "10m"}, nil, "(timeouts.finally 10m)"},
+		{map[string]any{"pipeline": "soon"}, nil, "(timeouts.pipeline soon)"},
+		{map[string]any{"pipeline": 5}, nil, "(spec.timeouts.pipeline: "},
+		{map[string]any{"pipeline": "0"}, []any{map[string]any{"pipelineTaskName": "migrate", "timeout": "0s"}}, ""},
+		{map[string]any{"pipeline": "0"}, []any{map[string]any{"pipelineTaskName": "gate"}, map[string]any{"pipelineTaskName": "restore", "timeout": "5m0s"}}, "(taskRunSpecs timeout 5m0s for task restore)"},
 	} {
 		pr := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "r"}, "spec": map[string]any{}}}
 		if tc.timeouts != nil {
-			pr.Object["spec"] = map[string]any{"timeouts": tc.timeouts}
+			pr.Object["spec"] = map[string]any{"timeouts": tc.timeouts, "taskRunSpecs": tc.taskRunSpecs}
 		}
 		err := RunTimeouts(pr)
 		switch {

@@ -81,9 +81,10 @@ func (g *Gate) CheckParameters(ctx context.Context) error {
 var ErrRunTimeout = errors.New("run-level timeout")
 
 // RunTimeouts refuses a run whose timeouts.pipeline is not "0" (Tekton's
-// webhook fills in its default, 1 h, when the run gives none) or whose
-// timeouts.finally is set to anything else. timeouts.tasks may be set: when it
-// expires Tekton stops the tasks and runs finally, which restores or rolls back.
+// webhook fills in its default, 1 h, when the run gives none), whose
+// timeouts.finally is set to anything else, or that gives a pipeline task a
+// TaskRun timeout (taskRunSpecs). timeouts.tasks may be set: when it expires
+// Tekton stops the tasks and runs finally, which restores or rolls back.
 func RunTimeouts(pr *unstructured.Unstructured) error {
 	check := func(field string, unset string) error {
 		v, found, err := unstructured.NestedString(pr.Object, "spec", "timeouts", field)
@@ -104,7 +105,25 @@ func RunTimeouts(pr *unstructured.Unstructured) error {
 	if err := check("pipeline", "unset, Tekton's default"); err != nil {
 		return err
 	}
-	return check("finally", "")
+	if err := check("finally", ""); err != nil {
+		return err
+	}
+	// A TaskRun's own timeout, set for one pipeline task, ends its attempts as
+	// timeouts.finally would (the Pipeline gives every task "0").
+	specs, _, _ := unstructured.NestedSlice(pr.Object, "spec", "taskRunSpecs")
+	for _, x := range specs {
+		m, _ := x.(map[string]any)
+		v, ok := m["timeout"].(string)
+		if !ok {
+			continue
+		}
+		if d, err := time.ParseDuration(v); err == nil && d == 0 {
+			continue
+		}
+		return failure.Usagef("PipelineRun %s has a %w (taskRunSpecs timeout %s for task %v): when it expires Tekton stops that task, a migration or a restore included; remove it, only the steps' own timeout parameters may end them; nothing was changed",
+			pr.GetName(), ErrRunTimeout, v, m["pipelineTaskName"])
+	}
+	return nil
 }
 
 // UnknownParameters is the usage error naming the parameters a run sets that

@@ -39,6 +39,11 @@ type StoppedOptions struct {
 	Namespace     string
 	StopWorkloads string // the run's stop-workloads: true, false, auto; empty: check
 	NeedsDowntime string // plan's needs-downtime result, read with auto
+	// CheckOnly: check, then exit without running the step. Tekton's rollback
+	// runs the check in a step of its own, which holds the API token of the
+	// Task's pod (it may also scale, for the restore after the rollback), so that
+	// the step running the down migrations holds none.
+	CheckOnly bool
 
 	sel Selection
 }
@@ -66,6 +71,7 @@ func (o *StoppedOptions) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "stopped-namespace", Usage: "namespace of those workloads (default: the pod's own namespace in a cluster, else the kubeconfig context's)", Destination: &o.Namespace},
 		&cli.StringFlag{Name: "stop-workloads", Usage: "the run's stop-workloads (true, false or auto), for a workflow that passes --stopped-selector whether or not scale-down ran (Tekton): false, or auto with --needs-downtime false, means it stopped nothing, so no check; empty: check", Destination: &o.StopWorkloads},
 		&cli.StringFlag{Name: "needs-downtime", Usage: "plan's needs-downtime result (true or false), read with --stop-workloads auto", Destination: &o.NeedsDowntime},
+		&cli.BoolFlag{Name: "stopped-check-only", Usage: "check the workloads (--stopped-selector, --stopped-workload), then exit without connecting to the database or doing anything else: for a step of its own before the one that migrates", Destination: &o.CheckOnly},
 	}
 }
 
@@ -91,7 +97,11 @@ const StoppedCheckTimeout = 30 * time.Second
 // workloads named run refuses before it connects to the database.
 func RequireStopped(spec step.Spec) step.Spec {
 	o := &StoppedOptions{}
-	spec.Options = append(spec.Options, o)
+	inner := make([]step.Options, 0, len(spec.Options)+1)
+	for _, opt := range spec.Options {
+		inner = append(inner, unlessCheckOnly{opt, o})
+	}
+	spec.Options = append(inner, o)
 	run := spec.Run
 	spec.Run = func(ctx context.Context, env *step.Env) error {
 		if !o.sel.Empty() && !StopsWorkloads(o.StopWorkloads, o.NeedsDowntime) {
@@ -108,6 +118,12 @@ func RequireStopped(spec step.Spec) step.Spec {
 				return err
 			}
 			env.Log.Info("the workloads this run stopped are still stopped", "selection", o.sel.String())
+		}
+		if o.CheckOnly {
+			if o.sel.Empty() {
+				env.Log.Info("no workloads to check: no --stopped-selector or --stopped-workload")
+			}
+			return nil
 		}
 		return run(ctx, env)
 	}
@@ -165,4 +181,19 @@ func livePods(pods []corev1.Pod, sel labels.Selector) int {
 		}
 	}
 	return n
+}
+
+// unlessCheckOnly validates the step's own options only when it will run: with
+// --stopped-check-only it neither reads migrations nor connects, so a check step
+// is not refused for what only the step would need (a migrations directory).
+type unlessCheckOnly struct {
+	step.Options
+	stopped *StoppedOptions
+}
+
+func (u unlessCheckOnly) Validate() error {
+	if u.stopped.CheckOnly {
+		return nil
+	}
+	return u.Options.Validate()
 }

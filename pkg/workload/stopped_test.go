@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/urfave/cli/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -27,6 +30,15 @@ func guarded(ran *int) step.Spec {
 	}})
 }
 
+// needsDir is an option of the guarded step that is never valid here, like
+// migrate's migrations directory in a pod that has none.
+type needsDir struct{}
+
+func (needsDir) Flags() []cli.Flag { return nil }
+func (needsDir) Validate() error {
+	return errors.New("migration directory /migrations: no such file or directory")
+}
+
 // runGuarded runs the guarded step with kubeconfig (through $KUBECONFIG, as
 // migrate has no --kubeconfig flag) and returns its exit code and error line.
 func (c *cluster) runGuarded(ran *int, kubeconfig string, args ...string) (int, string) {
@@ -34,7 +46,15 @@ func (c *cluster) runGuarded(ran *int, kubeconfig string, args ...string) (int, 
 	c.t.Setenv("KUBECONFIG", kubeconfig)
 	full := append([]string{"guarded", "--skip-version-check", "--results-dir", c.t.TempDir(), "--stopped-namespace", c.ns}, args...)
 	var out, errOut bytes.Buffer
-	code := step.Run(context.Background(), guarded(ran), full, &out, &errOut)
+	spec := guarded(ran)
+	if slices.Contains(args, "--stopped-check-only") {
+		// a check step has none of the step's own inputs: never validated
+		spec = RequireStopped(step.Spec{Name: "guarded", Usage: "counts its runs", Options: []step.Options{needsDir{}}, Run: func(context.Context, *step.Env) error {
+			*ran++
+			return nil
+		}})
+	}
+	code := step.Run(context.Background(), spec, full, &out, &errOut)
 	var sum results.Summary
 	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
 		c.t.Fatalf("stdout is not the JSON summary: %q (%v)", out.String(), err)
@@ -147,6 +167,18 @@ func TestClusterRequireStopped(t *testing.T) {
 		code, msg := c.runGuarded(&ran, asMigrate, "--stopped-selector", "part-of=shop", "--stop-workloads", tc.stop, "--needs-downtime", tc.needs)
 		if code != tc.code || (code == 0) != (ran == before+1) {
 			t.Fatalf("--stop-workloads %q --needs-downtime %q with the application running: exit %d, ran %d times before, %d after: %s; want exit %d", tc.stop, tc.needs, code, before, ran, msg, tc.code)
+		}
+	}
+	// A check step of its own (Tekton's rollback): it refuses as the step would,
+	// and otherwise ends without running the step or validating its options.
+	for _, tc := range []struct {
+		stop string
+		code int
+	}{{"true", 2}, {"false", 0}} {
+		before := ran
+		code, msg := c.runGuarded(&ran, asMigrate, "--stopped-check-only", "--stopped-selector", "part-of=shop", "--stop-workloads", tc.stop)
+		if code != tc.code || ran != before {
+			t.Fatalf("--stopped-check-only --stop-workloads %s with the application running: exit %d, ran %d times before, %d after: %s; want exit %d and no run", tc.stop, code, before, ran, msg, tc.code)
 		}
 	}
 	// a value outside the lists: a usage error before anything is read

@@ -128,10 +128,10 @@ func (s *tektonSuite) testInvalidParameters(t *testing.T) {
 	// Argo's list of databases, which the Pipeline does not take: without the
 	// gate's check the run migrated database-secret alone and Succeeded.
 	type badRun struct {
-		name     string
-		params   map[string]string
-		timeouts *pipelinev1.TimeoutFields // replaces the example's {pipeline: "0"} when set
-		gateLog  string                    // what the gate's log says, when checked
+		name    string
+		params  map[string]string
+		edit    func(*pipelinev1.PipelineRun) // a change to the example's run, if any
+		gateLog string                        // what the gate's log says, when checked
 	}
 	var bad []badRun
 	for _, p := range append(badParameters(), map[string]string{"databases": `[{"secret":"` + tektonSecret + `"}]`}) {
@@ -141,9 +141,16 @@ func (s *tektonSuite) testInvalidParameters(t *testing.T) {
 	// expires: none (the webhook's default, 1 h, as `tkn pipeline start` without
 	// --pipeline-timeout gives), or one for finally.
 	bad = append(bad,
-		badRun{name: "timeouts-default", timeouts: &pipelinev1.TimeoutFields{}, gateLog: "run-level timeout (timeouts.pipeline 1h0m0s)"}, // the webhook's default
-		badRun{name: "timeouts-finally", timeouts: &pipelinev1.TimeoutFields{Pipeline: &metav1.Duration{}, Finally: &metav1.Duration{Duration: 10 * time.Minute}},
-			gateLog: "run-level timeout (timeouts.finally 10m0s)"})
+		badRun{name: "timeouts-default", gateLog: "run-level timeout (timeouts.pipeline 1h0m0s)", // the webhook's default
+			edit: func(pr *pipelinev1.PipelineRun) { pr.Spec.Timeouts = nil }},
+		badRun{name: "timeouts-finally", gateLog: "run-level timeout (timeouts.finally 10m0s)",
+			edit: func(pr *pipelinev1.PipelineRun) {
+				pr.Spec.Timeouts.Finally = &metav1.Duration{Duration: 10 * time.Minute}
+			}},
+		badRun{name: "taskrunspec-timeout", gateLog: "run-level timeout (taskRunSpecs timeout 5m0s for task restore)",
+			edit: func(pr *pipelinev1.PipelineRun) {
+				pr.Spec.TaskRunSpecs = append(pr.Spec.TaskRunSpecs, pipelinev1.PipelineTaskRunSpec{PipelineTaskName: "restore", Timeout: &metav1.Duration{Duration: 5 * time.Minute}})
+			}})
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -151,8 +158,8 @@ func (s *tektonSuite) testInvalidParameters(t *testing.T) {
 		wg.Go(func() {
 			t.Run(b.name, func(t *testing.T) {
 				pr := c.pipelineRun(t, "", b.params)
-				if b.timeouts != nil {
-					pr.Spec.Timeouts = b.timeouts
+				if b.edit != nil {
+					b.edit(pr)
 				}
 				created, err := s.tk.CreatePipelineRun(ctx, c.ns, pr)
 				if err != nil {

@@ -64,7 +64,7 @@ var agreedFlags = func() map[string][]string {
 		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "only-this-run", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
 			"git-url", "git-revision", "git-commit", "git-credentials",
 			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest", "wait-timeout",
-			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "check-selector", "check-workload", "check-namespace"}),
+			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "stopped-check-only", "check-selector", "check-workload", "check-namespace"}),
 		"scale-down":      cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
 		"scale-restore":   cat(common, sel, []string{"only-run-uid", "supersede-database", "wait-ready", "ready-timeout"}),
 		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "max-entries", "max-bytes", "max-secrets", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to"}),
@@ -102,9 +102,16 @@ type container struct {
 }
 
 // mode is the binary plus "--plan" for migrate's plan mode (its results differ).
+// checkOnlyMode is Tekton's rollback's first step: the check that the workloads
+// are still stopped, in a step of its own.
+const checkOnlyMode = "migrate --stopped-check-only"
+
 func (c container) mode() string {
 	if c.Binary == "migrate" && c.hasArg("--plan") {
 		return "migrate --plan"
+	}
+	if c.Binary == "migrate" && c.hasArg("--stopped-check-only") {
+		return checkOnlyMode // reads the workloads only: no database, no migrations
 	}
 	return c.Binary
 }
@@ -484,7 +491,7 @@ func TestDatabaseURLFromSecret(t *testing.T) {
 		if _, ok := c.flag("database-url-file"); ok {
 			t.Errorf("%s: --database-url-file in a manifest", c.Where)
 		}
-		isDB := c.Binary == "wait-for-db" || c.Binary == "wait-patroni" || c.Binary == "migrate"
+		isDB := c.Binary == "wait-for-db" || c.Binary == "wait-patroni" || c.Binary == "migrate" && c.mode() != checkOnlyMode
 		var found *corev1.EnvVar
 		for i, e := range c.Env {
 			if e.Name == "CHARTREUSE_DATABASE_URL" {

@@ -42,7 +42,7 @@ var stepParameters = []struct {
 	{"workload", "check-workload", []string{"migrate --plan"}},
 	{"workload-selector", "check-selector", []string{"migrate --plan"}},
 	{"namespace", "check-namespace", []string{"migrate --plan"}},
-	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate --recheck", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate", "check-databases"}},
+	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate --recheck", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate", "check-databases", checkOnlyMode}},
 }
 
 // entryParameters are the parameters a databases list's entry overrides (issue 15):

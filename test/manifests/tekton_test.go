@@ -513,12 +513,15 @@ func TestTektonStepWhen(t *testing.T) {
 		}
 	}
 	rb := tasks["chartreuse-rollback"]
-	if rb == nil || len(rb.Spec.Steps) != 2 || rb.Spec.Steps[1].Name != "scale-restore" {
-		t.Fatal("chartreuse-rollback: want steps rollback, scale-restore")
+	if rb == nil || len(rb.Spec.Steps) != 3 || rb.Spec.Steps[0].Name != "check-stopped" || rb.Spec.Steps[1].Name != "rollback" || rb.Spec.Steps[2].Name != "scale-restore" {
+		t.Fatal("chartreuse-rollback: want steps check-stopped, rollback, scale-restore")
+	}
+	if len(rb.Spec.Steps[0].When)+len(rb.Spec.Steps[1].When) != 0 {
+		t.Error("chartreuse-rollback: check-stopped and rollback must always run")
 	}
 	// restore is the Pipeline's stop-workloads: auto restores as true does
 	for restore, want := range map[string]bool{"true": true, "auto": true, "false": false} {
-		w := append(pipelinev1.WhenExpressions{}, rb.Spec.Steps[1].When...).ReplaceVariables(map[string]string{"params.restore": restore}, nil)
+		w := append(pipelinev1.WhenExpressions{}, rb.Spec.Steps[2].When...).ReplaceVariables(map[string]string{"params.restore": restore}, nil)
 		if got := w.AllowsExecution(nil); got != want {
 			t.Errorf("rollback with restore=%s: scale-restore %v, want %v", restore, got, want)
 		}
