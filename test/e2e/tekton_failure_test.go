@@ -202,7 +202,7 @@ func (s *tektonSuite) testEvictedMigrate(t *testing.T) {
 	c := s.newCase(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
-	pr := s.startWaitingSecond(t, ctx, c)
+	pr := s.startWaitingSecond(t, ctx, c, nil)
 	evicted := s.evictMigrate(t, ctx, c, pr.Name)
 	if err := c.db.Exec(ctx, "CREATE TABLE go_ahead ()"); err != nil {
 		t.Fatal(err)
@@ -340,12 +340,14 @@ func (s *tektonSuite) testPlanRefusesWhileLockHeld(t *testing.T) {
 // chartreuse-scale-restore TaskRun, as README.md shows; a GitOps sync does the
 // same), then the migrate pod is evicted: Tekton's next attempt must not migrate
 // under the running application. It refuses (exit 2) before connecting, so
-// migration 2, rolled back with the evicted session, is never applied.
+// migration 2, rolled back with the evicted session, is never applied; and with
+// on-migrate-failure=rollback, finally's rollback refuses too (its check-stopped
+// step), leaving migration 1 in place under the running application.
 func (s *tektonSuite) testPutBackRefusesMigrate(t *testing.T) {
 	c := s.newCase(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
-	pr := s.startWaitingSecond(t, ctx, c)
+	pr := s.startWaitingSecond(t, ctx, c, map[string]string{"on-migrate-failure": "rollback"})
 	c.wantStopped(t)
 	c.taskRun(t, "chartreuse-scale-restore", map[string]string{"image": tektonImage, "workload-selector": c.app.Selector})
 	c.wantRestored(t)
@@ -360,8 +362,15 @@ func (s *tektonSuite) testPutBackRefusesMigrate(t *testing.T) {
 	if len(codes) == 0 || codes[len(codes)-1] != "migrate=2" || slices.Contains(codes, "migrate=0") {
 		t.Errorf("migrate attempts %v, want the last refused with exit 2 and none succeeded", codes)
 	}
-	if log := s.tk.TaskRunLogs(ctx, trs["migrate"]); !strings.Contains(log, "the application runs again in namespace "+c.ns) {
-		t.Errorf("migrate's log does not say the application runs again:\n%s", log)
+	for _, task := range []string{"migrate", "rollback"} {
+		if trs[task] == nil {
+			t.Errorf("no %s TaskRun", task)
+		} else if log := s.tk.TaskRunLogs(ctx, trs[task]); !strings.Contains(log, "the application runs again in namespace "+c.ns) {
+			t.Errorf("%s's log does not say the application runs again:\n%s", task, log)
+		}
+	}
+	if codes := engines.StepExitCodes(trs["rollback"]); len(codes) == 0 || !strings.HasPrefix(codes[0], "check-stopped=2") {
+		t.Errorf("rollback's steps %v, want check-stopped refusing with exit 2 first", codes)
 	}
 	c.wantVersions(t, 1)
 	c.wantRestored(t)
@@ -377,7 +386,7 @@ func (s *tektonSuite) testTasksChangedMidRun(t *testing.T) {
 	c := s.newCase(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
-	pr := s.startWaitingSecond(t, ctx, c)
+	pr := s.startWaitingSecond(t, ctx, c, nil)
 	tasks := s.tk.Pipeline.TektonV1().Tasks(c.ns)
 	task, err := tasks.Get(ctx, "chartreuse-scale-restore", metav1.GetOptions{})
 	if err != nil {
@@ -440,9 +449,9 @@ func (s *tektonSuite) evictMigrate(t *testing.T, ctx context.Context, c *tektonC
 
 // startWaitingSecond starts a run of set waits-second and returns once its
 // migration 2 waits for table go_ahead, which the test creates to let it end.
-func (s *tektonSuite) startWaitingSecond(t *testing.T, ctx context.Context, c *tektonCase) *pipelinev1.PipelineRun {
+func (s *tektonSuite) startWaitingSecond(t *testing.T, ctx context.Context, c *tektonCase, extra map[string]string) *pipelinev1.PipelineRun {
 	t.Helper()
-	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "waits-second", nil))
+	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.pipelineRun(t, "waits-second", extra))
 	if err != nil {
 		t.Fatal(err)
 	}
