@@ -136,3 +136,53 @@ func TestIdSequenceUnreadableIsNotChecked(t *testing.T) {
 func TestResolveAppliedIsRefusedWhileTheIdSequenceIsBehind(t *testing.T) {
 	resolveRefusedUntilRepaired(t, "SELECT setval(pg_get_serial_sequence('goose_db_version', 'id'), 1, false)", "it hands out id 1 next, which the row of version 0 already has")
 }
+
+// TestIdSequenceAtItsBoundIsRefused: an id sequence that has reached its
+// maximum (a hand-set MAXVALUE, an integer id near 2^31) is refused by plan
+// and migrate before anything runs, with a repair that works. Before, plan
+// passed and nextval failed (2200H) after the migration's statements ran: one
+// without a transaction was left stopped partway (attack on 65734b5). A CYCLE
+// sequence starts again at its minimum, onto ids the rows have: refused too.
+func TestIdSequenceAtItsBoundIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, alter, want string
+	}{
+		{"maximum", "ALTER SEQUENCE goose_db_version_id_seq MAXVALUE 2",
+			"its id sequence public.goose_db_version_id_seq has reached its maximum (2): 1 of the 1 version row to write would get no id"},
+		{"cycle", "ALTER SEQUENCE goose_db_version_id_seq MAXVALUE 2 CYCLE",
+			"its id sequence public.goose_db_version_id_seq is behind its rows: it hands out id 1 next, which the row of version 0 already has"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDB(t)
+			d.exec("CREATE TABLE hits (n int)")
+			dir := writeDir(t, files{
+				"00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;"),
+				"00002_b.sql": "-- +goose NO TRANSACTION\n" + mig("INSERT INTO hits VALUES (1);\nINSERT INTO hits VALUES (2);", "DELETE FROM hits;"),
+			})
+			mustRun(t, d.url(), dir, "--to", "1") // ids 1 (version 0) and 2 (version 1)
+			d.exec(tc.alter)
+			before := d.snapshot()
+			var msg string
+			for _, args := range [][]string{{"--plan"}, nil} {
+				o := runStep(t, d.url(), dir, args...)
+				msg = o.lastLine()
+				if o.code != 1 || !strings.Contains(msg, "cannot record a migration, its version row would fail after the migration ran: "+tc.want) {
+					t.Fatalf("%v: exit %d: %s", args, o.code, msg)
+				}
+			}
+			if after := d.snapshot(); after != before {
+				t.Fatalf("a refused run changed the database:\n%s\nthen:\n%s", before, after)
+			}
+			if got := d.queryString("SELECT count(*)::text FROM hits"); got != "0" {
+				t.Fatalf("hits %s: migration 2 ran although its version row could not be written", got)
+			}
+			if tc.name == "cycle" {
+				return // its repair is the setval one, tested above
+			}
+			d.exec(repairOf(t, strings.ReplaceAll(msg, `\"`, `"`)))
+			if o := mustRun(t, d.url(), dir); o.result("applied-versions") != "[2]" {
+				t.Fatalf("after the repair: %v", o.summary.Results)
+			}
+		})
+	}
+}

@@ -90,3 +90,58 @@ func TestInterruptBeforeFirstNoTxStatement(t *testing.T) {
 		})
 	}
 }
+
+// cancelAtQueryStart cancels a run's context as a query whose SQL holds match
+// is handed to pgx: a SIGTERM after the step's own check of its context, before
+// pgx sends the statement, which it then refuses (nothing sent).
+type cancelAtQueryStart struct {
+	match  string
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+func (c *cancelAtQueryStart) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(d.SQL, c.match) {
+		c.once.Do(c.cancel)
+	}
+	return ctx
+}
+
+func (c *cancelAtQueryStart) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// A SIGTERM as statement 1 of a migration without a transaction is handed to
+// pgx, which then sends nothing: as before the first statement, the run is
+// transient (exit 75), leaves no record, and the rerun applies it. Before, it
+// was exit 1 with a 0-of-2 record, and every rerun refused saying statement 1
+// may have partly run (attack on 65734b5, finding 3).
+func TestInterruptAsFirstNoTxStatementIsSent(t *testing.T) {
+	notx := "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE side (id int);\nCREATE INDEX CONCURRENTLY side_i ON side (id);\n" +
+		"-- +goose Down\nDROP INDEX CONCURRENTLY side_i;\nDROP TABLE side;\n"
+	d := newDB(t)
+	dir := writeDir(t, files{"00001_a.sql": threeTables["00001_a.sql"], "00002_notx.sql": notx})
+	mustRun(t, d.url(), dir, "--to", "1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg, err := pgx.ParseConfig(d.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tracer = &cancelAtQueryStart{match: "CREATE TABLE side", cancel: cancel}
+	db, _ := OpenDB(cfg, SessionSettings{LockTimeout: 10 * time.Second})
+	defer db.Close()
+	m := &Migrator{DB: db, FS: os.DirFS(dir), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Opts: Options{Dir: dir, Table: DefaultTable, AllowEmptyDatabase: true, LockWait: time.Minute, LockTimeout: 10 * time.Second, RunID: "run-r"}}
+	_, err = m.Run(ctx)
+	if d.tableExists("side") {
+		t.Fatal("statement 1 was sent: the scenario did not happen")
+	}
+	if code := failure.Code(err); code != 75 {
+		t.Errorf("exit %d, want 75 (nothing of migration 2 ran): %v", code, err)
+	}
+	if got := d.queryString("SELECT count(*)::text FROM goose_db_version_dirty"); got != "0" {
+		t.Errorf("%s dirty records left, want none", got)
+	}
+	if o := runStep(t, d.url(), dir); o.code != 0 || !d.tableExists("side") {
+		t.Errorf("rerun: exit %d: %s", o.code, o.lastLine())
+	}
+}

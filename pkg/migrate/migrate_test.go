@@ -797,3 +797,23 @@ func TestRollbackOnlyThisRunUnreadableRecords(t *testing.T) {
 		t.Fatalf("version table changed: %q", got)
 	}
 }
+
+// A migration that names a database that does not exist (3D000, here one of
+// another environment) fails the same way on every retry: exit 1. 3D000 is
+// transient only when connecting, while the database may still be being
+// created; before, the migration's own error was retried too (exit 75), the
+// application kept stopped through every retry (attack on 65734b5, finding 1).
+func TestMigrationNamingAMissingDatabaseIsPermanent(t *testing.T) {
+	d := newDB(t)
+	dir := writeDir(t, files{
+		"00001_a.sql":  mig("CREATE TABLE a (id int);", "DROP TABLE a;"),
+		"00002_tz.sql": mig("ALTER DATABASE app_production SET timezone TO 'UTC';", "ALTER DATABASE app_production RESET timezone;"),
+	})
+	o := runStep(t, d.url(), dir)
+	if !strings.Contains(o.lastLine(), "3D000") {
+		t.Fatalf("the migration did not fail with 3D000: exit %d: %s", o.code, o.lastLine())
+	}
+	if o.code != 1 {
+		t.Errorf("exit %d, want 1: an SQL error of the migration that every retry repeats: %s", o.code, o.lastLine())
+	}
+}

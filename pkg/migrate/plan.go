@@ -570,10 +570,25 @@ func (s *State) idCollision(k int) (problem, repair string) {
 	for _, r := range s.Rows {
 		taken[r.ID] = r.Version
 	}
-	id := q.Next
+	id, past := q.Next, q.Exhausted
 	for i := range k {
-		if id > q.Max || id < q.Min {
-			return "", "" // nextval would fail on its own bound first; not this check's to say
+		if past || id > q.Max || id < q.Min {
+			if !q.Cycle {
+				// nextval would fail, after the migration's statements ran
+				// (attack on 65734b5: one without a transaction stopped partway)
+				bound, limit, clause := "maximum", q.Max, "NO MAXVALUE"
+				if q.Increment < 0 {
+					bound, limit, clause = "minimum", q.Min, "NO MINVALUE"
+				}
+				return fmt.Sprintf("its id sequence %s has reached its %s (%d): %d of the %d version %s to write would get no id",
+						q.Name, bound, limit, k-i, k, plural(k, "row", "rows")),
+					fmt.Sprintf("ALTER TABLE %s ALTER COLUMN id TYPE bigint; ALTER SEQUENCE %s AS bigint %s;", s.Qualified(), q.Name, clause)
+			}
+			// a cycling sequence starts again at its other bound
+			id, past = q.Min, false
+			if q.Increment < 0 {
+				id = q.Max
+			}
 		}
 		if v, ok := taken[id]; ok {
 			when := "next"

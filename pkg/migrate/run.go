@@ -460,6 +460,12 @@ func (m *Migrator) runNoTx(ctx context.Context, pc *pgx.Conn, st *State, s Sourc
 			return dirty(i, i, err)
 		}
 		if _, err := pc.Exec(ctx, stmt); err != nil {
+			// pgx says nothing was sent (a SIGTERM between the check above and
+			// the send, or a session already gone): statement 1 did not start
+			// either (attack on 65734b5).
+			if i == 0 && pgconn.SafeToRetry(err) && m.dropUnstartedDirty(book, pc, st, s.Version) {
+				return &stepError{stmt: -1, err: err}
+			}
 			return dirty(i, i, err)
 		}
 		if err := m.countStatement(book, pc, st, s, up, len(p.Statements), i+1); err != nil {
@@ -961,6 +967,11 @@ func (m *Migrator) failed(ctx context.Context, pc *pgx.Conn, s Source, up bool, 
 	switch dbconn.SQLState(err) {
 	case dbconn.LockNotAvailable, dbconn.DeadlockDetected, dbconn.SerializationFailure:
 		return failure.AsTransient(me)
+	case dbconn.InvalidCatalogName:
+		// Transient when connecting (the database may still be being created);
+		// here the session is in its database, so the migration names another
+		// that does not exist, and every retry would too (attack on 65734b5).
+		return failure.AsPermanent(me)
 	case dbconn.QueryCanceled:
 		// statement_timeout recurs on a retry, whoever set it (the flag, or the
 		// migration itself); an administrator's cancel may not. A message the

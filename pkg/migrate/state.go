@@ -177,6 +177,10 @@ func readForeignSums(ctx context.Context, q Querier, st *State) error {
 type IDSequence struct {
 	Name                      string // schema-qualified, for SQL
 	Next, Increment, Min, Max int64
+	Cycle                     bool // past a bound it starts again at the other
+	// Exhausted: the last value handed out is the bound, so the next nextval
+	// fails (or, with Cycle, starts again at the other bound); Next is unset.
+	Exhausted bool
 }
 
 // Relation is a table by schema and name, as the catalog spells them.
@@ -275,7 +279,7 @@ SELECT x.s, n.oid IS NOT NULL, current_user::text, current_setting('server_versi
           FROM pg_class ec JOIN pg_namespace en ON en.oid = ec.relnamespace
           WHERE ec.relname IN ($2::text::name, $4::text::name) AND ec.relkind IN ('r', 'p') AND en.oid IS DISTINCT FROM n.oid
             AND en.nspname <> 'information_schema' AND en.nspname !~ '^pg_(catalog|toast|temp_|toast_temp_)') END,
-       ids.name, ids.seqincrement, ids.seqmin, ids.seqmax, coalesce(ids.can_select, false), coalesce(ids.can_use, false),
+       ids.name, ids.seqincrement, ids.seqmin, ids.seqmax, coalesce(ids.seqcycle, false), coalesce(ids.can_select, false), coalesce(ids.can_use, false),
        rd.source, rd.role, pg_catalog.pg_is_in_recovery(),
        (SELECT ps.source FROM pg_catalog.pg_settings ps WHERE ps.name = 'default_transaction_read_only' AND ps.setting = 'on')
 FROM (SELECT coalesce(nullif($1::text, ''), current_schema()::text) AS s) AS x
@@ -286,7 +290,7 @@ LEFT JOIN pg_class sm ON sm.relnamespace = n.oid AND sm.relname = $4::text::name
 LEFT JOIN LATERAL (
   -- The id column's identity or serial sequence. Where it stands is read with
   -- the rows (readRows), after them: an id a row took is then always behind it.
-  SELECT format('%I.%I', sn.nspname, sq.relname) AS name, ps.seqincrement, ps.seqmin, ps.seqmax,
+  SELECT format('%I.%I', sn.nspname, sq.relname) AS name, ps.seqincrement, ps.seqmin, ps.seqmax, ps.seqcycle,
          has_sequence_privilege(sq.oid, 'SELECT') AS can_select, has_sequence_privilege(sq.oid, 'USAGE') AS can_use
   FROM pg_depend d
   JOIN pg_class sq ON sq.oid = d.objid AND sq.relkind = 'S'
@@ -328,7 +332,7 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		canRead, canWrite            bool
 		seqName                      sql.NullString
 		seqInc, seqMin, seqMax       sql.NullInt64
-		seqSelect, seqUse            bool
+		seqSelect, seqUse, seqCycle  bool
 		roleSource, roleDefault      sql.NullString
 		readOnly                     sql.NullString
 	)
@@ -336,7 +340,7 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 		&schema, &st.SchemaExists, &st.CurrentUser, &st.ServerVersion, &st.CanCreate, &st.UserTables,
 		&kind, &canRead, &canWrite, &columns, &noSeq, &dirtyKind, &st.DirtyWritable, &dirtyCols,
 		&sumsKind, &sumsCols, &st.SumsUnique, &st.SumsReadable, &st.SumsWritable, &st.SessionUser, &elsewhere,
-		&seqName, &seqInc, &seqMin, &seqMax, &seqSelect, &seqUse, &roleSource, &roleDefault,
+		&seqName, &seqInc, &seqMin, &seqMax, &seqCycle, &seqSelect, &seqUse, &roleSource, &roleDefault,
 		&st.InRecovery, &readOnly)
 	if err != nil {
 		return nil, fmt.Errorf("reading the schema and the version table %s from the catalog: %w", qualify(schemaArg, st.Name), err)
@@ -414,7 +418,7 @@ func Inspect(ctx context.Context, q Querier, table string) (*State, error) {
 	st.NoSeqUsage = noSeq.String
 	seqRead := "" // how readRows reads where the id sequence stands
 	if seqName.Valid && (seqSelect || seqUse) {
-		st.IDSeq = &IDSequence{Name: seqName.String, Increment: seqInc.Int64, Min: seqMin.Int64, Max: seqMax.Int64}
+		st.IDSeq = &IDSequence{Name: seqName.String, Increment: seqInc.Int64, Min: seqMin.Int64, Max: seqMax.Int64, Cycle: seqCycle}
 		seqRead = "(SELECT last_value FROM " + seqName.String + "), (SELECT is_called FROM " + seqName.String + ")"
 		if !seqSelect { // USAGE alone: its last value once called, NULL before
 			seqRead = "pg_sequence_last_value(" + sqlLiteral(seqName.String) + "::regclass), true"
@@ -493,9 +497,12 @@ func readRows(ctx context.Context, q Querier, st *State, seq string) error {
 		}
 		if q := st.IDSeq; q != nil && seqLast.Valid && !nextKnown {
 			q.Next, nextKnown = seqLast.Int64, true
-			if seqCalled.Bool { // the next follows the last, unless nextval would fail on its bound
-				nextKnown = (q.Increment > 0 && q.Next <= q.Max-q.Increment) || (q.Increment < 0 && q.Next >= q.Min-q.Increment)
-				q.Next += q.Increment
+			if seqCalled.Bool { // the next follows the last, unless that is past its bound
+				if (q.Increment > 0 && q.Next <= q.Max-q.Increment) || (q.Increment < 0 && q.Next >= q.Min-q.Increment) {
+					q.Next += q.Increment
+				} else {
+					q.Exhausted = true
+				}
 			}
 		}
 		if id.Valid { // a version row (not only a record)
