@@ -65,16 +65,8 @@ func TestInterruptBeforeFirstNoTxStatement(t *testing.T) {
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			cfg, err := pgx.ParseConfig(d.url())
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.Tracer = &cancelAfterQuery{match: "_dirty (version, direction, file, statements_done", cancel: cancel}
-			db, _ := OpenDB(cfg, SessionSettings{LockTimeout: 10 * time.Second})
-			defer db.Close()
-			m := &Migrator{DB: db, FS: os.DirFS(dir), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				Opts: Options{Dir: dir, DownTo: tc.downTo, Table: DefaultTable, AllowEmptyDatabase: true, LockWait: time.Minute, LockTimeout: 10 * time.Second, RunID: "run-r"}}
-			_, err = m.Run(ctx)
+			m := tracedMigrator(t, d, dir, tc.downTo, &cancelAfterQuery{match: "_dirty (version, direction, file, statements_done", cancel: cancel})
+			_, err := m.Run(ctx)
 			if code := failure.Code(err); code != 75 {
 				t.Errorf("exit %d, want 75 (nothing of migration 2 ran): %v", code, err)
 			}
@@ -122,16 +114,8 @@ func TestInterruptAsFirstNoTxStatementIsSent(t *testing.T) {
 	mustRun(t, d.url(), dir, "--to", "1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg, err := pgx.ParseConfig(d.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Tracer = &cancelAtQueryStart{match: "CREATE TABLE side", cancel: cancel}
-	db, _ := OpenDB(cfg, SessionSettings{LockTimeout: 10 * time.Second})
-	defer db.Close()
-	m := &Migrator{DB: db, FS: os.DirFS(dir), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Opts: Options{Dir: dir, Table: DefaultTable, AllowEmptyDatabase: true, LockWait: time.Minute, LockTimeout: 10 * time.Second, RunID: "run-r"}}
-	_, err = m.Run(ctx)
+	m := tracedMigrator(t, d, dir, Version{}, &cancelAtQueryStart{match: "CREATE TABLE side", cancel: cancel})
+	_, err := m.Run(ctx)
 	if d.tableExists("side") {
 		t.Fatal("statement 1 was sent: the scenario did not happen")
 	}
@@ -144,4 +128,19 @@ func TestInterruptAsFirstNoTxStatementIsSent(t *testing.T) {
 	if o := runStep(t, d.url(), dir); o.code != 0 || !d.tableExists("side") {
 		t.Errorf("rerun: exit %d: %s", o.code, o.lastLine())
 	}
+}
+
+// tracedMigrator is a Migrator of run run-r for dir on d whose sessions run
+// through tracer (closed with the test).
+func tracedMigrator(t *testing.T, d *testDB, dir string, downTo Version, tracer pgx.QueryTracer) *Migrator {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(d.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tracer = tracer
+	db, _ := OpenDB(cfg, SessionSettings{LockTimeout: 10 * time.Second})
+	t.Cleanup(func() { db.Close() })
+	return &Migrator{DB: db, FS: os.DirFS(dir), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Opts: Options{Dir: dir, DownTo: downTo, Table: DefaultTable, AllowEmptyDatabase: true, LockWait: time.Minute, LockTimeout: 10 * time.Second, RunID: "run-r"}}
 }
