@@ -112,8 +112,8 @@ func (s *tektonSuite) testRollbackOutlastsLock(t *testing.T) {
 	}
 	wantSucceeded(t, done, false)
 	wantResults(t, trs, "rollback", map[string]string{"current-version": "1", "restored": "2"})
-	if codes := engines.StepExitCodes(trs["rollback"]); len(codes) != 1 || codes[0] != "rollback=0,scale-restore=0" {
-		t.Errorf("rollback attempts %v, want one attempt, both steps 0", codes)
+	if codes := engines.StepExitCodes(trs["rollback"]); len(codes) != 1 || codes[0] != "check-stopped=0,rollback=0,scale-restore=0" {
+		t.Errorf("rollback attempts %v, want one attempt, every step 0", codes)
 	}
 	c.wantVersions(t, 1)
 	c.wantRestored(t)
