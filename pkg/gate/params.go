@@ -96,7 +96,7 @@ func RunTimeouts(pr *unstructured.Unstructured) error {
 				return nil
 			}
 			v = unset
-		} else if d, err := time.ParseDuration(v); err == nil && d == 0 {
+		} else if noTimeout(v) {
 			return nil
 		}
 		return failure.Usagef("PipelineRun %s has a %w (timeouts.%s %s): when it expires Tekton stops the migration or finally's restore and runs nothing after; start the run with timeouts: {pipeline: \"0\"} (tkn pipeline start --pipeline-timeout 0; tekton/examples/pipelinerun.yaml has it); nothing was changed",
@@ -114,16 +114,19 @@ func RunTimeouts(pr *unstructured.Unstructured) error {
 	for _, x := range specs {
 		m, _ := x.(map[string]any)
 		v, ok := m["timeout"].(string)
-		if !ok {
-			continue
-		}
-		if d, err := time.ParseDuration(v); err == nil && d == 0 {
+		if !ok || noTimeout(v) {
 			continue
 		}
 		return failure.Usagef("PipelineRun %s has a %w (taskRunSpecs timeout %s for task %v): when it expires Tekton stops that task, a migration or a restore included; remove it, only the steps' own timeout parameters may end them; nothing was changed",
 			pr.GetName(), ErrRunTimeout, v, m["pipelineTaskName"])
 	}
 	return nil
+}
+
+// noTimeout says whether a Tekton timeout value is zero ("0", "0s"): none.
+func noTimeout(v string) bool {
+	d, err := time.ParseDuration(v)
+	return err == nil && d == 0
 }
 
 // UnknownParameters is the usage error naming the parameters a run sets that

@@ -104,9 +104,14 @@ func RequireStopped(spec step.Spec) step.Spec {
 	spec.Options = append(inner, o)
 	run := spec.Run
 	spec.Run = func(ctx context.Context, env *step.Env) error {
-		if !o.sel.Empty() && !StopsWorkloads(o.StopWorkloads, o.NeedsDowntime) {
+		switch {
+		case o.sel.Empty():
+			if o.CheckOnly {
+				env.Log.Info("no workloads to check: no --stopped-selector or --stopped-workload")
+			}
+		case !StopsWorkloads(o.StopWorkloads, o.NeedsDowntime):
 			env.Log.Info("no check of the workloads: this run stops none", "stop-workloads", o.StopWorkloads, "needs-downtime", o.NeedsDowntime)
-		} else if !o.sel.Empty() {
+		default:
 			c, err := (&kube.Options{Namespace: o.Namespace}).ConnectStep(spec.Name, env.Log)
 			if err != nil {
 				return err
@@ -120,9 +125,6 @@ func RequireStopped(spec step.Spec) step.Spec {
 			env.Log.Info("the workloads this run stopped are still stopped", "selection", o.sel.String())
 		}
 		if o.CheckOnly {
-			if o.sel.Empty() {
-				env.Log.Info("no workloads to check: no --stopped-selector or --stopped-workload")
-			}
 			return nil
 		}
 		return run(ctx, env)

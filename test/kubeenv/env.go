@@ -902,7 +902,7 @@ func (e *Env) waitHTTP(ctx context.Context, p *Process, url string, tlsCfg *tls.
 			return false, nil
 		}
 		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return resp.StatusCode == http.StatusOK && ok(string(b)), nil
 	})
 }
@@ -1035,28 +1035,16 @@ func (e *Env) waitControllersStarted(ctx context.Context) error {
 			port = v
 		}
 	}
-	// Its serving certificate is self-signed in --cert-dir and written at start.
-	tlsCfg := &tls.Config{ServerName: "localhost", MinVersion: tls.VersionTLS12}
-	url := "https://127.0.0.1:" + port + "/healthz?verbose"
-	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil}}
-	return e.waitFor(ctx, p, "kube-controller-manager to start its controllers", func() (bool, error) {
-		if tlsCfg.RootCAs == nil {
-			b, err := os.ReadFile(e.st.path("kcm", "kube-controller-manager.crt"))
-			if err != nil {
-				return false, nil
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(b) {
-				return false, nil
-			}
-			tlsCfg.RootCAs = pool
-		}
-		resp, err := c.Get(url)
-		if err != nil {
-			return false, nil
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return resp.StatusCode == http.StatusOK && strings.Contains(string(b), "[+]serviceaccount-controller ok"), nil
+	// Its serving certificate is self-signed in --cert-dir, written at start.
+	pool := x509.NewCertPool()
+	if err := e.waitFor(ctx, p, "kube-controller-manager's serving certificate", func() (bool, error) {
+		b, err := os.ReadFile(e.st.path("kcm", "kube-controller-manager.crt"))
+		return err == nil && pool.AppendCertsFromPEM(b), nil
+	}); err != nil {
+		return err
+	}
+	tlsCfg := &tls.Config{ServerName: "localhost", RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return e.waitHTTP(ctx, p, "https://127.0.0.1:"+port+"/healthz?verbose", tlsCfg, func(b string) bool {
+		return strings.Contains(b, "[+]serviceaccount-controller ok")
 	})
 }
