@@ -346,17 +346,7 @@ func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res res
 			}
 			cur = w
 			if u := unanswered; u != nil && u.madeAsSeenIn(cur, r.OnlyRunUID) {
-				// The change was made though its answer was lost: it is this run's,
-				// to report and (a restore) wait for like any other. A restore is
-				// reported with the replicas it has now: an HPA or a deploy may
-				// have moved them since.
-				res = *u
-				res.w = cur
-				if u.ok {
-					res.out = cur.outcome()
-				}
-				r.Log.Info("the API server's answer was lost; a fresh read shows the change made", "workload", wl.String(), "now", cur.outcome().Value)
-				unanswered = nil
+				res, unanswered = r.madeAfterAll(*u, cur), nil
 				return nil
 			}
 		}
@@ -372,6 +362,19 @@ func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res res
 	if err != nil && apierrors.IsConflict(err) {
 		err = failure.Transientf("%s kept changing while being restored (conflicts): %w", wl, err)
 	}
+	if err != nil && unanswered != nil {
+		// The time ran out with the last change unanswered. One more read, past
+		// the deadline but short, tells made from not made; guessing would turn
+		// either into the wrong exit code.
+		switch cur, found, made := r.settle(ctx, f, wl, *unanswered); {
+		case !found:
+			return restoreResult{}, nil
+		case made:
+			return r.madeAfterAll(*unanswered, cur), nil
+		case cur != nil:
+			return restoreResult{}, err // not made: the retry of the step makes it
+		}
+	}
 	if err != nil && unanswered != nil && unanswered.ok {
 		// A retry of the step would find the record gone if the change was made,
 		// and succeed without waiting for readiness: say so and stop here. The
@@ -379,6 +382,40 @@ func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res res
 		err = failure.Final(fmt.Errorf("%s: restoring it may have been done though the API server never confirmed it; check its replicas and readiness by hand (kubectl get %s/%s -n %s): %v", wl, wl.Kind.Resource(), wl.Name, r.Namespace, err))
 	}
 	return res, err
+}
+
+// settleRead bounds the read that settles a change left unanswered when the
+// time ran out.
+const settleRead = 5 * time.Second
+
+// settle reads wl afresh, within settleRead even though ctx is done, to tell
+// whether the unanswered change u was made. cur is nil when the read failed.
+func (r *Restorer) settle(ctx context.Context, f finder, wl *Workload, u restoreResult) (cur *Workload, found, made bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleRead)
+	defer cancel()
+	cur, found, err := f.get(ctx, wl.Ref)
+	if err != nil {
+		r.Log.Warn("could not read the workload again to tell whether the change was made", "workload", wl.String(), "error", err.Error())
+		return nil, true, false
+	}
+	if !found {
+		r.Log.Warn("workload deleted meanwhile: nothing to restore", "workload", wl.String())
+		return nil, false, false
+	}
+	return cur, true, u.madeAsSeenIn(cur, r.OnlyRunUID)
+}
+
+// madeAfterAll is u, a change made though its answer was lost, as read in cur:
+// it is this run's, to report and (a restore) wait for like any other. A
+// restore is reported with the replicas it has now: an HPA or a deploy may have
+// moved them since.
+func (r *Restorer) madeAfterAll(u restoreResult, cur *Workload) restoreResult {
+	u.w = cur
+	if u.ok {
+		u.out = cur.outcome()
+	}
+	r.Log.Info("the API server's answer was lost; a fresh read shows the change made", "workload", cur.String(), "now", cur.outcome().Value)
+	return u
 }
 
 // madeAsSeenIn reports whether cur, read afresh, shows the change of res
