@@ -366,6 +366,11 @@ func quotes(t *testing.T) []quote {
 	add(fmt.Sprintf("timed out after %s waiting for %s; still there: %s", 10*time.Minute, fmt.Sprintf("the pods of %d workloads to stop", 3),
 		fmt.Sprintf("pod/%s (%s, %s)", "shop-report-29123040-x7k2p", workload.Ref{Kind: workload.CronJob, Name: "shop-report"}, "Running")))
 
+	// A restore whose answer never came, and a read after it that failed too.
+	const unconfirmed = "%s: restoring it may have been done though the API server never confirmed it; check its replicas and readiness by hand (kubectl get %s/%s -n %s): %v"
+	sourceHas(t, "pkg/workload/restore.go", `"`+unconfirmed+`"`)
+	add(fmt.Sprintf(unconfirmed, workload.Ref{Kind: workload.Deployment, Name: "shop-web"}, "deployments", "shop-web", "shop", "patch deployments.apps: patching deployment/shop-web: context deadline exceeded"))
+
 	// RBAC: the permission check before any change, and a refusal by the API server.
 	sourceHas(t, "pkg/workload/access.go",
 		`"permission denied in namespace %s: missing %s; grant these verbs in the step's Role (see pkg/workload/rbac/role.yaml)"`,
