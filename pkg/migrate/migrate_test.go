@@ -34,6 +34,10 @@ func TestUsageErrors(t *testing.T) {
 		{"negative lock wait", []string{"--lock-wait", "-1s"}, 2, "--lock-wait"},
 		{"negative lock timeout", []string{"--lock-timeout", "-1s"}, 2, "--lock-timeout"},
 		{"sub-millisecond statement timeout", []string{"--statement-timeout", "500us"}, 2, "--statement-timeout"},
+		// 1ms failed migrate's own catalog read with exit 75, on every retry, while
+		// plan (which ignores the flag) passed it.
+		{"statement timeout too short for the step's own queries", []string{"--statement-timeout", "1ms"}, 2, "--statement-timeout 1ms is too short"},
+		{"statement timeout too short, plan", []string{"--plan", "--statement-timeout", "999ms"}, 2, "--statement-timeout 999ms is too short"},
 		{"bad table", []string{"--table", "Bad-Name"}, 2, "--table"},
 		{"three-part table", []string{"--table", "a.b.c"}, 2, "--table"},
 		{"empty dir", []string{"--dir", ""}, 2, "--dir is empty"},
@@ -429,9 +433,9 @@ func TestLockTimeoutBehindLongTransaction(t *testing.T) {
 func TestStatementTimeout(t *testing.T) {
 	d := newDB(t)
 	dir := writeDir(t, files{"00001_slow.sql": mig("CREATE TABLE side (id int);\nSELECT pg_sleep(30);", "DROP TABLE side;")})
-	o := runStep(t, d.url(), dir, "--statement-timeout", "300ms")
+	o := runStep(t, d.url(), dir, "--statement-timeout", "1s")
 	t.Log(o.lastLine())
-	if o.code != 1 || !strings.Contains(o.lastLine(), "statement_timeout expired (--statement-timeout 300ms") {
+	if o.code != 1 || !strings.Contains(o.lastLine(), "statement_timeout expired (--statement-timeout 1s") {
 		t.Fatalf("exit %d: %s", o.code, o.lastLine())
 	}
 	if d.tableExists("side") {

@@ -161,7 +161,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.DurationFlag{Name: "wait-timeout", Usage: "first wait up to this long for the database to accept connections and answer SELECT 1, as wait-for-db does (exit 75 when it does not); 0 connects once", Destination: &o.WaitTimeout},
 		&cli.DurationFlag{Name: "lock-wait", Value: 5 * time.Minute, Usage: "how long to wait for another migrator to release the migration lock before giving up (exit 75); probed once a second", Destination: &o.LockWait},
 		&cli.DurationFlag{Name: "lock-timeout", Value: 10 * time.Second, Usage: "PostgreSQL lock_timeout while migrating: a statement waiting longer for a table lock fails; a transactional migration is rolled back (exit 75), one without a transaction is recorded as stopped partway (exit 1); 0 waits forever", Destination: &o.LockTimeout},
-		&cli.DurationFlag{Name: "statement-timeout", Usage: "PostgreSQL statement_timeout while migrating; 0 means none", Destination: &o.StatementTimeout},
+		&cli.DurationFlag{Name: "statement-timeout", Usage: "PostgreSQL statement_timeout while migrating, at least 1s (the step's own queries run under it too); 0 means none", Destination: &o.StatementTimeout},
 		&cli.GenericFlag{Name: "resolve", Value: &o.Resolve, Usage: "settle a migration without a transaction that stopped partway (its dirty record) after checking by hand what it did; with --as; takes the migration lock and applies nothing"},
 		&cli.StringFlag{Name: "git-url", Usage: "take the migrations from this git repository (https://, http://, ssh://, git:// or user@host:path) instead of the image; --dir is then the directory inside it", Destination: &o.Git.URL},
 		&cli.StringFlag{Name: "git-revision", Usage: "with --git-url: the tag, branch or full commit SHA to take the migrations from; resolved to one commit (result git-commit)", Destination: &o.Git.Revision},
@@ -232,6 +232,9 @@ func (o *Options) Sessions() SessionSettings {
 // hexSHA256 is a sha256 as hex, the form of --planned-files-digest.
 var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
+// minStatementTimeout is the shortest --statement-timeout other than 0.
+const minStatementTimeout = time.Second
+
 // maxPGDuration is the largest lock_timeout/statement_timeout PostgreSQL accepts.
 const maxPGDuration = time.Duration(math.MaxInt32) * time.Millisecond
 
@@ -283,6 +286,11 @@ func (o *Options) Validate() error {
 		if d.v < 0 || (d.v > 0 && d.v < time.Millisecond) || d.v > maxPGDuration {
 			return fmt.Errorf("%s %s is out of range: use 0 (none) or a duration between 1ms and %s", d.flag, d.v, maxPGDuration.Truncate(time.Hour))
 		}
+	}
+	if o.StatementTimeout > 0 && o.StatementTimeout < minStatementTimeout {
+		// A shorter one fails the step's own catalog reads and bookkeeping before
+		// any migration runs, and again on every retry.
+		return fmt.Errorf("--statement-timeout %s is too short: migrate's own queries (reading the catalog, recording versions) run under it too; use 0 (none) or at least %s", o.StatementTimeout, minStatementTimeout)
 	}
 	if o.WaitTimeout != 0 {
 		if err := poll.ValidateTimeout("--wait-timeout", o.WaitTimeout, "5m"); err != nil {

@@ -113,7 +113,7 @@ func TestStoppedPartway(t *testing.T) {
 	}{
 		{name: "lock_timeout", args: []string{"--lock-timeout", "300ms"}, exit: 1,
 			stopper: fmt.Sprintf("INSERT INTO adv_log (version, stmt, pid, app) SELECT %d, 3, pg_backend_pid(), current_setting('application_name') FROM adv_blocked;", v)},
-		{name: "statement_timeout", args: []string{"--statement-timeout", "300ms"}, exit: 1, applied: true,
+		{name: "statement_timeout", args: []string{"--statement-timeout", "1s"}, exit: 1, applied: true,
 			stopper: sleepy(3 * time.Second)},
 		{name: "deadlock", exit: 1,
 			stopper: fmt.Sprintf("SELECT adv_deadlock(%d, 3);", v)},
