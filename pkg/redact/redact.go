@@ -95,6 +95,9 @@ func (r *Redactor) String(s string) string {
 	for _, secret := range r.secrets {
 		s = strings.ReplaceAll(s, secret, Mask)
 	}
+	if len(r.secrets) > 0 {
+		s = r.maskFolded(s)
+	}
 	if len(r.secrets) > 0 && strings.Contains(s, `"`) {
 		s = r.maskQuotedParts(s)
 	}
@@ -113,6 +116,70 @@ func (r *Redactor) String(s string) string {
 // minPart is the shortest part of a secret masked on its own.
 const minPart = 4
 
+// minPrefix is the shortest beginning of a secret masked on its own, in any
+// case: PostgreSQL quotes a value it stopped parsing up to where it stopped
+// (a JSON document's context line), and an unquoted identifier lower-cased
+// and cut to 63 bytes.
+const minPrefix = 8
+
+// maskFolded masks, in any ASCII case, every secret of at least minPart bytes
+// and every beginning of a secret of at least minPrefix bytes. PostgreSQL
+// folds an unquoted identifier to lower case, so a secret substituted into
+// SQL without quotes (ENVSUB) comes back as column "s3cr3t..." in its error.
+// Called with r.mu held for reading.
+func (r *Redactor) maskFolded(s string) string {
+	lower := asciiLower(s)
+	var spans [][2]int
+	for _, secret := range r.secrets {
+		if len(secret) < minPart {
+			continue
+		}
+		ls := asciiLower(secret)
+		head := ls[:min(len(ls), minPrefix)]
+		for from := 0; ; {
+			i := strings.Index(lower[from:], head)
+			if i < 0 {
+				break
+			}
+			i += from
+			n := len(head)
+			for n < len(ls) && i+n < len(lower) && lower[i+n] == ls[n] {
+				n++
+			}
+			spans = append(spans, [2]int{i, i + n})
+			from = i + n
+		}
+	}
+	if len(spans) == 0 {
+		return s
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i][0] < spans[j][0] })
+	var b strings.Builder
+	at, masked := 0, false // masked: s[:at] ends in a mask written
+	for _, sp := range spans {
+		if masked && sp[0] <= at {
+			at = max(at, sp[1]) // overlapping or adjacent: one mask
+			continue
+		}
+		b.WriteString(s[at:sp[0]])
+		b.WriteString(Mask)
+		at, masked = sp[1], true
+	}
+	b.WriteString(s[at:])
+	return b.String()
+}
+
+// asciiLower lower-cases the ASCII letters of s only, keeping every byte offset.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
 // quoted is a double-quoted token, as PostgreSQL's and its parser's messages
 // quote the text they stumbled on (syntax error at or near "...").
 var quoted = regexp.MustCompile(`"([^"]*)"`)
@@ -127,8 +194,9 @@ func (r *Redactor) maskQuotedParts(s string) string {
 		if len(part) < minPart {
 			return q
 		}
+		lp := asciiLower(part)
 		for _, secret := range r.secrets {
-			if strings.Contains(secret, part) {
+			if strings.Contains(asciiLower(secret), lp) {
 				return `"` + Mask + `"`
 			}
 		}

@@ -145,3 +145,30 @@ func TestForms(t *testing.T) {
 		}
 	}
 }
+
+// PostgreSQL hands a secret back changed: an unquoted identifier lower-cased
+// and cut to 63 bytes, a JSON document quoted up to where its parser stopped.
+// Found by an attack (session 28): each leaked before.
+func TestFoldedAndCutSecretsAreMasked(t *testing.T) {
+	long := "Zq9Kx7Wm3Vb5Np1Rt8Ys4Lc6Hd2Gf0JjQwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUiOpAsDfGhJk"
+	tests := []struct{ name, secret, in, want string }{
+		{"lower-cased identifier", "SkLiveAbCdEfGh12345", `column "skliveabcdefgh12345" does not exist`, `column "xxxxx" does not exist`},
+		{"upper-cased", "SkLiveAbCdEfGh12345", "SKLIVEABCDEFGH12345", "xxxxx"},
+		{"cut to 63 bytes", long, `column "` + strings.ToLower(long[:63]) + `" does not exist`, `column "xxxxx" does not exist`},
+		{"a JSON document's context", `Pr3fixPartOfKey\qSuffixPartOfKey`, `context: JSON data, line 1: {"api_key": "Pr3fixPartOfKey\q...`, `context: JSON data, line 1: {"api_key": "xxxxx...`},
+		{"inside a word", "SkLiveAbCdEfGh12345", `column "prefix_skliveabcdefgh12345_suffix"`, `column "prefix_xxxxx_suffix"`},
+		{"short secret, folded", "Pw42", `column "pw42" does not exist`, `column "xxxxx" does not exist`},
+		{"twice, adjacent", "SkLiveAbCdEfGh12345", "skliveabcdefgh12345SKLIVEABCDEFGH12345!", "xxxxx!"},
+		{"a beginning shorter than minPrefix stays", "SkLiveAbCdEfGh12345", "sklivea is a word", "sklivea is a word"},
+		{"unrelated text stays", "SkLiveAbCdEfGh12345", `relation "orders" does not exist`, `relation "orders" does not exist`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New()
+			r.Add(tt.secret)
+			if got := r.String(tt.in); got != tt.want {
+				t.Errorf("String(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
