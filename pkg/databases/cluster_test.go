@@ -186,6 +186,19 @@ func TestClusterCheckDatabases(t *testing.T) {
 		}
 	})
 
+	// A token in an entry's git-url was accepted and published in the entries
+	// result (an Argo global output) and the summary line (found by an attack).
+	t.Run("token in git-url", func(t *testing.T) {
+		const token = "GhpTokenSecret123"
+		r := c.run(kc, `[{}, {"secret": "tenants", "key": "tenant-a", "git-url": "https://user:`+token+`@git.example/x/y.git", "git-revision": "v1"}]`)
+		if r.code != failure.CodeUsage || !strings.Contains(r.summary.Error, "entry 2 (tenants): git-url: ") {
+			t.Fatalf("exit %d, want 2 naming entry 2: %s", r.code, r.summary.Error)
+		}
+		if printed := fmt.Sprint(r.summary) + r.stderr; strings.Contains(printed, token) || len(r.results) != 0 {
+			t.Errorf("the token is printed or results written: %v\n%s", r.results, printed)
+		}
+	})
+
 	t.Run("no permission", func(t *testing.T) {
 		r := c.run(c.serviceAccountKubeconfig("no-role", nil), `[{}]`)
 		if r.code != failure.CodePermanent || !strings.Contains(r.summary.Error, `permission denied: cannot get secrets; grant verb "get" on "secrets"`) {

@@ -8,12 +8,14 @@ import (
 	"io"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/gitsource"
 )
 
 // MaxEntries bounds the list: past it the engines' own limits (Argo's workflow size
@@ -216,6 +218,17 @@ func (e Entry) check(given map[string]string, d Defaults) []string {
 	}
 	if given["git-url"] != "" && given["migrations-image"] != "" {
 		out = append(out, "sets both git-url and migrations-image; the migrations come from one of them")
+	}
+	if e.GitURL != "" {
+		// A token in the URL would be published in the run's entries result.
+		if err := (gitsource.Remote{URL: e.GitURL}).Validate(); err != nil {
+			out = append(out, "git-url: "+err.Error())
+		}
+	}
+	if e.To != "" {
+		if v, err := strconv.ParseInt(e.To, 10, 64); err != nil || v <= 0 || strings.TrimLeft(e.To, "0123456789") != "" {
+			out = append(out, fmt.Sprintf("to %q is not a version: give the migration version to stop at (a whole number above 0), or leave it out", e.To))
+		}
 	}
 	if e.GitRevision != "" && e.GitURL == "" {
 		out = append(out, "git-revision without git-url; set \"git-url\" too, or leave git-revision out")

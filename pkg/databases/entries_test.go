@@ -108,6 +108,13 @@ func TestParseRefuses(t *testing.T) {
 		{"bad name", `[{"secret": "a", "name": "a b"}]`, runDefaults, []string{`entry 1 (a b): name "a b" is not valid`}},
 		{"empty table", `[{"secret": "a", "table": ""}]`, runDefaults, []string{`entry 1 (a): table is empty`}},
 		{"two sources", `[{"secret": "a", "git-url": "https://git.example/a.git", "migrations-image": "r.example/m:1"}]`, runDefaults, []string{`entry 1 (a): sets both git-url and migrations-image`}},
+		{"token in git-url", `[{"secret": "a", "git-url": "https://user:GhpTokenSecret123@github.com/x/y.git", "git-revision": "v1"}]`, runDefaults,
+			[]string{`entry 1 (a): git-url: `, `credentials in the URL are not allowed`}},
+		{"token in git-url's query", `[{"secret": "a", "git-url": "https://github.com/x/y.git?access_token=GhpTokenSecret123"}]`, runDefaults,
+			[]string{`entry 1 (a): git-url: `, `no query or fragment`}},
+		{"to not a version", `[{"secret": "a", "to": "abc"}]`, runDefaults, []string{`entry 1 (a): to "abc" is not a version`}},
+		{"to signed", `[{"secret": "a", "to": "+1"}]`, runDefaults, []string{`entry 1 (a): to "+1" is not a version`}},
+		{"to zero", `[{"secret": "a", "to": "0"}]`, runDefaults, []string{`entry 1 (a): to "0" is not a version`}},
 		{"revision without repository", `[{"secret": "a", "git-revision": "v1"}]`, runDefaults, []string{`entry 1 (a): git-revision without git-url`}},
 		{"newline", `[{"secret": "a", "dir": "db\nmigrations"}]`, runDefaults, []string{`entry 1 (a): dir holds a control character`}},
 		{"same database", `[{"secret": "a"}, {"secret": "b"}, {"secret": "a", "key": "url", "name": "again"}]`, runDefaults,
@@ -137,6 +144,9 @@ func TestParseRefuses(t *testing.T) {
 				if !strings.Contains(msg, w) {
 					t.Errorf("the message does not say %q:\n%s", w, msg)
 				}
+			}
+			if strings.Contains(msg, "GhpTokenSecret123") {
+				t.Errorf("the message quotes the token: %s", msg)
 			}
 		})
 	}
