@@ -46,6 +46,11 @@ func (o *Options) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return errors.New("--patroni-url is not valid: use the REST API's base URL, e.g. http://db-0.db:8008")
 		}
+		// Patroni's API reads no query; a token there would be sent and printed
+		// with the URL.
+		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(o.PatroniURL, "?#") {
+			return errors.New("--patroni-url has a query or fragment: Patroni's REST API takes none (and a token there would be printed); give its base URL, e.g. http://db-0.db:8008")
+		}
 	}
 	for _, r := range []struct{ flag, name string }{
 		{"--owner-role", o.Roles.Owner}, {"--writer-role", o.Roles.Writer}, {"--reader-role", o.Roles.Reader},

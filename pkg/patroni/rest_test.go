@@ -153,6 +153,9 @@ func TestValidate(t *testing.T) {
 		{"patroni url", Options{Timeout: time.Minute, PatroniURL: "http://db-0.db:8008"}, ""},
 		{"patroni url without scheme", Options{Timeout: time.Minute, PatroniURL: "db-0.db:8008"}, "--patroni-url"},
 		{"patroni url ftp", Options{Timeout: time.Minute, PatroniURL: "ftp://db"}, "--patroni-url"},
+		{"patroni url with a query", Options{Timeout: time.Minute, PatroniURL: "http://db-0.db:8008/?token=t0k3n"}, "--patroni-url has a query"},
+		{"patroni url with an empty query", Options{Timeout: time.Minute, PatroniURL: "http://db-0.db:8008?"}, "--patroni-url has a query"},
+		{"patroni url with a fragment", Options{Timeout: time.Minute, PatroniURL: "http://db-0.db:8008#t0k3n"}, "--patroni-url has a query"},
 		{"blank role", Options{Timeout: time.Minute, Roles: Roles{Writer: " "}}, "--writer-role"},
 		{"long role", Options{Timeout: time.Minute, Roles: Roles{Reader: long}}, "--reader-role"},
 		{"role not UTF-8", Options{Timeout: time.Minute, Roles: Roles{Owner: "app\xff"}}, "--owner-role \"app\\xff\" is not valid UTF-8"},
@@ -168,6 +171,9 @@ func TestValidate(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.flag) {
 				t.Fatalf("err %v, want one naming %s", err, tt.flag)
+			}
+			if strings.Contains(err.Error(), "t0k3n") {
+				t.Errorf("the error quotes the URL's token: %v", err)
 			}
 		})
 	}
@@ -247,5 +253,21 @@ func TestRESTAnswersNoWaitChanges(t *testing.T) {
 	case p := <-elsewhere:
 		t.Errorf("the redirect was followed to %s", p)
 	default:
+	}
+}
+
+// A token in --patroni-url's query was sent and printed with the URL (found by
+// an attack): the step now refuses the URL (exit 2) before any request, and
+// prints nothing of it.
+func TestPatroniURLQueryRefusedUnprinted(t *testing.T) {
+	o, err := run(Spec(), "--database-url", pgenv.ClosedURL(t), "--patroni-url", "http://127.0.0.1:1/?token=t0k3n", "--timeout", "5s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.code != 2 || !strings.Contains(o.summary.Error, "--patroni-url has a query or fragment") {
+		t.Fatalf("code %d, error %s; want 2 naming the query", o.code, o.summary.Error)
+	}
+	if strings.Contains(o.stdout+o.stderr, "t0k3n") {
+		t.Errorf("the token is printed:\n%s%s", o.stdout, o.stderr)
 	}
 }
