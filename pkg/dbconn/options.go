@@ -29,7 +29,7 @@ type Options struct {
 // Flags implements step.Options.
 func (o *Options) Flags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL URL or keyword/value DSN; prefer the environment variable or --database-url-file fed from a Secret. Empty: the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE... are used", Destination: &o.URL},
+		&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL URL or keyword/value DSN; prefer the environment variable or --database-url-file fed from a Secret. Empty: the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE... are used (refused when none of PGHOST, PGHOSTADDR, PGPORT, PGDATABASE, PGUSER, PGSERVICE is set)", Destination: &o.URL},
 		&cli.StringFlag{Name: "database-url-file", Usage: "file holding the database URL (a mounted Secret key)", Destination: &o.URLFile},
 		&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "timeout of one connection attempt", Destination: &o.ConnectTimeout},
 	}
@@ -70,6 +70,12 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 		if raw == "" {
 			return nil, failure.Permanentf("--database-url-file %s is empty: the Secret key must hold the database URL", o.URLFile)
 		}
+	}
+	if o.URLFile == "" && strings.TrimSpace(raw) == "" && !pgVarsSet() {
+		// libpq's defaults (a local socket, the OS user) are never a database in a
+		// pod: an empty Secret key, or a misspelt variable, would be waited on
+		// and retried as if the server were down.
+		return nil, failure.Permanentf("no database given: --database-url (CHARTREUSE_DATABASE_URL) is empty and no PG* connection variable (PGHOST, PGSERVICE...) is set; put the database URL in the Secret key the step reads (the workflows' database-secret and database-secret-key), or give --database-url")
 	}
 	red.AddURLPassword(raw)
 	red.Add(os.Getenv("PGPASSWORD"))
@@ -119,6 +125,19 @@ func (o *Options) Config(red *redact.Redactor) (*pgx.ConnConfig, error) {
 		cfg.RuntimeParams["application_name"] = name
 	}
 	return cfg, nil
+}
+
+// pgVars are the libpq variables that say where to connect, any of which
+// makes an empty --database-url a choice rather than a mistake.
+var pgVars = []string{"PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "PGSERVICEFILE"}
+
+func pgVarsSet() bool {
+	for _, v := range pgVars {
+		if strings.TrimSpace(os.Getenv(v)) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func hosts(cfg *pgx.ConnConfig) []string {

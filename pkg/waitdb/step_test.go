@@ -448,3 +448,47 @@ func TestUnusualTargetsKeepThePasswordAndTheExitCode(t *testing.T) {
 		})
 	}
 }
+
+// No database given at all (the Secret key holds "" or blanks, or the
+// variable's name is misspelt) made the step dial libpq's defaults (a local
+// socket as the OS user) and wait out --timeout, then exit 75, which no retry
+// fixes (found by an attack). It now fails at once (exit 1), saying where the
+// URL belongs. The libpq variables still make an empty URL a choice.
+func TestNoDatabaseGiven(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "PG") || strings.HasPrefix(k, "CHARTREUSE_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	for _, tc := range []struct{ name, env, val string }{
+		{"empty", "CHARTREUSE_DATABASE_URL", ""},
+		{"blanks", "CHARTREUSE_DATABASE_URL", "   "},
+		{"misspelt", "CHARTREUSE_DATABSE_URL", "postgres://u:p@127.0.0.1:5432/db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(tc.env, tc.val)
+			o := runStep(t, "--skip-version-check", "--timeout", "1m")
+			if o.code != 1 || !strings.Contains(o.summary.Error, "no database given") {
+				t.Errorf("exit %d, want 1 saying no database given: %s", o.code, o.summary.Error)
+			}
+		})
+	}
+	t.Run("PG variables", func(t *testing.T) {
+		srv, db := pgenv.NewDatabase(t)
+		u, err := url.Parse(srv.URL(db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw, _ := u.User.Password()
+		t.Setenv("PGHOST", u.Hostname())
+		t.Setenv("PGPORT", u.Port())
+		t.Setenv("PGUSER", u.User.Username())
+		t.Setenv("PGPASSWORD", pw)
+		t.Setenv("PGDATABASE", strings.TrimPrefix(u.Path, "/"))
+		t.Setenv("PGSSLMODE", "disable")
+		if o := runStep(t, "--skip-version-check", "--timeout", "1m"); o.code != 0 {
+			t.Errorf("exit %d: %s", o.code, o.summary.Error)
+		}
+	})
+}
