@@ -38,6 +38,9 @@ func TestUsageErrors(t *testing.T) {
 		// plan (which ignores the flag) passed it.
 		{"statement timeout too short for the step's own queries", []string{"--statement-timeout", "1ms"}, 2, "--statement-timeout 1ms is too short"},
 		{"statement timeout too short, plan", []string{"--plan", "--statement-timeout", "999ms"}, 2, "--statement-timeout 999ms is too short"},
+		// SET ROLE none migrated as the login user, exit 0 (found by an attack).
+		{"role none", []string{"--role", "none"}, 2, `is not a role: SET ROLE NONE means the login user`},
+		{"role NONE", []string{"--role", "NONE"}, 2, `is not a role: SET ROLE NONE means the login user`},
 		{"bad table", []string{"--table", "Bad-Name"}, 2, "--table"},
 		{"three-part table", []string{"--table", "a.b.c"}, 2, "--table"},
 		{"empty dir", []string{"--dir", ""}, 2, "--dir is empty"},

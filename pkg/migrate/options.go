@@ -300,6 +300,11 @@ func (o *Options) Validate() error {
 	if strings.ContainsRune(o.Role, 0) {
 		return errors.New("--role contains a NUL character")
 	}
+	if strings.EqualFold(strings.TrimSpace(o.Role), "none") {
+		// SET ROLE none is "no role": the step would migrate as the login user.
+		// No role can be named none (PostgreSQL reserves the name).
+		return fmt.Errorf("--role %q is not a role: SET ROLE NONE means the login user itself; leave --role empty for that, or give the name of the role that owns the schema", o.Role)
+	}
 	if o.RunID = strings.TrimSpace(o.RunID); o.RunID == "" {
 		o.RunID = defaultRunID()
 	}

@@ -311,3 +311,19 @@ func TestRunningNoTxMigrationIsNotDirty(t *testing.T) {
 		t.Fatalf("second: exit %d: %s", o2.code, o2.lastLine())
 	}
 }
+
+// --role none was sent as SET ROLE none, PostgreSQL's "no role": the step
+// migrated as the login user, exit 0, every object owned by the wrong role
+// (found by an attack). It is refused before connecting, nothing changed.
+func TestRoleNoneIsRefused(t *testing.T) {
+	const pw = "r0le-n0ne:pw"
+	login := loginRole(t, pw)
+	d := newDB(t)
+	d.exec("GRANT CREATE ON SCHEMA public TO " + login)
+	dir := writeDir(t, files{"00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")})
+	o := runStep(t, d.srv.UserURL(login, pw, d.db), dir, "--role", "none")
+	tables := d.queryString(`SELECT coalesce(string_agg(tablename || '=' || tableowner, ' ' ORDER BY tablename), '') FROM pg_tables WHERE schemaname = 'public'`)
+	if o.code != 2 || tables != "" {
+		t.Fatalf("--role none: exit %d, want 2 with nothing changed; tables now: %s\n%s", o.code, tables, o.lastLine())
+	}
+}
