@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"unicode"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
@@ -36,7 +37,7 @@ func FuzzMigrationFileNames(f *testing.F) {
 		{"1_a_test.go", "2_b.sql"}, {"README.md", "1_a.sql"}, {"9223372036854775807_max.sql", "1_a.sql"},
 		{"9223372036854775808_over.sql", "1_a.sql"}, {"+1_plus.sql", "2_a.sql"}, {"1_a.SQL", "2_b.sql"},
 		{".1_hidden.sql", "2_b.sql"}, {"1_.sql", "2_.sql"}, {"1__x.sql", "1_y.sql"}, {" 1_a.sql", "2_b.sql"},
-		{"1_a.sql.bak", "2_b.sql"}, {"1_a.sql", "1_a.sql"},
+		{"1_a.sql.bak", "2_b.sql"}, {"1_a.sql", "1_a.sql"}, {"1_a.sql ", "2_b.sql"}, {"1_a.SQL\t", "2_b.sql"},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -54,8 +55,8 @@ func FuzzMigrationFileNames(f *testing.F) {
 		dupOrBad := false
 		for _, n := range uniq(name1, name2) {
 			if path.Ext(n) != ".sql" {
-				// .SQL and the like: refused, never skipped in silence.
-				if strings.EqualFold(path.Ext(n), ".sql") {
+				// .SQL, "x.sql " and the like: refused, never skipped in silence.
+				if strings.EqualFold(path.Ext(strings.TrimRightFunc(n, unicode.IsSpace)), ".sql") {
 					sqlNames++
 					dupOrBad = true
 				}

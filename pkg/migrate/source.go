@@ -12,6 +12,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/pressly/goose/v3"
@@ -104,6 +105,10 @@ func ScanDir(fsys fs.FS, dir string) (Sources, error) {
 			// goose (and so this step) reads only ".sql": left alone, the file
 			// would never run, without a word.
 			problems = append(problems, fmt.Sprintf("%s ends in %s, which goose does not read as a migration: rename it to end in .sql", name, path.Ext(name)))
+			continue
+		case path.Ext(name) != ".sql" && strings.EqualFold(path.Ext(strings.TrimRightFunc(name, unicode.IsSpace)), ".sql"):
+			// "2_b.sql " (a blank typed after the name): never read, without a word.
+			problems = append(problems, fmt.Sprintf("%q ends in white space after .sql, so goose does not read it as a migration: rename it to end in .sql", name))
 			continue
 		case path.Ext(name) != ".sql":
 			continue
