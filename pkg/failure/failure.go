@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Exit codes shared by every step binary.
@@ -113,8 +114,9 @@ func KindOf(err error) Kind {
 
 // Join combines errs (nils dropped; nil when none is left) into one error whose
 // message is the summary and the first error, and whose kind is decided over
-// all of them: transient if any is (a retry can finish the rest), else usage if
-// any is, else permanent. errors.Is and errors.As see every one of them; for
+// all of them: permanent and final if any is marked by Final (a retry would do
+// harm there, whatever it could finish elsewhere), else transient if any is (a
+// retry can finish the rest), else usage if any is, else permanent. errors.Is and errors.As see every one of them; for
 // KindOf the combined kind counts as the innermost, whatever the errors inside
 // say. One error is returned as it is.
 func Join(summary string, errs ...error) error {
@@ -131,6 +133,9 @@ func Join(summary string, errs ...error) error {
 		return kept[0]
 	}
 	j := &joined{kind: Permanent, msg: summary + "; first: " + kept[0].Error(), errs: kept}
+	if slices.ContainsFunc(kept, IsFinal) {
+		return j // IsFinal sees the one inside
+	}
 	for _, e := range kept {
 		switch KindOf(e) {
 		case Transient:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -70,6 +71,10 @@ func TestJoin(t *testing.T) {
 		{"usage and transient", []error{usage, trans}, Transient},
 		{"unclassified counts as permanent", []error{errors.New("plain"), perm}, Permanent},
 		{"a cancelled context is transient", []error{perm, context.Canceled}, Transient},
+		// A restore that may have been done must not be retried because another
+		// workload failed transiently (found by an attack).
+		{"final wins over transient", []error{trans, Final(Permanentf("may have been done"))}, Permanent},
+		{"final wins over usage", []error{usage, Final(Permanentf("may have been done"))}, Permanent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,6 +85,9 @@ func TestJoin(t *testing.T) {
 			}
 			if got := KindOf(fmt.Errorf("outer: %w", err)); got != tt.want {
 				t.Fatalf("wrapped: KindOf = %v, want %v", got, tt.want)
+			}
+			if got, want := IsFinal(err), slices.ContainsFunc(tt.errs, IsFinal); got != want {
+				t.Errorf("IsFinal = %v, want %v", got, want)
 			}
 			for _, e := range tt.errs {
 				if !errors.Is(err, e) {

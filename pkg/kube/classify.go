@@ -120,6 +120,10 @@ func IsUnavailable(err error) bool {
 	return IsUnreachable(err)
 }
 
+// IsServerError reports whether err is an answer of status 500 or above: the
+// API server's own failure, or a gateway's before it.
+func IsServerError(err error) bool { return statusCode(err) >= 500 }
+
 // MayHaveBeenMade reports whether a change that failed with err may have been
 // made all the same: the connection broke after the request went out, so its
 // answer was lost, or the API server answered 504 (the request may still

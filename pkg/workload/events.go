@@ -26,6 +26,9 @@ const eventComponent = "chartreuse"
 
 // emitEvent records one Event on the workload. An Event is information for people
 // running kubectl describe: failing to write one is logged, never fatal.
+// eventTimeout bounds the write of one Event.
+const eventTimeout = 5 * time.Second
+
 func emitEvent(ctx context.Context, cs kubernetes.Interface, ns string, w *Workload, now time.Time, reason, msg string, log *slog.Logger) {
 	t := metav1.NewTime(now)
 	ev := &corev1.Event{
@@ -38,6 +41,9 @@ func emitEvent(ctx context.Context, cs kubernetes.Interface, ns string, w *Workl
 		Source:         corev1.EventSource{Component: eventComponent},
 		FirstTimestamp: t, LastTimestamp: t, Count: 1,
 	}
+	// Information for people: never worth more of the step's time than this.
+	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
+	defer cancel()
 	if _, err := cs.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		log.Warn("could not record an Event", "workload", w.String(), "error", kube.Classify(err, "create", "events").Error())
 	}

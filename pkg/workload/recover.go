@@ -9,9 +9,12 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"k8s.io/utils/clock"
 )
 
@@ -232,6 +235,18 @@ func (rc recoverer) run(ctx context.Context, ws []*Workload) []*Workload {
 	return out
 }
 
+// carries reports whether w's annotations are as ann would make them (a nil
+// value: absent).
+func carries(w *Workload, ann map[string]any) bool {
+	for k, v := range ann {
+		got, ok := w.Annotations[k]
+		if s, isString := v.(string); isString != ok || (ok && got != s) {
+			return false
+		}
+	}
+	return true
+}
+
 // recordOnly keeps the record annotations of a ReplicaSet (and nothing else:
 // a namespace can hold thousands of ReplicaSets).
 func recordOnly(ann map[string]string) map[string]string {
@@ -253,6 +268,7 @@ func (rc recoverer) recover(ctx context.Context, d *Workload, rss []*appsv1.Repl
 	f := finder{cs: rc.cs, ns: rc.ns}
 	retry := changeRetry{backoffs: rc.backoffs, clock: rc.clock, log: rc.log}
 	var changed *Workload
+	var sent map[string]any // the record last written, if it may have been made
 	err := retry.run(ctx, d.String(), func(fresh bool) error {
 		cur := d
 		if fresh {
@@ -265,6 +281,13 @@ func (rc recoverer) recover(ctx context.Context, d *Workload, rss []*appsv1.Repl
 			}
 			w.Priority = d.Priority
 			cur = w
+			if sent != nil && carries(w, sent) {
+				// Written though its answer was lost: the fresh copy, record and
+				// all, is what the step goes on with.
+				rc.log.Info("the API server's answer was lost; a fresh read shows the scale-down record written back", "workload", w.String())
+				changed = w
+				return nil
+			}
 		}
 		lost, why := chooseLostRecord(cur, rss)
 		if lost == nil {
@@ -280,6 +303,9 @@ func (rc recoverer) recover(ctx context.Context, d *Workload, rss []*appsv1.Repl
 		patch := map[string]any{"metadata": map[string]any{"resourceVersion": cur.ResourceVersion, "annotations": lost.ann}}
 		w, err := patcher{cs: rc.cs, ns: rc.ns}.object(ctx, cur.Ref, patch)
 		if err != nil {
+			if kube.IsUnavailable(err) || apierrors.IsConflict(err) {
+				sent = lost.ann
+			}
 			return err
 		}
 		w.Priority = cur.Priority

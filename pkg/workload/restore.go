@@ -179,12 +179,18 @@ func (r *Restorer) restoreGroup(ctx context.Context, work *allowance, f finder, 
 			results[i], err = r.restore(ctx, f, g[i])
 			return err
 		})
-		r.emitEvents(ctx, results, errs)
 		return nil
 	})
+	// Outside the allowance: an Event is information, each bounded on its own.
+	r.emitEvents(ctx, results, errs)
 	var restored []*Workload
 	for i, res := range results {
 		if err := errs[i]; err != nil {
+			if errors.Is(err, errNotStarted) && ctx.Err() == nil {
+				// The allowance ran out before this one was started: it keeps
+				// its record, and a retry restores it.
+				err = failure.Transientf("%s: not restored: --timeout %s ran out before it was started", g[i], r.Timeout)
+			}
 			err = r.outOfTime(ctx, err)
 			r.Log.Error("could not restore", "workload", g[i].String(), "error", err.Error())
 			t.errs = append(t.errs, err)
@@ -331,7 +337,8 @@ func (r *Restorer) emitEvents(ctx context.Context, results []restoreResult, errs
 // an API server that did not answer, while ctx (the --timeout allowance) lasts.
 func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res restoreResult, err error) {
 	retry := changeRetry{backoffs: r.Backoffs, clock: r.Clock, log: r.Log}
-	var unanswered *restoreResult // the change sent last, if its answer was lost
+	var unanswered *restoreResult // the change sent last, if it may have been made
+	var lost bool                 // and its answer was lost, not refused
 	err = retry.run(ctx, wl.String(), func(fresh bool) error {
 		cur := wl
 		if fresh {
@@ -352,10 +359,14 @@ func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res res
 		}
 		var err error
 		res, err = r.restoreOnce(ctx, cur)
-		unanswered = nil
-		if err != nil && (res.ok || res.released) && kube.MayHaveBeenMade(err) {
+		unanswered, lost = nil, false
+		// Sent, and perhaps made: the answer was lost (MayHaveBeenMade), a
+		// gateway answered 502/503 after passing the change on, or client-go
+		// resent a 429/5xx whose first copy was made (the resend then meets a
+		// conflict). The fresh read decides.
+		if err != nil && (res.ok || res.released) && (kube.IsUnavailable(err) || apierrors.IsConflict(err)) {
 			u := res
-			unanswered = &u
+			unanswered, lost = &u, kube.MayHaveBeenMade(err) || kube.IsServerError(err)
 		}
 		return err
 	})
@@ -375,7 +386,7 @@ func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res res
 			return restoreResult{}, err // not made: the retry of the step makes it
 		}
 	}
-	if err != nil && unanswered != nil && unanswered.ok {
+	if err != nil && unanswered != nil && unanswered.ok && lost {
 		// A retry of the step would find the record gone if the change was made,
 		// and succeed without waiting for readiness: say so and stop here. The
 		// cause is quoted, not wrapped: its transient kind no longer applies.
