@@ -3,7 +3,10 @@ package kube
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -101,6 +104,7 @@ func (o *Options) Connect(userAgent string) (*Client, error) {
 	if userAgent != "" {
 		cfg.UserAgent = userAgent
 	}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return boundedRequests{rt} })
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, failure.Permanentf("creating Kubernetes client: %w", err)
@@ -111,6 +115,47 @@ func (o *Options) Connect(userAgent string) (*Client, error) {
 // String names the client's server and namespace for logs.
 func (c *Client) String() string {
 	return fmt.Sprintf("%s namespace %s", c.Config.Host, c.Namespace)
+}
+
+// RequestTimeout bounds one request other than a watch, its answer read whole:
+// the API server ends its own requests after 60 s (504), but a proxy or load
+// balancer before it may never answer, and a step whose context has no deadline
+// then waited forever. It ends as a broken connection does (unreachable), so a
+// change is retried with a fresh read, and a step's --timeout still ends first
+// when it is shorter.
+const RequestTimeout = 30 * time.Second
+
+// boundedRequests gives every request but a watch RequestTimeout.
+type boundedRequests struct{ rt http.RoundTripper }
+
+// RoundTrip implements http.RoundTripper.
+func (b boundedRequests) RoundTrip(req *http.Request) (*http.Response, error) {
+	if q := req.URL.Query().Get("watch"); q == "true" || q == "1" {
+		return b.rt.RoundTrip(req)
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), RequestTimeout)
+	resp, err := b.rt.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+// WrappedRoundTripper lets client-go see the transport inside.
+func (b boundedRequests) WrappedRoundTripper() http.RoundTripper { return b.rt }
+
+// cancelOnClose ends a bounded request's context once its answer is read.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // deadlineLimiter is client-go's token bucket, except that a wait its context's
