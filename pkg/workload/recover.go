@@ -110,11 +110,25 @@ func chooseLostRecord(d *Workload, rss []*appsv1.ReplicaSet) (lost *lostRecord, 
 	if len(recs) == 0 {
 		return nil, ""
 	}
+	current := map[string]bool{} // the Deployment's template is this ReplicaSet's
+	if d.templateDigest != "" {
+		for _, rs := range rss {
+			current[rs.Name] = templateDigest(&rs.Spec.Template) == d.templateDigest
+		}
+	}
 	var fresh []rsRecord
 	var dropped []string
 	for _, r := range recs {
 		if later := laterWithout(r, rss, carries); later != "" {
 			dropped = append(dropped, r.rs+" (restored since: "+later+" has none)")
+			continue
+		}
+		if current[r.rs] {
+			// kubectl rollout undo changes the template: here the record left
+			// the Deployment without one, by hand or by a restore that could
+			// not take it off this ReplicaSet; taken back, it would undo a
+			// later scale to 0.
+			dropped = append(dropped, r.rs+" (still the Deployment's current ReplicaSet: no rollout undo took the record off)")
 			continue
 		}
 		if !own.IsZero() && !r.at.After(own) {
@@ -217,7 +231,8 @@ func (rc recoverer) run(ctx context.Context, ws []*Workload) []*Workload {
 			return
 		}
 		owned[owner.UID] = append(owned[owner.UID], &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{
-			Name: rs.Name, CreationTimestamp: rs.CreationTimestamp, Annotations: recordOnly(rs.Annotations)}})
+			Name: rs.Name, CreationTimestamp: rs.CreationTimestamp, Annotations: recordOnly(rs.Annotations)},
+			Spec: appsv1.ReplicaSetSpec{Template: rs.Spec.Template}})
 	})
 	if err != nil {
 		rc.log.Warn("could not look for the scale-down records that kubectl rollout undo takes off Deployments at 0 (grant list on replicasets)", "error", err.Error())

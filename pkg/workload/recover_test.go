@@ -123,9 +123,16 @@ func TestLostRecordTakenBack(t *testing.T) {
 		}}
 	}
 	run1 := map[string]string{AnnotationReplicas: "3", AnnotationBy: "wf-0", AnnotationAt: t0.Add(time.Hour).Format(recordTimeFormat), AnnotationByRunUID: "uid-1", AnnotationHeldBy: "uid-1:db"}
+	release := func(rs *appsv1.ReplicaSet, n string) *appsv1.ReplicaSet {
+		rs.Spec.Template.Annotations = map[string]string{"release": n}
+		return rs
+	}
 	objects := func() []runtime.Object {
+		// web was rolled back to v1 (kubectl rollout undo): its template is v1's.
+		web := deployment("web", 0, nil)
+		web.Spec.Template.Annotations = map[string]string{"release": "1"}
 		return []runtime.Object{
-			deployment("web", 0, nil), replicaSet("web-v1", "web", t0, nil), replicaSet("web-v2", "web", t0.Add(time.Minute), run1),
+			web, release(replicaSet("web-v1", "web", t0, nil), "1"), release(replicaSet("web-v2", "web", t0.Add(time.Minute), run1), "2"),
 			deployment("idle", 0, nil), replicaSet("idle-v1", "idle", t0, nil),
 		}
 	}

@@ -1,6 +1,9 @@
 package workload
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -9,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -76,6 +80,10 @@ type Workload struct {
 	DeletesVolumes bool
 	ActiveJobs     []types.UID // status.active (CronJob): the Jobs whose pods belong to it
 
+	// templateDigest (Deployment): its pod template's, without the
+	// pod-template-hash label, to tell its current ReplicaSet (recover.go).
+	templateDigest string
+
 	// awaitController: scale-down changed the replicas (or cannot tell that the
 	// controller saw an earlier change), so its wait needs the controller to
 	// report the new generation.
@@ -103,7 +111,25 @@ func fromDeployment(d *appsv1.Deployment) (*Workload, error) {
 	w := newWorkload(Deployment, &d.ObjectMeta)
 	w.Replicas = replicas(d.Spec.Replicas)
 	w.ObservedGeneration, w.StatusReplicas = d.Status.ObservedGeneration, d.Status.Replicas
+	w.templateDigest = templateDigest(&d.Spec.Template)
 	return w, w.selector(d.Spec.Selector)
+}
+
+// templateDigest is a digest of t without the pod-template-hash label, which
+// the deployment controller adds to its ReplicaSets' copies: a Deployment's and
+// its current ReplicaSet's are equal (both defaulted by the API server).
+func templateDigest(t *corev1.PodTemplateSpec) string {
+	c := t.DeepCopy()
+	delete(c.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	if len(c.Labels) == 0 {
+		c.Labels = nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func fromStatefulSet(s *appsv1.StatefulSet) (*Workload, error) {
