@@ -11,6 +11,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+	"github.com/chartreuse-go/chartreuse/test/faultproxy"
 )
 
 // The tests of this file come from an attack through faultProxy (session 28);
@@ -27,11 +30,11 @@ func TestClusterRestoreGatewayErrorAfterChange(t *testing.T) {
 	c.waitRunning("fault=gw", 2, 3*time.Minute)
 	for _, code := range []int{502, 503} {
 		c.mustRun(0, ScaleDownSpec(), "", "--selector", "fault=gw")
-		p := newFaultProxy(c, &faultRule{method: "PATCH", path: "/deployments/gw", times: 1, action: faultStatusAfter, status: code})
-		r := c.mustRun(0, ScaleRestoreSpec(), p.kubeconfig(c), "--selector", "fault=gw", "--wait-ready", "--ready-timeout", "2m")
+		p, kc := c.faultProxy(&faultproxy.Rule{Method: "PATCH", Path: "/deployments/gw", Times: 1, Action: faultproxy.StatusAfter, Status: code})
+		r := c.mustRun(0, ScaleRestoreSpec(), kc, "--selector", "fault=gw", "--wait-ready", "--ready-timeout", "2m")
 		d := c.getDeployment("gw")
 		if r.results[ResultWorkloads] != `["deployment/gw=2"]` || d.Status.ReadyReplicas != 2 {
-			t.Fatalf("%d after the change: results %s, %d ready (proxy: %v)", code, r.results[ResultWorkloads], d.Status.ReadyReplicas, p.hits())
+			t.Fatalf("%d after the change: results %s, %d ready (proxy: %v)", code, r.results[ResultWorkloads], d.Status.ReadyReplicas, p.Hits())
 		}
 		c.waitRunning("fault=gw", 2, 3*time.Minute)
 	}
@@ -48,12 +51,12 @@ func TestClusterFinalNotLostInJoin(t *testing.T) {
 	c.waitRunning("fault=join", 2, 3*time.Minute)
 	c.mustRun(0, ScaleDownSpec(), "", "--selector", "fault=join")
 
-	p := newFaultProxy(c,
-		&faultRule{method: "PATCH", path: "/deployments/a", times: 1, action: faultHoldAnswered}, // made, never answered
-		&faultRule{method: "GET", path: "/deployments/a", action: faultHoldUnsent},               // and not readable again
-		&faultRule{method: "PATCH", path: "/deployments/b", action: faultStatus, status: 503},    // not made, transient
+	_, kc := c.faultProxy(
+		&faultproxy.Rule{Method: "PATCH", Path: "/deployments/a", Times: 1, Action: faultproxy.HoldAnswered}, // made, never answered
+		&faultproxy.Rule{Method: "GET", Path: "/deployments/a", Action: faultproxy.HoldUnsent},               // and not readable again
+		&faultproxy.Rule{Method: "PATCH", Path: "/deployments/b", Action: faultproxy.Status, Status: 503},    // not made, transient
 	)
-	r := c.mustRun(1, ScaleRestoreSpec(), p.kubeconfig(c), "--selector", "fault=join", "--timeout", "5s", "--wait-ready", "--ready-timeout", "1m")
+	r := c.mustRun(1, ScaleRestoreSpec(), kc, "--selector", "fault=join", "--timeout", "5s", "--wait-ready", "--ready-timeout", "1m")
 	if !strings.Contains(r.summary.Error, "restoring it may have been done") {
 		t.Errorf("the error does not say the restore may have been done: %s", r.summary.Error)
 	}
@@ -72,16 +75,16 @@ func TestClusterLaterGroupOutOfTimeIsTransient(t *testing.T) {
 	c.waitRunning("fault=grp", 2, 3*time.Minute)
 	for _, tc := range []struct {
 		name string
-		rule faultRule
+		rule faultproxy.Rule
 		want []int
 	}{
-		{"first group answered after the deadline", faultRule{method: "PATCH", path: "/deployments/first", times: 1, action: faultHoldAnswered}, []int{75}},
-		{"an Event never answered", faultRule{method: "POST", path: "/events", times: 1, action: faultHoldUnsent}, []int{0, 75}},
+		{"first group answered after the deadline", faultproxy.Rule{Method: "PATCH", Path: "/deployments/first", Times: 1, Action: faultproxy.HoldAnswered}, []int{75}},
+		{"an Event never answered", faultproxy.Rule{Method: "POST", Path: "/events", Times: 1, Action: faultproxy.HoldUnsent}, []int{0, 75}},
 	} {
 		c.mustRun(0, ScaleDownSpec(), "", "--selector", "fault=grp")
 		rule := tc.rule
-		p := newFaultProxy(c, &rule)
-		r := c.run(ScaleRestoreSpec(), p.kubeconfig(c), "--selector", "fault=grp", "--timeout", "5s")
+		_, kc := c.faultProxy(&rule)
+		r := c.run(ScaleRestoreSpec(), kc, "--selector", "fault=grp", "--timeout", "5s")
 		ok := false
 		for _, w := range tc.want {
 			ok = ok || r.code == w
@@ -106,9 +109,9 @@ func TestClusterLaterGroupOutOfTimeIsTransient(t *testing.T) {
 func TestClusterRecoveredRecordAnswerLost(t *testing.T) {
 	c := newCluster(t)
 	kubectl := filepath.Join(c.env.State().KubeBinDir, "kubectl")
-	for i, rule := range []faultRule{
-		{method: "PATCH", path: "/deployments/", times: 1, action: faultDropAfter},
-		{method: "PATCH", path: "/deployments/", times: 1, action: faultStatusAfter, status: 502},
+	for i, rule := range []faultproxy.Rule{
+		{Method: "PATCH", Path: "/deployments/", Times: 1, Action: faultproxy.DropAfter},
+		{Method: "PATCH", Path: "/deployments/", Times: 1, Action: faultproxy.StatusAfter, Status: 502},
 	} {
 		name := fmt.Sprintf("undo%d", i)
 		sel := "fault=" + name
@@ -130,12 +133,12 @@ func TestClusterRecoveredRecordAnswerLost(t *testing.T) {
 			t.Fatalf("the undo left the record on the Deployment: %v", d.Annotations)
 		}
 		rule := rule
-		rule.path += name
-		p := newFaultProxy(c, &rule)
-		r := c.run(ScaleRestoreSpec(), p.kubeconfig(c), "--selector", sel, "--wait-ready", "--ready-timeout", "2m")
+		rule.Path += name
+		p, kc := c.faultProxy(&rule)
+		r := c.run(ScaleRestoreSpec(), kc, "--selector", sel, "--wait-ready", "--ready-timeout", "2m")
 		d := c.getDeployment(name)
 		if r.code != 0 || *d.Spec.Replicas != 2 || r.results[ResultWorkloads] != fmt.Sprintf(`["deployment/%s=2"]`, name) {
-			t.Errorf("action %d: exit %d, results %s, replicas %d, record %q (proxy %v): %s\n%s", rule.action, r.code, r.results[ResultWorkloads], *d.Spec.Replicas, d.Annotations[AnnotationReplicas], p.hits(), r.summary.Error, r.stderr)
+			t.Errorf("action %d: exit %d, results %s, replicas %d, record %q (proxy %v): %s\n%s", rule.Action, r.code, r.results[ResultWorkloads], *d.Spec.Replicas, d.Annotations[AnnotationReplicas], p.Hits(), r.summary.Error, r.stderr)
 			c.mustRun(0, ScaleRestoreSpec(), "", "--selector", sel)
 		}
 		c.waitRunning(sel, 2, 3*time.Minute)
@@ -152,26 +155,26 @@ func TestClusterUnansweredRequestsEnd(t *testing.T) {
 	stop := func() { c.mustRun(0, ScaleDownSpec(), "", "--selector", "fault=hang") }
 	for _, tc := range []struct {
 		name   string
-		spec   stepSpecFn
-		rule   faultRule
+		spec   func() step.Spec
+		rule   faultproxy.Rule
 		before func()
 	}{
-		{"scale-down, its PATCH", ScaleDownSpec, faultRule{method: "PATCH", path: "/deployments/h", times: 1, action: faultHoldUnsent}, nil},
-		{"scale-down, an Event", ScaleDownSpec, faultRule{method: "POST", path: "/events", action: faultHoldUnsent}, nil},
-		{"scale-down, its LIST", ScaleDownSpec, faultRule{method: "GET", path: "/deployments", query: "labelSelector", times: 1, action: faultHoldUnsent}, nil},
-		{"scale-restore, the ReplicaSets' LIST", ScaleRestoreSpec, faultRule{method: "GET", path: "/replicasets", action: faultHoldUnsent}, stop},
-		{"scale-restore, a ReplicaSet's PATCH", ScaleRestoreSpec, faultRule{method: "PATCH", path: "/replicasets/", action: faultHoldUnsent}, stop},
+		{"scale-down, its PATCH", ScaleDownSpec, faultproxy.Rule{Method: "PATCH", Path: "/deployments/h", Times: 1, Action: faultproxy.HoldUnsent}, nil},
+		{"scale-down, an Event", ScaleDownSpec, faultproxy.Rule{Method: "POST", Path: "/events", Action: faultproxy.HoldUnsent}, nil},
+		{"scale-down, its LIST", ScaleDownSpec, faultproxy.Rule{Method: "GET", Path: "/deployments", Query: "labelSelector", Times: 1, Action: faultproxy.HoldUnsent}, nil},
+		{"scale-restore, the ReplicaSets' LIST", ScaleRestoreSpec, faultproxy.Rule{Method: "GET", Path: "/replicasets", Action: faultproxy.HoldUnsent}, stop},
+		{"scale-restore, a ReplicaSet's PATCH", ScaleRestoreSpec, faultproxy.Rule{Method: "PATCH", Path: "/replicasets/", Action: faultproxy.HoldUnsent}, stop},
 	} {
 		if tc.before != nil {
 			tc.before()
 		}
 		rule := tc.rule
-		p := newFaultProxy(c, &rule)
+		p, kc := c.faultProxy(&rule)
 		// Forever is what failed; the bound is far above the per-request limit.
-		r, ok := c.runBounded(3*time.Minute, tc.spec, p.kubeconfig(c), "--selector", "fault=hang", "--timeout", "5s")
+		r, ok := c.runBounded(3*time.Minute, tc.spec, kc, "--selector", "fault=hang", "--timeout", "5s")
 		if !ok {
-			p.srv.CloseClientConnections()
-			t.Fatalf("%s: still running after 3 minutes with --timeout 5s (proxy: %v)", tc.name, p.hits())
+			p.CloseClientConnections()
+			t.Fatalf("%s: still running after 3 minutes with --timeout 5s (proxy: %v)", tc.name, p.Hits())
 		}
 		t.Logf("%s: exit %d in %s: %s", tc.name, r.code, r.took.Round(time.Millisecond), r.summary.Error)
 		c.mustRun(0, ScaleRestoreSpec(), "", "--selector", "fault=hang")
@@ -189,8 +192,8 @@ func TestClusterLeftoverReplicaSetRecordNotRevived(t *testing.T) {
 	c.deployment("rv", 2, appOpts{labels: map[string]string{"fault": "rv"}})
 	c.waitRunning("fault=rv", 2, 3*time.Minute)
 	c.mustRun(0, ScaleDownSpec(), "", "--selector", "fault=rv")
-	p := newFaultProxy(c, &faultRule{method: "PATCH", path: "/replicasets/", action: faultStatus, status: 503})
-	c.mustRun(0, ScaleRestoreSpec(), p.kubeconfig(c), "--selector", "fault=rv", "--wait-ready", "--ready-timeout", "2m")
+	_, kc := c.faultProxy(&faultproxy.Rule{Method: "PATCH", Path: "/replicasets/", Action: faultproxy.Status, Status: 503})
+	c.mustRun(0, ScaleRestoreSpec(), kc, "--selector", "fault=rv", "--wait-ready", "--ready-timeout", "2m")
 	c.waitRunning("fault=rv", 2, 3*time.Minute)
 	if _, err := c.cs.AppsV1().Deployments(c.ns).Patch(context.Background(), "rv", types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
