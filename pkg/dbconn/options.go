@@ -29,7 +29,7 @@ type Options struct {
 // Flags implements step.Options.
 func (o *Options) Flags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL URL or keyword/value DSN; prefer the environment variable or --database-url-file fed from a Secret. Empty: the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE... are used (refused when none of PGHOST, PGHOSTADDR, PGPORT, PGDATABASE, PGUSER, PGSERVICE is set)", Destination: &o.URL},
+		&cli.StringFlag{Name: "database-url", Usage: "PostgreSQL URL or keyword/value DSN; prefer the environment variable or --database-url-file fed from a Secret. Empty: the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE... are used (refused when none of PGHOST, PGHOSTADDR, PGPORT, PGDATABASE, PGUSER, PGSERVICE, PGSERVICEFILE is set)", Destination: &o.URL},
 		&cli.StringFlag{Name: "database-url-file", Usage: "file holding the database URL (a mounted Secret key)", Destination: &o.URLFile},
 		&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "timeout of one connection attempt", Destination: &o.ConnectTimeout},
 	}

@@ -116,9 +116,9 @@ func KindOf(err error) Kind {
 // message is the summary and the first error, and whose kind is decided over
 // all of them: permanent and final if any is marked by Final (a retry would do
 // harm there, whatever it could finish elsewhere), else transient if any is (a
-// retry can finish the rest), else usage if any is, else permanent. errors.Is and errors.As see every one of them; for
-// KindOf the combined kind counts as the innermost, whatever the errors inside
-// say. One error is returned as it is.
+// retry can finish the rest), else usage if any is, else permanent. errors.Is
+// and errors.As see every one of them; for KindOf the combined kind counts as
+// the innermost, whatever the errors inside say. One error is returned as it is.
 func Join(summary string, errs ...error) error {
 	var kept []error
 	for _, e := range errs {

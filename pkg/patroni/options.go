@@ -48,7 +48,7 @@ func (o *Options) Validate() error {
 		}
 		// Patroni's API reads no query; a token there would be sent and printed
 		// with the URL.
-		if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(o.PatroniURL, "?#") {
+		if strings.ContainsAny(o.PatroniURL, "?#") {
 			return errors.New("--patroni-url has a query or fragment: Patroni's REST API takes none (and a token there would be printed); give its base URL, e.g. http://db-0.db:8008")
 		}
 	}

@@ -24,6 +24,7 @@ var (
 type Redactor struct {
 	mu      sync.RWMutex
 	secrets []string // longest first, so a secret containing another is masked whole
+	folded  []string // secrets[i] with its ASCII letters lower-cased
 }
 
 // New returns a Redactor with no registered secrets; URL and DSN passwords are
@@ -44,6 +45,10 @@ func (r *Redactor) Add(secret string) {
 		}
 	}
 	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+	r.folded = r.folded[:0]
+	for _, s := range r.secrets {
+		r.folded = append(r.folded, asciiLower(s))
+	}
 }
 
 // Forms are the spellings in which secret reaches text: raw, query- and
@@ -130,11 +135,10 @@ const minPrefix = 8
 func (r *Redactor) maskFolded(s string) string {
 	lower := asciiLower(s)
 	var spans [][2]int
-	for _, secret := range r.secrets {
-		if len(secret) < minPart {
+	for _, ls := range r.folded {
+		if len(ls) < minPart {
 			continue
 		}
-		ls := asciiLower(secret)
 		head := ls[:min(len(ls), minPrefix)]
 		for from := 0; ; {
 			i := strings.Index(lower[from:], head)
@@ -195,8 +199,8 @@ func (r *Redactor) maskQuotedParts(s string) string {
 			return q
 		}
 		lp := asciiLower(part)
-		for _, secret := range r.secrets {
-			if strings.Contains(asciiLower(secret), lp) {
+		for _, secret := range r.folded {
+			if strings.Contains(secret, lp) {
 				return `"` + Mask + `"`
 			}
 		}

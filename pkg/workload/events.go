@@ -24,11 +24,11 @@ const (
 // eventComponent is the Event source.
 const eventComponent = "chartreuse"
 
-// emitEvent records one Event on the workload. An Event is information for people
-// running kubectl describe: failing to write one is logged, never fatal.
 // eventTimeout bounds the write of one Event.
 const eventTimeout = 5 * time.Second
 
+// emitEvent records one Event on the workload. An Event is information for people
+// running kubectl describe: failing to write one is logged, never fatal.
 func emitEvent(ctx context.Context, cs kubernetes.Interface, ns string, w *Workload, now time.Time, reason, msg string, log *slog.Logger) {
 	t := metav1.NewTime(now)
 	ev := &corev1.Event{

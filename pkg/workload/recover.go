@@ -13,9 +13,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 
 	"github.com/chartreuse-go/chartreuse/pkg/kube"
-	"k8s.io/utils/clock"
 )
 
 // `kubectl rollout undo` (client side, kubectl's DeploymentRollbacker) patches

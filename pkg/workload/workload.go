@@ -111,7 +111,9 @@ func fromDeployment(d *appsv1.Deployment) (*Workload, error) {
 	w := newWorkload(Deployment, &d.ObjectMeta)
 	w.Replicas = replicas(d.Spec.Replicas)
 	w.ObservedGeneration, w.StatusReplicas = d.Status.ObservedGeneration, d.Status.Replicas
-	w.templateDigest = templateDigest(&d.Spec.Template)
+	if w.Replicas == 0 { // only a Deployment at 0 takes a record back (recover.go)
+		w.templateDigest = templateDigest(&d.Spec.Template)
+	}
 	return w, w.selector(d.Spec.Selector)
 }
 
