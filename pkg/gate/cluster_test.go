@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -397,7 +398,10 @@ func (c *cluster) run(pr *unstructured.Unstructured, stderr *syncbuf.Buffer, arg
 	if pr != nil { // nil: the arguments name the run (settle)
 		c.ensureResolved(pr.GetName())
 		defer c.keepResolved(pr.GetName())()
-		full = append(full, "--database-secret", secret, "--run-name", pr.GetName(), "--run-uid", string(pr.GetUID()))
+		if !slices.Contains(args, "--database-secrets-file") {
+			full = append(full, "--database-secret", secret)
+		}
+		full = append(full, "--run-name", pr.GetName(), "--run-uid", string(pr.GetUID()))
 		name = pr.GetName()
 	}
 	full = append(full, args...)

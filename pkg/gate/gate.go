@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -44,6 +45,9 @@ const (
 	AnnotationRun = "chartreuse.io/pipeline-run"
 	// AnnotationSecret is the database Secret the gate is for.
 	AnnotationSecret = "chartreuse.io/database-secret"
+	// AnnotationWorkloads is the workload namespace a run over several databases
+	// holds (WorkloadLeaseName).
+	AnnotationWorkloads = "chartreuse.io/workload-namespace"
 
 	leasePrefix = "chartreuse-"
 )
@@ -62,14 +66,26 @@ func LeaseName(secret string) string {
 	return leasePrefix + strings.TrimRight(secret[:keep], ".-") + "-" + h
 }
 
-// Gate is one run's side of the gate for one database.
+// WorkloadLeaseName is the Lease a run over several databases takes first, for
+// the workloads of namespace: chartreuse.workloads.<namespace>, as Argo's mutex
+// is named (the dot keeps it apart from every chartreuse-<secret>).
+func WorkloadLeaseName(namespace string) string { return "chartreuse.workloads." + namespace }
+
+// Gate is one run's side of the gate: the Lease of its database, or, for a run
+// over several databases, the Leases of its workloads and of every database.
 type Gate struct {
 	Client    kubernetes.Interface
 	Dynamic   dynamic.Interface
 	Namespace string // of the Lease and the PipelineRuns
 	Secret    string // the database Secret
-	RunName   string // this PipelineRun
-	RunUID    string
+	// Secrets, when set, make this a run over several databases: it takes the
+	// Lease of WorkloadNamespace's workloads, then the Lease of each Secret, in
+	// sorted order (every run takes them in that order, so two runs never wait
+	// for each other's), and Secret is not used.
+	Secrets           []string
+	WorkloadNamespace string
+	RunName           string // this PipelineRun
+	RunUID            string
 	// TaskRun is this step's own TaskRun, which Release does not wait for.
 	TaskRun string
 	// PodSelector narrows Settle to the workflow's pods it matches.
@@ -82,7 +98,34 @@ type Gate struct {
 	Log           *slog.Logger
 }
 
-func (g *Gate) lease() string { return LeaseName(g.Secret) }
+// lock is one Lease of the gate.
+type lock struct {
+	name       string // of the Lease
+	kind       string // what it is for: "database Secret" or "workload namespace"
+	attr       string // the log attribute and
+	annotation string // the Lease's annotation naming
+	value      string // the Secret or namespace
+	shared     string // what two runs that wait on it share
+}
+
+func secretLock(secret string) lock {
+	return lock{LeaseName(secret), "database Secret", "database-secret", AnnotationSecret, secret, "database"}
+}
+
+// locks are the Leases of this run, in the order they are taken.
+func (g *Gate) locks() []lock {
+	if len(g.Secrets) == 0 {
+		return []lock{secretLock(g.Secret)}
+	}
+	ns := g.WorkloadNamespace
+	ls := []lock{{WorkloadLeaseName(ns), "workload namespace", "workload-namespace", AnnotationWorkloads, ns, "workloads"}}
+	secrets := slices.Clone(g.Secrets)
+	slices.Sort(secrets)
+	for _, s := range slices.Compact(secrets) {
+		ls = append(ls, secretLock(s))
+	}
+	return ls
+}
 
 func (g *Gate) leases() leaseClient {
 	return leaseClient{g.Client.CoordinationV1().Leases(g.Namespace)}
@@ -138,11 +181,22 @@ func (h holder) String() string {
 }
 
 // Acquire takes the gate for this run, waiting while another run holds it. It
-// fails transient (exit 75) when the wait reaches the timeout.
+// fails transient (exit 75) when the wait reaches the timeout; a run over several
+// databases then keeps the Leases it took, which its release frees.
 func (g *Gate) Acquire(ctx context.Context) error {
-	name := g.lease()
 	start := time.Now()
 	deadline := start.Add(g.Timeout)
+	for _, l := range g.locks() {
+		if err := g.acquire(ctx, l, start, deadline); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// acquire takes one Lease, waiting until deadline while another run holds it.
+func (g *Gate) acquire(ctx context.Context, l lock, start, deadline time.Time) error {
+	name := l.name
 	var (
 		waitingFor   holder
 		lastProgress time.Time
@@ -153,12 +207,12 @@ func (g *Gate) Acquire(ctx context.Context) error {
 			return err
 		}
 		if ls == nil {
-			created, err := g.create(ctx, name)
+			created, err := g.create(ctx, l)
 			if err != nil {
 				return err
 			}
 			if created {
-				g.Log.Info("gate taken", "lease", name, "database-secret", g.Secret, "waited", time.Since(start).Round(time.Millisecond).String())
+				g.Log.Info("gate taken", "lease", name, l.attr, l.value, "waited", time.Since(start).Round(time.Millisecond).String())
 				return nil
 			}
 			continue // someone was quicker: see who
@@ -190,8 +244,8 @@ func (g *Gate) Acquire(ctx context.Context) error {
 			lastProgress = now
 		}
 		if !now.Before(deadline) {
-			return failure.Transientf("the gate for database Secret %s (Lease %s) is held by %s (%s); gave up after %s: "+
-				"a run for the same database is still at work, try again when it has finished", g.Secret, name, h, why, g.Timeout)
+			return failure.Transientf("the gate for %s %s (Lease %s) is held by %s (%s); gave up after %s: "+
+				"a run for the same %s is still at work, try again when it has finished", l.kind, l.value, name, h, why, g.Timeout, l.shared)
 		}
 		if err := sleep(ctx, min(g.Poll, time.Until(deadline))); err != nil {
 			return failure.Transientf("waiting for the gate held by %s: %w", h, err)
@@ -200,17 +254,17 @@ func (g *Gate) Acquire(ctx context.Context) error {
 }
 
 // create makes the Lease with this run as holder; false when it already exists.
-func (g *Gate) create(ctx context.Context, name string) (bool, error) {
+func (g *Gate) create(ctx context.Context, l lock) (bool, error) {
 	now := metav1.NowMicro()
 	uid := g.RunUID
 	ls := &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: name,
+			Name: l.name,
 			Labels: map[string]string{
 				"app.kubernetes.io/name":      "chartreuse",
 				"app.kubernetes.io/component": "gate",
 			},
-			Annotations: map[string]string{AnnotationRun: g.RunName, AnnotationSecret: g.Secret},
+			Annotations: map[string]string{AnnotationRun: g.RunName, l.annotation: l.value},
 			// No owner reference to the run: the garbage collector would delete the
 			// Lease as soon as the run is deleted, while its pods are still in their
 			// grace period. A deleted run's Lease is taken over like a finished
@@ -325,23 +379,41 @@ func (g *Gate) running(ctx context.Context, runUID, skip string) ([]string, erro
 // Release frees the gate if this run holds it, once every other TaskRun and pod
 // of this run has stopped. When they have not stopped within the timeout, the
 // gate stays held, and the next run takes it over once this one has finished.
+// A run over several databases frees its Leases in the reverse order of taking.
 func (g *Gate) Release(ctx context.Context) error {
-	name := g.lease()
-	ls, err := g.leases().get(ctx, name)
-	if err != nil {
-		return err
+	locks := g.locks()
+	var held []*coordinationv1.Lease
+	for _, l := range locks {
+		ls, err := g.leases().get(ctx, l.name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ls == nil:
+			g.Log.Info("gate not held: nothing to release", "lease", l.name)
+		case holderOf(ls).uid != g.RunUID:
+			g.Log.Info("gate held by another run: not this run's to release", "lease", l.name, "holder", holderOf(ls).String())
+		default:
+			held = append(held, ls)
+		}
 	}
-	if ls == nil {
-		g.Log.Info("gate not held: nothing to release", "lease", name)
-		return nil
-	}
-	if h := holderOf(ls); h.uid != g.RunUID {
-		g.Log.Info("gate held by another run: not this run's to release", "lease", name, "holder", h.String())
+	if len(held) == 0 {
 		return nil
 	}
 	if quiet, err := g.waitQuiet(ctx); err != nil || !quiet {
 		return err
 	}
+	for _, ls := range slices.Backward(held) {
+		if err := g.release(ctx, ls); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// release deletes the Lease ls while this run holds it.
+func (g *Gate) release(ctx context.Context, ls *coordinationv1.Lease) error {
+	name := ls.Name
 	for {
 		changed, err := g.leases().remove(ctx, ls)
 		if err != nil {

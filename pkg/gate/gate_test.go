@@ -3,6 +3,8 @@ package gate
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -38,6 +40,18 @@ func TestLeaseName(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	two, empty, bad, notJSON := file("two", `["b-db","a-db"]`), file("empty", `[]`), file("bad", `["a-db","App_DB"]`), file("text", "a-db\n")
+	many := func(path string) func(*Options) {
+		return func(o *Options) { o.DatabaseSecret, o.SecretsFile = "", path }
+	}
 	ok := func() Options {
 		return Options{Action: ActionAcquire, DatabaseSecret: "db", RunName: "r", RunUID: "u", Timeout: 1, PollInterval: 1}
 	}
@@ -56,6 +70,16 @@ func TestOptionsValidate(t *testing.T) {
 		{"settle needs no secret", func(o *Options) { o.Action, o.DatabaseSecret = ActionSettle, "" }, ""},
 		{"settle without the workflow", func(o *Options) { o.Action, o.RunUID = ActionSettle, "" }, "required with --action settle"},
 		{"settle with zero timeout", func(o *Options) { o.Action, o.Timeout = ActionSettle, 0 }, "must be positive"},
+		{"several databases", many(two), ""},
+		{"several databases and a workload namespace", func(o *Options) { many(two)(o); o.WorkloadNamespace = "shop" }, ""},
+		{"several databases, released", func(o *Options) { many(two)(o); o.Action = ActionRelease }, ""},
+		{"both a secret and a file", func(o *Options) { o.SecretsFile = two }, "both given"},
+		{"no file", many(filepath.Join(dir, "missing")), "--database-secrets-file: open"},
+		{"an empty list", many(empty), "lists no Secret"},
+		{"not a list", many(notJSON), "not a JSON list of Secret names"},
+		{"a bad name in the list", many(bad), `--database-secrets-file "App_DB" is not a valid Secret name`},
+		{"a bad workload namespace", func(o *Options) { many(two)(o); o.WorkloadNamespace = "Shop" }, `--workload-namespace "Shop"`},
+		{"a workload namespace alone", func(o *Options) { o.WorkloadNamespace = "shop" }, "only for a run over several databases"},
 		{"settle with a bad selector", func(o *Options) { o.Action, o.PodSelector = ActionSettle, "a in (b" }, "--pod-selector"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

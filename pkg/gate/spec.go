@@ -1,8 +1,11 @@
 package gate
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -26,16 +29,21 @@ const (
 type Options struct {
 	Action         string
 	DatabaseSecret string
-	RunName        string
-	RunUID         string
-	TaskRun        string
-	PodSelector    string
-	Timeout        time.Duration
-	PollInterval   time.Duration
-	ProgressEvery  time.Duration
-	Durations      durationChecks // --check-duration
-	Positive       durationChecks // --check-positive-duration
-	Wait           durationChecks // --check-wait-duration
+	// SecretsFile holds a JSON list of database Secrets (check-databases'
+	// secrets result): a run over several databases.
+	SecretsFile       string
+	WorkloadNamespace string
+	secrets           []string
+	RunName           string
+	RunUID            string
+	TaskRun           string
+	PodSelector       string
+	Timeout           time.Duration
+	PollInterval      time.Duration
+	ProgressEvery     time.Duration
+	Durations         durationChecks // --check-duration
+	Positive          durationChecks // --check-positive-duration
+	Wait              durationChecks // --check-wait-duration
 }
 
 // Flags implements step.Options.
@@ -43,6 +51,8 @@ func (o *Options) Flags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "action", Value: ActionAcquire, Usage: "acquire: take the gate, waiting while another run holds it; release: free it if this run holds it, once the run's other tasks have stopped; settle (Argo's exit handler): wait until the workflow's pods outside its exit handler have stopped", Destination: &o.Action},
 		&cli.StringFlag{Name: "database-secret", Usage: "name of the Secret holding the database URL: the gate is the Lease chartreuse-<name> (required, but for settle)", Destination: &o.DatabaseSecret},
+		&cli.StringFlag{Name: "database-secrets-file", Usage: "a run over several databases: a file holding the JSON list of their Secrets (check-databases' secrets result); the gate is then the Lease chartreuse.workloads.<workload-namespace>, then chartreuse-<name> for each, in sorted order (in place of --database-secret)", Destination: &o.SecretsFile},
+		&cli.StringFlag{Name: "workload-namespace", Usage: "with --database-secrets-file: the namespace of the workloads the run stops (default: the gate's namespace)", Destination: &o.WorkloadNamespace},
 		&cli.StringFlag{Name: "run-name", Usage: "this PipelineRun's name, $(context.pipelineRun.name); settle: the workflow's, {{workflow.name}} (required)", Destination: &o.RunName},
 		&cli.StringFlag{Name: "run-uid", Usage: "this PipelineRun's uid, $(context.pipelineRun.uid): the holder identity; settle: the workflow's, {{workflow.uid}} (required)", Destination: &o.RunUID},
 		&cli.StringFlag{Name: "pod-selector", Usage: "settle: only the workflow's pods that also match this label selector (the WorkflowTemplate: chartreuse.io/changes-database=true)", Destination: &o.PodSelector},
@@ -73,11 +83,8 @@ func (o *Options) Validate() error {
 		}
 		return nil
 	}
-	if o.DatabaseSecret == "" {
-		return fmt.Errorf("--database-secret is required: the gate is named after the database Secret")
-	}
-	if errs := validation.IsDNS1123Subdomain(o.DatabaseSecret); len(errs) > 0 {
-		return fmt.Errorf("--database-secret %q is not a valid Secret name: %s", o.DatabaseSecret, strings.Join(errs, "; "))
+	if err := o.validateSecrets(); err != nil {
+		return err
 	}
 	if o.RunName == "" || o.RunUID == "" {
 		return errNoRun
@@ -87,6 +94,50 @@ func (o *Options) Validate() error {
 	}
 	o.Positive.positive, o.Wait.wait = true, true
 	return checkDurations(&o.Wait, &o.Positive, &o.Durations)
+}
+
+// validateSecrets checks --database-secret, or reads --database-secrets-file.
+func (o *Options) validateSecrets() error {
+	if o.SecretsFile == "" {
+		if o.WorkloadNamespace != "" {
+			return fmt.Errorf("--workload-namespace is only for a run over several databases: give --database-secrets-file too, or leave it out")
+		}
+		if o.DatabaseSecret == "" {
+			return fmt.Errorf("--database-secret is required: the gate is named after the database Secret")
+		}
+		return validSecret("--database-secret", o.DatabaseSecret)
+	}
+	if o.DatabaseSecret != "" {
+		return fmt.Errorf("--database-secret and --database-secrets-file were both given: give one (a run over several databases takes the file)")
+	}
+	b, err := os.ReadFile(o.SecretsFile)
+	if err != nil {
+		return fmt.Errorf("--database-secrets-file: %w (the check-databases step writes it before the gate)", err)
+	}
+	if err := json.Unmarshal(b, &o.secrets); err != nil {
+		return fmt.Errorf("--database-secrets-file %s is not a JSON list of Secret names: %w", o.SecretsFile, err)
+	}
+	if len(o.secrets) == 0 {
+		return fmt.Errorf("--database-secrets-file %s lists no Secret: a run over several databases needs at least one", o.SecretsFile)
+	}
+	for _, s := range o.secrets {
+		if err := validSecret("--database-secrets-file", s); err != nil {
+			return err
+		}
+	}
+	if o.WorkloadNamespace != "" {
+		if errs := validation.IsDNS1123Label(o.WorkloadNamespace); len(errs) > 0 {
+			return fmt.Errorf("--workload-namespace %q is not a valid namespace: %s", o.WorkloadNamespace, strings.Join(errs, "; "))
+		}
+	}
+	return nil
+}
+
+func validSecret(flag, name string) error {
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return fmt.Errorf("%s %q is not a valid Secret name: %s", flag, name, strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 // namespaceUsage replaces kube.Options' wording: the gate lives beside the run.
@@ -101,8 +152,10 @@ func Spec() step.Spec {
 		Usage: "let one Tekton run at a time work on a database; let an Argo run end only once its database steps have",
 		Description: "acquire first refuses (exit 2) a PipelineRun that sets a param its Pipeline (status.pipelineSpec) does not declare, naming it; then it takes the Lease chartreuse-<database-secret> in the run's namespace for this PipelineRun (holder: its uid), " +
 			"or proceeds when this run already holds it; while another run holds it, it waits, and exits 75 naming that run after --timeout. " +
+			"A run over several databases (--database-secrets-file) takes the Lease chartreuse.workloads.<workload-namespace> first, then chartreuse-<secret> for each of its Secrets in sorted order, the order every run takes them in; " +
+			"when it gives up it keeps those it took, which its release frees. " +
 			"A holder whose PipelineRun is gone or finished is taken over once its TaskRuns and pods have stopped. " +
-			"release deletes the Lease if this run holds it, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same. " +
+			"release deletes the Leases this run holds, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same. " +
 			"settle is for Argo's exit handler: Argo ends a stopped step (argo stop) before its pod has, and frees the mutex when the workflow ends; " +
 			"settle waits until the workflow's pods outside the exit handler (those matching --pod-selector) have stopped, and exits 75 naming those still running after --timeout.",
 		Options: []step.Options{kubeOptions{ko}, o},
@@ -117,6 +170,7 @@ func Spec() step.Spec {
 			}
 			g := &Gate{
 				Client: c.Interface, Dynamic: dyn, Namespace: c.Namespace, Secret: o.DatabaseSecret,
+				Secrets: o.secrets, WorkloadNamespace: cmp.Or(o.WorkloadNamespace, c.Namespace),
 				RunName: o.RunName, RunUID: o.RunUID, TaskRun: o.TaskRun, PodSelector: o.PodSelector,
 				Timeout: o.Timeout, Poll: o.PollInterval, ProgressEvery: o.ProgressEvery, Log: env.Log,
 			}
