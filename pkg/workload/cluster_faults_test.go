@@ -3,15 +3,18 @@ package workload
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/test/faultproxy"
 )
@@ -207,5 +210,52 @@ func TestClusterLeftoverReplicaSetRecordNotRevived(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "still the Deployment's current ReplicaSet") {
 		t.Errorf("not said why the record is not taken back:\n%s", r.stderr)
+	}
+}
+
+// A selected workload deleted while it is being scaled down, before its patch
+// arrives or before the fresh read after a conflict: a rerun selects again and
+// finishes, so the step fails transient, not permanent (it exited 1).
+func TestClusterWorkloadDeletedWhileScaledDownIsTransient(t *testing.T) {
+	c := newCluster(t)
+	c.deployment("stays", 1, appOpts{labels: map[string]string{"fault": "gone"}})
+	for _, tc := range []struct {
+		name  string
+		rules []*faultproxy.Rule
+	}{
+		{"before its patch", []*faultproxy.Rule{
+			{Method: "PATCH", Path: "/deployments/gone", Times: 1, Action: faultproxy.Delay, Delay: 3 * time.Second},
+		}},
+		{"before the fresh read after a conflict", []*faultproxy.Rule{
+			{Method: "PATCH", Path: "/deployments/gone", Times: 1, Action: faultproxy.Status, Status: http.StatusConflict},
+			{Method: "GET", Path: "/deployments/gone", Times: 1, Action: faultproxy.Delay, Delay: 3 * time.Second},
+		}},
+	} {
+		c.deployment("gone", 1, appOpts{labels: map[string]string{"fault": "gone"}})
+		c.waitRunning("fault=gone", 2, 3*time.Minute)
+		p, kc := c.faultProxy(tc.rules...)
+		done := make(chan stepRun, 1)
+		go func() { done <- c.run(ScaleDownSpec(), kc, "--selector", "fault=gone", "--timeout", "1m") }()
+		// Deleted while the last rule holds its request.
+		c.waitFor("the held request for deployment/gone", time.Minute, func() (bool, string) {
+			h := p.Hits()
+			return len(h) == len(tc.rules), strings.Join(h, "; ")
+		})
+		if err := c.cs.AppsV1().Deployments(c.ns).Delete(context.Background(), "gone", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r := <-done
+		if r.code != failure.CodeTransient || !strings.Contains(r.summary.Error, "deployment/gone was deleted while it was being scaled down") {
+			t.Fatalf("%s: exit %d (%s), want %d naming deployment/gone\n%s", tc.name, r.code, r.summary.Error, failure.CodeTransient, r.stderr)
+		}
+		again := c.mustRun(0, ScaleDownSpec(), "", "--selector", "fault=gone")
+		if w := again.workloads(t); len(w) != 1 || w[0] != "deployment/stays=1" {
+			t.Errorf("%s: the rerun stopped %v, want [deployment/stays=1]", tc.name, w)
+		}
+		c.mustRun(0, ScaleRestoreSpec(), "", "--selector", "fault=gone")
+		c.waitFor("deployment/gone gone", time.Minute, func() (bool, string) {
+			_, err := c.cs.AppsV1().Deployments(c.ns).Get(context.Background(), "gone", metav1.GetOptions{})
+			return apierrors.IsNotFound(err), fmt.Sprint(err)
+		})
 	}
 }

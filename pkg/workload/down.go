@@ -293,7 +293,7 @@ func (d *Downer) stop(ctx context.Context, f finder, wl *Workload, rsc *replicaS
 				return err
 			}
 			if !found {
-				return failure.Permanentf("%s was deleted while it was being scaled down", wl)
+				return deletedWhileStopped(wl)
 			}
 			w.Priority = wl.Priority
 			// its policy may have changed since the selection was checked
@@ -307,10 +307,19 @@ func (d *Downer) stop(ctx context.Context, f finder, wl *Workload, rsc *replicaS
 		res, err = d.stopOnce(ctx, cur, rsc)
 		return err
 	})
-	if err != nil && apierrors.IsConflict(err) {
+	switch {
+	case err != nil && apierrors.IsConflict(err):
 		err = failure.Transientf("%s kept changing while being scaled down (conflicts): %w", wl, err)
+	case err != nil && apierrors.IsNotFound(err):
+		err = deletedWhileStopped(wl) // its patch found it gone
 	}
 	return res, err
+}
+
+// deletedWhileStopped: a rerun selects again, without it (or with the object that
+// replaced it), so a retry can finish.
+func deletedWhileStopped(wl *Workload) error {
+	return failure.Transientf("%s was deleted while it was being scaled down: run the step again, which selects the workloads afresh", wl)
 }
 
 // stopOnce makes at most one change: a JSON merge patch of the workload that writes
