@@ -97,6 +97,10 @@ func (m *Migrator) Run(ctx context.Context) (*Report, error) {
 		}
 		return nil, failure.AsPermanent(err)
 	}
+	for _, f := range UnreadSubdirs(m.FS) {
+		m.Log.Warn("a subdirectory holds files named like migrations, which are not read: only the migration directory itself is; move them into it, or point --dir at the subdirectory if they are the ones to run",
+			"dir", m.Opts.Dir, "file", f)
+	}
 	c := <-connCh
 	if c.err != nil {
 		return nil, dbconn.Classify(fmt.Errorf("connecting to the database: %w", dbconn.ExplainConnect(c.err)))

@@ -71,6 +71,35 @@ func (s Sources) Latest() int64 {
 	return s[len(s)-1].Version
 }
 
+// UnreadSubdirs lists the subdirectories of the migration directory that hold
+// files named like migrations (<version>_<name>.sql), with one of them each:
+// goose reads only the directory itself, so those never run, without a word.
+// A subdirectory may be kept on purpose (an archive of squashed migrations), so
+// the caller warns rather than refuses.
+func UnreadSubdirs(fsys fs.FS) []string {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil // ScanDir reports it
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		inner, err := fs.ReadDir(fsys, e.Name())
+		if err != nil {
+			continue
+		}
+		for _, f := range inner {
+			if _, err := goose.NumericComponent(f.Name()); err == nil && !f.IsDir() && path.Ext(f.Name()) == ".sql" {
+				out = append(out, e.Name()+"/"+f.Name())
+				break
+			}
+		}
+	}
+	return out
+}
+
 // ScanDir reads the migrations at the top of fsys the way goose's Provider will, but
 // strictly: goose silently skips *.sql files without a version, which would hide a
 // misnamed migration. dir names the directory in messages. Errors are

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -237,5 +238,31 @@ func TestParsedSumIsOfTheBytesParsed(t *testing.T) {
 	}
 	if p.SHA256 != "" {
 		t.Errorf("a file changed between openings has sha256 %s, want none", p.SHA256)
+	}
+}
+
+// Files named like migrations in a subdirectory are never read: migrate says so
+// (a warning: an archive kept there on purpose must not fail the run), on a
+// real database, and plans only the directory's own.
+func TestUnreadSubdirectoryWarned(t *testing.T) {
+	db := newDB(t)
+	dir := writeDir(t, files{"00001_a.sql": mig("CREATE TABLE a (id int);", "DROP TABLE a;")})
+	for sub, name := range map[string]string{"2025": "00002_b.sql", "notes": "README.md", "archive": "old.sql"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, sub, name), []byte(mig("SELECT 1;", "SELECT 1;")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := mustRun(t, db.url(), dir, "--plan")
+	if !strings.Contains(o.stderr, "a subdirectory holds files named like migrations, which are not read") || !strings.Contains(o.stderr, "file=2025/00002_b.sql") {
+		t.Errorf("no warning naming 2025/00002_b.sql:\n%s", o.stderr)
+	}
+	if strings.Contains(o.stderr, "notes/") || strings.Contains(o.stderr, "archive/") {
+		t.Errorf("warned about a subdirectory without migrations:\n%s", o.stderr)
+	}
+	if got := o.result("target-version"); got != "1" {
+		t.Errorf("target-version %q, want 1 (the subdirectory's file is not read)", got)
 	}
 }
