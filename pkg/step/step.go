@@ -11,8 +11,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -176,11 +176,12 @@ var flagName = regexp.MustCompile(`^[a-z]+(-[a-z]+)*$`)
 // secret is registered yet. A misspelt flag (--nope, --databse-url) is left to
 // the parser, which names it.
 func hiddenFlagArg(args []string, flags []cli.Flag) error {
-	takesValue := map[string]bool{}
+	takesValue, isDuration := map[string]bool{}, map[string]bool{}
 	for _, f := range append(slices.Clone(flags), cli.HelpFlag, cli.VersionFlag) {
 		_, isBool := f.(*cli.BoolFlag)
+		_, isDur := f.(*cli.DurationFlag)
 		for _, n := range f.Names() {
-			takesValue[n] = !isBool
+			takesValue[n], isDuration[n] = !isBool, isDur
 		}
 	}
 	for i := 1; i < len(args); i++ {
@@ -193,8 +194,16 @@ func hiddenFlagArg(args []string, flags []cli.Flag) error {
 		value, known := takesValue[name]
 		switch {
 		case known:
-			if value && !hasValue {
+			_, v, given := strings.Cut(a, "=")
+			if value && !hasValue && i+1 < len(args) {
 				i++ // its value
+				v, given = args[i], true
+			}
+			if isDuration[name] && given {
+				// The flag package says only "parse error".
+				if _, err := time.ParseDuration(v); err != nil {
+					return fmt.Errorf("--%s %q is not a duration: write numbers with units (ns, us, ms, s, m, h), e.g. 30s, 5m or 1h30m, of at most 2562047h", name, v)
+				}
 			}
 			continue
 		case name != "" && !strings.HasPrefix(a, "---") && flagName.MatchString(name):

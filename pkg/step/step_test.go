@@ -288,3 +288,28 @@ func TestAnyFailureAfterCancellationIsTransient(t *testing.T) {
 		t.Fatalf("code = %d, want 75; stderr %s", code, errOut.String())
 	}
 }
+
+// A duration flag's bad value is named with what a duration looks like; the
+// flag package alone said "parse error" (9999999h overflows, 5 lacks a unit).
+func TestDurationFlagErrorsSayWhy(t *testing.T) {
+	version.Version = "0.1.0"
+	for _, tt := range []struct {
+		args []string
+		want string // "": accepted
+	}{
+		{[]string{"--retry-transient-for", "9999999h"}, `--retry-transient-for "9999999h" is not a duration: write numbers with units`},
+		{[]string{"--retry-transient-for=5"}, `--retry-transient-for "5" is not a duration`},
+		{[]string{"--retry-transient-for="}, `--retry-transient-for "" is not a duration`},
+		{[]string{"--retry-transient-for", "1h30m"}, ""},
+		{[]string{"--retry-transient-for"}, "flag needs an argument"},
+	} {
+		spec := testSpec(&testOptions{}, func(context.Context, *Env) error { return nil })
+		code, _, stderr := runStep(t, spec, append([]string{"--skip-version-check"}, tt.args...)...)
+		switch {
+		case tt.want == "" && code != 0:
+			t.Errorf("%q: code %d, want 0: %s", tt.args, code, stderr)
+		case tt.want != "" && (code != failure.CodeUsage || !strings.Contains(stderr, tt.want) || strings.Count(stderr, "\n") != 1):
+			t.Errorf("%q: code %d, stderr %q; want %d and one line saying %q", tt.args, code, stderr, failure.CodeUsage, tt.want)
+		}
+	}
+}
