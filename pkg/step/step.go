@@ -11,8 +11,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
