@@ -18,8 +18,11 @@ type durationChecks struct {
 	// wait: from 1s to 24h, the limit of the steps' own waits (wait-for-db,
 	// wait-patroni, migrate --wait-timeout), which would refuse more only
 	// when their task starts.
-	wait   bool
-	checks []string
+	wait bool
+	// timeout: 0 (none) or at least 1s, a PostgreSQL timeout the step's own
+	// queries run under (migrate refuses less, but only when plan starts).
+	timeout bool
+	checks  []string
 }
 
 // Set implements cli.Generic: one NAME=VALUE per flag, commas kept.
@@ -42,6 +45,8 @@ func (d *durationChecks) invalid() []string {
 		switch {
 		case d.wait && (err != nil || v < poll.MinTimeout || v > poll.MaxTimeout):
 			bad = append(bad, fmt.Sprintf("%s='%s' (a duration from 1s to 24h, e.g. 5m)", name, value))
+		case d.timeout && (err != nil || v < 0 || v > 0 && v < time.Second):
+			bad = append(bad, fmt.Sprintf("%s='%s' (0, or a duration of at least 1s, e.g. 30s)", name, value))
 		case d.positive && (err != nil || v <= 0):
 			bad = append(bad, fmt.Sprintf("%s='%s' (a positive duration, e.g. 5m)", name, value))
 		case err != nil || v < 0:

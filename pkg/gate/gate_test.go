@@ -113,6 +113,9 @@ func TestCheckDurations(t *testing.T) {
 		{"wait within the steps' limit", []string{"--check-wait-duration", "wait-timeout=24h", "--check-wait-duration", "patroni-timeout=1s"}, nil},
 		{"wait over a day", []string{"--check-wait-duration", "wait-timeout=24h0m1s"}, []string{`wait-timeout='24h0m1s' (a duration from 1s to 24h`}},
 		{"wait under a second", []string{"--check-wait-duration", "patroni-timeout=999ms"}, []string{`patroni-timeout='999ms' (a duration from 1s to 24h`}},
+		{"statement timeout of 0 or a second", []string{"--check-timeout-duration", "statement-timeout=0", "--check-timeout-duration", "statement-timeout=1s"}, nil},
+		{"statement timeout under a second", []string{"--check-timeout-duration", "statement-timeout=999ms"}, []string{`statement-timeout='999ms' (0, or a duration of at least 1s`}},
+		{"negative statement timeout", []string{"--check-timeout-duration", "statement-timeout=-1s"}, []string{`statement-timeout='-1s' (0, or a duration of at least 1s`}},
 		{"wait of 0", []string{"--check-wait-duration", "wait-timeout=0"}, []string{`wait-timeout='0' (a duration from 1s to 24h`}},
 	}
 	for _, tt := range tests {

@@ -44,6 +44,7 @@ type Options struct {
 	Durations         durationChecks // --check-duration
 	Positive          durationChecks // --check-positive-duration
 	Wait              durationChecks // --check-wait-duration
+	Timeouts          durationChecks // --check-timeout-duration
 }
 
 // Flags implements step.Options.
@@ -63,6 +64,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.GenericFlag{Name: "check-duration", Usage: "NAME=VALUE, repeatable: a duration parameter of the run that later tasks read; a value time.ParseDuration refuses, or a negative one, fails the step (exit 2) before it takes the gate", Value: &o.Durations},
 		&cli.GenericFlag{Name: "check-positive-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, and 0 is refused too", Value: &o.Positive},
 		&cli.GenericFlag{Name: "check-wait-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, from 1s to 24h (the limit of the steps' own waits)", Value: &o.Wait},
+		&cli.GenericFlag{Name: "check-timeout-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, 0 or at least 1s (a PostgreSQL timeout the step's own queries run under)", Value: &o.Timeouts},
 	}
 }
 
@@ -92,8 +94,8 @@ func (o *Options) Validate() error {
 	if o.Timeout <= 0 || o.PollInterval <= 0 {
 		return fmt.Errorf("--timeout and --poll-interval must be positive")
 	}
-	o.Positive.positive, o.Wait.wait = true, true
-	return checkDurations(&o.Wait, &o.Positive, &o.Durations)
+	o.Positive.positive, o.Wait.wait, o.Timeouts.timeout = true, true, true
+	return checkDurations(&o.Wait, &o.Positive, &o.Timeouts, &o.Durations)
 }
 
 // validateSecrets checks --database-secret, or reads --database-secrets-file.

@@ -544,12 +544,17 @@ func TestArgoParameterGuardDurations(t *testing.T) {
 	wft := argoTemplate(t)
 	guard, c := argoGuardTask(t, wft)
 	year := 8760 * time.Hour
-	bounds := map[string]struct{ lo, hi time.Duration }{
+	// zero: 0 is valid below lo (statement-timeout: none, or at least 1s, which
+	// migrate's own queries need)
+	bounds := map[string]struct {
+		lo, hi time.Duration
+		zero   bool
+	}{
 		// the steps' own waits (poll.ValidateTimeout)
-		"wait-timeout": {poll.MinTimeout, poll.MaxTimeout}, "image-pull-timeout": {time.Second, year}, "patroni-timeout": {poll.MinTimeout, poll.MaxTimeout},
-		"scale-timeout": {time.Second, year}, "ready-timeout": {time.Second, year},
-		"lock-wait": {0, 24 * time.Hour}, "lock-timeout": {0, 596 * time.Hour}, "statement-timeout": {0, 596 * time.Hour},
-		"retry-transient-for": {0, year},
+		"wait-timeout": {poll.MinTimeout, poll.MaxTimeout, false}, "image-pull-timeout": {time.Second, year, false}, "patroni-timeout": {poll.MinTimeout, poll.MaxTimeout, false},
+		"scale-timeout": {time.Second, year, false}, "ready-timeout": {time.Second, year, false},
+		"lock-wait": {0, 24 * time.Hour, false}, "lock-timeout": {0, 596 * time.Hour, false}, "statement-timeout": {time.Second, 596 * time.Hour, true},
+		"retry-transient-for": {0, year, false},
 	}
 	values := []string{"5m", "10s", "1h30m", "1.5s", ".5s", "1.s", "250ms", "3us", "3µs", "3μs", "1h1h", "0", "0s", "00m",
 		"0.1ns", "0.0000000001s", "999ms", "1s", "24h", "24h0m1s", "596h", "597h", "8760h", "8761h", "99999h", "100000h",
@@ -562,7 +567,7 @@ func TestArgoParameterGuardDurations(t *testing.T) {
 			// The guard's own syntax is stricter than Go's in two ways, both
 			// refusing: no sign, and at most 5 digits a number and 4 numbers.
 			strict := !strings.HasPrefix(v, "+") && !sixDigits.MatchString(v) && len(component.FindAllString(v, -1)) <= 4
-			valid := err == nil && strict && d >= b.lo && d <= b.hi
+			valid := err == nil && strict && (d >= b.lo && d <= b.hi || b.zero && d == 0)
 			vars := run{entrypoint: "main", status: "Running", params: map[string]string{name: v}}.globals(t, wft)
 			runs, err := when(guard.When, vars)
 			if err != nil {
