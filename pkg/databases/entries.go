@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/gitsource"
 )
@@ -215,6 +216,12 @@ func (e Entry) check(given map[string]string, d Defaults) []string {
 	}
 	if e.Table == "" {
 		out = append(out, "table is empty; set \"table\" to goose's version table, or leave it out")
+	} else if !dbconn.ValidVersionTable(e.Table) {
+		out = append(out, fmt.Sprintf("table %q is not valid: use a lowercase name or schema.name (letters, digits, _; the name at most %d characters), or leave it out", e.Table, dbconn.MaxTableName))
+	}
+	if strings.EqualFold(strings.TrimSpace(e.Role), "none") {
+		// as migrate refuses --role none: SET ROLE NONE is the login user itself
+		out = append(out, fmt.Sprintf("role %q is not a role: SET ROLE NONE means the login user itself; leave role out for that, or give the role that owns the schema", e.Role))
 	}
 	if given["git-url"] != "" && given["migrations-image"] != "" {
 		out = append(out, "sets both git-url and migrations-image; the migrations come from one of them")

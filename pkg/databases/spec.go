@@ -240,7 +240,7 @@ func Spec() step.Spec {
 		Name:  "check-databases",
 		Usage: "check the list of databases a run migrates before anything else runs",
 		Description: "reads --databases (a JSON list), applies the defaults (the single-database flags), and refuses (exit 2), naming every bad entry, " +
-			"a list that is not a JSON list of objects, an empty one, an unknown or repeated key, a value that is not a string, an invalid Secret name or key, a git-url that is not valid or holds credentials (as migrate refuses it), a to that is not a version, " +
+			"a list that is not a JSON list of objects, an empty one, an unknown or repeated key, a value that is not a string, an invalid Secret name or key, a git-url that is not valid or holds credentials (as migrate refuses it), a to that is not a version, a table or role migrate would refuse (a version table that is not a lowercase name or schema.name, role none), " +
 			"two entries for one database (the same Secret and key) or with one name, more entries than --max-entries, more bytes than --max-bytes or more distinct Secrets than --max-secrets. It then reads each Secret and refuses (exit 1) one that does not exist, " +
 			"or lacks an entry's key, or holds nothing there; it never prints a value. " +
 			"The later actions read what the run's other steps reported and touch nothing: --action=rounds pairs the entries with their plans' outputs and cuts the pending databases into rounds " +

@@ -56,3 +56,21 @@ var reservedWords = func() map[string]bool {
 	}
 	return m
 }()
+
+// MaxTableName keeps <table>_dirty, migrate's record of a migration that
+// stopped partway, within PostgreSQL's 63-byte identifiers.
+const MaxTableName = 63 - len("_dirty")
+
+// ValidVersionTable accepts goose's version table as migrate takes it: lowercase
+// identifiers only, optionally schema-qualified. The goose CLI writes the table
+// name into its SQL as is, so a name it would fold could not be shared with it.
+// Reserved words are accepted (the steps quote them, see QuoteIdent).
+// Hand-written: the equivalent regexp took a fifth of a millisecond to compile
+// at every start.
+func ValidVersionTable(s string) bool {
+	part := func(p string, maxLen int) bool { return len(p) <= maxLen && PlainIdent(p) }
+	if schema, name, ok := strings.Cut(s, "."); ok {
+		return part(schema, 63) && part(name, MaxTableName)
+	}
+	return part(s, MaxTableName)
+}

@@ -85,7 +85,7 @@ func (c ChangedFile) describe() string {
 }
 
 // sumsName is the checksum table's name for a version table name; it fits in
-// the room validTable leaves for the dirty table's suffix.
+// the room dbconn.ValidVersionTable leaves for the dirty table's suffix.
 func sumsName(table string) string { return table + "_sums" }
 
 func (s *State) sumsTable() string { return qualify(s.Schema, sumsName(s.Name)) }

@@ -38,9 +38,6 @@ type DirtyRow struct {
 // dirtyName is the dirty table's name for a version table name.
 func dirtyName(table string) string { return table + "_dirty" }
 
-// maxTableName keeps <table>_dirty within PostgreSQL's 63-byte identifiers.
-const maxTableName = 63 - len("_dirty")
-
 func (s *State) dirtyTable() string { return qualify(s.Schema, dirtyName(s.Name)) }
 
 // dirtyColumns are the dirty table's columns and types, as createDirtySQL

@@ -194,20 +194,6 @@ func (o *Options) Mode() Mode {
 	return ModeUp
 }
 
-// validTable accepts lowercase identifiers only, optionally schema-qualified:
-// the goose CLI writes the table name into its SQL as is, so a name it would
-// fold could not be shared with it. Reserved words are accepted (this step
-// quotes them, see dbconn.QuoteIdent). The name leaves room for the dirty
-// table's suffix. Hand-written: the equivalent regexp took
-// a fifth of a millisecond to compile at every start.
-func validTable(s string) bool {
-	part := func(p string, maxLen int) bool { return len(p) <= maxLen && dbconn.PlainIdent(p) }
-	if schema, name, ok := strings.Cut(s, "."); ok {
-		return part(schema, 63) && part(name, maxTableName)
-	}
-	return part(s, maxTableName)
-}
-
 // planLockTimeout bounds a plan's own waits for a lock (the table sizes it
 // reads wait behind a migration's or the application's ACCESS EXCLUSIVE lock).
 const planLockTimeout = 10 * time.Second
@@ -274,8 +260,8 @@ func (o *Options) Validate() error {
 		return errors.New("--to 0 applies nothing: to roll back everything use --down-to 0")
 	case o.Dir == "":
 		return errors.New("--dir is empty: give the directory holding the migrations (the image has them in " + DefaultDir + ")")
-	case !validTable(o.Table):
-		return fmt.Errorf("--table %q is not valid: use a lowercase name or schema.name (letters, digits, _; the name at most %d characters), e.g. %s", o.Table, maxTableName, DefaultTable)
+	case !dbconn.ValidVersionTable(o.Table):
+		return fmt.Errorf("--table %q is not valid: use a lowercase name or schema.name (letters, digits, _; the name at most %d characters), e.g. %s", o.Table, dbconn.MaxTableName, DefaultTable)
 	case o.LockWait < 0 || o.LockWait > 24*time.Hour:
 		return fmt.Errorf("--lock-wait %s is out of range: use a duration between 0 and 24h, e.g. 5m", o.LockWait)
 	}

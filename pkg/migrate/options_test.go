@@ -8,7 +8,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 )
 
-// The patterns validTable and dbconn.PlainIdent replace.
+// The patterns dbconn.ValidVersionTable and dbconn.PlainIdent replace.
 var (
 	tableRE     = regexp.MustCompile(`^([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,56}$`) // the name leaves room for "_dirty"
 	simpleIdent = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
@@ -35,8 +35,8 @@ func FuzzIdentifiersMatchTheirPatterns(f *testing.F) {
 }
 
 func checkIdent(t *testing.T, s string) {
-	if got, want := validTable(s), tableRE.MatchString(s); got != want {
-		t.Fatalf("validTable(%q) = %v, the pattern says %v", s, got, want)
+	if got, want := dbconn.ValidVersionTable(s), tableRE.MatchString(s); got != want {
+		t.Fatalf("dbconn.ValidVersionTable(%q) = %v, the pattern says %v", s, got, want)
 	}
 	if got, want := dbconn.PlainIdent(s), simpleIdent.MatchString(s); got != want {
 		t.Fatalf("dbconn.PlainIdent(%q) = %v, the pattern says %v", s, got, want)
