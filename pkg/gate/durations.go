@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chartreuse-go/chartreuse/pkg/dbconn"
 	"github.com/chartreuse-go/chartreuse/pkg/poll"
 )
 
@@ -56,9 +57,36 @@ func (d *durationChecks) invalid() []string {
 	return bad
 }
 
-// checkDurations names every invalid value of the checks, in one error.
-func checkDurations(checks ...*durationChecks) error {
-	var bad []string
+// runIDCheck is the run's run-id parameter (--check-run-id): Tekton's when
+// expressions refuse only "", and every step trims it and falls back to its
+// pod's name when blank, so that a rollback, which undoes only what the run id
+// applied, refused after migrate had failed.
+type runIDCheck struct {
+	given bool
+	value string
+}
+
+// Set implements cli.Generic.
+func (r *runIDCheck) Set(s string) error { r.given, r.value = true, s; return nil }
+
+func (r *runIDCheck) String() string { return r.value }
+
+func (r *runIDCheck) invalid() []string {
+	if !r.given {
+		return nil
+	}
+	id := strings.TrimSpace(r.value)
+	if id == "" || dbconn.ValidateRunID(id) != nil {
+		// Quoted: it is a name the run chose, never a secret.
+		return []string{fmt.Sprintf("run-id='%s' (one line of at most 253 characters, not blank, or leave run-id out for the PipelineRun name: the failure path rolls back only what this run id applied)", r.value)}
+	}
+	return nil
+}
+
+// checkDurations names every invalid value of the checks, and of the run id, in
+// one error.
+func checkDurations(runID *runIDCheck, checks ...*durationChecks) error {
+	bad := runID.invalid()
 	for _, c := range checks {
 		bad = append(bad, c.invalid()...)
 	}

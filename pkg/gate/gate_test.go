@@ -116,6 +116,10 @@ func TestCheckDurations(t *testing.T) {
 		{"statement timeout of 0 or a second", []string{"--check-timeout-duration", "statement-timeout=0", "--check-timeout-duration", "statement-timeout=1s"}, nil},
 		{"statement timeout under a second", []string{"--check-timeout-duration", "statement-timeout=999ms"}, []string{`statement-timeout='999ms' (0, or a duration of at least 1s`}},
 		{"negative statement timeout", []string{"--check-timeout-duration", "statement-timeout=-1s"}, []string{`statement-timeout='-1s' (0, or a duration of at least 1s`}},
+		{"a run id", []string{"--check-run-id", "chartreuse-x7k2p"}, nil},
+		{"a blank run id", []string{"--check-run-id", "  "}, []string{`run-id=' ' (one line of at most 253 characters, not blank`}},
+		{"an empty run id", []string{"--check-run-id="}, []string{`run-id='' (one line`}},
+		{"a run id of two lines", []string{"--check-run-id", "a\nb"}, []string{`run-id='a b' (one line`}},
 		{"wait of 0", []string{"--check-wait-duration", "wait-timeout=0"}, []string{`wait-timeout='0' (a duration from 1s to 24h`}},
 	}
 	for _, tt := range tests {

@@ -45,6 +45,7 @@ type Options struct {
 	Positive          durationChecks // --check-positive-duration
 	Wait              durationChecks // --check-wait-duration
 	Timeouts          durationChecks // --check-timeout-duration
+	RunID             runIDCheck     // --check-run-id
 }
 
 // Flags implements step.Options.
@@ -65,6 +66,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.GenericFlag{Name: "check-positive-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, and 0 is refused too", Value: &o.Positive},
 		&cli.GenericFlag{Name: "check-wait-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, from 1s to 24h (the limit of the steps' own waits)", Value: &o.Wait},
 		&cli.GenericFlag{Name: "check-timeout-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, 0 or at least 1s (a PostgreSQL timeout the step's own queries run under)", Value: &o.Timeouts},
+		&cli.GenericFlag{Name: "check-run-id", Usage: "the run's run-id parameter: blank (after trimming), longer than 253 characters or more than one line fails the step (exit 2) before it takes the gate", Value: &o.RunID},
 	}
 }
 
@@ -95,7 +97,7 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("--timeout and --poll-interval must be positive")
 	}
 	o.Positive.positive, o.Wait.wait, o.Timeouts.timeout = true, true, true
-	return checkDurations(&o.Wait, &o.Positive, &o.Timeouts, &o.Durations)
+	return checkDurations(&o.RunID, &o.Wait, &o.Positive, &o.Timeouts, &o.Durations)
 }
 
 // validateSecrets checks --database-secret, or reads --database-secrets-file.

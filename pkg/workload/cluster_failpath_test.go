@@ -308,3 +308,43 @@ func TestClusterRestoreDuringScaleDownStopsNoMore(t *testing.T) {
 		t.Errorf("scale-down exited %d: %q; want %d naming cronjob/batch", r.code, r.summary.Error, failure.CodePermanent)
 	}
 }
+
+// An attempt of scale-restore that restored the workloads and was lost while it
+// waited for them to be ready (its pod deleted or its node gone: Tekton runs the
+// step again in a new pod even without retries; Argo retries a 75): the rerun
+// found no record and exited 0 at once, so the run Succeeded with the application
+// not ready. With --wait-ready it now waits for the selection to be ready.
+func TestClusterRestoreRerunStillWaitsForReadiness(t *testing.T) {
+	c := newCluster(t)
+	c.deployment("lost", 1, appOpts{labels: map[string]string{"fault": "lost-pod"}})
+	c.waitRunning("fault=lost-pod", 1, 3*time.Minute)
+	c.mustRun(0, ScaleDownSpec(), "", "--selector", "fault=lost-pod", "--run-id", "wf-l", "--run-uid", "uid-l")
+	// Never ready: a readiness probe on a port nothing listens on.
+	probe := func(on bool) {
+		p := `{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":{"httpGet":{"path":"/readyz","port":8081},"periodSeconds":1}}]}}}}`
+		if !on {
+			p = `{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":null}]}}}}`
+		}
+		if _, err := c.cs.AppsV1().Deployments(c.ns).Patch(context.Background(), "lost", types.StrategicMergePatchType, []byte(p), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe(true)
+	// The lost attempt: it restored, and its wait never ended.
+	first := c.mustRun(0, ScaleRestoreSpec(), "", "--selector", "fault=lost-pod", "--only-run-uid", "uid-l")
+	if w := first.workloads(t); len(w) != 1 {
+		t.Fatalf("the first attempt restored %v", w)
+	}
+	again := c.run(ScaleRestoreSpec(), "", "--selector", "fault=lost-pod", "--only-run-uid", "uid-l", "--wait-ready", "--ready-timeout", "5s")
+	if again.code != failure.CodePermanent || !strings.Contains(again.summary.Error, "not ready within --ready-timeout 5s: deployment/lost") {
+		t.Fatalf("the rerun exited %d (%s), want %d: deployment/lost not ready\n%s", again.code, again.summary.Error, failure.CodePermanent, again.stderr)
+	}
+	probe(false)
+	ok := c.mustRun(0, ScaleRestoreSpec(), "", "--selector", "fault=lost-pod", "--only-run-uid", "uid-l", "--wait-ready", "--ready-timeout", "2m")
+	if !strings.Contains(ok.stderr, "waiting for the selected workloads to be ready") {
+		t.Errorf("the rerun did not say it waits for the selection:\n%s", ok.stderr)
+	}
+	if d := c.getDeployment("lost"); d.Status.ReadyReplicas != 1 {
+		t.Errorf("exit 0 with %d ready", d.Status.ReadyReplicas)
+	}
+}

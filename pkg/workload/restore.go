@@ -49,9 +49,12 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	start := r.Clock.Now()
 	work := &allowance{clock: r.Clock, left: r.Timeout}
 	f := finder{cs: r.Client, ns: r.Namespace}
-	ws, err := r.recorded(ctx, work, f, sel)
-	if err != nil || len(ws) == 0 {
+	ws, selected, err := r.recorded(ctx, work, f, sel)
+	if err != nil {
 		return nil, err
+	}
+	if len(ws) == 0 {
+		return nil, r.waitSelected(ctx, sel, selected)
 	}
 	if err := r.checkAccess(ctx, work, ws); err != nil {
 		return nil, err
@@ -94,12 +97,12 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 
 // recorded finds the selected workloads that carry a record this run may
 // restore, their stop priorities read.
-func (r *Restorer) recorded(ctx context.Context, work *allowance, f finder, sel Selection) ([]*Workload, error) {
+func (r *Restorer) recorded(ctx context.Context, work *allowance, f finder, sel Selection) (ws, selected []*Workload, err error) {
 	var (
 		found   []*Workload
 		missing []Ref
 	)
-	err := work.spend(ctx, func(ctx context.Context) error {
+	err = work.spend(ctx, func(ctx context.Context) error {
 		var err error
 		if sel.Empty() {
 			found, err = f.list(ctx, labels.Everything())
@@ -113,12 +116,11 @@ func (r *Restorer) recorded(ctx context.Context, work *allowance, f finder, sel 
 		return err
 	})
 	if err != nil {
-		return nil, r.outOfTime(ctx, err)
+		return nil, nil, r.outOfTime(ctx, err)
 	}
 	for _, m := range missing {
 		r.Log.Warn("named workload does not exist: nothing to restore", "workload", m.String(), "namespace", r.Namespace)
 	}
-	var ws []*Workload
 	for _, w := range found {
 		if !w.hasRecord() {
 			if !sel.Empty() {
@@ -141,7 +143,36 @@ func (r *Restorer) recorded(ctx context.Context, work *allowance, f finder, sel 
 			r.Log.Info("no workload carries a scale-down record: nothing to restore", "namespace", r.Namespace, "selection", sel.String())
 		}
 	}
-	return ws, nil
+	return ws, found, nil
+}
+
+// waitSelected, with WaitReady, waits for the selected Deployments and
+// StatefulSets that run replicas and carry no record to be ready, when there
+// is nothing to restore: an attempt that restored them and was lost in its
+// wait (its pod deleted, its node gone, a retried 75) leaves no record, and
+// its rerun must still not report the application ready before it is.
+func (r *Restorer) waitSelected(ctx context.Context, sel Selection, selected []*Workload) error {
+	if !r.WaitReady || sel.Empty() {
+		return nil // an empty selection is every record of the namespace, not an application
+	}
+	var running []*Workload
+	for _, w := range selected {
+		if w.Kind.Scalable() && w.Replicas > 0 && !w.hasRecord() {
+			running = append(running, w)
+		}
+	}
+	if len(running) == 0 {
+		return nil
+	}
+	r.Log.Info("waiting for the selected workloads to be ready (--wait-ready), as an attempt of this step lost in its wait would have", "workloads", summarize(refsOf(running), 5))
+	w, err := newWatcher(ctx, r.Client, r.Namespace, false, false)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	wt := &waiter{w: w, clock: r.Clock, log: r.Log, progressEvery: r.ProgressEvery, timeout: r.ReadyTimeout, deadline: r.Clock.Now().Add(r.ReadyTimeout)}
+	wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, running, 0, 0) }
+	return wt.until(ctx, fmt.Sprintf("%d selected workloads to be ready", len(running)), w.readyCond(running))
 }
 
 // checkAccess, with CheckAccess, asks for the permissions restoring ws takes.

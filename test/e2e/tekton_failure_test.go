@@ -147,6 +147,12 @@ func (s *tektonSuite) testInvalidParameters(t *testing.T) {
 			edit: func(pr *pipelinev1.PipelineRun) {
 				pr.Spec.Timeouts.Finally = &metav1.Duration{Duration: 10 * time.Minute}
 			}},
+		// Blank: the when expressions refuse only "", and the failure path's
+		// rollback, which undoes only what the run id applied, then refused
+		// after migrate failed (an attack found it).
+		badRun{name: "run-id-blank", params: map[string]string{"run-id": "  "}, gateLog: "invalid parameters: run-id='"},
+		// Under a second: migrate's own queries would time out on every retry.
+		badRun{name: "statement-timeout-500ms", params: map[string]string{"statement-timeout": "500ms"}, gateLog: "statement-timeout='500ms' (0, or a duration of at least 1s"},
 		badRun{name: "taskrunspec-timeout", gateLog: "run-level timeout (taskRunSpecs timeout 5m0s for task restore)",
 			edit: func(pr *pipelinev1.PipelineRun) {
 				pr.Spec.TaskRunSpecs = append(pr.Spec.TaskRunSpecs, pipelinev1.PipelineTaskRunSpec{PipelineTaskName: "restore", Timeout: &metav1.Duration{Duration: 5 * time.Minute}})
