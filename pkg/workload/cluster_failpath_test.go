@@ -348,3 +348,33 @@ func TestClusterRestoreRerunStillWaitsForReadiness(t *testing.T) {
 		t.Errorf("exit 0 with %d ready", d.Status.ReadyReplicas)
 	}
 }
+
+// A selector whose value was typed in another case matched nothing: scale-down
+// exited 0, migrate ran under the running application, and the run Succeeded
+// (an attack found it on the real Argo). It is refused now, naming the workload
+// it was meant for, with nothing changed; a selector that matches nothing at all
+// still passes (the first install creates the workloads after the run).
+func TestClusterSelectorMatchingOnlyInAnotherCaseIsRefused(t *testing.T) {
+	c := newCluster(t)
+	c.deployment("cased", 1, appOpts{labels: map[string]string{"app.kubernetes.io/name": "shop"}})
+	c.waitRunning("app.kubernetes.io/name=shop", 1, 3*time.Minute)
+	for _, sel := range []string{"app.kubernetes.io/name=SHOP", "app.kubernetes.io/Name in (Shop,other)"} {
+		r := c.run(ScaleDownSpec(), "", "--selector", sel)
+		if r.code != failure.CodeUsage || !strings.Contains(r.summary.Error, "deployment/cased would match it but for the case of its labels") {
+			t.Errorf("%s: exit %d (%s), want %d naming deployment/cased", sel, r.code, r.summary.Error, failure.CodeUsage)
+		}
+	}
+	d := c.getDeployment("cased")
+	if *d.Spec.Replicas != 1 {
+		t.Fatalf("scaled to %d", *d.Spec.Replicas)
+	}
+	for _, a := range recordAnnotations {
+		if _, ok := d.Annotations[a]; ok {
+			t.Fatalf("recorded: %v", d.Annotations)
+		}
+	}
+	r := c.mustRun(0, ScaleDownSpec(), "", "--selector", "app.kubernetes.io/name=nothere")
+	if !strings.Contains(r.stderr, "no workload matched") {
+		t.Errorf("a selector matching nothing at all:\n%s", r.stderr)
+	}
+}

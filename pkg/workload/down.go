@@ -10,6 +10,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
@@ -181,6 +182,42 @@ func (d *Downer) checkStillHeld(ctx context.Context, f finder, held []*Workload,
 	return failure.Permanentf("%s no longer held by this run (%s): its record was restored or removed while scale-down was still running (this run's failure path after it was stopped or cancelled, or a person); stopping nothing more; run the workflow again to stop them", strings.Join(names, ", "), d.RunUID)
 }
 
+// caseOnlyMatches refuses (exit 2, nothing changed) a selector that matches no
+// workload when some workload of the namespace would match it but for the case
+// of its labels: label values are case-sensitive, and a selector with a value
+// typed in capitals matched nothing, so the run migrated under the running
+// application and Succeeded (an attack found it). A selector that matches
+// nothing at all stays valid: the first install creates the workloads after
+// the run.
+func (d *Downer) caseOnlyMatches(ctx context.Context, f finder, sel Selection) error {
+	if sel.Selector == nil || sel.Selector.Empty() {
+		return nil
+	}
+	folded, err := labels.Parse(strings.ToLower(sel.Selector.String()))
+	if err != nil {
+		return nil // not a selector once folded (a value that is no label value): nothing to suggest
+	}
+	all, err := f.list(ctx, labels.Everything())
+	if err != nil {
+		return err
+	}
+	var near []string
+	for _, w := range all {
+		set := labels.Set{}
+		for k, v := range w.Labels {
+			set[strings.ToLower(k)] = strings.ToLower(v)
+		}
+		if folded.Matches(set) {
+			near = append(near, w.String())
+		}
+	}
+	if len(near) == 0 {
+		return nil
+	}
+	return failure.Usagef("selector %q matches no workload in namespace %s, but %s would match it but for the case of its labels (label keys and values are case-sensitive): correct the selector (workload-selector); nothing was changed",
+		sel.Selector.String(), d.Namespace, summarize(near, 5))
+}
+
 // selected finds the selected workloads, their stop priorities read. A named
 // workload that does not exist, or a priority that is not a number, fails the
 // step before anything changes.
@@ -197,6 +234,9 @@ func (d *Downer) selected(ctx context.Context, f finder, sel Selection) ([]*Work
 		return nil, failure.Permanentf("%s not found in namespace %s: check --workload and --namespace", strings.Join(names, ", "), d.Namespace)
 	}
 	if len(ws) == 0 {
+		if err := d.caseOnlyMatches(ctx, f, sel); err != nil {
+			return nil, err
+		}
 		d.Log.Info("no workload matched: nothing to scale down", "namespace", d.Namespace, "selection", sel.String())
 		return nil, nil
 	}

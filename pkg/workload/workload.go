@@ -66,6 +66,7 @@ type Workload struct {
 	ResourceVersion string
 	Generation      int64
 	Annotations     map[string]string
+	Labels          map[string]string
 	Priority        int
 
 	Replicas int32 // spec.replicas (Deployment, StatefulSet)
@@ -104,6 +105,7 @@ func newWorkload(kind Kind, meta *metav1.ObjectMeta) *Workload {
 		ResourceVersion: meta.ResourceVersion,
 		Generation:      meta.Generation,
 		Annotations:     meta.Annotations,
+		Labels:          meta.Labels,
 	}
 }
 
