@@ -190,8 +190,10 @@ func DeployApp(ctx context.Context, cs kubernetes.Interface, ns string, o AppOpt
 	cj := &batchv1.CronJob{
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name + "-report", Labels: labels},
 		Spec: batchv1.CronJobSpec{
-			// Nightly; what matters is that it is suspended while migrating.
-			Schedule:          "17 3 * * *",
+			// What matters is that it is suspended while migrating. Once a year:
+			// nightly at 03:17 fired in a CI run that crossed that minute, and its
+			// job (the app image, which never ends) held scale-down to its timeout.
+			Schedule:          "0 0 1 1 *",
 			ConcurrencyPolicy: batchv1.ForbidConcurrent,
 			Suspend:           ptr.To(false),
 			JobTemplate: batchv1.JobTemplateSpec{

@@ -3,13 +3,16 @@ package kubeenv
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
@@ -44,6 +47,7 @@ func (e *Env) ServiceAccountKubeconfig(t testing.TB, ns, name string, role *rbac
 		if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		awaitGranted(ctx, t, cs, ns, name, role)
 	}
 	tok, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))},
@@ -73,4 +77,39 @@ func (e *Env) WriteKubeconfig(t testing.TB, change func(*clientcmdapi.Config)) s
 		t.Fatal(err)
 	}
 	return path
+}
+
+// awaitGranted waits until the API server's authorizer grants the
+// ServiceAccount name the first rule of role: it reads Roles and RoleBindings
+// from a cache, so a step started at once was refused, on a loaded node, a
+// right its Role grants ("forbidden" 22 ms after the binding was created).
+func awaitGranted(ctx context.Context, t testing.TB, cs kubernetes.Interface, ns, name string, role *rbacv1.Role) {
+	t.Helper()
+	i := slices.IndexFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
+		return len(r.Verbs) > 0 && len(r.APIGroups) > 0 && len(r.Resources) > 0
+	})
+	if i < 0 {
+		return
+	}
+	r := role.Rules[i]
+	attrs := &authorizationv1.ResourceAttributes{Namespace: ns, Verb: r.Verbs[0], Group: r.APIGroups[0], Resource: r.Resources[0]}
+	if len(r.ResourceNames) > 0 {
+		attrs.Name = r.ResourceNames[0]
+	}
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:               "system:serviceaccount:" + ns + ":" + name,
+		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+		ResourceAttributes: attrs,
+	}}
+	for {
+		got, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err == nil && got.Status.Allowed {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("ServiceAccount %s/%s: its Role's %s on %s not granted in time (%v)", ns, name, r.Verbs[0], r.Resources[0], err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
