@@ -83,9 +83,9 @@ func (r *runIDCheck) invalid() []string {
 	return nil
 }
 
-// checkDurations names every invalid value of the checks, and of the run id, in
-// one error.
-func checkDurations(runID *runIDCheck, checks ...*durationChecks) error {
+// checkValues names every invalid value of the run id and the duration
+// checks, in one error.
+func checkValues(runID *runIDCheck, checks ...*durationChecks) error {
 	bad := runID.invalid()
 	for _, c := range checks {
 		bad = append(bad, c.invalid()...)

@@ -97,7 +97,7 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("--timeout and --poll-interval must be positive")
 	}
 	o.Positive.positive, o.Wait.wait, o.Timeouts.timeout = true, true, true
-	return checkDurations(&o.RunID, &o.Wait, &o.Positive, &o.Timeouts, &o.Durations)
+	return checkValues(&o.RunID, &o.Wait, &o.Positive, &o.Timeouts, &o.Durations)
 }
 
 // validateSecrets checks --database-secret, or reads --database-secrets-file.

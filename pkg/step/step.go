@@ -94,7 +94,7 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 			return runErr
 		},
 	}
-	err := hiddenFlagArg(args, app.Flags)
+	err := checkArgs(args, app.Flags)
 	if err == nil {
 		err = app.RunContext(ctx, args)
 	}
@@ -168,14 +168,16 @@ func (r refusal) Error() string {
 // flagName is the shape of a flag's name: lower-case words joined by dashes.
 var flagName = regexp.MustCompile(`^[a-z]+(-[a-z]+)*$`)
 
-// hiddenFlagArg finds, as the flag parser will, an argument it would refuse as
+// checkArgs finds, as the flag parser will, an argument it would refuse as
 // an unknown flag or bad flag syntax and quote back, and returns the usage
 // error that replaces the parser's when the argument is not shaped like a
 // flag's name: a password split at a blank ("...:ab -cd@db/app" unquoted)
 // puts its rest there ("flag provided but not defined: -cd@db/app"), and no
 // secret is registered yet. A misspelt flag (--nope, --databse-url) is left to
-// the parser, which names it.
-func hiddenFlagArg(args []string, flags []cli.Flag) error {
+// the parser, which names it. It also refuses a duration flag's value that
+// time.ParseDuration refuses, naming the flag and the form (the flag package
+// says only "parse error").
+func checkArgs(args []string, flags []cli.Flag) error {
 	takesValue, isDuration := map[string]bool{}, map[string]bool{}
 	for _, f := range append(slices.Clone(flags), cli.HelpFlag, cli.VersionFlag) {
 		_, isBool := f.(*cli.BoolFlag)
@@ -200,7 +202,6 @@ func hiddenFlagArg(args []string, flags []cli.Flag) error {
 				v, given = args[i], true
 			}
 			if isDuration[name] && given {
-				// The flag package says only "parse error".
 				if _, err := time.ParseDuration(v); err != nil {
 					return fmt.Errorf("--%s %q is not a duration: write numbers with units (ns, us, ms, s, m, h), e.g. 30s, 5m or 1h30m, of at most 2562047h", name, v)
 				}

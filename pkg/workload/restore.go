@@ -61,12 +61,10 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	}
 	var wt *waiter
 	if r.WaitReady {
-		w, err := newWatcher(ctx, r.Client, r.Namespace, false, false)
-		if err != nil {
+		if wt, err = r.readyWaiter(ctx); err != nil {
 			return nil, err
 		}
-		defer w.stop()
-		wt = &waiter{w: w, clock: r.Clock, log: r.Log, progressEvery: r.ProgressEvery, timeout: r.ReadyTimeout}
+		defer wt.w.stop()
 	}
 	t := &restoreTally{readyLeft: r.ReadyTimeout}
 	groups := group(ws, false)
@@ -165,14 +163,24 @@ func (r *Restorer) waitSelected(ctx context.Context, sel Selection, selected []*
 		return nil
 	}
 	r.Log.Info("waiting for the selected workloads to be ready (--wait-ready), as an attempt of this step lost in its wait would have", "workloads", summarize(refsOf(running), 5))
-	w, err := newWatcher(ctx, r.Client, r.Namespace, false, false)
+	wt, err := r.readyWaiter(ctx)
 	if err != nil {
 		return err
 	}
-	defer w.stop()
-	wt := &waiter{w: w, clock: r.Clock, log: r.Log, progressEvery: r.ProgressEvery, timeout: r.ReadyTimeout, deadline: r.Clock.Now().Add(r.ReadyTimeout)}
+	defer wt.w.stop()
+	wt.deadline = r.Clock.Now().Add(r.ReadyTimeout)
 	wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, running, 0, 0) }
-	return wt.until(ctx, fmt.Sprintf("%d selected workloads to be ready", len(running)), w.readyCond(running))
+	return wt.until(ctx, fmt.Sprintf("%d selected workloads to be ready", len(running)), wt.w.readyCond(running))
+}
+
+// readyWaiter watches the namespace for the readiness waits (--wait-ready);
+// the caller stops its watch.
+func (r *Restorer) readyWaiter(ctx context.Context) (*waiter, error) {
+	w, err := newWatcher(ctx, r.Client, r.Namespace, false, false)
+	if err != nil {
+		return nil, err
+	}
+	return &waiter{w: w, clock: r.Clock, log: r.Log, progressEvery: r.ProgressEvery, timeout: r.ReadyTimeout}, nil
 }
 
 // checkAccess, with CheckAccess, asks for the permissions restoring ws takes.
