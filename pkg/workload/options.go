@@ -101,6 +101,7 @@ type RunOptions struct {
 	// The flags of scale-restore only.
 	OnlyRunUID        string
 	SupersedeDatabase string
+	SupersedeRuns     string
 	WaitReady         bool
 	ReadyTimeout      time.Duration
 
@@ -131,6 +132,7 @@ func (o *RunOptions) Flags() []cli.Flag {
 		runID,
 		&cli.StringFlag{Name: "only-run-uid", Usage: "restore only the workloads this run holds stopped (scale-down --run-uid with this value), and leave every other record (another run's, or one without a run uid) as it is, saying so; a workload another run holds too stays stopped, with this run taken off its holders, until the last holder lets go; empty: restore every record in the selection", Destination: &o.OnlyRunUID},
 		&cli.StringFlag{Name: "supersede-database", Usage: "with --only-run-uid, after this run migrated this database (secret/key) successfully (or several joined by +, orders-db/url+billing-db/url): also take off the holders every run that joined them before this run (an earlier scale-down) all of whose databases are among them, as this run's migration supersedes what they decided (a keep-down); a run that joined after it (a later run, when this one is an argo retry) keeps holding; a run that also named another database, and holders whose database is not recorded (a person's scale-down without --run-uid), keep holding", Destination: &o.SupersedeDatabase},
+		&cli.StringFlag{Name: "supersede-runs", Usage: "with --supersede-database: the runs (uids, comma-separated) plan found holding the selection for those databases (its superseded-holds result), which let go too wherever they stand among the holders: a run that stopped nothing (nothing pending, or stop-workloads=auto with nothing to stop) otherwise supersedes no earlier keep-down; a listed run that also named another database keeps holding", Destination: &o.SupersedeRuns},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long reading and restoring the workloads may take in all (an unreachable API server, endless conflicts), not counting the wait for readiness (--ready-timeout); then exit 75", Destination: &o.Timeout},
 		progress,
 		&cli.BoolFlag{Name: "wait-ready", Usage: "wait until the restored Deployments and StatefulSets report all replicas ready, each priority group before restoring the next; with nothing to restore (an earlier attempt restored them), the selected ones that run replicas", Destination: &o.WaitReady},
@@ -188,7 +190,32 @@ func (o *RunOptions) Validate() error {
 	if o.SupersedeDatabase != "" && o.OnlyRunUID == "" {
 		return fmt.Errorf("--supersede-database needs --only-run-uid: without it every record of the selection is restored anyway")
 	}
+	runs, err := RunList("--supersede-runs", o.SupersedeRuns)
+	if err != nil {
+		return err
+	}
+	o.SupersedeRuns = runs
+	if o.SupersedeRuns != "" && o.SupersedeDatabase == "" {
+		return fmt.Errorf("--supersede-runs needs --supersede-database: a run lets go of another's hold only for the databases it migrated")
+	}
 	return nil
+}
+
+// RunList checks a list of run uids (comma-separated, as plan's
+// superseded-holds result writes it) and returns it without blanks.
+func RunList(flag, v string) (string, error) {
+	var uids []string
+	for _, u := range strings.Split(v, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		if len(u) > 253 || strings.ContainsAny(u, ": \t\n\r") || u == noRunUID {
+			return "", fmt.Errorf("%s: %q is not a run uid: give plan's superseded-holds result unchanged (uids joined by commas), or nothing", flag, u)
+		}
+		uids = append(uids, u)
+	}
+	return strings.Join(uids, ","), nil
 }
 
 // secretList checks the value of --database-secret or --supersede-database:

@@ -200,12 +200,14 @@ func laterWithout(r rsRecord, rss []*appsv1.ReplicaSet, carries map[string]strin
 
 // recoverer takes back the records kubectl rollout undo took off Deployments.
 type recoverer struct {
-	cs         kubernetes.Interface
-	ns         string
-	onlyRunUID string // scale-restore --only-run-uid: only this run's records
-	backoffs   Backoffs
-	clock      clock.Clock
-	log        *slog.Logger
+	cs kubernetes.Interface
+	ns string
+	// only, when not nil (scale-restore --only-run-uid): only the records it
+	// lets go of
+	only     *letGo
+	backoffs Backoffs
+	clock    clock.Clock
+	log      *slog.Logger
 }
 
 // run writes back onto the Deployments of ws the records they lost, and
@@ -311,7 +313,7 @@ func (rc recoverer) recover(ctx context.Context, d *Workload, rss []*appsv1.Repl
 			}
 			return nil
 		}
-		if rc.onlyRunUID != "" && !lost.rec.heldByRun(rc.onlyRunUID) {
+		if rc.only != nil && !lost.rec.letGoBy(*rc.only) {
 			rc.log.Info("not taking back the scale-down record its ReplicaSet carries: another run's", "workload", cur.String(), "replicaset", lost.replicaSet, "by-run-uid", lost.rec.runUID, "held-by", lost.rec.heldBy)
 			return nil
 		}

@@ -30,14 +30,19 @@ type Restorer struct {
 	// SupersedeDatabase, with OnlyRunUID: this run migrated the database of this
 	// Secret successfully, so the earlier runs for it let go too.
 	SupersedeDatabase string
-	Timeout           time.Duration // reading and restoring, in all; readiness waits not counted
-	WaitReady         bool
-	ReadyTimeout      time.Duration // the readiness waits, in all
-	ProgressEvery     time.Duration
-	Clock             clock.WithTicker
-	Backoffs          Backoffs // of a change retried; zero: DefaultBackoffs
-	Log               *slog.Logger
-	CheckAccess       bool
+	// SupersedeRuns, with SupersedeDatabase: the runs plan found holding the
+	// selection for those databases (comma-separated uids), which let go too
+	// although this run holds nothing (nothing pending, or stop-workloads=auto
+	// with nothing stopped).
+	SupersedeRuns string
+	Timeout       time.Duration // reading and restoring, in all; readiness waits not counted
+	WaitReady     bool
+	ReadyTimeout  time.Duration // the readiness waits, in all
+	ProgressEvery time.Duration
+	Clock         clock.WithTicker
+	Backoffs      Backoffs // of a change retried; zero: DefaultBackoffs
+	Log           *slog.Logger
+	CheckAccess   bool
 }
 
 // Run restores the selected workloads that carry a record (every such workload in
@@ -109,7 +114,7 @@ func (r *Restorer) recorded(ctx context.Context, work *allowance, f finder, sel 
 		}
 		if err == nil {
 			// The records kubectl rollout undo took off Deployments at 0.
-			found = recoverer{cs: r.Client, ns: r.Namespace, onlyRunUID: r.OnlyRunUID, backoffs: r.Backoffs, clock: r.Clock, log: r.Log}.run(ctx, found)
+			found = recoverer{cs: r.Client, ns: r.Namespace, only: r.letGo(), backoffs: r.Backoffs, clock: r.Clock, log: r.Log}.run(ctx, found)
 		}
 		return err
 	})
@@ -267,6 +272,15 @@ func (r *Restorer) restoreGroup(ctx context.Context, work *allowance, f finder, 
 	return err
 }
 
+// letGo is what an --only-run-uid restore lets go of; nil without it.
+func (r *Restorer) letGo() *letGo {
+	if r.OnlyRunUID == "" {
+		return nil
+	}
+	g := newLetGo(r.OnlyRunUID, r.SupersedeDatabase, r.SupersedeRuns)
+	return &g
+}
+
 // owns reports whether the record on w is this run's to restore, and says so
 // when it is not.
 func (r *Restorer) owns(w *Workload) bool {
@@ -274,7 +288,7 @@ func (r *Restorer) owns(w *Workload) bool {
 		return true
 	}
 	rec := recordOf(w)
-	if rec.heldByRun(r.OnlyRunUID) {
+	if rec.letGoBy(*r.letGo()) {
 		return true
 	}
 	uid := rec.runUID
@@ -391,7 +405,7 @@ func (r *Restorer) restore(ctx context.Context, f finder, wl *Workload) (res res
 				return nil
 			}
 			cur = w
-			if u := unanswered; u != nil && u.madeAsSeenIn(cur, r.OnlyRunUID) {
+			if u := unanswered; u != nil && u.madeAsSeenIn(cur, r.letGo()) {
 				res, unanswered = r.madeAfterAll(*u, cur), nil
 				return nil
 			}
@@ -452,7 +466,7 @@ func (r *Restorer) settle(ctx context.Context, f finder, wl *Workload, u restore
 		r.Log.Warn("workload deleted meanwhile: nothing to restore", "workload", wl.String())
 		return nil, false, false
 	}
-	return cur, true, u.madeAsSeenIn(cur, r.OnlyRunUID)
+	return cur, true, u.madeAsSeenIn(cur, r.letGo())
 }
 
 // madeAfterAll is u, a change made though its answer was lost, as read in cur:
@@ -471,12 +485,12 @@ func (r *Restorer) madeAfterAll(u restoreResult, cur *Workload) restoreResult {
 // madeAsSeenIn reports whether cur, read afresh, shows the change of res
 // (whose answer was lost) made: for a restore the record gone, for a letting
 // go the record still there without the run among its holders.
-func (res restoreResult) madeAsSeenIn(cur *Workload, runUID string) bool {
+func (res restoreResult) madeAsSeenIn(cur *Workload, g *letGo) bool {
 	switch {
 	case res.ok:
 		return !cur.hasRecord()
 	case res.released:
-		return cur.hasRecord() && !recordOf(cur).heldByRun(runUID)
+		return cur.hasRecord() && g != nil && !recordOf(cur).letGoBy(*g)
 	}
 	return false
 }
@@ -500,7 +514,7 @@ func (r *Restorer) restoreOnce(ctx context.Context, w *Workload) (restoreResult,
 		// Another run stopped it too (another database of the same application):
 		// it comes back when the last of them lets go, not in the middle of the
 		// other's migration, and not against the other's failure policy.
-		if rest := holders.holdersLeft(r.OnlyRunUID, r.SupersedeDatabase); len(rest) > 0 {
+		if rest := holders.holdersLeft(*r.letGo()); len(rest) > 0 {
 			return r.release(ctx, w, formatHolders(rest))
 		}
 	} else if hs := holders.holders(); len(hs) > 1 {

@@ -1,43 +1,152 @@
 package workload
 
 import (
-	"github.com/urfave/cli/v2"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
 
+	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
 
+// ResultSupersededHolds is plan's list of the runs (uids, comma-separated)
+// that hold the run's selection stopped for its database alone: the earlier
+// runs that a success of this run supersedes (scale-restore --supersede-runs).
+// Empty when there are none, or when plan was not asked (--report-holds-for).
+const ResultSupersededHolds = "superseded-holds"
+
 // SelectionCheckOptions are the workload selection of the run, given to a
-// step that runs before anything changes (plan) only to be checked.
+// step that runs before anything changes (plan) to be checked and, with
+// HoldsFor, read for the holds a success of the run lets go of.
 //
 // With stop-workloads=auto and migrations that need no downtime, scale-down is
 // skipped and the first step to read the selection is scale-restore, after
 // migrate: a typo in it then failed the run with the database already
 // changed. Plan refuses it instead, before anything is stopped or applied.
+//
+// A run that stops nothing (nothing pending, or auto with nothing to stop)
+// holds nothing, so its scale-restore could not tell an earlier keep-down of
+// the same database (to let go of) from a later one (an `argo retry` of an
+// old run must not lift it). Plan, under the run's database lock, names the
+// runs holding the selection for that database alone; they are the earlier
+// ones, and the workflows hand that list to scale-restore.
 type SelectionCheckOptions struct {
 	Selector  string
 	Workloads cli.StringSlice
 	Namespace string
+	// HoldsFor is the run's database as secret/key: report the runs that
+	// hold the selection for it alone.
+	HoldsFor string
+
+	sel Selection
 }
 
 // Flags implements step.Options.
 func (o *SelectionCheckOptions) Flags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "check-selector", Usage: "the label selector of the workloads the run's scale-down and scale-restore act on: checked only, before anything else (exit 2 when it is not a valid selector); the cluster is not read", Destination: &o.Selector},
-		&cli.StringSliceFlag{Name: "check-workload", Usage: "a workload of the run as kind/name, repeatable or comma-separated: checked only, as --check-selector", Destination: &o.Workloads},
-		&cli.StringFlag{Name: "check-namespace", Usage: "the namespace of those workloads: checked only, as --check-selector", Destination: &o.Namespace},
+		&cli.StringFlag{Name: "check-selector", Usage: "the label selector of the workloads the run's scale-down and scale-restore act on: checked before anything else (exit 2 when it is not a valid selector); the cluster is read only with --report-holds-for", Destination: &o.Selector},
+		&cli.StringSliceFlag{Name: "check-workload", Usage: "a workload of the run as kind/name, repeatable or comma-separated: checked, as --check-selector", Destination: &o.Workloads},
+		&cli.StringFlag{Name: "check-namespace", Usage: "the namespace of those workloads: checked, as --check-selector (default: the pod's own namespace in a cluster, else the kubeconfig context's)", Destination: &o.Namespace},
+		&cli.StringFlag{Name: "report-holds-for", Usage: "the run's database as secret/key: read the selected workloads (every workload of the namespace when none is selected) and write the result " + ResultSupersededHolds + ", the uids of the runs that hold them stopped for this database alone (an earlier keep-down), which scale-restore --supersede-runs lets go of once this run has succeeded; empty: the cluster is not read", Destination: &o.HoldsFor},
 	}
 }
 
 // Validate implements step.Options: the checks scale-down and scale-restore
 // make of the same values.
 func (o *SelectionCheckOptions) Validate() error {
-	_, err := parseSelectionIn("--check-selector (the run's workload-selector)", o.Selector, o.Workloads.Value(), o.Namespace)
-	return err
+	sel, err := parseSelectionIn("--check-selector (the run's workload-selector)", o.Selector, o.Workloads.Value(), o.Namespace)
+	if err != nil {
+		return err
+	}
+	o.sel = sel
+	holdsFor, err := secretList("--report-holds-for", o.HoldsFor)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(holdsFor, DatabaseSeparator) {
+		// a run of several databases does not plan through this step
+		return fmt.Errorf("--report-holds-for %q names several databases: give the run's one database as secret/key, e.g. orders-db/url", o.HoldsFor)
+	}
+	o.HoldsFor = holdsFor
+	return nil
 }
 
+// HoldsCheckTimeout bounds the read of the holds: an API server that does not
+// answer fails plan as transient (exit 75) instead of holding it.
+const HoldsCheckTimeout = 30 * time.Second
+
 // CheckSelection returns spec with the SelectionCheckOptions added: a bad
-// selection fails the step as bad input before its Run starts.
+// selection fails the step as bad input before its Run starts, and with
+// --report-holds-for the Run first reports the holds.
 func CheckSelection(spec step.Spec) step.Spec {
-	spec.Options = append(spec.Options, &SelectionCheckOptions{})
+	o := &SelectionCheckOptions{}
+	spec.Options = append(spec.Options, o)
+	// the description's Results list ends it
+	spec.Description = strings.TrimSuffix(spec.Description, ".") + ", " + ResultSupersededHolds + " (with --report-holds-for: the uids of the runs holding the selected workloads stopped for that database alone)."
+	run := spec.Run
+	spec.Run = func(ctx context.Context, env *step.Env) error {
+		// after the step's own work: a database that does not answer is what a
+		// run most often waits for, and it fails as such (75) first
+		if err := run(ctx, env); err != nil || o.HoldsFor == "" {
+			return err
+		}
+		env.Results.Set(ResultSupersededHolds, "")
+		c, err := (&kube.Options{Namespace: o.Namespace}).ConnectStep(spec.Name, env.Log)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, HoldsCheckTimeout)
+		uids, err := HoldsFor(cctx, c.Interface, c.Namespace, o.sel, o.HoldsFor)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if len(uids) > 0 {
+			env.Log.Info("the selection is held stopped by earlier runs for this database (a keep-down): a success of this run lets go of them", "database", o.HoldsFor, "runs", strings.Join(uids, ","))
+		}
+		env.Results.Set(ResultSupersededHolds, strings.Join(uids, ","))
+		return nil
+	}
 	return spec
+}
+
+// HoldsFor returns, sorted, the uids of the runs that hold a workload of sel
+// (every workload of the namespace when sel is empty) stopped and whose
+// databases are all db: the runs a successful run for db supersedes. A
+// holder without a run uid or a database (a person's scale-down) is never
+// among them.
+func HoldsFor(ctx context.Context, cs kubernetes.Interface, ns string, sel Selection, db string) ([]string, error) {
+	f := finder{cs: cs, ns: ns}
+	var (
+		ws  []*Workload
+		err error
+	)
+	if sel.Empty() {
+		ws, err = f.list(ctx, labels.Everything())
+	} else {
+		ws, _, err = f.find(ctx, sel)
+	}
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{db: true}
+	var uids []string
+	for _, w := range ws {
+		if !w.hasRecord() {
+			continue
+		}
+		for _, h := range recordOf(w).holders() {
+			if h.runUID != noRunUID && h.supersededBy(set) && !slices.Contains(uids, h.runUID) {
+				uids = append(uids, h.runUID)
+			}
+		}
+	}
+	slices.Sort(uids)
+	return uids, nil
 }

@@ -286,10 +286,53 @@ func (rec record) heldByRun(uid string) bool {
 	return false
 }
 
-// holdersLeft are the holders once the run uid lets go and, when supersede is
-// not "", every run whose databases are all among supersede (secret/key joined
-// by "+"): a run whose migration of those databases succeeded supersedes what
-// earlier runs for them decided (the database locks keep two runs for one
+// letGo is what one restore (scale-restore --only-run-uid) lets go of: its
+// own run and, after a successful migration of databases, the runs that
+// migration supersedes.
+type letGo struct {
+	uid string
+	// databases the run migrated successfully (--supersede-database), secret/key
+	databases map[string]bool
+	// runs plan found holding the selection for those databases
+	// (--supersede-runs): superseded wherever they stand in the list, as plan
+	// read them before this run did anything. A run with nothing pending holds
+	// nothing, so only this list lets it supersede a keep-down.
+	runs map[string]bool
+}
+
+func newLetGo(uid, supersede, runs string) letGo {
+	g := letGo{uid: uid, databases: map[string]bool{}, runs: map[string]bool{}}
+	for _, db := range strings.Split(supersede, DatabaseSeparator) {
+		if db = strings.TrimSpace(db); db != "" {
+			g.databases[db] = true
+		}
+	}
+	for _, r := range strings.Split(runs, ",") {
+		if r = strings.TrimSpace(r); r != "" && r != uid {
+			g.runs[r] = true
+		}
+	}
+	return g
+}
+
+// lets reports whether holder h, at index i of a list where the run's own
+// entry is at own (-1: absent), is let go: the run itself; a run before it
+// whose databases it superseded; a run plan listed, whose databases it
+// superseded too (checked again here: the list is input).
+func (g letGo) lets(h holder, i, own int) bool {
+	switch {
+	case h.runUID == g.uid:
+		return true
+	case !h.supersededBy(g.databases):
+		return false
+	}
+	return i < own || g.runs[h.runUID]
+}
+
+// holdersLeft are the holders once g lets go: the run itself and every run it
+// supersedes. A run supersedes the runs whose databases are all among those it
+// migrated successfully (secret/key joined by "+"): its migration supersedes
+// what earlier runs for them decided (the database locks keep two runs for one
 // database from overlapping). A run for one database supersedes an earlier run
 // of several only if that run named no other database, as the others may still
 // be at a version the application cannot run against. A holder whose database
@@ -297,27 +340,26 @@ func (rec record) heldByRun(uid string) bool {
 // the workload then waits for a person rather than risk coming back in the
 // middle of someone's migration.
 //
-// "Earlier" is the order of the list (each scale-down appends itself): only the
-// holders before the run's own entry are superseded. The lock does not order
-// an `argo retry` of an old run, which can succeed after a later run kept the
-// application down; that later run's decision stands.
-func (rec record) holdersLeft(uid, supersede string) []holder {
-	set := map[string]bool{}
-	for _, db := range strings.Split(supersede, DatabaseSeparator) {
-		if db = strings.TrimSpace(db); db != "" {
-			set[db] = true
-		}
-	}
+// "Earlier" is the order of the list (each scale-down appends itself) or
+// plan's list of the holders it found: the lock does not order an `argo retry`
+// of an old run, which can succeed after a later run kept the application
+// down; that later run's decision stands, as the old run's plan never saw it.
+func (rec record) holdersLeft(g letGo) []holder {
 	hs := rec.holders()
-	own := slices.IndexFunc(hs, func(h holder) bool { return h.runUID == uid })
+	own := slices.IndexFunc(hs, func(h holder) bool { return h.runUID == g.uid })
 	var rest []holder
 	for i, h := range hs {
-		if h.runUID == uid || (i < own && h.supersededBy(set)) {
-			continue
+		if !g.lets(h, i, own) {
+			rest = append(rest, h)
 		}
-		rest = append(rest, h)
 	}
 	return rest
+}
+
+// letGoBy reports whether g lets go of any holder of rec: the record is then
+// the run's to restore, or to release.
+func (rec record) letGoBy(g letGo) bool {
+	return len(rec.holdersLeft(g)) < len(rec.holders())
 }
 
 // readRecord returns the workload's record, if it carries one.

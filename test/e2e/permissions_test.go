@@ -316,6 +316,15 @@ func runsScaleBinary(command, args []string) bool {
 
 // runsLocking reports whether a container runs migrate in a mode that takes the
 // migration lock (not --plan): its messages name the pod of a lock's holder.
+// readsHolds reports whether a plan step reads the workloads' records
+// (--report-holds-for with a value), as chartreuse-migrate.
+func readsHolds(args []string) bool {
+	return slices.ContainsFunc(args, func(a string) bool {
+		v, ok := strings.CutPrefix(a, "--report-holds-for=")
+		return ok && v != ""
+	})
+}
+
 func runsLocking(command, args []string) bool {
 	all := append(slices.Clone(command), args...)
 	return slices.Contains(all, migrateBinary) && !slices.Contains(all, "--plan")
@@ -382,7 +391,7 @@ func argoHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAccoun
 		}
 		main.expect = expectation(main.useAPI, false)
 		// settle (gate --action settle) lists the run's pods, as chartreuse-migrate
-		if runsLocking(tmpl.Container.Command, tmpl.Container.Args) || runsGate(tmpl.Container.Command, tmpl.Container.Args) {
+		if runsLocking(tmpl.Container.Command, tmpl.Container.Args) || runsGate(tmpl.Container.Command, tmpl.Container.Args) || readsHolds(tmpl.Container.Args) {
 			main.expect = "lookup"
 		}
 		// issue 15: whether each Secret of a databases list holds its key
@@ -434,7 +443,7 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 			sa := &gateSA
 			switch trs.PipelineTaskName {
 			case "gate", "release-gate":
-			case "migrate", "record-accepted":
+			case "plan", "migrate", "record-accepted":
 				sa = &migrateSA
 			default:
 				t.Errorf("%s: taskRunSpecs give task %s an identity not checked here", name, trs.PipelineTaskName)
@@ -444,8 +453,8 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 			}
 			*sa = trs.ServiceAccountName
 		}
-		if len(pr.Spec.TaskRunSpecs) != 4 {
-			t.Errorf("%s: want taskRunSpecs for gate, release-gate, migrate and record-accepted, got %d", name, len(pr.Spec.TaskRunSpecs))
+		if len(pr.Spec.TaskRunSpecs) != 5 {
+			t.Errorf("%s: want taskRunSpecs for gate, release-gate, plan, migrate and record-accepted, got %d", name, len(pr.Spec.TaskRunSpecs))
 		}
 		podSA := or(pr.Spec.TaskRunTemplate.ServiceAccountName, "default")
 		mounted := automountOf(sas, podSA)
@@ -474,8 +483,8 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 					taskHolder = gateSA
 				}
 			}
-			if task.Name == "chartreuse-migrate" {
-				// run only by migrate and record-accepted, which taskRunSpecs give migrateSA
+			if task.Name == "chartreuse-migrate" || task.Name == "chartreuse-plan" {
+				// run only by plan, migrate and record-accepted, which taskRunSpecs give migrateSA
 				taskSA, taskHolder = migrateSA, ""
 				if automountOf(sas, migrateSA) {
 					taskHolder = migrateSA
@@ -493,7 +502,7 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 				if runsGate(step.Command, step.Args) {
 					h.expect = "gate"
 				}
-				if task.Name == "chartreuse-migrate" && runsLocking(step.Command, step.Args) {
+				if task.Name == "chartreuse-migrate" && runsLocking(step.Command, step.Args) || task.Name == "chartreuse-plan" && readsHolds(step.Args) {
 					h.expect = "lookup"
 				}
 				if slices.Contains(step.Args, "--stopped-check-only") {

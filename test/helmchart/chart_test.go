@@ -413,7 +413,7 @@ func TestRunHasEveryParameter(t *testing.T) {
 	for _, s := range pr.Spec.TaskRunSpecs {
 		sa[s.PipelineTaskName] = s.ServiceAccountName
 	}
-	for task, want := range map[string]string{"gate": "chartreuse-gate", "release-gate": "chartreuse-gate", "migrate": "chartreuse-pipeline-migrate", "record-accepted": "chartreuse-pipeline-migrate"} {
+	for task, want := range map[string]string{"gate": "chartreuse-gate", "release-gate": "chartreuse-gate", "plan": "chartreuse-pipeline-migrate", "migrate": "chartreuse-pipeline-migrate", "record-accepted": "chartreuse-pipeline-migrate"} {
 		if sa[task] != want {
 			t.Errorf("PipelineRun: task %s runs as %q, want %q", task, sa[task], want)
 		}

@@ -378,21 +378,28 @@ func TestArgoExitHandlerPolicies(t *testing.T) {
 func TestArgoMainDAGConditions(t *testing.T) {
 	wft := argoTemplate(t)
 	main := templateByName(t, wft, "main")
-	type combo struct{ patroni, stop, pending, accept, downtime string }
+	// holds: plan's superseded-holds, the earlier runs for the database holding the
+	// workloads (a keep-down)
+	type combo struct{ patroni, stop, pending, accept, downtime, holds string }
 	for _, c := range []combo{
-		{"false", "true", "true", "", "true"}, {"true", "true", "true", "", "true"}, {"false", "false", "true", "", "true"},
-		{"false", "true", "false", "", "false"}, {"true", "false", "false", "", "false"},
-		{"false", "true", "false", "2", "false"}, {"false", "true", "true", "2,3", "true"},
+		{"false", "true", "true", "", "true", ""}, {"true", "true", "true", "", "true", ""}, {"false", "false", "true", "", "true", ""},
+		{"false", "true", "false", "", "false", ""}, {"true", "false", "false", "", "false", ""},
+		{"false", "true", "false", "2", "false", ""}, {"false", "true", "true", "2,3", "true", ""},
 		// auto stops only when plan's needs-downtime is not false; true stops regardless
-		{"false", "auto", "true", "", "true"}, {"false", "auto", "true", "", "false"}, {"false", "auto", "false", "", "false"},
-		{"false", "true", "true", "", "false"}, {"false", "false", "true", "", "false"},
+		{"false", "auto", "true", "", "true", ""}, {"false", "auto", "true", "", "false", ""}, {"false", "auto", "false", "", "false", ""},
+		{"false", "true", "true", "", "false", ""}, {"false", "false", "true", "", "false", ""},
+		// nothing pending but an earlier keep-down holds the workloads: scale-restore lets
+		// go of it, unless this run never touches the workloads (false)
+		{"false", "true", "false", "", "false", "u1"}, {"false", "auto", "false", "", "false", "u1,u2"}, {"false", "false", "false", "", "false", "u1"},
+		{"false", "true", "false", "2", "false", "u1"}, {"false", "auto", "true", "", "false", "u1"},
 	} {
-		t.Run(fmt.Sprintf("patroni=%s,stop=%s,pending=%s,accept-changed=%s,needs-downtime=%s", c.patroni, c.stop, c.pending, c.accept, c.downtime), func(t *testing.T) {
+		t.Run(fmt.Sprintf("patroni=%s,stop=%s,pending=%s,accept-changed=%s,needs-downtime=%s,holds=%s", c.patroni, c.stop, c.pending, c.accept, c.downtime, c.holds), func(t *testing.T) {
 			r := run{entrypoint: "main", status: "Running", params: map[string]string{"patroni": c.patroni, "stop-workloads": c.stop, "accept-changed": c.accept}}
 			vars := r.globals(t, wft)
 			vars["tasks.plan.outputs.parameters.pending"] = c.pending
 			vars["tasks.plan.outputs.parameters.current-version"] = "41"
 			vars["tasks.plan.outputs.parameters.needs-downtime"] = c.downtime
+			vars["tasks.plan.outputs.parameters.superseded-holds"] = c.holds
 			var ran []string
 			for _, task := range main.DAG.Tasks {
 				ok, err := when(task.When, vars)
@@ -401,6 +408,9 @@ func TestArgoMainDAGConditions(t *testing.T) {
 				}
 				if ok {
 					ran = append(ran, task.Name)
+				}
+				if task.Name == "migrate" { // the tasks after it read its status
+					vars["tasks.migrate.status"] = map[bool]string{true: "Succeeded", false: "Skipped"}[ok]
 				}
 			}
 			// plan waits for the database itself; wait-for-db only comes before wait-patroni
@@ -415,7 +425,9 @@ func TestArgoMainDAGConditions(t *testing.T) {
 			if c.pending == "true" || c.accept != "" { // with nothing pending, only to record the accepted edits
 				want = append(want, "migrate")
 			}
-			if c.stop != "false" { // only reached after migrate.Succeeded; with auto whether or not scale-down ran
+			// after migrate, with auto whether or not scale-down ran; with nothing pending,
+			// to let go of the earlier runs' holds plan found
+			if c.stop != "false" && (c.pending == "true" || c.accept != "" || c.holds != "") {
 				want = append(want, "scale-restore")
 			}
 			sort.Strings(ran)

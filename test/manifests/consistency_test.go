@@ -35,8 +35,9 @@ var binaries = map[string]struct {
 }{
 	"wait-for-db":  {waitdb.Spec, "pkg/waitdb"},
 	"wait-patroni": {patroni.Spec, "pkg/patroni"},
-	// as steps/migrate/main.go builds it: the workloads checks first
-	"migrate":       {func() step.Spec { return workload.RequireStopped(workload.CheckSelection(migrate.Spec())) }, "pkg/migrate"},
+	// as steps/migrate/main.go builds it: the workloads checks first (which
+	// write plan's superseded-holds)
+	"migrate":       {func() step.Spec { return workload.RequireStopped(workload.CheckSelection(migrate.Spec())) }, "pkg/migrate pkg/workload"},
 	"scale-down":    {workload.ScaleDownSpec, "pkg/workload"},
 	"scale-restore": {workload.ScaleRestoreSpec, "pkg/workload"},
 	"gate":          {gate.Spec, "pkg/gate"},
@@ -64,9 +65,9 @@ var agreedFlags = func() map[string][]string {
 		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "only-this-run", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
 			"git-url", "git-revision", "git-commit", "git-credentials",
 			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest", "wait-timeout",
-			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "stopped-check-only", "check-selector", "check-workload", "check-namespace"}),
+			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "stopped-check-only", "check-selector", "check-workload", "check-namespace", "report-holds-for"}),
 		"scale-down":      cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
-		"scale-restore":   cat(common, sel, []string{"only-run-uid", "supersede-database", "wait-ready", "ready-timeout"}),
+		"scale-restore":   cat(common, sel, []string{"only-run-uid", "supersede-database", "supersede-runs", "wait-ready", "ready-timeout"}),
 		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "max-entries", "max-bytes", "max-secrets", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to"}),
 		"gate":            cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "pod-selector", "task-run", "timeout", "poll-interval", "progress-interval", "check-duration", "check-positive-duration", "check-wait-duration", "check-timeout-duration", "check-run-id", "database-secrets-file", "workload-namespace"}),
 	}
@@ -78,7 +79,7 @@ var agreedResults = map[string][]string{
 	"check-databases": {"entries", "secrets", "count", "plans", "rounds", "pending", "needs-downtime", "holder", "migrate-failed", "restore", "rollback", "restore-after-rollback", "databases"},
 	"wait-for-db":     {"attempts", "waited"},
 	"wait-patroni":    {},
-	"migrate --plan":  {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime", "files-digest"},
+	"migrate --plan":  {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime", "files-digest", "superseded-holds"},
 	"migrate":         {"applied", "applied-versions", "current-version", "target-version", "git-commit", "migrations-digest", "lock-wait-seconds", "table-lock-wait-seconds", "sql-seconds"},
 	"scale-down":      {"scaled", "workloads"},
 	"scale-restore":   {"restored", "workloads", "downtime-seconds", "workloads-stopped"},
@@ -572,24 +573,26 @@ func TestResultsAreWritten(t *testing.T) {
 // resultNamesInCode collects the result names a package sets: string literals passed
 // to a .Set/.SetJSON call on something named Results or res, and the values of string
 // constants named Result*.
-func resultNamesInCode(t testing.TB, pkg string) map[string]bool {
+func resultNamesInCode(t testing.TB, pkgs string) map[string]bool {
 	t.Helper()
 	fset := token.NewFileSet()
-	dir := filepath.Join(repoRoot, pkg)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var files []*ast.File
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, 0)
+	for _, pkg := range strings.Fields(pkgs) {
+		dir := filepath.Join(repoRoot, pkg)
+		entries, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, f)
+		for _, e := range entries {
+			if e.IsDir() || !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+		}
 	}
 	names := map[string]bool{}
 	for _, f := range files {

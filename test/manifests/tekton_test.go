@@ -294,6 +294,8 @@ func TestTektonPipelineDAG(t *testing.T) {
 		// scale-restore is not: a rerun would not know whether the workloads are ready
 		// with auto too, stopped or not: it also lets go what earlier keep-down runs held
 		"scale-restore": {[]string{"migrate"}, []string{"$(tasks.plan.results.pending) in [true]", "$(params.stop-workloads) in [true,auto]"}, false},
+		// nothing pending: lets go of the earlier runs' holds plan found (a keep-down)
+		"release-holds": {[]string{"record-accepted"}, []string{"$(tasks.plan.results.pending) in [false]", "$(params.stop-workloads) in [true,auto]", "$(tasks.plan.results.superseded-holds) notin []"}, true},
 	}
 	// A guard per enum-like parameter, before the gate; the two roots after the gate.
 	var guards []string

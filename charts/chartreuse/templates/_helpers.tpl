@@ -106,7 +106,7 @@ tekton/examples/pipelinerun.yaml would make it.
 {{- range $task := list "gate" "release-gate" -}}
 {{- $specs = append $specs (dict "pipelineTaskName" $task "serviceAccountName" "chartreuse-gate") -}}
 {{- end -}}
-{{- range $task := list "migrate" "record-accepted" -}}
+{{- range $task := list "plan" "migrate" "record-accepted" -}}
 {{- $specs = append $specs (dict "pipelineTaskName" $task "serviceAccountName" "chartreuse-pipeline-migrate") -}}
 {{- end -}}
 {{- $spec := dict "pipelineRef" (dict "name" "chartreuse") "params" $params "taskRunSpecs" $specs "taskRunTemplate" (dict "serviceAccountName" "chartreuse-pipeline" "podTemplate" $pod) "timeouts" (dict "pipeline" "0") -}}

@@ -75,7 +75,7 @@ var Binaries = []binary{
 		{"scaled", "number of workloads recorded and stopped by this run (a workload already recorded by an earlier run counts too)"},
 		{"workloads", "JSON list of `kind/name=before`: the replicas (Deployments, StatefulSets) or `active`/`suspended` (CronJobs) recorded"},
 	}},
-	{"migrate", func() step.Spec { return workload.RequireStopped(migrate.Spec()) }, []result{
+	{"migrate", func() step.Spec { return workload.RequireStopped(workload.CheckSelection(migrate.Spec())) }, []result{
 		{"git-commit", "with `--git-url`: the commit the migrations were read from (plan resolves `--git-revision` to it; later steps are given it with `--git-commit`); empty without git"},
 		{"migrations-digest", "with `--migrations-image`: the digest the migrations were read from (plan resolves the image's tag to it; later steps are given it with `--migrations-digest`); empty without a migrations image"},
 		{"pending", "`true` when migrations up to the target are pending (with `--plan`: would be applied), else `false`"},
@@ -93,6 +93,7 @@ var Binaries = []binary{
 		{"lock-wait-seconds", "not with `--plan`: seconds, to the tenth, from asking for the migration lock to holding it (another migrator held it); Argo's `chartreuse_migration_lock_wait_seconds`"},
 		{"table-lock-wait-seconds", "not with `--plan`: seconds its migrations were seen waiting for locks on tables (blocked by the application's or another session's transactions), sampled about every `--lock-timeout`/10 (at most every half second), so a shorter wait may not count; Argo's `chartreuse_table_lock_wait_seconds`"},
 		{"sql-seconds", "not with `--plan`: seconds, to the millisecond, the migrations this run applied or rolled back took, each from its start to its commit (lock waits included): the SQL part of the downtime floor `make demo` reports"},
+		{"superseded-holds", "with `--report-holds-for` only: the uids, comma-separated and sorted, of the runs that hold a selected workload stopped (`chartreuse.io/held-by`) for that database alone, read before anything changes: the earlier `keep-down` runs a success of this run supersedes. The workflows pass it to `scale-restore --supersede-runs`, and run that restore even with nothing pending when it is not empty; empty when there are none"},
 	}},
 	{"scale-restore", workload.ScaleRestoreSpec, []result{
 		{"restored", "number of workloads whose record this run handled (restored, or kept at a newer value)"},

@@ -1,0 +1,141 @@
+package workload
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A run that stopped nothing (nothing pending, or stop-workloads=auto with
+// nothing to stop) is not among the holders, so only plan's list of the runs
+// holding the workloads for its database (--supersede-runs) lets its success
+// supersede them: a keep-down of the same database. A listed run that also
+// named another database, or one not listed (a later run), keeps holding.
+func TestSupersedeRuns(t *testing.T) {
+	held := func(heldBy string) map[string]string {
+		a := withUID(rec("3"), "a")
+		a[AnnotationHeldBy] = heldBy
+		return a
+	}
+	tests := []struct {
+		name, heldBy, uid, db, runs string
+		wantHeldBy                  string // "-": restored
+	}{
+		{"without the list a run that holds nothing lets go of nothing", "a:one", "z", "one", "", "a:one"},
+		{"a listed run of the database is superseded", "a:one", "z", "one", "a", "-"},
+		{"every listed run", "a:one,b:one", "z", "one", "a,b", "-"},
+		{"a run not listed (a later one) keeps holding", "a:one,b:one", "z", "one", "a", "b:one"},
+		{"a listed run of another database keeps holding", "a:two", "z", "one", "a", "a:two"},
+		{"a listed run of several databases keeps holding", "a:one+two", "z", "one", "a", "a:one+two"},
+		{"a listed holder of no known database keeps holding", "a,b:one", "z", "one", "a,b", "a"},
+		{"the run's own hold and a listed one", "a:one,z:one", "z", "one", "a", "-"},
+		// after a retry of the run: plan listed a, which joined before it anyway
+		{"a listed run after the run's own entry", "z:one,a:one", "z", "one", "a", "-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inBubble(t, func(t *testing.T) {
+				cs := newFake(deployment("web", 0, held(tt.heldBy)))
+				r, _ := newRestorer(t, cs)
+				r.OnlyRunUID, r.SupersedeDatabase, r.SupersedeRuns = tt.uid, tt.db, tt.runs
+				if _, err := r.Run(context.Background(), sel(t, "", "deployment/web")); err != nil {
+					t.Fatal(err)
+				}
+				d := getDeployment(t, cs, "web")
+				got, ok := d.Annotations[AnnotationHeldBy]
+				if !ok {
+					got = "-"
+				}
+				want := int32(0)
+				if tt.wantHeldBy == "-" {
+					want = 3
+				}
+				if got != tt.wantHeldBy || *d.Spec.Replicas != want {
+					t.Fatalf("held by %q with %d replicas, want %q with %d", got, *d.Spec.Replicas, tt.wantHeldBy, want)
+				}
+			})
+		})
+	}
+}
+
+// --supersede-runs is a list of run uids, given only with the database the
+// run migrated: anything else is refused before anything changes.
+func TestSupersedeRunsFlag(t *testing.T) {
+	for _, tt := range []struct {
+		db, runs, want string // want "": refused
+	}{
+		{"one", " a , b ,", "a,b"},
+		{"one", "", ""},
+		{"", "a", ""},
+		{"one", "a:one", ""},
+		{"one", "a b", ""},
+		{"one", noRunUID, ""},
+	} {
+		o := &RunOptions{Timeout: time.Minute, ReadyTimeout: time.Minute, ProgressEvery: time.Second, RunID: "wf-1", OnlyRunUID: "z", SupersedeDatabase: tt.db, SupersedeRuns: tt.runs, restore: true}
+		err := o.Validate()
+		switch {
+		case tt.want == "" && tt.runs != "" && err == nil:
+			t.Errorf("--supersede-database %q --supersede-runs %q: accepted", tt.db, tt.runs)
+		case tt.want == "" && tt.runs != "" && !strings.Contains(err.Error(), "--supersede-runs"):
+			t.Errorf("--supersede-runs %q: the error does not name the flag: %v", tt.runs, err)
+		case tt.want != "" && (err != nil || o.SupersedeRuns != tt.want):
+			t.Errorf("--supersede-runs %q: %q, %v; want %q", tt.runs, o.SupersedeRuns, err, tt.want)
+		}
+	}
+}
+
+// On the real API server: a keep-down run holds the application for its
+// database; a later run for that database finds nothing pending and stops
+// nothing. plan's list of the holds (HoldsFor) names the keep-down run and no
+// other, and the later run's restore given that list brings the application
+// back; without it the application stayed at 0 after a successful run.
+func TestClusterRunThatStoppedNothingLetsGoOfAKeepDown(t *testing.T) {
+	c := newCluster(t)
+	c.deployment("kd", 2, appOpts{labels: map[string]string{"app": "kd"}})
+	c.deployment("other", 1, appOpts{labels: map[string]string{"app": "other"}})
+	c.waitRunning("app in (kd, other)", 3, 3*time.Minute)
+	kd := []string{"--selector", "app=kd"}
+	c.mustRun(0, ScaleDownSpec(), "", append(kd, "--run-uid", "uid-kept", "--database-secret", "shop-db/url")...)
+	// holders that are not the database's alone, on the other application
+	c.mustRun(0, ScaleDownSpec(), "", "--selector", "app=other", "--run-uid", "uid-both", "--database-secret", "shop-db/url+billing-db/url")
+	c.mustRun(0, ScaleDownSpec(), "", "--selector", "app=other", "--run-uid", "uid-billing", "--database-secret", "billing-db/url")
+
+	sels := map[string]Selection{"kd": sel(t, "app=kd"), "whole namespace": {}}
+	for name, want := range map[string][]string{"kd": {"uid-kept"}, "whole namespace": {"uid-kept"}} {
+		got, err := HoldsFor(t.Context(), c.cs, c.ns, sels[name], "shop-db/url")
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("holds for shop-db/url on %s: %v %v, want %v", name, got, err, want)
+		}
+	}
+	if got, err := HoldsFor(t.Context(), c.cs, c.ns, Selection{}, "billing-db/url"); err != nil || !slices.Equal(got, []string{"uid-billing"}) {
+		t.Fatalf("holds for billing-db/url: %v %v", got, err)
+	}
+
+	restore := append(kd, "--only-run-uid", "uid-new", "--supersede-database", "shop-db/url", "--wait-ready", "--ready-timeout", "2m")
+	// what the workflows did before: the run holds nothing, so nothing lets go
+	c.mustRun(0, ScaleRestoreSpec(), "", restore...)
+	if d := c.getDeployment("kd"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationHeldBy] != "uid-kept:shop-db/url" {
+		t.Fatalf("kd without --supersede-runs: replicas %d, annotations %v", *d.Spec.Replicas, d.Annotations)
+	}
+	r := c.mustRun(0, ScaleRestoreSpec(), "", append(restore, "--supersede-runs", "uid-kept")...)
+	if got := r.results[ResultWorkloads]; got != `["deployment/kd=2"]` {
+		t.Errorf("restored %s", got)
+	}
+	d := c.getDeployment("kd")
+	if *d.Spec.Replicas != 2 || d.Status.ReadyReplicas != 2 {
+		t.Fatalf("kd after the restore with --supersede-runs: replicas %d ready %d", *d.Spec.Replicas, d.Status.ReadyReplicas)
+	}
+	for _, a := range recordAnnotations {
+		if v, ok := d.Annotations[a]; ok {
+			t.Fatalf("kd keeps %s=%q", a, v)
+		}
+	}
+	// the same list on the other application: a run of two databases and one of
+	// another database are not this database's to supersede
+	c.mustRun(0, ScaleRestoreSpec(), "", "--selector", "app=other", "--only-run-uid", "uid-new", "--supersede-database", "shop-db/url", "--supersede-runs", "uid-both,uid-billing")
+	if d := c.getDeployment("other"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationHeldBy] != "uid-both:shop-db/url+billing-db/url,uid-billing:billing-db/url" {
+		t.Fatalf("other: replicas %d, annotations %v", *d.Spec.Replicas, d.Annotations)
+	}
+}
