@@ -108,6 +108,8 @@ func TestArgo(t *testing.T) {
 		{"nothing-pending", s.testNothingPending},
 		{"migrations-pending", s.testMigrationsPending},
 		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
+		// the next successful run lets go of a keep-down (keepdown_release_test.go)
+		{"keep-down-hold-nothing-pending-restores", s.testHoldNothingPending},
 		{"restore", s.testRestorePolicy},
 		{"rollback", s.testRollbackPolicy},
 		// stop-workloads=auto (downtime_test.go).
@@ -128,6 +130,8 @@ func TestArgo(t *testing.T) {
 	// update rewrites), so this suite is the one cut to fit.
 	extended := []scenario{
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
+		{"keep-down-hold-auto-additive-restores", s.testHoldAutoAdditive},
+		{"keep-down-hold-stop-workloads-false-leaves-it", s.testHoldNoStop},
 		{"two-runs-one-database", s.testConcurrent},
 		{"transient-lock-busy", s.testTransient},
 		{"image-tag-pushed-again", s.testImageTagPushedAgain},

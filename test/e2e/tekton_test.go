@@ -35,6 +35,9 @@ func TestTekton(t *testing.T) {
 		{"migrations-pending", s.testMigrationsPending},
 		{"transient-database-down", s.testTransient},
 		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
+		// the next successful run lets go of a keep-down (keepdown_release_test.go)
+		{"keep-down-hold-nothing-pending-restores", s.testHoldNothingPending},
+		{"keep-down-hold-auto-additive-restores", s.testHoldAutoAdditive},
 		{"restore", s.testRestorePolicy},
 		{"rollback", s.testRollback},
 		// One run at a time per database (tekton_gate_test.go).
@@ -58,6 +61,7 @@ func TestTekton(t *testing.T) {
 	// same step code (make test-full).
 	extended := []scenario{
 		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
+		{"keep-down-hold-stop-workloads-false-leaves-it", s.testHoldNoStop},
 		{"parameters", s.testParameters},
 		{"plan-refuses-while-lock-held", s.testPlanRefusesWhileLockHeld},
 		{"migrations-image", s.testMigrationsImage},
