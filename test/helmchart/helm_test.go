@@ -396,18 +396,32 @@ func helmScenarios(t *testing.T, engineName string) {
 		t.Errorf("failing: want the application kept down with its record (keep-down): %+v", down)
 	}
 
-	// 5. the fix, upgraded as usual: nothing deleted by hand.
+	// 5. the team goes back to the last good release (its migrations, 1 and 2, are
+	// applied): nothing pending, and the run lets go of the keep-down above (plan's
+	// superseded-holds). Before, it Succeeded and left the application at 0.
+	rel, _, err = upgrade("revert", "v2")
+	if err != nil || rel.Info.Status != common.StatusDeployed {
+		t.Fatalf("upgrade back to the last good migrations: %v\n%s", err, logs())
+	}
+	wantVersion("revert", 2)
+	wantRun("revert", 5, "Succeeded")
+	if st, err := app.State(ctx, kc); err != nil || st.SpecReplicas == 0 {
+		t.Fatalf("revert: the release is deployed and its run Succeeded, but the application is at 0 replicas, held by the failed run's record %v (%v)", st.Annotations, err)
+	}
+	wantRestored(t, ctx, app, kc)
+
+	// 6. the fix, upgraded as usual: nothing deleted by hand.
 	rel, _, err = upgrade("fixed", "fixed")
 	if err != nil || rel.Info.Status != common.StatusDeployed {
 		t.Fatalf("upgrade with the fix: %v\n%s", err, logs())
 	}
 	wantVersion("fixed", 3)
-	wantRun("fixed", 5, "Succeeded")
+	wantRun("fixed", 6, "Succeeded")
 	wantRestored(t, ctx, app, kc)
 
-	// 6. hook.mode: pre, with 4 pending: the pre-upgrade hook runs this revision's run
+	// 7. hook.mode: pre, with 4 pending: the pre-upgrade hook runs this revision's run
 	// (the new migrations.dir, from the hook's own ConfigMap: the release's is still
-	// revision 5's then), checks it against the installed WorkflowTemplate / Pipeline,
+	// revision 6's then), checks it against the installed WorkflowTemplate / Pipeline,
 	// stops and restores the application, and Helm applies the release after it.
 	mode = "pre"
 	before, err = app.State(ctx, kc)
@@ -424,13 +438,13 @@ func helmScenarios(t *testing.T, engineName string) {
 		t.Fatalf("upgrade in pre mode: %v\n%s", err, logs())
 	}
 	wantVersion("pre", 4)
-	wantRun("pre", 6, "Succeeded")
+	wantRun("pre", 7, "Succeeded")
 	if deleted := deletedPods(pw, before.Pods); len(deleted) != len(before.Pods) {
 		t.Errorf("pre: %d of the %d pods running before were deleted, want all (the application stopped)", len(deleted), len(before.Pods))
 	}
 	wantRestored(t, ctx, app, kc)
 
-	// 7. helm uninstall, then an install of a release of the same name with one
+	// 8. helm uninstall, then an install of a release of the same name with one
 	// more migration. Helm counts revisions from 1 again and the earlier install's
 	// runs stay: the new hook once followed the old shop-chartreuse-1 (Succeeded)
 	// and Helm reported the install done with migration 5 never run. It refuses
