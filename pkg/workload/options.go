@@ -210,12 +210,18 @@ func RunList(flag, v string) (string, error) {
 		if u == "" {
 			continue
 		}
-		if len(u) > 253 || strings.ContainsAny(u, ": \t\n\r") || u == noRunUID {
+		if !listableRunUID(u) {
 			return "", fmt.Errorf("%s: %q is not a run uid: give plan's superseded-holds result unchanged (uids joined by commas), or nothing", flag, u)
 		}
 		uids = append(uids, u)
 	}
 	return strings.Join(uids, ","), nil
+}
+
+// listableRunUID reports whether u can stand in a --supersede-runs list: one
+// word of at most 253 characters, without the separators of the holder list.
+func listableRunUID(u string) bool {
+	return u != "" && len(u) <= 253 && !strings.ContainsAny(u, ",: \t\n\r") && u != noRunUID
 }
 
 // secretList checks the value of --database-secret or --supersede-database:

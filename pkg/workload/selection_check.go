@@ -43,6 +43,9 @@ type SelectionCheckOptions struct {
 	// HoldsFor is the run's database as secret/key: report the runs that
 	// hold the selection for it alone.
 	HoldsFor string
+	// StopWorkloads is the run's stop-workloads: with false the run touches no
+	// workload, lets go of no hold, and needs no right to read them.
+	StopWorkloads string
 
 	sel Selection
 }
@@ -53,6 +56,7 @@ func (o *SelectionCheckOptions) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "check-selector", Usage: "the label selector of the workloads the run's scale-down and scale-restore act on: checked before anything else (exit 2 when it is not a valid selector); the cluster is read only with --report-holds-for", Destination: &o.Selector},
 		&cli.StringSliceFlag{Name: "check-workload", Usage: "a workload of the run as kind/name, repeatable or comma-separated: checked, as --check-selector", Destination: &o.Workloads},
 		&cli.StringFlag{Name: "check-namespace", Usage: "the namespace of those workloads: checked, as --check-selector (default: the pod's own namespace in a cluster, else the kubeconfig context's)", Destination: &o.Namespace},
+		&cli.StringFlag{Name: "check-stop-workloads", Usage: "the run's stop-workloads (true, false or auto): with false the run touches no workload, so --report-holds-for reads nothing and reports none", Destination: &o.StopWorkloads},
 		&cli.StringFlag{Name: "report-holds-for", Usage: "the run's database as secret/key: read the selected workloads (every workload of the namespace when none is selected) and write the result " + ResultSupersededHolds + ", the uids of the runs that hold them stopped for this database alone (an earlier keep-down), which scale-restore --supersede-runs lets go of once this run has succeeded; empty: the cluster is not read", Destination: &o.HoldsFor},
 	}
 }
@@ -65,6 +69,9 @@ func (o *SelectionCheckOptions) Validate() error {
 		return err
 	}
 	o.sel = sel
+	if !slices.Contains([]string{"", "true", "false", "auto"}, o.StopWorkloads) {
+		return fmt.Errorf("--check-stop-workloads %q: want true, false or auto (the run's stop-workloads parameter)", o.StopWorkloads)
+	}
 	holdsFor, err := secretList("--report-holds-for", o.HoldsFor)
 	if err != nil {
 		return err
@@ -97,15 +104,23 @@ func CheckSelection(spec step.Spec) step.Spec {
 			return err
 		}
 		env.Results.Set(ResultSupersededHolds, "")
+		if o.StopWorkloads == "false" {
+			env.Log.Info("no holds read: this run touches no workload (stop-workloads=false)")
+			return nil
+		}
 		c, err := (&kube.Options{Namespace: o.Namespace}).ConnectStep(spec.Name, env.Log)
 		if err != nil {
 			return err
 		}
 		cctx, cancel := context.WithTimeout(ctx, HoldsCheckTimeout)
-		uids, err := HoldsFor(cctx, c.Interface, c.Namespace, o.sel, o.HoldsFor)
+		uids, unlisted, err := HoldsFor(cctx, c.Interface, c.Namespace, o.sel, o.HoldsFor)
 		cancel()
 		if err != nil {
-			return err
+			return fmt.Errorf("reading the workloads' holds (%s) in namespace %s, which needs the Role chartreuse-migrate bound to this step's ServiceAccount there (Argo: chartreuse-migrate; Tekton: chartreuse-pipeline-migrate, the PipelineRun's taskRunSpecs for plan), or stop-workloads=false: %w",
+				AnnotationHeldBy, c.Namespace, err)
+		}
+		if len(unlisted) > 0 {
+			env.Log.Warn("holders this run cannot let go of: not a run uid (edited by hand?); fix "+AnnotationHeldBy+" or restore by hand", "database", o.HoldsFor, "holders", strings.Join(unlisted, ","))
 		}
 		if len(uids) > 0 {
 			env.Log.Info("the selection is held stopped by earlier runs for this database (a keep-down): a success of this run lets go of them", "database", o.HoldsFor, "runs", strings.Join(uids, ","))
@@ -120,33 +135,38 @@ func CheckSelection(spec step.Spec) step.Spec {
 // (every workload of the namespace when sel is empty) stopped and whose
 // databases are all db: the runs a successful run for db supersedes. A
 // holder without a run uid or a database (a person's scale-down) is never
-// among them.
-func HoldsFor(ctx context.Context, cs kubernetes.Interface, ns string, sel Selection, db string) ([]string, error) {
+// among them; one whose uid --supersede-runs would refuse (a hand edit) is
+// returned in unlisted instead, so that the list plan writes is one
+// scale-restore takes.
+func HoldsFor(ctx context.Context, cs kubernetes.Interface, ns string, sel Selection, db string) (uids, unlisted []string, err error) {
 	f := finder{cs: cs, ns: ns}
-	var (
-		ws  []*Workload
-		err error
-	)
+	var ws []*Workload
 	if sel.Empty() {
 		ws, err = f.list(ctx, labels.Everything())
 	} else {
 		ws, _, err = f.find(ctx, sel)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	set := map[string]bool{db: true}
-	var uids []string
 	for _, w := range ws {
 		if !w.hasRecord() {
 			continue
 		}
 		for _, h := range recordOf(w).holders() {
-			if h.runUID != noRunUID && h.supersededBy(set) && !slices.Contains(uids, h.runUID) {
+			switch {
+			case h.runUID == noRunUID || !h.supersededBy(set):
+			case !listableRunUID(h.runUID):
+				if !slices.Contains(unlisted, h.runUID) {
+					unlisted = append(unlisted, h.runUID)
+				}
+			case !slices.Contains(uids, h.runUID):
 				uids = append(uids, h.runUID)
 			}
 		}
 	}
 	slices.Sort(uids)
-	return uids, nil
+	slices.Sort(unlisted)
+	return uids, unlisted, nil
 }

@@ -1,11 +1,16 @@
 package workload
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
 
 // A run that stopped nothing (nothing pending, or stop-workloads=auto with
@@ -104,12 +109,12 @@ func TestClusterRunThatStoppedNothingLetsGoOfAKeepDown(t *testing.T) {
 
 	sels := map[string]Selection{"kd": sel(t, "app=kd"), "whole namespace": {}}
 	for name, want := range map[string][]string{"kd": {"uid-kept"}, "whole namespace": {"uid-kept"}} {
-		got, err := HoldsFor(t.Context(), c.cs, c.ns, sels[name], "shop-db/url")
+		got, _, err := HoldsFor(t.Context(), c.cs, c.ns, sels[name], "shop-db/url")
 		if err != nil || !slices.Equal(got, want) {
 			t.Fatalf("holds for shop-db/url on %s: %v %v, want %v", name, got, err, want)
 		}
 	}
-	if got, err := HoldsFor(t.Context(), c.cs, c.ns, Selection{}, "billing-db/url"); err != nil || !slices.Equal(got, []string{"uid-billing"}) {
+	if got, _, err := HoldsFor(t.Context(), c.cs, c.ns, Selection{}, "billing-db/url"); err != nil || !slices.Equal(got, []string{"uid-billing"}) {
 		t.Fatalf("holds for billing-db/url: %v %v", got, err)
 	}
 
@@ -137,5 +142,56 @@ func TestClusterRunThatStoppedNothingLetsGoOfAKeepDown(t *testing.T) {
 	c.mustRun(0, ScaleRestoreSpec(), "", "--selector", "app=other", "--only-run-uid", "uid-new", "--supersede-database", "shop-db/url", "--supersede-runs", "uid-both,uid-billing")
 	if d := c.getDeployment("other"); *d.Spec.Replicas != 0 || d.Annotations[AnnotationHeldBy] != "uid-both:shop-db/url+billing-db/url,uid-billing:billing-db/url" {
 		t.Fatalf("other: replicas %d, annotations %v", *d.Spec.Replicas, d.Annotations)
+	}
+}
+
+// A held-by entry edited by hand can name a uid that --supersede-runs refuses
+// (a blank inside, over 253 characters): plan leaves it out of its list,
+// which scale-restore must always take, instead of failing every later run of
+// the database at scale-restore (an attack in session 30).
+func TestHoldsForListsOnlyRunUIDsScaleRestoreTakes(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	for heldBy, want := range map[string]struct{ listed, unlisted string }{
+		"a:one,a:one": {"a", ""}, " a : one , b:one ": {"a,b", ""}, "none:one": {}, "a:two": {}, "a:one+": {}, ",,a:one,,": {"a", ""},
+		"a b:one,c:one": {"c", "a b"}, "a\tb:one": {"", "a\tb"}, long + ":one": {"", long}, "a:one:extra": {},
+	} {
+		ann := withUID(rec("3"), "a")
+		ann[AnnotationHeldBy] = heldBy
+		uids, unlisted, err := HoldsFor(context.Background(), newFake(deployment("web", 0, ann)), testNS, sel(t, "", "deployment/web"), "one")
+		if err != nil {
+			t.Fatalf("%q: %v", heldBy, err)
+		}
+		if strings.Join(uids, ",") != want.listed || strings.Join(unlisted, ",") != want.unlisted {
+			t.Errorf("held by %q: listed %q, unlisted %q; want %q, %q", heldBy, uids, unlisted, want.listed, want.unlisted)
+		}
+		o := &RunOptions{Timeout: time.Minute, ReadyTimeout: time.Minute, ProgressEvery: time.Second, RunID: "wf-1", OnlyRunUID: "z", SupersedeDatabase: "one", SupersedeRuns: strings.Join(uids, ","), restore: true}
+		if err := o.Validate(); err != nil {
+			t.Errorf("held by %q: plan lists %q, which scale-restore refuses: %v", heldBy, uids, err)
+		}
+	}
+}
+
+// plan reads the workloads' holds only for a run that may touch them: with
+// stop-workloads=false it needs no right on them (a run for a namespace where
+// the plan identity has none), and otherwise a refusal names the Role to bind.
+func TestClusterPlanReadsHoldsOnlyWhenTheRunTouchesWorkloads(t *testing.T) {
+	c := newCluster(t)
+	t.Setenv("KUBECONFIG", c.serviceAccountKubeconfig("no-rights", nil))
+	spec := CheckSelection(step.Spec{Name: "migrate", Description: "Results: pending.", Run: func(context.Context, *step.Env) error { return nil }})
+	for _, tt := range []struct {
+		stop string
+		code int
+		says string
+	}{{"false", 0, "touches no workload"}, {"true", 1, "Role chartreuse-migrate"}, {"auto", 1, "Role chartreuse-migrate"}} {
+		dir := t.TempDir()
+		var out, errOut bytes.Buffer
+		code := step.Run(t.Context(), spec, []string{"migrate", "--skip-version-check", "--results-dir", dir, "--check-selector", "app=kd",
+			"--check-namespace", c.ns, "--report-holds-for", "shop-db/url", "--check-stop-workloads", tt.stop}, &out, &errOut)
+		if code != tt.code || !strings.Contains(errOut.String(), tt.says) {
+			t.Errorf("stop-workloads=%s: exit %d, want %d saying %q:\n%s", tt.stop, code, tt.code, tt.says, errOut.String())
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, ResultSupersededHolds)); tt.code == 0 && (err != nil || len(b) != 0) {
+			t.Errorf("stop-workloads=%s: result %s %q %v, want empty", tt.stop, ResultSupersededHolds, b, err)
+		}
 	}
 }

@@ -65,7 +65,7 @@ var agreedFlags = func() map[string][]string {
 		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "only-this-run", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
 			"git-url", "git-revision", "git-commit", "git-credentials",
 			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest", "wait-timeout",
-			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "stopped-check-only", "check-selector", "check-workload", "check-namespace", "report-holds-for"}),
+			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "stopped-check-only", "check-selector", "check-workload", "check-namespace", "report-holds-for", "check-stop-workloads"}),
 		"scale-down":      cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
 		"scale-restore":   cat(common, sel, []string{"only-run-uid", "supersede-database", "supersede-runs", "wait-ready", "ready-timeout"}),
 		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "max-entries", "max-bytes", "max-secrets", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to"}),
