@@ -43,6 +43,11 @@ type SelectionCheckOptions struct {
 	// HoldsFor is the run's database as secret/key: report the runs that
 	// hold the selection for it alone.
 	HoldsFor string
+	// HoldsForResult names a result of the step that holds the run's
+	// databases, known only once it ran (check-databases --action=rounds: its
+	// holder, secret/key joined by "+"): report the runs that hold the
+	// selection for those databases alone.
+	HoldsForResult string
 	// StopWorkloads is the run's stop-workloads: with false the run touches no
 	// workload, lets go of no hold, and needs no right to read them.
 	StopWorkloads string
@@ -56,6 +61,7 @@ func (o *SelectionCheckOptions) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "check-selector", Usage: "the label selector of the workloads the run's scale-down and scale-restore act on: checked before anything else (exit 2 when it is not a valid selector); the cluster is read only with --report-holds-for", Destination: &o.Selector},
 		&cli.StringSliceFlag{Name: "check-workload", Usage: "a workload of the run as kind/name, repeatable or comma-separated: checked, as --check-selector", Destination: &o.Workloads},
 		&cli.StringFlag{Name: "check-namespace", Usage: "the namespace of those workloads: checked, as --check-selector (default: the pod's own namespace in a cluster, else the kubeconfig context's)", Destination: &o.Namespace},
+		&cli.StringFlag{Name: "report-holds-for-result", Usage: "as --report-holds-for, for the databases (secret/key joined by +) the step itself writes in this result (check-databases --action=rounds: holder), after it ran", Destination: &o.HoldsForResult},
 		&cli.StringFlag{Name: "check-stop-workloads", Usage: "the run's stop-workloads (true, false or auto): with false the run touches no workload, so --report-holds-for reads nothing and reports none", Destination: &o.StopWorkloads},
 		&cli.StringFlag{Name: "report-holds-for", Usage: "the run's database as secret/key: read the selected workloads (every workload of the namespace when none is selected) and write the result " + ResultSupersededHolds + ", the uids of the runs that hold them stopped for this database alone (an earlier keep-down), which scale-restore --supersede-runs lets go of once this run has succeeded; empty: the cluster is not read", Destination: &o.HoldsFor},
 	}
@@ -76,11 +82,10 @@ func (o *SelectionCheckOptions) Validate() error {
 	if err != nil {
 		return err
 	}
-	if strings.Contains(holdsFor, DatabaseSeparator) {
-		// a run of several databases does not plan through this step
-		return fmt.Errorf("--report-holds-for %q names several databases: give the run's one database as secret/key, e.g. orders-db/url", o.HoldsFor)
-	}
 	o.HoldsFor = holdsFor
+	if o.HoldsFor != "" && o.HoldsForResult != "" {
+		return fmt.Errorf("--report-holds-for and --report-holds-for-result both given: the databases come from one of them")
+	}
 	return nil
 }
 
@@ -100,10 +105,22 @@ func CheckSelection(spec step.Spec) step.Spec {
 	spec.Run = func(ctx context.Context, env *step.Env) error {
 		// after the step's own work: a database that does not answer is what a
 		// run most often waits for, and it fails as such (75) first
-		if err := run(ctx, env); err != nil || o.HoldsFor == "" {
+		if err := run(ctx, env); err != nil || o.HoldsFor == "" && o.HoldsForResult == "" {
 			return err
 		}
+		dbs := o.HoldsFor
+		if o.HoldsForResult != "" {
+			v, _ := env.Results.Get(o.HoldsForResult)
+			list, err := secretList("result "+o.HoldsForResult, v)
+			if err != nil {
+				return err
+			}
+			dbs = list
+		}
 		env.Results.Set(ResultSupersededHolds, "")
+		if dbs == "" {
+			return nil
+		}
 		if o.StopWorkloads == "false" {
 			env.Log.Info("no holds read: this run touches no workload (stop-workloads=false)")
 			return nil
@@ -113,17 +130,17 @@ func CheckSelection(spec step.Spec) step.Spec {
 			return err
 		}
 		cctx, cancel := context.WithTimeout(ctx, HoldsCheckTimeout)
-		uids, unlisted, err := HoldsFor(cctx, c.Interface, c.Namespace, o.sel, o.HoldsFor)
+		uids, unlisted, err := HoldsFor(cctx, c.Interface, c.Namespace, o.sel, dbs)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("reading the workloads' holds (%s) in namespace %s, which needs the Role chartreuse-migrate bound to this step's ServiceAccount there (Argo: chartreuse-migrate; Tekton: chartreuse-pipeline-migrate, the PipelineRun's taskRunSpecs for plan), or stop-workloads=false: %w",
 				AnnotationHeldBy, c.Namespace, err)
 		}
 		if len(unlisted) > 0 {
-			env.Log.Warn("holders this run cannot let go of: not a run uid (edited by hand?); fix "+AnnotationHeldBy+" or restore by hand", "database", o.HoldsFor, "holders", strings.Join(unlisted, ","))
+			env.Log.Warn("holders this run cannot let go of: not a run uid (edited by hand?); fix "+AnnotationHeldBy+" or restore by hand", "databases", dbs, "holders", strings.Join(unlisted, ","))
 		}
 		if len(uids) > 0 {
-			env.Log.Info("the selection is held stopped by earlier runs for this database (a keep-down): a success of this run lets go of them", "database", o.HoldsFor, "runs", strings.Join(uids, ","))
+			env.Log.Info("the selection is held stopped by earlier runs for these databases (a keep-down): a success of this run lets go of them", "databases", dbs, "runs", strings.Join(uids, ","))
 		}
 		env.Results.Set(ResultSupersededHolds, strings.Join(uids, ","))
 		return nil
@@ -133,12 +150,13 @@ func CheckSelection(spec step.Spec) step.Spec {
 
 // HoldsFor returns, sorted, the uids of the runs that hold a workload of sel
 // (every workload of the namespace when sel is empty) stopped and whose
-// databases are all db: the runs a successful run for db supersedes. A
+// databases are all among dbs (secret/key joined by "+"): the runs a
+// successful run for dbs supersedes. A
 // holder without a run uid or a database (a person's scale-down) is never
 // among them; one whose uid --supersede-runs would refuse (a hand edit) is
 // returned in unlisted instead, so that the list plan writes is one
 // scale-restore takes.
-func HoldsFor(ctx context.Context, cs kubernetes.Interface, ns string, sel Selection, db string) (uids, unlisted []string, err error) {
+func HoldsFor(ctx context.Context, cs kubernetes.Interface, ns string, sel Selection, dbs string) (uids, unlisted []string, err error) {
 	f := finder{cs: cs, ns: ns}
 	var ws []*Workload
 	if sel.Empty() {
@@ -149,7 +167,10 @@ func HoldsFor(ctx context.Context, cs kubernetes.Interface, ns string, sel Selec
 	if err != nil {
 		return nil, nil, err
 	}
-	set := map[string]bool{db: true}
+	set := map[string]bool{}
+	for _, db := range strings.Split(dbs, DatabaseSeparator) {
+		set[db] = true
+	}
 	for _, w := range ws {
 		if !w.hasRecord() {
 			continue

@@ -6,6 +6,9 @@ package main
 import (
 	"github.com/chartreuse-go/chartreuse/pkg/databases"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
+	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
 
-func main() { step.Main(databases.Spec()) }
+// The holds check (--report-holds-for-result) lives with the other workload
+// code, not in pkg/databases.
+func main() { step.Main(workload.CheckSelection(databases.Spec())) }

@@ -272,6 +272,15 @@ func (s *argoSuite) testDatabasesKeepDown(t *testing.T) {
 		{outcome: "migrated", planned: "0", target: "3", current: "3", applied: []int64{1, 2, 3}},
 		{outcome: "failed", planned: "1", target: "3", current: "2", applied: []int64{2}, errorHas: "no_such_column"},
 	})
+
+	// The same list again, c no further than 2: nothing pending anywhere. The run
+	// lets go of the keep-down above (rounds' superseded-holds) and brings the
+	// application back; before, it Succeeded with the application at 0.
+	list, _ := json.Marshal([]map[string]string{{"secret": dbs[0].secret}, {"secret": dbs[1].secret}, {"secret": dbs[2].secret, "dir": SetsRoot + "/fails-second", "to": "2"}})
+	next := c.dbWait(t, c.submit(t, "", map[string]string{"databases": string(list)}), nil)
+	wantPhase(t, next, wfv1.WorkflowSucceeded)
+	wantDBVersions(t, dbs, []int64{1, 2, 3}, []int64{1, 2, 3}, []int64{1, 2})
+	wantHoldReleased(t, s.kube, c.app, next.Name)
 }
 
 // testDatabasesRestore: the canary c fails inside its transaction, so no later

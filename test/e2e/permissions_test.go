@@ -321,6 +321,9 @@ func runsScaleBinary(command, args []string) bool {
 func readsHolds(args []string) bool {
 	return slices.ContainsFunc(args, func(a string) bool {
 		v, ok := strings.CutPrefix(a, "--report-holds-for=")
+		if !ok {
+			v, ok = strings.CutPrefix(a, "--report-holds-for-result=")
+		}
 		return ok && v != ""
 	})
 }

@@ -42,7 +42,7 @@ var binaries = map[string]struct {
 	"scale-restore": {workload.ScaleRestoreSpec, "pkg/workload"},
 	"gate":          {gate.Spec, "pkg/gate"},
 	// issue 15, Argo's plan-databases entrypoint for now
-	"check-databases": {databases.Spec, "pkg/databases"},
+	"check-databases": {func() step.Spec { return workload.CheckSelection(databases.Spec()) }, "pkg/databases pkg/workload"},
 }
 
 // agreedFlags is the interface agreed between the workflow definitions and the step
@@ -66,17 +66,18 @@ var agreedFlags = func() map[string][]string {
 			"git-url", "git-revision", "git-commit", "git-credentials",
 			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest", "wait-timeout",
 			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "stopped-check-only", "check-selector", "check-workload", "check-namespace", "report-holds-for", "check-stop-workloads"}),
-		"scale-down":      cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
-		"scale-restore":   cat(common, sel, []string{"only-run-uid", "supersede-database", "supersede-runs", "wait-ready", "ready-timeout"}),
-		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "max-entries", "max-bytes", "max-secrets", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to"}),
-		"gate":            cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "pod-selector", "task-run", "timeout", "poll-interval", "progress-interval", "check-duration", "check-positive-duration", "check-wait-duration", "check-timeout-duration", "check-run-id", "database-secrets-file", "workload-namespace"}),
+		"scale-down":    cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
+		"scale-restore": cat(common, sel, []string{"only-run-uid", "supersede-database", "supersede-runs", "wait-ready", "ready-timeout"}),
+		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "max-entries", "max-bytes", "max-secrets", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to",
+			"check-selector", "check-workload", "check-namespace", "check-stop-workloads", "report-holds-for", "report-holds-for-result"}),
+		"gate": cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "pod-selector", "task-run", "timeout", "poll-interval", "progress-interval", "check-duration", "check-positive-duration", "check-wait-duration", "check-timeout-duration", "check-run-id", "database-secrets-file", "workload-namespace"}),
 	}
 }()
 
 // agreedResults are the results each binary writes (per mode for migrate), as agreed;
 // TestResultsAreWritten cross-checks them with the code.
 var agreedResults = map[string][]string{
-	"check-databases": {"entries", "secrets", "count", "plans", "rounds", "pending", "needs-downtime", "holder", "migrate-failed", "restore", "rollback", "restore-after-rollback", "databases"},
+	"check-databases": {"entries", "secrets", "count", "plans", "rounds", "pending", "needs-downtime", "holder", "migrate-failed", "restore", "rollback", "restore-after-rollback", "databases", "superseded-holds"},
 	"wait-for-db":     {"attempts", "waited"},
 	"wait-patroni":    {},
 	"migrate --plan":  {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime", "files-digest", "superseded-holds"},

@@ -39,10 +39,12 @@ var stepParameters = []struct {
 	// plan checks the selection (syntax only) before anything changes: with
 	// stop-workloads=auto and nothing that needs downtime, scale-down does not
 	// run, and scale-restore once read a typo in it only after migrate.
-	{"workload", "check-workload", []string{"migrate --plan"}},
-	{"workload-selector", "check-selector", []string{"migrate --plan"}},
-	{"namespace", "check-namespace", []string{"migrate --plan"}},
-	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate --recheck", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate", "check-databases", checkOnlyMode}},
+	// They also say which workloads' holds plan (the rounds of a databases list)
+	// reads (superseded-holds).
+	{"workload", "check-workload", []string{"migrate --plan", roundsMode}},
+	{"workload-selector", "check-selector", []string{"migrate --plan", roundsMode}},
+	{"namespace", "check-namespace", []string{"migrate --plan", roundsMode}},
+	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate --recheck", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate", "check-databases", roundsMode, checkOnlyMode}},
 }
 
 // entryParameters are the parameters a databases list's entry overrides (issue 15):
@@ -50,7 +52,13 @@ var stepParameters = []struct {
 // passes the entry's value, its input named after the entry's key.
 var entryParameters = map[string]string{"to": "to", "table": "table", "migrate-role": "role"}
 
+// roundsMode is check-databases --action=rounds, which reads the workloads' holds.
+const roundsMode = "check-databases --action=rounds"
+
 func stepMode(c container) string {
+	if c.Binary == "check-databases" && c.hasArg("--action=rounds") {
+		return roundsMode
+	}
 	if _, ok := c.flag("down-to"); ok && c.Binary == "migrate" {
 		return "migrate --down-to"
 	}

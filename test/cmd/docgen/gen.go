@@ -45,7 +45,7 @@ type binary struct {
 // a run with a databases list, first); gate, Tekton's one run
 // per database, then helm-wait, the Helm chart's hook, last.
 var Binaries = []binary{
-	{"check-databases", databases.Spec, []result{
+	{"check-databases", func() step.Spec { return workload.CheckSelection(databases.Spec()) }, []result{
 		{"entries", "JSON list of the databases with the defaults applied, each with every key: `name`, `secret`, `key`, `dir`, `git-url`, `git-revision`, `migrations-image`, `role`, `table`, `to`"},
 		{"secrets", "JSON list of the distinct Secret names, sorted: the order in which a run takes their locks"},
 		{"count", "number of databases"},
@@ -59,6 +59,7 @@ var Binaries = []binary{
 		{"rollback", "`--action=decide`: JSON list of rounds of the databases to roll back (their version moved from the planned one); `[]` for none"},
 		{"restore-after-rollback", "`--action=decide`: `true` when the workloads are to be restored once every rollback succeeded"},
 		{"databases", "`--action=summary`: JSON list, per database: `name`, `planned-version`, `target-version`, `current-version`, `applied-versions`, `seconds` (migrate's `sql-seconds`), `outcome` (`nothing-pending`, `migrated`, `failed`, `not-reached`, `rolled-back`, `rollback-failed`) and `error` (the step's one-line error, masked)"},
+		{"superseded-holds", "with `--report-holds-for-result=holder` (`--action=rounds`): the uids, comma-separated and sorted, of the runs that hold a selected workload stopped for databases all among the run's (`chartreuse.io/held-by`): the earlier `keep-down` runs a success of this run supersedes. The WorkflowTemplate passes it to `scale-restore --supersede-runs`, and runs that restore even with nothing pending when it is not empty"},
 	}},
 	{"wait-for-db", waitdb.Spec, []result{
 		{"attempts", "number of connection attempts made"},
