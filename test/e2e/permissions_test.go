@@ -548,8 +548,10 @@ func projectedTokenOf(t *testing.T, task pipelinev1.Task, name, podSA string) st
 
 // wantLeastPrivilegePods checks the pods the engine really made for a run: a
 // container that runs a scale binary reads the pod ServiceAccount's token, Argo's
-// executor containers read chartreuse-executor's, and every other container (the
-// steps that talk to the database, the engines' own init containers) has no token.
+// executor containers read chartreuse-executor's, migrate and plan read
+// chartreuse-migrate's (Tekton: chartreuse-pipeline-migrate's), and every other
+// container (the steps that talk only to the database, the engines' own init
+// containers) has no token.
 func wantLeastPrivilegePods(t *testing.T, kube kubernetes.Interface, pods []corev1.Pod, argo bool) {
 	t.Helper()
 	if len(pods) == 0 {
@@ -569,8 +571,9 @@ func wantLeastPrivilegePods(t *testing.T, kube kubernetes.Interface, pods []core
 				want = "chartreuse-executor"
 			case runsScaleBinary(c.Command, c.Args), runsGate(c.Command, c.Args):
 				want = p.Spec.ServiceAccountName
-			case runsLocking(c.Command, c.Args) && slices.Contains(migrateAccounts, p.Spec.ServiceAccountName):
-				// migrate and rollback (Argo), the migrate tasks (Tekton): list pods only
+			case (runsLocking(c.Command, c.Args) || readsHolds(c.Args)) && slices.Contains(migrateAccounts, p.Spec.ServiceAccountName):
+				// migrate and rollback (Argo), the migrate tasks (Tekton): list pods only;
+				// plan and a databases list's rounds: read the workloads' holds
 				want = p.Spec.ServiceAccountName
 			}
 			if got != want {
