@@ -221,7 +221,7 @@ func RunList(flag, v string) (string, error) {
 // listableRunUID reports whether u can stand in a --supersede-runs list: one
 // word of at most 253 characters, without the separators of the holder list.
 func listableRunUID(u string) bool {
-	return u != "" && len(u) <= 253 && !strings.ContainsAny(u, ",: \t\n\r") && u != noRunUID
+	return u != "" && oneLineValue(u) && !strings.ContainsAny(u, ",: \t") && u != noRunUID
 }
 
 // secretList checks the value of --database-secret or --supersede-database:

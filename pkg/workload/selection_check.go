@@ -167,10 +167,7 @@ func HoldsFor(ctx context.Context, cs kubernetes.Interface, ns string, sel Selec
 	if err != nil {
 		return nil, nil, err
 	}
-	set := map[string]bool{}
-	for _, db := range strings.Split(dbs, DatabaseSeparator) {
-		set[db] = true
-	}
+	set := databaseSet(dbs)
 	for _, w := range ws {
 		if !w.hasRecord() {
 			continue

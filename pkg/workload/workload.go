@@ -301,18 +301,25 @@ type letGo struct {
 }
 
 func newLetGo(uid, supersede, runs string) letGo {
-	g := letGo{uid: uid, databases: map[string]bool{}, runs: map[string]bool{}}
-	for _, db := range strings.Split(supersede, DatabaseSeparator) {
-		if db = strings.TrimSpace(db); db != "" {
-			g.databases[db] = true
-		}
-	}
+	g := letGo{uid: uid, databases: databaseSet(supersede), runs: map[string]bool{}}
 	for _, r := range strings.Split(runs, ",") {
 		if r = strings.TrimSpace(r); r != "" && r != uid {
 			g.runs[r] = true
 		}
 	}
 	return g
+}
+
+// databaseSet is the set of the databases of list (secret/key joined by "+"),
+// blanks and empty pieces left out.
+func databaseSet(list string) map[string]bool {
+	set := map[string]bool{}
+	for _, db := range strings.Split(list, DatabaseSeparator) {
+		if db = strings.TrimSpace(db); db != "" {
+			set[db] = true
+		}
+	}
+	return set
 }
 
 // lets reports whether holder h, at index i of a list where the run's own
