@@ -43,6 +43,12 @@ type Options struct {
 	Parallelism string
 	Canary      bool
 	Policy      string
+	// OneEntryPerSecret refuses a list where two entries share a Secret: Tekton
+	// fans a run out over its Secrets (a matrix crosses its parameters, so a
+	// TaskRun cannot be handed a Secret and a key together), one TaskRun each.
+	OneEntryPerSecret bool
+	// Secret is the entry pick finds (its only one).
+	Secret string
 
 	entries     []Entry // parsed by Validate
 	plans       []Plan
@@ -57,19 +63,24 @@ const (
 	ActionRounds  = "rounds"
 	ActionDecide  = "decide"
 	ActionSummary = "summary"
+	// ActionPick writes the fields of the entry of one Secret as results, for the
+	// later steps of a Tekton TaskRun fanned out over the Secrets.
+	ActionPick = "pick"
 )
 
 // Flags implements step.Options.
 func (o *Options) Flags() []cli.Flag {
 	d := &o.Defaults
 	return []cli.Flag{
-		&cli.StringFlag{Name: "action", Value: ActionCheck, Usage: "check: check --databases (the first step of a run); rounds: from --entries and --plans, cut the pending databases into the rounds migrate runs them in; decide: the failure path over all databases (--policy) from --plans and --outputs; summary: one line and one result entry per database, from --plans and --outputs", Destination: &o.Action},
+		&cli.StringFlag{Name: "action", Value: ActionCheck, Usage: "check: check --databases (the first step of a run); pick: write the fields of the entry of --secret as results (Tekton: the first step of a TaskRun fanned out over the Secrets; reads no Secret); rounds: from --entries and --plans, cut the pending databases into the rounds migrate runs them in; decide: the failure path over all databases (--policy) from --plans and --outputs; summary: one line and one result entry per database, from --plans and --outputs", Destination: &o.Action},
 		&cli.StringFlag{Name: "entries", Usage: "rounds: check's entries result (the list with the defaults applied)", Destination: &o.Entries},
 		&cli.StringFlag{Name: "plans", Usage: "rounds: the plan outputs of the entries, a JSON list of objects in the order of --entries (Argo's aggregated outputs); decide, summary: the plans result of rounds (default: the output databases-plans in --outputs)", Destination: &o.Plans},
 		&cli.StringFlag{Name: "outputs", Usage: "decide, summary: the run's per-database outputs, a JSON object whose keys are db-<index>-<step>-<result> (step migrate, recheck or rollback); other keys are ignored", Destination: &o.Outputs},
 		&cli.StringFlag{Name: "parallelism", Value: "1", Usage: "rounds, decide: how many databases to migrate (or roll back) at once, 1 to 64", Destination: &o.Parallelism},
 		&cli.BoolFlag{Name: "canary", Value: true, Usage: "rounds: migrate the first pending database alone before any other starts", Destination: &o.Canary},
 		&cli.StringFlag{Name: "policy", Value: KeepDown, Usage: "decide: the failure policy, keep-down, restore or rollback (the workflows' on-migrate-failure)", Destination: &o.Policy},
+		&cli.BoolFlag{Name: "one-entry-per-secret", Usage: "check: refuse a list where two entries share a Secret (Tekton: a run fans out over its Secrets, one TaskRun each); pick always does", Destination: &o.OneEntryPerSecret},
+		&cli.StringFlag{Name: "secret", Usage: "pick: the Secret whose entry to write (the TaskRun's matrix value)", Destination: &o.Secret},
 		&cli.IntFlag{Name: "max-entries", Usage: "check: refuse a list of more entries than this (0: the most any run takes, 1000); the Argo WorkflowTemplate sets the largest list measured to fit its workflow object", Destination: &o.MaxEntries},
 		&cli.IntFlag{Name: "max-bytes", Usage: "check: refuse a list whose entries, with the defaults applied, take more bytes of JSON than this (0: no bound); the Argo WorkflowTemplate sets it with --max-entries", Destination: &o.MaxBytes},
 		&cli.IntFlag{Name: "max-secrets", Usage: "check: refuse a list naming more distinct Secrets than this (0: no bound); the Argo WorkflowTemplate sets it, since it nests one template per Secret", Destination: &o.MaxSecrets},
@@ -90,11 +101,11 @@ func (o *Options) Flags() []cli.Flag {
 // usage error (exit 2) before the step connects to anything.
 func (o *Options) Validate() error {
 	switch o.Action {
-	case ActionCheck:
+	case ActionCheck, ActionPick:
 	case ActionRounds, ActionDecide, ActionSummary:
 		return o.validateLater()
 	default:
-		return failure.Usagef("--action %q is not one of check, rounds, decide, summary", o.Action)
+		return failure.Usagef("--action %q is not one of check, pick, rounds, decide, summary", o.Action)
 	}
 	entries, err := Parse(o.Databases, o.Defaults)
 	if err != nil {
@@ -124,8 +135,50 @@ func (o *Options) Validate() error {
 		return failure.Usagef("databases: %d distinct Secrets, more than the %d one run takes (it holds a lock per Secret, nested); "+
 			"put several databases in one Secret, one key each, or split the list into several runs", n, o.MaxSecrets)
 	}
+	if o.OneEntryPerSecret || o.Action == ActionPick {
+		if err := oneEntryPerSecret(entries); err != nil {
+			return err
+		}
+	}
+	if o.Action == ActionPick {
+		if _, ok := entryOf(entries, o.Secret); !ok {
+			return failure.Usagef("--secret %q names no entry of the list: give the Secret of one of its entries (the TaskRun's matrix value)", o.Secret)
+		}
+	}
 	o.entries = entries
 	return nil
+}
+
+// oneEntryPerSecret refuses entries that share a Secret, naming the first pair of
+// each Secret.
+func oneEntryPerSecret(entries []Entry) error {
+	var bad problems
+	first := map[string]int{}
+	for i, e := range entries {
+		j, ok := first[e.Secret]
+		if !ok {
+			first[e.Secret] = i
+			continue
+		}
+		if j >= 0 {
+			bad.add("%s and %s share the Secret %s", where(j, entries[j].Name), where(i, e.Name), e.Secret)
+			first[e.Secret] = -1 // said once per Secret
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return failure.Usagef("databases: %s; a Tekton run migrates one database per Secret (its TaskRuns fan out over the Secrets): give each database a Secret of its own, or run this list on Argo", bad.message())
+}
+
+// entryOf returns the entry of the Secret, which oneEntryPerSecret made the only one.
+func entryOf(entries []Entry, secret string) (int, bool) {
+	for i, e := range entries {
+		if e.Secret == secret {
+			return i, true
+		}
+	}
+	return -1, false
 }
 
 // checkBytes refuses entries whose JSON (the entries result other steps read) is
@@ -229,6 +282,18 @@ func (o *Options) runLater(env *step.Env) error {
 	return nil
 }
 
+// pick writes the entry of o.Secret, each field a result named after its key,
+// and its position in the list (index, from 0).
+func (o *Options) pick(env *step.Env) {
+	i, _ := entryOf(o.entries, o.Secret)
+	e := o.entries[i]
+	env.Results.Set("index", strconv.Itoa(i))
+	for k, v := range e.fields() {
+		env.Results.Set(k, v)
+	}
+	env.Log.Info("entry picked", "name", e.Name, "secret", e.Secret, "index", i)
+}
+
 // namespaceUsage replaces kube.Options' wording: the Secrets are beside the run.
 const namespaceUsage = "namespace of the run and its database Secrets (default: the pod's own namespace in a cluster, else the kubeconfig context's)"
 
@@ -246,12 +311,19 @@ func Spec() step.Spec {
 			"The later actions read what the run's other steps reported and touch nothing: --action=rounds pairs the entries with their plans' outputs and cuts the pending databases into rounds " +
 			"(with --canary the first alone; then at most --parallelism at once); --action=decide applies the failure policy over all the databases; " +
 			"--action=summary logs one line per database and writes the run summary. " +
+			"With --one-entry-per-secret (Tekton) check refuses a list where two entries share a Secret. --action=pick writes the entry of --secret, each key a result of its own, for the later steps of its TaskRun. " +
 			"Results: entries (check: the list with the defaults applied), secrets (check: the distinct Secret names; sorted), count (check), " +
+			"index (pick), name, secret, key, dir, git-url, git-revision, migrations-image, role, table, to (pick), " +
 			"plans (rounds), rounds (rounds), pending (rounds), needs-downtime (rounds), holder (rounds), " +
 			"migrate-failed (decide), restore (decide), rollback (decide), restore-after-rollback (decide), databases (summary).",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
-			if o.Action != ActionCheck {
+			switch o.Action {
+			case ActionPick:
+				o.pick(env)
+				return nil
+			case ActionCheck:
+			default:
 				return o.runLater(env)
 			}
 			c, err := ko.ConnectStep("check-databases", env.Log)

@@ -130,3 +130,72 @@ func TestMaxSecrets(t *testing.T) {
 		}
 	}
 }
+
+// pick writes the entry of one Secret, defaults applied, a result per key and
+// its index; it reads no Secret (the kubeconfig names a closed port).
+func TestPick(t *testing.T) {
+	const list = `[{"secret": "orders-db", "to": "4"}, {"secret": "billing-db", "key": "dsn", "dir": "/migrations/billing", "role": "billing_owner"}]`
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	code := step.Run(context.Background(), Spec(), []string{"check-databases", "--skip-version-check", "--kubeconfig", filepath.Join(dir, "none"),
+		"--results-dir", dir, "--action", "pick", "--secret", "billing-db", "--databases", list,
+		"--git-url", "https://git.example/app.git", "--git-revision", "v2", "--table", "app.versions"}, &out, &errb)
+	if code != failure.CodeOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	want := map[string]string{"index": "1", "name": "billing-db", "secret": "billing-db", "key": "dsn", "dir": "/migrations/billing",
+		"git-url": "https://git.example/app.git", "git-revision": "v2", "migrations-image": "", "role": "billing_owner", "table": "app.versions", "to": ""}
+	for _, k := range Keys {
+		if _, ok := want[k]; !ok {
+			t.Fatalf("key %s of an entry is not in the test's want", k)
+		}
+	}
+	files, _ := os.ReadDir(dir)
+	if len(files) != len(want) {
+		t.Errorf("%d results written, want %d", len(files), len(want))
+	}
+	for k, v := range want {
+		got, err := os.ReadFile(filepath.Join(dir, k))
+		if err != nil || string(got) != v {
+			t.Errorf("result %s = %q (%v), want %q", k, got, err, v)
+		}
+	}
+}
+
+// A Tekton run fans out over its Secrets: check with --one-entry-per-secret and
+// pick refuse entries that share one (exit 2, nothing written), and pick
+// refuses a Secret the list does not name.
+func TestOneEntryPerSecret(t *testing.T) {
+	const shared = `[{"secret": "t", "key": "a"}, {"secret": "u"}, {"secret": "t", "key": "b"}, {"secret": "t", "key": "c"}]`
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--action", "check", "--one-entry-per-secret", "--databases", shared},
+			"databases: entry 1 (t/a) and entry 3 (t/b) share the Secret t; a Tekton run migrates one database per Secret"},
+		{[]string{"--action", "pick", "--secret", "u", "--databases", shared}, "entry 1 (t/a) and entry 3 (t/b) share the Secret t"},
+		{[]string{"--action", "pick", "--secret", "v", "--databases", `[{"secret": "u"}]`}, `--secret "v" names no entry of the list`},
+		{[]string{"--action", "pick", "--databases", `[{"secret": "u"}]`}, `--secret "" names no entry of the list`},
+	} {
+		dir := t.TempDir()
+		var out, errb bytes.Buffer
+		code := step.Run(context.Background(), Spec(), append([]string{"check-databases", "--skip-version-check",
+			"--kubeconfig", filepath.Join(dir, "none"), "--results-dir", dir}, tc.args...), &out, &errb)
+		var sum results.Summary
+		_ = json.Unmarshal(out.Bytes(), &sum)
+		if code != failure.CodeUsage || !strings.Contains(sum.Error, tc.want) {
+			t.Errorf("%v: exit %d %q, want 2 with %q", tc.args, code, sum.Error, tc.want)
+		}
+		if strings.Count(sum.Error, "share the Secret") > 1 {
+			t.Errorf("%v: one Secret named more than once: %q", tc.args, sum.Error)
+		}
+		if files, _ := os.ReadDir(dir); len(files) > 0 {
+			t.Errorf("%v: results written for a refused list", tc.args)
+		}
+	}
+	// without the flag, Argo's check takes the shared Secret
+	o := &Options{Action: ActionCheck, Databases: shared, Defaults: runDefaults}
+	if err := o.Validate(); err != nil {
+		t.Errorf("check without --one-entry-per-secret: %v", err)
+	}
+}
