@@ -169,8 +169,10 @@ func (o *RunOptions) Validate() error {
 		v    *string
 	}{{"--run-uid", &o.RunUID}, {"--only-run-uid", &o.OnlyRunUID}} {
 		*u.v = strings.TrimSpace(*u.v)
-		if !oneLineValue(*u.v) || strings.ContainsAny(*u.v, ",: ") || *u.v == noRunUID {
-			return fmt.Errorf("%s %q must be one word of at most 253 characters without commas or colons (and not %q), e.g. the workflow's uid", u.flag, *u.v, noRunUID)
+		// one check with --supersede-runs: the uid stands in held-by and in
+		// plan's superseded-holds list
+		if *u.v != "" && !listableRunUID(*u.v) {
+			return fmt.Errorf("%s %q must be one word of at most 253 characters without commas, colons, blanks or tabs (and not %q), e.g. the workflow's uid", u.flag, *u.v, noRunUID)
 		}
 	}
 	for _, u := range []struct {

@@ -68,6 +68,11 @@ func TestSpecUsageErrors(t *testing.T) {
 		{"restore zero ready timeout", ScaleRestoreSpec(), []string{"--wait-ready", "--ready-timeout", "0s"}, 2, "--ready-timeout"},
 		{"restore multi-line run uid", ScaleRestoreSpec(), []string{"--only-run-uid", "a\nb"}, 2, "--only-run-uid"},
 		{"multi-line run uid", ScaleDownSpec(), []string{"--workload", "deploy/web", "--run-uid", "a\nb"}, 2, "--run-uid"},
+		// the holder list's separators, a tab among them: the uid stands in a
+		// held-by entry and in plan's superseded-holds list, which refuses a tab
+		{"run uid with a tab", ScaleDownSpec(), []string{"--workload", "deploy/web", "--run-uid", "a\tb"}, 2, "--run-uid"},
+		{"restore run uid with a tab", ScaleRestoreSpec(), []string{"--only-run-uid", "a\tb"}, 2, "--only-run-uid"},
+		{"run uid with a colon", ScaleDownSpec(), []string{"--workload", "deploy/web", "--run-uid", "a:b"}, 2, "--run-uid"},
 		{"run uid on restore", ScaleRestoreSpec(), []string{"--run-uid", "x"}, 2, "run-uid"},
 	}
 	for _, tt := range tests {
