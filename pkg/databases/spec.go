@@ -47,8 +47,14 @@ type Options struct {
 	// fans a run out over its Secrets (a matrix crosses its parameters, so a
 	// TaskRun cannot be handed a Secret and a key together), one TaskRun each.
 	OneEntryPerSecret bool
-	// Secret is the entry pick finds (its only one).
+	// Secret is the entry pick finds (its only one), or the Secret of the plan
+	// whose line plan-line writes.
 	Secret string
+	// PlanResults is the directory of migrate --plan's results (plan-line).
+	PlanResults string
+	// Lines are the plan lines, one per Secret, given after the flags (Tekton
+	// hands a step an array so): rounds and pick on Tekton.
+	Lines []string
 
 	entries     []Entry // parsed by Validate
 	plans       []Plan
@@ -66,13 +72,19 @@ const (
 	// ActionPick writes the fields of the entry of one Secret as results, for the
 	// later steps of a Tekton TaskRun fanned out over the Secrets.
 	ActionPick = "pick"
+	// ActionPlanLine writes what migrate --plan reported for one Secret as one
+	// line (ResultPlanLine), the result a Tekton plan TaskRun reports.
+	ActionPlanLine = "plan-line"
 )
+
+// TakeArgs implements step.ArgsTaker: the plan lines.
+func (o *Options) TakeArgs(args []string) { o.Lines = args }
 
 // Flags implements step.Options.
 func (o *Options) Flags() []cli.Flag {
 	d := &o.Defaults
 	return []cli.Flag{
-		&cli.StringFlag{Name: "action", Value: ActionCheck, Usage: "check: check --databases (the first step of a run); pick: write the fields of the entry of --secret as results (Tekton: the first step of a TaskRun fanned out over the Secrets; reads no Secret); rounds: from --entries and --plans, cut the pending databases into the rounds migrate runs them in; decide: the failure path over all databases (--policy) from --plans and --outputs; summary: one line and one result entry per database, from --plans and --outputs", Destination: &o.Action},
+		&cli.StringFlag{Name: "action", Value: ActionCheck, Usage: "check: check --databases (the first step of a run); pick: write the fields of the entry of --secret as results (Tekton: the first step of a TaskRun fanned out over the Secrets; reads no Secret), and with plan lines after the flags its plan too; plan-line: write migrate --plan's results (--plan-results) as one line naming --secret (Tekton: a plan TaskRun's result); rounds: from --entries and --plans, cut the pending databases into the rounds migrate runs them in; decide: the failure path over all databases (--policy) from --plans and --outputs; summary: one line and one result entry per database, from --plans and --outputs", Destination: &o.Action},
 		&cli.StringFlag{Name: "entries", Usage: "rounds: check's entries result (the list with the defaults applied)", Destination: &o.Entries},
 		&cli.StringFlag{Name: "plans", Usage: "rounds: the plan outputs of the entries, a JSON list of objects in the order of --entries (Argo's aggregated outputs); decide, summary: the plans result of rounds (default: the output databases-plans in --outputs)", Destination: &o.Plans},
 		&cli.StringFlag{Name: "outputs", Usage: "decide, summary: the run's per-database outputs, a JSON object whose keys are db-<index>-<step>-<result> (step migrate, recheck or rollback); other keys are ignored", Destination: &o.Outputs},
@@ -80,7 +92,8 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.BoolFlag{Name: "canary", Value: true, Usage: "rounds: migrate the first pending database alone before any other starts", Destination: &o.Canary},
 		&cli.StringFlag{Name: "policy", Value: KeepDown, Usage: "decide: the failure policy, keep-down, restore or rollback (the workflows' on-migrate-failure)", Destination: &o.Policy},
 		&cli.BoolFlag{Name: "one-entry-per-secret", Usage: "check: refuse a list where two entries share a Secret (Tekton: a run fans out over its Secrets, one TaskRun each); pick always does", Destination: &o.OneEntryPerSecret},
-		&cli.StringFlag{Name: "secret", Usage: "pick: the Secret whose entry to write (the TaskRun's matrix value)", Destination: &o.Secret},
+		&cli.StringFlag{Name: "secret", Usage: "pick: the Secret whose entry to write (the TaskRun's matrix value); plan-line: the Secret the plan was for", Destination: &o.Secret},
+		&cli.StringFlag{Name: "plan-results", Usage: "plan-line: the --results-dir migrate --plan wrote its results in, earlier in the same pod", Destination: &o.PlanResults},
 		&cli.IntFlag{Name: "max-entries", Usage: "check: refuse a list of more entries than this (0: the most any run takes, 1000); the Argo WorkflowTemplate sets the largest list measured to fit its workflow object", Destination: &o.MaxEntries},
 		&cli.IntFlag{Name: "max-bytes", Usage: "check: refuse a list whose entries, with the defaults applied, take more bytes of JSON than this (0: no bound); the Argo WorkflowTemplate sets it with --max-entries", Destination: &o.MaxBytes},
 		&cli.IntFlag{Name: "max-secrets", Usage: "check: refuse a list naming more distinct Secrets than this (0: no bound); the Argo WorkflowTemplate sets it, since it nests one template per Secret", Destination: &o.MaxSecrets},
@@ -102,6 +115,11 @@ func (o *Options) Flags() []cli.Flag {
 func (o *Options) Validate() error {
 	switch o.Action {
 	case ActionCheck, ActionPick:
+	case ActionPlanLine:
+		if strings.TrimSpace(o.Secret) == "" || strings.TrimSpace(o.PlanResults) == "" {
+			return failure.Usagef("--action=plan-line needs --secret (the Secret planned) and --plan-results (the directory of plan's results)")
+		}
+		return nil
 	case ActionRounds, ActionDecide, ActionSummary:
 		return o.validateLater()
 	default:
@@ -144,6 +162,17 @@ func (o *Options) Validate() error {
 		if _, ok := entryOf(entries, o.Secret); !ok {
 			return failure.Usagef("--secret %q names no entry of the list: give the Secret of one of its entries (the TaskRun's matrix value)", o.Secret)
 		}
+		if len(o.Lines) > 0 {
+			outs, err := planOutputs(entries, o.Lines)
+			if err != nil {
+				return err
+			}
+			if o.plans, err = JoinPlans(entries, outs); err != nil {
+				return err
+			}
+		}
+	} else if len(o.Lines) > 0 {
+		return failure.Usagef("--action=check takes no arguments after the flags (%d given)", len(o.Lines))
 	}
 	o.entries = entries
 	return nil
@@ -211,6 +240,30 @@ func (o *Options) validateLater() error {
 			return err
 		}
 	}
+	if o.Action == ActionRounds && len(o.Lines) > 0 {
+		// Tekton: the list itself (no entries result travels, it may outgrow a
+		// TaskRun's results) and a line per Secret
+		entries, err := Parse(o.Databases, o.Defaults)
+		if err != nil {
+			return err
+		}
+		if entries == nil {
+			return failure.Usagef("--databases is empty: rounds with plan lines reads the run's list")
+		}
+		if err := oneEntryPerSecret(entries); err != nil {
+			return err
+		}
+		outs, err := planOutputs(entries, o.Lines)
+		if err != nil {
+			return err
+		}
+		o.entries = entries
+		o.plans, err = JoinPlans(entries, outs)
+		return err
+	}
+	if len(o.Lines) > 0 {
+		return failure.Usagef("--action=%s takes no arguments after the flags (%d given)", o.Action, len(o.Lines))
+	}
 	if o.Action == ActionRounds {
 		if err := json.Unmarshal([]byte(o.Entries), &o.entries); err != nil || len(o.entries) == 0 {
 			return failure.Usagef("--entries is not check-databases' entries result (a non-empty JSON list of entries)")
@@ -255,8 +308,15 @@ func (o *Options) runLater(env *step.Env) error {
 				downtime = downtime || p.NeedsDowntime
 			}
 		}
-		env.Results.SetJSON("plans", o.plans)
-		env.Results.SetJSON("rounds", rounds)
+		if len(o.Lines) > 0 {
+			// Tekton: the pending Secrets in the order migrate starts them
+			// (its matrix); the plans stay in the lines, which the later
+			// steps are given too
+			env.Results.SetJSON("order", order(rounds))
+		} else {
+			env.Results.SetJSON("plans", o.plans)
+			env.Results.SetJSON("rounds", rounds)
+		}
 		env.Results.Set("pending", strconv.FormatBool(pending > 0))
 		env.Results.Set("needs-downtime", strconv.FormatBool(downtime))
 		env.Results.Set("holder", Holder(o.plans))
@@ -291,7 +351,16 @@ func (o *Options) pick(env *step.Env) {
 	for k, v := range e.fields() {
 		env.Results.Set(k, v)
 	}
-	env.Log.Info("entry picked", "name", e.Name, "secret", e.Secret, "index", i)
+	if o.plans != nil {
+		p := o.plans[i]
+		env.Results.Set("pending", strconv.FormatBool(p.Pending))
+		env.Results.Set("planned-version", p.PlannedVersion)
+		env.Results.Set("planned-target", p.PlannedTarget)
+		env.Results.Set("planned-files-digest", p.FilesDigest)
+		env.Results.Set("git-commit", p.GitCommit)
+		env.Results.Set("migrations-digest", p.MigrationsDigest)
+	}
+	env.Log.Info("entry picked", "name", e.Name, "secret", e.Secret, "index", i, "with-plan", o.plans != nil)
 }
 
 // namespaceUsage replaces kube.Options' wording: the Secrets are beside the run.
@@ -311,16 +380,28 @@ func Spec() step.Spec {
 			"The later actions read what the run's other steps reported and touch nothing: --action=rounds pairs the entries with their plans' outputs and cuts the pending databases into rounds " +
 			"(with --canary the first alone; then at most --parallelism at once); --action=decide applies the failure policy over all the databases; " +
 			"--action=summary logs one line per database and writes the run summary. " +
-			"With --one-entry-per-secret (Tekton) check refuses a list where two entries share a Secret. --action=pick writes the entry of --secret, each key a result of its own, for the later steps of its TaskRun. " +
+			"With --one-entry-per-secret (Tekton) check refuses a list where two entries share a Secret. --action=pick writes the entry of --secret, each key a result of its own, for the later steps of its TaskRun; " +
+			"given the plan lines after the flags (PLAN-LINE..., one argument each, as Tekton hands an array), also what its plan reported. " +
+			"--action=plan-line writes what migrate --plan reported for --secret (its results in --plan-results) as one JSON line. " +
+			"On Tekton --action=rounds reads --databases and the plan lines (paired by Secret, since Tekton sorts a fanned-out task's results by TaskRun name) instead of --entries and --plans. " +
 			"Results: entries (check: the list with the defaults applied), secrets (check: the distinct Secret names; sorted), count (check), " +
 			"index (pick), name, secret, key, dir, git-url, git-revision, migrations-image, role, table, to (pick), " +
-			"plans (rounds), rounds (rounds), pending (rounds), needs-downtime (rounds), holder (rounds), " +
+			"planned-version, planned-target, planned-files-digest, migrations-digest (pick with plan lines, which also writes pending and git-commit), plan-line (plan-line), " +
+			"plans (rounds), rounds (rounds), order (rounds with plan lines), pending (rounds), needs-downtime (rounds), holder (rounds), " +
 			"migrate-failed (decide), restore (decide), rollback (decide), restore-after-rollback (decide), databases (summary).",
+		Args:    "[PLAN-LINE...]",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
 			switch o.Action {
 			case ActionPick:
 				o.pick(env)
+				return nil
+			case ActionPlanLine:
+				line, err := readPlanLine(o.PlanResults, o.Secret)
+				if err != nil {
+					return err
+				}
+				env.Results.SetJSON(ResultPlanLine, line)
 				return nil
 			case ActionCheck:
 			default:

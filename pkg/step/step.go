@@ -32,6 +32,16 @@ type Spec struct {
 	// Run does the step's work. Errors are classified with package failure;
 	// unclassified errors are permanent.
 	Run func(ctx context.Context, env *Env) error
+	// Args, when not empty, says what the arguments after the flags are, and
+	// lets the step take them: an option that implements ArgsTaker is handed
+	// them before it is validated. Tekton hands a step an array only so, one
+	// argument per value. Empty: the step takes flags only.
+	Args string
+}
+
+// ArgsTaker is an option that reads the arguments after the flags (Spec.Args).
+type ArgsTaker interface {
+	TakeArgs(args []string)
 }
 
 // Env is what a running step gets from the scaffolding.
@@ -69,6 +79,7 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		Name:            spec.Name,
 		Usage:           spec.Usage,
 		Description:     spec.Description,
+		ArgsUsage:       spec.Args,
 		Version:         version.Version,
 		Flags:           appFlags(common, spec),
 		Writer:          stdout,
@@ -84,7 +95,13 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 			if c.IsSet(refuseFlag) {
 				return refusal(common.Refuse)
 			}
-			if c.NArg() > 0 {
+			if c.NArg() > 0 && spec.Args != "" {
+				for _, o := range spec.Options {
+					if t, ok := o.(ArgsTaker); ok {
+						t.TakeArgs(c.Args().Slice())
+					}
+				}
+			} else if c.NArg() > 0 {
 				// Not quoted back: such an argument is often the rest of a value
 				// whose blank split it (a password), and no secret is known yet.
 				return fmt.Errorf("unexpected argument (%d of them after the flags, not shown): %s takes flags only; put a value holding a blank in quotes, as one argument", c.NArg(), spec.Name)

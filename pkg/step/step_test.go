@@ -313,3 +313,40 @@ func TestDurationFlagErrorsSayWhy(t *testing.T) {
 		}
 	}
 }
+
+// argsOptions takes the arguments after the flags (Spec.Args).
+type argsOptions struct {
+	testOptions
+	args []string
+}
+
+func (o *argsOptions) TakeArgs(args []string) { o.args = args }
+
+func (o *argsOptions) Validate() error {
+	if len(o.args) > 0 && o.args[0] == "bad" {
+		return errors.New("the first argument is bad")
+	}
+	return nil
+}
+
+// A step whose Spec says what its arguments are hands them to the option that
+// takes them, before it is validated; without Spec.Args they stay refused.
+func TestArgsAfterTheFlags(t *testing.T) {
+	opts := &argsOptions{}
+	var seen []string
+	spec := Spec{Name: "demo", Args: "LINE...", Options: []Options{opts}, Run: func(context.Context, *Env) error {
+		seen = opts.args
+		return nil
+	}}
+	code, _, errOut := runStep(t, spec, "--skip-version-check", "--results-dir", t.TempDir(), "--count", "2", `{"secret":"a"}`, "x y")
+	if code != failure.CodeOK || strings.Join(seen, "|") != `{"secret":"a"}|x y` || opts.Count != 2 {
+		t.Errorf("exit %d, args %q, count %d (%s)", code, seen, opts.Count, errOut)
+	}
+	if code, out, _ := runStep(t, spec, "--skip-version-check", "--results-dir", t.TempDir(), "bad"); code != failure.CodeUsage || !strings.Contains(out, "the first argument is bad") {
+		t.Errorf("a bad argument: exit %d %s, want 2 naming it", code, out)
+	}
+	spec.Args = ""
+	if code, _, _ := runStep(t, spec, "--skip-version-check", "--results-dir", t.TempDir(), "x"); code != failure.CodeUsage {
+		t.Errorf("without Spec.Args an argument is refused: exit %d, want 2", code)
+	}
+}
