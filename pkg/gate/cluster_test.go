@@ -700,14 +700,28 @@ func TestClusterReleaseIgnoresAStalePodOfAFinishedTaskRun(t *testing.T) {
 // status update crossed ours, in a full local run on a304e5d.)
 func (c *cluster) finishedTaskRun(pr *unstructured.Unstructured, name string) {
 	c.t.Helper()
+	c.finishedTaskRunOf(pr, name, "", "")
+}
+
+// finishedTaskRunOf is finishedTaskRun for a TaskRun of the Pipeline task
+// task, fanned out over the Secret secret (its param), as a matrix makes it.
+func (c *cluster) finishedTaskRunOf(pr *unstructured.Unstructured, name, task, secret string) {
+	c.t.Helper()
 	ctx := c.t.Context()
+	labels := map[string]any{labelRunUID: string(pr.GetUID())}
+	spec := map[string]any{
+		"status":   "TaskRunCancelled",
+		"taskSpec": map[string]any{"steps": []any{map[string]any{"name": "s", "image": "chartreuse.invalid/none"}}},
+	}
+	if task != "" {
+		labels[labelPipelineTask] = task
+		spec["params"] = []any{map[string]any{"name": "secret", "value": secret}}
+		spec["taskSpec"].(map[string]any)["params"] = []any{map[string]any{"name": "secret", "type": "string"}}
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "tekton.dev/v1", "kind": "TaskRun",
-		"metadata": map[string]any{"name": name, "labels": map[string]any{labelRunUID: string(pr.GetUID())}},
-		"spec": map[string]any{
-			"status":   "TaskRunCancelled",
-			"taskSpec": map[string]any{"steps": []any{map[string]any{"name": "s", "image": "chartreuse.invalid/none"}}},
-		},
+		"metadata": map[string]any{"name": name, "labels": labels},
+		"spec":     spec,
 	}}
 	if _, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 		c.t.Fatal(err)

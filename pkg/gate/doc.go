@@ -1,5 +1,6 @@
 // Package gate keeps two runs for one database from overlapping: the gate step
-// of the Tekton Pipeline, and the settle step of Argo's exit handler.
+// of the Tekton Pipeline, and the settle step of Argo's exit handler. Its turn
+// action paces a Tekton run's fanned-out migrations (Turn).
 //
 // Argo has a mutex (synchronization.mutexes keyed by the database Secret);
 // Tekton has none. The gate is a coordination.k8s.io Lease in the run's

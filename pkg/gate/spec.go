@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,15 @@ const (
 	ActionRelease = "release"
 	// ActionSettle is Argo's: wait until the workflow's stopped steps have ended.
 	ActionSettle = "settle"
+	// ActionTurn is Tekton's, for a run over several databases: wait for this
+	// TaskRun's turn among the run's migrate (or rollback) TaskRuns.
+	ActionTurn = "turn"
+)
+
+// Results of --action=turn, step results its TaskRun's next step is guarded by.
+const (
+	ResultGo  = "go"
+	ResultWhy = "why"
 )
 
 // Options are the gate step's own flags.
@@ -46,7 +56,15 @@ type Options struct {
 	Wait              durationChecks // --check-wait-duration
 	Timeouts          durationChecks // --check-timeout-duration
 	RunID             runIDCheck     // --check-run-id
+	// turn
+	PipelineTask string
+	Parallelism  int
+	Canary       bool
+	Order        []string // the arguments after the flags
 }
+
+// TakeArgs implements step.ArgsTaker: turn's order, one Secret per argument.
+func (o *Options) TakeArgs(args []string) { o.Order = args }
 
 // Flags implements step.Options.
 func (o *Options) Flags() []cli.Flag {
@@ -66,14 +84,17 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.GenericFlag{Name: "check-positive-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, and 0 is refused too", Value: &o.Positive},
 		&cli.GenericFlag{Name: "check-wait-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, from 1s to 24h (the limit of the steps' own waits)", Value: &o.Wait},
 		&cli.GenericFlag{Name: "check-timeout-duration", Usage: "NAME=VALUE, repeatable: as --check-duration, 0 or at least 1s (a PostgreSQL timeout the step's own queries run under)", Value: &o.Timeouts},
+		&cli.StringFlag{Name: "pipeline-task", Value: "migrate", Usage: "turn: the Pipeline task whose TaskRuns take turns (migrate, or rollback)", Destination: &o.PipelineTask},
+		&cli.IntFlag{Name: "parallelism", Value: 1, Usage: "turn: how many of the task's TaskRuns may work at once, 1 to 64", Destination: &o.Parallelism},
+		&cli.BoolFlag{Name: "canary", Value: true, Usage: "turn: the first Secret of the order works alone before any other starts", Destination: &o.Canary},
 		&cli.GenericFlag{Name: "check-run-id", Usage: "the run's run-id parameter: blank (after trimming), longer than 253 characters or more than one line fails the step (exit 2) before it takes the gate", Value: &o.RunID},
 	}
 }
 
 // Validate implements step.Options.
 func (o *Options) Validate() error {
-	if o.Action != ActionAcquire && o.Action != ActionRelease && o.Action != ActionSettle {
-		return fmt.Errorf("--action %q is not valid: use %s, %s or %s", o.Action, ActionAcquire, ActionRelease, ActionSettle)
+	if o.Action != ActionAcquire && o.Action != ActionRelease && o.Action != ActionSettle && o.Action != ActionTurn {
+		return fmt.Errorf("--action %q is not valid: use %s, %s, %s or %s", o.Action, ActionAcquire, ActionRelease, ActionSettle, ActionTurn)
 	}
 	if o.Action == ActionSettle {
 		if o.RunName == "" || o.RunUID == "" {
@@ -87,6 +108,12 @@ func (o *Options) Validate() error {
 		}
 		return nil
 	}
+	if o.Action == ActionTurn {
+		return o.validateTurn()
+	}
+	if len(o.Order) > 0 {
+		return fmt.Errorf("--action=%s takes no arguments after the flags (%d given): only turn does, its order", o.Action, len(o.Order))
+	}
 	if err := o.validateSecrets(); err != nil {
 		return err
 	}
@@ -98,6 +125,39 @@ func (o *Options) Validate() error {
 	}
 	o.Positive.positive, o.Wait.wait, o.Timeouts.timeout = true, true, true
 	return checkValues(&o.RunID, &o.Wait, &o.Positive, &o.Timeouts, &o.Durations)
+}
+
+// validateTurn checks turn's flags and order.
+func (o *Options) validateTurn() error {
+	if o.RunUID == "" {
+		return fmt.Errorf("--run-uid is required with --action=turn (the Pipeline passes $(context.pipelineRun.uid))")
+	}
+	if err := validSecret("--database-secret", o.DatabaseSecret); err != nil {
+		return err
+	}
+	if o.Parallelism < 1 || o.Parallelism > 64 {
+		return fmt.Errorf("--parallelism %d is not from 1 to 64", o.Parallelism)
+	}
+	if o.PollInterval <= 0 {
+		return fmt.Errorf("--poll-interval must be positive")
+	}
+	if errs := validation.IsDNS1123Label(o.PipelineTask); len(errs) > 0 {
+		return fmt.Errorf("--pipeline-task %q is not a Pipeline task name: %s", o.PipelineTask, strings.Join(errs, "; "))
+	}
+	seen := map[string]bool{}
+	for _, s := range o.Order {
+		if err := validSecret("the order", s); err != nil {
+			return err
+		}
+		if seen[s] {
+			return fmt.Errorf("the order names the Secret %q twice: pass rounds' order result unchanged", s)
+		}
+		seen[s] = true
+	}
+	if !seen[o.DatabaseSecret] {
+		return fmt.Errorf("--database-secret %q is not in the order after the flags (%d Secrets): pass rounds' order result and this TaskRun's Secret", o.DatabaseSecret, len(o.Order))
+	}
+	return nil
 }
 
 // validateSecrets checks --database-secret, or reads --database-secrets-file.
@@ -161,7 +221,12 @@ func Spec() step.Spec {
 			"A holder whose PipelineRun is gone or finished is taken over once its TaskRuns and pods have stopped. " +
 			"release deletes the Leases this run holds, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same. " +
 			"settle is for Argo's exit handler: Argo ends a stopped step (argo stop) before its pod has, and frees the mutex when the workflow ends; " +
-			"settle waits until the workflow's pods outside the exit handler (those matching --pod-selector) have stopped, and exits 75 naming those still running after --timeout.",
+			"settle waits until the workflow's pods outside the exit handler (those matching --pod-selector) have stopped, and exits 75 naming those still running after --timeout. " +
+			"turn is for a Tekton run over several databases, the first step of each migrate (or --pipeline-task) TaskRun: given the order of the Secrets after the flags (rounds' order result), " +
+			"it waits until the TaskRuns this one comes after have succeeded (with --canary the first of the order; and the one --parallelism places before it), so that at most --parallelism work at once; " +
+			"it writes go=false (and why) at once when a TaskRun of the task has failed, as the run then starts no other, and go=true when its turn has come; it waits as long as those TaskRuns run. " +
+			"Results: go (turn: true when this TaskRun may start), why (turn: why not).",
+		Args:    "[SECRET...] (turn: the order)",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
 			c, err := ko.ConnectStep("gate", env.Log)
@@ -179,6 +244,19 @@ func Spec() step.Spec {
 				Timeout: o.Timeout, Poll: o.PollInterval, ProgressEvery: o.ProgressEvery, Log: env.Log,
 			}
 			switch o.Action {
+			case ActionTurn:
+				ok, why, err := g.WaitTurn(ctx, Turn{Secret: o.DatabaseSecret, Order: o.Order, Parallelism: o.Parallelism, Canary: o.Canary, Task: o.PipelineTask})
+				if err != nil {
+					return err
+				}
+				env.Results.Set(ResultGo, strconv.FormatBool(ok))
+				env.Results.Set(ResultWhy, why)
+				if !ok {
+					env.Log.Warn(why, "secret", o.DatabaseSecret)
+				} else {
+					env.Log.Info("its turn", "secret", o.DatabaseSecret, "task", o.PipelineTask)
+				}
+				return nil
 			case ActionRelease:
 				return g.Release(ctx)
 			case ActionSettle:

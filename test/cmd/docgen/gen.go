@@ -119,7 +119,10 @@ var Binaries = []binary{
 		{"downtime-seconds", "seconds, to the tenth, from the earliest stop recorded on a Deployment or StatefulSet this run brought back from 0 until they were restored (and ready, with `--wait-ready`); empty when it brought none back (nothing was stopped, or a deploy brought them back first); Argo's `chartreuse_downtime_seconds`"},
 		{"workloads-stopped", "`false`, written only when the step succeeded: the WorkflowTemplate's mark (global output `workloads-stopped`) that the run has put its workloads back, which turns off its failure path and refuses an `argo retry` of migrate; a failed restore writes nothing, so the failure path still restores"},
 	}},
-	{"gate", gate.Spec, nil},
+	{"gate", gate.Spec, []result{
+		{"go", "`--action=turn`: `true` when this TaskRun's turn has come; `false` when a TaskRun of the task has failed, so that it must not start (a step result its next step is guarded by)"},
+		{"why", "`--action=turn`: with `go=false`, which TaskRun failed"},
+	}},
 	{"helm-wait", helmwait.Spec, []result{
 		{"run", "the name of the Workflow or PipelineRun it created or followed: `<generateName><revision>`"},
 		{"phase", "how the run ended: Argo's phase (`Succeeded`, `Failed`, `Error`) or the reason of Tekton's `Succeeded` condition; empty when it did not end"},

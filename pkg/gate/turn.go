@@ -1,0 +1,136 @@
+package gate
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
+)
+
+// A Tekton matrix starts every TaskRun of a fanned-out task at once and has no
+// parallelism limit. turn is the first step of each migrate (or rollback)
+// TaskRun of a run over several databases: it waits for its turn, so that at
+// most Parallelism migrate at once, the canary alone first, and it says not to
+// start at all once a migration of the run has failed.
+
+// labelPipelineTask names the Pipeline task a TaskRun runs.
+const labelPipelineTask = "tekton.dev/pipelineTask"
+
+// Turn is one TaskRun's place in the order.
+type Turn struct {
+	Secret      string   // this TaskRun's database Secret (its matrix value)
+	Order       []string // the Secrets in the order they start (rounds' order)
+	Parallelism int
+	Canary      bool // the first of Order alone, before any other starts
+	Task        string
+}
+
+// After returns the Secrets whose TaskRuns must have succeeded before this one
+// starts: with canary the first of the order (for every other), and the one
+// Parallelism places before it in its lane (the order after the canary, dealt
+// out in turn), so that at most Parallelism run at once and each starts as soon
+// as one before it has ended.
+func (t Turn) After() ([]string, error) {
+	i := slices.Index(t.Order, t.Secret)
+	if i < 0 {
+		return nil, fmt.Errorf("--database-secret %q is not in the order given (%d Secrets): pass rounds' order result and this TaskRun's Secret", t.Secret, len(t.Order))
+	}
+	var after []string
+	rest, j := t.Order, i
+	if t.Canary {
+		if i == 0 {
+			return nil, nil
+		}
+		after = append(after, t.Order[0])
+		rest, j = t.Order[1:], i-1
+	}
+	if j >= t.Parallelism {
+		after = append(after, rest[j-t.Parallelism])
+	}
+	return after, nil
+}
+
+// WaitTurn waits until this TaskRun may start: true when every TaskRun it comes
+// after has succeeded, false (with why) once a TaskRun of the task has failed,
+// which stops the run from starting any other migration. It waits as long as
+// those TaskRuns run: they are this run's own, each bounded by its timeouts.
+func (g *Gate) WaitTurn(ctx context.Context, t Turn) (bool, string, error) {
+	after, err := t.After()
+	if err != nil {
+		return false, "", failure.AsUsage(err)
+	}
+	var lastProgress time.Time
+	for {
+		state, err := g.taskStates(ctx, t.Task)
+		if err != nil {
+			return false, "", err
+		}
+		var failed []string
+		for _, s := range t.Order {
+			if s != t.Secret && state[s] == string(metav1.ConditionFalse) {
+				failed = append(failed, s)
+			}
+		}
+		if len(failed) > 0 {
+			why := fmt.Sprintf("not started: the %s of %s failed, and a run starts no other once one has", t.Task, strings.Join(failed, ", "))
+			return false, why, nil
+		}
+		var waiting []string
+		for _, s := range after {
+			if state[s] != string(metav1.ConditionTrue) {
+				waiting = append(waiting, s)
+			}
+		}
+		if len(waiting) == 0 {
+			return true, "", nil
+		}
+		now := time.Now()
+		if lastProgress.IsZero() || (g.ProgressEvery > 0 && now.Sub(lastProgress) >= g.ProgressEvery) {
+			g.Log.Info("waiting for its turn", "task", t.Task, "after", strings.Join(waiting, ", "), "parallelism", t.Parallelism, "canary", t.Canary)
+			lastProgress = now
+		}
+		if err := sleep(ctx, g.Poll); err != nil {
+			return false, "", failure.Transientf("waiting for its turn after %s: %w", strings.Join(waiting, ", "), err)
+		}
+	}
+}
+
+// taskStates is the Succeeded status of this run's TaskRuns of the Pipeline task,
+// by their secret param ("" while running).
+func (g *Gate) taskStates(ctx context.Context, task string) (map[string]string, error) {
+	sel := labelRunUID + "=" + g.RunUID + "," + labelPipelineTask + "=" + task
+	trs, err := g.Dynamic.Resource(TaskRuns).Namespace(g.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, kube.Classify(err, "list", "taskruns.tekton.dev")
+	}
+	state := map[string]string{}
+	for i := range trs.Items {
+		tr := &trs.Items[i]
+		if s := paramOf(tr, "secret"); s != "" {
+			st, _ := succeeded(tr)
+			state[s] = st
+		}
+	}
+	return state, nil
+}
+
+// paramOf is the string value of a TaskRun's param.
+func paramOf(tr *unstructured.Unstructured, name string) string {
+	params, _, _ := unstructured.NestedSlice(tr.Object, "spec", "params")
+	for _, p := range params {
+		m, ok := p.(map[string]any)
+		if !ok || m["name"] != name {
+			continue
+		}
+		v, _ := m["value"].(string)
+		return v
+	}
+	return ""
+}

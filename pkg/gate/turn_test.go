@@ -1,0 +1,115 @@
+package gate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/results"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+)
+
+// Each TaskRun comes after the canary and after the one parallelism places
+// before it in the order (its lane), so at most parallelism work at once.
+func TestTurnAfter(t *testing.T) {
+	order := []string{"a", "b", "c", "d", "e"}
+	for _, tc := range []struct {
+		p      int
+		canary bool
+		want   map[string]string
+	}{
+		{1, true, map[string]string{"a": "", "b": "a", "c": "a b", "d": "a c", "e": "a d"}},
+		{2, true, map[string]string{"a": "", "b": "a", "c": "a", "d": "a b", "e": "a c"}},
+		{2, false, map[string]string{"a": "", "b": "", "c": "a", "d": "b", "e": "c"}},
+		{8, false, map[string]string{"a": "", "b": "", "c": "", "d": "", "e": ""}},
+		{1, false, map[string]string{"a": "", "b": "a", "c": "b", "d": "c", "e": "d"}},
+	} {
+		for s, want := range tc.want {
+			got, err := Turn{Secret: s, Order: order, Parallelism: tc.p, Canary: tc.canary}.After()
+			if err != nil || strings.Join(got, " ") != want {
+				t.Errorf("p=%d canary=%v %s: after %q (%v), want %q", tc.p, tc.canary, s, got, err, want)
+			}
+		}
+	}
+	if _, err := (Turn{Secret: "z", Order: order, Parallelism: 1}).After(); err == nil {
+		t.Errorf("a Secret not in the order: no error")
+	}
+}
+
+// turn on the real API server: the first of the order goes at once; a later one
+// waits for the TaskRuns before it (not for another task's, nor another run's);
+// once a migrate TaskRun of the run has failed it says not to start, at once.
+func TestClusterTurn(t *testing.T) {
+	c := newCluster(t)
+	run, other := c.pipelineRun("run-turn"), c.pipelineRun("run-other")
+	turn := func(pr string, uid string, timeout time.Duration, args ...string) (int, map[string]string, string) {
+		dir := t.TempDir()
+		full := append([]string{"gate", "--skip-version-check", "--kubeconfig", c.kubeconfig, "--namespace", c.ns, "--poll-interval", "100ms",
+			"--results-dir", dir, "--action", "turn", "--run-name", pr, "--run-uid", uid}, args...)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		var out, errb bytes.Buffer
+		code := step.Run(ctx, Spec(), full, &out, &errb)
+		var sum results.Summary
+		if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
+			t.Fatalf("stdout is not the JSON summary: %q", out.String())
+		}
+		res := map[string]string{}
+		files, _ := os.ReadDir(dir)
+		for _, f := range files {
+			b, _ := os.ReadFile(filepath.Join(dir, f.Name()))
+			res[f.Name()] = string(b)
+		}
+		t.Logf("turn %v: exit %d %v %s", args, code, res, sum.Error)
+		return code, res, sum.Error + errb.String()
+	}
+	uid := string(run.GetUID())
+	order := []string{"a-db", "b-db", "c-db"}
+	// the canary goes at once
+	code, res, _ := turn("run-turn", uid, time.Minute, append([]string{"--database-secret", "a-db", "--parallelism", "1"}, order...)...)
+	if code != 0 || res[ResultGo] != "true" {
+		t.Errorf("the canary: exit %d %v, want go=true", code, res)
+	}
+	// A failed TaskRun of another task, and another run's failed migrate,
+	// stop nothing: c-db waits for a-db and b-db until stopped (SIGTERM: 75).
+	c.finishedTaskRunOf(run, "run-turn-rollback-0", "rollback", "b-db")
+	c.finishedTaskRunOf(other, "run-other-migrate-0", "migrate", "b-db")
+	start := time.Now()
+	code, res, msg := turn("run-turn", uid, 2*time.Second, append([]string{"--database-secret", "c-db"}, order...)...)
+	if code != failure.CodeTransient || !strings.Contains(msg, "waiting for its turn after a-db, b-db") || time.Since(start) < 2*time.Second {
+		t.Errorf("c-db before a-db and b-db ran: exit %d %v %q after %s, want 75 once stopped", code, res, msg, time.Since(start))
+	}
+	// with parallelism 2, b-db goes once a-db (the canary) has: it still waits
+	if code, _, msg := turn("run-turn", uid, time.Second, append([]string{"--database-secret", "b-db", "--parallelism", "2"}, order...)...); code != failure.CodeTransient || !strings.Contains(msg, "after a-db") {
+		t.Errorf("b-db before the canary: exit %d %q, want 75", code, msg)
+	}
+	// once a migrate of the run has failed, no other starts
+	c.finishedTaskRunOf(run, "run-turn-migrate-0", "migrate", "a-db")
+	code, res, _ = turn("run-turn", uid, time.Minute, append([]string{"--database-secret", "c-db"}, order...)...)
+	if code != 0 || res[ResultGo] != "false" || !strings.Contains(res[ResultWhy], "not started: the migrate of a-db failed") {
+		t.Errorf("after a failed migrate: exit %d %v, want go=false naming a-db", code, res)
+	}
+	// bad input: exit 2, nothing read
+	for _, args := range [][]string{
+		{"--database-secret", "z-db", "a-db"},
+		{"--database-secret", "a-db", "a-db", "a-db"},
+		{"--database-secret", "a-db", "--parallelism", "0", "a-db"},
+		{"--database-secret", "a-db", "--pipeline-task", "Migrate", "a-db"},
+	} {
+		if code, _, msg := turn("run-turn", uid, time.Minute, args...); code != failure.CodeUsage {
+			t.Errorf("%v: exit %d %q, want 2", args, code, msg)
+		}
+	}
+	if code, _, msg := turn("run-turn", uid, time.Minute, "--database-secret", "a-db"); code != failure.CodeUsage || !strings.Contains(msg, "not in the order") {
+		t.Errorf("no order: exit %d %q, want 2", code, msg)
+	}
+	if r := c.run(run, nil, "--action", "acquire", "a-db"); r.code != failure.CodeUsage || !strings.Contains(r.summary.Error, "only turn does") {
+		t.Errorf("acquire with an argument: exit %d %q, want 2", r.code, r.summary.Error)
+	}
+}
