@@ -147,3 +147,35 @@ func TestClusterSeveralDatabasesAtOnce(t *testing.T) {
 	}
 	c.wantHolders(map[string]string{WorkloadLeaseName(c.ns): winner, LeaseName("a-db"): winner, LeaseName("b-db"): winner, LeaseName("c-db"): winner})
 }
+
+// The Secrets after the flags (Tekton hands an array result so) are a run over
+// several databases as --database-secrets-file is: the same Leases, in the
+// same order, freed by a release given them too.
+func TestClusterSeveralDatabasesAsArguments(t *testing.T) {
+	c := newCluster(t)
+	multi := c.pipelineRun("run-multi")
+	r := c.runArgs(multi, "--action", "acquire", "orders-db", "app-database")
+	if r.code != 0 {
+		t.Fatalf("acquire: exit %d %s", r.code, r.summary.Error)
+	}
+	if i, j := strings.Index(r.stderr, "database-secret=app-database"), strings.Index(r.stderr, "database-secret=orders-db"); i < 0 || i > j {
+		t.Errorf("the Secrets' Leases were not taken in sorted order:\n%s", r.stderr)
+	}
+	c.wantHolders(map[string]string{WorkloadLeaseName(c.ns): "run-multi", LeaseName("app-database"): "run-multi", LeaseName("orders-db"): "run-multi"})
+	if r := c.runArgs(multi, "--action", "release", "--task-run", "run-multi-release", "--timeout", "5s", "orders-db", "app-database"); r.code != 0 {
+		t.Fatalf("release: exit %d %s", r.code, r.summary.Error)
+	}
+	c.wantHolders(map[string]string{WorkloadLeaseName(c.ns): "", LeaseName("app-database"): "", LeaseName("orders-db"): ""})
+	if r := c.runArgs(multi, "--action", "acquire", "Orders"); r.code != failure.CodeUsage || !strings.Contains(r.summary.Error, "the Secrets after the flags") {
+		t.Errorf("a bad Secret after the flags: exit %d %q, want 2", r.code, r.summary.Error)
+	}
+}
+
+// runArgs is run without the default --database-secret: the Secrets are the
+// arguments after the flags.
+func (c *cluster) runArgs(pr *unstructured.Unstructured, args ...string) stepRun {
+	c.t.Helper()
+	c.noSecret = true
+	defer func() { c.noSecret = false }()
+	return c.run(pr, nil, args...)
+}

@@ -50,6 +50,7 @@ type cluster struct {
 	kubeconfig string
 	identity   string // a kubeconfig the step runs with instead of the admin's
 	tekton     bool   // a Tekton controller runs in the cluster
+	noSecret   bool   // run passes no --database-secret (runArgs)
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -398,7 +399,7 @@ func (c *cluster) run(pr *unstructured.Unstructured, stderr *syncbuf.Buffer, arg
 	if pr != nil { // nil: the arguments name the run (settle)
 		c.ensureResolved(pr.GetName())
 		defer c.keepResolved(pr.GetName())()
-		if !slices.Contains(args, "--database-secrets-file") {
+		if !slices.Contains(args, "--database-secrets-file") && !c.noSecret {
 			full = append(full, "--database-secret", secret)
 		}
 		full = append(full, "--run-name", pr.GetName(), "--run-uid", string(pr.GetUID()))

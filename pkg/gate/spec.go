@@ -111,8 +111,8 @@ func (o *Options) Validate() error {
 	if o.Action == ActionTurn {
 		return o.validateTurn()
 	}
-	if len(o.Order) > 0 {
-		return fmt.Errorf("--action=%s takes no arguments after the flags (%d given): only turn does, its order", o.Action, len(o.Order))
+	if len(o.Order) > 0 && o.Action == ActionSettle {
+		return fmt.Errorf("--action=%s takes no arguments after the flags (%d given)", o.Action, len(o.Order))
 	}
 	if err := o.validateSecrets(); err != nil {
 		return err
@@ -162,6 +162,20 @@ func (o *Options) validateTurn() error {
 
 // validateSecrets checks --database-secret, or reads --database-secrets-file.
 func (o *Options) validateSecrets() error {
+	if len(o.Order) > 0 {
+		// a run over several databases, its Secrets after the flags (Tekton
+		// hands check-databases' secrets result so)
+		if o.DatabaseSecret != "" || o.SecretsFile != "" {
+			return fmt.Errorf("the Secrets after the flags and --database-secret or --database-secrets-file were both given: give one")
+		}
+		o.secrets = o.Order
+		for _, s := range o.secrets {
+			if err := validSecret("the Secrets after the flags", s); err != nil {
+				return err
+			}
+		}
+		return o.validWorkloadNamespace()
+	}
 	if o.SecretsFile == "" {
 		if o.WorkloadNamespace != "" {
 			return fmt.Errorf("--workload-namespace is only for a run over several databases: give --database-secrets-file too, or leave it out")
@@ -189,6 +203,11 @@ func (o *Options) validateSecrets() error {
 			return err
 		}
 	}
+	return o.validWorkloadNamespace()
+}
+
+// validWorkloadNamespace checks --workload-namespace of a run over several databases.
+func (o *Options) validWorkloadNamespace() error {
 	if o.WorkloadNamespace != "" {
 		if errs := validation.IsDNS1123Label(o.WorkloadNamespace); len(errs) > 0 {
 			return fmt.Errorf("--workload-namespace %q is not a valid namespace: %s", o.WorkloadNamespace, strings.Join(errs, "; "))
@@ -217,7 +236,7 @@ func Spec() step.Spec {
 		Description: "acquire first refuses (exit 2) a PipelineRun that sets a param its Pipeline (status.pipelineSpec) does not declare, naming it; then it takes the Lease chartreuse-<database-secret> in the run's namespace for this PipelineRun (holder: its uid), " +
 			"or proceeds when this run already holds it; while another run holds it, it waits, and exits 75 naming that run after --timeout. " +
 			"A run over several databases (--database-secrets-file) takes the Lease chartreuse.workloads.<workload-namespace> first, then chartreuse-<secret> for each of its Secrets in sorted order, the order every run takes them in; " +
-			"when it gives up it keeps those it took, which its release frees. " +
+			"when it gives up it keeps those it took, which its release frees. The Secrets may also be given after the flags, one argument each (Tekton hands an array result so). " +
 			"A holder whose PipelineRun is gone or finished is taken over once its TaskRuns and pods have stopped. " +
 			"release deletes the Leases this run holds, after the run's other TaskRuns and pods have stopped. Argo needs none of this: its mutex does the same. " +
 			"settle is for Argo's exit handler: Argo ends a stopped step (argo stop) before its pod has, and frees the mutex when the workflow ends; " +
@@ -226,7 +245,7 @@ func Spec() step.Spec {
 			"it waits until the TaskRuns this one comes after have succeeded (with --canary the first of the order; and the one --parallelism places before it), so that at most --parallelism work at once; " +
 			"it writes go=false (and why) at once when a TaskRun of the task has failed, as the run then starts no other, and go=true when its turn has come; it waits as long as those TaskRuns run. " +
 			"Results: go (turn: true when this TaskRun may start), why (turn: why not).",
-		Args:    "[SECRET...] (turn: the order)",
+		Args:    "[SECRET...] (acquire, release: a run over several databases, its Secrets, as --database-secrets-file; turn: the order)",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
 			c, err := ko.ConnectStep("gate", env.Log)

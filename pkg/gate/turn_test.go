@@ -109,7 +109,7 @@ func TestClusterTurn(t *testing.T) {
 	if code, _, msg := turn("run-turn", uid, time.Minute, "--database-secret", "a-db"); code != failure.CodeUsage || !strings.Contains(msg, "not in the order") {
 		t.Errorf("no order: exit %d %q, want 2", code, msg)
 	}
-	if r := c.run(run, nil, "--action", "acquire", "a-db"); r.code != failure.CodeUsage || !strings.Contains(r.summary.Error, "only turn does") {
-		t.Errorf("acquire with an argument: exit %d %q, want 2", r.code, r.summary.Error)
+	if r := c.run(run, nil, "--action", "acquire", "a-db"); r.code != failure.CodeUsage || !strings.Contains(r.summary.Error, "were both given") {
+		t.Errorf("acquire with --database-secret and a Secret after the flags: exit %d %q, want 2", r.code, r.summary.Error)
 	}
 }
