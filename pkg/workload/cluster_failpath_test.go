@@ -378,3 +378,51 @@ func TestClusterSelectorMatchingOnlyInAnotherCaseIsRefused(t *testing.T) {
 		t.Errorf("a selector matching nothing at all:\n%s", r.stderr)
 	}
 }
+
+// A rerun after an attempt that restored a group and then failed in its
+// readiness wait (exit 1, a retried task; or its pod deleted: 75) found only the
+// later group's records, restored them at once and exited 0 with the first
+// group not ready (an attack on the real Tekton and Argo found it). The rerun
+// now first waits for the selected workloads the lost attempt restored.
+func TestClusterRestoreRerunWaitsBeforeLaterGroups(t *testing.T) {
+	c := newCluster(t)
+	c.deployment("first", 1, appOpts{labels: map[string]string{"fault": "groups"}})
+	c.deployment("later", 1, appOpts{labels: map[string]string{"fault": "groups"}, annotations: map[string]string{"chartreuse.io/stop-priority": "10"}})
+	c.waitRunning("fault=groups", 2, 3*time.Minute)
+	c.mustRun(0, ScaleDownSpec(), "", "--selector", "fault=groups", "--run-id", "wf-g", "--run-uid", "uid-g")
+	probe := func(on bool) {
+		p := `{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":{"httpGet":{"path":"/readyz","port":8081},"periodSeconds":1}}]}}}}`
+		if !on {
+			p = `{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":null}]}}}}`
+		}
+		if _, err := c.cs.AppsV1().Deployments(c.ns).Patch(context.Background(), "first", types.StrategicMergePatchType, []byte(p), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe(true)
+	restore := func(timeout string) stepRun {
+		return c.run(ScaleRestoreSpec(), "", "--selector", "fault=groups", "--only-run-uid", "uid-g", "--wait-ready", "--ready-timeout", timeout)
+	}
+	first := restore("3s")
+	if first.code != failure.CodePermanent || c.getDeployment("later").Spec.Replicas == nil || *c.getDeployment("later").Spec.Replicas != 0 {
+		t.Fatalf("the first attempt exited %d (%s), want 1 with deployment/later left at 0", first.code, first.summary.Error)
+	}
+	again := restore("3s")
+	if again.code != failure.CodePermanent || !strings.Contains(again.summary.Error, "deployment/first") {
+		t.Errorf("the rerun exited %d (%s), want 1 naming deployment/first\n%s", again.code, again.summary.Error, again.stderr)
+	}
+	if r := *c.getDeployment("later").Spec.Replicas; r != 0 {
+		t.Errorf("the rerun restored deployment/later (replicas %d) before deployment/first was ready", r)
+	}
+	probe(false)
+	ok := restore("2m")
+	if ok.code != 0 {
+		t.Fatalf("once ready: exit %d (%s)", ok.code, ok.summary.Error)
+	}
+	if d := c.getDeployment("first"); d.Status.ReadyReplicas != 1 {
+		t.Errorf("exit 0 with deployment/first %d ready", d.Status.ReadyReplicas)
+	}
+	if r := *c.getDeployment("later").Spec.Replicas; r != 1 {
+		t.Errorf("deployment/later not restored: replicas %d", r)
+	}
+}

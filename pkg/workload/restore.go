@@ -72,6 +72,22 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		defer wt.w.stop()
 	}
 	t := &restoreTally{readyLeft: r.ReadyTimeout}
+	// An attempt lost in its wait (exit 1 retried, its pod deleted: 75) left
+	// the groups it restored without records: they must be ready before the
+	// groups it left stopped come back, as they would have been.
+	if wt != nil {
+		if before := restoredEarlier(sel, selected); len(before) > 0 {
+			r.Log.Info("waiting for the selected workloads an earlier attempt restored to be ready (--wait-ready) before restoring the rest", "workloads", summarize(refsOf(before), 5), "left", len(ws))
+			began := r.Clock.Now()
+			wt.deadline = began.Add(t.readyLeft)
+			wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, before, len(ws), 0) }
+			err := wt.until(ctx, fmt.Sprintf("%d selected workloads to be ready", len(before)), wt.w.readyCond(before))
+			t.readyLeft -= r.Clock.Since(began)
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
 	groups := group(ws, false)
 	for gi, g := range groups {
 		if len(groups) > 1 {
@@ -155,15 +171,10 @@ func (r *Restorer) recorded(ctx context.Context, work *allowance, f finder, sel 
 // wait (its pod deleted, its node gone, a retried 75) leaves no record, and
 // its rerun must still not report the application ready before it is.
 func (r *Restorer) waitSelected(ctx context.Context, sel Selection, selected []*Workload) error {
-	if !r.WaitReady || sel.Empty() {
-		return nil // an empty selection is every record of the namespace, not an application
+	if !r.WaitReady {
+		return nil
 	}
-	var running []*Workload
-	for _, w := range selected {
-		if w.Kind.Scalable() && w.Replicas > 0 && !w.hasRecord() {
-			running = append(running, w)
-		}
-	}
+	running := restoredEarlier(sel, selected)
 	if len(running) == 0 {
 		return nil
 	}
@@ -176,6 +187,23 @@ func (r *Restorer) waitSelected(ctx context.Context, sel Selection, selected []*
 	wt.deadline = r.Clock.Now().Add(r.ReadyTimeout)
 	wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, running, 0, 0) }
 	return wt.until(ctx, fmt.Sprintf("%d selected workloads to be ready", len(running)), wt.w.readyCond(running))
+}
+
+// restoredEarlier are the selected Deployments and StatefulSets that run
+// replicas and carry no record: what an attempt of this step lost in its wait
+// restored. None for an empty selection, which is every record of the
+// namespace, not an application.
+func restoredEarlier(sel Selection, selected []*Workload) []*Workload {
+	if sel.Empty() {
+		return nil
+	}
+	var running []*Workload
+	for _, w := range selected {
+		if w.Kind.Scalable() && w.Replicas > 0 && !w.hasRecord() {
+			running = append(running, w)
+		}
+	}
+	return running
 }
 
 // readyWaiter watches the namespace for the readiness waits (--wait-ready);
