@@ -891,7 +891,7 @@ func riskLine(r sqlrisk.Risk) string {
 // maxRisksResult bounds the risks result: Tekton carries a Task's results in
 // its container's termination message, 4096 bytes for all of them, and fails
 // the TaskRun beyond.
-const maxRisksResult = 3000
+const maxRisksResult = 2000
 
 // RisksResult is what the risks result holds: every risk while they fit in
 // maxRisksResult bytes of JSON; beyond, first without their "what" (the rule's

@@ -139,6 +139,10 @@ func CheckSelection(spec step.Spec) step.Spec {
 		if len(unlisted) > 0 {
 			env.Log.Warn("holders this run cannot let go of: not a run uid (edited by hand?); fix "+AnnotationHeldBy+" or restore by hand", "databases", dbs, "holders", strings.Join(unlisted, ","))
 		}
+		if len(uids) > MaxSupersededHolds {
+			return fmt.Errorf("%d earlier runs hold the selected workloads stopped for %s (a keep-down each), more than the %d one run lets go of (its result must fit Tekton's 4096-byte results): "+
+				"restore them by hand (scale-restore without --only-run-uid restores every record: the scale-restore entrypoint or Task), then run again", len(uids), dbs, MaxSupersededHolds)
+		}
 		if len(uids) > 0 {
 			env.Log.Info("the selection is held stopped by earlier runs for these databases (a keep-down): a success of this run lets go of them", "databases", dbs, "runs", strings.Join(uids, ","))
 		}
@@ -147,6 +151,12 @@ func CheckSelection(spec step.Spec) step.Spec {
 	}
 	return spec
 }
+
+// MaxSupersededHolds bounds the superseded-holds result: Tekton carries all of a
+// TaskRun's results in a termination message of 4096 bytes, which plan shares
+// with its risks (test/manifests checks the sum). Each failed keep-down run of a
+// database adds a holder; past this many, plan refuses, naming the remedy.
+const MaxSupersededHolds = 24
 
 // HoldsFor returns, sorted, the uids of the runs that hold a workload of sel
 // (every workload of the namespace when sel is empty) stopped and whose

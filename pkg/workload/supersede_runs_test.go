@@ -3,6 +3,7 @@ package workload
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
 
@@ -192,6 +194,36 @@ func TestClusterPlanReadsHoldsOnlyWhenTheRunTouchesWorkloads(t *testing.T) {
 		}
 		if b, err := os.ReadFile(filepath.Join(dir, ResultSupersededHolds)); tt.code == 0 && (err != nil || len(b) != 0) {
 			t.Errorf("stop-workloads=%s: result %s %q %v, want empty", tt.stop, ResultSupersededHolds, b, err)
+		}
+	}
+}
+
+// plan lists at most MaxSupersededHolds holders (its result must fit Tekton's
+// termination message beside the risks, test/manifests); past that it refuses
+// (exit 1), naming the remedy, and writes no list.
+func TestClusterPlanRefusesMoreHoldsThanItCanList(t *testing.T) {
+	c := newCluster(t)
+	t.Setenv("KUBECONFIG", c.kubeconfig)
+	spec := CheckSelection(step.Spec{Name: "migrate", Description: "Results: pending.", Run: func(context.Context, *step.Env) error { return nil }})
+	for _, n := range []int{MaxSupersededHolds, MaxSupersededHolds + 1} {
+		var holders []string
+		for i := range n {
+			holders = append(holders, fmt.Sprintf("uid-%02d:shop-db/url", i))
+		}
+		ann := withUID(rec("1"), "uid-00")
+		ann[AnnotationHeldBy] = strings.Join(holders, ",")
+		name := fmt.Sprintf("held-%d", n)
+		c.deployment(name, 0, appOpts{labels: map[string]string{"holds": name}, annotations: ann})
+		dir := t.TempDir()
+		var out, errOut bytes.Buffer
+		code := step.Run(t.Context(), spec, []string{"migrate", "--skip-version-check", "--results-dir", dir,
+			"--check-selector", "holds=" + name, "--check-namespace", c.ns, "--report-holds-for", "shop-db/url", "--check-stop-workloads", "true"}, &out, &errOut)
+		b, _ := os.ReadFile(filepath.Join(dir, ResultSupersededHolds))
+		switch {
+		case n <= MaxSupersededHolds && (code != 0 || strings.Count(string(b), ",") != n-1):
+			t.Errorf("%d holders: exit %d, listed %q\n%s", n, code, b, errOut.String())
+		case n > MaxSupersededHolds && (code != failure.CodePermanent || !strings.Contains(errOut.String(), "more than the 24 one run lets go of") || len(b) != 0):
+			t.Errorf("%d holders: exit %d, listed %q, want 1 naming the bound:\n%s", n, code, b, errOut.String())
 		}
 	}
 }
