@@ -132,6 +132,7 @@ func TestArgo(t *testing.T) {
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"keep-down-hold-auto-additive-restores", s.testHoldAutoAdditive},
 		{"keep-down-hold-stop-workloads-false-leaves-it", s.testHoldNoStop},
+		{"person-scale-down-kept-by-nothing-pending-run", s.testPersonHoldKept},
 		{"two-runs-one-database", s.testConcurrent},
 		{"transient-lock-busy", s.testTransient},
 		{"image-tag-pushed-again", s.testImageTagPushedAgain},

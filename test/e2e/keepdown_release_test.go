@@ -89,6 +89,34 @@ func (s *argoSuite) testHoldNoStop(t *testing.T) {
 	wantHoldKept(t, s.kube, c.app, held, wf.Name)
 }
 
+// A person stops the application with the scale-down entrypoint (to work on the
+// database by hand); a run with nothing pending (a CI rerun) then leaves it
+// stopped: the person's hold names the bare Secret, which no run lets go of
+// (an attack found such a run restarting it when the entrypoint wrote
+// secret/key); the scale-restore entrypoint brings it back.
+func (s *argoSuite) testPersonHoldKept(t *testing.T) {
+	c := s.newCase(t, "kdperson")
+	if err := c.db.MigrateTo(t.Context(), shopSet, 3); err != nil {
+		t.Fatal(err)
+	}
+	down := c.run(t, "scale-down", nil)
+	wantPhase(t, down, wfv1.WorkflowSucceeded)
+	wantAppStopped(t, s.kube, c.app)
+	held := c.appState(t)
+	if want := string(down.UID) + ":" + c.secret; held.Annotations["deployment/"+heldByAnnotation] != want {
+		t.Errorf("the person's hold is %q, want %q (the bare Secret, which no run supersedes)", held.Annotations["deployment/"+heldByAnnotation], want)
+	}
+
+	wf := c.run(t, "", nil)
+	wantPhase(t, wf, wfv1.WorkflowSucceeded)
+	wantOutputs(t, wf, "plan", map[string]string{"pending": "false", "superseded-holds": ""})
+	wantHoldKept(t, s.kube, c.app, held, wf.Name)
+
+	up := c.run(t, "scale-restore", nil)
+	wantPhase(t, up, wfv1.WorkflowSucceeded)
+	wantAppRestored(t, s.kube, c.app)
+}
+
 // keepDown: as on Argo, a PipelineRun of set with keep-down.
 func (c *tektonCase) keepDown(t *testing.T, set string, want ...int64) *pipelinev1.PipelineRun {
 	t.Helper()
@@ -171,6 +199,6 @@ func wantHoldKept(t *testing.T, kube kubernetes.Interface, app *App, before AppS
 	t.Helper()
 	wantAppStopped(t, kube, app)
 	if after := appState(t, kube, app); !maps.Equal(after.Annotations, before.Annotations) {
-		t.Errorf("run %s with stop-workloads=false changed the hold: records %v, want %v as before it", run, after.Annotations, before.Annotations)
+		t.Errorf("run %s changed the hold: records %v, want %v as before it", run, after.Annotations, before.Annotations)
 	}
 }

@@ -159,6 +159,10 @@ func TestArgoEntrypointsPullFirst(t *testing.T) {
 			want := "{{inputs.parameters." + in.Name + "}}"
 			if shadowed[in.Name] {
 				want = anyString(in.Value)
+				if phase == "scale-down" && in.Name == "database-secret" {
+					// a person's hold: the bare Secret (TestHolderDatabaseIsSecretAndKey)
+					want = "{{workflow.parameters.database-secret}}"
+				}
 			} else {
 				got := entry.Inputs.Parameters[slices.IndexFunc(inputs, func(p wfv1.Parameter) bool { return p.Name == in.Name })]
 				if got.Name != in.Name || anyString(got.Value) != anyString(in.Value) || anyString(got.Description) != anyString(in.Description) {

@@ -850,7 +850,9 @@ func TestHolderDatabaseIsSecretAndKey(t *testing.T) {
 	}
 	// The entrypoint scale-down gets the workflow's own arguments as its
 	// arguments (Argo's ProcessArgs), so an input of its named database-secret
-	// would take the bare Secret whatever its default: it passes the pair itself.
+	// would take the bare Secret whatever its default: it passes the value
+	// itself, the bare Secret: a person's hold, which no run lets go of (a run
+	// with nothing pending restarted what a person stopped when it was the pair).
 	entry := templateByName(t, wft, "scale-down")
 	for _, p := range entry.Inputs.Parameters {
 		if p.Name == "database-secret" {
@@ -865,8 +867,9 @@ func TestHolderDatabaseIsSecretAndKey(t *testing.T) {
 			}
 		}
 	}
-	if passed != argoDB {
-		t.Errorf("the scale-down entrypoint passes database-secret %q, want %s", passed, argoDB)
+	const personDB = "{{workflow.parameters.database-secret}}"
+	if passed != personDB {
+		t.Errorf("the scale-down entrypoint passes database-secret %q, want %s (a person's hold)", passed, personDB)
 	}
 	const tektonDB = "$(params.database-secret)/$(params.database-secret-key)"
 	want := map[string]string{"scale-down/database-secret": tektonDB, "scale-restore/supersede-database": tektonDB}
