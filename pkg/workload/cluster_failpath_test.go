@@ -187,9 +187,14 @@ func TestClusterRestorePartlyFailedStillWaitsForWhatCameBack(t *testing.T) {
 	}
 
 	// Once the API server accepts the update again, a retry restores the other
-	// and succeeds: what it does not check was already reported above.
+	// and waits for both: the one the first attempt brought back is part of
+	// the application it reports ready (a retried exit 1 or 75 used to exit 0
+	// with it never ready).
 	removeHook()
-	c.mustRun(0, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/blocked", "--wait-ready", "--ready-timeout", "2m")
+	r = c.mustRun(1, ScaleRestoreSpec(), "", "--workload", "deploy/never,deploy/blocked", "--wait-ready", "--ready-timeout", "10s")
+	if !strings.Contains(r.summary.Error, "deployment/never (0/1 ready)") {
+		t.Errorf("the retry's error %q does not name deployment/never", r.summary.Error)
+	}
 	if d := c.getDeployment("blocked"); *d.Spec.Replicas != 1 || d.Annotations[AnnotationReplicas] != "" {
 		t.Fatalf("blocked: %d %v", *d.Spec.Replicas, d.Annotations)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,19 +74,14 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 	}
 	t := &restoreTally{readyLeft: r.ReadyTimeout}
 	// An attempt lost in its wait (exit 1 retried, its pod deleted: 75) left
-	// the groups it restored without records: they must be ready before the
-	// groups it left stopped come back, as they would have been.
+	// what it restored without records: it must be ready as it would have
+	// been, before a later stop-priority group comes back, and with its own
+	// group.
+	var earlier []*Workload
 	if wt != nil {
-		if before := restoredEarlier(sel, selected); len(before) > 0 {
-			r.Log.Info("waiting for the selected workloads an earlier attempt restored to be ready (--wait-ready) before restoring the rest", "workloads", summarize(refsOf(before), 5), "left", len(ws))
-			began := r.Clock.Now()
-			wt.deadline = began.Add(t.readyLeft)
-			wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, before, len(ws), 0) }
-			err := wt.until(ctx, fmt.Sprintf("%d selected workloads to be ready", len(before)), wt.w.readyCond(before))
-			t.readyLeft -= r.Clock.Since(began)
-			if err != nil {
-				return nil, err
-			}
+		earlier = restoredEarlier(sel, selected)
+		for _, w := range earlier {
+			_ = w.parsePriority() // a bad one was warned about when it was restored
 		}
 	}
 	groups := group(ws, false)
@@ -97,7 +93,22 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		for _, lg := range groups[gi+1:] {
 			later += len(lg)
 		}
-		if err := r.restoreGroup(ctx, work, f, g, wt, later, t); err != nil {
+		var lower, same, rest []*Workload
+		for _, w := range earlier {
+			switch {
+			case w.Priority < g[0].Priority:
+				lower = append(lower, w)
+			case w.Priority == g[0].Priority:
+				same = append(same, w)
+			default:
+				rest = append(rest, w)
+			}
+		}
+		earlier = rest
+		if err := r.waitEarlier(ctx, wt, t, lower, later+len(g)); err != nil {
+			return t.outcomes, err
+		}
+		if err := r.restoreGroup(ctx, work, f, g, wt, later, t, same); err != nil {
 			return t.outcomes, err
 		}
 		// A later group comes back only after this one is: leave it stopped,
@@ -108,6 +119,9 @@ func (r *Restorer) Run(ctx context.Context, sel Selection) ([]Outcome, error) {
 		}
 	}
 	if err := joinErrors(t.errs); err != nil {
+		return t.outcomes, err
+	}
+	if err := r.waitEarlier(ctx, wt, t, earlier, 0); err != nil {
 		return t.outcomes, err
 	}
 	r.Log.Info("restored", "workloads", len(t.outcomes), "took", r.Clock.Since(start).Round(time.Millisecond).String())
@@ -189,6 +203,21 @@ func (r *Restorer) waitSelected(ctx context.Context, sel Selection, selected []*
 	return wt.until(ctx, fmt.Sprintf("%d selected workloads to be ready", len(running)), wt.w.readyCond(running))
 }
 
+// waitEarlier waits for ws, restored by an earlier attempt, to be ready before
+// the later workloads (later of them) come back.
+func (r *Restorer) waitEarlier(ctx context.Context, wt *waiter, t *restoreTally, ws []*Workload, later int) error {
+	if wt == nil || len(ws) == 0 {
+		return nil
+	}
+	r.Log.Info("waiting for the selected workloads an earlier attempt restored to be ready (--wait-ready) before restoring the rest", "workloads", summarize(refsOf(ws), 5), "left", later)
+	began := r.Clock.Now()
+	wt.deadline = began.Add(t.readyLeft)
+	wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, ws, later, 0) }
+	err := wt.until(ctx, fmt.Sprintf("%d selected workloads to be ready", len(ws)), wt.w.readyCond(ws))
+	t.readyLeft -= r.Clock.Since(began)
+	return err
+}
+
 // restoredEarlier are the selected Deployments and StatefulSets that run
 // replicas and carry no record: what an attempt of this step lost in its wait
 // restored. None for an empty selection, which is every record of the
@@ -242,7 +271,10 @@ type restoreTally struct {
 // restoreGroup restores one priority group and, with wt, waits for what came
 // back to be ready; later is how many workloads the later groups hold. Only
 // the wait's failure is returned: the workloads' own errors go in t.
-func (r *Restorer) restoreGroup(ctx context.Context, work *allowance, f finder, g []*Workload, wt *waiter, later int, t *restoreTally) error {
+//
+// earlier are this group's workloads an earlier attempt restored: waited for
+// with what this one brings back.
+func (r *Restorer) restoreGroup(ctx context.Context, work *allowance, f finder, g []*Workload, wt *waiter, later int, t *restoreTally, earlier []*Workload) error {
 	results := make([]restoreResult, len(g))
 	var errs []error
 	_ = work.spend(ctx, func(ctx context.Context) error {
@@ -287,15 +319,16 @@ func (r *Restorer) restoreGroup(ctx context.Context, work *allowance, f finder, 
 		}
 	}
 	// Wait for what came back even when another workload failed: its record
-	// is gone, so a retry would not look at it again.
-	if wt == nil || len(restored) == 0 {
+	// is gone, so a retry would look at it only as restored earlier.
+	waitFor := slices.Concat(restored, earlier)
+	if wt == nil || len(waitFor) == 0 {
 		return nil
 	}
 	began := r.Clock.Now()
 	wt.deadline = began.Add(t.readyLeft)
 	failed := len(t.errs)
-	wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, restored, later, failed) }
-	err := wt.until(ctx, fmt.Sprintf("%d restored workloads to be ready", len(restored)), wt.w.readyCond(restored))
+	wt.expired = func(synced bool, pending []string) error { return r.notReady(synced, pending, waitFor, later, failed) }
+	err := wt.until(ctx, fmt.Sprintf("%d restored workloads to be ready", len(waitFor)), wt.w.readyCond(waitFor))
 	t.readyLeft -= r.Clock.Since(began)
 	return err
 }
