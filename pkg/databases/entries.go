@@ -379,12 +379,3 @@ func Secrets(entries []Entry) []string {
 	sort.Strings(out)
 	return out
 }
-
-// fields are the entry's values by key (Keys), as its JSON form names them.
-func (e Entry) fields() map[string]string {
-	return map[string]string{
-		"name": e.Name, "secret": e.Secret, "key": e.Key, "dir": e.Dir,
-		"git-url": e.GitURL, "git-revision": e.GitRevision, "migrations-image": e.MigrationsImage,
-		"role": e.Role, "table": e.Table, "to": e.To,
-	}
-}

@@ -348,9 +348,16 @@ func (o *Options) pick(env *step.Env) {
 	i, _ := entryOf(o.entries, o.Secret)
 	e := o.entries[i]
 	env.Results.Set("index", strconv.Itoa(i))
-	for k, v := range e.fields() {
-		env.Results.Set(k, v)
-	}
+	env.Results.Set("name", e.Name)
+	env.Results.Set("secret", e.Secret)
+	env.Results.Set("key", e.Key)
+	env.Results.Set("dir", e.Dir)
+	env.Results.Set("git-url", e.GitURL)
+	env.Results.Set("git-revision", e.GitRevision)
+	env.Results.Set("migrations-image", e.MigrationsImage)
+	env.Results.Set("role", e.Role)
+	env.Results.Set("table", e.Table)
+	env.Results.Set("to", e.To)
 	if o.plans != nil {
 		p := o.plans[i]
 		env.Results.Set("pending", strconv.FormatBool(p.Pending))
@@ -386,7 +393,7 @@ func Spec() step.Spec {
 			"On Tekton --action=rounds reads --databases and the plan lines (paired by Secret, since Tekton sorts a fanned-out task's results by TaskRun name) instead of --entries and --plans. " +
 			"Results: entries (check: the list with the defaults applied), secrets (check: the distinct Secret names; sorted), count (check), " +
 			"index (pick), name, secret, key, dir, git-url, git-revision, migrations-image, role, table, to (pick), " +
-			"planned-version, planned-target, planned-files-digest, migrations-digest (pick with plan lines, which also writes pending and git-commit), plan-line (plan-line), " +
+			"planned-version, planned-target, planned-files-digest, git-commit, migrations-digest (pick with plan lines, which also writes pending), plan-line (plan-line), " +
 			"plans (rounds), rounds (rounds), order (rounds with plan lines), pending (rounds), needs-downtime (rounds), holder (rounds), " +
 			"migrate-failed (decide), restore (decide), rollback (decide), restore-after-rollback (decide), databases (summary).",
 		Args:    "[PLAN-LINE...]",

@@ -56,6 +56,10 @@ func TestTekton(t *testing.T) {
 		{"evicted-migrate-is-retried", s.testEvictedMigrate},
 		{"put-back-refuses-migrate", s.testPutBackRefusesMigrate},
 		{"tasks-changed-mid-run", s.testTasksChangedMidRun},
+		// Several databases in one run: the Pipeline chartreuse-databases
+		// (tekton_databases_test.go).
+		{"databases-list", s.testDatabasesList},
+		{"databases-list-keep-down", s.testDatabasesListKeepDown},
 	}
 	// Variants of paths taken above, and paths Argo's suite takes too with the
 	// same step code (make test-full).

@@ -20,13 +20,18 @@ import (
 // ExamplePipelineRun loads tekton/examples/pipelinerun.yaml, the PipelineRun a
 // user copies and edits (set its params with SetTektonParam).
 func (tk *Tekton) ExamplePipelineRun() (*pipelinev1.PipelineRun, error) {
-	b, err := os.ReadFile(filepath.Join(tk.RepoDir, "tekton", "examples", "pipelinerun.yaml"))
+	return tk.Example("pipelinerun.yaml")
+}
+
+// Example reads the PipelineRun of tekton/examples/<file>.
+func (tk *Tekton) Example(file string) (*pipelinev1.PipelineRun, error) {
+	b, err := os.ReadFile(filepath.Join(tk.RepoDir, "tekton", "examples", file))
 	if err != nil {
 		return nil, err
 	}
 	var pr pipelinev1.PipelineRun
 	if err := yaml.UnmarshalStrict(b, &pr); err != nil {
-		return nil, fmt.Errorf("tekton/examples/pipelinerun.yaml: %w", err)
+		return nil, fmt.Errorf("tekton/examples/%s: %w", file, err)
 	}
 	return &pr, nil
 }

@@ -69,22 +69,27 @@ var agreedFlags = func() map[string][]string {
 		"scale-down":    cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
 		"scale-restore": cat(common, sel, []string{"only-run-uid", "supersede-database", "supersede-runs", "wait-ready", "ready-timeout"}),
 		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "max-entries", "max-bytes", "max-secrets", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to",
-			"check-selector", "check-workload", "check-namespace", "check-stop-workloads", "report-holds-for", "report-holds-for-result"}),
-		"gate": cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "pod-selector", "task-run", "timeout", "poll-interval", "progress-interval", "check-duration", "check-positive-duration", "check-wait-duration", "check-timeout-duration", "check-run-id", "database-secrets-file", "workload-namespace"}),
+			"check-selector", "check-workload", "check-namespace", "check-stop-workloads", "report-holds-for", "report-holds-for-result",
+			"one-entry-per-secret", "secret", "plan-results"}),
+		"gate": cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "pod-selector", "task-run", "timeout", "poll-interval", "progress-interval", "check-duration", "check-positive-duration", "check-wait-duration", "check-timeout-duration", "check-run-id", "database-secrets-file", "workload-namespace",
+			"pipeline-task", "parallelism", "canary"}),
 	}
 }()
 
 // agreedResults are the results each binary writes (per mode for migrate), as agreed;
 // TestResultsAreWritten cross-checks them with the code.
 var agreedResults = map[string][]string{
-	"check-databases": {"entries", "secrets", "count", "plans", "rounds", "pending", "needs-downtime", "holder", "migrate-failed", "restore", "rollback", "restore-after-rollback", "databases", "superseded-holds"},
-	"wait-for-db":     {"attempts", "waited"},
-	"wait-patroni":    {},
-	"migrate --plan":  {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime", "files-digest", "superseded-holds"},
-	"migrate":         {"applied", "applied-versions", "current-version", "target-version", "git-commit", "migrations-digest", "lock-wait-seconds", "table-lock-wait-seconds", "sql-seconds"},
-	"scale-down":      {"scaled", "workloads"},
-	"scale-restore":   {"restored", "workloads", "downtime-seconds", "workloads-stopped"},
-	"gate":            {},
+	"check-databases": {"entries", "secrets", "count", "plans", "rounds", "pending", "needs-downtime", "holder", "migrate-failed", "restore", "rollback", "restore-after-rollback", "databases", "superseded-holds",
+		// Tekton's list: pick, plan-line, rounds given the plan lines
+		"index", "name", "secret", "key", "dir", "git-url", "git-revision", "migrations-image", "role", "table", "to",
+		"planned-version", "planned-target", "planned-files-digest", "git-commit", "migrations-digest", "plan-line", "order"},
+	"wait-for-db":    {"attempts", "waited"},
+	"wait-patroni":   {},
+	"migrate --plan": {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime", "files-digest", "superseded-holds"},
+	"migrate":        {"applied", "applied-versions", "current-version", "target-version", "git-commit", "migrations-digest", "lock-wait-seconds", "table-lock-wait-seconds", "sql-seconds"},
+	"scale-down":     {"scaled", "workloads"},
+	"scale-restore":  {"restored", "workloads", "downtime-seconds", "workloads-stopped"},
+	"gate":           {"go", "why"},
 }
 
 // container is one container of a manifest that runs a step binary.
@@ -138,6 +143,19 @@ func (c container) flag(name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// tektonDatabaseMount is where a Task of Tekton's list mounts its TaskRun's Secret.
+const tektonDatabaseMount = "/var/run/chartreuse/database"
+
+// tektonPerDatabase reports a container of a Task of Tekton's list fanned out over
+// its Secrets (chartreuse-databases-plan, -migrate).
+func tektonPerDatabase(c container) bool {
+	return c.Engine == "tekton" && (strings.Contains(c.Where, "chartreuse-databases-plan") || strings.Contains(c.Where, "chartreuse-databases-migrate"))
+}
+
+func isDatabaseStep(c container) bool {
+	return c.Binary == "wait-for-db" || c.Binary == "wait-patroni" || c.Binary == "migrate" && c.mode() != checkOnlyMode
 }
 
 // perDatabase reports a container of the Argo templates that work on one entry of a
@@ -490,8 +508,15 @@ func TestDatabaseURLFromSecret(t *testing.T) {
 		if _, ok := c.flag("database-url"); ok {
 			t.Errorf("%s: --database-url in a manifest", c.Where)
 		}
-		if _, ok := c.flag("database-url-file"); ok {
+		if v, ok := c.flag("database-url-file"); ok && !tektonPerDatabase(c) {
 			t.Errorf("%s: --database-url-file in a manifest", c.Where)
+		} else if tektonPerDatabase(c) && isDatabaseStep(c) {
+			// Tekton's list: the TaskRun's Secret (its matrix value) mounted, the key
+			// its entry names (a matrix cannot hand a Secret and a key together)
+			if want := tektonDatabaseMount + "/$(steps.pick.results.key)"; v != want {
+				t.Errorf("%s: --database-url-file=%q, want %s", c.Where, v, want)
+			}
+			continue
 		}
 		isDB := c.Binary == "wait-for-db" || c.Binary == "wait-patroni" || c.Binary == "migrate" && c.mode() != checkOnlyMode
 		var found *corev1.EnvVar

@@ -33,7 +33,8 @@ var notObjects = map[string]bool{
 	"workflowtemplates/examples/github-actions.yaml": true,
 	// the Pipeline as written, with taskRefs: tekton/pipeline.yaml, generated from
 	// it, is the one installed (tektonPipeline reads the source)
-	tektonembed.SourceFile: true,
+	tektonembed.SourceFile:          true,
+	tektonembed.DatabasesSourceFile: true,
 }
 
 // doc is one YAML document of a manifest file.

@@ -77,7 +77,7 @@ func TestParametersReachTheirSteps(t *testing.T) {
 		mode := stepMode(c)
 		for _, sp := range stepParameters {
 			got, ok := c.flag(sp.flag)
-			if key, entry := entryParameters[sp.param]; entry && (c.Binary == "check-databases" || perDatabase(c)) {
+			if key, entry := entryParameters[sp.param]; entry && (c.Binary == "check-databases" || perDatabase(c) || tektonPerDatabase(c)) {
 				if c.Binary == "check-databases" {
 					continue // the entries' defaults: checked by their flag names in TestFlagsAgreed
 				}
@@ -87,7 +87,11 @@ func TestParametersReachTheirSteps(t *testing.T) {
 					}
 					continue
 				}
-				if want := "{{inputs.parameters." + key + "}}"; got != want {
+				want := "{{inputs.parameters." + key + "}}"
+				if tektonPerDatabase(c) {
+					want = "$(steps.pick.results." + key + ")" // the TaskRun's entry, picked
+				}
+				if got != want {
 					t.Errorf("%s (%s): --%s=%q, want the entry's %q", c.Where, mode, sp.flag, got, want)
 				}
 				continue

@@ -141,8 +141,11 @@ func TestRolesGrantWhatTheStepsUse(t *testing.T) {
 		"chartreuse-workflow": rbacrules.Expand(documented.Scale),
 		"chartreuse-pipeline": rbacrules.Expand(documented.Scale),
 		"chartreuse-executor": rbacrules.Expand(rbacrules.Executor),
-		// Argo only, for now: whether each Secret of a databases list holds its key
+		// both engines: whether each Secret of a databases list holds its key
 		"chartreuse-check-databases": rbacrules.Expand(documented.CheckDatabases),
+		// Tekton's list: each migrate TaskRun reads the run's TaskRuns for its turn
+		// (gate --action=turn, TestClusterTurn)
+		"chartreuse-pipeline-turn": {"list tekton.dev/taskruns"},
 	}
 	roles := map[string]*rbacv1.Role{}
 	for _, d := range docsOfKind(loadDocs(t), "rbac.authorization.k8s.io/v1", "Role") {

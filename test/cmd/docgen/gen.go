@@ -63,6 +63,7 @@ var Binaries = []binary{
 		{"planned-version", "`--action=pick` given the plan lines: the version its plan found (with `pending`, `git-commit` and the three below, what the TaskRun's later steps are given)"},
 		{"planned-target", "`--action=pick` given the plan lines: its plan's `target-version`, for `migrate --planned-target`"},
 		{"planned-files-digest", "`--action=pick` given the plan lines: its plan's `files-digest`, for `migrate --planned-files-digest`"},
+		{"git-commit", "`--action=pick` given the plan lines: its plan's `git-commit`"},
 		{"migrations-digest", "`--action=pick` given the plan lines: its plan's `migrations-digest`"},
 		{"plan-line", "`--action=plan-line`: one JSON object, the Secret (`secret`) and what `migrate --plan` reported for it: `pending`, `current-version`, `target-version`, `files-digest`, `git-commit`, `migrations-digest`, `needs-downtime`"},
 		{"plans", "`--action=rounds`: JSON list of the entries, each with its `index` (from 0) and what its plan reported: `pending`, `needs-downtime`, `planned-version`, `planned-target`, `planned-files-digest`, `git-commit`, `migrations-digest`"},

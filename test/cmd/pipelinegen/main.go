@@ -23,6 +23,6 @@ func main() {
 		os.Exit(1)
 	}
 	if changed {
-		fmt.Println("pipelinegen: updated", tektonembed.PipelineFile)
+		fmt.Println("pipelinegen: updated the Pipelines of", tektonembed.TasksDir, "sources")
 	}
 }
