@@ -96,6 +96,8 @@ type Gate struct {
 	Poll          time.Duration // between looks while waiting
 	ProgressEvery time.Duration // between "still waiting" lines
 	Log           *slog.Logger
+	// Created is when the PipelineRun was created, read by CheckParameters.
+	Created time.Time
 }
 
 // lock is one Lease of the gate.

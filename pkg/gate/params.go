@@ -64,6 +64,7 @@ func (g *Gate) CheckParameters(ctx context.Context) error {
 			return failure.Transientf("waiting for PipelineRun %s's status: %w", g.RunName, err)
 		}
 	}
+	g.Created = pr.GetCreationTimestamp().Time
 	given, _, err := unstructured.NestedSlice(pr.Object, "spec", "params")
 	if err != nil {
 		return failure.Permanentf("PipelineRun %s: reading spec.params: %w", g.RunName, err)

@@ -33,6 +33,10 @@ const (
 const (
 	ResultGo  = "go"
 	ResultWhy = "why"
+	// ResultRunCreated (acquire): when the PipelineRun was created, RFC 3339,
+	// the --run-created of the steps that hold or let go of workloads (Tekton
+	// has no variable for it).
+	ResultRunCreated = "run-created"
 )
 
 // Options are the gate step's own flags.
@@ -244,7 +248,7 @@ func Spec() step.Spec {
 			"turn is for a Tekton run over several databases, the first step of each migrate (or --pipeline-task) TaskRun: given the order of the Secrets after the flags (rounds' order result), " +
 			"it waits until the TaskRuns this one comes after have succeeded (with --canary the first of the order; and the one --parallelism places before it), so that at most --parallelism work at once; " +
 			"it writes go=false (and why) at once when a TaskRun of the task has failed, as the run then starts no other, and go=true when its turn has come; it waits as long as those TaskRuns run. " +
-			"Results: go (turn: true when this TaskRun may start), why (turn: why not).",
+			"Results: run-created (acquire: when the PipelineRun was created, RFC 3339), go (turn: true when this TaskRun may start), why (turn: why not).",
 		Args:    "[SECRET...] (acquire, release: a run over several databases, its Secrets, as --database-secrets-file; turn: the order)",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
@@ -284,6 +288,7 @@ func Spec() step.Spec {
 			if err := g.CheckParameters(ctx); err != nil {
 				return err
 			}
+			env.Results.Set(ResultRunCreated, g.Created.UTC().Format(time.RFC3339))
 			return g.Acquire(ctx)
 		},
 	}

@@ -53,6 +53,8 @@ type Downer struct {
 	RunUID    string // recorded with each new record, unless empty
 	// DatabaseSecret goes with RunUID into the holders (AnnotationHeldBy).
 	DatabaseSecret string
+	// RunCreated (Unix seconds, 0: not known) goes with them.
+	RunCreated int64
 	// GitCommit, when set, is the commit of the migrations, named in the Events.
 	GitCommit     string
 	Timeout       time.Duration // for the whole run, waits included
@@ -301,7 +303,9 @@ func (d *Downer) stopGroup(ctx context.Context, f finder, g []*Workload, w *watc
 }
 
 // holder is this run as a holder of the workloads it stops.
-func (d *Downer) holder() holder { return holder{runUID: d.RunUID, database: d.DatabaseSecret} }
+func (d *Downer) holder() holder {
+	return holder{runUID: d.RunUID, database: d.DatabaseSecret, created: d.RunCreated}
+}
 
 // stopResult is what stopping one workload did.
 type stopResult struct {

@@ -98,6 +98,10 @@ type RunOptions struct {
 	RunUID         string
 	DatabaseSecret string
 	GitCommit      string // written in the Events
+	// RunCreated is when the run was created (both steps): a run lets go of no
+	// hold of a run created after it. Parsed into created.
+	RunCreated string
+	created    int64
 	// The flags of scale-restore only.
 	OnlyRunUID        string
 	SupersedeDatabase string
@@ -123,6 +127,7 @@ func (o *RunOptions) Flags() []cli.Flag {
 			runID,
 			&cli.StringFlag{Name: "run-uid", Usage: "a value unique to this run (Argo: {{workflow.uid}}, Tekton: $(context.pipelineRun.uid)), recorded on each workload this run stops (" + AnnotationByRunUID + ") so that its failure path can restore only those (scale-restore --only-run-uid); a workload another run already stopped keeps that run's record and gets this run added to its holders (" + AnnotationHeldBy + "); empty: not recorded", Destination: &o.RunUID},
 			&cli.StringFlag{Name: "database-secret", Usage: "the database this run migrates as secret/key (the Secret and the key holding its URL), or those of a run of several databases joined by + (orders-db/url+billing-db/url), recorded with the run uid among the holders (" + AnnotationHeldBy + "), so that a later run that migrates all of them successfully can supersede this run's hold (scale-restore --supersede-database)", Destination: &o.DatabaseSecret},
+			runCreated(&o.RunCreated),
 			&cli.StringFlag{Name: "git-commit", Usage: "the commit the run's migrations come from (plan's git-commit result), written in each workload's ScaledDownForMigration Event; empty: the image's migrations", Destination: &o.GitCommit},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long to wait for the workloads' pods to stop", Destination: &o.Timeout},
 			progress,
@@ -132,6 +137,7 @@ func (o *RunOptions) Flags() []cli.Flag {
 		runID,
 		&cli.StringFlag{Name: "only-run-uid", Usage: "restore only the workloads this run holds stopped (scale-down --run-uid with this value), and leave every other record (another run's, or one without a run uid) as it is, saying so; a workload another run holds too stays stopped, with this run taken off its holders, until the last holder lets go; empty: restore every record in the selection", Destination: &o.OnlyRunUID},
 		&cli.StringFlag{Name: "supersede-database", Usage: "with --only-run-uid, after this run migrated this database (secret/key) successfully (or several joined by +, orders-db/url+billing-db/url): also take off the holders every run that joined them before this run (an earlier scale-down) all of whose databases are among them, as this run's migration supersedes what they decided (a keep-down); a run that joined after it (a later run, when this one is an argo retry) keeps holding; a run that also named another database, and holders whose database is not recorded (a person's scale-down without --run-uid), keep holding", Destination: &o.SupersedeDatabase},
+		runCreated(&o.RunCreated),
 		&cli.StringFlag{Name: "supersede-runs", Usage: "with --supersede-database: the runs (uids, comma-separated) plan found holding the selection for those databases (its superseded-holds result), which let go too wherever they stand among the holders: a run that stopped nothing (nothing pending, or stop-workloads=auto with nothing to stop) otherwise supersedes no earlier keep-down; a listed run that also named another database keeps holding", Destination: &o.SupersedeRuns},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "how long reading and restoring the workloads may take in all (an unreachable API server, endless conflicts), not counting the wait for readiness (--ready-timeout); then exit 75", Destination: &o.Timeout},
 		progress,
@@ -192,6 +198,11 @@ func (o *RunOptions) Validate() error {
 	if o.SupersedeDatabase != "" && o.OnlyRunUID == "" {
 		return fmt.Errorf("--supersede-database needs --only-run-uid: without it every record of the selection is restored anyway")
 	}
+	created, err := ParseRunCreated("--run-created", o.RunCreated)
+	if err != nil {
+		return err
+	}
+	o.created = created
 	runs, err := RunList("--supersede-runs", o.SupersedeRuns)
 	if err != nil {
 		return err
@@ -201,6 +212,24 @@ func (o *RunOptions) Validate() error {
 		return fmt.Errorf("--supersede-runs needs --supersede-database: a run lets go of another's hold only for the databases it migrated")
 	}
 	return nil
+}
+
+// runCreated is the --run-created flag of the steps that hold or let go of
+// workloads for a run.
+func runCreated(dest *string) cli.Flag {
+	return &cli.StringFlag{Name: "run-created", Usage: "when this run was created, RFC 3339 (Argo: {{workflow.creationTimestamp}}; Tekton: the gate's run-created result): recorded with this run among the holders (" + AnnotationHeldBy + ", <uid>" + CreatedSeparator + "<unix seconds>), and a run lets go of no hold of a run created after it (an argo retry of an old run never lifts a later run's keep-down); empty: not known (every hold counts as older)", Destination: dest}
+}
+
+// ParseRunCreated reads a --run-created value: RFC 3339, or empty (0).
+func ParseRunCreated(flag, v string) (int64, error) {
+	if v = strings.TrimSpace(v); v == "" {
+		return 0, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil || t.Unix() <= 0 {
+		return 0, fmt.Errorf("%s %q is not a time in RFC 3339 (e.g. 2026-12-07T09:30:00Z): pass the run's creation time as the workflow gives it, or nothing", flag, v)
+	}
+	return t.Unix(), nil
 }
 
 // RunList checks a list of run uids (comma-separated, as plan's

@@ -73,6 +73,8 @@ func TestSpecUsageErrors(t *testing.T) {
 		{"run uid with a tab", ScaleDownSpec(), []string{"--workload", "deploy/web", "--run-uid", "a\tb"}, 2, "--run-uid"},
 		{"restore run uid with a tab", ScaleRestoreSpec(), []string{"--only-run-uid", "a\tb"}, 2, "--only-run-uid"},
 		{"run uid with a colon", ScaleDownSpec(), []string{"--workload", "deploy/web", "--run-uid", "a:b"}, 2, "--run-uid"},
+		{"run created not a time", ScaleDownSpec(), []string{"--workload", "deploy/web", "--run-created", "yesterday"}, 2, "is not a time in RFC 3339"},
+		{"restore run created not a time", ScaleRestoreSpec(), []string{"--run-created", "1733560000"}, 2, "--run-created"},
 		{"run uid on restore", ScaleRestoreSpec(), []string{"--run-uid", "x"}, 2, "run-uid"},
 	}
 	for _, tt := range tests {

@@ -36,6 +36,9 @@ type Restorer struct {
 	// although this run holds nothing (nothing pending, or stop-workloads=auto
 	// with nothing stopped).
 	SupersedeRuns string
+	// RunCreated (Unix seconds, 0: not known): no hold of a run created after
+	// this one is let go.
+	RunCreated int64
 	Timeout       time.Duration // reading and restoring, in all; readiness waits not counted
 	WaitReady     bool
 	ReadyTimeout  time.Duration // the readiness waits, in all
@@ -338,7 +341,7 @@ func (r *Restorer) letGo() *letGo {
 	if r.OnlyRunUID == "" {
 		return nil
 	}
-	g := newLetGo(r.OnlyRunUID, r.SupersedeDatabase, r.SupersedeRuns)
+	g := newLetGo(r.OnlyRunUID, r.SupersedeDatabase, r.SupersedeRuns, r.RunCreated)
 	return &g
 }
 

@@ -51,8 +51,13 @@ type SelectionCheckOptions struct {
 	// StopWorkloads is the run's stop-workloads: with false the run touches no
 	// workload, lets go of no hold, and needs no right to read them.
 	StopWorkloads string
+	// RunCreated is when the run was created: only the holds of runs created
+	// before it are reported (an argo retry of an old run reruns plan after a
+	// later run's keep-down, which it must not lift).
+	RunCreated string
 
-	sel Selection
+	sel     Selection
+	created int64
 }
 
 // Flags implements step.Options.
@@ -63,6 +68,7 @@ func (o *SelectionCheckOptions) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "check-namespace", Usage: "the namespace of those workloads: checked, as --check-selector (default: the pod's own namespace in a cluster, else the kubeconfig context's)", Destination: &o.Namespace},
 		&cli.StringFlag{Name: "report-holds-for-result", Usage: "as --report-holds-for, for the databases (secret/key joined by +) the step itself writes in this result (check-databases --action=rounds: holder), after it ran", Destination: &o.HoldsForResult},
 		&cli.StringFlag{Name: "check-stop-workloads", Usage: "the run's stop-workloads (true, false or auto): with false the run touches no workload, so --report-holds-for reads nothing and reports none", Destination: &o.StopWorkloads},
+		runCreated(&o.RunCreated),
 		&cli.StringFlag{Name: "report-holds-for", Usage: "the run's database as secret/key: read the selected workloads (every workload of the namespace when none is selected) and write the result " + ResultSupersededHolds + ", the uids of the runs that hold them stopped for this database alone (an earlier keep-down), which scale-restore --supersede-runs lets go of once this run has succeeded; empty: the cluster is not read", Destination: &o.HoldsFor},
 	}
 }
@@ -83,6 +89,9 @@ func (o *SelectionCheckOptions) Validate() error {
 		return err
 	}
 	o.HoldsFor = holdsFor
+	if o.created, err = ParseRunCreated("--run-created", o.RunCreated); err != nil {
+		return err
+	}
 	if o.HoldsFor != "" && o.HoldsForResult != "" {
 		return fmt.Errorf("--report-holds-for and --report-holds-for-result both given: the databases come from one of them")
 	}
@@ -130,7 +139,7 @@ func CheckSelection(spec step.Spec) step.Spec {
 			return err
 		}
 		cctx, cancel := context.WithTimeout(ctx, HoldsCheckTimeout)
-		uids, unlisted, err := HoldsFor(cctx, c.Interface, c.Namespace, o.sel, dbs)
+		uids, unlisted, err := HoldsFor(cctx, c.Interface, c.Namespace, o.sel, dbs, o.created)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("reading the workloads' holds (%s) in namespace %s, which needs the Role chartreuse-migrate bound to this step's ServiceAccount there (Argo: chartreuse-migrate; Tekton: chartreuse-pipeline-migrate, the PipelineRun's taskRunSpecs for plan), or stop-workloads=false: %w",
@@ -166,7 +175,11 @@ const MaxSupersededHolds = 24
 // among them; one whose uid --supersede-runs would refuse (a hand edit) is
 // returned in unlisted instead, so that the list plan writes is one
 // scale-restore takes.
-func HoldsFor(ctx context.Context, cs kubernetes.Interface, ns string, sel Selection, dbs string) (uids, unlisted []string, err error) {
+//
+// created (Unix seconds, 0: not known) is when the run was created: a holder
+// whose run was created later (a later keep-down, when this run is an argo
+// retry of an old one) is not among them.
+func HoldsFor(ctx context.Context, cs kubernetes.Interface, ns string, sel Selection, dbs string, created int64) (uids, unlisted []string, err error) {
 	f := finder{cs: cs, ns: ns}
 	var ws []*Workload
 	if sel.Empty() {
@@ -184,7 +197,7 @@ func HoldsFor(ctx context.Context, cs kubernetes.Interface, ns string, sel Selec
 		}
 		for _, h := range recordOf(w).holders() {
 			switch {
-			case h.runUID == noRunUID || !h.supersededBy(set):
+			case h.runUID == noRunUID || !h.supersededBy(set) || !h.olderThan(created):
 			case !listableRunUID(h.runUID):
 				if !slices.Contains(unlisted, h.runUID) {
 					unlisted = append(unlisted, h.runUID)

@@ -81,7 +81,7 @@ func ScaleDownSpec() step.Spec {
 		Options: []step.Options{ko, so, ro},
 		Run: runOnCluster("scale-down", ResultScaled, ko, func(ctx context.Context, c *kube.Client, env *step.Env) ([]Outcome, error) {
 			d := &Downer{
-				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, RunUID: ro.RunUID, DatabaseSecret: ro.DatabaseSecret, GitCommit: ro.GitCommit, Timeout: ro.Timeout,
+				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, RunUID: ro.RunUID, DatabaseSecret: ro.DatabaseSecret, RunCreated: ro.created, GitCommit: ro.GitCommit, Timeout: ro.Timeout,
 				ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
 			}
 			return d.Run(ctx, so.Selection())
@@ -106,7 +106,7 @@ func ScaleRestoreSpec() step.Spec {
 		Options: []step.Options{ko, so, ro},
 		Run: runOnCluster("scale-restore", ResultRestored, ko, func(ctx context.Context, c *kube.Client, env *step.Env) ([]Outcome, error) {
 			r := &Restorer{
-				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, OnlyRunUID: ro.OnlyRunUID, SupersedeDatabase: ro.SupersedeDatabase, SupersedeRuns: ro.SupersedeRuns, Timeout: ro.Timeout,
+				Client: c.Interface, Namespace: c.Namespace, RunID: ro.RunID, OnlyRunUID: ro.OnlyRunUID, SupersedeDatabase: ro.SupersedeDatabase, SupersedeRuns: ro.SupersedeRuns, RunCreated: ro.created, Timeout: ro.Timeout,
 				WaitReady: ro.WaitReady, ReadyTimeout: ro.ReadyTimeout, ProgressEvery: ro.ProgressEvery, Clock: clock.RealClock{}, Log: env.Log, CheckAccess: true,
 			}
 			env.Results.Set(ResultDowntime, "")

@@ -29,24 +29,34 @@ func TestSupersedeRuns(t *testing.T) {
 	tests := []struct {
 		name, heldBy, uid, db, runs string
 		wantHeldBy                  string // "-": restored
+		created                     int64  // the run's --run-created
 	}{
-		{"without the list a run that holds nothing lets go of nothing", "a:one", "z", "one", "", "a:one"},
-		{"a listed run of the database is superseded", "a:one", "z", "one", "a", "-"},
-		{"every listed run", "a:one,b:one", "z", "one", "a,b", "-"},
-		{"a run not listed (a later one) keeps holding", "a:one,b:one", "z", "one", "a", "b:one"},
-		{"a listed run of another database keeps holding", "a:two", "z", "one", "a", "a:two"},
-		{"a listed run of several databases keeps holding", "a:one+two", "z", "one", "a", "a:one+two"},
-		{"a listed holder of no known database keeps holding", "a,b:one", "z", "one", "a,b", "a"},
-		{"the run's own hold and a listed one", "a:one,z:one", "z", "one", "a", "-"},
+		{"without the list a run that holds nothing lets go of nothing", "a:one", "z", "one", "", "a:one", 0},
+		{"a listed run of the database is superseded", "a:one", "z", "one", "a", "-", 0},
+		{"every listed run", "a:one,b:one", "z", "one", "a,b", "-", 0},
+		{"a run not listed (a later one) keeps holding", "a:one,b:one", "z", "one", "a", "b:one", 0},
+		{"a listed run of another database keeps holding", "a:two", "z", "one", "a", "a:two", 0},
+		{"a listed run of several databases keeps holding", "a:one+two", "z", "one", "a", "a:one+two", 0},
+		{"a listed holder of no known database keeps holding", "a,b:one", "z", "one", "a,b", "a", 0},
+		{"the run's own hold and a listed one", "a:one,z:one", "z", "one", "a", "-", 0},
 		// after a retry of the run: plan listed a, which joined before it anyway
-		{"a listed run after the run's own entry", "z:one,a:one", "z", "one", "a", "-"},
+		{"a listed run after the run's own entry", "z:one,a:one", "z", "one", "a", "-", 0},
+		// an argo retry of an old run (z, created at 100) that reran its plan and
+		// scale-down after a later run (b, created at 200) kept the workloads down
+		{"a later run listed by a rerun plan keeps holding", "b@200:one", "z", "one", "b", "b@200:one", 100},
+		{"a later run before the run's own entry keeps holding", "b@200:one,z@100:one", "z", "one", "", "b@200:one", 100},
+		{"an older run before it is superseded", "a@50:one,z@100:one", "z", "one", "", "-", 100},
+		{"a run of the same second keeps holding", "a@100:one,z@100:one", "z", "one", "a", "a@100:one", 100},
+		{"a holder of no known time counts as older", "a:one,z@100:one", "z", "one", "", "-", 100},
+		{"a run of no known time lets go as before", "b@200:one,z:one", "z", "one", "", "-", 0},
+		{"a time edited by hand stays in the uid, which no run lists", "b@x:one", "z", "one", "b", "b@x:one", 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			inBubble(t, func(t *testing.T) {
 				cs := newFake(deployment("web", 0, held(tt.heldBy)))
 				r, _ := newRestorer(t, cs)
-				r.OnlyRunUID, r.SupersedeDatabase, r.SupersedeRuns = tt.uid, tt.db, tt.runs
+				r.OnlyRunUID, r.SupersedeDatabase, r.SupersedeRuns, r.RunCreated = tt.uid, tt.db, tt.runs, tt.created
 				if _, err := r.Run(context.Background(), sel(t, "", "deployment/web")); err != nil {
 					t.Fatal(err)
 				}
@@ -111,12 +121,12 @@ func TestClusterRunThatStoppedNothingLetsGoOfAKeepDown(t *testing.T) {
 
 	sels := map[string]Selection{"kd": sel(t, "app=kd"), "whole namespace": {}}
 	for name, want := range map[string][]string{"kd": {"uid-kept"}, "whole namespace": {"uid-kept"}} {
-		got, _, err := HoldsFor(t.Context(), c.cs, c.ns, sels[name], "shop-db/url")
+		got, _, err := HoldsFor(t.Context(), c.cs, c.ns, sels[name], "shop-db/url", 0)
 		if err != nil || !slices.Equal(got, want) {
 			t.Fatalf("holds for shop-db/url on %s: %v %v, want %v", name, got, err, want)
 		}
 	}
-	if got, _, err := HoldsFor(t.Context(), c.cs, c.ns, Selection{}, "billing-db/url"); err != nil || !slices.Equal(got, []string{"uid-billing"}) {
+	if got, _, err := HoldsFor(t.Context(), c.cs, c.ns, Selection{}, "billing-db/url", 0); err != nil || !slices.Equal(got, []string{"uid-billing"}) {
 		t.Fatalf("holds for billing-db/url: %v %v", got, err)
 	}
 
@@ -159,7 +169,7 @@ func TestHoldsForListsOnlyRunUIDsScaleRestoreTakes(t *testing.T) {
 	} {
 		ann := withUID(rec("3"), "a")
 		ann[AnnotationHeldBy] = heldBy
-		uids, unlisted, err := HoldsFor(context.Background(), newFake(deployment("web", 0, ann)), testNS, sel(t, "", "deployment/web"), "one")
+		uids, unlisted, err := HoldsFor(context.Background(), newFake(deployment("web", 0, ann)), testNS, sel(t, "", "deployment/web"), "one", 0)
 		if err != nil {
 			t.Fatalf("%q: %v", heldBy, err)
 		}
@@ -225,5 +235,76 @@ func TestClusterPlanRefusesMoreHoldsThanItCanList(t *testing.T) {
 		case n > MaxSupersededHolds && (code != failure.CodePermanent || !strings.Contains(errOut.String(), "more than the 24 one run lets go of") || len(b) != 0):
 			t.Errorf("%d holders: exit %d, listed %q, want 1 naming the bound:\n%s", n, code, b, errOut.String())
 		}
+	}
+}
+
+// plan lists only the holds of runs created before its own: an argo retry of
+// an old run reruns plan after a later run kept the workloads down, and its
+// list must not name that later run. Times written as scale-down writes them
+// come back as such; a holder of no known time counts as older.
+func TestHoldsForListsOnlyOlderRuns(t *testing.T) {
+	ann := withUID(rec("3"), "a")
+	ann[AnnotationHeldBy] = "a@50:one,b@200:one,c:one,d@150:one"
+	cs := newFake(deployment("web", 0, ann))
+	for created, want := range map[int64]string{0: "a,b,c,d", 100: "a,c", 150: "a,c", 151: "a,c,d", 300: "a,b,c,d"} {
+		uids, _, err := HoldsFor(context.Background(), cs, testNS, sel(t, "", "deployment/web"), "one", created)
+		if err != nil || strings.Join(uids, ",") != want {
+			t.Errorf("run created at %d: listed %q (%v), want %q", created, uids, err, want)
+		}
+	}
+	if hs := parseHolders("a@50:one, b@x:one"); len(hs) != 2 || hs[0] != (holder{runUID: "a", database: "one", created: 50}) || hs[1].runUID != "b@x" || hs[0].String() != "a@50:one" {
+		t.Errorf("parsed %+v", hs)
+	}
+}
+
+// An argo retry of an old run R (created first) after a later run N kept the
+// application down: R's rerun scale-down joins the holders after N, its rerun
+// plan reads N's hold, and its success lifted N's keep-down (an attack on the
+// real Argo, both ways). With the runs' creation times recorded, R lets go of
+// no hold of N; a run created after N does.
+func TestClusterRetryOfAnOlderRunKeepsALaterHold(t *testing.T) {
+	c := newCluster(t)
+	c.deployment("kept", 2, appOpts{labels: map[string]string{"app.kubernetes.io/name": "kept"}})
+	const older, later, newest = "2026-12-07T09:00:00Z", "2026-12-07T09:05:00Z", "2026-12-07T09:10:00Z"
+	sel := []string{"--selector", "app.kubernetes.io/name=kept"}
+	c.mustRun(0, ScaleDownSpec(), "", append(sel, "--run-id", "wf-n", "--run-uid", "uid-n", "--database-secret", "shop-db/url", "--run-created", later)...)
+	c.mustRun(0, ScaleDownSpec(), "", append(sel, "--run-id", "wf-r", "--run-uid", "uid-r", "--database-secret", "shop-db/url", "--run-created", older)...)
+	unix := func(v string) string {
+		tm, _ := time.Parse(time.RFC3339, v)
+		return fmt.Sprint(tm.Unix())
+	}
+	nHold := "uid-n@" + unix(later) + ":shop-db/url"
+	d := c.getDeployment("kept")
+	if got, want := d.Annotations[AnnotationHeldBy], nHold+",uid-r@"+unix(older)+":shop-db/url"; got != want {
+		t.Fatalf("held by %q, want %q", got, want)
+	}
+	holds := func(created string) string {
+		t.Helper()
+		t.Setenv("KUBECONFIG", c.kubeconfig)
+		spec := CheckSelection(step.Spec{Name: "migrate", Description: "Results: pending.", Run: func(context.Context, *step.Env) error { return nil }})
+		dir := t.TempDir()
+		var out, errOut bytes.Buffer
+		if code := step.Run(t.Context(), spec, []string{"migrate", "--skip-version-check", "--results-dir", dir, "--check-selector", "app.kubernetes.io/name=kept",
+			"--check-namespace", c.ns, "--report-holds-for", "shop-db/url", "--check-stop-workloads", "true", "--run-created", created}, &out, &errOut); code != 0 {
+			t.Fatalf("plan: exit %d\n%s", code, errOut.String())
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, ResultSupersededHolds))
+		return string(b)
+	}
+	if got := holds(older); got != "" {
+		t.Errorf("R's rerun plan lists %q, want none (N is later)", got)
+	}
+	c.mustRun(0, ScaleRestoreSpec(), "", append(sel, "--only-run-uid", "uid-r", "--supersede-database", "shop-db/url", "--run-created", older)...)
+	d = c.getDeployment("kept")
+	if *d.Spec.Replicas != 0 || d.Annotations[AnnotationHeldBy] != nHold {
+		t.Fatalf("after R's success: %d replicas, held by %q; want 0, held by N alone", *d.Spec.Replicas, d.Annotations[AnnotationHeldBy])
+	}
+	// a run created after N, with nothing pending, lets go of it
+	if got := holds(newest); got != "uid-n" {
+		t.Errorf("a newer run's plan lists %q, want uid-n", got)
+	}
+	c.mustRun(0, ScaleRestoreSpec(), "", append(sel, "--only-run-uid", "uid-m", "--supersede-database", "shop-db/url", "--supersede-runs", "uid-n", "--run-created", newest)...)
+	if d := c.getDeployment("kept"); *d.Spec.Replicas != 2 {
+		t.Errorf("after the newer run: %d replicas, want 2", *d.Spec.Replicas)
 	}
 }

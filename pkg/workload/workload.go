@@ -207,6 +207,26 @@ const noRunUID = "none"
 type holder struct {
 	runUID   string // noRunUID for a run without --run-uid
 	database string // its --database-secret: one database (secret/key), or several joined by "+"; "" when not known
+	// created is when the holder's run was created (--run-created), in Unix
+	// seconds; 0 when not known (a holder written before it, a person's).
+	created int64
+}
+
+// CreatedSeparator joins a holder's run uid and the time its run was created
+// in AnnotationHeldBy: <uid>@<unix seconds>:<databases>.
+const CreatedSeparator = "@"
+
+// olderThan reports whether the holder's run was created before a run created
+// at created (Unix seconds): a run lets go only of the holds of runs older
+// than itself, never of a later run's keep-down (an argo retry of an old run
+// reruns its plan and scale-down, and succeeds after that later run). A time
+// not known on either side counts as older, as before times were recorded;
+// the same second does not.
+func (h holder) olderThan(created int64) bool {
+	if created <= 0 || h.created <= 0 {
+		return true
+	}
+	return h.created < created
 }
 
 // DatabaseSeparator joins the databases of a run of several in its holder
@@ -234,10 +254,14 @@ func (h holder) supersededBy(set map[string]bool) bool {
 }
 
 func (h holder) String() string {
-	if h.database == "" {
-		return h.runUID
+	id := h.runUID
+	if h.created > 0 {
+		id += CreatedSeparator + strconv.FormatInt(h.created, 10)
 	}
-	return h.runUID + ":" + h.database
+	if h.database == "" {
+		return id
+	}
+	return id + ":" + h.database
 }
 
 func parseHolders(v string) []holder {
@@ -250,7 +274,15 @@ func parseHolders(v string) []holder {
 		if uid = strings.TrimSpace(uid); uid == "" {
 			continue
 		}
-		hs = append(hs, holder{runUID: uid, database: strings.TrimSpace(db)})
+		h := holder{runUID: uid, database: strings.TrimSpace(db)}
+		// A time that is not a positive integer (a hand edit) stays in the uid,
+		// which then matches no run: the safe side.
+		if id, ts, ok := strings.Cut(uid, CreatedSeparator); ok {
+			if n, err := strconv.ParseInt(ts, 10, 64); err == nil && n > 0 && id != "" {
+				h.runUID, h.created = id, n
+			}
+		}
+		hs = append(hs, h)
 	}
 	return hs
 }
@@ -298,10 +330,13 @@ type letGo struct {
 	// read them before this run did anything. A run with nothing pending holds
 	// nothing, so only this list lets it supersede a keep-down.
 	runs map[string]bool
+	// created is when the run was created (Unix seconds, 0: not known): it
+	// lets go of no holder of a run created after it.
+	created int64
 }
 
-func newLetGo(uid, supersede, runs string) letGo {
-	g := letGo{uid: uid, databases: databaseSet(supersede), runs: map[string]bool{}}
+func newLetGo(uid, supersede, runs string, created int64) letGo {
+	g := letGo{uid: uid, databases: databaseSet(supersede), runs: map[string]bool{}, created: created}
 	for _, r := range strings.Split(runs, ",") {
 		if r = strings.TrimSpace(r); r != "" && r != uid {
 			g.runs[r] = true
@@ -330,7 +365,7 @@ func (g letGo) lets(h holder, i, own int) bool {
 	switch {
 	case h.runUID == g.uid:
 		return true
-	case !h.supersededBy(g.databases):
+	case !h.supersededBy(g.databases), !h.olderThan(g.created):
 		return false
 	}
 	return i < own || g.runs[h.runUID]

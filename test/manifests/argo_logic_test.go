@@ -57,6 +57,7 @@ func (r run) globals(t *testing.T, wft *wfv1.WorkflowTemplate) map[string]any {
 		"workflow.name":               "chartreuse-abcde",
 		"workflow.namespace":          "shop",
 		"workflow.uid":                "0000",
+		"workflow.creationTimestamp":  "2026-12-07T09:00:00Z",
 		"workflow.mainEntrypoint":     r.entrypoint,
 		"workflow.status":             r.status,
 		"workflow.serviceAccountName": "chartreuse-workflow",

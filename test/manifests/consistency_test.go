@@ -65,12 +65,12 @@ var agreedFlags = func() map[string][]string {
 		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "only-this-run", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
 			"git-url", "git-revision", "git-commit", "git-credentials",
 			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest", "wait-timeout",
-			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "stopped-check-only", "check-selector", "check-workload", "check-namespace", "report-holds-for", "check-stop-workloads"}),
-		"scale-down":    cat(common, sel, []string{"run-uid", "database-secret", "git-commit"}),
-		"scale-restore": cat(common, sel, []string{"only-run-uid", "supersede-database", "supersede-runs", "wait-ready", "ready-timeout"}),
+			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "stopped-check-only", "check-selector", "check-workload", "check-namespace", "report-holds-for", "check-stop-workloads", "run-created"}),
+		"scale-down":    cat(common, sel, []string{"run-uid", "database-secret", "git-commit", "run-created"}),
+		"scale-restore": cat(common, sel, []string{"only-run-uid", "supersede-database", "supersede-runs", "wait-ready", "ready-timeout", "run-created"}),
 		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "max-entries", "max-bytes", "max-secrets", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to",
 			"check-selector", "check-workload", "check-namespace", "check-stop-workloads", "report-holds-for", "report-holds-for-result",
-			"one-entry-per-secret", "secret", "plan-results"}),
+			"one-entry-per-secret", "secret", "plan-results", "run-created"}),
 		"gate": cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "pod-selector", "task-run", "timeout", "poll-interval", "progress-interval", "check-duration", "check-positive-duration", "check-wait-duration", "check-timeout-duration", "check-run-id", "database-secrets-file", "workload-namespace",
 			"pipeline-task", "parallelism", "canary"}),
 	}
@@ -89,7 +89,7 @@ var agreedResults = map[string][]string{
 	"migrate":        {"applied", "applied-versions", "current-version", "target-version", "git-commit", "migrations-digest", "lock-wait-seconds", "table-lock-wait-seconds", "sql-seconds"},
 	"scale-down":     {"scaled", "workloads"},
 	"scale-restore":  {"restored", "workloads", "downtime-seconds", "workloads-stopped"},
-	"gate":           {"go", "why"},
+	"gate":           {"go", "why", "run-created"},
 }
 
 // container is one container of a manifest that runs a step binary.

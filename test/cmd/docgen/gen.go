@@ -121,6 +121,7 @@ var Binaries = []binary{
 		{"workloads-stopped", "`false`, written only when the step succeeded: the WorkflowTemplate's mark (global output `workloads-stopped`) that the run has put its workloads back, which turns off its failure path and refuses an `argo retry` of migrate; a failed restore writes nothing, so the failure path still restores"},
 	}},
 	{"gate", gate.Spec, []result{
+		{"run-created", "`--action=acquire`: when the PipelineRun was created, RFC 3339: the `--run-created` of the tasks that hold or let go of the workloads (Tekton has no variable for it)"},
 		{"go", "`--action=turn`: `true` when this TaskRun's turn has come; `false` when a TaskRun of the task has failed, so that it must not start (a step result its next step is guarded by)"},
 		{"why", "`--action=turn`: with `go=false`, which TaskRun failed"},
 	}},
