@@ -38,7 +38,7 @@ type Restorer struct {
 	SupersedeRuns string
 	// RunCreated (Unix seconds, 0: not known): no hold of a run created after
 	// this one is let go.
-	RunCreated int64
+	RunCreated    int64
 	Timeout       time.Duration // reading and restoring, in all; readiness waits not counted
 	WaitReady     bool
 	ReadyTimeout  time.Duration // the readiness waits, in all

@@ -260,7 +260,7 @@ func (s *argoSuite) testDatabasesKeepDown(t *testing.T) {
 	notRun(t, wf, "scale-restore", "restore", "rollback", "restore-after-rollback")
 	wantDBVersions(t, dbs, []int64{1, 2, 3}, []int64{1, 2, 3}, []int64{1, 2})
 	c.wantStopped(t)
-	if held := c.appState(t).Annotations["deployment/chartreuse.io/held-by"]; held != string(wf.UID)+":"+holderOf(dbs) {
+	if held := c.appState(t).Annotations["deployment/chartreuse.io/held-by"]; held != holderFor(wf, holderOf(dbs)) {
 		t.Errorf("held by %q, want %q", held, string(wf.UID)+":"+holderOf(dbs))
 	}
 	migrates := perDatabaseNodes(wf, "migrate-db-pod")

@@ -346,7 +346,7 @@ func (s *argoSuite) testTwoDatabasesShareWorkloads(t *testing.T) {
 		t.Fatalf("B is no longer running when A has finished (%v): the test proves nothing", err)
 	}
 	a.wantStopped(t)
-	if st := a.appState(t); st.Annotations["deployment/"+heldByAnnotation] != string(wfB.UID)+":sharedb-db/url" {
+	if st := a.appState(t); st.Annotations["deployment/"+heldByAnnotation] != holderFor(wfB, "sharedb-db/url") {
 		t.Errorf("holders after A's restore: %v, want B alone", st.Annotations)
 	}
 

@@ -617,7 +617,7 @@ func (s *argoSuite) testKeepDownThenRerun(t *testing.T) {
 	// workflow's arguments: an input named database-secret took the bare Secret).
 	down := c.run(t, "scale-down", nil)
 	wantPhase(t, down, wfv1.WorkflowSucceeded)
-	if held := c.appState(t).Annotations["deployment/"+heldByAnnotation]; !strings.HasSuffix(held, ","+string(down.UID)+":"+c.secret+"/url") {
+	if held := c.appState(t).Annotations["deployment/"+heldByAnnotation]; !strings.HasSuffix(held, ","+holderFor(down, c.secret+"/url")) {
 		t.Errorf("held by %q, want the scale-down phase's run last, as %s:%s/url", held, down.UID, c.secret)
 	}
 	wf = c.run(t, "scale-restore", nil)

@@ -354,7 +354,7 @@ func (a *attackArgo) testRetryOfOlderRunLeavesLaterKeepDown(t *testing.T) {
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)
 	wantVersions(t, c.versions(t), 1, 2, 3)
 	c.wantStopped(t)
-	if held := c.appState(t).Annotations["deployment/"+heldByAnnotation]; held != string(b.UID)+":"+c.secret+"/url" {
+	if held := c.appState(t).Annotations["deployment/"+heldByAnnotation]; held != holderFor(b, c.secret+"/url") {
 		t.Errorf("held by %q, want only the later run B (%s:%s/url)", held, b.UID, c.secret)
 	}
 }
@@ -491,7 +491,7 @@ func (a *attackArgo) testDatabasesFailedFinalRestore(t *testing.T) {
 	if d, _ := engines.ArgoNodeByName(wf, "decide"); d.Outputs["restore"] != "true" {
 		t.Errorf("decide's restore output %q, want true (every database at its target)", d.Outputs["restore"])
 	}
-	if st := c.appState(t); st.SpecReplicas != 0 || st.Annotations["deployment/"+heldByAnnotation] != string(wf.UID)+":"+holderOf(dbs) {
+	if st := c.appState(t); st.SpecReplicas != 0 || st.Annotations["deployment/"+heldByAnnotation] != holderFor(wf, holderOf(dbs)) {
 		t.Errorf("Deployment: %d replicas, held by %q; want 0, held by this run for %s", st.SpecReplicas, st.Annotations["deployment/"+heldByAnnotation], holderOf(dbs))
 	}
 	wantSummary(t, summaryOf(t, wf), dbs, []rowWant{

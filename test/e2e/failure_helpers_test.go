@@ -59,6 +59,12 @@ END $$;
 // heldByAnnotation lists the runs holding a workload stopped (pkg/workload.AnnotationHeldBy).
 const heldByAnnotation = "chartreuse.io/held-by"
 
+// holderFor is run's entry among the holders of a workload it stopped for dbs:
+// its uid, its creation time in Unix seconds, its databases.
+func holderFor(run metav1.Object, dbs string) string {
+	return fmt.Sprintf("%s@%d:%s", run.GetUID(), run.GetCreationTimestamp().Unix(), dbs)
+}
+
 // badParameters are typos in the enum-like parameters, one run each: every one
 // must fail the run before anything changes.
 func badParameters() []map[string]string {

@@ -6,7 +6,7 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"k8s.io/apimachinery/pkg/types"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -41,7 +41,7 @@ func (c *argoCase) keepDown(t *testing.T, set string, want ...int64) *wfv1.Workf
 	wf := c.run(t, "", map[string]string{"migrations-dir": SetsRoot + "/" + set, "on-migrate-failure": "keep-down"})
 	wantPhase(t, wf, wfv1.WorkflowFailed)
 	wantVersions(t, c.versions(t), want...)
-	wantHeld(t, c.s.kube, c.app, wf.UID, c.secret)
+	wantHeld(t, c.s.kube, c.app, wf, c.secret)
 	return wf
 }
 
@@ -103,7 +103,7 @@ func (s *argoSuite) testPersonHoldKept(t *testing.T) {
 	wantPhase(t, down, wfv1.WorkflowSucceeded)
 	wantAppStopped(t, s.kube, c.app)
 	held := c.appState(t)
-	if want := string(down.UID) + ":" + c.secret; held.Annotations["deployment/"+heldByAnnotation] != want {
+	if want := holderFor(down, c.secret); held.Annotations["deployment/"+heldByAnnotation] != want {
 		t.Errorf("the person's hold is %q, want %q (the bare Secret, which no run supersedes)", held.Annotations["deployment/"+heldByAnnotation], want)
 	}
 
@@ -123,7 +123,7 @@ func (c *tektonCase) keepDown(t *testing.T, set string, want ...int64) *pipeline
 	pr, _ := c.run(t, c.pipelineRun(t, set, map[string]string{"on-migrate-failure": "keep-down"}))
 	wantSucceeded(t, pr, false)
 	c.wantVersions(t, want...)
-	wantHeld(t, c.s.kube, c.app, pr.UID, tektonSecret)
+	wantHeld(t, c.s.kube, c.app, pr, tektonSecret)
 	return pr
 }
 
@@ -170,10 +170,10 @@ func (s *tektonSuite) testHoldNoStop(t *testing.T) {
 
 // wantHeld: the application is stopped and held by run alone, for the
 // database in secret (key url).
-func wantHeld(t *testing.T, kube kubernetes.Interface, app *App, run types.UID, secret string) {
+func wantHeld(t *testing.T, kube kubernetes.Interface, app *App, run metav1.Object, secret string) {
 	t.Helper()
 	wantAppStopped(t, kube, app)
-	want := string(run) + ":" + secret + "/url"
+	want := holderFor(run, secret+"/url")
 	if got := appState(t, kube, app).Annotations["deployment/"+heldByAnnotation]; got != want {
 		t.Fatalf("held by %q after the keep-down run, want %q", got, want)
 	}

@@ -126,5 +126,5 @@ func (s *tektonSuite) testDatabasesListKeepDown(t *testing.T) {
 		}
 	}
 	c.wantVersions(t, 1, 2, 3)
-	wantHeld(t, s.kube, c.app, done.UID, tektonSecret+"/url+broken-db/url+later-db")
+	wantHeld(t, s.kube, c.app, done, tektonSecret+"/url+broken-db/url+later-db")
 }

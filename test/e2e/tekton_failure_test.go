@@ -290,7 +290,7 @@ func (s *tektonSuite) testTwoDatabasesShareWorkloads(t *testing.T) {
 		t.Fatalf("B is no longer running when A has finished (%v): the test proves nothing", err)
 	}
 	c.wantStopped(t)
-	if st := appState(t, s.kube, c.app); st.Annotations["deployment/"+heldByAnnotation] != string(b.UID)+":sharedb-db/url" {
+	if st := appState(t, s.kube, c.app); st.Annotations["deployment/"+heldByAnnotation] != holderFor(b, "sharedb-db/url") {
 		t.Errorf("holders after A's restore: %v, want B alone", st.Annotations)
 	}
 
