@@ -133,8 +133,8 @@ func (o *Options) Validate() error {
 
 // validateTurn checks turn's flags and order.
 func (o *Options) validateTurn() error {
-	if o.RunUID == "" {
-		return fmt.Errorf("--run-uid is required with --action=turn (the Pipeline passes $(context.pipelineRun.uid))")
+	if o.RunName == "" || o.RunUID == "" {
+		return errNoRun
 	}
 	if err := validSecret("--database-secret", o.DatabaseSecret); err != nil {
 		return err

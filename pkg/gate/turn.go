@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -68,6 +69,14 @@ func (g *Gate) WaitTurn(ctx context.Context, t Turn) (bool, string, error) {
 	}
 	var lastProgress time.Time
 	for {
+		// A stop (StoppedRunFinally) lets running TaskRuns finish, and a
+		// TaskRun waiting here is running: it must not start migrating then.
+		if stopped, err := g.runStopped(ctx); err != nil || stopped != "" {
+			if err != nil {
+				return false, "", err
+			}
+			return false, fmt.Sprintf("not started: the run was stopped (%s)", stopped), nil
+		}
 		state, err := g.taskStates(ctx, t.Task)
 		if err != nil {
 			return false, "", err
@@ -100,6 +109,26 @@ func (g *Gate) WaitTurn(ctx context.Context, t Turn) (bool, string, error) {
 			return false, "", failure.Transientf("waiting for its turn after %s: %w", strings.Join(waiting, ", "), err)
 		}
 	}
+}
+
+// runStopped returns the PipelineRun's spec.status when it asks the run to
+// stop or cancel (empty otherwise).
+func (g *Gate) runStopped(ctx context.Context) (string, error) {
+	pr, err := g.Dynamic.Resource(PipelineRuns).Namespace(g.Namespace).Get(ctx, g.RunName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "the PipelineRun is gone", nil
+	}
+	if err != nil {
+		return "", kube.Classify(err, "get", "pipelineruns.tekton.dev")
+	}
+	if string(pr.GetUID()) != g.RunUID {
+		return "the PipelineRun is gone (another run now has its name)", nil
+	}
+	switch s, _, _ := unstructured.NestedString(pr.Object, "spec", "status"); s {
+	case "Cancelled", "CancelledRunFinally", "StoppedRunFinally":
+		return s, nil
+	}
+	return "", nil
 }
 
 // taskStates is the Succeeded status of this run's TaskRuns of the Pipeline task,

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
@@ -94,6 +97,18 @@ func TestClusterTurn(t *testing.T) {
 	code, res, _ = turn("run-turn", uid, time.Minute, append([]string{"--database-secret", "c-db"}, order...)...)
 	if code != 0 || res[ResultGo] != "false" || !strings.Contains(res[ResultWhy], "not started: the migrate of a-db failed") {
 		t.Errorf("after a failed migrate: exit %d %v, want go=false naming a-db", code, res)
+	}
+	// a stopped run (StoppedRunFinally lets running TaskRuns finish, and a
+	// waiting one is running) starts no migration: an attack on the real
+	// Tekton saw the waiting ones migrate after the stop
+	stopped := c.pipelineRun("run-stopped")
+	patch := []byte(`{"spec":{"status":"StoppedRunFinally"}}`)
+	if _, err := c.dyn.Resource(PipelineRuns).Namespace(c.ns).Patch(t.Context(), "run-stopped", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, res, _ = turn("run-stopped", string(stopped.GetUID()), time.Minute, append([]string{"--database-secret", "a-db"}, order...)...)
+	if code != 0 || res[ResultGo] != "false" || !strings.Contains(res[ResultWhy], "the run was stopped (StoppedRunFinally)") {
+		t.Errorf("a stopped run's canary: exit %d %v, want go=false", code, res)
 	}
 	// bad input: exit 2, nothing read
 	for _, args := range [][]string{
