@@ -324,16 +324,7 @@ func TestClusterRestoreRerunStillWaitsForReadiness(t *testing.T) {
 	c.deployment("lost", 1, appOpts{labels: map[string]string{"fault": "lost-pod"}})
 	c.waitRunning("fault=lost-pod", 1, 3*time.Minute)
 	c.mustRun(0, ScaleDownSpec(), "", "--selector", "fault=lost-pod", "--run-id", "wf-l", "--run-uid", "uid-l")
-	// Never ready: a readiness probe on a port nothing listens on.
-	probe := func(on bool) {
-		p := `{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":{"httpGet":{"path":"/readyz","port":8081},"periodSeconds":1}}]}}}}`
-		if !on {
-			p = `{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":null}]}}}}`
-		}
-		if _, err := c.cs.AppsV1().Deployments(c.ns).Patch(context.Background(), "lost", types.StrategicMergePatchType, []byte(p), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	probe := func(on bool) { c.neverReadyProbe("lost", on) }
 	probe(true)
 	// The lost attempt: it restored, and its wait never ended.
 	first := c.mustRun(0, ScaleRestoreSpec(), "", "--selector", "fault=lost-pod", "--only-run-uid", "uid-l")
@@ -395,15 +386,7 @@ func TestClusterRestoreRerunWaitsBeforeLaterGroups(t *testing.T) {
 	c.deployment("later", 1, appOpts{labels: map[string]string{"fault": "groups"}, annotations: map[string]string{"chartreuse.io/stop-priority": "10"}})
 	c.waitRunning("fault=groups", 2, 3*time.Minute)
 	c.mustRun(0, ScaleDownSpec(), "", "--selector", "fault=groups", "--run-id", "wf-g", "--run-uid", "uid-g")
-	probe := func(on bool) {
-		p := `{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":{"httpGet":{"path":"/readyz","port":8081},"periodSeconds":1}}]}}}}`
-		if !on {
-			p = `{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":null}]}}}}`
-		}
-		if _, err := c.cs.AppsV1().Deployments(c.ns).Patch(context.Background(), "first", types.StrategicMergePatchType, []byte(p), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	probe := func(on bool) { c.neverReadyProbe("first", on) }
 	probe(true)
 	restore := func(timeout string) stepRun {
 		return c.run(ScaleRestoreSpec(), "", "--selector", "fault=groups", "--only-run-uid", "uid-g", "--wait-ready", "--ready-timeout", timeout)
@@ -429,5 +412,18 @@ func TestClusterRestoreRerunWaitsBeforeLaterGroups(t *testing.T) {
 	}
 	if r := *c.getDeployment("later").Spec.Replicas; r != 1 {
 		t.Errorf("deployment/later not restored: replicas %d", r)
+	}
+}
+
+// neverReadyProbe gives the Deployment name a readiness probe on a port nothing
+// listens on (on), or takes it off.
+func (c *cluster) neverReadyProbe(name string, on bool) {
+	c.t.Helper()
+	p := `{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":{"httpGet":{"path":"/readyz","port":8081},"periodSeconds":1}}]}}}}`
+	if !on {
+		p = `{"spec":{"template":{"spec":{"containers":[{"name":"app","readinessProbe":null}]}}}}`
+	}
+	if _, err := c.cs.AppsV1().Deployments(c.ns).Patch(context.Background(), name, types.StrategicMergePatchType, []byte(p), metav1.PatchOptions{}); err != nil {
+		c.t.Fatal(err)
 	}
 }
