@@ -125,6 +125,13 @@ func (o *Options) Validate() error {
 	default:
 		return failure.Usagef("--action %q is not one of check, pick, rounds, decide, summary", o.Action)
 	}
+	if o.Action == ActionCheck && o.Parallelism != "" {
+		// the run's parallelism, refused before the gate (Tekton's check; Argo's
+		// guard refuses it first)
+		if _, err := ParseParallelism(o.Parallelism); err != nil {
+			return err
+		}
+	}
 	entries, err := Parse(o.Databases, o.Defaults)
 	if err != nil {
 		return err

@@ -43,6 +43,8 @@ current-context: x
 			want: "more than the 300 one run takes (its workflow must stay within the engine's size limit); its longest entry is entry 2 (b)"},
 		{databases: `[{"secret": "a"}]`, args: []string{"--max-bytes", "-1"}, want: "--max-bytes -1 is negative"},
 		{databases: `[{"secret": "a"}]`, args: []string{"--max-entries", "1001"}, want: "--max-entries 1001 is not from 0 to 1000"},
+		// the run's other parameters, refused with the list (Tekton: before the gate)
+		{databases: `[{"secret": "a"}]`, args: []string{"--parallelism", "0"}, want: `--parallelism "0" is not an integer from 1 to 64`},
 		{databases: `[{"secret": "orders-db"}, {"secret": "orders-db", "name": "again"}]`, want: "entry 1 (orders-db/url) and entry 2 (again) are the same database (Secret orders-db, key url)"},
 		{databases: `[]`, want: "the list is empty"},
 		{databases: ``, want: "--databases is empty"},

@@ -41,10 +41,10 @@ var stepParameters = []struct {
 	// run, and scale-restore once read a typo in it only after migrate.
 	// They also say which workloads' holds plan (the rounds of a databases list)
 	// reads (superseded-holds).
-	{"workload", "check-workload", []string{"migrate --plan", roundsMode}},
-	{"workload-selector", "check-selector", []string{"migrate --plan", roundsMode}},
-	{"namespace", "check-namespace", []string{"migrate --plan", roundsMode}},
-	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate --recheck", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate", "check-databases", roundsMode, checkOnlyMode}},
+	{"workload", "check-workload", []string{"migrate --plan", roundsMode, tektonCheckMode}},
+	{"workload-selector", "check-selector", []string{"migrate --plan", roundsMode, tektonCheckMode}},
+	{"namespace", "check-namespace", []string{"migrate --plan", roundsMode, tektonCheckMode}},
+	{"log-format", "log-format", []string{"wait-for-db", "wait-patroni", "migrate --plan", "migrate --recheck", "migrate", "migrate --down-to", "scale-down", "scale-restore", "gate", "check-databases", roundsMode, tektonCheckMode, checkOnlyMode}},
 }
 
 // entryParameters are the parameters a databases list's entry overrides (issue 15):
@@ -55,9 +55,16 @@ var entryParameters = map[string]string{"to": "to", "table": "table", "migrate-r
 // roundsMode is check-databases --action=rounds, which reads the workloads' holds.
 const roundsMode = "check-databases --action=rounds"
 
+// tektonCheckMode is the first step of Tekton's list, which checks the run's
+// other parameters before its gate too.
+const tektonCheckMode = "check-databases --one-entry-per-secret"
+
 func stepMode(c container) string {
 	if c.Binary == "check-databases" && c.hasArg("--action=rounds") {
 		return roundsMode
+	}
+	if c.Binary == "check-databases" && c.hasArg("--one-entry-per-secret") {
+		return tektonCheckMode
 	}
 	if _, ok := c.flag("down-to"); ok && c.Binary == "migrate" {
 		return "migrate --down-to"
