@@ -53,8 +53,16 @@ type Options struct {
 	// PlanResults is the directory of migrate --plan's results (plan-line).
 	PlanResults string
 	// Lines are the plan lines, one per Secret, given after the flags (Tekton
-	// hands a step an array so): rounds and pick on Tekton.
+	// hands a step an array so): rounds and pick on Tekton; summary takes the
+	// migrate lines too.
 	Lines []string
+	// Turn and TurnWhy are the results of the turn step (go, why), ExitCodeFile
+	// the migrate step's exit code file and MigrateResults its results directory:
+	// what migrate-line reads.
+	Turn           string
+	TurnWhy        string
+	ExitCodeFile   string
+	MigrateResults string
 
 	entries     []Entry // parsed by Validate
 	plans       []Plan
@@ -75,6 +83,9 @@ const (
 	// ActionPlanLine writes what migrate --plan reported for one Secret as one
 	// line (ResultPlanLine), the result a Tekton plan TaskRun reports.
 	ActionPlanLine = "plan-line"
+	// ActionMigrateLine writes what migrate reported for one Secret as one line
+	// (ResultMigrateLine), the result a Tekton migrate TaskRun reports.
+	ActionMigrateLine = "migrate-line"
 )
 
 // TakeArgs implements step.ArgsTaker: the plan lines.
@@ -94,6 +105,10 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.BoolFlag{Name: "one-entry-per-secret", Usage: "check: refuse a list where two entries share a Secret (Tekton: a run fans out over its Secrets, one TaskRun each); pick always does", Destination: &o.OneEntryPerSecret},
 		&cli.StringFlag{Name: "secret", Usage: "pick: the Secret whose entry to write (the TaskRun's matrix value); plan-line: the Secret the plan was for", Destination: &o.Secret},
 		&cli.StringFlag{Name: "plan-results", Usage: "plan-line: the --results-dir migrate --plan wrote its results in, earlier in the same pod", Destination: &o.PlanResults},
+		&cli.StringFlag{Name: "turn", Usage: "migrate-line: the go result of the TaskRun's turn step (true: migrate ran)", Destination: &o.Turn},
+		&cli.StringFlag{Name: "turn-why", Usage: "migrate-line: the why result of the turn step (why migrate did not start)", Destination: &o.TurnWhy},
+		&cli.StringFlag{Name: "exit-code-file", Usage: "migrate-line: the file holding the migrate step's exit code (Tekton's $(steps.step-migrate.exitCode.path))", Destination: &o.ExitCodeFile},
+		&cli.StringFlag{Name: "migrate-results", Usage: "migrate-line: the --results-dir migrate wrote its results in, earlier in the same pod", Destination: &o.MigrateResults},
 		&cli.IntFlag{Name: "max-entries", Usage: "check: refuse a list of more entries than this (0: the most any run takes, 1000); the Argo WorkflowTemplate sets the largest list measured to fit its workflow object", Destination: &o.MaxEntries},
 		&cli.IntFlag{Name: "max-bytes", Usage: "check: refuse a list whose entries, with the defaults applied, take more bytes of JSON than this (0: no bound); the Argo WorkflowTemplate sets it with --max-entries", Destination: &o.MaxBytes},
 		&cli.IntFlag{Name: "max-secrets", Usage: "check: refuse a list naming more distinct Secrets than this (0: no bound); the Argo WorkflowTemplate sets it, since it nests one template per Secret", Destination: &o.MaxSecrets},
@@ -120,10 +135,18 @@ func (o *Options) Validate() error {
 			return failure.Usagef("--action=plan-line needs --secret (the Secret planned) and --plan-results (the directory of plan's results)")
 		}
 		return nil
+	case ActionMigrateLine:
+		if strings.TrimSpace(o.Secret) == "" || strings.TrimSpace(o.MigrateResults) == "" || strings.TrimSpace(o.ExitCodeFile) == "" {
+			return failure.Usagef("--action=migrate-line needs --secret (the Secret migrated), --migrate-results (the directory of migrate's results) and --exit-code-file (migrate's exit code)")
+		}
+		if o.Turn != "true" && o.Turn != "false" {
+			return failure.Usagef("--turn %q is not true or false: give the go result of the turn step", o.Turn)
+		}
+		return nil
 	case ActionRounds, ActionDecide, ActionSummary:
 		return o.validateLater()
 	default:
-		return failure.Usagef("--action %q is not one of check, pick, rounds, decide, summary", o.Action)
+		return failure.Usagef("--action %q is not one of check, pick, plan-line, migrate-line, rounds, decide, summary", o.Action)
 	}
 	if o.Action == ActionCheck && o.Parallelism != "" {
 		// the run's parallelism, refused before the gate (Tekton's check; Argo's
@@ -268,6 +291,23 @@ func (o *Options) validateLater() error {
 		o.plans, err = JoinPlans(entries, outs)
 		return err
 	}
+	if o.Action == ActionSummary && len(o.Lines) > 0 {
+		// Tekton: the list, a plan line per Secret and a migrate line per
+		// pending Secret whose TaskRun reported
+		entries, err := Parse(o.Databases, o.Defaults)
+		if err != nil {
+			return err
+		}
+		if entries == nil {
+			return failure.Usagef("--databases is empty: summary with lines reads the run's list")
+		}
+		if err := oneEntryPerSecret(entries); err != nil {
+			return err
+		}
+		o.entries = entries
+		o.plans, o.outputs, err = linesOutputs(entries, o.Lines)
+		return err
+	}
 	if len(o.Lines) > 0 {
 		return failure.Usagef("--action=%s takes no arguments after the flags (%d given)", o.Action, len(o.Lines))
 	}
@@ -341,10 +381,15 @@ func (o *Options) runLater(env *step.Env) error {
 		env.Log.Info(d.Why, "policy", o.Policy)
 	case ActionSummary:
 		rows := Summarize(o.plans, o.outputs)
-		for _, l := range SummaryLines(rows) {
+		lines := SummaryLines(rows)
+		for _, l := range lines {
 			env.Log.Info(l)
 		}
-		env.Results.SetJSON("databases", rows)
+		if len(o.Lines) == 0 {
+			env.Results.SetJSON("databases", rows)
+			return nil
+		}
+		return tektonVerdict(env, rows, lines[len(lines)-1])
 	}
 	return nil
 }
@@ -397,13 +442,16 @@ func Spec() step.Spec {
 			"With --one-entry-per-secret (Tekton) check refuses a list where two entries share a Secret. --action=pick writes the entry of --secret, each key a result of its own, for the later steps of its TaskRun; " +
 			"given the plan lines after the flags (PLAN-LINE..., one argument each, as Tekton hands an array), also what its plan reported. " +
 			"--action=plan-line writes what migrate --plan reported for --secret (its results in --plan-results) as one JSON line. " +
-			"On Tekton --action=rounds reads --databases and the plan lines (paired by Secret, since Tekton sorts a fanned-out task's results by TaskRun name) instead of --entries and --plans. " +
+			"--action=migrate-line writes what migrate reported for --secret (its results in --migrate-results, its exit code in --exit-code-file, or why its --turn never came) as one JSON line, and exits 75 when migrate did (a rerun may fix it). " +
+			"On Tekton --action=rounds reads --databases and the plan lines (paired by Secret, since Tekton sorts a fanned-out task's results by TaskRun name) instead of --entries and --plans; " +
+			"--action=summary reads --databases, the plan lines and the migrate lines, and fails (exit 1) when a pending database is not at its planned target. " +
 			"Results: entries (check: the list with the defaults applied), secrets (check: the distinct Secret names; sorted), count (check), " +
 			"index (pick), name, secret, key, dir, git-url, git-revision, migrations-image, role, table, to (pick), " +
 			"planned-version, planned-target, planned-files-digest, git-commit, migrations-digest (pick with plan lines, which also writes pending), plan-line (plan-line), " +
 			"plans (rounds), rounds (rounds), order (rounds with plan lines), pending (rounds), needs-downtime (rounds), holder (rounds), " +
-			"migrate-failed (decide), restore (decide), rollback (decide), restore-after-rollback (decide), databases (summary).",
-		Args:    "[PLAN-LINE...]",
+			"migrate-line (migrate-line), failed (migrate-line), " +
+			"migrate-failed (decide; summary on Tekton), restore (decide), rollback (decide), restore-after-rollback (decide), databases (summary), summary (summary on Tekton: how many databases ended how).",
+		Args:    "[PLAN-LINE... MIGRATE-LINE...]",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
 			switch o.Action {
@@ -416,6 +464,17 @@ func Spec() step.Spec {
 					return err
 				}
 				env.Results.SetJSON(ResultPlanLine, line)
+				return nil
+			case ActionMigrateLine:
+				line, failed, err := o.readMigrateLine()
+				if err != nil {
+					return err
+				}
+				env.Results.SetJSON(ResultMigrateLine, line)
+				env.Results.Set(ResultFailed, strconv.FormatBool(failed))
+				if failed {
+					env.Log.Warn("the migration failed: the run starts no other", "secret", o.Secret, "error", line[step.ResultError])
+				}
 				return nil
 			case ActionCheck:
 			default:

@@ -1,15 +1,18 @@
 package databases
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
 )
 
 // A Tekton run fans out over its Secrets, one TaskRun each, and gets the
@@ -89,4 +92,136 @@ func order(rounds [][]Plan) []string {
 		}
 	}
 	return out
+}
+
+// ActionMigrateLine's results: the line a migrate TaskRun reports, and whether
+// its migration failed (which the turns of the run's other TaskRuns read).
+const (
+	ResultMigrateLine = "migrate-line"
+	ResultFailed      = "failed"
+)
+
+// MigrateLineKeys are the results of migrate a migrate line carries, with the
+// Secret, "step": "migrate", and "ran" (whether its turn came).
+var MigrateLineKeys = []string{"current-version", "target-version", "applied-versions", "sql-seconds", step.ResultError}
+
+// exitTransient is the exit code of a failure a rerun may fix (design.md).
+const exitTransient = 75
+
+// readMigrateLine builds the migrate line of o.Secret after the turn and migrate
+// steps of its TaskRun, and reports whether its migration failed. A migrate
+// that exited 75 is returned as transient: the TaskRun fails, and Tekton's
+// retries run pick, turn and migrate again (safe: migrate's contract). Any other
+// failure becomes the line, so that the TaskRun succeeds and the run's summary
+// sees every database.
+func (o *Options) readMigrateLine() (map[string]string, bool, error) {
+	line := map[string]string{"step": "migrate", "secret": o.Secret, "ran": "false"}
+	if o.Turn != "true" {
+		line["why"] = o.TurnWhy
+		return line, false, nil
+	}
+	b, err := os.ReadFile(o.ExitCodeFile)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading migrate's exit code (its turn came, so migrate ran before this step): %w", err)
+	}
+	code, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, false, fmt.Errorf("migrate's exit code %q in %s is not a number", strings.TrimSpace(string(b)), o.ExitCodeFile)
+	}
+	line["ran"] = "true"
+	for _, k := range MigrateLineKeys {
+		b, err := os.ReadFile(filepath.Join(o.MigrateResults, k))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, false, fmt.Errorf("reading migrate's result %s: %w", k, err)
+		}
+		line[k] = strings.TrimSpace(string(b))
+	}
+	switch code {
+	case 0:
+		return line, false, nil
+	case exitTransient:
+		return nil, false, failure.Transientf("the migration of %s failed with a transient error (exit 75), which a rerun may fix: %s", o.Secret, cmp.Or(line[step.ResultError], "see the migrate step's log"))
+	}
+	if line[step.ResultError] == "" {
+		line[step.ResultError] = fmt.Sprintf("migrate exited %d", code)
+	}
+	return line, true, nil
+}
+
+// linesOutputs splits the lines given after the flags of summary (Tekton) into
+// the plans and the per-database outputs of migrate (db-<index>-migrate-<key>,
+// as on Argo), pairing each migrate line with its entry by Secret.
+func linesOutputs(entries []Entry, lines []string) ([]Plan, Outputs, error) {
+	var planLines []string
+	migrateLines := map[string]map[string]string{}
+	for i, l := range lines {
+		var o map[string]string
+		if err := json.Unmarshal([]byte(l), &o); err != nil {
+			return nil, nil, failure.Usagef("line %d is not a JSON object of strings (a plan-line or migrate-line result): %v", i+1, err)
+		}
+		switch o["step"] {
+		case "":
+			planLines = append(planLines, l)
+		case "migrate":
+			if _, dup := migrateLines[o["secret"]]; dup {
+				return nil, nil, failure.Usagef("migrate line %d names the Secret %q again: give each migrate TaskRun's line once", i+1, o["secret"])
+			}
+			if _, ok := entryOf(entries, o["secret"]); !ok {
+				return nil, nil, failure.Usagef("migrate line %d names the Secret %q, which no entry of the list has: give the lines of this run's migrate", i+1, o["secret"])
+			}
+			migrateLines[o["secret"]] = o
+		default:
+			return nil, nil, failure.Usagef("line %d is of step %q, not a plan or migrate line", i+1, o["step"])
+		}
+	}
+	outs, err := planOutputs(entries, planLines)
+	if err != nil {
+		return nil, nil, err
+	}
+	plans, err := JoinPlans(entries, outs)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := Outputs{}
+	for _, p := range plans {
+		l, ok := migrateLines[p.Secret]
+		if !ok || l["ran"] != "true" {
+			continue
+		}
+		for _, k := range MigrateLineKeys {
+			out[OutputName(p.Index, "migrate", k)] = l[k]
+		}
+	}
+	return plans, out, nil
+}
+
+// maxSummaryResult bounds the summary's databases result on Tekton, whose
+// TaskRun results share one termination message of 4096 bytes; a longer
+// summary is in the step's log only.
+const maxSummaryResult = 3000
+
+// tektonVerdict writes the summary's results on Tekton and fails the step
+// (exit 1) when a pending database is not at its planned target: the tasks
+// after it, the restore among them, do not run, and the run ends Failed with
+// the application stopped (keep-down). The summary needs neither the API nor a
+// database, so only a pod-level failure fails it otherwise, on the safe side.
+func tektonVerdict(env *step.Env, rows []Row, count string) error {
+	var bad []string
+	for _, r := range rows {
+		if r.Outcome == Failed || r.Outcome == NotReached {
+			bad = append(bad, r.Name+" ("+r.Outcome+")")
+		}
+	}
+	env.Results.Set("summary", count)
+	if b, _ := json.Marshal(rows); len(b) <= maxSummaryResult {
+		env.Results.Set("databases", string(b))
+	} else {
+		env.Results.Set("databases", "")
+		env.Log.Info("the summary is in this log only: it outgrows the TaskRun's results", "bytes", len(b), "most", maxSummaryResult)
+	}
+	env.Results.Set("migrate-failed", strconv.FormatBool(len(bad) > 0))
+	if len(bad) > 0 {
+		return failure.Permanentf("not every database reached its planned target: %s; the application stays stopped, held by this run (keep-down): fix the migration and run the list again, which restores it once every database is migrated", strings.Join(bad, ", "))
+	}
+	return nil
 }

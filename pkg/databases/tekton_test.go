@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -126,5 +127,141 @@ func TestPlanLinesRefused(t *testing.T) {
 	code, _, msg := runStepArgs(t, "--action", "plan-line", "--secret", "a", "--plan-results", planDir(t, map[string]string{"current-version": "1"}))
 	if code != failure.CodePermanent || !strings.Contains(msg, "reading plan's result pending") {
 		t.Errorf("plan-line without pending: exit %d %q, want 1", code, msg)
+	}
+}
+
+// migrateDir writes what migrate's step leaves behind in its TaskRun: its
+// results and, when code is not empty, its exit code file (exitCode).
+func migrateDir(t *testing.T, code string, res map[string]string) (string, string) {
+	t.Helper()
+	dir := planDir(t, res)
+	exit := filepath.Join(t.TempDir(), "exitCode")
+	if code != "" {
+		if err := os.WriteFile(exit, []byte(code), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, exit
+}
+
+// Each migrate TaskRun of a list reports one line: a migration that failed for
+// good is a line with its error (the TaskRun succeeds, so the summary sees every
+// database), one that failed transiently fails the TaskRun (exit 75: Tekton's
+// retries run it again), and one whose turn never came says why.
+func TestMigrateLine(t *testing.T) {
+	ok := map[string]string{"current-version": "4", "target-version": "4", "applied-versions": "[2,3,4]", "sql-seconds": "0.012"}
+	broken := map[string]string{"current-version": "1", "target-version": "2", "applied-versions": "[]", "error": "applying 2_broken.sql: ERROR: syntax error (SQLSTATE 42601)"}
+	for _, tc := range []struct {
+		name, turn, why, code string
+		res                   map[string]string
+		exit                  int
+		line                  map[string]string
+		failed                string
+	}{
+		{name: "migrated", turn: "true", code: "0", res: ok, line: map[string]string{"step": "migrate", "secret": "s", "ran": "true", "current-version": "4", "applied-versions": "[2,3,4]", "sql-seconds": "0.012", "error": ""}, failed: "false"},
+		{name: "failed for good", turn: "true", code: "1", res: broken, line: map[string]string{"ran": "true", "current-version": "1", "target-version": "2", "error": broken["error"]}, failed: "true"},
+		{name: "usage error without an error result", turn: "true", code: "2", res: map[string]string{}, line: map[string]string{"ran": "true", "error": "migrate exited 2"}, failed: "true"},
+		{name: "not its turn", turn: "false", why: "not started: the migrate of a failed", line: map[string]string{"ran": "false", "why": "not started: the migrate of a failed"}, failed: "false"},
+		{name: "transient", turn: "true", code: "75", res: map[string]string{"error": "connecting: connection refused"}, exit: failure.CodeTransient},
+		{name: "turn came, no exit code", turn: "true", code: "", res: ok, exit: failure.CodePermanent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, exit := migrateDir(t, tc.code, tc.res)
+			code, out, msg := runStepArgs(t, "--action", "migrate-line", "--secret", "s", "--turn", tc.turn, "--turn-why", tc.why, "--migrate-results", dir, "--exit-code-file", exit)
+			if code != tc.exit {
+				t.Fatalf("exit %d %q, want %d", code, msg, tc.exit)
+			}
+			if tc.exit != 0 {
+				if out[ResultMigrateLine] != "" || out[ResultFailed] != "" {
+					t.Errorf("a failed migrate-line wrote its line: %v", out)
+				}
+				if tc.exit == failure.CodeTransient && !strings.Contains(msg, "connection refused") {
+					t.Errorf("the transient failure does not say migrate's error: %q", msg)
+				}
+				return
+			}
+			var line map[string]string
+			if err := json.Unmarshal([]byte(out[ResultMigrateLine]), &line); err != nil {
+				t.Fatalf("line %q: %v", out[ResultMigrateLine], err)
+			}
+			for k, v := range tc.line {
+				if line[k] != v {
+					t.Errorf("line %s = %q, want %q (line %v)", k, line[k], v, line)
+				}
+			}
+			if out[ResultFailed] != tc.failed {
+				t.Errorf("failed = %q, want %q", out[ResultFailed], tc.failed)
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"--action", "migrate-line", "--secret", "s", "--turn", "true", "--exit-code-file", "x"},
+		{"--action", "migrate-line", "--secret", "s", "--turn", "yes", "--exit-code-file", "x", "--migrate-results", "y"},
+	} {
+		if code, out, msg := runStepArgs(t, args...); code != failure.CodeUsage || len(out) > 0 {
+			t.Errorf("%v: exit %d %q %v, want 2 and no results", args, code, msg, out)
+		}
+	}
+}
+
+// The summary of a Tekton run: the plan lines and the migrate lines, in any
+// order; it fails (exit 1, the restore after it skipped) when a pending
+// database is not at its target.
+func TestSummaryFromLines(t *testing.T) {
+	const list = `[{"secret": "a-db", "name": "a"}, {"secret": "b-db", "name": "b"}, {"secret": "c-db", "name": "c"}]`
+	plan := func(secret, pending, cur, target string) string {
+		return `{"secret":"` + secret + `","pending":"` + pending + `","current-version":"` + cur + `","target-version":"` + target + `","files-digest":"d"}`
+	}
+	pa, pb, pc := plan("a-db", "false", "3", "3"), plan("b-db", "true", "1", "4"), plan("c-db", "true", "0", "2")
+	mb := `{"step":"migrate","secret":"b-db","ran":"true","current-version":"4","target-version":"4","applied-versions":"[2,3,4]","sql-seconds":"0.5","error":""}`
+	mcFailed := `{"step":"migrate","secret":"c-db","ran":"true","current-version":"0","target-version":"2","applied-versions":"[]","sql-seconds":"0","error":"applying 1_x.sql: boom"}`
+	mcNotReached := `{"step":"migrate","secret":"c-db","ran":"false","why":"not started"}`
+	mc := `{"step":"migrate","secret":"c-db","ran":"true","current-version":"2","target-version":"2","applied-versions":"[1,2]","sql-seconds":"0.1","error":""}`
+	for _, tc := range []struct {
+		name     string
+		lines    []string
+		exit     int
+		outcomes map[string]string
+		msg      string
+	}{
+		{"every pending one migrated", []string{mc, pb, mb, pa, pc}, 0, map[string]string{"a": NothingPending, "b": Migrated, "c": Migrated}, ""},
+		{"one failed", []string{pa, pb, pc, mb, mcFailed}, failure.CodePermanent, map[string]string{"a": NothingPending, "b": Migrated, "c": Failed}, "c (failed)"},
+		{"one not reached", []string{pa, pb, pc, mb, mcNotReached}, failure.CodePermanent, map[string]string{"c": NotReached}, "c (not-reached)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, msg := runStepArgs(t, append([]string{"--action", "summary", "--databases", list}, tc.lines...)...)
+			if code != tc.exit || !strings.Contains(msg, tc.msg) {
+				t.Fatalf("exit %d %q, want %d with %q", code, msg, tc.exit, tc.msg)
+			}
+			var rows []Row
+			if err := json.Unmarshal([]byte(out["databases"]), &rows); err != nil || len(rows) != 3 {
+				t.Fatalf("databases %q (%v)", out["databases"], err)
+			}
+			for _, r := range rows {
+				if want, ok := tc.outcomes[r.Name]; ok && r.Outcome != want {
+					t.Errorf("%s: %s, want %s (%+v)", r.Name, r.Outcome, want, r)
+				}
+			}
+			if want := strconv.FormatBool(tc.exit != 0); out["migrate-failed"] != want {
+				t.Errorf("migrate-failed = %q, want %q", out["migrate-failed"], want)
+			}
+			if !strings.HasPrefix(out["summary"], "3 databases: ") {
+				t.Errorf("summary = %q", out["summary"])
+			}
+		})
+	}
+	for _, tc := range []struct {
+		lines []string
+		want  string
+	}{
+		{[]string{pa, pb, pc, mb, mb}, `migrate line 5 names the Secret "b-db" again`},
+		{[]string{pa, pb, mb}, "no plan line for entry 3 (c)"},
+		{[]string{pa, pb, pc, `{"step":"rollback","secret":"b-db"}`}, `line 4 is of step "rollback"`},
+		{[]string{pa, pb, pc, `{"step":"migrate","secret":"z-db","ran":"true"}`}, `names the Secret "z-db", which no entry`},
+	} {
+		code, out, msg := runStepArgs(t, append([]string{"--action", "summary", "--databases", list}, tc.lines...)...)
+		if code != failure.CodeUsage || !strings.Contains(msg, tc.want) || len(out) > 0 {
+			t.Errorf("%v: exit %d %q %v, want 2 with %q and no results", tc.lines, code, msg, out, tc.want)
+		}
 	}
 }

@@ -708,6 +708,13 @@ func (c *cluster) finishedTaskRun(pr *unstructured.Unstructured, name string) {
 // task, fanned out over the Secret secret (its param), as a matrix makes it.
 func (c *cluster) finishedTaskRunOf(pr *unstructured.Unstructured, name, task, secret string) {
 	c.t.Helper()
+	c.endedTaskRunOf(pr, name, task, secret, false, nil)
+}
+
+// endedTaskRunOf creates a TaskRun of the run pr that ended, succeeded or not,
+// with the results given.
+func (c *cluster) endedTaskRunOf(pr *unstructured.Unstructured, name, task, secret string, ok bool, res map[string]string) {
+	c.t.Helper()
 	ctx := c.t.Context()
 	labels := map[string]any{labelRunUID: string(pr.GetUID())}
 	spec := map[string]any{
@@ -732,12 +739,21 @@ func (c *cluster) finishedTaskRunOf(pr *unstructured.Unstructured, name, task, s
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		if s, _ := succeeded(tr); s == string(metav1.ConditionFalse) {
+		if s, _ := succeeded(tr); s == string(metav1.ConditionFalse) && !ok && res == nil {
 			return // the controller was first
 		}
-		_ = unstructured.SetNestedSlice(tr.Object, []any{map[string]any{
-			"type": "Succeeded", "status": "False", "reason": "TaskRunCancelled", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
-		}}, "status", "conditions")
+		cond := map[string]any{"type": "Succeeded", "status": "False", "reason": "TaskRunCancelled", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}
+		if ok {
+			cond["status"], cond["reason"] = "True", "Succeeded"
+		}
+		_ = unstructured.SetNestedSlice(tr.Object, []any{cond}, "status", "conditions")
+		var rs []any
+		for k, v := range res {
+			rs = append(rs, map[string]any{"name": k, "type": "string", "value": v})
+		}
+		if rs != nil {
+			_ = unstructured.SetNestedSlice(tr.Object, rs, "status", "results")
+		}
 		_ = unstructured.SetNestedField(tr.Object, "", "status", "podName") // required by the CRD's schema; a cancelled TaskRun has none
 		_, err = c.dyn.Resource(TaskRuns).Namespace(c.ns).UpdateStatus(ctx, tr, metav1.UpdateOptions{})
 		if err == nil {

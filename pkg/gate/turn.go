@@ -131,7 +131,8 @@ func (g *Gate) runStopped(ctx context.Context) (string, error) {
 	return "", nil
 }
 
-// taskStates is the Succeeded status of this run's TaskRuns of the Pipeline task,
+// taskStates is the Succeeded status of this run's TaskRuns of the Pipeline task
+// (False too for one that succeeded reporting a failed migration),
 // by their secret param ("" while running).
 func (g *Gate) taskStates(ctx context.Context, task string) (map[string]string, error) {
 	sel := labelRunUID + "=" + g.RunUID + "," + labelPipelineTask + "=" + task
@@ -144,10 +145,33 @@ func (g *Gate) taskStates(ctx context.Context, task string) (map[string]string, 
 		tr := &trs.Items[i]
 		if s := paramOf(tr, "secret"); s != "" {
 			st, _ := succeeded(tr)
+			if st == string(metav1.ConditionTrue) && resultOf(tr, resultFailed) == "true" {
+				// its migration failed and the TaskRun reported it as a line
+				// (check-databases --action=migrate-line), succeeding
+				st = string(metav1.ConditionFalse)
+			}
 			state[s] = st
 		}
 	}
 	return state, nil
+}
+
+// resultFailed is the result a migrate TaskRun of a list writes: true when its
+// migration failed (check-databases' ResultFailed; the gate imports no step).
+const resultFailed = "failed"
+
+// resultOf is the string value of a TaskRun's result ("" when it has none).
+func resultOf(tr *unstructured.Unstructured, name string) string {
+	rs, _, _ := unstructured.NestedSlice(tr.Object, "status", "results")
+	for _, r := range rs {
+		m, ok := r.(map[string]any)
+		if !ok || m["name"] != name {
+			continue
+		}
+		v, _ := m["value"].(string)
+		return strings.TrimSpace(v)
+	}
+	return ""
 }
 
 // paramOf is the string value of a TaskRun's param.

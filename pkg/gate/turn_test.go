@@ -98,6 +98,20 @@ func TestClusterTurn(t *testing.T) {
 	if code != 0 || res[ResultGo] != "false" || !strings.Contains(res[ResultWhy], "not started: the migrate of a-db failed") {
 		t.Errorf("after a failed migrate: exit %d %v, want go=false naming a-db", code, res)
 	}
+	// A migrate TaskRun of a list that reports its failed migration as a line
+	// (check-databases --action=migrate-line) succeeds, with the result failed:
+	// no other starts either. One that reports failed=false does not stop it.
+	lined := c.pipelineRun("run-lined")
+	c.endedTaskRunOf(lined, "run-lined-migrate-0", "migrate", "a-db", true, map[string]string{"failed": "false"})
+	code, res, _ = turn("run-lined", string(lined.GetUID()), time.Minute, append([]string{"--database-secret", "b-db"}, order...)...)
+	if code != 0 || res[ResultGo] != "true" {
+		t.Errorf("after a migrate that reported no failure: exit %d %v, want go=true", code, res)
+	}
+	c.endedTaskRunOf(lined, "run-lined-migrate-1", "migrate", "b-db", true, map[string]string{"failed": "true"})
+	code, res, _ = turn("run-lined", string(lined.GetUID()), time.Minute, append([]string{"--database-secret", "c-db"}, order...)...)
+	if code != 0 || res[ResultGo] != "false" || !strings.Contains(res[ResultWhy], "not started: the migrate of b-db failed") {
+		t.Errorf("after a migrate that succeeded reporting failed=true: exit %d %v, want go=false naming b-db", code, res)
+	}
 	// a stopped run (StoppedRunFinally lets running TaskRuns finish, and a
 	// waiting one is running) starts no migration: an attack on the real
 	// Tekton saw the waiting ones migrate after the stop

@@ -2,11 +2,18 @@ package e2e
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
+
+	"github.com/chartreuse-go/chartreuse/pkg/databases"
+	"github.com/chartreuse-go/chartreuse/test/engines"
 )
 
 // databasesRun is the example PipelineRun of chartreuse-databases
@@ -57,6 +64,7 @@ func (s *tektonSuite) testDatabasesList(t *testing.T) {
 	}
 	wantAppRestored(t, s.kube, c.app)
 	wantTurns(t, c, pr, []string{"orders-db", "users-db"})
+	wantTektonSummary(t, trs, true, "3 databases: 2 migrated, 1 nothing-pending", map[string]string{"orders-db": databases.Migrated, "users-db": databases.Migrated, tektonSecret: databases.NothingPending})
 	t.Logf("TaskRuns: %d", len(trs))
 }
 
@@ -116,7 +124,7 @@ func (s *tektonSuite) testDatabasesListKeepDown(t *testing.T) {
 	}
 	list := `[{"secret": "` + tektonSecret + `"}, {"secret": "broken-db", "dir": "` + SetsRoot + `/broken"}, {"secret": "later-db"}]`
 	pr := c.databasesRun(t, nil, map[string]string{"databases": list})
-	done, _ := c.run(t, pr)
+	done, trs := c.run(t, pr)
 	wantSucceeded(t, done, false)
 	for name, want := range map[string][]int64{"broken-db": {1, 2}, "later-db": {1}} {
 		db := map[string]Database{"broken-db": broken, "later-db": later}[name]
@@ -127,4 +135,73 @@ func (s *tektonSuite) testDatabasesListKeepDown(t *testing.T) {
 	}
 	c.wantVersions(t, 1, 2, 3)
 	wantHeld(t, s.kube, c.app, done, tektonSecret+"/url+broken-db/url+later-db")
+	// Each migrate TaskRun reported its database as a line and succeeded; the
+	// summary says each database's outcome and failed the run, its restore skipped.
+	lines := migrateLines(t, c, done)
+	if l := lines["broken-db"]; l["ran"] != "true" || l["failed"] != "true" || !strings.Contains(l["error"], "SQLSTATE") {
+		t.Errorf("broken-db's line %v, want ran, failed and its SQLSTATE error", l)
+	}
+	if l := lines["later-db"]; l["ran"] != "false" || !strings.Contains(l["why"], "the migrate of broken-db failed") {
+		t.Errorf("later-db's line %v, want not ran because broken-db failed", l)
+	}
+	if _, ok := lines[tektonSecret]; ok {
+		t.Errorf("a migrate TaskRun for %s, which had nothing pending", tektonSecret)
+	}
+	wantTektonSummary(t, trs, false, "3 databases: 1 failed, 1 not-reached, 1 nothing-pending", map[string]string{"broken-db": databases.Failed, "later-db": databases.NotReached, tektonSecret: databases.NothingPending})
+	if _, ok := trs["scale-restore"]; ok {
+		t.Errorf("scale-restore ran after a failed migration (keep-down)")
+	}
+}
+
+// migrateLines is the migrate-line result of each migrate TaskRun of the run,
+// by Secret, with its result failed as the key "failed". Every one succeeded.
+func migrateLines(t *testing.T, c *tektonCase, pr *pipelinev1.PipelineRun) map[string]map[string]string {
+	t.Helper()
+	trs, err := c.s.tk.Pipeline.TektonV1().TaskRuns(c.ns).List(t.Context(), metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + pr.Name + ",tekton.dev/pipelineTask=migrate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]string{}
+	for _, tr := range trs.Items {
+		if !engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
+			t.Errorf("migrate TaskRun %s did not succeed: a failed migration is its line", tr.Name)
+		}
+		res := engines.TaskRunResults(&tr)
+		var line map[string]string
+		if err := json.Unmarshal([]byte(res["migrate-line"]), &line); err != nil {
+			t.Errorf("TaskRun %s: migrate-line %q: %v", tr.Name, res["migrate-line"], err)
+			continue
+		}
+		line["failed"] = res["failed"]
+		out[line["secret"]] = line
+	}
+	return out
+}
+
+// wantTektonSummary checks the summary TaskRun: succeeded or not, its count line,
+// and each database's outcome (by name: an entry's name is its Secret here).
+func wantTektonSummary(t *testing.T, trs map[string]*pipelinev1.TaskRun, ok bool, count string, outcomes map[string]string) {
+	t.Helper()
+	tr := trs["summary"]
+	if tr == nil {
+		t.Fatalf("no summary TaskRun (ran: %v)", ran(trs))
+	}
+	if got := engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)); got != ok {
+		t.Errorf("summary succeeded %v, want %v", got, ok)
+	}
+	res := engines.TaskRunResults(tr)
+	if res["summary"] != count || res["migrate-failed"] != strconv.FormatBool(!ok) {
+		t.Errorf("summary results %v, want summary %q and migrate-failed %v", res, count, !ok)
+	}
+	var rows []struct{ Name, Outcome string }
+	if err := json.Unmarshal([]byte(res["databases"]), &rows); err != nil {
+		t.Fatalf("summary databases %q: %v", res["databases"], err)
+	}
+	got := map[string]string{}
+	for _, r := range rows {
+		got[r.Name] = r.Outcome
+	}
+	if !maps.Equal(got, outcomes) {
+		t.Errorf("summary outcomes %v, want %v", got, outcomes)
+	}
 }
