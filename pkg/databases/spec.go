@@ -442,7 +442,7 @@ func Spec() step.Spec {
 			"With --one-entry-per-secret (Tekton) check refuses a list where two entries share a Secret. --action=pick writes the entry of --secret, each key a result of its own, for the later steps of its TaskRun; " +
 			"given the plan lines after the flags (PLAN-LINE..., one argument each, as Tekton hands an array), also what its plan reported. " +
 			"--action=plan-line writes what migrate --plan reported for --secret (its results in --plan-results) as one JSON line. " +
-			"--action=migrate-line writes what migrate reported for --secret (its results in --migrate-results, its exit code in --exit-code-file, or why its --turn never came) as one JSON line, and exits 75 when migrate did (a rerun may fix it). " +
+			"--action=migrate-line writes what migrate reported for --secret (its results in --migrate-results, its exit code in --exit-code-file, or why its --turn never came) as one JSON line, and exits 75 when migrate exited 75, 137 or 143 (a rerun may fix it). " +
 			"On Tekton --action=rounds reads --databases and the plan lines (paired by Secret, since Tekton sorts a fanned-out task's results by TaskRun name) instead of --entries and --plans; " +
 			"--action=summary reads --databases, the plan lines and the migrate lines, and fails (exit 1) when a pending database is not at its planned target. " +
 			"Results: entries (check: the list with the defaults applied), secrets (check: the distinct Secret names; sorted), count (check), " +

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -105,12 +106,14 @@ const (
 // Secret, "step": "migrate", and "ran" (whether its turn came).
 var MigrateLineKeys = []string{"current-version", "target-version", "applied-versions", "sql-seconds", step.ResultError}
 
-// exitTransient is the exit code of a failure a rerun may fix (design.md).
-const exitTransient = 75
+// rerunCodes are migrate's exit codes a rerun may fix: 75, a transient failure
+// (design.md), and 137 and 143, the process killed (the OOM killer, SIGTERM)
+// while its container lived on: the codes Argo's retries take too.
+var rerunCodes = []int{75, 137, 143}
 
 // readMigrateLine builds the migrate line of o.Secret after the turn and migrate
 // steps of its TaskRun, and reports whether its migration failed. A migrate
-// that exited 75 is returned as transient: the TaskRun fails, and Tekton's
+// that exited 75 (or was killed) is returned as transient: the TaskRun fails, and Tekton's
 // retries run pick, turn and migrate again (safe: migrate's contract). Any other
 // failure becomes the line, so that the TaskRun succeeds and the run's summary
 // sees every database.
@@ -139,8 +142,9 @@ func (o *Options) readMigrateLine() (map[string]string, bool, error) {
 	switch code {
 	case 0:
 		return line, false, nil
-	case exitTransient:
-		return nil, false, failure.Transientf("the migration of %s failed with a transient error (exit 75), which a rerun may fix: %s", o.Secret, cmp.Or(line[step.ResultError], "see the migrate step's log"))
+	}
+	if slices.Contains(rerunCodes, code) {
+		return nil, false, failure.Transientf("the migration of %s failed (exit %d), which a rerun may fix: %s", o.Secret, code, cmp.Or(line[step.ResultError], "see the migrate step's log"))
 	}
 	if line[step.ResultError] == "" {
 		line[step.ResultError] = fmt.Sprintf("migrate exited %d", code)

@@ -163,6 +163,8 @@ func TestMigrateLine(t *testing.T) {
 		{name: "usage error without an error result", turn: "true", code: "2", res: map[string]string{}, line: map[string]string{"ran": "true", "error": "migrate exited 2"}, failed: "true"},
 		{name: "not its turn", turn: "false", why: "not started: the migrate of a failed", line: map[string]string{"ran": "false", "why": "not started: the migrate of a failed"}, failed: "false"},
 		{name: "transient", turn: "true", code: "75", res: map[string]string{"error": "connecting: connection refused"}, exit: failure.CodeTransient},
+		{name: "killed by the OOM killer", turn: "true", code: "137", res: map[string]string{}, exit: failure.CodeTransient},
+		{name: "terminated", turn: "true", code: "143", res: map[string]string{}, exit: failure.CodeTransient},
 		{name: "turn came, no exit code", turn: "true", code: "", res: ok, exit: failure.CodePermanent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,7 +177,7 @@ func TestMigrateLine(t *testing.T) {
 				if out[ResultMigrateLine] != "" || out[ResultFailed] != "" {
 					t.Errorf("a failed migrate-line wrote its line: %v", out)
 				}
-				if tc.exit == failure.CodeTransient && !strings.Contains(msg, "connection refused") {
+				if tc.code == "75" && !strings.Contains(msg, "connection refused") {
 					t.Errorf("the transient failure does not say migrate's error: %q", msg)
 				}
 				return
