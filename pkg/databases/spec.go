@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -63,6 +64,15 @@ type Options struct {
 	TurnWhy        string
 	ExitCodeFile   string
 	MigrateResults string
+	// LineStep names the plan line's step: empty for plan, "recheck" for the
+	// second plan of a failure path.
+	LineStep string
+	// Policies are the failure policies the engine's Pipeline has (check
+	// refuses --policy outside them; empty: all).
+	Policies cli.StringSlice
+	// FailWhenFailed makes summary on Tekton fail when a migration failed (the
+	// run's last task, its verdict).
+	FailWhenFailed bool
 
 	entries     []Entry // parsed by Validate
 	plans       []Plan
@@ -101,7 +111,10 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "outputs", Usage: "decide, summary: the run's per-database outputs, a JSON object whose keys are db-<index>-<step>-<result> (step migrate, recheck or rollback); other keys are ignored", Destination: &o.Outputs},
 		&cli.StringFlag{Name: "parallelism", Value: "1", Usage: "rounds, decide: how many databases to migrate (or roll back) at once, 1 to 64", Destination: &o.Parallelism},
 		&cli.BoolFlag{Name: "canary", Value: true, Usage: "rounds: migrate the first pending database alone before any other starts", Destination: &o.Canary},
-		&cli.StringFlag{Name: "policy", Value: KeepDown, Usage: "decide: the failure policy, keep-down, restore or rollback (the workflows' on-migrate-failure)", Destination: &o.Policy},
+		&cli.StringFlag{Name: "policy", Value: KeepDown, Usage: "decide: the failure policy, keep-down, restore or rollback (the workflows' on-migrate-failure); check: refused outside --policies", Destination: &o.Policy},
+		&cli.StringSliceFlag{Name: "policies", Usage: "check: refuse --policy outside these failure policies, comma-separated (Tekton's list: keep-down, restore); empty: --policy is not checked", Destination: &o.Policies},
+		&cli.StringFlag{Name: "line-step", Usage: "plan-line: the step the line is of: empty for plan, recheck for the plan again after a failed migration", Destination: &o.LineStep},
+		&cli.BoolFlag{Name: "fail-when-failed", Usage: "summary given lines (Tekton): fail (exit 1) when a pending database is not at its planned target: the run's verdict", Destination: &o.FailWhenFailed},
 		&cli.BoolFlag{Name: "one-entry-per-secret", Usage: "check: refuse a list where two entries share a Secret (Tekton: a run fans out over its Secrets, one TaskRun each); pick always does", Destination: &o.OneEntryPerSecret},
 		&cli.StringFlag{Name: "secret", Usage: "pick: the Secret whose entry to write (the TaskRun's matrix value); plan-line: the Secret the plan was for", Destination: &o.Secret},
 		&cli.StringFlag{Name: "plan-results", Usage: "plan-line: the --results-dir migrate --plan wrote its results in, earlier in the same pod", Destination: &o.PlanResults},
@@ -134,6 +147,9 @@ func (o *Options) Validate() error {
 		if strings.TrimSpace(o.Secret) == "" || strings.TrimSpace(o.PlanResults) == "" {
 			return failure.Usagef("--action=plan-line needs --secret (the Secret planned) and --plan-results (the directory of plan's results)")
 		}
+		if o.LineStep != "" && o.LineStep != stepRecheck {
+			return failure.Usagef("--line-step %q is not empty (plan) or recheck", o.LineStep)
+		}
 		return nil
 	case ActionMigrateLine:
 		if strings.TrimSpace(o.Secret) == "" || strings.TrimSpace(o.MigrateResults) == "" || strings.TrimSpace(o.ExitCodeFile) == "" {
@@ -147,6 +163,11 @@ func (o *Options) Validate() error {
 		return o.validateLater()
 	default:
 		return failure.Usagef("--action %q is not one of check, pick, plan-line, migrate-line, rounds, decide, summary", o.Action)
+	}
+	if o.Action == ActionCheck {
+		if err := o.checkPolicy(); err != nil {
+			return err
+		}
 	}
 	if o.Action == ActionCheck && o.Parallelism != "" {
 		// the run's parallelism, refused before the gate (Tekton's check; Argo's
@@ -291,7 +312,7 @@ func (o *Options) validateLater() error {
 		o.plans, err = JoinPlans(entries, outs)
 		return err
 	}
-	if o.Action == ActionSummary && len(o.Lines) > 0 {
+	if (o.Action == ActionSummary || o.Action == ActionDecide) && len(o.Lines) > 0 {
 		// Tekton: the list, a plan line per Secret and a migrate line per
 		// pending Secret whose TaskRun reported
 		entries, err := Parse(o.Databases, o.Defaults)
@@ -299,14 +320,16 @@ func (o *Options) validateLater() error {
 			return err
 		}
 		if entries == nil {
-			return failure.Usagef("--databases is empty: summary with lines reads the run's list")
+			return failure.Usagef("--databases is empty: %s with lines reads the run's list", o.Action)
 		}
 		if err := oneEntryPerSecret(entries); err != nil {
 			return err
 		}
 		o.entries = entries
-		o.plans, o.outputs, err = linesOutputs(entries, o.Lines)
-		return err
+		if o.plans, o.outputs, err = linesOutputs(entries, o.Lines); err != nil {
+			return err
+		}
+		return o.checkDecidePolicy()
 	}
 	if len(o.Lines) > 0 {
 		return failure.Usagef("--action=%s takes no arguments after the flags (%d given)", o.Action, len(o.Lines))
@@ -332,8 +355,34 @@ func (o *Options) validateLater() error {
 	if err := json.Unmarshal([]byte(plans), &o.plans); err != nil || len(o.plans) == 0 {
 		return failure.Usagef("--plans (or the output %s in --outputs) is not the plans result of --action=rounds (a non-empty JSON list)", PlansOutput)
 	}
+	return o.checkDecidePolicy()
+}
+
+func (o *Options) checkDecidePolicy() error {
 	if o.Action == ActionDecide && o.Policy != KeepDown && o.Policy != Restore && o.Policy != Rollback {
 		return failure.Usagef("--policy %q is not keep-down, restore or rollback", o.Policy)
+	}
+	return nil
+}
+
+// checkPolicy refuses, before the gate, a run's on-migrate-failure that is not
+// a policy or not one its engine's Pipeline has.
+func (o *Options) checkPolicy() error {
+	all := []string{KeepDown, Restore, Rollback}
+	has := o.Policies.Value()
+	if len(has) == 0 {
+		return nil // Argo's guard checks on-migrate-failure itself
+	}
+	for _, p := range has {
+		if !slices.Contains(all, p) {
+			return failure.Usagef("--policies: %q is not keep-down, restore or rollback", p)
+		}
+	}
+	if !slices.Contains(has, o.Policy) {
+		if slices.Contains(all, o.Policy) {
+			return failure.Usagef("on-migrate-failure %q is not built for this Pipeline yet: use %s (or the Argo WorkflowTemplate, which has every policy)", o.Policy, strings.Join(has, " or "))
+		}
+		return failure.Usagef("on-migrate-failure %q is not %s", o.Policy, strings.Join(has, ", "))
 	}
 	return nil
 }
@@ -378,6 +427,9 @@ func (o *Options) runLater(env *step.Env) error {
 		env.Results.Set("restore", strconv.FormatBool(d.Restore))
 		env.Results.SetJSON("rollback", rollback)
 		env.Results.Set("restore-after-rollback", strconv.FormatBool(d.RestoreAfterRollback))
+		if len(o.Lines) > 0 {
+			env.Results.Set("why", d.Why) // Tekton: what the run's TaskRuns show
+		}
 		env.Log.Info(d.Why, "policy", o.Policy)
 	case ActionSummary:
 		rows := Summarize(o.plans, o.outputs)
@@ -389,7 +441,7 @@ func (o *Options) runLater(env *step.Env) error {
 			env.Results.SetJSON("databases", rows)
 			return nil
 		}
-		return tektonVerdict(env, rows, lines[len(lines)-1])
+		return tektonVerdict(env, rows, lines[len(lines)-1], o.FailWhenFailed)
 	}
 	return nil
 }
@@ -444,13 +496,13 @@ func Spec() step.Spec {
 			"--action=plan-line writes what migrate --plan reported for --secret (its results in --plan-results) as one JSON line. " +
 			"--action=migrate-line writes what migrate reported for --secret (its results in --migrate-results, its exit code in --exit-code-file, or why its --turn never came) as one JSON line, and exits 75 when migrate exited 75, 137 or 143 (a rerun may fix it). " +
 			"On Tekton --action=rounds reads --databases and the plan lines (paired by Secret, since Tekton sorts a fanned-out task's results by TaskRun name) instead of --entries and --plans; " +
-			"--action=summary reads --databases, the plan lines and the migrate lines, and fails (exit 1) when a pending database is not at its planned target. " +
+			"--action=summary reads --databases, the plan lines and the migrate lines, and with --fail-when-failed fails (exit 1) when a pending database is not at its planned target; --action=decide reads the recheck lines too (plan-line --line-step=recheck). " +
 			"Results: entries (check: the list with the defaults applied), secrets (check: the distinct Secret names; sorted), count (check), " +
 			"index (pick), name, secret, key, dir, git-url, git-revision, migrations-image, role, table, to (pick), " +
 			"planned-version, planned-target, planned-files-digest, git-commit, migrations-digest (pick with plan lines, which also writes pending), plan-line (plan-line), " +
 			"plans (rounds), rounds (rounds), order (rounds with plan lines), pending (rounds), needs-downtime (rounds), holder (rounds), " +
 			"migrate-line (migrate-line), failed (migrate-line), " +
-			"migrate-failed (decide; summary on Tekton), restore (decide), rollback (decide), restore-after-rollback (decide), databases (summary), summary (summary on Tekton: how many databases ended how).",
+			"migrate-failed (decide; summary on Tekton), restore (decide), rollback (decide), restore-after-rollback (decide), why (decide on Tekton), databases (summary), summary (summary on Tekton: how many databases ended how).",
 		Args:    "[PLAN-LINE... MIGRATE-LINE...]",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
@@ -462,6 +514,9 @@ func Spec() step.Spec {
 				line, err := readPlanLine(o.PlanResults, o.Secret)
 				if err != nil {
 					return err
+				}
+				if o.LineStep != "" {
+					line["step"] = o.LineStep
 				}
 				env.Results.SetJSON(ResultPlanLine, line)
 				return nil

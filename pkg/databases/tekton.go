@@ -152,12 +152,18 @@ func (o *Options) readMigrateLine() (map[string]string, bool, error) {
 	return line, true, nil
 }
 
-// linesOutputs splits the lines given after the flags of summary (Tekton) into
-// the plans and the per-database outputs of migrate (db-<index>-migrate-<key>,
-// as on Argo), pairing each migrate line with its entry by Secret.
+// stepRecheck is the step of a plan line of the second plan after a failed
+// migration (plan-line --line-step).
+const stepRecheck = "recheck"
+
+// linesOutputs splits the lines given after the flags of summary and decide
+// (Tekton) into the plans and the per-database outputs of migrate and recheck
+// (db-<index>-<step>-<key>, as on Argo), pairing each line with its entry by
+// Secret.
 func linesOutputs(entries []Entry, lines []string) ([]Plan, Outputs, error) {
 	var planLines []string
 	migrateLines := map[string]map[string]string{}
+	recheckLines := map[string]map[string]string{}
 	for i, l := range lines {
 		var o map[string]string
 		if err := json.Unmarshal([]byte(l), &o); err != nil {
@@ -166,16 +172,17 @@ func linesOutputs(entries []Entry, lines []string) ([]Plan, Outputs, error) {
 		switch o["step"] {
 		case "":
 			planLines = append(planLines, l)
-		case "migrate":
-			if _, dup := migrateLines[o["secret"]]; dup {
-				return nil, nil, failure.Usagef("migrate line %d names the Secret %q again: give each migrate TaskRun's line once", i+1, o["secret"])
+		case "migrate", stepRecheck:
+			by := map[string]map[string]map[string]string{"migrate": migrateLines, stepRecheck: recheckLines}[o["step"]]
+			if _, dup := by[o["secret"]]; dup {
+				return nil, nil, failure.Usagef("%s line %d names the Secret %q again: give each %s TaskRun's line once", o["step"], i+1, o["secret"], o["step"])
 			}
 			if _, ok := entryOf(entries, o["secret"]); !ok {
-				return nil, nil, failure.Usagef("migrate line %d names the Secret %q, which no entry of the list has: give the lines of this run's migrate", i+1, o["secret"])
+				return nil, nil, failure.Usagef("%s line %d names the Secret %q, which no entry of the list has: give the lines of this run's %s", o["step"], i+1, o["secret"], o["step"])
 			}
-			migrateLines[o["secret"]] = o
+			by[o["secret"]] = o
 		default:
-			return nil, nil, failure.Usagef("line %d is of step %q, not a plan or migrate line", i+1, o["step"])
+			return nil, nil, failure.Usagef("line %d is of step %q, not a plan, migrate or recheck line", i+1, o["step"])
 		}
 	}
 	outs, err := planOutputs(entries, planLines)
@@ -188,6 +195,9 @@ func linesOutputs(entries []Entry, lines []string) ([]Plan, Outputs, error) {
 	}
 	out := Outputs{}
 	for _, p := range plans {
+		if l, ok := recheckLines[p.Secret]; ok {
+			out[OutputName(p.Index, stepRecheck, "current-version")] = l["current-version"]
+		}
 		l, ok := migrateLines[p.Secret]
 		if !ok || l["ran"] != "true" {
 			continue
@@ -204,12 +214,10 @@ func linesOutputs(entries []Entry, lines []string) ([]Plan, Outputs, error) {
 // summary is in the step's log only.
 const maxSummaryResult = 3000
 
-// tektonVerdict writes the summary's results on Tekton and fails the step
-// (exit 1) when a pending database is not at its planned target: the tasks
-// after it, the restore among them, do not run, and the run ends Failed with
-// the application stopped (keep-down). The summary needs neither the API nor a
-// database, so only a pod-level failure fails it otherwise, on the safe side.
-func tektonVerdict(env *step.Env, rows []Row, count string) error {
+// tektonVerdict writes the summary's results on Tekton and, with fail (the
+// run's last task, its verdict), fails the step (exit 1) when a pending
+// database is not at its planned target, so that the run ends Failed.
+func tektonVerdict(env *step.Env, rows []Row, count string, fail bool) error {
 	var bad []string
 	for _, r := range rows {
 		if r.Outcome == Failed || r.Outcome == NotReached {
@@ -224,8 +232,8 @@ func tektonVerdict(env *step.Env, rows []Row, count string) error {
 		env.Log.Info("the summary is in this log only: it outgrows the TaskRun's results", "bytes", len(b), "most", maxSummaryResult)
 	}
 	env.Results.Set("migrate-failed", strconv.FormatBool(len(bad) > 0))
-	if len(bad) > 0 {
-		return failure.Permanentf("not every database reached its planned target: %s; the application stays stopped, held by this run (keep-down): fix the migration and run the list again, which restores it once every database is migrated", strings.Join(bad, ", "))
+	if len(bad) > 0 && fail {
+		return failure.Permanentf("not every database reached its planned target: %s (the tasks before this one applied the failure policy): fix the migration and run the list again", strings.Join(bad, ", "))
 	}
 	return nil
 }

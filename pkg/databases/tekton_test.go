@@ -112,7 +112,7 @@ func TestPlanLinesRefused(t *testing.T) {
 		{[]string{"--action", "rounds", "--databases", `[{"secret": "t", "key": "a"}, {"secret": "t", "key": "b"}]`, la}, "share the Secret t"},
 		{[]string{"--action", "pick", "--secret", "a", "--databases", list, la}, "no plan line for entry 2 (b)"},
 		{[]string{"--action", "check", "--databases", list, la}, "--action=check takes no arguments after the flags"},
-		{[]string{"--action", "decide", "--plans", "[]", la}, "--action=decide takes no arguments after the flags"},
+		{[]string{"--action", "decide", "--plans", "[]", la}, "--databases is empty: decide with lines reads the run's list"},
 		{[]string{"--action", "plan-line", "--secret", "a"}, "--action=plan-line needs --secret"},
 	} {
 		code, out, msg := runStepArgs(t, tc.args...)
@@ -231,9 +231,15 @@ func TestSummaryFromLines(t *testing.T) {
 		{"one not reached", []string{pa, pb, pc, mb, mcNotReached}, failure.CodePermanent, map[string]string{"c": NotReached}, "c (not-reached)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// the summary after migrate never fails; the verdict, the run's
+			// last task, does when a migration failed
 			code, out, msg := runStepArgs(t, append([]string{"--action", "summary", "--databases", list}, tc.lines...)...)
+			if code != 0 {
+				t.Fatalf("summary: exit %d %q, want 0", code, msg)
+			}
+			code, _, msg = runStepArgs(t, append([]string{"--action", "summary", "--fail-when-failed", "--databases", list}, tc.lines...)...)
 			if code != tc.exit || !strings.Contains(msg, tc.msg) {
-				t.Fatalf("exit %d %q, want %d with %q", code, msg, tc.exit, tc.msg)
+				t.Fatalf("verdict: exit %d %q, want %d with %q", code, msg, tc.exit, tc.msg)
 			}
 			var rows []Row
 			if err := json.Unmarshal([]byte(out["databases"]), &rows); err != nil || len(rows) != 3 {
@@ -259,11 +265,70 @@ func TestSummaryFromLines(t *testing.T) {
 		{[]string{pa, pb, pc, mb, mb}, `migrate line 5 names the Secret "b-db" again`},
 		{[]string{pa, pb, mb}, "no plan line for entry 3 (c)"},
 		{[]string{pa, pb, pc, `{"step":"rollback","secret":"b-db"}`}, `line 4 is of step "rollback"`},
+		{[]string{pa, pb, pc, `{"step":"recheck","secret":"b-db"}`, `{"step":"recheck","secret":"b-db"}`}, `recheck line 5 names the Secret "b-db" again`},
 		{[]string{pa, pb, pc, `{"step":"migrate","secret":"z-db","ran":"true"}`}, `names the Secret "z-db", which no entry`},
 	} {
 		code, out, msg := runStepArgs(t, append([]string{"--action", "summary", "--databases", list}, tc.lines...)...)
 		if code != failure.CodeUsage || !strings.Contains(msg, tc.want) || len(out) > 0 {
 			t.Errorf("%v: exit %d %q %v, want 2 with %q and no results", tc.lines, code, msg, out, tc.want)
 		}
+	}
+}
+
+// The restore policy over a Tekton list: decide given the plan, migrate and
+// recheck lines restores only when every database is still at its planned
+// version, and keeps the application down when one moved or is not known.
+func TestDecideFromLines(t *testing.T) {
+	const list = `[{"secret": "a-db", "name": "a"}, {"secret": "b-db", "name": "b"}, {"secret": "c-db", "name": "c"}]`
+	plan := func(secret, pending, cur, target string) string {
+		return `{"secret":"` + secret + `","pending":"` + pending + `","current-version":"` + cur + `","target-version":"` + target + `","files-digest":"d"}`
+	}
+	recheck := func(secret, cur string) string {
+		return `{"step":"recheck","secret":"` + secret + `","pending":"true","current-version":"` + cur + `"}`
+	}
+	plans := []string{plan("a-db", "false", "3", "3"), plan("b-db", "true", "2", "3"), plan("c-db", "true", "0", "2")}
+	// b, the canary, failed inside its transaction (still at 2); c never started
+	migrated := []string{`{"step":"migrate","secret":"b-db","ran":"true","current-version":"2","target-version":"3","applied-versions":"[]","sql-seconds":"0","error":"applying 3_x.sql: boom"}`,
+		`{"step":"migrate","secret":"c-db","ran":"false","why":"not started: the migrate of b-db failed"}`}
+	for _, tc := range []struct {
+		name     string
+		policy   string
+		rechecks []string
+		restore  string
+		why      string
+	}{
+		{"restore, nothing moved", "restore", []string{recheck("a-db", "3"), recheck("b-db", "2"), recheck("c-db", "0")}, "true", "restoring: the migration of b failed, and every database is still at its planned version"},
+		{"restore, one moved", "restore", []string{recheck("a-db", "3"), recheck("b-db", "2"), recheck("c-db", "1")}, "false", "keeping the workloads down"},
+		{"restore, one not known", "restore", []string{recheck("a-db", "3"), recheck("b-db", "2")}, "false", "the version of c is not known"},
+		{"keep-down", "keep-down", []string{recheck("a-db", "3"), recheck("b-db", "2"), recheck("c-db", "0")}, "false", "keeping the workloads down (keep-down)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lines := append(append(append([]string{}, tc.rechecks...), plans...), migrated...)
+			code, out, msg := runStepArgs(t, append([]string{"--action", "decide", "--policy", tc.policy, "--databases", list}, lines...)...)
+			if code != 0 {
+				t.Fatalf("exit %d %q", code, msg)
+			}
+			if out["restore"] != tc.restore || out["migrate-failed"] != "true" || !strings.Contains(out["why"], tc.why) {
+				t.Errorf("restore %q migrate-failed %q why %q, want restore %q and why with %q", out["restore"], out["migrate-failed"], out["why"], tc.restore, tc.why)
+			}
+		})
+	}
+	// the policies a Pipeline has are checked before anything runs
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--policy", "rollback", "--policies", "keep-down,restore"}, `on-migrate-failure "rollback" is not built for this Pipeline yet: use keep-down or restore`},
+		{[]string{"--policy", "restor", "--policies", "keep-down,restore"}, `on-migrate-failure "restor" is not keep-down, restore`},
+		{[]string{"--policy", "", "--policies", "keep-down,restore"}, `on-migrate-failure "" is not keep-down, restore`},
+		{[]string{"--policy", "keep-down", "--policies", "keep-down,never"}, `--policies: "never" is not keep-down, restore or rollback`},
+	} {
+		code, out, msg := runStepArgs(t, append([]string{"--action", "check", "--one-entry-per-secret", "--databases", list}, tc.args...)...)
+		if code != failure.CodeUsage || !strings.Contains(msg, tc.want) || len(out) > 0 {
+			t.Errorf("%v: exit %d %q %v, want 2 with %q", tc.args, code, msg, out, tc.want)
+		}
+	}
+	if code, out, msg := runStepArgs(t, "--action", "plan-line", "--secret", "a", "--plan-results", planDir(t, map[string]string{"pending": "true", "current-version": "1"}), "--line-step", "recheck"); code != 0 || !strings.Contains(out[ResultPlanLine], `"step":"recheck"`) {
+		t.Errorf("plan-line --line-step recheck: exit %d %q %v", code, msg, out)
 	}
 }

@@ -147,9 +147,14 @@ func (s *tektonSuite) testDatabasesListKeepDown(t *testing.T) {
 	if _, ok := lines[tektonSecret]; ok {
 		t.Errorf("a migrate TaskRun for %s, which had nothing pending", tektonSecret)
 	}
-	wantTektonSummary(t, trs, false, "3 databases: 1 failed, 1 not-reached, 1 nothing-pending", map[string]string{"broken-db": databases.Failed, "later-db": databases.NotReached, tektonSecret: databases.NothingPending})
-	if _, ok := trs["scale-restore"]; ok {
-		t.Errorf("scale-restore ran after a failed migration (keep-down)")
+	// the summary succeeded (it says what happened), the verdict failed the run;
+	// keep-down: no recheck, no decision, no restore
+	wantTektonSummary(t, trs, true, "3 databases: 1 failed, 1 not-reached, 1 nothing-pending", map[string]string{"broken-db": databases.Failed, "later-db": databases.NotReached, tektonSecret: databases.NothingPending})
+	wantTektonSummary(t, map[string]*pipelinev1.TaskRun{"summary": trs["verdict"]}, false, "3 databases: 1 failed, 1 not-reached, 1 nothing-pending", map[string]string{"broken-db": databases.Failed, "later-db": databases.NotReached, tektonSecret: databases.NothingPending})
+	for _, n := range []string{"scale-restore", "recheck", "decide", "restore-after-failure"} {
+		if _, ok := trs[n]; ok {
+			t.Errorf("%s ran after a failed migration with keep-down", n)
+		}
 	}
 }
 
@@ -178,10 +183,14 @@ func migrateLines(t *testing.T, c *tektonCase, pr *pipelinev1.PipelineRun) map[s
 	return out
 }
 
-// wantTektonSummary checks the summary TaskRun: succeeded or not, its count line,
-// and each database's outcome (by name: an entry's name is its Secret here).
+// wantTektonSummary checks the summary TaskRun (or the verdict's): succeeded or
+// not, its count line, migrate-failed, and each database's outcome (by name: an entry's name is its Secret here).
 func wantTektonSummary(t *testing.T, trs map[string]*pipelinev1.TaskRun, ok bool, count string, outcomes map[string]string) {
 	t.Helper()
+	failed := false
+	for _, o := range outcomes {
+		failed = failed || o == databases.Failed || o == databases.NotReached
+	}
 	tr := trs["summary"]
 	if tr == nil {
 		t.Fatalf("no summary TaskRun (ran: %v)", ran(trs))
@@ -190,8 +199,8 @@ func wantTektonSummary(t *testing.T, trs map[string]*pipelinev1.TaskRun, ok bool
 		t.Errorf("summary succeeded %v, want %v", got, ok)
 	}
 	res := engines.TaskRunResults(tr)
-	if res["summary"] != count || res["migrate-failed"] != strconv.FormatBool(!ok) {
-		t.Errorf("summary results %v, want summary %q and migrate-failed %v", res, count, !ok)
+	if res["summary"] != count || res["migrate-failed"] != strconv.FormatBool(failed) {
+		t.Errorf("summary results %v, want summary %q and migrate-failed %v", res, count, failed)
 	}
 	var rows []struct{ Name, Outcome string }
 	if err := json.Unmarshal([]byte(res["databases"]), &rows); err != nil {
@@ -203,5 +212,50 @@ func wantTektonSummary(t *testing.T, trs map[string]*pipelinev1.TaskRun, ok bool
 	}
 	if !maps.Equal(got, outcomes) {
 		t.Errorf("summary outcomes %v, want %v", got, outcomes)
+	}
+}
+
+// on-migrate-failure=restore over the list: the canary (broken-db, at 2) fails
+// inside its transaction, so it stays at 2, and later-db is never reached. The
+// recheck finds every database at its planned version, decide restores the
+// application, and the verdict fails the run.
+func (s *tektonSuite) testDatabasesListRestore(t *testing.T) {
+	c := s.newCase(t, nil)
+	c.migrateTo(t, 3)
+	broken, later := NewDatabase(t, s.pg, "tekton"), NewDatabase(t, s.pg, "tekton")
+	if err := broken.MigrateTo(t.Context(), tektonSets["broken"], 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := later.MigrateTo(t.Context(), tektonShop, 1); err != nil {
+		t.Fatal(err)
+	}
+	for secret, db := range map[string]Database{"broken-db": broken, "later-db": later} {
+		if err := CreateSecret(t.Context(), s.kube, c.ns, secret, db.URL()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := `[{"secret": "` + tektonSecret + `"}, {"secret": "broken-db", "dir": "` + SetsRoot + `/broken"}, {"secret": "later-db"}]`
+	done, trs := c.run(t, c.databasesRun(t, nil, map[string]string{"databases": list, "on-migrate-failure": "restore"}))
+	wantSucceeded(t, done, false)
+	for name, want := range map[string][]int64{"broken-db": {1, 2}, "later-db": {1}} {
+		db := map[string]Database{"broken-db": broken, "later-db": later}[name]
+		if v, err := db.AppliedVersions(t.Context()); err != nil || !slices.Equal(v, want) {
+			t.Errorf("%s: versions %v (%v), want %v", name, v, err, want)
+		}
+	}
+	c.wantVersions(t, 1, 2, 3)
+	wantAppRestored(t, s.kube, c.app)
+	wantResults(t, trs, "decide", map[string]string{"restore": "true", "migrate-failed": "true"})
+	if why := engines.TaskRunResults(trs["decide"])["why"]; !strings.Contains(why, "every database is still at its planned version") {
+		t.Errorf("decide's why %q", why)
+	}
+	for _, n := range []string{"summary", "restore-after-failure"} {
+		if tr := trs[n]; tr == nil || !engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
+			t.Errorf("%s did not succeed (ran: %v)", n, ran(trs))
+		}
+	}
+	wantTektonSummary(t, map[string]*pipelinev1.TaskRun{"summary": trs["verdict"]}, false, "3 databases: 1 failed, 1 not-reached, 1 nothing-pending", map[string]string{"broken-db": databases.Failed, "later-db": databases.NotReached, tektonSecret: databases.NothingPending})
+	if _, ok := trs["scale-restore"]; ok {
+		t.Errorf("the success path's scale-restore ran after a failed migration")
 	}
 }

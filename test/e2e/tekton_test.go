@@ -60,6 +60,7 @@ func TestTekton(t *testing.T) {
 		// (tekton_databases_test.go).
 		{"databases-list", s.testDatabasesList},
 		{"databases-list-keep-down", s.testDatabasesListKeepDown},
+		{"databases-list-restore", s.testDatabasesListRestore},
 	}
 	// Variants of paths taken above, and paths Argo's suite takes too with the
 	// same step code (make test-full).

@@ -78,6 +78,7 @@ var Binaries = []binary{
 		{"restore", "`--action=decide`: `true` when the workloads are to be restored now, without a rollback"},
 		{"rollback", "`--action=decide`: JSON list of rounds of the databases to roll back (their version moved from the planned one); `[]` for none"},
 		{"restore-after-rollback", "`--action=decide`: `true` when the workloads are to be restored once every rollback succeeded"},
+		{"why", "`--action=decide` given lines (Tekton): what the policy decided and why, in one line"},
 		{"databases", "`--action=summary`: JSON list, per database: `name`, `planned-version`, `target-version`, `current-version`, `applied-versions`, `seconds` (migrate's `sql-seconds`), `outcome` (`nothing-pending`, `migrated`, `failed`, `not-reached`, `rolled-back`, `rollback-failed`) and `error` (the step's one-line error, masked); given lines (Tekton), empty when the list outgrows 3000 bytes (then in the log only)"},
 		{"summary", "`--action=summary` given lines (Tekton): how many databases ended how, e.g. `3 databases: 1 failed, 1 migrated, 1 nothing-pending`"},
 		{"superseded-holds", "with `--report-holds-for-result=holder` (`--action=rounds`): the uids, comma-separated and sorted, of the runs that hold a selected workload stopped for databases all among the run's (`chartreuse.io/held-by`): the earlier `keep-down` runs a success of this run supersedes. The WorkflowTemplate passes it to `scale-restore --supersede-runs`, and runs that restore even with nothing pending when it is not empty"},
