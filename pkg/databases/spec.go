@@ -113,7 +113,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.BoolFlag{Name: "canary", Value: true, Usage: "rounds: migrate the first pending database alone before any other starts", Destination: &o.Canary},
 		&cli.StringFlag{Name: "policy", Value: KeepDown, Usage: "decide: the failure policy, keep-down, restore or rollback (the workflows' on-migrate-failure); check: refused outside --policies", Destination: &o.Policy},
 		&cli.StringSliceFlag{Name: "policies", Usage: "check: refuse --policy outside these failure policies, comma-separated (Tekton's list: keep-down, restore); empty: --policy is not checked", Destination: &o.Policies},
-		&cli.StringFlag{Name: "line-step", Usage: "plan-line: the step the line is of: empty for plan, recheck for the plan again after a failed migration", Destination: &o.LineStep},
+		&cli.StringFlag{Name: "line-step", Usage: "plan-line: the step the line is of: empty for plan, recheck for the plan again after a failed migration; migrate-line: empty for migrate, rollback for migrate --down-to", Destination: &o.LineStep},
 		&cli.BoolFlag{Name: "fail-when-failed", Usage: "summary given lines (Tekton): fail (exit 1) when a pending database is not at its planned target: the run's verdict", Destination: &o.FailWhenFailed},
 		&cli.BoolFlag{Name: "one-entry-per-secret", Usage: "check: refuse a list where two entries share a Secret (Tekton: a run fans out over its Secrets, one TaskRun each); pick always does", Destination: &o.OneEntryPerSecret},
 		&cli.StringFlag{Name: "secret", Usage: "pick: the Secret whose entry to write (the TaskRun's matrix value); plan-line: the Secret the plan was for", Destination: &o.Secret},
@@ -154,6 +154,9 @@ func (o *Options) Validate() error {
 	case ActionMigrateLine:
 		if strings.TrimSpace(o.Secret) == "" || strings.TrimSpace(o.MigrateResults) == "" || strings.TrimSpace(o.ExitCodeFile) == "" {
 			return failure.Usagef("--action=migrate-line needs --secret (the Secret migrated), --migrate-results (the directory of migrate's results) and --exit-code-file (migrate's exit code)")
+		}
+		if o.LineStep != "" && o.LineStep != stepRollback {
+			return failure.Usagef("--line-step %q is not empty (migrate) or rollback", o.LineStep)
 		}
 		if o.Turn != "true" && o.Turn != "false" {
 			return failure.Usagef("--turn %q is not true or false: give the go result of the turn step", o.Turn)
@@ -428,7 +431,16 @@ func (o *Options) runLater(env *step.Env) error {
 		env.Results.SetJSON("rollback", rollback)
 		env.Results.Set("restore-after-rollback", strconv.FormatBool(d.RestoreAfterRollback))
 		if len(o.Lines) > 0 {
-			env.Results.Set("why", d.Why) // Tekton: what the run's TaskRuns show
+			// Tekton: what the run's TaskRuns show, and the rollbacks' matrix
+			env.Results.Set("why", d.Why)
+			secrets := []string{}
+			for _, r := range rollback {
+				for _, p := range r {
+					secrets = append(secrets, p.Secret)
+				}
+			}
+			env.Results.SetJSON("rollback-order", secrets)
+			env.Results.Set("rollback-any", strconv.FormatBool(len(secrets) > 0))
 		}
 		env.Log.Info(d.Why, "policy", o.Policy)
 	case ActionSummary:
@@ -502,7 +514,7 @@ func Spec() step.Spec {
 			"planned-version, planned-target, planned-files-digest, git-commit, migrations-digest (pick with plan lines, which also writes pending), plan-line (plan-line), " +
 			"plans (rounds), rounds (rounds), order (rounds with plan lines), pending (rounds), needs-downtime (rounds), holder (rounds), " +
 			"migrate-line (migrate-line), failed (migrate-line), " +
-			"migrate-failed (decide; summary on Tekton), restore (decide), rollback (decide), restore-after-rollback (decide), why (decide on Tekton), databases (summary), summary (summary on Tekton: how many databases ended how).",
+			"migrate-failed (decide; summary on Tekton), restore (decide), rollback (decide), restore-after-rollback (decide), why, rollback-order, rollback-any (decide on Tekton), databases (summary), rollback-failed (summary on Tekton), summary (summary on Tekton: how many databases ended how).",
 		Args:    "[PLAN-LINE... MIGRATE-LINE...]",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {
@@ -524,6 +536,9 @@ func Spec() step.Spec {
 				line, failed, err := o.readMigrateLine()
 				if err != nil {
 					return err
+				}
+				if o.LineStep != "" {
+					line["step"] = o.LineStep
 				}
 				env.Results.SetJSON(ResultMigrateLine, line)
 				env.Results.Set(ResultFailed, strconv.FormatBool(failed))

@@ -156,6 +156,10 @@ func (o *Options) readMigrateLine() (map[string]string, bool, error) {
 // migration (plan-line --line-step).
 const stepRecheck = "recheck"
 
+// stepRollback is the step of a migrate line of migrate --down-to after a
+// failed migration (migrate-line --line-step).
+const stepRollback = "rollback"
+
 // linesOutputs splits the lines given after the flags of summary and decide
 // (Tekton) into the plans and the per-database outputs of migrate and recheck
 // (db-<index>-<step>-<key>, as on Argo), pairing each line with its entry by
@@ -164,6 +168,7 @@ func linesOutputs(entries []Entry, lines []string) ([]Plan, Outputs, error) {
 	var planLines []string
 	migrateLines := map[string]map[string]string{}
 	recheckLines := map[string]map[string]string{}
+	rollbackLines := map[string]map[string]string{}
 	for i, l := range lines {
 		var o map[string]string
 		if err := json.Unmarshal([]byte(l), &o); err != nil {
@@ -172,8 +177,8 @@ func linesOutputs(entries []Entry, lines []string) ([]Plan, Outputs, error) {
 		switch o["step"] {
 		case "":
 			planLines = append(planLines, l)
-		case "migrate", stepRecheck:
-			by := map[string]map[string]map[string]string{"migrate": migrateLines, stepRecheck: recheckLines}[o["step"]]
+		case "migrate", stepRecheck, stepRollback:
+			by := map[string]map[string]map[string]string{"migrate": migrateLines, stepRecheck: recheckLines, stepRollback: rollbackLines}[o["step"]]
 			if _, dup := by[o["secret"]]; dup {
 				return nil, nil, failure.Usagef("%s line %d names the Secret %q again: give each %s TaskRun's line once", o["step"], i+1, o["secret"], o["step"])
 			}
@@ -182,7 +187,7 @@ func linesOutputs(entries []Entry, lines []string) ([]Plan, Outputs, error) {
 			}
 			by[o["secret"]] = o
 		default:
-			return nil, nil, failure.Usagef("line %d is of step %q, not a plan, migrate or recheck line", i+1, o["step"])
+			return nil, nil, failure.Usagef("line %d is of step %q, not a plan, migrate, recheck or rollback line", i+1, o["step"])
 		}
 	}
 	outs, err := planOutputs(entries, planLines)
@@ -197,6 +202,10 @@ func linesOutputs(entries []Entry, lines []string) ([]Plan, Outputs, error) {
 	for _, p := range plans {
 		if l, ok := recheckLines[p.Secret]; ok {
 			out[OutputName(p.Index, stepRecheck, "current-version")] = l["current-version"]
+		}
+		if l, ok := rollbackLines[p.Secret]; ok && l["ran"] == "true" {
+			out[OutputName(p.Index, stepRollback, "current-version")] = l["current-version"]
+			out[OutputName(p.Index, stepRollback, step.ResultError)] = l[step.ResultError]
 		}
 		l, ok := migrateLines[p.Secret]
 		if !ok || l["ran"] != "true" {
@@ -219,11 +228,18 @@ const maxSummaryResult = 3000
 // database is not at its planned target, so that the run ends Failed.
 func tektonVerdict(env *step.Env, rows []Row, count string, fail bool) error {
 	var bad []string
+	rollbackFailed := false
 	for _, r := range rows {
-		if r.Outcome == Failed || r.Outcome == NotReached {
+		switch r.Outcome {
+		case Failed, NotReached, RolledBack:
+			// rolled back: after a failed migration, its own or another's
 			bad = append(bad, r.Name+" ("+r.Outcome+")")
+		case RollbackFailed:
+			bad = append(bad, r.Name+" ("+r.Outcome+")")
+			rollbackFailed = true
 		}
 	}
+	env.Results.Set("rollback-failed", strconv.FormatBool(rollbackFailed))
 	env.Results.Set("summary", count)
 	if b, _ := json.Marshal(rows); len(b) <= maxSummaryResult {
 		env.Results.Set("databases", string(b))

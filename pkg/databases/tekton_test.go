@@ -264,7 +264,7 @@ func TestSummaryFromLines(t *testing.T) {
 	}{
 		{[]string{pa, pb, pc, mb, mb}, `migrate line 5 names the Secret "b-db" again`},
 		{[]string{pa, pb, mb}, "no plan line for entry 3 (c)"},
-		{[]string{pa, pb, pc, `{"step":"rollback","secret":"b-db"}`}, `line 4 is of step "rollback"`},
+		{[]string{pa, pb, pc, `{"step":"decide","secret":"b-db"}`}, `line 4 is of step "decide"`},
 		{[]string{pa, pb, pc, `{"step":"recheck","secret":"b-db"}`, `{"step":"recheck","secret":"b-db"}`}, `recheck line 5 names the Secret "b-db" again`},
 		{[]string{pa, pb, pc, `{"step":"migrate","secret":"z-db","ran":"true"}`}, `names the Secret "z-db", which no entry`},
 	} {
@@ -330,5 +330,51 @@ func TestDecideFromLines(t *testing.T) {
 	}
 	if code, out, msg := runStepArgs(t, "--action", "plan-line", "--secret", "a", "--plan-results", planDir(t, map[string]string{"pending": "true", "current-version": "1"}), "--line-step", "recheck"); code != 0 || !strings.Contains(out[ResultPlanLine], `"step":"recheck"`) {
 		t.Errorf("plan-line --line-step recheck: exit %d %q %v", code, msg, out)
+	}
+}
+
+// The rollback policy over a Tekton list: decide names the databases to roll
+// back (their matrix), and the summary given their rollback lines says which
+// came back; the verdict fails the run either way.
+func TestRollbackFromLines(t *testing.T) {
+	const list = `[{"secret": "a-db", "name": "a"}, {"secret": "b-db", "name": "b"}, {"secret": "c-db", "name": "c"}]`
+	plan := func(secret, pending, cur, target string) string {
+		return `{"secret":"` + secret + `","pending":"` + pending + `","current-version":"` + cur + `","target-version":"` + target + `","files-digest":"d"}`
+	}
+	recheck := func(secret, cur string) string {
+		return `{"step":"recheck","secret":"` + secret + `","pending":"true","current-version":"` + cur + `"}`
+	}
+	// b migrated 0 -> 3 (the canary), c failed after applying 1 of 2
+	lines := []string{plan("a-db", "false", "3", "3"), plan("b-db", "true", "0", "3"), plan("c-db", "true", "0", "2"),
+		`{"step":"migrate","secret":"b-db","ran":"true","current-version":"3","target-version":"3","applied-versions":"[1,2,3]","sql-seconds":"0.1","error":""}`,
+		`{"step":"migrate","secret":"c-db","ran":"true","current-version":"1","target-version":"2","applied-versions":"[1]","sql-seconds":"0.1","error":"applying 2_x.sql: boom"}`,
+		recheck("a-db", "3"), recheck("b-db", "3"), recheck("c-db", "1")}
+	code, out, msg := runStepArgs(t, append([]string{"--action", "decide", "--policy", "rollback", "--parallelism", "2", "--databases", list}, lines...)...)
+	if code != 0 || out["rollback-order"] != `["b-db","c-db"]` || out["rollback-any"] != "true" || out["restore-after-rollback"] != "true" {
+		t.Fatalf("decide: exit %d %q %v, want b-db and c-db rolled back, then a restore", code, msg, out)
+	}
+	// keep-down rolls back nothing
+	if code, out, _ := runStepArgs(t, append([]string{"--action", "decide", "--policy", "keep-down", "--databases", list}, lines...)...); code != 0 || out["rollback-order"] != `[]` || out["rollback-any"] != "false" {
+		t.Errorf("decide keep-down: exit %d %v, want no rollback", code, out)
+	}
+	// the rollback TaskRuns' lines (migrate-line --line-step rollback)
+	dir, exit := migrateDir(t, "0", map[string]string{"current-version": "0"})
+	code, out, msg = runStepArgs(t, "--action", "migrate-line", "--line-step", "rollback", "--secret", "b-db", "--turn", "true", "--migrate-results", dir, "--exit-code-file", exit)
+	if code != 0 || !strings.Contains(out[ResultMigrateLine], `"step":"rollback"`) {
+		t.Fatalf("migrate-line --line-step rollback: exit %d %q %v", code, msg, out)
+	}
+	rb, rc := out[ResultMigrateLine], `{"step":"rollback","secret":"c-db","ran":"true","current-version":"1","error":"rolling back 1_x.sql: boom"}`
+	code, out, msg = runStepArgs(t, append(append([]string{"--action", "summary", "--fail-when-failed", "--databases", list}, lines...), rb, rc)...)
+	if code != failure.CodePermanent || !strings.Contains(msg, "b (rolled-back), c (rollback-failed)") || out["rollback-failed"] != "true" {
+		t.Errorf("verdict after the rollbacks: exit %d %q %v, want 1 naming b rolled back and c's rollback failed", code, msg, out)
+	}
+	// every rollback came back: still a failed run
+	rc = `{"step":"rollback","secret":"c-db","ran":"true","current-version":"0","error":""}`
+	code, out, msg = runStepArgs(t, append(append([]string{"--action", "summary", "--fail-when-failed", "--databases", list}, lines...), rb, rc)...)
+	if code != failure.CodePermanent || !strings.Contains(msg, "b (rolled-back), c (rolled-back)") || out["rollback-failed"] != "false" {
+		t.Errorf("verdict after good rollbacks: exit %d %q %v, want 1 and rollback-failed=false", code, msg, out)
+	}
+	if code, _, msg := runStepArgs(t, "--action", "migrate-line", "--line-step", "recheck", "--secret", "b-db", "--turn", "true", "--migrate-results", dir, "--exit-code-file", exit); code != failure.CodeUsage {
+		t.Errorf("migrate-line --line-step recheck: exit %d %q, want 2", code, msg)
 	}
 }

@@ -64,6 +64,7 @@ type Options struct {
 	PipelineTask string
 	Parallelism  int
 	Canary       bool
+	KeepGoing    bool
 	Order        []string // the arguments after the flags
 }
 
@@ -91,6 +92,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "pipeline-task", Value: "migrate", Usage: "turn: the Pipeline task whose TaskRuns take turns (migrate, or rollback)", Destination: &o.PipelineTask},
 		&cli.IntFlag{Name: "parallelism", Value: 1, Usage: "turn: how many of the task's TaskRuns may work at once, 1 to 64", Destination: &o.Parallelism},
 		&cli.BoolFlag{Name: "canary", Value: true, Usage: "turn: the first Secret of the order works alone before any other starts", Destination: &o.Canary},
+		&cli.BoolFlag{Name: "keep-going", Usage: "turn: a failed TaskRun of the task stops no other and ends its turn (rollbacks); without it none starts once one has failed", Destination: &o.KeepGoing},
 		&cli.GenericFlag{Name: "check-run-id", Usage: "the run's run-id parameter: blank (after trimming), longer than 253 characters or more than one line fails the step (exit 2) before it takes the gate", Value: &o.RunID},
 	}
 }
@@ -268,7 +270,7 @@ func Spec() step.Spec {
 			}
 			switch o.Action {
 			case ActionTurn:
-				ok, why, err := g.WaitTurn(ctx, Turn{Secret: o.DatabaseSecret, Order: o.Order, Parallelism: o.Parallelism, Canary: o.Canary, Task: o.PipelineTask})
+				ok, why, err := g.WaitTurn(ctx, Turn{Secret: o.DatabaseSecret, Order: o.Order, Parallelism: o.Parallelism, Canary: o.Canary, Task: o.PipelineTask, KeepGoing: o.KeepGoing})
 				if err != nil {
 					return err
 				}

@@ -31,6 +31,9 @@ type Turn struct {
 	Parallelism int
 	Canary      bool // the first of Order alone, before any other starts
 	Task        string
+	// KeepGoing: a failed TaskRun of the task stops no other, and ends its turn
+	// as a succeeded one does (rollbacks: each database's is worth trying).
+	KeepGoing bool
 }
 
 // After returns the Secrets whose TaskRuns must have succeeded before this one
@@ -87,13 +90,13 @@ func (g *Gate) WaitTurn(ctx context.Context, t Turn) (bool, string, error) {
 				failed = append(failed, s)
 			}
 		}
-		if len(failed) > 0 {
+		if len(failed) > 0 && !t.KeepGoing {
 			why := fmt.Sprintf("not started: the %s of %s failed, and a run starts no other once one has", t.Task, strings.Join(failed, ", "))
 			return false, why, nil
 		}
 		var waiting []string
 		for _, s := range after {
-			if state[s] != string(metav1.ConditionTrue) {
+			if state[s] != string(metav1.ConditionTrue) && !(t.KeepGoing && state[s] == string(metav1.ConditionFalse)) {
 				waiting = append(waiting, s)
 			}
 		}

@@ -112,6 +112,17 @@ func TestClusterTurn(t *testing.T) {
 	if code != 0 || res[ResultGo] != "false" || !strings.Contains(res[ResultWhy], "not started: the migrate of b-db failed") {
 		t.Errorf("after a migrate that succeeded reporting failed=true: exit %d %v, want go=false naming b-db", code, res)
 	}
+	// rollbacks keep going: a failed one (b-db) ends its turn and stops none
+	c.endedTaskRunOf(lined, "run-lined-rollback-0", "rollback", "a-db", true, map[string]string{"failed": "false"})
+	c.endedTaskRunOf(lined, "run-lined-rollback-1", "rollback", "b-db", true, map[string]string{"failed": "true"})
+	code, res, _ = turn("run-lined", string(lined.GetUID()), time.Minute, append([]string{"--database-secret", "c-db", "--pipeline-task", "rollback", "--canary=false", "--keep-going"}, order...)...)
+	if code != 0 || res[ResultGo] != "true" {
+		t.Errorf("a rollback after a failed one, --keep-going: exit %d %v, want go=true", code, res)
+	}
+	code, res, _ = turn("run-lined", string(lined.GetUID()), time.Minute, append([]string{"--database-secret", "c-db", "--pipeline-task", "rollback", "--canary=false"}, order...)...)
+	if code != 0 || res[ResultGo] != "false" {
+		t.Errorf("a rollback after a failed one without --keep-going: exit %d %v, want go=false", code, res)
+	}
 	// a stopped run (StoppedRunFinally lets running TaskRuns finish, and a
 	// waiting one is running) starts no migration: an attack on the real
 	// Tekton saw the waiting ones migrate after the stop

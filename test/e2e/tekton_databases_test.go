@@ -259,3 +259,46 @@ func (s *tektonSuite) testDatabasesListRestore(t *testing.T) {
 		t.Errorf("the success path's scale-restore ran after a failed migration")
 	}
 }
+
+// on-migrate-failure=rollback over the list: the canary (broken-db, empty)
+// applies 1 and 2, then 3 fails; later-db is never reached. decide rolls
+// broken-db back (it moved), its rollback TaskRun migrates it down to 0
+// (only what this run applied), and the application is restored; the verdict
+// fails the run.
+func (s *tektonSuite) testDatabasesListRollback(t *testing.T) {
+	c := s.newCase(t, nil)
+	c.migrateTo(t, 3)
+	broken, later := NewDatabase(t, s.pg, "tekton"), NewDatabase(t, s.pg, "tekton")
+	if err := later.MigrateTo(t.Context(), tektonShop, 1); err != nil {
+		t.Fatal(err)
+	}
+	for secret, db := range map[string]Database{"broken-db": broken, "later-db": later} {
+		if err := CreateSecret(t.Context(), s.kube, c.ns, secret, db.URL()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := `[{"secret": "` + tektonSecret + `"}, {"secret": "broken-db", "dir": "` + SetsRoot + `/broken"}, {"secret": "later-db"}]`
+	done, trs := c.run(t, c.databasesRun(t, nil, map[string]string{"databases": list, "on-migrate-failure": "rollback"}))
+	wantSucceeded(t, done, false)
+	for name, want := range map[string][]int64{"broken-db": {}, "later-db": {1}} {
+		db := map[string]Database{"broken-db": broken, "later-db": later}[name]
+		if v, err := db.AppliedVersions(t.Context()); err != nil || !slices.Equal(v, want) {
+			t.Errorf("%s: versions %v (%v), want %v", name, v, err, want)
+		}
+	}
+	c.wantVersions(t, 1, 2, 3)
+	wantAppRestored(t, s.kube, c.app)
+	wantResults(t, trs, "decide", map[string]string{"rollback-order": `["broken-db"]`, "rollback-any": "true", "restore-after-rollback": "true", "restore": "false"})
+	wantResults(t, trs, "after-rollback", map[string]string{"rollback-failed": "false"})
+	for _, n := range []string{"summary", "recheck", "rollback", "after-rollback", "restore-after-rollback"} {
+		if tr := trs[n]; tr == nil || !engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
+			t.Errorf("%s did not succeed (ran: %v)", n, ran(trs))
+		}
+	}
+	for _, n := range []string{"scale-restore", "restore-after-failure"} {
+		if _, ok := trs[n]; ok {
+			t.Errorf("%s ran (ran: %v)", n, ran(trs))
+		}
+	}
+	wantTektonSummary(t, map[string]*pipelinev1.TaskRun{"summary": trs["verdict"]}, false, "3 databases: 1 failed, 1 not-reached, 1 nothing-pending", map[string]string{"broken-db": databases.Failed, "later-db": databases.NotReached, tektonSecret: databases.NothingPending})
+}

@@ -61,6 +61,7 @@ func TestTekton(t *testing.T) {
 		{"databases-list", s.testDatabasesList},
 		{"databases-list-keep-down", s.testDatabasesListKeepDown},
 		{"databases-list-restore", s.testDatabasesListRestore},
+		{"databases-list-rollback", s.testDatabasesListRollback},
 	}
 	// Variants of paths taken above, and paths Argo's suite takes too with the
 	// same step code (make test-full).

@@ -581,7 +581,7 @@ func TestAsDependency(t *testing.T) {
 	for _, o := range splitObjects(t, []byte(rel.Manifest)) {
 		kinds[o.obj.GetKind()]++
 	}
-	if kinds["Deployment"] != 1 || kinds["Pipeline"] != 2 || kinds["Task"] != 15 || kinds["ConfigMap"] != 1 || kinds["WorkflowTemplate"] != 0 {
+	if kinds["Deployment"] != 1 || kinds["Pipeline"] != 2 || kinds["Task"] != 16 || kinds["ConfigMap"] != 1 || kinds["WorkflowTemplate"] != 0 {
 		t.Errorf("rendered kinds %v", kinds)
 	}
 	// The dependency's schema applies to the values under chartreuse:.

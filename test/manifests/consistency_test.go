@@ -72,7 +72,7 @@ var agreedFlags = func() map[string][]string {
 			"check-selector", "check-workload", "check-namespace", "check-stop-workloads", "report-holds-for", "report-holds-for-result",
 			"one-entry-per-secret", "secret", "plan-results", "run-created", "turn", "turn-why", "exit-code-file", "migrate-results", "line-step", "policies", "fail-when-failed"}),
 		"gate": cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "pod-selector", "task-run", "timeout", "poll-interval", "progress-interval", "check-duration", "check-positive-duration", "check-wait-duration", "check-timeout-duration", "check-run-id", "database-secrets-file", "workload-namespace",
-			"pipeline-task", "parallelism", "canary"}),
+			"pipeline-task", "parallelism", "canary", "keep-going"}),
 	}
 }()
 
@@ -84,7 +84,7 @@ var agreedResults = map[string][]string{
 		"index", "name", "secret", "key", "dir", "git-url", "git-revision", "migrations-image", "role", "table", "to",
 		"planned-version", "planned-target", "planned-files-digest", "git-commit", "migrations-digest", "plan-line", "order",
 		// migrate-line, summary given the lines
-		"migrate-line", "failed", "summary", "why"},
+		"migrate-line", "failed", "summary", "why", "rollback-order", "rollback-any", "rollback-failed"},
 	"wait-for-db":    {"attempts", "waited"},
 	"wait-patroni":   {},
 	"migrate --plan": {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime", "files-digest", "superseded-holds"},
@@ -151,9 +151,9 @@ func (c container) flag(name string) (string, bool) {
 const tektonDatabaseMount = "/var/run/chartreuse/database"
 
 // tektonPerDatabase reports a container of a Task of Tekton's list fanned out over
-// its Secrets (chartreuse-databases-plan, -migrate).
+// its Secrets (chartreuse-databases-plan, -migrate, -rollback).
 func tektonPerDatabase(c container) bool {
-	return c.Engine == "tekton" && (strings.Contains(c.Where, "chartreuse-databases-plan") || strings.Contains(c.Where, "chartreuse-databases-migrate"))
+	return c.Engine == "tekton" && (strings.Contains(c.Where, "chartreuse-databases-plan") || strings.Contains(c.Where, "chartreuse-databases-migrate") || strings.Contains(c.Where, "chartreuse-databases-rollback"))
 }
 
 func isDatabaseStep(c container) bool {
