@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
@@ -107,9 +108,58 @@ const (
 var MigrateLineKeys = []string{"current-version", "target-version", "applied-versions", "sql-seconds", step.ResultError}
 
 // rerunCodes are migrate's exit codes a rerun may fix: 75, a transient failure
-// (design.md), and 137 and 143, the process killed (the OOM killer, SIGTERM)
-// while its container lived on: the codes Argo's retries take too.
+// (design.md), and 137 and 143, the process killed (the OOM killer, SIGTERM):
+// the codes Argo's retries take too. Tekton's entrypoint writes -1 (Go's
+// ExitCode of a process a signal killed), also a rerun.
 var rerunCodes = []int{75, 137, 143}
+
+// exitCodeWait bounds how long migrate-line waits for the exit code file: the
+// entrypoint writes it just after the file that starts the next step.
+var exitCodeWait = 10 * time.Second
+
+// Bounds of a migrate line, which shares its TaskRun's 4096-byte termination
+// message: an error is cut to maxLineError bytes, and a list of applied
+// versions longer than maxLineApplied keeps its first and last halves (the
+// count is applied-count).
+const (
+	maxLineError   = 1000
+	maxLineApplied = 40
+)
+
+// readExitCode reads migrate's exit code, waiting up to exitCodeWait for the
+// file to hold a number.
+func readExitCode(file string) (int, error) {
+	deadline := time.Now().Add(exitCodeWait)
+	for {
+		b, err := os.ReadFile(file)
+		if err == nil {
+			if code, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				return code, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return 0, fmt.Errorf("reading migrate's exit code (its turn came, so migrate ran before this step): %w", err)
+			}
+			return 0, fmt.Errorf("migrate's exit code %q in %s is not a number", strings.TrimSpace(string(b)), file)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// boundLine keeps a migrate line within its share of the TaskRun's results.
+func boundLine(line map[string]string) {
+	if e := line[step.ResultError]; len(e) > maxLineError {
+		line[step.ResultError] = strings.ToValidUTF8(e[:maxLineError], "") + "… (cut: the step's log has it whole)"
+	}
+	var applied []int64
+	if json.Unmarshal([]byte(line["applied-versions"]), &applied) == nil && len(applied) > maxLineApplied {
+		kept := append(slices.Clone(applied[:maxLineApplied/2]), applied[len(applied)-maxLineApplied/2:]...)
+		b, _ := json.Marshal(kept)
+		line["applied-versions"] = string(b)
+		line["applied-count"] = strconv.Itoa(len(applied))
+	}
+}
 
 // readMigrateLine builds the migrate line of o.Secret after the turn and migrate
 // steps of its TaskRun, and reports whether its migration failed. A migrate
@@ -123,13 +173,9 @@ func (o *Options) readMigrateLine() (map[string]string, bool, error) {
 		line["why"] = o.TurnWhy
 		return line, false, nil
 	}
-	b, err := os.ReadFile(o.ExitCodeFile)
+	code, err := readExitCode(o.ExitCodeFile)
 	if err != nil {
-		return nil, false, fmt.Errorf("reading migrate's exit code (its turn came, so migrate ran before this step): %w", err)
-	}
-	code, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, false, fmt.Errorf("migrate's exit code %q in %s is not a number", strings.TrimSpace(string(b)), o.ExitCodeFile)
+		return nil, false, err
 	}
 	line["ran"] = "true"
 	for _, k := range MigrateLineKeys {
@@ -139,11 +185,11 @@ func (o *Options) readMigrateLine() (map[string]string, bool, error) {
 		}
 		line[k] = strings.TrimSpace(string(b))
 	}
-	switch code {
-	case 0:
+	boundLine(line)
+	if code == 0 {
 		return line, false, nil
 	}
-	if slices.Contains(rerunCodes, code) {
+	if code < 0 || slices.Contains(rerunCodes, code) {
 		return nil, false, failure.Transientf("the migration of %s failed (exit %d), which a rerun may fix: %s", o.Secret, code, cmp.Or(line[step.ResultError], "see the migrate step's log"))
 	}
 	if line[step.ResultError] == "" {

@@ -149,6 +149,7 @@ func migrateDir(t *testing.T, code string, res map[string]string) (string, strin
 // database), one that failed transiently fails the TaskRun (exit 75: Tekton's
 // retries run it again), and one whose turn never came says why.
 func TestMigrateLine(t *testing.T) {
+	exitCodeWait = 0 // the case without an exit code file fails at once
 	ok := map[string]string{"current-version": "4", "target-version": "4", "applied-versions": "[2,3,4]", "sql-seconds": "0.012"}
 	broken := map[string]string{"current-version": "1", "target-version": "2", "applied-versions": "[]", "error": "applying 2_broken.sql: ERROR: syntax error (SQLSTATE 42601)"}
 	for _, tc := range []struct {
@@ -165,6 +166,8 @@ func TestMigrateLine(t *testing.T) {
 		{name: "transient", turn: "true", code: "75", res: map[string]string{"error": "connecting: connection refused"}, exit: failure.CodeTransient},
 		{name: "killed by the OOM killer", turn: "true", code: "137", res: map[string]string{}, exit: failure.CodeTransient},
 		{name: "terminated", turn: "true", code: "143", res: map[string]string{}, exit: failure.CodeTransient},
+		{name: "killed by a signal (the entrypoint writes -1)", turn: "true", code: "-1", res: map[string]string{}, exit: failure.CodeTransient},
+		{name: "a long error and many versions, cut to fit the TaskRun's results", turn: "true", code: "1", res: map[string]string{"current-version": "300", "applied-versions": longApplied(300), "error": strings.Repeat("e", 5000)}, line: map[string]string{"ran": "true", "applied-count": "300", "applied-versions": longApplied(20) + "…"}, failed: "true"},
 		{name: "turn came, no exit code", turn: "true", code: "", res: ok, exit: failure.CodePermanent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,7 +189,16 @@ func TestMigrateLine(t *testing.T) {
 			if err := json.Unmarshal([]byte(out[ResultMigrateLine]), &line); err != nil {
 				t.Fatalf("line %q: %v", out[ResultMigrateLine], err)
 			}
+			if len(out[ResultMigrateLine]) > 1500 {
+				t.Errorf("the line takes %d bytes, more than its share of the TaskRun's 4096", len(out[ResultMigrateLine]))
+			}
 			for k, v := range tc.line {
+				if strings.HasSuffix(v, "…") {
+					if !strings.HasPrefix(line[k], strings.TrimSuffix(v, "]…")) {
+						t.Errorf("line %s = %q, want it to start with %q", k, line[k], v)
+					}
+					continue
+				}
 				if line[k] != v {
 					t.Errorf("line %s = %q, want %q (line %v)", k, line[k], v, line)
 				}
@@ -377,4 +389,14 @@ func TestRollbackFromLines(t *testing.T) {
 	if code, _, msg := runStepArgs(t, "--action", "migrate-line", "--line-step", "recheck", "--secret", "b-db", "--turn", "true", "--migrate-results", dir, "--exit-code-file", exit); code != failure.CodeUsage {
 		t.Errorf("migrate-line --line-step recheck: exit %d %q, want 2", code, msg)
 	}
+}
+
+// longApplied is the JSON list of versions 1 to n.
+func longApplied(n int) string {
+	v := make([]int64, n)
+	for i := range v {
+		v[i] = int64(i + 1)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }

@@ -794,3 +794,30 @@ func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	waitfor.True(t, "the condition", 2*time.Minute, cond)
 }
+
+// retriedEarlier records on the TaskRun name an earlier attempt whose turn step
+// wrote go (its retriesStatus), as Tekton does when it retries a TaskRun.
+func (c *cluster) retriedEarlier(name, goBefore string) {
+	c.t.Helper()
+	ctx := c.t.Context()
+	for {
+		tr, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		attempt := map[string]any{
+			"podName": name + "-pod-retry0",
+			"conditions": []any{map[string]any{"type": "Succeeded", "status": "False", "reason": "Failed", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}},
+			"steps": []any{
+				map[string]any{"name": "turn", "container": "step-turn", "results": []any{map[string]any{"name": "go", "type": "string", "value": goBefore}}},
+				map[string]any{"name": "migrate", "container": "step-migrate"},
+			},
+		}
+		_ = unstructured.SetNestedSlice(tr.Object, []any{attempt}, "status", "retriesStatus")
+		if _, err = c.dyn.Resource(TaskRuns).Namespace(c.ns).UpdateStatus(ctx, tr, metav1.UpdateOptions{}); err == nil {
+			return
+		} else if !apierrors.IsConflict(err) {
+			c.t.Fatal(err)
+		}
+	}
+}

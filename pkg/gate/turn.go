@@ -80,9 +80,16 @@ func (g *Gate) WaitTurn(ctx context.Context, t Turn) (bool, string, error) {
 			}
 			return false, fmt.Sprintf("not started: the run was stopped (%s)", stopped), nil
 		}
-		state, err := g.taskStates(ctx, t.Task)
+		state, wentBefore, err := g.taskStates(ctx, t.Task, t.Secret)
 		if err != nil {
 			return false, "", err
+		}
+		if wentBefore {
+			// A retry of a TaskRun whose earlier attempt had its turn and
+			// started its migration: it resumes it (a rerun finishes it or
+			// refuses), whatever failed since; it was its turn already.
+			g.Log.Info("resuming: an earlier attempt of this TaskRun had its turn", "task", t.Task, "secret", t.Secret)
+			return true, "", nil
 		}
 		var failed []string
 		for _, s := range t.Order {
@@ -137,12 +144,13 @@ func (g *Gate) runStopped(ctx context.Context) (string, error) {
 // taskStates is the Succeeded status of this run's TaskRuns of the Pipeline task
 // (False too for one that succeeded reporting a failed migration),
 // by their secret param ("" while running).
-func (g *Gate) taskStates(ctx context.Context, task string) (map[string]string, error) {
+func (g *Gate) taskStates(ctx context.Context, task, own string) (map[string]string, bool, error) {
 	sel := labelRunUID + "=" + g.RunUID + "," + labelPipelineTask + "=" + task
 	trs, err := g.Dynamic.Resource(TaskRuns).Namespace(g.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
-		return nil, kube.Classify(err, "list", "taskruns.tekton.dev")
+		return nil, false, kube.Classify(err, "list", "taskruns.tekton.dev")
 	}
+	wentBefore := false
 	state := map[string]string{}
 	for i := range trs.Items {
 		tr := &trs.Items[i]
@@ -154,9 +162,36 @@ func (g *Gate) taskStates(ctx context.Context, task string) (map[string]string, 
 				st = string(metav1.ConditionFalse)
 			}
 			state[s] = st
+			if s == own {
+				wentBefore = turnWentBefore(tr)
+			}
 		}
 	}
-	return state, nil
+	return state, wentBefore, nil
+}
+
+// turnWentBefore reports whether an earlier attempt of the TaskRun (its
+// retriesStatus) had its turn: its turn step's result go was true.
+func turnWentBefore(tr *unstructured.Unstructured) bool {
+	attempts, _, _ := unstructured.NestedSlice(tr.Object, "status", "retriesStatus")
+	for _, a := range attempts {
+		am, _ := a.(map[string]any)
+		steps, _, _ := unstructured.NestedSlice(am, "steps")
+		for _, st := range steps {
+			sm, _ := st.(map[string]any)
+			if sm["name"] != "turn" {
+				continue
+			}
+			rs, _, _ := unstructured.NestedSlice(sm, "results")
+			for _, r := range rs {
+				rm, _ := r.(map[string]any)
+				if rm["name"] == ResultGo && strings.TrimSpace(fmt.Sprint(rm["value"])) == "true" {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // resultFailed is the result a migrate TaskRun of a list writes: true when its

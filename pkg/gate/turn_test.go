@@ -112,6 +112,20 @@ func TestClusterTurn(t *testing.T) {
 	if code != 0 || res[ResultGo] != "false" || !strings.Contains(res[ResultWhy], "not started: the migrate of b-db failed") {
 		t.Errorf("after a migrate that succeeded reporting failed=true: exit %d %v, want go=false naming b-db", code, res)
 	}
+	// A retry of c-db whose earlier attempt had its turn (and may have committed
+	// part of its migrations) resumes it, although b-db failed since; one whose
+	// earlier attempt never went does not start.
+	c.endedTaskRunOf(lined, "run-lined-migrate-2", "migrate", "c-db", false, nil)
+	c.retriedEarlier("run-lined-migrate-2", "true")
+	code, res, _ = turn("run-lined", string(lined.GetUID()), time.Minute, append([]string{"--database-secret", "c-db"}, order...)...)
+	if code != 0 || res[ResultGo] != "true" {
+		t.Errorf("a retry whose earlier attempt went, after b-db failed: exit %d %v, want go=true (it resumes)", code, res)
+	}
+	c.retriedEarlier("run-lined-migrate-2", "false")
+	code, res, _ = turn("run-lined", string(lined.GetUID()), time.Minute, append([]string{"--database-secret", "c-db"}, order...)...)
+	if code != 0 || res[ResultGo] != "false" {
+		t.Errorf("a retry whose earlier attempt did not go, after b-db failed: exit %d %v, want go=false", code, res)
+	}
 	// rollbacks keep going: a failed one (b-db) ends its turn and stops none
 	c.endedTaskRunOf(lined, "run-lined-rollback-0", "rollback", "a-db", true, map[string]string{"failed": "false"})
 	c.endedTaskRunOf(lined, "run-lined-rollback-1", "rollback", "b-db", true, map[string]string{"failed": "true"})
