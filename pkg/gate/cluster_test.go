@@ -806,7 +806,7 @@ func (c *cluster) retriedEarlier(name, goBefore string) {
 			c.t.Fatal(err)
 		}
 		attempt := map[string]any{
-			"podName": name + "-pod-retry0",
+			"podName":    name + "-pod-retry0",
 			"conditions": []any{map[string]any{"type": "Succeeded", "status": "False", "reason": "Failed", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}},
 			"steps": []any{
 				map[string]any{"name": "turn", "container": "step-turn", "results": []any{map[string]any{"name": "go", "type": "string", "value": goBefore}}},
