@@ -111,18 +111,7 @@ func wantTurns(t *testing.T, c *tektonCase, pr *pipelinev1.PipelineRun, order []
 // not start migrating) and stays at its version, and the application stays
 // stopped, held by the run for its databases (keep-down, the list's policy).
 func (s *tektonSuite) testDatabasesListKeepDown(t *testing.T) {
-	c := s.newCase(t, nil)
-	c.migrateTo(t, 3)
-	broken, later := NewDatabase(t, s.pg, "tekton"), NewDatabase(t, s.pg, "tekton")
-	if err := later.MigrateTo(t.Context(), tektonShop, 1); err != nil {
-		t.Fatal(err)
-	}
-	for secret, db := range map[string]Database{"broken-db": broken, "later-db": later} {
-		if err := CreateSecret(t.Context(), s.kube, c.ns, secret, db.URL()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	list := `[{"secret": "` + tektonSecret + `"}, {"secret": "broken-db", "dir": "` + SetsRoot + `/broken"}, {"secret": "later-db"}]`
+	c, broken, later, list := s.failingList(t, 0)
 	pr := c.databasesRun(t, nil, map[string]string{"databases": list})
 	done, trs := c.run(t, pr)
 	wantSucceeded(t, done, false)
@@ -220,21 +209,7 @@ func wantTektonSummary(t *testing.T, trs map[string]*pipelinev1.TaskRun, ok bool
 // recheck finds every database at its planned version, decide restores the
 // application, and the verdict fails the run.
 func (s *tektonSuite) testDatabasesListRestore(t *testing.T) {
-	c := s.newCase(t, nil)
-	c.migrateTo(t, 3)
-	broken, later := NewDatabase(t, s.pg, "tekton"), NewDatabase(t, s.pg, "tekton")
-	if err := broken.MigrateTo(t.Context(), tektonSets["broken"], 2); err != nil {
-		t.Fatal(err)
-	}
-	if err := later.MigrateTo(t.Context(), tektonShop, 1); err != nil {
-		t.Fatal(err)
-	}
-	for secret, db := range map[string]Database{"broken-db": broken, "later-db": later} {
-		if err := CreateSecret(t.Context(), s.kube, c.ns, secret, db.URL()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	list := `[{"secret": "` + tektonSecret + `"}, {"secret": "broken-db", "dir": "` + SetsRoot + `/broken"}, {"secret": "later-db"}]`
+	c, broken, later, list := s.failingList(t, 2)
 	done, trs := c.run(t, c.databasesRun(t, nil, map[string]string{"databases": list, "on-migrate-failure": "restore"}))
 	wantSucceeded(t, done, false)
 	for name, want := range map[string][]int64{"broken-db": {1, 2}, "later-db": {1}} {
@@ -266,18 +241,7 @@ func (s *tektonSuite) testDatabasesListRestore(t *testing.T) {
 // (only what this run applied), and the application is restored; the verdict
 // fails the run.
 func (s *tektonSuite) testDatabasesListRollback(t *testing.T) {
-	c := s.newCase(t, nil)
-	c.migrateTo(t, 3)
-	broken, later := NewDatabase(t, s.pg, "tekton"), NewDatabase(t, s.pg, "tekton")
-	if err := later.MigrateTo(t.Context(), tektonShop, 1); err != nil {
-		t.Fatal(err)
-	}
-	for secret, db := range map[string]Database{"broken-db": broken, "later-db": later} {
-		if err := CreateSecret(t.Context(), s.kube, c.ns, secret, db.URL()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	list := `[{"secret": "` + tektonSecret + `"}, {"secret": "broken-db", "dir": "` + SetsRoot + `/broken"}, {"secret": "later-db"}]`
+	c, broken, later, list := s.failingList(t, 0)
 	done, trs := c.run(t, c.databasesRun(t, nil, map[string]string{"databases": list, "on-migrate-failure": "rollback"}))
 	wantSucceeded(t, done, false)
 	for name, want := range map[string][]int64{"broken-db": {}, "later-db": {1}} {
@@ -308,4 +272,29 @@ func (s *tektonSuite) testDatabasesListRollback(t *testing.T) {
 		}
 	}
 	wantTektonSummary(t, map[string]*pipelinev1.TaskRun{"summary": trs["verdict"]}, false, "3 databases: 1 failed, 1 not-reached, 1 nothing-pending", map[string]string{"broken-db": databases.Failed, "later-db": databases.NotReached, tektonSecret: databases.NothingPending})
+}
+
+// failingList is the case of the failure scenarios over a list: the case's own
+// database at 3 (nothing pending), broken-db (the broken set, at brokenAt: its
+// 3 fails) and later-db (the shop set at 1), a Secret each, in that order, so
+// that broken-db is the canary and later-db is never reached.
+func (s *tektonSuite) failingList(t *testing.T, brokenAt int64) (*tektonCase, Database, Database, string) {
+	t.Helper()
+	c := s.newCase(t, nil)
+	c.migrateTo(t, 3)
+	broken, later := NewDatabase(t, s.pg, "tekton"), NewDatabase(t, s.pg, "tekton")
+	if brokenAt > 0 {
+		if err := broken.MigrateTo(t.Context(), tektonSets["broken"], brokenAt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := later.MigrateTo(t.Context(), tektonShop, 1); err != nil {
+		t.Fatal(err)
+	}
+	for secret, db := range map[string]Database{"broken-db": broken, "later-db": later} {
+		if err := CreateSecret(t.Context(), s.kube, c.ns, secret, db.URL()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, broken, later, `[{"secret": "` + tektonSecret + `"}, {"secret": "broken-db", "dir": "` + SetsRoot + `/broken"}, {"secret": "later-db"}]`
 }
