@@ -73,6 +73,9 @@ type Options struct {
 	// FailWhenFailed makes summary on Tekton fail when a migration failed (the
 	// run's last task, its verdict).
 	FailWhenFailed bool
+	// ExpectRollbacks are the Secrets decide chose to roll back: summary on
+	// Tekton counts one without a rollback line as a failed rollback.
+	ExpectRollbacks cli.StringSlice
 
 	entries     []Entry // parsed by Validate
 	plans       []Plan
@@ -114,6 +117,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "policy", Value: KeepDown, Usage: "decide: the failure policy, keep-down, restore or rollback (the workflows' on-migrate-failure); check: refused outside --policies", Destination: &o.Policy},
 		&cli.StringSliceFlag{Name: "policies", Usage: "check: refuse --policy outside these failure policies, comma-separated (Tekton's list: keep-down, restore); empty: --policy is not checked", Destination: &o.Policies},
 		&cli.StringFlag{Name: "line-step", Usage: "plan-line: the step the line is of: empty for plan, recheck for the plan again after a failed migration; migrate-line: empty for migrate, rollback for migrate --down-to", Destination: &o.LineStep},
+		&cli.StringSliceFlag{Name: "expect-rollbacks", Usage: "summary given lines (Tekton): the Secrets decide chose to roll back (its rollback-secrets result, comma-separated); one without a rollback line that ran makes rollback-failed true", Destination: &o.ExpectRollbacks},
 		&cli.BoolFlag{Name: "fail-when-failed", Usage: "summary given lines (Tekton): fail (exit 1) when a pending database is not at its planned target: the run's verdict", Destination: &o.FailWhenFailed},
 		&cli.BoolFlag{Name: "one-entry-per-secret", Usage: "check: refuse a list where two entries share a Secret (Tekton: a run fans out over its Secrets, one TaskRun each); pick always does", Destination: &o.OneEntryPerSecret},
 		&cli.StringFlag{Name: "secret", Usage: "pick: the Secret whose entry to write (the TaskRun's matrix value); plan-line: the Secret the plan was for", Destination: &o.Secret},
@@ -431,8 +435,13 @@ func (o *Options) runLater(env *step.Env) error {
 		env.Results.SetJSON("rollback", rollback)
 		env.Results.Set("restore-after-rollback", strconv.FormatBool(d.RestoreAfterRollback))
 		if len(o.Lines) > 0 {
-			// Tekton: what the run's TaskRuns show, and the rollbacks' matrix
-			env.Results.Set("why", d.Why)
+			// Tekton: what the run's TaskRuns show (bounded: it names
+			// databases), and the rollbacks' matrix
+			why := d.Why
+			if len(why) > maxWhyResult {
+				why = strings.ToValidUTF8(why[:maxWhyResult], "") + "… (the step's log has it whole)"
+			}
+			env.Results.Set("why", why)
 			secrets := []string{}
 			for _, r := range rollback {
 				for _, p := range r {
@@ -440,6 +449,7 @@ func (o *Options) runLater(env *step.Env) error {
 				}
 			}
 			env.Results.SetJSON("rollback-order", secrets)
+			env.Results.Set("rollback-secrets", strings.Join(secrets, ","))
 			env.Results.Set("rollback-any", strconv.FormatBool(len(secrets) > 0))
 		}
 		env.Log.Info(d.Why, "policy", o.Policy)
@@ -453,7 +463,17 @@ func (o *Options) runLater(env *step.Env) error {
 			env.Results.SetJSON("databases", rows)
 			return nil
 		}
-		return tektonVerdict(env, rows, lines[len(lines)-1], o.FailWhenFailed)
+		var missing []string
+		for _, secret := range o.ExpectRollbacks.Value() {
+			i, ok := entryOf(o.entries, secret)
+			if !ok {
+				return failure.Usagef("--expect-rollbacks names the Secret %q, which no entry of the list has", secret)
+			}
+			if !o.outputs.ran(o.plans[i].Index, stepRollback) {
+				missing = append(missing, o.plans[i].Name)
+			}
+		}
+		return tektonVerdict(env, rows, lines[len(lines)-1], o.FailWhenFailed, missing)
 	}
 	return nil
 }
@@ -514,7 +534,7 @@ func Spec() step.Spec {
 			"planned-version, planned-target, planned-files-digest, git-commit, migrations-digest (pick with plan lines, which also writes pending), plan-line (plan-line), " +
 			"plans (rounds), rounds (rounds), order (rounds with plan lines), pending (rounds), needs-downtime (rounds), holder (rounds), " +
 			"migrate-line (migrate-line), failed (migrate-line), " +
-			"migrate-failed (decide; summary on Tekton), restore (decide), rollback (decide), restore-after-rollback (decide), why, rollback-order, rollback-any (decide on Tekton), databases (summary), rollback-failed (summary on Tekton), summary (summary on Tekton: how many databases ended how).",
+			"migrate-failed (decide; summary on Tekton), restore (decide), rollback (decide), restore-after-rollback (decide), why, rollback-order, rollback-any, rollback-secrets (decide on Tekton), databases (summary), rollback-failed (summary on Tekton), summary (summary on Tekton: how many databases ended how).",
 		Args:    "[PLAN-LINE... MIGRATE-LINE...]",
 		Options: []step.Options{kubeOptions{ko}, o},
 		Run: func(ctx context.Context, env *step.Env) error {

@@ -117,14 +117,25 @@ var rerunCodes = []int{75, 137, 143}
 // entrypoint writes it just after the file that starts the next step.
 var exitCodeWait = 10 * time.Second
 
-// Bounds of a migrate line, which shares its TaskRun's 4096-byte termination
-// message: an error is cut to maxLineError bytes, and a list of applied
+// Bounds of a migrate line. Its step's termination message holds its results
+// JSON-encoded once more, and the kubelet keeps at most 12288 bytes of messages
+// per pod, shared by its containers (2457 each for the five of a migrate or
+// rollback TaskRun's pod); past it the message no longer parses and the TaskRun
+// succeeds without results. So the line, encoded twice, stays within
+// maxLineEncoded: its error is cut until it fits, and a list of applied
 // versions longer than maxLineApplied keeps its first and last halves (the
 // count is applied-count).
 const (
-	maxLineError   = 1000
+	maxLineEncoded = 1800
 	maxLineApplied = 40
 )
+
+// encodedLen is the length of s once it is a JSON string inside a JSON
+// message, as the entrypoint writes a result.
+func encodedLen(s string) int {
+	b, _ := json.Marshal(s)
+	return len(b)
+}
 
 // readExitCode reads migrate's exit code, waiting up to exitCodeWait for the
 // file to hold a number.
@@ -149,15 +160,25 @@ func readExitCode(file string) (int, error) {
 
 // boundLine keeps a migrate line within its share of the TaskRun's results.
 func boundLine(line map[string]string) {
-	if e := line[step.ResultError]; len(e) > maxLineError {
-		line[step.ResultError] = strings.ToValidUTF8(e[:maxLineError], "") + "… (cut: the step's log has it whole)"
-	}
 	var applied []int64
 	if json.Unmarshal([]byte(line["applied-versions"]), &applied) == nil && len(applied) > maxLineApplied {
 		kept := append(slices.Clone(applied[:maxLineApplied/2]), applied[len(applied)-maxLineApplied/2:]...)
 		b, _ := json.Marshal(kept)
 		line["applied-versions"] = string(b)
 		line["applied-count"] = strconv.Itoa(len(applied))
+	}
+	const cut = "… (cut: the step's log has it whole)"
+	for e := line[step.ResultError]; e != ""; {
+		b, _ := json.Marshal(line)
+		if encodedLen(string(b)) <= maxLineEncoded {
+			return
+		}
+		e = strings.ToValidUTF8(e[:len(e)/2], "")
+		line[step.ResultError] = e + cut
+		if e == "" {
+			line[step.ResultError] = cut
+			return
+		}
 	}
 }
 
@@ -264,17 +285,22 @@ func linesOutputs(entries []Entry, lines []string) ([]Plan, Outputs, error) {
 	return plans, out, nil
 }
 
-// maxSummaryResult bounds the summary's databases result on Tekton, whose
-// TaskRun results share one termination message of 4096 bytes; a longer
-// summary is in the step's log only.
-const maxSummaryResult = 3000
+// maxSummaryResult bounds the summary's databases result on Tekton, encoded
+// as the entrypoint writes it: its TaskRun's results share one termination
+// message of 4096 bytes; a longer summary is in the step's log only.
+const maxSummaryResult = 2500
 
 // tektonVerdict writes the summary's results on Tekton and, with fail (the
 // run's last task, its verdict), fails the step (exit 1) when a pending
 // database is not at its planned target, so that the run ends Failed.
-func tektonVerdict(env *step.Env, rows []Row, count string, fail bool) error {
+func tektonVerdict(env *step.Env, rows []Row, count string, fail bool, missingRollbacks []string) error {
 	var bad []string
-	rollbackFailed := false
+	// a rollback decide chose whose TaskRun reported no line (its results
+	// lost, or never run) is not known to have come back
+	rollbackFailed := len(missingRollbacks) > 0
+	for _, m := range missingRollbacks {
+		bad = append(bad, m+" (no rollback reported)")
+	}
 	for _, r := range rows {
 		switch r.Outcome {
 		case Failed, NotReached, RolledBack:
@@ -287,7 +313,7 @@ func tektonVerdict(env *step.Env, rows []Row, count string, fail bool) error {
 	}
 	env.Results.Set("rollback-failed", strconv.FormatBool(rollbackFailed))
 	env.Results.Set("summary", count)
-	if b, _ := json.Marshal(rows); len(b) <= maxSummaryResult {
+	if b, _ := json.Marshal(rows); encodedLen(string(b)) <= maxSummaryResult {
 		env.Results.Set("databases", string(b))
 	} else {
 		env.Results.Set("databases", "")
@@ -299,3 +325,6 @@ func tektonVerdict(env *step.Env, rows []Row, count string, fail bool) error {
 	}
 	return nil
 }
+
+// maxWhyResult bounds decide's why result on Tekton (it names databases).
+const maxWhyResult = 500

@@ -168,6 +168,10 @@ func TestMigrateLine(t *testing.T) {
 		{name: "terminated", turn: "true", code: "143", res: map[string]string{}, exit: failure.CodeTransient},
 		{name: "killed by a signal (the entrypoint writes -1)", turn: "true", code: "-1", res: map[string]string{}, exit: failure.CodeTransient},
 		{name: "a long error and many versions, cut to fit the TaskRun's results", turn: "true", code: "1", res: map[string]string{"current-version": "300", "applied-versions": longApplied(300), "error": strings.Repeat("e", 5000)}, line: map[string]string{"ran": "true", "applied-count": "300", "applied-versions": longApplied(20) + "…"}, failed: "true"},
+		// quotes and <, >, & grow 4 and 7 times once encoded twice: a reviewer
+		// measured 1000 bytes of them past the kubelet's share of the pod's
+		// messages (2457 bytes per container of five)
+		{name: "an error of quotes and brackets, cut by its encoded length", turn: "true", code: "1", res: map[string]string{"current-version": "1", "error": strings.Repeat(`"<&>`, 300)}, line: map[string]string{"ran": "true"}, failed: "true"},
 		{name: "turn came, no exit code", turn: "true", code: "", res: ok, exit: failure.CodePermanent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,8 +193,8 @@ func TestMigrateLine(t *testing.T) {
 			if err := json.Unmarshal([]byte(out[ResultMigrateLine]), &line); err != nil {
 				t.Fatalf("line %q: %v", out[ResultMigrateLine], err)
 			}
-			if len(out[ResultMigrateLine]) > 1500 {
-				t.Errorf("the line takes %d bytes, more than its share of the TaskRun's 4096", len(out[ResultMigrateLine]))
+			if n := encodedLen(out[ResultMigrateLine]); n > maxLineEncoded {
+				t.Errorf("the line takes %d bytes encoded, more than its share of the pod's messages (%d)", n, maxLineEncoded)
 			}
 			for k, v := range tc.line {
 				if strings.HasSuffix(v, "…") {
@@ -362,7 +366,7 @@ func TestRollbackFromLines(t *testing.T) {
 		`{"step":"migrate","secret":"c-db","ran":"true","current-version":"1","target-version":"2","applied-versions":"[1]","sql-seconds":"0.1","error":"applying 2_x.sql: boom"}`,
 		recheck("a-db", "3"), recheck("b-db", "3"), recheck("c-db", "1")}
 	code, out, msg := runStepArgs(t, append([]string{"--action", "decide", "--policy", "rollback", "--parallelism", "2", "--databases", list}, lines...)...)
-	if code != 0 || out["rollback-order"] != `["b-db","c-db"]` || out["rollback-any"] != "true" || out["restore-after-rollback"] != "true" {
+	if code != 0 || out["rollback-order"] != `["b-db","c-db"]` || out["rollback-secrets"] != "b-db,c-db" || out["rollback-any"] != "true" || out["restore-after-rollback"] != "true" {
 		t.Fatalf("decide: exit %d %q %v, want b-db and c-db rolled back, then a restore", code, msg, out)
 	}
 	// keep-down rolls back nothing
@@ -386,6 +390,25 @@ func TestRollbackFromLines(t *testing.T) {
 	if code != failure.CodePermanent || !strings.Contains(msg, "b (rolled-back), c (rolled-back)") || out["rollback-failed"] != "false" {
 		t.Errorf("verdict after good rollbacks: exit %d %q %v, want 1 and rollback-failed=false", code, msg, out)
 	}
+	// a rollback decide chose without a line that ran (its TaskRun's results
+	// lost) is a failed rollback: no restore after it
+	for _, rcLine := range []string{"", `{"step":"rollback","secret":"c-db","ran":"false","why":"not started"}`} {
+		args := append(append([]string{"--action", "summary", "--expect-rollbacks", "b-db,c-db", "--databases", list}, lines...), rb)
+		if rcLine != "" {
+			args = append(args, rcLine)
+		}
+		code, out, msg = runStepArgs(t, args...)
+		if code != 0 || out["rollback-failed"] != "true" {
+			t.Errorf("b-db and c-db expected, c-db's line %q: exit %d %q %v, want rollback-failed=true", rcLine, code, msg, out)
+		}
+	}
+	code, out, msg = runStepArgs(t, append(append([]string{"--action", "summary", "--expect-rollbacks", "b-db", "--databases", list}, lines...), rb)...)
+	if code != 0 || out["rollback-failed"] != "false" {
+		t.Errorf("b-db expected and rolled back: exit %d %q %v, want rollback-failed=false", code, msg, out)
+	}
+	if code, _, msg := runStepArgs(t, append([]string{"--action", "summary", "--expect-rollbacks", "z-db", "--databases", list}, lines...)...); code != failure.CodeUsage {
+		t.Errorf("--expect-rollbacks z-db: exit %d %q, want 2", code, msg)
+	}
 	if code, _, msg := runStepArgs(t, "--action", "migrate-line", "--line-step", "recheck", "--secret", "b-db", "--turn", "true", "--migrate-results", dir, "--exit-code-file", exit); code != failure.CodeUsage {
 		t.Errorf("migrate-line --line-step recheck: exit %d %q, want 2", code, msg)
 	}
@@ -399,4 +422,24 @@ func longApplied(n int) string {
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// The summary's databases result, encoded as the entrypoint writes it, stays
+// within its bound: rows whose errors are full of quotes are left to the log.
+func TestSummaryResultBound(t *testing.T) {
+	const list = `[{"secret": "a-db"}, {"secret": "b-db"}]`
+	errQuotes := strings.Repeat(`\"`, 1000) // a thousand quotes, escaped in the line
+	lines := []string{
+		`{"secret":"a-db","pending":"true","current-version":"0","target-version":"1"}`,
+		`{"secret":"b-db","pending":"true","current-version":"0","target-version":"1"}`,
+		`{"step":"migrate","secret":"a-db","ran":"true","current-version":"0","target-version":"1","applied-versions":"[]","sql-seconds":"0","error":"` + errQuotes + `"}`,
+		`{"step":"migrate","secret":"b-db","ran":"true","current-version":"1","target-version":"1","applied-versions":"[1]","sql-seconds":"0","error":""}`,
+	}
+	code, out, msg := runStepArgs(t, append([]string{"--action", "summary", "--databases", list}, lines...)...)
+	if code != 0 {
+		t.Fatalf("exit %d %q", code, msg)
+	}
+	if out["databases"] != "" || out["summary"] != "2 databases: 1 failed, 1 migrated" {
+		t.Errorf("databases %d bytes (%d encoded), summary %q: want the rows left to the log", len(out["databases"]), encodedLen(out["databases"]), out["summary"])
+	}
 }

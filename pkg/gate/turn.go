@@ -156,9 +156,11 @@ func (g *Gate) taskStates(ctx context.Context, task, own string) (map[string]str
 		tr := &trs.Items[i]
 		if s := paramOf(tr, "secret"); s != "" {
 			st, _ := succeeded(tr)
-			if st == string(metav1.ConditionTrue) && resultOf(tr, resultFailed) == "true" {
+			if st == string(metav1.ConditionTrue) && resultOf(tr, resultFailed) != "false" {
 				// its migration failed and the TaskRun reported it as a line
-				// (check-databases --action=migrate-line), succeeding
+				// (check-databases --action=migrate-line), succeeding; or its
+				// results were lost (a termination message the kubelet cut
+				// no longer parses): not known to have succeeded either
 				st = string(metav1.ConditionFalse)
 			}
 			state[s] = st

@@ -126,6 +126,15 @@ func TestClusterTurn(t *testing.T) {
 	if code != 0 || res[ResultGo] != "false" {
 		t.Errorf("a retry whose earlier attempt did not go, after b-db failed: exit %d %v, want go=false", code, res)
 	}
+	// a succeeded TaskRun without its failed result (its termination message
+	// cut by the kubelet, so Tekton kept no results) is not known to have
+	// migrated: no other starts
+	lost := c.pipelineRun("run-lost")
+	c.endedTaskRunOf(lost, "run-lost-migrate-0", "migrate", "a-db", true, nil)
+	code, res, _ = turn("run-lost", string(lost.GetUID()), time.Minute, append([]string{"--database-secret", "b-db"}, order...)...)
+	if code != 0 || res[ResultGo] != "false" {
+		t.Errorf("after a succeeded migrate without results: exit %d %v, want go=false", code, res)
+	}
 	// rollbacks keep going: a failed one (b-db) ends its turn and stops none
 	c.endedTaskRunOf(lined, "run-lined-rollback-0", "rollback", "a-db", true, map[string]string{"failed": "false"})
 	c.endedTaskRunOf(lined, "run-lined-rollback-1", "rollback", "b-db", true, map[string]string{"failed": "true"})

@@ -70,7 +70,7 @@ var agreedFlags = func() map[string][]string {
 		"scale-restore": cat(common, sel, []string{"only-run-uid", "supersede-database", "supersede-runs", "wait-ready", "ready-timeout", "run-created"}),
 		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "max-entries", "max-bytes", "max-secrets", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to",
 			"check-selector", "check-workload", "check-namespace", "check-stop-workloads", "report-holds-for", "report-holds-for-result",
-			"one-entry-per-secret", "secret", "plan-results", "run-created", "turn", "turn-why", "exit-code-file", "migrate-results", "line-step", "policies", "fail-when-failed"}),
+			"one-entry-per-secret", "secret", "plan-results", "run-created", "turn", "turn-why", "exit-code-file", "migrate-results", "line-step", "policies", "fail-when-failed", "expect-rollbacks"}),
 		"gate": cat(common, []string{"kubeconfig", "context", "namespace", "action", "database-secret", "run-name", "run-uid", "pod-selector", "task-run", "timeout", "poll-interval", "progress-interval", "check-duration", "check-positive-duration", "check-wait-duration", "check-timeout-duration", "check-run-id", "database-secrets-file", "workload-namespace",
 			"pipeline-task", "parallelism", "canary", "keep-going"}),
 	}
@@ -84,7 +84,7 @@ var agreedResults = map[string][]string{
 		"index", "name", "secret", "key", "dir", "git-url", "git-revision", "migrations-image", "role", "table", "to",
 		"planned-version", "planned-target", "planned-files-digest", "git-commit", "migrations-digest", "plan-line", "order",
 		// migrate-line, summary given the lines
-		"migrate-line", "failed", "summary", "why", "rollback-order", "rollback-any", "rollback-failed"},
+		"migrate-line", "failed", "summary", "why", "rollback-order", "rollback-any", "rollback-failed", "rollback-secrets"},
 	"wait-for-db":    {"attempts", "waited"},
 	"wait-patroni":   {},
 	"migrate --plan": {"pending", "current-version", "target-version", "pending-versions", "git-commit", "migrations-digest", "risks", "needs-downtime", "files-digest", "superseded-holds"},

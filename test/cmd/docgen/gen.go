@@ -81,6 +81,7 @@ var Binaries = []binary{
 		{"why", "`--action=decide` given lines (Tekton): what the policy decided and why, in one line"},
 		{"rollback-order", "`--action=decide` given lines (Tekton): JSON list of the Secrets to roll back, in the order their rollbacks start (the rollback task's matrix); `[]` for none"},
 		{"rollback-any", "`--action=decide` given lines (Tekton): `true` when a database is to be rolled back"},
+		{"rollback-secrets", "`--action=decide` given lines (Tekton): `rollback-order`, comma-separated (for `summary --expect-rollbacks`)"},
 		{"rollback-failed", "`--action=summary` given lines (Tekton): `true` when a rollback did not bring its database back to its planned version"},
 		{"databases", "`--action=summary`: JSON list, per database: `name`, `planned-version`, `target-version`, `current-version`, `applied-versions`, `seconds` (migrate's `sql-seconds`), `outcome` (`nothing-pending`, `migrated`, `failed`, `not-reached`, `rolled-back`, `rollback-failed`) and `error` (the step's one-line error, masked); given lines (Tekton), empty when the list outgrows 3000 bytes (then in the log only)"},
 		{"summary", "`--action=summary` given lines (Tekton): how many databases ended how, e.g. `3 databases: 1 failed, 1 migrated, 1 nothing-pending`"},
