@@ -465,6 +465,9 @@ func (o *Options) runLater(env *step.Env) error {
 		}
 		var missing []string
 		for _, secret := range o.ExpectRollbacks.Value() {
+			if secret = strings.TrimSpace(secret); secret == "" {
+				continue // the Task's default, and decide's when it rolls back none
+			}
 			i, ok := entryOf(o.entries, secret)
 			if !ok {
 				return failure.Usagef("--expect-rollbacks names the Secret %q, which no entry of the list has", secret)

@@ -402,6 +402,11 @@ func TestRollbackFromLines(t *testing.T) {
 			t.Errorf("b-db and c-db expected, c-db's line %q: exit %d %q %v, want rollback-failed=true", rcLine, code, msg, out)
 		}
 	}
+	// the Task passes it empty (its default) to every summary: nothing expected;
+	// an e2e run on the real Tekton found this refused once (exit 2)
+	if code, out, msg := runStepArgs(t, append([]string{"--action", "summary", "--expect-rollbacks=", "--databases", list}, lines...)...); code != 0 || out["rollback-failed"] != "false" {
+		t.Errorf("--expect-rollbacks empty: exit %d %q %v, want 0 and rollback-failed=false", code, msg, out)
+	}
 	code, out, msg = runStepArgs(t, append(append([]string{"--action", "summary", "--expect-rollbacks", "b-db", "--databases", list}, lines...), rb)...)
 	if code != 0 || out["rollback-failed"] != "false" {
 		t.Errorf("b-db expected and rolled back: exit %d %q %v, want rollback-failed=false", code, msg, out)
