@@ -185,11 +185,8 @@ func turnWentBefore(tr *unstructured.Unstructured) bool {
 				continue
 			}
 			rs, _, _ := unstructured.NestedSlice(sm, "results")
-			for _, r := range rs {
-				rm, _ := r.(map[string]any)
-				if rm["name"] == ResultGo && strings.TrimSpace(fmt.Sprint(rm["value"])) == "true" {
-					return true
-				}
+			if strings.TrimSpace(namedValue(rs, ResultGo)) == "true" {
+				return true
 			}
 		}
 	}
@@ -200,25 +197,11 @@ func turnWentBefore(tr *unstructured.Unstructured) bool {
 // migration failed (check-databases' ResultFailed; the gate imports no step).
 const resultFailed = "failed"
 
-// resultOf is the string value of a TaskRun's result ("" when it has none).
-func resultOf(tr *unstructured.Unstructured, name string) string {
-	rs, _, _ := unstructured.NestedSlice(tr.Object, "status", "results")
-	for _, r := range rs {
-		m, ok := r.(map[string]any)
-		if !ok || m["name"] != name {
-			continue
-		}
-		v, _ := m["value"].(string)
-		return strings.TrimSpace(v)
-	}
-	return ""
-}
-
-// paramOf is the string value of a TaskRun's param.
-func paramOf(tr *unstructured.Unstructured, name string) string {
-	params, _, _ := unstructured.NestedSlice(tr.Object, "spec", "params")
-	for _, p := range params {
-		m, ok := p.(map[string]any)
+// namedValue is the string value of the item called name in a Tekton list of
+// {name, value} objects (params, results, step results); "" when none.
+func namedValue(items []any, name string) string {
+	for _, it := range items {
+		m, ok := it.(map[string]any)
 		if !ok || m["name"] != name {
 			continue
 		}
@@ -226,4 +209,16 @@ func paramOf(tr *unstructured.Unstructured, name string) string {
 		return v
 	}
 	return ""
+}
+
+// resultOf is the string value of a TaskRun's result ("" when it has none).
+func resultOf(tr *unstructured.Unstructured, name string) string {
+	rs, _, _ := unstructured.NestedSlice(tr.Object, "status", "results")
+	return strings.TrimSpace(namedValue(rs, name))
+}
+
+// paramOf is the string value of a TaskRun's param.
+func paramOf(tr *unstructured.Unstructured, name string) string {
+	params, _, _ := unstructured.NestedSlice(tr.Object, "spec", "params")
+	return namedValue(params, name)
 }
