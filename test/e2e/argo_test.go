@@ -613,12 +613,11 @@ func (s *argoSuite) testKeepDownThenRerun(t *testing.T) {
 	wantVersions(t, c.versions(t), 1, 2, 3)
 	c.wantStopped(t) // migrate alone does not restore
 	// A person's scale-down phase joins the holders under its own run, naming
-	// the database as secret/key like the full run (the entrypoint gets the
-	// workflow's arguments: an input named database-secret took the bare Secret).
+	// the bare Secret: a person's hold, which no run's secret/key lets go of.
 	down := c.run(t, "scale-down", nil)
 	wantPhase(t, down, wfv1.WorkflowSucceeded)
-	if held := c.appState(t).Annotations["deployment/"+heldByAnnotation]; !strings.HasSuffix(held, ","+holderFor(down, c.secret+"/url")) {
-		t.Errorf("held by %q, want the scale-down phase's run last, as %s:%s/url", held, down.UID, c.secret)
+	if held := c.appState(t).Annotations["deployment/"+heldByAnnotation]; !strings.HasSuffix(held, ","+holderFor(down, c.secret)) {
+		t.Errorf("held by %q, want the scale-down phase's run last, as %s:%s", held, down.UID, c.secret)
 	}
 	wf = c.run(t, "scale-restore", nil)
 	wantPhase(t, wf, wfv1.WorkflowSucceeded)

@@ -124,6 +124,9 @@ func TestStepPermissions(t *testing.T) {
 		"scale":           rbacrules.Expand(scale),
 		"gate":            rbacrules.Expand(gateRules),
 		"executor":        rbacrules.Expand(rbacrules.Executor),
+		// Tekton's chartreuse-pipeline-migrate: migrate's rules and a list's turn
+		// (the single-database Pipeline's plan and migrate hold the turn's reads too)
+		"migrate-turn": rbacrules.Expand(append(slices.Clone(lookup), rbacrules.Turn...)),
 	}
 	// What the anonymous user is asked about: everything any step may do, and
 	// what would matter most in a stolen credential.
@@ -374,8 +377,11 @@ func argoHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAccoun
 		if auto == nil {
 			auto = spec.AutomountServiceAccountToken
 		}
-		if auto != nil && !*auto {
-			mounted = false
+		// The pod's own setting wins over its ServiceAccount's, both ways: with
+		// both files applied, tekton/rbac.yaml's chartreuse-check-databases (no
+		// automount) is the one in the namespace, and Argo's template mounts it.
+		if auto != nil {
+			mounted = *auto
 		}
 		execSA := ""
 		if tmpl.Executor != nil && tmpl.Executor.ServiceAccountName != "" {
@@ -418,9 +424,10 @@ func automountOf(sas map[string]*corev1.ServiceAccount, name string) bool {
 
 // tektonHolders applies Tekton 1.15's rules (pkg/pod: the pod's serviceAccountName and
 // automountServiceAccountToken come from the TaskRun's, i.e. the PipelineRun's
-// taskRunTemplate) to the PipelineRun of the TriggerTemplate and to every Task: a step
-// holds the token the pod automounts, unless it mounts a volume at the token path
-// itself, which must be a projected token of the pod's ServiceAccount.
+// taskRunSpecs for its pipeline task, else its taskRunTemplate) to every PipelineRun of
+// the manifests and every task of the Pipeline it runs (the generated Pipelines embed
+// their Tasks): a step holds the token the pod automounts, unless it mounts a volume at
+// the token path itself, which must be a projected token of the pod's ServiceAccount.
 func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAccount) []holder {
 	t.Helper()
 	var tt triggersv1beta1.TriggerTemplate
@@ -428,10 +435,16 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 	if len(tt.Spec.ResourceTemplates) != 1 {
 		t.Fatalf("TriggerTemplate: %d resource templates, want the PipelineRun", len(tt.Spec.ResourceTemplates))
 	}
-	// The PipelineRuns of the manifests: the trigger's and the example.
 	runs := map[string][]byte{
-		"triggertemplate":      tt.Spec.ResourceTemplates[0].Raw,
-		"examples/pipelinerun": readDocs(t, filepath.Join(repo, "tekton/examples/pipelinerun.yaml"))[0],
+		"triggertemplate":                tt.Spec.ResourceTemplates[0].Raw,
+		"examples/pipelinerun":           readDocs(t, filepath.Join(repo, "tekton/examples/pipelinerun.yaml"))[0],
+		"examples/databases-pipelinerun": readDocs(t, filepath.Join(repo, "tekton/examples/databases-pipelinerun.yaml"))[0],
+	}
+	pipelines := map[string]*pipelinev1.Pipeline{}
+	for _, f := range []string{"tekton/pipeline.yaml", "tekton/databases.yaml"} {
+		var p pipelinev1.Pipeline
+		decodeOne(t, filepath.Join(repo, f), &p)
+		pipelines[p.Name] = &p
 	}
 	var out []holder
 	for _, name := range slices.Sorted(maps.Keys(runs)) {
@@ -439,85 +452,103 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 		if err := yaml.Unmarshal(runs[name], &pr); err != nil {
 			t.Fatal(err)
 		}
-		// taskRunSpecs give the gate tasks, and the migrate tasks, and only them,
-		// another identity each.
-		gateSA, migrateSA := "", ""
+		if pr.Spec.PipelineRef == nil || pipelines[pr.Spec.PipelineRef.Name] == nil {
+			t.Errorf("%s: runs no Pipeline of the manifests", name)
+			continue
+		}
+		p := pipelines[pr.Spec.PipelineRef.Name]
+		taskSA := map[string]string{}
 		for _, trs := range pr.Spec.TaskRunSpecs {
-			sa := &gateSA
-			switch trs.PipelineTaskName {
-			case "gate", "release-gate":
-			case "plan", "migrate", "record-accepted":
-				sa = &migrateSA
-			default:
-				t.Errorf("%s: taskRunSpecs give task %s an identity not checked here", name, trs.PipelineTaskName)
+			if trs.PodTemplate != nil && trs.PodTemplate.AutomountServiceAccountToken != nil {
+				t.Errorf("%s: taskRunSpecs give task %s a token setting of its own, not checked here", name, trs.PipelineTaskName)
 			}
-			if *sa != "" && trs.ServiceAccountName != *sa {
-				t.Errorf("%s: task %s runs as %s, its peer as %s", name, trs.PipelineTaskName, trs.ServiceAccountName, *sa)
+			taskSA[trs.PipelineTaskName] = trs.ServiceAccountName
+		}
+		automount := func(sa string) bool {
+			if pt := pr.Spec.TaskRunTemplate.PodTemplate; pt != nil && pt.AutomountServiceAccountToken != nil {
+				return *pt.AutomountServiceAccountToken
 			}
-			*sa = trs.ServiceAccountName
-		}
-		if len(pr.Spec.TaskRunSpecs) != 5 {
-			t.Errorf("%s: want taskRunSpecs for gate, release-gate, plan, migrate and record-accepted, got %d", name, len(pr.Spec.TaskRunSpecs))
-		}
-		podSA := or(pr.Spec.TaskRunTemplate.ServiceAccountName, "default")
-		mounted := automountOf(sas, podSA)
-		if pt := pr.Spec.TaskRunTemplate.PodTemplate; pt != nil && pt.AutomountServiceAccountToken != nil {
-			mounted = *pt.AutomountServiceAccountToken
-		}
-		podHolder := ""
-		if mounted {
-			podHolder = podSA
+			return automountOf(sas, sa)
 		}
 		run := "tekton (" + name + ") "
-		// Tekton's init containers
-		out = append(out, holder{where: run + "init containers", sa: podHolder, expect: "none"})
-		files, err := filepath.Glob(filepath.Join(repo, "tekton/tasks/*.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			var task pipelinev1.Task
-			decodeOne(t, f, &task)
-			taskSA, taskHolder := podSA, podHolder
-			if task.Name == "chartreuse-gate" {
-				// run only by the gate tasks, which taskRunSpecs give gateSA
-				taskSA, taskHolder = gateSA, ""
-				if automountOf(sas, gateSA) {
-					taskHolder = gateSA
-				}
+		tasks := append(slices.Clone(p.Spec.Tasks), p.Spec.Finally...)
+		for _, pt := range tasks {
+			if pt.TaskSpec == nil {
+				t.Errorf("%s: task %s embeds no taskSpec (the generated Pipelines do)", name, pt.Name)
+				continue
 			}
-			if task.Name == "chartreuse-migrate" || task.Name == "chartreuse-plan" {
-				// run only by plan, migrate and record-accepted, which taskRunSpecs give migrateSA
-				taskSA, taskHolder = migrateSA, ""
-				if automountOf(sas, migrateSA) {
-					taskHolder = migrateSA
-				}
+			if _, ok := taskSA[pt.Name]; ok {
+				delete(taskSA, pt.Name)
 			}
-			for _, step := range task.Spec.Steps {
-				h := holder{where: run + task.Name + ": " + step.Name, sa: taskHolder, useAPI: runsScaleBinary(step.Command, step.Args)}
+			sa := or(runSA(pr, pt.Name), "default")
+			podHolder := ""
+			if automount(sa) {
+				podHolder = sa
+			}
+			// Tekton's init containers
+			out = append(out, holder{where: run + pt.Name + ": init containers", sa: podHolder, expect: "none"})
+			task := pipelinev1.Task{Spec: pt.TaskSpec.TaskSpec}
+			task.Name = pt.Name
+			for _, step := range pt.TaskSpec.Steps {
+				h := holder{where: run + pt.Name + ": " + step.Name, sa: podHolder, useAPI: runsScaleBinary(step.Command, step.Args)}
 				for _, m := range step.VolumeMounts {
 					if m.MountPath != tokenPath && !strings.HasPrefix(tokenPath, strings.TrimSuffix(m.MountPath, "/")+"/") {
 						continue
 					}
-					h.sa = projectedTokenOf(t, task, m.Name, taskSA)
+					h.sa = projectedTokenOf(t, task, m.Name, sa)
 				}
-				h.expect = expectation(h.useAPI, false)
-				if runsGate(step.Command, step.Args) {
-					h.expect = "gate"
-				}
-				if task.Name == "chartreuse-migrate" && runsLocking(step.Command, step.Args) || task.Name == "chartreuse-plan" && readsHolds(step.Args) {
-					h.expect = "lookup"
-				}
-				if slices.Contains(step.Args, "--stopped-check-only") {
-					// reads the workloads with the pod's token, which the Task's
-					// scale-restore step needs too; the rollback step holds none
-					h.expect = "scale"
+				h.expect = tektonExpectation(step.Command, step.Args)
+				if h.expect == "migrate-turn" && h.sa == "" && runsLocking(step.Command, step.Args) {
+					// migrate names a lock holder's pod only when it may list
+					// pods: the single-database rollback does without
+					h.expect = "none"
 				}
 				out = append(out, h)
 			}
 		}
+		for n := range taskSA {
+			t.Errorf("%s: taskRunSpecs name task %s, which its Pipeline %s does not have", name, n, p.Name)
+		}
 	}
 	return out
+}
+
+// runSA is the ServiceAccount a PipelineRun gives a pipeline task's TaskRun.
+func runSA(pr pipelinev1.PipelineRun, task string) string {
+	for _, trs := range pr.Spec.TaskRunSpecs {
+		if trs.PipelineTaskName == task && trs.ServiceAccountName != "" {
+			return trs.ServiceAccountName
+		}
+	}
+	return pr.Spec.TaskRunTemplate.ServiceAccountName
+}
+
+// tektonExpectation is what a Tekton step needs of the API server, from what it runs.
+// migrate (locking), plan reading the workloads' holds and a list's turn share one
+// identity (chartreuse-pipeline-migrate): "migrate-turn".
+func tektonExpectation(command, args []string) string {
+	action := ""
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--action="); ok {
+			action = v
+		}
+	}
+	all := append(slices.Clone(command), args...)
+	switch {
+	case runsScaleBinary(command, args) || slices.Contains(args, "--stopped-check-only"):
+		// --stopped-check-only reads the workloads with the token its Task's
+		// scale-restore step needs too
+		return "scale"
+	case runsGate(command, args) && action == "turn":
+		return "migrate-turn"
+	case runsGate(command, args):
+		return "gate"
+	case runsLocking(command, args) || readsHolds(args):
+		return "migrate-turn"
+	case slices.Contains(all, "/usr/local/bin/check-databases") && (action == "" || action == "check"):
+		return "check-databases"
+	}
+	return "none"
 }
 
 // projectedTokenOf checks that the Task's volume name is a projected token of the

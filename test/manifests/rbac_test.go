@@ -145,7 +145,7 @@ func TestRolesGrantWhatTheStepsUse(t *testing.T) {
 		"chartreuse-check-databases": rbacrules.Expand(documented.CheckDatabases),
 		// Tekton's list: each migrate TaskRun reads the run's TaskRuns for its turn
 		// (gate --action=turn, TestClusterTurn)
-		"chartreuse-pipeline-turn": {"get tekton.dev/pipelineruns", "list tekton.dev/taskruns"},
+		"chartreuse-pipeline-turn": rbacrules.Expand(rbacrules.Turn),
 	}
 	roles := map[string]*rbacv1.Role{}
 	for _, d := range docsOfKind(loadDocs(t), "rbac.authorization.k8s.io/v1", "Role") {

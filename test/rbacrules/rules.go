@@ -86,6 +86,14 @@ func roleRules(roleYAML []byte, path string) ([]rbacv1.PolicyRule, error) {
 // Executor is what Argo's executor writes since Argo 3.4: its step's outputs.
 var Executor = []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"create", "patch"}}}
 
+// Turn is what a migrate TaskRun of Tekton's list reads for its turn (gate
+// --action=turn): the run's TaskRuns, and whether the run was stopped. The
+// manifests bind it to chartreuse-pipeline-migrate (Role chartreuse-pipeline-turn).
+var Turn = []rbacv1.PolicyRule{
+	{APIGroups: []string{"tekton.dev"}, Resources: []string{"taskruns"}, Verbs: []string{"list"}},
+	{APIGroups: []string{"tekton.dev"}, Resources: []string{"pipelineruns"}, Verbs: []string{"get"}},
+}
+
 // Expand lists every verb on every group/resource of rules as "verb group/resource",
 // sorted, once each.
 func Expand(rules []rbacv1.PolicyRule) []string {
