@@ -28,6 +28,7 @@ import (
 // a record from before run uids stay (B lets go of them), each said so in one line. The success
 // path (no --only-run-uid) then restores everything.
 func TestClusterRestoreOnlyThisRun(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	shop := map[string]string{"part-of": "shop"}
 	c.deployment("a-app", 1, appOpts{labels: shop})
@@ -82,6 +83,7 @@ func TestClusterRestoreOnlyThisRun(t *testing.T) {
 // --retry-transient-for it tries again inside the step and succeeds; without,
 // the same outage is exit 75.
 func TestClusterRestoreRidesOutAnOutage(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("web", 2, appOpts{})
 	c.waitRunning("app=web", 2, 3*time.Minute)
@@ -118,6 +120,7 @@ func TestClusterRestoreRidesOutAnOutage(t *testing.T) {
 // step (exit 1) once --ready-timeout has passed, naming it with its counts and
 // not the one that is ready; a healthy one succeeds.
 func TestClusterRestoreWaitReady(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.neverReady("never", 1)
 	c.deployment("fine", 1, appOpts{})
@@ -171,6 +174,7 @@ func (c *cluster) neverReady(name string, replicas int32) *appsv1.Deployment {
 // again, and a run whose retry restores the other would succeed with the
 // first never ready.
 func TestClusterRestorePartlyFailedStillWaitsForWhatCameBack(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.neverReady("never", 1)
 	c.deployment("blocked", 1, appOpts{labels: map[string]string{"refuse-updates": "yes"}})
@@ -244,6 +248,7 @@ func (c *cluster) refuseUpdates(name string) (remove func()) {
 // workload of an earlier group that cannot be restored (a transient error)
 // leaves the later groups at 0, recorded, for the retry.
 func TestClusterRestoreStopsAtAGroupThatFailed(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("blocked", 1, appOpts{labels: map[string]string{"refuse-updates": "yes"}})
 	c.deployment("after", 1, appOpts{annotations: map[string]string{AnnotationPriority: "10"}})
@@ -277,6 +282,7 @@ func TestClusterRestoreStopsAtAGroupThatFailed(t *testing.T) {
 // would ever restore it. Now it stops nothing more and fails (exit 1), naming
 // the workload it no longer holds.
 func TestClusterRestoreDuringScaleDownStopsNoMore(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	ctx := context.Background()
 	part := map[string]string{"part-of": "zombie"}
@@ -320,6 +326,7 @@ func TestClusterRestoreDuringScaleDownStopsNoMore(t *testing.T) {
 // found no record and exited 0 at once, so the run Succeeded with the application
 // not ready. With --wait-ready it now waits for the selection to be ready.
 func TestClusterRestoreRerunStillWaitsForReadiness(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("lost", 1, appOpts{labels: map[string]string{"fault": "lost-pod"}})
 	c.waitRunning("fault=lost-pod", 1, 3*time.Minute)
@@ -351,6 +358,7 @@ func TestClusterRestoreRerunStillWaitsForReadiness(t *testing.T) {
 // it was meant for, with nothing changed; a selector that matches nothing at all
 // still passes (the first install creates the workloads after the run).
 func TestClusterSelectorMatchingOnlyInAnotherCaseIsRefused(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("cased", 1, appOpts{labels: map[string]string{"app.kubernetes.io/name": "shop"}})
 	c.waitRunning("app.kubernetes.io/name=shop", 1, 3*time.Minute)
@@ -381,6 +389,7 @@ func TestClusterSelectorMatchingOnlyInAnotherCaseIsRefused(t *testing.T) {
 // group not ready (an attack on the real Tekton and Argo found it). The rerun
 // now first waits for the selected workloads the lost attempt restored.
 func TestClusterRestoreRerunWaitsBeforeLaterGroups(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("first", 1, appOpts{labels: map[string]string{"fault": "groups"}})
 	c.deployment("later", 1, appOpts{labels: map[string]string{"fault": "groups"}, annotations: map[string]string{"chartreuse.io/stop-priority": "10"}})

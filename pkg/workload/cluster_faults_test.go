@@ -28,6 +28,7 @@ import (
 // connection. Before, it exited 0 at once with empty results ("record already
 // removed: nothing to restore") and the pods not ready.
 func TestClusterRestoreGatewayErrorAfterChange(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("gw", 2, appOpts{labels: map[string]string{"fault": "gw"}})
 	c.waitRunning("fault=gw", 2, 3*time.Minute)
@@ -48,6 +49,7 @@ func TestClusterRestoreGatewayErrorAfterChange(t *testing.T) {
 // readiness. Another workload's transient failure in the same step made the
 // joined error transient (75), and the workflow would retry.
 func TestClusterFinalNotLostInJoin(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("a", 1, appOpts{labels: map[string]string{"fault": "join"}})
 	c.deployment("b", 1, appOpts{labels: map[string]string{"fault": "join"}})
@@ -72,6 +74,7 @@ func TestClusterFinalNotLostInJoin(t *testing.T) {
 // server never answered did the same, spending the allowance on information
 // for people.
 func TestClusterLaterGroupOutOfTimeIsTransient(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("first", 1, appOpts{labels: map[string]string{"fault": "grp"}})
 	c.deployment("second", 1, appOpts{labels: map[string]string{"fault": "grp"}, annotations: map[string]string{AnnotationPriority: "10"}})
@@ -110,6 +113,7 @@ func TestClusterLaterGroupOutOfTimeIsTransient(t *testing.T) {
 // kubectl here the retry's fresh read led to a second write in every run, so
 // this test passes without that branch too: it guards the outcome.
 func TestClusterRecoveredRecordAnswerLost(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	kubectl := filepath.Join(c.env.State().KubeBinDir, "kubectl")
 	for i, rule := range []faultproxy.Rule{
@@ -152,6 +156,7 @@ func TestClusterRecoveredRecordAnswerLost(t *testing.T) {
 // answers must not hold a step forever. Before, scale-down and scale-restore
 // waited on such a request with no limit.
 func TestClusterUnansweredRequestsEnd(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("h", 1, appOpts{labels: map[string]string{"fault": "hang"}})
 	c.waitRunning("fault=hang", 1, 3*time.Minute)
@@ -191,6 +196,7 @@ func TestClusterUnansweredRequestsEnd(t *testing.T) {
 // decision undone. The record on the Deployment's current ReplicaSet is no
 // longer taken back: an undo changes the template.
 func TestClusterLeftoverReplicaSetRecordNotRevived(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("rv", 2, appOpts{labels: map[string]string{"fault": "rv"}})
 	c.waitRunning("fault=rv", 2, 3*time.Minute)
@@ -217,6 +223,7 @@ func TestClusterLeftoverReplicaSetRecordNotRevived(t *testing.T) {
 // arrives or before the fresh read after a conflict: a rerun selects again and
 // finishes, so the step fails transient, not permanent (it exited 1).
 func TestClusterWorkloadDeletedWhileScaledDownIsTransient(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("stays", 1, appOpts{labels: map[string]string{"fault": "gone"}})
 	for _, tc := range []struct {

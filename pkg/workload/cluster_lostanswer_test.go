@@ -13,6 +13,7 @@ import (
 // waits for it like any other. Before, scale-down exited 75 and scale-restore
 // left the workload out of its results and its readiness wait.
 func TestClusterLostAnswerToAChange(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("lost", 2, appOpts{labels: map[string]string{"lost": "answer"}})
 	c.deployment("other", 1, appOpts{labels: map[string]string{"lost": "answer"}})
@@ -58,6 +59,7 @@ func TestClusterLostAnswerToAChange(t *testing.T) {
 // reported and waited for. Before, both failed permanent (exit 1, "may have
 // been done": a stop CI met it when its API server was slow).
 func TestClusterRestoreUnansweredAtTheDeadline(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("slow", 1, appOpts{labels: map[string]string{"slow": "answer"}})
 	c.waitRunning("slow=answer", 1, 3*time.Minute)

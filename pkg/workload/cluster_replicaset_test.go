@@ -20,6 +20,7 @@ import (
 // permission on ReplicaSets the step still stops the Deployment and says why it
 // left the copy to the controller.
 func TestClusterRecordOnReplicaSetFirst(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("first", 1, appOpts{labels: map[string]string{"rs": "admin"}})
 	c.deployment("plain", 1, appOpts{labels: map[string]string{"rs": "role"}})

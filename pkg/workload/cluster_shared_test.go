@@ -13,6 +13,7 @@ import (
 // --only-run-uid lets go of them and restores only what no other run holds.
 // Before, run A's restore brought them back while run B was still migrating.
 func TestClusterTwoRunsHoldTheSameWorkloads(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("shared", 2, appOpts{labels: map[string]string{"shared": "yes"}})
 	c.deployment("worker", 1, appOpts{labels: map[string]string{"shared": "yes"}})
@@ -77,6 +78,7 @@ func TestClusterTwoRunsHoldTheSameWorkloads(t *testing.T) {
 // other: another run's restore does not undo that decision; only a restore
 // without --only-run-uid (a person's) brings them back.
 func TestClusterKeptDownByOneRunStaysDown(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("kept", 1, appOpts{labels: map[string]string{"kept": "yes"}})
 	c.waitRunning("kept=yes", 1, 3*time.Minute)
@@ -103,6 +105,7 @@ func TestClusterKeptDownByOneRunStaysDown(t *testing.T) {
 // against); a later run that migrated every one of them does. A bad list is a
 // usage error before anything changes.
 func TestClusterRunOfSeveralDatabasesHolds(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("multi", 2, appOpts{labels: map[string]string{"multi": "yes"}})
 	c.waitRunning("multi=yes", 2, 3*time.Minute)

@@ -26,6 +26,7 @@ import (
 // and every pod is gone when scale-down returns; restore brings back exactly the
 // recorded counts and waits until they are ready.
 func TestClusterFiftyDeployments(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	want := map[string]int32{}
 	total := 0
@@ -85,6 +86,7 @@ func TestClusterFiftyDeployments(t *testing.T) {
 // Pods that take their time to stop (termination grace period, slow shutdown) are
 // waited for, with progress lines.
 func TestClusterWaitsForGracePeriod(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("slow", 2, appOpts{shutdownDelay: 7 * time.Second, grace: 30})
 	c.waitRunning("app=slow", 2, 3*time.Minute)
@@ -103,6 +105,7 @@ func TestClusterWaitsForGracePeriod(t *testing.T) {
 // Scale-down twice keeps the first record; restore gives the original counts, and
 // a second restore has nothing to do.
 func TestClusterScaleDownTwiceThenRestore(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("a", 3, appOpts{labels: map[string]string{"tier": "x"}})
 	c.deployment("b", 2, appOpts{labels: map[string]string{"tier": "x"}})
@@ -150,6 +153,7 @@ func TestClusterScaleDownTwiceThenRestore(t *testing.T) {
 
 // A deploy that changes replicas while the workload is down wins over the record.
 func TestClusterRestoreKeepsANewDeploy(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("web", 3, appOpts{})
 	c.waitRunning("app=web", 3, 3*time.Minute)
@@ -294,6 +298,7 @@ func (c *cluster) runningPods(selector string) int {
 // touched; restore goes the other way and, with --wait-ready, waits for each group.
 // The order is read from etcd revisions (resourceVersions) of one watch stream.
 func TestClusterPriorityOrder(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	prio := map[string]string{"high": "10", "mid": "5", "low": ""}
 	for name, p := range prio {
@@ -494,6 +499,7 @@ func TestClusterHPA(t *testing.T) {
 // A ServiceAccount bound to exactly rbac/role.yaml can do everything; without
 // "patch" the steps exit 1 naming the missing permission, and change nothing.
 func TestClusterRBAC(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	ctx := context.Background()
 	labels := map[string]string{"part-of": "rbac"}
@@ -606,6 +612,7 @@ func TestClusterRBAC(t *testing.T) {
 
 // Nothing matched is exit 0 and says so; a named workload that does not exist is exit 1.
 func TestClusterNothingMatched(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	r := c.mustRun(0, ScaleDownSpec(), "", "--selector", "app=none")
 	if r.results[ResultScaled] != "0" || r.results[ResultWorkloads] != "[]" || !strings.Contains(r.stderr, "no workload matched") {
@@ -622,6 +629,7 @@ func TestClusterNothingMatched(t *testing.T) {
 // API server (409), which is what makes "the record holds the replicas the workload
 // had" and "keep a newer value" safe against concurrent writers.
 func TestClusterPreconditions(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	ctx := context.Background()
 	d := c.deployment("idle", 0, appOpts{})
@@ -666,6 +674,7 @@ func TestClusterPreconditions(t *testing.T) {
 // and a rerun converges, keeping the first run's record. An unreachable server from
 // the start is exit 75 too.
 func TestClusterAPIServerOutage(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	target := strings.TrimPrefix(c.env.APIServerURL, "https://")
 

@@ -109,6 +109,7 @@ func TestSupersedeRunsFlag(t *testing.T) {
 // other, and the later run's restore given that list brings the application
 // back; without it the application stayed at 0 after a successful run.
 func TestClusterRunThatStoppedNothingLetsGoOfAKeepDown(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.deployment("kd", 2, appOpts{labels: map[string]string{"app": "kd"}})
 	c.deployment("other", 1, appOpts{labels: map[string]string{"app": "other"}})
@@ -263,6 +264,7 @@ func TestHoldsForListsOnlyOlderRuns(t *testing.T) {
 // real Argo, both ways). With the runs' creation times recorded, R lets go of
 // no hold of N; a run created after N does.
 func TestClusterRetryOfAnOlderRunKeepsALaterHold(t *testing.T) {
+	// not parallel: plan reads KUBECONFIG (t.Setenv)
 	c := newCluster(t)
 	c.deployment("kept", 2, appOpts{labels: map[string]string{"app.kubernetes.io/name": "kept"}})
 	const older, later, newest = "2026-12-07T09:00:00Z", "2026-12-07T09:05:00Z", "2026-12-07T09:10:00Z"

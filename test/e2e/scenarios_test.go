@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"flag"
 	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -32,19 +30,6 @@ func fullTier() bool { return os.Getenv(tierEnv) == "full" }
 // for one of the others to end, and a scenario's own parallel cases waited for
 // a whole suite, 20 to 30 minutes.
 const suiteParallel = 8
-
-// raiseParallel sets -test.parallel to suiteParallel unless it was given.
-// Called from TestMain before the tests run.
-func raiseParallel() {
-	if !flag.Parsed() {
-		flag.Parse()
-	}
-	given := false
-	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
-	if !given {
-		_ = flag.Set("test.parallel", strconv.Itoa(suiteParallel))
-	}
-}
 
 // scenario is one end-to-end case of an engine's suite.
 type scenario struct {

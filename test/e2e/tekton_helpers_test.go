@@ -30,7 +30,7 @@ import (
 // TestMain: the package's tests share one Kubernetes environment (the one of
 // CHARTREUSE_TEST_ENV, else one started for the package).
 func TestMain(m *testing.M) {
-	raiseParallel()
+	kubeenv.RaiseParallel(suiteParallel)
 	kubeenv.Main(m)
 }
 

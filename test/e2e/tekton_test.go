@@ -33,11 +33,9 @@ func TestTekton(t *testing.T) {
 	scenarios := []scenario{
 		{"nothing-pending", s.testNothingPending},
 		{"migrations-pending", s.testMigrationsPending},
-		{"transient-database-down", s.testTransient},
 		{"keep-down-then-manual-rerun", s.testKeepDownThenRerun},
 		// the next successful run lets go of a keep-down (keepdown_release_test.go)
 		{"keep-down-hold-nothing-pending-restores", s.testHoldNothingPending},
-		{"keep-down-hold-auto-additive-restores", s.testHoldAutoAdditive},
 		{"restore", s.testRestorePolicy},
 		{"rollback", s.testRollback},
 		// One run at a time per database (tekton_gate_test.go).
@@ -59,13 +57,19 @@ func TestTekton(t *testing.T) {
 		// Several databases in one run: the Pipeline chartreuse-databases
 		// (tekton_databases_test.go).
 		{"databases-list", s.testDatabasesList},
-		{"databases-list-keep-down", s.testDatabasesListKeepDown},
 		{"databases-list-restore", s.testDatabasesListRestore},
 		{"databases-list-rollback", s.testDatabasesListRollback},
 	}
 	// Variants of paths taken above, and paths Argo's suite takes too with the
 	// same step code (make test-full).
 	extended := []scenario{
+		// wait-for-db's retries (pkg/waitdb against a stopped server; the
+		// engine's rerun on exit 75: evicted-migrate-is-retried)
+		{"transient-database-down", s.testTransient},
+		// variants of keep-down-hold-nothing-pending-restores and of the list's
+		// restore and rollback policies
+		{"keep-down-hold-auto-additive-restores", s.testHoldAutoAdditive},
+		{"databases-list-keep-down", s.testDatabasesListKeepDown},
 		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		{"keep-down-hold-stop-workloads-false-leaves-it", s.testHoldNoStop},
 		{"parameters", s.testParameters},

@@ -114,6 +114,9 @@ func helmScenarios(t *testing.T, engineName string) {
 	if testing.Short() {
 		t.Skip("runs the workflow engine on the local cluster (not with -short)")
 	}
+	// Argo's and Tekton's upgrades side by side: each mostly waits for its
+	// hook's pods, and one after the other they were the package's 15 minutes.
+	t.Parallel()
 	env := kubeenv.Shared(t)
 	ns := env.NewNamespace(t)
 	// Bounds, not targets: each upgrade takes about a minute alone, several times

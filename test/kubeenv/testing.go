@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +37,20 @@ var (
 	shared     *Env
 	sharedErr  error
 )
+
+// RaiseParallel sets -test.parallel to n unless the command line gave it: go
+// test's default, GOMAXPROCS, is 2 on the CI node, and these tests mostly wait
+// for pods. Call it from TestMain before Main.
+func RaiseParallel(n int) {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		_ = flag.Set("test.parallel", strconv.Itoa(n))
+	}
+}
 
 // Main runs a test package whose tests use Shared or NewNamespace:
 //
