@@ -36,7 +36,14 @@ type Options struct {
 	// plans (entries included) in one piece of at most 128 KiB, so long values
 	// outgrow both where many short entries do not.
 	MaxBytes int
-	Defaults Defaults
+	// MaxNamesBytes bounds the databases' names (Secret/key, distinct) as the
+	// JSON array a result carries, encoded as Tekton's entrypoint writes it (0:
+	// no bound). The Tekton check Task sets it: rounds (the run's holder, the
+	// migrate order) and decide (rollback-order, rollback-secrets) each write
+	// the names twice in one termination message, which the kubelet cuts at
+	// 4096 bytes, and a cut message loses every result of its TaskRun.
+	MaxNamesBytes int
+	Defaults      Defaults
 	// The flags of the later actions (rounds, decide, summary).
 	Entries     string
 	Plans       string
@@ -128,6 +135,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "migrate-results", Usage: "migrate-line: the --results-dir migrate wrote its results in, earlier in the same pod", Destination: &o.MigrateResults},
 		&cli.IntFlag{Name: "max-entries", Usage: "check: refuse a list of more entries than this (0: the most any run takes, 1000); the Argo WorkflowTemplate sets the largest list measured to fit its workflow object", Destination: &o.MaxEntries},
 		&cli.IntFlag{Name: "max-bytes", Usage: "check: refuse a list whose entries, with the defaults applied, take more bytes of JSON than this (0: no bound); the Argo WorkflowTemplate sets it with --max-entries", Destination: &o.MaxBytes},
+		&cli.IntFlag{Name: "max-names-bytes", Usage: "check: refuse a list whose databases' names (Secret/key) take more bytes than this as a JSON array in a Tekton result (0: no bound); the Tekton check Task sets it, since rounds and decide write the names twice in one 4096-byte termination message", Destination: &o.MaxNamesBytes},
 		&cli.IntFlag{Name: "max-secrets", Usage: "check: refuse a list naming more distinct Secrets than this (0: no bound); the Argo WorkflowTemplate sets it, since it nests one template per Secret", Destination: &o.MaxSecrets},
 		&cli.StringFlag{Name: "databases", Usage: "the databases of the run: a JSON list of objects with the keys name, secret, key, dir, git-url, git-revision, migrations-image, role, table, to (required)", Destination: &o.Databases},
 		&cli.StringFlag{Name: "database-secret", Usage: "default of an entry's secret (the workflow's database-secret)", Destination: &d.Secret},
@@ -210,6 +218,14 @@ func (o *Options) Validate() error {
 	if n := len(Secrets(entries)); o.MaxSecrets > 0 && n > o.MaxSecrets {
 		return failure.Usagef("databases: %d distinct Secrets, more than the %d one run takes (it holds a lock per Secret, nested); "+
 			"put several databases in one Secret, one key each, or split the list into several runs", n, o.MaxSecrets)
+	}
+	if o.MaxNamesBytes < 0 {
+		return failure.Usagef("--max-names-bytes %d is negative: give the most bytes the databases' names may take in a result, or 0 for no bound", o.MaxNamesBytes)
+	}
+	if o.MaxNamesBytes > 0 {
+		if err := checkNamesBytes(entries, o.MaxNamesBytes); err != nil {
+			return err
+		}
 	}
 	if o.OneEntryPerSecret || o.Action == ActionPick {
 		if err := oneEntryPerSecret(entries); err != nil {
@@ -601,4 +617,24 @@ func (k kubeOptions) Flags() []cli.Flag {
 		}
 	}
 	return flags
+}
+
+// checkNamesBytes refuses a list whose distinct Secret/key names, as a JSON
+// array in a Tekton result, take more than max bytes.
+func checkNamesBytes(entries []Entry, max int) error {
+	seen := map[string]bool{}
+	var names []string
+	for _, e := range entries {
+		if n := e.Secret + "/" + e.Key; !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	b, _ := json.Marshal(names)
+	if n := encodedLen(string(b)); n > max {
+		return failure.Usagef("databases: the names of the %d databases (Secret/key) take %d bytes in a result, more than the %d a Tekton run carries "+
+			"(rounds and decide write them twice in one termination message, which the kubelet cuts at 4096 bytes); use shorter Secret names or keys, or split the list into several runs",
+			len(names), n, max)
+	}
+	return nil
 }

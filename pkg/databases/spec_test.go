@@ -42,6 +42,10 @@ current-context: x
 		{databases: `[{"secret": "a"}, {"secret": "b", "dir": "/migrations/` + strings.Repeat("./", 40) + `"}]`, args: []string{"--max-bytes", "300"},
 			want: "more than the 300 one run takes (its workflow must stay within the engine's size limit); its longest entry is entry 2 (b)"},
 		{databases: `[{"secret": "a"}]`, args: []string{"--max-bytes", "-1"}, want: "--max-bytes -1 is negative"},
+		// ["a-db/url","b-db/k"] encoded as a result: 27 bytes
+		{databases: `[{"secret": "a-db"}, {"secret": "b-db", "key": "k"}]`, args: []string{"--max-names-bytes", "26"},
+			want: "the names of the 2 databases (Secret/key) take 27 bytes in a result, more than the 26"},
+		{databases: `[{"secret": "a"}]`, args: []string{"--max-names-bytes", "-1"}, want: "--max-names-bytes -1 is negative"},
 		{databases: `[{"secret": "a"}]`, args: []string{"--max-entries", "1001"}, want: "--max-entries 1001 is not from 0 to 1000"},
 		// the run's other parameters, refused with the list (Tekton: before the gate)
 		{databases: `[{"secret": "a"}]`, args: []string{"--parallelism", "0"}, want: `--parallelism "0" is not an integer from 1 to 64`},

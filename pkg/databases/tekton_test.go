@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -446,5 +448,97 @@ func TestSummaryResultBound(t *testing.T) {
 	}
 	if out["databases"] != "" || out["summary"] != "2 databases: 1 failed, 1 migrated" {
 		t.Errorf("databases %d bytes (%d encoded), summary %q: want the rows left to the log", len(out["databases"]), encodedLen(out["databases"]), out["summary"])
+	}
+}
+
+// The Tekton check Task's --max-names-bytes keeps the results that name every
+// database twice within the one termination message the kubelet keeps (4096
+// bytes for a Task of one container): rounds (order and holder, beside the
+// longest superseded-holds plan may write) and decide (rollback-order and
+// rollback-secrets, every database to roll back). At the bound, as the
+// entrypoint writes them, both still fit, for many short names and for a few
+// of the longest a Secret may have.
+func TestResultsFitTheTektonNamesBound(t *testing.T) {
+	task, err := os.ReadFile("../../tekton/tasks/databases-check.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bound int
+	for _, l := range strings.Split(string(task), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "- --max-names-bytes="); ok {
+			bound, _ = strconv.Atoi(v)
+		}
+	}
+	if bound <= 0 {
+		t.Fatal("tekton/tasks/databases-check.yaml passes no --max-names-bytes")
+	}
+	type result struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
+		Type  int    `json:"type"`
+	}
+	// message is the termination message of the declared results, as the
+	// entrypoint writes it, and Tekton's own entries (the step's start) with slack.
+	const others = 200
+	message := func(out map[string]string, declared ...string) int {
+		var m []result
+		for _, k := range declared {
+			m = append(m, result{k, out[k], 1})
+		}
+		b, _ := json.Marshal(m)
+		return len(b) + others
+	}
+	for _, shape := range []struct{ secret, key int }{{4, 3}, {12, 3}, {40, 3}, {20, 20}, {253, 3}, {5, 253}} {
+		var names, list, plans, lines []string
+		for i := 0; ; i++ {
+			secret, key := fmt.Sprintf("%0*d", shape.secret, i), strings.Repeat("k", shape.key)
+			b, _ := json.Marshal(append(slices.Clone(names), secret+"/"+key))
+			if encodedLen(string(b)) > bound {
+				break
+			}
+			names = append(names, secret+"/"+key)
+			list = append(list, `{"secret":"`+secret+`","key":"`+key+`"}`)
+			plans = append(plans, `{"secret":"`+secret+`","pending":"true","current-version":"1","target-version":"3","files-digest":"d"}`)
+			lines = append(lines, `{"step":"recheck","secret":"`+secret+`","pending":"true","current-version":"2"}`)
+		}
+		lines = append(lines, plans...)
+		n := len(names)
+		databases := "[" + strings.Join(list, ",") + "]"
+		what := fmt.Sprintf("%d databases (Secret %d bytes, key %d)", n, shape.secret, shape.key)
+
+		code, out, msg := runStepArgs(t, append([]string{"--action", "rounds", "--databases", databases}, plans...)...)
+		if code != 0 {
+			t.Fatalf("%s: rounds: exit %d %q", what, code, msg)
+		}
+		// plan's superseded-holds: at most MaxSupersededHolds run uids
+		out["superseded-holds"] = strings.TrimSuffix(strings.Repeat("0f9b7a52-5d7e-4c55-9c1e-8a2f0e6b1c3d,", 24), ",")
+		r := message(out, "order", "pending", "needs-downtime", "holder", "superseded-holds")
+		if r > 4096 {
+			t.Errorf("%s: rounds' message takes %d bytes, over 4096", what, r)
+		}
+
+		// the last database failed; every one moved: all are rolled back
+		for i, name := range names {
+			secret, _, _ := strings.Cut(name, "/")
+			if i == n-1 {
+				lines = append(lines, `{"step":"migrate","secret":"`+secret+`","ran":"true","current-version":"2","target-version":"3","applied-versions":"[2]","sql-seconds":"0","error":"applying 3_x.sql: boom"}`)
+			} else {
+				lines = append(lines, `{"step":"migrate","secret":"`+secret+`","ran":"true","current-version":"3","target-version":"3","applied-versions":"[2,3]","sql-seconds":"0"}`)
+			}
+		}
+		code, out, msg = runStepArgs(t, append([]string{"--action", "decide", "--policy", "rollback", "--databases", databases}, lines...)...)
+		if code != 0 {
+			t.Fatalf("%s: decide: exit %d %q", what, code, msg)
+		}
+		var got []string
+		if err := json.Unmarshal([]byte(out["rollback-order"]), &got); err != nil || len(got) != n {
+			t.Fatalf("%s: rollback-order %q, want them all", what, out["rollback-order"])
+		}
+		// declared by tekton/tasks/databases-summary.yaml and written by decide
+		d := message(out, "migrate-failed", "restore", "why", "rollback-order", "rollback-any", "rollback-secrets", "restore-after-rollback")
+		t.Logf("%s: messages of rounds %d, decide %d bytes", what, r, d)
+		if d > 4096 {
+			t.Errorf("%s (--max-names-bytes=%d): decide's message takes %d bytes, over 4096", what, bound, d)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -53,7 +54,30 @@ func (s *tektonSuite) testDatabasesList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pr, trs := c.run(t, c.databasesRun(t, []string{tektonSecret, "orders-db", "users-db"}, nil))
+	// A list whose names would not fit the results that name every database
+	// (check --max-names-bytes, TestResultsFitTheTektonNamesBound): refused by
+	// check, before the gate, with nothing changed.
+	var long []string
+	for i := range 60 {
+		long = append(long, fmt.Sprintf("tenant-%013d-db", i))
+	}
+	pr, trs := c.run(t, c.databasesRun(t, long, nil))
+	wantSucceeded(t, pr, false)
+	for _, n := range []string{"gate", "plan", "rounds", "scale-down", "migrate"} {
+		if trs[n] != nil {
+			t.Errorf("a list too long for the results: %s ran (TaskRuns %v)", n, ran(trs))
+		}
+	}
+	if trs["check"] == nil {
+		t.Errorf("a list too long for the results: no check TaskRun (%v)", ran(trs))
+	} else if log := s.tk.TaskRunLogs(t.Context(), trs["check"]); !strings.Contains(log, "the names of the 60 databases (Secret/key) take 1923 bytes in a result, more than the 1300") {
+		t.Errorf("check's log does not name the bound:\n%s", log)
+	}
+	if st := appState(t, s.kube, c.app); len(st.Annotations) != 0 || st.CronSuspended {
+		t.Errorf("application touched by the refused run: %+v", st)
+	}
+
+	pr, trs = c.run(t, c.databasesRun(t, []string{tektonSecret, "orders-db", "users-db"}, nil))
 	wantSucceeded(t, pr, true)
 	c.wantVersions(t, 1, 2, 3)
 	for name, db := range map[string]Database{"orders-db": b, "users-db": cc} {
