@@ -49,12 +49,12 @@ func TestAttack12Argo(t *testing.T) {
 	a := &attackArgo{argoSuite: s, cli: filepath.Join(cli, "argo"), kubeconfig: env.Kubeconfig}
 	runScenarios(t, "argo", []scenario{
 		{"retry-after-restore-refused", a.testRetryAfterRestore},
-		{"retry-after-keep-down-finishes", a.testRetryAfterKeepDown},
 		{"retry-after-stop-during-scale-down-finishes", a.testRetryAfterStopDuringScaleDown},
 		{"databases-retry-after-rollback-refused", a.testDatabasesRetryAfterRollback},
-		{"databases-stopped-between-rounds-keeps-down", a.testDatabasesStoppedBetweenRounds},
 	},
 		// Variants of the retries above (make test-full).
+		scenario{"retry-after-keep-down-finishes", a.testRetryAfterKeepDown},
+		scenario{"databases-stopped-between-rounds-keeps-down", a.testDatabasesStoppedBetweenRounds},
 		scenario{"retry-after-rollback-leaves-a-later-run-alone", a.testRetryAfterRollback},
 		scenario{"retry-after-a-manual-scale-restore", a.testRetryAfterManualRestore},
 		scenario{"retry-of-an-older-run-leaves-a-later-keep-down", a.testRetryOfOlderRunLeavesLaterKeepDown},
