@@ -619,16 +619,13 @@ func (k kubeOptions) Flags() []cli.Flag {
 	return flags
 }
 
-// checkNamesBytes refuses a list whose distinct Secret/key names, as a JSON
-// array in a Tekton result, take more than max bytes.
+// checkNamesBytes refuses a list whose Secret/key names, as a JSON array in a
+// Tekton result, take more than max bytes. Parse has refused two entries of
+// one Secret and key, so the names are distinct.
 func checkNamesBytes(entries []Entry, max int) error {
-	seen := map[string]bool{}
-	var names []string
-	for _, e := range entries {
-		if n := e.Secret + "/" + e.Key; !seen[n] {
-			seen[n] = true
-			names = append(names, n)
-		}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Secret + "/" + e.Key
 	}
 	b, _ := json.Marshal(names)
 	if n := encodedLen(string(b)); n > max {

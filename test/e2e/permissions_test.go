@@ -471,16 +471,15 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 			return automountOf(sas, sa)
 		}
 		run := "tekton (" + name + ") "
+		seen := map[string]bool{}
 		tasks := append(slices.Clone(p.Spec.Tasks), p.Spec.Finally...)
 		for _, pt := range tasks {
 			if pt.TaskSpec == nil {
 				t.Errorf("%s: task %s embeds no taskSpec (the generated Pipelines do)", name, pt.Name)
 				continue
 			}
-			if _, ok := taskSA[pt.Name]; ok {
-				delete(taskSA, pt.Name)
-			}
-			sa := or(runSA(pr, pt.Name), "default")
+			seen[pt.Name] = true
+			sa := or(taskSA[pt.Name], or(pr.Spec.TaskRunTemplate.ServiceAccountName, "default"))
 			podHolder := ""
 			if automount(sa) {
 				podHolder = sa
@@ -507,20 +506,13 @@ func tektonHolders(t *testing.T, repo string, sas map[string]*corev1.ServiceAcco
 			}
 		}
 		for n := range taskSA {
+			if seen[n] {
+				continue
+			}
 			t.Errorf("%s: taskRunSpecs name task %s, which its Pipeline %s does not have", name, n, p.Name)
 		}
 	}
 	return out
-}
-
-// runSA is the ServiceAccount a PipelineRun gives a pipeline task's TaskRun.
-func runSA(pr pipelinev1.PipelineRun, task string) string {
-	for _, trs := range pr.Spec.TaskRunSpecs {
-		if trs.PipelineTaskName == task && trs.ServiceAccountName != "" {
-			return trs.ServiceAccountName
-		}
-	}
-	return pr.Spec.TaskRunTemplate.ServiceAccountName
 }
 
 // tektonExpectation is what a Tekton step needs of the API server, from what it runs.
