@@ -256,12 +256,13 @@ func tektonRuns(t *testing.T, cs kubernetes.Interface) bool {
 }
 
 // awaitPendingMark waits, when a Tekton controller runs, until it has written
-// its first status on the run (Succeeded Unknown with reason). Until then a
+// its first status on the run (a Succeeded condition with reason). Until then a
 // final status the test writes can be lost: the controller's status write
 // after a conflict puts its own status, computed from the copy it read, over
 // the latest object (ci on ddd7a2e: TestClusterTakeOverFinishedHolder's
 // Cancelled run turned back to pending). Once the mark is there, reconciling
-// a pending run changes nothing, so the controller writes no more.
+// a pending run or a cancelled TaskRun changes nothing, so the controller
+// writes no more.
 func (c *cluster) awaitPendingMark(gvr schema.GroupVersionResource, name, reason string) {
 	c.t.Helper()
 	if !c.tekton {
@@ -734,6 +735,10 @@ func (c *cluster) endedTaskRunOf(pr *unstructured.Unstructured, name, task, secr
 	if _, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 		c.t.Fatal(err)
 	}
+	// A running Tekton controller cancels it, and its write after a conflict
+	// would put that status over the one written here (ci on 5e1785f: a-db's
+	// succeeded migrate read back as failed): let it be first.
+	c.awaitPendingMark(TaskRuns, name, "TaskRunCancelled")
 	for {
 		tr, err := c.dyn.Resource(TaskRuns).Namespace(c.ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
