@@ -38,6 +38,10 @@ done
 test/install-deps.sh
 progress "go mod download" 0 -- go mod download
 progress "go build ./..." 0 -- go build ./...
+# go test -json through testlog: plain go test's output, then the slowest tests
+# (the CI log shows only its tail, and that says where the time went)
+testlog=$built/testlog
+go build -o "$testlog" ./test/cmd/testlog
 test/tools/kube/build.sh >/dev/null
 # The first group of tests needs only Kubernetes, so on a first run these build
 # meanwhile (each build.sh runs under nice and prints its progress); a warm run
@@ -52,7 +56,7 @@ bpid=$!
 status=0
 # These own their cluster: kubeenv checks its own teardown, and the Kubernetes fault
 # suite restarts the API server, which it does not do to a shared cluster.
-progress "the first tests (kubeenv, images, Kubernetes faults)" 0 -- go test -count=1 -timeout 30m ./test/kubeenv/ ./test/images/ ./test/faults/kube/ 2>&1 | tee -a "$out" || status=1
+progress "the first tests (kubeenv, images, Kubernetes faults)" 0 -- go test -json -count=1 -timeout 30m ./test/kubeenv/ ./test/images/ ./test/faults/kube/ 2>&1 | "$testlog" -slowest 5 | tee -a "$out" || status=1
 
 wait "$bpid" || exit 1
 bpid=
@@ -73,7 +77,7 @@ if [[ ${CHARTREUSE_E2E:-} == full ]]; then
 fi
 mapfile -t pkgs < <(go list ./... | grep -v -e '/test/kubeenv$' -e '/test/images$' -e '/test/faults/kube$' -e '/test/e2e$')
 pkgs=(./test/e2e "${pkgs[@]}")
-progress "the shared-cluster tests" 0 -- test/env.sh run go test -count=1 -timeout "$limit" "${pkgs[@]}" 2>&1 | tee -a "$out" || status=1
+progress "the shared-cluster tests" 0 -- test/env.sh run go test -json -count=1 -timeout "$limit" "${pkgs[@]}" 2>&1 | "$testlog" -slowest 40 | tee -a "$out" || status=1
 
 # Without -v, go test prints only failing tests' logs; their first lines (file:line:
 # message) and the FAIL lines, without the server-log tails, are the summary.
@@ -83,7 +87,7 @@ if [[ $status -ne 0 ]]; then
 	# logs printed under a failing test; each step binary prefixes its lines with
 	# its name), then the FAIL lines and messages, last because CI shows the tail.
 	grep -E '^\s*(wait-for-db|wait-patroni|check-databases|scale-down|migrate|scale-restore|gate|helm-wait): | exit=[1-9][0-9]* ' "$out" | cut -c1-300 | head -n 40 || true
-	grep -E '^\s*(--- FAIL|FAIL\s|panic:)|^\s+[A-Za-z0-9_]+\.go:[0-9]+: ' "$out" | cut -c1-400 | head -n 200 || true
+	grep -E '^\s*(--- FAIL|--- UNFINISHED|FAIL\s|panic:)|^\s+[A-Za-z0-9_]+\.go:[0-9]+: ' "$out" | cut -c1-400 | head -n 200 || true
 fi
 
 test/check-clean.sh "$started" || status=1
