@@ -206,7 +206,9 @@ func TestClusterStatefulSetAndCronJob(t *testing.T) {
 				Schedule: schedule, Suspend: ptr.To(suspend), ConcurrencyPolicy: batchv1.ForbidConcurrent,
 				JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
 					// The job's pod would run until SIGTERM; the deadline ends it.
-					ActiveDeadlineSeconds: ptr.To(int64(25)), BackoffLimit: ptr.To(int32(0)), Template: jobPod,
+					// 25 s was too short on a loaded CI node: the deadline
+					// ended the Jobs before their pods ran (ci33b).
+					ActiveDeadlineSeconds: ptr.To(int64(60)), BackoffLimit: ptr.To(int32(0)), Template: jobPod,
 				}},
 			},
 		}
@@ -218,7 +220,7 @@ func TestClusterStatefulSetAndCronJob(t *testing.T) {
 	}
 	c.waitRunning("app=db", 2, 3*time.Minute)
 	// Wait for the every-minute schedule to start a Job whose pod runs.
-	c.waitFor("a running job of cronjob/report", 150*time.Second, func() (bool, string) {
+	c.waitFor("a running job of cronjob/report", 4*time.Minute, func() (bool, string) {
 		cj, err := c.cs.BatchV1().CronJobs(c.ns).Get(ctx, "report", metav1.GetOptions{})
 		if err != nil || len(cj.Status.Active) == 0 {
 			return false, "no active job"
