@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -321,4 +323,61 @@ func (s *tektonSuite) failingList(t *testing.T, brokenAt int64) (*tektonCase, Da
 		}
 	}
 	return c, broken, later, `[{"secret": "` + tektonSecret + `"}, {"secret": "broken-db", "dir": "` + SetsRoot + `/broken"}, {"secret": "later-db"}]`
+}
+
+// A list run cancelled (CancelledRunFinally) while scale-down waits for a slow
+// pod to end, before any migrate TaskRun: finally's restore-not-migrated puts
+// back what it stopped, both databases stay where they were, and the next run
+// finishes the job. Before, the list's finally only released the gate and
+// the application stayed at 0 (as after a failed scale-down).
+func (s *tektonSuite) testDatabasesListCancelRestores(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
+	defer cancel()
+	c.migrateTo(t, 1)
+	orders := NewDatabase(t, s.pg, "tekton")
+	if err := orders.MigrateTo(ctx, tektonShop, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateSecret(ctx, s.kube, c.ns, "orders-db", orders.URL()); err != nil {
+		t.Fatal(err)
+	}
+	other, err := DeployApp(ctx, s.kube, c.ns, AppOptions{Name: "other", ShutdownDelay: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := map[string]string{"workload-selector": "app.kubernetes.io/name in (app,other)"}
+	list := []string{tektonSecret, "orders-db"}
+
+	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.databasesRun(t, list, both))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStopped(t, ctx, s.kube, c.ns, other.Name)
+	if err := s.tk.SetRunStatus(ctx, c.ns, pr.Name, pipelinev1.PipelineRunSpecStatusCancelledRunFinally); err != nil {
+		t.Fatal(err)
+	}
+	pr, trs := c.wait(t, ctx, pr.Name)
+	wantSucceeded(t, pr, false)
+	if trs["migrate"] != nil || trs["restore-migrated"] != nil {
+		t.Errorf("migrate or restore-migrated ran in the cancelled run (TaskRuns %v)", ran(trs))
+	}
+	if tr := trs["restore-not-migrated"]; tr == nil || !engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
+		t.Errorf("finally's restore-not-migrated did not succeed (TaskRuns %v)", ran(trs))
+	}
+	wantAppRestored(t, s.kube, c.app)
+	wantAppRestored(t, s.kube, other)
+	c.wantVersions(t, 1)
+	if v, err := orders.Version(ctx); err != nil || v != 1 {
+		t.Errorf("orders-db at %d (%v), want 1: the cancelled run migrated it", v, err)
+	}
+
+	pr, _ = c.run(t, c.databasesRun(t, list, both))
+	wantSucceeded(t, pr, true)
+	c.wantVersions(t, 1, 2, 3)
+	if v, err := orders.Version(ctx); err != nil || v != 3 {
+		t.Errorf("orders-db at %d (%v) after the rerun, want 3", v, err)
+	}
+	wantAppRestored(t, s.kube, c.app)
+	wantAppRestored(t, s.kube, other)
 }

@@ -54,6 +54,7 @@ func TestTekton(t *testing.T) {
 		// (tekton_databases_test.go).
 		{"databases-list", s.testDatabasesList},
 		{"databases-list-rollback", s.testDatabasesListRollback},
+		{"databases-list-cancel-restores", s.testDatabasesListCancelRestores},
 	}
 	// Variants of paths taken above, and paths Argo's suite takes too with the
 	// same step code (make test-full).
