@@ -92,8 +92,11 @@ type Gate struct {
 	PodSelector string
 	// Timeout bounds Acquire's wait for another run, and Release's wait for
 	// this run's other tasks.
-	Timeout       time.Duration
-	Poll          time.Duration // between looks while waiting
+	Timeout time.Duration
+	Poll    time.Duration // between looks while waiting
+	// Outage bounds how long WaitTurn waits out an API server that does not
+	// answer (5xx, 429, unreachable) before it fails (75).
+	Outage        time.Duration
 	ProgressEvery time.Duration // between "still waiting" lines
 	Log           *slog.Logger
 	// Created is when the PipelineRun was created, read by CheckParameters.

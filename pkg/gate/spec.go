@@ -55,6 +55,7 @@ type Options struct {
 	Timeout           time.Duration
 	PollInterval      time.Duration
 	ProgressEvery     time.Duration
+	OutageTolerance   time.Duration
 	Durations         durationChecks // --check-duration
 	Positive          durationChecks // --check-positive-duration
 	Wait              durationChecks // --check-wait-duration
@@ -92,6 +93,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "pipeline-task", Value: "migrate", Usage: "turn: the Pipeline task whose TaskRuns take turns (migrate, or rollback)", Destination: &o.PipelineTask},
 		&cli.IntFlag{Name: "parallelism", Value: 1, Usage: "turn: how many of the task's TaskRuns may work at once, 1 to 64", Destination: &o.Parallelism},
 		&cli.BoolFlag{Name: "canary", Value: true, Usage: "turn: the first Secret of the order works alone before any other starts", Destination: &o.Canary},
+		&cli.DurationFlag{Name: "outage-tolerance", Value: 10 * time.Minute, Usage: "turn: how long the API server may stay unavailable (5xx, 429, unreachable) while the step waits for its turn, which it then waits out; past it the step fails (exit 75)", Destination: &o.OutageTolerance},
 		&cli.BoolFlag{Name: "keep-going", Usage: "turn: a failed TaskRun of the task stops no other and ends its turn (rollbacks); without it none starts once one has failed", Destination: &o.KeepGoing},
 		&cli.GenericFlag{Name: "check-run-id", Usage: "the run's run-id parameter: blank (after trimming), longer than 253 characters or more than one line fails the step (exit 2) before it takes the gate", Value: &o.RunID},
 	}
@@ -144,8 +146,8 @@ func (o *Options) validateTurn() error {
 	if o.Parallelism < 1 || o.Parallelism > 64 {
 		return fmt.Errorf("--parallelism %d is not from 1 to 64", o.Parallelism)
 	}
-	if o.PollInterval <= 0 {
-		return fmt.Errorf("--poll-interval must be positive")
+	if o.PollInterval <= 0 || o.OutageTolerance <= 0 {
+		return fmt.Errorf("--poll-interval and --outage-tolerance must be positive")
 	}
 	if errs := validation.IsDNS1123Label(o.PipelineTask); len(errs) > 0 {
 		return fmt.Errorf("--pipeline-task %q is not a Pipeline task name: %s", o.PipelineTask, strings.Join(errs, "; "))
@@ -266,7 +268,7 @@ func Spec() step.Spec {
 				Client: c.Interface, Dynamic: dyn, Namespace: c.Namespace, Secret: o.DatabaseSecret,
 				Secrets: o.secrets, WorkloadNamespace: cmp.Or(o.WorkloadNamespace, c.Namespace),
 				RunName: o.RunName, RunUID: o.RunUID, TaskRun: o.TaskRun, PodSelector: o.PodSelector,
-				Timeout: o.Timeout, Poll: o.PollInterval, ProgressEvery: o.ProgressEvery, Log: env.Log,
+				Timeout: o.Timeout, Poll: o.PollInterval, ProgressEvery: o.ProgressEvery, Outage: o.OutageTolerance, Log: env.Log,
 			}
 			switch o.Action {
 			case ActionTurn:

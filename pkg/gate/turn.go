@@ -70,19 +70,43 @@ func (g *Gate) WaitTurn(ctx context.Context, t Turn) (bool, string, error) {
 	if err != nil {
 		return false, "", failure.AsUsage(err)
 	}
-	var lastProgress time.Time
+	var lastProgress, outageSince time.Time
 	for {
 		// A stop (StoppedRunFinally) lets running TaskRuns finish, and a
 		// TaskRun waiting here is running: it must not start migrating then.
-		if stopped, err := g.runStopped(ctx); err != nil || stopped != "" {
-			if err != nil {
+		stopped, err := g.runStopped(ctx)
+		var state map[string]string
+		var wentBefore bool
+		if err == nil && stopped == "" {
+			state, wentBefore, err = g.taskStates(ctx, t.Task, t.Secret)
+		}
+		if err != nil {
+			// A wait can last as long as the migrations before it: an API
+			// server restart or a gateway's 5xx meanwhile is waited out (it
+			// only reads), up to Outage; past it, or for any other error, the
+			// step fails (75 or 1) and the task's retries decide.
+			if ctx.Err() != nil || !kube.IsUnavailable(err) {
 				return false, "", err
 			}
-			return false, fmt.Sprintf("not started: the run was stopped (%s)", stopped), nil
+			now := time.Now()
+			if outageSince.IsZero() {
+				outageSince = now
+			}
+			if now.Sub(outageSince) >= g.Outage {
+				return false, "", failure.Transientf("waiting for its turn: the API server has not answered for %s (--outage-tolerance): %w", now.Sub(outageSince).Round(time.Second), err)
+			}
+			if outageSince.Equal(now) || (g.ProgressEvery > 0 && now.Sub(lastProgress) >= g.ProgressEvery) {
+				g.Log.Warn("waiting for its turn: the API server did not answer; looking again", "for", now.Sub(outageSince).Round(time.Second).String(), "tolerance", g.Outage.String(), "error", err.Error())
+				lastProgress = now
+			}
+			if err := sleep(ctx, g.Poll); err != nil {
+				return false, "", failure.Transientf("waiting for its turn while the API server did not answer: %w", err)
+			}
+			continue
 		}
-		state, wentBefore, err := g.taskStates(ctx, t.Task, t.Secret)
-		if err != nil {
-			return false, "", err
+		outageSince = time.Time{}
+		if stopped != "" {
+			return false, fmt.Sprintf("not started: the run was stopped (%s)", stopped), nil
 		}
 		if wentBefore {
 			// A retry of a TaskRun whose earlier attempt had its turn and

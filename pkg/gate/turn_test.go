@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +13,12 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
 	"github.com/chartreuse-go/chartreuse/pkg/results"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
+	"github.com/chartreuse-go/chartreuse/test/faultproxy"
 )
 
 // Each TaskRun comes after the canary and after the one parallelism places
@@ -176,5 +179,50 @@ func TestClusterTurn(t *testing.T) {
 	}
 	if r := c.run(run, nil, "--action", "acquire", "a-db"); r.code != failure.CodeUsage || !strings.Contains(r.summary.Error, "were both given") {
 		t.Errorf("acquire with --database-secret and a Secret after the flags: exit %d %q, want 2", r.code, r.summary.Error)
+	}
+}
+
+// A turn's wait can last as long as the migrations before it: an API server
+// that answers 503 for a while is waited out (it only reads) up to
+// --outage-tolerance, then the step fails 75; a refusal (403) fails it at once.
+// Before, the first 503 failed the step, and with it the run's waiting TaskRun.
+func TestClusterTurnWaitsOutAnOutage(t *testing.T) {
+	c := newCluster(t)
+	c.noSecret = true
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		rule      faultproxy.Rule
+		tolerance string
+		want      int
+		wantErr   string
+	}{
+		// three reads of the run answered 503, then the API server is back
+		{faultproxy.Rule{Method: "GET", Path: "/pipelineruns/", Times: 3, Action: faultproxy.Status, Status: 503}, "10m", 0, ""},
+		// every read of the TaskRuns answered 502: past the tolerance, 75
+		{faultproxy.Rule{Method: "GET", Path: "/taskruns", Action: faultproxy.Status, Status: 502}, "2s", failure.CodeTransient, "has not answered for"},
+		// a refusal is no outage
+		{faultproxy.Rule{Method: "GET", Path: "/pipelineruns/", Times: 1, Action: faultproxy.Status, Status: 403}, "10m", failure.CodePermanent, "permission denied"},
+	} {
+		pr := c.pipelineRun(fmt.Sprintf("run-outage-%d", i))
+		rule := tc.rule
+		p := faultproxy.New(t, cfg, &rule)
+		c.identity = c.env.WriteKubeconfig(t, p.Point)
+		dir := t.TempDir()
+		r := c.run(pr, nil, "--action", "turn", "--database-secret", "a-db", "--outage-tolerance", tc.tolerance, "--results-dir", dir, "a-db", "b-db")
+		c.identity = ""
+		goResult, _ := os.ReadFile(filepath.Join(dir, ResultGo))
+		t.Logf("case %d %+v: exit %d go=%q: %s (hits %v)", i, tc.rule, r.code, goResult, r.summary.Error, p.Hits())
+		if r.code != tc.want || !strings.Contains(r.summary.Error, tc.wantErr) {
+			t.Errorf("case %d: exit %d %q, want %d with %q", i, r.code, r.summary.Error, tc.want, tc.wantErr)
+		}
+		if tc.want == 0 && string(goResult) != "true" {
+			t.Errorf("case %d: go=%q after the outage, want true (the canary goes)", i, goResult)
+		}
+		if len(p.Hits()) == 0 {
+			t.Errorf("case %d: the fault was never met", i)
+		}
 	}
 }
