@@ -187,7 +187,9 @@ func (h holder) String() string {
 
 // Acquire takes the gate for this run, waiting while another run holds it. It
 // fails transient (exit 75) when the wait reaches the timeout; a run over several
-// databases then keeps the Leases it took, which its release frees.
+// databases then keeps the Leases it took: a retry of the task goes on from
+// there, and once the run has finished (its release is skipped after a failed
+// gate) the next run takes them over.
 func (g *Gate) Acquire(ctx context.Context) error {
 	start := time.Now()
 	deadline := start.Add(g.Timeout)
