@@ -381,3 +381,43 @@ func (s *tektonSuite) testDatabasesListCancelRestores(t *testing.T) {
 	wantAppRestored(t, s.kube, c.app)
 	wantAppRestored(t, s.kube, other)
 }
+
+// A list run whose scale-down fails (a pod that takes 90 s to stop, a
+// scale-timeout of 1 s, three attempts): no migrate TaskRun runs, finally's
+// restore-not-migrated puts the application back, and neither database moves.
+func (s *tektonSuite) testDatabasesListScaleDownFailsRestores(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), runBound)
+	defer cancel()
+	c.migrateTo(t, 1)
+	orders := NewDatabase(t, s.pg, "tekton")
+	if err := orders.MigrateTo(ctx, tektonShop, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateSecret(ctx, s.kube, c.ns, "orders-db", orders.URL()); err != nil {
+		t.Fatal(err)
+	}
+	slow, err := DeployApp(ctx, s.kube, c.ns, AppOptions{Name: "slow", Replicas: 1, ShutdownDelay: 90 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, trs := c.run(t, c.databasesRun(t, []string{tektonSecret, "orders-db"}, map[string]string{
+		"workload-selector": "app.kubernetes.io/name in (app,slow)", "scale-timeout": "1s",
+	}))
+	wantSucceeded(t, pr, false)
+	if tr := trs["scale-down"]; tr == nil || engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
+		t.Fatalf("scale-down did not fail (TaskRuns %v)", ran(trs))
+	}
+	if trs["migrate"] != nil {
+		t.Errorf("migrate ran after a failed scale-down (TaskRuns %v)", ran(trs))
+	}
+	if tr := trs["restore-not-migrated"]; tr == nil || !engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
+		t.Errorf("finally's restore-not-migrated did not succeed (TaskRuns %v)", ran(trs))
+	}
+	wantAppRestored(t, s.kube, c.app)
+	wantAppRestored(t, s.kube, slow)
+	c.wantVersions(t, 1)
+	if v, err := orders.Version(ctx); err != nil || v != 1 {
+		t.Errorf("orders-db at %d (%v), want 1", v, err)
+	}
+}
