@@ -334,14 +334,7 @@ func (s *tektonSuite) testDatabasesListCancelRestores(t *testing.T) {
 	c := s.newCase(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
 	defer cancel()
-	c.migrateTo(t, 1)
-	orders := NewDatabase(t, s.pg, "tekton")
-	if err := orders.MigrateTo(ctx, tektonShop, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := CreateSecret(ctx, s.kube, c.ns, "orders-db", orders.URL()); err != nil {
-		t.Fatal(err)
-	}
+	orders := s.twoAtOne(t, c)
 	other, err := DeployApp(ctx, s.kube, c.ns, AppOptions{Name: "other", ShutdownDelay: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -358,19 +351,7 @@ func (s *tektonSuite) testDatabasesListCancelRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	pr, trs := c.wait(t, ctx, pr.Name)
-	wantSucceeded(t, pr, false)
-	if trs["migrate"] != nil || trs["restore-migrated"] != nil {
-		t.Errorf("migrate or restore-migrated ran in the cancelled run (TaskRuns %v)", ran(trs))
-	}
-	if tr := trs["restore-not-migrated"]; tr == nil || !engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
-		t.Errorf("finally's restore-not-migrated did not succeed (TaskRuns %v)", ran(trs))
-	}
-	wantAppRestored(t, s.kube, c.app)
-	wantAppRestored(t, s.kube, other)
-	c.wantVersions(t, 1)
-	if v, err := orders.Version(ctx); err != nil || v != 1 {
-		t.Errorf("orders-db at %d (%v), want 1: the cancelled run migrated it", v, err)
-	}
+	wantRestoredNotMigrated(t, c, pr, trs, orders, other)
 
 	pr, _ = c.run(t, c.databasesRun(t, list, both))
 	wantSucceeded(t, pr, true)
@@ -389,14 +370,7 @@ func (s *tektonSuite) testDatabasesListScaleDownFailsRestores(t *testing.T) {
 	c := s.newCase(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), runBound)
 	defer cancel()
-	c.migrateTo(t, 1)
-	orders := NewDatabase(t, s.pg, "tekton")
-	if err := orders.MigrateTo(ctx, tektonShop, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := CreateSecret(ctx, s.kube, c.ns, "orders-db", orders.URL()); err != nil {
-		t.Fatal(err)
-	}
+	orders := s.twoAtOne(t, c)
 	slow, err := DeployApp(ctx, s.kube, c.ns, AppOptions{Name: "slow", Replicas: 1, ShutdownDelay: 90 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -404,20 +378,44 @@ func (s *tektonSuite) testDatabasesListScaleDownFailsRestores(t *testing.T) {
 	pr, trs := c.run(t, c.databasesRun(t, []string{tektonSecret, "orders-db"}, map[string]string{
 		"workload-selector": "app.kubernetes.io/name in (app,slow)", "scale-timeout": "1s",
 	}))
-	wantSucceeded(t, pr, false)
 	if tr := trs["scale-down"]; tr == nil || engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
 		t.Fatalf("scale-down did not fail (TaskRuns %v)", ran(trs))
 	}
-	if trs["migrate"] != nil {
-		t.Errorf("migrate ran after a failed scale-down (TaskRuns %v)", ran(trs))
+	wantRestoredNotMigrated(t, c, pr, trs, orders, slow)
+}
+
+// twoAtOne puts the case's database at 1 and gives it a second one, orders-db
+// (its Secret of that name), at 1 too: a list of two with 2 and 3 pending.
+func (s *tektonSuite) twoAtOne(t *testing.T, c *tektonCase) Database {
+	t.Helper()
+	c.migrateTo(t, 1)
+	orders := NewDatabase(t, s.pg, "tekton")
+	if err := orders.MigrateTo(t.Context(), tektonShop, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateSecret(t.Context(), s.kube, c.ns, "orders-db", orders.URL()); err != nil {
+		t.Fatal(err)
+	}
+	return orders
+}
+
+// wantRestoredNotMigrated: the list run over twoAtOne's databases failed
+// before migrate (no migrate TaskRun, nor restore-migrated), finally's
+// restore-not-migrated put back the case's application and also, and
+// neither database moved from 1.
+func wantRestoredNotMigrated(t *testing.T, c *tektonCase, pr *pipelinev1.PipelineRun, trs map[string]*pipelinev1.TaskRun, orders Database, also *App) {
+	t.Helper()
+	wantSucceeded(t, pr, false)
+	if trs["migrate"] != nil || trs["restore-migrated"] != nil {
+		t.Errorf("migrate or restore-migrated ran (TaskRuns %v)", ran(trs))
 	}
 	if tr := trs["restore-not-migrated"]; tr == nil || !engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
 		t.Errorf("finally's restore-not-migrated did not succeed (TaskRuns %v)", ran(trs))
 	}
-	wantAppRestored(t, s.kube, c.app)
-	wantAppRestored(t, s.kube, slow)
+	wantAppRestored(t, c.s.kube, c.app)
+	wantAppRestored(t, c.s.kube, also)
 	c.wantVersions(t, 1)
-	if v, err := orders.Version(ctx); err != nil || v != 1 {
+	if v, err := orders.Version(t.Context()); err != nil || v != 1 {
 		t.Errorf("orders-db at %d (%v), want 1", v, err)
 	}
 }
