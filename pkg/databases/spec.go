@@ -131,7 +131,7 @@ func (o *Options) Flags() []cli.Flag {
 		&cli.StringFlag{Name: "plan-results", Usage: "plan-line: the --results-dir migrate --plan wrote its results in, earlier in the same pod", Destination: &o.PlanResults},
 		&cli.StringFlag{Name: "turn", Usage: "migrate-line: the go result of the TaskRun's turn step (true: migrate ran)", Destination: &o.Turn},
 		&cli.StringFlag{Name: "turn-why", Usage: "migrate-line: the why result of the turn step (why migrate did not start)", Destination: &o.TurnWhy},
-		&cli.StringFlag{Name: "exit-code-file", Usage: "migrate-line: the file holding the migrate step's exit code (Tekton's $(steps.step-migrate.exitCode.path))", Destination: &o.ExitCodeFile},
+		&cli.StringFlag{Name: "exit-code-file", Usage: "migrate-line: the file holding the migrate step's exit code (Tekton's $(steps.step-migrate.exitCode.path)); plan-line: the plan step's ($(steps.step-plan.exitCode.path)), optional: a recheck whose plan failed for good reports its version as not known", Destination: &o.ExitCodeFile},
 		&cli.StringFlag{Name: "migrate-results", Usage: "migrate-line: the --results-dir migrate wrote its results in, earlier in the same pod", Destination: &o.MigrateResults},
 		&cli.IntFlag{Name: "max-entries", Usage: "check: refuse a list of more entries than this (0: the most any run takes, 1000); the Argo WorkflowTemplate sets the largest list measured to fit its workflow object", Destination: &o.MaxEntries},
 		&cli.IntFlag{Name: "max-bytes", Usage: "check: refuse a list whose entries, with the defaults applied, take more bytes of JSON than this (0: no bound); the Argo WorkflowTemplate sets it with --max-entries", Destination: &o.MaxBytes},
@@ -562,12 +562,15 @@ func Spec() step.Spec {
 				o.pick(env)
 				return nil
 			case ActionPlanLine:
-				line, err := readPlanLine(o.PlanResults, o.Secret)
+				line, err := o.readPlanLineAfter()
 				if err != nil {
 					return err
 				}
 				if o.LineStep != "" {
 					line["step"] = o.LineStep
+				}
+				if line[step.ResultError] != "" {
+					env.Log.Warn("the recheck's plan failed: its version is not known to decide", "secret", o.Secret, "error", line[step.ResultError])
 				}
 				env.Results.SetJSON(ResultPlanLine, line)
 				return nil

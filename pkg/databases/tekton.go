@@ -137,8 +137,38 @@ func encodedLen(s string) int {
 	return len(b)
 }
 
-// readExitCode reads migrate's exit code, waiting up to exitCodeWait for the
-// file to hold a number.
+// readPlanLineAfter is readPlanLine after the plan step's exit code, when
+// --exit-code-file gives it. The plan step of a recheck runs with onError:
+// continue: a plan that failed for good there (exit 1: a dirty database, which
+// migrate --plan refuses) becomes a line without current-version, which decide
+// reads as not known, so that the policy still applies to the other databases
+// (as on Argo) instead of the run stopping before decide. A rerun code fails
+// the step (75), so that the TaskRun's retries plan again. A failed first plan
+// never reaches this step (stopAndFail), but fails it too if it does.
+func (o *Options) readPlanLineAfter() (map[string]string, error) {
+	if o.ExitCodeFile != "" {
+		code, err := readExitCode(o.ExitCodeFile)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case code == 0:
+		case code < 0 || slices.Contains(rerunCodes, code):
+			return nil, failure.Transientf("the plan of %s failed (exit %d), which a rerun may fix: see the plan step's log", o.Secret, code)
+		case o.LineStep != stepRecheck:
+			return nil, failure.Permanentf("the plan of %s failed (exit %d): see the plan step's log", o.Secret, code)
+		default:
+			b, _ := os.ReadFile(filepath.Join(o.PlanResults, step.ResultError))
+			line := map[string]string{"secret": o.Secret, "current-version": "", step.ResultError: cmp.Or(strings.TrimSpace(string(b)), fmt.Sprintf("migrate --plan exited %d", code))}
+			boundLine(line)
+			return line, nil
+		}
+	}
+	return readPlanLine(o.PlanResults, o.Secret)
+}
+
+// readExitCode reads a step's exit code (Tekton's exitCode.path), waiting up
+// to exitCodeWait for the file to hold a number.
 func readExitCode(file string) (int, error) {
 	deadline := time.Now().Add(exitCodeWait)
 	for {
@@ -150,9 +180,9 @@ func readExitCode(file string) (int, error) {
 		}
 		if time.Now().After(deadline) {
 			if err != nil {
-				return 0, fmt.Errorf("reading migrate's exit code (its turn came, so migrate ran before this step): %w", err)
+				return 0, fmt.Errorf("reading the exit code of the step before (it ran before this one): %w", err)
 			}
-			return 0, fmt.Errorf("migrate's exit code %q in %s is not a number", strings.TrimSpace(string(b)), file)
+			return 0, fmt.Errorf("the exit code %q in %s is not a number", strings.TrimSpace(string(b)), file)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

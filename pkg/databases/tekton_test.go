@@ -542,3 +542,51 @@ func TestResultsFitTheTektonNamesBound(t *testing.T) {
 		}
 	}
 }
+
+// plan-line after the plan step's exit code: a recheck whose plan failed for
+// good (a dirty database) is a line whose version is not known, so that decide
+// still runs; a rerun code fails the step (75, the TaskRun's retries); a first
+// plan that failed fails it (1); exit 0 is the usual line.
+func TestPlanLineAfterTheExitCode(t *testing.T) {
+	exitCodeWait = 0
+	planned := map[string]string{"pending": "true", "current-version": "1", "target-version": "3"}
+	dirty := map[string]string{"error": "the database is dirty: migration 3 without a transaction stopped partway; fix it by hand"}
+	for _, tc := range []struct {
+		name, lineStep, code string
+		res                  map[string]string
+		exit                 int
+		line                 map[string]string
+	}{
+		{name: "plan succeeded", code: "0", res: planned, line: map[string]string{"secret": "s", "current-version": "1", "pending": "true"}},
+		{name: "recheck succeeded", lineStep: "recheck", code: "0", res: planned, line: map[string]string{"step": "recheck", "current-version": "1"}},
+		{name: "recheck of a dirty database", lineStep: "recheck", code: "1", res: dirty, line: map[string]string{"step": "recheck", "secret": "s", "current-version": "", "error": dirty["error"]}},
+		{name: "recheck refused without an error result", lineStep: "recheck", code: "2", res: map[string]string{}, line: map[string]string{"current-version": "", "error": "migrate --plan exited 2"}},
+		{name: "recheck transient", lineStep: "recheck", code: "75", res: map[string]string{}, exit: failure.CodeTransient},
+		{name: "recheck killed", lineStep: "recheck", code: "-1", res: map[string]string{}, exit: failure.CodeTransient},
+		{name: "first plan failed", code: "1", res: dirty, exit: failure.CodePermanent},
+		{name: "no exit code", lineStep: "recheck", code: "", res: planned, exit: failure.CodePermanent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, exit := migrateDir(t, tc.code, tc.res)
+			code, out, msg := runStepArgs(t, "--action", "plan-line", "--secret", "s", "--line-step", tc.lineStep, "--plan-results", dir, "--exit-code-file", exit)
+			if code != tc.exit {
+				t.Fatalf("exit %d %q, want %d", code, msg, tc.exit)
+			}
+			if tc.exit != 0 {
+				if out[ResultPlanLine] != "" {
+					t.Errorf("a failed plan-line wrote its line: %v", out)
+				}
+				return
+			}
+			var line map[string]string
+			if err := json.Unmarshal([]byte(out[ResultPlanLine]), &line); err != nil {
+				t.Fatalf("line %q: %v", out[ResultPlanLine], err)
+			}
+			for k, v := range tc.line {
+				if got, ok := line[k]; !ok || got != v {
+					t.Errorf("line %s = %q (present %v), want %q (line %v)", k, got, ok, v, line)
+				}
+			}
+		})
+	}
+}

@@ -419,3 +419,53 @@ func wantRestoredNotMigrated(t *testing.T, c *tektonCase, pr *pipelinev1.Pipelin
 		t.Errorf("orders-db at %d (%v), want 1", v, err)
 	}
 }
+
+// on-migrate-failure=rollback over a list where the failed migration leaves
+// its database dirty (dirty-third: 3 without a transaction fails partway). The
+// canary (the case's database, 1 to 3) moved; dirty-db failed. recheck's plan
+// of dirty-db is refused (dirty), which before stopped the run ahead of decide
+// and left the canary at 3; now its line says the version is not known, and
+// decide rolls back the canary and keeps the application down, naming dirty-db.
+func (s *tektonSuite) testDatabasesListDirtyRecheck(t *testing.T) {
+	c := s.newCase(t, nil)
+	c.migrateTo(t, 1)
+	dirty := NewDatabase(t, s.pg, "tekton")
+	if err := dirty.MigrateTo(t.Context(), tektonSets["dirty-third"], 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateSecret(t.Context(), s.kube, c.ns, "dirty-db", dirty.URL()); err != nil {
+		t.Fatal(err)
+	}
+	list := `[{"secret": "` + tektonSecret + `"}, {"secret": "dirty-db", "dir": "` + SetsRoot + `/dirty-third"}]`
+	done, trs := c.run(t, c.databasesRun(t, nil, map[string]string{"databases": list, "on-migrate-failure": "rollback"}))
+	wantSucceeded(t, done, false)
+	for _, n := range []string{"recheck", "decide", "rollback", "after-rollback"} {
+		if tr := trs[n]; tr == nil || !engines.Succeeded(tr.Status.GetCondition(apis.ConditionSucceeded)) {
+			t.Errorf("%s did not succeed (ran: %v)", n, ran(trs))
+		}
+	}
+	c.wantVersions(t, 1)
+	wantResults(t, trs, "decide", map[string]string{"rollback-any": "true", "restore-after-rollback": "false", "restore": "false"})
+	if why := resultOf(trs["decide"], "why"); !strings.Contains(why, "dirty-db") || !strings.Contains(why, "not known") {
+		t.Errorf("decide's why %q does not say dirty-db's version is not known", why)
+	}
+	for _, n := range []string{"scale-restore", "restore-after-failure", "restore-after-rollback", "restore-migrated", "restore-not-migrated"} {
+		if _, ok := trs[n]; ok {
+			t.Errorf("%s ran (ran: %v)", n, ran(trs))
+		}
+	}
+	c.wantStopped(t)
+}
+
+// resultOf is the TaskRun's string result name ("" without it).
+func resultOf(tr *pipelinev1.TaskRun, name string) string {
+	if tr == nil {
+		return ""
+	}
+	for _, r := range tr.Status.Results {
+		if r.Name == name {
+			return r.Value.StringVal
+		}
+	}
+	return ""
+}

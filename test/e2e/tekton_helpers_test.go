@@ -46,6 +46,13 @@ var (
 		"00003_orders.sql": LoggedMigration("3", "orders"),
 	}
 	tektonSets = map[string]MigrationSet{
+		// 3, without a transaction, creates its table and then fails: the
+		// database is left dirty (migrate and migrate --plan refuse it).
+		"dirty-third": {
+			"00001_items.sql":  LoggedMigration("1", "items"),
+			"00002_prices.sql": LoggedMigration("2", "prices"),
+			"00003_orders.sql": "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE orders (id bigserial PRIMARY KEY);\nSELECT no_such_column FROM orders;\n\n-- +goose Down\nDROP TABLE IF EXISTS orders;\n",
+		},
 		// 3 fails with an SQL error.
 		"broken": {
 			"00001_items.sql":  LoggedMigration("1", "items"),

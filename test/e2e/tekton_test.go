@@ -75,6 +75,8 @@ func TestTekton(t *testing.T) {
 		// restore and rollback policies
 		{"keep-down-hold-auto-additive-restores", s.testHoldAutoAdditive},
 		{"databases-list-keep-down", s.testDatabasesListKeepDown},
+		// a recheck of a dirty database: decide still runs (core: databases-list-rollback)
+		{"databases-list-dirty-recheck", s.testDatabasesListDirtyRecheck},
 		// finally's restore-not-migrated after a failed scale-down (core: after a cancel)
 		{"databases-list-scale-down-fails-restores", s.testDatabasesListScaleDownFailsRestores},
 		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
