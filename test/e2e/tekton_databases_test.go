@@ -446,7 +446,11 @@ func (s *tektonSuite) testDatabasesListDirtyRecheck(t *testing.T) {
 	}
 	c.wantVersions(t, 1)
 	wantResults(t, trs, "decide", map[string]string{"rollback-any": "true", "restore-after-rollback": "false", "restore": "false"})
-	if why := resultOf(trs["decide"], "why"); !strings.Contains(why, "dirty-db") || !strings.Contains(why, "not known") {
+	why := ""
+	if tr := trs["decide"]; tr != nil {
+		why = engines.TaskRunResults(tr)["why"]
+	}
+	if !strings.Contains(why, "dirty-db") || !strings.Contains(why, "not known") {
 		t.Errorf("decide's why %q does not say dirty-db's version is not known", why)
 	}
 	for _, n := range []string{"scale-restore", "restore-after-failure", "restore-after-rollback", "restore-migrated", "restore-not-migrated"} {
@@ -455,17 +459,4 @@ func (s *tektonSuite) testDatabasesListDirtyRecheck(t *testing.T) {
 		}
 	}
 	c.wantStopped(t)
-}
-
-// resultOf is the TaskRun's string result name ("" without it).
-func resultOf(tr *pipelinev1.TaskRun, name string) string {
-	if tr == nil {
-		return ""
-	}
-	for _, r := range tr.Status.Results {
-		if r.Name == name {
-			return r.Value.StringVal
-		}
-	}
-	return ""
 }
