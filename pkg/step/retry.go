@@ -29,7 +29,7 @@ var retryBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.2, S
 // clients, results from scratch; only the redactor carries over, so a secret
 // learnt once stays masked. Whatever makes the step safe to rerun by hand makes
 // the attempts safe. It returns the last attempt's Env and error.
-func runAttempts(ctx context.Context, spec Spec, common *CommonOptions, red *redact.Redactor, stderr io.Writer) (*Env, error) {
+func runAttempts(ctx context.Context, spec Spec, common *CommonOptions, red *redact.Redactor, stderr io.Writer, interrupt func(string)) (*Env, error) {
 	start := time.Now()
 	var (
 		env     *Env
@@ -38,7 +38,7 @@ func runAttempts(ctx context.Context, spec Spec, common *CommonOptions, red *red
 	)
 	once := func() {
 		attempt++
-		env = &Env{Results: results.New(), Redactor: red}
+		env = &Env{Results: results.New(), Redactor: red, Interrupt: interrupt}
 		err = run(ctx, spec, common, env, stderr)
 	}
 	retryable := func() bool {

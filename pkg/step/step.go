@@ -49,7 +49,17 @@ type Env struct {
 	Log      *slog.Logger
 	Results  *results.Set
 	Redactor *redact.Redactor
+	// Interrupt stops the step as SIGTERM does, for reason (a short phrase
+	// the error then carries): its context is cancelled, the failure it
+	// causes is transient unless final, and no further attempt is made. For
+	// an option that learns from elsewhere that the run was stopped.
+	Interrupt func(reason string)
 }
+
+// interruption is the cause Env.Interrupt cancels the step's context with.
+type interruption string
+
+func (i interruption) Error() string { return string(i) }
 
 // ResultError is the result a failed step writes (but not a usage error, which
 // writes none): its one-line error, masked.
@@ -67,6 +77,9 @@ func Main(spec Spec) {
 // Run runs the step and returns its exit code. Logs go to stderr; stdout receives
 // only help/version text or the final JSON summary line.
 func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	interrupt := func(reason string) { cancel(interruption(reason)) }
 	common := &CommonOptions{}
 	red := redact.New()
 	var (
@@ -107,7 +120,7 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 				return fmt.Errorf("unexpected argument (%d of them after the flags, not shown): %s takes flags only; put a value holding a blank in quotes, as one argument", c.NArg(), spec.Name)
 			}
 			ran = true
-			env, runErr = runAttempts(ctx, spec, common, red, stderr)
+			env, runErr = runAttempts(ctx, spec, common, red, stderr, interrupt)
 			return runErr
 		},
 	}
@@ -138,7 +151,12 @@ func Run(ctx context.Context, spec Spec, args []string, stdout, stderr io.Writer
 		// limiter refusing to wait past the deadline is not a context error): a
 		// rerun can finish, so the run is transient.
 		if ctx.Err() != nil {
-			msg = "interrupted: " + msg
+			var why interruption
+			if errors.As(context.Cause(ctx), &why) {
+				msg = "interrupted (" + string(why) + "): " + msg
+			} else {
+				msg = "interrupted: " + msg
+			}
 			if !failure.IsFinal(runErr) {
 				code = failure.CodeTransient
 			}

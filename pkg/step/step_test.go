@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,6 +287,37 @@ func TestAnyFailureAfterCancellationIsTransient(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := Run(ctx, spec, []string{"demo", "--skip-version-check"}, &out, &errOut); code != 75 {
 		t.Fatalf("code = %d, want 75; stderr %s", code, errOut.String())
+	}
+}
+
+// Env.Interrupt stops the step as SIGTERM does, naming why: transient unless
+// final, no further attempt even with --retry-transient-for.
+func TestInterruptStopsTheStep(t *testing.T) {
+	version.Version = "0.1.0"
+	for _, c := range []struct {
+		name string
+		err  func(error) error
+		code int
+	}{
+		{"transient", func(err error) error { return err }, 75},
+		{"final", func(err error) error { return failure.Final(fmt.Errorf("stopped partway: %w", err)) }, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			attempts := 0
+			spec := testSpec(&testOptions{}, func(ctx context.Context, env *Env) error {
+				attempts++
+				env.Interrupt("the run was cancelled")
+				<-ctx.Done()
+				return c.err(ctx.Err())
+			})
+			code, _, stderr := runStep(t, spec, "--skip-version-check", "--retry-transient-for", "1m")
+			if code != c.code || attempts != 1 {
+				t.Errorf("exit %d after %d attempts, want %d after 1; stderr %s", code, attempts, c.code, stderr)
+			}
+			if !strings.Contains(stderr, "interrupted (the run was cancelled): ") {
+				t.Errorf("stderr does not say why the step was interrupted: %s", stderr)
+			}
+		})
 	}
 }
 

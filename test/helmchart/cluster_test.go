@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,17 +29,6 @@ import (
 
 const fieldManager = "chartreuse-test-helmchart"
 
-// engineCRDs are the CRDs the chart's objects and runs need, from the pinned engines'
-// modules: the "full" Argo CRDs carry the complete schema, so the API server checks
-// every field.
-var engineCRDs = []struct{ module, glob string }{
-	{"github.com/argoproj/argo-workflows/v3", "manifests/base/crds/full/argoproj.io_workflowtemplates.yaml"},
-	{"github.com/argoproj/argo-workflows/v3", "manifests/base/crds/full/argoproj.io_workflows.yaml"},
-	{"github.com/tektoncd/pipeline", "config/300-crds/300-*.yaml"},
-}
-
-var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
 // withCRDs is the shared test cluster, its REST config and a dynamic client, with
 // the engines' CRDs in place.
 func withCRDs(t *testing.T) (*kubeenv.Env, *rest.Config, dynamic.Interface) {
@@ -58,64 +44,10 @@ func withCRDs(t *testing.T) (*kubeenv.Env, *rest.Config, dynamic.Interface) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ensureCRDs(ctx, t, dyn)
+	if err := kubeenv.EnsureCRDs(ctx, dyn, fieldManager, append(kubeenv.ArgoCRDs, kubeenv.TektonCRDs...)...); err != nil {
+		t.Fatal(err)
+	}
 	return env, cfg, dyn
-}
-
-// ensureCRDs creates the engines' CRDs the cluster lacks (one that runs the real
-// controllers has them already, and keeps them) and waits until they serve.
-func ensureCRDs(ctx context.Context, t *testing.T, dyn dynamic.Interface) {
-	t.Helper()
-	var names []string
-	for _, src := range engineCRDs {
-		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", src.module).Output()
-		if err != nil || strings.TrimSpace(string(out)) == "" {
-			t.Fatalf("go list -m %s: %v", src.module, err)
-		}
-		files, err := filepath.Glob(filepath.Join(strings.TrimSpace(string(out)), src.glob))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no CRDs %s in %s", src.glob, src.module)
-		}
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, o := range splitObjects(t, b) {
-				if o.obj.GetKind() != "CustomResourceDefinition" {
-					continue
-				}
-				names = append(names, o.obj.GetName())
-				_, err := dyn.Resource(crdResource).Create(ctx, o.obj, metav1.CreateOptions{FieldManager: fieldManager})
-				if err != nil && !apierrors.IsAlreadyExists(err) {
-					t.Fatalf("CRD %s: %v", o.obj.GetName(), err)
-				}
-			}
-		}
-	}
-	for _, n := range names {
-		for {
-			crd, err := dyn.Resource(crdResource).Get(ctx, n, metav1.GetOptions{})
-			if err == nil && crdEstablished(crd) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("CRD %s not established: %v", n, err)
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}
-}
-
-func crdEstablished(crd *unstructured.Unstructured) bool {
-	conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
-	for _, c := range conds {
-		if m, ok := c.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
-			return true
-		}
-	}
-	return false
 }
 
 // TestOnCluster, on the real kube-apiserver of the test environment with the pinned

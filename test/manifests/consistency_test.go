@@ -19,17 +19,17 @@ import (
 	triggersv1beta1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/chartreuse-go/chartreuse/pkg/binaries"
 	"github.com/chartreuse-go/chartreuse/pkg/databases"
 	"github.com/chartreuse-go/chartreuse/pkg/gate"
-	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/pkg/waitdb"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
 
-// binaries maps each step binary to its Spec and to the package that implements it.
-var binaries = map[string]struct {
+// stepBinaries maps each step binary to its Spec and to the package that implements it.
+var stepBinaries = map[string]struct {
 	spec func() step.Spec
 	pkg  string
 }{
@@ -37,7 +37,7 @@ var binaries = map[string]struct {
 	"wait-patroni": {patroni.Spec, "pkg/patroni"},
 	// as steps/migrate/main.go builds it: the workloads checks first (which
 	// write plan's superseded-holds)
-	"migrate":       {func() step.Spec { return workload.RequireStopped(workload.CheckSelection(migrate.Spec())) }, "pkg/migrate pkg/workload"},
+	"migrate":       {binaries.Migrate, "pkg/migrate pkg/workload pkg/runwatch"},
 	"scale-down":    {workload.ScaleDownSpec, "pkg/workload"},
 	"scale-restore": {workload.ScaleRestoreSpec, "pkg/workload"},
 	"gate":          {gate.Spec, "pkg/gate"},
@@ -65,7 +65,8 @@ var agreedFlags = func() map[string][]string {
 		"migrate": cat(common, db, []string{"dir", "to", "plan", "down-to", "only-this-run", "allow-out-of-order", "lock-wait", "role", "lock-timeout", "statement-timeout", "allow-empty-database", "table",
 			"git-url", "git-revision", "git-commit", "git-credentials",
 			"migrations-image", "migrations-digest", "registry-credentials", "insecure-registry", "accept-changed", "run-id", "risk-policy", "planned-target", "planned-files-digest", "wait-timeout",
-			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "stopped-check-only", "check-selector", "check-workload", "check-namespace", "report-holds-for", "check-stop-workloads", "run-created"}),
+			"stopped-selector", "stopped-workload", "stopped-namespace", "stop-workloads", "needs-downtime", "stopped-check-only", "check-selector", "check-workload", "check-namespace", "report-holds-for", "check-stop-workloads", "run-created",
+			"watch-run", "watch-run-uid", "watch-run-namespace", "watch-run-interval"}),
 		"scale-down":    cat(common, sel, []string{"run-uid", "database-secret", "git-commit", "run-created"}),
 		"scale-restore": cat(common, sel, []string{"only-run-uid", "supersede-database", "supersede-runs", "wait-ready", "ready-timeout", "run-created"}),
 		"check-databases": cat(common, []string{"kubeconfig", "context", "namespace", "action", "max-entries", "max-bytes", "max-secrets", "max-names-bytes", "entries", "plans", "outputs", "parallelism", "canary", "policy", "databases", "database-secret", "database-secret-key", "migrations-dir", "git-url", "git-revision", "migrations-image", "migrate-role", "table", "to",
@@ -180,7 +181,7 @@ func binaryOf(t testing.TB, where string, command []string) string {
 		t.Fatalf("%s: command %v: want [/usr/local/bin/<step>]", where, command)
 	}
 	b := path.Base(command[0])
-	if _, ok := binaries[b]; !ok {
+	if _, ok := stepBinaries[b]; !ok {
 		t.Fatalf("%s: unknown step binary %s", where, b)
 	}
 	return b
@@ -293,7 +294,7 @@ func containers(t testing.TB) []container {
 // binaryFlags derives a binary's flags (all names) from its Spec: the common flags plus
 // each Options bundle's.
 func binaryFlags(binary string) (map[string]bool, bool) {
-	spec := binaries[binary].spec()
+	spec := stepBinaries[binary].spec()
 	flags := map[string]bool{}
 	all := (&step.CommonOptions{}).Flags()
 	for _, o := range spec.Options {
@@ -337,7 +338,7 @@ func TestFlagsExistInBinaries(t *testing.T) {
 	for _, c := range containers(t) {
 		flags, real := binaryFlags(c.Binary)
 		if !real {
-			t.Errorf("%s: %s's Spec (%s) has no options yet (placeholder): cannot check its flags", c.Where, c.Binary, binaries[c.Binary].pkg)
+			t.Errorf("%s: %s's Spec (%s) has no options yet (placeholder): cannot check its flags", c.Where, c.Binary, stepBinaries[c.Binary].pkg)
 			continue
 		}
 		for _, n := range argFlags(t, c) {
@@ -564,7 +565,7 @@ func TestResultsAreWritten(t *testing.T) {
 			if !slices.Contains(agreedResults[c.mode()], r) {
 				t.Errorf("%s: reads result %s, which %s does not write (agreed: %v)", c.Where, r, c.mode(), agreedResults[c.mode()])
 			}
-			pkg := binaries[c.Binary].pkg
+			pkg := stepBinaries[c.Binary].pkg
 			if inCode[pkg] == nil {
 				inCode[pkg] = resultNamesInCode(t, pkg)
 			}

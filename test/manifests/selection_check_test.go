@@ -66,7 +66,7 @@ func runPlan(t *testing.T, args []string) (int, string) {
 	var stdout, stderr bytes.Buffer
 	// the binary here is a development build, not the manifests' version
 	out = append(out, "--skip-version-check")
-	code := step.Run(context.Background(), binaries["migrate"].spec(), append([]string{"migrate"}, out...), &stdout, &stderr)
+	code := step.Run(context.Background(), stepBinaries["migrate"].spec(), append([]string{"migrate"}, out...), &stdout, &stderr)
 	return code, strings.TrimSpace(stderr.String())
 }
 

@@ -2,6 +2,7 @@ package rbacrules
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -10,6 +11,7 @@ import (
 	"github.com/chartreuse-go/chartreuse/pkg/databases"
 	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/podaddr"
+	"github.com/chartreuse-go/chartreuse/pkg/runwatch"
 	"github.com/chartreuse-go/chartreuse/pkg/workload"
 )
 
@@ -36,8 +38,9 @@ func PodLookup() ([]rbacv1.PolicyRule, error) {
 	return roleRules(podaddr.RoleYAML, "pkg/podaddr/rbac/role.yaml")
 }
 
-// Migrate returns what migrate's ServiceAccount needs: the pod lookup's rules
-// and those of pkg/workload/rbac/stopped.yaml (its check of the stopped workloads).
+// Migrate returns what migrate's ServiceAccount needs: the pod lookup's rules,
+// those of pkg/workload/rbac/stopped.yaml (its check of the stopped workloads)
+// and pkg/runwatch/rbac/role.yaml (its watch of the run).
 func Migrate() ([]rbacv1.PolicyRule, error) {
 	lookup, err := PodLookup()
 	if err != nil {
@@ -47,7 +50,11 @@ func Migrate() ([]rbacv1.PolicyRule, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(lookup, stopped...), nil
+	watch, err := roleRules(runwatch.RoleYAML, "pkg/runwatch/rbac/role.yaml")
+	if err != nil {
+		return nil, err
+	}
+	return slices.Concat(lookup, stopped, watch), nil
 }
 
 // Documented are the rules of the Roles the step packages document.

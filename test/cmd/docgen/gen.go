@@ -11,10 +11,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/chartreuse-go/chartreuse/pkg/binaries"
 	"github.com/chartreuse-go/chartreuse/pkg/databases"
 	"github.com/chartreuse-go/chartreuse/pkg/gate"
 	"github.com/chartreuse-go/chartreuse/pkg/helmwait"
-	"github.com/chartreuse-go/chartreuse/pkg/migrate"
 	"github.com/chartreuse-go/chartreuse/pkg/patroni"
 	"github.com/chartreuse-go/chartreuse/pkg/sqlrisk"
 	"github.com/chartreuse-go/chartreuse/pkg/step"
@@ -102,7 +102,7 @@ var Binaries = []binary{
 		{"scaled", "number of workloads recorded and stopped by this run (a workload already recorded by an earlier run counts too)"},
 		{"workloads", "JSON list of `kind/name=before`: the replicas (Deployments, StatefulSets) or `active`/`suspended` (CronJobs) recorded"},
 	}},
-	{"migrate", func() step.Spec { return workload.RequireStopped(workload.CheckSelection(migrate.Spec())) }, []result{
+	{"migrate", binaries.Migrate, []result{
 		{"git-commit", "with `--git-url`: the commit the migrations were read from (plan resolves `--git-revision` to it; later steps are given it with `--git-commit`); empty without git"},
 		{"migrations-digest", "with `--migrations-image`: the digest the migrations were read from (plan resolves the image's tag to it; later steps are given it with `--migrations-digest`); empty without a migrations image"},
 		{"pending", "`true` when migrations up to the target are pending (with `--plan`: would be applied), else `false`"},

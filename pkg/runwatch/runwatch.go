@@ -1,0 +1,256 @@
+package runwatch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
+	"github.com/chartreuse-go/chartreuse/pkg/step"
+)
+
+// The kinds of run --watch-run names.
+const (
+	KindTaskRun  = "taskrun"  // Tekton: the step's own TaskRun
+	KindWorkflow = "workflow" // Argo: the step's Workflow
+)
+
+var (
+	taskRuns     = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "taskruns"}
+	pipelineRuns = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}
+	workflows    = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"}
+)
+
+// complainEvery spaces the log lines about reads that fail.
+const complainEvery = time.Minute
+
+// Options are the flags that name the run to watch.
+type Options struct {
+	Run       string // KIND/NAME
+	UID       string
+	Namespace string
+	Every     time.Duration
+
+	kind, name string
+}
+
+// Flags implements step.Options.
+func (o *Options) Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "watch-run", Usage: "the run this step belongs to, as taskrun/NAME (Tekton: taskrun/$(context.taskRun.name); a cancel of the TaskRun, or of its PipelineRun unless the TaskRun is one of finally's, stops the step) or workflow/NAME (Argo: workflow/{{workflow.name}}; argo stop or terminate stops it): once the run asks for it the step stops as on SIGTERM (a migration in a transaction rolls back, none after it starts, exit 75), before the engine's own signal reaches the pod; empty: no watch", Destination: &o.Run},
+		&cli.StringFlag{Name: "watch-run-uid", Usage: "the uid of that TaskRun or Workflow ($(context.taskRun.uid), {{workflow.uid}}), required with --watch-run: another object that now has its name counts as the run gone", Destination: &o.UID},
+		&cli.StringFlag{Name: "watch-run-namespace", Usage: "namespace of the run (default: the pod's own namespace in a cluster, else the kubeconfig context's)", Destination: &o.Namespace},
+		&cli.DurationFlag{Name: "watch-run-interval", Value: time.Second, Usage: "how often the run is read, from 100ms to 1m", Destination: &o.Every},
+	}
+}
+
+// Validate implements step.Options.
+func (o *Options) Validate() error {
+	if o.Run == "" {
+		if o.UID != "" {
+			return failure.Usagef("--watch-run-uid without --watch-run: pass both (taskrun/$(context.taskRun.name) or workflow/{{workflow.name}}, and its uid), or neither")
+		}
+		return nil
+	}
+	kind, name, _ := strings.Cut(o.Run, "/")
+	if kind != KindTaskRun && kind != KindWorkflow {
+		return failure.Usagef("--watch-run %q: want taskrun/NAME (Tekton: taskrun/$(context.taskRun.name)) or workflow/NAME (Argo: workflow/{{workflow.name}})", o.Run)
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return failure.Usagef("--watch-run %q: %q is not an object name: %s", o.Run, name, strings.Join(errs, "; "))
+	}
+	if o.UID == "" {
+		return failure.Usagef("--watch-run %s needs --watch-run-uid, the object's uid ($(context.taskRun.uid), {{workflow.uid}}), so that another object of the same name is not taken for it", o.Run)
+	}
+	if o.Every < 100*time.Millisecond || o.Every > time.Minute {
+		return failure.Usagef("--watch-run-interval %s: want 100ms to 1m", o.Every)
+	}
+	if err := (&kube.Options{Namespace: o.Namespace}).Validate(); err != nil {
+		return failure.Usagef("--watch-run-namespace: %w", err)
+	}
+	o.kind, o.name = kind, name
+	return nil
+}
+
+// Stopping returns spec with the Options added and its Run watched: when the
+// run named asks for a stop, the step is interrupted (step.Env.Interrupt).
+func Stopping(spec step.Spec) step.Spec {
+	o := &Options{}
+	spec.Options = append(spec.Options, o)
+	run := spec.Run
+	spec.Run = func(ctx context.Context, env *step.Env) error {
+		if o.kind == "" || env.Interrupt == nil {
+			return run(ctx, env)
+		}
+		w, err := o.connect(spec.Name, env.Log)
+		if err != nil {
+			env.Log.Warn("cannot watch the run: a cancel stops this step only when the engine signals its pod", "run", o.Run, "error", err.Error())
+			return run(ctx, env)
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.watch(wctx, env.Interrupt)
+		}()
+		err = run(ctx, env)
+		cancel()
+		<-done
+		return err
+	}
+	return spec
+}
+
+// watcher reads one run.
+type watcher struct {
+	dyn        dynamic.Interface
+	ns         string
+	kind, name string
+	uid        string
+	every      time.Duration
+	log        *slog.Logger
+}
+
+func (o *Options) connect(stepName string, log *slog.Logger) (*watcher, error) {
+	c, err := (&kube.Options{Namespace: o.Namespace}).ConnectStep(stepName, log)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := c.Dynamic()
+	if err != nil {
+		return nil, err
+	}
+	return &watcher{dyn: dyn, ns: c.Namespace, kind: o.kind, name: o.name, uid: o.UID, every: o.Every, log: log}, nil
+}
+
+// watch reads the run at once, then every w.every, until ctx ends, the run
+// asks for a stop (stop is then called with why) or it may not be read.
+func (w *watcher) watch(ctx context.Context, stop func(string)) {
+	w.log.Info("watching the run: a cancel stops this step as soon as it is seen", "run", w.kind+"/"+w.name, "namespace", w.ns, "every", w.every.String())
+	var complained time.Time
+	t := time.NewTicker(w.every)
+	defer t.Stop()
+	for {
+		why, err := w.check(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case why != "":
+			w.log.Warn("the run asked this step to stop: stopping as on SIGTERM", "why", why)
+			stop(why)
+			return
+		case apierrors.IsForbidden(err):
+			w.log.Warn("may not read the run (its ServiceAccount lacks the Role's get): a cancel stops this step only when the engine signals its pod", "error", err.Error())
+			return
+		case err != nil && time.Since(complained) >= complainEvery:
+			w.log.Warn("reading the run failed; trying again", "error", err.Error())
+			complained = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// check reads the run once: why is not empty when it asks this step to stop.
+func (w *watcher) check(ctx context.Context) (why string, err error) {
+	if w.kind == KindWorkflow {
+		wf, why, err := w.get(ctx, workflows, "Workflow", w.name, w.uid)
+		if wf == nil {
+			return why, err
+		}
+		if s, _, _ := unstructured.NestedString(wf.Object, "spec", "shutdown"); s != "" {
+			return fmt.Sprintf("Workflow %s was stopped (spec.shutdown %s)", w.name, s), nil
+		}
+		return "", nil
+	}
+	tr, why, err := w.get(ctx, taskRuns, "TaskRun", w.name, w.uid)
+	if tr == nil {
+		return why, err
+	}
+	if s, _, _ := unstructured.NestedString(tr.Object, "spec", "status"); s == "TaskRunCancelled" {
+		why = fmt.Sprintf("TaskRun %s was cancelled", w.name)
+		if m, _, _ := unstructured.NestedString(tr.Object, "spec", "statusMessage"); m != "" {
+			why += ": " + strings.TrimSuffix(m, ".")
+		}
+		return why, nil
+	}
+	owner := pipelineRunOf(tr)
+	if owner == nil {
+		return "", nil // a TaskRun of its own
+	}
+	pr, why, err := w.get(ctx, pipelineRuns, "PipelineRun", owner.Name, string(owner.UID))
+	if pr == nil {
+		return why, err
+	}
+	s, _, _ := unstructured.NestedString(pr.Object, "spec", "status")
+	switch {
+	case s == "Cancelled":
+	case s == "CancelledRunFinally" && !inFinally(pr, tr):
+	default:
+		// StoppedRunFinally lets running TaskRuns finish; a finally
+		// TaskRun runs because of the cancel
+		return "", nil
+	}
+	return fmt.Sprintf("PipelineRun %s was cancelled (%s)", owner.Name, s), nil
+}
+
+// get reads one object: nil with why when it is gone (or another object has
+// its name), nil with err when it could not be read.
+func (w *watcher) get(ctx context.Context, gvr schema.GroupVersionResource, kind, name, uid string) (*unstructured.Unstructured, string, error) {
+	u, err := w.dyn.Resource(gvr).Namespace(w.ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Sprintf("%s %s is gone", kind, name), nil
+	case err != nil:
+		return nil, "", kube.Classify(err, "get", gvr.GroupResource().String())
+	case string(u.GetUID()) != uid:
+		return nil, fmt.Sprintf("%s %s is gone (another object now has its name)", kind, name), nil
+	}
+	return u, "", nil
+}
+
+// pipelineRunOf is the TaskRun's owning PipelineRun, nil for a TaskRun of its
+// own.
+func pipelineRunOf(tr *unstructured.Unstructured) *metav1.OwnerReference {
+	for _, r := range tr.GetOwnerReferences() {
+		if r.Kind == "PipelineRun" && strings.HasPrefix(r.APIVersion, "tekton.dev/") && r.Controller != nil && *r.Controller {
+			return &r
+		}
+	}
+	return nil
+}
+
+// inFinally reports whether the TaskRun runs one of the PipelineRun's finally
+// tasks, as the resolved Pipeline in the run's status says (Tekton writes it
+// before it creates a TaskRun), else the run's own inline Pipeline. When
+// neither is there it cannot be told apart from one, and only a cancel of the
+// TaskRun itself stops it.
+func inFinally(pr, tr *unstructured.Unstructured) bool {
+	spec, ok, _ := unstructured.NestedMap(pr.Object, "status", "pipelineSpec")
+	if !ok {
+		if spec, ok, _ = unstructured.NestedMap(pr.Object, "spec", "pipelineSpec"); !ok {
+			return true
+		}
+	}
+	task := tr.GetLabels()["tekton.dev/pipelineTask"]
+	fin, _, _ := unstructured.NestedSlice(spec, "finally")
+	return slices.ContainsFunc(fin, func(x any) bool {
+		m, _ := x.(map[string]any)
+		return m["name"] == task
+	})
+}
