@@ -460,3 +460,141 @@ func (s *tektonSuite) testDatabasesListDirtyRecheck(t *testing.T) {
 	}
 	c.wantStopped(t)
 }
+
+// slowCanaryList is twoAtOne's two databases as a list whose canary (the
+// case's database, first) takes the slow set (its 2 sleeps 8 s).
+func (s *tektonSuite) slowCanaryList(t *testing.T, c *tektonCase) (Database, string) {
+	t.Helper()
+	orders := s.twoAtOne(t, c)
+	return orders, `[{"secret": "` + tektonSecret + `", "dir": "` + SetsRoot + `/slow"}, {"secret": "orders-db"}]`
+}
+
+// stopWhileCanaryMigrates creates a list run over slowCanaryList, sets its
+// spec.status to status once the canary's migration 2 sleeps, and returns the
+// run when done. With rerunAtOnce the rerun of the same list is created right
+// after the stop, while the stopped run's pods may still be terminating, and
+// returned too.
+func (s *tektonSuite) stopWhileCanaryMigrates(t *testing.T, c *tektonCase, ctx context.Context, list string, status pipelinev1.PipelineRunSpecStatus, rerunAtOnce bool) (*pipelinev1.PipelineRun, map[string]*pipelinev1.TaskRun, *pipelinev1.PipelineRun) {
+	t.Helper()
+	pr, err := s.tk.CreatePipelineRun(ctx, c.ns, c.databasesRun(t, nil, map[string]string{"databases": list}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.db.waitSleeping(t, ctx)
+	if err := s.tk.SetRunStatus(ctx, c.ns, pr.Name, status); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s set while the canary's migration 2 sleeps", status)
+	var rerun *pipelinev1.PipelineRun
+	if rerunAtOnce {
+		if rerun, err = s.tk.CreatePipelineRun(ctx, c.ns, c.databasesRun(t, nil, map[string]string{"databases": list})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done, trs := c.wait(t, ctx, pr.Name)
+	wantSucceeded(t, done, false)
+	return done, trs, rerun
+}
+
+// wantStoppedMidList: after a stop or cancel while the canary migrated, the
+// case's database is at canary (its applied versions and migration log: none
+// twice), orders-db at 1 (its turn never came: no migration of it started),
+// no restore ran, and the application is stopped, held by the run.
+func wantStoppedMidList(t *testing.T, c *tektonCase, pr *pipelinev1.PipelineRun, trs map[string]*pipelinev1.TaskRun, orders Database, canary ...int64) {
+	t.Helper()
+	c.wantVersions(t, canary...)
+	if v, err := orders.AppliedVersions(t.Context()); err != nil || !slices.Equal(v, []int64{1}) {
+		t.Errorf("orders-db: versions %v (%v), want [1]: its turn never came", v, err)
+	}
+	if log, err := orders.MigrationLog(t.Context()); err != nil || len(log) != 1 {
+		t.Errorf("orders-db: migration log %v (%v), want 1 only", log, err)
+	}
+	for _, n := range []string{"summary", "scale-restore", "restore-not-migrated", "restore-migrated", "recheck", "decide", "restore-after-failure"} {
+		if tr := trs[n]; tr != nil {
+			t.Errorf("%s ran after a stop mid-migration (TaskRuns %v)", n, ran(trs))
+		}
+	}
+	mtrs, err := c.s.tk.Pipeline.TektonV1().TaskRuns(c.ns).List(t.Context(), metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + pr.Name + ",tekton.dev/pipelineTask=migrate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range mtrs.Items {
+		cond := tr.Status.GetCondition(apis.ConditionSucceeded)
+		t.Logf("migrate TaskRun %s: %s results %v exit codes %v", tr.Name, engines.RunCondition(cond), engines.TaskRunResults(&tr), engines.StepExitCodes(&tr))
+	}
+	wantAppStopped(t, c.s.kube, c.app)
+	held := appState(t, c.s.kube, c.app).Annotations["deployment/"+heldByAnnotation]
+	if want := holderFor(pr, tektonSecret+"/url+orders-db"); held != want {
+		t.Errorf("held by %q after the stop, want %q", held, want)
+	}
+}
+
+// wantRerunFinishes: the rerun of the same list succeeded, both databases at 3
+// (each migration applied once), the application restored.
+func wantRerunFinishes(t *testing.T, c *tektonCase, pr *pipelinev1.PipelineRun, orders Database) {
+	t.Helper()
+	wantSucceeded(t, pr, true)
+	c.wantVersions(t, 1, 2, 3)
+	if v, err := orders.AppliedVersions(t.Context()); err != nil || !slices.Equal(v, []int64{1, 2, 3}) {
+		t.Errorf("orders-db: versions %v (%v) after the rerun, want [1 2 3]", v, err)
+	}
+	wantAppRestored(t, c.s.kube, c.app)
+	if st := appState(t, c.s.kube, c.app); len(st.Annotations) != 0 {
+		t.Errorf("records left after the rerun: %v", st.Annotations)
+	}
+}
+
+// Attack: StoppedRunFinally while the canary migrates (its 2 sleeps). The
+// canary's TaskRun runs on and finishes (1 to 3); orders-db's, waiting for its
+// turn, must not migrate; no restore (finally cannot tell every database is at
+// its planned version), the application held; the rerun finishes the job.
+func (s *tektonSuite) testDatabasesListStopMidCanary(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
+	defer cancel()
+	orders, list := s.slowCanaryList(t, c)
+	pr, trs, _ := s.stopWhileCanaryMigrates(t, c, ctx, list, pipelinev1.PipelineRunSpecStatusStoppedRunFinally, false)
+	wantStoppedMidList(t, c, pr, trs, orders, 1, 2, 3)
+	if l := migrateLines(t, c, pr)["orders-db"]; l["ran"] != "false" || !strings.Contains(l["why"], "stopped") {
+		t.Errorf("orders-db's line %v, want not ran because the run was stopped", l)
+	}
+	rerun, _ := c.run(t, c.databasesRun(t, nil, map[string]string{"databases": list}))
+	wantRerunFinishes(t, c, rerun, orders)
+}
+
+// Attack: CancelledRunFinally while the canary migrates (its 2 sleeps): the
+// canary's pod is killed and its 2 rolled back with its session (the
+// database stays at 1, nothing half applied), orders-db never migrates, the
+// application is held; the rerun finishes the job.
+func (s *tektonSuite) testDatabasesListCancelMidCanary(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
+	defer cancel()
+	orders, list := s.slowCanaryList(t, c)
+	pr, trs, _ := s.stopWhileCanaryMigrates(t, c, ctx, list, pipelinev1.PipelineRunSpecStatusCancelledRunFinally, false)
+	wantStoppedMidList(t, c, pr, trs, orders, 1)
+	if err := Poll(ctx, time.Second, func() (bool, error) { s, err := c.db.sleeping(ctx); return !s, err }); err != nil {
+		t.Errorf("the cancelled canary's session still sleeps: %v", err)
+	}
+	rerun, _ := c.run(t, c.databasesRun(t, nil, map[string]string{"databases": list}))
+	wantRerunFinishes(t, c, rerun, orders)
+}
+
+// Attack: the same cancel, with the rerun created right after it, while the
+// cancelled canary's pod terminates and its session may still hold the
+// migration (and the advisory lock): the rerun must wait or take over
+// cleanly, finish both databases once each, and restore the application.
+func (s *tektonSuite) testDatabasesListRerunDuringCancel(t *testing.T) {
+	c := s.newCase(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
+	defer cancel()
+	orders, list := s.slowCanaryList(t, c)
+	_, _, rerun := s.stopWhileCanaryMigrates(t, c, ctx, list, pipelinev1.PipelineRunSpecStatusCancelledRunFinally, true)
+	done, trs := c.wait(t, ctx, rerun.Name)
+	if !engines.Succeeded(done.Status.GetCondition(apis.ConditionSucceeded)) {
+		for n, tr := range trs {
+			t.Logf("--- rerun %s:\n%s", n, s.tk.TaskRunLogs(context.Background(), tr))
+		}
+	}
+	wantRerunFinishes(t, c, done, orders)
+}

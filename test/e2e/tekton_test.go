@@ -79,6 +79,10 @@ func TestTekton(t *testing.T) {
 		{"databases-list-dirty-recheck", s.testDatabasesListDirtyRecheck},
 		// finally's restore-not-migrated after a failed scale-down (core: after a cancel)
 		{"databases-list-scale-down-fails-restores", s.testDatabasesListScaleDownFailsRestores},
+		// attack34: a stop or cancel while the canary migrates, and a rerun during the cancel
+		{"databases-list-stop-mid-canary", s.testDatabasesListStopMidCanary},
+		{"databases-list-cancel-mid-canary", s.testDatabasesListCancelMidCanary},
+		{"databases-list-rerun-during-cancel", s.testDatabasesListRerunDuringCancel},
 		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		{"keep-down-hold-stop-workloads-false-leaves-it", s.testHoldNoStop},
 		{"parameters", s.testParameters},
