@@ -524,7 +524,7 @@ func wantStoppedMidList(t *testing.T, c *tektonCase, pr *pipelinev1.PipelineRun,
 	}
 	wantAppStopped(t, c.s.kube, c.app)
 	held := appState(t, c.s.kube, c.app).Annotations["deployment/"+heldByAnnotation]
-	if want := holderFor(pr, tektonSecret+"/url+orders-db"); held != want {
+	if want := holderFor(pr, tektonSecret+"/url+orders-db/url"); held != want {
 		t.Errorf("held by %q after the stop, want %q", held, want)
 	}
 }
