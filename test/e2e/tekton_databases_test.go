@@ -484,7 +484,7 @@ func (s *tektonSuite) stopWhileCanaryMigrates(t *testing.T, c *tektonCase, ctx c
 	if err := s.tk.SetRunStatus(ctx, c.ns, pr.Name, status); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s set while the canary's migration 2 sleeps", status)
+	t.Logf("%s set at %s while the canary's migration 2 sleeps", status, time.Now().UTC().Format("15:04:05.000"))
 	var rerun *pipelinev1.PipelineRun
 	if rerunAtOnce {
 		if rerun, err = s.tk.CreatePipelineRun(ctx, c.ns, c.databasesRun(t, nil, map[string]string{"databases": list})); err != nil {
@@ -520,8 +520,9 @@ func wantStoppedMidList(t *testing.T, c *tektonCase, pr *pipelinev1.PipelineRun,
 	}
 	for _, tr := range mtrs.Items {
 		cond := tr.Status.GetCondition(apis.ConditionSucceeded)
-		t.Logf("migrate TaskRun %s: %s results %v exit codes %v", tr.Name, engines.RunCondition(cond), engines.TaskRunResults(&tr), engines.StepExitCodes(&tr))
+		t.Logf("migrate TaskRun %s: %s results %v exit codes %v\n%s", tr.Name, engines.RunCondition(cond), engines.TaskRunResults(&tr), engines.StepExitCodes(&tr), c.s.tk.TaskRunLogs(context.Background(), &tr))
 	}
+	logMigrationTimes(t, c.db)
 	wantAppStopped(t, c.s.kube, c.app)
 	held := appState(t, c.s.kube, c.app).Annotations["deployment/"+heldByAnnotation]
 	if want := holderFor(pr, tektonSecret+"/url+orders-db/url"); held != want {
@@ -589,12 +590,37 @@ func (s *tektonSuite) testDatabasesListRerunDuringCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*runBound)
 	defer cancel()
 	orders, list := s.slowCanaryList(t, c)
-	_, _, rerun := s.stopWhileCanaryMigrates(t, c, ctx, list, pipelinev1.PipelineRunSpecStatusCancelledRunFinally, true)
+	first, _, rerun := s.stopWhileCanaryMigrates(t, c, ctx, list, pipelinev1.PipelineRunSpecStatusCancelledRunFinally, true)
+	mtrs, err := s.tk.Pipeline.TektonV1().TaskRuns(c.ns).List(t.Context(), metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + first.Name + ",tekton.dev/pipelineTask=migrate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range mtrs.Items {
+		t.Logf("cancelled run's migrate TaskRun %s: %s exit codes %v\n%s", tr.Name, engines.RunCondition(tr.Status.GetCondition(apis.ConditionSucceeded)), engines.StepExitCodes(&tr), s.tk.TaskRunLogs(context.Background(), &tr))
+	}
+	logMigrationTimes(t, c.db)
 	done, trs := c.wait(t, ctx, rerun.Name)
+	for _, n := range []string{"gate", "plan", "scale-down", "migrate"} {
+		if tr := trs[n]; tr != nil && tr.Status.StartTime != nil {
+			t.Logf("rerun's %s started %s", n, tr.Status.StartTime.UTC().Format("15:04:05"))
+		}
+	}
 	if !engines.Succeeded(done.Status.GetCondition(apis.ConditionSucceeded)) {
 		for n, tr := range trs {
 			t.Logf("--- rerun %s:\n%s", n, s.tk.TaskRunLogs(context.Background(), tr))
 		}
 	}
 	wantRerunFinishes(t, c, done, orders)
+}
+
+// logMigrationTimes logs when each migration of the database ran (its
+// migration log) and goose's version rows.
+func logMigrationTimes(t *testing.T, d Database) {
+	t.Helper()
+	log, err := d.MigrationLog(context.Background())
+	for v, at := range log {
+		t.Logf("migration %s ran at %s", v, at.UTC().Format("15:04:05.000"))
+	}
+	vs, err2 := d.AppliedVersions(context.Background())
+	t.Logf("applied versions now %v (%v %v)", vs, err, err2)
 }
