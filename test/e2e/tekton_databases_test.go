@@ -484,7 +484,8 @@ func (s *tektonSuite) stopWhileCanaryMigrates(t *testing.T, c *tektonCase, ctx c
 	if err := s.tk.SetRunStatus(ctx, c.ns, pr.Name, status); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s set at %s while the canary's migration 2 sleeps", status, time.Now().UTC().Format("15:04:05.000"))
+	stoppedAt := time.Now()
+	t.Logf("%s set at %s while the canary's migration 2 sleeps", status, stoppedAt.UTC().Format("15:04:05.000"))
 	var rerun *pipelinev1.PipelineRun
 	if rerunAtOnce {
 		if rerun, err = s.tk.CreatePipelineRun(ctx, c.ns, c.databasesRun(t, nil, map[string]string{"databases": list})); err != nil {
@@ -493,6 +494,19 @@ func (s *tektonSuite) stopWhileCanaryMigrates(t *testing.T, c *tektonCase, ctx c
 	}
 	done, trs := c.wait(t, ctx, pr.Name)
 	wantSucceeded(t, done, false)
+	if status == pipelinev1.PipelineRunSpecStatusCancelledRunFinally {
+		// a cancel kills the canary mid-migration 2: nothing of it stays, and
+		// no migration of it runs after the cancel
+		log, err := c.db.MigrationLog(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for v, at := range log {
+			if at.After(stoppedAt) {
+				t.Errorf("migration %s of the cancelled canary ran at %s, after the cancel at %s", v, at.UTC().Format("15:04:05.000"), stoppedAt.UTC().Format("15:04:05.000"))
+			}
+		}
+	}
 	return done, trs, rerun
 }
 
