@@ -83,8 +83,6 @@ func TestTekton(t *testing.T) {
 		{"databases-list-stop-mid-canary", s.testDatabasesListStopMidCanary},
 		{"databases-list-cancel-mid-canary", s.testDatabasesListCancelMidCanary},
 		{"databases-list-rerun-during-cancel", s.testDatabasesListRerunDuringCancel},
-		{"databases-list-rerun-during-cancel-2", s.testDatabasesListRerunDuringCancel},
-		{"databases-list-rerun-during-cancel-3", s.testDatabasesListRerunDuringCancel},
 		{"cancelled-holder-frees-the-gate", s.testGateCancelledHolder},
 		{"keep-down-hold-stop-workloads-false-leaves-it", s.testHoldNoStop},
 		{"parameters", s.testParameters},
