@@ -112,6 +112,7 @@ func (a *attackArgo) stoppedDuringMigration(t *testing.T, c *argoCase, policy st
 	// its migrate still waited in the database, and with go_ahead created then
 	// that migrate went on and committed 2 and 3 after the run had ended.
 	a.wantPodsEnded(t, wf)
+	a.wantMigrateWatched(t, wf)
 	if busy, err := c.db.sleeping(ctx); err != nil || busy {
 		t.Fatalf("%s: the run ended while its stopped migration still waited in the database (sleeping %v, %v)", policy, busy, err)
 	}
@@ -177,6 +178,31 @@ func (a *attackArgo) wantPodsEnded(t *testing.T, wf *wfv1.Workflow) {
 		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
 			t.Errorf("run %s ended (%s at %s) while its pod %s is %s (deleting: %v)", wf.Name, wf.Status.Phase, wf.Status.FinishedAt.Format(time.RFC3339), p.Name, p.Status.Phase, p.DeletionTimestamp != nil)
 		}
+	}
+}
+
+// wantMigrateWatched: the run's migrate pods watched the Workflow
+// (--watch-run with its name and uid, the Role's get granted).
+func (a *attackArgo) wantMigrateWatched(t *testing.T, wf *wfv1.Workflow) {
+	t.Helper()
+	l, err := a.kube.CoreV1().Pods(a.argo.Namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "workflows.argoproj.io/workflow=" + wf.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range l.Items {
+		if !strings.Contains(p.Name, "-migrate-pod-") && !strings.Contains(p.Name, "-migrate-db-pod-") {
+			continue
+		}
+		n++
+		b, err := a.kube.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: "main"}).DoRaw(t.Context())
+		if err != nil {
+			t.Fatalf("logs of %s: %v", p.Name, err)
+		}
+		wantRunWatched(t, string(b), "workflow/"+wf.Name)
+	}
+	if n == 0 {
+		t.Errorf("run %s has no migrate pod", wf.Name)
 	}
 }
 

@@ -573,6 +573,19 @@ func (s *tektonSuite) testDatabasesListStopMidCanary(t *testing.T) {
 	if l := migrateLines(t, c, pr)["orders-db"]; l["ran"] != "false" || !strings.Contains(l["why"], "stopped") {
 		t.Errorf("orders-db's line %v, want not ran because the run was stopped", l)
 	}
+	// the canary's migrate watched its TaskRun (the context variables
+	// substituted, the Role's get granted) and, the run being only stopped,
+	// went on to the end
+	mtrs, err := s.tk.Pipeline.TektonV1().TaskRuns(c.ns).List(t.Context(), metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + pr.Name + ",tekton.dev/pipelineTask=migrate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range mtrs.Items {
+		var line map[string]string
+		if json.Unmarshal([]byte(engines.TaskRunResults(&tr)["migrate-line"]), &line) == nil && line["ran"] == "true" {
+			wantRunWatched(t, s.tk.TaskRunLogs(context.Background(), &tr), "taskrun/"+tr.Name)
+		}
+	}
 	rerun, _ := c.run(t, c.databasesRun(t, nil, map[string]string{"databases": list}))
 	wantRerunFinishes(t, c, rerun, orders)
 }
@@ -637,4 +650,18 @@ func logMigrationTimes(t *testing.T, d Database) {
 	}
 	vs, err2 := d.AppliedVersions(context.Background())
 	t.Logf("applied versions now %v (%v %v)", vs, err, err2)
+}
+
+// wantRunWatched: a migrate step's log says it watched its run (--watch-run
+// given with the engine's names, the run readable with its Role).
+func wantRunWatched(t *testing.T, log, run string) {
+	t.Helper()
+	if !strings.Contains(log, "watching the run") || !strings.Contains(log, run) {
+		t.Errorf("migrate did not watch %s; its log:\n%s", run, log)
+	}
+	for _, bad := range []string{"cannot watch the run", "may not read the run", "reading the run failed"} {
+		if strings.Contains(log, bad) {
+			t.Errorf("migrate's log says %q", bad)
+		}
+	}
 }
