@@ -41,7 +41,8 @@
 // strike; what the processes are doing at those moments still depends on the
 // machine, so a replay reproduces the attack, not always the interleaving.
 // ADVERSARY_SEED=N replays that seed ADVERSARY_REPEAT times (default 6) side by
-// side, under a load like the sweep's; ADVERSARY_RUNS (default 200),
+// side, under a load like the sweep's; ADVERSARY_RUNS (default 100, and 200 in
+// the full tier, CHARTREUSE_E2E=full: `make test-full`),
 // ADVERSARY_FIRST_SEED (default 1) and ADVERSARY_WORKERS (servers run in
 // parallel, default 3) size the sweep. The named tests replay the issue's
 // reproductions (TestTerminatedLockHolder, TestStoppedPartway) and what the sweep
