@@ -158,6 +158,23 @@ func TestAttackCancelledBeforeStart(t *testing.T) {
 			t.Errorf("DEFECT: exit %d, applied %v for a run cancelled before the step started (API server answering in 500ms): want 75 and nothing applied", o.code, o.applied)
 		}
 	})
+	// A busy API server (a mass cancel is when it is busiest) answers the
+	// first read after migrate's own start-up (about 0.5s here): the
+	// migrations of a run cancelled before the step began are applied.
+	t.Run("api-server-answers-in-2s", func(t *testing.T) {
+		tr := f.taskRun("tr-precancelled-slower", "migrate", nil)
+		f.patchSpec(taskRuns, tr.GetName(), "status", "TaskRunCancelled")
+		cfg, err := f.env.RESTConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := faultproxy.New(t, cfg, &faultproxy.Rule{Method: "GET", Path: "/taskruns/", Action: faultproxy.Delay, Delay: 2 * time.Second})
+		kc := f.env.WriteKubeconfig(t, p.Point)
+		o := f.attack(t, quickMigrations(t), kc, watchOf("taskrun", tr), false, func() {})
+		if len(o.applied) != 0 || o.code != failure.CodeTransient {
+			t.Errorf("DEFECT: exit %d, applied %v for a run cancelled before the step started (API server answering in 2s): want 75 and nothing applied", o.code, o.applied)
+		}
+	})
 }
 
 // TestAttackDeletionPending: the TaskRun (or Workflow) is deleted but held by
@@ -204,7 +221,7 @@ func TestAttackWrongIdentity(t *testing.T) {
 		pr := f.pipelineRun("pr-wronguid")
 		tr := f.taskRun("pr-wronguid-migrate", "migrate", pr)
 		watch := []string{"--watch-run", "taskrun/" + tr.GetName(), "--watch-run-uid", string(pr.GetUID())}
-		o := f.attack(t, migrations(t, 2*time.Second), f.kubeconfig, watch, true, func() {})
+		o := f.attack(t, migrations(t, 2*time.Second), f.kubeconfig, watch, false, func() {})
 		if o.code == failure.CodeTransient {
 			t.Errorf("DEFECT: exit 75 (%q) for a uid that never matched: a misconfiguration reported as a transient interruption; want a usage error or a warning and the migrations run", firstInterrupted(o.stderr))
 		}
@@ -214,7 +231,7 @@ func TestAttackWrongIdentity(t *testing.T) {
 		other := f.env.NewNamespace(t)
 		// the admin's kubeconfig, which may read every namespace
 		watch := append(watchOf("taskrun", tr), "--watch-run-namespace", other)
-		o := f.attack(t, migrations(t, 2*time.Second), os.Getenv("KUBECONFIG"), watch, true, func() {})
+		o := f.attack(t, migrations(t, 2*time.Second), os.Getenv("KUBECONFIG"), watch, false, func() {})
 		if o.code == failure.CodeTransient {
 			t.Errorf("DEFECT: exit 75 (%q) for a run never found in its namespace: want a usage error or a warning and the migrations run", firstInterrupted(o.stderr))
 		}
@@ -354,4 +371,37 @@ func TestAttackNoTransaction(t *testing.T) {
 	}
 	t.Logf("exit code %d (a migration stopped partway: final)", o.code)
 	_ = fmt.Sprint
+}
+
+// TestAttackCancelDuringRetryBackoff: with --retry-transient-for, the watch
+// runs only inside an attempt. While the database is unreachable each attempt
+// fails within milliseconds, before the watch's first read is answered, and
+// the waits between attempts are not watched: a cancel made meanwhile is
+// never seen, and the step goes on retrying (and would migrate as soon as the
+// database is back, racing its first read).
+func TestAttackCancelDuringRetryBackoff(t *testing.T) {
+	f := newFixture(t)
+	tr := f.taskRun("tr-backoff", "migrate", nil)
+	t.Setenv("KUBECONFIG", f.kubeconfig)
+	args := []string{"migrate", "--skip-version-check", "--database-url", "postgres://postgres@127.0.0.1:1/app?sslmode=disable&connect_timeout=2",
+		"--dir", quickMigrations(t), "--results-dir", t.TempDir(), "--watch-run-namespace", f.ns, "--watch-run-interval", "200ms",
+		"--retry-transient-for", "40s", "--watch-run", "taskrun/" + tr.GetName(), "--watch-run-uid", string(tr.GetUID())}
+	var stdout bytes.Buffer
+	stderr := &syncbuf.Buffer{}
+	done := make(chan int, 1)
+	go func() { done <- step.Run(context.Background(), binaries.Migrate(), args, &stdout, stderr) }()
+	time.Sleep(4 * time.Second)
+	f.patchSpec(taskRuns, tr.GetName(), "status", "TaskRunCancelled")
+	t0 := time.Now()
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("migrate did not end:\n%s", stderr.String())
+	}
+	took := time.Since(t0)
+	t.Logf("exit %d, %s after the cancel\n%s\nstdout: %s", code, took.Round(time.Millisecond), stderr.String(), stdout.String())
+	if took > 5*time.Second || !strings.Contains(stdout.String(), "interrupted (TaskRun tr-backoff was cancelled)") {
+		t.Errorf("DEFECT: the step ended %s after the cancel, its error not naming it: the waits between attempts are not watched", took.Round(time.Millisecond))
+	}
 }
