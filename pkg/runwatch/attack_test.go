@@ -24,7 +24,8 @@ import (
 	"github.com/chartreuse-go/chartreuse/test/syncbuf"
 )
 
-// attack35: hostile operator / flaky network attacks on --watch-run.
+// Attacks on --watch-run (attack35): a hostile operator, a careless
+// template, a flaky network. Each failed before the fix its comment names.
 
 // writeMigrations writes files (name -> body) into a fresh directory.
 func writeMigrations(t *testing.T, files map[string]string) string {
@@ -141,7 +142,7 @@ func TestAttackCancelledBeforeStart(t *testing.T) {
 		f.patchSpec(taskRuns, tr.GetName(), "status", "TaskRunCancelled")
 		o := f.attack(t, quickMigrations(t), f.kubeconfig, watchOf("taskrun", tr), false, func() {})
 		if len(o.applied) != 0 || o.code != failure.CodeTransient {
-			t.Errorf("DEFECT: exit %d, applied %v for a run cancelled before the step started: want 75 and nothing applied", o.code, o.applied)
+			t.Errorf("exit %d, applied %v for a run cancelled before the step started: want 75 and nothing applied", o.code, o.applied)
 		}
 	})
 	t.Run("api-server-answers-in-500ms", func(t *testing.T) {
@@ -155,7 +156,7 @@ func TestAttackCancelledBeforeStart(t *testing.T) {
 		kc := f.env.WriteKubeconfig(t, p.Point)
 		o := f.attack(t, quickMigrations(t), kc, watchOf("taskrun", tr), false, func() {})
 		if len(o.applied) != 0 || o.code != failure.CodeTransient {
-			t.Errorf("DEFECT: exit %d, applied %v for a run cancelled before the step started (API server answering in 500ms): want 75 and nothing applied", o.code, o.applied)
+			t.Errorf("exit %d, applied %v for a run cancelled before the step started (API server answering in 500ms): want 75 and nothing applied", o.code, o.applied)
 		}
 	})
 	// A busy API server (a mass cancel is when it is busiest) answers the
@@ -172,7 +173,7 @@ func TestAttackCancelledBeforeStart(t *testing.T) {
 		kc := f.env.WriteKubeconfig(t, p.Point)
 		o := f.attack(t, quickMigrations(t), kc, watchOf("taskrun", tr), false, func() {})
 		if len(o.applied) != 0 || o.code != failure.CodeTransient {
-			t.Errorf("DEFECT: exit %d, applied %v for a run cancelled before the step started (API server answering in 2s): want 75 and nothing applied", o.code, o.applied)
+			t.Errorf("exit %d, applied %v for a run cancelled before the step started (API server answering in 2s): want 75 and nothing applied", o.code, o.applied)
 		}
 	})
 }
@@ -205,7 +206,7 @@ func TestAttackDeletionPending(t *testing.T) {
 				}
 			})
 			if o.code != failure.CodeTransient || !slices.Equal(o.applied, []int64{1}) {
-				t.Errorf("DEFECT: exit %d, applied %v after the %s was deleted (held by a finalizer): want 75 and [1]", o.code, o.applied, kind)
+				t.Errorf("exit %d, applied %v after the %s was deleted (held by a finalizer): want 75 and [1]", o.code, o.applied, kind)
 			}
 		})
 	}
@@ -213,8 +214,9 @@ func TestAttackDeletionPending(t *testing.T) {
 
 // TestAttackWrongIdentity: a template that passes the wrong uid (the
 // PipelineRun's) or a namespace where the run is not. The run was never
-// seen: that is a misconfiguration, not a cancel, yet every run of the step
-// is "interrupted" (exit 75, retried as transient) and never migrates.
+// seen: that is a misconfiguration, not a cancel. Before, every run of the
+// step was "interrupted" (exit 75, retried as transient) and never migrated;
+// now it is refused (exit 2) before anything changes.
 func TestAttackWrongIdentity(t *testing.T) {
 	f := newFixture(t)
 	t.Run("pipelinerun-uid", func(t *testing.T) {
@@ -222,8 +224,8 @@ func TestAttackWrongIdentity(t *testing.T) {
 		tr := f.taskRun("pr-wronguid-migrate", "migrate", pr)
 		watch := []string{"--watch-run", "taskrun/" + tr.GetName(), "--watch-run-uid", string(pr.GetUID())}
 		o := f.attack(t, migrations(t, 2*time.Second), f.kubeconfig, watch, false, func() {})
-		if o.code == failure.CodeTransient {
-			t.Errorf("DEFECT: exit 75 (%q) for a uid that never matched: a misconfiguration reported as a transient interruption; want a usage error or a warning and the migrations run", firstInterrupted(o.stderr))
+		if o.code != failure.CodeUsage || len(o.applied) != 0 || !strings.Contains(o.stderr, "pass this step's own run") {
+			t.Errorf("exit %d (%q), applied %v for a uid that never matched: want exit %d, nothing applied, the flags named", o.code, firstInterrupted(o.stderr), o.applied, failure.CodeUsage)
 		}
 	})
 	t.Run("other-namespace", func(t *testing.T) {
@@ -232,8 +234,8 @@ func TestAttackWrongIdentity(t *testing.T) {
 		// the admin's kubeconfig, which may read every namespace
 		watch := append(watchOf("taskrun", tr), "--watch-run-namespace", other)
 		o := f.attack(t, migrations(t, 2*time.Second), os.Getenv("KUBECONFIG"), watch, false, func() {})
-		if o.code == failure.CodeTransient {
-			t.Errorf("DEFECT: exit 75 (%q) for a run never found in its namespace: want a usage error or a warning and the migrations run", firstInterrupted(o.stderr))
+		if o.code != failure.CodeUsage || len(o.applied) != 0 {
+			t.Errorf("exit %d (%q), applied %v for a run never found in its namespace: want exit %d and nothing applied", o.code, firstInterrupted(o.stderr), o.applied, failure.CodeUsage)
 		}
 	})
 }
@@ -279,11 +281,11 @@ func TestAttackFlakyAPIServer(t *testing.T) {
 		}
 		// migration 2 sleeps 2s: the step is done about then
 		if o.afterDuring > 5*time.Second {
-			t.Errorf("DEFECT: the step took %s after migration 2 began sleeping 2s: a hanging read delays it", o.afterDuring)
+			t.Errorf("the step took %s after migration 2 began sleeping 2s: a hanging read delays it", o.afterDuring)
 		}
 		time.Sleep(200 * time.Millisecond)
 		if n := runwatchGoroutines(); n > before {
-			t.Errorf("DEFECT: %d goroutines of runwatch left after the step returned (before: %d)", n, before)
+			t.Errorf("%d goroutines of runwatch left after the step returned (before: %d)", n, before)
 		}
 	})
 	t.Run("one-read-hangs-then-cancel", func(t *testing.T) {
@@ -301,7 +303,7 @@ func TestAttackFlakyAPIServer(t *testing.T) {
 			t.Errorf("exit %d, applied %v: want 75 and [1]", o.code, o.applied)
 		}
 		if o.afterDuring > 5*time.Second {
-			t.Errorf("DEFECT: the cancel was acted on %s after it was made (one read hung; polling every 200ms): a single lost request blinds the watch for kube.RequestTimeout", o.afterDuring.Round(time.Millisecond))
+			t.Errorf("the cancel was acted on %s after it was made (one read hung; polling every 200ms): a single lost request blinds the watch for kube.RequestTimeout", o.afterDuring.Round(time.Millisecond))
 		}
 	})
 }
@@ -402,6 +404,6 @@ func TestAttackCancelDuringRetryBackoff(t *testing.T) {
 	took := time.Since(t0)
 	t.Logf("exit %d, %s after the cancel\n%s\nstdout: %s", code, took.Round(time.Millisecond), stderr.String(), stdout.String())
 	if took > 5*time.Second || !strings.Contains(stdout.String(), "interrupted (TaskRun tr-backoff was cancelled)") {
-		t.Errorf("DEFECT: the step ended %s after the cancel, its error not naming it: the waits between attempts are not watched", took.Round(time.Millisecond))
+		t.Errorf("the step ended %s after the cancel, its error not naming it: the waits between attempts are not watched", took.Round(time.Millisecond))
 	}
 }

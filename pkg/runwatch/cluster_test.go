@@ -125,9 +125,10 @@ spec:
 }
 
 // taskRun creates a TaskRun of the Pipeline task task, owned by pr (nil: a
-// TaskRun of its own). It has no tekton.dev/pipelineRun label, so that a
-// Tekton controller running in the cluster does not take it for one of the
-// run's (it would cancel it with the run).
+// TaskRun of its own). Neither its name (Tekton's would be <run>-<task>) nor
+// a tekton.dev/pipelineRun label makes a Tekton controller running in the
+// cluster take it for one of the run's: it would cancel it with the run
+// (seen when the names were Tekton's).
 func (f *fixture) taskRun(name, task string, pr *unstructured.Unstructured) *unstructured.Unstructured {
 	f.t.Helper()
 	owner := ""
@@ -261,28 +262,28 @@ func TestClusterCancelStopsMigrate(t *testing.T) {
 		}, long, "TaskRun tr-cancelled was cancelled"},
 		{"pipelinerun-cancelled-run-finally", func(t *testing.T) ([]string, func()) {
 			pr := f.pipelineRun("pr-cancelled")
-			tr := f.taskRun("pr-cancelled-migrate", "migrate", pr)
+			tr := f.taskRun("m-pr-cancelled", "migrate", pr)
 			return watchOf("taskrun", tr), func() {
 				f.patchSpec(pipelineRuns, pr.GetName(), "status", "CancelledRunFinally")
 			}
 		}, long, "PipelineRun pr-cancelled was cancelled (CancelledRunFinally)"},
 		{"pipelinerun-stopped-run-finally", func(t *testing.T) ([]string, func()) {
 			pr := f.pipelineRun("pr-stopped")
-			tr := f.taskRun("pr-stopped-migrate", "migrate", pr)
+			tr := f.taskRun("m-pr-stopped", "migrate", pr)
 			return watchOf("taskrun", tr), func() {
 				f.patchSpec(pipelineRuns, pr.GetName(), "status", "StoppedRunFinally")
 			}
 		}, short, ""},
 		{"finally-task-of-a-cancelled-run", func(t *testing.T) ([]string, func()) {
 			pr := f.pipelineRun("pr-finally")
-			tr := f.taskRun("pr-finally-release", "release", pr)
+			tr := f.taskRun("r-pr-finally", "release", pr)
 			return watchOf("taskrun", tr), func() {
 				f.patchSpec(pipelineRuns, pr.GetName(), "status", "CancelledRunFinally")
 			}
 		}, short, ""},
 		{"pipelinerun-plainly-cancelled-finally-too", func(t *testing.T) ([]string, func()) {
 			pr := f.pipelineRun("pr-plain")
-			tr := f.taskRun("pr-plain-release", "release", pr)
+			tr := f.taskRun("r-pr-plain", "release", pr)
 			return watchOf("taskrun", tr), func() {
 				f.patchSpec(pipelineRuns, pr.GetName(), "status", "Cancelled")
 			}

@@ -8,9 +8,13 @@
 // operator had cancelled. The watch reads the run's own objects every second
 // and, once they ask for a stop, cancels the step as SIGTERM does: a
 // migration in a transaction rolls back with its session, and none after it
-// starts. It only adds a way to stop: a run it cannot read (no permission, an
-// API server away) goes on as before, and the engine's own signal still
-// comes.
+// starts. The run is read once before the step starts (at most 3 s), so a
+// run cancelled while its pod started migrates nothing, and a run that is not
+// there with its uid (a template passing the wrong names) is refused, exit 2;
+// then every second, each read bounded, for as long as the step and its
+// retries run. It only adds a way to stop: a run it cannot read (no
+// permission, an API server away) goes on as before, and the engine's own
+// signal still comes.
 //
 // What counts as a stop (Watch):
 //   - Tekton: the step's TaskRun cancelled (spec.status TaskRunCancelled: a
@@ -20,5 +24,6 @@
 //     TaskRuns finish, and so does the watch.
 //   - Argo: the Workflow's spec.shutdown set (argo stop, argo terminate). Only
 //     the forward steps pass the flag: the exit handler runs after argo stop.
-//   - Either: the object gone, or another object now having its name.
+//   - Either: the object gone, being deleted (a finalizer holds it), or
+//     another object now having its name.
 package runwatch

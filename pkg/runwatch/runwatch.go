@@ -2,6 +2,7 @@ package runwatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -85,33 +86,55 @@ func (o *Options) Validate() error {
 }
 
 // Stopping returns spec with the Options added and its Run watched: when the
-// run named asks for a stop, the step is interrupted (step.Env.Interrupt).
+// run named asks for a stop, the step is interrupted (step.Env.Interrupt). The
+// run is read once before the step's first attempt starts, so that a run
+// already cancelled migrates nothing; then in the background for as long as
+// the step runs, its retries and the waits between them included.
 func Stopping(spec step.Spec) step.Spec {
 	o := &Options{}
 	spec.Options = append(spec.Options, o)
 	run := spec.Run
+	started := false
 	spec.Run = func(ctx context.Context, env *step.Env) error {
-		if o.kind == "" || env.Interrupt == nil {
+		if o.kind == "" || env.Interrupt == nil || started {
 			return run(ctx, env)
 		}
+		started = true
 		w, err := o.connect(spec.Name, env.Log)
 		if err != nil {
 			env.Log.Warn("cannot watch the run: a cancel stops this step only when the engine signals its pod", "run", o.Run, "error", err.Error())
 			return run(ctx, env)
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			w.watch(wctx, env.Interrupt)
-		}()
-		err = run(ctx, env)
-		cancel()
-		<-done
-		return err
+		why, err := w.first(ctx)
+		switch {
+		case why != "":
+			env.Log.Warn("the run asked this step to stop before it started", "why", why)
+			env.Interrupt(why)
+			return failure.Transientf("%s did not start", spec.Name)
+		case errors.Is(err, errNotThisRun):
+			return failure.Usagef("--watch-run %s: %w: pass this step's own run (Tekton: taskrun/$(context.taskRun.name) and $(context.taskRun.uid); Argo: workflow/{{workflow.name}} and {{workflow.uid}}) in its namespace (--watch-run-namespace, default the pod's); nothing was changed", o.Run, err)
+		}
+		// The step's context ends when the step does (step.Run), after its
+		// last attempt.
+		go w.watch(ctx, env.Interrupt, err)
+		return run(ctx, env)
 	}
 	return spec
 }
+
+// errNotThisRun: the object named was never read with the uid given, so it
+// is not this step's run (or no longer there when the step began).
+var errNotThisRun = errors.New("not found")
+
+// readTimeout bounds one read of the run: a request the network lost must
+// not blind the watch until client-go's own timeout (kube.RequestTimeout).
+func (w *watcher) readTimeout() time.Duration {
+	return min(max(3*w.every, 2*time.Second), 30*time.Second)
+}
+
+// firstReadTimeout bounds the read before the step starts: past it the step
+// starts, and the watch goes on in the background.
+const firstReadTimeout = 3 * time.Second
 
 // watcher reads one run.
 type watcher struct {
@@ -121,6 +144,7 @@ type watcher struct {
 	uid        string
 	every      time.Duration
 	log        *slog.Logger
+	seen       bool // the run was read with its uid: gone from then on means gone
 }
 
 func (o *Options) connect(stepName string, log *slog.Logger) (*watcher, error) {
@@ -135,26 +159,30 @@ func (o *Options) connect(stepName string, log *slog.Logger) (*watcher, error) {
 	return &watcher{dyn: dyn, ns: c.Namespace, kind: o.kind, name: o.name, uid: o.UID, every: o.Every, log: log}, nil
 }
 
-// watch reads the run at once, then every w.every, until ctx ends, the run
-// asks for a stop (stop is then called with why) or it may not be read.
-func (w *watcher) watch(ctx context.Context, stop func(string)) {
+// first reads the run before the step starts, for at most firstReadTimeout.
+func (w *watcher) first(ctx context.Context) (string, error) {
+	rctx, cancel := context.WithTimeout(ctx, firstReadTimeout)
+	defer cancel()
+	return w.check(rctx)
+}
+
+// watch reads the run every w.every until ctx ends, the run asks for a stop
+// (stop is then called with why) or it may not be read. prev is the error of
+// the read before (first's).
+func (w *watcher) watch(ctx context.Context, stop func(string), prev error) {
 	w.log.Info("watching the run: a cancel stops this step as soon as it is seen", "run", w.kind+"/"+w.name, "namespace", w.ns, "every", w.every.String())
 	var complained time.Time
 	t := time.NewTicker(w.every)
 	defer t.Stop()
-	for {
-		why, err := w.check(ctx)
+	for err := prev; ; {
 		switch {
-		case ctx.Err() != nil:
-			return
-		case why != "":
-			w.log.Warn("the run asked this step to stop: stopping as on SIGTERM", "why", why)
-			stop(why)
-			return
 		case apierrors.IsForbidden(err):
 			w.log.Warn("may not read the run (its ServiceAccount lacks the Role's get): a cancel stops this step only when the engine signals its pod", "error", err.Error())
 			return
-		case err != nil && time.Since(complained) >= complainEvery:
+		case errors.Is(err, errNotThisRun):
+			w.log.Warn("cannot watch the run: it was never found with its uid in the namespace (check --watch-run, --watch-run-uid, --watch-run-namespace); a cancel stops this step only when the engine signals its pod", "run", w.kind+"/"+w.name, "namespace", w.ns, "error", err.Error())
+			return
+		case err != nil && ctx.Err() == nil && time.Since(complained) >= complainEvery:
 			w.log.Warn("reading the run failed; trying again", "error", err.Error())
 			complained = time.Now()
 		}
@@ -162,6 +190,18 @@ func (w *watcher) watch(ctx context.Context, stop func(string)) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, w.readTimeout())
+		var why string
+		why, err = w.check(rctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case why != "":
+			w.log.Warn("the run asked this step to stop: stopping as on SIGTERM", "why", why)
+			stop(why)
+			return
 		}
 	}
 }
@@ -209,17 +249,28 @@ func (w *watcher) check(ctx context.Context) (why string, err error) {
 	return fmt.Sprintf("PipelineRun %s was cancelled (%s)", owner.Name, s), nil
 }
 
-// get reads one object: nil with why when it is gone (or another object has
-// its name), nil with err when it could not be read.
+// get reads one object: nil with why when it is gone, being deleted (a
+// finalizer holds it) or another object has its name; nil with err when it
+// could not be read. The step's own run, until read once with its uid, is
+// errNotThisRun instead of gone.
 func (w *watcher) get(ctx context.Context, gvr schema.GroupVersionResource, kind, name, uid string) (*unstructured.Unstructured, string, error) {
+	own := name == w.name && uid == w.uid
 	u, err := w.dyn.Resource(gvr).Namespace(w.ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
+	case own && !w.seen && (apierrors.IsNotFound(err) || (err == nil && string(u.GetUID()) != uid)):
+		return nil, "", fmt.Errorf("%s %s with uid %s: %w in namespace %s", kind, name, uid, errNotThisRun, w.ns)
 	case apierrors.IsNotFound(err):
 		return nil, fmt.Sprintf("%s %s is gone", kind, name), nil
 	case err != nil:
 		return nil, "", kube.Classify(err, "get", gvr.GroupResource().String())
 	case string(u.GetUID()) != uid:
 		return nil, fmt.Sprintf("%s %s is gone (another object now has its name)", kind, name), nil
+	}
+	if own {
+		w.seen = true
+	}
+	if u.GetDeletionTimestamp() != nil {
+		return nil, fmt.Sprintf("%s %s is being deleted", kind, name), nil
 	}
 	return u, "", nil
 }
