@@ -1,7 +1,6 @@
 package runwatch_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -20,13 +18,10 @@ import (
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
-	"github.com/chartreuse-go/chartreuse/pkg/binaries"
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
-	"github.com/chartreuse-go/chartreuse/pkg/step"
 	"github.com/chartreuse-go/chartreuse/test/kubeenv"
 	"github.com/chartreuse-go/chartreuse/test/pgenv"
 	"github.com/chartreuse-go/chartreuse/test/rbacrules"
-	"github.com/chartreuse-go/chartreuse/test/syncbuf"
 )
 
 // The Cluster tests run the migrate binary's step (pkg/binaries) in process
@@ -189,54 +184,7 @@ type outcome struct {
 // the step did.
 func (f *fixture) migrate(t *testing.T, sleep time.Duration, kubeconfig string, watch []string, during func()) outcome {
 	t.Helper()
-	db, err := f.pg.CreateDatabase(t.Context(), "runwatch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("KUBECONFIG", kubeconfig)
-	args := append([]string{"migrate", "--skip-version-check", "--database-url", f.pg.URL(db), "--dir", migrations(t, sleep),
-		"--results-dir", t.TempDir(), "--watch-run-namespace", f.ns, "--watch-run-interval", "200ms"}, watch...)
-	var stdout bytes.Buffer
-	stderr := &syncbuf.Buffer{}
-	done := make(chan int, 1)
-	go func() { done <- step.Run(context.Background(), binaries.Migrate(), args, &stdout, stderr) }()
-	conn, err := pgx.Connect(t.Context(), f.pg.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	for sleeping := false; !sleeping; {
-		select {
-		case code := <-done:
-			t.Fatalf("migrate ended (exit %d) before migration 2 slept:\n%s", code, stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if err := conn.QueryRow(t.Context(), "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()", db).Scan(&sleeping); err != nil {
-			t.Fatal(err)
-		}
-	}
-	during()
-	var o outcome
-	select {
-	case o.code = <-done:
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("migrate did not end:\n%s", stderr.String())
-	}
-	o.stderr = stderr.String()
-	dbConn, err := pgx.Connect(t.Context(), f.pg.URL(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dbConn.Close(context.Background())
-	rows, err := dbConn.Query(t.Context(), "SELECT version_id FROM goose_db_version WHERE version_id > 0 AND is_applied ORDER BY id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.applied, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("exit %d, applied %v\n%s", o.code, o.applied, o.stderr)
-	return o
+	return f.attack(t, migrations(t, sleep), kubeconfig, watch, true, during).outcome
 }
 
 // TestClusterCancelStopsMigrate: a cancel the step sees stops it at once as
