@@ -51,7 +51,7 @@ type Options struct {
 func (o *Options) Flags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "watch-run", Usage: "the run this step belongs to, as taskrun/NAME (Tekton: taskrun/$(context.taskRun.name); a cancel of the TaskRun, or of its PipelineRun unless the TaskRun is one of finally's, stops the step) or workflow/NAME (Argo: workflow/{{workflow.name}}; argo stop or terminate stops it): once the run asks for it the step stops as on SIGTERM (a migration in a transaction rolls back, none after it starts, exit 75), before the engine's own signal reaches the pod; empty: no watch", Destination: &o.Run},
-		&cli.StringFlag{Name: "watch-run-uid", Usage: "the uid of that TaskRun or Workflow ($(context.taskRun.uid), {{workflow.uid}}), required with --watch-run: another object that now has its name counts as the run gone", Destination: &o.UID},
+		&cli.StringFlag{Name: "watch-run-uid", Usage: "the uid of that TaskRun or Workflow ($(context.taskRun.uid), {{workflow.uid}}), required with --watch-run: no object of that name with this uid when the step starts is refused (exit 2, nothing changed); once seen, another object with its name counts as the run gone", Destination: &o.UID},
 		&cli.StringFlag{Name: "watch-run-namespace", Usage: "namespace of the run (default: the pod's own namespace in a cluster, else the kubeconfig context's)", Destination: &o.Namespace},
 		&cli.DurationFlag{Name: "watch-run-interval", Value: time.Second, Usage: "how often the run is read, from 100ms to 1m", Destination: &o.Every},
 	}
