@@ -111,12 +111,7 @@ func printUnfinished(w io.Writer, held map[testKey][]string, picks func(testKey)
 	sort.Slice(keys, func(i, j int) bool { return keys[i].pkg+" "+keys[i].test < keys[j].pkg+" "+keys[j].test })
 	for _, k := range keys {
 		fmt.Fprintf(w, "--- UNFINISHED: %s (it never reported an end)\n", k.test)
-		for _, s := range held[k] {
-			if !framing(s) {
-				fmt.Fprint(w, s)
-			}
-		}
-		delete(held, k)
+		printHeld(w, held, k)
 	}
 }
 
@@ -134,13 +129,18 @@ func printFailed(w io.Writer, held map[testKey][]string, k testKey) {
 		// its result line first, then what it logged, as plain go test prints
 		lines := held[h]
 		sort.SliceStable(lines, func(i, j int) bool { return result(lines[i]) && !result(lines[j]) })
-		for _, s := range lines {
-			if !framing(s) {
-				fmt.Fprint(w, s)
-			}
-		}
-		delete(held, h)
+		printHeld(w, held, h)
 	}
+}
+
+// printHeld prints k's held lines but their framing, and lets go of them.
+func printHeld(w io.Writer, held map[testKey][]string, k testKey) {
+	for _, s := range held[k] {
+		if !framing(s) {
+			fmt.Fprint(w, s)
+		}
+	}
+	delete(held, k)
 }
 
 func printSlowest(w io.Writer, times []timing, n int) {
