@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,18 +62,37 @@ func newFixture(t *testing.T) *fixture {
 	if err := kubeenv.EnsureCRDs(ctx, dyn, "chartreuse-test-runwatch", append(kubeenv.ArgoCRDs, kubeenv.TektonCRDs...)...); err != nil {
 		t.Fatal(err)
 	}
-	pg, err := pgenv.Start(pgenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
-	f := &fixture{t: t, env: env, dyn: dyn, ns: env.NewNamespace(t), pg: pg}
+	f := &fixture{t: t, env: env, dyn: dyn, ns: env.NewNamespace(t), pg: sharedServer(t)}
 	rules, err := rbacrules.Migrate()
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.kubeconfig = env.ServiceAccountKubeconfig(t, f.ns, "chartreuse-migrate", &rbacv1.Role{Rules: rules})
 	return f
+}
+
+var (
+	pgOnce sync.Once
+	pg     *pgenv.Server
+	pgErr  error
+)
+
+// sharedServer is the package's PostgreSQL, started by the first test that
+// needs it and stopped after the last (each test has databases of its own):
+// one server for all, as starting one per test cost minutes on a loaded CI
+// node.
+func sharedServer(t *testing.T) *pgenv.Server {
+	t.Helper()
+	pgOnce.Do(func() {
+		pg, pgErr = pgenv.Start(pgenv.Options{})
+		if pgErr == nil {
+			kubeenv.AfterTests(pg.Stop)
+		}
+	})
+	if pgErr != nil {
+		t.Fatalf("PostgreSQL: %v", pgErr)
+	}
+	return pg
 }
 
 // create makes an object from YAML in the fixture's namespace.

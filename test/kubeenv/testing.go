@@ -70,12 +70,39 @@ func Main(m *testing.M, opts ...Options) {
 	go func() {
 		s := <-sigs
 		fmt.Fprintf(os.Stderr, "kubeenv: %s: tearing the test environment down\n", s)
+		runAfterTests()
 		stopShared(false)
 		os.Exit(130)
 	}()
 	code := m.Run()
+	runAfterTests()
 	stopShared(code != 0)
 	os.Exit(code)
+}
+
+var (
+	afterMu    sync.Mutex
+	afterTests []func()
+)
+
+// AfterTests registers f to run once the package's tests have ended (or Main
+// was interrupted), before Main tears the environment down: the place to
+// stop, by PID, a server the package's tests shared.
+func AfterTests(f func()) {
+	afterMu.Lock()
+	defer afterMu.Unlock()
+	afterTests = append(afterTests, f)
+}
+
+// runAfterTests runs what AfterTests registered, the last first, once each.
+func runAfterTests() {
+	afterMu.Lock()
+	fs := afterTests
+	afterTests = nil
+	afterMu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
 }
 
 func stopShared(failed bool) {
