@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -481,6 +482,84 @@ func set(vals map[string]any, path string, v any) map[string]any {
 	return out
 }
 
+// TestRunOfAList: with databases.list the run migrates the list. Argo: the
+// WorkflowTemplate's databases, parallelism and canary parameters; Tekton: a
+// PipelineRun of chartreuse-databases setting exactly parameters that Pipeline
+// declares, with its tasks' ServiceAccounts as tekton/examples sets them.
+func TestRunOfAList(t *testing.T) {
+	list := []any{map[string]any{"secret": "orders-db", "dir": "/migrations/orders"}, map[string]any{"secret": "billing-db", "key": "dsn"}}
+	withList := func(engine string) map[string]any {
+		return set(set(set(set(minimal(engine), "database.secret", ""), "databases.list", list), "databases.parallelism", 4), "databases.canary", false)
+	}
+	const want = `[{"dir":"/migrations/orders","secret":"orders-db"},{"key":"dsn","secret":"billing-db"}]`
+
+	_, run := runOf(t, mustRender(t, withList("argo")))
+	var wf wfv1.Workflow
+	if err := yaml.UnmarshalStrict(run, &wf); err != nil {
+		t.Fatalf("the run is no Workflow: %v\n%s", err, run)
+	}
+	got := map[string]string{}
+	for _, p := range wf.Spec.Arguments.Parameters {
+		got[p.Name] = p.Value.String()
+	}
+	for k, v := range map[string]string{"databases": want, "parallelism": "4", "canary": "false", "database-secret": ""} {
+		if got[k] != v {
+			t.Errorf("argo parameter %s = %q, want %q", k, got[k], v)
+		}
+	}
+
+	pl := sourceObjects(t, "tekton")["Pipeline/chartreuse-databases"]
+	var pipeline tektonv1.Pipeline
+	if err := yaml.UnmarshalStrict(pl.raw, &pipeline); err != nil {
+		t.Fatal(err)
+	}
+	var declared []string
+	for _, p := range pipeline.Spec.Params {
+		if p.Name != "run-id" {
+			declared = append(declared, p.Name)
+		}
+	}
+	_, run = runOf(t, mustRender(t, withList("tekton")))
+	var pr tektonv1.PipelineRun
+	if err := yaml.UnmarshalStrict(run, &pr); err != nil {
+		t.Fatalf("the run is no PipelineRun: %v\n%s", err, run)
+	}
+	if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != "chartreuse-databases" {
+		t.Errorf("PipelineRun: pipelineRef %+v, want chartreuse-databases", pr.Spec.PipelineRef)
+	}
+	var names []string
+	got = map[string]string{}
+	for _, p := range pr.Spec.Params {
+		names = append(names, p.Name)
+		got[p.Name] = p.Value.StringVal
+	}
+	sameSet(t, "tekton list parameters", names, declared)
+	for k, v := range map[string]string{"databases": want, "parallelism": "4", "canary": "false"} {
+		if got[k] != v {
+			t.Errorf("tekton parameter %s = %q, want %q", k, got[k], v)
+		}
+	}
+	sa := map[string]string{}
+	for _, s := range pr.Spec.TaskRunSpecs {
+		sa[s.PipelineTaskName] = s.ServiceAccountName
+	}
+	example := map[string]string{}
+	var ex tektonv1.PipelineRun
+	b, err := os.ReadFile(filepath.Join(repoRoot, "tekton", "examples", "databases-pipelinerun.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &ex); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ex.Spec.TaskRunSpecs {
+		example[s.PipelineTaskName] = s.ServiceAccountName
+	}
+	if !maps.Equal(sa, example) || len(sa) == 0 {
+		t.Errorf("PipelineRun's tasks run as %v, want as tekton/examples/databases-pipelinerun.yaml: %v", sa, example)
+	}
+}
+
 // TestSchemaRefuses: each bad value fails `helm install` / `helm template` before
 // anything reaches the cluster, with an error naming the value and what it must be.
 func TestSchemaRefuses(t *testing.T) {
@@ -519,6 +598,11 @@ func TestSchemaRefuses(t *testing.T) {
 		{"hook timeout zero", set(base, "hook.timeout", "0s"), []string{"/hook/timeout"}},
 		{"hook timeout without unit", set(base, "hook.timeout", "3600"), []string{"/hook/timeout"}},
 		{"hook misspelt", set(base, "hook.enable", true), []string{"/hook", "enable"}},
+		{"list entry with an unknown key", set(base, "databases.list", []any{map[string]any{"secret": "a-db", "directory": "/m"}}), []string{"/databases/list/0", "directory"}},
+		{"list entry secret not a name", set(base, "databases.list", []any{map[string]any{"secret": "A_DB"}}), []string{"/databases/list/0/secret"}},
+		{"list with patroni", set(set(set(base, "databases.list", []any{map[string]any{"secret": "a-db"}}), "patroni.enabled", true), "patroni.url", "http://db:8008"), []string{"/patroni/enabled"}},
+		{"list parallelism 0", set(base, "databases.parallelism", 0), []string{"/databases/parallelism"}},
+		{"tekton list with other registry credentials", set(set(set(minimal("tekton"), "databases.list", []any{map[string]any{"secret": "a-db"}}), "migrations.image", "registry.example.com/m:1"), "migrations.registryCredentialsSecret", "mine"), []string{"/migrations/registryCredentialsSecret"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := render(t, c, tc.vals)
@@ -541,6 +625,8 @@ func TestSchemaRefuses(t *testing.T) {
 		set(base, "workloads.stop", "auto"),
 		set(base, "timeouts.statement", "1h30m"),
 		set(base, "timeouts.lock", "0"),
+		// a list: database.secret may stay empty, the entries name theirs
+		set(set(base, "database.secret", ""), "databases.list", []any{map[string]any{"secret": "a-db"}, map[string]any{"secret": "b-db", "dir": "/migrations/b"}}),
 	} {
 		if _, err := render(t, c, vals); err != nil {
 			t.Errorf("refused good values %v: %v", vals, err)

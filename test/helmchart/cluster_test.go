@@ -83,6 +83,18 @@ func TestOnCluster(t *testing.T) {
 
 			helmInstallUpgradeUninstall(ctx, t, env.State().Kubeconfig, ns, engine, vals, dyn, mapper)
 		})
+		// the run of a databases list passes the server's strict validation too
+		t.Run(engine+"-list", func(t *testing.T) {
+			ns := env.NewNamespace(t)
+			vals := set(set(set(ciValues(t, engine), "hook.enabled", false), "patroni.enabled", false), "databases.list",
+				[]any{map[string]any{"secret": "orders-db"}, map[string]any{"secret": "billing-db", "dir": "db/billing"}})
+			_, run := runOf(t, mustRender(t, vals))
+			for _, o := range splitObjects(t, run) {
+				if err := serverDryRun(ctx, dyn, mapper, ns, o.obj); err != nil {
+					t.Errorf("%s: server-side dry run: %v", o.key(), err)
+				}
+			}
+		})
 	}
 }
 

@@ -107,7 +107,9 @@ func asRelease(t *testing.T, r any) *release.Release {
 //     log naming the failed step;
 //  5. upgrade with the fix: migrated to 3, the application back, nothing deleted by hand;
 //  6. upgrade with hook.mode: pre and 4 pending: migrated before Helm applies, the
-//     application stopped and restored.
+//     application stopped and restored;
+//  7. upgrade with databases.list: the shop's database held at its version and a new
+//     billing database migrated to 5 in one run, the application stopped once.
 func TestHelmArgo(t *testing.T) { helmScenarios(t, "argo") }
 
 func helmScenarios(t *testing.T, engineName string) {
@@ -211,13 +213,18 @@ func helmScenarios(t *testing.T, engineName string) {
 	c := shopChart(t)
 	app := &e2e.App{Namespace: ns, Name: "shop", Selector: "app.kubernetes.io/name=shop", Replicas: 1}
 	mode := "post"
+	var list []any // databases.list
 	values := func(set string) map[string]any {
-		return map[string]any{"chartreuse": map[string]any{
+		v := map[string]any{
 			"engine":     engineName,
 			"image":      helmImage,
 			"migrations": map[string]any{"dir": e2e.SetsRoot + "/" + set},
 			"hook":       map[string]any{"mode": mode},
-		}}
+		}
+		if list != nil {
+			v["databases"] = map[string]any{"list": list}
+		}
+		return map[string]any{"chartreuse": v}
 	}
 	wantVersion := func(step string, want int64) {
 		t.Helper()
@@ -447,7 +454,44 @@ func helmScenarios(t *testing.T, engineName string) {
 	}
 	wantRestored(t, ctx, app, kc)
 
-	// 8. helm uninstall, then an install of a release of the same name with one
+	// 8. databases.list: the shop's database, held at 4 (nothing pending), and a
+	// new, empty billing database migrated to 5 in the same run: the application
+	// stopped once and restored (on Tekton a PipelineRun of chartreuse-databases).
+	mode = "post"
+	billingName, err := pg.CreateDatabase(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	billing := e2e.Database{Server: pg, Name: billingName}
+	if err := e2e.CreateSecret(ctx, kc, ns, "billing-db", billing.URL()); err != nil {
+		t.Fatal(err)
+	}
+	list = []any{map[string]any{"secret": "shop-db", "to": "4"}, map[string]any{"secret": "billing-db"}}
+	before, err = app.State(ctx, kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err = e2e.WatchPods(ctx, kc, ns, app.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, _, err = upgrade("list", "v5")
+	pw.Stop()
+	list = nil
+	if err != nil || rel.Info.Status != common.StatusDeployed {
+		t.Fatalf("upgrade with a databases list: %v\n%s", err, logs())
+	}
+	wantVersion("list", 4)
+	if v, err := billing.Version(ctx); err != nil || v != 5 {
+		t.Errorf("list: billing database at version %d (%v), want 5", v, err)
+	}
+	wantRun("list", 8, "Succeeded")
+	if deleted := deletedPods(pw, before.Pods); len(deleted) != len(before.Pods) {
+		t.Errorf("list: %d of the %d pods running before were deleted, want all (the application stopped once)", len(deleted), len(before.Pods))
+	}
+	wantRestored(t, ctx, app, kc)
+
+	// 9. helm uninstall, then an install of a release of the same name with one
 	// more migration. Helm counts revisions from 1 again and the earlier install's
 	// runs stay: the new hook once followed the old shop-chartreuse-1 (Succeeded)
 	// and Helm reported the install done with migration 5 never run. It refuses

@@ -29,6 +29,10 @@ both engines take them. README.md maps each value to its parameter.
 {{- define "chartreuse.parameters" -}}
 {{- $v := .Values -}}
 {{- $argo := eq $v.engine "argo" -}}
+{{- /* Tekton's list Pipeline declares fewer parameters: those of Patroni, the
+credentials Secrets' names and retry-transient-for are the single Pipeline's */ -}}
+{{- $list := gt (len $v.databases.list) 0 -}}
+{{- $single := or $argo (not $list) -}}
 {{- $ps := list -}}
 {{- $ps = append $ps (dict "name" "image" "value" (toString $v.image)) -}}
 {{- $ps = append $ps (dict "name" "database-secret" "value" (toString $v.database.secret)) -}}
@@ -37,29 +41,30 @@ both engines take them. README.md maps each value to its parameter.
 {{- $ps = append $ps (dict "name" "git-url" "value" (toString $v.migrations.git.url)) -}}
 {{- $ps = append $ps (dict "name" "git-revision" "value" (toString $v.migrations.git.revision)) -}}
 {{- $ps = append $ps (dict "name" "migrations-image" "value" (toString $v.migrations.image)) -}}
-{{- $ps = append $ps (dict "name" "registry-credentials-secret" "value" (toString $v.migrations.registryCredentialsSecret)) -}}
+{{- if $single -}}{{- $ps = append $ps (dict "name" "registry-credentials-secret" "value" (toString $v.migrations.registryCredentialsSecret)) -}}{{- end -}}
 {{- $ps = append $ps (dict "name" "insecure-registry" "value" (toString $v.migrations.insecureRegistry)) -}}
-{{- $ps = append $ps (dict "name" "git-credentials-secret" "value" (toString $v.migrations.git.credentialsSecret)) -}}
+{{- if $single -}}{{- $ps = append $ps (dict "name" "git-credentials-secret" "value" (toString $v.migrations.git.credentialsSecret)) -}}{{- end -}}
 {{- $ps = append $ps (dict "name" "namespace" "value" (toString $v.workloads.namespace)) -}}
 {{- $ps = append $ps (dict "name" "workload-selector" "value" (toString $v.workloads.selector)) -}}
 {{- $ps = append $ps (dict "name" "workload" "value" (join "," $v.workloads.names)) -}}
 {{- $ps = append $ps (dict "name" "stop-workloads" "value" (toString $v.workloads.stop)) -}}
-{{- $ps = append $ps (dict "name" "patroni" "value" (toString $v.patroni.enabled)) -}}
-{{- $ps = append $ps (dict "name" "patroni-url" "value" (toString $v.patroni.url)) -}}
-{{- $ps = append $ps (dict "name" "owner-role" "value" (toString $v.patroni.ownerRole)) -}}
-{{- $ps = append $ps (dict "name" "writer-role" "value" (toString $v.patroni.writerRole)) -}}
-{{- $ps = append $ps (dict "name" "reader-role" "value" (toString $v.patroni.readerRole)) -}}
+{{- if $single -}}{{- $ps = append $ps (dict "name" "patroni" "value" (toString $v.patroni.enabled)) -}}{{- end -}}
+{{- if $single -}}{{- $ps = append $ps (dict "name" "patroni-url" "value" (toString $v.patroni.url)) -}}{{- end -}}
+{{- if $single -}}{{- $ps = append $ps (dict "name" "owner-role" "value" (toString $v.patroni.ownerRole)) -}}{{- end -}}
+{{- if $single -}}{{- $ps = append $ps (dict "name" "writer-role" "value" (toString $v.patroni.writerRole)) -}}{{- end -}}
+{{- if $single -}}{{- $ps = append $ps (dict "name" "reader-role" "value" (toString $v.patroni.readerRole)) -}}{{- end -}}
 {{- $ps = append $ps (dict "name" "migrate-role" "value" (toString $v.migrations.role)) -}}
 {{- $ps = append $ps (dict "name" "wait-timeout" "value" (toString $v.timeouts.wait)) -}}
 {{- if $argo -}}
 {{- $ps = append $ps (dict "name" "image-pull-timeout" "value" (toString $v.imagePullTimeout)) -}}
 {{- $ps = append $ps (dict "name" "image-pull-secret" "value" (toString $v.imagePullSecret)) -}}
-{{- /* several databases in one run (issue 15): not offered by the chart yet */ -}}
-{{- $ps = append $ps (dict "name" "databases" "value" "") -}}
-{{- $ps = append $ps (dict "name" "parallelism" "value" "1") -}}
-{{- $ps = append $ps (dict "name" "canary" "value" "true") -}}
 {{- end -}}
-{{- $ps = append $ps (dict "name" "patroni-timeout" "value" (toString $v.patroni.timeout)) -}}
+{{- if or $argo $list -}}
+{{- $ps = append $ps (dict "name" "databases" "value" (ternary (toJson $v.databases.list) "" $list)) -}}
+{{- $ps = append $ps (dict "name" "parallelism" "value" (toString $v.databases.parallelism)) -}}
+{{- $ps = append $ps (dict "name" "canary" "value" (toString $v.databases.canary)) -}}
+{{- end -}}
+{{- if $single -}}{{- $ps = append $ps (dict "name" "patroni-timeout" "value" (toString $v.patroni.timeout)) -}}{{- end -}}
 {{- $ps = append $ps (dict "name" "scale-timeout" "value" (toString $v.timeouts.scale)) -}}
 {{- $ps = append $ps (dict "name" "wait-ready" "value" (toString $v.workloads.waitReady)) -}}
 {{- $ps = append $ps (dict "name" "ready-timeout" "value" (toString $v.timeouts.ready)) -}}
@@ -77,7 +82,7 @@ both engines take them. README.md maps each value to its parameter.
 {{- if or $argo $v.runId -}}
 {{- $ps = append $ps (dict "name" "run-id" "value" (toString $v.runId)) -}}
 {{- end -}}
-{{- $ps = append $ps (dict "name" "retry-transient-for" "value" (toString $v.timeouts.retryTransientFor)) -}}
+{{- if $single -}}{{- $ps = append $ps (dict "name" "retry-transient-for" "value" (toString $v.timeouts.retryTransientFor)) -}}{{- end -}}
 {{- $ps = append $ps (dict "name" "log-format" "value" (toString $v.logFormat)) -}}
 {{- if not $argo -}}
 {{- $ps = append $ps (dict "name" "gate-timeout" "value" (toString $v.timeouts.gate)) -}}
@@ -103,13 +108,22 @@ tekton/examples/pipelinerun.yaml would make it.
 {{- $_ := set $pod "imagePullSecrets" (list (dict "name" .Values.imagePullSecret)) -}}
 {{- end -}}
 {{- $specs := list -}}
+{{- $list := gt (len .Values.databases.list) 0 -}}
 {{- range $task := list "gate" "release-gate" -}}
 {{- $specs = append $specs (dict "pipelineTaskName" $task "serviceAccountName" "chartreuse-gate") -}}
 {{- end -}}
+{{- if $list -}}
+{{- /* as tekton/examples/databases-pipelinerun.yaml */ -}}
+{{- $specs = prepend $specs (dict "pipelineTaskName" "check" "serviceAccountName" "chartreuse-check-databases") -}}
+{{- range $task := list "rounds" "migrate" "rollback" -}}
+{{- $specs = append $specs (dict "pipelineTaskName" $task "serviceAccountName" "chartreuse-pipeline-migrate") -}}
+{{- end -}}
+{{- else -}}
 {{- range $task := list "plan" "migrate" "record-accepted" -}}
 {{- $specs = append $specs (dict "pipelineTaskName" $task "serviceAccountName" "chartreuse-pipeline-migrate") -}}
 {{- end -}}
-{{- $spec := dict "pipelineRef" (dict "name" "chartreuse") "params" $params "taskRunSpecs" $specs "taskRunTemplate" (dict "serviceAccountName" "chartreuse-pipeline" "podTemplate" $pod) "timeouts" (dict "pipeline" "0") -}}
+{{- end -}}
+{{- $spec := dict "pipelineRef" (dict "name" (ternary "chartreuse-databases" "chartreuse" $list)) "params" $params "taskRunSpecs" $specs "taskRunTemplate" (dict "serviceAccountName" "chartreuse-pipeline" "podTemplate" $pod) "timeouts" (dict "pipeline" "0") -}}
 {{- toYaml (dict "apiVersion" "tekton.dev/v1" "kind" "PipelineRun" "metadata" $meta "spec" $spec) -}}
 {{- end -}}
 {{- end -}}
