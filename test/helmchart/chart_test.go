@@ -519,7 +519,29 @@ func TestRunOfAList(t *testing.T) {
 			declared = append(declared, p.Name)
 		}
 	}
-	_, run = runOf(t, mustRender(t, withList("tekton")))
+	rel := mustRender(t, withList("tekton"))
+	// the hook may read the list's Pipeline (its --check-declared), and no other
+	var readsPipeline []string
+	for _, h := range rel.Hooks {
+		for _, o := range splitObjects(t, []byte(h.Manifest)) {
+			if o.obj.GetKind() != "Role" {
+				continue
+			}
+			rules, _, _ := unstructured.NestedSlice(o.obj.Object, "rules")
+			for _, r := range rules {
+				m, _ := r.(map[string]any)
+				if res, _ := m["resources"].([]any); len(res) == 1 && res[0] == "pipelines" {
+					for _, n := range m["resourceNames"].([]any) {
+						readsPipeline = append(readsPipeline, n.(string))
+					}
+				}
+			}
+		}
+	}
+	if !slices.Equal(readsPipeline, []string{"chartreuse-databases"}) {
+		t.Errorf("the hook's Role reads the Pipelines %v, want [chartreuse-databases]", readsPipeline)
+	}
+	_, run = runOf(t, rel)
 	var pr tektonv1.PipelineRun
 	if err := yaml.UnmarshalStrict(run, &pr); err != nil {
 		t.Fatalf("the run is no PipelineRun: %v\n%s", err, run)
