@@ -5,12 +5,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
-
-var taskRuns = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "taskruns"}
 
 // follower turns the successive states of one run into log lines: the run's phase
 // and message when they change, each step as it starts and ends, and, on Argo, the
@@ -34,7 +33,7 @@ func (f *follower) observe(u *unstructured.Unstructured, phase, msg string, done
 		f.w.Log.Info("run", "name", f.name, "phase", phase, "message", msg)
 		f.phase, f.msg = phase, msg
 	}
-	if f.gvr == workflows {
+	if f.gvr == kube.Workflows {
 		f.argoSteps(u)
 		f.argoMutex(u, done)
 		return
@@ -143,12 +142,12 @@ func (f *follower) tektonSteps(u *unstructured.Unstructured) {
 		if f.ended[trName] {
 			continue
 		}
-		tr, err := f.w.Client.Resource(taskRuns).Namespace(f.w.Namespace).Get(f.ctx, trName, metav1.GetOptions{})
+		tr, err := f.w.Client.Resource(kube.TaskRuns).Namespace(f.w.Namespace).Get(f.ctx, trName, metav1.GetOptions{})
 		if err != nil {
 			f.w.Log.Debug("reading a TaskRun", "taskrun", trName, "error", err.Error())
 			continue
 		}
-		done, ok, reason, msg := ended(pipelineRuns, tr)
+		done, ok, reason, msg := ended(kube.PipelineRuns, tr)
 		if !done {
 			continue
 		}

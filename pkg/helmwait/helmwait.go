@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/chartreuse-go/chartreuse/pkg/failure"
+	"github.com/chartreuse-go/chartreuse/pkg/kube"
 )
 
 // Label on the run: the Helm revision it was created for.
@@ -40,12 +41,6 @@ const RevisionLabel = "chartreuse.io/helm-revision"
 // install created stay behind, so a name and a revision label are not enough
 // to tell this install's run from an earlier one's.
 const HookAnnotation = "chartreuse.io/hook-job-uid"
-
-// The resources of the two engines' runs.
-var (
-	workflows    = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"}
-	pipelineRuns = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}
-)
 
 // Run is a run to create: a Workflow or a PipelineRun, as rendered by the chart.
 type Run struct {
@@ -64,9 +59,9 @@ func Parse(runYAML []byte) (*Run, error) {
 	r := &Run{obj: u}
 	switch u.GroupVersionKind() {
 	case schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "Workflow"}:
-		r.gvr = workflows
+		r.gvr = kube.Workflows
 	case schema.GroupVersionKind{Group: "tekton.dev", Version: "v1", Kind: "PipelineRun"}:
-		r.gvr = pipelineRuns
+		r.gvr = kube.PipelineRuns
 	default:
 		return nil, failure.Permanentf("the run is a %s %s, want an argoproj.io/v1alpha1 Workflow or a tekton.dev/v1 PipelineRun", u.GetAPIVersion(), u.GetKind())
 	}
@@ -221,7 +216,7 @@ func (w *Waiter) CreateAndWait(ctx context.Context, r *Run, revision int) (Resul
 // ended reads a run's status: whether it ended, whether it succeeded, its phase and
 // message.
 func ended(gvr schema.GroupVersionResource, u *unstructured.Unstructured) (done, ok bool, phase, msg string) {
-	if gvr == workflows {
+	if gvr == kube.Workflows {
 		phase, _, _ = unstructured.NestedString(u.Object, "status", "phase")
 		msg, _, _ = unstructured.NestedString(u.Object, "status", "message")
 		switch phase {
@@ -255,7 +250,7 @@ func ended(gvr schema.GroupVersionResource, u *unstructured.Unstructured) (done,
 }
 
 func detailsCommand(gvr schema.GroupVersionResource, ns, name string) string {
-	if gvr == workflows {
+	if gvr == kube.Workflows {
 		return fmt.Sprintf("argo get -n %s %s", ns, name)
 	}
 	return fmt.Sprintf("tkn pipelinerun describe -n %s %s", ns, name)
@@ -269,7 +264,7 @@ func (w *Waiter) CheckDeclared(ctx context.Context, r *Run) error {
 	var defGVR schema.GroupVersionResource
 	var defKind, ref string
 	var runParams []any
-	if r.gvr == workflows {
+	if r.gvr == kube.Workflows {
 		defGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflowtemplates"}
 		defKind = "WorkflowTemplate"
 		ref, _, _ = unstructured.NestedString(r.obj.Object, "spec", "workflowTemplateRef", "name")
@@ -281,7 +276,7 @@ func (w *Waiter) CheckDeclared(ctx context.Context, r *Run) error {
 		runParams, _, _ = unstructured.NestedSlice(r.obj.Object, "spec", "params")
 	}
 	if ref == "" {
-		return failure.Permanentf("the %s names no %s to run (spec.%s)", r.Kind(), defKind, map[bool]string{true: "workflowTemplateRef.name", false: "pipelineRef.name"}[r.gvr == workflows])
+		return failure.Permanentf("the %s names no %s to run (spec.%s)", r.Kind(), defKind, map[bool]string{true: "workflowTemplateRef.name", false: "pipelineRef.name"}[r.gvr == kube.Workflows])
 	}
 	def, err := w.Client.Resource(defGVR).Namespace(w.Namespace).Get(ctx, ref, metav1.GetOptions{})
 	switch {
@@ -291,7 +286,7 @@ func (w *Waiter) CheckDeclared(ctx context.Context, r *Run) error {
 		return failure.Transientf("reading %s %s: %w", defKind, ref, err)
 	}
 	var declared []any
-	if r.gvr == workflows {
+	if r.gvr == kube.Workflows {
 		declared, _, _ = unstructured.NestedSlice(def.Object, "spec", "arguments", "parameters")
 	} else {
 		declared, _, _ = unstructured.NestedSlice(def.Object, "spec", "params")

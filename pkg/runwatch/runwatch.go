@@ -28,12 +28,6 @@ const (
 	KindWorkflow = "workflow" // Argo: the step's Workflow
 )
 
-var (
-	taskRuns     = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "taskruns"}
-	pipelineRuns = schema.GroupVersionResource{Group: "tekton.dev", Version: "v1", Resource: "pipelineruns"}
-	workflows    = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"}
-)
-
 // complainEvery spaces the log lines about reads that fail.
 const complainEvery = time.Minute
 
@@ -209,7 +203,7 @@ func (w *watcher) watch(ctx context.Context, stop func(string), prev error) {
 // check reads the run once: why is not empty when it asks this step to stop.
 func (w *watcher) check(ctx context.Context) (why string, err error) {
 	if w.kind == KindWorkflow {
-		wf, why, err := w.get(ctx, workflows, "Workflow", w.name, w.uid)
+		wf, why, err := w.get(ctx, kube.Workflows, "Workflow", w.name, w.uid)
 		if wf == nil {
 			return why, err
 		}
@@ -218,7 +212,7 @@ func (w *watcher) check(ctx context.Context) (why string, err error) {
 		}
 		return "", nil
 	}
-	tr, why, err := w.get(ctx, taskRuns, "TaskRun", w.name, w.uid)
+	tr, why, err := w.get(ctx, kube.TaskRuns, "TaskRun", w.name, w.uid)
 	if tr == nil {
 		return why, err
 	}
@@ -233,7 +227,7 @@ func (w *watcher) check(ctx context.Context) (why string, err error) {
 	if owner == nil {
 		return "", nil // a TaskRun of its own
 	}
-	pr, why, err := w.get(ctx, pipelineRuns, "PipelineRun", owner.Name, string(owner.UID))
+	pr, why, err := w.get(ctx, kube.PipelineRuns, "PipelineRun", owner.Name, string(owner.UID))
 	if pr == nil {
 		return why, err
 	}
